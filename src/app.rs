@@ -1,0 +1,309 @@
+//! Wires the stages and owns start-up and shutdown.
+//!
+//! Start-up: bind the HTTP listener (so probes answer at once), check the servers (retrying
+//! while they are unreachable, stopping on a definite problem), fix the start position (the
+//! checkpoint, or the binlog end persisted as the first checkpoint), then mark ready and run
+//! source → projector → lanes → tracker. Shutdown: cancelling the token stops the source; each
+//! stage ends when its input closes, so in-flight writes drain and the final checkpoint is
+//! committed.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use mysql_async::Pool;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::checkpoint::tracker::Tracker;
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::config::{CheckpointStoreConfig, Config, DeadLetterConfig, Problem};
+use crate::error::{chain, Classify, ErrorClass};
+use crate::metrics::{self, now_millis, Health};
+use crate::sink::deadletter::DeadLetterStore;
+use crate::sink::dynamo::{self, SdkErrorInfo};
+use crate::sink::lane::Lane;
+use crate::sink::tables::{check_table, needed_tables};
+use crate::sink::writer::Writer;
+use crate::source::{self, preflight, watched_tables, Source, SourceError, StartPoint};
+use crate::view::stage::Projector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("preflight found {} problem(s)", .0.len())]
+    Preflight(Vec<Problem>),
+    #[error("source")]
+    Source(#[from] SourceError),
+    #[error("checkpoint")]
+    Checkpoint(#[from] CheckpointError),
+    #[error("dynamodb: {0}")]
+    Dynamo(SdkErrorInfo),
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Classify for AppError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            AppError::Preflight(_) | AppError::Listen { .. } => ErrorClass::Definite,
+            AppError::Source(e) => e.class(),
+            AppError::Checkpoint(e) => e.class(),
+            AppError::Dynamo(info) => info.class,
+        }
+    }
+}
+
+pub fn checkpoint_store(config: &Config, client: &Client) -> CheckpointStore {
+    match &config.checkpoint {
+        CheckpointStoreConfig::Table(table) => {
+            CheckpointStore::table(client.clone(), table.clone(), config.source.server_id)
+        }
+        CheckpointStoreConfig::File(path) => CheckpointStore::File(path.clone()),
+    }
+}
+
+/// Runs the daemon until `shutdown` fires (then drains) or a definite error stops it.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    let health = Arc::new(Health::default());
+    let listener = TcpListener::bind(config.metrics_listen)
+        .await
+        .map_err(|source| AppError::Listen {
+            addr: config.metrics_listen,
+            source,
+        })?;
+    info!(listen = %config.metrics_listen, "serving /metrics, /healthz, /readyz");
+    let server_stop = CancellationToken::new();
+    let stall_limit = config.source.idle_timeout * 6;
+    let server = tokio::spawn(metrics::serve(
+        listener,
+        health.clone(),
+        stall_limit,
+        server_stop.clone(),
+    ));
+
+    let client = dynamo::client(&config.dynamodb).await;
+    let store = Arc::new(checkpoint_store(&config, &client));
+    let pool = Pool::new(
+        mysql_async::Opts::from_url(&config.source.url)
+            .map_err(|e| AppError::Source(SourceError::Url(e)))?,
+    );
+
+    let Some((start, initial)) = prepare_with_retry(&config, &client, &store, &shutdown).await?
+    else {
+        server_stop.cancel();
+        return Ok(());
+    };
+    health.set_ready();
+    info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
+
+    let dead_letters = match &config.dead_letter {
+        DeadLetterConfig::Table(table) => DeadLetterStore::table(client.clone(), table.clone()),
+        DeadLetterConfig::File(path) => DeadLetterStore::file(path.clone()),
+    };
+    let writer = Arc::new(Writer {
+        client: client.clone(),
+        dead_letters,
+        max_backoff: config.source.max_backoff,
+    });
+    let tasks = TaskTracker::new();
+    let capacity = config.writer.queue_capacity;
+    let (ack_tx, ack_rx) = mpsc::channel(capacity);
+    let mut lane_senders = Vec::new();
+    for id in 0..config.writer.lanes {
+        let (tx, rx) = mpsc::channel(capacity);
+        lane_senders.push(tx);
+        let lane = Lane {
+            id,
+            rx,
+            acks: ack_tx.clone(),
+            writer: writer.clone(),
+            config: config.writer.clone(),
+        };
+        tasks.spawn(lane.run());
+    }
+    drop(ack_tx);
+    let last_read_seq = Arc::new(AtomicU64::new(initial.seq));
+    let tracker = Tracker {
+        lanes: config.writer.lanes,
+        rx: ack_rx,
+        store: store.clone(),
+        interval: config.checkpoint_interval,
+        health: health.clone(),
+        last_read_seq: last_read_seq.clone(),
+        initial,
+    };
+    let tracker = tokio::spawn(tracker.run());
+    let (source_tx, source_rx) = mpsc::channel(capacity);
+    tasks.spawn(Projector::new(&config.views, source_rx, lane_senders, last_read_seq).run());
+    tasks.close();
+
+    let tables = watched_tables(config.views.iter().map(|v| &v.source));
+    let source = Source::new(
+        config.source.clone(),
+        tables,
+        source_tx,
+        health.clone(),
+        pool.clone(),
+    );
+    let source_result = source.run(start, shutdown.clone()).await;
+    if let Err(error) = &source_result {
+        warn!(error = %chain(error), "source stopped; draining what was read");
+    }
+    tasks.wait().await;
+    let tracker_result = tracker.await.expect("the tracker task does not panic");
+    server_stop.cancel();
+    let _ = server.await;
+    let _ = pool.disconnect().await;
+    source_result?;
+    tracker_result?;
+    Ok(())
+}
+
+async fn prepare_with_retry(
+    config: &Config,
+    client: &Client,
+    store: &CheckpointStore,
+    shutdown: &CancellationToken,
+) -> Result<Option<(StartPoint, Checkpoint)>, AppError> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match prepare(config, client, store).await {
+            Ok(ready) => return Ok(Some(ready)),
+            Err(error) if error.is_transient() => {
+                warn!(error = %chain(&error), delay_ms = delay.as_millis() as u64, "servers not reachable yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(config.source.max_backoff);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Preflight and the start position. A fresh start persists its position as the first
+/// checkpoint, so that a crash before the first commit resumes from the same place.
+async fn prepare(
+    config: &Config,
+    client: &Client,
+    store: &CheckpointStore,
+) -> Result<(StartPoint, Checkpoint), AppError> {
+    let (mut conn, _flavor) = source::connect(&config.source.url).await?;
+    let mut problems = preflight::check_server(&mut conn, config).await?;
+    for (table, need) in needed_tables(config) {
+        for message in check_table(client, &table, &need)
+            .await
+            .map_err(AppError::Dynamo)?
+        {
+            problems.push(Problem {
+                file: config.file.clone(),
+                field: format!("table {table} ({})", need.users.join(", ")),
+                message,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AppError::Preflight(problems));
+    }
+    let end = source::binlog_end(&mut conn).await?;
+    let loaded = store.load().await?;
+    let result = match loaded {
+        Some(checkpoint) => {
+            let gone = preflight::check_checkpoint(&mut conn, config, &checkpoint).await?;
+            if let Some(problem) = gone.into_iter().next() {
+                return Err(AppError::Source(SourceError::PositionGone {
+                    position: checkpoint.position.to_string(),
+                    message: problem.message,
+                }));
+            }
+            let start = StartPoint {
+                position: Position {
+                    gtid: None,
+                    ..checkpoint.position.clone()
+                },
+                next_seq: checkpoint.seq + 1,
+                replay_end: Some(end),
+            };
+            (start, checkpoint)
+        }
+        None => {
+            let position = if config.source.start_at_beginning {
+                let files = source::binlog_files(&mut conn).await?;
+                Position {
+                    file: files.first().cloned().unwrap_or(end.file.clone()),
+                    pos: 4,
+                    gtid: None,
+                }
+            } else {
+                end
+            };
+            // Versions count up from the clock at the first start, so that they stay above
+            // anything an earlier deployment wrote and keep growing after a failover.
+            let seq = now_millis() * 1000;
+            let checkpoint = Checkpoint {
+                position: position.clone(),
+                seq,
+                updated_ms: now_millis(),
+            };
+            store.save(&checkpoint).await?;
+            info!(store = %store.describe(), position = %position, "no checkpoint: starting at the binlog end");
+            (
+                StartPoint {
+                    position,
+                    next_seq: seq + 1,
+                    replay_end: None,
+                },
+                checkpoint,
+            )
+        }
+    };
+    let _ = conn.disconnect().await;
+    Ok(result)
+}
+
+use crate::checkpoint::Position;
+
+/// Everything `check --connect` verifies, as a list of problems.
+pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
+    let (mut conn, _flavor) = source::connect(&config.source.url).await?;
+    let mut problems = preflight::check_server(&mut conn, config).await?;
+    problems.extend(preflight::check_views(&mut conn, &config.views).await?);
+    let client = dynamo::client(&config.dynamodb).await;
+    for (table, need) in needed_tables(config) {
+        match check_table(&client, &table, &need).await {
+            Ok(found) => problems.extend(found.into_iter().map(|message| Problem {
+                file: config.file.clone(),
+                field: format!("table {table} ({})", need.users.join(", ")),
+                message,
+            })),
+            Err(info) => problems.push(Problem {
+                file: config.file.clone(),
+                field: format!("table {table}"),
+                message: info.to_string(),
+            }),
+        }
+    }
+    let store = checkpoint_store(config, &client);
+    match store.load().await {
+        Ok(Some(checkpoint)) => {
+            problems.extend(preflight::check_checkpoint(&mut conn, config, &checkpoint).await?)
+        }
+        Ok(None) => {}
+        Err(error) => problems.push(Problem {
+            file: config.file.clone(),
+            field: "checkpoint".into(),
+            message: chain(&error),
+        }),
+    }
+    let _ = conn.disconnect().await;
+    Ok(problems)
+}

@@ -1,0 +1,157 @@
+//! The ordered commit of the acknowledged prefix.
+//!
+//! The projector sends the same barriers, in source order, to every lane; a lane acknowledges a
+//! barrier when every write it received before it is acknowledged by DynamoDB. The checkpoint
+//! may therefore advance to the lowest barrier that all lanes have acknowledged, and never
+//! further. It is persisted every `interval` and once more when the lanes have drained.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::error::{chain, Classify};
+use crate::metrics::{metrics, now_millis, Health};
+use crate::pipeline::{Ack, Barrier};
+
+pub struct Tracker {
+    pub lanes: usize,
+    pub rx: mpsc::Receiver<Ack>,
+    pub store: Arc<CheckpointStore>,
+    pub interval: Duration,
+    pub health: Arc<Health>,
+    /// Counter of the last transaction the projector has seen, for the lag when idle.
+    pub last_read_seq: Arc<AtomicU64>,
+    pub initial: Checkpoint,
+}
+
+impl Tracker {
+    /// Runs until every lane has finished; returns the last checkpoint persisted.
+    pub async fn run(mut self) -> Result<Checkpoint, CheckpointError> {
+        let mut acked: Vec<Option<Barrier>> = vec![None; self.lanes];
+        let mut committed: Option<Barrier> = None;
+        let mut saved = self.initial.clone();
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ack = self.rx.recv() => {
+                    let Some(ack) = ack else { break };
+                    let slot = &mut acked[ack.lane];
+                    if slot.as_ref().is_none_or(|b| b.seq < ack.barrier.seq) {
+                        *slot = Some(ack.barrier);
+                    }
+                    let Some(lowest) = lowest(&acked) else { continue };
+                    if committed.as_ref().is_none_or(|c| c.seq < lowest.seq) {
+                        metrics().commit_to_ack.observe(lowest.read_at.elapsed().as_secs_f64());
+                        committed = Some(lowest.clone());
+                    }
+                }
+                _ = tick.tick() => {
+                    self.update_lag(committed.as_ref());
+                    if let Err(error) = self.save(committed.as_ref(), &mut saved).await {
+                        if !error.is_transient() {
+                            return Err(error);
+                        }
+                        warn!(error = %chain(&error), "cannot persist the checkpoint; will retry");
+                    }
+                }
+            }
+        }
+        // Drained: persist the final position, trying a little harder.
+        for attempt in 0..10u32 {
+            match self.save(committed.as_ref(), &mut saved).await {
+                Ok(()) => break,
+                Err(error) if error.is_transient() && attempt < 9 => {
+                    warn!(error = %chain(&error), "cannot persist the final checkpoint; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                }
+                Err(error) => {
+                    error!(error = %chain(&error), "final checkpoint not persisted; a restart replays from the previous one");
+                    return Err(error);
+                }
+            }
+        }
+        self.update_lag(committed.as_ref());
+        info!(position = %saved.position, seq = saved.seq, "final checkpoint");
+        Ok(saved)
+    }
+
+    fn update_lag(&self, committed: Option<&Barrier>) {
+        let latest = self.last_read_seq.load(Ordering::Relaxed);
+        let lag = match committed {
+            Some(c) if c.seq < latest => {
+                (now_millis() as f64 / 1000.0 - f64::from(c.commit_ts)).max(0.0)
+            }
+            _ => 0.0,
+        };
+        metrics().replication_lag.set(lag);
+    }
+
+    async fn save(
+        &self,
+        committed: Option<&Barrier>,
+        saved: &mut Checkpoint,
+    ) -> Result<(), CheckpointError> {
+        let Some(barrier) = committed else {
+            return Ok(());
+        };
+        if barrier.seq <= saved.seq {
+            return Ok(());
+        }
+        let checkpoint = Checkpoint {
+            position: barrier.position.clone(),
+            seq: barrier.seq,
+            updated_ms: now_millis(),
+        };
+        self.store.save(&checkpoint).await?;
+        metrics().checkpoint_commits.inc();
+        metrics().checkpoint_seq.set(checkpoint.seq as i64);
+        self.health.checkpointed();
+        *saved = checkpoint;
+        Ok(())
+    }
+}
+
+fn lowest(acked: &[Option<Barrier>]) -> Option<&Barrier> {
+    let mut lowest: Option<&Barrier> = None;
+    for barrier in acked {
+        let barrier = barrier.as_ref()?;
+        if lowest.is_none_or(|l| barrier.seq < l.seq) {
+            lowest = Some(barrier);
+        }
+    }
+    lowest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::Position;
+    use std::time::Instant;
+
+    fn barrier(seq: u64) -> Barrier {
+        Barrier {
+            seq,
+            position: Position {
+                file: "b.1".into(),
+                pos: seq,
+                gtid: None,
+            },
+            commit_ts: 0,
+            read_at: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn lowest_needs_every_lane() {
+        assert!(lowest(&[Some(barrier(3)), None]).is_none());
+        assert_eq!(
+            lowest(&[Some(barrier(3)), Some(barrier(2))]).map(|b| b.seq),
+            Some(2)
+        );
+    }
+}

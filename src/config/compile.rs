@@ -1,0 +1,562 @@
+//! Raw → validated. Collects every problem with its file and field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::{RawAttribute, RawConfig, RawView};
+use super::{
+    CheckpointStoreConfig, Config, ConfigErrors, DeadLetterConfig, DynamoConfig, Problem,
+    SourceConfig, WriteMode, WriterConfig,
+};
+use crate::view::filter::Expr;
+use crate::view::spec::{AttributeSpec, Attributes, FillMode, KeySpec, TableRef, View};
+use crate::view::template::Template;
+use crate::view::value::Conversion;
+
+struct Problems {
+    list: Vec<Problem>,
+}
+
+impl Problems {
+    fn add(&mut self, file: &Path, field: impl Into<String>, message: impl Into<String>) {
+        self.list.push(Problem {
+            file: file.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// `${VAR}` from the environment; a missing variable is a problem.
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err("unclosed ${".to_string());
+        };
+        let name = &after[..end];
+        match env(name) {
+            Some(value) => out.push_str(&value),
+            None => return Err(format!("environment variable {name} is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn toml_problem(file: &Path, error: &toml::de::Error, problems: &mut Problems) {
+    let message = error.message().to_string();
+    let field = error
+        .span()
+        .map(|span| format!("bytes {}..{}", span.start, span.end))
+        .unwrap_or_default();
+    problems.add(file, field, message);
+}
+
+pub(super) fn load(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems { list: Vec::new() };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            problems.add(path, "", format!("cannot read: {error}"));
+            return Err(ConfigErrors(problems.list));
+        }
+    };
+    let raw: RawConfig = match toml::from_str(&text) {
+        Ok(raw) => raw,
+        Err(error) => {
+            toml_problem(path, &error, &mut problems);
+            return Err(ConfigErrors(problems.list));
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+
+    let url = match expand_env(&raw.source.url, env) {
+        Ok(url) => url,
+        Err(message) => {
+            problems.add(path, "source.url", message);
+            String::new()
+        }
+    };
+    if !url.is_empty() {
+        if let Err(error) = mysql_async::Opts::from_url(&url) {
+            problems.add(path, "source.url", format!("not a mysql:// URL: {error}"));
+        }
+    }
+    if raw.source.server_id == 0 {
+        problems.add(
+            path,
+            "source.server_id",
+            "must be a positive replica server id",
+        );
+    }
+    let start_at_beginning = match raw.source.start.as_deref() {
+        None | Some("end") => false,
+        Some("beginning") => true,
+        Some(other) => {
+            problems.add(
+                path,
+                "source.start",
+                format!("{other:?}: expected \"end\" or \"beginning\""),
+            );
+            false
+        }
+    };
+    let heartbeat_ms = raw.source.heartbeat_interval_ms.unwrap_or(1000);
+    if heartbeat_ms == 0 {
+        problems.add(path, "source.heartbeat_interval_ms", "must be positive");
+    }
+    let idle_ms = raw
+        .source
+        .idle_timeout_ms
+        .unwrap_or(heartbeat_ms.saturating_mul(5).max(5000));
+    if idle_ms <= heartbeat_ms {
+        problems.add(
+            path,
+            "source.idle_timeout_ms",
+            "must be longer than heartbeat_interval_ms",
+        );
+    }
+
+    let checkpoint = match (&raw.checkpoint.table, &raw.checkpoint.path) {
+        (Some(_), Some(_)) => {
+            problems.add(path, "checkpoint", "set either table or path, not both");
+            None
+        }
+        (Some(table), None) => {
+            check_table_name(path, "checkpoint.table", table, &mut problems);
+            Some(CheckpointStoreConfig::Table(table.clone()))
+        }
+        (None, Some(file)) => Some(CheckpointStoreConfig::File(base.join(file))),
+        (None, None) => Some(CheckpointStoreConfig::Table(
+            "rowcast_checkpoints".to_string(),
+        )),
+    };
+    let dead_letter = match (&raw.dead_letter.path, &checkpoint) {
+        (Some(file), _) => DeadLetterConfig::File(base.join(file)),
+        (None, Some(CheckpointStoreConfig::Table(t))) => DeadLetterConfig::Table(t.clone()),
+        (None, Some(CheckpointStoreConfig::File(f))) => {
+            let mut name = f.clone().into_os_string();
+            name.push(".deadletters.jsonl");
+            DeadLetterConfig::File(PathBuf::from(name))
+        }
+        (None, None) => DeadLetterConfig::Table("rowcast_checkpoints".to_string()),
+    };
+
+    let listen = raw.metrics.listen.as_deref().unwrap_or("127.0.0.1:9187");
+    let metrics_listen = match listen.parse::<SocketAddr>() {
+        Ok(addr) => addr,
+        Err(error) => {
+            problems.add(path, "metrics.listen", format!("{listen:?}: {error}"));
+            SocketAddr::from(([127, 0, 0, 1], 9187))
+        }
+    };
+
+    let writer = compile_writer(path, &raw, &mut problems);
+
+    if raw.views.is_empty() {
+        problems.add(path, "views", "no view globs given");
+    }
+    let mut view_files = Vec::new();
+    for (i, pattern) in raw.views.iter().enumerate() {
+        let field = format!("views[{i}]");
+        let full = base.join(pattern);
+        let Some(full) = full.to_str() else {
+            problems.add(path, field, "path is not UTF-8");
+            continue;
+        };
+        match glob::glob(full) {
+            Err(error) => problems.add(path, field, format!("bad glob {pattern:?}: {error}")),
+            Ok(paths) => {
+                let mut matched: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                if matched.is_empty() {
+                    problems.add(path, field, format!("glob {pattern:?} matches no file"));
+                }
+                matched.sort();
+                view_files.extend(matched);
+            }
+        }
+    }
+    view_files.dedup();
+
+    let mut views: Vec<Arc<View>> = Vec::new();
+    let mut names: HashMap<String, PathBuf> = HashMap::new();
+    let mut table_keys: HashMap<String, (PathBuf, String, Option<String>)> = HashMap::new();
+    for file in &view_files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) => {
+                problems.add(file, "", format!("cannot read: {error}"));
+                continue;
+            }
+        };
+        let raw_view: RawView = match toml::from_str(&text) {
+            Ok(raw_view) => raw_view,
+            Err(error) => {
+                toml_problem(file, &error, &mut problems);
+                continue;
+            }
+        };
+        let before = problems.list.len();
+        let Some(view) = compile_view_into(file, raw_view, &mut problems) else {
+            continue;
+        };
+        if let Some(other) = names.insert(view.name.clone(), file.clone()) {
+            problems.add(
+                file,
+                "name",
+                format!(
+                    "{:?} is also the name of the view in {}",
+                    view.name,
+                    other.display()
+                ),
+            );
+        }
+        let keys = (
+            file.clone(),
+            view.key.pk_attribute.clone(),
+            view.key.sk_attribute.clone(),
+        );
+        if let Some((other, pk, sk)) = table_keys.get(&view.table) {
+            if *pk != keys.1 || *sk != keys.2 {
+                problems.add(file, "key", format!(
+                    "table {} is shared with the view in {} whose key attributes differ ({pk}/{sk:?} vs {}/{:?})",
+                    view.table, other.display(), keys.1, keys.2
+                ));
+            }
+        } else {
+            table_keys.insert(view.table.clone(), keys);
+        }
+        if problems.list.len() == before {
+            views.push(Arc::new(view));
+        }
+    }
+
+    if !problems.list.is_empty() {
+        return Err(ConfigErrors(problems.list));
+    }
+    Ok(Config {
+        file: path.to_path_buf(),
+        source: SourceConfig {
+            url,
+            server_id: raw.source.server_id,
+            heartbeat_interval: Duration::from_millis(heartbeat_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+            start_at_beginning,
+            max_backoff: Duration::from_millis(raw.source.max_backoff_ms.unwrap_or(10_000)),
+        },
+        dynamodb: DynamoConfig {
+            endpoint_url: raw.dynamodb.endpoint_url,
+            region: raw.dynamodb.region,
+        },
+        checkpoint: checkpoint.expect("a checkpoint problem was reported above"),
+        checkpoint_interval: Duration::from_millis(raw.checkpoint.interval_ms.unwrap_or(1000)),
+        metrics_listen,
+        writer,
+        dead_letter,
+        views,
+    })
+}
+
+fn compile_writer(path: &Path, raw: &RawConfig, problems: &mut Problems) -> WriterConfig {
+    let w = &raw.writer;
+    let lanes = w.lanes.unwrap_or(8);
+    if !(1..=256).contains(&lanes) {
+        problems.add(path, "writer.lanes", "must be between 1 and 256");
+    }
+    let max_window_items = w.max_window_items.unwrap_or(100);
+    if max_window_items == 0 {
+        problems.add(path, "writer.max_window_items", "must be positive");
+    }
+    let queue_capacity = w.queue_capacity.unwrap_or(1024);
+    if queue_capacity == 0 {
+        problems.add(path, "writer.queue_capacity", "must be positive");
+    }
+    let mode = match w.mode.as_deref() {
+        None | Some("auto") => WriteMode::Auto,
+        Some("conditional") => WriteMode::Conditional,
+        Some(other) => {
+            problems.add(
+                path,
+                "writer.mode",
+                format!("{other:?}: expected \"auto\" or \"conditional\""),
+            );
+            WriteMode::Auto
+        }
+    };
+    WriterConfig {
+        lanes: lanes.clamp(1, 256),
+        flush_interval: Duration::from_millis(w.flush_interval_ms.unwrap_or(20)),
+        max_window_items: max_window_items.max(1),
+        queue_capacity: queue_capacity.max(1),
+        mode,
+    }
+}
+
+fn check_table_name(file: &Path, field: &str, name: &str, problems: &mut Problems) {
+    let valid = (3..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if !valid {
+        problems.add(
+            file,
+            field,
+            format!("{name:?} is not a DynamoDB table name (3-255 of a-z A-Z 0-9 _ - .)"),
+        );
+    }
+}
+
+fn check_attribute_name(file: &Path, field: &str, name: &str, problems: &mut Problems) {
+    if name.is_empty() {
+        problems.add(file, field, "attribute name is empty");
+    } else if name.starts_with('_') {
+        problems.add(
+            file,
+            field,
+            format!("{name:?}: names beginning with '_' are reserved for rowcast's metadata"),
+        );
+    }
+}
+
+fn compile_attribute(
+    file: &Path,
+    field: &str,
+    name: &str,
+    raw: &RawAttribute,
+    problems: &mut Problems,
+) -> AttributeSpec {
+    let (column, conversion) = match raw {
+        RawAttribute::Column(column) => (column.clone(), Conversion::Native),
+        RawAttribute::Spec(spec) => {
+            let conversion = match spec.conversion.as_deref() {
+                None => Conversion::Native,
+                Some(text) => Conversion::parse(text).unwrap_or_else(|| {
+                    problems.add(file, format!("{field}.as"), format!(
+                        "{text:?}: expected one of string, number, epoch_seconds, epoch_millis, json_string"
+                    ));
+                    Conversion::Native
+                }),
+            };
+            (spec.column.clone(), conversion)
+        }
+    };
+    if column.is_empty() {
+        problems.add(file, field, "column name is empty");
+    }
+    AttributeSpec {
+        name: name.to_string(),
+        column,
+        conversion,
+    }
+}
+
+/// Compiles one view spec; `None` when a problem makes the rest meaningless.
+pub fn compile_view(file: &Path, text: &str) -> Result<View, ConfigErrors> {
+    let mut problems = Problems { list: Vec::new() };
+    let raw: RawView = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(error) => {
+            toml_problem(file, &error, &mut problems);
+            return Err(ConfigErrors(problems.list));
+        }
+    };
+    match compile_view_into(file, raw, &mut problems) {
+        Some(view) if problems.list.is_empty() => Ok(view),
+        _ => Err(ConfigErrors(problems.list)),
+    }
+}
+
+fn compile_view_into(file: &Path, raw: RawView, problems: &mut Problems) -> Option<View> {
+    if raw.name.is_empty()
+        || !raw
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        problems.add(
+            file,
+            "name",
+            format!("{:?} must match [a-z0-9_]+", raw.name),
+        );
+    }
+    check_table_name(file, "table", &raw.table, problems);
+    let source = TableRef::parse(&raw.source);
+    if source.is_none() {
+        problems.add(
+            file,
+            "source",
+            format!("{:?} must be database.table", raw.source),
+        );
+    }
+    let filter = raw
+        .filter
+        .as_deref()
+        .and_then(|text| match Expr::parse(text) {
+            Ok(expr) => Some(expr),
+            Err(error) => {
+                problems.add(file, "filter", error.to_string());
+                None
+            }
+        });
+    let mut template = |field: &str, text: &str| match Template::parse(text) {
+        Ok(t) => Some(t),
+        Err(error) => {
+            problems.add(file, field, format!("{text:?}: {error}"));
+            None
+        }
+    };
+    let pk = template("key.pk", &raw.key.pk);
+    let sk = raw.key.sk.as_deref().map(|text| template("key.sk", text));
+    if raw.key.pk.is_empty() {
+        problems.add(file, "key.pk", "the partition key template is empty");
+    }
+    let pk_attribute = raw
+        .key
+        .pk_attribute
+        .clone()
+        .unwrap_or_else(|| "pk".to_string());
+    check_attribute_name(file, "key.pk_attribute", &pk_attribute, problems);
+    let sk_attribute = match (&raw.key.sk, &raw.key.sk_attribute) {
+        (None, Some(_)) => {
+            problems.add(file, "key.sk_attribute", "set without key.sk");
+            None
+        }
+        (None, None) => None,
+        (Some(_), attr) => Some(attr.clone().unwrap_or_else(|| "sk".to_string())),
+    };
+    if let Some(sk_attribute) = &sk_attribute {
+        check_attribute_name(file, "key.sk_attribute", sk_attribute, problems);
+        if *sk_attribute == pk_attribute {
+            problems.add(
+                file,
+                "key.sk_attribute",
+                "must differ from key.pk_attribute",
+            );
+        }
+    }
+    let attributes = match &raw.attributes {
+        None => Attributes::Implicit,
+        Some(map) => Attributes::Explicit(compile_attributes(
+            file,
+            map,
+            &pk_attribute,
+            sk_attribute.as_deref(),
+            problems,
+        )),
+    };
+    for (field, present) in [
+        ("lookup", raw.lookup.is_some()),
+        ("embed", raw.embed.is_some()),
+        ("aggregate", raw.aggregate.is_some()),
+    ] {
+        if present {
+            problems.add(
+                file,
+                field,
+                format!("[[{field}]] is not supported yet by this version of rowcast"),
+            );
+        }
+    }
+    let fill = match raw.fill.as_ref().and_then(|f| f.mode.as_deref()) {
+        None | Some("eager") => FillMode::Eager,
+        Some("lazy") => FillMode::Lazy,
+        Some(other) => {
+            problems.add(
+                file,
+                "fill.mode",
+                format!("{other:?}: expected \"eager\" or \"lazy\""),
+            );
+            FillMode::Eager
+        }
+    };
+    let writeback_enabled = raw
+        .writeback
+        .as_ref()
+        .and_then(|w| w.enabled)
+        .unwrap_or(false);
+    let writeback_attributes = raw
+        .writeback
+        .as_ref()
+        .and_then(|w| w.attributes.clone())
+        .unwrap_or_default();
+    if let Attributes::Explicit(specs) = &attributes {
+        for (i, name) in writeback_attributes.iter().enumerate() {
+            if !specs.iter().any(|s| s.name == *name) {
+                problems.add(
+                    file,
+                    format!("writeback.attributes[{i}]"),
+                    format!("{name:?} is not an attribute of this view"),
+                );
+            }
+        }
+    }
+    if writeback_enabled {
+        problems.add(
+            file,
+            "writeback.enabled",
+            "write-back is not supported yet by this version of rowcast",
+        );
+    }
+    Some(View {
+        name: raw.name,
+        file: file.to_path_buf(),
+        table: raw.table,
+        source: source?,
+        filter,
+        key: KeySpec {
+            pk: pk?,
+            sk: match sk {
+                None => None,
+                Some(t) => Some(t?),
+            },
+            pk_attribute,
+            sk_attribute,
+        },
+        attributes,
+        fill,
+        writeback_enabled,
+        writeback_attributes,
+    })
+}
+
+fn compile_attributes(
+    file: &Path,
+    map: &BTreeMap<String, RawAttribute>,
+    pk_attribute: &str,
+    sk_attribute: Option<&str>,
+    problems: &mut Problems,
+) -> Vec<AttributeSpec> {
+    let mut specs = Vec::new();
+    for (name, raw) in map {
+        let field = format!("attributes.{name}");
+        check_attribute_name(file, &field, name, problems);
+        if name == pk_attribute || Some(name.as_str()) == sk_attribute {
+            problems.add(
+                file,
+                &field,
+                format!("{name:?} is a key attribute of this view"),
+            );
+        }
+        specs.push(compile_attribute(file, &field, name, raw, problems));
+    }
+    specs
+}
+
+#[cfg(test)]
+pub(super) fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    load(path, env)
+}

@@ -1,0 +1,113 @@
+//! Configuration: the daemon config file and the view specs it names.
+//!
+//! [`load`] reads the files and compiles them into validated types, collecting every problem
+//! (file, field, message) instead of stopping at the first. The only I/O is reading the files
+//! and expanding the globs; checks against the servers live in the preflight.
+
+mod compile;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use compile::compile_view;
+
+use crate::view::View;
+
+/// One problem in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} configuration problem(s)", .0.len())]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub url: String,
+    pub server_id: u32,
+    pub heartbeat_interval: Duration,
+    pub idle_timeout: Duration,
+    pub start_at_beginning: bool,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DynamoConfig {
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum CheckpointStoreConfig {
+    Table(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Conditional single writes while replaying what an earlier run may have written,
+    /// BatchWriteItem after that.
+    Auto,
+    /// Conditional single writes always.
+    Conditional,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub lanes: usize,
+    pub flush_interval: Duration,
+    pub max_window_items: usize,
+    pub queue_capacity: usize,
+    pub mode: WriteMode,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeadLetterConfig {
+    Table(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub source: SourceConfig,
+    pub dynamodb: DynamoConfig,
+    pub checkpoint: CheckpointStoreConfig,
+    pub checkpoint_interval: Duration,
+    pub metrics_listen: SocketAddr,
+    pub writer: WriterConfig,
+    pub dead_letter: DeadLetterConfig,
+    pub views: Vec<Arc<View>>,
+}
+
+/// Reads and validates the config file and every view spec it names.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    compile::load(path, &|name| std::env::var(name).ok())
+}
+
+#[cfg(test)]
+mod tests;

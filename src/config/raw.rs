@@ -1,0 +1,191 @@
+//! Raw serde structures of the daemon config and of view specs, exactly as written in TOML.
+//! Unknown fields are errors. Validation happens in [`super::compile`], without I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// The daemon config file (`--config FILE`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Globs of view spec files, relative to the config file.
+    pub views: Vec<String>,
+    /// The MySQL/MariaDB server whose binlog is followed.
+    pub source: RawSource,
+    /// Where the views are written.
+    #[serde(default)]
+    pub dynamodb: RawDynamo,
+    /// Where the checkpoint is kept: a DynamoDB control table (default) or a file.
+    #[serde(default)]
+    pub checkpoint: RawCheckpoint,
+    /// The Prometheus, health and HTTP API listener.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// Tuning of the DynamoDB writer.
+    #[serde(default)]
+    pub writer: RawWriter,
+    /// Where items that DynamoDB can never accept are recorded.
+    #[serde(default)]
+    pub dead_letter: RawDeadLetter,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `mysql://user:password@host:port`; `${VAR}` is replaced from the environment.
+    pub url: String,
+    /// Replica server id of the binlog connection; unique among the server's replicas.
+    pub server_id: u32,
+    /// Interval at which the server sends heartbeats on an idle binlog stream.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// No event (heartbeats included) for this long means the connection is dead: reconnect.
+    pub idle_timeout_ms: Option<u64>,
+    /// Where to start when there is no checkpoint: "end" (default, the current binlog end) or
+    /// "beginning" (the oldest binlog on the server).
+    pub start: Option<String>,
+    /// Only for tests and benchmarks: limit of backoff between reconnects.
+    pub max_backoff_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDynamo {
+    /// Endpoint override (DynamoDB Local); omit for AWS.
+    pub endpoint_url: Option<String>,
+    /// AWS region; omit to use the default chain.
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheckpoint {
+    /// DynamoDB control table (created by `tables create`).
+    pub table: Option<String>,
+    /// Alternative: a local JSON file.
+    pub path: Option<String>,
+    /// How often the acknowledged position is persisted.
+    pub interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `host:port` serving /metrics, /healthz, /readyz.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriter {
+    /// Parallel writer lanes; each item key always goes to the same lane.
+    pub lanes: Option<usize>,
+    /// How long a lane gathers changes (coalescing per key) before it writes.
+    pub flush_interval_ms: Option<u64>,
+    /// Distinct keys a lane gathers before it writes regardless of the interval.
+    pub max_window_items: Option<usize>,
+    /// Messages each stage may queue before the one before it waits.
+    pub queue_capacity: Option<usize>,
+    /// "auto" (default: conditional writes while replaying what may already be written, then
+    /// BatchWriteItem), or "conditional" (always conditional single writes).
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadLetter {
+    /// JSON-lines file; default: the checkpoint control table, or `<checkpoint path>.deadletters.jsonl`.
+    pub path: Option<String>,
+}
+
+/// One view spec file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawView {
+    /// Unique view name, `[a-z0-9_]+`.
+    pub name: String,
+    /// DynamoDB table the items go to.
+    pub table: String,
+    /// Root table `database.table`: one item per root row that passes the filter.
+    pub source: String,
+    /// Optional predicate over root columns.
+    pub filter: Option<String>,
+    /// Key templates.
+    pub key: RawKey,
+    /// Item attribute = column, or `{ column, as }`. Absent: every column.
+    pub attributes: Option<BTreeMap<String, RawAttribute>>,
+    /// Many-to-one joins.
+    pub lookup: Option<Vec<RawLookup>>,
+    /// One-to-many lists.
+    pub embed: Option<Vec<RawEmbed>>,
+    /// Aggregates over related rows.
+    pub aggregate: Option<Vec<RawAggregate>>,
+    /// Eager (backfilled) or lazy.
+    pub fill: Option<RawFill>,
+    /// DynamoDB → SQL.
+    pub writeback: Option<RawWriteback>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    pub pk: String,
+    pub sk: Option<String>,
+    pub pk_attribute: Option<String>,
+    pub sk_attribute: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAttribute {
+    Column(String),
+    Spec(RawAttributeSpec),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAttributeSpec {
+    pub column: String,
+    #[serde(rename = "as")]
+    pub conversion: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLookup {
+    pub from: String,
+    pub on: BTreeMap<String, String>,
+    pub attributes: BTreeMap<String, RawAttribute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbed {
+    pub attribute: String,
+    pub from: String,
+    pub on: BTreeMap<String, String>,
+    pub order_by: Option<toml::Value>,
+    pub attributes: Option<BTreeMap<String, RawAttribute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAggregate {
+    pub attribute: String,
+    pub from: String,
+    pub on: BTreeMap<String, String>,
+    pub function: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFill {
+    pub mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriteback {
+    pub enabled: Option<bool>,
+    pub attributes: Option<Vec<String>>,
+}

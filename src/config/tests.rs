@@ -1,0 +1,120 @@
+use std::path::Path;
+
+use super::compile::load_with_env;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rowcast-config-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const CONFIG: &str = r#"
+views = ["views/*.toml"]
+[source]
+url = "mysql://rowcast:${PW}@127.0.0.1:3306"
+server_id = 4242
+[checkpoint]
+path = "state/checkpoint.json"
+"#;
+
+#[test]
+fn loads_a_good_config() {
+    let dir = temp_dir("good");
+    write(&dir, "rowcast.toml", CONFIG);
+    write(
+        &dir,
+        "views/a.toml",
+        r#"
+name = "order_summary"
+table = "shop_views"
+source = "shop.orders"
+filter = "status <> 'deleted'"
+[key]
+pk = "CUSTOMER#{customer_id}"
+sk = "ORDER#{id:010}"
+[attributes]
+status = "status"
+placed = { column = "created_at", as = "epoch_millis" }
+"#,
+    );
+    let config = load_with_env(&dir.join("rowcast.toml"), &|_| Some("secret".into())).unwrap();
+    assert_eq!(config.source.url, "mysql://rowcast:secret@127.0.0.1:3306");
+    assert_eq!(config.views.len(), 1);
+    assert_eq!(config.views[0].key.sk_attribute.as_deref(), Some("sk"));
+}
+
+#[test]
+fn lists_every_problem_with_file_and_field() {
+    let dir = temp_dir("bad");
+    write(
+        &dir,
+        "rowcast.toml",
+        &CONFIG.replace("views/*.toml\"]", "views/*.toml\", \"none/*.toml\"]"),
+    );
+    write(
+        &dir,
+        "views/a.toml",
+        r#"
+name = "Bad-Name"
+table = "t"
+source = "orders"
+filter = "status = "
+[key]
+pk = "A#{id"
+[attributes]
+_v = "x"
+total = { column = "total", as = "roman" }
+[[lookup]]
+from = "shop.customers"
+on = { id = "customer_id" }
+attributes = { n = "name" }
+"#,
+    );
+    write(
+        &dir,
+        "views/b.toml",
+        "name = \"b\"\ntable = \"tbl\"\nsource = \"a.b\"\nbogus = 1\n[key]\npk = \"x\"\n",
+    );
+    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| None)
+        .unwrap_err()
+        .0;
+    let text: Vec<String> = errors.iter().map(|p| p.to_string()).collect();
+    let has = |file: &str, field: &str| {
+        errors
+            .iter()
+            .any(|p| p.file.ends_with(file) && p.field == field)
+    };
+    assert!(has("rowcast.toml", "source.url"), "{text:#?}");
+    assert!(has("rowcast.toml", "views[1]"), "{text:#?}");
+    for field in [
+        "name",
+        "table",
+        "source",
+        "filter",
+        "key.pk",
+        "attributes._v",
+        "attributes.total.as",
+        "lookup",
+    ] {
+        assert!(has("a.toml", field), "missing {field}: {text:#?}");
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|p| p.file.ends_with("b.toml") && p.message.contains("bogus")),
+        "{text:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|p| p.field == "filter" && p.message.starts_with("column 10")),
+        "{text:#?}"
+    );
+}

@@ -1,0 +1,36 @@
+//! Error classes shared by every module.
+//!
+//! A *transient* error (network, throttling, a server restarting) is retried with backoff,
+//! forever, resuming from the last good position. A *definite* error (purged binlog,
+//! incompatible schema, an item DynamoDB can never accept, bad configuration) is never retried:
+//! the affected view halts or the row goes to the dead-letter store, a metric rises, and it is
+//! logged once.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Transient,
+    Definite,
+}
+
+pub trait Classify {
+    fn class(&self) -> ErrorClass;
+
+    fn is_transient(&self) -> bool {
+        self.class() == ErrorClass::Transient
+    }
+}
+
+/// Writes an error and its whole `source()` chain on one line, for logs.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,14 @@
+//! rowcast keeps DynamoDB materialized views of a MySQL/MariaDB database: it tails the binlog,
+//! projects row changes through declarative view specs into items, writes them in checkpointed
+//! batches, and exposes Prometheus metrics. See ARCHITECTURE.md for the data flow and the
+//! invariants (ordering per item, versions, checkpoint of the acknowledged prefix).
+
+pub mod app;
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod pipeline;
+pub mod sink;
+pub mod source;
+pub mod view;

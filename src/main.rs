@@ -1,0 +1,268 @@
+//! The `rowcast` command line: parse arguments, load the config, set up logging, run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rowcast::config::{self, Config, Problem};
+use rowcast::error::chain;
+use rowcast::sink::tables::{check_table, create_table, needed_tables, CreateOutcome};
+use tokio_util::sync::CancellationToken;
+
+/// Keeps DynamoDB materialized views of a MySQL/MariaDB database, from its binlog.
+#[derive(Parser)]
+#[command(name = "rowcast", version, about, long_about = None)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "ROWCAST_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Log filter (tracing-subscriber EnvFilter syntax), e.g. `info` or `rowcast=debug`.
+    #[arg(long, default_value = "info", global = true, env = "ROWCAST_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: follow the binlog and keep the views. SIGTERM drains, checkpoints, exits 0.
+    Run {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate the config and the view specs; with --connect, also check the servers.
+    Check {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Also check MariaDB/MySQL settings, privileges, the checkpoint, the columns the views
+        /// use, and the DynamoDB tables.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Print every item of a DynamoDB table as JSON lines (plain values), for inspection.
+    Scan {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Table to scan.
+        #[arg(long)]
+        table: String,
+    },
+    /// Manage the DynamoDB tables the views need.
+    Tables {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: TablesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TablesAction {
+    /// Create every table the views (and the checkpoint) need; existing tables are left as they are.
+    Create,
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn print_problems(problems: &[Problem]) {
+    for problem in problems {
+        eprintln!("error: {problem}");
+    }
+}
+
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        print_problems(&errors.0);
+        eprintln!("{} problem(s) in the configuration", errors.0.len());
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run(&config).await,
+            Command::Check { config, connect } => check(&config, connect).await,
+            Command::Tables {
+                config,
+                action: TablesAction::Create,
+            } => tables_create(&config).await,
+            Command::Scan { config, table } => scan(&config, &table).await,
+        }
+    })
+}
+
+/// Kubernetes waits 30 s after SIGTERM by default: finish well before.
+const GRACE: Duration = Duration::from_secs(25);
+
+async fn run(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let shutdown = CancellationToken::new();
+    let mut daemon = Box::pin(rowcast::app::run(config, shutdown.clone()));
+    let result = tokio::select! {
+        result = &mut daemon => result,
+        _ = shutdown_signal() => {
+            tracing::info!("shutdown requested; draining");
+            shutdown.cancel();
+            match tokio::time::timeout(GRACE, &mut daemon).await {
+                Ok(result) => result,
+                Err(_) => {
+                    eprintln!("error: not drained within {GRACE:?}; exiting without the final checkpoint (a restart replays from the last one)");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(rowcast::app::AppError::Preflight(problems)) => {
+            print_problems(&problems);
+            eprintln!("{} preflight problem(s)", problems.len());
+            ExitCode::from(3)
+        }
+        Err(error) => {
+            eprintln!("error: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn check(path: &Path, connect: bool) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if !connect {
+        println!("{}: ok ({} view(s))", path.display(), config.views.len());
+        return ExitCode::SUCCESS;
+    }
+    match rowcast::app::preflight(&config).await {
+        Ok(problems) if problems.is_empty() => {
+            println!(
+                "{}: ok ({} view(s)); servers checked",
+                path.display(),
+                config.views.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(problems) => {
+            print_problems(&problems);
+            eprintln!("{} problem(s)", problems.len());
+            ExitCode::from(3)
+        }
+        Err(error) => {
+            eprintln!("error: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn tables_create(path: &Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let client = rowcast::sink::dynamo::client(&config.dynamodb).await;
+    let mut failed = false;
+    for (table, need) in needed_tables(&config) {
+        match create_table(&client, &table, &need).await {
+            Ok(CreateOutcome::Created) => {
+                println!("created {table} (for {})", need.users.join(", "))
+            }
+            Ok(CreateOutcome::Exists) => match check_table(&client, &table, &need).await {
+                Ok(problems) if problems.is_empty() => println!("exists {table}: left as it is"),
+                Ok(problems) => {
+                    failed = true;
+                    eprintln!(
+                        "error: {table} exists but does not fit: {}",
+                        problems.join("; ")
+                    );
+                }
+                Err(info) => {
+                    failed = true;
+                    eprintln!("error: {table}: {info}");
+                }
+            },
+            Err(info) => {
+                failed = true;
+                eprintln!("error: cannot create {table}: {info}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn scan(path: &Path, table: &str) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let client = rowcast::sink::dynamo::client(&config.dynamodb).await;
+    match rowcast::sink::tables::scan_plain(&client, table).await {
+        Ok(items) => {
+            for item in items {
+                println!("{item}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(info) => {
+            eprintln!("error: cannot scan {table}: {info}");
+            ExitCode::FAILURE
+        }
+    }
+}

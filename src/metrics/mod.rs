@@ -1,0 +1,191 @@
+//! Every metric rowcast exports, in one place, and the HTTP server for `/metrics`, `/healthz`
+//! and `/readyz`.
+//!
+//! Labels are bounded: view, table, stage, operation, outcome, event type. Never keys or SQL.
+
+mod server;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
+};
+
+pub use server::serve;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub binlog_events: IntCounterVec,
+    pub rows: IntCounterVec,
+    pub items: IntCounterVec,
+    pub stale_writes: IntCounterVec,
+    pub coalesced: IntCounter,
+    pub null_key_rows: IntCounterVec,
+    pub zero_dates: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    pub view_halted: IntGaugeVec,
+    pub replication_lag: Gauge,
+    pub batch_duration: HistogramVec,
+    pub write_retries: IntCounterVec,
+    pub throttles: IntCounter,
+    pub checkpoint_age: Gauge,
+    pub checkpoint_commits: IntCounter,
+    pub checkpoint_seq: IntGauge,
+    pub queue_depth: IntGaugeVec,
+    pub ddl_events: IntCounter,
+    pub source_reconnects: IntCounterVec,
+    pub transactions: IntCounter,
+    pub commit_to_ack: Histogram,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
+    let metric = Gauge::new(name, help).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let _ = r.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ));
+        }
+        let batch_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "rowcast_batch_write_duration_seconds",
+                "Duration of one DynamoDB write request, retries excluded",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        r.register(Box::new(batch_duration.clone()))
+            .expect("metric registered once");
+        let commit_to_ack = Histogram::with_opts(
+            HistogramOpts::new("rowcast_commit_to_ack_seconds", "From a transaction's commit timestamp in the binlog to the acknowledgement of all its writes (1 s resolution of the binlog clock)")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )
+        .expect("static metric definition");
+        r.register(Box::new(commit_to_ack.clone()))
+            .expect("metric registered once");
+        let checkpoint_seq = IntGauge::new(
+            "rowcast_checkpoint_transaction_seq",
+            "Transaction counter of the last committed checkpoint",
+        )
+        .expect("static metric definition");
+        r.register(Box::new(checkpoint_seq.clone()))
+            .expect("metric registered once");
+        Metrics {
+            binlog_events: counter_vec(&r, "rowcast_binlog_events_total", "Binlog events read, by event type", &["type"]),
+            rows: counter_vec(&r, "rowcast_rows_total", "Row changes projected, by view and operation (insert, update, delete)", &["view", "op"]),
+            items: counter_vec(&r, "rowcast_items_written_total", "Item writes acknowledged by DynamoDB, by view and operation (put, delete)", &["view", "op"]),
+            stale_writes: counter_vec(&r, "rowcast_stale_writes_total", "Conditional writes dropped because the item already holds a newer or equal version", &["view"]),
+            coalesced: counter(&r, "rowcast_coalesced_writes_total", "Item writes replaced by a later write of the same key before they were sent"),
+            null_key_rows: counter_vec(&r, "rowcast_null_key_rows_total", "Rows that get no item because a key column is NULL", &["view"]),
+            zero_dates: counter_vec(&r, "rowcast_zero_dates_total", "Zero dates (0000-00-00) left out of items", &["view"]),
+            dead_letters: counter_vec(&r, "rowcast_dead_letters_total", "Items sent to the dead-letter store, by view and reason", &["view", "reason"]),
+            view_halted: gauge_vec(&r, "rowcast_view_halted", "1 when a view is halted by a definite error (incompatible schema change)", &["view"]),
+            replication_lag: gauge(&r, "rowcast_replication_lag_seconds", "Now minus the commit time of the last transaction acknowledged by DynamoDB (0 when caught up and idle)"),
+            batch_duration,
+            write_retries: counter_vec(&r, "rowcast_write_retries_total", "DynamoDB write retries, by reason (unprocessed, throttled, error)", &["reason"]),
+            throttles: counter(&r, "rowcast_throttles_total", "DynamoDB throttling responses (throughput exceeded, unprocessed items)"),
+            checkpoint_age: gauge(&r, "rowcast_checkpoint_age_seconds", "Seconds since the checkpoint was last persisted"),
+            checkpoint_commits: counter(&r, "rowcast_checkpoint_commits_total", "Checkpoints persisted"),
+            checkpoint_seq,
+            queue_depth: gauge_vec(&r, "rowcast_queue_depth", "Messages waiting in front of a stage", &["stage"]),
+            ddl_events: counter(&r, "rowcast_ddl_events_total", "DDL statements seen in the binlog"),
+            source_reconnects: counter_vec(&r, "rowcast_source_reconnects_total", "Binlog reconnects after a transient failure, by reason", &["reason"]),
+            transactions: counter(&r, "rowcast_transactions_total", "Source transactions read from the binlog"),
+            commit_to_ack,
+            registry: r,
+        }
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Liveness and readiness, shared by the stages and the HTTP server.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    last_progress_ms: AtomicU64,
+    last_checkpoint_ms: AtomicU64,
+}
+
+impl Health {
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+        self.progress();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The source read an event or heartbeat.
+    pub fn progress(&self) {
+        self.last_progress_ms.store(now_millis(), Ordering::Relaxed);
+    }
+
+    pub fn checkpointed(&self) {
+        self.last_checkpoint_ms
+            .store(now_millis(), Ordering::Relaxed);
+    }
+
+    pub fn millis_since_progress(&self) -> u64 {
+        now_millis().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn seconds_since_checkpoint(&self) -> Option<f64> {
+        match self.last_checkpoint_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(now_millis().saturating_sub(at) as f64 / 1000.0),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP listener: `/metrics` (Prometheus text), `/healthz` (200 while the source makes
+//! progress), `/readyz` (200 once the start position is fixed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus::{Encoder, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::{metrics, Health};
+
+#[derive(Clone)]
+struct AppState {
+    health: Arc<Health>,
+    stall_limit: Duration,
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(age) = state.health.seconds_since_checkpoint() {
+        metrics().checkpoint_age.set(age);
+    }
+    let mut buffer = Vec::new();
+    let encoder = TextEncoder::new();
+    if let Err(error) = encoder.encode(&metrics().registry.gather(), &mut buffer) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            error.to_string().into_bytes(),
+        );
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        buffer,
+    )
+}
+
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let idle = Duration::from_millis(state.health.millis_since_progress());
+    if !state.health.is_ready() || idle <= state.stall_limit {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no binlog progress for {}s\n", idle.as_secs()),
+        )
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    if state.health.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: start position not fixed yet\n",
+        )
+    }
+}
+
+/// Serves until `shutdown` fires. `stall_limit`: how long without binlog progress (events or
+/// heartbeats) before `/healthz` fails.
+pub async fn serve(
+    listener: TcpListener,
+    health: Arc<Health>,
+    stall_limit: Duration,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(AppState {
+            health,
+            stall_limit,
+        });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,77 @@
+//! Messages between the stages. Every message carries the source position it covers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checkpoint::Position;
+use crate::view::spec::TableRef;
+use crate::view::{ItemOp, Row};
+
+/// Source → projector.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// One row change of transaction `seq`.
+    Row(RowChange),
+    /// Transaction `seq` ends at `position`; everything before it has been sent.
+    Commit(Barrier),
+}
+
+#[derive(Debug)]
+pub struct RowChange {
+    pub seq: u64,
+    pub table: TableRef,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
+    /// Where the row's event ends in the binlog, for dead letters.
+    pub origin: Arc<Position>,
+    /// An earlier run may already have written this transaction or a later one: the writes must
+    /// be conditional on the version.
+    pub guard: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    pub seq: u64,
+    pub position: Position,
+    /// Commit time from the binlog event header (seconds since the epoch).
+    pub commit_ts: u32,
+    pub read_at: Instant,
+}
+
+/// Projector → writer lane.
+#[derive(Debug)]
+pub enum LaneMsg {
+    Write(WriteOp),
+    Dead(DeadLetter),
+    Barrier(Barrier),
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteOp {
+    pub view: Arc<str>,
+    pub op: ItemOp,
+    pub version: u64,
+    pub guard: bool,
+    pub origin: Arc<Position>,
+}
+
+/// A record of an item DynamoDB can never accept; the rest keeps flowing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetter {
+    pub view: String,
+    pub key: Option<String>,
+    pub reason: String,
+    /// Short bounded label for the metric.
+    pub reason_kind: &'static str,
+    pub position: Position,
+    pub seq: u64,
+    pub at_ms: u64,
+}
+
+/// Writer lane → checkpoint tracker: every write sent to the lane before `barrier` is
+/// acknowledged.
+#[derive(Debug)]
+pub struct Ack {
+    pub lane: usize,
+    pub barrier: Barrier,
+}

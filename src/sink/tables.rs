@@ -1,0 +1,214 @@
+//! `rowcast tables create` and the table checks of the preflight.
+//!
+//! View tables get string key attributes named by the views, on-demand billing, and streams
+//! (NEW_AND_OLD_IMAGES) when a view on them writes back. The control table (checkpoints, dead
+//! letters) has string keys `pk` and `sk`. Existing tables are left as they are.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::dynamo::{classify_sdk_error, SdkErrorInfo};
+use crate::checkpoint::store::{CONTROL_PK, CONTROL_SK};
+use crate::config::{CheckpointStoreConfig, Config, DeadLetterConfig};
+
+/// The key schema and stream setting a table needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNeed {
+    pub pk: String,
+    pub sk: Option<String>,
+    pub streams: bool,
+    /// Views (or "control") that need it, for messages.
+    pub users: Vec<String>,
+}
+
+pub fn needed_tables(config: &Config) -> BTreeMap<String, TableNeed> {
+    let mut tables: BTreeMap<String, TableNeed> = BTreeMap::new();
+    for view in &config.views {
+        let need = tables
+            .entry(view.table.clone())
+            .or_insert_with(|| TableNeed {
+                pk: view.key.pk_attribute.clone(),
+                sk: view.key.sk_attribute.clone(),
+                streams: false,
+                users: Vec::new(),
+            });
+        need.streams |= view.writeback_enabled;
+        need.users.push(view.name.clone());
+    }
+    let control = match (&config.checkpoint, &config.dead_letter) {
+        (CheckpointStoreConfig::Table(t), _) | (_, DeadLetterConfig::Table(t)) => Some(t.clone()),
+        _ => None,
+    };
+    if let Some(table) = control {
+        tables.entry(table).or_insert_with(|| TableNeed {
+            pk: CONTROL_PK.into(),
+            sk: Some(CONTROL_SK.into()),
+            streams: false,
+            users: vec!["checkpoints".into()],
+        });
+    }
+    tables
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    Exists,
+}
+
+pub async fn create_table(
+    client: &Client,
+    name: &str,
+    need: &TableNeed,
+) -> Result<CreateOutcome, SdkErrorInfo> {
+    let mut request = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr_def(&need.pk))
+        .key_schema(key_elem(&need.pk, KeyType::Hash));
+    if let Some(sk) = &need.sk {
+        request = request
+            .attribute_definitions(attr_def(sk))
+            .key_schema(key_elem(sk, KeyType::Range));
+    }
+    if need.streams {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream_enabled is set"),
+        );
+    }
+    match request.send().await {
+        Ok(_) => Ok(CreateOutcome::Created),
+        Err(error) => {
+            let info = classify_sdk_error(&error);
+            if info.code.as_deref() == Some("ResourceInUseException") {
+                Ok(CreateOutcome::Exists)
+            } else {
+                Err(info)
+            }
+        }
+    }
+}
+
+fn attr_def(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .expect("name and type are set")
+}
+
+fn key_elem(name: &str, key_type: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()
+        .expect("name and type are set")
+}
+
+/// Checks an existing table against what the views need: `Ok` lists the problems found (empty
+/// when the table is right); `Err` is a failure to ask.
+pub async fn check_table(
+    client: &Client,
+    name: &str,
+    need: &TableNeed,
+) -> Result<Vec<String>, SdkErrorInfo> {
+    let out = match client.describe_table().table_name(name).send().await {
+        Ok(out) => out,
+        Err(error) => {
+            let info = classify_sdk_error(&error);
+            if info.code.as_deref() == Some("ResourceNotFoundException") {
+                return Ok(vec![
+                    "table does not exist (run `rowcast tables create`)".to_string()
+                ]);
+            }
+            return Err(info);
+        }
+    };
+    let Some(table) = out.table else {
+        return Ok(vec!["no table description".into()]);
+    };
+    let keys = table.key_schema();
+    let find = |kt: KeyType| {
+        keys.iter()
+            .find(|k| *k.key_type() == kt)
+            .map(|k| k.attribute_name().to_string())
+    };
+    let mut problems = Vec::new();
+    if find(KeyType::Hash).as_deref() != Some(need.pk.as_str()) {
+        problems.push(format!(
+            "partition key is {:?}, the views need {:?}",
+            find(KeyType::Hash),
+            need.pk
+        ));
+    }
+    if find(KeyType::Range) != need.sk {
+        problems.push(format!(
+            "sort key is {:?}, the views need {:?}",
+            find(KeyType::Range),
+            need.sk
+        ));
+    }
+    for def in table.attribute_definitions() {
+        let is_key =
+            def.attribute_name() == need.pk || Some(def.attribute_name()) == need.sk.as_deref();
+        if is_key && *def.attribute_type() != ScalarAttributeType::S {
+            problems.push(format!(
+                "key attribute {} is not a string (S)",
+                def.attribute_name()
+            ));
+        }
+    }
+    if need.streams {
+        let view_type = table
+            .stream_specification()
+            .and_then(|s| s.stream_view_type().cloned());
+        if view_type != Some(StreamViewType::NewAndOldImages) {
+            problems.push("streams with NEW_AND_OLD_IMAGES are needed for write-back".into());
+        }
+    }
+    Ok(problems)
+}
+
+/// Every item of a table, as plain JSON objects sorted by key (for `rowcast scan` and tests).
+pub async fn scan_plain(
+    client: &Client,
+    table: &str,
+) -> Result<Vec<serde_json::Value>, SdkErrorInfo> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e))?;
+        for item in out.items() {
+            let map: serde_json::Map<String, serde_json::Value> = item
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((k.clone(), super::dynamo::from_attribute_value(v)?.to_json()))
+                })
+                .collect();
+            items.push(serde_json::Value::Object(map));
+        }
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    items.sort_by_key(|item| item.to_string());
+    Ok(items)
+}

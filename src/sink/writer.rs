@@ -1,0 +1,263 @@
+//! The requests a lane sends: BatchWriteItem for plain writes, conditional PutItem/DeleteItem
+//! where the version guard is needed, each retried until DynamoDB accepts or definitely
+//! refuses it.
+//!
+//! Retry policy: throttling, unprocessed items and transport errors back off exponentially with
+//! jitter and retry forever, resending only what is still unwritten. A definite refusal of a
+//! batch (a validation error) is narrowed down by writing its items one by one; the one that is
+//! refused goes to the dead-letter store with its reason.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tracing::{debug, warn};
+
+use super::deadletter::DeadLetterStore;
+use super::dynamo::{
+    classify_sdk_error, encode_item, encode_key, types_value, SdkErrorInfo, VERSION_ATTRIBUTE,
+};
+use crate::error::ErrorClass;
+use crate::metrics::{metrics, now_millis};
+use crate::pipeline::{DeadLetter, WriteOp};
+use crate::view::ItemOp;
+
+pub struct Writer {
+    pub client: Client,
+    pub dead_letters: DeadLetterStore,
+    pub max_backoff: Duration,
+}
+
+/// Outcome of one write that DynamoDB answered.
+enum Outcome {
+    Written,
+    Stale,
+    Refused(SdkErrorInfo),
+}
+
+impl Writer {
+    pub fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(25))
+            .with_max_delay(self.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// Records a dead letter, retrying the store until it takes it.
+    pub async fn dead_letter(&self, letter: &DeadLetter) {
+        let mut backoff = self.backoff();
+        while let Err(error) = self.dead_letters.record(letter).await {
+            let delay = backoff.next().unwrap_or(self.max_backoff);
+            warn!(error = %crate::error::chain(&error), "cannot record a dead letter; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    pub fn letter(op: &WriteOp, reason: String, reason_kind: &'static str) -> DeadLetter {
+        DeadLetter {
+            view: op.view.to_string(),
+            key: Some(op.op.key().to_string()),
+            reason,
+            reason_kind,
+            position: (*op.origin).clone(),
+            seq: op.version,
+            at_ms: now_millis(),
+        }
+    }
+
+    fn count_written(op: &WriteOp) {
+        let kind = match op.op {
+            ItemOp::Put { .. } => "put",
+            ItemOp::Delete { .. } => "delete",
+        };
+        metrics().items.with_label_values(&[&op.view, kind]).inc();
+    }
+
+    /// Writes `ops` (distinct keys, at most 25) with one BatchWriteItem, retrying what is left.
+    pub async fn write_batch(&self, ops: &[WriteOp]) {
+        let mut pending: HashMap<String, Vec<WriteRequest>> = HashMap::new();
+        for op in ops {
+            pending
+                .entry(op.op.key().table.clone())
+                .or_default()
+                .push(write_request(op));
+        }
+        let mut backoff = self.backoff();
+        loop {
+            let started = Instant::now();
+            let result = self
+                .client
+                .batch_write_item()
+                .set_request_items(Some(pending.clone()))
+                .send()
+                .await;
+            metrics()
+                .batch_duration
+                .with_label_values(&["batch"])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(out) => {
+                    let unprocessed: HashMap<String, Vec<WriteRequest>> = out
+                        .unprocessed_items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(_, requests)| !requests.is_empty())
+                        .collect();
+                    if unprocessed.is_empty() {
+                        ops.iter().for_each(Self::count_written);
+                        return;
+                    }
+                    let left: usize = unprocessed.values().map(Vec::len).sum();
+                    metrics()
+                        .write_retries
+                        .with_label_values(&["unprocessed"])
+                        .inc();
+                    metrics().throttles.inc();
+                    debug!(left, "unprocessed items; retrying them");
+                    pending = unprocessed;
+                }
+                Err(error) => {
+                    let info = classify_sdk_error(&error);
+                    if info.class == ErrorClass::Definite {
+                        warn!(error = %info, items = ops.len(), "batch refused; writing its items one by one");
+                        for op in ops {
+                            self.write_single(op, false).await;
+                        }
+                        return;
+                    }
+                    if info.throttled {
+                        metrics().throttles.inc();
+                        metrics()
+                            .write_retries
+                            .with_label_values(&["throttled"])
+                            .inc();
+                    } else {
+                        metrics().write_retries.with_label_values(&["error"]).inc();
+                        warn!(error = %info, "batch write failed; retrying");
+                    }
+                }
+            }
+            tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
+        }
+    }
+
+    /// One PutItem or DeleteItem, conditional on the stored version being older when
+    /// `conditional`; retried until answered.
+    pub async fn write_single(&self, op: &WriteOp, conditional: bool) {
+        let mut backoff = self.backoff();
+        loop {
+            let started = Instant::now();
+            let outcome = self.send_single(op, conditional).await;
+            let kind = if conditional { "conditional" } else { "single" };
+            metrics()
+                .batch_duration
+                .with_label_values(&[kind])
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(Outcome::Written) => {
+                    Self::count_written(op);
+                    return;
+                }
+                Ok(Outcome::Stale) => {
+                    metrics().stale_writes.with_label_values(&[&op.view]).inc();
+                    return;
+                }
+                Ok(Outcome::Refused(info)) => {
+                    let letter =
+                        Self::letter(op, format!("DynamoDB refused the write: {info}"), "refused");
+                    self.dead_letter(&letter).await;
+                    return;
+                }
+                Err(info) => {
+                    if info.throttled {
+                        metrics().throttles.inc();
+                        metrics()
+                            .write_retries
+                            .with_label_values(&["throttled"])
+                            .inc();
+                    } else {
+                        metrics().write_retries.with_label_values(&["error"]).inc();
+                        warn!(error = %info, key = %op.op.key(), "write failed; retrying");
+                    }
+                    tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
+                }
+            }
+        }
+    }
+
+    /// `Err` is a transient failure.
+    async fn send_single(&self, op: &WriteOp, conditional: bool) -> Result<Outcome, SdkErrorInfo> {
+        const GUARD: &str = "attribute_not_exists(#v) OR #v < :v";
+        let result = match &op.op {
+            ItemOp::Put { key, item } => {
+                let mut request = self
+                    .client
+                    .put_item()
+                    .table_name(&key.table)
+                    .set_item(Some(encode_item(item, op.version)));
+                if conditional {
+                    request = request
+                        .condition_expression(GUARD)
+                        .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+                        .expression_attribute_values(":v", types_value(op.version));
+                }
+                request
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify_sdk_error(&e))
+            }
+            ItemOp::Delete { key } => {
+                let mut request = self
+                    .client
+                    .delete_item()
+                    .table_name(&key.table)
+                    .set_key(Some(encode_key(key)));
+                if conditional {
+                    request = request
+                        .condition_expression(GUARD)
+                        .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+                        .expression_attribute_values(":v", types_value(op.version));
+                }
+                request
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify_sdk_error(&e))
+            }
+        };
+        match result {
+            Ok(()) => Ok(Outcome::Written),
+            Err(info) if info.code.as_deref() == Some("ConditionalCheckFailedException") => {
+                Ok(Outcome::Stale)
+            }
+            Err(info) if info.class == ErrorClass::Definite => Ok(Outcome::Refused(info)),
+            Err(info) => Err(info),
+        }
+    }
+}
+
+fn write_request(op: &WriteOp) -> WriteRequest {
+    match &op.op {
+        ItemOp::Put { item, .. } => WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .set_item(Some(encode_item(item, op.version)))
+                    .build()
+                    .expect("item is set"),
+            )
+            .build(),
+        ItemOp::Delete { key } => WriteRequest::builder()
+            .delete_request(
+                DeleteRequest::builder()
+                    .set_key(Some(encode_key(key)))
+                    .build()
+                    .expect("key is set"),
+            )
+            .build(),
+    }
+}

@@ -1,0 +1,483 @@
+//! Decoding of binlog row images into typed [`Row`]s.
+//!
+//! The table's shape comes from the binlog itself (TABLE_MAP with `binlog_row_metadata=FULL`:
+//! column names, types, signedness, charsets, ENUM/SET labels, decimal scale and fractional
+//! precision), so rows are read with the schema in force when they were written. Two facts the
+//! binlog lacks come from `information_schema` ([`TableExtras`]): which MariaDB LONGTEXT columns
+//! are JSON (`json_valid` check) and which columns are virtual.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType;
+use mysql_async::Value;
+
+use crate::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
+use crate::view::spec::TableRef;
+use crate::view::value::{Cell, DateTime};
+
+/// Column facts the binlog does not carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableExtras {
+    pub json_columns: HashSet<String>,
+    pub virtual_columns: HashSet<String>,
+}
+
+const BINARY_CHARSET: u16 = 63;
+const LATIN1_CHARSETS: [u16; 8] = [5, 8, 15, 31, 47, 48, 49, 94];
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("table map of {table}: {reason}")]
+    TableMap { table: String, reason: String },
+    #[error("row of {table}: {reason}")]
+    Row { table: String, reason: String },
+}
+
+/// Builds the schema of a TABLE_MAP event.
+pub fn schema_from_table_map(
+    tme: &TableMapEvent<'_>,
+    extras: &TableExtras,
+) -> Result<TableSchema, DecodeError> {
+    let table = TableRef {
+        database: tme.database_name().into_owned(),
+        table: tme.table_name().into_owned(),
+    };
+    let fail = |reason: String| DecodeError::TableMap {
+        table: table.to_string(),
+        reason,
+    };
+    let extractor =
+        OptionalMetaExtractor::new(tme.iter_optional_meta()).map_err(|e| fail(e.to_string()))?;
+    let names: Vec<String> = extractor
+        .iter_column_name()
+        .map(|n| n.map(|n| n.name().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    let mut signedness = extractor.iter_signedness();
+    let mut charsets = extractor.iter_charset();
+    let mut enum_labels: Vec<Vec<String>> = Vec::new();
+    let mut set_labels: Vec<Vec<String>> = Vec::new();
+    for field in tme.iter_optional_meta() {
+        match field.map_err(|e| fail(e.to_string()))? {
+            OptionalMetadataField::EnumStrValue(values) => {
+                for labels in values.iter_values() {
+                    let labels = labels.map_err(|e| fail(e.to_string()))?;
+                    enum_labels.push(
+                        labels
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::SetStrValue(values) => {
+                for labels in values.iter_values() {
+                    let labels = labels.map_err(|e| fail(e.to_string()))?;
+                    set_labels.push(
+                        labels
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let count = tme.columns_count() as usize;
+    if names.len() != count {
+        return Err(fail(format!(
+            "the binlog carries no column names (binlog_row_metadata must be FULL): {} names for {count} columns",
+            names.len()
+        )));
+    }
+    let mut columns = Vec::with_capacity(count);
+    let (mut enum_i, mut set_i) = (0usize, 0usize);
+    for (i, name) in names.into_iter().enumerate() {
+        let ty = tme
+            .get_column_type(i)
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail(format!("no type for column {i}")))?;
+        let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+        let unsigned = ty.is_numeric_type() && signedness.next().unwrap_or(false);
+        let charset = if ty.is_character_type() {
+            charsets
+                .next()
+                .transpose()
+                .map_err(|e| fail(e.to_string()))?
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let kind = match ty {
+            ColumnType::MYSQL_TYPE_ENUM => {
+                enum_i += 1;
+                ColumnKind::Enum(enum_labels.get(enum_i - 1).cloned().unwrap_or_default())
+            }
+            ColumnType::MYSQL_TYPE_SET => {
+                set_i += 1;
+                ColumnKind::Set(set_labels.get(set_i - 1).cloned().unwrap_or_default())
+            }
+            _ => column_kind(
+                ty,
+                meta,
+                unsigned,
+                charset,
+                extras.json_columns.contains(&name),
+            ),
+        };
+        columns.push(ColumnSchema {
+            is_virtual: extras.virtual_columns.contains(&name),
+            name,
+            kind,
+        });
+    }
+    Ok(TableSchema::new(table, columns))
+}
+
+/// Declared length in bytes of a CHAR/BINARY column, from its TABLE_MAP metadata.
+fn fixed_length(meta: &[u8]) -> Option<usize> {
+    let (byte0, byte1) = (*meta.first()? as usize, *meta.get(1)? as usize);
+    if (byte0 & 0x30) != 0x30 {
+        Some(byte1 | (((byte0 & 0x30) ^ 0x30) << 4))
+    } else {
+        Some(byte1)
+    }
+}
+
+fn column_kind(
+    ty: ColumnType,
+    meta: &[u8],
+    unsigned: bool,
+    charset: u16,
+    is_json: bool,
+) -> ColumnKind {
+    use ColumnType::*;
+    let fsp = meta.first().copied().unwrap_or(0).min(6);
+    match ty {
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG => ColumnKind::Int { unsigned },
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => ColumnKind::Decimal {
+            scale: meta.get(1).copied().unwrap_or(0),
+        },
+        MYSQL_TYPE_FLOAT => ColumnKind::Float,
+        MYSQL_TYPE_DOUBLE => ColumnKind::Double,
+        MYSQL_TYPE_STRING if charset == BINARY_CHARSET => ColumnKind::Binary {
+            fixed_len: fixed_length(meta),
+        },
+        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING if charset == BINARY_CHARSET => {
+            ColumnKind::Binary { fixed_len: None }
+        }
+        MYSQL_TYPE_STRING | MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => ColumnKind::Text,
+        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
+            if is_json {
+                ColumnKind::Json
+            } else if charset == BINARY_CHARSET {
+                ColumnKind::Binary { fixed_len: None }
+            } else {
+                ColumnKind::Text
+            }
+        }
+        MYSQL_TYPE_JSON => ColumnKind::Json,
+        MYSQL_TYPE_BIT => ColumnKind::Bit,
+        MYSQL_TYPE_YEAR => ColumnKind::Year,
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => ColumnKind::Date,
+        MYSQL_TYPE_DATETIME => ColumnKind::DateTime { fsp: 0 },
+        MYSQL_TYPE_DATETIME2 => ColumnKind::DateTime { fsp },
+        MYSQL_TYPE_TIMESTAMP => ColumnKind::Timestamp { fsp: 0 },
+        MYSQL_TYPE_TIMESTAMP2 => ColumnKind::Timestamp { fsp },
+        MYSQL_TYPE_TIME => ColumnKind::Time { fsp: 0 },
+        MYSQL_TYPE_TIME2 => ColumnKind::Time { fsp },
+        other => ColumnKind::Other(format!("{other:?}")),
+    }
+}
+
+/// Turns one binlog row image into a [`Row`] of `schema`.
+pub fn decode_row(
+    schema: &Arc<TableSchema>,
+    row: &BinlogRow,
+    charsets: &[u16],
+) -> Result<Row, DecodeError> {
+    let fail = |reason: String| DecodeError::Row {
+        table: schema.table.to_string(),
+        reason,
+    };
+    if row.len() != schema.columns.len() {
+        return Err(fail(format!(
+            "row image has {} columns, table map {} (binlog_row_image must be FULL)",
+            row.len(),
+            schema.columns.len()
+        )));
+    }
+    let mut cells = Vec::with_capacity(row.len());
+    for (i, column) in schema.columns.iter().enumerate() {
+        let value = row
+            .as_ref(i)
+            .ok_or_else(|| fail(format!("column {} missing", column.name)))?;
+        let charset = charsets.get(i).copied().unwrap_or(0);
+        let cell = decode_value(&column.kind, value, charset)
+            .map_err(|reason| fail(format!("column {}: {reason}", column.name)))?;
+        cells.push(cell);
+    }
+    Ok(Row {
+        schema: schema.clone(),
+        cells,
+    })
+}
+
+fn text_of(bytes: &[u8], charset: u16) -> String {
+    if LATIN1_CHARSETS.contains(&charset) {
+        bytes.iter().map(|&b| b as char).collect()
+    } else {
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+}
+
+fn ascii(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|_| "non-ASCII numeric text".to_string())
+}
+
+/// Pads or trims DECIMAL text to exactly `scale` fraction digits.
+pub fn with_scale(text: &str, scale: u8) -> String {
+    let scale = usize::from(scale);
+    let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
+    if scale == 0 {
+        return int_part.to_string();
+    }
+    let mut out = String::with_capacity(int_part.len() + 1 + scale);
+    out.push_str(int_part);
+    out.push('.');
+    out.push_str(&frac[..frac.len().min(scale)]);
+    for _ in frac.len()..scale {
+        out.push('0');
+    }
+    out
+}
+
+pub fn decode_value(
+    kind: &ColumnKind,
+    value: &BinlogValue<'_>,
+    charset: u16,
+) -> Result<Cell, String> {
+    let value = match value {
+        BinlogValue::Value(v) => v,
+        BinlogValue::Jsonb(j) => {
+            let json = serde_json::Value::try_from(j.clone()).map_err(|e| format!("JSON: {e}"))?;
+            return Ok(Cell::Json(json));
+        }
+        BinlogValue::JsonDiff(_) => {
+            return Err(
+                "partial JSON update in the binlog (set binlog_row_value_options='')".into(),
+            )
+        }
+    };
+    if let Value::NULL = value {
+        return Ok(Cell::Null);
+    }
+    Ok(match (kind, value) {
+        (ColumnKind::Int { unsigned: true }, Value::Int(v)) => Cell::UInt(*v as u64),
+        (ColumnKind::Int { .. }, Value::Int(v)) => Cell::Int(*v),
+        (ColumnKind::Int { .. }, Value::UInt(v)) => Cell::UInt(*v),
+        (ColumnKind::Decimal { scale }, Value::Bytes(b)) => {
+            Cell::Decimal(with_scale(ascii(b)?, *scale))
+        }
+        (ColumnKind::Float, Value::Float(f)) => Cell::Float(*f),
+        (ColumnKind::Float, Value::Double(d)) => Cell::Float(*d as f32),
+        (ColumnKind::Double, Value::Double(d)) => Cell::Double(*d),
+        (ColumnKind::Double, Value::Float(f)) => Cell::Double(f64::from(*f)),
+        (ColumnKind::Text, Value::Bytes(b)) => Cell::Text(text_of(b, charset)),
+        (ColumnKind::Binary { fixed_len }, Value::Bytes(b)) => {
+            let mut bytes = b.clone();
+            if let Some(len) = fixed_len {
+                if bytes.len() < *len {
+                    bytes.resize(*len, 0);
+                }
+            }
+            Cell::Bytes(bytes)
+        }
+        (ColumnKind::Enum(labels), Value::Int(index)) => match *index {
+            0 => Cell::Enum(String::new()),
+            i => Cell::Enum(
+                labels
+                    .get((i - 1) as usize)
+                    .cloned()
+                    .ok_or_else(|| format!("ENUM index {i} beyond {} labels", labels.len()))?,
+            ),
+        },
+        (ColumnKind::Set(labels), Value::Bytes(mask)) => {
+            let mut bits: u64 = 0;
+            for (i, byte) in mask.iter().enumerate().take(8) {
+                bits |= u64::from(*byte) << (8 * i);
+            }
+            Cell::Set(
+                labels
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| bits & (1 << i) != 0)
+                    .map(|(_, l)| l.clone())
+                    .collect(),
+            )
+        }
+        (ColumnKind::Bit, Value::Bytes(b)) => Cell::Bit(
+            b.iter()
+                .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte)),
+        ),
+        (ColumnKind::Year, Value::Bytes(b)) => {
+            let year: u16 = ascii(b)?.parse().map_err(|_| "bad YEAR".to_string())?;
+            Cell::Year(if year == 1900 { 0 } else { year })
+        }
+        (ColumnKind::Year, Value::Int(y)) => Cell::Year(*y as u16),
+        (ColumnKind::Date, Value::Date(y, m, d, ..)) => {
+            if *m == 0 || *d == 0 {
+                Cell::ZeroDate
+            } else {
+                Cell::Date {
+                    year: *y,
+                    month: *m,
+                    day: *d,
+                }
+            }
+        }
+        (ColumnKind::DateTime { fsp }, Value::Date(y, mo, d, h, mi, s, us)) => {
+            if *mo == 0 || *d == 0 {
+                Cell::ZeroDate
+            } else {
+                Cell::DateTime(DateTime {
+                    year: *y,
+                    month: *mo,
+                    day: *d,
+                    hour: *h,
+                    minute: *mi,
+                    second: *s,
+                    micros: *us,
+                    fsp: *fsp,
+                })
+            }
+        }
+        (ColumnKind::Timestamp { fsp }, Value::Bytes(b)) => {
+            let text = ascii(b)?;
+            let (secs, frac) = text.split_once('.').unwrap_or((text, "0"));
+            let secs: i64 = secs.parse().map_err(|_| "bad TIMESTAMP".to_string())?;
+            let micros: u32 = with_scale(&format!("0.{frac}"), 6)[2..]
+                .parse()
+                .map_err(|_| "bad TIMESTAMP".to_string())?;
+            if secs == 0 && micros == 0 {
+                Cell::ZeroDate
+            } else {
+                Cell::Timestamp {
+                    secs,
+                    micros,
+                    fsp: *fsp,
+                }
+            }
+        }
+        (ColumnKind::Timestamp { fsp }, Value::Int(secs)) => {
+            if *secs == 0 {
+                Cell::ZeroDate
+            } else {
+                Cell::Timestamp {
+                    secs: *secs,
+                    micros: 0,
+                    fsp: *fsp,
+                }
+            }
+        }
+        (ColumnKind::Time { fsp }, Value::Time(negative, days, h, m, s, us)) => Cell::Time {
+            negative: *negative,
+            hours: days * 24 + u32::from(*h),
+            minutes: *m,
+            seconds: *s,
+            micros: *us,
+            fsp: *fsp,
+        },
+        (ColumnKind::Json, Value::Bytes(b)) => match serde_json::from_slice(b) {
+            Ok(json) => Cell::Json(json),
+            Err(_) => Cell::Text(text_of(b, charset)),
+        },
+        (ColumnKind::Other(_), Value::Bytes(b)) => Cell::Bytes(b.clone()),
+        (kind, value) => {
+            return Err(format!(
+                "unexpected binlog value {value:?} for a {kind:?} column"
+            ))
+        }
+    })
+}
+
+/// Per-column charsets of a row (as the decoder of mysql_common saw them).
+pub fn row_charsets(row: &BinlogRow) -> Vec<u16> {
+    row.columns_ref()
+        .iter()
+        .map(|c| c.character_set())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_scale() {
+        assert_eq!(with_scale("12.5", 6), "12.500000");
+        assert_eq!(with_scale("-3", 2), "-3.00");
+        assert_eq!(with_scale("7.25", 0), "7");
+    }
+
+    #[test]
+    fn values() {
+        let v = |x: Value| BinlogValue::Value(x);
+        assert_eq!(
+            decode_value(&ColumnKind::Int { unsigned: true }, &v(Value::Int(-1)), 0),
+            Ok(Cell::UInt(u64::MAX))
+        );
+        assert_eq!(
+            decode_value(
+                &ColumnKind::Binary { fixed_len: Some(4) },
+                &v(Value::Bytes(vec![1])),
+                63
+            ),
+            Ok(Cell::Bytes(vec![1, 0, 0, 0]))
+        );
+        assert_eq!(
+            decode_value(
+                &ColumnKind::Set(vec!["a".into(), "b".into(), "c".into()]),
+                &v(Value::Bytes(vec![5])),
+                0
+            ),
+            Ok(Cell::Set(vec!["a".into(), "c".into()]))
+        );
+        assert_eq!(
+            decode_value(
+                &ColumnKind::Enum(vec!["x".into(), "y".into()]),
+                &v(Value::Int(2)),
+                0
+            ),
+            Ok(Cell::Enum("y".into()))
+        );
+        assert_eq!(
+            decode_value(&ColumnKind::Bit, &v(Value::Bytes(vec![1, 2])), 0),
+            Ok(Cell::Bit(258))
+        );
+        assert_eq!(
+            decode_value(
+                &ColumnKind::Timestamp { fsp: 3 },
+                &v(Value::Bytes(b"1709212455.123000".to_vec())),
+                0
+            ),
+            Ok(Cell::Timestamp {
+                secs: 1_709_212_455,
+                micros: 123_000,
+                fsp: 3
+            })
+        );
+        assert_eq!(
+            decode_value(&ColumnKind::Text, &v(Value::Bytes(vec![0xe9])), 8),
+            Ok(Cell::Text("é".into()))
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The binlog reader: connects as a replica, follows the binlog from a position, decodes the row
+//! events of the tables that views read, and sends row changes and transaction boundaries
+//! downstream in commit order.
+//!
+//! Failure handling: every connection or stream error is transient and the reader reconnects
+//! with backoff from the end of the last complete transaction it read (rows of a transaction
+//! cut short are sent again with the same counter, which downstream writes idempotently). A
+//! position the server no longer has (error 1236) is definite: the daemon stops and says so.
+//! An idle stream (no event and no heartbeat within `idle_timeout`) is treated as dead.
+
+pub mod decode;
+pub mod mariadb;
+pub mod preflight;
+mod reader;
+pub mod schema;
+
+use std::collections::HashSet;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+pub use reader::{Source, StartPoint};
+
+use crate::checkpoint::Position;
+use crate::error::{Classify, ErrorClass};
+use crate::view::spec::TableRef;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot connect to the source")]
+    Connect(#[source] mysql_async::Error),
+    #[error("source query failed")]
+    Query(#[source] mysql_async::Error),
+    #[error("binlog stream failed")]
+    Stream(#[source] mysql_async::Error),
+    #[error("binlog position {position} is not on the server (purged or unknown): {message}")]
+    PositionGone { position: String, message: String },
+    #[error("binlog stream idle for {0:?} (no event, no heartbeat)")]
+    Idle(std::time::Duration),
+    #[error("binlog stream ended")]
+    Ended,
+    #[error("cannot decode the binlog")]
+    Decode(#[source] decode::DecodeError),
+    #[error("bad source url")]
+    Url(#[source] mysql_async::UrlError),
+    #[error("the pipeline stopped")]
+    DownstreamClosed,
+}
+
+impl Classify for SourceError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SourceError::PositionGone { .. } | SourceError::Decode(_) | SourceError::Url(_) => {
+                ErrorClass::Definite
+            }
+            SourceError::Connect(e) | SourceError::Query(e) | SourceError::Stream(e) => {
+                match e {
+                    // Access denied, unknown database: fixing them needs an operator.
+                    mysql_async::Error::Server(server)
+                        if [1045, 1044, 1227].contains(&server.code) =>
+                    {
+                        ErrorClass::Definite
+                    }
+                    _ => ErrorClass::Transient,
+                }
+            }
+            SourceError::Idle(_) | SourceError::Ended | SourceError::DownstreamClosed => {
+                ErrorClass::Transient
+            }
+        }
+    }
+}
+
+/// MariaDB and MySQL differ in GTIDs, the dump command and status statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+pub async fn connect(url: &str) -> Result<(Conn, Flavor), SourceError> {
+    let opts = Opts::from_url(url).map_err(SourceError::Url)?;
+    let mut conn = Conn::new(opts).await.map_err(SourceError::Connect)?;
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(SourceError::Query)?;
+    let flavor = if version
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+        .contains("mariadb")
+    {
+        Flavor::MariaDb
+    } else {
+        Flavor::MySql
+    };
+    Ok((conn, flavor))
+}
+
+/// The server's current binlog end (file and offset).
+pub async fn binlog_end(conn: &mut Conn) -> Result<Position, SourceError> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(row) => row,
+        // MySQL 8.4 renamed it.
+        Err(_) => conn
+            .query_first("SHOW BINARY LOG STATUS")
+            .await
+            .map_err(SourceError::Query)?,
+    };
+    let Some(row) = row else {
+        return Err(SourceError::PositionGone {
+            position: "end".into(),
+            message: "the server has binary logging off (log_bin)".into(),
+        });
+    };
+    let file: String = row.get(0).unwrap_or_default();
+    let pos: u64 = row.get(1).unwrap_or(4);
+    Ok(Position {
+        file,
+        pos,
+        gtid: None,
+    })
+}
+
+/// The binlog files the server still has, oldest first.
+pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, SourceError> {
+    let rows: Vec<mysql_async::Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(SourceError::Query)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.get::<String, _>(0))
+        .collect())
+}
+
+/// The root tables of the views, the only ones whose rows are decoded.
+pub fn watched_tables<'a>(views: impl IntoIterator<Item = &'a TableRef>) -> HashSet<TableRef> {
+    views.into_iter().cloned().collect()
+}
+
+/// `(file, pos)` order of binlog positions (file names share a base and have fixed-width
+/// sequence numbers).
+pub fn position_before(a: &Position, b: &Position) -> bool {
+    (a.file.as_str(), a.pos) < (b.file.as_str(), b.pos)
+}

@@ -1,0 +1,266 @@
+//! Preflight: what must hold on the servers before streaming, each problem reported clearly.
+//!
+//! Source: `log_bin`, `binlog_format=ROW`, `binlog_row_image=FULL`, `binlog_row_metadata=FULL`,
+//! the replication and SELECT privileges, that the checkpoint's binlog file is still on the
+//! server, and that every column a view names exists with a type its conversion applies to.
+//! DynamoDB: every table exists with the key schema (and streams) the views need.
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use super::{binlog_files, SourceError};
+use crate::checkpoint::Checkpoint;
+use crate::config::{Config, Problem};
+use crate::view::spec::{Attributes, TableRef, View};
+use crate::view::value::Conversion;
+
+/// Server variables rowcast needs.
+pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = Vec::new();
+    let mut add = |field: &str, message: String| {
+        problems.push(Problem {
+            file: config.file.clone(),
+            field: field.into(),
+            message,
+        });
+    };
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
+             ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'binlog_row_value_options')",
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    let vars: HashMap<String, String> = rows
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_uppercase()))
+        .collect();
+    let want = [
+        ("log_bin", "ON"),
+        ("binlog_format", "ROW"),
+        ("binlog_row_image", "FULL"),
+        ("binlog_row_metadata", "FULL"),
+    ];
+    for (name, value) in want {
+        match vars.get(name) {
+            Some(actual) if actual == value => {}
+            Some(actual) => add(
+                "source",
+                format!("server has {name}={actual}; rowcast needs {name}={value}"),
+            ),
+            None => add(
+                "source",
+                format!("server does not report {name}; rowcast needs {name}={value}"),
+            ),
+        }
+    }
+    if vars
+        .get("binlog_row_value_options")
+        .is_some_and(|v| v.contains("PARTIAL_JSON"))
+    {
+        add(
+            "source",
+            "server has binlog_row_value_options=PARTIAL_JSON; rowcast needs full JSON images"
+                .into(),
+        );
+    }
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS")
+        .await
+        .map_err(SourceError::Query)?;
+    let grants = grants.join("\n").to_ascii_uppercase();
+    let has = |what: &str| grants.contains("ALL PRIVILEGES ON *.*") || grants.contains(what);
+    if !has("REPLICATION SLAVE") && !has("REPLICATION REPLICA") {
+        add(
+            "source.url",
+            "the user lacks REPLICATION SLAVE (needed to read the binlog)".into(),
+        );
+    }
+    if !has("REPLICATION CLIENT") && !has("BINLOG MONITOR") {
+        add(
+            "source.url",
+            "the user lacks REPLICATION CLIENT / BINLOG MONITOR (needed for the binlog position)"
+                .into(),
+        );
+    }
+    if !has("SELECT") {
+        add(
+            "source.url",
+            "the user lacks SELECT (needed for schemas and snapshots)".into(),
+        );
+    }
+    Ok(problems)
+}
+
+/// The checkpoint's binlog file must still be on the server: never skip data silently.
+pub async fn check_checkpoint(
+    conn: &mut Conn,
+    config: &Config,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<Problem>, SourceError> {
+    let files = binlog_files(conn).await?;
+    if files.contains(&checkpoint.position.file) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Problem {
+        file: config.file.clone(),
+        field: "checkpoint".into(),
+        message: format!(
+            "checkpoint position {} is no longer on the server (oldest binlog: {}); the binlog was purged",
+            checkpoint.position,
+            files.first().map_or("none", String::as_str)
+        ),
+    }])
+}
+
+#[derive(Debug)]
+struct ColumnInfo {
+    data_type: String,
+}
+
+/// Columns named by the views exist, and `as` conversions apply to their types.
+pub async fn check_views(
+    conn: &mut Conn,
+    views: &[std::sync::Arc<View>],
+) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = Vec::new();
+    let mut cache: HashMap<TableRef, HashMap<String, ColumnInfo>> = HashMap::new();
+    for view in views {
+        if !cache.contains_key(&view.source) {
+            let rows: Vec<(String, String)> = conn
+                .exec(
+                    "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (&view.source.database, &view.source.table),
+                )
+                .await
+                .map_err(SourceError::Query)?;
+            let columns = rows
+                .into_iter()
+                .map(|(name, data_type)| {
+                    (
+                        name,
+                        ColumnInfo {
+                            data_type: data_type.to_ascii_lowercase(),
+                        },
+                    )
+                })
+                .collect();
+            cache.insert(view.source.clone(), columns);
+        }
+        let columns = &cache[&view.source];
+        let mut add = |field: String, message: String| {
+            problems.push(Problem {
+                file: view.file.clone(),
+                field,
+                message,
+            })
+        };
+        if columns.is_empty() {
+            add(
+                "source".into(),
+                format!("table {} does not exist or is not readable", view.source),
+            );
+            continue;
+        }
+        let templates = std::iter::once(("key.pk", &view.key.pk))
+            .chain(view.key.sk.as_ref().map(|t| ("key.sk", t)));
+        for (field, template) in templates {
+            for segment in &template.segments {
+                if let crate::view::template::Segment::Column { name, pad } = segment {
+                    match columns.get(name) {
+                        None => add(
+                            field.into(),
+                            format!("column {name} is not in {}", view.source),
+                        ),
+                        Some(info) if pad.is_some() && !is_integer(&info.data_type) => add(
+                            field.into(),
+                            format!(
+                                "{{{name}:0N}} needs an integer column; {name} is {}",
+                                info.data_type
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if let Some(filter) = &view.filter {
+            let mut comparisons = Vec::new();
+            filter.comparisons(&mut comparisons);
+            for (column, literal) in comparisons {
+                match columns.get(&column) {
+                    None => add("filter".into(), format!("column {column} is not in {}", view.source)),
+                    Some(info) if is_numeric(&info.data_type) && matches!(literal, Some(crate::view::filter::Literal::Str(_))) => {
+                        add("filter".into(), format!("column {column} is numeric ({}) but is compared with a string literal", info.data_type))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match &view.attributes {
+            Attributes::Implicit => {
+                for name in columns.keys() {
+                    if name.starts_with('_') || view.is_key_attribute(name) {
+                        add("attributes".into(), format!("column {name} collides with a key or metadata attribute; map it under another name in [attributes]"));
+                    }
+                }
+            }
+            Attributes::Explicit(specs) => {
+                for spec in specs {
+                    let field = format!("attributes.{}", spec.name);
+                    match columns.get(&spec.column) {
+                        None => add(
+                            field,
+                            format!("column {} is not in {}", spec.column, view.source),
+                        ),
+                        Some(info) => {
+                            if let Some(message) =
+                                conversion_problem(spec.conversion, &info.data_type)
+                            {
+                                add(format!("{field}.as"), message);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn is_integer(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
+    )
+}
+
+fn is_numeric(data_type: &str) -> bool {
+    is_integer(data_type)
+        || matches!(
+            data_type,
+            "decimal" | "numeric" | "float" | "double" | "real" | "bit" | "year"
+        )
+}
+
+fn is_text(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum"
+    )
+}
+
+fn conversion_problem(conversion: Conversion, data_type: &str) -> Option<String> {
+    let ok = match conversion {
+        Conversion::Native | Conversion::String => true,
+        Conversion::Number => is_numeric(data_type) || is_text(data_type),
+        Conversion::EpochSeconds | Conversion::EpochMillis => {
+            matches!(data_type, "date" | "datetime" | "timestamp")
+        }
+        // MariaDB reports JSON columns as longtext.
+        Conversion::JsonString => matches!(data_type, "json" | "longtext"),
+    };
+    (!ok).then(|| format!("conversion {conversion:?} does not apply to a {data_type} column"))
+}

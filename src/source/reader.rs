@@ -1,0 +1,461 @@
+//! The binlog event loop: transaction boundaries, row decoding, reconnects.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::EventType;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Pool};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::decode::{decode_row, row_charsets};
+use super::mariadb::{self, MariaGtid};
+use super::schema::SchemaCache;
+use super::{connect, position_before, Flavor, SourceError};
+use crate::checkpoint::Position;
+use crate::config::SourceConfig;
+use crate::error::{chain, Classify};
+use crate::metrics::{metrics, Health};
+use crate::pipeline::{Barrier, RowChange, SourceEvent};
+use crate::view::spec::TableRef;
+
+/// Where the reader starts.
+#[derive(Debug, Clone)]
+pub struct StartPoint {
+    pub position: Position,
+    /// Counter of the first transaction read.
+    pub next_seq: u64,
+    /// Transactions that start before this position may already have been written by an
+    /// earlier run: their writes are conditional on the item version.
+    pub replay_end: Option<Position>,
+}
+
+pub struct Source {
+    config: SourceConfig,
+    tables: HashSet<TableRef>,
+    tx: mpsc::Sender<SourceEvent>,
+    health: Arc<Health>,
+    schemas: SchemaCache,
+}
+
+/// State of the transaction being read.
+struct Txn {
+    seq: u64,
+    gtid: Option<String>,
+    /// MariaDB standalone (DDL) transaction: ends with its query event.
+    standalone: bool,
+}
+
+/// What the reader keeps across reconnects.
+struct Cursor {
+    /// End of the last complete transaction: where a reconnect resumes.
+    resume: Position,
+    next_seq: u64,
+    replay_end: Option<Position>,
+}
+
+impl Source {
+    pub fn new(
+        config: SourceConfig,
+        tables: HashSet<TableRef>,
+        tx: mpsc::Sender<SourceEvent>,
+        health: Arc<Health>,
+        pool: Pool,
+    ) -> Self {
+        Source {
+            config,
+            tables,
+            tx,
+            health,
+            schemas: SchemaCache::new(pool),
+        }
+    }
+
+    /// Follows the binlog until `cancel` fires or a definite error occurs.
+    pub async fn run(
+        mut self,
+        start: StartPoint,
+        cancel: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let mut cursor = Cursor {
+            resume: start.position,
+            next_seq: start.next_seq,
+            replay_end: start.replay_end,
+        };
+        let mut backoff = self.backoff();
+        loop {
+            let started = Instant::now();
+            let result = self.stream_once(&mut cursor, &cancel).await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_transient() => {
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = self.backoff();
+                    }
+                    let delay = backoff.next().unwrap_or(self.config.max_backoff);
+                    let reason = match &error {
+                        SourceError::Idle(_) => "idle",
+                        SourceError::Ended => "ended",
+                        SourceError::Connect(_) => "connect",
+                        _ => "error",
+                    };
+                    metrics()
+                        .source_reconnects
+                        .with_label_values(&[reason])
+                        .inc();
+                    warn!(error = %chain(&error), resume = %cursor.resume, delay_ms = delay.as_millis() as u64, "binlog connection lost; reconnecting");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(self.config.max_backoff)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    async fn open_stream(&self, resume: &Position) -> Result<(BinlogStream, Flavor), SourceError> {
+        let (mut conn, flavor) = connect(&self.config.url).await?;
+        let heartbeat_ns = self.config.heartbeat_interval.as_nanos().to_string();
+        conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
+            .await
+            .map_err(SourceError::Query)?;
+        if flavor == Flavor::MariaDb {
+            // Without it MariaDB rewrites GTID events into BEGIN and dummy events.
+            conn.query_drop("SET @mariadb_slave_capability = 4")
+                .await
+                .map_err(SourceError::Query)?;
+        }
+        let request = BinlogStreamRequest::new(self.config.server_id)
+            .with_filename(resume.file.as_bytes())
+            .with_pos(resume.pos);
+        let stream = conn
+            .get_binlog_stream(request)
+            .await
+            .map_err(SourceError::Stream)?;
+        Ok((stream, flavor))
+    }
+
+    async fn stream_once(
+        &mut self,
+        cursor: &mut Cursor,
+        cancel: &CancellationToken,
+    ) -> Result<(), SourceError> {
+        let (mut stream, flavor) = self.open_stream(&cursor.resume).await?;
+        info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
+        let mut file = cursor.resume.file.clone();
+        let mut seen_format = false;
+        let mut txn: Option<Txn> = None;
+        loop {
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
+            };
+            let event = match next {
+                Err(_) => return Err(SourceError::Idle(self.config.idle_timeout)),
+                Ok(None) => return Err(SourceError::Ended),
+                Ok(Some(Err(error))) => return Err(stream_error(error, &cursor.resume)),
+                Ok(Some(Ok(event))) => event,
+            };
+            self.health.progress();
+            let header = event.header();
+            let type_raw = header.event_type_raw();
+            metrics()
+                .binlog_events
+                .with_label_values(&[event_type_name(type_raw)])
+                .inc();
+            // MariaDB's own events first: mysql_common does not decode them.
+            match type_raw {
+                mariadb::GTID_EVENT => {
+                    let gtid =
+                        MariaGtid::parse(event.data(), header.server_id()).ok_or_else(|| {
+                            SourceError::Decode(super::decode::DecodeError::Row {
+                                table: String::new(),
+                                reason: "short MariaDB GTID event".into(),
+                            })
+                        })?;
+                    txn = Some(Txn {
+                        seq: cursor.next_seq,
+                        gtid: Some(gtid.to_string()),
+                        standalone: gtid.standalone(),
+                    });
+                    continue;
+                }
+                mariadb::GTID_LIST_EVENT
+                | mariadb::BINLOG_CHECKPOINT_EVENT
+                | mariadb::ANNOTATE_ROWS_EVENT => continue,
+                _ => {}
+            }
+            let data = match event.read_data() {
+                Ok(Some(data)) => data,
+                Ok(None) => continue,
+                Err(error) => {
+                    return Err(SourceError::Decode(super::decode::DecodeError::Row {
+                        table: String::new(),
+                        reason: format!(
+                            "event type {type_raw} at {file}:{}: {error}",
+                            header.log_pos()
+                        ),
+                    }))
+                }
+            };
+            match data {
+                EventData::RotateEvent(rotate) => {
+                    let raw = rotate.name_raw();
+                    // The first (artificial) rotate comes before the format description, so
+                    // its 4 checksum bytes are still glued to the name.
+                    let raw = if !seen_format && raw.len() > 4 {
+                        &raw[..raw.len() - 4]
+                    } else {
+                        raw
+                    };
+                    file = String::from_utf8_lossy(raw).into_owned();
+                }
+                EventData::FormatDescriptionEvent(_) => seen_format = true,
+                EventData::GtidEvent(gtid) => {
+                    let uuid = gtid.sid();
+                    let gtid_text = format!("{}:{}", format_uuid(&uuid), gtid.gno());
+                    txn = Some(Txn {
+                        seq: cursor.next_seq,
+                        gtid: Some(gtid_text),
+                        standalone: false,
+                    });
+                }
+                EventData::AnonymousGtidEvent(_) => {
+                    txn = Some(Txn {
+                        seq: cursor.next_seq,
+                        gtid: None,
+                        standalone: false,
+                    });
+                }
+                EventData::QueryEvent(query) => {
+                    let text = query.query();
+                    let statement = text.trim_start().to_ascii_uppercase();
+                    if statement.starts_with("BEGIN") || statement.starts_with("XA START") {
+                        if txn.is_none() {
+                            txn = Some(Txn {
+                                seq: cursor.next_seq,
+                                gtid: None,
+                                standalone: false,
+                            });
+                        }
+                    } else if statement.starts_with("COMMIT")
+                        || statement.starts_with("ROLLBACK")
+                            && !statement.starts_with("ROLLBACK TO")
+                        || statement.starts_with("XA COMMIT")
+                    {
+                        // A logged ROLLBACK only happens with non-transactional tables, whose
+                        // changes stay: it ends the transaction like a commit.
+                        self.commit(&mut txn, cursor, &file, &event).await?;
+                    } else if statement.starts_with("SAVEPOINT")
+                        || statement.starts_with("ROLLBACK TO")
+                        || statement.starts_with("XA ")
+                    {
+                        // Inside a transaction; nothing to do.
+                    } else {
+                        metrics().ddl_events.inc();
+                        info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
+                        self.schemas.invalidate();
+                        let standalone = txn
+                            .as_ref()
+                            .is_none_or(|t| t.standalone || t.gtid.is_some());
+                        if standalone {
+                            self.commit(&mut txn, cursor, &file, &event).await?;
+                        }
+                    }
+                }
+                EventData::XidEvent(_) => self.commit(&mut txn, cursor, &file, &event).await?,
+                EventData::RowsEvent(rows) => {
+                    let Some(open) = txn.as_ref() else {
+                        warn!(file = %file, pos = header.log_pos(), "rows event outside a transaction; ignored");
+                        continue;
+                    };
+                    let (seq, gtid) = (open.seq, open.gtid.clone());
+                    let origin = Arc::new(Position {
+                        file: file.clone(),
+                        pos: u64::from(header.log_pos()),
+                        gtid,
+                    });
+                    let guard = cursor
+                        .replay_end
+                        .as_ref()
+                        .is_some_and(|end| position_before(&origin, end));
+                    self.handle_rows(&stream, rows, seq, origin, guard).await?;
+                }
+                EventData::HeartbeatEvent => {}
+                _ => {}
+            }
+        }
+    }
+
+    async fn handle_rows(
+        &mut self,
+        stream: &BinlogStream,
+        rows: RowsEventData<'_>,
+        seq: u64,
+        origin: Arc<Position>,
+        guard: bool,
+    ) -> Result<(), SourceError> {
+        let table_id = rows.table_id();
+        let Some(tme) = stream.get_tme(table_id) else {
+            return Err(SourceError::Decode(super::decode::DecodeError::Row {
+                table: format!("table id {table_id}"),
+                reason: "rows event without a table map".into(),
+            }));
+        };
+        let table = TableRef {
+            database: tme.database_name().into_owned(),
+            table: tme.table_name().into_owned(),
+        };
+        if !self.tables.contains(&table) {
+            return Ok(());
+        }
+        let schema = match self.schemas.cached(table_id, tme) {
+            Some(schema) => schema,
+            None => {
+                let owned = tme.clone().into_owned();
+                self.schemas.load(table_id, &owned).await?
+            }
+        };
+        for row in rows.rows(tme) {
+            let (before, after) = row.map_err(|e| {
+                SourceError::Decode(super::decode::DecodeError::Row {
+                    table: table.to_string(),
+                    reason: e.to_string(),
+                })
+            })?;
+            let decode =
+                |image: Option<mysql_async::binlog::row::BinlogRow>| -> Result<_, SourceError> {
+                    image
+                        .map(|image| decode_row(&schema, &image, &row_charsets(&image)))
+                        .transpose()
+                        .map_err(SourceError::Decode)
+                };
+            let change = RowChange {
+                seq,
+                table: table.clone(),
+                before: decode(before)?,
+                after: decode(after)?,
+                origin: origin.clone(),
+                guard,
+            };
+            self.tx
+                .send(SourceEvent::Row(change))
+                .await
+                .map_err(|_| SourceError::DownstreamClosed)?;
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        txn: &mut Option<Txn>,
+        cursor: &mut Cursor,
+        file: &str,
+        event: &Event,
+    ) -> Result<(), SourceError> {
+        let header = event.header();
+        let (seq, gtid) = match txn.take() {
+            Some(t) => (t.seq, t.gtid),
+            None => (cursor.next_seq, None),
+        };
+        let position = Position {
+            file: file.to_string(),
+            pos: u64::from(header.log_pos()),
+            gtid,
+        };
+        cursor.resume = Position {
+            gtid: None,
+            ..position.clone()
+        };
+        cursor.next_seq = seq + 1;
+        metrics().transactions.inc();
+        let barrier = Barrier {
+            seq,
+            position,
+            commit_ts: header.timestamp(),
+            read_at: Instant::now(),
+        };
+        debug!(seq, position = %barrier.position, "transaction read");
+        self.tx
+            .send(SourceEvent::Commit(barrier))
+            .await
+            .map_err(|_| SourceError::DownstreamClosed)
+    }
+}
+
+fn stream_error(error: mysql_async::Error, resume: &Position) -> SourceError {
+    if let mysql_async::Error::Server(server) = &error {
+        if server.code == 1236 {
+            return SourceError::PositionGone {
+                position: resume.to_string(),
+                message: server.message.clone(),
+            };
+        }
+    }
+    if let mysql_async::Error::Server(server) = &error {
+        error!(code = server.code, message = %server.message, "server error on the binlog stream");
+    }
+    SourceError::Stream(error)
+}
+
+fn format_uuid(bytes: &[u8; 16]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+fn event_type_name(raw: u8) -> &'static str {
+    match raw {
+        mariadb::GTID_EVENT => "mariadb_gtid",
+        mariadb::GTID_LIST_EVENT => "mariadb_gtid_list",
+        mariadb::BINLOG_CHECKPOINT_EVENT => "mariadb_binlog_checkpoint",
+        mariadb::ANNOTATE_ROWS_EVENT => "mariadb_annotate_rows",
+        _ => match EventType::try_from(raw) {
+            Ok(EventType::QUERY_EVENT) => "query",
+            Ok(EventType::XID_EVENT) => "xid",
+            Ok(EventType::TABLE_MAP_EVENT) => "table_map",
+            Ok(EventType::WRITE_ROWS_EVENT | EventType::WRITE_ROWS_EVENT_V1) => "write_rows",
+            Ok(
+                EventType::UPDATE_ROWS_EVENT
+                | EventType::UPDATE_ROWS_EVENT_V1
+                | EventType::PARTIAL_UPDATE_ROWS_EVENT,
+            ) => "update_rows",
+            Ok(EventType::DELETE_ROWS_EVENT | EventType::DELETE_ROWS_EVENT_V1) => "delete_rows",
+            Ok(EventType::ROTATE_EVENT) => "rotate",
+            Ok(EventType::FORMAT_DESCRIPTION_EVENT) => "format_description",
+            Ok(EventType::HEARTBEAT_EVENT) => "heartbeat",
+            Ok(EventType::GTID_EVENT | EventType::ANONYMOUS_GTID_EVENT) => "gtid",
+            Ok(_) => "other",
+            Err(_) => "unknown",
+        },
+    }
+}

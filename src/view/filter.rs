@@ -1,0 +1,663 @@
+//! The filter grammar of VIEWS.md: SQL-like predicates over root-table columns, evaluated with
+//! SQL's three-valued logic (a row passes only when the predicate is TRUE).
+//!
+//! Strings compare by exact bytes (no collation); numbers compare exactly (decimal text is
+//! compared digit by digit, floats as `f64`). A parse error carries the 1-based column of the
+//! offending character so `check` can point at it.
+
+use std::cmp::Ordering;
+
+use super::value::{is_number_text, Cell};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Str(String),
+    Num(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Not(Box<Expr>),
+    Cmp {
+        column: String,
+        op: CmpOp,
+        value: Literal,
+    },
+    In {
+        column: String,
+        values: Vec<Literal>,
+        negated: bool,
+    },
+    IsNull {
+        column: String,
+        negated: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct FilterError {
+    /// 1-based character column in the filter text.
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Num(String),
+    Op(CmpOp),
+    LParen,
+    RParen,
+    Comma,
+    Minus,
+}
+
+struct Lexed {
+    tok: Tok,
+    column: usize,
+}
+
+fn lex(text: &str) -> Result<Vec<Lexed>, FilterError> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let err = |at: usize, message: &str| FilterError {
+        column: at + 1,
+        message: message.to_string(),
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        let start = i;
+        let tok = match c {
+            c if c.is_whitespace() => {
+                i += 1;
+                continue;
+            }
+            '(' => {
+                i += 1;
+                Tok::LParen
+            }
+            ')' => {
+                i += 1;
+                Tok::RParen
+            }
+            ',' => {
+                i += 1;
+                Tok::Comma
+            }
+            '-' => {
+                i += 1;
+                Tok::Minus
+            }
+            '=' => {
+                i += 1;
+                Tok::Op(CmpOp::Eq)
+            }
+            '!' if chars.get(i + 1) == Some(&'=') => {
+                i += 2;
+                Tok::Op(CmpOp::Ne)
+            }
+            '<' => match chars.get(i + 1) {
+                Some('>') => {
+                    i += 2;
+                    Tok::Op(CmpOp::Ne)
+                }
+                Some('=') => {
+                    i += 2;
+                    Tok::Op(CmpOp::Le)
+                }
+                _ => {
+                    i += 1;
+                    Tok::Op(CmpOp::Lt)
+                }
+            },
+            '>' => match chars.get(i + 1) {
+                Some('=') => {
+                    i += 2;
+                    Tok::Op(CmpOp::Ge)
+                }
+                _ => {
+                    i += 1;
+                    Tok::Op(CmpOp::Gt)
+                }
+            },
+            '\'' | '"' => {
+                let quote = c;
+                let mut value = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(err(start, "unterminated string literal")),
+                        Some(&q) if q == quote => {
+                            if chars.get(i + 1) == Some(&quote) {
+                                value.push(quote);
+                                i += 2;
+                            } else {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        Some('\\') if i + 1 < chars.len() => {
+                            value.push(chars[i + 1]);
+                            i += 2;
+                        }
+                        Some(&ch) => {
+                            value.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                Tok::Str(value)
+            }
+            '`' => {
+                let mut name = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(err(start, "unterminated `quoted` column name")),
+                        Some('`') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&ch) => {
+                            name.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                Tok::Ident(name)
+            }
+            c if c.is_ascii_digit() || c == '.' => {
+                let mut j = i;
+                while j < chars.len() && (chars[j].is_ascii_digit() || chars[j] == '.') {
+                    j += 1;
+                }
+                if j < chars.len() && (chars[j] == 'e' || chars[j] == 'E') {
+                    j += 1;
+                    if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
+                        j += 1;
+                    }
+                    while j < chars.len() && chars[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                }
+                let text: String = chars[i..j].iter().collect();
+                if !is_number_text(&text) {
+                    return Err(err(start, &format!("bad number {text:?}")));
+                }
+                i = j;
+                Tok::Num(text)
+            }
+            c if c.is_alphanumeric() || c == '_' || c == '$' => {
+                let mut j = i;
+                while j < chars.len()
+                    && (chars[j].is_alphanumeric() || chars[j] == '_' || chars[j] == '$')
+                {
+                    j += 1;
+                }
+                let word: String = chars[i..j].iter().collect();
+                i = j;
+                Tok::Ident(word)
+            }
+            other => return Err(err(start, &format!("unexpected character {other:?}"))),
+        };
+        out.push(Lexed {
+            tok,
+            column: start + 1,
+        });
+    }
+    Ok(out)
+}
+
+struct Parser {
+    toks: Vec<Lexed>,
+    pos: usize,
+    end_column: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|l| &l.tok)
+    }
+
+    fn column(&self) -> usize {
+        self.toks
+            .get(self.pos)
+            .map_or(self.end_column, |l| l.column)
+    }
+
+    fn error(&self, message: impl Into<String>) -> FilterError {
+        FilterError {
+            column: self.column(),
+            message: message.into(),
+        }
+    }
+
+    fn keyword(&self, word: &str) -> bool {
+        matches!(self.peek(), Some(Tok::Ident(w)) if w.eq_ignore_ascii_case(word))
+    }
+
+    fn eat_keyword(&mut self, word: &str) -> bool {
+        if self.keyword(word) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, tok: &Tok, what: &str) -> Result<(), FilterError> {
+        if self.peek() == Some(tok) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(format!("expected {what}")))
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, FilterError> {
+        let mut left = self.and()?;
+        while self.eat_keyword("OR") {
+            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, FilterError> {
+        let mut left = self.not()?;
+        while self.eat_keyword("AND") {
+            left = Expr::And(Box::new(left), Box::new(self.not()?));
+        }
+        Ok(left)
+    }
+
+    fn not(&mut self) -> Result<Expr, FilterError> {
+        if self.eat_keyword("NOT") {
+            return Ok(Expr::Not(Box::new(self.not()?)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expr, FilterError> {
+        if self.peek() == Some(&Tok::LParen) {
+            self.pos += 1;
+            let inner = self.or()?;
+            self.expect(&Tok::RParen, "')'")?;
+            return Ok(inner);
+        }
+        // literal op column
+        if matches!(self.peek(), Some(Tok::Str(_) | Tok::Num(_) | Tok::Minus)) {
+            let value = self.literal()?;
+            let op = match self.peek() {
+                Some(Tok::Op(op)) => *op,
+                _ => return Err(self.error("expected a comparison operator")),
+            };
+            self.pos += 1;
+            let column = self.column_name()?;
+            return Ok(Expr::Cmp {
+                column,
+                op: flip(op),
+                value,
+            });
+        }
+        let column = self.column_name()?;
+        if self.eat_keyword("IS") {
+            let negated = self.eat_keyword("NOT");
+            if !self.eat_keyword("NULL") {
+                return Err(self.error("expected NULL"));
+            }
+            return Ok(Expr::IsNull { column, negated });
+        }
+        let negated = self.eat_keyword("NOT");
+        if self.eat_keyword("IN") {
+            self.expect(&Tok::LParen, "'(' after IN")?;
+            let mut values = vec![self.literal()?];
+            while self.peek() == Some(&Tok::Comma) {
+                self.pos += 1;
+                values.push(self.literal()?);
+            }
+            self.expect(&Tok::RParen, "')' closing IN")?;
+            return Ok(Expr::In {
+                column,
+                values,
+                negated,
+            });
+        }
+        if negated {
+            return Err(self.error("expected IN after NOT"));
+        }
+        match self.peek() {
+            Some(Tok::Op(op)) => {
+                let op = *op;
+                self.pos += 1;
+                let value = self.literal()?;
+                Ok(Expr::Cmp { column, op, value })
+            }
+            _ => Err(self.error("expected a comparison operator, IN or IS")),
+        }
+    }
+
+    fn column_name(&mut self) -> Result<String, FilterError> {
+        match self.peek() {
+            Some(Tok::Ident(word)) if !is_reserved(word) => {
+                let word = word.clone();
+                self.pos += 1;
+                Ok(word)
+            }
+            _ => Err(self.error("expected a column name")),
+        }
+    }
+
+    fn literal(&mut self) -> Result<Literal, FilterError> {
+        let negative = if self.peek() == Some(&Tok::Minus) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        };
+        let lit = match self.peek() {
+            Some(Tok::Num(n)) => Literal::Num(if negative { format!("-{n}") } else { n.clone() }),
+            Some(Tok::Str(s)) if !negative => Literal::Str(s.clone()),
+            _ => return Err(self.error("expected a string or number literal")),
+        };
+        self.pos += 1;
+        Ok(lit)
+    }
+}
+
+fn is_reserved(word: &str) -> bool {
+    ["AND", "OR", "NOT", "IN", "IS", "NULL"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(word))
+}
+
+fn flip(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::Le => CmpOp::Ge,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::Ge => CmpOp::Le,
+        other => other,
+    }
+}
+
+impl Expr {
+    pub fn parse(text: &str) -> Result<Expr, FilterError> {
+        let toks = lex(text)?;
+        let mut parser = Parser {
+            toks,
+            pos: 0,
+            end_column: text.chars().count() + 1,
+        };
+        if parser.peek().is_none() {
+            return Err(parser.error("empty filter"));
+        }
+        let expr = parser.or()?;
+        if parser.peek().is_some() {
+            return Err(parser.error("unexpected text after the end of the predicate"));
+        }
+        Ok(expr)
+    }
+
+    /// Every column the predicate reads, with the literals it is compared to.
+    pub fn comparisons(&self, out: &mut Vec<(String, Option<Literal>)>) {
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                a.comparisons(out);
+                b.comparisons(out);
+            }
+            Expr::Not(a) => a.comparisons(out),
+            Expr::Cmp { column, value, .. } => out.push((column.clone(), Some(value.clone()))),
+            Expr::In { column, values, .. } => {
+                out.extend(values.iter().map(|v| (column.clone(), Some(v.clone()))))
+            }
+            Expr::IsNull { column, .. } => out.push((column.clone(), None)),
+        }
+    }
+
+    /// Three-valued evaluation: `None` is SQL's UNKNOWN.
+    pub fn eval<'a>(&self, lookup: &impl Fn(&str) -> Option<&'a Cell>) -> Option<bool> {
+        match self {
+            Expr::And(a, b) => match (a.eval(lookup), b.eval(lookup)) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            },
+            Expr::Or(a, b) => match (a.eval(lookup), b.eval(lookup)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            },
+            Expr::Not(a) => a.eval(lookup).map(|v| !v),
+            Expr::IsNull { column, negated } => {
+                let is_null = lookup(column).is_none_or(Cell::is_null);
+                Some(is_null != *negated)
+            }
+            Expr::Cmp { column, op, value } => {
+                let ord = compare(lookup(column)?, value)?;
+                Some(match op {
+                    CmpOp::Eq => ord == Ordering::Equal,
+                    CmpOp::Ne => ord != Ordering::Equal,
+                    CmpOp::Lt => ord == Ordering::Less,
+                    CmpOp::Le => ord != Ordering::Greater,
+                    CmpOp::Gt => ord == Ordering::Greater,
+                    CmpOp::Ge => ord != Ordering::Less,
+                })
+            }
+            Expr::In {
+                column,
+                values,
+                negated,
+            } => {
+                let cell = lookup(column)?;
+                let mut unknown = false;
+                for value in values {
+                    match compare(cell, value) {
+                        Some(Ordering::Equal) => return Some(!negated),
+                        Some(_) => {}
+                        None => unknown = true,
+                    }
+                }
+                if unknown {
+                    None
+                } else {
+                    Some(*negated)
+                }
+            }
+        }
+    }
+}
+
+/// Compares a cell with a literal; `None` when either side is NULL or they cannot be compared.
+pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
+    if cell.is_null() || matches!(cell, Cell::ZeroDate) {
+        return None;
+    }
+    let literal_text = match literal {
+        Literal::Str(s) | Literal::Num(s) => s.as_str(),
+    };
+    match cell {
+        Cell::Float(_) | Cell::Double(_) => {
+            let value = match cell {
+                Cell::Float(f) => f64::from(*f),
+                Cell::Double(d) => *d,
+                _ => unreachable!("matched above"),
+            };
+            let other: f64 = literal_text.trim().parse().ok()?;
+            value.partial_cmp(&other)
+        }
+        Cell::Int(_) | Cell::UInt(_) | Cell::Decimal(_) | Cell::Year(_) | Cell::Bit(_) => {
+            let text = cell.to_text().ok()??;
+            compare_decimal(&text, literal_text.trim())
+        }
+        _ => {
+            let text = cell.to_text().ok()??;
+            match literal {
+                Literal::Str(s) => Some(text.as_bytes().cmp(s.as_bytes())),
+                Literal::Num(n) => compare_decimal(text.trim(), n),
+            }
+        }
+    }
+}
+
+/// Exact comparison of two decimal numbers in text (`-12.50`, `1e3`).
+pub fn compare_decimal(a: &str, b: &str) -> Option<Ordering> {
+    let a = Decimal::parse(a)?;
+    let b = Decimal::parse(b)?;
+    Some(a.cmp(&b))
+}
+
+/// Sign plus digits with the decimal point at `point` (digits before it), normalised.
+#[derive(Debug, PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    point: i64,
+}
+
+impl Decimal {
+    fn parse(text: &str) -> Option<Decimal> {
+        if !is_number_text(text) {
+            return None;
+        }
+        let (negative, body) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exponent) = match body.find(['e', 'E']) {
+            Some(at) => (&body[..at], body[at + 1..].parse::<i64>().ok()?),
+            None => (body, 0),
+        };
+        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let mut digits: Vec<u8> = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .map(|b| b - b'0')
+            .collect();
+        let mut point = int_part.len() as i64 + exponent;
+        while digits.first() == Some(&0) {
+            digits.remove(0);
+            point -= 1;
+        }
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Some(Decimal {
+                negative: false,
+                digits,
+                point: 0,
+            });
+        }
+        Some(Decimal {
+            negative,
+            digits,
+            point,
+        })
+    }
+
+    fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
+        match (self.digits.is_empty(), other.digits.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        self.point
+            .cmp(&other.point)
+            .then_with(|| self.digits.cmp(&other.digits))
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+        }
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn eval(filter: &str, cells: &[(&str, Cell)]) -> Option<bool> {
+        let map: HashMap<&str, &Cell> = cells.iter().map(|(k, v)| (*k, v)).collect();
+        Expr::parse(filter)
+            .unwrap()
+            .eval(&|name| map.get(name).copied())
+    }
+
+    #[test]
+    fn parses_and_evaluates() {
+        let row = [
+            ("status", Cell::Text("open".into())),
+            ("total", Cell::Decimal("12.50".into())),
+            ("n", Cell::Null),
+        ];
+        assert_eq!(eval("status <> 'deleted'", &row), Some(true));
+        assert_eq!(eval("status != 'open'", &row), Some(false));
+        assert_eq!(eval("total > 12.4 AND total < 1.3e1", &row), Some(true));
+        assert_eq!(eval("total = 12.5", &row), Some(true));
+        assert_eq!(eval("total >= -5", &row), Some(true));
+        assert_eq!(eval("status IN ('a', 'open')", &row), Some(true));
+        assert_eq!(eval("status NOT IN ('a', 'open')", &row), Some(false));
+        assert_eq!(eval("n = 1", &row), None);
+        assert_eq!(eval("NOT n = 1", &row), None);
+        assert_eq!(eval("n = 1 OR status = 'open'", &row), Some(true));
+        assert_eq!(
+            eval("n IS NULL AND (status = 'x' OR 12 < total)", &row),
+            Some(true)
+        );
+        assert_eq!(eval("n IS NOT NULL", &row), Some(false));
+        assert_eq!(eval("n NOT IN (1, 2)", &row), None);
+        assert_eq!(eval("status = 'OPEN'", &row), Some(false));
+        assert_eq!(eval("status = 'open '", &row), Some(false));
+    }
+
+    #[test]
+    fn error_columns() {
+        assert_eq!(Expr::parse("status = ").unwrap_err().column, 10);
+        assert_eq!(Expr::parse("status == 'x'").unwrap_err().column, 9);
+        assert_eq!(Expr::parse("a = 1 b").unwrap_err().column, 7);
+        assert_eq!(Expr::parse("a = 'x").unwrap_err().column, 5);
+        assert_eq!(Expr::parse("a # 1").unwrap_err().column, 3);
+    }
+
+    #[test]
+    fn decimals() {
+        assert_eq!(
+            compare_decimal("18446744073709551615", "18446744073709551614"),
+            Some(Ordering::Greater)
+        );
+        assert_eq!(compare_decimal("-0.5", "0"), Some(Ordering::Less));
+        assert_eq!(compare_decimal("0.000", "-0"), Some(Ordering::Equal));
+        assert_eq!(compare_decimal("-10", "-9.99"), Some(Ordering::Less));
+        assert_eq!(compare_decimal("1e2", "100.0"), Some(Ordering::Equal));
+    }
+}

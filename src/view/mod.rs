@@ -1,0 +1,13 @@
+//! The view engine: view specs compiled into plans, and the pure projection of row changes
+//! into DynamoDB item writes.
+
+pub mod filter;
+pub mod project;
+pub mod row;
+pub mod spec;
+pub mod stage;
+pub mod template;
+pub mod value;
+
+pub use project::{project, ItemKey, ItemOp, Projection, Row, TableSchema};
+pub use spec::{Attributes, TableRef, View};

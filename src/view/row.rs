@@ -1,0 +1,104 @@
+//! Rows and the table schemas they are decoded with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::spec::TableRef;
+use super::value::Cell;
+
+/// The type of a column as far as value mapping cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnKind {
+    Int { unsigned: bool },
+    Decimal { scale: u8 },
+    Float,
+    Double,
+    Text,
+    Binary { fixed_len: Option<usize> },
+    Enum(Vec<String>),
+    Set(Vec<String>),
+    Bit,
+    Year,
+    Date,
+    DateTime { fsp: u8 },
+    Timestamp { fsp: u8 },
+    Time { fsp: u8 },
+    Json,
+    Other(String),
+}
+
+impl ColumnKind {
+    pub fn is_numeric(&self) -> bool {
+        matches!(
+            self,
+            ColumnKind::Int { .. }
+                | ColumnKind::Decimal { .. }
+                | ColumnKind::Float
+                | ColumnKind::Double
+                | ColumnKind::Bit
+                | ColumnKind::Year
+        )
+    }
+
+    pub fn is_integer(&self) -> bool {
+        matches!(self, ColumnKind::Int { .. })
+    }
+
+    pub fn is_temporal_epoch(&self) -> bool {
+        matches!(
+            self,
+            ColumnKind::Date | ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSchema {
+    pub name: String,
+    pub kind: ColumnKind,
+    /// Virtual generated columns are not stored: implicit attributes leave them out.
+    pub is_virtual: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSchema {
+    pub table: TableRef,
+    pub columns: Vec<ColumnSchema>,
+    index: HashMap<String, usize>,
+}
+
+impl TableSchema {
+    pub fn new(table: TableRef, columns: Vec<ColumnSchema>) -> Self {
+        let index = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        TableSchema {
+            table,
+            columns,
+            index,
+        }
+    }
+
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn column(&self, name: &str) -> Option<&ColumnSchema> {
+        self.position(name).map(|i| &self.columns[i])
+    }
+}
+
+/// One row image, with the schema it was decoded with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub schema: Arc<TableSchema>,
+    pub cells: Vec<Cell>,
+}
+
+impl Row {
+    pub fn get(&self, name: &str) -> Option<&Cell> {
+        self.schema.position(name).and_then(|i| self.cells.get(i))
+    }
+}

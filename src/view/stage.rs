@@ -1,0 +1,173 @@
+//! The projector stage: row changes in, item writes out, routed to the lane that owns each key.
+//!
+//! A view whose schema became incompatible (a column it needs is gone) halts here, with a log
+//! line and `rowcast_view_halted`; the other views carry on. Barriers go to every lane, at most
+//! one per few milliseconds when the input is busy (a later barrier implies the earlier ones).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tracing::error;
+
+use super::project::project;
+use super::spec::{TableRef, View};
+use crate::metrics::{metrics, now_millis};
+use crate::pipeline::{Barrier, DeadLetter, LaneMsg, RowChange, SourceEvent, WriteOp};
+use crate::sink::lane_of;
+
+/// A view and its name as a metric label.
+type ViewEntry = (Arc<View>, Arc<str>);
+
+const BARRIER_EVERY: Duration = Duration::from_millis(5);
+
+pub struct Projector {
+    views: HashMap<TableRef, Vec<ViewEntry>>,
+    rx: mpsc::Receiver<SourceEvent>,
+    lanes: Vec<mpsc::Sender<LaneMsg>>,
+    halted: HashSet<String>,
+    last_read_seq: Arc<AtomicU64>,
+}
+
+impl Projector {
+    pub fn new(
+        views: &[Arc<View>],
+        rx: mpsc::Receiver<SourceEvent>,
+        lanes: Vec<mpsc::Sender<LaneMsg>>,
+        last_read_seq: Arc<AtomicU64>,
+    ) -> Self {
+        let mut by_table: HashMap<TableRef, Vec<ViewEntry>> = HashMap::new();
+        for view in views {
+            metrics()
+                .view_halted
+                .with_label_values(&[&view.name])
+                .set(0);
+            by_table
+                .entry(view.source.clone())
+                .or_default()
+                .push((view.clone(), Arc::from(view.name.as_str())));
+        }
+        Projector {
+            views: by_table,
+            rx,
+            lanes,
+            halted: HashSet::new(),
+            last_read_seq,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let mut pending: Option<Barrier> = None;
+        let mut last_sent = Instant::now();
+        while let Some(event) = self.rx.recv().await {
+            match event {
+                SourceEvent::Row(change) => self.handle_row(change).await,
+                SourceEvent::Commit(barrier) => {
+                    self.last_read_seq.store(barrier.seq, Ordering::Relaxed);
+                    pending = Some(barrier);
+                }
+            }
+            metrics()
+                .queue_depth
+                .with_label_values(&["project"])
+                .set(self.rx.len() as i64);
+            if pending.is_some() && (self.rx.is_empty() || last_sent.elapsed() >= BARRIER_EVERY) {
+                if let Some(barrier) = pending.take() {
+                    self.broadcast(barrier).await;
+                    last_sent = Instant::now();
+                }
+            }
+        }
+        if let Some(barrier) = pending.take() {
+            self.broadcast(barrier).await;
+        }
+    }
+
+    async fn broadcast(&self, barrier: Barrier) {
+        for lane in &self.lanes {
+            let _ = lane.send(LaneMsg::Barrier(barrier.clone())).await;
+        }
+    }
+
+    async fn send(&self, lane: usize, message: LaneMsg) {
+        // A lane only stops after this stage has dropped its sender.
+        let _ = self.lanes[lane].send(message).await;
+    }
+
+    async fn handle_row(&mut self, change: RowChange) {
+        let Some(views) = self.views.get(&change.table) else {
+            return;
+        };
+        let op_label = match (&change.before, &change.after) {
+            (None, Some(_)) => "insert",
+            (Some(_), Some(_)) => "update",
+            _ => "delete",
+        };
+        let mut outgoing = Vec::new();
+        let mut newly_halted = Vec::new();
+        for (view, name) in views {
+            if self.halted.contains(&view.name) {
+                continue;
+            }
+            metrics().rows.with_label_values(&[name, op_label]).inc();
+            let projection = match project(view, change.before.as_ref(), change.after.as_ref()) {
+                Ok(projection) => projection,
+                Err(incompatible) => {
+                    error!(view = %view.name, error = %incompatible, "view halted: incompatible schema change; fix the view or the table and restart");
+                    metrics().view_halted.with_label_values(&[name]).set(1);
+                    newly_halted.push(view.name.clone());
+                    continue;
+                }
+            };
+            if projection.null_keys > 0 {
+                metrics()
+                    .null_key_rows
+                    .with_label_values(&[name])
+                    .inc_by(u64::from(projection.null_keys));
+            }
+            if projection.zero_dates > 0 {
+                metrics()
+                    .zero_dates
+                    .with_label_values(&[name])
+                    .inc_by(u64::from(projection.zero_dates));
+            }
+            for dead in projection.dead {
+                let letter = DeadLetter {
+                    view: view.name.clone(),
+                    key: dead.key.as_ref().map(ToString::to_string),
+                    reason_kind: if dead.key.is_none() {
+                        "bad_key"
+                    } else {
+                        "bad_value"
+                    },
+                    reason: dead.reason,
+                    position: (*change.origin).clone(),
+                    seq: change.seq,
+                    at_ms: now_millis(),
+                };
+                let lane = dead
+                    .key
+                    .as_ref()
+                    .map_or(0, |k| lane_of(k, self.lanes.len()));
+                outgoing.push((lane, LaneMsg::Dead(letter)));
+            }
+            for op in projection.ops {
+                let lane = lane_of(op.key(), self.lanes.len());
+                let write = WriteOp {
+                    view: name.clone(),
+                    op,
+                    version: change.seq,
+                    guard: change.guard,
+                    origin: change.origin.clone(),
+                };
+                outgoing.push((lane, LaneMsg::Write(write)));
+            }
+        }
+        self.halted.extend(newly_halted);
+        for (lane, message) in outgoing {
+            self.send(lane, message).await;
+        }
+    }
+}
