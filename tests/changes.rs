@@ -36,8 +36,9 @@ sk = "PROFILE"
 
 /// The orders view evaluated independently over the source table.
 async fn expected_orders(env: &Env) -> Vec<Value> {
-    let rows: Vec<(i64, Option<i64>, String, String, Option<String>)> =
-        env.query("SELECT id, customer_id, status, CAST(total AS CHAR), note FROM orders").await;
+    let rows: Vec<(i64, Option<i64>, String, String, Option<String>)> = env
+        .query("SELECT id, customer_id, status, CAST(total AS CHAR), note FROM orders")
+        .await;
     rows.into_iter()
         .filter(|(_, customer, status, _, _)| customer.is_some() && status != "cancelled")
         .map(|(id, customer, status, total, note)| {
@@ -77,20 +78,27 @@ async fn changes_reach_the_views() {
     let daemon = env.start().await;
 
     // Inserts, one per transaction and several per transaction; an unrelated table.
-    env.sql("INSERT INTO orders VALUES (1, 10, 'placed', 12.50, NULL)").await;
+    env.sql("INSERT INTO orders VALUES (1, 10, 'placed', 12.50, NULL)")
+        .await;
     env.sql("INSERT INTO orders VALUES (2, 10, 'placed', 3.00, 'gift'), (3, 11, 'paid', 99.99, ''), (4, NULL, 'placed', 1.00, NULL)").await;
     env.sql("INSERT INTO unrelated VALUES (1)").await;
-    env.sql("INSERT INTO customers VALUES (10, 'Ada'), (11, 'Alan')").await;
+    env.sql("INSERT INTO customers VALUES (10, 'Ada'), (11, 'Alan')")
+        .await;
     let mut expected = expected_orders(&env).await;
     expected.extend(expected_customers(&env).await);
     assert_eq!(expected.len(), 5, "order 4 has a NULL key column: no item");
-    env.converge(&table, expected, Duration::from_secs(20)).await;
+    env.converge(&table, expected, Duration::from_secs(20))
+        .await;
 
     // Update in place, key move, filter exit, filter re-entry, delete.
-    env.sql("UPDATE orders SET status = 'paid', total = 13.75 WHERE id = 1").await;
-    env.sql("UPDATE orders SET customer_id = 11 WHERE id = 2").await;
-    env.sql("UPDATE orders SET status = 'cancelled' WHERE id = 3").await;
-    env.sql("UPDATE orders SET customer_id = 12 WHERE id = 4").await;
+    env.sql("UPDATE orders SET status = 'paid', total = 13.75 WHERE id = 1")
+        .await;
+    env.sql("UPDATE orders SET customer_id = 11 WHERE id = 2")
+        .await;
+    env.sql("UPDATE orders SET status = 'cancelled' WHERE id = 3")
+        .await;
+    env.sql("UPDATE orders SET customer_id = 12 WHERE id = 4")
+        .await;
     env.sql("DELETE FROM customers WHERE id = 10").await;
     // A multi-table transaction, with the same row changed several times.
     env.sql(
@@ -105,18 +113,34 @@ async fn changes_reach_the_views() {
     .await;
     // A rolled-back transaction changes nothing.
     env.sql("START TRANSACTION; INSERT INTO orders VALUES (6, 10, 'placed', 1.00, NULL); UPDATE orders SET status='x' WHERE id = 1; ROLLBACK;").await;
-    env.sql("UPDATE orders SET status = 'placed' WHERE id = 3").await;
-    env.sql("UPDATE orders SET status = 'cancelled' WHERE id = 3").await;
+    env.sql("UPDATE orders SET status = 'placed' WHERE id = 3")
+        .await;
+    env.sql("UPDATE orders SET status = 'cancelled' WHERE id = 3")
+        .await;
     let mut expected = expected_orders(&env).await;
     expected.extend(expected_customers(&env).await);
-    env.converge(&table, expected, Duration::from_secs(20)).await;
+    env.converge(&table, expected, Duration::from_secs(20))
+        .await;
     let items = env.items(&table).await;
-    assert!(!items.iter().any(|i| i["sk"] == "ORDER#000006"), "rolled back");
-    assert!(items.iter().any(|i| i["sk"] == "ORDER#000002" && i["pk"] == "CUSTOMER#11"), "moved");
+    assert!(
+        !items.iter().any(|i| i["sk"] == "ORDER#000006"),
+        "rolled back"
+    );
+    assert!(
+        items
+            .iter()
+            .any(|i| i["sk"] == "ORDER#000002" && i["pk"] == "CUSTOMER#11"),
+        "moved"
+    );
 
     // Versions come from the transaction counter: later transactions have larger versions.
     let raw = env.scan(&table).await;
-    let version = |sk: &str| raw.iter().find(|i| i["sk"] == sk).and_then(|i| i["_version"].as_u64()).unwrap();
+    let version = |sk: &str| {
+        raw.iter()
+            .find(|i| i["sk"] == sk)
+            .and_then(|i| i["_version"].as_u64())
+            .unwrap()
+    };
     assert!(version("ORDER#000005") > version("ORDER#000001"));
 
     let (status, metrics) = daemon.get("/metrics").await;
@@ -134,10 +158,16 @@ async fn changes_reach_the_views() {
         "rowcast_queue_depth",
         "rowcast_binlog_events_total{type=\"xid\"}",
     ] {
-        assert!(metrics.contains(name), "metric {name} missing from:\n{metrics}");
+        assert!(
+            metrics.contains(name),
+            "metric {name} missing from:\n{metrics}"
+        );
     }
     for line in metrics.lines().filter(|l| !l.starts_with('#')) {
-        assert!(line.starts_with("rowcast_") || line.starts_with("process_"), "unexpected metric {line}");
+        assert!(
+            line.starts_with("rowcast_") || line.starts_with("process_"),
+            "unexpected metric {line}"
+        );
     }
     assert_eq!(daemon.get("/healthz").await.0, 200);
     let status = daemon.terminate();
@@ -177,23 +207,42 @@ sk = "DOC#{id}"
         json!({"pk": "a", "sk": "DOC#1", "id": 1, "k": "a", "body": "small", "amount": 1.5}),
         json!({"pk": "d", "sk": "DOC#5", "id": 5, "k": "d", "body": "after"}),
     ];
-    env.converge(&table, expected, Duration::from_secs(20)).await;
+    env.converge(&table, expected, Duration::from_secs(20))
+        .await;
     let dead_path = env.dir.join("dead.jsonl");
     eventually("three dead letters", Duration::from_secs(10), || async {
-        std::fs::read_to_string(&dead_path).map(|t| t.lines().count() == 3).unwrap_or(false)
+        std::fs::read_to_string(&dead_path)
+            .map(|t| t.lines().count() == 3)
+            .unwrap_or(false)
     })
     .await;
-    let letters: Vec<Value> = std::fs::read_to_string(&dead_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let reasons: Vec<&str> = letters.iter().map(|l| l["reason_kind"].as_str().unwrap()).collect();
+    let letters: Vec<Value> = std::fs::read_to_string(&dead_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reasons: Vec<&str> = letters
+        .iter()
+        .map(|l| l["reason_kind"].as_str().unwrap())
+        .collect();
     assert!(reasons.contains(&"bad_key"), "{letters:#?}");
     assert!(reasons.contains(&"too_large"), "{letters:#?}");
     assert!(reasons.contains(&"bad_value"), "{letters:#?}");
     for letter in &letters {
         assert_eq!(letter["view"], "docs");
-        assert!(letter["position"]["file"].as_str().unwrap().starts_with("binlog."), "{letter}");
+        assert!(
+            letter["position"]["file"]
+                .as_str()
+                .unwrap()
+                .starts_with("binlog."),
+            "{letter}"
+        );
         assert!(letter["position"]["pos"].as_u64().unwrap() > 4);
     }
     let (_, metrics) = daemon.get("/metrics").await;
-    assert!(metrics.contains("rowcast_dead_letters_total{reason=\"too_large\",view=\"docs\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("rowcast_dead_letters_total{reason=\"too_large\",view=\"docs\"} 1"),
+        "{metrics}"
+    );
     assert!(daemon.terminate().success());
 }

@@ -161,6 +161,7 @@ fn column_kind(
     use ColumnType::*;
     let fsp = meta.first().copied().unwrap_or(0).min(6);
     match ty {
+        MYSQL_TYPE_INT24 if !unsigned => ColumnKind::SignedMedium,
         MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
         | MYSQL_TYPE_LONGLONG => ColumnKind::Int { unsigned },
         MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => ColumnKind::Decimal {
@@ -284,6 +285,9 @@ pub fn decode_value(
         (ColumnKind::Int { unsigned: true }, Value::Int(v)) => Cell::UInt(*v as u64),
         (ColumnKind::Int { .. }, Value::Int(v)) => Cell::Int(*v),
         (ColumnKind::Int { .. }, Value::UInt(v)) => Cell::UInt(*v),
+        // 24-bit two's complement read without sign extension.
+        (ColumnKind::SignedMedium, Value::Int(v)) if *v >= 0x80_0000 => Cell::Int(*v - 0x100_0000),
+        (ColumnKind::SignedMedium, Value::Int(v)) => Cell::Int(*v),
         (ColumnKind::Decimal { scale }, Value::Bytes(b)) => {
             Cell::Decimal(with_scale(ascii(b)?, *scale))
         }

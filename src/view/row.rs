@@ -9,20 +9,34 @@ use super::value::Cell;
 /// The type of a column as far as value mapping cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnKind {
-    Int { unsigned: bool },
-    Decimal { scale: u8 },
+    Int {
+        unsigned: bool,
+    },
+    /// Signed MEDIUMINT: decoded apart because mysql_common does not sign-extend 24-bit values.
+    SignedMedium,
+    Decimal {
+        scale: u8,
+    },
     Float,
     Double,
     Text,
-    Binary { fixed_len: Option<usize> },
+    Binary {
+        fixed_len: Option<usize>,
+    },
     Enum(Vec<String>),
     Set(Vec<String>),
     Bit,
     Year,
     Date,
-    DateTime { fsp: u8 },
-    Timestamp { fsp: u8 },
-    Time { fsp: u8 },
+    DateTime {
+        fsp: u8,
+    },
+    Timestamp {
+        fsp: u8,
+    },
+    Time {
+        fsp: u8,
+    },
     Json,
     Other(String),
 }
@@ -32,6 +46,7 @@ impl ColumnKind {
         matches!(
             self,
             ColumnKind::Int { .. }
+                | ColumnKind::SignedMedium
                 | ColumnKind::Decimal { .. }
                 | ColumnKind::Float
                 | ColumnKind::Double
@@ -41,7 +56,7 @@ impl ColumnKind {
     }
 
     pub fn is_integer(&self) -> bool {
-        matches!(self, ColumnKind::Int { .. })
+        matches!(self, ColumnKind::Int { .. } | ColumnKind::SignedMedium)
     }
 
     pub fn is_temporal_epoch(&self) -> bool {

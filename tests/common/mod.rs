@@ -16,7 +16,8 @@ use mysql_async::Pool;
 use serde_json::Value;
 
 pub fn mysql_admin_url() -> String {
-    std::env::var("ROWCAST_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://rowcast_admin:rowcast@127.0.0.1:3306".into())
+    std::env::var("ROWCAST_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://rowcast_admin:rowcast@127.0.0.1:3306".into())
 }
 
 pub fn dynamodb_url() -> String {
@@ -27,7 +28,11 @@ pub fn dynamodb_url() -> String {
 pub const SOURCE_URL: &str = "mysql://rowcast:rowcast@127.0.0.1:3306";
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Env {
@@ -50,17 +55,40 @@ impl Env {
     pub async fn with_dynamodb(name: &str, ddb_url: &str) -> Env {
         let db = format!("rc_{name}");
         let admin = Pool::new(mysql_admin_url().as_str());
-        let mut conn = admin.get_conn().await.expect("MariaDB reachable (run deploy/local-services.sh start)");
-        conn.query_drop(format!("DROP DATABASE IF EXISTS {db}")).await.unwrap();
-        conn.query_drop(format!("CREATE DATABASE {db}")).await.unwrap();
+        let mut conn = admin
+            .get_conn()
+            .await
+            .expect("MariaDB reachable (run deploy/local-services.sh start)");
+        conn.query_drop(format!("DROP DATABASE IF EXISTS {db}"))
+            .await
+            .unwrap();
+        conn.query_drop(format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
         drop(conn);
         let dir = std::env::temp_dir().join(format!("rowcast-it-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("views")).unwrap();
-        let ddb_config = rowcast::config::DynamoConfig { endpoint_url: Some(ddb_url.to_string()), region: Some("us-east-1".into()) };
+        let ddb_config = rowcast::config::DynamoConfig {
+            endpoint_url: Some(ddb_url.to_string()),
+            region: Some("us-east-1".into()),
+        };
         let ddb = rowcast::sink::dynamo::client(&ddb_config).await;
-        let server_id = 10_000 + (name.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 50_000);
-        Env { name: name.to_string(), db, dir, admin, ddb, ddb_url: ddb_url.to_string(), server_id, port: free_port() }
+        let server_id = 10_000
+            + (name
+                .bytes()
+                .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+                % 50_000);
+        Env {
+            name: name.to_string(),
+            db,
+            dir,
+            admin,
+            ddb,
+            ddb_url: ddb_url.to_string(),
+            server_id,
+            port: free_port(),
+        }
     }
 
     /// A DynamoDB table name of this test.
@@ -71,17 +99,28 @@ impl Env {
     pub async fn sql(&self, statements: &str) {
         let mut conn = self.admin.get_conn().await.unwrap();
         conn.query_drop(format!("USE {}", self.db)).await.unwrap();
-        conn.query_drop(statements).await.unwrap_or_else(|e| panic!("{statements}: {e}"));
+        conn.query_drop(statements)
+            .await
+            .unwrap_or_else(|e| panic!("{statements}: {e}"));
     }
 
-    pub async fn query<T: mysql_async::prelude::FromRow + Send + 'static>(&self, query: &str) -> Vec<T> {
+    pub async fn query<T: mysql_async::prelude::FromRow + Send + 'static>(
+        &self,
+        query: &str,
+    ) -> Vec<T> {
         let mut conn = self.admin.get_conn().await.unwrap();
         conn.query_drop(format!("USE {}", self.db)).await.unwrap();
-        conn.query(query).await.unwrap_or_else(|e| panic!("{query}: {e}"))
+        conn.query(query)
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 
     pub fn write_view(&self, file: &str, text: &str) {
-        std::fs::write(self.dir.join("views").join(file), text.replace("{DB}", &self.db)).unwrap();
+        std::fs::write(
+            self.dir.join("views").join(file),
+            text.replace("{DB}", &self.db),
+        )
+        .unwrap();
     }
 
     /// Writes `rowcast.toml`; `extra` is appended (more sections). The checkpoint goes to a
@@ -90,7 +129,10 @@ impl Env {
         let checkpoint = if extra.contains("[checkpoint]") {
             String::new()
         } else {
-            format!("[checkpoint]\ntable = \"{}\"\ninterval_ms = 200\n", self.table("control"))
+            format!(
+                "[checkpoint]\ntable = \"{}\"\ninterval_ms = 200\n",
+                self.table("control")
+            )
         };
         let text = format!(
             "views = [\"views/*.toml\"]\n\n[source]\nurl = \"{SOURCE_URL}\"\nserver_id = {}\nheartbeat_interval_ms = 500\nmax_backoff_ms = 1000\n\n[dynamodb]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[writer]\nflush_interval_ms = 5\n\n{checkpoint}{extra}\n",
@@ -106,19 +148,33 @@ impl Env {
     }
 
     pub fn rowcast(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_rowcast")).args(args).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_rowcast"))
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     pub fn create_tables(&self) {
         let config = self.config_path();
         let out = self.rowcast(&["tables", "--config", config.to_str().unwrap(), "create"]);
-        assert!(out.status.success(), "tables create: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tables create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts the daemon and waits for `/readyz`.
     pub async fn start(&self) -> Daemon {
-        let log_path = self.dir.join(format!("rowcast-{}.log", Instant::now().elapsed().as_nanos()));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("rowcast.log")).unwrap();
+        let log_path = self.dir.join(format!(
+            "rowcast-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("rowcast.log"))
+            .unwrap();
         let _ = log_path;
         let child = Command::new(env!("CARGO_BIN_EXE_rowcast"))
             .args(["run", "--config", self.config_path().to_str().unwrap()])
@@ -127,18 +183,29 @@ impl Env {
             .stderr(log)
             .spawn()
             .unwrap();
-        let daemon = Daemon { child, port: self.port, log: self.dir.join("rowcast.log") };
+        let daemon = Daemon {
+            child,
+            port: self.port,
+            log: self.dir.join("rowcast.log"),
+        };
         daemon.wait_ready().await;
         daemon
     }
 
     pub async fn scan(&self, table: &str) -> Vec<Value> {
-        rowcast::sink::tables::scan_plain(&self.ddb, table).await.unwrap_or_else(|e| panic!("scan {table}: {e}"))
+        rowcast::sink::tables::scan_plain(&self.ddb, table)
+            .await
+            .unwrap_or_else(|e| panic!("scan {table}: {e}"))
     }
 
     /// The table's items without rowcast's metadata attributes, sorted.
     pub async fn items(&self, table: &str) -> Vec<Value> {
-        let mut items: Vec<Value> = self.scan(table).await.into_iter().map(strip_metadata).collect();
+        let mut items: Vec<Value> = self
+            .scan(table)
+            .await
+            .into_iter()
+            .map(strip_metadata)
+            .collect();
         items.sort_by_key(|v| v.to_string());
         items
     }
@@ -154,8 +221,16 @@ impl Env {
                 return;
             }
             if Instant::now() > deadline {
-                let missing: Vec<&Value> = expected.iter().filter(|e| !items.contains(e)).take(5).collect();
-                let extra: Vec<&Value> = items.iter().filter(|i| !expected.contains(i)).take(5).collect();
+                let missing: Vec<&Value> = expected
+                    .iter()
+                    .filter(|e| !items.contains(e))
+                    .take(5)
+                    .collect();
+                let extra: Vec<&Value> = items
+                    .iter()
+                    .filter(|i| !expected.contains(i))
+                    .take(5)
+                    .collect();
                 panic!(
                     "{table} did not converge in {timeout:?}: {} items, {} expected\nmissing (first 5): {missing:#?}\nunexpected (first 5): {extra:#?}\nlog: {}",
                     items.len(),
@@ -170,7 +245,11 @@ impl Env {
 
 pub fn strip_metadata(item: Value) -> Value {
     match item {
-        Value::Object(map) => Value::Object(map.into_iter().filter(|(k, _)| !k.starts_with('_')).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| !k.starts_with('_'))
+                .collect(),
+        ),
         other => other,
     }
 }
@@ -192,7 +271,11 @@ impl Daemon {
             if let Ok((200, _)) = try_http_get(self.port, "/readyz").await {
                 return;
             }
-            assert!(Instant::now() < deadline, "rowcast not ready in 60 s; log: {}", tail(&self.log));
+            assert!(
+                Instant::now() < deadline,
+                "rowcast not ready in 60 s; log: {}",
+                tail(&self.log)
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -211,7 +294,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "rowcast did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "rowcast did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -233,17 +319,31 @@ pub fn tail(path: &Path) -> String {
 pub async fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await?;
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
-    try_http_get(port, path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    try_http_get(port, path)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// Polls `check` until it returns true.
@@ -254,13 +354,20 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// A decimal as DynamoDB gives it back (trailing fraction zeros dropped), as JSON.
 pub fn dec(text: &str) -> Value {
-    let normal = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { text };
+    let normal = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    };
     serde_json::from_str(normal).unwrap()
 }
