@@ -1,6 +1,8 @@
 //! Row changes reach the views: inserts, updates, deletes, key moves, filter exits, multi-row and
 //! multi-table transactions, rollbacks, NULL keys, dead letters, and the metrics they raise.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! Local, compared with a golden file of typed DynamoDB JSON (`UPDATE_GOLDEN=1` rewrites it;
 //! review the diff against VIEWS.md before committing).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

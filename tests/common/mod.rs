@@ -4,7 +4,7 @@
 //! The services come from `deploy/local-services.sh start` (the README's test command runs it):
 //! MariaDB on 127.0.0.1:3306 and DynamoDB Local on 127.0.0.1:8000, overridable with
 //! ROWCAST_TEST_MYSQL_URL (an account allowed to create databases) and ROWCAST_TEST_DYNAMODB.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
