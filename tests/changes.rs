@@ -36,9 +36,12 @@ pk = "CUSTOMER#{id}"
 sk = "PROFILE"
 "#;
 
+/// id, customer_id, status, total, note
+type OrderRow = (i64, Option<i64>, String, String, Option<String>);
+
 /// The orders view evaluated independently over the source table.
 async fn expected_orders(env: &Env) -> Vec<Value> {
-    let rows: Vec<(i64, Option<i64>, String, String, Option<String>)> = env
+    let rows: Vec<OrderRow> = env
         .query("SELECT id, customer_id, status, CAST(total AS CHAR), note FROM orders")
         .await;
     rows.into_iter()
