@@ -19,6 +19,8 @@ pub enum SourceEvent {
 #[derive(Debug)]
 pub struct RowChange {
     pub seq: u64,
+    /// Position of the row change within its transaction (0, 1, …), the same on every replay.
+    pub index: u32,
     pub table: TableRef,
     pub before: Option<Row>,
     pub after: Option<Row>,
@@ -50,7 +52,10 @@ pub enum LaneMsg {
 pub struct WriteOp {
     pub view: Arc<str>,
     pub op: ItemOp,
-    pub version: u64,
+    /// `seq << 32 | index`: grows with every row change in commit order, so two changes of one
+    /// item in one transaction are ordered too, and a replay assigns the same numbers.
+    pub version: u128,
+    pub seq: u64,
     pub guard: bool,
     pub origin: Arc<Position>,
 }

@@ -143,7 +143,7 @@ async fn changes_reach_the_views() {
     let version = |sk: &str| {
         raw.iter()
             .find(|i| i["sk"] == sk)
-            .and_then(|i| i["_version"].as_u64())
+            .map(|i| i["_version"].to_string().parse::<u128>().unwrap())
             .unwrap()
     };
     assert!(version("ORDER#000005") > version("ORDER#000001"));

@@ -166,7 +166,7 @@ pub fn from_attribute_value(value: &AttributeValue) -> Option<Attr> {
 }
 
 /// The item as sent: the view's attributes plus the version.
-pub fn encode_item(item: &Item, version: u64) -> HashMap<String, AttributeValue> {
+pub fn encode_item(item: &Item, version: u128) -> HashMap<String, AttributeValue> {
     let mut out: HashMap<String, AttributeValue> = item
         .iter()
         .map(|(k, v)| (k.clone(), to_attribute_value(v)))
@@ -193,6 +193,6 @@ pub fn item_size(item: &Item) -> usize {
 }
 
 /// A version as a number attribute.
-pub fn types_value(version: u64) -> AttributeValue {
+pub fn types_value(version: u128) -> AttributeValue {
     AttributeValue::N(version.to_string())
 }

@@ -64,7 +64,7 @@ impl Writer {
             reason,
             reason_kind,
             position: (*op.origin).clone(),
-            seq: op.version,
+            seq: op.seq,
             at_ms: now_millis(),
         }
     }

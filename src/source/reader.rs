@@ -47,6 +47,8 @@ pub struct Source {
 /// State of the transaction being read.
 struct Txn {
     seq: u64,
+    /// Row changes read so far in this transaction.
+    rows: u32,
     gtid: Option<String>,
     /// MariaDB standalone (DDL) transaction: ends with its query event.
     standalone: bool,
@@ -191,6 +193,7 @@ impl Source {
                         })?;
                     txn = Some(Txn {
                         seq: cursor.next_seq,
+                        rows: 0,
                         gtid: Some(gtid.to_string()),
                         standalone: gtid.standalone(),
                     });
@@ -232,6 +235,7 @@ impl Source {
                     let gtid_text = format!("{}:{}", format_uuid(&uuid), gtid.gno());
                     txn = Some(Txn {
                         seq: cursor.next_seq,
+                        rows: 0,
                         gtid: Some(gtid_text),
                         standalone: false,
                     });
@@ -239,6 +243,7 @@ impl Source {
                 EventData::AnonymousGtidEvent(_) => {
                     txn = Some(Txn {
                         seq: cursor.next_seq,
+                        rows: 0,
                         gtid: None,
                         standalone: false,
                     });
@@ -250,6 +255,7 @@ impl Source {
                         if txn.is_none() {
                             txn = Some(Txn {
                                 seq: cursor.next_seq,
+                                rows: 0,
                                 gtid: None,
                                 standalone: false,
                             });
@@ -281,11 +287,12 @@ impl Source {
                 }
                 EventData::XidEvent(_) => self.commit(&mut txn, cursor, &file, &event).await?,
                 EventData::RowsEvent(rows) => {
-                    let Some(open) = txn.as_ref() else {
+                    let Some(open) = txn.as_mut() else {
                         warn!(file = %file, pos = header.log_pos(), "rows event outside a transaction; ignored");
                         continue;
                     };
                     let (seq, gtid) = (open.seq, open.gtid.clone());
+                    let first_index = open.rows;
                     let origin = Arc::new(Position {
                         file: file.clone(),
                         pos: u64::from(header.log_pos()),
@@ -295,7 +302,12 @@ impl Source {
                         .replay_end
                         .as_ref()
                         .is_some_and(|end| position_before(&origin, end));
-                    self.handle_rows(&stream, rows, seq, origin, guard).await?;
+                    let count = self
+                        .handle_rows(&stream, rows, (seq, first_index), origin, guard)
+                        .await?;
+                    if let Some(open) = txn.as_mut() {
+                        open.rows = open.rows.saturating_add(count);
+                    }
                 }
                 EventData::HeartbeatEvent => {}
                 _ => {}
@@ -307,10 +319,10 @@ impl Source {
         &mut self,
         stream: &BinlogStream,
         rows: RowsEventData<'_>,
-        seq: u64,
+        (seq, first_index): (u64, u32),
         origin: Arc<Position>,
         guard: bool,
-    ) -> Result<(), SourceError> {
+    ) -> Result<u32, SourceError> {
         let table_id = rows.table_id();
         let Some(tme) = stream.get_tme(table_id) else {
             return Err(SourceError::Decode(super::decode::DecodeError::Row {
@@ -323,7 +335,7 @@ impl Source {
             table: tme.table_name().into_owned(),
         };
         if !self.tables.contains(&table) {
-            return Ok(());
+            return Ok(0);
         }
         let schema = match self.schemas.cached(table_id, tme) {
             Some(schema) => schema,
@@ -332,6 +344,7 @@ impl Source {
                 self.schemas.load(table_id, &owned).await?
             }
         };
+        let mut index = first_index;
         for row in rows.rows(tme) {
             let (before, after) = row.map_err(|e| {
                 SourceError::Decode(super::decode::DecodeError::Row {
@@ -348,6 +361,7 @@ impl Source {
                 };
             let change = RowChange {
                 seq,
+                index,
                 table: table.clone(),
                 before: decode(before)?,
                 after: decode(after)?,
@@ -358,8 +372,9 @@ impl Source {
                 .send(SourceEvent::Row(change))
                 .await
                 .map_err(|_| SourceError::DownstreamClosed)?;
+            index = index.saturating_add(1);
         }
-        Ok(())
+        Ok(index - first_index)
     }
 
     async fn commit(

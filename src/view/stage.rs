@@ -158,7 +158,8 @@ impl Projector {
                 let write = WriteOp {
                     view: name.clone(),
                     op,
-                    version: change.seq,
+                    version: version_of(change.seq, change.index),
+                    seq: change.seq,
                     guard: change.guard,
                     origin: change.origin.clone(),
                 };
@@ -170,4 +171,9 @@ impl Projector {
             self.send(lane, message).await;
         }
     }
+}
+
+/// The item version of a row change: transaction counter, then the change's index in it.
+pub fn version_of(seq: u64, index: u32) -> u128 {
+    (u128::from(seq) << 32) | u128::from(index)
 }
