@@ -6,6 +6,8 @@
 //! ROWCAST_TEST_MYSQL_URL (an account allowed to create databases) and ROWCAST_TEST_DYNAMODB.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod accounts;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -370,4 +372,14 @@ pub fn dec(text: &str) -> Value {
         text
     };
     serde_json::from_str(normal).unwrap()
+}
+
+impl Env {
+    /// The same test environment with a fresh MariaDB pool (after a server restart).
+    pub fn reconnect(self) -> Env {
+        Env {
+            admin: Pool::new(mysql_admin_url().as_str()),
+            ..self
+        }
+    }
 }

@@ -1,0 +1,169 @@
+//! The command line against VIEWS.md: `check` lists every problem with file and field and exits
+//! non-zero; `check --connect` adds the server checks; `tables create` is idempotent; `run`
+//! refuses a bad config.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::Env;
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_lists_every_problem_with_file_and_field() {
+    let env = Env::new("clibad").await;
+    env.write_view(
+        "bad.toml",
+        r#"
+name = "Bad Name"
+table = "x"
+source = "no_dot"
+filter = "a = 1 AND (b > 'x'"
+surprise = true
+[key]
+pk = "A#{id:x}"
+"#,
+    );
+    env.write_view(
+        "bad2.toml",
+        r#"
+name = "second"
+table = "second_table"
+source = "db.t"
+[key]
+pk = "A#{id}"
+[attributes]
+_hidden = "x"
+pk = "y"
+when = { column = "created", as = "fortnights" }
+[[embed]]
+attribute = "lines"
+from = "db.lines"
+on = { order_id = "id" }
+"#,
+    );
+    let config = env
+        .write_config("[writer]\nlanes = 0\n")
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The [writer] section appears twice now: TOML rejects that. Write a clean one instead.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[writer]\nflush_interval_ms = 5\n", "");
+    std::fs::write(
+        &config,
+        text.replace(
+            "views = [\"views/*.toml\"]",
+            "views = [\"views/*.toml\", \"missing/*.toml\"]",
+        ),
+    )
+    .unwrap();
+    let out = env.rowcast(&["check", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    // The first file fails to parse (unknown field): one problem for it, with its name.
+    assert!(
+        err.contains("bad.toml") && err.contains("surprise"),
+        "{err}"
+    );
+    for (file, field) in [
+        ("rowcast.toml", "views[1]"),
+        ("rowcast.toml", "writer.lanes"),
+        ("bad2.toml", "attributes._hidden"),
+        ("bad2.toml", "attributes.pk"),
+        ("bad2.toml", "attributes.when.as"),
+        ("bad2.toml", "embed"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(file) && l.contains(&format!(": {field}:"))),
+            "{file} {field} missing in:\n{err}"
+        );
+    }
+    // Fix the parse error: its semantic problems are listed too.
+    env.write_view(
+        "bad.toml",
+        r#"
+name = "Bad Name"
+table = "x"
+source = "no_dot"
+filter = "a = 1 AND (b > 'x'"
+[key]
+pk = "A#{id:x}"
+"#,
+    );
+    let out = env.rowcast(&["check", "--config", &config]);
+    let err = stderr(&out);
+    for field in ["name", "table", "source", "filter", "key.pk"] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains("bad.toml") && l.contains(&format!(": {field}:"))),
+            "{field} missing in:\n{err}"
+        );
+    }
+    assert!(
+        err.contains("filter: column 19"),
+        "filter errors name the column: {err}"
+    );
+    let out = env.rowcast(&["run", "--config", &config]);
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_connect_verifies_the_servers() {
+    let env = Env::new("cliconnect").await;
+    env.sql("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20), price DECIMAL(6,2), created DATETIME)").await;
+    let table = env.table("views");
+    env.write_view(
+        "items.toml",
+        &r#"
+name = "items"
+table = "TABLE"
+source = "{DB}.items"
+filter = "price > 'cheap'"
+[key]
+pk = "ITEM#{name:04}"
+[attributes]
+name = "name"
+missing = "no_such_column"
+price = { column = "price", as = "epoch_millis" }
+created = { column = "created", as = "epoch_millis" }
+"#
+        .replace("TABLE", &table),
+    );
+    let config = env.write_config("").to_str().unwrap().to_string();
+    let out = env.rowcast(&["check", "--config", &config]);
+    assert!(
+        out.status.success(),
+        "without --connect no I/O: {}",
+        stderr(&out)
+    );
+    let out = env.rowcast(&["check", "--connect", "--config", &config]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [
+        "filter: column price is numeric",
+        "key.pk: {name:0N} needs an integer column",
+        "attributes.missing: column no_such_column is not in",
+        "attributes.price.as: conversion EpochMillis does not apply to a decimal column",
+        "does not exist (run `rowcast tables create`)",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing in:\n{err}");
+    }
+    assert!(!err.contains("attributes.created"), "{err}");
+
+    // tables create is idempotent and then the DynamoDB side checks out.
+    let out = env.rowcast(&["tables", "--config", &config, "create"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("created {table}")));
+    let out = env.rowcast(&["tables", "--config", &config, "create"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("exists {table}: left as it is"))
+    );
+    let out = env.rowcast(&["check", "--connect", "--config", &config]);
+    assert!(!stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
