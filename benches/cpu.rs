@@ -1,1 +1,124 @@
-fn main() {}
+//! CPU paths: binlog value decoding, projection of a row change through a view, and item
+//! encoding into SDK attribute values. Throughput in rows (elements) per second.
+//!
+//! `cargo bench --bench cpu`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::Value;
+use rowcast::config::compile_view;
+use rowcast::source::decode::decode_value;
+use rowcast::view::project::{project, ItemOp};
+use rowcast::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
+use rowcast::view::spec::TableRef;
+use rowcast::view::value::Cell;
+
+fn schema() -> Arc<TableSchema> {
+    let col = |name: &str, kind: ColumnKind| ColumnSchema {
+        name: name.into(),
+        kind,
+        is_virtual: false,
+    };
+    Arc::new(TableSchema::new(
+        TableRef::parse("shop.orders").expect("valid"),
+        vec![
+            col("id", ColumnKind::Int { unsigned: true }),
+            col("customer_id", ColumnKind::Int { unsigned: true }),
+            col(
+                "status",
+                ColumnKind::Enum(vec!["placed".into(), "paid".into(), "cancelled".into()]),
+            ),
+            col("total", ColumnKind::Decimal { scale: 2 }),
+            col("note", ColumnKind::Text),
+            col("placed_at", ColumnKind::DateTime { fsp: 3 }),
+            col(
+                "tags",
+                ColumnKind::Set(vec!["gift".into(), "express".into()]),
+            ),
+            col("weight", ColumnKind::Double),
+        ],
+    ))
+}
+
+fn binlog_values() -> Vec<BinlogValue<'static>> {
+    vec![
+        BinlogValue::Value(Value::UInt(123_456)),
+        BinlogValue::Value(Value::UInt(42)),
+        BinlogValue::Value(Value::Int(2)),
+        BinlogValue::Value(Value::Bytes(b"1234.50".to_vec())),
+        BinlogValue::Value(Value::Bytes(b"leave at the door, please".to_vec())),
+        BinlogValue::Value(Value::Date(2024, 2, 29, 13, 14, 15, 123_000)),
+        BinlogValue::Value(Value::Bytes(vec![3])),
+        BinlogValue::Value(Value::Double(2.75)),
+    ]
+}
+
+fn decoded_row(schema: &Arc<TableSchema>) -> Row {
+    let cells: Vec<Cell> = schema
+        .columns
+        .iter()
+        .zip(binlog_values())
+        .map(|(c, v)| decode_value(&c.kind, &v, 45).expect("decodes"))
+        .collect();
+    Row {
+        schema: schema.clone(),
+        cells,
+    }
+}
+
+const VIEW: &str = r#"
+name = "order_summary"
+table = "shop_views"
+source = "shop.orders"
+filter = "status <> 'cancelled' AND total > 0"
+[key]
+pk = "CUSTOMER#{customer_id}"
+sk = "ORDER#{id:010}"
+[attributes]
+status = "status"
+total = "total"
+note = "note"
+placed = { column = "placed_at", as = "epoch_millis" }
+tags = "tags"
+weight = "weight"
+"#;
+
+fn benches(c: &mut Criterion) {
+    let schema = schema();
+    let values = binlog_values();
+    let mut group = c.benchmark_group("cpu");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("decode_row_8_columns", |b| {
+        b.iter(|| {
+            for (column, value) in schema.columns.iter().zip(&values) {
+                black_box(decode_value(&column.kind, black_box(value), 45).expect("decodes"));
+            }
+        })
+    });
+    let view = compile_view(std::path::Path::new("bench.toml"), VIEW).expect("valid view");
+    let before = decoded_row(&schema);
+    let mut after = before.clone();
+    after.cells[1] = Cell::UInt(43);
+    group.bench_function("project_update_with_key_move", |b| {
+        b.iter(|| {
+            black_box(
+                project(&view, Some(black_box(&before)), Some(black_box(&after)))
+                    .expect("projects"),
+            )
+        })
+    });
+    let projection = project(&view, None, Some(&after)).expect("projects");
+    let ItemOp::Put { item, .. } = &projection.ops[0] else {
+        panic!("a put")
+    };
+    group.bench_function("encode_item", |b| {
+        b.iter(|| black_box(rowcast::sink::dynamo::encode_item(black_box(item), 1 << 40)))
+    });
+    group.finish();
+}
+
+criterion_group!(cpu, benches);
+criterion_main!(cpu);

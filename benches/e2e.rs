@@ -1,0 +1,284 @@
+//! End-to-end driver against the real services (start them with
+//! `deploy/local-services.sh start`; a fresh DynamoDB Local gives fair numbers):
+//!
+//! 1. the raw ceiling: BatchWriteItem of small items straight to DynamoDB Local, from this
+//!    process, with as many concurrent requests as rowcast has lanes;
+//! 2. throughput: rows committed to MariaDB as fast as one connection can (multi-row inserts),
+//!    timed from the first commit until rowcast has acknowledged every item;
+//! 3. latency: one row per commit at a steady low rate, commit-to-visible (GetItem polling)
+//!    p50 / p99.
+//!
+//! `cargo bench --bench e2e` (ROWCAST_BENCH_ROWS, ROWCAST_BENCH_LATENCY_ROWS to resize). Under
+//! `cargo test` it does nothing.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use mysql_async::prelude::Queryable;
+
+const LANES: usize = 8;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn metric_sum(port: u16, prefix: &str) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return 0.0;
+    };
+    let _ = stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text).await;
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// BatchWriteItem of small items, 25 a request, `LANES` requests at a time.
+async fn raw_writes(
+    client: &aws_sdk_dynamodb::Client,
+    raw_table: &str,
+    ids: std::ops::Range<usize>,
+) {
+    let chunks: Vec<Vec<usize>> = ids
+        .collect::<Vec<_>>()
+        .chunks(25)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut tasks = Vec::new();
+    for lane in 0..LANES {
+        let client = client.clone();
+        let table = raw_table.to_string();
+        let mine: Vec<Vec<usize>> = chunks.iter().skip(lane).step_by(LANES).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            for chunk in mine {
+                let mut pending: HashMap<String, Vec<WriteRequest>> = HashMap::new();
+                let requests = chunk
+                    .iter()
+                    .map(|i| {
+                        let item = HashMap::from([
+                            (
+                                "pk".to_string(),
+                                AttributeValue::S(format!("OWNER#{}", i % 1000)),
+                            ),
+                            ("sk".to_string(), AttributeValue::S(format!("ACC#{i:08}"))),
+                            ("balance".to_string(), AttributeValue::N(i.to_string())),
+                            ("state".to_string(), AttributeValue::S("open".into())),
+                            ("_version".to_string(), AttributeValue::N("1".into())),
+                        ]);
+                        WriteRequest::builder()
+                            .put_request(
+                                PutRequest::builder()
+                                    .set_item(Some(item))
+                                    .build()
+                                    .expect("item"),
+                            )
+                            .build()
+                    })
+                    .collect();
+                pending.insert(table.clone(), requests);
+                while !pending.is_empty() {
+                    let out = client
+                        .batch_write_item()
+                        .set_request_items(Some(pending.clone()))
+                        .send()
+                        .await
+                        .expect("batch");
+                    pending = out
+                        .unprocessed_items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(_, v)| !v.is_empty())
+                        .collect();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("raw writer");
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("e2e: skipped (run with `cargo bench --bench e2e`)");
+        return;
+    }
+    let rows = env_usize("ROWCAST_BENCH_ROWS", 20_000);
+    let latency_rows = env_usize("ROWCAST_BENCH_LATENCY_ROWS", 200);
+    let mysql_url = std::env::var("ROWCAST_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://rowcast_admin:rowcast@127.0.0.1:3306".into());
+    let ddb_url =
+        std::env::var("ROWCAST_TEST_DYNAMODB").unwrap_or_else(|_| "http://127.0.0.1:8000".into());
+    let client = rowcast::sink::dynamo::client(&rowcast::config::DynamoConfig {
+        endpoint_url: Some(ddb_url.clone()),
+        region: Some("us-east-1".into()),
+    })
+    .await;
+    let tag = std::process::id();
+
+    // 1. Raw ceiling.
+    let raw_table = format!("bench_raw_{tag}");
+    let need = rowcast::sink::tables::TableNeed {
+        pk: "pk".into(),
+        sk: Some("sk".into()),
+        streams: false,
+        users: vec![],
+    };
+    rowcast::sink::tables::create_table(&client, &raw_table, &need)
+        .await
+        .expect("create raw table");
+    // DynamoDB Local's JVM needs a warm-up before its numbers mean anything.
+    raw_writes(&client, &raw_table, 0..5_000).await;
+    let started = Instant::now();
+    raw_writes(&client, &raw_table, 5_000..5_000 + rows).await;
+    let raw_secs = started.elapsed().as_secs_f64();
+    println!("raw BatchWriteItem ceiling: {rows} items in {raw_secs:.2}s = {:.0} items/s ({LANES} concurrent requests)", rows as f64 / raw_secs);
+
+    // 2. rowcast throughput.
+    let db = format!("rc_bench_{tag}");
+    let pool = mysql_async::Pool::new(mysql_url.as_str());
+    let mut conn = pool
+        .get_conn()
+        .await
+        .expect("MariaDB (run deploy/local-services.sh start)");
+    conn.query_drop(format!("CREATE DATABASE {db}"))
+        .await
+        .expect("create db");
+    conn.query_drop(format!("USE {db}")).await.expect("use");
+    conn.query_drop("CREATE TABLE accounts (id INT PRIMARY KEY, owner INT NOT NULL, balance BIGINT NOT NULL, state VARCHAR(10) NOT NULL)").await.expect("table");
+    let dir = std::env::temp_dir().join(format!("rowcast-bench-{tag}"));
+    std::fs::create_dir_all(dir.join("views")).expect("dir");
+    let view_table = format!("bench_views_{tag}");
+    std::fs::write(
+        dir.join("views/accounts.toml"),
+        format!("name = \"accounts\"\ntable = \"{view_table}\"\nsource = \"{db}.accounts\"\nfilter = \"state <> 'closed'\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ACC#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n"),
+    )
+    .expect("view");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = dir.join("rowcast.toml");
+    std::fs::write(
+        &config,
+        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\n", 20_000 + tag % 10_000),
+    )
+    .expect("config");
+    let bin = env!("CARGO_BIN_EXE_rowcast");
+    let status = Command::new(bin)
+        .args([
+            "tables",
+            "--config",
+            config.to_str().expect("utf8"),
+            "create",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("tables");
+    assert!(status.success());
+    let log = std::fs::File::create(dir.join("rowcast.log")).expect("log");
+    let _daemon = Daemon(
+        Command::new(bin)
+            .args(["run", "--config", config.to_str().expect("utf8")])
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    loop {
+        if metric_sum(port, "rowcast_checkpoint_age_seconds").await >= 0.0
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("({i}, {}, {i}, 'open')", i % 1000))
+            .collect();
+        conn.query_drop(format!("INSERT INTO accounts VALUES {}", values.join(",")))
+            .await
+            .expect("insert");
+    }
+    let committed = started.elapsed().as_secs_f64();
+    while metric_sum(port, "rowcast_items_written_total").await < rows as f64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed().as_secs_f64();
+    println!(
+        "rowcast throughput: {rows} rows committed in {committed:.2}s, all in DynamoDB after {total:.2}s = {:.0} rows/s ({:.0}% of the raw ceiling)",
+        rows as f64 / total,
+        100.0 * (rows as f64 / total) / (rows as f64 / raw_secs)
+    );
+
+    // 3. Commit-to-visible latency at a steady low rate (one row per commit, ~50 commits/s).
+    let mut latencies = Vec::with_capacity(latency_rows);
+    for n in 0..latency_rows {
+        let id = rows + n;
+        let tick = Instant::now();
+        conn.query_drop(format!(
+            "INSERT INTO accounts VALUES ({id}, 5, {id}, 'open')"
+        ))
+        .await
+        .expect("insert");
+        let committed_at = Instant::now();
+        loop {
+            let out = client
+                .get_item()
+                .table_name(&view_table)
+                .key("pk", AttributeValue::S("OWNER#5".into()))
+                .key("sk", AttributeValue::S(format!("ACC#{id:08}")))
+                .send()
+                .await
+                .expect("get");
+            if out.item.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(committed_at.elapsed());
+        if let Some(rest) = Duration::from_millis(20).checked_sub(tick.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+    }
+    latencies.sort();
+    println!(
+        "commit-to-visible latency over {latency_rows} single-row commits: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.last().expect("some").as_secs_f64() * 1000.0
+    );
+    conn.query_drop(format!("DROP DATABASE {db}"))
+        .await
+        .expect("drop");
+}
