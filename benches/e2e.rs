@@ -130,6 +130,7 @@ async fn main() {
         return;
     }
     let rows = env_usize("ROWCAST_BENCH_ROWS", 20_000);
+    let mode = std::env::var("ROWCAST_BENCH_MODE").unwrap_or_else(|_| "auto".into());
     let latency_rows = env_usize("ROWCAST_BENCH_LATENCY_ROWS", 200);
     let mysql_url = std::env::var("ROWCAST_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://rowcast_admin:rowcast@127.0.0.1:3306".into());
@@ -188,7 +189,7 @@ async fn main() {
     let config = dir.join("rowcast.toml");
     std::fs::write(
         &config,
-        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\n", 20_000 + tag % 10_000),
+        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\nmode = \"{mode}\"\n", 20_000 + tag % 10_000),
     )
     .expect("config");
     let bin = env!("CARGO_BIN_EXE_rowcast");
@@ -236,7 +237,7 @@ async fn main() {
     }
     let total = started.elapsed().as_secs_f64();
     println!(
-        "rowcast throughput: {rows} rows committed in {committed:.2}s, all in DynamoDB after {total:.2}s = {:.0} rows/s ({:.0}% of the raw ceiling)",
+        "rowcast throughput ({mode} mode): {rows} rows committed in {committed:.2}s, all in DynamoDB after {total:.2}s = {:.0} rows/s ({:.0}% of the raw ceiling)",
         rows as f64 / total,
         100.0 * (rows as f64 / total) / (rows as f64 / raw_secs)
     );
