@@ -10,6 +10,7 @@ bash deploy/local-services.sh start
 # A fresh DynamoDB Local: no checkpoint from an earlier demo (see ENVIRONMENT notes in README).
 bash deploy/local-services.sh restart-dynamodb
 command -v cargo >/dev/null 2>&1 || { echo "cargo is needed (https://rustup.rs)" >&2; exit 1; }
+command -v curl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null; }
 cargo build --release --quiet
 
 export ROWCAST_MYSQL_PASSWORD=rowcast
