@@ -199,6 +199,9 @@ async fn prepare(
 ) -> Result<(StartPoint, Checkpoint), AppError> {
     let (mut conn, _flavor) = source::connect(&config.source.url).await?;
     let mut problems = preflight::check_server(&mut conn, config).await?;
+    for warning in preflight::check_privileges(&mut conn, config).await? {
+        warn!(problem = %warning, "privilege check (grants through roles are not resolved)");
+    }
     for (table, need) in needed_tables(config) {
         for message in check_table(client, &table, &need)
             .await
@@ -276,6 +279,7 @@ use crate::checkpoint::Position;
 pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
     let (mut conn, _flavor) = source::connect(&config.source.url).await?;
     let mut problems = preflight::check_server(&mut conn, config).await?;
+    problems.extend(preflight::check_privileges(&mut conn, config).await?);
     problems.extend(preflight::check_views(&mut conn, &config.views).await?);
     let client = dynamo::client(&config.dynamodb).await;
     for (table, need) in needed_tables(config) {

@@ -51,13 +51,48 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
-fn toml_problem(file: &Path, error: &toml::de::Error, problems: &mut Problems) {
-    let message = error.message().to_string();
+fn toml_problem(file: &Path, text: &str, error: &toml::de::Error, problems: &mut Problems) {
+    let message = error.message().trim().to_string();
     let field = error
         .span()
-        .map(|span| format!("bytes {}..{}", span.start, span.end))
+        .map(|span| field_at(text, span.start))
         .unwrap_or_default();
     problems.add(file, field, message);
+}
+
+/// The dotted name of the field at byte `offset` (`source.server_id`, `attributes.total`),
+/// with its line, from the nearest `[table]` header above and the key on the offset's line.
+fn field_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let header = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let trimmed = line.trim();
+    let key = if trimmed.starts_with('[') {
+        None
+    } else {
+        trimmed
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+    };
+    let name = match (header, key) {
+        (Some(h), Some(k)) => format!("{h}.{k}"),
+        (Some(h), None) => h,
+        (None, Some(k)) => k,
+        (None, None) => String::new(),
+    };
+    if name.is_empty() {
+        format!("line {line_no}")
+    } else {
+        format!("{name} (line {line_no})")
+    }
 }
 
 pub(super) fn load(
@@ -75,7 +110,7 @@ pub(super) fn load(
     let raw: RawConfig = match toml::from_str(&text) {
         Ok(raw) => raw,
         Err(error) => {
-            toml_problem(path, &error, &mut problems);
+            toml_problem(path, &text, &error, &mut problems);
             return Err(ConfigErrors(problems.list));
         }
     };
@@ -203,7 +238,7 @@ pub(super) fn load(
         let raw_view: RawView = match toml::from_str(&text) {
             Ok(raw_view) => raw_view,
             Err(error) => {
-                toml_problem(file, &error, &mut problems);
+                toml_problem(file, &text, &error, &mut problems);
                 continue;
             }
         };
@@ -367,7 +402,7 @@ pub fn compile_view(file: &Path, text: &str) -> Result<View, ConfigErrors> {
     let raw: RawView = match toml::from_str(text) {
         Ok(raw) => raw,
         Err(error) => {
-            toml_problem(file, &error, &mut problems);
+            toml_problem(file, text, &error, &mut problems);
             return Err(ConfigErrors(problems.list));
         }
     };

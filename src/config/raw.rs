@@ -135,11 +135,27 @@ pub struct RawKey {
     pub sk_attribute: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `name = "column"` or `name = { column = "…", as = "…" }`.
+#[derive(Debug)]
 pub enum RawAttribute {
     Column(String),
     Spec(RawAttributeSpec),
+}
+
+impl<'de> Deserialize<'de> for RawAttribute {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match toml::Value::deserialize(deserializer)? {
+            toml::Value::String(column) => Ok(RawAttribute::Column(column)),
+            table @ toml::Value::Table(_) => RawAttributeSpec::deserialize(table)
+                .map(RawAttribute::Spec)
+                .map_err(|e| D::Error::custom(e.message())),
+            other => Err(D::Error::custom(format!(
+                "expected a column name or {{ column = \"…\", as = \"…\" }}, found a {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

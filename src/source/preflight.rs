@@ -66,6 +66,23 @@ pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Proble
                 .into(),
         );
     }
+    Ok(problems)
+}
+
+/// Privileges as `SHOW GRANTS` lists them. Grants through roles are not resolved, so `run` only
+/// warns about these (a missing privilege then fails clearly on use); `check --connect` lists them.
+pub async fn check_privileges(
+    conn: &mut Conn,
+    config: &Config,
+) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = Vec::new();
+    let mut add = |field: &str, message: String| {
+        problems.push(Problem {
+            file: config.file.clone(),
+            field: field.into(),
+            message,
+        });
+    };
     let grants: Vec<String> = conn
         .query("SHOW GRANTS")
         .await
