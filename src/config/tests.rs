@@ -125,7 +125,7 @@ fn parse_errors_name_the_field_and_line() {
     write(&dir, "rowcast.toml", &CONFIG.replace("server_id = 4242", "server_id = \"abc\""));
     let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap_err().0;
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].field, "source.server_id (line 6)", "{errors:?}");
+    assert_eq!(errors[0].field, "source.server_id (line 5)", "{errors:?}");
     write(&dir, "rowcast.toml", CONFIG);
     write(&dir, "views/a.toml", "name = \"a\"\ntable = \"tbl\"\nsource = \"a.b\"\n[key]\npk = \"x\"\n[attributes]\nfoo = { column = \"x\", bogus = 1 }\n");
     let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap_err().0;
