@@ -57,8 +57,10 @@ async fn sigterm_drains_and_restart_resumes_from_the_file_checkpoint() {
         checkpoint["position"]["pos"].as_u64().unwrap() > 4,
         "{checkpoint}"
     );
-    // Changes while rowcast is down arrive after the restart.
-    workload(&env, 43, 200).await;
+    // Changes while rowcast is down arrive after the restart, across a binlog rotation.
+    workload(&env, 43, 100).await;
+    env.sql("FLUSH BINARY LOGS").await;
+    workload(&env, 44, 100).await;
     let daemon = env.start().await;
     env.converge(&table, expected(&env).await, Duration::from_secs(30))
         .await;

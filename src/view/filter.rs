@@ -504,6 +504,17 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
             let text = cell.to_text().ok()??;
             compare_decimal(&text, literal_text.trim())
         }
+        Cell::DateTime(_) | Cell::Timestamp { .. } => {
+            // Compare in the table form; accept SQL's `YYYY-MM-DD HH:MM:SS` literals too.
+            let text = cell.to_text().ok()??;
+            let text = text.trim_end_matches('Z');
+            let literal = literal_text.trim().trim_end_matches('Z');
+            let literal = match literal.as_bytes().get(10) {
+                Some(b' ') => format!("{}T{}", &literal[..10], &literal[11..]),
+                _ => literal.to_string(),
+            };
+            Some(text.as_bytes().cmp(literal.as_bytes()))
+        }
         _ => {
             let text = cell.to_text().ok()??;
             match literal {
@@ -638,6 +649,18 @@ mod tests {
         assert_eq!(eval("n NOT IN (1, 2)", &row), None);
         assert_eq!(eval("status = 'OPEN'", &row), Some(false));
         assert_eq!(eval("status = 'open '", &row), Some(false));
+    }
+
+    #[test]
+    fn temporal_literals() {
+        use crate::view::value::DateTime;
+        let dt = DateTime { year: 2024, month: 2, day: 29, hour: 13, minute: 14, second: 15, micros: 0, fsp: 0 };
+        let row = [("at", Cell::DateTime(dt)), ("ts", Cell::Timestamp { secs: 1_709_212_455, micros: 0, fsp: 0 })];
+        assert_eq!(eval("at >= '2024-02-29'", &row), Some(true));
+        assert_eq!(eval("at < '2024-02-29 13:14:16'", &row), Some(true));
+        assert_eq!(eval("at = '2024-02-29T13:14:15'", &row), Some(true));
+        assert_eq!(eval("ts = '2024-02-29 13:14:15'", &row), Some(true));
+        assert_eq!(eval("ts > '2024-03-01'", &row), Some(false));
     }
 
     #[test]
