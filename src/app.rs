@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use mysql_async::prelude::Queryable;
 use mysql_async::Pool;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -197,8 +198,15 @@ async fn prepare(
     client: &Client,
     store: &CheckpointStore,
 ) -> Result<(StartPoint, Checkpoint), AppError> {
-    let (mut conn, _flavor) = source::connect(&config.source.url).await?;
+    let (mut conn, flavor) = source::connect(&config.source.url).await?;
     let mut problems = preflight::check_server(&mut conn, config).await?;
+    if config.source.resume_by_gtid && flavor == source::Flavor::MySql {
+        problems.push(Problem {
+            file: config.file.clone(),
+            field: "source.resume".into(),
+            message: "resume = \"gtid\" is supported on MariaDB only".into(),
+        });
+    }
     for warning in preflight::check_privileges(&mut conn, config).await? {
         warn!(problem = %warning, "privilege check (grants through roles are not resolved)");
     }
@@ -221,7 +229,13 @@ async fn prepare(
     let loaded = store.load().await?;
     let result = match loaded {
         Some(checkpoint) => {
-            let gone = preflight::check_checkpoint(&mut conn, config, &checkpoint).await?;
+            // Resuming by GTID, the server finds the position itself (and says if it cannot).
+            let by_gtid = config.source.resume_by_gtid && checkpoint.position.gtid.is_some();
+            let gone = if by_gtid {
+                Vec::new()
+            } else {
+                preflight::check_checkpoint(&mut conn, config, &checkpoint).await?
+            };
             if let Some(problem) = gone.into_iter().next() {
                 return Err(AppError::Source(SourceError::PositionGone {
                     position: checkpoint.position.to_string(),
@@ -229,10 +243,7 @@ async fn prepare(
                 }));
             }
             let start = StartPoint {
-                position: Position {
-                    gtid: None,
-                    ..checkpoint.position.clone()
-                },
+                position: checkpoint.position.clone(),
                 next_seq: checkpoint.seq + 1,
                 replay_end: Some(end),
             };
@@ -245,6 +256,15 @@ async fn prepare(
                     file: files.first().cloned().unwrap_or(end.file.clone()),
                     pos: 4,
                     gtid: None,
+                }
+            } else if flavor == source::Flavor::MariaDb {
+                let state: Option<String> = conn
+                    .query_first("SELECT @@gtid_binlog_pos")
+                    .await
+                    .map_err(SourceError::Query)?;
+                Position {
+                    gtid: state.filter(|s| !s.is_empty()),
+                    ..end
                 }
             } else {
                 end

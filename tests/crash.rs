@@ -84,3 +84,40 @@ async fn purged_checkpoint_position_is_a_clear_error() {
     );
     assert!(stderr.contains("oldest binlog: binlog."), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_by_gtid_needs_no_binlog_file_name() {
+    let (env, table) = setup(
+        "gtid",
+        "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 200\n",
+    )
+    .await;
+    let config = env.config_path();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "max_backoff_ms = 1000\n",
+        "max_backoff_ms = 1000\nresume = \"gtid\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = env.start().await;
+    workload(&env, 77, 100).await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+    // Pretend the checkpoint was taken on another server: its file name means nothing here.
+    let path = env.dir.join("checkpoint.json");
+    let mut checkpoint: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let gtid = checkpoint["position"]["gtid"].as_str().unwrap().to_string();
+    assert!(
+        gtid.split(',').all(|g| g.split('-').count() == 3),
+        "MariaDB GTID state: {gtid}"
+    );
+    checkpoint["position"]["file"] = "elsewhere-bin.000042".into();
+    checkpoint["position"]["pos"] = 4.into();
+    std::fs::write(&path, checkpoint.to_string()).unwrap();
+    workload(&env, 78, 100).await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}

@@ -147,6 +147,18 @@ pub(super) fn load(
             false
         }
     };
+    let resume_by_gtid = match raw.source.resume.as_deref() {
+        None | Some("file") => false,
+        Some("gtid") => true,
+        Some(other) => {
+            problems.add(
+                path,
+                "source.resume",
+                format!("{other:?}: expected \"file\" or \"gtid\""),
+            );
+            false
+        }
+    };
     let heartbeat_ms = raw.source.heartbeat_interval_ms.unwrap_or(1000);
     if heartbeat_ms == 0 {
         problems.add(path, "source.heartbeat_interval_ms", "must be positive");
@@ -288,6 +300,7 @@ pub(super) fn load(
             heartbeat_interval: Duration::from_millis(heartbeat_ms),
             idle_timeout: Duration::from_millis(idle_ms),
             start_at_beginning,
+            resume_by_gtid,
             max_backoff: Duration::from_millis(raw.source.max_backoff_ms.unwrap_or(10_000)),
         },
         dynamodb: DynamoConfig {

@@ -52,6 +52,8 @@ pub struct SourceConfig {
     pub heartbeat_interval: Duration,
     pub idle_timeout: Duration,
     pub start_at_beginning: bool,
+    /// Resume by MariaDB GTID state instead of file and offset.
+    pub resume_by_gtid: bool,
     pub max_backoff: Duration,
 }
 

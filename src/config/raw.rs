@@ -44,7 +44,10 @@ pub struct RawSource {
     /// Where to start when there is no checkpoint: "end" (default, the current binlog end) or
     /// "beginning" (the oldest binlog on the server).
     pub start: Option<String>,
-    /// Only for tests and benchmarks: limit of backoff between reconnects.
+    /// How to resume: "file" (default: binlog file and offset) or "gtid" (MariaDB GTID state,
+    /// which survives a failover to another server of the same replication topology).
+    pub resume: Option<String>,
+    /// Cap of the backoff between reconnects and write retries.
     pub max_backoff_ms: Option<u64>,
 }
 

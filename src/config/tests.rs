@@ -122,13 +122,24 @@ attributes = { n = "name" }
 #[test]
 fn parse_errors_name_the_field_and_line() {
     let dir = temp_dir("parse");
-    write(&dir, "rowcast.toml", &CONFIG.replace("server_id = 4242", "server_id = \"abc\""));
-    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap_err().0;
+    write(
+        &dir,
+        "rowcast.toml",
+        &CONFIG.replace("server_id = 4242", "server_id = \"abc\""),
+    );
+    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into()))
+        .unwrap_err()
+        .0;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].field, "source.server_id (line 5)", "{errors:?}");
     write(&dir, "rowcast.toml", CONFIG);
     write(&dir, "views/a.toml", "name = \"a\"\ntable = \"tbl\"\nsource = \"a.b\"\n[key]\npk = \"x\"\n[attributes]\nfoo = { column = \"x\", bogus = 1 }\n");
-    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap_err().0;
+    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into()))
+        .unwrap_err()
+        .0;
     assert_eq!(errors[0].field, "attributes.foo (line 7)", "{errors:?}");
-    assert!(errors[0].message.contains("unknown field `bogus`"), "{errors:?}");
+    assert!(
+        errors[0].message.contains("unknown field `bogus`"),
+        "{errors:?}"
+    );
 }

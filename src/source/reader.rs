@@ -1,6 +1,6 @@
 //! The binlog event loop: transaction boundaries, row decoding, reconnects.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,8 @@ struct Txn {
 
 /// What the reader keeps across reconnects.
 struct Cursor {
+    /// MariaDB GTID state (domain → last committed GTID), the `gtid` of checkpoints.
+    gtid_state: BTreeMap<u32, String>,
     /// End of the last complete transaction: where a reconnect resumes.
     resume: Position,
     next_seq: u64,
@@ -86,6 +88,7 @@ impl Source {
         cancel: CancellationToken,
     ) -> Result<(), SourceError> {
         let mut cursor = Cursor {
+            gtid_state: parse_gtid_state(start.position.gtid.as_deref()),
             resume: start.position,
             next_seq: start.next_seq,
             replay_end: start.replay_end,
@@ -143,9 +146,20 @@ impl Source {
                 .await
                 .map_err(SourceError::Query)?;
         }
-        let request = BinlogStreamRequest::new(self.config.server_id)
-            .with_filename(resume.file.as_bytes())
-            .with_pos(resume.pos);
+        let by_gtid = self.config.resume_by_gtid && flavor == Flavor::MariaDb;
+        let request = match resume.gtid.as_deref() {
+            Some(state) if by_gtid => {
+                // The server finds the position of this GTID state itself (it may be another
+                // server than the one the checkpoint was taken on).
+                conn.exec_drop("SET @slave_connect_state = ?", (state,))
+                    .await
+                    .map_err(SourceError::Query)?;
+                BinlogStreamRequest::new(self.config.server_id)
+            }
+            _ => BinlogStreamRequest::new(self.config.server_id)
+                .with_filename(resume.file.as_bytes())
+                .with_pos(resume.pos),
+        };
         let stream = conn
             .get_binlog_stream(request)
             .await
@@ -389,15 +403,29 @@ impl Source {
             Some(t) => (t.seq, t.gtid),
             None => (cursor.next_seq, None),
         };
+        if let Some(domain) = gtid.as_deref().and_then(maria_domain) {
+            cursor
+                .gtid_state
+                .insert(domain, gtid.clone().unwrap_or_default());
+        }
+        let gtid = if cursor.gtid_state.is_empty() {
+            gtid
+        } else {
+            Some(
+                cursor
+                    .gtid_state
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
+        };
         let position = Position {
             file: file.to_string(),
             pos: u64::from(header.log_pos()),
             gtid,
         };
-        cursor.resume = Position {
-            gtid: None,
-            ..position.clone()
-        };
+        cursor.resume = position.clone();
         cursor.next_seq = seq + 1;
         metrics().transactions.inc();
         let barrier = Barrier {
@@ -472,5 +500,38 @@ fn event_type_name(raw: u8) -> &'static str {
             Ok(_) => "other",
             Err(_) => "unknown",
         },
+    }
+}
+
+/// `0-1-13,1-1-7` → domain → GTID.
+fn parse_gtid_state(state: Option<&str>) -> BTreeMap<u32, String> {
+    state
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter_map(|gtid| Some((maria_domain(gtid)?, gtid.to_string())))
+        .collect()
+}
+
+/// The domain of a MariaDB GTID (`domain-server-seq`); `None` for MySQL's `uuid:n`.
+fn maria_domain(gtid: &str) -> Option<u32> {
+    let mut parts = gtid.split('-');
+    let domain = parts.next()?.parse().ok()?;
+    let _server: u32 = parts.next()?.parse().ok()?;
+    let _seq: u64 = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gtid_state() {
+        let state = parse_gtid_state(Some("0-1-13, 2-5-7"));
+        assert_eq!(state.get(&0).map(String::as_str), Some("0-1-13"));
+        assert_eq!(state.get(&2).map(String::as_str), Some("2-5-7"));
+        assert!(parse_gtid_state(Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:23")).is_empty());
+        assert!(parse_gtid_state(None).is_empty());
     }
 }

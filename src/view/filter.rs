@@ -654,8 +654,27 @@ mod tests {
     #[test]
     fn temporal_literals() {
         use crate::view::value::DateTime;
-        let dt = DateTime { year: 2024, month: 2, day: 29, hour: 13, minute: 14, second: 15, micros: 0, fsp: 0 };
-        let row = [("at", Cell::DateTime(dt)), ("ts", Cell::Timestamp { secs: 1_709_212_455, micros: 0, fsp: 0 })];
+        let dt = DateTime {
+            year: 2024,
+            month: 2,
+            day: 29,
+            hour: 13,
+            minute: 14,
+            second: 15,
+            micros: 0,
+            fsp: 0,
+        };
+        let row = [
+            ("at", Cell::DateTime(dt)),
+            (
+                "ts",
+                Cell::Timestamp {
+                    secs: 1_709_212_455,
+                    micros: 0,
+                    fsp: 0,
+                },
+            ),
+        ];
         assert_eq!(eval("at >= '2024-02-29'", &row), Some(true));
         assert_eq!(eval("at < '2024-02-29 13:14:16'", &row), Some(true));
         assert_eq!(eval("at = '2024-02-29T13:14:15'", &row), Some(true));
