@@ -7,7 +7,7 @@
 
 use std::cmp::Ordering;
 
-use super::value::{is_number_text, Cell};
+use super::value::{is_number_text, Cell, DecimalNumber};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
@@ -527,89 +527,9 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
 
 /// Exact comparison of two decimal numbers in text (`-12.50`, `1e3`).
 pub fn compare_decimal(a: &str, b: &str) -> Option<Ordering> {
-    let a = Decimal::parse(a)?;
-    let b = Decimal::parse(b)?;
+    let a = DecimalNumber::parse(a)?;
+    let b = DecimalNumber::parse(b)?;
     Some(a.cmp(&b))
-}
-
-/// Sign plus digits with the decimal point at `point` (digits before it), normalised.
-#[derive(Debug, PartialEq, Eq)]
-struct Decimal {
-    negative: bool,
-    digits: Vec<u8>,
-    point: i64,
-}
-
-impl Decimal {
-    fn parse(text: &str) -> Option<Decimal> {
-        if !is_number_text(text) {
-            return None;
-        }
-        let (negative, body) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
-        let (mantissa, exponent) = match body.find(['e', 'E']) {
-            Some(at) => (&body[..at], body[at + 1..].parse::<i64>().ok()?),
-            None => (body, 0),
-        };
-        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let mut digits: Vec<u8> = int_part
-            .bytes()
-            .chain(frac_part.bytes())
-            .map(|b| b - b'0')
-            .collect();
-        let mut point = int_part.len() as i64 + exponent;
-        while digits.first() == Some(&0) {
-            digits.remove(0);
-            point -= 1;
-        }
-        while digits.last() == Some(&0) {
-            digits.pop();
-        }
-        if digits.is_empty() {
-            return Some(Decimal {
-                negative: false,
-                digits,
-                point: 0,
-            });
-        }
-        Some(Decimal {
-            negative,
-            digits,
-            point,
-        })
-    }
-
-    fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
-        match (self.digits.is_empty(), other.digits.is_empty()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Less,
-            (false, true) => return Ordering::Greater,
-            _ => {}
-        }
-        self.point
-            .cmp(&other.point)
-            .then_with(|| self.digits.cmp(&other.digits))
-    }
-}
-
-impl Ord for Decimal {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self.negative, other.negative) {
-            (false, true) => Ordering::Greater,
-            (true, false) => Ordering::Less,
-            (false, false) => self.cmp_magnitude(other),
-            (true, true) => other.cmp_magnitude(self),
-        }
-    }
-}
-
-impl PartialOrd for Decimal {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
 }
 
 #[cfg(test)]

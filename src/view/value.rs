@@ -5,6 +5,7 @@
 //! than 38 significant digits, text that `as = "number"` cannot parse) is a [`ValueError`]; the
 //! caller sends the row's item to the dead-letter store with it.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -395,26 +396,98 @@ pub fn is_number_text(text: &str) -> bool {
 /// between 1E-130 and 9.99…E+125. Returns the text unchanged.
 pub fn checked_number(text: &str) -> Result<String, ValueError> {
     let out_of_range = || ValueError::NumberOutOfRange(text.to_string());
-    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
-    let (mantissa, exponent) = match body.find(['e', 'E']) {
-        Some(at) => (
-            &body[..at],
-            body[at + 1..].parse::<i64>().map_err(|_| out_of_range())?,
-        ),
-        None => (body, 0),
-    };
-    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let digits: String = int_part.chars().chain(frac_part.chars()).collect();
-    let Some(first) = digits.find(|c| c != '0') else {
+    let number = DecimalNumber::parse(text).ok_or_else(out_of_range)?;
+    if number.digits.is_empty() {
         return Ok(text.to_string()); // zero
-    };
-    let significant = digits[first..].trim_end_matches('0').len();
+    }
     // Decimal exponent of the leading significant digit.
-    let magnitude = int_part.len() as i64 - 1 - first as i64 + exponent;
-    if significant > 38 || !(-130..=125).contains(&magnitude) {
+    let magnitude = number.point - 1;
+    if number.digits.len() > 38 || !(-130..=125).contains(&magnitude) {
         return Err(out_of_range());
     }
     Ok(text.to_string())
+}
+
+/// A decimal number in text, normalised: sign, significant digits without leading or trailing
+/// zeros, and the decimal point's place counted from the first digit (`12.5` → 125, point 2;
+/// zero has no digits).
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecimalNumber {
+    pub negative: bool,
+    pub digits: Vec<u8>,
+    pub point: i64,
+}
+
+impl DecimalNumber {
+    pub fn parse(text: &str) -> Option<DecimalNumber> {
+        if !is_number_text(text) {
+            return None;
+        }
+        let (negative, body) = match text.as_bytes().first() {
+            Some(b'-') => (true, &text[1..]),
+            Some(b'+') => (false, &text[1..]),
+            _ => (false, text),
+        };
+        let (mantissa, exponent) = match body.find(['e', 'E']) {
+            Some(at) => (&body[..at], body[at + 1..].parse::<i64>().ok()?),
+            None => (body, 0),
+        };
+        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let mut digits: Vec<u8> = int_part
+            .bytes()
+            .chain(frac_part.bytes())
+            .map(|b| b - b'0')
+            .collect();
+        let mut point = int_part.len() as i64 + exponent;
+        while digits.first() == Some(&0) {
+            digits.remove(0);
+            point -= 1;
+        }
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Some(DecimalNumber {
+                negative: false,
+                digits,
+                point: 0,
+            });
+        }
+        Some(DecimalNumber {
+            negative,
+            digits,
+            point,
+        })
+    }
+
+    fn cmp_magnitude(&self, other: &DecimalNumber) -> Ordering {
+        match (self.digits.is_empty(), other.digits.is_empty()) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        self.point
+            .cmp(&other.point)
+            .then_with(|| self.digits.cmp(&other.digits))
+    }
+}
+
+impl Ord for DecimalNumber {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => self.cmp_magnitude(other),
+            (true, true) => other.cmp_magnitude(self),
+        }
+    }
+}
+
+impl PartialOrd for DecimalNumber {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 pub fn json_to_attr(value: &serde_json::Value) -> Result<Attr, ValueError> {
