@@ -137,7 +137,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         rx: ack_rx,
         store: store.clone(),
         interval: config.checkpoint_interval,
-        health: health.clone(),
         last_read_seq: last_read_seq.clone(),
         initial,
     };

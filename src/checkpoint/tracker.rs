@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 
 use super::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::error::{chain, Classify};
-use crate::metrics::{metrics, now_millis, Health};
+use crate::metrics::{metrics, now_millis};
 use crate::pipeline::{Ack, Barrier};
 
 pub struct Tracker {
@@ -22,7 +22,6 @@ pub struct Tracker {
     pub rx: mpsc::Receiver<Ack>,
     pub store: Arc<CheckpointStore>,
     pub interval: Duration,
-    pub health: Arc<Health>,
     /// Counter of the last transaction the projector has seen, for the lag when idle.
     pub last_read_seq: Arc<AtomicU64>,
     pub initial: Checkpoint,
@@ -52,6 +51,7 @@ impl Tracker {
                 }
                 _ = tick.tick() => {
                     self.update_lag(committed.as_ref());
+                    self.update_age(&saved);
                     if let Err(error) = self.save(committed.as_ref(), &mut saved).await {
                         if !error.is_transient() {
                             return Err(error);
@@ -78,6 +78,18 @@ impl Tracker {
         self.update_lag(committed.as_ref());
         info!(position = %saved.position, seq = saved.seq, "final checkpoint");
         Ok(saved)
+    }
+
+    /// Seconds the persisted checkpoint is behind what the source has read; 0 when nothing read
+    /// is missing from it (an idle source does not age the checkpoint).
+    fn update_age(&self, saved: &Checkpoint) {
+        let latest = self.last_read_seq.load(Ordering::Relaxed);
+        let age = if saved.seq >= latest {
+            0.0
+        } else {
+            now_millis().saturating_sub(saved.updated_ms) as f64 / 1000.0
+        };
+        metrics().checkpoint_age.set(age);
     }
 
     fn update_lag(&self, committed: Option<&Barrier>) {
@@ -110,7 +122,6 @@ impl Tracker {
         self.store.save(&checkpoint).await?;
         metrics().checkpoint_commits.inc();
         metrics().checkpoint_seq.set(checkpoint.seq as i64);
-        self.health.checkpointed();
         *saved = checkpoint;
         Ok(())
     }

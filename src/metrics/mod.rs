@@ -124,7 +124,7 @@ impl Metrics {
             batch_duration,
             write_retries: counter_vec(&r, "rowcast_write_retries_total", "DynamoDB write retries, by reason (unprocessed, throttled, error)", &["reason"]),
             throttles: counter(&r, "rowcast_throttles_total", "DynamoDB throttling responses (throughput exceeded, unprocessed items)"),
-            checkpoint_age: gauge(&r, "rowcast_checkpoint_age_seconds", "Seconds since the checkpoint was last persisted"),
+            checkpoint_age: gauge(&r, "rowcast_checkpoint_age_seconds", "Seconds the persisted checkpoint is behind the transactions read (0 when it covers all of them)"),
             checkpoint_commits: counter(&r, "rowcast_checkpoint_commits_total", "Checkpoints persisted"),
             checkpoint_seq,
             queue_depth: gauge_vec(&r, "rowcast_queue_depth", "Messages waiting in front of a stage", &["stage"]),
@@ -155,7 +155,6 @@ pub fn now_millis() -> u64 {
 pub struct Health {
     ready: AtomicBool,
     last_progress_ms: AtomicU64,
-    last_checkpoint_ms: AtomicU64,
 }
 
 impl Health {
@@ -173,19 +172,7 @@ impl Health {
         self.last_progress_ms.store(now_millis(), Ordering::Relaxed);
     }
 
-    pub fn checkpointed(&self) {
-        self.last_checkpoint_ms
-            .store(now_millis(), Ordering::Relaxed);
-    }
-
     pub fn millis_since_progress(&self) -> u64 {
         now_millis().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed))
-    }
-
-    pub fn seconds_since_checkpoint(&self) -> Option<f64> {
-        match self.last_checkpoint_ms.load(Ordering::Relaxed) {
-            0 => None,
-            at => Some(now_millis().saturating_sub(at) as f64 / 1000.0),
-        }
     }
 }

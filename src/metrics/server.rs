@@ -21,10 +21,7 @@ struct AppState {
     stall_limit: Duration,
 }
 
-async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
-    if let Some(age) = state.health.seconds_since_checkpoint() {
-        metrics().checkpoint_age.set(age);
-    }
+async fn metrics_handler() -> impl IntoResponse {
     let mut buffer = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(error) = encoder.encode(&metrics().registry.gather(), &mut buffer) {
