@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::checkpoint::tracker::Tracker;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
@@ -128,7 +128,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             writer: writer.clone(),
             config: config.writer.clone(),
         };
-        tasks.spawn(lane.run());
+        tasks.spawn(lane.run().instrument(info_span!("lane", id)));
     }
     drop(ack_tx);
     let last_read_seq = Arc::new(AtomicU64::new(initial.seq));
@@ -140,9 +140,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         last_read_seq: last_read_seq.clone(),
         initial,
     };
-    let tracker = tokio::spawn(tracker.run());
+    let tracker = tokio::spawn(tracker.run().instrument(info_span!("checkpoint")));
     let (source_tx, source_rx) = mpsc::channel(capacity);
-    tasks.spawn(Projector::new(&config.views, source_rx, lane_senders, last_read_seq).run());
+    tasks.spawn(
+        Projector::new(&config.views, source_rx, lane_senders, last_read_seq)
+            .run()
+            .instrument(info_span!("project")),
+    );
     tasks.close();
 
     let tables = watched_tables(config.views.iter().map(|v| &v.source));
@@ -153,7 +157,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         health.clone(),
         pool.clone(),
     );
-    let source_result = source.run(start, shutdown.clone()).await;
+    let source_result = source
+        .run(start, shutdown.clone())
+        .instrument(info_span!("source", server_id = config.source.server_id))
+        .await;
     if let Err(error) = &source_result {
         warn!(error = %chain(error), "source stopped; draining what was read");
     }
