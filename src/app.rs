@@ -30,6 +30,7 @@ use crate::sink::dynamo::{self, SdkErrorInfo};
 use crate::sink::lane::Lane;
 use crate::sink::tables::{check_table, needed_tables};
 use crate::sink::writer::Writer;
+use crate::snapshot::driver::Driver;
 use crate::source::{self, preflight, watched_tables, Source, SourceError, StartPoint};
 use crate::view::stage::Projector;
 
@@ -102,6 +103,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         server_stop.cancel();
         return Ok(());
     };
+    let driver = Driver::new(&config.views, &initial.backfill, config.backfill_chunk_rows);
+    health.set_filling(driver.filling());
+    let driver = driver.wants_chunk().then_some(driver);
     health.set_ready();
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
@@ -156,6 +160,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         source_tx,
         health.clone(),
         pool.clone(),
+        driver,
     );
     let source_result = source
         .run(start, shutdown.clone())
@@ -252,6 +257,7 @@ async fn prepare(
                 position: checkpoint.position.clone(),
                 next_seq: checkpoint.seq + 1,
                 replay_end: Some(end),
+                backfill: checkpoint.backfill.clone(),
             };
             (start, checkpoint)
         }
@@ -282,6 +288,7 @@ async fn prepare(
                 position: position.clone(),
                 seq,
                 updated_ms: now_millis(),
+                backfill: Default::default(),
             };
             store.save(&checkpoint).await?;
             info!(store = %store.describe(), position = %position, "no checkpoint: starting at the binlog end");
@@ -290,6 +297,7 @@ async fn prepare(
                     position,
                     next_seq: seq + 1,
                     replay_end: None,
+                    backfill: Default::default(),
                 },
                 checkpoint,
             )

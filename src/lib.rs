@@ -10,5 +10,6 @@ pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 pub mod view;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::Position;
+use crate::snapshot::BackfillState;
 use crate::view::spec::TableRef;
 use crate::view::{ItemOp, Row};
 
@@ -14,6 +15,20 @@ pub enum SourceEvent {
     Row(RowChange),
     /// Transaction `seq` ends at `position`; everything before it has been sent.
     Commit(Barrier),
+    /// Backfill rows read at a snapshot whose position the stream has just reached.
+    Snapshot(SnapshotRows),
+}
+
+#[derive(Debug)]
+pub struct SnapshotRows {
+    pub table: TableRef,
+    /// The views being backfilled from this table (others already have these rows).
+    pub views: Vec<String>,
+    pub rows: Vec<Row>,
+    /// Counter of the last transaction before the snapshot position.
+    pub seq: u64,
+    pub origin: Arc<Position>,
+    pub guard: bool,
 }
 
 #[derive(Debug)]
@@ -34,6 +49,10 @@ pub struct RowChange {
 #[derive(Debug, Clone)]
 pub struct Barrier {
     pub seq: u64,
+    /// Grows with every barrier of this process (commits and backfill chunks).
+    pub generation: u64,
+    /// Backfill progress of every eager view as of this barrier.
+    pub backfill: Arc<BackfillState>,
     pub position: Position,
     /// Commit time from the binlog event header (seconds since the epoch).
     pub commit_ts: u32,

@@ -36,6 +36,9 @@ pub struct Checkpoint {
     /// Transaction counter of the last transaction covered; item versions derive from it.
     pub seq: u64,
     pub updated_ms: u64,
+    /// Backfill progress per eager view.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub backfill: crate::snapshot::BackfillState,
 }
 
 pub use store::{CheckpointError, CheckpointStore};

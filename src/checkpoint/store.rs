@@ -202,6 +202,10 @@ fn encode_item(c: &Checkpoint) -> HashMap<String, AttributeValue> {
         item.insert("gtid".into(), AttributeValue::S(gtid.clone()));
     }
     item.insert("seq".into(), AttributeValue::N(c.seq.to_string()));
+    if !c.backfill.is_empty() {
+        let json = serde_json::to_string(&c.backfill).expect("progress always serialises");
+        item.insert("backfill".into(), AttributeValue::S(json));
+    }
     item.insert(
         "updated_ms".into(),
         AttributeValue::N(c.updated_ms.to_string()),
@@ -228,5 +232,11 @@ fn decode_item(item: &HashMap<String, AttributeValue>) -> Result<Checkpoint, Str
         },
         seq: n("seq")?,
         updated_ms: n("updated_ms").unwrap_or_default(),
+        backfill: match s("backfill") {
+            Ok(json) => {
+                serde_json::from_str(&json).map_err(|e| format!("attribute backfill: {e}"))?
+            }
+            Err(_) => Default::default(),
+        },
     })
 }

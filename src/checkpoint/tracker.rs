@@ -33,6 +33,7 @@ impl Tracker {
         let mut acked: Vec<Option<Barrier>> = vec![None; self.lanes];
         let mut committed: Option<Barrier> = None;
         let mut saved = self.initial.clone();
+        let mut saved_generation = 0u64;
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -40,11 +41,11 @@ impl Tracker {
                 ack = self.rx.recv() => {
                     let Some(ack) = ack else { break };
                     let slot = &mut acked[ack.lane];
-                    if slot.as_ref().is_none_or(|b| b.seq < ack.barrier.seq) {
+                    if slot.as_ref().is_none_or(|b| b.generation < ack.barrier.generation) {
                         *slot = Some(ack.barrier);
                     }
                     let Some(lowest) = lowest(&acked) else { continue };
-                    if committed.as_ref().is_none_or(|c| c.seq < lowest.seq) {
+                    if committed.as_ref().is_none_or(|c| c.generation < lowest.generation) {
                         metrics().commit_to_ack.observe(lowest.read_at.elapsed().as_secs_f64());
                         committed = Some(lowest.clone());
                     }
@@ -52,7 +53,7 @@ impl Tracker {
                 _ = tick.tick() => {
                     self.update_lag(committed.as_ref());
                     self.update_age(&saved);
-                    if let Err(error) = self.save(committed.as_ref(), &mut saved).await {
+                    if let Err(error) = self.save(committed.as_ref(), &mut saved, &mut saved_generation).await {
                         if !error.is_transient() {
                             return Err(error);
                         }
@@ -63,7 +64,10 @@ impl Tracker {
         }
         // Drained: persist the final position, trying a little harder.
         for attempt in 0..10u32 {
-            match self.save(committed.as_ref(), &mut saved).await {
+            match self
+                .save(committed.as_ref(), &mut saved, &mut saved_generation)
+                .await
+            {
                 Ok(()) => break,
                 Err(error) if error.is_transient() && attempt < 9 => {
                     warn!(error = %chain(&error), "cannot persist the final checkpoint; retrying");
@@ -107,22 +111,25 @@ impl Tracker {
         &self,
         committed: Option<&Barrier>,
         saved: &mut Checkpoint,
+        saved_generation: &mut u64,
     ) -> Result<(), CheckpointError> {
         let Some(barrier) = committed else {
             return Ok(());
         };
-        if barrier.seq <= saved.seq {
+        if barrier.generation <= *saved_generation {
             return Ok(());
         }
         let checkpoint = Checkpoint {
             position: barrier.position.clone(),
             seq: barrier.seq,
             updated_ms: now_millis(),
+            backfill: (*barrier.backfill).clone(),
         };
         self.store.save(&checkpoint).await?;
         metrics().checkpoint_commits.inc();
         metrics().checkpoint_seq.set(checkpoint.seq as i64);
         *saved = checkpoint;
+        *saved_generation = barrier.generation;
         Ok(())
     }
 }
@@ -131,7 +138,7 @@ fn lowest(acked: &[Option<Barrier>]) -> Option<&Barrier> {
     let mut lowest: Option<&Barrier> = None;
     for barrier in acked {
         let barrier = barrier.as_ref()?;
-        if lowest.is_none_or(|l| barrier.seq < l.seq) {
+        if lowest.is_none_or(|l| barrier.generation < l.generation) {
             lowest = Some(barrier);
         }
     }
@@ -147,6 +154,8 @@ mod tests {
     fn barrier(seq: u64) -> Barrier {
         Barrier {
             seq,
+            generation: seq,
+            backfill: Default::default(),
             position: Position {
                 file: "b.1".into(),
                 pos: seq,

@@ -312,6 +312,7 @@ pub(super) fn load(
         metrics_listen,
         writer,
         dead_letter,
+        backfill_chunk_rows: raw.backfill.chunk_rows.unwrap_or(1000).clamp(1, 100_000),
         views,
     })
 }

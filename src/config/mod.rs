@@ -103,6 +103,7 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub writer: WriterConfig,
     pub dead_letter: DeadLetterConfig,
+    pub backfill_chunk_rows: usize,
     pub views: Vec<Arc<View>>,
 }
 

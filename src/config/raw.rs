@@ -25,6 +25,9 @@ pub struct RawConfig {
     /// Tuning of the DynamoDB writer.
     #[serde(default)]
     pub writer: RawWriter,
+    /// Online backfill of eager views.
+    #[serde(default)]
+    pub backfill: RawBackfill,
     /// Where items that DynamoDB can never accept are recorded.
     #[serde(default)]
     pub dead_letter: RawDeadLetter,
@@ -92,6 +95,13 @@ pub struct RawWriter {
     /// "auto" (default: conditional writes while replaying what may already be written, then
     /// BatchWriteItem), or "conditional" (always conditional single writes).
     pub mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackfill {
+    /// Rows per chunk: one consistent-snapshot read, the only time the binlog reader pauses.
+    pub chunk_rows: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub ddl_events: IntCounter,
     pub source_reconnects: IntCounterVec,
     pub transactions: IntCounter,
+    pub backfill_rows: IntCounterVec,
+    pub backfill_chunks: IntCounterVec,
+    pub backfill_state: IntGaugeVec,
     pub commit_to_ack: Histogram,
 }
 
@@ -130,6 +133,9 @@ impl Metrics {
             queue_depth: gauge_vec(&r, "rowcast_queue_depth", "Messages waiting in front of a stage", &["stage"]),
             ddl_events: counter(&r, "rowcast_ddl_events_total", "DDL statements seen in the binlog"),
             source_reconnects: counter_vec(&r, "rowcast_source_reconnects_total", "Binlog reconnects after a transient failure, by reason", &["reason"]),
+            backfill_rows: counter_vec(&r, "rowcast_backfill_rows_total", "Rows copied by backfill, by view", &["view"]),
+            backfill_chunks: counter_vec(&r, "rowcast_backfill_chunks_total", "Backfill chunks merged into the stream, by view", &["view"]),
+            backfill_state: gauge_vec(&r, "rowcast_backfill_state", "Backfill state of a view: 0 pending, 1 filling, 2 done, 3 lazy (never backfilled)", &["view"]),
             transactions: counter(&r, "rowcast_transactions_total", "Source transactions read from the binlog"),
             commit_to_ack,
             registry: r,
@@ -155,6 +161,7 @@ pub fn now_millis() -> u64 {
 pub struct Health {
     ready: AtomicBool,
     last_progress_ms: AtomicU64,
+    filling: std::sync::Mutex<Vec<String>>,
 }
 
 impl Health {
@@ -170,6 +177,17 @@ impl Health {
     /// The source read an event or heartbeat.
     pub fn progress(&self) {
         self.last_progress_ms.store(now_millis(), Ordering::Relaxed);
+    }
+
+    /// Eager views whose backfill is not finished.
+    pub fn set_filling(&self, views: Vec<String>) {
+        if let Ok(mut filling) = self.filling.lock() {
+            *filling = views;
+        }
+    }
+
+    pub fn filling(&self) -> Vec<String> {
+        self.filling.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
     pub fn millis_since_progress(&self) -> u64 {

@@ -51,12 +51,19 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ready\n")
+    if !state.health.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: start position not fixed yet\n".to_string(),
+        );
+    }
+    let filling = state.health.filling();
+    if filling.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
     } else {
         (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "starting: start position not fixed yet\n",
+            StatusCode::OK,
+            format!("ready; backfilling: {}\n", filling.join(", ")),
         )
     }
 }

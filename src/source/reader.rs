@@ -22,7 +22,9 @@ use crate::checkpoint::Position;
 use crate::config::SourceConfig;
 use crate::error::{chain, Classify};
 use crate::metrics::{metrics, Health};
-use crate::pipeline::{Barrier, RowChange, SourceEvent};
+use crate::pipeline::{Barrier, RowChange, SnapshotRows, SourceEvent};
+use crate::snapshot::driver::Driver;
+use crate::snapshot::BackfillState;
 use crate::view::spec::TableRef;
 
 /// Where the reader starts.
@@ -34,6 +36,8 @@ pub struct StartPoint {
     /// Transactions that start before this position may already have been written by an
     /// earlier run: their writes are conditional on the item version.
     pub replay_end: Option<Position>,
+    /// Backfill progress from the checkpoint (kept on barriers when nothing is left to fill).
+    pub backfill: BackfillState,
 }
 
 pub struct Source {
@@ -42,6 +46,9 @@ pub struct Source {
     tx: mpsc::Sender<SourceEvent>,
     health: Arc<Health>,
     schemas: SchemaCache,
+    pool: Pool,
+    /// Eager views still to fill; `None` when there is nothing (left) to backfill.
+    backfill: Option<Driver>,
 }
 
 /// State of the transaction being read.
@@ -56,6 +63,10 @@ struct Txn {
 
 /// What the reader keeps across reconnects.
 struct Cursor {
+    /// Counter of the barriers sent by this process.
+    generation: u64,
+    /// Backfill progress as of the last barrier.
+    backfill_state: Arc<BackfillState>,
     /// MariaDB GTID state (domain → last committed GTID), the `gtid` of checkpoints.
     gtid_state: BTreeMap<u32, String>,
     /// End of the last complete transaction: where a reconnect resumes.
@@ -71,13 +82,16 @@ impl Source {
         tx: mpsc::Sender<SourceEvent>,
         health: Arc<Health>,
         pool: Pool,
+        backfill: Option<Driver>,
     ) -> Self {
         Source {
             config,
             tables,
             tx,
             health,
-            schemas: SchemaCache::new(pool),
+            schemas: SchemaCache::new(pool.clone()),
+            pool,
+            backfill,
         }
     }
 
@@ -87,7 +101,13 @@ impl Source {
         start: StartPoint,
         cancel: CancellationToken,
     ) -> Result<(), SourceError> {
+        let backfill_state = match &self.backfill {
+            Some(driver) => driver.state(),
+            None => Arc::new(start.backfill.clone()),
+        };
         let mut cursor = Cursor {
+            generation: 0,
+            backfill_state,
             gtid_state: parse_gtid_state(start.position.gtid.as_deref()),
             resume: start.position,
             next_seq: start.next_seq,
@@ -177,7 +197,16 @@ impl Source {
         let mut file = cursor.resume.file.clone();
         let mut seen_format = false;
         let mut txn: Option<Txn> = None;
+        // End of the last binlog event processed on this connection.
+        let mut current = Position {
+            file: file.clone(),
+            pos: cursor.resume.pos,
+            gtid: None,
+        };
         loop {
+            if txn.is_none() {
+                self.backfill_step(cursor, &current).await?;
+            }
             let next = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
@@ -191,6 +220,23 @@ impl Source {
             self.health.progress();
             let header = event.header();
             let type_raw = header.event_type_raw();
+            if header.log_pos() != 0 && txn.is_none() {
+                // A pending backfill chunk goes in just before the first event at or after its
+                // snapshot position.
+                let start = Position {
+                    file: file.clone(),
+                    pos: u64::from(header.log_pos().saturating_sub(header.event_size())),
+                    gtid: None,
+                };
+                self.inject_if_reached(cursor, &start).await?;
+            }
+            if header.log_pos() != 0 {
+                current = Position {
+                    file: file.clone(),
+                    pos: u64::from(header.log_pos()),
+                    gtid: None,
+                };
+            }
             metrics()
                 .binlog_events
                 .with_label_values(&[event_type_name(type_raw)])
@@ -242,6 +288,11 @@ impl Source {
                         raw
                     };
                     file = String::from_utf8_lossy(raw).into_owned();
+                    current = Position {
+                        file: file.clone(),
+                        pos: rotate.position(),
+                        gtid: None,
+                    };
                 }
                 EventData::FormatDescriptionEvent(_) => seen_format = true,
                 EventData::GtidEvent(gtid) => {
@@ -327,6 +378,84 @@ impl Source {
                 _ => {}
             }
         }
+    }
+
+    /// Between transactions: read the next backfill chunk if none is waiting, and inject the
+    /// waiting one if the stream has reached its snapshot position.
+    async fn backfill_step(
+        &mut self,
+        cursor: &mut Cursor,
+        current: &Position,
+    ) -> Result<(), SourceError> {
+        let Some(driver) = self.backfill.as_mut() else {
+            return Ok(());
+        };
+        if driver.wants_chunk() {
+            if let Err(error) = driver.read_next(&self.pool).await {
+                if error.is_transient() {
+                    return Err(error);
+                }
+                error!(error = %chain(&error), views = ?driver.filling(), "backfill stopped; these views stay incomplete");
+                self.backfill = None;
+                return Ok(());
+            }
+            self.health.set_filling(driver.filling());
+        }
+        self.inject_if_reached(cursor, current).await
+    }
+
+    async fn inject_if_reached(
+        &mut self,
+        cursor: &mut Cursor,
+        at: &Position,
+    ) -> Result<(), SourceError> {
+        let Some(driver) = self.backfill.as_mut() else {
+            return Ok(());
+        };
+        let Some(snapshot) = driver.pending_position() else {
+            return Ok(());
+        };
+        if position_before(at, snapshot) {
+            return Ok(());
+        }
+        let Some(injection) = driver.take() else {
+            return Ok(());
+        };
+        cursor.backfill_state = driver.state();
+        self.health.set_filling(driver.filling());
+        if driver.filling().is_empty() && !driver.wants_chunk() {
+            self.backfill = None;
+        }
+        let seq = cursor.next_seq.saturating_sub(1);
+        let guard = cursor
+            .replay_end
+            .as_ref()
+            .is_some_and(|end| position_before(&injection.position, end));
+        let rows = SnapshotRows {
+            table: injection.table,
+            views: injection.views,
+            rows: injection.rows,
+            seq,
+            origin: Arc::new(injection.position),
+            guard,
+        };
+        self.tx
+            .send(SourceEvent::Snapshot(rows))
+            .await
+            .map_err(|_| SourceError::DownstreamClosed)?;
+        cursor.generation += 1;
+        let barrier = Barrier {
+            seq,
+            generation: cursor.generation,
+            backfill: cursor.backfill_state.clone(),
+            position: cursor.resume.clone(),
+            commit_ts: (crate::metrics::now_millis() / 1000) as u32,
+            read_at: Instant::now(),
+        };
+        self.tx
+            .send(SourceEvent::Commit(barrier))
+            .await
+            .map_err(|_| SourceError::DownstreamClosed)
     }
 
     async fn handle_rows(
@@ -427,9 +556,12 @@ impl Source {
         };
         cursor.resume = position.clone();
         cursor.next_seq = seq + 1;
+        cursor.generation += 1;
         metrics().transactions.inc();
         let barrier = Barrier {
             seq,
+            generation: cursor.generation,
+            backfill: cursor.backfill_state.clone(),
             position,
             commit_ts: header.timestamp(),
             read_at: Instant::now(),

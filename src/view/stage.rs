@@ -15,8 +15,11 @@ use tracing::error;
 use super::project::project;
 use super::spec::{TableRef, View};
 use crate::metrics::{metrics, now_millis};
-use crate::pipeline::{Barrier, DeadLetter, LaneMsg, RowChange, SourceEvent, WriteOp};
+use crate::pipeline::{
+    Barrier, DeadLetter, LaneMsg, RowChange, SnapshotRows, SourceEvent, WriteOp,
+};
 use crate::sink::lane_of;
+use crate::snapshot::chunk_row_index;
 
 /// A view and its name as a metric label.
 type ViewEntry = (Arc<View>, Arc<str>);
@@ -64,6 +67,7 @@ impl Projector {
         while let Some(event) = self.rx.recv().await {
             match event {
                 SourceEvent::Row(change) => self.handle_row(change).await,
+                SourceEvent::Snapshot(rows) => self.handle_snapshot(rows).await,
                 SourceEvent::Commit(barrier) => {
                     self.last_read_seq.store(barrier.seq, Ordering::Relaxed);
                     pending = Some(barrier);
@@ -94,6 +98,69 @@ impl Projector {
     async fn send(&self, lane: usize, message: LaneMsg) {
         // A lane only stops after this stage has dropped its sender.
         let _ = self.lanes[lane].send(message).await;
+    }
+
+    /// Backfill rows: each is the row's state at the snapshot position, written as a put.
+    async fn handle_snapshot(&mut self, chunk: SnapshotRows) {
+        let Some(views) = self.views.get(&chunk.table) else {
+            return;
+        };
+        let mut outgoing = Vec::new();
+        for (view, name) in views {
+            if self.halted.contains(&view.name) || !chunk.views.contains(&view.name) {
+                continue;
+            }
+            for (i, row) in chunk.rows.iter().enumerate() {
+                let projection = match project(view, None, Some(row)) {
+                    Ok(projection) => projection,
+                    Err(incompatible) => {
+                        error!(view = %view.name, error = %incompatible, "backfill: view does not fit the table");
+                        break;
+                    }
+                };
+                if projection.null_keys > 0 {
+                    metrics()
+                        .null_key_rows
+                        .with_label_values(&[name])
+                        .inc_by(u64::from(projection.null_keys));
+                }
+                for dead in projection.dead {
+                    let letter = DeadLetter {
+                        view: view.name.clone(),
+                        key: dead.key.as_ref().map(ToString::to_string),
+                        reason_kind: if dead.key.is_none() {
+                            "bad_key"
+                        } else {
+                            "bad_value"
+                        },
+                        reason: dead.reason,
+                        position: (*chunk.origin).clone(),
+                        seq: chunk.seq,
+                        at_ms: now_millis(),
+                    };
+                    let lane = dead
+                        .key
+                        .as_ref()
+                        .map_or(0, |k| lane_of(k, self.lanes.len()));
+                    outgoing.push((lane, LaneMsg::Dead(letter)));
+                }
+                for op in projection.ops {
+                    let lane = lane_of(op.key(), self.lanes.len());
+                    let write = WriteOp {
+                        view: name.clone(),
+                        op,
+                        version: version_of(chunk.seq, chunk_row_index(i)),
+                        seq: chunk.seq,
+                        guard: chunk.guard,
+                        origin: chunk.origin.clone(),
+                    };
+                    outgoing.push((lane, LaneMsg::Write(write)));
+                }
+            }
+        }
+        for (lane, message) in outgoing {
+            self.send(lane, message).await;
+        }
     }
 
     async fn handle_row(&mut self, change: RowChange) {

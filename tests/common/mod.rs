@@ -166,18 +166,26 @@ impl Env {
         );
     }
 
-    /// Starts the daemon and waits for `/readyz`.
+    /// Starts the daemon and waits for `/readyz` and the end of every backfill.
     pub async fn start(&self) -> Daemon {
-        let log_path = self.dir.join(format!(
-            "rowcast-{}.log",
-            Instant::now().elapsed().as_nanos()
-        ));
+        let daemon = self.spawn();
+        daemon.wait_ready().await;
+        daemon
+    }
+
+    /// Starts the daemon and waits for `/readyz` only (backfills may still run).
+    pub async fn start_filling(&self) -> Daemon {
+        let daemon = self.spawn();
+        daemon.wait_until(|status, _| status == 200).await;
+        daemon
+    }
+
+    fn spawn(&self) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("rowcast.log"))
             .unwrap();
-        let _ = log_path;
         let child = Command::new(env!("CARGO_BIN_EXE_rowcast"))
             .args(["run", "--config", self.config_path().to_str().unwrap()])
             .env("ROWCAST_LOG", "info,rowcast=debug,aws=warn")
@@ -185,13 +193,11 @@ impl Env {
             .stderr(log)
             .spawn()
             .unwrap();
-        let daemon = Daemon {
+        Daemon {
             child,
             port: self.port,
             log: self.dir.join("rowcast.log"),
-        };
-        daemon.wait_ready().await;
-        daemon
+        }
     }
 
     pub async fn scan(&self, table: &str) -> Vec<Value> {
@@ -267,11 +273,20 @@ impl Daemon {
         http_get(self.port, path).await
     }
 
+    /// Waits for `/readyz`, and for every eager view to be backfilled, so that a test's later
+    /// changes are not also read by the backfill.
     pub async fn wait_ready(&self) {
+        self.wait_until(|status, body| status == 200 && !body.contains("backfilling"))
+            .await;
+    }
+
+    pub async fn wait_until(&self, ready: impl Fn(u16, &str) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok((200, _)) = try_http_get(self.port, "/readyz").await {
-                return;
+            if let Ok((status, body)) = try_http_get(self.port, "/readyz").await {
+                if ready(status, &body) {
+                    return;
+                }
             }
             assert!(
                 Instant::now() < deadline,

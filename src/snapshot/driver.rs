@@ -1,0 +1,236 @@
+//! The backfill plan the binlog reader works through: groups of eager views that share a root
+//! table and a resume point, one chunk at a time.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mysql_async::{Pool, Value};
+use tracing::{info, warn};
+
+use super::read::{load_table, read_chunk, Chunk, SqlTable};
+use super::{BackfillState, KeyValue, Progress};
+use crate::checkpoint::Position;
+use crate::metrics::metrics;
+use crate::source::schema::fetch_extras;
+use crate::source::SourceError;
+use crate::view::spec::{FillMode, TableRef, View};
+use crate::view::Row;
+
+/// Views of one table at the same resume point.
+struct Group {
+    table: TableRef,
+    views: Vec<String>,
+    after: Option<Vec<Value>>,
+    sql: Option<SqlTable>,
+    estimated: u64,
+    done_rows: u64,
+}
+
+/// A chunk read and waiting for the stream to reach its snapshot position.
+pub struct Pending {
+    pub chunk: Chunk,
+}
+
+/// What the reader injects into the stream.
+pub struct Injection {
+    pub table: TableRef,
+    pub views: Vec<String>,
+    pub rows: Vec<Row>,
+    pub position: Position,
+}
+
+pub struct Driver {
+    groups: VecDeque<Group>,
+    state: Arc<BackfillState>,
+    chunk_rows: usize,
+    pending: Option<Pending>,
+    started: Instant,
+    last_log: Instant,
+    copied_since_start: u64,
+}
+
+pub const STATE_PENDING: i64 = 0;
+pub const STATE_FILLING: i64 = 1;
+pub const STATE_DONE: i64 = 2;
+pub const STATE_LAZY: i64 = 3;
+
+impl Driver {
+    /// The eager views not yet filled according to `state` (a view missing from it is new).
+    pub fn new(views: &[Arc<View>], state: &BackfillState, chunk_rows: usize) -> Driver {
+        let mut state = state.clone();
+        let mut groups: Vec<Group> = Vec::new();
+        for view in views {
+            let gauge = metrics().backfill_state.with_label_values(&[&view.name]);
+            if view.fill == FillMode::Lazy {
+                gauge.set(STATE_LAZY);
+                state.remove(&view.name);
+                continue;
+            }
+            let progress = state.entry(view.name.clone()).or_default().clone();
+            if progress.done {
+                gauge.set(STATE_DONE);
+                continue;
+            }
+            gauge.set(STATE_PENDING);
+            let after: Option<Vec<Value>> = progress
+                .after
+                .as_ref()
+                .map(|k| k.iter().map(KeyValue::to_value).collect());
+            match groups
+                .iter_mut()
+                .find(|g| g.table == view.source && g.after == after)
+            {
+                Some(group) => group.views.push(view.name.clone()),
+                None => groups.push(Group {
+                    table: view.source.clone(),
+                    views: vec![view.name.clone()],
+                    after,
+                    sql: None,
+                    estimated: 0,
+                    done_rows: progress.rows,
+                }),
+            }
+        }
+        Driver {
+            groups: groups.into(),
+            state: Arc::new(state),
+            chunk_rows: chunk_rows.max(1),
+            pending: None,
+            started: Instant::now(),
+            last_log: Instant::now(),
+            copied_since_start: 0,
+        }
+    }
+
+    pub fn state(&self) -> Arc<BackfillState> {
+        self.state.clone()
+    }
+
+    /// Views still filling, for `/readyz`.
+    pub fn filling(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.views.iter().cloned())
+            .collect()
+    }
+
+    pub fn wants_chunk(&self) -> bool {
+        self.pending.is_none() && !self.groups.is_empty()
+    }
+
+    pub fn pending_position(&self) -> Option<&Position> {
+        self.pending.as_ref().map(|p| &p.chunk.position)
+    }
+
+    /// Reads the next chunk of the first group (a short consistent-snapshot read).
+    pub async fn read_next(&mut self, pool: &Pool) -> Result<(), SourceError> {
+        let Some(group) = self.groups.front_mut() else {
+            return Ok(());
+        };
+        let mut conn = pool.get_conn().await.map_err(SourceError::Query)?;
+        if group.sql.is_none() {
+            let extras = fetch_extras(pool, &group.table).await?;
+            let sql = load_table(&mut conn, &group.table, &extras).await?;
+            let estimate: Option<u64> = mysql_async::prelude::Queryable::exec_first(
+                &mut conn,
+                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&group.table.database, &group.table.table),
+            )
+            .await
+            .map_err(SourceError::Query)?;
+            group.estimated = estimate.unwrap_or(0);
+            if sql.primary_key.is_empty() {
+                warn!(table = %group.table, views = ?group.views, "backfill needs a primary key; these views are not backfilled");
+                let views = std::mem::take(&mut group.views);
+                self.groups.pop_front();
+                let state = Arc::make_mut(&mut self.state);
+                for view in views {
+                    state.insert(
+                        view,
+                        Progress {
+                            done: true,
+                            after: None,
+                            rows: 0,
+                        },
+                    );
+                }
+                return Ok(());
+            }
+            info!(table = %group.table, views = ?group.views, estimated_rows = group.estimated, "backfill starts");
+            for view in &group.views {
+                metrics()
+                    .backfill_state
+                    .with_label_values(&[view])
+                    .set(STATE_FILLING);
+            }
+            group.sql = Some(sql);
+        }
+        let sql = group.sql.as_ref().expect("loaded above");
+        let chunk = read_chunk(&mut conn, sql, group.after.as_deref(), self.chunk_rows).await?;
+        self.pending = Some(Pending { chunk });
+        Ok(())
+    }
+
+    /// Takes the pending chunk for injection and advances the progress it carries.
+    pub fn take(&mut self) -> Option<Injection> {
+        let pending = self.pending.take()?;
+        let group = self.groups.front_mut()?;
+        let count = pending.chunk.rows.len() as u64;
+        let finished = pending.chunk.rows.len() < self.chunk_rows;
+        group.done_rows += count;
+        self.copied_since_start += count;
+        if let Some(key) = &pending.chunk.last_key {
+            group.after = Some(key.clone());
+        }
+        let state = Arc::make_mut(&mut self.state);
+        for view in &group.views {
+            state.insert(
+                view.clone(),
+                Progress {
+                    done: finished,
+                    after: group
+                        .after
+                        .as_ref()
+                        .map(|k| k.iter().map(KeyValue::from_value).collect()),
+                    rows: group.done_rows,
+                },
+            );
+            metrics()
+                .backfill_rows
+                .with_label_values(&[view])
+                .inc_by(count);
+            metrics().backfill_chunks.with_label_values(&[view]).inc();
+            if finished {
+                metrics()
+                    .backfill_state
+                    .with_label_values(&[view])
+                    .set(STATE_DONE);
+            }
+        }
+        let injection = Injection {
+            table: group.table.clone(),
+            views: group.views.clone(),
+            rows: pending.chunk.rows,
+            position: pending.chunk.position,
+        };
+        if finished {
+            info!(table = %group.table, views = ?group.views, rows = group.done_rows, "backfill done");
+            self.groups.pop_front();
+        } else if self.last_log.elapsed().as_secs() >= 5 {
+            self.last_log = Instant::now();
+            let rate =
+                self.copied_since_start as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+            let left = group.estimated.saturating_sub(group.done_rows);
+            info!(
+                table = %group.table,
+                rows = group.done_rows,
+                estimated_total = group.estimated,
+                rows_per_second = rate as u64,
+                eta_seconds = (left as f64 / rate.max(1.0)) as u64,
+                "backfill progress"
+            );
+        }
+        Some(injection)
+    }
+}
