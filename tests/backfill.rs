@@ -86,24 +86,36 @@ async fn backfill_of_100k_rows_under_concurrent_writes_equals_the_source() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_mid_backfill_resumes_after_the_last_chunk() {
-    let (env, table) = setup("backfillkill", "[backfill]\nchunk_rows = 1000\n").await;
+    let config = "[backfill]\nchunk_rows = 1000\n[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 200\n";
+    let (env, table) = setup("backfillkill", config).await;
     let rows = 40_000;
     preload(&env, rows).await;
     let daemon = env.start_filling().await;
-    eventually("a quarter copied", Duration::from_secs(60), || async {
-        metric(&daemon, "rowcast_backfill_rows_total").await >= 10_000.0
-    })
+    // Progress committed with the checkpoint (acknowledged chunks only).
+    let committed = || {
+        let text = std::fs::read_to_string(env.dir.join("checkpoint.json")).unwrap_or_default();
+        let checkpoint: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        checkpoint["backfill"]["accounts"]["rows"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    eventually(
+        "a quarter copied and checkpointed",
+        Duration::from_secs(120),
+        || async { committed() >= 10_000 },
+    )
     .await;
     scattered_writes(&env, 5, 200, rows).await;
     daemon.kill9();
+    let at_kill = committed();
     scattered_writes(&env, 6, 200, rows).await;
     let daemon = env.start_filling().await;
     env.converge(&table, expected(&env).await, Duration::from_secs(180))
         .await;
     let copied_after_restart = metric(&daemon, "rowcast_backfill_rows_total").await;
     assert!(
-        copied_after_restart < (rows - 5_000) as f64,
-        "resumed, not restarted: {copied_after_restart} rows copied again"
+        copied_after_restart <= (rows + 1_000 - at_kill) as f64,
+        "resumed after the {at_kill} rows checkpointed, yet {copied_after_restart} rows were copied again"
     );
     assert!(daemon.terminate().success());
 }

@@ -55,9 +55,9 @@ impl Classify for SourceError {
             }
             SourceError::Connect(e) | SourceError::Query(e) | SourceError::Stream(e) => {
                 match e {
-                    // Access denied, unknown database: fixing them needs an operator.
+                    // Access denied, unknown table or column: fixing them needs an operator.
                     mysql_async::Error::Server(server)
-                        if [1045, 1044, 1227].contains(&server.code) =>
+                        if [1044, 1045, 1054, 1146, 1227].contains(&server.code) =>
                     {
                         ErrorClass::Definite
                     }
