@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
@@ -207,9 +207,24 @@ impl Source {
             if txn.is_none() {
                 self.backfill_step(cursor, &current).await?;
             }
-            let next = tokio::select! {
-                _ = cancel.cancelled() => return Ok(()),
-                next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
+            // With more backfill chunks to read, take an event only if one is there already:
+            // an idle binlog must not hold the backfill back. (The stream keeps a partly read
+            // packet in itself, so dropping `next()` loses nothing.)
+            let backfill_ready =
+                txn.is_none() && self.backfill.as_ref().is_some_and(Driver::wants_chunk);
+            let next = if backfill_ready {
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
+                match stream.next().now_or_never() {
+                    Some(next) => Ok(next),
+                    None => continue,
+                }
+            } else {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
+                }
             };
             let event = match next {
                 Err(_) => return Err(SourceError::Idle(self.config.idle_timeout)),
