@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
@@ -162,9 +161,4 @@ async fn sleep_until(deadline: Option<TokioInstant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Used by the tracker to measure read-to-acknowledged latency.
-pub fn elapsed_since(at: Instant) -> f64 {
-    at.elapsed().as_secs_f64()
 }

@@ -41,32 +41,6 @@ pub enum ColumnKind {
     Other(String),
 }
 
-impl ColumnKind {
-    pub fn is_numeric(&self) -> bool {
-        matches!(
-            self,
-            ColumnKind::Int { .. }
-                | ColumnKind::SignedMedium
-                | ColumnKind::Decimal { .. }
-                | ColumnKind::Float
-                | ColumnKind::Double
-                | ColumnKind::Bit
-                | ColumnKind::Year
-        )
-    }
-
-    pub fn is_integer(&self) -> bool {
-        matches!(self, ColumnKind::Int { .. } | ColumnKind::SignedMedium)
-    }
-
-    pub fn is_temporal_epoch(&self) -> bool {
-        matches!(
-            self,
-            ColumnKind::Date | ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. }
-        )
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnSchema {
     pub name: String,

@@ -76,25 +76,6 @@ pub struct View {
 }
 
 impl View {
-    /// Every root column the view reads by name (implicit attributes read them all).
-    pub fn named_columns(&self) -> Vec<String> {
-        let mut columns: Vec<String> = self.key.pk.columns().map(str::to_string).collect();
-        if let Some(sk) = &self.key.sk {
-            columns.extend(sk.columns().map(str::to_string));
-        }
-        if let Attributes::Explicit(specs) = &self.attributes {
-            columns.extend(specs.iter().map(|s| s.column.clone()));
-        }
-        if let Some(filter) = &self.filter {
-            let mut comparisons = Vec::new();
-            filter.comparisons(&mut comparisons);
-            columns.extend(comparisons.into_iter().map(|(c, _)| c));
-        }
-        columns.sort();
-        columns.dedup();
-        columns
-    }
-
     /// Names an item of this view may hold besides metadata (keys included).
     pub fn is_key_attribute(&self, name: &str) -> bool {
         name == self.key.pk_attribute || self.key.sk_attribute.as_deref() == Some(name)
