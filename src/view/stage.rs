@@ -12,14 +12,23 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::error;
 
-use super::project::project;
+use super::project::{project, Projection};
 use super::spec::{TableRef, View};
+use crate::checkpoint::Position;
 use crate::metrics::{metrics, now_millis};
 use crate::pipeline::{
     Barrier, DeadLetter, LaneMsg, RowChange, SnapshotRows, SourceEvent, WriteOp,
 };
 use crate::sink::lane_of;
 use crate::snapshot::chunk_row_index;
+
+/// Where a projection's writes come from.
+struct Origin<'a> {
+    seq: u64,
+    version: u128,
+    guard: bool,
+    position: &'a Arc<Position>,
+}
 
 /// A view and its name as a metric label.
 type ViewEntry = (Arc<View>, Arc<str>);
@@ -100,6 +109,61 @@ impl Projector {
         let _ = self.lanes[lane].send(message).await;
     }
 
+    /// A projection's counters, dead letters and writes, each write to the lane of its key.
+    fn route(
+        &self,
+        view: &View,
+        name: &Arc<str>,
+        projection: Projection,
+        origin: &Origin<'_>,
+        outgoing: &mut Vec<(usize, LaneMsg)>,
+    ) {
+        if projection.null_keys > 0 {
+            metrics()
+                .null_key_rows
+                .with_label_values(&[name])
+                .inc_by(u64::from(projection.null_keys));
+        }
+        if projection.zero_dates > 0 {
+            metrics()
+                .zero_dates
+                .with_label_values(&[name])
+                .inc_by(u64::from(projection.zero_dates));
+        }
+        for dead in projection.dead {
+            let lane = dead
+                .key
+                .as_ref()
+                .map_or(0, |k| lane_of(k, self.lanes.len()));
+            let letter = DeadLetter {
+                view: view.name.clone(),
+                key: dead.key.as_ref().map(ToString::to_string),
+                reason_kind: if dead.key.is_none() {
+                    "bad_key"
+                } else {
+                    "bad_value"
+                },
+                reason: dead.reason,
+                position: (**origin.position).clone(),
+                seq: origin.seq,
+                at_ms: now_millis(),
+            };
+            outgoing.push((lane, LaneMsg::Dead(letter)));
+        }
+        for op in projection.ops {
+            let lane = lane_of(op.key(), self.lanes.len());
+            let write = WriteOp {
+                view: name.clone(),
+                op,
+                version: origin.version,
+                seq: origin.seq,
+                guard: origin.guard,
+                origin: origin.position.clone(),
+            };
+            outgoing.push((lane, LaneMsg::Write(write)));
+        }
+    }
+
     /// Backfill rows: each is the row's state at the snapshot position, written as a put.
     async fn handle_snapshot(&mut self, chunk: SnapshotRows) {
         let Some(views) = self.views.get(&chunk.table) else {
@@ -118,44 +182,13 @@ impl Projector {
                         break;
                     }
                 };
-                if projection.null_keys > 0 {
-                    metrics()
-                        .null_key_rows
-                        .with_label_values(&[name])
-                        .inc_by(u64::from(projection.null_keys));
-                }
-                for dead in projection.dead {
-                    let letter = DeadLetter {
-                        view: view.name.clone(),
-                        key: dead.key.as_ref().map(ToString::to_string),
-                        reason_kind: if dead.key.is_none() {
-                            "bad_key"
-                        } else {
-                            "bad_value"
-                        },
-                        reason: dead.reason,
-                        position: (*chunk.origin).clone(),
-                        seq: chunk.seq,
-                        at_ms: now_millis(),
-                    };
-                    let lane = dead
-                        .key
-                        .as_ref()
-                        .map_or(0, |k| lane_of(k, self.lanes.len()));
-                    outgoing.push((lane, LaneMsg::Dead(letter)));
-                }
-                for op in projection.ops {
-                    let lane = lane_of(op.key(), self.lanes.len());
-                    let write = WriteOp {
-                        view: name.clone(),
-                        op,
-                        version: version_of(chunk.seq, chunk_row_index(i)),
-                        seq: chunk.seq,
-                        guard: chunk.guard,
-                        origin: chunk.origin.clone(),
-                    };
-                    outgoing.push((lane, LaneMsg::Write(write)));
-                }
+                let origin = Origin {
+                    seq: chunk.seq,
+                    version: version_of(chunk.seq, chunk_row_index(i)),
+                    guard: chunk.guard,
+                    position: &chunk.origin,
+                };
+                self.route(view, name, projection, &origin, &mut outgoing);
             }
         }
         for (lane, message) in outgoing {
@@ -188,50 +221,13 @@ impl Projector {
                     continue;
                 }
             };
-            if projection.null_keys > 0 {
-                metrics()
-                    .null_key_rows
-                    .with_label_values(&[name])
-                    .inc_by(u64::from(projection.null_keys));
-            }
-            if projection.zero_dates > 0 {
-                metrics()
-                    .zero_dates
-                    .with_label_values(&[name])
-                    .inc_by(u64::from(projection.zero_dates));
-            }
-            for dead in projection.dead {
-                let letter = DeadLetter {
-                    view: view.name.clone(),
-                    key: dead.key.as_ref().map(ToString::to_string),
-                    reason_kind: if dead.key.is_none() {
-                        "bad_key"
-                    } else {
-                        "bad_value"
-                    },
-                    reason: dead.reason,
-                    position: (*change.origin).clone(),
-                    seq: change.seq,
-                    at_ms: now_millis(),
-                };
-                let lane = dead
-                    .key
-                    .as_ref()
-                    .map_or(0, |k| lane_of(k, self.lanes.len()));
-                outgoing.push((lane, LaneMsg::Dead(letter)));
-            }
-            for op in projection.ops {
-                let lane = lane_of(op.key(), self.lanes.len());
-                let write = WriteOp {
-                    view: name.clone(),
-                    op,
-                    version: version_of(change.seq, change.index),
-                    seq: change.seq,
-                    guard: change.guard,
-                    origin: change.origin.clone(),
-                };
-                outgoing.push((lane, LaneMsg::Write(write)));
-            }
+            let origin = Origin {
+                seq: change.seq,
+                version: version_of(change.seq, change.index),
+                guard: change.guard,
+                position: &change.origin,
+            };
+            self.route(view, name, projection, &origin, &mut outgoing);
         }
         self.halted.extend(newly_halted);
         for (lane, message) in outgoing {
