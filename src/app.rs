@@ -31,7 +31,7 @@ use crate::sink::lane::Lane;
 use crate::sink::tables::{check_table, needed_tables};
 use crate::sink::writer::Writer;
 use crate::snapshot::driver::Driver;
-use crate::source::{self, preflight, watched_tables, Source, SourceError, StartPoint};
+use crate::source::{self, preflight, watched_tables, Backfill, Source, SourceError, StartPoint};
 use crate::view::stage::Projector;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,10 +84,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     info!(listen = %config.metrics_listen, "serving /metrics, /healthz, /readyz");
     let server_stop = CancellationToken::new();
     let stall_limit = config.source.idle_timeout * 6;
+    let (snapshot_tx, snapshot_rx) = mpsc::channel(16);
+    let control = metrics::Control {
+        snapshots: snapshot_tx,
+        views: Arc::new(config.views.iter().map(|v| v.name.clone()).collect()),
+    };
     let server = tokio::spawn(metrics::serve(
         listener,
         health.clone(),
         stall_limit,
+        control,
         server_stop.clone(),
     ));
 
@@ -105,7 +111,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     };
     let driver = Driver::new(&config.views, &initial.backfill, config.backfill_chunk_rows);
     health.set_filling(driver.filling());
-    let driver = driver.wants_chunk().then_some(driver);
     health.set_ready();
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
@@ -160,7 +165,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         source_tx,
         health.clone(),
         pool.clone(),
-        driver,
+        Backfill {
+            driver,
+            requests: snapshot_rx,
+            views: config.views.clone(),
+        },
     );
     let source_result = source
         .run(start, shutdown.clone())

@@ -48,6 +48,16 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Ask the running daemon (on the config's metrics listener) to backfill a view again from
+    /// its first row, while it keeps streaming: to repair a view that drifted.
+    Snapshot {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The view to backfill again.
+        #[arg(long)]
+        view: String,
+    },
     /// Print every item of a DynamoDB table as JSON lines (plain values), for inspection.
     Scan {
         /// Daemon config file (TOML).
@@ -121,6 +131,7 @@ fn main() -> ExitCode {
                 action: TablesAction::Create,
             } => tables_create(&config).await,
             Command::Scan { config, table } => scan(&config, &table).await,
+            Command::Snapshot { config, view } => snapshot(&config, &view).await,
         }
     })
 }
@@ -262,6 +273,49 @@ async fn scan(path: &Path, table: &str) -> ExitCode {
         }
         Err(info) => {
             eprintln!("error: cannot scan {table}: {info}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn snapshot(path: &Path, view: &str) -> ExitCode {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if !config.views.iter().any(|v| v.name == view) {
+        eprintln!("error: {}: no view named {view:?}", path.display());
+        return ExitCode::from(2);
+    }
+    let mut addr = config.metrics_listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let request = format!("POST /v1/views/{view}/snapshot HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let response = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    match response.await {
+        Ok(text) if text.starts_with("HTTP/1.1 202") => {
+            println!("{}", text.split("\r\n\r\n").nth(1).unwrap_or("").trim());
+            ExitCode::SUCCESS
+        }
+        Ok(text) => {
+            eprintln!(
+                "error: the daemon refused: {}",
+                text.lines().next().unwrap_or("")
+            );
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!(
+                "error: cannot reach the daemon on {addr} (is `rowcast run` running?): {error}"
+            );
             ExitCode::FAILURE
         }
     }

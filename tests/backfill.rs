@@ -155,3 +155,57 @@ async fn lazy_views_are_not_backfilled() {
     assert_eq!(metric(&daemon, "rowcast_backfill_rows_total").await, 0.0);
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_command_backfills_a_drifted_view_again() {
+    let (env, table) = setup("resnapshot", "").await;
+    preload(&env, 500).await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    // Drift: items lost behind rowcast's back.
+    for id in [3u32, 10, 11] {
+        env.ddb
+            .delete_item()
+            .table_name(&table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("OWNER#{}", id % 20)),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("ACC#{id:06}")),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        env.items(&table).await.len(),
+        expected(&env).await.len() - 3
+    );
+    let config = env.config_path();
+    let out = env.rowcast(&[
+        "snapshot",
+        "--config",
+        config.to_str().unwrap(),
+        "--view",
+        "accounts",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    let out = env.rowcast(&[
+        "snapshot",
+        "--config",
+        config.to_str().unwrap(),
+        "--view",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(daemon.terminate().success());
+}

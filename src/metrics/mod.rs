@@ -14,7 +14,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-pub use server::serve;
+pub use server::{serve, Control};
 
 pub struct Metrics {
     pub registry: Registry,

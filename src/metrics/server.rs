@@ -4,13 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use prometheus::{Encoder, TextEncoder};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{metrics, Health};
@@ -19,6 +20,31 @@ use super::{metrics, Health};
 struct AppState {
     health: Arc<Health>,
     stall_limit: Duration,
+    control: Control,
+}
+
+/// Requests the HTTP API passes to the running pipeline.
+#[derive(Clone)]
+pub struct Control {
+    /// Views to backfill again (`POST /v1/views/{view}/snapshot`).
+    pub snapshots: mpsc::Sender<String>,
+    pub views: Arc<Vec<String>>,
+}
+
+async fn snapshot(State(state): State<AppState>, Path(view): Path<String>) -> impl IntoResponse {
+    if !state.control.views.contains(&view) {
+        return (StatusCode::NOT_FOUND, format!("no view named {view:?}\n"));
+    }
+    match state.control.snapshots.try_send(view.clone()) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            format!("backfill of {view} requested\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many pending requests; try again\n".to_string(),
+        ),
+    }
 }
 
 async fn metrics_handler() -> impl IntoResponse {
@@ -74,15 +100,18 @@ pub async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
     stall_limit: Duration,
+    control: Control,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/v1/views/{view}/snapshot", post(snapshot))
         .with_state(AppState {
             health,
             stall_limit,
+            control,
         });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -103,6 +103,40 @@ impl Driver {
         }
     }
 
+    /// Backfill `view` again from its first row (on demand, to repair drift). Only while no
+    /// chunk is waiting, so that a waiting chunk keeps its group.
+    pub fn request(&mut self, view: &View) -> bool {
+        if self.pending.is_some() {
+            return false;
+        }
+        for group in self.groups.iter_mut() {
+            group.views.retain(|v| *v != view.name);
+        }
+        self.groups.retain(|g| !g.views.is_empty());
+        Arc::make_mut(&mut self.state).insert(view.name.clone(), Progress::default());
+        metrics()
+            .backfill_state
+            .with_label_values(&[&view.name])
+            .set(STATE_PENDING);
+        match self
+            .groups
+            .iter_mut()
+            .find(|g| g.table == view.source && g.after.is_none() && g.sql.is_none())
+        {
+            Some(group) => group.views.push(view.name.clone()),
+            None => self.groups.push_back(Group {
+                table: view.source.clone(),
+                views: vec![view.name.clone()],
+                after: None,
+                sql: None,
+                estimated: 0,
+                done_rows: 0,
+            }),
+        }
+        info!(view = %view.name, "backfill requested");
+        true
+    }
+
     pub fn state(&self) -> Arc<BackfillState> {
         self.state.clone()
     }

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
-pub use reader::{Source, StartPoint};
+pub use reader::{Backfill, Source, StartPoint};
 
 use crate::checkpoint::Position;
 use crate::error::{Classify, ErrorClass};

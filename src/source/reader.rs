@@ -25,7 +25,7 @@ use crate::metrics::{metrics, Health};
 use crate::pipeline::{Barrier, RowChange, SnapshotRows, SourceEvent};
 use crate::snapshot::driver::Driver;
 use crate::snapshot::BackfillState;
-use crate::view::spec::TableRef;
+use crate::view::spec::{TableRef, View};
 
 /// Where the reader starts.
 #[derive(Debug, Clone)]
@@ -47,8 +47,20 @@ pub struct Source {
     health: Arc<Health>,
     schemas: SchemaCache,
     pool: Pool,
-    /// Eager views still to fill; `None` when there is nothing (left) to backfill.
+    /// Backfill plan; `None` once it failed definitely.
     backfill: Option<Driver>,
+    /// Views to backfill again, from `POST /v1/views/{view}/snapshot`.
+    requests: mpsc::Receiver<String>,
+    views: Vec<Arc<View>>,
+    /// Requests received while a chunk was waiting.
+    requested: Vec<String>,
+}
+
+/// What the reader needs for backfills.
+pub struct Backfill {
+    pub driver: Driver,
+    pub requests: mpsc::Receiver<String>,
+    pub views: Vec<Arc<View>>,
 }
 
 /// State of the transaction being read.
@@ -82,7 +94,7 @@ impl Source {
         tx: mpsc::Sender<SourceEvent>,
         health: Arc<Health>,
         pool: Pool,
-        backfill: Option<Driver>,
+        backfill: Backfill,
     ) -> Self {
         Source {
             config,
@@ -91,7 +103,10 @@ impl Source {
             health,
             schemas: SchemaCache::new(pool.clone()),
             pool,
-            backfill,
+            backfill: Some(backfill.driver),
+            requests: backfill.requests,
+            views: backfill.views,
+            requested: Vec::new(),
         }
     }
 
@@ -405,6 +420,17 @@ impl Source {
         let Some(driver) = self.backfill.as_mut() else {
             return Ok(());
         };
+        while let Ok(view) = self.requests.try_recv() {
+            self.requested.push(view);
+        }
+        if !self.requested.is_empty() && driver.pending_position().is_none() {
+            for name in std::mem::take(&mut self.requested) {
+                if let Some(view) = self.views.iter().find(|v| v.name == name) {
+                    driver.request(view);
+                }
+            }
+            self.health.set_filling(driver.filling());
+        }
         if driver.wants_chunk() {
             if let Err(error) = driver.read_next(&self.pool).await {
                 if error.is_transient() {
@@ -438,9 +464,6 @@ impl Source {
         };
         cursor.backfill_state = driver.state();
         self.health.set_filling(driver.filling());
-        if driver.filling().is_empty() && !driver.wants_chunk() {
-            self.backfill = None;
-        }
         let seq = cursor.next_seq.saturating_sub(1);
         let guard = cursor
             .replay_end
