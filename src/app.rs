@@ -257,10 +257,31 @@ async fn prepare(
                 preflight::check_checkpoint(&mut conn, config, &checkpoint).await?
             };
             if let Some(problem) = gone.into_iter().next() {
-                return Err(AppError::Source(SourceError::PositionGone {
-                    position: checkpoint.position.to_string(),
-                    message: problem.message,
-                }));
+                if !config.source.rebackfill_on_purged {
+                    return Err(AppError::Source(SourceError::PositionGone {
+                        position: checkpoint.position.to_string(),
+                        message: problem.message,
+                    }));
+                }
+                // source.on_purged = "rebackfill": start over at the binlog end, counting on,
+                // and fill every eager view again.
+                warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again");
+                let position = start_position(&mut conn, config, flavor, end.clone()).await?;
+                let restart = Checkpoint {
+                    position: position.clone(),
+                    seq: checkpoint.seq,
+                    updated_ms: now_millis(),
+                    backfill: Default::default(),
+                };
+                store.save(&restart).await?;
+                let start = StartPoint {
+                    position,
+                    next_seq: restart.seq + 1,
+                    replay_end: None,
+                    backfill: Default::default(),
+                };
+                let _ = conn.disconnect().await;
+                return Ok((start, restart));
             }
             let start = StartPoint {
                 position: checkpoint.position.clone(),
@@ -271,25 +292,7 @@ async fn prepare(
             (start, checkpoint)
         }
         None => {
-            let position = if config.source.start_at_beginning {
-                let files = source::binlog_files(&mut conn).await?;
-                Position {
-                    file: files.first().cloned().unwrap_or(end.file.clone()),
-                    pos: 4,
-                    gtid: None,
-                }
-            } else if flavor == source::Flavor::MariaDb {
-                let state: Option<String> = conn
-                    .query_first("SELECT @@gtid_binlog_pos")
-                    .await
-                    .map_err(SourceError::Query)?;
-                Position {
-                    gtid: state.filter(|s| !s.is_empty()),
-                    ..end
-                }
-            } else {
-                end
-            };
+            let position = start_position(&mut conn, config, flavor, end.clone()).await?;
             // Versions count up from the clock at the first start, so that they stay above
             // anything an earlier deployment wrote and keep growing after a failover.
             let seq = now_millis() * 1000;
@@ -317,6 +320,36 @@ async fn prepare(
 }
 
 use crate::checkpoint::Position;
+
+/// Where a start without a usable checkpoint begins: the binlog end (with MariaDB's GTID state),
+/// or the oldest binlog with `source.start = "beginning"`.
+async fn start_position(
+    conn: &mut mysql_async::Conn,
+    config: &Config,
+    flavor: source::Flavor,
+    end: Position,
+) -> Result<Position, AppError> {
+    let position = if config.source.start_at_beginning {
+        let files = source::binlog_files(conn).await?;
+        Position {
+            file: files.first().cloned().unwrap_or(end.file.clone()),
+            pos: 4,
+            gtid: None,
+        }
+    } else if flavor == source::Flavor::MariaDb {
+        let state: Option<String> = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .map_err(SourceError::Query)?;
+        Position {
+            gtid: state.filter(|s| !s.is_empty()),
+            ..end
+        }
+    } else {
+        end
+    };
+    Ok(position)
+}
 
 /// Everything `check --connect` verifies, as a list of problems.
 pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {

@@ -121,3 +121,36 @@ async fn resume_by_gtid_needs_no_binlog_file_name() {
         .await;
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purged_position_with_rebackfill_starts_over_and_fills_again() {
+    let (env, table) = setup("purgedfill", "[checkpoint]\npath = \"checkpoint.json\"\n").await;
+    let config = env.config_path();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "max_backoff_ms = 1000\n",
+        "max_backoff_ms = 1000\non_purged = \"rebackfill\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    workload(&env, 99, 150).await;
+    std::fs::write(
+        env.dir.join("checkpoint.json"),
+        r#"{"position": {"file": "binlog.000000", "pos": 4}, "seq": 10, "updated_ms": 0, "backfill": {"accounts": {"done": true, "rows": 0}}}"#,
+    )
+    .unwrap();
+    let daemon = env.start().await;
+    workload(&env, 100, 50).await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+    let checkpoint: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.dir.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert!(
+        checkpoint["seq"].as_u64().unwrap() > 10,
+        "versions keep counting up: {checkpoint}"
+    );
+    assert_eq!(
+        checkpoint["backfill"]["accounts"]["done"], true,
+        "{checkpoint}"
+    );
+}

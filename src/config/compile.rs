@@ -159,6 +159,18 @@ pub(super) fn load(
             false
         }
     };
+    let rebackfill_on_purged = match raw.source.on_purged.as_deref() {
+        None | Some("stop") => false,
+        Some("rebackfill") => true,
+        Some(other) => {
+            problems.add(
+                path,
+                "source.on_purged",
+                format!("{other:?}: expected \"stop\" or \"rebackfill\""),
+            );
+            false
+        }
+    };
     let heartbeat_ms = raw.source.heartbeat_interval_ms.unwrap_or(1000);
     if heartbeat_ms == 0 {
         problems.add(path, "source.heartbeat_interval_ms", "must be positive");
@@ -301,6 +313,7 @@ pub(super) fn load(
             idle_timeout: Duration::from_millis(idle_ms),
             start_at_beginning,
             resume_by_gtid,
+            rebackfill_on_purged,
             max_backoff: Duration::from_millis(raw.source.max_backoff_ms.unwrap_or(10_000)),
         },
         dynamodb: DynamoConfig {

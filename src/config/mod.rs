@@ -54,6 +54,8 @@ pub struct SourceConfig {
     pub start_at_beginning: bool,
     /// Resume by MariaDB GTID state instead of file and offset.
     pub resume_by_gtid: bool,
+    /// Re-backfill instead of stopping when the checkpoint's binlog was purged.
+    pub rebackfill_on_purged: bool,
     pub max_backoff: Duration,
 }
 

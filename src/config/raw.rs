@@ -47,6 +47,10 @@ pub struct RawSource {
     /// Where to start when there is no checkpoint: "end" (default, the current binlog end) or
     /// "beginning" (the oldest binlog on the server).
     pub start: Option<String>,
+    /// When the checkpoint's binlog is no longer on the server: "stop" (default: a definite
+    /// error naming the position) or "rebackfill" (start at the binlog end and backfill every
+    /// eager view again; lazy views cannot be repaired this way).
+    pub on_purged: Option<String>,
     /// How to resume: "file" (default: binlog file and offset) or "gtid" (MariaDB GTID state,
     /// which survives a failover to another server of the same replication topology).
     pub resume: Option<String>,
