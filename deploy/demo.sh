@@ -20,9 +20,10 @@ SQL=(mariadb -h127.0.0.1 -P3306 -urowcast_admin -prowcast)
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "example schema (menu: channels, categories, products, substitutions, customers, orders)"
+say "example schema and data (menu: channels, categories, products, substitutions, customers, orders)"
 "${SQL[@]}" -e "DROP DATABASE IF EXISTS menu"
 "${SQL[@]}" < deploy/sql/menu.sql
+"${SQL[@]}" < deploy/sql/menu-data.sql
 
 say "rowcast tables create, check --connect"
 $BIN tables --config "$CONFIG" create
@@ -37,6 +38,12 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 curl -fs http://127.0.0.1:9187/readyz
+for _ in $(seq 1 100); do
+  curl -fs http://127.0.0.1:9187/readyz | grep -q backfilling || break
+  sleep 0.2
+done
+say "the existing rows were backfilled (menu_views)"
+$BIN scan --config "$CONFIG" --table menu_views
 
 say "changes in MariaDB (deploy/sql/menu-changes.sql)"
 "${SQL[@]}" < deploy/sql/menu-changes.sql
