@@ -84,10 +84,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     info!(listen = %config.metrics_listen, "serving /metrics, /healthz, /readyz");
     let server_stop = CancellationToken::new();
     let stall_limit = config.source.idle_timeout * 6;
+    let client = dynamo::client(&config.dynamodb).await;
     let (snapshot_tx, snapshot_rx) = mpsc::channel(16);
+    let (fill_tx, fill_rx) = mpsc::channel(64);
     let control = metrics::Control {
         snapshots: snapshot_tx,
-        views: Arc::new(config.views.iter().map(|v| v.name.clone()).collect()),
+        fills: fill_tx,
+        views: Arc::new(config.views.clone()),
+        client: client.clone(),
     };
     let server = tokio::spawn(metrics::serve(
         listener,
@@ -97,7 +101,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         server_stop.clone(),
     ));
 
-    let client = dynamo::client(&config.dynamodb).await;
     let store = Arc::new(checkpoint_store(&config, &client));
     let pool = Pool::new(
         mysql_async::Opts::from_url(&config.source.url)
@@ -168,6 +171,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         Backfill {
             driver,
             requests: snapshot_rx,
+            fills: fill_rx,
             views: config.views.clone(),
         },
     );

@@ -99,3 +99,13 @@ pub struct Ack {
     pub lane: usize,
     pub barrier: Barrier,
 }
+
+/// HTTP fill-on-miss → binlog reader: read the root rows behind `key` and merge them into the
+/// stream. The reply says whether a row produces that item.
+#[derive(Debug)]
+pub struct FillRequest {
+    pub view: String,
+    pub columns: Vec<(String, String)>,
+    pub key: crate::view::ItemKey,
+    pub reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
+}

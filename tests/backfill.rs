@@ -209,3 +209,97 @@ async fn snapshot_command_backfills_a_drifted_view_again() {
     assert_eq!(out.status.code(), Some(2));
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fill_on_miss_reads_the_row_merges_it_in_order_and_returns_the_item() {
+    let env = Env::new("fillmiss").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL, status VARCHAR(10) NOT NULL)").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', 'shown'), (2, 'two', 'shown'), (3, 'three', 'hidden'), (4, 'four', 'shown')").await;
+    env.write_view(
+        "notes.toml",
+        &"name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\nfilter = \"status <> 'hidden'\"\n[key]\npk = \"N#{id}\"\nsk = \"NOTE\"\n[attributes]\nbody = \"body\"\n[fill]\nmode = \"lazy\"\n"
+            .replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    assert!(
+        env.items(&table).await.is_empty(),
+        "lazy: nothing before a miss"
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = daemon.get("/v1/views/notes/item?pk=N%231&sk=NOTE").await;
+    println!("fill on miss answered in {:?}", started.elapsed());
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        item,
+        serde_json::json!({"pk": "N#1", "sk": "NOTE", "body": "one"})
+    );
+    assert_eq!(
+        env.items(&table).await,
+        vec![item.clone()],
+        "the item was written"
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(
+        daemon.get("/v1/views/notes/item?pk=N%231&sk=NOTE").await.0,
+        200
+    );
+    println!("hit answered in {:?}", started.elapsed());
+    assert_eq!(
+        daemon.get("/v1/views/notes/item?pk=N%233&sk=NOTE").await.0,
+        404,
+        "filtered out"
+    );
+    assert_eq!(
+        daemon.get("/v1/views/notes/item?pk=N%2399&sk=NOTE").await.0,
+        404,
+        "no row"
+    );
+    assert_eq!(
+        daemon.get("/v1/views/notes/item?pk=X%231&sk=NOTE").await.0,
+        400,
+        "does not parse"
+    );
+    assert_eq!(
+        daemon.get("/v1/views/notes/item?pk=N%231").await.0,
+        400,
+        "sk missing"
+    );
+    assert_eq!(
+        daemon.get("/v1/views/nope/item?pk=N%231&sk=NOTE").await.0,
+        404
+    );
+
+    // Races: misses while the row is being updated, and while it is deleted.
+    let env = Arc::new(env);
+    let updater = {
+        let env = env.clone();
+        tokio::spawn(async move {
+            for n in 0..40 {
+                env.sql(&format!("UPDATE notes SET body = 'two-{n}' WHERE id = 2"))
+                    .await;
+            }
+            env.sql("DELETE FROM notes WHERE id = 4").await;
+        })
+    };
+    for _ in 0..5 {
+        let (status, _) = daemon.get("/v1/views/notes/item?pk=N%232&sk=NOTE").await;
+        assert_eq!(status, 200);
+        let (status, _) = daemon.get("/v1/views/notes/item?pk=N%234&sk=NOTE").await;
+        assert!(status == 200 || status == 404, "{status}");
+    }
+    updater.await.unwrap();
+    env.converge(
+        &table,
+        vec![
+            serde_json::json!({"pk": "N#1", "sk": "NOTE", "body": "one"}),
+            serde_json::json!({"pk": "N#2", "sk": "NOTE", "body": "two-39"}),
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

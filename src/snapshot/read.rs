@@ -161,7 +161,55 @@ pub async fn read_chunk(
     after: Option<&[Value]>,
     limit: usize,
 ) -> Result<Chunk, SourceError> {
-    let q = |e| SourceError::Query(e);
+    let key: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
+    let key_list = key.join(", ");
+    let placeholders = vec!["?"; key.len()].join(", ");
+    let (condition, params) = match after {
+        None => (String::new(), Vec::new()),
+        Some(values) => (
+            format!("WHERE ({key_list}) > ({placeholders})"),
+            values.to_vec(),
+        ),
+    };
+    read_snapshot(
+        conn,
+        table,
+        &format!("{condition} ORDER BY {key_list} LIMIT {limit}"),
+        params,
+    )
+    .await
+}
+
+/// The rows whose `columns` equal the given texts (a key parsed back from an item key).
+pub async fn read_matching(
+    conn: &mut Conn,
+    table: &SqlTable,
+    columns: &[(String, String)],
+) -> Result<Chunk, SourceError> {
+    let condition: Vec<String> = columns
+        .iter()
+        .map(|(c, _)| format!("{} = ?", quote(c)))
+        .collect();
+    let params = columns
+        .iter()
+        .map(|(_, v)| Value::Bytes(v.clone().into_bytes()))
+        .collect();
+    let tail = if condition.is_empty() {
+        "LIMIT 100".to_string()
+    } else {
+        format!("WHERE {} LIMIT 100", condition.join(" AND "))
+    };
+    read_snapshot(conn, table, &tail, params).await
+}
+
+/// `SELECT <every column> FROM table <tail>` in a consistent snapshot, with its binlog position.
+async fn read_snapshot(
+    conn: &mut Conn,
+    table: &SqlTable,
+    tail: &str,
+    params: Vec<Value>,
+) -> Result<Chunk, SourceError> {
+    let q = SourceError::Query;
     conn.query_drop("SET time_zone = '+00:00'")
         .await
         .map_err(q)?;
@@ -195,25 +243,13 @@ pub async fn read_chunk(
         .iter()
         .map(|c| quote(&c.name))
         .collect();
-    let key: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
-    let key_list = key.join(", ");
-    let placeholders = vec!["?"; key.len()].join(", ");
     let source = format!(
         "{}.{}",
         quote(&table.schema.table.database),
         quote(&table.schema.table.table)
     );
-    let select = match after {
-        None => format!("SELECT {} FROM {source} ORDER BY {key_list} LIMIT {limit}", columns.join(", ")),
-        Some(_) => format!(
-            "SELECT {} FROM {source} WHERE ({key_list}) > ({placeholders}) ORDER BY {key_list} LIMIT {limit}",
-            columns.join(", ")
-        ),
-    };
-    let result: Result<Vec<mysql_async::Row>, _> = match after {
-        None => conn.exec(select, ()).await,
-        Some(values) => conn.exec(select, values.to_vec()).await,
-    };
+    let select = format!("SELECT {} FROM {source} {tail}", columns.join(", "));
+    let result: Result<Vec<mysql_async::Row>, _> = conn.exec(select, params).await;
     let _ = conn.query_drop("COMMIT").await;
     let rows = result.map_err(q)?;
     let key_positions: Vec<usize> = table

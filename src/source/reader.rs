@@ -1,6 +1,6 @@
 //! The binlog event loop: transaction boundaries, row decoding, reconnects.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,16 +16,19 @@ use tracing::{debug, error, info, warn};
 
 use super::decode::{decode_row, row_charsets};
 use super::mariadb::{self, MariaGtid};
+use super::schema::fetch_extras;
 use super::schema::SchemaCache;
 use super::{connect, position_before, Flavor, SourceError};
 use crate::checkpoint::Position;
 use crate::config::SourceConfig;
 use crate::error::{chain, Classify};
 use crate::metrics::{metrics, Health};
-use crate::pipeline::{Barrier, RowChange, SnapshotRows, SourceEvent};
-use crate::snapshot::driver::Driver;
+use crate::pipeline::{Barrier, FillRequest, RowChange, SnapshotRows, SourceEvent};
+use crate::snapshot::driver::{Driver, Injection};
+use crate::snapshot::read::{load_table, read_matching, SqlTable};
 use crate::snapshot::BackfillState;
 use crate::view::spec::{TableRef, View};
+use crate::view::Row;
 
 /// Where the reader starts.
 #[derive(Debug, Clone)]
@@ -54,12 +57,18 @@ pub struct Source {
     views: Vec<Arc<View>>,
     /// Requests received while a chunk was waiting.
     requested: Vec<String>,
+    /// Fill-on-miss reads asked for, read, and waiting for the stream to reach their position.
+    fills: mpsc::Receiver<FillRequest>,
+    queued_fills: Vec<FillRequest>,
+    pending_fills: Vec<Injection>,
+    fill_tables: HashMap<TableRef, SqlTable>,
 }
 
 /// What the reader needs for backfills.
 pub struct Backfill {
     pub driver: Driver,
     pub requests: mpsc::Receiver<String>,
+    pub fills: mpsc::Receiver<FillRequest>,
     pub views: Vec<Arc<View>>,
 }
 
@@ -107,6 +116,10 @@ impl Source {
             requests: backfill.requests,
             views: backfill.views,
             requested: Vec::new(),
+            fills: backfill.fills,
+            queued_fills: Vec::new(),
+            pending_fills: Vec::new(),
+            fill_tables: HashMap::new(),
         }
     }
 
@@ -238,6 +251,10 @@ impl Source {
             } else {
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
+                    Some(fill) = self.fills.recv() => {
+                        self.queued_fills.push(fill);
+                        continue;
+                    }
                     next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
                 }
             };
@@ -417,8 +434,15 @@ impl Source {
         cursor: &mut Cursor,
         current: &Position,
     ) -> Result<(), SourceError> {
+        while let Ok(fill) = self.fills.try_recv() {
+            self.queued_fills.push(fill);
+        }
+        for fill in std::mem::take(&mut self.queued_fills) {
+            let outcome = self.read_for_fill(&fill).await;
+            let _ = fill.reply.send(outcome);
+        }
         let Some(driver) = self.backfill.as_mut() else {
-            return Ok(());
+            return self.inject_if_reached(cursor, current).await;
         };
         while let Ok(view) = self.requests.try_recv() {
             self.requested.push(view);
@@ -445,11 +469,74 @@ impl Source {
         self.inject_if_reached(cursor, current).await
     }
 
+    /// Reads the rows behind a fill-on-miss key in a snapshot; `Ok(true)` when one of them makes
+    /// the asked item (it then waits in `pending_fills` for the stream to reach the snapshot).
+    async fn read_for_fill(&mut self, fill: &FillRequest) -> Result<bool, String> {
+        let Some(view) = self.views.iter().find(|v| v.name == fill.view).cloned() else {
+            return Err(format!("no view {}", fill.view));
+        };
+        let mut conn = self.pool.get_conn().await.map_err(|e| e.to_string())?;
+        if !self.fill_tables.contains_key(&view.source) {
+            let extras = fetch_extras(&self.pool, &view.source)
+                .await
+                .map_err(|e| chain(&e))?;
+            let table = load_table(&mut conn, &view.source, &extras)
+                .await
+                .map_err(|e| chain(&e))?;
+            self.fill_tables.insert(view.source.clone(), table);
+        }
+        let table = &self.fill_tables[&view.source];
+        let chunk = read_matching(&mut conn, table, &fill.columns)
+            .await
+            .map_err(|e| chain(&e))?;
+        let rows: Vec<Row> = chunk
+            .rows
+            .into_iter()
+            .filter(|row| {
+                crate::view::project(&view, None, Some(row)).is_ok_and(|p| {
+                    p.ops.iter().any(
+                        |op| matches!(op, crate::view::ItemOp::Put { key, .. } if *key == fill.key),
+                    )
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        self.pending_fills.push(Injection {
+            table: view.source.clone(),
+            views: vec![view.name.clone()],
+            rows,
+            position: chunk.position,
+        });
+        Ok(true)
+    }
+
     async fn inject_if_reached(
         &mut self,
         cursor: &mut Cursor,
         at: &Position,
     ) -> Result<(), SourceError> {
+        let mut waiting = Vec::new();
+        for fill in std::mem::take(&mut self.pending_fills) {
+            if position_before(at, &fill.position) {
+                waiting.push(fill);
+                continue;
+            }
+            let rows = SnapshotRows {
+                table: fill.table,
+                views: fill.views,
+                rows: fill.rows,
+                seq: cursor.next_seq.saturating_sub(1),
+                guard: true,
+                origin: Arc::new(fill.position),
+            };
+            self.tx
+                .send(SourceEvent::Snapshot(rows))
+                .await
+                .map_err(|_| SourceError::DownstreamClosed)?;
+        }
+        self.pending_fills = waiting;
         let Some(driver) = self.backfill.as_mut() else {
             return Ok(());
         };

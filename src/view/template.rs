@@ -239,3 +239,102 @@ mod tests {
         ));
     }
 }
+
+/// Why a key does not parse with a template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("key {key:?} does not match template {template:?}: {reason}")]
+pub struct KeyParseError {
+    pub key: String,
+    pub template: String,
+    pub reason: String,
+}
+
+impl Template {
+    /// The column values a key was rendered from: the inverse of [`Template::render`], as text.
+    /// A placeholder takes everything up to the next literal (the shortest match); two
+    /// placeholders side by side cannot be told apart.
+    pub fn parse_key(&self, key: &str) -> Result<Vec<(String, String)>, KeyParseError> {
+        let fail = |reason: &str| KeyParseError {
+            key: key.to_string(),
+            template: self.source.clone(),
+            reason: reason.to_string(),
+        };
+        let mut rest = key;
+        let mut values = Vec::new();
+        let mut segments = self.segments.iter().peekable();
+        while let Some(segment) = segments.next() {
+            match segment {
+                Segment::Literal(text) => {
+                    rest = rest
+                        .strip_prefix(text.as_str())
+                        .ok_or_else(|| fail(&format!("expected {text:?}")))?;
+                }
+                Segment::Column { name, pad } => {
+                    let value = match segments.peek() {
+                        None => std::mem::take(&mut rest),
+                        Some(Segment::Literal(next)) => {
+                            let end = rest.find(next.as_str()).ok_or_else(|| {
+                                fail(&format!("expected {next:?} after {{{name}}}"))
+                            })?;
+                            let (value, after) = rest.split_at(end);
+                            rest = after;
+                            value
+                        }
+                        Some(Segment::Column { .. }) => {
+                            return Err(fail("two placeholders side by side are ambiguous"))
+                        }
+                    };
+                    if value.is_empty() {
+                        return Err(fail(&format!("empty value for {{{name}}}")));
+                    }
+                    let value = match pad {
+                        Some(_) => value
+                            .parse::<i128>()
+                            .map_err(|_| fail(&format!("{{{name}}} is not an integer")))?
+                            .to_string(),
+                        None => value.to_string(),
+                    };
+                    values.push((name.clone(), value));
+                }
+            }
+        }
+        if !rest.is_empty() {
+            return Err(fail("text left after the template"));
+        }
+        Ok(values)
+    }
+}
+
+#[cfg(test)]
+mod parse_key_tests {
+    use super::*;
+
+    #[test]
+    fn inverts_render() {
+        let t = Template::parse("CATEGORY#{display_order:04}#{id}").unwrap();
+        assert_eq!(
+            t.parse_key("CATEGORY#0003#17").unwrap(),
+            vec![
+                ("display_order".into(), "3".into()),
+                ("id".into(), "17".into())
+            ]
+        );
+        assert_eq!(
+            Template::parse("{id:04}")
+                .unwrap()
+                .parse_key("-042")
+                .unwrap(),
+            vec![("id".into(), "-42".into())]
+        );
+        assert!(t.parse_key("CATEGORY#x#1").is_err());
+        assert!(t.parse_key("PRODUCT#1#2").is_err());
+        assert!(Template::parse("{a}{b}").unwrap().parse_key("12").is_err());
+        assert_eq!(
+            Template::parse("PROFILE")
+                .unwrap()
+                .parse_key("PROFILE")
+                .unwrap(),
+            vec![]
+        );
+    }
+}
