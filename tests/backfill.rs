@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::accounts::{expected, setup};
+use common::accounts::{expected, random, setup};
 use common::{eventually, Daemon, Env};
 use mysql_async::prelude::Queryable;
 
@@ -24,13 +24,7 @@ async fn metric(daemon: &Daemon, name: &str) -> f64 {
 /// Random single-row changes spread over the whole id range, so many touch rows the backfill
 /// has not copied yet.
 async fn scattered_writes(env: &Env, seed: u64, transactions: usize, max_id: u64) {
-    let mut state = seed;
-    let mut next = move |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n
-    };
+    let mut next = random(seed);
     let mut conn = env.admin.get_conn().await.unwrap();
     conn.query_drop(format!("USE {}", env.db)).await.unwrap();
     for _ in 0..transactions {

@@ -43,16 +43,21 @@ pub async fn setup_in(env: Env, extra_config: &str) -> (Env, String) {
     (env, table)
 }
 
-/// A deterministic pseudo-random workload of small transactions: inserts, balance updates,
-/// owner moves (key moves), closes and reopens (filter exits and entries), deletes.
-pub async fn workload(env: &Env, seed: u64, transactions: usize) {
-    let mut state = seed;
-    let mut next = move |n: u64| {
+/// A seeded xorshift generator: `next(n)` is in `0..n`, the same sequence for the same seed.
+pub fn random(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed.max(1);
+    move |n: u64| {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         state % n
-    };
+    }
+}
+
+/// A deterministic pseudo-random workload of small transactions: inserts, balance updates,
+/// owner moves (key moves), closes and reopens (filter exits and entries), deletes.
+pub async fn workload(env: &Env, seed: u64, transactions: usize) {
+    let mut next = random(seed);
     let mut conn = env.admin.get_conn().await.unwrap();
     conn.query_drop(format!("USE {}", env.db)).await.unwrap();
     for _ in 0..transactions {
