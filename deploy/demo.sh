@@ -51,8 +51,12 @@ sleep 1
 
 say "menu_views: one Query on pk = CHANNEL#WEB pages through the WEB menu in display order"
 $BIN scan --config "$CONFIG" --table menu_views
-say "shop_views: customers and their orders"
+say "shop_views: orders (customers is a lazy view: no profiles until asked for or changed)"
 $BIN scan --config "$CONFIG" --table shop_views
+
+say "fill on miss: the lazy customers view reads Ada's profile from MariaDB when asked"
+curl -fs "http://127.0.0.1:9187/v1/views/customers/item?pk=CUSTOMER%231&sk=PROFILE"; echo
+curl -s -o /dev/null -w "unknown customer: HTTP %{http_code}\n" "http://127.0.0.1:9187/v1/views/customers/item?pk=CUSTOMER%2399&sk=PROFILE"
 
 say "a price changes every second; the item follows"
 for price in 11.50 12.00 12.25; do
