@@ -100,7 +100,7 @@ impl Metrics {
         r.register(Box::new(batch_duration.clone()))
             .expect("metric registered once");
         let commit_to_ack = Histogram::with_opts(
-            HistogramOpts::new("rowcast_commit_to_ack_seconds", "From a transaction's commit timestamp in the binlog to the acknowledgement of all its writes (1 s resolution of the binlog clock)")
+            HistogramOpts::new("rowcast_commit_to_ack_seconds", "From reading a transaction's commit in the binlog to the acknowledgement of all its writes by DynamoDB")
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
         )
         .expect("static metric definition");

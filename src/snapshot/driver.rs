@@ -8,11 +8,11 @@ use std::time::Instant;
 use mysql_async::{Pool, Value};
 use tracing::{info, warn};
 
-use super::read::{load_table, read_chunk, Chunk, SqlTable};
+use super::read::{read_chunk, Chunk, SqlTable};
 use super::{BackfillState, KeyValue, Progress};
 use crate::checkpoint::Position;
 use crate::metrics::metrics;
-use crate::source::schema::fetch_extras;
+use crate::source::schema::SchemaCache;
 use crate::source::SourceError;
 use crate::view::spec::{FillMode, TableRef, View};
 use crate::view::Row;
@@ -158,14 +158,17 @@ impl Driver {
     }
 
     /// Reads the next chunk of the first group (a short consistent-snapshot read).
-    pub async fn read_next(&mut self, pool: &Pool) -> Result<(), SourceError> {
+    pub async fn read_next(
+        &mut self,
+        pool: &Pool,
+        schemas: &mut SchemaCache,
+    ) -> Result<(), SourceError> {
         let Some(group) = self.groups.front_mut() else {
             return Ok(());
         };
         let mut conn = pool.get_conn().await.map_err(SourceError::Query)?;
         if group.sql.is_none() {
-            let extras = fetch_extras(pool, &group.table).await?;
-            let sql = load_table(&mut conn, &group.table, &extras).await?;
+            let sql = schemas.sql_table(&group.table).await?;
             let estimate: Option<u64> = mysql_async::prelude::Queryable::exec_first(
                 &mut conn,
                 "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",

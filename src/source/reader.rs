@@ -1,6 +1,6 @@
 //! The binlog event loop: transaction boundaries, row decoding, reconnects.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,6 @@ use tracing::{debug, error, info, warn};
 
 use super::decode::{decode_row, row_charsets};
 use super::mariadb::{self, MariaGtid};
-use super::schema::fetch_extras;
 use super::schema::SchemaCache;
 use super::{connect, position_before, Flavor, SourceError};
 use crate::checkpoint::Position;
@@ -25,7 +24,7 @@ use crate::error::{chain, Classify};
 use crate::metrics::{metrics, Health};
 use crate::pipeline::{Barrier, FillRequest, RowChange, SnapshotRows, SourceEvent};
 use crate::snapshot::driver::{Driver, Injection};
-use crate::snapshot::read::{load_table, read_matching, SqlTable};
+use crate::snapshot::read::read_matching;
 use crate::snapshot::BackfillState;
 use crate::view::spec::{TableRef, View};
 use crate::view::Row;
@@ -61,7 +60,6 @@ pub struct Source {
     fills: mpsc::Receiver<FillRequest>,
     queued_fills: Vec<FillRequest>,
     pending_fills: Vec<Injection>,
-    fill_tables: HashMap<TableRef, SqlTable>,
 }
 
 /// What the reader needs for backfills.
@@ -119,7 +117,6 @@ impl Source {
             fills: backfill.fills,
             queued_fills: Vec::new(),
             pending_fills: Vec::new(),
-            fill_tables: HashMap::new(),
         }
     }
 
@@ -456,7 +453,7 @@ impl Source {
             self.health.set_filling(driver.filling());
         }
         if driver.wants_chunk() {
-            if let Err(error) = driver.read_next(&self.pool).await {
+            if let Err(error) = driver.read_next(&self.pool, &mut self.schemas).await {
                 if error.is_transient() {
                     return Err(error);
                 }
@@ -475,18 +472,13 @@ impl Source {
         let Some(view) = self.views.iter().find(|v| v.name == fill.view).cloned() else {
             return Err(format!("no view {}", fill.view));
         };
+        let table = self
+            .schemas
+            .sql_table(&view.source)
+            .await
+            .map_err(|e| chain(&e))?;
         let mut conn = self.pool.get_conn().await.map_err(|e| e.to_string())?;
-        if !self.fill_tables.contains_key(&view.source) {
-            let extras = fetch_extras(&self.pool, &view.source)
-                .await
-                .map_err(|e| chain(&e))?;
-            let table = load_table(&mut conn, &view.source, &extras)
-                .await
-                .map_err(|e| chain(&e))?;
-            self.fill_tables.insert(view.source.clone(), table);
-        }
-        let table = &self.fill_tables[&view.source];
-        let chunk = read_matching(&mut conn, table, &fill.columns)
+        let chunk = read_matching(&mut conn, &table, &fill.columns)
             .await
             .map_err(|e| chain(&e))?;
         let rows: Vec<Row> = chunk

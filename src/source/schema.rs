@@ -11,6 +11,7 @@ use mysql_async::Pool;
 
 use super::decode::{schema_from_table_map, TableExtras};
 use super::SourceError;
+use crate::snapshot::read::{load_table, SqlTable};
 use crate::view::row::TableSchema;
 use crate::view::spec::TableRef;
 
@@ -18,6 +19,8 @@ pub struct SchemaCache {
     pool: Pool,
     by_table_id: HashMap<u64, Arc<TableSchema>>,
     extras: HashMap<TableRef, TableExtras>,
+    /// Tables as SQL reads them (fill on miss), also forgotten on DDL.
+    sql: HashMap<TableRef, SqlTable>,
 }
 
 impl SchemaCache {
@@ -26,6 +29,7 @@ impl SchemaCache {
             pool,
             by_table_id: HashMap::new(),
             extras: HashMap::new(),
+            sql: HashMap::new(),
         }
     }
 
@@ -33,6 +37,7 @@ impl SchemaCache {
     pub fn invalidate(&mut self) {
         self.by_table_id.clear();
         self.extras.clear();
+        self.sql.clear();
     }
 
     pub fn cached(&self, table_id: u64, tme: &TableMapEvent<'_>) -> Option<Arc<TableSchema>> {
@@ -66,6 +71,20 @@ impl SchemaCache {
         let schema = Arc::new(schema_from_table_map(tme, &extras).map_err(SourceError::Decode)?);
         self.by_table_id.insert(table_id, schema.clone());
         Ok(schema)
+    }
+}
+
+impl SchemaCache {
+    /// The table as SQL reads it, loaded from `information_schema` once per DDL generation.
+    pub async fn sql_table(&mut self, table: &TableRef) -> Result<SqlTable, SourceError> {
+        if let Some(found) = self.sql.get(table) {
+            return Ok(found.clone());
+        }
+        let extras = fetch_extras(&self.pool, table).await?;
+        let mut conn = self.pool.get_conn().await.map_err(SourceError::Query)?;
+        let loaded = load_table(&mut conn, table, &extras).await?;
+        self.sql.insert(table.clone(), loaded.clone());
+        Ok(loaded)
     }
 }
 
