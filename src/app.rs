@@ -31,6 +31,7 @@ use crate::sink::lane::Lane;
 use crate::sink::tables::{check_table, needed_tables};
 use crate::sink::writer::Writer;
 use crate::snapshot::driver::Driver;
+use crate::snapshot::refresh::Refresher;
 use crate::source::{self, preflight, watched_tables, Backfill, Source, SourceError, StartPoint};
 use crate::view::stage::Projector;
 
@@ -161,7 +162,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     );
     tasks.close();
 
-    let tables = watched_tables(config.views.iter().map(|v| &v.source));
+    let refresher = Refresher::new(
+        &config.views,
+        config.backfill_chunk_rows,
+        config.join_max_dirty_keys,
+    );
+    let related = refresher.tables();
+    let tables = watched_tables(config.views.iter().map(|v| &v.source).chain(related.iter()));
     let source = Source::new(
         config.source.clone(),
         tables,
@@ -173,6 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             requests: snapshot_rx,
             fills: fill_rx,
             views: config.views.clone(),
+            refresher,
         },
     );
     let source_result = source

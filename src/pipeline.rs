@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::checkpoint::Position;
+use crate::snapshot::refresh::Restart;
 use crate::snapshot::BackfillState;
+use crate::view::join::Joined;
 use crate::view::spec::TableRef;
 use crate::view::{ItemOp, Row};
 
@@ -25,6 +27,10 @@ pub struct SnapshotRows {
     /// The views being backfilled from this table (others already have these rows).
     pub views: Vec<String>,
     pub rows: Vec<Row>,
+    /// The related rows of each row, for a view with joins (`views` is then that view alone).
+    pub joined: Option<Vec<Joined>>,
+    /// A join refresh: the rows' deletes and NULL keys were already counted from the binlog.
+    pub refresh: bool,
     /// Counter of the last transaction before the snapshot position.
     pub seq: u64,
     pub origin: Arc<Position>,
@@ -54,6 +60,9 @@ pub struct Barrier {
     /// Backfill progress of every eager view as of this barrier.
     pub backfill: Arc<BackfillState>,
     pub position: Position,
+    /// Where a restart must begin when it is before `position`: join refreshes of earlier
+    /// transactions are not all acknowledged yet (see `snapshot/refresh.rs`).
+    pub restart: Option<Restart>,
     /// Commit time from the binlog event header (seconds since the epoch).
     pub commit_ts: u32,
     pub read_at: Instant,

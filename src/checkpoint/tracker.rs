@@ -119,9 +119,13 @@ impl Tracker {
         if barrier.generation <= *saved_generation {
             return Ok(());
         }
+        let (position, seq) = match &barrier.restart {
+            Some(restart) => (restart.position.clone(), restart.seq),
+            None => (barrier.position.clone(), barrier.seq),
+        };
         let checkpoint = Checkpoint {
-            position: barrier.position.clone(),
-            seq: barrier.seq,
+            position,
+            seq,
             updated_ms: now_millis(),
             backfill: (*barrier.backfill).clone(),
         };
@@ -161,6 +165,7 @@ mod tests {
                 pos: seq,
                 gtid: None,
             },
+            restart: None,
             commit_ts: 0,
             read_at: Instant::now(),
         }

@@ -106,6 +106,8 @@ pub struct Config {
     pub writer: WriterConfig,
     pub dead_letter: DeadLetterConfig,
     pub backfill_chunk_rows: usize,
+    /// Keys of one view waiting for a join refresh above which the view is backfilled again.
+    pub join_max_dirty_keys: usize,
     pub views: Vec<Arc<View>>,
 }
 

@@ -106,6 +106,9 @@ pub struct RawWriter {
 pub struct RawBackfill {
     /// Rows per chunk: one consistent-snapshot read, the only time the binlog reader pauses.
     pub chunk_rows: Option<usize>,
+    /// Root keys of one view with joins that may wait for a refresh (default 100000); past it
+    /// the view is backfilled again instead, which keeps memory bounded under any burst.
+    pub join_max_dirty_keys: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

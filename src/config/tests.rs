@@ -72,9 +72,19 @@ pk = "A#{id"
 _v = "x"
 total = { column = "total", as = "roman" }
 [[lookup]]
-from = "shop.customers"
-on = { id = "customer_id" }
-attributes = { n = "name" }
+from = "customers"
+on = {}
+attributes = { total = "name" }
+[[aggregate]]
+attribute = "lines"
+from = "shop.items"
+on = { order_id = "id" }
+function = "median:price"
+[[embed]]
+attribute = "lines"
+from = "shop.items"
+on = { order_id = "id" }
+order_by = "line_no SIDEWAYS"
 "#,
     );
     write(
@@ -101,7 +111,12 @@ attributes = { n = "name" }
         "key.pk",
         "attributes._v",
         "attributes.total.as",
-        "lookup",
+        "lookup[0].from",
+        "lookup[0].on",
+        "lookup[0].attributes.total",
+        "aggregate[0].function",
+        "aggregate[0].attribute",
+        "embed[0].order_by",
     ] {
         assert!(has("a.toml", field), "missing {field}: {text:#?}");
     }

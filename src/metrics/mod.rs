@@ -42,6 +42,12 @@ pub struct Metrics {
     pub backfill_chunks: IntCounterVec,
     pub backfill_state: IntGaugeVec,
     pub commit_to_ack: Histogram,
+    pub join_marks: IntCounterVec,
+    pub join_dirty: IntGaugeVec,
+    pub join_refresh_reads: IntCounterVec,
+    pub join_refresh_rows: IntCounterVec,
+    pub join_queries: IntCounterVec,
+    pub join_overflows: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -138,6 +144,12 @@ impl Metrics {
             backfill_state: gauge_vec(&r, "rowcast_backfill_state", "Backfill state of a view: 0 pending, 1 filling, 2 done, 3 lazy (never backfilled)", &["view"]),
             transactions: counter(&r, "rowcast_transactions_total", "Source transactions read from the binlog"),
             commit_to_ack,
+            join_marks: counter_vec(&r, "rowcast_join_marks_total", "Root keys or join values marked for refresh by row changes, by view and cause (root, related)", &["view", "cause"]),
+            join_dirty: gauge_vec(&r, "rowcast_join_dirty_keys", "Root keys and join values waiting for a refresh, by view", &["view"]),
+            join_refresh_reads: counter_vec(&r, "rowcast_join_refresh_reads_total", "Consistent-snapshot reads made to refresh items of views with joins, by view", &["view"]),
+            join_refresh_rows: counter_vec(&r, "rowcast_join_refresh_rows_total", "Root rows read to refresh items of views with joins, by view", &["view"]),
+            join_queries: counter_vec(&r, "rowcast_join_queries_total", "SQL SELECTs made to evaluate joins (root rows and related rows; backfill, fill on miss and refresh), by view", &["view"]),
+            join_overflows: counter_vec(&r, "rowcast_join_overflows_total", "Times a view had more keys waiting for a refresh than join_max_dirty_keys and was backfilled again instead", &["view"]),
             registry: r,
         }
     }

@@ -8,18 +8,22 @@ use std::time::Instant;
 use mysql_async::{Pool, Value};
 use tracing::{info, warn};
 
-use super::read::{read_chunk, Chunk, SqlTable};
+use super::join::read_joined;
+use super::read::{begin_snapshot, end_snapshot, keyset_tail, select_rows, Chunk, SqlTable};
 use super::{BackfillState, KeyValue, Progress};
 use crate::checkpoint::Position;
 use crate::metrics::metrics;
 use crate::source::schema::SchemaCache;
 use crate::source::SourceError;
+use crate::view::join::Joined;
 use crate::view::spec::{FillMode, TableRef, View};
 use crate::view::Row;
 
 /// Views of one table at the same resume point.
 struct Group {
     table: TableRef,
+    /// A view with joins is backfilled alone: its rows need its related rows.
+    joined_view: Option<Arc<View>>,
     views: Vec<String>,
     after: Option<Vec<Value>>,
     sql: Option<SqlTable>,
@@ -30,6 +34,7 @@ struct Group {
 /// A chunk read and waiting for the stream to reach its snapshot position.
 pub struct Pending {
     pub chunk: Chunk,
+    pub joined: Option<Vec<Joined>>,
 }
 
 /// What the reader injects into the stream.
@@ -37,6 +42,8 @@ pub struct Injection {
     pub table: TableRef,
     pub views: Vec<String>,
     pub rows: Vec<Row>,
+    /// The related rows of each row, for a view with joins (then `views` is that view alone).
+    pub joined: Option<Vec<Joined>>,
     pub position: Position,
 }
 
@@ -77,13 +84,16 @@ impl Driver {
                 .after
                 .as_ref()
                 .map(|k| k.iter().map(KeyValue::to_value).collect());
-            match groups
-                .iter_mut()
-                .find(|g| g.table == view.source && g.after == after)
-            {
+            match groups.iter_mut().find(|g| {
+                g.table == view.source
+                    && g.after == after
+                    && g.joined_view.is_none()
+                    && !view.has_joins()
+            }) {
                 Some(group) => group.views.push(view.name.clone()),
                 None => groups.push(Group {
                     table: view.source.clone(),
+                    joined_view: view.has_joins().then(|| view.clone()),
                     views: vec![view.name.clone()],
                     after,
                     sql: None,
@@ -118,14 +128,17 @@ impl Driver {
             .backfill_state
             .with_label_values(&[&view.name])
             .set(STATE_PENDING);
-        match self
-            .groups
-            .iter_mut()
-            .find(|g| g.table == view.source && g.after.is_none() && g.sql.is_none())
-        {
+        match self.groups.iter_mut().find(|g| {
+            g.table == view.source
+                && g.after.is_none()
+                && g.sql.is_none()
+                && g.joined_view.is_none()
+                && !view.has_joins()
+        }) {
             Some(group) => group.views.push(view.name.clone()),
             None => self.groups.push_back(Group {
                 table: view.source.clone(),
+                joined_view: view.has_joins().then(|| Arc::new(view.clone())),
                 views: vec![view.name.clone()],
                 after: None,
                 sql: None,
@@ -204,8 +217,33 @@ impl Driver {
             group.sql = Some(sql);
         }
         let sql = group.sql.as_ref().expect("loaded above");
-        let chunk = read_chunk(&mut conn, sql, group.after.as_deref(), self.chunk_rows).await?;
-        self.pending = Some(Pending { chunk });
+        let (tail, params) = keyset_tail(sql, None, group.after.as_deref(), self.chunk_rows);
+        let position = begin_snapshot(&mut conn).await?;
+        let read = async {
+            let (rows, last_key) = select_rows(&mut conn, sql, &tail, params).await?;
+            let joined = match &group.joined_view {
+                Some(view) => {
+                    metrics()
+                        .join_queries
+                        .with_label_values(&[&view.name])
+                        .inc_by(1 + view.joins.len() as u64);
+                    Some(read_joined(&mut conn, schemas, view, &rows).await?)
+                }
+                None => None,
+            };
+            Ok::<_, SourceError>((rows, last_key, joined))
+        }
+        .await;
+        end_snapshot(&mut conn).await;
+        let (rows, last_key, joined) = read?;
+        self.pending = Some(Pending {
+            chunk: Chunk {
+                rows,
+                position,
+                last_key,
+            },
+            joined,
+        });
         Ok(())
     }
 
@@ -249,6 +287,7 @@ impl Driver {
             table: group.table.clone(),
             views: group.views.clone(),
             rows: pending.chunk.rows,
+            joined: pending.joined,
             position: pending.chunk.position,
         };
         if finished {

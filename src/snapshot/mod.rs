@@ -11,7 +11,9 @@
 //! restart resumes after the last acknowledged chunk.
 
 pub mod driver;
+pub mod join;
 pub mod read;
+pub mod refresh;
 
 use std::collections::BTreeMap;
 

@@ -146,6 +146,42 @@ pub async fn load_table(
     })
 }
 
+impl SqlTable {
+    /// The same table with only `names` read (in that order; unknown names left out).
+    pub fn subset(&self, names: &[&str]) -> SqlTable {
+        let mut columns: Vec<ColumnSchema> = Vec::new();
+        for name in names {
+            if columns.iter().any(|c| c.name == *name) {
+                continue;
+            }
+            if let Some(column) = self.schema.column(name) {
+                columns.push(column.clone());
+            }
+        }
+        SqlTable {
+            schema: Arc::new(TableSchema::new(self.schema.table.clone(), columns)),
+            primary_key: self.primary_key.clone(),
+        }
+    }
+
+    pub fn qualified_name(&self) -> String {
+        format!(
+            "{}.{}",
+            quote(&self.schema.table.database),
+            quote(&self.schema.table.table)
+        )
+    }
+
+    pub fn column_list(&self) -> String {
+        let columns: Vec<String> = self.schema.columns.iter().map(|c| quote(&c.name)).collect();
+        columns.join(", ")
+    }
+}
+
+pub fn quote_name(name: &str) -> String {
+    quote(name)
+}
+
 /// One chunk: rows after `after` in primary-key order, and the binlog position of the snapshot
 /// they were read in.
 pub struct Chunk {
@@ -155,37 +191,60 @@ pub struct Chunk {
     pub last_key: Option<Vec<Value>>,
 }
 
+/// `WHERE (pk) > (after) ORDER BY pk LIMIT n` (an optional extra condition ANDed in).
+pub fn keyset_tail(
+    table: &SqlTable,
+    condition: Option<(String, Vec<Value>)>,
+    after: Option<&[Value]>,
+    limit: usize,
+) -> (String, Vec<Value>) {
+    let key: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
+    let key_list = key.join(", ");
+    let placeholders = vec!["?"; key.len()].join(", ");
+    let mut conditions = Vec::new();
+    let mut params = Vec::new();
+    if let Some((text, values)) = condition {
+        conditions.push(format!("({text})"));
+        params.extend(values);
+    }
+    if let Some(values) = after {
+        conditions.push(format!("({key_list}) > ({placeholders})"));
+        params.extend(values.iter().cloned());
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (
+        format!("{filter} ORDER BY {key_list} LIMIT {limit}"),
+        params,
+    )
+}
+
 pub async fn read_chunk(
     conn: &mut Conn,
     table: &SqlTable,
     after: Option<&[Value]>,
     limit: usize,
 ) -> Result<Chunk, SourceError> {
-    let key: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
-    let key_list = key.join(", ");
-    let placeholders = vec!["?"; key.len()].join(", ");
-    let (condition, params) = match after {
-        None => (String::new(), Vec::new()),
-        Some(values) => (
-            format!("WHERE ({key_list}) > ({placeholders})"),
-            values.to_vec(),
-        ),
-    };
-    read_snapshot(
-        conn,
-        table,
-        &format!("{condition} ORDER BY {key_list} LIMIT {limit}"),
-        params,
-    )
-    .await
+    let (tail, params) = keyset_tail(table, None, after, limit);
+    let position = begin_snapshot(conn).await?;
+    let result = select_rows(conn, table, &tail, params).await;
+    end_snapshot(conn).await;
+    let (rows, last_key) = result?;
+    Ok(Chunk {
+        rows,
+        position,
+        last_key,
+    })
 }
 
-/// The rows whose `columns` equal the given texts (a key parsed back from an item key).
-pub async fn read_matching(
-    conn: &mut Conn,
-    table: &SqlTable,
-    columns: &[(String, String)],
-) -> Result<Chunk, SourceError> {
+/// `columns = texts` as a condition (a key parsed back from an item key).
+pub fn matching_condition(columns: &[(String, String)]) -> Option<(String, Vec<Value>)> {
+    if columns.is_empty() {
+        return None;
+    }
     let condition: Vec<String> = columns
         .iter()
         .map(|(c, _)| format!("{} = ?", quote(c)))
@@ -194,21 +253,12 @@ pub async fn read_matching(
         .iter()
         .map(|(_, v)| Value::Bytes(v.clone().into_bytes()))
         .collect();
-    let tail = if condition.is_empty() {
-        "LIMIT 100".to_string()
-    } else {
-        format!("WHERE {} LIMIT 100", condition.join(" AND "))
-    };
-    read_snapshot(conn, table, &tail, params).await
+    Some((condition.join(" AND "), params))
 }
 
-/// `SELECT <every column> FROM table <tail>` in a consistent snapshot, with its binlog position.
-async fn read_snapshot(
-    conn: &mut Conn,
-    table: &SqlTable,
-    tail: &str,
-    params: Vec<Value>,
-) -> Result<Chunk, SourceError> {
+/// Starts a consistent snapshot on `conn` (session time zone UTC) and returns its binlog
+/// position. End it with [`end_snapshot`].
+pub async fn begin_snapshot(conn: &mut Conn) -> Result<Position, SourceError> {
     let q = SourceError::Query;
     conn.query_drop("SET time_zone = '+00:00'")
         .await
@@ -216,10 +266,14 @@ async fn read_snapshot(
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
         .map_err(q)?;
-    let status: Vec<(String, String)> = conn
-        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .await
-        .map_err(q)?;
+    let status: Vec<(String, String)> =
+        match conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await {
+            Ok(status) => status,
+            Err(error) => {
+                end_snapshot(conn).await;
+                return Err(q(error));
+            }
+        };
     let find = |name: &str| {
         status
             .iter()
@@ -230,28 +284,41 @@ async fn read_snapshot(
         find("binlog_snapshot_file"),
         find("binlog_snapshot_position"),
     ) else {
-        let _ = conn.query_drop("ROLLBACK").await;
+        end_snapshot(conn).await;
         return Err(SourceError::PositionGone {
             position: "snapshot".into(),
-            message: "the server reports no binlog_snapshot_file/position (backfill needs MariaDB)"
-                .into(),
+            message:
+                "the server reports no binlog_snapshot_file/position (snapshot reads need MariaDB)"
+                    .into(),
         });
     };
-    let columns: Vec<String> = table
-        .schema
-        .columns
-        .iter()
-        .map(|c| quote(&c.name))
-        .collect();
-    let source = format!(
-        "{}.{}",
-        quote(&table.schema.table.database),
-        quote(&table.schema.table.table)
-    );
-    let select = format!("SELECT {} FROM {source} {tail}", columns.join(", "));
-    let result: Result<Vec<mysql_async::Row>, _> = conn.exec(select, params).await;
+    Ok(Position {
+        file,
+        pos: pos.parse().unwrap_or(4),
+        gtid: None,
+    })
+}
+
+pub async fn end_snapshot(conn: &mut Conn) {
     let _ = conn.query_drop("COMMIT").await;
-    let rows = result.map_err(q)?;
+}
+
+/// `SELECT <the table's columns> FROM table <tail>`: the rows, and the primary key of the last.
+pub async fn select_rows(
+    conn: &mut Conn,
+    table: &SqlTable,
+    tail: &str,
+    params: Vec<Value>,
+) -> Result<(Vec<Row>, Option<Vec<Value>>), SourceError> {
+    let select = format!(
+        "SELECT {} FROM {} {tail}",
+        table.column_list(),
+        table.qualified_name()
+    );
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(select, params)
+        .await
+        .map_err(SourceError::Query)?;
     let key_positions: Vec<usize> = table
         .primary_key
         .iter()
@@ -262,29 +329,26 @@ async fn read_snapshot(
     for row in rows {
         let values = row.unwrap();
         last_key = Some(key_positions.iter().map(|&i| values[i].clone()).collect());
-        let mut cells = Vec::with_capacity(values.len());
-        for (column, value) in table.schema.columns.iter().zip(values) {
-            let cell = query_cell(&column.kind, value).map_err(|reason| {
-                SourceError::Decode(crate::source::decode::DecodeError::Row {
-                    table: table.schema.table.to_string(),
-                    reason: format!("column {}: {reason}", column.name),
-                })
-            })?;
-            cells.push(cell);
-        }
-        out.push(Row {
-            schema: table.schema.clone(),
-            cells,
-        });
+        out.push(decode_values(table, values)?);
     }
-    Ok(Chunk {
-        rows: out,
-        position: Position {
-            file,
-            pos: pos.parse().unwrap_or(4),
-            gtid: None,
-        },
-        last_key,
+    Ok((out, last_key))
+}
+
+/// One result row (the table's columns, in order) as a [`Row`].
+pub fn decode_values(table: &SqlTable, values: Vec<Value>) -> Result<Row, SourceError> {
+    let mut cells = Vec::with_capacity(values.len());
+    for (column, value) in table.schema.columns.iter().zip(values) {
+        let cell = query_cell(&column.kind, value).map_err(|reason| {
+            SourceError::Decode(crate::source::decode::DecodeError::Row {
+                table: table.schema.table.to_string(),
+                reason: format!("column {}: {reason}", column.name),
+            })
+        })?;
+        cells.push(cell);
+    }
+    Ok(Row {
+        schema: table.schema.clone(),
+        cells,
     })
 }
 

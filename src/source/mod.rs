@@ -45,14 +45,17 @@ pub enum SourceError {
     Url(#[source] mysql_async::UrlError),
     #[error("the pipeline stopped")]
     DownstreamClosed,
+    #[error("a view does not fit its tables: {0}")]
+    Schema(String),
 }
 
 impl Classify for SourceError {
     fn class(&self) -> ErrorClass {
         match self {
-            SourceError::PositionGone { .. } | SourceError::Decode(_) | SourceError::Url(_) => {
-                ErrorClass::Definite
-            }
+            SourceError::PositionGone { .. }
+            | SourceError::Decode(_)
+            | SourceError::Url(_)
+            | SourceError::Schema(_) => ErrorClass::Definite,
             SourceError::Connect(e) | SourceError::Query(e) | SourceError::Stream(e) => {
                 match e {
                     // Access denied, unknown table or column: fixing them needs an operator.

@@ -24,7 +24,11 @@ use crate::error::{chain, Classify};
 use crate::metrics::{metrics, Health};
 use crate::pipeline::{Barrier, FillRequest, RowChange, SnapshotRows, SourceEvent};
 use crate::snapshot::driver::{Driver, Injection};
-use crate::snapshot::read::read_matching;
+use crate::snapshot::join::read_joined;
+use crate::snapshot::read::{
+    begin_snapshot, end_snapshot, keyset_tail, matching_condition, select_rows,
+};
+use crate::snapshot::refresh::Refresher;
 use crate::snapshot::BackfillState;
 use crate::view::spec::{TableRef, View};
 use crate::view::Row;
@@ -60,6 +64,8 @@ pub struct Source {
     fills: mpsc::Receiver<FillRequest>,
     queued_fills: Vec<FillRequest>,
     pending_fills: Vec<Injection>,
+    /// Items of views with joins to read again (see `snapshot/refresh.rs`).
+    refresher: Refresher,
 }
 
 /// What the reader needs for backfills.
@@ -68,6 +74,7 @@ pub struct Backfill {
     pub requests: mpsc::Receiver<String>,
     pub fills: mpsc::Receiver<FillRequest>,
     pub views: Vec<Arc<View>>,
+    pub refresher: Refresher,
 }
 
 /// State of the transaction being read.
@@ -117,6 +124,7 @@ impl Source {
             fills: backfill.fills,
             queued_fills: Vec::new(),
             pending_fills: Vec::new(),
+            refresher: backfill.refresher,
         }
     }
 
@@ -235,8 +243,9 @@ impl Source {
             // With more backfill chunks to read, take an event only if one is there already:
             // an idle binlog must not hold the backfill back. (The stream keeps a partly read
             // packet in itself, so dropping `next()` loses nothing.)
-            let backfill_ready =
-                txn.is_none() && self.backfill.as_ref().is_some_and(Driver::wants_chunk);
+            let backfill_ready = txn.is_none()
+                && (self.backfill.as_ref().is_some_and(Driver::wants_chunk)
+                    || self.refresher.wants_read());
             let next = if backfill_ready {
                 if cancel.is_cancelled() {
                     return Ok(());
@@ -411,8 +420,9 @@ impl Source {
                         .replay_end
                         .as_ref()
                         .is_some_and(|end| position_before(&origin, end));
+                    let restart = cursor.resume.clone();
                     let count = self
-                        .handle_rows(&stream, rows, (seq, first_index), origin, guard)
+                        .handle_rows(&stream, rows, (seq, first_index), origin, guard, &restart)
                         .await?;
                     if let Some(open) = txn.as_mut() {
                         open.rows = open.rows.saturating_add(count);
@@ -438,6 +448,8 @@ impl Source {
             let outcome = self.read_for_fill(&fill).await;
             let _ = fill.reply.send(outcome);
         }
+        self.refresh_step().await;
+        self.requested.extend(self.refresher.take_overflowed());
         let Some(driver) = self.backfill.as_mut() else {
             return self.inject_if_reached(cursor, current).await;
         };
@@ -466,6 +478,32 @@ impl Source {
         self.inject_if_reached(cursor, current).await
     }
 
+    /// Reads the next batch of marked items of views with joins, unless one is waiting. A
+    /// definite failure (a view that does not fit its tables) stops refreshing that view.
+    async fn refresh_step(&mut self) {
+        if !self.refresher.wants_read() {
+            return;
+        }
+        let Err(error) = self
+            .refresher
+            .read_next(&self.pool, &mut self.schemas)
+            .await
+        else {
+            return;
+        };
+        if error.is_transient() {
+            // The marks stay; the next step tries again (the binlog keeps flowing meanwhile).
+            warn!(error = %chain(&error), "join refresh read failed; retrying");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        if let Some(view) = self.refresher.failing_view() {
+            error!(view = %view, error = %chain(&error), "view halted: its joins cannot be read; fix the view or the tables and restart");
+            metrics().view_halted.with_label_values(&[&view]).set(1);
+            self.refresher.drop_view(&view);
+        }
+    }
+
     /// Reads the rows behind a fill-on-miss key in a snapshot; `Ok(true)` when one of them makes
     /// the asked item (it then waits in `pending_fills` for the stream to reach the snapshot).
     async fn read_for_fill(&mut self, fill: &FillRequest) -> Result<bool, String> {
@@ -478,20 +516,28 @@ impl Source {
             .await
             .map_err(|e| chain(&e))?;
         let mut conn = self.pool.get_conn().await.map_err(|e| e.to_string())?;
-        let chunk = read_matching(&mut conn, &table, &fill.columns)
-            .await
-            .map_err(|e| chain(&e))?;
-        let rows: Vec<Row> = chunk
-            .rows
-            .into_iter()
-            .filter(|row| {
-                crate::view::project(&view, None, Some(row)).is_ok_and(|p| {
-                    p.ops.iter().any(
-                        |op| matches!(op, crate::view::ItemOp::Put { key, .. } if *key == fill.key),
-                    )
-                })
-            })
-            .collect();
+        let (tail, params) = keyset_tail(&table, matching_condition(&fill.columns), None, 100);
+        let position = begin_snapshot(&mut conn).await.map_err(|e| chain(&e))?;
+        let read = async {
+            let (rows, _) = select_rows(&mut conn, &table, &tail, params).await?;
+            let rows: Vec<Row> = rows
+                .into_iter()
+                .filter(|row| crate::view::item_key(&view, row).as_ref() == Some(&fill.key))
+                .collect();
+            let joined = if view.has_joins() && !rows.is_empty() {
+                metrics()
+                    .join_queries
+                    .with_label_values(&[&view.name])
+                    .inc_by(1 + view.joins.len() as u64);
+                Some(read_joined(&mut conn, &mut self.schemas, &view, &rows).await?)
+            } else {
+                None
+            };
+            Ok::<_, SourceError>((rows, joined))
+        }
+        .await;
+        end_snapshot(&mut conn).await;
+        let (rows, joined) = read.map_err(|e| chain(&e))?;
         if rows.is_empty() {
             return Ok(false);
         }
@@ -499,7 +545,8 @@ impl Source {
             table: view.source.clone(),
             views: vec![view.name.clone()],
             rows,
-            position: chunk.position,
+            joined,
+            position,
         });
         Ok(true)
     }
@@ -519,6 +566,8 @@ impl Source {
                 table: fill.table,
                 views: fill.views,
                 rows: fill.rows,
+                joined: fill.joined,
+                refresh: false,
                 seq: cursor.next_seq.saturating_sub(1),
                 guard: true,
                 origin: Arc::new(fill.position),
@@ -529,6 +578,25 @@ impl Source {
                 .map_err(|_| SourceError::DownstreamClosed)?;
         }
         self.pending_fills = waiting;
+        if let Some(refresh) = self.refresher.take_if_reached(at) {
+            let seq = cursor.next_seq.saturating_sub(1);
+            let rows = SnapshotRows {
+                table: refresh.table,
+                views: refresh.views,
+                rows: refresh.rows,
+                joined: refresh.joined,
+                refresh: true,
+                seq,
+                guard: true,
+                origin: Arc::new(refresh.position),
+            };
+            self.tx
+                .send(SourceEvent::Snapshot(rows))
+                .await
+                .map_err(|_| SourceError::DownstreamClosed)?;
+            // Lets the checkpoint pass the refreshed marks without waiting for a transaction.
+            self.send_barrier(cursor, seq).await?;
+        }
         let Some(driver) = self.backfill.as_mut() else {
             return Ok(());
         };
@@ -552,6 +620,8 @@ impl Source {
             table: injection.table,
             views: injection.views,
             rows: injection.rows,
+            joined: injection.joined,
+            refresh: false,
             seq,
             origin: Arc::new(injection.position),
             guard,
@@ -560,12 +630,18 @@ impl Source {
             .send(SourceEvent::Snapshot(rows))
             .await
             .map_err(|_| SourceError::DownstreamClosed)?;
+        self.send_barrier(cursor, seq).await
+    }
+
+    /// A barrier between transactions (after merged snapshot rows): progress without a commit.
+    async fn send_barrier(&mut self, cursor: &mut Cursor, seq: u64) -> Result<(), SourceError> {
         cursor.generation += 1;
         let barrier = Barrier {
             seq,
             generation: cursor.generation,
             backfill: cursor.backfill_state.clone(),
             position: cursor.resume.clone(),
+            restart: self.refresher.floor(),
             commit_ts: (crate::metrics::now_millis() / 1000) as u32,
             read_at: Instant::now(),
         };
@@ -582,6 +658,7 @@ impl Source {
         (seq, first_index): (u64, u32),
         origin: Arc<Position>,
         guard: bool,
+        restart: &Position,
     ) -> Result<u32, SourceError> {
         let table_id = rows.table_id();
         let Some(tme) = stream.get_tme(table_id) else {
@@ -628,6 +705,17 @@ impl Source {
                 origin: origin.clone(),
                 guard,
             };
+            if !self.refresher.is_empty() {
+                self.refresher
+                    .mark(
+                        &mut self.schemas,
+                        &table,
+                        change.before.as_ref(),
+                        change.after.as_ref(),
+                        (seq, restart),
+                    )
+                    .await?;
+            }
             self.tx
                 .send(SourceEvent::Row(change))
                 .await
@@ -680,6 +768,7 @@ impl Source {
             generation: cursor.generation,
             backfill: cursor.backfill_state.clone(),
             position,
+            restart: self.refresher.floor(),
             commit_ts: header.timestamp(),
             read_at: Instant::now(),
         };

@@ -2,6 +2,7 @@
 //! into DynamoDB item writes.
 
 pub mod filter;
+pub mod join;
 pub mod project;
 pub mod row;
 pub mod spec;
@@ -9,5 +10,7 @@ pub mod stage;
 pub mod template;
 pub mod value;
 
-pub use project::{project, ItemKey, ItemOp, Projection, Row, TableSchema};
+pub use project::{
+    item_key, project, project_snapshot, ItemKey, ItemOp, Projection, Row, TableSchema,
+};
 pub use spec::{Attributes, TableRef, View};

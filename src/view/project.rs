@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use super::join::{apply_joins, Joined};
 pub use super::row::{ColumnKind, ColumnSchema, Row, TableSchema};
 use super::spec::{Attributes, View};
 use super::template::RenderError;
@@ -200,10 +201,50 @@ fn build_item(
 
 /// Projects one row change through one view. `before` is `None` for an insert, `after` for a
 /// delete.
+///
+/// A view with joins gets only the deletes (and key problems) of a row change here: its puts
+/// need the related rows, which [`project_snapshot`] adds from a snapshot read that the change
+/// triggers (see `snapshot/refresh.rs`).
 pub fn project(
     view: &View,
     before: Option<&Row>,
     after: Option<&Row>,
+) -> Result<Projection, IncompatibleSchema> {
+    let mut out = project_images(view, before, after, None)?;
+    if view.has_joins() {
+        out.ops.retain(|op| matches!(op, ItemOp::Delete { .. }));
+        out.dead.retain(|dead| dead.key.is_none());
+        out.zero_dates = 0;
+    }
+    Ok(out)
+}
+
+/// The item of a row read in a snapshot (backfill, fill on miss, join refresh), with the
+/// related rows read in the same snapshot when the view has joins.
+pub fn project_snapshot(
+    view: &View,
+    row: &Row,
+    joined: Option<&Joined>,
+) -> Result<Projection, IncompatibleSchema> {
+    project_images(view, None, Some(row), joined)
+}
+
+/// The key of the item `row` makes, if it makes one.
+pub fn item_key(view: &View, row: &Row) -> Option<ItemKey> {
+    if !passes(view, row).ok()? {
+        return None;
+    }
+    match render_key(view, row).ok()? {
+        KeyOutcome::Key(key) => Some(key),
+        _ => None,
+    }
+}
+
+fn project_images(
+    view: &View,
+    before: Option<&Row>,
+    after: Option<&Row>,
+    joined: Option<&Joined>,
 ) -> Result<Projection, IncompatibleSchema> {
     let mut out = Projection::default();
     let old_key = match before {
@@ -217,13 +258,25 @@ pub fn project(
     if let Some(row) = after {
         if passes(view, row)? {
             match render_key(view, row)? {
-                KeyOutcome::Key(key) => match build_item(view, row, &key, &mut out.zero_dates)? {
-                    Ok(item) => new_put = Some((key, item)),
-                    Err(reason) => out.dead.push(DeadItem {
-                        key: Some(key),
-                        reason,
-                    }),
-                },
+                KeyOutcome::Key(key) => {
+                    let built =
+                        build_item(view, row, &key, &mut out.zero_dates)?.and_then(|mut item| {
+                            match joined {
+                                Some(joined) => {
+                                    apply_joins(&view.joins, joined, &mut item, &mut out.zero_dates)
+                                        .map(|()| item)
+                                }
+                                None => Ok(item),
+                            }
+                        });
+                    match built {
+                        Ok(item) => new_put = Some((key, item)),
+                        Err(reason) => out.dead.push(DeadItem {
+                            key: Some(key),
+                            reason,
+                        }),
+                    }
+                }
                 KeyOutcome::NoItem => out.null_keys += 1,
                 KeyOutcome::Dead(reason) => out.dead.push(DeadItem { key: None, reason }),
             }
@@ -312,6 +365,7 @@ mod tests {
             fill: FillMode::Eager,
             writeback_enabled: false,
             writeback_attributes: vec![],
+            joins: vec![],
         }
     }
 

@@ -73,9 +73,120 @@ pub struct View {
     pub fill: FillMode,
     pub writeback_enabled: bool,
     pub writeback_attributes: Vec<String>,
+    /// Lookups, embeds and aggregates, in spec order (lookups, then embeds, then aggregates).
+    pub joins: Vec<Join>,
+}
+
+/// One `[[lookup]]`, `[[embed]]` or `[[aggregate]]`: rows of `from` related to the root row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Join {
+    pub from: TableRef,
+    /// `(column of from, column of the root)` pairs; a related row matches when every pair is
+    /// equal.
+    pub on: Vec<(String, String)>,
+    pub kind: JoinKind,
+    /// `lookup[0]`, `embed[1]`, …: the spec field, for messages.
+    pub field: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinKind {
+    /// Many-to-one: attributes copied from the one matching row.
+    Lookup { attributes: Vec<AttributeSpec> },
+    /// One-to-many: the matching rows as a list of maps.
+    Embed {
+        attribute: String,
+        order_by: Vec<OrderBy>,
+        /// `None`: every stored column under its own name.
+        attributes: Option<Vec<AttributeSpec>>,
+    },
+    Aggregate {
+        attribute: String,
+        function: Aggregate,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderBy {
+    pub column: String,
+    pub descending: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Aggregate {
+    Count,
+    Sum(String),
+    Min(String),
+    Max(String),
+}
+
+impl Aggregate {
+    pub fn parse(text: &str) -> Option<Aggregate> {
+        let text = text.trim();
+        if text == "count" {
+            return Some(Aggregate::Count);
+        }
+        let (function, column) = text.split_once(':')?;
+        let column = column.trim().to_string();
+        if column.is_empty() {
+            return None;
+        }
+        match function.trim() {
+            "sum" => Some(Aggregate::Sum(column)),
+            "min" => Some(Aggregate::Min(column)),
+            "max" => Some(Aggregate::Max(column)),
+            _ => None,
+        }
+    }
+
+    pub fn column(&self) -> Option<&str> {
+        match self {
+            Aggregate::Count => None,
+            Aggregate::Sum(c) | Aggregate::Min(c) | Aggregate::Max(c) => Some(c),
+        }
+    }
+}
+
+impl Join {
+    /// The columns of `from` whose values this join reads (for change detection).
+    pub fn from_columns(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.on.iter().map(|(f, _)| f.as_str()).collect();
+        match &self.kind {
+            JoinKind::Lookup { attributes } => {
+                out.extend(attributes.iter().map(|a| a.column.as_str()));
+            }
+            JoinKind::Embed {
+                order_by,
+                attributes,
+                ..
+            } => {
+                out.extend(order_by.iter().map(|o| o.column.as_str()));
+                if let Some(attributes) = attributes {
+                    out.extend(attributes.iter().map(|a| a.column.as_str()));
+                }
+            }
+            JoinKind::Aggregate { function, .. } => out.extend(function.column()),
+        }
+        out
+    }
+
+    /// `None` for an embed without `attributes`: every column matters.
+    pub fn reads_every_column(&self) -> bool {
+        matches!(
+            self.kind,
+            JoinKind::Embed {
+                attributes: None,
+                ..
+            }
+        )
+    }
 }
 
 impl View {
+    pub fn has_joins(&self) -> bool {
+        !self.joins.is_empty()
+    }
+
     /// Names an item of this view may hold besides metadata (keys included).
     pub fn is_key_attribute(&self, name: &str) -> bool {
         name == self.key.pk_attribute || self.key.sk_attribute.as_deref() == Some(name)

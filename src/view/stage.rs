@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::error;
 
-use super::project::{project, Projection};
+use super::project::{project, project_snapshot, Projection};
 use super::spec::{TableRef, View};
 use crate::checkpoint::Position;
 use crate::metrics::{metrics, now_millis};
@@ -164,7 +164,8 @@ impl Projector {
         }
     }
 
-    /// Backfill rows: each is the row's state at the snapshot position, written as a put.
+    /// Snapshot rows (backfill, fill on miss, join refresh): each is the row's state at the
+    /// snapshot position, with its related rows for a view with joins, written as a put.
     async fn handle_snapshot(&mut self, chunk: SnapshotRows) {
         let Some(views) = self.views.get(&chunk.table) else {
             return;
@@ -175,7 +176,16 @@ impl Projector {
                 continue;
             }
             for (i, row) in chunk.rows.iter().enumerate() {
-                let projection = match project(view, None, Some(row)) {
+                let joined = chunk.joined.as_ref().and_then(|j| j.get(i));
+                if view.has_joins() && joined.is_none() {
+                    error!(view = %view.name, "snapshot rows without their related rows; skipped");
+                    break;
+                }
+                let projection = match project_snapshot(view, row, joined) {
+                    Ok(mut projection) if chunk.refresh => {
+                        projection.null_keys = 0;
+                        projection
+                    }
                     Ok(projection) => projection,
                     Err(incompatible) => {
                         error!(view = %view.name, error = %incompatible, "backfill: view does not fit the table");

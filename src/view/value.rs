@@ -223,7 +223,7 @@ impl Cell {
             Cell::Int(_) | Cell::UInt(_) | Cell::Bit(_) | Cell::Year(_) => {
                 Attr::N(self.to_text()?.unwrap_or_default())
             }
-            Cell::Decimal(v) => Attr::N(checked_number(v)?),
+            Cell::Decimal(v) => Attr::N(plain_decimal(&checked_number(v)?)),
             Cell::Float(_) | Cell::Double(_) => {
                 Attr::N(checked_number(&self.to_text()?.unwrap_or_default())?)
             }
@@ -389,6 +389,19 @@ pub fn is_number_text(text: &str) -> bool {
             let exp = exp.strip_prefix(['-', '+']).unwrap_or(exp);
             !exp.is_empty() && digits_ok(exp)
         }
+    }
+}
+
+/// A DECIMAL's text without trailing fraction zeros (`12.50` → `12.5`, `-0.00` → `0`), as
+/// DynamoDB itself normalises numbers (DynamoDB Local does not inside lists and maps).
+pub fn plain_decimal(text: &str) -> String {
+    if !text.contains('.') || text.contains(['e', 'E']) {
+        return text.to_string();
+    }
+    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
+    match trimmed {
+        "-0" | "" | "-" => "0".to_string(),
+        other => other.to_string(),
     }
 }
 

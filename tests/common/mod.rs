@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod accounts;
+pub mod shop;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -212,7 +213,7 @@ impl Env {
             .scan(table)
             .await
             .into_iter()
-            .map(strip_metadata)
+            .map(|item| canonical(strip_metadata(item)))
             .collect();
         items.sort_by_key(|v| v.to_string());
         items
@@ -220,7 +221,7 @@ impl Env {
 
     /// Polls until the table's items equal `expected` (sorted, metadata stripped).
     pub async fn converge(&self, table: &str, expected: Vec<Value>, timeout: Duration) {
-        let mut expected = expected;
+        let mut expected: Vec<Value> = expected.into_iter().map(canonical).collect();
         expected.sort_by_key(|v| v.to_string());
         let deadline = Instant::now() + timeout;
         loop {
@@ -229,6 +230,14 @@ impl Env {
                 return;
             }
             if Instant::now() > deadline {
+                let dump = |v: &Vec<Value>| {
+                    v.iter()
+                        .map(|x| x.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                let _ = std::fs::write(self.dir.join("converge-items.txt"), dump(&items));
+                let _ = std::fs::write(self.dir.join("converge-expected.txt"), dump(&expected));
                 let missing: Vec<&Value> = expected
                     .iter()
                     .filter(|e| !items.contains(e))
@@ -248,6 +257,24 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// The same value with every object's keys in sorted order, so that equal items print alike.
+pub fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
     }
 }
 

@@ -1,0 +1,305 @@
+//! Reading the related rows of root rows, inside the snapshot the root rows were read in.
+//!
+//! One query per join per batch of root rows (`WHERE on_columns IN (…)`, at most
+//! [`KEYS_PER_QUERY`] distinct join values each), so a chunk of a thousand orders with a lookup,
+//! an embed and an aggregate costs three queries, not three thousand. MySQL narrows by its
+//! collation; the exact match (numbers by value, strings byte for byte) is made here. Memory is
+//! bounded: aggregates fold the rows as they stream in, and an embedded list stops collecting
+//! once it would make the item larger than DynamoDB accepts (the item is then dead-lettered).
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
+
+use super::read::{decode_values, quote_name};
+use crate::source::schema::SchemaCache;
+use crate::source::SourceError;
+use crate::view::join::{row_join_key, sort_embedded, Accumulator, JoinPart, JoinValue, Joined};
+use crate::view::spec::{Join, JoinKind, View};
+use crate::view::value::Cell;
+use crate::view::Row;
+
+/// Distinct join values per `IN (…)` query.
+pub const KEYS_PER_QUERY: usize = 500;
+
+/// Above this many bytes an embedded list cannot fit in an item (400 KB).
+const EMBED_LIMIT_BYTES: usize = 400 * 1024;
+
+/// A root value as a query parameter.
+pub fn cell_param(cell: &Cell) -> Option<Value> {
+    Some(match cell {
+        Cell::Null | Cell::ZeroDate => return None,
+        Cell::Int(v) => Value::Int(*v),
+        Cell::UInt(v) => Value::UInt(*v),
+        Cell::Bit(v) => Value::UInt(*v),
+        Cell::Year(v) => Value::UInt(u64::from(*v)),
+        Cell::Float(v) => Value::Double(f64::from(*v)),
+        Cell::Double(v) => Value::Double(*v),
+        Cell::Bytes(b) => Value::Bytes(b.clone()),
+        Cell::Text(s) | Cell::Enum(s) | Cell::Decimal(s) => Value::Bytes(s.clone().into_bytes()),
+        other => {
+            let text = other.to_text().ok().flatten()?;
+            Value::Bytes(text.trim_end_matches('Z').replace('T', " ").into_bytes())
+        }
+    })
+}
+
+/// `(a, b) IN ((?, ?), …)` or `a IN (?, …)` over `keys` (each one value per column).
+pub fn in_condition(columns: &[&str], keys: &[Vec<Value>]) -> (String, Vec<Value>) {
+    let names: Vec<String> = columns.iter().map(|c| quote_name(c)).collect();
+    let tuple = if columns.len() == 1 {
+        "?".to_string()
+    } else {
+        format!("({})", vec!["?"; columns.len()].join(", "))
+    };
+    let left = if columns.len() == 1 {
+        names[0].clone()
+    } else {
+        format!("({})", names.join(", "))
+    };
+    let text = format!(
+        "{left} IN ({})",
+        vec![tuple.as_str(); keys.len()].join(", ")
+    );
+    (text, keys.iter().flatten().cloned().collect())
+}
+
+/// The distinct join values of `roots` for `root_columns`, as normalised keys and parameters.
+fn root_keys(roots: &[Row], root_columns: &[&str]) -> Vec<(Vec<JoinValue>, Vec<Value>)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for root in roots {
+        let Some(key) = row_join_key(root, root_columns.iter().copied()) else {
+            continue;
+        };
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let params: Option<Vec<Value>> = root_columns
+            .iter()
+            .map(|c| root.get(c).and_then(cell_param))
+            .collect();
+        if let Some(params) = params {
+            out.push((key, params));
+        }
+    }
+    out
+}
+
+fn cell_bytes(cell: &Cell) -> usize {
+    match cell {
+        Cell::Text(s) | Cell::Enum(s) | Cell::Decimal(s) => s.len(),
+        Cell::Bytes(b) => b.len(),
+        Cell::Set(labels) => labels.iter().map(String::len).sum(),
+        Cell::Json(json) => json.to_string().len(),
+        _ => 8,
+    }
+}
+
+/// What one join collects per distinct join value.
+enum Collected {
+    Lookup(Row),
+    Embed {
+        rows: Vec<Row>,
+        bytes: usize,
+        too_large: bool,
+    },
+    Aggregate(Accumulator),
+}
+
+/// The related rows of every root row, one [`Joined`] per root (in order), read on `conn` inside
+/// the snapshot that read the roots.
+pub async fn read_joined(
+    conn: &mut Conn,
+    schemas: &mut SchemaCache,
+    view: &View,
+    roots: &[Row],
+) -> Result<Vec<Joined>, SourceError> {
+    let mut per_join: Vec<HashMap<Vec<JoinValue>, Collected>> = Vec::new();
+    for join in &view.joins {
+        per_join.push(read_one_join(conn, schemas, join, roots).await?);
+    }
+    let mut out = Vec::with_capacity(roots.len());
+    for root in roots {
+        let mut parts = Vec::with_capacity(view.joins.len());
+        for (join, collected) in view.joins.iter().zip(per_join.iter_mut()) {
+            let root_columns: Vec<&str> = join.on.iter().map(|(_, r)| r.as_str()).collect();
+            let key = row_join_key(root, root_columns.iter().copied());
+            let found = key.as_ref().and_then(|k| collected.get(k));
+            parts.push(match (&join.kind, found) {
+                (JoinKind::Lookup { .. }, Some(Collected::Lookup(row))) => {
+                    JoinPart::Lookup(Some(row.clone()))
+                }
+                (JoinKind::Lookup { .. }, _) => JoinPart::Lookup(None),
+                (
+                    JoinKind::Embed { .. },
+                    Some(Collected::Embed {
+                        too_large: true, ..
+                    }),
+                ) => JoinPart::EmbedTooLarge,
+                (JoinKind::Embed { .. }, Some(Collected::Embed { rows, .. })) => {
+                    JoinPart::Embed(rows.clone())
+                }
+                (JoinKind::Embed { .. }, _) => JoinPart::Embed(Vec::new()),
+                (JoinKind::Aggregate { .. }, Some(Collected::Aggregate(acc))) => {
+                    JoinPart::Aggregate(acc.clone())
+                }
+                (JoinKind::Aggregate { function, .. }, _) => {
+                    JoinPart::Aggregate(Accumulator::new(function))
+                }
+            });
+        }
+        out.push(Joined { parts });
+    }
+    Ok(out)
+}
+
+async fn read_one_join(
+    conn: &mut Conn,
+    schemas: &mut SchemaCache,
+    join: &Join,
+    roots: &[Row],
+) -> Result<HashMap<Vec<JoinValue>, Collected>, SourceError> {
+    let from = schemas.sql_table(&join.from).await?;
+    let from_columns: Vec<&str> = join.on.iter().map(|(f, _)| f.as_str()).collect();
+    let root_columns: Vec<&str> = join.on.iter().map(|(_, r)| r.as_str()).collect();
+    let table = if join.reads_every_column() {
+        from.clone()
+    } else {
+        let mut needed = join.from_columns();
+        needed.extend(from.primary_key.iter().map(String::as_str));
+        from.subset(&needed)
+    };
+    for column in join.from_columns() {
+        if table.schema.position(column).is_none() {
+            return Err(SourceError::Schema(format!(
+                "{}: column {column} is not in {}",
+                join.field, join.from
+            )));
+        }
+    }
+    let mut collected: HashMap<Vec<JoinValue>, Collected> = HashMap::new();
+    let keys = root_keys(roots, &root_columns);
+    for batch in keys.chunks(KEYS_PER_QUERY) {
+        let wanted: std::collections::HashSet<&Vec<JoinValue>> =
+            batch.iter().map(|(k, _)| k).collect();
+        let params: Vec<Vec<Value>> = batch.iter().map(|(_, p)| p.clone()).collect();
+        let (condition, params) = in_condition(&from_columns, &params);
+        let order = table
+            .primary_key
+            .iter()
+            .map(|c| quote_name(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let order = if order.is_empty() {
+            String::new()
+        } else {
+            format!(" ORDER BY {order}")
+        };
+        let select = format!(
+            "SELECT {} FROM {} WHERE {condition}{order}",
+            table.column_list(),
+            table.qualified_name()
+        );
+        let mut result = conn
+            .exec_iter(select, params)
+            .await
+            .map_err(SourceError::Query)?;
+        while let Some(raw) = result.next().await.map_err(SourceError::Query)? {
+            let row = decode_values(&table, raw.unwrap())?;
+            let Some(key) = row_join_key(&row, from_columns.iter().copied()) else {
+                continue;
+            };
+            if !wanted.contains(&key) {
+                // Equal by the column's collation only (case, trailing spaces): not a match.
+                continue;
+            }
+            collect(join, &mut collected, key, row);
+        }
+    }
+    if let JoinKind::Embed { order_by, .. } = &join.kind {
+        for entry in collected.values_mut() {
+            if let Collected::Embed { rows, .. } = entry {
+                sort_embedded(rows, order_by, &from.primary_key);
+            }
+        }
+    }
+    Ok(collected)
+}
+
+fn collect(
+    join: &Join,
+    collected: &mut HashMap<Vec<JoinValue>, Collected>,
+    key: Vec<JoinValue>,
+    row: Row,
+) {
+    match &join.kind {
+        JoinKind::Lookup { .. } => {
+            collected.insert(key, Collected::Lookup(row));
+        }
+        JoinKind::Embed { .. } => {
+            let entry = collected.entry(key).or_insert(Collected::Embed {
+                rows: Vec::new(),
+                bytes: 0,
+                too_large: false,
+            });
+            if let Collected::Embed {
+                rows,
+                bytes,
+                too_large,
+            } = entry
+            {
+                if *too_large {
+                    return;
+                }
+                *bytes += row.cells.iter().map(cell_bytes).sum::<usize>()
+                    + row
+                        .schema
+                        .columns
+                        .iter()
+                        .map(|c| c.name.len())
+                        .sum::<usize>();
+                if *bytes > EMBED_LIMIT_BYTES {
+                    *too_large = true;
+                    rows.clear();
+                    rows.shrink_to_fit();
+                } else {
+                    rows.push(row);
+                }
+            }
+        }
+        JoinKind::Aggregate { function, .. } => {
+            let entry = collected
+                .entry(key)
+                .or_insert_with(|| Collected::Aggregate(Accumulator::new(function)));
+            if let Collected::Aggregate(acc) = entry {
+                let null = Cell::Null;
+                let cell = function.column().and_then(|c| row.get(c)).unwrap_or(&null);
+                acc.add(cell);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_conditions() {
+        let (text, params) =
+            in_condition(&["order_id"], &[vec![Value::Int(1)], vec![Value::Int(2)]]);
+        assert_eq!(text, "`order_id` IN (?, ?)");
+        assert_eq!(params.len(), 2);
+        let (text, params) = in_condition(
+            &["a", "b"],
+            &[
+                vec![Value::Int(1), Value::Int(2)],
+                vec![Value::Int(3), Value::Int(4)],
+            ],
+        );
+        assert_eq!(text, "(`a`, `b`) IN ((?, ?), (?, ?))");
+        assert_eq!(params.len(), 4);
+    }
+}

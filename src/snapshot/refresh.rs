@@ -1,0 +1,415 @@
+//! Keeping views with joins exact: a row change marks the root rows whose items it may change,
+//! and the marked items are read again — root rows and related rows together, in one consistent
+//! snapshot at a binlog position P — and merged into the stream at P, like a backfill chunk.
+//!
+//! Why queries at a known position rather than an index kept by rowcast: the source already
+//! holds every related row, indexed, and a snapshot read gives the join over one state of the
+//! database, so an item is never a mix of two moments, and nothing of the source is copied into
+//! rowcast's memory or the checkpoint. The cost is SQL reads: one snapshot per batch of marked
+//! keys (up to [`KEYS_PER_QUERY`] of them, `chunk_rows` root rows), with one SELECT for the root
+//! rows and one per join. Marks are deduplicated, so a burst of changes to one hot parent costs
+//! one refresh per batch, not one per change.
+//!
+//! What marks what (for view V with root table R):
+//! - a change of a row of R marks that row (by primary key); its deletes and key moves are
+//!   written from the binlog directly, as for any view;
+//! - a change of a related row marks the roots whose `on` columns equal the related row's, for
+//!   its before and its after image (a row moving between parents refreshes both), unless the
+//!   change leaves every column the join reads as it was.
+//!
+//! Crash safety: a mark is in memory only, so the checkpoint must not pass the transaction that
+//! made it until its refresh is acknowledged. Barriers carry the restart point of the oldest
+//! transaction with a mark outstanding ([`Refresher::floor`]); after a crash the binlog is read
+//! again from there, the marks are made again and the refresh happens. Memory is bounded: a view
+//! with more than `max_dirty` keys waiting is backfilled again instead (its rows are all read
+//! again, chunk by chunk), and its marks are dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mysql_async::{Pool, Value};
+use tracing::{debug, warn};
+
+use super::driver::Injection;
+use super::join::{cell_param, in_condition, read_joined, KEYS_PER_QUERY};
+use super::read::{begin_snapshot, end_snapshot, keyset_tail, select_rows};
+use crate::checkpoint::Position;
+use crate::metrics::metrics;
+use crate::source::schema::SchemaCache;
+use crate::source::SourceError;
+use crate::view::join::{row_join_key, JoinValue};
+use crate::view::spec::{TableRef, View};
+use crate::view::Row;
+
+/// Where a restart must read from so that a mark is made again: the counter of the transaction
+/// before the marking one, and the position the marking one starts at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restart {
+    pub seq: u64,
+    pub position: Position,
+}
+
+/// One marked key: the root columns' values.
+#[derive(Debug, Clone)]
+struct Mark {
+    params: Vec<Value>,
+    /// Counter of the first transaction that marked it since its last refresh.
+    seq: u64,
+}
+
+/// Marked keys of one view over one list of root columns.
+#[derive(Debug, Default)]
+struct DirtySet {
+    marks: BTreeMap<Vec<JoinValue>, Mark>,
+}
+
+/// A batch being refreshed: read chunk by chunk when it matches more than `chunk_rows` roots.
+struct Batch {
+    view: usize,
+    columns: Vec<String>,
+    marks: Vec<Mark>,
+    after: Option<Vec<Value>>,
+}
+
+struct Waiting {
+    injection: Injection,
+    finished: bool,
+}
+
+pub struct Refresher {
+    views: Vec<Arc<View>>,
+    /// Per view, per root-column list.
+    dirty: Vec<BTreeMap<Vec<String>, DirtySet>>,
+    /// Outstanding marks by the transaction that made them, with its restart point.
+    floor: BTreeMap<u64, (usize, Position)>,
+    batch: Option<Batch>,
+    waiting: Option<Waiting>,
+    /// Next view to serve (round robin).
+    turn: usize,
+    chunk_rows: usize,
+    max_dirty: usize,
+    /// Views to backfill again (too many marks); the reader hands them to the backfill driver.
+    overflowed: Vec<String>,
+}
+
+impl Refresher {
+    /// `views`: every view; only those with joins are kept.
+    pub fn new(views: &[Arc<View>], chunk_rows: usize, max_dirty: usize) -> Refresher {
+        let views: Vec<Arc<View>> = views.iter().filter(|v| v.has_joins()).cloned().collect();
+        for view in &views {
+            metrics().join_dirty.with_label_values(&[&view.name]).set(0);
+        }
+        Refresher {
+            dirty: views.iter().map(|_| BTreeMap::new()).collect(),
+            views,
+            floor: BTreeMap::new(),
+            batch: None,
+            waiting: None,
+            turn: 0,
+            chunk_rows: chunk_rows.max(1),
+            max_dirty: max_dirty.max(1),
+            overflowed: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty()
+    }
+
+    /// Tables whose changes matter to joins (related tables; roots are followed anyway).
+    pub fn tables(&self) -> Vec<TableRef> {
+        self.views
+            .iter()
+            .flat_map(|v| v.joins.iter().map(|j| j.from.clone()))
+            .collect()
+    }
+
+    /// The restart point of the oldest transaction whose marks are not refreshed yet.
+    pub fn floor(&self) -> Option<Restart> {
+        self.floor
+            .iter()
+            .next()
+            .map(|(seq, (_, position))| Restart {
+                seq: seq.saturating_sub(1),
+                position: position.clone(),
+            })
+    }
+
+    /// Views that overflowed since the last call.
+    pub fn take_overflowed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.overflowed)
+    }
+
+    /// Marks what the change of a row of `table` in transaction `seq` may change. `restart` is
+    /// where that transaction starts (the end of the one before, counter `seq - 1`).
+    pub async fn mark(
+        &mut self,
+        schemas: &mut SchemaCache,
+        table: &TableRef,
+        before: Option<&Row>,
+        after: Option<&Row>,
+        (seq, restart): (u64, &Position),
+    ) -> Result<(), SourceError> {
+        for v in 0..self.views.len() {
+            let view = self.views[v].clone();
+            if view.source == *table {
+                if let Some(row) = after {
+                    let primary_key = schemas.sql_table(&view.source).await?.primary_key;
+                    if primary_key.is_empty() {
+                        return Err(SourceError::Schema(format!(
+                            "view {}: {} has no primary key; views with joins need one",
+                            view.name, view.source
+                        )));
+                    }
+                    let columns: Vec<&str> = primary_key.iter().map(String::as_str).collect();
+                    self.add(v, &columns, &columns, row, (seq, restart), "root");
+                }
+            }
+            for join in view.joins.iter().filter(|j| j.from == *table) {
+                if let (Some(old), Some(new)) = (before, after) {
+                    let unchanged = if join.reads_every_column() {
+                        old.cells == new.cells
+                    } else {
+                        join.from_columns().iter().all(|c| old.get(c) == new.get(c))
+                    };
+                    if unchanged {
+                        continue;
+                    }
+                }
+                let from_columns: Vec<&str> = join.on.iter().map(|(f, _)| f.as_str()).collect();
+                let root_columns: Vec<&str> = join.on.iter().map(|(_, r)| r.as_str()).collect();
+                for image in [before, after].into_iter().flatten() {
+                    self.add(
+                        v,
+                        &root_columns,
+                        &from_columns,
+                        image,
+                        (seq, restart),
+                        "related",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add(
+        &mut self,
+        view: usize,
+        root_columns: &[&str],
+        image_columns: &[&str],
+        image: &Row,
+        (seq, restart): (u64, &Position),
+        cause: &str,
+    ) {
+        let Some(key) = row_join_key(image, image_columns.iter().copied()) else {
+            return;
+        };
+        let params: Option<Vec<Value>> = image_columns
+            .iter()
+            .map(|c| image.get(c).and_then(cell_param))
+            .collect();
+        let Some(params) = params else { return };
+        let name = self.views[view].name.clone();
+        let name = name.as_str();
+        metrics().join_marks.with_label_values(&[name, cause]).inc();
+        let set = self.dirty[view]
+            .entry(root_columns.iter().map(|c| c.to_string()).collect())
+            .or_default();
+        if set.marks.contains_key(&key) {
+            return;
+        }
+        set.marks.insert(key, Mark { params, seq });
+        let entry = self
+            .floor
+            .entry(seq)
+            .or_insert_with(|| (0, restart.clone()));
+        entry.0 += 1;
+        let waiting: usize = self.dirty[view].values().map(|s| s.marks.len()).sum();
+        metrics()
+            .join_dirty
+            .with_label_values(&[name])
+            .set(waiting as i64);
+        if waiting > self.max_dirty {
+            warn!(view = %name, waiting, max = self.max_dirty, "too many keys waiting for a refresh; the view is backfilled again instead");
+            metrics().join_overflows.with_label_values(&[name]).inc();
+            let dropped: Vec<u64> = self.dirty[view]
+                .values()
+                .flat_map(|s| s.marks.values().map(|m| m.seq))
+                .collect();
+            self.dirty[view].clear();
+            for seq in dropped {
+                self.release(seq);
+            }
+            metrics().join_dirty.with_label_values(&[name]).set(0);
+            self.overflowed.push(name.to_string());
+        }
+    }
+
+    fn release(&mut self, seq: u64) {
+        if let Some(entry) = self.floor.get_mut(&seq) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                self.floor.remove(&seq);
+            }
+        }
+    }
+
+    /// Whether a refresh read can be made now.
+    pub fn wants_read(&self) -> bool {
+        self.waiting.is_none()
+            && (self.batch.is_some()
+                || self
+                    .dirty
+                    .iter()
+                    .any(|d| d.values().any(|s| !s.marks.is_empty())))
+    }
+
+    pub fn waiting_position(&self) -> Option<&Position> {
+        self.waiting.as_ref().map(|w| &w.injection.position)
+    }
+
+    fn next_batch(&mut self) -> Option<Batch> {
+        let count = self.views.len();
+        for step in 0..count {
+            let v = (self.turn + step) % count;
+            let Some((columns, set)) = self.dirty[v].iter_mut().find(|(_, s)| !s.marks.is_empty())
+            else {
+                continue;
+            };
+            let columns = columns.clone();
+            let mut marks = Vec::new();
+            while marks.len() < KEYS_PER_QUERY {
+                let Some((_, mark)) = set.marks.pop_first() else {
+                    break;
+                };
+                marks.push(mark);
+            }
+            self.turn = (v + 1) % count;
+            let waiting: usize = self.dirty[v].values().map(|s| s.marks.len()).sum();
+            metrics()
+                .join_dirty
+                .with_label_values(&[&self.views[v].name])
+                .set(waiting as i64);
+            return Some(Batch {
+                view: v,
+                columns,
+                marks,
+                after: None,
+            });
+        }
+        None
+    }
+
+    /// Reads the next chunk of marked roots with their related rows, in one snapshot; it waits
+    /// for the stream to reach the snapshot's position.
+    pub async fn read_next(
+        &mut self,
+        pool: &Pool,
+        schemas: &mut SchemaCache,
+    ) -> Result<(), SourceError> {
+        if self.waiting.is_some() {
+            return Ok(());
+        }
+        if self.batch.is_none() {
+            self.batch = self.next_batch();
+        }
+        let Some(batch) = self.batch.as_ref() else {
+            return Ok(());
+        };
+        let view = self.views[batch.view].clone();
+        let root = schemas.sql_table(&view.source).await?;
+        let columns: Vec<&str> = batch.columns.iter().map(String::as_str).collect();
+        let keys: Vec<Vec<Value>> = batch.marks.iter().map(|m| m.params.clone()).collect();
+        let condition = in_condition(&columns, &keys);
+        let (tail, params) = keyset_tail(
+            &root,
+            Some(condition),
+            batch.after.as_deref(),
+            self.chunk_rows,
+        );
+        let mut conn = pool.get_conn().await.map_err(SourceError::Query)?;
+        let position = begin_snapshot(&mut conn).await?;
+        let read = async {
+            let (rows, last_key) = select_rows(&mut conn, &root, &tail, params).await?;
+            let joined = read_joined(&mut conn, schemas, &view, &rows).await?;
+            Ok::<_, SourceError>((rows, last_key, joined))
+        }
+        .await;
+        end_snapshot(&mut conn).await;
+        let (rows, last_key, joined) = read?;
+        let name = view.name.as_str();
+        metrics()
+            .join_refresh_reads
+            .with_label_values(&[name])
+            .inc();
+        metrics()
+            .join_refresh_rows
+            .with_label_values(&[name])
+            .inc_by(rows.len() as u64);
+        metrics()
+            .join_queries
+            .with_label_values(&[name])
+            .inc_by(1 + view.joins.len() as u64);
+        let finished = rows.len() < self.chunk_rows;
+        debug!(view = %name, keys = keys.len(), rows = rows.len(), %position, "join refresh read");
+        if let (Some(batch), Some(last)) = (self.batch.as_mut(), last_key) {
+            batch.after = Some(last);
+        }
+        self.waiting = Some(Waiting {
+            injection: Injection {
+                table: view.source.clone(),
+                views: vec![view.name.clone()],
+                rows,
+                joined: Some(joined),
+                position,
+            },
+            finished,
+        });
+        Ok(())
+    }
+
+    /// The waiting read once the stream has reached its position; the marks it covers are
+    /// released when its last chunk is taken.
+    pub fn take_if_reached(&mut self, at: &Position) -> Option<Injection> {
+        let position = self.waiting_position()?;
+        if crate::source::position_before(at, position) {
+            return None;
+        }
+        let waiting = self.waiting.take()?;
+        if waiting.finished {
+            if let Some(batch) = self.batch.take() {
+                for mark in batch.marks {
+                    self.release(mark.seq);
+                }
+            }
+        }
+        Some(waiting.injection)
+    }
+
+    /// The view of the batch being read (after a failed read).
+    pub fn failing_view(&self) -> Option<String> {
+        self.batch.as_ref().map(|b| self.views[b.view].name.clone())
+    }
+
+    /// Forgets a view (halted by a definite error): its marks no longer hold the checkpoint.
+    pub fn drop_view(&mut self, name: &str) {
+        let Some(v) = self.views.iter().position(|view| view.name == name) else {
+            return;
+        };
+        let mut seqs: Vec<u64> = self.dirty[v]
+            .values()
+            .flat_map(|s| s.marks.values().map(|m| m.seq))
+            .collect();
+        self.dirty[v].clear();
+        if self.batch.as_ref().is_some_and(|b| b.view == v) {
+            if let Some(batch) = self.batch.take() {
+                seqs.extend(batch.marks.iter().map(|m| m.seq));
+            }
+            self.waiting = None;
+        }
+        for seq in seqs {
+            self.release(seq);
+        }
+    }
+}
