@@ -167,3 +167,66 @@ created = { column = "created", as = "epoch_millis" }
     let out = env.rowcast(&["check", "--connect", "--config", &config]);
     assert!(!stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_connect_verifies_joins() {
+    let env = Env::new("clijoins").await;
+    env.sql(
+        "CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT, region VARCHAR(5));
+         CREATE TABLE customers (id INT PRIMARY KEY, region VARCHAR(5), name VARCHAR(20), UNIQUE KEY (region, name));
+         CREATE TABLE order_lines (id INT PRIMARY KEY, order_id INT, sku VARCHAR(10));",
+    )
+    .await;
+    let table = env.table("views");
+    env.write_view(
+        "orders.toml",
+        &r#"
+name = "orders"
+table = "TABLE"
+source = "{DB}.orders"
+[key]
+pk = "ORDER#{id}"
+[[lookup]]
+from = "{DB}.customers"
+on = { region = "region" }
+attributes = { customer = "name" }
+[[lookup]]
+from = "{DB}.customers"
+on = { id = "customer_id" }
+attributes = { region = "region" }
+[[embed]]
+attribute = "lines"
+from = "{DB}.order_lines"
+on = { order_id = "id" }
+order_by = "position"
+[[aggregate]]
+attribute = "sku_total"
+from = "{DB}.order_lines"
+on = { order_id = "nope" }
+function = "sum:sku"
+[[aggregate]]
+attribute = "n"
+from = "{DB}.missing"
+on = { order_id = "id" }
+function = "count"
+"#
+        .replace("TABLE", &table),
+    );
+    let config = env.write_config("").to_str().unwrap().to_string();
+    let out = env.rowcast(&["check", "--config", &config]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env.rowcast(&["check", "--connect", "--config", &config]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [
+        "lookup[0].on: (region) is not a unique key of",
+        "lookup[1]: attribute region is also a column of",
+        "embed[0].order_by: column position is not in",
+        "aggregate[0].on.order_id: column nope is not in",
+        "aggregate[0].function: sum needs a numeric column; sku is varchar",
+        "aggregate[1].from: table",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing in:\n{err}");
+    }
+    assert!(!err.contains("lookup[1].on"), "{err}");
+}

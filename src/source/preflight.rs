@@ -13,7 +13,7 @@ use mysql_async::Conn;
 use super::{binlog_files, SourceError};
 use crate::checkpoint::Checkpoint;
 use crate::config::{Config, Problem};
-use crate::view::spec::{Attributes, TableRef, View};
+use crate::view::spec::{Aggregate, Attributes, JoinKind, TableRef, View};
 use crate::view::value::Conversion;
 
 /// Server variables rowcast needs.
@@ -145,26 +145,9 @@ pub async fn check_views(
     let mut problems = Vec::new();
     let mut cache: HashMap<TableRef, HashMap<String, ColumnInfo>> = HashMap::new();
     for view in views {
-        if !cache.contains_key(&view.source) {
-            let rows: Vec<(String, String)> = conn
-                .exec(
-                    "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                    (&view.source.database, &view.source.table),
-                )
-                .await
-                .map_err(SourceError::Query)?;
-            let columns = rows
-                .into_iter()
-                .map(|(name, data_type)| {
-                    (
-                        name,
-                        ColumnInfo {
-                            data_type: data_type.to_ascii_lowercase(),
-                        },
-                    )
-                })
-                .collect();
-            cache.insert(view.source.clone(), columns);
+        load_columns(conn, &mut cache, &view.source).await?;
+        for join in &view.joins {
+            load_columns(conn, &mut cache, &join.from).await?;
         }
         let columns = &cache[&view.source];
         let mut add = |field: String, message: String| {
@@ -243,8 +226,206 @@ pub async fn check_views(
                 }
             }
         }
+        if view.has_joins() {
+            let mut join_problems = Vec::new();
+            check_joins(conn, view, &cache, &mut join_problems).await?;
+            for (field, message) in join_problems {
+                problems.push(Problem {
+                    file: view.file.clone(),
+                    field,
+                    message,
+                });
+            }
+        }
     }
     Ok(problems)
+}
+
+async fn load_columns(
+    conn: &mut Conn,
+    cache: &mut HashMap<TableRef, HashMap<String, ColumnInfo>>,
+    table: &TableRef,
+) -> Result<(), SourceError> {
+    if cache.contains_key(table) {
+        return Ok(());
+    }
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&table.database, &table.table),
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    let columns = rows
+        .into_iter()
+        .map(|(name, data_type)| {
+            (
+                name,
+                ColumnInfo {
+                    data_type: data_type.to_ascii_lowercase(),
+                },
+            )
+        })
+        .collect();
+    cache.insert(table.clone(), columns);
+    Ok(())
+}
+
+/// Unique keys (the primary key included) of a table, each as its set of columns.
+async fn unique_keys(conn: &mut Conn, table: &TableRef) -> Result<Vec<Vec<String>>, SourceError> {
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (&table.database, &table.table),
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+    for (index, column) in rows {
+        match keys.iter_mut().find(|(name, _)| *name == index) {
+            Some((_, columns)) => columns.push(column),
+            None => keys.push((index, vec![column])),
+        }
+    }
+    Ok(keys
+        .into_iter()
+        .map(|(_, mut c)| {
+            c.sort();
+            c
+        })
+        .collect())
+}
+
+/// Joins: tables and columns exist, a lookup's `on` columns are a unique key of its table,
+/// conversions apply, sums are over numbers, and the root has a primary key.
+async fn check_joins(
+    conn: &mut Conn,
+    view: &View,
+    cache: &HashMap<TableRef, HashMap<String, ColumnInfo>>,
+    problems: &mut Vec<(String, String)>,
+) -> Result<(), SourceError> {
+    let root = &cache[&view.source];
+    if !root.is_empty() && unique_keys(conn, &view.source).await?.is_empty() {
+        problems.push((
+            "source".into(),
+            format!(
+                "{} has no primary key; views with joins need one",
+                view.source
+            ),
+        ));
+    }
+    for join in &view.joins {
+        let from = &cache[&join.from];
+        let field = &join.field;
+        if view.attributes == Attributes::Implicit {
+            let added: Vec<&str> = match &join.kind {
+                JoinKind::Lookup { attributes } => {
+                    attributes.iter().map(|a| a.name.as_str()).collect()
+                }
+                JoinKind::Embed { attribute, .. } | JoinKind::Aggregate { attribute, .. } => {
+                    vec![attribute.as_str()]
+                }
+            };
+            for name in added.into_iter().filter(|n| root.contains_key(*n)) {
+                problems.push((
+                    field.clone(),
+                    format!(
+                        "attribute {name} is also a column of {} (implicit attributes); rename one",
+                        view.source
+                    ),
+                ));
+            }
+        }
+        if from.is_empty() {
+            problems.push((
+                format!("{field}.from"),
+                format!("table {} does not exist or is not readable", join.from),
+            ));
+            continue;
+        }
+        for (from_column, root_column) in &join.on {
+            if !from.contains_key(from_column) {
+                problems.push((
+                    format!("{field}.on.{from_column}"),
+                    format!("column {from_column} is not in {}", join.from),
+                ));
+            }
+            if !root.is_empty() && !root.contains_key(root_column) {
+                problems.push((
+                    format!("{field}.on.{from_column}"),
+                    format!("column {root_column} is not in {}", view.source),
+                ));
+            }
+        }
+        let mut column = |sub: String, name: &str, conversion: Conversion| match from.get(name) {
+            None => problems.push((
+                format!("{field}.{sub}"),
+                format!("column {name} is not in {}", join.from),
+            )),
+            Some(info) => {
+                if let Some(message) = conversion_problem(conversion, &info.data_type) {
+                    problems.push((format!("{field}.{sub}.as"), message));
+                }
+            }
+        };
+        match &join.kind {
+            JoinKind::Lookup { attributes } => {
+                for spec in attributes {
+                    column(
+                        format!("attributes.{}", spec.name),
+                        &spec.column,
+                        spec.conversion,
+                    );
+                }
+            }
+            JoinKind::Embed {
+                order_by,
+                attributes,
+                ..
+            } => {
+                for order in order_by {
+                    column("order_by".into(), &order.column, Conversion::Native);
+                }
+                for spec in attributes.iter().flatten() {
+                    column(
+                        format!("attributes.{}", spec.name),
+                        &spec.column,
+                        spec.conversion,
+                    );
+                }
+            }
+            JoinKind::Aggregate { function, .. } => {
+                if let Some(name) = function.column() {
+                    column("function".into(), name, Conversion::Native);
+                    let numeric = from
+                        .get(name)
+                        .is_none_or(|info| is_numeric(&info.data_type));
+                    if matches!(function, Aggregate::Sum(_)) && !numeric {
+                        problems.push((
+                            format!("{field}.function"),
+                            format!(
+                                "sum needs a numeric column; {name} is {}",
+                                from[name].data_type
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if matches!(join.kind, JoinKind::Lookup { .. }) {
+            let mut on: Vec<String> = join.on.iter().map(|(f, _)| f.clone()).collect();
+            on.sort();
+            if !unique_keys(conn, &join.from).await?.contains(&on) {
+                problems.push((format!("{field}.on"), format!(
+                    "({}) is not a unique key of {}: a lookup copies one row; use [[embed]] for many",
+                    on.join(", "),
+                    join.from
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn is_integer(data_type: &str) -> bool {
