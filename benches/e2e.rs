@@ -6,7 +6,9 @@
 //! 2. throughput: rows committed to MariaDB as fast as one connection can (multi-row inserts),
 //!    timed from the first commit until rowcast has acknowledged every item;
 //! 3. latency: one row per commit at a steady low rate, commit-to-visible (GetItem polling)
-//!    p50 / p99.
+//!    p50 / p99;
+//! 4. joins: a customer rename fanning out to ROWCAST_BENCH_FANOUT (10,000) items, a stream of
+//!    order-line inserts into an embed + aggregates view, a burst on one hot order.
 //!
 //! `cargo bench --bench e2e` (ROWCAST_BENCH_ROWS, ROWCAST_BENCH_LATENCY_ROWS to resize). Under
 //! `cargo test` it does nothing.
@@ -311,7 +313,206 @@ async fn main() {
         percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
         latencies.last().expect("some").as_secs_f64() * 1000.0
     );
+    drop(_daemon);
+    joins(&mut conn, &client, &ddb_url, &dir, tag).await;
     conn.query_drop(format!("DROP DATABASE {db}"))
         .await
         .expect("drop");
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn wait_metric(port: u16, prefix: &str, at_least: f64) {
+    while metric_sum(port, prefix).await < at_least {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// 4. Joins: a fan-out of 10,000 items from one customer rename (with the latency of an
+/// unrelated change made during it), a stream of order-line changes into an embed + aggregates
+/// view, and a burst on one hot order; SQL queries per change from rowcast's own counters.
+async fn joins(
+    conn: &mut mysql_async::Conn,
+    client: &aws_sdk_dynamodb::Client,
+    ddb_url: &str,
+    dir: &std::path::Path,
+    tag: u32,
+) {
+    let fan_out = env_usize("ROWCAST_BENCH_FANOUT", 10_000);
+    let line_changes = env_usize("ROWCAST_BENCH_LINE_CHANGES", 2_000);
+    let db = format!("rc_bench_{tag}");
+    for statement in [
+        "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL)".to_string(),
+        "CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT NOT NULL, status VARCHAR(10) NOT NULL, KEY (customer_id))".into(),
+        "CREATE TABLE order_items (id INT PRIMARY KEY AUTO_INCREMENT, order_id INT NOT NULL, sku VARCHAR(10) NOT NULL, qty INT NOT NULL, price DECIMAL(10,2) NOT NULL, KEY (order_id))".into(),
+        "CREATE TABLE pings (id INT PRIMARY KEY)".into(),
+        "INSERT INTO customers SELECT seq, CONCAT('customer ', seq) FROM seq_1_to_100".into(),
+        format!("INSERT INTO orders SELECT seq, IF(seq <= {fan_out}, 1, 2 + seq % 99), 'open' FROM seq_1_to_{}", fan_out + 1000),
+    ] {
+        conn.query_drop(statement).await.expect("joins schema");
+    }
+    let jdir = dir.join("joins");
+    std::fs::create_dir_all(jdir.join("views")).expect("dir");
+    let table = format!("bench_joins_{tag}");
+    std::fs::write(
+        jdir.join("views/customer_orders.toml"),
+        format!("name = \"customer_orders\"\ntable = \"{table}\"\nsource = \"{db}.orders\"\n[key]\npk = \"CUSTOMER#{{customer_id}}\"\nsk = \"ORDER#{{id:08}}\"\n[attributes]\nstatus = \"status\"\n[[lookup]]\nfrom = \"{db}.customers\"\non = {{ id = \"customer_id\" }}\nattributes = {{ customer_name = \"name\" }}\n"),
+    )
+    .expect("view");
+    std::fs::write(
+        jdir.join("views/order_summary.toml"),
+        format!("name = \"order_summary\"\ntable = \"{table}\"\nsource = \"{db}.orders\"\n[key]\npk = \"ORDER#{{id}}\"\nsk = \"META\"\n[attributes]\nstatus = \"status\"\n[[embed]]\nattribute = \"lines\"\nfrom = \"{db}.order_items\"\non = {{ order_id = \"id\" }}\nattributes = {{ sku = \"sku\", qty = \"qty\" }}\n[[aggregate]]\nattribute = \"line_count\"\nfrom = \"{db}.order_items\"\non = {{ order_id = \"id\" }}\nfunction = \"count\"\n[[aggregate]]\nattribute = \"amount\"\nfrom = \"{db}.order_items\"\non = {{ order_id = \"id\" }}\nfunction = \"sum:price\"\n"),
+    )
+    .expect("view");
+    std::fs::write(
+        jdir.join("views/pings.toml"),
+        format!("name = \"pings\"\ntable = \"{table}\"\nsource = \"{db}.pings\"\n[key]\npk = \"PING#{{id}}\"\nsk = \"PING\"\n"),
+    )
+    .expect("view");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = jdir.join("rowcast.toml");
+    std::fs::write(
+        &config,
+        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\n", 30_000 + tag % 10_000),
+    )
+    .expect("config");
+    let bin = env!("CARGO_BIN_EXE_rowcast");
+    let status = Command::new(bin)
+        .args(["tables", "--config", config.to_str().expect("utf8"), "create"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("tables");
+    assert!(status.success());
+    let log = std::fs::File::create(jdir.join("rowcast.log")).expect("log");
+    let daemon = Daemon(
+        Command::new(bin)
+            .args(["run", "--config", config.to_str().expect("utf8")])
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    let pid = daemon.0.id();
+    let orders = (fan_out + 1000) as f64;
+    wait_metric(port, "rowcast_items_written_total{op=\"put\",view=\"order_summary\"}", orders).await;
+    wait_metric(port, "rowcast_items_written_total{op=\"put\",view=\"customer_orders\"}", orders).await;
+    let rss_before = peak_rss_mb(pid);
+
+    // Fan-out: one rename, `fan_out` items to rewrite; a ping committed right after it.
+    let puts = "rowcast_items_written_total{op=\"put\",view=\"customer_orders\"}";
+    let before = metric_sum(port, puts).await;
+    let queries_before = metric_sum(port, "rowcast_join_queries_total").await;
+    let started = Instant::now();
+    conn.query_drop("UPDATE customers SET name = 'renamed' WHERE id = 1")
+        .await
+        .expect("rename");
+    conn.query_drop("INSERT INTO pings VALUES (1)").await.expect("ping");
+    let pinged = Instant::now();
+    let mut ping_visible = None;
+    loop {
+        if ping_visible.is_none() {
+            let out = client
+                .get_item()
+                .table_name(&table)
+                .key("pk", AttributeValue::S("PING#1".into()))
+                .key("sk", AttributeValue::S("PING".into()))
+                .send()
+                .await
+                .expect("get");
+            if out.item.is_some() {
+                ping_visible = Some(pinged.elapsed());
+            }
+        }
+        if metric_sum(port, puts).await >= before + fan_out as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let fan_secs = started.elapsed().as_secs_f64();
+    let queries = metric_sum(port, "rowcast_join_queries_total").await - queries_before;
+    println!(
+        "join fan-out: 1 customer rename -> {fan_out} items rewritten in {fan_secs:.2}s = {:.0} items/s, {queries:.0} SQL queries; an unrelated change committed meanwhile was visible after {:.0} ms; peak RSS {rss_before:.0} -> {:.0} MB",
+        fan_out as f64 / fan_secs,
+        ping_visible.unwrap_or_default().as_secs_f64() * 1000.0,
+        peak_rss_mb(pid)
+    );
+
+    // Line changes: one line added per transaction, to random orders.
+    let summary_puts = "rowcast_items_written_total{op=\"put\",view=\"order_summary\"}";
+    let before = metric_sum(port, summary_puts).await;
+    let queries_before = metric_sum(port, "rowcast_join_queries_total").await;
+    let marks_before = metric_sum(port, "rowcast_join_marks_total").await;
+    let started = Instant::now();
+    let mut next = 0x2545_f491u64;
+    let mut touched = std::collections::HashSet::new();
+    for _ in 0..line_changes {
+        next ^= next << 13;
+        next ^= next >> 7;
+        next ^= next << 17;
+        let order = 1 + next % (fan_out as u64 + 1000);
+        touched.insert(order);
+        conn.query_drop(format!(
+            "INSERT INTO order_items (order_id, sku, qty, price) VALUES ({order}, 'sku', 1, 9.99)"
+        ))
+        .await
+        .expect("line");
+    }
+    let committed = started.elapsed().as_secs_f64();
+    // Every changed order is written at least once more.
+    wait_metric(port, summary_puts, before + touched.len() as f64).await;
+    let total = started.elapsed().as_secs_f64();
+    let queries = metric_sum(port, "rowcast_join_queries_total").await - queries_before;
+    let marks = metric_sum(port, "rowcast_join_marks_total").await - marks_before;
+    let written = metric_sum(port, summary_puts).await - before;
+    println!(
+        "join line changes: {line_changes} one-row transactions committed in {committed:.2}s, views settled after {total:.2}s = {:.0} changes/s; {written:.0} order items written; {:.2} SQL queries per change ({marks:.0} marks)",
+        line_changes as f64 / total,
+        queries / line_changes as f64
+    );
+
+    // A burst on one hot order: many transactions, far fewer writes of its item.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = metric_sum(port, summary_puts).await;
+    let burst = 500;
+    let started = Instant::now();
+    for _ in 0..burst {
+        conn.query_drop("INSERT INTO order_items (order_id, sku, qty, price) VALUES (7, 'hot', 1, 1.00)")
+            .await
+            .expect("hot");
+    }
+    let committed = started.elapsed().as_secs_f64();
+    let lines: Vec<u64> = conn
+        .query("SELECT COUNT(*) FROM order_items WHERE order_id = 7")
+        .await
+        .expect("count");
+    loop {
+        let out = client
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S("ORDER#7".into()))
+            .key("sk", AttributeValue::S("META".into()))
+            .send()
+            .await
+            .expect("get");
+        let count = out
+            .item
+            .and_then(|i| i.get("line_count").and_then(|v| v.as_n().ok().cloned()));
+        if count.as_deref() == Some(lines[0].to_string().as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let written = metric_sum(port, summary_puts).await - before;
+    println!("join hot order: {burst} one-line transactions on one order in {committed:.2}s -> its item written {written:.0} times, final state visible {:.0} ms after the last commit", (started.elapsed().as_secs_f64() - committed) * 1000.0);
+    drop(daemon);
 }

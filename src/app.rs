@@ -166,6 +166,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         &config.views,
         config.backfill_chunk_rows,
         config.join_max_dirty_keys,
+        config.writer.flush_interval,
     );
     let related = refresher.tables();
     let tables = watched_tables(config.views.iter().map(|v| &v.source).chain(related.iter()));

@@ -26,6 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mysql_async::{Pool, Value};
 use tracing::{debug, warn};
@@ -88,13 +89,22 @@ pub struct Refresher {
     turn: usize,
     chunk_rows: usize,
     max_dirty: usize,
+    /// How long marks gather before a read (a burst on one parent is read once per window).
+    window: Duration,
+    /// When the oldest waiting mark was made.
+    first_mark_at: Option<Instant>,
     /// Views to backfill again (too many marks); the reader hands them to the backfill driver.
     overflowed: Vec<String>,
 }
 
 impl Refresher {
     /// `views`: every view; only those with joins are kept.
-    pub fn new(views: &[Arc<View>], chunk_rows: usize, max_dirty: usize) -> Refresher {
+    pub fn new(
+        views: &[Arc<View>],
+        chunk_rows: usize,
+        max_dirty: usize,
+        window: Duration,
+    ) -> Refresher {
         let views: Vec<Arc<View>> = views.iter().filter(|v| v.has_joins()).cloned().collect();
         for view in &views {
             metrics().join_dirty.with_label_values(&[&view.name]).set(0);
@@ -108,6 +118,8 @@ impl Refresher {
             turn: 0,
             chunk_rows: chunk_rows.max(1),
             max_dirty: max_dirty.max(1),
+            window,
+            first_mark_at: None,
             overflowed: Vec::new(),
         }
     }
@@ -220,6 +232,7 @@ impl Refresher {
             return;
         }
         set.marks.insert(key, Mark { params, seq });
+        self.first_mark_at.get_or_insert_with(Instant::now);
         let entry = self
             .floor
             .entry(seq)
@@ -238,6 +251,9 @@ impl Refresher {
                 .flat_map(|s| s.marks.values().map(|m| m.seq))
                 .collect();
             self.dirty[view].clear();
+            if self.dirty_count() == 0 {
+                self.first_mark_at = None;
+            }
             for seq in dropped {
                 self.release(seq);
             }
@@ -255,14 +271,37 @@ impl Refresher {
         }
     }
 
-    /// Whether a refresh read can be made now.
+    fn dirty_count(&self) -> usize {
+        self.dirty
+            .iter()
+            .flat_map(|d| d.values())
+            .map(|s| s.marks.len())
+            .sum()
+    }
+
+    /// Whether a refresh read is due now: a batch is half read, or marks have gathered for a
+    /// window (or fill a batch already).
     pub fn wants_read(&self) -> bool {
-        self.waiting.is_none()
-            && (self.batch.is_some()
+        if self.waiting.is_some() {
+            return false;
+        }
+        if self.batch.is_some() {
+            return true;
+        }
+        let count = self.dirty_count();
+        count > 0
+            && (count >= KEYS_PER_QUERY
                 || self
-                    .dirty
-                    .iter()
-                    .any(|d| d.values().any(|s| !s.marks.is_empty())))
+                    .first_mark_at
+                    .is_none_or(|at| at.elapsed() >= self.window))
+    }
+
+    /// When gathered marks become due, if some wait for their window.
+    pub fn due_at(&self) -> Option<Instant> {
+        if self.waiting.is_some() || self.batch.is_some() {
+            return None;
+        }
+        self.first_mark_at.map(|at| at + self.window)
     }
 
     pub fn waiting_position(&self) -> Option<&Position> {
@@ -286,6 +325,9 @@ impl Refresher {
                 marks.push(mark);
             }
             self.turn = (v + 1) % count;
+            if self.dirty_count() == 0 {
+                self.first_mark_at = None;
+            }
             let waiting: usize = self.dirty[v].values().map(|s| s.marks.len()).sum();
             metrics()
                 .join_dirty

@@ -255,12 +255,14 @@ impl Source {
                     None => continue,
                 }
             } else {
+                let refresh_due = self.refresher.due_at();
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
                     Some(fill) = self.fills.recv() => {
                         self.queued_fills.push(fill);
                         continue;
                     }
+                    _ = sleep_until(refresh_due), if refresh_due.is_some() && txn.is_none() => continue,
                     next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
                 }
             };
@@ -580,6 +582,10 @@ impl Source {
         self.pending_fills = waiting;
         if let Some(refresh) = self.refresher.take_if_reached(at) {
             let seq = cursor.next_seq.saturating_sub(1);
+            let guard = cursor
+                .replay_end
+                .as_ref()
+                .is_some_and(|end| position_before(&refresh.position, end));
             let rows = SnapshotRows {
                 table: refresh.table,
                 views: refresh.views,
@@ -587,7 +593,7 @@ impl Source {
                 joined: refresh.joined,
                 refresh: true,
                 seq,
-                guard: true,
+                guard,
                 origin: Arc::new(refresh.position),
             };
             self.tx
@@ -777,6 +783,13 @@ impl Source {
             .send(SourceEvent::Commit(barrier))
             .await
             .map_err(|_| SourceError::DownstreamClosed)
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
