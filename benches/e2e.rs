@@ -389,7 +389,12 @@ async fn joins(
     .expect("config");
     let bin = env!("CARGO_BIN_EXE_rowcast");
     let status = Command::new(bin)
-        .args(["tables", "--config", config.to_str().expect("utf8"), "create"])
+        .args([
+            "tables",
+            "--config",
+            config.to_str().expect("utf8"),
+            "create",
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("tables");
@@ -404,8 +409,18 @@ async fn joins(
     );
     let pid = daemon.0.id();
     let orders = (fan_out + 1000) as f64;
-    wait_metric(port, "rowcast_items_written_total{op=\"put\",view=\"order_summary\"}", orders).await;
-    wait_metric(port, "rowcast_items_written_total{op=\"put\",view=\"customer_orders\"}", orders).await;
+    wait_metric(
+        port,
+        "rowcast_items_written_total{op=\"put\",view=\"order_summary\"}",
+        orders,
+    )
+    .await;
+    wait_metric(
+        port,
+        "rowcast_items_written_total{op=\"put\",view=\"customer_orders\"}",
+        orders,
+    )
+    .await;
     let rss_before = peak_rss_mb(pid);
 
     // Fan-out: one rename, `fan_out` items to rewrite; a ping committed right after it.
@@ -416,7 +431,9 @@ async fn joins(
     conn.query_drop("UPDATE customers SET name = 'renamed' WHERE id = 1")
         .await
         .expect("rename");
-    conn.query_drop("INSERT INTO pings VALUES (1)").await.expect("ping");
+    conn.query_drop("INSERT INTO pings VALUES (1)")
+        .await
+        .expect("ping");
     let pinged = Instant::now();
     let mut ping_visible = None;
     loop {
@@ -486,9 +503,11 @@ async fn joins(
     let burst = 500;
     let started = Instant::now();
     for _ in 0..burst {
-        conn.query_drop("INSERT INTO order_items (order_id, sku, qty, price) VALUES (7, 'hot', 1, 1.00)")
-            .await
-            .expect("hot");
+        conn.query_drop(
+            "INSERT INTO order_items (order_id, sku, qty, price) VALUES (7, 'hot', 1, 1.00)",
+        )
+        .await
+        .expect("hot");
     }
     let committed = started.elapsed().as_secs_f64();
     let lines: Vec<u64> = conn

@@ -58,15 +58,15 @@ say "fill on miss: the lazy customers view reads Ada's profile from MariaDB when
 curl -fs "http://127.0.0.1:9187/v1/views/customers/item?pk=CUSTOMER%231&sk=PROFILE"; echo
 curl -s -o /dev/null -w "unknown customer: HTTP %{http_code}\n" "http://127.0.0.1:9187/v1/views/customers/item?pk=CUSTOMER%2399&sk=PROFILE"
 
-say "a price changes every second; the item follows"
-for price in 11.50 12.00 12.25; do
+say "a price changes every second; the product item and its category's embedded list follow"
+for price in 11.50 12.00 8.25; do
   "${SQL[@]}" menu -e "UPDATE products SET price = $price WHERE id = 2"
   sleep 1
-  $BIN scan --config "$CONFIG" --table menu_views | grep '"sk":"PRODUCT#00000002"'
+  $BIN scan --config "$CONFIG" --table menu_views | grep -E '"sk":"PRODUCT#00000002"|"category_id":2,'
 done
 
 say "metrics (http://127.0.0.1:9187/metrics)"
-curl -fs http://127.0.0.1:9187/metrics | grep -E '^rowcast_(rows_total|items_written_total|replication_lag_seconds|checkpoint_transaction_seq|dead_letters_total)' || true
+curl -fs http://127.0.0.1:9187/metrics | grep -E '^rowcast_(rows_total|items_written_total|replication_lag_seconds|checkpoint_transaction_seq|dead_letters_total|join_queries_total|join_refresh_reads_total)' || true
 
 if [ "${ROWCAST_DEMO_EXIT:-0}" = 1 ]; then
   kill -TERM $DAEMON

@@ -12,3 +12,9 @@ UPDATE categories SET status = 'deleted' WHERE id = 6;
 START TRANSACTION;
 INSERT INTO orders (customer_id, channel_code, total) VALUES (1, 'WEB', 999.99);
 ROLLBACK;
+-- A new product: its category's embedded list, count and lowest price follow.
+INSERT INTO products (category_id, sku, name, price) VALUES (2, 'MN-003', 'Marinara', 9.00);
+-- A channel is renamed: every category of the channel copies the new name.
+UPDATE channels SET name = 'Web shop' WHERE code = 'WEB';
+-- A customer is renamed: every order of the customer copies the new name.
+UPDATE customers SET name = 'Ada L.' WHERE id = 1;
