@@ -335,7 +335,7 @@ async fn wait_metric(port: u16, prefix: &str, at_least: f64) {
     }
 }
 
-/// 4. Joins: a fan-out of 10,000 items from one customer rename (with the latency of an
+/// Joins (part 4): a fan-out of 10,000 items from one customer rename (with the latency of an
 /// unrelated change made during it), a stream of order-line changes into an embed + aggregates
 /// view, and a burst on one hot order; SQL queries per change from rowcast's own counters.
 async fn joins(

@@ -34,6 +34,7 @@ use crate::snapshot::driver::Driver;
 use crate::snapshot::refresh::Refresher;
 use crate::source::{self, preflight, watched_tables, Backfill, Source, SourceError, StartPoint};
 use crate::view::stage::Projector;
+use crate::writeback::positions::PositionStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -184,6 +185,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             refresher,
         },
     );
+    let writeback_stop = CancellationToken::new();
+    let writebacks = spawn_writebacks(&config, &client, &pool, &writeback_stop).await;
     let source_result = source
         .run(start, shutdown.clone())
         .instrument(info_span!("source", server_id = config.source.server_id))
@@ -191,6 +194,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     if let Err(error) = &source_result {
         warn!(error = %chain(error), "source stopped; draining what was read");
     }
+    writeback_stop.cancel();
+    writebacks.close();
+    writebacks.wait().await;
     tasks.wait().await;
     let tracker_result = tracker.await.expect("the tracker task does not panic");
     server_stop.cancel();
@@ -199,6 +205,59 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     source_result?;
     tracker_result?;
     Ok(())
+}
+
+/// One write-back consumer per DynamoDB table that holds write-back views.
+async fn spawn_writebacks(
+    config: &Config,
+    client: &Client,
+    pool: &Pool,
+    stop: &CancellationToken,
+) -> TaskTracker {
+    let tasks = TaskTracker::new();
+    let mut by_table: std::collections::BTreeMap<String, Vec<Arc<crate::view::View>>> =
+        Default::default();
+    for view in config.views.iter().filter(|v| v.writeback_enabled) {
+        by_table
+            .entry(view.table.clone())
+            .or_default()
+            .push(view.clone());
+    }
+    if by_table.is_empty() {
+        return tasks;
+    }
+    let streams = crate::writeback::streams_client(&config.dynamodb).await;
+    let positions = Arc::new(match &config.checkpoint {
+        CheckpointStoreConfig::Table(table) => PositionStore::Table {
+            client: client.clone(),
+            table: table.clone(),
+            server_id: config.source.server_id,
+        },
+        CheckpointStoreConfig::File(path) => {
+            PositionStore::File(path.with_extension("writeback.json"))
+        }
+    });
+    let dead_letters = Arc::new(match &config.dead_letter {
+        DeadLetterConfig::Table(table) => DeadLetterStore::table(client.clone(), table.clone()),
+        DeadLetterConfig::File(path) => DeadLetterStore::file(path.clone()),
+    });
+    for (table, views) in by_table {
+        let consumer = crate::writeback::Consumer {
+            streams: streams.clone(),
+            dynamo: client.clone(),
+            pool: pool.clone(),
+            views,
+            table: table.clone(),
+            positions: positions.clone(),
+            dead_letters: dead_letters.clone(),
+        };
+        tasks.spawn(
+            consumer
+                .run(stop.clone())
+                .instrument(info_span!("writeback", %table)),
+        );
+    }
+    tasks
 }
 
 async fn prepare_with_retry(

@@ -13,3 +13,4 @@ pub mod sink;
 pub mod snapshot;
 pub mod source;
 pub mod view;
+pub mod writeback;

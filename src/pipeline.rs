@@ -99,6 +99,9 @@ pub struct DeadLetter {
     pub position: Position,
     pub seq: u64,
     pub at_ms: u64,
+    /// The stream record a write-back could not apply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<serde_json::Value>,
 }
 
 /// Writer lane → checkpoint tracker: every write sent to the lane before `barrier` is

@@ -42,6 +42,7 @@ when = { column = "created", as = "fortnights" }
 attribute = "lines"
 from = "db.lines"
 on = { order_id = "id" }
+order_by = "line_no sideways"
 "#,
     );
     let config = env
@@ -75,7 +76,7 @@ on = { order_id = "id" }
         ("bad2.toml", "attributes._hidden"),
         ("bad2.toml", "attributes.pk"),
         ("bad2.toml", "attributes.when.as"),
-        ("bad2.toml", "embed"),
+        ("bad2.toml", "embed[0].order_by"),
     ] {
         assert!(
             err.lines()

@@ -561,11 +561,23 @@ fn compile_view_into(file: &Path, raw: RawView, problems: &mut Problems) -> Opti
             }
         }
     }
-    if writeback_enabled {
+    for (i, name) in writeback_attributes.iter().enumerate() {
+        let field = format!("writeback.attributes[{i}]");
+        if name == &pk_attribute || Some(name.as_str()) == sk_attribute.as_deref() {
+            problems.add(
+                file,
+                &field,
+                format!("{name:?} is a key attribute: keys are parsed back, not written"),
+            );
+        } else if joins.iter().any(|j| j.adds_attribute(name)) {
+            problems.add(file, &field, format!("{name:?} comes from a join; only the root table's attributes can be written back"));
+        }
+    }
+    if writeback_enabled && writeback_attributes.is_empty() {
         problems.add(
             file,
-            "writeback.enabled",
-            "write-back is not supported yet by this version of rowcast",
+            "writeback.attributes",
+            "write-back is enabled but no attribute is writable",
         );
     }
     Some(View {

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
@@ -48,6 +48,12 @@ pub struct Metrics {
     pub join_refresh_rows: IntCounterVec,
     pub join_queries: IntCounterVec,
     pub join_overflows: IntCounterVec,
+    pub writeback_records: IntCounterVec,
+    pub writeback_lag: GaugeVec,
+    pub writeback_shards: IntGaugeVec,
+    pub writeback_iterator_refreshes: IntCounterVec,
+    pub writeback_trimmed: IntCounterVec,
+    pub writeback_echo_rows: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -69,6 +75,14 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn float_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let metric = GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
     registry
         .register(Box::new(metric.clone()))
         .expect("metric registered once");
@@ -150,6 +164,12 @@ impl Metrics {
             join_refresh_rows: counter_vec(&r, "rowcast_join_refresh_rows_total", "Root rows read to refresh items of views with joins, by view", &["view"]),
             join_queries: counter_vec(&r, "rowcast_join_queries_total", "SQL SELECTs made to evaluate joins (root rows and related rows; backfill, fill on miss and refresh), by view", &["view"]),
             join_overflows: counter_vec(&r, "rowcast_join_overflows_total", "Times a view had more keys waiting for a refresh than join_max_dirty_keys and was backfilled again instead", &["view"]),
+            writeback_records: counter_vec(&r, "rowcast_writeback_stream_records_total", "DynamoDB stream records of write-back tables, by view and outcome (applied, skipped_own, skipped_ttl, unchanged, rejected, other_view)", &["view", "outcome"]),
+            writeback_lag: float_gauge_vec(&r, "rowcast_writeback_lag_seconds", "Now minus the creation time of the last stream record applied, by table (0 when caught up)", &["table"]),
+            writeback_shards: gauge_vec(&r, "rowcast_writeback_shards", "Stream shards known, by table", &["table"]),
+            writeback_iterator_refreshes: counter_vec(&r, "rowcast_writeback_iterator_refreshes_total", "Expired shard iterators fetched again after the last sequence number, by table", &["table"]),
+            writeback_trimmed: counter_vec(&r, "rowcast_writeback_trimmed_total", "Times stream records were trimmed (over 24 h) before write-back read them, by table", &["table"]),
+            writeback_echo_rows: counter_vec(&r, "rowcast_writeback_echo_rows_total", "Binlog row changes made by write-back (skip_replication flag), by table; they reach the views like any change", &["table"]),
             registry: r,
         }
     }

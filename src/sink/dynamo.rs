@@ -21,6 +21,20 @@ pub const VERSION_ATTRIBUTE: &str = "_version";
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
 pub async fn client(config: &DynamoConfig) -> Client {
+    let shared = shared_config(config).await;
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build();
+    let conf = aws_sdk_dynamodb::config::Builder::from(&shared)
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(timeouts)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// Region, endpoint and credentials for the AWS clients (DynamoDB and DynamoDB Streams).
+pub async fn shared_config(config: &DynamoConfig) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &config.region {
         loader = loader.region(Region::new(region.clone()));
@@ -43,16 +57,7 @@ pub async fn client(config: &DynamoConfig) -> Client {
             loader = loader.region(Region::new("us-east-1"));
         }
     }
-    let shared = loader.load().await;
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .build();
-    let conf = aws_sdk_dynamodb::config::Builder::from(&shared)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-        .timeout_config(timeouts)
-        .build();
-    Client::from_conf(conf)
+    loader.load().await
 }
 
 /// What went wrong with a DynamoDB call, classified.

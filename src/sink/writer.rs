@@ -66,6 +66,7 @@ impl Writer {
             position: (*op.origin).clone(),
             seq: op.seq,
             at_ms: now_millis(),
+            record: None,
         }
     }
 

@@ -77,6 +77,17 @@ pub struct Backfill {
     pub refresher: Refresher,
 }
 
+/// Where a rows event sits: its transaction, the index of its first row change, its binlog
+/// position, whether its writes are guarded, where its transaction starts, its header flags.
+struct RowsContext<'a> {
+    seq: u64,
+    first_index: u32,
+    origin: Arc<Position>,
+    guard: bool,
+    restart: &'a Position,
+    flags_raw: u16,
+}
+
 /// State of the transaction being read.
 struct Txn {
     seq: u64,
@@ -424,7 +435,18 @@ impl Source {
                         .is_some_and(|end| position_before(&origin, end));
                     let restart = cursor.resume.clone();
                     let count = self
-                        .handle_rows(&stream, rows, (seq, first_index), origin, guard, &restart)
+                        .handle_rows(
+                            &stream,
+                            rows,
+                            RowsContext {
+                                seq,
+                                first_index,
+                                origin,
+                                guard,
+                                restart: &restart,
+                                flags_raw: header.flags_raw(),
+                            },
+                        )
                         .await?;
                     if let Some(open) = txn.as_mut() {
                         open.rows = open.rows.saturating_add(count);
@@ -661,11 +683,16 @@ impl Source {
         &mut self,
         stream: &BinlogStream,
         rows: RowsEventData<'_>,
-        (seq, first_index): (u64, u32),
-        origin: Arc<Position>,
-        guard: bool,
-        restart: &Position,
+        context: RowsContext<'_>,
     ) -> Result<u32, SourceError> {
+        let RowsContext {
+            seq,
+            first_index,
+            origin,
+            guard,
+            restart,
+            flags_raw,
+        } = context;
         let table_id = rows.table_id();
         let Some(tme) = stream.get_tme(table_id) else {
             return Err(SourceError::Decode(super::decode::DecodeError::Row {
@@ -680,6 +707,9 @@ impl Source {
         if !self.tables.contains(&table) {
             return Ok(0);
         }
+        // MariaDB's LOG_EVENT_SKIP_REPLICATION_F: written by a session with skip_replication,
+        // which is how write-back marks its statements.
+        let write_back = flags_raw & 0x8000 != 0;
         let schema = match self.schemas.cached(table_id, tme) {
             Some(schema) => schema,
             None => {
@@ -711,6 +741,12 @@ impl Source {
                 origin: origin.clone(),
                 guard,
             };
+            if write_back {
+                metrics()
+                    .writeback_echo_rows
+                    .with_label_values(&[&table.to_string()])
+                    .inc();
+            }
             if !self.refresher.is_empty() {
                 self.refresher
                     .mark(

@@ -170,7 +170,17 @@ impl Join {
         out
     }
 
-    /// `None` for an embed without `attributes`: every column matters.
+    /// Whether this join adds the item attribute `name`.
+    pub fn adds_attribute(&self, name: &str) -> bool {
+        match &self.kind {
+            JoinKind::Lookup { attributes } => attributes.iter().any(|a| a.name == name),
+            JoinKind::Embed { attribute, .. } | JoinKind::Aggregate { attribute, .. } => {
+                attribute == name
+            }
+        }
+    }
+
+    /// An embed without `attributes` reads every column.
     pub fn reads_every_column(&self) -> bool {
         matches!(
             self.kind,

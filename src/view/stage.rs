@@ -147,6 +147,7 @@ impl Projector {
                 position: (**origin.position).clone(),
                 seq: origin.seq,
                 at_ms: now_millis(),
+                record: None,
             };
             outgoing.push((lane, LaneMsg::Dead(letter)));
         }

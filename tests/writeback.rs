@@ -1,0 +1,381 @@
+//! Write-back: items changed through the AWS SDK reach the MariaDB rows (update, attribute
+//! removal, insert, delete), bad writes are rejected into the dead letters and never reach SQL,
+//! the loop stops after one round trip (stream records and binlog rows stop growing), a
+//! `kill -9` with changes made while rowcast is down loses nothing, and concurrent SQL and
+//! DynamoDB changes of one row end as the documented rule says: the view follows SQL.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::{eventually, Env};
+use serde_json::{json, Value};
+
+const VIEW: &str = r#"
+name = "accounts"
+table = "TABLE"
+source = "{DB}.accounts"
+
+[key]
+pk = "ACC#{id}"
+sk = "META"
+
+[attributes]
+owner = "owner"
+status = "status"
+note = "note"
+balance = "balance"
+opened = { column = "opened", as = "epoch_millis" }
+score = "score"
+
+[writeback]
+enabled = true
+attributes = ["owner", "status", "note", "balance", "opened"]
+"#;
+
+type Account = (i64, i64, String, Option<String>, String, i64, i64);
+
+async fn setup(name: &str) -> (Env, String) {
+    let env = Env::new(name).await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE accounts (id INT PRIMARY KEY, owner INT NOT NULL, status ENUM('open','frozen','closed') NOT NULL, note VARCHAR(40) NULL, balance DECIMAL(10,2) NOT NULL, opened DATETIME(3) NOT NULL, score INT NOT NULL DEFAULT 0);
+         INSERT INTO accounts VALUES (1, 10, 'open', 'first', 12.50, '2024-02-29 12:34:15.123', 0), (2, 20, 'open', NULL, 0, '2024-03-01 00:00:00', 0), (3, 30, 'open', 'third', 3, '2024-03-02 00:00:00', 0);",
+    )
+    .await;
+    env.write_view("accounts.toml", &VIEW.replace("TABLE", &table));
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    (env, table)
+}
+
+async fn rows(env: &Env) -> Vec<Account> {
+    env.query("SELECT id, owner, CAST(status AS CHAR), note, CAST(balance AS CHAR), TIMESTAMPDIFF(MICROSECOND, '1970-01-01', opened) DIV 1000, score FROM accounts ORDER BY id")
+        .await
+}
+
+/// The view evaluated over the table.
+async fn expected(env: &Env, table: &str) -> Vec<Value> {
+    let _ = table;
+    rows(env)
+        .await
+        .into_iter()
+        .map(|(id, owner, status, note, balance, opened, score)| {
+            let mut item = json!({"pk": format!("ACC#{id}"), "sk": "META", "owner": owner, "status": status, "balance": common::dec(&balance), "opened": opened, "score": score});
+            if let Some(note) = note {
+                item["note"] = json!(note);
+            }
+            item
+        })
+        .collect()
+}
+
+fn key(id: i64) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_string(), AttributeValue::S(format!("ACC#{id}"))),
+        ("sk".to_string(), AttributeValue::S("META".into())),
+    ])
+}
+
+async fn update(
+    env: &Env,
+    table: &str,
+    id: i64,
+    expression: &str,
+    values: &[(&str, AttributeValue)],
+) {
+    let mut request = env
+        .ddb
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(id)))
+        .update_expression(expression);
+    for (name, value) in values {
+        request = request.expression_attribute_values(*name, value.clone());
+    }
+    if expression.contains("#s") {
+        request = request.expression_attribute_names("#s", "status");
+    }
+    request.send().await.unwrap();
+}
+
+async fn row(env: &Env, id: i64) -> Option<Account> {
+    rows(env).await.into_iter().find(|r| r.0 == id)
+}
+
+/// Every record in the table's stream (all shards, from the oldest).
+async fn stream_records(env: &Env, table: &str) -> usize {
+    let streams = rowcast::writeback::streams_client(&rowcast::config::DynamoConfig {
+        endpoint_url: Some(env.ddb_url.clone()),
+        region: Some("us-east-1".into()),
+    })
+    .await;
+    let arn = env
+        .ddb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap()
+        .latest_stream_arn
+        .unwrap();
+    let description = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .stream_description
+        .unwrap();
+    let mut count = 0;
+    for shard in description.shards() {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id().unwrap())
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let out = streams
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .unwrap();
+            count += out.records().len();
+            if out.records().is_empty() {
+                break;
+            }
+            iterator = out.next_shard_iterator;
+        }
+    }
+    count
+}
+
+fn metric(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn items_changed_in_dynamodb_reach_sql_once() {
+    let (env, table) = setup("writeback").await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // An application's UpdateItem of writable attributes updates the row.
+    update(
+        &env,
+        &table,
+        1,
+        "SET #s = :s, balance = :b",
+        &[
+            (":s", AttributeValue::S("frozen".into())),
+            (":b", AttributeValue::N("99.5".into())),
+        ],
+    )
+    .await;
+    eventually(
+        "the update to reach MariaDB",
+        Duration::from_secs(30),
+        || async {
+            row(&env, 1)
+                .await
+                .is_some_and(|r| r.2 == "frozen" && r.4 == "99.50")
+        },
+    )
+    .await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // No ping-pong: after the round trip, neither the stream nor the binlog side moves.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = stream_records(&env, &table).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    let binlog_rows = metric(
+        &metrics,
+        "rowcast_rows_total{op=\"update\",view=\"accounts\"}",
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stream_records(&env, &table).await,
+        records,
+        "the stream keeps growing: a loop"
+    );
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "rowcast_rows_total{op=\"update\",view=\"accounts\"}"
+        ),
+        binlog_rows,
+        "the binlog keeps bringing changes: a loop"
+    );
+    assert_eq!(
+        binlog_rows, 1.0,
+        "one echo of the write-back through the binlog"
+    );
+    assert!(
+        metric(&metrics, "rowcast_writeback_echo_rows_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "rowcast_writeback_stream_records_total{outcome=\"applied\",view=\"accounts\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "rowcast_writeback_stream_records_total{outcome=\"skipped_own\""
+        ) >= 4.0,
+        "{metrics}"
+    );
+
+    // Removing an attribute sets the column NULL; an epoch number becomes a DATETIME.
+    update(
+        &env,
+        &table,
+        3,
+        "REMOVE note SET opened = :o",
+        &[(":o", AttributeValue::N("1709210055123".into()))],
+    )
+    .await;
+    eventually(
+        "the removal to reach MariaDB",
+        Duration::from_secs(30),
+        || async {
+            row(&env, 3)
+                .await
+                .is_some_and(|r| r.3.is_none() && r.5 == 1_709_210_055_123)
+        },
+    )
+    .await;
+
+    // A PutItem of a new item with every column the table needs inserts the row.
+    env.ddb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(HashMap::from([
+            ("pk".to_string(), AttributeValue::S("ACC#7".into())),
+            ("sk".to_string(), AttributeValue::S("META".into())),
+            ("owner".to_string(), AttributeValue::N("70".into())),
+            ("status".to_string(), AttributeValue::S("open".into())),
+            ("balance".to_string(), AttributeValue::N("7.25".into())),
+            (
+                "opened".to_string(),
+                AttributeValue::N("1700000000000".into()),
+            ),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    // A DeleteItem deletes the row.
+    env.ddb
+        .delete_item()
+        .table_name(&table)
+        .set_key(Some(key(2)))
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the insert and the delete to reach MariaDB",
+        Duration::from_secs(30),
+        || async {
+            let all = rows(&env).await;
+            all.iter().any(|r| r.0 == 7 && r.1 == 70 && r.4 == "7.25")
+                && !all.iter().any(|r| r.0 == 2)
+        },
+    )
+    .await;
+
+    // Rejected: a non-writable attribute, a value of the wrong type, an unknown ENUM label, and
+    // a new item that lacks a column the table needs. None reaches SQL.
+    let before = rows(&env).await;
+    update(
+        &env,
+        &table,
+        1,
+        "SET score = :v",
+        &[(":v", AttributeValue::N("5".into()))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        3,
+        "SET balance = :v",
+        &[(":v", AttributeValue::S("lots".into()))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        3,
+        "SET #s = :v",
+        &[(":v", AttributeValue::S("vanished".into()))],
+    )
+    .await;
+    env.ddb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(HashMap::from([
+            ("pk".to_string(), AttributeValue::S("ACC#8".into())),
+            ("sk".to_string(), AttributeValue::S("META".into())),
+            ("status".to_string(), AttributeValue::S("open".into())),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    let dead = env.dir.join("dead.jsonl");
+    eventually("four dead letters", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&dead)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+            >= 4
+    })
+    .await;
+    let letters = std::fs::read_to_string(&dead).unwrap();
+    for needle in [
+        "score is not writable",
+        "attribute balance",
+        "\\\"vanished\\\" is not one of",
+        "missing: owner",
+    ] {
+        assert!(letters.contains(needle), "{needle:?} not in {letters}");
+    }
+    assert!(letters.contains("\"record\""), "{letters}");
+    assert_eq!(rows(&env).await, before, "a rejected write reached SQL");
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "rowcast_writeback_stream_records_total{outcome=\"rejected\""
+        ) >= 4.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
