@@ -213,6 +213,24 @@ function = "count"
 "#
         .replace("TABLE", &table),
     );
+    env.write_view(
+        "regions.toml",
+        &r#"
+name = "regions"
+table = "TABLE"
+source = "{DB}.orders"
+[key]
+pk = "REGION#{region}"
+sk = "CUSTOMER#{customer_id}"
+[attributes]
+region_name = "region"
+gone = "no_such"
+[writeback]
+enabled = true
+attributes = ["region_name", "gone"]
+"#
+        .replace("TABLE", &env.table("regions")),
+    );
     let config = env.write_config("").to_str().unwrap().to_string();
     let out = env.rowcast(&["check", "--config", &config]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -220,6 +238,8 @@ function = "count"
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
     for needle in [
+        "writeback.enabled: the key templates name no unique key of",
+        "writeback.attributes[1]: column no_such is not in",
         "lookup[0].on: (region) is not a unique key of",
         "lookup[1]: attribute region is also a column of",
         "embed[0].order_by: column position is not in",

@@ -18,6 +18,7 @@ const VIEW: &str = r#"
 name = "accounts"
 table = "TABLE"
 source = "{DB}.accounts"
+filter = "status <> 'closed'"
 
 [key]
 pk = "ACC#{id}"
@@ -63,6 +64,7 @@ async fn expected(env: &Env, table: &str) -> Vec<Value> {
     rows(env)
         .await
         .into_iter()
+        .filter(|r| r.2 != "closed")
         .map(|(id, owner, status, note, balance, opened, score)| {
             let mut item = json!({"pk": format!("ACC#{id}"), "sk": "META", "owner": owner, "status": status, "balance": common::dec(&balance), "opened": opened, "score": score});
             if let Some(note) = note {
@@ -377,5 +379,195 @@ async fn items_changed_in_dynamodb_reach_sql_once() {
         ) >= 4.0,
         "{metrics}"
     );
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rowcasts_own_deletions_are_not_written_back() {
+    let (env, table) = setup("wbdeletes").await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    // A row leaves the filter (rowcast deletes its item; the row must stay) and a row is
+    // deleted in SQL (rowcast deletes its item; nothing to write back).
+    env.sql(
+        "UPDATE accounts SET status = 'closed' WHERE id = 3; DELETE FROM accounts WHERE id = 2",
+    )
+    .await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    eventually(
+        "both removals seen by write-back",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(
+                &metrics,
+                "rowcast_writeback_stream_records_total{outcome=\"skipped_own\"",
+            ) >= 5.0
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ids: Vec<i64> = rows(&env).await.iter().map(|r| r.0).collect();
+    assert_eq!(ids, [1, 3], "a removal by rowcast deleted a row");
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "rowcast_writeback_stream_records_total{outcome=\"applied\""
+        ),
+        0.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill9_and_changes_while_down_lose_nothing() {
+    let (env, table) = setup("wbkill").await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    // A change just before the kill, more while rowcast is down.
+    update(
+        &env,
+        &table,
+        1,
+        "SET note = :n",
+        &[(":n", AttributeValue::S("before-kill".into()))],
+    )
+    .await;
+    daemon.kill9();
+    for id in [2, 3] {
+        update(
+            &env,
+            &table,
+            id,
+            "SET note = :n, balance = :b",
+            &[
+                (":n", AttributeValue::S(format!("while-down-{id}"))),
+                (":b", AttributeValue::N(format!("{id}0.5"))),
+            ],
+        )
+        .await;
+    }
+    env.ddb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(HashMap::from([
+            ("pk".to_string(), AttributeValue::S("ACC#9".into())),
+            ("sk".to_string(), AttributeValue::S("META".into())),
+            ("owner".to_string(), AttributeValue::N("90".into())),
+            ("status".to_string(), AttributeValue::S("open".into())),
+            ("balance".to_string(), AttributeValue::N("9".into())),
+            (
+                "opened".to_string(),
+                AttributeValue::N("1700000000000".into()),
+            ),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    let daemon = env.start().await;
+    eventually(
+        "every change to reach MariaDB",
+        Duration::from_secs(60),
+        || async {
+            let all = rows(&env).await;
+            all.iter()
+                .any(|r| r.0 == 1 && r.3.as_deref() == Some("before-kill"))
+                && all
+                    .iter()
+                    .any(|r| r.0 == 2 && r.3.as_deref() == Some("while-down-2") && r.4 == "20.50")
+                && all
+                    .iter()
+                    .any(|r| r.0 == 3 && r.3.as_deref() == Some("while-down-3") && r.4 == "30.50")
+                && all.iter().any(|r| r.0 == 9 && r.1 == 90)
+        },
+    )
+    .await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    // Each application change is applied; a replay after the restart would only repeat the
+    // same statements (idempotent), and the loop still stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = stream_records(&env, &table).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stream_records(&env, &table).await,
+        records,
+        "the stream keeps growing"
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_sql_and_dynamodb_changes_end_with_the_view_following_sql() {
+    let (env, table) = setup("wbconflict").await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let rounds = 30;
+    for i in 0..rounds {
+        let statement = format!("UPDATE accounts SET note = 'sql-{i}' WHERE id = 1");
+        let values = [(":n", AttributeValue::S(format!("ddb-{i}")))];
+        tokio::join!(
+            env.sql(&statement),
+            update(&env, &table, 1, "SET note = :n", &values)
+        );
+    }
+    // Whichever change reaches SQL last wins, and the view then follows SQL.
+    let last = [format!("sql-{}", rounds - 1), format!("ddb-{}", rounds - 1)];
+    eventually(
+        "SQL and the view to agree",
+        Duration::from_secs(60),
+        || async {
+            let note = row(&env, 1).await.and_then(|r| r.3);
+            let item: Vec<Value> = env.items(&table).await;
+            let expected = {
+                let mut e: Vec<Value> = expected(&env, &table)
+                    .await
+                    .into_iter()
+                    .map(common::canonical)
+                    .collect();
+                e.sort_by_key(|v| v.to_string());
+                e
+            };
+            note.is_some_and(|n| last.contains(&n)) && item == expected
+        },
+    )
+    .await;
+    // And it stays so: no ping-pong between the two.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let note = row(&env, 1).await.and_then(|r| r.3).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(row(&env, 1).await.and_then(|r| r.3).unwrap(), note);
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(daemon.terminate().success());
 }

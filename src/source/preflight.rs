@@ -226,6 +226,41 @@ pub async fn check_views(
                 }
             }
         }
+        if view.writeback_enabled {
+            let mut key_columns: Vec<&str> = view.key.pk.columns().collect();
+            if let Some(sk) = &view.key.sk {
+                key_columns.extend(sk.columns());
+            }
+            let unique = unique_keys(conn, &view.source).await?;
+            if !unique
+                .iter()
+                .any(|key| key.iter().all(|c| key_columns.contains(&c.as_str())))
+            {
+                problems.push(Problem {
+                    file: view.file.clone(),
+                    field: "writeback.enabled".into(),
+                    message: format!(
+                        "the key templates name no unique key of {} (they name {}): write-back could not find the one row behind an item",
+                        view.source,
+                        key_columns.join(", ")
+                    ),
+                });
+            }
+            for (i, name) in view.writeback_attributes.iter().enumerate() {
+                let column = crate::writeback::inverse::writable(view, name).map(|(c, _)| c);
+                if column.as_ref().is_some_and(|c| !columns.contains_key(c)) {
+                    problems.push(Problem {
+                        file: view.file.clone(),
+                        field: format!("writeback.attributes[{i}]"),
+                        message: format!(
+                            "column {} is not in {}",
+                            column.unwrap_or_default(),
+                            view.source
+                        ),
+                    });
+                }
+            }
+        }
         if view.has_joins() {
             let mut join_problems = Vec::new();
             check_joins(conn, view, &cache, &mut join_problems).await?;

@@ -411,6 +411,141 @@ fn native(attr: &Attr, kind: &ColumnKind) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::row::ColumnSchema;
+    use crate::view::spec::TableRef;
+
+    fn view() -> View {
+        crate::config::compile_view(
+            std::path::Path::new("accounts.toml"),
+            r#"
+name = "accounts"
+table = "accounts_views"
+source = "db.accounts"
+[key]
+pk = "ACC#{id}"
+[attributes]
+status = "status"
+score = "score"
+[writeback]
+enabled = true
+attributes = ["status"]
+"#,
+        )
+        .unwrap()
+    }
+
+    fn table() -> TableSchema {
+        let column = |name: &str, kind: ColumnKind| ColumnSchema {
+            name: name.into(),
+            kind,
+            is_virtual: false,
+        };
+        TableSchema::new(
+            TableRef::parse("db.accounts").unwrap(),
+            vec![
+                column("id", ColumnKind::Int { unsigned: false }),
+                column("status", ColumnKind::Text),
+                column("score", ColumnKind::Int { unsigned: false }),
+            ],
+        )
+    }
+
+    fn image(pairs: &[(&str, Attr)]) -> Image {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    fn change(kind: ChangeKind, old: Option<Image>, new: Option<Image>) -> StreamChange {
+        StreamChange {
+            kind,
+            keys: image(&[("pk", Attr::S("ACC#1".into()))]),
+            old,
+            new,
+            ttl: false,
+            sequence: "1".into(),
+        }
+    }
+
+    #[test]
+    fn whose_change_by_the_version_rule() {
+        let (view, table) = (view(), table());
+        let v = |n: &str| (VERSION_ATTRIBUTE, Attr::N(n.into()));
+        let s = |text: &str| ("status", Attr::S(text.into()));
+        let pk = ("pk", Attr::S("ACC#1".into()));
+        // rowcast's put of a new item, and of a new version over an existing one.
+        let own_insert = change(
+            ChangeKind::Insert,
+            None,
+            Some(image(&[pk.clone(), v("5"), s("open")])),
+        );
+        assert_eq!(decide(&view, &table, &own_insert), Decision::Own);
+        let own_modify = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("5"), s("open")])),
+            Some(image(&[pk.clone(), v("6"), s("closed")])),
+        );
+        assert_eq!(decide(&view, &table, &own_modify), Decision::Own);
+        // An application's UpdateItem keeps rowcast's version (and its origin marker).
+        let app_update = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("6"), s("open")])),
+            Some(image(&[pk.clone(), v("6"), s("frozen")])),
+        );
+        assert_eq!(
+            decide(&view, &table, &app_update),
+            Decision::Update {
+                set: vec![("status".into(), Value::Bytes(b"frozen".to_vec()))]
+            }
+        );
+        // An application's PutItem over an existing item, without a version: still its own.
+        let app_put = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("6"), s("open")])),
+            Some(image(&[pk.clone(), s("frozen")])),
+        );
+        assert!(matches!(
+            decide(&view, &table, &app_put),
+            Decision::Update { .. }
+        ));
+        // A non-writable attribute rejects the whole record.
+        let score = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("6"), s("open")])),
+            Some(image(&[
+                pk.clone(),
+                v("6"),
+                s("frozen"),
+                ("score", Attr::N("3".into())),
+            ])),
+        );
+        assert!(
+            matches!(decide(&view, &table, &score), Decision::Reject(r) if r.contains("score is not writable"))
+        );
+        // Only metadata changed.
+        let meta = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("6"), s("open")])),
+            Some(image(&[
+                pk.clone(),
+                v("6"),
+                s("open"),
+                ("_note", Attr::S("x".into())),
+            ])),
+        );
+        assert_eq!(decide(&view, &table, &meta), Decision::Unchanged);
+        // Removals: TTL skipped, others checked against SQL.
+        let mut ttl = change(ChangeKind::Remove, Some(image(&[pk.clone(), v("6")])), None);
+        ttl.ttl = true;
+        assert_eq!(decide(&view, &table, &ttl), Decision::Ttl);
+        ttl.ttl = false;
+        assert_eq!(decide(&view, &table, &ttl), Decision::Delete);
+        assert_eq!(
+            key_columns(&view, &own_insert.keys),
+            Some(vec![("id".to_string(), "1".to_string())])
+        );
+    }
 
     #[test]
     fn values_convert_back_or_are_refused() {

@@ -591,3 +591,40 @@ pub fn stream_change(record: &Record) -> Option<StreamChange> {
         sequence: data.sequence_number().unwrap_or_default().to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodbstreams::types::{Identity, StreamRecord};
+
+    use super::*;
+
+    #[test]
+    fn ttl_removals_are_recognised() {
+        let record = |principal: Option<&str>| {
+            let mut builder = Record::builder()
+                .event_name(OperationType::Remove)
+                .dynamodb(
+                    StreamRecord::builder()
+                        .keys("pk", AttributeValue::S("ACC#1".into()))
+                        .old_image("pk", AttributeValue::S("ACC#1".into()))
+                        .sequence_number("42")
+                        .build(),
+                );
+            if let Some(principal) = principal {
+                builder = builder.user_identity(
+                    Identity::builder()
+                        .r#type("Service")
+                        .principal_id(principal)
+                        .build(),
+                );
+            }
+            builder.build()
+        };
+        let ttl = stream_change(&record(Some("dynamodb.amazonaws.com"))).unwrap();
+        assert!(ttl.ttl);
+        assert_eq!(ttl.kind, ChangeKind::Remove);
+        assert_eq!(ttl.sequence, "42");
+        assert!(!stream_change(&record(None)).unwrap().ttl);
+        assert!(!stream_change(&record(Some("someone.else"))).unwrap().ttl);
+    }
+}
