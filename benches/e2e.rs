@@ -320,6 +320,84 @@ async fn main() {
         .expect("drop");
 }
 
+/// 5. Write-back: UpdateItem → the MariaDB row, one at a time (latency) and many at once
+/// (records/s).
+async fn writeback(
+    conn: &mut mysql_async::Conn,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    port: u16,
+) {
+    let items = env_usize("ROWCAST_BENCH_WRITEBACK", 2_000);
+    wait_metric(
+        port,
+        "rowcast_items_written_total{op=\"put\",view=\"notes\"}",
+        items as f64,
+    )
+    .await;
+    let update = |id: usize, note: String| {
+        client
+            .update_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(format!("NOTE#{id}")))
+            .update_expression("SET note = :n")
+            .expression_attribute_values(":n", AttributeValue::S(note))
+            .send()
+    };
+    let mut latencies = Vec::new();
+    for n in 0..100usize {
+        let id = 1 + n;
+        let note = format!("single-{n}");
+        update(id, note.clone()).await.expect("update");
+        let sent = Instant::now();
+        loop {
+            let found: Option<String> = conn
+                .exec_first("SELECT note FROM notes WHERE id = ?", (id,))
+                .await
+                .expect("select");
+            if found.as_deref() == Some(note.as_str()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    let started = Instant::now();
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for id in 1..=items {
+        pending.push(update(id, "bulk".into()));
+        if pending.len() >= LANES {
+            use futures_util::StreamExt;
+            pending.next().await.expect("some").expect("update");
+        }
+    }
+    {
+        use futures_util::StreamExt;
+        while let Some(done) = pending.next().await {
+            done.expect("update");
+        }
+    }
+    let sent = started.elapsed().as_secs_f64();
+    loop {
+        let done: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM notes WHERE note = 'bulk'")
+            .await
+            .expect("count");
+        if done == Some(items as u64) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = started.elapsed().as_secs_f64();
+    println!(
+        "write-back: UpdateItem to MariaDB row p50 {:.0} ms, p99 {:.0} ms (100 one at a time, 250 ms stream poll); {items} UpdateItems sent in {sent:.2}s, all in MariaDB after {total:.2}s = {:.0} records/s",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        items as f64 / total
+    );
+}
+
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -353,6 +431,8 @@ async fn joins(
         "CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT NOT NULL, status VARCHAR(10) NOT NULL, KEY (customer_id))".into(),
         "CREATE TABLE order_items (id INT PRIMARY KEY AUTO_INCREMENT, order_id INT NOT NULL, sku VARCHAR(10) NOT NULL, qty INT NOT NULL, price DECIMAL(10,2) NOT NULL, KEY (order_id))".into(),
         "CREATE TABLE pings (id INT PRIMARY KEY)".into(),
+        "CREATE TABLE notes (id INT PRIMARY KEY, note VARCHAR(40) NOT NULL)".into(),
+        format!("INSERT INTO notes SELECT seq, 'start' FROM seq_1_to_{}", env_usize("ROWCAST_BENCH_WRITEBACK", 2_000)),
         "INSERT INTO customers SELECT seq, CONCAT('customer ', seq) FROM seq_1_to_100".into(),
         format!("INSERT INTO orders SELECT seq, IF(seq <= {fan_out}, 1, 2 + seq % 99), 'open' FROM seq_1_to_{}", fan_out + 1000),
     ] {
@@ -369,6 +449,11 @@ async fn joins(
     std::fs::write(
         jdir.join("views/order_summary.toml"),
         format!("name = \"order_summary\"\ntable = \"{table}\"\nsource = \"{db}.orders\"\n[key]\npk = \"ORDER#{{id}}\"\nsk = \"META\"\n[attributes]\nstatus = \"status\"\n[[embed]]\nattribute = \"lines\"\nfrom = \"{db}.order_items\"\non = {{ order_id = \"id\" }}\nattributes = {{ sku = \"sku\", qty = \"qty\" }}\n[[aggregate]]\nattribute = \"line_count\"\nfrom = \"{db}.order_items\"\non = {{ order_id = \"id\" }}\nfunction = \"count\"\n[[aggregate]]\nattribute = \"amount\"\nfrom = \"{db}.order_items\"\non = {{ order_id = \"id\" }}\nfunction = \"sum:price\"\n"),
+    )
+    .expect("view");
+    std::fs::write(
+        jdir.join("views/notes.toml"),
+        format!("name = \"notes\"\ntable = \"{table}_wb\"\nsource = \"{db}.notes\"\n[key]\npk = \"NOTE#{{id}}\"\n[attributes]\nnote = \"note\"\n[writeback]\nenabled = true\nattributes = [\"note\"]\n"),
     )
     .expect("view");
     std::fs::write(
@@ -533,5 +618,6 @@ async fn joins(
     }
     let written = metric_sum(port, summary_puts).await - before;
     println!("join hot order: {burst} one-line transactions on one order in {committed:.2}s -> its item written {written:.0} times, final state visible {:.0} ms after the last commit", (started.elapsed().as_secs_f64() - committed) * 1000.0);
+    writeback(conn, client, &format!("{table}_wb"), port).await;
     drop(daemon);
 }

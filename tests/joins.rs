@@ -74,3 +74,72 @@ async fn kill9_in_the_middle_of_a_fan_out_loses_nothing() {
         .await;
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fill_on_miss_of_a_lazy_view_reads_its_joins() {
+    let env = Env::new("joinfill").await;
+    let table = setup(&env, "").await;
+    env.write_view(
+        "order_card.toml",
+        &r#"
+name = "order_card"
+table = "CARDS"
+source = "{DB}.orders"
+[key]
+pk = "CARD#{id}"
+[attributes]
+status = "status"
+[[lookup]]
+from = "{DB}.customers"
+on = { id = "customer_id" }
+attributes = { customer_name = "name" }
+[[embed]]
+attribute = "skus"
+from = "{DB}.order_items"
+on = { order_id = "id" }
+order_by = "line_no DESC"
+attributes = { sku = "sku" }
+[[aggregate]]
+attribute = "lines"
+from = "{DB}.order_items"
+on = { order_id = "id" }
+function = "count"
+[fill]
+mode = "lazy"
+"#
+        .replace("CARDS", &env.table("cards")),
+    );
+    env.create_tables();
+    env.sql(
+        "INSERT INTO customers VALUES (5, 'Grace', NULL, 'std');
+         INSERT INTO orders VALUES (50, 5, 'open', NULL);
+         INSERT INTO order_items VALUES (1, 50, 1, 'apple', 1, 1.00), (2, 50, 2, 'fig', 2, NULL);",
+    )
+    .await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    assert!(env.items(&env.table("cards")).await.is_empty(), "lazy");
+    let (status, body) = daemon.get("/v1/views/order_card/item?pk=CARD%2350").await;
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        item,
+        serde_json::json!({"pk": "CARD#50", "status": "open", "customer_name": "Grace", "skus": [{"sku": "fig"}, {"sku": "apple"}], "lines": 2})
+    );
+    // Once there, the item follows its related rows like any other.
+    env.sql("UPDATE customers SET name = 'Grace H.' WHERE id = 5")
+        .await;
+    eventually(
+        "the rename to reach the filled item",
+        Duration::from_secs(30),
+        || async {
+            env.items(&env.table("cards"))
+                .await
+                .iter()
+                .any(|i| i["customer_name"] == "Grace H.")
+        },
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
