@@ -8,7 +8,9 @@
 //! 3. latency: one row per commit at a steady low rate, commit-to-visible (GetItem polling)
 //!    p50 / p99;
 //! 4. joins: a customer rename fanning out to ROWCAST_BENCH_FANOUT (10,000) items, a stream of
-//!    order-line inserts into an embed + aggregates view, a burst on one hot order.
+//!    order-line inserts into an embed + aggregates view, a burst on one hot order;
+//! 5. write-back: UpdateItem → MariaDB row latency, and ROWCAST_BENCH_WRITEBACK (2,000) updates
+//!    at once.
 //!
 //! `cargo bench --bench e2e` (ROWCAST_BENCH_ROWS, ROWCAST_BENCH_LATENCY_ROWS to resize). Under
 //! `cargo test` it does nothing.
@@ -320,8 +322,8 @@ async fn main() {
         .expect("drop");
 }
 
-/// 5. Write-back: UpdateItem → the MariaDB row, one at a time (latency) and many at once
-/// (records/s).
+/// Write-back (part 5): UpdateItem → the MariaDB row, one at a time (latency) and many at
+/// once (records/s).
 async fn writeback(
     conn: &mut mysql_async::Conn,
     client: &aws_sdk_dynamodb::Client,
