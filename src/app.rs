@@ -250,6 +250,7 @@ async fn spawn_writebacks(
             table: table.clone(),
             positions: positions.clone(),
             dead_letters: dead_letters.clone(),
+            poll: config.streams_poll_interval,
         };
         tasks.spawn(
             consumer

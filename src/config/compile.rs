@@ -328,6 +328,12 @@ pub(super) fn load(
         metrics_listen,
         writer,
         dead_letter,
+        streams_poll_interval: Duration::from_millis(
+            raw.streams
+                .poll_interval_ms
+                .unwrap_or(250)
+                .clamp(10, 60_000),
+        ),
         backfill_chunk_rows: raw.backfill.chunk_rows.unwrap_or(1000).clamp(1, 100_000),
         join_max_dirty_keys: raw.backfill.join_max_dirty_keys.unwrap_or(100_000).max(1),
         views,

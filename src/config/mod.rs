@@ -105,6 +105,8 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     pub writer: WriterConfig,
     pub dead_letter: DeadLetterConfig,
+    /// Pause between two reads of an idle stream shard (write-back).
+    pub streams_poll_interval: Duration,
     pub backfill_chunk_rows: usize,
     /// Keys of one view waiting for a join refresh above which the view is backfilled again.
     pub join_max_dirty_keys: usize,

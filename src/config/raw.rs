@@ -31,6 +31,17 @@ pub struct RawConfig {
     /// Where items that DynamoDB can never accept are recorded.
     #[serde(default)]
     pub dead_letter: RawDeadLetter,
+    /// How write-back reads DynamoDB Streams.
+    #[serde(default)]
+    pub streams: RawStreams,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStreams {
+    /// Pause between two reads of a shard that had nothing new (default 250; DynamoDB allows
+    /// five GetRecords per second per shard).
+    pub poll_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

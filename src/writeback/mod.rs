@@ -47,8 +47,6 @@ use crate::view::spec::View;
 use crate::view::value::Attr;
 use crate::view::ItemKey;
 
-/// How often an idle stream is polled.
-const POLL: Duration = Duration::from_millis(250);
 /// How often the shard list is read again.
 const DESCRIBE_EVERY: Duration = Duration::from_secs(10);
 
@@ -69,6 +67,8 @@ pub struct Consumer {
     pub table: String,
     pub positions: Arc<PositionStore>,
     pub dead_letters: Arc<DeadLetterStore>,
+    /// Pause between two reads when no shard had anything new.
+    pub poll: Duration,
 }
 
 struct ShardState {
@@ -195,7 +195,7 @@ impl Worker {
                     .writeback_lag
                     .with_label_values(&[&table])
                     .set(0.0);
-                if !pause(&cancel, POLL).await {
+                if !pause(&cancel, self.consumer.poll).await {
                     return;
                 }
             }
