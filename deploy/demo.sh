@@ -65,8 +65,21 @@ for price in 11.50 12.00 8.25; do
   $BIN scan --config "$CONFIG" --table menu_views | grep -E '"sk":"PRODUCT#00000002"|"category_id":2,'
 done
 
+say "write-back: an application marks order 2 delivered in DynamoDB (UpdateItem); rowcast writes it to MariaDB"
+curl -fs -X POST http://127.0.0.1:8000/ -H 'Content-Type: application/x-amz-json-1.0' \
+  -H 'X-Amz-Target: DynamoDB_20120810.UpdateItem' \
+  -H 'Authorization: AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0' \
+  -d '{"TableName":"shop_views","Key":{"pk":{"S":"CUSTOMER#2"},"sk":{"S":"ORDER#0000000002"}},"UpdateExpression":"SET #s = :s","ExpressionAttributeNames":{"#s":"status"},"ExpressionAttributeValues":{":s":{"S":"delivered"}}}' >/dev/null
+for _ in $(seq 1 50); do
+  [ "$("${SQL[@]}" -N -e "SELECT status FROM menu.orders WHERE id = 2")" = delivered ] && break
+  sleep 0.2
+done
+"${SQL[@]}" -e "SELECT id, customer_id, status FROM menu.orders WHERE id = 2"
+sleep 1
+$BIN scan --config "$CONFIG" --table shop_views | grep '"sk":"ORDER#0000000002"'
+
 say "metrics (http://127.0.0.1:9187/metrics)"
-curl -fs http://127.0.0.1:9187/metrics | grep -E '^rowcast_(rows_total|items_written_total|replication_lag_seconds|checkpoint_transaction_seq|dead_letters_total|join_queries_total|join_refresh_reads_total)' || true
+curl -fs http://127.0.0.1:9187/metrics | grep -E '^rowcast_(rows_total|items_written_total|replication_lag_seconds|checkpoint_transaction_seq|dead_letters_total|join_queries_total|join_refresh_reads_total|writeback_stream_records_total)' || true
 
 if [ "${ROWCAST_DEMO_EXIT:-0}" = 1 ]; then
   kill -TERM $DAEMON
