@@ -77,6 +77,14 @@ pub struct Backfill {
     pub refresher: Refresher,
 }
 
+/// What snapshot rows are merged into the stream for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merged {
+    Backfill,
+    Fill,
+    Refresh,
+}
+
 /// Where a rows event sits: its transaction, the index of its first row change, its binlog
 /// position, whether its writes are guarded, where its transaction starts, its header flags.
 struct RowsContext<'a> {
@@ -586,42 +594,12 @@ impl Source {
                 waiting.push(fill);
                 continue;
             }
-            let rows = SnapshotRows {
-                table: fill.table,
-                views: fill.views,
-                rows: fill.rows,
-                joined: fill.joined,
-                refresh: false,
-                seq: cursor.next_seq.saturating_sub(1),
-                guard: true,
-                origin: Arc::new(fill.position),
-            };
-            self.tx
-                .send(SourceEvent::Snapshot(rows))
-                .await
-                .map_err(|_| SourceError::DownstreamClosed)?;
+            // Always guarded: the item may have been written meanwhile by a read of its own.
+            self.inject(cursor, fill, Merged::Fill).await?;
         }
         self.pending_fills = waiting;
         if let Some(refresh) = self.refresher.take_if_reached(at) {
-            let seq = cursor.next_seq.saturating_sub(1);
-            let guard = cursor
-                .replay_end
-                .as_ref()
-                .is_some_and(|end| position_before(&refresh.position, end));
-            let rows = SnapshotRows {
-                table: refresh.table,
-                views: refresh.views,
-                rows: refresh.rows,
-                joined: refresh.joined,
-                refresh: true,
-                seq,
-                guard,
-                origin: Arc::new(refresh.position),
-            };
-            self.tx
-                .send(SourceEvent::Snapshot(rows))
-                .await
-                .map_err(|_| SourceError::DownstreamClosed)?;
+            let seq = self.inject(cursor, refresh, Merged::Refresh).await?;
             // Lets the checkpoint pass the refreshed marks without waiting for a transaction.
             self.send_barrier(cursor, seq).await?;
         }
@@ -639,17 +617,30 @@ impl Source {
         };
         cursor.backfill_state = driver.state();
         self.health.set_filling(driver.filling());
+        let seq = self.inject(cursor, injection, Merged::Backfill).await?;
+        self.send_barrier(cursor, seq).await
+    }
+
+    /// Sends snapshot rows into the stream after the last transaction read; returns the
+    /// counter their versions are made from.
+    async fn inject(
+        &self,
+        cursor: &Cursor,
+        injection: Injection,
+        merged: Merged,
+    ) -> Result<u64, SourceError> {
         let seq = cursor.next_seq.saturating_sub(1);
-        let guard = cursor
-            .replay_end
-            .as_ref()
-            .is_some_and(|end| position_before(&injection.position, end));
+        let guard = merged == Merged::Fill
+            || cursor
+                .replay_end
+                .as_ref()
+                .is_some_and(|end| position_before(&injection.position, end));
         let rows = SnapshotRows {
             table: injection.table,
             views: injection.views,
             rows: injection.rows,
             joined: injection.joined,
-            refresh: false,
+            refresh: merged == Merged::Refresh,
             seq,
             origin: Arc::new(injection.position),
             guard,
@@ -658,7 +649,7 @@ impl Source {
             .send(SourceEvent::Snapshot(rows))
             .await
             .map_err(|_| SourceError::DownstreamClosed)?;
-        self.send_barrier(cursor, seq).await
+        Ok(seq)
     }
 
     /// A barrier between transactions (after merged snapshot rows): progress without a commit.
