@@ -143,3 +143,57 @@ mode = "lazy"
     .await;
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_view_with_joins_on_a_table_without_primary_key_halts_alone() {
+    let env = Env::new("joinnokey").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE events (ref INT NOT NULL, kind VARCHAR(10) NOT NULL);
+         CREATE TABLE kinds (code VARCHAR(10) PRIMARY KEY, label VARCHAR(20) NOT NULL);
+         CREATE TABLE plain (id INT PRIMARY KEY, v INT NOT NULL);",
+    )
+    .await;
+    env.write_view(
+        "events.toml",
+        &r#"
+name = "events"
+table = "TABLE"
+source = "{DB}.events"
+[key]
+pk = "EVENT#{ref}"
+[attributes]
+kind = "kind"
+[[lookup]]
+from = "{DB}.kinds"
+on = { code = "kind" }
+attributes = { label = "label" }
+"#
+        .replace("TABLE", &table),
+    );
+    env.write_view(
+        "plain.toml",
+        &"name = \"plain\"\ntable = \"TABLE\"\nsource = \"{DB}.plain\"\n[key]\npk = \"PLAIN#{id}\"\n"
+            .replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql(
+        "INSERT INTO kinds VALUES ('a', 'Alpha'); INSERT INTO events VALUES (1, 'a');
+         UPDATE kinds SET label = 'A' WHERE code = 'a'; INSERT INTO plain VALUES (1, 1);",
+    )
+    .await;
+    env.converge(
+        &table,
+        vec![serde_json::json!({"pk": "PLAIN#1", "id": 1, "v": 1})],
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metrics.contains("rowcast_view_halted{view=\"events\"} 1"),
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::{Pool, Value};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::driver::Injection;
 use super::join::{cell_param, in_condition, read_joined, KEYS_PER_QUERY};
@@ -95,6 +95,8 @@ pub struct Refresher {
     first_mark_at: Option<Instant>,
     /// Views to backfill again (too many marks); the reader hands them to the backfill driver.
     overflowed: Vec<String>,
+    /// Views whose root table turned out to have no primary key (reported once).
+    warned_no_key: Vec<usize>,
 }
 
 impl Refresher {
@@ -121,6 +123,7 @@ impl Refresher {
             window,
             first_mark_at: None,
             overflowed: Vec::new(),
+            warned_no_key: Vec::new(),
         }
     }
 
@@ -164,15 +167,24 @@ impl Refresher {
     ) -> Result<(), SourceError> {
         for v in 0..self.views.len() {
             let view = self.views[v].clone();
+            if view.source != *table && !view.joins.iter().any(|j| j.from == *table) {
+                continue;
+            }
+            let primary_key = schemas.sql_table(&view.source).await?.primary_key;
+            if primary_key.is_empty() {
+                // `check --connect` reports it; the other views carry on.
+                if !self.warned_no_key.contains(&v) {
+                    error!(view = %view.name, table = %view.source, "the root table has no primary key: this view's joins cannot be refreshed");
+                    metrics()
+                        .view_halted
+                        .with_label_values(&[&view.name])
+                        .set(1);
+                    self.warned_no_key.push(v);
+                }
+                continue;
+            }
             if view.source == *table {
                 if let Some(row) = after {
-                    let primary_key = schemas.sql_table(&view.source).await?.primary_key;
-                    if primary_key.is_empty() {
-                        return Err(SourceError::Schema(format!(
-                            "view {}: {} has no primary key; views with joins need one",
-                            view.name, view.source
-                        )));
-                    }
                     let columns: Vec<&str> = primary_key.iter().map(String::as_str).collect();
                     self.add(v, &columns, &columns, row, (seq, restart), "root");
                 }

@@ -60,7 +60,7 @@ impl Classify for SourceError {
                 match e {
                     // Access denied, unknown table or column: fixing them needs an operator.
                     mysql_async::Error::Server(server)
-                        if [1044, 1045, 1054, 1146, 1227].contains(&server.code) =>
+                        if [1044, 1045, 1054, 1064, 1146, 1227].contains(&server.code) =>
                     {
                         ErrorClass::Definite
                     }

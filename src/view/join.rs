@@ -30,10 +30,10 @@ pub enum JoinValue {
 pub fn join_value(cell: &Cell) -> Option<JoinValue> {
     Some(match cell {
         Cell::Null | Cell::ZeroDate => return None,
-        Cell::Int(v) => JoinValue::Number(v.to_string()),
-        Cell::UInt(v) => JoinValue::Number(v.to_string()),
-        Cell::Bit(v) => JoinValue::Number(v.to_string()),
-        Cell::Year(v) => JoinValue::Number(v.to_string()),
+        Cell::Int(v) => JoinValue::Number(normal_number(&v.to_string())),
+        Cell::UInt(v) => JoinValue::Number(normal_number(&v.to_string())),
+        Cell::Bit(v) => JoinValue::Number(normal_number(&v.to_string())),
+        Cell::Year(v) => JoinValue::Number(normal_number(&v.to_string())),
         Cell::Decimal(text) => JoinValue::Number(normal_number(text)),
         Cell::Float(v) => JoinValue::Number(normal_number(&format_f64(f64::from(*v)))),
         Cell::Double(v) => JoinValue::Number(normal_number(&format_f64(*v))),
@@ -497,6 +497,16 @@ mod tests {
     #[test]
     fn join_values_compare_numbers_by_value_and_strings_exactly() {
         assert_eq!(join_value(&Cell::Int(7)), join_value(&Cell::UInt(7)));
+        assert_eq!(
+            join_value(&Cell::Int(10)),
+            join_value(&Cell::Decimal("10.00".into()))
+        );
+        assert_eq!(
+            join_value(&Cell::Int(0)),
+            join_value(&Cell::Decimal("0.0".into()))
+        );
+        assert_ne!(join_value(&Cell::Int(1)), join_value(&Cell::Int(10)));
+        assert_ne!(join_value(&Cell::Int(-1)), join_value(&Cell::Int(1)));
         assert_eq!(
             join_value(&Cell::Decimal("7.50".into())),
             join_value(&Cell::Double(7.5))
