@@ -197,3 +197,31 @@ attributes = { label = "label" }
     );
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn self_joins_composite_joins_and_every_column_embeds_follow_a_random_workload() {
+    use common::staff;
+    let env = Env::new("joinshapes").await;
+    let table = env.table("staff");
+    env.sql(staff::SCHEMA).await;
+    env.write_view("staff.toml", &staff::VIEW.replace("TABLE", &table));
+    env.write_config("");
+    env.create_tables();
+    staff::workload(&env, 0x51a7, 200).await;
+    let daemon = env.start().await;
+    env.converge(&table, staff::expected(&env).await, Duration::from_secs(60))
+        .await;
+    staff::workload(&env, 0x51a8, 1200).await;
+    let expected = staff::expected(&env).await;
+    // The workload reaches every shape it is meant to test.
+    let has = |test: &dyn Fn(&serde_json::Value) -> bool| expected.iter().any(test);
+    assert!(has(&|i| i["tasks"]
+        .as_array()
+        .is_some_and(|t| t.len() >= 2)));
+    assert!(has(&|i| i.get("dept_name").is_some()));
+    assert!(has(&|i| i.get("manager").is_some()));
+    assert!(has(&|i| i.get("next_due").is_some()));
+    env.converge(&table, expected, Duration::from_secs(90))
+        .await;
+    assert!(daemon.terminate().success());
+}

@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod shop;
+pub mod staff;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
