@@ -89,6 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     let client = dynamo::client(&config.dynamodb).await;
     let (snapshot_tx, snapshot_rx) = mpsc::channel(16);
     let (fill_tx, fill_rx) = mpsc::channel(64);
+    let restore_tx = fill_tx.clone();
     let control = metrics::Control {
         snapshots: snapshot_tx,
         fills: fill_tx,
@@ -186,7 +187,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         },
     );
     let writeback_stop = CancellationToken::new();
-    let writebacks = spawn_writebacks(&config, &client, &pool, &writeback_stop).await;
+    let writebacks = spawn_writebacks(&config, &client, &pool, restore_tx, &writeback_stop).await;
     let source_result = source
         .run(start, shutdown.clone())
         .instrument(info_span!("source", server_id = config.source.server_id))
@@ -212,6 +213,7 @@ async fn spawn_writebacks(
     config: &Config,
     client: &Client,
     pool: &Pool,
+    restore: mpsc::Sender<crate::pipeline::FillRequest>,
     stop: &CancellationToken,
 ) -> TaskTracker {
     let tasks = TaskTracker::new();
@@ -251,6 +253,7 @@ async fn spawn_writebacks(
             positions: positions.clone(),
             dead_letters: dead_letters.clone(),
             poll: config.streams_poll_interval,
+            restore: restore.clone(),
         };
         tasks.spawn(
             consumer

@@ -371,6 +371,14 @@ async fn items_changed_in_dynamodb_reach_sql_once() {
     }
     assert!(letters.contains("\"record\""), "{letters}");
     assert_eq!(rows(&env).await, before, "a rejected write reached SQL");
+    // And the view follows SQL again: the rejected items are written again from their rows,
+    // the rejected new item (no row) is deleted.
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
     let (_, metrics) = daemon.get("/metrics").await;
     assert!(
         metric(

@@ -630,7 +630,15 @@ impl Source {
         merged: Merged,
     ) -> Result<u64, SourceError> {
         let seq = cursor.next_seq.saturating_sub(1);
+        // A snapshot read after a restart may get the version an earlier run gave a read at the
+        // same place; for a write-back view an unconditional rewrite with an equal version
+        // would look like an application's change (the version rule) and flow back to SQL.
+        let writeback = self
+            .views
+            .iter()
+            .any(|v| v.writeback_enabled && injection.views.contains(&v.name));
         let guard = merged == Merged::Fill
+            || writeback
             || cursor
                 .replay_end
                 .as_ref()

@@ -69,6 +69,8 @@ pub struct Consumer {
     pub dead_letters: Arc<DeadLetterStore>,
     /// Pause between two reads when no shard had anything new.
     pub poll: Duration,
+    /// Fill requests: after a rejection, the item is written again from its row.
+    pub restore: tokio::sync::mpsc::Sender<crate::pipeline::FillRequest>,
 }
 
 struct ShardState {
@@ -474,7 +476,7 @@ impl Worker {
                 }
             }
         };
-        debug!(view = %view.name, sequence = %change.sequence, outcome, "write-back record");
+        debug!(view = %view.name, sequence = %change.sequence, kind = ?change.kind, key = %item_key(&view, &change.keys), ?decision, outcome, "write-back record");
         count(&view.name, outcome);
         Ok(())
     }
@@ -508,6 +510,49 @@ impl Worker {
             .inc();
         if let Err(error) = self.consumer.dead_letters.record(&letter).await {
             error!(view = %view.name, error = %crate::error::chain(&error), "write-back: cannot store a dead letter");
+        }
+        self.restore(view, change).await;
+    }
+
+    /// After a rejection the item is made to follow SQL again: written again from its row
+    /// (merged into the binlog stream like a fill on miss), or, when no row makes it and the
+    /// item is still the application's own (no version), deleted — conditionally, so that an
+    /// item rowcast wrote meanwhile stays.
+    async fn restore(&self, view: &View, change: &StreamChange) {
+        let Some(columns) = key_columns(view, &change.keys) else {
+            return;
+        };
+        let key = item_key(view, &change.keys);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = crate::pipeline::FillRequest {
+            view: view.name.clone(),
+            columns,
+            key: key.clone(),
+            reply,
+        };
+        if self.consumer.restore.send(request).await.is_err() {
+            return;
+        }
+        let made = matches!(answer.await, Ok(Ok(true)));
+        if made || change.kind == ChangeKind::Remove {
+            return;
+        }
+        let mut request = self
+            .consumer
+            .dynamo
+            .delete_item()
+            .table_name(&view.table)
+            .key(
+                &key.pk_attribute,
+                aws_sdk_dynamodb::types::AttributeValue::S(key.pk.clone()),
+            )
+            .condition_expression("attribute_not_exists(#v)")
+            .expression_attribute_names("#v", crate::sink::dynamo::VERSION_ATTRIBUTE);
+        if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
+            request = request.key(name, aws_sdk_dynamodb::types::AttributeValue::S(sk.clone()));
+        }
+        if let Err(error) = request.send().await {
+            debug!(view = %view.name, error = %classify_sdk_error(&error), "write-back: the rejected item was not deleted (rowcast wrote it meanwhile, or DynamoDB refused)");
         }
     }
 }
