@@ -138,6 +138,10 @@ impl Worker {
             if described.is_none_or(|at| at.elapsed() >= DESCRIBE_EVERY) {
                 match self.describe(&arn).await {
                     Ok(list) => {
+                        // Shards read to their end and gone from the stream are forgotten.
+                        shards.retain(|id, state| {
+                            !state.position.done || list.iter().any(|(listed, _)| listed == id)
+                        });
                         for (id, parent) in list {
                             shards.entry(id.clone()).or_insert_with(|| ShardState {
                                 parent,
