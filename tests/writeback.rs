@@ -252,7 +252,7 @@ async fn items_changed_in_dynamodb_reach_sql_once() {
     assert!(
         metric(
             &metrics,
-            "rowcast_writeback_stream_records_total{outcome=\"skipped_own\""
+            "rowcast_writeback_stream_records_total{outcome=\"skipped-own\""
         ) >= 4.0,
         "{metrics}"
     );
@@ -419,7 +419,7 @@ async fn rowcasts_own_deletions_are_not_written_back() {
             let (_, metrics) = daemon.get("/metrics").await;
             metric(
                 &metrics,
-                "rowcast_writeback_stream_records_total{outcome=\"skipped_own\"",
+                "rowcast_writeback_stream_records_total{outcome=\"skipped-own\"",
             ) >= 5.0
         },
     )

@@ -164,7 +164,7 @@ impl Metrics {
             join_refresh_rows: counter_vec(&r, "rowcast_join_refresh_rows_total", "Root rows read to refresh items of views with joins, by view", &["view"]),
             join_queries: counter_vec(&r, "rowcast_join_queries_total", "SQL SELECTs made to evaluate joins (root rows and related rows; backfill, fill on miss and refresh), by view", &["view"]),
             join_overflows: counter_vec(&r, "rowcast_join_overflows_total", "Times a view had more keys waiting for a refresh than join_max_dirty_keys and was backfilled again instead", &["view"]),
-            writeback_records: counter_vec(&r, "rowcast_writeback_stream_records_total", "DynamoDB stream records of write-back tables, by view and outcome (applied, skipped_own, skipped_ttl, unchanged, rejected, other_view)", &["view", "outcome"]),
+            writeback_records: counter_vec(&r, "rowcast_writeback_stream_records_total", "DynamoDB stream records of write-back tables, by view and outcome (applied, skipped-own, skipped-ttl, unchanged, rejected, other-view)", &["view", "outcome"]),
             writeback_lag: float_gauge_vec(&r, "rowcast_writeback_lag_seconds", "Now minus the creation time of the last stream record applied, by table (0 when caught up)", &["table"]),
             writeback_shards: gauge_vec(&r, "rowcast_writeback_shards", "Stream shards known, by table", &["table"]),
             writeback_iterator_refreshes: counter_vec(&r, "rowcast_writeback_iterator_refreshes_total", "Expired shard iterators fetched again after the last sequence number, by table", &["table"]),

@@ -446,7 +446,7 @@ impl Worker {
             .iter()
             .find_map(|v| key_columns(v, &change.keys).map(|c| (v.clone(), c)))
         else {
-            count("(none)", "other_view");
+            count("(none)", "other-view");
             return Ok(());
         };
         let table = self
@@ -456,8 +456,8 @@ impl Worker {
             .map_err(|e| crate::error::chain(&e))?;
         let decision = decide(&view, &table.schema, &change);
         let outcome = match &decision {
-            Decision::Own => "skipped_own",
-            Decision::Ttl => "skipped_ttl",
+            Decision::Own => "skipped-own",
+            Decision::Ttl => "skipped-ttl",
             Decision::Unchanged => "unchanged",
             Decision::Reject(reason) => {
                 self.reject(&view, &change, shard, reason).await;
@@ -472,7 +472,7 @@ impl Worker {
                     .map_err(|e| crate::error::chain(&e))?
                 {
                     Applied::Done => "applied",
-                    Applied::NotOurs => "skipped_own",
+                    Applied::NotOurs => "skipped-own",
                     Applied::Refused(reason) => {
                         self.reject(&view, &change, shard, &reason).await;
                         "rejected"
