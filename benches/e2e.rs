@@ -620,6 +620,46 @@ async fn joins(
     }
     let written = metric_sum(port, summary_puts).await - before;
     println!("join hot order: {burst} one-line transactions on one order in {committed:.2}s -> its item written {written:.0} times, final state visible {:.0} ms after the last commit", (started.elapsed().as_secs_f64() - committed) * 1000.0);
+    // Commit-to-visible through a join: one line per commit, until the order's count shows it.
+    let mut latencies = Vec::new();
+    for _ in 0..100 {
+        conn.query_drop(
+            "INSERT INTO order_items (order_id, sku, qty, price) VALUES (8, 'lat', 1, 1.00)",
+        )
+        .await
+        .expect("line");
+        let committed = Instant::now();
+        let lines: Vec<u64> = conn
+            .query("SELECT COUNT(*) FROM order_items WHERE order_id = 8")
+            .await
+            .expect("count");
+        let want = lines[0].to_string();
+        loop {
+            let out = client
+                .get_item()
+                .table_name(&table)
+                .key("pk", AttributeValue::S("ORDER#8".into()))
+                .key("sk", AttributeValue::S("META".into()))
+                .send()
+                .await
+                .expect("get");
+            let count = out
+                .item
+                .and_then(|i| i.get("line_count").and_then(|v| v.as_n().ok().cloned()));
+            if count.as_deref() == Some(want.as_str()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        latencies.push(committed.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+    println!(
+        "join commit-to-visible (a line added, its order's embed and count rewritten), 100 commits: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+        percentile(&latencies, 0.99).as_secs_f64() * 1000.0
+    );
     writeback(conn, client, &format!("{table}_wb"), port).await;
     drop(daemon);
 }

@@ -7,8 +7,9 @@
 //! database, so an item is never a mix of two moments, and nothing of the source is copied into
 //! rowcast's memory or the checkpoint. The cost is SQL reads: one snapshot per batch of marked
 //! keys (up to [`KEYS_PER_QUERY`] of them, `chunk_rows` root rows), with one SELECT for the root
-//! rows and one per join. Marks are deduplicated, so a burst of changes to one hot parent costs
-//! one refresh per batch, not one per change.
+//! rows and one per join. Marks are deduplicated and gather for one window (the writer's
+//! `flush_interval_ms`, or until a batch is full), so a burst of changes to one hot parent costs
+//! one refresh per window, not one per change.
 //!
 //! What marks what (for view V with root table R):
 //! - a change of a row of R marks that row (by primary key); its deletes and key moves are
@@ -97,6 +98,8 @@ pub struct Refresher {
     overflowed: Vec<String>,
     /// Views whose root table turned out to have no primary key (reported once).
     warned_no_key: Vec<usize>,
+    /// Whether a backfill can replace the marks of a view that has too many.
+    overflow_allowed: bool,
 }
 
 impl Refresher {
@@ -124,6 +127,7 @@ impl Refresher {
             first_mark_at: None,
             overflowed: Vec::new(),
             warned_no_key: Vec::new(),
+            overflow_allowed: true,
         }
     }
 
@@ -148,6 +152,11 @@ impl Refresher {
                 seq: seq.saturating_sub(1),
                 position: position.clone(),
             })
+    }
+
+    /// Whether overflowing views may be backfilled again (the backfill driver still runs).
+    pub fn allow_overflow(&mut self, allowed: bool) {
+        self.overflow_allowed = allowed;
     }
 
     /// Views that overflowed since the last call.
@@ -255,7 +264,7 @@ impl Refresher {
             .join_dirty
             .with_label_values(&[name])
             .set(waiting as i64);
-        if waiting > self.max_dirty {
+        if waiting > self.max_dirty && self.overflow_allowed {
             warn!(view = %name, waiting, max = self.max_dirty, "too many keys waiting for a refresh; the view is backfilled again instead");
             metrics().join_overflows.with_label_values(&[name]).inc();
             let dropped: Vec<u64> = self.dirty[view]

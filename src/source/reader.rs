@@ -482,6 +482,8 @@ impl Source {
         }
         self.refresh_step().await;
         self.requested.extend(self.refresher.take_overflowed());
+        // Without a backfill to fall back on, marks are kept however many they are.
+        self.refresher.allow_overflow(self.backfill.is_some());
         let Some(driver) = self.backfill.as_mut() else {
             return self.inject_if_reached(cursor, current).await;
         };
