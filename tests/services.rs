@@ -77,3 +77,58 @@ async fn mariadb_restarts_mid_stream() {
     assert_eq!(daemon.get("/healthz").await.0, 200);
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_back_waits_for_mariadb_to_return() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let _serial = SERIAL.lock().await;
+    let env = Env::new("wbrestart").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, note VARCHAR(20) NOT NULL); INSERT INTO notes VALUES (1, 'start');")
+        .await;
+    env.write_view(
+        "notes.toml",
+        &"name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\n[key]\npk = \"NOTE#{id}\"\n[attributes]\nnote = \"note\"\n[writeback]\nenabled = true\nattributes = [\"note\"]\n"
+            .replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        vec![serde_json::json!({"pk": "NOTE#1", "note": "start"})],
+        Duration::from_secs(30),
+    )
+    .await;
+    services("stop-mariadb", &[]);
+    // An application's change while MariaDB is down waits, retried, and is applied once it is
+    // back; the echo then comes through the binlog and the view settles.
+    env.ddb
+        .update_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S("NOTE#1".into()))
+        .update_expression("SET note = :n")
+        .expression_attribute_values(":n", AttributeValue::S("while-down".into()))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    services("start-mariadb", &[]);
+    let env = env.reconnect();
+    common::eventually(
+        "the change to reach MariaDB",
+        Duration::from_secs(60),
+        || async {
+            let rows: Vec<String> = env.query("SELECT note FROM notes WHERE id = 1").await;
+            rows == ["while-down"]
+        },
+    )
+    .await;
+    env.converge(
+        &table,
+        vec![serde_json::json!({"pk": "NOTE#1", "note": "while-down"})],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
