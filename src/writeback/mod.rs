@@ -406,6 +406,13 @@ impl Worker {
 
     fn trimmed(&self, shard: &str, state: &mut ShardState) {
         let table = &self.consumer.table;
+        if state.position.sequence.is_none() {
+            // Reading from the oldest record already: nothing can have been skipped. (DynamoDB
+            // Local answers so when a new shard receives its first record.)
+            debug!(%table, %shard, "write-back: trimmed while reading from the oldest record; reading again");
+            state.iterator = None;
+            return;
+        }
         metrics()
             .writeback_trimmed
             .with_label_values(&[table])
