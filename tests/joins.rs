@@ -225,3 +225,28 @@ async fn self_joins_composite_joins_and_every_column_embeds_follow_a_random_work
         .await;
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_marks_fall_back_to_a_backfill_and_converge() {
+    let env = Env::new("joinoverflow").await;
+    let table = setup(&env, "[backfill]\njoin_max_dirty_keys = 20\n").await;
+    env.sql("INSERT INTO customers VALUES (1, 'before', NULL, 'std')")
+        .await;
+    env.sql("INSERT INTO orders (id, customer_id, status) SELECT seq, 1, 'open' FROM seq_1_to_200")
+        .await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    // One transaction marks 200 orders of two views: more than 20 wait, so those views are
+    // backfilled again instead of keeping every mark.
+    env.sql("UPDATE customers SET name = 'after' WHERE id = 1; UPDATE orders SET status = 'shipped' WHERE id <= 150")
+        .await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metric(&metrics, "rowcast_join_overflows_total") >= 1.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
