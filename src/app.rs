@@ -22,7 +22,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::checkpoint::tracker::Tracker;
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
-use crate::config::{CheckpointStoreConfig, Config, DeadLetterConfig, Problem};
+use crate::config::{CheckpointStoreConfig, Config, Problem};
 use crate::error::{chain, Classify, ErrorClass};
 use crate::metrics::{self, now_millis, Health};
 use crate::sink::deadletter::DeadLetterStore;
@@ -120,10 +120,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     health.set_ready();
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
-    let dead_letters = match &config.dead_letter {
-        DeadLetterConfig::Table(table) => DeadLetterStore::table(client.clone(), table.clone()),
-        DeadLetterConfig::File(path) => DeadLetterStore::file(path.clone()),
-    };
+    let dead_letters = DeadLetterStore::from_config(&config.dead_letter, &client);
     let writer = Arc::new(Writer {
         client: client.clone(),
         dead_letters,
@@ -239,10 +236,7 @@ async fn spawn_writebacks(
             PositionStore::File(path.with_extension("writeback.json"))
         }
     });
-    let dead_letters = Arc::new(match &config.dead_letter {
-        DeadLetterConfig::Table(table) => DeadLetterStore::table(client.clone(), table.clone()),
-        DeadLetterConfig::File(path) => DeadLetterStore::file(path.clone()),
-    });
+    let dead_letters = Arc::new(DeadLetterStore::from_config(&config.dead_letter, client));
     for (table, views) in by_table {
         let consumer = crate::writeback::Consumer {
             streams: streams.clone(),

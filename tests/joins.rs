@@ -10,15 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::shop::{expected, setup, workload};
-use common::{eventually, Env};
-
-fn metric(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use common::{eventually, metric, Env};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn joined_views_follow_a_random_workload() {

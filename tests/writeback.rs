@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{eventually, Env};
+use common::{eventually, metric, Env};
 use serde_json::{json, Value};
 
 const VIEW: &str = r#"
@@ -162,12 +162,20 @@ async fn stream_records(env: &Env, table: &str) -> usize {
     count
 }
 
-fn metric(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// An application's PutItem.
+async fn put(env: &Env, table: &str, attributes: &[(&str, AttributeValue)]) {
+    env.ddb
+        .put_item()
+        .table_name(table)
+        .set_item(Some(
+            attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        ))
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,23 +286,19 @@ async fn items_changed_in_dynamodb_reach_sql_once() {
     .await;
 
     // A PutItem of a new item with every column the table needs inserts the row.
-    env.ddb
-        .put_item()
-        .table_name(&table)
-        .set_item(Some(HashMap::from([
-            ("pk".to_string(), AttributeValue::S("ACC#7".into())),
-            ("sk".to_string(), AttributeValue::S("META".into())),
-            ("owner".to_string(), AttributeValue::N("70".into())),
-            ("status".to_string(), AttributeValue::S("open".into())),
-            ("balance".to_string(), AttributeValue::N("7.25".into())),
-            (
-                "opened".to_string(),
-                AttributeValue::N("1700000000000".into()),
-            ),
-        ])))
-        .send()
-        .await
-        .unwrap();
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", AttributeValue::S("ACC#7".into())),
+            ("sk", AttributeValue::S("META".into())),
+            ("owner", AttributeValue::N("70".into())),
+            ("status", AttributeValue::S("open".into())),
+            ("balance", AttributeValue::N("7.25".into())),
+            ("opened", AttributeValue::N("1700000000000".into())),
+        ],
+    )
+    .await;
     // A DeleteItem deletes the row.
     env.ddb
         .delete_item()
@@ -341,17 +345,16 @@ async fn items_changed_in_dynamodb_reach_sql_once() {
         &[(":v", AttributeValue::S("vanished".into()))],
     )
     .await;
-    env.ddb
-        .put_item()
-        .table_name(&table)
-        .set_item(Some(HashMap::from([
-            ("pk".to_string(), AttributeValue::S("ACC#8".into())),
-            ("sk".to_string(), AttributeValue::S("META".into())),
-            ("status".to_string(), AttributeValue::S("open".into())),
-        ])))
-        .send()
-        .await
-        .unwrap();
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", AttributeValue::S("ACC#8".into())),
+            ("sk", AttributeValue::S("META".into())),
+            ("status", AttributeValue::S("open".into())),
+        ],
+    )
+    .await;
     let dead = env.dir.join("dead.jsonl");
     eventually("four dead letters", Duration::from_secs(30), || async {
         std::fs::read_to_string(&dead)
@@ -472,23 +475,19 @@ async fn kill9_and_changes_while_down_lose_nothing() {
         )
         .await;
     }
-    env.ddb
-        .put_item()
-        .table_name(&table)
-        .set_item(Some(HashMap::from([
-            ("pk".to_string(), AttributeValue::S("ACC#9".into())),
-            ("sk".to_string(), AttributeValue::S("META".into())),
-            ("owner".to_string(), AttributeValue::N("90".into())),
-            ("status".to_string(), AttributeValue::S("open".into())),
-            ("balance".to_string(), AttributeValue::N("9".into())),
-            (
-                "opened".to_string(),
-                AttributeValue::N("1700000000000".into()),
-            ),
-        ])))
-        .send()
-        .await
-        .unwrap();
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", AttributeValue::S("ACC#9".into())),
+            ("sk", AttributeValue::S("META".into())),
+            ("owner", AttributeValue::N("90".into())),
+            ("status", AttributeValue::S("open".into())),
+            ("balance", AttributeValue::N("9".into())),
+            ("opened", AttributeValue::N("1700000000000".into())),
+        ],
+    )
+    .await;
     let daemon = env.start().await;
     eventually(
         "every change to reach MariaDB",

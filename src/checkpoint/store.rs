@@ -165,16 +165,22 @@ impl CheckpointStore {
 }
 
 async fn save_file(path: &std::path::Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-    let io = |source| CheckpointError::File {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
     let bytes = serde_json::to_vec_pretty(checkpoint).expect("a checkpoint always serialises");
-    let file_path = tmp.clone();
+    write_durably(path, bytes)
+        .await
+        .map_err(|source| CheckpointError::File {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a mix:
+/// a temporary file, fsynced, renamed over, and the folder fsynced.
+pub async fn write_durably(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let file_path = path.with_extension("tmp");
     let target = path.to_path_buf();
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         use std::io::Write;
@@ -190,8 +196,7 @@ async fn save_file(path: &std::path::Path, checkpoint: &Checkpoint) -> Result<()
         Ok(())
     })
     .await
-    .map_err(|e| io(std::io::Error::other(e)))?
-    .map_err(io)
+    .map_err(std::io::Error::other)?
 }
 
 fn encode_item(c: &Checkpoint) -> HashMap<String, AttributeValue> {

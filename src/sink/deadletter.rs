@@ -51,6 +51,16 @@ impl DeadLetterStore {
         }
     }
 
+    /// The store the daemon config names.
+    pub fn from_config(config: &crate::config::DeadLetterConfig, client: &Client) -> Self {
+        match config {
+            crate::config::DeadLetterConfig::Table(table) => {
+                Self::table(client.clone(), table.clone())
+            }
+            crate::config::DeadLetterConfig::File(path) => Self::file(path.clone()),
+        }
+    }
+
     pub fn file(path: PathBuf) -> Self {
         DeadLetterStore::File {
             path,

@@ -8,8 +8,8 @@ use std::time::Instant;
 use mysql_async::{Pool, Value};
 use tracing::{info, warn};
 
-use super::join::read_joined;
-use super::read::{begin_snapshot, end_snapshot, keyset_tail, select_rows, Chunk, SqlTable};
+use super::join::read_roots;
+use super::read::{keyset_tail, Chunk, SqlTable};
 use super::{BackfillState, KeyValue, Progress};
 use crate::checkpoint::Position;
 use crate::metrics::metrics;
@@ -26,7 +26,7 @@ struct Group {
     joined_view: Option<Arc<View>>,
     views: Vec<String>,
     after: Option<Vec<Value>>,
-    sql: Option<SqlTable>,
+    sql: Option<Arc<SqlTable>>,
     estimated: u64,
     done_rows: u64,
 }
@@ -217,32 +217,22 @@ impl Driver {
             group.sql = Some(sql);
         }
         let sql = group.sql.as_ref().expect("loaded above");
-        let (tail, params) = keyset_tail(sql, None, group.after.as_deref(), self.chunk_rows);
-        let position = begin_snapshot(&mut conn).await?;
-        let read = async {
-            let (rows, last_key) = select_rows(&mut conn, sql, &tail, params).await?;
-            let joined = match &group.joined_view {
-                Some(view) => {
-                    metrics()
-                        .join_queries
-                        .with_label_values(&[&view.name])
-                        .inc_by(1 + view.joins.len() as u64);
-                    Some(read_joined(&mut conn, schemas, view, &rows).await?)
-                }
-                None => None,
-            };
-            Ok::<_, SourceError>((rows, last_key, joined))
-        }
-        .await;
-        end_snapshot(&mut conn).await;
-        let (rows, last_key, joined) = read?;
+        let read = read_roots(
+            &mut conn,
+            schemas,
+            sql,
+            group.joined_view.as_deref(),
+            keyset_tail(sql, None, group.after.as_deref(), self.chunk_rows),
+            &|_| true,
+        )
+        .await?;
         self.pending = Some(Pending {
             chunk: Chunk {
-                rows,
-                position,
-                last_key,
+                rows: read.rows,
+                position: read.position,
+                last_key: read.last_key,
             },
-            joined,
+            joined: read.joined,
         });
         Ok(())
     }

@@ -12,13 +12,62 @@ use std::collections::HashMap;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
-use super::read::{decode_values, quote_name};
+use super::read::{begin_snapshot, decode_values, end_snapshot, quote_name, select_rows, SqlTable};
+use crate::metrics::metrics;
 use crate::source::schema::SchemaCache;
 use crate::source::SourceError;
 use crate::view::join::{row_join_key, sort_embedded, Accumulator, JoinPart, JoinValue, Joined};
 use crate::view::spec::{Join, JoinKind, View};
 use crate::view::value::Cell;
 use crate::view::Row;
+
+/// Root rows read in one consistent snapshot, with their related rows when the view has joins.
+pub struct SnapshotRead {
+    pub rows: Vec<Row>,
+    /// Primary key of the last row read (before `keep`), for keyset pagination.
+    pub last_key: Option<Vec<Value>>,
+    /// One per kept row, for a view with joins.
+    pub joined: Option<Vec<Joined>>,
+    pub position: crate::checkpoint::Position,
+}
+
+/// The one snapshot read of backfill chunks, fills on miss and join refreshes: `SELECT … FROM
+/// root <tail>` in a consistent snapshot, the rows `keep` accepts, and, when `view` has joins,
+/// their related rows in the same snapshot.
+pub async fn read_roots(
+    conn: &mut Conn,
+    schemas: &mut SchemaCache,
+    root: &SqlTable,
+    view: Option<&View>,
+    (tail, params): (String, Vec<Value>),
+    keep: &dyn Fn(&Row) -> bool,
+) -> Result<SnapshotRead, SourceError> {
+    let position = begin_snapshot(conn).await?;
+    let read = async {
+        let (mut rows, last_key) = select_rows(conn, root, &tail, params).await?;
+        rows.retain(|row| keep(row));
+        let joined = match view.filter(|v| v.has_joins()) {
+            Some(view) => {
+                metrics()
+                    .join_queries
+                    .with_label_values(&[&view.name])
+                    .inc();
+                Some(read_joined(conn, schemas, view, &rows).await?)
+            }
+            None => None,
+        };
+        Ok::<_, SourceError>((rows, last_key, joined))
+    }
+    .await;
+    end_snapshot(conn).await;
+    let (rows, last_key, joined) = read?;
+    Ok(SnapshotRead {
+        rows,
+        last_key,
+        joined,
+        position,
+    })
+}
 
 /// Distinct join values per `IN (…)` query.
 pub const KEYS_PER_QUERY: usize = 500;
@@ -117,8 +166,9 @@ pub async fn read_joined(
     roots: &[Row],
 ) -> Result<Vec<Joined>, SourceError> {
     let mut per_join: Vec<HashMap<Vec<JoinValue>, Collected>> = Vec::new();
+    let queries = metrics().join_queries.with_label_values(&[&view.name]);
     for join in &view.joins {
-        per_join.push(read_one_join(conn, schemas, join, roots).await?);
+        per_join.push(read_one_join(conn, schemas, join, roots, &queries).await?);
     }
     let mut out = Vec::with_capacity(roots.len());
     for root in roots {
@@ -160,6 +210,7 @@ async fn read_one_join(
     schemas: &mut SchemaCache,
     join: &Join,
     roots: &[Row],
+    queries: &prometheus::IntCounter,
 ) -> Result<HashMap<Vec<JoinValue>, Collected>, SourceError> {
     let from = schemas.sql_table(&join.from).await?;
     let from_columns: Vec<&str> = join.on.iter().map(|(f, _)| f.as_str()).collect();
@@ -169,7 +220,7 @@ async fn read_one_join(
     } else {
         let mut needed = join.from_columns();
         needed.extend(from.primary_key.iter().map(String::as_str));
-        from.subset(&needed)
+        std::sync::Arc::new(from.subset(&needed))
     };
     for column in join.from_columns() {
         if table.schema.position(column).is_none() {
@@ -202,6 +253,7 @@ async fn read_one_join(
             table.column_list(),
             table.qualified_name()
         );
+        queries.inc();
         let mut result = conn
             .exec_iter(select, params)
             .await

@@ -222,24 +222,6 @@ pub fn keyset_tail(
     )
 }
 
-pub async fn read_chunk(
-    conn: &mut Conn,
-    table: &SqlTable,
-    after: Option<&[Value]>,
-    limit: usize,
-) -> Result<Chunk, SourceError> {
-    let (tail, params) = keyset_tail(table, None, after, limit);
-    let position = begin_snapshot(conn).await?;
-    let result = select_rows(conn, table, &tail, params).await;
-    end_snapshot(conn).await;
-    let (rows, last_key) = result?;
-    Ok(Chunk {
-        rows,
-        position,
-        last_key,
-    })
-}
-
 /// `columns = texts` as a condition (a key parsed back from an item key).
 pub fn matching_condition(columns: &[(String, String)]) -> Option<(String, Vec<Value>)> {
     if columns.is_empty() {

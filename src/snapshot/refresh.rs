@@ -33,8 +33,8 @@ use mysql_async::{Pool, Value};
 use tracing::{debug, error, warn};
 
 use super::driver::Injection;
-use super::join::{cell_param, in_condition, read_joined, KEYS_PER_QUERY};
-use super::read::{begin_snapshot, end_snapshot, keyset_tail, select_rows};
+use super::join::{cell_param, in_condition, read_roots, KEYS_PER_QUERY};
+use super::read::keyset_tail;
 use crate::checkpoint::Position;
 use crate::metrics::metrics;
 use crate::source::schema::SchemaCache;
@@ -179,7 +179,8 @@ impl Refresher {
             if view.source != *table && !view.joins.iter().any(|j| j.from == *table) {
                 continue;
             }
-            let primary_key = schemas.sql_table(&view.source).await?.primary_key;
+            let root = schemas.sql_table(&view.source).await?;
+            let primary_key = &root.primary_key;
             if primary_key.is_empty() {
                 // `check --connect` reports it; the other views carry on.
                 if !self.warned_no_key.contains(&v) {
@@ -392,15 +393,17 @@ impl Refresher {
             self.chunk_rows,
         );
         let mut conn = pool.get_conn().await.map_err(SourceError::Query)?;
-        let position = begin_snapshot(&mut conn).await?;
-        let read = async {
-            let (rows, last_key) = select_rows(&mut conn, &root, &tail, params).await?;
-            let joined = read_joined(&mut conn, schemas, &view, &rows).await?;
-            Ok::<_, SourceError>((rows, last_key, joined))
-        }
-        .await;
-        end_snapshot(&mut conn).await;
-        let (rows, last_key, joined) = read?;
+        let read = read_roots(
+            &mut conn,
+            schemas,
+            &root,
+            Some(&view),
+            (tail, params),
+            &|_| true,
+        )
+        .await?;
+        let (rows, last_key, joined, position) =
+            (read.rows, read.last_key, read.joined, read.position);
         let name = view.name.as_str();
         metrics()
             .join_refresh_reads
@@ -410,10 +413,6 @@ impl Refresher {
             .join_refresh_rows
             .with_label_values(&[name])
             .inc_by(rows.len() as u64);
-        metrics()
-            .join_queries
-            .with_label_values(&[name])
-            .inc_by(1 + view.joins.len() as u64);
         let finished = rows.len() < self.chunk_rows;
         debug!(view = %name, keys = keys.len(), rows = rows.len(), %position, "join refresh read");
         if let (Some(batch), Some(last)) = (self.batch.as_mut(), last_key) {
@@ -424,7 +423,7 @@ impl Refresher {
                 table: view.source.clone(),
                 views: vec![view.name.clone()],
                 rows,
-                joined: Some(joined),
+                joined,
                 position,
             },
             finished,

@@ -24,14 +24,11 @@ use crate::error::{chain, Classify};
 use crate::metrics::{metrics, Health};
 use crate::pipeline::{Barrier, FillRequest, RowChange, SnapshotRows, SourceEvent};
 use crate::snapshot::driver::{Driver, Injection};
-use crate::snapshot::join::read_joined;
-use crate::snapshot::read::{
-    begin_snapshot, end_snapshot, keyset_tail, matching_condition, select_rows,
-};
+use crate::snapshot::join::read_roots;
+use crate::snapshot::read::{keyset_tail, matching_condition};
 use crate::snapshot::refresh::Refresher;
 use crate::snapshot::BackfillState;
 use crate::view::spec::{TableRef, View};
-use crate::view::Row;
 
 /// Where the reader starts.
 #[derive(Debug, Clone)]
@@ -550,28 +547,17 @@ impl Source {
             .await
             .map_err(|e| chain(&e))?;
         let mut conn = self.pool.get_conn().await.map_err(|e| e.to_string())?;
-        let (tail, params) = keyset_tail(&table, matching_condition(&fill.columns), None, 100);
-        let position = begin_snapshot(&mut conn).await.map_err(|e| chain(&e))?;
-        let read = async {
-            let (rows, _) = select_rows(&mut conn, &table, &tail, params).await?;
-            let rows: Vec<Row> = rows
-                .into_iter()
-                .filter(|row| crate::view::item_key(&view, row).as_ref() == Some(&fill.key))
-                .collect();
-            let joined = if view.has_joins() && !rows.is_empty() {
-                metrics()
-                    .join_queries
-                    .with_label_values(&[&view.name])
-                    .inc_by(1 + view.joins.len() as u64);
-                Some(read_joined(&mut conn, &mut self.schemas, &view, &rows).await?)
-            } else {
-                None
-            };
-            Ok::<_, SourceError>((rows, joined))
-        }
-        .await;
-        end_snapshot(&mut conn).await;
-        let (rows, joined) = read.map_err(|e| chain(&e))?;
+        let read = read_roots(
+            &mut conn,
+            &mut self.schemas,
+            &table,
+            Some(&view),
+            keyset_tail(&table, matching_condition(&fill.columns), None, 100),
+            &|row| crate::view::item_key(&view, row).as_ref() == Some(&fill.key),
+        )
+        .await
+        .map_err(|e| chain(&e))?;
+        let (rows, joined, position) = (read.rows, read.joined, read.position);
         if rows.is_empty() {
             return Ok(false);
         }

@@ -20,7 +20,7 @@ pub struct SchemaCache {
     by_table_id: HashMap<u64, Arc<TableSchema>>,
     extras: HashMap<TableRef, TableExtras>,
     /// Tables as SQL reads them (fill on miss), also forgotten on DDL.
-    sql: HashMap<TableRef, SqlTable>,
+    sql: HashMap<TableRef, Arc<SqlTable>>,
 }
 
 impl SchemaCache {
@@ -76,13 +76,13 @@ impl SchemaCache {
 
 impl SchemaCache {
     /// The table as SQL reads it, loaded from `information_schema` once per DDL generation.
-    pub async fn sql_table(&mut self, table: &TableRef) -> Result<SqlTable, SourceError> {
+    pub async fn sql_table(&mut self, table: &TableRef) -> Result<Arc<SqlTable>, SourceError> {
         if let Some(found) = self.sql.get(table) {
             return Ok(found.clone());
         }
         let extras = fetch_extras(&self.pool, table).await?;
         let mut conn = self.pool.get_conn().await.map_err(SourceError::Query)?;
-        let loaded = load_table(&mut conn, table, &extras).await?;
+        let loaded = Arc::new(load_table(&mut conn, table, &extras).await?);
         self.sql.insert(table.clone(), loaded.clone());
         Ok(loaded)
     }

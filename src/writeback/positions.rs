@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::store::{CONTROL_PK, CONTROL_SK};
+use crate::checkpoint::store::{write_durably, CONTROL_PK, CONTROL_SK};
 use crate::sink::dynamo::classify_sdk_error;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,10 +130,9 @@ impl PositionStore {
                 all.entry(view_table.to_string())
                     .or_default()
                     .insert(shard.to_string(), position.clone());
-                let text = serde_json::to_string_pretty(&all).expect("positions serialise");
-                let temporary = path.with_extension("json.tmp");
-                std::fs::write(&temporary, text)
-                    .and_then(|()| std::fs::rename(&temporary, path))
+                let bytes = serde_json::to_vec_pretty(&all).expect("positions serialise");
+                write_durably(path, bytes)
+                    .await
                     .map_err(|e| PositionError(format!("{}: {e}", path.display())))
             }
         }

@@ -391,6 +391,15 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
+/// The sum of the samples of every metric line starting with `prefix` (name and labels).
+pub fn metric(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Polls `check` until it returns true.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
