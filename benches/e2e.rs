@@ -197,44 +197,13 @@ async fn main() {
         format!("name = \"accounts\"\ntable = \"{view_table}\"\nsource = \"{db}.accounts\"\nfilter = \"state <> 'closed'\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ACC#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n"),
     )
     .expect("view");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let config = dir.join("rowcast.toml");
-    std::fs::write(
-        &config,
-        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\nmode = \"{mode}\"\n", 20_000 + tag % 10_000),
+    let (_daemon, port, backfill_started) = start_daemon(
+        &dir,
+        20_000 + tag % 10_000,
+        &ddb_url,
+        &format!("mode = \"{mode}\"\n"),
     )
-    .expect("config");
-    let bin = env!("CARGO_BIN_EXE_rowcast");
-    let status = Command::new(bin)
-        .args([
-            "tables",
-            "--config",
-            config.to_str().expect("utf8"),
-            "create",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("tables");
-    assert!(status.success());
-    let log = std::fs::File::create(dir.join("rowcast.log")).expect("log");
-    let backfill_started = Instant::now();
-    let _daemon = Daemon(
-        Command::new(bin)
-            .args(["run", "--config", config.to_str().expect("utf8")])
-            .stderr(log)
-            .spawn()
-            .expect("spawn"),
-    );
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    .await;
     while metric_sum(
         port,
         "rowcast_items_written_total{op=\"put\",view=\"preloaded\"}",
@@ -409,6 +378,48 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Writes `dir/rowcast.toml` (views in `dir/views`), creates the tables, starts `rowcast run`
+/// and waits for its listener; returns when it was spawned. `writer` adds lines to `[writer]`.
+async fn start_daemon(
+    dir: &std::path::Path,
+    server_id: u32,
+    ddb_url: &str,
+    writer: &str,
+) -> (Daemon, u16, Instant) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let config = dir.join("rowcast.toml");
+    std::fs::write(
+        &config,
+        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\n{writer}"),
+    )
+    .expect("config");
+    let config = config.to_str().expect("utf8");
+    let bin = env!("CARGO_BIN_EXE_rowcast");
+    let status = Command::new(bin)
+        .args(["tables", "--config", config, "create"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("tables");
+    assert!(status.success());
+    let log = std::fs::File::create(dir.join("rowcast.log")).expect("log");
+    let spawned = Instant::now();
+    let daemon = Daemon(
+        Command::new(bin)
+            .args(["run", "--config", config])
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (daemon, port, spawned)
+}
+
 async fn wait_metric(port: u16, prefix: &str, at_least: f64) {
     while metric_sum(port, prefix).await < at_least {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -463,37 +474,7 @@ async fn joins(
         format!("name = \"pings\"\ntable = \"{table}\"\nsource = \"{db}.pings\"\n[key]\npk = \"PING#{{id}}\"\nsk = \"PING\"\n"),
     )
     .expect("view");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let config = jdir.join("rowcast.toml");
-    std::fs::write(
-        &config,
-        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\n", 30_000 + tag % 10_000),
-    )
-    .expect("config");
-    let bin = env!("CARGO_BIN_EXE_rowcast");
-    let status = Command::new(bin)
-        .args([
-            "tables",
-            "--config",
-            config.to_str().expect("utf8"),
-            "create",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("tables");
-    assert!(status.success());
-    let log = std::fs::File::create(jdir.join("rowcast.log")).expect("log");
-    let daemon = Daemon(
-        Command::new(bin)
-            .args(["run", "--config", config.to_str().expect("utf8")])
-            .stderr(log)
-            .spawn()
-            .expect("spawn"),
-    );
+    let (daemon, port, _) = start_daemon(&jdir, 30_000 + tag % 10_000, ddb_url, "").await;
     let pid = daemon.0.id();
     let orders = (fan_out + 1000) as f64;
     wait_metric(
