@@ -117,6 +117,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     };
     let driver = Driver::new(&config.views, &initial.backfill, config.backfill_chunk_rows);
     health.set_filling(driver.filling());
+    // Not ready until write-back follows its streams too (see `writeback::shards`).
+    for view in config.views.iter().filter(|v| v.writeback_enabled) {
+        health.writeback_starting(&view.table);
+    }
     health.set_ready();
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
@@ -184,7 +188,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         },
     );
     let writeback_stop = CancellationToken::new();
-    let writebacks = spawn_writebacks(&config, &client, &pool, restore_tx, &writeback_stop).await;
+    let writebacks = spawn_writebacks(
+        &config,
+        &client,
+        &pool,
+        restore_tx,
+        &health,
+        &writeback_stop,
+    )
+    .await;
     let source_result = source
         .run(start, shutdown.clone())
         .instrument(info_span!("source", server_id = config.source.server_id))
@@ -211,6 +223,7 @@ async fn spawn_writebacks(
     client: &Client,
     pool: &Pool,
     restore: mpsc::Sender<crate::pipeline::FillRequest>,
+    health: &Arc<Health>,
     stop: &CancellationToken,
 ) -> TaskTracker {
     let tasks = TaskTracker::new();
@@ -230,10 +243,9 @@ async fn spawn_writebacks(
         CheckpointStoreConfig::Table(table) => PositionStore::Table {
             client: client.clone(),
             table: table.clone(),
-            server_id: config.source.server_id,
         },
         CheckpointStoreConfig::File(path) => {
-            PositionStore::File(path.with_extension("writeback.json"))
+            PositionStore::file(path.with_extension("writeback.json"))
         }
     });
     let dead_letters = Arc::new(DeadLetterStore::from_config(&config.dead_letter, client));
@@ -248,6 +260,12 @@ async fn spawn_writebacks(
             dead_letters: dead_letters.clone(),
             poll: config.streams_poll_interval,
             restore: restore.clone(),
+            skip_replication: config.streams_skip_replication,
+            retry: crate::error::RetryPolicy::new(
+                Duration::from_millis(100),
+                config.source.max_backoff,
+            ),
+            health: health.clone(),
         };
         tasks.spawn(
             consumer
@@ -297,6 +315,7 @@ async fn prepare(
             message: "resume = \"gtid\" is supported on MariaDB only".into(),
         });
     }
+    problems.extend(preflight::check_writeback_keys(&mut conn, &config.views).await?);
     for warning in preflight::check_privileges(&mut conn, config).await? {
         warn!(problem = %warning, "privilege check (grants through roles are not resolved)");
     }

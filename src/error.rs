@@ -34,3 +34,42 @@ pub fn chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// The one retry policy: exponential backoff with jitter, from `min` up to a cap of `max`,
+/// without end (a loop that gives up counts its tries itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub min: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl RetryPolicy {
+    pub fn new(min: std::time::Duration, max: std::time::Duration) -> Self {
+        RetryPolicy {
+            min,
+            max: max.max(min),
+        }
+    }
+
+    /// The delays of one episode of retries.
+    pub fn backoff(&self) -> impl Iterator<Item = std::time::Duration> {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.min)
+            .with_max_delay(self.max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
+/// Sleeps for `delay` unless `cancel` fires first; `false` when cancelled.
+pub async fn pause(
+    cancel: &tokio_util::sync::CancellationToken,
+    delay: std::time::Duration,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}

@@ -31,6 +31,9 @@ pub struct SnapshotRows {
     pub joined: Option<Vec<Joined>>,
     /// A join refresh: the rows' deletes and NULL keys were already counted from the binlog.
     pub refresh: bool,
+    /// Write-back restores these items after rejecting an application's change: they may be
+    /// rewritten at the version they hold (see `WriteOp::restore`).
+    pub restore: bool,
     /// Counter of the last transaction before the snapshot position.
     pub seq: u64,
     pub origin: Arc<Position>,
@@ -85,6 +88,14 @@ pub struct WriteOp {
     pub version: u128,
     pub seq: u64,
     pub guard: bool,
+    /// A delete of a write-back view's item: the item is marked before it is removed, so that
+    /// write-back knows the removal is rowcast's (see `sink::dynamo::remove_marked`).
+    pub mark_removal: bool,
+    /// A put that restores an item from SQL after write-back rejected an application's change
+    /// of it: written even over an equal version (the application's change kept the version,
+    /// and SQL has not changed since), with a fresh `_restored` mark so that write-back knows
+    /// the write for rowcast's.
+    pub restore: bool,
     pub origin: Arc<Position>,
 }
 
@@ -120,4 +131,6 @@ pub struct FillRequest {
     pub columns: Vec<(String, String)>,
     pub key: crate::view::ItemKey,
     pub reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
+    /// Asked by write-back after a rejection (see `SnapshotRows::restore`).
+    pub restore: bool,
 }

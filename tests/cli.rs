@@ -223,11 +223,11 @@ source = "{DB}.orders"
 pk = "REGION#{region}"
 sk = "CUSTOMER#{customer_id}"
 [attributes]
-region_name = "region"
+order_id = "id"
 gone = "no_such"
 [writeback]
 enabled = true
-attributes = ["region_name", "gone"]
+attributes = ["order_id", "gone"]
 "#
         .replace("TABLE", &env.table("regions")),
     );

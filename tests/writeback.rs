@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use common::app::put;
 use common::{eventually, metric, Env};
 use serde_json::{json, Value};
 
@@ -40,6 +40,10 @@ attributes = ["owner", "status", "note", "balance", "opened"]
 type Account = (i64, i64, String, Option<String>, String, i64, i64);
 
 async fn setup(name: &str) -> (Env, String) {
+    setup_with(name, "").await
+}
+
+async fn setup_with(name: &str, extra_config: &str) -> (Env, String) {
     let env = Env::new(name).await;
     let table = env.table("views");
     env.sql(
@@ -48,7 +52,9 @@ async fn setup(name: &str) -> (Env, String) {
     )
     .await;
     env.write_view("accounts.toml", &VIEW.replace("TABLE", &table));
-    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.write_config(&format!(
+        "[dead_letter]\npath = \"dead.jsonl\"\n{extra_config}"
+    ));
     env.create_tables();
     (env, table)
 }
@@ -75,11 +81,8 @@ async fn expected(env: &Env, table: &str) -> Vec<Value> {
         .collect()
 }
 
-fn key(id: i64) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_string(), AttributeValue::S(format!("ACC#{id}"))),
-        ("sk".to_string(), AttributeValue::S("META".into())),
-    ])
+fn key(id: i64) -> common::app::Key {
+    common::app::key(&[("pk", &format!("ACC#{id}")), ("sk", "META")])
 }
 
 async fn update(
@@ -89,19 +92,7 @@ async fn update(
     expression: &str,
     values: &[(&str, AttributeValue)],
 ) {
-    let mut request = env
-        .ddb
-        .update_item()
-        .table_name(table)
-        .set_key(Some(key(id)))
-        .update_expression(expression);
-    for (name, value) in values {
-        request = request.expression_attribute_values(*name, value.clone());
-    }
-    if expression.contains("#s") {
-        request = request.expression_attribute_names("#s", "status");
-    }
-    request.send().await.unwrap();
+    common::app::update(env, table, key(id), expression, values).await;
 }
 
 async fn row(env: &Env, id: i64) -> Option<Account> {
@@ -110,77 +101,13 @@ async fn row(env: &Env, id: i64) -> Option<Account> {
 
 /// Every record in the table's stream (all shards, from the oldest).
 async fn stream_records(env: &Env, table: &str) -> usize {
-    let streams = rowcast::writeback::streams_client(&rowcast::config::DynamoConfig {
-        endpoint_url: Some(env.ddb_url.clone()),
-        region: Some("us-east-1".into()),
-    })
-    .await;
-    let arn = env
-        .ddb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap()
-        .latest_stream_arn
-        .unwrap();
-    let description = streams
-        .describe_stream()
-        .stream_arn(&arn)
-        .send()
-        .await
-        .unwrap()
-        .stream_description
-        .unwrap();
-    let mut count = 0;
-    for shard in description.shards() {
-        let mut iterator = streams
-            .get_shard_iterator()
-            .stream_arn(&arn)
-            .shard_id(shard.shard_id().unwrap())
-            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator;
-        while let Some(it) = iterator {
-            let out = streams
-                .get_records()
-                .shard_iterator(it)
-                .send()
-                .await
-                .unwrap();
-            count += out.records().len();
-            if out.records().is_empty() {
-                break;
-            }
-            iterator = out.next_shard_iterator;
-        }
-    }
-    count
-}
-
-/// An application's PutItem.
-async fn put(env: &Env, table: &str, attributes: &[(&str, AttributeValue)]) {
-    env.ddb
-        .put_item()
-        .table_name(table)
-        .set_item(Some(
-            attributes
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        ))
-        .send()
-        .await
-        .unwrap();
+    common::app::stream_records(env, table).await.len()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn items_changed_in_dynamodb_reach_sql_once() {
-    let (env, table) = setup("writeback").await;
+    // With the skip_replication marker, the binlog side counts the write-back's echo.
+    let (env, table) = setup_with("writeback", "[streams]\nskip_replication = true\n").await;
     let daemon = env.start().await;
     env.converge(
         &table,
@@ -257,11 +184,13 @@ async fn items_changed_in_dynamodb_reach_sql_once() {
         1.0,
         "{metrics}"
     );
+    // At least the echo of the write-back (the backfill's puts may precede the stream's
+    // latest record at the first start).
     assert!(
         metric(
             &metrics,
             "rowcast_writeback_stream_records_total{outcome=\"skipped-own\""
-        ) >= 4.0,
+        ) >= 1.0,
         "{metrics}"
     );
 
@@ -415,6 +344,7 @@ async fn rowcasts_own_deletions_are_not_written_back() {
         Duration::from_secs(30),
     )
     .await;
+    // Each removal is two records of rowcast's: the mark, then the removal.
     eventually(
         "both removals seen by write-back",
         Duration::from_secs(30),
@@ -423,7 +353,7 @@ async fn rowcasts_own_deletions_are_not_written_back() {
             metric(
                 &metrics,
                 "rowcast_writeback_stream_records_total{outcome=\"skipped-own\"",
-            ) >= 5.0
+            ) >= 4.0
         },
     )
     .await;

@@ -304,6 +304,7 @@ pub(super) fn load(
         }
     }
 
+    check_unambiguous_writeback(&views, &mut problems);
     if !problems.list.is_empty() {
         return Err(ConfigErrors(problems.list));
     }
@@ -334,6 +335,7 @@ pub(super) fn load(
                 .unwrap_or(250)
                 .clamp(10, 60_000),
         ),
+        streams_skip_replication: raw.streams.skip_replication.unwrap_or(false),
         backfill_chunk_rows: raw.backfill.chunk_rows.unwrap_or(1000).clamp(1, 100_000),
         join_max_dirty_keys: raw.backfill.join_max_dirty_keys.unwrap_or(100_000).max(1),
         views,
@@ -567,6 +569,11 @@ fn compile_view_into(file: &Path, raw: RawView, problems: &mut Problems) -> Opti
             }
         }
     }
+    let key_columns: Vec<String> = pk
+        .iter()
+        .chain(sk.iter().flatten())
+        .flat_map(|t| t.columns().map(str::to_string))
+        .collect();
     for (i, name) in writeback_attributes.iter().enumerate() {
         let field = format!("writeback.attributes[{i}]");
         if name == &pk_attribute || Some(name.as_str()) == sk_attribute.as_deref() {
@@ -574,6 +581,14 @@ fn compile_view_into(file: &Path, raw: RawView, problems: &mut Problems) -> Opti
                 file,
                 &field,
                 format!("{name:?} is a key attribute: keys are parsed back, not written"),
+            );
+        } else if let Some(column) = key_column_of(&attributes, name, &key_columns) {
+            problems.add(
+                file,
+                &field,
+                format!(
+                    "{name:?} maps to key column {column}: write-back never assigns key columns"
+                ),
             );
         } else if joins.iter().any(|j| j.adds_attribute(name)) {
             problems.add(file, &field, format!("{name:?} comes from a join; only the root table's attributes can be written back"));
@@ -607,6 +622,44 @@ fn compile_view_into(file: &Path, raw: RawView, problems: &mut Problems) -> Opti
         writeback_attributes,
         joins,
     })
+}
+
+/// The key column an attribute maps to, if it maps to one.
+fn key_column_of(attributes: &Attributes, name: &str, key_columns: &[String]) -> Option<String> {
+    let column = match attributes {
+        Attributes::Implicit => name.to_string(),
+        Attributes::Explicit(specs) => specs.iter().find(|s| s.name == name)?.column.clone(),
+    };
+    key_columns.contains(&column).then_some(column)
+}
+
+/// Write-back finds an item's view by parsing its key: the keys of a write-back view must not
+/// be keys another view of its table could write.
+fn check_unambiguous_writeback(views: &[Arc<View>], problems: &mut Problems) {
+    for view in views.iter().filter(|v| v.writeback_enabled) {
+        for other in views {
+            if Arc::ptr_eq(view, other) || other.table != view.table {
+                continue;
+            }
+            let pk = view.key.pk.may_overlap(&other.key.pk);
+            let sk = match (&view.key.sk, &other.key.sk) {
+                (Some(a), Some(b)) => a.may_overlap(b),
+                _ => true,
+            };
+            if pk && sk {
+                problems.add(
+                    &view.file,
+                    "key",
+                    format!(
+                        "a key of this write-back view could also be a key of view {:?} ({}) in table {}: write-back could not tell whose item it is; give the templates distinct literal prefixes (ORDER#…, CUSTOMER#…)",
+                        other.name,
+                        other.file.display(),
+                        view.table
+                    ),
+                );
+            }
+        }
+    }
 }
 
 fn compile_on(

@@ -107,6 +107,8 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     /// Pause between two reads of an idle stream shard (write-back).
     pub streams_poll_interval: Duration,
+    /// Mark write-back sessions with MariaDB's `skip_replication`.
+    pub streams_skip_replication: bool,
     pub backfill_chunk_rows: usize,
     /// Keys of one view waiting for a join refresh above which the view is backfilled again.
     pub join_max_dirty_keys: usize,

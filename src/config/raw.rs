@@ -42,6 +42,11 @@ pub struct RawStreams {
     /// Pause between two reads of a shard that had nothing new (default 250; DynamoDB allows
     /// five GetRecords per second per shard).
     pub poll_interval_ms: Option<u64>,
+    /// Mark write-back statements with MariaDB's `skip_replication` (default false). Loop
+    /// prevention does not need it; it lets the binlog side count write-back echoes, but
+    /// replicas with `replicate_events_marked_for_skip` set to filter would then drop every
+    /// written-back change and diverge from the primary.
+    pub skip_replication: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

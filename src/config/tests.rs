@@ -158,3 +158,59 @@ fn parse_errors_name_the_field_and_line() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn write_back_views_must_be_unambiguous_and_never_assign_keys() {
+    let dir = temp_dir("ambiguous");
+    write(&dir, "rowcast.toml", CONFIG);
+    let view = |name: &str, pk: &str, sk: &str, writeback: &str| {
+        format!(
+            "name = \"{name}\"\ntable = \"shared\"\nsource = \"shop.{name}\"\n[key]\npk = \"{pk}\"\nsk = \"{sk}\"\n[attributes]\nnote = \"note\"\nref = \"code\"\n{writeback}"
+        )
+    };
+    let writable = "[writeback]\nenabled = true\nattributes = [\"note\"]\n";
+    write(
+        &dir,
+        "views/a.toml",
+        &view("accounts", "ACC#{id}", "META", writable),
+    );
+    // Same shape of key: write-back could not tell whose item ACC#7/META is.
+    write(
+        &dir,
+        "views/b.toml",
+        &view("archived", "ACC#{code}", "META", ""),
+    );
+    // Distinct literal: fine.
+    write(
+        &dir,
+        "views/c.toml",
+        &view("orders", "ORDER#{id}", "META", ""),
+    );
+    // A writable attribute that maps to a key column.
+    write(
+        &dir,
+        "views/d.toml",
+        &view(
+            "codes",
+            "CODE#{code}",
+            "META",
+            "[writeback]\nenabled = true\nattributes = [\"ref\"]\n",
+        ),
+    );
+    let errors: Vec<String> = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into()))
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let errors = errors.join("\n");
+    assert!(
+        errors.contains("a.toml: key") && errors.contains("view \"archived\""),
+        "{errors}"
+    );
+    assert!(!errors.contains("view \"orders\""), "{errors}");
+    assert!(
+        errors.contains("d.toml: writeback.attributes[0]") && errors.contains("key column code"),
+        "{errors}"
+    );
+}

@@ -54,6 +54,10 @@ pub struct Metrics {
     pub writeback_iterator_refreshes: IntCounterVec,
     pub writeback_trimmed: IntCounterVec,
     pub writeback_echo_rows: IntCounterVec,
+    pub writeback_started_at_latest: IntCounterVec,
+    pub writeback_retries: IntCounterVec,
+    pub writeback_retrying: GaugeVec,
+    pub writeback_restarts: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -164,12 +168,16 @@ impl Metrics {
             join_refresh_rows: counter_vec(&r, "rowcast_join_refresh_rows_total", "Root rows read to refresh items of views with joins, by view", &["view"]),
             join_queries: counter_vec(&r, "rowcast_join_queries_total", "SQL SELECTs made to evaluate joins (root rows and related rows; backfill, fill on miss and refresh), by view", &["view"]),
             join_overflows: counter_vec(&r, "rowcast_join_overflows_total", "Times a view had more keys waiting for a refresh than join_max_dirty_keys and was backfilled again instead", &["view"]),
-            writeback_records: counter_vec(&r, "rowcast_writeback_stream_records_total", "DynamoDB stream records of write-back tables, by view and outcome (applied, skipped-own, skipped-ttl, unchanged, rejected, other-view)", &["view", "outcome"]),
+            writeback_records: counter_vec(&r, "rowcast_writeback_stream_records_total", "DynamoDB stream records of write-back tables, by view and outcome (applied, skipped-own, skipped-ttl, skipped-before-start, unchanged, rejected, other-view)", &["view", "outcome"]),
             writeback_lag: float_gauge_vec(&r, "rowcast_writeback_lag_seconds", "Now minus the creation time of the last stream record applied, by table (0 when caught up)", &["table"]),
             writeback_shards: gauge_vec(&r, "rowcast_writeback_shards", "Stream shards known, by table", &["table"]),
             writeback_iterator_refreshes: counter_vec(&r, "rowcast_writeback_iterator_refreshes_total", "Expired shard iterators fetched again after the last sequence number, by table", &["table"]),
             writeback_trimmed: counter_vec(&r, "rowcast_writeback_trimmed_total", "Times stream records were trimmed (over 24 h) before write-back read them, by table", &["table"]),
-            writeback_echo_rows: counter_vec(&r, "rowcast_writeback_echo_rows_total", "Binlog row changes made by write-back (skip_replication flag), by table; they reach the views like any change", &["table"]),
+            writeback_echo_rows: counter_vec(&r, "rowcast_writeback_echo_rows_total", "Binlog row changes made by write-back (skip_replication flag, counted only with streams.skip_replication = true), by table; they reach the views like any change", &["table"]),
+            writeback_started_at_latest: counter_vec(&r, "rowcast_writeback_started_at_latest_total", "Times write-back found no saved position for a stream and started at its latest record (records before were not applied), by table", &["table"]),
+            writeback_retries: counter_vec(&r, "rowcast_writeback_retries_total", "Retries of a stream record whose SQL statement failed transiently, by table and reason (unreachable, retry)", &["table", "reason"]),
+            writeback_retrying: float_gauge_vec(&r, "rowcast_writeback_retrying_seconds", "How long the record in hand has been retried, by table (0 when none is)", &["table"]),
+            writeback_restarts: counter_vec(&r, "rowcast_writeback_restarts_total", "Write-back consumers restarted after they failed or panicked, by table", &["table"]),
             registry: r,
         }
     }
@@ -179,6 +187,13 @@ impl Metrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
+}
+
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
 }
 
 pub fn now_millis() -> u64 {
@@ -192,6 +207,8 @@ pub fn now_millis() -> u64 {
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    /// Tables whose write-back consumer does not follow its stream yet.
+    writeback_starting: std::sync::Mutex<std::collections::BTreeSet<String>>,
     last_progress_ms: AtomicU64,
     filling: std::sync::Mutex<Vec<String>>,
 }
@@ -204,6 +221,29 @@ impl Health {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The write-back consumer of `table` is starting: not ready until it follows its stream.
+    pub fn writeback_starting(&self, table: &str) {
+        if let Ok(mut starting) = self.writeback_starting.lock() {
+            starting.insert(table.to_string());
+        }
+    }
+
+    /// The write-back consumer of `table` follows its stream: every application change from
+    /// now on is read.
+    pub fn writeback_following(&self, table: &str) {
+        if let Ok(mut starting) = self.writeback_starting.lock() {
+            starting.remove(table);
+        }
+    }
+
+    /// Tables whose write-back consumer does not follow its stream yet.
+    pub fn writeback_pending(&self) -> Vec<String> {
+        self.writeback_starting
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The source read an event or heartbeat.

@@ -1,5 +1,6 @@
 //! The HTTP listener: `/metrics` (Prometheus text), `/healthz` (200 while the source makes
-//! progress), `/readyz` (200 once the start position is fixed).
+//! progress), `/readyz` (200 once the start position is fixed and write-back follows its
+//! streams).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,6 +138,7 @@ async fn item(
         columns,
         key: key.clone(),
         reply,
+        restore: false,
     };
     if control.fills.send(request).await.is_err() {
         return plain(
@@ -220,6 +222,16 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "starting: start position not fixed yet\n".to_string(),
+        );
+    }
+    let pending = state.health.writeback_pending();
+    if !pending.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "starting: write-back does not follow the streams of {} yet\n",
+                pending.join(", ")
+            ),
         );
     }
     let filling = state.health.filling();

@@ -133,7 +133,11 @@ impl Lane {
                     continue;
                 }
             }
-            if op.guard || self.config.mode == WriteMode::Conditional {
+            if op.guard
+                || op.mark_removal
+                || op.restore
+                || self.config.mode == WriteMode::Conditional
+            {
                 guarded.push(op);
             } else {
                 batched.push(op);

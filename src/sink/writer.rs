@@ -17,7 +17,8 @@ use tracing::{debug, warn};
 
 use super::deadletter::DeadLetterStore;
 use super::dynamo::{
-    classify_sdk_error, encode_item, encode_key, types_value, SdkErrorInfo, VERSION_ATTRIBUTE,
+    classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
+    RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
 use crate::error::ErrorClass;
 use crate::metrics::{metrics, now_millis};
@@ -194,6 +195,34 @@ impl Writer {
     async fn send_single(&self, op: &WriteOp, conditional: bool) -> Result<Outcome, SdkErrorInfo> {
         const GUARD: &str = "attribute_not_exists(#v) OR #v < :v";
         let result = match &op.op {
+            ItemOp::Delete { key } if op.mark_removal => {
+                match remove_marked(&self.client, key, RemovalGuard::UpTo(op.version)).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => return Ok(Outcome::Stale),
+                    Err(info) => Err(info),
+                }
+            }
+            ItemOp::Put { key, item } if op.restore => {
+                // Any version of the same source transaction: the item was written from the
+                // same source state (the application's change kept its version).
+                let version = op.version | u128::from(u32::MAX);
+                let mut encoded = encode_item(item, version);
+                encoded.insert(
+                    RESTORED_ATTRIBUTE.to_string(),
+                    types_value(u128::from(crate::metrics::now_micros())),
+                );
+                self.client
+                    .put_item()
+                    .table_name(&key.table)
+                    .set_item(Some(encoded))
+                    .condition_expression("attribute_not_exists(#v) OR #v <= :v")
+                    .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+                    .expression_attribute_values(":v", types_value(version))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| classify_sdk_error(&e))
+            }
             ItemOp::Put { key, item } => {
                 let mut request = self
                     .client
@@ -233,9 +262,7 @@ impl Writer {
         };
         match result {
             Ok(()) => Ok(Outcome::Written),
-            Err(info) if info.code.as_deref() == Some("ConditionalCheckFailedException") => {
-                Ok(Outcome::Stale)
-            }
+            Err(info) if is_condition_failure(&info) => Ok(Outcome::Stale),
             Err(info) if info.class == ErrorClass::Definite => Ok(Outcome::Refused(info)),
             Err(info) => Err(info),
         }

@@ -66,6 +66,21 @@ pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Proble
                 .into(),
         );
     }
+    let marking =
+        config.streams_skip_replication && config.views.iter().any(|v| v.writeback_enabled);
+    if marking {
+        // Set and cleared on this connection: MySQL has no such variable.
+        if let Err(error) = conn.query_drop("SET SESSION skip_replication = 1").await {
+            add(
+                "streams.skip_replication",
+                format!("the server does not take skip_replication ({error}): set streams.skip_replication = false; loop prevention does not need it"),
+            );
+        } else {
+            conn.query_drop("SET SESSION skip_replication = 0")
+                .await
+                .map_err(SourceError::Query)?;
+        }
+    }
     Ok(problems)
 }
 
@@ -135,6 +150,37 @@ pub async fn check_checkpoint(
 #[derive(Debug)]
 struct ColumnInfo {
     data_type: String,
+}
+
+/// Every write-back view's key templates name a unique key of its root table, so that an
+/// item leads to one row. `run` checks this too: write-back must never guess a row.
+pub async fn check_writeback_keys(
+    conn: &mut Conn,
+    views: &[std::sync::Arc<View>],
+) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = Vec::new();
+    for view in views.iter().filter(|v| v.writeback_enabled) {
+        let mut key_columns: Vec<&str> = view.key.pk.columns().collect();
+        if let Some(sk) = &view.key.sk {
+            key_columns.extend(sk.columns());
+        }
+        let unique = unique_keys(conn, &view.source).await?;
+        if !unique
+            .iter()
+            .any(|key| key.iter().all(|c| key_columns.contains(&c.as_str())))
+        {
+            problems.push(Problem {
+                file: view.file.clone(),
+                field: "writeback.enabled".into(),
+                message: format!(
+                    "the key templates name no unique key of {} (they name {}): write-back could not find the one row behind an item",
+                    view.source,
+                    key_columns.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(problems)
 }
 
 /// Columns named by the views exist, and `as` conversions apply to their types.
@@ -227,25 +273,6 @@ pub async fn check_views(
             }
         }
         if view.writeback_enabled {
-            let mut key_columns: Vec<&str> = view.key.pk.columns().collect();
-            if let Some(sk) = &view.key.sk {
-                key_columns.extend(sk.columns());
-            }
-            let unique = unique_keys(conn, &view.source).await?;
-            if !unique
-                .iter()
-                .any(|key| key.iter().all(|c| key_columns.contains(&c.as_str())))
-            {
-                problems.push(Problem {
-                    file: view.file.clone(),
-                    field: "writeback.enabled".into(),
-                    message: format!(
-                        "the key templates name no unique key of {} (they name {}): write-back could not find the one row behind an item",
-                        view.source,
-                        key_columns.join(", ")
-                    ),
-                });
-            }
             for (i, name) in view.writeback_attributes.iter().enumerate() {
                 let column = crate::writeback::inverse::writable(view, name).map(|(c, _)| c);
                 if column.as_ref().is_some_and(|c| !columns.contains_key(c)) {
@@ -273,6 +300,7 @@ pub async fn check_views(
             }
         }
     }
+    problems.extend(check_writeback_keys(conn, views).await?);
     Ok(problems)
 }
 

@@ -60,7 +60,7 @@ pub struct Source {
     /// Fill-on-miss reads asked for, read, and waiting for the stream to reach their position.
     fills: mpsc::Receiver<FillRequest>,
     queued_fills: Vec<FillRequest>,
-    pending_fills: Vec<Injection>,
+    pending_fills: Vec<(Injection, Merged)>,
     /// Items of views with joins to read again (see `snapshot/refresh.rs`).
     refresher: Refresher,
 }
@@ -79,6 +79,8 @@ pub struct Backfill {
 enum Merged {
     Backfill,
     Fill,
+    /// A fill that write-back asked for after rejecting an application's change.
+    Restore,
     Refresh,
 }
 
@@ -561,13 +563,19 @@ impl Source {
         if rows.is_empty() {
             return Ok(false);
         }
-        self.pending_fills.push(Injection {
+        let merged = if fill.restore {
+            Merged::Restore
+        } else {
+            Merged::Fill
+        };
+        let injection = Injection {
             table: view.source.clone(),
             views: vec![view.name.clone()],
             rows,
             joined,
             position,
-        });
+        };
+        self.pending_fills.push((injection, merged));
         Ok(true)
     }
 
@@ -577,13 +585,13 @@ impl Source {
         at: &Position,
     ) -> Result<(), SourceError> {
         let mut waiting = Vec::new();
-        for fill in std::mem::take(&mut self.pending_fills) {
+        for (fill, merged) in std::mem::take(&mut self.pending_fills) {
             if position_before(at, &fill.position) {
-                waiting.push(fill);
+                waiting.push((fill, merged));
                 continue;
             }
             // Always guarded: the item may have been written meanwhile by a read of its own.
-            self.inject(cursor, fill, Merged::Fill).await?;
+            self.inject(cursor, fill, merged).await?;
         }
         self.pending_fills = waiting;
         if let Some(refresh) = self.refresher.take_if_reached(at) {
@@ -626,6 +634,7 @@ impl Source {
             .iter()
             .any(|v| v.writeback_enabled && injection.views.contains(&v.name));
         let guard = merged == Merged::Fill
+            || merged == Merged::Restore
             || writeback
             || cursor
                 .replay_end
@@ -637,6 +646,7 @@ impl Source {
             rows: injection.rows,
             joined: injection.joined,
             refresh: merged == Merged::Refresh,
+            restore: merged == Merged::Restore,
             seq,
             origin: Arc::new(injection.position),
             guard,

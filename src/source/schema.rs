@@ -76,6 +76,11 @@ impl SchemaCache {
 
 impl SchemaCache {
     /// The table as SQL reads it, loaded from `information_schema` once per DDL generation.
+    /// Forgets what SQL said of `table`: the next [`SchemaCache::sql_table`] reads it again.
+    pub fn forget_sql(&mut self, table: &TableRef) {
+        self.sql.remove(table);
+    }
+
     pub async fn sql_table(&mut self, table: &TableRef) -> Result<Arc<SqlTable>, SourceError> {
         if let Some(found) = self.sql.get(table) {
             return Ok(found.clone());

@@ -14,6 +14,7 @@ use tracing::error;
 
 use super::project::{project, project_snapshot, Projection};
 use super::spec::{TableRef, View};
+use super::ItemOp;
 use crate::checkpoint::Position;
 use crate::metrics::{metrics, now_millis};
 use crate::pipeline::{
@@ -27,6 +28,7 @@ struct Origin<'a> {
     seq: u64,
     version: u128,
     guard: bool,
+    restore: bool,
     position: &'a Arc<Position>,
 }
 
@@ -153,8 +155,11 @@ impl Projector {
         }
         for op in projection.ops {
             let lane = lane_of(op.key(), self.lanes.len());
+            let mark_removal = view.writeback_enabled && matches!(op, ItemOp::Delete { .. });
             let write = WriteOp {
                 view: name.clone(),
+                mark_removal,
+                restore: origin.restore && matches!(op, ItemOp::Put { .. }),
                 op,
                 version: origin.version,
                 seq: origin.seq,
@@ -197,6 +202,7 @@ impl Projector {
                     seq: chunk.seq,
                     version: version_of(chunk.seq, chunk_row_index(i)),
                     guard: chunk.guard,
+                    restore: chunk.restore,
                     position: &chunk.origin,
                 };
                 self.route(view, name, projection, &origin, &mut outgoing);
@@ -236,6 +242,7 @@ impl Projector {
                 seq: change.seq,
                 version: version_of(change.seq, change.index),
                 guard: change.guard,
+                restore: false,
                 position: &change.origin,
             };
             self.route(view, name, projection, &origin, &mut outgoing);

@@ -288,10 +288,18 @@ impl Template {
                         return Err(fail(&format!("empty value for {{{name}}}")));
                     }
                     let value = match pad {
-                        Some(_) => value
-                            .parse::<i128>()
-                            .map_err(|_| fail(&format!("{{{name}}} is not an integer")))?
-                            .to_string(),
+                        // Only the exact rendering: `{id:04}` reads `0042`, not `42` or `+042`.
+                        Some(width) => {
+                            let number = value
+                                .parse::<i128>()
+                                .map_err(|_| fail(&format!("{{{name}}} is not an integer")))?;
+                            if format!("{number:0width$}") != value {
+                                return Err(fail(&format!(
+                                    "{{{name}}} is not an integer padded to {width} digits"
+                                )));
+                            }
+                            number.to_string()
+                        }
                         None => value.to_string(),
                     };
                     values.push((name.clone(), value));
@@ -302,6 +310,98 @@ impl Template {
             return Err(fail("text left after the template"));
         }
         Ok(values)
+    }
+}
+
+impl Template {
+    /// Whether some key could be parsed by both templates (conservative: `true` unless they
+    /// are shown to be disjoint). Disjoint: literal prefixes or suffixes that differ, a literal
+    /// template the other does not parse, or a zero-padded number where the other has a
+    /// literal that cannot start (or end) a number.
+    pub fn may_overlap(&self, other: &Template) -> bool {
+        match (self.literal(), other.literal()) {
+            (Some(a), Some(b)) => return a == b,
+            (Some(a), None) => return other.parse_key(a).is_ok(),
+            (None, Some(b)) => return self.parse_key(b).is_ok(),
+            (None, None) => {}
+        }
+        let (prefix_a, prefix_b) = (self.edge_literal(true), other.edge_literal(true));
+        if !(prefix_a.starts_with(prefix_b) || prefix_b.starts_with(prefix_a)) {
+            return false;
+        }
+        let (suffix_a, suffix_b) = (self.edge_literal(false), other.edge_literal(false));
+        if !(suffix_a.ends_with(suffix_b) || suffix_b.ends_with(suffix_a)) {
+            return false;
+        }
+        // After the shorter prefix: a number on one side, a literal that no number starts with
+        // on the other.
+        let common = prefix_a.len().min(prefix_b.len());
+        let number_start = |c: char| c == '-' || c.is_ascii_digit();
+        let after = |t: &Template, prefix: &str| -> Option<(bool, Option<char>)> {
+            let rest = &prefix[common..];
+            if let Some(c) = rest.chars().next() {
+                return Some((false, Some(c)));
+            }
+            let at = t
+                .segments
+                .iter()
+                .position(|s| matches!(s, Segment::Column { .. }))?;
+            match &t.segments[at] {
+                Segment::Column { pad, .. } => Some((pad.is_some(), None)),
+                Segment::Literal(_) => None,
+            }
+        };
+        !matches!(
+            (after(self, prefix_a), after(other, prefix_b)),
+            (Some((true, _)), Some((_, Some(c)))) | (Some((_, Some(c))), Some((true, _)))
+                if !number_start(c)
+        )
+    }
+
+    /// The whole template when it has no placeholder.
+    fn literal(&self) -> Option<&str> {
+        match self.segments.as_slice() {
+            [] => Some(""),
+            [Segment::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The literal text before the first placeholder (`first`) or after the last.
+    fn edge_literal(&self, first: bool) -> &str {
+        let segment = if first {
+            self.segments.first()
+        } else {
+            self.segments.last()
+        };
+        match segment {
+            Some(Segment::Literal(text)) => text,
+            _ => "",
+        }
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+
+    fn t(source: &str) -> Template {
+        Template::parse(source).unwrap()
+    }
+
+    #[test]
+    fn templates_that_cannot_share_a_key_are_told_apart() {
+        assert!(t("ACC#{id}").may_overlap(&t("ACC#{code}")));
+        assert!(t("{id}").may_overlap(&t("ORDER#{id}")));
+        assert!(t("A#{x}").may_overlap(&t("A#B{y}")));
+        assert!(t("PROFILE").may_overlap(&t("PROFILE")));
+        assert!(t("ORDER#{id:010}").may_overlap(&t("ORDER#-{x}")));
+        assert!(!t("ACC#{id}").may_overlap(&t("ORDER#{id}")));
+        assert!(!t("{id}#A").may_overlap(&t("{id}#B")));
+        assert!(!t("PROFILE").may_overlap(&t("ORDER#{id:010}")));
+        assert!(!t("PROFILE").may_overlap(&t("SETTINGS")));
+        assert!(!t("ACC#{id:06}").may_overlap(&t("ACC#X{code}")));
+        assert!(t("ORDER#{id}").may_overlap(&t("ORDER#0000000001")));
     }
 }
 
@@ -327,6 +427,8 @@ mod parse_key_tests {
             vec![("id".into(), "-42".into())]
         );
         assert!(t.parse_key("CATEGORY#x#1").is_err());
+        assert!(t.parse_key("CATEGORY#3#17").is_err());
+        assert!(t.parse_key("CATEGORY#+003#17").is_err());
         assert!(t.parse_key("PRODUCT#1#2").is_err());
         assert!(Template::parse("{a}{b}").unwrap().parse_key("12").is_err());
         assert_eq!(

@@ -1,275 +1,481 @@
-//! Applying a decision in SQL: parameterized statements only, on a connection marked with
-//! `SET SESSION skip_replication = 1` (its binlog events carry MariaDB's skip-replication flag,
-//! so the binlog side can tell a write-back from any other change; rowcast still follows them,
-//! which is what brings derived attributes up to date) and the session time zone UTC.
+//! Applying a decision in SQL, touching exactly the row behind the item or nothing.
+//!
+//! - A new item is a plain `INSERT` of its key columns and writable columns, inside a
+//!   transaction that reads the new row back and commits only if that row makes this very item
+//!   (a row the filter leaves out, or that renders another key, is rolled back). A duplicate on
+//!   any unique key is refused — unless the row behind the key already holds exactly what the
+//!   item says (a replay of this insert after a restart). No `ON DUPLICATE KEY UPDATE`: it
+//!   would rewrite another row that shares a unique value.
+//! - An update or delete locks the rows the key columns name (`SELECT … FOR UPDATE`), keeps the
+//!   one that still makes this very item (key rendered equal, filter passed), and changes that
+//!   row by its primary key. No such row (deleted, moved to another key, left the filter): the
+//!   record is refused, nothing is changed. Key columns are never assigned.
+//!
+//! Parameterized statements only, session time zone UTC; with `streams.skip_replication` the
+//! session also sets MariaDB's `skip_replication` (see the README on that choice).
+//!
+//! Errors: server errors a retry can fix (lock wait timeout, deadlock, too many connections,
+//! server shutdown, lost connection) are [`SqlError::Retry`]; a connection that cannot be had
+//! is [`SqlError::Unreachable`]; every other server error refuses the record.
 
 use std::collections::HashMap;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Pool, Value};
+use mysql_async::{Conn, DriverError, Pool, Value};
 
-use super::inverse::Decision;
+use super::inverse::{Decision, Image};
+use crate::error::{Classify, ErrorClass};
+use crate::snapshot::join::cell_param;
 use crate::snapshot::read::{quote_name, select_rows, SqlTable};
 use crate::source::SourceError;
 use crate::view::spec::View;
-use crate::view::{item_key, ItemKey};
+use crate::view::{item_key, project_snapshot, ItemKey, ItemOp, Row};
 
 /// What happened to a decision in SQL.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Applied {
     Done,
-    /// The removal was rowcast's own (the row no longer makes that item) or moot.
-    NotOurs,
+    /// A replay: SQL already holds exactly this change.
+    AlreadyDone,
+    /// The row already held these values as SQL stores them (perhaps rounded: 1.234 into a
+    /// DECIMAL(…,2) holding 1.23): no binlog event follows, so the item must be restored.
+    NoChange,
     Refused(String),
 }
 
-/// SQL errors a retry cannot fix: the record is refused (dead letter).
-fn refused_code(code: u16) -> bool {
-    [
-        1048, // column cannot be null
-        1062, // duplicate entry
-        1264, // out of range
-        1265, // data truncated
-        1292, // incorrect datetime value
-        1364, // field has no default
-        1366, // incorrect value
-        1406, // data too long
-        1451, 1452, // foreign keys
-        3140, // invalid JSON
-        4025, // CHECK constraint
-    ]
-    .contains(&code)
+/// SQL failures that are not the record's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("cannot reach the SQL server")]
+    Unreachable(#[source] mysql_async::Error),
+    #[error("the statement failed in a way a retry may fix")]
+    Retry(#[source] mysql_async::Error),
+}
+
+impl Classify for SqlError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Transient
+    }
+}
+
+/// Server errors a retry may fix: lock wait timeout, deadlock, too many connections, server
+/// shutdown, connection killed, server gone away, lost connection, query interrupted, and a
+/// record changed since the transaction's snapshot (`innodb_snapshot_isolation`).
+const RETRY_CODES: [u16; 9] = [1205, 1213, 1040, 1053, 1927, 2006, 2013, 1317, 1020];
+
+/// A failed statement: `Err` when a retry may fix it, `Ok(reason)` when the record is refused.
+pub fn sort(error: mysql_async::Error) -> Result<String, SqlError> {
+    match &error {
+        mysql_async::Error::Server(server) if RETRY_CODES.contains(&server.code) => {
+            Err(SqlError::Retry(error))
+        }
+        mysql_async::Error::Server(server) => Ok(format!(
+            "SQL refused it: {} ({})",
+            server.message, server.code
+        )),
+        mysql_async::Error::Io(_)
+        | mysql_async::Error::Driver(
+            DriverError::ConnectionClosed | DriverError::PoolDisconnected,
+        ) => Err(SqlError::Retry(error)),
+        other => Ok(format!("SQL refused it: {other}")),
+    }
+}
+
+/// Why a statement sequence stopped.
+enum Failure {
+    Sql(mysql_async::Error),
+    Refused(String),
+}
+
+impl From<mysql_async::Error> for Failure {
+    fn from(error: mysql_async::Error) -> Self {
+        Failure::Sql(error)
+    }
+}
+
+impl From<SourceError> for Failure {
+    fn from(error: SourceError) -> Self {
+        match error {
+            SourceError::Query(e) | SourceError::Connect(e) | SourceError::Stream(e) => {
+                Failure::Sql(e)
+            }
+            other => Failure::Refused(crate::error::chain(&other)),
+        }
+    }
+}
+
+/// The item a decision is for.
+pub struct Target<'a> {
+    pub view: &'a View,
+    pub table: &'a SqlTable,
+    pub key: &'a ItemKey,
+    /// The key columns parsed from the item's key, as text.
+    pub key_columns: &'a [(String, String)],
+}
+
+impl Target<'_> {
+    /// `WHERE` condition and parameters over the key columns.
+    fn condition(&self) -> (String, Vec<Value>) {
+        let condition: Vec<String> = self
+            .key_columns
+            .iter()
+            .map(|(c, _)| format!("{} = ?", quote_name(c)))
+            .collect();
+        let params = self
+            .key_columns
+            .iter()
+            .map(|(_, v)| Value::Bytes(v.clone().into_bytes()))
+            .collect();
+        (condition.join(" AND "), params)
+    }
+
+    /// The row among `rows` that makes this very item.
+    fn behind(&self, rows: Vec<Row>) -> Option<Row> {
+        rows.into_iter()
+            .find(|row| item_key(self.view, row).as_ref() == Some(self.key))
+    }
+
+    /// `WHERE` condition and parameters naming exactly `row`: its primary key, or the key
+    /// columns when the table has none (`check --connect` verifies they are a unique key).
+    fn identity(&self, row: &Row) -> (String, Vec<Value>) {
+        let pk: Option<Vec<(String, Value)>> = self
+            .table
+            .primary_key
+            .iter()
+            .map(|c| Some((c.clone(), cell_param(row.get(c)?)?)))
+            .collect();
+        match pk {
+            Some(pk) if !pk.is_empty() => {
+                let condition: Vec<String> = pk
+                    .iter()
+                    .map(|(c, _)| format!("{} = ?", quote_name(c)))
+                    .collect();
+                (
+                    condition.join(" AND "),
+                    pk.into_iter().map(|(_, v)| v).collect(),
+                )
+            }
+            _ => self.condition(),
+        }
+    }
 }
 
 pub struct SqlWriter {
     pool: Pool,
     conn: Option<Conn>,
+    session: String,
     /// Per table: columns an INSERT must name (NOT NULL, no default, not generated).
     required: HashMap<String, Vec<String>>,
 }
 
 impl SqlWriter {
-    pub fn new(pool: Pool) -> SqlWriter {
+    pub fn new(pool: Pool, skip_replication: bool) -> SqlWriter {
+        // A row (or a table, behind a DDL) the application holds locked makes the record wait
+        // 5 s (10 s) per try, not 50 s (a year).
+        let timeouts = "time_zone = '+00:00', innodb_lock_wait_timeout = 5, lock_wait_timeout = 10";
+        let session = if skip_replication {
+            format!("SET SESSION skip_replication = 1, {timeouts}")
+        } else {
+            format!("SET SESSION {timeouts}")
+        };
         SqlWriter {
             pool,
             conn: None,
+            session,
             required: HashMap::new(),
         }
     }
 
-    async fn conn(&mut self) -> Result<&mut Conn, SourceError> {
-        if self.conn.is_none() {
-            let mut conn = self.pool.get_conn().await.map_err(SourceError::Query)?;
-            conn.query_drop("SET SESSION skip_replication = 1, time_zone = '+00:00'")
-                .await
-                .map_err(SourceError::Query)?;
-            self.conn = Some(conn);
-        }
-        Ok(self.conn.as_mut().expect("set above"))
+    /// Forgets what was read of `table` (after a refusal that a schema change may explain).
+    pub fn forget(&mut self, table: &SqlTable) {
+        self.required.remove(&table.qualified_name());
     }
 
-    async fn required_columns(&mut self, table: &SqlTable) -> Result<Vec<String>, SourceError> {
+    async fn connect(&mut self) -> Result<Conn, SqlError> {
+        if let Some(conn) = self.conn.take() {
+            return Ok(conn);
+        }
+        let mut conn = self.pool.get_conn().await.map_err(SqlError::Unreachable)?;
+        conn.query_drop(&self.session)
+            .await
+            .map_err(SqlError::Unreachable)?;
+        Ok(conn)
+    }
+
+    /// Runs `decision` for `target`. `Err` is transient (retry); a statement SQL refuses is
+    /// `Applied::Refused`, with nothing changed.
+    pub async fn apply(
+        &mut self,
+        target: &Target<'_>,
+        decision: &Decision,
+    ) -> Result<Applied, SqlError> {
+        let mut conn = self.connect().await?;
+        let result = match decision {
+            Decision::Insert {
+                set,
+                written,
+                or_update,
+            } => {
+                let required = self.required_columns(&mut conn, target.table).await;
+                match required {
+                    Ok(required) if *or_update => {
+                        insert_or_update(&mut conn, target, set, written, &required).await
+                    }
+                    Ok(required) => insert(&mut conn, target, set, written, &required).await,
+                    Err(failure) => Err(failure),
+                }
+            }
+            Decision::Update { set } => update(&mut conn, target, set).await,
+            Decision::Delete => delete(&mut conn, target).await,
+            _ => Ok(Applied::Done),
+        };
+        let failure = match result {
+            Ok(applied) => {
+                self.conn = Some(conn);
+                return Ok(applied);
+            }
+            Err(Failure::Refused(reason)) => reason,
+            Err(Failure::Sql(error)) => match sort(error) {
+                Ok(reason) => reason,
+                Err(retry) => {
+                    // Closed, not pooled: the server rolls back what it had open.
+                    let _ = conn.disconnect().await;
+                    return Err(retry);
+                }
+            },
+        };
+        // Refused: end the transaction; the connection stays good.
+        if conn.query_drop("ROLLBACK").await.is_ok() {
+            self.conn = Some(conn);
+        }
+        Ok(Applied::Refused(failure))
+    }
+
+    async fn required_columns(
+        &mut self,
+        conn: &mut Conn,
+        table: &SqlTable,
+    ) -> Result<Vec<String>, Failure> {
         let name = table.qualified_name();
         if let Some(found) = self.required.get(&name) {
             return Ok(found.clone());
         }
-        let t = table.schema.table.clone();
-        let columns: Vec<String> = self
-            .conn()
-            .await?
+        let t = &table.schema.table;
+        let columns: Vec<String> = conn
             .exec(
                 "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
                  AND TABLE_NAME = ? AND IS_NULLABLE = 'NO' AND COLUMN_DEFAULT IS NULL \
                  AND EXTRA NOT LIKE '%auto_increment%' AND EXTRA NOT LIKE '%GENERATED%'",
                 (&t.database, &t.table),
             )
-            .await
-            .map_err(SourceError::Query)?;
+            .await?;
         self.required.insert(name, columns.clone());
         Ok(columns)
     }
+}
 
-    /// Runs `decision` for the item `key` of `view` (whose key columns are `key_columns`).
-    /// `Err` is transient (retry); a statement SQL refuses is `Applied::Refused`.
-    pub async fn apply(
-        &mut self,
-        view: &View,
-        table: &SqlTable,
-        key: &ItemKey,
-        key_columns: &[(String, String)],
-        decision: &Decision,
-    ) -> Result<Applied, SourceError> {
-        let result = match decision {
-            Decision::Upsert(set) => self.upsert(table, key_columns, set).await,
-            Decision::Update { set } => self.update(table, key_columns, set).await,
-            Decision::Delete => self.delete(view, table, key, key_columns).await,
-            _ => return Ok(Applied::Done),
-        };
-        match result {
-            Err(SourceError::Query(mysql_async::Error::Server(server)))
-                if refused_code(server.code) =>
-            {
-                // The connection is fine; a failed statement inside a transaction is rolled
-                // back by the caller's ROLLBACK below.
-                if let Some(conn) = self.conn.as_mut() {
-                    let _ = conn.query_drop("ROLLBACK").await;
-                }
-                Ok(Applied::Refused(format!(
-                    "SQL refused it: {} ({})",
-                    server.message, server.code
-                )))
-            }
-            Err(error) => {
-                self.conn = None;
-                Err(error)
-            }
-            ok => ok,
+async fn insert(
+    conn: &mut Conn,
+    target: &Target<'_>,
+    set: &[(String, Value)],
+    written: &Image,
+    required: &[String],
+) -> Result<Applied, Failure> {
+    let mut columns: Vec<(String, Value)> = target
+        .key_columns
+        .iter()
+        .map(|(c, v)| (c.clone(), Value::Bytes(v.clone().into_bytes())))
+        .collect();
+    for (column, value) in set {
+        if !columns.iter().any(|(c, _)| c == column) {
+            columns.push((column.clone(), value.clone()));
         }
     }
-
-    async fn upsert(
-        &mut self,
-        table: &SqlTable,
-        key_columns: &[(String, String)],
-        set: &[(String, Value)],
-    ) -> Result<Applied, SourceError> {
-        let mut columns: Vec<(String, Value)> = key_columns
-            .iter()
-            .map(|(c, v)| (c.clone(), Value::Bytes(v.clone().into_bytes())))
-            .collect();
-        for (column, value) in set {
-            if !columns.iter().any(|(c, _)| c == column) {
-                columns.push((column.clone(), value.clone()));
-            }
-        }
-        let required = self.required_columns(table).await?;
-        let missing: Vec<&String> = required
-            .iter()
-            .filter(|r| !columns.iter().any(|(c, v)| c == *r && *v != Value::NULL))
-            .collect();
-        if !missing.is_empty() {
-            return Ok(Applied::Refused(format!(
-                "a new item must carry every column the table needs; missing: {}",
-                missing
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let names: Vec<String> = columns.iter().map(|(c, _)| quote_name(c)).collect();
-        let updates: Vec<String> = names.iter().map(|n| format!("{n} = VALUES({n})")).collect();
-        let statement = format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON DUPLICATE KEY UPDATE {}",
-            table.qualified_name(),
-            names.join(", "),
-            vec!["?"; names.len()].join(", "),
-            updates.join(", ")
-        );
-        let params: Vec<Value> = columns.into_iter().map(|(_, v)| v).collect();
-        self.conn()
-            .await?
-            .exec_drop(statement, params)
-            .await
-            .map_err(SourceError::Query)?;
-        Ok(Applied::Done)
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|r| !columns.iter().any(|(c, v)| c == *r && *v != Value::NULL))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Failure::Refused(format!(
+            "a new item must carry every column the table needs; missing: {}",
+            missing.join(", ")
+        )));
     }
+    let names: Vec<String> = columns.iter().map(|(c, _)| quote_name(c)).collect();
+    let statement = format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        target.table.qualified_name(),
+        names.join(", "),
+        vec!["?"; names.len()].join(", ")
+    );
+    let params: Vec<Value> = columns.into_iter().map(|(_, v)| v).collect();
+    conn.query_drop("START TRANSACTION").await?;
+    insert_row(conn, target, written, statement, params).await
+}
 
-    async fn update(
-        &mut self,
-        table: &SqlTable,
-        key_columns: &[(String, String)],
-        set: &[(String, Value)],
-    ) -> Result<Applied, SourceError> {
-        let assignments: Vec<String> = set
-            .iter()
-            .map(|(c, _)| format!("{} = ?", quote_name(c)))
-            .collect();
-        let (condition, key_params) = key_condition(key_columns);
-        let statement = format!(
-            "UPDATE {} SET {} WHERE {condition}",
-            table.qualified_name(),
-            assignments.join(", ")
-        );
-        let mut params: Vec<Value> = set.iter().map(|(_, v)| v.clone()).collect();
-        params.extend(key_params);
-        let conn = self.conn().await?;
-        conn.exec_drop(statement, params)
-            .await
-            .map_err(SourceError::Query)?;
-        Ok(Applied::Done)
-    }
-
-    /// Deletes the row behind the item only if it still makes that very item: rowcast deletes
-    /// items only when their rows are gone, moved or filtered out, so a removal whose row
-    /// still makes the item is an application's.
-    async fn delete(
-        &mut self,
-        view: &View,
-        table: &SqlTable,
-        key: &ItemKey,
-        key_columns: &[(String, String)],
-    ) -> Result<Applied, SourceError> {
-        let (condition, params) = key_condition(key_columns);
-        let conn = self.conn().await?;
-        conn.query_drop("START TRANSACTION")
-            .await
-            .map_err(SourceError::Query)?;
-        let (rows, _) = select_rows(
-            conn,
-            table,
-            &format!("WHERE {condition} LIMIT 100 FOR UPDATE"),
-            params,
-        )
-        .await?;
-        let ours: Vec<_> = rows
-            .iter()
-            .filter(|row| item_key(view, row).as_ref() == Some(key))
-            .collect();
-        if ours.is_empty() || table.primary_key.is_empty() {
-            conn.query_drop("ROLLBACK")
-                .await
-                .map_err(SourceError::Query)?;
-            return Ok(Applied::NotOurs);
+/// After an application's put over an item rowcast never wrote: the row that makes the item
+/// is updated, or, when there is none, a new row inserted.
+async fn insert_or_update(
+    conn: &mut Conn,
+    target: &Target<'_>,
+    set: &[(String, Value)],
+    written: &Image,
+    required: &[String],
+) -> Result<Applied, Failure> {
+    match lock_row(conn, target).await? {
+        Some(row) => update_row(conn, target, &row, set).await,
+        None => {
+            conn.query_drop("ROLLBACK").await?;
+            insert(conn, target, set, written, required).await
         }
-        for row in ours {
-            let pk: Vec<(String, Value)> = table
-                .primary_key
-                .iter()
-                .filter_map(|c| {
-                    let cell = row.get(c)?;
-                    Some((c.clone(), crate::snapshot::join::cell_param(cell)?))
-                })
-                .collect();
-            let condition: Vec<String> = pk
-                .iter()
-                .map(|(c, _)| format!("{} = ?", quote_name(c)))
-                .collect();
-            let statement = format!(
-                "DELETE FROM {} WHERE {}",
-                table.qualified_name(),
-                condition.join(" AND ")
-            );
-            let params: Vec<Value> = pk.into_iter().map(|(_, v)| v).collect();
-            conn.exec_drop(statement, params)
-                .await
-                .map_err(SourceError::Query)?;
-        }
-        conn.query_drop("COMMIT")
-            .await
-            .map_err(SourceError::Query)?;
-        Ok(Applied::Done)
     }
 }
 
-fn key_condition(key_columns: &[(String, String)]) -> (String, Vec<Value>) {
-    let condition: Vec<String> = key_columns
+/// Inside the insert's transaction: the INSERT, then the new row read back.
+async fn insert_row(
+    conn: &mut Conn,
+    target: &Target<'_>,
+    written: &Image,
+    statement: String,
+    params: Vec<Value>,
+) -> Result<Applied, Failure> {
+    if let Err(error) = conn.exec_drop(statement, params).await {
+        let duplicate = matches!(&error, mysql_async::Error::Server(server) if server.code == 1062);
+        if !duplicate {
+            return Err(error.into());
+        }
+        conn.query_drop("ROLLBACK").await?;
+        return replayed(conn, target, written, error).await;
+    }
+    if locked_behind(conn, target).await?.is_none() {
+        return Err(Failure::Refused(
+            "the new row would not make this item (the view's filter leaves it out, or its key renders differently)".into(),
+        ));
+    }
+    conn.query_drop("COMMIT").await?;
+    Ok(Applied::Done)
+}
+
+/// After a duplicate key: the insert was applied before (a replay) when the row behind the
+/// item holds exactly the written attributes; otherwise the record is refused.
+async fn replayed(
+    conn: &mut Conn,
+    target: &Target<'_>,
+    written: &Image,
+    duplicate: mysql_async::Error,
+) -> Result<Applied, Failure> {
+    let (condition, params) = target.condition();
+    let (rows, _) = select_rows(conn, target.table, &format!("WHERE {condition}"), params).await?;
+    let same = target.behind(rows).is_some_and(|row| {
+        let Ok(projection) = project_snapshot(target.view, &row, None) else {
+            return false;
+        };
+        projection.ops.iter().any(|op| match op {
+            ItemOp::Put { item, .. } => written
+                .iter()
+                .all(|(name, attr)| item.get(name) == Some(attr)),
+            ItemOp::Delete { .. } => false,
+        })
+    });
+    if same {
+        return Ok(Applied::AlreadyDone);
+    }
+    Err(Failure::Sql(duplicate))
+}
+
+async fn update(
+    conn: &mut Conn,
+    target: &Target<'_>,
+    set: &[(String, Value)],
+) -> Result<Applied, Failure> {
+    let Some(row) = lock_row(conn, target).await? else {
+        return Err(no_row());
+    };
+    update_row(conn, target, &row, set).await
+}
+
+/// Inside the transaction that locked `row`: the UPDATE by its identity, then COMMIT.
+async fn update_row(
+    conn: &mut Conn,
+    target: &Target<'_>,
+    row: &Row,
+    set: &[(String, Value)],
+) -> Result<Applied, Failure> {
+    if set.is_empty() {
+        conn.query_drop("COMMIT").await?;
+        return Ok(Applied::NoChange);
+    }
+    let assignments: Vec<String> = set
         .iter()
         .map(|(c, _)| format!("{} = ?", quote_name(c)))
         .collect();
-    let params = key_columns
-        .iter()
-        .map(|(_, v)| Value::Bytes(v.clone().into_bytes()))
-        .collect();
-    (condition.join(" AND "), params)
+    let (condition, row_params) = target.identity(row);
+    let statement = format!(
+        "UPDATE {} SET {} WHERE {condition}",
+        target.table.qualified_name(),
+        assignments.join(", ")
+    );
+    let mut params: Vec<Value> = set.iter().map(|(_, v)| v.clone()).collect();
+    params.extend(row_params);
+    conn.exec_drop(statement, params).await?;
+    let changed = conn.affected_rows();
+    if changed > 1 {
+        return Err(Failure::Refused(format!(
+            "the update would change {changed} rows; the key columns must name one row"
+        )));
+    }
+    conn.query_drop("COMMIT").await?;
+    Ok(if changed == 0 {
+        Applied::NoChange
+    } else {
+        Applied::Done
+    })
+}
+
+async fn delete(conn: &mut Conn, target: &Target<'_>) -> Result<Applied, Failure> {
+    let Some(row) = lock_row(conn, target).await? else {
+        return Err(no_row());
+    };
+    let (condition, params) = target.identity(&row);
+    let statement = format!(
+        "DELETE FROM {} WHERE {condition}",
+        target.table.qualified_name()
+    );
+    conn.exec_drop(statement, params).await?;
+    let deleted = conn.affected_rows();
+    if deleted != 1 {
+        return Err(Failure::Refused(format!(
+            "the delete would remove {deleted} rows; the key columns must name one row"
+        )));
+    }
+    conn.query_drop("COMMIT").await?;
+    Ok(Applied::Done)
+}
+
+/// Starts a transaction and locks the row behind the item, if a row still makes it.
+async fn lock_row(conn: &mut Conn, target: &Target<'_>) -> Result<Option<Row>, Failure> {
+    conn.query_drop("START TRANSACTION").await?;
+    locked_behind(conn, target).await
+}
+
+/// Inside a transaction: locks the rows the key columns name, and returns the one that makes
+/// the item.
+async fn locked_behind(conn: &mut Conn, target: &Target<'_>) -> Result<Option<Row>, Failure> {
+    let (condition, params) = target.condition();
+    let (rows, _) = select_rows(
+        conn,
+        target.table,
+        &format!("WHERE {condition} FOR UPDATE"),
+        params,
+    )
+    .await?;
+    Ok(target.behind(rows))
+}
+
+fn no_row() -> Failure {
+    Failure::Refused(
+        "no row makes this item any more (deleted, moved to another key, or out of the view's filter)"
+            .into(),
+    )
 }

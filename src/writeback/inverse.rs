@@ -1,25 +1,32 @@
 //! The inverse mapping, pure: a stream record of a write-back view's item → what to do in SQL.
 //!
-//! Whose change is it: a record is rowcast's own when its new image carries a version that
-//! differs from the old image's (rowcast writes a new `_version` on every write; an
-//! application's UpdateItem keeps it, and an application's PutItem of its own carries none or
-//! copies it). A removal by the TTL service principal is skipped; any other removal is decided
-//! against SQL (see `apply.rs`: rowcast only deletes items whose rows no longer make them).
+//! Whose change is it, decided only from what rowcast itself wrote into the record:
+//! - a put or update whose new image carries a `_version` that differs from the old image's is
+//!   rowcast's own (rowcast writes a new version on every write; an application's UpdateItem
+//!   keeps it, and an application's PutItem carries none or copies it); so is one whose new
+//!   image carries a new `_restored` mark (an item rewritten from SQL at the version it held,
+//!   after write-back rejected an application's change of it);
+//! - a removal whose old image carries `_removing` is rowcast's own: before rowcast deletes an
+//!   item of a write-back view it marks the item (see `sink/writer.rs`), and the removal record
+//!   carries the mark. A removal by the TTL service principal is skipped. Any other removal is
+//!   an application's DeleteItem. The row's present state never decides whose a record is.
 //!
 //! An application's change maps back through the view: the key attributes parse into key
 //! columns through the templates, and only the attributes listed in `writeback.attributes` map
-//! to their columns, converted back by the VIEWS.md value table (`as` conversions inverted) and
-//! validated against the column's type. A record that sets or changes any other attribute, or
-//! an attribute that does not convert, is rejected as a whole: nothing of it reaches SQL.
+//! to their columns, converted back by the VIEWS.md value table (`values.rs`) and validated
+//! against the column's type. A record that sets or changes any other attribute, an attribute
+//! whose column is a key column, or an attribute that does not convert, is rejected as a whole:
+//! nothing of it reaches SQL.
 
 use std::collections::BTreeMap;
 
 use mysql_async::Value;
 
-use crate::sink::dynamo::VERSION_ATTRIBUTE;
+use super::values::to_sql;
+use crate::sink::dynamo::{REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE};
 use crate::view::row::{ColumnKind, TableSchema};
 use crate::view::spec::{Attributes, View};
-use crate::view::value::{datetime_from_epoch, is_number_text, Attr, Cell, Conversion};
+use crate::view::value::{Attr, Conversion};
 
 pub type Image = BTreeMap<String, Attr>;
 
@@ -40,23 +47,33 @@ pub struct StreamChange {
     /// Removed by DynamoDB's TTL (the service principal).
     pub ttl: bool,
     pub sequence: String,
+    /// When DynamoDB wrote the record (seconds since the epoch, rounded down), if it says.
+    pub created_s: Option<i64>,
 }
 
 /// What a record becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// rowcast's own write.
+    /// rowcast's own write or removal.
     Own,
     Ttl,
     /// Nothing writable changed (metadata only).
     Unchanged,
     Reject(String),
-    /// INSERT … ON DUPLICATE KEY UPDATE (replays are harmless).
-    Upsert(Vec<(String, Value)>),
+    /// A new item: a plain INSERT of the key columns and `set`. `written` holds the writable
+    /// attributes as the item has them, to recognise a replay of this very insert.
+    /// `or_update`: the application put it over an item rowcast never wrote; when a row makes
+    /// the item after all, that row is updated instead.
+    Insert {
+        set: Vec<(String, Value)>,
+        written: Image,
+        or_update: bool,
+    },
+    /// UPDATE of the row behind the item, if a row still makes that very item.
     Update {
         set: Vec<(String, Value)>,
     },
-    /// DELETE of the row behind the key, if it still makes this item.
+    /// DELETE of the row behind the item, if a row still makes that very item.
     Delete,
 }
 
@@ -80,6 +97,25 @@ pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
     Some(columns)
 }
 
+/// Whether the key columns parsed from an item's key are values their columns can hold, in the
+/// form rowcast renders them (integers without sign or leading zeros, dates as dates, ENUM
+/// labels, …). A key that parses with the templates but not with the types is another item's
+/// (e.g. the application's own `ACC#1#SETTINGS` next to a view's `ACC#{id}`).
+pub fn typed_key(table: &TableSchema, columns: &[(String, String)]) -> bool {
+    columns.iter().all(|(column, text)| {
+        let Some(kind) = table.column(column).map(|c| &c.kind) else {
+            return false;
+        };
+        match kind {
+            ColumnKind::Int { .. }
+            | ColumnKind::SignedMedium
+            | ColumnKind::Bit
+            | ColumnKind::Year => text.parse::<i128>().is_ok_and(|n| n.to_string() == *text),
+            other => to_sql(&Attr::S(text.clone()), other, Conversion::String).is_ok(),
+        }
+    })
+}
+
 /// `(column, conversion)` of a writable attribute.
 pub fn writable(view: &View, attribute: &str) -> Option<(String, Conversion)> {
     if !view.writeback_attributes.iter().any(|a| a == attribute) {
@@ -94,8 +130,26 @@ pub fn writable(view: &View, attribute: &str) -> Option<(String, Conversion)> {
     }
 }
 
-fn version(image: Option<&Image>) -> Option<&Attr> {
-    image.and_then(|i| i.get(VERSION_ATTRIBUTE))
+fn metadata<'a>(image: Option<&'a Image>, name: &str) -> Option<&'a Attr> {
+    image.and_then(|i| i.get(name))
+}
+
+/// A number attribute's value (versions and marks are whole numbers).
+fn number(attr: Option<&Attr>) -> Option<u128> {
+    match attr {
+        Some(Attr::N(text)) => text.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The new image carries a newer value of a metadata number than the old one. rowcast only
+/// ever moves its versions and marks forward; an application that copies an older value into
+/// its write does not make that write rowcast's.
+fn advanced(change: &StreamChange, name: &str) -> bool {
+    let Some(new) = number(metadata(change.new.as_ref(), name)) else {
+        return false;
+    };
+    number(metadata(change.old.as_ref(), name)).is_none_or(|old| new > old)
 }
 
 /// The attributes an application may not set: keys and metadata are not values.
@@ -103,25 +157,59 @@ fn is_value_attribute(view: &View, name: &str) -> bool {
     !name.starts_with('_') && !view.is_key_attribute(name)
 }
 
+fn is_key_column(view: &View, column: &str) -> bool {
+    let mut templates = std::iter::once(&view.key.pk).chain(view.key.sk.as_ref());
+    templates.any(|t| t.columns().any(|c| c == column))
+}
+
 pub fn decide(view: &View, table: &TableSchema, change: &StreamChange) -> Decision {
+    let own = [VERSION_ATTRIBUTE, RESTORED_ATTRIBUTE, REMOVAL_ATTRIBUTE]
+        .iter()
+        .any(|name| advanced(change, name));
+    if change.kind == ChangeKind::Insert {
+        return if own {
+            Decision::Own
+        } else {
+            decide_values(view, table, change, true)
+        };
+    }
+    let Some(old) = change.old.as_ref() else {
+        return Decision::Reject(
+            "the record carries no old image: the table's stream must be NEW_AND_OLD_IMAGES".into(),
+        );
+    };
     if change.kind == ChangeKind::Remove {
         return if change.ttl {
             Decision::Ttl
+        } else if old.contains_key(REMOVAL_ATTRIBUTE) {
+            Decision::Own
         } else {
             Decision::Delete
         };
     }
-    let new_version = version(change.new.as_ref());
-    if new_version.is_some() && new_version != version(change.old.as_ref()) {
+    if own {
         return Decision::Own;
     }
+    // An item rowcast never wrote (the application's, e.g. a new item rejected before): the
+    // application's put over it is an insert, or an update of the row if one makes the item.
+    let unknown = !old.contains_key(VERSION_ATTRIBUTE);
+    decide_values(view, table, change, unknown)
+}
+
+/// The writable attributes of an application's change as column values. `whole`: the item is
+/// new to SQL, so every attribute counts (an insert); otherwise only those that changed.
+fn decide_values(view: &View, table: &TableSchema, change: &StreamChange, whole: bool) -> Decision {
     let empty = Image::new();
     let new = change.new.as_ref().unwrap_or(&empty);
-    let old = change.old.as_ref().unwrap_or(&empty);
+    let old = match &change.old {
+        Some(old) if !whole => old,
+        _ => &empty,
+    };
     let mut names: Vec<&String> = new.keys().chain(old.keys()).collect();
     names.sort();
     names.dedup();
     let mut set = Vec::new();
+    let mut written = Image::new();
     for name in names {
         if !is_value_attribute(view, name) || new.get(name) == old.get(name) {
             continue;
@@ -131,6 +219,11 @@ pub fn decide(view: &View, table: &TableSchema, change: &StreamChange) -> Decisi
                 "attribute {name} is not writable (writeback.attributes)"
             ));
         };
+        if is_key_column(view, &column) {
+            return Decision::Reject(format!(
+                "attribute {name} maps to key column {column}: key columns are never assigned"
+            ));
+        }
         let Some(kind) = table.column(&column).map(|c| &c.kind) else {
             return Decision::Reject(format!("column {column} is not in {}", table.table));
         };
@@ -143,268 +236,24 @@ pub fn decide(view: &View, table: &TableSchema, change: &StreamChange) -> Decisi
             None if matches!(kind, ColumnKind::Set(_)) => Value::Bytes(Vec::new()),
             None => Value::NULL,
         };
+        if let Some(attr) = new.get(name) {
+            written.insert(name.clone(), attr.clone());
+        }
         set.push((column, value));
     }
     match change.kind {
-        ChangeKind::Insert if change.old.is_none() => Decision::Upsert(set),
+        ChangeKind::Insert => Decision::Insert {
+            set,
+            written,
+            or_update: false,
+        },
+        _ if whole => Decision::Insert {
+            set,
+            written,
+            or_update: true,
+        },
         _ if set.is_empty() => Decision::Unchanged,
         _ => Decision::Update { set },
-    }
-}
-
-fn expect_n<'a>(attr: &'a Attr, what: &str) -> Result<&'a str, String> {
-    match attr {
-        Attr::N(n) => Ok(n),
-        other => Err(format!(
-            "expected a number (N) for {what}, got {}",
-            attr_type(other)
-        )),
-    }
-}
-
-fn expect_s<'a>(attr: &'a Attr, what: &str) -> Result<&'a str, String> {
-    match attr {
-        Attr::S(s) => Ok(s),
-        other => Err(format!(
-            "expected a string (S) for {what}, got {}",
-            attr_type(other)
-        )),
-    }
-}
-
-fn attr_type(attr: &Attr) -> &'static str {
-    match attr {
-        Attr::S(_) => "S",
-        Attr::N(_) => "N",
-        Attr::B(_) => "B",
-        Attr::Ss(_) => "SS",
-        Attr::M(_) => "M",
-        Attr::L(_) => "L",
-        Attr::Bool(_) => "BOOL",
-        Attr::Null => "NULL",
-    }
-}
-
-fn integer(text: &str, unsigned: bool) -> Result<Value, String> {
-    if unsigned {
-        text.trim()
-            .parse::<u64>()
-            .map(Value::UInt)
-            .map_err(|_| format!("{text:?} is not an unsigned integer"))
-    } else {
-        text.trim()
-            .parse::<i64>()
-            .map(Value::Int)
-            .map_err(|_| format!("{text:?} is not an integer"))
-    }
-}
-
-fn number_text(text: &str) -> Result<Value, String> {
-    if is_number_text(text.trim()) {
-        Ok(Value::Bytes(text.trim().as_bytes().to_vec()))
-    } else {
-        Err(format!("{text:?} is not a number"))
-    }
-}
-
-fn digits(text: &str, at: std::ops::Range<usize>) -> bool {
-    text.get(at)
-        .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// `YYYY-MM-DD`, then optionally `THH:MM:SS[.ffffff]` (or a space), optionally `Z`.
-fn temporal(text: &str, with_time: bool) -> Result<Value, String> {
-    let body = text.strip_suffix('Z').unwrap_or(text);
-    let date_ok = body.len() >= 10
-        && digits(body, 0..4)
-        && &body[4..5] == "-"
-        && digits(body, 5..7)
-        && &body[7..8] == "-"
-        && digits(body, 8..10);
-    let rest = body.get(10..).unwrap_or("");
-    let time_ok = if with_time {
-        rest.is_empty()
-            || ((rest.starts_with('T') || rest.starts_with(' '))
-                && rest.len() >= 9
-                && digits(rest, 1..3)
-                && &rest[3..4] == ":"
-                && digits(rest, 4..6)
-                && &rest[6..7] == ":"
-                && digits(rest, 7..9)
-                && (rest.len() == 9 || (&rest[9..10] == "." && digits(rest, 10..rest.len()))))
-    } else {
-        rest.is_empty()
-    };
-    if !date_ok || !time_ok {
-        let shape = if with_time {
-            "YYYY-MM-DDTHH:MM:SS[.ffffff]"
-        } else {
-            "YYYY-MM-DD"
-        };
-        return Err(format!("{text:?} is not a {shape} value"));
-    }
-    Ok(Value::Bytes(body.replacen('T', " ", 1).into_bytes()))
-}
-
-fn time(text: &str) -> Result<Value, String> {
-    let body = text.strip_prefix('-').unwrap_or(text);
-    let mut parts = body.splitn(3, ':');
-    let ok = match (parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(m), Some(s)) => {
-            let (sec, frac) = s.split_once('.').unwrap_or((s, "0"));
-            [h, m, sec, frac]
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(Value::Bytes(text.as_bytes().to_vec()))
-    } else {
-        Err(format!("{text:?} is not a [-]HH:MM:SS[.ffffff] value"))
-    }
-}
-
-/// An epoch number (seconds or milliseconds, fraction allowed) as a UTC `DATETIME` literal.
-fn from_epoch(text: &str, millis: bool) -> Result<Value, String> {
-    let bad = || format!("{text:?} is not an epoch number");
-    let (int_part, frac) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
-    let whole: i64 = int_part.parse().map_err(|_| bad())?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let negative = int_part.starts_with('-');
-    // Microseconds of the fraction, for the unit.
-    let frac_digits = if millis { 3 } else { 6 };
-    let padded = format!("{frac:0<width$}", width = frac_digits);
-    let mut frac_units: i64 = padded[..frac_digits].parse().map_err(|_| bad())?;
-    if negative {
-        frac_units = -frac_units;
-    }
-    let micros_total = if millis {
-        i128::from(whole) * 1000 + i128::from(frac_units)
-    } else {
-        i128::from(whole) * 1_000_000 + i128::from(frac_units)
-    };
-    let secs = micros_total.div_euclid(1_000_000);
-    let micros = micros_total.rem_euclid(1_000_000);
-    let secs = i64::try_from(secs).map_err(|_| bad())?;
-    let dt = datetime_from_epoch(secs, micros as u32, 6);
-    let text = Cell::DateTime(dt)
-        .to_text()
-        .ok()
-        .flatten()
-        .ok_or_else(bad)?;
-    Ok(Value::Bytes(text.replacen('T', " ", 1).into_bytes()))
-}
-
-/// An attribute value as the column's SQL value, per the VIEWS.md table and `as` conversion.
-pub fn to_sql(attr: &Attr, kind: &ColumnKind, conversion: Conversion) -> Result<Value, String> {
-    if *attr == Attr::Null && !matches!(kind, ColumnKind::Json) {
-        return Ok(Value::NULL);
-    }
-    match conversion {
-        Conversion::EpochSeconds | Conversion::EpochMillis => {
-            let n = expect_n(attr, "an epoch conversion")?;
-            return from_epoch(n, conversion == Conversion::EpochMillis);
-        }
-        Conversion::JsonString => {
-            let s = expect_s(attr, "a json_string conversion")?;
-            serde_json::from_str::<serde_json::Value>(s).map_err(|e| format!("not JSON: {e}"))?;
-            return Ok(Value::Bytes(s.as_bytes().to_vec()));
-        }
-        Conversion::String => {
-            let s = expect_s(attr, "an as = \"string\" attribute")?;
-            return from_text(s, kind);
-        }
-        Conversion::Number => {
-            let n = expect_n(attr, "an as = \"number\" attribute")?;
-            return match kind {
-                ColumnKind::Text | ColumnKind::Enum(_) => from_text(n, kind),
-                other => native(&Attr::N(n.to_string()), other),
-            };
-        }
-        Conversion::Native => {}
-    }
-    native(attr, kind)
-}
-
-/// A text (as `as = "string"` renders the column) back to the column's value.
-fn from_text(text: &str, kind: &ColumnKind) -> Result<Value, String> {
-    match kind {
-        ColumnKind::Set(_) => native(
-            &Attr::Ss(
-                text.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-            ),
-            kind,
-        ),
-        ColumnKind::Text
-        | ColumnKind::Enum(_)
-        | ColumnKind::Date
-        | ColumnKind::DateTime { .. }
-        | ColumnKind::Timestamp { .. }
-        | ColumnKind::Time { .. } => native(&Attr::S(text.to_string()), kind),
-        ColumnKind::Binary { .. } | ColumnKind::Other(_) => {
-            Ok(Value::Bytes(text.as_bytes().to_vec()))
-        }
-        ColumnKind::Json => Ok(Value::Bytes(text.as_bytes().to_vec())),
-        _ => native(&Attr::N(text.to_string()), kind),
-    }
-}
-
-fn native(attr: &Attr, kind: &ColumnKind) -> Result<Value, String> {
-    match kind {
-        ColumnKind::Int { unsigned } => integer(expect_n(attr, "an integer column")?, *unsigned),
-        ColumnKind::SignedMedium => integer(expect_n(attr, "an integer column")?, false),
-        ColumnKind::Bit | ColumnKind::Year => integer(expect_n(attr, "a numeric column")?, true),
-        ColumnKind::Decimal { .. } => number_text(expect_n(attr, "a DECIMAL column")?),
-        ColumnKind::Float | ColumnKind::Double => {
-            let n = expect_n(attr, "a floating-point column")?;
-            n.trim()
-                .parse::<f64>()
-                .map(Value::Double)
-                .map_err(|_| format!("{n:?} is not a number"))
-        }
-        ColumnKind::Text => Ok(Value::Bytes(
-            expect_s(attr, "a text column")?.as_bytes().to_vec(),
-        )),
-        ColumnKind::Enum(labels) => {
-            let s = expect_s(attr, "an ENUM column")?;
-            if labels.iter().any(|l| l == s) {
-                Ok(Value::Bytes(s.as_bytes().to_vec()))
-            } else {
-                Err(format!("{s:?} is not one of {labels:?}"))
-            }
-        }
-        ColumnKind::Set(labels) => {
-            let Attr::Ss(items) = attr else {
-                return Err(format!(
-                    "expected a string set (SS) for a SET column, got {}",
-                    attr_type(attr)
-                ));
-            };
-            if let Some(bad) = items.iter().find(|i| !labels.contains(i)) {
-                return Err(format!("{bad:?} is not one of {labels:?}"));
-            }
-            Ok(Value::Bytes(items.join(",").into_bytes()))
-        }
-        ColumnKind::Binary { .. } => match attr {
-            Attr::B(bytes) => Ok(Value::Bytes(bytes.clone())),
-            other => Err(format!(
-                "expected binary (B) for a binary column, got {}",
-                attr_type(other)
-            )),
-        },
-        ColumnKind::Date => temporal(expect_s(attr, "a DATE column")?, false),
-        ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. } => {
-            temporal(expect_s(attr, "a DATETIME or TIMESTAMP column")?, true)
-        }
-        ColumnKind::Time { .. } => time(expect_s(attr, "a TIME column")?),
-        ColumnKind::Json => Ok(Value::Bytes(attr.to_json().to_string().into_bytes())),
-        ColumnKind::Other(name) => Err(format!("write-back does not handle {name} columns")),
     }
 }
 
@@ -414,7 +263,7 @@ mod tests {
     use crate::view::row::ColumnSchema;
     use crate::view::spec::TableRef;
 
-    fn view() -> View {
+    pub(super) fn view() -> View {
         crate::config::compile_view(
             std::path::Path::new("accounts.toml"),
             r#"
@@ -434,7 +283,7 @@ attributes = ["status"]
         .unwrap()
     }
 
-    fn table() -> TableSchema {
+    pub(super) fn table() -> TableSchema {
         let column = |name: &str, kind: ColumnKind| ColumnSchema {
             name: name.into(),
             kind,
@@ -465,7 +314,20 @@ attributes = ["status"]
             new,
             ttl: false,
             sequence: "1".into(),
+            created_s: None,
         }
+    }
+
+    #[test]
+    fn keys_must_fit_their_column_types() {
+        let table = table();
+        let key = |text: &str| vec![("id".to_string(), text.to_string())];
+        assert!(typed_key(&table, &key("42")));
+        assert!(typed_key(&table, &key("-42")));
+        assert!(!typed_key(&table, &key("1#SETTINGS")));
+        assert!(!typed_key(&table, &key("042")));
+        assert!(!typed_key(&table, &key("+42")));
+        assert!(!typed_key(&table, &[("nope".to_string(), "1".to_string())]));
     }
 
     #[test]
@@ -509,6 +371,41 @@ attributes = ["status"]
             decide(&view, &table, &app_put),
             Decision::Update { .. }
         ));
+        // An application's write that copies an older version is still the application's.
+        let stale_copy = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("7"), s("open")])),
+            Some(image(&[pk.clone(), v("6"), s("frozen")])),
+        );
+        assert!(matches!(
+            decide(&view, &table, &stale_copy),
+            Decision::Update { .. }
+        ));
+        // rowcast's mark before a removal.
+        let mark = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("7"), s("open")])),
+            Some(image(&[
+                pk.clone(),
+                v("7"),
+                s("open"),
+                (REMOVAL_ATTRIBUTE, Attr::N("7".into())),
+            ])),
+        );
+        assert_eq!(decide(&view, &table, &mark), Decision::Own);
+        // A put over an item rowcast never wrote: an insert (or an update of its row).
+        let over_unknown = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), s("open")])),
+            Some(image(&[pk.clone(), s("open")])),
+        );
+        assert!(matches!(
+            decide(&view, &table, &over_unknown),
+            Decision::Insert { or_update: true, ref set, .. } if set.len() == 1
+        ));
+        // Without an old image nothing can be told: rejected, never a delete.
+        let blind = change(ChangeKind::Remove, None, None);
+        assert!(matches!(decide(&view, &table, &blind), Decision::Reject(_)));
         // A non-writable attribute rejects the whole record.
         let score = change(
             ChangeKind::Modify,
@@ -541,71 +438,90 @@ attributes = ["status"]
         assert_eq!(decide(&view, &table, &ttl), Decision::Ttl);
         ttl.ttl = false;
         assert_eq!(decide(&view, &table, &ttl), Decision::Delete);
+        // rowcast marks an item before it removes it: the removal carries the mark.
+        let marked = change(
+            ChangeKind::Remove,
+            Some(image(&[
+                pk.clone(),
+                v("7"),
+                (REMOVAL_ATTRIBUTE, Attr::N("7".into())),
+            ])),
+            None,
+        );
+        assert_eq!(decide(&view, &table, &marked), Decision::Own);
+        // An item rewritten from SQL at the version it held, after a rejection: a new mark.
+        let restored = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("6"), s("frozen")])),
+            Some(image(&[
+                pk.clone(),
+                v("6"),
+                s("open"),
+                (RESTORED_ATTRIBUTE, Attr::N("1".into())),
+            ])),
+        );
+        assert_eq!(decide(&view, &table, &restored), Decision::Own);
+        // An application's PutItem of a new item is an insert of what it wrote.
+        let app_insert = change(
+            ChangeKind::Insert,
+            None,
+            Some(image(&[pk.clone(), s("open")])),
+        );
+        assert_eq!(
+            decide(&view, &table, &app_insert),
+            Decision::Insert {
+                set: vec![("status".into(), Value::Bytes(b"open".to_vec()))],
+                written: image(&[s("open")]),
+                or_update: false,
+            }
+        );
         assert_eq!(
             key_columns(&view, &own_insert.keys),
             Some(vec![("id".to_string(), "1".to_string())])
         );
     }
+}
 
-    #[test]
-    fn values_convert_back_or_are_refused() {
-        let int = ColumnKind::Int { unsigned: false };
-        assert_eq!(
-            to_sql(&Attr::N("-42".into()), &int, Conversion::Native),
-            Ok(Value::Int(-42))
-        );
-        assert!(to_sql(&Attr::S("42".into()), &int, Conversion::Native).is_err());
-        assert!(to_sql(&Attr::N("4.2".into()), &int, Conversion::Native).is_err());
-        assert_eq!(
-            to_sql(&Attr::S("42".into()), &int, Conversion::String),
-            Ok(Value::Int(42))
-        );
-        let dec = ColumnKind::Decimal { scale: 2 };
-        assert_eq!(
-            to_sql(&Attr::N("12.5".into()), &dec, Conversion::Native),
-            Ok(Value::Bytes(b"12.5".to_vec()))
-        );
-        assert!(to_sql(&Attr::S("abc".into()), &dec, Conversion::Native).is_err());
-        let status = ColumnKind::Enum(vec!["open".into(), "closed".into()]);
-        assert!(to_sql(&Attr::S("frozen".into()), &status, Conversion::Native).is_err());
-        let dt = ColumnKind::DateTime { fsp: 3 };
-        assert_eq!(
-            to_sql(
-                &Attr::S("2024-02-29T12:34:15.123".into()),
-                &dt,
-                Conversion::Native
-            ),
-            Ok(Value::Bytes(b"2024-02-29 12:34:15.123".to_vec()))
-        );
-        assert_eq!(
-            to_sql(
-                &Attr::N("1709210055123".into()),
-                &dt,
-                Conversion::EpochMillis
-            ),
-            Ok(Value::Bytes(b"2024-02-29 12:34:15.123000".to_vec()))
-        );
-        assert_eq!(
-            to_sql(
-                &Attr::N("1709210055.5".into()),
-                &dt,
-                Conversion::EpochSeconds
-            ),
-            Ok(Value::Bytes(b"2024-02-29 12:34:15.500000".to_vec()))
-        );
-        assert!(to_sql(&Attr::S("yesterday".into()), &dt, Conversion::Native).is_err());
-        let set = ColumnKind::Set(vec!["a".into(), "b".into()]);
-        assert_eq!(
-            to_sql(
-                &Attr::Ss(vec!["a".into(), "b".into()]),
-                &set,
-                Conversion::Native
-            ),
-            Ok(Value::Bytes(b"a,b".to_vec()))
-        );
-        assert_eq!(
-            to_sql(&Attr::Null, &ColumnKind::Text, Conversion::Native),
-            Ok(Value::NULL)
-        );
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::writeback::values::strategies::any_attr;
+
+    fn any_image() -> impl Strategy<Value = Option<Image>> {
+        let names = prop_oneof![
+            Just("status".to_string()),
+            Just("score".to_string()),
+            Just("pk".to_string()),
+            Just(VERSION_ATTRIBUTE.to_string()),
+            Just(REMOVAL_ATTRIBUTE.to_string()),
+            Just(RESTORED_ATTRIBUTE.to_string()),
+            "[a-z_]{1,4}",
+        ];
+        proptest::option::of(proptest::collection::btree_map(names, any_attr(), 0..6))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any record an application can produce is decided, never a panic; and a removal is
+        /// written back only when rowcast's mark is absent.
+        #[test]
+        fn every_record_is_decided(
+            kind in prop_oneof![Just(ChangeKind::Insert), Just(ChangeKind::Modify), Just(ChangeKind::Remove)],
+            old in any_image(),
+            new in any_image(),
+            ttl in any::<bool>(),
+        ) {
+            let view = tests::view();
+            let table = tests::table();
+            let keys: Image = [("pk".to_string(), Attr::S("ACC#1".into()))].into_iter().collect();
+            let change = StreamChange { kind, keys, old: old.clone(), new, ttl, sequence: "1".into(), created_s: None };
+            let decision = decide(&view, &table, &change);
+            if decision == Decision::Delete {
+                prop_assert!(old.is_some_and(|o| !o.contains_key(REMOVAL_ATTRIBUTE)));
+            }
+        }
     }
 }

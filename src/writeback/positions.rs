@@ -1,10 +1,22 @@
-//! Where each stream shard was processed to: the sequence number of the last record applied,
-//! and whether the shard is closed and finished. Saved after every batch of records applied,
-//! so a restart reprocesses at most the batch in flight (at-least-once; the statements are
-//! idempotent: UPDATE to values, upsert, delete).
+//! Where each stream shard was processed to, per DynamoDB Stream: the sequence number of the
+//! last record applied, whether the shard is closed and finished, and when the consumer first
+//! started on that stream.
 //!
-//! In the control table: item `pk = "writeback#<server_id>#<table>"`, `sk = <shard id>`; with a
-//! file checkpoint: `<checkpoint path>.writeback.json`.
+//! Positions belong to the stream (its ARN names the table and the stream's creation), never to
+//! the binlog replica id: another `server_id`, or a restored checkpoint, finds them unchanged,
+//! and a re-created table's new stream starts afresh. Saved after every batch of records, so a
+//! restart reprocesses at most the batch in flight (at-least-once).
+//!
+//! The first start on a stream (no entry at all) records its time: the consumer then begins at
+//! the stream's latest record, and any later read from a shard's oldest record (a shard that
+//! had no record yet when rowcast stopped) skips records created before that time, so history
+//! from before the first start is never applied.
+//!
+//! In the control table: items `pk = "writeback#<stream arn>"`, `sk = <shard id>` (and
+//! `sk = "#start"`); with a file checkpoint: `<checkpoint path>.writeback.json`, one object per
+//! stream, written under a lock so that the consumers of several tables never lose or tear each
+//! other's entries. (Positions of the earlier layout, `writeback#<server_id>#<table>`, are not
+//! read: a consumer upgraded from it starts at the latest record.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,9 +24,11 @@ use std::path::PathBuf;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
 
 use crate::checkpoint::store::{write_durably, CONTROL_PK, CONTROL_SK};
-use crate::sink::dynamo::classify_sdk_error;
+use crate::error::{Classify, ErrorClass};
+use crate::sink::dynamo::{classify_sdk_error, SdkErrorInfo};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPosition {
@@ -26,94 +40,128 @@ pub struct ShardPosition {
     pub done: bool,
 }
 
-pub type Positions = BTreeMap<String, ShardPosition>;
+/// Everything saved for one stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPositions {
+    /// When the consumer first started on this stream (milliseconds since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    #[serde(default)]
+    pub shards: BTreeMap<String, ShardPosition>,
+}
+
+impl StreamPositions {
+    pub fn is_empty(&self) -> bool {
+        self.started_ms.is_none() && self.shards.is_empty()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
-#[error("write-back positions: {0}")]
-pub struct PositionError(pub String);
+pub enum PositionError {
+    #[error("write-back positions in DynamoDB: {0}")]
+    Dynamo(SdkErrorInfo),
+    #[error("write-back positions in {path}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("write-back positions in {path} are not readable: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl Classify for PositionError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PositionError::Dynamo(info) => info.class,
+            PositionError::File { .. } => ErrorClass::Transient,
+            PositionError::Corrupt { .. } => ErrorClass::Definite,
+        }
+    }
+}
+
+const START_SK: &str = "#start";
 
 pub enum PositionStore {
     Table {
         client: Client,
         table: String,
-        server_id: u32,
     },
-    File(PathBuf),
+    File {
+        path: PathBuf,
+        /// One read-modify-write of the file at a time.
+        lock: Mutex<()>,
+    },
 }
 
+/// The file: stream ARN → its positions.
+type FileContents = BTreeMap<String, StreamPositions>;
+
 impl PositionStore {
-    fn partition(server_id: u32, view_table: &str) -> String {
-        format!("writeback#{server_id}#{view_table}")
+    pub fn file(path: PathBuf) -> Self {
+        PositionStore::File {
+            path,
+            lock: Mutex::new(()),
+        }
     }
 
-    pub async fn load(&self, view_table: &str) -> Result<Positions, PositionError> {
+    fn partition(stream: &str) -> String {
+        format!("writeback#{stream}")
+    }
+
+    /// The positions of `stream`.
+    pub async fn load(&self, stream: &str) -> Result<StreamPositions, PositionError> {
         match self {
             PositionStore::Table {
                 client,
-                table,
-                server_id,
-            } => {
-                let mut positions = Positions::new();
-                let mut start = None;
-                loop {
-                    let out = client
-                        .query()
-                        .table_name(table)
-                        .key_condition_expression("#p = :p")
-                        .expression_attribute_names("#p", CONTROL_PK)
-                        .expression_attribute_values(
-                            ":p",
-                            AttributeValue::S(Self::partition(*server_id, view_table)),
-                        )
-                        .consistent_read(true)
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(|e| PositionError(classify_sdk_error(&e).to_string()))?;
-                    for item in out.items() {
-                        let Some(AttributeValue::S(shard)) = item.get(CONTROL_SK) else {
-                            continue;
-                        };
-                        let sequence = match item.get("sequence") {
-                            Some(AttributeValue::S(s)) => Some(s.clone()),
-                            _ => None,
-                        };
-                        let done = matches!(item.get("done"), Some(AttributeValue::Bool(true)));
-                        positions.insert(shard.clone(), ShardPosition { sequence, done });
-                    }
-                    match out.last_evaluated_key {
-                        Some(key) => start = Some(key),
-                        None => break,
-                    }
-                }
-                Ok(positions)
+                table: control,
+            } => query_partition(client, control, &Self::partition(stream)).await,
+            PositionStore::File { path, lock } => {
+                let _held = lock.lock().await;
+                Ok(read_file(path)?.remove(stream).unwrap_or_default())
             }
-            PositionStore::File(path) => {
-                let all = read_file(path)?;
-                Ok(all.get(view_table).cloned().unwrap_or_default())
+        }
+    }
+
+    /// Records the consumer's first start on `stream`.
+    pub async fn save_start(&self, stream: &str, started_ms: u64) -> Result<(), PositionError> {
+        match self {
+            PositionStore::Table {
+                client,
+                table: control,
+            } => client
+                .put_item()
+                .table_name(control)
+                .item(CONTROL_PK, AttributeValue::S(Self::partition(stream)))
+                .item(CONTROL_SK, AttributeValue::S(START_SK.into()))
+                .item("started_ms", AttributeValue::N(started_ms.to_string()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| PositionError::Dynamo(classify_sdk_error(&e))),
+            PositionStore::File { .. } => {
+                self.update_file(stream, |entry| entry.started_ms = Some(started_ms))
+                    .await
             }
         }
     }
 
     pub async fn save(
         &self,
-        view_table: &str,
+        stream: &str,
         shard: &str,
         position: &ShardPosition,
     ) -> Result<(), PositionError> {
         match self {
             PositionStore::Table {
                 client,
-                table,
-                server_id,
+                table: control,
             } => {
                 let mut request = client
                     .put_item()
-                    .table_name(table)
-                    .item(
-                        CONTROL_PK,
-                        AttributeValue::S(Self::partition(*server_id, view_table)),
-                    )
+                    .table_name(control)
+                    .item(CONTROL_PK, AttributeValue::S(Self::partition(stream)))
                     .item(CONTROL_SK, AttributeValue::S(shard.to_string()))
                     .item("done", AttributeValue::Bool(position.done));
                 if let Some(sequence) = &position.sequence {
@@ -122,28 +170,139 @@ impl PositionStore {
                 request
                     .send()
                     .await
-                    .map_err(|e| PositionError(classify_sdk_error(&e).to_string()))?;
-                Ok(())
+                    .map(|_| ())
+                    .map_err(|e| PositionError::Dynamo(classify_sdk_error(&e)))
             }
-            PositionStore::File(path) => {
-                let mut all = read_file(path)?;
-                all.entry(view_table.to_string())
-                    .or_default()
-                    .insert(shard.to_string(), position.clone());
-                let bytes = serde_json::to_vec_pretty(&all).expect("positions serialise");
-                write_durably(path, bytes)
-                    .await
-                    .map_err(|e| PositionError(format!("{}: {e}", path.display())))
+            PositionStore::File { .. } => {
+                self.update_file(stream, |entry| {
+                    entry.shards.insert(shard.to_string(), position.clone());
+                })
+                .await
             }
+        }
+    }
+
+    async fn update_file(
+        &self,
+        stream: &str,
+        change: impl FnOnce(&mut StreamPositions),
+    ) -> Result<(), PositionError> {
+        let PositionStore::File { path, lock } = self else {
+            unreachable!("update_file is called for the file store only");
+        };
+        let _held = lock.lock().await;
+        let mut all = read_file(path)?;
+        let mut entry = all.remove(stream).unwrap_or_default();
+        change(&mut entry);
+        all.insert(stream.to_string(), entry);
+        let bytes = serde_json::to_vec_pretty(&all).expect("positions serialise");
+        write_durably(path, bytes)
+            .await
+            .map_err(|source| PositionError::File {
+                path: path.clone(),
+                source,
+            })
+    }
+}
+
+async fn query_partition(
+    client: &Client,
+    control: &str,
+    partition: &str,
+) -> Result<StreamPositions, PositionError> {
+    let mut positions = StreamPositions::default();
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(control)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", CONTROL_PK)
+            .expression_attribute_values(":p", AttributeValue::S(partition.to_string()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| PositionError::Dynamo(classify_sdk_error(&e)))?;
+        for item in out.items() {
+            let Some(AttributeValue::S(sk)) = item.get(CONTROL_SK) else {
+                continue;
+            };
+            if sk == START_SK {
+                positions.started_ms = match item.get("started_ms") {
+                    Some(AttributeValue::N(n)) => n.parse().ok(),
+                    _ => None,
+                };
+                continue;
+            }
+            let sequence = match item.get("sequence") {
+                Some(AttributeValue::S(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let done = matches!(item.get("done"), Some(AttributeValue::Bool(true)));
+            positions
+                .shards
+                .insert(sk.clone(), ShardPosition { sequence, done });
+        }
+        match out.last_evaluated_key {
+            Some(key) => start = Some(key),
+            None => return Ok(positions),
         }
     }
 }
 
-fn read_file(path: &PathBuf) -> Result<BTreeMap<String, Positions>, PositionError> {
+fn read_file(path: &PathBuf) -> Result<FileContents, PositionError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| PositionError(format!("{}: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(PositionError(format!("{}: {e}", path.display()))),
+        Ok(text) => serde_json::from_str(&text).map_err(|e| PositionError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileContents::new()),
+        Err(source) => Err(PositionError::File {
+            path: path.clone(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_tables_keep_their_positions_in_one_file() {
+        let dir = std::env::temp_dir().join(format!("rowcast-positions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = std::sync::Arc::new(PositionStore::file(dir.join("cp.writeback.json")));
+        let mut tasks = Vec::new();
+        for stream in ["first", "second", "third"] {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store.save_start(stream, 7).await.unwrap();
+                for i in 0..60u32 {
+                    let position = ShardPosition {
+                        sequence: Some(format!("{i:05}")),
+                        done: false,
+                    };
+                    store.save(stream, "shard-1", &position).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        for stream in ["first", "second", "third"] {
+            let loaded = store.load(stream).await.unwrap();
+            assert_eq!(loaded.started_ms, Some(7), "{stream}");
+            assert_eq!(
+                loaded
+                    .shards
+                    .get("shard-1")
+                    .and_then(|p| p.sequence.clone()),
+                Some("00059".to_string()),
+                "{stream}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

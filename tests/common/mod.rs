@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod accounts;
+pub mod app;
 pub mod shop;
 pub mod staff;
 
@@ -138,8 +139,13 @@ impl Env {
                 self.table("control")
             )
         };
+        let writer = if extra.contains("[writer]") {
+            ""
+        } else {
+            "[writer]\nflush_interval_ms = 5\n\n"
+        };
         let text = format!(
-            "views = [\"views/*.toml\"]\n\n[source]\nurl = \"{SOURCE_URL}\"\nserver_id = {}\nheartbeat_interval_ms = 500\nmax_backoff_ms = 1000\n\n[dynamodb]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n[writer]\nflush_interval_ms = 5\n\n{checkpoint}{extra}\n",
+            "views = [\"views/*.toml\"]\n\n[source]\nurl = \"{SOURCE_URL}\"\nserver_id = {}\nheartbeat_interval_ms = 500\nmax_backoff_ms = 1000\n\n[dynamodb]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n{writer}{checkpoint}{extra}\n",
             self.server_id, self.ddb_url, self.port
         );
         let path = self.dir.join("rowcast.toml");
@@ -182,7 +188,7 @@ impl Env {
         daemon
     }
 
-    fn spawn(&self) -> Daemon {
+    pub fn spawn(&self) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -1,0 +1,390 @@
+//! One stream record, from its arrival to its outcome: which view made the item, whose change
+//! it is (`inverse.rs`), the SQL statement (`apply.rs`), and what happens when SQL refuses.
+//!
+//! A record ends applied, skipped or rejected — it never blocks the table:
+//! - SQL unreachable: the record waits for the server (retried with backoff, without end: the
+//!   change must not be lost, and no other record could be applied either);
+//! - a failure a retry may fix (lock wait timeout, deadlock, lost connection, …): retried at
+//!   most [`MAX_TRIES`] times, then rejected;
+//! - anything else SQL refuses, a value that does not convert, or a panic while handling it:
+//!   rejected at once.
+//!
+//! `rowcast_writeback_retrying_seconds` shows how long the record in hand has been retried.
+//!
+//! A rejection is a dead letter holding the stream record (stored before anything else
+//! happens, retried until the store takes it), and the item is made to follow SQL again:
+//! rewritten from its row (merged into the binlog stream like a fill on miss), or, when no row
+//! makes it and the item is still the one rejected (no version, same attributes), removed.
+//!
+//! Schema changes: a rejection may come from a schema read before a DDL (a widened ENUM, a
+//! dropped column, even one the view does not use, which breaks the cached column list): the
+//! table's schema is then read again and the record tried once more with it.
+//!
+//! Keys: an item belongs to the view whose templates parse its key into values of the key
+//! columns' types; any other item of the table is not write-back's (`other-view`).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::apply::{Applied, SqlError, SqlWriter, Target};
+use super::inverse::{decide, key_columns, typed_key, ChangeKind, Decision, Image, StreamChange};
+use super::stream::image_json;
+use super::Consumer;
+use crate::checkpoint::Position;
+use crate::error::pause;
+use crate::metrics::{metrics, now_millis};
+use crate::pipeline::{DeadLetter, FillRequest};
+use crate::sink::dynamo::{remove_marked, RemovalGuard};
+use crate::snapshot::read::SqlTable;
+use crate::source::schema::SchemaCache;
+use crate::source::SourceError;
+use crate::view::spec::View;
+use crate::view::value::Attr;
+use crate::view::ItemKey;
+
+/// Tries of one record whose statement failed in a way a retry may fix.
+pub const MAX_TRIES: u32 = 5;
+/// How long a rejected item waits for its restoring read to be taken and answered.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Tries of the removal of a rejected new item.
+const REMOVAL_TRIES: u32 = 5;
+
+/// A view and the key columns parsed from an item's key through its templates.
+type ViewKey = (Arc<View>, Vec<(String, String)>);
+
+/// How a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Applied, skipped or rejected; `changed_sql` when a statement was committed.
+    Done {
+        changed_sql: bool,
+    },
+    Cancelled,
+}
+
+/// How one try ended.
+enum Tried {
+    Outcome(String, &'static str),
+    Failed(SqlError),
+}
+
+pub struct Handler {
+    consumer: Arc<Consumer>,
+    schemas: SchemaCache,
+    sql: SqlWriter,
+}
+
+impl Handler {
+    pub fn new(consumer: Arc<Consumer>) -> Self {
+        Handler {
+            schemas: SchemaCache::new(consumer.pool.clone()),
+            sql: SqlWriter::new(consumer.pool.clone(), consumer.skip_replication),
+            consumer,
+        }
+    }
+
+    /// Handles `change` until it is applied, skipped or rejected.
+    pub async fn process(
+        &mut self,
+        change: &StreamChange,
+        shard: &str,
+        cancel: &CancellationToken,
+    ) -> Handled {
+        let table = self.consumer.table.clone();
+        let retrying = metrics().writeback_retrying.with_label_values(&[&table]);
+        let mut backoff = self.consumer.retry.backoff();
+        let since = Instant::now();
+        let mut tries = 0;
+        loop {
+            let tried = AssertUnwindSafe(self.try_once(change, shard))
+                .catch_unwind()
+                .await;
+            let failure = match tried {
+                Ok(Tried::Outcome(view, outcome)) => {
+                    retrying.set(0.0);
+                    count(&view, outcome);
+                    return Handled::Done {
+                        changed_sql: outcome == "applied",
+                    };
+                }
+                Ok(Tried::Failed(failure)) => failure,
+                Err(panic) => {
+                    retrying.set(0.0);
+                    let reason = format!("handling the record panicked: {}", panic_text(&panic));
+                    let view = self.reject_by_key(change, shard, &reason).await;
+                    count(&view, "rejected");
+                    return Handled::Done { changed_sql: false };
+                }
+            };
+            let reason = match &failure {
+                SqlError::Unreachable(_) => "unreachable",
+                SqlError::Retry(_) => {
+                    tries += 1;
+                    "retry"
+                }
+            };
+            let error = crate::error::chain(&failure);
+            if tries >= MAX_TRIES {
+                retrying.set(0.0);
+                let reason = format!("still failing after {tries} tries: {error}");
+                let view = self.reject_by_key(change, shard, &reason).await;
+                count(&view, "rejected");
+                return Handled::Done { changed_sql: false };
+            }
+            metrics()
+                .writeback_retries
+                .with_label_values(&[&table, reason])
+                .inc();
+            retrying.set(since.elapsed().as_secs_f64());
+            warn!(%table, sequence = %change.sequence, %error, tries, "write-back: applying a record failed; retrying");
+            if !pause(cancel, backoff.next().unwrap_or(self.consumer.retry.max)).await {
+                return Handled::Cancelled;
+            }
+        }
+    }
+
+    /// Counts a record that was written before write-back first started on its stream.
+    pub fn skip_before_start(&self, change: &StreamChange) {
+        let view = self.view_of(&change.keys);
+        count(
+            view.as_ref().map_or("(none)", |(v, _)| v.name.as_str()),
+            "skipped-before-start",
+        );
+    }
+
+    async fn try_once(&mut self, change: &StreamChange, shard: &str) -> Tried {
+        let Some((view, columns)) = self.view_of(&change.keys) else {
+            return Tried::Outcome("(none)".into(), "other-view");
+        };
+        let name = view.name.clone();
+        let mut fresh_schema = false;
+        let outcome = loop {
+            let table = match self.table(&view).await {
+                Ok(table) => table,
+                Err(Ok(reason)) => break Err(reason),
+                Err(Err(failure)) => return Tried::Failed(failure),
+            };
+            if !typed_key(&table.schema, &columns) {
+                return Tried::Outcome(name, "other-view");
+            }
+            let result = self.decide_and_apply(&view, &table, &columns, change).await;
+            match result {
+                Ok(outcome) => break Ok(outcome),
+                Err(Err(failure)) => return Tried::Failed(failure),
+                // Perhaps refused for a schema read before a DDL: read the table again, once.
+                Err(Ok(reason)) if fresh_schema => break Err(reason),
+                Err(Ok(_)) => {
+                    self.schemas.forget_sql(&view.source);
+                    self.sql.forget(&table);
+                    fresh_schema = true;
+                }
+            }
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                self.reject(&view, change, shard, &reason).await;
+                "rejected"
+            }
+        };
+        debug!(view = %name, sequence = %change.sequence, kind = ?change.kind, outcome, "write-back record");
+        Tried::Outcome(name, outcome)
+    }
+
+    /// The record's decision carried out. `Err(Ok(reason))`: rejected; `Err(Err(_))`: try
+    /// again.
+    async fn decide_and_apply(
+        &mut self,
+        view: &View,
+        table: &SqlTable,
+        columns: &[(String, String)],
+        change: &StreamChange,
+    ) -> Result<&'static str, Result<String, SqlError>> {
+        let decision = decide(view, &table.schema, change);
+        debug!(view = %view.name, sequence = %change.sequence, ?decision, "write-back decision");
+        match &decision {
+            Decision::Own => Ok("skipped-own"),
+            Decision::Ttl => Ok("skipped-ttl"),
+            Decision::Unchanged => Ok("unchanged"),
+            Decision::Reject(reason) => Err(Ok(reason.clone())),
+            Decision::Insert { .. } | Decision::Update { .. } | Decision::Delete => {
+                let key = item_key(view, &change.keys);
+                let target = Target {
+                    view,
+                    table,
+                    key: &key,
+                    key_columns: columns,
+                };
+                match self.sql.apply(&target, &decision).await {
+                    Ok(Applied::Done) => Ok("applied"),
+                    Ok(Applied::AlreadyDone) => Ok("unchanged"),
+                    Ok(Applied::NoChange) => {
+                        // No binlog event follows: make the item show what SQL holds.
+                        self.restore(view, change, None).await;
+                        Ok("unchanged")
+                    }
+                    Ok(Applied::Refused(reason)) => Err(Ok(reason)),
+                    Err(failure) => Err(Err(failure)),
+                }
+            }
+        }
+    }
+
+    /// The write-back view whose templates parse the item's key, with the key columns.
+    fn view_of(&self, keys: &Image) -> Option<ViewKey> {
+        self.consumer
+            .views
+            .iter()
+            .find_map(|v| key_columns(v, keys).map(|c| (v.clone(), c)))
+    }
+
+    /// The view's source table as SQL reads it. `Err(Ok(reason))`: it cannot be read (gone,
+    /// no privilege); `Err(Err(_))`: try again.
+    async fn table(&mut self, view: &View) -> Result<Arc<SqlTable>, Result<String, SqlError>> {
+        match self.schemas.sql_table(&view.source).await {
+            Ok(table) => Ok(table),
+            Err(SourceError::Query(error)) | Err(SourceError::Connect(error)) => {
+                if !matches!(error, mysql_async::Error::Server(_)) {
+                    return Err(Err(SqlError::Unreachable(error)));
+                }
+                Err(super::apply::sort(error).map(|reason| format!("reading the table: {reason}")))
+            }
+            Err(other) => Err(Ok(crate::error::chain(&other))),
+        }
+    }
+
+    /// Rejects a record that kept failing, through the view its key parses with.
+    async fn reject_by_key(&self, change: &StreamChange, shard: &str, reason: &str) -> String {
+        let Some((view, _)) = self.view_of(&change.keys) else {
+            return "(none)".into();
+        };
+        self.reject(&view, change, shard, reason).await;
+        view.name.clone()
+    }
+
+    async fn reject(&self, view: &View, change: &StreamChange, shard: &str, reason: &str) {
+        warn!(view = %view.name, sequence = %change.sequence, %reason, "write-back: record rejected (dead letter)");
+        let letter = DeadLetter {
+            view: view.name.clone(),
+            key: Some(item_key(view, &change.keys).to_string()),
+            reason: reason.to_string(),
+            reason_kind: "writeback_rejected",
+            position: Position {
+                file: format!("stream:{}:{shard}:{}", self.consumer.table, change.sequence),
+                pos: 0,
+                gtid: None,
+            },
+            seq: 0,
+            at_ms: now_millis(),
+            record: Some(serde_json::json!({
+                "sequence": change.sequence,
+                "event": format!("{:?}", change.kind),
+                "keys": image_json(&change.keys),
+                "old": change.old.as_ref().map(image_json),
+                "new": change.new.as_ref().map(image_json),
+            })),
+        };
+        metrics()
+            .dead_letters
+            .with_label_values(&[&view.name, letter.reason_kind])
+            .inc();
+        // The application's change survives only here: stored before the item is restored.
+        let mut backoff = self.consumer.retry.backoff();
+        while let Err(error) = self.consumer.dead_letters.record(&letter).await {
+            error!(view = %view.name, error = %crate::error::chain(&error), "write-back: cannot store a dead letter; retrying");
+            tokio::time::sleep(backoff.next().unwrap_or(self.consumer.retry.max)).await;
+        }
+        self.restore(view, change, change.new.as_ref()).await;
+    }
+
+    /// Makes the item follow SQL again: written again from its row (merged into the binlog
+    /// stream like a fill on miss), or, when no row makes it, removed if it is still
+    /// `rejected` (the application's item as the record has it, never written by rowcast).
+    async fn restore(&self, view: &View, change: &StreamChange, rejected: Option<&Image>) {
+        let Some(columns) = key_columns(view, &change.keys) else {
+            return;
+        };
+        let key = item_key(view, &change.keys);
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = FillRequest {
+            view: view.name.clone(),
+            columns,
+            key: key.clone(),
+            reply,
+            restore: true,
+        };
+        let asked = tokio::time::timeout(RESTORE_TIMEOUT, async {
+            self.consumer.restore.send(request).await.ok()?;
+            answer.await.ok()
+        })
+        .await;
+        let made = match asked {
+            Ok(Some(Ok(made))) => made,
+            Ok(Some(Err(reason))) => {
+                warn!(view = %view.name, %reason, "write-back: the item could not be read again from SQL");
+                return;
+            }
+            Ok(None) => return,
+            Err(_) => {
+                warn!(view = %view.name, key = %key, "write-back: the item was not read again from SQL within 30 s; it may differ from SQL until its row changes (or `rowcast snapshot`)");
+                return;
+            }
+        };
+        let Some(rejected) = rejected else {
+            return;
+        };
+        if made || change.kind == ChangeKind::Remove {
+            return;
+        }
+        let mut backoff = self.consumer.retry.backoff();
+        for _ in 0..REMOVAL_TRIES {
+            let guard = RemovalGuard::Unversioned(rejected);
+            match remove_marked(&self.consumer.dynamo, &key, guard).await {
+                Ok(_) => return,
+                Err(info) if info.class == crate::error::ErrorClass::Definite => {
+                    warn!(view = %view.name, key = %key, error = %info, "write-back: the rejected item could not be removed");
+                    return;
+                }
+                Err(info) => {
+                    debug!(view = %view.name, error = %info, "write-back: removing the rejected item failed; retrying");
+                    tokio::time::sleep(backoff.next().unwrap_or(self.consumer.retry.max)).await;
+                }
+            }
+        }
+        warn!(view = %view.name, key = %key, "write-back: the rejected item could not be removed");
+    }
+}
+
+pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+fn count(view: &str, outcome: &str) {
+    metrics()
+        .writeback_records
+        .with_label_values(&[view, outcome])
+        .inc();
+}
+
+fn item_key(view: &View, keys: &Image) -> ItemKey {
+    let text = |name: &str| match keys.get(name) {
+        Some(Attr::S(s)) => s.clone(),
+        _ => String::new(),
+    };
+    ItemKey {
+        table: view.table.clone(),
+        pk_attribute: view.key.pk_attribute.clone(),
+        pk: text(&view.key.pk_attribute),
+        sk_attribute: view.key.sk_attribute.clone(),
+        sk: view.key.sk_attribute.as_deref().map(text),
+    }
+}

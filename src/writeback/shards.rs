@@ -1,0 +1,595 @@
+//! Following one table's stream: its shards (DescribeStream, paginated), parents read to their
+//! end before their children, closed shards and new ones followed (the stream is described
+//! again every few seconds and whenever a shard ends), records handed to [`Handler`] in order,
+//! and each shard's position saved after every batch (see `positions.rs`).
+//!
+//! Where a shard is read from:
+//! - after its saved sequence number, when there is one;
+//! - at the stream's latest record, for the shards there at the first start on the stream (no
+//!   position saved at all): history from before rowcast was set up is never applied. This is
+//!   logged and counted in `rowcast_writeback_started_at_latest_total`;
+//! - from its oldest record otherwise (a shard that split off while rowcast ran or was down, or
+//!   one whose first iterator was lost before a record came), skipping records created over a
+//!   minute before the first start (creation times are rounded down, to the minute by DynamoDB
+//!   Local: records of the minute before the start may be applied on this rare path).
+//!
+//! An expired iterator is fetched again after the last sequence number
+//! (`rowcast_writeback_iterator_refreshes_total`). Records trimmed away before they were read
+//! (more than 24 h behind) are a definite loss: logged, counted in
+//! `rowcast_writeback_trimmed_total`, and reading goes on from the oldest record still there;
+//! the documented recovery is `rowcast snapshot --view` (the view follows SQL again).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError;
+use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::positions::ShardPosition;
+use super::record::{Handled, Handler};
+use super::stream::stream_change;
+use super::{Consumer, WritebackError};
+use crate::error::{chain, pause, Classify};
+use crate::metrics::{metrics, now_millis};
+use crate::sink::dynamo::classify_sdk_error;
+
+/// How often the shard list is read again.
+const DESCRIBE_EVERY: Duration = Duration::from_secs(10);
+/// Stream records carry their creation time rounded down (to the second by DynamoDB, to the
+/// minute by DynamoDB Local): a record is surely older than the first start only when it was
+/// created this much before it.
+const CREATION_TIME_SLACK_S: i64 = 60;
+
+struct ShardState {
+    parent: Option<String>,
+    iterator: Option<String>,
+    position: ShardPosition,
+}
+
+/// What one read of a shard did.
+#[derive(Default)]
+struct ShardRead {
+    records: usize,
+    ended: bool,
+}
+
+pub struct Follower {
+    consumer: Arc<Consumer>,
+    handler: Handler,
+    arn: String,
+    shards: BTreeMap<String, ShardState>,
+    /// The second of the first start on the stream.
+    not_before_s: Option<i64>,
+}
+
+/// Runs `attempt` until it succeeds; transient failures are logged and retried with backoff.
+/// `Ok(None)` when cancelled.
+async fn retrying<T, E, F, Fut>(
+    consumer: &Consumer,
+    cancel: &CancellationToken,
+    what: &str,
+    mut attempt: F,
+) -> Result<Option<T>, E>
+where
+    E: Classify + std::error::Error,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut backoff = consumer.retry.backoff();
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(Some(value)),
+            Err(error) if error.is_transient() => {
+                warn!(table = %consumer.table, error = %chain(&error), "write-back: {what} failed; retrying");
+            }
+            Err(error) => return Err(error),
+        }
+        if !pause(cancel, backoff.next().unwrap_or(consumer.retry.max)).await {
+            return Ok(None);
+        }
+    }
+}
+
+impl Follower {
+    /// Finds the stream and the saved positions; `Ok(None)` when cancelled meanwhile.
+    pub async fn start(
+        consumer: Arc<Consumer>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Follower>, WritebackError> {
+        let Some(arn) = retrying(&consumer, cancel, "finding the table's stream", || {
+            stream_arn(&consumer)
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        let positions = &consumer.positions;
+        let Some(saved) = retrying(&consumer, cancel, "loading shard positions", || {
+            positions.load(&arn)
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        let first_start = saved.is_empty();
+        let started_ms = if first_start {
+            let now = now_millis();
+            let saved_start = retrying(&consumer, cancel, "saving the start", || {
+                positions.save_start(&arn, now)
+            })
+            .await?;
+            if saved_start.is_none() {
+                return Ok(None);
+            }
+            Some(now)
+        } else {
+            saved.started_ms
+        };
+        let mut follower = Follower {
+            handler: Handler::new(consumer.clone()),
+            consumer,
+            arn,
+            shards: BTreeMap::new(),
+            not_before_s: started_ms.map(|ms| i64::try_from(ms / 1000).unwrap_or(i64::MAX)),
+        };
+        let Some(listed) = retrying(&follower.consumer, cancel, "describing the stream", || {
+            follower.describe()
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        for (id, position) in &saved.shards {
+            if !position.done && !listed.iter().any(|(listed, _)| listed == id) {
+                // Gone from the stream before it was read to its end (over 24 h behind).
+                follower.report_trimmed(id, position.sequence.as_deref());
+            }
+        }
+        for (id, parent) in listed {
+            let position = saved.shards.get(&id).cloned().unwrap_or_default();
+            follower.shards.insert(
+                id,
+                ShardState {
+                    parent,
+                    iterator: None,
+                    position,
+                },
+            );
+        }
+        if first_start && !follower.start_at_latest(cancel).await? {
+            return Ok(None);
+        }
+        info!(table = %follower.consumer.table, stream = %follower.arn, shards_saved = saved.shards.len(), "write-back: following the stream");
+        Ok(Some(follower))
+    }
+
+    /// First start on the stream: every shard's iterator at its latest record, fetched before
+    /// anything else so that a change made from now on is read. Should such an iterator be
+    /// lost before a record is read, the shard is read from its oldest record, skipping the
+    /// records from before the start.
+    async fn start_at_latest(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<bool, WritebackError> {
+        let ids: Vec<String> = self.shards.keys().cloned().collect();
+        for id in ids {
+            let consumer = self.consumer.clone();
+            let arn = self.arn.clone();
+            let fetched = retrying(
+                &consumer,
+                cancel,
+                "starting at the latest record",
+                || async {
+                    iterator(&consumer, &arn, &id, &ShardPosition::default(), true)
+                        .await
+                        .map_err(WritebackError::from)
+                },
+            )
+            .await?;
+            let Some(fetched) = fetched else {
+                return Ok(false);
+            };
+            if let Some(state) = self.shards.get_mut(&id) {
+                state.iterator = fetched;
+            }
+        }
+        let table = &self.consumer.table;
+        metrics()
+            .writeback_started_at_latest
+            .with_label_values(&[table])
+            .inc();
+        info!(%table, stream = %self.arn, "write-back: no saved position for this stream: started at its latest record; earlier records are not applied");
+        Ok(true)
+    }
+
+    /// Follows the stream until cancelled, or until the table has another stream (disabled and
+    /// enabled again, or the table re-created): that one is then followed from its oldest
+    /// record, since rowcast followed the table all along.
+    pub async fn run(mut self, cancel: &CancellationToken) -> Result<Ended, WritebackError> {
+        let table = self.consumer.table.clone();
+        let mut described = Some(Instant::now());
+        while !cancel.is_cancelled() {
+            if described.is_none_or(|at| at.elapsed() >= DESCRIBE_EVERY) {
+                match self.describe_again().await {
+                    Ok(Some(listed)) => self.update_shards(listed),
+                    Ok(None) => return Ok(Ended::StreamChanged),
+                    Err(error) if error.is_transient() => {
+                        warn!(%table, error = %chain(&error), "write-back: cannot describe the stream; retrying");
+                        if !pause(cancel, Duration::from_secs(1)).await {
+                            return Ok(Ended::Cancelled);
+                        }
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                }
+                described = Some(Instant::now());
+            }
+            let mut busy = false;
+            let ids: Vec<String> = self.shards.keys().cloned().collect();
+            for id in ids {
+                if cancel.is_cancelled() {
+                    return Ok(Ended::Cancelled);
+                }
+                if !self.ready(&id) {
+                    continue;
+                }
+                match self.read_shard(&id, cancel).await {
+                    Ok(read) => {
+                        busy |= read.records > 0;
+                        if read.ended {
+                            described = None;
+                            busy = true;
+                        }
+                    }
+                    Err(error) => {
+                        warn!(%table, shard = %id, error = %chain(&error), "write-back: reading the shard failed; retrying");
+                    }
+                }
+            }
+            if !busy {
+                metrics()
+                    .writeback_lag
+                    .with_label_values(&[&table])
+                    .set(0.0);
+                if !pause(cancel, self.consumer.poll).await {
+                    return Ok(Ended::Cancelled);
+                }
+            }
+        }
+        Ok(Ended::Cancelled)
+    }
+
+    /// The shards, or `None` when the table's latest stream is another one now (its start is
+    /// then saved, so that it is read from its oldest record).
+    async fn describe_again(
+        &self,
+    ) -> Result<Option<Vec<(String, Option<String>)>>, WritebackError> {
+        let latest = match stream_arn(&self.consumer).await {
+            Ok(arn) => arn,
+            Err(WritebackError::NoStream) => {
+                warn!(table = %self.consumer.table, "write-back: the table has no stream any more; waiting for one");
+                return Ok(Some(Vec::new()));
+            }
+            Err(error) => return Err(error),
+        };
+        if latest != self.arn {
+            warn!(table = %self.consumer.table, old = %self.arn, new = %latest, "write-back: the table has a new stream; following it from its oldest record");
+            let started = self
+                .not_before_s
+                .map_or(0, |s| u64::try_from(s).unwrap_or(0) * 1000);
+            self.consumer.positions.save_start(&latest, started).await?;
+            return Ok(None);
+        }
+        self.describe().await.map(Some)
+    }
+
+    /// Shards read to their end and gone from the stream are forgotten; new ones are read
+    /// from their oldest record.
+    fn update_shards(&mut self, listed: Vec<(String, Option<String>)>) {
+        self.shards.retain(|id, state| {
+            !state.position.done || listed.iter().any(|(listed, _)| listed == id)
+        });
+        for (id, parent) in listed {
+            self.shards.entry(id).or_insert_with(|| ShardState {
+                parent,
+                iterator: None,
+                position: ShardPosition::default(),
+            });
+        }
+        metrics()
+            .writeback_shards
+            .with_label_values(&[&self.consumer.table])
+            .set(self.shards.len() as i64);
+    }
+
+    /// Not finished, and its parent (if still listed) finished.
+    fn ready(&self, id: &str) -> bool {
+        let state = &self.shards[id];
+        !state.position.done
+            && state
+                .parent
+                .as_ref()
+                .and_then(|p| self.shards.get(p))
+                .is_none_or(|parent| parent.position.done)
+    }
+
+    /// Every shard of the stream with its parent.
+    async fn describe(&self) -> Result<Vec<(String, Option<String>)>, WritebackError> {
+        let mut out = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let page = self
+                .consumer
+                .streams
+                .describe_stream()
+                .stream_arn(&self.arn)
+                .set_exclusive_start_shard_id(start.clone())
+                .send()
+                .await
+                .map_err(|e| WritebackError::Dynamo(classify_sdk_error(&e)))?;
+            let Some(description) = page.stream_description else {
+                break;
+            };
+            for shard in description.shards() {
+                if let Some(id) = shard.shard_id() {
+                    out.push((id.to_string(), shard.parent_shard_id().map(str::to_string)));
+                }
+            }
+            match description.last_evaluated_shard_id {
+                Some(last) if start.as_deref() != Some(last.as_str()) => start = Some(last),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read_shard(
+        &mut self,
+        shard: &str,
+        cancel: &CancellationToken,
+    ) -> Result<ShardRead, WritebackError> {
+        let table = self.consumer.table.clone();
+        let state = self.shards.get_mut(shard).expect("listed");
+        if state.iterator.is_none() {
+            match iterator(&self.consumer, &self.arn, shard, &state.position, false).await {
+                Ok(Some(iterator)) => state.iterator = Some(iterator),
+                Ok(None) => return self.finish(shard).await,
+                Err(IteratorError::Trimmed) => {
+                    self.trimmed(shard);
+                    return Ok(ShardRead::default());
+                }
+                Err(IteratorError::Gone) => {
+                    // Expired from the stream before it was read to its end.
+                    let sequence = state.position.sequence.clone();
+                    self.report_trimmed(shard, sequence.as_deref());
+                    return self.finish(shard).await;
+                }
+                Err(IteratorError::Other(error)) => return Err(error),
+            }
+        }
+        let state = self.shards.get_mut(shard).expect("listed");
+        let current = state.iterator.clone().expect("set above");
+        let out = match self
+            .consumer
+            .streams
+            .get_records()
+            .shard_iterator(current)
+            .limit(1000)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(error) => {
+                state.iterator = None;
+                match error.as_service_error() {
+                    Some(GetRecordsError::ExpiredIteratorException(_)) => {
+                        metrics()
+                            .writeback_iterator_refreshes
+                            .with_label_values(&[&table])
+                            .inc();
+                        debug!(%table, %shard, "write-back: iterator expired; fetched again after the last sequence number");
+                        return Ok(ShardRead::default());
+                    }
+                    Some(GetRecordsError::TrimmedDataAccessException(_)) => {
+                        self.trimmed(shard);
+                        return Ok(ShardRead::default());
+                    }
+                    _ => return Err(WritebackError::Dynamo(classify_sdk_error(&error))),
+                }
+            }
+        };
+        let records = out.records();
+        let count = records.len();
+        let mut position = state.position.clone();
+        for record in records {
+            let Some(change) = stream_change(record) else {
+                if let Some(sequence) = record.dynamodb().and_then(|d| d.sequence_number()) {
+                    position.sequence = Some(sequence.to_string());
+                }
+                continue;
+            };
+            let before_start = self
+                .not_before_s
+                .zip(change.created_s)
+                .is_some_and(|(start, created)| created + CREATION_TIME_SLACK_S < start);
+            let mut changed_sql = false;
+            if before_start {
+                self.handler.skip_before_start(&change);
+            } else {
+                match self.handler.process(&change, shard, cancel).await {
+                    Handled::Done {
+                        changed_sql: changed,
+                    } => changed_sql = changed,
+                    // What was handled is saved, the rest is read again next time.
+                    Handled::Cancelled => break,
+                }
+            }
+            position.sequence = Some(change.sequence.clone());
+            if changed_sql {
+                // A replay after a crash must not apply a statement again (it could delete a
+                // row re-created since): saved at once, not at the end of the batch.
+                self.save(shard, &position).await;
+            }
+            if let Some(created) = change.created_s {
+                let lag = now_millis() as f64 / 1000.0 - created as f64;
+                metrics()
+                    .writeback_lag
+                    .with_label_values(&[&table])
+                    .set(lag.max(0.0));
+            }
+        }
+        let state = self.shards.get_mut(shard).expect("listed");
+        let read_all = !cancel.is_cancelled();
+        if position != state.position {
+            state.position = position.clone();
+            self.save(shard, &position).await;
+        }
+        let state = self.shards.get_mut(shard).expect("listed");
+        match out.next_shard_iterator {
+            Some(next) if read_all => {
+                state.iterator = Some(next);
+                Ok(ShardRead {
+                    records: count,
+                    ended: false,
+                })
+            }
+            Some(_) => Ok(ShardRead::default()),
+            None => {
+                let mut read = self.finish(shard).await?;
+                read.records = count;
+                Ok(read)
+            }
+        }
+    }
+
+    async fn finish(&mut self, shard: &str) -> Result<ShardRead, WritebackError> {
+        let state = self.shards.get_mut(shard).expect("listed");
+        state.position.done = true;
+        state.iterator = None;
+        let position = state.position.clone();
+        self.save(shard, &position).await;
+        info!(table = %self.consumer.table, %shard, "write-back: shard closed and read to its end");
+        Ok(ShardRead {
+            records: 0,
+            ended: true,
+        })
+    }
+
+    fn trimmed(&mut self, shard: &str) {
+        let state = self.shards.get_mut(shard).expect("listed");
+        state.iterator = None;
+        if state.position.sequence.is_none() {
+            // Reading from the oldest record already: nothing can have been skipped. (DynamoDB
+            // Local answers so when a new shard receives its first record.)
+            debug!(table = %self.consumer.table, %shard, "write-back: trimmed while reading from the oldest record; reading again");
+            return;
+        }
+        let sequence = state.position.sequence.take();
+        self.report_trimmed(shard, sequence.as_deref());
+    }
+
+    /// Records of `shard` after `sequence` were trimmed away before they were read.
+    fn report_trimmed(&self, shard: &str, sequence: Option<&str>) {
+        let table = &self.consumer.table;
+        metrics()
+            .writeback_trimmed
+            .with_label_values(&[table])
+            .inc();
+        error!(%table, %shard, after = ?sequence, "write-back: stream records were trimmed before they were read (over 24 h behind); application changes in between never reached SQL. Reading goes on from the oldest record left; run `rowcast snapshot --view` for the table's write-back views so that they follow SQL again");
+    }
+
+    /// Saves a shard's position, retrying a few times; a position not saved only means that a
+    /// restart reads those records again.
+    async fn save(&self, shard: &str, position: &ShardPosition) {
+        let mut backoff = self.consumer.retry.backoff();
+        for _ in 0..8 {
+            match self
+                .consumer
+                .positions
+                .save(&self.arn, shard, position)
+                .await
+            {
+                Ok(()) => return,
+                Err(error) => {
+                    warn!(table = %self.consumer.table, %shard, error = %chain(&error), "write-back: saving the shard position failed; retrying")
+                }
+            }
+            tokio::time::sleep(backoff.next().unwrap_or(self.consumer.retry.max)).await;
+        }
+    }
+}
+
+async fn stream_arn(consumer: &Consumer) -> Result<String, WritebackError> {
+    let out = consumer
+        .dynamo
+        .describe_table()
+        .table_name(&consumer.table)
+        .send()
+        .await
+        .map_err(|e| WritebackError::Dynamo(classify_sdk_error(&e)))?;
+    out.table
+        .and_then(|t| t.latest_stream_arn)
+        .filter(|arn| !arn.is_empty())
+        .ok_or(WritebackError::NoStream)
+}
+
+enum IteratorError {
+    Trimmed,
+    /// The shard is no longer in the stream.
+    Gone,
+    Other(WritebackError),
+}
+
+/// A shard iterator: after the saved sequence number, else at the latest record (`latest`) or
+/// the oldest.
+async fn iterator(
+    consumer: &Consumer,
+    arn: &str,
+    shard: &str,
+    position: &ShardPosition,
+    latest: bool,
+) -> Result<Option<String>, IteratorError> {
+    let request = consumer
+        .streams
+        .get_shard_iterator()
+        .stream_arn(arn)
+        .shard_id(shard);
+    let request = match (&position.sequence, latest) {
+        (Some(sequence), _) => request
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .sequence_number(sequence),
+        (None, true) => request.shard_iterator_type(ShardIteratorType::Latest),
+        (None, false) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+    };
+    match request.send().await {
+        Ok(out) => Ok(out.shard_iterator),
+        Err(error) => {
+            let info = classify_sdk_error(&error);
+            match info.code.as_deref() {
+                Some("TrimmedDataAccessException") => Err(IteratorError::Trimmed),
+                Some("ResourceNotFoundException") => Err(IteratorError::Gone),
+                _ => Err(IteratorError::Other(WritebackError::Dynamo(info))),
+            }
+        }
+    }
+}
+
+impl From<IteratorError> for WritebackError {
+    fn from(error: IteratorError) -> Self {
+        match error {
+            IteratorError::Trimmed | IteratorError::Gone => WritebackError::Trimmed,
+            IteratorError::Other(error) => error,
+        }
+    }
+}
+
+/// Why following a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Cancelled,
+    /// The table has another stream now: follow that one.
+    StreamChanged,
+}

@@ -1,0 +1,895 @@
+//! Write-back never harms the source of truth (issue 11), against MariaDB and DynamoDB Local:
+//! rowcast's own removals are never written back (filter exit and re-entry, key move and back,
+//! key column NULL and back, delete and re-insert in one transaction, REPLACE INTO); a
+//! write-back touches exactly the row behind the item (a new item colliding on a secondary
+//! unique key, a new item for a filtered-out row, an update whose row moved away or left the
+//! filter); history is never replayed (a changed server id finds its positions, deleted
+//! positions start at the stream's latest record); one bad record never stops a table (a
+//! SIGNALing trigger, a multibyte DATE, a dropped column); DDL is followed (a widened ENUM);
+//! two write-back tables share a file checkpoint without losing each other's positions.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::app::{dead_letters, delete, key, n, put, s, update, Key};
+use common::{eventually, metric, Env};
+use serde_json::{json, Value};
+
+const VIEW: &str = r#"
+name = "ledger"
+table = "TABLE"
+source = "{DB}.ledger"
+filter = "status <> 'closed'"
+
+[key]
+pk = "REGION#{region}"
+sk = "ACC#{id}"
+
+[attributes]
+status = "status"
+email = "email"
+note = "note"
+day = "day"
+
+[writeback]
+enabled = true
+attributes = ["status", "email", "note", "day"]
+"#;
+
+/// Writer settings that write every change on its own (a flush between a delete and a put of
+/// one key), and a slow poll so that SQL moves on before write-back reads a record.
+const RACY: &str = "[writer]\nlanes = 1\nflush_interval_ms = 1\nmax_window_items = 1\n\n[streams]\npoll_interval_ms = 2000\n\n[dead_letter]\npath = \"dead.jsonl\"\n";
+
+type Ledger = (i64, Option<String>, String, Option<String>, Option<String>);
+/// A ledger row with its day, as text.
+type LedgerDay = (
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+async fn setup(name: &str, config: &str) -> (Env, String) {
+    let env = Env::new(name).await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE ledger (id INT PRIMARY KEY, region VARCHAR(8) NULL, status ENUM('open','closed','frozen') NOT NULL, email VARCHAR(40) NULL UNIQUE, note VARCHAR(40) NULL, day DATE NULL)",
+    )
+    .await;
+    let values: Vec<String> = (1..=9)
+        .map(|id| {
+            let status = if id == 9 { "closed" } else { "open" };
+            format!("({id}, 'eu', '{status}', 'e{id}@x', 'n{id}', NULL)")
+        })
+        .collect();
+    env.sql(&format!("INSERT INTO ledger VALUES {}", values.join(", ")))
+        .await;
+    env.write_view("ledger.toml", &VIEW.replace("TABLE", &table));
+    env.write_config(config);
+    env.create_tables();
+    (env, table)
+}
+
+async fn rows(env: &Env) -> Vec<Ledger> {
+    env.query("SELECT id, region, CAST(status AS CHAR), email, note FROM ledger ORDER BY id")
+        .await
+}
+
+async fn row(env: &Env, id: i64) -> Option<Ledger> {
+    rows(env).await.into_iter().find(|r| r.0 == id)
+}
+
+/// The view evaluated over the table.
+async fn expected(env: &Env) -> Vec<Value> {
+    let rows: Vec<LedgerDay> = env
+        .query("SELECT id, region, CAST(status AS CHAR), email, note, CAST(day AS CHAR) FROM ledger WHERE status <> 'closed' AND region IS NOT NULL")
+        .await;
+    rows.into_iter()
+        .map(|(id, region, status, email, note, day)| {
+            let mut item = json!({"pk": format!("REGION#{}", region.unwrap()), "sk": format!("ACC#{id}"), "status": status});
+            for (name, value) in [("email", email), ("note", note), ("day", day)] {
+                if let Some(value) = value {
+                    item[name] = json!(value);
+                }
+            }
+            item
+        })
+        .collect()
+}
+
+fn item(region: &str, id: i64) -> Key {
+    key(&[
+        ("pk", &format!("REGION#{region}")),
+        ("sk", &format!("ACC#{id}")),
+    ])
+}
+
+/// Waits until write-back has taken every record now in the table's stream.
+async fn caught_up(env: &Env, table: &str) {
+    eventually(
+        "write-back to read every stream record",
+        Duration::from_secs(60),
+        || common::app::caught_up(env, table),
+    )
+    .await;
+}
+
+async fn converge(env: &Env, table: &str) {
+    env.converge(table, expected(env).await, Duration::from_secs(30))
+        .await;
+}
+
+fn letters_for(env: &Env, sk: &str) -> Vec<Value> {
+    dead_letters(env)
+        .into_iter()
+        .filter(|l| l["key"].as_str().is_some_and(|k| k.contains(sk)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rowcasts_own_removals_never_delete_rows() {
+    let (env, table) = setup("wbownremovals", RACY).await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    // Each pair is two transactions that follow each other at once: write-back reads rowcast's
+    // removal after the row makes the item again (and rowcast's new item 70 after its row is
+    // gone: it must not come back).
+    env.sql(
+        "UPDATE ledger SET status = 'closed' WHERE id = 1; UPDATE ledger SET status = 'open' WHERE id = 1;
+         UPDATE ledger SET region = 'us' WHERE id = 2; UPDATE ledger SET region = 'eu' WHERE id = 2;
+         UPDATE ledger SET region = NULL WHERE id = 3; UPDATE ledger SET region = 'eu' WHERE id = 3;
+         START TRANSACTION; DELETE FROM ledger WHERE id = 4; INSERT INTO ledger VALUES (4, 'eu', 'open', 'e4@x', 'n4-again', NULL); COMMIT;
+         REPLACE INTO ledger VALUES (5, 'eu', 'open', 'e5@x', 'n5-replaced', NULL);
+         INSERT INTO ledger VALUES (70, 'eu', 'open', 'e70@x', 'n70', NULL); DELETE FROM ledger WHERE id = 70;",
+    )
+    .await;
+    // An application's DeleteItem of an item whose row still makes it deletes the row.
+    delete(&env, &table, item("eu", 6)).await;
+    eventually(
+        "the application's delete to reach MariaDB",
+        Duration::from_secs(30),
+        || async { row(&env, 6).await.is_none() },
+    )
+    .await;
+    converge(&env, &table).await;
+    caught_up(&env, &table).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    caught_up(&env, &table).await;
+    let ids: Vec<i64> = rows(&env).await.iter().map(|r| r.0).collect();
+    assert_eq!(
+        ids,
+        [1, 2, 3, 4, 5, 7, 8, 9],
+        "write-back deleted rows rowcast removed items of, or brought back a deleted one"
+    );
+    assert_eq!(row(&env, 4).await.unwrap().4.as_deref(), Some("n4-again"));
+    assert_eq!(
+        row(&env, 5).await.unwrap().4.as_deref(),
+        Some("n5-replaced")
+    );
+    converge(&env, &table).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "rowcast_writeback_stream_records_total{outcome=\"applied\""
+        ),
+        1.0,
+        "only the application's delete is applied: {metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_back_touches_exactly_the_row_behind_the_item() {
+    let (env, table) = setup("wbexactrow", RACY).await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    // A new item whose email collides with row 1's UNIQUE email: rejected, row 1 untouched.
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", s("REGION#eu")),
+            ("sk", s("ACC#50")),
+            ("status", s("open")),
+            ("email", s("e1@x")),
+            ("note", s("intruder")),
+        ],
+    )
+    .await;
+    // A new item for row 9, which exists but is filtered out (closed): rejected.
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", s("REGION#eu")),
+            ("sk", s("ACC#9")),
+            ("status", s("open")),
+            ("note", s("reopened")),
+        ],
+    )
+    .await;
+    // Updates whose rows moved away (7) or left the filter (8) before write-back read them.
+    update(
+        &env,
+        &table,
+        item("eu", 7),
+        "SET note = :n",
+        &[(":n", s("from-app-7"))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        item("eu", 8),
+        "SET note = :n",
+        &[(":n", s("from-app-8"))],
+    )
+    .await;
+    env.sql(
+        "UPDATE ledger SET region = 'us' WHERE id = 7; UPDATE ledger SET status = 'closed' WHERE id = 8",
+    )
+    .await;
+    eventually("four dead letters", Duration::from_secs(60), || async {
+        ["ACC#50", "ACC#9]", "ACC#7", "ACC#8"]
+            .iter()
+            .all(|sk| !letters_for(&env, sk).is_empty())
+    })
+    .await;
+    let all = rows(&env).await;
+    let find = |id: i64| all.iter().find(|r| r.0 == id).cloned();
+    assert_eq!(
+        find(1),
+        Some((
+            1,
+            Some("eu".into()),
+            "open".into(),
+            Some("e1@x".into()),
+            Some("n1".into())
+        )),
+        "the colliding new item changed another row"
+    );
+    assert_eq!(find(50), None);
+    assert_eq!(
+        find(9),
+        Some((
+            9,
+            Some("eu".into()),
+            "closed".into(),
+            Some("e9@x".into()),
+            Some("n9".into())
+        ))
+    );
+    assert_eq!(find(7).unwrap().4.as_deref(), Some("n7"));
+    assert_eq!(find(8).unwrap().4.as_deref(), Some("n8"));
+    let collision = &letters_for(&env, "ACC#50")[0];
+    assert!(
+        collision["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Duplicate entry"),
+        "{collision}"
+    );
+    assert!(collision["record"].is_object(), "{collision}");
+    // The view follows SQL again: rejected new items are gone, the others rewritten.
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_is_never_replayed() {
+    let (mut env, table) = setup("wbhistory", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    update(
+        &env,
+        &table,
+        item("eu", 1),
+        "SET note = :n",
+        &[(":n", s("app-old"))],
+    )
+    .await;
+    eventually(
+        "the update to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 1).await.unwrap().4.as_deref() == Some("app-old") },
+    )
+    .await;
+    env.sql("UPDATE ledger SET note = 'sql-newer' WHERE id = 1")
+        .await;
+    converge(&env, &table).await;
+    caught_up(&env, &table).await;
+    assert!(daemon.terminate().success());
+
+    // Another replica id: the shard positions belong to the table's stream, not to the binlog
+    // connection. A change made while rowcast was down is applied, the old one is not replayed.
+    env.server_id += 1;
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    update(
+        &env,
+        &table,
+        item("eu", 2),
+        "SET note = :n",
+        &[(":n", s("while-down"))],
+    )
+    .await;
+    let daemon = env.start().await;
+    eventually(
+        "the change made while down to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 2).await.unwrap().4.as_deref() == Some("while-down") },
+    )
+    .await;
+    caught_up(&env, &table).await;
+    assert_eq!(
+        row(&env, 1).await.unwrap().4.as_deref(),
+        Some("sql-newer"),
+        "an old application change was replayed over a newer SQL change"
+    );
+    env.sql("UPDATE ledger SET note = 'sql-newest' WHERE id = 2")
+        .await;
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+
+    // Positions deleted: the consumer starts at the stream's latest record and says so.
+    let control = env.table("control");
+    let scan = env.ddb.scan().table_name(&control).send().await.unwrap();
+    for entry in scan.items() {
+        let pk = entry["pk"].clone();
+        if pk.as_s().unwrap().starts_with("writeback#") {
+            env.ddb
+                .delete_item()
+                .table_name(&control)
+                .key("pk", pk)
+                .key("sk", entry["sk"].clone())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let daemon = env.start().await;
+    eventually(
+        "write-back to start at the latest record",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_writeback_started_at_latest_total") >= 1.0
+        },
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        item("eu", 3),
+        "SET note = :n",
+        &[(":n", s("after-restart"))],
+    )
+    .await;
+    eventually(
+        "a change after the start to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 3).await.unwrap().4.as_deref() == Some("after-restart") },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(row(&env, 1).await.unwrap().4.as_deref(), Some("sql-newer"));
+    assert_eq!(
+        row(&env, 2).await.unwrap().4.as_deref(),
+        Some("sql-newest"),
+        "an old application change was replayed over a newer SQL change"
+    );
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signaling_trigger_is_a_dead_letter_and_the_next_record_flows() {
+    let (env, table) = setup("wbtrigger", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    env.sql(
+        "CREATE TRIGGER ledger_guard BEFORE UPDATE ON ledger FOR EACH ROW BEGIN IF NEW.note = 'forbidden' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'notes may not be forbidden'; END IF; END",
+    )
+    .await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    update(
+        &env,
+        &table,
+        item("eu", 1),
+        "SET note = :n",
+        &[(":n", s("forbidden"))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        item("eu", 2),
+        "SET note = :n",
+        &[(":n", s("fine"))],
+    )
+    .await;
+    eventually(
+        "the good record after the bad one to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 2).await.unwrap().4.as_deref() == Some("fine") },
+    )
+    .await;
+    let letters = letters_for(&env, "ACC#1]");
+    assert!(
+        letters[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("notes may not be forbidden"),
+        "{letters:?}"
+    );
+    assert_eq!(row(&env, 1).await.unwrap().4.as_deref(), Some("n1"));
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multibyte_date_is_a_dead_letter_not_a_panic() {
+    let (env, table) = setup("wbmultibyte", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    // Row 7: a later row of the backfill chunk, whose item holds a higher version than the
+    // first row's; the restore after the rejection must still replace it.
+    update(
+        &env,
+        &table,
+        item("eu", 7),
+        "SET #d = :d",
+        &[(":d", s("2024年1月1日"))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        item("eu", 2),
+        "SET note = :n",
+        &[(":n", s("after"))],
+    )
+    .await;
+    eventually(
+        "the next record to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 2).await.unwrap().4.as_deref() == Some("after") },
+    )
+    .await;
+    let letters = letters_for(&env, "ACC#7]");
+    assert!(
+        letters[0]["reason"].as_str().unwrap().contains("day"),
+        "{letters:?}"
+    );
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_back_follows_ddl() {
+    let (env, table) = setup("wbddl", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    env.sql("ALTER TABLE ledger ADD COLUMN spare INT NULL")
+        .await;
+    // A first write-back makes the consumer read the table's schema.
+    update(
+        &env,
+        &table,
+        item("eu", 1),
+        "SET note = :n",
+        &[(":n", s("first"))],
+    )
+    .await;
+    eventually("the first update", Duration::from_secs(30), || async {
+        row(&env, 1).await.unwrap().4.as_deref() == Some("first")
+    })
+    .await;
+    // A column the view does not use is dropped: the next write-back still applies.
+    env.sql("ALTER TABLE ledger DROP COLUMN spare").await;
+    update(
+        &env,
+        &table,
+        item("eu", 5),
+        "SET note = :n",
+        &[(":n", s("after-unrelated-drop"))],
+    )
+    .await;
+    eventually(
+        "the update after an unrelated DDL",
+        Duration::from_secs(30),
+        || async { row(&env, 5).await.unwrap().4.as_deref() == Some("after-unrelated-drop") },
+    )
+    .await;
+    assert!(letters_for(&env, "ACC#5]").is_empty());
+    // A widened ENUM: the new label is accepted.
+    env.sql("ALTER TABLE ledger MODIFY status ENUM('open','closed','frozen','vip') NOT NULL")
+        .await;
+    update(
+        &env,
+        &table,
+        item("eu", 2),
+        "SET #s = :s",
+        &[(":s", s("vip"))],
+    )
+    .await;
+    eventually(
+        "the new ENUM label to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 2).await.unwrap().2 == "vip" },
+    )
+    .await;
+    // A dropped column: a write of it is a dead letter, and the next record flows.
+    env.sql("ALTER TABLE ledger DROP COLUMN day").await;
+    update(
+        &env,
+        &table,
+        item("eu", 3),
+        "SET #d = :d",
+        &[(":d", s("2024-01-01"))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        item("eu", 4),
+        "SET note = :n",
+        &[(":n", s("after-drop"))],
+    )
+    .await;
+    eventually(
+        "the next record to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 4).await.unwrap().4.as_deref() == Some("after-drop") },
+    )
+    .await;
+    assert!(!letters_for(&env, "ACC#3]").is_empty());
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_write_back_tables_keep_their_positions_in_one_file() {
+    let env = Env::new("wbtwofile").await;
+    let (first, second) = (env.table("first"), env.table("second"));
+    env.sql("CREATE TABLE tags (id INT PRIMARY KEY, tag VARCHAR(20) NOT NULL); CREATE TABLE labels (id INT PRIMARY KEY, label VARCHAR(20) NOT NULL)")
+        .await;
+    env.sql("INSERT INTO tags VALUES (1, 't'), (2, 't'), (3, 't'), (4, 't'); INSERT INTO labels VALUES (1, 'l'), (2, 'l'), (3, 'l'), (4, 'l')")
+        .await;
+    for (file, name, table, source, column) in [
+        ("tags.toml", "tags", &first, "tags", "tag"),
+        ("labels.toml", "labels", &second, "labels", "label"),
+    ] {
+        env.write_view(
+            file,
+            &format!("name = \"{name}\"\ntable = \"{table}\"\nsource = \"{{DB}}.{source}\"\n[key]\npk = \"ID#{{id}}\"\n[attributes]\n{column} = \"{column}\"\n[writeback]\nenabled = true\nattributes = [\"{column}\"]\n"),
+        );
+    }
+    let config = "[checkpoint]\npath = \"state/checkpoint.json\"\ninterval_ms = 200\n\n[streams]\npoll_interval_ms = 20\n";
+    env.write_config(config);
+    env.create_tables();
+    let daemon = env.start().await;
+    let writes = |table: String, column: &'static str| {
+        let env = &env;
+        async move {
+            for i in 0..40 {
+                let id = (i % 4 + 1).to_string();
+                update(
+                    env,
+                    &table,
+                    key(&[("pk", &format!("ID#{id}"))]),
+                    &format!("SET {column} = :v"),
+                    &[(":v", s(&format!("{column}-{i}")))],
+                )
+                .await;
+            }
+        }
+    };
+    tokio::join!(
+        writes(first.clone(), "tag"),
+        writes(second.clone(), "label")
+    );
+    eventually("every update in SQL", Duration::from_secs(60), || async {
+        let tags: Vec<String> = env.query("SELECT tag FROM tags ORDER BY id").await;
+        let labels: Vec<String> = env.query("SELECT label FROM labels ORDER BY id").await;
+        tags == ["tag-36", "tag-37", "tag-38", "tag-39"]
+            && labels == ["label-36", "label-37", "label-38", "label-39"]
+    })
+    .await;
+    for _ in 0..2 {
+        caught_up(&env, &first).await;
+        caught_up(&env, &second).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(daemon.terminate().success());
+    // Restarted, neither table reads a record again (each resumes after its last one), and
+    // both still follow their streams.
+    let daemon = env.start().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_writeback_stream_records_total"),
+        0.0,
+        "records were read again after the restart: a position was lost\n{metrics}"
+    );
+    update(
+        &env,
+        &first,
+        key(&[("pk", "ID#1")]),
+        "SET tag = :v",
+        &[(":v", s("after"))],
+    )
+    .await;
+    update(
+        &env,
+        &second,
+        key(&[("pk", "ID#1")]),
+        "SET label = :v",
+        &[(":v", s("after"))],
+    )
+    .await;
+    eventually("both updates in SQL", Duration::from_secs(30), || async {
+        let tag: Vec<String> = env.query("SELECT tag FROM tags WHERE id = 1").await;
+        let label: Vec<String> = env.query("SELECT label FROM labels WHERE id = 1").await;
+        tag == ["after"] && label == ["after"]
+    })
+    .await;
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_row_is_retried_and_shown_in_metrics() {
+    use mysql_async::prelude::Queryable;
+    let (env, table) = setup("wblocked", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    // The application holds row 1 locked in an open transaction.
+    let mut holder = env.admin.get_conn().await.unwrap();
+    holder
+        .query_drop(format!(
+            "USE {}; START TRANSACTION; SELECT * FROM ledger WHERE id = 1 FOR UPDATE",
+            env.db
+        ))
+        .await
+        .unwrap();
+    update(
+        &env,
+        &table,
+        item("eu", 1),
+        "SET note = :n",
+        &[(":n", s("waited"))],
+    )
+    .await;
+    eventually(
+        "the record to be retried",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_writeback_retries_total{reason=\"retry\"") >= 1.0
+                && metric(&metrics, "rowcast_writeback_retrying_seconds") > 0.0
+        },
+    )
+    .await;
+    holder.query_drop("COMMIT").await.unwrap();
+    eventually(
+        "the record to be applied once the lock is gone",
+        Duration::from_secs(30),
+        || async { row(&env, 1).await.unwrap().4.as_deref() == Some("waited") },
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(metric(&metrics, "rowcast_writeback_retrying_seconds"), 0.0);
+    assert!(letters_for(&env, "ACC#1]").is_empty());
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_consumer_is_restarted_and_counted() {
+    let env = Env::new("wbrestart").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE ledger (id INT PRIMARY KEY, region VARCHAR(8) NULL, status ENUM('open','closed','frozen') NOT NULL, email VARCHAR(40) NULL UNIQUE, note VARCHAR(40) NULL, day DATE NULL); INSERT INTO ledger VALUES (1, 'eu', 'open', NULL, 'n1', NULL)")
+        .await;
+    env.write_view("ledger.toml", &VIEW.replace("TABLE", &table));
+    env.write_config("[checkpoint]\npath = \"state/checkpoint.json\"\ninterval_ms = 200\n");
+    env.create_tables();
+    // Positions that cannot be read: the consumer fails, is restarted, and says so.
+    let positions = env.dir.join("state/checkpoint.writeback.json");
+    std::fs::create_dir_all(positions.parent().unwrap()).unwrap();
+    std::fs::write(&positions, "{ torn").unwrap();
+    let daemon = env.spawn();
+    eventually(
+        "the consumer to be restarted",
+        Duration::from_secs(30),
+        || async {
+            let Ok((_, metrics)) = common::try_http_get(daemon.port, "/metrics").await else {
+                return false;
+            };
+            metric(&metrics, "rowcast_writeback_restarts_total") >= 2.0
+        },
+    )
+    .await;
+    // Not ready while write-back cannot follow its stream.
+    let (status, body) = daemon.get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("write-back"), "{body}");
+    assert!(std::fs::read_to_string(&daemon.log)
+        .unwrap()
+        .contains("write-back consumer failed; restarting it"));
+    // Repaired by the operator: the next restart follows the stream, and rowcast is ready.
+    std::fs::remove_file(&positions).unwrap();
+    daemon.wait_ready().await;
+    eventually(
+        "write-back to start at the latest record",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_writeback_started_at_latest_total") >= 1.0
+        },
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        item("eu", 1),
+        "SET note = :n",
+        &[(":n", s("after-repair"))],
+    )
+    .await;
+    eventually(
+        "the update to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 1).await.unwrap().4.as_deref() == Some("after-repair") },
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn application_writes_are_told_from_rowcasts_by_what_rowcast_wrote() {
+    let (env, table) = setup("wbcopies", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    // The application read item 2, rowcast has written it since; the application's PutItem of
+    // what it read (old version included) with a new note is still the application's.
+    let read = env
+        .ddb
+        .get_item()
+        .table_name(&table)
+        .set_key(Some(item("eu", 2)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    env.sql("UPDATE ledger SET email = 'e2-new@x' WHERE id = 2")
+        .await;
+    converge(&env, &table).await;
+    let mut copy = read.clone();
+    copy.insert("note".into(), s("from-an-old-copy"));
+    copy.insert("email".into(), s("e2-new@x"));
+    env.ddb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(copy))
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the copy's change to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 2).await.unwrap().4.as_deref() == Some("from-an-old-copy") },
+    )
+    .await;
+    // The application's own item next to the view's: its key parses with the templates but
+    // not with the key column's type. Not write-back's: no dead letter, and it stays.
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", s("REGION#eu")),
+            ("sk", s("ACC#1#SETTINGS")),
+            ("theme", s("dark")),
+        ],
+    )
+    .await;
+    // A new item rejected (no status), then put again, complete: the row is inserted.
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", s("REGION#eu")),
+            ("sk", s("ACC#60")),
+            ("note", s("draft")),
+        ],
+    )
+    .await;
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", s("REGION#eu")),
+            ("sk", s("ACC#60")),
+            ("status", s("open")),
+            ("note", s("complete")),
+        ],
+    )
+    .await;
+    eventually(
+        "the complete put to insert its row",
+        Duration::from_secs(30),
+        || async {
+            row(&env, 60)
+                .await
+                .is_some_and(|r| r.4.as_deref() == Some("complete"))
+        },
+    )
+    .await;
+    caught_up(&env, &table).await;
+    let settings = env
+        .ddb
+        .get_item()
+        .table_name(&table)
+        .set_key(Some(key(&[("pk", "REGION#eu"), ("sk", "ACC#1#SETTINGS")])))
+        .send()
+        .await
+        .unwrap()
+        .item;
+    assert!(settings.is_some(), "the application's own item was removed");
+    assert!(letters_for(&env, "SETTINGS").is_empty());
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "rowcast_writeback_stream_records_total{outcome=\"other-view\""
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_sql_stores_as_it_was_leaves_the_item_following_sql() {
+    let env = Env::new("wbnochange").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE prices (id INT PRIMARY KEY, price DECIMAL(10,2) NOT NULL); INSERT INTO prices VALUES (1, 1.23), (2, 5.00)")
+        .await;
+    env.write_view(
+        "prices.toml",
+        &format!("name = \"prices\"\ntable = \"{table}\"\nsource = \"{{DB}}.prices\"\n[key]\npk = \"PRICE#{{id}}\"\n[attributes]\nprice = \"price\"\n[writeback]\nenabled = true\nattributes = [\"price\"]\n"),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    let expected = |first: &str, second: &str| {
+        vec![
+            json!({"pk": "PRICE#1", "price": common::dec(first)}),
+            json!({"pk": "PRICE#2", "price": common::dec(second)}),
+        ]
+    };
+    env.converge(&table, expected("1.23", "5.00"), Duration::from_secs(30))
+        .await;
+    // 1.234 rounds to the 1.23 SQL already holds: no row changes, no binlog event; the item
+    // must not keep 1.234. 7.006 rounds to 7.01: the binlog brings that back.
+    update(
+        &env,
+        &table,
+        key(&[("pk", "PRICE#1")]),
+        "SET price = :p",
+        &[(":p", n("1.234"))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        key(&[("pk", "PRICE#2")]),
+        "SET price = :p",
+        &[(":p", n("7.006"))],
+    )
+    .await;
+    env.converge(&table, expected("1.23", "7.01"), Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}
