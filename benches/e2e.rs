@@ -140,7 +140,7 @@ async fn main() {
         .unwrap_or_else(|_| "mysql://rowcast_admin:rowcast@127.0.0.1:3306".into());
     let ddb_url =
         std::env::var("ROWCAST_TEST_DYNAMODB").unwrap_or_else(|_| "http://127.0.0.1:8000".into());
-    let client = rowcast::sink::dynamo::client(&rowcast::config::DynamoConfig {
+    let client = rowcast::dynamo::client(&rowcast::config::DynamoConfig {
         endpoint_url: Some(ddb_url.clone()),
         region: Some("us-east-1".into()),
     })
@@ -149,13 +149,13 @@ async fn main() {
 
     // 1. Raw ceiling.
     let raw_table = format!("bench_raw_{tag}");
-    let need = rowcast::sink::tables::TableNeed {
+    let need = rowcast::dynamo::tables::TableNeed {
         pk: "pk".into(),
         sk: Some("sk".into()),
         streams: false,
         users: vec![],
     };
-    rowcast::sink::tables::create_table(&client, &raw_table, &need)
+    rowcast::dynamo::tables::create_table(&client, &raw_table, &need)
         .await
         .expect("create raw table");
     // DynamoDB Local's JVM needs a warm-up before its numbers mean anything.

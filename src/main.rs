@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rowcast::config::{self, Config, Problem};
+use rowcast::dynamo::tables::{check_table, create_table, needed_tables, CreateOutcome};
 use rowcast::error::chain;
-use rowcast::sink::tables::{check_table, create_table, needed_tables, CreateOutcome};
 use tokio_util::sync::CancellationToken;
 
 /// Keeps DynamoDB materialized views of a MySQL/MariaDB database, from its binlog.
@@ -224,7 +224,7 @@ async fn tables_create(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let client = rowcast::sink::dynamo::client(&config.dynamodb).await;
+    let client = rowcast::dynamo::client(&config.dynamodb).await;
     let mut failed = false;
     for (table, need) in needed_tables(&config) {
         match create_table(&client, &table, &need).await {
@@ -263,8 +263,8 @@ async fn scan(path: &Path, table: &str) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
-    let client = rowcast::sink::dynamo::client(&config.dynamodb).await;
-    match rowcast::sink::tables::scan_plain(&client, table).await {
+    let client = rowcast::dynamo::client(&config.dynamodb).await;
+    match rowcast::dynamo::tables::scan_plain(&client, table).await {
         Ok(items) => {
             for item in items {
                 println!("{item}");

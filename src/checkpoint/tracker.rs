@@ -12,10 +12,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use super::{Checkpoint, CheckpointError, CheckpointStore};
+use crate::control::{CheckpointError, CheckpointStore};
 use crate::error::{chain, Classify};
-use crate::metrics::{metrics, now_millis};
+use crate::metrics::metrics;
+use crate::pipeline::Checkpoint;
 use crate::pipeline::{Ack, Barrier};
+use crate::util::now_millis;
 
 pub struct Tracker {
     pub lanes: usize,
@@ -152,7 +154,7 @@ fn lowest(acked: &[Option<Barrier>]) -> Option<&Barrier> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::Position;
+    use crate::pipeline::Position;
     use std::time::Instant;
 
     fn barrier(seq: u64) -> Barrier {

@@ -3,18 +3,18 @@
 //!
 //! Labels are bounded: view, table, stage, operation, outcome, event type. Never keys or SQL.
 
+mod health;
 mod server;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry,
 };
 
-pub use server::{serve, Control};
+pub use health::Health;
+pub use server::{routes, serve};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -187,82 +187,4 @@ impl Metrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
-}
-
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or_default()
-}
-
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-/// Liveness and readiness, shared by the stages and the HTTP server.
-#[derive(Debug, Default)]
-pub struct Health {
-    ready: AtomicBool,
-    /// Tables whose write-back consumer does not follow its stream yet.
-    writeback_starting: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    last_progress_ms: AtomicU64,
-    filling: std::sync::Mutex<Vec<String>>,
-}
-
-impl Health {
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::SeqCst);
-        self.progress();
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-
-    /// The write-back consumer of `table` is starting: not ready until it follows its stream.
-    pub fn writeback_starting(&self, table: &str) {
-        if let Ok(mut starting) = self.writeback_starting.lock() {
-            starting.insert(table.to_string());
-        }
-    }
-
-    /// The write-back consumer of `table` follows its stream: every application change from
-    /// now on is read.
-    pub fn writeback_following(&self, table: &str) {
-        if let Ok(mut starting) = self.writeback_starting.lock() {
-            starting.remove(table);
-        }
-    }
-
-    /// Tables whose write-back consumer does not follow its stream yet.
-    pub fn writeback_pending(&self) -> Vec<String> {
-        self.writeback_starting
-            .lock()
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// The source read an event or heartbeat.
-    pub fn progress(&self) {
-        self.last_progress_ms.store(now_millis(), Ordering::Relaxed);
-    }
-
-    /// Eager views whose backfill is not finished.
-    pub fn set_filling(&self, views: Vec<String>) {
-        if let Ok(mut filling) = self.filling.lock() {
-            *filling = views;
-        }
-    }
-
-    pub fn filling(&self) -> Vec<String> {
-        self.filling.lock().map(|f| f.clone()).unwrap_or_default()
-    }
-
-    pub fn millis_since_progress(&self) -> u64 {
-        now_millis().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed))
-    }
 }

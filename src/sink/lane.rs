@@ -14,14 +14,26 @@ use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio::time::Instant as TokioInstant;
 
-use super::dynamo::{item_size, MAX_ITEM_BYTES};
 use super::writer::Writer;
 use crate::config::{WriteMode, WriterConfig};
+use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::metrics::metrics;
 use crate::pipeline::{Ack, Barrier, DeadLetter, LaneMsg, WriteOp};
 use crate::view::{ItemKey, ItemOp};
 
 const BATCH_LIMIT: usize = 25;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaneError {
+    #[error("the checkpoint tracker stopped")]
+    TrackerGone,
+}
+
+impl crate::error::Classify for LaneError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Definite
+    }
+}
 const CONDITIONAL_CONCURRENCY: usize = 16;
 
 pub struct Lane {
@@ -53,7 +65,9 @@ impl Window {
 }
 
 impl Lane {
-    pub async fn run(mut self) {
+    /// Runs until its input closes and the last window is written; fails when the checkpoint
+    /// tracker has gone away (no acknowledgement could ever be committed).
+    pub async fn run(mut self) -> Result<(), LaneError> {
         let mut window = Window::default();
         let depth_label = format!("lane_{}", self.id);
         loop {
@@ -62,7 +76,7 @@ impl Lane {
                 biased;
                 message = self.rx.recv() => message,
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    self.flush(&mut window).await;
+                    self.flush(&mut window).await?;
                     continue;
                 }
             };
@@ -71,8 +85,7 @@ impl Lane {
                 .with_label_values(&[&depth_label])
                 .set(self.rx.len() as i64);
             let Some(message) = message else {
-                self.flush(&mut window).await;
-                return;
+                return self.flush(&mut window).await;
             };
             match message {
                 LaneMsg::Write(op) => {
@@ -87,7 +100,7 @@ impl Lane {
                 }
                 LaneMsg::Barrier(barrier) => {
                     if window.is_empty() {
-                        self.ack(barrier).await;
+                        self.ack(barrier).await?;
                     } else {
                         window.barrier = Some(barrier);
                     }
@@ -96,23 +109,22 @@ impl Lane {
             let full = window.ops.len() >= self.config.max_window_items;
             let old = deadline.is_some_and(|d| TokioInstant::now() >= d);
             if full || old {
-                self.flush(&mut window).await;
+                self.flush(&mut window).await?;
             }
         }
     }
 
-    async fn ack(&self, barrier: Barrier) {
-        // The tracker only goes away at shutdown, after every lane is done.
-        let _ = self
-            .acks
+    async fn ack(&self, barrier: Barrier) -> Result<(), LaneError> {
+        self.acks
             .send(Ack {
                 lane: self.id,
                 barrier,
             })
-            .await;
+            .await
+            .map_err(|_| LaneError::TrackerGone)
     }
 
-    async fn flush(&self, window: &mut Window) {
+    async fn flush(&self, window: &mut Window) -> Result<(), LaneError> {
         let ops: Vec<WriteOp> = window.ops.drain().map(|(_, op)| op).collect();
         let dead = std::mem::take(&mut window.dead);
         window.opened_at = None;
@@ -155,8 +167,9 @@ impl Lane {
         };
         tokio::join!(batches, singles);
         if let Some(barrier) = window.barrier.take() {
-            self.ack(barrier).await;
+            self.ack(barrier).await?;
         }
+        Ok(())
     }
 }
 

@@ -15,14 +15,15 @@ use aws_sdk_dynamodb::Client;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use tracing::{debug, warn};
 
-use super::deadletter::DeadLetterStore;
-use super::dynamo::{
+use crate::control::DeadLetterStore;
+use crate::dynamo::{
     classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
     RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
 use crate::error::ErrorClass;
-use crate::metrics::{metrics, now_millis};
+use crate::metrics::metrics;
 use crate::pipeline::{DeadLetter, WriteOp};
+use crate::util::now_millis;
 use crate::view::ItemOp;
 
 pub struct Writer {
@@ -209,7 +210,7 @@ impl Writer {
                 let mut encoded = encode_item(item, version);
                 encoded.insert(
                     RESTORED_ATTRIBUTE.to_string(),
-                    types_value(u128::from(crate::metrics::now_micros())),
+                    types_value(u128::from(crate::util::now_micros())),
                 );
                 self.client
                     .put_item()

@@ -1,23 +1,20 @@
-//! The backfill plan the binlog reader works through: groups of eager views that share a root
+//! The backfill plan the snapshot worker works through: groups of eager views that share a root
 //! table and a resume point, one chunk at a time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mysql_async::{Pool, Value};
+use mysql_async::Value;
 use tracing::{info, warn};
 
-use super::join::read_roots;
-use super::read::{keyset_tail, Chunk, SqlTable};
-use super::{BackfillState, KeyValue, Progress};
-use crate::checkpoint::Position;
+use super::join::{read_roots, SnapshotRead};
 use crate::metrics::metrics;
-use crate::source::schema::SchemaCache;
-use crate::source::SourceError;
-use crate::view::join::Joined;
+use crate::pipeline::snapshot::{Read, ReadKind};
+use crate::pipeline::{BackfillState, KeyValue, Progress};
+use crate::sql::{keyset_tail, SqlTable};
+use crate::sql::{SqlError, TableCache};
 use crate::view::spec::{FillMode, TableRef, View};
-use crate::view::Row;
 
 /// Views of one table at the same resume point.
 struct Group {
@@ -31,27 +28,10 @@ struct Group {
     done_rows: u64,
 }
 
-/// A chunk read and waiting for the stream to reach its snapshot position.
-pub struct Pending {
-    pub chunk: Chunk,
-    pub joined: Option<Vec<Joined>>,
-}
-
-/// What the reader injects into the stream.
-pub struct Injection {
-    pub table: TableRef,
-    pub views: Vec<String>,
-    pub rows: Vec<Row>,
-    /// The related rows of each row, for a view with joins (then `views` is that view alone).
-    pub joined: Option<Vec<Joined>>,
-    pub position: Position,
-}
-
 pub struct Driver {
     groups: VecDeque<Group>,
     state: Arc<BackfillState>,
     chunk_rows: usize,
-    pending: Option<Pending>,
     started: Instant,
     last_log: Instant,
     copied_since_start: u64,
@@ -106,19 +86,14 @@ impl Driver {
             groups: groups.into(),
             state: Arc::new(state),
             chunk_rows: chunk_rows.max(1),
-            pending: None,
             started: Instant::now(),
             last_log: Instant::now(),
             copied_since_start: 0,
         }
     }
 
-    /// Backfill `view` again from its first row (on demand, to repair drift). Only while no
-    /// chunk is waiting, so that a waiting chunk keeps its group.
-    pub fn request(&mut self, view: &View) -> bool {
-        if self.pending.is_some() {
-            return false;
-        }
+    /// Backfill `view` again from its first row (on demand, to repair drift).
+    pub fn request(&mut self, view: &View) {
         for group in self.groups.iter_mut() {
             group.views.retain(|v| *v != view.name);
         }
@@ -147,7 +122,6 @@ impl Driver {
             }),
         }
         info!(view = %view.name, "backfill requested");
-        true
     }
 
     pub fn state(&self) -> Arc<BackfillState> {
@@ -163,32 +137,25 @@ impl Driver {
     }
 
     pub fn wants_chunk(&self) -> bool {
-        self.pending.is_none() && !self.groups.is_empty()
+        !self.groups.is_empty()
     }
 
-    pub fn pending_position(&self) -> Option<&Position> {
-        self.pending.as_ref().map(|p| &p.chunk.position)
-    }
-
-    /// Reads the next chunk of the first group (a short consistent-snapshot read).
-    pub async fn read_next(
-        &mut self,
-        pool: &Pool,
-        schemas: &mut SchemaCache,
-    ) -> Result<(), SourceError> {
+    /// Reads the next chunk of the first group (a short consistent-snapshot read), with the
+    /// backfill progress as of once it is merged; `None` when nothing was left to read there.
+    pub async fn read_next(&mut self, tables: &mut TableCache) -> Result<Option<Read>, SqlError> {
         let Some(group) = self.groups.front_mut() else {
-            return Ok(());
+            return Ok(None);
         };
-        let mut conn = pool.get_conn().await.map_err(SourceError::Query)?;
+        let mut conn = tables.pool().get_conn().await.map_err(SqlError::Connect)?;
         if group.sql.is_none() {
-            let sql = schemas.sql_table(&group.table).await?;
+            let sql = tables.get(&group.table).await?;
             let estimate: Option<u64> = mysql_async::prelude::Queryable::exec_first(
                 &mut conn,
                 "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                 (&group.table.database, &group.table.table),
             )
             .await
-            .map_err(SourceError::Query)?;
+            .map_err(SqlError::Query)?;
             group.estimated = estimate.unwrap_or(0);
             if sql.primary_key.is_empty() {
                 warn!(table = %group.table, views = ?group.views, "backfill needs a primary key; these views are not backfilled");
@@ -205,7 +172,7 @@ impl Driver {
                         },
                     );
                 }
-                return Ok(());
+                return Ok(None);
             }
             info!(table = %group.table, views = ?group.views, estimated_rows = group.estimated, "backfill starts");
             for view in &group.views {
@@ -219,33 +186,24 @@ impl Driver {
         let sql = group.sql.as_ref().expect("loaded above");
         let read = read_roots(
             &mut conn,
-            schemas,
+            tables,
             sql,
             group.joined_view.as_deref(),
             keyset_tail(sql, None, group.after.as_deref(), self.chunk_rows),
             &|_| true,
         )
         .await?;
-        self.pending = Some(Pending {
-            chunk: Chunk {
-                rows: read.rows,
-                position: read.position,
-                last_key: read.last_key,
-            },
-            joined: read.joined,
-        });
-        Ok(())
+        Ok(Some(self.advance(read)))
     }
 
-    /// Takes the pending chunk for injection and advances the progress it carries.
-    pub fn take(&mut self) -> Option<Injection> {
-        let pending = self.pending.take()?;
-        let group = self.groups.front_mut()?;
-        let count = pending.chunk.rows.len() as u64;
-        let finished = pending.chunk.rows.len() < self.chunk_rows;
+    /// The chunk as a read to merge, and the progress it carries.
+    fn advance(&mut self, read: SnapshotRead) -> Read {
+        let group = self.groups.front_mut().expect("a chunk was read from it");
+        let count = read.rows.len() as u64;
+        let finished = read.rows.len() < self.chunk_rows;
         group.done_rows += count;
         self.copied_since_start += count;
-        if let Some(key) = &pending.chunk.last_key {
+        if let Some(key) = &read.last_key {
             group.after = Some(key.clone());
         }
         let state = Arc::make_mut(&mut self.state);
@@ -273,12 +231,15 @@ impl Driver {
                     .set(STATE_DONE);
             }
         }
-        let injection = Injection {
+        let merged = Read {
             table: group.table.clone(),
             views: group.views.clone(),
-            rows: pending.chunk.rows,
-            joined: pending.joined,
-            position: pending.chunk.position,
+            rows: read.rows,
+            joined: read.joined,
+            position: read.position,
+            kind: ReadKind::Backfill {
+                state: self.state.clone(),
+            },
         };
         if finished {
             info!(table = %group.table, views = ?group.views, rows = group.done_rows, "backfill done");
@@ -297,6 +258,6 @@ impl Driver {
                 "backfill progress"
             );
         }
-        Some(injection)
+        merged
     }
 }

@@ -12,10 +12,12 @@ use std::collections::HashMap;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
-use super::read::{begin_snapshot, decode_values, end_snapshot, quote_name, select_rows, SqlTable};
 use crate::metrics::metrics;
-use crate::source::schema::SchemaCache;
-use crate::source::SourceError;
+use crate::sql::{
+    begin_snapshot, cell_param, decode_values, end_snapshot, in_condition, quote_name, select_rows,
+    SqlTable, KEYS_PER_QUERY,
+};
+use crate::sql::{SqlError, TableCache};
 use crate::view::join::{row_join_key, sort_embedded, Accumulator, JoinPart, JoinValue, Joined};
 use crate::view::spec::{Join, JoinKind, View};
 use crate::view::value::Cell;
@@ -28,7 +30,7 @@ pub struct SnapshotRead {
     pub last_key: Option<Vec<Value>>,
     /// One per kept row, for a view with joins.
     pub joined: Option<Vec<Joined>>,
-    pub position: crate::checkpoint::Position,
+    pub position: crate::pipeline::Position,
 }
 
 /// The one snapshot read of backfill chunks, fills on miss and join refreshes: `SELECT … FROM
@@ -36,12 +38,12 @@ pub struct SnapshotRead {
 /// their related rows in the same snapshot.
 pub async fn read_roots(
     conn: &mut Conn,
-    schemas: &mut SchemaCache,
+    tables: &mut TableCache,
     root: &SqlTable,
     view: Option<&View>,
     (tail, params): (String, Vec<Value>),
-    keep: &dyn Fn(&Row) -> bool,
-) -> Result<SnapshotRead, SourceError> {
+    keep: &(dyn Fn(&Row) -> bool + Sync),
+) -> Result<SnapshotRead, SqlError> {
     let position = begin_snapshot(conn).await?;
     let read = async {
         let (mut rows, last_key) = select_rows(conn, root, &tail, params).await?;
@@ -52,11 +54,11 @@ pub async fn read_roots(
                     .join_queries
                     .with_label_values(&[&view.name])
                     .inc();
-                Some(read_joined(conn, schemas, view, &rows).await?)
+                Some(read_joined(conn, tables, view, &rows).await?)
             }
             None => None,
         };
-        Ok::<_, SourceError>((rows, last_key, joined))
+        Ok::<_, SqlError>((rows, last_key, joined))
     }
     .await;
     end_snapshot(conn).await;
@@ -69,50 +71,8 @@ pub async fn read_roots(
     })
 }
 
-/// Distinct join values per `IN (…)` query.
-pub const KEYS_PER_QUERY: usize = 500;
-
 /// Above this many bytes an embedded list cannot fit in an item (400 KB).
 const EMBED_LIMIT_BYTES: usize = 400 * 1024;
-
-/// A root value as a query parameter.
-pub fn cell_param(cell: &Cell) -> Option<Value> {
-    Some(match cell {
-        Cell::Null | Cell::ZeroDate => return None,
-        Cell::Int(v) => Value::Int(*v),
-        Cell::UInt(v) => Value::UInt(*v),
-        Cell::Bit(v) => Value::UInt(*v),
-        Cell::Year(v) => Value::UInt(u64::from(*v)),
-        Cell::Float(v) => Value::Double(f64::from(*v)),
-        Cell::Double(v) => Value::Double(*v),
-        Cell::Bytes(b) => Value::Bytes(b.clone()),
-        Cell::Text(s) | Cell::Enum(s) | Cell::Decimal(s) => Value::Bytes(s.clone().into_bytes()),
-        other => {
-            let text = other.to_text().ok().flatten()?;
-            Value::Bytes(text.trim_end_matches('Z').replace('T', " ").into_bytes())
-        }
-    })
-}
-
-/// `(a, b) IN ((?, ?), …)` or `a IN (?, …)` over `keys` (each one value per column).
-pub fn in_condition(columns: &[&str], keys: &[Vec<Value>]) -> (String, Vec<Value>) {
-    let names: Vec<String> = columns.iter().map(|c| quote_name(c)).collect();
-    let tuple = if columns.len() == 1 {
-        "?".to_string()
-    } else {
-        format!("({})", vec!["?"; columns.len()].join(", "))
-    };
-    let left = if columns.len() == 1 {
-        names[0].clone()
-    } else {
-        format!("({})", names.join(", "))
-    };
-    let text = format!(
-        "{left} IN ({})",
-        vec![tuple.as_str(); keys.len()].join(", ")
-    );
-    (text, keys.iter().flatten().cloned().collect())
-}
 
 /// The distinct join values of `roots` for `root_columns`, as normalised keys and parameters.
 fn root_keys(roots: &[Row], root_columns: &[&str]) -> Vec<(Vec<JoinValue>, Vec<Value>)> {
@@ -161,14 +121,14 @@ enum Collected {
 /// the snapshot that read the roots.
 pub async fn read_joined(
     conn: &mut Conn,
-    schemas: &mut SchemaCache,
+    tables: &mut TableCache,
     view: &View,
     roots: &[Row],
-) -> Result<Vec<Joined>, SourceError> {
+) -> Result<Vec<Joined>, SqlError> {
     let mut per_join: Vec<HashMap<Vec<JoinValue>, Collected>> = Vec::new();
     let queries = metrics().join_queries.with_label_values(&[&view.name]);
     for join in &view.joins {
-        per_join.push(read_one_join(conn, schemas, join, roots, &queries).await?);
+        per_join.push(read_one_join(conn, tables, join, roots, &queries).await?);
     }
     let mut out = Vec::with_capacity(roots.len());
     for root in roots {
@@ -207,12 +167,12 @@ pub async fn read_joined(
 
 async fn read_one_join(
     conn: &mut Conn,
-    schemas: &mut SchemaCache,
+    tables: &mut TableCache,
     join: &Join,
     roots: &[Row],
     queries: &prometheus::IntCounter,
-) -> Result<HashMap<Vec<JoinValue>, Collected>, SourceError> {
-    let from = schemas.sql_table(&join.from).await?;
+) -> Result<HashMap<Vec<JoinValue>, Collected>, SqlError> {
+    let from = tables.get(&join.from).await?;
     let from_columns: Vec<&str> = join.on.iter().map(|(f, _)| f.as_str()).collect();
     let root_columns: Vec<&str> = join.on.iter().map(|(_, r)| r.as_str()).collect();
     let table = if join.reads_every_column() {
@@ -224,7 +184,7 @@ async fn read_one_join(
     };
     for column in join.from_columns() {
         if table.schema.position(column).is_none() {
-            return Err(SourceError::Schema(format!(
+            return Err(SqlError::Schema(format!(
                 "{}: column {column} is not in {}",
                 join.field, join.from
             )));
@@ -257,8 +217,8 @@ async fn read_one_join(
         let mut result = conn
             .exec_iter(select, params)
             .await
-            .map_err(SourceError::Query)?;
-        while let Some(raw) = result.next().await.map_err(SourceError::Query)? {
+            .map_err(SqlError::Query)?;
+        while let Some(raw) = result.next().await.map_err(SqlError::Query)? {
             let row = decode_values(&table, raw.unwrap())?;
             let Some(key) = row_join_key(&row, from_columns.iter().copied()) else {
                 continue;

@@ -1,100 +1,17 @@
-//! Online backfill of eager views: chunks of the root table read by primary key, each inside a
-//! consistent snapshot whose binlog position MariaDB reports, merged into the change stream at
-//! exactly that position.
+//! The snapshot stage: SQL reads of rows that enter the change stream, each in a consistent
+//! snapshot whose binlog position MariaDB reports (`worker.rs`): backfill chunks of eager views
+//! (`driver.rs`), fills on miss and restores, and join refreshes (`refresh.rs`), with the related
+//! rows of views with joins read in the same snapshot (`join.rs`).
 //!
-//! The binlog reader drives it (see `source/reader.rs`): between two transactions it reads a
-//! chunk (a snapshot at position P, one short read, no lock beyond it), keeps reading the binlog,
-//! and injects the chunk's rows just before the first event at or after P. A chunk row is thus
-//! the row's state at P, ordered after every change before P and before every change after P:
-//! it can neither overwrite a newer change nor bring back a deleted row. Progress (the last
-//! primary key per view) rides on the barriers and is committed with the checkpoint, so a
-//! restart resumes after the last acknowledged chunk.
+//! The merge stage puts the rows into the stream at their snapshot position P: a row read there
+//! is the row's state at P, ordered after every change before P and before every change after
+//! P, so it can neither overwrite a newer change nor bring back a deleted row. Backfill progress
+//! (the last primary key per view) rides on the barriers and is committed with the checkpoint,
+//! so a restart resumes after the last acknowledged chunk.
 
 pub mod driver;
 pub mod join;
-pub mod read;
 pub mod refresh;
+pub mod worker;
 
-use std::collections::BTreeMap;
-
-use mysql_async::Value;
-use serde::{Deserialize, Serialize};
-
-/// A primary-key value as stored in the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "t", content = "v")]
-pub enum KeyValue {
-    I(i64),
-    U(u64),
-    /// Bytes as hex.
-    B(String),
-}
-
-impl KeyValue {
-    pub fn from_value(value: &Value) -> KeyValue {
-        match value {
-            Value::Int(v) => KeyValue::I(*v),
-            Value::UInt(v) => KeyValue::U(*v),
-            Value::Bytes(b) => KeyValue::B(b.iter().map(|x| format!("{x:02x}")).collect()),
-            other => KeyValue::B(
-                other
-                    .as_sql(true)
-                    .trim_matches('\'')
-                    .bytes()
-                    .map(|x| format!("{x:02x}"))
-                    .collect(),
-            ),
-        }
-    }
-
-    pub fn to_value(&self) -> Value {
-        match self {
-            KeyValue::I(v) => Value::Int(*v),
-            KeyValue::U(v) => Value::UInt(*v),
-            KeyValue::B(hex) => Value::Bytes(
-                (0..hex.len() / 2)
-                    .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                    .collect(),
-            ),
-        }
-    }
-}
-
-/// Backfill progress of one view.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Progress {
-    pub done: bool,
-    /// Primary key of the last row copied; the next chunk starts after it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<Vec<KeyValue>>,
-    #[serde(default)]
-    pub rows: u64,
-}
-
-/// Progress of every eager view, as committed with the checkpoint.
-pub type BackfillState = BTreeMap<String, Progress>;
-
-/// Version index of the `i`th row of a chunk: after every row change of the transaction the
-/// chunk follows, before the next transaction.
-pub fn chunk_row_index(i: usize) -> u32 {
-    0x8000_0000u32.saturating_add(i as u32)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_values_round_trip() {
-        for value in [
-            Value::Int(-5),
-            Value::UInt(u64::MAX),
-            Value::Bytes(b"ab\x00c".to_vec()),
-        ] {
-            let key = KeyValue::from_value(&value);
-            let json = serde_json::to_string(&key).unwrap();
-            let back: KeyValue = serde_json::from_str(&json).unwrap();
-            assert_eq!(back.to_value(), value);
-        }
-    }
-}
+pub use worker::Worker;

@@ -6,7 +6,6 @@
 //! binlog lacks come from `information_schema` ([`TableExtras`]): which MariaDB LONGTEXT columns
 //! are JSON (`json_valid` check) and which columns are virtual.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
@@ -15,16 +14,10 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 use mysql_async::Value;
 
+use crate::sql::TableExtras;
 use crate::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
 use crate::view::spec::TableRef;
-use crate::view::value::{Cell, DateTime};
-
-/// Column facts the binlog does not carry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TableExtras {
-    pub json_columns: HashSet<String>,
-    pub virtual_columns: HashSet<String>,
-}
+use crate::view::value::{with_scale, Cell, DateTime};
 
 const BINARY_CHARSET: u16 = 63;
 const LATIN1_CHARSETS: [u16; 8] = [5, 8, 15, 31, 47, 48, 49, 94];
@@ -242,23 +235,6 @@ fn text_of(bytes: &[u8], charset: u16) -> String {
 
 fn ascii(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|_| "non-ASCII numeric text".to_string())
-}
-
-/// Pads or trims DECIMAL text to exactly `scale` fraction digits.
-pub fn with_scale(text: &str, scale: u8) -> String {
-    let scale = usize::from(scale);
-    let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
-    if scale == 0 {
-        return int_part.to_string();
-    }
-    let mut out = String::with_capacity(int_part.len() + 1 + scale);
-    out.push_str(int_part);
-    out.push('.');
-    out.push_str(&frac[..frac.len().min(scale)]);
-    for _ in frac.len()..scale {
-        out.push('0');
-    }
-    out
 }
 
 pub fn decode_value(

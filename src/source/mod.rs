@@ -19,10 +19,10 @@ use std::collections::HashSet;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
-pub use reader::{Backfill, Source, StartPoint};
+pub use reader::{Source, StartPoint};
 
-use crate::checkpoint::Position;
 use crate::error::{Classify, ErrorClass};
+use crate::pipeline::Position;
 use crate::view::spec::TableRef;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,8 @@ pub enum SourceError {
     DownstreamClosed,
     #[error("a view does not fit its tables: {0}")]
     Schema(String),
+    #[error(transparent)]
+    Sql(#[from] crate::sql::SqlError),
 }
 
 impl Classify for SourceError {
@@ -67,9 +69,10 @@ impl Classify for SourceError {
                     _ => ErrorClass::Transient,
                 }
             }
-            SourceError::Idle(_) | SourceError::Ended | SourceError::DownstreamClosed => {
-                ErrorClass::Transient
-            }
+            SourceError::Sql(e) => e.class(),
+            // Nothing downstream any more: no reconnect can help.
+            SourceError::DownstreamClosed => ErrorClass::Definite,
+            SourceError::Idle(_) | SourceError::Ended => ErrorClass::Transient,
         }
     }
 }
@@ -140,10 +143,4 @@ pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, SourceError> {
 /// The root tables of the views, the only ones whose rows are decoded.
 pub fn watched_tables<'a>(views: impl IntoIterator<Item = &'a TableRef>) -> HashSet<TableRef> {
     views.into_iter().cloned().collect()
-}
-
-/// `(file, pos)` order of binlog positions (file names share a base and have fixed-width
-/// sequence numbers).
-pub fn position_before(a: &Position, b: &Position) -> bool {
-    (a.file.as_str(), a.pos) < (b.file.as_str(), b.pos)
 }

@@ -11,8 +11,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::{binlog_files, SourceError};
-use crate::checkpoint::Checkpoint;
 use crate::config::{Config, Problem};
+use crate::pipeline::Checkpoint;
 use crate::view::spec::{Aggregate, Attributes, JoinKind, TableRef, View};
 use crate::view::value::Conversion;
 
@@ -274,7 +274,7 @@ pub async fn check_views(
         }
         if view.writeback_enabled {
             for (i, name) in view.writeback_attributes.iter().enumerate() {
-                let column = crate::writeback::inverse::writable(view, name).map(|(c, _)| c);
+                let column = view.writable(name).map(|(c, _)| c);
                 if column.as_ref().is_some_and(|c| !columns.contains_key(c)) {
                     problems.push(Problem {
                         file: view.file.clone(),

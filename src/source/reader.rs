@@ -1,11 +1,12 @@
-//! The binlog event loop: transaction boundaries, row decoding, reconnects.
+//! The binlog event loop: transaction boundaries, row decoding, reconnects. It only reads and
+//! decodes the binlog; snapshot reads happen elsewhere and are merged downstream (`merge`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
@@ -17,18 +18,12 @@ use tracing::{debug, error, info, warn};
 use super::decode::{decode_row, row_charsets};
 use super::mariadb::{self, MariaGtid};
 use super::schema::SchemaCache;
-use super::{connect, position_before, Flavor, SourceError};
-use crate::checkpoint::Position;
+use super::{connect, Flavor, SourceError};
 use crate::config::SourceConfig;
 use crate::error::{chain, Classify};
 use crate::metrics::{metrics, Health};
-use crate::pipeline::{Barrier, FillRequest, RowChange, SnapshotRows, SourceEvent};
-use crate::snapshot::driver::{Driver, Injection};
-use crate::snapshot::join::read_roots;
-use crate::snapshot::read::{keyset_tail, matching_condition};
-use crate::snapshot::refresh::Refresher;
-use crate::snapshot::BackfillState;
-use crate::view::spec::{TableRef, View};
+use crate::pipeline::{position_before, BackfillState, Barrier, Position, RowChange, SourceEvent};
+use crate::view::spec::TableRef;
 
 /// Where the reader starts.
 #[derive(Debug, Clone)]
@@ -49,49 +44,15 @@ pub struct Source {
     tx: mpsc::Sender<SourceEvent>,
     health: Arc<Health>,
     schemas: SchemaCache,
-    pool: Pool,
-    /// Backfill plan; `None` once it failed definitely.
-    backfill: Option<Driver>,
-    /// Views to backfill again, from `POST /v1/views/{view}/snapshot`.
-    requests: mpsc::Receiver<String>,
-    views: Vec<Arc<View>>,
-    /// Requests received while a chunk was waiting.
-    requested: Vec<String>,
-    /// Fill-on-miss reads asked for, read, and waiting for the stream to reach their position.
-    fills: mpsc::Receiver<FillRequest>,
-    queued_fills: Vec<FillRequest>,
-    pending_fills: Vec<(Injection, Merged)>,
-    /// Items of views with joins to read again (see `snapshot/refresh.rs`).
-    refresher: Refresher,
-}
-
-/// What the reader needs for backfills.
-pub struct Backfill {
-    pub driver: Driver,
-    pub requests: mpsc::Receiver<String>,
-    pub fills: mpsc::Receiver<FillRequest>,
-    pub views: Vec<Arc<View>>,
-    pub refresher: Refresher,
-}
-
-/// What snapshot rows are merged into the stream for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Merged {
-    Backfill,
-    Fill,
-    /// A fill that write-back asked for after rejecting an application's change.
-    Restore,
-    Refresh,
 }
 
 /// Where a rows event sits: its transaction, the index of its first row change, its binlog
 /// position, whether its writes are guarded, where its transaction starts, its header flags.
-struct RowsContext<'a> {
+struct RowsContext {
     seq: u64,
     first_index: u32,
     origin: Arc<Position>,
     guard: bool,
-    restart: &'a Position,
     flags_raw: u16,
 }
 
@@ -107,10 +68,6 @@ struct Txn {
 
 /// What the reader keeps across reconnects.
 struct Cursor {
-    /// Counter of the barriers sent by this process.
-    generation: u64,
-    /// Backfill progress as of the last barrier.
-    backfill_state: Arc<BackfillState>,
     /// MariaDB GTID state (domain → last committed GTID), the `gtid` of checkpoints.
     gtid_state: BTreeMap<u32, String>,
     /// End of the last complete transaction: where a reconnect resumes.
@@ -126,23 +83,13 @@ impl Source {
         tx: mpsc::Sender<SourceEvent>,
         health: Arc<Health>,
         pool: Pool,
-        backfill: Backfill,
     ) -> Self {
         Source {
             config,
             tables,
             tx,
             health,
-            schemas: SchemaCache::new(pool.clone()),
-            pool,
-            backfill: Some(backfill.driver),
-            requests: backfill.requests,
-            views: backfill.views,
-            requested: Vec::new(),
-            fills: backfill.fills,
-            queued_fills: Vec::new(),
-            pending_fills: Vec::new(),
-            refresher: backfill.refresher,
+            schemas: SchemaCache::new(pool),
         }
     }
 
@@ -152,13 +99,7 @@ impl Source {
         start: StartPoint,
         cancel: CancellationToken,
     ) -> Result<(), SourceError> {
-        let backfill_state = match &self.backfill {
-            Some(driver) => driver.state(),
-            None => Arc::new(start.backfill.clone()),
-        };
         let mut cursor = Cursor {
-            generation: 0,
-            backfill_state,
             gtid_state: parse_gtid_state(start.position.gtid.as_deref()),
             resume: start.position,
             next_seq: start.next_seq,
@@ -254,35 +195,25 @@ impl Source {
             pos: cursor.resume.pos,
             gtid: None,
         };
+        // The last position the merge stage was told of (a commit, or the reader standing
+        // between transactions).
+        let mut reported = (current.file.clone(), current.pos);
         loop {
-            if txn.is_none() {
-                self.backfill_step(cursor, &current).await?;
+            if txn.is_none()
+                && (current.file.as_str(), current.pos) != (reported.0.as_str(), reported.1)
+            {
+                // Between transactions, and past the last commit (a heartbeat, a rotation, …):
+                // snapshot rows go in before the first event at or after their position.
+                reported = (current.file.clone(), current.pos);
+                if (cursor.resume.file.as_str(), cursor.resume.pos)
+                    != (current.file.as_str(), current.pos)
+                {
+                    self.send(SourceEvent::At(current.clone())).await?;
+                }
             }
-            // With more backfill chunks to read, take an event only if one is there already:
-            // an idle binlog must not hold the backfill back. (The stream keeps a partly read
-            // packet in itself, so dropping `next()` loses nothing.)
-            let backfill_ready = txn.is_none()
-                && (self.backfill.as_ref().is_some_and(Driver::wants_chunk)
-                    || self.refresher.wants_read());
-            let next = if backfill_ready {
-                if cancel.is_cancelled() {
-                    return Ok(());
-                }
-                match stream.next().now_or_never() {
-                    Some(next) => Ok(next),
-                    None => continue,
-                }
-            } else {
-                let refresh_due = self.refresher.due_at();
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    Some(fill) = self.fills.recv() => {
-                        self.queued_fills.push(fill);
-                        continue;
-                    }
-                    _ = sleep_until(refresh_due), if refresh_due.is_some() && txn.is_none() => continue,
-                    next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
-                }
+            let next = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
             };
             let event = match next {
                 Err(_) => return Err(SourceError::Idle(self.config.idle_timeout)),
@@ -293,16 +224,6 @@ impl Source {
             self.health.progress();
             let header = event.header();
             let type_raw = header.event_type_raw();
-            if header.log_pos() != 0 && txn.is_none() {
-                // A pending backfill chunk goes in just before the first event at or after its
-                // snapshot position.
-                let start = Position {
-                    file: file.clone(),
-                    pos: u64::from(header.log_pos().saturating_sub(header.event_size())),
-                    gtid: None,
-                };
-                self.inject_if_reached(cursor, &start).await?;
-            }
             if header.log_pos() != 0 {
                 current = Position {
                     file: file.clone(),
@@ -415,6 +336,7 @@ impl Source {
                         metrics().ddl_events.inc();
                         info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
                         self.schemas.invalidate();
+                        self.send(SourceEvent::Ddl).await?;
                         let standalone = txn
                             .as_ref()
                             .is_none_or(|t| t.standalone || t.gtid.is_some());
@@ -440,7 +362,6 @@ impl Source {
                         .replay_end
                         .as_ref()
                         .is_some_and(|end| position_before(&origin, end));
-                    let restart = cursor.resume.clone();
                     let count = self
                         .handle_rows(
                             &stream,
@@ -450,7 +371,6 @@ impl Source {
                                 first_index,
                                 origin,
                                 guard,
-                                restart: &restart,
                                 flags_raw: header.flags_raw(),
                             },
                         )
@@ -465,229 +385,17 @@ impl Source {
         }
     }
 
-    /// Between transactions: read the next backfill chunk if none is waiting, and inject the
-    /// waiting one if the stream has reached its snapshot position.
-    async fn backfill_step(
-        &mut self,
-        cursor: &mut Cursor,
-        current: &Position,
-    ) -> Result<(), SourceError> {
-        while let Ok(fill) = self.fills.try_recv() {
-            self.queued_fills.push(fill);
-        }
-        for fill in std::mem::take(&mut self.queued_fills) {
-            let outcome = self.read_for_fill(&fill).await;
-            let _ = fill.reply.send(outcome);
-        }
-        self.refresh_step().await;
-        self.requested.extend(self.refresher.take_overflowed());
-        // Without a backfill to fall back on, marks are kept however many they are.
-        self.refresher.allow_overflow(self.backfill.is_some());
-        let Some(driver) = self.backfill.as_mut() else {
-            return self.inject_if_reached(cursor, current).await;
-        };
-        while let Ok(view) = self.requests.try_recv() {
-            self.requested.push(view);
-        }
-        if !self.requested.is_empty() && driver.pending_position().is_none() {
-            for name in std::mem::take(&mut self.requested) {
-                if let Some(view) = self.views.iter().find(|v| v.name == name) {
-                    driver.request(view);
-                }
-            }
-            self.health.set_filling(driver.filling());
-        }
-        if driver.wants_chunk() {
-            if let Err(error) = driver.read_next(&self.pool, &mut self.schemas).await {
-                if error.is_transient() {
-                    return Err(error);
-                }
-                error!(error = %chain(&error), views = ?driver.filling(), "backfill stopped; these views stay incomplete");
-                self.backfill = None;
-                return Ok(());
-            }
-            self.health.set_filling(driver.filling());
-        }
-        self.inject_if_reached(cursor, current).await
-    }
-
-    /// Reads the next batch of marked items of views with joins, unless one is waiting. A
-    /// definite failure (a view that does not fit its tables) stops refreshing that view.
-    async fn refresh_step(&mut self) {
-        if !self.refresher.wants_read() {
-            return;
-        }
-        let Err(error) = self
-            .refresher
-            .read_next(&self.pool, &mut self.schemas)
-            .await
-        else {
-            return;
-        };
-        if error.is_transient() {
-            // The marks stay; the next step tries again (the binlog keeps flowing meanwhile).
-            warn!(error = %chain(&error), "join refresh read failed; retrying");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            return;
-        }
-        if let Some(view) = self.refresher.failing_view() {
-            error!(view = %view, error = %chain(&error), "view halted: its joins cannot be read; fix the view or the tables and restart");
-            metrics().view_halted.with_label_values(&[&view]).set(1);
-            self.refresher.drop_view(&view);
-        }
-    }
-
-    /// Reads the rows behind a fill-on-miss key in a snapshot; `Ok(true)` when one of them makes
-    /// the asked item (it then waits in `pending_fills` for the stream to reach the snapshot).
-    async fn read_for_fill(&mut self, fill: &FillRequest) -> Result<bool, String> {
-        let Some(view) = self.views.iter().find(|v| v.name == fill.view).cloned() else {
-            return Err(format!("no view {}", fill.view));
-        };
-        let table = self
-            .schemas
-            .sql_table(&view.source)
-            .await
-            .map_err(|e| chain(&e))?;
-        let mut conn = self.pool.get_conn().await.map_err(|e| e.to_string())?;
-        let read = read_roots(
-            &mut conn,
-            &mut self.schemas,
-            &table,
-            Some(&view),
-            keyset_tail(&table, matching_condition(&fill.columns), None, 100),
-            &|row| crate::view::item_key(&view, row).as_ref() == Some(&fill.key),
-        )
-        .await
-        .map_err(|e| chain(&e))?;
-        let (rows, joined, position) = (read.rows, read.joined, read.position);
-        if rows.is_empty() {
-            return Ok(false);
-        }
-        let merged = if fill.restore {
-            Merged::Restore
-        } else {
-            Merged::Fill
-        };
-        let injection = Injection {
-            table: view.source.clone(),
-            views: vec![view.name.clone()],
-            rows,
-            joined,
-            position,
-        };
-        self.pending_fills.push((injection, merged));
-        Ok(true)
-    }
-
-    async fn inject_if_reached(
-        &mut self,
-        cursor: &mut Cursor,
-        at: &Position,
-    ) -> Result<(), SourceError> {
-        let mut waiting = Vec::new();
-        for (fill, merged) in std::mem::take(&mut self.pending_fills) {
-            if position_before(at, &fill.position) {
-                waiting.push((fill, merged));
-                continue;
-            }
-            // Always guarded: the item may have been written meanwhile by a read of its own.
-            self.inject(cursor, fill, merged).await?;
-        }
-        self.pending_fills = waiting;
-        if let Some(refresh) = self.refresher.take_if_reached(at) {
-            let seq = self.inject(cursor, refresh, Merged::Refresh).await?;
-            // Lets the checkpoint pass the refreshed marks without waiting for a transaction.
-            self.send_barrier(cursor, seq).await?;
-        }
-        let Some(driver) = self.backfill.as_mut() else {
-            return Ok(());
-        };
-        let Some(snapshot) = driver.pending_position() else {
-            return Ok(());
-        };
-        if position_before(at, snapshot) {
-            return Ok(());
-        }
-        let Some(injection) = driver.take() else {
-            return Ok(());
-        };
-        cursor.backfill_state = driver.state();
-        self.health.set_filling(driver.filling());
-        let seq = self.inject(cursor, injection, Merged::Backfill).await?;
-        self.send_barrier(cursor, seq).await
-    }
-
-    /// Sends snapshot rows into the stream after the last transaction read; returns the
-    /// counter their versions are made from.
-    async fn inject(
-        &self,
-        cursor: &Cursor,
-        injection: Injection,
-        merged: Merged,
-    ) -> Result<u64, SourceError> {
-        let seq = cursor.next_seq.saturating_sub(1);
-        // A snapshot read after a restart may get the version an earlier run gave a read at the
-        // same place; for a write-back view an unconditional rewrite with an equal version
-        // would look like an application's change (the version rule) and flow back to SQL.
-        let writeback = self
-            .views
-            .iter()
-            .any(|v| v.writeback_enabled && injection.views.contains(&v.name));
-        let guard = merged == Merged::Fill
-            || merged == Merged::Restore
-            || writeback
-            || cursor
-                .replay_end
-                .as_ref()
-                .is_some_and(|end| position_before(&injection.position, end));
-        let rows = SnapshotRows {
-            table: injection.table,
-            views: injection.views,
-            rows: injection.rows,
-            joined: injection.joined,
-            refresh: merged == Merged::Refresh,
-            restore: merged == Merged::Restore,
-            seq,
-            origin: Arc::new(injection.position),
-            guard,
-        };
-        self.tx
-            .send(SourceEvent::Snapshot(rows))
-            .await
-            .map_err(|_| SourceError::DownstreamClosed)?;
-        Ok(seq)
-    }
-
-    /// A barrier between transactions (after merged snapshot rows): progress without a commit.
-    async fn send_barrier(&mut self, cursor: &mut Cursor, seq: u64) -> Result<(), SourceError> {
-        cursor.generation += 1;
-        let barrier = Barrier {
-            seq,
-            generation: cursor.generation,
-            backfill: cursor.backfill_state.clone(),
-            position: cursor.resume.clone(),
-            restart: self.refresher.floor(),
-            commit_ts: (crate::metrics::now_millis() / 1000) as u32,
-            read_at: Instant::now(),
-        };
-        self.tx
-            .send(SourceEvent::Commit(barrier))
-            .await
-            .map_err(|_| SourceError::DownstreamClosed)
-    }
-
     async fn handle_rows(
         &mut self,
         stream: &BinlogStream,
         rows: RowsEventData<'_>,
-        context: RowsContext<'_>,
+        context: RowsContext,
     ) -> Result<u32, SourceError> {
         let RowsContext {
             seq,
             first_index,
             origin,
             guard,
-            restart,
             flags_raw,
         } = context;
         let table_id = rows.table_id();
@@ -744,21 +452,7 @@ impl Source {
                     .with_label_values(&[&table.to_string()])
                     .inc();
             }
-            if !self.refresher.is_empty() {
-                self.refresher
-                    .mark(
-                        &mut self.schemas,
-                        &table,
-                        change.before.as_ref(),
-                        change.after.as_ref(),
-                        (seq, restart),
-                    )
-                    .await?;
-            }
-            self.tx
-                .send(SourceEvent::Row(change))
-                .await
-                .map_err(|_| SourceError::DownstreamClosed)?;
+            self.send(SourceEvent::Row(change)).await?;
             index = index.saturating_add(1);
         }
         Ok(index - first_index)
@@ -800,29 +494,26 @@ impl Source {
         };
         cursor.resume = position.clone();
         cursor.next_seq = seq + 1;
-        cursor.generation += 1;
         metrics().transactions.inc();
+        // The merge stage completes it (generation, backfill progress, restart point).
         let barrier = Barrier {
             seq,
-            generation: cursor.generation,
-            backfill: cursor.backfill_state.clone(),
+            generation: 0,
+            backfill: Default::default(),
             position,
-            restart: self.refresher.floor(),
+            restart: None,
             commit_ts: header.timestamp(),
             read_at: Instant::now(),
         };
         debug!(seq, position = %barrier.position, "transaction read");
+        self.send(SourceEvent::Commit(barrier)).await
+    }
+
+    async fn send(&self, event: SourceEvent) -> Result<(), SourceError> {
         self.tx
-            .send(SourceEvent::Commit(barrier))
+            .send(event)
             .await
             .map_err(|_| SourceError::DownstreamClosed)
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

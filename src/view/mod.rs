@@ -6,7 +6,6 @@ pub mod join;
 pub mod project;
 pub mod row;
 pub mod spec;
-pub mod stage;
 pub mod template;
 pub mod value;
 

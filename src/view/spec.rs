@@ -1,4 +1,4 @@
-//! A validated view: what [`crate::config`] compiles a view spec file into.
+//! A validated view: what the config module compiles a view spec file into.
 
 use std::path::PathBuf;
 
@@ -198,6 +198,20 @@ impl View {
     }
 
     /// Names an item of this view may hold besides metadata (keys included).
+    /// `(column, conversion)` of a writable attribute (`writeback.attributes`).
+    pub fn writable(&self, attribute: &str) -> Option<(String, Conversion)> {
+        if !self.writeback_attributes.iter().any(|a| a == attribute) {
+            return None;
+        }
+        match &self.attributes {
+            Attributes::Implicit => Some((attribute.to_string(), Conversion::Native)),
+            Attributes::Explicit(specs) => specs
+                .iter()
+                .find(|s| s.name == attribute)
+                .map(|s| (s.column.clone(), s.conversion)),
+        }
+    }
+
     pub fn is_key_attribute(&self, name: &str) -> bool {
         name == self.key.pk_attribute || self.key.sk_attribute.as_deref() == Some(name)
     }

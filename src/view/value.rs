@@ -345,6 +345,23 @@ pub fn datetime_from_epoch(secs: i64, micros: u32, fsp: u8) -> DateTime {
     }
 }
 
+/// Pads or trims DECIMAL text to exactly `scale` fraction digits.
+pub fn with_scale(text: &str, scale: u8) -> String {
+    let scale = usize::from(scale);
+    let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
+    if scale == 0 {
+        return int_part.to_string();
+    }
+    let mut out = String::with_capacity(int_part.len() + 1 + scale);
+    out.push_str(int_part);
+    out.push('.');
+    out.push_str(&frac[..frac.len().min(scale)]);
+    for _ in frac.len()..scale {
+        out.push('0');
+    }
+    out
+}
+
 /// Shortest text that round-trips as a 32-bit float.
 pub fn format_f32(v: f32) -> String {
     let abs = v.abs();

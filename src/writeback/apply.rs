@@ -25,9 +25,8 @@ use mysql_async::{Conn, DriverError, Pool, Value};
 
 use super::inverse::{Decision, Image};
 use crate::error::{Classify, ErrorClass};
-use crate::snapshot::join::cell_param;
-use crate::snapshot::read::{quote_name, select_rows, SqlTable};
-use crate::source::SourceError;
+use crate::sql::SqlError as ReadError;
+use crate::sql::{cell_param, quote_name, select_rows, SqlTable};
 use crate::view::spec::View;
 use crate::view::{item_key, project_snapshot, ItemKey, ItemOp, Row};
 
@@ -93,12 +92,10 @@ impl From<mysql_async::Error> for Failure {
     }
 }
 
-impl From<SourceError> for Failure {
-    fn from(error: SourceError) -> Self {
+impl From<ReadError> for Failure {
+    fn from(error: ReadError) -> Self {
         match error {
-            SourceError::Query(e) | SourceError::Connect(e) | SourceError::Stream(e) => {
-                Failure::Sql(e)
-            }
+            ReadError::Query(e) | ReadError::Connect(e) => Failure::Sql(e),
             other => Failure::Refused(crate::error::chain(&other)),
         }
     }

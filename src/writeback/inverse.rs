@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use mysql_async::Value;
 
 use super::values::to_sql;
-use crate::sink::dynamo::{REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE};
+use crate::dynamo::{REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE};
 use crate::view::row::{ColumnKind, TableSchema};
-use crate::view::spec::{Attributes, View};
+use crate::view::spec::View;
 use crate::view::value::{Attr, Conversion};
 
 pub type Image = BTreeMap<String, Attr>;
@@ -116,20 +116,6 @@ pub fn typed_key(table: &TableSchema, columns: &[(String, String)]) -> bool {
     })
 }
 
-/// `(column, conversion)` of a writable attribute.
-pub fn writable(view: &View, attribute: &str) -> Option<(String, Conversion)> {
-    if !view.writeback_attributes.iter().any(|a| a == attribute) {
-        return None;
-    }
-    match &view.attributes {
-        Attributes::Implicit => Some((attribute.to_string(), Conversion::Native)),
-        Attributes::Explicit(specs) => specs
-            .iter()
-            .find(|s| s.name == attribute)
-            .map(|s| (s.column.clone(), s.conversion)),
-    }
-}
-
 fn metadata<'a>(image: Option<&'a Image>, name: &str) -> Option<&'a Attr> {
     image.and_then(|i| i.get(name))
 }
@@ -214,7 +200,7 @@ fn decide_values(view: &View, table: &TableSchema, change: &StreamChange, whole:
         if !is_value_attribute(view, name) || new.get(name) == old.get(name) {
             continue;
         }
-        let Some((column, conversion)) = writable(view, name) else {
+        let Some((column, conversion)) = view.writable(name) else {
             return Decision::Reject(format!(
                 "attribute {name} is not writable (writeback.attributes)"
             ));

@@ -1,7 +1,7 @@
 //! Write-back: DynamoDB Streams → SQL, without loops and without harm to the source of truth.
 //!
 //! One consumer per DynamoDB table that holds write-back views. It follows the table's stream
-//! (`shards.rs`, positions in `positions.rs`), decides for each record whose change it is and
+//! (`shards.rs`, positions in `control::positions`), decides for each record whose change it is and
 //! what it means for SQL (`inverse.rs`, values in `values.rs`), and applies it to exactly the
 //! row behind the item or not at all (`apply.rs`, `record.rs`).
 //!
@@ -15,15 +15,15 @@
 //!   latest record;
 //! - one bad record never stops the table: it is applied, skipped, or rejected (a dead letter
 //!   with the stream record, and the item follows SQL again);
-//! - a consumer that fails anyway (a panic, a definite error) is restarted with backoff and
-//!   counted in `rowcast_writeback_restarts_total`; it never dies silently.
+//! - a consumer that fails anyway (a panic, a transient error) is started again by the
+//!   supervisor with backoff and counted in `rowcast_writeback_restarts_total`; a definite one
+//!   (positions that cannot be read) stops the daemon with the cause. It never dies silently.
 //!
 //! The row change then comes back through the binlog like any other and is written with a new
 //! version, which this consumer recognises as rowcast's own: one round trip, no ping-pong.
 
 pub mod apply;
 pub mod inverse;
-pub mod positions;
 pub mod record;
 pub mod shards;
 pub mod stream;
@@ -34,17 +34,15 @@ use std::time::Duration;
 
 use mysql_async::Pool;
 use tokio_util::sync::CancellationToken;
-use tracing::error;
 
-use self::positions::{PositionError, PositionStore};
 use self::shards::{Ended, Follower};
-use crate::error::{chain, pause, Classify, ErrorClass, RetryPolicy};
-use crate::metrics::metrics;
-use crate::sink::deadletter::DeadLetterStore;
-use crate::sink::dynamo::SdkErrorInfo;
+use crate::control::positions::{PositionError, PositionStore};
+use crate::control::DeadLetterStore;
+use crate::dynamo::SdkErrorInfo;
+use crate::error::{Classify, ErrorClass, RetryPolicy};
 use crate::view::spec::View;
 
-pub use self::stream::{stream_change, streams_client};
+pub use self::stream::stream_change;
 
 /// Why following a stream stopped.
 #[derive(Debug, thiserror::Error)]
@@ -93,30 +91,10 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Follows the table's stream until `cancel` fires, restarting after a failure or a panic.
-    pub async fn run(self, cancel: CancellationToken) {
-        let consumer = Arc::new(self);
-        let table = consumer.table.clone();
-        let mut backoff = consumer.retry.backoff();
-        loop {
-            let task = tokio::spawn(follow(consumer.clone(), cancel.clone()));
-            let cause = match task.await {
-                Ok(Ok(())) => return,
-                Ok(Err(error)) => chain(&error),
-                Err(join) if join.is_panic() => {
-                    format!("panicked: {}", record::panic_text(&join.into_panic()))
-                }
-                Err(_) => return,
-            };
-            metrics()
-                .writeback_restarts
-                .with_label_values(&[&table])
-                .inc();
-            error!(%table, %cause, "write-back consumer failed; restarting it from the saved positions");
-            if !pause(&cancel, backoff.next().unwrap_or(consumer.retry.max)).await {
-                return;
-            }
-        }
+    /// Follows the table's stream until `cancel` fires. A failure ends it; the supervisor starts
+    /// it again from the saved positions (or stops the daemon on a definite one).
+    pub async fn follow(self: Arc<Self>, cancel: CancellationToken) -> Result<(), WritebackError> {
+        follow(self, cancel).await
     }
 }
 

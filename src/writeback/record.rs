@@ -35,14 +35,14 @@ use super::apply::{Applied, SqlError, SqlWriter, Target};
 use super::inverse::{decide, key_columns, typed_key, ChangeKind, Decision, Image, StreamChange};
 use super::stream::image_json;
 use super::Consumer;
-use crate::checkpoint::Position;
+use crate::dynamo::{remove_marked, RemovalGuard};
 use crate::error::pause;
-use crate::metrics::{metrics, now_millis};
+use crate::metrics::metrics;
+use crate::pipeline::Position;
 use crate::pipeline::{DeadLetter, FillRequest};
-use crate::sink::dynamo::{remove_marked, RemovalGuard};
-use crate::snapshot::read::SqlTable;
-use crate::source::schema::SchemaCache;
-use crate::source::SourceError;
+use crate::sql::SqlError as ReadError;
+use crate::sql::{SqlTable, TableCache};
+use crate::util::now_millis;
 use crate::view::spec::View;
 use crate::view::value::Attr;
 use crate::view::ItemKey;
@@ -75,14 +75,14 @@ enum Tried {
 
 pub struct Handler {
     consumer: Arc<Consumer>,
-    schemas: SchemaCache,
+    tables: TableCache,
     sql: SqlWriter,
 }
 
 impl Handler {
     pub fn new(consumer: Arc<Consumer>) -> Self {
         Handler {
-            schemas: SchemaCache::new(consumer.pool.clone()),
+            tables: TableCache::new(consumer.pool.clone()),
             sql: SqlWriter::new(consumer.pool.clone(), consumer.skip_replication),
             consumer,
         }
@@ -179,7 +179,7 @@ impl Handler {
                 // Perhaps refused for a schema read before a DDL: read the table again, once.
                 Err(Ok(reason)) if fresh_schema => break Err(reason),
                 Err(Ok(_)) => {
-                    self.schemas.forget_sql(&view.source);
+                    self.tables.forget(&view.source);
                     self.sql.forget(&table);
                     fresh_schema = true;
                 }
@@ -246,9 +246,9 @@ impl Handler {
     /// The view's source table as SQL reads it. `Err(Ok(reason))`: it cannot be read (gone,
     /// no privilege); `Err(Err(_))`: try again.
     async fn table(&mut self, view: &View) -> Result<Arc<SqlTable>, Result<String, SqlError>> {
-        match self.schemas.sql_table(&view.source).await {
+        match self.tables.get(&view.source).await {
             Ok(table) => Ok(table),
-            Err(SourceError::Query(error)) | Err(SourceError::Connect(error)) => {
+            Err(ReadError::Query(error)) | Err(ReadError::Connect(error)) => {
                 if !matches!(error, mysql_async::Error::Server(_)) {
                     return Err(Err(SqlError::Unreachable(error)));
                 }

@@ -28,13 +28,14 @@ use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::positions::ShardPosition;
 use super::record::{Handled, Handler};
 use super::stream::stream_change;
 use super::{Consumer, WritebackError};
+use crate::control::ShardPosition;
+use crate::dynamo::classify_sdk_error;
 use crate::error::{chain, pause, Classify};
-use crate::metrics::{metrics, now_millis};
-use crate::sink::dynamo::classify_sdk_error;
+use crate::metrics::metrics;
+use crate::util::now_millis;
 
 /// How often the shard list is read again.
 const DESCRIBE_EVERY: Duration = Duration::from_secs(10);

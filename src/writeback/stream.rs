@@ -1,4 +1,4 @@
-//! DynamoDB Streams in rowcast's terms: the client, and a record as a [`StreamChange`].
+//! DynamoDB Streams records in rowcast's terms: a record as a [`StreamChange`].
 
 use std::collections::HashMap;
 
@@ -6,13 +6,6 @@ use aws_sdk_dynamodbstreams::types::{AttributeValue, OperationType, Record};
 
 use super::inverse::{ChangeKind, Image, StreamChange};
 use crate::view::value::Attr;
-
-pub async fn streams_client(
-    config: &crate::config::DynamoConfig,
-) -> aws_sdk_dynamodbstreams::Client {
-    let shared = crate::sink::dynamo::shared_config(config).await;
-    aws_sdk_dynamodbstreams::Client::new(&shared)
-}
 
 /// A stream attribute value in rowcast's terms (number and binary sets as lists).
 fn attr(value: &AttributeValue) -> Attr {

@@ -94,7 +94,7 @@ pub async fn stream_arn(env: &Env, table: &str) -> String {
 
 /// Every record in the table's stream as `(shard, sequence number)`, all shards, oldest first.
 pub async fn stream_records(env: &Env, table: &str) -> Vec<(String, String)> {
-    let streams = rowcast::writeback::streams_client(&rowcast::config::DynamoConfig {
+    let streams = rowcast::dynamo::streams_client(&rowcast::config::DynamoConfig {
         endpoint_url: Some(env.ddb_url.clone()),
         region: Some("us-east-1".into()),
     })

@@ -78,7 +78,7 @@ impl Env {
             endpoint_url: Some(ddb_url.to_string()),
             region: Some("us-east-1".into()),
         };
-        let ddb = rowcast::sink::dynamo::client(&ddb_config).await;
+        let ddb = rowcast::dynamo::client(&ddb_config).await;
         let server_id = 10_000
             + (name
                 .bytes()
@@ -209,7 +209,7 @@ impl Env {
     }
 
     pub async fn scan(&self, table: &str) -> Vec<Value> {
-        rowcast::sink::tables::scan_plain(&self.ddb, table)
+        rowcast::dynamo::tables::scan_plain(&self.ddb, table)
             .await
             .unwrap_or_else(|e| panic!("scan {table}: {e}"))
     }

@@ -3,21 +3,38 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checkpoint::Position;
-use crate::snapshot::refresh::Restart;
-use crate::snapshot::BackfillState;
+mod backfill;
+mod position;
+mod route;
+pub mod snapshot;
+
 use crate::view::join::Joined;
 use crate::view::spec::TableRef;
 use crate::view::{ItemOp, Row};
+pub use backfill::{chunk_row_index, BackfillState, KeyValue, Progress};
+pub use position::{position_before, Checkpoint, Position, Restart};
+pub use route::{lane_of, version_of};
 
-/// Source → projector.
+/// Source → merge.
 #[derive(Debug)]
 pub enum SourceEvent {
     /// One row change of transaction `seq`.
     Row(RowChange),
-    /// Transaction `seq` ends at `position`; everything before it has been sent.
+    /// Transaction `seq` ends at `position`; everything before it has been sent. The merge
+    /// stage completes the barrier (generation, backfill progress, restart point).
     Commit(Barrier),
-    /// Backfill rows read at a snapshot whose position the stream has just reached.
+    /// The reader stands at `position` between transactions (a heartbeat, a rotation, …).
+    At(Position),
+    /// A DDL statement was read: table schemas may have changed.
+    Ddl,
+}
+
+/// Merge → projector: the change stream with snapshot rows merged in at their positions.
+#[derive(Debug)]
+pub enum StreamEvent {
+    Row(RowChange),
+    Commit(Barrier),
+    /// Rows read at a snapshot whose position the stream has just reached.
     Snapshot(SnapshotRows),
 }
 
@@ -89,7 +106,7 @@ pub struct WriteOp {
     pub seq: u64,
     pub guard: bool,
     /// A delete of a write-back view's item: the item is marked before it is removed, so that
-    /// write-back knows the removal is rowcast's (see `sink::dynamo::remove_marked`).
+    /// write-back knows the removal is rowcast's (see `dynamo::remove_marked`).
     pub mark_removal: bool,
     /// A put that restores an item from SQL after write-back rejected an application's change
     /// of it: written even over an equal version (the application's change kept the version,

@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{Checkpoint, Position};
+use super::{write_durably, CONTROL_PK, CONTROL_SK};
+use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
 use crate::error::{Classify, ErrorClass};
-use crate::sink::dynamo::{classify_sdk_error, SdkErrorInfo};
+use crate::pipeline::{Checkpoint, Position};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -58,9 +59,6 @@ pub enum CheckpointStore {
         id: String,
     },
 }
-
-pub const CONTROL_PK: &str = "pk";
-pub const CONTROL_SK: &str = "sk";
 
 impl CheckpointStore {
     pub fn table(client: Client, table: String, server_id: u32) -> Self {
@@ -172,31 +170,6 @@ async fn save_file(path: &std::path::Path, checkpoint: &Checkpoint) -> Result<()
             path: path.to_path_buf(),
             source,
         })
-}
-
-/// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a mix:
-/// a temporary file, fsynced, renamed over, and the folder fsynced.
-pub async fn write_durably(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
-    let file_path = path.with_extension("tmp");
-    let target = path.to_path_buf();
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&file_path)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&file_path, &target)?;
-        if let Some(dir) = target.parent() {
-            if let Ok(dir) = std::fs::File::open(dir) {
-                let _ = dir.sync_all();
-            }
-        }
-        Ok(())
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 fn encode_item(c: &Checkpoint) -> HashMap<String, AttributeValue> {

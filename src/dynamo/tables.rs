@@ -12,8 +12,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
-use super::dynamo::{classify_sdk_error, SdkErrorInfo};
-use crate::checkpoint::store::{CONTROL_PK, CONTROL_SK};
+use super::{classify_sdk_error, SdkErrorInfo};
 use crate::config::{CheckpointStoreConfig, Config, DeadLetterConfig};
 
 /// The key schema and stream setting a table needs.
@@ -25,6 +24,12 @@ pub struct TableNeed {
     /// Views (or "control") that need it, for messages.
     pub users: Vec<String>,
 }
+
+/// The partition key attribute of the control table (checkpoints, write-back positions, dead
+/// letters; see `control`).
+pub const CONTROL_PK: &str = "pk";
+/// The sort key attribute of the control table.
+pub const CONTROL_SK: &str = "sk";
 
 pub fn needed_tables(config: &Config) -> BTreeMap<String, TableNeed> {
     let mut tables: BTreeMap<String, TableNeed> = BTreeMap::new();
@@ -198,9 +203,7 @@ pub async fn scan_plain(
         for item in out.items() {
             let map: serde_json::Map<String, serde_json::Value> = item
                 .iter()
-                .filter_map(|(k, v)| {
-                    Some((k.clone(), super::dynamo::from_attribute_value(v)?.to_json()))
-                })
+                .filter_map(|(k, v)| Some((k.clone(), super::from_attribute_value(v)?.to_json())))
                 .collect();
             items.push(serde_json::Value::Object(map));
         }

@@ -26,9 +26,9 @@ use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::checkpoint::store::{write_durably, CONTROL_PK, CONTROL_SK};
+use super::{write_durably, CONTROL_PK, CONTROL_SK};
+use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
 use crate::error::{Classify, ErrorClass};
-use crate::sink::dynamo::{classify_sdk_error, SdkErrorInfo};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPosition {

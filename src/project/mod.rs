@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::error;
 
-use super::project::{project, project_snapshot, Projection};
-use super::spec::{TableRef, View};
-use super::ItemOp;
-use crate::checkpoint::Position;
-use crate::metrics::{metrics, now_millis};
+use crate::metrics::metrics;
+use crate::pipeline::lane_of;
+use crate::pipeline::Position;
+use crate::pipeline::{chunk_row_index, version_of};
 use crate::pipeline::{
-    Barrier, DeadLetter, LaneMsg, RowChange, SnapshotRows, SourceEvent, WriteOp,
+    Barrier, DeadLetter, LaneMsg, RowChange, SnapshotRows, StreamEvent, WriteOp,
 };
-use crate::sink::lane_of;
-use crate::snapshot::chunk_row_index;
+use crate::util::now_millis;
+use crate::view::project::{project, project_snapshot, Projection};
+use crate::view::spec::{TableRef, View};
+use crate::view::ItemOp;
 
 /// Where a projection's writes come from.
 struct Origin<'a> {
@@ -37,9 +38,21 @@ type ViewEntry = (Arc<View>, Arc<str>);
 
 const BARRIER_EVERY: Duration = Duration::from_millis(5);
 
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("writer lane {0} stopped")]
+    LaneGone(usize),
+}
+
+impl crate::error::Classify for ProjectError {
+    fn class(&self) -> crate::error::ErrorClass {
+        crate::error::ErrorClass::Definite
+    }
+}
+
 pub struct Projector {
     views: HashMap<TableRef, Vec<ViewEntry>>,
-    rx: mpsc::Receiver<SourceEvent>,
+    rx: mpsc::Receiver<StreamEvent>,
     lanes: Vec<mpsc::Sender<LaneMsg>>,
     halted: HashSet<String>,
     last_read_seq: Arc<AtomicU64>,
@@ -48,7 +61,7 @@ pub struct Projector {
 impl Projector {
     pub fn new(
         views: &[Arc<View>],
-        rx: mpsc::Receiver<SourceEvent>,
+        rx: mpsc::Receiver<StreamEvent>,
         lanes: Vec<mpsc::Sender<LaneMsg>>,
         last_read_seq: Arc<AtomicU64>,
     ) -> Self {
@@ -72,14 +85,16 @@ impl Projector {
         }
     }
 
-    pub async fn run(mut self) {
+    /// Runs until its input closes (then the lanes' inputs close too); fails when a lane has
+    /// gone away.
+    pub async fn run(mut self) -> Result<(), ProjectError> {
         let mut pending: Option<Barrier> = None;
         let mut last_sent = Instant::now();
         while let Some(event) = self.rx.recv().await {
             match event {
-                SourceEvent::Row(change) => self.handle_row(change).await,
-                SourceEvent::Snapshot(rows) => self.handle_snapshot(rows).await,
-                SourceEvent::Commit(barrier) => {
+                StreamEvent::Row(change) => self.handle_row(change).await?,
+                StreamEvent::Snapshot(rows) => self.handle_snapshot(rows).await?,
+                StreamEvent::Commit(barrier) => {
                     self.last_read_seq.store(barrier.seq, Ordering::Relaxed);
                     pending = Some(barrier);
                 }
@@ -90,25 +105,29 @@ impl Projector {
                 .set(self.rx.len() as i64);
             if pending.is_some() && (self.rx.is_empty() || last_sent.elapsed() >= BARRIER_EVERY) {
                 if let Some(barrier) = pending.take() {
-                    self.broadcast(barrier).await;
+                    self.broadcast(barrier).await?;
                     last_sent = Instant::now();
                 }
             }
         }
         if let Some(barrier) = pending.take() {
-            self.broadcast(barrier).await;
+            self.broadcast(barrier).await?;
         }
+        Ok(())
     }
 
-    async fn broadcast(&self, barrier: Barrier) {
-        for lane in &self.lanes {
-            let _ = lane.send(LaneMsg::Barrier(barrier.clone())).await;
+    async fn broadcast(&self, barrier: Barrier) -> Result<(), ProjectError> {
+        for lane in 0..self.lanes.len() {
+            self.send(lane, LaneMsg::Barrier(barrier.clone())).await?;
         }
+        Ok(())
     }
 
-    async fn send(&self, lane: usize, message: LaneMsg) {
-        // A lane only stops after this stage has dropped its sender.
-        let _ = self.lanes[lane].send(message).await;
+    async fn send(&self, lane: usize, message: LaneMsg) -> Result<(), ProjectError> {
+        self.lanes[lane]
+            .send(message)
+            .await
+            .map_err(|_| ProjectError::LaneGone(lane))
     }
 
     /// A projection's counters, dead letters and writes, each write to the lane of its key.
@@ -172,9 +191,9 @@ impl Projector {
 
     /// Snapshot rows (backfill, fill on miss, join refresh): each is the row's state at the
     /// snapshot position, with its related rows for a view with joins, written as a put.
-    async fn handle_snapshot(&mut self, chunk: SnapshotRows) {
+    async fn handle_snapshot(&mut self, chunk: SnapshotRows) -> Result<(), ProjectError> {
         let Some(views) = self.views.get(&chunk.table) else {
-            return;
+            return Ok(());
         };
         let mut outgoing = Vec::new();
         for (view, name) in views {
@@ -209,13 +228,14 @@ impl Projector {
             }
         }
         for (lane, message) in outgoing {
-            self.send(lane, message).await;
+            self.send(lane, message).await?;
         }
+        Ok(())
     }
 
-    async fn handle_row(&mut self, change: RowChange) {
+    async fn handle_row(&mut self, change: RowChange) -> Result<(), ProjectError> {
         let Some(views) = self.views.get(&change.table) else {
-            return;
+            return Ok(());
         };
         let op_label = match (&change.before, &change.after) {
             (None, Some(_)) => "insert",
@@ -249,12 +269,8 @@ impl Projector {
         }
         self.halted.extend(newly_halted);
         for (lane, message) in outgoing {
-            self.send(lane, message).await;
+            self.send(lane, message).await?;
         }
+        Ok(())
     }
-}
-
-/// The item version of a row change: transaction counter, then the change's index in it.
-pub fn version_of(seq: u64, index: u32) -> u128 {
-    (u128::from(seq) << 32) | u128::from(index)
 }

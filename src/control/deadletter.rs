@@ -13,8 +13,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tracing::warn;
 
-use super::dynamo::{classify_sdk_error, SdkErrorInfo};
-use crate::checkpoint::store::{CONTROL_PK, CONTROL_SK};
+use super::{CONTROL_PK, CONTROL_SK};
+use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
 use crate::metrics::metrics;
 use crate::pipeline::DeadLetter;
 

@@ -1,0 +1,183 @@
+//! The HTTP API: reads and commands for the running pipeline. `GET /v1/views/{view}/item` (fill
+//! on miss: the item from DynamoDB, or read from the source through the key templates, merged
+//! into the stream at its snapshot position, and returned) and `POST /v1/views/{view}/snapshot`
+//! (backfill a view again).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dynamo::{classify_sdk_error, encode_key, from_attribute_value};
+use crate::pipeline::FillRequest;
+use crate::view::{ItemKey, View};
+
+/// Requests the HTTP API passes to the running pipeline.
+#[derive(Clone)]
+pub struct Control {
+    /// Views to backfill again (`POST /v1/views/{view}/snapshot`).
+    pub snapshots: mpsc::Sender<String>,
+    /// Fill-on-miss reads for the binlog reader (`GET /v1/views/{view}/item`).
+    pub fills: mpsc::Sender<FillRequest>,
+    pub views: Arc<Vec<Arc<View>>>,
+    pub client: aws_sdk_dynamodb::Client,
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], text + "\n").into_response()
+}
+
+/// The item without rowcast's metadata, as plain JSON.
+async fn get_item(
+    client: &aws_sdk_dynamodb::Client,
+    key: &ItemKey,
+) -> Result<Option<serde_json::Value>, String> {
+    let out = client
+        .get_item()
+        .table_name(&key.table)
+        .set_key(Some(encode_key(key)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(&e).to_string())?;
+    Ok(out.item.map(|item| {
+        serde_json::Value::Object(
+            item.iter()
+                .filter(|(name, _)| !name.starts_with('_'))
+                .filter_map(|(name, value)| {
+                    Some((name.clone(), from_attribute_value(value)?.to_json()))
+                })
+                .collect(),
+        )
+    }))
+}
+
+/// `GET /v1/views/{view}/item?pk=…&sk=…`: the item from DynamoDB, or read from the source
+/// through the key templates, merged into the stream at its snapshot position, and returned.
+async fn item(
+    State(control): State<Control>,
+    Path(view): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let control = &control;
+    let Some(spec) = control.views.iter().find(|v| v.name == view) else {
+        return plain(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
+    };
+    let Some(pk) = params.get("pk") else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "query parameter pk is required".into(),
+        );
+    };
+    let mut columns = match spec.key.pk.parse_key(pk) {
+        Ok(columns) => columns,
+        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
+    };
+    let sk = match (&spec.key.sk, params.get("sk")) {
+        (Some(template), Some(sk)) => match template.parse_key(sk) {
+            Ok(more) => {
+                columns.extend(more);
+                Some(sk.clone())
+            }
+            Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
+        },
+        (Some(_), None) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "query parameter sk is required by this view".into(),
+            )
+        }
+        (None, Some(_)) => {
+            return plain(StatusCode::BAD_REQUEST, "this view has no sort key".into())
+        }
+        (None, None) => None,
+    };
+    columns.sort();
+    columns.dedup();
+    if columns.windows(2).any(|w| w[0].0 == w[1].0) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "the key gives two values for one column".into(),
+        );
+    }
+    let key = ItemKey {
+        table: spec.table.clone(),
+        pk_attribute: spec.key.pk_attribute.clone(),
+        pk: pk.clone(),
+        sk_attribute: spec.key.sk_attribute.clone(),
+        sk,
+    };
+    match get_item(&control.client, &key).await {
+        Ok(Some(found)) => return (StatusCode::OK, Json(found)).into_response(),
+        Ok(None) => {}
+        Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
+    }
+    let (reply, answer) = oneshot::channel();
+    let request = FillRequest {
+        view: view.clone(),
+        columns,
+        key: key.clone(),
+        reply,
+        restore: false,
+    };
+    if control.fills.send(request).await.is_err() {
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is stopping".into(),
+        );
+    }
+    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+        Ok(Ok(Ok(true))) => {}
+        Ok(Ok(Ok(false))) => return plain(StatusCode::NOT_FOUND, "no row has this key".into()),
+        Ok(Ok(Err(error))) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
+        _ => {
+            return plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the source did not answer in time".into(),
+            )
+        }
+    }
+    // The read is merged into the stream; wait for its write (or a newer one) to land.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        match get_item(&control.client, &key).await {
+            Ok(Some(found)) => return (StatusCode::OK, Json(found)).into_response(),
+            Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
+        }
+    }
+    plain(
+        StatusCode::GATEWAY_TIMEOUT,
+        "the item was not written in time".into(),
+    )
+}
+
+async fn snapshot(State(control): State<Control>, Path(view): Path<String>) -> impl IntoResponse {
+    if !control.views.iter().any(|v| v.name == view) {
+        return (StatusCode::NOT_FOUND, format!("no view named {view:?}\n"));
+    }
+    match control.snapshots.try_send(view.clone()) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            format!("backfill of {view} requested\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many pending requests; try again\n".to_string(),
+        ),
+    }
+}
+
+/// The API's routes.
+pub fn routes(control: Control) -> Router {
+    Router::new()
+        .route("/v1/views/{view}/snapshot", post(snapshot))
+        .route("/v1/views/{view}/item", get(item))
+        .with_state(control)
+}

@@ -1,0 +1,228 @@
+//! Start-up: the servers checked (retrying while they are unreachable, stopping on a definite
+//! problem) and the start position fixed — the checkpoint, or the binlog end persisted as the
+//! first checkpoint. Also everything `check --connect` verifies.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use mysql_async::prelude::Queryable;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::AppError;
+use crate::config::{CheckpointStoreConfig, Config, Problem};
+use crate::control::CheckpointStore;
+use crate::dynamo;
+use crate::dynamo::tables::{check_table, needed_tables};
+use crate::error::{chain, Classify};
+use crate::pipeline::{Checkpoint, Position};
+use crate::source::{self, preflight, SourceError, StartPoint};
+use crate::util::now_millis;
+
+pub fn checkpoint_store(config: &Config, client: &Client) -> CheckpointStore {
+    match &config.checkpoint {
+        CheckpointStoreConfig::Table(table) => {
+            CheckpointStore::table(client.clone(), table.clone(), config.source.server_id)
+        }
+        CheckpointStoreConfig::File(path) => CheckpointStore::File(path.clone()),
+    }
+}
+
+pub(super) async fn prepare_with_retry(
+    config: &Config,
+    client: &Client,
+    store: &CheckpointStore,
+    shutdown: &CancellationToken,
+) -> Result<Option<(StartPoint, Checkpoint)>, AppError> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match prepare(config, client, store).await {
+            Ok(ready) => return Ok(Some(ready)),
+            Err(error) if error.is_transient() => {
+                warn!(error = %chain(&error), delay_ms = delay.as_millis() as u64, "servers not reachable yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(config.source.max_backoff);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Preflight and the start position. A fresh start persists its position as the first
+/// checkpoint, so that a crash before the first commit resumes from the same place.
+async fn prepare(
+    config: &Config,
+    client: &Client,
+    store: &CheckpointStore,
+) -> Result<(StartPoint, Checkpoint), AppError> {
+    let (mut conn, flavor) = source::connect(&config.source.url).await?;
+    let mut problems = preflight::check_server(&mut conn, config).await?;
+    if config.source.resume_by_gtid && flavor == source::Flavor::MySql {
+        problems.push(Problem {
+            file: config.file.clone(),
+            field: "source.resume".into(),
+            message: "resume = \"gtid\" is supported on MariaDB only".into(),
+        });
+    }
+    problems.extend(preflight::check_writeback_keys(&mut conn, &config.views).await?);
+    for warning in preflight::check_privileges(&mut conn, config).await? {
+        warn!(problem = %warning, "privilege check (grants through roles are not resolved)");
+    }
+    for (table, need) in needed_tables(config) {
+        for message in check_table(client, &table, &need)
+            .await
+            .map_err(AppError::Dynamo)?
+        {
+            problems.push(Problem {
+                file: config.file.clone(),
+                field: format!("table {table} ({})", need.users.join(", ")),
+                message,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AppError::Preflight(problems));
+    }
+    let end = source::binlog_end(&mut conn).await?;
+    let loaded = store.load().await?;
+    let result = match loaded {
+        Some(checkpoint) => {
+            // Resuming by GTID, the server finds the position itself (and says if it cannot).
+            let by_gtid = config.source.resume_by_gtid && checkpoint.position.gtid.is_some();
+            let gone = if by_gtid {
+                Vec::new()
+            } else {
+                preflight::check_checkpoint(&mut conn, config, &checkpoint).await?
+            };
+            if let Some(problem) = gone.into_iter().next() {
+                if !config.source.rebackfill_on_purged {
+                    return Err(AppError::Source(SourceError::PositionGone {
+                        position: checkpoint.position.to_string(),
+                        message: problem.message,
+                    }));
+                }
+                // source.on_purged = "rebackfill": start over at the binlog end, counting on,
+                // and fill every eager view again.
+                warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again");
+                let position = start_position(&mut conn, config, flavor, end.clone()).await?;
+                let restart = Checkpoint {
+                    position: position.clone(),
+                    seq: checkpoint.seq,
+                    updated_ms: now_millis(),
+                    backfill: Default::default(),
+                };
+                store.save(&restart).await?;
+                let start = StartPoint {
+                    position,
+                    next_seq: restart.seq + 1,
+                    replay_end: None,
+                    backfill: Default::default(),
+                };
+                let _ = conn.disconnect().await;
+                return Ok((start, restart));
+            }
+            let start = StartPoint {
+                position: checkpoint.position.clone(),
+                next_seq: checkpoint.seq + 1,
+                replay_end: Some(end),
+                backfill: checkpoint.backfill.clone(),
+            };
+            (start, checkpoint)
+        }
+        None => {
+            let position = start_position(&mut conn, config, flavor, end.clone()).await?;
+            // Versions count up from the clock at the first start, so that they stay above
+            // anything an earlier deployment wrote and keep growing after a failover.
+            let seq = now_millis() * 1000;
+            let checkpoint = Checkpoint {
+                position: position.clone(),
+                seq,
+                updated_ms: now_millis(),
+                backfill: Default::default(),
+            };
+            store.save(&checkpoint).await?;
+            info!(store = %store.describe(), position = %position, "no checkpoint: starting at the binlog end");
+            (
+                StartPoint {
+                    position,
+                    next_seq: seq + 1,
+                    replay_end: None,
+                    backfill: Default::default(),
+                },
+                checkpoint,
+            )
+        }
+    };
+    let _ = conn.disconnect().await;
+    Ok(result)
+}
+
+/// Where a start without a usable checkpoint begins: the binlog end (with MariaDB's GTID state),
+/// or the oldest binlog with `source.start = "beginning"`.
+async fn start_position(
+    conn: &mut mysql_async::Conn,
+    config: &Config,
+    flavor: source::Flavor,
+    end: Position,
+) -> Result<Position, AppError> {
+    let position = if config.source.start_at_beginning {
+        let files = source::binlog_files(conn).await?;
+        Position {
+            file: files.first().cloned().unwrap_or(end.file.clone()),
+            pos: 4,
+            gtid: None,
+        }
+    } else if flavor == source::Flavor::MariaDb {
+        let state: Option<String> = conn
+            .query_first("SELECT @@gtid_binlog_pos")
+            .await
+            .map_err(SourceError::Query)?;
+        Position {
+            gtid: state.filter(|s| !s.is_empty()),
+            ..end
+        }
+    } else {
+        end
+    };
+    Ok(position)
+}
+
+/// Everything `check --connect` verifies, as a list of problems.
+pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
+    let (mut conn, _flavor) = source::connect(&config.source.url).await?;
+    let mut problems = preflight::check_server(&mut conn, config).await?;
+    problems.extend(preflight::check_privileges(&mut conn, config).await?);
+    problems.extend(preflight::check_views(&mut conn, &config.views).await?);
+    let client = dynamo::client(&config.dynamodb).await;
+    for (table, need) in needed_tables(config) {
+        match check_table(&client, &table, &need).await {
+            Ok(found) => problems.extend(found.into_iter().map(|message| Problem {
+                file: config.file.clone(),
+                field: format!("table {table} ({})", need.users.join(", ")),
+                message,
+            })),
+            Err(info) => problems.push(Problem {
+                file: config.file.clone(),
+                field: format!("table {table}"),
+                message: info.to_string(),
+            }),
+        }
+    }
+    let store = checkpoint_store(config, &client);
+    match store.load().await {
+        Ok(Some(checkpoint)) => {
+            problems.extend(preflight::check_checkpoint(&mut conn, config, &checkpoint).await?)
+        }
+        Ok(None) => {}
+        Err(error) => problems.push(Problem {
+            file: config.file.clone(),
+            field: "checkpoint".into(),
+            message: chain(&error),
+        }),
+    }
+    let _ = conn.disconnect().await;
+    Ok(problems)
+}

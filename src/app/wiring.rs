@@ -1,0 +1,282 @@
+//! The pipeline's stages, their channels, and their places in the supervisor.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use mysql_async::Pool;
+use tokio::sync::mpsc;
+use tracing::{info, info_span, Instrument};
+
+use super::supervise::{StageError, Supervisor};
+use crate::checkpoint::tracker::Tracker;
+use crate::config::{CheckpointStoreConfig, Config};
+use crate::control::{CheckpointStore, DeadLetterStore, PositionStore};
+use crate::error::RetryPolicy;
+use crate::merge::marks::Marks;
+use crate::merge::{Merge, MergeStart};
+use crate::metrics::{metrics, Health};
+use crate::pipeline::{Checkpoint, FillRequest};
+use crate::project::Projector;
+use crate::sink::lane::Lane;
+use crate::sink::writer::Writer;
+use crate::snapshot::driver::Driver;
+use crate::snapshot::Worker;
+use crate::source::{watched_tables, Source, StartPoint};
+use crate::sql::TableCache;
+use crate::view::View;
+
+/// Requests that reach the snapshot worker from outside the pipeline: the API's fills and
+/// backfill requests, and write-back's restores. Made before the pipeline, so that the API
+/// answers while rowcast starts.
+pub struct Requests {
+    snapshots: (mpsc::Sender<String>, mpsc::Receiver<String>),
+    fills: (mpsc::Sender<FillRequest>, mpsc::Receiver<FillRequest>),
+}
+
+impl Requests {
+    pub fn new() -> Self {
+        Requests {
+            snapshots: mpsc::channel(16),
+            fills: mpsc::channel(64),
+        }
+    }
+
+    pub fn control(&self, config: &Config, client: &Client) -> crate::api::Control {
+        crate::api::Control {
+            snapshots: self.snapshots.0.clone(),
+            fills: self.fills.0.clone(),
+            views: Arc::new(config.views.clone()),
+            client: client.clone(),
+        }
+    }
+}
+
+/// What the stages are built from.
+pub struct Parts<'a> {
+    pub config: &'a Config,
+    pub client: &'a Client,
+    pub pool: &'a Pool,
+    pub store: Arc<CheckpointStore>,
+    pub health: &'a Arc<Health>,
+}
+
+fn failed<E: crate::error::Classify + std::error::Error>(error: E) -> StageError {
+    StageError::from_error(&error)
+}
+
+/// Spawns every stage of the pipeline and the write-back consumers.
+pub async fn spawn(
+    supervisor: &mut Supervisor,
+    parts: Parts<'_>,
+    requests: Requests,
+    start: StartPoint,
+    initial: Checkpoint,
+) {
+    let Parts {
+        config,
+        client,
+        pool,
+        store,
+        health,
+    } = parts;
+    let driver = Driver::new(&config.views, &initial.backfill, config.backfill_chunk_rows);
+    health.set_filling(driver.filling());
+    // Not ready until write-back follows its streams too (see `writeback::shards`).
+    for view in config.views.iter().filter(|v| v.writeback_enabled) {
+        health.writeback_starting(&view.table);
+    }
+    health.set_ready();
+    info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
+
+    let capacity = config.writer.queue_capacity;
+    let lanes = spawn_lanes(supervisor, config, client, store, &initial);
+    let (merged_tx, merged_rx) = mpsc::channel(capacity);
+    let last_read_seq = lanes.last_read_seq;
+    let projector = Projector::new(&config.views, merged_rx, lanes.senders, last_read_seq);
+    supervisor.spawn(
+        "project",
+        async move { projector.run().await.map_err(failed) }.instrument(info_span!("project")),
+    );
+
+    let (source_tx, source_rx) = mpsc::channel(capacity);
+    // Two messages per snapshot read at most (announced, read), one read at a time.
+    let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
+    let (worker_tx, worker_rx) = mpsc::channel(config.views.len() + 8);
+    let merge = Merge {
+        source: source_rx,
+        snapshots: snapshot_rx,
+        worker: worker_tx,
+        out: merged_tx,
+        views: config.views.clone(),
+        marks: Marks::new(
+            &config.views,
+            config.join_max_dirty_keys,
+            config.writer.flush_interval,
+        ),
+        tables: TableCache::new(pool.clone()),
+    };
+    let merge_start = MergeStart {
+        position: start.position.clone(),
+        seq: start.next_seq.saturating_sub(1),
+        replay_end: start.replay_end.clone(),
+        backfill: driver.state(),
+    };
+    supervisor.spawn(
+        "merge",
+        async move { merge.run(merge_start).await.map_err(failed) }.instrument(info_span!("merge")),
+    );
+    let retry = RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff);
+    let worker = Worker {
+        inbox: worker_rx,
+        out: snapshot_tx,
+        fills: requests.fills.1,
+        requests: requests.snapshots.1,
+        views: config.views.clone(),
+        driver: Some(driver),
+        tables: TableCache::new(pool.clone()),
+        health: health.clone(),
+        chunk_rows: config.backfill_chunk_rows,
+        retry,
+    };
+    supervisor.spawn(
+        "snapshot",
+        async move {
+            worker.run().await;
+            Ok(())
+        }
+        .instrument(info_span!("snapshot")),
+    );
+
+    let related = Marks::tables(&config.views);
+    let tables = watched_tables(config.views.iter().map(|v| &v.source).chain(related.iter()));
+    let source = Source::new(
+        config.source.clone(),
+        tables,
+        source_tx,
+        health.clone(),
+        pool.clone(),
+    );
+    let drain = supervisor.drain_token();
+    let span = info_span!("source", server_id = config.source.server_id);
+    supervisor.spawn(
+        "source",
+        async move { source.run(start, drain).await.map_err(failed) }.instrument(span),
+    );
+    spawn_writebacks(supervisor, config, client, pool, requests.fills.0, health).await;
+}
+
+/// The lanes and the checkpoint tracker; the senders into the lanes.
+struct LaneInputs {
+    senders: Vec<mpsc::Sender<crate::pipeline::LaneMsg>>,
+    last_read_seq: Arc<AtomicU64>,
+}
+
+fn spawn_lanes(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    client: &Client,
+    store: Arc<CheckpointStore>,
+    initial: &Checkpoint,
+) -> LaneInputs {
+    let writer = Arc::new(Writer {
+        client: client.clone(),
+        dead_letters: DeadLetterStore::from_config(&config.dead_letter, client),
+        max_backoff: config.source.max_backoff,
+    });
+    let capacity = config.writer.queue_capacity;
+    let (ack_tx, ack_rx) = mpsc::channel(capacity);
+    let mut senders = Vec::new();
+    for id in 0..config.writer.lanes {
+        let (tx, rx) = mpsc::channel(capacity);
+        senders.push(tx);
+        let lane = Lane {
+            id,
+            rx,
+            acks: ack_tx.clone(),
+            writer: writer.clone(),
+            config: config.writer.clone(),
+        };
+        supervisor.spawn(
+            format!("lane {id}"),
+            async move { lane.run().await.map_err(failed) }.instrument(info_span!("lane", id)),
+        );
+    }
+    let last_read_seq = Arc::new(AtomicU64::new(initial.seq));
+    let tracker = Tracker {
+        lanes: config.writer.lanes,
+        rx: ack_rx,
+        store,
+        interval: config.checkpoint_interval,
+        last_read_seq: last_read_seq.clone(),
+        initial: initial.clone(),
+    };
+    supervisor.spawn(
+        "checkpoint",
+        async move { tracker.run().await.map(|_| ()).map_err(failed) }
+            .instrument(info_span!("checkpoint")),
+    );
+    LaneInputs {
+        senders,
+        last_read_seq,
+    }
+}
+
+/// One write-back consumer per DynamoDB table that holds write-back views.
+async fn spawn_writebacks(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    client: &Client,
+    pool: &Pool,
+    restore: mpsc::Sender<FillRequest>,
+    health: &Arc<Health>,
+) {
+    let mut by_table: BTreeMap<String, Vec<Arc<View>>> = BTreeMap::new();
+    for view in config.views.iter().filter(|v| v.writeback_enabled) {
+        by_table
+            .entry(view.table.clone())
+            .or_default()
+            .push(view.clone());
+    }
+    if by_table.is_empty() {
+        return;
+    }
+    let streams = crate::dynamo::streams_client(&config.dynamodb).await;
+    let positions = Arc::new(match &config.checkpoint {
+        CheckpointStoreConfig::Table(table) => PositionStore::Table {
+            client: client.clone(),
+            table: table.clone(),
+        },
+        CheckpointStoreConfig::File(path) => {
+            PositionStore::file(path.with_extension("writeback.json"))
+        }
+    });
+    let dead_letters = Arc::new(DeadLetterStore::from_config(&config.dead_letter, client));
+    let retry = RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff);
+    for (table, views) in by_table {
+        let consumer = Arc::new(crate::writeback::Consumer {
+            streams: streams.clone(),
+            dynamo: client.clone(),
+            pool: pool.clone(),
+            views,
+            table: table.clone(),
+            positions: positions.clone(),
+            dead_letters: dead_letters.clone(),
+            poll: config.streams_poll_interval,
+            restore: restore.clone(),
+            skip_replication: config.streams_skip_replication,
+            retry,
+            health: health.clone(),
+        });
+        let restarts = metrics().writeback_restarts.with_label_values(&[&table]);
+        let drain = supervisor.drain_token();
+        let span = info_span!("writeback", %table);
+        supervisor.spawn_restarting(format!("write-back {table}"), restarts, retry, move || {
+            let consumer = consumer.clone();
+            let drain = drain.clone();
+            async move { consumer.follow(drain).await.map_err(failed) }.instrument(span.clone())
+        });
+    }
+}

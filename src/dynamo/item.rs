@@ -1,0 +1,92 @@
+//! Items as DynamoDB takes them: attribute values, keys, sizes, and the metadata attributes
+//! rowcast adds for its own use (names beginning with `_`).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::view::project::Item;
+use crate::view::value::Attr;
+use crate::view::ItemKey;
+
+/// Metadata attribute holding the item version (the source transaction counter).
+pub const VERSION_ATTRIBUTE: &str = "_version";
+/// Metadata attribute that marks an item of a write-back view that rowcast is about to remove:
+/// the stream record of the removal carries it in its old image, which is how write-back tells
+/// rowcast's removals from an application's DeleteItem (see `writeback/inverse.rs`).
+pub const REMOVAL_ATTRIBUTE: &str = "_removing";
+/// Metadata attribute of an item rewritten from SQL after write-back rejected an application's
+/// change of it: a fresh value on every such write, which is how write-back tells that write
+/// (made at the version the item already holds) from an application's.
+pub const RESTORED_ATTRIBUTE: &str = "_restored";
+/// DynamoDB's limit on one item, names and values included.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+pub fn to_attribute_value(attr: &Attr) -> AttributeValue {
+    match attr {
+        Attr::S(s) => AttributeValue::S(s.clone()),
+        Attr::N(n) => AttributeValue::N(n.clone()),
+        Attr::B(b) => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(b.clone())),
+        Attr::Ss(items) => AttributeValue::Ss(items.clone()),
+        Attr::M(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.clone(), to_attribute_value(v)))
+                .collect(),
+        ),
+        Attr::L(items) => AttributeValue::L(items.iter().map(to_attribute_value).collect()),
+        Attr::Bool(b) => AttributeValue::Bool(*b),
+        Attr::Null => AttributeValue::Null(true),
+    }
+}
+
+pub fn from_attribute_value(value: &AttributeValue) -> Option<Attr> {
+    Some(match value {
+        AttributeValue::S(s) => Attr::S(s.clone()),
+        AttributeValue::N(n) => Attr::N(n.clone()),
+        AttributeValue::B(b) => Attr::B(b.as_ref().to_vec()),
+        AttributeValue::Ss(items) => Attr::Ss(items.clone()),
+        AttributeValue::M(map) => Attr::M(
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), from_attribute_value(v)?)))
+                .collect(),
+        ),
+        AttributeValue::L(items) => {
+            Attr::L(items.iter().filter_map(from_attribute_value).collect())
+        }
+        AttributeValue::Bool(b) => Attr::Bool(*b),
+        AttributeValue::Null(_) => Attr::Null,
+        _ => return None,
+    })
+}
+
+/// The item as sent: the view's attributes plus the version.
+pub fn encode_item(item: &Item, version: u128) -> HashMap<String, AttributeValue> {
+    let mut out: HashMap<String, AttributeValue> = item
+        .iter()
+        .map(|(k, v)| (k.clone(), to_attribute_value(v)))
+        .collect();
+    out.insert(
+        VERSION_ATTRIBUTE.to_string(),
+        AttributeValue::N(version.to_string()),
+    );
+    out
+}
+
+pub fn encode_key(key: &ItemKey) -> HashMap<String, AttributeValue> {
+    let mut out = HashMap::new();
+    out.insert(key.pk_attribute.clone(), AttributeValue::S(key.pk.clone()));
+    if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
+        out.insert(name.clone(), AttributeValue::S(sk.clone()));
+    }
+    out
+}
+
+/// Size of the item as DynamoDB counts it (attribute names plus values), version included.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + v.size()).sum::<usize>() + VERSION_ATTRIBUTE.len() + 21
+}
+
+/// A version as a number attribute.
+pub fn types_value(version: u128) -> AttributeValue {
+    AttributeValue::N(version.to_string())
+}

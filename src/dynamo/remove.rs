@@ -1,0 +1,93 @@
+//! Removals that write-back can tell for rowcast's (see `remove_marked`).
+
+use aws_sdk_dynamodb::Client;
+
+use super::{
+    classify_sdk_error, encode_key, is_condition_failure, to_attribute_value, types_value,
+    SdkErrorInfo, REMOVAL_ATTRIBUTE, VERSION_ATTRIBUTE,
+};
+use crate::view::value::Attr;
+use crate::view::ItemKey;
+
+/// Which items [`remove_marked`] may remove.
+#[derive(Debug, Clone, Copy)]
+pub enum RemovalGuard<'a> {
+    /// rowcast's delete at version `v`: items with no version or a version up to `v` (the same
+    /// delete replayed after a restart marks the item again). The mark sets the version too.
+    UpTo(u128),
+    /// An application's item that rowcast never wrote (no version) and that still holds these
+    /// attributes (keys and metadata aside), e.g. a new item whose write-back was rejected: a
+    /// put the application made since is left alone.
+    Unversioned(&'a std::collections::BTreeMap<String, Attr>),
+}
+
+/// Removes an item so that its stream record says the removal is rowcast's: an UpdateItem first
+/// marks it (`_removing`), then a DeleteItem removes it on condition that the mark is still the
+/// one just set. `Ok(false)`: the item is absent, newer, or was replaced in between (nothing
+/// removed). This costs one more write per removal, only for views with write-back.
+pub async fn remove_marked(
+    client: &Client,
+    key: &ItemKey,
+    guard: RemovalGuard<'_>,
+) -> Result<bool, SdkErrorInfo> {
+    let mut request = client
+        .update_item()
+        .table_name(&key.table)
+        .set_key(Some(encode_key(key)))
+        .expression_attribute_names("#k", &key.pk_attribute)
+        .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+        .expression_attribute_names("#r", REMOVAL_ATTRIBUTE);
+    let mark = match guard {
+        RemovalGuard::UpTo(version) => {
+            request = request
+                .update_expression("SET #v = :m, #r = :m")
+                .condition_expression(
+                    "attribute_exists(#k) AND (attribute_not_exists(#v) OR #v <= :m)",
+                );
+            version
+        }
+        RemovalGuard::Unversioned(image) => {
+            let mut condition = String::from("attribute_exists(#k) AND attribute_not_exists(#v)");
+            let values = image.iter().filter(|(name, _)| {
+                !name.starts_with('_')
+                    && **name != key.pk_attribute
+                    && Some(name.as_str()) != key.sk_attribute.as_deref()
+            });
+            for (i, (name, value)) in values.enumerate() {
+                condition.push_str(&format!(" AND #a{i} = :a{i}"));
+                request = request
+                    .expression_attribute_names(format!("#a{i}"), name)
+                    .expression_attribute_values(format!(":a{i}"), to_attribute_value(value));
+            }
+            request = request
+                .update_expression("SET #r = :m")
+                .condition_expression(condition);
+            u128::from(crate::util::now_micros())
+        }
+    };
+    let marked = request
+        .expression_attribute_values(":m", types_value(mark))
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(&e));
+    match marked {
+        Ok(_) => {}
+        Err(info) if is_condition_failure(&info) => return Ok(false),
+        Err(info) => return Err(info),
+    }
+    let deleted = client
+        .delete_item()
+        .table_name(&key.table)
+        .set_key(Some(encode_key(key)))
+        .condition_expression("#r = :m")
+        .expression_attribute_names("#r", REMOVAL_ATTRIBUTE)
+        .expression_attribute_values(":m", types_value(mark))
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(&e));
+    match deleted {
+        Ok(_) => Ok(true),
+        Err(info) if is_condition_failure(&info) => Ok(false),
+        Err(info) => Err(info),
+    }
+}

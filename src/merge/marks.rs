@@ -1,0 +1,364 @@
+//! Keeping views with joins exact: a row change marks the root rows whose items it may change,
+//! and the marked roots are read again by the snapshot worker — root rows and related rows
+//! together, in one consistent snapshot at a binlog position P — and merged into the stream at
+//! P, like a backfill chunk.
+//!
+//! Why queries at a known position rather than an index kept by rowcast: the source already
+//! holds every related row, indexed, and a snapshot read gives the join over one state of the
+//! database, so an item is never a mix of two moments, and nothing of the source is copied into
+//! rowcast's memory or the checkpoint. The cost is SQL reads: one snapshot per batch of marked
+//! keys (up to [`KEYS_PER_QUERY`] of them), with one SELECT for the root rows and one per join.
+//! Marks are deduplicated and gather for one window (the writer's `flush_interval_ms`, or until
+//! a batch is full), so a burst of changes to one hot parent costs one refresh per window.
+//!
+//! What marks what (for view V with root table R):
+//! - a change of a row of R marks that row (by primary key); its deletes and key moves are
+//!   written from the binlog directly, as for any view;
+//! - a change of a related row marks the roots whose `on` columns equal the related row's, for
+//!   its before and its after image (a row moving between parents refreshes both), unless the
+//!   change leaves every column the join reads as it was.
+//!
+//! Crash safety: a mark is in memory only, so the checkpoint must not pass the transaction that
+//! made it until its refresh is merged and acknowledged. Barriers carry the restart point of the
+//! oldest transaction with a mark outstanding ([`Marks::floor`]); after a crash the binlog is
+//! read again from there, the marks are made again and the refresh happens. Memory is bounded:
+//! a view with more than `max_dirty` keys waiting is backfilled again instead (its rows are all
+//! read again, chunk by chunk), and its marks are dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mysql_async::Value;
+use tracing::{error, warn};
+
+use crate::metrics::metrics;
+use crate::pipeline::snapshot::RefreshBatch;
+use crate::pipeline::{Position, Restart};
+use crate::sql::{cell_param, SqlError, TableCache, KEYS_PER_QUERY};
+use crate::view::join::{row_join_key, JoinValue};
+use crate::view::spec::{TableRef, View};
+use crate::view::Row;
+
+/// One marked key: the root columns' values.
+#[derive(Debug, Clone)]
+struct Mark {
+    params: Vec<Value>,
+    /// Counter of the first transaction that marked it since its last refresh.
+    seq: u64,
+}
+
+/// Marked keys of one view over one list of root columns.
+#[derive(Debug, Default)]
+struct DirtySet {
+    marks: BTreeMap<Vec<JoinValue>, Mark>,
+}
+
+/// The batch the snapshot worker is reading.
+struct InFlight {
+    view: usize,
+    marks: Vec<Mark>,
+}
+
+/// Who made a mark: the transaction's counter, and where it starts (the end of the one before).
+#[derive(Clone, Copy)]
+pub struct MarkedBy<'a> {
+    pub seq: u64,
+    pub restart: &'a Position,
+}
+
+pub struct Marks {
+    views: Vec<Arc<View>>,
+    /// Per view, per root-column list.
+    dirty: Vec<BTreeMap<Vec<String>, DirtySet>>,
+    /// Outstanding marks by the transaction that made them, with its restart point.
+    floor: BTreeMap<u64, (usize, Position)>,
+    in_flight: Option<InFlight>,
+    /// Next view to serve (round robin).
+    turn: usize,
+    max_dirty: usize,
+    /// How long marks gather before a read (a burst on one parent is read once per window).
+    window: Duration,
+    /// When the oldest waiting mark was made.
+    first_mark_at: Option<Instant>,
+    /// Views to backfill again (too many marks).
+    overflowed: Vec<String>,
+    /// Views whose root table turned out to have no primary key (reported once).
+    warned_no_key: Vec<usize>,
+    /// Whether a backfill can replace the marks of a view that has too many.
+    overflow_allowed: bool,
+}
+
+impl Marks {
+    /// `views`: every view; only those with joins are kept.
+    pub fn new(views: &[Arc<View>], max_dirty: usize, window: Duration) -> Marks {
+        let views: Vec<Arc<View>> = views.iter().filter(|v| v.has_joins()).cloned().collect();
+        for view in &views {
+            metrics().join_dirty.with_label_values(&[&view.name]).set(0);
+        }
+        Marks {
+            dirty: views.iter().map(|_| BTreeMap::new()).collect(),
+            views,
+            floor: BTreeMap::new(),
+            in_flight: None,
+            turn: 0,
+            max_dirty: max_dirty.max(1),
+            window,
+            first_mark_at: None,
+            overflowed: Vec::new(),
+            warned_no_key: Vec::new(),
+            overflow_allowed: true,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.views.is_empty()
+    }
+
+    /// Tables whose changes matter to joins (related tables; roots are followed anyway).
+    pub fn tables(views: &[Arc<View>]) -> Vec<TableRef> {
+        views
+            .iter()
+            .filter(|v| v.has_joins())
+            .flat_map(|v| v.joins.iter().map(|j| j.from.clone()))
+            .collect()
+    }
+
+    /// The restart point of the oldest transaction whose marks are not refreshed yet.
+    pub fn floor(&self) -> Option<Restart> {
+        self.floor
+            .iter()
+            .next()
+            .map(|(seq, (_, position))| Restart {
+                seq: seq.saturating_sub(1),
+                position: position.clone(),
+            })
+    }
+
+    /// Whether overflowing views may be backfilled again (the backfill still runs).
+    pub fn allow_overflow(&mut self, allowed: bool) {
+        self.overflow_allowed = allowed;
+    }
+
+    /// Views that overflowed since the last call.
+    pub fn take_overflowed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.overflowed)
+    }
+
+    /// Marks what the change of a row of `table` may change.
+    pub async fn mark(
+        &mut self,
+        tables: &mut TableCache,
+        table: &TableRef,
+        (before, after): (Option<&Row>, Option<&Row>),
+        by: MarkedBy<'_>,
+    ) -> Result<(), SqlError> {
+        for v in 0..self.views.len() {
+            let view = self.views[v].clone();
+            if view.source != *table && !view.joins.iter().any(|j| j.from == *table) {
+                continue;
+            }
+            let root = tables.get(&view.source).await?;
+            let primary_key = &root.primary_key;
+            if primary_key.is_empty() {
+                // `check --connect` reports it; the other views carry on.
+                if !self.warned_no_key.contains(&v) {
+                    error!(view = %view.name, table = %view.source, "the root table has no primary key: this view's joins cannot be refreshed");
+                    metrics()
+                        .view_halted
+                        .with_label_values(&[&view.name])
+                        .set(1);
+                    self.warned_no_key.push(v);
+                }
+                continue;
+            }
+            if view.source == *table {
+                if let Some(row) = after {
+                    let columns: Vec<&str> = primary_key.iter().map(String::as_str).collect();
+                    self.add(v, (&columns, &columns), row, by, "root");
+                }
+            }
+            for join in view.joins.iter().filter(|j| j.from == *table) {
+                if let (Some(old), Some(new)) = (before, after) {
+                    let unchanged = if join.reads_every_column() {
+                        old.cells == new.cells
+                    } else {
+                        join.from_columns().iter().all(|c| old.get(c) == new.get(c))
+                    };
+                    if unchanged {
+                        continue;
+                    }
+                }
+                let from_columns: Vec<&str> = join.on.iter().map(|(f, _)| f.as_str()).collect();
+                let root_columns: Vec<&str> = join.on.iter().map(|(_, r)| r.as_str()).collect();
+                for image in [before, after].into_iter().flatten() {
+                    self.add(v, (&root_columns, &from_columns), image, by, "related");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the root whose `root_columns` equal the `image_columns` of `image`.
+    fn add(
+        &mut self,
+        view: usize,
+        (root_columns, image_columns): (&[&str], &[&str]),
+        image: &Row,
+        by: MarkedBy<'_>,
+        cause: &str,
+    ) {
+        let Some(key) = row_join_key(image, image_columns.iter().copied()) else {
+            return;
+        };
+        let params: Option<Vec<Value>> = image_columns
+            .iter()
+            .map(|c| image.get(c).and_then(cell_param))
+            .collect();
+        let Some(params) = params else { return };
+        let name = self.views[view].name.clone();
+        metrics()
+            .join_marks
+            .with_label_values(&[&name, cause])
+            .inc();
+        let set = self.dirty[view]
+            .entry(root_columns.iter().map(|c| c.to_string()).collect())
+            .or_default();
+        if set.marks.contains_key(&key) {
+            return;
+        }
+        set.marks.insert(
+            key,
+            Mark {
+                params,
+                seq: by.seq,
+            },
+        );
+        self.first_mark_at.get_or_insert_with(Instant::now);
+        let entry = self
+            .floor
+            .entry(by.seq)
+            .or_insert_with(|| (0, by.restart.clone()));
+        entry.0 += 1;
+        let waiting = self.waiting(view);
+        metrics()
+            .join_dirty
+            .with_label_values(&[&name])
+            .set(waiting as i64);
+        if waiting > self.max_dirty && self.overflow_allowed {
+            warn!(view = %name, waiting, max = self.max_dirty, "too many keys waiting for a refresh; the view is backfilled again instead");
+            metrics().join_overflows.with_label_values(&[&name]).inc();
+            self.drop_marks(view);
+            self.overflowed.push(name);
+        }
+    }
+
+    fn waiting(&self, view: usize) -> usize {
+        self.dirty[view].values().map(|s| s.marks.len()).sum()
+    }
+
+    fn dirty_count(&self) -> usize {
+        (0..self.views.len()).map(|v| self.waiting(v)).sum()
+    }
+
+    /// Forgets the waiting marks of a view (they no longer hold the checkpoint).
+    fn drop_marks(&mut self, view: usize) {
+        let dropped: Vec<u64> = self.dirty[view]
+            .values()
+            .flat_map(|s| s.marks.values().map(|m| m.seq))
+            .collect();
+        self.dirty[view].clear();
+        if self.dirty_count() == 0 {
+            self.first_mark_at = None;
+        }
+        for seq in dropped {
+            self.release(seq);
+        }
+        metrics()
+            .join_dirty
+            .with_label_values(&[&self.views[view].name])
+            .set(0);
+    }
+
+    fn release(&mut self, seq: u64) {
+        if let Some(entry) = self.floor.get_mut(&seq) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                self.floor.remove(&seq);
+            }
+        }
+    }
+
+    /// When the gathered marks are due for a read, if there are some and no batch is being
+    /// read: at once when a batch is full, else one window after the oldest mark.
+    pub fn due_at(&self) -> Option<Instant> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let first = self.first_mark_at?;
+        if self.dirty_count() >= KEYS_PER_QUERY {
+            return Some(first);
+        }
+        Some(first + self.window)
+    }
+
+    /// The next batch of marked roots to read (round robin over the views), kept in flight
+    /// until [`Marks::finish_batch`].
+    pub fn next_batch(&mut self) -> Option<RefreshBatch> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let count = self.views.len();
+        for step in 0..count {
+            let v = (self.turn + step) % count;
+            let Some((columns, set)) = self.dirty[v].iter_mut().find(|(_, s)| !s.marks.is_empty())
+            else {
+                continue;
+            };
+            let columns = columns.clone();
+            let mut marks = Vec::new();
+            while marks.len() < KEYS_PER_QUERY {
+                let Some((_, mark)) = set.marks.pop_first() else {
+                    break;
+                };
+                marks.push(mark);
+            }
+            self.turn = (v + 1) % count;
+            if self.dirty_count() == 0 {
+                self.first_mark_at = None;
+            }
+            metrics()
+                .join_dirty
+                .with_label_values(&[&self.views[v].name])
+                .set(self.waiting(v) as i64);
+            let batch = RefreshBatch {
+                view: self.views[v].name.clone(),
+                columns,
+                keys: marks.iter().map(|m| m.params.clone()).collect(),
+            };
+            self.in_flight = Some(InFlight { view: v, marks });
+            return Some(batch);
+        }
+        None
+    }
+
+    /// The batch in flight is merged to its end: its marks stop holding the checkpoint.
+    pub fn finish_batch(&mut self) {
+        if let Some(batch) = self.in_flight.take() {
+            for mark in batch.marks {
+                self.release(mark.seq);
+            }
+        }
+    }
+
+    /// Forgets a view (halted by a definite error): its marks no longer hold the checkpoint.
+    pub fn drop_view(&mut self, name: &str) {
+        let Some(v) = self.views.iter().position(|view| view.name == name) else {
+            return;
+        };
+        self.drop_marks(v);
+        if self.in_flight.as_ref().is_some_and(|b| b.view == v) {
+            self.finish_batch();
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The merge stage: snapshot rows enter the change stream at their binlog position.
+//!
+//! The binlog reader sends row changes and transaction boundaries; the snapshot worker sends
+//! rows it read in a consistent snapshot at a position P (backfill chunks, fills on miss, join
+//! refreshes). A snapshot row is the row's state at P, so it goes into the stream right after
+//! the last transaction before P and before any transaction after P: it can neither overwrite a
+//! newer change nor bring back a deleted row. Since P is only known once the read has begun,
+//! the worker announces each read first; from then on no binlog event passes until P is known,
+//! and none after P until the rows are merged (`pipeline::snapshot`).
+//!
+//! This stage also completes every barrier: a generation that grows with every barrier of the
+//! process, the backfill progress as of the last merged chunk, and the restart point of the
+//! oldest join mark not yet refreshed (see `marks.rs`): the checkpoint never passes a change
+//! whose effects are not merged yet. It marks the roots of views with joins as row changes go
+//! by, and hands batches of marks to the snapshot worker when they are due.
+//!
+//! It ends when the binlog reader's channel closes (the stream is drained), or with an error
+//! when the projector or the snapshot worker has gone away.
+
+pub mod marks;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use self::marks::{MarkedBy, Marks};
+use crate::error::{Classify, ErrorClass};
+use crate::metrics::metrics;
+use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
+use crate::pipeline::{
+    position_before, BackfillState, Barrier, Position, SnapshotRows, SourceEvent, StreamEvent,
+};
+use crate::sql::TableCache;
+use crate::view::spec::View;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("the projector stopped")]
+    ProjectorGone,
+    #[error("the snapshot worker stopped")]
+    WorkerGone,
+    #[error("marking the roots of views with joins")]
+    Marks(#[source] crate::sql::SqlError),
+}
+
+impl Classify for MergeError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            MergeError::ProjectorGone | MergeError::WorkerGone => ErrorClass::Definite,
+            MergeError::Marks(error) => error.class(),
+        }
+    }
+}
+
+/// Where the merge stage starts.
+pub struct MergeStart {
+    /// The checkpoint's position (the resume point of the first barriers).
+    pub position: Position,
+    /// Counter of the last transaction before the start.
+    pub seq: u64,
+    /// Snapshot reads before this position may already have been written by an earlier run.
+    pub replay_end: Option<Position>,
+    /// Backfill progress as of the start.
+    pub backfill: Arc<BackfillState>,
+}
+
+/// A snapshot read under way.
+enum Hold {
+    /// Announced; its position is not known yet.
+    Begun,
+    /// Read at `read.position`, waiting for the stream to get there.
+    Read(Read),
+}
+
+pub struct Merge {
+    pub source: mpsc::Receiver<SourceEvent>,
+    pub snapshots: mpsc::Receiver<SnapshotEvent>,
+    pub worker: mpsc::Sender<WorkerMsg>,
+    pub out: mpsc::Sender<StreamEvent>,
+    pub views: Vec<Arc<View>>,
+    pub marks: Marks,
+    /// Tables as SQL reads them (primary keys of roots for the marks), forgotten on DDL.
+    pub tables: TableCache,
+}
+
+/// Where the stream stands.
+struct Cursor {
+    /// End of the last transaction: where a restart would resume.
+    resume: Position,
+    /// The last transaction boundary (a commit, or the reader standing between transactions).
+    boundary: Position,
+    /// Row changes passed since the last boundary.
+    in_transaction: bool,
+    /// Counter of the last transaction passed.
+    seq: u64,
+    generation: u64,
+    backfill: Arc<BackfillState>,
+    replay_end: Option<Position>,
+}
+
+impl Merge {
+    pub async fn run(mut self, start: MergeStart) -> Result<(), MergeError> {
+        let mut cursor = Cursor {
+            resume: start.position.clone(),
+            boundary: start.position,
+            in_transaction: false,
+            seq: start.seq,
+            generation: 0,
+            backfill: start.backfill,
+            replay_end: start.replay_end,
+        };
+        let mut hold: Option<Hold> = None;
+        loop {
+            self.send_due_batch().await?;
+            let stream_open = !matches!(hold, Some(Hold::Begun));
+            let due = self.marks.due_at();
+            tokio::select! {
+                biased;
+                event = self.snapshots.recv() => {
+                    let Some(event) = event else {
+                        return Err(MergeError::WorkerGone);
+                    };
+                    hold = self.on_snapshot(event, hold).await?;
+                }
+                event = self.source.recv(), if stream_open => {
+                    let Some(event) = event else {
+                        return Ok(());
+                    };
+                    self.on_source(event, &mut cursor).await?;
+                }
+                _ = sleep_until(due), if due.is_some() => continue,
+            }
+            hold = self.merge_if_reached(hold, &mut cursor).await?;
+            metrics()
+                .queue_depth
+                .with_label_values(&["merge"])
+                .set(self.source.len() as i64);
+        }
+    }
+
+    async fn on_snapshot(
+        &mut self,
+        event: SnapshotEvent,
+        hold: Option<Hold>,
+    ) -> Result<Option<Hold>, MergeError> {
+        match event {
+            SnapshotEvent::Begin => Ok(Some(Hold::Begun)),
+            SnapshotEvent::Read(read) => Ok(Some(Hold::Read(read))),
+            SnapshotEvent::Failed(failure) => {
+                self.on_failure(failure);
+                self.tell_worker(WorkerMsg::Merged).await?;
+                let _ = hold;
+                Ok(None)
+            }
+        }
+    }
+
+    fn on_failure(&mut self, failure: ReadFailure) {
+        if let Some(view) = failure.halted_view {
+            error!(view = %view, "view halted: its joins cannot be read; fix the view or the tables and restart");
+            metrics().view_halted.with_label_values(&[&view]).set(1);
+            self.marks.drop_view(&view);
+        }
+        if failure.backfill_stopped {
+            // Without a backfill to fall back on, marks are kept however many they are.
+            self.marks.allow_overflow(false);
+        }
+    }
+
+    async fn on_source(
+        &mut self,
+        event: SourceEvent,
+        cursor: &mut Cursor,
+    ) -> Result<(), MergeError> {
+        match event {
+            SourceEvent::Row(change) => {
+                cursor.in_transaction = true;
+                if !self.marks.is_empty() {
+                    let by = MarkedBy {
+                        seq: change.seq,
+                        restart: &cursor.resume,
+                    };
+                    let images = (change.before.as_ref(), change.after.as_ref());
+                    self.marks
+                        .mark(&mut self.tables, &change.table, images, by)
+                        .await
+                        .map_err(MergeError::Marks)?;
+                }
+                self.emit(StreamEvent::Row(change)).await
+            }
+            SourceEvent::Commit(mut barrier) => {
+                cursor.in_transaction = false;
+                cursor.seq = barrier.seq;
+                cursor.resume = barrier.position.clone();
+                cursor.boundary = barrier.position.clone();
+                cursor.generation += 1;
+                barrier.generation = cursor.generation;
+                barrier.backfill = cursor.backfill.clone();
+                barrier.restart = self.marks.floor();
+                self.emit(StreamEvent::Commit(barrier)).await
+            }
+            SourceEvent::At(position) => {
+                if !cursor.in_transaction && position_before(&cursor.boundary, &position) {
+                    cursor.boundary = position;
+                }
+                Ok(())
+            }
+            SourceEvent::Ddl => {
+                self.tables.clear();
+                Ok(())
+            }
+        }
+    }
+
+    /// Merges the held read once the stream has reached its position.
+    async fn merge_if_reached(
+        &mut self,
+        hold: Option<Hold>,
+        cursor: &mut Cursor,
+    ) -> Result<Option<Hold>, MergeError> {
+        let read = match hold {
+            Some(Hold::Read(read))
+                if !cursor.in_transaction && !position_before(&cursor.boundary, &read.position) =>
+            {
+                read
+            }
+            other => return Ok(other),
+        };
+        self.merge(read, cursor).await?;
+        self.tell_worker(WorkerMsg::Merged).await?;
+        Ok(None)
+    }
+
+    async fn merge(&mut self, read: Read, cursor: &mut Cursor) -> Result<(), MergeError> {
+        let writeback = self
+            .views
+            .iter()
+            .any(|v| v.writeback_enabled && read.views.contains(&v.name));
+        let replayed = cursor
+            .replay_end
+            .as_ref()
+            .is_some_and(|end| position_before(&read.position, end));
+        // A snapshot read after a restart may get the version an earlier run gave a read at the
+        // same place; for a write-back view an unconditional rewrite with an equal version
+        // would look like an application's change (the version rule) and flow back to SQL.
+        // A fill is always guarded: the item may have been written meanwhile by a read of its own.
+        let fill = matches!(read.kind, ReadKind::Fill { .. });
+        let rows = SnapshotRows {
+            table: read.table,
+            views: read.views,
+            rows: read.rows,
+            joined: read.joined,
+            refresh: matches!(read.kind, ReadKind::Refresh { .. }),
+            restore: matches!(read.kind, ReadKind::Fill { restore: true }),
+            seq: cursor.seq,
+            origin: Arc::new(read.position),
+            guard: fill || writeback || replayed,
+        };
+        self.emit(StreamEvent::Snapshot(rows)).await?;
+        match read.kind {
+            ReadKind::Fill { .. } => return Ok(()),
+            ReadKind::Backfill { state } => cursor.backfill = state,
+            ReadKind::Refresh { last } => {
+                if last {
+                    self.marks.finish_batch();
+                }
+            }
+        }
+        // Progress without a commit: lets the checkpoint pass the merged rows.
+        cursor.generation += 1;
+        let barrier = Barrier {
+            seq: cursor.seq,
+            generation: cursor.generation,
+            backfill: cursor.backfill.clone(),
+            position: cursor.resume.clone(),
+            restart: self.marks.floor(),
+            commit_ts: (crate::util::now_millis() / 1000) as u32,
+            read_at: Instant::now(),
+        };
+        self.emit(StreamEvent::Commit(barrier)).await
+    }
+
+    /// Hands a batch of marks to the snapshot worker when one is due, and the views that had
+    /// too many marks to be backfilled again.
+    async fn send_due_batch(&mut self) -> Result<(), MergeError> {
+        for view in self.marks.take_overflowed() {
+            self.tell_worker(WorkerMsg::Backfill(view)).await?;
+        }
+        if self.marks.due_at().is_none_or(|at| at > Instant::now()) {
+            return Ok(());
+        }
+        if let Some(batch) = self.marks.next_batch() {
+            self.tell_worker(WorkerMsg::Refresh(batch)).await?;
+        }
+        Ok(())
+    }
+
+    async fn tell_worker(&self, message: WorkerMsg) -> Result<(), MergeError> {
+        self.worker.send(message).await.map_err(|_| {
+            warn!("the snapshot worker is gone");
+            MergeError::WorkerGone
+        })
+    }
+
+    async fn emit(&self, event: StreamEvent) -> Result<(), MergeError> {
+        self.out
+            .send(event)
+            .await
+            .map_err(|_| MergeError::ProjectorGone)
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

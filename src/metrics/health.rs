@@ -1,0 +1,83 @@
+//! What `/healthz` and `/readyz` answer: readiness (the start position fixed, write-back
+//! following its streams), backfills in progress, binlog progress, and failed stages.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::util::now_millis;
+
+/// Liveness and readiness, shared by the stages and the HTTP server.
+#[derive(Debug, Default)]
+pub struct Health {
+    ready: AtomicBool,
+    /// Tables whose write-back consumer does not follow its stream yet.
+    writeback_starting: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    last_progress_ms: AtomicU64,
+    filling: std::sync::Mutex<Vec<String>>,
+    /// The first stage that failed, and why: `/healthz` fails from then on.
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+        self.progress();
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The write-back consumer of `table` is starting: not ready until it follows its stream.
+    pub fn writeback_starting(&self, table: &str) {
+        if let Ok(mut starting) = self.writeback_starting.lock() {
+            starting.insert(table.to_string());
+        }
+    }
+
+    /// The write-back consumer of `table` follows its stream: every application change from
+    /// now on is read.
+    pub fn writeback_following(&self, table: &str) {
+        if let Ok(mut starting) = self.writeback_starting.lock() {
+            starting.remove(table);
+        }
+    }
+
+    /// Tables whose write-back consumer does not follow its stream yet.
+    pub fn writeback_pending(&self) -> Vec<String> {
+        self.writeback_starting
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The source read an event or heartbeat.
+    pub fn progress(&self) {
+        self.last_progress_ms.store(now_millis(), Ordering::Relaxed);
+    }
+
+    /// Eager views whose backfill is not finished.
+    pub fn set_filling(&self, views: Vec<String>) {
+        if let Ok(mut filling) = self.filling.lock() {
+            *filling = views;
+        }
+    }
+
+    pub fn filling(&self) -> Vec<String> {
+        self.filling.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// A stage failed (the daemon is stopping): `/healthz` says so until it exits.
+    pub fn set_failed(&self, stage: &str, cause: &str) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.get_or_insert_with(|| format!("stage {stage} failed: {cause}"));
+        }
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    pub fn millis_since_progress(&self) -> u64 {
+        now_millis().saturating_sub(self.last_progress_ms.load(Ordering::Relaxed))
+    }
+}

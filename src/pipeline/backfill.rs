@@ -1,0 +1,85 @@
+//! Backfill progress as it rides on barriers and is committed with the checkpoint.
+
+use std::collections::BTreeMap;
+
+use mysql_async::Value;
+use serde::{Deserialize, Serialize};
+
+/// A primary-key value as stored in the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v")]
+pub enum KeyValue {
+    I(i64),
+    U(u64),
+    /// Bytes as hex.
+    B(String),
+}
+
+impl KeyValue {
+    pub fn from_value(value: &Value) -> KeyValue {
+        match value {
+            Value::Int(v) => KeyValue::I(*v),
+            Value::UInt(v) => KeyValue::U(*v),
+            Value::Bytes(b) => KeyValue::B(b.iter().map(|x| format!("{x:02x}")).collect()),
+            other => KeyValue::B(
+                other
+                    .as_sql(true)
+                    .trim_matches('\'')
+                    .bytes()
+                    .map(|x| format!("{x:02x}"))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        match self {
+            KeyValue::I(v) => Value::Int(*v),
+            KeyValue::U(v) => Value::UInt(*v),
+            KeyValue::B(hex) => Value::Bytes(
+                (0..hex.len() / 2)
+                    .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Backfill progress of one view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Progress {
+    pub done: bool,
+    /// Primary key of the last row copied; the next chunk starts after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<KeyValue>>,
+    #[serde(default)]
+    pub rows: u64,
+}
+
+/// Progress of every eager view, as committed with the checkpoint.
+pub type BackfillState = BTreeMap<String, Progress>;
+
+/// Version index of the `i`th row of a chunk: after every row change of the transaction the
+/// chunk follows, before the next transaction.
+pub fn chunk_row_index(i: usize) -> u32 {
+    0x8000_0000u32.saturating_add(i as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_round_trip() {
+        for value in [
+            Value::Int(-5),
+            Value::UInt(u64::MAX),
+            Value::Bytes(b"ab\x00c".to_vec()),
+        ] {
+            let key = KeyValue::from_value(&value);
+            let json = serde_json::to_string(&key).unwrap();
+            let back: KeyValue = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_value(), value);
+        }
+    }
+}

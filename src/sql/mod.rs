@@ -1,0 +1,56 @@
+//! SQL plumbing every stage uses: tables as SQL reads them (`table.rs`, cached in `cache.rs`),
+//! rows decoded into the view engine's cells (`rows.rs`), statement pieces (`query.rs`) and
+//! consistent-snapshot reads at a known binlog position (`snapshot.rs`).
+
+mod cache;
+mod query;
+mod rows;
+mod snapshot;
+mod table;
+
+pub use cache::TableCache;
+pub use query::{cell_param, in_condition, keyset_tail, matching_condition, KEYS_PER_QUERY};
+pub use rows::{decode_values, query_cell, select_rows};
+pub use snapshot::{begin_snapshot, end_snapshot};
+pub use table::{fetch_extras, load_table, quote_name, SqlTable, TableExtras};
+
+use crate::error::{Classify, ErrorClass};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("cannot connect to the SQL server")]
+    Connect(#[source] mysql_async::Error),
+    #[error("SQL query failed")]
+    Query(#[source] mysql_async::Error),
+    #[error("cannot decode a row of {table}: {reason}")]
+    Decode { table: String, reason: String },
+    #[error("the server reports no binlog_snapshot_file/position (snapshot reads need MariaDB)")]
+    NoSnapshotPosition,
+    #[error("a view does not fit its tables: {0}")]
+    Schema(String),
+}
+
+/// Server errors that need an operator: access denied, unknown table or column, syntax.
+const DEFINITE_SERVER_CODES: [u16; 6] = [1044, 1045, 1054, 1064, 1146, 1227];
+
+/// Whether a server or connection error is worth retrying.
+pub fn classify(error: &mysql_async::Error) -> ErrorClass {
+    match error {
+        mysql_async::Error::Server(server) if DEFINITE_SERVER_CODES.contains(&server.code) => {
+            ErrorClass::Definite
+        }
+        mysql_async::Error::Url(_) => ErrorClass::Definite,
+        _ => ErrorClass::Transient,
+    }
+}
+
+impl Classify for SqlError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            SqlError::Connect(e) | SqlError::Query(e) => classify(e),
+            SqlError::Decode { .. } | SqlError::NoSnapshotPosition | SqlError::Schema(_) => {
+                ErrorClass::Definite
+            }
+        }
+    }
+}
