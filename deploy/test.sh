@@ -14,5 +14,6 @@ fi
 export ROWCAST_TEST_MYSQL_URL=${ROWCAST_TEST_MYSQL_URL:-mysql://rowcast_admin:rowcast@127.0.0.1:3306}
 export ROWCAST_TEST_DYNAMODB=${ROWCAST_TEST_DYNAMODB:-http://127.0.0.1:8000}
 # Benchmarks compile and run once in test mode (the end-to-end driver only under `cargo bench`).
+# The tests are built with the `failpoints` feature: named crash points (src/util/failpoint.rs).
 cargo test --benches
-cargo test --lib --bins --tests -- --test-threads="${ROWCAST_TEST_THREADS:-4}" "$@"
+cargo test --features failpoints --lib --bins --tests -- --test-threads="${ROWCAST_TEST_THREADS:-4}" "$@"

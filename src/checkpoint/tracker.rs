@@ -132,6 +132,7 @@ impl Tracker {
             backfill: (*barrier.backfill).clone(),
         };
         self.store.save(&checkpoint).await?;
+        crate::util::failpoint::hit("checkpoint.after_save");
         metrics().checkpoint_commits.inc();
         metrics().checkpoint_seq.set(checkpoint.seq as i64);
         *saved = checkpoint;

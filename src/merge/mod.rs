@@ -228,6 +228,7 @@ impl Merge {
             }
             other => return Ok(other),
         };
+        crate::util::failpoint::hit("merge.before_merge");
         self.merge(read, cursor).await?;
         self.tell_worker(WorkerMsg::Merged).await?;
         Ok(None)

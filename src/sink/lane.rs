@@ -10,18 +10,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio::time::Instant as TokioInstant;
 
 use super::writer::Writer;
 use crate::config::{WriteMode, WriterConfig};
-use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::metrics::metrics;
 use crate::pipeline::{Ack, Barrier, DeadLetter, LaneMsg, WriteOp};
-use crate::view::{ItemKey, ItemOp};
-
-const BATCH_LIMIT: usize = 25;
+use crate::view::ItemKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaneError {
@@ -34,13 +30,29 @@ impl crate::error::Classify for LaneError {
         crate::error::ErrorClass::Definite
     }
 }
-const CONDITIONAL_CONCURRENCY: usize = 16;
 
-pub struct Lane {
+/// What a lane hands its windows to (the DynamoDB writer; a recorder in tests).
+pub trait Deliver: Send + Sync + 'static {
+    /// Writes a window (distinct keys) and records its dead letters; returns once DynamoDB has
+    /// acknowledged every write or refused it for good.
+    fn deliver(
+        &self,
+        delivery: Delivery,
+        mode: WriteMode,
+    ) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// One window's writes and dead letters.
+pub struct Delivery {
+    pub ops: Vec<WriteOp>,
+    pub dead: Vec<DeadLetter>,
+}
+
+pub struct Lane<D: Deliver = Writer> {
     pub id: usize,
     pub rx: mpsc::Receiver<LaneMsg>,
     pub acks: mpsc::Sender<Ack>,
-    pub writer: Arc<Writer>,
+    pub writer: Arc<D>,
     pub config: WriterConfig,
 }
 
@@ -64,7 +76,7 @@ impl Window {
     }
 }
 
-impl Lane {
+impl<D: Deliver> Lane<D> {
     /// Runs until its input closes and the last window is written; fails when the checkpoint
     /// tracker has gone away (no acknowledgement could ever be committed).
     pub async fn run(mut self) -> Result<(), LaneError> {
@@ -125,47 +137,13 @@ impl Lane {
     }
 
     async fn flush(&self, window: &mut Window) -> Result<(), LaneError> {
-        let ops: Vec<WriteOp> = window.ops.drain().map(|(_, op)| op).collect();
-        let dead = std::mem::take(&mut window.dead);
-        window.opened_at = None;
-        let writer = &self.writer;
-        for letter in &dead {
-            writer.dead_letter(letter).await;
-        }
-        let mut batched = Vec::new();
-        let mut guarded = Vec::new();
-        for op in ops {
-            if let ItemOp::Put { item, .. } = &op.op {
-                let size = item_size(item);
-                if size > MAX_ITEM_BYTES {
-                    let reason = format!("item is {size} bytes, over DynamoDB's 400 KB limit");
-                    writer
-                        .dead_letter(&Writer::letter(&op, reason, "too_large"))
-                        .await;
-                    continue;
-                }
-            }
-            if op.guard
-                || op.mark_removal
-                || op.restore
-                || self.config.mode == WriteMode::Conditional
-            {
-                guarded.push(op);
-            } else {
-                batched.push(op);
-            }
-        }
-        let batches = join_all(
-            batched
-                .chunks(BATCH_LIMIT)
-                .map(|chunk| writer.write_batch(chunk)),
-        );
-        let singles = async {
-            for group in guarded.chunks(CONDITIONAL_CONCURRENCY) {
-                join_all(group.iter().map(|op| writer.write_single(op, true))).await;
-            }
+        let delivery = Delivery {
+            ops: window.ops.drain().map(|(_, op)| op).collect(),
+            dead: std::mem::take(&mut window.dead),
         };
-        tokio::join!(batches, singles);
+        window.opened_at = None;
+        self.writer.deliver(delivery, self.config.mode).await;
+        crate::util::failpoint::hit("lane.after_write");
         if let Some(barrier) = window.barrier.take() {
             self.ack(barrier).await?;
         }
@@ -177,5 +155,163 @@ async fn sleep_until(deadline: Option<TokioInstant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::pipeline::Position;
+    use crate::view::ItemOp;
+
+    /// Records what is delivered and when (in paused time).
+    #[derive(Default)]
+    struct Recorder {
+        deliveries: Mutex<Vec<(TokioInstant, Vec<String>)>>,
+    }
+
+    impl Deliver for Recorder {
+        async fn deliver(&self, delivery: Delivery, _mode: WriteMode) {
+            let mut keys: Vec<String> = delivery
+                .ops
+                .iter()
+                .map(|op| op.op.key().pk.clone())
+                .collect();
+            keys.sort();
+            self.deliveries
+                .lock()
+                .unwrap()
+                .push((TokioInstant::now(), keys));
+        }
+    }
+
+    fn write(pk: &str, version: u128) -> LaneMsg {
+        let key = ItemKey {
+            table: "t".into(),
+            pk_attribute: "pk".into(),
+            pk: pk.into(),
+            sk_attribute: None,
+            sk: None,
+        };
+        LaneMsg::Write(WriteOp {
+            view: "v".into(),
+            op: ItemOp::Delete { key },
+            version,
+            seq: 1,
+            guard: false,
+            mark_removal: false,
+            restore: false,
+            origin: Arc::new(Position {
+                file: "b.1".into(),
+                pos: 4,
+                gtid: None,
+            }),
+        })
+    }
+
+    fn barrier(seq: u64) -> LaneMsg {
+        LaneMsg::Barrier(Barrier {
+            seq,
+            generation: seq,
+            backfill: Default::default(),
+            position: Position {
+                file: "b.1".into(),
+                pos: seq,
+                gtid: None,
+            },
+            restart: None,
+            commit_ts: 0,
+            read_at: Instant::now(),
+        })
+    }
+
+    struct Running {
+        input: mpsc::Sender<LaneMsg>,
+        acks: mpsc::Receiver<Ack>,
+        recorder: Arc<Recorder>,
+    }
+
+    fn start(flush_interval: Duration, max_window_items: usize) -> Running {
+        let (input, rx) = mpsc::channel(16);
+        let (ack_tx, acks) = mpsc::channel(16);
+        let recorder = Arc::new(Recorder::default());
+        let config = WriterConfig {
+            lanes: 1,
+            flush_interval,
+            max_window_items,
+            queue_capacity: 16,
+            mode: WriteMode::Auto,
+        };
+        let lane = Lane {
+            id: 0,
+            rx,
+            acks: ack_tx,
+            writer: recorder.clone(),
+            config,
+        };
+        tokio::spawn(lane.run());
+        Running {
+            input,
+            acks,
+            recorder,
+        }
+    }
+
+    fn deliveries(recorder: &Recorder) -> Vec<(TokioInstant, Vec<String>)> {
+        recorder.deliveries.lock().unwrap().clone()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_is_written_one_flush_interval_after_its_first_write() {
+        let mut lane = start(Duration::from_millis(20), 100);
+        let opened = TokioInstant::now();
+        lane.input.send(write("a", 1)).await.unwrap();
+        lane.input.send(write("b", 2)).await.unwrap();
+        // Two writes of one key in a window: only the last is written.
+        lane.input.send(write("a", 3)).await.unwrap();
+        lane.input.send(barrier(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(19)).await;
+        assert!(
+            deliveries(&lane.recorder).is_empty(),
+            "written before the interval"
+        );
+        assert!(
+            lane.acks.try_recv().is_err(),
+            "acknowledged before it was written"
+        );
+        let ack = lane.acks.recv().await.unwrap();
+        assert_eq!(ack.barrier.seq, 1);
+        let written = deliveries(&lane.recorder);
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0].0 - opened, Duration::from_millis(20));
+        assert_eq!(written[0].1, ["a", "b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_window_is_written_at_once_and_an_empty_barrier_acknowledged_at_once() {
+        let mut lane = start(Duration::from_secs(60), 3);
+        let opened = TokioInstant::now();
+        lane.input.send(barrier(1)).await.unwrap();
+        assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 1);
+        assert_eq!(
+            TokioInstant::now(),
+            opened,
+            "an empty window waits for nothing"
+        );
+        for (i, pk) in ["a", "b", "c"].iter().enumerate() {
+            lane.input.send(write(pk, i as u128)).await.unwrap();
+        }
+        lane.input.send(barrier(2)).await.unwrap();
+        assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 2);
+        let written = deliveries(&lane.recorder);
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            written[0].0, opened,
+            "a full window does not wait for the interval"
+        );
+        drop(lane.input);
     }
 }

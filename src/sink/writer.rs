@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::future::join_all;
 use tracing::{debug, warn};
 
+use crate::config::WriteMode;
 use crate::control::DeadLetterStore;
 use crate::dynamo::{
     classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
     RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
+use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::error::ErrorClass;
 use crate::metrics::metrics;
 use crate::pipeline::{DeadLetter, WriteOp};
@@ -38,6 +41,48 @@ enum Outcome {
     Stale,
     Refused(SdkErrorInfo),
 }
+
+impl super::lane::Deliver for Writer {
+    async fn deliver(&self, delivery: super::lane::Delivery, mode: WriteMode) {
+        for letter in &delivery.dead {
+            self.dead_letter(letter).await;
+        }
+        let mut batched = Vec::new();
+        let mut guarded = Vec::new();
+        for op in delivery.ops {
+            if let ItemOp::Put { item, .. } = &op.op {
+                let size = item_size(item);
+                if size > MAX_ITEM_BYTES {
+                    let reason = format!("item is {size} bytes, over DynamoDB's 400 KB limit");
+                    self.dead_letter(&Writer::letter(&op, reason, "too_large"))
+                        .await;
+                    continue;
+                }
+            }
+            if op.guard || op.mark_removal || op.restore || mode == WriteMode::Conditional {
+                guarded.push(op);
+            } else {
+                batched.push(op);
+            }
+        }
+        let batches = join_all(
+            batched
+                .chunks(BATCH_LIMIT)
+                .map(|chunk| self.write_batch(chunk)),
+        );
+        let singles = async {
+            for group in guarded.chunks(CONDITIONAL_CONCURRENCY) {
+                join_all(group.iter().map(|op| self.write_single(op, true))).await;
+            }
+        };
+        tokio::join!(batches, singles);
+    }
+}
+
+/// Items per BatchWriteItem.
+const BATCH_LIMIT: usize = 25;
+/// Conditional single writes in flight at once.
+const CONDITIONAL_CONCURRENCY: usize = 16;
 
 impl Writer {
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {

@@ -76,6 +76,46 @@ struct Cursor {
     replay_end: Option<Position>,
 }
 
+/// What one binlog connection keeps while it reads.
+struct Reading {
+    /// The binlog file being read.
+    file: String,
+    seen_format: bool,
+    txn: Option<Txn>,
+    /// End of the last event read.
+    current: Position,
+    /// The last position the merge stage was told of (a commit, or the reader standing between
+    /// transactions).
+    reported: Position,
+}
+
+impl Reading {
+    fn at(&self, pos: u64) -> Position {
+        Position {
+            file: self.file.clone(),
+            pos,
+            gtid: None,
+        }
+    }
+
+    /// A transaction starts.
+    fn begin(&mut self, cursor: &Cursor, gtid: Option<String>, standalone: bool) {
+        self.txn = Some(Txn {
+            seq: cursor.next_seq,
+            rows: 0,
+            gtid,
+            standalone,
+        });
+    }
+}
+
+fn decode_error(reason: String) -> SourceError {
+    SourceError::Decode(super::decode::DecodeError::Row {
+        table: String::new(),
+        reason,
+    })
+}
+
 impl Source {
     pub fn new(
         config: SourceConfig,
@@ -186,31 +226,15 @@ impl Source {
     ) -> Result<(), SourceError> {
         let (mut stream, flavor) = self.open_stream(&cursor.resume).await?;
         info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
-        let mut file = cursor.resume.file.clone();
-        let mut seen_format = false;
-        let mut txn: Option<Txn> = None;
-        // End of the last binlog event processed on this connection.
-        let mut current = Position {
-            file: file.clone(),
-            pos: cursor.resume.pos,
-            gtid: None,
+        let mut reading = Reading {
+            file: cursor.resume.file.clone(),
+            seen_format: false,
+            txn: None,
+            current: cursor.resume.clone(),
+            reported: cursor.resume.clone(),
         };
-        // The last position the merge stage was told of (a commit, or the reader standing
-        // between transactions).
-        let mut reported = (current.file.clone(), current.pos);
         loop {
-            if txn.is_none()
-                && (current.file.as_str(), current.pos) != (reported.0.as_str(), reported.1)
-            {
-                // Between transactions, and past the last commit (a heartbeat, a rotation, …):
-                // snapshot rows go in before the first event at or after their position.
-                reported = (current.file.clone(), current.pos);
-                if (cursor.resume.file.as_str(), cursor.resume.pos)
-                    != (current.file.as_str(), current.pos)
-                {
-                    self.send(SourceEvent::At(current.clone())).await?;
-                }
-            }
+            self.report_position(&mut reading, cursor).await?;
             let next = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
                 next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
@@ -221,168 +245,178 @@ impl Source {
                 Ok(Some(Err(error))) => return Err(stream_error(error, &cursor.resume)),
                 Ok(Some(Ok(event))) => event,
             };
-            self.health.progress();
-            let header = event.header();
-            let type_raw = header.event_type_raw();
-            if header.log_pos() != 0 {
-                current = Position {
-                    file: file.clone(),
-                    pos: u64::from(header.log_pos()),
-                    gtid: None,
+            self.handle_event(&stream, &event, &mut reading, cursor)
+                .await?;
+        }
+    }
+
+    /// Between transactions, past the last commit (a heartbeat, a rotation, …): tells the merge
+    /// stage where the stream stands (snapshot rows go in before the first event at or after
+    /// their position).
+    async fn report_position(
+        &self,
+        reading: &mut Reading,
+        cursor: &Cursor,
+    ) -> Result<(), SourceError> {
+        let at = |p: &Position| (p.file.clone(), p.pos);
+        if reading.txn.is_some() || at(&reading.current) == at(&reading.reported) {
+            return Ok(());
+        }
+        reading.reported = reading.current.clone();
+        if at(&cursor.resume) == at(&reading.current) {
+            return Ok(());
+        }
+        self.send(SourceEvent::At(reading.current.clone())).await
+    }
+
+    async fn handle_event(
+        &mut self,
+        stream: &BinlogStream,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        self.health.progress();
+        let header = event.header();
+        let type_raw = header.event_type_raw();
+        if header.log_pos() != 0 {
+            reading.current = reading.at(u64::from(header.log_pos()));
+        }
+        metrics()
+            .binlog_events
+            .with_label_values(&[event_type_name(type_raw)])
+            .inc();
+        // MariaDB's own events first: mysql_common does not decode them.
+        match type_raw {
+            mariadb::GTID_EVENT => {
+                let gtid = MariaGtid::parse(event.data(), header.server_id())
+                    .ok_or_else(|| decode_error("short MariaDB GTID event".into()))?;
+                reading.begin(cursor, Some(gtid.to_string()), gtid.standalone());
+                return Ok(());
+            }
+            mariadb::GTID_LIST_EVENT
+            | mariadb::BINLOG_CHECKPOINT_EVENT
+            | mariadb::ANNOTATE_ROWS_EVENT => return Ok(()),
+            _ => {}
+        }
+        let data = match event.read_data() {
+            Ok(Some(data)) => data,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                let (file, pos) = (&reading.file, header.log_pos());
+                return Err(decode_error(format!(
+                    "event type {type_raw} at {file}:{pos}: {error}"
+                )));
+            }
+        };
+        match data {
+            EventData::RotateEvent(rotate) => {
+                let raw = rotate.name_raw();
+                // The first (artificial) rotate comes before the format description, so its 4
+                // checksum bytes are still glued to the name.
+                let raw = if !reading.seen_format && raw.len() > 4 {
+                    &raw[..raw.len() - 4]
+                } else {
+                    raw
                 };
+                reading.file = String::from_utf8_lossy(raw).into_owned();
+                reading.current = reading.at(rotate.position());
             }
-            metrics()
-                .binlog_events
-                .with_label_values(&[event_type_name(type_raw)])
-                .inc();
-            // MariaDB's own events first: mysql_common does not decode them.
-            match type_raw {
-                mariadb::GTID_EVENT => {
-                    let gtid =
-                        MariaGtid::parse(event.data(), header.server_id()).ok_or_else(|| {
-                            SourceError::Decode(super::decode::DecodeError::Row {
-                                table: String::new(),
-                                reason: "short MariaDB GTID event".into(),
-                            })
-                        })?;
-                    txn = Some(Txn {
-                        seq: cursor.next_seq,
-                        rows: 0,
-                        gtid: Some(gtid.to_string()),
-                        standalone: gtid.standalone(),
-                    });
-                    continue;
-                }
-                mariadb::GTID_LIST_EVENT
-                | mariadb::BINLOG_CHECKPOINT_EVENT
-                | mariadb::ANNOTATE_ROWS_EVENT => continue,
-                _ => {}
+            EventData::FormatDescriptionEvent(_) => reading.seen_format = true,
+            EventData::GtidEvent(gtid) => {
+                let text = format!("{}:{}", format_uuid(&gtid.sid()), gtid.gno());
+                reading.begin(cursor, Some(text), false);
             }
-            let data = match event.read_data() {
-                Ok(Some(data)) => data,
-                Ok(None) => continue,
-                Err(error) => {
-                    return Err(SourceError::Decode(super::decode::DecodeError::Row {
-                        table: String::new(),
-                        reason: format!(
-                            "event type {type_raw} at {file}:{}: {error}",
-                            header.log_pos()
-                        ),
-                    }))
-                }
-            };
-            match data {
-                EventData::RotateEvent(rotate) => {
-                    let raw = rotate.name_raw();
-                    // The first (artificial) rotate comes before the format description, so
-                    // its 4 checksum bytes are still glued to the name.
-                    let raw = if !seen_format && raw.len() > 4 {
-                        &raw[..raw.len() - 4]
-                    } else {
-                        raw
-                    };
-                    file = String::from_utf8_lossy(raw).into_owned();
-                    current = Position {
-                        file: file.clone(),
-                        pos: rotate.position(),
-                        gtid: None,
-                    };
-                }
-                EventData::FormatDescriptionEvent(_) => seen_format = true,
-                EventData::GtidEvent(gtid) => {
-                    let uuid = gtid.sid();
-                    let gtid_text = format!("{}:{}", format_uuid(&uuid), gtid.gno());
-                    txn = Some(Txn {
-                        seq: cursor.next_seq,
-                        rows: 0,
-                        gtid: Some(gtid_text),
-                        standalone: false,
-                    });
-                }
-                EventData::AnonymousGtidEvent(_) => {
-                    txn = Some(Txn {
-                        seq: cursor.next_seq,
-                        rows: 0,
-                        gtid: None,
-                        standalone: false,
-                    });
-                }
-                EventData::QueryEvent(query) => {
-                    let text = query.query();
-                    let statement = text.trim_start().to_ascii_uppercase();
-                    if statement.starts_with("BEGIN") || statement.starts_with("XA START") {
-                        if txn.is_none() {
-                            txn = Some(Txn {
-                                seq: cursor.next_seq,
-                                rows: 0,
-                                gtid: None,
-                                standalone: false,
-                            });
-                        }
-                    } else if statement.starts_with("COMMIT")
-                        || statement.starts_with("ROLLBACK")
-                            && !statement.starts_with("ROLLBACK TO")
-                        || statement.starts_with("XA COMMIT")
-                    {
-                        // A logged ROLLBACK only happens with non-transactional tables, whose
-                        // changes stay: it ends the transaction like a commit.
-                        self.commit(&mut txn, cursor, &file, &event).await?;
-                    } else if statement.starts_with("SAVEPOINT")
-                        || statement.starts_with("ROLLBACK TO")
-                        || statement.starts_with("XA ")
-                    {
-                        // Inside a transaction; nothing to do.
-                    } else {
-                        metrics().ddl_events.inc();
-                        info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
-                        self.schemas.invalidate();
-                        self.send(SourceEvent::Ddl).await?;
-                        let standalone = txn
-                            .as_ref()
-                            .is_none_or(|t| t.standalone || t.gtid.is_some());
-                        if standalone {
-                            self.commit(&mut txn, cursor, &file, &event).await?;
-                        }
-                    }
-                }
-                EventData::XidEvent(_) => self.commit(&mut txn, cursor, &file, &event).await?,
-                EventData::RowsEvent(rows) => {
-                    let Some(open) = txn.as_mut() else {
-                        warn!(file = %file, pos = header.log_pos(), "rows event outside a transaction; ignored");
-                        continue;
-                    };
-                    let (seq, gtid) = (open.seq, open.gtid.clone());
-                    let first_index = open.rows;
-                    let origin = Arc::new(Position {
-                        file: file.clone(),
-                        pos: u64::from(header.log_pos()),
-                        gtid,
-                    });
-                    let guard = cursor
-                        .replay_end
-                        .as_ref()
-                        .is_some_and(|end| position_before(&origin, end));
-                    let count = self
-                        .handle_rows(
-                            &stream,
-                            rows,
-                            RowsContext {
-                                seq,
-                                first_index,
-                                origin,
-                                guard,
-                                flags_raw: header.flags_raw(),
-                            },
-                        )
-                        .await?;
-                    if let Some(open) = txn.as_mut() {
-                        open.rows = open.rows.saturating_add(count);
-                    }
-                }
-                EventData::HeartbeatEvent => {}
-                _ => {}
+            EventData::AnonymousGtidEvent(_) => reading.begin(cursor, None, false),
+            EventData::QueryEvent(query) => {
+                self.handle_query(&query, event, reading, cursor).await?
+            }
+            EventData::XidEvent(_) => self.commit(reading, cursor, event).await?,
+            EventData::RowsEvent(rows) => {
+                self.handle_rows_event(stream, rows, event, reading, cursor)
+                    .await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// BEGIN, COMMIT and their kin delimit transactions; anything else is DDL.
+    async fn handle_query(
+        &mut self,
+        query: &mysql_async::binlog::events::QueryEvent<'_>,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        let text = query.query();
+        let statement = text.trim_start().to_ascii_uppercase();
+        if statement.starts_with("BEGIN") || statement.starts_with("XA START") {
+            if reading.txn.is_none() {
+                reading.begin(cursor, None, false);
+            }
+        } else if statement.starts_with("COMMIT")
+            || statement.starts_with("ROLLBACK") && !statement.starts_with("ROLLBACK TO")
+            || statement.starts_with("XA COMMIT")
+        {
+            // A logged ROLLBACK only happens with non-transactional tables, whose changes
+            // stay: it ends the transaction like a commit.
+            self.commit(reading, cursor, event).await?;
+        } else if statement.starts_with("SAVEPOINT")
+            || statement.starts_with("ROLLBACK TO")
+            || statement.starts_with("XA ")
+        {
+            // Inside a transaction; nothing to do.
+        } else {
+            metrics().ddl_events.inc();
+            info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
+            self.schemas.invalidate();
+            self.send(SourceEvent::Ddl).await?;
+            let standalone = reading
+                .txn
+                .as_ref()
+                .is_none_or(|t| t.standalone || t.gtid.is_some());
+            if standalone {
+                self.commit(reading, cursor, event).await?;
             }
         }
+        Ok(())
+    }
+
+    async fn handle_rows_event(
+        &mut self,
+        stream: &BinlogStream,
+        rows: RowsEventData<'_>,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &Cursor,
+    ) -> Result<(), SourceError> {
+        let header = event.header();
+        let Some(open) = reading.txn.as_ref() else {
+            warn!(file = %reading.file, pos = header.log_pos(), "rows event outside a transaction; ignored");
+            return Ok(());
+        };
+        let origin = Arc::new(Position {
+            file: reading.file.clone(),
+            pos: u64::from(header.log_pos()),
+            gtid: open.gtid.clone(),
+        });
+        let guard = cursor
+            .replay_end
+            .as_ref()
+            .is_some_and(|end| position_before(&origin, end));
+        let context = RowsContext {
+            seq: open.seq,
+            first_index: open.rows,
+            origin,
+            guard,
+            flags_raw: header.flags_raw(),
+        };
+        let count = self.handle_rows(stream, rows, context).await?;
+        if let Some(open) = reading.txn.as_mut() {
+            open.rows = open.rows.saturating_add(count);
+        }
+        Ok(())
     }
 
     async fn handle_rows(
@@ -460,13 +494,13 @@ impl Source {
 
     async fn commit(
         &mut self,
-        txn: &mut Option<Txn>,
+        reading: &mut Reading,
         cursor: &mut Cursor,
-        file: &str,
         event: &Event,
     ) -> Result<(), SourceError> {
         let header = event.header();
-        let (seq, gtid) = match txn.take() {
+        let file = reading.file.as_str();
+        let (seq, gtid) = match reading.txn.take() {
             Some(t) => (t.seq, t.gtid),
             None => (cursor.next_seq, None),
         };

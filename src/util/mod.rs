@@ -1,4 +1,6 @@
-//! Small helpers every module may use: the wall clock.
+//! Small helpers every module may use: the wall clock, and named crash points for tests.
+
+pub mod failpoint;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

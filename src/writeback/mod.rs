@@ -99,6 +99,7 @@ impl Consumer {
 }
 
 async fn follow(consumer: Arc<Consumer>, cancel: CancellationToken) -> Result<(), WritebackError> {
+    crate::util::failpoint::hit("writeback.follow");
     loop {
         let Some(follower) = Follower::start(consumer.clone(), &cancel).await? else {
             return Ok(());

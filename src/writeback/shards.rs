@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError;
-use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+use aws_sdk_dynamodbstreams::operation::get_records::{GetRecordsError, GetRecordsOutput};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -352,59 +352,111 @@ impl Follower {
         shard: &str,
         cancel: &CancellationToken,
     ) -> Result<ShardRead, WritebackError> {
-        let table = self.consumer.table.clone();
+        if let Some(early) = self.ensure_iterator(shard).await? {
+            return Ok(early);
+        }
+        let Some(out) = self.get_records(shard).await? else {
+            return Ok(ShardRead::default());
+        };
+        let records = out.records();
+        let count = records.len();
+        let position = self.handle_records(shard, records, cancel).await;
+        let read_all = !cancel.is_cancelled();
         let state = self.shards.get_mut(shard).expect("listed");
-        if state.iterator.is_none() {
-            match iterator(&self.consumer, &self.arn, shard, &state.position, false).await {
-                Ok(Some(iterator)) => state.iterator = Some(iterator),
-                Ok(None) => return self.finish(shard).await,
-                Err(IteratorError::Trimmed) => {
-                    self.trimmed(shard);
-                    return Ok(ShardRead::default());
-                }
-                Err(IteratorError::Gone) => {
-                    // Expired from the stream before it was read to its end.
-                    let sequence = state.position.sequence.clone();
-                    self.report_trimmed(shard, sequence.as_deref());
-                    return self.finish(shard).await;
-                }
-                Err(IteratorError::Other(error)) => return Err(error),
-            }
+        if position != state.position {
+            state.position = position.clone();
+            self.save(shard, &position).await;
         }
         let state = self.shards.get_mut(shard).expect("listed");
-        let current = state.iterator.clone().expect("set above");
-        let out = match self
+        match out.next_shard_iterator {
+            Some(next) if read_all => {
+                state.iterator = Some(next);
+                Ok(ShardRead {
+                    records: count,
+                    ended: false,
+                })
+            }
+            Some(_) => Ok(ShardRead::default()),
+            None => {
+                let mut read = self.finish(shard).await?;
+                read.records = count;
+                Ok(read)
+            }
+        }
+    }
+
+    /// Gets the shard an iterator if it has none; `Some` when the read ends there.
+    async fn ensure_iterator(&mut self, shard: &str) -> Result<Option<ShardRead>, WritebackError> {
+        let state = self.shards.get_mut(shard).expect("listed");
+        if state.iterator.is_some() {
+            return Ok(None);
+        }
+        match iterator(&self.consumer, &self.arn, shard, &state.position, false).await {
+            Ok(Some(iterator)) => {
+                state.iterator = Some(iterator);
+                Ok(None)
+            }
+            Ok(None) => self.finish(shard).await.map(Some),
+            Err(IteratorError::Trimmed) => {
+                self.trimmed(shard);
+                Ok(Some(ShardRead::default()))
+            }
+            Err(IteratorError::Gone) => {
+                // Expired from the stream before it was read to its end.
+                let sequence = state.position.sequence.clone();
+                self.report_trimmed(shard, sequence.as_deref());
+                self.finish(shard).await.map(Some)
+            }
+            Err(IteratorError::Other(error)) => Err(error),
+        }
+    }
+
+    /// The next records of the shard; `None` when the iterator must be fetched again first.
+    async fn get_records(
+        &mut self,
+        shard: &str,
+    ) -> Result<Option<GetRecordsOutput>, WritebackError> {
+        let table = self.consumer.table.clone();
+        let state = self.shards.get_mut(shard).expect("listed");
+        let current = state.iterator.clone().expect("ensured");
+        let result = self
             .consumer
             .streams
             .get_records()
             .shard_iterator(current)
             .limit(1000)
             .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(error) => {
-                state.iterator = None;
-                match error.as_service_error() {
-                    Some(GetRecordsError::ExpiredIteratorException(_)) => {
-                        metrics()
-                            .writeback_iterator_refreshes
-                            .with_label_values(&[&table])
-                            .inc();
-                        debug!(%table, %shard, "write-back: iterator expired; fetched again after the last sequence number");
-                        return Ok(ShardRead::default());
-                    }
-                    Some(GetRecordsError::TrimmedDataAccessException(_)) => {
-                        self.trimmed(shard);
-                        return Ok(ShardRead::default());
-                    }
-                    _ => return Err(WritebackError::Dynamo(classify_sdk_error(&error))),
-                }
-            }
+            .await;
+        let error = match result {
+            Ok(out) => return Ok(Some(out)),
+            Err(error) => error,
         };
-        let records = out.records();
-        let count = records.len();
-        let mut position = state.position.clone();
+        state.iterator = None;
+        match error.as_service_error() {
+            Some(GetRecordsError::ExpiredIteratorException(_)) => {
+                metrics()
+                    .writeback_iterator_refreshes
+                    .with_label_values(&[&table])
+                    .inc();
+                debug!(%table, %shard, "write-back: iterator expired; fetched again after the last sequence number");
+                Ok(None)
+            }
+            Some(GetRecordsError::TrimmedDataAccessException(_)) => {
+                self.trimmed(shard);
+                Ok(None)
+            }
+            _ => Err(WritebackError::Dynamo(classify_sdk_error(&error))),
+        }
+    }
+
+    /// Handles the records in order; the position after the last one handled.
+    async fn handle_records(
+        &mut self,
+        shard: &str,
+        records: &[Record],
+        cancel: &CancellationToken,
+    ) -> ShardPosition {
+        let mut position = self.shards[shard].position.clone();
         for record in records {
             let Some(change) = stream_change(record) else {
                 if let Some(sequence) = record.dynamodb().and_then(|d| d.sequence_number()) {
@@ -432,38 +484,18 @@ impl Follower {
             if changed_sql {
                 // A replay after a crash must not apply a statement again (it could delete a
                 // row re-created since): saved at once, not at the end of the batch.
+                crate::util::failpoint::hit("writeback.after_apply");
                 self.save(shard, &position).await;
             }
             if let Some(created) = change.created_s {
                 let lag = now_millis() as f64 / 1000.0 - created as f64;
                 metrics()
                     .writeback_lag
-                    .with_label_values(&[&table])
+                    .with_label_values(&[&self.consumer.table])
                     .set(lag.max(0.0));
             }
         }
-        let state = self.shards.get_mut(shard).expect("listed");
-        let read_all = !cancel.is_cancelled();
-        if position != state.position {
-            state.position = position.clone();
-            self.save(shard, &position).await;
-        }
-        let state = self.shards.get_mut(shard).expect("listed");
-        match out.next_shard_iterator {
-            Some(next) if read_all => {
-                state.iterator = Some(next);
-                Ok(ShardRead {
-                    records: count,
-                    ended: false,
-                })
-            }
-            Some(_) => Ok(ShardRead::default()),
-            None => {
-                let mut read = self.finish(shard).await?;
-                read.records = count;
-                Ok(read)
-            }
-        }
+        position
     }
 
     async fn finish(&mut self, shard: &str) -> Result<ShardRead, WritebackError> {

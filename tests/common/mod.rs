@@ -189,6 +189,11 @@ impl Env {
     }
 
     pub fn spawn(&self) -> Daemon {
+        self.spawn_with(&[])
+    }
+
+    /// Starts the daemon with more environment variables (e.g. `ROWCAST_FAILPOINTS`).
+    pub fn spawn_with(&self, vars: &[(&str, &str)]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -197,6 +202,7 @@ impl Env {
         let child = Command::new(env!("CARGO_BIN_EXE_rowcast"))
             .args(["run", "--config", self.config_path().to_str().unwrap()])
             .env("ROWCAST_LOG", "info,rowcast=debug,aws=warn")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -328,6 +334,22 @@ impl Daemon {
                 tail(&self.log)
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the process exits by itself.
+    pub async fn exited(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rowcast did not exit in {timeout:?}; log: {}",
+                tail(&self.log)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -1,0 +1,83 @@
+//! Named crash points at the seams of the pipeline, for tests that kill the process exactly
+//! there and check that nothing is lost.
+//!
+//! Compiled in only with the `failpoints` feature (the test command enables it); without it
+//! [`hit`] is an empty inline function. Configured by `ROWCAST_FAILPOINTS`, a comma-separated
+//! list of `name=action[@n]`: `abort` ends the process at once, as `kill -9` would (no drain,
+//! no final checkpoint); `panic` panics the task that hits it. `@n` acts on the n-th hit only
+//! (default: the first).
+//!
+//! The points: `lane.after_write` (a window written, its barrier not yet acknowledged),
+//! `merge.before_merge` (snapshot rows read, not yet merged into the stream),
+//! `checkpoint.after_save` (a checkpoint saved, the next barrier not yet taken),
+//! `writeback.after_apply` (a record applied to SQL, its position not yet saved),
+//! `writeback.follow` (a write-back consumer starting to follow its stream).
+
+#[cfg(feature = "failpoints")]
+mod enabled {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+
+    enum Action {
+        Abort,
+        Panic,
+    }
+
+    struct Point {
+        action: Action,
+        at: u64,
+        hits: AtomicU64,
+    }
+
+    fn points() -> &'static HashMap<String, Point> {
+        static POINTS: OnceLock<HashMap<String, Point>> = OnceLock::new();
+        POINTS.get_or_init(|| {
+            let spec = std::env::var("ROWCAST_FAILPOINTS").unwrap_or_default();
+            spec.split(',')
+                .filter_map(|entry| {
+                    let (name, action) = entry.trim().split_once('=')?;
+                    let (action, at) = match action.split_once('@') {
+                        Some((action, at)) => (action, at.parse().ok()?),
+                        None => (action, 1),
+                    };
+                    let action = match action {
+                        "abort" => Action::Abort,
+                        "panic" => Action::Panic,
+                        _ => return None,
+                    };
+                    let point = Point {
+                        action,
+                        at,
+                        hits: AtomicU64::new(0),
+                    };
+                    Some((name.to_string(), point))
+                })
+                .collect()
+        })
+    }
+
+    pub fn hit(name: &str) {
+        let Some(point) = points().get(name) else {
+            return;
+        };
+        if point.hits.fetch_add(1, Ordering::SeqCst) + 1 != point.at {
+            return;
+        }
+        match point.action {
+            Action::Abort => {
+                eprintln!("failpoint {name}: abort");
+                std::process::abort()
+            }
+            Action::Panic => panic!("failpoint {name}"),
+        }
+    }
+}
+
+#[cfg(feature = "failpoints")]
+pub use enabled::hit;
+
+/// A named crash point (see the module's doc); nothing without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) {}

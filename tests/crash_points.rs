@@ -1,0 +1,186 @@
+//! Crashes at named points of the pipeline (`src/util/failpoint.rs`, built with the `failpoints`
+//! feature that the test command enables): the process is aborted exactly there — as `kill -9`
+//! would, no drain, no final checkpoint — then started again without the crash point, and the
+//! views must equal the source:
+//! - after a window is written and before its barrier is acknowledged;
+//! - between a snapshot read (a backfill chunk) and its merge into the stream;
+//! - between a checkpoint save and the next barrier;
+//! - between a write-back statement's commit and the save of its stream position;
+//! - a write-back consumer that panics is started again (counted) and then applies changes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::accounts::{expected, setup, workload};
+use common::app::{dead_letters, key, s, update};
+use common::{eventually, metric, Env};
+use serde_json::json;
+
+/// Runs `transactions` of the accounts workload while rowcast crashes at `point`, then starts
+/// it again and checks that the view converges.
+async fn crash_under_load(name: &str, point: &str, extra_config: &str, transactions: usize) {
+    let (env, table) = setup(name, extra_config).await;
+    let env = Arc::new(env);
+    let mut daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", point)]);
+    daemon.wait_until(|status, _| status == 200).await;
+    let load = {
+        let env = env.clone();
+        tokio::spawn(async move { workload(&env, 0xfa11, transactions).await })
+    };
+    let status = daemon.exited(Duration::from_secs(60)).await;
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    let name = point.split('=').next().unwrap();
+    assert!(log.contains(&format!("failpoint {name}: abort")), "{log}");
+    let daemon = env.start().await;
+    load.await.unwrap();
+    workload(&env, 0xfa12, 50).await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn crash_after_a_window_is_written_before_its_acknowledgement() {
+    crash_under_load("cpafterwrite", "lane.after_write=abort@40", "", 600).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn crash_between_a_checkpoint_save_and_the_next_barrier() {
+    crash_under_load(
+        "cpaftersave",
+        "checkpoint.after_save=abort@4",
+        "[checkpoint]\npath = \"state/checkpoint.json\"\ninterval_ms = 100\n",
+        600,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn crash_between_a_snapshot_read_and_its_merge() {
+    let (env, table) = setup("cpbeforemerge", "[backfill]\nchunk_rows = 300\n").await;
+    env.sql("INSERT INTO accounts SELECT seq, seq % 20, seq * 7, IF(seq % 9 = 0, 'closed', 'open') FROM seq_1_to_3000")
+        .await;
+    let mut daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "merge.before_merge=abort@4")]);
+    let status = daemon.exited(Duration::from_secs(60)).await;
+    assert!(!status.success(), "{status:?}");
+    // Changes while rowcast is down, some to rows the backfill had not copied yet.
+    workload(&env, 0xbac, 200).await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metric(&metrics, "rowcast_backfill_rows_total") < 3000.0,
+        "the backfill started over instead of resuming: {metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
+
+const NOTES: &str = "name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\n[key]\npk = \"NOTE#{id}\"\n[attributes]\nnote = \"note\"\n[writeback]\nenabled = true\nattributes = [\"note\"]\n";
+
+async fn notes(name: &str) -> (Env, String) {
+    let env = Env::new(name).await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, note VARCHAR(40) NOT NULL); INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
+        .await;
+    env.write_view("notes.toml", &NOTES.replace("TABLE", &table));
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    (env, table)
+}
+
+async fn note(env: &Env, id: i64) -> String {
+    let found: Vec<String> = env
+        .query(&format!("SELECT note FROM notes WHERE id = {id}"))
+        .await;
+    found.into_iter().next().unwrap()
+}
+
+async fn expected_notes(env: &Env) -> Vec<serde_json::Value> {
+    let rows: Vec<(i64, String)> = env.query("SELECT id, note FROM notes").await;
+    rows.into_iter()
+        .map(|(id, note)| json!({"pk": format!("NOTE#{id}"), "note": note}))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn crash_between_a_write_back_statement_and_its_position() {
+    let (env, table) = notes("cpafterapply").await;
+    let mut daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.after_apply=abort@1")]);
+    daemon.wait_ready().await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    update(
+        &env,
+        &table,
+        key(&[("pk", "NOTE#1")]),
+        "SET note = :n",
+        &[(":n", s("from-app"))],
+    )
+    .await;
+    let status = daemon.exited(Duration::from_secs(30)).await;
+    assert!(!status.success(), "{status:?}");
+    assert_eq!(
+        note(&env, 1).await,
+        "from-app",
+        "the statement was committed"
+    );
+    // Restarted, the record is read again: applied once more without harm.
+    let daemon = env.start().await;
+    update(
+        &env,
+        &table,
+        key(&[("pk", "NOTE#2")]),
+        "SET note = :n",
+        &[(":n", s("after"))],
+    )
+    .await;
+    eventually("the next change", Duration::from_secs(30), || async {
+        note(&env, 2).await == "after"
+    })
+    .await;
+    assert_eq!(note(&env, 1).await, "from-app");
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(dead_letters(&env).is_empty(), "{:?}", dead_letters(&env));
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_write_back_consumer_that_panics_is_started_again() {
+    let (env, table) = notes("cpwbpanic").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.follow=panic@1")]);
+    daemon.wait_ready().await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_writeback_restarts_total"),
+        1.0,
+        "{metrics}"
+    );
+    update(
+        &env,
+        &table,
+        key(&[("pk", "NOTE#1")]),
+        "SET note = :n",
+        &[(":n", s("after-restart"))],
+    )
+    .await;
+    eventually(
+        "the change to reach SQL",
+        Duration::from_secs(30),
+        || async { note(&env, 1).await == "after-restart" },
+    )
+    .await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(log.contains("failpoint writeback.follow"), "{log}");
+    assert!(daemon.terminate().success());
+}
