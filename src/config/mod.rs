@@ -5,14 +5,16 @@
 //! and expanding the globs; checks against the servers live in the preflight.
 
 mod compile;
+mod joins;
 pub mod raw;
+mod view;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use compile::compile_view;
+pub use view::compile_view;
 
 use crate::view::View;
 

@@ -1,0 +1,112 @@
+//! What `information_schema` says of the columns and unique keys of the tables views read.
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::source::SourceError;
+use crate::view::spec::TableRef;
+use crate::view::value::Conversion;
+
+/// A table's columns by name (empty when the table does not exist or cannot be read).
+pub(super) type Columns = HashMap<String, ColumnInfo>;
+
+#[derive(Debug)]
+pub(super) struct ColumnInfo {
+    pub(super) data_type: String,
+}
+
+pub(super) async fn load_columns(
+    conn: &mut Conn,
+    cache: &mut HashMap<TableRef, HashMap<String, ColumnInfo>>,
+    table: &TableRef,
+) -> Result<(), SourceError> {
+    if cache.contains_key(table) {
+        return Ok(());
+    }
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&table.database, &table.table),
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    let columns = rows
+        .into_iter()
+        .map(|(name, data_type)| {
+            (
+                name,
+                ColumnInfo {
+                    data_type: data_type.to_ascii_lowercase(),
+                },
+            )
+        })
+        .collect();
+    cache.insert(table.clone(), columns);
+    Ok(())
+}
+
+/// Unique keys (the primary key included) of a table, each as its set of columns.
+pub(super) async fn unique_keys(
+    conn: &mut Conn,
+    table: &TableRef,
+) -> Result<Vec<Vec<String>>, SourceError> {
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (&table.database, &table.table),
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+    for (index, column) in rows {
+        match keys.iter_mut().find(|(name, _)| *name == index) {
+            Some((_, columns)) => columns.push(column),
+            None => keys.push((index, vec![column])),
+        }
+    }
+    Ok(keys
+        .into_iter()
+        .map(|(_, mut c)| {
+            c.sort();
+            c
+        })
+        .collect())
+}
+
+pub(super) fn is_integer(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
+    )
+}
+
+pub(super) fn is_numeric(data_type: &str) -> bool {
+    is_integer(data_type)
+        || matches!(
+            data_type,
+            "decimal" | "numeric" | "float" | "double" | "real" | "bit" | "year"
+        )
+}
+
+pub(super) fn is_text(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum"
+    )
+}
+
+pub(super) fn conversion_problem(conversion: Conversion, data_type: &str) -> Option<String> {
+    let ok = match conversion {
+        Conversion::Native | Conversion::String => true,
+        Conversion::Number => is_numeric(data_type) || is_text(data_type),
+        Conversion::EpochSeconds | Conversion::EpochMillis => {
+            matches!(data_type, "date" | "datetime" | "timestamp")
+        }
+        // MariaDB reports JSON columns as longtext.
+        Conversion::JsonString => matches!(data_type, "json" | "longtext"),
+    };
+    (!ok).then(|| format!("conversion {conversion:?} does not apply to a {data_type} column"))
+}

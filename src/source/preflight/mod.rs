@@ -1,0 +1,184 @@
+//! Preflight: what must hold on the servers before streaming, each problem reported clearly.
+//!
+//! Source: `log_bin`, `binlog_format=ROW`, `binlog_row_image=FULL`, `binlog_row_metadata=FULL`,
+//! the replication and SELECT privileges, that the checkpoint's binlog file is still on the
+//! server, and that every column a view names exists with a type its conversion applies to.
+//! DynamoDB: every table exists with the key schema (and streams) the views need.
+
+mod columns;
+mod joins;
+mod views;
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use self::columns::unique_keys;
+pub use self::views::check_views;
+use super::{binlog_files, SourceError};
+use crate::config::{Config, Problem};
+use crate::pipeline::Checkpoint;
+use crate::view::spec::View;
+
+/// Server variables rowcast needs.
+pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = Vec::new();
+    let mut add = |field: &str, message: String| {
+        problems.push(Problem {
+            file: config.file.clone(),
+            field: field.into(),
+            message,
+        });
+    };
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
+             ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'binlog_row_value_options')",
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    let vars: HashMap<String, String> = rows
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_uppercase()))
+        .collect();
+    let want = [
+        ("log_bin", "ON"),
+        ("binlog_format", "ROW"),
+        ("binlog_row_image", "FULL"),
+        ("binlog_row_metadata", "FULL"),
+    ];
+    for (name, value) in want {
+        match vars.get(name) {
+            Some(actual) if actual == value => {}
+            Some(actual) => add(
+                "source",
+                format!("server has {name}={actual}; rowcast needs {name}={value}"),
+            ),
+            None => add(
+                "source",
+                format!("server does not report {name}; rowcast needs {name}={value}"),
+            ),
+        }
+    }
+    if vars
+        .get("binlog_row_value_options")
+        .is_some_and(|v| v.contains("PARTIAL_JSON"))
+    {
+        add(
+            "source",
+            "server has binlog_row_value_options=PARTIAL_JSON; rowcast needs full JSON images"
+                .into(),
+        );
+    }
+    let marking =
+        config.streams_skip_replication && config.views.iter().any(|v| v.writeback_enabled);
+    if marking {
+        // Set and cleared on this connection: MySQL has no such variable.
+        if let Err(error) = conn.query_drop("SET SESSION skip_replication = 1").await {
+            add(
+                "streams.skip_replication",
+                format!("the server does not take skip_replication ({error}): set streams.skip_replication = false; loop prevention does not need it"),
+            );
+        } else {
+            conn.query_drop("SET SESSION skip_replication = 0")
+                .await
+                .map_err(SourceError::Query)?;
+        }
+    }
+    Ok(problems)
+}
+
+/// Privileges as `SHOW GRANTS` lists them. Grants through roles are not resolved, so `run` only
+/// warns about these (a missing privilege then fails clearly on use); `check --connect` lists them.
+pub async fn check_privileges(
+    conn: &mut Conn,
+    config: &Config,
+) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = Vec::new();
+    let mut add = |field: &str, message: String| {
+        problems.push(Problem {
+            file: config.file.clone(),
+            field: field.into(),
+            message,
+        });
+    };
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS")
+        .await
+        .map_err(SourceError::Query)?;
+    let grants = grants.join("\n").to_ascii_uppercase();
+    let has = |what: &str| grants.contains("ALL PRIVILEGES ON *.*") || grants.contains(what);
+    if !has("REPLICATION SLAVE") && !has("REPLICATION REPLICA") {
+        add(
+            "source.url",
+            "the user lacks REPLICATION SLAVE (needed to read the binlog)".into(),
+        );
+    }
+    if !has("REPLICATION CLIENT") && !has("BINLOG MONITOR") {
+        add(
+            "source.url",
+            "the user lacks REPLICATION CLIENT / BINLOG MONITOR (needed for the binlog position)"
+                .into(),
+        );
+    }
+    if !has("SELECT") {
+        add(
+            "source.url",
+            "the user lacks SELECT (needed for schemas and snapshots)".into(),
+        );
+    }
+    Ok(problems)
+}
+
+/// The checkpoint's binlog file must still be on the server: never skip data silently.
+pub async fn check_checkpoint(
+    conn: &mut Conn,
+    config: &Config,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<Problem>, SourceError> {
+    let files = binlog_files(conn).await?;
+    if files.contains(&checkpoint.position.file) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Problem {
+        file: config.file.clone(),
+        field: "checkpoint".into(),
+        message: format!(
+            "checkpoint position {} is no longer on the server (oldest binlog: {}); the binlog was purged",
+            checkpoint.position,
+            files.first().map_or("none", String::as_str)
+        ),
+    }])
+}
+
+/// Every write-back view's key templates name a unique key of its root table, so that an
+/// item leads to one row. `run` checks this too: write-back must never guess a row.
+pub async fn check_writeback_keys(
+    conn: &mut Conn,
+    views: &[std::sync::Arc<View>],
+) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = Vec::new();
+    for view in views.iter().filter(|v| v.writeback_enabled) {
+        let mut key_columns: Vec<&str> = view.key.pk.columns().collect();
+        if let Some(sk) = &view.key.sk {
+            key_columns.extend(sk.columns());
+        }
+        let unique = unique_keys(conn, &view.source).await?;
+        if !unique
+            .iter()
+            .any(|key| key.iter().all(|c| key_columns.contains(&c.as_str())))
+        {
+            problems.push(Problem {
+                file: view.file.clone(),
+                field: "writeback.enabled".into(),
+                message: format!(
+                    "the key templates name no unique key of {} (they name {}): write-back could not find the one row behind an item",
+                    view.source,
+                    key_columns.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(problems)
+}
