@@ -65,83 +65,20 @@ async fn item(
     Path(view): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let control = &control;
     let Some(spec) = control.views.iter().find(|v| v.name == view) else {
         return plain(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
     };
-    let Some(pk) = params.get("pk") else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "query parameter pk is required".into(),
-        );
-    };
-    let mut columns = match spec.key.pk.parse_key(pk) {
-        Ok(columns) => columns,
-        Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
-    };
-    let sk = match (&spec.key.sk, params.get("sk")) {
-        (Some(template), Some(sk)) => match template.parse_key(sk) {
-            Ok(more) => {
-                columns.extend(more);
-                Some(sk.clone())
-            }
-            Err(error) => return plain(StatusCode::BAD_REQUEST, error.to_string()),
-        },
-        (Some(_), None) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                "query parameter sk is required by this view".into(),
-            )
-        }
-        (None, Some(_)) => {
-            return plain(StatusCode::BAD_REQUEST, "this view has no sort key".into())
-        }
-        (None, None) => None,
-    };
-    columns.sort();
-    columns.dedup();
-    if columns.windows(2).any(|w| w[0].0 == w[1].0) {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            "the key gives two values for one column".into(),
-        );
-    }
-    let key = ItemKey {
-        table: spec.table.clone(),
-        pk_attribute: spec.key.pk_attribute.clone(),
-        pk: pk.clone(),
-        sk_attribute: spec.key.sk_attribute.clone(),
-        sk,
+    let (key, columns) = match parse_item_key(spec, &params) {
+        Ok(parsed) => parsed,
+        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
     };
     match get_item(&control.client, &key).await {
         Ok(Some(found)) => return (StatusCode::OK, Json(found)).into_response(),
         Ok(None) => {}
         Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
     }
-    let (reply, answer) = oneshot::channel();
-    let request = FillRequest {
-        view: view.clone(),
-        columns,
-        key: key.clone(),
-        reply,
-        restore: false,
-    };
-    if control.fills.send(request).await.is_err() {
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline is stopping".into(),
-        );
-    }
-    match tokio::time::timeout(Duration::from_secs(10), answer).await {
-        Ok(Ok(Ok(true))) => {}
-        Ok(Ok(Ok(false))) => return plain(StatusCode::NOT_FOUND, "no row has this key".into()),
-        Ok(Ok(Err(error))) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
-        _ => {
-            return plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the source did not answer in time".into(),
-            )
-        }
+    if let Err(response) = fill(&control, &view, key.clone(), columns).await {
+        return response;
     }
     // The read is merged into the stream; wait for its write (or a newer one) to land.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -156,6 +93,69 @@ async fn item(
         StatusCode::GATEWAY_TIMEOUT,
         "the item was not written in time".into(),
     )
+}
+
+/// The item key of `pk` and `sk`, and the key columns they parse into through the view's
+/// templates; `Err` says why they do not.
+fn parse_item_key(
+    spec: &View,
+    params: &HashMap<String, String>,
+) -> Result<(ItemKey, Vec<(String, String)>), String> {
+    let pk = params.get("pk").ok_or("query parameter pk is required")?;
+    let mut columns = spec.key.pk.parse_key(pk).map_err(|e| e.to_string())?;
+    let sk = match (&spec.key.sk, params.get("sk")) {
+        (Some(template), Some(sk)) => {
+            columns.extend(template.parse_key(sk).map_err(|e| e.to_string())?);
+            Some(sk.clone())
+        }
+        (Some(_), None) => return Err("query parameter sk is required by this view".into()),
+        (None, Some(_)) => return Err("this view has no sort key".into()),
+        (None, None) => None,
+    };
+    columns.sort();
+    columns.dedup();
+    if columns.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("the key gives two values for one column".into());
+    }
+    let key = ItemKey {
+        table: spec.table.clone(),
+        pk_attribute: spec.key.pk_attribute.clone(),
+        pk: pk.clone(),
+        sk_attribute: spec.key.sk_attribute.clone(),
+        sk,
+    };
+    Ok((key, columns))
+}
+
+/// Asks the snapshot worker to read the rows behind `key` and merge them; `Err` is the answer
+/// when no row makes the item or the read failed.
+async fn fill(
+    control: &Control,
+    view: &str,
+    key: ItemKey,
+    columns: Vec<(String, String)>,
+) -> Result<(), Response> {
+    let (reply, answer) = oneshot::channel();
+    let request = FillRequest {
+        view: view.to_string(),
+        columns,
+        key,
+        reply,
+        restore: false,
+    };
+    if control.fills.send(request).await.is_err() {
+        let reason = "the pipeline is stopping".into();
+        return Err(plain(StatusCode::SERVICE_UNAVAILABLE, reason));
+    }
+    match tokio::time::timeout(Duration::from_secs(10), answer).await {
+        Ok(Ok(Ok(true))) => Ok(()),
+        Ok(Ok(Ok(false))) => Err(plain(StatusCode::NOT_FOUND, "no row has this key".into())),
+        Ok(Ok(Err(error))) => Err(plain(StatusCode::SERVICE_UNAVAILABLE, error)),
+        _ => {
+            let reason = "the source did not answer in time".into();
+            Err(plain(StatusCode::GATEWAY_TIMEOUT, reason))
+        }
+    }
 }
 
 async fn snapshot(State(control): State<Control>, Path(view): Path<String>) -> impl IntoResponse {

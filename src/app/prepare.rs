@@ -14,7 +14,7 @@ use crate::config::{CheckpointStoreConfig, Config, Problem};
 use crate::control::CheckpointStore;
 use crate::dynamo;
 use crate::dynamo::tables::{check_table, needed_tables};
-use crate::error::{chain, Classify};
+use crate::error::{chain, pause, Classify, RetryPolicy};
 use crate::pipeline::{Checkpoint, Position};
 use crate::source::{self, preflight, SourceError, StartPoint};
 use crate::util::now_millis;
@@ -34,17 +34,17 @@ pub(super) async fn prepare_with_retry(
     store: &CheckpointStore,
     shutdown: &CancellationToken,
 ) -> Result<Option<(StartPoint, Checkpoint)>, AppError> {
-    let mut delay = Duration::from_millis(200);
+    let retry = RetryPolicy::new(Duration::from_millis(200), config.source.max_backoff);
+    let mut backoff = retry.backoff();
     loop {
         match prepare(config, client, store).await {
             Ok(ready) => return Ok(Some(ready)),
             Err(error) if error.is_transient() => {
+                let delay = backoff.next().unwrap_or(retry.max);
                 warn!(error = %chain(&error), delay_ms = delay.as_millis() as u64, "servers not reachable yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(delay) => {}
+                if !pause(shutdown, delay).await {
+                    return Ok(None);
                 }
-                delay = (delay * 2).min(config.source.max_backoff);
             }
             Err(error) => return Err(error),
         }
@@ -59,7 +59,36 @@ async fn prepare(
     store: &CheckpointStore,
 ) -> Result<(StartPoint, Checkpoint), AppError> {
     let (mut conn, flavor) = source::connect(&config.source.url).await?;
-    let mut problems = preflight::check_server(&mut conn, config).await?;
+    let problems = run_preflight(&mut conn, flavor, config, client).await?;
+    if !problems.is_empty() {
+        return Err(AppError::Preflight(problems));
+    }
+    let end = source::binlog_end(&mut conn).await?;
+    let loaded = store.load().await?;
+    let start = Start {
+        conn: &mut conn,
+        config,
+        flavor,
+        store,
+        end,
+    };
+    let result = match loaded {
+        Some(checkpoint) => start.resume(checkpoint).await?,
+        None => start.fresh().await?,
+    };
+    let _ = conn.disconnect().await;
+    Ok(result)
+}
+
+/// What must hold before streaming: the server's settings, the write-back views' keys, the
+/// DynamoDB tables (privileges only warn: grants through roles are not resolved).
+async fn run_preflight(
+    conn: &mut mysql_async::Conn,
+    flavor: source::Flavor,
+    config: &Config,
+    client: &Client,
+) -> Result<Vec<Problem>, AppError> {
+    let mut problems = preflight::check_server(conn, config).await?;
     if config.source.resume_by_gtid && flavor == source::Flavor::MySql {
         problems.push(Problem {
             file: config.file.clone(),
@@ -67,97 +96,89 @@ async fn prepare(
             message: "resume = \"gtid\" is supported on MariaDB only".into(),
         });
     }
-    problems.extend(preflight::check_writeback_keys(&mut conn, &config.views).await?);
-    for warning in preflight::check_privileges(&mut conn, config).await? {
+    problems.extend(preflight::check_writeback_keys(conn, &config.views).await?);
+    for warning in preflight::check_privileges(conn, config).await? {
         warn!(problem = %warning, "privilege check (grants through roles are not resolved)");
     }
     for (table, need) in needed_tables(config) {
-        for message in check_table(client, &table, &need)
+        let found = check_table(client, &table, &need)
             .await
-            .map_err(AppError::Dynamo)?
-        {
-            problems.push(Problem {
-                file: config.file.clone(),
-                field: format!("table {table} ({})", need.users.join(", ")),
-                message,
-            });
-        }
+            .map_err(AppError::Dynamo)?;
+        problems.extend(found.into_iter().map(|message| Problem {
+            file: config.file.clone(),
+            field: format!("table {table} ({})", need.users.join(", ")),
+            message,
+        }));
     }
-    if !problems.is_empty() {
-        return Err(AppError::Preflight(problems));
-    }
-    let end = source::binlog_end(&mut conn).await?;
-    let loaded = store.load().await?;
-    let result = match loaded {
-        Some(checkpoint) => {
-            // Resuming by GTID, the server finds the position itself (and says if it cannot).
-            let by_gtid = config.source.resume_by_gtid && checkpoint.position.gtid.is_some();
-            let gone = if by_gtid {
-                Vec::new()
-            } else {
-                preflight::check_checkpoint(&mut conn, config, &checkpoint).await?
-            };
-            if let Some(problem) = gone.into_iter().next() {
-                if !config.source.rebackfill_on_purged {
-                    return Err(AppError::Source(SourceError::PositionGone {
-                        position: checkpoint.position.to_string(),
-                        message: problem.message,
-                    }));
-                }
-                // source.on_purged = "rebackfill": start over at the binlog end, counting on,
-                // and fill every eager view again.
-                warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again");
-                let position = start_position(&mut conn, config, flavor, end.clone()).await?;
-                let restart = Checkpoint {
-                    position: position.clone(),
-                    seq: checkpoint.seq,
-                    updated_ms: now_millis(),
-                    backfill: Default::default(),
-                };
-                store.save(&restart).await?;
-                let start = StartPoint {
-                    position,
-                    next_seq: restart.seq + 1,
-                    replay_end: None,
-                    backfill: Default::default(),
-                };
-                let _ = conn.disconnect().await;
-                return Ok((start, restart));
-            }
+    Ok(problems)
+}
+
+/// Fixing the start position.
+struct Start<'a> {
+    conn: &'a mut mysql_async::Conn,
+    config: &'a Config,
+    flavor: source::Flavor,
+    store: &'a CheckpointStore,
+    /// The binlog end now.
+    end: Position,
+}
+
+impl Start<'_> {
+    /// From the checkpoint; its binlog gone: stop, or start over (`source.on_purged`).
+    async fn resume(self, checkpoint: Checkpoint) -> Result<(StartPoint, Checkpoint), AppError> {
+        // Resuming by GTID, the server finds the position itself (and says if it cannot).
+        let by_gtid = self.config.source.resume_by_gtid && checkpoint.position.gtid.is_some();
+        let gone = if by_gtid {
+            Vec::new()
+        } else {
+            preflight::check_checkpoint(self.conn, self.config, &checkpoint).await?
+        };
+        let Some(problem) = gone.into_iter().next() else {
             let start = StartPoint {
                 position: checkpoint.position.clone(),
                 next_seq: checkpoint.seq + 1,
-                replay_end: Some(end),
+                replay_end: Some(self.end),
                 backfill: checkpoint.backfill.clone(),
             };
-            (start, checkpoint)
+            return Ok((start, checkpoint));
+        };
+        if !self.config.source.rebackfill_on_purged {
+            return Err(AppError::Source(SourceError::PositionGone {
+                position: checkpoint.position.to_string(),
+                message: problem.message,
+            }));
         }
-        None => {
-            let position = start_position(&mut conn, config, flavor, end.clone()).await?;
-            // Versions count up from the clock at the first start, so that they stay above
-            // anything an earlier deployment wrote and keep growing after a failover.
-            let seq = now_millis() * 1000;
-            let checkpoint = Checkpoint {
-                position: position.clone(),
-                seq,
-                updated_ms: now_millis(),
-                backfill: Default::default(),
-            };
-            store.save(&checkpoint).await?;
-            info!(store = %store.describe(), position = %position, "no checkpoint: starting at the binlog end");
-            (
-                StartPoint {
-                    position,
-                    next_seq: seq + 1,
-                    replay_end: None,
-                    backfill: Default::default(),
-                },
-                checkpoint,
-            )
-        }
-    };
-    let _ = conn.disconnect().await;
-    Ok(result)
+        // source.on_purged = "rebackfill": start over at the binlog end, counting on, and fill
+        // every eager view again.
+        warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again");
+        self.begin(checkpoint.seq).await
+    }
+
+    /// No checkpoint: versions count up from the clock at the first start, so that they stay
+    /// above anything an earlier deployment wrote and keep growing after a failover.
+    async fn fresh(self) -> Result<(StartPoint, Checkpoint), AppError> {
+        self.begin(now_millis() * 1000).await
+    }
+
+    /// Starts at the binlog end (or its beginning) with transaction counter `seq`, persisted.
+    async fn begin(self, seq: u64) -> Result<(StartPoint, Checkpoint), AppError> {
+        let position = start_position(self.conn, self.config, self.flavor, self.end).await?;
+        let checkpoint = Checkpoint {
+            position: position.clone(),
+            seq,
+            updated_ms: now_millis(),
+            backfill: Default::default(),
+        };
+        self.store.save(&checkpoint).await?;
+        info!(store = %self.store.describe(), position = %position, "no usable checkpoint: start position fixed and persisted as the first checkpoint");
+        let start = StartPoint {
+            position,
+            next_seq: seq + 1,
+            replay_end: None,
+            backfill: Default::default(),
+        };
+        Ok((start, checkpoint))
+    }
 }
 
 /// Where a start without a usable checkpoint begins: the binlog end (with MariaDB's GTID state),

@@ -206,3 +206,5 @@ pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic".into())
 }
+
+crate::definite_errors!(StageFailure);

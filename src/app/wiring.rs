@@ -102,54 +102,21 @@ pub async fn spawn(
     );
 
     let (source_tx, source_rx) = mpsc::channel(capacity);
-    // Two messages per snapshot read at most (announced, read), one read at a time.
-    let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
-    let (worker_tx, worker_rx) = mpsc::channel(config.views.len() + 8);
-    let merge = Merge {
-        source: source_rx,
-        snapshots: snapshot_rx,
-        worker: worker_tx,
-        out: merged_tx,
-        views: config.views.clone(),
-        marks: Marks::new(
-            &config.views,
-            config.join_max_dirty_keys,
-            config.writer.flush_interval,
-        ),
-        tables: TableCache::new(pool.clone()),
-    };
     let merge_start = MergeStart {
         position: start.position.clone(),
         seq: start.next_seq.saturating_sub(1),
         replay_end: start.replay_end.clone(),
         backfill: driver.state(),
     };
-    supervisor.spawn(
-        "merge",
-        async move { merge.run(merge_start).await.map_err(failed) }.instrument(info_span!("merge")),
-    );
-    let retry = RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff);
-    let worker = Worker {
-        inbox: worker_rx,
-        out: snapshot_tx,
+    let inputs = MergeInputs {
+        source: source_rx,
+        out: merged_tx,
+        start: merge_start,
         fills: requests.fills.1,
-        requests: requests.snapshots.1,
-        views: config.views.clone(),
-        driver: Some(driver),
-        tables: TableCache::new(pool.clone()),
-        health: health.clone(),
-        chunk_rows: config.backfill_chunk_rows,
-        retry,
+        snapshots: requests.snapshots.1,
+        driver,
     };
-    supervisor.spawn(
-        "snapshot",
-        async move {
-            worker.run().await;
-            Ok(())
-        }
-        .instrument(info_span!("snapshot")),
-    );
-
+    spawn_merge(supervisor, config, pool, health, inputs);
     let related = Marks::tables(&config.views);
     let tables = watched_tables(config.views.iter().map(|v| &v.source).chain(related.iter()));
     let source = Source::new(
@@ -166,6 +133,65 @@ pub async fn spawn(
         async move { source.run(start, drain).await.map_err(failed) }.instrument(span),
     );
     spawn_writebacks(supervisor, config, client, pool, requests.fills.0, health).await;
+}
+
+/// What the merge stage and the snapshot worker start from.
+struct MergeInputs {
+    source: mpsc::Receiver<crate::pipeline::SourceEvent>,
+    out: mpsc::Sender<crate::pipeline::StreamEvent>,
+    start: MergeStart,
+    fills: mpsc::Receiver<FillRequest>,
+    snapshots: mpsc::Receiver<String>,
+    driver: Driver,
+}
+
+/// The merge stage and the snapshot worker, which only talk to each other.
+fn spawn_merge(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    pool: &Pool,
+    health: &Arc<Health>,
+    inputs: MergeInputs,
+) {
+    // Two messages per snapshot read at most (announced, read), one read at a time.
+    let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
+    let (worker_tx, worker_rx) = mpsc::channel(config.views.len() + 8);
+    let merge = Merge {
+        source: inputs.source,
+        snapshots: snapshot_rx,
+        worker: worker_tx,
+        out: inputs.out,
+        views: config.views.clone(),
+        marks: Marks::new(
+            &config.views,
+            config.join_max_dirty_keys,
+            config.writer.flush_interval,
+        ),
+        tables: TableCache::new(pool.clone()),
+        retry: RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff),
+    };
+    let start = inputs.start;
+    supervisor.spawn(
+        "merge",
+        async move { merge.run(start).await.map_err(failed) }.instrument(info_span!("merge")),
+    );
+    let worker = Worker {
+        inbox: worker_rx,
+        out: snapshot_tx,
+        fills: inputs.fills,
+        requests: inputs.snapshots,
+        views: config.views.clone(),
+        driver: Some(inputs.driver),
+        tables: TableCache::new(pool.clone()),
+        health: health.clone(),
+        chunk_rows: config.backfill_chunk_rows,
+        retry: RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff),
+    };
+    let task = async move {
+        worker.run().await;
+        Ok(())
+    };
+    supervisor.spawn("snapshot", task.instrument(info_span!("snapshot")));
 }
 
 /// The lanes and the checkpoint tracker; the senders into the lanes.

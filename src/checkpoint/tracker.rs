@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::control::{CheckpointError, CheckpointStore};
-use crate::error::{chain, Classify};
+use crate::error::{chain, Classify, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::Checkpoint;
 use crate::pipeline::{Ack, Barrier};
@@ -65,6 +65,8 @@ impl Tracker {
             }
         }
         // Drained: persist the final position, trying a little harder.
+        let retry = RetryPolicy::new(Duration::from_millis(200), Duration::from_secs(2));
+        let mut backoff = retry.backoff();
         for attempt in 0..10u32 {
             match self
                 .save(committed.as_ref(), &mut saved, &mut saved_generation)
@@ -73,7 +75,7 @@ impl Tracker {
                 Ok(()) => break,
                 Err(error) if error.is_transient() && attempt < 9 => {
                     warn!(error = %chain(&error), "cannot persist the final checkpoint; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                    tokio::time::sleep(backoff.next().unwrap_or(retry.max)).await;
                 }
                 Err(error) => {
                     error!(error = %chain(&error), "final checkpoint not persisted; a restart replays from the previous one");

@@ -42,6 +42,15 @@ pub enum DeadLetterError {
     Dynamo { table: String, info: SdkErrorInfo },
 }
 
+impl crate::error::Classify for DeadLetterError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            DeadLetterError::File { .. } => crate::error::ErrorClass::Transient,
+            DeadLetterError::Dynamo { info, .. } => info.class,
+        }
+    }
+}
+
 impl DeadLetterStore {
     pub fn table(client: Client, table: String) -> Self {
         DeadLetterStore::Table {

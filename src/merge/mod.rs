@@ -26,11 +26,12 @@ use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use self::marks::{MarkedBy, Marks};
-use crate::error::{Classify, ErrorClass};
+use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
 use crate::pipeline::{
-    position_before, BackfillState, Barrier, Position, SnapshotRows, SourceEvent, StreamEvent,
+    position_before, BackfillState, Barrier, Position, RowChange, SnapshotRows, SourceEvent,
+    StreamEvent,
 };
 use crate::sql::TableCache;
 use crate::view::spec::View;
@@ -83,6 +84,7 @@ pub struct Merge {
     pub marks: Marks,
     /// Tables as SQL reads them (primary keys of roots for the marks), forgotten on DDL.
     pub tables: TableCache,
+    pub retry: RetryPolicy,
 }
 
 /// Where the stream stands.
@@ -182,11 +184,7 @@ impl Merge {
                         seq: change.seq,
                         restart: &cursor.resume,
                     };
-                    let images = (change.before.as_ref(), change.after.as_ref());
-                    self.marks
-                        .mark(&mut self.tables, &change.table, images, by)
-                        .await
-                        .map_err(MergeError::Marks)?;
+                    self.mark(&change, by).await?;
                 }
                 self.emit(StreamEvent::Row(change)).await
             }
@@ -209,7 +207,28 @@ impl Merge {
             }
             SourceEvent::Ddl => {
                 self.tables.clear();
-                Ok(())
+                self.tell_worker(WorkerMsg::Ddl).await
+            }
+        }
+    }
+
+    /// Marks what a row change may change in views with joins; what SQL must say of the root
+    /// tables (their primary keys) is read again after a transient failure.
+    async fn mark(&mut self, change: &RowChange, by: MarkedBy<'_>) -> Result<(), MergeError> {
+        let images = (change.before.as_ref(), change.after.as_ref());
+        let mut backoff = self.retry.backoff();
+        loop {
+            let marked = self
+                .marks
+                .mark(&mut self.tables, &change.table, images, by)
+                .await;
+            match marked {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_transient() => {
+                    warn!(error = %chain(&error), "reading a root table for the join marks failed; retrying");
+                    tokio::time::sleep(backoff.next().unwrap_or(self.retry.max)).await;
+                }
+                Err(error) => return Err(MergeError::Marks(error)),
             }
         }
     }

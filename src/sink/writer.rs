@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::future::join_all;
 use tracing::{debug, warn};
 
@@ -23,7 +22,7 @@ use crate::dynamo::{
     RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
 use crate::dynamo::{item_size, MAX_ITEM_BYTES};
-use crate::error::ErrorClass;
+use crate::error::{ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::{DeadLetter, WriteOp};
 use crate::util::now_millis;
@@ -86,12 +85,7 @@ const CONDITIONAL_CONCURRENCY: usize = 16;
 
 impl Writer {
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(25))
-            .with_max_delay(self.max_backoff)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        RetryPolicy::new(Duration::from_millis(25), self.max_backoff).backoff()
     }
 
     /// Records a dead letter, retrying the store until it takes it.

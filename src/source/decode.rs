@@ -52,37 +52,7 @@ pub fn schema_from_table_map(
         .map_err(|e| fail(e.to_string()))?;
     let mut signedness = extractor.iter_signedness();
     let mut charsets = extractor.iter_charset();
-    let mut enum_labels: Vec<Vec<String>> = Vec::new();
-    let mut set_labels: Vec<Vec<String>> = Vec::new();
-    for field in tme.iter_optional_meta() {
-        match field.map_err(|e| fail(e.to_string()))? {
-            OptionalMetadataField::EnumStrValue(values) => {
-                for labels in values.iter_values() {
-                    let labels = labels.map_err(|e| fail(e.to_string()))?;
-                    enum_labels.push(
-                        labels
-                            .values()
-                            .iter()
-                            .map(|v| v.value().into_owned())
-                            .collect(),
-                    );
-                }
-            }
-            OptionalMetadataField::SetStrValue(values) => {
-                for labels in values.iter_values() {
-                    let labels = labels.map_err(|e| fail(e.to_string()))?;
-                    set_labels.push(
-                        labels
-                            .values()
-                            .iter()
-                            .map(|v| v.value().into_owned())
-                            .collect(),
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
+    let (enum_labels, set_labels) = labels(tme).map_err(fail)?;
     let count = tme.columns_count() as usize;
     if names.len() != count {
         return Err(fail(format!(
@@ -132,6 +102,42 @@ pub fn schema_from_table_map(
         });
     }
     Ok(TableSchema::new(table, columns))
+}
+
+/// The labels of the ENUM and of the SET columns, in column order.
+fn labels(tme: &TableMapEvent<'_>) -> Result<(Vec<Vec<String>>, Vec<Vec<String>>), String> {
+    let mut enums: Vec<Vec<String>> = Vec::new();
+    let mut sets: Vec<Vec<String>> = Vec::new();
+    for field in tme.iter_optional_meta() {
+        match field.map_err(|e| e.to_string())? {
+            OptionalMetadataField::EnumStrValue(values) => {
+                for column in values.iter_values() {
+                    let column = column.map_err(|e| e.to_string())?;
+                    enums.push(
+                        column
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::SetStrValue(values) => {
+                for column in values.iter_values() {
+                    let column = column.map_err(|e| e.to_string())?;
+                    sets.push(
+                        column
+                            .values()
+                            .iter()
+                            .map(|v| v.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((enums, sets))
 }
 
 /// Declared length in bytes of a CHAR/BINARY column, from its TABLE_MAP metadata.
@@ -396,6 +402,8 @@ pub fn row_charsets(row: &BinlogRow) -> Vec<u16> {
         .map(|c| c.character_set())
         .collect()
 }
+
+crate::definite_errors!(DecodeError);
 
 #[cfg(test)]
 mod tests {

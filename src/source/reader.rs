@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::EventType;
@@ -20,7 +19,7 @@ use super::mariadb::{self, MariaGtid};
 use super::schema::SchemaCache;
 use super::{connect, Flavor, SourceError};
 use crate::config::SourceConfig;
-use crate::error::{chain, Classify};
+use crate::error::{chain, Classify, RetryPolicy};
 use crate::metrics::{metrics, Health};
 use crate::pipeline::{position_before, BackfillState, Barrier, Position, RowChange, SourceEvent};
 use crate::view::spec::TableRef;
@@ -178,12 +177,7 @@ impl Source {
     }
 
     fn backoff(&self) -> impl Iterator<Item = Duration> {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(self.config.max_backoff)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        RetryPolicy::new(Duration::from_millis(100), self.config.max_backoff).backoff()
     }
 
     async fn open_stream(&self, resume: &Position) -> Result<(BinlogStream, Flavor), SourceError> {

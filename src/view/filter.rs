@@ -532,6 +532,8 @@ pub fn compare_decimal(a: &str, b: &str) -> Option<Ordering> {
     Some(a.cmp(&b))
 }
 
+crate::definite_errors!(FilterError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

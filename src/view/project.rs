@@ -295,6 +295,8 @@ fn project_images(
     Ok(out)
 }
 
+crate::definite_errors!(IncompatibleSchema);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -175,6 +175,8 @@ fn parse_placeholder(inner: &str) -> Result<Segment, TemplateError> {
     })
 }
 
+crate::definite_errors!(TemplateError, RenderError, KeyParseError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

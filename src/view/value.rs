@@ -580,6 +580,8 @@ impl Attr {
     }
 }
 
+crate::definite_errors!(ValueError);
+
 #[cfg(test)]
 mod tests {
     use super::*;
