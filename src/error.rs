@@ -22,7 +22,6 @@ pub trait Classify {
 
 /// Error types that are always definite: bad input (configuration, a view that does not fit,
 /// a value or key that cannot be made) is not fixed by trying again.
-#[macro_export]
 macro_rules! definite_errors {
     ($($error:ty),+ $(,)?) => {
         $(impl $crate::error::Classify for $error {
@@ -32,6 +31,8 @@ macro_rules! definite_errors {
         })+
     };
 }
+
+pub(crate) use definite_errors;
 
 /// Writes an error and its whole `source()` chain on one line, for logs.
 pub fn chain(error: &dyn std::error::Error) -> String {

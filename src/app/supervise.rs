@@ -207,4 +207,4 @@ pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-crate::definite_errors!(StageFailure);
+crate::error::definite_errors!(StageFailure);

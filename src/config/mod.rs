@@ -122,7 +122,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     compile::load(path, &|name| std::env::var(name).ok())
 }
 
-crate::definite_errors!(ConfigErrors);
+crate::error::definite_errors!(ConfigErrors);
 
 #[cfg(test)]
 mod tests;

@@ -104,8 +104,11 @@ pub fn schema_from_table_map(
     Ok(TableSchema::new(table, columns))
 }
 
+/// The labels of each column of one kind (ENUM or SET), in column order.
+type Labels = Vec<Vec<String>>;
+
 /// The labels of the ENUM and of the SET columns, in column order.
-fn labels(tme: &TableMapEvent<'_>) -> Result<(Vec<Vec<String>>, Vec<Vec<String>>), String> {
+fn labels(tme: &TableMapEvent<'_>) -> Result<(Labels, Labels), String> {
     let mut enums: Vec<Vec<String>> = Vec::new();
     let mut sets: Vec<Vec<String>> = Vec::new();
     for field in tme.iter_optional_meta() {
@@ -403,7 +406,7 @@ pub fn row_charsets(row: &BinlogRow) -> Vec<u16> {
         .collect()
 }
 
-crate::definite_errors!(DecodeError);
+crate::error::definite_errors!(DecodeError);
 
 #[cfg(test)]
 mod tests {

@@ -532,7 +532,7 @@ pub fn compare_decimal(a: &str, b: &str) -> Option<Ordering> {
     Some(a.cmp(&b))
 }
 
-crate::definite_errors!(FilterError);
+crate::error::definite_errors!(FilterError);
 
 #[cfg(test)]
 mod tests {

@@ -295,7 +295,7 @@ fn project_images(
     Ok(out)
 }
 
-crate::definite_errors!(IncompatibleSchema);
+crate::error::definite_errors!(IncompatibleSchema);
 
 #[cfg(test)]
 mod tests {

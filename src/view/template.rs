@@ -175,7 +175,7 @@ fn parse_placeholder(inner: &str) -> Result<Segment, TemplateError> {
     })
 }
 
-crate::definite_errors!(TemplateError, RenderError, KeyParseError);
+crate::error::definite_errors!(TemplateError, RenderError, KeyParseError);
 
 #[cfg(test)]
 mod tests {

@@ -580,7 +580,7 @@ impl Attr {
     }
 }
 
-crate::definite_errors!(ValueError);
+crate::error::definite_errors!(ValueError);
 
 #[cfg(test)]
 mod tests {
