@@ -211,6 +211,7 @@ fn spawn_lanes(
         client: client.clone(),
         dead_letters: DeadLetterStore::from_config(&config.dead_letter, client),
         max_backoff: config.source.max_backoff,
+        held: Default::default(),
     });
     let capacity = config.writer.queue_capacity;
     let (ack_tx, ack_rx) = mpsc::channel(capacity);

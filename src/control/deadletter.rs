@@ -11,10 +11,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
-use tracing::warn;
+use tracing::{error, warn};
 
 use super::{CONTROL_PK, CONTROL_SK};
 use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
+use crate::error::Classify;
 use crate::metrics::metrics;
 use crate::pipeline::DeadLetter;
 
@@ -40,6 +41,38 @@ pub enum DeadLetterError {
     },
     #[error("dead-letter table {table}: {info}")]
     Dynamo { table: String, info: SdkErrorInfo },
+}
+
+/// Longest reason kept in a dead letter.
+const MAX_REASON_BYTES: usize = 1024;
+/// Largest stream record kept in a dead letter (a record is two item images of up to 400 KB).
+const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// The letter with its reason and record cut to a size every store takes (a DynamoDB item
+/// holds 400 KB): what is cut says how long it was.
+pub fn bounded(letter: &DeadLetter) -> DeadLetter {
+    let mut letter = letter.clone();
+    if letter.reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !letter.reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let total = letter.reason.len();
+        letter.reason = format!("{}… ({total} bytes in all)", &letter.reason[..end]);
+    }
+    let record_bytes = letter.record.as_ref().map_or(0, |r| r.to_string().len());
+    if record_bytes > MAX_RECORD_BYTES {
+        let sequence = letter
+            .record
+            .as_ref()
+            .and_then(|r| r.get("sequence").cloned());
+        letter.record = Some(serde_json::json!({
+            "truncated": true,
+            "bytes": record_bytes,
+            "sequence": sequence,
+        }));
+    }
+    letter
 }
 
 impl crate::error::Classify for DeadLetterError {
@@ -77,9 +110,34 @@ impl DeadLetterStore {
         }
     }
 
-    /// Records one dead letter (the caller retries transient failures).
+    /// Records a dead letter: transient failures are retried with `retry`; a record the store
+    /// refuses for good (too large, no access) is written to the log instead, counted in
+    /// `rowcast_dead_letters_unstored_total`, and the caller goes on. It never wedges the caller.
+    pub async fn keep(&self, letter: &DeadLetter, retry: &crate::error::RetryPolicy) {
+        let mut backoff = retry.backoff();
+        loop {
+            let error = match self.record(letter).await {
+                Ok(()) => return,
+                Err(error) => error,
+            };
+            if !error.is_transient() {
+                let json = serde_json::to_string(&bounded(letter)).unwrap_or_default();
+                error!(error = %crate::error::chain(&error), letter = %json, "the dead-letter store refused a record; it is kept in this log line only");
+                metrics()
+                    .dead_letters_unstored
+                    .with_label_values(&[&letter.view])
+                    .inc();
+                return;
+            }
+            warn!(error = %crate::error::chain(&error), "cannot record a dead letter; retrying");
+            tokio::time::sleep(backoff.next().unwrap_or(retry.max)).await;
+        }
+    }
+
+    /// Records one dead letter, bounded in size (see [`bounded`]).
     pub async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let json = serde_json::to_string(letter).expect("a dead letter always serialises");
+        let json =
+            serde_json::to_string(&bounded(letter)).expect("a dead letter always serialises");
         match self {
             DeadLetterStore::File { path, lock } => {
                 let _guard = lock.lock().await;

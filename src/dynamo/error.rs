@@ -14,6 +14,31 @@ pub struct SdkErrorInfo {
     pub throttled: bool,
 }
 
+/// Refusals that concern a whole table, not one item: no access, no such table (deleted, being
+/// created again), bad or expired credentials. Writing the item elsewhere or later as a dead
+/// letter would lose it; the writes wait until DynamoDB takes them.
+const TABLE_WIDE_CODES: [&str; 10] = [
+    "ResourceNotFoundException",
+    "ResourceInUseException",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignatureException",
+    "MissingAuthenticationTokenException",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidClientTokenId",
+];
+
+impl SdkErrorInfo {
+    /// A refusal of every write to the table, not of one item (see [`TABLE_WIDE_CODES`]).
+    pub fn is_table_wide(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|code| TABLE_WIDE_CODES.contains(&code))
+    }
+}
+
 impl std::fmt::Display for SdkErrorInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.code {

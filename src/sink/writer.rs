@@ -32,6 +32,8 @@ pub struct Writer {
     pub client: Client,
     pub dead_letters: DeadLetterStore,
     pub max_backoff: Duration,
+    /// Tables whose writes are held (a table-wide refusal), for one log line per episode.
+    pub held: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Outcome of one write that DynamoDB answered.
@@ -88,14 +90,36 @@ impl Writer {
         RetryPolicy::new(Duration::from_millis(25), self.max_backoff).backoff()
     }
 
-    /// Records a dead letter, retrying the store until it takes it.
-    pub async fn dead_letter(&self, letter: &DeadLetter) {
-        let mut backoff = self.backoff();
-        while let Err(error) = self.dead_letters.record(letter).await {
-            let delay = backoff.next().unwrap_or(self.max_backoff);
-            warn!(error = %crate::error::chain(&error), "cannot record a dead letter; retrying");
-            tokio::time::sleep(delay).await;
+    /// DynamoDB refuses every write to `table` (see `SdkErrorInfo::is_table_wide`): the writes
+    /// wait, retried with backoff, and the checkpoint does not pass them.
+    fn hold(&self, table: &str, info: &SdkErrorInfo) {
+        metrics().write_held.with_label_values(&[table]).inc();
+        let newly = self
+            .held
+            .lock()
+            .map(|mut held| held.insert(table.to_string()))
+            .unwrap_or(false);
+        if newly {
+            warn!(%table, error = %info, "writes to this table are held: DynamoDB refuses them for the whole table; retrying until it takes them (the checkpoint waits)");
         }
+    }
+
+    /// A write to `table` went through: the end of a hold, if there was one.
+    fn resumed(&self, table: &str) {
+        let ended = self
+            .held
+            .lock()
+            .map(|mut held| !held.is_empty() && held.remove(table))
+            .unwrap_or(false);
+        if ended {
+            tracing::info!(%table, "writes to this table are taken again");
+        }
+    }
+
+    /// Records a dead letter (see `DeadLetterStore::keep`: it never wedges the lane).
+    pub async fn dead_letter(&self, letter: &DeadLetter) {
+        let retry = RetryPolicy::new(Duration::from_millis(25), self.max_backoff);
+        self.dead_letters.keep(letter, &retry).await;
     }
 
     pub fn letter(op: &WriteOp, reason: String, reason_kind: &'static str) -> DeadLetter {
@@ -151,6 +175,7 @@ impl Writer {
                         .collect();
                     if unprocessed.is_empty() {
                         ops.iter().for_each(Self::count_written);
+                        pending.keys().for_each(|table| self.resumed(table));
                         return;
                     }
                     let left: usize = unprocessed.values().map(Vec::len).sum();
@@ -164,14 +189,15 @@ impl Writer {
                 }
                 Err(error) => {
                     let info = classify_sdk_error(&error);
-                    if info.class == ErrorClass::Definite {
+                    if info.is_table_wide() {
+                        pending.keys().for_each(|table| self.hold(table, &info));
+                    } else if info.class == ErrorClass::Definite {
                         warn!(error = %info, items = ops.len(), "batch refused; writing its items one by one");
                         for op in ops {
                             self.write_single(op, false).await;
                         }
                         return;
-                    }
-                    if info.throttled {
+                    } else if info.throttled {
                         metrics().throttles.inc();
                         metrics()
                             .write_retries
@@ -202,11 +228,16 @@ impl Writer {
             match outcome {
                 Ok(Outcome::Written) => {
                     Self::count_written(op);
+                    self.resumed(&op.op.key().table);
                     return;
                 }
                 Ok(Outcome::Stale) => {
                     metrics().stale_writes.with_label_values(&[&op.view]).inc();
                     return;
+                }
+                Ok(Outcome::Refused(info)) if info.is_table_wide() => {
+                    self.hold(&op.op.key().table, &info);
+                    tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
                 }
                 Ok(Outcome::Refused(info)) => {
                     let letter =

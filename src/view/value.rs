@@ -107,7 +107,8 @@ pub enum ValueError {
         "number {0} is outside what DynamoDB can hold (38 significant digits, 1E-130 to 1E+126)"
     )]
     NumberOutOfRange(String),
-    #[error("text {0:?} does not parse as a number")]
+    /// The text, shortened to a preview when long (see [`preview`]).
+    #[error("text {0} does not parse as a number")]
     NotANumber(String),
     #[error("conversion {conversion:?} does not apply to a {kind} value")]
     Inapplicable {
@@ -250,7 +251,7 @@ impl Cell {
             Cell::Text(text) | Cell::Enum(text) => {
                 let trimmed = text.trim();
                 if !is_number_text(trimmed) {
-                    return Err(ValueError::NotANumber(text.clone()));
+                    return Err(ValueError::NotANumber(preview(text)));
                 }
                 Ok(Some(Attr::N(checked_number(trimmed)?)))
             }
@@ -343,6 +344,20 @@ pub fn datetime_from_epoch(secs: i64, micros: u32, fsp: u8) -> DateTime {
         micros,
         fsp,
     }
+}
+
+/// A value for a message: quoted, and cut after 64 bytes with its length when longer (an error
+/// message must not carry a 500 KB value).
+pub fn preview(text: &str) -> String {
+    const KEEP: usize = 64;
+    if text.len() <= KEEP {
+        return format!("{text:?}");
+    }
+    let mut end = KEEP;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &text[..end], text.len())
 }
 
 /// Pads or trims DECIMAL text to exactly `scale` fraction digits.

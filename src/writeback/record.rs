@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
 use super::apply::{Applied, SqlError, SqlWriter, Target};
 use super::inverse::{decide, key_columns, typed_key, ChangeKind, Decision, Image, StreamChange};
@@ -293,12 +293,11 @@ impl Handler {
             .dead_letters
             .with_label_values(&[&view.name, letter.reason_kind])
             .inc();
-        // The application's change survives only here: stored before the item is restored.
-        let mut backoff = self.consumer.retry.backoff();
-        while let Err(error) = self.consumer.dead_letters.record(&letter).await {
-            error!(view = %view.name, error = %crate::error::chain(&error), "write-back: cannot store a dead letter; retrying");
-            tokio::time::sleep(backoff.next().unwrap_or(self.consumer.retry.max)).await;
-        }
+        // The application's change survives only here: kept before the item is restored.
+        self.consumer
+            .dead_letters
+            .keep(&letter, &self.consumer.retry)
+            .await;
         self.restore(view, change, change.new.as_ref()).await;
     }
 
