@@ -155,6 +155,7 @@ fn spawn_merge(
 ) {
     // Two messages per snapshot read at most (announced, read), one read at a time.
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
+    let ddl = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (worker_tx, worker_rx) = mpsc::channel(config.views.len() + 8);
     let merge = Merge {
         source: inputs.source,
@@ -169,6 +170,8 @@ fn spawn_merge(
         ),
         tables: TableCache::new(pool.clone()),
         retry: RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff),
+        ddl: ddl.clone(),
+        drain: supervisor.drain_token(),
     };
     let start = inputs.start;
     supervisor.spawn(
@@ -186,6 +189,7 @@ fn spawn_merge(
         health: health.clone(),
         chunk_rows: config.backfill_chunk_rows,
         retry: RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff),
+        ddl,
     };
     let task = async move {
         worker.run().await;

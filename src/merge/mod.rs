@@ -19,10 +19,13 @@
 
 pub mod marks;
 
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use self::marks::{MarkedBy, Marks};
@@ -30,8 +33,8 @@ use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
 use crate::pipeline::{
-    position_before, BackfillState, Barrier, Position, RowChange, SnapshotRows, SourceEvent,
-    StreamEvent,
+    position_before, BackfillState, Barrier, Position, Progress, RowChange, SnapshotRows,
+    SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
 };
 use crate::sql::TableCache;
 use crate::view::spec::View;
@@ -67,12 +70,13 @@ pub struct MergeStart {
     pub backfill: Arc<BackfillState>,
 }
 
-/// A snapshot read under way.
+/// A snapshot read under way; `after`: the end of the last transaction the stream had passed
+/// when the read was announced (the read must not be older).
 enum Hold {
     /// Announced; its position is not known yet.
-    Begun,
+    Begun { after: Position },
     /// Read at `read.position`, waiting for the stream to get there.
-    Read(Read),
+    Read { read: Read },
 }
 
 pub struct Merge {
@@ -85,6 +89,10 @@ pub struct Merge {
     /// Tables as SQL reads them (primary keys of roots for the marks), forgotten on DDL.
     pub tables: TableCache,
     pub retry: RetryPolicy,
+    /// Counts the DDL statements read; the snapshot worker forgets its tables when it moves.
+    pub ddl: Arc<AtomicU64>,
+    /// Fires at shutdown: an announced read is then given up, so that the stream drains.
+    pub drain: CancellationToken,
 }
 
 /// Where the stream stands.
@@ -99,6 +107,11 @@ struct Cursor {
     seq: u64,
     generation: u64,
     backfill: Arc<BackfillState>,
+    /// Views backfilled again after their join marks overflowed: progress of chunks read before
+    /// that is not theirs any more (see `Merge::apply_progress`).
+    resetting: HashSet<String>,
+    /// Snapshot rows merged since the last transaction: the next ones' version indexes count on.
+    merged_rows: u32,
     replay_end: Option<Position>,
 }
 
@@ -111,20 +124,28 @@ impl Merge {
             seq: start.seq,
             generation: 0,
             backfill: start.backfill,
+            resetting: HashSet::new(),
+            merged_rows: 0,
             replay_end: start.replay_end,
         };
         let mut hold: Option<Hold> = None;
         loop {
             self.send_due_batch().await?;
-            let stream_open = !matches!(hold, Some(Hold::Begun));
+            let stream_open = !matches!(hold, Some(Hold::Begun { .. }));
             let due = self.marks.due_at();
+            let draining = self.drain.is_cancelled();
             tokio::select! {
                 biased;
+                _ = self.drain.cancelled(), if !draining && hold.is_some() => {
+                    // Shutdown: what is read of the binlog drains; a read under way is dropped
+                    // (it is read again after the restart).
+                    hold = None;
+                }
                 event = self.snapshots.recv() => {
                     let Some(event) = event else {
                         return Err(MergeError::WorkerGone);
                     };
-                    hold = self.on_snapshot(event, hold).await?;
+                    hold = self.on_snapshot(event, hold, &mut cursor).await?;
                 }
                 event = self.source.recv(), if stream_open => {
                     let Some(event) = event else {
@@ -146,20 +167,53 @@ impl Merge {
         &mut self,
         event: SnapshotEvent,
         hold: Option<Hold>,
+        cursor: &mut Cursor,
     ) -> Result<Option<Hold>, MergeError> {
-        match event {
-            SnapshotEvent::Begin => Ok(Some(Hold::Begun)),
-            SnapshotEvent::Read(read) => Ok(Some(Hold::Read(read))),
-            SnapshotEvent::Failed(failure) => {
-                self.on_failure(failure);
+        if self.drain.is_cancelled() {
+            // Draining: nothing more is merged.
+            return Ok(None);
+        }
+        match (event, hold) {
+            (SnapshotEvent::Begin, _) => Ok(Some(Hold::Begun {
+                after: cursor.resume.clone(),
+            })),
+            (SnapshotEvent::Read(read), Some(Hold::Begun { after })) => {
+                if position_before(&read.position, &after) {
+                    // The snapshot missed a commit the stream already passed (written to the
+                    // binlog before it was visible): its rows would undo it.
+                    warn!(snapshot = %read.position, passed = %after, "snapshot older than the stream; reading it again");
+                    self.tell_worker(WorkerMsg::Again).await?;
+                    return Ok(None);
+                }
+                Ok(Some(Hold::Read { read }))
+            }
+            (SnapshotEvent::Read(_), _) => {
+                warn!("snapshot rows without an announced read; ignored");
                 self.tell_worker(WorkerMsg::Merged).await?;
-                let _ = hold;
+                Ok(None)
+            }
+            (SnapshotEvent::Failed(failure), _) => {
+                self.on_failure(failure, cursor);
+                self.tell_worker(WorkerMsg::Merged).await?;
                 Ok(None)
             }
         }
     }
 
-    fn on_failure(&mut self, failure: ReadFailure) {
+    fn on_failure(&mut self, failure: ReadFailure, cursor: &mut Cursor) {
+        if !failure.backfill_done.is_empty() {
+            let state = Arc::make_mut(&mut cursor.backfill);
+            for view in failure.backfill_done {
+                state.insert(
+                    view,
+                    Progress {
+                        done: true,
+                        after: None,
+                        rows: 0,
+                    },
+                );
+            }
+        }
         if let Some(view) = failure.halted_view {
             error!(view = %view, "view halted: its joins cannot be read; fix the view or the tables and restart");
             metrics().view_halted.with_label_values(&[&view]).set(1);
@@ -185,11 +239,13 @@ impl Merge {
                         restart: &cursor.resume,
                     };
                     self.mark(&change, by).await?;
+                    self.backfill_overflowed(cursor).await?;
                 }
                 self.emit(StreamEvent::Row(change)).await
             }
             SourceEvent::Commit(mut barrier) => {
                 cursor.in_transaction = false;
+                cursor.merged_rows = 0;
                 cursor.seq = barrier.seq;
                 cursor.resume = barrier.position.clone();
                 cursor.boundary = barrier.position.clone();
@@ -207,7 +263,8 @@ impl Merge {
             }
             SourceEvent::Ddl => {
                 self.tables.clear();
-                self.tell_worker(WorkerMsg::Ddl).await
+                self.ddl.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
         }
     }
@@ -240,7 +297,7 @@ impl Merge {
         cursor: &mut Cursor,
     ) -> Result<Option<Hold>, MergeError> {
         let read = match hold {
-            Some(Hold::Read(read))
+            Some(Hold::Read { read, .. })
                 if !cursor.in_transaction && !position_before(&cursor.boundary, &read.position) =>
             {
                 read
@@ -267,6 +324,12 @@ impl Merge {
         // would look like an application's change (the version rule) and flow back to SQL.
         // A fill is always guarded: the item may have been written meanwhile by a read of its own.
         let fill = matches!(read.kind, ReadKind::Fill { .. });
+        let first_index = SNAPSHOT_INDEX_BASE.saturating_add(cursor.merged_rows);
+        cursor.merged_rows = cursor
+            .merged_rows
+            .saturating_add(u32::try_from(read.rows.len()).unwrap_or(u32::MAX));
+        let views = read.views.clone();
+        let chunk_rows = read.rows.len() as u64;
         let rows = SnapshotRows {
             table: read.table,
             views: read.views,
@@ -275,13 +338,16 @@ impl Merge {
             refresh: matches!(read.kind, ReadKind::Refresh { .. }),
             restore: matches!(read.kind, ReadKind::Fill { restore: true }),
             seq: cursor.seq,
+            first_index,
             origin: Arc::new(read.position),
             guard: fill || writeback || replayed,
         };
         self.emit(StreamEvent::Snapshot(rows)).await?;
         match read.kind {
             ReadKind::Fill { .. } => return Ok(()),
-            ReadKind::Backfill { state } => cursor.backfill = state,
+            ReadKind::Backfill { state } => {
+                Self::apply_progress(cursor, &views, &state, chunk_rows)
+            }
             ReadKind::Refresh { last } => {
                 if last {
                     self.marks.finish_batch();
@@ -302,12 +368,40 @@ impl Merge {
         self.emit(StreamEvent::Commit(barrier)).await
     }
 
-    /// Hands a batch of marks to the snapshot worker when one is due, and the views that had
-    /// too many marks to be backfilled again.
-    async fn send_due_batch(&mut self) -> Result<(), MergeError> {
+    /// The progress a merged backfill chunk carries, for the views it was read for. A view being
+    /// backfilled again after an overflow takes it only from the first chunk of the new pass on
+    /// (a chunk read before may carry the old pass's progress).
+    fn apply_progress(cursor: &mut Cursor, views: &[String], state: &BackfillState, rows: u64) {
+        let backfill = Arc::make_mut(&mut cursor.backfill);
+        for view in views {
+            let Some(progress) = state.get(view) else {
+                continue;
+            };
+            if cursor.resetting.contains(view) {
+                // A pass's first chunk: the rows copied so far are all in it.
+                if progress.rows != rows {
+                    continue;
+                }
+                cursor.resetting.remove(view);
+            }
+            backfill.insert(view.clone(), progress.clone());
+        }
+    }
+
+    /// Views whose marks overflowed: their progress goes back to "not filled" in the very next
+    /// barrier (so no checkpoint says them filled while their dropped marks are not made good),
+    /// and the snapshot worker backfills them again.
+    async fn backfill_overflowed(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
         for view in self.marks.take_overflowed() {
+            Arc::make_mut(&mut cursor.backfill).insert(view.clone(), Progress::default());
+            cursor.resetting.insert(view.clone());
             self.tell_worker(WorkerMsg::Backfill(view)).await?;
         }
+        Ok(())
+    }
+
+    /// Hands a batch of marks to the snapshot worker when one is due.
+    async fn send_due_batch(&mut self) -> Result<(), MergeError> {
         if self.marks.due_at().is_none_or(|at| at > Instant::now()) {
             return Ok(());
         }

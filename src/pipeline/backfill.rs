@@ -59,11 +59,10 @@ pub struct Progress {
 /// Progress of every eager view, as committed with the checkpoint.
 pub type BackfillState = BTreeMap<String, Progress>;
 
-/// Version index of the `i`th row of a chunk: after every row change of the transaction the
-/// chunk follows, before the next transaction.
-pub fn chunk_row_index(i: usize) -> u32 {
-    0x8000_0000u32.saturating_add(i as u32)
-}
+/// Version index of the first snapshot row merged after a transaction: after every row change of
+/// the transaction (their indexes count from 0), before the next transaction. Rows of later
+/// merges after the same transaction count on from there.
+pub const SNAPSHOT_INDEX_BASE: u32 = 0x8000_0000;
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ pub mod snapshot;
 use crate::view::join::Joined;
 use crate::view::spec::TableRef;
 use crate::view::{ItemOp, Row};
-pub use backfill::{chunk_row_index, BackfillState, KeyValue, Progress};
+pub use backfill::{BackfillState, KeyValue, Progress, SNAPSHOT_INDEX_BASE};
 pub use position::{position_before, Checkpoint, Position, Restart};
 pub use route::{lane_of, version_of};
 
@@ -53,6 +53,10 @@ pub struct SnapshotRows {
     pub restore: bool,
     /// Counter of the last transaction before the snapshot position.
     pub seq: u64,
+    /// Version index of the first row (then one more per row): snapshot rows merged after the
+    /// same transaction count on from one merge to the next, so their versions never repeat and
+    /// never go down (see `pipeline::backfill::SNAPSHOT_INDEX_BASE`).
+    pub first_index: u32,
     pub origin: Arc<Position>,
     pub guard: bool,
 }

@@ -59,6 +59,8 @@ pub struct ReadFailure {
     /// The backfill stopped for good: a view with too many marks can no longer be backfilled
     /// again instead.
     pub backfill_stopped: bool,
+    /// Views whose backfill ended without rows to merge (a root table without primary key).
+    pub backfill_done: Vec<String>,
 }
 
 /// Merge → snapshot worker.
@@ -66,12 +68,13 @@ pub struct ReadFailure {
 pub enum WorkerMsg {
     /// The last read is merged (or given up): the next one may begin.
     Merged,
+    /// The last read saw the database before changes the stream had already passed (a commit
+    /// written to the binlog before it was visible to snapshots): read it again.
+    Again,
     /// Read these marked roots of a view with joins again.
     Refresh(RefreshBatch),
     /// Backfill this view again (more keys waited for a refresh than it may hold).
     Backfill(String),
-    /// A DDL statement was read: what SQL said of tables may be stale.
-    Ddl,
 }
 
 /// Marked roots of one view with joins: the values of `columns` for each key.

@@ -14,8 +14,8 @@ use tracing::error;
 
 use crate::metrics::metrics;
 use crate::pipeline::lane_of;
+use crate::pipeline::version_of;
 use crate::pipeline::Position;
-use crate::pipeline::{chunk_row_index, version_of};
 use crate::pipeline::{
     Barrier, DeadLetter, LaneMsg, RowChange, SnapshotRows, StreamEvent, WriteOp,
 };
@@ -219,7 +219,7 @@ impl Projector {
                 };
                 let origin = Origin {
                     seq: chunk.seq,
-                    version: version_of(chunk.seq, chunk_row_index(i)),
+                    version: version_of(chunk.seq, chunk.first_index.saturating_add(i as u32)),
                     guard: chunk.guard,
                     restore: chunk.restore,
                     position: &chunk.origin,

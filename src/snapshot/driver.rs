@@ -141,10 +141,11 @@ impl Driver {
     }
 
     /// Reads the next chunk of the first group (a short consistent-snapshot read), with the
-    /// backfill progress as of once it is merged; `None` when nothing was left to read there.
-    pub async fn read_next(&mut self, tables: &mut TableCache) -> Result<Option<Read>, SqlError> {
+    /// backfill progress it brings once merged. Nothing advances until [`Driver::merged`]: a
+    /// read the merge stage asks to read again is read again from the same place.
+    pub async fn read_next(&mut self, tables: &mut TableCache) -> Result<NextRead, SqlError> {
         let Some(group) = self.groups.front_mut() else {
-            return Ok(None);
+            return Ok(NextRead::Nothing);
         };
         let mut conn = tables.pool().get_conn().await.map_err(SqlError::Connect)?;
         if group.sql.is_none() {
@@ -162,9 +163,9 @@ impl Driver {
                 let views = std::mem::take(&mut group.views);
                 self.groups.pop_front();
                 let state = Arc::make_mut(&mut self.state);
-                for view in views {
+                for view in &views {
                     state.insert(
-                        view,
+                        view.clone(),
                         Progress {
                             done: true,
                             after: None,
@@ -172,7 +173,7 @@ impl Driver {
                         },
                     );
                 }
-                return Ok(None);
+                return Ok(NextRead::Skipped(views));
             }
             info!(table = %group.table, views = ?group.views, estimated_rows = group.estimated, "backfill starts");
             for view in &group.views {
@@ -193,18 +194,54 @@ impl Driver {
             &|_| true,
         )
         .await?;
-        Ok(Some(self.advance(read)))
+        Ok(NextRead::Chunk(self.chunk(read)))
     }
 
-    /// The chunk as a read to merge, and the progress it carries.
-    fn advance(&mut self, read: SnapshotRead) -> Read {
-        let group = self.groups.front_mut().expect("a chunk was read from it");
-        let count = read.rows.len() as u64;
-        let finished = read.rows.len() < self.chunk_rows;
+    /// The chunk as a read to merge, with the progress its views will have once it is merged.
+    fn chunk(&self, read: SnapshotRead) -> (Read, ChunkEnd) {
+        let group = self.groups.front().expect("a chunk was read from it");
+        let end = ChunkEnd {
+            rows: read.rows.len(),
+            last_key: read.last_key,
+        };
+        let finished = end.rows < self.chunk_rows;
+        let done_rows = group.done_rows + end.rows as u64;
+        let after = end.last_key.clone().or_else(|| group.after.clone());
+        let mut state = (*self.state).clone();
+        for view in &group.views {
+            let progress = Progress {
+                done: finished,
+                after: after
+                    .as_ref()
+                    .map(|k| k.iter().map(KeyValue::from_value).collect()),
+                rows: done_rows,
+            };
+            state.insert(view.clone(), progress);
+        }
+        let merged = Read {
+            table: group.table.clone(),
+            views: group.views.clone(),
+            rows: read.rows,
+            joined: read.joined,
+            position: read.position,
+            kind: ReadKind::Backfill {
+                state: Arc::new(state),
+            },
+        };
+        (merged, end)
+    }
+
+    /// The chunk that ended so is merged into the stream: the backfill moves past it.
+    pub fn merged(&mut self, end: ChunkEnd) {
+        let Some(group) = self.groups.front_mut() else {
+            return;
+        };
+        let count = end.rows as u64;
+        let finished = end.rows < self.chunk_rows;
         group.done_rows += count;
         self.copied_since_start += count;
-        if let Some(key) = &read.last_key {
-            group.after = Some(key.clone());
+        if let Some(key) = end.last_key {
+            group.after = Some(key);
         }
         let state = Arc::make_mut(&mut self.state);
         for view in &group.views {
@@ -231,16 +268,6 @@ impl Driver {
                     .set(STATE_DONE);
             }
         }
-        let merged = Read {
-            table: group.table.clone(),
-            views: group.views.clone(),
-            rows: read.rows,
-            joined: read.joined,
-            position: read.position,
-            kind: ReadKind::Backfill {
-                state: self.state.clone(),
-            },
-        };
         if finished {
             info!(table = %group.table, views = ?group.views, rows = group.done_rows, "backfill done");
             self.groups.pop_front();
@@ -258,6 +285,21 @@ impl Driver {
                 "backfill progress"
             );
         }
-        merged
     }
+}
+
+/// What a backfill read found.
+pub enum NextRead {
+    /// Nothing left to fill.
+    Nothing,
+    /// Views that cannot be backfilled (their root has no primary key): marked filled.
+    Skipped(Vec<String>),
+    /// A chunk to merge, and where it ends (for [`Driver::merged`]).
+    Chunk((Read, ChunkEnd)),
+}
+
+/// Where a chunk ends: its rows, and the primary key of its last row.
+pub struct ChunkEnd {
+    rows: usize,
+    last_key: Option<Vec<Value>>,
 }

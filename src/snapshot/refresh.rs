@@ -31,12 +31,13 @@ impl RefreshRead {
     }
 
     /// Reads the next chunk of the batch's roots (at most `chunk_rows`) with their related rows;
-    /// the read says whether it is the batch's last.
+    /// the read says whether it is the batch's last. The batch moves past it only when it is
+    /// merged ([`RefreshRead::merged`] with the key returned here).
     pub async fn read_next(
-        &mut self,
+        &self,
         tables: &mut TableCache,
         chunk_rows: usize,
-    ) -> Result<Read, SqlError> {
+    ) -> Result<(Read, Option<Vec<Value>>), SqlError> {
         let view = self.view.clone();
         let root = tables.get(&view.source).await?;
         let columns: Vec<&str> = self.batch.columns.iter().map(String::as_str).collect();
@@ -55,16 +56,21 @@ impl RefreshRead {
             .inc_by(read.rows.len() as u64);
         let last = read.rows.len() < chunk_rows;
         debug!(view = %name, keys = self.batch.keys.len(), rows = read.rows.len(), position = %read.position, "join refresh read");
-        if let Some(key) = read.last_key {
-            self.after = Some(key);
-        }
-        Ok(Read {
+        let merged = Read {
             table: view.source.clone(),
             views: vec![view.name.clone()],
             rows: read.rows,
             joined: read.joined,
             position: read.position,
             kind: ReadKind::Refresh { last },
-        })
+        };
+        Ok((merged, read.last_key))
+    }
+
+    /// The chunk that ended at `last_key` is merged: the next starts after it.
+    pub fn merged(&mut self, last_key: Option<Vec<Value>>) {
+        if let Some(key) = last_key {
+            self.after = Some(key);
+        }
     }
 }

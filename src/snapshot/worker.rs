@@ -1,22 +1,28 @@
 //! The snapshot worker: every SQL read of rows that enters the change stream, in its own task,
 //! one at a time, handed to the merge stage (see `pipeline::snapshot` for the protocol):
+//! fills on miss (the API) and restores (write-back), join refreshes (batches of marked roots
+//! the merge stage hands over when they are due), and backfill chunks until every eager view is
+//! filled. They take turns — a fill, then a refresh or backfill read if one waits — so no kind
+//! starves the others.
 //!
-//! 1. fills on miss (the API) and restores (write-back), first: someone waits for them;
-//! 2. join refreshes: batches of marked roots the merge stage hands over when they are due;
-//! 3. backfill chunks, until every eager view is filled (and views asked to fill again).
+//! Nothing moves on until a read is merged: a backfill or a refresh batch advances, and a fill
+//! is answered, only when the merge stage says the rows are in the stream. A read the merge
+//! stage finds older than the stream (`Again`) is read again from the same place.
 //!
-//! Failures: a transient one (the server away) is retried with backoff, the read's place kept;
+//! Failures: a transient one (the server away) is retried after a pause, the read's place kept;
 //! a definite one stops what cannot go on — the backfill (its views stay incomplete, logged), a
 //! view whose joins cannot be read (halted, reported to the merge stage) — while the rest goes
 //! on. A fill that fails is answered with the reason.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use mysql_async::Value;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-use super::driver::Driver;
+use super::driver::{ChunkEnd, Driver, NextRead};
 use super::join::read_roots;
 use super::refresh::RefreshRead;
 use crate::error::{chain, Classify, RetryPolicy};
@@ -26,8 +32,9 @@ use crate::pipeline::FillRequest;
 use crate::sql::{keyset_tail, matching_condition, SqlError, TableCache};
 use crate::view::spec::View;
 
-/// The merge stage went away: the stream is drained (or failed, which the merge stage says).
-struct MergeGone;
+/// Fills waiting at most; a full queue leaves the rest in the channel (the API then answers
+/// 503 when that is full too).
+const MAX_QUEUED_FILLS: usize = 64;
 
 pub struct Worker {
     /// From the merge stage: reads merged, refresh batches, views to backfill again.
@@ -44,6 +51,8 @@ pub struct Worker {
     pub health: Arc<Health>,
     pub chunk_rows: usize,
     pub retry: RetryPolicy,
+    /// Counts the DDL statements the merge stage has seen: the tables are read again after one.
+    pub ddl: Arc<AtomicU64>,
 }
 
 /// What to read next.
@@ -53,13 +62,34 @@ enum Work {
     Backfill,
 }
 
+/// What a read brings, kept until it is merged.
+enum Pending {
+    Fill(FillRequest),
+    Refresh(Option<Vec<Value>>, bool),
+    Backfill(ChunkEnd),
+    Nothing,
+}
+
 /// What the worker keeps between reads.
 #[derive(Default)]
 struct Queue {
     fills: VecDeque<FillRequest>,
     refresh: Option<RefreshRead>,
-    /// A transient failure: the next refresh or backfill read waits until then.
+    /// Backfill requests, applied between reads (never while a chunk is being merged).
+    backfills: Vec<String>,
+    /// A fill went last: a refresh or backfill read waiting goes next.
+    fill_went_last: bool,
+    /// After a transient failure: refresh and backfill reads wait until then.
     pause_until: Option<tokio::time::Instant>,
+}
+
+/// The merge stage went away: the stream is drained (or failed, which the merge stage says).
+struct MergeGone;
+
+/// How the merge stage answered a read.
+enum Merged {
+    Yes,
+    ReadAgain,
 }
 
 impl Worker {
@@ -71,10 +101,19 @@ impl Worker {
     async fn work(&mut self) -> Result<(), MergeGone> {
         let mut queue = Queue::default();
         let mut backoff = self.retry.backoff();
+        let mut ddl_seen = self.ddl.load(Ordering::Relaxed);
         loop {
+            for view in std::mem::take(&mut queue.backfills) {
+                self.request(&view);
+            }
             let now = tokio::time::Instant::now();
             let paused = queue.pause_until.is_some_and(|until| until > now);
             if let Some(work) = self.next_work(&mut queue, paused) {
+                let ddl = self.ddl.load(Ordering::Relaxed);
+                if ddl != ddl_seen {
+                    ddl_seen = ddl;
+                    self.tables.clear();
+                }
                 let transient = self.perform(work, &mut queue).await?;
                 queue.pause_until = transient.then(|| {
                     tokio::time::Instant::now() + backoff.next().unwrap_or(self.retry.max)
@@ -85,43 +124,50 @@ impl Worker {
                 continue;
             }
             let until = queue.pause_until.filter(|_| paused);
+            let room = queue.fills.len() < MAX_QUEUED_FILLS;
             tokio::select! {
                 message = self.inbox.recv() => match message {
                     Some(message) => self.on_message(message, &mut queue),
                     None => return Ok(()),
                 },
-                Some(fill) = self.fills.recv() => queue.fills.push_back(fill),
-                Some(view) = self.requests.recv() => self.request(&view),
+                Some(fill) = self.fills.recv(), if room => queue.fills.push_back(fill),
+                Some(view) = self.requests.recv() => queue.backfills.push(view),
                 _ = sleep_until(until), if until.is_some() => queue.pause_until = None,
             }
         }
     }
 
+    /// Fills first, but not twice in a row while a refresh or backfill read waits.
     fn next_work(&self, queue: &mut Queue, paused: bool) -> Option<Work> {
-        if let Some(fill) = queue.fills.pop_front() {
-            return Some(Work::Fill(fill));
+        // A fill whose asker has gone is not read.
+        queue.fills.retain(|fill| !fill.reply.is_closed());
+        let other = if paused {
+            None
+        } else if queue.refresh.is_some() {
+            Some(Work::Refresh)
+        } else if self.driver.as_ref().is_some_and(Driver::wants_chunk) {
+            Some(Work::Backfill)
+        } else {
+            None
+        };
+        if other.is_none() || !queue.fill_went_last {
+            if let Some(fill) = queue.fills.pop_front() {
+                queue.fill_went_last = true;
+                return Some(Work::Fill(fill));
+            }
         }
-        if paused {
-            return None;
-        }
-        if queue.refresh.is_some() {
-            return Some(Work::Refresh);
-        }
-        self.driver
-            .as_ref()
-            .is_some_and(Driver::wants_chunk)
-            .then_some(Work::Backfill)
+        queue.fill_went_last = false;
+        other
     }
 
     fn on_message(&mut self, message: WorkerMsg, queue: &mut Queue) {
         match message {
-            WorkerMsg::Merged => {}
+            WorkerMsg::Merged | WorkerMsg::Again => {}
             WorkerMsg::Refresh(batch) => match self.views.iter().find(|v| v.name == batch.view) {
                 Some(view) => queue.refresh = Some(RefreshRead::new(batch, view.clone())),
                 None => warn!(view = %batch.view, "refresh batch of an unknown view"),
             },
-            WorkerMsg::Backfill(view) => self.request(&view),
-            WorkerMsg::Ddl => self.tables.clear(),
+            WorkerMsg::Backfill(view) => queue.backfills.push(view),
         }
     }
 
@@ -136,31 +182,73 @@ impl Worker {
         }
     }
 
-    /// One read, announced, handed over and merged (or given up). `true` after a transient
-    /// failure of a refresh or backfill read (it is retried after a pause).
+    /// One read, announced, handed over, and merged (or given up), read again as long as the
+    /// merge stage asks. `true` after a transient failure of a refresh or backfill read (it is
+    /// retried after a pause).
     async fn perform(&mut self, work: Work, queue: &mut Queue) -> Result<bool, MergeGone> {
-        self.send(SnapshotEvent::Begin).await?;
-        let (outcome, transient) = match work {
-            Work::Fill(fill) => (self.fill(fill).await, false),
-            Work::Refresh => self.refresh(queue).await,
-            Work::Backfill => self.backfill().await,
+        let refresh = matches!(work, Work::Refresh);
+        let mut fill = match work {
+            Work::Fill(fill) => Some(fill),
+            _ => None,
         };
-        self.send(outcome).await?;
-        self.wait_merged(queue).await?;
-        Ok(transient)
+        loop {
+            self.send(SnapshotEvent::Begin).await?;
+            let (event, pending, transient) = match fill.take() {
+                Some(request) => self.fill(request).await,
+                None if refresh => self.refresh(queue).await,
+                None => self.backfill().await,
+            };
+            self.send(event).await?;
+            match self.wait_merged(queue).await? {
+                Merged::Yes => {
+                    self.done(pending, queue);
+                    return Ok(transient);
+                }
+                Merged::ReadAgain => {
+                    if let Pending::Fill(request) = pending {
+                        fill = Some(request);
+                    }
+                }
+            }
+        }
     }
 
-    async fn fill(&mut self, fill: FillRequest) -> SnapshotEvent {
-        let (answer, event) = match self.read_fill(&fill).await {
-            Ok(Some(read)) => (Ok(true), SnapshotEvent::Read(read)),
-            Ok(None) => (Ok(false), SnapshotEvent::Failed(ReadFailure::default())),
-            Err(error) => (
-                Err(chain(&error)),
-                SnapshotEvent::Failed(ReadFailure::default()),
-            ),
-        };
-        let _ = fill.reply.send(answer);
-        event
+    /// A merged read: what it brought takes effect.
+    fn done(&mut self, pending: Pending, queue: &mut Queue) {
+        match pending {
+            Pending::Fill(request) => {
+                let _ = request.reply.send(Ok(true));
+            }
+            Pending::Refresh(last_key, last) => {
+                if let Some(reading) = queue.refresh.as_mut() {
+                    reading.merged(last_key);
+                }
+                if last {
+                    queue.refresh = None;
+                }
+            }
+            Pending::Backfill(end) => {
+                if let Some(driver) = self.driver.as_mut() {
+                    driver.merged(end);
+                    self.health.set_filling(driver.filling());
+                }
+            }
+            Pending::Nothing => {}
+        }
+    }
+
+    async fn fill(&mut self, request: FillRequest) -> (SnapshotEvent, Pending, bool) {
+        match self.read_fill(&request).await {
+            Ok(Some(read)) => (SnapshotEvent::Read(read), Pending::Fill(request), false),
+            Ok(None) => {
+                let _ = request.reply.send(Ok(false));
+                (failed(ReadFailure::default()), Pending::Nothing, false)
+            }
+            Err(error) => {
+                let _ = request.reply.send(Err(chain(&error)));
+                (failed(ReadFailure::default()), Pending::Nothing, false)
+            }
+        }
     }
 
     /// The rows behind a fill-on-miss key, read in a snapshot; `None` when no row makes the
@@ -203,21 +291,20 @@ impl Worker {
         }))
     }
 
-    async fn refresh(&mut self, queue: &mut Queue) -> (SnapshotEvent, bool) {
-        let Some(reading) = queue.refresh.as_mut() else {
-            return (SnapshotEvent::Failed(ReadFailure::default()), false);
+    async fn refresh(&mut self, queue: &mut Queue) -> (SnapshotEvent, Pending, bool) {
+        let Some(reading) = queue.refresh.as_ref() else {
+            return (failed(ReadFailure::default()), Pending::Nothing, false);
         };
         match reading.read_next(&mut self.tables, self.chunk_rows).await {
-            Ok(read) => {
-                if matches!(read.kind, ReadKind::Refresh { last: true }) {
-                    queue.refresh = None;
-                }
-                (SnapshotEvent::Read(read), false)
+            Ok((read, last_key)) => {
+                let last = matches!(read.kind, ReadKind::Refresh { last: true });
+                let pending = Pending::Refresh(last_key, last);
+                (SnapshotEvent::Read(read), pending, false)
             }
             Err(error) if error.is_transient() => {
                 // The marks stay; the read is tried again after a pause.
                 warn!(error = %chain(&error), "join refresh read failed; retrying");
-                (SnapshotEvent::Failed(ReadFailure::default()), true)
+                (failed(ReadFailure::default()), Pending::Nothing, true)
             }
             Err(error) => {
                 let view = reading.view.name.clone();
@@ -225,50 +312,61 @@ impl Worker {
                 queue.refresh = None;
                 let failure = ReadFailure {
                     halted_view: Some(view),
-                    backfill_stopped: false,
+                    ..ReadFailure::default()
                 };
-                (SnapshotEvent::Failed(failure), false)
+                (failed(failure), Pending::Nothing, false)
             }
         }
     }
 
-    async fn backfill(&mut self) -> (SnapshotEvent, bool) {
+    async fn backfill(&mut self) -> (SnapshotEvent, Pending, bool) {
         let Some(driver) = self.driver.as_mut() else {
-            return (SnapshotEvent::Failed(ReadFailure::default()), false);
+            return (failed(ReadFailure::default()), Pending::Nothing, false);
         };
         let result = driver.read_next(&mut self.tables).await;
         self.health.set_filling(driver.filling());
         match result {
-            Ok(Some(read)) => (SnapshotEvent::Read(read), false),
-            Ok(None) => (SnapshotEvent::Failed(ReadFailure::default()), false),
+            Ok(NextRead::Chunk((read, end))) => {
+                (SnapshotEvent::Read(read), Pending::Backfill(end), false)
+            }
+            Ok(NextRead::Nothing) => (failed(ReadFailure::default()), Pending::Nothing, false),
+            Ok(NextRead::Skipped(views)) => {
+                let failure = ReadFailure {
+                    backfill_done: views,
+                    ..ReadFailure::default()
+                };
+                (failed(failure), Pending::Nothing, false)
+            }
             Err(error) if error.is_transient() => {
                 warn!(error = %chain(&error), "backfill read failed; retrying");
-                (SnapshotEvent::Failed(ReadFailure::default()), true)
+                (failed(ReadFailure::default()), Pending::Nothing, true)
             }
             Err(error) => {
                 error!(error = %chain(&error), views = ?driver.filling(), "backfill stopped; these views stay incomplete");
                 self.driver = None;
                 let failure = ReadFailure {
-                    halted_view: None,
                     backfill_stopped: true,
+                    ..ReadFailure::default()
                 };
-                (SnapshotEvent::Failed(failure), false)
+                (failed(failure), Pending::Nothing, false)
             }
         }
     }
 
-    /// Waits until the merge stage has merged (or given up) the read just handed over, taking
-    /// in what arrives meanwhile.
-    async fn wait_merged(&mut self, queue: &mut Queue) -> Result<(), MergeGone> {
+    /// Waits until the merge stage has merged (or given up, or wants read again) the read just
+    /// handed over, taking in what arrives meanwhile.
+    async fn wait_merged(&mut self, queue: &mut Queue) -> Result<Merged, MergeGone> {
         loop {
+            let room = queue.fills.len() < MAX_QUEUED_FILLS;
             tokio::select! {
                 message = self.inbox.recv() => match message {
-                    Some(WorkerMsg::Merged) => return Ok(()),
+                    Some(WorkerMsg::Merged) => return Ok(Merged::Yes),
+                    Some(WorkerMsg::Again) => return Ok(Merged::ReadAgain),
                     Some(message) => self.on_message(message, queue),
                     None => return Err(MergeGone),
                 },
-                Some(fill) = self.fills.recv() => queue.fills.push_back(fill),
-                Some(view) = self.requests.recv() => self.request(&view),
+                Some(fill) = self.fills.recv(), if room => queue.fills.push_back(fill),
+                Some(view) = self.requests.recv() => queue.backfills.push(view),
             }
         }
     }
@@ -276,6 +374,10 @@ impl Worker {
     async fn send(&self, event: SnapshotEvent) -> Result<(), MergeGone> {
         self.out.send(event).await.map_err(|_| MergeGone)
     }
+}
+
+fn failed(failure: ReadFailure) -> SnapshotEvent {
+    SnapshotEvent::Failed(failure)
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
