@@ -1,5 +1,7 @@
 //! DDL on a table a view reads: an added column carries on (implicit attributes pick it up); a
-//! dropped column that a view needs halts that view only, with a metric, while other views go on.
+//! dropped column that a view needs halts that view only, with a metric, while other views go on;
+//! the halted view's progress is held, so a restart reads the change again and halts again
+//! rather than skipping it.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -69,5 +71,25 @@ async fn ddl_compatible_carries_on_incompatible_halts_one_view() {
     .await;
     let (_, metrics) = daemon.get("/metrics").await;
     assert!(metrics.contains("rowcast_ddl_events_total"), "{metrics}");
+    assert!(daemon.terminate().success());
+    // The checkpoint did not pass the change that halted `priced`: it halts again.
+    let daemon = env.start().await;
+    eventually("priced halted again", Duration::from_secs(20), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metrics.contains("rowcast_view_halted{view=\"priced\"} 1")
+    })
+    .await;
+    env.converge(
+        &table,
+        vec![
+            json!({"pk": "P#1", "sk": "ALL", "id": 1, "name": "green tea"}),
+            json!({"pk": "P#1", "sk": "PRICE", "price": 3}),
+            json!({"pk": "P#2", "sk": "ALL", "id": 2, "name": "mug", "price": 9, "color": "red"}),
+            json!({"pk": "P#2", "sk": "PRICE", "price": 9}),
+            json!({"pk": "P#3", "sk": "ALL", "id": 3, "name": "pot", "color": "blue"}),
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
     assert!(daemon.terminate().success());
 }

@@ -18,8 +18,8 @@ use crate::error::RetryPolicy;
 use crate::merge::marks::Marks;
 use crate::merge::{Merge, MergeStart};
 use crate::metrics::{metrics, Health};
-use crate::pipeline::{Checkpoint, FillRequest};
-use crate::project::Projector;
+use crate::pipeline::{Checkpoint, FillRequest, Restart};
+use crate::project::{ProjectStart, Projector};
 use crate::sink::lane::Lane;
 use crate::sink::writer::Writer;
 use crate::snapshot::driver::Driver;
@@ -95,7 +95,20 @@ pub async fn spawn(
     let lanes = spawn_lanes(supervisor, config, client, store, &initial);
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
     let last_read_seq = lanes.last_read_seq;
-    let projector = Projector::new(&config.views, merged_rx, lanes.senders, last_read_seq);
+    let project_start = ProjectStart {
+        restart: Restart {
+            seq: start.next_seq.saturating_sub(1),
+            position: start.position.clone(),
+        },
+        backfill: driver.state(),
+    };
+    let projector = Projector::new(
+        &config.views,
+        merged_rx,
+        lanes.senders,
+        last_read_seq,
+        project_start,
+    );
     supervisor.spawn(
         "project",
         async move { projector.run().await.map_err(failed) }.instrument(info_span!("project")),

@@ -26,15 +26,15 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::warn;
 
 use self::marks::{MarkedBy, Marks};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
 use crate::pipeline::{
-    position_before, BackfillState, Barrier, Position, Progress, RowChange, SnapshotRows,
-    SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
+    position_before, BackfillState, Barrier, Halt, HaltTarget, Position, Progress, Restart,
+    RowChange, SnapshotRows, SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
 };
 use crate::sql::TableCache;
 use crate::view::spec::View;
@@ -115,6 +115,16 @@ struct Cursor {
     replay_end: Option<Position>,
 }
 
+impl Cursor {
+    /// Where a restart reads the transaction under way again.
+    fn restart(&self) -> Restart {
+        Restart {
+            seq: self.seq,
+            position: self.resume.clone(),
+        }
+    }
+}
+
 impl Merge {
     pub async fn run(mut self, start: MergeStart) -> Result<(), MergeError> {
         let mut cursor = Cursor {
@@ -193,14 +203,18 @@ impl Merge {
                 Ok(None)
             }
             (SnapshotEvent::Failed(failure), _) => {
-                self.on_failure(failure, cursor);
+                if let Some(halt) = self.on_failure(failure, cursor) {
+                    self.emit(StreamEvent::Halt(halt)).await?;
+                }
                 self.tell_worker(WorkerMsg::Merged).await?;
                 Ok(None)
             }
         }
     }
 
-    fn on_failure(&mut self, failure: ReadFailure, cursor: &mut Cursor) {
+    /// What a failed read means for the stream: a view whose joins cannot be read halts, its
+    /// progress held where its oldest outstanding mark was made.
+    fn on_failure(&mut self, failure: ReadFailure, cursor: &mut Cursor) -> Option<Halt> {
         if !failure.backfill_done.is_empty() {
             let state = Arc::make_mut(&mut cursor.backfill);
             for view in failure.backfill_done {
@@ -214,15 +228,18 @@ impl Merge {
                 );
             }
         }
-        if let Some(view) = failure.halted_view {
-            error!(view = %view, "view halted: its joins cannot be read; fix the view or the tables and restart");
-            metrics().view_halted.with_label_values(&[&view]).set(1);
-            self.marks.drop_view(&view);
-        }
         if failure.backfill_stopped {
             // Without a backfill to fall back on, marks are kept however many they are.
             self.marks.allow_overflow(false);
         }
+        let view = failure.halted_view?;
+        let restart = self.marks.floor().unwrap_or_else(|| cursor.restart());
+        self.marks.drop_view(&view);
+        Some(Halt {
+            target: HaltTarget::View(view),
+            reason: "its joins cannot be read (see the error logged before); fix the view or the tables and restart".into(),
+            restart: Some(restart),
+        })
     }
 
     async fn on_source(
@@ -260,6 +277,10 @@ impl Merge {
                     cursor.boundary = position;
                 }
                 Ok(())
+            }
+            SourceEvent::Halt(mut halt) => {
+                halt.restart = Some(cursor.restart());
+                self.emit(StreamEvent::Halt(halt)).await
             }
             SourceEvent::Ddl => {
                 self.tables.clear();

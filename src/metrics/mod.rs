@@ -38,6 +38,7 @@ pub struct Metrics {
     pub checkpoint_seq: IntGauge,
     pub queue_depth: IntGaugeVec,
     pub ddl_events: IntCounter,
+    pub unreadable_changes: IntCounterVec,
     pub source_reconnects: IntCounterVec,
     pub transactions: IntCounter,
     pub backfill_rows: IntCounterVec,
@@ -103,6 +104,30 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> Gauge {
     metric
 }
 
+fn histogram_vec(registry: &Registry, opts: HistogramOpts, labels: &[&str]) -> HistogramVec {
+    let metric = HistogramVec::new(opts, labels).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn histogram(registry: &Registry, opts: HistogramOpts) -> Histogram {
+    let metric = Histogram::with_opts(opts).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric = IntGauge::new(name, help).expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric registered once");
+    metric
+}
+
 impl Metrics {
     fn new() -> Metrics {
         let r = Registry::new();
@@ -112,7 +137,8 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ));
         }
-        let batch_duration = HistogramVec::new(
+        let batch_duration = histogram_vec(
+            &r,
             HistogramOpts::new(
                 "rowcast_batch_write_duration_seconds",
                 "Duration of one DynamoDB write request, retries excluded",
@@ -121,24 +147,17 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             &["kind"],
-        )
-        .expect("static metric definition");
-        r.register(Box::new(batch_duration.clone()))
-            .expect("metric registered once");
-        let commit_to_ack = Histogram::with_opts(
+        );
+        let commit_to_ack = histogram(
+            &r,
             HistogramOpts::new("rowcast_commit_to_ack_seconds", "From reading a transaction's commit in the binlog to the acknowledgement of all its writes by DynamoDB")
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-        )
-        .expect("static metric definition");
-        r.register(Box::new(commit_to_ack.clone()))
-            .expect("metric registered once");
-        let checkpoint_seq = IntGauge::new(
+        );
+        let checkpoint_seq = int_gauge(
+            &r,
             "rowcast_checkpoint_transaction_seq",
             "Transaction counter of the last committed checkpoint",
-        )
-        .expect("static metric definition");
-        r.register(Box::new(checkpoint_seq.clone()))
-            .expect("metric registered once");
+        );
         Metrics {
             binlog_events: counter_vec(&r, "rowcast_binlog_events_total", "Binlog events read, by event type", &["type"]),
             rows: counter_vec(&r, "rowcast_rows_total", "Row changes projected, by view and operation (insert, update, delete)", &["view", "op"]),
@@ -149,7 +168,7 @@ impl Metrics {
             zero_dates: counter_vec(&r, "rowcast_zero_dates_total", "Zero dates (0000-00-00) left out of items", &["view"]),
             dead_letters: counter_vec(&r, "rowcast_dead_letters_total", "Items sent to the dead-letter store, by view and reason", &["view", "reason"]),
             dead_letters_unstored: counter_vec(&r, "rowcast_dead_letters_unstored_total", "Dead letters the dead-letter store refused for good (kept in the log only), by view", &["view"]),
-            view_halted: gauge_vec(&r, "rowcast_view_halted", "1 when a view is halted by a definite error (incompatible schema change)", &["view"]),
+            view_halted: gauge_vec(&r, "rowcast_view_halted", "1 when a view is halted: a change it cannot follow (incompatible schema change, statement-format DML, partial row image, unreadable joins)", &["view"]),
             replication_lag: gauge(&r, "rowcast_replication_lag_seconds", "Now minus the commit time of the last transaction acknowledged by DynamoDB (0 when caught up and idle)"),
             batch_duration,
             write_retries: counter_vec(&r, "rowcast_write_retries_total", "DynamoDB write retries, by reason (unprocessed, throttled, error)", &["reason"]),
@@ -160,6 +179,7 @@ impl Metrics {
             checkpoint_seq,
             queue_depth: gauge_vec(&r, "rowcast_queue_depth", "Messages waiting in front of a stage", &["stage"]),
             ddl_events: counter(&r, "rowcast_ddl_events_total", "DDL statements seen in the binlog"),
+            unreadable_changes: counter_vec(&r, "rowcast_unreadable_changes_total", "Changes of watched tables the binlog does not describe row by row (they halt the table's views)", &["table", "cause"]),
             source_reconnects: counter_vec(&r, "rowcast_source_reconnects_total", "Binlog reconnects after a transient failure, by reason", &["reason"]),
             backfill_rows: counter_vec(&r, "rowcast_backfill_rows_total", "Rows copied by backfill, by view", &["view"]),
             backfill_chunks: counter_vec(&r, "rowcast_backfill_chunks_total", "Backfill chunks merged into the stream, by view", &["view"]),

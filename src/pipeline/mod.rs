@@ -27,6 +27,9 @@ pub enum SourceEvent {
     At(Position),
     /// A DDL statement was read: table schemas may have changed.
     Ddl,
+    /// A change rowcast cannot read correctly (a statement-format DML, a partial row image) in
+    /// the transaction being read: the views it affects halt.
+    Halt(Halt),
 }
 
 /// Merge → projector: the change stream with snapshot rows merged in at their positions.
@@ -36,6 +39,27 @@ pub enum StreamEvent {
     Commit(Barrier),
     /// Rows read at a snapshot whose position the stream has just reached.
     Snapshot(SnapshotRows),
+    /// Views halt here, their progress held at `Halt::restart`.
+    Halt(Halt),
+}
+
+/// Views that cannot follow the source any more. They halt with their progress held: every
+/// later barrier restarts no later than `restart`, so the change is read again (and halts
+/// again) after a restart, and nothing after it is taken for written.
+#[derive(Debug, Clone)]
+pub struct Halt {
+    pub target: HaltTarget,
+    /// The cause and the remedy, for the log: never row data or statement text.
+    pub reason: String,
+    /// Where a restart must begin to read the change again; set by the merge stage.
+    pub restart: Option<Restart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaltTarget {
+    /// Every view that reads the table, as its root or in a join.
+    Table(TableRef),
+    View(String),
 }
 
 #[derive(Debug)]

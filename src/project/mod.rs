@@ -1,10 +1,15 @@
 //! The projector stage: row changes in, item writes out, routed to the lane that owns each key.
 //!
-//! A view whose schema became incompatible (a column it needs is gone) halts here, with a log
-//! line and `rowcast_view_halted`; the other views carry on. Barriers go to every lane, at most
-//! one per few milliseconds when the input is busy (a later barrier implies the earlier ones).
+//! Views halt here: one whose schema became incompatible (a column it needs is gone), one whose
+//! joins cannot be read, the views of a table changed by a statement the binlog does not
+//! describe row by row. A halted view gets a log line and `rowcast_view_halted`; the other views
+//! carry on. Its progress is held: every later barrier restarts no later than the transaction
+//! that halted it and carries the view's backfill progress as of the halt, so after a restart
+//! the change is read again (and halts the view again until the cause is fixed) and nothing past
+//! it is taken for written. Barriers go to every lane, at most one per few milliseconds when the
+//! input is busy (a later barrier implies the earlier ones).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +22,8 @@ use crate::pipeline::lane_of;
 use crate::pipeline::version_of;
 use crate::pipeline::Position;
 use crate::pipeline::{
-    Barrier, DeadLetter, LaneMsg, RowChange, SnapshotRows, StreamEvent, WriteOp,
+    BackfillState, Barrier, DeadLetter, Halt, HaltTarget, LaneMsg, Progress, Restart, RowChange,
+    SnapshotRows, StreamEvent, WriteOp,
 };
 use crate::util::now_millis;
 use crate::view::project::{project, project_snapshot, Projection};
@@ -50,11 +56,25 @@ impl crate::error::Classify for ProjectError {
     }
 }
 
+/// A halted view's progress as of its halt.
+struct Held {
+    restart: Restart,
+    backfill: Option<Progress>,
+}
+
+/// Where the projector starts: the start point, and the backfill progress it carries.
+pub struct ProjectStart {
+    pub restart: Restart,
+    pub backfill: Arc<BackfillState>,
+}
+
 pub struct Projector {
     views: HashMap<TableRef, Vec<ViewEntry>>,
     rx: mpsc::Receiver<StreamEvent>,
     lanes: Vec<mpsc::Sender<LaneMsg>>,
-    halted: HashSet<String>,
+    halted: HashMap<String, Held>,
+    /// The last barrier passed on, as it came in: where the transaction under way starts.
+    last: ProjectStart,
     last_read_seq: Arc<AtomicU64>,
 }
 
@@ -64,6 +84,7 @@ impl Projector {
         rx: mpsc::Receiver<StreamEvent>,
         lanes: Vec<mpsc::Sender<LaneMsg>>,
         last_read_seq: Arc<AtomicU64>,
+        start: ProjectStart,
     ) -> Self {
         let mut by_table: HashMap<TableRef, Vec<ViewEntry>> = HashMap::new();
         for view in views {
@@ -80,7 +101,8 @@ impl Projector {
             views: by_table,
             rx,
             lanes,
-            halted: HashSet::new(),
+            halted: HashMap::new(),
+            last: start,
             last_read_seq,
         }
     }
@@ -94,9 +116,10 @@ impl Projector {
             match event {
                 StreamEvent::Row(change) => self.handle_row(change).await?,
                 StreamEvent::Snapshot(rows) => self.handle_snapshot(rows).await?,
+                StreamEvent::Halt(halt) => self.on_halt(halt),
                 StreamEvent::Commit(barrier) => {
                     self.last_read_seq.store(barrier.seq, Ordering::Relaxed);
-                    pending = Some(barrier);
+                    pending = Some(self.hold(barrier));
                 }
             }
             metrics()
@@ -114,6 +137,68 @@ impl Projector {
             self.broadcast(barrier).await?;
         }
         Ok(())
+    }
+
+    /// A barrier as the halted views allow it: restarting no later than the earliest halt, with
+    /// each halted view's backfill progress as of its halt.
+    fn hold(&mut self, mut barrier: Barrier) -> Barrier {
+        self.last = ProjectStart {
+            restart: Restart {
+                seq: barrier.seq,
+                position: barrier.position.clone(),
+            },
+            backfill: barrier.backfill.clone(),
+        };
+        if self.halted.is_empty() {
+            return barrier;
+        }
+        for held in self.halted.values() {
+            let earliest = barrier.restart.as_ref().map_or(barrier.seq, |r| r.seq);
+            if held.restart.seq < earliest {
+                barrier.restart = Some(held.restart.clone());
+            }
+        }
+        let backfill = Arc::make_mut(&mut barrier.backfill);
+        for (view, held) in &self.halted {
+            match &held.backfill {
+                Some(progress) => backfill.insert(view.clone(), progress.clone()),
+                None => backfill.remove(view),
+            };
+        }
+        barrier
+    }
+
+    /// Halts the views `halt` names (once each: the first halt holds the earliest progress).
+    fn on_halt(&mut self, halt: Halt) {
+        let names: Vec<String> = match &halt.target {
+            HaltTarget::View(view) => vec![view.clone()],
+            HaltTarget::Table(table) => self
+                .views
+                .values()
+                .flatten()
+                .filter(|(view, _)| {
+                    view.source == *table || view.joins.iter().any(|j| j.from == *table)
+                })
+                .map(|(view, _)| view.name.clone())
+                .collect(),
+        };
+        let restart = halt.restart.unwrap_or_else(|| self.last.restart.clone());
+        for view in names {
+            self.halt(view, &restart, &halt.reason);
+        }
+    }
+
+    fn halt(&mut self, view: String, restart: &Restart, reason: &str) {
+        if self.halted.contains_key(&view) {
+            return;
+        }
+        error!(view = %view, restart = %restart.position, "view halted, its progress held: {reason}");
+        metrics().view_halted.with_label_values(&[&view]).set(1);
+        let held = Held {
+            restart: restart.clone(),
+            backfill: self.last.backfill.get(&view).cloned(),
+        };
+        self.halted.insert(view, held);
     }
 
     async fn broadcast(&self, barrier: Barrier) -> Result<(), ProjectError> {
@@ -196,8 +281,9 @@ impl Projector {
             return Ok(());
         };
         let mut outgoing = Vec::new();
+        let mut newly_halted = Vec::new();
         for (view, name) in views {
-            if self.halted.contains(&view.name) || !chunk.views.contains(&view.name) {
+            if self.halted.contains_key(&view.name) || !chunk.views.contains(&view.name) {
                 continue;
             }
             for (i, row) in chunk.rows.iter().enumerate() {
@@ -213,7 +299,7 @@ impl Projector {
                     }
                     Ok(projection) => projection,
                     Err(incompatible) => {
-                        error!(view = %view.name, error = %incompatible, "backfill: view does not fit the table");
+                        newly_halted.push((view.name.clone(), incompatible.to_string()));
                         break;
                     }
                 };
@@ -227,10 +313,22 @@ impl Projector {
                 self.route(view, name, projection, &origin, &mut outgoing);
             }
         }
+        self.halt_incompatible(newly_halted);
         for (lane, message) in outgoing {
             self.send(lane, message).await?;
         }
         Ok(())
+    }
+
+    /// Views that do not fit their table any more (a column they need is gone).
+    fn halt_incompatible(&mut self, views: Vec<(String, String)>) {
+        let restart = self.last.restart.clone();
+        for (view, error) in views {
+            let reason = format!(
+                "incompatible schema change ({error}); fix the view or the table and restart"
+            );
+            self.halt(view, &restart, &reason);
+        }
     }
 
     async fn handle_row(&mut self, change: RowChange) -> Result<(), ProjectError> {
@@ -245,16 +343,14 @@ impl Projector {
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
         for (view, name) in views {
-            if self.halted.contains(&view.name) {
+            if self.halted.contains_key(&view.name) {
                 continue;
             }
             metrics().rows.with_label_values(&[name, op_label]).inc();
             let projection = match project(view, change.before.as_ref(), change.after.as_ref()) {
                 Ok(projection) => projection,
                 Err(incompatible) => {
-                    error!(view = %view.name, error = %incompatible, "view halted: incompatible schema change; fix the view or the table and restart");
-                    metrics().view_halted.with_label_values(&[name]).set(1);
-                    newly_halted.push(view.name.clone());
+                    newly_halted.push((view.name.clone(), incompatible.to_string()));
                     continue;
                 }
             };
@@ -267,7 +363,7 @@ impl Projector {
             };
             self.route(view, name, projection, &origin, &mut outgoing);
         }
-        self.halted.extend(newly_halted);
+        self.halt_incompatible(newly_halted);
         for (lane, message) in outgoing {
             self.send(lane, message).await?;
         }

@@ -13,6 +13,7 @@ pub mod mariadb;
 pub mod preflight;
 mod reader;
 pub mod schema;
+mod statement;
 
 use std::collections::HashSet;
 

@@ -17,11 +17,14 @@ use tracing::{debug, error, info, warn};
 use super::decode::{decode_row, row_charsets};
 use super::mariadb::{self, MariaGtid};
 use super::schema::SchemaCache;
+use super::statement;
 use super::{connect, Flavor, SourceError};
 use crate::config::SourceConfig;
 use crate::error::{chain, Classify, RetryPolicy};
 use crate::metrics::{metrics, Health};
-use crate::pipeline::{position_before, BackfillState, Barrier, Position, RowChange, SourceEvent};
+use crate::pipeline::{
+    position_before, BackfillState, Barrier, Halt, HaltTarget, Position, RowChange, SourceEvent,
+};
 use crate::view::spec::TableRef;
 
 /// Where the reader starts.
@@ -361,6 +364,9 @@ impl Source {
             || statement.starts_with("XA ")
         {
             // Inside a transaction; nothing to do.
+        } else if let Some(kind) = statement::dml_kind(&text) {
+            self.statement_dml(kind, &text, &query.schema(), event, reading, cursor)
+                .await?;
         } else {
             metrics().ddl_events.inc();
             info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
@@ -373,6 +379,43 @@ impl Source {
             if standalone {
                 self.commit(reading, cursor, event).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// A row change logged as its statement (`binlog_format = STATEMENT`, or MIXED): the binlog
+    /// does not say which rows it changed, so the views of the tables it changes halt. The
+    /// statement text is never logged (it may hold row data).
+    async fn statement_dml(
+        &mut self,
+        kind: &str,
+        text: &str,
+        schema: &str,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        for table in statement::changed_tables(text, schema, &watched) {
+            let name = table.to_string();
+            metrics()
+                .unreadable_changes
+                .with_label_values(&[&name, "statement_format"])
+                .inc();
+            warn!(table = %name, statement = kind, file = %reading.file, pos = event.header().log_pos(), "a change of a watched table was logged in statement format");
+            let reason = format!(
+                "{kind} of {name} was logged in statement format (binlog_format STATEMENT or MIXED in the writing session): the binlog does not say which rows it changed. Remedy: SET GLOBAL binlog_format = 'ROW' (sessions keep their own setting until they reconnect), then rebuild the view (README: Failure model)"
+            );
+            self.send(SourceEvent::Halt(Halt {
+                target: HaltTarget::Table(table),
+                reason,
+                restart: None,
+            }))
+            .await?;
+        }
+        // A MariaDB standalone event group has no COMMIT of its own.
+        if reading.txn.as_ref().is_some_and(|t| t.standalone) {
+            self.commit(reading, cursor, event).await?;
         }
         Ok(())
     }
@@ -440,6 +483,10 @@ impl Source {
         if !self.tables.contains(&table) {
             return Ok(0);
         }
+        if partial_image(&rows) {
+            self.halt_partial(&table).await?;
+            return Ok(0);
+        }
         // MariaDB's LOG_EVENT_SKIP_REPLICATION_F: written by a session with skip_replication,
         // which is how write-back marks its statements.
         let write_back = flags_raw & 0x8000 != 0;
@@ -484,6 +531,25 @@ impl Source {
             index = index.saturating_add(1);
         }
         Ok(index - first_index)
+    }
+
+    /// Row images without every column (`binlog_row_image = MINIMAL` or `NOBLOB`): what the
+    /// views need of the row may be missing, so the table's views halt.
+    async fn halt_partial(&self, table: &TableRef) -> Result<(), SourceError> {
+        let name = table.to_string();
+        metrics()
+            .unreadable_changes
+            .with_label_values(&[&name, "partial_row_image"])
+            .inc();
+        let reason = format!(
+            "a change of {name} was logged with partial row images (binlog_row_image MINIMAL or NOBLOB in the writing session): the binlog lacks columns of the row. Remedy: SET GLOBAL binlog_row_image = 'FULL' (sessions keep their own setting until they reconnect), then rebuild the view (README: Failure model)"
+        );
+        self.send(SourceEvent::Halt(Halt {
+            target: HaltTarget::Table(table.clone()),
+            reason,
+            restart: None,
+        }))
+        .await
     }
 
     async fn commit(
@@ -543,6 +609,12 @@ impl Source {
             .await
             .map_err(|_| SourceError::DownstreamClosed)
     }
+}
+
+/// Whether a rows event lacks a column in its before or after image.
+fn partial_image(rows: &RowsEventData<'_>) -> bool {
+    rows.columns_before_image().is_some_and(|b| b.not_all())
+        || rows.columns_after_image().is_some_and(|b| b.not_all())
 }
 
 fn stream_error(error: mysql_async::Error, resume: &Position) -> SourceError {

@@ -1,0 +1,293 @@
+//! Statements the binlog carries as text: which are row changes (DML logged in statement format,
+//! by a session with `binlog_format = STATEMENT` or a MIXED server) and which tables they
+//! change. rowcast cannot know the rows such a statement changed, so the views of those tables
+//! halt (`source::reader`); the rest is transaction control or DDL.
+//!
+//! The tables are found by a small lexer (comments, strings and quoted names understood), not a
+//! SQL parser: a statement may name a table it only reads (a multi-table UPDATE or DELETE), and
+//! then its views halt too. When in doubt, halt: a view halted by mistake is visible and held,
+//! a change ignored is silent.
+
+use crate::view::spec::TableRef;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// A name or keyword; `quoted` for a backquoted name.
+    Word {
+        text: String,
+        quoted: bool,
+    },
+    Dot,
+    /// Anything else (a string, an operator); `(` is a `Word` so that it can end a list.
+    Other,
+}
+
+/// The kind of row change a statement makes (`INSERT`, `UPDATE`, …), `None` for anything else.
+pub fn dml_kind(text: &str) -> Option<&'static str> {
+    let tokens = lex(text);
+    let Some(Token::Word {
+        text: first,
+        quoted: false,
+    }) = tokens.first()
+    else {
+        return None;
+    };
+    const KINDS: [&str; 6] = ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD", "WITH"];
+    KINDS
+        .into_iter()
+        .find(|kind| first.eq_ignore_ascii_case(kind))
+}
+
+/// The tables of `watched` a DML statement may change: for INSERT, REPLACE and LOAD the table
+/// it writes; for UPDATE the tables before SET; for DELETE the tables before WHERE (a
+/// multi-table statement may change any of them). `schema` is the session's default database.
+pub fn changed_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<TableRef> {
+    let tokens = lex(text);
+    let Some(kind) = dml_kind(text) else {
+        return Vec::new();
+    };
+    let stop: &[&str] = match kind {
+        "UPDATE" => &["SET"],
+        "DELETE" => &["WHERE", "ORDER", "LIMIT"],
+        // The table written comes first: INSERT [options] [INTO] t, LOAD DATA … INTO TABLE t.
+        "INSERT" | "REPLACE" => &["VALUES", "VALUE", "SET", "SELECT", "(", "ON"],
+        "LOAD" => &["FIELDS", "COLUMNS", "LINES", "CHARACTER", "(", "SET"],
+        // A common table expression and then any DML: every name may be the changed one.
+        _ => &[],
+    };
+    let names = qualified_names(&tokens, stop);
+    let mut found = Vec::new();
+    for (database, table) in names {
+        let database = database.as_deref().unwrap_or(schema);
+        for candidate in watched {
+            let same = candidate.database.eq_ignore_ascii_case(database)
+                && candidate.table.eq_ignore_ascii_case(&table);
+            if same && !found.contains(candidate) {
+                found.push(candidate.clone());
+            }
+        }
+    }
+    found
+}
+
+/// `db.table` and `table` names up to the first unquoted word in `stop`.
+fn qualified_names(tokens: &[Token], stop: &[&str]) -> Vec<(Option<String>, String)> {
+    let mut names = Vec::new();
+    let mut i = 1;
+    while i < tokens.len() {
+        let Token::Word { text, quoted } = &tokens[i] else {
+            i += 1;
+            continue;
+        };
+        if !quoted && stop.iter().any(|s| text.eq_ignore_ascii_case(s)) {
+            break;
+        }
+        match (tokens.get(i + 1), tokens.get(i + 2)) {
+            (Some(Token::Dot), Some(Token::Word { text: table, .. })) => {
+                names.push((Some(text.clone()), table.clone()));
+                i += 3;
+            }
+            _ => {
+                names.push((None, text.clone()));
+                i += 1;
+            }
+        }
+    }
+    names
+}
+
+/// Words, dots and the rest; comments skipped (the code inside `/*! … */` kept), strings
+/// reduced to `Other`.
+fn lex(text: &str) -> Vec<Token> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'/' && next == Some(b'*') {
+            if bytes.get(i + 2) == Some(&b'!') {
+                // Executable comment: the version digits go, the code stays.
+                i += 3;
+                while i < bytes.len() && bytes[i].is_ascii_digit() {
+                    i += 1;
+                }
+            } else {
+                i = find(bytes, i + 2, b"*/").map_or(bytes.len(), |end| end + 2);
+            }
+        } else if c == b'*' && next == Some(b'/') {
+            i += 2;
+        } else if c == b'#' || (c == b'-' && next == Some(b'-')) {
+            i = find(bytes, i, b"\n").map_or(bytes.len(), |end| end + 1);
+        } else if c == b'\'' || c == b'"' {
+            i = skip_string(bytes, i);
+            tokens.push(Token::Other);
+        } else if c == b'`' {
+            let (name, end) = quoted_name(text, i);
+            tokens.push(Token::Word {
+                text: name,
+                quoted: true,
+            });
+            i = end;
+        } else if c == b'.' {
+            tokens.push(Token::Dot);
+            i += 1;
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            let start = i;
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric()
+                    || bytes[i] == b'_'
+                    || bytes[i] == b'$'
+                    || bytes[i] >= 0x80)
+            {
+                i += 1;
+            }
+            tokens.push(Token::Word {
+                text: text[start..i].to_string(),
+                quoted: false,
+            });
+        } else {
+            tokens.push(if c == b'(' {
+                Token::Word {
+                    text: "(".into(),
+                    quoted: false,
+                }
+            } else {
+                Token::Other
+            });
+            i += 1;
+        }
+    }
+    tokens
+}
+
+fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|at| from + at)
+}
+
+/// The end of a '…' or "…" string: backslash escapes and doubled quotes inside.
+fn skip_string(bytes: &[u8], start: usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            i += 2;
+        } else if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    bytes.len()
+}
+
+/// A backquoted name (doubled backquotes inside) and the index after it.
+fn quoted_name(text: &str, start: usize) -> (String, usize) {
+    let bytes = text.as_bytes();
+    let mut name = String::new();
+    let mut i = start + 1;
+    let mut from = i;
+    while i < bytes.len() {
+        if bytes[i] == b'`' {
+            name.push_str(&text[from..i]);
+            if bytes.get(i + 1) == Some(&b'`') {
+                name.push('`');
+                i += 2;
+                from = i;
+            } else {
+                return (name, i + 1);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    name.push_str(&text[from..]);
+    (name, bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(database: &str, table: &str) -> TableRef {
+        TableRef {
+            database: database.into(),
+            table: table.into(),
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(dml_kind("UPDATE notes SET a = 1"), Some("UPDATE"));
+        assert_eq!(
+            dml_kind("  /* app */ insert into t values (1)"),
+            Some("INSERT")
+        );
+        assert_eq!(dml_kind("/*!40000 DELETE */ FROM t"), Some("DELETE"));
+        assert_eq!(dml_kind("-- x\nREPLACE t VALUES (1)"), Some("REPLACE"));
+        assert_eq!(dml_kind("ALTER TABLE notes ADD c INT"), None);
+        assert_eq!(dml_kind("BEGIN"), None);
+        assert_eq!(dml_kind("`UPDATE`"), None);
+        assert_eq!(dml_kind("TRUNCATE notes"), None);
+    }
+
+    #[test]
+    fn tables_it_changes() {
+        let watched = [
+            table("app", "notes"),
+            table("app", "others"),
+            table("x", "y"),
+        ];
+        let changed = |sql: &str| changed_tables(sql, "app", &watched);
+        assert_eq!(
+            changed("UPDATE notes SET body = 'others' WHERE id = 1"),
+            [table("app", "notes")]
+        );
+        assert_eq!(
+            changed("update `app`.`Notes` set a = 1"),
+            [table("app", "notes")]
+        );
+        assert_eq!(
+            changed("INSERT INTO archive SELECT * FROM notes"),
+            Vec::<TableRef>::new()
+        );
+        assert_eq!(
+            changed("INSERT LOW_PRIORITY IGNORE INTO x.y (a) VALUES ('notes')"),
+            [table("x", "y")]
+        );
+        assert_eq!(
+            changed("UPDATE notes n JOIN others o ON n.id = o.id SET n.a = o.a"),
+            [table("app", "notes"), table("app", "others")]
+        );
+        assert_eq!(
+            changed("DELETE FROM others WHERE id IN (SELECT id FROM notes)"),
+            [table("app", "others")]
+        );
+        assert_eq!(
+            changed("DELETE /* notes */ FROM `other``s` WHERE 1"),
+            Vec::<TableRef>::new()
+        );
+        assert_eq!(
+            changed("REPLACE INTO notes SET id = 1"),
+            [table("app", "notes")]
+        );
+        assert_eq!(
+            changed("WITH c AS (SELECT 1) UPDATE others SET v = 1"),
+            [table("app", "others")]
+        );
+        assert_eq!(
+            changed("UPDATE t SET note = 'it''s \\' notes' WHERE notes = 1"),
+            Vec::<TableRef>::new()
+        );
+    }
+}
