@@ -236,3 +236,42 @@ async fn a_minimal_row_image_update_halts_its_views() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_binlog_rotation_is_checkpointed() {
+    let (env, table) = notes(
+        "edgerotation",
+        "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
+    )
+    .await;
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    // No transaction after the rotation: the checkpoint must still move to the new file, or
+    // purging the old file on an idle server strands it.
+    env.sql("FLUSH BINARY LOGS").await;
+    let current: Vec<(String, u64, String, String)> = env.query("SHOW MASTER STATUS").await;
+    let newest = current[0].0.clone();
+    let number = |file: &str| -> u64 { file.rsplit('.').next().unwrap().parse().unwrap() };
+    let path = env.dir.join("checkpoint.json");
+    eventually(
+        "the checkpoint to reach the new binlog file",
+        Duration::from_secs(20),
+        || async {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                return false;
+            };
+            let checkpoint: Value = serde_json::from_str(&text).unwrap();
+            number(checkpoint["position"]["file"].as_str().unwrap()) >= number(&newest)
+        },
+    )
+    .await;
+    assert!(daemon.terminate().success());
+    // And a restart resumes from there.
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    let daemon = env.start().await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}

@@ -121,6 +121,13 @@ pub(super) fn load(
         SocketAddr::from(([127, 0, 0, 1], 9187))
     });
     let writer = compile_writer(path, &raw, &mut problems);
+    let checkpoint_interval = positive_ms(
+        path,
+        "checkpoint.interval_ms",
+        raw.checkpoint.interval_ms,
+        1000,
+        &mut problems,
+    );
     let view_files = view_files(path, base, &raw, &mut problems);
     let views = load_views(&view_files, &mut problems);
     if !problems.list.is_empty() {
@@ -134,7 +141,7 @@ pub(super) fn load(
             region: raw.dynamodb.region,
         },
         checkpoint: checkpoint.expect("a checkpoint problem was reported above"),
-        checkpoint_interval: Duration::from_millis(raw.checkpoint.interval_ms.unwrap_or(1000)),
+        checkpoint_interval,
         metrics_listen,
         writer,
         dead_letter,
@@ -149,6 +156,22 @@ pub(super) fn load(
         join_max_dirty_keys: raw.backfill.join_max_dirty_keys.unwrap_or(100_000).max(1),
         views,
     })
+}
+
+/// A duration in milliseconds that must be positive (zero would spin or panic).
+fn positive_ms(
+    path: &Path,
+    field: &str,
+    value: Option<u64>,
+    default: u64,
+    problems: &mut Problems,
+) -> Duration {
+    let ms = value.unwrap_or(default);
+    if ms == 0 {
+        problems.add(path, field, "must be positive");
+        return Duration::from_millis(default);
+    }
+    Duration::from_millis(ms)
 }
 
 /// A TOML file as `T`; `None` (with the problem listed) when it cannot be read or parsed.
@@ -252,7 +275,13 @@ fn compile_source(
         start_at_beginning,
         resume_by_gtid,
         rebackfill_on_purged,
-        max_backoff: Duration::from_millis(source.max_backoff_ms.unwrap_or(10_000)),
+        max_backoff: positive_ms(
+            path,
+            "source.max_backoff_ms",
+            source.max_backoff_ms,
+            10_000,
+            problems,
+        ),
     }
 }
 

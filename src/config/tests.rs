@@ -214,3 +214,29 @@ fn write_back_views_must_be_unambiguous_and_never_assign_keys() {
         "{errors}"
     );
 }
+
+#[test]
+fn zero_intervals_are_errors() {
+    let dir = temp_dir("zero");
+    let config = CONFIG
+        .replace("server_id = 4242", "server_id = 4242\nmax_backoff_ms = 0")
+        .replace(
+            "path = \"state/checkpoint.json\"",
+            "path = \"state/checkpoint.json\"\ninterval_ms = 0",
+        );
+    write(&dir, "rowcast.toml", &config);
+    write(
+        &dir,
+        "views/a.toml",
+        "name = \"a\"\ntable = \"tbl\"\nsource = \"a.b\"\n[key]\npk = \"x\"\n",
+    );
+    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into()))
+        .unwrap_err()
+        .0;
+    for field in ["checkpoint.interval_ms", "source.max_backoff_ms"] {
+        assert!(
+            errors.iter().any(|p| p.field == field),
+            "missing {field}: {errors:?}"
+        );
+    }
+}

@@ -273,10 +273,21 @@ impl Merge {
                 self.emit(StreamEvent::Commit(barrier)).await
             }
             SourceEvent::At(position) => {
-                if !cursor.in_transaction && position_before(&cursor.boundary, &position) {
-                    cursor.boundary = position;
+                if cursor.in_transaction || !position_before(&cursor.boundary, &position) {
+                    return Ok(());
                 }
-                Ok(())
+                cursor.boundary = position.clone();
+                if position.file == cursor.resume.file {
+                    return Ok(());
+                }
+                // A rotation with no transaction after it yet: the checkpoint moves to the new
+                // file, so that purging the old one on an idle server does not strand it. The
+                // GTID state is the last transaction's.
+                cursor.resume = Position {
+                    gtid: cursor.resume.gtid.clone(),
+                    ..position
+                };
+                self.progress_barrier(cursor).await
             }
             SourceEvent::Halt(mut halt) => {
                 halt.restart = Some(cursor.restart());
@@ -376,6 +387,11 @@ impl Merge {
             }
         }
         // Progress without a commit: lets the checkpoint pass the merged rows.
+        self.progress_barrier(cursor).await
+    }
+
+    /// A barrier without a transaction (merged snapshot rows, a binlog rotation).
+    async fn progress_barrier(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
         cursor.generation += 1;
         let barrier = Barrier {
             seq: cursor.seq,

@@ -35,9 +35,54 @@ pub struct Checkpoint {
     pub backfill: super::BackfillState,
 }
 
-/// Whether position `a` comes before `b` in the binlog (file names sort in binlog order).
+/// Whether position `a` comes before `b` in the binlog. Binlog files are numbered by their
+/// suffix, which grows past six digits (`mysql-bin.999999` is followed by `mysql-bin.1000000`):
+/// the suffix compares as a number, the rest as text.
 pub fn position_before(a: &Position, b: &Position) -> bool {
-    (a.file.as_str(), a.pos) < (b.file.as_str(), b.pos)
+    (file_order(&a.file), a.pos) < (file_order(&b.file), b.pos)
+}
+
+fn file_order(file: &str) -> (&str, usize, &str) {
+    match file.rsplit_once('.') {
+        Some((base, suffix))
+            if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            let digits = suffix.trim_start_matches('0');
+            (base, digits.len(), digits)
+        }
+        _ => (file, 0, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(file: &str, pos: u64) -> Position {
+        Position {
+            file: file.into(),
+            pos,
+            gtid: None,
+        }
+    }
+
+    #[test]
+    fn binlog_files_compare_by_their_number() {
+        assert!(position_before(
+            &at("bin.000009", 900),
+            &at("bin.000010", 4)
+        ));
+        assert!(position_before(
+            &at("bin.999999", 900),
+            &at("bin.1000000", 4)
+        ));
+        assert!(!position_before(
+            &at("bin.1000000", 4),
+            &at("bin.999999", 900)
+        ));
+        assert!(position_before(&at("bin.000010", 4), &at("bin.000010", 5)));
+        assert!(!position_before(&at("bin.000010", 5), &at("bin.000010", 5)));
+    }
 }
 
 /// Where a restart must read from so that a mark is made again: the counter of the transaction
