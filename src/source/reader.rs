@@ -310,7 +310,9 @@ impl Source {
             EventData::RotateEvent(rotate) => {
                 let raw = rotate.name_raw();
                 // The first (artificial) rotate comes before the format description, so its 4
-                // checksum bytes are still glued to the name.
+                // checksum bytes are still glued to the name. The server writes them whatever
+                // its binlog_checksum (NONE too): the replica said it reads checksums
+                // (@master_binlog_checksum), see tests/checksum.rs.
                 let raw = if !reading.seen_format && raw.len() > 4 {
                     &raw[..raw.len() - 4]
                 } else {
