@@ -275,3 +275,33 @@ async fn an_idle_binlog_rotation_is_checkpointed() {
         .await;
     assert!(daemon.terminate().success());
 }
+
+/// Snapshot reads see the commits before their position and none after, whatever isolation
+/// level the server or the session defaults to (READ COMMITTED would see later commits).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_is_repeatable_read_whatever_the_session_default() {
+    use mysql_async::prelude::Queryable;
+    let (env, _table) = notes("edgeisolation", "").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    let mut conn = env.admin.get_conn().await.unwrap();
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await
+        .unwrap();
+    conn.query_drop(format!("USE {}", env.db)).await.unwrap();
+    rowcast::sql::begin_snapshot(&mut conn).await.unwrap();
+    let before: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM notes")
+        .await
+        .unwrap();
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    let after: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM notes")
+        .await
+        .unwrap();
+    rowcast::sql::end_snapshot(&mut conn).await;
+    assert_eq!(
+        (before, after),
+        (Some(1), Some(1)),
+        "a later commit leaked into the snapshot"
+    );
+}

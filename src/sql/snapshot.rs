@@ -8,12 +8,16 @@ use super::SqlError;
 use crate::pipeline::Position;
 
 /// Starts a consistent snapshot on `conn` (session time zone UTC) and returns its binlog
-/// position. End it with [`end_snapshot`].
+/// position. End it with [`end_snapshot`]. The snapshot is REPEATABLE READ whatever the server's
+/// or session's default: at READ COMMITTED every SELECT would see the latest commits, not the
+/// snapshot's.
 pub async fn begin_snapshot(conn: &mut Conn) -> Result<Position, SqlError> {
     let q = SqlError::Query;
-    conn.query_drop("SET time_zone = '+00:00'")
-        .await
-        .map_err(q)?;
+    conn.query_drop(
+        "SET time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    )
+    .await
+    .map_err(q)?;
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
         .map_err(q)?;
