@@ -150,8 +150,14 @@ impl Start<'_> {
         }
         // source.on_purged = "rebackfill": start over at the binlog end, counting on, and fill
         // every eager view again.
+        // The counter moves past every version already written: an earlier run may have read
+        // (and written) transactions after its last checkpoint, never 2^32 of them.
         warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again");
-        self.begin(checkpoint.seq).await
+        let seq = checkpoint
+            .seq
+            .saturating_add(1 << 32)
+            .max(now_millis() * 1000);
+        self.begin(seq).await
     }
 
     /// No checkpoint: versions count up from the clock at the first start, so that they stay
@@ -197,10 +203,13 @@ async fn start_position(
             gtid: None,
         }
     } else if flavor == source::Flavor::MariaDb {
-        let state: Option<String> = conn
-            .query_first("SELECT @@gtid_binlog_pos")
+        // The GTID state at exactly that position (commits since would be skipped on a resume
+        // by GTID if the state were read on its own).
+        let state: Option<Option<String>> = conn
+            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (end.file.as_str(), end.pos))
             .await
             .map_err(SourceError::Query)?;
+        let state = state.flatten();
         Position {
             gtid: state.filter(|s| !s.is_empty()),
             ..end
