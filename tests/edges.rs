@@ -305,3 +305,64 @@ async fn a_snapshot_is_repeatable_read_whatever_the_session_default() {
         "a later commit leaked into the snapshot"
     );
 }
+
+/// XA transactions: the binlog carries an XA transaction's rows at XA PREPARE and its decision
+/// later, with other commits in between. Rolled back, nothing of it is applied; committed, it is
+/// applied at its commit; prepared when rowcast is killed and committed while it is down, it is
+/// applied after the restart (the checkpoint never passed the prepare).
+#[tokio::test(flavor = "multi_thread")]
+async fn xa_transactions_apply_at_commit_and_never_at_rollback() {
+    use mysql_async::prelude::Queryable;
+    let (env, table) = notes(
+        "edgexa",
+        "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
+    )
+    .await;
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    let mut xa = env.admin.get_conn().await.unwrap();
+    xa.query_drop(format!("USE {}", env.db)).await.unwrap();
+    let prepare = |xid: &'static str, body: &'static str| {
+        format!("XA START '{xid}'; {body}; XA END '{xid}'; XA PREPARE '{xid}'")
+    };
+    xa.query_drop(prepare(
+        "rolledback",
+        "INSERT INTO notes VALUES (10, 'never', '10')",
+    ))
+    .await
+    .unwrap();
+    xa.query_drop("XA ROLLBACK 'rolledback'").await.unwrap();
+    xa.query_drop(prepare(
+        "committed",
+        "INSERT INTO notes VALUES (11, 'eleven', '11'); UPDATE notes SET body = 'uno' WHERE id = 1",
+    ))
+    .await
+    .unwrap();
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    xa.query_drop("XA COMMIT 'committed'").await.unwrap();
+    env.sql("INSERT INTO notes VALUES (3, 'three', '3')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+
+    // Prepared, then rowcast dies while other commits are checkpointed past it.
+    xa.query_drop(prepare(
+        "pending",
+        "INSERT INTO notes VALUES (12, 'twelve', '12'); UPDATE notes SET body = 'dos' WHERE id = 2",
+    ))
+    .await
+    .unwrap();
+    env.sql("INSERT INTO notes VALUES (4, 'four', '4')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    daemon.kill9();
+    xa.query_drop("XA COMMIT 'pending'").await.unwrap();
+    env.sql("INSERT INTO notes VALUES (5, 'five', '5')").await;
+    let daemon = env.start().await;
+    let expected = expected_notes(&env).await;
+    assert_eq!(expected.len(), 7, "{expected:?}");
+    env.converge(&table, expected, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+    drop(xa);
+}

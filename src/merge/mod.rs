@@ -19,7 +19,7 @@
 
 pub mod marks;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -113,9 +113,20 @@ struct Cursor {
     /// Snapshot rows merged since the last transaction: the next ones' version indexes count on.
     merged_rows: u32,
     replay_end: Option<Position>,
+    /// Prepared XA transactions not decided yet, by XID: where a restart must read them again.
+    holds: BTreeMap<String, Restart>,
 }
 
 impl Cursor {
+    /// The earliest of the restart points barriers must carry (join marks, XA holds).
+    fn floor(&self, marks: &Marks) -> Option<Restart> {
+        marks
+            .floor()
+            .into_iter()
+            .chain(self.holds.values().cloned())
+            .min_by_key(|restart| restart.seq)
+    }
+
     /// Where a restart reads the transaction under way again.
     fn restart(&self) -> Restart {
         Restart {
@@ -137,6 +148,7 @@ impl Merge {
             resetting: HashSet::new(),
             merged_rows: 0,
             replay_end: start.replay_end,
+            holds: BTreeMap::new(),
         };
         let mut hold: Option<Hold> = None;
         loop {
@@ -233,7 +245,9 @@ impl Merge {
             self.marks.allow_overflow(false);
         }
         let view = failure.halted_view?;
-        let restart = self.marks.floor().unwrap_or_else(|| cursor.restart());
+        let restart = cursor
+            .floor(&self.marks)
+            .unwrap_or_else(|| cursor.restart());
         self.marks.drop_view(&view);
         Some(Halt {
             target: HaltTarget::View(view),
@@ -269,7 +283,7 @@ impl Merge {
                 cursor.generation += 1;
                 barrier.generation = cursor.generation;
                 barrier.backfill = cursor.backfill.clone();
-                barrier.restart = self.marks.floor();
+                barrier.restart = cursor.floor(&self.marks);
                 self.emit(StreamEvent::Commit(barrier)).await
             }
             SourceEvent::At(position) => {
@@ -290,8 +304,16 @@ impl Merge {
                 self.progress_barrier(cursor).await
             }
             SourceEvent::Halt(mut halt) => {
-                halt.restart = Some(cursor.restart());
+                halt.restart.get_or_insert_with(|| cursor.restart());
                 self.emit(StreamEvent::Halt(halt)).await
+            }
+            SourceEvent::Hold { key, restart } => {
+                cursor.holds.insert(key, restart);
+                Ok(())
+            }
+            SourceEvent::Release(key) => {
+                cursor.holds.remove(&key);
+                Ok(())
             }
             SourceEvent::Ddl => {
                 self.tables.clear();
@@ -398,7 +420,7 @@ impl Merge {
             generation: cursor.generation,
             backfill: cursor.backfill.clone(),
             position: cursor.resume.clone(),
-            restart: self.marks.floor(),
+            restart: cursor.floor(&self.marks),
             commit_ts: (crate::util::now_millis() / 1000) as u32,
             read_at: Instant::now(),
         };

@@ -30,6 +30,13 @@ pub enum SourceEvent {
     /// A change rowcast cannot read correctly (a statement-format DML, a partial row image) in
     /// the transaction being read: the views it affects halt.
     Halt(Halt),
+    /// Changes read but not applied yet (a prepared XA transaction, applied at its XA COMMIT):
+    /// no checkpoint may pass `restart` until the hold of the same key is released.
+    Hold {
+        key: String,
+        restart: Restart,
+    },
+    Release(String),
 }
 
 /// Merge → projector: the change stream with snapshot rows merged in at their positions.

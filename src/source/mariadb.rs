@@ -6,6 +6,9 @@ pub const BINLOG_CHECKPOINT_EVENT: u8 = 161;
 pub const ANNOTATE_ROWS_EVENT: u8 = 160;
 /// `FL_STANDALONE`: the GTID's transaction is one statement with no BEGIN/COMMIT (DDL).
 pub const FL_STANDALONE: u8 = 1;
+/// `FL_PREPARED_XA`: the event group is an XA transaction's XA PREPARE (its XA COMMIT or XA
+/// ROLLBACK comes later, in a group of its own).
+pub const FL_PREPARED_XA: u8 = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MariaGtid {
@@ -31,6 +34,10 @@ impl MariaGtid {
 
     pub fn standalone(&self) -> bool {
         self.flags & FL_STANDALONE != 0
+    }
+
+    pub fn prepared_xa(&self) -> bool {
+        self.flags & FL_PREPARED_XA != 0
     }
 }
 

@@ -1,7 +1,7 @@
 //! The binlog event loop: transaction boundaries, row decoding, reconnects. It only reads and
 //! decodes the binlog; snapshot reads happen elsewhere and are merged downstream (`merge`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ use crate::pipeline::{
     position_before, BackfillState, Barrier, Halt, HaltTarget, Position, RowChange, SourceEvent,
 };
 use crate::view::spec::TableRef;
+
+mod xa;
 
 /// Where the reader starts.
 #[derive(Debug, Clone)]
@@ -66,6 +68,10 @@ struct Txn {
     gtid: Option<String>,
     /// MariaDB standalone (DDL) transaction: ends with its query event.
     standalone: bool,
+    /// An XA transaction being prepared: its rows are applied at its XA COMMIT (`xa.rs`).
+    xa: Option<xa::Preparing>,
+    /// Where the transaction's first event starts.
+    start: Position,
 }
 
 /// What the reader keeps across reconnects.
@@ -76,6 +82,8 @@ struct Cursor {
     resume: Position,
     next_seq: u64,
     replay_end: Option<Position>,
+    /// XA transactions prepared and not decided yet, by XID.
+    prepared: HashMap<String, xa::Prepared>,
 }
 
 /// What one binlog connection keeps while it reads.
@@ -86,6 +94,8 @@ struct Reading {
     txn: Option<Txn>,
     /// End of the last event read.
     current: Position,
+    /// Start of the event being handled.
+    event_start: Position,
     /// The last position the merge stage was told of (a commit, or the reader standing between
     /// transactions).
     reported: Position,
@@ -103,6 +113,8 @@ impl Reading {
     /// A transaction starts.
     fn begin(&mut self, cursor: &Cursor, gtid: Option<String>, standalone: bool) {
         self.txn = Some(Txn {
+            xa: None,
+            start: self.event_start.clone(),
             seq: cursor.next_seq,
             rows: 0,
             gtid,
@@ -146,6 +158,7 @@ impl Source {
             resume: start.position,
             next_seq: start.next_seq,
             replay_end: start.replay_end,
+            prepared: HashMap::new(),
         };
         let mut backoff = self.backoff();
         loop {
@@ -228,6 +241,7 @@ impl Source {
             seen_format: false,
             txn: None,
             current: cursor.resume.clone(),
+            event_start: cursor.resume.clone(),
             reported: cursor.resume.clone(),
         };
         loop {
@@ -277,7 +291,9 @@ impl Source {
         let header = event.header();
         let type_raw = header.event_type_raw();
         if header.log_pos() != 0 {
-            reading.current = reading.at(u64::from(header.log_pos()));
+            let end = u64::from(header.log_pos());
+            reading.event_start = reading.at(end.saturating_sub(u64::from(header.event_size())));
+            reading.current = reading.at(end);
         }
         metrics()
             .binlog_events
@@ -289,6 +305,9 @@ impl Source {
                 let gtid = MariaGtid::parse(event.data(), header.server_id())
                     .ok_or_else(|| decode_error("short MariaDB GTID event".into()))?;
                 reading.begin(cursor, Some(gtid.to_string()), gtid.standalone());
+                if gtid.prepared_xa() {
+                    reading.start_xa();
+                }
                 return Ok(());
             }
             mariadb::GTID_LIST_EVENT
@@ -331,6 +350,7 @@ impl Source {
                 self.handle_query(&query, event, reading, cursor).await?
             }
             EventData::XidEvent(_) => self.commit(reading, cursor, event).await?,
+            EventData::XaPrepareLogEvent(_) => self.xa_prepared(event, reading, cursor).await?,
             EventData::RowsEvent(rows) => {
                 self.handle_rows_event(stream, rows, event, reading, cursor)
                     .await?
@@ -350,21 +370,20 @@ impl Source {
     ) -> Result<(), SourceError> {
         let text = query.query();
         let statement = text.trim_start().to_ascii_uppercase();
-        if statement.starts_with("BEGIN") || statement.starts_with("XA START") {
+        if statement.starts_with("XA ") {
+            self.xa_statement(&statement, event, reading, cursor)
+                .await?;
+        } else if statement.starts_with("BEGIN") {
             if reading.txn.is_none() {
                 reading.begin(cursor, None, false);
             }
         } else if statement.starts_with("COMMIT")
             || statement.starts_with("ROLLBACK") && !statement.starts_with("ROLLBACK TO")
-            || statement.starts_with("XA COMMIT")
         {
             // A logged ROLLBACK only happens with non-transactional tables, whose changes
             // stay: it ends the transaction like a commit.
             self.commit(reading, cursor, event).await?;
-        } else if statement.starts_with("SAVEPOINT")
-            || statement.starts_with("ROLLBACK TO")
-            || statement.starts_with("XA ")
-        {
+        } else if statement.starts_with("SAVEPOINT") || statement.starts_with("ROLLBACK TO") {
             // Inside a transaction; nothing to do.
         } else if let Some(kind) = statement::dml_kind(&text) {
             self.statement_dml(kind, &text, &query.schema(), event, reading, cursor)
@@ -431,10 +450,19 @@ impl Source {
         cursor: &Cursor,
     ) -> Result<(), SourceError> {
         let header = event.header();
-        let Some(open) = reading.txn.as_ref() else {
+        let Some(open) = reading.txn.as_mut() else {
             warn!(file = %reading.file, pos = header.log_pos(), "rows event outside a transaction; ignored");
             return Ok(());
         };
+        if let Some(preparing) = open.xa.as_mut() {
+            // Applied at the XA COMMIT, read again from here.
+            let watched = stream
+                .get_tme(rows.table_id())
+                .is_some_and(|tme| self.tables.contains(&table_of(tme)));
+            preparing.watched |= watched;
+            return Ok(());
+        }
+        let open = &*open;
         let origin = Arc::new(Position {
             file: reading.file.clone(),
             pos: u64::from(header.log_pos()),
@@ -478,10 +506,7 @@ impl Source {
                 reason: "rows event without a table map".into(),
             }));
         };
-        let table = TableRef {
-            database: tme.database_name().into_owned(),
-            table: tme.table_name().into_owned(),
-        };
+        let table = table_of(tme);
         if !self.tables.contains(&table) {
             return Ok(0);
         }
@@ -617,6 +642,13 @@ impl Source {
 fn partial_image(rows: &RowsEventData<'_>) -> bool {
     rows.columns_before_image().is_some_and(|b| b.not_all())
         || rows.columns_after_image().is_some_and(|b| b.not_all())
+}
+
+fn table_of(tme: &mysql_async::binlog::events::TableMapEvent<'_>) -> TableRef {
+    TableRef {
+        database: tme.database_name().into_owned(),
+        table: tme.table_name().into_owned(),
+    }
 }
 
 fn stream_error(error: mysql_async::Error, resume: &Position) -> SourceError {

@@ -1,0 +1,260 @@
+//! XA transactions. MariaDB (10.5+) and MySQL log an XA transaction's changes at XA PREPARE,
+//! in an event group of their own, and its XA COMMIT or XA ROLLBACK later in another group,
+//! with other transactions in between. rowcast applies the prepared changes only at XA COMMIT,
+//! at that place in commit order, and never on XA ROLLBACK:
+//!
+//! - the prepare group's rows are not sent; the group is remembered by XID with where it starts
+//!   and ends, and a hold keeps every checkpoint at or before its start until it is decided, so
+//!   a restart reads it again;
+//! - at XA COMMIT the group is read again from the binlog (a second binlog connection, nothing
+//!   buffered in memory) and its rows are sent as the changes of the committing transaction;
+//! - at XA ROLLBACK it is forgotten.
+//!
+//! An XA COMMIT of a transaction prepared before rowcast's start position (a first start while
+//! it was prepared) cannot be read: it is logged as an error and counted.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{Event, EventData};
+use tracing::{error, warn};
+
+use super::{Cursor, Reading, RowsContext, Source};
+use crate::metrics::metrics;
+use crate::pipeline::{position_before, Position, Restart, SourceEvent};
+use crate::source::SourceError;
+
+/// The XA transaction being prepared in the group under way.
+#[derive(Debug, Default)]
+pub(super) struct Preparing {
+    /// Whether it changes a watched table.
+    pub watched: bool,
+    /// From its XA END statement.
+    pub xid: Option<String>,
+}
+
+/// A prepared XA transaction waiting for its XA COMMIT or XA ROLLBACK.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    /// Where the group starts and ends (one binlog file: a group never spans two).
+    start: Position,
+    end: Position,
+    watched: bool,
+}
+
+impl Reading {
+    /// The group under way prepares an XA transaction.
+    pub(super) fn start_xa(&mut self) {
+        if let Some(txn) = self.txn.as_mut() {
+            txn.xa.get_or_insert_with(Preparing::default);
+        }
+    }
+}
+
+/// `X'7831',X'',1` of `XA END X'7831',X'',1` (or of XA COMMIT, XA ROLLBACK).
+fn xid_of(statement: &str, keyword: &str) -> String {
+    let rest = statement.get(keyword.len()..).unwrap_or_default().trim();
+    rest.strip_suffix("ONE PHASE")
+        .unwrap_or(rest)
+        .trim()
+        .to_string()
+}
+
+impl Source {
+    /// XA START, XA END, XA COMMIT, XA ROLLBACK (upper-cased statement text).
+    pub(super) async fn xa_statement(
+        &mut self,
+        statement: &str,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        if statement.starts_with("XA START") || statement.starts_with("XA BEGIN") {
+            if reading.txn.is_none() {
+                reading.begin(cursor, None, false);
+            }
+            reading.start_xa();
+        } else if statement.starts_with("XA END") {
+            if let Some(preparing) = reading.txn.as_mut().and_then(|t| t.xa.as_mut()) {
+                preparing.xid = Some(xid_of(statement, "XA END"));
+            }
+        } else if statement.starts_with("XA COMMIT") {
+            if statement.trim_end().ends_with("ONE PHASE") {
+                self.xa_one_phase(event, reading, cursor).await?;
+            } else {
+                self.xa_commit(xid_of(statement, "XA COMMIT"), event, reading, cursor)
+                    .await?;
+            }
+        } else if statement.starts_with("XA ROLLBACK") {
+            let xid = xid_of(statement, "XA ROLLBACK");
+            if cursor.prepared.remove(&xid).is_some() {
+                self.send(SourceEvent::Release(xid)).await?;
+            }
+            // An empty transaction: nothing of the XA transaction is applied.
+            self.commit(reading, cursor, event).await?;
+        }
+        Ok(())
+    }
+
+    /// The XA PREPARE event ends the prepare group: remembered, held, and closed as an empty
+    /// transaction (its rows come at XA COMMIT).
+    pub(super) async fn xa_prepared(
+        &mut self,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        let Some(txn) = reading.txn.as_mut() else {
+            return Ok(());
+        };
+        let preparing = txn.xa.take().unwrap_or_default();
+        let xid = preparing.xid.unwrap_or_default();
+        let restart = Restart {
+            seq: txn.seq.saturating_sub(1),
+            position: cursor.resume.clone(),
+        };
+        // Every prepared XA transaction is held, watched tables or not, so that an XA COMMIT of
+        // an unknown one can only be of one prepared before the start position.
+        self.send(SourceEvent::Hold {
+            key: xid.clone(),
+            restart,
+        })
+        .await?;
+        let prepared = Prepared {
+            start: txn.start.clone(),
+            end: reading.at(u64::from(event.header().log_pos())),
+            watched: preparing.watched,
+        };
+        cursor.prepared.insert(xid, prepared);
+        self.commit(reading, cursor, event).await
+    }
+
+    async fn xa_commit(
+        &mut self,
+        xid: String,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        if reading.txn.is_none() {
+            reading.begin(cursor, None, false);
+        }
+        match cursor.prepared.remove(&xid) {
+            Some(prepared) => {
+                if prepared.watched {
+                    self.read_prepared(&prepared, event, reading, cursor)
+                        .await?;
+                }
+                self.send(SourceEvent::Release(xid)).await?;
+            }
+            None => {
+                metrics()
+                    .unreadable_changes
+                    .with_label_values(&["unknown", "xa_prepared_before_start"])
+                    .inc();
+                error!(xid = %xid, "XA COMMIT of a transaction prepared before rowcast's start position: its changes are not read (if it changed watched tables, backfill the views again)");
+            }
+        }
+        self.commit(reading, cursor, event).await
+    }
+
+    /// XA COMMIT … ONE PHASE: MariaDB logs it as a plain transaction; MySQL as XA START, the
+    /// rows, XA END and this statement, in one group whose rows were held back: read them again.
+    async fn xa_one_phase(
+        &mut self,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        let Some(txn) = reading.txn.as_mut() else {
+            return self.commit(reading, cursor, event).await;
+        };
+        if txn.xa.take().is_some_and(|p| p.watched) {
+            let group = Prepared {
+                start: txn.start.clone(),
+                end: reading.at(u64::from(event.header().log_pos())),
+                watched: true,
+            };
+            self.read_prepared(&group, event, reading, cursor).await?;
+        }
+        self.commit(reading, cursor, event).await
+    }
+
+    /// Reads the prepare group again on a second binlog connection and sends its rows as row
+    /// changes of the transaction under way (which commits at `commit`).
+    async fn read_prepared(
+        &mut self,
+        prepared: &Prepared,
+        commit: &Event,
+        reading: &mut Reading,
+        cursor: &Cursor,
+    ) -> Result<(), SourceError> {
+        let Some(txn) = reading.txn.as_ref() else {
+            return Ok(());
+        };
+        let seq = txn.seq;
+        let mut index = txn.rows;
+        let origin = Arc::new(Position {
+            gtid: txn.gtid.clone(),
+            ..reading.at(u64::from(commit.header().log_pos()))
+        });
+        let guard = cursor
+            .replay_end
+            .as_ref()
+            .is_some_and(|end| position_before(&origin, end));
+        let start = Position {
+            gtid: None,
+            ..prepared.start.clone()
+        };
+        let (mut stream, _) = self.open_stream(&start).await?;
+        loop {
+            let next = tokio::time::timeout(self.config.idle_timeout, stream.next()).await;
+            let event = match next {
+                Err(_) => return Err(SourceError::Idle(self.config.idle_timeout)),
+                Ok(None) => return Err(SourceError::Ended),
+                Ok(Some(Err(error))) => return Err(SourceError::Stream(error)),
+                Ok(Some(Ok(event))) => event,
+            };
+            let header = event.header();
+            let pos = u64::from(header.log_pos());
+            let data = event.read_data().ok().flatten();
+            if let Some(EventData::RowsEvent(rows)) = data {
+                let context = RowsContext {
+                    seq,
+                    first_index: index,
+                    origin: origin.clone(),
+                    guard,
+                    flags_raw: header.flags_raw(),
+                };
+                index = index.saturating_add(self.handle_rows(&stream, rows, context).await?);
+            } else if matches!(data, Some(EventData::XaPrepareLogEvent(_))) {
+                break;
+            }
+            if pos >= prepared.end.pos {
+                break;
+            }
+        }
+        if let Err(error) = stream.close().await {
+            warn!(error = %error, "closing the connection that read a prepared XA transaction");
+        }
+        if let Some(txn) = reading.txn.as_mut() {
+            txn.rows = index;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xids() {
+        assert_eq!(xid_of("XA END X'7831',X'',1", "XA END"), "X'7831',X'',1");
+        assert_eq!(
+            xid_of("XA COMMIT X'7831',X'',1 ONE PHASE", "XA COMMIT"),
+            "X'7831',X'',1"
+        );
+        assert_eq!(xid_of("XA ROLLBACK 'a'", "XA ROLLBACK"), "'a'");
+    }
+}
