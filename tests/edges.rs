@@ -366,3 +366,31 @@ async fn xa_transactions_apply_at_commit_and_never_at_rollback() {
     assert!(daemon.terminate().success());
     drop(xa);
 }
+
+/// A second instance started on the same checkpoint (same control table, same server id) takes
+/// it over; the first one is fenced and stops at once with a non-zero exit, even while idle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_instance_fences_the_first() {
+    let (env, table) = notes("edgefence", "").await;
+    let mut first = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    let second = env.spawn_second();
+    second.wait_ready().await;
+    let status = first.exited(Duration::from_secs(30)).await;
+    assert!(
+        !status.success(),
+        "the fenced instance exited with {status}"
+    );
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    assert!(
+        log.contains("taken over by another instance") && log.contains("stops at once"),
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(second.terminate().success());
+}

@@ -92,6 +92,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             .map_err(|error| StageError {
                 class: ErrorClass::Definite,
                 cause: error.to_string(),
+                at_once: false,
             })
     });
     let store = Arc::new(checkpoint_store(&config, &client));

@@ -64,6 +64,7 @@ async fn prepare(
         return Err(AppError::Preflight(problems));
     }
     let end = source::binlog_end(&mut conn).await?;
+    store.claim().await?;
     let loaded = store.load().await?;
     let start = Start {
         conn: &mut conn,

@@ -4,7 +4,9 @@
 //!   the daemon: the failure is logged with the stage's name and cause, `/healthz` reports it,
 //!   the source stops reading so that what was read drains through the other stages, and `run`
 //!   returns the failure (the process exits non-zero). The first failure is the one reported;
-//!   the stages that stop because of it follow quietly.
+//!   the stages that stop because of it follow quietly. A failure marked `at_once` (a fenced
+//!   checkpoint: another instance owns the pipeline now) aborts every stage instead of draining,
+//!   so nothing more is written.
 //! - A restartable stage (write-back consumers) that fails transiently or panics is started
 //!   again with backoff and counted; a definite error stops the daemon like any other.
 //! - Background tasks (the HTTP listener) are stopped once every other task has ended, so the
@@ -27,6 +29,9 @@ use crate::metrics::Health;
 pub struct StageError {
     pub class: ErrorClass,
     pub cause: String,
+    /// Stop every stage at once instead of draining (this instance must not write any more: it
+    /// was fenced by another one).
+    pub at_once: bool,
 }
 
 impl StageError {
@@ -34,7 +39,14 @@ impl StageError {
         StageError {
             class: error.class(),
             cause: chain(error),
+            at_once: false,
         }
+    }
+
+    /// The same, stopping every stage at once.
+    pub fn at_once(mut self) -> Self {
+        self.at_once = true;
+        self
     }
 }
 
@@ -167,7 +179,7 @@ impl Supervisor {
         failure: &mut Option<StageFailure>,
     ) {
         let (id, result) = match joined {
-            Ok((id, result)) => (id, result.map_err(|error| error.cause)),
+            Ok((id, result)) => (id, result),
             Err(join) => {
                 let id = join.id();
                 let cause = if join.is_panic() {
@@ -175,7 +187,14 @@ impl Supervisor {
                 } else {
                     "cancelled".to_string()
                 };
-                (id, Err(cause))
+                (
+                    id,
+                    Err(StageError {
+                        class: ErrorClass::Definite,
+                        cause,
+                        at_once: false,
+                    }),
+                )
             }
         };
         let stage = self.names.remove(&id).unwrap_or_else(|| "(unknown)".into());
@@ -186,7 +205,18 @@ impl Supervisor {
                 return;
             }
             Ok(()) => "ended while nothing asked it to".to_string(),
-            Err(cause) => cause,
+            Err(error) if error.at_once && failure.is_none() => {
+                error!(%stage, cause = %error.cause, "stage failed; every stage stops at once, nothing more is written");
+                self.health.set_failed(&stage, &error.cause);
+                *failure = Some(StageFailure {
+                    stage,
+                    cause: error.cause,
+                });
+                self.tasks.abort_all();
+                self.drain.cancel();
+                return;
+            }
+            Err(error) => error.cause,
         };
         if failure.is_some() {
             info!(%stage, %cause, "stage stopped after the failure");

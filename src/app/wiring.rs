@@ -256,11 +256,22 @@ fn spawn_lanes(
         interval: config.checkpoint_interval,
         last_read_seq: last_read_seq.clone(),
         initial: initial.clone(),
+        owner_checked: std::time::Instant::now(),
     };
     supervisor.spawn(
         "checkpoint",
-        async move { tracker.run().await.map(|_| ()).map_err(failed) }
-            .instrument(info_span!("checkpoint")),
+        async move {
+            tracker.run().await.map(|_| ()).map_err(|error| {
+                let fenced = matches!(error, crate::control::CheckpointError::Fenced { .. });
+                let stage = StageError::from_error(&error);
+                if fenced {
+                    stage.at_once()
+                } else {
+                    stage
+                }
+            })
+        }
+        .instrument(info_span!("checkpoint")),
     );
     LaneInputs {
         senders,

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -27,7 +27,12 @@ pub struct Tracker {
     /// Counter of the last transaction the projector has seen, for the lag when idle.
     pub last_read_seq: Arc<AtomicU64>,
     pub initial: Checkpoint,
+    /// When ownership of the checkpoint was last confirmed (a save confirms it too).
+    pub owner_checked: Instant,
 }
+
+/// How often an idle tracker confirms it still owns the checkpoint.
+const OWNER_CHECK: Duration = Duration::from_secs(1);
 
 impl Tracker {
     /// Runs until every lane has finished; returns the last checkpoint persisted.
@@ -112,17 +117,20 @@ impl Tracker {
     }
 
     async fn save(
-        &self,
+        &mut self,
         committed: Option<&Barrier>,
         saved: &mut Checkpoint,
         saved_generation: &mut u64,
     ) -> Result<(), CheckpointError> {
-        let Some(barrier) = committed else {
+        let Some(barrier) = committed.filter(|b| b.generation > *saved_generation) else {
+            // Nothing new: make sure the checkpoint is still ours (another instance may have
+            // taken it over), at most once a second.
+            if self.owner_checked.elapsed() >= OWNER_CHECK {
+                self.owner_checked = Instant::now();
+                self.store.check_owner().await?;
+            }
             return Ok(());
         };
-        if barrier.generation <= *saved_generation {
-            return Ok(());
-        }
         let (position, seq) = match &barrier.restart {
             Some(restart) => (restart.position.clone(), restart.seq),
             None => (barrier.position.clone(), barrier.seq),
@@ -134,6 +142,7 @@ impl Tracker {
             backfill: (*barrier.backfill).clone(),
         };
         self.store.save(&checkpoint).await?;
+        self.owner_checked = Instant::now();
         crate::util::failpoint::hit("checkpoint.after_save");
         metrics().checkpoint_commits.inc();
         metrics().checkpoint_seq.set(checkpoint.seq as i64);

@@ -5,6 +5,12 @@
 //! binlog reader is the item `pk = "checkpoint#<server_id>"`, `sk = "stream"`. A save is
 //! conditional on the stored counter not being ahead, so an older instance can never move the
 //! checkpoint back.
+//!
+//! The item also names its owner: an instance claims it at start (before loading it), and every
+//! save, and an ownership check while idle, is conditional on still owning it. A second instance
+//! started with the same control table and server id therefore takes over and the first one is
+//! fenced at its next save or check (within one checkpoint interval, at most a second when idle)
+//! and stops. A file checkpoint has no owner: it belongs to one sidecar's volume.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -35,8 +41,12 @@ pub enum CheckpointError {
     Dynamo { table: String, info: SdkErrorInfo },
     #[error("checkpoint item in {table} is malformed: {reason}")]
     Malformed { table: String, reason: String },
-    #[error("checkpoint in {table} is ahead of ours (seq {ours}): another instance is writing it")]
-    Fenced { table: String, ours: u64 },
+    #[error("checkpoint in {table} was taken over by another instance (owner {owner}, ours {ours}) or moved ahead of ours: this instance stops")]
+    Fenced {
+        table: String,
+        ours: String,
+        owner: String,
+    },
 }
 
 impl Classify for CheckpointError {
@@ -57,7 +67,24 @@ pub enum CheckpointStore {
         client: Client,
         table: String,
         id: String,
+        /// This instance's claim on the item.
+        owner: String,
     },
+}
+
+/// A name no other instance uses: the process id, the start time and a random part (containers
+/// often all run as pid 1).
+fn owner_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!(
+        "{}-{}-{:08x}",
+        std::process::id(),
+        crate::util::now_millis(),
+        random as u32
+    )
 }
 
 impl CheckpointStore {
@@ -66,6 +93,7 @@ impl CheckpointStore {
             client,
             table,
             id: format!("checkpoint#{server_id}"),
+            owner: owner_name(),
         }
     }
 
@@ -73,6 +101,68 @@ impl CheckpointStore {
         match self {
             CheckpointStore::File(path) => format!("file {}", path.display()),
             CheckpointStore::Table { table, id, .. } => format!("table {table} item {id}"),
+        }
+    }
+
+    /// Takes the checkpoint over: from now on only this instance's saves succeed. Called before
+    /// `load`, so that what is loaded is final.
+    pub async fn claim(&self) -> Result<(), CheckpointError> {
+        let CheckpointStore::Table {
+            client,
+            table,
+            id,
+            owner,
+        } = self
+        else {
+            return Ok(());
+        };
+        client
+            .update_item()
+            .table_name(table)
+            .key(CONTROL_PK, AttributeValue::S(id.clone()))
+            .key(CONTROL_SK, AttributeValue::S("stream".into()))
+            .update_expression("SET #owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
+            .send()
+            .await
+            .map_err(|e| CheckpointError::Dynamo {
+                table: table.clone(),
+                info: classify_sdk_error(&e),
+            })?;
+        Ok(())
+    }
+
+    /// Whether this instance still owns the checkpoint (`Fenced` if not).
+    pub async fn check_owner(&self) -> Result<(), CheckpointError> {
+        let CheckpointStore::Table {
+            client,
+            table,
+            id,
+            owner,
+        } = self
+        else {
+            return Ok(());
+        };
+        let out = client
+            .get_item()
+            .table_name(table)
+            .key(CONTROL_PK, AttributeValue::S(id.clone()))
+            .key(CONTROL_SK, AttributeValue::S("stream".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| CheckpointError::Dynamo {
+                table: table.clone(),
+                info: classify_sdk_error(&e),
+            })?;
+        match out.item.as_ref().and_then(|item| item.get("owner")) {
+            Some(AttributeValue::S(current)) if current != owner => Err(CheckpointError::Fenced {
+                table: table.clone(),
+                ours: owner.clone(),
+                owner: current.clone(),
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -96,7 +186,9 @@ impl CheckpointStore {
                     }
                 })
             }
-            CheckpointStore::Table { client, table, id } => {
+            CheckpointStore::Table {
+                client, table, id, ..
+            } => {
                 let out = client
                     .get_item()
                     .table_name(table)
@@ -109,7 +201,8 @@ impl CheckpointStore {
                         table: table.clone(),
                         info: classify_sdk_error(&e),
                     })?;
-                let Some(item) = out.item else {
+                // An item holding only the owner's claim: nothing saved yet.
+                let Some(item) = out.item.filter(|item| item.contains_key("file")) else {
                     return Ok(None);
                 };
                 decode_item(&item)
@@ -125,20 +218,31 @@ impl CheckpointStore {
     pub async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         match self {
             CheckpointStore::File(path) => save_file(path, checkpoint).await,
-            CheckpointStore::Table { client, table, id } => {
+            CheckpointStore::Table {
+                client,
+                table,
+                id,
+                owner,
+            } => {
                 let mut item = encode_item(checkpoint);
                 item.insert(CONTROL_PK.into(), AttributeValue::S(id.clone()));
                 item.insert(CONTROL_SK.into(), AttributeValue::S("stream".into()));
+                item.insert("owner".into(), AttributeValue::S(owner.clone()));
                 let result = client
                     .put_item()
                     .table_name(table)
                     .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(#seq) OR #seq <= :seq")
+                    .condition_expression(
+                        "(attribute_not_exists(#seq) OR #seq <= :seq) \
+                         AND (attribute_not_exists(#owner) OR #owner = :me)",
+                    )
                     .expression_attribute_names("#seq", "seq")
+                    .expression_attribute_names("#owner", "owner")
                     .expression_attribute_values(
                         ":seq",
                         AttributeValue::N(checkpoint.seq.to_string()),
                     )
+                    .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
                     .send()
                     .await;
                 match result {
@@ -146,9 +250,16 @@ impl CheckpointStore {
                     Err(error) => {
                         let info = classify_sdk_error(&error);
                         if info.code.as_deref() == Some("ConditionalCheckFailedException") {
-                            return Err(CheckpointError::Fenced {
-                                table: table.clone(),
-                                ours: checkpoint.seq,
+                            return Err(match self.check_owner().await {
+                                Err(fenced @ CheckpointError::Fenced { .. }) => fenced,
+                                _ => CheckpointError::Fenced {
+                                    table: table.clone(),
+                                    ours: owner.clone(),
+                                    owner: format!(
+                                        "{owner}, with a later seq than {}",
+                                        checkpoint.seq
+                                    ),
+                                },
                             });
                         }
                         Err(CheckpointError::Dynamo {

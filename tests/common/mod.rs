@@ -192,15 +192,36 @@ impl Env {
         self.spawn_with(&[])
     }
 
+    /// Starts a second instance with the same configuration (same checkpoint, same server id)
+    /// but its own metrics port and log file (`rowcast-2.log`).
+    pub fn spawn_second(&self) -> Daemon {
+        let port = free_port();
+        let text = std::fs::read_to_string(self.config_path())
+            .unwrap()
+            .replace(
+                &format!("127.0.0.1:{}", self.port),
+                &format!("127.0.0.1:{port}"),
+            );
+        let config = self.dir.join("rowcast-2.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut daemon = self.spawn_config(&config, "rowcast-2.log", &[]);
+        daemon.port = port;
+        daemon
+    }
+
     /// Starts the daemon with more environment variables (e.g. `ROWCAST_FAILPOINTS`).
     pub fn spawn_with(&self, vars: &[(&str, &str)]) -> Daemon {
+        self.spawn_config(&self.config_path(), "rowcast.log", vars)
+    }
+
+    fn spawn_config(&self, config: &Path, log_name: &str, vars: &[(&str, &str)]) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("rowcast.log"))
+            .open(self.dir.join(log_name))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_rowcast"))
-            .args(["run", "--config", self.config_path().to_str().unwrap()])
+            .args(["run", "--config", config.to_str().unwrap()])
             .env("ROWCAST_LOG", "info,rowcast=debug,aws=warn")
             .envs(vars.iter().copied())
             .stdout(Stdio::null())
@@ -210,7 +231,7 @@ impl Env {
         Daemon {
             child,
             port: self.port,
-            log: self.dir.join("rowcast.log"),
+            log: self.dir.join(log_name),
         }
     }
 
