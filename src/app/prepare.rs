@@ -98,6 +98,9 @@ async fn run_preflight(
         });
     }
     problems.extend(preflight::check_writeback_keys(conn, &config.views).await?);
+    for cascade in preflight::check_cascades(conn, &config.views).await? {
+        warn!(view = %cascade.file.display(), field = %cascade.field, problem = %cascade.message, "cascading foreign key: its changes are not in the binlog");
+    }
     for warning in preflight::check_privileges(conn, config).await? {
         warn!(problem = %warning, "privilege check (grants through roles are not resolved)");
     }

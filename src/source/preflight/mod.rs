@@ -2,9 +2,11 @@
 //!
 //! Source: `log_bin`, `binlog_format=ROW`, `binlog_row_image=FULL`, `binlog_row_metadata=FULL`,
 //! the replication and SELECT privileges, that the checkpoint's binlog file is still on the
-//! server, and that every column a view names exists with a type its conversion applies to.
+//! server, and that every column a view names exists with a type its conversion applies to, and
+//! no table a view reads has a cascading foreign key (cascades are not in the binlog).
 //! DynamoDB: every table exists with the key schema (and streams) the views need.
 
+mod cascades;
 mod columns;
 mod joins;
 mod views;
@@ -14,6 +16,7 @@ use std::collections::HashMap;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+pub use self::cascades::check_cascades;
 use self::columns::unique_keys;
 pub use self::views::check_views;
 use super::{binlog_files, SourceError};

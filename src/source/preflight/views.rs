@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use mysql_async::Conn;
 
-use super::check_writeback_keys;
 use super::columns::{conversion_problem, is_integer, is_numeric, load_columns, Columns};
 use super::joins::check_joins;
+use super::{check_cascades, check_writeback_keys};
 use crate::config::Problem;
 use crate::source::SourceError;
 use crate::view::filter::Literal;
@@ -41,6 +41,7 @@ pub async fn check_views(
         }));
     }
     problems.extend(check_writeback_keys(conn, views).await?);
+    problems.extend(check_cascades(conn, views).await?);
     Ok(problems)
 }
 
