@@ -193,7 +193,12 @@ impl Driver {
             keyset_tail(sql, None, group.after.as_deref(), self.chunk_rows),
             &|_| true,
         )
-        .await?;
+        .await;
+        if let Err(SqlError::StaleSchema { .. }) = &read {
+            // The table changed since it was loaded: load it again for the retry.
+            group.sql = Some(tables.get(&group.table).await?);
+        }
+        let read = read?;
         Ok(NextRead::Chunk(self.chunk(read)))
     }
 

@@ -62,6 +62,10 @@ pub async fn read_roots(
     }
     .await;
     end_snapshot(conn).await;
+    if let Err(SqlError::StaleSchema { .. }) = &read {
+        // Read the schemas again; the caller retries the read (a transient error).
+        tables.clear();
+    }
     let (rows, last_key, joined) = read?;
     Ok(SnapshotRead {
         rows,
@@ -217,7 +221,7 @@ async fn read_one_join(
         let mut result = conn
             .exec_iter(select, params)
             .await
-            .map_err(SqlError::Query)?;
+            .map_err(|e| SqlError::select(&table.schema.table, e))?;
         while let Some(raw) = result.next().await.map_err(SqlError::Query)? {
             let row = decode_values(&table, raw.unwrap())?;
             let Some(key) = row_join_key(&row, from_columns.iter().copied()) else {

@@ -392,6 +392,7 @@ impl Source {
             metrics().ddl_events.inc();
             info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
             self.schemas.invalidate();
+            crate::util::failpoint::delay("source.before_ddl").await;
             self.send(SourceEvent::Ddl).await?;
             let standalone = reading
                 .txn

@@ -28,6 +28,33 @@ pub enum SqlError {
     NoSnapshotPosition,
     #[error("a view does not fit its tables: {0}")]
     Schema(String),
+    /// A column named from the cached schema is gone (a DDL the reader has not reached yet):
+    /// the schemas are read again and the read retried.
+    #[error("the schema of {table} changed under a snapshot read")]
+    StaleSchema {
+        table: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+}
+
+/// `ER_BAD_FIELD_ERROR`: unknown column.
+const UNKNOWN_COLUMN: u16 = 1054;
+
+impl SqlError {
+    /// A failed SELECT of `table`'s cached columns: an unknown column means the cached schema
+    /// is older than the table.
+    pub fn select(table: &impl std::fmt::Display, error: mysql_async::Error) -> SqlError {
+        match &error {
+            mysql_async::Error::Server(server) if server.code == UNKNOWN_COLUMN => {
+                SqlError::StaleSchema {
+                    table: table.to_string(),
+                    source: error,
+                }
+            }
+            _ => SqlError::Query(error),
+        }
+    }
 }
 
 /// Server errors that need an operator: access denied, unknown table or column, syntax.
@@ -48,6 +75,7 @@ impl Classify for SqlError {
     fn class(&self) -> ErrorClass {
         match self {
             SqlError::Connect(e) | SqlError::Query(e) => classify(e),
+            SqlError::StaleSchema { .. } => ErrorClass::Transient,
             SqlError::Decode { .. } | SqlError::NoSnapshotPosition | SqlError::Schema(_) => {
                 ErrorClass::Definite
             }

@@ -21,7 +21,10 @@ pub async fn select_rows(
         table.column_list(),
         table.qualified_name()
     );
-    let rows: Vec<mysql_async::Row> = conn.exec(select, params).await.map_err(SqlError::Query)?;
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(select, params)
+        .await
+        .map_err(|e| SqlError::select(&table.schema.table, e))?;
     let key_positions: Vec<usize> = table
         .primary_key
         .iter()

@@ -4,14 +4,17 @@
 //! Compiled in only with the `failpoints` feature (the test command enables it); without it
 //! [`hit`] is an empty inline function. Configured by `ROWCAST_FAILPOINTS`, a comma-separated
 //! list of `name=action[@n]`: `abort` ends the process at once, as `kill -9` would (no drain,
-//! no final checkpoint); `panic` panics the task that hits it. `@n` acts on the n-th hit only
-//! (default: the first).
+//! no final checkpoint); `panic` panics the task that hits it; `sleepMS` (e.g. `sleep2000`)
+//! holds the task that reaches it for that long, at points passed with [`delay`]. `@n` acts on
+//! the n-th hit only (default: the first).
 //!
 //! The points: `lane.after_write` (a window written, its barrier not yet acknowledged),
 //! `merge.before_merge` (snapshot rows read, not yet merged into the stream),
 //! `checkpoint.after_save` (a checkpoint saved, the next barrier not yet taken),
 //! `writeback.after_apply` (a record applied to SQL, its position not yet saved),
-//! `writeback.follow` (a write-back consumer starting to follow its stream).
+//! `writeback.follow` (a write-back consumer starting to follow its stream),
+//! `source.before_ddl` (a delay: the reader has read a DDL statement, the merge stage and the
+//! snapshot reads do not know yet).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
@@ -22,6 +25,7 @@ mod enabled {
     enum Action {
         Abort,
         Panic,
+        Sleep(u64),
     }
 
     struct Point {
@@ -44,7 +48,7 @@ mod enabled {
                     let action = match action {
                         "abort" => Action::Abort,
                         "panic" => Action::Panic,
-                        _ => return None,
+                        _ => Action::Sleep(action.strip_prefix("sleep")?.parse().ok()?),
                     };
                     let point = Point {
                         action,
@@ -57,27 +61,40 @@ mod enabled {
         })
     }
 
+    /// The point's action if this hit is the one it acts on.
+    fn reached(name: &str) -> Option<&'static Action> {
+        let point = points().get(name)?;
+        (point.hits.fetch_add(1, Ordering::SeqCst) + 1 == point.at).then_some(&point.action)
+    }
+
     pub fn hit(name: &str) {
-        let Some(point) = points().get(name) else {
-            return;
-        };
-        if point.hits.fetch_add(1, Ordering::SeqCst) + 1 != point.at {
-            return;
-        }
-        match point.action {
-            Action::Abort => {
+        match reached(name) {
+            Some(Action::Abort) => {
                 eprintln!("failpoint {name}: abort");
                 std::process::abort()
             }
-            Action::Panic => panic!("failpoint {name}"),
+            Some(Action::Panic) => panic!("failpoint {name}"),
+            Some(Action::Sleep(_)) | None => {}
+        }
+    }
+
+    pub async fn delay(name: &str) {
+        if let Some(Action::Sleep(ms)) = reached(name) {
+            eprintln!("failpoint {name}: sleep {ms} ms");
+            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
         }
     }
 }
 
 #[cfg(feature = "failpoints")]
-pub use enabled::hit;
+pub use enabled::{delay, hit};
 
 /// A named crash point (see the module's doc); nothing without the `failpoints` feature.
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// A named delay point (see the module's doc); nothing without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub async fn delay(_name: &str) {}
