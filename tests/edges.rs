@@ -155,7 +155,8 @@ async fn others_expected(env: &Env) -> Vec<Value> {
 
 /// The session setting `setting` makes one UPDATE of `notes` unreadable for rowcast: the
 /// notes view halts with a message naming the cause, `others` keeps flowing, the daemon stays
-/// up, and after a restart it halts again at the same place rather than skipping the change.
+/// up, and after a restart it halts again at the same place rather than skipping the change;
+/// `rowcast snapshot --view notes` rebuilds it, and it stays rebuilt across a restart.
 async fn unreadable_update_halts_its_views(name: &str, setting: &str, cause: &str) {
     let (env, notes_table, others_table) = two_views(name).await;
     env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2'); INSERT INTO others VALUES (1, 1)")
@@ -214,6 +215,50 @@ async fn unreadable_update_halts_its_views(name: &str, setting: &str, cause: &st
         Duration::from_secs(30),
     )
     .await;
+    // The remedy: the setting fixed, the view is backfilled again; that rebuilds it (the halt
+    // is lifted at the pass's first chunk) and it follows the binlog again, across a restart.
+    let config = env.config_path();
+    let out = env.rowcast(&[
+        "snapshot",
+        "--config",
+        config.to_str().unwrap(),
+        "--view",
+        "notes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(metric(&metrics, "rowcast_view_halted{view=\"notes\"}"), 0.0);
+    env.sql(
+        "INSERT INTO notes VALUES (3, 'three', '3'); UPDATE notes SET body = 'deux' WHERE id = 2",
+    )
+    .await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (4, 'four', '4')").await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(metric(&metrics, "rowcast_view_halted{view=\"notes\"}"), 0.0);
     assert!(daemon.terminate().success());
 }
 

@@ -384,7 +384,18 @@ impl Merge {
             .saturating_add(u32::try_from(read.rows.len()).unwrap_or(u32::MAX));
         let views = read.views.clone();
         let chunk_rows = read.rows.len() as u64;
+        // The first chunk of a backfill pass: every row it copies is read after anything the
+        // stream held before, so it can rebuild a view that halted earlier.
+        let pass_starts = match &read.kind {
+            ReadKind::Backfill { state } => views
+                .iter()
+                .filter(|view| state.get(*view).is_some_and(|p| p.rows == chunk_rows))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         let rows = SnapshotRows {
+            pass_starts,
             table: read.table,
             views: read.views,
             rows: read.rows,

@@ -79,6 +79,9 @@ pub struct SnapshotRows {
     pub joined: Option<Vec<Joined>>,
     /// A join refresh: the rows' deletes and NULL keys were already counted from the binlog.
     pub refresh: bool,
+    /// Views whose backfill pass starts with these rows (a halted one among them is rebuilt
+    /// from here: `rowcast snapshot --view`).
+    pub pass_starts: Vec<String>,
     /// Write-back restores these items after rejecting an application's change: they may be
     /// rewritten at the version they hold (see `WriteOp::restore`).
     pub restore: bool,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tracing::error;
+use tracing::{error, info};
 
 use crate::metrics::metrics;
 use crate::pipeline::lane_of;
@@ -283,7 +283,12 @@ impl Projector {
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
         for (view, name) in views {
-            if self.halted.contains_key(&view.name) || !chunk.views.contains(&view.name) {
+            if !chunk.views.contains(&view.name) {
+                continue;
+            }
+            if self.halted.contains_key(&view.name)
+                && !rebuild(&mut self.halted, &view.name, &chunk)
+            {
                 continue;
             }
             for (i, row) in chunk.rows.iter().enumerate() {
@@ -369,4 +374,17 @@ impl Projector {
         }
         Ok(())
     }
+}
+
+/// A halted view backfilled again (`rowcast snapshot --view`) is rebuilt from the first
+/// chunk of the pass on: the chunks are read after the change that halted it, so they
+/// supersede it, and later changes are projected again. `false`: not such a chunk.
+fn rebuild(halted: &mut HashMap<String, Held>, view: &str, chunk: &SnapshotRows) -> bool {
+    if !chunk.pass_starts.iter().any(|v| v == view) {
+        return false;
+    }
+    halted.remove(view);
+    metrics().view_halted.with_label_values(&[view]).set(0);
+    info!(view = %view, position = %chunk.origin, "halted view rebuilt from a backfill pass: it follows the binlog again");
+    true
 }
