@@ -130,3 +130,80 @@ async fn a_column_dropped_during_a_backfill_is_read_again() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// DROP a column a view needs, change and DELETE rows, ADD the column back: the view halted at
+/// the first change it could not project, applied the removals meanwhile, halts again after a
+/// restart (the change is still unreadable for it), and `rowcast snapshot --view` rebuilds it:
+/// the deleted row's item is gone and every other item is the row as it is now.
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_delete_add_then_rebuild_leaves_no_deleted_item() {
+    let env = Env::new("ddlgap").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL, price INT NOT NULL)",
+    )
+    .await;
+    env.write_view(
+        "priced.toml",
+        &"name = \"priced\"\ntable = \"TABLE\"\nsource = \"{DB}.products\"\n[key]\npk = \"P#{id}\"\n[attributes]\nprice = \"price\"\n".replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    env.sql("INSERT INTO products VALUES (1, 'tea', 3), (2, 'mug', 9), (3, 'pot', 20)")
+        .await;
+    let expected = |rows: Vec<(i64, i64)>| -> Vec<serde_json::Value> {
+        rows.into_iter()
+            .map(|(id, price)| json!({"pk": format!("P#{id}"), "price": price}))
+            .collect()
+    };
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(env.query("SELECT id, price FROM products").await),
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("ALTER TABLE products DROP COLUMN price").await;
+    env.sql("UPDATE products SET name = 'green tea' WHERE id = 1")
+        .await;
+    env.sql("DELETE FROM products WHERE id = 2").await;
+    env.sql("ALTER TABLE products ADD COLUMN price INT NOT NULL DEFAULT 5")
+        .await;
+    eventually("priced halted", Duration::from_secs(20), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metrics.contains("rowcast_view_halted{view=\"priced\"} 1")
+    })
+    .await;
+    assert!(daemon.terminate().success());
+    let daemon = env.start().await;
+    eventually("priced halted again", Duration::from_secs(20), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metrics.contains("rowcast_view_halted{view=\"priced\"} 1")
+    })
+    .await;
+    let config = env.config_path();
+    let out = env.rowcast(&[
+        "snapshot",
+        "--config",
+        config.to_str().unwrap(),
+        "--view",
+        "priced",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let now: Vec<(i64, i64)> = env.query("SELECT id, price FROM products").await;
+    assert_eq!(now, vec![(1, 5), (3, 5)]);
+    env.converge(&table, expected(now), Duration::from_secs(30))
+        .await;
+    env.sql("UPDATE products SET price = 7 WHERE id = 3").await;
+    env.converge(
+        &table,
+        expected(env.query("SELECT id, price FROM products").await),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

@@ -26,7 +26,7 @@ use crate::pipeline::{
     SnapshotRows, StreamEvent, WriteOp,
 };
 use crate::util::now_millis;
-use crate::view::project::{project, project_snapshot, Projection};
+use crate::view::project::{project, project_snapshot, removals, Projection};
 use crate::view::spec::{TableRef, View};
 use crate::view::ItemOp;
 
@@ -348,11 +348,24 @@ impl Projector {
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
         for (view, name) in views {
-            if self.halted.contains_key(&view.name) {
-                continue;
+            let halted = self.halted.contains_key(&view.name);
+            if !halted {
+                metrics().rows.with_label_values(&[name, op_label]).inc();
             }
-            metrics().rows.with_label_values(&[name, op_label]).inc();
-            let projection = match project(view, change.before.as_ref(), change.after.as_ref()) {
+            let projection = if halted {
+                // Only removals, so that a rebuild later leaves no item of a row gone meanwhile.
+                let ops = removals(view, change.before.as_ref(), change.after.as_ref());
+                if ops.is_empty() {
+                    continue;
+                }
+                Ok(Projection {
+                    ops,
+                    ..Projection::default()
+                })
+            } else {
+                project(view, change.before.as_ref(), change.after.as_ref())
+            };
+            let projection = match projection {
                 Ok(projection) => projection,
                 Err(incompatible) => {
                     newly_halted.push((view.name.clone(), incompatible.to_string()));

@@ -10,6 +10,6 @@ pub mod template;
 pub mod value;
 
 pub use project::{
-    item_key, project, project_snapshot, ItemKey, ItemOp, Projection, Row, TableSchema,
+    item_key, project, project_snapshot, removals, ItemKey, ItemOp, Projection, Row, TableSchema,
 };
 pub use spec::{Attributes, TableRef, View};

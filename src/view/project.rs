@@ -229,6 +229,33 @@ pub fn project_snapshot(
     project_images(view, None, Some(row), joined)
 }
 
+/// What a halted view still applies of a row change: the removal of the old row's item when
+/// the row is deleted, leaves the filter, or moves to another key (or to no item). The old key
+/// must render from the old row; when the new row cannot tell (a column the view needs is gone)
+/// nothing is removed. A halted view rebuilt later then has no item of a row deleted meanwhile.
+pub fn removals(view: &View, before: Option<&Row>, after: Option<&Row>) -> Vec<ItemOp> {
+    let Some(old) = before.and_then(|row| item_key(view, row)) else {
+        return Vec::new();
+    };
+    let gone = match after {
+        None => true,
+        Some(row) => match passes(view, row) {
+            Ok(false) => true,
+            Ok(true) => match render_key(view, row) {
+                Ok(KeyOutcome::Key(new)) => new != old,
+                Ok(KeyOutcome::NoItem) => true,
+                Ok(KeyOutcome::Dead(_)) | Err(_) => false,
+            },
+            Err(_) => false,
+        },
+    };
+    if gone {
+        vec![ItemOp::Delete { key: old }]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The key of the item `row` makes, if it makes one.
 pub fn item_key(view: &View, row: &Row) -> Option<ItemKey> {
     if !passes(view, row).ok()? {
@@ -430,6 +457,38 @@ mod tests {
             keys(&p),
             vec![(false, "shop_views[CUSTOMER#7/ORDER#0001]".into())]
         );
+    }
+
+    #[test]
+    fn a_halted_view_removes_deleted_left_and_moved_items_only() {
+        let v = view(true);
+        let open = row(1, Some(7), "open", 100);
+        let removed = |after: Option<&Row>| -> Vec<String> {
+            removals(&v, Some(&open), after)
+                .iter()
+                .map(|op| op.key().to_string())
+                .collect()
+        };
+        let old = vec!["shop_views[CUSTOMER#7/ORDER#0001]".to_string()];
+        assert_eq!(removed(None), old);
+        assert_eq!(removed(Some(&row(1, Some(7), "deleted", 100))), old);
+        assert_eq!(removed(Some(&row(1, Some(8), "open", 100))), old);
+        assert_eq!(removed(Some(&row(1, None, "open", 100))), old);
+        assert!(removed(Some(&row(1, Some(7), "open", 200))).is_empty());
+        assert!(removals(&v, None, Some(&open)).is_empty());
+        // The new row lacks a column the view needs: it cannot tell, nothing is removed.
+        let short = Row {
+            schema: Arc::new(TableSchema::new(
+                TableRef::parse("shop.orders").unwrap(),
+                vec![ColumnSchema {
+                    name: "id".into(),
+                    kind: ColumnKind::Int { unsigned: false },
+                    is_virtual: false,
+                }],
+            )),
+            cells: vec![Cell::Int(1)],
+        };
+        assert!(removed(Some(&short)).is_empty());
     }
 
     #[test]
