@@ -162,7 +162,8 @@ impl Cell {
             Cell::Date { year, month, day } => format!("{year:04}-{month:02}-{day:02}"),
             Cell::DateTime(dt) => format_datetime(dt),
             Cell::Timestamp { secs, micros, fsp } => {
-                let dt = datetime_from_epoch(*secs, *micros, *fsp);
+                let dt = checked_datetime_from_epoch(*secs, *micros, *fsp)
+                    .ok_or_else(|| self.out_of_range())?;
                 let mut text = format_datetime(&dt);
                 text.push('Z');
                 text
@@ -193,22 +194,18 @@ impl Cell {
             Conversion::Native => self.native_attr(),
             Conversion::String => Ok(self.to_text()?.map(Attr::S)),
             Conversion::Number => self.number_attr(conversion),
-            Conversion::EpochSeconds | Conversion::EpochMillis => {
-                let Some((secs, micros)) = self.epoch() else {
-                    return Err(self.inapplicable(conversion));
-                };
-                let text = if conversion == Conversion::EpochSeconds {
-                    decimal_from_parts(secs, micros, 6)
-                } else {
-                    decimal_from_parts(secs * 1000 + i64::from(micros / 1000), micros % 1000, 3)
-                };
-                Ok(Some(Attr::N(text)))
-            }
+            Conversion::EpochSeconds | Conversion::EpochMillis => self.epoch_attr(conversion),
             Conversion::JsonString => match self {
                 Cell::Json(v) => Ok(Some(Attr::S(v.to_string()))),
                 _ => Err(self.inapplicable(conversion)),
             },
         }
+    }
+
+    /// A temporal value no instant of the years 0000..=9999 has (month 13, 30 February, hour 24,
+    /// a million microseconds, a TIMESTAMP beyond 9999), named by its fields.
+    fn out_of_range(&self) -> ValueError {
+        ValueError::NumberOutOfRange(format!("{self:?}"))
     }
 
     fn inapplicable(&self, conversion: Conversion) -> ValueError {
@@ -259,35 +256,72 @@ impl Cell {
         }
     }
 
-    /// Seconds and microseconds since the epoch for DATE, DATETIME (read as UTC) and TIMESTAMP.
-    fn epoch(&self) -> Option<(i64, u32)> {
-        match self {
+    /// `epoch_seconds` (up to six fraction digits) or `epoch_millis` (up to three) of DATE,
+    /// DATETIME (read as UTC) and TIMESTAMP: the exact number of the instant, whatever the
+    /// instant (an `i128` of microseconds holds every `i64` second), so 1969-12-31T23:59:59.5 is
+    /// `-0.5` seconds.
+    fn epoch_attr(&self, conversion: Conversion) -> Result<Option<Attr>, ValueError> {
+        let micros = self
+            .epoch_micros()?
+            .ok_or_else(|| self.inapplicable(conversion))?;
+        let frac_digits = if conversion == Conversion::EpochSeconds {
+            6
+        } else {
+            3
+        };
+        Ok(Some(Attr::N(decimal_from_parts(micros, frac_digits))))
+    }
+
+    /// Microseconds since the epoch for DATE, DATETIME (read as UTC) and TIMESTAMP; `Ok(None)`
+    /// for other kinds. A field outside its calendar range is an error (see
+    /// [`Cell::out_of_range`]), not the number of some other instant.
+    fn epoch_micros(&self) -> Result<Option<i128>, ValueError> {
+        let (secs, micros) = match self {
             Cell::Date { year, month, day } => {
-                Some((days_from_civil(*year, *month, *day) * 86_400, 0))
+                let days = checked_days_from_civil(*year, *month, *day);
+                (days.map(|days| days * 86_400), 0)
             }
-            Cell::DateTime(dt) => {
-                let days = days_from_civil(dt.year, dt.month, dt.day);
-                let secs = days * 86_400
-                    + i64::from(dt.hour) * 3600
-                    + i64::from(dt.minute) * 60
-                    + i64::from(dt.second);
-                Some((secs, dt.micros))
+            Cell::DateTime(dt) => (checked_datetime_secs(dt), dt.micros),
+            Cell::Timestamp { secs, micros, .. } => (Some(*secs), *micros),
+            _ => return Ok(None),
+        };
+        match secs {
+            Some(secs) if micros < 1_000_000 => {
+                Ok(Some(i128::from(secs) * 1_000_000 + i128::from(micros)))
             }
-            Cell::Timestamp { secs, micros, .. } => Some((*secs, *micros)),
-            _ => None,
+            _ => Err(self.out_of_range()),
         }
     }
 }
 
-/// `secs.frac` with `frac_digits` digits of `frac`, trailing zeros (and a bare dot) removed.
-fn decimal_from_parts(whole: i64, frac: u32, frac_digits: usize) -> String {
-    let mut text = whole.to_string();
-    if frac != 0 {
-        let digits = format!("{frac:0frac_digits$}");
-        text.push('.');
-        text.push_str(digits.trim_end_matches('0'));
+/// Whole seconds since the epoch of a DATETIME read as UTC; `None` when a field is outside its
+/// range (see [`checked_days_from_civil`]; hour 0..=23, minute and second 0..=59).
+fn checked_datetime_secs(dt: &DateTime) -> Option<i64> {
+    let days = checked_days_from_civil(dt.year, dt.month, dt.day)?;
+    if dt.hour > 23 || dt.minute > 59 || dt.second > 59 {
+        return None;
     }
-    text
+    Some(
+        days * 86_400
+            + i64::from(dt.hour) * 3600
+            + i64::from(dt.minute) * 60
+            + i64::from(dt.second),
+    )
+}
+
+/// The exact decimal text of `units / 10^frac_digits`: sign, whole part, and the fraction
+/// without trailing zeros (and without a bare point): `(-500_000, 6)` → `-0.5`.
+fn decimal_from_parts(units: i128, frac_digits: usize) -> String {
+    let width = frac_digits.saturating_add(1);
+    let digits = format!("{:0>width$}", units.unsigned_abs());
+    let (whole, frac) = digits.split_at(digits.len().saturating_sub(frac_digits));
+    let frac = frac.trim_end_matches('0');
+    let sign = if units < 0 { "-" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{frac}")
+    }
 }
 
 fn push_fraction(text: &mut String, micros: u32, fsp: u8) {
@@ -310,7 +344,9 @@ fn format_datetime(dt: &DateTime) -> String {
     text
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). Any
+/// arguments compute without overflow, but the answer means something only for a valid date:
+/// unchecked input goes through [`checked_days_from_civil`].
 pub fn days_from_civil(year: u16, month: u8, day: u8) -> i64 {
     let (year, month, day) = (i64::from(year), i64::from(month), i64::from(day));
     let y = if month <= 2 { year - 1 } else { year };
@@ -322,9 +358,72 @@ pub fn days_from_civil(year: u16, month: u8, day: u8) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-pub fn datetime_from_epoch(secs: i64, micros: u32, fsp: u8) -> DateTime {
+/// Days since 1970-01-01 of a valid proleptic Gregorian date; `None` for month 0 or 13+, day 0
+/// or a day past the month's end (30 February, 29 February of a common year).
+pub fn checked_days_from_civil(year: u16, month: u8, day: u8) -> Option<i64> {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    let last = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    (1..=last)
+        .contains(&day)
+        .then(|| days_from_civil(year, month, day))
+}
+
+/// 0000-01-01T00:00:00Z in seconds since the epoch: the first instant a four-digit year writes.
+pub const MIN_EPOCH_SECS: i64 = -62_167_219_200;
+/// 9999-12-31T23:59:59Z in seconds since the epoch: the last instant a four-digit year writes.
+pub const MAX_EPOCH_SECS: i64 = 253_402_300_799;
+
+/// The UTC date and time of an instant; `None` outside the years 0000..=9999
+/// ([`MIN_EPOCH_SECS`]..=[`MAX_EPOCH_SECS`]) or for `micros` of a whole second or more.
+pub fn checked_datetime_from_epoch(secs: i64, micros: u32, fsp: u8) -> Option<DateTime> {
+    if !(MIN_EPOCH_SECS..=MAX_EPOCH_SECS).contains(&secs) || micros >= 1_000_000 {
+        return None;
+    }
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    Some(DateTime {
+        year: u16::try_from(year).ok()?,
+        month: u8::try_from(month).ok()?,
+        day: u8::try_from(day).ok()?,
+        hour: u8::try_from(rem / 3600).ok()?,
+        minute: u8::try_from(rem % 3600 / 60).ok()?,
+        second: u8::try_from(rem % 60).ok()?,
+        micros,
+        fsp,
+    })
+}
+
+/// The UTC date and time of an instant, for callers that keep to the years 0000..=9999 (as
+/// writeback's range check does). Outside them the answer saturates at the first or last
+/// second of that range (a whole second or more of `micros` carries into `secs` first): always
+/// a real date, never a wrapped year. Use [`checked_datetime_from_epoch`] to be told instead.
+pub fn datetime_from_epoch(secs: i64, micros: u32, fsp: u8) -> DateTime {
+    let secs = secs
+        .saturating_add(i64::from(micros / 1_000_000))
+        .clamp(MIN_EPOCH_SECS, MAX_EPOCH_SECS);
+    let first = DateTime {
+        year: 0,
+        month: 1,
+        day: 1,
+        hour: 0,
+        minute: 0,
+        second: 0,
+        micros: 0,
+        fsp,
+    };
+    checked_datetime_from_epoch(secs, micros % 1_000_000, fsp).unwrap_or(first)
+}
+
+/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's algorithm; no
+/// overflow for the day count of any `i64` second count).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -333,17 +432,7 @@ pub fn datetime_from_epoch(secs: i64, micros: u32, fsp: u8) -> DateTime {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    DateTime {
-        year: year as u16,
-        month: month as u8,
-        day: day as u8,
-        hour: (rem / 3600) as u8,
-        minute: (rem % 3600 / 60) as u8,
-        second: (rem % 60) as u8,
-        micros,
-        fsp,
-    }
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// A value for a message: quoted, and cut after 64 bytes with its length when longer (an error
@@ -360,7 +449,8 @@ pub fn preview(text: &str) -> String {
     format!("{:?}… ({} bytes)", &text[..end], text.len())
 }
 
-/// Pads or trims DECIMAL text to exactly `scale` fraction digits.
+/// Pads or trims DECIMAL text to exactly `scale` fraction digits (characters, so text that is
+/// not ASCII is cut between characters, never inside one).
 pub fn with_scale(text: &str, scale: u8) -> String {
     let scale = usize::from(scale);
     let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
@@ -370,15 +460,42 @@ pub fn with_scale(text: &str, scale: u8) -> String {
     let mut out = String::with_capacity(int_part.len() + 1 + scale);
     out.push_str(int_part);
     out.push('.');
-    out.push_str(&frac[..frac.len().min(scale)]);
-    for _ in frac.len()..scale {
-        out.push('0');
-    }
+    let kept = frac.chars().take(scale);
+    let pad = scale - kept.clone().count();
+    out.extend(kept);
+    out.extend(std::iter::repeat_n('0', pad));
     out
 }
 
-/// Shortest text that round-trips as a 32-bit float.
+/// Shortest text that round-trips as a 32-bit float; when several shortest texts do, the one
+/// closest to the float's exact value, and of two equally close the one whose last digit is
+/// even (348261.125 → `348261.12`, where Rust's `{}` writes `348261.13`). Exponent form
+/// (`1.5e-8`) outside 1e-7..1e21, plain (`0.001`, `1000`) inside; zero, infinities and NaN as
+/// Rust writes them.
 pub fn format_f32(v: f32) -> String {
+    let abs = v.abs();
+    let sci = abs != 0.0 && !(1e-7..1e21).contains(&abs);
+    // An f32 widens to f64 exactly, so the f64's exact value is the f32's.
+    closest_shortest(f64::from(abs), &format!("{abs:e}"), |text| {
+        text.parse::<f32>() == Ok(abs)
+    })
+    .map(|(digits, exp)| float_text(v.is_sign_negative(), digits, exp, sci))
+    .unwrap_or_else(|| rust_text_f32(v))
+}
+
+/// Shortest text that round-trips as a 64-bit float, by the rules of [`format_f32`].
+pub fn format_f64(v: f64) -> String {
+    let abs = v.abs();
+    let sci = abs != 0.0 && !(1e-7..1e21).contains(&abs);
+    closest_shortest(abs, &format!("{abs:e}"), |text| {
+        text.parse::<f64>() == Ok(abs)
+    })
+    .map(|(digits, exp)| float_text(v.is_sign_negative(), digits, exp, sci))
+    .unwrap_or_else(|| rust_text_f64(v))
+}
+
+/// Rust's own shortest text in the forms of [`format_f32`] (its last digit rounded half up).
+fn rust_text_f32(v: f32) -> String {
     let abs = v.abs();
     if abs != 0.0 && !(1e-7..1e21).contains(&abs) {
         format!("{v:e}")
@@ -387,14 +504,151 @@ pub fn format_f32(v: f32) -> String {
     }
 }
 
-/// Shortest text that round-trips as a 64-bit float.
-pub fn format_f64(v: f64) -> String {
+/// Rust's own shortest text in the forms of [`format_f64`].
+fn rust_text_f64(v: f64) -> String {
     let abs = v.abs();
     if abs != 0.0 && !(1e-7..1e21).contains(&abs) {
         format!("{v:e}")
     } else {
         format!("{v}")
     }
+}
+
+/// The shortest round-trip digits of a finite, positive float `abs` as `(digits, exp)`, the
+/// value `digits × 10^exp`: the closest to `abs` of those that read back as the float, an exact
+/// tie to the even digit. Rust's shortest text `rust_sci` (`{:e}`) gives the digit count; the
+/// closeness is decided on the float's exact decimal value, never in floating point (which
+/// cannot see a tie). `round_trips` says whether a text reads back as the float. `None` for
+/// zero and non-finite floats (and, defensively, for anything unexpected).
+fn closest_shortest(
+    abs: f64,
+    rust_sci: &str,
+    round_trips: impl Fn(&str) -> bool,
+) -> Option<(u64, i64)> {
+    if abs == 0.0 || !abs.is_finite() {
+        return None;
+    }
+    let (rust_digits, exp) = sci_parts(rust_sci)?;
+    // The digit values that round-trip are consecutive: when neither neighbour of Rust's does,
+    // Rust's is the only shortest text and nothing needs the exact value.
+    let neighbour =
+        |digits: Option<u64>| digits.is_some_and(|d| round_trips(&format!("{d}e{exp}")));
+    if !neighbour(rust_digits.checked_sub(1)) && !neighbour(rust_digits.checked_add(1)) {
+        return Some((rust_digits, exp));
+    }
+    let exact = DecimalNumber::parse(&exact_text(abs))?;
+    let nearest = round_half_even(&exact, exp)?;
+    nearest_round_trip(nearest, rust_digits, exp, round_trips)
+}
+
+/// `3.4826113e5` → `(34826113, -2)`: the digits as an integer and the exponent of the last one.
+fn sci_parts(text: &str) -> Option<(u64, i64)> {
+    let (mantissa, exp) = text.split_once('e')?;
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let last = i64::try_from(digits.len()).ok()?.checked_sub(1)?;
+    Some((
+        digits.parse().ok()?,
+        exp.parse::<i64>().ok()?.checked_sub(last)?,
+    ))
+}
+
+/// The exact decimal value of a finite float: every float is a whole number times 2^e, so its
+/// expansion ends after -e fraction digits, e counted at its lowest set bit.
+fn exact_text(v: f64) -> String {
+    let bits = v.to_bits();
+    let biased = i64::try_from((bits >> 52) & 0x7ff).unwrap_or(0);
+    let fraction = bits & ((1 << 52) - 1);
+    let (mantissa, e) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), biased - 1075)
+    };
+    let lowest_bit = e + i64::from(mantissa.trailing_zeros());
+    let places = usize::try_from(-lowest_bit).unwrap_or(0);
+    format!("{v:.places$}")
+}
+
+/// `exact / 10^exp` rounded to a whole number, half to even, from the exact digits.
+fn round_half_even(exact: &DecimalNumber, exp: i64) -> Option<u64> {
+    // How many of the digits stand before the rounding place; none: below a tenth, rounds to 0.
+    let Ok(whole_len) = usize::try_from(exact.point.checked_sub(exp)?) else {
+        return Some(0);
+    };
+    let mut whole: u64 = 0;
+    for at in 0..whole_len {
+        let digit = exact.digits.get(at).copied().unwrap_or(0);
+        whole = whole.checked_mul(10)?.checked_add(u64::from(digit))?;
+    }
+    let next = exact.digits.get(whole_len).copied().unwrap_or(0);
+    let beyond = exact.digits.len() > whole_len.saturating_add(1);
+    let up = next > 5 || (next == 5 && (beyond || whole % 2 == 1));
+    whole.checked_add(u64::from(up))
+}
+
+/// Of the digit values that read back as the float at exponent `exp` (consecutive integers,
+/// Rust's `rust_digits` among them), the one nearest to `nearest`: `nearest` itself when it
+/// round-trips, else the first that does stepping from it toward Rust's (all of them lie on
+/// that side). `None` if the two are implausibly far apart (then Rust's text stands).
+fn nearest_round_trip(
+    nearest: u64,
+    rust_digits: u64,
+    exp: i64,
+    round_trips: impl Fn(&str) -> bool,
+) -> Option<(u64, i64)> {
+    if nearest.abs_diff(rust_digits) > 20 {
+        return None;
+    }
+    let mut digits = nearest;
+    while digits != rust_digits && !round_trips(&format!("{digits}e{exp}")) {
+        digits = if digits < rust_digits {
+            digits + 1
+        } else {
+            digits - 1
+        };
+    }
+    Some((digits, exp))
+}
+
+/// `digits × 10^exp` in Rust's float forms: exponent form when `sci` (`1.5e-8`, `1e21`), plain
+/// otherwise (`348261.12`, `0.001`, `1000`); `-` first when negative.
+fn float_text(negative: bool, mut digits: u64, mut exp: i64, sci: bool) -> String {
+    while digits != 0 && digits.is_multiple_of(10) {
+        digits /= 10;
+        exp = exp.saturating_add(1);
+    }
+    let digits = digits.to_string();
+    let body = if sci {
+        sci_digits(&digits, exp)
+    } else {
+        plain_digits(&digits, exp)
+    };
+    if negative {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+/// `12`, -9 → `1.2e-8`.
+fn sci_digits(digits: &str, exp: i64) -> String {
+    let len = i64::try_from(digits.len()).unwrap_or(0);
+    let lead = exp.saturating_add(len).saturating_sub(1);
+    match digits.split_at(digits.len().min(1)) {
+        (first, "") => format!("{first}e{lead}"),
+        (first, rest) => format!("{first}.{rest}e{lead}"),
+    }
+}
+
+/// `34826112`, -2 → `348261.12`; `1`, -3 → `0.001`; `1`, 3 → `1000`.
+fn plain_digits(digits: &str, exp: i64) -> String {
+    let Ok(zeros) = usize::try_from(exp) else {
+        let frac = usize::try_from(exp.unsigned_abs()).unwrap_or(usize::MAX);
+        return match digits.len().checked_sub(frac) {
+            Some(whole) if whole > 0 => format!("{}.{}", &digits[..whole], &digits[whole..]),
+            _ => format!("0.{}{digits}", "0".repeat(frac - digits.len())),
+        };
+    };
+    format!("{digits}{}", "0".repeat(zeros))
 }
 
 /// `[-+]digits[.digits][e[-+]digits]`, the literal forms MySQL and DynamoDB both accept.
@@ -438,16 +692,17 @@ pub fn plain_decimal(text: &str) -> String {
 }
 
 /// Checks that DynamoDB can hold the number: at most 38 significant digits and a magnitude
-/// between 1E-130 and 9.99…E+125. Returns the text unchanged.
+/// between 1E-130 and 9.99…E+125. Returns the text unchanged. Any text is an answer, never a
+/// panic: an exponent too large for an `i64` is out of range too.
 pub fn checked_number(text: &str) -> Result<String, ValueError> {
     let out_of_range = || ValueError::NumberOutOfRange(text.to_string());
     let number = DecimalNumber::parse(text).ok_or_else(out_of_range)?;
     if number.digits.is_empty() {
         return Ok(text.to_string()); // zero
     }
-    // Decimal exponent of the leading significant digit.
-    let magnitude = number.point - 1;
-    if number.digits.len() > 38 || !(-130..=125).contains(&magnitude) {
+    // The leading digit's exponent is `point - 1`, so -130..=125 is a point of -129..=126
+    // (compared as the point itself: `point - 1` could overflow).
+    if number.digits.len() > 38 || !(-129..=126).contains(&number.point) {
         return Err(out_of_range());
     }
     Ok(text.to_string())
@@ -464,6 +719,9 @@ pub struct DecimalNumber {
 }
 
 impl DecimalNumber {
+    /// `None` for text that is not a number (see [`is_number_text`]) and for a number whose point
+    /// does not fit an `i64` (an exponent beyond ±9.2E18): never a wrapped or clamped point.
+    /// Zero is zero whatever its exponent, as long as the exponent itself fits an `i64`.
     pub fn parse(text: &str) -> Option<DecimalNumber> {
         if !is_number_text(text) {
             return None;
@@ -478,16 +736,9 @@ impl DecimalNumber {
             None => (body, 0),
         };
         let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let mut digits: Vec<u8> = int_part
-            .bytes()
-            .chain(frac_part.bytes())
-            .map(|b| b - b'0')
-            .collect();
-        let mut point = int_part.len() as i64 + exponent;
-        while digits.first() == Some(&0) {
-            digits.remove(0);
-            point -= 1;
-        }
+        let all = int_part.bytes().chain(frac_part.bytes());
+        let leading = all.clone().take_while(|&b| b == b'0').count();
+        let mut digits: Vec<u8> = all.skip(leading).map(|b| b - b'0').collect();
         while digits.last() == Some(&0) {
             digits.pop();
         }
@@ -498,10 +749,12 @@ impl DecimalNumber {
                 point: 0,
             });
         }
+        // Both counts are string lengths, so the difference cannot overflow; the exponent can.
+        let shift = i64::try_from(int_part.len()).ok()? - i64::try_from(leading).ok()?;
         Some(DecimalNumber {
             negative,
             digits,
-            point,
+            point: shift.checked_add(exponent)?,
         })
     }
 
@@ -730,5 +983,231 @@ mod tests {
             prop_assert!(checked_number(&v.to_string()).is_ok());
             prop_assert!(is_number_text(&v.to_string()));
         }
+
+        #[test]
+        fn f32_text_is_shortest(bits in any::<u32>()) {
+            let v = f32::from_bits(bits);
+            prop_assume!(v.is_finite());
+            let text = format_f32(v);
+            prop_assert_eq!(text.parse::<f32>().unwrap().to_bits(), v.to_bits());
+            prop_assert!(text.len() <= rust_text_f32(v).len(), "{} vs {}", text, rust_text_f32(v));
+        }
+
+        #[test]
+        fn f64_text_is_shortest(bits in any::<u64>()) {
+            let v = f64::from_bits(bits);
+            prop_assume!(v.is_finite());
+            let text = format_f64(v);
+            prop_assert_eq!(text.parse::<f64>().unwrap().to_bits(), v.to_bits());
+            prop_assert!(text.len() <= rust_text_f64(v).len(), "{} vs {}", text, rust_text_f64(v));
+        }
+
+        #[test]
+        fn number_text_never_panics(text in ".{0,80}") {
+            number_functions(&text);
+        }
+
+        #[test]
+        fn number_shaped_text_never_panics(
+            text in "[-+]?[0-9]{0,50}(\\.[0-9]{0,50})?([eE][-+]?[0-9]{1,25})?"
+        ) {
+            number_functions(&text);
+            if let Some(number) = DecimalNumber::parse(&text) {
+                // In range exactly when the leading digit's exponent is -130..=125.
+                let in_range = number.digits.is_empty()
+                    || (number.digits.len() <= 38 && (-129..=126).contains(&number.point));
+                prop_assert_eq!(checked_number(&text).is_ok(), in_range);
+            }
+        }
+
+        #[test]
+        fn extreme_exponents_never_panic(
+            mantissa in "[-+]?[0-9]{0,30}(\\.[0-9]{0,30})?",
+            exponent in prop_oneof![any::<i64>(), Just(i64::MAX), Just(i64::MIN), -200i64..200],
+        ) {
+            prop_assume!(is_number_text(&mantissa));
+            let text = format!("{mantissa}e{exponent}");
+            number_functions(&text);
+            let zero = mantissa.bytes().all(|b| !(b'1'..=b'9').contains(&b));
+            // The mantissa is within 1E-31..1E+31, so beyond ±170 the number is out of range.
+            prop_assert!(zero || (-170..=170).contains(&exponent) || checked_number(&text).is_err());
+        }
+
+        #[test]
+        fn epoch_conversions_never_panic(
+            secs in any::<i64>(), micros in any::<u32>(), fsp in any::<u8>(),
+        ) {
+            let ts = Cell::Timestamp { secs, micros, fsp };
+            temporal_functions(&ts);
+            let dt = datetime_from_epoch(secs, micros, fsp);
+            prop_assert!(dt.year <= 9999 && dt.micros < 1_000_000);
+            match checked_datetime_from_epoch(secs, micros, fsp) {
+                Some(back) => prop_assert_eq!(back, dt),
+                None => prop_assert!(!(MIN_EPOCH_SECS..=MAX_EPOCH_SECS).contains(&secs)
+                    || micros >= 1_000_000),
+            }
+        }
+
+        #[test]
+        fn calendar_fields_never_panic(
+            year in any::<u16>(), month in any::<u8>(), day in any::<u8>(), hour in any::<u8>(),
+            minute in any::<u8>(), second in any::<u8>(), micros in any::<u32>(),
+        ) {
+            let _ = days_from_civil(year, month, day);
+            temporal_functions(&Cell::Date { year, month, day });
+            let dt = DateTime { year, month, day, hour, minute, second, micros, fsp: 6 };
+            temporal_functions(&Cell::DateTime(dt));
+            if let Some(days) = checked_days_from_civil(year, month, day) {
+                match checked_datetime_from_epoch(days * 86_400, 0, 0) {
+                    Some(back) => {
+                        prop_assert_eq!((back.year, back.month, back.day), (year, month, day));
+                    }
+                    None => prop_assert!(year > 9999),
+                }
+            }
+        }
+    }
+
+    /// Every function of this module that takes number text, for the no-panic properties.
+    fn number_functions(text: &str) {
+        let _ = checked_number(text);
+        let _ = plain_decimal(text);
+        let _ = DecimalNumber::parse(text);
+        let _ = is_number_text(text);
+        let _ = with_scale(text, 4);
+        let _ = with_scale(text, 255);
+        let _ = Cell::Text(text.to_string()).to_attr(Conversion::Number);
+        let _ = Cell::Decimal(text.to_string()).to_attr(Conversion::Native);
+    }
+
+    fn temporal_functions(cell: &Cell) {
+        let _ = cell.to_text();
+        for conversion in [
+            Conversion::EpochSeconds,
+            Conversion::EpochMillis,
+            Conversion::Native,
+        ] {
+            let _ = cell.to_attr(conversion);
+        }
+    }
+
+    #[test]
+    fn float_ties_go_to_the_even_digit() {
+        // Exactly halfway between 348261.12 and 348261.13 (a literal would draw clippy's
+        // excessive_precision, which cannot see the tie either).
+        let tie: f32 = "348261.125".parse().unwrap();
+        assert_eq!(format_f32(tie), "348261.12");
+        assert_eq!(format_f32(-tie), "-348261.12");
+        // Not ties: the closest shortest text, as Rust's own.
+        assert_eq!(format_f32(348261.1), "348261.1");
+        assert_eq!(format_f32(1e-8), "1e-8");
+        assert_eq!(format_f32(f32::MAX), "3.4028235e38");
+        assert_eq!(format_f32(f32::MIN_POSITIVE / 8.0), "1.469368e-39");
+        assert_eq!(format_f64(5e-324), "5e-324");
+        assert_eq!(format_f64(1e21), "1e21");
+        assert_eq!(format_f64(123456.0), "123456");
+        assert_eq!(format_f32(0.0), "0");
+        assert_eq!(format_f32(-0.0), "-0");
+        assert_eq!(format_f64(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn extreme_numbers_are_out_of_range() {
+        let out_of_range = |text: &str| {
+            assert_eq!(
+                checked_number(text),
+                Err(ValueError::NumberOutOfRange(text.to_string())),
+                "{text}"
+            );
+        };
+        out_of_range("1e9223372036854775807");
+        out_of_range("1e-9223372036854775808");
+        out_of_range("0.01e-9223372036854775808");
+        out_of_range("123e9223372036854775806");
+        out_of_range("1e99999999999999999999");
+        out_of_range(&format!("1{}", "0".repeat(5000)));
+        out_of_range(&format!("0.{}1", "0".repeat(5000)));
+        out_of_range(&format!("{}e-9223372036854775807", "1".repeat(3000)));
+        assert!(checked_number("0e9223372036854775807").is_ok());
+        assert!(checked_number(&format!("0.{}1e200", "0".repeat(200))).is_ok());
+        let long = DecimalNumber::parse(&format!("0.{}25", "0".repeat(4000))).unwrap();
+        assert_eq!((long.digits, long.point), (vec![2, 5], -4000));
+        let top = DecimalNumber::parse("0.1e9223372036854775807").unwrap();
+        assert_eq!(top.point, i64::MAX);
+        assert_eq!(DecimalNumber::parse("10e9223372036854775807"), None);
+        assert_eq!(with_scale("1.\u{e9}\u{e9}", 1), "1.\u{e9}");
+        assert_eq!(with_scale("1.5", 3), "1.500");
+        assert_eq!(plain_decimal(&format!("7.{}", "0".repeat(3000))), "7");
+    }
+
+    #[test]
+    fn extreme_instants_are_errors_or_exact() {
+        let ts = |secs, micros| Cell::Timestamp {
+            secs,
+            micros,
+            fsp: 6,
+        };
+        assert_eq!(
+            ts(i64::MAX, 999_999)
+                .to_attr(Conversion::EpochMillis)
+                .unwrap(),
+            Some(Attr::N("9223372036854775807999.999".into()))
+        );
+        assert_eq!(
+            ts(i64::MIN, 1).to_attr(Conversion::EpochSeconds).unwrap(),
+            Some(Attr::N("-9223372036854775807.999999".into()))
+        );
+        assert!(ts(i64::MAX, 0).to_text().is_err());
+        assert!(ts(i64::MIN, 0).to_text().is_err());
+        assert!(ts(0, 1_000_000).to_attr(Conversion::EpochSeconds).is_err());
+        assert!(ts(0, 1_000_000).to_text().is_err());
+        assert_eq!(MIN_EPOCH_SECS, days_from_civil(0, 1, 1) * 86_400);
+        assert_eq!(MAX_EPOCH_SECS, days_from_civil(10000, 1, 1) * 86_400 - 1);
+        let last = datetime_from_epoch(i64::MAX, 0, 0);
+        assert_eq!(format_datetime(&last), "9999-12-31T23:59:59");
+        let first = datetime_from_epoch(i64::MIN, 0, 0);
+        assert_eq!(format_datetime(&first), "0000-01-01T00:00:00");
+        assert_eq!(checked_datetime_from_epoch(i64::MAX, 0, 0), None);
+        assert_eq!(checked_days_from_civil(2024, 2, 30), None);
+        assert_eq!(checked_days_from_civil(2024, 2, 29), Some(19_782));
+        let _ = days_from_civil(u16::MAX, u8::MAX, u8::MAX);
+        let date = |month, day| Cell::Date {
+            year: 2024,
+            month,
+            day,
+        };
+        assert!(date(13, 1).to_attr(Conversion::EpochSeconds).is_err());
+        assert!(date(2, 30).to_attr(Conversion::EpochMillis).is_err());
+        let dt = |hour, second, micros| {
+            Cell::DateTime(DateTime {
+                year: 1969,
+                month: 12,
+                day: 31,
+                hour,
+                minute: 59,
+                second,
+                micros,
+                fsp: 6,
+            })
+        };
+        assert!(dt(24, 59, 0).to_attr(Conversion::EpochSeconds).is_err());
+        assert!(dt(23, 59, 1_000_000)
+            .to_attr(Conversion::EpochSeconds)
+            .is_err());
+        // Before 1970 the fraction counts up from the second, so the number is -0.5, not -1.5.
+        let half = dt(23, 59, 500_000);
+        assert_eq!(
+            half.to_attr(Conversion::EpochSeconds).unwrap(),
+            Some(Attr::N("-0.5".into()))
+        );
+        assert_eq!(
+            half.to_attr(Conversion::EpochMillis).unwrap(),
+            Some(Attr::N("-500".into()))
+        );
+        let odd = dt(23, 59, 500_500);
+        assert_eq!(
+            odd.to_attr(Conversion::EpochMillis).unwrap(),
+            Some(Attr::N("-499.5".into()))
+        );
     }
 }
