@@ -410,6 +410,14 @@ async fn xa_transactions_apply_at_commit_and_never_at_rollback() {
         .await;
     assert!(daemon.terminate().success());
     drop(xa);
+    // The connection that re-reads a prepare group has its own replica id: the server never
+    // dropped the main connection for it.
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    assert!(
+        !log.contains("same server_uuid/server_id"),
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
 }
 
 /// A second instance started on the same checkpoint (same control table, same server id) takes

@@ -197,6 +197,16 @@ impl Source {
     }
 
     async fn open_stream(&self, resume: &Position) -> Result<(BinlogStream, Flavor), SourceError> {
+        self.open_stream_as(resume, self.config.server_id).await
+    }
+
+    /// A binlog connection as replica `server_id` (the server drops an older connection of the
+    /// same id, so a second connection needs an id of its own).
+    async fn open_stream_as(
+        &self,
+        resume: &Position,
+        server_id: u32,
+    ) -> Result<(BinlogStream, Flavor), SourceError> {
         let (mut conn, flavor) = connect(&self.config.url).await?;
         let heartbeat_ns = self.config.heartbeat_interval.as_nanos().to_string();
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
@@ -216,9 +226,9 @@ impl Source {
                 conn.exec_drop("SET @slave_connect_state = ?", (state,))
                     .await
                     .map_err(SourceError::Query)?;
-                BinlogStreamRequest::new(self.config.server_id)
+                BinlogStreamRequest::new(server_id)
             }
-            _ => BinlogStreamRequest::new(self.config.server_id)
+            _ => BinlogStreamRequest::new(server_id)
                 .with_filename(resume.file.as_bytes())
                 .with_pos(resume.pos),
         };

@@ -6,8 +6,9 @@
 //! - the prepare group's rows are not sent; the group is remembered by XID with where it starts
 //!   and ends, and a hold keeps every checkpoint at or before its start until it is decided, so
 //!   a restart reads it again;
-//! - at XA COMMIT the group is read again from the binlog (a second binlog connection, nothing
-//!   buffered in memory) and its rows are sent as the changes of the committing transaction;
+//! - at XA COMMIT the group is read again from the binlog (a second binlog connection, replica
+//!   id `server_id ^ 2^30`, nothing buffered in memory) and its rows are sent as the changes of
+//!   the committing transaction;
 //! - at XA ROLLBACK it is forgotten.
 //!
 //! An XA COMMIT of a transaction prepared before rowcast's start position (a first start while
@@ -23,6 +24,10 @@ use super::{Cursor, Reading, RowsContext, Source};
 use crate::metrics::metrics;
 use crate::pipeline::{position_before, Position, Restart, SourceEvent};
 use crate::source::SourceError;
+
+/// The replica id of the connection that re-reads a prepare group is `server_id` with this bit
+/// flipped.
+pub const REREAD_ID_BIT: u32 = 1 << 30;
 
 /// The XA transaction being prepared in the group under way.
 #[derive(Debug, Default)]
@@ -206,7 +211,10 @@ impl Source {
             gtid: None,
             ..prepared.start.clone()
         };
-        let (mut stream, _) = self.open_stream(&start).await?;
+        // Its own replica id: the server would drop the main connection for one of the same id.
+        let (mut stream, _) = self
+            .open_stream_as(&start, self.config.server_id ^ REREAD_ID_BIT)
+            .await?;
         loop {
             let next = tokio::time::timeout(self.config.idle_timeout, stream.next()).await;
             let event = match next {
