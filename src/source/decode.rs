@@ -20,7 +20,6 @@ use crate::view::spec::TableRef;
 use crate::view::value::{with_scale, Cell, DateTime};
 
 const BINARY_CHARSET: u16 = 63;
-const LATIN1_CHARSETS: [u16; 8] = [5, 8, 15, 31, 47, 48, 49, 94];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -234,12 +233,10 @@ pub fn decode_row(
     })
 }
 
-fn text_of(bytes: &[u8], charset: u16) -> String {
-    if LATIN1_CHARSETS.contains(&charset) {
-        bytes.iter().map(|&b| b as char).collect()
-    } else {
-        String::from_utf8_lossy(bytes).into_owned()
-    }
+/// The text of a string value of the binlog: its bytes are in the column's charset, which the
+/// binlog names by the collation id (see `source::charset`).
+fn text_of(bytes: &[u8], collation: u16) -> String {
+    super::charset::decode(bytes, collation)
 }
 
 fn ascii(bytes: &[u8]) -> Result<&str, String> {
@@ -470,5 +467,52 @@ mod tests {
             decode_value(&ColumnKind::Text, &v(Value::Bytes(vec![0xe9])), 8),
             Ok(Cell::Text("é".into()))
         );
+    }
+
+    /// Collation ids: latin1_swedish_ci 8, latin1_bin 47, latin1_swedish_nopad_ci 1032,
+    /// cp1250_general_ci 26, gbk_chinese_ci 28, big5_chinese_ci 1, sjis_japanese_ci 13,
+    /// ujis_japanese_ci 12, ucs2_general_ci 35, utf16_general_ci 54, utf16le_general_ci 56,
+    /// utf32_general_ci 60, utf8mb4_general_ci 45.
+    #[test]
+    fn text_in_the_charset_of_its_collation() {
+        let text = |bytes: &[u8], collation| text_of(bytes, collation);
+        // MySQL's latin1 is cp1252, its undefined bytes the C1 controls, under every collation.
+        for latin1 in [8, 47, 1032] {
+            assert_eq!(text(&[0x80, 0x8A, 0xE9], latin1), "€Šé");
+            assert_eq!(
+                text(&[0x81, 0x8D, 0x8F, 0x90, 0x9D], latin1),
+                "\u{81}\u{8d}\u{8f}\u{90}\u{9d}"
+            );
+        }
+        assert_eq!(text(b"plain", 8), "plain");
+        // cp1250: its letters, and a byte MySQL leaves undefined.
+        assert_eq!(text(&[0x8A, 0x9E, 0xF5, 0x81], 26), "Šžő?");
+        assert_eq!(text(&[0x61, 0xD6, 0xD0, 0xCE, 0xC4], 28), "a中文");
+        // Where MySQL's table differs from WHATWG's: kana in big5, the wave dash in sjis and
+        // ujis, and ujis's three-byte codes (JIS X 0212) and user-defined area.
+        assert_eq!(text(&[0xA4, 0xA4, 0xC6, 0xA6, 0xC7, 0xB4], 1), "中あЖ");
+        assert_eq!(text(&[0x93, 0xFA, 0x81, 0x60, 0xB1], 13), "日〜ｱ");
+        assert_eq!(
+            text(&[0xA1, 0xC1, 0x8F, 0xB0, 0xA1, 0xF5, 0xA1], 12),
+            "〜丂\u{e000}"
+        );
+        // A well-formed code that neither table maps is '?', as the server reads it.
+        assert_eq!(text(&[0x85, 0x40, 0x41], 13), "?A");
+        // The wide charsets, with an astral character where the charset has them.
+        let astral = "ü😀";
+        let utf16: Vec<u8> = astral.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let utf16le: Vec<u8> = astral.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let utf32: Vec<u8> = astral
+            .chars()
+            .flat_map(|c| u32::from(c).to_be_bytes())
+            .collect();
+        assert_eq!(text(&utf16, 54), astral);
+        assert_eq!(text(&utf16le, 56), astral);
+        assert_eq!(text(&utf32, 60), astral);
+        assert_eq!(text(&[0x00, 0xFC, 0x03, 0xA9], 35), "üΩ");
+        // UTF-8 and unknown ids: UTF-8, invalid bytes replaced.
+        assert_eq!(text(astral.as_bytes(), 45), astral);
+        assert_eq!(text(&[0x61, 0xFF], 45), "a\u{fffd}");
+        assert_eq!(text(&[0x61, 0xFF], 9999), "a\u{fffd}");
     }
 }

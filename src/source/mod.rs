@@ -8,6 +8,7 @@
 //! position the server no longer has (error 1236) is definite: the daemon stops and says so.
 //! An idle stream (no event and no heartbeat within `idle_timeout`) is treated as dead.
 
+mod charset;
 pub mod decode;
 pub mod mariadb;
 pub mod preflight;
