@@ -265,9 +265,17 @@ impl Merge {
             SourceEvent::Row(change) => {
                 cursor.in_transaction = true;
                 if !self.marks.is_empty() {
-                    let by = MarkedBy {
-                        seq: change.seq,
-                        restart: &cursor.resume,
+                    // Rows of an XA transaction being committed restart at its prepare.
+                    let held = cursor.holds.values().min_by_key(|r| r.seq).cloned();
+                    let by = match &held {
+                        Some(hold) if hold.seq < change.seq => MarkedBy {
+                            seq: hold.seq + 1,
+                            restart: &hold.position,
+                        },
+                        _ => MarkedBy {
+                            seq: change.seq,
+                            restart: &cursor.resume,
+                        },
                     };
                     self.mark(&change, by).await?;
                     self.backfill_overflowed(cursor).await?;
@@ -304,10 +312,20 @@ impl Merge {
                 self.progress_barrier(cursor).await
             }
             SourceEvent::Halt(mut halt) => {
-                halt.restart.get_or_insert_with(|| cursor.restart());
+                let earliest = cursor
+                    .floor(&self.marks)
+                    .filter(|floor| floor.seq < cursor.seq)
+                    .unwrap_or_else(|| cursor.restart());
+                halt.restart.get_or_insert(earliest);
                 self.emit(StreamEvent::Halt(halt)).await
             }
             SourceEvent::Hold { key, restart } => {
+                // The merge's own resume point: it may have moved past the reader's (an idle
+                // rotation), and a checkpoint must never go back to a file already left.
+                let restart = Restart {
+                    seq: restart.seq.min(cursor.seq),
+                    position: cursor.resume.clone(),
+                };
                 cursor.holds.insert(key, restart);
                 Ok(())
             }

@@ -143,10 +143,12 @@ impl Projector {
     /// each halted view's backfill progress as of its halt.
     fn hold(&mut self, mut barrier: Barrier) -> Barrier {
         self.last = ProjectStart {
-            restart: Restart {
+            // The barrier's own restart when it has one (join marks, an XA commit under way):
+            // a halt here must be read again from there.
+            restart: barrier.restart.clone().unwrap_or_else(|| Restart {
                 seq: barrier.seq,
                 position: barrier.position.clone(),
-            },
+            }),
             backfill: barrier.backfill.clone(),
         };
         if self.halted.is_empty() {

@@ -184,7 +184,11 @@ impl Driver {
             }
             group.sql = Some(sql);
         }
-        let sql = group.sql.as_ref().expect("loaded above");
+        // As the table is now (the cache is emptied after a DDL or a stale read): a pass goes on
+        // with the columns the table has, not those of its start.
+        let sql = tables.get(&group.table).await?;
+        group.sql = Some(sql.clone());
+        let sql = &sql;
         let read = read_roots(
             &mut conn,
             tables,
@@ -193,12 +197,7 @@ impl Driver {
             keyset_tail(sql, None, group.after.as_deref(), self.chunk_rows),
             &|_| true,
         )
-        .await;
-        if let Err(SqlError::StaleSchema { .. }) = &read {
-            // The table changed since it was loaded: load it again for the retry.
-            group.sql = Some(tables.get(&group.table).await?);
-        }
-        let read = read?;
+        .await?;
         Ok(NextRead::Chunk(self.chunk(read)))
     }
 

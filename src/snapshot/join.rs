@@ -62,11 +62,27 @@ pub async fn read_roots(
     }
     .await;
     end_snapshot(conn).await;
-    if let Err(SqlError::StaleSchema { .. }) = &read {
-        // Read the schemas again; the caller retries the read (a transient error).
-        tables.clear();
-    }
-    let (rows, last_key, joined) = read?;
+    let (rows, last_key, joined) = match read {
+        Ok(read) => {
+            tables.fresh(&root.schema.table);
+            for join in view.map(|v| v.joins.as_slice()).unwrap_or_default() {
+                tables.fresh(&join.from);
+            }
+            read
+        }
+        // The schemas are read again and the caller retries (a transient error); a second
+        // time, the view names a column the table really lacks.
+        Err(SqlError::StaleSchema { table, source }) => {
+            return Err(if tables.stale_again(&table) {
+                SqlError::Schema(format!(
+                    "{table} lacks a column the read names, also after reading its schema again ({source})"
+                ))
+            } else {
+                SqlError::StaleSchema { table, source }
+            });
+        }
+        Err(error) => return Err(error),
+    };
     Ok(SnapshotRead {
         rows,
         last_key,

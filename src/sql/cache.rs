@@ -13,6 +13,8 @@ use crate::view::spec::TableRef;
 pub struct TableCache {
     pool: Pool,
     tables: HashMap<TableRef, Arc<SqlTable>>,
+    /// Tables a snapshot read found stale (an unknown column) and that were read again since.
+    stale: std::collections::HashSet<String>,
 }
 
 impl TableCache {
@@ -20,6 +22,7 @@ impl TableCache {
         TableCache {
             pool,
             tables: HashMap::new(),
+            stale: Default::default(),
         }
     }
 
@@ -42,6 +45,25 @@ impl TableCache {
     /// Forgets what SQL said of `table`: the next [`TableCache::get`] reads it again.
     pub fn forget(&mut self, table: &TableRef) {
         self.tables.remove(table);
+    }
+
+    /// A snapshot read of `table` named a column it lacks. The first time, every table is read
+    /// again (`false`: retry); again before a read of it succeeded, the view asks for a column
+    /// the table really lacks (`true`: a definite error).
+    pub fn stale_again(&mut self, table: &str) -> bool {
+        if self.stale.remove(table) {
+            return true;
+        }
+        self.stale.insert(table.to_string());
+        self.tables.clear();
+        false
+    }
+
+    /// A read of `table` succeeded.
+    pub fn fresh(&mut self, table: &TableRef) {
+        if !self.stale.is_empty() {
+            self.stale.remove(&table.to_string());
+        }
     }
 
     /// A DDL statement was seen: forget every table.

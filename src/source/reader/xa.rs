@@ -39,7 +39,7 @@ pub(super) struct Preparing {
 }
 
 /// A prepared XA transaction waiting for its XA COMMIT or XA ROLLBACK.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Prepared {
     /// Where the group starts and ends (one binlog file: a group never spans two).
     start: Position,
@@ -92,11 +92,10 @@ impl Source {
             }
         } else if statement.starts_with("XA ROLLBACK") {
             let xid = xid_of(statement, "XA ROLLBACK");
-            if cursor.prepared.remove(&xid).is_some() {
-                self.send(SourceEvent::Release(xid)).await?;
-            }
+            cursor.prepared.remove(&xid);
             // An empty transaction: nothing of the XA transaction is applied.
             self.commit(reading, cursor, event).await?;
+            self.send(SourceEvent::Release(xid)).await?;
         }
         Ok(())
     }
@@ -144,13 +143,15 @@ impl Source {
         if reading.txn.is_none() {
             reading.begin(cursor, None, false);
         }
-        match cursor.prepared.remove(&xid) {
+        // Forgotten only once its rows are sent: a re-read that fails reconnects before this
+        // XA COMMIT and reads it again.
+        match cursor.prepared.get(&xid) {
             Some(prepared) => {
                 if prepared.watched {
-                    self.read_prepared(&prepared, event, reading, cursor)
-                        .await?;
+                    let group = prepared.clone();
+                    self.read_prepared(&group, event, reading, cursor).await?;
                 }
-                self.send(SourceEvent::Release(xid)).await?;
+                cursor.prepared.remove(&xid);
             }
             None => {
                 metrics()
@@ -160,7 +161,10 @@ impl Source {
                 error!(xid = %xid, "XA COMMIT of a transaction prepared before rowcast's start position: its changes are not read (if it changed watched tables, backfill the views again)");
             }
         }
-        self.commit(reading, cursor, event).await
+        self.commit(reading, cursor, event).await?;
+        // Released after the commit's barrier: that barrier, and anything its rows mark (join
+        // refreshes, halts), still restart at the prepare.
+        self.send(SourceEvent::Release(xid)).await
     }
 
     /// XA COMMIT … ONE PHASE: MariaDB logs it as a plain transaction; MySQL as XA START, the
