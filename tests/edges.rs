@@ -430,8 +430,14 @@ async fn a_second_instance_fences_the_first() {
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;
     let second = env.spawn_second();
-    second.wait_ready().await;
     let status = first.exited(Duration::from_secs(30)).await;
+    second.wait_ready().await;
+    let second_log = std::fs::read_to_string(env.dir.join("rowcast-2.log")).unwrap();
+    assert!(
+        second_log.contains("did not release it; waiting for it to stop before writing"),
+        "{}",
+        common::tail(&env.dir.join("rowcast-2.log"))
+    );
     assert!(
         !status.success(),
         "the fenced instance exited with {status}"
@@ -446,4 +452,12 @@ async fn a_second_instance_fences_the_first() {
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;
     assert!(second.terminate().success());
+    // A clean stop releases the checkpoint: the next start takes it without waiting.
+    let third = env.start().await;
+    env.sql("INSERT INTO notes VALUES (3, 'three', '3')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(third.terminate().success());
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    assert!(!log.contains("did not release it"), "{log}");
 }

@@ -19,6 +19,9 @@ use crate::pipeline::{Checkpoint, Position};
 use crate::source::{self, preflight, SourceError, StartPoint};
 use crate::util::now_millis;
 
+/// Beyond the older instance's check interval: its requests in flight when it stops.
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(2);
+
 pub fn checkpoint_store(config: &Config, client: &Client) -> CheckpointStore {
     match &config.checkpoint {
         CheckpointStoreConfig::Table(table) => {
@@ -64,7 +67,14 @@ async fn prepare(
         return Err(AppError::Preflight(problems));
     }
     let end = source::binlog_end(&mut conn).await?;
-    store.claim().await?;
+    if let Some(previous) = store.claim().await? {
+        // The older instance stops at its next save or ownership check; nothing is written
+        // before then, so its last writes cannot land after ours.
+        let grace =
+            config.checkpoint_interval + crate::checkpoint::tracker::OWNER_CHECK + TAKEOVER_MARGIN;
+        warn!(%previous, wait_ms = grace.as_millis() as u64, "checkpoint taken over from an instance that did not release it; waiting for it to stop before writing");
+        tokio::time::sleep(grace).await;
+    }
     let loaded = store.load().await?;
     let start = Start {
         conn: &mut conn,

@@ -32,7 +32,7 @@ pub struct Tracker {
 }
 
 /// How often an idle tracker confirms it still owns the checkpoint.
-const OWNER_CHECK: Duration = Duration::from_secs(1);
+pub const OWNER_CHECK: Duration = Duration::from_secs(1);
 
 impl Tracker {
     /// Runs until every lane has finished; returns the last checkpoint persisted.
@@ -90,6 +90,9 @@ impl Tracker {
         }
         self.update_lag(committed.as_ref());
         info!(position = %saved.position, seq = saved.seq, "final checkpoint");
+        if let Err(error) = self.store.release().await {
+            warn!(error = %chain(&error), "cannot release the checkpoint; the next instance waits a few seconds before writing");
+        }
         Ok(saved)
     }
 

@@ -10,7 +10,9 @@
 //! save, and an ownership check while idle, is conditional on still owning it. A second instance
 //! started with the same control table and server id therefore takes over and the first one is
 //! fenced at its next save or check (within one checkpoint interval, at most a second when idle)
-//! and stops. A file checkpoint has no owner: it belongs to one sidecar's volume.
+//! and stops. An instance that takes the item from an owner that did not release it (a clean
+//! stop releases it) waits that long, and a little more, before it writes anything, so that
+//! the older one has stopped. A file checkpoint has no owner: it belongs to one sidecar's volume.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -105,8 +107,42 @@ impl CheckpointStore {
     }
 
     /// Takes the checkpoint over: from now on only this instance's saves succeed. Called before
-    /// `load`, so that what is loaded is final.
-    pub async fn claim(&self) -> Result<(), CheckpointError> {
+    /// `load`, so that what is loaded is final. Returns the owner it took it from, if another
+    /// instance held it and did not release it (it may still be running until it notices).
+    pub async fn claim(&self) -> Result<Option<String>, CheckpointError> {
+        let CheckpointStore::Table {
+            client,
+            table,
+            id,
+            owner,
+        } = self
+        else {
+            return Ok(None);
+        };
+        let out = client
+            .update_item()
+            .table_name(table)
+            .key(CONTROL_PK, AttributeValue::S(id.clone()))
+            .key(CONTROL_SK, AttributeValue::S("stream".into()))
+            .update_expression("SET #owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
+            .send()
+            .await
+            .map_err(|e| CheckpointError::Dynamo {
+                table: table.clone(),
+                info: classify_sdk_error(&e),
+            })?;
+        Ok(match out.attributes.as_ref().and_then(|a| a.get("owner")) {
+            Some(AttributeValue::S(previous)) if previous != owner => Some(previous.clone()),
+            _ => None,
+        })
+    }
+
+    /// Gives the checkpoint up after a clean stop, so that the next instance need not wait for
+    /// this one to notice it was taken over.
+    pub async fn release(&self) -> Result<(), CheckpointError> {
         let CheckpointStore::Table {
             client,
             table,
@@ -116,21 +152,30 @@ impl CheckpointStore {
         else {
             return Ok(());
         };
-        client
+        let result = client
             .update_item()
             .table_name(table)
             .key(CONTROL_PK, AttributeValue::S(id.clone()))
             .key(CONTROL_SK, AttributeValue::S("stream".into()))
-            .update_expression("SET #owner = :me")
+            .update_expression("REMOVE #owner")
+            .condition_expression("#owner = :me")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
             .send()
-            .await
-            .map_err(|e| CheckpointError::Dynamo {
-                table: table.clone(),
-                info: classify_sdk_error(&e),
-            })?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let info = classify_sdk_error(&error);
+                if info.code.as_deref() == Some("ConditionalCheckFailedException") {
+                    return Ok(()); // not ours any more: nothing to give up
+                }
+                Err(CheckpointError::Dynamo {
+                    table: table.clone(),
+                    info,
+                })
+            }
+        }
     }
 
     /// Whether this instance still owns the checkpoint (`Fenced` if not).

@@ -262,26 +262,7 @@ impl Merge {
         cursor: &mut Cursor,
     ) -> Result<(), MergeError> {
         match event {
-            SourceEvent::Row(change) => {
-                cursor.in_transaction = true;
-                if !self.marks.is_empty() {
-                    // Rows of an XA transaction being committed restart at its prepare.
-                    let held = cursor.holds.values().min_by_key(|r| r.seq).cloned();
-                    let by = match &held {
-                        Some(hold) if hold.seq < change.seq => MarkedBy {
-                            seq: hold.seq + 1,
-                            restart: &hold.position,
-                        },
-                        _ => MarkedBy {
-                            seq: change.seq,
-                            restart: &cursor.resume,
-                        },
-                    };
-                    self.mark(&change, by).await?;
-                    self.backfill_overflowed(cursor).await?;
-                }
-                self.emit(StreamEvent::Row(change)).await
-            }
+            SourceEvent::Row(change) => self.on_row(change, cursor).await,
             SourceEvent::Commit(mut barrier) => {
                 cursor.in_transaction = false;
                 cursor.merged_rows = 0;
@@ -339,6 +320,29 @@ impl Merge {
                 Ok(())
             }
         }
+    }
+
+    /// A row change: join marks (restarting at an XA prepare for the rows of its commit), then
+    /// on to the projector.
+    async fn on_row(&mut self, change: RowChange, cursor: &mut Cursor) -> Result<(), MergeError> {
+        cursor.in_transaction = true;
+        if !self.marks.is_empty() {
+            // Rows of an XA transaction being committed restart at its prepare.
+            let held = cursor.holds.values().min_by_key(|r| r.seq).cloned();
+            let by = match &held {
+                Some(hold) if hold.seq < change.seq => MarkedBy {
+                    seq: hold.seq + 1,
+                    restart: &hold.position,
+                },
+                _ => MarkedBy {
+                    seq: change.seq,
+                    restart: &cursor.resume,
+                },
+            };
+            self.mark(&change, by).await?;
+            self.backfill_overflowed(cursor).await?;
+        }
+        self.emit(StreamEvent::Row(change)).await
     }
 
     /// Marks what a row change may change in views with joins; what SQL must say of the root
