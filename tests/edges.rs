@@ -399,6 +399,8 @@ async fn xa_transactions_apply_at_commit_and_never_at_rollback() {
     env.sql("INSERT INTO notes VALUES (4, 'four', '4')").await;
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(metric(&metrics, "rowcast_xa_prepared"), 1.0, "{metrics}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     daemon.kill9();
     xa.query_drop("XA COMMIT 'pending'").await.unwrap();

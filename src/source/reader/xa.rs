@@ -11,14 +11,17 @@
 //!   the committing transaction;
 //! - at XA ROLLBACK it is forgotten.
 //!
-//! An XA COMMIT of a transaction prepared before rowcast's start position (a first start while
-//! it was prepared) cannot be read: it is logged as an error and counted.
+//! Only a prepared transaction that changes watched tables holds the checkpoint
+//! (`rowcast_xa_prepared` counts them); one never decided holds it until it is. An XA COMMIT of a
+//! transaction prepared before the position rowcast read from (a first start while it was
+//! prepared, or an unwatched one prepared before a restart point) cannot be read: it is logged
+//! and counted.
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData};
-use tracing::{error, warn};
+use tracing::warn;
 
 use super::{Cursor, Reading, RowsContext, Source};
 use crate::metrics::metrics;
@@ -54,6 +57,11 @@ impl Reading {
             txn.xa.get_or_insert_with(Preparing::default);
         }
     }
+}
+
+fn count_held(cursor: &Cursor) {
+    let held = cursor.prepared.values().filter(|p| p.watched).count();
+    metrics().xa_prepared.set(held as i64);
 }
 
 /// `X'7831',X'',1` of `XA END X'7831',X'',1` (or of XA COMMIT, XA ROLLBACK).
@@ -93,6 +101,7 @@ impl Source {
         } else if statement.starts_with("XA ROLLBACK") {
             let xid = xid_of(statement, "XA ROLLBACK");
             cursor.prepared.remove(&xid);
+            count_held(cursor);
             // An empty transaction: nothing of the XA transaction is applied.
             self.commit(reading, cursor, event).await?;
             self.send(SourceEvent::Release(xid)).await?;
@@ -113,23 +122,26 @@ impl Source {
         };
         let preparing = txn.xa.take().unwrap_or_default();
         let xid = preparing.xid.unwrap_or_default();
-        let restart = Restart {
-            seq: txn.seq.saturating_sub(1),
-            position: cursor.resume.clone(),
-        };
-        // Every prepared XA transaction is held, watched tables or not, so that an XA COMMIT of
-        // an unknown one can only be of one prepared before the start position.
-        self.send(SourceEvent::Hold {
-            key: xid.clone(),
-            restart,
-        })
-        .await?;
+        // Only one that changes watched tables holds the checkpoint (and is read again at its
+        // commit); the others are remembered so that their commit is known.
+        if preparing.watched {
+            let restart = Restart {
+                seq: txn.seq.saturating_sub(1),
+                position: cursor.resume.clone(),
+            };
+            self.send(SourceEvent::Hold {
+                key: xid.clone(),
+                restart,
+            })
+            .await?;
+        }
         let prepared = Prepared {
             start: txn.start.clone(),
             end: reading.at(u64::from(event.header().log_pos())),
             watched: preparing.watched,
         };
         cursor.prepared.insert(xid, prepared);
+        count_held(cursor);
         self.commit(reading, cursor, event).await
     }
 
@@ -152,13 +164,14 @@ impl Source {
                     self.read_prepared(&group, event, reading, cursor).await?;
                 }
                 cursor.prepared.remove(&xid);
+                count_held(cursor);
             }
             None => {
                 metrics()
                     .unreadable_changes
                     .with_label_values(&["unknown", "xa_prepared_before_start"])
                     .inc();
-                error!(xid = %xid, "XA COMMIT of a transaction prepared before rowcast's start position: its changes are not read (if it changed watched tables, backfill the views again)");
+                warn!(xid = %xid, "XA COMMIT of a transaction prepared before the position rowcast read from: its changes are not read (if it changed watched tables and was prepared before rowcast's first start, snapshot those views)");
             }
         }
         self.commit(reading, cursor, event).await?;
