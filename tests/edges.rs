@@ -463,3 +463,44 @@ async fn a_second_instance_fences_the_first() {
     let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
     assert!(!log.contains("did not release it"), "{log}");
 }
+
+/// TRUNCATE logs no rows: the table's views halt with the cause (not a silent stale view), the
+/// other views flow.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncate_halts_the_tables_views() {
+    let (env, notes_table, others_table) = two_views("edgetruncate").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'); INSERT INTO others VALUES (1, 1)")
+        .await;
+    let daemon = env.start().await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("TRUNCATE TABLE notes").await;
+    env.sql("INSERT INTO others VALUES (2, 2)").await;
+    env.converge(
+        &others_table,
+        others_expected(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    eventually(
+        "the notes view to halt",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_view_halted{view=\"notes\"}") == 1.0
+                && metrics.contains("cause=\"truncate\"")
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("was truncated"),
+        "{}",
+        common::tail(&daemon.log)
+    );
+    assert!(daemon.terminate().success());
+}

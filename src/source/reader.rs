@@ -399,6 +399,7 @@ impl Source {
             self.statement_dml(kind, &text, &query.schema(), event, reading, cursor)
                 .await?;
         } else {
+            self.halt_truncated(&text, &query.schema()).await?;
             metrics().ddl_events.inc();
             info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
             self.schemas.invalidate();
@@ -569,6 +570,29 @@ impl Source {
             index = index.saturating_add(1);
         }
         Ok(index - first_index)
+    }
+
+    /// TRUNCATE of a watched table: its rows are gone without row events, so its views halt
+    /// (their items stay; the remedy is to empty the view's items and snapshot it).
+    async fn halt_truncated(&self, text: &str, schema: &str) -> Result<(), SourceError> {
+        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        for table in statement::truncated_tables(text, schema, &watched) {
+            let name = table.to_string();
+            metrics()
+                .unreadable_changes
+                .with_label_values(&[&name, "truncate"])
+                .inc();
+            let reason = format!(
+                "{name} was truncated: the binlog carries no row of it, so its views still hold the items. Remedy: delete those items (or re-create the view's DynamoDB table), then rebuild the view (README: Failure model)"
+            );
+            self.send(SourceEvent::Halt(Halt {
+                target: HaltTarget::Table(table),
+                reason,
+                restart: None,
+            }))
+            .await?;
+        }
+        Ok(())
     }
 
     /// Row images without every column (`binlog_row_image = MINIMAL` or `NOBLOB`): what the

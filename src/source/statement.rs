@@ -70,6 +70,32 @@ pub fn changed_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<Tab
     found
 }
 
+/// The tables of `watched` a `TRUNCATE [TABLE] name` statement empties (logged as a statement
+/// whatever the binlog format, with no row events).
+pub fn truncated_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<TableRef> {
+    let tokens = lex(text);
+    let is_truncate = matches!(
+        tokens.first(),
+        Some(Token::Word { text, quoted: false }) if text.eq_ignore_ascii_case("TRUNCATE")
+    );
+    if !is_truncate {
+        return Vec::new();
+    }
+    qualified_names(&tokens, &[])
+        .into_iter()
+        .filter_map(|(database, table)| {
+            let database = database.unwrap_or_else(|| schema.to_string());
+            watched
+                .iter()
+                .find(|w| {
+                    w.database.eq_ignore_ascii_case(&database)
+                        && w.table.eq_ignore_ascii_case(&table)
+                })
+                .cloned()
+        })
+        .collect()
+}
+
 /// `db.table` and `table` names up to the first unquoted word in `stop`.
 fn qualified_names(tokens: &[Token], stop: &[&str]) -> Vec<(Option<String>, String)> {
     let mut names = Vec::new();
@@ -217,6 +243,24 @@ fn quoted_name(text: &str, start: usize) -> (String, usize) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn truncate_names_its_table() {
+        let watched = vec![
+            TableRef::parse("shop.orders").unwrap(),
+            TableRef::parse("shop.lines").unwrap(),
+        ];
+        assert_eq!(
+            truncated_tables("TRUNCATE TABLE orders", "shop", &watched),
+            vec![watched[0].clone()]
+        );
+        assert_eq!(
+            truncated_tables("truncate `shop`.`lines`", "other", &watched),
+            vec![watched[1].clone()]
+        );
+        assert!(truncated_tables("TRUNCATE TABLE other", "shop", &watched).is_empty());
+        assert!(truncated_tables("DROP TABLE orders", "shop", &watched).is_empty());
+    }
     use super::*;
 
     fn table(database: &str, table: &str) -> TableRef {
