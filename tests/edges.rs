@@ -504,3 +504,82 @@ async fn a_truncate_halts_the_tables_views() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// One change halts two views of a table; only one is rebuilt. The other still holds the
+/// checkpoint at the change, so a restart reads it again: the rebuilt view, backfilled after
+/// it, stays rebuilt (its pass supersedes the change) while the other halts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rebuilt_view_stays_rebuilt_while_another_halted_view_holds_the_checkpoint() {
+    let (env, notes_table) = notes("edgerebuilt", "").await;
+    let bodies_table = env.table("bodies");
+    env.write_view(
+        "bodies.toml",
+        &"name = \"bodies\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\n[key]\npk = \"BODY#{id}\"\n[attributes]\nbody = \"body\"\n"
+            .replace("TABLE", &bodies_table),
+    );
+    env.create_tables();
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2')")
+        .await;
+    let daemon = env.start().await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql(
+        "SET SESSION binlog_format = 'STATEMENT'; UPDATE notes SET body = 'changed' WHERE id = 1",
+    )
+    .await;
+    let halted = |view: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, &format!("rowcast_view_halted{{view=\"{view}\"}}")) == 1.0
+        }
+    };
+    eventually("both views to halt", Duration::from_secs(30), || async {
+        halted("notes").await && halted("bodies").await
+    })
+    .await;
+    let config = env.config_path();
+    let out = env.rowcast(&[
+        "snapshot",
+        "--config",
+        config.to_str().unwrap(),
+        "--view",
+        "notes",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (3, 'three', '3')").await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    eventually("bodies to halt again", Duration::from_secs(30), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_view_halted{view=\"bodies\"}") == 1.0
+    })
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_view_halted{view=\"notes\"}"),
+        0.0,
+        "the rebuilt view halted again"
+    );
+    assert!(daemon.terminate().success());
+}

@@ -236,6 +236,7 @@ impl Merge {
                         done: true,
                         after: None,
                         rows: 0,
+                        since: None,
                     },
                 );
             }
@@ -469,14 +470,26 @@ impl Merge {
             let Some(progress) = state.get(view) else {
                 continue;
             };
+            // A pass's first chunk: the rows copied so far are all in it.
+            let first = progress.rows == rows;
             if cursor.resetting.contains(view) {
-                // A pass's first chunk: the rows copied so far are all in it.
-                if progress.rows != rows {
+                if !first {
                     continue;
                 }
                 cursor.resetting.remove(view);
             }
-            backfill.insert(view.clone(), progress.clone());
+            let since = if first {
+                Some(cursor.seq)
+            } else {
+                backfill.get(view).and_then(|p| p.since)
+            };
+            backfill.insert(
+                view.clone(),
+                Progress {
+                    since,
+                    ..progress.clone()
+                },
+            );
         }
     }
 

@@ -54,6 +54,10 @@ pub struct Progress {
     pub after: Option<Vec<KeyValue>>,
     #[serde(default)]
     pub rows: u64,
+    /// Counter of the last transaction before the pass's first chunk: every row of the pass was
+    /// read after it, so a change before it (a halt read again after a restart) is superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
 }
 
 /// Progress of every eager view, as committed with the checkpoint.

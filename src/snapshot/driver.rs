@@ -170,6 +170,7 @@ impl Driver {
                             done: true,
                             after: None,
                             rows: 0,
+                            since: None,
                         },
                     );
                 }
@@ -219,6 +220,7 @@ impl Driver {
                     .as_ref()
                     .map(|k| k.iter().map(KeyValue::from_value).collect()),
                 rows: done_rows,
+                since: None,
             };
             state.insert(view.clone(), progress);
         }
@@ -258,6 +260,7 @@ impl Driver {
                         .as_ref()
                         .map(|k| k.iter().map(KeyValue::from_value).collect()),
                     rows: group.done_rows,
+                    since: None,
                 },
             );
             metrics()
