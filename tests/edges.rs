@@ -583,3 +583,35 @@ async fn a_rebuilt_view_stays_rebuilt_while_another_halted_view_holds_the_checkp
     );
     assert!(daemon.terminate().success());
 }
+
+/// The connection re-reading a prepared XA transaction at its commit fails part-way: the reader
+/// reconnects before the XA COMMIT, reads it again, and the transaction is applied whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_xa_commit_whose_reread_fails_is_read_again() {
+    use mysql_async::prelude::Queryable;
+    let (env, table) = notes("edgexareread", "").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "xa.reread=error@7")]);
+    daemon.wait_ready().await;
+    let mut xa = env.admin.get_conn().await.unwrap();
+    xa.query_drop(format!("USE {}", env.db)).await.unwrap();
+    xa.query_drop(
+        "XA START 'x'; INSERT INTO notes VALUES (11, 'eleven', '11'); \
+         UPDATE notes SET body = 'uno' WHERE id = 1; XA END 'x'; XA PREPARE 'x'",
+    )
+    .await
+    .unwrap();
+    xa.query_drop("XA COMMIT 'x'").await.unwrap();
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    let expected = expected_notes(&env).await;
+    assert_eq!(expected.len(), 3);
+    env.converge(&table, expected, Duration::from_secs(30))
+        .await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("failpoint xa.reread: error"),
+        "the failure was not injected: {}",
+        common::tail(&daemon.log)
+    );
+    assert!(daemon.terminate().success());
+}

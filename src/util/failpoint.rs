@@ -5,7 +5,8 @@
 //! [`hit`] is an empty inline function. Configured by `ROWCAST_FAILPOINTS`, a comma-separated
 //! list of `name=action[@n]`: `abort` ends the process at once, as `kill -9` would (no drain,
 //! no final checkpoint); `panic` panics the task that hits it; `sleepMS` (e.g. `sleep2000`)
-//! holds the task that reaches it for that long, at points passed with [`delay`]. `@n` acts on
+//! holds the task that reaches it for that long, at points passed with [`delay`]; `error` makes
+//! the caller fail there with a transient error, at points passed with [`fails`]. `@n` acts on
 //! the n-th hit only (default: the first).
 //!
 //! The points: `lane.after_write` (a window written, its barrier not yet acknowledged),
@@ -14,7 +15,8 @@
 //! `writeback.after_apply` (a record applied to SQL, its position not yet saved),
 //! `writeback.follow` (a write-back consumer starting to follow its stream),
 //! `source.before_ddl` (a delay: the reader has read a DDL statement, the merge stage and the
-//! snapshot reads do not know yet).
+//! snapshot reads do not know yet), `xa.reread` (an error: the binlog connection re-reading a
+//! prepared XA transaction fails after its first event).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
@@ -26,6 +28,7 @@ mod enabled {
         Abort,
         Panic,
         Sleep(u64),
+        Error,
     }
 
     struct Point {
@@ -48,6 +51,7 @@ mod enabled {
                     let action = match action {
                         "abort" => Action::Abort,
                         "panic" => Action::Panic,
+                        "error" => Action::Error,
                         _ => Action::Sleep(action.strip_prefix("sleep")?.parse().ok()?),
                     };
                     let point = Point {
@@ -74,7 +78,7 @@ mod enabled {
                 std::process::abort()
             }
             Some(Action::Panic) => panic!("failpoint {name}"),
-            Some(Action::Sleep(_)) | None => {}
+            Some(Action::Sleep(_) | Action::Error) | None => {}
         }
     }
 
@@ -84,10 +88,18 @@ mod enabled {
             tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
         }
     }
+
+    pub fn fails(name: &str) -> bool {
+        let failing = matches!(reached(name), Some(Action::Error));
+        if failing {
+            eprintln!("failpoint {name}: error");
+        }
+        failing
+    }
 }
 
 #[cfg(feature = "failpoints")]
-pub use enabled::{delay, hit};
+pub use enabled::{delay, fails, hit};
 
 /// A named crash point (see the module's doc); nothing without the `failpoints` feature.
 #[cfg(not(feature = "failpoints"))]
@@ -98,3 +110,11 @@ pub fn hit(_name: &str) {}
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub async fn delay(_name: &str) {}
+
+/// A named error point: `true` when the caller is to fail there (`name=error`); always `false`
+/// without the `failpoints` feature.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn fails(_name: &str) -> bool {
+    false
+}

@@ -240,6 +240,9 @@ impl Source {
                 Ok(Some(Err(error))) => return Err(SourceError::Stream(error)),
                 Ok(Some(Ok(event))) => event,
             };
+            if crate::util::failpoint::fails("xa.reread") {
+                return Err(SourceError::Ended);
+            }
             let header = event.header();
             let pos = u64::from(header.log_pos());
             let data = event.read_data().ok().flatten();
