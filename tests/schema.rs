@@ -115,7 +115,8 @@ async fn a_column_dropped_during_a_backfill_is_read_again() {
     );
     env.write_config("[backfill]\nchunk_rows = 50\n");
     env.create_tables();
-    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "source.before_ddl=sleep4000")]);
+    // Every DDL: other tests running at the same time write DDL into the same binlog.
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "source.before_ddl=sleep4000@*")]);
     daemon.wait_until(|status, _| status == 200).await;
     env.sql("ALTER TABLE items DROP COLUMN spare").await;
     let expected = (1..=rows)

@@ -7,7 +7,7 @@
 //! no final checkpoint); `panic` panics the task that hits it; `sleepMS` (e.g. `sleep2000`)
 //! holds the task that reaches it for that long, at points passed with [`delay`]; `error` makes
 //! the caller fail there with a transient error, at points passed with [`fails`]. `@n` acts on
-//! the n-th hit only (default: the first).
+//! the n-th hit only (default: the first), `@*` on every hit.
 //!
 //! The points: `lane.after_write` (a window written, its barrier not yet acknowledged),
 //! `merge.before_merge` (snapshot rows read, not yet merged into the stream),
@@ -45,6 +45,8 @@ mod enabled {
                 .filter_map(|entry| {
                     let (name, action) = entry.trim().split_once('=')?;
                     let (action, at) = match action.split_once('@') {
+                        // `@*`: every hit (kept as 0).
+                        Some((action, "*")) => (action, 0),
                         Some((action, at)) => (action, at.parse().ok()?),
                         None => (action, 1),
                     };
@@ -68,7 +70,8 @@ mod enabled {
     /// The point's action if this hit is the one it acts on.
     fn reached(name: &str) -> Option<&'static Action> {
         let point = points().get(name)?;
-        (point.hits.fetch_add(1, Ordering::SeqCst) + 1 == point.at).then_some(&point.action)
+        let hit = point.hits.fetch_add(1, Ordering::SeqCst) + 1;
+        (point.at == 0 || hit == point.at).then_some(&point.action)
     }
 
     pub fn hit(name: &str) {
