@@ -217,19 +217,7 @@ async fn unreadable_update_halts_its_views(name: &str, setting: &str, cause: &st
     .await;
     // The remedy: the setting fixed, the view is backfilled again; that rebuilds it (the halt
     // is lifted at the pass's first chunk) and it follows the binlog again, across a restart.
-    let config = env.config_path();
-    let out = env.rowcast(&[
-        "snapshot",
-        "--config",
-        config.to_str().unwrap(),
-        "--view",
-        "notes",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.snapshot("notes");
     env.converge(
         &notes_table,
         expected_notes(&env).await,
@@ -542,19 +530,7 @@ async fn a_rebuilt_view_stays_rebuilt_while_another_halted_view_holds_the_checkp
         halted("notes").await && halted("bodies").await
     })
     .await;
-    let config = env.config_path();
-    let out = env.rowcast(&[
-        "snapshot",
-        "--config",
-        config.to_str().unwrap(),
-        "--view",
-        "notes",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.snapshot("notes");
     env.converge(
         &notes_table,
         expected_notes(&env).await,

@@ -144,19 +144,7 @@ async fn drop_delete_add_then_rebuild_leaves_no_deleted_item() {
         metrics.contains("rowcast_view_halted{view=\"priced\"} 1")
     })
     .await;
-    let config = env.config_path();
-    let out = env.rowcast(&[
-        "snapshot",
-        "--config",
-        config.to_str().unwrap(),
-        "--view",
-        "priced",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.snapshot("priced");
     let now: Vec<(i64, i64)> = env.query("SELECT id, price FROM products").await;
     assert_eq!(now, vec![(1, 5), (3, 5)]);
     env.converge(&table, expected(now), Duration::from_secs(30))

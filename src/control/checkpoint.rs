@@ -122,8 +122,7 @@ impl CheckpointStore {
         let out = client
             .update_item()
             .table_name(table)
-            .key(CONTROL_PK, AttributeValue::S(id.clone()))
-            .key(CONTROL_SK, AttributeValue::S("stream".into()))
+            .set_key(Some(item_key(id)))
             .update_expression("SET #owner = :me")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
@@ -155,8 +154,7 @@ impl CheckpointStore {
         let result = client
             .update_item()
             .table_name(table)
-            .key(CONTROL_PK, AttributeValue::S(id.clone()))
-            .key(CONTROL_SK, AttributeValue::S("stream".into()))
+            .set_key(Some(item_key(id)))
             .update_expression("REMOVE #owner")
             .condition_expression("#owner = :me")
             .expression_attribute_names("#owner", "owner")
@@ -189,19 +187,8 @@ impl CheckpointStore {
         else {
             return Ok(());
         };
-        let out = client
-            .get_item()
-            .table_name(table)
-            .key(CONTROL_PK, AttributeValue::S(id.clone()))
-            .key(CONTROL_SK, AttributeValue::S("stream".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| CheckpointError::Dynamo {
-                table: table.clone(),
-                info: classify_sdk_error(&e),
-            })?;
-        match out.item.as_ref().and_then(|item| item.get("owner")) {
+        let item = read_item(client, table, id).await?;
+        match item.as_ref().and_then(|item| item.get("owner")) {
             Some(AttributeValue::S(current)) if current != owner => Err(CheckpointError::Fenced {
                 table: table.clone(),
                 ours: owner.clone(),
@@ -234,20 +221,9 @@ impl CheckpointStore {
             CheckpointStore::Table {
                 client, table, id, ..
             } => {
-                let out = client
-                    .get_item()
-                    .table_name(table)
-                    .key(CONTROL_PK, AttributeValue::S(id.clone()))
-                    .key(CONTROL_SK, AttributeValue::S("stream".into()))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| CheckpointError::Dynamo {
-                        table: table.clone(),
-                        info: classify_sdk_error(&e),
-                    })?;
+                let item = read_item(client, table, id).await?;
                 // An item holding only the owner's claim: nothing saved yet.
-                let Some(item) = out.item.filter(|item| item.contains_key("file")) else {
+                let Some(item) = item.filter(|item| item.contains_key("file")) else {
                     return Ok(None);
                 };
                 decode_item(&item)
@@ -270,8 +246,7 @@ impl CheckpointStore {
                 owner,
             } => {
                 let mut item = encode_item(checkpoint);
-                item.insert(CONTROL_PK.into(), AttributeValue::S(id.clone()));
-                item.insert(CONTROL_SK.into(), AttributeValue::S("stream".into()));
+                item.extend(item_key(id));
                 item.insert("owner".into(), AttributeValue::S(owner.clone()));
                 let result = client
                     .put_item()
@@ -316,6 +291,34 @@ impl CheckpointStore {
             }
         }
     }
+}
+
+/// The key of the checkpoint item `id`.
+fn item_key(id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (CONTROL_PK.to_string(), AttributeValue::S(id.to_string())),
+        (CONTROL_SK.to_string(), AttributeValue::S("stream".into())),
+    ])
+}
+
+/// The checkpoint item as stored (a consistent read).
+async fn read_item(
+    client: &Client,
+    table: &str,
+    id: &str,
+) -> Result<Option<HashMap<String, AttributeValue>>, CheckpointError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(item_key(id)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| CheckpointError::Dynamo {
+            table: table.to_string(),
+            info: classify_sdk_error(&e),
+        })?;
+    Ok(out.item)
 }
 
 async fn save_file(path: &std::path::Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {

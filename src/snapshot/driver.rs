@@ -12,7 +12,7 @@ use super::join::{read_roots, SnapshotRead};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadKind};
 use crate::pipeline::{BackfillState, KeyValue, Progress};
-use crate::sql::{keyset_tail, SqlTable};
+use crate::sql::keyset_tail;
 use crate::sql::{SqlError, TableCache};
 use crate::view::spec::{FillMode, TableRef, View};
 
@@ -23,7 +23,8 @@ struct Group {
     joined_view: Option<Arc<View>>,
     views: Vec<String>,
     after: Option<Vec<Value>>,
-    sql: Option<Arc<SqlTable>>,
+    /// Its first chunk was read (estimated, logged); each chunk reads the table as it is now.
+    started: bool,
     estimated: u64,
     done_rows: u64,
 }
@@ -76,7 +77,7 @@ impl Driver {
                     joined_view: view.has_joins().then(|| view.clone()),
                     views: vec![view.name.clone()],
                     after,
-                    sql: None,
+                    started: false,
                     estimated: 0,
                     done_rows: progress.rows,
                 }),
@@ -106,7 +107,7 @@ impl Driver {
         match self.groups.iter_mut().find(|g| {
             g.table == view.source
                 && g.after.is_none()
-                && g.sql.is_none()
+                && !g.started
                 && g.joined_view.is_none()
                 && !view.has_joins()
         }) {
@@ -116,7 +117,7 @@ impl Driver {
                 joined_view: view.has_joins().then(|| Arc::new(view.clone())),
                 views: vec![view.name.clone()],
                 after: None,
-                sql: None,
+                started: false,
                 estimated: 0,
                 done_rows: 0,
             }),
@@ -148,7 +149,7 @@ impl Driver {
             return Ok(NextRead::Nothing);
         };
         let mut conn = tables.pool().get_conn().await.map_err(SqlError::Connect)?;
-        if group.sql.is_none() {
+        if !group.started {
             let sql = tables.get(&group.table).await?;
             let estimate: Option<u64> = mysql_async::prelude::Queryable::exec_first(
                 &mut conn,
@@ -183,13 +184,11 @@ impl Driver {
                     .with_label_values(&[view])
                     .set(STATE_FILLING);
             }
-            group.sql = Some(sql);
+            group.started = true;
         }
         // As the table is now (the cache is emptied after a DDL or a stale read): a pass goes on
         // with the columns the table has, not those of its start.
-        let sql = tables.get(&group.table).await?;
-        group.sql = Some(sql.clone());
-        let sql = &sql;
+        let sql = &tables.get(&group.table).await?;
         let read = read_roots(
             &mut conn,
             tables,

@@ -157,6 +157,23 @@ impl Env {
         self.dir.join("rowcast.toml")
     }
 
+    /// `rowcast snapshot --view VIEW` against the running daemon; it must be accepted.
+    pub fn snapshot(&self, view: &str) {
+        let config = self.config_path();
+        let out = self.rowcast(&[
+            "snapshot",
+            "--config",
+            config.to_str().unwrap(),
+            "--view",
+            view,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn rowcast(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_rowcast"))
             .args(args)
