@@ -6,7 +6,8 @@
 //! - between a snapshot read (a backfill chunk) and its merge into the stream;
 //! - between a checkpoint save and the next barrier;
 //! - between a write-back statement's commit and the save of its stream position;
-//! - a write-back consumer that panics is started again (counted) and then applies changes.
+//! - a write-back consumer that panics is started again (counted) and then applies changes;
+//! - right after a join overflow, before the backfill that replaces the dropped marks starts.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use common::accounts::{expected, setup, workload};
 use common::app::{dead_letters, key, s, update};
-use common::{eventually, metric, Env};
+use common::{eventually, metric, shop, Env};
 use serde_json::json;
 
 /// Runs `transactions` of the accounts workload while rowcast crashes at `point`, then starts
@@ -182,5 +183,52 @@ async fn a_write_back_consumer_that_panics_is_started_again() {
     .await;
     let log = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(log.contains("failpoint writeback.follow"), "{log}");
+    assert!(daemon.terminate().success());
+}
+
+/// `kill -9` right after a commit whose join marks overflowed (the marks dropped, the backfill
+/// that replaces them not begun), with changes made while rowcast is down: the views converge.
+/// The overflow is in the barrier of its own transaction (the view's progress reset), and the
+/// marks still waiting hold the checkpoint; this passed before and after the review of issue
+/// 10, and guards the combination.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn kill9_after_a_join_overflow_converges() {
+    let env = Env::new("overflowkill").await;
+    let table = shop::setup(
+        &env,
+        "[backfill]\njoin_max_dirty_keys = 20\nchunk_rows = 50\n[checkpoint]\npath = \"state/checkpoint.json\"\ninterval_ms = 100\n",
+    )
+    .await;
+    env.sql("INSERT INTO customers VALUES (1, 'only', NULL, 'std')")
+        .await;
+    env.sql(
+        "INSERT INTO orders (id, customer_id, status) SELECT seq, 1, 'open' FROM seq_1_to_2000",
+    )
+    .await;
+    env.sql("INSERT INTO order_items SELECT seq, seq, 1, 'sku', 1, 1.00 FROM seq_1_to_21")
+        .await;
+    // The backfill replacing the marks starts 3 s late: rowcast dies before it begins.
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "snapshot.before_backfill=sleep3000@*")]);
+    daemon.wait_until(|status, _| status == 200).await;
+    env.converge(&table, shop::expected(&env).await, Duration::from_secs(120))
+        .await;
+    // One line of each of 21 orders changes: 21 orders are marked, one more than a view may
+    // hold; the last mark overflows and none is left waiting (no mark holds the checkpoint).
+    env.sql("UPDATE order_items SET quantity = 5").await;
+    // rowcast dies as soon as the overflow shows, before the backfill that replaces the
+    // dropped marks begins.
+    eventually("the overflow", Duration::from_secs(60), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_join_overflows_total") >= 1.0
+    })
+    .await;
+    daemon.kill9();
+    // The reader is behind when it comes back (a few changes, not enough to overflow again).
+    env.sql("UPDATE orders SET status = 'shipped' WHERE id IN (100, 200, 300)")
+        .await;
+    let daemon = env.start().await;
+    env.converge(&table, shop::expected(&env).await, Duration::from_secs(180))
+        .await;
     assert!(daemon.terminate().success());
 }

@@ -104,6 +104,8 @@ impl Worker {
         let mut ddl_seen = self.ddl.load(Ordering::Relaxed);
         loop {
             for view in std::mem::take(&mut queue.backfills) {
+                // A busy worker: the backfill asked for starts late.
+                crate::util::failpoint::delay("snapshot.before_backfill").await;
                 self.request(&view);
             }
             let now = tokio::time::Instant::now();

@@ -16,7 +16,9 @@
 //! `writeback.follow` (a write-back consumer starting to follow its stream),
 //! `source.before_ddl` (a delay: the reader has read a DDL statement, the merge stage and the
 //! snapshot reads do not know yet), `xa.reread` (an error: the binlog connection re-reading a
-//! prepared XA transaction fails after its first event).
+//! prepared XA transaction fails after its first event), `snapshot.before_backfill` (a delay:
+//! the snapshot worker is about to start a backfill asked for while running, e.g. after a join
+//! overflow).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
