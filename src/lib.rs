@@ -19,5 +19,6 @@ pub mod snapshot;
 pub mod source;
 pub mod sql;
 pub mod util;
+pub mod verify;
 pub mod view;
 pub mod writeback;

@@ -58,6 +58,37 @@ enum Command {
         #[arg(long)]
         view: String,
     },
+    /// Compare the views' items with what the source makes, while the daemon keeps streaming.
+    /// One `DIFF` line per difference, one summary line per view. Exit 0 when equal (or all
+    /// repaired), 4 when differences remain, 2 for a bad configuration, 1 for other errors.
+    Verify {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// A view to verify (repeatable; default: every view).
+        #[arg(long = "view")]
+        views: Vec<String>,
+        /// Send every difference through the running daemon (its API listener): missing and
+        /// different items are written from the source, extra items removed; then verify
+        /// those keys again.
+        #[arg(long)]
+        repair: bool,
+        /// One JSON object per difference instead of a DIFF line.
+        #[arg(long)]
+        json: bool,
+        /// Show the expected and the stored values of each difference.
+        #[arg(long)]
+        show_values: bool,
+        /// DynamoDB Scan segments read in parallel.
+        #[arg(long, default_value_t = 4)]
+        segments: i32,
+        /// Items per second read at most on each side (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// Seconds to wait for the daemon's checkpoint to pass a comparison point.
+        #[arg(long, default_value_t = 60)]
+        checkpoint_wait_s: u64,
+    },
     /// Print every item of a DynamoDB table as JSON lines (plain values), for inspection.
     Scan {
         /// Daemon config file (TOML).
@@ -132,6 +163,26 @@ fn main() -> ExitCode {
             } => tables_create(&config).await,
             Command::Scan { config, table } => scan(&config, &table).await,
             Command::Snapshot { config, view } => snapshot(&config, &view).await,
+            Command::Verify {
+                config,
+                views,
+                repair,
+                json,
+                show_values,
+                segments,
+                rate,
+                checkpoint_wait_s,
+            } => {
+                let options = rowcast::verify::Options {
+                    segments: segments.clamp(1, 64),
+                    rate: (rate > 0).then_some(rate),
+                    chunk_rows: 1000,
+                    checkpoint_wait: Duration::from_secs(checkpoint_wait_s),
+                    repair_via: None,
+                };
+                let output = VerifyOutput { json, show_values };
+                verify(&config, &views, repair, options, output).await
+            }
         }
     })
 }
@@ -318,5 +369,145 @@ async fn snapshot(path: &Path, view: &str) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+struct VerifyOutput {
+    json: bool,
+    show_values: bool,
+}
+
+fn item_json(item: Option<&rowcast::view::project::Item>) -> serde_json::Value {
+    match item {
+        Some(item) => serde_json::Value::Object(
+            item.iter()
+                .map(|(name, value)| (name.clone(), value.to_json()))
+                .collect(),
+        ),
+        None => serde_json::Value::Null,
+    }
+}
+
+fn print_difference(view: &str, d: &rowcast::verify::Difference, output: &VerifyOutput) {
+    if output.json {
+        let mut line = serde_json::json!({
+            "view": view,
+            "kind": d.kind.as_str(),
+            "pk": d.key.pk,
+            "sk": d.key.sk,
+            "attributes": d.attributes,
+        });
+        if output.show_values {
+            line["expected"] = item_json(d.expected.as_ref());
+            line["actual"] = item_json(d.actual.as_ref());
+        }
+        println!("{line}");
+        return;
+    }
+    let mut line = format!("DIFF {view} {} pk={}", d.kind.as_str(), d.key.pk);
+    if let Some(sk) = &d.key.sk {
+        line.push_str(&format!(" sk={sk}"));
+    }
+    if !d.attributes.is_empty() {
+        line.push_str(&format!(" attributes={}", d.attributes.join(",")));
+    }
+    if output.show_values {
+        line.push_str(&format!(
+            " expected={} actual={}",
+            item_json(d.expected.as_ref()),
+            item_json(d.actual.as_ref())
+        ));
+    }
+    println!("{line}");
+}
+
+/// Prints a view's summary line (and notes on stderr); returns the differences that remain.
+fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -> u64 {
+    let found = summary.missing + summary.extra + summary.different;
+    let mut line = format!(
+        "{view}: {} checked, {} missing, {} extra, {} different",
+        summary.checked, summary.missing, summary.extra, summary.different
+    );
+    let remaining = if repair {
+        line.push_str(&format!(", {} repaired", summary.repaired));
+        found.saturating_sub(summary.repaired)
+    } else {
+        found
+    };
+    println!("{line}");
+    if summary.unsettled > 0 {
+        eprintln!("note: {view}: {} key(s) kept changing through every check and were not compared; run verify again", summary.unsettled);
+    }
+    if summary.daemon_behind {
+        eprintln!("note: {view}: the daemon's checkpoint did not reach the comparison point in time (is `rowcast run` running?): the differences may include changes it has not written yet");
+    }
+    remaining
+}
+
+async fn verify(
+    path: &Path,
+    names: &[String],
+    repair: bool,
+    mut options: rowcast::verify::Options,
+    output: VerifyOutput,
+) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let unknown: Vec<&String> = names
+        .iter()
+        .filter(|name| !config.views.iter().any(|v| &v.name == *name))
+        .collect();
+    if !unknown.is_empty() {
+        for name in unknown {
+            eprintln!(
+                "error: {}: --view {name}: no view of this name",
+                path.display()
+            );
+        }
+        return ExitCode::from(2);
+    }
+    let url = match mysql_async::Opts::from_url(&config.source.url) {
+        Ok(opts) => opts,
+        Err(error) => {
+            eprintln!("error: {}: source.url: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let pool = mysql_async::Pool::new(url);
+    let client = rowcast::dynamo::client(&config.dynamodb).await;
+    let checkpoint = rowcast::app::checkpoint_store(&config, &client);
+    if repair {
+        options.repair_via = Some(config.metrics_listen);
+    }
+    let services = rowcast::verify::Services {
+        pool: &pool,
+        client: &client,
+        checkpoint: &checkpoint,
+    };
+    let mut remaining = 0u64;
+    for view in config
+        .views
+        .iter()
+        .filter(|v| names.is_empty() || names.contains(&v.name))
+    {
+        let mut report = |d: &rowcast::verify::Difference| print_difference(&view.name, d, &output);
+        let summary =
+            match rowcast::verify::verify_view(&services, view, &options, &mut report).await {
+                Ok(summary) => summary,
+                Err(error) => {
+                    eprintln!("error: verifying {}: {}", view.name, chain(&error));
+                    pool.disconnect().await.ok();
+                    return ExitCode::FAILURE;
+                }
+            };
+        remaining += print_summary(&view.name, &summary, repair);
+    }
+    pool.disconnect().await.ok();
+    if remaining > 0 {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP API: reads and commands for the running pipeline. `GET /v1/views/{view}/item` (fill
 //! on miss: the item from DynamoDB, or read from the source through the key templates, merged
 //! into the stream at its snapshot position, and returned) and `POST /v1/views/{view}/snapshot`
-//! (backfill a view again).
+//! (backfill a view again) and `POST /v1/views/{view}/repair` (one item read again from the
+//! source, or removed when no row makes it: `rowcast verify --repair`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,7 +78,7 @@ async fn item(
         Ok(None) => {}
         Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
     }
-    if let Err(response) = fill(&control, &view, key.clone(), columns).await {
+    if let Err(response) = fill(&control, &view, key.clone(), columns, false).await {
         return response;
     }
     // The read is merged into the stream; wait for its write (or a newer one) to land.
@@ -102,41 +103,21 @@ fn parse_item_key(
     params: &HashMap<String, String>,
 ) -> Result<(ItemKey, Vec<(String, String)>), String> {
     let pk = params.get("pk").ok_or("query parameter pk is required")?;
-    let mut columns = spec.key.pk.parse_key(pk).map_err(|e| e.to_string())?;
-    let sk = match (&spec.key.sk, params.get("sk")) {
-        (Some(template), Some(sk)) => {
-            columns.extend(template.parse_key(sk).map_err(|e| e.to_string())?);
-            Some(sk.clone())
-        }
-        (Some(_), None) => return Err("query parameter sk is required by this view".into()),
-        (None, Some(_)) => return Err("this view has no sort key".into()),
-        (None, None) => None,
-    };
-    columns.sort();
-    columns.dedup();
-    if columns.windows(2).any(|w| w[0].0 == w[1].0) {
-        return Err("the key gives two values for one column".into());
-    }
-    let key = ItemKey {
-        table: spec.table.clone(),
-        pk_attribute: spec.key.pk_attribute.clone(),
-        pk: pk.clone(),
-        sk_attribute: spec.key.sk_attribute.clone(),
-        sk,
-    };
-    Ok((key, columns))
+    crate::view::parse_item_key(spec, pk, params.get("sk").map(String::as_str))
 }
 
 /// Asks the snapshot worker to read the rows behind `key` and merge them; `Err` is the answer
-/// when no row makes the item or the read failed.
+/// when no row makes the item (unless `repair`: the item is then removed) or the read failed.
 async fn fill(
     control: &Control,
     view: &str,
     key: ItemKey,
     columns: Vec<(String, String)>,
+    repair: bool,
 ) -> Result<(), Response> {
     let (reply, answer) = oneshot::channel();
     let request = FillRequest {
+        repair,
         view: view.to_string(),
         columns,
         key,
@@ -155,6 +136,27 @@ async fn fill(
             let reason = "the source did not answer in time".into();
             Err(plain(StatusCode::GATEWAY_TIMEOUT, reason))
         }
+    }
+}
+
+/// `POST /v1/views/{view}/repair?pk=…&sk=…` (`rowcast verify --repair`): the item is read
+/// again from the source and merged into the stream at the read's position, as a fill is; when
+/// no row makes it, it is removed there. 200 once merged (the write follows in the stream).
+async fn repair(
+    State(control): State<Control>,
+    Path(view): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(spec) = control.views.iter().find(|v| v.name == view) else {
+        return plain(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
+    };
+    let (key, columns) = match parse_item_key(spec, &params) {
+        Ok(parsed) => parsed,
+        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
+    };
+    match fill(&control, &view, key, columns, true).await {
+        Ok(()) => plain(StatusCode::OK, "merged".into()),
+        Err(response) => response,
     }
 }
 
@@ -179,5 +181,6 @@ pub fn routes(control: Control) -> Router {
     Router::new()
         .route("/v1/views/{view}/snapshot", post(snapshot))
         .route("/v1/views/{view}/item", get(item))
+        .route("/v1/views/{view}/repair", post(repair))
         .with_state(control)
 }

@@ -402,9 +402,15 @@ impl Merge {
         // A fill is always guarded: the item may have been written meanwhile by a read of its own.
         let fill = matches!(read.kind, ReadKind::Fill { .. });
         let first_index = SNAPSHOT_INDEX_BASE.saturating_add(cursor.merged_rows);
+        let remove = match &read.kind {
+            ReadKind::Fill { remove, .. } => remove.as_deref().cloned(),
+            _ => None,
+        };
+        // A removal takes the version after the rows'.
+        let versions = read.rows.len() + usize::from(remove.is_some());
         cursor.merged_rows = cursor
             .merged_rows
-            .saturating_add(u32::try_from(read.rows.len()).unwrap_or(u32::MAX));
+            .saturating_add(u32::try_from(versions).unwrap_or(u32::MAX));
         let views = read.views.clone();
         let chunk_rows = read.rows.len() as u64;
         // The first chunk of a backfill pass: every row it copies is read after anything the
@@ -424,7 +430,8 @@ impl Merge {
             rows: read.rows,
             joined: read.joined,
             refresh: matches!(read.kind, ReadKind::Refresh { .. }),
-            restore: matches!(read.kind, ReadKind::Fill { restore: true }),
+            restore: matches!(read.kind, ReadKind::Fill { restore: true, .. }),
+            remove,
             seq: cursor.seq,
             first_index,
             origin: Arc::new(read.position),

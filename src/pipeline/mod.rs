@@ -85,6 +85,8 @@ pub struct SnapshotRows {
     /// Write-back restores these items after rejecting an application's change: they may be
     /// rewritten at the version they hold (see `WriteOp::restore`).
     pub restore: bool,
+    /// A repaired item that no row of the read makes: removed, at the version after the rows'.
+    pub remove: Option<crate::view::ItemKey>,
     /// Counter of the last transaction before the snapshot position.
     pub seq: u64,
     /// Version index of the first row (then one more per row): snapshot rows merged after the
@@ -188,4 +190,7 @@ pub struct FillRequest {
     pub reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
     /// Asked by write-back after a rejection (see `SnapshotRows::restore`).
     pub restore: bool,
+    /// A repair (`rowcast verify --repair`): when no row makes the item, the item is removed at
+    /// the read's position instead of the answer being "no row".
+    pub repair: bool,
 }

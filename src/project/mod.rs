@@ -325,6 +325,21 @@ impl Projector {
                 };
                 self.route(view, name, projection, &origin, &mut outgoing);
             }
+            if let Some(key) = &chunk.remove {
+                let index = u32::try_from(chunk.rows.len()).unwrap_or(u32::MAX);
+                let origin = Origin {
+                    seq: chunk.seq,
+                    version: version_of(chunk.seq, chunk.first_index.saturating_add(index)),
+                    guard: chunk.guard,
+                    restore: false,
+                    position: &chunk.origin,
+                };
+                let removal = Projection {
+                    ops: vec![ItemOp::Delete { key: key.clone() }],
+                    ..Projection::default()
+                };
+                self.route(view, name, removal, &origin, &mut outgoing);
+            }
         }
         self.halt_incompatible(newly_halted);
         for (lane, message) in outgoing {

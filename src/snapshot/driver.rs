@@ -8,10 +8,10 @@ use std::time::Instant;
 use mysql_async::Value;
 use tracing::{info, warn};
 
-use super::join::{read_roots, SnapshotRead};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadKind};
 use crate::pipeline::{BackfillState, KeyValue, Progress};
+use crate::sql::join::{read_roots, SnapshotRead};
 use crate::sql::keyset_tail;
 use crate::sql::{SqlError, TableCache};
 use crate::view::spec::{FillMode, TableRef, View};

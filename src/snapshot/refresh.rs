@@ -7,9 +7,9 @@ use std::sync::Arc;
 use mysql_async::Value;
 use tracing::debug;
 
-use super::join::read_roots;
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadKind, RefreshBatch};
+use crate::sql::join::read_roots;
 use crate::sql::{in_condition, keyset_tail, SqlError, TableCache};
 use crate::view::spec::View;
 

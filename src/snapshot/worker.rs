@@ -23,12 +23,12 @@ use tokio::sync::mpsc;
 use tracing::{error, warn};
 
 use super::driver::{ChunkEnd, Driver, NextRead};
-use super::join::read_roots;
 use super::refresh::RefreshRead;
 use crate::error::{chain, Classify, RetryPolicy};
 use crate::metrics::Health;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
 use crate::pipeline::FillRequest;
+use crate::sql::join::read_roots;
 use crate::sql::{keyset_tail, matching_condition, SqlError, TableCache};
 use crate::view::spec::View;
 
@@ -278,9 +278,10 @@ impl Worker {
             &makes_item,
         )
         .await?;
-        if read.rows.is_empty() {
+        if read.rows.is_empty() && !fill.repair {
             return Ok(None);
         }
+        let remove = (fill.repair && read.rows.is_empty()).then(|| Box::new(fill.key.clone()));
         Ok(Some(Read {
             table: view.source.clone(),
             views: vec![view.name.clone()],
@@ -289,6 +290,7 @@ impl Worker {
             position: read.position,
             kind: ReadKind::Fill {
                 restore: fill.restore,
+                remove,
             },
         }))
     }

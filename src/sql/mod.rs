@@ -3,6 +3,7 @@
 //! consistent-snapshot reads at a known binlog position (`snapshot.rs`).
 
 mod cache;
+pub mod join;
 mod query;
 mod rows;
 mod snapshot;

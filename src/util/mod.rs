@@ -1,6 +1,8 @@
-//! Small helpers every module may use: the wall clock, and named crash points for tests.
+//! Small helpers every module may use: the wall clock, named crash points for tests, and the
+//! one-request HTTP client the commands use to reach the running daemon.
 
 pub mod failpoint;
+pub mod http;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

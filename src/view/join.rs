@@ -1,7 +1,7 @@
 //! Lookups, embeds and aggregates: the related rows of one root row, turned into attributes.
 //!
 //! Pure. The rows come from a read of the related tables in the same consistent snapshot as the
-//! root row (see `snapshot/join.rs`), so an item is always the join evaluated over one state of
+//! root row (see `sql/join.rs`), so an item is always the join evaluated over one state of
 //! the source. The rules, from VIEWS.md: join values compare numerically for numeric columns
 //! and exactly for strings (not by collation); a lookup without a matching row leaves its
 //! attributes absent; an embed without rows is an empty list, ordered by `order_by` with NULLs

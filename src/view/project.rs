@@ -256,6 +256,37 @@ pub fn removals(view: &View, before: Option<&Row>, after: Option<&Row>) -> Vec<I
     }
 }
 
+/// The item key of `pk` and `sk` in `view`'s table, and the key columns they parse into
+/// through the view's templates; `Err` says why they do not (not an item of this view).
+pub fn parse_item_key(
+    view: &View,
+    pk: &str,
+    sk: Option<&str>,
+) -> Result<(ItemKey, Vec<(String, String)>), String> {
+    let mut columns = view.key.pk.parse_key(pk).map_err(|e| e.to_string())?;
+    match (&view.key.sk, sk) {
+        (Some(template), Some(sk)) => {
+            columns.extend(template.parse_key(sk).map_err(|e| e.to_string())?)
+        }
+        (Some(_), None) => return Err("query parameter sk is required by this view".into()),
+        (None, Some(_)) => return Err("this view has no sort key".into()),
+        (None, None) => {}
+    }
+    columns.sort();
+    columns.dedup();
+    if columns.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("the key gives two values for one column".into());
+    }
+    let key = ItemKey {
+        table: view.table.clone(),
+        pk_attribute: view.key.pk_attribute.clone(),
+        pk: pk.to_string(),
+        sk_attribute: view.key.sk_attribute.clone(),
+        sk: sk.map(str::to_string),
+    };
+    Ok((key, columns))
+}
+
 /// The key of the item `row` makes, if it makes one.
 pub fn item_key(view: &View, row: &Row) -> Option<ItemKey> {
     if !passes(view, row).ok()? {

@@ -311,6 +311,7 @@ impl Handler {
         let key = item_key(view, &change.keys);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = FillRequest {
+            repair: false,
             view: view.name.clone(),
             columns,
             key: key.clone(),

@@ -12,12 +12,11 @@ use std::collections::HashMap;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
-use crate::metrics::metrics;
-use crate::sql::{
+use super::{
     begin_snapshot, cell_param, decode_values, end_snapshot, in_condition, quote_name, select_rows,
-    SqlTable, KEYS_PER_QUERY,
+    SqlError, SqlTable, TableCache, KEYS_PER_QUERY,
 };
-use crate::sql::{SqlError, TableCache};
+use crate::metrics::metrics;
 use crate::view::join::{row_join_key, sort_embedded, Accumulator, JoinPart, JoinValue, Joined};
 use crate::view::spec::{Join, JoinKind, View};
 use crate::view::value::Cell;

@@ -1,0 +1,174 @@
+//! `rowcast verify` against the real services, while the daemon streams: no difference is
+//! reported under a heavy random write load (three views on one table, two with joins); items
+//! damaged on purpose in DynamoDB are reported exactly (kind and attributes), `--repair` sends
+//! them through the daemon, and the views are equal again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::app::{delete, key, put, s, update};
+use common::shop::{expected, setup, workload};
+use common::Env;
+
+fn verify(env: &Env, extra: &[&str]) -> (i32, String, String) {
+    let config = env.config_path();
+    let mut args = vec!["verify", "--config", config.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = env.rowcast(&args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn diff_lines(stdout: &str) -> Vec<String> {
+    let mut lines: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("DIFF "))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reports_nothing_under_load_then_exactly_the_damage_and_repairs_it() {
+    let env = std::sync::Arc::new(Env::new("verify").await);
+    let table = setup(&env, "").await;
+    workload(&env, 0x7e51, 400).await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(90))
+        .await;
+
+    // Verification while a heavy random workload runs: nothing is reported.
+    let load = {
+        let env = env.clone();
+        tokio::spawn(async move { workload(&env, 0x7e52, 30000).await })
+    };
+    // Each view in a verify process of its own, all three at once, again and again until the
+    // load ends.
+    let mut runs = 0;
+    while !load.is_finished() || runs == 0 {
+        let checks = ["order_summary", "order_lines", "customer_orders"].map(|view| {
+            let env = env.clone();
+            tokio::task::spawn_blocking(move || verify(&env, &["--view", view]))
+        });
+        for check in checks {
+            let (code, stdout, stderr) = check.await.unwrap();
+            assert_eq!(code, 0, "under load\n{stdout}\n{stderr}");
+            assert!(diff_lines(&stdout).is_empty(), "{stdout}");
+            eprintln!("verify run {runs} under load:\n{stdout}{stderr}");
+        }
+        runs += 1;
+    }
+    load.await.unwrap();
+    let items = expected(&env).await;
+    env.converge(&table, items.clone(), Duration::from_secs(90))
+        .await;
+
+    // Damage: two items changed, one removed, one added.
+    let pick = |test: &dyn Fn(&serde_json::Value) -> bool| {
+        items.iter().find(|i| test(i)).cloned().unwrap()
+    };
+    let summary = pick(&|i| i["sk"] == "META");
+    let line = pick(&|i| i["sk"].as_str().unwrap().starts_with("LINE#"));
+    let by_customer = pick(&|i| i["pk"].as_str().unwrap().starts_with("CUSTOMER#"));
+    let text = |v: &serde_json::Value, name: &str| v[name].as_str().unwrap().to_string();
+    let at = |v: &serde_json::Value| key(&[("pk", &text(v, "pk")), ("sk", &text(v, "sk"))]);
+    update(
+        &env,
+        &table,
+        at(&summary),
+        "SET #s = :v",
+        &[(":v", s("damaged"))],
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        at(&by_customer),
+        "SET #s = :v REMOVE tier",
+        &[(":v", s("x"))],
+    )
+    .await;
+    delete(&env, &table, at(&line)).await;
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", s("ORDER#999999")),
+            ("sk", s("META")),
+            ("status", s("open")),
+        ],
+    )
+    .await;
+
+    let (code, stdout, stderr) = verify(&env, &[]);
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let mut want = vec![
+        format!(
+            "DIFF order_summary different pk={} sk=META attributes=status",
+            text(&summary, "pk")
+        ),
+        format!(
+            "DIFF customer_orders different pk={} sk={} attributes=status,tier",
+            text(&by_customer, "pk"),
+            text(&by_customer, "sk")
+        ),
+        format!(
+            "DIFF order_lines missing pk={} sk={}",
+            text(&line, "pk"),
+            text(&line, "sk")
+        ),
+        "DIFF order_summary extra pk=ORDER#999999 sk=META".to_string(),
+    ];
+    want.sort();
+    assert_eq!(diff_lines(&stdout), want, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(", 1 missing, 0 extra, 0 different"),
+        "{stdout}"
+    );
+
+    // JSON, one view, values shown.
+    let (code, stdout, _) = verify(
+        &env,
+        &["--view", "order_summary", "--json", "--show-values"],
+    );
+    assert_eq!(code, 4);
+    let objects: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 2, "{stdout}");
+    let different = objects.iter().find(|o| o["kind"] == "different").unwrap();
+    assert_eq!(different["attributes"], serde_json::json!(["status"]));
+    assert_eq!(different["actual"]["status"], "damaged");
+    assert_eq!(different["expected"]["status"], summary["status"]);
+
+    // Repair through the daemon, then everything is equal again.
+    let (code, stdout, stderr) = verify(&env, &["--repair"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("order_summary: ") && stdout.contains(", 2 repaired"),
+        "{stdout}"
+    );
+    env.converge(&table, expected(&env).await, Duration::from_secs(30))
+        .await;
+    let (code, stdout, stderr) = verify(&env, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(diff_lines(&stdout).is_empty(), "{stdout}");
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_names_every_unknown_view_with_exit_2() {
+    let env = Env::new("verifyconf").await;
+    setup(&env, "").await;
+    let (code, _, stderr) = verify(&env, &["--view", "nope", "--view", "order_lines"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--view nope"), "{stderr}");
+}
