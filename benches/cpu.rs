@@ -115,7 +115,13 @@ fn benches(c: &mut Criterion) {
         panic!("a put")
     };
     group.bench_function("encode_item", |b| {
-        b.iter(|| black_box(rowcast::dynamo::encode_item(black_box(item), 1 << 40)))
+        b.iter(|| {
+            black_box(rowcast::dynamo::encode_item(
+                black_box(item),
+                1 << 40,
+                "orders",
+            ))
+        })
     });
     group.finish();
 }

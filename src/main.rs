@@ -479,7 +479,7 @@ async fn verify(
     let client = rowcast::dynamo::client(&config.dynamodb).await;
     let checkpoint = rowcast::app::checkpoint_store(&config, &client);
     if repair {
-        options.repair_via = Some(config.metrics_listen);
+        options.repair_via = Some(rowcast::verify::RepairVia::Http(config.metrics_listen));
     }
     let services = rowcast::verify::Services {
         pool: &pool,

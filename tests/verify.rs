@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::app::{delete, key, put, s, update};
 use common::shop::{expected, setup, workload};
-use common::Env;
+use common::{eventually, metric, Env};
 
 fn verify(env: &Env, extra: &[&str]) -> (i32, String, String) {
     let config = env.config_path();
@@ -171,4 +171,103 @@ async fn verify_names_every_unknown_view_with_exit_2() {
     let (code, _, stderr) = verify(&env, &["--view", "nope", "--view", "order_lines"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--view nope"), "{stderr}");
+}
+
+const NOTES_V1: &str = "name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\nfilter = \"hidden = 0\"\n[key]\npk = \"NOTE#{id}\"\n[attributes]\nbody = \"body\"\n";
+
+/// The items a notes view with key template `pk` makes from the table.
+async fn notes_expected(env: &Env, prefix: &str) -> Vec<serde_json::Value> {
+    let rows: Vec<(i64, String)> = env
+        .query("SELECT id, body FROM notes WHERE hidden = 0")
+        .await;
+    let mut items: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(id, body)| serde_json::json!({"pk": format!("{prefix}{id}"), "body": body}))
+        .collect();
+    items.sort_by_key(|v| v.to_string());
+    items
+}
+
+/// Extra items of every kind are found and removed by `--repair`: an item whose row is gone
+/// (deleted while rowcast was down, from a session that logged it in STATEMENT format, which
+/// rowcast cannot apply), an item whose row left the filter the same way, and the items an
+/// older definition of the view made under another key template (told by `_view`).
+#[tokio::test(flavor = "multi_thread")]
+async fn repair_removes_items_of_gone_rows_and_of_an_old_key_template() {
+    let env = Env::new("verifyold").await;
+    let table = env.table("notes");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, hidden TINYINT NOT NULL DEFAULT 0)")
+        .await;
+    env.sql("INSERT INTO notes (id, body) SELECT seq, CONCAT('note ', seq) FROM seq_1_to_40")
+        .await;
+    env.write_view("notes.toml", &NOTES_V1.replace("TABLE", &table));
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        notes_expected(&env, "NOTE#").await,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+
+    // A new key template; the old items stay (nothing backfills the view again here).
+    env.write_view(
+        "notes.toml",
+        &NOTES_V1
+            .replace("TABLE", &table)
+            .replace("NOTE#{id}", "N#{id}"),
+    );
+    let daemon = env.start().await;
+    env.snapshot("notes");
+    let mut both = notes_expected(&env, "N#").await;
+    both.extend(notes_expected(&env, "NOTE#").await);
+    both.sort_by_key(|v| v.to_string());
+    env.converge(&table, both.clone(), Duration::from_secs(60))
+        .await;
+
+    // Rows gone in a way the binlog cannot tell: the view halts, is rebuilt, and their items
+    // stay (a rebuild writes the rows there are).
+    env.sql("SET SESSION binlog_format = 'STATEMENT'; DELETE FROM notes WHERE id = 3; UPDATE notes SET hidden = 1 WHERE id = 5")
+        .await;
+    eventually("the view to halt", Duration::from_secs(30), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_view_halted{view=\"notes\"}") == 1.0
+    })
+    .await;
+    env.snapshot("notes");
+    env.sql("INSERT INTO notes (id, body) VALUES (41, 'new')")
+        .await;
+    both.push(serde_json::json!({"pk": "N#41", "body": "new"}));
+    both.sort_by_key(|v| v.to_string());
+    env.converge(&table, both, Duration::from_secs(60)).await;
+
+    let (code, stdout, stderr) = verify(&env, &[]);
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    // 39 rows make items; 40 items of the old template and 2 of gone rows are extra.
+    assert!(
+        stdout.contains("notes: 81 checked, 0 missing, 42 extra, 0 different"),
+        "{stdout}"
+    );
+    for extra in ["NOTE#7", "NOTE#3", "N#3", "N#5"] {
+        assert!(
+            stdout.contains(&format!("DIFF notes extra pk={extra}\n")),
+            "{stdout}"
+        );
+    }
+
+    let (code, stdout, stderr) = verify(&env, &["--repair"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("42 extra, 0 different, 42 repaired"),
+        "{stdout}"
+    );
+    env.converge(
+        &table,
+        notes_expected(&env, "N#").await,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
 }

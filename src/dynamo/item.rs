@@ -11,6 +11,10 @@ use crate::view::ItemKey;
 
 /// Metadata attribute holding the item version (the source transaction counter).
 pub const VERSION_ATTRIBUTE: &str = "_version";
+/// Metadata attribute naming the view that made the item: `rowcast verify` tells a view's items
+/// by it in a table several views share, also an item whose key an older definition of the view
+/// made (one the current key templates no longer parse).
+pub const VIEW_ATTRIBUTE: &str = "_view";
 /// Metadata attribute that marks an item of a write-back view that rowcast is about to remove:
 /// the stream record of the removal carries it in its old image, which is how write-back tells
 /// rowcast's removals from an application's DeleteItem (see `writeback/inverse.rs`).
@@ -59,15 +63,17 @@ pub fn from_attribute_value(value: &AttributeValue) -> Option<Attr> {
     })
 }
 
-/// The item as sent: the view's attributes plus the version.
-pub fn encode_item(item: &Item, version: u128) -> HashMap<String, AttributeValue> {
-    let mut out: HashMap<String, AttributeValue> = item
-        .iter()
-        .map(|(k, v)| (k.clone(), to_attribute_value(v)))
-        .collect();
+/// The item as sent: the view's attributes plus the version and the view's name.
+pub fn encode_item(item: &Item, version: u128, view: &str) -> HashMap<String, AttributeValue> {
+    let mut out: HashMap<String, AttributeValue> = HashMap::with_capacity(item.len() + 2);
+    out.extend(item.iter().map(|(k, v)| (k.clone(), to_attribute_value(v))));
     out.insert(
         VERSION_ATTRIBUTE.to_string(),
         AttributeValue::N(version.to_string()),
+    );
+    out.insert(
+        VIEW_ATTRIBUTE.to_string(),
+        AttributeValue::S(view.to_string()),
     );
     out
 }
@@ -81,9 +87,14 @@ pub fn encode_key(key: &ItemKey) -> HashMap<String, AttributeValue> {
     out
 }
 
-/// Size of the item as DynamoDB counts it (attribute names plus values), version included.
-pub fn item_size(item: &Item) -> usize {
-    item.iter().map(|(k, v)| k.len() + v.size()).sum::<usize>() + VERSION_ATTRIBUTE.len() + 21
+/// Size of the item as DynamoDB counts it (attribute names plus values), version and view name
+/// included.
+pub fn item_size(item: &Item, view: &str) -> usize {
+    item.iter().map(|(k, v)| k.len() + v.size()).sum::<usize>()
+        + VERSION_ATTRIBUTE.len()
+        + 21
+        + VIEW_ATTRIBUTE.len()
+        + view.len()
 }
 
 /// A version as a number attribute.

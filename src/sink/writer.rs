@@ -52,7 +52,7 @@ impl super::lane::Deliver for Writer {
         let mut guarded = Vec::new();
         for op in delivery.ops {
             if let ItemOp::Put { item, .. } = &op.op {
-                let size = item_size(item);
+                let size = item_size(item, &op.view);
                 if size > MAX_ITEM_BYTES {
                     let reason = format!("item is {size} bytes, over DynamoDB's 400 KB limit");
                     self.dead_letter(&Writer::letter(&op, reason, "too_large"))
@@ -277,7 +277,7 @@ impl Writer {
                 // Any version of the same source transaction: the item was written from the
                 // same source state (the application's change kept its version).
                 let version = op.version | u128::from(u32::MAX);
-                let mut encoded = encode_item(item, version);
+                let mut encoded = encode_item(item, version, &op.view);
                 encoded.insert(
                     RESTORED_ATTRIBUTE.to_string(),
                     types_value(u128::from(crate::util::now_micros())),
@@ -299,7 +299,7 @@ impl Writer {
                     .client
                     .put_item()
                     .table_name(&key.table)
-                    .set_item(Some(encode_item(item, op.version)));
+                    .set_item(Some(encode_item(item, op.version, &op.view)));
                 if conditional {
                     request = request
                         .condition_expression(GUARD)
@@ -345,7 +345,7 @@ fn write_request(op: &WriteOp) -> WriteRequest {
         ItemOp::Put { item, .. } => WriteRequest::builder()
             .put_request(
                 PutRequest::builder()
-                    .set_item(Some(encode_item(item, op.version)))
+                    .set_item(Some(encode_item(item, op.version, &op.view)))
                     .build()
                     .expect("item is set"),
             )

@@ -41,12 +41,12 @@ use mysql_async::Pool;
 use self::digest::{bucket_of, differing_attributes, item_hash, Digests};
 use self::table::Stored;
 use crate::control::checkpoint::{CheckpointError, CheckpointStore};
-use crate::dynamo::SdkErrorInfo;
-use crate::pipeline::{position_before, Position};
+use crate::dynamo::{remove_marked, RemovalGuard, SdkErrorInfo};
+use crate::pipeline::{position_before, FillRequest, Position};
 use crate::sql::{begin_snapshot, end_snapshot, SqlError, TableCache};
 use crate::view::project::Item;
 use crate::view::spec::FillMode;
-use crate::view::{ItemKey, View};
+use crate::view::{parse_item_key, ItemKey, View};
 
 /// Buckets of keys per view.
 pub const BUCKETS: usize = 16_384;
@@ -65,10 +65,10 @@ pub enum VerifyError {
     Dynamo { table: String, info: SdkErrorInfo },
     #[error("reading the daemon's checkpoint")]
     Checkpoint(#[from] CheckpointError),
-    #[error("repair of {key} through the daemon on {addr}: {reason}")]
+    #[error("repair of {key} through {via}: {reason}")]
     Repair {
         key: String,
-        addr: SocketAddr,
+        via: String,
         reason: String,
     },
 }
@@ -111,8 +111,8 @@ pub struct Options {
     pub chunk_rows: usize,
     /// How long to wait for the daemon's checkpoint to pass a comparison point.
     pub checkpoint_wait: Duration,
-    /// Where the running daemon takes repairs (`None`: no repair).
-    pub repair_via: Option<SocketAddr>,
+    /// Where repairs go (`None`: no repair).
+    pub repair_via: Option<RepairVia>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,8 @@ pub struct Difference {
     pub attributes: Vec<String>,
     pub expected: Option<Item>,
     pub actual: Option<Item>,
+    /// The stored item's version, when it has one.
+    pub version: Option<u128>,
 }
 
 /// One view's result.
@@ -228,8 +230,8 @@ pub async fn verify_view(
         }
     }
     summary.checked += summary.extra;
-    if let Some(addr) = options.repair_via {
-        summary.repaired = repair(services, view, options, addr, &found, &mut summary).await?;
+    if let Some(via) = &options.repair_via {
+        summary.repaired = repair(services, view, options, via, &found, &mut summary).await?;
     }
     Ok(summary)
 }
@@ -478,7 +480,10 @@ async fn settle(
                 summary.daemon_behind = true;
             }
             if confirmed {
-                found.push(difference(entry.key, expected, actual.map(|s| s.item)));
+                let version = actual.as_ref().and_then(|s| s.version);
+                let mut found_one = difference(entry.key, expected, actual.map(|s| s.item));
+                found_one.version = version;
+                found.push(found_one);
             } else {
                 entry.previous = Some(seen);
                 next.push(entry);
@@ -502,36 +507,93 @@ fn difference(key: ItemKey, expected: Option<Item>, actual: Option<Item>) -> Dif
         attributes,
         expected,
         actual,
+        version: None,
     }
 }
 
-/// Sends every difference through the daemon, then settles the keys again; returns how many
-/// now match.
+/// Where repairs go: the running daemon's API listener (`rowcast verify --repair`), or, inside
+/// the daemon (`[verify] repair = true`), the snapshot worker's queue of fills.
+#[derive(Clone)]
+pub enum RepairVia {
+    Http(SocketAddr),
+    Fills(tokio::sync::mpsc::Sender<FillRequest>),
+}
+
+impl std::fmt::Display for RepairVia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepairVia::Http(addr) => write!(f, "the daemon on {addr}"),
+            RepairVia::Fills(_) => write!(f, "the snapshot worker"),
+        }
+    }
+}
+
+/// One item through the daemon: read again from the source and merged at the read's position
+/// (or removed there when no row makes it).
+async fn repair_one(via: &RepairVia, view: &View, key: &ItemKey) -> Result<(), String> {
+    match via {
+        RepairVia::Http(addr) => {
+            use crate::util::http::{query_value, request};
+            let mut path = format!("/v1/views/{}/repair?pk={}", view.name, query_value(&key.pk));
+            if let Some(sk) = &key.sk {
+                path.push_str(&format!("&sk={}", query_value(sk)));
+            }
+            match request(*addr, "POST", &path, Duration::from_secs(30)).await {
+                Ok((200, _)) => Ok(()),
+                Ok((status, body)) => Err(format!("{status} {body}")),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+        RepairVia::Fills(fills) => {
+            let (key, columns) = parse_item_key(view, &key.pk, key.sk.as_deref())?;
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let request = FillRequest {
+                view: view.name.clone(),
+                columns,
+                key,
+                reply,
+                restore: false,
+                repair: true,
+            };
+            fills
+                .send(request)
+                .await
+                .map_err(|_| "the pipeline is stopping".to_string())?;
+            match tokio::time::timeout(Duration::from_secs(30), answer).await {
+                Ok(Ok(Ok(_))) => Ok(()),
+                Ok(Ok(Err(error))) => Err(error),
+                _ => Err("no answer in time".into()),
+            }
+        }
+    }
+}
+
+/// Sends every difference through the daemon (an extra item whose key the view's templates no
+/// longer parse, made by an older definition, is removed here: no row can make it), then settles
+/// the keys again; returns how many now match.
 async fn repair(
     services: &Services<'_>,
     view: &View,
     options: &Options,
-    addr: SocketAddr,
+    via: &RepairVia,
     found: &[Difference],
     summary: &mut Summary,
 ) -> Result<u64, VerifyError> {
-    use crate::util::http::{query_value, request};
     for difference in found {
         let key = &difference.key;
-        let mut path = format!("/v1/views/{}/repair?pk={}", view.name, query_value(&key.pk));
-        if let Some(sk) = &key.sk {
-            path.push_str(&format!("&sk={}", query_value(sk)));
-        }
         let failed = |reason: String| VerifyError::Repair {
             key: key.to_string(),
-            addr,
+            via: via.to_string(),
             reason,
         };
-        match request(addr, "POST", &path, Duration::from_secs(30)).await {
-            Ok((200, _)) => {}
-            Ok((status, body)) => return Err(failed(format!("{status} {body}"))),
-            Err(error) => return Err(failed(error.to_string())),
+        if parse_item_key(view, &key.pk, key.sk.as_deref()).is_err() {
+            let version = difference.version.unwrap_or(0);
+            remove_marked(services.client, key, RemovalGuard::UpTo(version))
+                .await
+                .map_err(|info| failed(info.to_string()))?;
+            continue;
         }
+        repair_one(via, view, key).await.map_err(failed)?;
     }
     let keys: Vec<ItemKey> = found.iter().map(|d| d.key.clone()).collect();
     let mut remaining = 0u64;

@@ -1,8 +1,10 @@
 //! The DynamoDB side of a verification: a view's items, read with parallel Scan segments
 //! (strongly consistent) or fetched by key (BatchGetItem, strongly consistent).
 //!
-//! A table may hold several views: an item belongs to a view when its key parses through the
-//! view's key templates (as `GET /v1/views/{view}/item` parses it).
+//! A table may hold several views: an item belongs to the view its `_view` attribute names
+//! (even when the view's key templates no longer parse its key: an item an older definition of
+//! the view made), or, written before rowcast named the view in items, when its key parses
+//! through the view's key templates (as `GET /v1/views/{view}/item` parses it).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use aws_sdk_dynamodb::Client;
 use super::Pacer;
 use crate::dynamo::{
     classify_sdk_error, encode_key, from_attribute_value, SdkErrorInfo, VERSION_ATTRIBUTE,
+    VIEW_ATTRIBUTE,
 };
 use crate::view::project::Item;
 use crate::view::value::Attr;
@@ -31,7 +34,19 @@ pub fn view_item(view: &View, raw: &HashMap<String, AttributeValue>) -> Option<(
         Some(name) => Some(raw.get(name)?.as_s().ok()?.as_str()),
         None => None,
     };
-    let (key, _) = parse_item_key(view, pk, sk).ok()?;
+    let named = raw.get(VIEW_ATTRIBUTE).and_then(|v| v.as_s().ok());
+    let key = match (named, parse_item_key(view, pk, sk)) {
+        (Some(name), _) if *name != view.name => return None,
+        (_, Ok((key, _))) => key,
+        (Some(_), Err(_)) => ItemKey {
+            table: view.table.clone(),
+            pk_attribute: view.key.pk_attribute.clone(),
+            pk: pk.clone(),
+            sk_attribute: view.key.sk_attribute.clone(),
+            sk: sk.map(str::to_string),
+        },
+        (None, Err(_)) => return None,
+    };
     let item = raw
         .iter()
         .filter(|(name, _)| !name.starts_with('_'))
