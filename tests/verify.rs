@@ -271,3 +271,73 @@ async fn repair_removes_items_of_gone_rows_and_of_an_old_key_template() {
     .await;
     assert!(daemon.terminate().success());
 }
+
+/// `[verify]` in the daemon: passes at an interval prove the view equal (a timestamp), and a
+/// damaged, a removed and an added item are found (logged, counted by kind) and repaired.
+#[tokio::test(flavor = "multi_thread")]
+async fn continuous_verification_finds_and_repairs_damage() {
+    let env = Env::new("verifyloop").await;
+    let table = env.table("notes");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, hidden TINYINT NOT NULL DEFAULT 0)")
+        .await;
+    env.sql("INSERT INTO notes (id, body) SELECT seq, CONCAT('note ', seq) FROM seq_1_to_30")
+        .await;
+    env.write_view("notes.toml", &NOTES_V1.replace("TABLE", &table));
+    env.write_config("[verify]\ninterval_s = 1\nrepair = true\nmax_items_per_second = 0\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    let expected = notes_expected(&env, "NOTE#").await;
+    env.converge(&table, expected.clone(), Duration::from_secs(60))
+        .await;
+    eventually(
+        "a pass proving the view equal",
+        Duration::from_secs(60),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(
+                &metrics,
+                "rowcast_verify_last_pass_timestamp_seconds{view=\"notes\"}",
+            ) > 0.0
+                && metric(&metrics, "rowcast_verify_differences{view=\"notes\"}") == 0.0
+        },
+    )
+    .await;
+
+    let at = |pk: &str| key(&[("pk", pk)]);
+    update(
+        &env,
+        &table,
+        at("NOTE#4"),
+        "SET body = :v",
+        &[(":v", s("damaged"))],
+    )
+    .await;
+    delete(&env, &table, at("NOTE#5")).await;
+    put(&env, &table, &[("pk", s("NOTE#77")), ("body", s("stray"))]).await;
+    eventually(
+        "the damage found and repaired",
+        Duration::from_secs(90),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            let kind = |k: &str| {
+                metric(
+                    &metrics,
+                    &format!("rowcast_verify_differences_total{{kind=\"{k}\",view=\"notes\"}}"),
+                )
+            };
+            kind("different") >= 1.0
+                && kind("missing") >= 1.0
+                && kind("extra") >= 1.0
+                && metric(&metrics, "rowcast_verify_repaired_total{view=\"notes\"}") >= 3.0
+        },
+    )
+    .await;
+    env.converge(&table, expected, Duration::from_secs(30))
+        .await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("verify: the item differs from what the source makes"),
+        "{log}"
+    );
+    assert!(daemon.terminate().success());
+}

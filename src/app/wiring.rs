@@ -92,6 +92,7 @@ pub async fn spawn(
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
     let capacity = config.writer.queue_capacity;
+    let store_for_verify = store.clone();
     let lanes = spawn_lanes(supervisor, config, client, store, &initial);
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
     let last_read_seq = lanes.last_read_seq;
@@ -145,6 +146,25 @@ pub async fn spawn(
         "source",
         async move { source.run(start, drain).await.map_err(failed) }.instrument(span),
     );
+    if let Some(verify) = &config.verify {
+        let continuous = crate::verify::continuous::Continuous {
+            config: verify.clone(),
+            views: config.views.clone(),
+            pool: pool.clone(),
+            client: client.clone(),
+            store: store_for_verify,
+            fills: requests.fills.0.clone(),
+        };
+        let drain = supervisor.drain_token();
+        supervisor.spawn(
+            "verify",
+            async move {
+                continuous.run(drain).await;
+                Ok(())
+            }
+            .instrument(info_span!("verify")),
+        );
+    }
     spawn_writebacks(supervisor, config, client, pool, requests.fills.0, health).await;
 }
 

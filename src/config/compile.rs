@@ -11,7 +11,7 @@ use super::raw::{RawConfig, RawView};
 use super::view::{check_unambiguous_writeback, compile_view_into};
 use super::{
     CheckpointStoreConfig, Config, ConfigErrors, DeadLetterConfig, DynamoConfig, Problem,
-    SourceConfig, WriteMode, WriterConfig,
+    SourceConfig, VerifyConfig, WriteMode, WriterConfig,
 };
 use crate::view::spec::View;
 
@@ -128,6 +128,15 @@ pub(super) fn load(
         1000,
         &mut problems,
     );
+    let verify = raw.verify.as_ref().map(|v| VerifyConfig {
+        interval: Duration::from_secs(v.interval_s.unwrap_or(3600)),
+        max_items_per_second: Some(v.max_items_per_second.unwrap_or(1000)).filter(|&r| r > 0),
+        repair: v.repair.unwrap_or(false),
+        segments: v.segments.unwrap_or(2).clamp(1, 64),
+    });
+    if raw.verify.as_ref().is_some_and(|v| v.interval_s == Some(0)) {
+        problems.add(path, "verify.interval_s", "must be at least 1".to_string());
+    }
     let view_files = view_files(path, base, &raw, &mut problems);
     let views = load_views(&view_files, &mut problems);
     if !problems.list.is_empty() {
@@ -154,6 +163,7 @@ pub(super) fn load(
         streams_skip_replication: raw.streams.skip_replication.unwrap_or(false),
         backfill_chunk_rows: raw.backfill.chunk_rows.unwrap_or(1000).clamp(1, 100_000),
         join_max_dirty_keys: raw.backfill.join_max_dirty_keys.unwrap_or(100_000).max(1),
+        verify,
         views,
     })
 }

@@ -114,7 +114,19 @@ pub struct Config {
     pub backfill_chunk_rows: usize,
     /// Keys of one view waiting for a join refresh above which the view is backfilled again.
     pub join_max_dirty_keys: usize,
+    /// Continuous verification (`[verify]`), when configured.
+    pub verify: Option<VerifyConfig>,
     pub views: Vec<Arc<View>>,
+}
+
+/// `[verify]`: a throttled pass of `rowcast verify` over every view, again and again.
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub interval: Duration,
+    /// Items per second on each side (`None`: no limit).
+    pub max_items_per_second: Option<u32>,
+    pub repair: bool,
+    pub segments: u32,
 }
 
 /// Reads and validates the config file and every view spec it names.

@@ -34,6 +34,21 @@ pub struct RawConfig {
     /// How write-back reads DynamoDB Streams.
     #[serde(default)]
     pub streams: RawStreams,
+    /// Continuous verification of the views (off without this section).
+    pub verify: Option<RawVerify>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    /// Seconds from the start of one pass over every view to the start of the next (default 3600).
+    pub interval_s: Option<u64>,
+    /// Items read per second at most on each side, source and DynamoDB (default 1000; 0: no limit).
+    pub max_items_per_second: Option<u32>,
+    /// Send the differences found through the pipeline to be repaired (default false).
+    pub repair: Option<bool>,
+    /// DynamoDB Scan segments read in parallel (default 2).
+    pub segments: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
