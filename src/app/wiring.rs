@@ -131,12 +131,33 @@ pub async fn spawn(
         driver,
     };
     spawn_merge(supervisor, config, pool, health, inputs);
+    spawn_source(supervisor, config, pool, health, source_tx, start);
+    spawn_verify(
+        supervisor,
+        config,
+        client,
+        pool,
+        store_for_verify,
+        &requests.fills.0,
+    );
+    spawn_writebacks(supervisor, config, client, pool, requests.fills.0, health).await;
+}
+
+/// The binlog reader, watching every table a view reads.
+fn spawn_source(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    pool: &Pool,
+    health: &Arc<Health>,
+    out: mpsc::Sender<crate::pipeline::SourceEvent>,
+    start: StartPoint,
+) {
     let related = Marks::tables(&config.views);
     let tables = watched_tables(config.views.iter().map(|v| &v.source).chain(related.iter()));
     let source = Source::new(
         config.source.clone(),
         tables,
-        source_tx,
+        out,
         health.clone(),
         pool.clone(),
     );
@@ -146,26 +167,38 @@ pub async fn spawn(
         "source",
         async move { source.run(start, drain).await.map_err(failed) }.instrument(span),
     );
-    if let Some(verify) = &config.verify {
-        let continuous = crate::verify::continuous::Continuous {
-            config: verify.clone(),
-            views: config.views.clone(),
-            pool: pool.clone(),
-            client: client.clone(),
-            store: store_for_verify,
-            fills: requests.fills.0.clone(),
-        };
-        let drain = supervisor.drain_token();
-        supervisor.spawn(
-            "verify",
-            async move {
-                continuous.run(drain).await;
-                Ok(())
-            }
-            .instrument(info_span!("verify")),
-        );
-    }
-    spawn_writebacks(supervisor, config, client, pool, requests.fills.0, health).await;
+}
+
+/// Continuous verification, when `[verify]` is configured: an observer that never fails the
+/// pipeline (see `verify::continuous`).
+fn spawn_verify(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    client: &Client,
+    pool: &Pool,
+    store: Arc<CheckpointStore>,
+    fills: &mpsc::Sender<FillRequest>,
+) {
+    let Some(verify) = &config.verify else {
+        return;
+    };
+    let continuous = crate::verify::continuous::Continuous {
+        config: verify.clone(),
+        views: config.views.clone(),
+        pool: pool.clone(),
+        client: client.clone(),
+        store,
+        fills: fills.clone(),
+    };
+    let drain = supervisor.drain_token();
+    supervisor.spawn(
+        "verify",
+        async move {
+            continuous.run(drain).await;
+            Ok(())
+        }
+        .instrument(info_span!("verify")),
+    );
 }
 
 /// What the merge stage and the snapshot worker start from.

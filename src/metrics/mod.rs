@@ -52,12 +52,7 @@ pub struct Metrics {
     pub join_refresh_rows: IntCounterVec,
     pub join_queries: IntCounterVec,
     pub join_overflows: IntCounterVec,
-    pub verify_checked: IntCounterVec,
-    pub verify_differences: IntCounterVec,
-    pub verify_repaired: IntCounterVec,
-    pub verify_remaining: IntGaugeVec,
-    pub verify_last_pass: IntGaugeVec,
-    pub verify_errors: IntCounterVec,
+    pub verify: VerifyMetrics,
     pub writeback_records: IntCounterVec,
     pub writeback_lag: GaugeVec,
     pub writeback_shards: IntGaugeVec,
@@ -68,6 +63,29 @@ pub struct Metrics {
     pub writeback_retries: IntCounterVec,
     pub writeback_retrying: GaugeVec,
     pub writeback_restarts: IntCounterVec,
+}
+
+/// Continuous verification (`[verify]`).
+pub struct VerifyMetrics {
+    pub checked: IntCounterVec,
+    pub differences: IntCounterVec,
+    pub repaired: IntCounterVec,
+    pub remaining: IntGaugeVec,
+    pub last_pass: IntGaugeVec,
+    pub errors: IntCounterVec,
+}
+
+impl VerifyMetrics {
+    fn new(r: &Registry) -> Self {
+        VerifyMetrics {
+                checked: counter_vec(r, "rowcast_verify_items_checked_total", "Items compared with the source by continuous verification ([verify]), by view", &["view"]),
+                differences: counter_vec(r, "rowcast_verify_differences_total", "Differences found by continuous verification, by view and kind (missing, extra, different)", &["view", "kind"]),
+                repaired: counter_vec(r, "rowcast_verify_repaired_total", "Differences repaired by continuous verification ([verify] repair = true), by view", &["view"]),
+                remaining: gauge_vec(r, "rowcast_verify_differences", "Differences the last complete verification pass of a view left (found and not repaired)", &["view"]),
+                errors: counter_vec(r, "rowcast_verify_errors_total", "Continuous verification passes of a view that failed (a service did not answer); the next pass tries again", &["view"]),
+                last_pass: gauge_vec(r, "rowcast_verify_last_pass_timestamp_seconds", "Unix time at which the last complete verification pass of a view ended", &["view"]),
+        }
+    }
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -200,12 +218,7 @@ impl Metrics {
             join_refresh_rows: counter_vec(&r, "rowcast_join_refresh_rows_total", "Root rows read to refresh items of views with joins, by view", &["view"]),
             join_queries: counter_vec(&r, "rowcast_join_queries_total", "SQL SELECTs made to evaluate joins (root rows and related rows; backfill, fill on miss and refresh), by view", &["view"]),
             join_overflows: counter_vec(&r, "rowcast_join_overflows_total", "Times a view had more keys waiting for a refresh than join_max_dirty_keys and was backfilled again instead", &["view"]),
-            verify_checked: counter_vec(&r, "rowcast_verify_items_checked_total", "Items compared with the source by continuous verification ([verify]), by view", &["view"]),
-            verify_differences: counter_vec(&r, "rowcast_verify_differences_total", "Differences found by continuous verification, by view and kind (missing, extra, different)", &["view", "kind"]),
-            verify_repaired: counter_vec(&r, "rowcast_verify_repaired_total", "Differences repaired by continuous verification ([verify] repair = true), by view", &["view"]),
-            verify_remaining: gauge_vec(&r, "rowcast_verify_differences", "Differences the last complete verification pass of a view left (found and not repaired)", &["view"]),
-            verify_errors: counter_vec(&r, "rowcast_verify_errors_total", "Continuous verification passes of a view that failed (a service did not answer); the next pass tries again", &["view"]),
-            verify_last_pass: gauge_vec(&r, "rowcast_verify_last_pass_timestamp_seconds", "Unix time at which the last complete verification pass of a view ended", &["view"]),
+            verify: VerifyMetrics::new(&r),
             writeback_records: counter_vec(&r, "rowcast_writeback_stream_records_total", "DynamoDB stream records of write-back tables, by view and outcome (applied, skipped-own, skipped-ttl, skipped-before-start, unchanged, rejected, other-view)", &["view", "outcome"]),
             writeback_lag: float_gauge_vec(&r, "rowcast_writeback_lag_seconds", "Now minus the creation time of the last stream record applied, by table (0 when caught up)", &["table"]),
             writeback_shards: gauge_vec(&r, "rowcast_writeback_shards", "Stream shards known, by table", &["table"]),

@@ -59,7 +59,8 @@ impl Continuous {
                 if let Err(error) = result {
                     warn!(view = %view.name, error = %crate::error::chain(&error), "verification pass failed; the next pass tries again");
                     metrics()
-                        .verify_errors
+                        .verify
+                        .errors
                         .with_label_values(&[&view.name])
                         .inc();
                 }
@@ -83,22 +84,27 @@ impl Continuous {
         let mut report = |d: &Difference| {
             let sk = d.key.sk.as_deref().unwrap_or("");
             warn!(view = name, kind = d.kind.as_str(), pk = %d.key.pk, sk, attributes = %d.attributes.join(","), "verify: the item differs from what the source makes");
-            m.verify_differences
+            m.verify
+                .differences
                 .with_label_values(&[name, d.kind.as_str()])
                 .inc();
         };
         let summary = verify_view(services, view, options, &mut report).await?;
-        m.verify_checked
+        m.verify
+            .checked
             .with_label_values(&[name])
             .inc_by(summary.checked);
-        m.verify_repaired
+        m.verify
+            .repaired
             .with_label_values(&[name])
             .inc_by(summary.repaired);
         let found = summary.missing + summary.extra + summary.different;
-        m.verify_remaining
+        m.verify
+            .remaining
             .with_label_values(&[name])
             .set(found.saturating_sub(summary.repaired) as i64);
-        m.verify_last_pass
+        m.verify
+            .last_pass
             .with_label_values(&[name])
             .set((crate::util::now_millis() / 1000) as i64);
         info!(
