@@ -113,7 +113,9 @@ async fn main() {
     let db = format!("rc_vbench_{tag}");
     let pool = mysql_async::Pool::new(mysql_url.as_str());
     let mut conn = pool.get_conn().await.expect("MariaDB");
-    conn.query_drop(format!("CREATE DATABASE {db}")).await.expect("db");
+    conn.query_drop(format!("CREATE DATABASE {db}"))
+        .await
+        .expect("db");
     conn.query_drop(format!("USE {db}")).await.expect("use");
     conn.query_drop("CREATE TABLE owners (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL)")
         .await
@@ -175,7 +177,10 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    println!("backfilled 2 x {rows} items in {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "backfilled 2 x {rows} items in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     // The first Scan warms DynamoDB Local's JVM up; the second is the figure.
     raw_scan(&client, &flat_table, 4).await;
@@ -194,5 +199,7 @@ async fn main() {
         .args(["-TERM", &daemon.id().to_string()])
         .status();
     let _ = daemon.wait();
-    conn.query_drop(format!("DROP DATABASE {db}")).await.expect("drop");
+    conn.query_drop(format!("DROP DATABASE {db}"))
+        .await
+        .expect("drop");
 }

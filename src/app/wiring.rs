@@ -93,6 +93,7 @@ pub async fn spawn(
 
     let capacity = config.writer.queue_capacity;
     let store_for_verify = store.clone();
+    let parts_for_cleanup = (client.clone(), pool.clone(), store.clone());
     let lanes = spawn_lanes(supervisor, config, client, store, &initial);
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
     let last_read_seq = lanes.last_read_seq;
@@ -122,7 +123,16 @@ pub async fn spawn(
         replay_end: start.replay_end.clone(),
         backfill: driver.state(),
     };
+    let (cleaned_tx, cleaned_rx) = mpsc::channel(16);
+    spawn_cleanup(
+        supervisor,
+        config,
+        &parts_for_cleanup,
+        cleaned_tx,
+        &requests.fills.0,
+    );
     let inputs = MergeInputs {
+        cleaned: cleaned_rx,
         source: source_rx,
         out: merged_tx,
         start: merge_start,
@@ -169,6 +179,34 @@ fn spawn_source(
     );
 }
 
+/// The remover of items no row makes, after a pass with a cleanup pending (`verify::cleanup`).
+fn spawn_cleanup(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    (client, pool, store): &(Client, Pool, Arc<CheckpointStore>),
+    cleaned: mpsc::Sender<String>,
+    fills: &mpsc::Sender<FillRequest>,
+) {
+    let cleanup = crate::verify::cleanup::Cleanup {
+        views: config.views.clone(),
+        pool: pool.clone(),
+        client: client.clone(),
+        store: store.clone(),
+        fills: fills.clone(),
+        cleaned,
+        rate: config.verify.as_ref().and_then(|v| v.max_items_per_second),
+    };
+    let drain = supervisor.drain_token();
+    supervisor.spawn(
+        "cleanup",
+        async move {
+            cleanup.run(drain).await;
+            Ok(())
+        }
+        .instrument(info_span!("cleanup")),
+    );
+}
+
 /// Continuous verification, when `[verify]` is configured: an observer that never fails the
 /// pipeline (see `verify::continuous`).
 fn spawn_verify(
@@ -209,6 +247,7 @@ struct MergeInputs {
     fills: mpsc::Receiver<FillRequest>,
     snapshots: mpsc::Receiver<String>,
     driver: Driver,
+    cleaned: mpsc::Receiver<String>,
 }
 
 /// The merge stage and the snapshot worker, which only talk to each other.
@@ -238,6 +277,7 @@ fn spawn_merge(
         retry: RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff),
         ddl: ddl.clone(),
         drain: supervisor.drain_token(),
+        cleaned: inputs.cleaned,
     };
     let start = inputs.start;
     supervisor.spawn(

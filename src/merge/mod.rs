@@ -37,7 +37,8 @@ use crate::pipeline::{
     RowChange, SnapshotRows, SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
 };
 use crate::sql::TableCache;
-use crate::view::spec::View;
+use crate::view::spec::{FillMode, View};
+use crate::view::TableRef;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -93,6 +94,8 @@ pub struct Merge {
     pub ddl: Arc<AtomicU64>,
     /// Fires at shutdown: an announced read is then given up, so that the stream drains.
     pub drain: CancellationToken,
+    /// Views whose stale items were removed after a pass with a cleanup pending.
+    pub cleaned: mpsc::Receiver<String>,
 }
 
 /// Where the stream stands.
@@ -175,6 +178,7 @@ impl Merge {
                     };
                     self.on_source(event, &mut cursor).await?;
                 }
+                Some(view) = self.cleaned.recv() => self.cleaned(&view, &mut cursor),
                 _ = sleep_until(due), if due.is_some() => continue,
             }
             hold = self.merge_if_reached(hold, &mut cursor).await?;
@@ -230,13 +234,13 @@ impl Merge {
         if !failure.backfill_done.is_empty() {
             let state = Arc::make_mut(&mut cursor.backfill);
             for view in failure.backfill_done {
+                let previous = state.get(&view).cloned().unwrap_or_default();
                 state.insert(
                     view,
                     Progress {
                         done: true,
-                        after: None,
-                        rows: 0,
-                        since: None,
+                        cleanup: false,
+                        ..previous.restarted()
                     },
                 );
             }
@@ -320,6 +324,53 @@ impl Merge {
                 self.ddl.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
+            SourceEvent::Truncated(table) => self.resync(&table, cursor).await,
+        }
+    }
+
+    /// A table emptied without row events: every eager view that reads it goes back to "not
+    /// filled, cleanup pending" in the very next barrier and is backfilled again; a lazy view
+    /// (never backfilled) halts.
+    async fn resync(&mut self, table: &TableRef, cursor: &mut Cursor) -> Result<(), MergeError> {
+        let views: Vec<Arc<View>> = self
+            .views
+            .iter()
+            .filter(|v| v.source == *table || v.joins.iter().any(|j| j.from == *table))
+            .cloned()
+            .collect();
+        for view in views {
+            if view.fill == FillMode::Lazy {
+                let reason = format!("{table} was truncated: the binlog carries no row of it, so this lazy view's items stay. Remedy: `rowcast verify --view {} --repair`, then restart (README: Failure model)", view.name);
+                let halt = Halt {
+                    target: HaltTarget::View(view.name.clone()),
+                    reason,
+                    restart: Some(cursor.restart()),
+                };
+                self.emit(StreamEvent::Halt(halt)).await?;
+                continue;
+            }
+            let state = Arc::make_mut(&mut cursor.backfill);
+            let previous = state.get(&view.name).cloned().unwrap_or_default();
+            state.insert(
+                view.name.clone(),
+                Progress {
+                    cleanup: true,
+                    ..previous.restarted()
+                },
+            );
+            cursor.resetting.insert(view.name.clone());
+            self.tell_worker(WorkerMsg::Backfill(view.name.clone()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The stale items of `view` were removed (`verify::cleanup`): its progress says so from
+    /// the next barrier on, unless a new pass began meanwhile (its cleanup is still to come).
+    fn cleaned(&mut self, view: &str, cursor: &mut Cursor) {
+        let state = Arc::make_mut(&mut cursor.backfill);
+        if let Some(progress) = state.get_mut(view).filter(|p| p.done) {
+            progress.cleanup = false;
         }
     }
 
@@ -490,10 +541,13 @@ impl Merge {
             } else {
                 backfill.get(view).and_then(|p| p.since)
             };
+            // A cleanup pending here (a TRUNCATE read) stays pending through the pass.
+            let cleanup = progress.cleanup || backfill.get(view).is_some_and(|p| p.cleanup);
             backfill.insert(
                 view.clone(),
                 Progress {
                     since,
+                    cleanup,
                     ..progress.clone()
                 },
             );
@@ -505,7 +559,9 @@ impl Merge {
     /// and the snapshot worker backfills them again.
     async fn backfill_overflowed(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
         for view in self.marks.take_overflowed() {
-            Arc::make_mut(&mut cursor.backfill).insert(view.clone(), Progress::default());
+            let state = Arc::make_mut(&mut cursor.backfill);
+            let previous = state.get(&view).cloned().unwrap_or_default();
+            state.insert(view.clone(), previous.restarted());
             cursor.resetting.insert(view.clone());
             self.tell_worker(WorkerMsg::Backfill(view)).await?;
         }

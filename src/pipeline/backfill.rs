@@ -58,6 +58,26 @@ pub struct Progress {
     /// read after it, so a change before it (a halt read again after a restart) is superseded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
+    /// Fingerprint of the view definition the items were made with (`View::fingerprint`);
+    /// `None` in a checkpoint written before fingerprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+    /// The view's items may include stale ones (its definition changed, its table was
+    /// truncated): once this pass is done, a verification with repair removes what no row makes,
+    /// and this is cleared. Survives restarts until then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleanup: bool,
+}
+
+impl Progress {
+    /// A pass from the first row again, keeping the definition and a pending cleanup.
+    pub fn restarted(&self) -> Progress {
+        Progress {
+            definition: self.definition.clone(),
+            cleanup: self.cleanup,
+            ..Progress::default()
+        }
+    }
 }
 
 /// Progress of every eager view, as committed with the checkpoint.

@@ -37,6 +37,9 @@ pub enum SourceEvent {
         restart: Restart,
     },
     Release(String),
+    /// A watched table was emptied by TRUNCATE (no row events): the views that read it are
+    /// backfilled again from here, and the items no row makes any more removed after that.
+    Truncated(crate::view::TableRef),
 }
 
 /// Merge → projector: the change stream with snapshot rows merged in at their positions.

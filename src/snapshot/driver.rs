@@ -55,7 +55,21 @@ impl Driver {
                 state.remove(&view.name);
                 continue;
             }
-            let progress = state.entry(view.name.clone()).or_default().clone();
+            let progress = state.entry(view.name.clone()).or_default();
+            let definition = view.fingerprint();
+            match &progress.definition {
+                Some(made) if *made != definition => {
+                    info!(view = %view.name, "the view's definition changed: it is backfilled again, then the items only the old definition made are removed");
+                    *progress = Progress {
+                        definition: Some(definition),
+                        cleanup: true,
+                        ..Progress::default()
+                    };
+                }
+                // A new view, or progress from before fingerprints: made with this definition.
+                _ => progress.definition = Some(definition),
+            }
+            let progress = progress.clone();
             if progress.done {
                 gauge.set(STATE_DONE);
                 continue;
@@ -93,13 +107,20 @@ impl Driver {
         }
     }
 
-    /// Backfill `view` again from its first row (on demand, to repair drift).
-    pub fn request(&mut self, view: &View) {
+    /// Backfill `view` again from its first row (on demand, to repair drift; after a join
+    /// overflow); `cleanup`: then remove the items no row makes (`verify::cleanup`).
+    pub fn request(&mut self, view: &View, cleanup: bool) {
         for group in self.groups.iter_mut() {
             group.views.retain(|v| *v != view.name);
         }
         self.groups.retain(|g| !g.views.is_empty());
-        Arc::make_mut(&mut self.state).insert(view.name.clone(), Progress::default());
+        let state = Arc::make_mut(&mut self.state);
+        let previous = state.get(&view.name).cloned().unwrap_or_default();
+        let progress = Progress {
+            cleanup: previous.cleanup || cleanup,
+            ..previous.restarted()
+        };
+        state.insert(view.name.clone(), progress);
         metrics()
             .backfill_state
             .with_label_values(&[&view.name])
@@ -165,13 +186,13 @@ impl Driver {
                 self.groups.pop_front();
                 let state = Arc::make_mut(&mut self.state);
                 for view in &views {
+                    let previous = state.get(view).cloned().unwrap_or_default();
                     state.insert(
                         view.clone(),
                         Progress {
                             done: true,
-                            after: None,
-                            rows: 0,
-                            since: None,
+                            cleanup: false,
+                            ..previous.restarted()
                         },
                     );
                 }
@@ -213,13 +234,14 @@ impl Driver {
         let after = end.last_key.clone().or_else(|| group.after.clone());
         let mut state = (*self.state).clone();
         for view in &group.views {
+            let previous = state.get(view).cloned().unwrap_or_default();
             let progress = Progress {
                 done: finished,
                 after: after
                     .as_ref()
                     .map(|k| k.iter().map(KeyValue::from_value).collect()),
                 rows: done_rows,
-                since: None,
+                ..previous.restarted()
             };
             state.insert(view.clone(), progress);
         }
@@ -250,6 +272,7 @@ impl Driver {
         }
         let state = Arc::make_mut(&mut self.state);
         for view in &group.views {
+            let previous = state.get(view).cloned().unwrap_or_default();
             state.insert(
                 view.clone(),
                 Progress {
@@ -259,7 +282,7 @@ impl Driver {
                         .as_ref()
                         .map(|k| k.iter().map(KeyValue::from_value).collect()),
                     rows: group.done_rows,
-                    since: None,
+                    ..previous.restarted()
                 },
             );
             metrics()

@@ -76,7 +76,9 @@ struct Queue {
     fills: VecDeque<FillRequest>,
     refresh: Option<RefreshRead>,
     /// Backfill requests, applied between reads (never while a chunk is being merged).
-    backfills: Vec<String>,
+    /// Views to backfill again; `true`: then remove the items no row makes (asked for by
+    /// `rowcast snapshot`, a rebuild).
+    backfills: Vec<(String, bool)>,
     /// A fill went last: a refresh or backfill read waiting goes next.
     fill_went_last: bool,
     /// After a transient failure: refresh and backfill reads wait until then.
@@ -103,10 +105,10 @@ impl Worker {
         let mut backoff = self.retry.backoff();
         let mut ddl_seen = self.ddl.load(Ordering::Relaxed);
         loop {
-            for view in std::mem::take(&mut queue.backfills) {
+            for (view, cleanup) in std::mem::take(&mut queue.backfills) {
                 // A busy worker: the backfill asked for starts late.
                 crate::util::failpoint::delay("snapshot.before_backfill").await;
-                self.request(&view);
+                self.request(&view, cleanup);
             }
             let now = tokio::time::Instant::now();
             let paused = queue.pause_until.is_some_and(|until| until > now);
@@ -133,7 +135,7 @@ impl Worker {
                     None => return Ok(()),
                 },
                 Some(fill) = self.fills.recv(), if room => queue.fills.push_back(fill),
-                Some(view) = self.requests.recv() => queue.backfills.push(view),
+                Some(view) = self.requests.recv() => queue.backfills.push((view, true)),
                 _ = sleep_until(until), if until.is_some() => queue.pause_until = None,
             }
         }
@@ -169,17 +171,17 @@ impl Worker {
                 Some(view) => queue.refresh = Some(RefreshRead::new(batch, view.clone())),
                 None => warn!(view = %batch.view, "refresh batch of an unknown view"),
             },
-            WorkerMsg::Backfill(view) => queue.backfills.push(view),
+            WorkerMsg::Backfill(view) => queue.backfills.push((view, false)),
         }
     }
 
-    fn request(&mut self, name: &str) {
+    fn request(&mut self, name: &str, cleanup: bool) {
         let Some(driver) = self.driver.as_mut() else {
             warn!(view = %name, "backfill requested, but the backfill stopped earlier");
             return;
         };
         if let Some(view) = self.views.iter().find(|v| v.name == name) {
-            driver.request(view);
+            driver.request(view, cleanup);
             self.health.set_filling(driver.filling());
         }
     }
@@ -370,7 +372,7 @@ impl Worker {
                     None => return Err(MergeGone),
                 },
                 Some(fill) = self.fills.recv(), if room => queue.fills.push_back(fill),
-                Some(view) = self.requests.recv() => queue.backfills.push(view),
+                Some(view) = self.requests.recv() => queue.backfills.push((view, true)),
             }
         }
     }

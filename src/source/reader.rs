@@ -399,7 +399,7 @@ impl Source {
             self.statement_dml(kind, &text, &query.schema(), event, reading, cursor)
                 .await?;
         } else {
-            self.halt_truncated(&text, &query.schema()).await?;
+            self.truncated(&text, &query.schema()).await?;
             metrics().ddl_events.inc();
             info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
             self.schemas.invalidate();
@@ -572,9 +572,9 @@ impl Source {
         Ok(index - first_index)
     }
 
-    /// TRUNCATE of a watched table: its rows are gone without row events, so its views halt
-    /// (their items stay; the remedy is to empty the view's items and snapshot it).
-    async fn halt_truncated(&self, text: &str, schema: &str) -> Result<(), SourceError> {
+    /// TRUNCATE of a watched table: its rows are gone without row events; the merge stage
+    /// backfills the views that read it again and has their stale items removed after.
+    async fn truncated(&self, text: &str, schema: &str) -> Result<(), SourceError> {
         let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
         for table in statement::truncated_tables(text, schema, &watched) {
             let name = table.to_string();
@@ -582,15 +582,8 @@ impl Source {
                 .unreadable_changes
                 .with_label_values(&[&name, "truncate"])
                 .inc();
-            let reason = format!(
-                "{name} was truncated: the binlog carries no row of it, so its views still hold the items. Remedy: delete those items (or re-create the view's DynamoDB table), then rebuild the view (README: Failure model)"
-            );
-            self.send(SourceEvent::Halt(Halt {
-                target: HaltTarget::Table(table),
-                reason,
-                restart: None,
-            }))
-            .await?;
+            warn!(table = %name, "table truncated: the views that read it are backfilled again, then their items without a row are removed");
+            self.send(SourceEvent::Truncated(table)).await?;
         }
         Ok(())
     }

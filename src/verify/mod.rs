@@ -24,6 +24,7 @@
 //! Memory is bounded: digests are a fixed number of buckets; narrowing holds at most
 //! [`NARROW_ITEMS`] keys and hashes at a time; candidates settle [`SETTLE_BATCH`] at a time.
 
+pub mod cleanup;
 pub mod continuous;
 pub mod digest;
 pub mod source;

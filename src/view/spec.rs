@@ -193,6 +193,21 @@ impl Join {
 }
 
 impl View {
+    /// A fingerprint of what makes the view's items (table, root, filter, key, attributes,
+    /// joins, fill mode): when it changes, the view is backfilled again and the items only the old
+    /// definition made are removed. Its name and file are not part of it.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.table, self.source, self.filter, self.key, self.attributes, self.joins, self.fill
+        );
+        Sha256::digest(text.as_bytes())[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     pub fn has_joins(&self) -> bool {
         !self.joins.is_empty()
     }
