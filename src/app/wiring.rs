@@ -92,8 +92,7 @@ pub async fn spawn(
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
     let capacity = config.writer.queue_capacity;
-    let store_for_verify = store.clone();
-    let parts_for_cleanup = (client.clone(), pool.clone(), store.clone());
+    let observers = (client.clone(), pool.clone(), store.clone());
     let lanes = spawn_lanes(supervisor, config, client, store, &initial);
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
     let last_read_seq = lanes.last_read_seq;
@@ -123,16 +122,9 @@ pub async fn spawn(
         replay_end: start.replay_end.clone(),
         backfill: driver.state(),
     };
-    let (cleaned_tx, cleaned_rx) = mpsc::channel(16);
-    spawn_cleanup(
-        supervisor,
-        config,
-        &parts_for_cleanup,
-        cleaned_tx,
-        &requests.fills.0,
-    );
+    let cleaned = spawn_observers(supervisor, config, &observers, &requests.fills.0);
     let inputs = MergeInputs {
-        cleaned: cleaned_rx,
+        cleaned,
         source: source_rx,
         out: merged_tx,
         start: merge_start,
@@ -142,14 +134,6 @@ pub async fn spawn(
     };
     spawn_merge(supervisor, config, pool, health, inputs);
     spawn_source(supervisor, config, pool, health, source_tx, start);
-    spawn_verify(
-        supervisor,
-        config,
-        client,
-        pool,
-        store_for_verify,
-        &requests.fills.0,
-    );
     spawn_writebacks(supervisor, config, client, pool, requests.fills.0, health).await;
 }
 
@@ -179,14 +163,17 @@ fn spawn_source(
     );
 }
 
-/// The remover of items no row makes, after a pass with a cleanup pending (`verify::cleanup`).
-fn spawn_cleanup(
+/// The stages that read the views rather than write them: the remover of items no row makes
+/// after a pass with a cleanup pending (`verify::cleanup`), and continuous verification. Returns
+/// the merge stage's end of the remover's reports.
+fn spawn_observers(
     supervisor: &mut Supervisor,
     config: &Config,
     (client, pool, store): &(Client, Pool, Arc<CheckpointStore>),
-    cleaned: mpsc::Sender<String>,
     fills: &mpsc::Sender<FillRequest>,
-) {
+) -> mpsc::Receiver<String> {
+    spawn_verify(supervisor, config, client, pool, store.clone(), fills);
+    let (cleaned, reports) = mpsc::channel(16);
     let cleanup = crate::verify::cleanup::Cleanup {
         views: config.views.clone(),
         pool: pool.clone(),
@@ -205,6 +192,7 @@ fn spawn_cleanup(
         }
         .instrument(info_span!("cleanup")),
     );
+    reports
 }
 
 /// Continuous verification, when `[verify]` is configured: an observer that never fails the
