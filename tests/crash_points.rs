@@ -206,15 +206,15 @@ async fn kill9_after_a_join_overflow_converges() {
         "INSERT INTO orders (id, customer_id, status) SELECT seq, 1, 'open' FROM seq_1_to_2000",
     )
     .await;
-    env.sql("INSERT INTO order_items SELECT seq, seq, 1, 'sku', 1, 1.00 FROM seq_1_to_21")
+    env.sql("INSERT INTO order_items SELECT seq, seq, 1, 'sku', 1, 1.00 FROM seq_1_to_300")
         .await;
     // The backfill replacing the marks starts 3 s late: rowcast dies before it begins.
     let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "snapshot.before_backfill=sleep3000@*")]);
     daemon.wait_until(|status, _| status == 200).await;
     env.converge(&table, shop::expected(&env).await, Duration::from_secs(120))
         .await;
-    // One line of each of 21 orders changes: 21 orders are marked, one more than a view may
-    // hold; the last mark overflows and none is left waiting (no mark holds the checkpoint).
+    // One line of each of 300 orders changes in one transaction: far more orders are marked
+    // than a view may hold (20), however many refresh batches go out meanwhile.
     env.sql("UPDATE order_items SET quantity = 5").await;
     // rowcast dies as soon as the overflow shows, before the backfill that replaces the
     // dropped marks begins.
