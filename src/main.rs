@@ -421,27 +421,39 @@ fn print_difference(view: &str, d: &rowcast::verify::Difference, output: &Verify
     println!("{line}");
 }
 
-/// Prints a view's summary line (and notes on stderr); returns the differences that remain.
-fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -> u64 {
-    let found = summary.missing + summary.extra + summary.different;
+/// Prints a view's summary line (and notes on stderr); returns the differences that remain and
+/// whether the view could be verified at all.
+fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -> (u64, bool) {
+    if summary.not_filled {
+        eprintln!(
+            "note: {view}: being backfilled; not verified (run verify once the backfill is done)"
+        );
+        println!("{view}: not verified (backfill in progress)");
+        return (0, false);
+    }
     let mut line = format!(
         "{view}: {} checked, {} missing, {} extra, {} different",
         summary.checked, summary.missing, summary.extra, summary.different
     );
-    let remaining = if repair {
+    if repair {
         line.push_str(&format!(", {} repaired", summary.repaired));
-        found.saturating_sub(summary.repaired)
-    } else {
-        found
-    };
+    }
     println!("{line}");
+    if summary.not_repaired > 0 {
+        eprintln!("note: {view}: {} difference(s) not repaired (a write-back view, a key that does not parse back unambiguously, or a repair that failed: see the log)", summary.not_repaired);
+    }
     if summary.unsettled > 0 {
-        eprintln!("note: {view}: {} key(s) kept changing through every check and were not compared; run verify again", summary.unsettled);
+        eprintln!("note: {view}: {} key(s) not compared: they kept changing through every check, or the daemon's checkpoint did not pass the comparison point; run verify again", summary.unsettled);
     }
     if summary.daemon_behind {
-        eprintln!("note: {view}: the daemon's checkpoint did not reach the comparison point in time (is `rowcast run` running?): the differences may include changes it has not written yet");
+        eprintln!("note: {view}: the daemon's checkpoint did not reach a comparison point within --checkpoint-wait-s (is `rowcast run` running? a prepared XA transaction or a halted view holds it)");
     }
-    remaining
+    let remaining = if repair {
+        summary.remaining()
+    } else {
+        summary.missing + summary.extra + summary.different
+    };
+    (remaining, !summary.daemon_behind)
 }
 
 async fn verify(
@@ -485,8 +497,10 @@ async fn verify(
         pool: &pool,
         client: &client,
         checkpoint: &checkpoint,
+        views: &config.views,
     };
     let mut remaining = 0u64;
+    let mut complete = true;
     for view in config
         .views
         .iter()
@@ -502,11 +516,16 @@ async fn verify(
                     return ExitCode::FAILURE;
                 }
             };
-        remaining += print_summary(&view.name, &summary, repair);
+        let (left, verified) = print_summary(&view.name, &summary, repair);
+        remaining += left;
+        complete &= verified;
     }
     pool.disconnect().await.ok();
     if remaining > 0 {
         ExitCode::from(4)
+    } else if !complete {
+        eprintln!("error: not every view could be verified (see the notes above)");
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }

@@ -515,6 +515,80 @@ async fn a_truncate_removes_the_tables_items_also_across_a_kill9() {
     assert!(daemon.terminate().success());
 }
 
+/// DROP TABLE of a watched table halts its views with a message naming it, while the others
+/// flow; a table of that name created again is backfilled and the old items removed, which
+/// lifts the halt; RENAME TABLE away and back likewise. On the code before, the view went on
+/// silently with the dropped rows' items.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_or_renamed_table_halts_its_views_until_it_is_back() {
+    let (env, notes_table, others_table) = two_views("edgedrop").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2'); INSERT INTO others VALUES (1, 1)")
+        .await;
+    let daemon = env.start().await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let halted = |expected: f64| {
+        let daemon = &daemon;
+        async move {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_view_halted{view=\"notes\"}") == expected
+        }
+    };
+    env.sql("DROP TABLE notes").await;
+    eventually("the notes view to halt", Duration::from_secs(30), || {
+        halted(1.0)
+    })
+    .await;
+    env.sql("INSERT INTO others VALUES (2, 2)").await;
+    env.converge(
+        &others_table,
+        others_expected(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("was dropped or renamed"),
+        "{}",
+        common::tail(&daemon.log)
+    );
+
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, amount LONGTEXT NULL); INSERT INTO notes VALUES (7, 'seven', '7')")
+        .await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually("the halt lifted", Duration::from_secs(30), || halted(0.0)).await;
+
+    env.sql("RENAME TABLE notes TO notes_away").await;
+    eventually(
+        "the notes view to halt again",
+        Duration::from_secs(30),
+        || halted(1.0),
+    )
+    .await;
+    env.sql("INSERT INTO notes_away VALUES (8, 'eight', '8'); RENAME TABLE notes_away TO notes")
+        .await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually("the halt lifted again", Duration::from_secs(30), || {
+        halted(0.0)
+    })
+    .await;
+    assert!(daemon.terminate().success());
+}
+
 /// One change halts two views of a table; only one is rebuilt. The other still holds the
 /// checkpoint at the change, so a restart reads it again: the rebuilt view, backfilled after
 /// it, stays rebuilt (its pass supersedes the change) while the other halts again.

@@ -148,9 +148,26 @@ impl Start<'_> {
             preflight::check_checkpoint(self.conn, self.config, &checkpoint).await?
         };
         let Some(problem) = gone.into_iter().next() else {
+            // A view whose definition changed is backfilled again. The earlier run may have
+            // merged snapshot rows after the checkpoint's transaction under the old definition
+            // at versions the new pass would use again: the counter moves past all of them (an
+            // earlier run never read 2^32 transactions past its checkpoint), so the new pass's
+            // items are above every old one (what its cleanup tells them by).
+            let changed = self.config.views.iter().any(|view| {
+                checkpoint
+                    .backfill
+                    .get(&view.name)
+                    .and_then(|p| p.definition.as_deref())
+                    .is_some_and(|made| made != view.fingerprint())
+            });
+            let next_seq = if changed {
+                checkpoint.seq.saturating_add(1 << 32) + 1
+            } else {
+                checkpoint.seq + 1
+            };
             let start = StartPoint {
                 position: checkpoint.position.clone(),
-                next_seq: checkpoint.seq + 1,
+                next_seq,
                 replay_end: Some(self.end),
                 backfill: checkpoint.backfill.clone(),
             };

@@ -171,15 +171,13 @@ fn spawn_observers(
     config: &Config,
     (client, pool, store): &(Client, Pool, Arc<CheckpointStore>),
     fills: &mpsc::Sender<FillRequest>,
-) -> mpsc::Receiver<String> {
+) -> mpsc::Receiver<(String, u128)> {
     spawn_verify(supervisor, config, client, pool, store.clone(), fills);
     let (cleaned, reports) = mpsc::channel(16);
     let cleanup = crate::verify::cleanup::Cleanup {
         views: config.views.clone(),
-        pool: pool.clone(),
         client: client.clone(),
         store: store.clone(),
-        fills: fills.clone(),
         cleaned,
         rate: config.verify.as_ref().and_then(|v| v.max_items_per_second),
     };
@@ -215,6 +213,7 @@ fn spawn_verify(
         client: client.clone(),
         store,
         fills: fills.clone(),
+        all_views: config.views.clone(),
     };
     let drain = supervisor.drain_token();
     supervisor.spawn(
@@ -235,7 +234,7 @@ struct MergeInputs {
     fills: mpsc::Receiver<FillRequest>,
     snapshots: mpsc::Receiver<String>,
     driver: Driver,
-    cleaned: mpsc::Receiver<String>,
+    cleaned: mpsc::Receiver<(String, u128)>,
 }
 
 /// The merge stage and the snapshot worker, which only talk to each other.

@@ -16,7 +16,7 @@ pub use item::{
     encode_item, encode_key, from_attribute_value, item_size, to_attribute_value, types_value,
     MAX_ITEM_BYTES, REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE, VIEW_ATTRIBUTE,
 };
-pub use remove::{remove_marked, RemovalGuard};
+pub use remove::{remove_at_version, remove_marked, RemovalGuard};
 pub use tables::{CONTROL_PK, CONTROL_SK};
 
 use crate::config::DynamoConfig;

@@ -91,3 +91,27 @@ pub async fn remove_marked(
         Err(info) => Err(info),
     }
 }
+
+/// Removes an item only if it still holds version `version` (a plain conditional DeleteItem):
+/// `Ok(false)` when it is absent or was written since.
+pub async fn remove_at_version(
+    client: &Client,
+    key: &ItemKey,
+    version: u128,
+) -> Result<bool, SdkErrorInfo> {
+    let deleted = client
+        .delete_item()
+        .table_name(&key.table)
+        .set_key(Some(encode_key(key)))
+        .condition_expression("#v = :v")
+        .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+        .expression_attribute_values(":v", types_value(version))
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(&e));
+    match deleted {
+        Ok(_) => Ok(true),
+        Err(info) if is_condition_failure(&info) => Ok(false),
+        Err(info) => Err(info),
+    }
+}

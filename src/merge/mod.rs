@@ -32,6 +32,7 @@ use self::marks::{MarkedBy, Marks};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
+use crate::pipeline::version_of;
 use crate::pipeline::{
     position_before, BackfillState, Barrier, Halt, HaltTarget, Position, Progress, Restart,
     RowChange, SnapshotRows, SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
@@ -94,8 +95,8 @@ pub struct Merge {
     pub ddl: Arc<AtomicU64>,
     /// Fires at shutdown: an announced read is then given up, so that the stream drains.
     pub drain: CancellationToken,
-    /// Views whose stale items were removed after a pass with a cleanup pending.
-    pub cleaned: mpsc::Receiver<String>,
+    /// Views whose stale items were removed after a pass (its `since`) with a cleanup pending.
+    pub cleaned: mpsc::Receiver<(String, u128)>,
 }
 
 /// Where the stream stands.
@@ -172,13 +173,13 @@ impl Merge {
                     };
                     hold = self.on_snapshot(event, hold, &mut cursor).await?;
                 }
+                Some((view, from)) = self.cleaned.recv() => self.cleaned(&view, from, &mut cursor),
                 event = self.source.recv(), if stream_open => {
                     let Some(event) = event else {
                         return Ok(());
                     };
                     self.on_source(event, &mut cursor).await?;
                 }
-                Some(view) = self.cleaned.recv() => self.cleaned(&view, &mut cursor),
                 _ = sleep_until(due), if due.is_some() => continue,
             }
             hold = self.merge_if_reached(hold, &mut cursor).await?;
@@ -328,9 +329,11 @@ impl Merge {
         }
     }
 
-    /// A table emptied without row events: every eager view that reads it goes back to "not
-    /// filled, cleanup pending" in the very next barrier and is backfilled again; a lazy view
-    /// (never backfilled) halts.
+    /// A table emptied without row events (or back after a DROP or RENAME): every eager view
+    /// that reads it goes back to "not filled, cleanup pending" in the very next barrier and is
+    /// backfilled again; a lazy view (never backfilled) gets its cleanup alone (its items older
+    /// than this transaction are removed, fills made later stay); a view whose root has no
+    /// primary key cannot be backfilled and halts.
     async fn resync(&mut self, table: &TableRef, cursor: &mut Cursor) -> Result<(), MergeError> {
         let views: Vec<Arc<View>> = self
             .views
@@ -339,8 +342,12 @@ impl Merge {
             .cloned()
             .collect();
         for view in views {
-            if view.fill == FillMode::Lazy {
-                let reason = format!("{table} was truncated: the binlog carries no row of it, so this lazy view's items stay. Remedy: `rowcast verify --view {} --repair`, then restart (README: Failure model)", view.name);
+            let keyed = match self.tables.get(&view.source).await {
+                Ok(root) => !root.primary_key.is_empty(),
+                Err(_) => false,
+            };
+            if !keyed && view.fill != FillMode::Lazy {
+                let reason = format!("{table} was emptied or replaced, and the root of this view has no primary key (or cannot be read): it cannot be backfilled again. Remedy: remove the view's items, then restart");
                 let halt = Halt {
                     target: HaltTarget::View(view.name.clone()),
                     reason,
@@ -349,27 +356,39 @@ impl Merge {
                 self.emit(StreamEvent::Halt(halt)).await?;
                 continue;
             }
-            let state = Arc::make_mut(&mut cursor.backfill);
-            let previous = state.get(&view.name).cloned().unwrap_or_default();
-            state.insert(
-                view.name.clone(),
+            let previous = cursor.backfill.get(&view.name).cloned().unwrap_or_default();
+            let progress = if view.fill == FillMode::Lazy {
+                Progress {
+                    done: true,
+                    cleanup: true,
+                    since: Some(cursor.seq + 1),
+                    from_version: Some(version_of(cursor.seq + 1, 0)),
+                    definition: Some(view.fingerprint()),
+                    ..Progress::default()
+                }
+            } else {
+                cursor.resetting.insert(view.name.clone());
+                self.tell_worker(WorkerMsg::Backfill(view.name.clone()))
+                    .await?;
                 Progress {
                     cleanup: true,
                     ..previous.restarted()
-                },
-            );
-            cursor.resetting.insert(view.name.clone());
-            self.tell_worker(WorkerMsg::Backfill(view.name.clone()))
-                .await?;
+                }
+            };
+            Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
         }
         Ok(())
     }
 
-    /// The stale items of `view` were removed (`verify::cleanup`): its progress says so from
-    /// the next barrier on, unless a new pass began meanwhile (its cleanup is still to come).
-    fn cleaned(&mut self, view: &str, cursor: &mut Cursor) {
+    /// The stale items of `view` were removed after the pass whose first row was at version
+    /// `from` (`verify::cleanup`): its progress says so from the next barrier on, unless another
+    /// pass began meanwhile (its cleanup is still to come).
+    fn cleaned(&mut self, view: &str, from: u128, cursor: &mut Cursor) {
         let state = Arc::make_mut(&mut cursor.backfill);
-        if let Some(progress) = state.get_mut(view).filter(|p| p.done) {
+        if let Some(progress) = state
+            .get_mut(view)
+            .filter(|p| p.done && p.from_version == Some(from))
+        {
             progress.cleanup = false;
         }
     }
@@ -492,7 +511,8 @@ impl Merge {
         match read.kind {
             ReadKind::Fill { .. } => return Ok(()),
             ReadKind::Backfill { state } => {
-                Self::apply_progress(cursor, &views, &state, chunk_rows)
+                let first_version = version_of(cursor.seq, first_index);
+                Self::apply_progress(cursor, &views, &state, (chunk_rows, first_version))
             }
             ReadKind::Refresh { last } => {
                 if last {
@@ -522,7 +542,12 @@ impl Merge {
     /// The progress a merged backfill chunk carries, for the views it was read for. A view being
     /// backfilled again after an overflow takes it only from the first chunk of the new pass on
     /// (a chunk read before may carry the old pass's progress).
-    fn apply_progress(cursor: &mut Cursor, views: &[String], state: &BackfillState, rows: u64) {
+    fn apply_progress(
+        cursor: &mut Cursor,
+        views: &[String],
+        state: &BackfillState,
+        (rows, first_version): (u64, u128),
+    ) {
         let backfill = Arc::make_mut(&mut cursor.backfill);
         for view in views {
             let Some(progress) = state.get(view) else {
@@ -543,11 +568,17 @@ impl Merge {
             };
             // A cleanup pending here (a TRUNCATE read) stays pending through the pass.
             let cleanup = progress.cleanup || backfill.get(view).is_some_and(|p| p.cleanup);
+            let from_version = if first {
+                Some(first_version)
+            } else {
+                backfill.get(view).and_then(|p| p.from_version)
+            };
             backfill.insert(
                 view.clone(),
                 Progress {
                     since,
                     cleanup,
+                    from_version,
                     ..progress.clone()
                 },
             );

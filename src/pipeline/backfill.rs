@@ -67,6 +67,11 @@ pub struct Progress {
     /// and this is cleared. Survives restarts until then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cleanup: bool,
+    /// Version of the pass's first row: every item the pass or a later change writes is at this
+    /// version or above, so a view's item below it after the pass is done is stale (what the
+    /// cleanup removes). For a lazy view after a TRUNCATE, the TRUNCATE's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u128>,
 }
 
 impl Progress {

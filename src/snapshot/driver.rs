@@ -52,7 +52,10 @@ impl Driver {
             let gauge = metrics().backfill_state.with_label_values(&[&view.name]);
             if view.fill == FillMode::Lazy {
                 gauge.set(STATE_LAZY);
-                state.remove(&view.name);
+                // A lazy view's entry only carries a cleanup pending (after a TRUNCATE).
+                if !state.get(&view.name).is_some_and(|p| p.cleanup) {
+                    state.remove(&view.name);
+                }
                 continue;
             }
             let progress = state.entry(view.name.clone()).or_default();

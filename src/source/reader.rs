@@ -400,6 +400,7 @@ impl Source {
                 .await?;
         } else {
             self.truncated(&text, &query.schema()).await?;
+            self.moved(&text, &query.schema()).await?;
             metrics().ddl_events.inc();
             info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
             self.schemas.invalidate();
@@ -583,6 +584,32 @@ impl Source {
                 .with_label_values(&[&name, "truncate"])
                 .inc();
             warn!(table = %name, "table truncated: the views that read it are backfilled again, then their items without a row are removed");
+            self.send(SourceEvent::Truncated(table)).await?;
+        }
+        Ok(())
+    }
+
+    /// DROP or RENAME of a watched table halts the views that read it; a table of that name
+    /// created or renamed back is read from scratch (as after a TRUNCATE), which lifts the halt.
+    async fn moved(&self, text: &str, schema: &str) -> Result<(), SourceError> {
+        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        let moves = statement::table_moves(text, schema, &watched);
+        for table in moves.gone {
+            let name = table.to_string();
+            metrics()
+                .unreadable_changes
+                .with_label_values(&[&name, "drop_or_rename"])
+                .inc();
+            let reason = format!("{name} was dropped or renamed: its views halt. When a table of that name is back (CREATE TABLE, RENAME TABLE), they are backfilled again from it and their items without a row removed");
+            self.send(SourceEvent::Halt(Halt {
+                target: HaltTarget::Table(table),
+                reason,
+                restart: None,
+            }))
+            .await?;
+        }
+        for table in moves.back {
+            warn!(table = %table, "a watched table is back: the views that read it are backfilled again, then their items without a row are removed");
             self.send(SourceEvent::Truncated(table)).await?;
         }
         Ok(())

@@ -1,34 +1,37 @@
-//! Removing the items a view no longer makes, after a pass that may have left some: its
-//! definition changed (a key template, a tighter filter) or its table was truncated. The view's
-//! progress says `cleanup` until this is done, so it survives restarts: once the checkpoint says
-//! the pass is done, a verification with repair (`super::verify_view`) removes every item no row
-//! makes and rewrites any that differs, through the snapshot worker, in the stream's order; then
-//! the merge stage clears the flag.
+//! Removing the items a view no longer makes after a pass that may have left some: its
+//! definition changed (a key template, a tighter filter), its table was truncated, or it was
+//! rebuilt (`rowcast snapshot`). The view's progress says `cleanup` until this is done, so it
+//! survives restarts.
+//!
+//! Once the checkpoint says the pass is done (every item it wrote is acknowledged), every item
+//! the view holds was written by that pass or later — at a version from the pass's first row's
+//! on (`Progress::from_version`) — except the stale ones. So the sweep is
+//! one Scan: each item of the view (its `_view`) at a version below that is removed, on
+//! condition that it still holds the version read (a write since wins). Items without a version
+//! (an application's) are left alone. No source read, memory of one Scan page.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use mysql_async::Pool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{verify_view, Options, RepairVia, Services};
+use super::table::Pages;
+use super::Pacer;
 use crate::control::CheckpointStore;
-use crate::pipeline::FillRequest;
+use crate::dynamo::{remove_at_version, remove_marked, RemovalGuard, SdkErrorInfo};
 use crate::view::View;
 
 pub struct Cleanup {
     pub views: Vec<Arc<View>>,
-    pub pool: Pool,
     pub client: Client,
     pub store: Arc<CheckpointStore>,
-    pub fills: mpsc::Sender<FillRequest>,
-    /// To the merge stage: a view's cleanup is done.
-    pub cleaned: mpsc::Sender<String>,
-    /// Items per second read on each side at most (`[verify] max_items_per_second`).
+    /// To the merge stage: the cleanup of this view's pass (its `since`) is done.
+    pub cleaned: mpsc::Sender<(String, u128)>,
+    /// Items per second read at most (`[verify] max_items_per_second`).
     pub rate: Option<u32>,
 }
 
@@ -36,22 +39,11 @@ pub struct Cleanup {
 const POLL: Duration = Duration::from_secs(1);
 
 impl Cleanup {
-    /// Runs until `drain` fires; a failed cleanup is logged and tried again.
+    /// Runs until `drain` fires; a failed sweep is logged and tried again after a growing pause.
     pub async fn run(&self, drain: CancellationToken) {
-        let options = Options {
-            segments: 2,
-            rate: self.rate,
-            chunk_rows: 1000,
-            checkpoint_wait: Duration::from_secs(60),
-            repair_via: Some(RepairVia::Fills(self.fills.clone())),
-        };
-        let services = Services {
-            pool: &self.pool,
-            client: &self.client,
-            checkpoint: &self.store,
-        };
-        // Views reported cleaned whose checkpoint does not say so yet.
-        let mut reported: HashSet<String> = HashSet::new();
+        // Passes reported clean whose checkpoint does not say so yet.
+        let mut reported: HashSet<(String, u128)> = HashSet::new();
+        let mut retry_at: HashMap<String, (Instant, Duration)> = HashMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
@@ -66,41 +58,74 @@ impl Cleanup {
                 }
             };
             for view in &self.views {
-                let due = checkpoint
-                    .backfill
+                // Due: the pass is done, with this process's definition of the view.
+                let due = checkpoint.backfill.get(&view.name).and_then(|p| {
+                    let current = p.definition.as_deref() == Some(&view.fingerprint());
+                    (p.done && p.cleanup && current)
+                        .then_some(p.from_version)
+                        .flatten()
+                });
+                let Some(from) = due else {
+                    reported.retain(|(name, _)| *name != view.name);
+                    continue;
+                };
+                let pass = (view.name.clone(), from);
+                let waiting = retry_at
                     .get(&view.name)
-                    .is_some_and(|p| p.done && p.cleanup);
-                if !due {
-                    reported.remove(&view.name);
+                    .is_some_and(|(at, _)| *at > Instant::now());
+                if reported.contains(&pass) || waiting {
                     continue;
                 }
-                if reported.contains(&view.name) {
-                    continue;
-                }
-                let mut report = |_: &super::Difference| {};
-                let pass = verify_view(&services, view, &options, &mut report);
-                let summary = tokio::select! {
-                    summary = pass => summary,
+                let sweep = self.sweep(view, from);
+                let result = tokio::select! {
+                    result = sweep => result,
                     _ = drain.cancelled() => return,
                 };
-                match summary {
-                    Ok(s)
-                        if s.missing + s.extra + s.different == s.repaired && s.unsettled == 0 =>
-                    {
-                        info!(view = %view.name, removed = s.extra, rewritten = s.missing + s.different, "cleanup done: the items no row makes are removed");
-                        if self.cleaned.send(view.name.clone()).await.is_err() {
+                match result {
+                    Ok(removed) => {
+                        info!(view = %view.name, removed, "cleanup done: the items the view's current pass did not write are removed");
+                        retry_at.remove(&view.name);
+                        if self.cleaned.send(pass.clone()).await.is_err() {
                             return;
                         }
-                        reported.insert(view.name.clone());
+                        reported.insert(pass);
                     }
-                    Ok(s) => {
-                        warn!(view = %view.name, left = s.missing + s.extra + s.different - s.repaired, unsettled = s.unsettled, "cleanup incomplete; trying again");
-                    }
-                    Err(error) => {
-                        warn!(view = %view.name, error = %crate::error::chain(&error), "cleanup failed; trying again");
+                    Err(info) => {
+                        let pause = retry_at
+                            .get(&view.name)
+                            .map_or(POLL, |(_, pause)| (*pause * 2).min(Duration::from_secs(60)));
+                        warn!(view = %view.name, error = %info, retry_in = ?pause, "cleanup failed; trying again");
+                        retry_at.insert(view.name.clone(), (Instant::now() + pause, pause));
                     }
                 }
             }
         }
+    }
+
+    /// Removes every item of `view` below version `below`; returns how many.
+    async fn sweep(&self, view: &View, below: u128) -> Result<u64, SdkErrorInfo> {
+        let pacer = Pacer::new(self.rate);
+        // Items are the view's by `_view` here: the sweep never takes another view's item.
+        let alone = [Arc::new(view.clone())];
+        let mut pages = Pages::new(&self.client, view, &alone, (0, 1));
+        let mut removed = 0;
+        while let Some(page) = pages.next(&pacer).await? {
+            for (key, stored) in page {
+                let Some(version) = stored.version.filter(|v| *v < below) else {
+                    continue;
+                };
+                if !stored.named {
+                    continue;
+                }
+                let gone = if view.writeback_enabled {
+                    // Marked, so that write-back takes the removal for rowcast's.
+                    remove_marked(&self.client, &key, RemovalGuard::UpTo(version)).await?
+                } else {
+                    remove_at_version(&self.client, &key, version).await?
+                };
+                removed += u64::from(gone);
+            }
+        }
+        Ok(removed)
     }
 }

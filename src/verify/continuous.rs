@@ -26,6 +26,8 @@ pub struct Continuous {
     pub client: Client,
     pub store: Arc<CheckpointStore>,
     pub fills: mpsc::Sender<FillRequest>,
+    /// Every view of the config (for telling items of views sharing a table apart).
+    pub all_views: Vec<Arc<View>>,
 }
 
 impl Continuous {
@@ -47,6 +49,7 @@ impl Continuous {
             pool: &self.pool,
             client: &self.client,
             checkpoint: &self.store,
+            views: &self.all_views,
         };
         loop {
             let started = Instant::now();
@@ -98,15 +101,17 @@ impl Continuous {
             .repaired
             .with_label_values(&[name])
             .inc_by(summary.repaired);
-        let found = summary.missing + summary.extra + summary.different;
         m.verify
             .remaining
             .with_label_values(&[name])
-            .set(found.saturating_sub(summary.repaired) as i64);
-        m.verify
-            .last_pass
-            .with_label_values(&[name])
-            .set((crate::util::now_millis() / 1000) as i64);
+            .set(summary.remaining() as i64);
+        // "Proven" only when every item was compared.
+        if summary.complete() {
+            m.verify
+                .last_pass
+                .with_label_values(&[name])
+                .set((crate::util::now_millis() / 1000) as i64);
+        }
         info!(
             view = name,
             checked = summary.checked,

@@ -133,6 +133,12 @@ pub struct Digests {
     buckets: Vec<(u128, u64)>,
 }
 
+impl Default for Digests {
+    fn default() -> Self {
+        Digests::new(super::BUCKETS)
+    }
+}
+
 impl Digests {
     pub fn new(buckets: usize) -> Self {
         Digests {

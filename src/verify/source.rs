@@ -7,8 +7,15 @@ use std::collections::HashMap;
 use mysql_async::Conn;
 
 use super::Pacer;
+use crate::pipeline::Position;
 use crate::sql::join::read_joined;
-use crate::sql::{keyset_tail, matching_condition, select_rows, SqlError, SqlTable, TableCache};
+use crate::sql::{
+    begin_snapshot, end_snapshot, keyset_tail, matching_condition, select_rows, SqlError, SqlTable,
+    TableCache,
+};
+
+/// Rows read per page when looking a key up.
+const PAGE: usize = 500;
 use crate::view::project::Item;
 use crate::view::{item_key, parse_item_key, project_snapshot, ItemKey, ItemOp, Row, View};
 
@@ -38,27 +45,34 @@ async fn project_rows(
     Ok(())
 }
 
-/// Every item the view's rows make, in chunks of `chunk` rows in primary key order, read on
-/// `conn` inside the snapshot it holds. Returns the number of rows read.
+/// Every item the view's rows make, in chunks of `chunk` rows in primary key order, each chunk
+/// read on `conn` in a consistent snapshot of its own. Returns the number of rows read and the
+/// last chunk's snapshot position.
 pub async fn each_item(
     conn: &mut Conn,
     tables: &mut TableCache,
-    view: &View,
-    table: &SqlTable,
+    (view, table): (&View, &SqlTable),
     chunk: usize,
     pacer: &Pacer,
     visit: &mut (dyn FnMut(ItemKey, Item) + Send),
-) -> Result<u64, SqlError> {
+) -> Result<(u64, Option<Position>), SqlError> {
     let mut after = None;
     let mut total = 0u64;
     loop {
-        let (tail, params) = keyset_tail(table, None, after.as_deref(), chunk);
-        let (rows, last_key) = select_rows(conn, table, &tail, params).await?;
-        total += rows.len() as u64;
-        pacer.take(rows.len() as u64).await;
-        project_rows(conn, tables, view, &rows, visit).await?;
-        if rows.len() < chunk {
-            return Ok(total);
+        let position = begin_snapshot(conn).await?;
+        let read = async {
+            let (tail, params) = keyset_tail(table, None, after.as_deref(), chunk);
+            let (rows, last_key) = select_rows(conn, table, &tail, params).await?;
+            project_rows(conn, tables, view, &rows, visit).await?;
+            Ok::<_, SqlError>((rows.len(), last_key))
+        }
+        .await;
+        end_snapshot(conn).await;
+        let (rows, last_key) = read?;
+        total += rows as u64;
+        pacer.take(rows as u64).await;
+        if rows < chunk {
+            return Ok((total, Some(position)));
         }
         after = last_key;
     }
@@ -66,7 +80,8 @@ pub async fn each_item(
 
 /// The items the source makes under `keys` (those it makes), read on `conn` inside its
 /// snapshot: each key is parsed back into its columns through the view's templates, as a fill
-/// on miss does.
+/// on miss does, and every row with those column values is read (a page at a time), not only
+/// the first ones.
 pub async fn items_at(
     conn: &mut Conn,
     tables: &mut TableCache,
@@ -79,15 +94,24 @@ pub async fn items_at(
         let Ok((_, columns)) = parse_item_key(view, &key.pk, key.sk.as_deref()) else {
             continue;
         };
-        let (tail, params) = keyset_tail(table, matching_condition(&columns), None, 100);
-        let (mut rows, _) = select_rows(conn, table, &tail, params).await?;
-        rows.retain(|row| item_key(view, row).as_ref() == Some(key));
-        let mut visit = |found: ItemKey, item: Item| {
-            if &found == key {
-                out.insert(found, item);
+        let mut after = None;
+        loop {
+            let condition = matching_condition(&columns);
+            let (tail, params) = keyset_tail(table, condition, after.as_deref(), PAGE);
+            let (mut rows, last_key) = select_rows(conn, table, &tail, params).await?;
+            let full = rows.len() == PAGE;
+            rows.retain(|row| item_key(view, row).as_ref() == Some(key));
+            let mut visit = |found: ItemKey, item: Item| {
+                if &found == key {
+                    out.insert(found, item);
+                }
+            };
+            project_rows(conn, tables, view, &rows, &mut visit).await?;
+            if !full || last_key.is_none() {
+                break;
             }
-        };
-        project_rows(conn, tables, view, &rows, &mut visit).await?;
+            after = last_key;
+        }
     }
     Ok(out)
 }

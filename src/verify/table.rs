@@ -7,6 +7,7 @@
 //! through the view's key templates (as `GET /v1/views/{view}/item` parses it).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
@@ -25,10 +26,18 @@ use crate::view::{parse_item_key, ItemKey, View};
 pub struct Stored {
     pub item: Item,
     pub version: Option<u128>,
+    /// The item names its view (`_view`), as every item rowcast writes does.
+    pub named: bool,
 }
 
-/// The view's item in a raw DynamoDB item, or `None` when the item is not the view's.
-pub fn view_item(view: &View, raw: &HashMap<String, AttributeValue>) -> Option<(ItemKey, Stored)> {
+/// The view's item in a raw DynamoDB item, or `None` when the item is not the view's. An item
+/// without `_view` (written before items named their view) is the view's only when no other
+/// view of `views` in the same table parses its key too.
+pub fn view_item(
+    view: &View,
+    views: &[Arc<View>],
+    raw: &HashMap<String, AttributeValue>,
+) -> Option<(ItemKey, Stored)> {
     let pk = raw.get(&view.key.pk_attribute)?.as_s().ok()?;
     let sk = match &view.key.sk_attribute {
         Some(name) => Some(raw.get(name)?.as_s().ok()?.as_str()),
@@ -47,6 +56,15 @@ pub fn view_item(view: &View, raw: &HashMap<String, AttributeValue>) -> Option<(
         },
         (None, Err(_)) => return None,
     };
+    if named.is_none()
+        && views.iter().any(|other| {
+            other.name != view.name
+                && other.table == view.table
+                && parse_item_key(other, pk, sk).is_ok()
+        })
+    {
+        return None;
+    }
     let item = raw
         .iter()
         .filter(|(name, _)| !name.starts_with('_'))
@@ -61,47 +79,98 @@ pub fn view_item(view: &View, raw: &HashMap<String, AttributeValue>) -> Option<(
         .get(VERSION_ATTRIBUTE)
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok());
-    Some((key, Stored { item, version }))
+    Some((
+        key,
+        Stored {
+            item,
+            version,
+            named: named.is_some(),
+        },
+    ))
 }
 
-/// Every item of the view in one Scan segment of the table.
-pub async fn scan_segment(
-    client: &Client,
-    view: &View,
-    (segment, total): (i32, i32),
-    pacer: &Pacer,
-    visit: &mut (dyn FnMut(ItemKey, Stored) + Send),
-) -> Result<(), SdkErrorInfo> {
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = client
+/// One Scan segment of a view's table, a page at a time.
+pub struct Pages<'a> {
+    client: &'a Client,
+    view: &'a View,
+    views: &'a [Arc<View>],
+    segment: (i32, i32),
+    start: Option<HashMap<String, AttributeValue>>,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    pub fn new(
+        client: &'a Client,
+        view: &'a View,
+        views: &'a [Arc<View>],
+        segment: (i32, i32),
+    ) -> Self {
+        Pages {
+            client,
+            view,
+            views,
+            segment,
+            start: None,
+            done: false,
+        }
+    }
+
+    /// The view's items of the next page (strongly consistent); `None` at the end.
+    pub async fn next(
+        &mut self,
+        pacer: &Pacer,
+    ) -> Result<Option<Vec<(ItemKey, Stored)>>, SdkErrorInfo> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .client
             .scan()
-            .table_name(&view.table)
-            .segment(segment)
-            .total_segments(total)
+            .table_name(&self.view.table)
+            .segment(self.segment.0)
+            .total_segments(self.segment.1)
             .consistent_read(true)
-            .set_exclusive_start_key(start.take())
+            .set_exclusive_start_key(self.start.take())
             .send()
             .await
             .map_err(|e| classify_sdk_error(&e))?;
         let items = page.items.unwrap_or_default();
         pacer.take(items.len() as u64).await;
-        for raw in &items {
-            if let Some((key, stored)) = view_item(view, raw) {
-                visit(key, stored);
-            }
-        }
         match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => return Ok(()),
+            Some(key) if !key.is_empty() => self.start = Some(key),
+            _ => self.done = true,
+        }
+        Ok(Some(
+            items
+                .iter()
+                .filter_map(|raw| view_item(self.view, self.views, raw))
+                .collect(),
+        ))
+    }
+}
+
+/// Every item of the view in one Scan segment of the table.
+pub async fn scan_segment(
+    client: &Client,
+    (view, views): (&View, &[Arc<View>]),
+    segment: (i32, i32),
+    pacer: &Pacer,
+    visit: &mut (dyn FnMut(ItemKey, Stored) + Send),
+) -> Result<(), SdkErrorInfo> {
+    let mut pages = Pages::new(client, view, views, segment);
+    while let Some(page) = pages.next(pacer).await? {
+        for (key, stored) in page {
+            visit(key, stored);
         }
     }
+    Ok(())
 }
 
 /// The items stored under `keys` (strongly consistent reads; absent keys are absent).
 pub async fn get_items(
     client: &Client,
-    view: &View,
+    (view, views): (&View, &[Arc<View>]),
     keys: &[ItemKey],
 ) -> Result<HashMap<ItemKey, Stored>, SdkErrorInfo> {
     let mut out = HashMap::new();
@@ -129,7 +198,7 @@ pub async fn get_items(
                 .and_then(|mut r| r.remove(&view.table))
                 .unwrap_or_default()
             {
-                if let Some((key, stored)) = view_item(view, &raw) {
+                if let Some((key, stored)) = view_item(view, views, &raw) {
                     out.insert(key, stored);
                 }
             }

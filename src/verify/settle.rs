@@ -1,0 +1,126 @@
+//! Settling candidates: which are differences, with no false positive while the daemon streams
+//! (see the module doc of `verify`, step 3).
+
+use super::digest::{differing_attributes, item_hash};
+use super::{checkpoint_passes, dynamo_error, source, table, Difference, Kind, Run, VerifyError};
+use crate::sql::{begin_snapshot, end_snapshot, SqlError, TableCache};
+use crate::view::project::Item;
+use crate::view::ItemKey;
+
+/// Settling rounds before a key still changing is given up on (unsettled).
+const ROUNDS: usize = 8;
+
+/// What a settling round saw of one key in DynamoDB: absent, or present at a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Absent,
+    At(Option<u128>),
+}
+
+struct Pending {
+    key: ItemKey,
+    previous: Option<Seen>,
+    absent_reads: u8,
+}
+
+/// The differences among `keys`; keys still changing after the last round, or not provable
+/// because the checkpoint did not pass a round's snapshot in time, are counted unsettled.
+pub async fn settle(
+    run: &mut Run<'_, '_>,
+    keys: Vec<ItemKey>,
+) -> Result<Vec<Difference>, VerifyError> {
+    let (view, services, options) = (run.view, run.services, run.options);
+    let mut tables = TableCache::new(services.pool.clone());
+    let table = tables.get(&view.source).await?;
+    let mut pending: Vec<Pending> = keys
+        .into_iter()
+        .map(|key| Pending {
+            key,
+            previous: None,
+            absent_reads: 0,
+        })
+        .collect();
+    let mut found = Vec::new();
+    for _ in 0..ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let keys: Vec<ItemKey> = pending.iter().map(|p| p.key.clone()).collect();
+        let mut conn = services.pool.get_conn().await.map_err(SqlError::Connect)?;
+        let position = begin_snapshot(&mut conn).await?;
+        let expected = source::items_at(&mut conn, &mut tables, view, &table, &keys).await;
+        end_snapshot(&mut conn).await;
+        let mut expected = expected?;
+        if !checkpoint_passes(services.checkpoint, &position, options.checkpoint_wait).await? {
+            // Nothing is provable without it.
+            run.summary.daemon_behind = true;
+            break;
+        }
+        let mut stored = table::get_items(services.client, (view, services.views), &keys)
+            .await
+            .map_err(dynamo_error(view))?;
+        let mut next = Vec::new();
+        for mut entry in pending {
+            let expected = expected.remove(&entry.key);
+            let actual = stored.remove(&entry.key);
+            let equal = match (&expected, &actual) {
+                (None, None) => true,
+                (Some(e), Some(a)) => item_hash(e) == item_hash(&a.item),
+                _ => false,
+            };
+            if equal {
+                continue;
+            }
+            let seen = match &actual {
+                Some(stored) => Seen::At(stored.version),
+                None => Seen::Absent,
+            };
+            let unchanged = entry.previous.as_ref() == Some(&seen);
+            entry.absent_reads = if seen == Seen::Absent {
+                entry.absent_reads + 1
+            } else {
+                0
+            };
+            let confirmed = match seen {
+                Seen::At(_) => unchanged,
+                Seen::Absent => entry.absent_reads >= 3,
+            };
+            if confirmed {
+                let version = actual.as_ref().and_then(|s| s.version);
+                found.push(difference(
+                    entry.key,
+                    expected,
+                    actual.map(|s| s.item),
+                    version,
+                ));
+            } else {
+                entry.previous = Some(seen);
+                next.push(entry);
+            }
+        }
+        pending = next;
+    }
+    run.summary.unsettled += pending.len() as u64;
+    Ok(found)
+}
+
+fn difference(
+    key: ItemKey,
+    expected: Option<Item>,
+    actual: Option<Item>,
+    version: Option<u128>,
+) -> Difference {
+    let (kind, attributes) = match (&expected, &actual) {
+        (Some(e), Some(a)) => (Kind::Different, differing_attributes(e, a)),
+        (Some(_), None) => (Kind::Missing, Vec::new()),
+        _ => (Kind::Extra, Vec::new()),
+    };
+    Difference {
+        key,
+        kind,
+        attributes,
+        expected,
+        actual,
+        version,
+    }
+}
