@@ -32,6 +32,9 @@ use crate::sql::join::read_roots;
 use crate::sql::{keyset_tail, matching_condition, SqlError, TableCache};
 use crate::view::spec::View;
 
+/// Rows a fill (or a repair) reads for one key: a key's columns are usually the primary key.
+const FILL_ROWS: usize = 100;
+
 /// Fills waiting at most; a full queue leaves the rest in the channel (the API then answers
 /// 503 when that is full too).
 const MAX_QUEUED_FILLS: usize = 64;
@@ -268,7 +271,12 @@ impl Worker {
             .get_conn()
             .await
             .map_err(SqlError::Connect)?;
-        let tail = keyset_tail(&table, matching_condition(&fill.columns), None, 100);
+        let tail = keyset_tail(
+            &table,
+            matching_condition(&fill.columns),
+            None,
+            FILL_ROWS,
+        );
         let makes_item =
             |row: &crate::view::Row| crate::view::item_key(&view, row).as_ref() == Some(&fill.key);
         let read = read_roots(
@@ -282,6 +290,13 @@ impl Worker {
         .await?;
         if read.rows.is_empty() && !fill.repair {
             return Ok(None);
+        }
+        if read.rows.is_empty() && read.fetched == FILL_ROWS {
+            // Rows past the limit may make the item: not removed on a partial read.
+            return Err(SqlError::Schema(format!(
+                "more than {FILL_ROWS} rows share the columns of key {}: not removed",
+                fill.key
+            )));
         }
         let remove = (fill.repair && read.rows.is_empty()).then(|| Box::new(fill.key.clone()));
         Ok(Some(Read {

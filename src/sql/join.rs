@@ -30,6 +30,9 @@ pub struct SnapshotRead {
     /// One per kept row, for a view with joins.
     pub joined: Option<Vec<Joined>>,
     pub position: crate::pipeline::Position,
+    /// Rows the SELECT returned, before `keep` (a read that reached its LIMIT may have missed
+    /// rows `keep` would take).
+    pub fetched: usize,
 }
 
 /// The one snapshot read of backfill chunks, fills on miss and join refreshes: `SELECT … FROM
@@ -46,6 +49,7 @@ pub async fn read_roots(
     let position = begin_snapshot(conn).await?;
     let read = async {
         let (mut rows, last_key) = select_rows(conn, root, &tail, params).await?;
+        let fetched = rows.len();
         rows.retain(|row| keep(row));
         let joined = match view.filter(|v| v.has_joins()) {
             Some(view) => {
@@ -57,11 +61,11 @@ pub async fn read_roots(
             }
             None => None,
         };
-        Ok::<_, SqlError>((rows, last_key, joined))
+        Ok::<_, SqlError>((rows, last_key, joined, fetched))
     }
     .await;
     end_snapshot(conn).await;
-    let (rows, last_key, joined) = match read {
+    let (rows, last_key, joined, fetched) = match read {
         Ok(read) => {
             tables.fresh(&root.schema.table);
             for join in view.map(|v| v.joins.as_slice()).unwrap_or_default() {
@@ -87,6 +91,7 @@ pub async fn read_roots(
         last_key,
         joined,
         position,
+        fetched,
     })
 }
 
