@@ -232,3 +232,26 @@ async fn kill9_after_a_join_overflow_converges() {
         .await;
     assert!(daemon.terminate().success());
 }
+
+/// `/healthz` tells a stalled pipeline from a slow one: a lane that hangs (transactions read,
+/// none acknowledged, DynamoDB not pushing back) makes it answer 503 with the cause within the
+/// stall limit (6 × the idle timeout, 30 s here), while the binlog reader itself keeps reading.
+/// On the code before, it answered 200 for as long as the binlog moved.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_hung_lane_fails_healthz() {
+    let (env, _table) = setup("cphung", "").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep600000@*")]);
+    daemon.wait_until(|status, _| status == 200).await;
+    workload(&env, 0x4a6, 20).await;
+    eventually(
+        "/healthz to report the stall",
+        Duration::from_secs(90),
+        || async {
+            let (status, body) = daemon.get("/healthz").await;
+            status == 503 && body.contains("pipeline stalled")
+        },
+    )
+    .await;
+    daemon.kill9();
+}

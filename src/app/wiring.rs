@@ -93,7 +93,7 @@ pub async fn spawn(
 
     let capacity = config.writer.queue_capacity;
     let observers = (client.clone(), pool.clone(), store.clone());
-    let lanes = spawn_lanes(supervisor, config, client, store, &initial);
+    let lanes = spawn_lanes(supervisor, config, (client, health), store, &initial);
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
     let last_read_seq = lanes.last_read_seq;
     let project_start = ProjectStart {
@@ -300,7 +300,7 @@ struct LaneInputs {
 fn spawn_lanes(
     supervisor: &mut Supervisor,
     config: &Config,
-    client: &Client,
+    (client, health): (&Client, &Arc<Health>),
     store: Arc<CheckpointStore>,
     initial: &Checkpoint,
 ) -> LaneInputs {
@@ -337,6 +337,7 @@ fn spawn_lanes(
         last_read_seq: last_read_seq.clone(),
         initial: initial.clone(),
         owner_checked: std::time::Instant::now(),
+        health: health.clone(),
     };
     supervisor.spawn(
         "checkpoint",

@@ -29,6 +29,8 @@ pub struct Tracker {
     pub initial: Checkpoint,
     /// When ownership of the checkpoint was last confirmed (a save confirms it too).
     pub owner_checked: Instant,
+    /// Told what every lane acknowledged (`/healthz` tells a stalled pipeline by it).
+    pub health: Arc<crate::metrics::Health>,
 }
 
 /// How often an idle tracker confirms it still owns the checkpoint.
@@ -54,6 +56,7 @@ impl Tracker {
                     let Some(lowest) = lowest(&acked) else { continue };
                     if committed.as_ref().is_none_or(|c| c.generation < lowest.generation) {
                         metrics().commit_to_ack.observe(lowest.read_at.elapsed().as_secs_f64());
+                        self.health.acknowledged(lowest.seq);
                         committed = Some(lowest.clone());
                     }
                 }

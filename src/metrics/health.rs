@@ -15,12 +15,67 @@ pub struct Health {
     filling: std::sync::Mutex<Vec<String>>,
     /// The first stage that failed, and why: `/healthz` fails from then on.
     failed: std::sync::Mutex<Option<String>>,
+    /// The last transaction the binlog reader read, the last one every lane acknowledged, and
+    /// when that last moved: a pipeline holding transactions it read without acknowledging any
+    /// is stalled (unless DynamoDB is pushing back, see [`note_pushback`]).
+    read_seq: AtomicU64,
+    acked_seq: AtomicU64,
+    acked_moved_ms: AtomicU64,
+}
+
+/// When DynamoDB last pushed back (a retried or held write, throttling), for every stage: a
+/// slow or refusing DynamoDB keeps the pipeline waiting, which is not a stall.
+static PUSHBACK_MS: AtomicU64 = AtomicU64::new(0);
+
+/// DynamoDB pushed back just now (the writer retries, holds or was throttled).
+pub fn note_pushback() {
+    PUSHBACK_MS.store(now_millis(), Ordering::Relaxed);
+}
+
+/// When a lane last delivered a window: a transaction too large to be acknowledged within the
+/// stall limit is still progressing while its windows are written.
+static DELIVERED_MS: AtomicU64 = AtomicU64::new(0);
+
+/// A lane delivered a window to DynamoDB just now.
+pub fn note_delivery() {
+    DELIVERED_MS.store(now_millis(), Ordering::Relaxed);
 }
 
 impl Health {
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+        self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);
         self.progress();
+    }
+
+    /// The binlog reader read transaction `seq`.
+    pub fn transaction_read(&self, seq: u64) {
+        self.read_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// Every lane acknowledged the writes up to transaction `seq`.
+    pub fn acknowledged(&self, seq: u64) {
+        if self.acked_seq.fetch_max(seq, Ordering::Relaxed) < seq {
+            self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);
+        }
+    }
+
+    /// How long the pipeline has held transactions it read without acknowledging any more or
+    /// writing anything, while DynamoDB did not push back; `None` when it is idle.
+    pub fn stalled_for(&self) -> Option<std::time::Duration> {
+        let read = self.read_seq.load(Ordering::Relaxed);
+        let acked = self.acked_seq.load(Ordering::Relaxed);
+        if !self.is_ready() || read <= acked {
+            return None;
+        }
+        let since = self
+            .acked_moved_ms
+            .load(Ordering::Relaxed)
+            .max(PUSHBACK_MS.load(Ordering::Relaxed))
+            .max(DELIVERED_MS.load(Ordering::Relaxed));
+        Some(std::time::Duration::from_millis(
+            now_millis().saturating_sub(since),
+        ))
     }
 
     pub fn is_ready(&self) -> bool {

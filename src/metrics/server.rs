@@ -43,6 +43,19 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(failure) = state.health.failure() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{failure}\n"));
     }
+    if let Some(stalled) = state
+        .health
+        .stalled_for()
+        .filter(|stalled| *stalled > state.stall_limit)
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "pipeline stalled: transactions read but none acknowledged for {}s, and DynamoDB is not pushing back\n",
+                stalled.as_secs()
+            ),
+        );
+    }
     let idle = Duration::from_millis(state.health.millis_since_progress());
     if !state.health.is_ready() || idle <= state.stall_limit {
         (StatusCode::OK, "ok\n".to_string())

@@ -142,7 +142,13 @@ impl<D: Deliver> Lane<D> {
             dead: std::mem::take(&mut window.dead),
         };
         window.opened_at = None;
+        // A lane that hangs (a stalled pipeline, for `/healthz`).
+        crate::util::failpoint::delay("lane.before_write").await;
+        let wrote = !delivery.ops.is_empty();
         self.writer.deliver(delivery, self.config.mode).await;
+        if wrote {
+            crate::metrics::note_delivery();
+        }
         crate::util::failpoint::hit("lane.after_write");
         if let Some(barrier) = window.barrier.take() {
             self.ack(barrier).await?;

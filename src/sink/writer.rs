@@ -94,6 +94,7 @@ impl Writer {
     /// wait, retried with backoff, and the checkpoint does not pass them.
     fn hold(&self, table: &str, info: &SdkErrorInfo) {
         metrics().write_held.with_label_values(&[table]).inc();
+        crate::metrics::note_pushback();
         let newly = self
             .held
             .lock()
@@ -184,6 +185,7 @@ impl Writer {
                         .with_label_values(&["unprocessed"])
                         .inc();
                     metrics().throttles.inc();
+                    crate::metrics::note_pushback();
                     debug!(left, "unprocessed items; retrying them");
                     pending = unprocessed;
                 }
@@ -199,12 +201,14 @@ impl Writer {
                         return;
                     } else if info.throttled {
                         metrics().throttles.inc();
+                        crate::metrics::note_pushback();
                         metrics()
                             .write_retries
                             .with_label_values(&["throttled"])
                             .inc();
                     } else {
                         metrics().write_retries.with_label_values(&["error"]).inc();
+                        crate::metrics::note_pushback();
                         warn!(error = %info, "batch write failed; retrying");
                     }
                 }
@@ -248,12 +252,14 @@ impl Writer {
                 Err(info) => {
                     if info.throttled {
                         metrics().throttles.inc();
+                        crate::metrics::note_pushback();
                         metrics()
                             .write_retries
                             .with_label_values(&["throttled"])
                             .inc();
                     } else {
                         metrics().write_retries.with_label_values(&["error"]).inc();
+                        crate::metrics::note_pushback();
                         warn!(error = %info, key = %op.op.key(), "write failed; retrying");
                     }
                     tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;

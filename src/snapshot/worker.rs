@@ -271,12 +271,7 @@ impl Worker {
             .get_conn()
             .await
             .map_err(SqlError::Connect)?;
-        let tail = keyset_tail(
-            &table,
-            matching_condition(&fill.columns),
-            None,
-            FILL_ROWS,
-        );
+        let tail = keyset_tail(&table, matching_condition(&fill.columns), None, FILL_ROWS);
         let makes_item =
             |row: &crate::view::Row| crate::view::item_key(&view, row).as_ref() == Some(&fill.key);
         let read = read_roots(

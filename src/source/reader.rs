@@ -671,6 +671,7 @@ impl Source {
         cursor.resume = position.clone();
         cursor.next_seq = seq + 1;
         metrics().transactions.inc();
+        self.health.transaction_read(seq);
         // The merge stage completes it (generation, backfill progress, restart point).
         let barrier = Barrier {
             seq,
