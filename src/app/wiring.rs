@@ -283,6 +283,7 @@ fn spawn_merge(
         chunk_rows: config.backfill_chunk_rows,
         retry: RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff),
         ddl,
+        budget: crate::snapshot::worker::Budget::new(config.backfill_max_items_per_second),
     };
     let task = async move {
         worker.run().await;

@@ -163,6 +163,7 @@ pub(super) fn load(
         streams_skip_replication: raw.streams.skip_replication.unwrap_or(false),
         backfill_chunk_rows: raw.backfill.chunk_rows.unwrap_or(1000).clamp(1, 100_000),
         join_max_dirty_keys: raw.backfill.join_max_dirty_keys.unwrap_or(100_000).max(1),
+        backfill_max_items_per_second: raw.backfill.max_items_per_second.filter(|&r| r > 0),
         verify,
         views,
     })

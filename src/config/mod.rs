@@ -114,6 +114,8 @@ pub struct Config {
     pub backfill_chunk_rows: usize,
     /// Keys of one view waiting for a join refresh above which the view is backfilled again.
     pub join_max_dirty_keys: usize,
+    /// `[backfill] max_items_per_second` (`None`: no limit).
+    pub backfill_max_items_per_second: Option<u32>,
     /// Continuous verification (`[verify]`), when configured.
     pub verify: Option<VerifyConfig>,
     pub views: Vec<Arc<View>>,

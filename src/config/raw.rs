@@ -140,6 +140,9 @@ pub struct RawBackfill {
     /// Root keys of one view with joins that may wait for a refresh (default 100000); past it
     /// the view is backfilled again instead, which keeps memory bounded under any burst.
     pub join_max_dirty_keys: Option<usize>,
+    /// Items per second a backfill writes at most (rows read × the views they fill; 0 or
+    /// absent: no limit). Change capture is never throttled by it.
+    pub max_items_per_second: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -56,6 +56,52 @@ pub struct Worker {
     pub retry: RetryPolicy,
     /// Counts the DDL statements the merge stage has seen: the tables are read again after one.
     pub ddl: Arc<AtomicU64>,
+    /// `[backfill] max_items_per_second`.
+    pub budget: Budget,
+}
+
+/// A write budget for backfills: chunks are read no faster than `per_second` items (rows × the
+/// views they fill) on average; fills, refreshes and the change stream are never held by it.
+#[derive(Debug, Default)]
+pub struct Budget {
+    per_second: Option<f64>,
+    start: Option<tokio::time::Instant>,
+    items: f64,
+}
+
+impl Budget {
+    pub fn new(per_second: Option<u32>) -> Self {
+        let limit = per_second.map_or(0, i64::from);
+        crate::metrics::metrics().backfill_budget.set(limit);
+        Budget {
+            per_second: per_second.filter(|&r| r > 0).map(f64::from),
+            ..Budget::default()
+        }
+    }
+
+    /// `items` were just read.
+    fn charge(&mut self, items: usize) {
+        let Some(rate) = self.per_second else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        // After a pause (no backfill) the budget starts afresh: no burst to catch up.
+        if self.next_at(rate).is_none_or(|at| at < now) {
+            self.start = Some(now);
+            self.items = 0.0;
+        }
+        self.items += items as f64;
+    }
+
+    fn next_at(&self, rate: f64) -> Option<tokio::time::Instant> {
+        Some(self.start? + std::time::Duration::from_secs_f64(self.items / rate))
+    }
+
+    /// When the next chunk may be read (`None`: now).
+    fn wait_until(&self) -> Option<tokio::time::Instant> {
+        let at = self.next_at(self.per_second?)?;
+        (at > tokio::time::Instant::now()).then_some(at)
+    }
 }
 
 /// What to read next.
@@ -130,7 +176,11 @@ impl Worker {
                 }
                 continue;
             }
-            let until = queue.pause_until.filter(|_| paused);
+            let budget = self
+                .budget
+                .wait_until()
+                .filter(|_| self.driver.as_ref().is_some_and(Driver::wants_chunk));
+            let until = queue.pause_until.filter(|_| paused).or(budget);
             let room = queue.fills.len() < MAX_QUEUED_FILLS;
             tokio::select! {
                 message = self.inbox.recv() => match message {
@@ -139,7 +189,11 @@ impl Worker {
                 },
                 Some(fill) = self.fills.recv(), if room => queue.fills.push_back(fill),
                 Some(view) = self.requests.recv() => queue.backfills.push((view, true)),
-                _ = sleep_until(until), if until.is_some() => queue.pause_until = None,
+                _ = sleep_until(until), if until.is_some() => {
+                    if paused {
+                        queue.pause_until = None;
+                    }
+                }
             }
         }
     }
@@ -152,7 +206,9 @@ impl Worker {
             None
         } else if queue.refresh.is_some() {
             Some(Work::Refresh)
-        } else if self.driver.as_ref().is_some_and(Driver::wants_chunk) {
+        } else if self.driver.as_ref().is_some_and(Driver::wants_chunk)
+            && self.budget.wait_until().is_none()
+        {
             Some(Work::Backfill)
         } else {
             None
@@ -343,6 +399,7 @@ impl Worker {
         self.health.set_filling(driver.filling());
         match result {
             Ok(NextRead::Chunk((read, end))) => {
+                self.budget.charge(read.rows.len() * read.views.len());
                 (SnapshotEvent::Read(read), Pending::Backfill(end), false)
             }
             Ok(NextRead::Nothing) => (failed(ReadFailure::default()), Pending::Nothing, false),
