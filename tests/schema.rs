@@ -1,4 +1,5 @@
-//! DDL on a table a view reads: an added column carries on (implicit attributes pick it up); a
+//! DDL on a table a view reads: an added or dropped column reaches every item of a view that
+//! takes every column (it is backfilled again); a
 //! dropped column that a view needs halts that view only, with a metric, while other views go on;
 //! the halted view's progress is held, so a restart reads the change again and halts again
 //! rather than skipping it.
@@ -51,12 +52,13 @@ async fn ddl_compatible_carries_on_incompatible_halts_one_view() {
         .await;
     env.sql("UPDATE products SET name = 'green tea' WHERE id = 1")
         .await;
+    // `all_columns` takes every column: it is backfilled again, and no item keeps `price`.
     env.converge(
         &table,
         vec![
             json!({"pk": "P#1", "sk": "ALL", "id": 1, "name": "green tea"}),
             json!({"pk": "P#1", "sk": "PRICE", "price": 3}),
-            json!({"pk": "P#2", "sk": "ALL", "id": 2, "name": "mug", "price": 9, "color": "red"}),
+            json!({"pk": "P#2", "sk": "ALL", "id": 2, "name": "mug", "color": "red"}),
             json!({"pk": "P#2", "sk": "PRICE", "price": 9}),
             json!({"pk": "P#3", "sk": "ALL", "id": 3, "name": "pot", "color": "blue"}),
         ],
@@ -79,12 +81,13 @@ async fn ddl_compatible_carries_on_incompatible_halts_one_view() {
         metrics.contains("rowcast_view_halted{view=\"priced\"} 1")
     })
     .await;
+    // `all_columns` takes every column: it is backfilled again, and no item keeps `price`.
     env.converge(
         &table,
         vec![
             json!({"pk": "P#1", "sk": "ALL", "id": 1, "name": "green tea"}),
             json!({"pk": "P#1", "sk": "PRICE", "price": 3}),
-            json!({"pk": "P#2", "sk": "ALL", "id": 2, "name": "mug", "price": 9, "color": "red"}),
+            json!({"pk": "P#2", "sk": "ALL", "id": 2, "name": "mug", "color": "red"}),
             json!({"pk": "P#2", "sk": "PRICE", "price": 9}),
             json!({"pk": "P#3", "sk": "ALL", "id": 3, "name": "pot", "color": "blue"}),
         ],
@@ -156,5 +159,48 @@ async fn drop_delete_add_then_rebuild_leaves_no_deleted_item() {
         Duration::from_secs(30),
     )
     .await;
+    assert!(daemon.terminate().success());
+}
+
+/// A column added with a default reaches every item of a view that takes every column (the view
+/// is backfilled again), not only the rows that change afterwards; a view with named attributes
+/// is not backfilled again. On the code before, the existing items never got the column.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_added_column_reaches_every_item_of_an_every_column_view() {
+    let env = Env::new("ddladd").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL)")
+        .await;
+    env.sql("INSERT INTO products VALUES (1, 'tea'), (2, 'mug')")
+        .await;
+    env.write_view(
+        "all_columns.toml",
+        &"name = \"all_columns\"\ntable = \"TABLE\"\nsource = \"{DB}.products\"\n[key]\npk = \"P#{id}\"\nsk = \"ALL\"\n".replace("TABLE", &table),
+    );
+    env.write_view(
+        "named.toml",
+        &"name = \"named\"\ntable = \"TABLE\"\nsource = \"{DB}.products\"\n[key]\npk = \"P#{id}\"\nsk = \"NAME\"\n[attributes]\nname = \"name\"\n".replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("ALTER TABLE products ADD COLUMN size INT NOT NULL DEFAULT 1")
+        .await;
+    env.converge(
+        &table,
+        vec![
+            json!({"pk": "P#1", "sk": "ALL", "id": 1, "name": "tea", "size": 1}),
+            json!({"pk": "P#1", "sk": "NAME", "name": "tea"}),
+            json!({"pk": "P#2", "sk": "ALL", "id": 2, "name": "mug", "size": 1}),
+            json!({"pk": "P#2", "sk": "NAME", "name": "mug"}),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metrics.contains("rowcast_backfill_rows_total{view=\"named\"} 2\n"),
+        "the named view was backfilled once: {metrics}"
+    );
     assert!(daemon.terminate().success());
 }

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use self::marks::{MarkedBy, Marks};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
@@ -38,7 +38,7 @@ use crate::pipeline::{
     RowChange, SnapshotRows, SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
 };
 use crate::sql::TableCache;
-use crate::view::spec::{FillMode, View};
+use crate::view::spec::{Attributes, FillMode, View};
 use crate::view::TableRef;
 
 #[derive(Debug, thiserror::Error)]
@@ -326,6 +326,7 @@ impl Merge {
                 Ok(())
             }
             SourceEvent::Truncated(table) => self.resync(&table, cursor).await,
+            SourceEvent::Altered(table) => self.refill_every_column(&table, cursor).await,
         }
     }
 
@@ -376,6 +377,38 @@ impl Merge {
                 }
             };
             Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
+        }
+        Ok(())
+    }
+
+    /// A table's columns changed: each eager view that takes every column of it (its root with
+    /// implicit attributes, or an embed of every column) is backfilled again from the next
+    /// barrier on, so that every item has the columns the table has now, not only the items of
+    /// rows that change afterwards.
+    async fn refill_every_column(
+        &mut self,
+        table: &TableRef,
+        cursor: &mut Cursor,
+    ) -> Result<(), MergeError> {
+        let views: Vec<String> = self
+            .views
+            .iter()
+            .filter(|v| v.fill != FillMode::Lazy)
+            .filter(|v| {
+                v.source == *table && v.attributes == Attributes::Implicit
+                    || v.joins
+                        .iter()
+                        .any(|j| j.from == *table && j.reads_every_column())
+            })
+            .map(|v| v.name.clone())
+            .collect();
+        for view in views {
+            info!(view = %view, table = %table, "the table's columns changed: the view takes every column, so it is backfilled again");
+            let state = Arc::make_mut(&mut cursor.backfill);
+            let previous = state.get(&view).cloned().unwrap_or_default();
+            state.insert(view.clone(), previous.restarted());
+            cursor.resetting.insert(view.clone());
+            self.tell_worker(WorkerMsg::Backfill(view)).await?;
         }
         Ok(())
     }

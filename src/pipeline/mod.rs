@@ -40,6 +40,9 @@ pub enum SourceEvent {
     /// A watched table was emptied by TRUNCATE (no row events): the views that read it are
     /// backfilled again from here, and the items no row makes any more removed after that.
     Truncated(crate::view::TableRef),
+    /// A watched table's columns changed (`ALTER TABLE`): the views that take every column of it
+    /// are backfilled again, so that every item gets the new columns.
+    Altered(crate::view::TableRef),
 }
 
 /// Merge → projector: the change stream with snapshot rows merged in at their positions.

@@ -401,6 +401,10 @@ impl Source {
         } else {
             self.truncated(&text, &query.schema()).await?;
             self.moved(&text, &query.schema()).await?;
+            let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+            if let Some(table) = statement::altered_table(&text, &query.schema(), &watched) {
+                self.send(SourceEvent::Altered(table)).await?;
+            }
             metrics().ddl_events.inc();
             info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
             self.schemas.invalidate();

@@ -185,6 +185,42 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
     moves
 }
 
+/// The watched table an `ALTER TABLE` changes in place (not a rename: see [`table_moves`]).
+pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<TableRef> {
+    let tokens = lex(text);
+    let words: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word {
+                text,
+                quoted: false,
+            } => Some(text.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    if words.first().map(String::as_str) != Some("ALTER")
+        || !words.iter().take(4).any(|w| w == "TABLE")
+    {
+        return None;
+    }
+    if table_moves(text, schema, watched) != TableMoves::default() {
+        return None;
+    }
+    let keywords = ["TABLE", "ONLINE", "IGNORE", "IF", "EXISTS"];
+    let (database, table) = qualified_names(&tokens, &[])
+        .into_iter()
+        .find(|(db, name)| {
+            db.is_some() || !keywords.iter().any(|k| name.eq_ignore_ascii_case(k))
+        })?;
+    let database = database.unwrap_or_else(|| schema.to_string());
+    watched
+        .iter()
+        .find(|w| {
+            w.database.eq_ignore_ascii_case(&database) && w.table.eq_ignore_ascii_case(&table)
+        })
+        .cloned()
+}
+
 /// `db.table` and `table` names up to the first unquoted word in `stop`.
 fn qualified_names(tokens: &[Token], stop: &[&str]) -> Vec<(Option<String>, String)> {
     let mut names = Vec::new();
@@ -332,6 +368,24 @@ fn quoted_name(text: &str, start: usize) -> (String, usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn alter_table_names_the_table_it_changes() {
+        let watched = vec![TableRef::parse("shop.orders").unwrap()];
+        let t = TableRef::parse("shop.orders").unwrap();
+        let altered = |text: &str| altered_table(text, "shop", &watched);
+        assert_eq!(
+            altered("ALTER TABLE orders ADD COLUMN x INT"),
+            Some(t.clone())
+        );
+        assert_eq!(
+            altered("alter online table `shop`.`orders` modify x bigint"),
+            Some(t.clone())
+        );
+        assert_eq!(altered("ALTER TABLE orders RENAME TO orders2"), None);
+        assert_eq!(altered("ALTER TABLE other ADD COLUMN x INT"), None);
+        assert_eq!(altered("CREATE TABLE orders (id INT)"), None);
+    }
+
     #[test]
     fn drops_renames_and_creates_of_watched_tables() {
         let watched = vec![
