@@ -343,6 +343,9 @@ impl Merge {
             .cloned()
             .collect();
         for view in views {
+            if Self::pass_after(cursor, &view.name) {
+                continue;
+            }
             let keyed = match self.tables.get(&view.source).await {
                 Ok(root) => !root.primary_key.is_empty(),
                 Err(_) => false,
@@ -381,6 +384,16 @@ impl Merge {
         Ok(())
     }
 
+    /// Whether `view`'s current backfill pass began after the transaction being read (a DDL read
+    /// again after a restart, whose re-backfill already happened): nothing to do again.
+    fn pass_after(cursor: &Cursor, view: &str) -> bool {
+        cursor
+            .backfill
+            .get(view)
+            .and_then(|p| p.since)
+            .is_some_and(|since| since > cursor.seq)
+    }
+
     /// A table's columns changed: each eager view that takes every column of it (its root with
     /// implicit attributes, or an embed of every column) is backfilled again from the next
     /// barrier on, so that every item has the columns the table has now, not only the items of
@@ -401,6 +414,7 @@ impl Merge {
                         .any(|j| j.from == *table && j.reads_every_column())
             })
             .map(|v| v.name.clone())
+            .filter(|name| !Self::pass_after(cursor, name))
             .collect();
         for view in views {
             info!(view = %view, table = %table, "the table's columns changed: the view takes every column, so it is backfilled again");

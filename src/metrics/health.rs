@@ -21,6 +21,22 @@ pub struct Health {
     read_seq: AtomicU64,
     acked_seq: AtomicU64,
     acked_moved_ms: AtomicU64,
+    /// When transactions began to wait (the read went past the acknowledged, from idle).
+    pending_since_ms: AtomicU64,
+}
+
+/// Snapshot reads under way (a backfill chunk, a fill, a join refresh): the stream waits for
+/// them at their position, which is MySQL working, not a stall.
+static SNAPSHOT_READS: AtomicU64 = AtomicU64::new(0);
+
+/// A snapshot read begins (`true`) or is merged or given up (`false`).
+pub fn note_snapshot_read(begins: bool) {
+    if begins {
+        SNAPSHOT_READS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        let _ =
+            SNAPSHOT_READS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
 }
 
 /// When DynamoDB last pushed back (a retried or held write, throttling), for every stage: a
@@ -50,7 +66,11 @@ impl Health {
 
     /// The binlog reader read transaction `seq`.
     pub fn transaction_read(&self, seq: u64) {
-        self.read_seq.fetch_max(seq, Ordering::Relaxed);
+        let before = self.read_seq.fetch_max(seq, Ordering::Relaxed);
+        if before <= self.acked_seq.load(Ordering::Relaxed) && seq > before {
+            // Nothing was waiting: the wait starts now, not at the last acknowledgement.
+            self.pending_since_ms.store(now_millis(), Ordering::Relaxed);
+        }
     }
 
     /// Every lane acknowledged the writes up to transaction `seq`.
@@ -65,14 +85,15 @@ impl Health {
     pub fn stalled_for(&self) -> Option<std::time::Duration> {
         let read = self.read_seq.load(Ordering::Relaxed);
         let acked = self.acked_seq.load(Ordering::Relaxed);
-        if !self.is_ready() || read <= acked {
+        if !self.is_ready() || read <= acked || SNAPSHOT_READS.load(Ordering::Relaxed) > 0 {
             return None;
         }
         let since = self
             .acked_moved_ms
             .load(Ordering::Relaxed)
             .max(PUSHBACK_MS.load(Ordering::Relaxed))
-            .max(DELIVERED_MS.load(Ordering::Relaxed));
+            .max(DELIVERED_MS.load(Ordering::Relaxed))
+            .max(self.pending_since_ms.load(Ordering::Relaxed));
         Some(std::time::Duration::from_millis(
             now_millis().saturating_sub(since),
         ))

@@ -13,7 +13,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-pub use health::{note_delivery, note_pushback, Health};
+pub use health::{note_delivery, note_pushback, note_snapshot_read, Health};
 pub use server::{routes, serve};
 
 pub struct Metrics {

@@ -256,13 +256,19 @@ impl Worker {
         };
         loop {
             self.send(SnapshotEvent::Begin).await?;
+            crate::metrics::note_snapshot_read(true);
             let (event, pending, transient) = match fill.take() {
                 Some(request) => self.fill(request).await,
                 None if refresh => self.refresh(queue).await,
                 None => self.backfill().await,
             };
-            self.send(event).await?;
-            match self.wait_merged(queue).await? {
+            let sent = self.send(event).await;
+            let merged = match sent {
+                Ok(()) => self.wait_merged(queue).await,
+                Err(gone) => Err(gone),
+            };
+            crate::metrics::note_snapshot_read(false);
+            match merged? {
                 Merged::Yes => {
                     self.done(pending, queue);
                     return Ok(transient);

@@ -399,17 +399,26 @@ impl Source {
             self.statement_dml(kind, &text, &query.schema(), event, reading, cursor)
                 .await?;
         } else {
-            self.truncated(&text, &query.schema()).await?;
-            self.moved(&text, &query.schema()).await?;
-            let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
-            if let Some(table) = statement::altered_table(&text, &query.schema(), &watched) {
-                self.send(SourceEvent::Altered(table)).await?;
-            }
             metrics().ddl_events.inc();
             info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
             self.schemas.invalidate();
             crate::util::failpoint::delay("source.before_ddl").await;
+            // The schemas are forgotten everywhere first: a backfill the DDL asks for below reads
+            // the table as it is now.
             self.send(SourceEvent::Ddl).await?;
+            self.truncated(&text, &query.schema()).await?;
+            self.moved(&text, &query.schema()).await?;
+            let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+            match statement::altered_table(&text, &query.schema(), &watched) {
+                Some((table, statement::Alter::Columns)) => {
+                    self.send(SourceEvent::Altered(table)).await?
+                }
+                Some((table, statement::Alter::Rows)) => {
+                    warn!(table = %table, "partitions of a watched table dropped or exchanged: the views that read it are backfilled again, then their items without a row are removed");
+                    self.send(SourceEvent::Truncated(table)).await?
+                }
+                None => {}
+            }
             let standalone = reading
                 .txn
                 .as_ref()

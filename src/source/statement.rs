@@ -185,8 +185,21 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
     moves
 }
 
-/// The watched table an `ALTER TABLE` changes in place (not a rename: see [`table_moves`]).
-pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<TableRef> {
+/// What an `ALTER TABLE` does to a table's rows as rowcast sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alter {
+    /// Columns added, dropped, changed or renamed (or the table converted to another charset):
+    /// the rows keep their keys, their values may read differently.
+    Columns,
+    /// Partitions dropped, truncated, exchanged or reorganised: rows may be gone without row
+    /// events, as with TRUNCATE.
+    Rows,
+}
+
+/// The watched table an `ALTER TABLE` changes in place and how (not a rename: see
+/// [`table_moves`]); `None` for an ALTER that changes neither columns nor rows (an index, a
+/// constraint, a comment, a default, the engine).
+pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(TableRef, Alter)> {
     let tokens = lex(text);
     let words: Vec<String> = tokens
         .iter()
@@ -213,12 +226,48 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<T
             db.is_some() || !keywords.iter().any(|k| name.eq_ignore_ascii_case(k))
         })?;
     let database = database.unwrap_or_else(|| schema.to_string());
-    watched
+    let table = watched
         .iter()
         .find(|w| {
             w.database.eq_ignore_ascii_case(&database) && w.table.eq_ignore_ascii_case(&table)
         })
-        .cloned()
+        .cloned()?;
+    let has = |word: &str| words.iter().any(|w| w == word);
+    let partition_rows = [
+        "DROP",
+        "TRUNCATE",
+        "EXCHANGE",
+        "REORGANIZE",
+        "COALESCE",
+        "REMOVE",
+    ];
+    if has("PARTITION") && partition_rows.iter().any(|w| has(w)) {
+        return Some((table, Alter::Rows));
+    }
+    // A clause changes columns unless what follows ADD/DROP names an index, a key, a
+    // constraint or a partition.
+    let not_columns = [
+        "INDEX",
+        "KEY",
+        "UNIQUE",
+        "PRIMARY",
+        "FOREIGN",
+        "CONSTRAINT",
+        "CHECK",
+        "FULLTEXT",
+        "SPATIAL",
+        "PARTITION",
+        "SYSTEM",
+        "PERIOD",
+        "DEFAULT",
+    ];
+    let changes_columns = words.windows(2).any(|pair| match pair[0].as_str() {
+        "MODIFY" | "CHANGE" | "CONVERT" => true,
+        "RENAME" => pair[1] == "COLUMN",
+        "ADD" | "DROP" => !not_columns.contains(&pair[1].as_str()),
+        _ => false,
+    });
+    changes_columns.then_some((table, Alter::Columns))
 }
 
 /// `db.table` and `table` names up to the first unquoted word in `stop`.
@@ -373,13 +422,33 @@ mod tests {
         let watched = vec![TableRef::parse("shop.orders").unwrap()];
         let t = TableRef::parse("shop.orders").unwrap();
         let altered = |text: &str| altered_table(text, "shop", &watched);
+        let columns = Some((t.clone(), Alter::Columns));
+        assert_eq!(altered("ALTER TABLE orders ADD COLUMN x INT"), columns);
         assert_eq!(
-            altered("ALTER TABLE orders ADD COLUMN x INT"),
-            Some(t.clone())
+            altered("ALTER TABLE orders ADD x INT, ADD INDEX (x)"),
+            columns
         );
         assert_eq!(
             altered("alter online table `shop`.`orders` modify x bigint"),
-            Some(t.clone())
+            columns
+        );
+        assert_eq!(altered("ALTER TABLE orders DROP COLUMN x"), columns);
+        assert_eq!(altered("ALTER TABLE orders RENAME COLUMN a TO b"), columns);
+        assert_eq!(
+            altered("ALTER TABLE orders CONVERT TO CHARACTER SET utf8mb4"),
+            columns
+        );
+        assert_eq!(altered("ALTER TABLE orders ADD INDEX by_x (x)"), None);
+        assert_eq!(altered("ALTER TABLE orders DROP FOREIGN KEY fk_x"), None);
+        assert_eq!(
+            altered("ALTER TABLE orders ALTER COLUMN x SET DEFAULT 1"),
+            None
+        );
+        assert_eq!(altered("ALTER TABLE orders ENGINE = InnoDB"), None);
+        assert_eq!(altered("ALTER TABLE orders COMMENT 'x'"), None);
+        assert_eq!(
+            altered("ALTER TABLE orders DROP PARTITION p2019"),
+            Some((t.clone(), Alter::Rows))
         );
         assert_eq!(altered("ALTER TABLE orders RENAME TO orders2"), None);
         assert_eq!(altered("ALTER TABLE other ADD COLUMN x INT"), None);
