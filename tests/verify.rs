@@ -175,6 +175,22 @@ async fn verify_names_every_unknown_view_with_exit_2() {
 
 const NOTES_V1: &str = "name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\nfilter = \"hidden = 0\"\n[key]\npk = \"NOTE#{id}\"\n[attributes]\nbody = \"body\"\n";
 
+/// A notes table of `rows` rows and the notes view (`NOTES_V1`) over it, tables created.
+async fn notes(name: &str, rows: u32, config: &str) -> (Env, String) {
+    let env = Env::new(name).await;
+    let table = env.table("notes");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, hidden TINYINT NOT NULL DEFAULT 0)")
+        .await;
+    env.sql(&format!(
+        "INSERT INTO notes (id, body) SELECT seq, CONCAT('note ', seq) FROM seq_1_to_{rows}"
+    ))
+    .await;
+    env.write_view("notes.toml", &NOTES_V1.replace("TABLE", &table));
+    env.write_config(config);
+    env.create_tables();
+    (env, table)
+}
+
 /// The items a notes view with key template `pk` makes from the table.
 async fn notes_expected(env: &Env, prefix: &str) -> Vec<serde_json::Value> {
     let rows: Vec<(i64, String)> = env
@@ -194,15 +210,7 @@ async fn notes_expected(env: &Env, prefix: &str) -> Vec<serde_json::Value> {
 /// (removed through the daemon).
 #[tokio::test(flavor = "multi_thread")]
 async fn repair_removes_items_of_gone_rows_and_of_an_old_key_template() {
-    let env = Env::new("verifyold").await;
-    let table = env.table("notes");
-    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, hidden TINYINT NOT NULL DEFAULT 0)")
-        .await;
-    env.sql("INSERT INTO notes (id, body) SELECT seq, CONCAT('note ', seq) FROM seq_1_to_40")
-        .await;
-    env.write_view("notes.toml", &NOTES_V1.replace("TABLE", &table));
-    env.write_config("");
-    env.create_tables();
+    let (env, table) = notes("verifyold", 40, "").await;
     let daemon = env.start().await;
     env.converge(
         &table,
@@ -260,15 +268,7 @@ async fn repair_removes_items_of_gone_rows_and_of_an_old_key_template() {
 /// old items stayed and the new ones were never written.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_definition_is_backfilled_again_and_its_old_items_removed() {
-    let env = Env::new("verifydef").await;
-    let table = env.table("notes");
-    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, hidden TINYINT NOT NULL DEFAULT 0)")
-        .await;
-    env.sql("INSERT INTO notes (id, body) SELECT seq, CONCAT('note ', seq) FROM seq_1_to_40")
-        .await;
-    env.write_view("notes.toml", &NOTES_V1.replace("TABLE", &table));
-    env.write_config("");
-    env.create_tables();
+    let (env, table) = notes("verifydef", 40, "").await;
     let daemon = env.start().await;
     env.converge(
         &table,
@@ -326,15 +326,12 @@ async fn a_changed_definition_is_backfilled_again_and_its_old_items_removed() {
 /// damaged, a removed and an added item are found (logged, counted by kind) and repaired.
 #[tokio::test(flavor = "multi_thread")]
 async fn continuous_verification_finds_and_repairs_damage() {
-    let env = Env::new("verifyloop").await;
-    let table = env.table("notes");
-    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, hidden TINYINT NOT NULL DEFAULT 0)")
-        .await;
-    env.sql("INSERT INTO notes (id, body) SELECT seq, CONCAT('note ', seq) FROM seq_1_to_30")
-        .await;
-    env.write_view("notes.toml", &NOTES_V1.replace("TABLE", &table));
-    env.write_config("[verify]\ninterval_s = 1\nrepair = true\nmax_items_per_second = 0\n");
-    env.create_tables();
+    let (env, table) = notes(
+        "verifyloop",
+        30,
+        "[verify]\ninterval_s = 1\nrepair = true\nmax_items_per_second = 0\n",
+    )
+    .await;
     let daemon = env.start().await;
     let expected = notes_expected(&env, "NOTE#").await;
     env.converge(&table, expected.clone(), Duration::from_secs(60))

@@ -66,12 +66,9 @@ async fn item(
     Path(view): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(spec) = control.views.iter().find(|v| v.name == view) else {
-        return plain(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
-    };
-    let (key, columns) = match parse_item_key(spec, &params) {
+    let (key, columns) = match requested_key(&control, &view, &params) {
         Ok(parsed) => parsed,
-        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
+        Err((status, reason)) => return plain(status, reason),
     };
     match get_item(&control.client, &key).await {
         Ok(Some(found)) => return (StatusCode::OK, Json(found)).into_response(),
@@ -96,14 +93,26 @@ async fn item(
     )
 }
 
-/// The item key of `pk` and `sk`, and the key columns they parse into through the view's
-/// templates; `Err` says why they do not.
-fn parse_item_key(
-    spec: &View,
+/// Key columns and their values as text, parsed from an item key.
+type KeyColumns = Vec<(String, String)>;
+
+/// The item key a request names (`pk`, `sk`) in `view`, and the key columns they parse into
+/// through the view's templates; `Err` is the answer: 404 for an unknown view, 400 for a key
+/// that does not parse.
+fn requested_key(
+    control: &Control,
+    view: &str,
     params: &HashMap<String, String>,
-) -> Result<(ItemKey, Vec<(String, String)>), String> {
-    let pk = params.get("pk").ok_or("query parameter pk is required")?;
+) -> Result<(ItemKey, KeyColumns), (StatusCode, String)> {
+    let Some(spec) = control.views.iter().find(|v| v.name == view) else {
+        return Err((StatusCode::NOT_FOUND, format!("no view named {view:?}")));
+    };
+    let Some(pk) = params.get("pk") else {
+        let reason = "query parameter pk is required".to_string();
+        return Err((StatusCode::BAD_REQUEST, reason));
+    };
     crate::view::parse_item_key(spec, pk, params.get("sk").map(String::as_str))
+        .map_err(|reason| (StatusCode::BAD_REQUEST, reason))
 }
 
 /// Asks the snapshot worker to read the rows behind `key` and merge them; `Err` is the answer
@@ -147,12 +156,9 @@ async fn repair(
     Path(view): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(spec) = control.views.iter().find(|v| v.name == view) else {
-        return plain(StatusCode::NOT_FOUND, format!("no view named {view:?}"));
-    };
-    let (key, columns) = match parse_item_key(spec, &params) {
+    let (key, columns) = match requested_key(&control, &view, &params) {
         Ok(parsed) => parsed,
-        Err(reason) => return plain(StatusCode::BAD_REQUEST, reason),
+        Err((status, reason)) => return plain(status, reason),
     };
     match fill(&control, &view, key, columns, true).await {
         Ok(()) => plain(StatusCode::OK, "merged".into()),

@@ -75,21 +75,7 @@ pub async fn remove_marked(
         Err(info) if is_condition_failure(&info) => return Ok(false),
         Err(info) => return Err(info),
     }
-    let deleted = client
-        .delete_item()
-        .table_name(&key.table)
-        .set_key(Some(encode_key(key)))
-        .condition_expression("#r = :m")
-        .expression_attribute_names("#r", REMOVAL_ATTRIBUTE)
-        .expression_attribute_values(":m", types_value(mark))
-        .send()
-        .await
-        .map_err(|e| classify_sdk_error(&e));
-    match deleted {
-        Ok(_) => Ok(true),
-        Err(info) if is_condition_failure(&info) => Ok(false),
-        Err(info) => Err(info),
-    }
+    delete_if_equal(client, key, REMOVAL_ATTRIBUTE, mark).await
 }
 
 /// Removes an item only if it still holds version `version` (a plain conditional DeleteItem):
@@ -99,13 +85,24 @@ pub async fn remove_at_version(
     key: &ItemKey,
     version: u128,
 ) -> Result<bool, SdkErrorInfo> {
+    delete_if_equal(client, key, VERSION_ATTRIBUTE, version).await
+}
+
+/// DeleteItem on condition that the number attribute `name` holds `value`: `Ok(false)` when
+/// it does not (or the item is absent).
+async fn delete_if_equal(
+    client: &Client,
+    key: &ItemKey,
+    name: &str,
+    value: u128,
+) -> Result<bool, SdkErrorInfo> {
     let deleted = client
         .delete_item()
         .table_name(&key.table)
         .set_key(Some(encode_key(key)))
-        .condition_expression("#v = :v")
-        .expression_attribute_names("#v", VERSION_ATTRIBUTE)
-        .expression_attribute_values(":v", types_value(version))
+        .condition_expression("#a = :a")
+        .expression_attribute_names("#a", name)
+        .expression_attribute_values(":a", types_value(value))
         .send()
         .await
         .map_err(|e| classify_sdk_error(&e));

@@ -360,28 +360,42 @@ impl Merge {
                 self.emit(StreamEvent::Halt(halt)).await?;
                 continue;
             }
-            let previous = cursor.backfill.get(&view.name).cloned().unwrap_or_default();
-            let progress = if view.fill == FillMode::Lazy {
-                Progress {
+            if view.fill == FillMode::Lazy {
+                let progress = Progress {
                     done: true,
                     cleanup: true,
                     since: Some(cursor.seq + 1),
                     from_version: Some(version_of(cursor.seq + 1, 0)),
                     definition: Some(view.fingerprint()),
                     ..Progress::default()
-                }
+                };
+                Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
             } else {
-                cursor.resetting.insert(view.name.clone());
-                self.tell_worker(WorkerMsg::Backfill(view.name.clone()))
-                    .await?;
-                Progress {
-                    cleanup: true,
-                    ..previous.restarted()
-                }
-            };
-            Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
+                self.restart_pass(&view.name, true, cursor).await?;
+            }
         }
         Ok(())
+    }
+
+    /// `view` goes back to "not filled" in the very next barrier (so no checkpoint says it
+    /// filled while its items are not made good), keeping its definition and any cleanup
+    /// pending (`cleanup`: one is pending from now), and the snapshot worker backfills it again.
+    async fn restart_pass(
+        &mut self,
+        view: &str,
+        cleanup: bool,
+        cursor: &mut Cursor,
+    ) -> Result<(), MergeError> {
+        let state = Arc::make_mut(&mut cursor.backfill);
+        let previous = state.get(view).cloned().unwrap_or_default();
+        let progress = Progress {
+            cleanup: previous.cleanup || cleanup,
+            ..previous.restarted()
+        };
+        state.insert(view.to_string(), progress);
+        cursor.resetting.insert(view.to_string());
+        self.tell_worker(WorkerMsg::Backfill(view.to_string()))
+            .await
     }
 
     /// Whether `view`'s current backfill pass began after the transaction being read (a DDL read
@@ -418,11 +432,7 @@ impl Merge {
             .collect();
         for view in views {
             info!(view = %view, table = %table, "the table's columns changed: the view takes every column, so it is backfilled again");
-            let state = Arc::make_mut(&mut cursor.backfill);
-            let previous = state.get(&view).cloned().unwrap_or_default();
-            state.insert(view.clone(), previous.restarted());
-            cursor.resetting.insert(view.clone());
-            self.tell_worker(WorkerMsg::Backfill(view)).await?;
+            self.restart_pass(&view, false, cursor).await?;
         }
         Ok(())
     }
@@ -637,11 +647,7 @@ impl Merge {
     /// and the snapshot worker backfills them again.
     async fn backfill_overflowed(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
         for view in self.marks.take_overflowed() {
-            let state = Arc::make_mut(&mut cursor.backfill);
-            let previous = state.get(&view).cloned().unwrap_or_default();
-            state.insert(view.clone(), previous.restarted());
-            cursor.resetting.insert(view.clone());
-            self.tell_worker(WorkerMsg::Backfill(view)).await?;
+            self.restart_pass(&view, false, cursor).await?;
         }
         Ok(())
     }

@@ -355,6 +355,13 @@ impl Worker {
                 fill.key
             )));
         }
+        if read.rows.is_empty() && !crate::view::key_parses_unambiguously(&view, &fill.key) {
+            // The read may have looked for another row than the one that made the item.
+            return Err(SqlError::Schema(format!(
+                "key {} does not parse back unambiguously: not removed",
+                fill.key
+            )));
+        }
         let remove = (fill.repair && read.rows.is_empty()).then(|| Box::new(fill.key.clone()));
         Ok(Some(Read {
             table: view.source.clone(),

@@ -83,16 +83,7 @@ pub fn truncated_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<T
     }
     qualified_names(&tokens, &[])
         .into_iter()
-        .filter_map(|(database, table)| {
-            let database = database.unwrap_or_else(|| schema.to_string());
-            watched
-                .iter()
-                .find(|w| {
-                    w.database.eq_ignore_ascii_case(&database)
-                        && w.table.eq_ignore_ascii_case(&table)
-                })
-                .cloned()
-        })
+        .filter_map(|name| watched_table(watched, schema, &name))
         .collect()
 }
 
@@ -109,27 +100,9 @@ pub struct TableMoves {
 /// [TO|AS] b`, `CREATE [OR REPLACE] TABLE`), for the tables in `watched`.
 pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves {
     let tokens = lex(text);
-    let words: Vec<String> = tokens
-        .iter()
-        .take(6)
-        .filter_map(|t| match t {
-            Token::Word {
-                text,
-                quoted: false,
-            } => Some(text.to_ascii_uppercase()),
-            _ => None,
-        })
-        .collect();
+    let words = unquoted_words(&tokens);
     let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
-    let find = |name: &(Option<String>, String)| {
-        let database = name.0.clone().unwrap_or_else(|| schema.to_string());
-        watched
-            .iter()
-            .find(|w| {
-                w.database.eq_ignore_ascii_case(&database) && w.table.eq_ignore_ascii_case(&name.1)
-            })
-            .cloned()
-    };
+    let find = |name: &(Option<String>, String)| watched_table(watched, schema, name);
     let keywords = [
         "TABLE", "TABLES", "IF", "EXISTS", "NOT", "TO", "AS", "OR", "REPLACE", "WAIT", "NOWAIT",
         "RESTRICT", "CASCADE",
@@ -171,7 +144,7 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
             }
         }
         ("CREATE", "TABLE") | ("CREATE", "OR") => {
-            let temporary = words.iter().any(|w| w == "TEMPORARY");
+            let temporary = words.iter().take(6).any(|w| w == "TEMPORARY");
             if !temporary {
                 moves.back = names(&["(", "LIKE", "SELECT", "AS"])
                     .first()
@@ -201,16 +174,7 @@ pub enum Alter {
 /// constraint, a comment, a default, the engine).
 pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(TableRef, Alter)> {
     let tokens = lex(text);
-    let words: Vec<String> = tokens
-        .iter()
-        .filter_map(|t| match t {
-            Token::Word {
-                text,
-                quoted: false,
-            } => Some(text.to_ascii_uppercase()),
-            _ => None,
-        })
-        .collect();
+    let words = unquoted_words(&tokens);
     if words.first().map(String::as_str) != Some("ALTER")
         || !words.iter().take(4).any(|w| w == "TABLE")
     {
@@ -220,18 +184,12 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
         return None;
     }
     let keywords = ["TABLE", "ONLINE", "IGNORE", "IF", "EXISTS"];
-    let (database, table) = qualified_names(&tokens, &[])
+    let name = qualified_names(&tokens, &[])
         .into_iter()
         .find(|(db, name)| {
             db.is_some() || !keywords.iter().any(|k| name.eq_ignore_ascii_case(k))
         })?;
-    let database = database.unwrap_or_else(|| schema.to_string());
-    let table = watched
-        .iter()
-        .find(|w| {
-            w.database.eq_ignore_ascii_case(&database) && w.table.eq_ignore_ascii_case(&table)
-        })
-        .cloned()?;
+    let table = watched_table(watched, schema, &name)?;
     let has = |word: &str| words.iter().any(|w| w == word);
     let partition_rows = [
         "DROP",
@@ -268,6 +226,33 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
         _ => false,
     });
     changes_columns.then_some((table, Alter::Columns))
+}
+
+/// The unquoted words of a statement, in upper case (keywords and unquoted names).
+fn unquoted_words(tokens: &[Token]) -> Vec<String> {
+    tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word {
+                text,
+                quoted: false,
+            } => Some(text.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The table of `watched` a `db.table` or `table` name (in `schema` by default) names.
+fn watched_table(
+    watched: &[TableRef],
+    schema: &str,
+    (database, table): &(Option<String>, String),
+) -> Option<TableRef> {
+    let database = database.as_deref().unwrap_or(schema);
+    watched
+        .iter()
+        .find(|w| w.database.eq_ignore_ascii_case(database) && w.table.eq_ignore_ascii_case(table))
+        .cloned()
 }
 
 /// `db.table` and `table` names up to the first unquoted word in `stop`.

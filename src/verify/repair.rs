@@ -13,8 +13,7 @@ use super::digest::item_hash;
 use super::{settle, table, Difference, Kind, Run, VerifyError};
 use crate::dynamo::{remove_marked, RemovalGuard};
 use crate::pipeline::FillRequest;
-use crate::view::template::{Segment, Template};
-use crate::view::{parse_item_key, ItemKey, View};
+use crate::view::{key_parses_unambiguously, parse_item_key, ItemKey, View};
 
 /// Where repairs go: the running daemon's API listener (`rowcast verify --repair`), or, inside
 /// the daemon (`[verify] repair = true`), the snapshot worker's queue of fills.
@@ -31,31 +30,6 @@ impl std::fmt::Display for RepairVia {
             RepairVia::Fills(_) => write!(f, "the snapshot worker"),
         }
     }
-}
-
-/// Whether `text` parses through `template` with no other way to read it: every literal of the
-/// template occurs in `text` no more often than in the template (a value holding the literal
-/// that ends it could be split elsewhere).
-fn parses_unambiguously(template: &Template, text: &str) -> bool {
-    if template.parse_key(text).is_err() {
-        return false;
-    }
-    template.segments.iter().all(|segment| match segment {
-        Segment::Literal(literal) if !literal.is_empty() => {
-            text.matches(literal.as_str()).count()
-                <= template.source.matches(literal.as_str()).count()
-        }
-        _ => true,
-    })
-}
-
-fn unambiguous(view: &View, key: &ItemKey) -> bool {
-    parses_unambiguously(&view.key.pk, &key.pk)
-        && match (&view.key.sk, &key.sk) {
-            (Some(template), Some(sk)) => parses_unambiguously(template, sk),
-            (None, None) => true,
-            _ => false,
-        }
 }
 
 /// One item through the daemon: read again from the source and merged at the read's position
@@ -144,7 +118,7 @@ pub async fn repair(run: &mut Run<'_, '_>, found: &[Difference]) -> Result<(), V
     let mut sent = Vec::new();
     for difference in found {
         let key = &difference.key;
-        let outcome = if unambiguous(view, key) {
+        let outcome = if key_parses_unambiguously(view, key) {
             repair_one(&via, view, key).await
         } else if let (Kind::Extra, Some(version), Some(start)) =
             (difference.kind, difference.version, run.pass_start)

@@ -287,6 +287,17 @@ pub fn parse_item_key(
     Ok((key, columns))
 }
 
+/// Whether `key` parses back into its row's columns with no other reading (see
+/// [`Template::parses_unambiguously`]): only then may "no row makes it" remove the item.
+pub fn key_parses_unambiguously(view: &View, key: &ItemKey) -> bool {
+    view.key.pk.parses_unambiguously(&key.pk)
+        && match (&view.key.sk, &key.sk) {
+            (Some(template), Some(sk)) => template.parses_unambiguously(sk),
+            (None, None) => true,
+            _ => false,
+        }
+}
+
 /// The key of the item `row` makes, if it makes one.
 pub fn item_key(view: &View, row: &Row) -> Option<ItemKey> {
     if !passes(view, row).ok()? {

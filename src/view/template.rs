@@ -179,6 +179,22 @@ crate::error::definite_errors!(TemplateError, RenderError, KeyParseError);
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_with_a_literal_inside_a_value_is_ambiguous() {
+        let template = Template::parse("{tenant}#{id}").unwrap();
+        assert!(template.parses_unambiguously("acme#7"));
+        assert!(
+            !template.parses_unambiguously("a#b#7"),
+            "tenant 'a#b' or 'a'"
+        );
+        assert!(!template.parses_unambiguously("#7"), "an empty value");
+        let one = Template::parse("USER#{email}").unwrap();
+        assert!(
+            one.parses_unambiguously("USER#a#b"),
+            "nothing after the value to split on"
+        );
+    }
+
     use super::*;
     use std::collections::HashMap;
 
@@ -252,6 +268,20 @@ pub struct KeyParseError {
 }
 
 impl Template {
+    /// Whether `text` parses with no other way to read it: every literal of the template occurs
+    /// in `text` no more often than in the template (a value holding the literal that ends it
+    /// could be split elsewhere, and the key would name another row).
+    pub fn parses_unambiguously(&self, text: &str) -> bool {
+        self.parse_key(text).is_ok()
+            && self.segments.iter().all(|segment| match segment {
+                Segment::Literal(literal) if !literal.is_empty() => {
+                    text.matches(literal.as_str()).count()
+                        <= self.source.matches(literal.as_str()).count()
+                }
+                _ => true,
+            })
+    }
+
     /// The column values a key was rendered from: the inverse of [`Template::render`], as text.
     /// A placeholder takes everything up to the next literal (the shortest match); two
     /// placeholders side by side cannot be told apart.
