@@ -44,6 +44,11 @@ impl Cleanup {
         // Passes reported clean whose checkpoint does not say so yet.
         let mut reported: HashSet<(String, u128)> = HashSet::new();
         let mut retry_at: HashMap<String, (Instant, Duration)> = HashMap::new();
+        let definitions: HashMap<&str, String> = self
+            .views
+            .iter()
+            .map(|view| (view.name.as_str(), view.fingerprint()))
+            .collect();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
@@ -60,7 +65,7 @@ impl Cleanup {
             for view in &self.views {
                 // Due: the pass is done, with this process's definition of the view.
                 let due = checkpoint.backfill.get(&view.name).and_then(|p| {
-                    let current = p.definition.as_deref() == Some(&view.fingerprint());
+                    let current = p.definition.as_ref() == definitions.get(view.name.as_str());
                     (p.done && p.cleanup && current)
                         .then_some(p.from_version)
                         .flatten()
