@@ -32,7 +32,8 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon: follow the binlog and keep the views. SIGTERM drains, checkpoints, exits 0.
+    /// Run the daemon: follow the binlog and keep the views. SIGTERM drains, checkpoints, exits 0;
+    /// SIGHUP reads the configuration again and applies it (see POST /v1/reload).
     Run {
         /// Daemon config file (TOML).
         #[arg(long)]

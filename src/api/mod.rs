@@ -2,10 +2,11 @@
 //! on miss: the item from DynamoDB, or read from the source through the key templates, merged
 //! into the stream at its snapshot position, and returned) and `POST /v1/views/{view}/snapshot`
 //! (backfill a view again) and `POST /v1/views/{view}/repair` (one item read again from the
-//! source, or removed when no row makes it: `rowcast verify --repair`).
+//! source, or removed when no row makes it: `rowcast verify --repair`), and `POST /v1/reload`
+//! (read the configuration again and apply it, as `SIGHUP` does).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -16,18 +17,48 @@ use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dynamo::{classify_sdk_error, encode_key, from_attribute_value};
-use crate::pipeline::FillRequest;
+use crate::pipeline::{FillRequest, ReloadAnswer, ReloadRequest};
 use crate::view::{ItemKey, View};
 
-/// Requests the HTTP API passes to the running pipeline.
+/// The running pipeline as the API reaches it; replaced when a reload starts the pipeline again.
 #[derive(Clone)]
-pub struct Control {
+pub struct Running {
     /// Views to backfill again (`POST /v1/views/{view}/snapshot`).
     pub snapshots: mpsc::Sender<String>,
     /// Fill-on-miss reads for the binlog reader (`GET /v1/views/{view}/item`).
     pub fills: mpsc::Sender<FillRequest>,
     pub views: Arc<Vec<Arc<View>>>,
     pub client: aws_sdk_dynamodb::Client,
+}
+
+/// Requests the HTTP API passes to the daemon: to the running pipeline, and reloads.
+#[derive(Clone)]
+pub struct Control {
+    running: Arc<RwLock<Running>>,
+    reloads: mpsc::Sender<ReloadRequest>,
+}
+
+impl Control {
+    pub fn new(running: Running, reloads: mpsc::Sender<ReloadRequest>) -> Self {
+        Control {
+            running: Arc::new(RwLock::new(running)),
+            reloads,
+        }
+    }
+
+    /// The pipeline requests go to from now on (after a reload).
+    pub fn replace(&self, running: Running) {
+        if let Ok(mut current) = self.running.write() {
+            *current = running;
+        }
+    }
+
+    fn running(&self) -> Running {
+        match self.running.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 fn plain(status: StatusCode, text: String) -> Response {
@@ -66,6 +97,7 @@ async fn item(
     Path(view): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let control = control.running();
     let (key, columns) = match requested_key(&control, &view, &params) {
         Ok(parsed) => parsed,
         Err((status, reason)) => return plain(status, reason),
@@ -100,7 +132,7 @@ type KeyColumns = Vec<(String, String)>;
 /// through the view's templates; `Err` is the answer: 404 for an unknown view, 400 for a key
 /// that does not parse.
 fn requested_key(
-    control: &Control,
+    control: &Running,
     view: &str,
     params: &HashMap<String, String>,
 ) -> Result<(ItemKey, KeyColumns), (StatusCode, String)> {
@@ -118,7 +150,7 @@ fn requested_key(
 /// Asks the snapshot worker to read the rows behind `key` and merge them; `Err` is the answer
 /// when no row makes the item (unless `repair`: the item is then removed) or the read failed.
 async fn fill(
-    control: &Control,
+    control: &Running,
     view: &str,
     key: ItemKey,
     columns: Vec<(String, String)>,
@@ -156,6 +188,7 @@ async fn repair(
     Path(view): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let control = control.running();
     let (key, columns) = match requested_key(&control, &view, &params) {
         Ok(parsed) => parsed,
         Err((status, reason)) => return plain(status, reason),
@@ -167,6 +200,7 @@ async fn repair(
 }
 
 async fn snapshot(State(control): State<Control>, Path(view): Path<String>) -> impl IntoResponse {
+    let control = control.running();
     if !control.views.iter().any(|v| v.name == view) {
         return (StatusCode::NOT_FOUND, format!("no view named {view:?}\n"));
     }
@@ -182,9 +216,32 @@ async fn snapshot(State(control): State<Control>, Path(view): Path<String>) -> i
     }
 }
 
+/// `POST /v1/reload`: the configuration read again and checked (the files, then the servers:
+/// the source's settings, the DynamoDB tables) before anything stops; 200 "unchanged", 202 when
+/// it is being applied (what changed), 400 with every problem when it is not applied (the running
+/// configuration stays), 503 when the servers could not be reached to check it.
+async fn reload(State(control): State<Control>) -> Response {
+    let (reply, answer) = oneshot::channel();
+    if control.reloads.try_send(ReloadRequest { reply }).is_err() {
+        let reason = "a reload is already pending; try again".into();
+        return plain(StatusCode::SERVICE_UNAVAILABLE, reason);
+    }
+    match answer.await {
+        Ok(ReloadAnswer::Unchanged) => plain(StatusCode::OK, "unchanged".into()),
+        Ok(ReloadAnswer::Applying(what)) => plain(StatusCode::ACCEPTED, what),
+        Ok(ReloadAnswer::Rejected(problems)) => plain(StatusCode::BAD_REQUEST, problems),
+        Ok(ReloadAnswer::Unavailable(reason)) => plain(StatusCode::SERVICE_UNAVAILABLE, reason),
+        Err(_) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rowcast is stopping".into(),
+        ),
+    }
+}
+
 /// The API's routes.
 pub fn routes(control: Control) -> Router {
     Router::new()
+        .route("/v1/reload", post(reload))
         .route("/v1/views/{view}/snapshot", post(snapshot))
         .route("/v1/views/{view}/item", get(item))
         .route("/v1/views/{view}/repair", post(repair))

@@ -11,12 +11,16 @@
 //!  snapshot ◄──┘ └──► (refresh batches)        write-back consumers, HTTP API
 //! ```
 //!
+//! A reload (`reload.rs`) drains the pipeline and starts it again with the new configuration,
+//! in the same process.
+//!
 //! Every task belongs to the supervisor (`supervise.rs`): a definite failure anywhere stops the
 //! daemon after draining, with the stage's name and cause. Shutdown (SIGTERM): the source stops
 //! reading; each stage ends when its input closes, so in-flight writes drain and the final
 //! checkpoint is committed; the HTTP listener stops last.
 
 mod prepare;
+mod reload;
 mod supervise;
 mod wiring;
 
@@ -24,6 +28,7 @@ use std::sync::Arc;
 
 use mysql_async::Pool;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -34,6 +39,7 @@ use crate::control::CheckpointError;
 use crate::dynamo::{self, SdkErrorInfo};
 use crate::error::{Classify, ErrorClass};
 use crate::metrics::{self, Health};
+use crate::pipeline::ReloadRequest;
 use crate::source::SourceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +76,9 @@ impl Classify for AppError {
 }
 
 /// Runs the daemon until `shutdown` fires (then drains) or a stage fails (then drains and
-/// returns the failure).
+/// returns the failure). A reload (`SIGHUP`, `POST /v1/reload`) with a valid, different
+/// configuration drains the pipeline and starts it again with that configuration
+/// (`reload.rs`).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     let health = Arc::new(Health::default());
     let listener = TcpListener::bind(config.metrics_listen)
@@ -80,11 +88,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             source,
         })?;
     info!(listen = %config.metrics_listen, "serving /metrics, /healthz, /readyz");
-    let client = dynamo::client(&config.dynamodb).await;
     let mut supervisor = Supervisor::new(health.clone(), &shutdown);
-    let channels = wiring::Requests::new();
+    let (reload_tx, mut reloads) = mpsc::channel(1);
+    let mut client = dynamo::client(&config.dynamodb).await;
+    let mut channels = wiring::Requests::new();
+    let control = crate::api::Control::new(channels.running(&config, &client), reload_tx.clone());
     let routes = metrics::routes(health.clone(), config.source.idle_timeout * 6)
-        .merge(crate::api::routes(channels.control(&config, &client)));
+        .merge(crate::api::routes(control.clone()));
     let finish = supervisor.finish_token();
     supervisor.spawn_background("http", async move {
         metrics::serve(listener, routes, finish)
@@ -95,31 +105,100 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
                 at_once: false,
             })
     });
-    let store = Arc::new(checkpoint_store(&config, &client));
-    let pool = Pool::new(
-        mysql_async::Opts::from_url(&config.source.url)
-            .map_err(|e| AppError::Source(SourceError::Url(e)))?,
-    );
-    let prepared = prepare::prepare_with_retry(&config, &client, &store, &shutdown).await;
-    match prepared {
-        Ok(Some((start, initial))) => {
-            let parts = wiring::Parts {
-                config: &config,
-                client: &client,
-                pool: &pool,
-                store,
-                health: &health,
-            };
-            wiring::spawn(&mut supervisor, parts, channels, start, initial).await;
+    let sighup = tokio::spawn(reload::on_sighup(reload_tx));
+    let mut config = config;
+    let outcome = loop {
+        let generation = Generation {
+            config: &config,
+            client: &client,
+            health: &health,
+            shutdown: &shutdown,
+        };
+        let ended = generation
+            .run(&mut supervisor, channels, &mut reloads)
+            .await;
+        match ended {
+            Ok(Some(next)) if !shutdown.is_cancelled() => {
+                info!("pipeline drained for the reload; starting it again from the checkpoint");
+                config = next;
+                client = dynamo::client(&config.dynamodb).await;
+                channels = wiring::Requests::new();
+                control.replace(channels.running(&config, &client));
+                supervisor.next_generation();
+                health.new_generation();
+            }
+            Ok(_) => break Ok(()),
+            Err(error) => break Err(error),
         }
-        Ok(None) => {}
-        Err(error) => {
-            // Only the HTTP listener runs: it stops at once.
-            let _ = supervisor.run().await;
-            return Err(error);
+    };
+    sighup.abort();
+    let finished = supervisor.finish().await.map_err(AppError::Stage);
+    outcome.and(finished)
+}
+
+/// One run of the pipeline with one configuration.
+struct Generation<'a> {
+    config: &'a Config,
+    client: &'a aws_sdk_dynamodb::Client,
+    health: &'a Arc<Health>,
+    shutdown: &'a CancellationToken,
+}
+
+impl Generation<'_> {
+    /// Prepares and runs the pipeline until it has drained; the configuration to start it
+    /// again with when a reload drained it.
+    async fn run(
+        self,
+        supervisor: &mut Supervisor,
+        channels: wiring::Requests,
+        reloads: &mut mpsc::Receiver<ReloadRequest>,
+    ) -> Result<Option<Config>, AppError> {
+        let Generation {
+            config,
+            client,
+            health,
+            shutdown,
+        } = self;
+        let store = Arc::new(checkpoint_store(config, client));
+        let pool = Pool::new(
+            mysql_async::Opts::from_url(&config.source.url)
+                .map_err(|e| AppError::Source(SourceError::Url(e)))?,
+        );
+        match prepare::prepare_with_retry(config, client, &store, shutdown).await? {
+            Some((start, initial)) => {
+                let parts = wiring::Parts {
+                    config,
+                    client,
+                    pool: &pool,
+                    store,
+                    health,
+                };
+                wiring::spawn(supervisor, parts, channels, start, initial).await;
+            }
+            None => return Ok(None),
         }
+        let drain = supervisor.drain_token();
+        let mut next: Option<Config> = None;
+        let outcome = {
+            let pipeline = supervisor.run_pipeline();
+            tokio::pin!(pipeline);
+            loop {
+                tokio::select! {
+                    outcome = &mut pipeline => break outcome,
+                    Some(request) = reloads.recv(), if next.is_none() && !drain.is_cancelled() => {
+                        let (answer, read) = reload::consider(config).await;
+                        reload::log(&answer);
+                        let _ = request.reply.send(answer);
+                        if let Some(read) = read {
+                            next = Some(read);
+                            drain.cancel();
+                        }
+                    }
+                }
+            }
+        };
+        let _ = pool.disconnect().await;
+        outcome.map_err(AppError::Stage)?;
+        Ok(next)
     }
-    let outcome = supervisor.run().await;
-    let _ = pool.disconnect().await;
-    outcome.map_err(AppError::Stage)
 }

@@ -91,6 +91,18 @@ async fn prepare(
     Ok(result)
 }
 
+/// What a reloaded configuration must pass before the running one drains: what is checked at
+/// start, the checkpoint aside.
+pub(super) async fn check_servers(
+    config: &Config,
+    client: &Client,
+) -> Result<Vec<Problem>, AppError> {
+    let (mut conn, flavor) = source::connect(&config.source.url).await?;
+    let problems = run_preflight(&mut conn, flavor, config, client).await;
+    let _ = conn.disconnect().await;
+    problems
+}
+
 /// What must hold before streaming: the server's settings, the write-back views' keys, the
 /// DynamoDB tables (privileges only warn: grants through roles are not resolved).
 async fn run_preflight(

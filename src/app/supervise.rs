@@ -11,6 +11,8 @@
 //!   again with backoff and counted; a definite error stops the daemon like any other.
 //! - Background tasks (the HTTP listener) are stopped once every other task has ended, so the
 //!   probes answer while the pipeline drains.
+//! - A reload drains the pipeline's stages (as a shutdown does) while the background tasks go on,
+//!   then a new generation of stages starts (`run_pipeline`, `next_generation`, `finish`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,7 +67,9 @@ pub struct Supervisor {
     names: HashMap<tokio::task::Id, String>,
     background: JoinSet<StageResult>,
     health: Arc<Health>,
-    /// Cancelled to drain: at shutdown (its parent) or at the first failure.
+    /// The daemon's shutdown: the parent of every generation's drain token.
+    shutdown: CancellationToken,
+    /// Cancelled to drain: at shutdown (its parent), at the first failure, or for a reload.
     drain: CancellationToken,
     /// Cancelled once every pipeline task has ended: stops the background tasks.
     finish: CancellationToken,
@@ -78,6 +82,7 @@ impl Supervisor {
             names: HashMap::new(),
             background: JoinSet::new(),
             health,
+            shutdown: shutdown.clone(),
             drain: shutdown.child_token(),
             finish: CancellationToken::new(),
         }
@@ -149,6 +154,14 @@ impl Supervisor {
 
     /// Waits until every task has ended; the first failure, if any.
     pub async fn run(mut self) -> Result<(), StageFailure> {
+        let pipeline = self.run_pipeline().await;
+        let finished = self.finish().await;
+        pipeline.and(finished)
+    }
+
+    /// Waits until every stage of the pipeline has ended (drained for a shutdown or a reload,
+    /// or after a failure); the first failure, if any (a background task's included).
+    pub async fn run_pipeline(&mut self) -> Result<(), StageFailure> {
         let mut failure: Option<StageFailure> = None;
         loop {
             tokio::select! {
@@ -163,6 +176,20 @@ impl Supervisor {
                 }
             }
         }
+        match failure {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+
+    /// After a reload drained the pipeline: the next generation's stages drain on a new token.
+    pub fn next_generation(&mut self) {
+        self.drain = self.shutdown.child_token();
+    }
+
+    /// Stops the background tasks once the pipeline has ended.
+    pub async fn finish(mut self) -> Result<(), StageFailure> {
+        let mut failure: Option<StageFailure> = None;
         self.finish.cancel();
         while let Some(joined) = self.background.join_next_with_id().await {
             self.ended(joined, &mut failure);

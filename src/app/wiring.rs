@@ -29,8 +29,8 @@ use crate::sql::TableCache;
 use crate::view::View;
 
 /// Requests that reach the snapshot worker from outside the pipeline: the API's fills and
-/// backfill requests, and write-back's restores. Made before the pipeline, so that the API
-/// answers while rowcast starts.
+/// backfill requests, and write-back's restores. Made before the pipeline (so that the API
+/// answers while rowcast starts), again for each generation after a reload.
 pub struct Requests {
     snapshots: (mpsc::Sender<String>, mpsc::Receiver<String>),
     fills: (mpsc::Sender<FillRequest>, mpsc::Receiver<FillRequest>),
@@ -44,8 +44,9 @@ impl Requests {
         }
     }
 
-    pub fn control(&self, config: &Config, client: &Client) -> crate::api::Control {
-        crate::api::Control {
+    /// What the API reaches of the pipeline these requests go to.
+    pub fn running(&self, config: &Config, client: &Client) -> crate::api::Running {
+        crate::api::Running {
             snapshots: self.snapshots.0.clone(),
             fills: self.fills.0.clone(),
             views: Arc::new(config.views.clone()),

@@ -58,6 +58,17 @@ pub fn note_delivery() {
 }
 
 impl Health {
+    /// A reload starts the pipeline again from its checkpoint: the counters of the stages that
+    /// drained, and the write-back consumers they waited for, are forgotten.
+    pub fn new_generation(&self) {
+        self.read_seq.store(0, Ordering::Relaxed);
+        self.acked_seq.store(0, Ordering::Relaxed);
+        self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);
+        if let Ok(mut starting) = self.writeback_starting.lock() {
+            starting.clear();
+        }
+    }
+
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
         self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);

@@ -200,3 +200,23 @@ pub struct FillRequest {
     /// the read's position instead of the answer being "no row".
     pub repair: bool,
 }
+
+/// `SIGHUP` or `POST /v1/reload` → the daemon: read the configuration again and apply it.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    pub reply: tokio::sync::oneshot::Sender<ReloadAnswer>,
+}
+
+/// What became of a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadAnswer {
+    /// The configuration read is the one running: nothing restarts.
+    Unchanged,
+    /// Valid, checked against the servers, and being applied: the pipeline drains and starts
+    /// again from its checkpoint with the new views. The text says what changed.
+    Applying(String),
+    /// Not applied (the running configuration stays): every problem, one per line.
+    Rejected(String),
+    /// The servers could not be reached to check it; try again.
+    Unavailable(String),
+}

@@ -38,6 +38,26 @@ pub struct Driver {
     copied_since_start: u64,
 }
 
+/// The definition recorded for a view no longer configured: nothing keeps its items current,
+/// so if it comes back its definition reads as changed (backfilled again, stale items removed).
+pub const REMOVED: &str = "(removed)";
+
+/// Views in `state` that are not configured any more (removed by a reload or between runs):
+/// their progress is forgotten except for the mark that they were removed.
+fn forget_removed(views: &[Arc<View>], state: &mut BackfillState) {
+    for (name, progress) in state.iter_mut() {
+        if views.iter().any(|v| v.name == *name) || progress.definition.as_deref() == Some(REMOVED)
+        {
+            continue;
+        }
+        info!(view = %name, "the view is not configured any more: its items stay as they are; if it comes back it is backfilled again");
+        *progress = Progress {
+            definition: Some(REMOVED.to_string()),
+            ..Progress::default()
+        };
+    }
+}
+
 pub const STATE_PENDING: i64 = 0;
 pub const STATE_FILLING: i64 = 1;
 pub const STATE_DONE: i64 = 2;
@@ -47,6 +67,7 @@ impl Driver {
     /// The eager views not yet filled according to `state` (a view missing from it is new).
     pub fn new(views: &[Arc<View>], state: &BackfillState, chunk_rows: usize) -> Driver {
         let mut state = state.clone();
+        forget_removed(views, &mut state);
         let mut groups: Vec<Group> = Vec::new();
         for view in views {
             let gauge = metrics().backfill_state.with_label_values(&[&view.name]);

@@ -428,11 +428,22 @@ pub fn tail(path: &Path) -> String {
 }
 
 pub async fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    try_http(port, "GET", path).await
+}
+
+/// `POST path` with no body: the status and the body.
+pub async fn http_post(port: u16, path: &str) -> (u16, String) {
+    try_http(port, "POST", path)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+async fn try_http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await?;

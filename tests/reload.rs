@@ -1,0 +1,172 @@
+//! Reloading the views while the daemon runs (`SIGHUP`, `POST /v1/reload`), against the real
+//! services: a changed view is backfilled again and its old items removed, an added one is
+//! backfilled, a removed one stops (its items stay), changes written during the reload all
+//! arrive, a bad configuration is refused with its problems while the running one goes on, and
+//! a view that comes back is made current again (rows deleted while it was away lose their
+//! items). The process is the same throughout.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{http_post, Env};
+use serde_json::{json, Value};
+
+/// A view of `items`: key prefix `prefix`, an optional filter, the columns `v` and `status`.
+fn view(name: &str, table: &str, prefix: &str, filter: Option<&str>) -> String {
+    let filter = filter
+        .map(|f| format!("filter = \"{f}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "name = \"{name}\"\ntable = \"{table}\"\nsource = \"{{DB}}.items\"\n{filter}[key]\npk = \"{prefix}#{{id}}\"\n[attributes]\nv = \"v\"\nstatus = \"status\"\n"
+    )
+}
+
+/// The items the views named by `prefixes` (with their filters over `v`) make of the rows now.
+async fn expected(env: &Env, prefixes: &[(&str, Option<i64>)]) -> Vec<Value> {
+    let rows: Vec<(i64, i64, String)> = env.query("SELECT id, v, status FROM items").await;
+    let mut items = Vec::new();
+    for (prefix, below) in prefixes {
+        for (id, v, status) in &rows {
+            if below.is_none_or(|limit| *v < limit) {
+                items.push(json!({"pk": format!("{prefix}#{id}"), "v": v, "status": status}));
+            }
+        }
+    }
+    items
+}
+
+/// Small random changes to `items`, one transaction each, until `stop`.
+async fn churn(env: Arc<Env>, stop: Arc<std::sync::atomic::AtomicBool>, seed: u64) {
+    let mut next = seed;
+    let mut id = 1000;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        next = next
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let row = (next >> 33) % 60 + 1;
+        let v = (next >> 20) % 20;
+        let statement = match (next >> 40) % 4 {
+            0 => {
+                id += 1;
+                format!("INSERT INTO items VALUES ({id}, {v}, 'new')")
+            }
+            1 => format!("DELETE FROM items WHERE id = {row}"),
+            _ => format!("UPDATE items SET v = {v}, status = 'churned' WHERE id = {row}"),
+        };
+        env.sql(&statement).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_changes_the_views_without_stopping_the_daemon() {
+    let env = Arc::new(Env::new("reload").await);
+    let table = env.table("views");
+    env.sql("CREATE TABLE items (id INT PRIMARY KEY, v INT NOT NULL, status VARCHAR(20) NOT NULL)")
+        .await;
+    let values: Vec<String> = (1..=60)
+        .map(|id| format!("({id}, {}, 'open')", id % 20))
+        .collect();
+    env.sql(&format!("INSERT INTO items VALUES {}", values.join(", ")))
+        .await;
+    env.write_view("a.toml", &view("a", &table, "A", None));
+    env.write_view("b.toml", &view("b", &table, "B", None));
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &[("A", None), ("B", None)]).await,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Reload by SIGHUP while rows change: `a` tightened (v < 10), `b` removed, `c` added.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(churn(env.clone(), stop.clone(), 0x5eed));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.write_view("a.toml", &view("a", &table, "A", Some("v < 10")));
+    std::fs::remove_file(env.dir.join("views").join("b.toml")).unwrap();
+    env.write_view("c.toml", &view("c", &table, "C", None));
+    let pid = daemon.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    let mut want: Vec<Value> = expected(&env, &[("A", Some(10)), ("C", None)])
+        .await
+        .into_iter()
+        .map(common::canonical)
+        .collect();
+    want.sort_by_key(|v| v.to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        // `b`'s items are left as they were: compared below.
+        let have: Vec<Value> = env
+            .items(&table)
+            .await
+            .into_iter()
+            .filter(|i| !i["pk"].as_str().unwrap().starts_with("B#"))
+            .collect();
+        if have == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a and c did not follow the new definitions: {} items, {} expected; log: {}",
+            have.len(),
+            want.len(),
+            common::tail(&daemon.log)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("reload: draining"),
+        "{}",
+        common::tail(&daemon.log)
+    );
+    let b_items = env.items(&table).await;
+    let b_count = b_items
+        .iter()
+        .filter(|i| i["pk"].as_str().unwrap().starts_with("B#"))
+        .count();
+    assert!(b_count > 0, "the removed view's items stay");
+
+    // A configuration with a problem is refused with the file and field; the daemon goes on.
+    env.write_view("c.toml", "name = \"c\"\ntable = \"x\"\n");
+    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("c.toml"), "{body}");
+    env.write_view("c.toml", &view("c", &table, "C", None));
+    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    assert_eq!((status, body.trim()), (200, "unchanged"));
+    env.sql("INSERT INTO items VALUES (5000, 1, 'after')").await;
+    env.sql("UPDATE items SET v = 3 WHERE id = 7").await;
+
+    // `b` comes back: rows changed or deleted while it was away are current again.
+    env.sql("DELETE FROM items WHERE id IN (2, 4, 6)").await;
+    env.write_view("b.toml", &view("b", &table, "B", None));
+    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    assert_eq!(status, 202, "{body}");
+    assert!(body.contains("added: b"), "{body}");
+    env.converge(
+        &table,
+        expected(&env, &[("A", Some(10)), ("B", None), ("C", None)]).await,
+        Duration::from_secs(90),
+    )
+    .await;
+    let mut daemon = daemon;
+    assert!(
+        daemon.child.try_wait().unwrap().is_none(),
+        "the daemon kept running"
+    );
+    assert!(daemon.terminate().success());
+}
