@@ -148,6 +148,17 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
     env.write_view("c.toml", &view("c", &table, "C", None));
     let (status, body) = http_post(daemon.port, "/v1/reload").await;
     assert_eq!((status, body.trim()), (200, "unchanged"));
+    // What the checkpoint belongs to changes only at a restart.
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    let moved = config.replace(
+        &format!("server_id = {}", env.server_id),
+        &format!("server_id = {}", env.server_id + 1),
+    );
+    std::fs::write(env.config_path(), moved).unwrap();
+    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("source.server_id"), "{body}");
+    std::fs::write(env.config_path(), config).unwrap();
     env.sql("INSERT INTO items VALUES (5000, 1, 'after')").await;
     env.sql("UPDATE items SET v = 3 WHERE id = 7").await;
 

@@ -226,7 +226,13 @@ async fn reload(State(control): State<Control>) -> Response {
         let reason = "a reload is already pending; try again".into();
         return plain(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
-    match answer.await {
+    // The checks take at most 30 s, but a pipeline that is starting (servers unreachable) looks
+    // at reloads only once it runs.
+    let Ok(answer) = tokio::time::timeout(Duration::from_secs(60), answer).await else {
+        let reason = "no answer in 60 s (is the pipeline starting?); the reload stays queued";
+        return plain(StatusCode::SERVICE_UNAVAILABLE, reason.into());
+    };
+    match answer {
         Ok(ReloadAnswer::Unchanged) => plain(StatusCode::OK, "unchanged".into()),
         Ok(ReloadAnswer::Applying(what)) => plain(StatusCode::ACCEPTED, what),
         Ok(ReloadAnswer::Rejected(problems)) => plain(StatusCode::BAD_REQUEST, problems),

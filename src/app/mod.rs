@@ -39,7 +39,7 @@ use crate::control::CheckpointError;
 use crate::dynamo::{self, SdkErrorInfo};
 use crate::error::{Classify, ErrorClass};
 use crate::metrics::{self, Health};
-use crate::pipeline::ReloadRequest;
+use crate::pipeline::{ReloadAnswer, ReloadRequest};
 use crate::source::SourceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,9 @@ impl Classify for AppError {
 /// configuration drains the pipeline and starts it again with that configuration
 /// (`reload.rs`).
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    // First: a SIGHUP from now on asks for a reload rather than ending the process.
+    let (reload_tx, mut reloads) = mpsc::channel(1);
+    let sighup = tokio::spawn(reload::on_sighup(reload_tx.clone()));
     let health = Arc::new(Health::default());
     let listener = TcpListener::bind(config.metrics_listen)
         .await
@@ -89,7 +92,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         })?;
     info!(listen = %config.metrics_listen, "serving /metrics, /healthz, /readyz");
     let mut supervisor = Supervisor::new(health.clone(), &shutdown);
-    let (reload_tx, mut reloads) = mpsc::channel(1);
     let mut client = dynamo::client(&config.dynamodb).await;
     let mut channels = wiring::Requests::new();
     let control = crate::api::Control::new(channels.running(&config, &client), reload_tx.clone());
@@ -105,7 +107,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
                 at_once: false,
             })
     });
-    let sighup = tokio::spawn(reload::on_sighup(reload_tx));
     let mut config = config;
     let outcome = loop {
         let generation = Generation {
@@ -132,6 +133,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         }
     };
     sighup.abort();
+    // A reload asked for meanwhile is answered, so that its request does not hold the listener.
+    reloads.close();
+    while let Ok(request) = reloads.try_recv() {
+        let answer = ReloadAnswer::Unavailable("rowcast is stopping".into());
+        let _ = request.reply.send(answer);
+    }
     let finished = supervisor.finish().await.map_err(AppError::Stage);
     outcome.and(finished)
 }
@@ -179,24 +186,36 @@ impl Generation<'_> {
         }
         let drain = supervisor.drain_token();
         let mut next: Option<Config> = None;
+        // The check of a reload runs beside the supervision (it may wait on the servers); one at
+        // a time.
+        let mut checking: Option<reload::Check> = None;
         let outcome = {
             let pipeline = supervisor.run_pipeline();
             tokio::pin!(pipeline);
             loop {
                 tokio::select! {
                     outcome = &mut pipeline => break outcome,
-                    Some(request) = reloads.recv(), if next.is_none() && !drain.is_cancelled() => {
-                        let (answer, read) = reload::consider(config).await;
-                        reload::log(&answer);
-                        let _ = request.reply.send(answer);
-                        if let Some(read) = read {
+                    checked = reload::checked(&mut checking, drain.is_cancelled()) => {
+                        checking = None;
+                        if let Some(read) = checked {
                             next = Some(read);
                             drain.cancel();
+                        }
+                    }
+                    Some(request) = reloads.recv(), if checking.is_none() => {
+                        if drain.is_cancelled() {
+                            let answer = ReloadAnswer::Unavailable("the pipeline is stopping or reloading; try again".into());
+                            let _ = request.reply.send(answer);
+                        } else {
+                            checking = Some(reload::check(config.clone(), request));
                         }
                     }
                 }
             }
         };
+        if let Some(check) = checking {
+            check.abandon();
+        }
         let _ = pool.disconnect().await;
         outcome.map_err(AppError::Stage)?;
         Ok(next)

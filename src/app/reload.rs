@@ -61,7 +61,7 @@ pub fn changes(running: &Config, read: &Config) -> Option<String> {
         }
     };
     let mut text = format!(
-        "reloading: views added: {}; removed: {}; changed (backfilled again, old items removed): {}",
+        "reloading: views added: {}; removed: {}; changed: {}",
         list(&added),
         list(&removed),
         list(&changed)
@@ -70,6 +70,25 @@ pub fn changes(running: &Config, read: &Config) -> Option<String> {
         text.push_str("; metrics.listen takes effect at the next restart");
     }
     Some(text)
+}
+
+/// Settings a reload cannot change: what the checkpoint belongs to (the source server and the
+/// replica identity it was read with, the store it is kept in).
+fn restart_only(running: &Config, read: &Config) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if running.source.url != read.source.url {
+        fields.push("source.url");
+    }
+    if running.source.server_id != read.source.server_id {
+        fields.push("source.server_id");
+    }
+    if format!("{:?}", running.checkpoint) != format!("{:?}", read.checkpoint) {
+        fields.push("checkpoint");
+    }
+    if format!("{:?}", running.dynamodb) != format!("{:?}", read.dynamodb) {
+        fields.push("dynamodb");
+    }
+    fields
 }
 
 /// Reads the configuration file again and checks it: the answer, and the configuration to apply
@@ -85,6 +104,14 @@ pub async fn consider(running: &Config) -> (ReloadAnswer, Option<Config>) {
     let Some(what) = changes(running, &read) else {
         return (ReloadAnswer::Unchanged, None);
     };
+    let fixed = restart_only(running, &read);
+    if !fixed.is_empty() {
+        let problems: Vec<String> = fixed
+            .iter()
+            .map(|field| format!("{}: {field}: changes only at a restart (the checkpoint and the positions belong to the server and store it names)", running.file.display()))
+            .collect();
+        return (ReloadAnswer::Rejected(problems.join("\n")), None);
+    }
     let client = crate::dynamo::client(&read.dynamodb).await;
     match prepare::check_servers(&read, &client).await {
         Ok(problems) if problems.is_empty() => (ReloadAnswer::Applying(what), Some(read)),
@@ -95,6 +122,72 @@ pub async fn consider(running: &Config) -> (ReloadAnswer, Option<Config>) {
         Err(error) if error.is_transient() => (ReloadAnswer::Unavailable(chain(&error)), None),
         Err(error) => (ReloadAnswer::Rejected(chain(&error)), None),
     }
+}
+
+/// A reload being checked, beside the running pipeline.
+pub struct Check {
+    task: tokio::task::JoinHandle<(ReloadAnswer, Option<Config>)>,
+    request: Option<ReloadRequest>,
+}
+
+/// How long the check of a reload may wait on the servers.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Checks the configuration a reload reads.
+pub fn check(running: Config, request: ReloadRequest) -> Check {
+    let task = tokio::spawn(async move {
+        match tokio::time::timeout(CHECK_TIMEOUT, consider(&running)).await {
+            Ok(decided) => decided,
+            Err(_) => {
+                let reason =
+                    format!("the servers did not answer the checks within {CHECK_TIMEOUT:?}");
+                (ReloadAnswer::Unavailable(reason), None)
+            }
+        }
+    });
+    Check {
+        task,
+        request: Some(request),
+    }
+}
+
+impl Check {
+    /// The pipeline stopped first: the check ends here, and its request is told so.
+    pub fn abandon(mut self) {
+        self.task.abort();
+        if let Some(request) = self.request.take() {
+            let answer = ReloadAnswer::Unavailable("rowcast is stopping".into());
+            let _ = request.reply.send(answer);
+        }
+    }
+}
+
+/// Once the check in progress ends: answers its request and returns the configuration to
+/// apply, unless `stopping` (the pipeline drains for another cause: the request is told so).
+/// Pending while there is no check.
+pub async fn checked(check: &mut Option<Check>, stopping: bool) -> Option<Config> {
+    let Some(current) = check else {
+        return std::future::pending().await;
+    };
+    let (answer, read) = match (&mut current.task).await {
+        Ok(decided) => decided,
+        Err(error) => (
+            ReloadAnswer::Unavailable(format!("the check failed: {error}")),
+            None,
+        ),
+    };
+    let (answer, read) = match (answer, read) {
+        (ReloadAnswer::Applying(_), Some(_)) if stopping => {
+            let answer = ReloadAnswer::Unavailable("rowcast is stopping".into());
+            (answer, None)
+        }
+        decided => decided,
+    };
+    log(&answer);
+    if let Some(request) = current.request.take() {
+        let _ = request.reply.send(answer);
+    }
+    read
 }
 
 /// Logs a reload's outcome.
@@ -165,6 +258,6 @@ mod tests {
         let what = changes(&running, &read).unwrap();
         assert!(what.contains("added: c, d;"), "{what}");
         assert!(what.contains("removed: b;"), "{what}");
-        assert!(what.contains("removed): a"), "{what}");
+        assert!(what.contains("changed: a"), "{what}");
     }
 }

@@ -61,6 +61,8 @@ impl Health {
     /// A reload starts the pipeline again from its checkpoint: the counters of the stages that
     /// drained, and the write-back consumers they waited for, are forgotten.
     pub fn new_generation(&self) {
+        // Ready again once the next generation's start position is fixed.
+        self.ready.store(false, Ordering::SeqCst);
         self.read_seq.store(0, Ordering::Relaxed);
         self.acked_seq.store(0, Ordering::Relaxed);
         self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);

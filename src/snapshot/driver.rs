@@ -51,6 +51,9 @@ fn forget_removed(views: &[Arc<View>], state: &mut BackfillState) {
             continue;
         }
         info!(view = %name, "the view is not configured any more: its items stay as they are; if it comes back it is backfilled again");
+        // Its gauges would go on saying what they last said (a halt alert firing forever).
+        let _ = metrics().backfill_state.remove_label_values(&[name]);
+        let _ = metrics().view_halted.remove_label_values(&[name]);
         *progress = Progress {
             definition: Some(REMOVED.to_string()),
             ..Progress::default()
