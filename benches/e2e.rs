@@ -16,51 +16,16 @@
 //! `cargo test` it does nothing.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use mysql_async::prelude::Queryable;
 
+mod support;
+
+use support::{env_usize, metric_sum, peak_rss_mb, percentile, start_daemon};
+
 const LANES: usize = 8;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-async fn metric_sum(port: u16, prefix: &str) -> f64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0.0;
-    };
-    let _ = stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await;
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text).await;
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// BatchWriteItem of small items, 25 a request, `LANES` requests at a time.
 async fn raw_writes(
@@ -136,15 +101,7 @@ async fn main() {
     let rows = env_usize("ROWCAST_BENCH_ROWS", 20_000);
     let mode = std::env::var("ROWCAST_BENCH_MODE").unwrap_or_else(|_| "auto".into());
     let latency_rows = env_usize("ROWCAST_BENCH_LATENCY_ROWS", 200);
-    let mysql_url = std::env::var("ROWCAST_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://rowcast_admin:rowcast@127.0.0.1:3306".into());
-    let ddb_url =
-        std::env::var("ROWCAST_TEST_DYNAMODB").unwrap_or_else(|_| "http://127.0.0.1:8000".into());
-    let client = rowcast::dynamo::client(&rowcast::config::DynamoConfig {
-        endpoint_url: Some(ddb_url.clone()),
-        region: Some("us-east-1".into()),
-    })
-    .await;
+    let client = support::dynamodb_client().await;
     let tag = std::process::id();
 
     // 1. Raw ceiling.
@@ -167,16 +124,7 @@ async fn main() {
 
     // 2. rowcast throughput.
     let db = format!("rc_bench_{tag}");
-    let pool = mysql_async::Pool::new(mysql_url.as_str());
-    let mut conn = pool
-        .get_conn()
-        .await
-        .expect("MariaDB (run deploy/local-services.sh start)");
-    conn.query_drop(format!("CREATE DATABASE {db}"))
-        .await
-        .expect("create db");
-    conn.query_drop(format!("USE {db}")).await.expect("use");
-    conn.query_drop("CREATE TABLE accounts (id INT PRIMARY KEY, owner INT NOT NULL, balance BIGINT NOT NULL, state VARCHAR(10) NOT NULL)").await.expect("table");
+    let mut conn = support::accounts_database(&db).await;
     // Rows that exist before rowcast starts: the eager view `preloaded` is backfilled.
     conn.query_drop("CREATE TABLE preloaded (id INT PRIMARY KEY, owner INT NOT NULL, balance BIGINT NOT NULL, state VARCHAR(10) NOT NULL)").await.expect("table");
     conn.query_drop(format!(
@@ -200,8 +148,7 @@ async fn main() {
     let (_daemon, port, backfill_started) = start_daemon(
         &dir,
         20_000 + tag % 10_000,
-        &ddb_url,
-        &format!("mode = \"{mode}\"\n"),
+        &format!("lanes = {LANES}\nmode = \"{mode}\"\n"),
     )
     .await;
     while metric_sum(
@@ -285,7 +232,7 @@ async fn main() {
         latencies.last().expect("some").as_secs_f64() * 1000.0
     );
     drop(_daemon);
-    joins(&mut conn, &client, &ddb_url, &dir, tag).await;
+    joins(&mut conn, &client, &dir, tag).await;
     conn.query_drop(format!("DROP DATABASE {db}"))
         .await
         .expect("drop");
@@ -369,57 +316,6 @@ async fn writeback(
     );
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// Writes `dir/rowcast.toml` (views in `dir/views`), creates the tables, starts `rowcast run`
-/// and waits for its listener; returns when it was spawned. `writer` adds lines to `[writer]`.
-async fn start_daemon(
-    dir: &std::path::Path,
-    server_id: u32,
-    ddb_url: &str,
-    writer: &str,
-) -> (Daemon, u16, Instant) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let config = dir.join("rowcast.toml");
-    std::fs::write(
-        &config,
-        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\nlanes = {LANES}\nflush_interval_ms = 5\n{writer}"),
-    )
-    .expect("config");
-    let config = config.to_str().expect("utf8");
-    let bin = env!("CARGO_BIN_EXE_rowcast");
-    let status = Command::new(bin)
-        .args(["tables", "--config", config, "create"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("tables");
-    assert!(status.success());
-    let log = std::fs::File::create(dir.join("rowcast.log")).expect("log");
-    let spawned = Instant::now();
-    let daemon = Daemon(
-        Command::new(bin)
-            .args(["run", "--config", config])
-            .stderr(log)
-            .spawn()
-            .expect("spawn"),
-    );
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (daemon, port, spawned)
-}
-
 async fn wait_metric(port: u16, prefix: &str, at_least: f64) {
     while metric_sum(port, prefix).await < at_least {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -432,7 +328,6 @@ async fn wait_metric(port: u16, prefix: &str, at_least: f64) {
 async fn joins(
     conn: &mut mysql_async::Conn,
     client: &aws_sdk_dynamodb::Client,
-    ddb_url: &str,
     dir: &std::path::Path,
     tag: u32,
 ) {
@@ -474,7 +369,8 @@ async fn joins(
         format!("name = \"pings\"\ntable = \"{table}\"\nsource = \"{db}.pings\"\n[key]\npk = \"PING#{{id}}\"\nsk = \"PING\"\n"),
     )
     .expect("view");
-    let (daemon, port, _) = start_daemon(&jdir, 30_000 + tag % 10_000, ddb_url, "").await;
+    let (daemon, port, _) =
+        start_daemon(&jdir, 30_000 + tag % 10_000, &format!("lanes = {LANES}\n")).await;
     let pid = daemon.0.id();
     let orders = (fan_out + 1000) as f64;
     wait_metric(

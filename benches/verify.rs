@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+mod support;
+
+use support::metric_sum;
+
 fn rss_mb(pid: u32) -> Option<f64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
@@ -20,24 +24,6 @@ fn rss_mb(pid: u32) -> Option<f64> {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
-}
-
-async fn metric_sum(port: u16, prefix: &str) -> f64 {
-    match rowcast::util::http::request(
-        ([127, 0, 0, 1], port).into(),
-        "GET",
-        "/metrics",
-        Duration::from_secs(5),
-    )
-    .await
-    {
-        Ok((_, text)) => text
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum(),
-        Err(_) => 0.0,
-    }
 }
 
 /// Runs `rowcast verify --view view`; its wall time, peak memory and summary line.

@@ -435,6 +435,7 @@ fn compile_writer(path: &Path, raw: &RawConfig, problems: &mut Problems) -> Writ
     WriterConfig {
         lanes: lanes.clamp(1, 256),
         flush_interval: Duration::from_millis(w.flush_interval_ms.unwrap_or(20)),
+        linger: Duration::from_millis(w.linger_ms.unwrap_or(0)),
         max_window_items: max_window_items.max(1),
         queue_capacity: queue_capacity.max(1),
         mode,

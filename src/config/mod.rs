@@ -85,7 +85,10 @@ pub enum WriteMode {
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub lanes: usize,
+    /// How long join marks gather before their refresh read (`merge::marks`).
     pub flush_interval: Duration,
+    /// How long a lane with nothing in flight waits for more changes before it writes.
+    pub linger: Duration,
     pub max_window_items: usize,
     pub queue_capacity: usize,
     pub mode: WriteMode,

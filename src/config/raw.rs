@@ -121,8 +121,11 @@ pub struct RawMetrics {
 pub struct RawWriter {
     /// Parallel writer lanes; each item key always goes to the same lane.
     pub lanes: Option<usize>,
-    /// How long a lane gathers changes (coalescing per key) before it writes.
+    /// How long join marks gather (one refresh read per parent per interval).
     pub flush_interval_ms: Option<u64>,
+    /// How long a lane with nothing in flight waits for more changes before it writes
+    /// (default 0: at once; changes arriving meanwhile gather for the next write).
+    pub linger_ms: Option<u64>,
     /// Distinct keys a lane gathers before it writes regardless of the interval.
     pub max_window_items: Option<usize>,
     /// Messages each stage may queue before the one before it waits.

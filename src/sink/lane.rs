@@ -1,13 +1,20 @@
 //! A writer lane: owns a hash range of item keys, so writes of one item are applied in order,
 //! while lanes run in parallel.
 //!
-//! The lane gathers writes into a window that keeps only the last write per key (coalescing),
-//! and flushes it when it holds `max_window_items` keys or is `flush_interval` old. A barrier is
-//! acknowledged to the checkpoint tracker once every write received before it is acknowledged
-//! by DynamoDB (or dead-lettered). Within one flush every key appears once, so the window's
-//! batches can go out concurrently.
+//! The lane gathers writes into a window that keeps only the last write per key (coalescing).
+//! One window at a time is in flight: with nothing in flight, the window goes at once with every
+//! change already queued (after `linger`, when set); changes that arrive while a window is in
+//! flight gather in the next one, which goes as soon as the first is acknowledged. So an idle
+//! pipeline writes a change as soon as it is read, and a busy one writes fewer, fuller windows
+//! (a burst on one key is written about once per round trip, not once per change). A full
+//! window (`max_window_items` keys) stops the lane reading until the one in flight is done: at
+//! most two windows per lane are held. A barrier is acknowledged to the checkpoint tracker once
+//! every write received before it is acknowledged by DynamoDB (or dead-lettered). Within one
+//! window every key appears once, so its batches can go out concurrently.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -76,52 +83,126 @@ impl Window {
     }
 }
 
+/// The window being written: done when DynamoDB has acknowledged it (`true` when it held
+/// writes), and the barrier to acknowledge then.
+struct InFlight {
+    write: Pin<Box<dyn Future<Output = bool> + Send>>,
+    barrier: Option<Barrier>,
+}
+
 impl<D: Deliver> Lane<D> {
     /// Runs until its input closes and the last window is written; fails when the checkpoint
     /// tracker has gone away (no acknowledgement could ever be committed).
     pub async fn run(mut self) -> Result<(), LaneError> {
         let mut window = Window::default();
+        let mut in_flight: Option<InFlight> = None;
+        let mut closed = false;
         let depth_label = format!("lane_{}", self.id);
         loop {
-            let deadline = window.opened_at.map(|at| at + self.config.flush_interval);
-            let message = tokio::select! {
-                biased;
-                message = self.rx.recv() => message,
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    self.flush(&mut window).await?;
-                    continue;
-                }
-            };
-            metrics()
-                .queue_depth
-                .with_label_values(&[&depth_label])
-                .set(self.rx.len() as i64);
-            let Some(message) = message else {
-                return self.flush(&mut window).await;
-            };
-            match message {
-                LaneMsg::Write(op) => {
-                    window.touch();
-                    if window.ops.insert(op.op.key().clone(), op).is_some() {
-                        metrics().coalesced.inc();
+            if in_flight.is_none() && !window.is_empty() {
+                let lingered = window
+                    .opened_at
+                    .is_none_or(|at| at.elapsed() >= self.config.linger);
+                if closed || lingered || self.full(&window) {
+                    if !closed {
+                        self.gather(&mut window, &mut closed);
                     }
-                }
-                LaneMsg::Dead(letter) => {
-                    window.touch();
-                    window.dead.push(letter);
-                }
-                LaneMsg::Barrier(barrier) => {
-                    if window.is_empty() {
-                        self.ack(barrier).await?;
-                    } else {
-                        window.barrier = Some(barrier);
-                    }
+                    in_flight = Some(self.send(&mut window));
                 }
             }
-            let full = window.ops.len() >= self.config.max_window_items;
-            let old = deadline.is_some_and(|d| TokioInstant::now() >= d);
-            if full || old {
-                self.flush(&mut window).await?;
+            if closed && in_flight.is_none() && window.is_empty() {
+                return Ok(());
+            }
+            let linger = match (&in_flight, window.opened_at) {
+                (None, Some(at)) => Some(at + self.config.linger),
+                _ => None,
+            };
+            let receive = !closed && !self.full(&window);
+            tokio::select! {
+                biased;
+                wrote = written(&mut in_flight), if in_flight.is_some() => {
+                    let done = in_flight.take();
+                    if wrote {
+                        crate::metrics::note_delivery();
+                    }
+                    crate::util::failpoint::hit("lane.after_write");
+                    if let Some(barrier) = done.and_then(|d| d.barrier) {
+                        self.ack(barrier).await?;
+                    }
+                }
+                message = self.rx.recv(), if receive => {
+                    metrics()
+                        .queue_depth
+                        .with_label_values(&[&depth_label])
+                        .set(self.rx.len() as i64);
+                    match message {
+                        Some(message) => {
+                            if let Some(barrier) = self.take(message, &mut window, &mut in_flight) {
+                                self.ack(barrier).await?;
+                            }
+                        }
+                        None => closed = true,
+                    }
+                }
+                _ = sleep_until(linger), if linger.is_some() => {}
+            }
+        }
+    }
+
+    fn full(&self, window: &Window) -> bool {
+        window.ops.len() >= self.config.max_window_items
+    }
+
+    /// Every message already queued, into the window (until it is full): what goes out together.
+    fn gather(&mut self, window: &mut Window, closed: &mut bool) {
+        let mut nothing_in_flight = None;
+        while !self.full(window) {
+            match self.rx.try_recv() {
+                Ok(message) => {
+                    // With nothing in flight and a non-empty window, a barrier always joins it.
+                    let _ = self.take(message, window, &mut nothing_in_flight);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    *closed = true;
+                    break;
+                }
+            }
+        }
+    }
+
+    /// A message into the window; a barrier with nothing before it unwritten is returned, to
+    /// be acknowledged at once.
+    fn take(
+        &self,
+        message: LaneMsg,
+        window: &mut Window,
+        in_flight: &mut Option<InFlight>,
+    ) -> Option<Barrier> {
+        match message {
+            LaneMsg::Write(op) => {
+                window.touch();
+                if window.ops.insert(op.op.key().clone(), op).is_some() {
+                    metrics().coalesced.inc();
+                }
+                None
+            }
+            LaneMsg::Dead(letter) => {
+                window.touch();
+                window.dead.push(letter);
+                None
+            }
+            LaneMsg::Barrier(barrier) => {
+                if !window.is_empty() {
+                    window.barrier = Some(barrier);
+                    None
+                } else if let Some(flight) = in_flight {
+                    // Everything before it is in the window being written.
+                    flight.barrier = Some(barrier);
+                    None
+                } else {
+                    Some(barrier)
+                }
             }
         }
     }
@@ -136,24 +217,34 @@ impl<D: Deliver> Lane<D> {
             .map_err(|_| LaneError::TrackerGone)
     }
 
-    async fn flush(&self, window: &mut Window) -> Result<(), LaneError> {
+    /// The window goes out; the next one starts empty.
+    fn send(&self, window: &mut Window) -> InFlight {
         let delivery = Delivery {
             ops: window.ops.drain().map(|(_, op)| op).collect(),
             dead: std::mem::take(&mut window.dead),
         };
         window.opened_at = None;
-        // A lane that hangs (a stalled pipeline, for `/healthz`).
-        crate::util::failpoint::delay("lane.before_write").await;
-        let wrote = !delivery.ops.is_empty();
-        self.writer.deliver(delivery, self.config.mode).await;
-        if wrote {
-            crate::metrics::note_delivery();
+        let writer = self.writer.clone();
+        let mode = self.config.mode;
+        let write = async move {
+            // A lane that hangs (a stalled pipeline, for `/healthz`).
+            crate::util::failpoint::delay("lane.before_write").await;
+            let wrote = !delivery.ops.is_empty();
+            writer.deliver(delivery, mode).await;
+            wrote
+        };
+        InFlight {
+            write: Box::pin(write),
+            barrier: window.barrier.take(),
         }
-        crate::util::failpoint::hit("lane.after_write");
-        if let Some(barrier) = window.barrier.take() {
-            self.ack(barrier).await?;
-        }
-        Ok(())
+    }
+}
+
+/// When the window in flight is acknowledged: whether it held writes.
+async fn written(in_flight: &mut Option<InFlight>) -> bool {
+    match in_flight {
+        Some(flight) => flight.write.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -173,10 +264,11 @@ mod tests {
     use crate::pipeline::Position;
     use crate::view::ItemOp;
 
-    /// Records what is delivered and when (in paused time).
+    /// Records what is delivered and when (in paused time); each delivery takes `takes`.
     #[derive(Default)]
     struct Recorder {
         deliveries: Mutex<Vec<(TokioInstant, Vec<String>)>>,
+        takes: Duration,
     }
 
     impl Deliver for Recorder {
@@ -191,6 +283,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push((TokioInstant::now(), keys));
+            tokio::time::sleep(self.takes).await;
         }
     }
 
@@ -240,13 +333,17 @@ mod tests {
         recorder: Arc<Recorder>,
     }
 
-    fn start(flush_interval: Duration, max_window_items: usize) -> Running {
+    fn start(linger: Duration, max_window_items: usize, takes: Duration) -> Running {
         let (input, rx) = mpsc::channel(16);
         let (ack_tx, acks) = mpsc::channel(16);
-        let recorder = Arc::new(Recorder::default());
+        let recorder = Arc::new(Recorder {
+            takes,
+            ..Recorder::default()
+        });
         let config = WriterConfig {
             lanes: 1,
-            flush_interval,
+            flush_interval: Duration::from_millis(20),
+            linger,
             max_window_items,
             queue_capacity: 16,
             mode: WriteMode::Auto,
@@ -271,8 +368,8 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_window_is_written_one_flush_interval_after_its_first_write() {
-        let mut lane = start(Duration::from_millis(20), 100);
+    async fn a_window_is_written_one_linger_after_its_first_write() {
+        let mut lane = start(Duration::from_millis(20), 100, Duration::ZERO);
         let opened = TokioInstant::now();
         lane.input.send(write("a", 1)).await.unwrap();
         lane.input.send(write("b", 2)).await.unwrap();
@@ -298,7 +395,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_window_is_written_at_once_and_an_empty_barrier_acknowledged_at_once() {
-        let mut lane = start(Duration::from_secs(60), 3);
+        let mut lane = start(Duration::from_secs(60), 3, Duration::ZERO);
         let opened = TokioInstant::now();
         lane.input.send(barrier(1)).await.unwrap();
         assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 1);
@@ -318,6 +415,41 @@ mod tests {
             written[0].0, opened,
             "a full window does not wait for the interval"
         );
+        drop(lane.input);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_nothing_in_flight_a_change_goes_at_once_and_the_next_gather_meanwhile() {
+        let write_takes = Duration::from_millis(10);
+        let mut lane = start(Duration::ZERO, 100, write_takes);
+        let t0 = TokioInstant::now();
+        lane.input.send(write("a", 1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // While `a` is written: a barrier (acknowledged once `a` is), then a burst on `b`.
+        lane.input.send(barrier(1)).await.unwrap();
+        for version in 2..7 {
+            lane.input.send(write("b", version)).await.unwrap();
+        }
+        lane.input.send(write("c", 7)).await.unwrap();
+        lane.input.send(barrier(2)).await.unwrap();
+        let first = lane.acks.recv().await.unwrap();
+        assert_eq!(first.barrier.seq, 1);
+        assert_eq!(TokioInstant::now() - t0, write_takes);
+        let second = lane.acks.recv().await.unwrap();
+        assert_eq!(second.barrier.seq, 2);
+        assert_eq!(TokioInstant::now() - t0, write_takes * 2);
+        let written = deliveries(&lane.recorder);
+        assert_eq!(written.len(), 2, "the burst is written once");
+        assert_eq!(
+            (written[0].0 - t0, &written[0].1[..]),
+            (Duration::ZERO, &["a".to_string()][..])
+        );
+        assert_eq!(
+            written[1].0 - t0,
+            write_takes,
+            "the next window goes when the first is done"
+        );
+        assert_eq!(written[1].1, ["b", "c"]);
         drop(lane.input);
     }
 }

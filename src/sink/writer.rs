@@ -66,11 +66,19 @@ impl super::lane::Deliver for Writer {
                 batched.push(op);
             }
         }
-        let batches = join_all(
-            batched
-                .chunks(BATCH_LIMIT)
-                .map(|chunk| self.write_batch(chunk)),
-        );
+        let batches = async {
+            // A lone item goes as a PutItem (or DeleteItem): quicker than a batch of one.
+            if let [op] = batched.as_slice() {
+                self.write_single(op, false).await;
+                return;
+            }
+            join_all(
+                batched
+                    .chunks(BATCH_LIMIT)
+                    .map(|chunk| self.write_batch(chunk)),
+            )
+            .await;
+        };
         let singles = async {
             for group in guarded.chunks(CONDITIONAL_CONCURRENCY) {
                 join_all(group.iter().map(|op| self.write_single(op, true))).await;
