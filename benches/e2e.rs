@@ -27,6 +27,13 @@ use support::{env_usize, metric_sum, peak_rss_mb, percentile, start_daemon};
 
 const LANES: usize = 8;
 
+/// ROWCAST_BENCH_WRITER: more lines for `[writer]` (e.g. "linger_ms = 5").
+fn extra_writer() -> String {
+    std::env::var("ROWCAST_BENCH_WRITER")
+        .unwrap_or_default()
+        .replace("\\n", "\n")
+}
+
 /// BatchWriteItem of small items, 25 a request, `LANES` requests at a time.
 async fn raw_writes(
     client: &aws_sdk_dynamodb::Client,
@@ -148,7 +155,7 @@ async fn main() {
     let (_daemon, port, backfill_started) = start_daemon(
         &dir,
         20_000 + tag % 10_000,
-        &format!("lanes = {LANES}\nmode = \"{mode}\"\n"),
+        &format!("lanes = {LANES}\nmode = \"{mode}\"\n{}", extra_writer()),
     )
     .await;
     while metric_sum(
@@ -369,8 +376,12 @@ async fn joins(
         format!("name = \"pings\"\ntable = \"{table}\"\nsource = \"{db}.pings\"\n[key]\npk = \"PING#{{id}}\"\nsk = \"PING\"\n"),
     )
     .expect("view");
-    let (daemon, port, _) =
-        start_daemon(&jdir, 30_000 + tag % 10_000, &format!("lanes = {LANES}\n")).await;
+    let (daemon, port, _) = start_daemon(
+        &jdir,
+        30_000 + tag % 10_000,
+        &format!("lanes = {LANES}\n{}", extra_writer()),
+    )
+    .await;
     let pid = daemon.0.id();
     let orders = (fan_out + 1000) as f64;
     wait_metric(

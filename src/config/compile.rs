@@ -416,6 +416,9 @@ fn compile_writer(path: &Path, raw: &RawConfig, problems: &mut Problems) -> Writ
     if max_window_items == 0 {
         problems.add(path, "writer.max_window_items", "must be positive");
     }
+    if w.linger_ms.is_some_and(|ms| ms > 10_000) {
+        problems.add(path, "writer.linger_ms", "must be at most 10000");
+    }
     let queue_capacity = w.queue_capacity.unwrap_or(1024);
     if queue_capacity == 0 {
         problems.add(path, "writer.queue_capacity", "must be positive");

@@ -126,7 +126,8 @@ pub struct RawWriter {
     /// How long a lane with nothing in flight waits for more changes before it writes
     /// (default 0: at once; changes arriving meanwhile gather for the next write).
     pub linger_ms: Option<u64>,
-    /// Distinct keys a lane gathers before it writes regardless of the interval.
+    /// Distinct keys (and dead letters) in one window: a full window goes as soon as nothing is
+    /// in flight, and the lane stops reading until then.
     pub max_window_items: Option<usize>,
     /// Messages each stage may queue before the one before it waits.
     pub queue_capacity: Option<usize>,

@@ -117,6 +117,10 @@ impl<D: Deliver> Lane<D> {
                 (None, Some(at)) => Some(at + self.config.linger),
                 _ => None,
             };
+            metrics()
+                .queue_depth
+                .with_label_values(&[&depth_label])
+                .set(self.rx.len() as i64);
             let receive = !closed && !self.full(&window);
             tokio::select! {
                 biased;
@@ -131,10 +135,6 @@ impl<D: Deliver> Lane<D> {
                     }
                 }
                 message = self.rx.recv(), if receive => {
-                    metrics()
-                        .queue_depth
-                        .with_label_values(&[&depth_label])
-                        .set(self.rx.len() as i64);
                     match message {
                         Some(message) => {
                             if let Some(barrier) = self.take(message, &mut window, &mut in_flight) {
@@ -149,14 +149,20 @@ impl<D: Deliver> Lane<D> {
         }
     }
 
+    /// Dead letters count too: a window held by a refusing DynamoDB must not grow without end.
     fn full(&self, window: &Window) -> bool {
-        window.ops.len() >= self.config.max_window_items
+        window.ops.len() + window.dead.len() >= self.config.max_window_items
     }
 
     /// Every message already queued, into the window (until it is full): what goes out together.
     fn gather(&mut self, window: &mut Window, closed: &mut bool) {
         let mut nothing_in_flight = None;
-        while !self.full(window) {
+        // What is queued now, not what keeps coming (a hot key coalesces without filling it).
+        let queued = self.rx.len();
+        for _ in 0..queued {
+            if self.full(window) {
+                break;
+            }
             match self.rx.try_recv() {
                 Ok(message) => {
                     // With nothing in flight and a non-empty window, a barrier always joins it.
@@ -451,5 +457,32 @@ mod tests {
         );
         assert_eq!(written[1].1, ["b", "c"]);
         drop(lane.input);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_full_of_dead_letters_stops_the_lane_reading_while_one_is_in_flight() {
+        let lane = start(Duration::ZERO, 3, Duration::from_secs(10));
+        lane.input.send(write("a", 1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for seq in 0..10 {
+            let letter = DeadLetter {
+                view: "v".into(),
+                key: None,
+                reason: "bad".into(),
+                reason_kind: "bad",
+                position: Position {
+                    file: "b.1".into(),
+                    pos: 4,
+                    gtid: None,
+                },
+                seq,
+                at_ms: 0,
+                record: None,
+            };
+            lane.input.send(LaneMsg::Dead(letter)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        // The window holds three; the other seven wait in the channel.
+        assert_eq!(lane.input.max_capacity() - lane.input.capacity(), 7);
     }
 }
