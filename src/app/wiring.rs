@@ -285,6 +285,9 @@ fn spawn_merge(
         retry: RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff),
         ddl,
         budget: crate::snapshot::worker::Budget::new(config.backfill_max_items_per_second),
+        chunks: Arc::new(tokio::sync::Semaphore::new(
+            crate::snapshot::worker::CHUNKS_AHEAD,
+        )),
     };
     let task = async move {
         worker.run().await;

@@ -563,6 +563,7 @@ impl Merge {
             first_index,
             origin: Arc::new(read.position),
             guard: fill || writeback || replayed,
+            hold: read.hold,
         };
         self.emit(StreamEvent::Snapshot(rows)).await?;
         match read.kind {

@@ -101,6 +101,8 @@ pub struct SnapshotRows {
     pub first_index: u32,
     pub origin: Arc<Position>,
     pub guard: bool,
+    /// The backfill chunk's permit (see `snapshot::Read::hold`), released when this is dropped.
+    pub hold: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug)]

@@ -28,6 +28,9 @@ pub struct Read {
     pub joined: Option<Vec<Joined>>,
     pub position: Position,
     pub kind: ReadKind,
+    /// A backfill chunk holds one of the worker's chunk permits until the projector has handed
+    /// its writes to the lanes: the backfill reads no further ahead of the writers than that.
+    pub hold: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Clone)]

@@ -246,7 +246,7 @@ impl Driver {
             &|_| true,
         )
         .await?;
-        Ok(NextRead::Chunk(self.chunk(read)))
+        Ok(NextRead::Chunk(Box::new(self.chunk(read))))
     }
 
     /// The chunk as a read to merge, with the progress its views will have once it is merged.
@@ -281,6 +281,7 @@ impl Driver {
             kind: ReadKind::Backfill {
                 state: Arc::new(state),
             },
+            hold: None,
         };
         (merged, end)
     }
@@ -351,7 +352,7 @@ pub enum NextRead {
     /// Views that cannot be backfilled (their root has no primary key): marked filled.
     Skipped(Vec<String>),
     /// A chunk to merge, and where it ends (for [`Driver::merged`]).
-    Chunk((Read, ChunkEnd)),
+    Chunk(Box<(Read, ChunkEnd)>),
 }
 
 /// Where a chunk ends: its rows, and the primary key of its last row.

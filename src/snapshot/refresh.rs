@@ -63,6 +63,7 @@ impl RefreshRead {
             joined: read.joined,
             position: read.position,
             kind: ReadKind::Refresh { last },
+            hold: None,
         };
         Ok((merged, read.last_key))
     }

@@ -58,7 +58,14 @@ pub struct Worker {
     pub ddl: Arc<AtomicU64>,
     /// `[backfill] max_items_per_second`.
     pub budget: Budget,
+    /// Backfill chunks read and not yet handed to the lanes, at most [`CHUNKS_AHEAD`]: the
+    /// backfill's memory does not grow with the table when the writers are slower than reads.
+    pub chunks: Arc<tokio::sync::Semaphore>,
 }
+
+/// Backfill chunks between the worker and the lanes at most (one being merged or projected,
+/// one read ahead).
+pub const CHUNKS_AHEAD: usize = 2;
 
 /// A write budget for backfills: chunks are read no faster than `per_second` items (rows × the
 /// views they fill) on average; fills, refreshes and the change stream are never held by it.
@@ -182,7 +189,12 @@ impl Worker {
                 .filter(|_| self.driver.as_ref().is_some_and(Driver::wants_chunk));
             let until = queue.pause_until.filter(|_| paused).or(budget);
             let room = queue.fills.len() < MAX_QUEUED_FILLS;
+            let chunk_waits = self.driver.as_ref().is_some_and(Driver::wants_chunk)
+                && self.chunks.available_permits() == 0;
+            let chunks = self.chunks.clone();
             tokio::select! {
+                // A chunk handed to the lanes: the next may be read.
+                _ = chunks.acquire(), if chunk_waits => {}
                 message = self.inbox.recv() => match message {
                     Some(message) => self.on_message(message, &mut queue),
                     None => return Ok(()),
@@ -208,6 +220,7 @@ impl Worker {
             Some(Work::Refresh)
         } else if self.driver.as_ref().is_some_and(Driver::wants_chunk)
             && self.budget.wait_until().is_none()
+            && self.chunks.available_permits() > 0
         {
             Some(Work::Backfill)
         } else {
@@ -373,6 +386,7 @@ impl Worker {
                 restore: fill.restore,
                 remove,
             },
+            hold: None,
         }))
     }
 
@@ -408,10 +422,14 @@ impl Worker {
         let Some(driver) = self.driver.as_mut() else {
             return (failed(ReadFailure::default()), Pending::Nothing, false);
         };
+        // Taken before the read (`next_work` saw one free; the worker alone takes them).
+        let hold = self.chunks.clone().try_acquire_owned().ok();
         let result = driver.read_next(&mut self.tables).await;
         self.health.set_filling(driver.filling());
         match result {
-            Ok(NextRead::Chunk((read, end))) => {
+            Ok(NextRead::Chunk(chunk)) => {
+                let (mut read, end) = *chunk;
+                read.hold = hold;
                 self.budget.charge(read.rows.len() * read.views.len());
                 (SnapshotEvent::Read(read), Pending::Backfill(end), false)
             }
