@@ -288,6 +288,9 @@ fn spawn_merge(
         chunks: Arc::new(tokio::sync::Semaphore::new(
             crate::snapshot::worker::CHUNKS_AHEAD,
         )),
+        refresh_chunks: Arc::new(tokio::sync::Semaphore::new(
+            crate::snapshot::worker::CHUNKS_AHEAD,
+        )),
     };
     let task = async move {
         worker.run().await;

@@ -157,7 +157,7 @@ pub(super) fn load(
         streams_poll_interval: Duration::from_millis(
             raw.streams
                 .poll_interval_ms
-                .unwrap_or(250)
+                .unwrap_or(200)
                 .clamp(10, 60_000),
         ),
         streams_skip_replication: raw.streams.skip_replication.unwrap_or(false),

@@ -209,6 +209,8 @@ impl Merge {
                     // The snapshot missed a commit the stream already passed (written to the
                     // binlog before it was visible): its rows would undo it.
                     warn!(snapshot = %read.position, passed = %after, "snapshot older than the stream; reading it again");
+                    // Its chunk permit is free before the worker reads again.
+                    drop(read);
                     self.tell_worker(WorkerMsg::Again).await?;
                     return Ok(None);
                 }

@@ -61,6 +61,8 @@ pub struct Worker {
     /// Backfill chunks read and not yet handed to the lanes, at most [`CHUNKS_AHEAD`]: the
     /// backfill's memory does not grow with the table when the writers are slower than reads.
     pub chunks: Arc<tokio::sync::Semaphore>,
+    /// The same for join refresh chunks, apart so that a refresh never waits behind a backfill.
+    pub refresh_chunks: Arc<tokio::sync::Semaphore>,
 }
 
 /// Backfill chunks between the worker and the lanes at most (one being merged or projected,
@@ -191,10 +193,13 @@ impl Worker {
             let room = queue.fills.len() < MAX_QUEUED_FILLS;
             let chunk_waits = self.driver.as_ref().is_some_and(Driver::wants_chunk)
                 && self.chunks.available_permits() == 0;
-            let chunks = self.chunks.clone();
+            let refresh_waits =
+                queue.refresh.is_some() && self.refresh_chunks.available_permits() == 0;
+            let (chunks, refresh_chunks) = (self.chunks.clone(), self.refresh_chunks.clone());
             tokio::select! {
                 // A chunk handed to the lanes: the next may be read.
                 _ = chunks.acquire(), if chunk_waits => {}
+                _ = refresh_chunks.acquire(), if refresh_waits => {}
                 message = self.inbox.recv() => match message {
                     Some(message) => self.on_message(message, &mut queue),
                     None => return Ok(()),
@@ -216,7 +221,7 @@ impl Worker {
         queue.fills.retain(|fill| !fill.reply.is_closed());
         let other = if paused {
             None
-        } else if queue.refresh.is_some() {
+        } else if queue.refresh.is_some() && self.refresh_chunks.available_permits() > 0 {
             Some(Work::Refresh)
         } else if self.driver.as_ref().is_some_and(Driver::wants_chunk)
             && self.budget.wait_until().is_none()
@@ -394,8 +399,10 @@ impl Worker {
         let Some(reading) = queue.refresh.as_ref() else {
             return (failed(ReadFailure::default()), Pending::Nothing, false);
         };
+        let hold = self.refresh_chunks.clone().try_acquire_owned().ok();
         match reading.read_next(&mut self.tables, self.chunk_rows).await {
-            Ok((read, last_key)) => {
+            Ok((mut read, last_key)) => {
+                read.hold = hold;
                 let last = matches!(read.kind, ReadKind::Refresh { last: true });
                 let pending = Pending::Refresh(last_key, last);
                 (SnapshotEvent::Read(read), pending, false)

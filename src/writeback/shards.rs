@@ -48,6 +48,34 @@ struct ShardState {
     parent: Option<String>,
     iterator: Option<String>,
     position: ShardPosition,
+    /// When the shard may be read next; `None`: at once.
+    next_read: Option<Instant>,
+    /// When its last reads began (at most [`READS_PER_SECOND`]).
+    recent: std::collections::VecDeque<Instant>,
+}
+
+/// DynamoDB Streams allows 5 GetRecords per second per shard: after a read that returned
+/// records the shard is read again at once, unless it was read that often in the last second
+/// (then when the oldest of those is a second old); after a read with nothing, after the poll
+/// interval.
+const READS_PER_SECOND: usize = 5;
+
+impl ShardState {
+    /// A read that began at `began` found records (or not): when the next may begin.
+    fn read_began(&mut self, began: Instant, records: bool, poll: Duration) {
+        if self.recent.len() == READS_PER_SECOND {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(began);
+        let allowed = match self.recent.front() {
+            Some(oldest) if self.recent.len() == READS_PER_SECOND => {
+                *oldest + Duration::from_secs(1)
+            }
+            _ => began,
+        };
+        let wanted = if records { began } else { began + poll };
+        self.next_read = Some(wanted.max(allowed));
+    }
 }
 
 /// What one read of a shard did.
@@ -154,6 +182,8 @@ impl Follower {
             follower.shards.insert(
                 id,
                 ShardState {
+                    next_read: None,
+                    recent: Default::default(),
                     parent,
                     iterator: None,
                     position,
@@ -229,35 +259,62 @@ impl Follower {
                 described = Some(Instant::now());
             }
             let mut busy = false;
+            let mut ended = false;
             let ids: Vec<String> = self.shards.keys().cloned().collect();
             for id in ids {
                 if cancel.is_cancelled() {
                     return Ok(Ended::Cancelled);
                 }
-                if !self.ready(&id) {
+                let due = self.shards[&id]
+                    .next_read
+                    .is_none_or(|at| at <= Instant::now());
+                if !self.ready(&id) || !due {
                     continue;
                 }
-                match self.read_shard(&id, cancel).await {
+                let began = Instant::now();
+                let read = self.read_shard(&id, cancel).await;
+                let records = read.as_ref().is_ok_and(|r| r.records > 0);
+                let poll = self.consumer.poll;
+                if let Some(state) = self.shards.get_mut(&id) {
+                    state.read_began(began, records, poll);
+                }
+                match read {
                     Ok(read) => {
                         busy |= read.records > 0;
-                        if read.ended {
-                            described = None;
-                            busy = true;
-                        }
+                        ended |= read.ended;
                     }
                     Err(error) => {
                         warn!(%table, shard = %id, error = %chain(&error), "write-back: reading the shard failed; retrying");
                     }
                 }
             }
+            if ended {
+                // A shard ended: its children are listed at once.
+                described = None;
+                continue;
+            }
             if !busy {
                 metrics()
                     .writeback_lag
                     .with_label_values(&[&table])
                     .set(0.0);
-                if !pause(cancel, self.consumer.poll).await {
-                    return Ok(Ended::Cancelled);
-                }
+            }
+            // Until the next shard is due (the poll interval at most).
+            let now = Instant::now();
+            let next = self
+                .shards
+                .iter()
+                .filter(|(id, _)| self.ready(id))
+                .map(|(_, state)| {
+                    state
+                        .next_read
+                        .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+                })
+                .min()
+                .unwrap_or(self.consumer.poll)
+                .min(self.consumer.poll);
+            if !next.is_zero() && !pause(cancel, next).await {
+                return Ok(Ended::Cancelled);
             }
         }
         Ok(Ended::Cancelled)
@@ -295,6 +352,8 @@ impl Follower {
         });
         for (id, parent) in listed {
             self.shards.entry(id).or_insert_with(|| ShardState {
+                next_read: None,
+                recent: Default::default(),
                 parent,
                 iterator: None,
                 position: ShardPosition::default(),
@@ -625,4 +684,45 @@ pub enum Ended {
     Cancelled,
     /// The table has another stream now: follow that one.
     StreamChanged,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard() -> ShardState {
+        ShardState {
+            parent: None,
+            iterator: None,
+            position: ShardPosition::default(),
+            next_read: None,
+            recent: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_shard_is_read_again_at_once_while_records_come_but_never_more_than_five_times_a_second() {
+        let poll = Duration::from_millis(200);
+        let t0 = Instant::now();
+        let mut state = shard();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Records at every read: at once, four times more.
+        for n in 0..5 {
+            state.read_began(ms(n * 10), true, poll);
+            if n < 4 {
+                assert_eq!(state.next_read, Some(ms(n * 10)), "read {n}");
+            }
+        }
+        // The fifth read in a second: the next one when the first is a second old.
+        assert_eq!(state.next_read, Some(ms(1000)));
+        // Nothing new: after the poll interval (the window allows it by then).
+        state.read_began(ms(1000), false, poll);
+        assert_eq!(state.next_read, Some(ms(1200)));
+        // Reads spread out: the limit never holds a read back.
+        let mut spread = shard();
+        for n in 0..20 {
+            spread.read_began(ms(n * 250), true, poll);
+            assert_eq!(spread.next_read, Some(ms(n * 250)));
+        }
+    }
 }
