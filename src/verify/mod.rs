@@ -263,11 +263,22 @@ pub async fn verify_view(
     options: &Options,
     report: &mut (dyn FnMut(&Difference) + Send + Sync),
 ) -> Result<Summary, VerifyError> {
-    let progress = services
-        .checkpoint
-        .load()
-        .await?
-        .and_then(|c| c.backfill.get(&view.name).cloned());
+    // A backfill that has just ended reaches the checkpoint at its next save: wait a little
+    // for it before calling the view unfilled.
+    let patience = options.checkpoint_wait.min(Duration::from_secs(10));
+    let waited_from = std::time::Instant::now();
+    let progress = loop {
+        let progress = services
+            .checkpoint
+            .load()
+            .await?
+            .and_then(|c| c.backfill.get(&view.name).cloned());
+        let done = progress.as_ref().is_some_and(|p| p.done);
+        if done || view.fill == FillMode::Lazy || waited_from.elapsed() >= patience {
+            break progress;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     let mut run = Run {
         services,
         view,
