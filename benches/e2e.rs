@@ -140,18 +140,12 @@ async fn main() {
     .await
     .expect("preload");
     let dir = std::env::temp_dir().join(format!("rowcast-bench-{tag}"));
-    std::fs::create_dir_all(dir.join("views")).expect("dir");
     let view_table = format!("bench_views_{tag}");
-    std::fs::write(
-        dir.join("views/preloaded.toml"),
-        format!("name = \"preloaded\"\ntable = \"{view_table}\"\nsource = \"{db}.preloaded\"\n[key]\npk = \"PRE#{{owner}}\"\nsk = \"ACC#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n"),
-    )
-    .expect("view");
-    std::fs::write(
-        dir.join("views/accounts.toml"),
-        format!("name = \"accounts\"\ntable = \"{view_table}\"\nsource = \"{db}.accounts\"\nfilter = \"state <> 'closed'\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ACC#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n"),
-    )
-    .expect("view");
+    let preloaded = format!("{db}.preloaded");
+    support::write_accounts_view(&dir, "preloaded", &view_table, &preloaded, "PRE", None);
+    let accounts = format!("{db}.accounts");
+    let open = Some("state <> 'closed'");
+    support::write_accounts_view(&dir, "accounts", &view_table, &accounts, "OWNER", open);
     let (_daemon, port, backfill_started) = start_daemon(
         &dir,
         20_000 + tag % 10_000,

@@ -176,13 +176,9 @@ async fn main() {
 
     // rowcast, default writer settings.
     let dir = std::env::temp_dir().join(format!("rowcast-latency-{tag}"));
-    std::fs::create_dir_all(dir.join("views")).expect("dir");
     let view_table = format!("bench_latency_{tag}");
-    std::fs::write(
-        dir.join("views/accounts.toml"),
-        format!("name = \"accounts\"\ntable = \"{view_table}\"\nsource = \"{db}.accounts\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ACC#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n"),
-    )
-    .expect("view");
+    let source = format!("{db}.accounts");
+    support::write_accounts_view(&dir, "accounts", &view_table, &source, "OWNER", None);
     // ROWCAST_BENCH_WRITER: lines for `[writer]` (e.g. "linger_ms = 20", how lanes waited
     // before they wrote at once when idle).
     let writer = std::env::var("ROWCAST_BENCH_WRITER")

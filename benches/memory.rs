@@ -40,13 +40,9 @@ async fn main() {
             loaded = rows;
         }
         let dir = std::env::temp_dir().join(format!("rowcast-memory-{tag}-{n}"));
-        std::fs::create_dir_all(dir.join("views")).expect("dir");
         let view_table = format!("bench_memory_{tag}_{n}");
-        std::fs::write(
-            dir.join("views/accounts.toml"),
-            format!("name = \"accounts\"\ntable = \"{view_table}\"\nsource = \"{db}.accounts\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ACC#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n"),
-        )
-        .expect("view");
+        let source = format!("{db}.accounts");
+        support::write_accounts_view(&dir, "accounts", &view_table, &source, "OWNER", None);
         let (daemon, port, started) =
             support::start_daemon(&dir, 45_000 + tag % 10_000 + n as u32, "").await;
         let written = "rowcast_items_written_total{op=\"put\",view=\"accounts\"}";

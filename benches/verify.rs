@@ -131,11 +131,7 @@ async fn main() {
         format!("name = \"joined\"\ntable = \"{joined_table}\"\nsource = \"{db}.items\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ITEM#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n[[lookup]]\nfrom = \"{db}.owners\"\non = {{ id = \"owner\" }}\nattributes = {{ owner_name = \"name\" }}\n"),
     )
     .expect("view");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = support::free_port();
     let config = dir.join("rowcast.toml");
     std::fs::write(
         &config,

@@ -46,6 +46,36 @@ pub async fn accounts_database(name: &str) -> mysql_async::Conn {
     conn
 }
 
+/// A view of an `accounts`-shaped table (`source`) into `table`, keyed `{prefix}#{owner}` /
+/// `ACC#{id:08}`, with `balance` and `state`, written to `dir/views/{name}.toml`.
+pub fn write_accounts_view(
+    dir: &std::path::Path,
+    name: &str,
+    table: &str,
+    source: &str,
+    prefix: &str,
+    filter: Option<&str>,
+) {
+    std::fs::create_dir_all(dir.join("views")).expect("dir");
+    let filter = filter
+        .map(|f| format!("filter = \"{f}\"\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join(format!("views/{name}.toml")),
+        format!("name = \"{name}\"\ntable = \"{table}\"\nsource = \"{source}\"\n{filter}[key]\npk = \"{prefix}#{{owner}}\"\nsk = \"ACC#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n"),
+    )
+    .expect("view");
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 /// A child process stopped (SIGTERM, then waited for) when dropped.
 pub struct Daemon(pub Child);
 
@@ -121,11 +151,7 @@ pub async fn start_daemon(
     server_id: u32,
     writer: &str,
 ) -> (Daemon, u16, Instant) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let config = dir.join("rowcast.toml");
     let ddb_url = dynamodb_url();
     std::fs::write(
