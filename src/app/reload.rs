@@ -82,10 +82,10 @@ fn restart_only(running: &Config, read: &Config) -> Vec<&'static str> {
     if running.source.server_id != read.source.server_id {
         fields.push("source.server_id");
     }
-    if format!("{:?}", running.checkpoint) != format!("{:?}", read.checkpoint) {
+    if running.checkpoint != read.checkpoint {
         fields.push("checkpoint");
     }
-    if format!("{:?}", running.dynamodb) != format!("{:?}", read.dynamodb) {
+    if running.dynamodb != read.dynamodb {
         fields.push("dynamodb");
     }
     fields

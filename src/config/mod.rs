@@ -61,13 +61,13 @@ pub struct SourceConfig {
     pub max_backoff: Duration,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DynamoConfig {
     pub endpoint_url: Option<String>,
     pub region: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckpointStoreConfig {
     Table(String),
     File(PathBuf),
