@@ -131,11 +131,11 @@ async fn main() {
         format!("name = \"joined\"\ntable = \"{joined_table}\"\nsource = \"{db}.items\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ITEM#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n[[lookup]]\nfrom = \"{db}.owners\"\non = {{ id = \"owner\" }}\nattributes = {{ owner_name = \"name\" }}\n"),
     )
     .expect("view");
-    let port = support::free_port();
+    let (port, api_port) = (support::free_port(), support::free_port());
     let config = dir.join("rowcast.toml");
     std::fs::write(
         &config,
-        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n", 30_000 + tag % 10_000),
+        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n", 30_000 + tag % 10_000),
     )
     .expect("config");
     let config = config.to_str().expect("utf8").to_string();

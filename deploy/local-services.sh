@@ -10,7 +10,9 @@
 #   deploy/local-services.sh status
 #
 # ROWCAST_DDB_PORT picks another DynamoDB Local port (a second instance), ROWCAST_DDB_PERSIST=1
-# keeps its data on disk across restarts (the restart tests use both).
+# keeps its data on disk across restarts (the restart tests use both). ROWCAST_MYSQL_PORT with
+# ROWCAST_STATE starts a second MariaDB; ROWCAST_MYSQL_TLS_DIR (ca.pem, server-cert.pem,
+# server-key.pem) serves TLS with require_secure_transport=ON (the TLS test uses it).
 #
 # State (data, sockets, logs, pids) lives in $ROWCAST_STATE (default /var/tmp/rowcast): outside
 # the checkout, because the mysql user must be able to reach it.
@@ -34,6 +36,15 @@ install_mariadb() {
   log "installing mariadb-server (apt)"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+}
+
+# TLS settings for my.cnf: the certificates copied where the mysql user can read them.
+tls_cnf() {
+  [ -n "${ROWCAST_MYSQL_TLS_DIR:-}" ] || return 0
+  mkdir -p "$MDB/tls"
+  cp "$ROWCAST_MYSQL_TLS_DIR"/{ca.pem,server-cert.pem,server-key.pem} "$MDB/tls/"
+  printf 'ssl_ca = %s\nssl_cert = %s\nssl_key = %s\nrequire_secure_transport = ON\n' \
+    "$MDB/tls/ca.pem" "$MDB/tls/server-cert.pem" "$MDB/tls/server-key.pem"
 }
 
 write_cnf() {
@@ -62,6 +73,7 @@ sync_binlog = 0
 max_allowed_packet = 64M
 character-set-server = utf8mb4
 collation-server = utf8mb4_bin
+$(tls_cnf)
 
 [client]
 socket = $MDB/mysqld.sock

@@ -264,9 +264,10 @@ async fn check(path: &Path, connect: bool) -> ExitCode {
             eprintln!("{} problem(s)", problems.len());
             ExitCode::from(3)
         }
+        // The servers could not be checked (unreachable, refused, TLS): a server problem too.
         Err(error) => {
-            eprintln!("error: {}", chain(&error));
-            ExitCode::FAILURE
+            eprintln!("error: {}: {}", path.display(), chain(&error));
+            ExitCode::from(3)
         }
     }
 }
@@ -330,8 +331,15 @@ async fn scan(path: &Path, table: &str) -> ExitCode {
     }
 }
 
+/// The daemon's API as `config` names it, for the commands that talk to it.
+fn api(config: &Config) -> rowcast::util::http::Api {
+    rowcast::util::http::Api {
+        addr: config.api.listen,
+        token: config.api.token.as_ref().map(|t| t.expose().to_string()),
+    }
+}
+
 async fn snapshot(path: &Path, view: &str) -> ExitCode {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -340,33 +348,21 @@ async fn snapshot(path: &Path, view: &str) -> ExitCode {
         eprintln!("error: {}: no view named {view:?}", path.display());
         return ExitCode::from(2);
     }
-    let mut addr = config.metrics_listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let request = format!("POST /v1/views/{view}/snapshot HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let response = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    match response.await {
-        Ok(text) if text.starts_with("HTTP/1.1 202") => {
-            println!("{}", text.split("\r\n\r\n").nth(1).unwrap_or("").trim());
+    let api = api(&config);
+    let path = format!("/v1/views/{view}/snapshot");
+    match rowcast::util::http::request(&api, "POST", &path, Duration::from_secs(30)).await {
+        Ok((200 | 202, body)) => {
+            println!("{body}");
             ExitCode::SUCCESS
         }
-        Ok(text) => {
-            eprintln!(
-                "error: the daemon refused: {}",
-                text.lines().next().unwrap_or("")
-            );
+        Ok((status, body)) => {
+            eprintln!("error: the daemon refused ({status}): {body}");
             ExitCode::FAILURE
         }
         Err(error) => {
             eprintln!(
-                "error: cannot reach the daemon on {addr} (is `rowcast run` running?): {error}"
+                "error: cannot reach the daemon's API on {} (is `rowcast run` running?): {error}",
+                api.addr
             );
             ExitCode::FAILURE
         }
@@ -481,18 +477,17 @@ async fn verify(
         }
         return ExitCode::from(2);
     }
-    let url = match mysql_async::Opts::from_url(&config.source.url) {
-        Ok(opts) => opts,
+    let pool = match rowcast::source::pool(&config.source.connection).await {
+        Ok(pool) => pool,
         Err(error) => {
-            eprintln!("error: {}: source.url: {error}", path.display());
-            return ExitCode::from(2);
+            eprintln!("error: {}: source: {}", path.display(), chain(&error));
+            return ExitCode::from(3);
         }
     };
-    let pool = mysql_async::Pool::new(url);
     let client = rowcast::dynamo::client(&config.dynamodb).await;
     let checkpoint = rowcast::app::checkpoint_store(&config, &client);
     if repair {
-        options.repair_via = Some(rowcast::verify::RepairVia::Http(config.metrics_listen));
+        options.repair_via = Some(rowcast::verify::RepairVia::Http(api(&config)));
     }
     let services = rowcast::verify::Services {
         pool: &pool,

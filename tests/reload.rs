@@ -142,11 +142,11 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
 
     // A configuration with a problem is refused with the file and field; the daemon goes on.
     env.write_view("c.toml", "name = \"c\"\ntable = \"x\"\n");
-    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("c.toml"), "{body}");
     env.write_view("c.toml", &view("c", &table, "C", None));
-    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!((status, body.trim()), (200, "unchanged"));
     // What the checkpoint belongs to changes only at a restart.
     let config = std::fs::read_to_string(env.config_path()).unwrap();
@@ -155,7 +155,7 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
         &format!("server_id = {}", env.server_id + 1),
     );
     std::fs::write(env.config_path(), moved).unwrap();
-    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("source.server_id"), "{body}");
     std::fs::write(env.config_path(), config).unwrap();
@@ -165,7 +165,7 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
     // `b` comes back: rows changed or deleted while it was away are current again.
     env.sql("DELETE FROM items WHERE id IN (2, 4, 6)").await;
     env.write_view("b.toml", &view("b", &table, "B", None));
-    let (status, body) = http_post(daemon.port, "/v1/reload").await;
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!(status, 202, "{body}");
     assert!(body.contains("added: b"), "{body}");
     env.converge(

@@ -90,14 +90,11 @@ impl Drop for Daemon {
 
 /// The sum of the samples of every metric line of rowcast's `/metrics` starting with `prefix`.
 pub async fn metric_sum(port: u16, prefix: &str) -> f64 {
-    match rowcast::util::http::request(
-        ([127, 0, 0, 1], port).into(),
-        "GET",
-        "/metrics",
-        Duration::from_secs(5),
-    )
-    .await
-    {
+    let listener = rowcast::util::http::Api {
+        addr: ([127, 0, 0, 1], port).into(),
+        token: None,
+    };
+    match rowcast::util::http::request(&listener, "GET", "/metrics", Duration::from_secs(5)).await {
         Ok((_, text)) => text
             .lines()
             .filter(|l| l.starts_with(prefix))
@@ -151,12 +148,12 @@ pub async fn start_daemon(
     server_id: u32,
     writer: &str,
 ) -> (Daemon, u16, Instant) {
-    let port = free_port();
+    let (port, api_port) = (free_port(), free_port());
     let config = dir.join("rowcast.toml");
     let ddb_url = dynamodb_url();
     std::fs::write(
         &config,
-        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[writer]\n{writer}"),
+        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n[writer]\n{writer}"),
     )
     .expect("config");
     let config = config.to_str().expect("utf8");

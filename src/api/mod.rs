@@ -4,18 +4,25 @@
 //! (backfill a view again) and `POST /v1/views/{view}/repair` (one item read again from the
 //! source, or removed when no row makes it: `rowcast verify --repair`), and `POST /v1/reload`
 //! (read the configuration again and apply it, as `SIGHUP` does).
+//!
+//! It has a listener of its own (`[api] listen`, loopback by default), apart from the scraped
+//! metrics port: reading any item and restarting backfills is not for whoever can scrape. With
+//! `[api] token_file`, every request must carry `Authorization: Bearer <token>` (compared in
+//! constant time); 401 otherwise.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::Secret;
 use crate::dynamo::{classify_sdk_error, encode_key, from_attribute_value};
 use crate::pipeline::{FillRequest, ReloadAnswer, ReloadRequest};
 use crate::view::{ItemKey, View};
@@ -36,13 +43,20 @@ pub struct Running {
 pub struct Control {
     running: Arc<RwLock<Running>>,
     reloads: mpsc::Sender<ReloadRequest>,
+    /// Which views are backfilling (a snapshot request for one of them is coalesced).
+    health: Arc<crate::metrics::Health>,
 }
 
 impl Control {
-    pub fn new(running: Running, reloads: mpsc::Sender<ReloadRequest>) -> Self {
+    pub fn new(
+        running: Running,
+        reloads: mpsc::Sender<ReloadRequest>,
+        health: Arc<crate::metrics::Health>,
+    ) -> Self {
         Control {
             running: Arc::new(RwLock::new(running)),
             reloads,
+            health,
         }
     }
 
@@ -165,9 +179,18 @@ async fn fill(
         reply,
         restore: false,
     };
-    if control.fills.send(request).await.is_err() {
-        let reason = "the pipeline is stopping".into();
-        return Err(plain(StatusCode::SERVICE_UNAVAILABLE, reason));
+    // Bounded: when the queue of fills is full the caller hears so at once (and may retry),
+    // rather than every request waiting on the source.
+    match control.fills.try_send(request) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            let reason = "too many fills queued; try again".into();
+            return Err(plain(StatusCode::SERVICE_UNAVAILABLE, reason));
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            let reason = "the pipeline is stopping".into();
+            return Err(plain(StatusCode::SERVICE_UNAVAILABLE, reason));
+        }
     }
     match tokio::time::timeout(Duration::from_secs(10), answer).await {
         Ok(Ok(Ok(true))) => Ok(()),
@@ -199,10 +222,20 @@ async fn repair(
     }
 }
 
+/// `POST /v1/views/{view}/snapshot`: 202 when the backfill is queued; 200 when the view is
+/// backfilling already (coalesced: that backfill reads every row anyway); 503 when the queue is
+/// full.
 async fn snapshot(State(control): State<Control>, Path(view): Path<String>) -> impl IntoResponse {
+    let filling = control.health.filling();
     let control = control.running();
     if !control.views.iter().any(|v| v.name == view) {
         return (StatusCode::NOT_FOUND, format!("no view named {view:?}\n"));
+    }
+    if filling.contains(&view) {
+        return (
+            StatusCode::OK,
+            format!("{view} is backfilling already; request coalesced\n"),
+        );
     }
     match control.snapshots.try_send(view.clone()) {
         Ok(()) => (
@@ -244,12 +277,64 @@ async fn reload(State(control): State<Control>) -> Response {
     }
 }
 
-/// The API's routes.
-pub fn routes(control: Control) -> Router {
-    Router::new()
+/// Equal in time whatever the inputs: no early exit at the first differing byte, so the time
+/// of a refusal says nothing about how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = u8::from(a.len() != b.len());
+    for (i, y) in b.iter().enumerate() {
+        difference |= a.get(i).copied().unwrap_or(!y) ^ y;
+    }
+    difference == 0
+}
+
+/// 401 unless the request carries the configured bearer token.
+async fn authorize(State(token): State<Arc<Secret>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {
+        next.run(request).await
+    } else {
+        let mut response = plain(
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required ([api] token_file)".into(),
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+        response
+    }
+}
+
+/// The API's routes; with `token`, only for requests that carry it.
+pub fn routes(control: Control, token: Option<Secret>) -> Router {
+    let router = Router::new()
         .route("/v1/reload", post(reload))
         .route("/v1/views/{view}/snapshot", post(snapshot))
         .route("/v1/views/{view}/item", get(item))
         .route("/v1/views/{view}/repair", post(repair))
-        .with_state(control)
+        .with_state(control);
+    match token {
+        Some(token) => router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            authorize,
+        )),
+        None => router,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_compare_whole() {
+        use super::constant_time_eq as eq;
+        assert!(eq(b"s3cret", b"s3cret"));
+        assert!(!eq(b"s3cret", b"s3cre"));
+        assert!(!eq(b"s3cre", b"s3cret"));
+        assert!(!eq(b"s3creT", b"s3cret"));
+        assert!(!eq(b"", b"s3cret"));
+    }
 }

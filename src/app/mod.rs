@@ -26,7 +26,6 @@ mod wiring;
 
 use std::sync::Arc;
 
-use mysql_async::Pool;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -84,29 +83,40 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     let (reload_tx, mut reloads) = mpsc::channel(1);
     let sighup = tokio::spawn(reload::on_sighup(reload_tx.clone()));
     let health = Arc::new(Health::default());
-    let listener = TcpListener::bind(config.metrics_listen)
-        .await
-        .map_err(|source| AppError::Listen {
-            addr: config.metrics_listen,
-            source,
-        })?;
+    let bind = |addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Listen { addr, source })
+    };
+    let listener = bind(config.metrics_listen).await?;
     info!(listen = %config.metrics_listen, "serving /metrics, /healthz, /readyz");
+    let api_listener = bind(config.api.listen).await?;
+    info!(listen = %config.api.listen, token = config.api.token.is_some(), "serving the API (/v1/...)");
     let mut supervisor = Supervisor::new(health.clone(), &shutdown);
     let mut client = dynamo::client(&config.dynamodb).await;
     let mut channels = wiring::Requests::new();
-    let control = crate::api::Control::new(channels.running(&config, &client), reload_tx.clone());
-    let routes = metrics::routes(health.clone(), config.source.idle_timeout * 6)
-        .merge(crate::api::routes(control.clone()));
-    let finish = supervisor.finish_token();
-    supervisor.spawn_background("http", async move {
-        metrics::serve(listener, routes, finish)
-            .await
-            .map_err(|error| StageError {
-                class: ErrorClass::Definite,
-                cause: error.to_string(),
-                at_once: false,
-            })
-    });
+    let control = crate::api::Control::new(
+        channels.running(&config, &client),
+        reload_tx.clone(),
+        health.clone(),
+    );
+    let routes = metrics::routes(health.clone(), config.source.idle_timeout * 6);
+    let api_routes = crate::api::routes(control.clone(), config.api.token.clone());
+    for (name, listener, routes) in [
+        ("http", listener, routes),
+        ("api", api_listener, api_routes),
+    ] {
+        let finish = supervisor.finish_token();
+        supervisor.spawn_background(name, async move {
+            metrics::serve(listener, routes, finish)
+                .await
+                .map_err(|error| StageError {
+                    class: ErrorClass::Definite,
+                    cause: error.to_string(),
+                    at_once: false,
+                })
+        });
+    }
     let mut config = config;
     let outcome = loop {
         let generation = Generation {
@@ -167,23 +177,26 @@ impl Generation<'_> {
             shutdown,
         } = self;
         let store = Arc::new(checkpoint_store(config, client));
-        let pool = Pool::new(
-            mysql_async::Opts::from_url(&config.source.url)
-                .map_err(|e| AppError::Source(SourceError::Url(e)))?,
-        );
-        match prepare::prepare_with_retry(config, client, &store, shutdown).await? {
-            Some((start, initial)) => {
-                let parts = wiring::Parts {
-                    config,
-                    client,
-                    pool: &pool,
-                    store,
-                    health,
-                };
-                wiring::spawn(supervisor, parts, channels, start, initial).await;
-            }
-            None => return Ok(None),
-        }
+        let Some(prepared) = prepare::prepare_with_retry(config, client, &store, shutdown).await?
+        else {
+            return Ok(None);
+        };
+        let pool = prepared.pool;
+        let parts = wiring::Parts {
+            config,
+            client,
+            pool: &pool,
+            store,
+            health,
+        };
+        wiring::spawn(
+            supervisor,
+            parts,
+            channels,
+            prepared.start,
+            prepared.checkpoint,
+        )
+        .await;
         let drain = supervisor.drain_token();
         let mut next: Option<Config> = None;
         // The check of a reload runs beside the supervision (it may wait on the servers); one at

@@ -36,7 +36,7 @@ pub(super) async fn prepare_with_retry(
     client: &Client,
     store: &CheckpointStore,
     shutdown: &CancellationToken,
-) -> Result<Option<(StartPoint, Checkpoint)>, AppError> {
+) -> Result<Option<Prepared>, AppError> {
     let retry = RetryPolicy::new(Duration::from_millis(200), config.source.max_backoff);
     let mut backoff = retry.backoff();
     loop {
@@ -54,14 +54,23 @@ pub(super) async fn prepare_with_retry(
     }
 }
 
+/// Where the pipeline starts, and the connections it reads the source with.
+pub(super) struct Prepared {
+    pub start: StartPoint,
+    pub checkpoint: Checkpoint,
+    /// Snapshot, join and write-back connections, with TLS as the trial connection resolved it.
+    pub pool: mysql_async::Pool,
+}
+
 /// Preflight and the start position. A fresh start persists its position as the first
 /// checkpoint, so that a crash before the first commit resumes from the same place.
 async fn prepare(
     config: &Config,
     client: &Client,
     store: &CheckpointStore,
-) -> Result<(StartPoint, Checkpoint), AppError> {
-    let (mut conn, flavor) = source::connect(&config.source.url).await?;
+) -> Result<Prepared, AppError> {
+    let (opts, conn) = source::resolve(&config.source.connection).await?;
+    let (mut conn, flavor) = source::with_flavor(conn).await?;
     let problems = run_preflight(&mut conn, flavor, config, client).await?;
     if !problems.is_empty() {
         return Err(AppError::Preflight(problems));
@@ -83,12 +92,16 @@ async fn prepare(
         store,
         end,
     };
-    let result = match loaded {
+    let (start, checkpoint) = match loaded {
         Some(checkpoint) => start.resume(checkpoint).await?,
         None => start.fresh().await?,
     };
     let _ = conn.disconnect().await;
-    Ok(result)
+    Ok(Prepared {
+        start,
+        checkpoint,
+        pool: mysql_async::Pool::new(opts),
+    })
 }
 
 /// What a reloaded configuration must pass before the running one drains: what is checked at
@@ -97,7 +110,7 @@ pub(super) async fn check_servers(
     config: &Config,
     client: &Client,
 ) -> Result<Vec<Problem>, AppError> {
-    let (mut conn, flavor) = source::connect(&config.source.url).await?;
+    let (mut conn, flavor) = source::connect(&config.source.connection).await?;
     let problems = run_preflight(&mut conn, flavor, config, client).await;
     let _ = conn.disconnect().await;
     problems
@@ -265,7 +278,7 @@ async fn start_position(
 
 /// Everything `check --connect` verifies, as a list of problems.
 pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
-    let (mut conn, _flavor) = source::connect(&config.source.url).await?;
+    let (mut conn, _flavor) = source::connect(&config.source.connection).await?;
     let mut problems = preflight::check_server(&mut conn, config).await?;
     problems.extend(preflight::check_privileges(&mut conn, config).await?);
     problems.extend(preflight::check_views(&mut conn, &config.views).await?);

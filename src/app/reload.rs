@@ -48,8 +48,10 @@ pub fn changes(running: &Config, read: &Config) -> Option<String> {
         .map(|(n, _)| *n)
         .collect();
     // Everything else (settings, a view's write-back or fill mode): the whole configuration as
-    // compiled, compared (never shown: it holds the source URL).
-    let other = format!("{running:?}") != format!("{read:?}");
+    // compiled, compared; the password apart, as its Debug text hides it (a rotated password
+    // is applied by a reload).
+    let other = format!("{running:?}") != format!("{read:?}")
+        || running.source.connection != read.source.connection;
     if added.is_empty() && removed.is_empty() && changed.is_empty() && !other {
         return None;
     }
@@ -69,14 +71,18 @@ pub fn changes(running: &Config, read: &Config) -> Option<String> {
     if read.metrics_listen != running.metrics_listen {
         text.push_str("; metrics.listen takes effect at the next restart");
     }
+    if read.api != running.api {
+        text.push_str("; [api] takes effect at the next restart");
+    }
     Some(text)
 }
 
 /// Settings a reload cannot change: what the checkpoint belongs to (the source server and the
-/// replica identity it was read with, the store it is kept in).
+/// replica identity it was read with, the store it is kept in). The user, password and TLS
+/// settings may change (a rotated password).
 fn restart_only(running: &Config, read: &Config) -> Vec<&'static str> {
     let mut fields = Vec::new();
-    if running.source.url != read.source.url {
+    if running.source.connection.address != read.source.connection.address {
         fields.push("source.url");
     }
     if running.source.server_id != read.source.server_id {

@@ -35,7 +35,10 @@ impl Problems {
 }
 
 /// `${VAR}` from the environment; a missing variable is a problem.
-fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(super) fn expand_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -120,6 +123,10 @@ pub(super) fn load(
         problems.add(path, "metrics.listen", format!("{listen:?}: {error}"));
         SocketAddr::from(([127, 0, 0, 1], 9187))
     });
+    let api = super::source::compile_api(path, base, &raw.api, &mut problems);
+    if api.listen == metrics_listen {
+        problems.add(path, "api.listen", "must differ from metrics.listen");
+    }
     let writer = compile_writer(path, &raw, &mut problems);
     let checkpoint_interval = positive_ms(
         path,
@@ -152,6 +159,7 @@ pub(super) fn load(
         checkpoint: checkpoint.expect("a checkpoint problem was reported above"),
         checkpoint_interval,
         metrics_listen,
+        api,
         writer,
         dead_letter,
         streams_poll_interval: Duration::from_millis(
@@ -236,15 +244,7 @@ fn compile_source(
     problems: &mut Problems,
 ) -> SourceConfig {
     let source = &raw.source;
-    let url = expand_env(&source.url, env).unwrap_or_else(|message| {
-        problems.add(path, "source.url", message);
-        String::new()
-    });
-    if !url.is_empty() {
-        if let Err(error) = mysql_async::Opts::from_url(&url) {
-            problems.add(path, "source.url", format!("not a mysql:// URL: {error}"));
-        }
-    }
+    let connection = super::source::compile_connection(path, source, env, problems);
     if source.server_id == 0 {
         problems.add(
             path,
@@ -279,7 +279,7 @@ fn compile_source(
         );
     }
     SourceConfig {
-        url,
+        connection,
         server_id: source.server_id,
         heartbeat_interval: Duration::from_millis(heartbeat_ms),
         idle_timeout: Duration::from_millis(idle_ms),

@@ -7,6 +7,7 @@
 mod compile;
 mod joins;
 pub mod raw;
+mod source;
 mod view;
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use source::{Secret, SourceConnection, TlsMode};
 pub use view::compile_view;
 
 use crate::view::View;
@@ -49,7 +51,8 @@ pub struct ConfigErrors(pub Vec<Problem>);
 
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
-    pub url: String,
+    /// Address, credentials and TLS (its `Debug` never shows the password).
+    pub connection: SourceConnection,
     pub server_id: u32,
     pub heartbeat_interval: Duration,
     pub idle_timeout: Duration,
@@ -108,6 +111,8 @@ pub struct Config {
     pub checkpoint: CheckpointStoreConfig,
     pub checkpoint_interval: Duration,
     pub metrics_listen: SocketAddr,
+    /// `[api]`: the listener of reads and commands, and its token.
+    pub api: ApiConfig,
     pub writer: WriterConfig,
     pub dead_letter: DeadLetterConfig,
     /// Pause between two reads of an idle stream shard (write-back).
@@ -122,6 +127,14 @@ pub struct Config {
     /// Continuous verification (`[verify]`), when configured.
     pub verify: Option<VerifyConfig>,
     pub views: Vec<Arc<View>>,
+}
+
+/// `[api]`: where fill on miss, snapshot, repair and reload are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    /// Requests must carry `Authorization: Bearer <token>` when set.
+    pub token: Option<Secret>,
 }
 
 /// `[verify]`: a throttled pass of `rowcast verify` over every view, again and again.

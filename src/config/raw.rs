@@ -19,9 +19,12 @@ pub struct RawConfig {
     /// Where the checkpoint is kept: a DynamoDB control table (default) or a file.
     #[serde(default)]
     pub checkpoint: RawCheckpoint,
-    /// The Prometheus, health and HTTP API listener.
+    /// The Prometheus and health listener (`/metrics`, `/healthz`, `/readyz` only).
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// The API listener: fill on miss, snapshot, repair, reload.
+    #[serde(default)]
+    pub api: RawApi,
     /// Tuning of the DynamoDB writer.
     #[serde(default)]
     pub writer: RawWriter,
@@ -68,8 +71,15 @@ pub struct RawStreams {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
-    /// `mysql://user:password@host:port`; `${VAR}` is replaced from the environment.
+    /// `mysql://user:password@host:port`; `${VAR}` is replaced from the environment (in the
+    /// password taken as it is, so it may hold any character).
     pub url: String,
+    /// A file holding the password (one trailing line break ignored), instead of the URL's.
+    pub password_file: Option<String>,
+    /// "disabled", "preferred" (default), "required", "verify_ca" or "verify_identity".
+    pub tls: Option<String>,
+    /// PEM file of the CA certificates the server's certificate must chain to.
+    pub ca_file: Option<String>,
     /// Replica server id of the binlog connection; unique among the server's replicas.
     pub server_id: u32,
     /// Interval at which the server sends heartbeats on an idle binlog stream.
@@ -115,6 +125,15 @@ pub struct RawCheckpoint {
 pub struct RawMetrics {
     /// `host:port` serving /metrics, /healthz, /readyz.
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// `host:port` of the API (default 127.0.0.1:9188: loopback, the pod's own containers).
+    pub listen: Option<String>,
+    /// A file holding the bearer token requests must carry (`Authorization: Bearer …`).
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

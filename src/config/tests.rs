@@ -45,7 +45,11 @@ placed = { column = "created_at", as = "epoch_millis" }
 "#,
     );
     let config = load_with_env(&dir.join("rowcast.toml"), &|_| Some("secret".into())).unwrap();
-    assert_eq!(config.source.url, "mysql://rowcast:secret@127.0.0.1:3306");
+    let connection = &config.source.connection;
+    assert_eq!(connection.address, "mysql://127.0.0.1:3306");
+    assert_eq!(connection.user.as_deref(), Some("rowcast"));
+    assert_eq!(connection.password.expose(), "secret");
+    assert!(!format!("{config:?}").contains("secret"));
     assert_eq!(config.views.len(), 1);
     assert_eq!(config.views[0].key.sk_attribute.as_deref(), Some("sk"));
 }

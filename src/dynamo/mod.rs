@@ -42,10 +42,11 @@ pub async fn shared_config(config: &DynamoConfig) -> aws_config::SdkConfig {
     }
     if let Some(endpoint) = &config.endpoint_url {
         loader = loader.endpoint_url(endpoint);
-        // DynamoDB Local accepts any credentials; don't make the operator invent some.
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-            && std::env::var_os("AWS_PROFILE").is_none()
-        {
+        // DynamoDB Local accepts any credentials; don't make the operator invent some. Only for
+        // a loopback endpoint with no credentials configured: any other endpoint (a VPC
+        // endpoint, a proxy) gets the default chain, and so does a local one when the operator
+        // configured credentials.
+        if is_loopback(endpoint) && !credentials_configured() {
             loader = loader.credentials_provider(Credentials::new(
                 "local",
                 "local",
@@ -61,7 +62,70 @@ pub async fn shared_config(config: &DynamoConfig) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// Whether `endpoint` (`http://127.0.0.1:8000`) names this machine.
+fn is_loopback(endpoint: &str) -> bool {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(host, _)| host),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether the default chain has something to find without asking the instance metadata
+/// service (which would make every start against DynamoDB Local wait for its timeout): keys,
+/// a profile, web identity (EKS IRSA), container credentials (ECS, EKS Pod Identity), or a
+/// shared credentials or config file (SSO, credential_process).
+fn credentials_configured() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    let vars = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ];
+    if vars.iter().any(|name| set(name)) {
+        return true;
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let file = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".aws").join(default)))
+            .is_some_and(|path| path.is_file())
+    };
+    file("AWS_SHARED_CREDENTIALS_FILE", "credentials") || file("AWS_CONFIG_FILE", "config")
+}
+
 pub async fn streams_client(config: &DynamoConfig) -> aws_sdk_dynamodbstreams::Client {
     let shared = shared_config(config).await;
     aws_sdk_dynamodbstreams::Client::new(&shared)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_endpoints_are_told_apart() {
+        for local in [
+            "http://127.0.0.1:8000",
+            "http://localhost:8000/",
+            "http://[::1]:8000",
+        ] {
+            assert!(super::is_loopback(local), "{local}");
+        }
+        for remote in [
+            "https://dynamodb.eu-west-1.amazonaws.com",
+            "https://vpce-1.dynamodb.eu-west-1.vpce.amazonaws.com",
+            "http://10.0.0.5:8000",
+        ] {
+            assert!(!super::is_loopback(remote), "{remote}");
+        }
+    }
 }

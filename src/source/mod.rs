@@ -9,6 +9,7 @@
 //! An idle stream (no event and no heartbeat within `idle_timeout`) is treated as dead.
 
 mod charset;
+mod connect;
 pub mod decode;
 pub mod mariadb;
 pub mod preflight;
@@ -19,8 +20,9 @@ mod statement;
 use std::collections::HashSet;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
+use mysql_async::Conn;
 
+pub use connect::{pool, resolve};
 pub use reader::{Source, StartPoint};
 
 use crate::error::{Classify, ErrorClass};
@@ -45,6 +47,8 @@ pub enum SourceError {
     Decode(#[source] decode::DecodeError),
     #[error("bad source url")]
     Url(#[source] mysql_async::UrlError),
+    #[error("TLS to the source: {0}")]
+    Tls(String),
     #[error("the pipeline stopped")]
     DownstreamClosed,
     #[error("a view does not fit its tables: {0}")]
@@ -59,6 +63,7 @@ impl Classify for SourceError {
             SourceError::PositionGone { .. }
             | SourceError::Decode(_)
             | SourceError::Url(_)
+            | SourceError::Tls(_)
             | SourceError::Schema(_) => ErrorClass::Definite,
             SourceError::Connect(e) | SourceError::Query(e) | SourceError::Stream(e) => {
                 match e {
@@ -86,9 +91,15 @@ pub enum Flavor {
     MySql,
 }
 
-pub async fn connect(url: &str) -> Result<(Conn, Flavor), SourceError> {
-    let opts = Opts::from_url(url).map_err(SourceError::Url)?;
-    let mut conn = Conn::new(opts).await.map_err(SourceError::Connect)?;
+pub async fn connect(
+    connection: &crate::config::SourceConnection,
+) -> Result<(Conn, Flavor), SourceError> {
+    let (_opts, conn) = connect::resolve(connection).await?;
+    with_flavor(conn).await
+}
+
+/// The connection and whether the server is MariaDB or MySQL.
+pub async fn with_flavor(mut conn: Conn) -> Result<(Conn, Flavor), SourceError> {
     let version: Option<String> = conn
         .query_first("SELECT VERSION()")
         .await

@@ -207,7 +207,7 @@ impl Source {
         resume: &Position,
         server_id: u32,
     ) -> Result<(BinlogStream, Flavor), SourceError> {
-        let (mut conn, flavor) = connect(&self.config.url).await?;
+        let (mut conn, flavor) = connect(&self.config.connection).await?;
         let heartbeat_ns = self.config.heartbeat_interval.as_nanos().to_string();
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
@@ -400,7 +400,13 @@ impl Source {
                 .await?;
         } else {
             metrics().ddl_events.inc();
-            info!(schema = %query.schema(), statement = %truncate(&text, 200), "DDL seen; table schemas reloaded");
+            // The kind and the watched tables it names; never the text (passwords, user data).
+            let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+            let tables: Vec<String> = statement::named_tables(&text, &query.schema(), &watched)
+                .iter()
+                .map(|t| t.to_string())
+                .collect();
+            info!(schema = %query.schema(), statement = %statement::kind(&text), tables = ?tables, "DDL seen; table schemas reloaded");
             self.schemas.invalidate();
             crate::util::failpoint::delay("source.before_ddl").await;
             // The schemas are forgotten everywhere first: a backfill the DDL asks for below reads
@@ -745,13 +751,6 @@ fn format_uuid(bytes: &[u8; 16]) -> String {
         &hex[16..20],
         &hex[20..32]
     )
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => &text[..at],
-        None => text,
-    }
 }
 
 fn event_type_name(raw: u8) -> &'static str {

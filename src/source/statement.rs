@@ -38,6 +38,52 @@ pub fn dml_kind(text: &str) -> Option<&'static str> {
         .find(|kind| first.eq_ignore_ascii_case(kind))
 }
 
+/// What a statement is, for logs: its first two keywords (`ALTER TABLE`, `ALTER USER`, `GRANT
+/// SELECT`), never its text, which may hold a password (`IDENTIFIED BY '…'`) or user data.
+pub fn kind(text: &str) -> String {
+    let words: Vec<String> = lex(text)
+        .into_iter()
+        .take(2)
+        .map_while(|token| match token {
+            Token::Word {
+                text,
+                quoted: false,
+            } if text.chars().all(|c| c.is_ascii_alphabetic()) => Some(text.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    if words.is_empty() {
+        "(statement)".to_string()
+    } else {
+        words.join(" ")
+    }
+}
+
+/// The tables of `watched` a statement names anywhere (for logs).
+pub fn named_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<TableRef> {
+    watched_among(qualified_names(&lex(text), &[]), schema, watched)
+}
+
+/// The tables of `watched` among `names` (a name without a database is in `schema`).
+fn watched_among(
+    names: Vec<(Option<String>, String)>,
+    schema: &str,
+    watched: &[TableRef],
+) -> Vec<TableRef> {
+    let mut found = Vec::new();
+    for (database, table) in names {
+        let database = database.as_deref().unwrap_or(schema);
+        for candidate in watched {
+            let same = candidate.database.eq_ignore_ascii_case(database)
+                && candidate.table.eq_ignore_ascii_case(&table);
+            if same && !found.contains(candidate) {
+                found.push(candidate.clone());
+            }
+        }
+    }
+    found
+}
+
 /// The tables of `watched` a DML statement may change: for INSERT, REPLACE and LOAD the table
 /// it writes; for UPDATE the tables before SET; for DELETE the tables before WHERE (a
 /// multi-table statement may change any of them). `schema` is the session's default database.
@@ -55,19 +101,7 @@ pub fn changed_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<Tab
         // A common table expression and then any DML: every name may be the changed one.
         _ => &[],
     };
-    let names = qualified_names(&tokens, stop);
-    let mut found = Vec::new();
-    for (database, table) in names {
-        let database = database.as_deref().unwrap_or(schema);
-        for candidate in watched {
-            let same = candidate.database.eq_ignore_ascii_case(database)
-                && candidate.table.eq_ignore_ascii_case(&table);
-            if same && !found.contains(candidate) {
-                found.push(candidate.clone());
-            }
-        }
-    }
-    found
+    watched_among(qualified_names(&tokens, stop), schema, watched)
 }
 
 /// The tables of `watched` a `TRUNCATE [TABLE] name` statement empties (logged as a statement
@@ -484,6 +518,26 @@ mod tests {
         );
         assert_eq!(moves("CREATE TABLE other (id INT)"), TableMoves::default());
         assert_eq!(moves("DROP TEMPORARY TABLE orders"), TableMoves::default());
+    }
+
+    #[test]
+    fn logs_see_the_kind_of_a_statement_never_its_text() {
+        let watched = [table("shop", "orders")];
+        assert_eq!(
+            kind("ALTER USER 'a'@'%' IDENTIFIED BY 'hunter2'"),
+            "ALTER USER"
+        );
+        assert_eq!(
+            kind("  /* x */ alter table orders add c int"),
+            "ALTER TABLE"
+        );
+        assert_eq!(kind("GRANT ALL ON *.* TO x"), "GRANT ALL");
+        assert_eq!(kind("'secret'"), "(statement)");
+        assert_eq!(
+            named_tables("ALTER TABLE `orders` ADD c INT", "shop", &watched),
+            watched.to_vec()
+        );
+        assert!(named_tables("ALTER USER u IDENTIFIED BY 'orders'", "shop", &watched).is_empty());
     }
 
     #[test]

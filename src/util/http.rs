@@ -15,16 +15,34 @@ pub fn reachable(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
+/// Where the daemon's API answers, and the bearer token it wants (`[api]`).
+#[derive(Clone)]
+pub struct Api {
+    pub addr: SocketAddr,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Api({})", self.addr)
+    }
+}
+
 /// Sends `method path` with an empty body and returns the status code and the body.
 pub async fn request(
-    addr: SocketAddr,
+    api: &Api,
     method: &str,
     path: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
-    let addr = reachable(addr);
+    let addr = reachable(api.addr);
+    let authorization = api
+        .token
+        .as_ref()
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
     let text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{authorization}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;

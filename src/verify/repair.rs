@@ -3,7 +3,6 @@
 //! find the wrong rows and remove a live item); never an item of a write-back view (an
 //! application's change there may be on its way to SQL, and rewriting the item would undo it).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -19,14 +18,14 @@ use crate::view::{key_parses_unambiguously, parse_item_key, ItemKey, View};
 /// the daemon (`[verify] repair = true`), the snapshot worker's queue of fills.
 #[derive(Clone)]
 pub enum RepairVia {
-    Http(SocketAddr),
+    Http(crate::util::http::Api),
     Fills(mpsc::Sender<FillRequest>),
 }
 
 impl std::fmt::Display for RepairVia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RepairVia::Http(addr) => write!(f, "the daemon on {addr}"),
+            RepairVia::Http(api) => write!(f, "the daemon's API on {}", api.addr),
             RepairVia::Fills(_) => write!(f, "the snapshot worker"),
         }
     }
@@ -36,13 +35,13 @@ impl std::fmt::Display for RepairVia {
 /// (or removed there when no row makes it).
 async fn repair_one(via: &RepairVia, view: &View, key: &ItemKey) -> Result<(), String> {
     match via {
-        RepairVia::Http(addr) => {
+        RepairVia::Http(api) => {
             use crate::util::http::{query_value, request};
             let mut path = format!("/v1/views/{}/repair?pk={}", view.name, query_value(&key.pk));
             if let Some(sk) = &key.sk {
                 path.push_str(&format!("&sk={}", query_value(sk)));
             }
-            match request(*addr, "POST", &path, Duration::from_secs(30)).await {
+            match request(api, "POST", &path, Duration::from_secs(30)).await {
                 Ok((200, _)) => Ok(()),
                 Ok((status, body)) => Err(format!("{status} {body}")),
                 Err(error) => Err(error.to_string()),

@@ -48,7 +48,10 @@ pub struct Env {
     pub ddb: Client,
     pub ddb_url: String,
     pub server_id: u32,
+    /// The metrics listener (`/metrics`, `/healthz`, `/readyz`).
     pub port: u16,
+    /// The API listener (`/v1/...`).
+    pub api_port: u16,
 }
 
 impl Env {
@@ -93,6 +96,7 @@ impl Env {
             ddb_url: ddb_url.to_string(),
             server_id,
             port: free_port(),
+            api_port: free_port(),
         }
     }
 
@@ -144,8 +148,13 @@ impl Env {
         } else {
             "[writer]\nflush_interval_ms = 5\n\n"
         };
+        let api = if extra.contains("[api]") {
+            String::new()
+        } else {
+            format!("[api]\nlisten = \"127.0.0.1:{}\"\n\n", self.api_port)
+        };
         let text = format!(
-            "views = [\"views/*.toml\"]\n\n[source]\nurl = \"{SOURCE_URL}\"\nserver_id = {}\nheartbeat_interval_ms = 500\nmax_backoff_ms = 1000\n\n[dynamodb]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n{writer}{checkpoint}{extra}\n",
+            "views = [\"views/*.toml\"]\n\n[source]\nurl = \"{SOURCE_URL}\"\nserver_id = {}\nheartbeat_interval_ms = 500\nmax_backoff_ms = 1000\n\n[dynamodb]\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\n\n[metrics]\nlisten = \"127.0.0.1:{}\"\n\n{api}{writer}{checkpoint}{extra}\n",
             self.server_id, self.ddb_url, self.port
         );
         let path = self.dir.join("rowcast.toml");
@@ -157,8 +166,24 @@ impl Env {
         self.dir.join("rowcast.toml")
     }
 
-    /// `rowcast snapshot --view VIEW` against the running daemon; it must be accepted.
-    pub fn snapshot(&self, view: &str) {
+    /// A table `notes (id, body)` and a view `notes` of it (`N#{id}` / `NOTE`, every column)
+    /// in the DynamoDB table it returns.
+    pub async fn notes_view(&self) -> String {
+        self.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
+            .await;
+        let table = self.table("notes");
+        self.write_view(
+            "notes.toml",
+            &format!(
+                "name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n"
+            ),
+        );
+        table
+    }
+
+    /// `rowcast snapshot --view VIEW` against the running daemon; it must be accepted. Its
+    /// standard output.
+    pub fn snapshot(&self, view: &str) -> String {
         let config = self.config_path();
         let out = self.rowcast(&[
             "snapshot",
@@ -172,6 +197,7 @@ impl Env {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn rowcast(&self, args: &[&str]) -> std::process::Output {
@@ -212,17 +238,22 @@ impl Env {
     /// Starts a second instance with the same configuration (same checkpoint, same server id)
     /// but its own metrics port and log file (`rowcast-2.log`).
     pub fn spawn_second(&self) -> Daemon {
-        let port = free_port();
+        let (port, api_port) = (free_port(), free_port());
         let text = std::fs::read_to_string(self.config_path())
             .unwrap()
             .replace(
                 &format!("127.0.0.1:{}", self.port),
                 &format!("127.0.0.1:{port}"),
+            )
+            .replace(
+                &format!("127.0.0.1:{}", self.api_port),
+                &format!("127.0.0.1:{api_port}"),
             );
         let config = self.dir.join("rowcast-2.toml");
         std::fs::write(&config, text).unwrap();
         let mut daemon = self.spawn_config(&config, "rowcast-2.log", &[]);
         daemon.port = port;
+        daemon.api_port = api_port;
         daemon
     }
 
@@ -248,6 +279,7 @@ impl Env {
         Daemon {
             child,
             port: self.port,
+            api_port: self.api_port,
             log: self.dir.join(log_name),
         }
     }
@@ -343,12 +375,20 @@ pub fn strip_metadata(item: Value) -> Value {
 pub struct Daemon {
     pub child: Child,
     pub port: u16,
+    pub api_port: u16,
     pub log: PathBuf,
 }
 
 impl Daemon {
+    /// `GET path` from the listener that serves it: `/v1/...` from the API, the rest from the
+    /// metrics listener.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        http_get(self.port, path).await
+        let port = if path.starts_with("/v1/") {
+            self.api_port
+        } else {
+            self.port
+        };
+        http_get(port, path).await
     }
 
     /// Waits for `/readyz`, and for every eager view to be backfilled, so that a test's later

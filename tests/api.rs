@@ -1,0 +1,78 @@
+//! The API off the scraped port: the metrics listener serves `/metrics`, `/healthz` and
+//! `/readyz` and nothing else; reads and commands answer on `[api] listen`, only to requests
+//! with the bearer token of `[api] token_file`; a snapshot request for a view that is
+//! backfilling already is coalesced.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, Env};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "t0ken-for-the-api";
+
+/// `method path` on `port` with these extra header lines; the status.
+async fn request(port: u16, method: &str, path: &str, headers: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(text.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_has_its_own_listener_and_wants_the_token() {
+    let env = Env::new("apiport").await;
+    env.notes_view().await;
+    env.sql("INSERT INTO notes SELECT seq, 'x' FROM seq_1_to_2000")
+        .await;
+    std::fs::write(env.dir.join("api-token"), format!("{TOKEN}\n")).unwrap();
+    // A slow backfill (about 8 s), so that a second snapshot request finds it running.
+    env.write_config(&format!(
+        "[api]\nlisten = \"127.0.0.1:{}\"\ntoken_file = \"api-token\"\n\n[backfill]\nchunk_rows = 100\nmax_items_per_second = 250\n",
+        env.api_port
+    ));
+    env.create_tables();
+    let daemon = env.start_filling().await;
+    let item = "/v1/views/notes/item?pk=N%231&sk=NOTE";
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+
+    // The scraped port: metrics and probes, no API.
+    assert_eq!(request(env.port, "GET", "/metrics", "").await, 200);
+    assert_eq!(request(env.port, "GET", "/readyz", "").await, 200);
+    assert_eq!(request(env.port, "GET", item, &bearer).await, 404);
+    assert_eq!(request(env.port, "POST", "/v1/reload", &bearer).await, 404);
+
+    // The API: no token, a wrong one, a prefix of the right one: 401; the token: the item.
+    assert_eq!(request(env.api_port, "GET", item, "").await, 401);
+    let wrong = "Authorization: Bearer t0ken-for-the-apX\r\n";
+    assert_eq!(request(env.api_port, "GET", item, wrong).await, 401);
+    let prefix = "Authorization: Bearer t0ken\r\n";
+    assert_eq!(request(env.api_port, "GET", item, prefix).await, 401);
+    assert_eq!(request(env.api_port, "GET", item, &bearer).await, 200);
+    let snapshot = "/v1/views/notes/snapshot";
+    assert_eq!(request(env.api_port, "POST", snapshot, "").await, 401);
+
+    // The first backfill still runs: a snapshot request is coalesced into it (200, not queued).
+    let (_, ready) = daemon.get("/readyz").await;
+    assert!(ready.contains("backfilling: notes"), "{ready}");
+    assert_eq!(request(env.api_port, "POST", snapshot, &bearer).await, 200);
+    // The CLI reads the address and the token from the config.
+    assert!(env.snapshot("notes").contains("coalesced"));
+    eventually(
+        "the backfill to finish",
+        Duration::from_secs(60),
+        || async { !daemon.get("/readyz").await.1.contains("backfilling") },
+    )
+    .await;
+    // Once it has finished, a request starts a backfill again.
+    assert_eq!(request(env.api_port, "POST", snapshot, &bearer).await, 202);
+    assert!(daemon.terminate().success());
+}
