@@ -55,8 +55,8 @@ say "shop_views: orders (customers is a lazy view: no profiles until asked for o
 $BIN scan --config "$CONFIG" --table shop_views
 
 say "fill on miss: the lazy customers view reads Ada's profile from MariaDB when asked"
-curl -fs "http://127.0.0.1:9187/v1/views/customers/item?pk=CUSTOMER%231&sk=PROFILE"; echo
-curl -s -o /dev/null -w "unknown customer: HTTP %{http_code}\n" "http://127.0.0.1:9187/v1/views/customers/item?pk=CUSTOMER%2399&sk=PROFILE"
+curl -fs "http://127.0.0.1:9188/v1/views/customers/item?pk=CUSTOMER%231&sk=PROFILE"; echo
+curl -s -o /dev/null -w "unknown customer: HTTP %{http_code}\n" "http://127.0.0.1:9188/v1/views/customers/item?pk=CUSTOMER%2399&sk=PROFILE"
 
 say "a price changes every second; the product item and its category's embedded list follow"
 for price in 11.50 12.00 8.25; do
