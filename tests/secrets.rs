@@ -30,12 +30,7 @@ fn check_connect(config: &str, vars: &[(&str, &str)]) -> (Option<i32>, String) {
         .envs(vars.iter().copied())
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    common::code_and_output(&out)
 }
 
 #[tokio::test(flavor = "multi_thread")]

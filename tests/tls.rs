@@ -143,13 +143,9 @@ fn source_config(env: &Env, port: u16, tls_lines: &str) -> String {
 fn check_connect(env: &Env, port: u16, tls_lines: &str) -> (Option<i32>, String) {
     let config = source_config(env, port, tls_lines);
     let out = env.rowcast(&["check", "--connect", "--config", &config]);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, text) = common::code_and_output(&out);
     assert!(!text.contains("panicked"), "{text}");
-    (out.status.code(), text)
+    (code, text)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -137,7 +137,7 @@ async fn run_preflight(
         warn!(view = %cascade.file.display(), field = %cascade.field, problem = %cascade.message, "cascading foreign key: its changes are not in the binlog");
     }
     for warning in preflight::check_privileges(conn, config).await? {
-        warn!(problem = %warning, "privilege check (grants through roles are not resolved)");
+        warn!(problem = %warning, "privilege check (a missing privilege fails clearly when it is used)");
     }
     for (table, need) in needed_tables(config) {
         let found = check_table(client, &table, &need)

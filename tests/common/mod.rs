@@ -32,6 +32,16 @@ pub fn dynamodb_url() -> String {
 /// The CDC account the daemon uses (least privileges), see deploy/local-services.sh.
 pub const SOURCE_URL: &str = "mysql://rowcast:rowcast@127.0.0.1:3306";
 
+/// A command's exit code and its standard output and error, one after the other.
+pub fn code_and_output(out: &std::process::Output) -> (Option<i32>, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -1,0 +1,64 @@
+//! Least-privilege setups pass `check --connect`: SELECT granted on the watched database only,
+//! through a database wildcard, or through a role, rather than globally; and a missing
+//! privilege is named exactly (which privilege, on which table, for what).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Env, SOURCE_URL};
+
+/// `check --connect` as `user` (password `pw`): the exit code and the output.
+fn check_as(env: &Env, user: &str) -> (Option<i32>, String) {
+    env.write_config("");
+    let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        &format!("url = \"{SOURCE_URL}\""),
+        &format!("url = \"mysql://{user}:pw@127.0.0.1:3306\""),
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    let config = env.config_path();
+    let out = env.rowcast(&["check", "--connect", "--config", config.to_str().unwrap()]);
+    common::code_and_output(&out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_wildcard_and_role_grants_are_enough_and_what_lacks_is_named() {
+    let env = Env::new("lpgrants").await;
+    env.notes_view().await;
+    env.write_config("");
+    env.create_tables();
+    let users = "'rc_lp_db'@'127.0.0.1', 'rc_lp_wild'@'127.0.0.1', 'rc_lp_role'@'127.0.0.1', 'rc_lp_none'@'127.0.0.1'";
+    env.sql(&format!(
+        "DROP USER IF EXISTS {users};
+         DROP ROLE IF EXISTS rc_lp_reader;
+         CREATE ROLE rc_lp_reader;
+         GRANT SELECT ON rc_lpgrants.* TO rc_lp_reader;"
+    ))
+    .await;
+    for user in ["rc_lp_db", "rc_lp_wild", "rc_lp_role", "rc_lp_none"] {
+        env.sql(&format!(
+            "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw';
+             GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'"
+        ))
+        .await;
+    }
+    env.sql(
+        "GRANT ALL ON rc_lpgrants.* TO 'rc_lp_db'@'127.0.0.1';
+         GRANT SELECT ON `rc\\_lp%`.* TO 'rc_lp_wild'@'127.0.0.1';
+         GRANT rc_lp_reader TO 'rc_lp_role'@'127.0.0.1';
+         SET DEFAULT ROLE rc_lp_reader FOR 'rc_lp_role'@'127.0.0.1'",
+    )
+    .await;
+
+    for user in ["rc_lp_db", "rc_lp_wild", "rc_lp_role"] {
+        let (code, text) = check_as(&env, user);
+        assert_eq!(code, Some(0), "{user}: {text}");
+    }
+    let (code, text) = check_as(&env, "rc_lp_none");
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("lacks SELECT on rc_lpgrants.notes (needed for snapshots and schemas)"),
+        "{text}"
+    );
+    env.sql(&format!("DROP USER {users}; DROP ROLE rc_lp_reader"))
+        .await;
+}
