@@ -6,10 +6,10 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::accounts::{expected, setup_in, workload};
-use common::Env;
+use common::{metric, Env};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -73,6 +73,58 @@ async fn mariadb_restarts_mid_stream() {
     assert!(
         metrics.contains("rowcast_source_reconnects_total"),
         "{metrics}"
+    );
+    assert_eq!(daemon.get("/healthz").await.0, 200);
+    assert!(daemon.terminate().success());
+}
+
+/// The source away for longer than the stall limit (6 × idle_timeout = 6 s here): rowcast stays
+/// alive (`/healthz` 200: the reader keeps trying, restarting it would not help), the metrics
+/// say so (connected 0, the age of the last event and the lag rising), and it catches up when
+/// the source returns. On the code before, `/healthz` failed after 6 s ("no binlog progress").
+#[tokio::test(flavor = "multi_thread")]
+async fn the_source_away_is_a_metric_not_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let (env, table) = setup_in(Env::new("srcaway").await, "").await;
+    let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "heartbeat_interval_ms = 500",
+        "heartbeat_interval_ms = 500\nidle_timeout_ms = 1000",
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    let daemon = env.start().await;
+    workload(&env, 21, 50).await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(30))
+        .await;
+    let (_, text) = daemon.get("/metrics").await;
+    assert_eq!(metric(&text, "rowcast_source_connected "), 1.0, "{text}");
+    assert_eq!(metric(&text, "rowcast_build_info{"), 1.0, "{text}");
+    services("stop-mariadb", &[]);
+    let away = Instant::now();
+    while away.elapsed() < Duration::from_secs(10) {
+        let (status, body) = daemon.get("/healthz").await;
+        assert_eq!(status, 200, "after {:?} away: {body}", away.elapsed());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, text) = daemon.get("/metrics").await;
+    assert_eq!(metric(&text, "rowcast_source_connected "), 0.0, "{text}");
+    assert!(
+        metric(&text, "rowcast_source_last_event_age_seconds ") >= 9.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "rowcast_replication_lag_seconds ") >= 9.0,
+        "{text}"
+    );
+    services("start-mariadb", &[]);
+    let env = env.reconnect();
+    workload(&env, 22, 50).await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    let (_, text) = daemon.get("/metrics").await;
+    assert_eq!(metric(&text, "rowcast_source_connected "), 1.0, "{text}");
+    assert!(
+        metric(&text, "rowcast_source_last_event_age_seconds ") < 9.0,
+        "{text}"
     );
     assert_eq!(daemon.get("/healthz").await.0, 200);
     assert!(daemon.terminate().success());

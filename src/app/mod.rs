@@ -100,7 +100,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         reload_tx.clone(),
         health.clone(),
     );
-    let routes = metrics::routes(health.clone(), config.source.idle_timeout * 6);
+    // /healthz fails after this long without a sign of life from the binlog reader; longer
+    // than the reader's longest pause between two connection attempts.
+    let stall_limit = (config.source.idle_timeout * 6).max(config.source.max_backoff * 3);
+    let routes = metrics::routes(health.clone(), stall_limit);
     let api_routes = crate::api::routes(control.clone(), config.api.token.clone());
     for (name, listener, routes) in [
         ("http", listener, routes),

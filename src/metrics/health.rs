@@ -23,6 +23,10 @@ pub struct Health {
     acked_moved_ms: AtomicU64,
     /// When transactions began to wait (the read went past the acknowledged, from idle).
     pending_since_ms: AtomicU64,
+    /// Whether the binlog reader holds a connection, and when it last tried to get one: a
+    /// reader that keeps trying is alive, however long the source is away.
+    connected: AtomicBool,
+    last_attempt_ms: AtomicU64,
 }
 
 /// Snapshot reads under way (a backfill chunk, a fill, a join refresh): the stream waits for
@@ -142,6 +146,40 @@ impl Health {
     /// The source read an event or heartbeat.
     pub fn progress(&self) {
         self.last_progress_ms.store(now_millis(), Ordering::Relaxed);
+    }
+
+    /// The binlog reader tries to connect (`connected: false`) or follows the stream (`true`).
+    pub fn source_connection(&self, connected: bool) {
+        self.connected.store(connected, Ordering::Relaxed);
+        self.last_attempt_ms.store(now_millis(), Ordering::Relaxed);
+        super::metrics().source_connected.set(i64::from(connected));
+    }
+
+    pub fn source_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Since when the binlog reader has shown no sign of life: no event, no heartbeat and no
+    /// connection attempt (a reader retrying an absent source is alive).
+    pub fn millis_since_alive(&self) -> u64 {
+        let last = self
+            .last_progress_ms
+            .load(Ordering::Relaxed)
+            .max(self.last_attempt_ms.load(Ordering::Relaxed));
+        now_millis().saturating_sub(last)
+    }
+
+    /// Sets the gauges that change with time alone, before a scrape: the age of the last binlog
+    /// event, and a replication lag that keeps rising while the source cannot be read (the
+    /// checkpoint's lag alone would read 0: nothing read is unacknowledged).
+    pub fn refresh_gauges(&self) {
+        let metrics = super::metrics();
+        let since = self.millis_since_progress() as f64 / 1000.0;
+        metrics.source_last_event_age.set(since);
+        if self.is_ready() && !self.source_connected() {
+            let lag = metrics.replication_lag.get().max(since);
+            metrics.replication_lag.set(lag);
+        }
     }
 
     /// Eager views whose backfill is not finished.

@@ -64,6 +64,11 @@ pub struct Metrics {
     pub writeback_retries: IntCounterVec,
     pub writeback_retrying: GaugeVec,
     pub writeback_restarts: IntCounterVec,
+    /// 1 while the binlog reader holds a connection to the source.
+    pub source_connected: IntGauge,
+    /// Seconds since the binlog reader last received an event (heartbeats included).
+    pub source_last_event_age: Gauge,
+    pub build_info: IntGaugeVec,
 }
 
 /// Continuous verification (`[verify]`).
@@ -231,6 +236,13 @@ impl Metrics {
             writeback_retries: counter_vec(&r, "rowcast_writeback_retries_total", "Retries of a stream record whose SQL statement failed transiently, by table and reason (unreachable, retry)", &["table", "reason"]),
             writeback_retrying: float_gauge_vec(&r, "rowcast_writeback_retrying_seconds", "How long the record in hand has been retried, by table (0 when none is)", &["table"]),
             writeback_restarts: counter_vec(&r, "rowcast_writeback_restarts_total", "Write-back consumers restarted after they failed or panicked, by table", &["table"]),
+            source_connected: int_gauge(&r, "rowcast_source_connected", "1 while the binlog reader is connected to the source, 0 while it reconnects"),
+            source_last_event_age: gauge(&r, "rowcast_source_last_event_age_seconds", "Seconds since the binlog reader last received an event from the source (heartbeats included: about heartbeat_interval_ms on an idle, healthy stream)"),
+            build_info: {
+                let info = gauge_vec(&r, "rowcast_build_info", "Always 1; the labels say which rowcast runs", &["version"]);
+                info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+                info
+            },
             registry: r,
         }
     }

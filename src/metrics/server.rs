@@ -22,7 +22,8 @@ struct AppState {
     stall_limit: Duration,
 }
 
-async fn metrics_handler() -> impl IntoResponse {
+async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
+    state.health.refresh_gauges();
     let mut buffer = Vec::new();
     let encoder = TextEncoder::new();
     if let Err(error) = encoder.encode(&metrics().registry.gather(), &mut buffer) {
@@ -56,13 +57,18 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
             ),
         );
     }
-    let idle = Duration::from_millis(state.health.millis_since_progress());
+    // Alive while the reader reads or keeps trying to connect: an absent source is a metric
+    // (rowcast_source_connected), not a reason to restart rowcast.
+    let idle = Duration::from_millis(state.health.millis_since_alive());
     if !state.health.is_ready() || idle <= state.stall_limit {
         (StatusCode::OK, "ok\n".to_string())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("no binlog progress for {}s\n", idle.as_secs()),
+            format!(
+                "binlog reader shows no sign of life (no event, no heartbeat, no connection attempt) for {}s\n",
+                idle.as_secs()
+            ),
         )
     }
 }

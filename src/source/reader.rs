@@ -167,6 +167,7 @@ impl Source {
             match result {
                 Ok(()) => return Ok(()),
                 Err(error) if error.is_transient() => {
+                    self.health.source_connection(false);
                     if started.elapsed() > Duration::from_secs(30) {
                         backoff = self.backoff();
                     }
@@ -244,7 +245,9 @@ impl Source {
         cursor: &mut Cursor,
         cancel: &CancellationToken,
     ) -> Result<(), SourceError> {
+        self.health.source_connection(false);
         let (mut stream, flavor) = self.open_stream(&cursor.resume).await?;
+        self.health.source_connection(true);
         info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
         let mut reading = Reading {
             file: cursor.resume.file.clone(),
