@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::waits::{DELIVERED_MS, PUSHBACK_MS, SNAPSHOT_READS};
 use crate::util::now_millis;
 
 /// Liveness and readiness, shared by the stages and the HTTP server.
@@ -27,38 +28,6 @@ pub struct Health {
     /// reader that keeps trying is alive, however long the source is away.
     connected: AtomicBool,
     last_attempt_ms: AtomicU64,
-}
-
-/// Snapshot reads under way (a backfill chunk, a fill, a join refresh): the stream waits for
-/// them at their position, which is MySQL working, not a stall.
-static SNAPSHOT_READS: AtomicU64 = AtomicU64::new(0);
-
-/// A snapshot read begins (`true`) or is merged or given up (`false`).
-pub fn note_snapshot_read(begins: bool) {
-    if begins {
-        SNAPSHOT_READS.fetch_add(1, Ordering::Relaxed);
-    } else {
-        let _ =
-            SNAPSHOT_READS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-    }
-}
-
-/// When DynamoDB last pushed back (a retried or held write, throttling), for every stage: a
-/// slow or refusing DynamoDB keeps the pipeline waiting, which is not a stall.
-static PUSHBACK_MS: AtomicU64 = AtomicU64::new(0);
-
-/// DynamoDB pushed back just now (the writer retries, holds or was throttled).
-pub fn note_pushback() {
-    PUSHBACK_MS.store(now_millis(), Ordering::Relaxed);
-}
-
-/// When a lane last delivered a window: a transaction too large to be acknowledged within the
-/// stall limit is still progressing while its windows are written.
-static DELIVERED_MS: AtomicU64 = AtomicU64::new(0);
-
-/// A lane delivered a window to DynamoDB just now.
-pub fn note_delivery() {
-    DELIVERED_MS.store(now_millis(), Ordering::Relaxed);
 }
 
 impl Health {
@@ -152,7 +121,10 @@ impl Health {
     pub fn source_connection(&self, connected: bool) {
         self.connected.store(connected, Ordering::Relaxed);
         self.last_attempt_ms.store(now_millis(), Ordering::Relaxed);
-        super::metrics().source_connected.set(i64::from(connected));
+        super::metrics()
+            .process
+            .source_connected
+            .set(i64::from(connected));
     }
 
     pub fn source_connected(&self) -> bool {
@@ -175,7 +147,7 @@ impl Health {
     pub fn refresh_gauges(&self) {
         let metrics = super::metrics();
         let since = self.millis_since_progress() as f64 / 1000.0;
-        metrics.source_last_event_age.set(since);
+        metrics.process.source_last_event_age.set(since);
         if self.is_ready() && !self.source_connected() {
             let lag = metrics.replication_lag.get().max(since);
             metrics.replication_lag.set(lag);

@@ -5,6 +5,7 @@
 
 mod health;
 mod server;
+mod waits;
 
 use std::sync::OnceLock;
 
@@ -13,8 +14,9 @@ use prometheus::{
     IntGaugeVec, Opts, Registry,
 };
 
-pub use health::{note_delivery, note_pushback, note_snapshot_read, Health};
+pub use health::Health;
 pub use server::{routes, serve};
+pub use waits::{note_delivery, note_pushback, note_snapshot_read};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -64,11 +66,35 @@ pub struct Metrics {
     pub writeback_retries: IntCounterVec,
     pub writeback_retrying: GaugeVec,
     pub writeback_restarts: IntCounterVec,
+    pub process: ProcessMetrics,
+}
+
+/// The connection to the source and the build, for dashboards and alerts.
+pub struct ProcessMetrics {
     /// 1 while the binlog reader holds a connection to the source.
     pub source_connected: IntGauge,
     /// Seconds since the binlog reader last received an event (heartbeats included).
     pub source_last_event_age: Gauge,
     pub build_info: IntGaugeVec,
+}
+
+impl ProcessMetrics {
+    fn new(r: &Registry) -> Self {
+        let build_info = gauge_vec(
+            r,
+            "rowcast_build_info",
+            "Always 1; the labels say which rowcast runs",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        ProcessMetrics {
+            source_connected: int_gauge(r, "rowcast_source_connected", "1 while the binlog reader is connected to the source, 0 while it reconnects"),
+            source_last_event_age: gauge(r, "rowcast_source_last_event_age_seconds", "Seconds since the binlog reader last received an event from the source (heartbeats included: about heartbeat_interval_ms on an idle, healthy stream)"),
+            build_info,
+        }
+    }
 }
 
 /// Continuous verification (`[verify]`).
@@ -236,13 +262,7 @@ impl Metrics {
             writeback_retries: counter_vec(&r, "rowcast_writeback_retries_total", "Retries of a stream record whose SQL statement failed transiently, by table and reason (unreachable, retry)", &["table", "reason"]),
             writeback_retrying: float_gauge_vec(&r, "rowcast_writeback_retrying_seconds", "How long the record in hand has been retried, by table (0 when none is)", &["table"]),
             writeback_restarts: counter_vec(&r, "rowcast_writeback_restarts_total", "Write-back consumers restarted after they failed or panicked, by table", &["table"]),
-            source_connected: int_gauge(&r, "rowcast_source_connected", "1 while the binlog reader is connected to the source, 0 while it reconnects"),
-            source_last_event_age: gauge(&r, "rowcast_source_last_event_age_seconds", "Seconds since the binlog reader last received an event from the source (heartbeats included: about heartbeat_interval_ms on an idle, healthy stream)"),
-            build_info: {
-                let info = gauge_vec(&r, "rowcast_build_info", "Always 1; the labels say which rowcast runs", &["version"]);
-                info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-                info
-            },
+            process: ProcessMetrics::new(&r),
             registry: r,
         }
     }
