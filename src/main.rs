@@ -99,6 +99,11 @@ enum Command {
         #[arg(long)]
         table: String,
     },
+    /// Dead letters: items DynamoDB could never accept (and write-back records SQL refused).
+    Deadletters {
+        #[command(subcommand)]
+        action: DeadlettersAction,
+    },
     /// Manage the DynamoDB tables the views need.
     Tables {
         /// Daemon config file (TOML).
@@ -106,6 +111,33 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: TablesAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeadlettersAction {
+    /// Print the dead letters as JSON lines (view, key, reason, source position).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this view's (repeatable; default: every view).
+        #[arg(long = "view")]
+        views: Vec<String>,
+    },
+    /// Once the cause is fixed: send each letter's item through the running daemon (read again
+    /// from the source, merged in order) and remove the letter; one that fails again comes back.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "view")]
+        views: Vec<String>,
+    },
+    /// Remove the dead letters.
+    Purge {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long = "view")]
+        views: Vec<String>,
     },
 }
 
@@ -163,6 +195,7 @@ fn main() -> ExitCode {
                 action: TablesAction::Create,
             } => tables_create(&config).await,
             Command::Scan { config, table } => scan(&config, &table).await,
+            Command::Deadletters { action } => deadletters(action).await,
             Command::Snapshot { config, view } => snapshot(&config, &view).await,
             Command::Verify {
                 config,
@@ -328,6 +361,75 @@ async fn scan(path: &Path, table: &str) -> ExitCode {
             eprintln!("error: cannot scan {table}: {info}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn deadletters(action: DeadlettersAction) -> ExitCode {
+    let (path, views, verb) = match action {
+        DeadlettersAction::List { config, views } => (config, views, "list"),
+        DeadlettersAction::Replay { config, views } => (config, views, "replay"),
+        DeadlettersAction::Purge { config, views } => (config, views, "purge"),
+    };
+    let config = match load(&path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let known: Vec<String> = config.views.iter().map(|v| v.name.clone()).collect();
+    if let Some(unknown) = views.iter().find(|v| !known.contains(v)) {
+        eprintln!(
+            "error: {}: --view {unknown}: no view of this name",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let views = if views.is_empty() { known } else { views };
+    let client = rowcast::dynamo::client(&config.dynamodb).await;
+    let store = rowcast::control::DeadLetterStore::from_config(&config, &client);
+    let letters = match store.list(&views).await {
+        Ok(letters) => letters,
+        Err(error) => {
+            eprintln!("error: {}", chain(&error));
+            return ExitCode::FAILURE;
+        }
+    };
+    match verb {
+        "list" => {
+            for stored in &letters {
+                println!("{}", stored.letter);
+            }
+            eprintln!("{} dead letter(s)", letters.len());
+            ExitCode::SUCCESS
+        }
+        "purge" => {
+            let at: Vec<_> = letters.iter().map(|s| s.at.clone()).collect();
+            match store.remove(&at).await {
+                Ok(()) => {
+                    println!("purged {} dead letter(s)", at.len());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {}", chain(&error));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => match rowcast::control::letters::replay(&store, letters, &api(&config)).await {
+            Ok(outcome) => {
+                for (stored, why) in &outcome.kept {
+                    eprintln!("kept: {}: {why}", stored.letter);
+                }
+                println!(
+                    "replayed {} dead letter(s) through the daemon; kept {}",
+                    outcome.replayed,
+                    outcome.kept.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

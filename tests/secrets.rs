@@ -10,7 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Env, SOURCE_URL};
-use serde_json::json;
 
 const PASSWORD: &str = "p@ss/w#rd?=%41:'x";
 
@@ -80,10 +79,7 @@ async fn passwords_with_any_character_connect_and_never_reach_a_log() {
     env.sql("INSERT INTO notes VALUES (2, 'two')").await;
     env.converge(
         &table,
-        vec![
-            json!({"pk": "N#1", "sk": "NOTE", "id": 1, "body": "one"}),
-            json!({"pk": "N#2", "sk": "NOTE", "id": 2, "body": "two"}),
-        ],
+        Env::notes(&[(1, "one"), (2, "two")]),
         Duration::from_secs(30),
     )
     .await;

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use common::{free_port, Env};
 use mysql_async::prelude::Queryable;
-use serde_json::json;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -242,11 +241,7 @@ async fn tls_to_the_source_verifies_the_ca_and_the_host_name_and_carries_the_who
         .await;
     env.converge(
         &table,
-        vec![
-            json!({"pk": "N#1", "sk": "NOTE", "id": 1, "body": "uno"}),
-            json!({"pk": "N#2", "sk": "NOTE", "id": 2, "body": "two"}),
-            json!({"pk": "N#3", "sk": "NOTE", "id": 3, "body": "three"}),
-        ],
+        Env::notes(&[(1, "uno"), (2, "two"), (3, "three")]),
         Duration::from_secs(30),
     )
     .await;

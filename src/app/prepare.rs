@@ -25,7 +25,7 @@ const TAKEOVER_MARGIN: Duration = Duration::from_secs(2);
 pub fn checkpoint_store(config: &Config, client: &Client) -> CheckpointStore {
     match &config.checkpoint {
         CheckpointStoreConfig::Table(table) => {
-            CheckpointStore::table(client.clone(), table.clone(), config.source.server_id)
+            CheckpointStore::table(client.clone(), table.clone(), config.checkpoint_id())
         }
         CheckpointStoreConfig::File(path) => CheckpointStore::File(path.clone()),
     }
@@ -85,6 +85,10 @@ async fn prepare(
         tokio::time::sleep(grace).await;
     }
     let loaded = store.load().await?;
+    let identity = source::server_identity(&mut conn, flavor).await?;
+    if loaded.is_some() {
+        check_server_identity(config, store, &identity).await?;
+    }
     let start = Start {
         conn: &mut conn,
         config,
@@ -96,12 +100,42 @@ async fn prepare(
         Some(checkpoint) => start.resume(checkpoint).await?,
         None => start.fresh().await?,
     };
+    crate::control::server::save(store, &identity).await?;
     let _ = conn.disconnect().await;
     Ok(Prepared {
         start,
         checkpoint,
         pool: mysql_async::Pool::new(opts),
     })
+}
+
+/// A checkpoint taken on another server is refused: its binlog positions mean nothing here
+/// (with `resume = "gtid"`, any server of the same GTID domain will do). A checkpoint without a
+/// stored identity (an older version's) is adopted.
+async fn check_server_identity(
+    config: &Config,
+    store: &CheckpointStore,
+    identity: &crate::control::server::ServerIdentity,
+) -> Result<(), AppError> {
+    let Some(stored) = crate::control::server::load(store).await? else {
+        info!(server = %identity, "the checkpoint has no server identity yet: recording this server's");
+        return Ok(());
+    };
+    if stored.resumable_on(identity, config.source.resume_by_gtid) {
+        if stored != *identity {
+            warn!(was = %stored, now = %identity, "the source is another server of the same GTID domain (a failover): resuming by GTID");
+        }
+        return Ok(());
+    }
+    Err(AppError::Preflight(vec![Problem {
+        file: config.file.clone(),
+        field: "checkpoint".into(),
+        message: format!(
+            "the checkpoint ({}) was taken on another server ({stored}) than the one at source.url ({identity}): its positions mean nothing here. \
+             Another database: give this pipeline its own [pipeline] name. The same data on a new server: use [source] resume = \"gtid\" (MariaDB), or remove the checkpoint to start again with a backfill",
+            store.describe()
+        ),
+    }]))
 }
 
 /// What a reloaded configuration must pass before the running one drains: what is checked at

@@ -91,6 +91,9 @@ fn restart_only(running: &Config, read: &Config) -> Vec<&'static str> {
     if running.checkpoint != read.checkpoint {
         fields.push("checkpoint");
     }
+    if running.pipeline_name != read.pipeline_name {
+        fields.push("pipeline.name");
+    }
     if running.dynamodb != read.dynamodb {
         fields.push("dynamodb");
     }

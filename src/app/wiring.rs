@@ -314,7 +314,7 @@ fn spawn_lanes(
 ) -> LaneInputs {
     let writer = Arc::new(Writer {
         client: client.clone(),
-        dead_letters: DeadLetterStore::from_config(&config.dead_letter, client),
+        dead_letters: DeadLetterStore::from_config(config, client),
         max_backoff: config.source.max_backoff,
         held: Default::default(),
     });
@@ -392,12 +392,13 @@ async fn spawn_writebacks(
         CheckpointStoreConfig::Table(table) => PositionStore::Table {
             client: client.clone(),
             table: table.clone(),
+            prefix: config.control_prefix("writeback"),
         },
         CheckpointStoreConfig::File(path) => {
             PositionStore::file(path.with_extension("writeback.json"))
         }
     });
-    let dead_letters = Arc::new(DeadLetterStore::from_config(&config.dead_letter, client));
+    let dead_letters = Arc::new(DeadLetterStore::from_config(config, client));
     let retry = RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff);
     for (table, views) in by_table {
         let consumer = Arc::new(crate::writeback::Consumer {

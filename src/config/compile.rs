@@ -124,9 +124,7 @@ pub(super) fn load(
         SocketAddr::from(([127, 0, 0, 1], 9187))
     });
     let api = super::source::compile_api(path, base, &raw.api, &mut problems);
-    if api.listen == metrics_listen {
-        problems.add(path, "api.listen", "must differ from metrics.listen");
-    }
+    let pipeline_name = pipeline_name(path, &raw, &mut problems);
     let writer = compile_writer(path, &raw, &mut problems);
     let checkpoint_interval = positive_ms(
         path,
@@ -159,6 +157,7 @@ pub(super) fn load(
         checkpoint: checkpoint.expect("a checkpoint problem was reported above"),
         checkpoint_interval,
         metrics_listen,
+        pipeline_name,
         api,
         writer,
         dead_letter,
@@ -294,6 +293,20 @@ fn compile_source(
             problems,
         ),
     }
+}
+
+/// `[pipeline] name`: `[a-z0-9_-]{1,64}`, as it becomes part of control-table keys.
+fn pipeline_name(path: &Path, raw: &RawConfig, problems: &mut Problems) -> Option<String> {
+    let name = raw.pipeline.name.clone()?;
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid {
+        let message = format!("{name:?}: expected [a-z0-9_-]{{1,64}}");
+        problems.add(path, "pipeline.name", message);
+    }
+    Some(name)
 }
 
 /// Where checkpoints and dead letters go.

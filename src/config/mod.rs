@@ -126,7 +126,29 @@ pub struct Config {
     pub backfill_max_items_per_second: Option<u32>,
     /// Continuous verification (`[verify]`), when configured.
     pub verify: Option<VerifyConfig>,
+    /// `[pipeline] name`: keys this pipeline's state in the control table.
+    pub pipeline_name: Option<String>,
     pub views: Vec<Arc<View>>,
+}
+
+impl Config {
+    /// The checkpoint item's key in the control table: `checkpoint#<pipeline name>`, or
+    /// `checkpoint#<server_id>` without a name.
+    pub fn checkpoint_id(&self) -> String {
+        match &self.pipeline_name {
+            Some(name) => format!("checkpoint#{name}"),
+            None => format!("checkpoint#{}", self.source.server_id),
+        }
+    }
+
+    /// The prefix of this pipeline's `kind` items in the control table: `kind#<name>#`, or
+    /// `kind#` without a name.
+    pub fn control_prefix(&self, kind: &str) -> String {
+        match &self.pipeline_name {
+            Some(name) => format!("{kind}#{name}#"),
+            None => format!("{kind}#"),
+        }
+    }
 }
 
 /// `[api]`: where fill on miss, snapshot, repair and reload are served.

@@ -39,6 +39,18 @@ pub struct RawConfig {
     pub streams: RawStreams,
     /// Continuous verification of the views (off without this section).
     pub verify: Option<RawVerify>,
+    /// What this pipeline is called: the key of its checkpoint, write-back positions and dead
+    /// letters in the control table.
+    #[serde(default)]
+    pub pipeline: RawPipeline,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// `[a-z0-9_-]{1,64}`; without it the checkpoint is keyed by `source.server_id` (as before
+    /// names existed) and positions and dead letters are not keyed by pipeline.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,7 +2,8 @@
 //! can be stateless) or a local JSON file (written to a temporary file, synced, renamed).
 //!
 //! The control table has a string partition key `pk` and sort key `sk`; the checkpoint of a
-//! binlog reader is the item `pk = "checkpoint#<server_id>"`, `sk = "stream"`. A save is
+//! binlog reader is the item `pk = "checkpoint#<pipeline name>"` (`checkpoint#<server_id>`
+//! without `[pipeline] name`), `sk = "stream"`. A save is
 //! conditional on the stored counter not being ahead, so an older instance can never move the
 //! checkpoint back.
 //!
@@ -90,11 +91,12 @@ fn owner_name() -> String {
 }
 
 impl CheckpointStore {
-    pub fn table(client: Client, table: String, server_id: u32) -> Self {
+    /// The checkpoint item `id` (`Config::checkpoint_id`) in the control table `table`.
+    pub fn table(client: Client, table: String, id: String) -> Self {
         CheckpointStore::Table {
             client,
             table,
-            id: format!("checkpoint#{server_id}"),
+            id,
             owner: owner_name(),
         }
     }

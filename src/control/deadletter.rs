@@ -23,6 +23,9 @@ pub enum DeadLetterStore {
     Table {
         client: Client,
         table: String,
+        /// `deadletter#`, or `deadletter#<pipeline name>#` with `[pipeline] name`; the view
+        /// follows.
+        prefix: String,
         counter: AtomicU64,
     },
     File {
@@ -85,20 +88,23 @@ impl crate::error::Classify for DeadLetterError {
 }
 
 impl DeadLetterStore {
-    pub fn table(client: Client, table: String) -> Self {
+    pub fn table(client: Client, table: String, prefix: String) -> Self {
         DeadLetterStore::Table {
             client,
             table,
+            prefix,
             counter: AtomicU64::new(0),
         }
     }
 
     /// The store the daemon config names.
-    pub fn from_config(config: &crate::config::DeadLetterConfig, client: &Client) -> Self {
-        match config {
-            crate::config::DeadLetterConfig::Table(table) => {
-                Self::table(client.clone(), table.clone())
-            }
+    pub fn from_config(config: &crate::config::Config, client: &Client) -> Self {
+        match &config.dead_letter {
+            crate::config::DeadLetterConfig::Table(table) => Self::table(
+                client.clone(),
+                table.clone(),
+                config.control_prefix("deadletter"),
+            ),
             crate::config::DeadLetterConfig::File(path) => Self::file(path.clone()),
         }
     }
@@ -162,6 +168,7 @@ impl DeadLetterStore {
             DeadLetterStore::Table {
                 client,
                 table,
+                prefix,
                 counter,
             } => {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -170,7 +177,7 @@ impl DeadLetterStore {
                     .table_name(table)
                     .item(
                         CONTROL_PK,
-                        AttributeValue::S(format!("deadletter#{}", letter.view)),
+                        AttributeValue::S(format!("{prefix}{}", letter.view)),
                     )
                     .item(
                         CONTROL_SK,

@@ -7,7 +7,9 @@
 
 pub mod checkpoint;
 pub mod deadletter;
+pub mod letters;
 pub mod positions;
+pub mod server;
 
 pub use checkpoint::{CheckpointError, CheckpointStore};
 pub use deadletter::DeadLetterStore;

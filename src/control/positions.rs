@@ -87,6 +87,8 @@ pub enum PositionStore {
     Table {
         client: Client,
         table: String,
+        /// `writeback#`, or `writeback#<pipeline name>#` with `[pipeline] name`.
+        prefix: String,
     },
     File {
         path: PathBuf,
@@ -106,8 +108,9 @@ impl PositionStore {
         }
     }
 
-    fn partition(stream: &str) -> String {
-        format!("writeback#{stream}")
+    /// The control-table partition of `stream`'s positions.
+    fn partition(prefix: &str, stream: &str) -> String {
+        format!("{prefix}{stream}")
     }
 
     /// The positions of `stream`.
@@ -116,7 +119,8 @@ impl PositionStore {
             PositionStore::Table {
                 client,
                 table: control,
-            } => query_partition(client, control, &Self::partition(stream)).await,
+                prefix,
+            } => query_partition(client, control, &Self::partition(prefix, stream)).await,
             PositionStore::File { path, lock } => {
                 let _held = lock.lock().await;
                 Ok(read_file(path)?.remove(stream).unwrap_or_default())
@@ -130,10 +134,14 @@ impl PositionStore {
             PositionStore::Table {
                 client,
                 table: control,
+                prefix,
             } => client
                 .put_item()
                 .table_name(control)
-                .item(CONTROL_PK, AttributeValue::S(Self::partition(stream)))
+                .item(
+                    CONTROL_PK,
+                    AttributeValue::S(Self::partition(prefix, stream)),
+                )
                 .item(CONTROL_SK, AttributeValue::S(START_SK.into()))
                 .item("started_ms", AttributeValue::N(started_ms.to_string()))
                 .send()
@@ -157,11 +165,15 @@ impl PositionStore {
             PositionStore::Table {
                 client,
                 table: control,
+                prefix,
             } => {
                 let mut request = client
                     .put_item()
                     .table_name(control)
-                    .item(CONTROL_PK, AttributeValue::S(Self::partition(stream)))
+                    .item(
+                        CONTROL_PK,
+                        AttributeValue::S(Self::partition(prefix, stream)),
+                    )
                     .item(CONTROL_SK, AttributeValue::S(shard.to_string()))
                     .item("done", AttributeValue::Bool(position.done));
                 if let Some(sequence) = &position.sequence {

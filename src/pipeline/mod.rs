@@ -168,7 +168,13 @@ pub struct WriteOp {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {
     pub view: String,
+    /// The item key as text (`table[pk/sk]`), for people.
     pub key: Option<String>,
+    /// The item key's values, for `rowcast deadletters replay` (absent when no key could be made).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sk: Option<String>,
     pub reason: String,
     /// Short bounded label for the metric.
     pub reason_kind: &'static str,

@@ -252,6 +252,8 @@ impl Projector {
             let letter = DeadLetter {
                 view: view.name.clone(),
                 key: dead.key.as_ref().map(ToString::to_string),
+                pk: dead.key.as_ref().map(|k| k.pk.clone()),
+                sk: dead.key.as_ref().and_then(|k| k.sk.clone()),
                 reason_kind: if dead.key.is_none() {
                     "bad_key"
                 } else {

@@ -468,6 +468,8 @@ mod tests {
             let letter = DeadLetter {
                 view: "v".into(),
                 key: None,
+                pk: None,
+                sk: None,
                 reason: "bad".into(),
                 reason_kind: "bad",
                 position: Position {

@@ -135,6 +135,8 @@ impl Writer {
         DeadLetter {
             view: op.view.to_string(),
             key: Some(op.op.key().to_string()),
+            pk: Some(op.op.key().pk.clone()),
+            sk: op.op.key().sk.clone(),
             reason,
             reason_kind,
             position: (*op.origin).clone(),

@@ -116,6 +116,38 @@ pub async fn with_flavor(mut conn: Conn) -> Result<(Conn, Flavor), SourceError> 
     Ok((conn, flavor))
 }
 
+/// Which server this is, as far as checkpoints go (see `control::server`).
+pub async fn server_identity(
+    conn: &mut Conn,
+    flavor: Flavor,
+) -> Result<crate::control::server::ServerIdentity, SourceError> {
+    let server_id: Option<u32> = conn
+        .query_first("SELECT @@server_id")
+        .await
+        .map_err(SourceError::Query)?;
+    let (server_uuid, gtid_domain_id) = match flavor {
+        Flavor::MySql => {
+            let uuid: Option<String> = conn
+                .query_first("SELECT @@server_uuid")
+                .await
+                .map_err(SourceError::Query)?;
+            (uuid, None)
+        }
+        Flavor::MariaDb => {
+            let domain: Option<u32> = conn
+                .query_first("SELECT @@gtid_domain_id")
+                .await
+                .map_err(SourceError::Query)?;
+            (None, domain)
+        }
+    };
+    Ok(crate::control::server::ServerIdentity {
+        server_id: server_id.unwrap_or_default(),
+        server_uuid,
+        gtid_domain_id,
+    })
+}
+
 /// The server's current binlog end (file and offset).
 pub async fn binlog_end(conn: &mut Conn) -> Result<Position, SourceError> {
     let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {

@@ -272,6 +272,9 @@ impl Handler {
         let letter = DeadLetter {
             view: view.name.clone(),
             key: Some(item_key(view, &change.keys).to_string()),
+            // Not replayed: the record is the application's change, kept whole below.
+            pk: None,
+            sk: None,
             reason: reason.to_string(),
             reason_kind: "writeback_rejected",
             position: Position {

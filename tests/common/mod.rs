@@ -191,6 +191,15 @@ impl Env {
         table
     }
 
+    /// The items `notes_view` makes of these rows.
+    pub fn notes(rows: &[(i64, &str)]) -> Vec<Value> {
+        rows.iter()
+            .map(|(id, body)| {
+                serde_json::json!({"pk": format!("N#{id}"), "sk": "NOTE", "id": id, "body": body})
+            })
+            .collect()
+    }
+
     /// `rowcast snapshot --view VIEW` against the running daemon; it must be accepted. Its
     /// standard output.
     pub fn snapshot(&self, view: &str) -> String {

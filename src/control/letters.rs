@@ -1,0 +1,214 @@
+//! Reading and removing dead letters (`rowcast deadletters list|replay|purge`). In the control
+//! table each view's letters are one partition (`deadletter#[<pipeline>#]<view>`), removed item
+//! by item; a dead-letter file is rewritten whole without the removed lines (durably, but a line
+//! the daemon appends between the read and the rewrite would be lost: purge a file store while
+//! the daemon is stopped).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+
+use super::deadletter::{DeadLetterError, DeadLetterStore};
+use super::{write_durably, CONTROL_PK, CONTROL_SK};
+use crate::dynamo::classify_sdk_error;
+
+fn dynamo(table: &str, info: crate::dynamo::SdkErrorInfo) -> DeadLetterError {
+    DeadLetterError::Dynamo {
+        table: table.to_string(),
+        info,
+    }
+}
+
+/// Where a stored letter is, to remove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredAt {
+    Table {
+        pk: String,
+        sk: String,
+    },
+    /// The line's text in the file.
+    Line(String),
+}
+
+/// One stored dead letter: where it is and what it says (the JSON of `pipeline::DeadLetter`).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub at: StoredAt,
+    pub letter: Value,
+}
+
+impl Stored {
+    pub fn view(&self) -> &str {
+        self.letter["view"].as_str().unwrap_or_default()
+    }
+}
+
+impl DeadLetterStore {
+    /// The letters of `views`, oldest first per view.
+    pub async fn list(&self, views: &[String]) -> Result<Vec<Stored>, DeadLetterError> {
+        match self {
+            DeadLetterStore::Table {
+                client,
+                table,
+                prefix,
+                ..
+            } => {
+                let mut found = Vec::new();
+                for view in views {
+                    let pk = format!("{prefix}{view}");
+                    let mut start: Option<HashMap<String, AttributeValue>> = None;
+                    loop {
+                        let out = client
+                            .query()
+                            .table_name(table)
+                            .key_condition_expression("#pk = :pk")
+                            .expression_attribute_names("#pk", CONTROL_PK)
+                            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                            .consistent_read(true)
+                            .set_exclusive_start_key(start.take())
+                            .send()
+                            .await
+                            .map_err(|e| dynamo(table, classify_sdk_error(&e)))?;
+                        for item in out.items() {
+                            let text = |name: &str| match item.get(name) {
+                                Some(AttributeValue::S(s)) => s.clone(),
+                                _ => String::new(),
+                            };
+                            let letter =
+                                serde_json::from_str(&text("record")).unwrap_or(Value::Null);
+                            let at = StoredAt::Table {
+                                pk: text(CONTROL_PK),
+                                sk: text(CONTROL_SK),
+                            };
+                            found.push(Stored { at, letter });
+                        }
+                        start = out.last_evaluated_key;
+                        if start.is_none() {
+                            break;
+                        }
+                    }
+                }
+                Ok(found)
+            }
+            DeadLetterStore::File { path, .. } => {
+                let text = match tokio::fs::read_to_string(path).await {
+                    Ok(text) => text,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(source) => {
+                        return Err(DeadLetterError::File {
+                            path: path.clone(),
+                            source,
+                        })
+                    }
+                };
+                Ok(text
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .map(|line| Stored {
+                        at: StoredAt::Line(line.to_string()),
+                        letter: serde_json::from_str(line).unwrap_or(Value::Null),
+                    })
+                    .filter(|stored| views.iter().any(|v| v == stored.view()))
+                    .collect())
+            }
+        }
+    }
+
+    /// Removes the letters at `at`.
+    pub async fn remove(&self, at: &[StoredAt]) -> Result<(), DeadLetterError> {
+        match self {
+            DeadLetterStore::Table { client, table, .. } => {
+                for place in at {
+                    let StoredAt::Table { pk, sk } = place else {
+                        continue;
+                    };
+                    client
+                        .delete_item()
+                        .table_name(table)
+                        .key(CONTROL_PK, AttributeValue::S(pk.clone()))
+                        .key(CONTROL_SK, AttributeValue::S(sk.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| dynamo(table, classify_sdk_error(&e)))?;
+                }
+                Ok(())
+            }
+            DeadLetterStore::File { path, lock } => {
+                let _guard = lock.lock().await;
+                let io = |source| DeadLetterError::File {
+                    path: path.clone(),
+                    source,
+                };
+                let text = tokio::fs::read_to_string(path).await.map_err(io)?;
+                let mut kept = String::new();
+                for line in text.lines() {
+                    if !at.contains(&StoredAt::Line(line.to_string())) {
+                        kept.push_str(line);
+                        kept.push('\n');
+                    }
+                }
+                write_durably(path, kept.into_bytes()).await.map_err(io)
+            }
+        }
+    }
+}
+
+/// What `replay` did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Sent through the daemon and removed from the store.
+    pub replayed: usize,
+    /// Left in the store: no item key to replay (write-back rejections, keyless rows), with why.
+    pub kept: Vec<(Stored, String)>,
+}
+
+/// Sends each letter's item through the running daemon (`POST /v1/views/{view}/repair`: the
+/// rows are read again from the source and merged into the stream at the read's position, as
+/// `verify --repair` does) and removes the letters the daemon took. A letter whose cause is not
+/// fixed comes back as a new one when its write fails again.
+pub async fn replay(
+    store: &DeadLetterStore,
+    letters: Vec<Stored>,
+    api: &crate::util::http::Api,
+) -> Result<Replayed, String> {
+    use crate::util::http::{query_value, request};
+    let mut outcome = Replayed::default();
+    for stored in letters {
+        let Some(pk) = stored.letter["pk"].as_str() else {
+            let why = match stored.letter["reason_kind"].as_str() {
+                Some("writeback_rejected") => {
+                    "a write-back record (an application's change): see its record"
+                }
+                _ => "no item key (the row made none)",
+            };
+            outcome.kept.push((stored, why.to_string()));
+            continue;
+        };
+        let mut path = format!(
+            "/v1/views/{}/repair?pk={}",
+            query_value(stored.view()),
+            query_value(pk)
+        );
+        if let Some(sk) = stored.letter["sk"].as_str() {
+            path.push_str(&format!("&sk={}", query_value(sk)));
+        }
+        match request(api, "POST", &path, std::time::Duration::from_secs(30)).await {
+            Ok((200, _)) => {
+                store
+                    .remove(std::slice::from_ref(&stored.at))
+                    .await
+                    .map_err(|e| crate::error::chain(&e))?;
+                outcome.replayed += 1;
+            }
+            Ok((status, body)) => return Err(format!("the daemon answered {status}: {body}")),
+            Err(error) => {
+                return Err(format!(
+                    "cannot reach the daemon's API on {} (is `rowcast run` running?): {error}",
+                    api.addr
+                ))
+            }
+        }
+    }
+    Ok(outcome)
+}
