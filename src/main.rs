@@ -99,6 +99,22 @@ enum Command {
         #[arg(long)]
         table: String,
     },
+    /// Read one partition of a view table with Query, page by page, in sort-key order (as an
+    /// application reads it): `--pk CHANNEL#WEB`.
+    Query {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// Table to read.
+        #[arg(long)]
+        table: String,
+        /// The partition key value.
+        #[arg(long)]
+        pk: String,
+        /// Items per Query request (page).
+        #[arg(long, default_value_t = 25)]
+        page_size: i32,
+    },
     /// Dead letters: items DynamoDB could never accept (and write-back records SQL refused).
     Deadletters {
         #[command(subcommand)]
@@ -196,6 +212,12 @@ fn main() -> ExitCode {
             } => tables_create(&config).await,
             Command::Scan { config, table } => scan(&config, &table).await,
             Command::Deadletters { action } => deadletters(action).await,
+            Command::Query {
+                config,
+                table,
+                pk,
+                page_size,
+            } => query(&config, &table, &pk, page_size).await,
             Command::Snapshot { config, view } => snapshot(&config, &view).await,
             Command::Verify {
                 config,
@@ -430,6 +452,37 @@ async fn deadletters(action: DeadlettersAction) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+async fn query(path: &Path, table: &str, pk: &str, page_size: i32) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    // The partition key's attribute name, from the views writing to that table.
+    let pk_attribute = config
+        .views
+        .iter()
+        .find(|v| v.table == table)
+        .map_or("pk", |v| v.key.pk_attribute.as_str());
+    let client = rowcast::dynamo::client(&config.dynamodb).await;
+    match rowcast::dynamo::tables::query_pages(&client, table, pk_attribute, pk, page_size.max(1))
+        .await
+    {
+        Ok(pages) => {
+            for (n, page) in pages.iter().enumerate() {
+                println!("# page {} ({} items)", n + 1, page.len());
+                for item in page {
+                    println!("{item}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(info) => {
+            eprintln!("error: cannot query {table}: {info}");
+            ExitCode::FAILURE
+        }
     }
 }
 

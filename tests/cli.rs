@@ -261,3 +261,48 @@ attributes = ["order_id", "gone"]
         "RESTRICT is no cascade: {err}"
     );
 }
+
+/// `rowcast query` reads one partition with Query, page by page in sort-key order, as an
+/// application would (the demo reads a menu channel so).
+#[tokio::test(flavor = "multi_thread")]
+async fn query_pages_through_one_partition_in_sort_key_order() {
+    let env = Env::new("cliquery").await;
+    env.sql("CREATE TABLE entries (id INT PRIMARY KEY, grp INT NOT NULL, body VARCHAR(20))")
+        .await;
+    let table = env.table("entries");
+    env.write_view(
+        "entries.toml",
+        &format!("name = \"entries\"\ntable = \"{table}\"\nsource = \"{{DB}}.entries\"\n[key]\npk = \"G#{{grp}}\"\nsk = \"L#{{id:04}}\"\n"),
+    );
+    let config = env.write_config("").to_str().unwrap().to_string();
+    env.create_tables();
+    env.sql("INSERT INTO entries VALUES (3, 1, 'c'), (1, 1, 'a'), (2, 1, 'b'), (4, 2, 'other')")
+        .await;
+    let daemon = env.start().await;
+    let out = env.rowcast(&[
+        "query",
+        "--config",
+        &config,
+        "--table",
+        &table,
+        "--pk",
+        "G#1",
+        "--page-size",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let pages: Vec<&str> = text.lines().filter(|l| l.starts_with("# page")).collect();
+    assert_eq!(
+        pages,
+        ["# page 1 (2 items)", "# page 2 (1 items)"],
+        "{text}"
+    );
+    let sks: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["sk"].to_string())
+        .collect();
+    assert_eq!(sks, ["\"L#0001\"", "\"L#0002\"", "\"L#0003\""], "{text}");
+    assert!(daemon.terminate().success());
+}

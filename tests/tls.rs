@@ -231,6 +231,10 @@ async fn tls_to_the_source_verifies_the_ca_and_the_host_name_and_carries_the_who
     // after it streamed (binlog), and the server takes no plain connection.
     env.sql("INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
         .await;
+    // Listener ports picked now: the many connections of the checks above took ephemeral ports,
+    // one of which may be the port picked at the start (seen once: "Address already in use").
+    env.port = free_port();
+    env.api_port = free_port();
     source_config(
         &env,
         port,

@@ -124,6 +124,9 @@ pub(super) fn load(
         SocketAddr::from(([127, 0, 0, 1], 9187))
     });
     let api = super::source::compile_api(path, base, &raw.api, &mut problems);
+    if api.listen == metrics_listen {
+        problems.add(path, "api.listen", "must differ from metrics.listen");
+    }
     let pipeline_name = pipeline_name(path, &raw, &mut problems);
     let writer = compile_writer(path, &raw, &mut problems);
     let checkpoint_interval = positive_ms(
@@ -368,7 +371,9 @@ fn view_files(path: &Path, base: &Path, raw: &RawConfig, problems: &mut Problems
             }
         }
     }
-    files.dedup();
+    // A file two globs match is loaded once, where it is first matched.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|file| seen.insert(file.clone()));
     files
 }
 

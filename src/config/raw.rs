@@ -70,8 +70,8 @@ pub struct RawVerify {
 #[serde(deny_unknown_fields)]
 pub struct RawStreams {
     /// Pause between two reads of a shard that had nothing new (default 200); after a read that
-    /// had records, the next comes min(200 ms, this) after it began (DynamoDB allows five
-    /// GetRecords per second per shard).
+    /// had records, the shard is read again at once, but never more than five times in a second
+    /// (DynamoDB's GetRecords limit per shard).
     pub poll_interval_ms: Option<u64>,
     /// Mark write-back statements with MariaDB's `skip_replication` (default false). Loop
     /// prevention does not need it; it lets the binlog side count write-back echoes, but

@@ -244,3 +244,37 @@ fn zero_intervals_are_errors() {
         );
     }
 }
+
+#[test]
+fn production_sections_are_checked() {
+    let dir = temp_dir("production");
+    write(
+        &dir,
+        "views/a.toml",
+        "name = \"a\"\ntable = \"t\"\nsource = \"d.a\"\n[key]\npk = \"A#{id}\"\n",
+    );
+    write(&dir, "token", "\n");
+    let source = CONFIG.replace("[checkpoint]\npath = \"state/checkpoint.json\"\n", "");
+    write(
+        &dir,
+        "rowcast.toml",
+        &format!(
+            "{source}password_file = \"missing\"\ntls = \"sometimes\"\n[metrics]\nlisten = \"127.0.0.1:9000\"\n[api]\nlisten = \"127.0.0.1:9000\"\ntoken_file = \"token\"\n[pipeline]\nname = \"Not Valid\"\n[checkpoint]\npath = \"state/checkpoint.json\"\n"
+        ),
+    );
+    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap_err();
+    let text: Vec<String> = errors.0.iter().map(|p| p.to_string()).collect();
+    for needle in [
+        "source.password_file: the url has a password too",
+        "source.password_file: cannot read",
+        "source.tls: \"sometimes\": expected one of",
+        "api.listen: must differ from metrics.listen",
+        "api.token_file: is empty",
+        "pipeline.name: \"Not Valid\"",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "{needle:?} in {text:#?}"
+        );
+    }
+}

@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -185,6 +185,47 @@ pub async fn check_table(
 }
 
 /// Every item of a table, as plain JSON objects sorted by key (for `rowcast scan` and tests).
+/// The items of partition `pk` (attribute `pk_attribute`) of `table`, in sort-key order, one
+/// page (`page_size` items, one Query request) at a time: as an application reads a partition.
+pub async fn query_pages(
+    client: &Client,
+    table: &str,
+    pk_attribute: &str,
+    pk: &str,
+    page_size: i32,
+) -> Result<Vec<Vec<serde_json::Value>>, SdkErrorInfo> {
+    let mut pages = Vec::new();
+    let mut start = None;
+    loop {
+        let out = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", pk_attribute)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+            .limit(page_size)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e))?;
+        pages.push(out.items().iter().map(plain).collect());
+        match out.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    Ok(pages)
+}
+
+/// An item as plain JSON values.
+fn plain(item: &std::collections::HashMap<String, AttributeValue>) -> serde_json::Value {
+    serde_json::Value::Object(
+        item.iter()
+            .filter_map(|(k, v)| Some((k.clone(), super::from_attribute_value(v)?.to_json())))
+            .collect(),
+    )
+}
+
 pub async fn scan_plain(
     client: &Client,
     table: &str,
@@ -200,13 +241,7 @@ pub async fn scan_plain(
             .send()
             .await
             .map_err(|e| classify_sdk_error(&e))?;
-        for item in out.items() {
-            let map: serde_json::Map<String, serde_json::Value> = item
-                .iter()
-                .filter_map(|(k, v)| Some((k.clone(), super::from_attribute_value(v)?.to_json())))
-                .collect();
-            items.push(serde_json::Value::Object(map));
-        }
+        items.extend(out.items().iter().map(plain));
         match out.last_evaluated_key {
             Some(key) if !key.is_empty() => start = Some(key),
             _ => break,
