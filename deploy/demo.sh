@@ -50,7 +50,7 @@ say "changes in MariaDB (deploy/sql/menu-changes.sql)"
 sleep 1
 
 say "menu_views: one Query on pk = CHANNEL#WEB pages through the WEB menu in display order"
-$BIN query --config "$CONFIG" --table menu_views --pk 'CHANNEL#WEB' --page-size 4
+$BIN query --config "$CONFIG" --table menu_views --pk 'CHANNEL#WEB' --page-size 2
 say "shop_views: orders (customers is a lazy view: no profiles until asked for or changed)"
 $BIN scan --config "$CONFIG" --table shop_views
 

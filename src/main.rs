@@ -435,7 +435,15 @@ async fn deadletters(action: DeadlettersAction) -> ExitCode {
                 }
             }
         }
-        _ => match rowcast::control::letters::replay(&store, letters, &api(&config)).await {
+        _ => match rowcast::control::letters::replay(
+            &store,
+            letters,
+            &api(&config),
+            &client,
+            &item_places(&config),
+        )
+        .await
+        {
             Ok(outcome) => {
                 for (stored, why) in &outcome.kept {
                     eprintln!("kept: {}: {why}", stored.letter);
@@ -484,6 +492,24 @@ async fn query(path: &Path, table: &str, pk: &str, page_size: i32) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Each view's table and key attribute names.
+fn item_places(
+    config: &Config,
+) -> std::collections::HashMap<String, rowcast::control::letters::ItemPlace> {
+    config
+        .views
+        .iter()
+        .map(|v| {
+            let place = rowcast::control::letters::ItemPlace {
+                table: v.table.clone(),
+                pk_attribute: v.key.pk_attribute.clone(),
+                sk_attribute: v.key.sk_attribute.clone(),
+            };
+            (v.name.clone(), place)
+        })
+        .collect()
 }
 
 /// The daemon's API as `config` names it, for the commands that talk to it.

@@ -26,7 +26,7 @@ async fn database_wildcard_and_role_grants_are_enough_and_what_lacks_is_named() 
     env.notes_view().await;
     env.write_config("");
     env.create_tables();
-    let users = "'rc_lp_db'@'127.0.0.1', 'rc_lp_wild'@'127.0.0.1', 'rc_lp_role'@'127.0.0.1', 'rc_lp_none'@'127.0.0.1'";
+    let users = "'rc_lp_db'@'127.0.0.1', 'rc_lp_wild'@'127.0.0.1', 'rc_lp_role'@'127.0.0.1', 'rc_lp_none'@'127.0.0.1', 'rc_lp_idle'@'127.0.0.1'";
     env.sql(&format!(
         "DROP USER IF EXISTS {users};
          DROP ROLE IF EXISTS rc_lp_reader;
@@ -34,7 +34,13 @@ async fn database_wildcard_and_role_grants_are_enough_and_what_lacks_is_named() 
          GRANT SELECT ON rc_lpgrants.* TO rc_lp_reader;"
     ))
     .await;
-    for user in ["rc_lp_db", "rc_lp_wild", "rc_lp_role", "rc_lp_none"] {
+    for user in [
+        "rc_lp_db",
+        "rc_lp_wild",
+        "rc_lp_role",
+        "rc_lp_none",
+        "rc_lp_idle",
+    ] {
         env.sql(&format!(
             "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw';
              GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'"
@@ -45,6 +51,7 @@ async fn database_wildcard_and_role_grants_are_enough_and_what_lacks_is_named() 
         "GRANT ALL ON rc_lpgrants.* TO 'rc_lp_db'@'127.0.0.1';
          GRANT SELECT ON `rc\\_lp%`.* TO 'rc_lp_wild'@'127.0.0.1';
          GRANT rc_lp_reader TO 'rc_lp_role'@'127.0.0.1';
+         GRANT rc_lp_reader TO 'rc_lp_idle'@'127.0.0.1';
          SET DEFAULT ROLE rc_lp_reader FOR 'rc_lp_role'@'127.0.0.1'",
     )
     .await;
@@ -52,6 +59,12 @@ async fn database_wildcard_and_role_grants_are_enough_and_what_lacks_is_named() 
     for user in ["rc_lp_db", "rc_lp_wild", "rc_lp_role"] {
         let (code, text) = check_as(&env, user);
         assert_eq!(code, Some(0), "{user}: {text}");
+    }
+    // A role granted but not active (no default role; rowcast never runs SET ROLE) gives
+    // nothing.
+    for user in ["rc_lp_none", "rc_lp_idle"] {
+        let (code, text) = check_as(&env, user);
+        assert_eq!(code, Some(3), "{user}: {text}");
     }
     let (code, text) = check_as(&env, "rc_lp_none");
     assert_eq!(code, Some(3), "{text}");

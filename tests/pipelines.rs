@@ -258,3 +258,25 @@ fn key(name: &str, kind: KeyType) -> KeySchemaElement {
         .build()
         .unwrap()
 }
+
+/// `[pipeline] name` added to a deployment that ran without it would key everything anew and
+/// start afresh at the binlog end, skipping the changes since its checkpoint: refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn naming_a_running_deployment_is_refused_rather_than_starting_afresh() {
+    let env = Env::new("pipenaming").await;
+    let table = env.notes_view().await;
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one')").await;
+    env.converge(&table, Env::notes(&[(1, "one")]), Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+    let config = named(&env, "delta", "");
+    let (code, text) = code_and_output(&env.rowcast(&["run", "--config", &config]));
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("holds this server id's checkpoint without a pipeline name"),
+        "{text}"
+    );
+}

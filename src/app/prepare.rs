@@ -76,6 +76,11 @@ async fn prepare(
         return Err(AppError::Preflight(problems));
     }
     let end = source::binlog_end(&mut conn).await?;
+    // Before the claim: an instance pointed at the wrong server (or about to start afresh by
+    // mistake) must not take the checkpoint from the one that runs right.
+    let identity = source::server_identity(&mut conn, flavor).await?;
+    check_server_identity(config, store, &identity).await?;
+    check_unnamed_checkpoint(config, client, store).await?;
     if let Some(previous) = store.claim().await? {
         // The older instance stops at its next save or ownership check; nothing is written
         // before then, so its last writes cannot land after ours.
@@ -85,10 +90,6 @@ async fn prepare(
         tokio::time::sleep(grace).await;
     }
     let loaded = store.load().await?;
-    let identity = source::server_identity(&mut conn, flavor).await?;
-    if loaded.is_some() {
-        check_server_identity(config, store, &identity).await?;
-    }
     let start = Start {
         conn: &mut conn,
         config,
@@ -109,6 +110,39 @@ async fn prepare(
     })
 }
 
+/// `[pipeline] name` added to a deployment that ran without it would key everything anew: the
+/// binlog would start afresh at its end (the changes since the old checkpoint skipped) and
+/// write-back at the streams' latest records. Refused while the control table holds the
+/// unnamed checkpoint of this server id and none under the name.
+async fn check_unnamed_checkpoint(
+    config: &Config,
+    client: &Client,
+    store: &CheckpointStore,
+) -> Result<(), AppError> {
+    let (Some(name), CheckpointStoreConfig::Table(table)) =
+        (&config.pipeline_name, &config.checkpoint)
+    else {
+        return Ok(());
+    };
+    if store.load().await?.is_some() {
+        return Ok(());
+    }
+    let id = format!("checkpoint#{}", config.source.server_id);
+    let unnamed = CheckpointStore::table(client.clone(), table.clone(), id.clone());
+    if unnamed.load().await?.is_none() {
+        return Ok(());
+    }
+    Err(AppError::Preflight(vec![Problem {
+        file: config.file.clone(),
+        field: "pipeline.name".into(),
+        message: format!(
+            "the control table {table} holds this server id's checkpoint without a pipeline name ({id}) and none under checkpoint#{name}: \
+             starting under the name would start afresh at the binlog end, skipping the changes since that checkpoint, and write-back would start at the streams' latest records. \
+             Keep [pipeline] name unset for this deployment, or delete the items of {id} to start afresh on purpose"
+        ),
+    }]))
+}
+
 /// A checkpoint taken on another server is refused: its binlog positions mean nothing here
 /// (with `resume = "gtid"`, any server of the same GTID domain will do). A checkpoint without a
 /// stored identity (an older version's) is adopted.
@@ -118,7 +152,7 @@ async fn check_server_identity(
     identity: &crate::control::server::ServerIdentity,
 ) -> Result<(), AppError> {
     let Some(stored) = crate::control::server::load(store).await? else {
-        info!(server = %identity, "the checkpoint has no server identity yet: recording this server's");
+        info!(server = %identity, "no server identity kept beside the checkpoint yet: this server's is recorded");
         return Ok(());
     };
     if stored.resumable_on(identity, config.source.resume_by_gtid) {
@@ -132,7 +166,7 @@ async fn check_server_identity(
         field: "checkpoint".into(),
         message: format!(
             "the checkpoint ({}) was taken on another server ({stored}) than the one at source.url ({identity}): its positions mean nothing here. \
-             Another database: give this pipeline its own [pipeline] name. The same data on a new server: use [source] resume = \"gtid\" (MariaDB), or remove the checkpoint to start again with a backfill",
+             Another database: give this pipeline its own [pipeline] name. The same data on a new server: use [source] resume = \"gtid\" (MariaDB), or remove the checkpoint (its items sk = \"stream\" and sk = \"server\", or its files) to start again with a backfill",
             store.describe()
         ),
     }]))

@@ -304,9 +304,11 @@ fn pipeline_name(path: &Path, raw: &RawConfig, problems: &mut Problems) -> Optio
     let valid = (1..=64).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        // All digits would be the key of an unnamed pipeline with that server_id.
+        && !name.bytes().all(|b| b.is_ascii_digit());
     if !valid {
-        let message = format!("{name:?}: expected [a-z0-9_-]{{1,64}}");
+        let message = format!("{name:?}: expected [a-z0-9_-]{{1,64}}, not only digits");
         problems.add(path, "pipeline.name", message);
     }
     Some(name)

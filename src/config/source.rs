@@ -227,6 +227,12 @@ fn compile_credentials(
     };
     if let Some(user) = user {
         match credential(user, env) {
+            // `${CREDS}` holding `user:password` would send the password as the user name.
+            Ok(user) if user.contains(':') => problems.add(
+                path,
+                "source.url",
+                "user: contains ':' (a password in the user part?); put the password after the ':' of the URL or in password_file",
+            ),
             Ok(user) => connection.user = Some(user),
             Err(message) => problems.add(path, "source.url", format!("user: {message}")),
         }
@@ -271,6 +277,23 @@ fn compile_tls(
             ),
         }
     }
+    if connection.tls == TlsMode::VerifyCa && source.ca_file.is_none() {
+        problems.add(
+            path,
+            "source.ca_file",
+            "tls = \"verify_ca\" needs the CA that signed the server's certificate (any public certificate for any name would pass without it)",
+        );
+    }
+    let socket = mysql_async::Opts::from_url(&connection.address)
+        .ok()
+        .and_then(|opts| opts.socket().map(str::to_string));
+    if socket.is_some() && !matches!(connection.tls, TlsMode::Disabled | TlsMode::Preferred) {
+        problems.add(
+            path,
+            "source.url",
+            "a socket= parameter with TLS: a Unix socket connection has no TLS; set tls = \"disabled\" or connect over TCP",
+        );
+    }
     if let Some(ca) = &source.ca_file {
         let ca = base.join(ca);
         if !ca.is_file() {
@@ -280,11 +303,11 @@ fn compile_tls(
                 format!("{} is not a readable file", ca.display()),
             );
         }
-        if matches!(connection.tls, TlsMode::Disabled | TlsMode::Preferred) {
+        if !matches!(connection.tls, TlsMode::VerifyCa | TlsMode::VerifyIdentity) {
             problems.add(
                 path,
                 "source.ca_file",
-                "is only used with tls = \"required\", \"verify_ca\" or \"verify_identity\"",
+                "is only used with tls = \"verify_ca\" or \"verify_identity\" (\"required\" checks no certificate)",
             );
         }
         connection.ca_file = Some(ca);

@@ -259,7 +259,7 @@ fn production_sections_are_checked() {
         &dir,
         "rowcast.toml",
         &format!(
-            "{source}password_file = \"missing\"\ntls = \"sometimes\"\n[metrics]\nlisten = \"127.0.0.1:9000\"\n[api]\nlisten = \"127.0.0.1:9000\"\ntoken_file = \"token\"\n[pipeline]\nname = \"Not Valid\"\n[checkpoint]\npath = \"state/checkpoint.json\"\n"
+            "{source}password_file = \"missing\"\ntls = \"sometimes\"\nca_file = \"token\"\n[metrics]\nlisten = \"127.0.0.1:9000\"\n[api]\nlisten = \"127.0.0.1:9000\"\ntoken_file = \"token\"\n[pipeline]\nname = \"Not Valid\"\n[checkpoint]\npath = \"state/checkpoint.json\"\n"
         ),
     );
     let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap_err();
@@ -271,10 +271,40 @@ fn production_sections_are_checked() {
         "api.listen: must differ from metrics.listen",
         "api.token_file: is empty",
         "pipeline.name: \"Not Valid\"",
+        "source.ca_file: is only used with tls = \"verify_ca\"",
     ] {
         assert!(
             text.iter().any(|t| t.contains(needle)),
             "{needle:?} in {text:#?}"
         );
     }
+}
+
+#[test]
+fn tls_and_names_that_would_mislead_are_problems() {
+    let dir = temp_dir("mislead");
+    write(
+        &dir,
+        "views/a.toml",
+        "name = \"a\"\ntable = \"t\"\nsource = \"d.a\"\n[key]\npk = \"A#{id}\"\n",
+    );
+    let config = CONFIG.replace("rowcast:${PW}@", "${CREDS}@").replace(
+        "server_id = 4242\n",
+        "server_id = 4242\ntls = \"verify_ca\"\n",
+    ) + "[pipeline]\nname = \"4242\"\n";
+    write(&dir, "rowcast.toml", &config);
+    let errors =
+        load_with_env(&dir.join("rowcast.toml"), &|_| Some("app:hunter2".into())).unwrap_err();
+    let text: Vec<String> = errors.0.iter().map(|p| p.to_string()).collect();
+    for needle in [
+        "source.url: user: contains ':'",
+        "source.ca_file: tls = \"verify_ca\" needs the CA",
+        "pipeline.name: \"4242\": expected [a-z0-9_-]{1,64}, not only digits",
+    ] {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "{needle:?} in {text:#?}"
+        );
+    }
+    assert!(text.iter().all(|t| !t.contains("hunter2")), "{text:#?}");
 }

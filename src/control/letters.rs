@@ -163,14 +163,53 @@ pub struct Replayed {
     pub kept: Vec<(Stored, String)>,
 }
 
+/// Where a view's items are: its table and its key attribute names.
+pub struct ItemPlace {
+    pub table: String,
+    pub pk_attribute: String,
+    pub sk_attribute: Option<String>,
+}
+
+/// Whether the item is in DynamoDB, waiting up to 10 s for the write of a merged repair.
+async fn written(
+    client: &aws_sdk_dynamodb::Client,
+    place: &ItemPlace,
+    pk: &str,
+    sk: Option<&str>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut request = client
+            .get_item()
+            .table_name(&place.table)
+            .key(&place.pk_attribute, AttributeValue::S(pk.to_string()))
+            .consistent_read(true);
+        if let (Some(name), Some(sk)) = (&place.sk_attribute, sk) {
+            request = request.key(name, AttributeValue::S(sk.to_string()));
+        }
+        if let Ok(out) = request.send().await {
+            if out.item.is_some() {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Sends each letter's item through the running daemon (`POST /v1/views/{view}/repair`: the
 /// rows are read again from the source and merged into the stream at the read's position, as
-/// `verify --repair` does) and removes the letters the daemon took. A letter whose cause is not
-/// fixed comes back as a new one when its write fails again.
+/// `verify --repair` does) and removes a letter once its item is in DynamoDB. A letter whose
+/// cause is not fixed comes back as a new one when its write fails again (and the old one is
+/// kept: the item was not written).
 pub async fn replay(
     store: &DeadLetterStore,
     letters: Vec<Stored>,
     api: &crate::util::http::Api,
+    client: &aws_sdk_dynamodb::Client,
+    places: &HashMap<String, ItemPlace>,
 ) -> Result<Replayed, String> {
     use crate::util::http::{query_value, request};
     let mut outcome = Replayed::default();
@@ -195,12 +234,23 @@ pub async fn replay(
         }
         match request(api, "POST", &path, std::time::Duration::from_secs(30)).await {
             Ok((200, _)) => {
+                let sk = stored.letter["sk"].as_str();
+                let place = places.get(stored.view());
+                if !match place {
+                    Some(place) => written(client, place, pk, sk).await,
+                    None => false,
+                } {
+                    let why = "merged, but its item is not in DynamoDB after 10 s (the write failed again, or no row makes it): see the new letters, purge this one once settled";
+                    outcome.kept.push((stored, why.to_string()));
+                    continue;
+                }
                 store
                     .remove(std::slice::from_ref(&stored.at))
                     .await
                     .map_err(|e| crate::error::chain(&e))?;
                 outcome.replayed += 1;
             }
+            Ok((409, body)) => outcome.kept.push((stored, body)),
             Ok((status, body)) => return Err(format!("the daemon answered {status}: {body}")),
             Err(error) => {
                 return Err(format!(

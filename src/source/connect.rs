@@ -67,13 +67,15 @@ fn presented_names(error: &mysql_async::Error) -> Option<Vec<String>> {
     else {
         return None;
     };
-    // Each is the Debug text of a subject-alternative name: `DnsName("db.internal")`.
+    // Each is the Debug text of a subject-alternative name: `DnsName("db.internal")`. A
+    // wildcard name cannot be connected under; IP names are not used (the URL's host did not
+    // match them).
     Some(
         presented
             .iter()
             .filter_map(|name| {
                 let inner = name.strip_prefix("DnsName(\"")?.strip_suffix("\")")?;
-                Some(inner.to_string())
+                (!inner.contains('*')).then(|| inner.to_string())
             })
             .collect(),
     )
@@ -106,13 +108,17 @@ pub async fn resolve(connection: &SourceConnection) -> Result<(Opts, Conn), Sour
             Ok((opts, conn))
         }
         Err(error) if connection.tls == TlsMode::VerifyCa => {
-            let Some(name) = presented_names(&error).and_then(|names| names.into_iter().next())
-            else {
-                return Err(tls_error(error));
-            };
-            let opts = Opts::from(with_tls(connection, Some(name)));
-            let conn = Conn::new(opts.clone()).await.map_err(tls_error)?;
-            Ok((opts, conn))
+            // The chain verified, the name did not: connect under a name the certificate has.
+            let names = presented_names(&error).unwrap_or_default();
+            let mut last = error;
+            for name in names {
+                let opts = Opts::from(with_tls(connection, Some(name)));
+                match Conn::new(opts.clone()).await {
+                    Ok(conn) => return Ok((opts, conn)),
+                    Err(error) => last = error,
+                }
+            }
+            Err(tls_error(last))
         }
         Err(error) => Err(tls_error(error)),
     }
@@ -134,7 +140,7 @@ fn tls_error(error: mysql_async::Error) -> SourceError {
                 rustls::Error::InvalidCertificate(
                     rustls::CertificateError::NotValidForName
                     | rustls::CertificateError::NotValidForNameContext { .. },
-                ) => "the server's certificate does not name the host in [source] url (tls = \"verify_identity\")",
+                ) => "the server's certificate does not name the host in [source] url (verify_identity), or has no DNS name to connect under (verify_ca)",
                 _ => "the TLS handshake failed",
             };
             return SourceError::Tls(format!("{hint}: {tls}"));

@@ -41,6 +41,8 @@ pub enum SourceError {
     PositionGone { position: String, message: String },
     #[error("binlog stream idle for {0:?} (no event, no heartbeat)")]
     Idle(std::time::Duration),
+    #[error("no connection to the source within {0:?}")]
+    ConnectTimeout(std::time::Duration),
     #[error("binlog stream ended")]
     Ended,
     #[error("cannot decode the binlog")]
@@ -79,7 +81,9 @@ impl Classify for SourceError {
             SourceError::Sql(e) => e.class(),
             // Nothing downstream any more: no reconnect can help.
             SourceError::DownstreamClosed => ErrorClass::Definite,
-            SourceError::Idle(_) | SourceError::Ended => ErrorClass::Transient,
+            SourceError::Idle(_) | SourceError::ConnectTimeout(_) | SourceError::Ended => {
+                ErrorClass::Transient
+            }
         }
     }
 }

@@ -175,7 +175,7 @@ impl Source {
                     let reason = match &error {
                         SourceError::Idle(_) => "idle",
                         SourceError::Ended => "ended",
-                        SourceError::Connect(_) => "connect",
+                        SourceError::Connect(_) | SourceError::ConnectTimeout(_) => "connect",
                         _ => "error",
                     };
                     metrics()
@@ -208,7 +208,13 @@ impl Source {
         resume: &Position,
         server_id: u32,
     ) -> Result<(BinlogStream, Flavor), SourceError> {
-        let (mut conn, flavor) = connect(&self.config.connection).await?;
+        // Bounded: a source behind a firewall that drops packets would hold a connection
+        // attempt for minutes (no connect timeout in the driver), and the reader would show no
+        // sign of life to /healthz meanwhile.
+        let limit = self.config.idle_timeout.max(Duration::from_secs(10));
+        let (mut conn, flavor) = tokio::time::timeout(limit, connect(&self.config.connection))
+            .await
+            .map_err(|_| SourceError::ConnectTimeout(limit))??;
         let heartbeat_ns = self.config.heartbeat_interval.as_nanos().to_string();
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await

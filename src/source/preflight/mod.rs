@@ -144,20 +144,44 @@ pub async fn check_privileges(
     Ok(problems)
 }
 
-/// The grants of the current user and, transitively, of every role granted to it.
+/// The grants of the current user and, transitively, of its active roles (the default role
+/// MariaDB sets at login, the default roles of MySQL): a granted role that is not active gives
+/// nothing, since rowcast never runs `SET ROLE`.
 async fn resolved_grants(conn: &mut Conn) -> Result<Vec<grants::Grant>, SourceError> {
-    let mut lines: Vec<String> = conn
+    let own: Vec<String> = conn
         .query("SHOW GRANTS")
         .await
         .map_err(SourceError::Query)?;
+    // MariaDB: the role's name or NULL; MySQL: "`r`@`%`,`s`@`%`" or "NONE".
+    let current: Option<String> = conn
+        .query_first("SELECT CURRENT_ROLE()")
+        .await
+        .unwrap_or_default()
+        .flatten();
+    let active: std::collections::HashSet<String> = current
+        .unwrap_or_default()
+        .split(',')
+        .map(|role| {
+            role.trim()
+                .split('@')
+                .next()
+                .unwrap_or_default()
+                .trim_matches('`')
+                .to_string()
+        })
+        .filter(|role| !role.is_empty() && role != "NONE")
+        .collect();
+    let mut lines: Vec<(String, bool)> = own.into_iter().map(|line| (line, true)).collect();
     let mut resolved = Vec::new();
     let mut seen_roles = std::collections::HashSet::new();
-    while let Some(line) = lines.pop() {
+    while let Some((line, direct)) = lines.pop() {
         match grants::parse(&line) {
             Some(grants::Line::Privileges(grant)) => resolved.push(grant),
             Some(grants::Line::Roles(roles)) => {
                 for role in roles {
-                    if !seen_roles.insert(role.clone()) {
+                    // A role granted to the user counts only when active; roles granted to an
+                    // active role come with it.
+                    if (direct && !active.contains(&role)) || !seen_roles.insert(role.clone()) {
                         continue;
                     }
                     let quoted = role.replace('`', "``");
@@ -167,7 +191,7 @@ async fn resolved_grants(conn: &mut Conn) -> Result<Vec<grants::Grant>, SourceEr
                         .query::<String, _>(format!("SHOW GRANTS FOR `{quoted}`"))
                         .await
                     {
-                        lines.extend(more);
+                        lines.extend(more.into_iter().map(|line| (line, false)));
                     }
                 }
             }
