@@ -121,16 +121,21 @@ async fn item(
         Ok(None) => {}
         Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
     }
-    if let Err(response) = fill(&control, &view, key.clone(), columns, false).await {
-        return response;
-    }
-    // The read is merged into the stream; wait for its write (or a newer one) to land.
+    // The read is merged into the stream; wait for its write (or a newer one) to land. A row
+    // deleted (or moved out of the filter) right after the read never makes the item appear:
+    // the rows are read again, and then "no row" is the answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
-        match get_item(&control.client, &key).await {
-            Ok(Some(found)) => return (StatusCode::OK, Json(found)).into_response(),
-            Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
-            Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
+        if let Err(response) = fill(&control, &view, key.clone(), columns.clone(), false).await {
+            return response;
+        }
+        let attempt = (tokio::time::Instant::now() + Duration::from_secs(2)).min(deadline);
+        while tokio::time::Instant::now() < attempt {
+            match get_item(&control.client, &key).await {
+                Ok(Some(found)) => return (StatusCode::OK, Json(found)).into_response(),
+                Ok(None) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
+            }
         }
     }
     plain(

@@ -131,13 +131,21 @@ impl Health {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// Since when the binlog reader has shown no sign of life: no event, no heartbeat and no
-    /// connection attempt (a reader retrying an absent source is alive).
+    /// Since when the binlog reader has shown no sign of life: no event, no heartbeat, no
+    /// connection attempt (a reader retrying an absent source is alive), and nothing holding it
+    /// back.
     pub fn millis_since_alive(&self) -> u64 {
+        // A reader held by back-pressure (a slow or refusing DynamoDB, a snapshot read the
+        // stream waits for, windows of a long transaction being written) is alive too.
+        if SNAPSHOT_READS.load(Ordering::Relaxed) > 0 {
+            return 0;
+        }
         let last = self
             .last_progress_ms
             .load(Ordering::Relaxed)
-            .max(self.last_attempt_ms.load(Ordering::Relaxed));
+            .max(self.last_attempt_ms.load(Ordering::Relaxed))
+            .max(PUSHBACK_MS.load(Ordering::Relaxed))
+            .max(DELIVERED_MS.load(Ordering::Relaxed));
         now_millis().saturating_sub(last)
     }
 
