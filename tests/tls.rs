@@ -174,6 +174,12 @@ async fn tls_to_the_source_verifies_the_ca_and_the_host_name_and_carries_the_who
         .unwrap();
     drop(conn);
     let table = env.notes_view().await;
+    // With write-back, so that the write-back side's connections go over TLS too.
+    let view = std::fs::read_to_string(env.dir.join("views/notes.toml")).unwrap();
+    env.write_view(
+        "notes.toml",
+        &format!("{view}[writeback]\nenabled = true\nattributes = [\"body\"]\n"),
+    );
     source_config(&env, port, "");
     env.create_tables();
     let ca = certs.join("ca.pem");
@@ -247,6 +253,26 @@ async fn tls_to_the_source_verifies_the_ca_and_the_host_name_and_carries_the_who
         &table,
         Env::notes(&[(1, "uno"), (2, "two"), (3, "three")]),
         Duration::from_secs(30),
+    )
+    .await;
+    // Write-back over TLS: an application's change in DynamoDB reaches the row.
+    common::app::update(
+        &env,
+        &table,
+        common::app::key(&[("pk", "N#2"), ("sk", "NOTE")]),
+        "SET body = :b",
+        &[(":b", common::app::s("dos"))],
+    )
+    .await;
+    common::eventually(
+        "the change to reach MariaDB",
+        Duration::from_secs(30),
+        || async {
+            env.query::<String>("SELECT body FROM notes WHERE id = 2")
+                .await
+                .first()
+                .is_some_and(|body| body == "dos")
+        },
     )
     .await;
     // Every connection of the daemon's user is TCP (a socket would bypass TLS), and the server
