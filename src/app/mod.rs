@@ -100,10 +100,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         reload_tx.clone(),
         health.clone(),
     );
-    // /healthz fails after this long without a sign of life from the binlog reader; longer
-    // than the reader's longest pause between two connection attempts.
-    let stall_limit = (config.source.idle_timeout * 6).max(config.source.max_backoff * 3);
-    let routes = metrics::routes(health.clone(), stall_limit);
+    health.set_stall_limit(config.source.idle_timeout, config.source.max_backoff);
+    let routes = metrics::routes(health.clone());
     let api_routes = crate::api::routes(control.clone(), config.api.token.clone());
     for (name, listener, routes) in [
         ("http", listener, routes),
@@ -135,6 +133,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             Ok(Some(next)) if !shutdown.is_cancelled() => {
                 info!("pipeline drained for the reload; starting it again from the checkpoint");
                 config = next;
+                health.set_stall_limit(config.source.idle_timeout, config.source.max_backoff);
                 client = dynamo::client(&config.dynamodb).await;
                 channels = wiring::Requests::new();
                 control.replace(channels.running(&config, &client));

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 use tracing::{error, warn};
 
@@ -44,38 +43,6 @@ pub enum DeadLetterError {
     },
     #[error("dead-letter table {table}: {info}")]
     Dynamo { table: String, info: SdkErrorInfo },
-}
-
-/// Longest reason kept in a dead letter.
-const MAX_REASON_BYTES: usize = 1024;
-/// Largest stream record kept in a dead letter (a record is two item images of up to 400 KB).
-const MAX_RECORD_BYTES: usize = 64 * 1024;
-
-/// The letter with its reason and record cut to a size every store takes (a DynamoDB item
-/// holds 400 KB): what is cut says how long it was.
-pub fn bounded(letter: &DeadLetter) -> DeadLetter {
-    let mut letter = letter.clone();
-    if letter.reason.len() > MAX_REASON_BYTES {
-        let mut end = MAX_REASON_BYTES;
-        while !letter.reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        let total = letter.reason.len();
-        letter.reason = format!("{}… ({total} bytes in all)", &letter.reason[..end]);
-    }
-    let record_bytes = letter.record.as_ref().map_or(0, |r| r.to_string().len());
-    if record_bytes > MAX_RECORD_BYTES {
-        let sequence = letter
-            .record
-            .as_ref()
-            .and_then(|r| r.get("sequence").cloned());
-        letter.record = Some(serde_json::json!({
-            "truncated": true,
-            "bytes": record_bytes,
-            "sequence": sequence,
-        }));
-    }
-    letter
 }
 
 impl crate::error::Classify for DeadLetterError {
@@ -127,7 +94,7 @@ impl DeadLetterStore {
                 Err(error) => error,
             };
             if !error.is_transient() {
-                let json = serde_json::to_string(&bounded(letter)).unwrap_or_default();
+                let json = serde_json::to_string(&letter.bounded()).unwrap_or_default();
                 error!(error = %crate::error::chain(&error), letter = %json, "the dead-letter store refused a record; it is kept in this log line only");
                 metrics()
                     .dead_letters_unstored
@@ -143,27 +110,27 @@ impl DeadLetterStore {
     /// Records one dead letter, bounded in size (see [`bounded`]).
     pub async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
         let json =
-            serde_json::to_string(&bounded(letter)).expect("a dead letter always serialises");
+            serde_json::to_string(&letter.bounded()).expect("a dead letter always serialises");
         match self {
             DeadLetterStore::File { path, lock } => {
                 let _guard = lock.lock().await;
-                let io = |source| DeadLetterError::File {
+                let target = path.clone();
+                let line = format!("{json}\n");
+                // Under the file lock a `deadletters` command takes to rewrite the file.
+                super::with_file_lock(path, move || {
+                    use std::io::Write;
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&target)?;
+                    file.write_all(line.as_bytes())?;
+                    file.sync_data()
+                })
+                .await
+                .map_err(|source| DeadLetterError::File {
                     path: path.clone(),
                     source,
-                };
-                if let Some(dir) = path.parent() {
-                    tokio::fs::create_dir_all(dir).await.map_err(io)?;
-                }
-                let mut file = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .await
-                    .map_err(io)?;
-                file.write_all(format!("{json}\n").as_bytes())
-                    .await
-                    .map_err(io)?;
-                file.sync_data().await.map_err(io)?;
+                })?;
             }
             DeadLetterStore::Table {
                 client,

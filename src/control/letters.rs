@@ -1,8 +1,7 @@
 //! Reading and removing dead letters (`rowcast deadletters list|replay|purge`). In the control
 //! table each view's letters are one partition (`deadletter#[<pipeline>#]<view>`), removed item
-//! by item; a dead-letter file is rewritten whole without the removed lines (durably, but a line
-//! the daemon appends between the read and the rewrite would be lost: purge a file store while
-//! the daemon is stopped).
+//! by item; a dead-letter file is rewritten whole without the removed lines, durably, under an
+//! advisory lock (`<file>.lock`) the daemon also takes to append, so no letter is lost.
 
 use std::collections::HashMap;
 
@@ -10,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
 use super::deadletter::{DeadLetterError, DeadLetterStore};
-use super::{write_durably, CONTROL_PK, CONTROL_SK};
+use super::{CONTROL_PK, CONTROL_SK};
 use crate::dynamo::classify_sdk_error;
 
 fn dynamo(table: &str, info: crate::dynamo::SdkErrorInfo) -> DeadLetterError {
@@ -136,19 +135,25 @@ impl DeadLetterStore {
             }
             DeadLetterStore::File { path, lock } => {
                 let _guard = lock.lock().await;
-                let io = |source| DeadLetterError::File {
+                let (target, at) = (path.clone(), at.to_vec());
+                // Under the file lock the daemon takes to append: no letter appended meanwhile
+                // is lost by the rewrite.
+                super::with_file_lock(path, move || {
+                    let text = std::fs::read_to_string(&target)?;
+                    let mut kept = String::new();
+                    for line in text.lines() {
+                        if !at.contains(&StoredAt::Line(line.to_string())) {
+                            kept.push_str(line);
+                            kept.push('\n');
+                        }
+                    }
+                    super::write_durably_blocking(&target, kept.as_bytes())
+                })
+                .await
+                .map_err(|source| DeadLetterError::File {
                     path: path.clone(),
                     source,
-                };
-                let text = tokio::fs::read_to_string(path).await.map_err(io)?;
-                let mut kept = String::new();
-                for line in text.lines() {
-                    if !at.contains(&StoredAt::Line(line.to_string())) {
-                        kept.push_str(line);
-                        kept.push('\n');
-                    }
-                }
-                write_durably(path, kept.into_bytes()).await.map_err(io)
+                })
             }
         }
     }
@@ -261,4 +266,71 @@ pub async fn replay(
         }
     }
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::{DeadLetter, Position};
+
+    fn letter(n: usize) -> DeadLetter {
+        DeadLetter {
+            view: "v".into(),
+            key: Some(format!("t[K#{n}]")),
+            pk: Some(format!("K#{n}")),
+            sk: None,
+            reason: "too large".into(),
+            reason_kind: "too_large",
+            position: Position {
+                file: "binlog.000001".into(),
+                pos: 4,
+                gtid: None,
+            },
+            seq: n as u64,
+            at_ms: 0,
+            record: None,
+        }
+    }
+
+    /// The daemon appends while a `deadletters` command rewrites the file (two stores, as two
+    /// processes have: only the file lock orders them): no appended letter is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rewriting_a_file_store_loses_no_letter_appended_meanwhile() {
+        let dir = std::env::temp_dir().join(format!("rowcast-letters-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("dead.jsonl");
+        let daemon = std::sync::Arc::new(DeadLetterStore::file(path.clone()));
+        let command = DeadLetterStore::file(path.clone());
+        for n in 0..20 {
+            daemon.record(&letter(n)).await.unwrap();
+        }
+        let appender = {
+            let daemon = daemon.clone();
+            tokio::spawn(async move {
+                for n in 100..400 {
+                    daemon.record(&letter(n)).await.unwrap();
+                }
+            })
+        };
+        // Remove the old letters one at a time, each a whole rewrite, while appends go on.
+        for n in 0..20u64 {
+            let all = command.list(&["v".to_string()]).await.unwrap();
+            let old: Vec<StoredAt> = all
+                .iter()
+                .filter(|s| s.letter["seq"].as_u64() == Some(n))
+                .map(|s| s.at.clone())
+                .collect();
+            command.remove(&old).await.unwrap();
+        }
+        appender.await.unwrap();
+        let left: Vec<u64> = command
+            .list(&["v".to_string()])
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.letter["seq"].as_u64())
+            .collect();
+        assert_eq!(left, (100..400).collect::<Vec<u64>>());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -28,6 +28,9 @@ pub struct Health {
     /// reader that keeps trying is alive, however long the source is away.
     connected: AtomicBool,
     last_attempt_ms: AtomicU64,
+    /// How long without a sign of life (or acknowledgement) before `/healthz` fails; set from
+    /// each generation's configuration.
+    stall_limit_ms: AtomicU64,
 }
 
 impl Health {
@@ -42,6 +45,22 @@ impl Health {
         if let Ok(mut starting) = self.writeback_starting.lock() {
             starting.clear();
         }
+    }
+
+    /// The configuration's limit: max(6 × the idle timeout, 3 × the longest backoff), so that
+    /// it outlasts the reader's longest pause between two connection attempts.
+    pub fn set_stall_limit(
+        &self,
+        idle_timeout: std::time::Duration,
+        max_backoff: std::time::Duration,
+    ) {
+        let limit = (idle_timeout * 6).max(max_backoff * 3);
+        self.stall_limit_ms
+            .store(limit.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn stall_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stall_limit_ms.load(Ordering::Relaxed).max(1000))
     }
 
     pub fn set_ready(&self) {

@@ -19,7 +19,6 @@ use super::{metrics, Health};
 #[derive(Clone)]
 struct AppState {
     health: Arc<Health>,
-    stall_limit: Duration,
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
@@ -47,7 +46,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(stalled) = state
         .health
         .stalled_for()
-        .filter(|stalled| *stalled > state.stall_limit)
+        .filter(|stalled| *stalled > state.health.stall_limit())
     {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -60,7 +59,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     // Alive while the reader reads or keeps trying to connect: an absent source is a metric
     // (rowcast_source_connected), not a reason to restart rowcast.
     let idle = Duration::from_millis(state.health.millis_since_alive());
-    if !state.health.is_ready() || idle <= state.stall_limit {
+    if !state.health.is_ready() || idle <= state.health.stall_limit() {
         (StatusCode::OK, "ok\n".to_string())
     } else {
         (
@@ -101,17 +100,14 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// The routes of the metrics listener. `stall_limit`: how long without binlog progress (events
-/// or heartbeats) before `/healthz` fails.
-pub fn routes(health: Arc<Health>, stall_limit: Duration) -> Router {
+/// The routes of the metrics listener (`Health::set_stall_limit`: how long without a sign of
+/// life before `/healthz` fails).
+pub fn routes(health: Arc<Health>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState {
-            health,
-            stall_limit,
-        })
+        .with_state(AppState { health })
 }
 
 /// Serves `routes` on `listener` until `shutdown` fires.

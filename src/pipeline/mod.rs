@@ -186,6 +186,40 @@ pub struct DeadLetter {
     pub record: Option<serde_json::Value>,
 }
 
+/// Longest reason kept in a dead letter.
+const MAX_REASON_BYTES: usize = 1024;
+/// Largest stream record kept in a dead letter (a record is two item images of up to 400 KB).
+const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+impl DeadLetter {
+    /// The letter with its reason and record cut to a size every store takes (a DynamoDB item
+    /// holds 400 KB): what is cut says how long it was.
+    pub fn bounded(&self) -> DeadLetter {
+        let mut letter = self.clone();
+        if letter.reason.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES;
+            while !letter.reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            let total = letter.reason.len();
+            letter.reason = format!("{}… ({total} bytes in all)", &letter.reason[..end]);
+        }
+        let record_bytes = letter.record.as_ref().map_or(0, |r| r.to_string().len());
+        if record_bytes > MAX_RECORD_BYTES {
+            let sequence = letter
+                .record
+                .as_ref()
+                .and_then(|r| r.get("sequence").cloned());
+            letter.record = Some(serde_json::json!({
+                "truncated": true,
+                "bytes": record_bytes,
+                "sequence": sequence,
+            }));
+        }
+        letter
+    }
+}
+
 /// Writer lane → checkpoint tracker: every write sent to the lane before `barrier` is
 /// acknowledged.
 #[derive(Debug)]
