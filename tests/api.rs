@@ -76,3 +76,41 @@ async fn the_api_has_its_own_listener_and_wants_the_token() {
     assert_eq!(request(env.api_port, "POST", snapshot, &bearer).await, 202);
     assert!(daemon.terminate().success());
 }
+
+/// Fills are bounded: with every fill held (a failpoint sleeps before each read), the queue of
+/// the snapshot worker and the channel in front of it fill up, and further misses are answered
+/// 503 at once instead of all waiting on the source.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_full_queue_of_fills_answers_503_at_once() {
+    let env = Env::new("apifills").await;
+    env.notes_view().await;
+    let view = std::fs::read_to_string(env.dir.join("views/notes.toml")).unwrap();
+    env.write_view("notes.toml", &format!("{view}[fill]\nmode = \"lazy\"\n"));
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "snapshot.before_fill=sleep3000@*")]);
+    daemon.wait_until(|status, _| status == 200).await;
+    let port = env.api_port;
+    let requests: Vec<_> = (0..200)
+        .map(|n| {
+            tokio::spawn(async move {
+                let path = format!("/v1/views/notes/item?pk=N%23{}&sk=NOTE", 1000 + n);
+                let started = std::time::Instant::now();
+                let status = request(port, "GET", &path, "").await;
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for answer in requests {
+        let (status, took) = answer.await.unwrap();
+        if status == 503 {
+            refused += 1;
+            assert!(took < Duration::from_secs(2), "a 503 came after {took:?}");
+        }
+    }
+    // 64 queued in the worker and 64 in the channel at most: the rest is refused.
+    assert!(refused >= 50, "{refused} of 200 refused");
+    daemon.kill9();
+}

@@ -325,6 +325,7 @@ impl Worker {
     }
 
     async fn fill(&mut self, request: FillRequest) -> (SnapshotEvent, Pending, bool) {
+        crate::util::failpoint::delay("snapshot.before_fill").await;
         match self.read_fill(&request).await {
             Ok(Some(read)) => (SnapshotEvent::Read(read), Pending::Fill(request), false),
             Ok(None) => {

@@ -18,7 +18,8 @@
 //! snapshot reads do not know yet), `xa.reread` (an error: the binlog connection re-reading a
 //! prepared XA transaction fails after its first event), `snapshot.before_backfill` (a delay:
 //! the snapshot worker is about to start a backfill asked for while running, e.g. after a join
-//! overflow), `lane.before_write` (a delay: a lane about to write a window).
+//! overflow), `lane.before_write` (a delay: a lane about to write a window),
+//! `snapshot.before_fill` (a delay: the snapshot worker about to read a fill-on-miss).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
