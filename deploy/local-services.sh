@@ -11,7 +11,8 @@
 #
 # ROWCAST_DDB_PORT picks another DynamoDB Local port (a second instance), ROWCAST_DDB_PERSIST=1
 # keeps its data on disk across restarts (the restart tests use both). ROWCAST_MYSQL_PORT with
-# ROWCAST_STATE starts a second MariaDB; ROWCAST_MYSQL_TLS_DIR (ca.pem, server-cert.pem,
+# ROWCAST_STATE starts a second MariaDB (ROWCAST_MYSQL_SERVER_ID: its server_id, default 1);
+# ROWCAST_MYSQL_TLS_DIR (ca.pem, server-cert.pem,
 # server-key.pem) serves TLS with require_secure_transport=ON (the TLS test uses it).
 #
 # State (data, sockets, logs, pids) lives in $ROWCAST_STATE (default /var/tmp/rowcast): outside
@@ -59,7 +60,7 @@ log_error = $MDB/log/error.log
 port = $MYSQL_PORT
 bind-address = 127.0.0.1
 skip-name-resolve
-server_id = 1
+server_id = ${ROWCAST_MYSQL_SERVER_ID:-1}
 log_bin = $MDB/log/binlog
 binlog_format = ROW
 binlog_row_image = FULL

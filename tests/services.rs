@@ -184,3 +184,104 @@ async fn write_back_waits_for_mariadb_to_return() {
     .await;
     assert!(daemon.terminate().success());
 }
+
+/// Forwards connections on its own port to `target` (a port of 127.0.0.1); `switch` points it
+/// at another port and cuts the connections open at the time, as an address moving to another
+/// server does.
+struct Proxy {
+    port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(target));
+        let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (to, tasks) = (target.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let target = to.load(std::sync::atomic::Ordering::SeqCst);
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(task);
+            }
+        });
+        Proxy { port, target, open }
+    }
+
+    fn switch(&self, target: u16) {
+        self.target
+            .store(target, std::sync::atomic::Ordering::SeqCst);
+        for task in self.open.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// The source address moves to another server while rowcast runs (a proxy switched to a second
+/// MariaDB with another server_id): the reader's reconnection finds another server and the
+/// daemon stops with a clear message instead of reading that server's binlog at this one's
+/// positions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_address_that_moves_to_another_server_stops_the_reader() {
+    let _serial = SERIAL.lock().await;
+    let state = format!("/var/tmp/rowcast-moved-{}", std::process::id());
+    let other_port = common::free_port().to_string();
+    let other = [
+        ("ROWCAST_STATE", state.as_str()),
+        ("ROWCAST_MYSQL_PORT", other_port.as_str()),
+        ("ROWCAST_MYSQL_SERVER_ID", "2"),
+    ];
+    let _ = std::fs::remove_dir_all(&state);
+    services("start-mariadb", &other);
+    // Stopped and removed however the test ends.
+    struct Second(Vec<(String, String)>);
+    impl Drop for Second {
+        fn drop(&mut self) {
+            let envs: Vec<(&str, &str)> = self
+                .0
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            services("stop-mariadb", &envs);
+            let _ = std::fs::remove_dir_all(&self.0[0].1);
+        }
+    }
+    let _second = Second(
+        other
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let proxy = Proxy::start(3306).await;
+    let env = Env::new("srcmoved").await;
+    let table = env.notes_view().await;
+    env.write_config("");
+    let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        "mysql://rowcast:rowcast@127.0.0.1:3306",
+        &format!("mysql://rowcast:rowcast@127.0.0.1:{}", proxy.port),
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    env.create_tables();
+    let mut daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one')").await;
+    env.converge(&table, Env::notes(&[(1, "one")]), Duration::from_secs(30))
+        .await;
+    proxy.switch(other_port.parse().unwrap());
+    let status = daemon.exited(Duration::from_secs(60)).await;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    assert!(
+        log.contains("the source address now reaches another server (server_id 2"),
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
+}

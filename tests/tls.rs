@@ -115,6 +115,7 @@ impl Drop for TlsServer {
             .arg("stop-mariadb")
             .env("ROWCAST_STATE", &self.state)
             .output();
+        let _ = std::fs::remove_dir_all(&self.state);
     }
 }
 

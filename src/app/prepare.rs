@@ -97,10 +97,11 @@ async fn prepare(
         store,
         end,
     };
-    let (start, checkpoint) = match loaded {
+    let (mut start, checkpoint) = match loaded {
         Some(checkpoint) => start.resume(checkpoint).await?,
         None => start.fresh().await?,
     };
+    start.server = Some(identity.clone());
     crate::control::server::save(store, &identity).await?;
     let _ = conn.disconnect().await;
     Ok(Prepared {
@@ -263,6 +264,7 @@ impl Start<'_> {
                 next_seq,
                 replay_end: Some(self.end),
                 backfill: checkpoint.backfill.clone(),
+                server: None,
             };
             return Ok((start, checkpoint));
         };
@@ -306,6 +308,7 @@ impl Start<'_> {
             next_seq: seq + 1,
             replay_end: None,
             backfill: Default::default(),
+            server: None,
         };
         Ok((start, checkpoint))
     }

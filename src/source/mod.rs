@@ -43,6 +43,8 @@ pub enum SourceError {
     Idle(std::time::Duration),
     #[error("no connection to the source within {0:?}")]
     ConnectTimeout(std::time::Duration),
+    #[error("{0}")]
+    ServerChanged(String),
     #[error("binlog stream ended")]
     Ended,
     #[error("cannot decode the binlog")]
@@ -66,6 +68,7 @@ impl Classify for SourceError {
             | SourceError::Decode(_)
             | SourceError::Url(_)
             | SourceError::Tls(_)
+            | SourceError::ServerChanged(_)
             | SourceError::Schema(_) => ErrorClass::Definite,
             SourceError::Connect(e) | SourceError::Query(e) | SourceError::Stream(e) => {
                 match e {

@@ -40,10 +40,16 @@ pub struct StartPoint {
     pub replay_end: Option<Position>,
     /// Backfill progress from the checkpoint (kept on barriers when nothing is left to fill).
     pub backfill: BackfillState,
+    /// The server the start position belongs to: a reconnection that reaches another one (an
+    /// address that moved to another primary) stops rather than read positions of this one
+    /// there. `None` when not known (tests).
+    pub server: Option<crate::control::server::ServerIdentity>,
 }
 
 pub struct Source {
     config: SourceConfig,
+    /// See `StartPoint::server`.
+    server: Option<crate::control::server::ServerIdentity>,
     tables: HashSet<TableRef>,
     tx: mpsc::Sender<SourceEvent>,
     health: Arc<Health>,
@@ -140,6 +146,7 @@ impl Source {
     ) -> Self {
         Source {
             config,
+            server: None,
             tables,
             tx,
             health,
@@ -153,6 +160,7 @@ impl Source {
         start: StartPoint,
         cancel: CancellationToken,
     ) -> Result<(), SourceError> {
+        self.server = start.server.clone();
         let mut cursor = Cursor {
             gtid_state: parse_gtid_state(start.position.gtid.as_deref()),
             resume: start.position,
@@ -215,6 +223,14 @@ impl Source {
         let (mut conn, flavor) = tokio::time::timeout(limit, connect(&self.config.connection))
             .await
             .map_err(|_| SourceError::ConnectTimeout(limit))??;
+        if let Some(expected) = &self.server {
+            let now = super::server_identity(&mut conn, flavor).await?;
+            if !expected.resumable_on(&now, self.config.resume_by_gtid) {
+                return Err(SourceError::ServerChanged(format!(
+                    "the source address now reaches another server ({now}) than the one this run started on ({expected}): its binlog positions mean nothing there; restart rowcast to have the checkpoint checked (with resume = \"gtid\" a server of the same GTID domain is followed)"
+                )));
+            }
+        }
         let heartbeat_ns = self.config.heartbeat_interval.as_nanos().to_string();
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
