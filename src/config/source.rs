@@ -78,11 +78,6 @@ pub struct SourceConnection {
 }
 
 impl SourceConnection {
-    /// The address without credentials, for messages.
-    pub fn display_address(&self) -> &str {
-        &self.address
-    }
-
     /// The connection options without TLS (the source module adds it, see `source::opts`).
     pub fn plain_opts(&self) -> Result<mysql_async::OptsBuilder, mysql_async::UrlError> {
         let opts = mysql_async::Opts::from_url(&self.address)?;

@@ -56,36 +56,22 @@ impl DeadLetterStore {
                 let mut found = Vec::new();
                 for view in views {
                     let pk = format!("{prefix}{view}");
-                    let mut start: Option<HashMap<String, AttributeValue>> = None;
-                    loop {
-                        let out = client
-                            .query()
-                            .table_name(table)
-                            .key_condition_expression("#pk = :pk")
-                            .expression_attribute_names("#pk", CONTROL_PK)
-                            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                            .consistent_read(true)
-                            .set_exclusive_start_key(start.take())
-                            .send()
-                            .await
-                            .map_err(|e| dynamo(table, classify_sdk_error(&e)))?;
-                        for item in out.items() {
-                            let text = |name: &str| match item.get(name) {
-                                Some(AttributeValue::S(s)) => s.clone(),
-                                _ => String::new(),
-                            };
-                            let letter =
-                                serde_json::from_str(&text("record")).unwrap_or(Value::Null);
-                            let at = StoredAt::Table {
-                                pk: text(CONTROL_PK),
-                                sk: text(CONTROL_SK),
-                            };
-                            found.push(Stored { at, letter });
-                        }
-                        start = out.last_evaluated_key;
-                        if start.is_none() {
-                            break;
-                        }
+                    let pages = crate::dynamo::tables::query_partition(
+                        client, table, CONTROL_PK, &pk, None,
+                    )
+                    .await
+                    .map_err(|info| dynamo(table, info))?;
+                    for item in pages.iter().flatten() {
+                        let text = |name: &str| match item.get(name) {
+                            Some(AttributeValue::S(s)) => s.clone(),
+                            _ => String::new(),
+                        };
+                        let letter = serde_json::from_str(&text("record")).unwrap_or(Value::Null);
+                        let at = StoredAt::Table {
+                            pk: text(CONTROL_PK),
+                            sk: text(CONTROL_SK),
+                        };
+                        found.push(Stored { at, letter });
                     }
                 }
                 Ok(found)

@@ -223,44 +223,31 @@ async fn query_partition(
     partition: &str,
 ) -> Result<StreamPositions, PositionError> {
     let mut positions = StreamPositions::default();
-    let mut start = None;
-    loop {
-        let out = client
-            .query()
-            .table_name(control)
-            .key_condition_expression("#p = :p")
-            .expression_attribute_names("#p", CONTROL_PK)
-            .expression_attribute_values(":p", AttributeValue::S(partition.to_string()))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
+    let pages =
+        crate::dynamo::tables::query_partition(client, control, CONTROL_PK, partition, None)
             .await
-            .map_err(|e| PositionError::Dynamo(classify_sdk_error(&e)))?;
-        for item in out.items() {
-            let Some(AttributeValue::S(sk)) = item.get(CONTROL_SK) else {
-                continue;
-            };
-            if sk == START_SK {
-                positions.started_ms = match item.get("started_ms") {
-                    Some(AttributeValue::N(n)) => n.parse().ok(),
-                    _ => None,
-                };
-                continue;
-            }
-            let sequence = match item.get("sequence") {
-                Some(AttributeValue::S(s)) => Some(s.clone()),
+            .map_err(PositionError::Dynamo)?;
+    for item in pages.iter().flatten() {
+        let Some(AttributeValue::S(sk)) = item.get(CONTROL_SK) else {
+            continue;
+        };
+        if sk == START_SK {
+            positions.started_ms = match item.get("started_ms") {
+                Some(AttributeValue::N(n)) => n.parse().ok(),
                 _ => None,
             };
-            let done = matches!(item.get("done"), Some(AttributeValue::Bool(true)));
-            positions
-                .shards
-                .insert(sk.clone(), ShardPosition { sequence, done });
+            continue;
         }
-        match out.last_evaluated_key {
-            Some(key) => start = Some(key),
-            None => return Ok(positions),
-        }
+        let sequence = match item.get("sequence") {
+            Some(AttributeValue::S(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let done = matches!(item.get("done"), Some(AttributeValue::Bool(true)));
+        positions
+            .shards
+            .insert(sk.clone(), ShardPosition { sequence, done });
     }
+    Ok(positions)
 }
 
 fn read_file(path: &PathBuf) -> Result<FileContents, PositionError> {

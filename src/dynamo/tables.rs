@@ -185,15 +185,15 @@ pub async fn check_table(
 }
 
 /// Every item of a table, as plain JSON objects sorted by key (for `rowcast scan` and tests).
-/// The items of partition `pk` (attribute `pk_attribute`) of `table`, in sort-key order, one
-/// page (`page_size` items, one Query request) at a time: as an application reads a partition.
-pub async fn query_pages(
+/// The items of partition `pk` (attribute `pk_attribute`) of `table`, in sort-key order, read
+/// consistently one Query page at a time (`page_size` items, or DynamoDB's 1 MB, per page).
+pub async fn query_partition(
     client: &Client,
     table: &str,
     pk_attribute: &str,
     pk: &str,
-    page_size: i32,
-) -> Result<Vec<Vec<serde_json::Value>>, SdkErrorInfo> {
+    page_size: Option<i32>,
+) -> Result<Vec<Vec<std::collections::HashMap<String, AttributeValue>>>, SdkErrorInfo> {
     let mut pages = Vec::new();
     let mut start = None;
     loop {
@@ -203,18 +203,33 @@ pub async fn query_pages(
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", pk_attribute)
             .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
-            .limit(page_size)
+            .consistent_read(true)
+            .set_limit(page_size)
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(|e| classify_sdk_error(&e))?;
-        pages.push(out.items().iter().map(plain).collect());
+        pages.push(out.items.unwrap_or_default());
         match out.last_evaluated_key {
             Some(key) if !key.is_empty() => start = Some(key),
-            _ => break,
+            _ => return Ok(pages),
         }
     }
-    Ok(pages)
+}
+
+/// [`query_partition`] as plain JSON values, page by page (`rowcast query`).
+pub async fn query_pages(
+    client: &Client,
+    table: &str,
+    pk_attribute: &str,
+    pk: &str,
+    page_size: i32,
+) -> Result<Vec<Vec<serde_json::Value>>, SdkErrorInfo> {
+    let pages = query_partition(client, table, pk_attribute, pk, Some(page_size)).await?;
+    Ok(pages
+        .iter()
+        .map(|page| page.iter().map(plain).collect())
+        .collect())
 }
 
 /// An item as plain JSON values.

@@ -128,28 +128,15 @@ pub async fn server_identity(
     conn: &mut Conn,
     flavor: Flavor,
 ) -> Result<crate::control::server::ServerIdentity, SourceError> {
-    let server_id: Option<u32> = conn
-        .query_first("SELECT @@server_id")
-        .await
-        .map_err(SourceError::Query)?;
-    let (server_uuid, gtid_domain_id) = match flavor {
-        Flavor::MySql => {
-            let uuid: Option<String> = conn
-                .query_first("SELECT @@server_uuid")
-                .await
-                .map_err(SourceError::Query)?;
-            (uuid, None)
-        }
-        Flavor::MariaDb => {
-            let domain: Option<u32> = conn
-                .query_first("SELECT @@gtid_domain_id")
-                .await
-                .map_err(SourceError::Query)?;
-            (None, domain)
-        }
+    let query = match flavor {
+        Flavor::MySql => "SELECT @@server_id, @@server_uuid, NULL",
+        Flavor::MariaDb => "SELECT @@server_id, NULL, @@gtid_domain_id",
     };
+    let row: Option<(u32, Option<String>, Option<u32>)> =
+        conn.query_first(query).await.map_err(SourceError::Query)?;
+    let (server_id, server_uuid, gtid_domain_id) = row.unwrap_or_default();
     Ok(crate::control::server::ServerIdentity {
-        server_id: server_id.unwrap_or_default(),
+        server_id,
         server_uuid,
         gtid_domain_id,
     })
