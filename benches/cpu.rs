@@ -16,6 +16,10 @@ use rowcast::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
 use rowcast::view::spec::TableRef;
 use rowcast::view::value::Cell;
 
+/// The binary's allocator (see `src/main.rs`), so these figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn schema() -> Arc<TableSchema> {
     let col = |name: &str, kind: ColumnKind| ColumnSchema {
         name: name.into(),
@@ -121,6 +125,37 @@ fn benches(c: &mut Criterion) {
                 1 << 40,
                 "orders",
             ))
+        })
+    });
+    // The whole CPU path of one row change, as issue 13 goal 3 measures it: both images of the
+    // update decoded from binlog values, projected (the key moves: a delete and a put), and the
+    // put's item and the delete's key encoded into SDK attribute values.
+    let mut after_values = binlog_values();
+    after_values[1] = BinlogValue::Value(Value::UInt(43));
+    group.bench_function("decode_project_encode_update_with_key_move", |b| {
+        b.iter(|| {
+            let decode = |values: &[BinlogValue<'static>]| Row {
+                schema: schema.clone(),
+                cells: schema
+                    .columns
+                    .iter()
+                    .zip(values)
+                    .map(|(c, v)| decode_value(&c.kind, v, 45).expect("decodes"))
+                    .collect(),
+            };
+            let before = decode(black_box(&values));
+            let after = decode(black_box(&after_values));
+            let projection = project(&view, Some(&before), Some(&after)).expect("projects");
+            for op in &projection.ops {
+                match op {
+                    ItemOp::Put { item, .. } => {
+                        black_box(rowcast::dynamo::encode_item(item, 1 << 40, "orders"));
+                    }
+                    ItemOp::Delete { key } => {
+                        black_box(rowcast::dynamo::encode_key(key));
+                    }
+                }
+            }
         })
     });
     group.finish();

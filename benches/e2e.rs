@@ -12,6 +12,10 @@
 //! 5. write-back: UpdateItem → MariaDB row latency, and ROWCAST_BENCH_WRITEBACK (2,000) updates
 //!    at once.
 //!
+//! Beside them: the bulk loader a user would write (`benches/reference/bulk_loader.py`) on the
+//! backfilled rows, rowcast's CPU time per row in the backfill and in part 2, and the throughput of part 2
+//! again with DynamoDB 10 ms away (a delay proxy) and in conditional mode.
+//!
 //! `cargo bench --bench e2e` (ROWCAST_BENCH_ROWS, ROWCAST_BENCH_LATENCY_ROWS to resize). Under
 //! `cargo test` it does nothing.
 
@@ -23,9 +27,12 @@ use mysql_async::prelude::Queryable;
 
 mod support;
 
-use support::{env_usize, metric_sum, peak_rss_mb, percentile, start_daemon};
+use support::{cpu_seconds, env_usize, metric_sum, peak_rss_mb, percentile, start_daemon};
 
 const LANES: usize = 8;
+/// How often the bench reads rowcast's `/metrics` while it waits for a phase to end: each read
+/// costs the daemon CPU that its CPU per row would count (every 20 ms it was 5 % of a profile).
+const METRICS_POLL: Duration = Duration::from_millis(50);
 
 /// ROWCAST_BENCH_WRITER: more lines for `[writer]` (e.g. "linger_ms = 5").
 fn extra_writer() -> String {
@@ -113,15 +120,7 @@ async fn main() {
 
     // 1. Raw ceiling.
     let raw_table = format!("bench_raw_{tag}");
-    let need = rowcast::dynamo::tables::TableNeed {
-        pk: "pk".into(),
-        sk: Some("sk".into()),
-        streams: false,
-        users: vec![],
-    };
-    rowcast::dynamo::tables::create_table(&client, &raw_table, &need)
-        .await
-        .expect("create raw table");
+    support::create_pk_sk_table(&client, &raw_table, "create raw table").await;
     // DynamoDB Local's JVM needs a warm-up before its numbers mean anything.
     raw_writes(&client, &raw_table, 0..5_000).await;
     let started = Instant::now();
@@ -139,6 +138,7 @@ async fn main() {
     ))
     .await
     .expect("preload");
+    let loader = bulk_loader(&client, &db, rows, tag).await;
     let dir = std::env::temp_dir().join(format!("rowcast-bench-{tag}"));
     let view_table = format!("bench_views_{tag}");
     let preloaded = format!("{db}.preloaded");
@@ -159,25 +159,22 @@ async fn main() {
     .await
         < rows as f64
     {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(METRICS_POLL).await;
     }
     let backfill_secs = backfill_started.elapsed().as_secs_f64();
+    let pid = _daemon.0.id();
+    let backfill_cpu = cpu_seconds(pid);
     println!(
-        "backfill: {rows} preloaded rows in DynamoDB {backfill_secs:.2}s after start = {:.0} rows/s ({:.0}% of the raw ceiling)",
+        "backfill: {rows} preloaded rows in DynamoDB {backfill_secs:.2}s after start = {:.0} rows/s ({:.0}% of the raw ceiling{}); rowcast CPU {:.1} µs per row (process start included)",
         rows as f64 / backfill_secs,
-        100.0 * (rows as f64 / backfill_secs) / (rows as f64 / raw_secs)
+        100.0 * (rows as f64 / backfill_secs) / (rows as f64 / raw_secs),
+        loader.map_or(String::new(), |rate| format!(", {:.2}× the 4-process loader", rows as f64 / backfill_secs / rate)),
+        backfill_cpu * 1e6 / rows as f64,
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let cpu_before = cpu_seconds(pid);
     let started = Instant::now();
-    for chunk in (0..rows).collect::<Vec<_>>().chunks(500) {
-        let values: Vec<String> = chunk
-            .iter()
-            .map(|i| format!("({i}, {}, {i}, 'open')", i % 1000))
-            .collect();
-        conn.query_drop(format!("INSERT INTO accounts VALUES {}", values.join(",")))
-            .await
-            .expect("insert");
-    }
+    support::insert_accounts(&mut conn, "accounts", 0..rows).await;
     let committed = started.elapsed().as_secs_f64();
     while metric_sum(
         port,
@@ -186,13 +183,16 @@ async fn main() {
     .await
         < rows as f64
     {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(METRICS_POLL).await;
     }
     let total = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu_before;
     println!(
-        "rowcast throughput ({mode} mode): {rows} rows committed in {committed:.2}s, all in DynamoDB after {total:.2}s = {:.0} rows/s ({:.0}% of the raw ceiling)",
+        "rowcast throughput ({mode} mode): {rows} rows committed in {committed:.2}s, all in DynamoDB after {total:.2}s = {:.0} rows/s ({:.0}% of the raw ceiling{}); rowcast CPU {:.1} µs per row",
         rows as f64 / total,
-        100.0 * (rows as f64 / total) / (rows as f64 / raw_secs)
+        100.0 * (rows as f64 / total) / (rows as f64 / raw_secs),
+        loader.map_or(String::new(), |rate| format!(", {:.2}× the 4-process loader", rows as f64 / total / rate)),
+        cpu * 1e6 / rows as f64,
     );
 
     // 3. Commit-to-visible latency at a steady low rate (one row per commit, ~50 commits/s).
@@ -233,10 +233,113 @@ async fn main() {
         latencies.last().expect("some").as_secs_f64() * 1000.0
     );
     drop(_daemon);
+    delayed(&mut conn, &db, rows, tag, &mode).await;
     joins(&mut conn, &client, &dir, tag).await;
     conn.query_drop(format!("DROP DATABASE {db}"))
         .await
         .expect("drop");
+}
+
+/// The user's alternative to a backfill (`benches/reference/bulk_loader.py`: 4 processes, boto3
+/// BatchWriteItem of 25) on the rows of `preloaded`, into a table of its own; its rows/s.
+async fn bulk_loader(
+    client: &aws_sdk_dynamodb::Client,
+    db: &str,
+    rows: usize,
+    tag: u32,
+) -> Option<f64> {
+    let Some(python) = support::script_python() else {
+        println!(
+            "4-process bulk loader: not run (could not install {:?} into target/bench-venv)",
+            support::SCRIPT_PACKAGES
+        );
+        return None;
+    };
+    let table = format!("bench_loader_{tag}");
+    support::create_pk_sk_table(client, &table, "create loader table").await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/reference/bulk_loader.py"
+    );
+    let out = std::process::Command::new(python)
+        .args([
+            script,
+            "127.0.0.1",
+            "3306",
+            "rowcast",
+            "rowcast",
+            db,
+            "preloaded",
+        ])
+        .args([&support::dynamodb_url(), &table])
+        .output()
+        .expect("loader");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some((written, secs)) = text.split_once(' ').and_then(|(w, s)| {
+        Some((
+            w.trim().parse::<usize>().ok()?,
+            s.trim().parse::<f64>().ok()?,
+        ))
+    }) else {
+        println!(
+            "4-process bulk loader: failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    };
+    assert_eq!(written, rows, "the loader wrote every row");
+    let rate = rows as f64 / secs;
+    println!("4-process bulk loader (python, boto3 BatchWriteItem of 25): {rows} rows in {secs:.2}s = {rate:.0} rows/s");
+    Some(rate)
+}
+
+/// Throughput with DynamoDB 10 ms away and in conditional mode (issue 13 goals 6 and 4): the
+/// same `rows` committed as in part 2, straight to DynamoDB Local, through
+/// [`support::delay_proxy`], and straight with `writer.mode = "conditional"`, each with a fresh
+/// daemon, source table and view table, back to back.
+async fn delayed(conn: &mut mysql_async::Conn, db: &str, rows: usize, tag: u32, mode: &str) {
+    let target: std::net::SocketAddr = support::dynamodb_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("DynamoDB Local at an address");
+    let mut rates = Vec::new();
+    let runs = [(0u64, mode), (10, mode), (0, "conditional")];
+    for (n, (delay_ms, mode)) in runs.into_iter().enumerate() {
+        let name = format!("accounts_run{n}");
+        conn.query_drop(format!("CREATE TABLE {name} LIKE accounts"))
+            .await
+            .expect("table");
+        let dir = std::env::temp_dir().join(format!("rowcast-bench-{tag}-run{n}"));
+        let table = format!("bench_run{n}_{tag}");
+        support::write_accounts_view(&dir, &name, &table, &format!("{db}.{name}"), "OWNER", None);
+        let endpoint = if delay_ms == 0 {
+            support::dynamodb_url()
+        } else {
+            let port = support::delay_proxy(target, Duration::from_millis(delay_ms)).await;
+            format!("http://127.0.0.1:{port}")
+        };
+        let (daemon, port, _) = support::start_daemon_at(
+            &dir,
+            30_000 + tag % 10_000 + n as u32,
+            &format!("lanes = {LANES}\nmode = \"{mode}\"\n{}", extra_writer()),
+            &endpoint,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = Instant::now();
+        support::insert_accounts(conn, &name, 0..rows).await;
+        let written = format!("rowcast_items_written_total{{op=\"put\",view=\"{name}\"}}");
+        wait_metric(port, &written, rows as f64).await;
+        let rate = rows as f64 / started.elapsed().as_secs_f64();
+        println!("throughput ({mode} mode) with DynamoDB {delay_ms} ms away (each response held {delay_ms} ms by a proxy): {rows} rows = {rate:.0} rows/s");
+        rates.push(rate);
+        drop(daemon);
+    }
+    println!(
+        "throughput 10 ms away / straight: {:.2}; conditional mode / {mode} mode: {:.2}",
+        rates[1] / rates[0],
+        rates[2] / rates[0]
+    );
 }
 
 /// Write-back (part 5): UpdateItem → the MariaDB row, one at a time (latency) and many at
@@ -263,25 +366,40 @@ async fn writeback(
             .expression_attribute_values(":n", AttributeValue::S(note))
             .send()
     };
-    let mut latencies = Vec::new();
-    for n in 0..100usize {
-        let id = 1 + n;
-        let note = format!("single-{n}");
-        update(id, note.clone()).await.expect("update");
-        let sent = Instant::now();
-        loop {
-            let found: Option<String> = conn
-                .exec_first("SELECT note FROM notes WHERE id = ?", (id,))
-                .await
-                .expect("select");
-            if found.as_deref() == Some(note.as_str()) {
-                break;
+    // One at a time, twice: each update sent right after the last one reached its row (so it
+    // lands just after the consumer's read that found the last one: the worst moment), then each
+    // after a pause of 0-250 ms (pseudo-random, fixed seed), as an application's updates come
+    // at moments unrelated to the consumer's reads.
+    let mut runs = Vec::new();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for unsynchronized in [false, true] {
+        let mut latencies = Vec::new();
+        for n in 0..100usize {
+            if unsynchronized {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                tokio::time::sleep(Duration::from_millis(seed % 250)).await;
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            let id = 1 + n;
+            let note = format!("single-{unsynchronized}-{n}");
+            let sent = Instant::now();
+            update(id, note.clone()).await.expect("update");
+            loop {
+                let found: Option<String> = conn
+                    .exec_first("SELECT note FROM notes WHERE id = ?", (id,))
+                    .await
+                    .expect("select");
+                if found.as_deref() == Some(note.as_str()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            latencies.push(sent.elapsed());
         }
-        latencies.push(sent.elapsed());
+        latencies.sort();
+        runs.push(latencies);
     }
-    latencies.sort();
     let started = Instant::now();
     let mut pending = futures_util::stream::FuturesUnordered::new();
     for id in 1..=items {
@@ -309,17 +427,20 @@ async fn writeback(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = started.elapsed().as_secs_f64();
+    let ms = |run: &[Duration], p: f64| percentile(run, p).as_secs_f64() * 1000.0;
     println!(
-        "write-back: UpdateItem to MariaDB row p50 {:.0} ms, p99 {:.0} ms (100 one at a time, 250 ms stream poll); {items} UpdateItems sent in {sent:.2}s, all in MariaDB after {total:.2}s = {:.0} records/s",
-        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        "write-back: UpdateItem to MariaDB row, 100 one at a time: sent right after the last was applied p50 {:.0} ms, p99 {:.0} ms; sent after a 0-250 ms pause p50 {:.0} ms, p99 {:.0} ms; {items} UpdateItems sent in {sent:.2}s, all in MariaDB after {total:.2}s = {:.0} records/s",
+        ms(&runs[0], 0.5),
+        ms(&runs[0], 0.99),
+        ms(&runs[1], 0.5),
+        ms(&runs[1], 0.99),
         items as f64 / total
     );
 }
 
 async fn wait_metric(port: u16, prefix: &str, at_least: f64) {
     while metric_sum(port, prefix).await < at_least {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(METRICS_POLL).await;
     }
 }
 

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use mysql_async::prelude::Queryable;
 use support::{dynamodb_client, dynamodb_url, env_usize, ms, percentile, Daemon};
 
-const SCRIPT_PACKAGES: [&str; 2] = ["mysql-replication==1.0.17", "boto3==1.44.5"];
+use support::{script_python, SCRIPT_PACKAGES};
 
 /// When the item of row `id` is visible in `table` (GetItem every millisecond).
 async fn visible(client: &aws_sdk_dynamodb::Client, table: &str, id: usize) -> Instant {
@@ -92,32 +92,6 @@ fn report(who: &str, latencies: &[Duration]) -> (f64, f64) {
     (p50, p99)
 }
 
-/// The reference script's virtualenv, made and filled on first use; `None` when pip fails.
-fn script_python() -> Option<std::path::PathBuf> {
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
-    let python = venv.join("bin/python");
-    let ready = Command::new(&python)
-        .args(["-c", "import pymysqlreplication, boto3"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ready {
-        return Some(python);
-    }
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .status()
-        .is_ok_and(|s| s.success());
-    let installed = made
-        && Command::new(venv.join("bin/pip"))
-            .args(["install", "-q"])
-            .args(SCRIPT_PACKAGES)
-            .status()
-            .is_ok_and(|s| s.success());
-    installed.then_some(python)
-}
-
 /// Starts the reference script into a table of its own; the process (stopped when dropped) and
 /// the table.
 async fn start_script(
@@ -127,15 +101,7 @@ async fn start_script(
     tag: u32,
 ) -> (Daemon, String) {
     let table = format!("bench_latency_script_{tag}");
-    let need = rowcast::dynamo::tables::TableNeed {
-        pk: "pk".into(),
-        sk: Some("sk".into()),
-        streams: false,
-        users: vec![],
-    };
-    rowcast::dynamo::tables::create_table(client, &table, &need)
-        .await
-        .expect("create the script's table");
+    support::create_pk_sk_table(client, &table, "create the script's table").await;
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference/naive_sync.py");
     let server_id = (50_000 + tag % 10_000).to_string();

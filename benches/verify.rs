@@ -131,7 +131,7 @@ async fn main() {
         format!("name = \"joined\"\ntable = \"{joined_table}\"\nsource = \"{db}.items\"\n[key]\npk = \"OWNER#{{owner}}\"\nsk = \"ITEM#{{id:08}}\"\n[attributes]\nbalance = \"balance\"\nstate = \"state\"\n[[lookup]]\nfrom = \"{db}.owners\"\non = {{ id = \"owner\" }}\nattributes = {{ owner_name = \"name\" }}\n"),
     )
     .expect("view");
-    let (port, api_port) = (support::free_port(), support::free_port());
+    let (port, api_port) = support::free_ports();
     let config = dir.join("rowcast.toml");
     std::fs::write(
         &config,

@@ -10,6 +10,11 @@ use rowcast::dynamo::tables::{check_table, create_table, needed_tables, CreateOu
 use rowcast::error::chain;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: every row change allocates its cells, keys and attribute values, and glibc's
+/// allocator took a third of the CPU path (`perf` on `benches/cpu.rs`, issue 13).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Keeps DynamoDB materialized views of a MySQL/MariaDB database, from its binlog.
 #[derive(Parser)]
 #[command(name = "rowcast", version, about, long_about = None)]

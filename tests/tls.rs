@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, Env};
+use common::{free_port, free_ports, Env};
 use mysql_async::prelude::Queryable;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -240,8 +240,7 @@ async fn tls_to_the_source_verifies_the_ca_and_the_host_name_and_carries_the_who
         .await;
     // Listener ports picked now: the many connections of the checks above took ephemeral ports,
     // one of which may be the port picked at the start (seen once: "Address already in use").
-    env.port = free_port();
-    env.api_port = free_port();
+    (env.port, env.api_port) = free_ports();
     source_config(
         &env,
         port,

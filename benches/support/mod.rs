@@ -69,11 +69,16 @@ pub fn write_accounts_view(
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port()
+    free_ports().0
+}
+
+/// Two distinct free TCP ports on 127.0.0.1 (the metrics and API listeners): both are held
+/// while the second is picked, so they cannot be the same port.
+pub fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (first, second) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("addr").port();
+    (port(&first), port(&second))
 }
 
 /// A child process stopped (SIGTERM, then waited for) when dropped.
@@ -148,9 +153,18 @@ pub async fn start_daemon(
     server_id: u32,
     writer: &str,
 ) -> (Daemon, u16, Instant) {
-    let (port, api_port) = (free_port(), free_port());
+    start_daemon_at(dir, server_id, writer, &dynamodb_url()).await
+}
+
+/// [`start_daemon`] with DynamoDB at `ddb_url` (e.g. a [`delay_proxy`]).
+pub async fn start_daemon_at(
+    dir: &std::path::Path,
+    server_id: u32,
+    writer: &str,
+    ddb_url: &str,
+) -> (Daemon, u16, Instant) {
+    let (port, api_port) = free_ports();
     let config = dir.join("rowcast.toml");
-    let ddb_url = dynamodb_url();
     std::fs::write(
         &config,
         format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n[writer]\n{writer}"),
@@ -177,4 +191,118 @@ pub async fn start_daemon(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     (daemon, port, spawned)
+}
+
+/// What the reference programs of `benches/reference` need from PyPI (pinned).
+pub const SCRIPT_PACKAGES: [&str; 2] = ["mysql-replication==1.0.17", "boto3==1.44.5"];
+
+/// The reference programs' virtualenv (`target/bench-venv`), made and filled on first use;
+/// `None` when pip fails.
+pub fn script_python() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
+    let python = venv.join("bin/python");
+    let ready = Command::new(&python)
+        .args(["-c", "import pymysqlreplication, boto3"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ready {
+        return Some(python);
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success());
+    let installed = made
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "-q"])
+            .args(SCRIPT_PACKAGES)
+            .status()
+            .is_ok_and(|s| s.success());
+    installed.then_some(python)
+}
+
+/// A TCP proxy on 127.0.0.1 to `target` that holds every response `delay` before passing it on
+/// (requests go straight through; each chunk of a response waits `delay` from its own arrival,
+/// so answers on one connection do not add up): DynamoDB a network away. Returns its port.
+pub async fn delay_proxy(target: std::net::SocketAddr, delay: Duration) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("proxy port");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            tokio::spawn(relay(inbound, target, delay));
+        }
+    });
+    port
+}
+
+async fn relay(inbound: tokio::net::TcpStream, target: std::net::SocketAddr, delay: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+        return;
+    };
+    let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+    let (mut client_read, mut client_write) = inbound.into_split();
+    let (mut server_read, mut server_write) = outbound.into_split();
+    let (held, mut due) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    let up = async {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let _ = server_write.shutdown().await;
+    };
+    let down = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+            if held
+                .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let pass = async {
+        while let Some((at, bytes)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if client_write.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(up, down, pass);
+}
+
+/// A table keyed `pk`/`sk` (strings), without a stream; `what` names it in the panic.
+pub async fn create_pk_sk_table(client: &aws_sdk_dynamodb::Client, table: &str, what: &str) {
+    let need = rowcast::dynamo::tables::TableNeed {
+        pk: "pk".into(),
+        sk: Some("sk".into()),
+        streams: false,
+        users: vec![],
+    };
+    rowcast::dynamo::tables::create_table(client, table, &need)
+        .await
+        .expect(what);
+}
+
+/// Commits rows `ids` of an `accounts`-shaped `table` (owner id % 1000, balance id, open), 500
+/// rows an INSERT.
+pub async fn insert_accounts(
+    conn: &mut mysql_async::Conn,
+    table: &str,
+    ids: std::ops::Range<usize>,
+) {
+    use mysql_async::prelude::Queryable;
+    for chunk in ids.collect::<Vec<_>>().chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|i| format!("({i}, {}, {i}, 'open')", i % 1000))
+            .collect();
+        conn.query_drop(format!("INSERT INTO {table} VALUES {}", values.join(",")))
+            .await
+            .expect("insert");
+    }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures_util::future::join_all;
+use futures_util::StreamExt as _;
 use tracing::{debug, warn};
 
 use crate::config::WriteMode;
@@ -79,19 +80,33 @@ impl super::lane::Deliver for Writer {
             )
             .await;
         };
+        // Keys are distinct within a delivery (coalesced per key), so the guarded writes may
+        // go in any order: a steady CONDITIONAL_CONCURRENCY in flight, a finished one replaced
+        // at once (not groups that wait for their slowest member).
         let singles = async {
-            for group in guarded.chunks(CONDITIONAL_CONCURRENCY) {
-                join_all(group.iter().map(|op| self.write_single(op, true))).await;
+            let mut waiting = guarded.iter();
+            let mut running = futures_util::stream::FuturesUnordered::new();
+            loop {
+                while running.len() < CONDITIONAL_CONCURRENCY {
+                    let Some(op) = waiting.next() else { break };
+                    running.push(self.write_single(op, true));
+                }
+                if running.next().await.is_none() {
+                    break;
+                }
             }
         };
         tokio::join!(batches, singles);
     }
 }
 
+/// The version guard of a conditional write: the stored item is absent or older.
+const GUARD: &str = "attribute_not_exists(#v) OR #v < :v";
+
 /// Items per BatchWriteItem.
 const BATCH_LIMIT: usize = 25;
 /// Conditional single writes in flight at once.
-const CONDITIONAL_CONCURRENCY: usize = 16;
+const CONDITIONAL_CONCURRENCY: usize = 32;
 
 impl Writer {
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {
@@ -156,20 +171,23 @@ impl Writer {
 
     /// Writes `ops` (distinct keys, at most 25) with one BatchWriteItem, retrying what is left.
     pub async fn write_batch(&self, ops: &[WriteOp]) {
-        let mut pending: HashMap<String, Vec<WriteRequest>> = HashMap::new();
-        for op in ops {
-            pending
-                .entry(op.op.key().table.clone())
-                .or_default()
-                .push(write_request(op));
-        }
+        let tables: std::collections::BTreeSet<&str> =
+            ops.iter().map(|op| op.op.key().table.as_str()).collect();
+        // The first attempt (and a retry of all of it) is encoded from `ops` and handed over
+        // whole; only the items DynamoDB leaves unprocessed are kept, to send again. (Cloning
+        // every request for every attempt cost as much as encoding it.)
+        let mut unprocessed_left: Option<HashMap<String, Vec<WriteRequest>>> = None;
         let mut backoff = self.backoff();
         loop {
             let started = Instant::now();
+            let request = match &unprocessed_left {
+                Some(left) => left.clone(),
+                None => batch_requests(ops),
+            };
             let result = self
                 .client
                 .batch_write_item()
-                .set_request_items(Some(pending.clone()))
+                .set_request_items(Some(request))
                 .send()
                 .await;
             metrics()
@@ -186,7 +204,10 @@ impl Writer {
                         .collect();
                     if unprocessed.is_empty() {
                         ops.iter().for_each(Self::count_written);
-                        pending.keys().for_each(|table| self.resumed(table));
+                        // The tables of the request that went through (as a hold names them).
+                        for table in sent_tables(&unprocessed_left, &tables) {
+                            self.resumed(table);
+                        }
                         return;
                     }
                     let left: usize = unprocessed.values().map(Vec::len).sum();
@@ -197,12 +218,14 @@ impl Writer {
                     metrics().throttles.inc();
                     crate::metrics::note_pushback();
                     debug!(left, "unprocessed items; retrying them");
-                    pending = unprocessed;
+                    unprocessed_left = Some(unprocessed);
                 }
                 Err(error) => {
                     let info = classify_sdk_error(&error);
                     if info.is_table_wide() {
-                        pending.keys().for_each(|table| self.hold(table, &info));
+                        for table in sent_tables(&unprocessed_left, &tables) {
+                            self.hold(table, &info);
+                        }
                     } else if info.class == ErrorClass::Definite {
                         warn!(error = %info, items = ops.len(), "batch refused; writing its items one by one");
                         for op in ops {
@@ -280,7 +303,6 @@ impl Writer {
 
     /// `Err` is a transient failure.
     async fn send_single(&self, op: &WriteOp, conditional: bool) -> Result<Outcome, SdkErrorInfo> {
-        const GUARD: &str = "attribute_not_exists(#v) OR #v < :v";
         let result = match &op.op {
             ItemOp::Delete { key } if op.mark_removal => {
                 match remove_marked(&self.client, key, RemovalGuard::UpTo(op.version)).await {
@@ -354,6 +376,30 @@ impl Writer {
             Err(info) => Err(info),
         }
     }
+}
+
+/// The tables of the last BatchWriteItem sent: those with unprocessed items left when there
+/// were some, else all of the batch's.
+fn sent_tables<'a>(
+    left: &'a Option<HashMap<String, Vec<WriteRequest>>>,
+    all: &'a std::collections::BTreeSet<&str>,
+) -> Vec<&'a str> {
+    match left {
+        Some(left) => left.keys().map(String::as_str).collect(),
+        None => all.iter().copied().collect(),
+    }
+}
+
+/// The requests of a BatchWriteItem of `ops`, by table.
+fn batch_requests(ops: &[WriteOp]) -> HashMap<String, Vec<WriteRequest>> {
+    let mut requests: HashMap<String, Vec<WriteRequest>> = HashMap::new();
+    for op in ops {
+        requests
+            .entry(op.op.key().table.clone())
+            .or_default()
+            .push(write_request(op));
+    }
+    requests
 }
 
 fn write_request(op: &WriteOp) -> WriteRequest {

@@ -429,6 +429,20 @@ impl Expr {
         }
     }
 
+    /// The first column the predicate reads that `known` does not know (without allocating:
+    /// projection asks this of every row image).
+    pub fn first_unknown_column(&self, known: &impl Fn(&str) -> bool) -> Option<&str> {
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => a
+                .first_unknown_column(known)
+                .or_else(|| b.first_unknown_column(known)),
+            Expr::Not(a) => a.first_unknown_column(known),
+            Expr::Cmp { column, .. } | Expr::In { column, .. } | Expr::IsNull { column, .. } => {
+                (!known(column)).then_some(column.as_str())
+            }
+        }
+    }
+
     /// Three-valued evaluation: `None` is SQL's UNKNOWN.
     pub fn eval<'a>(&self, lookup: &impl Fn(&str) -> Option<&'a Cell>) -> Option<bool> {
         match self {
@@ -500,10 +514,19 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
             let other: f64 = literal_text.trim().parse().ok()?;
             value.partial_cmp(&other)
         }
-        Cell::Int(_) | Cell::UInt(_) | Cell::Decimal(_) | Cell::Year(_) | Cell::Bit(_) => {
-            let text = cell.to_text().ok()??;
-            compare_decimal(&text, literal_text.trim())
+        Cell::Int(_) | Cell::UInt(_) | Cell::Year(_) | Cell::Bit(_) => {
+            // Whole numbers against a whole literal compare as integers, without text.
+            let whole = match cell {
+                Cell::Int(v) => Some(i128::from(*v)),
+                Cell::UInt(v) => Some(i128::from(*v)),
+                _ => None,
+            };
+            match (whole, literal_text.trim().parse::<i128>()) {
+                (Some(value), Ok(other)) => Some(value.cmp(&other)),
+                _ => compare_decimal(&cell.to_text().ok()??, literal_text.trim()),
+            }
         }
+        Cell::Decimal(text) => compare_decimal(text, literal_text.trim()),
         Cell::DateTime(_) | Cell::Timestamp { .. } => {
             // Compare in the table form; accept SQL's `YYYY-MM-DD HH:MM:SS` literals too.
             let text = cell.to_text().ok()??;

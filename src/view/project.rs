@@ -124,16 +124,11 @@ fn passes(view: &View, row: &Row) -> Result<bool, IncompatibleSchema> {
     let Some(filter) = &view.filter else {
         return Ok(true);
     };
-    let mut comparisons = Vec::new();
-    filter.comparisons(&mut comparisons);
-    if let Some((column, _)) = comparisons
-        .iter()
-        .find(|(c, _)| row.schema.position(c).is_none())
-    {
+    if let Some(column) = filter.first_unknown_column(&|c| row.schema.position(c).is_some()) {
         return Err(IncompatibleSchema {
             view: view.name.clone(),
             table: row.schema.table.to_string(),
-            column: column.clone(),
+            column: column.to_string(),
         });
     }
     Ok(filter.eval(&|name| row.get(name)) == Some(true))

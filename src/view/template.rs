@@ -97,7 +97,7 @@ impl Template {
         &self,
         lookup: impl Fn(&str) -> Option<&'a Cell>,
     ) -> Result<String, RenderError> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.source.len() + 16);
         for segment in &self.segments {
             match segment {
                 Segment::Literal(text) => out.push_str(text),
@@ -121,10 +121,16 @@ fn render_cell(
     if cell.is_null() {
         return Err(RenderError::NullColumn(name.to_string()));
     }
+    use std::fmt::Write as _;
+    // Written into `out` directly (a String's fmt::Write cannot fail): keys render for every row.
     match pad {
         Some(width) => match cell {
-            Cell::Int(v) => out.push_str(&format!("{v:0width$}")),
-            Cell::UInt(v) => out.push_str(&format!("{v:0width$}")),
+            Cell::Int(v) => {
+                let _ = write!(out, "{v:0width$}");
+            }
+            Cell::UInt(v) => {
+                let _ = write!(out, "{v:0width$}");
+            }
             other => {
                 return Err(RenderError::PadNotInteger {
                     column: name.to_string(),
@@ -132,16 +138,25 @@ fn render_cell(
                 })
             }
         },
-        None => {
-            let text = cell
-                .to_text()
-                .map_err(|source| RenderError::Value {
-                    column: name.to_string(),
-                    source,
-                })?
-                .ok_or_else(|| RenderError::NullColumn(name.to_string()))?;
-            out.push_str(&text);
-        }
+        None => match cell {
+            Cell::Int(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Cell::UInt(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Cell::Text(v) | Cell::Enum(v) => out.push_str(v),
+            other => {
+                let text = other
+                    .to_text()
+                    .map_err(|source| RenderError::Value {
+                        column: name.to_string(),
+                        source,
+                    })?
+                    .ok_or_else(|| RenderError::NullColumn(name.to_string()))?;
+                out.push_str(&text);
+            }
+        },
     }
     Ok(())
 }

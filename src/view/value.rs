@@ -221,9 +221,14 @@ impl Cell {
             Cell::Int(_) | Cell::UInt(_) | Cell::Bit(_) | Cell::Year(_) => {
                 Attr::N(self.to_text()?.unwrap_or_default())
             }
-            Cell::Decimal(v) => Attr::N(plain_decimal(&checked_number(v)?)),
+            Cell::Decimal(v) => {
+                check_number(v)?;
+                Attr::N(plain_decimal(v))
+            }
             Cell::Float(_) | Cell::Double(_) => {
-                Attr::N(checked_number(&self.to_text()?.unwrap_or_default())?)
+                let text = self.to_text()?.unwrap_or_default();
+                check_number(&text)?;
+                Attr::N(text)
             }
             Cell::Text(v) | Cell::Enum(v) => Attr::S(v.clone()),
             Cell::Bytes(v) => Attr::B(v.clone()),
@@ -476,8 +481,8 @@ pub fn format_f32(v: f32) -> String {
     let abs = v.abs();
     let sci = abs != 0.0 && !(1e-7..1e21).contains(&abs);
     // An f32 widens to f64 exactly, so the f64's exact value is the f32's.
-    closest_shortest(f64::from(abs), &format!("{abs:e}"), |text| {
-        text.parse::<f32>() == Ok(abs)
+    closest_shortest(f64::from(abs), &format!("{abs:e}"), |digits, exp| {
+        format!("{digits}e{exp}").parse::<f32>() == Ok(abs)
     })
     .map(|(digits, exp)| float_text(v.is_sign_negative(), digits, exp, sci))
     .unwrap_or_else(|| rust_text_f32(v))
@@ -487,8 +492,10 @@ pub fn format_f32(v: f32) -> String {
 pub fn format_f64(v: f64) -> String {
     let abs = v.abs();
     let sci = abs != 0.0 && !(1e-7..1e21).contains(&abs);
-    closest_shortest(abs, &format!("{abs:e}"), |text| {
-        text.parse::<f64>() == Ok(abs)
+    closest_shortest(abs, &format!("{abs:e}"), |digits, exp| {
+        exact_f64(digits, exp)
+            .unwrap_or_else(|| format!("{digits}e{exp}").parse::<f64>().unwrap_or(f64::NAN))
+            == abs
     })
     .map(|(digits, exp)| float_text(v.is_sign_negative(), digits, exp, sci))
     .unwrap_or_else(|| rust_text_f64(v))
@@ -523,7 +530,7 @@ fn rust_text_f64(v: f64) -> String {
 fn closest_shortest(
     abs: f64,
     rust_sci: &str,
-    round_trips: impl Fn(&str) -> bool,
+    round_trips: impl Fn(u64, i64) -> bool,
 ) -> Option<(u64, i64)> {
     if abs == 0.0 || !abs.is_finite() {
         return None;
@@ -531,8 +538,7 @@ fn closest_shortest(
     let (rust_digits, exp) = sci_parts(rust_sci)?;
     // The digit values that round-trip are consecutive: when neither neighbour of Rust's does,
     // Rust's is the only shortest text and nothing needs the exact value.
-    let neighbour =
-        |digits: Option<u64>| digits.is_some_and(|d| round_trips(&format!("{d}e{exp}")));
+    let neighbour = |digits: Option<u64>| digits.is_some_and(|d| round_trips(d, exp));
     if !neighbour(rust_digits.checked_sub(1)) && !neighbour(rust_digits.checked_add(1)) {
         return Some((rust_digits, exp));
     }
@@ -544,12 +550,44 @@ fn closest_shortest(
 /// `3.4826113e5` → `(34826113, -2)`: the digits as an integer and the exponent of the last one.
 fn sci_parts(text: &str) -> Option<(u64, i64)> {
     let (mantissa, exp) = text.split_once('e')?;
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let last = i64::try_from(digits.len()).ok()?.checked_sub(1)?;
+    let mut digits: u64 = 0;
+    let mut count: i64 = 0;
+    for byte in mantissa.bytes().filter(|b| *b != b'.') {
+        if !byte.is_ascii_digit() {
+            return None;
+        }
+        digits = digits
+            .checked_mul(10)?
+            .checked_add(u64::from(byte - b'0'))?;
+        count += 1;
+    }
     Some((
-        digits.parse().ok()?,
-        exp.parse::<i64>().ok()?.checked_sub(last)?,
+        digits,
+        exp.parse::<i64>()
+            .ok()?
+            .checked_sub(count.checked_sub(1)?)?,
     ))
+}
+
+/// `digits × 10^exp` as the nearest f64, when one IEEE operation gives it exactly rounded:
+/// both operands exact (`digits` ≤ 2^53, |exp| ≤ 22, every such power of ten is a float), as
+/// Clinger's fast path reads decimals. `None` otherwise (then the text is parsed).
+fn exact_f64(digits: u64, exp: i64) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    if digits > 1 << 53 {
+        return None;
+    }
+    let power = *POW10.get(usize::try_from(exp.unsigned_abs()).ok()?)?;
+    #[allow(clippy::cast_precision_loss)] // exact: at most 2^53
+    let digits = digits as f64;
+    Some(if exp >= 0 {
+        digits * power
+    } else {
+        digits / power
+    })
 }
 
 /// The exact decimal value of a finite float: every float is a whole number times 2^e, so its
@@ -593,13 +631,13 @@ fn nearest_round_trip(
     nearest: u64,
     rust_digits: u64,
     exp: i64,
-    round_trips: impl Fn(&str) -> bool,
+    round_trips: impl Fn(u64, i64) -> bool,
 ) -> Option<(u64, i64)> {
     if nearest.abs_diff(rust_digits) > 20 {
         return None;
     }
     let mut digits = nearest;
-    while digits != rust_digits && !round_trips(&format!("{digits}e{exp}")) {
+    while digits != rust_digits && !round_trips(digits, exp) {
         digits = if digits < rust_digits {
             digits + 1
         } else {
@@ -612,43 +650,57 @@ fn nearest_round_trip(
 /// `digits × 10^exp` in Rust's float forms: exponent form when `sci` (`1.5e-8`, `1e21`), plain
 /// otherwise (`348261.12`, `0.001`, `1000`); `-` first when negative.
 fn float_text(negative: bool, mut digits: u64, mut exp: i64, sci: bool) -> String {
+    use std::fmt::Write as _;
     while digits != 0 && digits.is_multiple_of(10) {
         digits /= 10;
         exp = exp.saturating_add(1);
     }
-    let digits = digits.to_string();
-    let body = if sci {
-        sci_digits(&digits, exp)
-    } else {
-        plain_digits(&digits, exp)
-    };
+    // The digits, last first, into a stack buffer (a u64 has at most 20).
+    let mut text = [b'0'; 20];
+    let mut start = text.len();
+    let mut rest = digits;
+    loop {
+        start -= 1;
+        text[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let digits = std::str::from_utf8(&text[start..]).unwrap_or("0");
+    let mut out = String::with_capacity(digits.len() + 24);
     if negative {
-        format!("-{body}")
+        out.push('-');
+    }
+    let count = i64::try_from(digits.len()).unwrap_or(0);
+    if sci {
+        let lead = exp.saturating_add(count).saturating_sub(1);
+        let (first, rest) = digits.split_at(digits.len().min(1));
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let _ = write!(out, "e{lead}");
+    } else if let Ok(zeros) = usize::try_from(exp) {
+        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', zeros));
     } else {
-        body
-    }
-}
-
-/// `12`, -9 → `1.2e-8`.
-fn sci_digits(digits: &str, exp: i64) -> String {
-    let len = i64::try_from(digits.len()).unwrap_or(0);
-    let lead = exp.saturating_add(len).saturating_sub(1);
-    match digits.split_at(digits.len().min(1)) {
-        (first, "") => format!("{first}e{lead}"),
-        (first, rest) => format!("{first}.{rest}e{lead}"),
-    }
-}
-
-/// `34826112`, -2 → `348261.12`; `1`, -3 → `0.001`; `1`, 3 → `1000`.
-fn plain_digits(digits: &str, exp: i64) -> String {
-    let Ok(zeros) = usize::try_from(exp) else {
         let frac = usize::try_from(exp.unsigned_abs()).unwrap_or(usize::MAX);
-        return match digits.len().checked_sub(frac) {
-            Some(whole) if whole > 0 => format!("{}.{}", &digits[..whole], &digits[whole..]),
-            _ => format!("0.{}{digits}", "0".repeat(frac - digits.len())),
-        };
-    };
-    format!("{digits}{}", "0".repeat(zeros))
+        match digits.len().checked_sub(frac) {
+            Some(whole) if whole > 0 => {
+                out.push_str(&digits[..whole]);
+                out.push('.');
+                out.push_str(&digits[whole..]);
+            }
+            _ => {
+                out.push_str("0.");
+                out.extend(std::iter::repeat_n('0', frac - digits.len()));
+                out.push_str(digits);
+            }
+        }
+    }
+    out
 }
 
 /// `[-+]digits[.digits][e[-+]digits]`, the literal forms MySQL and DynamoDB both accept.
@@ -695,17 +747,40 @@ pub fn plain_decimal(text: &str) -> String {
 /// between 1E-130 and 9.99…E+125. Returns the text unchanged. Any text is an answer, never a
 /// panic: an exponent too large for an `i64` is out of range too.
 pub fn checked_number(text: &str) -> Result<String, ValueError> {
+    check_number(text).map(|()| text.to_string())
+}
+
+/// [`checked_number`] without the copy. Plain text (`[-]digits[.digits]`) of at most 38 digits
+/// is in range without parsing: its magnitude lies between 1E-38 and 1E+38.
+pub fn check_number(text: &str) -> Result<(), ValueError> {
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let mut digits = 0;
+    let mut points = 0;
+    let plain = body.bytes().all(|b| match b {
+        b'0'..=b'9' => {
+            digits += 1;
+            true
+        }
+        b'.' => {
+            points += 1;
+            true
+        }
+        _ => false,
+    });
+    if plain && digits > 0 && digits <= 38 && points <= 1 {
+        return Ok(());
+    }
     let out_of_range = || ValueError::NumberOutOfRange(text.to_string());
     let number = DecimalNumber::parse(text).ok_or_else(out_of_range)?;
     if number.digits.is_empty() {
-        return Ok(text.to_string()); // zero
+        return Ok(()); // zero
     }
     // The leading digit's exponent is `point - 1`, so -130..=125 is a point of -129..=126
     // (compared as the point itself: `point - 1` could overflow).
     if number.digits.len() > 38 || !(-129..=126).contains(&number.point) {
         return Err(out_of_range());
     }
-    Ok(text.to_string())
+    Ok(())
 }
 
 /// A decimal number in text, normalised: sign, significant digits without leading or trailing
@@ -962,6 +1037,26 @@ mod tests {
         fn f64_text_round_trips(v in proptest::num::f64::NORMAL) {
             let text = format_f64(v);
             prop_assert_eq!(text.parse::<f64>().unwrap(), v);
+        }
+
+        #[test]
+        fn the_float_fast_path_reads_decimals_as_parsing_does(
+            digits in 0u64..=(1 << 53),
+            exp in -22i64..=22,
+        ) {
+            let parsed: f64 = format!("{digits}e{exp}").parse().unwrap();
+            prop_assert_eq!(exact_f64(digits, exp), Some(parsed));
+        }
+
+        #[test]
+        fn number_checks_agree_with_the_parse(text in "-?[0-9]{0,45}(\\.[0-9]{0,45})?") {
+            let parsed = DecimalNumber::parse(&text).map(|n| {
+                n.digits.is_empty() || (n.digits.len() <= 38 && (-129..=126).contains(&n.point))
+            });
+            match parsed {
+                Some(in_range) => prop_assert_eq!(check_number(&text).is_ok(), in_range),
+                None => prop_assert!(check_number(&text).is_err()),
+            }
         }
 
         #[test]

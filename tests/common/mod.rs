@@ -43,11 +43,16 @@ pub fn code_and_output(out: &std::process::Output) -> (Option<i32>, String) {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports().0
+}
+
+/// Two distinct free TCP ports on 127.0.0.1 (the metrics and API listeners): both are held
+/// while the second is picked, so they cannot be the same port.
+pub fn free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (first, second) = (bind(), bind());
+    let port = |l: &std::net::TcpListener| l.local_addr().expect("addr").port();
+    (port(&first), port(&second))
 }
 
 pub struct Env {
@@ -97,6 +102,7 @@ impl Env {
                 .bytes()
                 .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
                 % 50_000);
+        let ports = free_ports();
         Env {
             name: name.to_string(),
             db,
@@ -105,8 +111,8 @@ impl Env {
             ddb,
             ddb_url: ddb_url.to_string(),
             server_id,
-            port: free_port(),
-            api_port: free_port(),
+            port: ports.0,
+            api_port: ports.1,
         }
     }
 
@@ -257,7 +263,7 @@ impl Env {
     /// Starts a second instance with the same configuration (same checkpoint, same server id)
     /// but its own metrics port and log file (`rowcast-2.log`).
     pub fn spawn_second(&self) -> Daemon {
-        let (port, api_port) = (free_port(), free_port());
+        let (port, api_port) = free_ports();
         let text = std::fs::read_to_string(self.config_path())
             .unwrap()
             .replace(
