@@ -77,6 +77,8 @@ done
 "${SQL[@]}" -e "SELECT id, customer_id, status FROM menu.orders WHERE id = 2"
 sleep 1
 $BIN scan --config "$CONFIG" --table shop_views | grep '"sk":"ORDER#0000000002"'
+say "the by_status index of shop_views (a GSI declared by [[index]] in views/customer_orders.toml)"
+$BIN query --config "$CONFIG" --table shop_views --index by_status --pk 'STATUS#delivered'
 
 say "metrics (http://127.0.0.1:9187/metrics)"
 curl -fs http://127.0.0.1:9187/metrics | grep -E '^rowcast_(rows_total|items_written_total|replication_lag_seconds|checkpoint_transaction_seq|dead_letters_total|join_queries_total|join_refresh_reads_total|writeback_stream_records_total)' || true

@@ -119,6 +119,10 @@ enum Command {
         /// Items per Query request (page).
         #[arg(long, default_value_t = 25)]
         page_size: i32,
+        /// A global secondary index of the table (`[[index]]`); `--pk` is then its partition
+        /// key value (read eventually consistently, as DynamoDB reads every GSI).
+        #[arg(long)]
+        index: Option<String>,
     },
     /// Dead letters: items DynamoDB could never accept (and write-back records SQL refused).
     Deadletters {
@@ -222,7 +226,8 @@ fn main() -> ExitCode {
                 table,
                 pk,
                 page_size,
-            } => query(&config, &table, &pk, page_size).await,
+                index,
+            } => query(&config, (&table, index.as_deref()), &pk, page_size).await,
             Command::Snapshot { config, view } => snapshot(&config, &view).await,
             Command::Verify {
                 config,
@@ -342,7 +347,15 @@ async fn tables_create(path: &Path) -> ExitCode {
     for (table, need) in needed_tables(&config) {
         match create_table(&client, &table, &need).await {
             Ok(CreateOutcome::Created) => {
-                println!("created {table} (for {})", need.users.join(", "))
+                let names: Vec<&str> = need.indexes.iter().map(|i| i.name.as_str()).collect();
+                match names.is_empty() {
+                    true => println!("created {table} (for {})", need.users.join(", ")),
+                    false => println!(
+                        "created {table} (for {}) with index(es) {}",
+                        need.users.join(", "),
+                        names.join(", ")
+                    ),
+                }
             }
             Ok(CreateOutcome::Exists) => match check_table(&client, &table, &need).await {
                 Ok(problems) if problems.is_empty() => println!("exists {table}: left as it is"),
@@ -352,22 +365,65 @@ async fn tables_create(path: &Path) -> ExitCode {
                         "error: {table} exists but does not fit: {}",
                         problems.join("; ")
                     );
+                    continue;
                 }
                 Err(info) => {
                     failed = true;
                     eprintln!("error: {table}: {info}");
+                    continue;
                 }
             },
             Err(info) => {
                 failed = true;
                 eprintln!("error: cannot create {table}: {info}");
+                continue;
             }
         }
+        failed |= !create_indexes(&client, &table, &need.indexes).await;
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Adds the indexes a table lacks (waiting until each is active) and checks the ones it has;
+/// `false` when one could not be created or does not fit.
+async fn create_indexes(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    needs: &[rowcast::dynamo::indexes::IndexNeed],
+) -> bool {
+    use rowcast::dynamo::index_check::check_table_indexes;
+    use rowcast::dynamo::indexes::add_missing;
+    if needs.is_empty() {
+        return true;
+    }
+    let progress = |line: &str| println!("{line}");
+    match add_missing(client, table, needs, &progress).await {
+        Ok(created) => {
+            for name in created {
+                println!("created index {name} on {table}");
+            }
+        }
+        Err(info) => {
+            eprintln!("error: cannot create the indexes of {table}: {info}");
+            return false;
+        }
+    }
+    match check_table_indexes(client, table, needs).await {
+        Ok(problems) if problems.is_empty() => true,
+        Ok(problems) => {
+            for p in problems {
+                eprintln!("error: {}: {}: {}", p.file.display(), p.field, p.message);
+            }
+            false
+        }
+        Err(info) => {
+            eprintln!("error: {table}: {info}");
+            false
+        }
     }
 }
 
@@ -468,21 +524,30 @@ async fn deadletters(action: DeadlettersAction) -> ExitCode {
     }
 }
 
-async fn query(path: &Path, table: &str, pk: &str, page_size: i32) -> ExitCode {
+async fn query(path: &Path, place: (&str, Option<&str>), pk: &str, page_size: i32) -> ExitCode {
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
-    // The partition key's attribute name, from the views writing to that table.
-    let pk_attribute = config
-        .views
-        .iter()
-        .find(|v| v.table == table)
-        .map_or("pk", |v| v.key.pk_attribute.as_str());
+    let (table, index) = place;
+    let mut views = config.views.iter().filter(|v| v.table == table);
+    // The partition key's attribute name, from the views writing to that table (or index).
+    let pk_attribute = match index {
+        None => views.next().map_or("pk", |v| v.key.pk_attribute.as_str()),
+        Some(index) => {
+            let mut indexes = views.flat_map(|v| &v.indexes);
+            match indexes.find(|i| i.name == index) {
+                Some(found) => found.pk_attribute.as_str(),
+                None => {
+                    eprintln!("error: no view declares index {index} of table {table}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
     let client = rowcast::dynamo::client(&config.dynamodb).await;
-    match rowcast::dynamo::tables::query_pages(&client, table, pk_attribute, pk, page_size.max(1))
-        .await
-    {
+    let size = page_size.max(1);
+    match rowcast::dynamo::tables::query_pages(&client, place, pk_attribute, pk, size).await {
         Ok(pages) => {
             for (n, page) in pages.iter().enumerate() {
                 println!("# page {} ({} items)", n + 1, page.len());

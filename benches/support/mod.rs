@@ -268,6 +268,7 @@ async fn relay(inbound: tokio::net::TcpStream, target: std::net::SocketAddr, del
 /// A table keyed `pk`/`sk` (strings), without a stream; `what` names it in the panic.
 pub async fn create_pk_sk_table(client: &aws_sdk_dynamodb::Client, table: &str, what: &str) {
     let need = rowcast::dynamo::tables::TableNeed {
+        indexes: Vec::new(),
         pk: "pk".into(),
         sk: Some("sk".into()),
         streams: false,

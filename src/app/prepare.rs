@@ -13,6 +13,7 @@ use super::AppError;
 use crate::config::{CheckpointStoreConfig, Config, Problem};
 use crate::control::CheckpointStore;
 use crate::dynamo;
+use crate::dynamo::index_check::check_table_indexes;
 use crate::dynamo::tables::{check_table, needed_tables};
 use crate::error::{chain, pause, Classify, RetryPolicy};
 use crate::pipeline::{Checkpoint, Position};
@@ -217,6 +218,14 @@ async fn run_preflight(
             field: format!("table {table} ({})", need.users.join(", ")),
             message,
         }));
+        // The items carry their index keys whether or not the index exists yet (it may be
+        // backfilling after `tables create`): a missing or different index is only a warning.
+        let indexes = check_table_indexes(client, &table, &need.indexes)
+            .await
+            .map_err(AppError::Dynamo)?;
+        for found in indexes {
+            warn!(view = %found.file.display(), field = %found.field, problem = %found.message, "secondary index (`rowcast check --connect` lists these)");
+        }
     }
     Ok(problems)
 }
@@ -360,6 +369,18 @@ pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
                 file: config.file.clone(),
                 field: format!("table {table} ({})", need.users.join(", ")),
                 message,
+            })),
+            Err(info) => problems.push(Problem {
+                file: config.file.clone(),
+                field: format!("table {table}"),
+                message: info.to_string(),
+            }),
+        }
+        match check_table_indexes(&client, &table, &need.indexes).await {
+            Ok(found) => problems.extend(found.into_iter().map(|p| Problem {
+                file: p.file,
+                field: p.field,
+                message: p.message,
             })),
             Err(info) => problems.push(Problem {
                 file: config.file.clone(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::raw::{RawConfig, RawView};
+use super::shared_index::check_shared_indexes;
 use super::view::{check_unambiguous_writeback, compile_view_into};
 use super::{
     CheckpointStoreConfig, Config, ConfigErrors, DeadLetterConfig, DynamoConfig, Problem,
@@ -423,6 +424,7 @@ fn load_views(files: &[PathBuf], problems: &mut Problems) -> Vec<Arc<View>> {
         }
     }
     check_unambiguous_writeback(&views, problems);
+    check_shared_indexes(&views, problems);
     views
 }
 

@@ -5,8 +5,10 @@
 //! and expanding the globs; checks against the servers live in the preflight.
 
 mod compile;
+mod index;
 mod joins;
 pub mod raw;
+mod shared_index;
 mod source;
 mod view;
 

@@ -214,6 +214,23 @@ pub struct RawView {
     pub fill: Option<RawFill>,
     /// DynamoDB → SQL.
     pub writeback: Option<RawWriteback>,
+    /// Global secondary indexes of the view's table whose keys the items carry.
+    pub index: Option<Vec<RawIndex>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIndex {
+    /// The index name in DynamoDB; views of one table may share it.
+    pub name: String,
+    pub pk: String,
+    pub sk: Option<String>,
+    /// Default `<name>_pk`.
+    pub pk_attribute: Option<String>,
+    /// Default `<name>_sk` (with `sk` only).
+    pub sk_attribute: Option<String>,
+    /// "all" (default), "keys_only", or a list of attribute names.
+    pub projection: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,6 +15,13 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// The problems of the config in `dir` (which must have some), one per line.
+fn load_errors(dir: &Path) -> String {
+    let errors = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap_err();
+    let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
 const CONFIG: &str = r#"
 views = ["views/*.toml"]
 [source]
@@ -201,13 +208,7 @@ fn write_back_views_must_be_unambiguous_and_never_assign_keys() {
             "[writeback]\nenabled = true\nattributes = [\"ref\"]\n",
         ),
     );
-    let errors: Vec<String> = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into()))
-        .unwrap_err()
-        .0
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let errors = errors.join("\n");
+    let errors = load_errors(&dir);
     assert!(
         errors.contains("a.toml: key") && errors.contains("view \"archived\""),
         "{errors}"
@@ -307,4 +308,67 @@ fn tls_and_names_that_would_mislead_are_problems() {
         );
     }
     assert!(text.iter().all(|t| !t.contains("hunter2")), "{text:#?}");
+}
+
+#[test]
+fn indexes_are_checked_in_each_view_and_between_views_of_a_table() {
+    let dir = temp_dir("indexes");
+    write(&dir, "rowcast.toml", CONFIG);
+    let view = |name: &str, indexes: &str| {
+        format!(
+            "name = \"{name}\"\ntable = \"shared\"\nsource = \"shop.{name}\"\n[key]\npk = \"{}#{{id}}\"\nsk = \"META\"\n[attributes]\nemail = \"email\"\nstatus = \"status\"\n{indexes}",
+            name.to_uppercase()
+        )
+    };
+    // Good: a sparse GSI with defaults, and an overloaded one shared with b.toml.
+    write(
+        &dir,
+        "views/a.toml",
+        &view(
+            "customers",
+            "[[index]]\nname = \"by_email\"\npk = \"EMAIL#{email}\"\n[[index]]\nname = \"gsi1\"\npk = \"STATUS#{status}\"\nsk = \"C#{id:08}\"\nprojection = [\"email\"]\n",
+        ),
+    );
+    // Shares gsi1 with other attribute names and another projection.
+    write(
+        &dir,
+        "views/b.toml",
+        &view(
+            "orders",
+            "[[index]]\nname = \"gsi1\"\npk = \"STATUS#{status}\"\nsk = \"O#{id}\"\nsk_attribute = \"gsi1sk\"\nprojection = \"keys_only\"\n",
+        ),
+    );
+    // Per view: a bad name, an attribute that is the view's own, sk_attribute without sk, a
+    // projection of an unknown attribute, a bad template, a writable index attribute.
+    write(
+        &dir,
+        "views/c.toml",
+        &view(
+            "notes",
+            "[writeback]\nenabled = true\nattributes = [\"x_pk\"]\n[[index]]\nname = \"x\"\npk = \"{email\"\n[[index]]\nname = \"by_status\"\npk = \"{status}\"\npk_attribute = \"email\"\nsk_attribute = \"s\"\nprojection = [\"nope\"]\n",
+        ),
+    );
+    let errors = load_errors(&dir);
+    let has = |needle: &str| assert!(errors.contains(needle), "{needle:?} not in\n{errors}");
+    has(
+        "b.toml: index[0]: index gsi1 of table shared has key attributes gsi1_pk/Some(\"gsi1_sk\")",
+    );
+    has("b.toml: index[0].projection");
+    has("c.toml: index[0].name");
+    has("c.toml: index[0].pk");
+    has("c.toml: index[1].pk_attribute: \"email\" is an attribute of this view");
+    has("c.toml: index[1].sk_attribute: set without sk");
+    has("c.toml: index[1].projection: \"nope\" is not an attribute of this view");
+    assert!(!errors.contains("a.toml: "), "{errors}");
+
+    // a.toml alone is good; its items carry by_email_pk, gsi1_pk and gsi1_sk.
+    std::fs::remove_file(dir.join("views/b.toml")).unwrap();
+    std::fs::remove_file(dir.join("views/c.toml")).unwrap();
+    let config = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap();
+    let view = &config.views[0];
+    assert_eq!(view.indexes.len(), 2);
+    assert_eq!(view.indexes[0].pk_attribute, "by_email_pk");
+    assert_eq!(view.indexes[0].sk_attribute, None);
+    assert_eq!(view.indexes[1].sk_attribute.as_deref(), Some("gsi1_sk"));
+    assert!(view.is_key_attribute("gsi1_sk"));
 }

@@ -6,11 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::compile::{check_attribute_name, check_table_name, choice, toml_problem, Problems};
+use super::index::{compile_indexes, Taken};
 use super::joins::compile_joins;
 use super::raw::{RawAttribute, RawView};
 use super::ConfigErrors;
 use crate::view::filter::Expr;
-use crate::view::spec::{AttributeSpec, Attributes, FillMode, Join, KeySpec, TableRef, View};
+use crate::view::spec::{
+    AttributeSpec, Attributes, FillMode, IndexSpec, Join, KeySpec, TableRef, View,
+};
 use crate::view::template::Template;
 use crate::view::value::Conversion;
 
@@ -62,23 +65,22 @@ pub fn compile_view(file: &Path, text: &str) -> Result<View, ConfigErrors> {
     }
 }
 
+fn check_view_name(file: &Path, name: &str, problems: &mut Problems) {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        problems.add(file, "name", format!("{name:?} must match [a-z0-9_]+"));
+    }
+}
+
 pub(super) fn compile_view_into(
     file: &Path,
     raw: RawView,
     problems: &mut Problems,
 ) -> Option<View> {
-    let valid_name = !raw.name.is_empty()
-        && raw
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !valid_name {
-        problems.add(
-            file,
-            "name",
-            format!("{:?} must match [a-z0-9_]+", raw.name),
-        );
-    }
+    check_view_name(file, &raw.name, problems);
     check_table_name(file, "table", &raw.table, problems);
     let source = TableRef::parse(&raw.source);
     if source.is_none() {
@@ -108,12 +110,18 @@ pub(super) fn compile_view_into(
     };
     let key_attributes = [&key.pk_attribute, key.sk_attribute.as_deref().unwrap_or("")];
     let joins = compile_joins(file, &raw, &attributes, key_attributes, problems);
+    let taken = Taken {
+        key: key_attributes,
+        attributes: &attributes,
+        joins: &joins,
+    };
+    let indexes = compile_indexes(file, &raw, &taken, problems);
     let fill_mode = raw.fill.as_ref().and_then(|f| f.mode.as_deref());
     let fill = match choice(file, "fill.mode", fill_mode, ["eager", "lazy"], problems) {
         false => FillMode::Eager,
         true => FillMode::Lazy,
     };
-    let writeback = compile_writeback(file, &raw, &key, &attributes, &joins, problems);
+    let writeback = compile_writeback(file, &raw, &key, &attributes, (&joins, &indexes), problems);
     Some(View {
         name: raw.name,
         file: file.to_path_buf(),
@@ -134,6 +142,7 @@ pub(super) fn compile_view_into(
         writeback_enabled: writeback.0,
         writeback_attributes: writeback.1,
         joins,
+        indexes,
     })
 }
 
@@ -208,7 +217,7 @@ fn compile_writeback(
     raw: &RawView,
     key: &CompiledKey,
     attributes: &Attributes,
-    joins: &[Join],
+    (joins, indexes): (&[Join], &[IndexSpec]),
     problems: &mut Problems,
 ) -> (bool, Vec<String>) {
     let enabled = raw
@@ -243,7 +252,13 @@ fn compile_writeback(
                 "{name:?} comes from a join; only the root table's attributes can be written back"
             ))
         } else {
-            None
+            let index = indexes.iter().find(|x| x.attributes().any(|a| a == name));
+            index.map(|index| {
+                format!(
+                    "{name:?} is a key attribute of index {}: index keys are rendered, not written",
+                    index.name
+                )
+            })
         };
         if let Some(message) = problem {
             problems.add(file, field, message);

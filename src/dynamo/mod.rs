@@ -2,6 +2,8 @@
 //! metadata attributes rowcast adds to items, marked removals, and the table tools.
 
 mod error;
+pub mod index_check;
+pub mod indexes;
 mod item;
 mod remove;
 pub mod tables;

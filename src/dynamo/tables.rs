@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_dynamodb::Client;
 
+use super::indexes::IndexNeed;
 use super::{classify_sdk_error, SdkErrorInfo};
 use crate::config::{CheckpointStoreConfig, Config, DeadLetterConfig};
 
@@ -23,6 +24,8 @@ pub struct TableNeed {
     pub streams: bool,
     /// Views (or "control") that need it, for messages.
     pub users: Vec<String>,
+    /// Its global secondary indexes (`[[index]]` of its views), by name.
+    pub indexes: Vec<IndexNeed>,
 }
 
 /// The partition key attribute of the control table (checkpoints, write-back positions, dead
@@ -41,9 +44,24 @@ pub fn needed_tables(config: &Config) -> BTreeMap<String, TableNeed> {
                 sk: view.key.sk_attribute.clone(),
                 streams: false,
                 users: Vec::new(),
+                indexes: Vec::new(),
             });
         need.streams |= view.writeback_enabled;
         need.users.push(view.name.clone());
+        for (i, index) in view.indexes.iter().enumerate() {
+            let user = (view.file.clone(), format!("index[{i}]"));
+            match need.indexes.iter_mut().find(|n| n.name == index.name) {
+                // Views sharing an index agree on its keys and projection (`config::index`).
+                Some(known) => known.users.push(user),
+                None => need.indexes.push(IndexNeed {
+                    name: index.name.clone(),
+                    pk: index.pk_attribute.clone(),
+                    sk: index.sk_attribute.clone(),
+                    projection: index.projection.clone(),
+                    users: vec![user],
+                }),
+            }
+        }
     }
     let control = match (&config.checkpoint, &config.dead_letter) {
         (CheckpointStoreConfig::Table(t), _) | (_, DeadLetterConfig::Table(t)) => Some(t.clone()),
@@ -55,6 +73,7 @@ pub fn needed_tables(config: &Config) -> BTreeMap<String, TableNeed> {
             sk: Some(CONTROL_SK.into()),
             streams: false,
             users: vec!["checkpoints".into()],
+            indexes: Vec::new(),
         });
     }
     tables
@@ -82,6 +101,18 @@ pub async fn create_table(
             .attribute_definitions(attr_def(sk))
             .key_schema(key_elem(sk, KeyType::Range));
     }
+    let mut defined: Vec<&str> = std::iter::once(need.pk.as_str())
+        .chain(need.sk.as_deref())
+        .collect();
+    for index in &need.indexes {
+        for name in index.attributes() {
+            if !defined.contains(&name) {
+                defined.push(name);
+                request = request.attribute_definitions(attr_def(name));
+            }
+        }
+        request = request.global_secondary_indexes(index.definition());
+    }
     if need.streams {
         request = request.stream_specification(
             StreamSpecification::builder()
@@ -104,7 +135,7 @@ pub async fn create_table(
     }
 }
 
-fn attr_def(name: &str) -> AttributeDefinition {
+pub(super) fn attr_def(name: &str) -> AttributeDefinition {
     AttributeDefinition::builder()
         .attribute_name(name)
         .attribute_type(ScalarAttributeType::S)
@@ -112,7 +143,7 @@ fn attr_def(name: &str) -> AttributeDefinition {
         .expect("name and type are set")
 }
 
-fn key_elem(name: &str, key_type: KeyType) -> KeySchemaElement {
+pub(super) fn key_elem(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
         .attribute_name(name)
         .key_type(key_type)
@@ -184,12 +215,23 @@ pub async fn check_table(
     Ok(problems)
 }
 
-/// Every item of a table, as plain JSON objects sorted by key (for `rowcast scan` and tests).
 /// The items of partition `pk` (attribute `pk_attribute`) of `table`, in sort-key order, read
 /// consistently one Query page at a time (`page_size` items, or DynamoDB's 1 MB, per page).
 pub async fn query_partition(
     client: &Client,
     table: &str,
+    pk_attribute: &str,
+    pk: &str,
+    page_size: Option<i32>,
+) -> Result<Vec<Vec<std::collections::HashMap<String, AttributeValue>>>, SdkErrorInfo> {
+    query_partition_of(client, (table, None), pk_attribute, pk, page_size).await
+}
+
+/// [`query_partition`] of a global secondary index `(table, Some(index))` too; an index is read
+/// eventually consistently (DynamoDB offers nothing else on a GSI).
+pub async fn query_partition_of(
+    client: &Client,
+    (table, index): (&str, Option<&str>),
     pk_attribute: &str,
     pk: &str,
     page_size: Option<i32>,
@@ -200,10 +242,11 @@ pub async fn query_partition(
         let out = client
             .query()
             .table_name(table)
+            .set_index_name(index.map(str::to_string))
             .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", pk_attribute)
             .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
-            .consistent_read(true)
+            .consistent_read(index.is_none())
             .set_limit(page_size)
             .set_exclusive_start_key(start)
             .send()
@@ -220,12 +263,12 @@ pub async fn query_partition(
 /// [`query_partition`] as plain JSON values, page by page (`rowcast query`).
 pub async fn query_pages(
     client: &Client,
-    table: &str,
+    place: (&str, Option<&str>),
     pk_attribute: &str,
     pk: &str,
     page_size: i32,
 ) -> Result<Vec<Vec<serde_json::Value>>, SdkErrorInfo> {
-    let pages = query_partition(client, table, pk_attribute, pk, Some(page_size)).await?;
+    let pages = query_partition_of(client, place, pk_attribute, pk, Some(page_size)).await?;
     Ok(pages
         .iter()
         .map(|page| page.iter().map(plain).collect())

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use super::join::{apply_joins, Joined};
 pub use super::row::{ColumnKind, ColumnSchema, Row, TableSchema};
-use super::spec::{Attributes, View};
-use super::template::RenderError;
+use super::spec::{Attributes, IndexSpec, View};
+use super::template::{RenderError, Template};
 use super::value::{Attr, Cell, Conversion};
 
 pub type Item = BTreeMap<String, Attr>;
@@ -82,9 +82,14 @@ enum KeyOutcome {
     Dead(String),
 }
 
-fn render_key(view: &View, row: &Row) -> Result<KeyOutcome, IncompatibleSchema> {
-    let lookup = |name: &str| row.get(name);
-    let render = |template: &super::template::Template| match template.render(lookup) {
+/// A template rendered from a row: `Ok(Err(None))` is a NULL column (no item, or no index
+/// entry), `Ok(Err(Some(reason)))` a value no key can hold.
+fn render_template(
+    view: &View,
+    row: &Row,
+    template: &Template,
+) -> Result<Result<String, Option<String>>, IncompatibleSchema> {
+    match template.render(|name: &str| row.get(name)) {
         Ok(text) => Ok(Ok(text)),
         Err(RenderError::NullColumn(_)) => Ok(Err(None)),
         Err(RenderError::MissingColumn(column)) => Err(IncompatibleSchema {
@@ -93,7 +98,11 @@ fn render_key(view: &View, row: &Row) -> Result<KeyOutcome, IncompatibleSchema> 
             column,
         }),
         Err(other) => Ok(Err(Some(other.to_string()))),
-    };
+    }
+}
+
+fn render_key(view: &View, row: &Row) -> Result<KeyOutcome, IncompatibleSchema> {
+    let render = |template: &Template| render_template(view, row, template);
     let pk = match render(&view.key.pk)? {
         Ok(pk) => pk,
         Err(None) => return Ok(KeyOutcome::NoItem),
@@ -134,6 +143,34 @@ fn passes(view: &View, row: &Row) -> Result<bool, IncompatibleSchema> {
     Ok(filter.eval(&|name| row.get(name)) == Some(true))
 }
 
+/// An index's key attributes as an item holds them.
+type IndexAttributes = Vec<(String, Attr)>;
+
+/// The index key attributes of a row: `None` when a template column is NULL (the item stays
+/// out of the index: a sparse index); `Err` is the dead-letter reason (an index key DynamoDB
+/// rejects, such as an empty string).
+fn index_key(
+    view: &View,
+    row: &Row,
+    index: &IndexSpec,
+) -> Result<Result<Option<IndexAttributes>, String>, IncompatibleSchema> {
+    let mut out = Vec::with_capacity(2);
+    for (name, template) in index.attributes().zip(index.templates().map(|(_, t)| t)) {
+        match render_template(view, row, template)? {
+            Ok(text) if text.is_empty() => {
+                return Ok(Err(format!(
+                    "index {}: empty key attribute {name}",
+                    index.name
+                )))
+            }
+            Ok(text) => out.push((name.to_string(), Attr::S(text))),
+            Err(None) => return Ok(Ok(None)),
+            Err(Some(reason)) => return Ok(Err(format!("index {}: {reason}", index.name))),
+        }
+    }
+    Ok(Ok(Some(out)))
+}
+
 /// Builds the item of a row; `Err` is the dead-letter reason.
 fn build_item(
     view: &View,
@@ -147,6 +184,13 @@ fn build_item(
     item.push((key.pk_attribute.clone(), Attr::S(key.pk.clone())));
     if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
         item.push((name.clone(), Attr::S(sk.clone())));
+    }
+    for index in &view.indexes {
+        match index_key(view, row, index)? {
+            Ok(Some(attributes)) => item.extend(attributes),
+            Ok(None) => {}
+            Err(reason) => return Ok(Err(reason)),
+        }
     }
     let mut put = |name: &str, cell: &Cell, conversion: Conversion| -> Result<(), String> {
         if matches!(cell, Cell::ZeroDate) {
@@ -442,6 +486,7 @@ mod tests {
             writeback_enabled: false,
             writeback_attributes: vec![],
             joins: vec![],
+            indexes: vec![],
         }
     }
 
@@ -550,6 +595,52 @@ mod tests {
         };
         assert_eq!(item.len(), 6);
         assert_eq!(item.get("customer_id"), Some(&Attr::N("1".into())));
+    }
+
+    #[test]
+    fn index_attributes_render_and_a_null_leaves_them_absent() {
+        let mut v = view(true);
+        v.indexes.push(crate::view::spec::IndexSpec {
+            name: "by_status".into(),
+            pk: Template::parse("STATUS#{status}").unwrap(),
+            sk: Some(Template::parse("{customer_id:06}").unwrap()),
+            pk_attribute: "by_status_pk".into(),
+            sk_attribute: Some("by_status_sk".into()),
+            projection: crate::view::spec::IndexProjection::KeysOnly,
+        });
+        let item = |p: &Projection| match &p.ops[..] {
+            [.., ItemOp::Put { item, .. }] => item.clone(),
+            other => panic!("{other:?}"),
+        };
+        let p = project(&v, None, Some(&row(1, Some(7), "open", 100))).unwrap();
+        let put = item(&p);
+        assert_eq!(
+            put.get("by_status_pk"),
+            Some(&Attr::S("STATUS#open".into()))
+        );
+        assert_eq!(put.get("by_status_sk"), Some(&Attr::S("000007".into())));
+        assert!(v.is_key_attribute("by_status_sk"));
+
+        // A NULL in the index's template: the item is written without the index attributes.
+        v.indexes[0].sk = Some(Template::parse("{customer_id}").unwrap());
+        v.key.pk = Template::parse("ORDER#{id}").unwrap();
+        let p = project(&v, None, Some(&row(2, None, "open", 100))).unwrap();
+        let put = item(&p);
+        assert!(!put.contains_key("by_status_pk") && !put.contains_key("by_status_sk"));
+        assert_eq!(put.len(), 4, "{put:?}");
+
+        // An empty index key is one DynamoDB refuses: a dead letter, not a failed batch.
+        v.indexes[0].pk = Template::parse("{status}").unwrap();
+        let p = project(&v, None, Some(&row(3, Some(1), "", 100))).unwrap();
+        assert!(p.ops.is_empty());
+        assert!(p.dead[0].reason.contains("index by_status"), "{:?}", p.dead);
+
+        // An implicit column named like an index attribute collides, as with a key attribute.
+        let mut implicit = view(false);
+        implicit.indexes = v.indexes.clone();
+        implicit.indexes[0].pk_attribute = "status".into();
+        let p = project(&implicit, None, Some(&row(4, Some(1), "open", 1))).unwrap();
+        assert!(p.dead[0].reason.contains("collides"), "{:?}", p.dead);
     }
 
     proptest! {

@@ -40,6 +40,48 @@ pub struct KeySpec {
     pub sk_attribute: Option<String>,
 }
 
+/// One `[[index]]`: a global secondary index of the view's table whose key attributes the
+/// view's items carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexSpec {
+    pub name: String,
+    pub pk: Template,
+    pub sk: Option<Template>,
+    pub pk_attribute: String,
+    pub sk_attribute: Option<String>,
+    pub projection: IndexProjection,
+}
+
+/// What a global secondary index copies of each item besides the keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexProjection {
+    All,
+    KeysOnly,
+    /// The named non-key attributes.
+    Include(Vec<String>),
+}
+
+impl std::fmt::Display for IndexProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexProjection::All => f.write_str("all"),
+            IndexProjection::KeysOnly => f.write_str("keys_only"),
+            IndexProjection::Include(names) => write!(f, "[{}]", names.join(", ")),
+        }
+    }
+}
+
+impl IndexSpec {
+    /// The templates of the index key, `(field suffix, template)`.
+    pub fn templates(&self) -> impl Iterator<Item = (&'static str, &Template)> {
+        std::iter::once(("pk", &self.pk)).chain(self.sk.as_ref().map(|t| ("sk", t)))
+    }
+
+    pub fn attributes(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.pk_attribute.as_str()).chain(self.sk_attribute.as_deref())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeSpec {
     pub name: String,
@@ -75,6 +117,8 @@ pub struct View {
     pub writeback_attributes: Vec<String>,
     /// Lookups, embeds and aggregates, in spec order (lookups, then embeds, then aggregates).
     pub joins: Vec<Join>,
+    /// Global secondary indexes whose key attributes the items carry (`[[index]]`).
+    pub indexes: Vec<IndexSpec>,
 }
 
 /// One `[[lookup]]`, `[[embed]]` or `[[aggregate]]`: rows of `from` related to the root row.
@@ -198,10 +242,18 @@ impl View {
     /// definition made are removed. Its name and file are not part of it.
     pub fn fingerprint(&self) -> String {
         use sha2::{Digest, Sha256};
-        let text = format!(
+        let mut text = format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             self.table, self.source, self.filter, self.key, self.attributes, self.joins, self.fill
         );
+        // Index attributes are part of the items; a view without indexes keeps the fingerprint
+        // it had before indexes existed (no backfill on upgrade).
+        for index in &self.indexes {
+            text.push_str(&format!(
+                "|{}:{:?}:{:?}:{}:{:?}",
+                index.name, index.pk, index.sk, index.pk_attribute, index.sk_attribute
+            ));
+        }
         Sha256::digest(text.as_bytes())[..12]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -227,7 +279,14 @@ impl View {
         }
     }
 
+    /// A key attribute of the item or of one of its indexes: rendered from templates, never a
+    /// column's value.
     pub fn is_key_attribute(&self, name: &str) -> bool {
-        name == self.key.pk_attribute || self.key.sk_attribute.as_deref() == Some(name)
+        name == self.key.pk_attribute
+            || self.key.sk_attribute.as_deref() == Some(name)
+            || self
+                .indexes
+                .iter()
+                .any(|i| i.attributes().any(|a| a == name))
     }
 }

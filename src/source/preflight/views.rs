@@ -13,7 +13,7 @@ use crate::config::Problem;
 use crate::source::SourceError;
 use crate::view::filter::Literal;
 use crate::view::spec::{Attributes, TableRef, View};
-use crate::view::template::Segment;
+use crate::view::template::{Segment, Template};
 
 /// `(field, message)` of one view's problems.
 type Found = Vec<(String, String)>;
@@ -70,8 +70,16 @@ fn check_view(view: &View, columns: &Columns) -> Found {
 }
 
 fn check_templates(view: &View, columns: &Columns, found: &mut Found) {
-    let templates = std::iter::once(("key.pk", &view.key.pk))
-        .chain(view.key.sk.as_ref().map(|t| ("key.sk", t)));
+    let mut templates: Vec<(String, &Template)> = std::iter::once(("key.pk".into(), &view.key.pk))
+        .chain(view.key.sk.as_ref().map(|t| ("key.sk".into(), t)))
+        .collect();
+    for (i, index) in view.indexes.iter().enumerate() {
+        templates.extend(
+            index
+                .templates()
+                .map(|(part, t)| (format!("index[{i}].{part}"), t)),
+        );
+    }
     for (field, template) in templates {
         for segment in &template.segments {
             let Segment::Column { name, pad } = segment else {
@@ -80,14 +88,14 @@ fn check_templates(view: &View, columns: &Columns, found: &mut Found) {
             match columns.get(name) {
                 None => {
                     let message = format!("column {name} is not in {}", view.source);
-                    found.push((field.into(), message));
+                    found.push((field.clone(), message));
                 }
                 Some(info) if pad.is_some() && !is_integer(&info.data_type) => {
                     let message = format!(
                         "{{{name}:0N}} needs an integer column; {name} is {}",
                         info.data_type
                     );
-                    found.push((field.into(), message));
+                    found.push((field.clone(), message));
                 }
                 _ => {}
             }
