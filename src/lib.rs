@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod dynamo;
 pub mod error;
+pub mod export;
 pub mod merge;
 pub mod metrics;
 pub mod pipeline;

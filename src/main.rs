@@ -95,6 +95,26 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         checkpoint_wait_s: u64,
     },
+    /// Write views' items, read at one consistent point, as DynamoDB S3 import data (gzip
+    /// DynamoDB JSON lines and a manifest.json) under --to.
+    Export {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// A view to export (repeat for several; at least one).
+        #[arg(long = "view", required = true)]
+        views: Vec<String>,
+        /// An empty or new directory.
+        #[arg(long)]
+        to: String,
+        /// Also store the export's position as the checkpoint, the exported views marked
+        /// filled, so that `rowcast run` after the import resumes exactly there.
+        #[arg(long)]
+        checkpoint: bool,
+        /// Uncompressed JSON per data file at most, in MiB (a new file after it).
+        #[arg(long, default_value_t = 256)]
+        file_mb: u64,
+    },
     /// Print every item of a DynamoDB table as JSON lines (plain values), for inspection.
     Scan {
         /// Daemon config file (TOML).
@@ -220,6 +240,21 @@ fn main() -> ExitCode {
                 action: TablesAction::Create,
             } => tables_create(&config).await,
             Command::Scan { config, table } => scan(&config, &table).await,
+            Command::Export {
+                config,
+                views,
+                to,
+                checkpoint,
+                file_mb,
+            } => {
+                let request = rowcast::app::ExportRequest {
+                    views,
+                    to,
+                    checkpoint,
+                    max_file_bytes: file_mb.max(1) * 1024 * 1024,
+                };
+                export(&config, request).await
+            }
             Command::Deadletters { action } => deadletters(action).await,
             Command::Query {
                 config,
@@ -423,6 +458,48 @@ async fn create_indexes(
         Err(info) => {
             eprintln!("error: {table}: {info}");
             false
+        }
+    }
+}
+
+async fn export(path: &Path, request: rowcast::app::ExportRequest) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    if let Some(unknown) = request
+        .views
+        .iter()
+        .find(|v| !config.views.iter().any(|view| view.name == **v))
+    {
+        eprintln!(
+            "error: {}: --view {unknown}: no view of this name",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
+    match rowcast::app::export(&config, request).await {
+        Ok(manifest) => {
+            for view in &manifest.views {
+                println!(
+                    "exported view {}: {} rows read, {} items, {} dead letters",
+                    view.name, view.rows, view.items, view.dead_letters
+                );
+            }
+            for table in &manifest.tables {
+                println!(
+                    "table {}: {} items in {} file(s)",
+                    table.table,
+                    table.items,
+                    table.files.len()
+                );
+            }
+            println!("position {} (seq {})", manifest.position, manifest.seq);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: export: {}", chain(&error));
+            ExitCode::FAILURE
         }
     }
 }

@@ -19,6 +19,7 @@
 //! reading; each stage ends when its input closes, so in-flight writes drain and the final
 //! checkpoint is committed; the HTTP listener stops last.
 
+mod export;
 mod prepare;
 mod reload;
 mod supervise;
@@ -31,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use self::export::{export, ExportFailure, ExportRequest};
 pub use self::prepare::{checkpoint_store, preflight};
 pub use self::supervise::{StageError, StageFailure, StageResult, Supervisor};
 use crate::config::{Config, Problem};

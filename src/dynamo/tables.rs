@@ -14,7 +14,10 @@ use aws_sdk_dynamodb::Client;
 
 use super::indexes::IndexNeed;
 use super::{classify_sdk_error, SdkErrorInfo};
+use std::sync::Arc;
+
 use crate::config::{CheckpointStoreConfig, Config, DeadLetterConfig};
+use crate::view::View;
 
 /// The key schema and stream setting a table needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +38,27 @@ pub const CONTROL_PK: &str = "pk";
 pub const CONTROL_SK: &str = "sk";
 
 pub fn needed_tables(config: &Config) -> BTreeMap<String, TableNeed> {
+    let mut tables = view_tables(&config.views);
+    let control = match (&config.checkpoint, &config.dead_letter) {
+        (CheckpointStoreConfig::Table(t), _) | (_, DeadLetterConfig::Table(t)) => Some(t.clone()),
+        _ => None,
+    };
+    if let Some(table) = control {
+        tables.entry(table).or_insert_with(|| TableNeed {
+            pk: CONTROL_PK.into(),
+            sk: Some(CONTROL_SK.into()),
+            streams: false,
+            users: vec!["checkpoints".into()],
+            indexes: Vec::new(),
+        });
+    }
+    tables
+}
+
+/// The tables `views` write to, with their keys, streams and indexes.
+pub fn view_tables(views: &[Arc<View>]) -> BTreeMap<String, TableNeed> {
     let mut tables: BTreeMap<String, TableNeed> = BTreeMap::new();
-    for view in &config.views {
+    for view in views {
         let need = tables
             .entry(view.table.clone())
             .or_insert_with(|| TableNeed {
@@ -62,19 +84,6 @@ pub fn needed_tables(config: &Config) -> BTreeMap<String, TableNeed> {
                 }),
             }
         }
-    }
-    let control = match (&config.checkpoint, &config.dead_letter) {
-        (CheckpointStoreConfig::Table(t), _) | (_, DeadLetterConfig::Table(t)) => Some(t.clone()),
-        _ => None,
-    };
-    if let Some(table) = control {
-        tables.entry(table).or_insert_with(|| TableNeed {
-            pk: CONTROL_PK.into(),
-            sk: Some(CONTROL_SK.into()),
-            streams: false,
-            users: vec!["checkpoints".into()],
-            indexes: Vec::new(),
-        });
     }
     tables
 }

@@ -1,0 +1,153 @@
+//! `rowcast export` wired: the source connection and its table cache for the export's one
+//! snapshot, and, with `--checkpoint`, the checkpoint set to the export's position with the
+//! exported eager views marked filled (and the server identity and dead letters recorded, as a
+//! first start would), so that `rowcast run` after the import resumes exactly there.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::prepare::checkpoint_store;
+use crate::config::Config;
+use crate::control::deadletter::DeadLetterError;
+use crate::control::server::ServerIdentity;
+use crate::control::{CheckpointError, CheckpointStore, DeadLetterStore};
+use crate::dynamo;
+use crate::export::{self, Destination, Export, ExportError, Manifest};
+use crate::pipeline::{BackfillState, Checkpoint, DeadLetter, Progress};
+use crate::source::{self, Flavor, SourceError};
+use crate::sql::TableCache;
+use crate::util::now_millis;
+use crate::view::spec::FillMode;
+use crate::view::View;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportFailure {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error("source")]
+    Source(#[from] SourceError),
+    #[error("checkpoint")]
+    Checkpoint(#[from] CheckpointError),
+    #[error("dead letters")]
+    DeadLetters(#[from] DeadLetterError),
+}
+
+pub struct ExportRequest {
+    pub views: Vec<String>,
+    pub to: String,
+    pub checkpoint: bool,
+    pub max_file_bytes: u64,
+}
+
+pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest, ExportFailure> {
+    let views: Vec<Arc<_>> = config
+        .views
+        .iter()
+        .filter(|v| request.views.contains(&v.name))
+        .cloned()
+        .collect();
+    let dest = Destination::parse(&request.to)?;
+    let client = dynamo::client(&config.dynamodb).await;
+    let store = checkpoint_store(config, &client);
+    if request.checkpoint {
+        if let Some(existing) = store.load().await? {
+            return Err(ExportFailure::Refused(format!(
+                "--checkpoint: {} already holds a checkpoint (at {}): the export would move a running pipeline's position. Export without --checkpoint, or for a new pipeline (another [pipeline] name or checkpoint)",
+                store.describe(),
+                existing.position
+            )));
+        }
+    }
+    let (opts, conn) = source::resolve(&config.source.connection).await?;
+    let (mut conn, flavor) = source::with_flavor(conn).await?;
+    if flavor != Flavor::MariaDb {
+        return Err(ExportFailure::Refused(
+            "export reads at a consistent snapshot's binlog position, which only MariaDB reports (as the backfill does)".into(),
+        ));
+    }
+    let identity = source::server_identity(&mut conn, flavor).await?;
+    let mut tables = TableCache::new(mysql_async::Pool::new(opts));
+    let export = Export {
+        views: views.clone(),
+        dest,
+        max_file_bytes: request.max_file_bytes,
+        chunk_rows: config.backfill_chunk_rows,
+        seq: now_millis() * 1000,
+    };
+    info!(to = %export.dest.describe(), views = ?request.views, "export: reading at one consistent snapshot");
+    let (manifest, letters) = export::run(&mut conn, &mut tables, &export).await?;
+    let _ = conn.disconnect().await;
+    if !request.checkpoint {
+        return Ok(manifest);
+    }
+    let done = Exported {
+        views: &views,
+        manifest: &manifest,
+        seq: export.seq,
+    };
+    set_checkpoint(config, &client, &store, &done, &letters, &identity).await?;
+    info!(store = %store.describe(), position = %manifest.position, "export: checkpoint set; `rowcast run` resumes there once the items are imported");
+    Ok(manifest)
+}
+
+/// What an export wrote.
+struct Exported<'a> {
+    views: &'a [Arc<View>],
+    manifest: &'a Manifest,
+    seq: u64,
+}
+
+/// The export's position and counter as the checkpoint, its eager views filled, the server's
+/// identity beside it and its dead letters in the store, as a first start would record them.
+async fn set_checkpoint(
+    config: &Config,
+    client: &aws_sdk_dynamodb::Client,
+    store: &CheckpointStore,
+    done: &Exported<'_>,
+    letters: &[DeadLetter],
+    identity: &ServerIdentity,
+) -> Result<(), ExportFailure> {
+    let (manifest, seq) = (done.manifest, done.seq);
+    let mut backfill = BackfillState::new();
+    for (view, entry) in done.views.iter().zip(&manifest.views) {
+        if view.fill == FillMode::Eager {
+            let progress = Progress {
+                done: true,
+                rows: entry.rows,
+                since: Some(seq),
+                definition: Some(entry.fingerprint.clone()),
+                from_version: Some(export::export_version(seq)),
+                ..Progress::default()
+            };
+            backfill.insert(view.name.clone(), progress);
+        }
+    }
+    let checkpoint = Checkpoint {
+        position: manifest.position.clone(),
+        seq,
+        updated_ms: now_millis(),
+        backfill,
+    };
+    store.claim().await?;
+    if store.load().await?.is_some() {
+        let _ = store.release().await;
+        return Err(ExportFailure::Refused(format!(
+            "--checkpoint: a checkpoint appeared in {} during the export (a daemon started?): not replaced",
+            store.describe()
+        )));
+    }
+    store.save(&checkpoint).await?;
+    crate::control::server::save(store, identity).await?;
+    let dead = DeadLetterStore::from_config(config, client);
+    for letter in letters {
+        dead.record(letter).await?;
+    }
+    if letters.len() == export::MAX_LETTERS_KEPT {
+        warn!(kept = letters.len(), "more dead letters than the store takes from one export: the rest are only in the export's dead-letters.jsonl");
+    }
+    store.release().await?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! `rowcast export` against the real services: the shop's three views (joins included) read at
+//! one consistent point while a workload keeps committing, written as gzip DynamoDB JSON with a
+//! manifest; the files loaded into DynamoDB Local the way an S3 import would; then `rowcast run`
+//! resumes at the export's checkpoint and applies what was committed during and after the
+//! export, none lost, nothing backfilled again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use common::{canonical, code_and_output, shop, strip_metadata, Env};
+use serde_json::Value;
+
+/// A DynamoDB JSON value (`{"S": "…"}`, …) as the SDK's.
+fn attribute(value: &Value) -> AttributeValue {
+    let (kind, inner) = value.as_object().unwrap().iter().next().unwrap();
+    match kind.as_str() {
+        "S" => AttributeValue::S(inner.as_str().unwrap().into()),
+        "N" => AttributeValue::N(inner.as_str().unwrap().into()),
+        "B" => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(inner.as_str().unwrap())
+                .unwrap();
+            AttributeValue::B(bytes.into())
+        }
+        "SS" => AttributeValue::Ss(
+            inner
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().into())
+                .collect(),
+        ),
+        "BOOL" => AttributeValue::Bool(inner.as_bool().unwrap()),
+        "NULL" => AttributeValue::Null(true),
+        "L" => AttributeValue::L(inner.as_array().unwrap().iter().map(attribute).collect()),
+        "M" => AttributeValue::M(
+            inner
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), attribute(v)))
+                .collect(),
+        ),
+        other => panic!("unexpected type {other}"),
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Every item of the table's data files listed in the manifest.
+fn exported_items(dir: &Path, manifest: &Value, table: &str) -> Vec<Item> {
+    let entry = manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == table)
+        .unwrap();
+    let mut items = Vec::new();
+    for file in entry["files"].as_array().unwrap() {
+        let mut text = String::new();
+        let raw = std::fs::File::open(dir.join(file["path"].as_str().unwrap())).unwrap();
+        flate2::read::GzDecoder::new(raw)
+            .read_to_string(&mut text)
+            .unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len() as u64, file["items"].as_u64().unwrap());
+        for line in lines {
+            let parsed: Value = serde_json::from_str(line).unwrap();
+            let item = parsed["Item"].as_object().unwrap();
+            items.push(
+                item.iter()
+                    .map(|(k, v)| (k.clone(), attribute(v)))
+                    .collect(),
+            );
+        }
+    }
+    items
+}
+
+/// Items as the tests compare them: plain values, metadata stripped, sorted.
+fn plain(items: &[Item]) -> Vec<Value> {
+    let mut out: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let map = item
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        rowcast::dynamo::from_attribute_value(v).unwrap().to_json(),
+                    )
+                })
+                .collect();
+            canonical(strip_metadata(Value::Object(map)))
+        })
+        .collect();
+    out.sort_by_key(|v| v.to_string());
+    out
+}
+
+/// What an S3 import does with the files, into the existing (empty) table.
+async fn load(env: &Env, table: &str, items: Vec<Item>) {
+    for chunk in items.chunks(25) {
+        let mut requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|item| {
+                let put = PutRequest::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+                    .unwrap();
+                WriteRequest::builder().put_request(put).build()
+            })
+            .collect();
+        while !requests.is_empty() {
+            let out = env
+                .ddb
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .unwrap();
+            requests = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_loaded_and_resumed_converges_with_changes_during_and_after_it() {
+    let env = Env::new("export").await;
+    let table = shop::setup(&env, "").await;
+    shop::workload(&env, 11, 300).await;
+    let at_export = shop::expected(&env).await;
+    let config = env.config_path().to_str().unwrap().to_string();
+    let out_dir = env.dir.join("export");
+    let out = out_dir.to_str().unwrap().to_string();
+
+    // The export takes its snapshot and waits there (failpoint) while the workload commits
+    // more: those commits are after its position, so not in the files.
+    let log = env.dir.join("export.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rowcast"))
+        .args(["export", "--config", &config, "--to", &out, "--checkpoint"])
+        .args([
+            "--view",
+            "order_summary",
+            "--view",
+            "order_lines",
+            "--view",
+            "customer_orders",
+        ])
+        .env("ROWCAST_FAILPOINTS", "export.after_snapshot=sleep2000")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    common::eventually("the export's snapshot", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("snapshot taken")
+    })
+    .await;
+    shop::workload(&env, 12, 150).await;
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["format"], "rowcast-export/1");
+    assert!(manifest["position"]["file"].is_string(), "{manifest}");
+    let items = exported_items(&out_dir, &manifest, &table);
+    assert_eq!(plain(&items), {
+        let mut expected: Vec<Value> = at_export.into_iter().map(canonical).collect();
+        expected.sort_by_key(|v| v.to_string());
+        expected
+    });
+    let per_view: u64 = manifest["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["items"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_view, items.len() as u64);
+    let command = manifest["tables"][0]["import_command"].as_str().unwrap();
+    assert!(
+        command.contains("--input-format DYNAMODB_JSON --input-compression-type GZIP"),
+        "{command}"
+    );
+    let version = manifest["version"].as_str().unwrap();
+    assert!(items
+        .iter()
+        .all(|i| i["_version"].as_n().unwrap() == version));
+
+    // A second export into the same directory is refused; so is a second --checkpoint.
+    let (code, text) = code_and_output(&env.rowcast(&[
+        "export",
+        "--config",
+        &config,
+        "--to",
+        &out,
+        "--view",
+        "order_lines",
+    ]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not empty"), "{text}");
+    let again = env.dir.join("export-2");
+    let (code, text) = code_and_output(&env.rowcast(&[
+        "export",
+        "--config",
+        &config,
+        "--to",
+        again.to_str().unwrap(),
+        "--view",
+        "order_lines",
+        "--checkpoint",
+    ]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("already holds a checkpoint"), "{text}");
+
+    // The import, then the daemon: it resumes at the export's position (no backfill) and applies
+    // the workload committed during the export and one committed after.
+    load(&env, &table, items).await;
+    let daemon = env.start().await;
+    shop::workload(&env, 13, 150).await;
+    env.converge(&table, shop::expected(&env).await, Duration::from_secs(90))
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        !metrics.contains("rowcast_backfill_rows_total{"),
+        "the exported views were marked filled, nothing is copied again:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("rowcast_backfill"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let _ = daemon.terminate();
+}
