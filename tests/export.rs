@@ -251,3 +251,207 @@ async fn an_export_loaded_and_resumed_converges_with_changes_during_and_after_it
     );
     let _ = daemon.terminate();
 }
+
+/// The `moto` server (S3 and DynamoDB's ImportTable), installed by `deploy/test.sh` into
+/// `target/moto-venv`, on a port of its own; killed when dropped.
+struct Moto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn moto() -> Moto {
+    let server = std::env::var("ROWCAST_TEST_MOTO_SERVER").unwrap_or_else(|_| {
+        format!(
+            "{}/target/moto-venv/bin/moto_server",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    let port = common::free_port();
+    let child = Command::new(&server)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{server}: {e} (deploy/test.sh installs moto[server])"));
+    let moto = Moto {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    common::eventually("moto_server", Duration::from_secs(60), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    moto
+}
+
+const BLOBS_VIEW: &str = r#"
+name = "blobs"
+table = "TABLE"
+source = "{DB}.blobs"
+[key]
+pk = "BLOB#{id:08}"
+[[index]]
+name = "by_kind"
+pk = "KIND#{kind}"
+sk = "BLOB#{id:08}"
+projection = "keys_only"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
+    let moto = moto().await;
+    // DynamoDB is moto's too: the import creates the tables there.
+    let env = Env::with_dynamodb("exports3", &moto.url).await;
+    let table = env.table("shop");
+    let blobs = env.table("blobs");
+    env.sql(shop::SCHEMA).await;
+    // 12,000 rows of 1 KB of hex: more than 5 MiB compressed, so the blobs file is uploaded
+    // in two parts or more.
+    env.sql(
+        "CREATE TABLE blobs (id INT PRIMARY KEY, kind VARCHAR(8) NULL, body TEXT NOT NULL);
+         INSERT INTO blobs SELECT seq, IF(seq % 3 = 0, NULL, CONCAT('k', seq % 4)),
+           CONCAT(SHA2(RAND(), 512), SHA2(RAND(), 512), SHA2(RAND(), 512), SHA2(RAND(), 512),
+                  SHA2(RAND(), 512), SHA2(RAND(), 512), SHA2(RAND(), 512), SHA2(RAND(), 512))
+           FROM seq_1_to_12000;",
+    )
+    .await;
+    for (file, text, name) in [
+        ("order_summary.toml", shop::ORDER_VIEW, &table),
+        ("order_lines.toml", shop::LINES_VIEW, &table),
+        ("customer_orders.toml", shop::CUSTOMER_ORDERS_VIEW, &table),
+        ("blobs.toml", BLOBS_VIEW, &blobs),
+    ] {
+        env.write_view(file, &text.replace("TABLE", name));
+    }
+    let checkpoint = env.dir.join("checkpoint.json");
+    let config = env.write_config(&format!(
+        "[checkpoint]\npath = \"{}\"\n",
+        checkpoint.display()
+    ));
+    shop::workload(&env, 21, 300).await;
+    let expected = shop::expected(&env).await;
+
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "x", "x", None, None, "t",
+        ))
+        .load()
+        .await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared)
+            .endpoint_url(&moto.url)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("rowcast-export")
+        .send()
+        .await
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rowcast"))
+        .args(["export", "--config", config.to_str().unwrap()])
+        .args([
+            "--to",
+            "s3://rowcast-export/run1",
+            "--s3-endpoint-url",
+            &moto.url,
+        ])
+        .args(["--import", "--checkpoint"])
+        .args([
+            "--view",
+            "order_summary",
+            "--view",
+            "order_lines",
+            "--view",
+            "customer_orders",
+            "--view",
+            "blobs",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .output()
+        .unwrap();
+    let (code, text) = code_and_output(&out);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("imported 12000 items into {blobs}")),
+        "{text}"
+    );
+
+    // The manifest is in S3, and the blobs file went up in several parts (multipart ETag "-N").
+    let manifest = s3
+        .get_object()
+        .bucket("rowcast-export")
+        .key("run1/manifest.json")
+        .send()
+        .await
+        .unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&manifest.body.collect().await.unwrap().into_bytes()).unwrap();
+    let head = s3
+        .head_object()
+        .bucket("rowcast-export")
+        .key(format!("run1/{blobs}/data/part-00000.json.gz"))
+        .send()
+        .await
+        .unwrap();
+    let etag = head.e_tag().unwrap().trim_matches('"').to_string();
+    let parts: u32 = etag.rsplit_once('-').map_or(1, |(_, n)| n.parse().unwrap());
+    assert!(parts >= 2, "ETag {etag}: one part");
+    assert!(
+        manifest["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["import_command"]
+                .as_str()
+                .unwrap()
+                .contains("S3Bucket=rowcast-export,S3KeyPrefix=run1/")),
+        "{manifest}"
+    );
+
+    // The imported tables hold exactly what the source makes.
+    env.converge(&table, expected, Duration::from_secs(10))
+        .await;
+    let imported = env.scan(&blobs).await;
+    assert_eq!(imported.len(), 12_000);
+    let rows: Vec<(i64, Option<String>, String)> = env
+        .query("SELECT id, kind, body FROM blobs WHERE id IN (1, 2, 3, 11999)")
+        .await;
+    for (id, kind, body) in rows {
+        let item = imported
+            .iter()
+            .find(|i| i["pk"] == format!("BLOB#{id:08}"))
+            .unwrap();
+        assert_eq!(item["body"], body.as_str());
+        assert_eq!(
+            item["by_kind_pk"].as_str(),
+            kind.map(|k| format!("KIND#{k}")).as_deref()
+        );
+    }
+    // With the GSI the views declare.
+    let described = env
+        .ddb
+        .describe_table()
+        .table_name(&blobs)
+        .send()
+        .await
+        .unwrap();
+    let indexes = described.table().unwrap().global_secondary_indexes();
+    assert_eq!(indexes.len(), 1);
+    assert_eq!(indexes[0].index_name(), Some("by_kind"));
+    // And the checkpoint is the export's position, the views filled.
+    let saved: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert_eq!(saved["position"], manifest["position"]);
+    assert_eq!(saved["backfill"]["blobs"]["done"], true);
+}

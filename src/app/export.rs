@@ -33,6 +33,8 @@ pub enum ExportFailure {
     Checkpoint(#[from] CheckpointError),
     #[error("dead letters")]
     DeadLetters(#[from] DeadLetterError),
+    #[error("import: {0}")]
+    Import(String),
 }
 
 pub struct ExportRequest {
@@ -40,6 +42,10 @@ pub struct ExportRequest {
     pub to: String,
     pub checkpoint: bool,
     pub max_file_bytes: u64,
+    /// S3's endpoint (an S3-compatible store); `None`: AWS (or `AWS_ENDPOINT_URL_S3`).
+    pub s3_endpoint_url: Option<String>,
+    /// Start DynamoDB's ImportTable of each table from the S3 files and wait for it.
+    pub import: bool,
 }
 
 pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest, ExportFailure> {
@@ -49,7 +55,13 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
         .filter(|v| request.views.contains(&v.name))
         .cloned()
         .collect();
-    let dest = Destination::parse(&request.to)?;
+    let region = config.dynamodb.region.as_deref();
+    if request.import && !request.to.starts_with("s3://") {
+        return Err(ExportFailure::Refused(
+            "--import reads the files from S3: --to must be s3://BUCKET/PREFIX".into(),
+        ));
+    }
+    let dest = Destination::open(&request.to, request.s3_endpoint_url.as_deref(), region).await?;
     let client = dynamo::client(&config.dynamodb).await;
     let store = checkpoint_store(config, &client);
     if request.checkpoint {
@@ -80,6 +92,9 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
     info!(to = %export.dest.describe(), views = ?request.views, "export: reading at one consistent snapshot");
     let (manifest, letters) = export::run(&mut conn, &mut tables, &export).await?;
     let _ = conn.disconnect().await;
+    if request.import {
+        import(&client, &export, &manifest).await?;
+    }
     if !request.checkpoint {
         return Ok(manifest);
     }
@@ -149,5 +164,55 @@ async fn set_checkpoint(
         warn!(kept = letters.len(), "more dead letters than the store takes from one export: the rest are only in the export's dead-letters.jsonl");
     }
     store.release().await?;
+    Ok(())
+}
+
+/// ImportTable of every table with items, one after the other, each waited for.
+async fn import(
+    client: &aws_sdk_dynamodb::Client,
+    export: &Export,
+    manifest: &Manifest,
+) -> Result<(), ExportFailure> {
+    use sha2::{Digest, Sha256};
+    let Some((bucket, root)) = export.dest.s3_location() else {
+        return Ok(());
+    };
+    let needs = dynamo::tables::view_tables(&export.views);
+    for entry in &manifest.tables {
+        if entry.items == 0 {
+            println!(
+                "table {}: no items to import (`rowcast tables create` makes it)",
+                entry.table
+            );
+            continue;
+        }
+        let seed = format!("{}|{}|{}", entry.table, manifest.seq, manifest.position);
+        let digest: String = Sha256::digest(seed.as_bytes())[..20]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let source = dynamo::import::ImportSource {
+            bucket,
+            key_prefix: format!("{root}{}", entry.prefix),
+            token: format!("rowcast-{digest}"),
+        };
+        let progress = |line: &str| println!("{line}");
+        let imported = dynamo::import::import_table(
+            client,
+            &entry.table,
+            &needs[&entry.table],
+            source,
+            &progress,
+        )
+        .await
+        .map_err(ExportFailure::Import)?;
+        println!("imported {imported} items into {}", entry.table);
+        if imported as u64 != entry.items {
+            return Err(ExportFailure::Import(format!(
+                "{} items imported into {}, the export holds {}",
+                imported, entry.table, entry.items
+            )));
+        }
+    }
     Ok(())
 }

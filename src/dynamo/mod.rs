@@ -2,6 +2,7 @@
 //! metadata attributes rowcast adds to items, marked removals, and the table tools.
 
 mod error;
+pub mod import;
 pub mod index_check;
 pub mod indexes;
 mod item;

@@ -37,6 +37,21 @@ pub const CONTROL_PK: &str = "pk";
 /// The sort key attribute of the control table.
 pub const CONTROL_SK: &str = "sk";
 
+impl TableNeed {
+    /// Every key attribute of the table and its indexes, each once: the table's key first.
+    pub fn key_attributes(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = std::iter::once(self.pk.as_str())
+            .chain(self.sk.as_deref())
+            .collect();
+        for name in self.indexes.iter().flat_map(IndexNeed::attributes) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
+
 pub fn needed_tables(config: &Config) -> BTreeMap<String, TableNeed> {
     let mut tables = view_tables(&config.views);
     let control = match (&config.checkpoint, &config.dead_letter) {
@@ -110,16 +125,14 @@ pub async fn create_table(
             .attribute_definitions(attr_def(sk))
             .key_schema(key_elem(sk, KeyType::Range));
     }
-    let mut defined: Vec<&str> = std::iter::once(need.pk.as_str())
-        .chain(need.sk.as_deref())
-        .collect();
+    for name in need
+        .key_attributes()
+        .into_iter()
+        .skip(1 + need.sk.iter().len())
+    {
+        request = request.attribute_definitions(attr_def(name));
+    }
     for index in &need.indexes {
-        for name in index.attributes() {
-            if !defined.contains(&name) {
-                defined.push(name);
-                request = request.attribute_definitions(attr_def(name));
-            }
-        }
         request = request.global_secondary_indexes(index.definition());
     }
     if need.streams {

@@ -1,14 +1,16 @@
 //! Where an export goes: a local directory (files written as `.partial` and renamed once
-//! complete and synced). The manifest is written last, so a directory without one is an
-//! export that did not finish.
+//! complete and synced) or S3 (`s3.rs`: multipart uploads). The manifest is written last, so a
+//! destination without one holds an export that did not finish.
 
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::s3::{S3Dest, S3Upload};
 use super::ExportError;
 
 pub enum Destination {
     Dir(PathBuf),
+    S3(S3Dest),
 }
 
 /// A file being written.
@@ -18,16 +20,22 @@ pub enum Upload {
         partial: PathBuf,
         path: PathBuf,
     },
+    S3(S3Upload),
 }
 
 impl Destination {
-    /// `--to`: a directory that is empty or does not exist yet (parts of an earlier export
-    /// must not end up in this one's import).
-    pub fn parse(to: &str) -> Result<Destination, ExportError> {
+    /// `--to`: a directory that is empty or does not exist yet, or `s3://bucket/prefix` with
+    /// nothing under the prefix (parts of an earlier export must not end up in this one's
+    /// import). `endpoint_url` and `region` are S3's.
+    pub async fn open(
+        to: &str,
+        endpoint_url: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<Destination, ExportError> {
         if to.starts_with("s3://") {
-            return Err(ExportError::Destination(format!(
-                "{to}: S3 destinations are not built yet; export to a directory and copy it (`aws s3 cp --recursive`)"
-            )));
+            return Ok(Destination::S3(
+                S3Dest::open(to, endpoint_url, region).await?,
+            ));
         }
         let dir = PathBuf::from(to);
         match std::fs::read_dir(&dir) {
@@ -49,12 +57,14 @@ impl Destination {
     pub fn s3_location(&self) -> Option<(&str, &str)> {
         match self {
             Destination::Dir(_) => None,
+            Destination::S3(s3) => Some((&s3.bucket, &s3.prefix)),
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Destination::Dir(dir) => dir.display().to_string(),
+            Destination::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.prefix),
         }
     }
 
@@ -75,33 +85,44 @@ impl Destination {
                     path,
                 })
             }
+            Destination::S3(s3) => Ok(Upload::S3(s3.begin(path).await?)),
         }
     }
 
     pub async fn write(&self, upload: &mut Upload, bytes: Vec<u8>) -> Result<(), ExportError> {
-        match upload {
-            Upload::File { file, partial, .. } => file
+        match (self, upload) {
+            (_, Upload::File { file, partial, .. }) => file
                 .write_all(&bytes)
                 .map_err(|e| ExportError::Io(partial.clone(), e)),
+            (Destination::S3(s3), Upload::S3(upload)) => s3.write(upload, bytes).await,
+            (Destination::Dir(_), Upload::S3(_)) => unreachable!("a directory makes file uploads"),
         }
     }
 
     pub async fn finish(&self, upload: Upload) -> Result<(), ExportError> {
-        match upload {
-            Upload::File {
-                file,
-                partial,
-                path,
-            } => {
+        match (self, upload) {
+            (
+                _,
+                Upload::File {
+                    file,
+                    partial,
+                    path,
+                },
+            ) => {
                 file.sync_all()
                     .map_err(|e| ExportError::Io(partial.clone(), e))?;
                 std::fs::rename(&partial, &path).map_err(|e| ExportError::Io(path, e))
             }
+            (Destination::S3(s3), Upload::S3(upload)) => s3.finish(upload).await,
+            (Destination::Dir(_), Upload::S3(_)) => unreachable!("a directory makes file uploads"),
         }
     }
 
     /// A small file written whole (the manifest, the dead letters).
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), ExportError> {
+        if let Destination::S3(s3) = self {
+            return s3.put(path, bytes).await;
+        }
         let mut upload = self.begin(path).await?;
         self.write(&mut upload, bytes).await?;
         self.finish(upload).await

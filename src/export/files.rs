@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::dest::{Destination, Upload};
 use super::ExportError;
 
-/// Compressed bytes gathered before they go to the destination.
-pub const PIECE_BYTES: usize = 8 * 1024 * 1024;
+/// Compressed bytes gathered before they go to the destination (one S3 part each).
+pub const PIECE_BYTES: usize = super::s3::MIN_PART_BYTES;
 
 /// One finished data file, as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +124,9 @@ mod tests {
     async fn a_new_file_begins_past_the_size_and_every_line_is_in_one() {
         let dir = std::env::temp_dir().join(format!("rowcast-files-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let dest = Destination::parse(dir.to_str().unwrap()).unwrap();
+        let dest = Destination::open(dir.to_str().unwrap(), None, None)
+            .await
+            .unwrap();
         let mut files = TableFiles::new("t", 100);
         for i in 0..25 {
             let line = format!("{{\"Item\":{{\"pk\":{{\"S\":\"{i:040}\"}}}}}}\n");
@@ -155,10 +157,8 @@ mod tests {
             .path()
             .to_string_lossy()
             .ends_with(".partial")));
-        assert!(
-            Destination::parse(dir.to_str().unwrap()).is_err(),
-            "not empty"
-        );
+        let again = Destination::open(dir.to_str().unwrap(), None, None).await;
+        assert!(again.is_err(), "not empty");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

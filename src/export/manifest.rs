@@ -138,15 +138,8 @@ fn index_definition(index: &IndexNeed) -> Value {
 /// The table as `tables create` would make it (streams aside: an import cannot enable them;
 /// `tables create` does afterwards for write-back views).
 pub fn creation_parameters(table: &str, need: &TableNeed) -> Value {
-    let mut names: Vec<&str> = std::iter::once(need.pk.as_str())
-        .chain(need.sk.as_deref())
-        .collect();
-    for index in &need.indexes {
-        names.extend(index.attributes());
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    names.retain(|n| seen.insert(*n));
-    let definitions: Vec<Value> = names
+    let definitions: Vec<Value> = need
+        .key_attributes()
         .iter()
         .map(|n| json!({"AttributeName": n, "AttributeType": "S"}))
         .collect();

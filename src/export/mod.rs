@@ -18,6 +18,7 @@ mod dest;
 mod files;
 mod json;
 pub mod manifest;
+mod s3;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -18,7 +18,7 @@ CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT NULL, status VARCHAR(12
 CREATE TABLE order_items (id INT PRIMARY KEY, order_id INT NULL, line_no INT NOT NULL, sku VARCHAR(20) NOT NULL, quantity INT NOT NULL, price DECIMAL(10,2) NULL, KEY by_order (order_id));
 ";
 
-const ORDER_VIEW: &str = r#"
+pub const ORDER_VIEW: &str = r#"
 name = "order_summary"
 table = "TABLE"
 source = "{DB}.orders"
@@ -75,7 +75,7 @@ on = { order_id = "id" }
 function = "min:sku"
 "#;
 
-const LINES_VIEW: &str = r#"
+pub const LINES_VIEW: &str = r#"
 name = "order_lines"
 table = "TABLE"
 source = "{DB}.order_items"
@@ -89,7 +89,7 @@ sku = "sku"
 qty = "quantity"
 "#;
 
-const CUSTOMER_ORDERS_VIEW: &str = r#"
+pub const CUSTOMER_ORDERS_VIEW: &str = r#"
 name = "customer_orders"
 table = "TABLE"
 source = "{DB}.orders"

@@ -1,0 +1,191 @@
+//! An export to S3 (or an S3-compatible store): every data file is a multipart upload whose
+//! parts go as soon as [`MIN_PART_BYTES`] of compressed data are gathered (S3's minimum part
+//! size; the last part may be smaller), so a file of any size holds at most one part in memory.
+//! The manifest is a single PutObject, written last. A failed upload is aborted.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+
+use super::ExportError;
+use crate::config::DynamoConfig;
+
+/// S3 takes parts of at least 5 MiB, but the last.
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+
+pub struct S3Dest {
+    client: Client,
+    pub bucket: String,
+    /// The key prefix, empty or ending in `/`.
+    pub prefix: String,
+}
+
+pub struct S3Upload {
+    key: String,
+    id: String,
+    parts: Vec<CompletedPart>,
+    buffer: Vec<u8>,
+}
+
+fn failed(what: &str, key: &str, error: impl std::error::Error) -> ExportError {
+    ExportError::Destination(format!("s3: {what} {key}: {}", crate::error::chain(&error)))
+}
+
+impl S3Dest {
+    /// `s3://bucket/prefix` with the default credential chain and region (`[dynamodb] region`
+    /// if set), at `endpoint_url` when given (path-style addressing, as S3-compatible stores
+    /// expect; `AWS_ENDPOINT_URL_S3` works too).
+    pub async fn open(
+        to: &str,
+        endpoint_url: Option<&str>,
+        region: Option<&str>,
+    ) -> Result<S3Dest, ExportError> {
+        let rest = to.strip_prefix("s3://").unwrap_or(to);
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(ExportError::Destination(format!("{to}: no bucket")));
+        }
+        let prefix = prefix.trim_matches('/');
+        let prefix = match prefix.is_empty() {
+            true => String::new(),
+            false => format!("{prefix}/"),
+        };
+        let shared = crate::dynamo::shared_config(&DynamoConfig {
+            endpoint_url: endpoint_url.map(str::to_string),
+            region: region.map(str::to_string),
+        })
+        .await;
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(endpoint_url.is_some())
+            .build();
+        let dest = S3Dest {
+            client: Client::from_conf(conf),
+            bucket: bucket.to_string(),
+            prefix,
+        };
+        let listed = dest
+            .client
+            .list_objects_v2()
+            .bucket(&dest.bucket)
+            .prefix(&dest.prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| failed("listing", to, e))?;
+        if !listed.contents().is_empty() {
+            return Err(ExportError::Destination(format!(
+                "{to}: not empty (an export writes under an empty prefix: an import takes every object under it)"
+            )));
+        }
+        Ok(dest)
+    }
+
+    pub async fn begin(&self, path: &str) -> Result<S3Upload, ExportError> {
+        let key = format!("{}{path}", self.prefix);
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| failed("starting the upload of", &key, e))?;
+        let id = out.upload_id().unwrap_or_default().to_string();
+        Ok(S3Upload {
+            key,
+            id,
+            parts: Vec::new(),
+            buffer: Vec::new(),
+        })
+    }
+
+    pub async fn write(&self, upload: &mut S3Upload, bytes: Vec<u8>) -> Result<(), ExportError> {
+        if upload.buffer.is_empty() {
+            upload.buffer = bytes;
+        } else {
+            upload.buffer.extend_from_slice(&bytes);
+        }
+        if upload.buffer.len() >= MIN_PART_BYTES {
+            self.send_part(upload).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_part(&self, upload: &mut S3Upload) -> Result<(), ExportError> {
+        let number = upload.parts.len() as i32 + 1;
+        let body = std::mem::take(&mut upload.buffer);
+        let result = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let part = CompletedPart::builder()
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .part_number(number)
+                    .build();
+                upload.parts.push(part);
+                Ok(())
+            }
+            Err(error) => {
+                self.abort(upload).await;
+                Err(failed("uploading a part of", &upload.key, error))
+            }
+        }
+    }
+
+    pub async fn finish(&self, mut upload: S3Upload) -> Result<(), ExportError> {
+        if !upload.buffer.is_empty() || upload.parts.is_empty() {
+            self.send_part(&mut upload).await?;
+        }
+        let parts = CompletedMultipartUpload::builder()
+            .set_parts(Some(std::mem::take(&mut upload.parts)))
+            .build();
+        let result = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.id)
+            .multipart_upload(parts)
+            .send()
+            .await;
+        if let Err(error) = result {
+            self.abort(&upload).await;
+            return Err(failed("completing the upload of", &upload.key, error));
+        }
+        Ok(())
+    }
+
+    /// Best effort: an upload left open costs storage until a lifecycle rule removes it.
+    async fn abort(&self, upload: &S3Upload) {
+        let _ = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&upload.key)
+            .upload_id(&upload.id)
+            .send()
+            .await;
+    }
+
+    /// A small object written whole (the manifest).
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), ExportError> {
+        let key = format!("{}{path}", self.prefix);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| failed("writing", &key, e))?;
+        Ok(())
+    }
+}
