@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rowcast::config::{self, Config, Problem};
-use rowcast::dynamo::tables::{check_table, create_table, needed_tables, CreateOutcome};
+use rowcast::dynamo::tables::{
+    check_table, create_table, enable_streams, needed_tables, CreateOutcome,
+};
 use rowcast::error::chain;
 use tokio_util::sync::CancellationToken;
 
@@ -391,47 +393,66 @@ async fn tables_create(path: &Path) -> ExitCode {
     let client = rowcast::dynamo::client(&config.dynamodb).await;
     let mut failed = false;
     for (table, need) in needed_tables(&config) {
-        match create_table(&client, &table, &need).await {
-            Ok(CreateOutcome::Created) => {
-                let names: Vec<&str> = need.indexes.iter().map(|i| i.name.as_str()).collect();
-                match names.is_empty() {
-                    true => println!("created {table} (for {})", need.users.join(", ")),
-                    false => println!(
-                        "created {table} (for {}) with index(es) {}",
-                        need.users.join(", "),
-                        names.join(", ")
-                    ),
-                }
-            }
-            Ok(CreateOutcome::Exists) => match check_table(&client, &table, &need).await {
-                Ok(problems) if problems.is_empty() => println!("exists {table}: left as it is"),
-                Ok(problems) => {
-                    failed = true;
-                    eprintln!(
-                        "error: {table} exists but does not fit: {}",
-                        problems.join("; ")
-                    );
-                    continue;
-                }
-                Err(info) => {
-                    failed = true;
-                    eprintln!("error: {table}: {info}");
-                    continue;
-                }
-            },
-            Err(info) => {
-                failed = true;
-                eprintln!("error: cannot create {table}: {info}");
-                continue;
-            }
-        }
-        failed |= !create_indexes(&client, &table, &need.indexes).await;
+        failed |= !create_one(&client, &table, &need).await;
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// One table of `tables create`: made, or checked (streams turned on when write-back needs
+/// them and it has none), then its indexes; `false` after a problem (printed).
+async fn create_one(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    need: &rowcast::dynamo::tables::TableNeed,
+) -> bool {
+    match create_table(client, table, need).await {
+        Ok(CreateOutcome::Created) => {
+            let names: Vec<&str> = need.indexes.iter().map(|i| i.name.as_str()).collect();
+            let users = need.users.join(", ");
+            match names.is_empty() {
+                true => println!("created {table} (for {users})"),
+                false => println!(
+                    "created {table} (for {users}) with index(es) {}",
+                    names.join(", ")
+                ),
+            }
+        }
+        Ok(CreateOutcome::Exists) => {
+            match enable_streams(client, table, need).await {
+                Ok(true) => {
+                    println!("enabled streams (NEW_AND_OLD_IMAGES) on {table} for write-back")
+                }
+                Ok(false) => {}
+                Err(info) => {
+                    eprintln!("error: cannot enable streams on {table}: {info}");
+                    return false;
+                }
+            }
+            match check_table(client, table, need).await {
+                Ok(problems) if problems.is_empty() => println!("exists {table}: left as it is"),
+                Ok(problems) => {
+                    eprintln!(
+                        "error: {table} exists but does not fit: {}",
+                        problems.join("; ")
+                    );
+                    return false;
+                }
+                Err(info) => {
+                    eprintln!("error: {table}: {info}");
+                    return false;
+                }
+            }
+        }
+        Err(info) => {
+            eprintln!("error: cannot create {table}: {info}");
+            return false;
+        }
+    }
+    create_indexes(client, table, &need.indexes).await
 }
 
 /// Adds the indexes a table lacks (waiting until each is active) and checks the ones it has;

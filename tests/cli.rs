@@ -306,3 +306,68 @@ async fn query_pages_through_one_partition_in_sort_key_order() {
     assert_eq!(sks, ["\"L#0001\"", "\"L#0002\"", "\"L#0003\""], "{text}");
     assert!(daemon.terminate().success());
 }
+
+/// A table made without streams (as an S3 import makes it) gets them from `tables create` when
+/// a write-back view needs them.
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_create_turns_streams_on_for_write_back() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        StreamViewType,
+    };
+    let env = Env::new("clistreams").await;
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
+        .await;
+    let table = env.table("notes");
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    env.ddb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+    env.write_view(
+        "notes.toml",
+        &format!("name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n[attributes]\nbody = \"body\"\n[writeback]\nenabled = true\nattributes = [\"body\"]\n"),
+    );
+    let config = env.write_config("").to_str().unwrap().to_string();
+    let out = env.rowcast(&["tables", "--config", &config, "create"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", stderr(&out));
+    assert!(
+        stdout.contains(&format!("enabled streams (NEW_AND_OLD_IMAGES) on {table}")),
+        "{stdout}"
+    );
+    let described = env
+        .ddb
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let spec = described.table().unwrap().stream_specification().unwrap();
+    assert_eq!(
+        spec.stream_view_type(),
+        Some(&StreamViewType::NewAndOldImages)
+    );
+    let out = env.rowcast(&["tables", "--config", &config, "create"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("left as it is"));
+}

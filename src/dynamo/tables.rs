@@ -173,6 +173,47 @@ pub(super) fn key_elem(name: &str, key_type: KeyType) -> KeySchemaElement {
         .expect("name and type are set")
 }
 
+/// Turns streams (NEW_AND_OLD_IMAGES) on for an existing table of write-back views that has
+/// none, e.g. one made by an S3 import, which cannot enable them. `Ok(true)` when it did; a
+/// table with streams of another view type is left for [`check_table`] to report (they must
+/// be turned off before another type can be set).
+pub async fn enable_streams(
+    client: &Client,
+    name: &str,
+    need: &TableNeed,
+) -> Result<bool, SdkErrorInfo> {
+    if !need.streams {
+        return Ok(false);
+    }
+    let out = client
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(&e))?;
+    let enabled = out
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled());
+    if enabled {
+        return Ok(false);
+    }
+    client
+        .update_table()
+        .table_name(name)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream_enabled is set"),
+        )
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(&e))?;
+    Ok(true)
+}
+
 /// Checks an existing table against what the views need: `Ok` lists the problems found (empty
 /// when the table is right); `Err` is a failure to ask.
 pub async fn check_table(
