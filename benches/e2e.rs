@@ -19,10 +19,9 @@
 //! `cargo bench --bench e2e` (ROWCAST_BENCH_ROWS, ROWCAST_BENCH_LATENCY_ROWS to resize). Under
 //! `cargo test` it does nothing.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 use mysql_async::prelude::Queryable;
 
 mod support;
@@ -41,71 +40,6 @@ fn extra_writer() -> String {
         .replace("\\n", "\n")
 }
 
-/// BatchWriteItem of small items, 25 a request, `LANES` requests at a time.
-async fn raw_writes(
-    client: &aws_sdk_dynamodb::Client,
-    raw_table: &str,
-    ids: std::ops::Range<usize>,
-) {
-    let chunks: Vec<Vec<usize>> = ids
-        .collect::<Vec<_>>()
-        .chunks(25)
-        .map(<[usize]>::to_vec)
-        .collect();
-    let mut tasks = Vec::new();
-    for lane in 0..LANES {
-        let client = client.clone();
-        let table = raw_table.to_string();
-        let mine: Vec<Vec<usize>> = chunks.iter().skip(lane).step_by(LANES).cloned().collect();
-        tasks.push(tokio::spawn(async move {
-            for chunk in mine {
-                let mut pending: HashMap<String, Vec<WriteRequest>> = HashMap::new();
-                let requests = chunk
-                    .iter()
-                    .map(|i| {
-                        let item = HashMap::from([
-                            (
-                                "pk".to_string(),
-                                AttributeValue::S(format!("OWNER#{}", i % 1000)),
-                            ),
-                            ("sk".to_string(), AttributeValue::S(format!("ACC#{i:08}"))),
-                            ("balance".to_string(), AttributeValue::N(i.to_string())),
-                            ("state".to_string(), AttributeValue::S("open".into())),
-                            ("_version".to_string(), AttributeValue::N("1".into())),
-                        ]);
-                        WriteRequest::builder()
-                            .put_request(
-                                PutRequest::builder()
-                                    .set_item(Some(item))
-                                    .build()
-                                    .expect("item"),
-                            )
-                            .build()
-                    })
-                    .collect();
-                pending.insert(table.clone(), requests);
-                while !pending.is_empty() {
-                    let out = client
-                        .batch_write_item()
-                        .set_request_items(Some(pending.clone()))
-                        .send()
-                        .await
-                        .expect("batch");
-                    pending = out
-                        .unprocessed_items
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|(_, v)| !v.is_empty())
-                        .collect();
-                }
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("raw writer");
-    }
-}
-
 #[tokio::main]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -122,9 +56,9 @@ async fn main() {
     let raw_table = format!("bench_raw_{tag}");
     support::create_pk_sk_table(&client, &raw_table, "create raw table").await;
     // DynamoDB Local's JVM needs a warm-up before its numbers mean anything.
-    raw_writes(&client, &raw_table, 0..5_000).await;
+    support::raw_writes(&client, &raw_table, 0..5_000, LANES).await;
     let started = Instant::now();
-    raw_writes(&client, &raw_table, 5_000..5_000 + rows).await;
+    support::raw_writes(&client, &raw_table, 5_000..5_000 + rows, LANES).await;
     let raw_secs = started.elapsed().as_secs_f64();
     println!("raw BatchWriteItem ceiling: {rows} items in {raw_secs:.2}s = {:.0} items/s ({LANES} concurrent requests)", rows as f64 / raw_secs);
 

@@ -19,6 +19,7 @@ pub mod sink;
 pub mod snapshot;
 pub mod source;
 pub mod sql;
+pub mod suggest;
 pub mod util;
 pub mod verify;
 pub mod view;

@@ -97,33 +97,13 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         checkpoint_wait_s: u64,
     },
+    /// Propose a single-table design from a database's information_schema: rowcast.toml, one
+    /// view per table (keys, lookups and embeds along foreign keys, GSIs from unique and
+    /// secondary keys) and SUGGESTIONS.md, under --out.
+    Suggest(SuggestArgs),
     /// Write views' items, read at one consistent point, as DynamoDB S3 import data (gzip
     /// DynamoDB JSON lines and a manifest.json) under --to.
-    Export {
-        /// Daemon config file (TOML).
-        #[arg(long)]
-        config: PathBuf,
-        /// A view to export (repeat for several; at least one).
-        #[arg(long = "view", required = true)]
-        views: Vec<String>,
-        /// An empty or new directory, or s3://BUCKET/PREFIX with nothing under the prefix.
-        #[arg(long)]
-        to: String,
-        /// Also store the export's position as the checkpoint, the exported views marked
-        /// filled, so that `rowcast run` after the import resumes exactly there.
-        #[arg(long)]
-        checkpoint: bool,
-        /// Uncompressed JSON per data file at most, in MiB (a new file after it).
-        #[arg(long, default_value_t = 256)]
-        file_mb: u64,
-        /// The S3 endpoint of an S3-compatible store (path-style addressing); default: AWS.
-        #[arg(long)]
-        s3_endpoint_url: Option<String>,
-        /// Then import each table's files with DynamoDB's ImportTable (a new table with the
-        /// views' keys and GSIs) and wait until it ends; any item in error fails it. S3 only.
-        #[arg(long)]
-        import: bool,
-    },
+    Export(ExportArgs),
     /// Print every item of a DynamoDB table as JSON lines (plain values), for inspection.
     Scan {
         /// Daemon config file (TOML).
@@ -227,6 +207,80 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+#[derive(clap::Args)]
+struct SuggestArgs {
+    /// `mysql://user:password@host:port` (the password is not written out).
+    #[arg(long)]
+    source: String,
+    #[arg(long)]
+    database: String,
+    /// Only these tables (repeat; default: every base table).
+    #[arg(long = "table")]
+    tables: Vec<String>,
+    /// An empty or new directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// The DynamoDB table of the views (default: the database's name).
+    #[arg(long)]
+    dynamodb_table: Option<String>,
+    /// `[dynamodb] endpoint_url` of the written config (DynamoDB Local).
+    #[arg(long)]
+    dynamodb_endpoint_url: Option<String>,
+}
+
+impl From<SuggestArgs> for rowcast::suggest::SuggestRequest {
+    fn from(a: SuggestArgs) -> Self {
+        rowcast::suggest::SuggestRequest {
+            source_url: a.source,
+            database: a.database,
+            tables: a.tables,
+            out: a.out,
+            dynamodb_table: a.dynamodb_table,
+            dynamodb_endpoint_url: a.dynamodb_endpoint_url,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Daemon config file (TOML).
+    #[arg(long)]
+    config: PathBuf,
+    /// A view to export (repeat for several; at least one).
+    #[arg(long = "view", required = true)]
+    views: Vec<String>,
+    /// An empty or new directory, or s3://BUCKET/PREFIX with nothing under the prefix.
+    #[arg(long)]
+    to: String,
+    /// Also store the export's position as the checkpoint, the exported views marked
+    /// filled, so that `rowcast run` after the import resumes exactly there.
+    #[arg(long)]
+    checkpoint: bool,
+    /// Uncompressed JSON per data file at most, in MiB (a new file after it).
+    #[arg(long, default_value_t = 256)]
+    file_mb: u64,
+    /// The S3 endpoint of an S3-compatible store (path-style addressing); default: AWS.
+    #[arg(long)]
+    s3_endpoint_url: Option<String>,
+    /// Then import each table's files with DynamoDB's ImportTable (a new table with the
+    /// views' keys and GSIs) and wait until it ends; any item in error fails it. S3 only.
+    #[arg(long)]
+    import: bool,
+}
+
+impl From<&ExportArgs> for rowcast::app::ExportRequest {
+    fn from(a: &ExportArgs) -> Self {
+        rowcast::app::ExportRequest {
+            views: a.views.clone(),
+            to: a.to.clone(),
+            checkpoint: a.checkpoint,
+            max_file_bytes: a.file_mb.max(1) * 1024 * 1024,
+            s3_endpoint_url: a.s3_endpoint_url.clone(),
+            import: a.import,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
@@ -249,25 +303,8 @@ fn main() -> ExitCode {
                 action: TablesAction::Create,
             } => tables_create(&config).await,
             Command::Scan { config, table } => scan(&config, &table).await,
-            Command::Export {
-                config,
-                views,
-                to,
-                checkpoint,
-                file_mb,
-                s3_endpoint_url,
-                import,
-            } => {
-                let request = rowcast::app::ExportRequest {
-                    views,
-                    to,
-                    checkpoint,
-                    max_file_bytes: file_mb.max(1) * 1024 * 1024,
-                    s3_endpoint_url,
-                    import,
-                };
-                export(&config, request).await
-            }
+            Command::Suggest(args) => suggest(&args.into()).await,
+            Command::Export(args) => export(&args.config, (&args).into()).await,
             Command::Deadletters { action } => deadletters(action).await,
             Command::Query {
                 config,
@@ -531,6 +568,27 @@ async fn export(path: &Path, request: rowcast::app::ExportRequest) -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: export: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn suggest(request: &rowcast::suggest::SuggestRequest) -> ExitCode {
+    match rowcast::suggest::suggest(request).await {
+        Ok(done) => {
+            for view in &done.plan.views {
+                println!("view {}: {} / {}", view.name, view.pk, view.sk);
+            }
+            for (table, why) in &done.plan.left_out {
+                println!("left out {table}: {why}");
+            }
+            for file in &done.files {
+                println!("wrote {}", file.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: suggest: {}", chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -2,8 +2,11 @@
 //! and peak memory.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -146,13 +149,14 @@ pub async fn start_daemon(
     start_daemon_at(dir, server_id, writer, &dynamodb_url()).await
 }
 
-/// [`start_daemon`] with DynamoDB at `ddb_url` (e.g. a [`delay_proxy`]).
-pub async fn start_daemon_at(
+/// Writes `dir/rowcast.toml` (views in `dir/views`, a file checkpoint); returns its path and
+/// the metrics port.
+pub fn write_config(
     dir: &std::path::Path,
     server_id: u32,
     writer: &str,
     ddb_url: &str,
-) -> (Daemon, u16, Instant) {
+) -> (std::path::PathBuf, u16) {
     let (port, api_port) = free_ports();
     let config = dir.join("rowcast.toml");
     std::fs::write(
@@ -160,6 +164,17 @@ pub async fn start_daemon_at(
         format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n[writer]\n{writer}"),
     )
     .expect("config");
+    (config, port)
+}
+
+/// [`start_daemon`] with DynamoDB at `ddb_url` (e.g. a [`delay_proxy`]).
+pub async fn start_daemon_at(
+    dir: &std::path::Path,
+    server_id: u32,
+    writer: &str,
+    ddb_url: &str,
+) -> (Daemon, u16, Instant) {
+    let (config, port) = write_config(dir, server_id, writer, ddb_url);
     let config = config.to_str().expect("utf8");
     let bin = env!("CARGO_BIN_EXE_rowcast");
     let status = Command::new(bin)
@@ -295,5 +310,72 @@ pub async fn insert_accounts(
         conn.query_drop(format!("INSERT INTO {table} VALUES {}", values.join(",")))
             .await
             .expect("insert");
+    }
+}
+
+/// BatchWriteItem of small items (an accounts row's item), 25 a request, `lanes` requests at
+/// a time: DynamoDB Local's raw write ceiling.
+pub async fn raw_writes(
+    client: &aws_sdk_dynamodb::Client,
+    raw_table: &str,
+    ids: std::ops::Range<usize>,
+    lanes: usize,
+) {
+    let chunks: Vec<Vec<usize>> = ids
+        .collect::<Vec<_>>()
+        .chunks(25)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut tasks = Vec::new();
+    for lane in 0..lanes {
+        let client = client.clone();
+        let table = raw_table.to_string();
+        let mine: Vec<Vec<usize>> = chunks.iter().skip(lane).step_by(lanes).cloned().collect();
+        tasks.push(tokio::spawn(async move {
+            for chunk in mine {
+                let mut pending: HashMap<String, Vec<WriteRequest>> = HashMap::new();
+                let requests = chunk
+                    .iter()
+                    .map(|i| {
+                        let item = HashMap::from([
+                            (
+                                "pk".to_string(),
+                                AttributeValue::S(format!("OWNER#{}", i % 1000)),
+                            ),
+                            ("sk".to_string(), AttributeValue::S(format!("ACC#{i:08}"))),
+                            ("balance".to_string(), AttributeValue::N(i.to_string())),
+                            ("state".to_string(), AttributeValue::S("open".into())),
+                            ("_version".to_string(), AttributeValue::N("1".into())),
+                        ]);
+                        WriteRequest::builder()
+                            .put_request(
+                                PutRequest::builder()
+                                    .set_item(Some(item))
+                                    .build()
+                                    .expect("item"),
+                            )
+                            .build()
+                    })
+                    .collect();
+                pending.insert(table.clone(), requests);
+                while !pending.is_empty() {
+                    let out = client
+                        .batch_write_item()
+                        .set_request_items(Some(pending.clone()))
+                        .send()
+                        .await
+                        .expect("batch");
+                    pending = out
+                        .unprocessed_items
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(_, v)| !v.is_empty())
+                        .collect();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("raw writer");
     }
 }
