@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use rowcast::config::{self, Config, Problem};
 use rowcast::dynamo::tables::{
-    check_table, create_table, enable_streams, needed_tables, CreateOutcome,
+    check_table, create_table, enable_streams, needed_tables, CreateOutcome, STREAMS_NEEDED,
 };
 use rowcast::error::chain;
 use tokio_util::sync::CancellationToken;
@@ -459,29 +459,8 @@ async fn create_one(
             }
         }
         Ok(CreateOutcome::Exists) => {
-            match enable_streams(client, table, need).await {
-                Ok(true) => {
-                    println!("enabled streams (NEW_AND_OLD_IMAGES) on {table} for write-back")
-                }
-                Ok(false) => {}
-                Err(info) => {
-                    eprintln!("error: cannot enable streams on {table}: {info}");
-                    return false;
-                }
-            }
-            match check_table(client, table, need).await {
-                Ok(problems) if problems.is_empty() => println!("exists {table}: left as it is"),
-                Ok(problems) => {
-                    eprintln!(
-                        "error: {table} exists but does not fit: {}",
-                        problems.join("; ")
-                    );
-                    return false;
-                }
-                Err(info) => {
-                    eprintln!("error: {table}: {info}");
-                    return false;
-                }
+            if !fit_existing(client, table, need).await {
+                return false;
             }
         }
         Err(info) => {
@@ -490,6 +469,44 @@ async fn create_one(
         }
     }
     create_indexes(client, table, &need.indexes).await
+}
+
+/// An existing table checked against the views; the one thing changed in it is streams turned
+/// on for write-back when they are all it lacks (a table made by an S3 import has none).
+async fn fit_existing(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    need: &rowcast::dynamo::tables::TableNeed,
+) -> bool {
+    let problems = match check_table(client, table, need).await {
+        Ok(problems) => problems,
+        Err(info) => {
+            eprintln!("error: {table}: {info}");
+            return false;
+        }
+    };
+    if problems.is_empty() {
+        println!("exists {table}: left as it is");
+        return true;
+    }
+    if problems.iter().all(|p| p.starts_with(STREAMS_NEEDED)) {
+        match enable_streams(client, table, need).await {
+            Ok(true) => {
+                println!("enabled streams (NEW_AND_OLD_IMAGES) on {table} for write-back");
+                return true;
+            }
+            Ok(false) => {}
+            Err(info) => {
+                eprintln!("error: cannot enable streams on {table}: {info}");
+                return false;
+            }
+        }
+    }
+    eprintln!(
+        "error: {table} exists but does not fit: {}",
+        problems.join("; ")
+    );
+    false
 }
 
 /// Adds the indexes a table lacks (waiting until each is active) and checks the ones it has;

@@ -1,5 +1,5 @@
 //! `rowcast suggest` on real schemas: the demo's (no declared foreign keys: read from column
-//! names) and a 14-table one with composite keys, self-references, many-to-many link tables, a
+//! names) and a 16-table one with composite keys, self-references, many-to-many link tables, a
 //! table without a primary key and one with a cascading foreign key (both reported, not
 //! guessed). Each time the output passes `check --connect` unchanged, `tables create` makes
 //! the table and its GSIs, `rowcast run` on it converges, and `rowcast verify` finds the views
@@ -49,6 +49,12 @@ CREATE TABLE events_log (at DATETIME NOT NULL, message VARCHAR(200) NOT NULL);
 CREATE TABLE wishlist (id INT PRIMARY KEY, member_id BIGINT NOT NULL,
   CONSTRAINT wish_member FOREIGN KEY (member_id) REFERENCES members (id) ON DELETE CASCADE);
 CREATE TABLE settings (name VARCHAR(40) PRIMARY KEY, value VARCHAR(200) NOT NULL);
+CREATE TABLE follows (follower_id BIGINT NOT NULL, followee_id BIGINT NOT NULL, PRIMARY KEY (follower_id, followee_id),
+  CONSTRAINT f_follower FOREIGN KEY (follower_id) REFERENCES members (id),
+  CONSTRAINT f_followee FOREIGN KEY (followee_id) REFERENCES members (id));
+CREATE TABLE blocks (blocker_id BIGINT NOT NULL, blocked_id BIGINT NOT NULL, PRIMARY KEY (blocker_id, blocked_id),
+  CONSTRAINT b_blocker FOREIGN KEY (blocker_id) REFERENCES members (id),
+  CONSTRAINT b_blocked FOREIGN KEY (blocked_id) REFERENCES members (id));
 INSERT INTO authors VALUES (1, 'Ursula', 'u@example.com', NULL), (2, 'Ted', NULL, 1), (3, 'Nnedi', 'n@example.com', 1);
 INSERT INTO publishers VALUES (1, 'Ace'), (2, 'Tor');
 INSERT INTO books VALUES (10, 1, 'The Dispossessed', '9780060512750', 9.99, '1974-05-01'),
@@ -64,6 +70,8 @@ INSERT INTO copies VALUES (1, 1, 10), (1, 2, 10), (2, 1, 12);
 INSERT INTO events_log VALUES (NOW(), 'boot');
 INSERT INTO wishlist VALUES (1, 100);
 INSERT INTO settings VALUES ('loan_days', '21');
+INSERT INTO follows VALUES (100, 101), (101, 100);
+INSERT INTO blocks VALUES (100, 101);
 ";
 
 /// Changes that reach items through keys, lookups (a renamed parent), embeds and counts.
@@ -161,7 +169,7 @@ async fn check_run_verify(env: &Env, dir: &Path, changes: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fourteen_table_schema_is_modelled_run_and_verified() {
+async fn a_sixteen_table_schema_is_modelled_run_and_verified() {
     let env = Env::new("suggestlib").await;
     env.sql(LIBRARY).await;
     let (stdout, dir) = suggest(&env);
@@ -194,6 +202,18 @@ async fn a_fourteen_table_schema_is_modelled_run_and_verified() {
         "{links}"
     );
     assert!(links.contains("author_name = \"name\""), "{links}");
+    // Two link tables between the same parents (members follow and block members): each
+    // link's sort key carries its own entity, or their rows would share keys.
+    let follows = read("views/follows.toml");
+    assert!(
+        follows.contains("pk = \"MEMBER#{follower_id:019}\"\nsk = \"FOLLOW#{followee_id:019}\""),
+        "{follows}"
+    );
+    let blocks = read("views/blocks.toml");
+    assert!(
+        blocks.contains("sk = \"BLOCK#{blocked_id:019}\""),
+        "{blocks}"
+    );
     // A self-reference: a lookup of the mentor, never a partition.
     let authors = read("views/authors.toml");
     assert!(

@@ -146,9 +146,9 @@ async fn set_checkpoint(
         updated_ms: now_millis(),
         backfill,
     };
-    store.claim().await?;
+    // No claim: taking the item over would fence a daemon that started meanwhile. The save is
+    // conditional on no other owner, so such a daemon's claim makes it fail instead.
     if store.load().await?.is_some() {
-        let _ = store.release().await;
         return Err(ExportFailure::Refused(format!(
             "--checkpoint: a checkpoint appeared in {} during the export (a daemon started?): not replaced",
             store.describe()

@@ -219,11 +219,20 @@ async fn run_preflight(
             message,
         }));
         // The items carry their index keys whether or not the index exists yet (it may be
-        // backfilling after `tables create`): a missing or different index is only a warning.
+        // backfilling after `tables create`): a missing or different index is only a warning;
+        // a key attribute DynamoDB would refuse every item for stops the start.
         let indexes = check_table_indexes(client, &table, &need.indexes)
             .await
             .map_err(AppError::Dynamo)?;
         for found in indexes {
+            if found.refuses_items {
+                problems.push(Problem {
+                    file: found.file,
+                    field: found.field,
+                    message: found.message,
+                });
+                continue;
+            }
             warn!(view = %found.file.display(), field = %found.field, problem = %found.message, "secondary index (`rowcast check --connect` lists these)");
         }
     }

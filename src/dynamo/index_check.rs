@@ -18,6 +18,9 @@ pub struct IndexProblem {
     pub file: PathBuf,
     pub field: String,
     pub message: String,
+    /// DynamoDB would refuse every item of the view (an index key attribute typed other than
+    /// S): `run` stops on it; the other problems only leave the index unusable meanwhile.
+    pub refuses_items: bool,
 }
 
 fn describe_key(keys: &[KeySchemaElement]) -> String {
@@ -86,27 +89,32 @@ pub fn check_indexes(table: &TableDescription, needs: &[IndexNeed]) -> Vec<Index
             .global_secondary_indexes()
             .iter()
             .find(|g| g.index_name() == Some(need.name.as_str()));
-        let mut messages = match found {
+        let mut messages: Vec<(String, bool)> = match found {
             None => vec![format!(
                 "index {} does not exist in table {} (run `rowcast tables create`)",
                 need.name,
                 table.table_name().unwrap_or("?")
             )],
             Some(found) => compare(need, found),
-        };
+        }
+        .into_iter()
+        .map(|m| (m, false))
+        .collect();
         for def in table.attribute_definitions() {
             let name = def.attribute_name();
             if need.attributes().any(|a| a == name)
                 && *def.attribute_type() != ScalarAttributeType::S
             {
-                messages.push(format!("index key attribute {name} is not a string (S)"));
+                let message = format!("index key attribute {name} is not a string (S): DynamoDB refuses every item that carries it");
+                messages.push((message, true));
             }
         }
         for (file, field) in &need.users {
-            problems.extend(messages.iter().map(|message| IndexProblem {
+            problems.extend(messages.iter().map(|(message, refuses)| IndexProblem {
                 file: file.clone(),
                 field: field.clone(),
                 message: message.clone(),
+                refuses_items: *refuses,
             }));
         }
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::types::{
     CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
     IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, TableDescription,
+    TableStatus,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -84,6 +85,8 @@ pub async fn add_missing(
 ) -> Result<Vec<String>, SdkErrorInfo> {
     let mut created = Vec::new();
     for need in needs {
+        // DynamoDB takes one table update at a time: the previous one (streams, an index) first.
+        wait_table_active(client, table).await?;
         let description = describe(client, table).await?;
         let exists = description
             .global_secondary_indexes()
@@ -149,6 +152,17 @@ async fn wait_active(
                 "index {index} of {table} is {status} after {} s",
                 started.elapsed().as_secs()
             ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Polls until the table is ACTIVE again after an update.
+pub async fn wait_table_active(client: &Client, table: &str) -> Result<(), SdkErrorInfo> {
+    loop {
+        let status = describe(client, table).await?.table_status().cloned();
+        if matches!(status, Some(TableStatus::Active) | None) {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -173,6 +173,9 @@ pub(super) fn key_elem(name: &str, key_type: KeyType) -> KeySchemaElement {
         .expect("name and type are set")
 }
 
+/// The problem [`check_table`] reports for a write-back table without the right stream.
+pub const STREAMS_NEEDED: &str = "streams with NEW_AND_OLD_IMAGES are needed for write-back";
+
 /// Turns streams (NEW_AND_OLD_IMAGES) on for an existing table of write-back views that has
 /// none, e.g. one made by an S3 import, which cannot enable them. `Ok(true)` when it did; a
 /// table with streams of another view type is left for [`check_table`] to report (they must
@@ -211,6 +214,7 @@ pub async fn enable_streams(
         .send()
         .await
         .map_err(|e| classify_sdk_error(&e))?;
+    super::indexes::wait_table_active(client, name).await?;
     Ok(true)
 }
 
@@ -272,7 +276,7 @@ pub async fn check_table(
             .stream_specification()
             .and_then(|s| s.stream_view_type().cloned());
         if view_type != Some(StreamViewType::NewAndOldImages) {
-            problems.push("streams with NEW_AND_OLD_IMAGES are needed for write-back".into());
+            problems.push(STREAMS_NEEDED.into());
         }
     }
     Ok(problems)

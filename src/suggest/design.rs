@@ -85,6 +85,8 @@ pub struct ViewPlan {
     pub left_out: Vec<String>,
     /// Foreign keys the design used that the schema does not declare (read from column names).
     pub inferred: Vec<String>,
+    /// Every attribute name the items hold (keys, columns, joins, indexes): each once.
+    pub names: Vec<String>,
     pub estimated_item_bytes: u64,
     pub rows: u64,
 }
@@ -94,6 +96,18 @@ pub struct Plan {
     pub views: Vec<ViewPlan>,
     /// `(table, why)` of the tables with no view.
     pub left_out: Vec<(String, String)>,
+}
+
+/// `base`, or `base_2`, `base_3`, … when taken; the name returned is taken from then on.
+fn unique(taken: &mut Vec<String>, base: String) -> String {
+    let mut name = base.clone();
+    let mut n = 2;
+    while taken.contains(&name) {
+        name = format!("{base}_{n}");
+        n += 1;
+    }
+    taken.push(name.clone());
+    name
 }
 
 /// `orders` → `order`, `categories` → `category`, `addresses` → `address`.
@@ -177,9 +191,24 @@ fn excluded(table: &Table) -> Option<String> {
             fk.name, fk.parent
         ));
     }
-    let binary_key = table.primary_key.iter().any(|c| {
-        table.column(c).is_some_and(|c| {
-            matches!(
+    if let Some(column) = table.primary_key.iter().find(|c| !keyable(table, c)) {
+        return Some(format!(
+            "primary key column {column}: binary, floating-point or text, or a name a key template cannot hold: no readable key"
+        ));
+    }
+    None
+}
+
+/// A column a key template can render readably: a plain name, not binary, floating-point or
+/// long text.
+fn keyable(table: &Table, column: &str) -> bool {
+    let plain = !column.is_empty()
+        && column
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    plain
+        && table.column(column).is_some_and(|c| {
+            !matches!(
                 c.data_type.as_str(),
                 "binary"
                     | "varbinary"
@@ -189,10 +218,12 @@ fn excluded(table: &Table) -> Option<String> {
                     | "longblob"
                     | "float"
                     | "double"
-            )
+                    | "text"
+                    | "mediumtext"
+                    | "longtext"
+                    | "json"
+            ) && !c.json
         })
-    });
-    binary_key.then(|| "a binary or floating-point primary key column: no readable key text".into())
 }
 
 /// The foreign key whose parent's partition holds the table's items, if one fits: to an
@@ -200,7 +231,8 @@ fn excluded(table: &Table) -> Option<String> {
 /// primary key first, then one within it, then any.
 fn owner<'a>(table: &'a Table, tables: &BTreeMap<String, Table>) -> Option<&'a ForeignKey> {
     let fits = |fk: &&ForeignKey| {
-        fk.parent != table.name
+        fk.columns.iter().all(|c| keyable(table, c))
+            && fk.parent != table.name
             && tables
                 .get(&fk.parent)
                 .is_some_and(|p| excluded(p).is_none() && p.primary_key == fk.parent_columns)
@@ -267,14 +299,31 @@ fn descriptive(table: &Table) -> Vec<String> {
 
 fn entity_names(tables: &BTreeMap<String, Table>) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut taken = Vec::new();
     for name in tables.keys() {
         let mut entity = identifier(&singular(name)).to_ascii_uppercase();
-        if out.values().any(|e| *e == entity) {
+        if taken.contains(&entity) {
             entity = identifier(name).to_ascii_uppercase();
         }
-        out.insert(name.clone(), entity);
+        out.insert(name.clone(), unique(&mut taken, entity));
     }
     out
+}
+
+/// Another link table between the same two parents (follows and blocks between users): its
+/// rows would have the same keys, so each link's sort key carries its own entity.
+fn shares_parents(table: &Table, tables: &BTreeMap<String, Table>, pair: [&str; 2]) -> bool {
+    let mut pair = pair;
+    pair.sort();
+    tables.values().filter(|t| t.name != table.name).any(|t| {
+        owner(t, tables)
+            .and_then(|o| link(t, o).map(|l| (o, l)))
+            .is_some_and(|(o, l)| {
+                let mut other = [o.parent.as_str(), l.parent.as_str()];
+                other.sort();
+                other == pair
+            })
+    })
 }
 
 /// Foreign keys a schema does not declare, read from column names: `customer_id` (or
@@ -324,12 +373,16 @@ pub fn plan(tables: &BTreeMap<String, Table>) -> Plan {
     let entities = entity_names(tables);
     let mut left_out = Vec::new();
     let mut views = Vec::new();
+    let mut names = Vec::new();
     for table in tables.values() {
         if let Some(why) = excluded(table) {
             left_out.push((table.name.clone(), why));
             continue;
         }
-        views.push(view_plan(table, tables, &entities));
+        let mut view = view_plan(table, tables, &entities);
+        // `Users` and `users`, `a-b` and `a_b`: one view name each.
+        view.name = unique(&mut names, view.name);
+        views.push(view);
     }
     Plan { views, left_out }
 }
@@ -347,6 +400,9 @@ fn view_plan(
             let pk = parent_key(tables, entities, fk);
             let sk = match link(table, fk) {
                 // A link row: the other side's key under the owner's partition.
+                Some(other) if shares_parents(table, tables, [&fk.parent, &other.parent]) => {
+                    template(entity, table, &other.columns, &other.columns)
+                }
                 Some(other) => parent_key(tables, entities, other),
                 None => own_key.clone(),
             };
@@ -368,9 +424,23 @@ fn view_plan(
         conversions: Vec::new(),
         left_out: Vec::new(),
         inferred: Vec::new(),
+        names: ["pk".to_string(), "sk".to_string()]
+            .into_iter()
+            .chain((1..=MAX_INDEXES).flat_map(|i| [format!("gsi{i}_pk"), format!("gsi{i}_sk")]))
+            .collect(),
         estimated_item_bytes: 0,
         rows: table.rows,
     };
+    let texts: Vec<&String> = table.primary_key[..table.primary_key.len() - 1]
+        .iter()
+        .filter(|c| table.column(c).is_some_and(|c| !c.is_integer()))
+        .collect();
+    if !texts.is_empty() {
+        view.left_out.push(format!(
+            "the key joins its columns with '#': a value of {} holding '#' would make two rows' keys alike; keep '#' out of them",
+            texts.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     attributes(table, &mut view);
     lookups(table, tables, &mut view);
     embeds(table, tables, entities, &mut view);
@@ -401,6 +471,7 @@ fn attributes(table: &Table, view: &mut ViewPlan) {
         {
             name = format!("col_{}", name.trim_start_matches('_'));
         }
+        let name = unique(&mut view.names, name);
         let conversion = conversion(column, view);
         view.attributes.push(Attribute {
             name,
@@ -467,17 +538,16 @@ fn lookups(table: &Table, tables: &BTreeMap<String, Table>, view: &mut ViewPlan)
             continue;
         }
         let base = match fk.columns.as_slice() {
-            [one] if one.ends_with("_id") => one.trim_end_matches("_id").to_string(),
+            [one] => one.strip_suffix("_id").unwrap_or(one).to_string(),
             _ => singular(&fk.parent),
         };
         let attributes = columns
             .iter()
             .map(|c| {
-                let mut name = identifier(&format!("{base}_{c}"));
-                if view.attributes.iter().any(|a| a.name == name) {
-                    name = format!("ref_{name}");
-                }
-                (name, c.clone())
+                (
+                    unique(&mut view.names, identifier(&format!("{base}_{c}"))),
+                    c.clone(),
+                )
             })
             .collect();
         view.lookups.push(Lookup {
@@ -524,9 +594,9 @@ fn embeds(
                 ));
                 continue;
             }
-            if view.attributes.iter().any(|a| a.name == name) {
-                continue;
-            }
+            // Two keys from one child (sender, recipient) give two lists, named apart.
+            let name = unique(&mut view.names, name);
+            let count_attribute = unique(&mut view.names, format!("{name}_count"));
             view.embeds.push(Embed {
                 attribute: name.clone(),
                 from: child.name.clone(),
@@ -537,7 +607,7 @@ fn embeds(
                     .zip(fk.parent_columns.iter().cloned())
                     .collect(),
                 order_by: child.primary_key.clone(),
-                count_attribute: format!("{name}_count"),
+                count_attribute,
                 estimated_bytes: bytes as u64,
             });
         }
@@ -567,6 +637,13 @@ fn indexes(
         let served = owner.is_some_and(|o| index.columns.starts_with(&o.columns));
         if index.columns == table.primary_key || served {
             continue; // the item key (or its partition) serves it
+        }
+        if index.partial || !index.columns.iter().all(|c| keyable(table, c)) {
+            view.left_out.push(format!(
+                "index {}: on a prefix, an expression, or a binary, floating-point or long text column: no GSI key renders it readably",
+                index.name
+            ));
+            continue;
         }
         let (pk, sk, serves) = index_proposal(table, tables, entities, index);
         proposals.push((pk, sk, serves, format!("index {}", index.name)));
@@ -732,6 +809,7 @@ mod tests {
             name: "email".into(),
             columns: vec!["email".into()],
             unique: true,
+            partial: false,
         });
         customers
             .foreign_keys
@@ -756,6 +834,7 @@ mod tests {
             name: "by_status".into(),
             columns: vec!["status".into()],
             unique: false,
+            partial: false,
         });
         let mut lines = table(
             "order_lines",

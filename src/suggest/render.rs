@@ -10,10 +10,22 @@ fn quoted(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
+/// A TOML key: bare when it can be, quoted otherwise (a column named `order date`).
+fn key(name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match bare {
+        true => name.to_string(),
+        false => quoted(name),
+    }
+}
+
 fn inline_pairs(pairs: &[(String, String)]) -> String {
     let body: Vec<String> = pairs
         .iter()
-        .map(|(k, v)| format!("{k} = {}", quoted(v)))
+        .map(|(k, v)| format!("{} = {}", key(k), quoted(v)))
         .collect();
     format!("{{ {} }}", body.join(", "))
 }
@@ -39,13 +51,18 @@ pub fn view_file(view: &ViewPlan, database: &str, table: &str) -> String {
     for attribute in &view.attributes {
         match attribute.conversion {
             None => {
-                let _ = writeln!(out, "{} = {}", attribute.name, quoted(&attribute.column));
+                let _ = writeln!(
+                    out,
+                    "{} = {}",
+                    key(&attribute.name),
+                    quoted(&attribute.column)
+                );
             }
             Some(conversion) => {
                 let _ = writeln!(
                     out,
                     "{} = {{ column = {}, as = {} }}",
-                    attribute.name,
+                    key(&attribute.name),
                     quoted(&attribute.column),
                     quoted(conversion)
                 );

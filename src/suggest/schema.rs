@@ -58,6 +58,8 @@ pub struct Index {
     pub name: String,
     pub columns: Vec<String>,
     pub unique: bool,
+    /// An index on a prefix of a column, or on an expression: no GSI renders it.
+    pub partial: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,27 +210,37 @@ async fn read_indexes(
     database: &str,
     tables: &mut BTreeMap<String, Table>,
 ) -> Result<(), Err> {
-    let rows: Vec<(String, String, i64, String)> = conn
+    // COLUMN_NAME is NULL for an expression (MySQL 8's functional indexes), SUB_PART set for a
+    // prefix of a column.
+    type IndexRow = (String, String, i64, Option<String>, Option<u64>);
+    let rows: Vec<IndexRow> = conn
         .exec(
-            "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS
+            "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, COLUMN_NAME, SUB_PART
+             FROM information_schema.STATISTICS
              WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
             (database,),
         )
         .await?;
-    for (table, index, non_unique, column) in rows {
+    for (table, index, non_unique, column, sub_part) in rows {
         let Some(entry) = tables.get_mut(&table) else {
             continue;
         };
+        let partial = column.is_none() || sub_part.is_some();
+        let column = column.unwrap_or_default();
         if index == "PRIMARY" {
             entry.primary_key.push(column);
             continue;
         }
         match entry.indexes.iter_mut().find(|i| i.name == index) {
-            Some(found) => found.columns.push(column),
+            Some(found) => {
+                found.columns.push(column);
+                found.partial |= partial;
+            }
             None => entry.indexes.push(Index {
                 name: index,
                 columns: vec![column],
                 unique: non_unique == 0,
+                partial,
             }),
         }
     }

@@ -154,19 +154,25 @@ fn index_key(
     row: &Row,
     index: &IndexSpec,
 ) -> Result<Result<Option<IndexAttributes>, String>, IncompatibleSchema> {
-    let mut out = Vec::with_capacity(2);
-    for (name, template) in index.attributes().zip(index.templates().map(|(_, t)| t)) {
+    let mut rendered = Vec::with_capacity(2);
+    for template in index.templates().map(|(_, t)| t) {
         match render_template(view, row, template)? {
-            Ok(text) if text.is_empty() => {
-                return Ok(Err(format!(
-                    "index {}: empty key attribute {name}",
-                    index.name
-                )))
-            }
-            Ok(text) => out.push((name.to_string(), Attr::S(text))),
+            // A NULL anywhere keeps the item out of the index, whatever the other part renders.
             Err(None) => return Ok(Ok(None)),
-            Err(Some(reason)) => return Ok(Err(format!("index {}: {reason}", index.name))),
+            other => rendered.push(other),
         }
+    }
+    let mut out = Vec::with_capacity(2);
+    for (name, text) in index.attributes().zip(rendered) {
+        let reason = match text {
+            Ok(text) if !text.is_empty() => {
+                out.push((name.to_string(), Attr::S(text)));
+                continue;
+            }
+            Ok(_) => format!("empty key attribute {name}"),
+            Err(reason) => reason.unwrap_or_default(),
+        };
+        return Ok(Err(format!("index {}: {reason}", index.name)));
     }
     Ok(Ok(Some(out)))
 }
@@ -629,8 +635,12 @@ mod tests {
         assert!(!put.contains_key("by_status_pk") && !put.contains_key("by_status_sk"));
         assert_eq!(put.len(), 4, "{put:?}");
 
-        // An empty index key is one DynamoDB refuses: a dead letter, not a failed batch.
+        // An empty index key is one DynamoDB refuses: a dead letter, not a failed batch; but a
+        // NULL in the other part keeps the item out of the index first.
         v.indexes[0].pk = Template::parse("{status}").unwrap();
+        let p = project(&v, None, Some(&row(5, None, "", 100))).unwrap();
+        assert!(p.dead.is_empty(), "{:?}", p.dead);
+        assert!(!item(&p).contains_key("by_status_pk"));
         let p = project(&v, None, Some(&row(3, Some(1), "", 100))).unwrap();
         assert!(p.ops.is_empty());
         assert!(p.dead[0].reason.contains("index by_status"), "{:?}", p.dead);

@@ -197,7 +197,22 @@ fn decide_values(view: &View, table: &TableSchema, change: &StreamChange, whole:
     let mut set = Vec::new();
     let mut written = Image::new();
     for name in names {
-        if !is_value_attribute(view, name) || new.get(name) == old.get(name) {
+        if new.get(name) == old.get(name) {
+            continue;
+        }
+        // An index key is rendered from the row: an application's edit of one is refused, so
+        // that the item is rewritten from SQL (a new item's are rewritten by its insert anyway).
+        let index = view
+            .indexes
+            .iter()
+            .find(|i| i.attributes().any(|a| a == name));
+        if let (Some(index), false) = (index, whole) {
+            return Decision::Reject(format!(
+                "attribute {name} is a key attribute of index {}: it is rendered from the row, not written",
+                index.name
+            ));
+        }
+        if !is_value_attribute(view, name) {
             continue;
         }
         let Some((column, conversion)) = view.writable(name) else {
@@ -405,6 +420,28 @@ attributes = ["status"]
         );
         assert!(
             matches!(decide(&view, &table, &score), Decision::Reject(r) if r.contains("score is not writable"))
+        );
+        // An application's edit of an index key attribute alone: index keys are rendered from
+        // the row, so the edit is rejected (and the item rewritten from SQL), not ignored.
+        let mut indexed = view.clone();
+        indexed.indexes.push(crate::view::spec::IndexSpec {
+            name: "by_status".into(),
+            pk: crate::view::template::Template::parse("STATUS#{status}").unwrap(),
+            sk: None,
+            pk_attribute: "by_status_pk".into(),
+            sk_attribute: None,
+            projection: crate::view::spec::IndexProjection::All,
+        });
+        let gsi = |value: &str| ("by_status_pk", Attr::S(value.into()));
+        let index_edit = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), v("6"), s("open"), gsi("STATUS#open")])),
+            Some(image(&[pk.clone(), v("6"), s("open"), gsi("STATUS#vip")])),
+        );
+        assert!(
+            matches!(decide(&indexed, &table, &index_edit), Decision::Reject(r) if r.contains("index by_status")),
+            "{:?}",
+            decide(&indexed, &table, &index_edit)
         );
         // Only metadata changed.
         let meta = change(
