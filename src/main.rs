@@ -274,7 +274,7 @@ impl From<&ExportArgs> for rowcast::app::ExportRequest {
             views: a.views.clone(),
             to: a.to.clone(),
             checkpoint: a.checkpoint,
-            max_file_bytes: a.file_mb.max(1) * 1024 * 1024,
+            max_file_bytes: a.file_mb.clamp(1, 102_400) * 1024 * 1024,
             s3_endpoint_url: a.s3_endpoint_url.clone(),
             import: a.import,
         }

@@ -118,6 +118,17 @@ impl Destination {
         }
     }
 
+    /// Gives up an upload: an S3 multipart upload is aborted, a partial file removed.
+    pub async fn abort(&self, upload: Upload) {
+        match (self, upload) {
+            (_, Upload::File { partial, .. }) => {
+                let _ = std::fs::remove_file(partial);
+            }
+            (Destination::S3(s3), Upload::S3(upload)) => s3.abort(&upload).await,
+            (Destination::Dir(_), Upload::S3(_)) => {}
+        }
+    }
+
     /// A small file written whole (the manifest, the dead letters).
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), ExportError> {
         if let Destination::S3(s3) = self {

@@ -109,6 +109,13 @@ impl TableFiles {
         Ok(())
     }
 
+    /// Gives up the file being written (after a failure elsewhere).
+    pub async fn abort(&mut self, dest: &Destination) {
+        if let Some(open) = self.open.take() {
+            dest.abort(open.upload).await;
+        }
+    }
+
     /// Closes the last file; the table's files are then complete.
     pub async fn finish(&mut self, dest: &Destination) -> Result<(), ExportError> {
         self.finish_file(dest).await

@@ -91,34 +91,41 @@ pub async fn run(
     export: &Export,
 ) -> Result<(Manifest, Vec<DeadLetter>), ExportError> {
     let mut position = begin_snapshot(conn).await?;
+    let mut run = Run {
+        export,
+        position: position.clone(),
+        files: BTreeMap::new(),
+        dead: None,
+        letters: Vec::new(),
+    };
     let read = async {
         prepared_xa(conn).await?;
         position.gtid = gtid_at(conn, &position).await;
+        run.position = position.clone();
         tracing::info!(position = %position, "export: snapshot taken; every commit before it is exported, none after");
         // A test commits changes here: after the snapshot, before its rows are read.
         crate::util::failpoint::delay("export.after_snapshot").await;
-        let mut run = Run {
-            export,
-            position: position.clone(),
-            files: BTreeMap::new(),
-            dead: None,
-            letters: Vec::new(),
-        };
         let mut entries = Vec::new();
         for view in &export.views {
             entries.push(run.view(conn, tables, view).await?);
         }
-        Ok::<_, ExportError>((run, entries))
+        Ok::<_, ExportError>(entries)
     }
     .await;
     end_snapshot(conn).await;
-    let (mut run, entries) = read?;
-    for files in run.files.values_mut() {
-        files.finish(&export.dest).await?;
-    }
-    if let Some(upload) = run.dead.take() {
-        export.dest.finish(upload).await?;
-    }
+    let finished = match read {
+        Ok(entries) => run.finish().await.map(|()| entries),
+        Err(error) => Err(error),
+    };
+    let entries = match finished {
+        Ok(entries) => entries,
+        Err(error) => {
+            // Nothing half-written stays behind: open S3 uploads are aborted (they would cost
+            // storage), partial files removed; the manifest is never written.
+            run.abort().await;
+            return Err(error);
+        }
+    };
     let manifest = Manifest::new(export, run.position.clone(), entries, &run.files);
     let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     export.dest.put(manifest::MANIFEST_FILE, text).await?;
@@ -129,6 +136,26 @@ pub async fn run(
 pub const MAX_LETTERS_KEPT: usize = 10_000;
 
 impl Run<'_> {
+    /// Every open file completed.
+    async fn finish(&mut self) -> Result<(), ExportError> {
+        for files in self.files.values_mut() {
+            files.finish(&self.export.dest).await?;
+        }
+        if let Some(upload) = self.dead.take() {
+            self.export.dest.finish(upload).await?;
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        for files in self.files.values_mut() {
+            files.abort(&self.export.dest).await;
+        }
+        if let Some(upload) = self.dead.take() {
+            self.export.dest.abort(upload).await;
+        }
+    }
+
     async fn view(
         &mut self,
         conn: &mut Conn,

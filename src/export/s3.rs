@@ -164,7 +164,7 @@ impl S3Dest {
     }
 
     /// Best effort: an upload left open costs storage until a lifecycle rule removes it.
-    async fn abort(&self, upload: &S3Upload) {
+    pub async fn abort(&self, upload: &S3Upload) {
         let _ = self
             .client
             .abort_multipart_upload()
