@@ -274,7 +274,7 @@ impl From<&ExportArgs> for rowcast::app::ExportRequest {
             views: a.views.clone(),
             to: a.to.clone(),
             checkpoint: a.checkpoint,
-            max_file_bytes: a.file_mb.clamp(1, 102_400) * 1024 * 1024,
+            max_file_bytes: a.file_mb.saturating_mul(1024 * 1024),
             s3_endpoint_url: a.s3_endpoint_url.clone(),
             import: a.import,
         }
@@ -548,11 +548,18 @@ async fn create_indexes(
     }
 }
 
+/// `--file-mb` at most (a file also ends at 9,000 S3 parts of compressed data).
+const MAX_FILE_MB: u64 = 102_400;
+
 async fn export(path: &Path, request: rowcast::app::ExportRequest) -> ExitCode {
     let config = match load(path) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    if !(1..=MAX_FILE_MB).contains(&(request.max_file_bytes >> 20)) {
+        eprintln!("error: --file-mb must be 1 to {MAX_FILE_MB}");
+        return ExitCode::from(2);
+    }
     if let Some(unknown) = request
         .views
         .iter()

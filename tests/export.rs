@@ -462,7 +462,9 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
 async fn a_failed_export_leaves_no_manifest_and_no_partial_file() {
     let env = Env::new("exportfail").await;
     env.notes_view().await;
-    env.sql("INSERT INTO notes VALUES (1, 'a'), (2, 'b'); CREATE TABLE nokey (id INT, body TEXT); INSERT INTO nokey VALUES (1, 'x')")
+    // 20,000 notes of ~150 bytes of JSON each: three files at --file-mb 1, two of them complete
+    // when the export fails.
+    env.sql("INSERT INTO notes SELECT seq, REPEAT('x', 40) FROM seq_1_to_20000; CREATE TABLE nokey (id INT, body TEXT); INSERT INTO nokey VALUES (1, 'x')")
         .await;
     let table = env.table("nokey");
     env.write_view(
@@ -481,6 +483,8 @@ async fn a_failed_export_leaves_no_manifest_and_no_partial_file() {
         "notes",
         "--view",
         "nokey",
+        "--file-mb",
+        "1",
     ]));
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("has no primary key"), "{text}");

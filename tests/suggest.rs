@@ -1,5 +1,5 @@
 //! `rowcast suggest` on real schemas: the demo's (no declared foreign keys: read from column
-//! names) and a 16-table one with composite keys, self-references, many-to-many link tables, a
+//! names) and a 17-table one with composite keys, self-references, many-to-many link tables, a
 //! table without a primary key and one with a cascading foreign key (both reported, not
 //! guessed). Each time the output passes `check --connect` unchanged, `tables create` makes
 //! the table and its GSIs, `rowcast run` on it converges, and `rowcast verify` finds the views
@@ -49,6 +49,9 @@ CREATE TABLE events_log (at DATETIME NOT NULL, message VARCHAR(200) NOT NULL);
 CREATE TABLE wishlist (id INT PRIMARY KEY, member_id BIGINT NOT NULL,
   CONSTRAINT wish_member FOREIGN KEY (member_id) REFERENCES members (id) ON DELETE CASCADE);
 CREATE TABLE settings (name VARCHAR(40) PRIMARY KEY, value VARCHAR(200) NOT NULL);
+CREATE TABLE featured (publisher_id SMALLINT UNSIGNED NOT NULL, book_id INT NOT NULL, PRIMARY KEY (publisher_id, book_id),
+  CONSTRAINT feat_publisher FOREIGN KEY (publisher_id) REFERENCES publishers (id),
+  CONSTRAINT feat_book FOREIGN KEY (book_id) REFERENCES books (id));
 CREATE TABLE follows (follower_id BIGINT NOT NULL, followee_id BIGINT NOT NULL, PRIMARY KEY (follower_id, followee_id),
   CONSTRAINT f_follower FOREIGN KEY (follower_id) REFERENCES members (id),
   CONSTRAINT f_followee FOREIGN KEY (followee_id) REFERENCES members (id));
@@ -70,6 +73,7 @@ INSERT INTO copies VALUES (1, 1, 10), (1, 2, 10), (2, 1, 12);
 INSERT INTO events_log VALUES (NOW(), 'boot');
 INSERT INTO wishlist VALUES (1, 100);
 INSERT INTO settings VALUES ('loan_days', '21');
+INSERT INTO featured VALUES (1, 10), (2, 10);
 INSERT INTO follows VALUES (100, 101), (101, 100);
 INSERT INTO blocks VALUES (100, 101);
 ";
@@ -169,7 +173,7 @@ async fn check_run_verify(env: &Env, dir: &Path, changes: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_sixteen_table_schema_is_modelled_run_and_verified() {
+async fn a_seventeen_table_schema_is_modelled_run_and_verified() {
     let env = Env::new("suggestlib").await;
     env.sql(LIBRARY).await;
     let (stdout, dir) = suggest(&env);
@@ -213,6 +217,13 @@ async fn a_sixteen_table_schema_is_modelled_run_and_verified() {
     assert!(
         blocks.contains("sk = \"BLOCK#{blocked_id:019}\""),
         "{blocks}"
+    );
+    // A link whose other side lives under the same parent (a publisher features its own book,
+    // which is under PUBLISHER#1 already): keyed apart from the book item.
+    let featured = read("views/featured.toml");
+    assert!(
+        featured.contains("sk = \"FEATURED#{book_id:010}\""),
+        "{featured}"
     );
     // A self-reference: a lookup of the mentor, never a partition.
     let authors = read("views/authors.toml");

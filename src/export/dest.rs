@@ -109,9 +109,16 @@ impl Destination {
                     path,
                 },
             ) => {
-                file.sync_all()
-                    .map_err(|e| ExportError::Io(partial.clone(), e))?;
-                std::fs::rename(&partial, &path).map_err(|e| ExportError::Io(path, e))
+                let done = file
+                    .sync_all()
+                    .map_err(|e| ExportError::Io(partial.clone(), e))
+                    .and_then(|()| {
+                        std::fs::rename(&partial, &path).map_err(|e| ExportError::Io(path, e))
+                    });
+                if done.is_err() {
+                    let _ = std::fs::remove_file(&partial);
+                }
+                done
             }
             (Destination::S3(s3), Upload::S3(upload)) => s3.finish(upload).await,
             (Destination::Dir(_), Upload::S3(_)) => unreachable!("a directory makes file uploads"),
@@ -126,6 +133,16 @@ impl Destination {
             }
             (Destination::S3(s3), Upload::S3(upload)) => s3.abort(&upload).await,
             (Destination::Dir(_), Upload::S3(_)) => {}
+        }
+    }
+
+    /// Removes a completed file (an export given up).
+    pub async fn remove(&self, path: &str) {
+        match self {
+            Destination::Dir(dir) => {
+                let _ = std::fs::remove_file(dir.join(path));
+            }
+            Destination::S3(s3) => s3.remove(path).await,
         }
     }
 

@@ -14,6 +14,9 @@ use super::ExportError;
 /// Compressed bytes gathered before they go to the destination (one S3 part each).
 pub const PIECE_BYTES: usize = super::s3::MIN_PART_BYTES;
 
+/// Compressed bytes of one file at most: 9,000 parts of [`PIECE_BYTES`].
+pub const MAX_FILE_COMPRESSED: u64 = 9_000 * PIECE_BYTES as u64;
+
 /// One finished data file, as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataFile {
@@ -86,7 +89,8 @@ impl TableFiles {
             open.bytes += piece.len() as u64;
             dest.write(&mut open.upload, piece).await?;
         }
-        if open.json_bytes >= self.max_bytes {
+        // S3 takes 10,000 parts: a file ends well before, however little its lines compress.
+        if open.json_bytes >= self.max_bytes || open.bytes >= MAX_FILE_COMPRESSED {
             self.finish_file(dest).await?;
         }
         Ok(())
@@ -96,9 +100,18 @@ impl TableFiles {
         let Some(mut open) = self.open.take() else {
             return Ok(());
         };
-        let rest = open.encoder.finish().map_err(ExportError::Compress)?;
+        let rest = match open.encoder.finish() {
+            Ok(rest) => rest,
+            Err(error) => {
+                dest.abort(open.upload).await;
+                return Err(ExportError::Compress(error));
+            }
+        };
         open.bytes += rest.len() as u64;
-        dest.write(&mut open.upload, rest).await?;
+        if let Err(error) = dest.write(&mut open.upload, rest).await {
+            dest.abort(open.upload).await;
+            return Err(error);
+        }
         dest.finish(open.upload).await?;
         self.files.push(DataFile {
             path: open.path,
@@ -109,10 +122,14 @@ impl TableFiles {
         Ok(())
     }
 
-    /// Gives up the file being written (after a failure elsewhere).
+    /// Gives up the table's files (after a failure anywhere): the one being written and those
+    /// already complete, so that the destination holds nothing an import could take.
     pub async fn abort(&mut self, dest: &Destination) {
         if let Some(open) = self.open.take() {
             dest.abort(open.upload).await;
+        }
+        for file in self.files.drain(..) {
+            dest.remove(&file.path).await;
         }
     }
 

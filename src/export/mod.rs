@@ -90,6 +90,10 @@ pub async fn run(
     tables: &mut TableCache,
     export: &Export,
 ) -> Result<(Manifest, Vec<DeadLetter>), ExportError> {
+    // Before and after the snapshot: a transaction prepared before it and committed between
+    // the two checks is the one case left (the commit would have to land within the
+    // milliseconds between the snapshot and the second check).
+    prepared_xa(conn).await?;
     let mut position = begin_snapshot(conn).await?;
     let mut run = Run {
         export,

@@ -175,6 +175,18 @@ impl S3Dest {
             .await;
     }
 
+    /// Best effort: removes a completed object (an export given up).
+    pub async fn remove(&self, path: &str) {
+        let key = format!("{}{path}", self.prefix);
+        let _ = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
+    }
+
     /// A small object written whole (the manifest).
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), ExportError> {
         let key = format!("{}{path}", self.prefix);

@@ -310,12 +310,19 @@ fn entity_names(tables: &BTreeMap<String, Table>) -> BTreeMap<String, String> {
     out
 }
 
-/// Another link table between the same two parents (follows and blocks between users): its
-/// rows would have the same keys, so each link's sort key carries its own entity.
-fn shares_parents(table: &Table, tables: &BTreeMap<String, Table>, pair: [&str; 2]) -> bool {
-    let mut pair = pair;
+/// Whether a link's usual sort key (the other side's key under the owner's partition) could be
+/// another item's key: another link between the same two parents (follows and blocks between
+/// users), or the other side's own rows living under the same parent (a publisher featuring its
+/// own book, which sits at `PUBLISHER#p / BOOK#b` already). Such a link carries its own entity.
+fn link_collides(
+    table: &Table,
+    tables: &BTreeMap<String, Table>,
+    owner_fk: &ForeignKey,
+    other_fk: &ForeignKey,
+) -> bool {
+    let mut pair = [owner_fk.parent.as_str(), other_fk.parent.as_str()];
     pair.sort();
-    tables.values().filter(|t| t.name != table.name).any(|t| {
+    let other_link = tables.values().filter(|t| t.name != table.name).any(|t| {
         owner(t, tables)
             .and_then(|o| link(t, o).map(|l| (o, l)))
             .is_some_and(|(o, l)| {
@@ -323,12 +330,14 @@ fn shares_parents(table: &Table, tables: &BTreeMap<String, Table>, pair: [&str; 
                 other.sort();
                 other == pair
             })
-    })
+    });
+    let other_side_under_owner = tables
+        .get(&other_fk.parent)
+        .and_then(|t| owner(t, tables))
+        .is_some_and(|o| o.parent == owner_fk.parent);
+    other_link || other_side_under_owner
 }
 
-/// Foreign keys a schema does not declare, read from column names: `customer_id` (or
-/// `customer_code`) names `customers` when that table's primary key is the one column `id`
-/// (`code`) of the same kind (integer or not). Declared keys are never second-guessed.
 pub fn infer_foreign_keys(tables: &mut BTreeMap<String, Table>) {
     let keys: Vec<(String, String, bool)> = tables
         .values()
@@ -400,7 +409,7 @@ fn view_plan(
             let pk = parent_key(tables, entities, fk);
             let sk = match link(table, fk) {
                 // A link row: the other side's key under the owner's partition.
-                Some(other) if shares_parents(table, tables, [&fk.parent, &other.parent]) => {
+                Some(other) if link_collides(table, tables, fk, other) => {
                     template(entity, table, &other.columns, &other.columns)
                 }
                 Some(other) => parent_key(tables, entities, other),
@@ -625,7 +634,16 @@ fn indexes(
     // A link table: the inverted adjacency list (the other side's rows of this owner).
     if let Some((owner_fk, other_fk)) = owner.and_then(|o| link(table, o).map(|l| (o, l))) {
         let pk = parent_key(tables, entities, other_fk);
-        let sk = parent_key(tables, entities, owner_fk);
+        let sk = match link_collides(table, tables, owner_fk, other_fk) {
+            // Told apart from the other link's entries under the same GSI partition.
+            true => template(
+                &entities[&table.name],
+                table,
+                &owner_fk.columns,
+                &owner_fk.columns,
+            ),
+            false => parent_key(tables, entities, owner_fk),
+        };
         let serves = format!(
             "the {} of one {} (the link read the other way)",
             owner_fk.parent,
