@@ -136,6 +136,9 @@ pub async fn run(
     Ok((manifest, run.letters))
 }
 
+/// How often a long export logs its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Dead letters kept in memory for the checkpoint's dead-letter store (the file has them all).
 pub const MAX_LETTERS_KEPT: usize = 10_000;
 
@@ -177,7 +180,13 @@ impl Run<'_> {
         let version = export_version(self.export.seq);
         let mut after = None;
         let mut line = Vec::with_capacity(1024);
+        let mut told = std::time::Instant::now();
         loop {
+            // A long export says how far it is (rows of the view, the table's estimate aside).
+            if told.elapsed() >= PROGRESS_EVERY {
+                told = std::time::Instant::now();
+                tracing::info!(view = %view.name, rows = entry.rows, items = entry.items, "export: reading");
+            }
             let (tail, params) = keyset_tail(&root, None, after.as_deref(), self.export.chunk_rows);
             let (rows, last_key) = select_rows(conn, &root, &tail, params).await?;
             let joined = match view.has_joins() {
