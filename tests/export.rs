@@ -17,6 +17,16 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use common::{canonical, code_and_output, shop, strip_metadata, Env};
 use serde_json::Value;
 
+/// The shop's three views (`common::shop`), as export arguments.
+const SHOP_VIEWS: [&str; 6] = [
+    "--view",
+    "order_summary",
+    "--view",
+    "order_lines",
+    "--view",
+    "customer_orders",
+];
+
 /// A DynamoDB JSON value (`{"S": "…"}`, …) as the SDK's.
 fn attribute(value: &Value) -> AttributeValue {
     let (kind, inner) = value.as_object().unwrap().iter().next().unwrap();
@@ -150,14 +160,7 @@ async fn an_export_loaded_and_resumed_converges_with_changes_during_and_after_it
     let log = env.dir.join("export.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_rowcast"))
         .args(["export", "--config", &config, "--to", &out, "--checkpoint"])
-        .args([
-            "--view",
-            "order_summary",
-            "--view",
-            "order_lines",
-            "--view",
-            "customer_orders",
-        ])
+        .args(SHOP_VIEWS)
         .env("ROWCAST_FAILPOINTS", "export.after_snapshot=sleep2000")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -207,28 +210,11 @@ async fn an_export_loaded_and_resumed_converges_with_changes_during_and_after_it
         .all(|i| i["_version"].as_n().unwrap() == version));
 
     // A second export into the same directory is refused; so is a second --checkpoint.
-    let (code, text) = code_and_output(&env.rowcast(&[
-        "export",
-        "--config",
-        &config,
-        "--to",
-        &out,
-        "--view",
-        "order_lines",
-    ]));
+    let (code, text) = env.export(&out_dir, &["--view", "order_lines"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("not empty"), "{text}");
     let again = env.dir.join("export-2");
-    let (code, text) = code_and_output(&env.rowcast(&[
-        "export",
-        "--config",
-        &config,
-        "--to",
-        again.to_str().unwrap(),
-        "--view",
-        "order_lines",
-        "--checkpoint",
-    ]));
+    let (code, text) = env.export(&again, &["--view", "order_lines", "--checkpoint"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("already holds a checkpoint"), "{text}");
 
@@ -367,16 +353,8 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
             &moto.url,
         ])
         .args(["--import", "--checkpoint"])
-        .args([
-            "--view",
-            "order_summary",
-            "--view",
-            "order_lines",
-            "--view",
-            "customer_orders",
-            "--view",
-            "blobs",
-        ])
+        .args(SHOP_VIEWS)
+        .args(["--view", "blobs"])
         .env("AWS_ACCESS_KEY_ID", "x")
         .env("AWS_SECRET_ACCESS_KEY", "x")
         .output()
@@ -471,21 +449,10 @@ async fn a_failed_export_leaves_no_manifest_and_no_partial_file() {
         "zz_nokey.toml",
         &format!("name = \"nokey\"\ntable = \"{table}\"\nsource = \"{{DB}}.nokey\"\n[key]\npk = \"K#{{id}}\"\n"),
     );
-    let config = env.write_config("").to_str().unwrap().to_string();
+    env.write_config("");
     let out = env.dir.join("out-fail");
-    let (code, text) = code_and_output(&env.rowcast(&[
-        "export",
-        "--config",
-        &config,
-        "--to",
-        out.to_str().unwrap(),
-        "--view",
-        "notes",
-        "--view",
-        "nokey",
-        "--file-mb",
-        "1",
-    ]));
+    let args = ["--view", "notes", "--view", "nokey", "--file-mb", "1"];
+    let (code, text) = env.export(&out, &args);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("has no primary key"), "{text}");
     let mut left = Vec::new();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{code_and_output, Env};
+use common::Env;
 
 /// A transaction prepared (XA) before the snapshot and committed after it would be in neither
 /// the files nor the stream a daemon resumes from: the export refuses while one is prepared.
@@ -13,7 +13,7 @@ async fn an_export_refuses_while_an_xa_transaction_is_prepared() {
     use mysql_async::prelude::Queryable;
     let env = Env::new("exportxa").await;
     env.notes_view().await;
-    let config = env.write_config("").to_str().unwrap().to_string();
+    env.write_config("");
     let mut xa = env.admin.get_conn().await.unwrap();
     // A prepared XA transaction outlives its connection: one a failed run left is rolled back.
     let _ = xa.query_drop("XA ROLLBACK 'rowcast_export_xa'").await;
@@ -24,29 +24,13 @@ async fn an_export_refuses_while_an_xa_transaction_is_prepared() {
     .await
     .unwrap();
     let out = env.dir.join("out-xa");
-    let (code, text) = code_and_output(&env.rowcast(&[
-        "export",
-        "--config",
-        &config,
-        "--to",
-        out.to_str().unwrap(),
-        "--view",
-        "notes",
-    ]));
+    let (code, text) = env.export(&out, &["--view", "notes"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("XA transaction(s) prepared"), "{text}");
     xa.query_drop("XA COMMIT 'rowcast_export_xa'")
         .await
         .unwrap();
-    let (code, text) = code_and_output(&env.rowcast(&[
-        "export",
-        "--config",
-        &config,
-        "--to",
-        out.to_str().unwrap(),
-        "--view",
-        "notes",
-    ]));
+    let (code, text) = env.export(&out, &["--view", "notes"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("exported view notes: 1 rows read, 1 items"),

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use mysql_async::prelude::Queryable;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -350,15 +349,10 @@ async fn start_position(
     } else if flavor == source::Flavor::MariaDb {
         // The GTID state at exactly that position (commits since would be skipped on a resume
         // by GTID if the state were read on its own).
-        let state: Option<Option<String>> = conn
-            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (end.file.as_str(), end.pos))
+        let gtid = crate::sql::gtid_state_at(conn, &end)
             .await
             .map_err(SourceError::Query)?;
-        let state = state.flatten();
-        Position {
-            gtid: state.filter(|s| !s.is_empty()),
-            ..end
-        }
+        Position { gtid, ..end }
     } else {
         end
     };

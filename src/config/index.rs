@@ -48,11 +48,11 @@ pub(super) fn compile_indexes(
         let Some(index) = compile_index(file, &field, raw_index, problems) else {
             continue;
         };
-        for (suffix, name) in [("pk_attribute", Some(&index.pk_attribute))]
-            .into_iter()
-            .chain([("sk_attribute", index.sk_attribute.as_ref())])
-        {
-            let Some(name) = name else { continue };
+        let names = [
+            ("pk_attribute", Some(&index.pk_attribute)),
+            ("sk_attribute", index.sk_attribute.as_ref()),
+        ];
+        for (suffix, name) in names.into_iter().filter_map(|(s, n)| Some((s, n?))) {
             let field = format!("{field}.{suffix}");
             if let Some(what) = taken.holds(name) {
                 problems.add(file, &field, format!("{name:?} is {what}"));

@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
-    BillingMode, ImportStatus, InputCompressionType, InputFormat, KeyType, S3BucketSource,
+    BillingMode, ImportStatus, InputCompressionType, InputFormat, S3BucketSource,
     TableCreationParameters,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::classify_sdk_error;
-use super::tables::{attr_def, key_elem, TableNeed};
+use super::tables::TableNeed;
 
 /// Where an import reads: every object under `key_prefix` in `bucket`.
 pub struct ImportSource<'a> {
@@ -30,20 +30,12 @@ pub async fn import_table(
     source: ImportSource<'_>,
     progress: &dyn Fn(&str),
 ) -> Result<i64, String> {
-    let mut parameters = TableCreationParameters::builder()
+    let parameters = TableCreationParameters::builder()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key_elem(&need.pk, KeyType::Hash));
-    if let Some(sk) = &need.sk {
-        parameters = parameters.key_schema(key_elem(sk, KeyType::Range));
-    }
-    for name in need.key_attributes() {
-        parameters = parameters.attribute_definitions(attr_def(name));
-    }
-    for index in &need.indexes {
-        parameters = parameters.global_secondary_indexes(index.definition());
-    }
-    let parameters = parameters
+        .set_key_schema(Some(need.key_schema()))
+        .set_attribute_definitions(Some(need.attribute_definitions()))
+        .set_global_secondary_indexes(need.index_definitions())
         .build()
         .map_err(|e| format!("table creation parameters: {e}"))?;
     let bucket_source = S3BucketSource::builder()

@@ -7,12 +7,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{
     CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
-    IndexStatus, KeySchemaElement, KeyType, Projection, ProjectionType, TableDescription,
-    TableStatus,
+    IndexStatus, KeySchemaElement, Projection, ProjectionType, TableDescription, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
 
-use super::tables::{attr_def, key_elem};
+use super::tables::attr_def;
 use super::{classify_sdk_error, SdkErrorInfo};
 use crate::error::ErrorClass;
 use crate::view::spec::IndexProjection;
@@ -30,9 +29,7 @@ pub struct IndexNeed {
 
 impl IndexNeed {
     pub(super) fn key_schema(&self) -> Vec<KeySchemaElement> {
-        let mut keys = vec![key_elem(&self.pk, KeyType::Hash)];
-        keys.extend(self.sk.iter().map(|sk| key_elem(sk, KeyType::Range)));
-        keys
+        super::tables::key_schema(&self.pk, self.sk.as_deref())
     }
 
     fn projection(&self) -> Projection {

@@ -38,6 +38,22 @@ pub const CONTROL_PK: &str = "pk";
 pub const CONTROL_SK: &str = "sk";
 
 impl TableNeed {
+    /// The table's key schema: `pk` (HASH), `sk` (RANGE) if any.
+    pub fn key_schema(&self) -> Vec<KeySchemaElement> {
+        key_schema(&self.pk, self.sk.as_deref())
+    }
+
+    /// Every key attribute of the table and its GSIs, each once, as strings (S).
+    pub fn attribute_definitions(&self) -> Vec<AttributeDefinition> {
+        self.key_attributes().into_iter().map(attr_def).collect()
+    }
+
+    /// The GSIs of a CreateTable or ImportTable request (`None` when there are none).
+    pub fn index_definitions(&self) -> Option<Vec<aws_sdk_dynamodb::types::GlobalSecondaryIndex>> {
+        let indexes: Vec<_> = self.indexes.iter().map(IndexNeed::definition).collect();
+        (!indexes.is_empty()).then_some(indexes)
+    }
+
     /// Every key attribute of the table and its indexes, each once: the table's key first.
     pub fn key_attributes(&self) -> Vec<&str> {
         let mut names: Vec<&str> = std::iter::once(self.pk.as_str())
@@ -118,23 +134,9 @@ pub async fn create_table(
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr_def(&need.pk))
-        .key_schema(key_elem(&need.pk, KeyType::Hash));
-    if let Some(sk) = &need.sk {
-        request = request
-            .attribute_definitions(attr_def(sk))
-            .key_schema(key_elem(sk, KeyType::Range));
-    }
-    for name in need
-        .key_attributes()
-        .into_iter()
-        .skip(1 + need.sk.iter().len())
-    {
-        request = request.attribute_definitions(attr_def(name));
-    }
-    for index in &need.indexes {
-        request = request.global_secondary_indexes(index.definition());
-    }
+        .set_attribute_definitions(Some(need.attribute_definitions()))
+        .set_key_schema(Some(need.key_schema()))
+        .set_global_secondary_indexes(need.index_definitions());
     if need.streams {
         request = request.stream_specification(
             StreamSpecification::builder()
@@ -165,6 +167,13 @@ pub(super) fn attr_def(name: &str) -> AttributeDefinition {
         .expect("name and type are set")
 }
 
+/// `pk` as HASH and `sk`, if any, as RANGE (a table's or a GSI's key).
+pub(super) fn key_schema(pk: &str, sk: Option<&str>) -> Vec<KeySchemaElement> {
+    let mut keys = vec![key_elem(pk, KeyType::Hash)];
+    keys.extend(sk.map(|sk| key_elem(sk, KeyType::Range)));
+    keys
+}
+
 pub(super) fn key_elem(name: &str, key_type: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
         .attribute_name(name)
@@ -188,15 +197,9 @@ pub async fn enable_streams(
     if !need.streams {
         return Ok(false);
     }
-    let out = client
-        .describe_table()
-        .table_name(name)
-        .send()
-        .await
-        .map_err(|e| classify_sdk_error(&e))?;
-    let enabled = out
-        .table()
-        .and_then(|t| t.stream_specification())
+    let enabled = super::indexes::describe(client, name)
+        .await?
+        .stream_specification()
         .is_some_and(|s| s.stream_enabled());
     if enabled {
         return Ok(false);

@@ -33,8 +33,8 @@ pub use manifest::{Manifest, TableEntry, ViewEntry};
 
 use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::pipeline::{DeadLetter, Position, SNAPSHOT_INDEX_BASE};
-use crate::sql::join::read_joined;
-use crate::sql::{begin_snapshot, end_snapshot, keyset_tail, select_rows, SqlError, TableCache};
+use crate::sql::join::read_in_snapshot;
+use crate::sql::{begin_snapshot, end_snapshot, gtid_state_at, keyset_tail, SqlError, TableCache};
 use crate::view::project::{project_snapshot, ItemOp};
 use crate::view::View;
 
@@ -94,19 +94,18 @@ pub async fn run(
     // the two checks is the one case left (the commit would have to land within the
     // milliseconds between the snapshot and the second check).
     prepared_xa(conn).await?;
-    let mut position = begin_snapshot(conn).await?;
     let mut run = Run {
         export,
-        position: position.clone(),
+        position: begin_snapshot(conn).await?,
         files: BTreeMap::new(),
         dead: None,
         letters: Vec::new(),
     };
     let read = async {
         prepared_xa(conn).await?;
-        position.gtid = gtid_at(conn, &position).await;
-        run.position = position.clone();
-        tracing::info!(position = %position, "export: snapshot taken; every commit before it is exported, none after");
+        // With the GTID state there, a checkpoint set from the export resumes by GTID too.
+        run.position.gtid = gtid_state_at(conn, &run.position).await.ok().flatten();
+        tracing::info!(position = %run.position, "export: snapshot taken; every commit before it is exported, none after");
         // A test commits changes here: after the snapshot, before its rows are read.
         crate::util::failpoint::delay("export.after_snapshot").await;
         let mut entries = Vec::new();
@@ -187,18 +186,17 @@ impl Run<'_> {
                 told = std::time::Instant::now();
                 tracing::info!(view = %view.name, rows = entry.rows, items = entry.items, "export: reading");
             }
-            let (tail, params) = keyset_tail(&root, None, after.as_deref(), self.export.chunk_rows);
-            let (rows, last_key) = select_rows(conn, &root, &tail, params).await?;
-            let joined = match view.has_joins() {
-                true => Some(read_joined(conn, tables, view, &rows).await?),
-                false => None,
-            };
+            let tail = keyset_tail(&root, None, after.as_deref(), self.export.chunk_rows);
+            let read = read_in_snapshot(conn, tables, &root, Some(view), tail, &|_| true).await?;
+            let (rows, joined) = (&read.rows, read.joined.as_ref());
             for (i, row) in rows.iter().enumerate() {
                 entry.rows += 1;
-                let projection = project_snapshot(view, row, joined.as_ref().map(|j| &j[i]))
-                    .map_err(|e| ExportError::View {
-                        view: view.name.clone(),
-                        message: e.to_string(),
+                let projection =
+                    project_snapshot(view, row, joined.map(|j| &j[i])).map_err(|e| {
+                        ExportError::View {
+                            view: view.name.clone(),
+                            message: e.to_string(),
+                        }
                     })?;
                 for op in projection.ops {
                     let ItemOp::Put { key, item } = op else {
@@ -223,10 +221,10 @@ impl Run<'_> {
                     entry.dead_letters += 1;
                 }
             }
-            if rows.len() < self.export.chunk_rows || last_key.is_none() {
+            if read.fetched < self.export.chunk_rows || read.last_key.is_none() {
                 return Ok(entry);
             }
-            after = last_key;
+            after = read.last_key;
         }
     }
 
@@ -275,17 +273,4 @@ async fn prepared_xa(conn: &mut Conn) -> Result<(), ExportError> {
             Ok(())
         }
     }
-}
-
-/// MariaDB's GTID state at `position` (`None` on MySQL or when the server cannot say): with it
-/// a checkpoint set from the export resumes by GTID too.
-async fn gtid_at(conn: &mut Conn, position: &Position) -> Option<String> {
-    let state: Option<Option<String>> = conn
-        .exec_first(
-            "SELECT BINLOG_GTID_POS(?, ?)",
-            (position.file.as_str(), position.pos),
-        )
-        .await
-        .ok()?;
-    state.flatten().filter(|s| !s.is_empty())
 }

@@ -43,29 +43,13 @@ pub async fn read_roots(
     tables: &mut TableCache,
     root: &SqlTable,
     view: Option<&View>,
-    (tail, params): (String, Vec<Value>),
+    tail: (String, Vec<Value>),
     keep: &(dyn Fn(&Row) -> bool + Sync),
 ) -> Result<SnapshotRead, SqlError> {
     let position = begin_snapshot(conn).await?;
-    let read = async {
-        let (mut rows, last_key) = select_rows(conn, root, &tail, params).await?;
-        let fetched = rows.len();
-        rows.retain(|row| keep(row));
-        let joined = match view.filter(|v| v.has_joins()) {
-            Some(view) => {
-                metrics()
-                    .join_queries
-                    .with_label_values(&[&view.name])
-                    .inc();
-                Some(read_joined(conn, tables, view, &rows).await?)
-            }
-            None => None,
-        };
-        Ok::<_, SqlError>((rows, last_key, joined, fetched))
-    }
-    .await;
+    let read = read_in_snapshot(conn, tables, root, view, tail, keep).await;
     end_snapshot(conn).await;
-    let (rows, last_key, joined, fetched) = match read {
+    let read = match read {
         Ok(read) => {
             tables.fresh(&root.schema.table);
             for join in view.map(|v| v.joins.as_slice()).unwrap_or_default() {
@@ -87,10 +71,48 @@ pub async fn read_roots(
         Err(error) => return Err(error),
     };
     Ok(SnapshotRead {
+        rows: read.rows,
+        last_key: read.last_key,
+        joined: read.joined,
+        position,
+        fetched: read.fetched,
+    })
+}
+
+/// Root rows and their related rows, read on `conn` inside a snapshot the caller holds (one
+/// chunk of [`read_roots`], or of an export reading every view in one snapshot).
+pub struct RootRows {
+    pub rows: Vec<Row>,
+    pub last_key: Option<Vec<Value>>,
+    pub joined: Option<Vec<Joined>>,
+    pub fetched: usize,
+}
+
+pub async fn read_in_snapshot(
+    conn: &mut Conn,
+    tables: &mut TableCache,
+    root: &SqlTable,
+    view: Option<&View>,
+    (tail, params): (String, Vec<Value>),
+    keep: &(dyn Fn(&Row) -> bool + Sync),
+) -> Result<RootRows, SqlError> {
+    let (mut rows, last_key) = select_rows(conn, root, &tail, params).await?;
+    let fetched = rows.len();
+    rows.retain(|row| keep(row));
+    let joined = match view.filter(|v| v.has_joins()) {
+        Some(view) => {
+            metrics()
+                .join_queries
+                .with_label_values(&[&view.name])
+                .inc();
+            Some(read_joined(conn, tables, view, &rows).await?)
+        }
+        None => None,
+    };
+    Ok(RootRows {
         rows,
         last_key,
         joined,
-        position,
         fetched,
     })
 }

@@ -52,3 +52,18 @@ pub async fn begin_snapshot(conn: &mut Conn) -> Result<Position, SqlError> {
 pub async fn end_snapshot(conn: &mut Conn) {
     let _ = conn.query_drop("COMMIT").await;
 }
+
+/// MariaDB's GTID state at exactly `position` (`None` when empty): the first checkpoint and an
+/// export's position carry it, so that a resume by GTID starts there.
+pub async fn gtid_state_at(
+    conn: &mut Conn,
+    position: &Position,
+) -> Result<Option<String>, mysql_async::Error> {
+    let state: Option<Option<String>> = conn
+        .exec_first(
+            "SELECT BINLOG_GTID_POS(?, ?)",
+            (position.file.as_str(), position.pos),
+        )
+        .await?;
+    Ok(state.flatten().filter(|s| !s.is_empty()))
+}

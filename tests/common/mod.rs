@@ -223,6 +223,16 @@ impl Env {
             .unwrap()
     }
 
+    /// `rowcast export` of this test's config into `to`, with `args` (views, options): the exit
+    /// code and output.
+    pub fn export(&self, to: &Path, args: &[&str]) -> (Option<i32>, String) {
+        let config = self.config_path();
+        let mut all = vec!["export", "--config", config.to_str().unwrap()];
+        all.extend(["--to", to.to_str().unwrap()]);
+        all.extend_from_slice(args);
+        code_and_output(&self.rowcast(&all))
+    }
+
     pub fn create_tables(&self) {
         let config = self.config_path();
         let out = self.rowcast(&["tables", "--config", config.to_str().unwrap(), "create"]);
