@@ -20,7 +20,9 @@ async fn a_column_dropped_during_a_backfill_is_read_again() {
     let table = env.table("views");
     env.sql("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL, spare INT)")
         .await;
-    let rows = 30_000;
+    // Enough rows that the backfill is still running when the DROP comes (30,000 once finished
+    // first on a quiet machine).
+    let rows = 60_000;
     env.sql(&format!(
         "INSERT INTO items SELECT seq, CONCAT('n', seq), seq FROM seq_1_to_{rows}"
     ))

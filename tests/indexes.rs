@@ -257,3 +257,73 @@ async fn indexes_are_created_checked_and_follow_the_rows() {
         "a different index is not replaced silently"
     );
 }
+
+/// An index key attribute the table defines as a number: DynamoDB would refuse every item that
+/// carries the view's string key, so `tables create` and `check --connect` report it and `run`
+/// stops on it instead of dead-lettering every row.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_index_key_attribute_typed_other_than_s_stops_run() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let env = Env::new("gsitype").await;
+    env.sql("CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(50) NULL, status VARCHAR(10) NOT NULL)")
+        .await;
+    let table = env.table("views");
+    let attr = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    let gsi = GlobalSecondaryIndex::builder()
+        .index_name("by_email")
+        .key_schema(key("by_email_pk", KeyType::Hash))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    env.ddb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk", ScalarAttributeType::S))
+        .attribute_definitions(attr("sk", ScalarAttributeType::S))
+        .attribute_definitions(attr("by_email_pk", ScalarAttributeType::N))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(gsi)
+        .send()
+        .await
+        .unwrap();
+    let view = format!(
+        "{CUSTOMERS}[[index]]\nname = \"by_email\"\npk = \"EMAIL#{{email}}\"\nprojection = \"keys_only\"\n"
+    );
+    env.write_view("customers.toml", &view.replace("TABLE", &table));
+    let config = env.write_config("").to_str().unwrap().to_string();
+    let needle = "customers.toml: index[0]: index key attribute by_email_pk is not a string (S)";
+    // tables create makes the control table and refuses the views table as it is.
+    let (code, text) = code_and_output(&env.rowcast(&["tables", "--config", &config, "create"]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(needle), "{text}");
+    let (code, text) = code_and_output(&env.rowcast(&["check", "--connect", "--config", &config]));
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains(needle), "{text}");
+    let mut daemon = env.spawn();
+    let status = daemon.exited(Duration::from_secs(60)).await;
+    assert!(!status.success());
+    let log = common::tail(&daemon.log);
+    assert!(log.contains("is not a string (S)"), "{log}");
+}
