@@ -2,5 +2,6 @@
 //! guard and the dead-letter store. See `lane.rs` for ordering and acknowledgement, `writer.rs`
 //! for the requests and their retry policy.
 
+pub mod checked;
 pub mod lane;
 pub mod writer;

@@ -50,6 +50,7 @@ impl super::lane::Deliver for Writer {
             self.dead_letter(letter).await;
         }
         let mut batched = Vec::new();
+        let mut checked = Vec::new();
         let mut guarded = Vec::new();
         for op in delivery.ops {
             if let ItemOp::Put { item, .. } = &op.op {
@@ -61,8 +62,10 @@ impl super::lane::Deliver for Writer {
                     continue;
                 }
             }
-            if op.guard || op.mark_removal || op.restore || mode == WriteMode::Conditional {
+            if op.mark_removal || op.restore {
                 guarded.push(op);
+            } else if op.guard || mode == WriteMode::Conditional {
+                checked.push(op);
             } else {
                 batched.push(op);
             }
@@ -76,10 +79,16 @@ impl super::lane::Deliver for Writer {
             join_all(
                 batched
                     .chunks(BATCH_LIMIT)
-                    .map(|chunk| self.write_batch(chunk)),
+                    .map(|chunk| self.write_batch(chunk, false)),
             )
             .await;
         };
+        // A few guarded writes go as conditional single writes; more are checked and batched
+        // (see `checked.rs`).
+        if checked.len() < super::checked::CHECK_MIN {
+            guarded.append(&mut checked);
+        }
+        let checked = self.write_checked(&checked);
         // Keys are distinct within a delivery (coalesced per key), so the guarded writes may
         // go in any order: a steady CONDITIONAL_CONCURRENCY in flight, a finished one replaced
         // at once (not groups that wait for their slowest member).
@@ -96,7 +105,7 @@ impl super::lane::Deliver for Writer {
                 }
             }
         };
-        tokio::join!(batches, singles);
+        tokio::join!(batches, checked, singles);
     }
 }
 
@@ -104,7 +113,7 @@ impl super::lane::Deliver for Writer {
 const GUARD: &str = "attribute_not_exists(#v) OR #v < :v";
 
 /// Items per BatchWriteItem.
-const BATCH_LIMIT: usize = 25;
+pub(super) const BATCH_LIMIT: usize = 25;
 /// Conditional single writes in flight at once.
 const CONDITIONAL_CONCURRENCY: usize = 32;
 
@@ -115,7 +124,7 @@ impl Writer {
 
     /// DynamoDB refuses every write to `table` (see `SdkErrorInfo::is_table_wide`): the writes
     /// wait, retried with backoff, and the checkpoint does not pass them.
-    fn hold(&self, table: &str, info: &SdkErrorInfo) {
+    pub(super) fn hold(&self, table: &str, info: &SdkErrorInfo) {
         metrics().write_held.with_label_values(&[table]).inc();
         crate::metrics::note_pushback();
         let newly = self
@@ -161,7 +170,7 @@ impl Writer {
         }
     }
 
-    fn count_written(op: &WriteOp) {
+    pub(super) fn count_written(op: &WriteOp) {
         let kind = match op.op {
             ItemOp::Put { .. } => "put",
             ItemOp::Delete { .. } => "delete",
@@ -170,7 +179,9 @@ impl Writer {
     }
 
     /// Writes `ops` (distinct keys, at most 25) with one BatchWriteItem, retrying what is left.
-    pub async fn write_batch(&self, ops: &[WriteOp]) {
+    /// A batch DynamoDB refuses is written one by one, conditionally when `guarded` (items
+    /// whose version guard was checked before).
+    pub async fn write_batch(&self, ops: &[WriteOp], guarded: bool) {
         let tables: std::collections::BTreeSet<&str> =
             ops.iter().map(|op| op.op.key().table.as_str()).collect();
         // The first attempt (and a retry of all of it) is encoded from `ops` and handed over
@@ -229,7 +240,7 @@ impl Writer {
                     } else if info.class == ErrorClass::Definite {
                         warn!(error = %info, items = ops.len(), "batch refused; writing its items one by one");
                         for op in ops {
-                            self.write_single(op, false).await;
+                            self.write_single(op, guarded).await;
                         }
                         return;
                     } else if info.throttled {
