@@ -227,7 +227,7 @@ async fn versions(env: &common::Env, table: &str) -> std::collections::HashMap<S
 async fn conditional_mode_keeps_the_guard_in_few_requests() {
     let (env, table) = setup(
         "guarded",
-        "[writer]\nmode = \"conditional\"\nflush_interval_ms = 5\n\n[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
+        "[writer]\nmode = \"conditional\"\nflush_interval_ms = 5\n",
     )
     .await;
     let rows: Vec<String> = (1..=300)
@@ -239,8 +239,7 @@ async fn conditional_mode_keeps_the_guard_in_few_requests() {
     env.converge(&table, expected(&env).await, Duration::from_secs(60))
         .await;
     assert!(daemon.terminate().success());
-    let checkpoint = env.dir.join("checkpoint.json");
-    let first_checkpoint = std::fs::read_to_string(&checkpoint).unwrap();
+    let first_checkpoint = checkpoint(&env).await;
     // Items 1..=100 hold a newer version than anything this run writes (as if written later);
     // items 101..=150 are gone.
     let newer = (u128::from(u64::MAX) << 32).to_string();
@@ -300,6 +299,7 @@ async fn conditional_mode_keeps_the_guard_in_few_requests() {
     };
     let (conditional, checks) = (requests("conditional"), requests("check"));
     assert!(stale(&metrics) <= 106.0, "{metrics}");
+    assert!(checks > 0.0, "no version check: {metrics}");
     assert!(
         conditional + checks <= 100.0,
         "{conditional} conditional writes and {checks} version checks for 300 guarded writes"
@@ -308,15 +308,18 @@ async fn conditional_mode_keeps_the_guard_in_few_requests() {
     let written = versions(&env, &table).await;
     // The same changes again, from the first checkpoint: equal versions, nothing changes (the
     // rows deleted in SQL come back with their replayed update, and go with their delete).
-    let end: Value = serde_json::from_str(&std::fs::read_to_string(&checkpoint).unwrap()).unwrap();
-    std::fs::write(&checkpoint, first_checkpoint).unwrap();
+    let seq = |item: &Item| item["seq"].as_n().unwrap().parse::<u64>().unwrap();
+    let end = seq(&checkpoint(&env).await);
+    env.ddb
+        .put_item()
+        .table_name(env.table("control"))
+        .set_item(Some(first_checkpoint))
+        .send()
+        .await
+        .unwrap();
     let daemon = env.start().await;
     common::eventually("the replay is written", Duration::from_secs(60), || async {
-        let now: Value = std::fs::read_to_string(&checkpoint)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
-        now["position"] == end["position"] && now["seq"] == end["seq"]
+        seq(&checkpoint(&env).await) >= end
     })
     .await;
     let (_, metrics) = daemon.get("/metrics").await;
@@ -325,4 +328,62 @@ async fn conditional_mode_keeps_the_guard_in_few_requests() {
         .await;
     assert_eq!(versions(&env, &table).await, written);
     assert!(daemon.terminate().success());
+}
+
+/// Guarded writes fall back to conditional single writes where a check cannot be used: with a
+/// file checkpoint (no owner fences another instance) and when DynamoDB refuses the check
+/// (failpoint `writer.check`, as a policy without `dynamodb:BatchGetItem` would) — the views
+/// still converge, nothing stalls.
+#[tokio::test(flavor = "multi_thread")]
+async fn guarded_writes_fall_back_to_conditional_single_writes() {
+    let file = "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n";
+    for (name, checkpoint, failpoints) in [
+        ("guardfile", file, ""),
+        ("guardrefused", "", "writer.check=error@*"),
+    ] {
+        let extra =
+            format!("[writer]\nmode = \"conditional\"\nflush_interval_ms = 5\n\n{checkpoint}");
+        let (env, table) = setup(name, &extra).await;
+        let rows: Vec<String> = (1..=200)
+            .map(|id| format!("({id}, {}, {id}, 'open')", id % 7))
+            .collect();
+        env.sql(&format!("INSERT INTO accounts VALUES {}", rows.join(",")))
+            .await;
+        let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", failpoints)]);
+        daemon.wait_ready().await;
+        env.sql("UPDATE accounts SET balance = balance + 1000 WHERE id <= 100")
+            .await;
+        env.converge(&table, expected(&env).await, Duration::from_secs(60))
+            .await;
+        let (_, metrics) = daemon.get("/metrics").await;
+        let requests = |kind: &str| {
+            common::metric(
+                &metrics,
+                &format!("rowcast_batch_write_duration_seconds_count{{kind=\"{kind}\"}}"),
+            )
+        };
+        assert_eq!(requests("check"), 0.0, "{name}: {metrics}");
+        assert!(requests("conditional") >= 300.0, "{name}: {metrics}");
+        assert!(daemon.terminate().success());
+    }
+}
+
+type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// The checkpoint item of the test's pipeline in its control table.
+async fn checkpoint(env: &common::Env) -> Item {
+    let key = common::app::key(&[
+        ("pk", &format!("checkpoint#{}", env.server_id)),
+        ("sk", "stream"),
+    ]);
+    let got = env
+        .ddb
+        .get_item()
+        .table_name(env.table("control"))
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    got.item.expect("a checkpoint")
 }

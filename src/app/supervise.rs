@@ -232,13 +232,17 @@ impl Supervisor {
                 return;
             }
             Ok(()) => "ended while nothing asked it to".to_string(),
-            Err(error) if error.at_once && failure.is_none() => {
+            Err(error) if error.at_once => {
+                // Even while draining after an earlier failure: a fenced instance must not
+                // write what its lanes still hold.
                 error!(%stage, cause = %error.cause, "stage failed; every stage stops at once, nothing more is written");
-                self.health.set_failed(&stage, &error.cause);
-                *failure = Some(StageFailure {
-                    stage,
-                    cause: error.cause,
-                });
+                if failure.is_none() {
+                    self.health.set_failed(&stage, &error.cause);
+                    *failure = Some(StageFailure {
+                        stage,
+                        cause: error.cause,
+                    });
+                }
                 self.tasks.abort_all();
                 self.drain.cancel();
                 return;
@@ -265,3 +269,38 @@ pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 crate::error::definite_errors!(StageFailure);
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn failure(cause: &str) -> StageError {
+        StageError {
+            class: ErrorClass::Definite,
+            cause: cause.into(),
+            at_once: false,
+        }
+    }
+
+    /// A stage failed and the rest drain; then the instance is fenced: every stage stops at
+    /// once (a lane still writing is aborted), and the first failure is the one reported.
+    #[tokio::test]
+    async fn a_fence_during_a_drain_still_aborts_every_stage() {
+        let shutdown = CancellationToken::new();
+        let mut supervisor = Supervisor::new(Arc::new(Health::default()), &shutdown);
+        supervisor.spawn("source", async { Err(failure("binlog gone")) });
+        // A lane with writes left: it ignores the drain.
+        supervisor.spawn("lane", std::future::pending());
+        supervisor.spawn("checkpoint", async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(failure("fenced").at_once())
+        });
+        let ended = tokio::time::timeout(Duration::from_secs(5), supervisor.run_pipeline())
+            .await
+            .expect("the fence aborts the lane still running");
+        let failure = ended.expect_err("a failure");
+        assert_eq!(failure.stage, "source");
+    }
+}

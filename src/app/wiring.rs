@@ -317,6 +317,7 @@ fn spawn_lanes(
         dead_letters: DeadLetterStore::from_config(config, client),
         max_backoff: config.source.max_backoff,
         held: Default::default(),
+        check_versions: store.has_owner(),
     });
     let capacity = config.writer.queue_capacity;
     let (ack_tx, ack_rx) = mpsc::channel(capacity);

@@ -101,6 +101,12 @@ impl CheckpointStore {
         }
     }
 
+    /// Whether the checkpoint has an owner that fences another instance (the control table;
+    /// a file has none).
+    pub fn has_owner(&self) -> bool {
+        matches!(self, CheckpointStore::Table { .. })
+    }
+
     pub fn describe(&self) -> String {
         match self {
             CheckpointStore::File(path) => format!("file {}", path.display()),

@@ -67,10 +67,26 @@ pub fn verdict(op: &ItemOp, version: u128, stored: Stored) -> Verdict {
 }
 
 /// The stored item's identity: table, partition key, sort key.
-type KeyId = (String, String, Option<String>);
+pub(super) type KeyId = (String, String, Option<String>);
 
-fn key_id(key: &ItemKey) -> KeyId {
+pub(super) fn key_id(key: &ItemKey) -> KeyId {
     (key.table.clone(), key.pk.clone(), key.sk.clone())
+}
+
+/// The identity of the item (or key) `attributes` of `table`, whose key attributes are named
+/// as in `like`.
+pub(super) fn id_in(
+    table: &str,
+    like: &ItemKey,
+    attributes: &HashMap<String, AttributeValue>,
+) -> Option<KeyId> {
+    let text = |name: &str| match attributes.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let pk = text(&like.pk_attribute)?;
+    let sk = like.sk_attribute.as_deref().and_then(text);
+    Some((table.to_string(), pk, sk))
 }
 
 fn stored_of(item: &HashMap<String, AttributeValue>) -> Stored {
@@ -81,134 +97,128 @@ fn stored_of(item: &HashMap<String, AttributeValue>) -> Stored {
     }
 }
 
+/// A check refused for a reason that lasts (permissions, a missing table) is logged once.
+static REFUSAL_LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A refused check, logged once per process.
+fn refused(error: &dyn std::fmt::Display) {
+    if !REFUSAL_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        warn!(%error, "version check refused (is dynamodb:BatchGetItem granted on the view tables?); guarded writes go as conditional single writes while it is");
+    }
+}
+
 impl Writer {
     /// Writes guarded `ops` (distinct keys): checked in groups of 100, the passing ones in
-    /// batches of 25. A check DynamoDB refuses (e.g. a key it cannot take) falls back to
-    /// conditional single writes of its group, which narrow the refusal down to its item.
+    /// batches of 25. Whatever the check cannot tell — a refused, throttled or failed read,
+    /// keys left unprocessed — goes as conditional single writes, which retry, hold and
+    /// dead-letter on their own: a check is never waited for or retried, so it never stalls
+    /// the lane (read capacity short, `dynamodb:BatchGetItem` not granted).
     pub async fn write_checked(&self, ops: &[WriteOp]) {
         join_all(ops.chunks(CHECK_LIMIT).map(|group| async move {
-            let stored = match self.read_versions(group).await {
-                Ok(stored) => stored,
-                Err(info) => {
-                    warn!(error = %info, items = group.len(), "version check refused; writing its items one by one, conditionally");
-                    for op in group {
-                        self.write_single(op, true).await;
-                    }
-                    return;
-                }
-            };
+            let stored = self.read_versions(group).await;
             let mut passing = Vec::with_capacity(group.len());
+            let mut unchecked = Vec::new();
             for (op, stored) in group.iter().zip(stored) {
+                let Some(stored) = stored else {
+                    unchecked.push(op);
+                    continue;
+                };
                 match verdict(&op.op, op.version, stored) {
                     Verdict::Write => passing.push(op.clone()),
                     Verdict::Stale => metrics().stale_writes.with_label_values(&[&op.view]).inc(),
                     Verdict::AlreadyGone => Writer::count_written(op),
                 }
             }
-            join_all(
+            let batches = join_all(
                 passing
                     .chunks(BATCH_LIMIT)
                     .map(|chunk| self.write_batch(chunk, true)),
-            )
-            .await;
+            );
+            tokio::join!(batches, self.write_conditional(unchecked));
         }))
         .await;
     }
 
-    /// The stored versions of `ops`' keys (at most 100), in their order; retried until read.
-    /// `Err`: DynamoDB refused the read as invalid.
-    async fn read_versions(&self, ops: &[WriteOp]) -> Result<Vec<Stored>, SdkErrorInfo> {
-        let mut request = check_request(ops)?;
-        let key_names: HashMap<&str, (&str, Option<&str>)> = ops
-            .iter()
-            .map(|op| {
-                let key = op.op.key();
-                let names = (key.pk_attribute.as_str(), key.sk_attribute.as_deref());
-                (key.table.as_str(), names)
-            })
-            .collect();
-        let mut found: HashMap<KeyId, Stored> = HashMap::with_capacity(ops.len());
-        let mut backoff = self.backoff();
-        loop {
-            let started = Instant::now();
-            let result = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(request.clone()))
-                .send()
-                .await;
-            metrics()
-                .batch_duration
-                .with_label_values(&["check"])
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(out) => {
-                    for (table, items) in out.responses.unwrap_or_default() {
-                        let Some((pk_name, sk_name)) = key_names.get(table.as_str()) else {
-                            continue;
-                        };
-                        for item in items {
-                            let text = |name: &str| match item.get(name) {
-                                Some(AttributeValue::S(s)) => Some(s.clone()),
-                                _ => None,
-                            };
-                            let Some(pk) = text(pk_name) else { continue };
-                            let sk = sk_name.and_then(text);
-                            found.insert((table.clone(), pk, sk), stored_of(&item));
-                        }
-                    }
-                    let left: HashMap<String, KeysAndAttributes> = out
-                        .unprocessed_keys
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|(_, keys)| !keys.keys.is_empty())
-                        .collect();
-                    if left.is_empty() {
-                        break;
-                    }
-                    metrics()
-                        .write_retries
-                        .with_label_values(&["unprocessed"])
-                        .inc();
+    /// The stored versions of `ops`' keys (at most 100), in their order, from one strongly
+    /// consistent BatchGetItem; `None` for a key it did not read.
+    async fn read_versions(&self, ops: &[WriteOp]) -> Vec<Option<Stored>> {
+        let request = match check_request(ops) {
+            Ok(request) => request,
+            Err(info) => {
+                warn!(error = %info, "version check not built; writing conditionally");
+                return vec![None; ops.len()];
+            }
+        };
+        if crate::util::failpoint::fails("writer.check") {
+            refused(&"failpoint writer.check");
+            return vec![None; ops.len()];
+        }
+        let started = Instant::now();
+        let result = self
+            .client
+            .batch_get_item()
+            .set_request_items(Some(request))
+            .send()
+            .await;
+        metrics()
+            .batch_duration
+            .with_label_values(&["check"])
+            .observe(started.elapsed().as_secs_f64());
+        let out = match result {
+            Ok(out) => out,
+            Err(error) => {
+                let info = classify_sdk_error(&error);
+                if info.throttled {
                     metrics().throttles.inc();
                     crate::metrics::note_pushback();
-                    debug!(
-                        left = left.len(),
-                        "unprocessed keys in a version check; retrying them"
-                    );
-                    request = left;
+                    debug!(error = %info, "version check throttled; writing conditionally");
+                } else if info.class == ErrorClass::Definite || info.is_table_wide() {
+                    refused(&info);
+                } else {
+                    debug!(error = %info, "version check failed; writing conditionally");
                 }
-                Err(error) => {
-                    let info = classify_sdk_error(&error);
-                    if info.is_table_wide() {
-                        for table in request.keys() {
-                            self.hold(table, &info);
-                        }
-                    } else if info.class == ErrorClass::Definite {
-                        return Err(info);
-                    } else if info.throttled {
-                        metrics().throttles.inc();
-                        crate::metrics::note_pushback();
-                        metrics()
-                            .write_retries
-                            .with_label_values(&["throttled"])
-                            .inc();
-                    } else {
-                        metrics().write_retries.with_label_values(&["error"]).inc();
-                        crate::metrics::note_pushback();
-                        warn!(error = %info, "version check failed; retrying");
-                    }
+                return vec![None; ops.len()];
+            }
+        };
+        let like = |table: &str| {
+            ops.iter()
+                .map(|op| op.op.key())
+                .find(|key| key.table == table)
+        };
+        let mut found: HashMap<KeyId, Stored> = HashMap::with_capacity(ops.len());
+        for (table, items) in out.responses.unwrap_or_default() {
+            for item in items {
+                if let Some(id) = like(&table).and_then(|like| id_in(&table, like, &item)) {
+                    found.insert(id, stored_of(&item));
                 }
             }
-            tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
         }
-        Ok(ops
-            .iter()
+        // Keys DynamoDB left unprocessed were not read: neither found nor absent.
+        let mut unread = std::collections::HashSet::new();
+        for (table, keys) in out.unprocessed_keys.unwrap_or_default() {
+            for key in keys.keys {
+                if let Some(id) = like(&table).and_then(|like| id_in(&table, like, &key)) {
+                    unread.insert(id);
+                }
+            }
+        }
+        if !unread.is_empty() {
+            metrics()
+                .write_retries
+                .with_label_values(&["unprocessed"])
+                .inc();
+            crate::metrics::note_pushback();
+        }
+        ops.iter()
             .map(|op| {
                 let id = key_id(op.op.key());
-                found.get(&id).copied().unwrap_or(Stored::Absent)
+                if unread.contains(&id) {
+                    None
+                } else {
+                    Some(found.get(&id).copied().unwrap_or(Stored::Absent))
+                }
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -29,12 +29,18 @@ use crate::pipeline::{DeadLetter, WriteOp};
 use crate::util::now_millis;
 use crate::view::ItemOp;
 
+use super::checked::{id_in, key_id, KeyId};
+
 pub struct Writer {
     pub client: Client,
     pub dead_letters: DeadLetterStore,
     pub max_backoff: Duration,
     /// Tables whose writes are held (a table-wide refusal), for one log line per episode.
     pub held: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Guarded writes may be checked, then batched (`checked.rs`): only where the checkpoint
+    /// has an owner that fences other instances (the control table), since the check and the
+    /// write are two requests. Otherwise every guarded write is a conditional single write.
+    pub check_versions: bool,
 }
 
 /// Outcome of one write that DynamoDB answered.
@@ -84,27 +90,12 @@ impl super::lane::Deliver for Writer {
             .await;
         };
         // A few guarded writes go as conditional single writes; more are checked and batched
-        // (see `checked.rs`).
-        if checked.len() < super::checked::CHECK_MIN {
+        // (see `checked.rs`), where a checkpoint owner fences other instances.
+        if checked.len() < super::checked::CHECK_MIN || !self.check_versions {
             guarded.append(&mut checked);
         }
         let checked = self.write_checked(&checked);
-        // Keys are distinct within a delivery (coalesced per key), so the guarded writes may
-        // go in any order: a steady CONDITIONAL_CONCURRENCY in flight, a finished one replaced
-        // at once (not groups that wait for their slowest member).
-        let singles = async {
-            let mut waiting = guarded.iter();
-            let mut running = futures_util::stream::FuturesUnordered::new();
-            loop {
-                while running.len() < CONDITIONAL_CONCURRENCY {
-                    let Some(op) = waiting.next() else { break };
-                    running.push(self.write_single(op, true));
-                }
-                if running.next().await.is_none() {
-                    break;
-                }
-            }
-        };
+        let singles = self.write_conditional(guarded.iter());
         tokio::join!(batches, checked, singles);
     }
 }
@@ -118,6 +109,23 @@ pub(super) const BATCH_LIMIT: usize = 25;
 const CONDITIONAL_CONCURRENCY: usize = 32;
 
 impl Writer {
+    /// Conditional single writes of `ops` (distinct keys, so in any order): a steady
+    /// CONDITIONAL_CONCURRENCY in flight, a finished one replaced at once (not groups that wait
+    /// for their slowest member).
+    pub(super) async fn write_conditional<'a>(&self, ops: impl IntoIterator<Item = &'a WriteOp>) {
+        let mut waiting = ops.into_iter();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        loop {
+            while running.len() < CONDITIONAL_CONCURRENCY {
+                let Some(op) = waiting.next() else { break };
+                running.push(self.write_single(op, true));
+            }
+            if running.next().await.is_none() {
+                break;
+            }
+        }
+    }
+
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {
         RetryPolicy::new(Duration::from_millis(25), self.max_backoff).backoff()
     }
@@ -221,6 +229,17 @@ impl Writer {
                         }
                         return;
                     }
+                    if guarded {
+                        // Not retried as a batch: its check would be old by then. What is left
+                        // goes as conditional single writes.
+                        let left = unprocessed_ids(ops, &unprocessed);
+                        let (left, done): (Vec<&WriteOp>, Vec<&WriteOp>) = ops
+                            .iter()
+                            .partition(|op| left.contains(&key_id(op.op.key())));
+                        done.into_iter().for_each(Self::count_written);
+                        self.write_conditional(left).await;
+                        return;
+                    }
                     let left: usize = unprocessed.values().map(Vec::len).sum();
                     metrics()
                         .write_retries
@@ -230,6 +249,12 @@ impl Writer {
                     crate::metrics::note_pushback();
                     debug!(left, "unprocessed items; retrying them");
                     unprocessed_left = Some(unprocessed);
+                }
+                Err(error) if guarded => {
+                    // As for unprocessed items: a checked batch is never resent as a batch.
+                    debug!(error = %classify_sdk_error(&error), "checked batch failed; writing its items conditionally");
+                    self.write_conditional(ops).await;
+                    return;
                 }
                 Err(error) => {
                     let info = classify_sdk_error(&error);
@@ -399,6 +424,28 @@ fn sent_tables<'a>(
         Some(left) => left.keys().map(String::as_str).collect(),
         None => all.iter().copied().collect(),
     }
+}
+
+/// The identities of `ops`' items among unprocessed write requests.
+fn unprocessed_ids(
+    ops: &[WriteOp],
+    unprocessed: &HashMap<String, Vec<WriteRequest>>,
+) -> std::collections::HashSet<KeyId> {
+    let mut out = std::collections::HashSet::new();
+    for (table, requests) in unprocessed {
+        let Some(like) = ops.iter().map(|op| op.op.key()).find(|k| &k.table == table) else {
+            continue;
+        };
+        for request in requests {
+            let attributes = match (&request.put_request, &request.delete_request) {
+                (Some(put), _) => &put.item,
+                (None, Some(delete)) => &delete.key,
+                (None, None) => continue,
+            };
+            out.extend(id_in(table, like, attributes));
+        }
+    }
+    out
 }
 
 /// The requests of a BatchWriteItem of `ops`, by table.

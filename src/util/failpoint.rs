@@ -20,7 +20,8 @@
 //! the snapshot worker is about to start a backfill asked for while running, e.g. after a join
 //! overflow), `lane.before_write` (a delay: a lane about to write a window),
 //! `snapshot.before_fill` (a delay: the snapshot worker about to read a fill-on-miss),
-//! `export.after_snapshot` (a delay: `rowcast export` has its snapshot, no row read yet).
+//! `export.after_snapshot` (a delay: `rowcast export` has its snapshot, no row read yet),
+//! `writer.check` (an error: the version check of guarded writes is refused).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
