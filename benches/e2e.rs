@@ -257,6 +257,7 @@ async fn delayed(conn: &mut mysql_async::Conn, db: &str, rows: usize, tag: u32, 
             30_000 + tag % 10_000 + n as u32,
             &format!("lanes = {LANES}\nmode = \"{mode}\"\n{}", extra_writer()),
             &endpoint,
+            &support::control_table_checkpoint(&format!("bench_checkpoints_{tag}_run{n}")),
         )
         .await;
         tokio::time::sleep(Duration::from_secs(1)).await;

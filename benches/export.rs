@@ -35,8 +35,13 @@ async fn main() {
     let view_table = format!("bench_export_{tag}");
     let source = format!("{db}.accounts");
     support::write_accounts_view(&dir, "accounts", &view_table, &source, "OWNER", None);
-    let (config, _) =
-        support::write_config(&dir, 46_000 + tag % 10_000, "", &support::dynamodb_url());
+    let (config, _) = support::write_config(
+        &dir,
+        46_000 + tag % 10_000,
+        "",
+        &support::dynamodb_url(),
+        support::FILE_CHECKPOINT,
+    );
     let bin = env!("CARGO_BIN_EXE_rowcast");
 
     // 1. The export, its peak memory sampled while it runs (VmHWM only grows).

@@ -146,35 +146,48 @@ pub async fn start_daemon(
     server_id: u32,
     writer: &str,
 ) -> (Daemon, u16, Instant) {
-    start_daemon_at(dir, server_id, writer, &dynamodb_url()).await
+    start_daemon_at(dir, server_id, writer, &dynamodb_url(), FILE_CHECKPOINT).await
 }
 
-/// Writes `dir/rowcast.toml` (views in `dir/views`, a file checkpoint); returns its path and
+/// The `[checkpoint]` lines of a local file checkpoint: no owner fences a second instance, so
+/// guarded writes go as conditional single writes (see `src/sink/checked.rs`).
+pub const FILE_CHECKPOINT: &str = "path = \"checkpoint.json\"";
+
+/// The `[checkpoint]` lines of a DynamoDB control table, as production runs it: the owner
+/// fence lets guarded writes be checked, then batched.
+pub fn control_table_checkpoint(table: &str) -> String {
+    format!("table = \"{table}\"")
+}
+
+/// Writes `dir/rowcast.toml` (views in `dir/views`, the given `[checkpoint]` lines); returns its path and
 /// the metrics port.
 pub fn write_config(
     dir: &std::path::Path,
     server_id: u32,
     writer: &str,
     ddb_url: &str,
+    checkpoint: &str,
 ) -> (std::path::PathBuf, u16) {
     let (port, api_port) = free_ports();
     let config = dir.join("rowcast.toml");
     std::fs::write(
         &config,
-        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\npath = \"checkpoint.json\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n[writer]\n{writer}"),
+        format!("views = [\"views/*.toml\"]\n[source]\nurl = \"mysql://rowcast:rowcast@127.0.0.1:3306\"\nserver_id = {server_id}\n[dynamodb]\nendpoint_url = \"{ddb_url}\"\n[checkpoint]\n{checkpoint}\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"127.0.0.1:{api_port}\"\n[writer]\n{writer}"),
     )
     .expect("config");
     (config, port)
 }
 
-/// [`start_daemon`] with DynamoDB at `ddb_url` (e.g. a [`delay_proxy`]).
+/// [`start_daemon`] with DynamoDB at `ddb_url` (e.g. a [`delay_proxy`]) and the given
+/// `[checkpoint]` lines.
 pub async fn start_daemon_at(
     dir: &std::path::Path,
     server_id: u32,
     writer: &str,
     ddb_url: &str,
+    checkpoint: &str,
 ) -> (Daemon, u16, Instant) {
-    let (config, port) = write_config(dir, server_id, writer, ddb_url);
+    let (config, port) = write_config(dir, server_id, writer, ddb_url, checkpoint);
     let config = config.to_str().expect("utf8");
     let bin = env!("CARGO_BIN_EXE_rowcast");
     let status = Command::new(bin)
