@@ -225,79 +225,15 @@ async fn versions(env: &common::Env, table: &str) -> std::collections::HashMap<S
 /// writes take far fewer requests than one per item.
 #[tokio::test(flavor = "multi_thread")]
 async fn conditional_mode_keeps_the_guard_in_few_requests() {
-    let (env, table) = setup(
-        "guarded",
-        "[writer]\nmode = \"conditional\"\nflush_interval_ms = 5\n",
-    )
-    .await;
-    let rows: Vec<String> = (1..=300)
-        .map(|id| format!("({id}, {}, {id}, 'open')", id % 7))
-        .collect();
-    env.sql(&format!("INSERT INTO accounts VALUES {}", rows.join(",")))
-        .await;
+    let (env, table, first_checkpoint) = written_then_overtaken("guarded").await;
     let daemon = env.start().await;
-    env.converge(&table, expected(&env).await, Duration::from_secs(60))
-        .await;
-    assert!(daemon.terminate().success());
-    let first_checkpoint = checkpoint(&env).await;
-    // Items 1..=100 hold a newer version than anything this run writes (as if written later);
-    // items 101..=150 are gone.
-    let newer = (u128::from(u64::MAX) << 32).to_string();
-    for id in 1..=150i64 {
-        let key = common::app::key(&[
-            ("pk", &format!("OWNER#{}", id % 7)),
-            ("sk", &format!("ACC#{id:06}")),
-        ]);
-        if id <= 100 {
-            env.ddb
-                .update_item()
-                .table_name(&table)
-                .set_key(Some(key))
-                .update_expression("SET #v = :v, balance = :b")
-                .expression_attribute_names("#v", "_version")
-                .expression_attribute_values(":v", common::app::n(&newer))
-                .expression_attribute_values(":b", common::app::n("-1"))
-                .send()
-                .await
-                .unwrap();
-        } else {
-            common::app::delete(&env, &table, key).await;
-        }
-    }
-    env.sql("UPDATE accounts SET balance = balance + 1000")
-        .await;
-    env.sql("DELETE FROM accounts WHERE id BETWEEN 95 AND 100 OR id BETWEEN 290 AND 300")
-        .await;
-    // Newer items stay as they are (even where the row is deleted); the rest follows SQL.
-    let want = |expected: Vec<Value>| {
-        let mut want: Vec<Value> = expected
-            .into_iter()
-            .filter(|item| item["sk"].as_str().unwrap() > "ACC#000100")
-            .collect();
-        want.extend((1..=100).map(|id: i64| {
-            serde_json::json!({"pk": format!("OWNER#{}", id % 7), "sk": format!("ACC#{id:06}"), "balance": -1, "state": "open"})
-        }));
-        want
-    };
-    let daemon = env.start().await;
-    env.converge(&table, want(expected(&env).await), Duration::from_secs(60))
-        .await;
     // 317 guarded writes at most: 100 refused by the stored versions (and the delete of
     // 95..=100 too, unless a window coalesced it with the update).
-    let stale =
-        |metrics: &str| common::metric(metrics, "rowcast_stale_writes_total{view=\"accounts\"}");
-    common::eventually("100 stale writes", Duration::from_secs(30), || async {
-        stale(&daemon.get("/metrics").await.1) >= 100.0
-    })
-    .await;
-    let (_, metrics) = daemon.get("/metrics").await;
-    let requests = |kind: &str| {
-        common::metric(
-            &metrics,
-            &format!("rowcast_batch_write_duration_seconds_count{{kind=\"{kind}\"}}"),
-        )
-    };
-    let (conditional, checks) = (requests("conditional"), requests("check"));
+    let metrics = newer_items_stay(&env, &table, &daemon).await;
+    let (conditional, checks) = (
+        requests(&metrics, "conditional"),
+        requests(&metrics, "check"),
+    );
     assert!(stale(&metrics) <= 106.0, "{metrics}");
     assert!(checks > 0.0, "no version check: {metrics}");
     assert!(
@@ -330,6 +266,123 @@ async fn conditional_mode_keeps_the_guard_in_few_requests() {
     assert!(daemon.terminate().success());
 }
 
+/// A conditional-mode pipeline (control-table checkpoint) that wrote 300 accounts and stopped,
+/// and its checkpoint then; since, [`newer_and_gone_items`], and in SQL every balance changed and
+/// 17 rows deleted, for the next run to write.
+async fn written_then_overtaken(name: &str) -> (common::Env, String, Item) {
+    let (env, table) = setup(
+        name,
+        "[writer]\nmode = \"conditional\"\nflush_interval_ms = 5\n",
+    )
+    .await;
+    let rows: Vec<String> = (1..=300)
+        .map(|id| format!("({id}, {}, {id}, 'open')", id % 7))
+        .collect();
+    env.sql(&format!("INSERT INTO accounts VALUES {}", rows.join(",")))
+        .await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+    let first_checkpoint = checkpoint(&env).await;
+    newer_and_gone_items(&env, &table).await;
+    env.sql("UPDATE accounts SET balance = balance + 1000")
+        .await;
+    env.sql("DELETE FROM accounts WHERE id BETWEEN 95 AND 100 OR id BETWEEN 290 AND 300")
+        .await;
+    (env, table, first_checkpoint)
+}
+
+/// The run after [`written_then_overtaken`] converges to [`want`] and counts at least the 100
+/// writes the newer items refuse as stale; its metrics then.
+async fn newer_items_stay(env: &common::Env, table: &str, daemon: &common::Daemon) -> String {
+    env.converge(table, want(expected(env).await), Duration::from_secs(60))
+        .await;
+    common::eventually("100 stale writes", Duration::from_secs(30), || async {
+        stale(&daemon.get("/metrics").await.1) >= 100.0
+    })
+    .await;
+    daemon.get("/metrics").await.1
+}
+
+fn stale(metrics: &str) -> f64 {
+    common::metric(metrics, "rowcast_stale_writes_total{view=\"accounts\"}")
+}
+
+/// Requests of `kind` (batch, check, conditional) the writer made.
+fn requests(metrics: &str, kind: &str) -> f64 {
+    common::metric(
+        metrics,
+        &format!("rowcast_batch_write_duration_seconds_count{{kind=\"{kind}\"}}"),
+    )
+}
+
+/// Items 1..=100 of the accounts view hold a newer version than anything the next run writes (as
+/// if written later, balance -1); items 101..=150 are gone.
+async fn newer_and_gone_items(env: &common::Env, table: &str) {
+    let newer = (u128::from(u64::MAX) << 32).to_string();
+    for id in 1..=150i64 {
+        let key = common::app::key(&[
+            ("pk", &format!("OWNER#{}", id % 7)),
+            ("sk", &format!("ACC#{id:06}")),
+        ]);
+        if id <= 100 {
+            env.ddb
+                .update_item()
+                .table_name(table)
+                .set_key(Some(key))
+                .update_expression("SET #v = :v, balance = :b")
+                .expression_attribute_names("#v", "_version")
+                .expression_attribute_values(":v", common::app::n(&newer))
+                .expression_attribute_values(":b", common::app::n("-1"))
+                .send()
+                .await
+                .unwrap();
+        } else {
+            common::app::delete(env, table, key).await;
+        }
+    }
+}
+
+/// The view after [`newer_and_gone_items`] and more changes in SQL: the newer items stay as they
+/// are (even where the row is deleted); the rest follows SQL (`expected`).
+fn want(expected: Vec<Value>) -> Vec<Value> {
+    let mut want: Vec<Value> = expected
+        .into_iter()
+        .filter(|item| item["sk"].as_str().unwrap() > "ACC#000100")
+        .collect();
+    want.extend((1..=100).map(|id: i64| {
+        serde_json::json!({"pk": format!("OWNER#{}", id % 7), "sk": format!("ACC#{id:06}"), "balance": -1, "state": "open"})
+    }));
+    want
+}
+
+/// Keys a version check leaves unread (DynamoDB returned them as unprocessed; here failpoint
+/// `writer.check_unprocessed` makes every other key of every check so) are neither absent nor
+/// stored: they go as conditional single writes, so the newer items among them are left alone
+/// and deletes of them are not skipped as deletes of absent items.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_a_check_leaves_unread_go_as_conditional_writes() {
+    let (env, table, _) = written_then_overtaken("guardunread").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writer.check_unprocessed=error@*")]);
+    daemon.wait_ready().await;
+    let metrics = newer_items_stay(&env, &table, &daemon).await;
+    assert!(
+        requests(&metrics, "check") > 0.0,
+        "no version check: {metrics}"
+    );
+    // About half of the 317 guarded writes were left unread.
+    assert!(requests(&metrics, "conditional") >= 100.0, "{metrics}");
+    assert!(
+        common::metric(
+            &metrics,
+            "rowcast_write_retries_total{reason=\"unprocessed\"}"
+        ) > 0.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// Guarded writes fall back to conditional single writes where a check cannot be used: with a
 /// file checkpoint (no owner fences another instance) and when DynamoDB refuses the check
 /// (failpoint `writer.check`, as a policy without `dynamodb:BatchGetItem` would) — the views
@@ -356,14 +409,11 @@ async fn guarded_writes_fall_back_to_conditional_single_writes() {
         env.converge(&table, expected(&env).await, Duration::from_secs(60))
             .await;
         let (_, metrics) = daemon.get("/metrics").await;
-        let requests = |kind: &str| {
-            common::metric(
-                &metrics,
-                &format!("rowcast_batch_write_duration_seconds_count{{kind=\"{kind}\"}}"),
-            )
-        };
-        assert_eq!(requests("check"), 0.0, "{name}: {metrics}");
-        assert!(requests("conditional") >= 300.0, "{name}: {metrics}");
+        assert_eq!(requests(&metrics, "check"), 0.0, "{name}: {metrics}");
+        assert!(
+            requests(&metrics, "conditional") >= 300.0,
+            "{name}: {metrics}"
+        );
         assert!(daemon.terminate().success());
     }
 }

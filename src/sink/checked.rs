@@ -180,35 +180,60 @@ impl Writer {
                 return vec![None; ops.len()];
             }
         };
-        let like = |table: &str| {
-            ops.iter()
-                .map(|op| op.op.key())
-                .find(|key| key.table == table)
+        let mut responses = out.responses.unwrap_or_default();
+        let mut unprocessed = out.unprocessed_keys.unwrap_or_default();
+        if crate::util::failpoint::fails("writer.check_unprocessed") {
+            leave_unread(ops, &mut responses, &mut unprocessed);
+        }
+        let Some(stored) = read_answer(ops, &responses, &unprocessed) else {
+            warn!("version check answered for a key it was not asked for; writing conditionally");
+            return vec![None; ops.len()];
         };
-        let mut found: HashMap<KeyId, Stored> = HashMap::with_capacity(ops.len());
-        for (table, items) in out.responses.unwrap_or_default() {
-            for item in items {
-                if let Some(id) = like(&table).and_then(|like| id_in(&table, like, &item)) {
-                    found.insert(id, stored_of(&item));
-                }
-            }
-        }
-        // Keys DynamoDB left unprocessed were not read: neither found nor absent.
-        let mut unread = std::collections::HashSet::new();
-        for (table, keys) in out.unprocessed_keys.unwrap_or_default() {
-            for key in keys.keys {
-                if let Some(id) = like(&table).and_then(|like| id_in(&table, like, &key)) {
-                    unread.insert(id);
-                }
-            }
-        }
-        if !unread.is_empty() {
+        if stored.iter().any(Option::is_none) {
             metrics()
                 .write_retries
                 .with_label_values(&["unprocessed"])
                 .inc();
             crate::metrics::note_pushback();
         }
+        stored
+    }
+}
+
+/// What a check's answer says of each of `ops`' keys, in their order: what is stored, or `None`
+/// for a key DynamoDB left unprocessed (not read: neither found nor absent). `None` for the
+/// whole answer when it names an item or key that is not one of `ops`' (it cannot be told from
+/// an absent one then, so nothing of it is trusted).
+fn read_answer(
+    ops: &[WriteOp],
+    responses: &HashMap<String, Vec<HashMap<String, AttributeValue>>>,
+    unprocessed: &HashMap<String, KeysAndAttributes>,
+) -> Option<Vec<Option<Stored>>> {
+    let like = |table: &str| {
+        ops.iter()
+            .map(|op| op.op.key())
+            .find(|key| key.table == table)
+    };
+    let asked: std::collections::HashSet<KeyId> =
+        ops.iter().map(|op| key_id(op.op.key())).collect();
+    let id = |table: &str, attributes: &HashMap<String, AttributeValue>| {
+        like(table)
+            .and_then(|like| id_in(table, like, attributes))
+            .filter(|id| asked.contains(id))
+    };
+    let mut found: HashMap<KeyId, Stored> = HashMap::with_capacity(ops.len());
+    for (table, items) in responses {
+        for item in items {
+            found.insert(id(table, item)?, stored_of(item));
+        }
+    }
+    let mut unread = std::collections::HashSet::new();
+    for (table, keys) in unprocessed {
+        for key in &keys.keys {
+            unread.insert(id(table, key)?);
+        }
+    }
+    Some(
         ops.iter()
             .map(|op| {
                 let id = key_id(op.op.key());
@@ -218,7 +243,34 @@ impl Writer {
                     Some(found.get(&id).copied().unwrap_or(Stored::Absent))
                 }
             })
-            .collect()
+            .collect(),
+    )
+}
+
+/// Failpoint `writer.check_unprocessed`: the check's answer as if DynamoDB had left every
+/// other key of `ops` unprocessed (their items taken out of the responses, their keys listed
+/// as DynamoDB lists unprocessed keys).
+fn leave_unread(
+    ops: &[WriteOp],
+    responses: &mut HashMap<String, Vec<HashMap<String, AttributeValue>>>,
+    unprocessed: &mut HashMap<String, KeysAndAttributes>,
+) {
+    for op in ops.iter().skip(1).step_by(2) {
+        let key = op.op.key();
+        let id = key_id(key);
+        if let Some(items) = responses.get_mut(&key.table) {
+            items.retain(|item| id_in(&key.table, key, item).as_ref() != Some(&id));
+        }
+        match unprocessed.get_mut(&key.table) {
+            Some(entry) => entry.keys.push(encode_key(key)),
+            None => {
+                let entry = KeysAndAttributes::builder()
+                    .keys(encode_key(key))
+                    .build()
+                    .expect("keys are set");
+                unprocessed.insert(key.table.clone(), entry);
+            }
+        }
     }
 }
 
@@ -261,13 +313,64 @@ mod tests {
     use super::*;
 
     fn key() -> ItemKey {
+        key_of("A")
+    }
+
+    fn key_of(pk: &str) -> ItemKey {
         ItemKey {
             table: "t".into(),
             pk_attribute: "pk".into(),
-            pk: "A".into(),
+            pk: pk.into(),
             sk_attribute: None,
             sk: None,
         }
+    }
+
+    fn delete(pk: &str) -> WriteOp {
+        WriteOp {
+            view: "v".into(),
+            op: ItemOp::Delete { key: key_of(pk) },
+            version: 10,
+            seq: 1,
+            guard: true,
+            mark_removal: false,
+            restore: false,
+            origin: std::sync::Arc::new(crate::pipeline::Position {
+                file: "b.1".into(),
+                pos: 4,
+                gtid: None,
+            }),
+        }
+    }
+
+    /// The answer for keys A (found at version 7), B (left unprocessed) and C (neither:
+    /// absent), and what else it names.
+    #[test]
+    fn an_answer_is_trusted_only_for_the_keys_asked() {
+        let ops = [delete("A"), delete("B"), delete("C")];
+        let pk = |pk: &str| HashMap::from([("pk".to_string(), AttributeValue::S(pk.into()))]);
+        let mut found = pk("A");
+        found.insert(VERSION_ATTRIBUTE.into(), AttributeValue::N("7".into()));
+        let unread = |pks: &[&str]| {
+            let mut keys = KeysAndAttributes::builder();
+            for p in pks {
+                keys = keys.keys(pk(p));
+            }
+            HashMap::from([("t".to_string(), keys.build().unwrap())])
+        };
+        let responses = HashMap::from([("t".to_string(), vec![found.clone()])]);
+        assert_eq!(
+            read_answer(&ops, &responses, &unread(&["B"])),
+            Some(vec![Some(Stored::At(7)), None, Some(Stored::Absent)])
+        );
+        // An item or key that was not asked for, or that names no key: nothing is trusted.
+        let stranger = HashMap::from([("t".to_string(), vec![found, pk("Z")])]);
+        assert_eq!(read_answer(&ops, &stranger, &HashMap::new()), None);
+        assert_eq!(read_answer(&ops, &responses, &unread(&["Z"])), None);
+        let nameless = HashMap::from([("t".to_string(), vec![HashMap::new()])]);
+        assert_eq!(read_answer(&ops, &nameless, &HashMap::new()), None);
+        let other_table = HashMap::from([("u".to_string(), vec![pk("A")])]);
+        assert_eq!(read_answer(&ops, &other_table, &HashMap::new()), None);
     }
 
     #[test]

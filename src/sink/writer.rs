@@ -230,14 +230,7 @@ impl Writer {
                         return;
                     }
                     if guarded {
-                        // Not retried as a batch: its check would be old by then. What is left
-                        // goes as conditional single writes.
-                        let left = unprocessed_ids(ops, &unprocessed);
-                        let (left, done): (Vec<&WriteOp>, Vec<&WriteOp>) = ops
-                            .iter()
-                            .partition(|op| left.contains(&key_id(op.op.key())));
-                        done.into_iter().for_each(Self::count_written);
-                        self.write_conditional(left).await;
+                        self.checked_leftovers(ops, &unprocessed).await;
                         return;
                     }
                     let left: usize = unprocessed.values().map(Vec::len).sum();
@@ -268,22 +261,28 @@ impl Writer {
                             self.write_single(op, guarded).await;
                         }
                         return;
-                    } else if info.throttled {
-                        metrics().throttles.inc();
-                        crate::metrics::note_pushback();
-                        metrics()
-                            .write_retries
-                            .with_label_values(&["throttled"])
-                            .inc();
-                    } else {
-                        metrics().write_retries.with_label_values(&["error"]).inc();
-                        crate::metrics::note_pushback();
+                    } else if count_retry(&info) {
                         warn!(error = %info, "batch write failed; retrying");
                     }
                 }
             }
             tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
         }
+    }
+
+    /// A checked batch's items that DynamoDB left unprocessed: not retried as a batch (their
+    /// check would be old by then) but as conditional single writes; the rest are written.
+    async fn checked_leftovers(
+        &self,
+        ops: &[WriteOp],
+        unprocessed: &HashMap<String, Vec<WriteRequest>>,
+    ) {
+        let left = unprocessed_ids(ops, unprocessed);
+        let (left, done): (Vec<&WriteOp>, Vec<&WriteOp>) = ops
+            .iter()
+            .partition(|op| left.contains(&key_id(op.op.key())));
+        done.into_iter().for_each(Self::count_written);
+        self.write_conditional(left).await;
     }
 
     /// One PutItem or DeleteItem, conditional on the stored version being older when
@@ -319,16 +318,7 @@ impl Writer {
                     return;
                 }
                 Err(info) => {
-                    if info.throttled {
-                        metrics().throttles.inc();
-                        crate::metrics::note_pushback();
-                        metrics()
-                            .write_retries
-                            .with_label_values(&["throttled"])
-                            .inc();
-                    } else {
-                        metrics().write_retries.with_label_values(&["error"]).inc();
-                        crate::metrics::note_pushback();
+                    if count_retry(&info) {
                         warn!(error = %info, key = %op.op.key(), "write failed; retrying");
                     }
                     tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
@@ -446,6 +436,22 @@ fn unprocessed_ids(
         }
     }
     out
+}
+
+/// Counts a transient write failure before its retry; `true` when it was not throttling (an
+/// error the caller logs).
+fn count_retry(info: &SdkErrorInfo) -> bool {
+    crate::metrics::note_pushback();
+    if info.throttled {
+        metrics().throttles.inc();
+        metrics()
+            .write_retries
+            .with_label_values(&["throttled"])
+            .inc();
+    } else {
+        metrics().write_retries.with_label_values(&["error"]).inc();
+    }
+    !info.throttled
 }
 
 /// The requests of a BatchWriteItem of `ops`, by table.

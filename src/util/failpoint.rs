@@ -21,7 +21,9 @@
 //! overflow), `lane.before_write` (a delay: a lane about to write a window),
 //! `snapshot.before_fill` (a delay: the snapshot worker about to read a fill-on-miss),
 //! `export.after_snapshot` (a delay: `rowcast export` has its snapshot, no row read yet),
-//! `writer.check` (an error: the version check of guarded writes is refused).
+//! `writer.check` (an error: the version check of guarded writes is refused),
+//! `writer.check_unprocessed` (an error: the version check's answer leaves every other key
+//! unprocessed).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
