@@ -190,11 +190,7 @@ impl Writer {
             return vec![None; ops.len()];
         };
         if stored.iter().any(Option::is_none) {
-            metrics()
-                .write_retries
-                .with_label_values(&["unprocessed"])
-                .inc();
-            crate::metrics::note_pushback();
+            super::writer::count_unprocessed();
         }
         stored
     }
@@ -341,6 +337,30 @@ mod tests {
                 gtid: None,
             }),
         }
+    }
+
+    /// A checked batch's unprocessed items are known by their keys; one that is not the
+    /// batch's makes the whole outcome unknown (every item then goes conditionally).
+    #[test]
+    fn unprocessed_items_are_known_only_when_they_are_the_batchs() {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        let ops = [delete("A"), delete("B")];
+        let request = |pk: &str| {
+            let key = HashMap::from([("pk".to_string(), AttributeValue::S(pk.into()))]);
+            WriteRequest::builder()
+                .delete_request(DeleteRequest::builder().set_key(Some(key)).build().unwrap())
+                .build()
+        };
+        let left = |table: &str, pks: &[&str]| {
+            let requests = pks.iter().map(|pk| request(pk)).collect();
+            super::super::writer::unprocessed_ids(
+                &ops,
+                &HashMap::from([(table.to_string(), requests)]),
+            )
+        };
+        assert_eq!(left("t", &["B"]), Some([key_id(&key_of("B"))].into()));
+        assert_eq!(left("t", &["B", "Z"]), None);
+        assert_eq!(left("u", &["A"]), None);
     }
 
     /// The answer for keys A (found at version 7), B (left unprocessed) and C (neither:

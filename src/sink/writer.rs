@@ -229,23 +229,20 @@ impl Writer {
                         }
                         return;
                     }
+                    count_unprocessed();
                     if guarded {
                         self.checked_leftovers(ops, &unprocessed).await;
                         return;
                     }
                     let left: usize = unprocessed.values().map(Vec::len).sum();
-                    metrics()
-                        .write_retries
-                        .with_label_values(&["unprocessed"])
-                        .inc();
-                    metrics().throttles.inc();
-                    crate::metrics::note_pushback();
                     debug!(left, "unprocessed items; retrying them");
                     unprocessed_left = Some(unprocessed);
                 }
                 Err(error) if guarded => {
                     // As for unprocessed items: a checked batch is never resent as a batch.
-                    debug!(error = %classify_sdk_error(&error), "checked batch failed; writing its items conditionally");
+                    let info = classify_sdk_error(&error);
+                    count_retry(&info);
+                    debug!(error = %info, "checked batch failed; writing its items conditionally");
                     self.write_conditional(ops).await;
                     return;
                 }
@@ -277,7 +274,13 @@ impl Writer {
         ops: &[WriteOp],
         unprocessed: &HashMap<String, Vec<WriteRequest>>,
     ) {
-        let left = unprocessed_ids(ops, unprocessed);
+        let Some(left) = unprocessed_ids(ops, unprocessed) else {
+            // An unprocessed item that is not one of the batch's cannot tell which of them
+            // were written: all of them go conditionally (those written count as stale).
+            warn!("unprocessed items not among the batch's; writing all of it conditionally");
+            self.write_conditional(ops).await;
+            return;
+        };
         let (left, done): (Vec<&WriteOp>, Vec<&WriteOp>) = ops
             .iter()
             .partition(|op| left.contains(&key_id(op.op.key())));
@@ -416,26 +419,39 @@ fn sent_tables<'a>(
     }
 }
 
-/// The identities of `ops`' items among unprocessed write requests.
-fn unprocessed_ids(
+/// The identities of `ops`' items among unprocessed write requests; `None` when a request is
+/// not one of `ops`' (the batch's outcome cannot be told then).
+pub(super) fn unprocessed_ids(
     ops: &[WriteOp],
     unprocessed: &HashMap<String, Vec<WriteRequest>>,
-) -> std::collections::HashSet<KeyId> {
+) -> Option<std::collections::HashSet<KeyId>> {
+    let sent: std::collections::HashSet<KeyId> = ops.iter().map(|op| key_id(op.op.key())).collect();
     let mut out = std::collections::HashSet::new();
     for (table, requests) in unprocessed {
-        let Some(like) = ops.iter().map(|op| op.op.key()).find(|k| &k.table == table) else {
-            continue;
-        };
+        let like = ops
+            .iter()
+            .map(|op| op.op.key())
+            .find(|k| &k.table == table)?;
         for request in requests {
             let attributes = match (&request.put_request, &request.delete_request) {
                 (Some(put), _) => &put.item,
                 (None, Some(delete)) => &delete.key,
-                (None, None) => continue,
+                (None, None) => return None,
             };
-            out.extend(id_in(table, like, attributes));
+            out.insert(id_in(table, like, attributes).filter(|id| sent.contains(id))?);
         }
     }
-    out
+    Some(out)
+}
+
+/// Counts a request whose items (or keys) DynamoDB left unprocessed: throttling in all but name.
+pub(super) fn count_unprocessed() {
+    metrics()
+        .write_retries
+        .with_label_values(&["unprocessed"])
+        .inc();
+    metrics().throttles.inc();
+    crate::metrics::note_pushback();
 }
 
 /// Counts a transient write failure before its retry; `true` when it was not throttling (an
