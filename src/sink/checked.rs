@@ -67,26 +67,50 @@ pub fn verdict(op: &ItemOp, version: u128, stored: Stored) -> Verdict {
 }
 
 /// The stored item's identity: table, partition key, sort key.
-pub(super) type KeyId = (String, String, Option<String>);
+type KeyId = (String, String, Option<String>);
 
-pub(super) fn key_id(key: &ItemKey) -> KeyId {
+fn key_id(key: &ItemKey) -> KeyId {
     (key.table.clone(), key.pk.clone(), key.sk.clone())
 }
 
-/// The identity of the item (or key) `attributes` of `table`, whose key attributes are named
-/// as in `like`.
-pub(super) fn id_in(
-    table: &str,
-    like: &ItemKey,
-    attributes: &HashMap<String, AttributeValue>,
-) -> Option<KeyId> {
-    let text = |name: &str| match attributes.get(name) {
-        Some(AttributeValue::S(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let pk = text(&like.pk_attribute)?;
-    let sk = like.sk_attribute.as_deref().and_then(text);
-    Some((table.to_string(), pk, sk))
+/// The keys of a group of writes (distinct), which DynamoDB's answers name: items read, keys
+/// or write requests left unprocessed.
+pub(super) struct Asked<'a> {
+    ops: &'a [WriteOp],
+    positions: HashMap<KeyId, usize>,
+}
+
+impl<'a> Asked<'a> {
+    pub(super) fn new(ops: &'a [WriteOp]) -> Self {
+        let positions = ops
+            .iter()
+            .enumerate()
+            .map(|(n, op)| (key_id(op.op.key()), n))
+            .collect();
+        Self { ops, positions }
+    }
+
+    /// The position in the group of the write whose key the item (or key) `attributes` of
+    /// `table` holds; `None` when it is none of the group's.
+    pub(super) fn position(
+        &self,
+        table: &str,
+        attributes: &HashMap<String, AttributeValue>,
+    ) -> Option<usize> {
+        // The views of one table name its key attributes alike (checked by the config).
+        let like = self
+            .ops
+            .iter()
+            .map(|op| op.op.key())
+            .find(|key| key.table == table)?;
+        let text = |name: &str| match attributes.get(name) {
+            Some(AttributeValue::S(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let pk = text(&like.pk_attribute)?;
+        let sk = like.sk_attribute.as_deref().and_then(text);
+        self.positions.get(&(table.to_string(), pk, sk)).copied()
+    }
 }
 
 fn stored_of(item: &HashMap<String, AttributeValue>) -> Stored {
@@ -205,42 +229,19 @@ fn read_answer(
     responses: &HashMap<String, Vec<HashMap<String, AttributeValue>>>,
     unprocessed: &HashMap<String, KeysAndAttributes>,
 ) -> Option<Vec<Option<Stored>>> {
-    let like = |table: &str| {
-        ops.iter()
-            .map(|op| op.op.key())
-            .find(|key| key.table == table)
-    };
-    let asked: std::collections::HashSet<KeyId> =
-        ops.iter().map(|op| key_id(op.op.key())).collect();
-    let id = |table: &str, attributes: &HashMap<String, AttributeValue>| {
-        like(table)
-            .and_then(|like| id_in(table, like, attributes))
-            .filter(|id| asked.contains(id))
-    };
-    let mut found: HashMap<KeyId, Stored> = HashMap::with_capacity(ops.len());
+    let asked = Asked::new(ops);
+    let mut stored = vec![Some(Stored::Absent); ops.len()];
     for (table, items) in responses {
         for item in items {
-            found.insert(id(table, item)?, stored_of(item));
+            stored[asked.position(table, item)?] = Some(stored_of(item));
         }
     }
-    let mut unread = std::collections::HashSet::new();
     for (table, keys) in unprocessed {
         for key in &keys.keys {
-            unread.insert(id(table, key)?);
+            stored[asked.position(table, key)?] = None;
         }
     }
-    Some(
-        ops.iter()
-            .map(|op| {
-                let id = key_id(op.op.key());
-                if unread.contains(&id) {
-                    None
-                } else {
-                    Some(found.get(&id).copied().unwrap_or(Stored::Absent))
-                }
-            })
-            .collect(),
-    )
+    Some(stored)
 }
 
 /// Failpoint `writer.check_unprocessed`: the check's answer as if DynamoDB had left every
@@ -251,11 +252,11 @@ fn leave_unread(
     responses: &mut HashMap<String, Vec<HashMap<String, AttributeValue>>>,
     unprocessed: &mut HashMap<String, KeysAndAttributes>,
 ) {
-    for op in ops.iter().skip(1).step_by(2) {
+    let asked = Asked::new(ops);
+    for (n, op) in ops.iter().enumerate().skip(1).step_by(2) {
         let key = op.op.key();
-        let id = key_id(key);
         if let Some(items) = responses.get_mut(&key.table) {
-            items.retain(|item| id_in(&key.table, key, item).as_ref() != Some(&id));
+            items.retain(|item| asked.position(&key.table, item) != Some(n));
         }
         match unprocessed.get_mut(&key.table) {
             Some(entry) => entry.keys.push(encode_key(key)),
@@ -353,12 +354,12 @@ mod tests {
         };
         let left = |table: &str, pks: &[&str]| {
             let requests = pks.iter().map(|pk| request(pk)).collect();
-            super::super::writer::unprocessed_ids(
+            super::super::writer::unprocessed_positions(
                 &ops,
                 &HashMap::from([(table.to_string(), requests)]),
             )
         };
-        assert_eq!(left("t", &["B"]), Some([key_id(&key_of("B"))].into()));
+        assert_eq!(left("t", &["B"]), Some(vec![false, true]));
         assert_eq!(left("t", &["B", "Z"]), None);
         assert_eq!(left("u", &["A"]), None);
     }

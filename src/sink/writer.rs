@@ -29,7 +29,7 @@ use crate::pipeline::{DeadLetter, WriteOp};
 use crate::util::now_millis;
 use crate::view::ItemOp;
 
-use super::checked::{id_in, key_id, KeyId};
+use super::checked::Asked;
 
 pub struct Writer {
     pub client: Client,
@@ -274,18 +274,22 @@ impl Writer {
         ops: &[WriteOp],
         unprocessed: &HashMap<String, Vec<WriteRequest>>,
     ) {
-        let Some(left) = unprocessed_ids(ops, unprocessed) else {
+        let Some(left) = unprocessed_positions(ops, unprocessed) else {
             // An unprocessed item that is not one of the batch's cannot tell which of them
             // were written: all of them go conditionally (those written count as stale).
             warn!("unprocessed items not among the batch's; writing all of it conditionally");
             self.write_conditional(ops).await;
             return;
         };
-        let (left, done): (Vec<&WriteOp>, Vec<&WriteOp>) = ops
-            .iter()
-            .partition(|op| left.contains(&key_id(op.op.key())));
-        done.into_iter().for_each(Self::count_written);
-        self.write_conditional(left).await;
+        let mut unwritten: Vec<&WriteOp> = Vec::new();
+        for (op, left) in ops.iter().zip(left) {
+            if left {
+                unwritten.push(op);
+            } else {
+                Self::count_written(op);
+            }
+        }
+        self.write_conditional(unwritten).await;
     }
 
     /// One PutItem or DeleteItem, conditional on the stored version being older when
@@ -419,29 +423,25 @@ fn sent_tables<'a>(
     }
 }
 
-/// The identities of `ops`' items among unprocessed write requests; `None` when a request is
-/// not one of `ops`' (the batch's outcome cannot be told then).
-pub(super) fn unprocessed_ids(
+/// Which of `ops` DynamoDB left unprocessed, in their order; `None` when an unprocessed request
+/// is none of `ops`' (the batch's outcome cannot be told then).
+pub(super) fn unprocessed_positions(
     ops: &[WriteOp],
     unprocessed: &HashMap<String, Vec<WriteRequest>>,
-) -> Option<std::collections::HashSet<KeyId>> {
-    let sent: std::collections::HashSet<KeyId> = ops.iter().map(|op| key_id(op.op.key())).collect();
-    let mut out = std::collections::HashSet::new();
+) -> Option<Vec<bool>> {
+    let asked = Asked::new(ops);
+    let mut left = vec![false; ops.len()];
     for (table, requests) in unprocessed {
-        let like = ops
-            .iter()
-            .map(|op| op.op.key())
-            .find(|k| &k.table == table)?;
         for request in requests {
             let attributes = match (&request.put_request, &request.delete_request) {
                 (Some(put), _) => &put.item,
                 (None, Some(delete)) => &delete.key,
                 (None, None) => return None,
             };
-            out.insert(id_in(table, like, attributes).filter(|id| sent.contains(id))?);
+            left[asked.position(table, attributes)?] = true;
         }
     }
-    Some(out)
+    Some(left)
 }
 
 /// Counts a request whose items (or keys) DynamoDB left unprocessed: throttling in all but name.
