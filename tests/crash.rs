@@ -408,12 +408,16 @@ async fn guarded_writes_fall_back_to_conditional_single_writes() {
             .await;
         env.converge(&table, expected(&env).await, Duration::from_secs(60))
             .await;
+        // Each of the 200 rows written at least once, one conditional write each (a row's
+        // backfill and its update may be coalesced); the count moves after the view does.
+        common::eventually(
+            "200 conditional writes",
+            Duration::from_secs(30),
+            || async { requests(&daemon.get("/metrics").await.1, "conditional") >= 200.0 },
+        )
+        .await;
         let (_, metrics) = daemon.get("/metrics").await;
         assert_eq!(requests(&metrics, "check"), 0.0, "{name}: {metrics}");
-        assert!(
-            requests(&metrics, "conditional") >= 300.0,
-            "{name}: {metrics}"
-        );
         assert!(daemon.terminate().success());
     }
 }
