@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value;
 use rowcast::config::compile_view;
@@ -130,36 +130,73 @@ fn benches(c: &mut Criterion) {
     // The whole CPU path of one row change, as issue 13 goal 3 measures it: both images of the
     // update decoded from binlog values, projected (the key moves: a delete and a put), and the
     // put's item and the delete's key encoded into SDK attribute values.
-    let mut after_values = binlog_values();
-    after_values[1] = BinlogValue::Value(Value::UInt(43));
+    let path = WholePath::new();
     group.bench_function("decode_project_encode_update_with_key_move", |b| {
-        b.iter(|| {
-            let decode = |values: &[BinlogValue<'static>]| Row {
-                schema: schema.clone(),
-                cells: schema
-                    .columns
-                    .iter()
-                    .zip(values)
-                    .map(|(c, v)| decode_value(&c.kind, v, 45).expect("decodes"))
-                    .collect(),
-            };
-            let before = decode(black_box(&values));
-            let after = decode(black_box(&after_values));
-            let projection = project(&view, Some(&before), Some(&after)).expect("projects");
-            for op in &projection.ops {
-                match op {
-                    ItemOp::Put { item, .. } => {
-                        black_box(rowcast::dynamo::encode_item(item, 1 << 40, "orders"));
-                    }
-                    ItemOp::Delete { key } => {
-                        black_box(rowcast::dynamo::encode_key(key));
-                    }
-                }
-            }
-        })
+        b.iter(|| path.run())
     });
     group.finish();
 }
 
+/// The whole path of one row change, its inputs made once.
+struct WholePath {
+    schema: Arc<TableSchema>,
+    view: rowcast::view::View,
+    before: Vec<BinlogValue<'static>>,
+    after: Vec<BinlogValue<'static>>,
+}
+
+impl WholePath {
+    fn new() -> WholePath {
+        let mut after = binlog_values();
+        after[1] = BinlogValue::Value(Value::UInt(43));
+        WholePath {
+            schema: schema(),
+            view: compile_view(std::path::Path::new("bench.toml"), VIEW).expect("valid view"),
+            before: binlog_values(),
+            after,
+        }
+    }
+
+    fn run(&self) {
+        let decode = |values: &[BinlogValue<'static>]| Row {
+            schema: self.schema.clone(),
+            cells: self
+                .schema
+                .columns
+                .iter()
+                .zip(values)
+                .map(|(c, v)| decode_value(&c.kind, v, 45).expect("decodes"))
+                .collect(),
+        };
+        let before = decode(black_box(&self.before));
+        let after = decode(black_box(&self.after));
+        let projection = project(&self.view, Some(&before), Some(&after)).expect("projects");
+        for op in &projection.ops {
+            match op {
+                ItemOp::Put { item, .. } => {
+                    black_box(rowcast::dynamo::encode_item(item, 1 << 40, "orders"));
+                }
+                ItemOp::Delete { key } => {
+                    black_box(rowcast::dynamo::encode_key(key));
+                }
+            }
+        }
+    }
+}
+
 criterion_group!(cpu, benches);
-criterion_main!(cpu);
+
+/// `ROWCAST_CPU_ITERATIONS=N`: runs the whole path N times and nothing else, for a count that
+/// noise on a shared machine does not move: `perf stat -e instructions:u` over two values of N
+/// gives the instructions of one row change (see the README).
+fn main() {
+    if let Ok(iterations) = std::env::var("ROWCAST_CPU_ITERATIONS") {
+        let path = WholePath::new();
+        for _ in 0..iterations.parse::<u64>().expect("a count") {
+            path.run();
+        }
+        return;
+    }
+    cpu();
+    Criterion::default().configure_from_args().final_summary();
+}

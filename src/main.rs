@@ -715,10 +715,10 @@ async fn query(path: &Path, place: (&str, Option<&str>), pk: &str, page_size: i3
         Err(code) => return code,
     };
     let (table, index) = place;
-    let mut views = config.views.iter().filter(|v| v.table == table);
+    let mut views = config.views.iter().filter(|v| *v.table == *table);
     // The partition key's attribute name, from the views writing to that table (or index).
     let pk_attribute = match index {
-        None => views.next().map_or("pk", |v| v.key.pk_attribute.as_str()),
+        None => views.next().map_or("pk", |v| &*v.key.pk_attribute),
         Some(index) => {
             let mut indexes = views.flat_map(|v| &v.indexes);
             match indexes.find(|i| i.name == index) {
@@ -758,9 +758,9 @@ fn item_places(
         .iter()
         .map(|v| {
             let place = rowcast::control::letters::ItemPlace {
-                table: v.table.clone(),
-                pk_attribute: v.key.pk_attribute.clone(),
-                sk_attribute: v.key.sk_attribute.clone(),
+                table: v.table.to_string(),
+                pk_attribute: v.key.pk_attribute.to_string(),
+                sk_attribute: v.key.sk_attribute.as_deref().map(str::to_string),
             };
             (v.name.clone(), place)
         })

@@ -198,13 +198,13 @@ pub async fn start_daemon_at(
     assert!(status.success());
     let log = std::fs::File::create(dir.join("rowcast.log")).expect("log");
     let spawned = Instant::now();
-    let daemon = Daemon(
-        Command::new(bin)
-            .args(["run", "--config", config])
-            .stderr(log)
-            .spawn()
-            .expect("spawn"),
-    );
+    let mut command = Command::new(bin);
+    command.args(["run", "--config", config]).stderr(log);
+    // ROWCAST_BENCH_DAEMON_THREADS: the daemon's tokio worker threads (its default: one per core).
+    if let Ok(threads) = std::env::var("ROWCAST_BENCH_DAEMON_THREADS") {
+        command.env("TOKIO_WORKER_THREADS", threads);
+    }
+    let daemon = Daemon(command.spawn().expect("spawn"));
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

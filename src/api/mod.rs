@@ -86,7 +86,7 @@ async fn get_item(
 ) -> Result<Option<serde_json::Value>, String> {
     let out = client
         .get_item()
-        .table_name(&key.table)
+        .table_name(&*key.table)
         .set_key(Some(encode_key(key)))
         .consistent_read(true)
         .send()

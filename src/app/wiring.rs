@@ -381,7 +381,7 @@ async fn spawn_writebacks(
     let mut by_table: BTreeMap<String, Vec<Arc<View>>> = BTreeMap::new();
     for view in config.views.iter().filter(|v| v.writeback_enabled) {
         by_table
-            .entry(view.table.clone())
+            .entry(view.table.to_string())
             .or_default()
             .push(view.clone());
     }

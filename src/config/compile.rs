@@ -385,7 +385,9 @@ fn view_files(path: &Path, base: &Path, raw: &RawConfig, problems: &mut Problems
 fn load_views(files: &[PathBuf], problems: &mut Problems) -> Vec<Arc<View>> {
     let mut views: Vec<Arc<View>> = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
-    let mut table_keys: HashMap<String, (PathBuf, String, Option<String>)> = HashMap::new();
+    // A shared table's first view file and key attribute names.
+    type Keys = (PathBuf, Arc<str>, Option<Arc<str>>);
+    let mut table_keys: HashMap<Arc<str>, Keys> = HashMap::new();
     for file in files {
         let Some(raw_view) = read_toml::<RawView>(file, problems) else {
             continue;
@@ -407,7 +409,7 @@ fn load_views(files: &[PathBuf], problems: &mut Problems) -> Vec<Arc<View>> {
             view.key.pk_attribute.clone(),
             view.key.sk_attribute.clone(),
         );
-        match table_keys.get(&view.table) {
+        match table_keys.get(&*view.table) {
             Some((other, pk, sk)) if *pk != keys.1 || *sk != keys.2 => {
                 problems.add(file, "key", format!(
                     "table {} is shared with the view in {} whose key attributes differ ({pk}/{sk:?} vs {}/{:?})",

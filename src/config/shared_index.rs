@@ -14,9 +14,9 @@ pub(super) fn check_shared_indexes(views: &[Arc<View>], problems: &mut Problems)
     for view in views {
         for (i, index) in view.indexes.iter().enumerate() {
             let field = format!("index[{i}]");
-            match seen.get(&(view.table.as_str(), index.name.as_str())) {
+            match seen.get(&(&*view.table, index.name.as_str())) {
                 None => {
-                    seen.insert((&view.table, &index.name), (view, i));
+                    seen.insert((&*view.table, &index.name), (view, i));
                 }
                 Some((other, j)) => {
                     let first = &other.indexes[*j];

@@ -125,7 +125,7 @@ pub(super) fn compile_view_into(
     Some(View {
         name: raw.name,
         file: file.to_path_buf(),
-        table: raw.table,
+        table: raw.table.into(),
         source: source?,
         filter,
         key: KeySpec {
@@ -134,8 +134,8 @@ pub(super) fn compile_view_into(
                 None => None,
                 Some(t) => Some(t?),
             },
-            pk_attribute: key.pk_attribute,
-            sk_attribute: key.sk_attribute,
+            pk_attribute: key.pk_attribute.into(),
+            sk_attribute: key.sk_attribute.map(Into::into),
         },
         attributes,
         fill,

@@ -80,9 +80,12 @@ pub fn encode_item(item: &Item, version: u128, view: &str) -> HashMap<String, At
 
 pub fn encode_key(key: &ItemKey) -> HashMap<String, AttributeValue> {
     let mut out = HashMap::new();
-    out.insert(key.pk_attribute.clone(), AttributeValue::S(key.pk.clone()));
+    out.insert(
+        key.pk_attribute.to_string(),
+        AttributeValue::S(key.pk.clone()),
+    );
     if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
-        out.insert(name.clone(), AttributeValue::S(sk.clone()));
+        out.insert(name.to_string(), AttributeValue::S(sk.clone()));
     }
     out
 }

@@ -32,9 +32,9 @@ pub async fn remove_marked(
 ) -> Result<bool, SdkErrorInfo> {
     let mut request = client
         .update_item()
-        .table_name(&key.table)
+        .table_name(&*key.table)
         .set_key(Some(encode_key(key)))
-        .expression_attribute_names("#k", &key.pk_attribute)
+        .expression_attribute_names("#k", &*key.pk_attribute)
         .expression_attribute_names("#v", VERSION_ATTRIBUTE)
         .expression_attribute_names("#r", REMOVAL_ATTRIBUTE);
     let mark = match guard {
@@ -50,7 +50,7 @@ pub async fn remove_marked(
             let mut condition = String::from("attribute_exists(#k) AND attribute_not_exists(#v)");
             let values = image.iter().filter(|(name, _)| {
                 !name.starts_with('_')
-                    && **name != key.pk_attribute
+                    && ***name != *key.pk_attribute
                     && Some(name.as_str()) != key.sk_attribute.as_deref()
             });
             for (i, (name, value)) in values.enumerate() {
@@ -98,7 +98,7 @@ async fn delete_if_equal(
 ) -> Result<bool, SdkErrorInfo> {
     let deleted = client
         .delete_item()
-        .table_name(&key.table)
+        .table_name(&*key.table)
         .set_key(Some(encode_key(key)))
         .condition_expression("#a = :a")
         .expression_attribute_names("#a", name)

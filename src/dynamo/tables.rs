@@ -91,10 +91,10 @@ pub fn view_tables(views: &[Arc<View>]) -> BTreeMap<String, TableNeed> {
     let mut tables: BTreeMap<String, TableNeed> = BTreeMap::new();
     for view in views {
         let need = tables
-            .entry(view.table.clone())
+            .entry(view.table.to_string())
             .or_insert_with(|| TableNeed {
-                pk: view.key.pk_attribute.clone(),
-                sk: view.key.sk_attribute.clone(),
+                pk: view.key.pk_attribute.to_string(),
+                sk: view.key.sk_attribute.as_deref().map(str::to_string),
                 streams: false,
                 users: Vec::new(),
                 indexes: Vec::new(),

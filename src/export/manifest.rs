@@ -50,7 +50,7 @@ impl ViewEntry {
     pub fn new(view: &View) -> Self {
         ViewEntry {
             name: view.name.clone(),
-            table: view.table.clone(),
+            table: view.table.to_string(),
             fingerprint: view.fingerprint(),
             rows: 0,
             items: 0,

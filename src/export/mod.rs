@@ -210,7 +210,7 @@ impl Run<'_> {
                     }
                     line.clear();
                     json::item_line(&mut line, &item, version, &view.name);
-                    let files = self.files.entry(view.table.clone()).or_insert_with(|| {
+                    let files = self.files.entry(view.table.to_string()).or_insert_with(|| {
                         TableFiles::new(&view.table, self.export.max_file_bytes)
                     });
                     files.write_line(&self.export.dest, &line).await?;

@@ -70,7 +70,7 @@ pub fn verdict(op: &ItemOp, version: u128, stored: Stored) -> Verdict {
 type KeyId = (String, String, Option<String>);
 
 fn key_id(key: &ItemKey) -> KeyId {
-    (key.table.clone(), key.pk.clone(), key.sk.clone())
+    (key.table.to_string(), key.pk.clone(), key.sk.clone())
 }
 
 /// The keys of a group of writes (distinct), which DynamoDB's answers name: items read, keys
@@ -102,7 +102,7 @@ impl<'a> Asked<'a> {
             .ops
             .iter()
             .map(|op| op.op.key())
-            .find(|key| key.table == table)?;
+            .find(|key| *key.table == *table)?;
         let text = |name: &str| match attributes.get(name) {
             Some(AttributeValue::S(s)) => Some(s.clone()),
             _ => None,
@@ -255,17 +255,17 @@ fn leave_unread(
     let asked = Asked::new(ops);
     for (n, op) in ops.iter().enumerate().skip(1).step_by(2) {
         let key = op.op.key();
-        if let Some(items) = responses.get_mut(&key.table) {
+        if let Some(items) = responses.get_mut(&*key.table) {
             items.retain(|item| asked.position(&key.table, item) != Some(n));
         }
-        match unprocessed.get_mut(&key.table) {
+        match unprocessed.get_mut(&*key.table) {
             Some(entry) => entry.keys.push(encode_key(key)),
             None => {
                 let entry = KeysAndAttributes::builder()
                     .keys(encode_key(key))
                     .build()
                     .expect("keys are set");
-                unprocessed.insert(key.table.clone(), entry);
+                unprocessed.insert(key.table.to_string(), entry);
             }
         }
     }
@@ -276,18 +276,18 @@ fn check_request(ops: &[WriteOp]) -> Result<HashMap<String, KeysAndAttributes>, 
     let mut by_table: HashMap<&str, Vec<&ItemKey>> = HashMap::new();
     for op in ops {
         let key = op.op.key();
-        by_table.entry(key.table.as_str()).or_default().push(key);
+        by_table.entry(&*key.table).or_default().push(key);
     }
     let mut request = HashMap::with_capacity(by_table.len());
     for (table, keys) in by_table {
         let first = keys[0];
         let mut names = KeysAndAttributes::builder()
             .consistent_read(true)
-            .expression_attribute_names("#p", &first.pk_attribute)
+            .expression_attribute_names("#p", &*first.pk_attribute)
             .expression_attribute_names("#v", VERSION_ATTRIBUTE);
         names = match &first.sk_attribute {
             Some(sk) => names
-                .expression_attribute_names("#s", sk)
+                .expression_attribute_names("#s", &**sk)
                 .projection_expression("#p, #s, #v"),
             None => names.projection_expression("#p, #v"),
         };

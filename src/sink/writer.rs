@@ -191,7 +191,7 @@ impl Writer {
     /// whose version guard was checked before).
     pub async fn write_batch(&self, ops: &[WriteOp], guarded: bool) {
         let tables: std::collections::BTreeSet<&str> =
-            ops.iter().map(|op| op.op.key().table.as_str()).collect();
+            ops.iter().map(|op| &*op.op.key().table).collect();
         // The first attempt (and a retry of all of it) is encoded from `ops` and handed over
         // whole; only the items DynamoDB leaves unprocessed are kept, to send again. (Cloning
         // every request for every attempt cost as much as encoding it.)
@@ -355,7 +355,7 @@ impl Writer {
                 );
                 self.client
                     .put_item()
-                    .table_name(&key.table)
+                    .table_name(&*key.table)
                     .set_item(Some(encoded))
                     .condition_expression("attribute_not_exists(#v) OR #v <= :v")
                     .expression_attribute_names("#v", VERSION_ATTRIBUTE)
@@ -369,7 +369,7 @@ impl Writer {
                 let mut request = self
                     .client
                     .put_item()
-                    .table_name(&key.table)
+                    .table_name(&*key.table)
                     .set_item(Some(encode_item(item, op.version, &op.view)));
                 if conditional {
                     request = request
@@ -387,7 +387,7 @@ impl Writer {
                 let mut request = self
                     .client
                     .delete_item()
-                    .table_name(&key.table)
+                    .table_name(&*key.table)
                     .set_key(Some(encode_key(key)));
                 if conditional {
                     request = request
@@ -475,7 +475,7 @@ fn batch_requests(ops: &[WriteOp]) -> HashMap<String, Vec<WriteRequest>> {
     let mut requests: HashMap<String, Vec<WriteRequest>> = HashMap::new();
     for op in ops {
         requests
-            .entry(op.op.key().table.clone())
+            .entry(op.op.key().table.to_string())
             .or_default()
             .push(write_request(op));
     }

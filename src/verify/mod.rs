@@ -194,7 +194,7 @@ pub struct Services<'a> {
 
 fn dynamo_error(view: &View) -> impl Fn(SdkErrorInfo) -> VerifyError + '_ {
     move |info| VerifyError::Dynamo {
-        table: view.table.clone(),
+        table: view.table.to_string(),
         info,
     }
 }

@@ -38,9 +38,9 @@ pub fn view_item(
     views: &[Arc<View>],
     raw: &HashMap<String, AttributeValue>,
 ) -> Option<(ItemKey, Stored)> {
-    let pk = raw.get(&view.key.pk_attribute)?.as_s().ok()?;
+    let pk = raw.get(&*view.key.pk_attribute)?.as_s().ok()?;
     let sk = match &view.key.sk_attribute {
-        Some(name) => Some(raw.get(name)?.as_s().ok()?.as_str()),
+        Some(name) => Some(raw.get(&**name)?.as_s().ok()?.as_str()),
         None => None,
     };
     let named = raw.get(VIEW_ATTRIBUTE).and_then(|v| v.as_s().ok());
@@ -127,7 +127,7 @@ impl<'a> Pages<'a> {
         let page = self
             .client
             .scan()
-            .table_name(&self.view.table)
+            .table_name(&*self.view.table)
             .segment(self.segment.0)
             .total_segments(self.segment.1)
             .consistent_read(true)
@@ -189,13 +189,13 @@ pub async fn get_items(
         while let Some(request) = pending.take() {
             let out_page = client
                 .batch_get_item()
-                .request_items(&view.table, request)
+                .request_items(&*view.table, request)
                 .send()
                 .await
                 .map_err(|e| classify_sdk_error(&e))?;
             for raw in out_page
                 .responses
-                .and_then(|mut r| r.remove(&view.table))
+                .and_then(|mut r| r.remove(&*view.table))
                 .unwrap_or_default()
             {
                 if let Some((key, stored)) = view_item(view, views, &raw) {
@@ -204,7 +204,7 @@ pub async fn get_items(
             }
             pending = out_page
                 .unprocessed_keys
-                .and_then(|mut u| u.remove(&view.table))
+                .and_then(|mut u| u.remove(&*view.table))
                 .filter(|k| !k.keys.is_empty());
             if pending.is_some() {
                 tokio::time::sleep(pause).await;

@@ -7,7 +7,7 @@
 
 use std::cmp::Ordering;
 
-use super::value::{is_number_text, Cell, DecimalNumber};
+use super::value::{is_number_text, Cell, DecimalText};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
@@ -550,8 +550,8 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
 
 /// Exact comparison of two decimal numbers in text (`-12.50`, `1e3`).
 pub fn compare_decimal(a: &str, b: &str) -> Option<Ordering> {
-    let a = DecimalNumber::parse(a)?;
-    let b = DecimalNumber::parse(b)?;
+    let a = DecimalText::parse(a)?;
+    let b = DecimalText::parse(b)?;
     Some(a.cmp(&b))
 }
 

@@ -7,6 +7,7 @@
 //! needs that the row's schema lacks is an incompatible schema change: the view halts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::join::{apply_joins, Joined};
 pub use super::row::{ColumnKind, ColumnSchema, Row, TableSchema};
@@ -18,10 +19,11 @@ pub type Item = BTreeMap<String, Attr>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ItemKey {
-    pub table: String,
-    pub pk_attribute: String,
+    /// The view's own names, shared (see [`KeySpec`](super::spec::KeySpec)).
+    pub table: Arc<str>,
+    pub pk_attribute: Arc<str>,
     pub pk: String,
-    pub sk_attribute: Option<String>,
+    pub sk_attribute: Option<Arc<str>>,
     pub sk: Option<String>,
 }
 
@@ -187,9 +189,9 @@ fn build_item(
     // Gathered in a vector and built into the map at once (sorted, later entries of one name
     // winning as inserts would): cheaper than inserting one by one (`benches/cpu.rs`).
     let mut item: Vec<(String, Attr)> = Vec::with_capacity(row.cells.len() + 2);
-    item.push((key.pk_attribute.clone(), Attr::S(key.pk.clone())));
+    item.push((key.pk_attribute.to_string(), Attr::S(key.pk.clone())));
     if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
-        item.push((name.clone(), Attr::S(sk.clone())));
+        item.push((name.to_string(), Attr::S(sk.clone())));
     }
     for index in &view.indexes {
         match index_key(view, row, index)? {

@@ -1,6 +1,7 @@
 //! A validated view: what the config module compiles a view spec file into.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::filter::Expr;
 use super::template::Template;
@@ -36,8 +37,10 @@ impl std::fmt::Display for TableRef {
 pub struct KeySpec {
     pub pk: Template,
     pub sk: Option<Template>,
-    pub pk_attribute: String,
-    pub sk_attribute: Option<String>,
+    /// Shared with every [`ItemKey`](super::project::ItemKey) of the view (a reference count,
+    /// not a copy per item).
+    pub pk_attribute: Arc<str>,
+    pub sk_attribute: Option<Arc<str>>,
 }
 
 /// One `[[index]]`: a global secondary index of the view's table whose key attributes the
@@ -107,7 +110,8 @@ pub struct View {
     pub name: String,
     /// The spec file, for error messages.
     pub file: PathBuf,
-    pub table: String,
+    /// Shared with every item key of the view, as the key attribute names are.
+    pub table: Arc<str>,
     pub source: TableRef,
     pub filter: Option<Expr>,
     pub key: KeySpec,
@@ -282,7 +286,7 @@ impl View {
     /// A key attribute of the item or of one of its indexes: rendered from templates, never a
     /// column's value.
     pub fn is_key_attribute(&self, name: &str) -> bool {
-        name == self.key.pk_attribute
+        *name == *self.key.pk_attribute
             || self.key.sk_attribute.as_deref() == Some(name)
             || self
                 .indexes

@@ -4,7 +4,7 @@
 //! digits like Rust's `{:0N}` (`-042` for -42 at width 4). A NULL in a key column means the row
 //! has no item; an empty rendered key is the caller's to dead-letter.
 
-use super::value::{Cell, ValueError};
+use super::value::{push_integer, Cell, ValueError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
@@ -121,16 +121,11 @@ fn render_cell(
     if cell.is_null() {
         return Err(RenderError::NullColumn(name.to_string()));
     }
-    use std::fmt::Write as _;
-    // Written into `out` directly (a String's fmt::Write cannot fail): keys render for every row.
+    // Written into `out` directly, integers without `fmt`: keys render for every row.
     match pad {
         Some(width) => match cell {
-            Cell::Int(v) => {
-                let _ = write!(out, "{v:0width$}");
-            }
-            Cell::UInt(v) => {
-                let _ = write!(out, "{v:0width$}");
-            }
+            Cell::Int(v) => push_integer(out, *v, width),
+            Cell::UInt(v) => push_integer(out, *v, width),
             other => {
                 return Err(RenderError::PadNotInteger {
                     column: name.to_string(),
@@ -139,12 +134,8 @@ fn render_cell(
             }
         },
         None => match cell {
-            Cell::Int(v) => {
-                let _ = write!(out, "{v}");
-            }
-            Cell::UInt(v) => {
-                let _ = write!(out, "{v}");
-            }
+            Cell::Int(v) => push_integer(out, *v, 0),
+            Cell::UInt(v) => push_integer(out, *v, 0),
             Cell::Text(v) | Cell::Enum(v) => out.push_str(v),
             other => {
                 let text = other

@@ -149,8 +149,8 @@ impl Cell {
     pub fn to_text(&self) -> Result<Option<String>, ValueError> {
         Ok(Some(match self {
             Cell::Null | Cell::ZeroDate => return Ok(None),
-            Cell::Int(v) => v.to_string(),
-            Cell::UInt(v) => v.to_string(),
+            Cell::Int(v) => itoa::Buffer::new().format(*v).to_string(),
+            Cell::UInt(v) => itoa::Buffer::new().format(*v).to_string(),
             Cell::Decimal(v) => v.clone(),
             Cell::Float(v) => format_f32(*v),
             Cell::Double(v) => format_f64(*v),
@@ -317,6 +317,55 @@ fn checked_datetime_secs(dt: &DateTime) -> Option<i64> {
 /// The exact decimal text of `units / 10^frac_digits`: sign, whole part, and the fraction
 /// without trailing zeros (and without a bare point): `(-500_000, 6)` → `-0.5`.
 fn decimal_from_parts(units: i128, frac_digits: usize) -> String {
+    // Written digit by digit rather than through `format!`: an epoch conversion runs for every
+    // row of a view that has one (`benches/cpu.rs`).
+    let Some(scale) = u32::try_from(frac_digits)
+        .ok()
+        .and_then(|d| 10u128.checked_pow(d))
+    else {
+        return decimal_from_parts_slow(units, frac_digits);
+    };
+    let magnitude = units.unsigned_abs();
+    let (whole, mut frac) = (magnitude / scale, magnitude % scale);
+    let mut out = String::with_capacity(24);
+    if units < 0 {
+        out.push('-');
+    }
+    out.push_str(itoa::Buffer::new().format(whole));
+    if frac != 0 {
+        let mut width = frac_digits;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        out.push('.');
+        push_padded(&mut out, itoa::Buffer::new().format(frac), width);
+    }
+    out
+}
+
+/// `digits` (no sign) left-padded with zeros to `width`.
+pub fn push_padded(out: &mut String, digits: &str, width: usize) {
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
+}
+
+/// An integer's text as `format!("{value:0width$}")` writes it (the sign counts in the width).
+pub fn push_integer(out: &mut String, value: impl itoa::Integer, width: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let text = buffer.format(value);
+    match text.strip_prefix('-') {
+        Some(digits) => {
+            out.push('-');
+            push_padded(out, digits, width.saturating_sub(1));
+        }
+        None => push_padded(out, text, width),
+    }
+}
+
+fn decimal_from_parts_slow(units: i128, frac_digits: usize) -> String {
     let width = frac_digits.saturating_add(1);
     let digits = format!("{:0>width$}", units.unsigned_abs());
     let (whole, frac) = digits.split_at(digits.len().saturating_sub(frac_digits));
@@ -798,62 +847,26 @@ impl DecimalNumber {
     /// does not fit an `i64` (an exponent beyond ±9.2E18): never a wrapped or clamped point.
     /// Zero is zero whatever its exponent, as long as the exponent itself fits an `i64`.
     pub fn parse(text: &str) -> Option<DecimalNumber> {
-        if !is_number_text(text) {
-            return None;
-        }
-        let (negative, body) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
-        let (mantissa, exponent) = match body.find(['e', 'E']) {
-            Some(at) => (&body[..at], body[at + 1..].parse::<i64>().ok()?),
-            None => (body, 0),
-        };
-        let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-        let all = int_part.bytes().chain(frac_part.bytes());
-        let leading = all.clone().take_while(|&b| b == b'0').count();
-        let mut digits: Vec<u8> = all.skip(leading).map(|b| b - b'0').collect();
-        while digits.last() == Some(&0) {
-            digits.pop();
-        }
-        if digits.is_empty() {
-            return Some(DecimalNumber {
-                negative: false,
-                digits,
-                point: 0,
-            });
-        }
-        // Both counts are string lengths, so the difference cannot overflow; the exponent can.
-        let shift = i64::try_from(int_part.len()).ok()? - i64::try_from(leading).ok()?;
+        let number = DecimalText::parse(text)?;
         Some(DecimalNumber {
-            negative,
-            digits,
-            point: shift.checked_add(exponent)?,
+            negative: number.negative,
+            digits: number.digits().map(|b| b - b'0').collect(),
+            point: number.point,
         })
-    }
-
-    fn cmp_magnitude(&self, other: &DecimalNumber) -> Ordering {
-        match (self.digits.is_empty(), other.digits.is_empty()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => return Ordering::Less,
-            (false, true) => return Ordering::Greater,
-            _ => {}
-        }
-        self.point
-            .cmp(&other.point)
-            .then_with(|| self.digits.cmp(&other.digits))
     }
 }
 
 impl Ord for DecimalNumber {
     fn cmp(&self, other: &Self) -> Ordering {
-        match (self.negative, other.negative) {
-            (false, true) => Ordering::Greater,
-            (true, false) => Ordering::Less,
-            (false, false) => self.cmp_magnitude(other),
-            (true, true) => other.cmp_magnitude(self),
-        }
+        let magnitude = |a: &DecimalNumber, b: &DecimalNumber| {
+            a.point.cmp(&b.point).then_with(|| a.digits.cmp(&b.digits))
+        };
+        signed_cmp(
+            (self.negative, other.negative),
+            (self.digits.is_empty(), other.digits.is_empty()),
+            || magnitude(self, other),
+            || magnitude(other, self),
+        )
     }
 }
 
@@ -862,6 +875,154 @@ impl PartialOrd for DecimalNumber {
         Some(self.cmp(other))
     }
 }
+
+/// Two signed numbers compared from their signs, whether each is zero, and the comparison of
+/// their magnitudes both ways (`a` to `b`, `b` to `a`) when both are non-zero.
+fn signed_cmp(
+    (a_negative, b_negative): (bool, bool),
+    (a_zero, b_zero): (bool, bool),
+    magnitude: impl FnOnce() -> Ordering,
+    reversed: impl FnOnce() -> Ordering,
+) -> Ordering {
+    let a_negative = a_negative && !a_zero;
+    let b_negative = b_negative && !b_zero;
+    match (a_negative, b_negative) {
+        (false, true) => Ordering::Greater,
+        (true, false) => Ordering::Less,
+        (false, false) => match (a_zero, b_zero) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => magnitude(),
+        },
+        // Both negative, so neither is zero.
+        (true, true) => reversed(),
+    }
+}
+
+/// [`DecimalNumber`] read in place: the significant digits are the text's own (ASCII), in two
+/// slices (before and after the point), so comparing numbers in a filter allocates nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct DecimalText<'a> {
+    negative: bool,
+    int: &'a [u8],
+    frac: &'a [u8],
+    point: i64,
+}
+
+impl<'a> DecimalText<'a> {
+    /// As [`DecimalNumber::parse`]; one pass over the text (the same texts as
+    /// [`is_number_text`] are numbers).
+    pub fn parse(text: &'a str) -> Option<DecimalText<'a>> {
+        let bytes = text.as_bytes();
+        let (negative, body) = match bytes.first() {
+            Some(b'-') => (true, &bytes[1..]),
+            Some(b'+') => (false, &bytes[1..]),
+            _ => (false, bytes),
+        };
+        let digits_from =
+            |at: usize| at + body[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+        let int_end = digits_from(0);
+        let (frac_start, frac_end) = match body.get(int_end) {
+            Some(b'.') => (int_end + 1, digits_from(int_end + 1)),
+            _ => (int_end, int_end),
+        };
+        let (int, frac) = (&body[..int_end], &body[frac_start..frac_end]);
+        if int.is_empty() && frac.is_empty() {
+            return None;
+        }
+        let exponent = match body.get(frac_end) {
+            None => 0,
+            Some(b'e' | b'E') => {
+                let exp = &body[frac_end + 1..];
+                let unsigned = exp.strip_prefix(b"-").or(exp.strip_prefix(b"+"));
+                let digits = unsigned.unwrap_or(exp);
+                if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                std::str::from_utf8(exp).ok()?.parse::<i64>().ok()?
+            }
+            Some(_) => return None,
+        };
+        let zeros = |digits: &[u8]| digits.iter().take_while(|&&b| b == b'0').count();
+        let leading = match zeros(int) {
+            all if all == int.len() => all + zeros(frac),
+            some => some,
+        };
+        let zeros_back = |digits: &[u8]| digits.iter().rev().take_while(|&&b| b == b'0').count();
+        let trailing = match zeros_back(frac) {
+            all if all == frac.len() => all + zeros_back(int),
+            some => some,
+        };
+        if leading == int.len() + frac.len() {
+            let zero = DecimalText {
+                negative: false,
+                int: &[],
+                frac: &[],
+                point: 0,
+            };
+            return Some(zero);
+        }
+        // Both counts are string lengths, so the difference cannot overflow; the exponent can.
+        let shift = i64::try_from(int.len()).ok()? - i64::try_from(leading).ok()?;
+        let point = shift.checked_add(exponent)?;
+        let (int, frac) = if leading >= int.len() {
+            (&int[int.len()..], &frac[leading - int.len()..])
+        } else {
+            (&int[leading..], frac)
+        };
+        let (int, frac) = if trailing >= frac.len() {
+            (&int[..int.len() - (trailing - frac.len())], &frac[..0])
+        } else {
+            (int, &frac[..frac.len() - trailing])
+        };
+        Some(DecimalText {
+            negative,
+            int,
+            frac,
+            point,
+        })
+    }
+
+    /// The significant digits, as ASCII.
+    fn digits(&self) -> impl Iterator<Item = u8> + Clone + 'a {
+        self.int.iter().chain(self.frac).copied()
+    }
+
+    fn is_zero(&self) -> bool {
+        self.int.is_empty() && self.frac.is_empty()
+    }
+}
+
+impl Ord for DecimalText<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let magnitude = |a: &DecimalText, b: &DecimalText| {
+            a.point
+                .cmp(&b.point)
+                .then_with(|| a.digits().cmp(b.digits()))
+        };
+        signed_cmp(
+            (self.negative, other.negative),
+            (self.is_zero(), other.is_zero()),
+            || magnitude(self, other),
+            || magnitude(other, self),
+        )
+    }
+}
+
+impl PartialOrd for DecimalText<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for DecimalText<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for DecimalText<'_> {}
 
 pub fn json_to_attr(value: &serde_json::Value) -> Result<Attr, ValueError> {
     Ok(match value {
@@ -929,6 +1090,24 @@ crate::error::definite_errors!(ValueError);
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn decimal_numbers_are_normalised() {
+        let parsed = |text: &str| {
+            let n = DecimalNumber::parse(text).unwrap();
+            (n.negative, n.digits, n.point)
+        };
+        assert_eq!(parsed("12.5"), (false, vec![1, 2, 5], 2));
+        assert_eq!(parsed("0.0050"), (false, vec![5], -2));
+        assert_eq!(parsed("100"), (false, vec![1], 3));
+        assert_eq!(parsed("-100.00e-1"), (true, vec![1], 2));
+        assert_eq!(parsed("-0.00"), (false, vec![], 0));
+        assert_eq!(parsed("0e99"), (false, vec![], 0));
+        assert_eq!(parsed("007.0700"), (false, vec![7, 0, 7], 1));
+        assert_eq!(parsed(".5"), (false, vec![5], 0));
+        assert_eq!(DecimalNumber::parse("1e9223372036854775807"), None);
+        assert_eq!(DecimalNumber::parse("1.2.3"), None);
+    }
 
     #[test]
     fn temporal_forms() {
@@ -1057,6 +1236,74 @@ mod tests {
                 Some(in_range) => prop_assert_eq!(check_number(&text).is_ok(), in_range),
                 None => prop_assert!(check_number(&text).is_err()),
             }
+        }
+
+        #[test]
+        fn decimal_text_orders_as_the_numbers_do(
+            a in "[-+]?[0-9]{0,8}(\\.[0-9]{0,8})?([eE][-+]?[0-5])?",
+            b in "[-+]?[0-9]{0,8}(\\.[0-9]{0,8})?([eE][-+]?[0-5])?",
+        ) {
+            // The oracle: each text as a whole mantissa times a power of ten, both brought to
+            // the smaller power (at most 10^16 * 10^18: within an i128).
+            let exact = |text: &str| -> Option<(i128, i64)> {
+                if !is_number_text(text) {
+                    return None;
+                }
+                let (mantissa, exp) = match text.split_once(['e', 'E']) {
+                    Some((m, e)) => (m, e.parse::<i64>().unwrap()),
+                    None => (text, 0),
+                };
+                let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+                let digits = format!("{int}{frac}").trim_start_matches(['-', '+']).to_string();
+                let value: i128 = if digits.is_empty() { 0 } else { digits.parse().unwrap() };
+                let sign = if mantissa.starts_with('-') { -1 } else { 1 };
+                Some((sign * value, exp - frac.len() as i64))
+            };
+            let expected = match (exact(&a), exact(&b)) {
+                (Some((x, ex)), Some((y, ey))) => {
+                    let low = ex.min(ey);
+                    let scale = |v: i128, e: i64| v * 10i128.pow((e - low) as u32);
+                    Some(scale(x, ex).cmp(&scale(y, ey)))
+                }
+                _ => None,
+            };
+            let text = DecimalText::parse(&a).zip(DecimalText::parse(&b)).map(|(x, y)| x.cmp(&y));
+            prop_assert_eq!(text, expected);
+            let owned = DecimalNumber::parse(&a).zip(DecimalNumber::parse(&b)).map(|(x, y)| x.cmp(&y));
+            prop_assert_eq!(owned, expected);
+        }
+
+        #[test]
+        fn decimal_text_reads_the_texts_is_number_text_accepts(text in "[-+.eE0-9x]{0,12}") {
+            prop_assert_eq!(DecimalText::parse(&text).is_some(), is_number_text(&text));
+        }
+
+        #[test]
+        fn epoch_decimals_are_written_as_formatting_does(
+            units in any::<i64>(),
+            wide in any::<i128>(),
+            frac_digits in 0usize..=8,
+        ) {
+            for units in [i128::from(units), wide] {
+                prop_assert_eq!(
+                    decimal_from_parts(units, frac_digits),
+                    decimal_from_parts_slow(units, frac_digits)
+                );
+            }
+        }
+
+        #[test]
+        fn integers_are_padded_as_formatting_does(
+            signed in any::<i64>(),
+            unsigned in any::<u64>(),
+            width in 0usize..=24,
+        ) {
+            let mut out = String::new();
+            push_integer(&mut out, signed, width);
+            prop_assert_eq!(&out, &format!("{signed:0width$}"));
+            out.clear();
+            push_integer(&mut out, unsigned, width);
+            prop_assert_eq!(&out, &format!("{unsigned:0width$}"));
         }
 
         #[test]

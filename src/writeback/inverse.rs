@@ -80,13 +80,13 @@ pub enum Decision {
 /// The key columns parsed back from an item's key attributes; `None` when the key is not one
 /// of this view's.
 pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
-    let Some(Attr::S(pk)) = keys.get(&view.key.pk_attribute) else {
+    let Some(Attr::S(pk)) = keys.get(&*view.key.pk_attribute) else {
         return None;
     };
     let mut columns = view.key.pk.parse_key(pk).ok()?;
     match (&view.key.sk, &view.key.sk_attribute) {
         (Some(template), Some(name)) => {
-            let Some(Attr::S(sk)) = keys.get(name) else {
+            let Some(Attr::S(sk)) = keys.get(&**name) else {
                 return None;
             };
             columns.extend(template.parse_key(sk).ok()?);
