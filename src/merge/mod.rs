@@ -155,6 +155,8 @@ impl Merge {
             holds: BTreeMap::new(),
         };
         let mut hold: Option<Hold> = None;
+        // The gauge's handle, looked up once: this loop turns for every event.
+        let depth = metrics().queue_depth.with_label_values(&["merge"]);
         loop {
             self.send_due_batch().await?;
             let stream_open = !matches!(hold, Some(Hold::Begun { .. }));
@@ -183,10 +185,7 @@ impl Merge {
                 _ = sleep_until(due), if due.is_some() => continue,
             }
             hold = self.merge_if_reached(hold, &mut cursor).await?;
-            metrics()
-                .queue_depth
-                .with_label_values(&["merge"])
-                .set(self.source.len() as i64);
+            depth.set(self.source.len() as i64);
         }
     }
 

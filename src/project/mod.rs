@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use prometheus::IntCounter;
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -40,7 +41,9 @@ struct Origin<'a> {
 }
 
 /// A view and its name as a metric label.
-type ViewEntry = (Arc<View>, Arc<str>);
+/// A view, its name as the lanes carry it, and its `rows` counters (insert, update, delete),
+/// looked up once rather than for every row.
+type ViewEntry = (Arc<View>, Arc<str>, [IntCounter; 3]);
 
 const BARRIER_EVERY: Duration = Duration::from_millis(5);
 
@@ -92,10 +95,12 @@ impl Projector {
                 .view_halted
                 .with_label_values(&[&view.name])
                 .set(0);
-            by_table
-                .entry(view.source.clone())
-                .or_default()
-                .push((view.clone(), Arc::from(view.name.as_str())));
+            by_table.entry(view.source.clone()).or_default().push((
+                view.clone(),
+                Arc::from(view.name.as_str()),
+                ["insert", "update", "delete"]
+                    .map(|op| metrics().rows.with_label_values(&[&view.name, op])),
+            ));
         }
         Projector {
             views: by_table,
@@ -112,6 +117,8 @@ impl Projector {
     pub async fn run(mut self) -> Result<(), ProjectError> {
         let mut pending: Option<Barrier> = None;
         let mut last_sent = Instant::now();
+        // The gauge's handle, looked up once: this loop turns for every event.
+        let depth = metrics().queue_depth.with_label_values(&["project"]);
         while let Some(event) = self.rx.recv().await {
             match event {
                 StreamEvent::Row(change) => self.handle_row(change).await?,
@@ -122,10 +129,7 @@ impl Projector {
                     pending = Some(self.hold(barrier));
                 }
             }
-            metrics()
-                .queue_depth
-                .with_label_values(&["project"])
-                .set(self.rx.len() as i64);
+            depth.set(self.rx.len() as i64);
             if pending.is_some() && (self.rx.is_empty() || last_sent.elapsed() >= BARRIER_EVERY) {
                 if let Some(barrier) = pending.take() {
                     self.broadcast(barrier).await?;
@@ -178,10 +182,10 @@ impl Projector {
                 .views
                 .values()
                 .flatten()
-                .filter(|(view, _)| {
+                .filter(|(view, _, _)| {
                     view.source == *table || view.joins.iter().any(|j| j.from == *table)
                 })
-                .map(|(view, _)| view.name.clone())
+                .map(|(view, _, _)| view.name.clone())
                 .collect(),
         };
         let restart = halt.restart.unwrap_or_else(|| self.last.restart.clone());
@@ -292,7 +296,7 @@ impl Projector {
         };
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
-        for (view, name) in views {
+        for (view, name, _) in views {
             if !chunk.views.contains(&view.name) {
                 continue;
             }
@@ -365,17 +369,17 @@ impl Projector {
         let Some(views) = self.views.get(&change.table) else {
             return Ok(());
         };
-        let op_label = match (&change.before, &change.after) {
-            (None, Some(_)) => "insert",
-            (Some(_), Some(_)) => "update",
-            _ => "delete",
+        let op = match (&change.before, &change.after) {
+            (None, Some(_)) => 0,    // insert
+            (Some(_), Some(_)) => 1, // update
+            _ => 2,                  // delete
         };
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
-        for (view, name) in views {
+        for (view, name, rows) in views {
             let halted = self.halted.contains_key(&view.name);
             if !halted {
-                metrics().rows.with_label_values(&[name, op_label]).inc();
+                rows[op].inc();
             }
             let projection = if halted {
                 // Only removals, so that a rebuild later leaves no item of a row gone meanwhile.

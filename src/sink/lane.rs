@@ -97,7 +97,10 @@ impl<D: Deliver> Lane<D> {
         let mut window = Window::default();
         let mut in_flight: Option<InFlight> = None;
         let mut closed = false;
-        let depth_label = format!("lane_{}", self.id);
+        // The gauge's handle, looked up once: this loop turns for every message.
+        let depth = metrics()
+            .queue_depth
+            .with_label_values(&[&format!("lane_{}", self.id)]);
         loop {
             if in_flight.is_none() && !window.is_empty() {
                 let lingered = window
@@ -117,10 +120,7 @@ impl<D: Deliver> Lane<D> {
                 (None, Some(at)) => Some(at + self.config.linger),
                 _ => None,
             };
-            metrics()
-                .queue_depth
-                .with_label_values(&[&depth_label])
-                .set(self.rx.len() as i64);
+            depth.set(self.rx.len() as i64);
             let receive = !closed && !self.full(&window);
             tokio::select! {
                 biased;
