@@ -314,29 +314,13 @@ mod tests {
     }
 
     fn key_of(pk: &str) -> ItemKey {
-        ItemKey {
-            table: "t".into(),
-            pk_attribute: "pk".into(),
-            pk: pk.into(),
-            sk_attribute: None,
-            sk: None,
-        }
+        crate::sink::test_ops::key(pk)
     }
 
     fn delete(pk: &str) -> WriteOp {
         WriteOp {
-            view: "v".into(),
-            op: ItemOp::Delete { key: key_of(pk) },
-            version: 10,
-            seq: 1,
             guard: true,
-            mark_removal: false,
-            restore: false,
-            origin: std::sync::Arc::new(crate::pipeline::Position {
-                file: "b.1".into(),
-                pos: 4,
-                gtid: None,
-            }),
+            ..crate::sink::test_ops::delete("v", pk, 10)
         }
     }
 

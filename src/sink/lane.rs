@@ -268,7 +268,6 @@ mod tests {
 
     use super::*;
     use crate::pipeline::Position;
-    use crate::view::ItemOp;
 
     /// Records what is delivered and when (in paused time); each delivery takes `takes`.
     #[derive(Default)]
@@ -294,27 +293,7 @@ mod tests {
     }
 
     fn write(pk: &str, version: u128) -> LaneMsg {
-        let key = ItemKey {
-            table: "t".into(),
-            pk_attribute: "pk".into(),
-            pk: pk.into(),
-            sk_attribute: None,
-            sk: None,
-        };
-        LaneMsg::Write(WriteOp {
-            view: "v".into(),
-            op: ItemOp::Delete { key },
-            version,
-            seq: 1,
-            guard: false,
-            mark_removal: false,
-            restore: false,
-            origin: Arc::new(Position {
-                file: "b.1".into(),
-                pos: 4,
-                gtid: None,
-            }),
-        })
+        LaneMsg::Write(crate::sink::test_ops::delete("v", pk, version))
     }
 
     fn barrier(seq: u64) -> LaneMsg {

@@ -4,4 +4,6 @@
 
 pub mod checked;
 pub mod lane;
+#[cfg(test)]
+mod test_ops;
 pub mod writer;

@@ -179,11 +179,28 @@ impl Writer {
     }
 
     pub(super) fn count_written(op: &WriteOp) {
-        let kind = match op.op {
+        Self::count_written_all(std::slice::from_ref(op));
+    }
+
+    /// Counts written items with one labelled lookup per run of one view and kind (a batch is
+    /// usually one run), not one per item.
+    fn count_written_all(ops: &[WriteOp]) {
+        let kind = |op: &WriteOp| match op.op {
             ItemOp::Put { .. } => "put",
             ItemOp::Delete { .. } => "delete",
         };
-        metrics().items.with_label_values(&[&op.view, kind]).inc();
+        let mut rest = ops;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|op| op.view == first.view && kind(op) == kind(first))
+                .count();
+            metrics()
+                .items
+                .with_label_values(&[&first.view, kind(first)])
+                .inc_by(run as u64);
+            rest = &rest[run..];
+        }
     }
 
     /// Writes `ops` (distinct keys, at most 25) with one BatchWriteItem, retrying what is left.
@@ -222,7 +239,7 @@ impl Writer {
                         .filter(|(_, requests)| !requests.is_empty())
                         .collect();
                     if unprocessed.is_empty() {
-                        ops.iter().for_each(Self::count_written);
+                        Self::count_written_all(ops);
                         // The tables of the request that went through (as a hold names them).
                         for table in sent_tables(&unprocessed_left, &tables) {
                             self.resumed(table);
@@ -500,5 +517,30 @@ fn write_request(op: &WriteOp) -> WriteRequest {
                     .expect("key is set"),
             )
             .build(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::test_ops::{delete, put};
+
+    /// Written items are counted per view and kind, one lookup per run of them.
+    #[test]
+    fn written_items_are_counted_by_view_and_kind() {
+        let count = |view: &str, kind: &str| metrics().items.with_label_values(&[view, kind]).get();
+        let ops = [
+            put("count-a", "1", 1),
+            put("count-a", "2", 1),
+            delete("count-a", "3", 1),
+            put("count-b", "4", 1),
+            put("count-a", "5", 1),
+        ];
+        Writer::count_written_all(&ops);
+        Writer::count_written(&ops[2]);
+        assert_eq!(count("count-a", "put"), 3);
+        assert_eq!(count("count-a", "delete"), 2);
+        assert_eq!(count("count-b", "put"), 1);
+        assert_eq!(count("count-b", "delete"), 0);
     }
 }

@@ -209,13 +209,7 @@ mod tests {
     use super::*;
 
     fn key(pk: &str) -> ItemKey {
-        ItemKey {
-            table: "t".into(),
-            pk_attribute: "pk".into(),
-            pk: pk.into(),
-            sk_attribute: None,
-            sk: None,
-        }
+        ItemKey::for_test(pk)
     }
 
     fn item(pairs: &[(&str, Attr)]) -> Item {

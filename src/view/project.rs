@@ -27,6 +27,20 @@ pub struct ItemKey {
     pub sk: Option<String>,
 }
 
+impl ItemKey {
+    /// A key of table `t` whose partition key attribute is `pk`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(pk: &str) -> ItemKey {
+        ItemKey {
+            table: "t".into(),
+            pk_attribute: "pk".into(),
+            pk: pk.into(),
+            sk_attribute: None,
+            sk: None,
+        }
+    }
+}
+
 impl std::fmt::Display for ItemKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.sk {
