@@ -527,10 +527,16 @@ pub fn with_scale(text: &str, scale: u8) -> String {
 /// (`1.5e-8`) outside 1e-7..1e21, plain (`0.001`, `1000`) inside; zero, infinities and NaN as
 /// Rust writes them.
 pub fn format_f32(v: f32) -> String {
+    format_f32_from(v, ryu::Buffer::new().format(v.abs()))
+}
+
+/// [`format_f32`] from a shortest round-trip text of `|v|` (ryu's, or Rust's `{:e}`: any form
+/// [`shortest_parts`] reads).
+fn format_f32_from(v: f32, shortest: &str) -> String {
     let abs = v.abs();
     let sci = abs != 0.0 && !(1e-7..1e21).contains(&abs);
     // An f32 widens to f64 exactly, so the f64's exact value is the f32's.
-    closest_shortest(f64::from(abs), &format!("{abs:e}"), |digits, exp| {
+    closest_shortest(f64::from(abs), shortest, |digits, exp| {
         format!("{digits}e{exp}").parse::<f32>() == Ok(abs)
     })
     .map(|(digits, exp)| float_text(v.is_sign_negative(), digits, exp, sci))
@@ -539,9 +545,15 @@ pub fn format_f32(v: f32) -> String {
 
 /// Shortest text that round-trips as a 64-bit float, by the rules of [`format_f32`].
 pub fn format_f64(v: f64) -> String {
+    // ryu's shortest digits: written into a stack buffer, faster than `{:e}` into a String.
+    format_f64_from(v, ryu::Buffer::new().format(v.abs()))
+}
+
+/// [`format_f64`] from a shortest round-trip text of `|v|`, as [`format_f32_from`].
+fn format_f64_from(v: f64, shortest: &str) -> String {
     let abs = v.abs();
     let sci = abs != 0.0 && !(1e-7..1e21).contains(&abs);
-    closest_shortest(abs, &format!("{abs:e}"), |digits, exp| {
+    closest_shortest(abs, shortest, |digits, exp| {
         exact_f64(digits, exp)
             .unwrap_or_else(|| format!("{digits}e{exp}").parse::<f64>().unwrap_or(f64::NAN))
             == abs
@@ -572,19 +584,20 @@ fn rust_text_f64(v: f64) -> String {
 
 /// The shortest round-trip digits of a finite, positive float `abs` as `(digits, exp)`, the
 /// value `digits × 10^exp`: the closest to `abs` of those that read back as the float, an exact
-/// tie to the even digit. Rust's shortest text `rust_sci` (`{:e}`) gives the digit count; the
-/// closeness is decided on the float's exact decimal value, never in floating point (which
-/// cannot see a tie). `round_trips` says whether a text reads back as the float. `None` for
-/// zero and non-finite floats (and, defensively, for anything unexpected).
+/// tie to the even digit. A shortest round-trip text `shortest` gives the digit count (any of
+/// the shortest: which one does not matter); the closeness is decided on the float's exact
+/// decimal value, never in floating point (which cannot see a tie). `round_trips` says whether
+/// a text reads back as the float. `None` for zero and non-finite floats (and, defensively,
+/// for anything unexpected).
 fn closest_shortest(
     abs: f64,
-    rust_sci: &str,
+    shortest: &str,
     round_trips: impl Fn(u64, i64) -> bool,
 ) -> Option<(u64, i64)> {
     if abs == 0.0 || !abs.is_finite() {
         return None;
     }
-    let (rust_digits, exp) = sci_parts(rust_sci)?;
+    let (rust_digits, exp) = shortest_parts(shortest)?;
     // The digit values that round-trip are consecutive: when neither neighbour of Rust's does,
     // Rust's is the only shortest text and nothing needs the exact value.
     let neighbour = |digits: Option<u64>| digits.is_some_and(|d| round_trips(d, exp));
@@ -596,26 +609,33 @@ fn closest_shortest(
     nearest_round_trip(nearest, rust_digits, exp, round_trips)
 }
 
-/// `3.4826113e5` → `(34826113, -2)`: the digits as an integer and the exponent of the last one.
-fn sci_parts(text: &str) -> Option<(u64, i64)> {
-    let (mantissa, exp) = text.split_once('e')?;
+/// `3.4826113e5` → `(34826113, -2)`, `1200.0` → `(12, 2)`: a positive number's significant
+/// digits as an integer (no trailing zeros) and the exponent of the last one. Reads Rust's `{:e}`
+/// and ryu's forms; `None` for anything else and for zero.
+fn shortest_parts(text: &str) -> Option<(u64, i64)> {
+    let (mantissa, exp) = match text.split_once(['e', 'E']) {
+        Some((mantissa, exp)) => (mantissa, exp.parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let (whole, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let mut digits: u64 = 0;
-    let mut count: i64 = 0;
-    for byte in mantissa.bytes().filter(|b| *b != b'.') {
+    for byte in whole.bytes().chain(frac.bytes()) {
         if !byte.is_ascii_digit() {
             return None;
         }
         digits = digits
             .checked_mul(10)?
             .checked_add(u64::from(byte - b'0'))?;
-        count += 1;
     }
-    Some((
-        digits,
-        exp.parse::<i64>()
-            .ok()?
-            .checked_sub(count.checked_sub(1)?)?,
-    ))
+    if digits == 0 {
+        return None;
+    }
+    let mut exp = exp.checked_sub(i64::try_from(frac.len()).ok()?)?;
+    while digits.is_multiple_of(10) {
+        digits /= 10;
+        exp = exp.checked_add(1)?;
+    }
+    Some((digits, exp))
 }
 
 /// `digits × 10^exp` as the nearest f64, when one IEEE operation gives it exactly rounded:
@@ -1274,6 +1294,20 @@ mod tests {
         }
 
         #[test]
+        fn decimal_order_holds_at_any_exponent(
+            a in "[-+]?[0-9]{0,6}(\\.[0-9]{0,6})?",
+            b in "[-+]?[0-9]{0,6}(\\.[0-9]{0,6})?",
+            k in -(1i64 << 62)..(1i64 << 62),
+        ) {
+            // Scaling both by one power of ten keeps their order, however far the point moves.
+            let order = |x: &str, y: &str| {
+                DecimalText::parse(x).zip(DecimalText::parse(y)).map(|(x, y)| x.cmp(&y))
+            };
+            prop_assert_eq!(order(&format!("{a}e{k}"), &format!("{b}e{k}")), order(&a, &b));
+            prop_assert_eq!(order(&format!("{a}e{k}"), &format!("{a}E{k:+}")), order(&a, &a));
+        }
+
+        #[test]
         fn decimal_text_reads_the_texts_is_number_text_accepts(text in "[-+.eE0-9x]{0,12}") {
             prop_assert_eq!(DecimalText::parse(&text).is_some(), is_number_text(&text));
         }
@@ -1304,6 +1338,23 @@ mod tests {
             out.clear();
             push_integer(&mut out, unsigned, width);
             prop_assert_eq!(&out, &format!("{unsigned:0width$}"));
+        }
+
+        #[test]
+        fn ryus_digits_give_the_text_rusts_gave(
+            bits in any::<u64>(),
+            bits32 in any::<u32>(),
+            digits in 0u64..10_000_000,
+            exp in -30i32..30,
+        ) {
+            // Any float, and the short decimals columns mostly hold (2.75, 1e-7, 348261.125).
+            let short = format!("{digits}e{exp}");
+            for v in [f64::from_bits(bits), short.parse().unwrap()] {
+                prop_assert_eq!(format_f64(v), format_f64_from(v, &format!("{:e}", v.abs())));
+            }
+            for v in [f32::from_bits(bits32), short.parse().unwrap()] {
+                prop_assert_eq!(format_f32(v), format_f32_from(v, &format!("{:e}", v.abs())));
+            }
         }
 
         #[test]
