@@ -186,9 +186,10 @@ impl WholePath {
 
 criterion_group!(cpu, benches);
 
-/// `ROWCAST_CPU_ITERATIONS=N`: runs the whole path N times and nothing else, for a count that
-/// noise on a shared machine does not move: `perf stat -e instructions:u` over two values of N
-/// gives the instructions of one row change (see the README).
+/// `ROWCAST_CPU_ITERATIONS=N`: runs the whole path N times and nothing else. The fastest of
+/// several such runs under `/usr/bin/time` moves far less on a busy shared machine than
+/// criterion's mean (these VMs have no hardware counters for an instruction count); see the
+/// README.
 fn main() {
     if let Ok(iterations) = std::env::var("ROWCAST_CPU_ITERATIONS") {
         let path = WholePath::new();

@@ -40,10 +40,14 @@ struct Origin<'a> {
     position: &'a Arc<Position>,
 }
 
-/// A view and its name as a metric label.
-/// A view, its name as the lanes carry it, and its `rows` counters (insert, update, delete),
-/// looked up once rather than for every row.
-type ViewEntry = (Arc<View>, Arc<str>, [IntCounter; 3]);
+/// A view of a source table, as the projector holds it.
+struct ViewEntry {
+    view: Arc<View>,
+    /// The view's name as the lanes carry it.
+    name: Arc<str>,
+    /// Its `rows` counters (insert, update, delete), looked up once rather than for every row.
+    rows: [IntCounter; 3],
+}
 
 const BARRIER_EVERY: Duration = Duration::from_millis(5);
 
@@ -95,12 +99,15 @@ impl Projector {
                 .view_halted
                 .with_label_values(&[&view.name])
                 .set(0);
-            by_table.entry(view.source.clone()).or_default().push((
-                view.clone(),
-                Arc::from(view.name.as_str()),
-                ["insert", "update", "delete"]
-                    .map(|op| metrics().rows.with_label_values(&[&view.name, op])),
-            ));
+            by_table
+                .entry(view.source.clone())
+                .or_default()
+                .push(ViewEntry {
+                    view: view.clone(),
+                    name: Arc::from(view.name.as_str()),
+                    rows: ["insert", "update", "delete"]
+                        .map(|op| metrics().rows.with_label_values(&[&view.name, op])),
+                });
         }
         Projector {
             views: by_table,
@@ -182,10 +189,9 @@ impl Projector {
                 .views
                 .values()
                 .flatten()
-                .filter(|(view, _, _)| {
-                    view.source == *table || view.joins.iter().any(|j| j.from == *table)
-                })
-                .map(|(view, _, _)| view.name.clone())
+                .map(|entry| &entry.view)
+                .filter(|view| view.source == *table || view.joins.iter().any(|j| j.from == *table))
+                .map(|view| view.name.clone())
                 .collect(),
         };
         let restart = halt.restart.unwrap_or_else(|| self.last.restart.clone());
@@ -296,7 +302,7 @@ impl Projector {
         };
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
-        for (view, name, _) in views {
+        for ViewEntry { view, name, .. } in views {
             if !chunk.views.contains(&view.name) {
                 continue;
             }
@@ -376,7 +382,7 @@ impl Projector {
         };
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
-        for (view, name, rows) in views {
+        for ViewEntry { view, name, rows } in views {
             let halted = self.halted.contains_key(&view.name);
             if !halted {
                 rows[op].inc();

@@ -67,27 +67,34 @@ pub fn verdict(op: &ItemOp, version: u128, stored: Stored) -> Verdict {
 }
 
 /// The stored item's identity: table, partition key, sort key.
-type KeyId = (String, String, Option<String>);
-
-fn key_id(key: &ItemKey) -> KeyId {
-    (key.table.to_string(), key.pk.clone(), key.sk.clone())
-}
+type KeyId<'a> = (&'a str, &'a str, Option<&'a str>);
 
 /// The keys of a group of writes (distinct), which DynamoDB's answers name: items read, keys
 /// or write requests left unprocessed.
 pub(super) struct Asked<'a> {
-    ops: &'a [WriteOp],
-    positions: HashMap<KeyId, usize>,
+    positions: HashMap<KeyId<'a>, usize>,
+    /// Each table's key attribute names (the views of one table name them alike: checked by
+    /// the config).
+    names: HashMap<&'a str, (&'a str, Option<&'a str>)>,
 }
 
 impl<'a> Asked<'a> {
     pub(super) fn new(ops: &'a [WriteOp]) -> Self {
-        let positions = ops
-            .iter()
-            .enumerate()
-            .map(|(n, op)| (key_id(op.op.key()), n))
-            .collect();
-        Self { ops, positions }
+        let mut asked = Self {
+            positions: HashMap::with_capacity(ops.len()),
+            names: HashMap::new(),
+        };
+        for (n, op) in ops.iter().enumerate() {
+            let key = op.op.key();
+            asked
+                .positions
+                .insert((&key.table, &key.pk, key.sk.as_deref()), n);
+            asked
+                .names
+                .entry(&key.table)
+                .or_insert((&key.pk_attribute, key.sk_attribute.as_deref()));
+        }
+        asked
     }
 
     /// The position in the group of the write whose key the item (or key) `attributes` of
@@ -97,19 +104,14 @@ impl<'a> Asked<'a> {
         table: &str,
         attributes: &HashMap<String, AttributeValue>,
     ) -> Option<usize> {
-        // The views of one table name its key attributes alike (checked by the config).
-        let like = self
-            .ops
-            .iter()
-            .map(|op| op.op.key())
-            .find(|key| *key.table == *table)?;
+        let (pk_name, sk_name) = self.names.get(table)?;
         let text = |name: &str| match attributes.get(name) {
-            Some(AttributeValue::S(s)) => Some(s.clone()),
+            Some(AttributeValue::S(s)) => Some(s.as_str()),
             _ => None,
         };
-        let pk = text(&like.pk_attribute)?;
-        let sk = like.sk_attribute.as_deref().and_then(text);
-        self.positions.get(&(table.to_string(), pk, sk)).copied()
+        let pk = text(pk_name)?;
+        let sk = sk_name.and_then(text);
+        self.positions.get(&(table, pk, sk)).copied()
     }
 }
 
