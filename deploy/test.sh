@@ -27,7 +27,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 export ROWCAST_TEST_MYSQL_URL=${ROWCAST_TEST_MYSQL_URL:-mysql://rowcast_admin:rowcast@127.0.0.1:3306}
 export ROWCAST_TEST_DYNAMODB=${ROWCAST_TEST_DYNAMODB:-http://127.0.0.1:8000}
+# A one-off build gains nothing from incremental state, which costs disk beside ~30 test binaries.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+df -h . | sed 's/^/disk before the build: /'
 # Benchmarks compile and run once in test mode (the end-to-end driver only under `cargo bench`).
 # The tests are built with the `failpoints` feature: named crash points (src/util/failpoint.rs).
-cargo test --benches
+# The benchmarks take the same features so the library is compiled once for both.
+cargo test --features failpoints --benches
 cargo test --features failpoints --lib --bins --tests -- --test-threads="${ROWCAST_TEST_THREADS:-4}" "$@"
