@@ -107,6 +107,9 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu_before = cpu_seconds(pid);
+    // Every write request rowcast sends (BatchWriteItem, single and conditional writes).
+    let requests = "rowcast_batch_write_duration_seconds_count";
+    let requests_before = metric_sum(port, requests).await;
     let started = Instant::now();
     support::insert_accounts(&mut conn, "accounts", 0..rows).await;
     let committed = started.elapsed().as_secs_f64();
@@ -121,12 +124,14 @@ async fn main() {
     }
     let total = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
+    let sent = metric_sum(port, requests).await - requests_before;
     println!(
-        "rowcast throughput ({mode} mode): {rows} rows committed in {committed:.2}s, all in DynamoDB after {total:.2}s = {:.0} rows/s ({:.0}% of the raw ceiling{}); rowcast CPU {:.1} µs per row",
+        "rowcast throughput ({mode} mode): {rows} rows committed in {committed:.2}s, all in DynamoDB after {total:.2}s = {:.0} rows/s ({:.0}% of the raw ceiling{}); rowcast CPU {:.1} µs per row; {sent:.0} write requests, {:.1} items each",
         rows as f64 / total,
         100.0 * (rows as f64 / total) / (rows as f64 / raw_secs),
         loader.map_or(String::new(), |rate| format!(", {:.2}× the 4-process loader", rows as f64 / total / rate)),
         cpu * 1e6 / rows as f64,
+        rows as f64 / sent.max(1.0),
     );
 
     // 3. Commit-to-visible latency at a steady low rate (one row per commit, ~50 commits/s).

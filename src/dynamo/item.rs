@@ -67,10 +67,7 @@ pub fn from_attribute_value(value: &AttributeValue) -> Option<Attr> {
 pub fn encode_item(item: &Item, version: u128, view: &str) -> HashMap<String, AttributeValue> {
     let mut out: HashMap<String, AttributeValue> = HashMap::with_capacity(item.len() + 2);
     out.extend(item.iter().map(|(k, v)| (k.clone(), to_attribute_value(v))));
-    out.insert(
-        VERSION_ATTRIBUTE.to_string(),
-        AttributeValue::N(version.to_string()),
-    );
+    out.insert(VERSION_ATTRIBUTE.to_string(), types_value(version));
     out.insert(
         VIEW_ATTRIBUTE.to_string(),
         AttributeValue::S(view.to_string()),
@@ -102,5 +99,28 @@ pub fn item_size(item: &Item, view: &str) -> usize {
 
 /// A version as a number attribute.
 pub fn types_value(version: u128) -> AttributeValue {
-    AttributeValue::N(version.to_string())
+    // `itoa`: a u128 through `fmt` divides digit by digit (one per written item).
+    AttributeValue::N(itoa::Buffer::new().format(version).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version's text is its decimal digits, from 0 to the largest u128.
+    #[test]
+    fn versions_are_written_as_their_decimal_digits() {
+        for version in [
+            0,
+            1,
+            9,
+            10,
+            u128::from(u64::MAX),
+            1 << 64,
+            (7 << 32) | 3,
+            u128::MAX,
+        ] {
+            assert_eq!(types_value(version), AttributeValue::N(version.to_string()));
+        }
+    }
 }

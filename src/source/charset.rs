@@ -54,7 +54,12 @@ type Fix = (u32, char, u16);
 
 pub(super) fn decode(bytes: &[u8], collation: u16) -> String {
     match charset_of(collation) {
-        Charset::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+        // Valid text (nearly always) through the standard library's word-at-a-time check; the
+        // lossy decoder, which walks it character by character, only for bytes that are not.
+        Charset::Utf8 => match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        },
         Charset::Legacy(legacy) => legacy.decode(bytes),
         Charset::Ucs2 => bytes
             .chunks(2)
@@ -388,6 +393,19 @@ const EUCJPMS_FIXES: &[Fix] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// UTF-8 text (collation 45, utf8mb4_general_ci) reads as itself; bytes that are not UTF-8
+    /// read as the lossy decoder reads them, a replacement character for each bad sequence.
+    #[test]
+    fn utf8_text_reads_as_itself_and_bad_bytes_as_replacements() {
+        assert_eq!(decode(b"plain", 45), "plain");
+        assert_eq!(
+            decode("caf\u{e9} \u{1F600}".as_bytes(), 45),
+            "caf\u{e9} \u{1F600}"
+        );
+        assert_eq!(decode(b"", 45), "");
+        assert_eq!(decode(b"a\xffb\xc3", 45), "a\u{FFFD}b\u{FFFD}");
+    }
 
     #[test]
     fn fixes_are_sorted_and_disjoint() {
