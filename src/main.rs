@@ -282,13 +282,27 @@ impl From<&ExportArgs> for rowcast::app::ExportRequest {
     }
 }
 
+/// Tokio worker threads of `rowcast run` unless `TOKIO_WORKER_THREADS` says otherwise. The
+/// daemon waits on the network far more than it computes (about 2 µs of projection per row
+/// against 10–13 µs in the SDK's request path and the kernel), and a second worker mostly adds
+/// wake-ups across threads: in three alternated pairs of `cargo bench --bench e2e` runs on 2
+/// cores, one worker backfilled at 1.51–1.66× the bulk loader with 14.0–16.5 µs CPU per row
+/// against 1.43–1.47× and 17.0–24.5 µs with two, and streamed at the same rate and latency
+/// (README, Performance). Other commands (`export`, `verify`) compute more and keep one worker
+/// per core.
+const RUN_WORKER_THREADS: usize = 1;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // An explicit count wins over the variable in tokio, so it is only set when the variable is not.
+    if matches!(cli.command, Command::Run { .. })
+        && std::env::var_os("TOKIO_WORKER_THREADS").is_none()
     {
+        builder.worker_threads(RUN_WORKER_THREADS);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

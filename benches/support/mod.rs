@@ -200,7 +200,8 @@ pub async fn start_daemon_at(
     let spawned = Instant::now();
     let mut command = Command::new(bin);
     command.args(["run", "--config", config]).stderr(log);
-    // ROWCAST_BENCH_DAEMON_THREADS: the daemon's tokio worker threads (its default: one per core).
+    // ROWCAST_BENCH_DAEMON_THREADS: the daemon's tokio worker threads (`rowcast run` has one by
+    // default, see `RUN_WORKER_THREADS` in src/main.rs).
     if let Ok(threads) = std::env::var("ROWCAST_BENCH_DAEMON_THREADS") {
         command.env("TOKIO_WORKER_THREADS", threads);
     }

@@ -493,12 +493,17 @@ pub fn with_scale(text: &str, scale: u8) -> String {
     if scale == 0 {
         return int_part.to_string();
     }
-    let mut out = String::with_capacity(int_part.len() + 1 + scale);
+    // The first `scale` characters of the fraction, as one slice (DECIMAL text is ASCII, but a
+    // column read as text may not be): copied at once, not character by character.
+    let kept = frac
+        .char_indices()
+        .nth(scale)
+        .map_or(frac, |(end, _)| &frac[..end]);
+    let pad = scale - kept.chars().count();
+    let mut out = String::with_capacity(int_part.len() + 1 + kept.len() + pad);
     out.push_str(int_part);
     out.push('.');
-    let kept = frac.chars().take(scale);
-    let pad = scale - kept.clone().count();
-    out.extend(kept);
+    out.push_str(kept);
     out.extend(std::iter::repeat_n('0', pad));
     out
 }
@@ -1455,6 +1460,30 @@ mod tests {
                     None => prop_assert!(year > 9999),
                 }
             }
+        }
+    }
+
+    /// `with_scale` as it was written first (character by character): the oracle of the
+    /// property below.
+    fn with_scale_by_chars(text: &str, scale: u8) -> String {
+        let scale = usize::from(scale);
+        let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
+        if scale == 0 {
+            return int_part.to_string();
+        }
+        let kept = frac.chars().take(scale);
+        let pad = scale - kept.clone().count();
+        format!("{int_part}.{}{}", kept.collect::<String>(), "0".repeat(pad))
+    }
+
+    proptest! {
+        /// Any text at any scale, ASCII digits or not, gets the text the first version gave.
+        #[test]
+        fn with_scale_keeps_its_first_versions_text(
+            text in "-?[0-9]{0,6}(\\.[0-9\u{e9}\u{1F600}]{0,8})?",
+            scale in 0u8..12,
+        ) {
+            prop_assert_eq!(with_scale(&text, scale), with_scale_by_chars(&text, scale));
         }
     }
 
