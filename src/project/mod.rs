@@ -302,6 +302,7 @@ impl Projector {
         };
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
+        let mut projected = 0usize;
         for ViewEntry { view, name, .. } in views {
             if !chunk.views.contains(&view.name) {
                 continue;
@@ -336,6 +337,12 @@ impl Projector {
                     position: &chunk.origin,
                 };
                 self.route(view, name, projection, &origin, &mut outgoing);
+                projected += 1;
+                if projected.is_multiple_of(YIELD_EVERY) {
+                    // `run` has one worker thread: a chunk of up to 100,000 rows × its views
+                    // must not hold up the lanes, the checkpoint tracker and the probes.
+                    tokio::task::yield_now().await;
+                }
             }
             if let Some(key) = &chunk.remove {
                 let index = u32::try_from(chunk.rows.len()).unwrap_or(u32::MAX);
@@ -424,6 +431,10 @@ impl Projector {
     }
 }
 
+/// Snapshot rows projected between two yields to the runtime: about a quarter of a millisecond
+/// of narrow rows, a few milliseconds of wide ones.
+const YIELD_EVERY: usize = 256;
+
 /// A halted view backfilled again (`rowcast snapshot --view`) is rebuilt from the first
 /// chunk of the pass on: the chunks are read after the change that halted it, so they
 /// supersede it, and later changes are projected again. `false`: not such a chunk.
@@ -435,4 +446,109 @@ fn rebuild(halted: &mut HashMap<String, Held>, view: &str, chunk: &SnapshotRows)
     metrics().view_halted.with_label_values(&[view]).set(0);
     info!(view = %view, position = %chunk.origin, "halted view rebuilt from a backfill pass: it follows the binlog again");
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
+    use crate::view::value::Cell;
+
+    const VIEW: &str = r#"
+name = "accounts"
+table = "accounts_view"
+source = "shop.accounts"
+[key]
+pk = "ACC#{id}"
+[attributes]
+id = "id"
+"#;
+
+    fn chunk(rows: usize) -> SnapshotRows {
+        let schema = Arc::new(TableSchema::new(
+            TableRef::parse("shop.accounts").expect("valid"),
+            vec![ColumnSchema {
+                name: "id".into(),
+                kind: ColumnKind::Int { unsigned: true },
+                is_virtual: false,
+            }],
+        ));
+        SnapshotRows {
+            table: schema.table.clone(),
+            views: vec!["accounts".into()],
+            rows: (0..rows as u64)
+                .map(|id| Row {
+                    schema: schema.clone(),
+                    cells: vec![Cell::UInt(id)],
+                })
+                .collect(),
+            joined: None,
+            refresh: false,
+            pass_starts: Vec::new(),
+            restore: false,
+            remove: None,
+            seq: 1,
+            first_index: 0,
+            origin: Arc::new(Position {
+                file: "bin.000001".into(),
+                pos: 4,
+                gtid: None,
+            }),
+            guard: false,
+            hold: None,
+        }
+    }
+
+    /// On one thread, another task runs while a large snapshot chunk is still being projected
+    /// (before its first write reaches a lane), not only once all of it is: `rowcast run` has a
+    /// single worker, which the lanes, the checkpoint tracker and the probes share.
+    #[test]
+    fn a_large_snapshot_chunk_lets_other_tasks_run_while_it_is_projected() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let view = crate::config::compile_view(std::path::Path::new("v.toml"), VIEW)
+                .expect("valid view");
+            let rows = 4 * YIELD_EVERY;
+            let (lane, mut lane_rx) = mpsc::channel(rows + 1);
+            let (_events, rx) = mpsc::channel(1);
+            let start = ProjectStart {
+                restart: Restart {
+                    seq: 0,
+                    position: Position {
+                        file: "bin.000001".into(),
+                        pos: 4,
+                        gtid: None,
+                    },
+                },
+                backfill: Arc::new(BackfillState::new()),
+            };
+            let mut projector = Projector::new(
+                &[Arc::new(view)],
+                rx,
+                vec![lane.clone()],
+                Arc::new(AtomicU64::new(0)),
+                start,
+            );
+            // Writes already sent to the lane when the other task first ran.
+            let sent_when_other_ran = Arc::new(AtomicU64::new(u64::MAX));
+            let seen = sent_when_other_ran.clone();
+            let other = tokio::spawn(async move {
+                let sent = lane.max_capacity() - lane.capacity();
+                seen.store(sent as u64, Ordering::SeqCst);
+            });
+            projector
+                .handle_snapshot(chunk(rows))
+                .await
+                .expect("projects");
+            other.await.expect("ran");
+            assert_eq!(sent_when_other_ran.load(Ordering::SeqCst), 0);
+            let mut written = 0;
+            while let Ok(LaneMsg::Write(_)) = lane_rx.try_recv() {
+                written += 1;
+            }
+            assert_eq!(written, rows);
+        });
+    }
 }
