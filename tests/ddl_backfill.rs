@@ -20,8 +20,10 @@ async fn a_column_dropped_during_a_backfill_is_read_again() {
     let table = env.table("views");
     env.sql("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL, spare INT)")
         .await;
-    // Enough rows that the backfill is still running when the DROP comes (30,000 once finished
-    // first on a quiet machine).
+    // Enough rows, written slowly enough (each lane's window held 200 ms below), that the
+    // backfill is still running when the DROP comes and for the 4 s the reader holds it back:
+    // at most 8 lanes × 100 items per 200 ms, so 60,000 rows take at least 15 s. Without the
+    // hold, a daemon on one worker thread finished 60,000 rows before the DROP.
     let rows = 60_000;
     env.sql(&format!(
         "INSERT INTO items SELECT seq, CONCAT('n', seq), seq FROM seq_1_to_{rows}"
@@ -35,7 +37,10 @@ async fn a_column_dropped_during_a_backfill_is_read_again() {
     env.write_config("[backfill]\nchunk_rows = 50\n");
     env.create_tables();
     // Every DDL: other tests running at the same time write DDL into the same binlog.
-    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "source.before_ddl=sleep4000@*")]);
+    let daemon = env.spawn_with(&[(
+        "ROWCAST_FAILPOINTS",
+        "source.before_ddl=sleep4000@*,lane.before_write=sleep200@*",
+    )]);
     daemon.wait_until(|status, _| status == 200).await;
     env.sql("ALTER TABLE items DROP COLUMN spare").await;
     let expected = (1..=rows)
