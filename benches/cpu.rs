@@ -186,10 +186,10 @@ impl WholePath {
 
 criterion_group!(cpu, benches);
 
-/// `ROWCAST_CPU_ITERATIONS=N`: runs the whole path N times and nothing else. The fastest of
-/// several such runs under `/usr/bin/time` moves far less on a busy shared machine than
-/// criterion's mean (these VMs have no hardware counters for an instruction count); see the
-/// README.
+/// `ROWCAST_CPU_ITERATIONS=N`: runs the whole path N times and nothing else. Under
+/// `valgrind --tool=callgrind`, two values of N give the instructions of one row change, which a
+/// busy shared machine does not move (these VMs have no hardware counters for `perf stat`); the
+/// fastest of several runs under `/usr/bin/time` gives its time. See the README.
 fn main() {
     if let Ok(iterations) = std::env::var("ROWCAST_CPU_ITERATIONS") {
         let path = WholePath::new();

@@ -32,6 +32,7 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 df -h . | sed 's/^/disk before the build: /'
 # Benchmarks compile and run once in test mode (the end-to-end driver only under `cargo bench`).
 # The tests are built with the `failpoints` feature: named crash points (src/util/failpoint.rs).
-# The benchmarks take the same features so the library is compiled once for both.
-cargo test --features failpoints --benches
+# The benchmarks take the same features so the library is compiled once for both; `--bench '*'`
+# (not `--benches`, which takes the library's unit tests too) so those run once, below.
+cargo test --features failpoints --bench '*'
 cargo test --features failpoints --lib --bins --tests -- --test-threads="${ROWCAST_TEST_THREADS:-4}" "$@"

@@ -312,11 +312,7 @@ mod tests {
     use super::*;
 
     fn key() -> ItemKey {
-        key_of("A")
-    }
-
-    fn key_of(pk: &str) -> ItemKey {
-        crate::sink::test_ops::key(pk)
+        ItemKey::for_test("A")
     }
 
     fn delete(pk: &str) -> WriteOp {

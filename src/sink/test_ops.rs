@@ -5,10 +5,6 @@ use std::sync::Arc;
 use crate::pipeline::{Position, WriteOp};
 use crate::view::{ItemKey, ItemOp};
 
-pub fn key(pk: &str) -> ItemKey {
-    ItemKey::for_test(pk)
-}
-
 /// A plain write of `op` in view `view` at `version`.
 pub fn write(view: &str, op: ItemOp, version: u128) -> WriteOp {
     WriteOp {
@@ -28,12 +24,18 @@ pub fn write(view: &str, op: ItemOp, version: u128) -> WriteOp {
 }
 
 pub fn delete(view: &str, pk: &str, version: u128) -> WriteOp {
-    write(view, ItemOp::Delete { key: key(pk) }, version)
+    write(
+        view,
+        ItemOp::Delete {
+            key: ItemKey::for_test(pk),
+        },
+        version,
+    )
 }
 
 pub fn put(view: &str, pk: &str, version: u128) -> WriteOp {
     let op = ItemOp::Put {
-        key: key(pk),
+        key: ItemKey::for_test(pk),
         item: Default::default(),
     };
     write(view, op, version)
