@@ -69,11 +69,14 @@ async fn main() {
     let dir = std::env::temp_dir().join(format!("rowcast-writer-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let writer = Arc::new(Writer {
-        client: client.clone(),
+        // As the daemon's lanes: each request sent once, retried by the writer.
+        client: rowcast::dynamo::sending_once(&client),
         dead_letters: DeadLetterStore::file(dir.join("dead.jsonl")),
         max_backoff: std::time::Duration::from_millis(200),
         held: Default::default(),
         check_versions: false,
+        lease: rowcast::control::Lease::unowned(),
+        abandoned: Default::default(),
     });
     let table: Arc<str> = Arc::from(table.as_str());
     let view: Arc<str> = Arc::from("accounts");

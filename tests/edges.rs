@@ -452,6 +452,175 @@ async fn a_second_instance_fences_the_first() {
     assert!(!log.contains("did not release it"), "{log}");
 }
 
+/// An instance that is paused (SIGSTOP here: a stopped or frozen container, a long stall) while
+/// it holds an unwritten change, and taken over meanwhile, must not write that change when it
+/// resumes: its successor has written newer versions of the item since, and the old write
+/// would put the older one back for good (the paused instance is fenced a moment later and
+/// never rewrites it). On the code before the write lease, the resumed lane wrote at once,
+/// before the ownership check that fences it answered, and the item kept the older value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_instance_taken_over_meanwhile_writes_nothing_when_it_resumes() {
+    paused_instance_writes_nothing("edgepause", false).await;
+}
+
+/// The same when the successor has stopped cleanly, releasing the checkpoint, before the paused
+/// instance resumes: nobody owns the item then, and that must not read as "still mine". On the
+/// code before, a release removed the owner and the resumed instance's check took it back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_instance_resuming_after_its_successor_released_writes_nothing() {
+    paused_instance_writes_nothing("edgepauserel", true).await;
+}
+
+async fn paused_instance_writes_nothing(name: &str, successor_stops_first: bool) {
+    let (env, table) = notes(name, "").await;
+    // Every window waits 3 s before it is written: time to pause the instance while it holds one.
+    let mut first = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep3000@*")]);
+    first.wait_ready().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    let read = |metrics: &str| metric(metrics, "rowcast_transactions_total");
+    let before = read(&first.get("/metrics").await.1);
+    env.sql("UPDATE notes SET body = 'two' WHERE id = 1").await;
+    // The first instance has read the change (its lane now waits to write it): pause it.
+    eventually(
+        "the first instance reads the update",
+        Duration::from_secs(10),
+        || async { read(&first.get("/metrics").await.1) > before },
+    )
+    .await;
+    first.signal("-STOP");
+    let items = env.items(&table).await;
+    assert_eq!(
+        items[0]["body"], "one",
+        "precondition: the paused instance holds the update unwritten"
+    );
+    // The second instance takes over, replays the update and writes a newer one.
+    let second = env.spawn_second();
+    second.wait_ready().await;
+    env.sql("UPDATE notes SET body = 'three' WHERE id = 1")
+        .await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    let second = if successor_stops_first {
+        assert!(second.terminate().success());
+        None
+    } else {
+        Some(second)
+    };
+    first.resume_until_fenced().await;
+    assert_eq!(
+        env.items(&table).await,
+        expected_notes(&env).await,
+        "the resumed instance wrote over its successor; its log: {}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
+    if let Some(second) = second {
+        assert!(second.terminate().success());
+    }
+}
+
+/// The control table deleted under a running daemon: the checkpoint tracker fails for good,
+/// and with it the write lease that only it renews. The daemon must stop (non-zero) rather
+/// than hang with its lanes waiting for a confirmation that cannot come, and must not
+/// acknowledge what it did not write. (The first version of the write lease hung here.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_control_table_gone_stops_the_daemon_instead_of_hanging_it() {
+    let (env, table) = notes("edgenocontrol", "").await;
+    // Every window waits 4 s before it is written: longer than the lease (3.2 s here), so the
+    // window of the second row is still to be written when the tracker has failed.
+    let mut daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep4000@*")]);
+    daemon.wait_ready().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    env.ddb
+        .delete_table()
+        .table_name(env.table("control"))
+        .send()
+        .await
+        .unwrap();
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    let status = daemon.exited(Duration::from_secs(60)).await;
+    assert!(!status.success(), "exited with {status}");
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("writes given up"),
+        "{}",
+        common::tail(&daemon.log)
+    );
+}
+
+/// The checkpoint item's ownership, store against store on DynamoDB Local: a claim names the
+/// predecessor that did not release the item, with the write lease it recorded (its
+/// successor waits that out even when its own is shorter); a claim this store made already
+/// (a start-up tried again) names no predecessor; a release leaves the item to nobody, so the
+/// instance it was taken from is still fenced, by a check and by a save (before, a release
+/// removed the owner and a check then confirmed the paused instance's ownership); a claim
+/// after a release waits for nobody; and a claim sent again after its answer was lost waits
+/// out an unknown predecessor.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_checkpoint_item_names_its_owner_its_lease_and_a_release() {
+    use rowcast::control::{CheckpointError, CheckpointStore};
+    let (env, _) = notes("edgeowner", "").await;
+    let store = |ms: u64| {
+        CheckpointStore::table(
+            env.ddb.clone(),
+            env.table("control"),
+            "checkpoint#ownership".into(),
+            Duration::from_millis(ms),
+        )
+    };
+    let fenced = |result: Result<(), CheckpointError>| {
+        assert!(
+            matches!(result, Err(CheckpointError::Fenced { .. })),
+            "{result:?}"
+        );
+    };
+    let first = store(60_000);
+    assert!(!first.lease().is_held(), "no lease before the claim");
+    assert!(first.claim().await.unwrap().is_none());
+    assert!(first.claim().await.unwrap().is_none());
+    first.check_owner().await.unwrap();
+    assert!(first.lease().is_held());
+    let second = store(3_200);
+    let previous = second.claim().await.unwrap().expect("not released");
+    assert_eq!(previous.lease_term, Some(Duration::from_secs(60)));
+    fenced(first.check_owner().await);
+    second.release().await.unwrap();
+    assert!(!second.lease().is_held(), "a released store writes nothing");
+    fenced(first.check_owner().await);
+    let checkpoint = rowcast::pipeline::Checkpoint {
+        position: rowcast::pipeline::Position {
+            file: "binlog.000001".into(),
+            pos: 4,
+            gtid: None,
+        },
+        seq: u64::MAX,
+        updated_ms: 0,
+        backfill: Default::default(),
+    };
+    fenced(first.save(&checkpoint).await);
+    let third = store(3_200);
+    assert!(third.claim().await.unwrap().is_none());
+    // A claim that landed but whose answer was lost, sent again (as a second store of the same
+    // instance here): the item is the claimer's already, so who held it before is unknown,
+    // and waited out.
+    let again = CheckpointStore::table_owned_by(
+        env.ddb.clone(),
+        env.table("control"),
+        "checkpoint#ownership".into(),
+        Duration::from_millis(3_200),
+        third.owner().unwrap().to_string(),
+    );
+    let unknown = again
+        .claim()
+        .await
+        .unwrap()
+        .expect("a predecessor to wait out");
+    assert_eq!(unknown.lease_term, None, "{unknown:?}");
+}
+
 /// TRUNCATE logs no rows: the table's views are backfilled again and their items without a row
 /// removed (the items of the rows there were, deleted or not, never stay), while the other
 /// views flow. `kill -9` right after the TRUNCATE is seen, before the cleanup: the restarted

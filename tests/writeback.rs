@@ -464,6 +464,78 @@ async fn kill9_and_changes_while_down_lose_nothing() {
     assert!(daemon.terminate().success());
 }
 
+/// An instance paused (SIGSTOP: a frozen VM or container, a long stall) with an application's
+/// change in hand, and taken over meanwhile, must not apply that change to SQL when it resumes:
+/// its successor applied it and a newer change since, and the old statement would put the older
+/// value back into the system of record (and from there into the view), losing the newer one.
+/// On the code before, the resumed instance committed it at once, before the ownership check
+/// that fences it answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_instance_taken_over_meanwhile_applies_nothing_when_it_resumes() {
+    let (env, table) = setup("wbpause").await;
+    // Every record's statement waits 3 s before it runs: time to pause the instance holding one.
+    let mut first = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.before_apply=sleep3000@*")]);
+    first.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
+    update(&env, &table, 1, "SET note = :n", &note("two")).await;
+    eventually(
+        "the first instance to hold the record",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&first.log)
+                .unwrap()
+                .contains("failpoint writeback.before_apply")
+        },
+    )
+    .await;
+    first.signal("-STOP");
+    assert_eq!(
+        row(&env, 1).await.unwrap().3.as_deref(),
+        Some("first"),
+        "precondition: the paused instance holds the change unapplied"
+    );
+    // The second instance takes over, applies the change and a newer one.
+    let second = env.spawn_second();
+    second.wait_ready().await;
+    let noted = |text: &'static str| {
+        let env = &env;
+        move || async move { row(env, 1).await.unwrap().3.as_deref() == Some(text) }
+    };
+    eventually(
+        "the successor to apply the change",
+        Duration::from_secs(60),
+        noted("two"),
+    )
+    .await;
+    update(&env, &table, 1, "SET note = :n", &note("three")).await;
+    eventually(
+        "the successor to apply the newer change",
+        Duration::from_secs(60),
+        noted("three"),
+    )
+    .await;
+    first.resume_until_fenced().await;
+    assert_eq!(
+        row(&env, 1).await.unwrap().3.as_deref(),
+        Some("three"),
+        "the resumed instance applied its older change over its successor's; its log: {}",
+        common::tail(&first.log)
+    );
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(second.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_sql_and_dynamodb_changes_end_with_the_view_following_sql() {
     let (env, table) = setup("wbconflict").await;

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::AppError;
+use crate::checkpoint::tracker::lease_term;
 use crate::config::{CheckpointStoreConfig, Config, Problem};
 use crate::control::CheckpointStore;
 use crate::dynamo;
@@ -19,14 +20,17 @@ use crate::pipeline::{Checkpoint, Position};
 use crate::source::{self, preflight, SourceError, StartPoint};
 use crate::util::now_millis;
 
-/// Beyond the older instance's check interval: its requests in flight when it stops.
-const TAKEOVER_MARGIN: Duration = Duration::from_secs(2);
+/// Beyond the older instance's write lease: its requests in flight when the lease ended.
+const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(2);
 
 pub fn checkpoint_store(config: &Config, client: &Client) -> CheckpointStore {
     match &config.checkpoint {
-        CheckpointStoreConfig::Table(table) => {
-            CheckpointStore::table(client.clone(), table.clone(), config.checkpoint_id())
-        }
+        CheckpointStoreConfig::Table(table) => CheckpointStore::table(
+            client.clone(),
+            table.clone(),
+            config.checkpoint_id(),
+            lease_term(config.checkpoint_interval),
+        ),
         CheckpointStoreConfig::File(path) => CheckpointStore::File(path.clone()),
     }
 }
@@ -82,12 +86,17 @@ async fn prepare(
     check_server_identity(config, store, &identity).await?;
     check_unnamed_checkpoint(config, client, store).await?;
     if let Some(previous) = store.claim().await? {
-        // The older instance stops at its next save or ownership check; nothing is written
-        // before then, so its last writes cannot land after ours.
-        let grace =
-            config.checkpoint_interval + crate::checkpoint::tracker::OWNER_CHECK + TAKEOVER_MARGIN;
-        warn!(%previous, wait_ms = grace.as_millis() as u64, "checkpoint taken over from an instance that did not release it; waiting for it to stop before writing");
+        // The older instance sends writes only within its lease, which it last renewed before
+        // our claim (see `control::Lease`); nothing is written before its lease and the
+        // requests it had in flight are over, so its last writes cannot land after ours.
+        // Its lease as it recorded it (it may have run with another checkpoint interval).
+        let own = lease_term(config.checkpoint_interval);
+        let grace = previous.lease_term.map_or(own, |theirs| theirs.max(own)) + IN_FLIGHT_MARGIN;
+        warn!(previous = %previous.owner, wait_ms = grace.as_millis() as u64, "checkpoint taken over from an instance that did not release it; waiting for it to stop before writing");
         tokio::time::sleep(grace).await;
+        // Our own lease, from the claim, has ended meanwhile: confirm again (and find out if
+        // yet another instance took over).
+        store.check_owner().await?;
     }
     let loaded = store.load().await?;
     let start = Start {
@@ -129,7 +138,12 @@ async fn check_unnamed_checkpoint(
         return Ok(());
     }
     let id = format!("checkpoint#{}", config.source.server_id);
-    let unnamed = CheckpointStore::table(client.clone(), table.clone(), id.clone());
+    let unnamed = CheckpointStore::table(
+        client.clone(),
+        table.clone(),
+        id.clone(),
+        lease_term(config.checkpoint_interval),
+    );
     if unnamed.load().await?.is_none() {
         return Ok(());
     }

@@ -13,7 +13,7 @@ use tracing::{info, info_span, Instrument};
 use super::supervise::{StageError, Supervisor};
 use crate::checkpoint::tracker::Tracker;
 use crate::config::{CheckpointStoreConfig, Config};
-use crate::control::{CheckpointStore, DeadLetterStore, PositionStore};
+use crate::control::{CheckpointStore, DeadLetterStore, Lease, PositionStore};
 use crate::error::RetryPolicy;
 use crate::merge::marks::Marks;
 use crate::merge::{Merge, MergeStart};
@@ -94,6 +94,10 @@ pub async fn spawn(
 
     let capacity = config.writer.queue_capacity;
     let observers = (client.clone(), pool.clone(), store.clone());
+    let lease = store.lease();
+    // While draining, a write that finds the lease run out gives up rather than wait for a
+    // confirmation that may never come (a control table down): unacknowledged, replayed.
+    lease.give_up_when(supervisor.drain_token());
     let lanes = spawn_lanes(supervisor, config, (client, health), store, &initial);
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
     let last_read_seq = lanes.last_read_seq;
@@ -135,7 +139,8 @@ pub async fn spawn(
     };
     spawn_merge(supervisor, config, pool, health, inputs);
     spawn_source(supervisor, config, pool, health, source_tx, start);
-    spawn_writebacks(supervisor, config, client, pool, requests.fills.0, health).await;
+    let restore = requests.fills.0;
+    spawn_writebacks(supervisor, config, client, pool, (restore, lease), health).await;
 }
 
 /// The binlog reader, watching every table a view reads.
@@ -313,11 +318,13 @@ fn spawn_lanes(
     initial: &Checkpoint,
 ) -> LaneInputs {
     let writer = Arc::new(Writer {
-        client: client.clone(),
+        client: crate::dynamo::sending_once(client),
         dead_letters: DeadLetterStore::from_config(config, client),
         max_backoff: config.source.max_backoff,
         held: Default::default(),
         check_versions: store.has_owner(),
+        lease: store.lease(),
+        abandoned: Default::default(),
     });
     let capacity = config.writer.queue_capacity;
     let (ack_tx, ack_rx) = mpsc::channel(capacity);
@@ -345,12 +352,16 @@ fn spawn_lanes(
         interval: config.checkpoint_interval,
         last_read_seq: last_read_seq.clone(),
         initial: initial.clone(),
-        owner_checked: std::time::Instant::now(),
+        owner_checked: Tracker::check_at_once(),
         health: health.clone(),
     };
+    // Whatever ends the tracker (its return, a panic, an abort) ends the lease it renews:
+    // writes still waiting give up, unacknowledged.
+    let ends = EndsLease(tracker.store.lease());
     supervisor.spawn(
         "checkpoint",
         async move {
+            let _ends = ends;
             tracker.run().await.map(|_| ()).map_err(|error| {
                 let fenced = matches!(error, crate::control::CheckpointError::Fenced { .. });
                 let stage = StageError::from_error(&error);
@@ -369,13 +380,22 @@ fn spawn_lanes(
     }
 }
 
+/// Ends a lease when dropped (see `spawn_lanes`).
+struct EndsLease(Lease);
+
+impl Drop for EndsLease {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 /// One write-back consumer per DynamoDB table that holds write-back views.
 async fn spawn_writebacks(
     supervisor: &mut Supervisor,
     config: &Config,
     client: &Client,
     pool: &Pool,
-    restore: mpsc::Sender<FillRequest>,
+    (restore, lease): (mpsc::Sender<FillRequest>, Lease),
     health: &Arc<Health>,
 ) {
     let mut by_table: BTreeMap<String, Vec<Arc<View>>> = BTreeMap::new();
@@ -415,6 +435,7 @@ async fn spawn_writebacks(
             skip_replication: config.streams_skip_replication,
             retry,
             health: health.clone(),
+            lease: lease.clone(),
         });
         let restarts = metrics().writeback_restarts.with_label_values(&[&table]);
         let drain = supervisor.drain_token();

@@ -27,7 +27,8 @@ pub struct Tracker {
     /// Counter of the last transaction the projector has seen, for the lag when idle.
     pub last_read_seq: Arc<AtomicU64>,
     pub initial: Checkpoint,
-    /// When ownership of the checkpoint was last confirmed (a save confirms it too).
+    /// When ownership of the checkpoint was last confirmed (a save confirms it too); start with
+    /// [`Tracker::check_at_once`] so that the first tick renews the lease.
     pub owner_checked: Instant,
     /// Told what every lane acknowledged (`/healthz` tells a stalled pipeline by it).
     pub health: Arc<crate::metrics::Health>,
@@ -35,8 +36,28 @@ pub struct Tracker {
 
 /// How often an idle tracker confirms it still owns the checkpoint.
 pub const OWNER_CHECK: Duration = Duration::from_secs(1);
+/// How soon a save (or ownership check) that failed is tried again.
+const RETRY_SOON: Duration = Duration::from_millis(500);
+/// How late a confirmation of ownership may come before the lanes wait for it (see
+/// [`lease_term`]).
+const LEASE_SLACK: Duration = Duration::from_secs(2);
+
+/// How long one confirmation of ownership lets the lanes write (`control::Lease`): the tracker
+/// confirms at every save (one per `interval` while changes flow) and at least once an
+/// `OWNER_CHECK` when idle, so a healthy instance renews its lease well before it ends, with
+/// `LEASE_SLACK` for a slow answer.
+pub fn lease_term(interval: Duration) -> Duration {
+    interval + OWNER_CHECK + LEASE_SLACK
+}
 
 impl Tracker {
+    /// An `owner_checked` that makes the first tick check ownership (and renew the write
+    /// lease, which start-up may have used up).
+    pub fn check_at_once() -> Instant {
+        let now = Instant::now();
+        now.checked_sub(OWNER_CHECK).unwrap_or(now)
+    }
+
     /// Runs until every lane has finished; returns the last checkpoint persisted.
     pub async fn run(mut self) -> Result<Checkpoint, CheckpointError> {
         let mut acked: Vec<Option<Barrier>> = vec![None; self.lanes];
@@ -68,6 +89,9 @@ impl Tracker {
                             return Err(error);
                         }
                         warn!(error = %chain(&error), "cannot persist the checkpoint; will retry");
+                        // Soon, not a whole interval later: the save also renews the write
+                        // lease, which the lanes wait for once it runs out.
+                        tick.reset_after(RETRY_SOON.min(self.interval));
                     }
                 }
             }
@@ -132,8 +156,9 @@ impl Tracker {
             // Nothing new: make sure the checkpoint is still ours (another instance may have
             // taken it over), at most once a second.
             if self.owner_checked.elapsed() >= OWNER_CHECK {
-                self.owner_checked = Instant::now();
+                // Set once answered: a check that failed is tried again at the next tick.
                 self.store.check_owner().await?;
+                self.owner_checked = Instant::now();
             }
             return Ok(());
         };

@@ -11,17 +11,24 @@
 //! save, and an ownership check while idle, is conditional on still owning it. A second instance
 //! started with the same control table and server id therefore takes over and the first one is
 //! fenced at its next save or check (within one checkpoint interval, at most a second when idle)
-//! and stops. An instance that takes the item from an owner that did not release it (a clean
-//! stop releases it) waits that long, and a little more, before it writes anything, so that
-//! the older one has stopped. A file checkpoint has no owner: it belongs to one sidecar's volume.
+//! and stops. Between checks, each confirmation of ownership lets the instance send writes for
+//! one lease term only (see `lease.rs`): one that stalled, was taken over meanwhile and resumes
+//! sends nothing before it is fenced. An instance that takes the item from an owner that did
+//! not release it (a clean stop releases it) waits one term and a margin for requests in
+//! flight before it writes anything. A file checkpoint has no owner: it belongs to one
+//! sidecar's volume.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::{write_durably, CONTROL_PK, CONTROL_SK};
+use tokio::time::Instant;
+
+use super::{write_durably, Lease, CONTROL_PK, CONTROL_SK};
 use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
 use crate::error::{Classify, ErrorClass};
 use crate::pipeline::{Checkpoint, Position};
@@ -72,7 +79,29 @@ pub enum CheckpointStore {
         id: String,
         /// This instance's claim on the item.
         owner: String,
+        /// Confirmed by every claim, save and check that finds the item still ours.
+        lease: Lease,
+        /// The lease's term, recorded in the item by the claim for a successor to wait out.
+        lease_term: Duration,
+        /// Whether this store has claimed the item (a daemon; `rowcast export` never claims).
+        claimed: AtomicBool,
     },
+}
+
+/// The owner an instance leaves in the item when it releases it after a clean stop (followed
+/// by its own name): no instance owns it, and none that was paused meanwhile can take it back
+/// for its own (a missing owner would look like no fence at all).
+const RELEASED: &str = "released by ";
+/// Attribute of the checkpoint item: the owner's write lease term, in milliseconds.
+const LEASE_ATTRIBUTE: &str = "lease_ms";
+
+/// The instance a claim took the checkpoint from, which did not release it: it may still be
+/// running, and send writes within its lease.
+#[derive(Debug)]
+pub struct Predecessor {
+    pub owner: String,
+    /// The lease term it recorded (`None`: unknown, e.g. from a version that did not record it).
+    pub lease_term: Option<Duration>,
 }
 
 /// A name no other instance uses: the process id, the start time and a random part (containers
@@ -91,13 +120,47 @@ fn owner_name() -> String {
 }
 
 impl CheckpointStore {
-    /// The checkpoint item `id` (`Config::checkpoint_id`) in the control table `table`.
-    pub fn table(client: Client, table: String, id: String) -> Self {
+    /// The checkpoint item `id` (`Config::checkpoint_id`) in the control table `table`; each
+    /// confirmation of its ownership lets this instance write for `lease_term` (see
+    /// [`Lease`]).
+    pub fn table(client: Client, table: String, id: String, lease_term: Duration) -> Self {
+        Self::table_owned_by(client, table, id, lease_term, owner_name())
+    }
+
+    /// [`CheckpointStore::table`] under a given owner name: for tests (two stores of one
+    /// instance), never for a running daemon, whose name must be its own.
+    #[doc(hidden)]
+    pub fn table_owned_by(
+        client: Client,
+        table: String,
+        id: String,
+        lease_term: Duration,
+        owner: String,
+    ) -> Self {
         CheckpointStore::Table {
             client,
             table,
             id,
-            owner: owner_name(),
+            owner,
+            lease: Lease::new(lease_term),
+            lease_term,
+            claimed: AtomicBool::new(false),
+        }
+    }
+
+    /// The name this instance claims the item under (`None` for a file checkpoint).
+    pub fn owner(&self) -> Option<&str> {
+        match self {
+            CheckpointStore::File(_) => None,
+            CheckpointStore::Table { owner, .. } => Some(owner),
+        }
+    }
+
+    /// What the writes of this instance wait for (see [`Lease`]).
+    pub fn lease(&self) -> Lease {
+        match self {
+            CheckpointStore::File(_) => Lease::unowned(),
+            CheckpointStore::Table { lease, .. } => lease.clone(),
         }
     }
 
@@ -115,58 +178,105 @@ impl CheckpointStore {
     }
 
     /// Takes the checkpoint over: from now on only this instance's saves succeed. Called before
-    /// `load`, so that what is loaded is final. Returns the owner it took it from, if another
-    /// instance held it and did not release it (it may still be running until it notices).
-    pub async fn claim(&self) -> Result<Option<String>, CheckpointError> {
+    /// `load`, so that what is loaded is final. Returns the instance it took it from, if one
+    /// held it and did not release it (it may still be running until it notices).
+    pub async fn claim(&self) -> Result<Option<Predecessor>, CheckpointError> {
         let CheckpointStore::Table {
             client,
             table,
             id,
             owner,
+            lease,
+            lease_term,
+            claimed,
         } = self
         else {
             return Ok(None);
         };
-        let out = client
+        let sent = Instant::now();
+        let result = client
             .update_item()
             .table_name(table)
             .set_key(Some(item_key(id)))
-            .update_expression("SET #owner = :me")
+            .update_expression("SET #owner = :me, #lease = :lease")
+            .condition_expression("attribute_not_exists(#owner) OR #owner <> :me")
             .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#lease", LEASE_ATTRIBUTE)
             .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
+            .expression_attribute_values(
+                ":lease",
+                AttributeValue::N(lease_term.as_millis().to_string()),
+            )
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
             .send()
-            .await
-            .map_err(|e| CheckpointError::Dynamo {
-                table: table.clone(),
-                info: classify_sdk_error(&e),
-            })?;
-        Ok(match out.attributes.as_ref().and_then(|a| a.get("owner")) {
-            Some(AttributeValue::S(previous)) if previous != owner => Some(previous.clone()),
+            .await;
+        let out = match result {
+            Ok(out) => Some(out),
+            Err(error) => {
+                let info = classify_sdk_error(&error);
+                if info.code.as_deref() != Some("ConditionalCheckFailedException") {
+                    return Err(CheckpointError::Dynamo {
+                        table: table.clone(),
+                        info,
+                    });
+                }
+                None // the item is ours already
+            }
+        };
+        lease.confirmed(sent);
+        let claimed_before = claimed.swap(true, Ordering::Relaxed);
+        let Some(out) = out else {
+            // Claimed by an earlier start-up attempt of this instance that went on to wait out
+            // its predecessor, or by a try of this claim whose answer was lost (the SDK sent it
+            // again): then whoever held the item before is unknown, and waited out as if it
+            // had not released it.
+            return Ok((!claimed_before).then(|| Predecessor {
+                owner: "unknown (the claim was sent twice and its first answer lost)".into(),
+                lease_term: None,
+            }));
+        };
+        let old = out.attributes.unwrap_or_default();
+        Ok(match old.get("owner") {
+            Some(AttributeValue::S(previous)) if !previous.starts_with(RELEASED) => {
+                Some(Predecessor {
+                    owner: previous.clone(),
+                    lease_term: match old.get(LEASE_ATTRIBUTE) {
+                        Some(AttributeValue::N(ms)) => ms.parse().ok().map(Duration::from_millis),
+                        _ => None,
+                    },
+                })
+            }
             _ => None,
         })
     }
 
     /// Gives the checkpoint up after a clean stop, so that the next instance need not wait for
-    /// this one to notice it was taken over.
+    /// this one to notice it was taken over. Nothing is written after: the lease ends.
     pub async fn release(&self) -> Result<(), CheckpointError> {
         let CheckpointStore::Table {
             client,
             table,
             id,
             owner,
+            lease,
+            ..
         } = self
         else {
             return Ok(());
         };
+        lease.end();
         let result = client
             .update_item()
             .table_name(table)
             .set_key(Some(item_key(id)))
-            .update_expression("REMOVE #owner")
+            .update_expression("SET #owner = :released")
             .condition_expression("#owner = :me")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
+            .expression_attribute_values(
+                ":released",
+                AttributeValue::S(format!("{RELEASED}{owner}")),
+            )
             .send()
             .await;
         match result {
@@ -184,25 +294,41 @@ impl CheckpointStore {
         }
     }
 
-    /// Whether this instance still owns the checkpoint (`Fenced` if not).
+    /// Whether this instance still owns the checkpoint (`Fenced` if not); confirms its lease.
     pub async fn check_owner(&self) -> Result<(), CheckpointError> {
         let CheckpointStore::Table {
             client,
             table,
             id,
-            owner,
+            lease,
+            ..
         } = self
         else {
             return Ok(());
         };
+        let sent = Instant::now();
         let item = read_item(client, table, id).await?;
-        match item.as_ref().and_then(|item| item.get("owner")) {
-            Some(AttributeValue::S(current)) if current != owner => Err(CheckpointError::Fenced {
+        self.owned(item.as_ref())?;
+        lease.confirmed(sent);
+        Ok(())
+    }
+
+    /// `Fenced` unless the stored item names this instance as its owner. An item without an
+    /// owner is not ours: a claim always sets one, and a release leaves [`RELEASED`].
+    fn owned(&self, item: Option<&HashMap<String, AttributeValue>>) -> Result<(), CheckpointError> {
+        let CheckpointStore::Table { table, owner, .. } = self else {
+            return Ok(());
+        };
+        match item.and_then(|item| item.get("owner")) {
+            Some(AttributeValue::S(current)) if current == owner => Ok(()),
+            current => Err(CheckpointError::Fenced {
                 table: table.clone(),
                 ours: owner.clone(),
-                owner: current.clone(),
+                owner: match current {
+                    Some(AttributeValue::S(current)) => current.clone(),
+                    _ => "none (the item has no owner)".into(),
+                },
             }),
-            _ => Ok(()),
         }
     }
 
@@ -252,18 +378,36 @@ impl CheckpointStore {
                 table,
                 id,
                 owner,
+                lease,
+                lease_term,
+                claimed,
             } => {
                 let mut item = encode_item(checkpoint);
                 item.extend(item_key(id));
+                let sent = Instant::now();
                 item.insert("owner".into(), AttributeValue::S(owner.clone()));
-                let result = client
-                    .put_item()
+                item.insert(
+                    LEASE_ATTRIBUTE.into(),
+                    AttributeValue::N(lease_term.as_millis().to_string()),
+                );
+                // A daemon has claimed the item: it saves only while the item names it. An
+                // export never claims: it saves only where no instance owns the item.
+                let mut request = client.put_item();
+                let owned = if claimed.load(Ordering::Relaxed) {
+                    "#owner = :me"
+                } else {
+                    request = request.expression_attribute_values(
+                        ":released",
+                        AttributeValue::S(RELEASED.into()),
+                    );
+                    "(attribute_not_exists(#owner) OR #owner = :me OR begins_with(#owner, :released))"
+                };
+                let result = request
                     .table_name(table)
                     .set_item(Some(item))
-                    .condition_expression(
-                        "(attribute_not_exists(#seq) OR #seq <= :seq) \
-                         AND (attribute_not_exists(#owner) OR #owner = :me)",
-                    )
+                    .condition_expression(format!(
+                        "(attribute_not_exists(#seq) OR #seq <= :seq) AND {owned}"
+                    ))
                     .expression_attribute_names("#seq", "seq")
                     .expression_attribute_names("#owner", "owner")
                     .expression_attribute_values(
@@ -274,12 +418,18 @@ impl CheckpointStore {
                     .send()
                     .await;
                 match result {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        lease.confirmed(sent);
+                        Ok(())
+                    }
                     Err(error) => {
                         let info = classify_sdk_error(&error);
                         if info.code.as_deref() == Some("ConditionalCheckFailedException") {
-                            return Err(match self.check_owner().await {
-                                Err(fenced @ CheckpointError::Fenced { .. }) => fenced,
+                            // Who owns it now, read without confirming the lease: this
+                            // instance stops either way.
+                            let item = read_item(client, table, id).await;
+                            return Err(match item.map(|item| self.owned(item.as_ref())) {
+                                Ok(Err(fenced)) => fenced,
                                 _ => CheckpointError::Fenced {
                                     table: table.clone(),
                                     ours: owner.clone(),

@@ -8,12 +8,14 @@
 pub mod checkpoint;
 pub mod deadletter;
 mod files;
+pub mod lease;
 pub mod letters;
 pub mod positions;
 pub mod server;
 
 pub use checkpoint::{CheckpointError, CheckpointStore};
 pub use deadletter::DeadLetterStore;
+pub use lease::Lease;
 pub use positions::{PositionStore, ShardPosition, StreamPositions};
 
 pub use crate::dynamo::{CONTROL_PK, CONTROL_SK};

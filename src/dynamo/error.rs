@@ -1,6 +1,7 @@
 //! What went wrong with a DynamoDB call: transient (throttling, a server error, the network) or
 //! definite (validation, access, a missing table).
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 use crate::error::ErrorClass;
@@ -48,17 +49,41 @@ impl std::fmt::Display for SdkErrorInfo {
     }
 }
 
-const THROTTLE_CODES: [&str; 4] = [
+/// Throttling in all but name: retried with backoff, counted as throttles. The AWS SDKs' list.
+const THROTTLE_CODES: [&str; 14] = [
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottledException",
+    "RequestThrottled",
+    "TooManyRequestsException",
     "RequestLimitExceeded",
     "LimitExceededException",
+    "BandwidthLimitExceeded",
+    "SlowDown",
+    "EC2ThrottledException",
+    "PriorRequestNotComplete",
+    "TransactionInProgressException",
 ];
 
-pub fn classify_sdk_error<E, R>(error: &SdkError<E, R>) -> SdkErrorInfo
+/// Failures a retry may fix (also any answer with status 500, 502, 503 or 504, whatever its
+/// code): the SDKs' transient codes and DynamoDB's own.
+const TRANSIENT_CODES: [&str; 6] = [
+    "InternalServerError",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "TimeoutError",
+];
+
+/// Transient (retry), throttled, or definite (the request itself is refused). The writers retry
+/// by themselves (their client sends each request once: `dynamo::sending_once`), so this is
+/// where throttling and transient answers are told apart from refusals.
+pub fn classify_sdk_error<E>(error: &SdkError<E, HttpResponse>) -> SdkErrorInfo
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match error {
         SdkError::ServiceError(service) => {
@@ -66,16 +91,12 @@ where
             let code = err.code().map(str::to_string);
             let message = err.message().unwrap_or_default().to_string();
             let throttled = code.as_deref().is_some_and(|c| THROTTLE_CODES.contains(&c));
+            let status = service.raw().status().as_u16();
             let transient = throttled
-                || matches!(
-                    code.as_deref(),
-                    Some(
-                        "InternalServerError"
-                            | "ServiceUnavailable"
-                            | "InternalFailure"
-                            | "TransactionInProgressException"
-                    )
-                )
+                || code
+                    .as_deref()
+                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
+                || matches!(status, 500 | 502 | 503 | 504)
                 || code.is_none();
             SdkErrorInfo {
                 class: if transient {
@@ -106,4 +127,56 @@ where
 /// A conditional write whose condition did not hold.
 pub fn is_condition_failure(info: &SdkErrorInfo) -> bool {
     info.code.as_deref() == Some("ConditionalCheckFailedException")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+
+    fn answer(code: Option<&str>, status: u16) -> SdkErrorInfo {
+        let mut meta = ErrorMetadata::builder().message("an answer");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().expect("a status"), "".into());
+        classify_sdk_error(&SdkError::service_error(
+            PutItemError::generic(meta.build()),
+            raw,
+        ))
+    }
+
+    /// The writers send each request once and retry by themselves: every answer the AWS SDKs
+    /// would retry must read as transient here (throttling as throttling), or a write would go
+    /// to the dead letters; a refusal of the request itself stays definite.
+    #[test]
+    fn answers_the_sdks_retry_are_transient_and_refusals_definite() {
+        for code in THROTTLE_CODES {
+            let info = answer(Some(code), 400);
+            assert!(
+                info.throttled && info.class == ErrorClass::Transient,
+                "{code}"
+            );
+        }
+        for code in TRANSIENT_CODES {
+            let info = answer(Some(code), 400);
+            assert!(
+                !info.throttled && info.class == ErrorClass::Transient,
+                "{code}"
+            );
+        }
+        for status in [500, 502, 503, 504] {
+            let info = answer(Some("SomethingNew"), status);
+            assert_eq!(info.class, ErrorClass::Transient, "{status}");
+        }
+        assert_eq!(answer(None, 400).class, ErrorClass::Transient);
+        for code in ["ValidationException", "ConditionalCheckFailedException"] {
+            assert_eq!(
+                answer(Some(code), 400).class,
+                ErrorClass::Definite,
+                "{code}"
+            );
+        }
+    }
 }

@@ -37,6 +37,18 @@ pub async fn client(config: &DynamoConfig) -> Client {
     Client::from_conf(conf)
 }
 
+/// `client` whose requests the SDK sends once, for a caller that retries them itself: the
+/// writer, which confirms its write lease before each send (`control::Lease`), so that no
+/// attempt leaves after the lease has ended.
+pub fn sending_once(client: &Client) -> Client {
+    let conf = client
+        .config()
+        .to_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
 /// Region, endpoint and credentials for the AWS clients (DynamoDB and DynamoDB Streams).
 pub async fn shared_config(config: &DynamoConfig) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());

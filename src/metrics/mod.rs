@@ -37,6 +37,7 @@ pub struct Metrics {
     pub write_held: IntCounterVec,
     pub checkpoint_age: Gauge,
     pub checkpoint_commits: IntCounter,
+    pub lease_waits: IntCounter,
     pub checkpoint_seq: IntGauge,
     pub queue_depth: IntGaugeVec,
     pub ddl_events: IntCounter,
@@ -185,6 +186,27 @@ fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     metric
 }
 
+/// The write request and commit-to-acknowledgement histograms.
+fn durations(r: &Registry) -> (HistogramVec, Histogram) {
+    let batch_duration = histogram_vec(
+        r,
+        HistogramOpts::new(
+            "rowcast_batch_write_duration_seconds",
+            "Duration of one DynamoDB write request, retries excluded",
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]),
+        &["kind"],
+    );
+    let commit_to_ack = histogram(
+        r,
+        HistogramOpts::new("rowcast_commit_to_ack_seconds", "From reading a transaction's commit in the binlog to the acknowledgement of all its writes by DynamoDB")
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+    );
+    (batch_duration, commit_to_ack)
+}
+
 impl Metrics {
     fn new() -> Metrics {
         let r = Registry::new();
@@ -194,22 +216,7 @@ impl Metrics {
                 prometheus::process_collector::ProcessCollector::for_self(),
             ));
         }
-        let batch_duration = histogram_vec(
-            &r,
-            HistogramOpts::new(
-                "rowcast_batch_write_duration_seconds",
-                "Duration of one DynamoDB write request, retries excluded",
-            )
-            .buckets(vec![
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-            &["kind"],
-        );
-        let commit_to_ack = histogram(
-            &r,
-            HistogramOpts::new("rowcast_commit_to_ack_seconds", "From reading a transaction's commit in the binlog to the acknowledgement of all its writes by DynamoDB")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-        );
+        let (batch_duration, commit_to_ack) = durations(&r);
         let checkpoint_seq = int_gauge(
             &r,
             "rowcast_checkpoint_transaction_seq",
@@ -233,6 +240,7 @@ impl Metrics {
             write_held: counter_vec(&r, "rowcast_write_held_total", "Write attempts held because DynamoDB refused the whole table (missing, no access, bad credentials), by table; retried until taken", &["table"]),
             checkpoint_age: gauge(&r, "rowcast_checkpoint_age_seconds", "Seconds the persisted checkpoint is behind the transactions read (0 when it covers all of them)"),
             checkpoint_commits: counter(&r, "rowcast_checkpoint_commits_total", "Checkpoints persisted"),
+            lease_waits: counter(&r, "rowcast_write_lease_waits_total", "Sends of writes that waited because this instance's ownership of the checkpoint was not confirmed within the write lease (checkpoint.interval_ms + 3 s)"),
             checkpoint_seq,
             queue_depth: gauge_vec(&r, "rowcast_queue_depth", "Messages waiting in front of a stage", &["stage"]),
             ddl_events: counter(&r, "rowcast_ddl_events_total", "DDL statements seen in the binlog"),
@@ -259,7 +267,7 @@ impl Metrics {
             writeback_trimmed: counter_vec(&r, "rowcast_writeback_trimmed_total", "Times stream records were trimmed (over 24 h) before write-back read them, by table", &["table"]),
             writeback_echo_rows: counter_vec(&r, "rowcast_writeback_echo_rows_total", "Binlog row changes made by write-back (skip_replication flag, counted only with streams.skip_replication = true), by table; they reach the views like any change", &["table"]),
             writeback_started_at_latest: counter_vec(&r, "rowcast_writeback_started_at_latest_total", "Times write-back found no saved position for a stream and started at its latest record (records before were not applied), by table", &["table"]),
-            writeback_retries: counter_vec(&r, "rowcast_writeback_retries_total", "Retries of a stream record whose SQL statement failed transiently, by table and reason (unreachable, retry)", &["table", "reason"]),
+            writeback_retries: counter_vec(&r, "rowcast_writeback_retries_total", "Retries of a stream record whose SQL statement failed transiently, by table and reason (unreachable, retry, lease: the write lease was not confirmed and nothing was committed)", &["table", "reason"]),
             writeback_retrying: float_gauge_vec(&r, "rowcast_writeback_retrying_seconds", "How long the record in hand has been retried, by table (0 when none is)", &["table"]),
             writeback_restarts: counter_vec(&r, "rowcast_writeback_restarts_total", "Write-back consumers restarted after they failed or panicked, by table", &["table"]),
             process: ProcessMetrics::new(&r),

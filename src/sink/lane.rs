@@ -30,6 +30,8 @@ use crate::view::ItemKey;
 pub enum LaneError {
     #[error("the checkpoint tracker stopped")]
     TrackerGone,
+    #[error("writes given up (this instance's ownership of the checkpoint is no longer confirmed): the window is neither written nor acknowledged, and will be replayed")]
+    Abandoned,
 }
 
 impl crate::error::Classify for LaneError {
@@ -41,12 +43,13 @@ impl crate::error::Classify for LaneError {
 /// What a lane hands its windows to (the DynamoDB writer; a recorder in tests).
 pub trait Deliver: Send + Sync + 'static {
     /// Writes a window (distinct keys) and records its dead letters; returns once DynamoDB has
-    /// acknowledged every write or refused it for good.
+    /// acknowledged every write or refused it for good (`true`), or once writes were given up
+    /// (`false`: the window must not be acknowledged).
     fn deliver(
         &self,
         delivery: Delivery,
         mode: WriteMode,
-    ) -> impl std::future::Future<Output = ()> + Send;
+    ) -> impl std::future::Future<Output = bool> + Send;
 }
 
 /// One window's writes and dead letters.
@@ -83,10 +86,10 @@ impl Window {
     }
 }
 
-/// The window being written: done when DynamoDB has acknowledged it (`true` when it held
+/// The window being written: done when DynamoDB has acknowledged it (`Ok(true)` when it held
 /// writes), and the barrier to acknowledge then.
 struct InFlight {
-    write: Pin<Box<dyn Future<Output = bool> + Send>>,
+    write: Pin<Box<dyn Future<Output = Result<bool, LaneError>> + Send>>,
     barrier: Option<Barrier>,
 }
 
@@ -125,6 +128,7 @@ impl<D: Deliver> Lane<D> {
             tokio::select! {
                 biased;
                 wrote = written(&mut in_flight), if in_flight.is_some() => {
+                    let wrote = wrote?; // given up: stop, acknowledging nothing more
                     let done = in_flight.take();
                     if wrote {
                         crate::metrics::note_delivery();
@@ -236,8 +240,11 @@ impl<D: Deliver> Lane<D> {
             // A lane that hangs (a stalled pipeline, for `/healthz`).
             crate::util::failpoint::delay("lane.before_write").await;
             let wrote = !delivery.ops.is_empty();
-            writer.deliver(delivery, mode).await;
-            wrote
+            if writer.deliver(delivery, mode).await {
+                Ok(wrote)
+            } else {
+                Err(LaneError::Abandoned)
+            }
         };
         InFlight {
             write: Box::pin(write),
@@ -247,7 +254,7 @@ impl<D: Deliver> Lane<D> {
 }
 
 /// When the window in flight is acknowledged: whether it held writes.
-async fn written(in_flight: &mut Option<InFlight>) -> bool {
+async fn written(in_flight: &mut Option<InFlight>) -> Result<bool, LaneError> {
     match in_flight {
         Some(flight) => flight.write.as_mut().await,
         None => std::future::pending().await,
@@ -274,10 +281,12 @@ mod tests {
     struct Recorder {
         deliveries: Mutex<Vec<(TokioInstant, Vec<String>)>>,
         takes: Duration,
+        /// Deliveries give up (the writer's lease ended).
+        gives_up: bool,
     }
 
     impl Deliver for Recorder {
-        async fn deliver(&self, delivery: Delivery, _mode: WriteMode) {
+        async fn deliver(&self, delivery: Delivery, _mode: WriteMode) -> bool {
             let mut keys: Vec<String> = delivery
                 .ops
                 .iter()
@@ -289,6 +298,7 @@ mod tests {
                 .unwrap()
                 .push((TokioInstant::now(), keys));
             tokio::time::sleep(self.takes).await;
+            !self.gives_up
         }
     }
 
@@ -319,12 +329,25 @@ mod tests {
     }
 
     fn start(linger: Duration, max_window_items: usize, takes: Duration) -> Running {
+        start_with(
+            Recorder {
+                takes,
+                ..Recorder::default()
+            },
+            linger,
+            max_window_items,
+        )
+        .0
+    }
+
+    fn start_with(
+        recorder: Recorder,
+        linger: Duration,
+        max_window_items: usize,
+    ) -> (Running, tokio::task::JoinHandle<Result<(), LaneError>>) {
         let (input, rx) = mpsc::channel(16);
         let (ack_tx, acks) = mpsc::channel(16);
-        let recorder = Arc::new(Recorder {
-            takes,
-            ..Recorder::default()
-        });
+        let recorder = Arc::new(recorder);
         let config = WriterConfig {
             lanes: 1,
             flush_interval: Duration::from_millis(20),
@@ -340,12 +363,35 @@ mod tests {
             writer: recorder.clone(),
             config,
         };
-        tokio::spawn(lane.run());
-        Running {
-            input,
-            acks,
-            recorder,
-        }
+        let running = tokio::spawn(lane.run());
+        (
+            Running {
+                input,
+                acks,
+                recorder,
+            },
+            running,
+        )
+    }
+
+    /// A window whose writes were given up (the lease ended) is not acknowledged: the lane
+    /// stops, so the checkpoint can never pass what was not written.
+    #[tokio::test(start_paused = true)]
+    async fn a_window_given_up_is_not_acknowledged_and_stops_the_lane() {
+        let recorder = Recorder {
+            gives_up: true,
+            ..Recorder::default()
+        };
+        let (mut lane, running) = start_with(recorder, Duration::ZERO, 100);
+        lane.input.send(write("a", 1)).await.unwrap();
+        lane.input.send(barrier(1)).await.unwrap();
+        let ended = running.await.unwrap();
+        assert!(matches!(ended, Err(LaneError::Abandoned)), "{ended:?}");
+        assert_eq!(deliveries(&lane.recorder).len(), 1);
+        assert!(
+            lane.acks.try_recv().is_err(),
+            "acknowledged a window given up"
+        );
     }
 
     fn deliveries(recorder: &Recorder) -> Vec<(TokioInstant, Vec<String>)> {

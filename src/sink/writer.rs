@@ -17,7 +17,7 @@ use futures_util::StreamExt as _;
 use tracing::{debug, warn};
 
 use crate::config::WriteMode;
-use crate::control::DeadLetterStore;
+use crate::control::{DeadLetterStore, Lease};
 use crate::dynamo::{
     classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
     RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
@@ -41,6 +41,11 @@ pub struct Writer {
     /// has an owner that fences other instances (the control table), since the check and the
     /// write are two requests. Otherwise every guarded write is a conditional single write.
     pub check_versions: bool,
+    /// Every request that writes waits for it first (see `control::Lease`).
+    pub lease: Lease,
+    /// Set when a write was given up because the lease ended (or ran out while draining):
+    /// nothing more of this instance may be acknowledged.
+    pub abandoned: std::sync::atomic::AtomicBool,
 }
 
 /// Outcome of one write that DynamoDB answered.
@@ -51,7 +56,7 @@ enum Outcome {
 }
 
 impl super::lane::Deliver for Writer {
-    async fn deliver(&self, delivery: super::lane::Delivery, mode: WriteMode) {
+    async fn deliver(&self, delivery: super::lane::Delivery, mode: WriteMode) -> bool {
         for letter in &delivery.dead {
             self.dead_letter(letter).await;
         }
@@ -97,6 +102,7 @@ impl super::lane::Deliver for Writer {
         let checked = self.write_checked(&checked);
         let singles = self.write_conditional(guarded.iter());
         tokio::join!(batches, checked, singles);
+        !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -124,6 +130,22 @@ impl Writer {
                 break;
             }
         }
+    }
+
+    /// Waits for the write lease (see `control::Lease`); `false`: the write is given up, this
+    /// instance may not write any more, and the lane that delivered it stops without
+    /// acknowledging it.
+    async fn leased(&self) -> bool {
+        if self.lease.held().await {
+            return true;
+        }
+        if !self
+            .abandoned
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            warn!("writes given up: this instance's ownership of the checkpoint is no longer confirmed; what is unwritten is not acknowledged and will be replayed");
+        }
+        false
     }
 
     pub fn backoff(&self) -> impl Iterator<Item = Duration> {
@@ -215,6 +237,9 @@ impl Writer {
         let mut unprocessed_left: Option<HashMap<String, Vec<WriteRequest>>> = None;
         let mut backoff = self.backoff();
         loop {
+            if !self.leased().await {
+                return;
+            }
             let started = Instant::now();
             let request = match &unprocessed_left {
                 Some(left) => left.clone(),
@@ -314,6 +339,9 @@ impl Writer {
     pub async fn write_single(&self, op: &WriteOp, conditional: bool) {
         let mut backoff = self.backoff();
         loop {
+            if !self.leased().await {
+                return;
+            }
             let started = Instant::now();
             let outcome = self.send_single(op, conditional).await;
             let kind = if conditional { "conditional" } else { "single" };

@@ -24,6 +24,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Pool, Value};
 
 use super::inverse::{Decision, Image};
+use crate::control::Lease;
 use crate::error::{Classify, ErrorClass};
 use crate::sql::SqlError as ReadError;
 use crate::sql::{cell_param, quote_name, select_rows, SqlTable};
@@ -49,6 +50,10 @@ pub enum SqlError {
     Unreachable(#[source] mysql_async::Error),
     #[error("the statement failed in a way a retry may fix")]
     Retry(#[source] mysql_async::Error),
+    /// This instance's ownership of the checkpoint is not confirmed (see `control::Lease`):
+    /// nothing was committed; the record waits, without counting as a failed try.
+    #[error("this instance's ownership of the checkpoint is not confirmed (write lease); nothing committed")]
+    LeaseLapsed,
 }
 
 impl Classify for SqlError {
@@ -84,6 +89,8 @@ pub fn sort(error: mysql_async::Error) -> Result<String, SqlError> {
 enum Failure {
     Sql(mysql_async::Error),
     Refused(String),
+    /// The write lease ran out before COMMIT (see [`commit`]).
+    Lapsed,
 }
 
 impl From<mysql_async::Error> for Failure {
@@ -108,6 +115,8 @@ pub struct Target<'a> {
     pub key: &'a ItemKey,
     /// The key columns parsed from the item's key, as text.
     pub key_columns: &'a [(String, String)],
+    /// Held before every COMMIT (see [`commit`]).
+    pub lease: &'a Lease,
 }
 
 impl Target<'_> {
@@ -206,6 +215,10 @@ impl SqlWriter {
         target: &Target<'_>,
         decision: &Decision,
     ) -> Result<Applied, SqlError> {
+        // Waited for before the transaction, so that no row stays locked while it is waited for.
+        if !target.lease.held().await {
+            return Err(SqlError::LeaseLapsed);
+        }
         let mut conn = self.connect().await?;
         let result = match decision {
             Decision::Insert {
@@ -232,6 +245,12 @@ impl SqlWriter {
                 return Ok(applied);
             }
             Err(Failure::Refused(reason)) => reason,
+            Err(Failure::Lapsed) => {
+                if conn.query_drop("ROLLBACK").await.is_ok() {
+                    self.conn = Some(conn);
+                }
+                return Err(SqlError::LeaseLapsed);
+            }
             Err(Failure::Sql(error)) => match sort(error) {
                 Ok(reason) => reason,
                 Err(retry) => {
@@ -350,7 +369,7 @@ async fn insert_row(
             "the new row would not make this item (the view's filter leaves it out, or its key renders differently)".into(),
         ));
     }
-    conn.query_drop("COMMIT").await?;
+    commit(conn, target).await?;
     Ok(Applied::Done)
 }
 
@@ -400,7 +419,7 @@ async fn update_row(
     set: &[(String, Value)],
 ) -> Result<Applied, Failure> {
     if set.is_empty() {
-        conn.query_drop("COMMIT").await?;
+        commit(conn, target).await?;
         return Ok(Applied::NoChange);
     }
     let assignments: Vec<String> = set
@@ -422,7 +441,7 @@ async fn update_row(
             "the update would change {changed} rows; the key columns must name one row"
         )));
     }
-    conn.query_drop("COMMIT").await?;
+    commit(conn, target).await?;
     Ok(if changed == 0 {
         Applied::NoChange
     } else {
@@ -446,8 +465,20 @@ async fn delete(conn: &mut Conn, target: &Target<'_>) -> Result<Applied, Failure
             "the delete would remove {deleted} rows; the key columns must name one row"
         )));
     }
-    conn.query_drop("COMMIT").await?;
+    commit(conn, target).await?;
     Ok(Applied::Done)
+}
+
+/// Commits the record's transaction if this instance may still write (its write lease: see
+/// `control::Lease`); otherwise it is rolled back and the record tried again later. Not waited
+/// for here, with the row locked: an instance taken over while it held the record (a pause
+/// between the lease check in `apply` and this point) commits nothing.
+async fn commit(conn: &mut Conn, target: &Target<'_>) -> Result<(), Failure> {
+    if !target.lease.is_held() {
+        return Err(Failure::Lapsed);
+    }
+    conn.query_drop("COMMIT").await?;
+    Ok(())
 }
 
 /// Starts a transaction and locks the row behind the item, if a row still makes it.

@@ -88,6 +88,9 @@ pub struct Consumer {
     pub retry: RetryPolicy,
     /// Told once the consumer follows its stream (readiness).
     pub health: Arc<crate::metrics::Health>,
+    /// Every SQL COMMIT of a record waits for it (see `control::Lease`): an instance taken
+    /// over while it held a record never applies it after its successor's newer ones.
+    pub lease: crate::control::Lease,
 }
 
 impl Consumer {

@@ -127,6 +127,7 @@ impl Handler {
                     tries += 1;
                     "retry"
                 }
+                SqlError::LeaseLapsed => "lease",
             };
             let error = crate::error::chain(&failure);
             if tries >= MAX_TRIES {
@@ -219,7 +220,9 @@ impl Handler {
                     table,
                     key: &key,
                     key_columns: columns,
+                    lease: &self.consumer.lease,
                 };
+                crate::util::failpoint::delay("writeback.before_apply").await;
                 match self.sql.apply(&target, &decision).await {
                     Ok(Applied::Done) => Ok("applied"),
                     Ok(Applied::AlreadyDone) => Ok("unchanged"),

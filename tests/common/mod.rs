@@ -457,6 +457,27 @@ impl Daemon {
         }
     }
 
+    /// Sends the process a signal (`"-STOP"`, `"-CONT"`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name}");
+    }
+
+    /// Resumes a stopped instance that was taken over meanwhile and waits until it is fenced
+    /// and exits (non-zero), and a moment more: anything it sent has landed then.
+    pub async fn resume_until_fenced(&mut self) {
+        self.signal("-CONT");
+        let status = self.exited(Duration::from_secs(30)).await;
+        assert!(
+            !status.success(),
+            "the fenced instance exited with {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
