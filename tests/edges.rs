@@ -520,6 +520,38 @@ async fn paused_instance_writes_nothing(name: &str, successor_stops_first: bool)
     }
 }
 
+/// Slow ownership confirmations (every checkpoint save and ownership check answered 1.8 s after
+/// it was sent: a loaded control table) must not hold a healthy instance's writes once it runs,
+/// nor fail its drain. On the code before, the tracker confirmed with one request at a time, so
+/// its lease (3.2 s here) ran out between two answers and writes waited, again and again. (At
+/// start-up, the first save and the first check go one after the other, so at this latency the
+/// lease may still run out once within the first seconds: waits are counted from 4 s after.)
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_ownership_confirmations_hold_no_write() {
+    let (env, table) = notes("edgeslowcontrol", "").await;
+    let daemon = env.spawn_with(&[(
+        "ROWCAST_FAILPOINTS",
+        "checkpoint.before_confirm=sleep1800@*",
+    )]);
+    daemon.wait_ready().await;
+    env.sql("INSERT INTO notes VALUES (0, 'n0', '0')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let waits = |metrics: &str| metric(metrics, "rowcast_write_lease_waits_total");
+    let before = waits(&daemon.get("/metrics").await.1);
+    for id in 1..=20 {
+        env.sql(&format!("INSERT INTO notes VALUES ({id}, 'n{id}', '{id}')"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    let after = waits(&daemon.get("/metrics").await.1);
+    assert_eq!(after, before, "{}", common::tail(&daemon.log));
+    assert!(daemon.terminate().success());
+}
+
 /// The control table deleted under a running daemon: the checkpoint tracker fails for good,
 /// and with it the write lease that only it renews. The daemon must stop (non-zero) rather
 /// than hang with its lanes waiting for a confirmation that cannot come, and must not

@@ -352,7 +352,6 @@ fn spawn_lanes(
         interval: config.checkpoint_interval,
         last_read_seq: last_read_seq.clone(),
         initial: initial.clone(),
-        owner_checked: Tracker::check_at_once(),
         health: health.clone(),
     };
     // Whatever ends the tracker (its return, a panic, an abort) ends the lease it renews:

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -27,39 +27,79 @@ pub struct Tracker {
     /// Counter of the last transaction the projector has seen, for the lag when idle.
     pub last_read_seq: Arc<AtomicU64>,
     pub initial: Checkpoint,
-    /// When ownership of the checkpoint was last confirmed (a save confirms it too); start with
-    /// [`Tracker::check_at_once`] so that the first tick renews the lease.
-    pub owner_checked: Instant,
     /// Told what every lane acknowledged (`/healthz` tells a stalled pipeline by it).
     pub health: Arc<crate::metrics::Health>,
 }
 
-/// How often an idle tracker confirms it still owns the checkpoint.
+/// How often ownership of the checkpoint is confirmed (see [`keep_lease`]), busy or idle.
 pub const OWNER_CHECK: Duration = Duration::from_secs(1);
-/// How soon a save (or ownership check) that failed is tried again.
+/// Ownership checks in flight at once: a slow control table answers late, not less often.
+const CHECKS_IN_FLIGHT: usize = 4;
+/// How soon a checkpoint save that failed is tried again.
 const RETRY_SOON: Duration = Duration::from_millis(500);
 /// How late a confirmation of ownership may come before the lanes wait for it (see
 /// [`lease_term`]).
 const LEASE_SLACK: Duration = Duration::from_secs(2);
 
-/// How long one confirmation of ownership lets the lanes write (`control::Lease`): the tracker
-/// confirms at every save (one per `interval` while changes flow) and at least once an
-/// `OWNER_CHECK` when idle, so a healthy instance renews its lease well before it ends, with
-/// `LEASE_SLACK` for a slow answer.
+/// How long one confirmation of ownership lets the lanes write (`control::Lease`): a check is
+/// sent every `OWNER_CHECK` whatever the ones before became (and every save confirms too), so
+/// the lease holds as long as the control table answers within `interval + LEASE_SLACK`.
 pub fn lease_term(interval: Duration) -> Duration {
     interval + OWNER_CHECK + LEASE_SLACK
 }
 
+/// Confirms ownership of the checkpoint every `OWNER_CHECK`, up to `CHECKS_IN_FLIGHT` checks at
+/// once (each renews the write lease from when it was sent), and detects a takeover within a
+/// second, busy or idle. Ends only with an error: `Fenced`, or a definite refusal.
+async fn keep_lease(store: &CheckpointStore) -> Result<std::convert::Infallible, CheckpointError> {
+    use futures_util::StreamExt as _;
+    if !store.has_owner() {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(OWNER_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut checks = futures_util::stream::FuturesUnordered::new();
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if checks.len() < CHECKS_IN_FLIGHT {
+                    checks.push(store.check_owner());
+                }
+            }
+            Some(checked) = checks.next() => match checked {
+                Ok(()) => failing = false,
+                Err(error) if !error.is_transient() => return Err(error),
+                Err(error) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        warn!(error = %chain(&error), "cannot confirm ownership of the checkpoint; checking again every second");
+                    }
+                }
+            },
+        }
+    }
+}
+
 impl Tracker {
-    /// An `owner_checked` that makes the first tick check ownership (and renew the write
-    /// lease, which start-up may have used up).
-    pub fn check_at_once() -> Instant {
-        let now = Instant::now();
-        now.checked_sub(OWNER_CHECK).unwrap_or(now)
+    /// Runs until every lane has finished; returns the last checkpoint persisted. Ownership is
+    /// confirmed meanwhile (see [`keep_lease`]); a takeover ends it with `Fenced`.
+    pub async fn run(self) -> Result<Checkpoint, CheckpointError> {
+        let store = self.store.clone();
+        let track = self.track();
+        tokio::pin!(track);
+        let saved = tokio::select! {
+            tracked = &mut track => tracked?,
+            Err(error) = keep_lease(&store) => return Err(error),
+        };
+        // Released once no check is in flight any more: one answered after the release would
+        // read the item as another's and fence this instance on its way out.
+        if let Err(error) = store.release().await {
+            warn!(error = %chain(&error), "cannot release the checkpoint; the next instance waits a few seconds before writing");
+        }
+        Ok(saved)
     }
 
-    /// Runs until every lane has finished; returns the last checkpoint persisted.
-    pub async fn run(mut self) -> Result<Checkpoint, CheckpointError> {
+    async fn track(mut self) -> Result<Checkpoint, CheckpointError> {
         let mut acked: Vec<Option<Barrier>> = vec![None; self.lanes];
         let mut committed: Option<Barrier> = None;
         let mut saved = self.initial.clone();
@@ -89,8 +129,6 @@ impl Tracker {
                             return Err(error);
                         }
                         warn!(error = %chain(&error), "cannot persist the checkpoint; will retry");
-                        // Soon, not a whole interval later: the save also renews the write
-                        // lease, which the lanes wait for once it runs out.
                         tick.reset_after(RETRY_SOON.min(self.interval));
                     }
                 }
@@ -117,9 +155,6 @@ impl Tracker {
         }
         self.update_lag(committed.as_ref());
         info!(position = %saved.position, seq = saved.seq, "final checkpoint");
-        if let Err(error) = self.store.release().await {
-            warn!(error = %chain(&error), "cannot release the checkpoint; the next instance waits a few seconds before writing");
-        }
         Ok(saved)
     }
 
@@ -153,14 +188,7 @@ impl Tracker {
         saved_generation: &mut u64,
     ) -> Result<(), CheckpointError> {
         let Some(barrier) = committed.filter(|b| b.generation > *saved_generation) else {
-            // Nothing new: make sure the checkpoint is still ours (another instance may have
-            // taken it over), at most once a second.
-            if self.owner_checked.elapsed() >= OWNER_CHECK {
-                // Set once answered: a check that failed is tried again at the next tick.
-                self.store.check_owner().await?;
-                self.owner_checked = Instant::now();
-            }
-            return Ok(());
+            return Ok(()); // nothing new (ownership is checked by `keep_lease`)
         };
         let (position, seq) = match &barrier.restart {
             Some(restart) => (restart.position.clone(), restart.seq),
@@ -173,7 +201,6 @@ impl Tracker {
             backfill: (*barrier.backfill).clone(),
         };
         self.store.save(&checkpoint).await?;
-        self.owner_checked = Instant::now();
         crate::util::failpoint::hit("checkpoint.after_save");
         metrics().checkpoint_commits.inc();
         metrics().checkpoint_seq.set(checkpoint.seq as i64);

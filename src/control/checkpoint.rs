@@ -7,11 +7,10 @@
 //! conditional on the stored counter not being ahead, so an older instance can never move the
 //! checkpoint back.
 //!
-//! The item also names its owner: an instance claims it at start (before loading it), and every
-//! save, and an ownership check while idle, is conditional on still owning it. A second instance
-//! started with the same control table and server id therefore takes over and the first one is
-//! fenced at its next save or check (within one checkpoint interval, at most a second when idle)
-//! and stops. Between checks, each confirmation of ownership lets the instance send writes for
+//! The item also names its owner: an instance claims it at start (before loading it), every
+//! save is conditional on still owning it, and ownership is checked every second
+//! (`checkpoint/tracker.rs`). A second instance started with the same control table and server
+//! id therefore takes over and the first one is fenced within about a second and stops. Between checks, each confirmation of ownership lets the instance send writes for
 //! one lease term only (see `lease.rs`): one that stalled, was taken over meanwhile and resumes
 //! sends nothing before it is fenced. An instance that takes the item from an owner that did
 //! not release it (a clean stop releases it) waits one term and a margin for requests in
@@ -307,6 +306,7 @@ impl CheckpointStore {
             return Ok(());
         };
         let sent = Instant::now();
+        crate::util::failpoint::delay("checkpoint.before_confirm").await;
         let item = read_item(client, table, id).await?;
         self.owned(item.as_ref())?;
         lease.confirmed(sent);
@@ -385,6 +385,7 @@ impl CheckpointStore {
                 let mut item = encode_item(checkpoint);
                 item.extend(item_key(id));
                 let sent = Instant::now();
+                crate::util::failpoint::delay("checkpoint.before_confirm").await;
                 item.insert("owner".into(), AttributeValue::S(owner.clone()));
                 item.insert(
                     LEASE_ATTRIBUTE.into(),

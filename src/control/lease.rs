@@ -2,8 +2,9 @@
 //! in SQL, only while its ownership of the checkpoint was confirmed less than one term ago.
 //!
 //! Ownership is confirmed between writes: by the claim at start, by every checkpoint save and by
-//! the tracker's ownership check when idle (see `checkpoint/tracker.rs`). An instance that
-//! stalls (a stopped or frozen container, an ownership check that hangs, a starved runtime) and
+//! a check every second, several in flight at once when the control table is slow (see
+//! `checkpoint/tracker.rs`). An instance that
+//! stalls (a stopped or frozen container, a starved runtime) and
 //! is taken over meanwhile would otherwise resume and send the writes it held, over the newer
 //! ones of its successor, before its next check fences it; and it would never write those items
 //! again (for write-back: an application's older change committed over a newer one). With the
@@ -15,8 +16,8 @@
 //! flight, before it writes anything (`app/prepare.rs`).
 //!
 //! When the tracker ends (drained, failed, fenced, panicked) the lease ends with it: nothing
-//! would renew it, so a send still waiting gives up instead of waiting forever; so does one
-//! that finds the lease run out while the pipeline drains. A write given up is neither written
+//! would renew it, so a send still waiting gives up instead of waiting forever; so does one,
+//! while the pipeline drains, whose lease ran out a whole term ago (no answer for that long). A write given up is neither written
 //! nor acknowledged: its lane stops (see `sink/lane.rs`), the checkpoint never passes it, and
 //! the next start replays it.
 //!
@@ -108,12 +109,22 @@ impl Lease {
         }
     }
 
-    /// Once `draining` is cancelled, a send that finds the lease run out gives up at once
+    /// Once `draining` is cancelled, a send whose lease ran out more than a term ago gives up
     /// (`held` is `false`) rather than wait for a confirmation that may never come: a drain
     /// must end even while the control table does not answer.
     pub fn give_up_when(&self, draining: CancellationToken) {
         if let Some(term) = &self.0 {
             let _ = term.draining.set(draining);
+        }
+    }
+
+    /// Whether no confirmation came for one more term after the lease ran out: while draining,
+    /// the point where a send stops waiting (a control table that answers, however slowly,
+    /// keeps the lease; one that does not answer at all would hold the drain for ever).
+    fn gone_quiet(until: Until, length: Duration) -> bool {
+        match until {
+            Until::Time(Some(until)) => Instant::now() >= until + length,
+            Until::Time(None) | Until::Ended => true,
         }
     }
 
@@ -145,6 +156,7 @@ impl Lease {
             }
         };
         tokio::pin!(draining);
+        let mut drain_seen = false;
         loop {
             let now = *until.borrow_and_update();
             if now == Until::Ended {
@@ -157,6 +169,7 @@ impl Lease {
                 .draining
                 .get()
                 .is_some_and(CancellationToken::is_cancelled)
+                && Self::gone_quiet(now, term.length)
             {
                 return false;
             }
@@ -175,7 +188,7 @@ impl Lease {
                     }
                 }
                 () = tokio::time::sleep(PUSHBACK_EVERY) => {}
-                () = &mut draining => {}
+                () = &mut draining, if !drain_seen => drain_seen = true,
             }
         }
     }
@@ -257,23 +270,38 @@ mod tests {
             .expect("no wait"));
     }
 
-    /// While the pipeline drains, a send that finds the lease run out gives up, and one that
-    /// was waiting gives up when the drain starts; one within the lease still goes.
+    /// While the pipeline drains, a send within the lease goes; one whose lease ran out waits
+    /// for a confirmation as long as one may still come, and gives up once none came for a
+    /// whole term more (one waiting since before the drain, too).
     #[tokio::test(start_paused = true)]
-    async fn while_draining_a_send_without_a_lease_gives_up_instead_of_waiting() {
+    async fn while_draining_a_send_gives_up_once_no_confirmation_came_for_a_term() {
         let lease = Lease::new(TERM);
         let draining = CancellationToken::new();
         lease.give_up_when(draining.clone());
-        let waiting = waiting_send(&lease).await;
-        assert!(!waiting.is_finished());
-        draining.cancel();
-        assert!(!answered(waiting).await, "the waiting send gives up");
         lease.confirmed(Instant::now());
-        assert!(held_within(&lease, Duration::ZERO).await);
         tokio::time::advance(TERM).await;
-        assert!(!tokio::time::timeout(Duration::ZERO, lease.held())
+        let waiting = waiting_send(&lease).await;
+        draining.cancel();
+        assert!(
+            tokio::time::timeout(Duration::ZERO, lease.held())
+                .await
+                .is_err(),
+            "a send in the drain waits while a confirmation may still come"
+        );
+        tokio::time::advance(TERM - Duration::from_millis(1)).await;
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "gave up while a confirmation may still come"
+        );
+        let late = waiting_send(&lease).await;
+        lease.confirmed(Instant::now());
+        assert!(answered(late).await, "a slow confirmation still lets it go");
+        assert!(answered(waiting).await);
+        tokio::time::advance(TERM * 2).await;
+        assert!(!tokio::time::timeout(Duration::from_secs(2), lease.held())
             .await
-            .expect("no wait while draining"));
+            .expect("gives up after a term without an answer"));
     }
 
     /// A confirmation answered late, whose request left before the one already counted, does

@@ -15,6 +15,8 @@
 //! `writeback.after_apply` (a record applied to SQL, its position not yet saved),
 //! `writeback.follow` (a write-back consumer starting to follow its stream),
 //! `writeback.before_apply` (a delay: a record's statement about to be run in SQL),
+//! `checkpoint.before_confirm` (a delay: a checkpoint save or ownership check, sent as far as
+//! the write lease counts, not yet answered: a slow control table),
 //! `source.before_ddl` (a delay: the reader has read a DDL statement, the merge stage and the
 //! snapshot reads do not know yet), `xa.reread` (an error: the binlog connection re-reading a
 //! prepared XA transaction fails after its first event), `snapshot.before_backfill` (a delay:
