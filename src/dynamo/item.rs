@@ -76,8 +76,7 @@ pub fn encode_item(item: &Item, version: u128, view: &str) -> HashMap<String, At
 }
 
 pub fn encode_key(key: &ItemKey) -> HashMap<String, AttributeValue> {
-    // Sized for both parts: growing from empty reallocated the table once per key.
-    let mut out = HashMap::with_capacity(2);
+    let mut out = HashMap::new();
     out.insert(
         key.pk_attribute.to_string(),
         AttributeValue::S(key.pk.clone()),
