@@ -525,25 +525,44 @@ async fn paused_instance_writes_nothing(name: &str, successor_stops_first: bool)
 /// nor fail its drain. On the code before, the tracker confirmed with one request at a time, so
 /// its lease (3.2 s here) ran out between two answers and writes waited, again and again. (At
 /// start-up, the first save and the first check go one after the other, so at this latency the
-/// lease may still run out once within the first seconds: waits are counted from 4 s after.)
+/// lease may still run out once within the first seconds: waits are counted from two answers later.)
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_ownership_confirmations_hold_no_write() {
-    let (env, table) = notes("edgeslowcontrol", "").await;
+    slow_confirmations_hold_no_write("edgeslowcontrol", None, 1_800).await;
+}
+
+/// The same with a longer checkpoint interval (3 s: a 6 s lease) and answers 4.5 s late: more
+/// checks must be in flight at once than at the default. With at most 4 in flight (the
+/// commit before), the keeper skipped a tick and the lease ran out between two answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn slower_confirmations_with_a_longer_interval_hold_no_write() {
+    slow_confirmations_hold_no_write("edgeslowcontrol3s", Some(3_000), 4_500).await;
+}
+
+async fn slow_confirmations_hold_no_write(name: &str, interval_ms: Option<u64>, latency_ms: u64) {
+    let extra = interval_ms.map_or(String::new(), |ms| {
+        format!(
+            "[checkpoint]\ntable = \"{name}_{}_control\"\ninterval_ms = {ms}\n",
+            std::process::id()
+        )
+    });
+    let (env, table) = notes(name, &extra).await;
     let daemon = env.spawn_with(&[(
         "ROWCAST_FAILPOINTS",
-        "checkpoint.before_confirm=sleep1800@*",
+        &format!("checkpoint.before_confirm=sleep{latency_ms}@*"),
     )]);
     daemon.wait_ready().await;
     env.sql("INSERT INTO notes VALUES (0, 'n0', '0')").await;
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Past the start-up, where the first save and the first check go one after the other.
+    tokio::time::sleep(Duration::from_millis(2 * latency_ms + 500)).await;
     let waits = |metrics: &str| metric(metrics, "rowcast_write_lease_waits_total");
     let before = waits(&daemon.get("/metrics").await.1);
     for id in 1..=20 {
         env.sql(&format!("INSERT INTO notes VALUES ({id}, 'n{id}', '{id}')"))
             .await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
     }
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;

@@ -33,8 +33,6 @@ pub struct Tracker {
 
 /// How often ownership of the checkpoint is confirmed (see [`keep_lease`]), busy or idle.
 pub const OWNER_CHECK: Duration = Duration::from_secs(1);
-/// Ownership checks in flight at once: a slow control table answers late, not less often.
-const CHECKS_IN_FLIGHT: usize = 4;
 /// How soon a checkpoint save that failed is tried again.
 const RETRY_SOON: Duration = Duration::from_millis(500);
 /// How late a confirmation of ownership may come before the lanes wait for it (see
@@ -48,30 +46,38 @@ pub fn lease_term(interval: Duration) -> Duration {
     interval + OWNER_CHECK + LEASE_SLACK
 }
 
-/// Confirms ownership of the checkpoint every `OWNER_CHECK`, up to `CHECKS_IN_FLIGHT` checks at
-/// once (each renews the write lease from when it was sent), and detects a takeover within a
-/// second, busy or idle. Ends only with an error: `Fenced`, or a definite refusal.
-async fn keep_lease(store: &CheckpointStore) -> Result<std::convert::Infallible, CheckpointError> {
+/// Confirms ownership of the checkpoint every `OWNER_CHECK` (each check renews the write lease
+/// from when it was sent), and detects a takeover within a second, busy or idle. As many checks
+/// go at once as one lease `term` holds, so a slow control table answers late, not less often:
+/// the lease holds while answers come within `term - OWNER_CHECK`. Ends only with an error:
+/// `Fenced`, or a definite refusal.
+async fn keep_lease(
+    store: &CheckpointStore,
+    term: Duration,
+) -> Result<std::convert::Infallible, CheckpointError> {
     use futures_util::StreamExt as _;
     if !store.has_owner() {
         return std::future::pending().await;
     }
+    let in_flight = term.as_millis().div_ceil(OWNER_CHECK.as_millis()).max(1) as usize;
     let mut tick = tokio::time::interval(OWNER_CHECK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut checks = futures_util::stream::FuturesUnordered::new();
-    let mut failing = false;
+    // One warning a minute at most, however the checks come back.
+    let mut warned: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if checks.len() < CHECKS_IN_FLIGHT {
+                if checks.len() < in_flight {
                     checks.push(store.check_owner());
                 }
             }
             Some(checked) = checks.next() => match checked {
-                Ok(()) => failing = false,
+                Ok(()) => {}
                 Err(error) if !error.is_transient() => return Err(error),
                 Err(error) => {
-                    if !std::mem::replace(&mut failing, true) {
+                    if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                        warned = Some(std::time::Instant::now());
                         warn!(error = %chain(&error), "cannot confirm ownership of the checkpoint; checking again every second");
                     }
                 }
@@ -85,11 +91,12 @@ impl Tracker {
     /// confirmed meanwhile (see [`keep_lease`]); a takeover ends it with `Fenced`.
     pub async fn run(self) -> Result<Checkpoint, CheckpointError> {
         let store = self.store.clone();
+        let interval = self.interval;
         let track = self.track();
         tokio::pin!(track);
         let saved = tokio::select! {
             tracked = &mut track => tracked?,
-            Err(error) = keep_lease(&store) => return Err(error),
+            Err(error) = keep_lease(&store, lease_term(interval)) => return Err(error),
         };
         // Released once no check is in flight any more: one answered after the release would
         // read the item as another's and fence this instance on its way out.
