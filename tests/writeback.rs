@@ -464,6 +464,80 @@ async fn kill9_and_changes_while_down_lose_nothing() {
     assert!(daemon.terminate().success());
 }
 
+/// An instance paused while it holds a shard position to save, and taken over meanwhile, must
+/// not save it when it resumes: its successor has saved later positions since, and the older
+/// one would make the next start apply those records to SQL again, over whatever SQL holds by
+/// then. On the code before, the resumed instance saved it at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resumes() {
+    let (env, table) = setup("wbpausepos").await;
+    let control = env.table("control");
+    // Every position waits 3 s before it is saved: time to pause the instance holding one.
+    let mut first = env.spawn_with(&[(
+        "ROWCAST_FAILPOINTS",
+        "writeback.before_position_save=sleep3000@*",
+    )]);
+    first.wait_ready().await;
+    let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
+    update(&env, &table, 1, "SET note = :n", &note("two")).await;
+    let noted = |text: &'static str| {
+        let env = &env;
+        move || async move { row(env, 1).await.unwrap().3.as_deref() == Some(text) }
+    };
+    eventually(
+        "the first instance to apply the change",
+        Duration::from_secs(30),
+        noted("two"),
+    )
+    .await;
+    let holding = || async {
+        std::fs::read_to_string(&first.log)
+            .unwrap()
+            .matches("failpoint writeback.before_position_save")
+            .count()
+    };
+    let before = holding().await;
+    eventually(
+        "the first instance to hold the position after it",
+        Duration::from_secs(30),
+        || async { holding().await > before },
+    )
+    .await;
+    first.signal("-STOP");
+    let second = env.spawn_second();
+    second.wait_ready().await;
+    update(&env, &table, 1, "SET note = :n", &note("three")).await;
+    eventually(
+        "the successor to apply the newer change",
+        Duration::from_secs(60),
+        noted("three"),
+    )
+    .await;
+    // The successor's positions, once saved (they are saved after each read of a shard).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let positions = || async {
+        let mut all: Vec<String> = env
+            .scan(&control)
+            .await
+            .into_iter()
+            .filter(|item| item.get("sequence").is_some())
+            .map(|item| item.to_string())
+            .collect();
+        all.sort();
+        all
+    };
+    let saved = positions().await;
+    assert!(!saved.is_empty(), "no position saved");
+    first.resume_until_fenced().await;
+    assert_eq!(
+        positions().await,
+        saved,
+        "the resumed instance saved an older position; its log: {}",
+        common::tail(&first.log)
+    );
+    assert!(second.terminate().success());
+}
+
 /// An instance paused (SIGSTOP: a frozen VM or container, a long stall) with an application's
 /// change in hand, and taken over meanwhile, must not apply that change to SQL when it resumes:
 /// its successor applied it and a newer change since, and the old statement would put the older

@@ -263,7 +263,7 @@ impl CheckpointStore {
         else {
             return Ok(());
         };
-        lease.end();
+        lease.release();
         let result = client
             .update_item()
             .table_name(table)

@@ -51,6 +51,8 @@ struct Term {
     waiting: AtomicBool,
     /// Cancelled when the pipeline drains: from then on a send gives up instead of waiting.
     draining: OnceLock<CancellationToken>,
+    /// Set when the ended lease was given up by a clean stop (see [`Lease::held_for_progress`]).
+    released: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,6 +80,7 @@ impl Lease {
             until: watch::Sender::new(Until::Time(None)),
             waiting: AtomicBool::new(false),
             draining: OnceLock::new(),
+            released: AtomicBool::new(false),
         })))
     }
 
@@ -98,6 +101,26 @@ impl Lease {
         });
         if term.waiting.swap(false, Ordering::Relaxed) {
             info!("ownership of the checkpoint confirmed again: writes resume");
+        }
+    }
+
+    /// A clean stop gives the checkpoint up: the lease ends, but what this instance has done
+    /// may still be recorded (see [`Lease::held_for_progress`]).
+    pub fn release(&self) {
+        if let Some(term) = &self.0 {
+            term.released.store(true, Ordering::Relaxed);
+        }
+        self.end();
+    }
+
+    /// [`Lease::held`] for recording progress already made (write-back's stream positions):
+    /// also `true` after a clean stop released the checkpoint, whose last positions must not
+    /// be lost (the next start would apply those records again); a stalled instance that was
+    /// taken over records nothing, as it writes nothing.
+    pub async fn held_for_progress(&self) -> bool {
+        match &self.0 {
+            Some(term) if term.released.load(Ordering::Relaxed) => true,
+            _ => self.held().await,
         }
     }
 
@@ -302,6 +325,21 @@ mod tests {
         assert!(!tokio::time::timeout(Duration::from_secs(2), lease.held())
             .await
             .expect("gives up after a term without an answer"));
+    }
+
+    /// A released lease lets no write through but still lets progress be recorded; an ended
+    /// one (a failure, a fence) neither.
+    #[tokio::test(start_paused = true)]
+    async fn a_released_lease_still_records_progress_an_ended_one_does_not() {
+        let released = Lease::new(TERM);
+        released.confirmed(Instant::now());
+        released.release();
+        assert!(!released.held().await && !released.is_held());
+        assert!(released.held_for_progress().await);
+        let ended = Lease::new(TERM);
+        ended.confirmed(Instant::now());
+        ended.end();
+        assert!(!ended.held_for_progress().await);
     }
 
     /// A confirmation answered late, whose request left before the one already counted, does
