@@ -95,6 +95,14 @@ async fn update(
     common::app::update(env, table, key(id), expression, values).await;
 }
 
+/// Waits until account 1's note in SQL is `text`.
+async fn note_becomes(env: &Env, text: &str, what: &str, timeout: Duration) {
+    eventually(what, timeout, || async {
+        row(env, 1).await.unwrap().3.as_deref() == Some(text)
+    })
+    .await;
+}
+
 async fn row(env: &Env, id: i64) -> Option<Account> {
     rows(env).await.into_iter().find(|r| r.0 == id)
 }
@@ -480,14 +488,11 @@ async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resume
     first.wait_ready().await;
     let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
     update(&env, &table, 1, "SET note = :n", &note("two")).await;
-    let noted = |text: &'static str| {
-        let env = &env;
-        move || async move { row(env, 1).await.unwrap().3.as_deref() == Some(text) }
-    };
-    eventually(
+    note_becomes(
+        &env,
+        "two",
         "the first instance to apply the change",
         Duration::from_secs(30),
-        noted("two"),
     )
     .await;
     let holding = || async {
@@ -507,10 +512,11 @@ async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resume
     let second = env.spawn_second();
     second.wait_ready().await;
     update(&env, &table, 1, "SET note = :n", &note("three")).await;
-    eventually(
+    note_becomes(
+        &env,
+        "three",
         "the successor to apply the newer change",
         Duration::from_secs(60),
-        noted("three"),
     )
     .await;
     // The successor's positions, once saved (they are saved after each read of a shard).
@@ -577,21 +583,19 @@ async fn a_paused_instance_taken_over_meanwhile_applies_nothing_when_it_resumes(
     // The second instance takes over, applies the change and a newer one.
     let second = env.spawn_second();
     second.wait_ready().await;
-    let noted = |text: &'static str| {
-        let env = &env;
-        move || async move { row(env, 1).await.unwrap().3.as_deref() == Some(text) }
-    };
-    eventually(
+    note_becomes(
+        &env,
+        "two",
         "the successor to apply the change",
         Duration::from_secs(60),
-        noted("two"),
     )
     .await;
     update(&env, &table, 1, "SET note = :n", &note("three")).await;
-    eventually(
+    note_becomes(
+        &env,
+        "three",
         "the successor to apply the newer change",
         Duration::from_secs(60),
-        noted("three"),
     )
     .await;
     first.resume_until_fenced().await;

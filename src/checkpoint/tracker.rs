@@ -33,8 +33,6 @@ pub struct Tracker {
 
 /// How often ownership of the checkpoint is confirmed (see [`keep_lease`]), busy or idle.
 pub const OWNER_CHECK: Duration = Duration::from_secs(1);
-/// How soon a checkpoint save that failed is tried again.
-const RETRY_SOON: Duration = Duration::from_millis(500);
 /// How late a confirmation of ownership may come before the lanes wait for it (see
 /// [`lease_term`]).
 const LEASE_SLACK: Duration = Duration::from_secs(2);
@@ -136,7 +134,6 @@ impl Tracker {
                             return Err(error);
                         }
                         warn!(error = %chain(&error), "cannot persist the checkpoint; will retry");
-                        tick.reset_after(RETRY_SOON.min(self.interval));
                     }
                 }
             }

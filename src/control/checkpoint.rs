@@ -10,9 +10,10 @@
 //! The item also names its owner: an instance claims it at start (before loading it), every
 //! save is conditional on still owning it, and ownership is checked every second
 //! (`checkpoint/tracker.rs`). A second instance started with the same control table and server
-//! id therefore takes over and the first one is fenced within about a second and stops. Between checks, each confirmation of ownership lets the instance send writes for
-//! one lease term only (see `lease.rs`): one that stalled, was taken over meanwhile and resumes
-//! sends nothing before it is fenced. An instance that takes the item from an owner that did
+//! id therefore takes over and the first one is fenced within about a second and stops. Between
+//! checks, each confirmation of ownership lets the instance send writes for one lease term only
+//! (see `lease.rs`): one that stalled, was taken over meanwhile and resumes sends nothing
+//! before it is fenced. An instance that takes the item from an owner that did
 //! not release it (a clean stop releases it) waits one term and a margin for requests in
 //! flight before it writes anything. A file checkpoint has no owner: it belongs to one
 //! sidecar's volume.
@@ -28,7 +29,7 @@ use aws_sdk_dynamodb::Client;
 use tokio::time::Instant;
 
 use super::{write_durably, Lease, CONTROL_PK, CONTROL_SK};
-use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
+use crate::dynamo::{classify_sdk_error, is_condition_failure, SdkErrorInfo};
 use crate::error::{Classify, ErrorClass};
 use crate::pipeline::{Checkpoint, Position};
 
@@ -213,7 +214,7 @@ impl CheckpointStore {
             Ok(out) => Some(out),
             Err(error) => {
                 let info = classify_sdk_error(&error);
-                if info.code.as_deref() != Some("ConditionalCheckFailedException") {
+                if !is_condition_failure(&info) {
                     return Err(CheckpointError::Dynamo {
                         table: table.clone(),
                         info,
@@ -282,7 +283,7 @@ impl CheckpointStore {
             Ok(_) => Ok(()),
             Err(error) => {
                 let info = classify_sdk_error(&error);
-                if info.code.as_deref() == Some("ConditionalCheckFailedException") {
+                if is_condition_failure(&info) {
                     return Ok(()); // not ours any more: nothing to give up
                 }
                 Err(CheckpointError::Dynamo {
@@ -425,7 +426,7 @@ impl CheckpointStore {
                     }
                     Err(error) => {
                         let info = classify_sdk_error(&error);
-                        if info.code.as_deref() == Some("ConditionalCheckFailedException") {
+                        if is_condition_failure(&info) {
                             // Who owns it now, read without confirming the lease: this
                             // instance stops either way.
                             let item = read_item(client, table, id).await;

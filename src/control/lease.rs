@@ -49,10 +49,8 @@ struct Term {
     until: watch::Sender<Until>,
     /// Whether a send waits (for one line in the log per episode).
     waiting: AtomicBool,
-    /// Cancelled when the pipeline drains: from then on a send gives up instead of waiting.
+    /// Cancelled when the pipeline drains (see [`Lease::give_up_when`]).
     draining: OnceLock<CancellationToken>,
-    /// Set when the ended lease was given up by a clean stop (see [`Lease::held_for_progress`]).
-    released: AtomicBool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,11 +58,13 @@ enum Until {
     /// Writes may be sent until then (`None`: not before the first confirmation).
     Time(Option<Instant>),
     /// Nothing confirms ownership any more (the checkpoint tracker has ended, or this instance
-    /// was fenced): no write may be sent again.
-    Ended,
+    /// was fenced): no write may be sent again. `released`: by a clean stop, after which
+    /// progress may still be recorded (see [`Lease::held_for_progress`]).
+    Ended { released: bool },
 }
 
-/// How often a send that waits says it is held back (not stalled: see `metrics::waits`).
+/// How often a send that waits says it is held back (not stalled: see `metrics::waits`) and
+/// looks whether the pipeline drains.
 const PUSHBACK_EVERY: Duration = Duration::from_secs(1);
 
 impl Lease {
@@ -80,7 +80,6 @@ impl Lease {
             until: watch::Sender::new(Until::Time(None)),
             waiting: AtomicBool::new(false),
             draining: OnceLock::new(),
-            released: AtomicBool::new(false),
         })))
     }
 
@@ -92,7 +91,7 @@ impl Lease {
         term.until.send_if_modified(|current| {
             let later = match current {
                 Until::Time(current) => current.is_none_or(|current| current < until),
-                Until::Ended => false,
+                Until::Ended { .. } => false,
             };
             if later {
                 *current = Until::Time(Some(until));
@@ -108,9 +107,8 @@ impl Lease {
     /// may still be recorded (see [`Lease::held_for_progress`]).
     pub fn release(&self) {
         if let Some(term) = &self.0 {
-            term.released.store(true, Ordering::Relaxed);
+            term.until.send_replace(Until::Ended { released: true });
         }
-        self.end();
     }
 
     /// [`Lease::held`] for recording progress already made (write-back's stream positions):
@@ -119,7 +117,7 @@ impl Lease {
     /// taken over records nothing, as it writes nothing.
     pub async fn held_for_progress(&self) -> bool {
         match &self.0 {
-            Some(term) if term.released.load(Ordering::Relaxed) => true,
+            Some(term) if *term.until.borrow() == (Until::Ended { released: true }) => true,
             _ => self.held().await,
         }
     }
@@ -128,7 +126,14 @@ impl Lease {
     /// give up (see [`Lease::held`]).
     pub fn end(&self) {
         if let Some(term) = &self.0 {
-            term.until.send_replace(Until::Ended);
+            // A release stays a release.
+            term.until.send_if_modified(|until| {
+                let live = matches!(until, Until::Time(_));
+                if live {
+                    *until = Until::Ended { released: false };
+                }
+                live
+            });
         }
     }
 
@@ -147,7 +152,7 @@ impl Lease {
     fn gone_quiet(until: Until, length: Duration) -> bool {
         match until {
             Until::Time(Some(until)) => Instant::now() >= until + length,
-            Until::Time(None) | Until::Ended => true,
+            Until::Time(None) | Until::Ended { .. } => true,
         }
     }
 
@@ -172,17 +177,9 @@ impl Lease {
         }
         let mut until = term.until.subscribe();
         metrics().lease_waits.inc();
-        let draining = async {
-            match term.draining.get() {
-                Some(token) => token.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(draining);
-        let mut drain_seen = false;
         loop {
             let now = *until.borrow_and_update();
-            if now == Until::Ended {
+            if matches!(now, Until::Ended { .. }) {
                 return false;
             }
             if Self::valid(now) {
@@ -204,14 +201,10 @@ impl Lease {
             }
             // Held back by the control table, not hung: `/healthz` must not call it a stall.
             crate::metrics::note_pushback();
-            tokio::select! {
-                changed = until.changed() => {
-                    if changed.is_err() {
-                        return false; // the sender is gone with its lease
-                    }
-                }
-                () = tokio::time::sleep(PUSHBACK_EVERY) => {}
-                () = &mut draining, if !drain_seen => drain_seen = true,
+            // A confirmation, or a second gone (the drain and the pushback are looked at again);
+            // `Ok(Err)`: the sender is gone with its lease.
+            if let Ok(Err(_)) = tokio::time::timeout(PUSHBACK_EVERY, until.changed()).await {
+                return false;
             }
         }
     }
