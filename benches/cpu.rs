@@ -18,7 +18,7 @@ use rowcast::view::value::Cell;
 
 /// The binary's allocator (see `src/main.rs`), so these figures are the daemon's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: rowcast::util::alloc::Mimalloc = rowcast::util::alloc::Mimalloc;
 
 fn schema() -> Arc<TableSchema> {
     let col = |name: &str, kind: ColumnKind| ColumnSchema {

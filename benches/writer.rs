@@ -28,7 +28,7 @@ const LANES: usize = 8;
 const WINDOW: usize = 100;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: rowcast::util::alloc::Mimalloc = rowcast::util::alloc::Mimalloc;
 
 fn op(table: &Arc<str>, view: &Arc<str>, id: usize, origin: &Arc<Position>) -> WriteOp {
     let key = ItemKey {

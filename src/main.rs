@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 /// mimalloc: every row change allocates its cells, keys and attribute values, and glibc's
 /// allocator took a third of the CPU path (`perf` on `benches/cpu.rs`, issue 13).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: rowcast::util::alloc::Mimalloc = rowcast::util::alloc::Mimalloc;
 
 /// Keeps DynamoDB materialized views of a MySQL/MariaDB database, from its binlog.
 #[derive(Parser)]

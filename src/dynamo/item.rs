@@ -63,8 +63,18 @@ pub fn from_attribute_value(value: &AttributeValue) -> Option<Attr> {
     })
 }
 
-/// The item as sent: the view's attributes plus the version and the view's name.
+/// The item as sent: the view's attributes plus the version and the view's name. Built through
+/// the view's layout on this thread, which hashes no attribute name (`dynamo/layout.rs`).
 pub fn encode_item(item: &Item, version: u128, view: &str) -> HashMap<String, AttributeValue> {
+    super::layout::encode(item, version, view)
+}
+
+/// [`encode_item`] by inserting each attribute.
+pub(super) fn encode_plain(
+    item: &Item,
+    version: u128,
+    view: &str,
+) -> HashMap<String, AttributeValue> {
     let mut out: HashMap<String, AttributeValue> = HashMap::with_capacity(item.len() + 2);
     out.extend(item.iter().map(|(k, v)| (k.clone(), to_attribute_value(v))));
     out.insert(VERSION_ATTRIBUTE.to_string(), types_value(version));
@@ -76,13 +86,14 @@ pub fn encode_item(item: &Item, version: u128, view: &str) -> HashMap<String, At
 }
 
 pub fn encode_key(key: &ItemKey) -> HashMap<String, AttributeValue> {
-    let mut out = HashMap::new();
+    // `String::from(&*…)`: an `Arc<str>`'s `to_string` goes through `fmt` and grows its buffer.
+    let mut out = HashMap::with_capacity(2);
     out.insert(
-        key.pk_attribute.to_string(),
+        String::from(&*key.pk_attribute),
         AttributeValue::S(key.pk.clone()),
     );
     if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
-        out.insert(name.to_string(), AttributeValue::S(sk.clone()));
+        out.insert(String::from(&**name), AttributeValue::S(sk.clone()));
     }
     out
 }

@@ -6,6 +6,7 @@ pub mod import;
 pub mod index_check;
 pub mod indexes;
 mod item;
+mod layout;
 mod remove;
 pub mod tables;
 

@@ -519,10 +519,14 @@ fn count_retry(info: &SdkErrorInfo) -> bool {
 fn batch_requests(ops: &[WriteOp]) -> HashMap<String, Vec<WriteRequest>> {
     let mut requests: HashMap<String, Vec<WriteRequest>> = HashMap::new();
     for op in ops {
-        requests
-            .entry(op.op.key().table.to_string())
-            .or_default()
-            .push(write_request(op));
+        let table = &*op.op.key().table;
+        // Looked up by `&str` first: `entry` would take a new `String` for every item.
+        match requests.get_mut(table) {
+            Some(requests) => requests.push(write_request(op)),
+            None => {
+                requests.insert(String::from(table), vec![write_request(op)]);
+            }
+        }
     }
     requests
 }

@@ -1,6 +1,7 @@
 //! Small helpers every module may use: the wall clock, named crash points for tests, and the
 //! one-request HTTP client the commands use to reach the running daemon.
 
+pub mod alloc;
 pub mod failpoint;
 pub mod http;
 

@@ -538,13 +538,16 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
             };
             Some(text.as_bytes().cmp(literal.as_bytes()))
         }
-        _ => {
-            let text = cell.to_text().ok()??;
-            match literal {
-                Literal::Str(s) => Some(text.as_bytes().cmp(s.as_bytes())),
-                Literal::Num(n) => compare_decimal(text.trim(), n),
-            }
-        }
+        // Text as it is held, without the copy `to_text` makes.
+        Cell::Text(text) | Cell::Enum(text) => compare_text(text, literal),
+        _ => compare_text(&cell.to_text().ok()??, literal),
+    }
+}
+
+fn compare_text(text: &str, literal: &Literal) -> Option<Ordering> {
+    match literal {
+        Literal::Str(s) => Some(text.as_bytes().cmp(s.as_bytes())),
+        Literal::Num(n) => compare_decimal(text.trim(), n),
     }
 }
 

@@ -203,9 +203,10 @@ fn build_item(
     // Gathered in a vector and built into the map at once (sorted, later entries of one name
     // winning as inserts would): cheaper than inserting one by one (`benches/cpu.rs`).
     let mut item: Vec<(String, Attr)> = Vec::with_capacity(row.cells.len() + 2);
-    item.push((key.pk_attribute.to_string(), Attr::S(key.pk.clone())));
+    // `String::from(&*…)`: an `Arc<str>`'s `to_string` goes through `fmt` and grows its buffer.
+    item.push((String::from(&*key.pk_attribute), Attr::S(key.pk.clone())));
     if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
-        item.push((name.to_string(), Attr::S(sk.clone())));
+        item.push((String::from(&**name), Attr::S(sk.clone())));
     }
     for index in &view.indexes {
         match index_key(view, row, index)? {
