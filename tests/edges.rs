@@ -578,20 +578,38 @@ async fn slow_confirmations_hold_no_write(name: &str, interval_ms: Option<u64>, 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_control_table_gone_stops_the_daemon_instead_of_hanging_it() {
     let (env, table) = notes("edgenocontrol", "").await;
-    // Every window waits 4 s before it is written: longer than the lease (3.2 s here), so the
+    // Every window waits 6 s before it is written: longer than the lease (3.2 s here), so the
     // window of the second row is still to be written when the tracker has failed.
-    let mut daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep4000@*")]);
+    let mut daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep6000@*")]);
     daemon.wait_ready().await;
     env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;
+    // The second row's window is held in its lane before the control table goes (deleted
+    // first, the tracker could fail before the row reached a lane: then no write is given up).
+    let held = || {
+        std::fs::read_to_string(&daemon.log)
+            .unwrap()
+            .matches("failpoint lane.before_write")
+            .count()
+    };
+    let before = held();
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    eventually(
+        "the second row's window to be held",
+        Duration::from_secs(30),
+        || {
+            let now = held();
+            async move { now > before }
+        },
+    )
+    .await;
     env.ddb
         .delete_table()
         .table_name(env.table("control"))
         .send()
         .await
         .unwrap();
-    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
     let status = daemon.exited(Duration::from_secs(60)).await;
     assert!(!status.success(), "exited with {status}");
     let log = std::fs::read_to_string(&daemon.log).unwrap();
