@@ -59,8 +59,7 @@ fn encode_with(
             if layouts.len() >= MAX_VIEWS {
                 layouts.clear();
             }
-            let names = item.keys().filter(|name| !is_metadata(name)).cloned();
-            layouts.push(Layout::new(view, names.collect()));
+            layouts.push(Layout::new(view, names_with(&[], item)));
             layouts.len() - 1
         }
     };
@@ -70,21 +69,24 @@ fn encode_with(
     // A name the layout lacks: remade with it (metadata names stay out of layouts: an item with
     // one goes plainly every time, as the version and view then overwrite it).
     let layout = &mut layouts[index];
-    let mut names: Vec<String> = item
-        .keys()
-        .filter(|name| !is_metadata(name) && layout.names.binary_search(name).is_err())
-        .cloned()
-        .collect();
-    if !names.is_empty() {
-        names.append(&mut layout.names);
-        names.sort_unstable();
+    let names = names_with(&layout.names, item);
+    if names.len() > layout.names.len() {
         *layout = Layout::new(view, names);
     }
     encode_plain(item, version, view)
 }
 
-fn is_metadata(name: &str) -> bool {
-    name == VERSION_ATTRIBUTE || name == VIEW_ATTRIBUTE
+/// `known` (sorted) and the item's names other than the metadata ones, sorted.
+fn names_with(known: &[String], item: &Item) -> Vec<String> {
+    let mut names: Vec<String> = item
+        .keys()
+        .filter(|name| *name != VERSION_ATTRIBUTE && *name != VIEW_ATTRIBUTE)
+        .filter(|name| known.binary_search(name).is_err())
+        .cloned()
+        .collect();
+    names.extend_from_slice(known);
+    names.sort_unstable();
+    names
 }
 
 /// The attribute names a view's items had on this thread, as a map to clone.
