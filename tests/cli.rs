@@ -371,3 +371,16 @@ async fn tables_create_turns_streams_on_for_write_back() {
     let out = env.rowcast(&["tables", "--config", &config, "create"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("left as it is"));
 }
+
+/// A log written to a file or a pipe (a container's log, a collector) is plain text: no
+/// terminal colour codes around the level, the target and every field name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_that_is_not_a_terminal_has_no_colour_codes() {
+    let (env, _table) = common::accounts::setup("plainlog", "").await;
+    let daemon = env.start().await;
+    assert!(daemon.terminate().success());
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    assert!(log.contains("ready"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in the log: {log}");
+    assert!(log.contains(" INFO "), "{log}");
+}

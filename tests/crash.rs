@@ -125,12 +125,7 @@ async fn resume_by_gtid_needs_no_binlog_file_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn purged_position_with_rebackfill_starts_over_and_fills_again() {
     let (env, table) = setup("purgedfill", "[checkpoint]\npath = \"checkpoint.json\"\n").await;
-    let config = env.config_path();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "max_backoff_ms = 1000\n",
-        "max_backoff_ms = 1000\non_purged = \"rebackfill\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
+    rebackfill_on_purged(&env);
     workload(&env, 99, 150).await;
     std::fs::write(
         env.dir.join("checkpoint.json"),
@@ -165,27 +160,11 @@ async fn rebackfill_versions_start_above_everything_written() {
         "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
     )
     .await;
-    let config = env.config_path();
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "max_backoff_ms = 1000\n",
-        "max_backoff_ms = 1000\non_purged = \"rebackfill\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
-    let daemon = env.start().await;
-    workload(&env, 5, 100).await;
-    env.converge(&table, expected(&env).await, Duration::from_secs(30))
-        .await;
-    assert!(daemon.terminate().success());
-    let path = env.dir.join("checkpoint.json");
-    let mut checkpoint: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    rebackfill_on_purged(&env);
     // An older checkpoint of the same run, whose binlog is gone since.
-    checkpoint["position"]["file"] = "binlog.000000".into();
-    checkpoint["position"]["pos"] = 4.into();
-    checkpoint["seq"] = (checkpoint["seq"].as_u64().unwrap() - 50).into();
-    std::fs::write(&path, checkpoint.to_string()).unwrap();
-    // Updates only: a backfill cannot know of rows deleted in a purged binlog (their items stay
-    // until a repair; README "Failure model").
+    written_then_purged(&env, &table, 5, 50).await;
+    // Updates only: every item stays, so each one's version can be compared (deletes, moves and
+    // filter exits in a purged binlog: `rebackfill_removes_what_the_purged_binlog_would_have_removed`).
     env.sql("UPDATE accounts SET balance = balance + 7, state = 'moved'")
         .await;
     let before = versions(&env, &table).await;
@@ -200,6 +179,118 @@ async fn rebackfill_versions_start_above_everything_written() {
             assert!(now > version, "{key}: version {version} then {now}");
         }
     }
+}
+
+/// A purged checkpoint with `on_purged = "rebackfill"` after rows were deleted, moved to
+/// another key and filtered out while rowcast was down: changes only the purged binlog held. The
+/// eager view is filled again and then loses the items no row makes any more; the lazy view
+/// (items made as rows change) loses every item written before the purge, since any of them may
+/// be stale, and is filled again as rows change or on a miss.
+#[tokio::test(flavor = "multi_thread")]
+async fn rebackfill_removes_what_the_purged_binlog_would_have_removed() {
+    let (env, table) = setup(
+        "purgedstale",
+        "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
+    )
+    .await;
+    let lazy = env.table("lazy");
+    let view = std::fs::read_to_string(env.dir.join("views/accounts.toml")).unwrap();
+    env.write_view(
+        "lazy.toml",
+        &format!(
+            "{}[fill]\nmode = \"lazy\"\n",
+            view.replace("name = \"accounts\"", "name = \"lazyaccounts\"")
+                .replace(&table, &lazy)
+        ),
+    );
+    rebackfill_on_purged(&env);
+    env.create_tables();
+    written_then_purged(&env, &table, 21, 0).await;
+    // While rowcast is down, in a binlog it will never read: deletes, key moves, filter exits.
+    env.sql("DELETE FROM accounts WHERE id % 3 = 0").await;
+    env.sql("UPDATE accounts SET owner = owner + 100 WHERE id % 3 = 1")
+        .await;
+    env.sql("UPDATE accounts SET state = 'closed' WHERE id % 5 = 2")
+        .await;
+    let stale = |items: &[Value], expected: &[Value]| {
+        items.iter().filter(|item| !expected.contains(item)).count()
+    };
+    let now = expected(&env).await;
+    let lazy_items = env.items(&lazy).await;
+    assert!(
+        stale(&env.items(&table).await, &now) > 0 && stale(&lazy_items, &now) > 0,
+        "the changes while down left items no row makes"
+    );
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    // The lazy view: nothing left that no row makes (its cleanup follows within a second or two).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = expected(&env).await;
+        let left = stale(&env.items(&lazy).await, &now);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} stale items stay in the lazy view; log: {}",
+            env.dir.join("rowcast.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // And it goes on being made as rows change.
+    env.sql("UPDATE accounts SET balance = balance + 1 WHERE id % 3 = 1")
+        .await;
+    env.converge(&lazy, expected_moved(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    let cleaned: Vec<&str> = log.lines().filter(|l| l.contains("cleanup done")).collect();
+    for view in ["view=accounts ", "view=lazyaccounts "] {
+        assert!(
+            cleaned.iter().any(|line| line.contains(view)),
+            "no cleanup of {view}: {cleaned:?}"
+        );
+    }
+}
+
+/// The view's items of the rows `id % 3 = 1` (those the lazy test changes after its restart).
+async fn expected_moved(env: &common::Env) -> Vec<Value> {
+    expected(env)
+        .await
+        .into_iter()
+        .filter(|item| {
+            let sk = item["sk"].as_str().unwrap();
+            sk[4..].parse::<u64>().unwrap() % 3 == 1
+        })
+        .collect()
+}
+
+fn rebackfill_on_purged(env: &common::Env) {
+    let config = env.config_path();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "max_backoff_ms = 1000\n",
+        "max_backoff_ms = 1000\non_purged = \"rebackfill\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+}
+
+/// Runs the daemon through workload `seed` until the view holds it and stops it; then its
+/// checkpoint names a binlog the server does not have, its counter `behind` transactions back.
+async fn written_then_purged(env: &common::Env, table: &str, seed: u64, behind: u64) {
+    let daemon = env.start().await;
+    workload(env, seed, 150).await;
+    env.converge(table, expected(env).await, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+    let path = env.dir.join("checkpoint.json");
+    let mut checkpoint: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    checkpoint["position"]["file"] = "binlog.000000".into();
+    checkpoint["position"]["pos"] = 4.into();
+    checkpoint["seq"] = (checkpoint["seq"].as_u64().unwrap() - behind).into();
+    std::fs::write(&path, checkpoint.to_string()).unwrap();
 }
 
 /// Item key → the version rowcast wrote it at.

@@ -2,6 +2,7 @@
 //! problem) and the start position fixed — the checkpoint, or the binlog end persisted as the
 //! first checkpoint. Also everything `check --connect` verifies.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -16,9 +17,12 @@ use crate::dynamo;
 use crate::dynamo::index_check::check_table_indexes;
 use crate::dynamo::tables::{check_table, needed_tables};
 use crate::error::{chain, pause, Classify, RetryPolicy};
-use crate::pipeline::{Checkpoint, Position};
+use crate::pipeline::{version_of, BackfillState, Checkpoint, Position, Progress};
+use crate::snapshot::driver::REMOVED;
 use crate::source::{self, preflight, SourceError, StartPoint};
 use crate::util::now_millis;
+use crate::view::spec::FillMode;
+use crate::view::View;
 
 /// Beyond the older instance's write lease: its requests in flight when the lease ended.
 const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(2);
@@ -309,28 +313,35 @@ impl Start<'_> {
         // every eager view again.
         // The counter moves past every version already written: an earlier run may have read
         // (and written) transactions after its last checkpoint, never 2^32 of them.
-        warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again");
+        warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again; then the items no row makes are removed");
         let seq = checkpoint
             .seq
             .saturating_add(1 << 32)
             .max(now_millis() * 1000);
-        self.begin(seq).await
+        let backfill = purged_backfill(&self.config.views, &checkpoint.backfill, seq);
+        self.begin(seq, backfill).await
     }
 
     /// No checkpoint: versions count up from the clock at the first start, so that they stay
     /// above anything an earlier deployment wrote and keep growing after a failover.
     async fn fresh(self) -> Result<(StartPoint, Checkpoint), AppError> {
-        self.begin(now_millis() * 1000).await
+        self.begin(now_millis() * 1000, BackfillState::default())
+            .await
     }
 
-    /// Starts at the binlog end (or its beginning) with transaction counter `seq`, persisted.
-    async fn begin(self, seq: u64) -> Result<(StartPoint, Checkpoint), AppError> {
+    /// Starts at the binlog end (or its beginning) with transaction counter `seq` and the views'
+    /// progress `backfill`, persisted.
+    async fn begin(
+        self,
+        seq: u64,
+        backfill: BackfillState,
+    ) -> Result<(StartPoint, Checkpoint), AppError> {
         let position = start_position(self.conn, self.config, self.flavor, self.end).await?;
         let checkpoint = Checkpoint {
             position: position.clone(),
             seq,
             updated_ms: now_millis(),
-            backfill: Default::default(),
+            backfill: backfill.clone(),
         };
         self.store.save(&checkpoint).await?;
         info!(store = %self.store.describe(), position = %position, "no usable checkpoint: start position fixed and persisted as the first checkpoint");
@@ -338,11 +349,53 @@ impl Start<'_> {
             position,
             next_seq: seq + 1,
             replay_end: None,
-            backfill: Default::default(),
+            backfill,
             server: None,
         };
         Ok((start, checkpoint))
     }
+}
+
+/// The progress every view starts with when its binlog was purged (`on_purged = "rebackfill"`):
+/// the purged binlog may have deleted rows, moved them to other keys or out of a filter, which
+/// no backfill can see. So each eager view is filled again with a cleanup pending, as after a
+/// TRUNCATE: once its pass is done, its items below the pass's first version are removed. A lazy
+/// view has no pass to rewrite its items (any may be stale, updates included): every item it has
+/// from before `seq` is removed at once, and it is made again as rows change or on a miss.
+/// Views of `previous` that are not configured are marked removed, as a start with a checkpoint
+/// marks them (if one comes back, its items are cleaned up after its pass as well).
+fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> BackfillState {
+    let removed = previous
+        .keys()
+        .filter(|name| !views.iter().any(|v| v.name == **name))
+        .map(|name| {
+            let mark = Progress {
+                definition: Some(REMOVED.to_string()),
+                ..Progress::default()
+            };
+            (name.clone(), mark)
+        });
+    views
+        .iter()
+        .map(|view| {
+            let progress = match view.fill {
+                FillMode::Lazy => Progress {
+                    done: true,
+                    since: Some(seq),
+                    from_version: Some(version_of(seq + 1, 0)),
+                    ..Progress::default()
+                },
+                FillMode::Eager => Progress::default(),
+            };
+            let progress = Progress {
+                definition: Some(view.fingerprint()),
+                cleanup: true,
+                ..progress
+            };
+            (view.name.clone(), progress)
+        })
+        .chain(removed)
+        .collect()
 }
 
 /// Where a start without a usable checkpoint begins: the binlog end (with MariaDB's GTID state),
@@ -420,4 +473,45 @@ pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
     }
     let _ = conn.disconnect().await;
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile_view;
+
+    fn view(name: &str, fill: &str) -> Arc<View> {
+        let text = format!(
+            "name = \"{name}\"\ntable = \"views\"\nsource = \"db.accounts\"\n[key]\npk = \"A#{{id}}\"\n[fill]\nmode = \"{fill}\"\n"
+        );
+        Arc::new(compile_view(std::path::Path::new("v.toml"), &text).expect("valid view"))
+    }
+
+    /// After a purged binlog every view has a cleanup pending: an eager one after its pass, a
+    /// lazy one at once of everything below the first new transaction; views no longer
+    /// configured stay marked removed.
+    #[test]
+    fn a_purged_start_cleans_up_every_view() {
+        let views = [view("eager", "eager"), view("lazy", "lazy")];
+        let mut previous = BackfillState::new();
+        previous.insert(
+            "eager".into(),
+            Progress {
+                done: true,
+                rows: 40,
+                ..Progress::default()
+            },
+        );
+        previous.insert("gone".into(), Progress::default());
+        let state = purged_backfill(&views, &previous, 1000);
+        let eager = &state["eager"];
+        assert!(eager.cleanup && !eager.done && eager.rows == 0 && eager.from_version.is_none());
+        assert_eq!(eager.definition, Some(views[0].fingerprint()));
+        let lazy = &state["lazy"];
+        assert!(lazy.cleanup && lazy.done);
+        assert_eq!(lazy.from_version, Some(version_of(1001, 0)));
+        assert_eq!(lazy.definition, Some(views[1].fingerprint()));
+        assert_eq!(state["gone"].definition.as_deref(), Some(REMOVED));
+        assert_eq!(state.len(), 3);
+    }
 }

@@ -102,8 +102,8 @@ pub struct RawSource {
     /// "beginning" (the oldest binlog on the server).
     pub start: Option<String>,
     /// When the checkpoint's binlog is no longer on the server: "stop" (default: a definite
-    /// error naming the position) or "rebackfill" (start at the binlog end and backfill every
-    /// eager view again; lazy views cannot be repaired this way).
+    /// error naming the position) or "rebackfill" (start at the binlog end, backfill every eager
+    /// view again and then remove the items no row makes; a lazy view loses its older items).
     pub on_purged: Option<String>,
     /// How to resume: "file" (default: binlog file and offset) or "gtid" (MariaDB GTID state,
     /// which survives a failover to another server of the same replication topology).
