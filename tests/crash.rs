@@ -193,19 +193,7 @@ async fn rebackfill_removes_what_the_purged_binlog_would_have_removed() {
         "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
     )
     .await;
-    let lazy = env.table("lazy");
-    let view = std::fs::read_to_string(env.dir.join("views/accounts.toml")).unwrap();
-    env.write_view(
-        "lazy.toml",
-        &format!(
-            "{}[fill]\nmode = \"lazy\"\n",
-            view.replace("name = \"accounts\"", "name = \"lazyaccounts\"")
-                .replace(&table, &lazy)
-        ),
-    );
-    rebackfill_on_purged(&env);
-    env.create_tables();
-    written_then_purged(&env, &table, 21, 0).await;
+    let lazy = lazy_view_purged(&env, &table, 21).await;
     // While rowcast is down, in a binlog it will never read: deletes, key moves, filter exits.
     env.sql("DELETE FROM accounts WHERE id % 3 = 0").await;
     env.sql("UPDATE accounts SET owner = owner + 100 WHERE id % 3 = 1")
@@ -265,6 +253,112 @@ async fn expected_moved(env: &common::Env) -> Vec<Value> {
             sk[4..].parse::<u64>().unwrap() % 3 == 1
         })
         .collect()
+}
+
+/// After a purged start, a lazy view's fill made before the first new transaction is read
+/// (an idle server) is one of the new items: the view's sweep of the items from before the purge
+/// (held here until the fill is made) leaves it.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn rebackfill_keeps_a_lazy_fill_made_before_the_first_transaction() {
+    let (env, table) = setup(
+        "purgedfillfirst",
+        "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
+    )
+    .await;
+    let lazy = lazy_view_purged(&env, &table, 22).await;
+    // A row no item of the lazy view has (inserted in the purged binlog): reading it fills.
+    env.sql("INSERT INTO accounts VALUES (1000, 7, 70, 'open')")
+        .await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "cleanup.before_sweep=sleep3000@*")]);
+    daemon.wait_ready().await;
+    let (status, body) = daemon
+        .get("/v1/views/lazyaccounts/item?pk=OWNER%237&sk=ACC%23001000")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let log = env.dir.join("rowcast.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("cleanup done") && l.contains("view=lazyaccounts "))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cleanup of the lazy view"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let filled =
+        serde_json::json!({"pk": "OWNER#7", "sk": "ACC#001000", "balance": 70, "state": "open"});
+    assert_eq!(env.items(&lazy).await, vec![filled]);
+    assert!(daemon.terminate().success());
+}
+
+/// A lazy view's cleanup pending after a purged start stays due when the view's definition
+/// changes before the sweep ran (here the daemon is killed while the sweep is held): the next
+/// run sweeps it.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_pending_lazy_cleanup_survives_a_definition_change() {
+    let (env, table) = setup(
+        "purgedredefined",
+        "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
+    )
+    .await;
+    let lazy = lazy_view_purged(&env, &table, 23).await;
+    env.sql("DELETE FROM accounts WHERE id % 2 = 0").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "cleanup.before_sweep=sleep60000@*")]);
+    daemon.wait_ready().await;
+    daemon.kill9();
+    let path = env.dir.join("views/lazy.toml");
+    let view = std::fs::read_to_string(&path).unwrap();
+    let redefined = view.replace(
+        "filter = \"state <> 'closed'\"",
+        "filter = \"state <> 'closed' AND balance >= 0\"",
+    );
+    assert_ne!(view, redefined);
+    std::fs::write(&path, redefined).unwrap();
+    let daemon = env.start().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = expected(&env).await;
+        let stale = env
+            .items(&lazy)
+            .await
+            .into_iter()
+            .filter(|i| !now.contains(i))
+            .count();
+        if stale == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{stale} stale items stay in the lazy view"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(daemon.terminate().success());
+}
+
+/// Adds a lazy view of the accounts (`lazyaccounts`, in its own table, returned) and
+/// `on_purged = "rebackfill"`, then runs workload `seed` and purges the checkpoint's binlog
+/// (`written_then_purged`).
+async fn lazy_view_purged(env: &common::Env, table: &str, seed: u64) -> String {
+    let lazy = env.table("lazy");
+    let view = std::fs::read_to_string(env.dir.join("views/accounts.toml")).unwrap();
+    env.write_view(
+        "lazy.toml",
+        &format!(
+            "{}[fill]\nmode = \"lazy\"\n",
+            view.replace("name = \"accounts\"", "name = \"lazyaccounts\"")
+                .replace(table, &lazy)
+        ),
+    );
+    rebackfill_on_purged(env);
+    env.create_tables();
+    written_then_purged(env, table, seed, 0).await;
+    lazy
 }
 
 fn rebackfill_on_purged(env: &common::Env) {

@@ -268,7 +268,10 @@ struct Start<'a> {
 
 impl Start<'_> {
     /// From the checkpoint; its binlog gone: stop, or start over (`source.on_purged`).
-    async fn resume(self, checkpoint: Checkpoint) -> Result<(StartPoint, Checkpoint), AppError> {
+    async fn resume(
+        self,
+        mut checkpoint: Checkpoint,
+    ) -> Result<(StartPoint, Checkpoint), AppError> {
         // Resuming by GTID, the server finds the position itself (and says if it cannot).
         let by_gtid = self.config.source.resume_by_gtid && checkpoint.position.gtid.is_some();
         let gone = if by_gtid {
@@ -294,6 +297,7 @@ impl Start<'_> {
             } else {
                 checkpoint.seq + 1
             };
+            lazy_cleanups_due(&self.config.views, &mut checkpoint.backfill);
             let start = StartPoint {
                 position: checkpoint.position.clone(),
                 next_seq,
@@ -356,12 +360,36 @@ impl Start<'_> {
     }
 }
 
+/// A lazy view's pending cleanup (after a TRUNCATE or a purged binlog) stays due when its
+/// definition changed since (the sweep takes the view's items below a version, whatever
+/// definition made them), and when it was an eager view whose pass had begun (its items below
+/// the pass's first version). One that became lazy before its pass wrote anything has no
+/// version to sweep below: it is given up, with a warning.
+fn lazy_cleanups_due(views: &[Arc<View>], backfill: &mut BackfillState) {
+    for view in views.iter().filter(|v| v.fill == FillMode::Lazy) {
+        let Some(progress) = backfill.get_mut(&view.name) else {
+            continue;
+        };
+        if !progress.cleanup {
+            continue;
+        }
+        if progress.from_version.is_none() {
+            warn!(view = %view.name, "the view became lazy before its backfill pass began: the cleanup of items no row makes is given up (`rowcast verify --repair` finds them)");
+            backfill.remove(&view.name);
+            continue;
+        }
+        progress.done = true;
+        progress.definition = Some(view.fingerprint());
+    }
+}
+
 /// The progress every view starts with when its binlog was purged (`on_purged = "rebackfill"`):
 /// the purged binlog may have deleted rows, moved them to other keys or out of a filter, which
 /// no backfill can see. So each eager view is filled again with a cleanup pending, as after a
 /// TRUNCATE: once its pass is done, its items below the pass's first version are removed. A lazy
 /// view has no pass to rewrite its items (any may be stale, updates included): every item it has
-/// from before `seq` is removed at once, and it is made again as rows change or on a miss.
+/// from before `seq` is removed by a sweep right after the start, and it is made again as rows
+/// change or on a miss.
 /// Views of `previous` that are not configured are marked removed, as a start with a checkpoint
 /// marks them (if one comes back, its items are cleaned up after its pass as well).
 fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> BackfillState {
@@ -379,10 +407,12 @@ fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> B
         .iter()
         .map(|view| {
             let progress = match view.fill {
+                // Every version of the earlier run is below `seq`'s (moved 2^32 past its
+                // checkpoint); a fill merged before the first transaction is read is at `seq`.
                 FillMode::Lazy => Progress {
                     done: true,
                     since: Some(seq),
-                    from_version: Some(version_of(seq + 1, 0)),
+                    from_version: Some(version_of(seq, 0)),
                     ..Progress::default()
                 },
                 FillMode::Eager => Progress::default(),
@@ -509,9 +539,35 @@ mod tests {
         assert_eq!(eager.definition, Some(views[0].fingerprint()));
         let lazy = &state["lazy"];
         assert!(lazy.cleanup && lazy.done);
-        assert_eq!(lazy.from_version, Some(version_of(1001, 0)));
+        assert_eq!(lazy.from_version, Some(version_of(1000, 0)));
         assert_eq!(lazy.definition, Some(views[1].fingerprint()));
         assert_eq!(state["gone"].definition.as_deref(), Some(REMOVED));
         assert_eq!(state.len(), 3);
+    }
+
+    /// A lazy view's pending cleanup stays due after its definition changed, or after it was
+    /// made lazy in the middle of its pass; without a version to sweep below it is given up.
+    #[test]
+    fn a_lazy_views_pending_cleanup_stays_due() {
+        let views = [view("a", "lazy"), view("b", "lazy"), view("c", "lazy")];
+        let pending = |done: bool, from_version: Option<u128>| Progress {
+            done,
+            cleanup: true,
+            from_version,
+            definition: Some("an older definition".into()),
+            ..Progress::default()
+        };
+        let mut state = BackfillState::new();
+        state.insert("a".into(), pending(true, Some(7)));
+        state.insert("b".into(), pending(false, Some(9)));
+        state.insert("c".into(), pending(false, None));
+        lazy_cleanups_due(&views, &mut state);
+        for (name, view) in [("a", &views[0]), ("b", &views[1])] {
+            let progress = &state[name];
+            assert!(progress.done && progress.cleanup, "{name}");
+            assert_eq!(progress.definition, Some(view.fingerprint()), "{name}");
+        }
+        assert_eq!(state["a"].from_version, Some(7));
+        assert!(!state.contains_key("c"));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mysql_async::Value;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadKind};
@@ -209,6 +209,13 @@ impl Driver {
             group.estimated = estimate.unwrap_or(0);
             if sql.primary_key.is_empty() {
                 warn!(table = %group.table, views = ?group.views, "backfill needs a primary key; these views are not backfilled");
+                let stale: Vec<&String> = (group.views.iter())
+                    .filter(|v| self.state.get(*v).is_some_and(|p| p.cleanup))
+                    .collect();
+                if !stale.is_empty() {
+                    // Its definition changed or its binlog was purged: no pass rewrites its items.
+                    error!(table = %group.table, views = ?stale, "these views' items may be stale (a definition change or a purged binlog) and cannot be filled again without a primary key. Remedy: remove the views' items, give the table a primary key, then restart");
+                }
                 let views = std::mem::take(&mut group.views);
                 self.groups.pop_front();
                 let state = Arc::make_mut(&mut self.state);

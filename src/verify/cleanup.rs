@@ -81,6 +81,7 @@ impl Cleanup {
                 if reported.contains(&pass) || waiting {
                     continue;
                 }
+                crate::util::failpoint::delay("cleanup.before_sweep").await;
                 let sweep = self.sweep(view, from);
                 let result = tokio::select! {
                     result = sweep => result,
