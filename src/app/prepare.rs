@@ -105,7 +105,6 @@ async fn prepare(
     let loaded = store.load().await?;
     let start = Start {
         conn: &mut conn,
-        client,
         config,
         flavor,
         store,
@@ -260,7 +259,6 @@ async fn run_preflight(
 /// Fixing the start position.
 struct Start<'a> {
     conn: &'a mut mysql_async::Conn,
-    client: &'a Client,
     config: &'a Config,
     flavor: source::Flavor,
     store: &'a CheckpointStore,
@@ -330,34 +328,9 @@ impl Start<'_> {
 
     /// No checkpoint: versions count up from the clock at the first start, so that they stay
     /// above anything an earlier deployment wrote and keep growing after a failover.
-    ///
-    /// A view whose DynamoDB table holds items already (a checkpoint lost or deleted, a file
-    /// checkpoint on a volume that did not survive) may hold stale ones: rows deleted, moved or
-    /// filtered out while no checkpoint kept the place. It gets the cleanup of a purged start
-    /// ([`purged_backfill`]). A view whose table is empty (a first deployment) does not: the
-    /// sweep would find nothing.
     async fn fresh(self) -> Result<(StartPoint, Checkpoint), AppError> {
-        let seq = now_millis() * 1000;
-        let mut backfill = BackfillState::default();
-        let mut probed: Vec<(&str, bool)> = Vec::new();
-        for view in &self.config.views {
-            let holds = match probed.iter().find(|(table, _)| *table == &*view.table) {
-                Some((_, holds)) => *holds,
-                None => {
-                    let holds = holds_items(self.client, &view.table).await?;
-                    probed.push((&view.table, holds));
-                    holds
-                }
-            };
-            if holds {
-                backfill.insert(view.name.clone(), cleanup_progress(view, seq));
-            }
-        }
-        if !backfill.is_empty() {
-            let views: Vec<&String> = backfill.keys().collect();
-            warn!(?views, "no checkpoint, but these views' tables hold items already: after their backfill, their items no row makes are removed");
-        }
-        self.begin(seq, backfill).await
+        self.begin(now_millis() * 1000, BackfillState::default())
+            .await
     }
 
     /// Starts at the binlog end (or its beginning) with transaction counter `seq` and the views'
@@ -432,43 +405,27 @@ fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> B
         });
     views
         .iter()
-        .map(|view| (view.name.clone(), cleanup_progress(view, seq)))
+        .map(|view| {
+            let progress = match view.fill {
+                // Every version of the earlier run is below `seq`'s (moved 2^32 past its
+                // checkpoint); a fill merged before the first transaction is read is at `seq`.
+                FillMode::Lazy => Progress {
+                    done: true,
+                    since: Some(seq),
+                    from_version: Some(version_of(seq, 0)),
+                    ..Progress::default()
+                },
+                FillMode::Eager => Progress::default(),
+            };
+            let progress = Progress {
+                definition: Some(view.fingerprint()),
+                cleanup: true,
+                ..progress
+            };
+            (view.name.clone(), progress)
+        })
         .chain(removed)
         .collect()
-}
-
-/// Whether DynamoDB table `table` holds any item (one read of one item).
-async fn holds_items(client: &Client, table: &str) -> Result<bool, AppError> {
-    let page = client
-        .scan()
-        .table_name(table)
-        .limit(1)
-        .select(aws_sdk_dynamodb::types::Select::Count)
-        .send()
-        .await
-        .map_err(|e| AppError::Dynamo(dynamo::classify_sdk_error(&e)))?;
-    Ok(page.count() > 0)
-}
-
-/// The progress of `view` starting at counter `seq` with a cleanup pending (see
-/// [`purged_backfill`]).
-fn cleanup_progress(view: &View, seq: u64) -> Progress {
-    let progress = match view.fill {
-        // Every version of an earlier run is below `seq`'s (moved 2^32 past its checkpoint, or
-        // taken from the clock); a fill merged before the first transaction is read is at `seq`.
-        FillMode::Lazy => Progress {
-            done: true,
-            since: Some(seq),
-            from_version: Some(version_of(seq, 0)),
-            ..Progress::default()
-        },
-        FillMode::Eager => Progress::default(),
-    };
-    Progress {
-        definition: Some(view.fingerprint()),
-        cleanup: true,
-        ..progress
-    }
 }
 
 /// Where a start without a usable checkpoint begins: the binlog end (with MariaDB's GTID state),
