@@ -181,3 +181,58 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// A backfill request made while a reload drains the pipeline is served by the pipeline that
+/// follows: accepted (202), and the view is backfilled again after the reload. (The drained
+/// pipeline's snapshot worker took such a request and dropped it with the pipeline, or, gone
+/// already, left the API to answer 503.) A write held in its lane keeps the drain going.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_backfill_requested_while_a_reload_drains_is_served_after_it() {
+    let env = Env::new("reloadsnap").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE items (id INT PRIMARY KEY, v INT NOT NULL, status VARCHAR(20) NOT NULL)")
+        .await;
+    let values: Vec<String> = (1..=20).map(|id| format!("({id}, 1, 'open')")).collect();
+    env.sql(&format!("INSERT INTO items VALUES {}", values.join(", ")))
+        .await;
+    env.write_view("a.toml", &view("a", &table, "A", None));
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep1500@*")]);
+    daemon.wait_ready().await;
+    env.sql("UPDATE items SET v = 2 WHERE id = 1").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.write_view("c.toml", &view("c", &table, "C", None));
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = http_post(daemon.api_port, "/v1/views/a/snapshot").await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(&daemon.log).unwrap();
+        let served = log
+            .split_once("pipeline drained for the reload")
+            .is_some_and(|(_, after)| {
+                after
+                    .lines()
+                    .any(|l| l.contains("backfill requested") && l.contains("view=a"))
+            });
+        if served {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request was not served after the reload: {}",
+            common::tail(&daemon.log)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    env.converge(
+        &table,
+        expected(&env, &[("A", None), ("C", None)]).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

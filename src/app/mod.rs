@@ -129,15 +129,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             shutdown: &shutdown,
         };
         let ended = generation
-            .run(&mut supervisor, channels, &mut reloads)
+            .run(&mut supervisor, channels, &mut reloads, &control)
             .await;
         match ended {
-            Ok(Some(next)) if !shutdown.is_cancelled() => {
+            Ok(Some((next, next_channels))) if !shutdown.is_cancelled() => {
                 info!("pipeline drained for the reload; starting it again from the checkpoint");
                 config = next;
                 health.set_stall_limit(config.source.idle_timeout, config.source.max_backoff);
                 client = dynamo::client(&config.dynamodb).await;
-                channels = wiring::Requests::new();
+                // The channels the API has sent to since the drain began, now with the client
+                // of the new configuration.
+                channels = next_channels;
                 control.replace(channels.running(&config, &client));
                 supervisor.next_generation();
                 health.new_generation();
@@ -167,13 +169,18 @@ struct Generation<'a> {
 
 impl Generation<'_> {
     /// Prepares and runs the pipeline until it has drained; the configuration to start it
-    /// again with when a reload drained it.
+    /// again with when a reload drained it, and the channels of the API's requests to it.
+    ///
+    /// From the moment a reload is decided the API's backfill requests and fills go to those
+    /// channels, which the next pipeline reads: the drained one would drop what it received
+    /// while draining.
     async fn run(
         self,
         supervisor: &mut Supervisor,
         channels: wiring::Requests,
         reloads: &mut mpsc::Receiver<ReloadRequest>,
-    ) -> Result<Option<Config>, AppError> {
+        control: &crate::api::Control,
+    ) -> Result<Option<(Config, wiring::Requests)>, AppError> {
         let Generation {
             config,
             client,
@@ -202,7 +209,7 @@ impl Generation<'_> {
         )
         .await;
         let drain = supervisor.drain_token();
-        let mut next: Option<Config> = None;
+        let mut next: Option<(Config, wiring::Requests)> = None;
         // The check of a reload runs beside the supervision (it may wait on the servers); one at
         // a time.
         let mut checking: Option<reload::Check> = None;
@@ -215,7 +222,9 @@ impl Generation<'_> {
                     checked = reload::checked(&mut checking, drain.is_cancelled()) => {
                         checking = None;
                         if let Some(read) = checked {
-                            next = Some(read);
+                            let channels = wiring::Requests::new();
+                            control.replace(channels.running(&read, client));
+                            next = Some((read, channels));
                             drain.cancel();
                         }
                     }
