@@ -210,6 +210,7 @@ impl Generation<'_> {
         .await;
         let drain = supervisor.drain_token();
         let mut next: Option<(Config, wiring::Requests)> = None;
+        let mut next_channels: Option<wiring::Requests> = None;
         // The check of a reload runs beside the supervision (it may wait on the servers); one at
         // a time.
         let mut checking: Option<reload::Check> = None;
@@ -219,12 +220,18 @@ impl Generation<'_> {
             loop {
                 tokio::select! {
                     outcome = &mut pipeline => break outcome,
-                    checked = reload::checked(&mut checking, drain.is_cancelled()) => {
+                    checked = reload::checked(&mut checking, drain.is_cancelled(), |read| {
+                        // The API's requests go to the next pipeline from now on (before the
+                        // reload's answer): the drained one would drop them. No view is
+                        // backfilling for the next one yet, so none is coalesced meanwhile.
+                        let channels = wiring::Requests::new();
+                        control.replace(channels.running(read, client));
+                        health.set_filling(Vec::new());
+                        next_channels = Some(channels);
+                    }) => {
                         checking = None;
                         if let Some(read) = checked {
-                            let channels = wiring::Requests::new();
-                            control.replace(channels.running(&read, client));
-                            next = Some((read, channels));
+                            next = next_channels.take().map(|channels| (read, channels));
                             drain.cancel();
                         }
                     }

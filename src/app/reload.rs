@@ -174,7 +174,14 @@ impl Check {
 /// Once the check in progress ends: answers its request and returns the configuration to
 /// apply, unless `stopping` (the pipeline drains for another cause: the request is told so).
 /// Pending while there is no check.
-pub async fn checked(check: &mut Option<Check>, stopping: bool) -> Option<Config> {
+///
+/// `applying` gets a configuration to apply before its request is answered, so that what the
+/// answer tells the caller is in place when the caller acts on it.
+pub async fn checked(
+    check: &mut Option<Check>,
+    stopping: bool,
+    applying: impl FnOnce(&Config),
+) -> Option<Config> {
     let Some(current) = check else {
         return std::future::pending().await;
     };
@@ -193,6 +200,9 @@ pub async fn checked(check: &mut Option<Check>, stopping: bool) -> Option<Config
         decided => decided,
     };
     log(&answer);
+    if let Some(read) = &read {
+        applying(read);
+    }
     if let Some(request) = current.request.take() {
         let _ = request.reply.send(answer);
     }
