@@ -213,20 +213,7 @@ async fn rebackfill_removes_what_the_purged_binlog_would_have_removed() {
     env.converge(&table, expected(&env).await, Duration::from_secs(60))
         .await;
     // The lazy view: nothing left that no row makes (its cleanup follows within a second or two).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = expected(&env).await;
-        let left = stale(&env.items(&lazy).await, &now);
-        if left == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{left} stale items stay in the lazy view; log: {}",
-            env.dir.join("rowcast.log").display()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    no_stale_items(&env, &lazy, Duration::from_secs(30)).await;
     // And it goes on being made as rows change.
     env.sql("UPDATE accounts SET balance = balance + 1 WHERE id % 3 = 1")
         .await;
@@ -320,24 +307,7 @@ async fn a_pending_lazy_cleanup_survives_a_definition_change() {
     assert_ne!(view, redefined);
     std::fs::write(&path, redefined).unwrap();
     let daemon = env.start().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = expected(&env).await;
-        let stale = env
-            .items(&lazy)
-            .await
-            .into_iter()
-            .filter(|i| !now.contains(i))
-            .count();
-        if stale == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{stale} stale items stay in the lazy view"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    no_stale_items(&env, &lazy, Duration::from_secs(60)).await;
     assert!(daemon.terminate().success());
 }
 
@@ -359,6 +329,25 @@ async fn lazy_view_purged(env: &common::Env, table: &str, seed: u64) -> String {
     env.create_tables();
     written_then_purged(env, table, seed, 0).await;
     lazy
+}
+
+/// Polls until `table` holds no item that no row makes (a lazy view: fewer items are fine).
+async fn no_stale_items(env: &common::Env, table: &str, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let now = expected(env).await;
+        let items = env.items(table).await;
+        let left = items.iter().filter(|item| !now.contains(item)).count();
+        if left == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{left} stale items stay in {table}; log: {}",
+            env.dir.join("rowcast.log").display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn rebackfill_on_purged(env: &common::Env) {

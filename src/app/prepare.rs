@@ -17,7 +17,7 @@ use crate::dynamo;
 use crate::dynamo::index_check::check_table_indexes;
 use crate::dynamo::tables::{check_table, needed_tables};
 use crate::error::{chain, pause, Classify, RetryPolicy};
-use crate::pipeline::{version_of, BackfillState, Checkpoint, Position, Progress};
+use crate::pipeline::{BackfillState, Checkpoint, Position, Progress};
 use crate::snapshot::driver::REMOVED;
 use crate::source::{self, preflight, SourceError, StartPoint};
 use crate::util::now_millis;
@@ -390,6 +390,7 @@ fn lazy_cleanups_due(views: &[Arc<View>], backfill: &mut BackfillState) {
 /// view has no pass to rewrite its items (any may be stale, updates included): every item it has
 /// from before `seq` is removed by a sweep right after the start, and it is made again as rows
 /// change or on a miss.
+///
 /// Views of `previous` that are not configured are marked removed, as a start with a checkpoint
 /// marks them (if one comes back, its items are cleaned up after its pass as well).
 fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> BackfillState {
@@ -409,18 +410,12 @@ fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> B
             let progress = match view.fill {
                 // Every version of the earlier run is below `seq`'s (moved 2^32 past its
                 // checkpoint); a fill merged before the first transaction is read is at `seq`.
-                FillMode::Lazy => Progress {
-                    done: true,
-                    since: Some(seq),
-                    from_version: Some(version_of(seq, 0)),
+                FillMode::Lazy => Progress::lazy_cleanup(seq, view.fingerprint()),
+                FillMode::Eager => Progress {
+                    definition: Some(view.fingerprint()),
+                    cleanup: true,
                     ..Progress::default()
                 },
-                FillMode::Eager => Progress::default(),
-            };
-            let progress = Progress {
-                definition: Some(view.fingerprint()),
-                cleanup: true,
-                ..progress
             };
             (view.name.clone(), progress)
         })
@@ -509,6 +504,7 @@ pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
 mod tests {
     use super::*;
     use crate::config::compile_view;
+    use crate::pipeline::version_of;
 
     fn view(name: &str, fill: &str) -> Arc<View> {
         let text = format!(

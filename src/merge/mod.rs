@@ -362,14 +362,7 @@ impl Merge {
                 continue;
             }
             if view.fill == FillMode::Lazy {
-                let progress = Progress {
-                    done: true,
-                    cleanup: true,
-                    since: Some(cursor.seq + 1),
-                    from_version: Some(version_of(cursor.seq + 1, 0)),
-                    definition: Some(view.fingerprint()),
-                    ..Progress::default()
-                };
+                let progress = Progress::lazy_cleanup(cursor.seq + 1, view.fingerprint());
                 Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
             } else {
                 self.restart_pass(&view.name, true, cursor).await?;

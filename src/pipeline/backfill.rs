@@ -75,6 +75,19 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A lazy view's cleanup due at once (after a TRUNCATE or a purged binlog): its items below
+    /// transaction `seq`'s first version are removed; `definition` is the view's fingerprint.
+    pub fn lazy_cleanup(seq: u64, definition: String) -> Progress {
+        Progress {
+            done: true,
+            cleanup: true,
+            since: Some(seq),
+            from_version: Some(super::route::version_of(seq, 0)),
+            definition: Some(definition),
+            ..Progress::default()
+        }
+    }
+
     /// A pass from the first row again, keeping the definition and a pending cleanup.
     pub fn restarted(&self) -> Progress {
         Progress {
