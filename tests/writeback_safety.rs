@@ -6,7 +6,8 @@
 //! filter); history is never replayed (a changed server id finds its positions, deleted
 //! positions start at the stream's latest record); one bad record never stops a table (a
 //! SIGNALing trigger, a multibyte DATE, a dropped column); DDL is followed (a widened ENUM);
-//! two write-back tables share a file checkpoint without losing each other's positions.
+//! two write-back tables share a file checkpoint without losing each other's positions;
+//! write-back turned off and on again replays nothing from while it was off.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -39,7 +40,10 @@ attributes = ["status", "email", "note", "day"]
 "#;
 
 /// Writer settings that write every change on its own (a flush between a delete and a put of
-/// one key), and a slow poll so that SQL moves on before write-back reads a record.
+/// one key).
+const ONE_BY_ONE: &str = "[writer]\nlanes = 1\nflush_interval_ms = 1\nmax_window_items = 1\n";
+
+/// [`ONE_BY_ONE`], and a slow poll so that SQL moves on before write-back reads a record.
 const RACY: &str = "[writer]\nlanes = 1\nflush_interval_ms = 1\nmax_window_items = 1\n\n[streams]\npoll_interval_ms = 2000\n\n[dead_letter]\npath = \"dead.jsonl\"\n";
 
 type Ledger = (i64, Option<String>, String, Option<String>, Option<String>);
@@ -352,15 +356,7 @@ async fn history_is_never_replayed() {
         }
     }
     let daemon = env.start().await;
-    eventually(
-        "write-back to start at the latest record",
-        Duration::from_secs(30),
-        || async {
-            let (_, metrics) = daemon.get("/metrics").await;
-            metric(&metrics, "rowcast_writeback_started_at_latest_total") >= 1.0
-        },
-    )
-    .await;
+    started_at_latest(&daemon).await;
     update(
         &env,
         &table,
@@ -383,6 +379,191 @@ async fn history_is_never_replayed() {
         "an old application change was replayed over a newer SQL change"
     );
     converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+/// Write-back turned off and on again (the README's way back from a migration step): while it
+/// was off, rowcast removed items without marking them (a row leaving the filter and coming
+/// back, a key moved and moved back). Those removals must never reach SQL as an application's
+/// DeleteItem when write-back is on again.
+#[tokio::test(flavor = "multi_thread")]
+async fn write_back_turned_off_and_on_again_never_replays_the_time_it_was_off() {
+    let config = format!("{ONE_BY_ONE}\n[dead_letter]\npath = \"dead.jsonl\"\n");
+    let (env, table) = setup("wboffon", &config).await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    note_reaches_sql(&env, &table, 4, "while-on").await;
+    caught_up(&env, &table).await;
+    assert!(daemon.terminate().success());
+
+    // Off: rowcast's removals are plain deletes; an application's change is not written back.
+    env.write_view(
+        "ledger.toml",
+        &VIEW
+            .replace("TABLE", &table)
+            .replace("enabled = true", "enabled = false"),
+    );
+    let daemon = env.start().await;
+    env.sql("UPDATE ledger SET status = 'closed' WHERE id = 1")
+        .await;
+    env.sql("UPDATE ledger SET status = 'open' WHERE id = 1")
+        .await;
+    env.sql("UPDATE ledger SET region = 'us' WHERE id = 2")
+        .await;
+    env.sql("UPDATE ledger SET region = 'eu' WHERE id = 2")
+        .await;
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+
+    // On again.
+    env.write_view("ledger.toml", &VIEW.replace("TABLE", &table));
+    let daemon = env.start().await;
+    note_reaches_sql(&env, &table, 3, "on-again").await;
+    // Records are read in order: had the consumer gone on from where it stopped, it would have
+    // applied the ones from while it was off by now; two more polls to be sure.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in [1, 2] {
+        assert!(
+            row(&env, id).await.is_some(),
+            "row {id} was deleted by a removal rowcast made while write-back was off"
+        );
+    }
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+/// A view of a table with a write-back view marks its removals even without write-back of its
+/// own: should its write-back be turned on before the table's consumer has read them, they are
+/// still rowcast's (here the consumer polls every 10 s, so it has not).
+#[tokio::test(flavor = "multi_thread")]
+async fn removals_of_a_view_without_write_back_are_marked_where_its_table_has_write_back() {
+    let config = format!(
+        "{ONE_BY_ONE}\n[streams]\npoll_interval_ms = 10000\n\n[dead_letter]\npath = \"dead.jsonl\"\n"
+    );
+    let (env, table) = setup("wbsharedmark", &config).await;
+    env.sql("CREATE TABLE memo (id INT PRIMARY KEY, state VARCHAR(8) NOT NULL, body VARCHAR(20))")
+        .await;
+    env.sql("INSERT INTO memo VALUES (1, 'live', 'b1'), (2, 'live', 'b2')")
+        .await;
+    let memo = |writeback: bool| {
+        format!(
+            "name = \"memo\"\ntable = \"{table}\"\nsource = \"{{DB}}.memo\"\nfilter = \"state = 'live'\"\n\n[key]\npk = \"MEMO#{{id}}\"\nsk = \"M\"\n\n[attributes]\nbody = \"body\"\n\n[writeback]\nenabled = {writeback}\nattributes = [\"body\"]\n"
+        )
+    };
+    env.write_view("memo.toml", &memo(false));
+    let daemon = env.start().await;
+    for key in [item("eu", 4), key(&[("pk", "MEMO#2"), ("sk", "M")])] {
+        eventually("the backfill", Duration::from_secs(30), || {
+            exists(&env, &table, key.clone())
+        })
+        .await;
+    }
+    note_reaches_sql(&env, &table, 4, "saved").await;
+    // The memo view removes its item 1 and makes it again, before the consumer reads again.
+    env.sql("UPDATE memo SET state = 'gone' WHERE id = 1").await;
+    env.sql("UPDATE memo SET state = 'live' WHERE id = 1").await;
+    eventually("memo item 1 to be back", Duration::from_secs(30), || {
+        exists(&env, &table, key(&[("pk", "MEMO#1"), ("sk", "M")]))
+    })
+    .await;
+    assert!(daemon.terminate().success());
+
+    env.write_view("memo.toml", &memo(true));
+    let daemon = env.start().await;
+    note_reaches_sql(&env, &table, 3, "after").await;
+    let memos: Vec<(i64,)> = env.query("SELECT id FROM memo ORDER BY id").await;
+    assert_eq!(
+        memos,
+        vec![(1,), (2,)],
+        "a removal rowcast made for the memo view deleted its row"
+    );
+    assert!(daemon.terminate().success());
+}
+
+async fn started_at_latest(daemon: &common::Daemon) {
+    eventually(
+        "write-back to start at the latest record",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_writeback_started_at_latest_total") >= 1.0
+        },
+    )
+    .await;
+}
+
+/// An application's UpdateItem of the note of ledger item `id`, waited for in SQL.
+async fn note_reaches_sql(env: &Env, table: &str, id: i64, note: &str) {
+    update(
+        env,
+        table,
+        item("eu", id),
+        "SET note = :n",
+        &[(":n", s(note))],
+    )
+    .await;
+    eventually(
+        "an application's update to reach SQL",
+        Duration::from_secs(60),
+        || async { row(env, id).await.unwrap().4.as_deref() == Some(note) },
+    )
+    .await;
+}
+
+async fn exists(env: &Env, table: &str, key: Key) -> bool {
+    let out = env
+        .ddb
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item.is_some()
+}
+
+/// Forgetting positions in the control table takes several requests, marked by an item written
+/// first and deleted last: positions with the mark are never used, the next start finishes
+/// forgetting them and starts at the stream's latest record.
+#[tokio::test(flavor = "multi_thread")]
+async fn positions_whose_forgetting_was_cut_short_are_not_used() {
+    let (env, table) = setup("wbforgetting", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    note_reaches_sql(&env, &table, 4, "saved").await;
+    caught_up(&env, &table).await;
+    assert!(daemon.terminate().success());
+    let partition = format!("writeback#{}", common::app::stream_arn(&env, &table).await);
+    let control = env.table("control");
+    env.ddb
+        .put_item()
+        .table_name(&control)
+        .item("pk", s(&partition))
+        .item("sk", s("#forgetting"))
+        .send()
+        .await
+        .unwrap();
+    let daemon = env.start().await;
+    started_at_latest(&daemon).await;
+    let left = env
+        .ddb
+        .query()
+        .table_name(&control)
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(":p", s(&partition))
+        .send()
+        .await
+        .unwrap();
+    let sort_keys: Vec<&str> = left
+        .items()
+        .iter()
+        .map(|item| item["sk"].as_s().unwrap().as_str())
+        .collect();
+    assert!(
+        !sort_keys.contains(&"#forgetting"),
+        "the forget was not finished: {sort_keys:?}"
+    );
     assert!(daemon.terminate().success());
 }
 

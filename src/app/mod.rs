@@ -53,6 +53,8 @@ pub enum AppError {
     Checkpoint(#[from] CheckpointError),
     #[error("dynamodb: {0}")]
     Dynamo(SdkErrorInfo),
+    #[error("forgetting write-back positions")]
+    Positions(#[from] crate::control::PositionError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -72,6 +74,7 @@ impl Classify for AppError {
             AppError::Source(e) => e.class(),
             AppError::Checkpoint(e) => e.class(),
             AppError::Dynamo(info) => info.class,
+            AppError::Positions(e) => e.class(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! problem) and the start position fixed — the checkpoint, or the binlog end persisted as the
 //! first checkpoint. Also everything `check --connect` verifies.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,12 +117,61 @@ async fn prepare(
     };
     start.server = Some(identity.clone());
     crate::control::server::save(store, &identity).await?;
+    forget_positions_without_writeback(config, client).await?;
     let _ = conn.disconnect().await;
     Ok(Prepared {
         start,
         checkpoint,
         pool: mysql_async::Pool::new(opts),
     })
+}
+
+/// The write-back positions of every table the views write with no write-back view, before
+/// anything is written: while write-back is off, rowcast removes the table's items without
+/// marking them (`dynamo::item::REMOVAL_ATTRIBUTE`), so a consumer that went on from where it
+/// stopped, once write-back is on again, would take those removals for an application's
+/// DeleteItem and delete rows that exist. Forgotten, its next start is a first start: at the
+/// stream's latest record, nothing from while it was off applied.
+async fn forget_positions_without_writeback(
+    config: &Config,
+    client: &Client,
+) -> Result<(), AppError> {
+    let with: HashSet<&str> = config
+        .views
+        .iter()
+        .filter(|v| v.writeback_enabled)
+        .map(|v| &*v.table)
+        .collect();
+    let without: BTreeSet<&str> = config
+        .views
+        .iter()
+        .map(|v| &*v.table)
+        .filter(|table| !with.contains(table))
+        .collect();
+    if without.is_empty() {
+        return Ok(());
+    }
+    let positions = super::wiring::position_store(config, client);
+    for table in without {
+        let described = client.describe_table().table_name(table).send().await;
+        let arn = match described {
+            Ok(out) => out.table.and_then(|t| t.latest_stream_arn),
+            Err(e) => {
+                let info = dynamo::classify_sdk_error(&e);
+                if info.code.as_deref() != Some("ResourceNotFoundException") {
+                    return Err(AppError::Dynamo(info));
+                }
+                None
+            }
+        };
+        let Some(arn) = arn.filter(|arn| !arn.is_empty()) else {
+            continue;
+        };
+        if positions.forget(&arn).await? {
+            warn!(%table, stream = %arn, "write-back is off for every view of this table: its stream positions are forgotten; when it is on again, it starts at the stream's latest record (application changes made meanwhile are not written back)");
+        }
+    }
+    Ok(())
 }
 
 /// `[pipeline] name` added to a deployment that ran without it would key everything anew: the

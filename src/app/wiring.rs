@@ -388,6 +388,20 @@ impl Drop for EndsLease {
     }
 }
 
+/// Where write-back saves how far it read each stream.
+pub(super) fn position_store(config: &Config, client: &Client) -> PositionStore {
+    match &config.checkpoint {
+        CheckpointStoreConfig::Table(table) => PositionStore::Table {
+            client: client.clone(),
+            table: table.clone(),
+            prefix: config.control_prefix("writeback"),
+        },
+        CheckpointStoreConfig::File(path) => {
+            PositionStore::file(path.with_extension("writeback.json"))
+        }
+    }
+}
+
 /// One write-back consumer per DynamoDB table that holds write-back views.
 async fn spawn_writebacks(
     supervisor: &mut Supervisor,
@@ -408,16 +422,7 @@ async fn spawn_writebacks(
         return;
     }
     let streams = crate::dynamo::streams_client(&config.dynamodb).await;
-    let positions = Arc::new(match &config.checkpoint {
-        CheckpointStoreConfig::Table(table) => PositionStore::Table {
-            client: client.clone(),
-            table: table.clone(),
-            prefix: config.control_prefix("writeback"),
-        },
-        CheckpointStoreConfig::File(path) => {
-            PositionStore::file(path.with_extension("writeback.json"))
-        }
-    });
+    let positions = Arc::new(position_store(config, client));
     let dead_letters = Arc::new(DeadLetterStore::from_config(config, client));
     let retry = RetryPolicy::new(Duration::from_millis(100), config.source.max_backoff);
     for (table, views) in by_table {

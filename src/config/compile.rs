@@ -1,7 +1,7 @@
 //! Raw → validated, for the daemon config: collects every problem with its file and field.
 //! View specs are compiled in `view.rs` (their joins in `joins.rs`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -427,7 +427,27 @@ fn load_views(files: &[PathBuf], problems: &mut Problems) -> Vec<Arc<View>> {
     }
     check_unambiguous_writeback(&views, problems);
     check_shared_indexes(&views, problems);
+    mark_removals(views)
+}
+
+/// Every view of a DynamoDB table that has a write-back view marks its removals.
+fn mark_removals(views: Vec<Arc<View>>) -> Vec<Arc<View>> {
+    let tables: HashSet<Arc<str>> = views
+        .iter()
+        .filter(|v| v.writeback_enabled)
+        .map(|v| v.table.clone())
+        .collect();
     views
+        .into_iter()
+        .map(|view| {
+            if view.mark_removals || !tables.contains(&view.table) {
+                return view;
+            }
+            let mut view = Arc::unwrap_or_clone(view);
+            view.mark_removals = true;
+            Arc::new(view)
+        })
+        .collect()
 }
 
 fn compile_writer(path: &Path, raw: &RawConfig, problems: &mut Problems) -> WriterConfig {

@@ -44,7 +44,7 @@ pub(super) fn compile_attribute(
     }
     AttributeSpec {
         name: name.to_string(),
-        column,
+        column: column.into(),
         conversion,
     }
 }
@@ -140,6 +140,7 @@ pub(super) fn compile_view_into(
         attributes,
         fill,
         writeback_enabled: writeback.0,
+        mark_removals: writeback.0,
         writeback_attributes: writeback.1,
         joins,
         indexes,
@@ -278,7 +279,7 @@ fn compile_writeback(
 fn key_column_of(attributes: &Attributes, name: &str, key_columns: &[String]) -> Option<String> {
     let column = match attributes {
         Attributes::Implicit => name.to_string(),
-        Attributes::Explicit(specs) => specs.iter().find(|s| s.name == name)?.column.clone(),
+        Attributes::Explicit(specs) => specs.iter().find(|s| s.name == name)?.column.to_string(),
     };
     key_columns.contains(&column).then_some(column)
 }

@@ -16,7 +16,7 @@ pub mod server;
 pub use checkpoint::{CheckpointError, CheckpointStore};
 pub use deadletter::DeadLetterStore;
 pub use lease::Lease;
-pub use positions::{PositionStore, ShardPosition, StreamPositions};
+pub use positions::{PositionError, PositionStore, ShardPosition, StreamPositions};
 
 pub use crate::dynamo::{CONTROL_PK, CONTROL_SK};
 pub use files::{with_file_lock, write_durably, write_durably_blocking};

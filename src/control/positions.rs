@@ -49,11 +49,15 @@ pub struct StreamPositions {
     pub started_ms: Option<u64>,
     #[serde(default)]
     pub shards: BTreeMap<String, ShardPosition>,
+    /// A [`PositionStore::forget`] begun and not finished (in the control table, where it
+    /// takes several requests): the positions are not to be used; finish forgetting them.
+    #[serde(skip)]
+    pub forgetting: bool,
 }
 
 impl StreamPositions {
     pub fn is_empty(&self) -> bool {
-        self.started_ms.is_none() && self.shards.is_empty()
+        self.started_ms.is_none() && self.shards.is_empty() && !self.forgetting
     }
 }
 
@@ -82,6 +86,8 @@ impl Classify for PositionError {
 }
 
 const START_SK: &str = "#start";
+/// Written first and deleted last by [`PositionStore::forget`].
+const FORGETTING_SK: &str = "#forgetting";
 
 pub enum PositionStore {
     Table {
@@ -194,6 +200,76 @@ impl PositionStore {
         }
     }
 
+    /// Forgets everything saved for `stream`: the consumer's next start on it is a first
+    /// start (at the stream's latest record). `true` when there was something to forget.
+    ///
+    /// In the control table a marker goes first and goes last, so that a forget cut short
+    /// leaves positions that [`PositionStore::load`] reports as `forgetting`, never a part of
+    /// them that would be taken for all of them.
+    pub async fn forget(&self, stream: &str) -> Result<bool, PositionError> {
+        match self {
+            PositionStore::Table {
+                client,
+                table: control,
+                prefix,
+            } => {
+                let partition = Self::partition(prefix, stream);
+                let pages = crate::dynamo::tables::query_partition(
+                    client, control, CONTROL_PK, &partition, None,
+                )
+                .await
+                .map_err(PositionError::Dynamo)?;
+                let mut sort_keys: Vec<String> = pages
+                    .iter()
+                    .flatten()
+                    .filter_map(|item| match item.get(CONTROL_SK) {
+                        Some(AttributeValue::S(sk)) => Some(sk.clone()),
+                        _ => None,
+                    })
+                    .filter(|sk| sk != FORGETTING_SK)
+                    .collect();
+                if sort_keys.is_empty() && pages.iter().flatten().next().is_none() {
+                    return Ok(false);
+                }
+                client
+                    .put_item()
+                    .table_name(control)
+                    .item(CONTROL_PK, AttributeValue::S(partition.clone()))
+                    .item(CONTROL_SK, AttributeValue::S(FORGETTING_SK.into()))
+                    .send()
+                    .await
+                    .map_err(|e| PositionError::Dynamo(classify_sdk_error(&e)))?;
+                sort_keys.push(FORGETTING_SK.to_string());
+                for sk in sort_keys {
+                    client
+                        .delete_item()
+                        .table_name(control)
+                        .key(CONTROL_PK, AttributeValue::S(partition.clone()))
+                        .key(CONTROL_SK, AttributeValue::S(sk))
+                        .send()
+                        .await
+                        .map_err(|e| PositionError::Dynamo(classify_sdk_error(&e)))?;
+                }
+                Ok(true)
+            }
+            PositionStore::File { path, lock } => {
+                let _held = lock.lock().await;
+                let mut all = read_file(path)?;
+                if all.remove(stream).is_none() {
+                    return Ok(false);
+                }
+                let bytes = serde_json::to_vec_pretty(&all).expect("positions serialise");
+                write_durably(path, bytes)
+                    .await
+                    .map_err(|source| PositionError::File {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Ok(true)
+            }
+        }
+    }
+
     async fn update_file(
         &self,
         stream: &str,
@@ -231,6 +307,10 @@ async fn query_partition(
         let Some(AttributeValue::S(sk)) = item.get(CONTROL_SK) else {
             continue;
         };
+        if sk == FORGETTING_SK {
+            positions.forgetting = true;
+            continue;
+        }
         if sk == START_SK {
             positions.started_ms = match item.get("started_ms") {
                 Some(AttributeValue::N(n)) => n.parse().ok(),

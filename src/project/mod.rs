@@ -279,7 +279,7 @@ impl Projector {
         }
         for op in projection.ops {
             let lane = lane_of(op.key(), self.lanes.len());
-            let mark_removal = view.writeback_enabled && matches!(op, ItemOp::Delete { .. });
+            let mark_removal = view.mark_removals && matches!(op, ItemOp::Delete { .. });
             let write = WriteOp {
                 view: name.clone(),
                 mark_removal,

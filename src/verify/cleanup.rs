@@ -123,7 +123,7 @@ impl Cleanup {
                 if !stored.named {
                     continue;
                 }
-                let gone = if view.writeback_enabled {
+                let gone = if view.mark_removals {
                     // Marked, so that write-back takes the removal for rowcast's.
                     remove_marked(&self.client, &key, RemovalGuard::UpTo(version)).await?
                 } else {

@@ -7,6 +7,7 @@
 
 use std::cmp::Ordering;
 
+use super::row::ColumnName;
 use super::value::{is_number_text, Cell, DecimalText};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -31,17 +32,17 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
     Cmp {
-        column: String,
+        column: ColumnName,
         op: CmpOp,
         value: Literal,
     },
     In {
-        column: String,
+        column: ColumnName,
         values: Vec<Literal>,
         negated: bool,
     },
     IsNull {
-        column: String,
+        column: ColumnName,
         negated: bool,
     },
 }
@@ -351,10 +352,10 @@ impl Parser {
         }
     }
 
-    fn column_name(&mut self) -> Result<String, FilterError> {
+    fn column_name(&mut self) -> Result<ColumnName, FilterError> {
         match self.peek() {
             Some(Tok::Ident(word)) if !is_reserved(word) => {
-                let word = word.clone();
+                let word = ColumnName::from(word.as_str());
                 self.pos += 1;
                 Ok(word)
             }
@@ -421,17 +422,17 @@ impl Expr {
                 b.comparisons(out);
             }
             Expr::Not(a) => a.comparisons(out),
-            Expr::Cmp { column, value, .. } => out.push((column.clone(), Some(value.clone()))),
+            Expr::Cmp { column, value, .. } => out.push((column.to_string(), Some(value.clone()))),
             Expr::In { column, values, .. } => {
-                out.extend(values.iter().map(|v| (column.clone(), Some(v.clone()))))
+                out.extend(values.iter().map(|v| (column.to_string(), Some(v.clone()))))
             }
-            Expr::IsNull { column, .. } => out.push((column.clone(), None)),
+            Expr::IsNull { column, .. } => out.push((column.to_string(), None)),
         }
     }
 
     /// The first column the predicate reads that `known` does not know (without allocating:
     /// projection asks this of every row image).
-    pub fn first_unknown_column(&self, known: &impl Fn(&str) -> bool) -> Option<&str> {
+    pub fn first_unknown_column(&self, known: &impl Fn(&ColumnName) -> bool) -> Option<&str> {
         match self {
             Expr::And(a, b) | Expr::Or(a, b) => a
                 .first_unknown_column(known)
@@ -444,7 +445,7 @@ impl Expr {
     }
 
     /// Three-valued evaluation: `None` is SQL's UNKNOWN.
-    pub fn eval<'a>(&self, lookup: &impl Fn(&str) -> Option<&'a Cell>) -> Option<bool> {
+    pub fn eval<'a>(&self, lookup: &impl Fn(&ColumnName) -> Option<&'a Cell>) -> Option<bool> {
         match self {
             Expr::And(a, b) => match (a.eval(lookup), b.eval(lookup)) {
                 (Some(false), _) | (_, Some(false)) => Some(false),
@@ -569,7 +570,7 @@ mod tests {
         let map: HashMap<&str, &Cell> = cells.iter().map(|(k, v)| (*k, v)).collect();
         Expr::parse(filter)
             .unwrap()
-            .eval(&|name| map.get(name).copied())
+            .eval(&|name| map.get(name.as_str()).copied())
     }
 
     #[test]

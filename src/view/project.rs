@@ -105,7 +105,7 @@ fn render_template(
     row: &Row,
     template: &Template,
 ) -> Result<Result<String, Option<String>>, IncompatibleSchema> {
-    match template.render(|name: &str| row.get(name)) {
+    match template.render(|column| row.cell(column)) {
         Ok(text) => Ok(Ok(text)),
         Err(RenderError::NullColumn(_)) => Ok(Err(None)),
         Err(RenderError::MissingColumn(column)) => Err(IncompatibleSchema {
@@ -149,14 +149,14 @@ fn passes(view: &View, row: &Row) -> Result<bool, IncompatibleSchema> {
     let Some(filter) = &view.filter else {
         return Ok(true);
     };
-    if let Some(column) = filter.first_unknown_column(&|c| row.schema.position(c).is_some()) {
+    if let Some(column) = filter.first_unknown_column(&|c| row.schema.locate(c).is_some()) {
         return Err(IncompatibleSchema {
             view: view.name.clone(),
             table: row.schema.table.to_string(),
             column: column.to_string(),
         });
     }
-    Ok(filter.eval(&|name| row.get(name)) == Some(true))
+    Ok(filter.eval(&|column| row.cell(column)) == Some(true))
 }
 
 /// An index's key attributes as an item holds them.
@@ -247,11 +247,11 @@ fn build_item(
         }
         Attributes::Explicit(specs) => {
             for spec in specs {
-                let Some(cell) = row.get(&spec.column) else {
+                let Some(cell) = row.cell(&spec.column) else {
                     return Err(IncompatibleSchema {
                         view: view.name.clone(),
                         table: row.schema.table.to_string(),
-                        column: spec.column.clone(),
+                        column: spec.column.to_string(),
                     });
                 };
                 if let Err(reason) = put(&spec.name, cell, spec.conversion) {
@@ -507,6 +507,7 @@ mod tests {
             },
             fill: FillMode::Eager,
             writeback_enabled: false,
+            mark_removals: false,
             writeback_attributes: vec![],
             joins: vec![],
             indexes: vec![],

@@ -1,6 +1,7 @@
 //! Rows and the table schemas they are decoded with.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::spec::TableRef;
@@ -49,12 +50,32 @@ pub struct ColumnSchema {
     pub is_virtual: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A table's columns as one decoded row image has them. Never changed once made: a schema
+/// change makes a new one (with a new [`id`](TableSchema::id)), which is what lets a
+/// [`ColumnName`] remember where its column was.
+#[derive(Debug, Clone)]
 pub struct TableSchema {
     pub table: TableRef,
     pub columns: Vec<ColumnSchema>,
     index: HashMap<String, usize>,
+    /// Unique in the process (a clone keeps it: same columns); never 0.
+    id: u64,
 }
+
+impl PartialEq for TableSchema {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table && self.columns == other.columns
+    }
+}
+
+impl Eq for TableSchema {}
+
+/// Ids of [`TableSchema`]s, from 1 (a [`ColumnName`]'s empty hint is 0). 2^44 of them at one a
+/// nanosecond would take five hours; a schema is made per DDL statement and table.
+static SCHEMA_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Bits of a [`ColumnName`] hint that hold the position (MySQL and MariaDB allow 4,096 columns).
+const POSITION_BITS: u32 = 20;
 
 impl TableSchema {
     pub fn new(table: TableRef, columns: Vec<ColumnSchema>) -> Self {
@@ -67,7 +88,28 @@ impl TableSchema {
             table,
             columns,
             index,
+            id: SCHEMA_IDS.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// The position of `column`, from where it was in this schema the last time it was looked
+    /// up when that was this schema (no name compared: asked for every column a view reads, for
+    /// every row image).
+    pub fn locate(&self, column: &ColumnName) -> Option<usize> {
+        let hint = column.hint.load(Ordering::Relaxed);
+        if hint >> POSITION_BITS == self.id {
+            let position = (hint & ((1 << POSITION_BITS) - 1)) as usize;
+            debug_assert_eq!(self.columns[position].name, column.name, "a stale hint");
+            return Some(position);
+        }
+        let position = self.position(&column.name)?;
+        if self.id < 1 << (64 - POSITION_BITS) && position < 1 << POSITION_BITS {
+            column.hint.store(
+                self.id << POSITION_BITS | position as u64,
+                Ordering::Relaxed,
+            );
+        }
+        Some(position)
     }
 
     pub fn position(&self, name: &str) -> Option<usize> {
@@ -94,5 +136,126 @@ pub struct Row {
 impl Row {
     pub fn get(&self, name: &str) -> Option<&Cell> {
         self.schema.position(name).and_then(|i| self.cells.get(i))
+    }
+
+    /// [`Row::get`] through the column's hint (see [`TableSchema::locate`]).
+    pub fn cell(&self, column: &ColumnName) -> Option<&Cell> {
+        self.schema.locate(column).and_then(|i| self.cells.get(i))
+    }
+}
+
+/// The name of a column a view reads (in a filter, a key template, an attribute), with a hint:
+/// the schema it was last found in and its position there. Shared by the threads that project
+/// rows through one view; a hint is one word, so a thread reads a whole one, its own or
+/// another's, and a hint of another schema is not used. Compares, prints and hashes as its name.
+pub struct ColumnName {
+    name: String,
+    hint: AtomicU64,
+}
+
+impl ColumnName {
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl From<String> for ColumnName {
+    fn from(name: String) -> Self {
+        ColumnName {
+            name,
+            hint: AtomicU64::new(0),
+        }
+    }
+}
+
+impl From<&str> for ColumnName {
+    fn from(name: &str) -> Self {
+        ColumnName::from(name.to_string())
+    }
+}
+
+impl std::ops::Deref for ColumnName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Clone for ColumnName {
+    fn clone(&self) -> Self {
+        ColumnName {
+            name: self.name.clone(),
+            hint: AtomicU64::new(self.hint.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+impl PartialEq for ColumnName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ColumnName {}
+
+impl std::hash::Hash for ColumnName {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl std::fmt::Debug for ColumnName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.name, f)
+    }
+}
+
+impl std::fmt::Display for ColumnName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(names: &[&str]) -> TableSchema {
+        TableSchema::new(
+            TableRef::parse("d.t").expect("valid"),
+            names
+                .iter()
+                .map(|name| ColumnSchema {
+                    name: name.to_string(),
+                    kind: ColumnKind::Text,
+                    is_virtual: false,
+                })
+                .collect(),
+        )
+    }
+
+    /// A hint is used only with the schema it was found in: another schema (another order of
+    /// columns, one column fewer) looks the name up again, and an equal schema built anew is
+    /// another schema.
+    #[test]
+    fn a_column_is_found_by_name_whatever_schema_it_was_found_in_before() {
+        let column = ColumnName::from("b");
+        let first = schema(&["a", "b", "c"]);
+        let moved = schema(&["b", "c", "a"]);
+        let without = schema(&["a", "c"]);
+        for _ in 0..2 {
+            assert_eq!(first.locate(&column), Some(1));
+            assert_eq!(moved.locate(&column), Some(0));
+            assert_eq!(without.locate(&column), None);
+            assert_eq!(schema(&["c", "a", "b"]).locate(&column), Some(2));
+        }
+        // A clone has the same columns: the same schema, hint included.
+        let copy = column.clone();
+        assert_eq!(moved.clone().locate(&copy), Some(0));
+        assert_eq!(
+            first,
+            schema(&["a", "b", "c"]),
+            "equal by columns, not by id"
+        );
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::filter::Expr;
+use super::row::ColumnName;
 use super::template::Template;
 use super::value::Conversion;
 
@@ -88,7 +89,7 @@ impl IndexSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeSpec {
     pub name: String,
-    pub column: String,
+    pub column: ColumnName,
     pub conversion: Conversion,
 }
 
@@ -118,6 +119,11 @@ pub struct View {
     pub attributes: Attributes,
     pub fill: FillMode,
     pub writeback_enabled: bool,
+    /// Removals are marked (see `dynamo::item::REMOVAL_ATTRIBUTE`): some view of the same
+    /// DynamoDB table has write-back, this one or another. Another's: should this view's
+    /// write-back be turned on while its table's consumer has not yet read this view's earlier
+    /// removals, they are still rowcast's.
+    pub mark_removals: bool,
     pub writeback_attributes: Vec<String>,
     /// Lookups, embeds and aggregates, in spec order (lookups, then embeds, then aggregates).
     pub joins: Vec<Join>,
@@ -279,7 +285,7 @@ impl View {
             Attributes::Explicit(specs) => specs
                 .iter()
                 .find(|s| s.name == attribute)
-                .map(|s| (s.column.clone(), s.conversion)),
+                .map(|s| (s.column.to_string(), s.conversion)),
         }
     }
 

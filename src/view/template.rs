@@ -4,12 +4,16 @@
 //! digits like Rust's `{:0N}` (`-042` for -42 at width 4). A NULL in a key column means the row
 //! has no item; an empty rendered key is the caller's to dead-letter.
 
+use super::row::ColumnName;
 use super::value::{push_integer, Cell, ValueError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
     Literal(String),
-    Column { name: String, pad: Option<usize> },
+    Column {
+        name: ColumnName,
+        pad: Option<usize>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +99,7 @@ impl Template {
     /// Renders the key from a column lookup.
     pub fn render<'a>(
         &self,
-        lookup: impl Fn(&str) -> Option<&'a Cell>,
+        lookup: impl Fn(&ColumnName) -> Option<&'a Cell>,
     ) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.source.len() + 16);
         for segment in &self.segments {
@@ -103,7 +107,7 @@ impl Template {
                 Segment::Literal(text) => out.push_str(text),
                 Segment::Column { name, pad } => {
                     let cell =
-                        lookup(name).ok_or_else(|| RenderError::MissingColumn(name.clone()))?;
+                        lookup(name).ok_or_else(|| RenderError::MissingColumn(name.to_string()))?;
                     render_cell(&mut out, name, cell, *pad)?;
                 }
             }
@@ -176,7 +180,7 @@ fn parse_placeholder(inner: &str) -> Result<Segment, TemplateError> {
         }
     };
     Ok(Segment::Column {
-        name: name.to_string(),
+        name: name.into(),
         pad,
     })
 }
@@ -208,7 +212,7 @@ mod tests {
         let map: HashMap<&str, &Cell> = cells.iter().map(|(k, v)| (*k, v)).collect();
         Template::parse(template)
             .unwrap()
-            .render(|name| map.get(name).copied())
+            .render(|name| map.get(name.as_str()).copied())
     }
 
     #[test]
@@ -340,7 +344,7 @@ impl Template {
                         }
                         None => value.to_string(),
                     };
-                    values.push((name.clone(), value));
+                    values.push((name.to_string(), value));
                 }
             }
         }

@@ -31,7 +31,7 @@ use tracing::{debug, error, info, warn};
 use super::record::{Handled, Handler};
 use super::stream::stream_change;
 use super::{Consumer, WritebackError};
-use crate::control::ShardPosition;
+use crate::control::{ShardPosition, StreamPositions};
 use crate::dynamo::classify_sdk_error;
 use crate::error::{chain, pause, Classify};
 use crate::metrics::metrics;
@@ -122,6 +122,31 @@ where
     }
 }
 
+/// The saved positions of `arn`; `Ok(None)` when cancelled meanwhile.
+async fn saved_positions(
+    consumer: &Consumer,
+    cancel: &CancellationToken,
+    arn: &str,
+) -> Result<Option<StreamPositions>, WritebackError> {
+    let positions = &consumer.positions;
+    let Some(saved) = retrying(consumer, cancel, "loading shard positions", || {
+        positions.load(arn)
+    })
+    .await?
+    else {
+        return Ok(None);
+    };
+    if !saved.forgetting {
+        return Ok(Some(saved));
+    }
+    // Cut short while write-back was off (see `app::prepare`): finished here.
+    let forgot = retrying(consumer, cancel, "forgetting shard positions", || {
+        positions.forget(arn)
+    })
+    .await?;
+    Ok(forgot.map(|_| StreamPositions::default()))
+}
+
 impl Follower {
     /// Finds the stream and the saved positions; `Ok(None)` when cancelled meanwhile.
     pub async fn start(
@@ -136,11 +161,7 @@ impl Follower {
             return Ok(None);
         };
         let positions = &consumer.positions;
-        let Some(saved) = retrying(&consumer, cancel, "loading shard positions", || {
-            positions.load(&arn)
-        })
-        .await?
-        else {
+        let Some(saved) = saved_positions(&consumer, cancel, &arn).await? else {
             return Ok(None);
         };
         let first_start = saved.is_empty();

@@ -85,7 +85,7 @@ fn check_templates(view: &View, columns: &Columns, found: &mut Found) {
             let Segment::Column { name, pad } = segment else {
                 continue;
             };
-            match columns.get(name) {
+            match columns.get(name.as_str()) {
                 None => {
                     let message = format!("column {name} is not in {}", view.source);
                     found.push((field.clone(), message));
@@ -138,7 +138,7 @@ fn check_attributes(view: &View, columns: &Columns, found: &mut Found) {
         Attributes::Explicit(specs) => {
             for spec in specs {
                 let field = format!("attributes.{}", spec.name);
-                match columns.get(&spec.column) {
+                match columns.get(spec.column.as_str()) {
                     None => {
                         let message = format!("column {} is not in {}", spec.column, view.source);
                         found.push((field, message));
