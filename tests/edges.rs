@@ -753,6 +753,71 @@ async fn a_truncate_removes_the_tables_items_also_across_a_kill9() {
     assert!(daemon.terminate().success());
 }
 
+/// A checkpoint held back by a halted view still carries the other views' progress: here the
+/// `others` view was backfilled again after a TRUNCATE and its old items removed. Replayed
+/// after a kill -9 from the held position, an insert older than that pass must not make its
+/// item again (nothing later removes it). On the code before, OTHER#5 came back for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_from_a_held_checkpoint_never_brings_back_what_a_later_pass_removed() {
+    let (env, notes_table, others_table) = two_views("edgeheldreplay").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'); INSERT INTO others VALUES (1, 1)")
+        .await;
+    let daemon = env.start().await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql(
+        "SET SESSION binlog_format = 'STATEMENT'; UPDATE notes SET body = 'changed' WHERE id = 1",
+    )
+    .await;
+    let halted = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_view_halted{view=\"notes\"}") == 1.0
+    };
+    eventually("the notes view to halt", Duration::from_secs(30), halted).await;
+    env.sql("INSERT INTO others VALUES (5, 5)").await;
+    env.sql("TRUNCATE TABLE others; INSERT INTO others VALUES (6, 6)")
+        .await;
+    env.converge(
+        &others_table,
+        others_expected(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    // The cleanup is done (converged); a transaction after it carries that in a barrier. A few
+    // checkpoints (every 200 ms): their position is held at the halt, their progress of
+    // `others` is the pass after the TRUNCATE, its cleanup done.
+    env.sql("INSERT INTO others VALUES (8, 8)").await;
+    env.converge(
+        &others_table,
+        others_expected(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    daemon.kill9();
+    let daemon = env.start().await;
+    env.sql("INSERT INTO others VALUES (7, 7)").await;
+    env.converge(
+        &others_table,
+        others_expected(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    // Converged once OTHER#7 is there, after the replay; and it stays so.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    env.converge(
+        &others_table,
+        others_expected(&env).await,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
+
 /// DROP TABLE of a watched table halts its views with a message naming it, while the others
 /// flow; a table of that name created again is backfilled and the old items removed, which
 /// lifts the halt; RENAME TABLE away and back likewise. On the code before, the view went on

@@ -567,6 +567,109 @@ async fn positions_whose_forgetting_was_cut_short_are_not_used() {
     assert!(daemon.terminate().success());
 }
 
+/// The table's stream disabled and enabled again while application changes are unread, one of
+/// them waiting for a row lock when rowcast stops: the earlier stream's records are all
+/// applied before the new stream's, and its closed shard is not taken for finished when the
+/// stop came in the middle of its last records.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_earlier_streams_unread_changes_are_applied_before_the_new_streams() {
+    use mysql_async::prelude::Queryable;
+    let config = "[streams]\npoll_interval_ms = 4000\n\n[dead_letter]\npath = \"dead.jsonl\"\n";
+    let (env, table) = setup("wbnewstream", config).await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    note_reaches_sql(&env, &table, 4, "first").await;
+    let mut holder = env.admin.get_conn().await.unwrap();
+    holder
+        .query_drop(format!(
+            "USE {}; START TRANSACTION; SELECT * FROM ledger WHERE id = 1 FOR UPDATE",
+            env.db
+        ))
+        .await
+        .unwrap();
+    update_three_notes(&env, &table).await;
+    // Disabled: the stream's shard is closed, its last records come with no next iterator.
+    set_stream(&env, &table, false).await;
+    eventually(
+        "the locked row's record to be retried",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_writeback_retries_total{reason=\"retry\"") >= 1.0
+        },
+    )
+    .await;
+    assert!(daemon.terminate().success());
+    holder.query_drop("COMMIT").await.unwrap();
+    set_stream(&env, &table, true).await;
+    let daemon = env.start().await;
+    earlier_then_new_stream(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+/// The same while rowcast runs: the stream is disabled and enabled again while application
+/// changes are unread (the consumer polls every 15 s, so it looks for a new stream before it
+/// reads again): the earlier stream is read to its end before the new one is followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_replaced_while_running_is_read_to_its_end_first() {
+    let config = "[streams]\npoll_interval_ms = 15000\n\n[dead_letter]\npath = \"dead.jsonl\"\n";
+    let (env, table) = setup("wbstreamswap", config).await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    note_reaches_sql(&env, &table, 4, "first").await;
+    update_three_notes(&env, &table).await;
+    set_stream(&env, &table, false).await;
+    set_stream(&env, &table, true).await;
+    earlier_then_new_stream(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
+/// Application changes of three notes, unread when the stream is replaced.
+const THREE_NOTES: [(i64, &str); 3] = [(1, "one"), (2, "two"), (3, "three")];
+
+/// An application's updates of [`THREE_NOTES`].
+async fn update_three_notes(env: &Env, table: &str) {
+    for (id, note) in THREE_NOTES {
+        update(
+            env,
+            table,
+            item("eu", id),
+            "SET note = :n",
+            &[(":n", s(note))],
+        )
+        .await;
+    }
+}
+
+/// The changes of [`THREE_NOTES`] reach SQL, then one made on the new stream; the view follows.
+async fn earlier_then_new_stream(env: &Env, table: &str) {
+    for (id, note) in THREE_NOTES {
+        eventually(
+            "the earlier stream's changes to reach SQL",
+            Duration::from_secs(60),
+            || async { row(env, id).await.unwrap().4.as_deref() == Some(note) },
+        )
+        .await;
+    }
+    note_reaches_sql(env, table, 5, "new-stream").await;
+    converge(env, table).await;
+}
+
+/// Turns the table's stream (NEW_AND_OLD_IMAGES) on or off.
+async fn set_stream(env: &Env, table: &str, enabled: bool) {
+    let mut spec = aws_sdk_dynamodb::types::StreamSpecification::builder().stream_enabled(enabled);
+    if enabled {
+        spec = spec.stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages);
+    }
+    env.ddb
+        .update_table()
+        .table_name(table)
+        .stream_specification(spec.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signaling_trigger_is_a_dead_letter_and_the_next_record_flows() {
     let (env, table) = setup("wbtrigger", "[dead_letter]\npath = \"dead.jsonl\"\n").await;

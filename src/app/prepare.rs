@@ -152,26 +152,41 @@ async fn forget_positions_without_writeback(
         return Ok(());
     }
     let positions = super::wiring::position_store(config, client);
+    let streams = dynamo::streams_client(&config.dynamodb).await;
     for table in without {
-        let described = client.describe_table().table_name(table).send().await;
-        let arn = match described {
-            Ok(out) => out.table.and_then(|t| t.latest_stream_arn),
-            Err(e) => {
-                let info = dynamo::classify_sdk_error(&e);
-                if info.code.as_deref() != Some("ResourceNotFoundException") {
-                    return Err(AppError::Dynamo(info));
-                }
-                None
+        // Every stream of the table still listed: write-back reads an earlier one to its end
+        // before the latest (`writeback::shards`).
+        let listed = crate::writeback::table_streams(&streams, table)
+            .await
+            .map_err(AppError::Dynamo)?;
+        let arns = match listed {
+            Some(arns) => arns,
+            None => latest_stream(client, table).await?.into_iter().collect(),
+        };
+        for arn in arns {
+            if positions.forget(&arn).await? {
+                warn!(%table, stream = %arn, "write-back is off for every view of this table: its stream positions are forgotten; when it is on again, it starts at the stream's latest record (application changes made meanwhile are not written back)");
             }
-        };
-        let Some(arn) = arn.filter(|arn| !arn.is_empty()) else {
-            continue;
-        };
-        if positions.forget(&arn).await? {
-            warn!(%table, stream = %arn, "write-back is off for every view of this table: its stream positions are forgotten; when it is on again, it starts at the stream's latest record (application changes made meanwhile are not written back)");
         }
     }
     Ok(())
+}
+
+/// The table's latest stream, if it has a table and a stream.
+async fn latest_stream(client: &Client, table: &str) -> Result<Option<String>, AppError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(out) => Ok(out
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .filter(|arn| !arn.is_empty())),
+        Err(error) => {
+            let info = dynamo::classify_sdk_error(&error);
+            if info.code.as_deref() == Some("ResourceNotFoundException") {
+                return Ok(None);
+            }
+            Err(AppError::Dynamo(info))
+        }
+    }
 }
 
 /// `[pipeline] name` added to a deployment that ran without it would key everything anew: the

@@ -367,6 +367,21 @@ impl Projector {
         Ok(())
     }
 
+    /// Whether a change of transaction `seq` is older than `view`'s backfill pass: read again
+    /// after a restart from a checkpoint held back (a halted view, a join refresh, a prepared
+    /// XA transaction) while the checkpoint's progress of the view says that a pass began
+    /// later. The pass read every row after it, so it holds what the change did; and where the
+    /// pass's cleanup removed the item since (a TRUNCATE read, rows gone), the change would make
+    /// it again for good, since no later change of the row comes to remove it. The progress
+    /// comes from a barrier every lane acknowledged: everything before it is written.
+    fn superseded(&self, view: &str, seq: u64) -> bool {
+        self.last
+            .backfill
+            .get(view)
+            .and_then(|p| p.since)
+            .is_some_and(|since| seq < since)
+    }
+
     /// Views that do not fit their table any more (a column they need is gone).
     fn halt_incompatible(&mut self, views: Vec<(String, String)>) {
         let restart = self.last.restart.clone();
@@ -390,6 +405,9 @@ impl Projector {
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
         for ViewEntry { view, name, rows } in views {
+            if self.superseded(&view.name, change.seq) {
+                continue;
+            }
             let halted = self.halted.contains_key(&view.name);
             if !halted {
                 rows[op].inc();

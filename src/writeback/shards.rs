@@ -13,6 +13,14 @@
 //!   minute before the first start (creation times are rounded down, to the minute by DynamoDB
 //!   Local: records of the minute before the start may be applied on this rare path).
 //!
+//! A table whose stream is replaced (disabled and enabled again, the table re-created): the
+//! earlier stream is read to its end first — its shards are closed, a stream is disabled as a
+//! whole — then the new one from its oldest record; noticed while running (the stream is
+//! described again every 10 s) or at a start (ListStreams finds an earlier stream with saved
+//! positions). Then the earlier stream's positions are forgotten. A closed shard is marked
+//! finished only when all of its last records were handled: a stop in their middle reads them
+//! again at the next start.
+//!
 //! An expired iterator is fetched again after the last sequence number
 //! (`rowcast_writeback_iterator_refreshes_total`). Records trimmed away before they were read
 //! (more than 24 h behind) are a definite loss: logged, counted in
@@ -32,7 +40,7 @@ use super::record::{Handled, Handler};
 use super::stream::stream_change;
 use super::{Consumer, WritebackError};
 use crate::control::{ShardPosition, StreamPositions};
-use crate::dynamo::classify_sdk_error;
+use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
 use crate::error::{chain, pause, Classify};
 use crate::metrics::metrics;
 use crate::util::now_millis;
@@ -92,6 +100,10 @@ pub struct Follower {
     shards: BTreeMap<String, ShardState>,
     /// The second of the first start on the stream.
     not_before_s: Option<i64>,
+    /// The table's newer stream, when this one is an earlier stream of the table (disabled,
+    /// or the table re-created): this one is read to its end first, then that one from its
+    /// oldest record (see [`Follower::end_drain`]).
+    successor: Option<String>,
 }
 
 /// Runs `attempt` until it succeeds; transient failures are logged and retried with backoff.
@@ -160,10 +172,41 @@ impl Follower {
         else {
             return Ok(None);
         };
-        let positions = &consumer.positions;
+        let Some(older) = retrying(&consumer, cancel, "listing the table's streams", || async {
+            table_streams(&consumer.streams, &consumer.table)
+                .await
+                .map_err(WritebackError::Dynamo)
+        })
+        .await?
+        else {
+            return Ok(None);
+        };
+        for old in older.into_iter().flatten().filter(|old| *old != arn) {
+            let Some(saved) = saved_positions(&consumer, cancel, &old).await? else {
+                return Ok(None);
+            };
+            if !saved.is_empty() {
+                // An earlier stream of the table that rowcast followed: the application changes
+                // still unread there are older than any of the new stream's.
+                warn!(table = %consumer.table, old = %old, new = %arn, "write-back: the table has a new stream; reading the earlier one to its end first");
+                return Self::open(consumer, cancel, (old, saved), Some(arn)).await;
+            }
+        }
         let Some(saved) = saved_positions(&consumer, cancel, &arn).await? else {
             return Ok(None);
         };
+        Self::open(consumer, cancel, (arn, saved), None).await
+    }
+
+    /// Follows `arn` from its saved positions, or at its latest record when none were saved;
+    /// with a `successor`, until its end (see [`Follower::end_drain`]).
+    async fn open(
+        consumer: Arc<Consumer>,
+        cancel: &CancellationToken,
+        (arn, saved): (String, StreamPositions),
+        successor: Option<String>,
+    ) -> Result<Option<Follower>, WritebackError> {
+        let positions = &consumer.positions;
         let first_start = saved.is_empty();
         let started_ms = if first_start {
             let now = now_millis();
@@ -184,13 +227,21 @@ impl Follower {
             arn,
             shards: BTreeMap::new(),
             not_before_s: started_ms.map(|ms| i64::try_from(ms / 1000).unwrap_or(i64::MAX)),
+            successor,
         };
-        let Some(listed) = retrying(&follower.consumer, cancel, "describing the stream", || {
+        let described = retrying(&follower.consumer, cancel, "describing the stream", || {
             follower.describe()
         })
-        .await?
-        else {
-            return Ok(None);
+        .await;
+        let listed = match described {
+            Ok(Some(listed)) => listed,
+            Ok(None) => return Ok(None),
+            // An earlier stream gone (over 24 h old): its unread shards are reported below.
+            Err(error) if follower.successor.is_some() => {
+                warn!(table = %follower.consumer.table, stream = %follower.arn, error = %chain(&error), "write-back: the earlier stream cannot be read any more");
+                Vec::new()
+            }
+            Err(error) => return Err(error),
         };
         for (id, position) in &saved.shards {
             if !position.done && !listed.iter().any(|(listed, _)| listed == id) {
@@ -264,10 +315,12 @@ impl Follower {
         let table = self.consumer.table.clone();
         let mut described = Some(Instant::now());
         while !cancel.is_cancelled() {
+            if self.successor.is_some() && self.shards.values().all(|s| s.position.done) {
+                return self.end_drain().await;
+            }
             if described.is_none_or(|at| at.elapsed() >= DESCRIBE_EVERY) {
                 match self.describe_again().await {
-                    Ok(Some(listed)) => self.update_shards(listed),
-                    Ok(None) => return Ok(Ended::StreamChanged),
+                    Ok(listed) => self.update_shards(listed),
                     Err(error) if error.is_transient() => {
                         warn!(%table, error = %chain(&error), "write-back: cannot describe the stream; retrying");
                         if !pause(cancel, Duration::from_secs(1)).await {
@@ -320,20 +373,7 @@ impl Follower {
                     .with_label_values(&[&table])
                     .set(0.0);
             }
-            // Until the next shard is due (the poll interval at most).
-            let now = Instant::now();
-            let next = self
-                .shards
-                .iter()
-                .filter(|(id, _)| self.ready(id))
-                .map(|(_, state)| {
-                    state
-                        .next_read
-                        .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
-                })
-                .min()
-                .unwrap_or(self.consumer.poll)
-                .min(self.consumer.poll);
+            let next = self.until_next_due();
             if !next.is_zero() && !pause(cancel, next).await {
                 return Ok(Ended::Cancelled);
             }
@@ -341,28 +381,71 @@ impl Follower {
         Ok(Ended::Cancelled)
     }
 
-    /// The shards, or `None` when the table's latest stream is another one now (its start is
-    /// then saved, so that it is read from its oldest record).
-    async fn describe_again(
-        &self,
-    ) -> Result<Option<Vec<(String, Option<String>)>>, WritebackError> {
-        let latest = match stream_arn(&self.consumer).await {
-            Ok(arn) => arn,
-            Err(WritebackError::NoStream) => {
-                warn!(table = %self.consumer.table, "write-back: the table has no stream any more; waiting for one");
-                return Ok(Some(Vec::new()));
+    /// Until the next shard is due (the poll interval at most).
+    fn until_next_due(&self) -> Duration {
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .filter(|(id, _)| self.ready(id))
+            .map(|(_, state)| {
+                state
+                    .next_read
+                    .map_or(Duration::ZERO, |at| at.saturating_duration_since(now))
+            })
+            .min()
+            .unwrap_or(self.consumer.poll)
+            .min(self.consumer.poll)
+    }
+
+    /// The shards. When the table's latest stream is another one now, this one is read to its
+    /// end first (its shards are closed: a stream is disabled as a whole), then that one.
+    async fn describe_again(&mut self) -> Result<Vec<(String, Option<String>)>, WritebackError> {
+        if self.successor.is_none() {
+            let latest = match stream_arn(&self.consumer).await {
+                Ok(arn) => arn,
+                Err(WritebackError::NoStream) => {
+                    warn!(table = %self.consumer.table, "write-back: the table has no stream any more; waiting for one");
+                    return Ok(Vec::new());
+                }
+                Err(error) => return Err(error),
+            };
+            if latest != self.arn {
+                warn!(table = %self.consumer.table, old = %self.arn, new = %latest, "write-back: the table has a new stream; reading this one to its end first, then the new one from its oldest record");
+                self.successor = Some(latest);
             }
-            Err(error) => return Err(error),
-        };
-        if latest != self.arn {
-            warn!(table = %self.consumer.table, old = %self.arn, new = %latest, "write-back: the table has a new stream; following it from its oldest record");
+        }
+        match self.describe().await {
+            Err(error) if self.successor.is_some() && !error.is_transient() => {
+                // The earlier stream is gone (over 24 h old): what was not read is lost.
+                warn!(table = %self.consumer.table, stream = %self.arn, error = %chain(&error), "write-back: the earlier stream cannot be read any more");
+                for (id, state) in &self.shards {
+                    if !state.position.done {
+                        self.report_trimmed(id, state.position.sequence.as_deref());
+                    }
+                }
+                self.shards.clear();
+                Ok(Vec::new())
+            }
+            described => described,
+        }
+    }
+
+    /// This earlier stream of the table is read to its end: the newer one is started from its
+    /// oldest record (unless it has positions already), and then this one's positions are
+    /// forgotten. A crash in between reads this one again from its positions, to its end at
+    /// once.
+    async fn end_drain(&self) -> Result<Ended, WritebackError> {
+        let successor = self.successor.as_deref().expect("draining");
+        let positions = &self.consumer.positions;
+        if positions.load(successor).await?.is_empty() {
             let started = self
                 .not_before_s
                 .map_or(0, |s| u64::try_from(s).unwrap_or(0) * 1000);
-            self.consumer.positions.save_start(&latest, started).await?;
-            return Ok(None);
+            positions.save_start(successor, started).await?;
         }
-        self.describe().await.map(Some)
+        positions.forget(&self.arn).await?;
+        info!(table = %self.consumer.table, old = %self.arn, new = %successor, "write-back: the earlier stream is read to its end; following the new one from its oldest record");
+        Ok(Ended::StreamChanged)
     }
 
     /// Shards read to their end and gone from the stream are forgotten; new ones are read
@@ -457,11 +540,14 @@ impl Follower {
                 })
             }
             Some(_) => Ok(ShardRead::default()),
-            None => {
+            None if read_all => {
                 let mut read = self.finish(shard).await?;
                 read.records = count;
                 Ok(read)
             }
+            // A closed shard's last records, not all handled: read again after the last one
+            // handled at the next start, never marked finished.
+            None => Ok(ShardRead::default()),
         }
     }
 
@@ -640,6 +726,51 @@ impl Follower {
             tokio::time::sleep(backoff.next().unwrap_or(self.consumer.retry.max)).await;
         }
     }
+}
+
+/// Every stream of `table` DynamoDB Streams still lists (a disabled one for 24 hours), oldest
+/// first (an ARN ends with its stream's creation time); `None` when the credentials may not
+/// call ListStreams (logged: earlier streams are then not looked for).
+pub async fn table_streams(
+    streams: &aws_sdk_dynamodbstreams::Client,
+    table: &str,
+) -> Result<Option<Vec<String>>, SdkErrorInfo> {
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = streams
+            .list_streams()
+            .table_name(table)
+            .set_exclusive_start_stream_arn(start.clone())
+            .send()
+            .await;
+        let page = match page {
+            Ok(page) => page,
+            Err(error) => {
+                let info = classify_sdk_error(&error);
+                match info.code.as_deref() {
+                    Some("ResourceNotFoundException") => return Ok(Some(Vec::new())),
+                    Some("AccessDeniedException") => {
+                        warn!(%table, error = %info, "dynamodb:ListStreams is not allowed (see docs/iam.md): the table's earlier streams are not looked for, so application changes left unread in one after its stream was replaced are not written back");
+                        return Ok(None);
+                    }
+                    _ => return Err(info),
+                }
+            }
+        };
+        out.extend(
+            page.streams()
+                .iter()
+                .filter_map(|s| s.stream_arn().map(str::to_string)),
+        );
+        match page.last_evaluated_stream_arn {
+            Some(last) if start.as_deref() != Some(last.as_str()) => start = Some(last),
+            _ => break,
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(Some(out))
 }
 
 async fn stream_arn(consumer: &Consumer) -> Result<String, WritebackError> {
