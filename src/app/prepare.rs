@@ -117,7 +117,7 @@ async fn prepare(
     };
     start.server = Some(identity.clone());
     crate::control::server::save(store, &identity).await?;
-    forget_positions_without_writeback(config, client).await?;
+    mark_tables_without_writeback(config, client).await?;
     let _ = conn.disconnect().await;
     Ok(Prepared {
         start,
@@ -126,16 +126,16 @@ async fn prepare(
     })
 }
 
-/// The write-back positions of every table the views write with no write-back view, before
-/// anything is written: while write-back is off, rowcast removes the table's items without
-/// marking them (`dynamo::item::REMOVAL_ATTRIBUTE`), so a consumer that went on from where it
-/// stopped, once write-back is on again, would take those removals for an application's
-/// DeleteItem and delete rows that exist. Forgotten, its next start is a first start: at the
-/// stream's latest record, nothing from while it was off applied.
-async fn forget_positions_without_writeback(
-    config: &Config,
-    client: &Client,
-) -> Result<(), AppError> {
+/// Every table the views write with no write-back view is marked, before anything is written:
+/// while write-back is off, rowcast removes the table's items without marking them
+/// (`dynamo::item::REMOVAL_ATTRIBUTE`), so a consumer that went on from where it stopped, once
+/// write-back is on again, would take those removals for an application's DeleteItem and
+/// delete rows that exist. The consumer finds the mark and forgets the positions of every
+/// stream of the table first (`writeback::shards`): its start is then a first start, at the
+/// stream's latest record, nothing from while it was off applied. (A mark, not the forgetting
+/// itself: that needs the table's streams, and a deployment without write-back may not reach
+/// DynamoDB Streams; and a position an instance still stopping saves late is forgotten too.)
+async fn mark_tables_without_writeback(config: &Config, client: &Client) -> Result<(), AppError> {
     let with: HashSet<&str> = config
         .views
         .iter()
@@ -152,41 +152,10 @@ async fn forget_positions_without_writeback(
         return Ok(());
     }
     let positions = super::wiring::position_store(config, client);
-    let streams = dynamo::streams_client(&config.dynamodb).await;
     for table in without {
-        // Every stream of the table still listed: write-back reads an earlier one to its end
-        // before the latest (`writeback::shards`).
-        let listed = crate::writeback::table_streams(&streams, table)
-            .await
-            .map_err(AppError::Dynamo)?;
-        let arns = match listed {
-            Some(arns) => arns,
-            None => latest_stream(client, table).await?.into_iter().collect(),
-        };
-        for arn in arns {
-            if positions.forget(&arn).await? {
-                warn!(%table, stream = %arn, "write-back is off for every view of this table: its stream positions are forgotten; when it is on again, it starts at the stream's latest record (application changes made meanwhile are not written back)");
-            }
-        }
+        positions.mark_off(table, now_millis()).await?;
     }
     Ok(())
-}
-
-/// The table's latest stream, if it has a table and a stream.
-async fn latest_stream(client: &Client, table: &str) -> Result<Option<String>, AppError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(out) => Ok(out
-            .table
-            .and_then(|t| t.latest_stream_arn)
-            .filter(|arn| !arn.is_empty())),
-        Err(error) => {
-            let info = dynamo::classify_sdk_error(&error);
-            if info.code.as_deref() == Some("ResourceNotFoundException") {
-                return Ok(None);
-            }
-            Err(AppError::Dynamo(info))
-        }
-    }
 }
 
 /// `[pipeline] name` added to a deployment that ran without it would key everything anew: the

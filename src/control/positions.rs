@@ -12,6 +12,10 @@
 //! had no record yet when rowcast stopped) skips records created before that time, so history
 //! from before the first start is never applied.
 //!
+//! A table written with write-back off for all its views is marked (`#off#<table>` in place of
+//! a stream ARN) until its consumer has forgotten the positions of every stream of the table
+//! (see `app::prepare`).
+//!
 //! In the control table: items `pk = "writeback#<stream arn>"`, `sk = <shard id>` (and
 //! `sk = "#start"`); with a file checkpoint: `<checkpoint path>.writeback.json`, one object per
 //! stream, written under a lock so that the consumers of several tables never lose or tear each
@@ -88,6 +92,9 @@ impl Classify for PositionError {
 const START_SK: &str = "#start";
 /// Written first and deleted last by [`PositionStore::forget`].
 const FORGETTING_SK: &str = "#forgetting";
+/// The partition (control table) or key (file) of [`PositionStore::mark_off`]'s mark of a
+/// table; a stream ARN never begins with `#`.
+const OFF_PREFIX: &str = "#off#";
 
 pub enum PositionStore {
     Table {
@@ -198,6 +205,28 @@ impl PositionStore {
                 .await
             }
         }
+    }
+
+    /// Marks that rowcast wrote `table` with write-back off for all its views: the table's
+    /// consumer, when write-back is on again, forgets the positions of every stream of the
+    /// table before it reads (see [`PositionStore::is_off`]). No DynamoDB Streams call here: a
+    /// deployment without write-back may not reach Streams at all.
+    pub async fn mark_off(&self, table: &str, at_ms: u64) -> Result<(), PositionError> {
+        // Kept as the start of a stream of that name (a stream ARN never begins with `#`).
+        self.save_start(&format!("{OFF_PREFIX}{table}"), at_ms)
+            .await
+    }
+
+    /// Whether [`PositionStore::mark_off`] marked `table` (until [`PositionStore::clear_off`]).
+    pub async fn is_off(&self, table: &str) -> Result<bool, PositionError> {
+        Ok(!self.load(&format!("{OFF_PREFIX}{table}")).await?.is_empty())
+    }
+
+    /// Removes `table`'s mark, once its streams' positions are forgotten.
+    pub async fn clear_off(&self, table: &str) -> Result<(), PositionError> {
+        self.forget(&format!("{OFF_PREFIX}{table}"))
+            .await
+            .map(|_| ())
     }
 
     /// Forgets everything saved for `stream`: the consumer's next start on it is a first

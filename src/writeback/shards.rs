@@ -148,15 +148,73 @@ async fn saved_positions(
     else {
         return Ok(None);
     };
-    if !saved.forgetting {
+    // Every set of positions begins with the start it records; shard positions without one
+    // were saved after they were forgotten (by an instance still stopping): not to be used.
+    let stray = saved.started_ms.is_none() && !saved.shards.is_empty();
+    if !saved.forgetting && !stray {
         return Ok(Some(saved));
     }
-    // Cut short while write-back was off (see `app::prepare`): finished here.
+    if stray {
+        warn!(table = %consumer.table, stream = %arn, "write-back: shard positions saved after they were forgotten; forgotten again");
+    }
+    // A forget cut short: finished here.
     let forgot = retrying(consumer, cancel, "forgetting shard positions", || {
         positions.forget(arn)
     })
     .await?;
     Ok(forgot.map(|_| StreamPositions::default()))
+}
+
+/// The table's streams, oldest first (`None` when ListStreams is not allowed), with the
+/// positions of every one forgotten first when rowcast wrote the table with write-back off
+/// since (`app::prepare`). `Ok(None)` when cancelled meanwhile.
+async fn table_streams_after_off(
+    consumer: &Consumer,
+    cancel: &CancellationToken,
+    latest: &str,
+) -> Result<Option<Option<Vec<String>>>, WritebackError> {
+    let positions = &consumer.positions;
+    let table = &consumer.table;
+    let Some(listed) = retrying(consumer, cancel, "listing the table's streams", || async {
+        table_streams(&consumer.streams, table)
+            .await
+            .map_err(WritebackError::Dynamo)
+    })
+    .await?
+    else {
+        return Ok(None);
+    };
+    let Some(off) = retrying(consumer, cancel, "reading the write-back mark", || {
+        positions.is_off(table)
+    })
+    .await?
+    else {
+        return Ok(None);
+    };
+    if !off {
+        return Ok(Some(listed));
+    }
+    let mut arns = listed.clone().unwrap_or_default();
+    arns.push(latest.to_string());
+    for arn in &arns {
+        let forgot = retrying(consumer, cancel, "forgetting shard positions", || {
+            positions.forget(arn)
+        })
+        .await?;
+        if forgot.is_none() {
+            return Ok(None);
+        }
+    }
+    if retrying(consumer, cancel, "clearing the write-back mark", || {
+        positions.clear_off(table)
+    })
+    .await?
+    .is_none()
+    {
+        return Ok(None);
+    }
+    warn!(%table, "write-back was off for every view of this table since it last ran: the positions of its streams are forgotten, it starts at the latest record (application changes made meanwhile are not written back)");
+    Ok(Some(listed))
 }
 
 impl Follower {
@@ -172,29 +230,36 @@ impl Follower {
         else {
             return Ok(None);
         };
-        let Some(older) = retrying(&consumer, cancel, "listing the table's streams", || async {
-            table_streams(&consumer.streams, &consumer.table)
-                .await
-                .map_err(WritebackError::Dynamo)
-        })
-        .await?
-        else {
+        let Some(older) = table_streams_after_off(&consumer, cancel, &arn).await? else {
             return Ok(None);
         };
-        for old in older.into_iter().flatten().filter(|old| *old != arn) {
-            let Some(saved) = saved_positions(&consumer, cancel, &old).await? else {
-                return Ok(None);
-            };
-            if !saved.is_empty() {
-                // An earlier stream of the table that rowcast followed: the application changes
-                // still unread there are older than any of the new stream's.
-                warn!(table = %consumer.table, old = %old, new = %arn, "write-back: the table has a new stream; reading the earlier one to its end first");
-                return Self::open(consumer, cancel, (old, saved), Some(arn)).await;
-            }
-        }
         let Some(saved) = saved_positions(&consumer, cancel, &arn).await? else {
             return Ok(None);
         };
+        for old in older.into_iter().flatten().filter(|old| *old != arn) {
+            let Some(earlier) = saved_positions(&consumer, cancel, &old).await? else {
+                return Ok(None);
+            };
+            if earlier.is_empty() {
+                continue;
+            }
+            if !saved.shards.is_empty() {
+                // The new stream is read already (an earlier version switched without reading
+                // this one to its end, or ListStreams was not allowed): what is left here is
+                // older than what was applied from the new one, and is not applied.
+                error!(table = %consumer.table, old = %old, new = %arn, "write-back: an earlier stream of the table was left unread while the new one was read: its unread application changes are not written back (run `rowcast snapshot --view` for the table's write-back views)");
+                metrics()
+                    .writeback_trimmed
+                    .with_label_values(&[&consumer.table])
+                    .inc();
+                consumer.positions.forget(&old).await?;
+                continue;
+            }
+            // An earlier stream of the table that rowcast followed: the application changes
+            // still unread there are older than any of the new stream's.
+            warn!(table = %consumer.table, old = %old, new = %arn, "write-back: the table has a new stream; reading the earlier one to its end first");
+            return Self::open(consumer, cancel, (old, earlier), Some(arn)).await;
+        }
         Self::open(consumer, cancel, (arn, saved), None).await
     }
 
