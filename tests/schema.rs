@@ -1,5 +1,6 @@
 //! DDL on a table a view reads: an added or dropped column reaches every item of a view that
-//! takes every column (it is backfilled again); a
+//! takes every column (it is backfilled again); a column retyped (`MODIFY`) reaches every item
+//! of every view that reads the table; a
 //! dropped column that a view needs halts that view only, with a metric, while other views go on;
 //! the halted view's progress is held, so a restart reads the change again and halts again
 //! rather than skipping it.
@@ -202,5 +203,54 @@ async fn an_added_column_reaches_every_item_of_an_every_column_view() {
         metrics.contains("rowcast_backfill_rows_total{view=\"named\"} 2\n"),
         "the named view was backfilled once: {metrics}"
     );
+    assert!(daemon.terminate().success());
+}
+
+/// `ALTER TABLE … MODIFY` rewrites every row without row events: a view that names the column
+/// (not one that takes every column) still gets the new values into every item, and an item
+/// whose key renders differently now (a DECIMAL scale in the key) is replaced, not kept beside
+/// the new one. On the code before, the untouched rows kept a number where the column holds
+/// text now, and the old keys stayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_retyped_reaches_every_item_of_a_view_that_names_it() {
+    let env = Env::new("ddlretype").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE codes (id INT PRIMARY KEY, code INT NOT NULL, rate DECIMAL(6,1) NOT NULL)",
+    )
+    .await;
+    env.sql("INSERT INTO codes VALUES (1, 7, 1.5), (2, 8, 2.5)")
+        .await;
+    env.write_view(
+        "codes.toml",
+        &"name = \"codes\"\ntable = \"TABLE\"\nsource = \"{DB}.codes\"\n[key]\npk = \"C#{id}\"\nsk = \"R#{rate}\"\n[attributes]\ncode = \"code\"\n".replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        vec![
+            json!({"pk": "C#1", "sk": "R#1.5", "code": 7}),
+            json!({"pk": "C#2", "sk": "R#2.5", "code": 8}),
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    env.sql(
+        "ALTER TABLE codes MODIFY code VARCHAR(10) NOT NULL, MODIFY rate DECIMAL(6,2) NOT NULL",
+    )
+    .await;
+    env.sql("INSERT INTO codes VALUES (3, 'x9', 3.25)").await;
+    env.converge(
+        &table,
+        vec![
+            json!({"pk": "C#1", "sk": "R#1.50", "code": "7"}),
+            json!({"pk": "C#2", "sk": "R#2.50", "code": "8"}),
+            json!({"pk": "C#3", "sk": "R#3.25", "code": "x9"}),
+        ],
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(daemon.terminate().success());
 }

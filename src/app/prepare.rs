@@ -135,6 +135,7 @@ async fn prepare(
 /// stream's latest record, nothing from while it was off applied. (A mark, not the forgetting
 /// itself: that needs the table's streams, and a deployment without write-back may not reach
 /// DynamoDB Streams; and a position an instance still stopping saves late is forgotten too.)
+/// Only tables that have or had a stream are marked.
 async fn mark_tables_without_writeback(config: &Config, client: &Client) -> Result<(), AppError> {
     let with: HashSet<&str> = config
         .views
@@ -153,9 +154,30 @@ async fn mark_tables_without_writeback(config: &Config, client: &Client) -> Resu
     }
     let positions = super::wiring::position_store(config, client);
     for table in without {
-        positions.mark_off(table, now_millis()).await?;
+        // A table that never had a stream has no positions (DescribeTable still names a
+        // disabled stream).
+        if has_stream(client, table).await? {
+            positions.mark_off(table, now_millis()).await?;
+        }
     }
     Ok(())
+}
+
+/// Whether the table has or had a stream; `false` when there is no table.
+async fn has_stream(client: &Client, table: &str) -> Result<bool, AppError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(out) => Ok(out
+            .table
+            .and_then(|t| t.latest_stream_arn)
+            .is_some_and(|arn| !arn.is_empty())),
+        Err(error) => {
+            let info = dynamo::classify_sdk_error(&error);
+            if info.code.as_deref() == Some("ResourceNotFoundException") {
+                return Ok(false);
+            }
+            Err(AppError::Dynamo(info))
+        }
+    }
 }
 
 /// `[pipeline] name` added to a deployment that ran without it would key everything anew: the

@@ -328,10 +328,12 @@ impl Merge {
             }
             SourceEvent::Truncated(table) => self.resync(&table, cursor).await,
             SourceEvent::Altered(table) => self.refill_every_column(&table, cursor).await,
+            SourceEvent::Retyped(table) => self.resync(&table, cursor).await,
         }
     }
 
-    /// A table emptied without row events (or back after a DROP or RENAME): every eager view
+    /// A table emptied without row events (or back after a DROP or RENAME, or its columns
+    /// retyped, which rewrites every row without row events): every eager view
     /// that reads it goes back to "not filled, cleanup pending" in the very next barrier and is
     /// backfilled again; a lazy view (never backfilled) gets its cleanup alone (its items older
     /// than this transaction are removed, fills made later stay); a view whose root has no
@@ -352,7 +354,7 @@ impl Merge {
                 Err(_) => false,
             };
             if !keyed && view.fill != FillMode::Lazy {
-                let reason = format!("{table} was emptied or replaced, and the root of this view has no primary key (or cannot be read): it cannot be backfilled again. Remedy: remove the view's items, then restart");
+                let reason = format!("{table} was emptied, replaced or retyped, and the root of this view has no primary key (or cannot be read): it cannot be backfilled again. Remedy: remove the view's items, then restart");
                 let halt = Halt {
                     target: HaltTarget::View(view.name.clone()),
                     reason,

@@ -43,6 +43,10 @@ pub enum SourceEvent {
     /// A watched table's columns changed (`ALTER TABLE`): the views that take every column of it
     /// are backfilled again, so that every item gets the new columns.
     Altered(crate::view::TableRef),
+    /// A watched table's columns changed type or charset (`ALTER TABLE … MODIFY`): the server
+    /// rewrote its rows without row events, so every view that reads it is made again as after
+    /// a TRUNCATE (values, and keys, may render differently now).
+    Retyped(crate::view::TableRef),
 }
 
 /// Merge → projector: the change stream with snapshot rows merged in at their positions.

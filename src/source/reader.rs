@@ -444,6 +444,10 @@ impl Source {
                 Some((table, statement::Alter::Columns)) => {
                     self.send(SourceEvent::Altered(table)).await?
                 }
+                Some((table, statement::Alter::Retyped)) => {
+                    warn!(table = %table, "columns of a watched table changed type: the views that read it are backfilled again, then their items not written again are removed");
+                    self.send(SourceEvent::Retyped(table)).await?
+                }
                 Some((table, statement::Alter::Rows)) => {
                     warn!(table = %table, "partitions of a watched table dropped or exchanged: the views that read it are backfilled again, then their items without a row are removed");
                     self.send(SourceEvent::Truncated(table)).await?

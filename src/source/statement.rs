@@ -195,9 +195,11 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
 /// What an `ALTER TABLE` does to a table's rows as rowcast sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alter {
-    /// Columns added, dropped, changed or renamed (or the table converted to another charset):
-    /// the rows keep their keys, their values may read differently.
+    /// Columns added, dropped or renamed: the rows keep their keys and values.
     Columns,
+    /// Columns changed in type or charset (`MODIFY`, `CHANGE`, `CONVERT TO`): the server
+    /// rewrote every row without row events, and their values (and keys) may read differently.
+    Retyped,
     /// Partitions dropped, truncated, exchanged or reorganised: rows may be gone without row
     /// events, as with TRUNCATE.
     Rows,
@@ -253,8 +255,10 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
         "PERIOD",
         "DEFAULT",
     ];
+    if ["MODIFY", "CHANGE", "CONVERT"].iter().any(|w| has(w)) {
+        return Some((table, Alter::Retyped));
+    }
     let changes_columns = words.windows(2).any(|pair| match pair[0].as_str() {
-        "MODIFY" | "CHANGE" | "CONVERT" => true,
         "RENAME" => pair[1] == "COLUMN",
         "ADD" | "DROP" => !not_columns.contains(&pair[1].as_str()),
         _ => false,
@@ -447,15 +451,20 @@ mod tests {
             altered("ALTER TABLE orders ADD x INT, ADD INDEX (x)"),
             columns
         );
+        let retyped = Some((t.clone(), Alter::Retyped));
         assert_eq!(
             altered("alter online table `shop`.`orders` modify x bigint"),
-            columns
+            retyped
+        );
+        assert_eq!(
+            altered("ALTER TABLE orders CHANGE x y VARCHAR(20), ADD z INT"),
+            retyped
         );
         assert_eq!(altered("ALTER TABLE orders DROP COLUMN x"), columns);
         assert_eq!(altered("ALTER TABLE orders RENAME COLUMN a TO b"), columns);
         assert_eq!(
             altered("ALTER TABLE orders CONVERT TO CHARACTER SET utf8mb4"),
-            columns
+            retyped
         );
         assert_eq!(altered("ALTER TABLE orders ADD INDEX by_x (x)"), None);
         assert_eq!(altered("ALTER TABLE orders DROP FOREIGN KEY fk_x"), None);
