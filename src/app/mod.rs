@@ -53,7 +53,7 @@ pub enum AppError {
     Checkpoint(#[from] CheckpointError),
     #[error("dynamodb: {0}")]
     Dynamo(SdkErrorInfo),
-    #[error("forgetting write-back positions")]
+    #[error("write-back positions")]
     Positions(#[from] crate::control::PositionError),
     #[error("cannot listen on {addr}")]
     Listen {

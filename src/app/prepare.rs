@@ -165,18 +165,10 @@ async fn mark_tables_without_writeback(config: &Config, client: &Client) -> Resu
 
 /// Whether the table has or had a stream; `false` when there is no table.
 async fn has_stream(client: &Client, table: &str) -> Result<bool, AppError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(out) => Ok(out
-            .table
-            .and_then(|t| t.latest_stream_arn)
-            .is_some_and(|arn| !arn.is_empty())),
-        Err(error) => {
-            let info = dynamo::classify_sdk_error(&error);
-            if info.code.as_deref() == Some("ResourceNotFoundException") {
-                return Ok(false);
-            }
-            Err(AppError::Dynamo(info))
-        }
+    match dynamo::tables::latest_stream_arn(client, table).await {
+        Ok(arn) => Ok(arn.is_some()),
+        Err(info) if info.code.as_deref() == Some("ResourceNotFoundException") => Ok(false),
+        Err(info) => Err(AppError::Dynamo(info)),
     }
 }
 

@@ -248,18 +248,18 @@ impl PositionStore {
                 )
                 .await
                 .map_err(PositionError::Dynamo)?;
+                if pages.iter().flatten().next().is_none() {
+                    return Ok(false);
+                }
+                // The marker last, whether this forget put it or one cut short did.
                 let mut sort_keys: Vec<String> = pages
                     .iter()
                     .flatten()
                     .filter_map(|item| match item.get(CONTROL_SK) {
-                        Some(AttributeValue::S(sk)) => Some(sk.clone()),
+                        Some(AttributeValue::S(sk)) if sk != FORGETTING_SK => Some(sk.clone()),
                         _ => None,
                     })
-                    .filter(|sk| sk != FORGETTING_SK)
                     .collect();
-                if sort_keys.is_empty() && pages.iter().flatten().next().is_none() {
-                    return Ok(false);
-                }
                 client
                     .put_item()
                     .table_name(control)
@@ -287,13 +287,7 @@ impl PositionStore {
                 if all.remove(stream).is_none() {
                     return Ok(false);
                 }
-                let bytes = serde_json::to_vec_pretty(&all).expect("positions serialise");
-                write_durably(path, bytes)
-                    .await
-                    .map_err(|source| PositionError::File {
-                        path: path.clone(),
-                        source,
-                    })?;
+                write_file(path, &all).await?;
                 Ok(true)
             }
         }
@@ -312,14 +306,18 @@ impl PositionStore {
         let mut entry = all.remove(stream).unwrap_or_default();
         change(&mut entry);
         all.insert(stream.to_string(), entry);
-        let bytes = serde_json::to_vec_pretty(&all).expect("positions serialise");
-        write_durably(path, bytes)
-            .await
-            .map_err(|source| PositionError::File {
-                path: path.clone(),
-                source,
-            })
+        write_file(path, &all).await
     }
+}
+
+async fn write_file(path: &std::path::Path, all: &FileContents) -> Result<(), PositionError> {
+    let bytes = serde_json::to_vec_pretty(all).expect("positions serialise");
+    write_durably(path, bytes)
+        .await
+        .map_err(|source| PositionError::File {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 async fn query_partition(

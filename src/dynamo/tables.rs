@@ -223,6 +223,16 @@ pub async fn enable_streams(
 
 /// Checks an existing table against what the views need: `Ok` lists the problems found (empty
 /// when the table is right); `Err` is a failure to ask.
+/// The table's latest stream (DescribeTable still names one disabled); `None` when it never
+/// had one.
+pub async fn latest_stream_arn(
+    client: &Client,
+    table: &str,
+) -> Result<Option<String>, SdkErrorInfo> {
+    let described = super::indexes::describe(client, table).await?;
+    Ok(described.latest_stream_arn.filter(|arn| !arn.is_empty()))
+}
+
 pub async fn check_table(
     client: &Client,
     name: &str,

@@ -82,7 +82,20 @@ pub struct Projector {
     halted: HashMap<String, Held>,
     /// The last barrier passed on, as it came in: where the transaction under way starts.
     last: ProjectStart,
+    /// The latest `since` of `last`'s progress: a change at or after it is older than no pass,
+    /// which spares [`Projector::superseded`] its lookup on every row read live.
+    newest_pass: u64,
     last_read_seq: Arc<AtomicU64>,
+}
+
+/// The latest transaction a view's current pass began after.
+fn newest_pass(start: &ProjectStart) -> u64 {
+    start
+        .backfill
+        .values()
+        .filter_map(|p| p.since)
+        .max()
+        .unwrap_or(0)
 }
 
 impl Projector {
@@ -114,6 +127,7 @@ impl Projector {
             rx,
             lanes,
             halted: HashMap::new(),
+            newest_pass: newest_pass(&start),
             last: start,
             last_read_seq,
         }
@@ -162,6 +176,7 @@ impl Projector {
             }),
             backfill: barrier.backfill.clone(),
         };
+        self.newest_pass = newest_pass(&self.last);
         if self.halted.is_empty() {
             return barrier;
         }
@@ -375,11 +390,13 @@ impl Projector {
     /// it again for good, since no later change of the row comes to remove it. The progress
     /// comes from a barrier every lane acknowledged: everything before it is written.
     fn superseded(&self, view: &str, seq: u64) -> bool {
-        self.last
-            .backfill
-            .get(view)
-            .and_then(|p| p.since)
-            .is_some_and(|since| seq < since)
+        seq < self.newest_pass
+            && self
+                .last
+                .backfill
+                .get(view)
+                .and_then(|p| p.since)
+                .is_some_and(|since| seq < since)
     }
 
     /// Views that do not fit their table any more (a column they need is gone).

@@ -839,16 +839,9 @@ pub async fn table_streams(
 }
 
 async fn stream_arn(consumer: &Consumer) -> Result<String, WritebackError> {
-    let out = consumer
-        .dynamo
-        .describe_table()
-        .table_name(&consumer.table)
-        .send()
+    crate::dynamo::tables::latest_stream_arn(&consumer.dynamo, &consumer.table)
         .await
-        .map_err(|e| WritebackError::Dynamo(classify_sdk_error(&e)))?;
-    out.table
-        .and_then(|t| t.latest_stream_arn)
-        .filter(|arn| !arn.is_empty())
+        .map_err(WritebackError::Dynamo)?
         .ok_or(WritebackError::NoStream)
 }
 
