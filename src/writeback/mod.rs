@@ -42,7 +42,6 @@ use crate::dynamo::SdkErrorInfo;
 use crate::error::{Classify, ErrorClass, RetryPolicy};
 use crate::view::spec::View;
 
-pub use self::shards::table_streams;
 pub use self::stream::stream_change;
 
 /// Why following a stream stopped.

@@ -796,7 +796,7 @@ impl Follower {
 /// Every stream of `table` DynamoDB Streams still lists (a disabled one for 24 hours), oldest
 /// first (an ARN ends with its stream's creation time); `None` when the credentials may not
 /// call ListStreams (logged: earlier streams are then not looked for).
-pub async fn table_streams(
+async fn table_streams(
     streams: &aws_sdk_dynamodbstreams::Client,
     table: &str,
 ) -> Result<Option<Vec<String>>, SdkErrorInfo> {
