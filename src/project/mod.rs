@@ -211,8 +211,7 @@ impl Projector {
         };
         let restart = halt.restart.unwrap_or_else(|| self.last.restart.clone());
         for view in names {
-            let since = self.last.backfill.get(&view).and_then(|p| p.since);
-            if since.is_some_and(|since| since > restart.seq) {
+            if self.superseded(&view, restart.seq) {
                 // Read again after a restart, but the view was backfilled after it (a rebuild).
                 info!(view = %view, "a halting change older than the view's backfill pass: superseded, not halted");
                 continue;
