@@ -647,6 +647,77 @@ async fn a_stream_replaced_while_running_is_read_to_its_end_first() {
     assert!(daemon.terminate().success());
 }
 
+/// An earlier stream left with unread records after the new stream was read (an earlier version
+/// of rowcast switched streams without reading the old one to its end): what is left there is
+/// older than what was applied from the new stream, so it is never applied over it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_earlier_stream_left_unread_after_the_new_one_was_read_is_not_applied() {
+    let (env, table) = setup("wbstreamleft", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    note_reaches_sql(&env, &table, 4, "first").await;
+    assert!(daemon.terminate().success());
+    // Unread in the earlier stream: its positions as they are now are kept aside.
+    let earlier = common::app::stream_arn(&env, &table).await;
+    update(
+        &env,
+        &table,
+        item("eu", 1),
+        "SET note = :n",
+        &[(":n", s("stale"))],
+    )
+    .await;
+    let control = env.table("control");
+    let partition = format!("writeback#{earlier}");
+    let kept = env
+        .ddb
+        .query()
+        .table_name(&control)
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(":p", s(&partition))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    assert!(!kept.is_empty(), "no positions saved for {partition}");
+    set_stream(&env, &table, false).await;
+    set_stream(&env, &table, true).await;
+    let daemon = env.start().await;
+    eventually(
+        "the earlier stream's change to reach SQL",
+        Duration::from_secs(60),
+        || async { row(&env, 1).await.unwrap().4.as_deref() == Some("stale") },
+    )
+    .await;
+    note_reaches_sql(&env, &table, 1, "newer").await;
+    assert!(daemon.terminate().success());
+    // The earlier stream's positions put back as they were before it was read to its end.
+    for position in kept {
+        env.ddb
+            .put_item()
+            .table_name(&control)
+            .set_item(Some(position))
+            .send()
+            .await
+            .unwrap();
+    }
+    let daemon = env.start().await;
+    note_reaches_sql(&env, &table, 2, "later").await;
+    assert_eq!(
+        row(&env, 1).await.unwrap().4.as_deref(),
+        Some("newer"),
+        "the earlier stream's change was applied over the new stream's"
+    );
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_writeback_trimmed_total"),
+        1.0,
+        "the unread earlier stream is not counted"
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// Application changes of three notes, unread when the stream is replaced.
 const THREE_NOTES: [(i64, &str); 3] = [(1, "one"), (2, "two"), (3, "three")];
 
