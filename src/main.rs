@@ -892,7 +892,7 @@ fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -
     }
     println!("{line}");
     if summary.not_repaired > 0 {
-        eprintln!("note: {view}: {} difference(s) not repaired (a write-back view, a key that does not parse back unambiguously, or a repair that failed: see the log)", summary.not_repaired);
+        eprintln!("note: {view}: {} difference(s) not repaired (a write-back view, a key that parses back in too many ways, or a repair that failed: see the log)", summary.not_repaired);
     }
     if summary.unsettled > 0 {
         eprintln!("note: {view}: {} key(s) not compared: they kept changing through every check, or the daemon's checkpoint did not pass the comparison point; run verify again", summary.unsettled);

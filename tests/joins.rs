@@ -36,6 +36,28 @@ async fn joined_views_follow_a_random_workload() {
     assert!(daemon.terminate().success());
 }
 
+/// An embedded list is ordered by its `order_by` and then by the related table's primary key:
+/// a change of only a line's primary key (its other columns as they were) reorders the list of
+/// its order. On the code before: no refresh was made, `lines` kept the old order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_of_only_an_embedded_rows_primary_key_reorders_the_list() {
+    let env = Env::new("joinspk").await;
+    let table = setup(&env, "").await;
+    env.sql("INSERT INTO customers VALUES (1, 'Ann', NULL, 'std')")
+        .await;
+    env.sql("INSERT INTO orders VALUES (1, 1, 'open', NULL)")
+        .await;
+    env.sql("INSERT INTO order_items VALUES (1, 1, 1, 'a', 1, '1.00'), (2, 1, 1, 'b', 1, '1.00')")
+        .await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    env.sql("UPDATE order_items SET id = 3 WHERE id = 1").await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill9_in_the_middle_of_a_fan_out_loses_nothing() {
     let env = Env::new("fanout").await;

@@ -148,6 +148,14 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
     env.write_view("c.toml", &view("c", &table, "C", None));
     let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!((status, body.trim()), (200, "unchanged"));
+    // A view naming a column its table lacks is refused too, as `check --connect` would (on
+    // the code before: accepted, and its backfill stopped every view's).
+    let typo = view("e", &table, "E", None).replace("v = \"v\"", "v = \"vv\"");
+    env.write_view("e.toml", &typo);
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("e.toml") && body.contains("vv"), "{body}");
+    std::fs::remove_file(env.dir.join("views").join("e.toml")).unwrap();
     // What the checkpoint belongs to changes only at a restart.
     let config = std::fs::read_to_string(env.config_path()).unwrap();
     let moved = config.replace(
@@ -182,14 +190,9 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
     assert!(daemon.terminate().success());
 }
 
-/// A backfill request made while a reload drains the pipeline is served by the pipeline that
-/// follows: accepted (202), and the view is backfilled again after the reload. (The drained
-/// pipeline's snapshot worker took such a request and dropped it with the pipeline, or, gone
-/// already, left the API to answer 503.) A write held in its lane keeps the drain going.
-#[tokio::test(flavor = "multi_thread")]
-#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
-async fn a_backfill_requested_while_a_reload_drains_is_served_after_it() {
-    let env = Env::new("reloadsnap").await;
+/// View `a` of 20 rows, the daemon ready with every lane's write held 1.5 s, and one update
+/// waiting in a lane: a reload's drain lasts that long.
+async fn view_a_with_a_held_write(env: &Env) -> (String, common::Daemon) {
     let table = env.table("views");
     env.sql("CREATE TABLE items (id INT PRIMARY KEY, v INT NOT NULL, status VARCHAR(20) NOT NULL)")
         .await;
@@ -203,6 +206,18 @@ async fn a_backfill_requested_while_a_reload_drains_is_served_after_it() {
     daemon.wait_ready().await;
     env.sql("UPDATE items SET v = 2 WHERE id = 1").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    (table, daemon)
+}
+
+/// A backfill request made while a reload drains the pipeline is served by the pipeline that
+/// follows: accepted (202), and the view is backfilled again after the reload. (The drained
+/// pipeline's snapshot worker took such a request and dropped it with the pipeline, or, gone
+/// already, left the API to answer 503.) A write held in its lane keeps the drain going.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_backfill_requested_while_a_reload_drains_is_served_after_it() {
+    let env = Env::new("reloadsnap").await;
+    let (table, daemon) = view_a_with_a_held_write(&env).await;
     env.write_view("c.toml", &view("c", &table, "C", None));
     let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!(status, 202, "{body}");
@@ -231,6 +246,30 @@ async fn a_backfill_requested_while_a_reload_drains_is_served_after_it() {
     env.converge(
         &table,
         expected(&env, &[("A", None), ("C", None)]).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
+
+/// A reload asked for while another one drains the pipeline waits for it and is then applied
+/// (the files read again). On the code before: answered 503 "try again" — and for a SIGHUP,
+/// whose answer is only logged, the second edit was never applied.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_reload_asked_for_while_one_drains_is_applied_after_it() {
+    let env = Env::new("reloadtwice").await;
+    let (table, daemon) = view_a_with_a_held_write(&env).await;
+    env.write_view("c.toml", &view("c", &table, "C", None));
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 202, "{body}");
+    // The first reload drains (a write held in its lane); a second edit and reload meanwhile.
+    env.write_view("d.toml", &view("d", &table, "D", None));
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 202, "{body}");
+    env.converge(
+        &table,
+        expected(&env, &[("A", None), ("C", None), ("D", None)]).await,
         Duration::from_secs(60),
     )
     .await;

@@ -388,3 +388,162 @@ async fn continuous_verification_finds_and_repairs_damage() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// A pass that cannot prove anything (the daemon's checkpoint held back by a prepared XA
+/// transaction, so the keys to check again never settle) leaves `rowcast_verify_differences`
+/// as the last complete pass left it. On the code before, it was set to 0: the alert on it
+/// cleared while the damaged item was still wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_incomplete_pass_does_not_clear_the_differences_found() {
+    use mysql_async::prelude::Queryable;
+    let (env, table) = notes(
+        "verifygauge",
+        30,
+        "[verify]\ninterval_s = 1\nrepair = false\nmax_items_per_second = 0\n",
+    )
+    .await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        notes_expected(&env, "NOTE#").await,
+        Duration::from_secs(60),
+    )
+    .await;
+    let gauge = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_verify_differences{view=\"notes\"}")
+    };
+    update(
+        &env,
+        &table,
+        key(&[("pk", "NOTE#4")]),
+        "SET body = :v",
+        &[(":v", s("damaged"))],
+    )
+    .await;
+    eventually("the damage found", Duration::from_secs(60), || async {
+        gauge().await == 1.0
+    })
+    .await;
+    let passes = || {
+        std::fs::read_to_string(&daemon.log)
+            .unwrap()
+            .matches("verification pass done")
+            .count()
+    };
+    let mut holder = env.admin.get_conn().await.unwrap();
+    holder
+        .query_drop(format!(
+            "USE {}; XA START 'held'; INSERT INTO notes (id, body) VALUES (500, 'x'); XA END 'held'; XA PREPARE 'held'",
+            env.db
+        ))
+        .await
+        .unwrap();
+    // A pass that began after the prepare waits for the checkpoint in vain (60 s before its
+    // scan, 60 s before settling), then ends.
+    let before = passes();
+    eventually(
+        "a pass ended while the checkpoint is held",
+        Duration::from_secs(300),
+        || async { passes() >= before + 2 },
+    )
+    .await;
+    let left = gauge().await;
+    // Decided before any assertion: a prepared transaction left behind blocks the next run.
+    holder.query_drop("XA COMMIT 'held'").await.unwrap();
+    assert_eq!(
+        left, 1.0,
+        "an incomplete pass cleared the differences found"
+    );
+    assert!(daemon.terminate().success());
+}
+
+/// Keys that do not read back as plain text: a FLOAT column (MariaDB compares `score = '3.14'`
+/// as a DOUBLE, which the float is not) and a tenant holding the start of the literal after it
+/// (`acme:` in `{tenant}::{id}`, read `acme` / `:1` first). Verify finds their rows: a missing
+/// item is reported missing and a damaged one different, never a live item "extra" (which
+/// `--repair` removed); repair makes them equal again. On the code before: no difference
+/// reported for the missing items, the damaged ones reported extra and removed by repair.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_that_do_not_read_back_as_text_are_verified_and_repaired_by_their_rows() {
+    let env = Env::new("verifyfloat").await;
+    let scores = env.table("scores");
+    let members = env.table("members");
+    env.sql("CREATE TABLE scores (id INT PRIMARY KEY, score FLOAT NOT NULL, tenant VARCHAR(20) NOT NULL, name VARCHAR(20) NOT NULL)")
+        .await;
+    env.sql("INSERT INTO scores VALUES (1, 3.14, 'acme:', 'a'), (2, 0.5, 'plain', 'b'), (3, 2.71, 'x:', 'c')")
+        .await;
+    env.write_view(
+        "scores.toml",
+        &format!("name = \"scores\"\ntable = \"{scores}\"\nsource = \"{{DB}}.scores\"\n[key]\npk = \"SCORE#{{score}}\"\nsk = \"ID#{{id}}\"\n[attributes]\nnick = \"name\"\n"),
+    );
+    env.write_view(
+        "members.toml",
+        &format!("name = \"members\"\ntable = \"{members}\"\nsource = \"{{DB}}.scores\"\n[key]\npk = \"{{tenant}}::{{id}}\"\n[attributes]\nnick = \"name\"\n"),
+    );
+    env.write_config("");
+    env.create_tables();
+    let score_items = || {
+        let mut items = vec![
+            serde_json::json!({"pk": "SCORE#3.14", "sk": "ID#1", "nick": "a"}),
+            serde_json::json!({"pk": "SCORE#0.5", "sk": "ID#2", "nick": "b"}),
+            serde_json::json!({"pk": "SCORE#2.71", "sk": "ID#3", "nick": "c"}),
+        ];
+        items.sort_by_key(|v| v.to_string());
+        items
+    };
+    let member_items = || {
+        let mut items = vec![
+            serde_json::json!({"pk": "acme:::1", "nick": "a"}),
+            serde_json::json!({"pk": "plain::2", "nick": "b"}),
+            serde_json::json!({"pk": "x:::3", "nick": "c"}),
+        ];
+        items.sort_by_key(|v| v.to_string());
+        items
+    };
+    let daemon = env.start().await;
+    env.converge(&scores, score_items(), Duration::from_secs(60))
+        .await;
+    env.converge(&members, member_items(), Duration::from_secs(60))
+        .await;
+    delete(&env, &scores, key(&[("pk", "SCORE#3.14"), ("sk", "ID#1")])).await;
+    delete(&env, &members, key(&[("pk", "acme:::1")])).await;
+    let damage = [(":n", s("zz"))];
+    update(
+        &env,
+        &scores,
+        key(&[("pk", "SCORE#2.71"), ("sk", "ID#3")]),
+        "SET nick = :n",
+        &damage,
+    )
+    .await;
+    update(
+        &env,
+        &members,
+        key(&[("pk", "x:::3")]),
+        "SET nick = :n",
+        &damage,
+    )
+    .await;
+
+    let (code, stdout, stderr) = verify(&env, &[]);
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let mut want = vec![
+        "DIFF scores missing pk=SCORE#3.14 sk=ID#1".to_string(),
+        "DIFF scores different pk=SCORE#2.71 sk=ID#3 attributes=nick".to_string(),
+        "DIFF members missing pk=acme:::1".to_string(),
+        "DIFF members different pk=x:::3 attributes=nick".to_string(),
+    ];
+    want.sort();
+    assert_eq!(diff_lines(&stdout), want, "{stdout}\n{stderr}");
+
+    let (code, stdout, stderr) = verify(&env, &["--repair"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    env.converge(&scores, score_items(), Duration::from_secs(30))
+        .await;
+    env.converge(&members, member_items(), Duration::from_secs(30))
+        .await;
+    let (code, stdout, stderr) = verify(&env, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(daemon.terminate().success());
+}

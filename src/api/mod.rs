@@ -112,7 +112,7 @@ async fn item(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let control = control.running();
-    let (key, columns) = match requested_key(&control, &view, &params) {
+    let key = match requested_key(&control, &view, &params) {
         Ok(parsed) => parsed,
         Err((status, reason)) => return plain(status, reason),
     };
@@ -126,7 +126,7 @@ async fn item(
     // the rows are read again, and then "no row" is the answer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {
-        if let Err(response) = fill(&control, &view, key.clone(), columns.clone(), false).await {
+        if let Err(response) = fill(&control, &view, key.clone(), false).await {
             return response;
         }
         let attempt = (tokio::time::Instant::now() + Duration::from_secs(2)).min(deadline);
@@ -144,17 +144,13 @@ async fn item(
     )
 }
 
-/// Key columns and their values as text, parsed from an item key.
-type KeyColumns = Vec<(String, String)>;
-
-/// The item key a request names (`pk`, `sk`) in `view`, and the key columns they parse into
-/// through the view's templates; `Err` is the answer: 404 for an unknown view, 400 for a key
-/// that does not parse.
+/// The item key a request names (`pk`, `sk`) in `view`, checked to parse through the view's
+/// templates; `Err` is the answer: 404 for an unknown view, 400 for a key that does not parse.
 fn requested_key(
     control: &Running,
     view: &str,
     params: &HashMap<String, String>,
-) -> Result<(ItemKey, KeyColumns), (StatusCode, String)> {
+) -> Result<ItemKey, (StatusCode, String)> {
     let Some(spec) = control.views.iter().find(|v| v.name == view) else {
         return Err((StatusCode::NOT_FOUND, format!("no view named {view:?}")));
     };
@@ -163,23 +159,17 @@ fn requested_key(
         return Err((StatusCode::BAD_REQUEST, reason));
     };
     crate::view::parse_item_key(spec, pk, params.get("sk").map(String::as_str))
+        .map(|(key, _)| key)
         .map_err(|reason| (StatusCode::BAD_REQUEST, reason))
 }
 
 /// Asks the snapshot worker to read the rows behind `key` and merge them; `Err` is the answer
 /// when no row makes the item (unless `repair`: the item is then removed) or the read failed.
-async fn fill(
-    control: &Running,
-    view: &str,
-    key: ItemKey,
-    columns: Vec<(String, String)>,
-    repair: bool,
-) -> Result<(), Response> {
+async fn fill(control: &Running, view: &str, key: ItemKey, repair: bool) -> Result<(), Response> {
     let (reply, answer) = oneshot::channel();
     let request = FillRequest {
         repair,
         view: view.to_string(),
-        columns,
         key,
         reply,
         restore: false,
@@ -217,7 +207,7 @@ async fn repair(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let control = control.running();
-    let (key, columns) = match requested_key(&control, &view, &params) {
+    let key = match requested_key(&control, &view, &params) {
         Ok(parsed) => parsed,
         Err((status, reason)) => return plain(status, reason),
     };
@@ -231,7 +221,7 @@ async fn repair(
         let reason = "a write-back view's items are not repaired from SQL (an application's change may be on its way to SQL)";
         return plain(StatusCode::CONFLICT, reason.into());
     }
-    match fill(&control, &view, key, columns, true).await {
+    match fill(&control, &view, key, true).await {
         Ok(()) => plain(StatusCode::OK, "merged".into()),
         Err(response) => response,
     }

@@ -238,13 +238,11 @@ impl Generation<'_> {
                             drain.cancel();
                         }
                     }
-                    Some(request) = reloads.recv(), if checking.is_none() => {
-                        if drain.is_cancelled() {
-                            let answer = ReloadAnswer::Unavailable("the pipeline is stopping or reloading; try again".into());
-                            let _ = request.reply.send(answer);
-                        } else {
-                            checking = Some(reload::check(config.clone(), request));
-                        }
+                    // While a reload drains, a request asked meanwhile waits in the channel for
+                    // the next configuration's pipeline (which reads the files again); at a
+                    // stop it is answered as the process ends.
+                    Some(request) = reloads.recv(), if checking.is_none() && !drain.is_cancelled() => {
+                        checking = Some(reload::check(config.clone(), request));
                     }
                 }
             }

@@ -240,13 +240,27 @@ async fn check_server_identity(
 }
 
 /// What a reloaded configuration must pass before the running one drains: what is checked at
-/// start, the checkpoint aside.
+/// start, the checkpoint aside, and the views named in `views` (those it adds or changes)
+/// against their tables' columns, as `check --connect` does.
 pub(super) async fn check_servers(
     config: &Config,
     client: &Client,
+    views: &[&str],
 ) -> Result<Vec<Problem>, AppError> {
     let (mut conn, flavor) = source::connect(&config.source.connection).await?;
-    let problems = run_preflight(&mut conn, flavor, config, client).await;
+    let mut problems = run_preflight(&mut conn, flavor, config, client).await;
+    if let Ok(found) = &mut problems {
+        let checked: Vec<_> = config
+            .views
+            .iter()
+            .filter(|v| views.contains(&v.name.as_str()))
+            .cloned()
+            .collect();
+        match preflight::check_view_columns(&mut conn, &checked).await {
+            Ok(more) => found.extend(more),
+            Err(error) => problems = Err(error.into()),
+        }
+    }
     let _ = conn.disconnect().await;
     problems
 }

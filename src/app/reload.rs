@@ -20,8 +20,9 @@ use crate::config::{self, Config};
 use crate::error::{chain, Classify};
 use crate::pipeline::{ReloadAnswer, ReloadRequest};
 
-/// What a reload would change, in words; `None` when the configuration read is the running one.
-pub fn changes(running: &Config, read: &Config) -> Option<String> {
+/// The views `read` adds, removes and changes (their definitions' fingerprints differ) against
+/// `running`, each by name.
+fn view_changes<'a>(running: &'a Config, read: &'a Config) -> [Vec<&'a str>; 3] {
     let before: BTreeMap<&str, String> = running
         .views
         .iter()
@@ -47,6 +48,12 @@ pub fn changes(running: &Config, read: &Config) -> Option<String> {
         .filter(|(n, f)| before.get(*n).is_some_and(|was| was != *f))
         .map(|(n, _)| *n)
         .collect();
+    [added, removed, changed]
+}
+
+/// What a reload would change, in words; `None` when the configuration read is the running one.
+pub fn changes(running: &Config, read: &Config) -> Option<String> {
+    let [added, removed, changed] = view_changes(running, read);
     // Everything else (settings, a view's write-back or fill mode): the whole configuration as
     // compiled, compared; the password apart, as its Debug text hides it (a rotated password
     // is applied by a reload).
@@ -122,7 +129,12 @@ pub async fn consider(running: &Config) -> (ReloadAnswer, Option<Config>) {
         return (ReloadAnswer::Rejected(problems.join("\n")), None);
     }
     let client = crate::dynamo::client(&read.dynamodb).await;
-    match prepare::check_servers(&read, &client).await {
+    // The views it adds or changes are checked against the tables as `check --connect` checks
+    // them (columns, joins): one naming a column or table that is not there would otherwise
+    // be accepted, then halt (or stop every view's backfill) once it runs.
+    let [added, _, changed] = view_changes(running, &read);
+    let checked: Vec<&str> = added.into_iter().chain(changed).collect();
+    match prepare::check_servers(&read, &client, &checked).await {
         Ok(problems) if problems.is_empty() => (ReloadAnswer::Applying(what), Some(read)),
         Ok(problems) => {
             let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();

@@ -68,14 +68,18 @@ const THROTTLE_CODES: [&str; 14] = [
 ];
 
 /// Failures a retry may fix (also any answer with status 500, 502, 503 or 504, whatever its
-/// code): the SDKs' transient codes and DynamoDB's own.
-const TRANSIENT_CODES: [&str; 6] = [
+/// code): the SDKs' transient codes and DynamoDB's own, among them a write that met another
+/// writer's transaction on the item (an application's TransactWriteItems, a multi-Region
+/// global table's replicated write: answered 400, and a dead letter would lose the change).
+const TRANSIENT_CODES: [&str; 8] = [
     "InternalServerError",
     "ServiceUnavailable",
     "InternalFailure",
     "RequestTimeout",
     "RequestTimeoutException",
     "TimeoutError",
+    "TransactionConflictException",
+    "ReplicatedWriteConflictException",
 ];
 
 /// Transient (retry), throttled, or definite (the request itself is refused). The writers retry
@@ -171,6 +175,18 @@ mod tests {
             assert_eq!(info.class, ErrorClass::Transient, "{status}");
         }
         assert_eq!(answer(None, 400).class, ErrorClass::Transient);
+        // Another writer's transaction on the item (an application's TransactWriteItems, a
+        // multi-Region global table's replicated write): the write was not refused, it waits.
+        for code in [
+            "TransactionConflictException",
+            "ReplicatedWriteConflictException",
+        ] {
+            assert_eq!(
+                answer(Some(code), 400).class,
+                ErrorClass::Transient,
+                "{code}"
+            );
+        }
         for code in ["ValidationException", "ConditionalCheckFailedException"] {
             assert_eq!(
                 answer(Some(code), 400).class,

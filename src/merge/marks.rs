@@ -37,7 +37,7 @@ use crate::pipeline::snapshot::RefreshBatch;
 use crate::pipeline::{Position, Restart};
 use crate::sql::{cell_param, SqlError, TableCache, KEYS_PER_QUERY};
 use crate::view::join::{row_join_key, JoinValue};
-use crate::view::spec::{TableRef, View};
+use crate::view::spec::{JoinKind, TableRef, View};
 use crate::view::Row;
 
 /// One marked key: the root columns' values.
@@ -183,7 +183,16 @@ impl Marks {
                     let unchanged = if join.reads_every_column() {
                         old.cells == new.cells
                     } else {
-                        join.from_columns().iter().all(|c| old.get(c) == new.get(c))
+                        // An embedded list is ordered by the related table's primary key
+                        // last: a change of only that key may reorder it.
+                        let ordering_key = match join.kind {
+                            JoinKind::Embed { .. } => tables.get(table).await?.primary_key.clone(),
+                            _ => Vec::new(),
+                        };
+                        join.from_columns()
+                            .into_iter()
+                            .chain(ordering_key.iter().map(String::as_str))
+                            .all(|c| old.get(c) == new.get(c))
                     };
                     if unchanged {
                         continue;

@@ -75,8 +75,9 @@ pub struct MergeStart {
 /// A snapshot read under way; `after`: the end of the last transaction the stream had passed
 /// when the read was announced (the read must not be older).
 enum Hold {
-    /// Announced; its position is not known yet.
-    Begun { after: Position },
+    /// Announced; its position is not known yet. `inside`: the stream stood inside a
+    /// transaction (some of its rows passed) when it was announced.
+    Begun { after: Position, inside: bool },
     /// Read at `read.position`, waiting for the stream to get there.
     Read { read: Read },
 }
@@ -202,12 +203,17 @@ impl Merge {
         match (event, hold) {
             (SnapshotEvent::Begin, _) => Ok(Some(Hold::Begun {
                 after: cursor.resume.clone(),
+                inside: cursor.in_transaction,
             })),
-            (SnapshotEvent::Read(read), Some(Hold::Begun { after })) => {
-                if position_before(&read.position, &after) {
-                    // The snapshot missed a commit the stream already passed (written to the
-                    // binlog before it was visible): its rows would undo it.
-                    warn!(snapshot = %read.position, passed = %after, "snapshot older than the stream; reading it again");
+            (SnapshotEvent::Read(read), Some(Hold::Begun { after, inside })) => {
+                // The snapshot missed a commit the stream already passed (written to the
+                // binlog before it was visible): its rows would undo it. So it does when the
+                // stream stands inside a transaction and the snapshot is from before it: the
+                // transaction's rows passed already, and the read would be merged after it.
+                let missed = position_before(&read.position, &after)
+                    || (inside && !position_before(&after, &read.position));
+                if missed {
+                    warn!(snapshot = %read.position, passed = %after, inside, "snapshot older than the stream; reading it again");
                     // Its chunk permit is free before the worker reads again.
                     drop(read);
                     self.tell_worker(WorkerMsg::Again).await?;
@@ -515,10 +521,12 @@ impl Merge {
             .views
             .iter()
             .any(|v| v.writeback_enabled && read.views.contains(&v.name));
+        // At the binlog's end at start too (an idle server): an earlier run's read at the same
+        // place may have been merged at higher indexes of the same transaction's versions.
         let replayed = cursor
             .replay_end
             .as_ref()
-            .is_some_and(|end| position_before(&read.position, end));
+            .is_some_and(|end| !position_before(end, &read.position));
         // A snapshot read after a restart may get the version an earlier run gave a read at the
         // same place; for a write-back view an unconditional rewrite with an equal version
         // would look like an application's change (the version rule) and flow back to SQL.

@@ -237,7 +237,7 @@ pub struct Ack {
 #[derive(Debug)]
 pub struct FillRequest {
     pub view: String,
-    pub columns: Vec<(String, String)>,
+    /// The item; the rows read are those of every reading of it (`view::key_readings`).
     pub key: crate::view::ItemKey,
     pub reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
     /// Asked by write-back after a rejection (see `SnapshotRows::restore`).

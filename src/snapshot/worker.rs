@@ -32,6 +32,9 @@ use crate::sql::join::read_roots;
 use crate::sql::{keyset_tail, matching_condition, SqlError, TableCache};
 use crate::view::spec::View;
 
+/// Wait before a read the merge stage asked to be read again (see `merge::on_snapshot`).
+const READ_AGAIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Rows a fill (or a repair) reads for one key: a key's columns are usually the primary key.
 const FILL_ROWS: usize = 100;
 
@@ -295,6 +298,10 @@ impl Worker {
                     if let Pending::Fill(request) = pending {
                         fill = Some(request);
                     }
+                    // The commit it missed is in the binlog, not yet visible (semi-synchronous
+                    // replication waiting for a replica, a slow engine commit): a moment for
+                    // it and for the stream, rather than reading again at once.
+                    tokio::time::sleep(READ_AGAIN_PAUSE).await;
                 }
             }
         }
@@ -352,7 +359,21 @@ impl Worker {
             .get_conn()
             .await
             .map_err(SqlError::Connect)?;
-        let tail = keyset_tail(&table, matching_condition(&fill.columns), None, FILL_ROWS);
+        // Every reading of the key: a value holding a literal of its template could have been
+        // split elsewhere, and only the row behind one of them makes the item.
+        let Some(readings) = crate::view::key_readings(&view, &fill.key) else {
+            return Err(SqlError::Schema(format!(
+                "key {} parses back in more than {} ways: not looked up",
+                fill.key,
+                crate::view::project::MAX_KEY_READINGS
+            )));
+        };
+        let tail = keyset_tail(
+            &table,
+            matching_condition(&table, &readings),
+            None,
+            FILL_ROWS,
+        );
         let makes_item =
             |row: &crate::view::Row| crate::view::item_key(&view, row).as_ref() == Some(&fill.key);
         let read = read_roots(
@@ -371,13 +392,6 @@ impl Worker {
             // Rows past the limit may make the item: not removed on a partial read.
             return Err(SqlError::Schema(format!(
                 "more than {FILL_ROWS} rows share the columns of key {}: not removed",
-                fill.key
-            )));
-        }
-        if read.rows.is_empty() && !crate::view::key_parses_unambiguously(&view, &fill.key) {
-            // The read may have looked for another row than the one that made the item.
-            return Err(SqlError::Schema(format!(
-                "key {} does not parse back unambiguously: not removed",
                 fill.key
             )));
         }

@@ -78,6 +78,10 @@ struct Txn {
     xa: Option<xa::Preparing>,
     /// Where the transaction's first event starts.
     start: Position,
+    /// Watched tables whose rows were sent in this transaction (at most the watched tables).
+    touched: Vec<TableRef>,
+    /// A `ROLLBACK TO` savepoint was logged: rows sent before it may never have happened.
+    rolled_back_to_savepoint: bool,
 }
 
 /// What the reader keeps across reconnects.
@@ -125,6 +129,8 @@ impl Reading {
             rows: 0,
             gtid,
             standalone,
+            touched: Vec::new(),
+            rolled_back_to_savepoint: false,
         });
     }
 }
@@ -384,7 +390,7 @@ impl Source {
             EventData::QueryEvent(query) => {
                 self.handle_query(&query, event, reading, cursor).await?
             }
-            EventData::XidEvent(_) => self.commit(reading, cursor, event).await?,
+            EventData::XidEvent(_) => self.end(reading, cursor, event, false).await?,
             EventData::XaPrepareLogEvent(_) => self.xa_prepared(event, reading, cursor).await?,
             EventData::RowsEvent(rows) => {
                 self.handle_rows_event(stream, rows, event, reading, cursor)
@@ -412,13 +418,16 @@ impl Source {
             if reading.txn.is_none() {
                 reading.begin(cursor, None, false);
             }
-        } else if statement.starts_with("COMMIT")
-            || statement.starts_with("ROLLBACK") && !statement.starts_with("ROLLBACK TO")
-        {
-            // A logged ROLLBACK only happens with non-transactional tables, whose changes
-            // stay: it ends the transaction like a commit.
-            self.commit(reading, cursor, event).await?;
-        } else if statement.starts_with("SAVEPOINT") || statement.starts_with("ROLLBACK TO") {
+        } else if statement.starts_with("ROLLBACK TO") {
+            if let Some(open) = reading.txn.as_mut() {
+                open.rolled_back_to_savepoint = true;
+            }
+        } else if statement.starts_with("COMMIT") || statement.starts_with("ROLLBACK") {
+            // A logged ROLLBACK ends the transaction like a commit: the changes of its
+            // non-transactional tables stay.
+            let rollback = statement.starts_with("ROLLBACK");
+            self.end(reading, cursor, event, rollback).await?;
+        } else if statement.starts_with("SAVEPOINT") {
             // Inside a transaction; nothing to do.
         } else if let Some(kind) = statement::dml_kind(&text) {
             self.statement_dml(kind, &text, &query.schema(), event, reading, cursor)
@@ -540,9 +549,13 @@ impl Source {
             guard,
             flags_raw: header.flags_raw(),
         };
+        let table = stream.get_tme(rows.table_id()).map(table_of);
         let count = self.handle_rows(stream, rows, context).await?;
         if let Some(open) = reading.txn.as_mut() {
             open.rows = open.rows.saturating_add(count);
+            if let Some(table) = table.filter(|t| count > 0 && !open.touched.contains(t)) {
+                open.touched.push(table);
+            }
         }
         Ok(())
     }
@@ -633,6 +646,45 @@ impl Source {
                 .inc();
             warn!(table = %name, "table truncated: the views that read it are backfilled again, then their items without a row are removed");
             self.send(SourceEvent::Truncated(table)).await?;
+        }
+        Ok(())
+    }
+
+    /// The transaction ends (`rollback`: with a logged ROLLBACK): its rows rolled back are
+    /// made good first, then it commits.
+    async fn end(
+        &mut self,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+        event: &Event,
+        rollback: bool,
+    ) -> Result<(), SourceError> {
+        self.rolled_back(reading, rollback).await?;
+        self.commit(reading, cursor, event).await
+    }
+
+    /// The transaction ends with a logged ROLLBACK (MariaDB logs one when a non-transactional
+    /// table changed, or a temporary table was created, in it), or rolled back to a savepoint:
+    /// rows the binlog carries for it were sent but may never have happened (a transactional
+    /// table's are undone, a non-transactional one's stay, and the binlog does not say which).
+    /// The views of every watched table it touched are read again from SQL, as after a
+    /// TRUNCATE: the pass begins after this transaction, so its rows are older than the pass,
+    /// and items no row makes are removed.
+    async fn rolled_back(&self, reading: &Reading, rollback: bool) -> Result<(), SourceError> {
+        let Some(open) = reading.txn.as_ref() else {
+            return Ok(());
+        };
+        if !rollback && !open.rolled_back_to_savepoint {
+            return Ok(());
+        }
+        for table in &open.touched {
+            let name = table.to_string();
+            metrics()
+                .unreadable_changes
+                .with_label_values(&[&name, "rollback"])
+                .inc();
+            warn!(table = %name, file = %reading.file, "a transaction whose rows the binlog carries was rolled back (whole, or to a savepoint): the views that read the table are backfilled again, then their items without a row are removed");
+            self.send(SourceEvent::Truncated(table.clone())).await?;
         }
         Ok(())
     }

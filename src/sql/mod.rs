@@ -10,7 +10,9 @@ mod snapshot;
 mod table;
 
 pub use cache::TableCache;
-pub use query::{cell_param, in_condition, keyset_tail, matching_condition, KEYS_PER_QUERY};
+pub use query::{
+    cell_param, in_condition, key_param, keyset_tail, matching_condition, KEYS_PER_QUERY,
+};
 pub use rows::{decode_values, query_cell, select_rows};
 pub use snapshot::{begin_snapshot, end_snapshot, gtid_state_at};
 pub use table::{fetch_extras, load_table, quote_name, SqlTable, TableExtras};

@@ -3,6 +3,7 @@
 use mysql_async::Value;
 
 use super::table::{quote_name, SqlTable};
+use crate::view::row::ColumnKind;
 use crate::view::value::Cell;
 
 /// Distinct values per `IN (…)` query (join values, marked root keys).
@@ -39,20 +40,46 @@ pub fn keyset_tail(
     )
 }
 
-/// `columns = texts` as a condition (a key parsed back from an item key).
-pub fn matching_condition(columns: &[(String, String)]) -> Option<(String, Vec<Value>)> {
-    if columns.is_empty() {
+/// The rows whose columns hold one of `readings` (key column values parsed back from an item
+/// key, as text): `(a = ? AND b = ?) OR …`. `None` when a reading names no column (every row
+/// matches); no readings match no row. A FLOAT or DOUBLE column is compared with its value
+/// as a binary DOUBLE: MariaDB compares a FLOAT column with a text as a DOUBLE, which the
+/// float's shortest text (`3.14`) is not.
+pub fn matching_condition(
+    table: &SqlTable,
+    readings: &[Vec<(String, String)>],
+) -> Option<(String, Vec<Value>)> {
+    if readings.iter().any(Vec::is_empty) {
         return None;
     }
-    let condition: Vec<String> = columns
-        .iter()
-        .map(|(c, _)| format!("{} = ?", quote_name(c)))
-        .collect();
-    let params = columns
-        .iter()
-        .map(|(_, v)| Value::Bytes(v.clone().into_bytes()))
-        .collect();
-    Some((condition.join(" AND "), params))
+    if readings.is_empty() {
+        return Some(("FALSE".to_string(), Vec::new()));
+    }
+    let mut alternatives = Vec::new();
+    let mut params = Vec::new();
+    for columns in readings {
+        let condition: Vec<String> = columns
+            .iter()
+            .map(|(c, _)| format!("{} = ?", quote_name(c)))
+            .collect();
+        alternatives.push(format!("({})", condition.join(" AND ")));
+        params.extend(columns.iter().map(|(c, v)| key_param(table, c, v)));
+    }
+    Some((alternatives.join(" OR "), params))
+}
+
+/// A key column's value read from an item key, as a parameter to compare the column with.
+pub fn key_param(table: &SqlTable, column: &str, text: &str) -> Value {
+    let kind = table.schema.column(column).map(|c| &c.kind);
+    let float = match kind {
+        Some(ColumnKind::Float) => text.parse::<f32>().ok().map(f64::from),
+        Some(ColumnKind::Double) => text.parse::<f64>().ok(),
+        _ => None,
+    };
+    match float {
+        Some(value) if value.is_finite() => Value::Double(value),
+        _ => Value::Bytes(text.as_bytes().to_vec()),
+    }
 }
 
 /// A root value as a query parameter.

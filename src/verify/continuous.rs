@@ -101,10 +101,14 @@ impl Continuous {
             .repaired
             .with_label_values(&[name])
             .inc_by(summary.repaired);
-        m.verify
-            .remaining
-            .with_label_values(&[name])
-            .set(summary.remaining() as i64);
+        // What the last complete pass left: a pass that could not prove every key (the
+        // daemon behind, keys unsettled, a backfill running) only adds what it confirmed; it
+        // never clears differences it could not look at again.
+        let remaining = summary.remaining() as i64;
+        let gauge = m.verify.remaining.with_label_values(&[name]);
+        if summary.complete() || remaining > gauge.get() {
+            gauge.set(remaining);
+        }
         // "Proven" only when every item was compared.
         if summary.complete() {
             m.verify

@@ -12,7 +12,8 @@ use super::digest::item_hash;
 use super::{settle, table, Difference, Kind, Run, VerifyError};
 use crate::dynamo::{remove_marked, RemovalGuard};
 use crate::pipeline::FillRequest;
-use crate::view::{key_parses_unambiguously, parse_item_key, ItemKey, View};
+use crate::view::project::MAX_KEY_READINGS;
+use crate::view::{key_readings, parse_item_key, ItemKey, View};
 
 /// Where repairs go: the running daemon's API listener (`rowcast verify --repair`), or, inside
 /// the daemon (`[verify] repair = true`), the snapshot worker's queue of fills.
@@ -48,11 +49,10 @@ async fn repair_one(via: &RepairVia, view: &View, key: &ItemKey) -> Result<(), S
             }
         }
         RepairVia::Fills(fills) => {
-            let (key, columns) = parse_item_key(view, &key.pk, key.sk.as_deref())?;
+            let (key, _) = parse_item_key(view, &key.pk, key.sk.as_deref())?;
             let (reply, answer) = tokio::sync::oneshot::channel();
             let request = FillRequest {
                 view: view.name.clone(),
-                columns,
                 key,
                 reply,
                 restore: false,
@@ -117,7 +117,10 @@ pub async fn repair(run: &mut Run<'_, '_>, found: &[Difference]) -> Result<(), V
     let mut sent = Vec::new();
     for difference in found {
         let key = &difference.key;
-        let outcome = if key_parses_unambiguously(view, key) {
+        // Read again through the daemon from every row that could make it (each reading of
+        // its key: `view::key_readings`), so also removed there when none does.
+        let readable = matches!(key_readings(view, key), Some(readings) if !readings.is_empty());
+        let outcome = if readable {
             repair_one(&via, view, key).await
         } else if let (Kind::Extra, Some(version), Some(start)) =
             (difference.kind, difference.version, run.pass_start)
@@ -125,7 +128,7 @@ pub async fn repair(run: &mut Run<'_, '_>, found: &[Difference]) -> Result<(), V
             // An item written before the view's current pass whose key its templates cannot
             // read (an older definition's): no row can make it, and it is removed only as read.
             if version >= start {
-                Err("its key does not parse back unambiguously".to_string())
+                Err("its key does not parse back with the view's templates".to_string())
             } else {
                 remove_marked(run.services.client, key, RemovalGuard::UpTo(version))
                     .await
@@ -133,7 +136,9 @@ pub async fn repair(run: &mut Run<'_, '_>, found: &[Difference]) -> Result<(), V
                     .map_err(|info| info.to_string())
             }
         } else {
-            Err("its key does not parse back unambiguously".to_string())
+            Err(format!(
+                "its key does not parse back with the view's templates, or in more than {MAX_KEY_READINGS} ways"
+            ))
         };
         match outcome {
             Ok(()) => {

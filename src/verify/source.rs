@@ -17,7 +17,7 @@ use crate::sql::{
 /// Rows read per page when looking a key up.
 const PAGE: usize = 500;
 use crate::view::project::Item;
-use crate::view::{item_key, parse_item_key, project_snapshot, ItemKey, ItemOp, Row, View};
+use crate::view::{item_key, key_readings, project_snapshot, ItemKey, ItemOp, Row, View};
 
 /// The items `rows` make (with their related rows read on `conn`, inside its snapshot).
 async fn project_rows(
@@ -91,12 +91,14 @@ pub async fn items_at(
 ) -> Result<HashMap<ItemKey, Item>, SqlError> {
     let mut out = HashMap::new();
     for key in keys {
-        let Ok((_, columns)) = parse_item_key(view, &key.pk, key.sk.as_deref()) else {
+        // Every reading of the key (a value holding a literal of its template may have been
+        // split elsewhere): the row behind the item is among them.
+        let Some(readings) = key_readings(view, key) else {
             continue;
         };
         let mut after = None;
         loop {
-            let condition = matching_condition(&columns);
+            let condition = matching_condition(table, &readings);
             let (tail, params) = keyset_tail(table, condition, after.as_deref(), PAGE);
             let (mut rows, last_key) = select_rows(conn, table, &tail, params).await?;
             let full = rows.len() == PAGE;

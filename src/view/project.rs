@@ -359,15 +359,36 @@ pub fn parse_item_key(
     Ok((key, columns))
 }
 
-/// Whether `key` parses back into its row's columns with no other reading (see
-/// [`Template::parses_unambiguously`]): only then may "no row makes it" remove the item.
-pub fn key_parses_unambiguously(view: &View, key: &ItemKey) -> bool {
-    view.key.pk.parses_unambiguously(&key.pk)
-        && match (&view.key.sk, &key.sk) {
-            (Some(template), Some(sk)) => template.parses_unambiguously(sk),
-            (None, None) => true,
-            _ => false,
+/// Readings of an item key kept at most (a key with more is not looked up by its columns).
+pub const MAX_KEY_READINGS: usize = 16;
+
+/// Every set of key column values `key` parses into through `view`'s templates (each sorted
+/// by column; see [`Template::readings`](super::template::Template::readings)): the rows that
+/// could make the item are among those with one of them. `None` when there are more than
+/// [`MAX_KEY_READINGS`].
+pub fn key_readings(view: &View, key: &ItemKey) -> Option<Vec<Vec<(String, String)>>> {
+    let pk = view.key.pk.readings(&key.pk, MAX_KEY_READINGS)?;
+    let sk = match (&view.key.sk, &key.sk) {
+        (Some(template), Some(sk)) => template.readings(sk, MAX_KEY_READINGS)?,
+        (None, None) => vec![Vec::new()],
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for first in &pk {
+        for second in &sk {
+            let mut columns: Vec<(String, String)> = first.iter().chain(second).cloned().collect();
+            columns.sort();
+            columns.dedup();
+            if columns.windows(2).any(|w| w[0].0 == w[1].0) {
+                continue; // two values for one column: no row renders it
+            }
+            out.push(columns);
+            if out.len() > MAX_KEY_READINGS {
+                return None;
+            }
         }
+    }
+    Some(out)
 }
 
 /// The key of the item `row` makes, if it makes one.

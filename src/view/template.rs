@@ -185,6 +185,28 @@ fn parse_placeholder(inner: &str) -> Result<Segment, TemplateError> {
     })
 }
 
+/// A placeholder's value read from a key: not empty, and for `{name:0N}` only the exact
+/// rendering (`{id:04}` reads `0042`, not `42` or `+042`); `Err` says why not.
+fn column_value(name: &str, pad: Option<usize>, value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err(format!("empty value for {{{name}}}"));
+    }
+    match pad {
+        Some(width) => {
+            let number = value
+                .parse::<i128>()
+                .map_err(|_| format!("{{{name}}} is not an integer"))?;
+            if format!("{number:0width$}") != value {
+                return Err(format!(
+                    "{{{name}}} is not an integer padded to {width} digits"
+                ));
+            }
+            Ok(number.to_string())
+        }
+        None => Ok(value.to_string()),
+    }
+}
+
 crate::error::definite_errors!(TemplateError, RenderError, KeyParseError);
 
 #[cfg(test)]
@@ -198,6 +220,42 @@ mod tests {
             "tenant 'a#b' or 'a'"
         );
         assert!(!template.parses_unambiguously("#7"), "an empty value");
+        let overlapping = Template::parse("{tenant}::{id}").unwrap();
+        assert!(overlapping.parses_unambiguously("acme::7"));
+        assert!(
+            !overlapping.parses_unambiguously("acme:::7"),
+            "tenant 'acme:' or 'acme' (the literal overlaps itself)"
+        );
+        assert_eq!(
+            overlapping.readings("acme:::7", 8).unwrap(),
+            vec![
+                vec![
+                    ("tenant".to_string(), "acme".to_string()),
+                    ("id".into(), ":7".into())
+                ],
+                vec![
+                    ("tenant".to_string(), "acme:".to_string()),
+                    ("id".into(), "7".into())
+                ],
+            ]
+        );
+        let many = Template::parse("{a}#{b}").unwrap();
+        assert_eq!(many.readings("1#2#3#4", 3).map(|r| r.len()), Some(3));
+        assert_eq!(many.readings("1#2#3#4#5", 3), None, "over the limit");
+        assert_eq!(
+            many.readings("12", 3),
+            Some(Vec::new()),
+            "not this template's"
+        );
+        let padded = Template::parse("{a}#{b:03}").unwrap();
+        assert_eq!(
+            padded.readings("x#1#002", 8).unwrap(),
+            vec![vec![
+                ("a".to_string(), "x#1".to_string()),
+                ("b".into(), "2".into())
+            ]],
+            "a reading whose padded value is not the exact rendering is none"
+        );
         let one = Template::parse("USER#{email}").unwrap();
         assert!(
             one.parses_unambiguously("USER#a#b"),
@@ -278,18 +336,77 @@ pub struct KeyParseError {
 }
 
 impl Template {
-    /// Whether `text` parses with no other way to read it: every literal of the template occurs
-    /// in `text` no more often than in the template (a value holding the literal that ends it
-    /// could be split elsewhere, and the key would name another row).
+    /// Whether `text` parses with no other way to read it: exactly one reading (see
+    /// [`Template::readings`]; a value holding a literal that follows it, even overlapping it as
+    /// `acme:` before `::` does, could be split elsewhere, and the key would name another row).
     pub fn parses_unambiguously(&self, text: &str) -> bool {
-        self.parse_key(text).is_ok()
-            && self.segments.iter().all(|segment| match segment {
-                Segment::Literal(literal) if !literal.is_empty() => {
-                    text.matches(literal.as_str()).count()
-                        <= self.source.matches(literal.as_str()).count()
+        matches!(self.readings(text, 1), Some(readings) if readings.len() == 1)
+    }
+
+    /// Every way `key` parses with this template, as the column values (text) of each: a
+    /// placeholder followed by a literal may end at any occurrence of that literal, overlapping
+    /// ones included. `None` when there are more than `limit`. No reading: not this template's.
+    pub fn readings(&self, key: &str, limit: usize) -> Option<Vec<Vec<(String, String)>>> {
+        let mut out = Vec::new();
+        let complete = self.readings_from(0, key, &mut Vec::new(), &mut out, limit);
+        complete.then_some(out)
+    }
+
+    /// [`Template::readings`] from segment `index` on, `rest` left of the key: `false` once
+    /// `out` holds more than `limit`.
+    fn readings_from(
+        &self,
+        index: usize,
+        rest: &str,
+        values: &mut Vec<(String, String)>,
+        out: &mut Vec<Vec<(String, String)>>,
+        limit: usize,
+    ) -> bool {
+        let Some(segment) = self.segments.get(index) else {
+            if rest.is_empty() {
+                out.push(values.clone());
+            }
+            return out.len() <= limit;
+        };
+        let (name, pad) = match segment {
+            Segment::Literal(text) => {
+                return match rest.strip_prefix(text.as_str()) {
+                    Some(after) => self.readings_from(index + 1, after, values, out, limit),
+                    None => true,
+                };
+            }
+            Segment::Column { name, pad } => (name, *pad),
+        };
+        let mut ends = Vec::new();
+        match self.segments.get(index + 1) {
+            None => ends.push(rest.len()),
+            Some(Segment::Literal(next)) if !next.is_empty() => {
+                let mut from = 0;
+                while let Some(found) = rest[from..].find(next.as_str()) {
+                    ends.push(from + found);
+                    // The next occurrence may overlap this one: look from its next character.
+                    from += found
+                        + rest[from + found..]
+                            .chars()
+                            .next()
+                            .map_or(1, char::len_utf8);
                 }
-                _ => true,
-            })
+            }
+            // Two placeholders side by side (or an empty literal) cannot be told apart.
+            Some(_) => return true,
+        }
+        for end in ends {
+            let Ok(value) = column_value(name.as_str(), pad, &rest[..end]) else {
+                continue;
+            };
+            values.push((name.to_string(), value));
+            let complete = self.readings_from(index + 1, &rest[end..], values, out, limit);
+            values.pop();
+            if !complete {
+                return false;
+            }
+        }
+        true
     }
 
     /// The column values a key was rendered from: the inverse of [`Template::render`], as text.
@@ -326,24 +443,7 @@ impl Template {
                             return Err(fail("two placeholders side by side are ambiguous"))
                         }
                     };
-                    if value.is_empty() {
-                        return Err(fail(&format!("empty value for {{{name}}}")));
-                    }
-                    let value = match pad {
-                        // Only the exact rendering: `{id:04}` reads `0042`, not `42` or `+042`.
-                        Some(width) => {
-                            let number = value
-                                .parse::<i128>()
-                                .map_err(|_| fail(&format!("{{{name}}} is not an integer")))?;
-                            if format!("{number:0width$}") != value {
-                                return Err(fail(&format!(
-                                    "{{{name}}} is not an integer padded to {width} digits"
-                                )));
-                            }
-                            number.to_string()
-                        }
-                        None => value.to_string(),
-                    };
+                    let value = column_value(name.as_str(), *pad, value).map_err(|r| fail(&r))?;
                     values.push((name.to_string(), value));
                 }
             }

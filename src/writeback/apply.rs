@@ -27,7 +27,7 @@ use super::inverse::{Decision, Image};
 use crate::control::Lease;
 use crate::error::{Classify, ErrorClass};
 use crate::sql::SqlError as ReadError;
-use crate::sql::{cell_param, quote_name, select_rows, SqlTable};
+use crate::sql::{cell_param, key_param, quote_name, select_rows, SqlTable};
 use crate::view::spec::View;
 use crate::view::{item_key, project_snapshot, ItemKey, ItemOp, Row};
 
@@ -130,7 +130,7 @@ impl Target<'_> {
         let params = self
             .key_columns
             .iter()
-            .map(|(_, v)| Value::Bytes(v.clone().into_bytes()))
+            .map(|(c, v)| key_param(self.table, c, v))
             .collect();
         (condition.join(" AND "), params)
     }

@@ -311,15 +311,14 @@ impl Handler {
     /// stream like a fill on miss), or, when no row makes it, removed if it is still
     /// `rejected` (the application's item as the record has it, never written by rowcast).
     async fn restore(&self, view: &View, change: &StreamChange, rejected: Option<&Image>) {
-        let Some(columns) = key_columns(view, &change.keys) else {
+        if key_columns(view, &change.keys).is_none() {
             return;
-        };
+        }
         let key = item_key(view, &change.keys);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let request = FillRequest {
             repair: false,
             view: view.name.clone(),
-            columns,
             key: key.clone(),
             reply,
             restore: true,

@@ -23,6 +23,18 @@ pub async fn check_views(
     conn: &mut Conn,
     views: &[std::sync::Arc<View>],
 ) -> Result<Vec<Problem>, SourceError> {
+    let mut problems = check_view_columns(conn, views).await?;
+    problems.extend(check_writeback_keys(conn, views).await?);
+    problems.extend(check_cascades(conn, views).await?);
+    Ok(problems)
+}
+
+/// Each view's columns, conversions and joins against its tables (what a reload checks of the
+/// views it adds or changes).
+pub async fn check_view_columns(
+    conn: &mut Conn,
+    views: &[std::sync::Arc<View>],
+) -> Result<Vec<Problem>, SourceError> {
     let mut problems = Vec::new();
     let mut cache: HashMap<TableRef, Columns> = HashMap::new();
     for view in views {
@@ -40,8 +52,6 @@ pub async fn check_views(
             message,
         }));
     }
-    problems.extend(check_writeback_keys(conn, views).await?);
-    problems.extend(check_cascades(conn, views).await?);
     Ok(problems)
 }
 
