@@ -924,6 +924,38 @@ async fn a_dropped_or_renamed_table_halts_its_views_until_it_is_back() {
         halted(0.0)
     })
     .await;
+
+    // The whole database dropped: its watched tables are gone too (on the code before: no
+    // halt, the view kept serving rows that no longer existed). Created again, they are back.
+    {
+        use mysql_async::prelude::Queryable;
+        let mut conn = env.admin.get_conn().await.unwrap();
+        conn.query_drop(format!("DROP DATABASE {}", env.db))
+            .await
+            .unwrap();
+        eventually(
+            "the notes view to halt with its database",
+            Duration::from_secs(30),
+            || halted(1.0),
+        )
+        .await;
+        conn.query_drop(format!(
+            "CREATE DATABASE {db}; USE {db}; CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, amount LONGTEXT NULL); CREATE TABLE others (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO notes VALUES (9, 'nine', '9')",
+            db = env.db
+        ))
+        .await
+        .unwrap();
+    }
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually("the halt lifted once more", Duration::from_secs(30), || {
+        halted(0.0)
+    })
+    .await;
     assert!(daemon.terminate().success());
 }
 

@@ -52,6 +52,11 @@ fn plain(connection: &SourceConnection) -> OptsBuilder {
     connection
         .plain_opts()
         .unwrap_or_else(|_| OptsBuilder::default())
+        // What a packet received may hold, as a replica's `slave_max_allowed_packet` (1 GiB,
+        // the protocol's largest): a binlog event is as large as its rows, and the session's
+        // `max_allowed_packet` (16 MB by default), which mysql_async reads otherwise, would
+        // refuse a larger one on every reconnect and stall the stream for good.
+        .max_allowed_packet(Some(1 << 30))
 }
 
 /// The names (DNS or IP) a certificate presents, from rustls' "not valid for name" error: the

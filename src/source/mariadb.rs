@@ -4,6 +4,10 @@ pub const GTID_EVENT: u8 = 162;
 pub const GTID_LIST_EVENT: u8 = 163;
 pub const BINLOG_CHECKPOINT_EVENT: u8 = 161;
 pub const ANNOTATE_ROWS_EVENT: u8 = 160;
+/// `log_bin_compress = ON`: a query (165) or rows event (166–171) compressed, which mysql_common
+/// does not read.
+pub const QUERY_COMPRESSED_EVENT: u8 = 165;
+pub const LAST_COMPRESSED_EVENT: u8 = 171;
 /// `FL_STANDALONE`: the GTID's transaction is one statement with no BEGIN/COMMIT (DDL).
 pub const FL_STANDALONE: u8 = 1;
 /// `FL_PREPARED_XA`: the event group is an XA transaction's XA PREPARE (its XA COMMIT or XA

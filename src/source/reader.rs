@@ -120,6 +120,18 @@ impl Reading {
         }
     }
 
+    /// A MariaDB event group starts (its GTID event): a transaction, standalone (DDL) or an
+    /// XA transaction being prepared.
+    fn begin_group(&mut self, cursor: &Cursor, event: &Event) -> Result<(), SourceError> {
+        let gtid = MariaGtid::parse(event.data(), event.header().server_id())
+            .ok_or_else(|| decode_error("short MariaDB GTID event".into()))?;
+        self.begin(cursor, Some(gtid.to_string()), gtid.standalone());
+        if gtid.prepared_xa() {
+            self.start_xa();
+        }
+        Ok(())
+    }
+
     /// A transaction starts.
     fn begin(&mut self, cursor: &Cursor, gtid: Option<String>, standalone: bool) {
         self.txn = Some(Txn {
@@ -134,6 +146,9 @@ impl Reading {
         });
     }
 }
+
+/// The server lost events (`LOST_EVENTS`), e.g. a statement cache overflow.
+const INCIDENT_EVENT: u8 = EventType::INCIDENT_EVENT as u8;
 
 fn decode_error(reason: String) -> SourceError {
     SourceError::Decode(super::decode::DecodeError::Row {
@@ -342,18 +357,13 @@ impl Source {
             .inc();
         // MariaDB's own events first: mysql_common does not decode them.
         match type_raw {
-            mariadb::GTID_EVENT => {
-                let gtid = MariaGtid::parse(event.data(), header.server_id())
-                    .ok_or_else(|| decode_error("short MariaDB GTID event".into()))?;
-                reading.begin(cursor, Some(gtid.to_string()), gtid.standalone());
-                if gtid.prepared_xa() {
-                    reading.start_xa();
-                }
-                return Ok(());
-            }
+            mariadb::GTID_EVENT => return reading.begin_group(cursor, event),
             mariadb::GTID_LIST_EVENT
             | mariadb::BINLOG_CHECKPOINT_EVENT
             | mariadb::ANNOTATE_ROWS_EVENT => return Ok(()),
+            mariadb::QUERY_COMPRESSED_EVENT..=mariadb::LAST_COMPRESSED_EVENT => {
+                return self.unreadable_event(stream, event, reading).await;
+            }
             _ => {}
         }
         let data = match event.read_data() {
@@ -391,6 +401,7 @@ impl Source {
                 self.handle_query(&query, event, reading, cursor).await?
             }
             EventData::XidEvent(_) => self.end(reading, cursor, event, false).await?,
+            EventData::IncidentEvent(_) => self.unreadable_event(stream, event, reading).await?,
             EventData::XaPrepareLogEvent(_) => self.xa_prepared(event, reading, cursor).await?,
             EventData::RowsEvent(rows) => {
                 self.handle_rows_event(stream, rows, event, reading, cursor)
@@ -646,6 +657,54 @@ impl Source {
                 .inc();
             warn!(table = %name, "table truncated: the views that read it are backfilled again, then their items without a row are removed");
             self.send(SourceEvent::Truncated(table)).await?;
+        }
+        Ok(())
+    }
+
+    /// An event whose changes cannot be read: a compressed one (`log_bin_compress = ON`: a rows
+    /// event halts the views of its table, a query — perhaps DDL — those of every watched
+    /// table), or an INCIDENT (the server says events were lost: every watched table's views
+    /// halt). Halted views hold the checkpoint here until they are rebuilt; nothing is skipped
+    /// silently.
+    async fn unreadable_event(
+        &self,
+        stream: &BinlogStream,
+        event: &Event,
+        reading: &Reading,
+    ) -> Result<(), SourceError> {
+        let header = event.header();
+        let type_raw = header.event_type_raw();
+        let at = format!("{}:{}", reading.file, header.log_pos());
+        let (cause, reason) = if type_raw == INCIDENT_EVENT {
+            ("incident", format!("the binlog has an INCIDENT event at {at} (the server lost events, e.g. a statement cache overflow with a non-transactional table): changes may be missing from the binlog. Remedy: rebuild the view (README: Failure model)"))
+        } else {
+            ("compressed", format!("the binlog has a compressed event at {at} (log_bin_compress = ON), which rowcast cannot read. Remedy: SET GLOBAL log_bin_compress = OFF, then rebuild the view (README: Failure model)"))
+        };
+        // A compressed rows event names its table (the first 6 bytes after the header).
+        let rows_table = (type_raw > mariadb::QUERY_COMPRESSED_EVENT && type_raw != INCIDENT_EVENT)
+            .then(|| event.data().get(..6))
+            .flatten()
+            .and_then(|id| {
+                let mut bytes = [0u8; 8];
+                bytes[..6].copy_from_slice(id);
+                stream.get_tme(u64::from_le_bytes(bytes)).map(table_of)
+            });
+        let tables: Vec<TableRef> = match rows_table {
+            Some(table) => vec![table],
+            None => self.tables.iter().cloned().collect(),
+        };
+        for table in tables.into_iter().filter(|t| self.tables.contains(t)) {
+            let name = table.to_string();
+            metrics()
+                .unreadable_changes
+                .with_label_values(&[&name, cause])
+                .inc();
+            self.send(SourceEvent::Halt(Halt {
+                target: HaltTarget::Table(table),
+                reason: reason.clone(),
+                restart: None,
+            }))
+            .await?;
         }
         Ok(())
     }

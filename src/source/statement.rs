@@ -130,8 +130,9 @@ pub struct TableMoves {
     pub back: Vec<TableRef>,
 }
 
-/// The table moves of `text` (`DROP TABLE`, `RENAME TABLE a TO b, …`, `ALTER TABLE a RENAME
-/// [TO|AS] b`, `CREATE [OR REPLACE] TABLE`), for the tables in `watched`.
+/// The table moves of `text` (`DROP TABLE`, `DROP DATABASE` — every watched table in it —,
+/// `RENAME TABLE a TO b, …`, `ALTER TABLE a RENAME [TO|AS] b`, `CREATE [OR REPLACE] TABLE`),
+/// for the tables in `watched`.
 pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves {
     let tokens = lex(text);
     let words = unquoted_words(&tokens);
@@ -152,6 +153,19 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
     let mut moves = TableMoves::default();
     match (word(0), word(1)) {
         ("DROP", "TABLE") => moves.gone = names(&[]).iter().filter_map(find).collect(),
+        ("DROP", "DATABASE") | ("DROP", "SCHEMA") => {
+            let database = tokens.iter().rev().find_map(|t| match t {
+                Token::Word { text, quoted } if *quoted || !keywords.contains(&text.as_str()) => {
+                    Some(text.as_str())
+                }
+                _ => None,
+            });
+            moves.gone = watched
+                .iter()
+                .filter(|t| Some(t.database.as_str()) == database)
+                .cloned()
+                .collect();
+        }
         ("RENAME", "TABLE") => {
             for pair in names(&[]).chunks(2) {
                 moves.gone.extend(find(&pair[0]));
@@ -527,6 +541,16 @@ mod tests {
         );
         assert_eq!(moves("CREATE TABLE other (id INT)"), TableMoves::default());
         assert_eq!(moves("DROP TEMPORARY TABLE orders"), TableMoves::default());
+        // The database goes, and every watched table in it.
+        assert_eq!(
+            moves("DROP DATABASE IF EXISTS `shop`").gone,
+            vec![t("shop.orders"), t("shop.lines")]
+        );
+        assert_eq!(
+            moves("drop schema shop").gone,
+            vec![t("shop.orders"), t("shop.lines")]
+        );
+        assert_eq!(moves("DROP DATABASE other"), TableMoves::default());
     }
 
     #[test]

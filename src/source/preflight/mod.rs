@@ -1,6 +1,7 @@
 //! Preflight: what must hold on the servers before streaming, each problem reported clearly.
 //!
 //! Source: `log_bin`, `binlog_format=ROW`, `binlog_row_image=FULL`, `binlog_row_metadata=FULL`,
+//! `log_bin_compress=OFF` (MariaDB),
 //! the replication and SELECT privileges, that the checkpoint's binlog file is still on the
 //! server, and that every column a view names exists with a type its conversion applies to, and
 //! no table a view reads has a cascading foreign key (cascades are not in the binlog).
@@ -38,7 +39,8 @@ pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Proble
     let rows: Vec<(String, String)> = conn
         .query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
-             ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'binlog_row_value_options')",
+             ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'binlog_row_value_options', \
+             'log_bin_compress')",
         )
         .await
         .map_err(SourceError::Query)?;
@@ -73,6 +75,12 @@ pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Proble
             "source",
             "server has binlog_row_value_options=PARTIAL_JSON; rowcast needs full JSON images"
                 .into(),
+        );
+    }
+    if vars.get("log_bin_compress").is_some_and(|v| v == "ON") {
+        add(
+            "source",
+            "server has log_bin_compress=ON; rowcast cannot read compressed binlog events (a change in one halts its views): SET GLOBAL log_bin_compress = OFF".into(),
         );
     }
     let marking =

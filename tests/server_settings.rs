@@ -1,0 +1,144 @@
+//! Server settings that change what the binlog holds, against the real MariaDB: a binlog event
+//! larger than the session's `max_allowed_packet`, an INCIDENT event (the server lost events),
+//! and compressed events (`log_bin_compress`). Alone in its own binary, one test: the settings
+//! are the server's, global, and would change what the other tests' binlogs hold.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, metric, Env};
+use mysql_async::prelude::Queryable;
+use serde_json::json;
+
+/// A view `name` of table `name`: key `{prefix}#{id}`, the attribute `n` only.
+fn view(env: &Env, name: &str, table: &str, prefix: &str) {
+    env.write_view(
+        &format!("{name}.toml"),
+        &format!("name = \"{name}\"\ntable = \"{table}\"\nsource = \"{{DB}}.{name}\"\n[key]\npk = \"{prefix}#{{id}}\"\n[attributes]\nn = \"n\"\n"),
+    );
+}
+
+/// On the code before: the 5 MB event stalled the stream for good (each reconnect refused it
+/// again), and the INCIDENT and the compressed event were skipped silently (their views went on
+/// as if nothing was lost). Now: the large event is read, and the two others halt their views.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_lost_and_compressed_binlog_events_are_read_or_halt_their_views() {
+    let env = Env::new("serversettings").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE big (id INT PRIMARY KEY, n INT NOT NULL, a LONGTEXT, b LONGTEXT, c LONGTEXT); CREATE TABLE lost (id INT PRIMARY KEY, n INT NOT NULL, body LONGTEXT) ENGINE=MyISAM; CREATE TABLE packed (id INT PRIMARY KEY, n INT NOT NULL, body LONGTEXT)")
+        .await;
+    view(&env, "big", &table, "B");
+    view(&env, "lost", &table, "L");
+    view(&env, "packed", &table, "P");
+    env.write_config("");
+    env.create_tables();
+    let mut admin = env.admin.get_conn().await.unwrap();
+    admin.query_drop(format!("USE {}", env.db)).await.unwrap();
+    let (packet, cache): (u64, u64) = admin
+        .query_first("SELECT @@GLOBAL.max_allowed_packet, @@GLOBAL.max_binlog_stmt_cache_size")
+        .await
+        .unwrap()
+        .unwrap();
+    let restore = format!("SET GLOBAL max_allowed_packet = {packet}, max_binlog_stmt_cache_size = {cache}, log_bin_compress = OFF");
+
+    // rowcast's connections are made while packets of 1 MB are the server's default.
+    admin
+        .query_drop("SET GLOBAL max_allowed_packet = 1048576")
+        .await
+        .unwrap();
+    let daemon = env.start().await;
+    let halted = |view: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, &format!("rowcast_view_halted{{view=\"{view}\"}}")) == 1.0
+        }
+    };
+    // A row of 2.7 MB: its update event, both images, is over 5 MB.
+    admin
+        .query_drop("INSERT INTO big VALUES (1, 0, REPEAT('a', 900000), REPEAT('b', 900000), REPEAT('c', 900000)); UPDATE big SET n = 1 WHERE id = 1; INSERT INTO big VALUES (2, 0, 'x', 'y', 'z')")
+        .await
+        .unwrap();
+    // Waited for with the setting still on (every reconnect gets it), then put back whatever
+    // happened: the next tests' server is as it was.
+    let mut want = vec![json!({"pk": "B#1", "n": 1}), json!({"pk": "B#2", "n": 0})];
+    want.sort_by_key(|v| v.to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut items = env.items(&table).await;
+    while items != want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        items = env.items(&table).await;
+    }
+    admin.query_drop(&restore).await.unwrap();
+    assert_eq!(items, want, "the large event was not read");
+
+    // A compressed rows event.
+    admin
+        .query_drop("SET GLOBAL log_bin_compress = ON")
+        .await
+        .unwrap();
+    let mut small = env.admin.get_conn().await.unwrap();
+    small.query_drop(format!("USE {}", env.db)).await.unwrap();
+    let packed = small
+        .query_drop("INSERT INTO packed VALUES (1, 1, REPEAT('z', 1000))")
+        .await;
+    let config = env.config_path();
+    let check = env.rowcast(&["check", "--config", config.to_str().unwrap(), "--connect"]);
+    admin.query_drop(&restore).await.unwrap();
+    packed.unwrap();
+    eventually(
+        "the view of the table with a compressed event to halt",
+        Duration::from_secs(30),
+        || halted("packed"),
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !check.status.success() && format!("{stdout}{stderr}").contains("log_bin_compress"),
+        "{stdout}\n{stderr}"
+    );
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(!halted("big").await, "a view of another table halted");
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "rowcast_unreadable_changes_total{{cause=\"compressed\",table=\"{}.packed\"}}",
+                env.db
+            )
+        ),
+        1.0,
+        "{metrics}"
+    );
+
+    // A non-transactional change too large for the statement cache: the binlog holds an
+    // INCIDENT instead of its rows (the client is told so; the rows are in the table). Which
+    // tables lost changes is not said: every view halts.
+    admin
+        .query_drop("SET GLOBAL max_binlog_stmt_cache_size = 4096")
+        .await
+        .unwrap();
+    // A connection made after the setting (not one from the pool): each takes its cache size
+    // when it is made.
+    let url = mysql_async::Opts::from_url(&common::mysql_admin_url()).unwrap();
+    let mut small = mysql_async::Conn::new(url).await.unwrap();
+    small.query_drop(format!("USE {}", env.db)).await.unwrap();
+    let lost = small
+        .query_drop(
+            "INSERT INTO lost VALUES (11, 1, 'a'), (12, 1, REPEAT('b', 200000)), (13, 1, 'c')",
+        )
+        .await;
+    admin.query_drop(&restore).await.unwrap();
+    assert!(lost.is_err(), "the server did not report the lost events");
+    eventually(
+        "the view of the table with lost events to halt",
+        Duration::from_secs(30),
+        || halted("lost"),
+    )
+    .await;
+
+    assert!(daemon.terminate().success());
+}
