@@ -84,11 +84,10 @@ async fn prepare(
     if !problems.is_empty() {
         return Err(AppError::Preflight(problems));
     }
-    let end = source::binlog_end(&mut conn).await?;
     // Before the claim: an instance pointed at the wrong server (or about to start afresh by
     // mistake) must not take the checkpoint from the one that runs right.
     let identity = source::server_identity(&mut conn, flavor).await?;
-    check_server_identity(config, store, &identity).await?;
+    let failed_over = check_server_identity(config, store, &identity).await?;
     check_unnamed_checkpoint(config, client, store).await?;
     if let Some(previous) = store.claim().await? {
         // The older instance sends writes only within its lease, which it last renewed before
@@ -103,6 +102,10 @@ async fn prepare(
         // yet another instance took over).
         store.check_owner().await?;
     }
+    // The binlog's end once no other instance writes any more (after the wait above): what an
+    // instance taken over wrote until it stopped is before it, so replaying it is guarded and
+    // never moves an item back.
+    let end = source::binlog_end(&mut conn).await?;
     let loaded = store.load().await?;
     let start = Start {
         conn: &mut conn,
@@ -110,6 +113,7 @@ async fn prepare(
         flavor,
         store,
         end,
+        failed_over,
     };
     let (mut start, checkpoint) = match loaded {
         Some(checkpoint) => start.resume(checkpoint).await?,
@@ -211,22 +215,23 @@ async fn check_unnamed_checkpoint(
 }
 
 /// A checkpoint taken on another server is refused: its binlog positions mean nothing here
-/// (with `resume = "gtid"`, any server of the same GTID domain will do). A checkpoint without a
-/// stored identity (an older version's) is adopted.
+/// (with `resume = "gtid"`, any server of the same GTID domain will do: `Ok(true)`, a
+/// failover). A checkpoint without a stored identity (an older version's) is adopted.
 async fn check_server_identity(
     config: &Config,
     store: &CheckpointStore,
     identity: &crate::control::server::ServerIdentity,
-) -> Result<(), AppError> {
+) -> Result<bool, AppError> {
     let Some(stored) = crate::control::server::load(store).await? else {
         info!(server = %identity, "no server identity kept beside the checkpoint yet: this server's is recorded");
-        return Ok(());
+        return Ok(false);
     };
     if stored.resumable_on(identity, config.source.resume_by_gtid) {
-        if stored != *identity {
+        let failed_over = stored != *identity;
+        if failed_over {
             warn!(was = %stored, now = %identity, "the source is another server of the same GTID domain (a failover): resuming by GTID");
         }
-        return Ok(());
+        return Ok(failed_over);
     }
     Err(AppError::Preflight(vec![Problem {
         file: config.file.clone(),
@@ -326,6 +331,8 @@ struct Start<'a> {
     store: &'a CheckpointStore,
     /// The binlog end now.
     end: Position,
+    /// The source is another server than the checkpoint's (same GTID domain).
+    failed_over: bool,
 }
 
 impl Start<'_> {
@@ -354,7 +361,11 @@ impl Start<'_> {
                     .and_then(|p| p.definition.as_deref())
                     .is_some_and(|made| made != view.fingerprint())
             });
-            let next_seq = if changed {
+            // After a failover the earlier server may have committed (and rowcast written)
+            // transactions past the checkpoint that the new server never had: its own
+            // transactions get numbers above all of them, or their writes would be taken for
+            // stale and dropped.
+            let next_seq = if changed || self.failed_over {
                 checkpoint.seq.saturating_add(1 << 32) + 1
             } else {
                 checkpoint.seq + 1

@@ -94,6 +94,21 @@ pub async fn stream_arn(env: &Env, table: &str) -> String {
 
 /// Every record in the table's stream as `(shard, sequence number)`, all shards, oldest first.
 pub async fn stream_records(env: &Env, table: &str) -> Vec<(String, String)> {
+    full_stream_records(env, table)
+        .await
+        .into_iter()
+        .map(|(shard, record)| {
+            let sequence = record.dynamodb().unwrap().sequence_number().unwrap();
+            (shard, sequence.to_string())
+        })
+        .collect()
+}
+
+/// Every record in the table's stream with its shard, all shards, oldest first in each.
+pub async fn full_stream_records(
+    env: &Env,
+    table: &str,
+) -> Vec<(String, aws_sdk_dynamodbstreams::types::Record)> {
     let streams = rowcast::dynamo::streams_client(&rowcast::config::DynamoConfig {
         endpoint_url: Some(env.ddb_url.clone()),
         region: Some("us-east-1".into()),
@@ -127,13 +142,10 @@ pub async fn stream_records(env: &Env, table: &str) -> Vec<(String, String)> {
                 .send()
                 .await
                 .unwrap();
-            for record in out.records() {
-                let sequence = record.dynamodb().unwrap().sequence_number().unwrap();
-                records.push((id.clone(), sequence.to_string()));
-            }
             if out.records().is_empty() {
                 break;
             }
+            records.extend(out.records().iter().map(|r| (id.clone(), r.clone())));
             iterator = out.next_shard_iterator;
         }
     }
