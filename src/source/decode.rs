@@ -51,6 +51,8 @@ pub fn schema_from_table_map(
         .map_err(|e| fail(e.to_string()))?;
     let mut signedness = extractor.iter_signedness();
     let mut charsets = extractor.iter_charset();
+    // One per ENUM and SET column, in column order: the charset their labels are written in.
+    let mut label_charsets = extractor.iter_enum_and_set_charset();
     let (enum_labels, set_labels) = labels(tme).map_err(fail)?;
     let count = tme.columns_count() as usize;
     if names.len() != count {
@@ -77,14 +79,27 @@ pub fn schema_from_table_map(
         } else {
             0
         };
+        let mut label_texts = |labels: Option<&Vec<Vec<u8>>>| -> Result<Vec<String>, DecodeError> {
+            // No charset given (an older server): the labels as UTF-8.
+            let collation = label_charsets
+                .next()
+                .transpose()
+                .map_err(|e| fail(e.to_string()))?
+                .unwrap_or(UTF8MB4_BIN);
+            Ok(labels
+                .into_iter()
+                .flatten()
+                .map(|label| super::charset::decode(label, collation))
+                .collect())
+        };
         let kind = match ty {
             ColumnType::MYSQL_TYPE_ENUM => {
                 enum_i += 1;
-                ColumnKind::Enum(enum_labels.get(enum_i - 1).cloned().unwrap_or_default())
+                ColumnKind::Enum(label_texts(enum_labels.get(enum_i - 1))?)
             }
             ColumnType::MYSQL_TYPE_SET => {
                 set_i += 1;
-                ColumnKind::Set(set_labels.get(set_i - 1).cloned().unwrap_or_default())
+                ColumnKind::Set(label_texts(set_labels.get(set_i - 1))?)
             }
             _ => column_kind(
                 ty,
@@ -103,13 +118,17 @@ pub fn schema_from_table_map(
     Ok(TableSchema::new(table, columns))
 }
 
-/// The labels of each column of one kind (ENUM or SET), in column order.
-type Labels = Vec<Vec<String>>;
+/// utf8mb4_bin: what ENUM and SET labels are read as when the binlog gives no charset.
+const UTF8MB4_BIN: u16 = 46;
+
+/// The labels of each column of one kind (ENUM or SET), in column order, as the bytes the
+/// binlog carries (in the column's charset).
+type Labels = Vec<Vec<Vec<u8>>>;
 
 /// The labels of the ENUM and of the SET columns, in column order.
 fn labels(tme: &TableMapEvent<'_>) -> Result<(Labels, Labels), String> {
-    let mut enums: Vec<Vec<String>> = Vec::new();
-    let mut sets: Vec<Vec<String>> = Vec::new();
+    let mut enums: Labels = Vec::new();
+    let mut sets: Labels = Vec::new();
     for field in tme.iter_optional_meta() {
         match field.map_err(|e| e.to_string())? {
             OptionalMetadataField::EnumStrValue(values) => {
@@ -119,7 +138,7 @@ fn labels(tme: &TableMapEvent<'_>) -> Result<(Labels, Labels), String> {
                         column
                             .values()
                             .iter()
-                            .map(|v| v.value().into_owned())
+                            .map(|v| v.value_raw().to_vec())
                             .collect(),
                     );
                 }
@@ -131,7 +150,7 @@ fn labels(tme: &TableMapEvent<'_>) -> Result<(Labels, Labels), String> {
                         column
                             .values()
                             .iter()
-                            .map(|v| v.value().into_owned())
+                            .map(|v| v.value_raw().to_vec())
                             .collect(),
                     );
                 }
