@@ -85,8 +85,6 @@ pub struct Marks {
     overflowed: Vec<String>,
     /// Views whose root table turned out to have no primary key (reported once).
     warned_no_key: Vec<usize>,
-    /// Whether a backfill can replace the marks of a view that has too many.
-    overflow_allowed: bool,
 }
 
 impl Marks {
@@ -107,7 +105,6 @@ impl Marks {
             first_mark_at: None,
             overflowed: Vec::new(),
             warned_no_key: Vec::new(),
-            overflow_allowed: true,
         }
     }
 
@@ -133,11 +130,6 @@ impl Marks {
                 seq: seq.saturating_sub(1),
                 position: position.clone(),
             })
-    }
-
-    /// Whether overflowing views may be backfilled again (the backfill still runs).
-    pub fn allow_overflow(&mut self, allowed: bool) {
-        self.overflow_allowed = allowed;
     }
 
     /// Views that overflowed since the last call.
@@ -254,7 +246,7 @@ impl Marks {
             .join_dirty
             .with_label_values(&[&name])
             .set(waiting as i64);
-        if waiting > self.max_dirty && self.overflow_allowed {
+        if waiting > self.max_dirty {
             warn!(view = %name, waiting, max = self.max_dirty, "too many keys waiting for a refresh; the view is backfilled again instead");
             metrics().join_overflows.with_label_values(&[&name]).inc();
             self.drop_marks(view);

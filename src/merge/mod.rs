@@ -253,10 +253,6 @@ impl Merge {
                 );
             }
         }
-        if failure.backfill_stopped {
-            // Without a backfill to fall back on, marks are kept however many they are.
-            self.marks.allow_overflow(false);
-        }
         let view = failure.halted_view?;
         let restart = cursor
             .floor(&self.marks)

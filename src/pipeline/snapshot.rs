@@ -64,9 +64,6 @@ pub struct ReadFailure {
     /// A refresh of this view failed definitely (a view that does not fit its tables): the
     /// view halts and its marks stop holding the checkpoint.
     pub halted_view: Option<String>,
-    /// The backfill stopped for good: a view with too many marks can no longer be backfilled
-    /// again instead.
-    pub backfill_stopped: bool,
     /// Views whose backfill ended without rows to merge (a root table without primary key).
     pub backfill_done: Vec<String>,
 }

@@ -178,6 +178,20 @@ impl Driver {
     }
 
     /// Views still filling, for `/readyz`.
+    /// The first group is given up (a definite failure reading its table): its views stay
+    /// unfilled until asked for again (`request`: a snapshot, the table back after a DROP),
+    /// and the other groups go on. Its views.
+    pub fn give_up_first(&mut self) -> Vec<String> {
+        let views = self.groups.pop_front().map(|g| g.views).unwrap_or_default();
+        for view in &views {
+            metrics()
+                .backfill_state
+                .with_label_values(&[view])
+                .set(STATE_PENDING);
+        }
+        views
+    }
+
     pub fn filling(&self) -> Vec<String> {
         self.groups
             .iter()
@@ -197,6 +211,14 @@ impl Driver {
             return Ok(NextRead::Nothing);
         };
         let mut conn = tables.pool().get_conn().await.map_err(SqlError::Connect)?;
+        // A table information_schema shows no column of is gone (dropped, renamed) or hidden
+        // (no SELECT privilege): its views are not filled — never taken for filled with no row.
+        if tables.get(&group.table).await?.schema.columns.is_empty() {
+            return Err(SqlError::Schema(format!(
+                "table {} does not exist or is not readable (SELECT privilege)",
+                group.table
+            )));
+        }
         if !group.started {
             let sql = tables.get(&group.table).await?;
             let estimate: Option<u64> = mysql_async::prelude::Queryable::exec_first(

@@ -468,13 +468,11 @@ impl Worker {
                 (failed(ReadFailure::default()), Pending::Nothing, true)
             }
             Err(error) => {
-                error!(error = %chain(&error), views = ?driver.filling(), "backfill stopped; these views stay incomplete");
-                self.driver = None;
-                let failure = ReadFailure {
-                    backfill_stopped: true,
-                    ..ReadFailure::default()
-                };
-                (failed(failure), Pending::Nothing, false)
+                // Only this table's views: the others' backfills go on.
+                let views = driver.give_up_first();
+                error!(error = %chain(&error), views = ?views, "backfill of these views stopped; they stay incomplete until the table can be read and they are asked for again (`rowcast snapshot --view`, or the table created again)");
+                self.health.set_filling(driver.filling());
+                (failed(ReadFailure::default()), Pending::Nothing, false)
             }
         }
     }
