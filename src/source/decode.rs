@@ -79,27 +79,16 @@ pub fn schema_from_table_map(
         } else {
             0
         };
-        let mut label_texts = |labels: Option<&Vec<Vec<u8>>>| -> Result<Vec<String>, DecodeError> {
-            // No charset given (an older server): the labels as UTF-8.
-            let collation = label_charsets
-                .next()
-                .transpose()
-                .map_err(|e| fail(e.to_string()))?
-                .unwrap_or(UTF8MB4_BIN);
-            Ok(labels
-                .into_iter()
-                .flatten()
-                .map(|label| super::charset::decode(label, collation))
-                .collect())
-        };
         let kind = match ty {
             ColumnType::MYSQL_TYPE_ENUM => {
                 enum_i += 1;
-                ColumnKind::Enum(label_texts(enum_labels.get(enum_i - 1))?)
+                let labels = enum_labels.get(enum_i - 1);
+                ColumnKind::Enum(label_texts(labels, label_charsets.next()).map_err(fail)?)
             }
             ColumnType::MYSQL_TYPE_SET => {
                 set_i += 1;
-                ColumnKind::Set(label_texts(set_labels.get(set_i - 1))?)
+                let labels = set_labels.get(set_i - 1);
+                ColumnKind::Set(label_texts(labels, label_charsets.next()).map_err(fail)?)
             }
             _ => column_kind(
                 ty,
@@ -116,6 +105,23 @@ pub fn schema_from_table_map(
         });
     }
     Ok(TableSchema::new(table, columns))
+}
+
+/// An ENUM or SET column's labels as text, decoded in `charset` (the next of the table map's
+/// ENUM and SET charsets; none from an older server: UTF-8).
+fn label_texts(
+    labels: Option<&Vec<Vec<u8>>>,
+    charset: Option<std::io::Result<u16>>,
+) -> Result<Vec<String>, String> {
+    let collation = charset
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .unwrap_or(UTF8MB4_BIN);
+    Ok(labels
+        .into_iter()
+        .flatten()
+        .map(|label| super::charset::decode(label, collation))
+        .collect())
 }
 
 /// utf8mb4_bin: what ENUM and SET labels are read as when the binlog gives no charset.
