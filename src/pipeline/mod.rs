@@ -192,6 +192,8 @@ pub struct DeadLetter {
 
 /// Longest reason kept in a dead letter.
 const MAX_REASON_BYTES: usize = 1024;
+/// Longest item key (or key value) kept in a dead letter.
+const MAX_KEY_BYTES: usize = 4096;
 /// Largest stream record kept in a dead letter (a record is two item images of up to 400 KB).
 const MAX_RECORD_BYTES: usize = 64 * 1024;
 
@@ -200,13 +202,14 @@ impl DeadLetter {
     /// holds 400 KB): what is cut says how long it was.
     pub fn bounded(&self) -> DeadLetter {
         let mut letter = self.clone();
-        if letter.reason.len() > MAX_REASON_BYTES {
-            let mut end = MAX_REASON_BYTES;
-            while !letter.reason.is_char_boundary(end) {
-                end -= 1;
-            }
-            let total = letter.reason.len();
-            letter.reason = format!("{}… ({total} bytes in all)", &letter.reason[..end]);
+        cut(&mut letter.reason, MAX_REASON_BYTES);
+        // A key DynamoDB takes is at most 2,048 bytes (partition) or 1,024 (sort): one cut here
+        // could not be written anyway, nor replayed.
+        for key in [&mut letter.key, &mut letter.pk, &mut letter.sk]
+            .into_iter()
+            .flatten()
+        {
+            cut(key, MAX_KEY_BYTES);
         }
         let record_bytes = letter.record.as_ref().map_or(0, |r| r.to_string().len());
         if record_bytes > MAX_RECORD_BYTES {
@@ -222,6 +225,19 @@ impl DeadLetter {
         }
         letter
     }
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying how long it was.
+fn cut(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let total = text.len();
+    *text = format!("{}… ({total} bytes in all)", &text[..end]);
 }
 
 /// Writer lane → checkpoint tracker: every write sent to the lane before `barrier` is
@@ -265,4 +281,38 @@ pub enum ReloadAnswer {
     Rejected(String),
     /// The servers could not be reached to check it; try again.
     Unavailable(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dead letter fits a DynamoDB item (400 KB) whatever its key: an item key of 300 KB (a
+    /// key template over a long text column) is cut, as its reason is. Before, only the reason
+    /// and the record were: the control table refused the letter, which was then kept in a log
+    /// line only.
+    #[test]
+    fn a_dead_letter_with_a_huge_key_is_cut_to_fit_an_item() {
+        let huge = "k".repeat(300 * 1024);
+        let letter = DeadLetter {
+            view: "v".into(),
+            key: Some(format!("t[{huge}/s]")),
+            pk: Some(huge.clone()),
+            sk: Some(huge),
+            reason: "key too long".into(),
+            reason_kind: "invalid",
+            position: Position {
+                file: "binlog.000001".into(),
+                pos: 4,
+                gtid: None,
+            },
+            seq: 1,
+            at_ms: 0,
+            record: None,
+        };
+        let bounded = letter.bounded();
+        let json = serde_json::to_string(&bounded).unwrap();
+        assert!(json.len() < 16 * 1024, "{} bytes", json.len());
+        assert!(bounded.pk.unwrap().ends_with("(307200 bytes in all)"));
+    }
 }
