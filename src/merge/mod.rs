@@ -366,13 +366,22 @@ impl Merge {
                 continue;
             }
             if view.fill == FillMode::Lazy {
-                let progress = Progress::lazy_cleanup(cursor.seq + 1, view.fingerprint());
-                Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
+                self.lazy_pass(&view.name, cursor);
             } else {
                 self.restart_pass(&view.name, true, cursor).await?;
             }
         }
         Ok(())
+    }
+
+    /// A lazy view's items made before now are removed (its cleanup, from the next
+    /// transaction on), to be filled again on a miss.
+    fn lazy_pass(&self, view: &str, cursor: &mut Cursor) {
+        let Some(view) = self.views.iter().find(|v| v.name == view) else {
+            return;
+        };
+        let progress = Progress::lazy_cleanup(cursor.seq + 1, view.fingerprint());
+        Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
     }
 
     /// `view` goes back to "not filled" in the very next barrier (so no checkpoint says it
@@ -647,8 +656,18 @@ impl Merge {
     /// barrier (so no checkpoint says them filled while their dropped marks are not made good),
     /// and the snapshot worker backfills them again.
     async fn backfill_overflowed(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
-        for view in self.marks.take_overflowed() {
-            self.restart_pass(&view, false, cursor).await?;
+        for name in self.marks.take_overflowed() {
+            let lazy = self
+                .views
+                .iter()
+                .any(|v| v.name == name && v.fill == FillMode::Lazy);
+            if lazy {
+                // Never backfilled: its items (some may have missed a refresh) are removed,
+                // and filled again on a miss.
+                self.lazy_pass(&name, cursor);
+            } else {
+                self.restart_pass(&name, false, cursor).await?;
+            }
         }
         Ok(())
     }
