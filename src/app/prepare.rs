@@ -287,6 +287,7 @@ async fn run_preflight(
         });
     }
     problems.extend(preflight::check_writeback_keys(conn, &config.views).await?);
+    problems.extend(preflight::check_column_types(conn, &config.views).await?);
     for cascade in preflight::check_cascades(conn, &config.views).await? {
         warn!(view = %cascade.file.display(), field = %cascade.field, problem = %cascade.message, "cascading foreign key: its changes are not in the binlog");
     }
