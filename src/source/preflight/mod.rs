@@ -11,6 +11,7 @@ mod cascades;
 mod columns;
 mod grants;
 mod joins;
+mod types;
 mod views;
 
 use std::collections::HashMap;
@@ -20,7 +21,8 @@ use mysql_async::Conn;
 
 pub use self::cascades::check_cascades;
 use self::columns::unique_keys;
-pub use self::views::{check_column_types, check_view_columns, check_views};
+pub use self::types::check_column_types;
+pub use self::views::{check_view_columns, check_views};
 use super::{binlog_files, SourceError};
 use crate::config::{Config, Problem};
 use crate::pipeline::Checkpoint;

@@ -66,7 +66,7 @@ fn check_view(view: &View, columns: &Columns) -> Found {
     check_templates(view, columns, &mut found);
     check_filter(view, columns, &mut found);
     check_attributes(view, columns, &mut found);
-    found.extend(unsupported_types(view, columns));
+    found.extend(super::types::unsupported_types(view, columns));
     if view.writeback_enabled {
         for (i, name) in view.writeback_attributes.iter().enumerate() {
             if let Some((column, _)) = view.writable(name) {
@@ -78,81 +78,6 @@ fn check_view(view: &View, columns: &Columns) -> Found {
         }
     }
     found
-}
-
-/// Column types whose binlog values rowcast does not decode as SQL gives them: MariaDB's
-/// `UUID`, `INET4` and `INET6` come from the binlog as their stored bytes, from SQL as text, so a
-/// backfilled row and a changed one would make different values (and keys).
-const UNSUPPORTED_TYPES: [&str; 3] = ["uuid", "inet4", "inet6"];
-
-/// The columns of such a type that the view's root reads (its keys, filter, attributes; every
-/// column with implicit attributes). Its joins are not looked at.
-fn unsupported_types(view: &View, columns: &Columns) -> Found {
-    let mut read: Vec<(String, String)> = Vec::new();
-    let templates = std::iter::once(("key.pk", &view.key.pk))
-        .chain(view.key.sk.as_ref().map(|t| ("key.sk", t)));
-    for (field, template) in templates {
-        for segment in &template.segments {
-            if let Segment::Column { name, .. } = segment {
-                read.push((field.to_string(), name.to_string()));
-            }
-        }
-    }
-    if let Some(filter) = &view.filter {
-        let mut comparisons = Vec::new();
-        filter.comparisons(&mut comparisons);
-        read.extend(
-            comparisons
-                .iter()
-                .map(|(c, _)| ("filter".to_string(), c.clone())),
-        );
-    }
-    match &view.attributes {
-        Attributes::Implicit => read.extend(
-            columns
-                .keys()
-                .map(|c| ("attributes".to_string(), c.clone())),
-        ),
-        Attributes::Explicit(specs) => read.extend(
-            specs
-                .iter()
-                .map(|s| (format!("attributes.{}", s.name), s.column.to_string())),
-        ),
-    }
-    let mut found: Found = Vec::new();
-    for (field, column) in read {
-        let Some(info) = columns.get(&column) else {
-            continue;
-        };
-        if UNSUPPORTED_TYPES.contains(&info.data_type.as_str()) {
-            let message = format!("column {column} of {} is of MariaDB's type {}, which rowcast does not read from the binlog as SQL gives it (its bytes against its text): leave it out of the view", view.source, info.data_type);
-            if !found.contains(&(field.clone(), message.clone())) {
-                found.push((field, message));
-            }
-        }
-    }
-    found
-}
-
-/// What the start checks of every view (the rest of `check --connect` only warns there: a view
-/// that does not fit its tables halts alone): columns of a type rowcast cannot read alike from
-/// the binlog and from SQL.
-pub async fn check_column_types(
-    conn: &mut Conn,
-    views: &[std::sync::Arc<View>],
-) -> Result<Vec<Problem>, SourceError> {
-    let mut cache: HashMap<TableRef, Columns> = HashMap::new();
-    let mut problems = Vec::new();
-    for view in views {
-        load_columns(conn, &mut cache, &view.source).await?;
-        let found = unsupported_types(view, &cache[&view.source]);
-        problems.extend(found.into_iter().map(|(field, message)| Problem {
-            file: view.file.clone(),
-            field,
-            message,
-        }));
-    }
-    Ok(problems)
 }
 
 fn check_templates(view: &View, columns: &Columns, found: &mut Found) {
