@@ -421,6 +421,15 @@ async fn rows_rolled_back_in_a_logged_transaction_never_reach_the_view() {
     use mysql_async::prelude::Queryable;
     let (env, table) = notes("edgerollback", "").await;
     env.sql("CREATE TABLE audit (a INT) ENGINE=MyISAM").await;
+    // A lazy view of the same table: its items made before the rolled-back transaction's end
+    // are removed (filled again on a miss), those of the rolled-back rows included (on the
+    // code before this view's fix, L#700 and L#701 stayed).
+    let lazy = env.table("lazy");
+    env.write_view(
+        "lazy.toml",
+        &format!("name = \"lazy\"\ntable = \"{lazy}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"L#{{id}}\"\n[attributes]\nbody = \"body\"\n[fill]\nmode = \"lazy\"\n"),
+    );
+    env.create_tables();
     let daemon = env.start().await;
     env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
@@ -442,6 +451,12 @@ async fn rows_rolled_back_in_a_logged_transaction_never_reach_the_view() {
     assert_eq!(expected.len(), 3, "{expected:?}");
     env.converge(&table, expected, Duration::from_secs(60))
         .await;
+    env.converge(
+        &lazy,
+        vec![json!({"pk": "L#3", "body": "three"})],
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(daemon.terminate().success());
 }
 
@@ -861,7 +876,8 @@ async fn a_truncate_removes_the_tables_items_also_across_a_kill9() {
 /// A checkpoint held back by a halted view still carries the other views' progress: here the
 /// `others` view was backfilled again after a TRUNCATE and its old items removed. Replayed
 /// after a kill -9 from the held position, an insert older than that pass must not make its
-/// item again (nothing later removes it). On the code before, OTHER#5 came back for good.
+/// item again (nothing later removes it), nor a row of a transaction rolled back (its rows are
+/// older than the pass that follows it). On the code before, OTHER#5 came back for good.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_from_a_held_checkpoint_never_brings_back_what_a_later_pass_removed() {
     let (env, notes_table, others_table) = two_views("edgeheldreplay").await;
@@ -886,6 +902,20 @@ async fn a_replay_from_a_held_checkpoint_never_brings_back_what_a_later_pass_rem
     env.sql("INSERT INTO others VALUES (5, 5)").await;
     env.sql("TRUNCATE TABLE others; INSERT INTO others VALUES (6, 6)")
         .await;
+    env.converge(
+        &others_table,
+        others_expected(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    // A row rolled back in a logged transaction: its item is removed by the pass that follows
+    // (the transaction's own rows are older than it), and must not come back from the replay
+    // either (on the code before that comparison: OTHER#9 came back, its transaction being the
+    // one the pass began after).
+    env.sql(
+        "BEGIN; INSERT INTO others VALUES (9, 9); CREATE TEMPORARY TABLE scratch (a INT); ROLLBACK",
+    )
+    .await;
     env.converge(
         &others_table,
         others_expected(&env).await,

@@ -115,10 +115,16 @@ async fn prepare(
         end,
         failed_over,
     };
-    let (mut start, checkpoint) = match loaded {
+    let (mut start, mut checkpoint) = match loaded {
         Some(checkpoint) => start.resume(checkpoint).await?,
         None => start.fresh().await?,
     };
+    if failed_over && checkpoint.seq < start.next_seq - 1 {
+        // The counter's move is saved before the new server's identity: once the identity is
+        // saved a start no longer sees a failover, and would count on from the old counter.
+        checkpoint.seq = start.next_seq - 1;
+        store.save(&checkpoint).await?;
+    }
     start.server = Some(identity.clone());
     crate::control::server::save(store, &identity).await?;
     mark_tables_without_writeback(config, client).await?;

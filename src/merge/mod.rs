@@ -75,9 +75,12 @@ pub struct MergeStart {
 /// A snapshot read under way; `after`: the end of the last transaction the stream had passed
 /// when the read was announced (the read must not be older).
 enum Hold {
-    /// Announced; its position is not known yet. `inside`: the stream stood inside a
-    /// transaction (some of its rows passed) when it was announced.
-    Begun { after: Position, inside: bool },
+    /// Announced; its position is not known yet. `inside`: where the first row change of the
+    /// transaction the stream stood inside of ends, when some of its rows had passed.
+    Begun {
+        after: Position,
+        inside: Option<Arc<Position>>,
+    },
     /// Read at `read.position`, waiting for the stream to get there.
     Read { read: Read },
 }
@@ -108,6 +111,9 @@ struct Cursor {
     boundary: Position,
     /// Row changes passed since the last boundary.
     in_transaction: bool,
+    /// The transaction they are of: its counter, and where its first row change ends in the
+    /// binlog (a snapshot at or before it was taken before the transaction).
+    transaction: Option<(u64, Arc<Position>)>,
     /// Counter of the last transaction passed.
     seq: u64,
     generation: u64,
@@ -147,6 +153,7 @@ impl Merge {
             resume: start.position.clone(),
             boundary: start.position,
             in_transaction: false,
+            transaction: None,
             seq: start.seq,
             generation: 0,
             backfill: start.backfill,
@@ -203,17 +210,21 @@ impl Merge {
         match (event, hold) {
             (SnapshotEvent::Begin, _) => Ok(Some(Hold::Begun {
                 after: cursor.resume.clone(),
-                inside: cursor.in_transaction,
+                inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
             })),
             (SnapshotEvent::Read(read), Some(Hold::Begun { after, inside })) => {
                 // The snapshot missed a commit the stream already passed (written to the
                 // binlog before it was visible): its rows would undo it. So it does when the
-                // stream stands inside a transaction and the snapshot is from before it: the
-                // transaction's rows passed already, and the read would be merged after it.
+                // stream stands inside a transaction and the snapshot is from before it (not
+                // after its first row: the first transaction of a binlog file starts after the
+                // file's header, where MariaDB may report a snapshot): the transaction's rows
+                // passed already, and the read would be merged after it.
                 let missed = position_before(&read.position, &after)
-                    || (inside && !position_before(&after, &read.position));
+                    || inside
+                        .as_deref()
+                        .is_some_and(|first| position_before(&read.position, first));
                 if missed {
-                    warn!(snapshot = %read.position, passed = %after, inside, "snapshot older than the stream; reading it again");
+                    warn!(snapshot = %read.position, passed = %after, inside = inside.is_some(), "snapshot older than the stream; reading it again");
                     // Its chunk permit is free before the worker reads again.
                     drop(read);
                     self.tell_worker(WorkerMsg::Again).await?;
@@ -274,6 +285,7 @@ impl Merge {
             SourceEvent::Row(change) => self.on_row(change, cursor).await,
             SourceEvent::Commit(mut barrier) => {
                 cursor.in_transaction = false;
+                cursor.transaction = None;
                 cursor.merged_rows = 0;
                 cursor.seq = barrier.seq;
                 cursor.resume = barrier.position.clone();
@@ -380,7 +392,13 @@ impl Merge {
         let Some(view) = self.views.iter().find(|v| v.name == view) else {
             return;
         };
-        let progress = Progress::lazy_cleanup(cursor.seq + 1, view.fingerprint());
+        // After the transaction being read, when its rows passed already (rows of a
+        // transaction rolled back are older than the cleanup).
+        let next = match &cursor.transaction {
+            Some((seq, _)) => seq + 1,
+            None => cursor.seq + 1,
+        };
+        let progress = Progress::lazy_cleanup(next, view.fingerprint());
         Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
     }
 
@@ -461,6 +479,9 @@ impl Merge {
     /// on to the projector.
     async fn on_row(&mut self, change: RowChange, cursor: &mut Cursor) -> Result<(), MergeError> {
         cursor.in_transaction = true;
+        if cursor.transaction.is_none() {
+            cursor.transaction = Some((change.seq, change.origin.clone()));
+        }
         if !self.marks.is_empty() {
             // Rows of an XA transaction being committed restart at its prepare.
             let held = cursor.holds.values().min_by_key(|r| r.seq).cloned();

@@ -211,7 +211,9 @@ impl Projector {
         };
         let restart = halt.restart.unwrap_or_else(|| self.last.restart.clone());
         for view in names {
-            if self.superseded(&view, restart.seq) {
+            // `restart.seq` is the transaction before the halting change: older than the pass
+            // when before the transaction it began after.
+            if self.superseded(&view, restart.seq, None) {
                 // Read again after a restart, but the view was backfilled after it (a rebuild).
                 info!(view = %view, "a halting change older than the view's backfill pass: superseded, not halted");
                 continue;
@@ -381,21 +383,29 @@ impl Projector {
         Ok(())
     }
 
-    /// Whether a change of transaction `seq` is older than `view`'s backfill pass: read again
-    /// after a restart from a checkpoint held back (a halted view, a join refresh, a prepared
-    /// XA transaction) while the checkpoint's progress of the view says that a pass began
-    /// later. The pass read every row after it, so it holds what the change did; and where the
-    /// pass's cleanup removed the item since (a TRUNCATE read, rows gone), the change would make
-    /// it again for good, since no later change of the row comes to remove it. The progress
-    /// comes from a barrier every lane acknowledged: everything before it is written.
-    fn superseded(&self, view: &str, seq: u64) -> bool {
-        seq < self.newest_pass
-            && self
-                .last
-                .backfill
-                .get(view)
-                .and_then(|p| p.since)
-                .is_some_and(|since| seq < since)
+    /// Whether a change (of transaction `seq`, at `version` for a row change) is older than
+    /// `view`'s backfill
+    /// pass: read again after a restart from a checkpoint held back (a halted view, a join
+    /// refresh, a prepared XA transaction) while the checkpoint's progress of the view says that
+    /// a pass began later. The pass read every row after it, so it holds what the change did;
+    /// and where the pass's cleanup removed the item since (a TRUNCATE read, rows gone, rows of
+    /// a transaction rolled back), the change would make it again for good, since no later
+    /// change of the row comes to remove it. Told by the pass's first version (its first row
+    /// comes after every row change of the transaction it began after, that one included); by
+    /// its transaction in a checkpoint of an older version. The progress comes from a barrier
+    /// every lane acknowledged: everything before it is written.
+    fn superseded(&self, view: &str, seq: u64, version: Option<u128>) -> bool {
+        if seq > self.newest_pass {
+            return false;
+        }
+        let Some(progress) = self.last.backfill.get(view) else {
+            return false;
+        };
+        match (progress.since, progress.from_version, version) {
+            (Some(_), Some(first), Some(version)) => version < first,
+            (Some(since), _, _) => seq < since,
+            _ => false,
+        }
     }
 
     /// Views that do not fit their table any more (a column they need is gone).
@@ -421,7 +431,8 @@ impl Projector {
         let mut outgoing = Vec::new();
         let mut newly_halted = Vec::new();
         for ViewEntry { view, name, rows } in views {
-            if self.superseded(&view.name, change.seq) {
+            let version = version_of(change.seq, change.index);
+            if self.superseded(&view.name, change.seq, Some(version)) {
                 continue;
             }
             let halted = self.halted.contains_key(&view.name);

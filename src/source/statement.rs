@@ -162,7 +162,7 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
             });
             moves.gone = watched
                 .iter()
-                .filter(|t| Some(t.database.as_str()) == database)
+                .filter(|t| database.is_some_and(|d| t.database.eq_ignore_ascii_case(d)))
                 .cloned()
                 .collect();
         }
@@ -551,6 +551,11 @@ mod tests {
             vec![t("shop.orders"), t("shop.lines")]
         );
         assert_eq!(moves("DROP DATABASE other"), TableMoves::default());
+        assert_eq!(
+            moves("DROP DATABASE SHOP").gone,
+            vec![t("shop.orders"), t("shop.lines")],
+            "as DROP TABLE names match (lower_case_table_names)"
+        );
     }
 
     #[test]
