@@ -177,13 +177,14 @@ impl Marks {
                     } else {
                         // An embedded list is ordered by the related table's primary key
                         // last: a change of only that key may reorder it.
-                        let ordering_key = match join.kind {
-                            JoinKind::Embed { .. } => tables.get(table).await?.primary_key.clone(),
-                            _ => Vec::new(),
+                        let related = match join.kind {
+                            JoinKind::Embed { .. } => Some(tables.get(table).await?),
+                            _ => None,
                         };
+                        let ordering_key = related.iter().flat_map(|t| &t.primary_key);
                         join.from_columns()
                             .into_iter()
-                            .chain(ordering_key.iter().map(String::as_str))
+                            .chain(ordering_key.map(String::as_str))
                             .all(|c| old.get(c) == new.get(c))
                     };
                     if unchanged {

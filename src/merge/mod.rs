@@ -109,10 +109,9 @@ struct Cursor {
     resume: Position,
     /// The last transaction boundary (a commit, or the reader standing between transactions).
     boundary: Position,
-    /// Row changes passed since the last boundary.
-    in_transaction: bool,
-    /// The transaction they are of: its counter, and where its first row change ends in the
-    /// binlog (a snapshot at or before it was taken before the transaction).
+    /// The transaction whose row changes passed since the last boundary, if any: its counter,
+    /// and where its first row change ends in the binlog (a snapshot at or before it was taken
+    /// before the transaction).
     transaction: Option<(u64, Arc<Position>)>,
     /// Counter of the last transaction passed.
     seq: u64,
@@ -152,7 +151,6 @@ impl Merge {
         let mut cursor = Cursor {
             resume: start.position.clone(),
             boundary: start.position,
-            in_transaction: false,
             transaction: None,
             seq: start.seq,
             generation: 0,
@@ -284,7 +282,6 @@ impl Merge {
         match event {
             SourceEvent::Row(change) => self.on_row(change, cursor).await,
             SourceEvent::Commit(mut barrier) => {
-                cursor.in_transaction = false;
                 cursor.transaction = None;
                 cursor.merged_rows = 0;
                 cursor.seq = barrier.seq;
@@ -297,7 +294,7 @@ impl Merge {
                 self.emit(StreamEvent::Commit(barrier)).await
             }
             SourceEvent::At(position) => {
-                if cursor.in_transaction || !position_before(&cursor.boundary, &position) {
+                if cursor.transaction.is_some() || !position_before(&cursor.boundary, &position) {
                     return Ok(());
                 }
                 cursor.boundary = position.clone();
@@ -378,28 +375,12 @@ impl Merge {
                 continue;
             }
             if view.fill == FillMode::Lazy {
-                self.lazy_pass(&view.name, cursor);
+                lazy_pass(&view, cursor);
             } else {
                 self.restart_pass(&view.name, true, cursor).await?;
             }
         }
         Ok(())
-    }
-
-    /// A lazy view's items made before now are removed (its cleanup, from the next
-    /// transaction on), to be filled again on a miss.
-    fn lazy_pass(&self, view: &str, cursor: &mut Cursor) {
-        let Some(view) = self.views.iter().find(|v| v.name == view) else {
-            return;
-        };
-        // After the transaction being read, when its rows passed already (rows of a
-        // transaction rolled back are older than the cleanup).
-        let next = match &cursor.transaction {
-            Some((seq, _)) => seq + 1,
-            None => cursor.seq + 1,
-        };
-        let progress = Progress::lazy_cleanup(next, view.fingerprint());
-        Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
     }
 
     /// `view` goes back to "not filled" in the very next barrier (so no checkpoint says it
@@ -478,7 +459,6 @@ impl Merge {
     /// A row change: join marks (restarting at an XA prepare for the rows of its commit), then
     /// on to the projector.
     async fn on_row(&mut self, change: RowChange, cursor: &mut Cursor) -> Result<(), MergeError> {
-        cursor.in_transaction = true;
         if cursor.transaction.is_none() {
             cursor.transaction = Some((change.seq, change.origin.clone()));
         }
@@ -530,7 +510,8 @@ impl Merge {
     ) -> Result<Option<Hold>, MergeError> {
         let read = match hold {
             Some(Hold::Read { read, .. })
-                if !cursor.in_transaction && !position_before(&cursor.boundary, &read.position) =>
+                if cursor.transaction.is_none()
+                    && !position_before(&cursor.boundary, &read.position) =>
             {
                 read
             }
@@ -678,16 +659,11 @@ impl Merge {
     /// and the snapshot worker backfills them again.
     async fn backfill_overflowed(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
         for name in self.marks.take_overflowed() {
-            let lazy = self
-                .views
-                .iter()
-                .any(|v| v.name == name && v.fill == FillMode::Lazy);
-            if lazy {
+            match self.views.iter().find(|v| v.name == name) {
                 // Never backfilled: its items (some may have missed a refresh) are removed,
                 // and filled again on a miss.
-                self.lazy_pass(&name, cursor);
-            } else {
-                self.restart_pass(&name, false, cursor).await?;
+                Some(view) if view.fill == FillMode::Lazy => lazy_pass(view, cursor),
+                _ => self.restart_pass(&name, false, cursor).await?,
             }
         }
         Ok(())
@@ -724,4 +700,15 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// A lazy view's items made before now are removed (its cleanup), to be filled again on a
+/// miss: when rows of the transaction being read passed already, those too (rows of a
+/// transaction rolled back are older than the cleanup), but not a fill merged after it.
+fn lazy_pass(view: &View, cursor: &mut Cursor) {
+    let progress = match &cursor.transaction {
+        Some((seq, _)) => Progress::lazy_cleanup_after(*seq, view.fingerprint()),
+        None => Progress::lazy_cleanup(cursor.seq + 1, view.fingerprint()),
+    };
+    Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
 }

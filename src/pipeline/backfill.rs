@@ -88,6 +88,17 @@ impl Progress {
         }
     }
 
+    /// A lazy view's cleanup due at once, decided while transaction `seq`'s rows are being read
+    /// (rolled back, or their marks overflowed): its items below the first snapshot version
+    /// after that transaction are removed — the transaction's own row changes included, a fill
+    /// merged after it not.
+    pub fn lazy_cleanup_after(seq: u64, definition: String) -> Progress {
+        Progress {
+            from_version: Some(super::route::version_of(seq, SNAPSHOT_INDEX_BASE)),
+            ..Progress::lazy_cleanup(seq, definition)
+        }
+    }
+
     /// A pass from the first row again, keeping the definition and a pending cleanup.
     pub fn restarted(&self) -> Progress {
         Progress {

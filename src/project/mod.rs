@@ -384,8 +384,7 @@ impl Projector {
     }
 
     /// Whether a change (of transaction `seq`, at `version` for a row change) is older than
-    /// `view`'s backfill
-    /// pass: read again after a restart from a checkpoint held back (a halted view, a join
+    /// `view`'s backfill pass: read again after a restart from a checkpoint held back (a halted view, a join
     /// refresh, a prepared XA transaction) while the checkpoint's progress of the view says that
     /// a pass began later. The pass read every row after it, so it holds what the change did;
     /// and where the pass's cleanup removed the item since (a TRUNCATE read, rows gone, rows of

@@ -177,7 +177,6 @@ impl Driver {
         self.state.clone()
     }
 
-    /// Views still filling, for `/readyz`.
     /// The first group is given up (a definite failure reading its table): its views stay
     /// unfilled until asked for again (`request`: a snapshot, the table back after a DROP),
     /// and the other groups go on. Its views.
@@ -192,6 +191,7 @@ impl Driver {
         views
     }
 
+    /// Views still filling, for `/readyz`.
     pub fn filling(&self) -> Vec<String> {
         self.groups
             .iter()
@@ -211,16 +211,18 @@ impl Driver {
             return Ok(NextRead::Nothing);
         };
         let mut conn = tables.pool().get_conn().await.map_err(SqlError::Connect)?;
+        // As the table is now (the cache is emptied after a DDL or a stale read): a pass goes
+        // on with the columns the table has, not those of its start.
+        let sql = tables.get(&group.table).await?;
         // A table information_schema shows no column of is gone (dropped, renamed) or hidden
         // (no SELECT privilege): its views are not filled — never taken for filled with no row.
-        if tables.get(&group.table).await?.schema.columns.is_empty() {
+        if sql.schema.columns.is_empty() {
             return Err(SqlError::Schema(format!(
                 "table {} does not exist or is not readable (SELECT privilege)",
                 group.table
             )));
         }
         if !group.started {
-            let sql = tables.get(&group.table).await?;
             let estimate: Option<u64> = mysql_async::prelude::Queryable::exec_first(
                 &mut conn,
                 "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
@@ -263,15 +265,12 @@ impl Driver {
             }
             group.started = true;
         }
-        // As the table is now (the cache is emptied after a DDL or a stale read): a pass goes on
-        // with the columns the table has, not those of its start.
-        let sql = &tables.get(&group.table).await?;
         let read = read_roots(
             &mut conn,
             tables,
-            sql,
+            &sql,
             group.joined_view.as_deref(),
-            keyset_tail(sql, None, group.after.as_deref(), self.chunk_rows),
+            keyset_tail(&sql, None, group.after.as_deref(), self.chunk_rows),
             &|_| true,
         )
         .await?;
