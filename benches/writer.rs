@@ -39,11 +39,11 @@ fn op(table: &Arc<str>, view: &Arc<str>, id: usize, origin: &Arc<Position>) -> W
         sk: Some(format!("ACC#{id:08}")),
     };
     let mut item = Item::new();
-    item.insert("pk".into(), Attr::S(key.pk.clone()));
-    item.insert("sk".into(), Attr::S(key.sk.clone().unwrap_or_default()));
-    item.insert("id".into(), Attr::N(id.to_string()));
-    item.insert("balance".into(), Attr::N(id.to_string()));
-    item.insert("state".into(), Attr::S("open".into()));
+    item.insert("pk", Attr::S(key.pk.clone()));
+    item.insert("sk", Attr::S(key.sk.clone().unwrap_or_default()));
+    item.insert("id", Attr::N(id.to_string()));
+    item.insert("balance", Attr::N(id.to_string()));
+    item.insert("state", Attr::S("open".into()));
     WriteOp {
         view: view.clone(),
         op: ItemOp::Put { key, item },

@@ -741,7 +741,7 @@ async fn query(path: &Path, place: (&str, Option<&str>), pk: &str, page_size: i3
         Some(index) => {
             let mut indexes = views.flat_map(|v| &v.indexes);
             match indexes.find(|i| i.name == index) {
-                Some(found) => found.pk_attribute.as_str(),
+                Some(found) => &*found.pk_attribute,
                 None => {
                     eprintln!("error: no view declares index {index} of table {table}");
                     return ExitCode::from(2);
@@ -833,7 +833,7 @@ fn item_json(item: Option<&rowcast::view::project::Item>) -> serde_json::Value {
     match item {
         Some(item) => serde_json::Value::Object(
             item.iter()
-                .map(|(name, value)| (name.clone(), value.to_json()))
+                .map(|(name, value)| (name.to_owned(), value.to_json()))
                 .collect(),
         ),
         None => serde_json::Value::Null,

@@ -25,7 +25,7 @@ impl Taken<'_> {
             return Some("a key attribute of this view");
         }
         if let Attributes::Explicit(specs) = self.attributes {
-            if specs.iter().any(|s| s.name == name) {
+            if specs.iter().any(|s| &*s.name == name) {
                 return Some("an attribute of this view");
             }
         }
@@ -152,8 +152,8 @@ fn compile_index(
             None => None,
             Some(t) => Some(t?),
         },
-        pk_attribute,
-        sk_attribute,
+        pk_attribute: pk_attribute.into(),
+        sk_attribute: sk_attribute.map(Into::into),
         projection,
     })
 }

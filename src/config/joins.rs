@@ -115,7 +115,7 @@ pub(super) fn compile_joins(
             .collect(),
     };
     if let Attributes::Explicit(specs) = attributes {
-        names.taken.extend(specs.iter().map(|s| s.name.clone()));
+        names.taken.extend(specs.iter().map(|s| s.name.to_string()));
     }
     let mut joins = Vec::new();
     for (i, lookup) in raw.lookup.iter().flatten().enumerate() {

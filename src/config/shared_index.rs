@@ -40,7 +40,7 @@ pub(super) fn check_shared_indexes(views: &[Arc<View>], problems: &mut Problems)
             for other in views.iter().filter(|o| o.table == view.table) {
                 for name in index.attributes() {
                     let plain = match &other.attributes {
-                        Attributes::Explicit(specs) => specs.iter().any(|s| s.name == name),
+                        Attributes::Explicit(specs) => specs.iter().any(|s| s.name == *name),
                         Attributes::Implicit => false,
                     } || other.joins.iter().any(|j| j.adds_attribute(name));
                     if plain && !Arc::ptr_eq(other, view) {

@@ -367,7 +367,7 @@ fn indexes_are_checked_in_each_view_and_between_views_of_a_table() {
     let config = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap();
     let view = &config.views[0];
     assert_eq!(view.indexes.len(), 2);
-    assert_eq!(view.indexes[0].pk_attribute, "by_email_pk");
+    assert_eq!(&*view.indexes[0].pk_attribute, "by_email_pk");
     assert_eq!(view.indexes[0].sk_attribute, None);
     assert_eq!(view.indexes[1].sk_attribute.as_deref(), Some("gsi1_sk"));
     assert!(view.is_key_attribute("gsi1_sk"));

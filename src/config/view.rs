@@ -43,7 +43,7 @@ pub(super) fn compile_attribute(
         problems.add(file, field, "column name is empty");
     }
     AttributeSpec {
-        name: name.to_string(),
+        name: name.into(),
         column: column.into(),
         conversion,
     }
@@ -235,7 +235,7 @@ fn compile_writeback(
     for (i, name) in writable.iter().enumerate() {
         let field = format!("writeback.attributes[{i}]");
         let unknown = match attributes {
-            Attributes::Explicit(specs) => !specs.iter().any(|s| s.name == *name),
+            Attributes::Explicit(specs) => !specs.iter().any(|s| *s.name == **name),
             Attributes::Implicit => false,
         };
         let problem = if unknown {
@@ -253,7 +253,9 @@ fn compile_writeback(
                 "{name:?} comes from a join; only the root table's attributes can be written back"
             ))
         } else {
-            let index = indexes.iter().find(|x| x.attributes().any(|a| a == name));
+            let index = indexes
+                .iter()
+                .find(|x| x.attributes().any(|a| **a == **name));
             index.map(|index| {
                 format!(
                     "{name:?} is a key attribute of index {}: index keys are rendered, not written",
@@ -279,7 +281,7 @@ fn compile_writeback(
 fn key_column_of(attributes: &Attributes, name: &str, key_columns: &[String]) -> Option<String> {
     let column = match attributes {
         Attributes::Implicit => name.to_string(),
-        Attributes::Explicit(specs) => specs.iter().find(|s| s.name == name)?.column.to_string(),
+        Attributes::Explicit(specs) => specs.iter().find(|s| &*s.name == name)?.column.to_string(),
     };
     key_columns.contains(&column).then_some(column)
 }

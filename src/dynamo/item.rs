@@ -76,7 +76,10 @@ pub(super) fn encode_plain(
     view: &str,
 ) -> HashMap<String, AttributeValue> {
     let mut out: HashMap<String, AttributeValue> = HashMap::with_capacity(item.len() + 2);
-    out.extend(item.iter().map(|(k, v)| (k.clone(), to_attribute_value(v))));
+    out.extend(
+        item.iter()
+            .map(|(k, v)| (k.to_owned(), to_attribute_value(v))),
+    );
     out.insert(VERSION_ATTRIBUTE.to_string(), types_value(version));
     out.insert(
         VIEW_ATTRIBUTE.to_string(),

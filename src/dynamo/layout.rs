@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::item::{encode_plain, to_attribute_value, types_value};
 use super::{VERSION_ATTRIBUTE, VIEW_ATTRIBUTE};
-use crate::view::project::Item;
+use crate::view::project::{Item, Name};
 use crate::view::value::Attr;
 
 /// Layouts of at most this many names: once a view's items on a thread have had more between
@@ -77,10 +77,10 @@ fn encode_with(
 }
 
 /// `known` (sorted) and the item's names other than the metadata ones, sorted.
-fn names_with(known: &[String], item: &Item) -> Vec<String> {
-    let mut names: Vec<String> = item
-        .keys()
-        .filter(|name| *name != VERSION_ATTRIBUTE && *name != VIEW_ATTRIBUTE)
+fn names_with(known: &[Name], item: &Item) -> Vec<Name> {
+    let mut names: Vec<Name> = item
+        .names()
+        .filter(|name| ***name != *VERSION_ATTRIBUTE && ***name != *VIEW_ATTRIBUTE)
         .filter(|name| known.binary_search(name).is_err())
         .cloned()
         .collect();
@@ -92,8 +92,9 @@ fn names_with(known: &[String], item: &Item) -> Vec<String> {
 /// The attribute names a view's items had on this thread, as a map to clone.
 struct Layout {
     view: String,
-    /// Sorted, as an item's names are; no metadata names.
-    names: Vec<String>,
+    /// Sorted, as an item's names are; no metadata names. The item's own (shared with its
+    /// view's spec), so that a name is most often found by its address.
+    names: Vec<Name>,
     /// `names` and the metadata attributes, every value NULL; `None` when there are too many
     /// names or a clone does not iterate in the same order (then items are encoded plainly).
     blank: Option<HashMap<String, AttributeValue>>,
@@ -102,7 +103,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(view: &str, names: Vec<String>) -> Layout {
+    fn new(view: &str, names: Vec<Name>) -> Layout {
         let mut layout = Layout {
             view: view.to_owned(),
             names,
@@ -116,7 +117,7 @@ impl Layout {
         for name in layout
             .names
             .iter()
-            .map(String::as_str)
+            .map(|name| &**name)
             .chain([VERSION_ATTRIBUTE, VIEW_ATTRIBUTE])
         {
             blank.insert(name.to_owned(), AttributeValue::Null(true));
@@ -128,7 +129,7 @@ impl Layout {
                 VIEW_ATTRIBUTE => Some(VIEW_SLOT),
                 name => layout
                     .names
-                    .binary_search_by(|known| known.as_str().cmp(name))
+                    .binary_search_by(|known| (**known).cmp(name))
                     .ok(),
             })
             .collect();
@@ -158,7 +159,10 @@ impl Layout {
             loop {
                 let known = self.names.get(next)?;
                 next += 1;
-                match known.as_str().cmp(name) {
+                if std::ptr::eq(&**known, name) {
+                    break; // the same shared name
+                }
+                match (**known).cmp(name) {
                     Ordering::Less => continue,
                     Ordering::Equal => break,
                     Ordering::Greater => return None,
@@ -180,7 +184,7 @@ impl Layout {
         if item.len() < self.names.len() {
             for (name, value) in self.names.iter().zip(values) {
                 if value.is_none() {
-                    out.remove(name.as_str());
+                    out.remove(&**name);
                 }
             }
         }
@@ -211,7 +215,7 @@ mod tests {
             1 => Just(VERSION_ATTRIBUTE.to_string()),
             1 => Just(VIEW_ATTRIBUTE.to_string()),
         ];
-        let item = prop::collection::btree_map(name, attr(), 0..10);
+        let item = prop::collection::btree_map(name, attr(), 0..10).prop_map(Item::from_iter);
         prop::collection::vec((item, any::<u128>()), 1..40)
     }
 
@@ -244,7 +248,10 @@ mod tests {
         let mut layouts = Vec::new();
         let first = item(&["pk", "sk", "total"]);
         encode_with(&mut layouts, &first, 7, "orders");
-        assert_eq!(layouts[0].names, ["pk", "sk", "total"]);
+        assert_eq!(
+            layouts[0].names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["pk", "sk", "total"]
+        );
         let layout = &layouts[0];
         assert!(
             layout.blank.is_some(),
@@ -262,7 +269,10 @@ mod tests {
         let more = item(&["note", "pk", "total"]);
         assert_eq!(layout.encode(&more, 9, "orders"), None);
         encode_with(&mut layouts, &more, 9, "orders");
-        assert_eq!(layouts[0].names, ["note", "pk", "sk", "total"]);
+        assert_eq!(
+            layouts[0].names.iter().map(|n| &**n).collect::<Vec<_>>(),
+            ["note", "pk", "sk", "total"]
+        );
     }
 
     /// More names than a layout holds: items are encoded plainly, and the layout stays.

@@ -108,8 +108,8 @@ pub fn view_tables(views: &[Arc<View>]) -> BTreeMap<String, TableNeed> {
                 Some(known) => known.users.push(user),
                 None => need.indexes.push(IndexNeed {
                     name: index.name.clone(),
-                    pk: index.pk_attribute.clone(),
-                    sk: index.sk_attribute.clone(),
+                    pk: index.pk_attribute.to_string(),
+                    sk: index.sk_attribute.as_deref().map(str::to_owned),
                     projection: index.projection.clone(),
                     users: vec![user],
                 }),

@@ -100,18 +100,18 @@ mod tests {
     #[test]
     fn every_type_is_written_as_dynamodb_json() {
         let mut item = Item::new();
-        item.insert("pk".into(), Attr::S("A#\"1\"".into()));
-        item.insert("n".into(), Attr::N("-1.50".into()));
-        item.insert("b".into(), Attr::B(vec![0, 255, 7]));
-        item.insert("ss".into(), Attr::Ss(vec!["x".into(), "y".into()]));
-        item.insert("t".into(), Attr::Bool(true));
-        item.insert("z".into(), Attr::Null);
+        item.insert("pk", Attr::S("A#\"1\"".into()));
+        item.insert("n", Attr::N("-1.50".into()));
+        item.insert("b", Attr::B(vec![0, 255, 7]));
+        item.insert("ss", Attr::Ss(vec!["x".into(), "y".into()]));
+        item.insert("t", Attr::Bool(true));
+        item.insert("z", Attr::Null);
         let mut inner = std::collections::BTreeMap::new();
         inner.insert(
             "k".into(),
             Attr::L(vec![Attr::N("1".into()), Attr::S("é".into())]),
         );
-        item.insert("m".into(), Attr::M(inner));
+        item.insert("m", Attr::M(inner));
         let mut out = Vec::new();
         item_line(&mut out, &item, 7 << 32, "v");
         let text = String::from_utf8(out).unwrap();

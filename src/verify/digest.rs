@@ -295,7 +295,7 @@ mod tests {
         for (n, (k, i)) in items.iter().enumerate() {
             let mut i = i.clone();
             if n == 42 {
-                i.insert("x".into(), Attr::Bool(true));
+                i.insert("x", Attr::Bool(true));
             }
             changed.add(k, item_hash(&i));
         }

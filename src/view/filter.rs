@@ -8,12 +8,33 @@
 use std::cmp::Ordering;
 
 use super::row::ColumnName;
-use super::value::{is_number_text, Cell, DecimalText};
+use super::value::{is_number_text, Cell, DecimalNumber, DecimalText};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Literal {
     Str(String),
-    Num(String),
+    Num(Number),
+}
+
+/// A number literal, read once as each kind of cell compares with it (not again for every row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Number {
+    pub text: String,
+    float: Option<f64>,
+    whole: Option<i128>,
+    decimal: Option<DecimalNumber>,
+}
+
+impl Number {
+    pub fn new(text: String) -> Number {
+        let trimmed = text.trim();
+        Number {
+            float: trimmed.parse().ok(),
+            whole: trimmed.parse().ok(),
+            decimal: DecimalNumber::parse(trimmed),
+            text,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,7 +392,11 @@ impl Parser {
             false
         };
         let lit = match self.peek() {
-            Some(Tok::Num(n)) => Literal::Num(if negative { format!("-{n}") } else { n.clone() }),
+            Some(Tok::Num(n)) => Literal::Num(Number::new(if negative {
+                format!("-{n}")
+            } else {
+                n.clone()
+            })),
             Some(Tok::Str(s)) if !negative => Literal::Str(s.clone()),
             _ => return Err(self.error("expected a string or number literal")),
         };
@@ -444,7 +469,9 @@ impl Expr {
         }
     }
 
-    /// Three-valued evaluation: `None` is SQL's UNKNOWN.
+    /// Three-valued evaluation: `None` is SQL's UNKNOWN. Looks up every column of the
+    /// expression, whatever the first operand of AND and OR gives (`project::passes` tells a
+    /// column the row lacks by it).
     pub fn eval<'a>(&self, lookup: &impl Fn(&ColumnName) -> Option<&'a Cell>) -> Option<bool> {
         match self {
             Expr::And(a, b) => match (a.eval(lookup), b.eval(lookup)) {
@@ -502,8 +529,9 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
     if cell.is_null() || matches!(cell, Cell::ZeroDate) {
         return None;
     }
-    let literal_text = match literal {
-        Literal::Str(s) | Literal::Num(s) => s.as_str(),
+    let (literal_text, number) = match literal {
+        Literal::Str(s) => (s.as_str(), None),
+        Literal::Num(n) => (n.text.as_str(), Some(n)),
     };
     match cell {
         Cell::Float(_) | Cell::Double(_) => {
@@ -512,7 +540,10 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
                 Cell::Double(d) => *d,
                 _ => unreachable!("matched above"),
             };
-            let other: f64 = literal_text.trim().parse().ok()?;
+            let other: f64 = match number {
+                Some(number) => number.float?,
+                None => literal_text.trim().parse().ok()?,
+            };
             value.partial_cmp(&other)
         }
         Cell::Int(_) | Cell::UInt(_) | Cell::Year(_) | Cell::Bit(_) => {
@@ -522,12 +553,19 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
                 Cell::UInt(v) => Some(i128::from(*v)),
                 _ => None,
             };
-            match (whole, literal_text.trim().parse::<i128>()) {
-                (Some(value), Ok(other)) => Some(value.cmp(&other)),
+            let other = match number {
+                Some(number) => number.whole,
+                None => literal_text.trim().parse::<i128>().ok(),
+            };
+            match (whole, other) {
+                (Some(value), Some(other)) => Some(value.cmp(&other)),
                 _ => compare_decimal(&cell.to_text().ok()??, literal_text.trim()),
             }
         }
-        Cell::Decimal(text) => compare_decimal(text, literal_text.trim()),
+        Cell::Decimal(text) => match number {
+            Some(number) => compare_number(text, number),
+            None => compare_decimal(text, literal_text.trim()),
+        },
         Cell::DateTime(_) | Cell::Timestamp { .. } => {
             // Compare in the table form; accept SQL's `YYYY-MM-DD HH:MM:SS` literals too.
             let text = cell.to_text().ok()??;
@@ -548,8 +586,13 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
 fn compare_text(text: &str, literal: &Literal) -> Option<Ordering> {
     match literal {
         Literal::Str(s) => Some(text.as_bytes().cmp(s.as_bytes())),
-        Literal::Num(n) => compare_decimal(text.trim(), n),
+        Literal::Num(n) => compare_number(text.trim(), n),
     }
+}
+
+/// [`compare_decimal`] with a number literal read before.
+fn compare_number(text: &str, number: &Number) -> Option<Ordering> {
+    Some(DecimalText::parse(text)?.cmp_number(number.decimal.as_ref()?))
 }
 
 /// Exact comparison of two decimal numbers in text (`-12.50`, `1e3`).
@@ -564,7 +607,43 @@ crate::error::definite_errors!(FilterError);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::collections::HashMap;
+
+    /// How a literal's text compared with a cell before number literals were read once: the
+    /// text parsed for each comparison (the `Str` path still does).
+    fn compare_by_text(cell: &Cell, text: &str) -> Option<Ordering> {
+        match cell {
+            Cell::Double(d) => d.partial_cmp(&text.trim().parse::<f64>().ok()?),
+            Cell::Int(v) => match text.trim().parse::<i128>() {
+                Ok(other) => Some(i128::from(*v).cmp(&other)),
+                Err(_) => compare_decimal(&v.to_string(), text.trim()),
+            },
+            Cell::Decimal(d) | Cell::Text(d) => compare_decimal(d.trim(), text.trim()),
+            _ => unreachable!(),
+        }
+    }
+
+    proptest! {
+        /// A number literal compares with every numeric cell, and with text, as its text did.
+        #[test]
+        fn a_number_literal_compares_as_its_text(
+            literal in "-?(0|[0-9]{1,3})(\\.[0-9]{0,3})?(e-?[0-9])?|-?[0-9]{1,40}",
+            value in "-?[0-9]{1,3}(\\.[0-9]{1,3})?",
+        ) {
+            let number = Literal::Num(Number::new(literal.clone()));
+            let float: f64 = value.parse().unwrap();
+            let cells = [
+                Cell::Double(float),
+                Cell::Int(float as i64),
+                Cell::Decimal(value.clone()),
+                Cell::Text(format!(" {value}")),
+            ];
+            for cell in &cells {
+                prop_assert_eq!(compare(cell, &number), compare_by_text(cell, &literal), "{:?}", cell);
+            }
+        }
+    }
 
     fn eval(filter: &str, cells: &[(&str, Cell)]) -> Option<bool> {
         let map: HashMap<&str, &Cell> = cells.iter().map(|(k, v)| (*k, v)).collect();

@@ -360,12 +360,8 @@ pub enum JoinPart {
     Aggregate(Accumulator),
 }
 
-fn put_attr(
-    target: &mut BTreeMap<String, Attr>,
-    spec: &AttributeSpec,
-    row: &Row,
-    zero_dates: &mut u32,
-) -> Result<(), String> {
+/// The value of one attribute of a related row; `Ok(None)` when it is absent (NULL).
+fn attr_of(spec: &AttributeSpec, row: &Row, zero_dates: &mut u32) -> Result<Option<Attr>, String> {
     let Some(cell) = row.get(&spec.column) else {
         return Err(format!(
             "column {} is not in {}",
@@ -375,14 +371,8 @@ fn put_attr(
     if matches!(cell, Cell::ZeroDate) {
         *zero_dates += 1;
     }
-    match cell.to_attr(spec.conversion) {
-        Ok(Some(attr)) => {
-            target.insert(spec.name.clone(), attr);
-            Ok(())
-        }
-        Ok(None) => Ok(()),
-        Err(error) => Err(format!("attribute {}: {error}", spec.name)),
-    }
+    cell.to_attr(spec.conversion)
+        .map_err(|error| format!("attribute {}: {error}", spec.name))
 }
 
 fn embedded_map(
@@ -394,7 +384,9 @@ fn embedded_map(
     match attributes {
         Some(specs) => {
             for spec in specs {
-                put_attr(&mut map, spec, row, zero_dates)?;
+                if let Some(attr) = attr_of(spec, row, zero_dates)? {
+                    map.insert(spec.name.to_string(), attr);
+                }
             }
         }
         None => {
@@ -430,7 +422,9 @@ pub fn apply_joins(
             (JoinKind::Lookup { attributes }, JoinPart::Lookup(row)) => {
                 let Some(row) = row else { continue };
                 for spec in attributes {
-                    put_attr(item, spec, row, zero_dates)?;
+                    if let Some(attr) = attr_of(spec, row, zero_dates)? {
+                        item.insert(spec.name.clone(), attr);
+                    }
                 }
             }
             (

@@ -2,6 +2,7 @@
 //! into DynamoDB item writes.
 
 pub mod filter;
+pub mod item;
 pub mod join;
 pub mod project;
 pub mod row;

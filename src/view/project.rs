@@ -6,7 +6,6 @@
 //! (counted); an empty key or a value DynamoDB cannot hold is a dead letter. A column the view
 //! needs that the row's schema lacks is an incompatible schema change: the view halts.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::join::{apply_joins, Joined};
@@ -15,7 +14,7 @@ use super::spec::{Attributes, IndexSpec, View};
 use super::template::{RenderError, Template};
 use super::value::{Attr, Cell, Conversion};
 
-pub type Item = BTreeMap<String, Attr>;
+pub use super::item::{Item, Name};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ItemKey {
@@ -149,18 +148,28 @@ fn passes(view: &View, row: &Row) -> Result<bool, IncompatibleSchema> {
     let Some(filter) = &view.filter else {
         return Ok(true);
     };
-    if let Some(column) = filter.first_unknown_column(&|c| row.schema.locate(c).is_some()) {
-        return Err(IncompatibleSchema {
-            view: view.name.clone(),
-            table: row.schema.table.to_string(),
-            column: column.to_string(),
-        });
+    // Every column of the filter is looked up (`Expr::eval`); the schema is searched for the one
+    // it lacks only when a lookup found none (NULL is a cell), not for every row.
+    let missing = std::cell::Cell::new(false);
+    let result = filter.eval(&|column| {
+        let cell = row.cell(column);
+        missing.set(missing.get() || cell.is_none());
+        cell
+    });
+    if missing.get() {
+        if let Some(column) = filter.first_unknown_column(&|c| row.schema.locate(c).is_some()) {
+            return Err(IncompatibleSchema {
+                view: view.name.clone(),
+                table: row.schema.table.to_string(),
+                column: column.to_string(),
+            });
+        }
     }
-    Ok(filter.eval(&|column| row.cell(column)) == Some(true))
+    Ok(result == Some(true))
 }
 
 /// An index's key attributes as an item holds them.
-type IndexAttributes = Vec<(String, Attr)>;
+type IndexAttributes = Vec<(Name, Attr)>;
 
 /// The index key attributes of a row: `None` when a template column is NULL (the item stays
 /// out of the index: a sparse index); `Err` is the dead-letter reason (an index key DynamoDB
@@ -182,7 +191,7 @@ fn index_key(
     for (name, text) in index.attributes().zip(rendered) {
         let reason = match text {
             Ok(text) if !text.is_empty() => {
-                out.push((name.to_string(), Attr::S(text)));
+                out.push((name.clone(), Attr::S(text)));
                 continue;
             }
             Ok(_) => format!("empty key attribute {name}"),
@@ -193,6 +202,46 @@ fn index_key(
     Ok(Ok(Some(out)))
 }
 
+/// The key and index attributes of an item, in name order; `Err` is the dead-letter reason.
+type KeyAttributes = std::iter::Chain<
+    std::iter::Flatten<std::array::IntoIter<Option<(Name, Attr)>, 2>>,
+    std::vec::IntoIter<(Name, Attr)>,
+>;
+
+fn key_attributes(
+    view: &View,
+    row: &Row,
+    key: &ItemKey,
+) -> Result<Result<KeyAttributes, String>, IncompatibleSchema> {
+    // The table's key attributes in name order (they differ: the config checks it), and the
+    // index attributes in a vector, which allocates only when the view has indexes.
+    let mut pair = [
+        Some((key.pk_attribute.clone(), Attr::S(key.pk.clone()))),
+        key.sk_attribute
+            .clone()
+            .zip(key.sk.clone())
+            .map(|(name, sk)| (name, Attr::S(sk))),
+    ];
+    if let [Some(pk), Some(sk)] = &pair {
+        if sk.0 < pk.0 {
+            pair.swap(0, 1);
+        }
+    }
+    let mut indexed: Vec<(Name, Attr)> = Vec::new();
+    for index in &view.indexes {
+        match index_key(view, row, index)? {
+            Ok(Some(attributes)) => indexed.extend(attributes),
+            Ok(None) => {}
+            Err(reason) => return Ok(Err(reason)),
+        }
+    }
+    if !indexed.is_empty() {
+        indexed.splice(0..0, pair.iter_mut().filter_map(Option::take));
+        indexed.sort_by(|a, b| a.0.cmp(&b.0)); // stable: of one name, the later stays later
+    }
+    Ok(Ok(pair.into_iter().flatten().chain(indexed)))
+}
+
 /// Builds the item of a row; `Err` is the dead-letter reason.
 fn build_item(
     view: &View,
@@ -200,28 +249,28 @@ fn build_item(
     key: &ItemKey,
     zero_dates: &mut u32,
 ) -> Result<Result<Item, String>, IncompatibleSchema> {
-    // Gathered in a vector and built into the map at once (sorted, later entries of one name
-    // winning as inserts would): cheaper than inserting one by one (`benches/cpu.rs`).
-    let mut item: Vec<(String, Attr)> = Vec::with_capacity(row.cells.len() + 2);
-    // `String::from(&*…)`: an `Arc<str>`'s `to_string` goes through `fmt` and grows its buffer.
-    item.push((String::from(&*key.pk_attribute), Attr::S(key.pk.clone())));
-    if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
-        item.push((String::from(&**name), Attr::S(sk.clone())));
-    }
-    for index in &view.indexes {
-        match index_key(view, row, index)? {
-            Ok(Some(attributes)) => item.extend(attributes),
-            Ok(None) => {}
-            Err(reason) => return Ok(Err(reason)),
-        }
-    }
-    let mut put = |name: &str, cell: &Cell, conversion: Conversion| -> Result<(), String> {
+    // The key and index attributes first (their problems are reported first), then the others,
+    // all gathered in a vector and made an item at once. The key attributes are merged in by
+    // name as the others are pushed: an explicit view's attributes come in name order, so its
+    // items need no sort (`benches/cpu.rs`). Of two entries of one name the attribute wins, as
+    // inserting the key attributes first would (names that collide are refused in the config;
+    // a column of an implicit view that does is a dead letter).
+    let mut keys = match key_attributes(view, row, key)? {
+        Ok(keys) => keys.peekable(),
+        Err(reason) => return Ok(Err(reason)),
+    };
+    // Room for the table's key attributes (not counted by the hint) and the index attributes.
+    let mut item: Vec<(Name, Attr)> = Vec::with_capacity(row.cells.len() + 2 + keys.size_hint().0);
+    let mut put = |name: Name, cell: &Cell, conversion: Conversion| -> Result<(), String> {
         if matches!(cell, Cell::ZeroDate) {
             *zero_dates += 1;
         }
         match cell.to_attr(conversion) {
             Ok(Some(attr)) => {
-                item.push((name.to_string(), attr));
+                while let Some(entry) = keys.next_if(|(key, _)| **key <= *name) {
+                    item.push(entry);
+                }
+                item.push((name, attr));
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -240,7 +289,7 @@ fn build_item(
                         column.name
                     )));
                 }
-                if let Err(reason) = put(&column.name, cell, Conversion::Native) {
+                if let Err(reason) = put(column.name.as_str().into(), cell, Conversion::Native) {
                     return Ok(Err(reason));
                 }
             }
@@ -254,21 +303,14 @@ fn build_item(
                         column: spec.column.to_string(),
                     });
                 };
-                if let Err(reason) = put(&spec.name, cell, spec.conversion) {
+                if let Err(reason) = put(spec.name.clone(), cell, spec.conversion) {
                     return Ok(Err(reason));
                 }
             }
         }
     }
-    item.sort_by(|a, b| a.0.cmp(&b.0)); // stable: one name's entries stay in order
-    item.dedup_by(|later, kept| {
-        let same = later.0 == kept.0;
-        if same {
-            std::mem::swap(later, kept); // the later one wins, as an insert would
-        }
-        same
-    });
-    Ok(Ok(Item::from_iter(item)))
+    item.extend(keys);
+    Ok(Ok(Item::from_entries(item)))
 }
 
 /// Projects one row change through one view. `before` is `None` for an insert, `after` for a
@@ -642,6 +684,26 @@ mod tests {
         assert_eq!(item.get("customer_id"), Some(&Attr::N("1".into())));
     }
 
+    /// A filter column the row's schema lacks halts the view (the error names it); a NULL in it
+    /// is only UNKNOWN: no item.
+    #[test]
+    fn a_filter_column_gone_is_an_incompatible_schema_and_a_null_is_not() {
+        let mut v = view(true);
+        v.filter = Some(Expr::parse("total_cents > 0 AND status <> 'deleted'").unwrap());
+        let old = row(1, Some(7), "open", 5);
+        let mut gone = old.clone();
+        let mut columns = old.schema.columns.clone();
+        columns.remove(2);
+        gone.schema = Arc::new(TableSchema::new(old.schema.table.clone(), columns));
+        gone.cells.remove(2);
+        let error = project(&v, Some(&old), Some(&gone)).unwrap_err();
+        assert_eq!(error.column, "status");
+        let mut null = old.clone();
+        null.cells[2] = Cell::Null;
+        let p = project(&v, Some(&old), Some(&null)).unwrap();
+        assert!(matches!(p.ops[..], [ItemOp::Delete { .. }]), "{p:?}");
+    }
+
     #[test]
     fn index_attributes_render_and_a_null_leaves_them_absent() {
         let mut v = view(true);
@@ -665,6 +727,17 @@ mod tests {
         );
         assert_eq!(put.get("by_status_sk"), Some(&Attr::S("000007".into())));
         assert!(v.is_key_attribute("by_status_sk"));
+        // The key and index attributes merged among the others, in name order.
+        let names: Vec<&str> = put.keys().collect();
+        let expected = [
+            "by_status_pk",
+            "by_status_sk",
+            "pk",
+            "sk",
+            "status",
+            "total",
+        ];
+        assert_eq!(names, expected);
 
         // A NULL in the index's template: the item is written without the index attributes.
         v.indexes[0].sk = Some(Template::parse("{customer_id}").unwrap());

@@ -51,8 +51,9 @@ pub struct IndexSpec {
     pub name: String,
     pub pk: Template,
     pub sk: Option<Template>,
-    pub pk_attribute: String,
-    pub sk_attribute: Option<String>,
+    /// Shared with the items, as the view's key attribute names are.
+    pub pk_attribute: Arc<str>,
+    pub sk_attribute: Option<Arc<str>>,
     pub projection: IndexProjection,
 }
 
@@ -81,14 +82,15 @@ impl IndexSpec {
         std::iter::once(("pk", &self.pk)).chain(self.sk.as_ref().map(|t| ("sk", t)))
     }
 
-    pub fn attributes(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.pk_attribute.as_str()).chain(self.sk_attribute.as_deref())
+    pub fn attributes(&self) -> impl Iterator<Item = &Arc<str>> {
+        std::iter::once(&self.pk_attribute).chain(self.sk_attribute.as_ref())
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeSpec {
-    pub name: String,
+    /// Shared with the items.
+    pub name: Arc<str>,
     pub column: ColumnName,
     pub conversion: Conversion,
 }
@@ -227,7 +229,7 @@ impl Join {
     /// Whether this join adds the item attribute `name`.
     pub fn adds_attribute(&self, name: &str) -> bool {
         match &self.kind {
-            JoinKind::Lookup { attributes } => attributes.iter().any(|a| a.name == name),
+            JoinKind::Lookup { attributes } => attributes.iter().any(|a| &*a.name == name),
             JoinKind::Embed { attribute, .. } | JoinKind::Aggregate { attribute, .. } => {
                 attribute == name
             }
@@ -284,7 +286,7 @@ impl View {
             Attributes::Implicit => Some((attribute.to_string(), Conversion::Native)),
             Attributes::Explicit(specs) => specs
                 .iter()
-                .find(|s| s.name == attribute)
+                .find(|s| &*s.name == attribute)
                 .map(|s| (s.column.to_string(), s.conversion)),
         }
     }
@@ -297,6 +299,6 @@ impl View {
             || self
                 .indexes
                 .iter()
-                .any(|i| i.attributes().any(|a| a == name))
+                .any(|i| i.attributes().any(|a| &**a == name))
     }
 }

@@ -493,6 +493,9 @@ pub fn with_scale(text: &str, scale: u8) -> String {
     if scale == 0 {
         return int_part.to_string();
     }
+    if frac.len() == scale && frac.is_ascii() {
+        return text.to_string(); // as the binlog gives a DECIMAL: nothing to pad or cut
+    }
     // The first `scale` characters of the fraction, as one slice (DECIMAL text is ASCII, but a
     // column read as text may not be): copied at once, not character by character.
     let kept = frac
@@ -532,8 +535,63 @@ fn format_f32_from(v: f32, shortest: &str) -> String {
 
 /// Shortest text that round-trips as a 64-bit float, by the rules of [`format_f32`].
 pub fn format_f64(v: f64) -> String {
+    let abs = v.abs();
+    if let Some((digits, exp)) = few_fraction_digits(abs) {
+        let sci = !(1e-7..1e21).contains(&abs);
+        return float_text(v.is_sign_negative(), digits, exp, sci);
+    }
     // ryu's shortest digits: written into a stack buffer, faster than `{:e}` into a String.
-    format_f64_from(v, ryu::Buffer::new().format(v.abs()))
+    format_f64_from(v, ryu::Buffer::new().format(abs))
+}
+
+/// The digits [`closest_shortest`] gives for a float of few fraction digits (2.75, 1234.5),
+/// found in a few multiplications (a fifth of the cost of ryu's digits and the checks after
+/// them, `benches/cpu.rs`): the first count of fraction digits `k` at which the integer nearest
+/// to `abs × 10^k` reads back as the float. That integer is then the closest at `k`, and no
+/// shorter text reads back: the floats that round to `abs` form an interval around it,
+/// symmetric except at a power of two, so where any integer at a smaller `k` read back, the
+/// nearest would have too. `None` (the general way then decides) for a power of two (kept out
+/// to be safe: no power of two differs, `every_power_of_two_has_its_general_text`), for zero
+/// and non-finite floats, past 2^40 (where `abs × 10^k` might not round to the nearest integer)
+/// and where both integers around a product near a half read back.
+fn few_fraction_digits(abs: f64) -> Option<(u64, i64)> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    const LIMIT: f64 = (1u64 << 40) as f64;
+    if !abs.is_normal() || abs.to_bits() & ((1 << 52) - 1) == 0 {
+        return None;
+    }
+    for (k, power) in (0i64..).zip(POW10) {
+        let scaled = abs * power; // within half an ulp of the exact product: below 2^-13
+        if scaled >= LIMIT {
+            return None;
+        }
+        // Positive and below 2^40: the cast truncates to the floor, and the fraction is exact
+        // (no call to libm's `floor` and `round`, which this target does not inline).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let floor = scaled as u64;
+        #[allow(clippy::cast_precision_loss)] // exact: below 2^40
+        let fraction = scaled - floor as f64;
+        let reads_back = |digits: u64| digits != 0 && exact_f64(digits, -k) == Some(abs);
+        if (fraction - 0.5).abs() >= 1.0 / 1024.0 {
+            let nearest = floor + u64::from(fraction > 0.5);
+            if reads_back(nearest) {
+                return Some((nearest, -k));
+            }
+            continue;
+        }
+        // Near a half (27.5 for 2.75 at one digit): the nearest integer is one of the two
+        // around; when neither reads back no integer at this `k` does.
+        match (reads_back(floor), reads_back(floor + 1)) {
+            (false, false) => continue,
+            (true, false) => return Some((floor, -k)),
+            (false, true) => return Some((floor + 1, -k)),
+            (true, true) => return None,
+        }
+    }
+    None
 }
 
 /// [`format_f64`] from a shortest round-trip text of `|v|`, as [`format_f32_from`].
@@ -872,7 +930,7 @@ pub fn check_number(text: &str) -> Result<(), ValueError> {
 /// A decimal number in text, normalised: sign, significant digits without leading or trailing
 /// zeros, and the decimal point's place counted from the first digit (`12.5` → 125, point 2;
 /// zero has no digits).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecimalNumber {
     pub negative: bool,
     pub digits: Vec<u8>,
@@ -1002,6 +1060,21 @@ impl<'a> DecimalText<'a> {
 
     fn is_zero(&self) -> bool {
         self.int.is_empty() && self.frac.is_empty()
+    }
+
+    /// As comparing with `other`'s text read as a `DecimalText`.
+    pub fn cmp_number(&self, other: &DecimalNumber) -> Ordering {
+        signed_cmp(
+            (self.negative, other.negative),
+            (self.is_zero(), other.digits.is_empty()),
+            || {
+                (self.point.cmp(&other.point)).then_with(|| {
+                    self.digits()
+                        .map(|b| b - b'0')
+                        .cmp(other.digits.iter().copied())
+                })
+            },
+        )
     }
 }
 
@@ -1390,7 +1463,11 @@ mod tests {
         ) {
             // Any float, and the short decimals columns mostly hold (2.75, 1e-7, 348261.125).
             let short = format!("{digits}e{exp}");
-            for v in [f64::from_bits(bits), short.parse().unwrap()] {
+            // And a power of two (the gap below it is half the gap above), and the float just
+            // above a short decimal (its own text is long).
+            let power = f64::from_bits(bits & !((1 << 52) - 1));
+            let short64: f64 = short.parse().unwrap();
+            for v in [f64::from_bits(bits), short64, power, short64.next_up()] {
                 prop_assert_eq!(format_f64(v), format_f64_from(v, &format!("{:e}", v.abs())));
             }
             for v in [f32::from_bits(bits32), short.parse().unwrap()] {
@@ -1502,6 +1579,23 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_power_of_two_has_its_general_text() {
+        for e in -1074..=1023 {
+            let v = 2f64.powi(e);
+            assert_eq!(
+                format_f64(v),
+                format_f64_from(v, &format!("{v:e}")),
+                "2^{e}"
+            );
+            let above = v.next_up();
+            assert_eq!(
+                format_f64(above),
+                format_f64_from(above, &format!("{above:e}"))
+            );
+        }
+    }
+
     /// `with_scale` as it was written first (character by character): the oracle of the
     /// property below.
     fn with_scale_by_chars(text: &str, scale: u8) -> String {
@@ -1562,6 +1656,10 @@ mod tests {
         assert_eq!(format_f32(f32::MAX), "3.4028235e38");
         assert_eq!(format_f32(f32::MIN_POSITIVE / 8.0), "1.469368e-39");
         assert_eq!(format_f64(5e-324), "5e-324");
+        assert_eq!(few_fraction_digits(2.75), Some((275, -2)));
+        assert_eq!(format_f64(2.75), "2.75");
+        assert_eq!(format_f64(-1234.5), "-1234.5");
+        assert_eq!(format_f64(5e-8), "5e-8");
         assert_eq!(format_f64(1e21), "1e21");
         assert_eq!(format_f64(123456.0), "123456");
         assert_eq!(format_f32(0.0), "0");

@@ -205,7 +205,7 @@ fn decide_values(view: &View, table: &TableSchema, change: &StreamChange, whole:
         let index = view
             .indexes
             .iter()
-            .find(|i| i.attributes().any(|a| a == name));
+            .find(|i| i.attributes().any(|a| **a == **name));
         if let (Some(index), false) = (index, whole) {
             return Decision::Reject(format!(
                 "attribute {name} is a key attribute of index {}: it is rendered from the row, not written",

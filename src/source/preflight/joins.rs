@@ -56,7 +56,7 @@ pub(super) async fn check_joins(
 /// Attributes a join adds that are also columns of the root (implicit attributes).
 fn check_collisions(view: &View, join: &Join, root: &Columns, found: &mut Vec<(String, String)>) {
     let added: Vec<&str> = match &join.kind {
-        JoinKind::Lookup { attributes } => attributes.iter().map(|a| a.name.as_str()).collect(),
+        JoinKind::Lookup { attributes } => attributes.iter().map(|a| &*a.name).collect(),
         JoinKind::Embed { attribute, .. } | JoinKind::Aggregate { attribute, .. } => {
             vec![attribute.as_str()]
         }
