@@ -24,6 +24,7 @@ CREATE TABLE types (
   t_set SET('a','b','c'), t_binary BINARY(4), t_varbinary VARBINARY(8), t_blob BLOB, t_bit BIT(10),
   t_date DATE, t_datetime DATETIME, t_datetime3 DATETIME(3), t_datetime6 DATETIME(6),
   t_timestamp TIMESTAMP(3) NULL, t_timestamp0 TIMESTAMP NULL, t_time TIME, t_time2 TIME(3), t_year YEAR,
+  t_time_c TIME(2), t_time_d TIME(1),
   t_json JSON, t_latin1 VARCHAR(10) CHARACTER SET latin1,
   t_virtual INT AS (t_int * 2) VIRTUAL
 )";
@@ -33,23 +34,25 @@ SET time_zone = '+00:00';
 SET sql_mode = '';
 INSERT INTO types (id, t_tiny, t_tiny_u, t_small, t_small_u, t_med, t_med_u, t_int, t_int_u, t_big, t_big_u,
   t_dec, t_dec0, t_float, t_double, t_char, t_varchar, t_text, t_enum, t_set, t_binary, t_varbinary, t_blob, t_bit,
-  t_date, t_datetime, t_datetime3, t_datetime6, t_timestamp, t_timestamp0, t_time, t_time2, t_year, t_json, t_latin1)
+  t_date, t_datetime, t_datetime3, t_datetime6, t_timestamp, t_timestamp0, t_time, t_time2, t_year, t_json, t_latin1,
+  t_time_c, t_time_d)
 VALUES
  (1, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807, 18446744073709551615,
   123456.5, 99999, 3.14, 0.1, 'ab', 'héllo wörld', 'text', 'medium', 'a,c', X'01', X'DEADBEEF', X'000102', b'1010101010',
   '2024-02-29', '2024-02-29 13:14:15', '2024-02-29 13:14:15.123', '2024-02-29 13:14:15.123456',
   '2024-02-29 13:14:15.123', '2024-02-29 13:14:15', '838:59:59', '-01:02:03.5', 2024,
-  '{\"a\": [1, 2.5, \"x\", true, null], \"b\": {\"c\": -7}, \"big\": 12345678901234567890}', 'café'),
+  '{\"a\": [1, 2.5, \"x\", true, null], \"b\": {\"c\": -7}, \"big\": 12345678901234567890}', 'café',
+  '-01:02:03.45', '-600:30:00.5'),
  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
  (3, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0,
   -0.000001, -99999, -1.5e-10, -1.5e100, '', '', '', '', '', X'00000000', X'', X'', b'0',
   '1000-01-01', '1000-01-01 00:00:00', '9999-12-31 23:59:59.999', '1970-01-01 00:00:00.000001',
   '1970-01-01 00:00:01.000', '2038-01-19 03:14:07', '-838:59:59', '00:00:00', 1901,
-  'null', ''),
+  'null', '', '-00:00:00.01', '-624:59:59.9'),
  (4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'x', 'y', 'z', 'large', 'b', X'61620000', X'00', X'00', b'1111111111',
   '0000-00-00', '0000-00-00 00:00:00', '2000-01-01 00:00:00', '2000-01-01 00:00:00', NULL, NULL, '12:00:00', '23:59:59.99', 0,
-  '[]', NULL);
+  '[]', NULL, '838:59:59.99', '-00:00:01.0');
 INSERT INTO types (id, t_int, t_double) VALUES (5, 5, 1.7976931348623157e300);
 ";
 
