@@ -1,7 +1,9 @@
 //! Server settings that change what the binlog holds, against the real MariaDB: a binlog event
 //! larger than the session's `max_allowed_packet`, an INCIDENT event (the server lost events),
-//! and compressed events (`log_bin_compress`). Alone in its own binary, one test: the settings
-//! are the server's, global, and would change what the other tests' binlogs hold.
+//! compressed events (`log_bin_compress`), and temporal columns in MariaDB 5.3's format
+//! (`mysql56_temporal_format=OFF`). In their own binary: the settings are the server's, global,
+//! and would change what the other tests' binlogs and tables hold (the two tests here change
+//! them only while no table of the other is made).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -141,4 +143,56 @@ async fn large_lost_and_compressed_binlog_events_are_read_or_halt_their_views() 
     .await;
 
     assert!(daemon.terminate().success());
+}
+
+/// A table made while `mysql56_temporal_format` was OFF keeps MariaDB 5.3's TIME, DATETIME and
+/// TIMESTAMP format, whose binlog values rowcast does not read right. On the code before, its
+/// view was accepted (`check --connect` exited 0), and a view of all its columns wrote a
+/// DATETIME(3) `2024-01-02 03:04:05.678` as `16712-19-95T31:77:60` (tried once by hand). Now
+/// every view of it is refused, also one that reads none of those columns, at start too; the
+/// table rebuilt in the current format is accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_with_temporal_columns_in_the_old_format_is_refused() {
+    let env = Env::new("oldtemporal").await;
+    let table = env.table("views");
+    let mut admin = env.admin.get_conn().await.unwrap();
+    admin.query_drop(format!("USE {}", env.db)).await.unwrap();
+    admin
+        .query_drop("SET GLOBAL mysql56_temporal_format = OFF")
+        .await
+        .unwrap();
+    let made = admin
+        .query_drop("CREATE TABLE shifts (id INT PRIMARY KEY, n INT NOT NULL, started DATETIME(3) NULL, took TIME(2) NULL, note VARCHAR(20) NULL)")
+        .await;
+    admin
+        .query_drop("SET GLOBAL mysql56_temporal_format = ON")
+        .await
+        .unwrap();
+    made.unwrap();
+    env.sql("CREATE TABLE plain (id INT PRIMARY KEY, n INT NOT NULL, started DATETIME(3) NULL)")
+        .await;
+    view(&env, "shifts", &table, "S");
+    view(&env, "plain", &table, "P");
+    let config = env.write_config("").to_str().unwrap().to_string();
+    env.create_tables();
+    let check = || env.rowcast(&["check", "--connect", "--config", &config]);
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("shifts.toml")
+            && err.contains("columns started, took of")
+            && err.contains("MariaDB 5.3"),
+        "{err}"
+    );
+    assert!(!err.contains("plain.toml"), "{err}");
+    let mut daemon = env.spawn();
+    assert_eq!(daemon.exited(Duration::from_secs(60)).await.code(), Some(3));
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(log.contains("columns started, took of"), "{log}");
+
+    admin.query_drop("ALTER TABLE shifts FORCE").await.unwrap();
+    let out = check();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }

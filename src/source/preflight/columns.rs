@@ -15,6 +15,10 @@ pub(super) type Columns = HashMap<String, ColumnInfo>;
 #[derive(Debug)]
 pub(super) struct ColumnInfo {
     pub(super) data_type: String,
+    /// A TIME, DATETIME or TIMESTAMP stored in MariaDB 5.3's format (its `COLUMN_TYPE` says
+    /// `/* mariadb-5.3 */`: a table made with `mysql56_temporal_format=OFF`, or by MariaDB 10.0
+    /// or earlier and never rebuilt).
+    pub(super) old_temporal: bool,
 }
 
 pub(super) async fn load_columns(
@@ -25,20 +29,21 @@ pub(super) async fn load_columns(
     if cache.contains_key(table) {
         return Ok(());
     }
-    let rows: Vec<(String, String)> = conn
+    let rows: Vec<(String, String, String)> = conn
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (&table.database, &table.table),
         )
         .await
         .map_err(SourceError::Query)?;
     let columns = rows
         .into_iter()
-        .map(|(name, data_type)| {
+        .map(|(name, data_type, column_type)| {
             (
                 name,
                 ColumnInfo {
                     data_type: data_type.to_ascii_lowercase(),
+                    old_temporal: column_type.contains("mariadb-5.3"),
                 },
             )
         })
