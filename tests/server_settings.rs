@@ -173,6 +173,11 @@ async fn a_table_with_temporal_columns_in_the_old_format_is_refused() {
         .await;
     view(&env, "shifts", &table, "S");
     view(&env, "plain", &table, "P");
+    // A view of the plain table that looks shifts up: its changes are read from the binlog too.
+    env.write_view(
+        "looked.toml",
+        &format!("name = \"looked\"\ntable = \"{table}\"\nsource = \"{{DB}}.plain\"\n[key]\npk = \"L#{{id}}\"\n[attributes]\nn = \"n\"\n[[lookup]]\nfrom = \"{{DB}}.shifts\"\non = {{ id = \"id\" }}\nattributes = {{ shift_note = \"note\" }}\n"),
+    );
     let config = env.write_config("").to_str().unwrap().to_string();
     env.create_tables();
     let check = || env.rowcast(&["check", "--connect", "--config", &config]);
@@ -186,6 +191,10 @@ async fn a_table_with_temporal_columns_in_the_old_format_is_refused() {
         "{err}"
     );
     assert!(!err.contains("plain.toml"), "{err}");
+    assert!(
+        err.contains("looked.toml") && err.contains("lookup[0].from"),
+        "{err}"
+    );
     let mut daemon = env.spawn();
     assert_eq!(daemon.exited(Duration::from_secs(60)).await.code(), Some(3));
     let log = std::fs::read_to_string(&daemon.log).unwrap();

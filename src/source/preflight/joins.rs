@@ -36,6 +36,9 @@ pub(super) async fn check_joins(
             found.push((format!("{}.from", join.field), message));
             continue;
         }
+        if let Some(message) = super::types::old_temporal_columns(&join.from, from) {
+            found.push((format!("{}.from", join.field), message));
+        }
         check_on(view, join, root, from, found);
         check_columns(join, from, found);
         if matches!(join.kind, JoinKind::Lookup { .. }) {

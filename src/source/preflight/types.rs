@@ -54,7 +54,10 @@ pub(super) fn unsupported_types(view: &View, columns: &Columns) -> Found {
                 .map(|s| (format!("attributes.{}", s.name), s.column.to_string())),
         ),
     }
-    let mut found: Found = old_temporal_columns(view, columns);
+    let mut found: Found = old_temporal_columns(&view.source, columns)
+        .map(|message| ("source".to_string(), message))
+        .into_iter()
+        .collect();
     for (field, column) in read {
         let Some(info) = columns.get(&column) else {
             continue;
@@ -69,31 +72,30 @@ pub(super) fn unsupported_types(view: &View, columns: &Columns) -> Found {
     found
 }
 
-/// The columns of the view's root table stored in MariaDB 5.3's temporal format, whichever
-/// the view reads: mysql_common does not read their binlog values right, and nothing would
+/// The columns of a table a view reads (its root, or a join's) stored in MariaDB 5.3's
+/// temporal format, whichever the view reads: mysql_common does not read their binlog values right, and nothing would
 /// tell (tried: a DATETIME(3) `2024-01-02 03:04:05.678` read as `16712-19-95T31:77:60`, a
 /// TIME(2) and a negative TIME wrong, a DATETIME right). Every view of the table is refused,
 /// not only those reading such a column: not every such type was tried, and a length misread
 /// would misread the rest of the row.
-fn old_temporal_columns(view: &View, columns: &Columns) -> Found {
+pub(super) fn old_temporal_columns(table: &TableRef, columns: &Columns) -> Option<String> {
     let mut old: Vec<&str> = columns
         .iter()
         .filter(|(_, info)| info.old_temporal)
         .map(|(name, _)| name.as_str())
         .collect();
     if old.is_empty() {
-        return Vec::new();
+        return None;
     }
     old.sort_unstable();
-    let message = format!(
+    Some(format!(
         "{} {} of {} {} in MariaDB 5.3's temporal format, whose binlog values rowcast does not read right (and a row with one may be read wrongly whole): rebuild the table in the current format (ALTER TABLE {} FORCE, with mysql56_temporal_format=ON, the default)",
         if old.len() == 1 { "column" } else { "columns" },
         old.join(", "),
-        view.source,
+        table,
         if old.len() == 1 { "is" } else { "are" },
-        view.source,
-    );
-    vec![("source".to_string(), message)]
+        table,
+    ))
 }
 
 /// What the start checks of every view (the rest of `check --connect` only warns there: a view
@@ -107,7 +109,13 @@ pub async fn check_column_types(
     let mut problems = Vec::new();
     for view in views {
         load_columns(conn, &mut cache, &view.source).await?;
-        let found = unsupported_types(view, &cache[&view.source]);
+        let mut found = unsupported_types(view, &cache[&view.source]);
+        for join in &view.joins {
+            load_columns(conn, &mut cache, &join.from).await?;
+            if let Some(message) = old_temporal_columns(&join.from, &cache[&join.from]) {
+                found.push((format!("{}.from", join.field), message));
+            }
+        }
         problems.extend(found.into_iter().map(|(field, message)| Problem {
             file: view.file.clone(),
             field,
