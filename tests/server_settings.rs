@@ -169,7 +169,8 @@ async fn a_table_with_temporal_columns_in_the_old_format_is_refused() {
         .await
         .unwrap();
     made.unwrap();
-    env.sql("CREATE TABLE plain (id INT PRIMARY KEY, n INT NOT NULL, started DATETIME(3) NULL)")
+    // An ENUM label that reads like the format's comment is not one (found by a review).
+    env.sql("CREATE TABLE plain (id INT PRIMARY KEY, n INT NOT NULL, started DATETIME(3) NULL, kind ENUM('a /* mariadb-5.3 */', 'b') NULL)")
         .await;
     view(&env, "shifts", &table, "S");
     view(&env, "plain", &table, "P");

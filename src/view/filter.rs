@@ -17,12 +17,20 @@ pub enum Literal {
 }
 
 /// A number literal, read once as each kind of cell compares with it (not again for every row).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Number {
     pub text: String,
     float: Option<f64>,
     whole: Option<i128>,
     decimal: Option<DecimalNumber>,
+}
+
+/// Its text, as the literal printed when it was one (a view's definition fingerprint hashes the
+/// printed filter: another form would backfill every such view on upgrade).
+impl std::fmt::Debug for Number {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.text, f)
+    }
 }
 
 impl Number {

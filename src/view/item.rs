@@ -12,7 +12,7 @@ use super::value::Attr;
 /// An attribute name, shared with the view's spec.
 pub type Name = Arc<str>;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Item {
     /// Sorted by name; every name once.
     entries: Vec<(Name, Attr)>,
@@ -135,6 +135,13 @@ impl<K: Into<Name>> Extend<(K, Attr)> for Item {
         for (name, attr) in entries {
             self.insert(name, attr);
         }
+    }
+}
+
+/// As a map prints (`{"pk": S("A#1"), …}`).
+impl std::fmt::Debug for Item {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 

@@ -29,7 +29,8 @@ pub(super) async fn load_columns(
     if cache.contains_key(table) {
         return Ok(());
     }
-    let rows: Vec<(String, String, String)> = conn
+    // COLUMN_TYPE as bytes: an ENUM's labels are in it, whatever their charset.
+    let rows: Vec<(String, String, Vec<u8>)> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (&table.database, &table.table),
@@ -43,7 +44,10 @@ pub(super) async fn load_columns(
                 name,
                 ColumnInfo {
                     data_type: data_type.to_ascii_lowercase(),
-                    old_temporal: column_type.contains("mariadb-5.3"),
+                    old_temporal: matches!(
+                        data_type.to_ascii_lowercase().as_str(),
+                        "time" | "datetime" | "timestamp"
+                    ) && column_type.ends_with(b"/* mariadb-5.3 */"),
                 },
             )
         })
