@@ -11,7 +11,7 @@ use common::Env;
 #[tokio::test(flavor = "multi_thread")]
 async fn an_export_refuses_while_an_xa_transaction_is_prepared() {
     use mysql_async::prelude::Queryable;
-    let env = Env::new("exportxa").await;
+    let env = Env::alone("exportxa").await;
     env.notes_view().await;
     env.write_config("");
     let mut xa = env.admin.get_conn().await.unwrap();

@@ -177,7 +177,11 @@ const NOTES_V1: &str = "name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.not
 
 /// A notes table of `rows` rows and the notes view (`NOTES_V1`) over it, tables created.
 async fn notes(name: &str, rows: u32, config: &str) -> (Env, String) {
-    let env = Env::new(name).await;
+    notes_in(Env::new(name).await, rows, config).await
+}
+
+/// [`notes`] in `env` (one made by [`Env::alone`] for a test that prepares XA transactions).
+async fn notes_in(env: Env, rows: u32, config: &str) -> (Env, String) {
     let table = env.table("notes");
     env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, hidden TINYINT NOT NULL DEFAULT 0)")
         .await;
@@ -396,8 +400,8 @@ async fn continuous_verification_finds_and_repairs_damage() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_incomplete_pass_does_not_clear_the_differences_found() {
     use mysql_async::prelude::Queryable;
-    let (env, table) = notes(
-        "verifygauge",
+    let (env, table) = notes_in(
+        Env::alone("verifygauge").await,
         30,
         "[verify]\ninterval_s = 1\nrepair = false\nmax_items_per_second = 0\n",
     )

@@ -125,6 +125,10 @@ struct Cursor {
     replay_end: Option<Position>,
     /// Prepared XA transactions not decided yet, by XID: where a restart must read them again.
     holds: BTreeMap<String, Restart>,
+    /// While a snapshot read is announced and not merged yet: the XA transactions decided
+    /// meanwhile. A pass's first chunk lists those prepared before it (`xa_pending`), but one
+    /// of them decided before the read's position is in the snapshot already.
+    decided_in_read: Option<Vec<String>>,
 }
 
 impl Cursor {
@@ -159,6 +163,7 @@ impl Merge {
             merged_rows: 0,
             replay_end: start.replay_end,
             holds: BTreeMap::new(),
+            decided_in_read: None,
         };
         let mut hold: Option<Hold> = None;
         // The gauge's handle, looked up once: this loop turns for every event.
@@ -191,6 +196,9 @@ impl Merge {
                 _ = sleep_until(due), if due.is_some() => continue,
             }
             hold = self.merge_if_reached(hold, &mut cursor).await?;
+            if hold.is_none() {
+                cursor.decided_in_read = None;
+            }
             depth.set(self.source.len() as i64);
         }
     }
@@ -206,10 +214,13 @@ impl Merge {
             return Ok(None);
         }
         match (event, hold) {
-            (SnapshotEvent::Begin, _) => Ok(Some(Hold::Begun {
-                after: cursor.resume.clone(),
-                inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
-            })),
+            (SnapshotEvent::Begin, _) => {
+                cursor.decided_in_read = Some(Vec::new());
+                Ok(Some(Hold::Begun {
+                    after: cursor.resume.clone(),
+                    inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
+                }))
+            }
             (SnapshotEvent::Read(read), Some(Hold::Begun { after, inside })) => {
                 // The snapshot missed a commit the stream already passed (written to the
                 // binlog before it was visible): its rows would undo it. So it does when the
@@ -330,8 +341,10 @@ impl Merge {
             }
             SourceEvent::Release(key) => {
                 cursor.holds.remove(&key);
+                Self::forget_xa(&key, cursor);
                 Ok(())
             }
+            SourceEvent::XaUnread(xid) => self.xa_unread(&xid, cursor).await,
             SourceEvent::Ddl => {
                 self.tables.clear();
                 self.ddl.fetch_add(1, Ordering::Relaxed);
@@ -402,6 +415,38 @@ impl Merge {
         cursor.resetting.insert(view.to_string());
         self.tell_worker(WorkerMsg::Backfill(view.to_string()))
             .await
+    }
+
+    /// An XA transaction whose PREPARE the reader never read commits: each view whose backfill
+    /// began while it was prepared has none of its rows (its snapshots did not see them, and
+    /// the stream cannot bring them), so it is backfilled again from the next barrier on, and
+    /// then its items no row makes are removed (the transaction may have deleted rows).
+    async fn xa_unread(&mut self, xid: &str, cursor: &mut Cursor) -> Result<(), MergeError> {
+        let missed: Vec<String> = (cursor.backfill.iter())
+            .filter(|(_, progress)| progress.xa_pending.iter().any(|p| p == xid))
+            .map(|(view, _)| view.clone())
+            .filter(|view| self.views.iter().any(|v| v.name == *view))
+            .collect();
+        for view in missed {
+            warn!(view = %view, xid = %xid, "an XA transaction prepared before this view's backfill began, and before where rowcast reads the binlog from, committed: the view is backfilled again, then its items no row makes are removed");
+            self.restart_pass(&view, true, cursor).await?;
+        }
+        Self::forget_xa(xid, cursor);
+        Ok(())
+    }
+
+    /// An XA transaction is decided: no pass waits for it any more.
+    fn forget_xa(xid: &str, cursor: &mut Cursor) {
+        if let Some(decided) = cursor.decided_in_read.as_mut() {
+            decided.push(xid.to_string());
+        }
+        let waits = |p: &Progress| p.xa_pending.iter().any(|x| x == xid);
+        if !cursor.backfill.values().any(waits) {
+            return;
+        }
+        for progress in Arc::make_mut(&mut cursor.backfill).values_mut() {
+            progress.xa_pending.retain(|x| x != xid);
+        }
     }
 
     /// Whether `view`'s current backfill pass began after the transaction being read (a DDL read
@@ -642,12 +687,27 @@ impl Merge {
             } else {
                 backfill.get(view).and_then(|p| p.from_version)
             };
+            // The XA transactions prepared before the pass, from its first chunk (less those
+            // decided before its position); later, what is left of them.
+            let xa_pending = if first {
+                let decided = cursor.decided_in_read.as_deref().unwrap_or_default();
+                (progress.xa_pending.iter())
+                    .filter(|xid| !decided.contains(xid))
+                    .cloned()
+                    .collect()
+            } else {
+                backfill
+                    .get(view)
+                    .map(|p| p.xa_pending.clone())
+                    .unwrap_or_default()
+            };
             backfill.insert(
                 view.clone(),
                 Progress {
                     since,
                     cleanup,
                     from_version,
+                    xa_pending,
                     ..progress.clone()
                 },
             );

@@ -72,6 +72,13 @@ pub struct Progress {
     /// cleanup removes). For a lazy view after a TRUNCATE, the TRUNCATE's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_version: Option<u128>,
+    /// XA transactions prepared and not decided when the pass began (`XA RECOVER`, named as
+    /// the binlog names them): their rows are in none of its snapshots. When one of them
+    /// commits and the reader never read its PREPARE (it lies before where the reader started:
+    /// a first start, or a reload or restart that added the view), its rows reach no item, so
+    /// the view is backfilled again (`merge`). Decided and read, it is forgotten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xa_pending: Vec<String>,
 }
 
 impl Progress {

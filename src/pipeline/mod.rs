@@ -37,6 +37,11 @@ pub enum SourceEvent {
         restart: Restart,
     },
     Release(String),
+    /// The XA COMMIT of a transaction whose PREPARE the reader never read (it lies before where
+    /// the reader started): its rows cannot be read. The views whose backfill began while it
+    /// was prepared (their `xa_pending`) are backfilled again; the others never had it to miss
+    /// (see `source/reader/xa.rs`).
+    XaUnread(String),
     /// A watched table was emptied by TRUNCATE (no row events): the views that read it are
     /// backfilled again from here, and the items no row makes any more removed after that.
     Truncated(crate::view::TableRef),

@@ -27,6 +27,9 @@ struct Group {
     started: bool,
     estimated: u64,
     done_rows: u64,
+    /// XA transactions prepared when the pass began (`XA RECOVER` before its first chunk; see
+    /// [`Progress::xa_pending`]). The merge stage takes them from the pass's first chunk only.
+    xa_pending: Vec<String>,
 }
 
 pub struct Driver {
@@ -121,6 +124,7 @@ impl Driver {
                     started: false,
                     estimated: 0,
                     done_rows: progress.rows,
+                    xa_pending: Vec::new(),
                 }),
             }
         }
@@ -168,6 +172,7 @@ impl Driver {
                 started: false,
                 estimated: 0,
                 done_rows: 0,
+                xa_pending: Vec::new(),
             }),
         }
         info!(view = %view.name, "backfill requested");
@@ -256,6 +261,9 @@ impl Driver {
                 }
                 return Ok(NextRead::Skipped(views));
             }
+            if group.after.is_none() {
+                group.xa_pending = prepared_before_pass(&mut conn, &group.table).await;
+            }
             info!(table = %group.table, views = ?group.views, estimated_rows = group.estimated, "backfill starts");
             for view in &group.views {
                 metrics()
@@ -296,6 +304,7 @@ impl Driver {
                     .as_ref()
                     .map(|k| k.iter().map(KeyValue::from_value).collect()),
                 rows: done_rows,
+                xa_pending: group.xa_pending.clone(),
                 ..previous.restarted()
             };
             state.insert(view.clone(), progress);
@@ -338,6 +347,7 @@ impl Driver {
                         .as_ref()
                         .map(|k| k.iter().map(KeyValue::from_value).collect()),
                     rows: group.done_rows,
+                    xa_pending: group.xa_pending.clone(),
                     ..previous.restarted()
                 },
             );
@@ -371,6 +381,17 @@ impl Driver {
             );
         }
     }
+}
+
+/// The XA transactions prepared before a pass's first snapshot: their rows are in none of its
+/// snapshots (one prepared later is read by the reader, which started before it). A pass
+/// resumed after a restart needs none: it was begun in a pipeline that had its views, which held
+/// the checkpoint at the PREPARE of any XA transaction of its tables, so the reader knows those.
+async fn prepared_before_pass(conn: &mut mysql_async::Conn, table: &TableRef) -> Vec<String> {
+    crate::sql::prepared_xids(conn).await.unwrap_or_else(|error| {
+        warn!(table = %table, error = %crate::error::chain(&error), "cannot list prepared XA transactions (XA RECOVER): one prepared before this backfill and committed after it, if rowcast never read its PREPARE, would be missing from the views until `rowcast verify --repair`");
+        Vec::new()
+    })
 }
 
 /// What a backfill read found.

@@ -58,6 +58,59 @@ pub struct Env {
     pub port: u16,
     /// The API listener (`/v1/...`).
     pub api_port: u16,
+    /// This test's turn on the servers (see [`Env::alone`]).
+    pub turn: Turn,
+}
+
+/// The tests of one binary run at once on the same servers, each in a database and tables of
+/// its own. A prepared XA transaction is the exception: it is the server's, and every daemon
+/// sees it — one started while it is prepared backfills its views again when it commits (its
+/// backfill could not see the rows, and `XA RECOVER` does not say which tables it changed). A
+/// test that prepares one therefore runs alone ([`Env::alone`]): it waits until no other test
+/// of its binary has an environment, and no other starts until it ends. Binaries run one after
+/// the other.
+struct Sharing {
+    active: usize,
+    alone: bool,
+}
+
+static SHARING: std::sync::Mutex<Sharing> = std::sync::Mutex::new(Sharing {
+    active: 0,
+    alone: false,
+});
+
+pub struct Turn {
+    alone: bool,
+}
+
+impl Turn {
+    async fn take(alone: bool) -> Turn {
+        loop {
+            {
+                let mut sharing = SHARING.lock().unwrap_or_else(|e| e.into_inner());
+                if !sharing.alone && (!alone || sharing.active == 0) {
+                    if alone {
+                        sharing.alone = true;
+                    } else {
+                        sharing.active += 1;
+                    }
+                    return Turn { alone };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut sharing = SHARING.lock().unwrap_or_else(|e| e.into_inner());
+        if self.alone {
+            sharing.alone = false;
+        } else {
+            sharing.active -= 1;
+        }
+    }
 }
 
 impl Env {
@@ -66,7 +119,18 @@ impl Env {
         Self::with_dynamodb(name, &dynamodb_url()).await
     }
 
+    /// [`Env::new`] for a test that prepares XA transactions: it runs alone (see [`Sharing`]).
+    pub async fn alone(name: &str) -> Env {
+        let turn = Turn::take(true).await;
+        Self::made(name, &dynamodb_url(), turn).await
+    }
+
     pub async fn with_dynamodb(name: &str, ddb_url: &str) -> Env {
+        let turn = Turn::take(false).await;
+        Self::made(name, ddb_url, turn).await
+    }
+
+    async fn made(name: &str, ddb_url: &str, turn: Turn) -> Env {
         let db = format!("rc_{name}");
         let admin = Pool::new(mysql_admin_url().as_str());
         let mut conn = admin
@@ -104,6 +168,7 @@ impl Env {
             server_id,
             port: ports.0,
             api_port: ports.1,
+            turn,
         }
     }
 

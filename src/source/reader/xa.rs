@@ -13,9 +13,14 @@
 //!
 //! Only a prepared transaction that changes watched tables holds the checkpoint
 //! (`rowcast_xa_prepared` counts them); one never decided holds it until it is. An XA COMMIT of a
-//! transaction prepared before the position rowcast read from (a first start while it was
-//! prepared, or an unwatched one prepared before a restart point) cannot be read: it is logged
-//! and counted.
+//! transaction prepared before the position rowcast read from cannot be read: it is logged and
+//! counted. Its rows reach a view through the view's backfill only: a pass lists the prepared
+//! transactions before its first snapshot (`XA RECOVER`, the progress's `xa_pending`), and a
+//! view whose pass began while this one was prepared is backfilled again after its commit
+//! (`SourceEvent::XaUnread`). That is a first start while it was prepared, or a reload or
+//! restart that added a view of tables no view read before (an XA transaction of those tables
+//! did not hold the checkpoint); a view that was there already holds the checkpoint at the
+//! PREPARE of any XA transaction of its tables, so that its PREPARE is read.
 
 use std::sync::Arc;
 
@@ -171,7 +176,9 @@ impl Source {
                     .unreadable_changes
                     .with_label_values(&["unknown", "xa_prepared_before_start"])
                     .inc();
-                warn!(xid = %xid, "XA COMMIT of a transaction prepared before the position rowcast read from: its changes are not read (if it changed watched tables and was prepared before rowcast's first start, snapshot those views)");
+                warn!(xid = %xid, "XA COMMIT of a transaction prepared before the position rowcast read from: its changes cannot be read; the views whose backfill began while it was prepared are backfilled again");
+                // Before the commit's barrier: the passes begun again are in it.
+                self.send(SourceEvent::XaUnread(xid.clone())).await?;
             }
         }
         self.commit(reading, cursor, event).await?;
