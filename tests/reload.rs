@@ -315,33 +315,40 @@ async fn an_xa_transaction_prepared_before_a_reload_reaches_the_view_it_adds() {
     )
     .await
     .unwrap();
-    // Commits after the prepare, written and checkpointed (interval 200 ms) before the reload.
-    env.sql("UPDATE items SET v = 5 WHERE id = 1").await;
-    env.converge(
-        &table,
-        expected(&env, &[("A", None)]).await,
-        Duration::from_secs(60),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-
-    env.write_view(
-        "o.toml",
-        &format!("name = \"o\"\ntable = \"{table}\"\nsource = \"{{DB}}.other\"\n[key]\npk = \"O#{{id}}\"\n[attributes]\nv = \"v\"\n"),
-    );
-    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
-    assert_eq!(status, 202, "{body}");
     let others = |rows: &[(i64, i64)]| -> Vec<Value> {
         rows.iter()
             .map(|(id, v)| json!({"pk": format!("O#{id}"), "v": v}))
             .collect()
     };
-    // The new view's backfill: the prepared rows are not committed yet.
-    let mut want = expected(&env, &[("A", None)]).await;
-    want.extend(others(&[(1, 1), (2, 2)]));
-    env.converge(&table, want, Duration::from_secs(60)).await;
-
+    let reloaded = async {
+        // Commits after the prepare, written and checkpointed (interval 200 ms) before the
+        // reload.
+        env.sql("UPDATE items SET v = 5 WHERE id = 1").await;
+        env.converge(
+            &table,
+            expected(&env, &[("A", None)]).await,
+            Duration::from_secs(60),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        env.write_view(
+            "o.toml",
+            &format!("name = \"o\"\ntable = \"{table}\"\nsource = \"{{DB}}.other\"\n[key]\npk = \"O#{{id}}\"\n[attributes]\nv = \"v\"\n"),
+        );
+        let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+        assert_eq!(status, 202, "{body}");
+        // The new view's backfill: the prepared rows are not committed yet.
+        let mut want = expected(&env, &[("A", None)]).await;
+        want.extend(others(&[(1, 1), (2, 2)]));
+        env.converge(&table, want, Duration::from_secs(60)).await;
+    };
+    // Decided before any assertion: a prepared transaction left behind blocks the next run.
+    let reloaded =
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(reloaded)).await;
     xa.query_drop("XA COMMIT 'late'").await.unwrap();
+    if let Err(panic) = reloaded {
+        std::panic::resume_unwind(panic);
+    }
     env.sql("UPDATE items SET v = 6 WHERE id = 2").await;
     let mut want = expected(&env, &[("A", None)]).await;
     want.extend(others(&[(1, 10), (2, 2), (3, 3)]));

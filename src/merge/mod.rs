@@ -19,7 +19,7 @@
 
 pub mod marks;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -125,11 +125,21 @@ struct Cursor {
     replay_end: Option<Position>,
     /// Prepared XA transactions not decided yet, by XID: where a restart must read them again.
     holds: BTreeMap<String, Restart>,
-    /// While a snapshot read is announced and not merged yet: the XA transactions decided
-    /// meanwhile. A pass's first chunk lists those prepared before it (`xa_pending`), but one
-    /// of them decided before the read's position is in the snapshot already.
-    decided_in_read: Option<Vec<String>>,
+    /// XA transactions of tables no view reads whose PREPARE the reader read (those of
+    /// watched tables are in `holds`): a pass need not wait for them, their XA COMMIT is read.
+    /// At most the transactions prepared on the server.
+    known_xa: BTreeSet<String>,
+    /// While a backfill chunk waits for the stream to reach its position: the XA transactions
+    /// its views list (`xa_pending`) not decided yet. A pass's first chunk keeps only those
+    /// still undecided at its position and not known to the reader (see `apply_progress`).
+    undecided_in_read: Option<Vec<String>>,
 }
+
+/// Most XA transactions a pass lists by name; more are kept as [`ANY_XA`].
+const MAX_XA_PENDING: usize = 8;
+/// A pass that waits for more than [`MAX_XA_PENDING`] XA transactions waits for any: the next
+/// XA COMMIT the reader cannot read backfills the view again.
+const ANY_XA: &str = "*";
 
 impl Cursor {
     /// The earliest of the restart points barriers must carry (join marks, XA holds).
@@ -163,7 +173,8 @@ impl Merge {
             merged_rows: 0,
             replay_end: start.replay_end,
             holds: BTreeMap::new(),
-            decided_in_read: None,
+            known_xa: BTreeSet::new(),
+            undecided_in_read: None,
         };
         let mut hold: Option<Hold> = None;
         // The gauge's handle, looked up once: this loop turns for every event.
@@ -197,7 +208,7 @@ impl Merge {
             }
             hold = self.merge_if_reached(hold, &mut cursor).await?;
             if hold.is_none() {
-                cursor.decided_in_read = None;
+                cursor.undecided_in_read = None;
             }
             depth.set(self.source.len() as i64);
         }
@@ -214,13 +225,10 @@ impl Merge {
             return Ok(None);
         }
         match (event, hold) {
-            (SnapshotEvent::Begin, _) => {
-                cursor.decided_in_read = Some(Vec::new());
-                Ok(Some(Hold::Begun {
-                    after: cursor.resume.clone(),
-                    inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
-                }))
-            }
+            (SnapshotEvent::Begin, _) => Ok(Some(Hold::Begun {
+                after: cursor.resume.clone(),
+                inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
+            })),
             (SnapshotEvent::Read(read), Some(Hold::Begun { after, inside })) => {
                 // The snapshot missed a commit the stream already passed (written to the
                 // binlog before it was visible): its rows would undo it. So it does when the
@@ -238,6 +246,16 @@ impl Merge {
                     drop(read);
                     self.tell_worker(WorkerMsg::Again).await?;
                     return Ok(None);
+                }
+                // The stream was held since the read was announced (before its `XA RECOVER`):
+                // what it decides from here to the read's position is in the snapshot.
+                if let ReadKind::Backfill { state } = &read.kind {
+                    let listed: BTreeSet<&String> = (read.views.iter())
+                        .filter_map(|view| state.get(view))
+                        .flat_map(|progress| &progress.xa_pending)
+                        .collect();
+                    cursor.undecided_in_read =
+                        (!listed.is_empty()).then(|| listed.into_iter().cloned().collect());
                 }
                 Ok(Some(Hold::Read { read }))
             }
@@ -344,6 +362,10 @@ impl Merge {
                 Self::forget_xa(&key, cursor);
                 Ok(())
             }
+            SourceEvent::XaPrepared(xid) => {
+                cursor.known_xa.insert(xid);
+                Ok(())
+            }
             SourceEvent::XaUnread(xid) => self.xa_unread(&xid, cursor).await,
             SourceEvent::Ddl => {
                 self.tables.clear();
@@ -422,10 +444,11 @@ impl Merge {
     /// the stream cannot bring them), so it is backfilled again from the next barrier on, and
     /// then its items no row makes are removed (the transaction may have deleted rows).
     async fn xa_unread(&mut self, xid: &str, cursor: &mut Cursor) -> Result<(), MergeError> {
+        // Eager views only: a lazy view has no pass (its fills are not made again).
         let missed: Vec<String> = (cursor.backfill.iter())
-            .filter(|(_, progress)| progress.xa_pending.iter().any(|p| p == xid))
+            .filter(|(_, progress)| (progress.xa_pending.iter()).any(|p| p == xid || p == ANY_XA))
             .map(|(view, _)| view.clone())
-            .filter(|view| self.views.iter().any(|v| v.name == *view))
+            .filter(|view| (self.views.iter()).any(|v| v.name == *view && v.fill != FillMode::Lazy))
             .collect();
         for view in missed {
             warn!(view = %view, xid = %xid, "an XA transaction prepared before this view's backfill began, and before where rowcast reads the binlog from, committed: the view is backfilled again, then its items no row makes are removed");
@@ -437,8 +460,9 @@ impl Merge {
 
     /// An XA transaction is decided: no pass waits for it any more.
     fn forget_xa(xid: &str, cursor: &mut Cursor) {
-        if let Some(decided) = cursor.decided_in_read.as_mut() {
-            decided.push(xid.to_string());
+        cursor.known_xa.remove(xid);
+        if let Some(undecided) = cursor.undecided_in_read.as_mut() {
+            undecided.retain(|x| x != xid);
         }
         let waits = |p: &Progress| p.xa_pending.iter().any(|x| x == xid);
         if !cursor.backfill.values().any(waits) {
@@ -690,11 +714,19 @@ impl Merge {
             // The XA transactions prepared before the pass, from its first chunk (less those
             // decided before its position); later, what is left of them.
             let xa_pending = if first {
-                let decided = cursor.decided_in_read.as_deref().unwrap_or_default();
-                (progress.xa_pending.iter())
-                    .filter(|xid| !decided.contains(xid))
+                let undecided = cursor.undecided_in_read.as_deref().unwrap_or_default();
+                let waits: Vec<String> = (progress.xa_pending.iter())
+                    .filter(|xid| undecided.contains(xid))
+                    .filter(|xid| {
+                        !cursor.holds.contains_key(*xid) && !cursor.known_xa.contains(*xid)
+                    })
                     .cloned()
-                    .collect()
+                    .collect();
+                if waits.len() > MAX_XA_PENDING {
+                    vec![ANY_XA.to_string()]
+                } else {
+                    waits
+                }
             } else {
                 backfill
                     .get(view)

@@ -37,6 +37,9 @@ pub enum SourceEvent {
         restart: Restart,
     },
     Release(String),
+    /// An XA transaction of tables no view reads was prepared (those of watched tables send
+    /// `Hold`): its XA COMMIT will be read, so a backfill pass begun now need not wait for it.
+    XaPrepared(String),
     /// The XA COMMIT of a transaction whose PREPARE the reader never read (it lies before where
     /// the reader started): its rows cannot be read. The views whose backfill began while it
     /// was prepared (their `xa_pending`) are backfilled again; the others never had it to miss

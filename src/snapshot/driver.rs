@@ -261,9 +261,6 @@ impl Driver {
                 }
                 return Ok(NextRead::Skipped(views));
             }
-            if group.after.is_none() {
-                group.xa_pending = prepared_before_pass(&mut conn, &group.table).await;
-            }
             info!(table = %group.table, views = ?group.views, estimated_rows = group.estimated, "backfill starts");
             for view in &group.views {
                 metrics()
@@ -272,6 +269,11 @@ impl Driver {
                     .set(STATE_FILLING);
             }
             group.started = true;
+        }
+        // Every attempt at a pass's first chunk lists them again (a read retried, or read again
+        // because its snapshot was older than the stream).
+        if group.after.is_none() {
+            group.xa_pending = prepared_before_pass(&mut conn, &group.table).await?;
         }
         let read = read_roots(
             &mut conn,
@@ -384,15 +386,28 @@ impl Driver {
 }
 
 /// The XA transactions prepared before a pass's first snapshot: their rows are in none of its
-/// snapshots (one prepared later is read by the reader, which started before it). A pass
-/// resumed after a restart needs none: it was begun in a pipeline that had its views, which held
-/// the checkpoint at the PREPARE of any XA transaction of its tables, so the reader knows those.
-async fn prepared_before_pass(conn: &mut mysql_async::Conn, table: &TableRef) -> Vec<String> {
-    crate::sql::prepared_xids(conn).await.unwrap_or_else(|error| {
-        warn!(table = %table, error = %crate::error::chain(&error), "cannot list prepared XA transactions (XA RECOVER): one prepared before this backfill and committed after it, if rowcast never read its PREPARE, would be missing from the views until `rowcast verify --repair`");
-        Vec::new()
-    })
+/// snapshots (one prepared later is read by the reader, which started before it; the merge
+/// stage keeps only those the reader cannot read). A pass resumed after a restart needs none:
+/// it was begun in a pipeline that had its views, which held the checkpoint at the PREPARE of
+/// any XA transaction of its tables, so the reader knows those. A failed query fails the read
+/// (retried); a server that refuses it (MySQL 8 without `XA_RECOVER_ADMIN`) is warned about.
+async fn prepared_before_pass(
+    conn: &mut mysql_async::Conn,
+    table: &TableRef,
+) -> Result<Vec<String>, SqlError> {
+    match crate::sql::prepared_xids(conn).await {
+        Err(SqlError::Query(mysql_async::Error::Server(server)))
+            if ACCESS_DENIED.contains(&server.code) =>
+        {
+            warn!(table = %table, error = %server.message, "cannot list prepared XA transactions (XA RECOVER is refused): one prepared before this backfill and committed after it, if rowcast never read its PREPARE, would be missing from the views until `rowcast verify --repair`");
+            Ok(Vec::new())
+        }
+        other => other,
+    }
 }
+
+/// ER_SPECIFIC_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_TABLEACCESS_DENIED_ERROR.
+const ACCESS_DENIED: [u16; 3] = [1227, 1044, 1142];
 
 /// What a backfill read found.
 pub enum NextRead {

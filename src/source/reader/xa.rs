@@ -139,6 +139,8 @@ impl Source {
                 restart,
             })
             .await?;
+        } else {
+            self.send(SourceEvent::XaPrepared(xid.clone())).await?;
         }
         let prepared = Prepared {
             start: txn.start.clone(),
@@ -176,7 +178,7 @@ impl Source {
                     .unreadable_changes
                     .with_label_values(&["unknown", "xa_prepared_before_start"])
                     .inc();
-                warn!(xid = %xid, "XA COMMIT of a transaction prepared before the position rowcast read from: its changes cannot be read; the views whose backfill began while it was prepared are backfilled again");
+                warn!(xid = %xid, "XA COMMIT of a transaction prepared before the position rowcast read from: its changes cannot be read; the eager views whose backfill began while it was prepared are backfilled again (a lazy view's fills are not made again)");
                 // Before the commit's barrier: the passes begun again are in it.
                 self.send(SourceEvent::XaUnread(xid.clone())).await?;
             }
