@@ -28,10 +28,11 @@ use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData};
 use tracing::warn;
 
-use super::{Cursor, Reading, RowsContext, Source};
+use super::{table_of, Cursor, Reading, RowsContext, Source};
 use crate::metrics::metrics;
 use crate::pipeline::{position_before, Position, Restart, SourceEvent};
 use crate::source::SourceError;
+use crate::view::TableRef;
 
 /// The replica id of the connection that re-reads a prepare group is `server_id` with this bit
 /// flipped.
@@ -183,7 +184,7 @@ impl Source {
                 self.send(SourceEvent::XaUnread(xid.clone())).await?;
             }
         }
-        self.commit(reading, cursor, event).await?;
+        self.end(reading, cursor, event, false).await?;
         // Released after the commit's barrier: that barrier, and anything its rows mark (join
         // refreshes, halts), still restart at the prepare.
         self.send(SourceEvent::Release(xid)).await
@@ -208,7 +209,7 @@ impl Source {
             };
             self.read_prepared(&group, event, reading, cursor).await?;
         }
-        self.commit(reading, cursor, event).await
+        self.end(reading, cursor, event, false).await
     }
 
     /// Reads the prepare group again on a second binlog connection and sends its rows as row
@@ -225,6 +226,8 @@ impl Source {
         };
         let seq = txn.seq;
         let mut index = txn.rows;
+        let mut touched: Vec<TableRef> = Vec::new();
+        let mut rolled_back = false;
         let origin = Arc::new(Position {
             gtid: txn.gtid.clone(),
             ..reading.at(u64::from(commit.header().log_pos()))
@@ -263,7 +266,20 @@ impl Source {
                     guard,
                     flags_raw: header.flags_raw(),
                 };
-                index = index.saturating_add(self.handle_rows(&stream, rows, context).await?);
+                let table = stream.get_tme(rows.table_id()).map(table_of);
+                let count = self.handle_rows(&stream, rows, context).await?;
+                index = index.saturating_add(count);
+                if let Some(table) = table.filter(|t| count > 0 && !touched.contains(t)) {
+                    touched.push(table);
+                }
+            } else if let Some(EventData::QueryEvent(query)) = &data {
+                // Rows rolled back to a savepoint are in the group when a non-transactional
+                // table changed in it (MariaDB), followed by this statement.
+                let text = query.query();
+                rolled_back |= text
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("ROLLBACK TO");
             } else if matches!(data, Some(EventData::XaPrepareLogEvent(_))) {
                 break;
             }
@@ -274,8 +290,16 @@ impl Source {
         if let Err(error) = stream.close().await {
             warn!(error = %error, "closing the connection that read a prepared XA transaction");
         }
+        // The committing transaction ends as a plain one would (`Source::end`): rolled back to
+        // a savepoint, its tables' views are read again.
         if let Some(txn) = reading.txn.as_mut() {
             txn.rows = index;
+            txn.rolled_back_to_savepoint |= rolled_back;
+            for table in touched {
+                if !txn.touched.contains(&table) {
+                    txn.touched.push(table);
+                }
+            }
         }
         Ok(())
     }
