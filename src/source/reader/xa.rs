@@ -225,9 +225,10 @@ impl Source {
             return Ok(());
         };
         let seq = txn.seq;
-        let mut index = txn.rows;
-        let mut touched: Vec<TableRef> = Vec::new();
-        let mut rolled_back = false;
+        let mut read = Reread {
+            index: txn.rows,
+            ..Reread::default()
+        };
         let origin = Arc::new(Position {
             gtid: txn.gtid.clone(),
             ..reading.at(u64::from(commit.header().log_pos()))
@@ -245,12 +246,11 @@ impl Source {
             .open_stream_as(&start, self.config.server_id ^ REREAD_ID_BIT)
             .await?;
         loop {
-            let next = tokio::time::timeout(self.config.idle_timeout, stream.next()).await;
-            let event = match next {
+            let event = match tokio::time::timeout(self.config.idle_timeout, stream.next()).await {
                 Err(_) => return Err(SourceError::Idle(self.config.idle_timeout)),
-                Ok(None) => return Err(SourceError::Ended),
-                Ok(Some(Err(error))) => return Err(SourceError::Stream(error)),
-                Ok(Some(Ok(event))) => event,
+                Ok(next) => next
+                    .ok_or(SourceError::Ended)?
+                    .map_err(SourceError::Stream)?,
             };
             if crate::util::failpoint::fails("xa.reread") {
                 return Err(SourceError::Ended);
@@ -261,25 +261,21 @@ impl Source {
             if let Some(EventData::RowsEvent(rows)) = data {
                 let context = RowsContext {
                     seq,
-                    first_index: index,
+                    first_index: read.index,
                     origin: origin.clone(),
                     guard,
                     flags_raw: header.flags_raw(),
                 };
                 let table = stream.get_tme(rows.table_id()).map(table_of);
                 let count = self.handle_rows(&stream, rows, context).await?;
-                index = index.saturating_add(count);
-                if let Some(table) = table.filter(|t| count > 0 && !touched.contains(t)) {
-                    touched.push(table);
+                read.index = read.index.saturating_add(count);
+                if let Some(table) = table.filter(|t| count > 0 && !read.touched.contains(t)) {
+                    read.touched.push(table);
                 }
             } else if let Some(EventData::QueryEvent(query)) = &data {
                 // Rows rolled back to a savepoint are in the group when a non-transactional
                 // table changed in it (MariaDB), followed by this statement.
-                let text = query.query();
-                rolled_back |= text
-                    .trim_start()
-                    .to_ascii_uppercase()
-                    .starts_with("ROLLBACK TO");
+                read.rolled_back |= rolls_back_to_savepoint(&query.query());
             } else if matches!(data, Some(EventData::XaPrepareLogEvent(_))) {
                 break;
             }
@@ -290,19 +286,45 @@ impl Source {
         if let Err(error) = stream.close().await {
             warn!(error = %error, "closing the connection that read a prepared XA transaction");
         }
-        // The committing transaction ends as a plain one would (`Source::end`): rolled back to
-        // a savepoint, its tables' views are read again.
-        if let Some(txn) = reading.txn.as_mut() {
-            txn.rows = index;
-            txn.rolled_back_to_savepoint |= rolled_back;
-            for table in touched {
-                if !txn.touched.contains(&table) {
-                    txn.touched.push(table);
-                }
-            }
-        }
+        read.into_transaction(reading);
         Ok(())
     }
+}
+
+/// What a re-read of a prepare group found.
+#[derive(Default)]
+struct Reread {
+    /// The index of the next row change of the committing transaction.
+    index: u32,
+    /// Watched tables whose rows were sent.
+    touched: Vec<TableRef>,
+    /// A `ROLLBACK TO` a savepoint was read.
+    rolled_back: bool,
+}
+
+impl Reread {
+    /// Into the committing transaction, which then ends as a plain one would (`Source::end`):
+    /// rolled back to a savepoint, its tables' views are read again.
+    fn into_transaction(self, reading: &mut Reading) {
+        let Some(txn) = reading.txn.as_mut() else {
+            return;
+        };
+        txn.rows = self.index;
+        txn.rolled_back_to_savepoint |= self.rolled_back;
+        for table in self.touched {
+            if !txn.touched.contains(&table) {
+                txn.touched.push(table);
+            }
+        }
+    }
+}
+
+/// Whether a statement rolls back to a savepoint.
+fn rolls_back_to_savepoint(statement: &str) -> bool {
+    statement
+        .trim_start()
+        .to_ascii_uppercase()
+        .starts_with("ROLLBACK TO")
 }
 
 #[cfg(test)]
