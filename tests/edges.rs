@@ -421,8 +421,19 @@ async fn xa_transactions_apply_at_commit_and_never_at_rollback() {
 /// view kept N#1 'one', N#2, and no N#20, for good.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_xa_transaction_prepared_before_the_first_start_reaches_the_view() {
+    xa_prepared_before_the_first_start("edgexafirst", false).await;
+}
+
+/// The same with rowcast killed (`kill -9`) after its backfill and started again before the
+/// XA COMMIT: the pass is done, and the checkpoint alone remembers what it waits for.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_xa_transaction_prepared_before_the_first_start_reaches_the_view_across_a_kill9() {
+    xa_prepared_before_the_first_start("edgexafirstkill", true).await;
+}
+
+async fn xa_prepared_before_the_first_start(name: &str, kill: bool) {
     use mysql_async::prelude::Queryable;
-    let (env, table) = notes_in(Env::alone("edgexafirst").await, "").await;
+    let (env, table) = notes_in(Env::alone(name).await, "").await;
     env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2'), (3, 'three', '3')")
         .await;
     let mut xa = env.admin.get_conn().await.unwrap();
@@ -435,10 +446,16 @@ async fn an_xa_transaction_prepared_before_the_first_start_reaches_the_view() {
     .await
     .unwrap();
     let started = async {
-        let daemon = env.start().await;
+        let mut daemon = env.start().await;
         let before = expected_notes(&env).await;
         assert_eq!(before.len(), 3, "{before:?}");
         env.converge(&table, before, Duration::from_secs(60)).await;
+        if kill {
+            // Checkpointed (interval 200 ms) with the pass done.
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            daemon.kill9();
+            daemon = env.start().await;
+        }
         daemon
     };
     // Decided before any assertion: a prepared transaction left behind blocks the next run.
