@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::marks::{MarkedBy, Marks};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
@@ -133,7 +133,19 @@ struct Cursor {
     /// its views list (`xa_pending`) not decided yet. A pass's first chunk keeps only those
     /// still undecided at its position and not known to the reader (see `apply_progress`).
     undecided_in_read: Option<Vec<String>>,
+    /// XA transactions whose XA COMMIT the reader could not read, the latest last (at most
+    /// [`RECENTLY_UNREAD`]). MariaDB writes the XA COMMIT of a prepared transaction to the
+    /// binlog before InnoDB commits it, so a snapshot at a later binlog position may still miss
+    /// its rows while `XA RECOVER` lists it: a backfill read that lists one of these is read
+    /// again, and so is one that lists a transaction committed so before its position.
+    recently_unread: std::collections::VecDeque<String>,
+    /// An XA COMMIT the reader could not read came while the backfill read under way listed
+    /// its transaction: the read is read again rather than merged.
+    unread_in_read: bool,
 }
+
+/// How many of the latest unread XA COMMITs are remembered (see `Cursor::recently_unread`).
+const RECENTLY_UNREAD: usize = 64;
 
 /// Most XA transactions a pass lists by name; more are kept as [`ANY_XA`].
 const MAX_XA_PENDING: usize = 8;
@@ -175,6 +187,8 @@ impl Merge {
             holds: BTreeMap::new(),
             known_xa: BTreeSet::new(),
             undecided_in_read: None,
+            recently_unread: std::collections::VecDeque::new(),
+            unread_in_read: false,
         };
         let mut hold: Option<Hold> = None;
         // The gauge's handle, looked up once: this loop turns for every event.
@@ -247,13 +261,26 @@ impl Merge {
                     self.tell_worker(WorkerMsg::Again).await?;
                     return Ok(None);
                 }
-                // The stream was held since the read was announced (before its `XA RECOVER`):
-                // what it decides from here to the read's position is in the snapshot.
+                // The stream is held from the read's announcement, which the worker sent before
+                // its `XA RECOVER`; what was decided since, before the read's position, is in
+                // the snapshot (an unread commit excepted: `Cursor::recently_unread`). One
+                // decided between the query and the announcement stays listed: at worst a pass
+                // waits for an XID that is never read unknown again.
                 if let ReadKind::Backfill { state } = &read.kind {
                     let listed: BTreeSet<&String> = (read.views.iter())
                         .filter_map(|view| state.get(view))
                         .flat_map(|progress| &progress.xa_pending)
                         .collect();
+                    if listed
+                        .iter()
+                        .any(|xid| cursor.recently_unread.contains(*xid))
+                    {
+                        debug!("a backfill read lists an XA transaction already committed (not yet in InnoDB when listed): reading it again");
+                        drop(read);
+                        self.tell_worker(WorkerMsg::Again).await?;
+                        return Ok(None);
+                    }
+                    cursor.unread_in_read = false;
                     cursor.undecided_in_read =
                         (!listed.is_empty()).then(|| listed.into_iter().cloned().collect());
                 }
@@ -354,6 +381,7 @@ impl Merge {
                     seq: restart.seq.min(cursor.seq),
                     position: cursor.resume.clone(),
                 };
+                cursor.recently_unread.retain(|x| *x != key);
                 cursor.holds.insert(key, restart);
                 Ok(())
             }
@@ -363,6 +391,8 @@ impl Merge {
                 Ok(())
             }
             SourceEvent::XaPrepared(xid) => {
+                // An XID used again: this one's commit is read.
+                cursor.recently_unread.retain(|x| *x != xid);
                 cursor.known_xa.insert(xid);
                 Ok(())
             }
@@ -444,6 +474,15 @@ impl Merge {
     /// the stream cannot bring them), so it is backfilled again from the next barrier on, and
     /// then its items no row makes are removed (the transaction may have deleted rows).
     async fn xa_unread(&mut self, xid: &str, cursor: &mut Cursor) -> Result<(), MergeError> {
+        if (cursor.undecided_in_read.as_deref())
+            .is_some_and(|listed| listed.iter().any(|x| x == xid))
+        {
+            cursor.unread_in_read = true;
+        }
+        cursor.recently_unread.push_back(xid.to_string());
+        if cursor.recently_unread.len() > RECENTLY_UNREAD {
+            cursor.recently_unread.pop_front();
+        }
         // Eager views only: a lazy view has no pass (its fills are not made again).
         let missed: Vec<String> = (cursor.backfill.iter())
             .filter(|(_, progress)| (progress.xa_pending.iter()).any(|p| p == xid || p == ANY_XA))
@@ -586,6 +625,15 @@ impl Merge {
             }
             other => return Ok(other),
         };
+        if cursor.unread_in_read && matches!(read.kind, ReadKind::Backfill { .. }) {
+            // One of the XA transactions it listed committed before its position, unread: the
+            // snapshot may or may not have its rows (see `Cursor::recently_unread`).
+            debug!("an XA transaction a backfill read listed committed before its position: reading it again");
+            cursor.unread_in_read = false;
+            drop(read);
+            self.tell_worker(WorkerMsg::Again).await?;
+            return Ok(None);
+        }
         crate::util::failpoint::hit("merge.before_merge");
         self.merge(read, cursor).await?;
         self.tell_worker(WorkerMsg::Merged).await?;
