@@ -123,6 +123,12 @@ impl Source {
         reading: &mut Reading,
         cursor: &mut Cursor,
     ) -> Result<(), SourceError> {
+        // Its body starts with `one_phase`: MySQL logs `XA COMMIT … ONE PHASE` as this event
+        // with the flag set (MariaDB as a plain transaction; its flag is 0, seen in
+        // `mariadb-binlog --hexdump`). That is a commit, not a prepare.
+        if event.data().first() == Some(&1) {
+            return self.xa_one_phase(event, reading, cursor).await;
+        }
         let Some(txn) = reading.txn.as_mut() else {
             return Ok(());
         };
@@ -191,7 +197,8 @@ impl Source {
     }
 
     /// XA COMMIT … ONE PHASE: MariaDB logs it as a plain transaction; MySQL as XA START, the
-    /// rows, XA END and this statement, in one group whose rows were held back: read them again.
+    /// rows, XA END and an XA_prepare event with its `one_phase` flag (or this statement), in one
+    /// group whose rows were held back: read them again.
     async fn xa_one_phase(
         &mut self,
         event: &Event,
