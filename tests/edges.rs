@@ -89,6 +89,67 @@ async fn a_huge_bad_value_is_a_short_dead_letter_and_the_rest_flows() {
     assert!(daemon.terminate().success());
 }
 
+/// Changes of one item gathered in one lane window (written while an earlier write of the item
+/// is in flight) keep only the last; when that last is an item over 400 KB, a dead letter, the
+/// change before it is still written: row 1 deleted and inserted again too large ends with no
+/// item, row 2 updated and then grown too large keeps its update. On the code before: the
+/// oversized put replaced them in the window and was dead-lettered, so item 1 stayed (a ghost
+/// of the deleted row) and item 2 lost its update. Writes are held 1.5 s (failpoint) so that
+/// the window gathers.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_change_before_an_oversized_item_in_one_window_is_still_written() {
+    let env = Env::new("edgebigwindow").await;
+    let table = env.table("docs");
+    env.sql("CREATE TABLE docs (id INT PRIMARY KEY, body LONGTEXT NOT NULL)")
+        .await;
+    env.write_view(
+        "docs.toml",
+        &format!("name = \"docs\"\ntable = \"{table}\"\nsource = \"{{DB}}.docs\"\n[key]\npk = \"DOC#{{id}}\"\n[attributes]\nbody = \"body\"\n"),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    env.sql("INSERT INTO docs VALUES (1, 'one'), (2, 'two')")
+        .await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep1500@*")]);
+    daemon.wait_ready().await;
+    let docs = |rows: &[(i64, &str)]| -> Vec<Value> {
+        rows.iter()
+            .map(|(id, body)| json!({"pk": format!("DOC#{id}"), "body": body}))
+            .collect()
+    };
+    env.converge(
+        &table,
+        docs(&[(1, "one"), (2, "two")]),
+        Duration::from_secs(60),
+    )
+    .await;
+    // Writes of both items in flight (held), then one transaction whose changes of them gather
+    // in the next windows.
+    env.sql("UPDATE docs SET body = 'held' WHERE id IN (1, 2)")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.sql(
+        "BEGIN; DELETE FROM docs WHERE id = 1; INSERT INTO docs VALUES (1, REPEAT('x', 500000)); \
+         UPDATE docs SET body = 'dos' WHERE id = 2; UPDATE docs SET body = REPEAT('y', 500000) WHERE id = 2; COMMIT",
+    )
+    .await;
+    env.sql("INSERT INTO docs VALUES (3, 'three')").await;
+    env.converge(
+        &table,
+        docs(&[(2, "dos"), (3, "three")]),
+        Duration::from_secs(60),
+    )
+    .await;
+    let letters = dead_letters(&env);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters.iter().all(|l| l["reason_kind"] == "too_large"),
+        "{letters:?}"
+    );
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_view_table_deleted_mid_stream_holds_the_writes() {
     let (env, table) = notes("edgetablegone", "[dead_letter]\npath = \"dead.jsonl\"\n").await;

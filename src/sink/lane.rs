@@ -192,7 +192,17 @@ impl<D: Deliver> Lane<D> {
         match message {
             LaneMsg::Write(op) => {
                 window.touch();
-                if window.ops.insert(op.op.key().clone(), op).is_some() {
+                let key = op.op.key();
+                // A put too large to write does not take the place of the change before it in
+                // the window: that one is still written (the item keeps the last state it can
+                // hold, a deleted row's item goes), and this one is a dead letter either way.
+                if window.ops.contains_key(key) {
+                    if let Some(letter) = super::writer::Writer::oversized(&op) {
+                        window.dead.push(letter);
+                        return None;
+                    }
+                }
+                if window.ops.insert(key.clone(), op).is_some() {
                     metrics().coalesced.inc();
                 }
                 None
@@ -392,6 +402,76 @@ mod tests {
             lane.acks.try_recv().is_err(),
             "acknowledged a window given up"
         );
+    }
+
+    /// A put too large to write never takes the place of the change before it in a window
+    /// (that one is still written); it is a dead letter. A later change of the item does.
+    #[tokio::test]
+    async fn an_oversized_put_leaves_the_change_before_it_in_the_window() {
+        let (_input, rx) = mpsc::channel(1);
+        let (acks, _) = mpsc::channel(1);
+        let lane = Lane {
+            id: 0,
+            rx,
+            acks,
+            writer: Arc::new(Recorder::default()),
+            config: WriterConfig {
+                lanes: 1,
+                flush_interval: Duration::from_millis(20),
+                linger: Duration::ZERO,
+                max_window_items: 100,
+                queue_capacity: 1,
+                mode: WriteMode::Auto,
+            },
+        };
+        let mut window = Window {
+            ops: HashMap::new(),
+            dead: Vec::new(),
+            barrier: None,
+            opened_at: None,
+        };
+        let mut in_flight = None;
+        let mut item = crate::view::project::Item::new();
+        item.insert(
+            "body",
+            crate::view::value::Attr::S("x".repeat(crate::dynamo::MAX_ITEM_BYTES)),
+        );
+        let oversized = crate::sink::test_ops::write(
+            "v",
+            crate::view::project::ItemOp::Put {
+                key: crate::view::project::ItemKey::for_test("a"),
+                item,
+            },
+            2,
+        );
+        let kinds = |window: &Window| -> Vec<(bool, u128)> {
+            let mut ops: Vec<(bool, u128)> = (window.ops.values())
+                .map(|op| {
+                    let put = matches!(op.op, crate::view::project::ItemOp::Put { .. });
+                    (put, op.version)
+                })
+                .collect();
+            ops.sort();
+            ops
+        };
+        lane.take(write("a", 1), &mut window, &mut in_flight);
+        lane.take(
+            LaneMsg::Write(oversized.clone()),
+            &mut window,
+            &mut in_flight,
+        );
+        assert_eq!(kinds(&window), vec![(false, 1)], "the delete stays");
+        assert_eq!(window.dead.len(), 1);
+        assert_eq!(window.dead[0].reason_kind, "too_large");
+        // First of its item in a window it goes in (the writer makes it a dead letter), and a
+        // later change of the item takes its place as ever.
+        window.ops.clear();
+        window.dead.clear();
+        lane.take(LaneMsg::Write(oversized), &mut window, &mut in_flight);
+        assert_eq!(kinds(&window), vec![(true, 2)]);
+        lane.take(write("a", 4), &mut window, &mut in_flight);
+        assert_eq!(kinds(&window), vec![(false, 4)]);
+        assert!(window.dead.is_empty());
     }
 
     fn deliveries(recorder: &Recorder) -> Vec<(TokioInstant, Vec<String>)> {

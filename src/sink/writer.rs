@@ -64,14 +64,9 @@ impl super::lane::Deliver for Writer {
         let mut checked = Vec::new();
         let mut guarded = Vec::new();
         for op in delivery.ops {
-            if let ItemOp::Put { item, .. } = &op.op {
-                let size = item_size(item, &op.view);
-                if size > MAX_ITEM_BYTES {
-                    let reason = format!("item is {size} bytes, over DynamoDB's 400 KB limit");
-                    self.dead_letter(&Writer::letter(&op, reason, "too_large"))
-                        .await;
-                    continue;
-                }
+            if let Some(letter) = Writer::oversized(&op) {
+                self.dead_letter(&letter).await;
+                continue;
             }
             if op.mark_removal || op.restore {
                 guarded.push(op);
@@ -183,6 +178,18 @@ impl Writer {
     pub async fn dead_letter(&self, letter: &DeadLetter) {
         let retry = RetryPolicy::new(Duration::from_millis(25), self.max_backoff);
         self.dead_letters.keep(letter, &retry).await;
+    }
+
+    /// The dead letter of a put whose item is over DynamoDB's limit (never sent).
+    pub(super) fn oversized(op: &WriteOp) -> Option<DeadLetter> {
+        let ItemOp::Put { item, .. } = &op.op else {
+            return None;
+        };
+        let size = item_size(item, &op.view);
+        (size > MAX_ITEM_BYTES).then(|| {
+            let reason = format!("item is {size} bytes, over DynamoDB's 400 KB limit");
+            Writer::letter(op, reason, "too_large")
+        })
     }
 
     pub fn letter(op: &WriteOp, reason: String, reason_kind: &'static str) -> DeadLetter {

@@ -240,10 +240,12 @@ impl Source {
             gtid: txn.gtid.clone(),
             ..reading.at(u64::from(commit.header().log_pos()))
         });
+        // Their origin is the XA COMMIT's end, which is the binlog's end at start when the
+        // commit was the last event then: at or before the replay's end, they are replayed.
         let guard = cursor
             .replay_end
             .as_ref()
-            .is_some_and(|end| position_before(&origin, end));
+            .is_some_and(|end| !position_before(end, &origin));
         let start = Position {
             gtid: None,
             ..prepared.start.clone()
