@@ -12,6 +12,7 @@
 //! every write received before it is acknowledged by DynamoDB (or dead-lettered). Within one
 //! window every key appears once, so its batches can go out concurrently.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -192,18 +193,22 @@ impl<D: Deliver> Lane<D> {
         match message {
             LaneMsg::Write(op) => {
                 window.touch();
-                let key = op.op.key();
-                // A put too large to write does not take the place of the change before it in
-                // the window: that one is still written (the item keeps the last state it can
-                // hold, a deleted row's item goes), and this one is a dead letter either way.
-                if window.ops.contains_key(key) {
-                    if let Some(letter) = super::writer::Writer::oversized(&op) {
-                        window.dead.push(letter);
-                        return None;
+                match window.ops.entry(op.op.key().clone()) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(op);
                     }
-                }
-                if window.ops.insert(key.clone(), op).is_some() {
-                    metrics().coalesced.inc();
+                    Entry::Occupied(mut slot) => {
+                        // A put too large to write does not take the place of the change before
+                        // it: that one is still written (the item keeps the last state it can
+                        // hold, a deleted row's item goes), and this one is a dead letter anyway.
+                        match super::writer::Writer::oversized(&op) {
+                            Some(letter) => window.dead.push(letter),
+                            None => {
+                                slot.insert(op);
+                                metrics().coalesced.inc();
+                            }
+                        }
+                    }
                 }
                 None
             }
