@@ -456,14 +456,13 @@ async fn xa_transactions_apply_at_commit_and_never_at_rollback() {
         let (_, metrics) = daemon.get("/metrics").await;
         assert_eq!(metric(&metrics, "rowcast_xa_prepared"), 1.0, "{metrics}");
         tokio::time::sleep(Duration::from_millis(500)).await;
+        daemon.kill9();
     };
-    // Decided before any assertion: a prepared transaction left behind blocks the next run.
-    let held = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(held)).await;
-    daemon.kill9();
-    xa.query_drop("XA COMMIT 'pending'").await.unwrap();
-    if let Err(panic) = held {
-        std::panic::resume_unwind(panic);
-    }
+    // Committed while rowcast is down.
+    common::deciding(held, async {
+        xa.query_drop("XA COMMIT 'pending'").await.unwrap()
+    })
+    .await;
     env.sql("INSERT INTO notes VALUES (5, 'five', '5')").await;
     let daemon = env.start().await;
     let expected = expected_notes(&env).await;
@@ -526,11 +525,10 @@ async fn xa_prepared_before_the_first_start(name: &str, kill: bool) {
         }
         daemon
     };
-    // Decided before any assertion: a prepared transaction left behind blocks the next run.
-    let started =
-        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(started)).await;
-    xa.query_drop("XA COMMIT 'first'").await.unwrap();
-    let daemon = started.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let daemon = common::deciding(started, async {
+        xa.query_drop("XA COMMIT 'first'").await.unwrap()
+    })
+    .await;
     env.sql("INSERT INTO notes VALUES (4, 'four', '4')").await;
     let after = expected_notes(&env).await;
     assert_eq!(after.len(), 4, "{after:?}");

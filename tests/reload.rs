@@ -342,13 +342,10 @@ async fn an_xa_transaction_prepared_before_a_reload_reaches_the_view_it_adds() {
         want.extend(others(&[(1, 1), (2, 2)]));
         env.converge(&table, want, Duration::from_secs(60)).await;
     };
-    // Decided before any assertion: a prepared transaction left behind blocks the next run.
-    let reloaded =
-        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(reloaded)).await;
-    xa.query_drop("XA COMMIT 'late'").await.unwrap();
-    if let Err(panic) = reloaded {
-        std::panic::resume_unwind(panic);
-    }
+    common::deciding(reloaded, async {
+        xa.query_drop("XA COMMIT 'late'").await.unwrap()
+    })
+    .await;
     env.sql("UPDATE items SET v = 6 WHERE id = 2").await;
     let mut want = expected(&env, &[("A", None)]).await;
     want.extend(others(&[(1, 10), (2, 2), (3, 3)]));

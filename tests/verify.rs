@@ -446,18 +446,19 @@ async fn an_incomplete_pass_does_not_clear_the_differences_found() {
     // A pass that began after the prepare waits for the checkpoint in vain (60 s before its
     // scan, 60 s before settling), then ends.
     let before = passes();
-    let ended = eventually(
-        "a pass ended while the checkpoint is held",
-        Duration::from_secs(300),
-        || async { passes() >= before + 2 },
-    );
-    let ended = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(ended)).await;
-    let left = gauge().await;
-    // Decided before any assertion: a prepared transaction left behind blocks the next run.
-    holder.query_drop("XA COMMIT 'held'").await.unwrap();
-    if let Err(panic) = ended {
-        std::panic::resume_unwind(panic);
-    }
+    let ended = async {
+        eventually(
+            "a pass ended while the checkpoint is held",
+            Duration::from_secs(300),
+            || async { passes() >= before + 2 },
+        )
+        .await;
+        gauge().await
+    };
+    let left = common::deciding(ended, async {
+        holder.query_drop("XA COMMIT 'held'").await.unwrap()
+    })
+    .await;
     assert_eq!(
         left, 1.0,
         "an incomplete pass cleared the differences found"

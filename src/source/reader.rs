@@ -84,6 +84,15 @@ struct Txn {
     rolled_back_to_savepoint: bool,
 }
 
+impl Txn {
+    /// Rows of `table` were sent in it.
+    fn touch(&mut self, table: TableRef) {
+        if !self.touched.contains(&table) {
+            self.touched.push(table);
+        }
+    }
+}
+
 /// What the reader keeps across reconnects.
 struct Cursor {
     /// MariaDB GTID state (domain → last committed GTID), the `gtid` of checkpoints.
@@ -564,8 +573,8 @@ impl Source {
         let count = self.handle_rows(stream, rows, context).await?;
         if let Some(open) = reading.txn.as_mut() {
             open.rows = open.rows.saturating_add(count);
-            if let Some(table) = table.filter(|t| count > 0 && !open.touched.contains(t)) {
-                open.touched.push(table);
+            if let Some(table) = table.filter(|_| count > 0) {
+                open.touch(table);
             }
         }
         Ok(())

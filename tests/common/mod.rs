@@ -573,6 +573,18 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `body`, then `decide` whatever happened in it (a failed assertion included), then gives
+/// `body`'s value or goes on failing. A test that prepared an XA transaction decides it in
+/// `decide`: one left prepared outlives the test's connection and blocks the next run.
+pub async fn deciding<T>(
+    body: impl std::future::Future<Output = T>,
+    decide: impl std::future::Future<Output = ()>,
+) -> T {
+    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(body)).await;
+    decide.await;
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 pub fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();

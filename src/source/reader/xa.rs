@@ -321,9 +321,7 @@ impl Reread {
         txn.rows = self.index;
         txn.rolled_back_to_savepoint |= self.rolled_back;
         for table in self.touched {
-            if !txn.touched.contains(&table) {
-                txn.touched.push(table);
-            }
+            txn.touch(table);
         }
     }
 }
