@@ -538,36 +538,101 @@ async fn xa_prepared_before_the_first_start(name: &str, kill: bool) {
 }
 
 /// Rows whose transaction the binlog logged although they were rolled back: a transaction that
-/// created a temporary table is logged whole and ends with ROLLBACK, and one that touched a
-/// MyISAM table keeps the rows it rolled back to a savepoint, then `ROLLBACK TO`. Those rows
-/// never reach the view (the table's views are read again from SQL, as after a TRUNCATE); the
-/// MyISAM change, which stays, would. On the code before: the ghost rows N#700, N#701 and
-/// N#501 got items, and note 1 said 'wrong'.
+/// created a temporary table is logged whole and ends with ROLLBACK. Those rows never reach the
+/// view: they are read again from the binlog and undone by their inverse changes (a delete for
+/// an insert, the update back for an update, a moved key moved back, the insert back for a
+/// delete), so no view is read again from SQL. On the code before 2026-12-04 the ghost rows got
+/// items and note 1 said 'wrong'; on the code before the undo, the table's views were backfilled
+/// again and the lazy view lost L#1, L#4 and L#5 (its items older than the rollback were
+/// removed, as after a TRUNCATE).
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_rolled_back_in_a_logged_transaction_never_reach_the_view() {
-    use mysql_async::prelude::Queryable;
-    let (env, table) = notes("edgerollback", "").await;
-    env.sql("CREATE TABLE audit (a INT) ENGINE=MyISAM").await;
-    // A lazy view of the same table: its items made before the rolled-back transaction's end
-    // are removed (filled again on a miss), those of the rolled-back rows included (on the
-    // code before this view's fix, L#700 and L#701 stayed).
-    let lazy = env.table("lazy");
-    env.write_view(
-        "lazy.toml",
-        &format!("name = \"lazy\"\ntable = \"{lazy}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"L#{{id}}\"\n[attributes]\nbody = \"body\"\n[fill]\nmode = \"lazy\"\n"),
+    let (env, table, lazy) = rollback_notes("edgerollback").await;
+    let daemon = env.start().await;
+    let expected = rolled_back_transaction(&env, &table).await;
+    env.converge(&table, expected, Duration::from_secs(60))
+        .await;
+    let lazy_expected: Vec<Value> = [(1, "one"), (3, "three"), (4, "four"), (5, "five")]
+        .iter()
+        .map(|(id, body)| json!({"pk": format!("L#{id}"), "body": body}))
+        .collect();
+    env.converge(&lazy, lazy_expected, Duration::from_secs(60))
+        .await;
+    // Undone, not read again: no view was backfilled again for the rollback.
+    assert_eq!(
+        daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await,
+        0.0,
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
     );
-    env.create_tables();
+    assert_eq!(
+        daemon_metric(&daemon, "rowcast_rolled_back_changes_total{").await,
+        6.0,
+        "the ghost rows 700, 701 and 702, the update of 1, the delete of 4 and the move of 5"
+    );
+    assert!(daemon.terminate().success());
+}
+
+/// The same rollback when the reader cannot undo it (its record of the transaction's changes
+/// given up, as for a transaction too large to keep: failpoint `reader.undo`): the table's views
+/// are read again from SQL, as after a TRUNCATE, and end equal to the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn rolled_back_rows_too_many_to_undo_are_read_again_from_sql() {
+    let (env, table, _lazy) = rollback_notes("edgerollbackfull").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "reader.undo=error@*")]);
+    daemon.wait_ready().await;
+    let expected = rolled_back_transaction(&env, &table).await;
+    env.converge(&table, expected, Duration::from_secs(60))
+        .await;
+    assert!(
+        daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await >= 1.0,
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
+    assert_eq!(
+        daemon_metric(&daemon, "rowcast_rolled_back_changes_total{").await,
+        0.0
+    );
+    assert!(daemon.terminate().success());
+}
+
+/// The read of a rolled-back transaction's group again fails once (failpoint `undo.reread`):
+/// the reader reconnects, reads the transaction again from its start and undoes it then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_whose_second_read_fails_is_undone_after_a_reconnect() {
+    let (env, table, _lazy) = rollback_notes("edgerollbackreread").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "undo.reread=error@1")]);
+    daemon.wait_ready().await;
+    let expected = rolled_back_transaction(&env, &table).await;
+    env.converge(&table, expected, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        daemon_metric(&daemon, "rowcast_rolled_back_changes_total{").await,
+        6.0
+    );
+    assert!(daemon_metric(&daemon, "rowcast_source_reconnects_total{").await >= 1.0);
+    assert_eq!(
+        daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await,
+        0.0
+    );
+    assert!(daemon.terminate().success());
+}
+
+/// Rows rolled back to a savepoint in a transaction that touched a MyISAM table: MariaDB logs
+/// them, then `ROLLBACK TO`. They are not undone one by one (InnoDB frees a row inserted after
+/// the savepoint at once, so another transaction may insert its key before this one commits):
+/// the table's views are read again from SQL, as after a TRUNCATE. On the code before
+/// 2026-12-04 the ghost row N#501 got an item and note 1 said 'wrong'.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_rolled_back_to_a_savepoint_never_reach_the_view() {
+    use mysql_async::prelude::Queryable;
+    let (env, table, lazy) = rollback_notes("edgesavepoint").await;
     let daemon = env.start().await;
     env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;
     let mut conn = env.admin.get_conn().await.unwrap();
     conn.query_drop(format!("USE {}", env.db)).await.unwrap();
-    conn.query_drop(
-        "BEGIN; INSERT INTO notes VALUES (700, 'ghost', '7'); CREATE TEMPORARY TABLE scratch (a INT); INSERT INTO notes VALUES (701, 'ghost', '7'); ROLLBACK",
-    )
-    .await
-    .unwrap();
     conn.query_drop(
         "BEGIN; INSERT INTO audit VALUES (1); SAVEPOINT sp; INSERT INTO notes VALUES (501, 'ghost', '5'); UPDATE notes SET body = 'wrong' WHERE id = 1; ROLLBACK TO sp; INSERT INTO notes VALUES (2, 'two', '2'); COMMIT",
     )
@@ -578,12 +643,145 @@ async fn rows_rolled_back_in_a_logged_transaction_never_reach_the_view() {
     assert_eq!(expected.len(), 3, "{expected:?}");
     env.converge(&table, expected, Duration::from_secs(60))
         .await;
+    // The lazy view's items made up to the end of that transaction are removed (filled again on
+    // a miss).
     env.converge(
         &lazy,
         vec![json!({"pk": "L#3", "body": "three"})],
         Duration::from_secs(60),
     )
     .await;
+    assert!(daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await >= 1.0);
+    assert!(daemon.terminate().success());
+}
+
+/// The sum of the daemon's metric lines that begin with `prefix`.
+async fn daemon_metric(daemon: &common::Daemon, prefix: &str) -> f64 {
+    let (_, metrics) = daemon.get("/metrics").await;
+    metric(&metrics, prefix)
+}
+
+/// The notes table with a MyISAM table beside it, and a lazy view of notes besides the eager one.
+async fn rollback_notes(name: &str) -> (Env, String, String) {
+    let (env, table) = notes(name, "").await;
+    env.sql("CREATE TABLE audit (a INT) ENGINE=MyISAM").await;
+    let lazy = env.table("lazy");
+    env.write_view(
+        "lazy.toml",
+        &format!("name = \"lazy\"\ntable = \"{lazy}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"L#{{id}}\"\n[attributes]\nbody = \"body\"\n[fill]\nmode = \"lazy\"\n"),
+    );
+    env.create_tables();
+    (env, table, lazy)
+}
+
+/// Commits notes 1, 4 and 5, rolls back a transaction the binlog logs (it creates a temporary
+/// table) that inserts, updates, deletes and moves notes, commits note 3, and returns the notes.
+async fn rolled_back_transaction(env: &Env, table: &str) -> Vec<Value> {
+    use mysql_async::prelude::Queryable;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (4, 'four', '4'), (5, 'five', '5')")
+        .await;
+    env.converge(table, expected_notes(env).await, Duration::from_secs(30))
+        .await;
+    let mut conn = env.admin.get_conn().await.unwrap();
+    conn.query_drop(format!("USE {}", env.db)).await.unwrap();
+    conn.query_drop(
+        "BEGIN; INSERT INTO notes VALUES (700, 'ghost', '7'); CREATE TEMPORARY TABLE scratch (a INT); \
+         INSERT INTO notes VALUES (701, 'ghost', '7'), (702, 'ghost', '7'); UPDATE notes SET body = 'wrong' WHERE id = 1; \
+         DELETE FROM notes WHERE id = 4; UPDATE notes SET id = 905 WHERE id = 5; ROLLBACK; DROP TEMPORARY TABLE scratch",
+    )
+    .await
+    .unwrap();
+    env.sql("INSERT INTO notes VALUES (3, 'three', '3')").await;
+    let expected = expected_notes(env).await;
+    assert_eq!(expected.len(), 4, "{expected:?}");
+    expected
+}
+
+/// Transactions the binlog logs with ROLLBACK (each creates a temporary table) every quarter of
+/// a second while a view is backfilled: the backfill still ends. On the code before, each such
+/// rollback began the pass again (its tables' views were read again from SQL), so a pass
+/// longer than the time between two rollbacks never ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_ends_while_transactions_with_temporary_tables_roll_back() {
+    use mysql_async::prelude::Queryable;
+    let (env, table) = notes(
+        "edgerollbackfill",
+        "[backfill]\nchunk_rows = 100\nmax_items_per_second = 250\n",
+    )
+    .await;
+    let values: Vec<String> = (1..=1500)
+        .map(|id| format!("({id}, 'n{id}', '{id}')"))
+        .collect();
+    env.sql(&format!("INSERT INTO notes VALUES {}", values.join(",")))
+        .await;
+    let daemon = env.start_filling().await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rollbacks = {
+        let stop = stop.clone();
+        let pool = env.admin.clone();
+        let db = env.db.clone();
+        tokio::spawn(async move {
+            let mut conn = pool.get_conn().await.unwrap();
+            conn.query_drop(format!("USE {db}")).await.unwrap();
+            let mut count = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                conn.query_drop(
+                    "BEGIN; UPDATE notes SET body = 'ghost' WHERE id = 7; CREATE TEMPORARY TABLE scratch (a INT); ROLLBACK; DROP TEMPORARY TABLE scratch",
+                )
+                .await
+                .unwrap();
+                count += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            count
+        })
+    };
+    // 1,500 rows at 250 items/s: a pass lasts at least 6 s, some 24 rollbacks.
+    eventually(
+        "the backfill to end while transactions roll back",
+        Duration::from_secs(60),
+        || async { daemon_metric(&daemon, "rowcast_backfill_state{view=\"notes\"}").await == 2.0 },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let count = rollbacks.await.unwrap();
+    assert!(count >= 10, "only {count} rollbacks");
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+}
+
+/// A transaction of a session in MIXED format that creates a temporary table between row
+/// changes: MariaDB logs the CREATE TEMPORARY TABLE inside the transaction's group, which ends
+/// at its COMMIT (the rows come as row events: their statements are unsafe for statement
+/// logging). On the code before, the reader took that statement for DDL that ends its group: the
+/// rows after it were read outside any transaction and dropped (N#11 never came).
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_after_a_temporary_table_created_in_a_mixed_format_transaction_reach_the_view() {
+    use mysql_async::prelude::Queryable;
+    let (env, table) = notes("edgemixedtemp", "").await;
+    let daemon = env.start().await;
+    let mut conn = env.admin.get_conn().await.unwrap();
+    conn.query_drop(format!("USE {}", env.db)).await.unwrap();
+    conn.query_drop(
+        "SET SESSION binlog_format = 'MIXED'; BEGIN; \
+         INSERT INTO notes VALUES (10, CONCAT('ten', LEFT(UUID(), 0)), '10'); \
+         CREATE TEMPORARY TABLE scratch (a INT); \
+         INSERT INTO notes VALUES (11, CONCAT('eleven', LEFT(UUID(), 0)), '11'); \
+         UPDATE notes SET body = CONCAT('TEN', LEFT(UUID(), 0)) WHERE id = 10; COMMIT; \
+         DROP TEMPORARY TABLE scratch; SET SESSION binlog_format = 'ROW'",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    env.sql("INSERT INTO notes VALUES (12, 'twelve', '12')")
+        .await;
+    let expected = expected_notes(&env).await;
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    env.converge(&table, expected, Duration::from_secs(30))
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(metric(&metrics, "rowcast_view_halted{view=\"notes\"}"), 0.0);
     assert!(daemon.terminate().success());
 }
 

@@ -27,6 +27,8 @@ use crate::pipeline::{
 };
 use crate::view::spec::TableRef;
 
+mod reread;
+mod undo;
 mod xa;
 
 /// Where the reader starts.
@@ -74,14 +76,20 @@ struct Txn {
     gtid: Option<String>,
     /// MariaDB standalone (DDL) transaction: ends with its query event.
     standalone: bool,
+    /// It ends with a COMMIT (or ROLLBACK, XID) of its own: a MariaDB event group that is not
+    /// standalone, or one a BEGIN opened. A DDL statement inside it (CREATE TEMPORARY TABLE,
+    /// logged by a session in MIXED or STATEMENT format; the CREATE of CREATE TABLE … SELECT)
+    /// does not end it.
+    explicit: bool,
     /// An XA transaction being prepared: its rows are applied at its XA COMMIT (`xa.rs`).
     xa: Option<xa::Preparing>,
     /// Where the transaction's first event starts.
     start: Position,
     /// Watched tables whose rows were sent in this transaction (at most the watched tables).
     touched: Vec<TableRef>,
-    /// A `ROLLBACK TO` savepoint was logged: rows sent before it may never have happened.
-    rolled_back_to_savepoint: bool,
+    /// Rows the binlog carries for it were rolled back and not undone (`undo.rs`): its end
+    /// reads the views of its tables again from SQL.
+    resync: bool,
 }
 
 impl Txn {
@@ -135,6 +143,9 @@ impl Reading {
         let gtid = MariaGtid::parse(event.data(), event.header().server_id())
             .ok_or_else(|| decode_error("short MariaDB GTID event".into()))?;
         self.begin(cursor, Some(gtid.to_string()), gtid.standalone());
+        if let Some(txn) = self.txn.as_mut() {
+            txn.explicit = !gtid.standalone();
+        }
         if gtid.prepared_xa() {
             self.start_xa();
         }
@@ -150,8 +161,9 @@ impl Reading {
             rows: 0,
             gtid,
             standalone,
+            explicit: false,
             touched: Vec::new(),
-            rolled_back_to_savepoint: false,
+            resync: false,
         });
     }
 }
@@ -438,9 +450,13 @@ impl Source {
             if reading.txn.is_none() {
                 reading.begin(cursor, None, false);
             }
+            if let Some(txn) = reading.txn.as_mut() {
+                txn.explicit = true;
+            }
         } else if statement.starts_with("ROLLBACK TO") {
+            // Not undone (see `undo.rs`): the transaction's tables are read again at its end.
             if let Some(open) = reading.txn.as_mut() {
-                open.rolled_back_to_savepoint = true;
+                open.resync = true;
             }
         } else if statement.starts_with("COMMIT") || statement.starts_with("ROLLBACK") {
             // A logged ROLLBACK ends the transaction like a commit: the changes of its
@@ -483,11 +499,9 @@ impl Source {
                 }
                 None => {}
             }
-            let standalone = reading
-                .txn
-                .as_ref()
-                .is_none_or(|t| t.standalone || t.gtid.is_some());
-            if standalone {
+            // A DDL statement ends its transaction, unless it is one inside a transaction that
+            // ends with a COMMIT of its own (a temporary table's; see `Txn::explicit`).
+            if reading.txn.as_ref().is_none_or(|t| !t.explicit) {
                 self.commit(reading, cursor, event).await?;
             }
         }
@@ -552,16 +566,12 @@ impl Source {
             preparing.watched |= watched;
             return Ok(());
         }
-        let open = &*open;
         let origin = Arc::new(Position {
             file: reading.file.clone(),
             pos: u64::from(header.log_pos()),
             gtid: open.gtid.clone(),
         });
-        let guard = cursor
-            .replay_end
-            .as_ref()
-            .is_some_and(|end| position_before(&origin, end));
+        let guard = guarded(cursor, &origin);
         let context = RowsContext {
             seq: open.seq,
             first_index: open.rows,
@@ -570,21 +580,22 @@ impl Source {
             flags_raw: header.flags_raw(),
         };
         let table = stream.get_tme(rows.table_id()).map(table_of);
-        let count = self.handle_rows(stream, rows, context).await?;
-        if let Some(open) = reading.txn.as_mut() {
-            open.rows = open.rows.saturating_add(count);
-            if let Some(table) = table.filter(|_| count > 0) {
-                open.touch(table);
-            }
+        let count = self.handle_rows(stream, rows, context, None).await?;
+        open.rows = open.rows.saturating_add(count);
+        if let Some(table) = table.filter(|_| count > 0) {
+            open.touch(table);
         }
         Ok(())
     }
 
+    /// Sends the row changes of a rows event of a watched table (or keeps them in `keep`, to be
+    /// undone: nothing is sent then).
     async fn handle_rows(
         &mut self,
         stream: &BinlogStream,
         rows: RowsEventData<'_>,
         context: RowsContext,
+        mut keep: Option<&mut undo::UndoLog>,
     ) -> Result<u32, SourceError> {
         let RowsContext {
             seq,
@@ -605,19 +616,18 @@ impl Source {
             return Ok(0);
         }
         if partial_image(&rows) {
-            self.halt_partial(&table).await?;
+            match keep {
+                // Halted when it was first read.
+                Some(log) => log.lose("partial row images"),
+                None => self.halt_partial(&table).await?,
+            }
             return Ok(0);
         }
         // MariaDB's LOG_EVENT_SKIP_REPLICATION_F: written by a session with skip_replication,
         // which is how write-back marks its statements.
         let write_back = flags_raw & 0x8000 != 0;
-        let schema = match self.schemas.cached(table_id, tme) {
-            Some(schema) => schema,
-            None => {
-                let owned = tme.clone().into_owned();
-                self.schemas.load(table_id, &owned).await?
-            }
-        };
+        let schema = self.schema_of(table_id, tme).await?;
+        let transactional = self.schemas.transactional(&table);
         let mut index = first_index;
         for row in rows.rows(tme) {
             let (before, after) = row.map_err(|e| {
@@ -642,16 +652,35 @@ impl Source {
                 origin: origin.clone(),
                 guard,
             };
-            if write_back {
-                metrics()
-                    .writeback_echo_rows
-                    .with_label_values(&[&table.to_string()])
-                    .inc();
+            if let Some(log) = keep.as_deref_mut() {
+                log.keep(change.into(), transactional);
+            } else {
+                if write_back {
+                    metrics()
+                        .writeback_echo_rows
+                        .with_label_values(&[&table.to_string()])
+                        .inc();
+                }
+                self.send(SourceEvent::Row(change)).await?;
             }
-            self.send(SourceEvent::Row(change)).await?;
             index = index.saturating_add(1);
         }
         Ok(index - first_index)
+    }
+
+    /// The schema of the table a table map names, from the cache or loaded.
+    async fn schema_of(
+        &mut self,
+        table_id: u64,
+        tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+    ) -> Result<Arc<crate::view::row::TableSchema>, SourceError> {
+        match self.schemas.cached(table_id, tme) {
+            Some(schema) => Ok(schema),
+            None => {
+                let owned = tme.clone().into_owned();
+                self.schemas.load(table_id, &owned).await
+            }
+        }
     }
 
     /// TRUNCATE of a watched table: its rows are gone without row events; the merge stage
@@ -727,22 +756,103 @@ impl Source {
         event: &Event,
         rollback: bool,
     ) -> Result<(), SourceError> {
-        self.rolled_back(reading, rollback).await?;
+        if rollback {
+            self.roll_back(reading, cursor, event).await?;
+        }
+        self.resync(reading).await?;
         self.commit(reading, cursor, event).await
     }
 
-    /// The transaction ends with a logged ROLLBACK (MariaDB logs one when a non-transactional
-    /// table changed, or a temporary table was created, in it), or rolled back to a savepoint:
-    /// rows the binlog carries for it were sent but may never have happened (a transactional
-    /// table's are undone, a non-transactional one's stay, and the binlog does not say which).
-    /// The views of every watched table it touched are read again from SQL, as after a
-    /// TRUNCATE: the pass begins after this transaction, so its rows are older than the pass,
-    /// and items no row makes are removed.
-    async fn rolled_back(&self, reading: &Reading, rollback: bool) -> Result<(), SourceError> {
+    /// A logged ROLLBACK: the transaction's row changes are read again from the binlog and
+    /// undone (`undo.rs`), or else its tables are read again from SQL at its end.
+    async fn roll_back(
+        &mut self,
+        reading: &mut Reading,
+        cursor: &Cursor,
+        event: &Event,
+    ) -> Result<(), SourceError> {
         let Some(open) = reading.txn.as_ref() else {
             return Ok(());
         };
-        if !rollback && !open.rolled_back_to_savepoint {
+        if open.touched.is_empty() {
+            return Ok(());
+        }
+        let end = u64::from(event.header().log_pos());
+        let mut log = self.changes_of_group(&open.start, end).await?;
+        let Some(open) = reading.txn.as_mut() else {
+            return Ok(());
+        };
+        let undone = match log.roll_back() {
+            Ok(undone) => undone,
+            Err(why) => {
+                warn!(why, "rows of a rolled-back transaction cannot be undone one by one: the views of its tables are read again");
+                open.resync = true;
+                return Ok(());
+            }
+        };
+        // At the ROLLBACK, for dead letters; replayed (guarded) like the rows it undoes.
+        let origin = Arc::new(Position {
+            pos: end,
+            gtid: open.gtid.clone(),
+            ..reading.current.clone()
+        });
+        let guard = guarded(cursor, &origin);
+        for change in undone {
+            metrics()
+                .rolled_back_changes
+                .with_label_values(&[&change.table.to_string()])
+                .inc();
+            let change = RowChange {
+                seq: open.seq,
+                index: open.rows,
+                table: change.table,
+                before: change.before,
+                after: change.after,
+                origin: origin.clone(),
+                guard,
+            };
+            self.send(SourceEvent::Row(change)).await?;
+            open.rows = open.rows.saturating_add(1);
+        }
+        Ok(())
+    }
+
+    /// The row changes of watched tables in the group from `start` to the event ending at `end`,
+    /// read again on a second connection (nothing of a transaction is kept while it is read:
+    /// a rollback is rare, and a copy of every row change would cost every transaction).
+    async fn changes_of_group(
+        &mut self,
+        start: &Position,
+        end: u64,
+    ) -> Result<undo::UndoLog, SourceError> {
+        let mut log = undo::UndoLog::default();
+        let mut group = self.reread(start, end, "undo.reread").await?;
+        while let Some(event) = group.next().await? {
+            if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
+                let context = RowsContext {
+                    seq: 0,
+                    first_index: 0,
+                    origin: Arc::new(start.clone()),
+                    guard: false,
+                    flags_raw: event.header().flags_raw(),
+                };
+                self.handle_rows(&group.stream, rows, context, Some(&mut log))
+                    .await?;
+            }
+        }
+        group.close("a rolled-back transaction").await;
+        Ok(log)
+    }
+
+    /// The transaction ends after rows it rolled back that were not undone one by one (a
+    /// ROLLBACK TO a savepoint, or a logged ROLLBACK whose changes could not be kept: `undo.rs`): the views of every watched
+    /// table it touched are read again from SQL, as after a TRUNCATE: the pass begins after this
+    /// transaction, so its rows are older than the pass, and items no row makes are removed.
+    async fn resync(&self, reading: &Reading) -> Result<(), SourceError> {
+        let Some(open) = reading.txn.as_ref() else {
+            return Ok(());
+        };
+        if !open.resync {
             return Ok(());
         }
         for table in &open.touched {
@@ -860,6 +970,15 @@ impl Source {
             .await
             .map_err(|_| SourceError::DownstreamClosed)
     }
+}
+
+/// Whether row changes at `origin` are replayed (an earlier run may have written later ones):
+/// their writes are conditional on the version.
+fn guarded(cursor: &Cursor, origin: &Position) -> bool {
+    cursor
+        .replay_end
+        .as_ref()
+        .is_some_and(|end| position_before(origin, end))
 }
 
 /// Whether a rows event lacks a column in its before or after image.

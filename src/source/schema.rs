@@ -46,6 +46,11 @@ impl SchemaCache {
             .cloned()
     }
 
+    /// Whether `table`'s engine rolls back (as of its schema's load; `false` when not known).
+    pub fn transactional(&self, table: &TableRef) -> bool {
+        self.extras.get(table).is_some_and(|e| e.transactional)
+    }
+
     pub async fn load(
         &mut self,
         table_id: u64,

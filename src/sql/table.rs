@@ -16,6 +16,9 @@ use crate::view::spec::TableRef;
 pub struct TableExtras {
     pub json_columns: HashSet<String>,
     pub virtual_columns: HashSet<String>,
+    /// The table's engine rolls its changes back (InnoDB): the rows of a rolled-back
+    /// transaction that the binlog carries never happened (`source/reader/undo.rs`).
+    pub transactional: bool,
 }
 
 /// A table as SQL reads it: schema and primary key.
@@ -206,6 +209,16 @@ pub async fn fetch_extras(pool: &Pool, table: &TableRef) -> Result<TableExtras, 
             extras.virtual_columns.insert(name);
         }
     }
+    let engine: Option<Option<String>> = conn
+        .exec_first(
+            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&table.database, &table.table),
+        )
+        .await
+        .map_err(SqlError::Query)?;
+    extras.transactional = engine
+        .flatten()
+        .is_some_and(|engine| engine.eq_ignore_ascii_case("InnoDB"));
     // MariaDB: JSON is LONGTEXT with CHECK (json_valid(`col`)); MySQL has no such rows.
     let checks: Vec<String> = conn
         .exec(

@@ -24,7 +24,6 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData};
 use tracing::warn;
 
@@ -33,10 +32,6 @@ use crate::metrics::metrics;
 use crate::pipeline::{position_before, Position, Restart, SourceEvent};
 use crate::source::SourceError;
 use crate::view::TableRef;
-
-/// The replica id of the connection that re-reads a prepare group is `server_id` with this bit
-/// flipped.
-pub const REREAD_ID_BIT: u32 = 1 << 30;
 
 /// The XA transaction being prepared in the group under way.
 #[derive(Debug, Default)]
@@ -246,26 +241,9 @@ impl Source {
             .replay_end
             .as_ref()
             .is_some_and(|end| !position_before(end, &origin));
-        let start = Position {
-            gtid: None,
-            ..prepared.start.clone()
-        };
-        // Its own replica id: the server would drop the main connection for one of the same id.
-        let (mut stream, _) = self
-            .open_stream_as(&start, self.config.server_id ^ REREAD_ID_BIT)
-            .await?;
-        loop {
-            let event = match tokio::time::timeout(self.config.idle_timeout, stream.next()).await {
-                Err(_) => return Err(SourceError::Idle(self.config.idle_timeout)),
-                Ok(next) => next
-                    .ok_or(SourceError::Ended)?
-                    .map_err(SourceError::Stream)?,
-            };
-            if crate::util::failpoint::fails("xa.reread") {
-                return Err(SourceError::Ended);
-            }
+        let mut group = (self.reread(&prepared.start, prepared.end.pos, "xa.reread")).await?;
+        while let Some(event) = group.next().await? {
             let header = event.header();
-            let pos = u64::from(header.log_pos());
             let data = event.read_data().ok().flatten();
             if let Some(EventData::RowsEvent(rows)) = data {
                 let context = RowsContext {
@@ -275,26 +253,22 @@ impl Source {
                     guard,
                     flags_raw: header.flags_raw(),
                 };
-                let table = stream.get_tme(rows.table_id()).map(table_of);
-                let count = self.handle_rows(&stream, rows, context).await?;
+                let table = group.stream.get_tme(rows.table_id()).map(table_of);
+                let count = self.handle_rows(&group.stream, rows, context, None).await?;
                 read.index = read.index.saturating_add(count);
                 if let Some(table) = table.filter(|t| count > 0 && !read.touched.contains(t)) {
                     read.touched.push(table);
                 }
             } else if let Some(EventData::QueryEvent(query)) = &data {
                 // Rows rolled back to a savepoint are in the group when a non-transactional
-                // table changed in it (MariaDB), followed by this statement.
+                // table changed in it (MariaDB), followed by this statement (not undone one by
+                // one: see `undo.rs`).
                 read.rolled_back |= rolls_back_to_savepoint(&query.query());
             } else if matches!(data, Some(EventData::XaPrepareLogEvent(_))) {
-                break;
-            }
-            if pos >= prepared.end.pos {
-                break;
+                group.stop();
             }
         }
-        if let Err(error) = stream.close().await {
-            warn!(error = %error, "closing the connection that read a prepared XA transaction");
-        }
+        group.close("a prepared XA transaction").await;
         read.into_transaction(reading);
         Ok(())
     }
@@ -319,7 +293,7 @@ impl Reread {
             return;
         };
         txn.rows = self.index;
-        txn.rolled_back_to_savepoint |= self.rolled_back;
+        txn.resync |= self.rolled_back;
         for table in self.touched {
             txn.touch(table);
         }
