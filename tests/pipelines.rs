@@ -213,7 +213,9 @@ async fn dead_letters_are_listed_replayed_once_fixed_and_purged() {
     let (_, text) = deadletters(&env, "list", &config);
     assert!(text.contains("0 dead letter(s)"), "{text}");
 
-    // Purge: a letter that cannot be written (an item over 400 KB) is listed, then purged.
+    // Purge: a letter that cannot be written (an item over 400 KB) is listed, then purged. The
+    // ALTER backfills the view again; a row inserted while that pass's chunk is in flight is
+    // written twice, so it may be dead-lettered twice (README: Known limitations).
     env.sql("ALTER TABLE notes MODIFY body LONGTEXT").await;
     env.sql("INSERT INTO notes VALUES (3, REPEAT('x', 500000))")
         .await;
@@ -221,15 +223,20 @@ async fn dead_letters_are_listed_replayed_once_fixed_and_purged() {
         "a too-large dead letter",
         Duration::from_secs(30),
         || async {
-            deadletters(&env, "list", &config)
-                .1
-                .contains("1 dead letter(s)")
+            let (_, text) = deadletters(&env, "list", &config);
+            text.contains("1 dead letter(s)") || text.contains("2 dead letter(s)")
         },
     )
     .await;
+    let (_, listed) = deadletters(&env, "list", &config);
+    assert!(listed.contains("\"pk\":\"N#3\""), "{listed}");
+    assert!(!listed.contains("\"pk\":\"N#1\""), "{listed}");
     let (code, text) = deadletters(&env, "purge", &config);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("purged 1 dead letter(s)"), "{text}");
+    assert!(
+        text.contains("purged 1 dead letter(s)") || text.contains("purged 2 dead letter(s)"),
+        "{text}"
+    );
     assert!(deadletters(&env, "list", &config)
         .1
         .contains("0 dead letter(s)"));

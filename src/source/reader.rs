@@ -774,14 +774,25 @@ impl Source {
         let Some(open) = reading.txn.as_ref() else {
             return Ok(());
         };
-        if open.touched.is_empty() {
+        // Nothing sent, or read again from SQL anyway (a ROLLBACK TO before it).
+        if open.touched.is_empty() || open.resync {
             return Ok(());
         }
         let end = u64::from(event.header().log_pos());
-        let mut log = self.changes_of_group(&open.start, end).await?;
+        let mut log = if end > open.start.pos {
+            self.changes_of_group(&open.start, end).await?
+        } else {
+            // A position past 4 GiB wrapped: the group cannot be read again by position.
+            undo::UndoLog::lost("a group past 4 GiB of its binlog file")
+        };
         let Some(open) = reading.txn.as_mut() else {
             return Ok(());
         };
+        // The second read must find what the first sent (not another server's file of the
+        // same name after a failover, say).
+        if log.len().is_some_and(|kept| kept != open.rows as usize) {
+            log.lose("the second read found other rows than the first");
+        }
         let undone = match log.roll_back() {
             Ok(undone) => undone,
             Err(why) => {
@@ -790,13 +801,14 @@ impl Source {
                 return Ok(());
             }
         };
-        // At the ROLLBACK, for dead letters; replayed (guarded) like the rows it undoes.
+        // At the ROLLBACK, for dead letters; replayed (guarded) like the rows it undoes, also
+        // when the ROLLBACK ends where the replay ends (the binlog's end at start).
         let origin = Arc::new(Position {
             pos: end,
             gtid: open.gtid.clone(),
             ..reading.current.clone()
         });
-        let guard = guarded(cursor, &origin);
+        let guard = (cursor.replay_end.as_ref()).is_some_and(|end| !position_before(end, &origin));
         for change in undone {
             metrics()
                 .rolled_back_changes
@@ -828,7 +840,11 @@ impl Source {
         let mut log = undo::UndoLog::default();
         let mut group = self.reread(start, end, "undo.reread").await?;
         while let Some(event) = group.next().await? {
-            if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
+            self.health.progress();
+            if log.len().is_none() {
+                // Read again from SQL anyway: the rest need not be decoded.
+                group.stop();
+            } else if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
                 let context = RowsContext {
                     seq: 0,
                     first_index: 0,

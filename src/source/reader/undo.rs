@@ -94,6 +94,18 @@ impl UndoLog {
         self.changes.push(change);
     }
 
+    /// A log of changes that cannot be undone (`why`).
+    pub fn lost(why: &'static str) -> UndoLog {
+        let mut log = UndoLog::default();
+        log.lose(why);
+        log
+    }
+
+    /// How many changes are kept; `None` once they cannot be undone.
+    pub fn len(&self) -> Option<usize> {
+        self.lost.is_none().then_some(self.changes.len())
+    }
+
     /// The changes can no longer be undone: a rollback reads the views again.
     pub fn lose(&mut self, why: &'static str) {
         self.lost = Some(why);
@@ -204,6 +216,8 @@ mod tests {
 
     #[test]
     fn changes_that_cannot_be_kept_make_a_rollback_fail() {
+        assert_eq!(UndoLog::lost("why").len(), None);
+        assert_eq!(UndoLog::lost("why").roll_back(), Err("why"));
         let mut log = UndoLog::default();
         keep(&mut log, change(None, row(1, "a")), false);
         keep(&mut log, change(None, row(2, "b")), true);

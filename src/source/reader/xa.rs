@@ -56,6 +56,8 @@ impl Reading {
     pub(super) fn start_xa(&mut self) {
         if let Some(txn) = self.txn.as_mut() {
             txn.xa.get_or_insert_with(Preparing::default);
+            // Ends with its XA PREPARE (or XA COMMIT … ONE PHASE), not at a DDL inside it.
+            txn.explicit = true;
         }
     }
 }
