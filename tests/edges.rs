@@ -537,6 +537,73 @@ async fn xa_prepared_before_the_first_start(name: &str, kill: bool) {
     assert!(daemon.terminate().success());
 }
 
+/// More XA transactions prepared before rowcast's first start than a pass lists by name (8):
+/// the pass waits for any ("*"), so the first unread commit backfills the view again, whose new
+/// pass lists the rest by name, and so on. The checkpoint shows the pass waiting for any, and
+/// every transaction's rows reach the view. Covers the cap of `merge::MAX_XA_PENDING`,
+/// untested before (checked: with the cap taking the first 8 names instead, the checkpoint
+/// test fails).
+#[tokio::test(flavor = "multi_thread")]
+async fn more_xa_transactions_prepared_before_the_first_start_than_a_pass_names_all_reach_the_view()
+{
+    use mysql_async::prelude::Queryable;
+    let (env, table) = notes_in(
+        Env::alone("edgexamany").await,
+        "[checkpoint]\npath = \"checkpoint.json\"\ninterval_ms = 100\n",
+    )
+    .await;
+    let checkpoint = env.dir.join("checkpoint.json");
+    let pending = move || -> Value {
+        let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or_default();
+        value["backfill"]["notes"]["xa_pending"].clone()
+    };
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    let mut conns = Vec::new();
+    for i in 0..9 {
+        let mut xa = env.admin.get_conn().await.unwrap();
+        xa.query_drop(format!("USE {}", env.db)).await.unwrap();
+        xa.query_drop(format!(
+            "XA START 'many{i}'; INSERT INTO notes VALUES ({}, 'prepared', '{i}'); XA END 'many{i}'; XA PREPARE 'many{i}'",
+            30 + i
+        ))
+        .await
+        .unwrap();
+        conns.push(xa);
+    }
+    let started = async {
+        let daemon = env.start().await;
+        let before = expected_notes(&env).await;
+        assert_eq!(before.len(), 1, "{before:?}");
+        env.converge(&table, before, Duration::from_secs(60)).await;
+        eventually(
+            "the pass to wait for any",
+            Duration::from_secs(20),
+            || async { pending() == json!(["*"]) },
+        )
+        .await;
+        daemon
+    };
+    let decide = async {
+        for (i, xa) in conns.iter_mut().enumerate() {
+            xa.query_drop(format!("XA COMMIT 'many{i}'")).await.unwrap();
+        }
+    };
+    let daemon = common::deciding(started, decide).await;
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    let after = expected_notes(&env).await;
+    assert_eq!(after.len(), 11, "{after:?}");
+    env.converge(&table, after, Duration::from_secs(90)).await;
+    eventually(
+        "nothing left to wait for",
+        Duration::from_secs(20),
+        || async { pending().is_null() },
+    )
+    .await;
+    drop(conns);
+    assert!(daemon.terminate().success());
+}
+
 /// Rows whose transaction the binlog logged although they were rolled back: a transaction that
 /// created a temporary table is logged whole and ends with ROLLBACK. Those rows never reach the
 /// view: they are read again from the binlog and undone by their inverse changes (a delete for
