@@ -614,28 +614,21 @@ async fn more_xa_transactions_prepared_before_the_first_start_than_a_pass_names_
 /// removed, as after a TRUNCATE).
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_rolled_back_in_a_logged_transaction_never_reach_the_view() {
-    let (env, table, lazy) = rollback_notes("edgerollback").await;
-    let daemon = env.start().await;
-    let expected = rolled_back_transaction(&env, &table).await;
-    env.converge(&table, expected, Duration::from_secs(60))
-        .await;
+    let (env, lazy, daemon) = rolled_back_with("edgerollback", &[]).await;
     let lazy_expected: Vec<Value> = [(1, "one"), (3, "three"), (4, "four"), (5, "five")]
         .iter()
         .map(|(id, body)| json!({"pk": format!("L#{id}"), "body": body}))
         .collect();
     env.converge(&lazy, lazy_expected, Duration::from_secs(60))
         .await;
-    // Undone, not read again: no view was backfilled again for the rollback.
+    // Undone, not read again: no view was backfilled again for the rollback. Undone: the ghost
+    // rows 700, 701 and 702, the update of 1, the delete of 4 and the move of 5.
+    let counts = RollbackCounts::of(&daemon).await;
     assert_eq!(
-        daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await,
-        0.0,
+        (counts.unreadable, counts.undone),
+        (0.0, 6.0),
         "{}",
         common::tail(&env.dir.join("rowcast.log"))
-    );
-    assert_eq!(
-        daemon_metric(&daemon, "rowcast_rolled_back_changes_total{").await,
-        6.0,
-        "the ghost rows 700, 701 and 702, the update of 1, the delete of 4 and the move of 5"
     );
     assert!(daemon.terminate().success());
 }
@@ -645,21 +638,15 @@ async fn rows_rolled_back_in_a_logged_transaction_never_reach_the_view() {
 /// are read again from SQL, as after a TRUNCATE, and end equal to the source.
 #[tokio::test(flavor = "multi_thread")]
 async fn rolled_back_rows_too_many_to_undo_are_read_again_from_sql() {
-    let (env, table, _lazy) = rollback_notes("edgerollbackfull").await;
-    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "reader.undo=error@*")]);
-    daemon.wait_ready().await;
-    let expected = rolled_back_transaction(&env, &table).await;
-    env.converge(&table, expected, Duration::from_secs(60))
-        .await;
+    let failpoint = [("ROWCAST_FAILPOINTS", "reader.undo=error@*")];
+    let (env, _lazy, daemon) = rolled_back_with("edgerollbackfull", &failpoint).await;
+    let counts = RollbackCounts::of(&daemon).await;
     assert!(
-        daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await >= 1.0,
+        counts.unreadable >= 1.0,
         "{}",
         common::tail(&env.dir.join("rowcast.log"))
     );
-    assert_eq!(
-        daemon_metric(&daemon, "rowcast_rolled_back_changes_total{").await,
-        0.0
-    );
+    assert_eq!(counts.undone, 0.0);
     assert!(daemon.terminate().success());
 }
 
@@ -667,22 +654,51 @@ async fn rolled_back_rows_too_many_to_undo_are_read_again_from_sql() {
 /// the reader reconnects, reads the transaction again from its start and undoes it then.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rollback_whose_second_read_fails_is_undone_after_a_reconnect() {
-    let (env, table, _lazy) = rollback_notes("edgerollbackreread").await;
-    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "undo.reread=error@1")]);
+    let failpoint = [("ROWCAST_FAILPOINTS", "undo.reread=error@1")];
+    let (env, _lazy, daemon) = rolled_back_with("edgerollbackreread", &failpoint).await;
+    let counts = RollbackCounts::of(&daemon).await;
+    assert_eq!(
+        (counts.unreadable, counts.undone),
+        (0.0, 6.0),
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
+    assert!(counts.reconnects >= 1.0);
+    assert!(daemon.terminate().success());
+}
+
+/// [`rollback_notes`] with the daemon started (`env`: its environment variables) and
+/// [`rolled_back_transaction`] run; the eager view equals the source. Gives the lazy view's
+/// table and the daemon.
+async fn rolled_back_with(name: &str, env_vars: &[(&str, &str)]) -> (Env, String, common::Daemon) {
+    let (env, table, lazy) = rollback_notes(name).await;
+    let daemon = env.spawn_with(env_vars);
     daemon.wait_ready().await;
     let expected = rolled_back_transaction(&env, &table).await;
     env.converge(&table, expected, Duration::from_secs(60))
         .await;
-    assert_eq!(
-        daemon_metric(&daemon, "rowcast_rolled_back_changes_total{").await,
-        6.0
-    );
-    assert!(daemon_metric(&daemon, "rowcast_source_reconnects_total{").await >= 1.0);
-    assert_eq!(
-        daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await,
-        0.0
-    );
-    assert!(daemon.terminate().success());
+    (env, lazy, daemon)
+}
+
+/// What the daemon counted of rollbacks.
+struct RollbackCounts {
+    /// `rowcast_unreadable_changes_total`: rolled-back rows read again from SQL (and any other
+    /// change the binlog does not describe row by row).
+    unreadable: f64,
+    /// `rowcast_rolled_back_changes_total`: row changes undone.
+    undone: f64,
+    reconnects: f64,
+}
+
+impl RollbackCounts {
+    async fn of(daemon: &common::Daemon) -> RollbackCounts {
+        let (_, metrics) = daemon.get("/metrics").await;
+        RollbackCounts {
+            unreadable: metric(&metrics, "rowcast_unreadable_changes_total{"),
+            undone: metric(&metrics, "rowcast_rolled_back_changes_total{"),
+            reconnects: metric(&metrics, "rowcast_source_reconnects_total{"),
+        }
+    }
 }
 
 /// Rows rolled back to a savepoint in a transaction that touched a MyISAM table: MariaDB logs
@@ -718,14 +734,8 @@ async fn rows_rolled_back_to_a_savepoint_never_reach_the_view() {
         Duration::from_secs(60),
     )
     .await;
-    assert!(daemon_metric(&daemon, "rowcast_unreadable_changes_total{").await >= 1.0);
+    assert!(RollbackCounts::of(&daemon).await.unreadable >= 1.0);
     assert!(daemon.terminate().success());
-}
-
-/// The sum of the daemon's metric lines that begin with `prefix`.
-async fn daemon_metric(daemon: &common::Daemon, prefix: &str) -> f64 {
-    let (_, metrics) = daemon.get("/metrics").await;
-    metric(&metrics, prefix)
 }
 
 /// The notes table with a MyISAM table beside it, and a lazy view of notes besides the eager one.
@@ -807,7 +817,10 @@ async fn a_backfill_ends_while_transactions_with_temporary_tables_roll_back() {
     eventually(
         "the backfill to end while transactions roll back",
         Duration::from_secs(60),
-        || async { daemon_metric(&daemon, "rowcast_backfill_state{view=\"notes\"}").await == 2.0 },
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(&metrics, "rowcast_backfill_state{view=\"notes\"}") == 2.0
+        },
     )
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -74,13 +74,12 @@ struct Txn {
     /// Row changes read so far in this transaction.
     rows: u32,
     gtid: Option<String>,
-    /// MariaDB standalone (DDL) transaction: ends with its query event.
+    /// It has no COMMIT (ROLLBACK, XID) of its own and ends with its one statement (DDL, or DML
+    /// in statement format): a MariaDB event group flagged standalone, or a MySQL transaction
+    /// (its GTID event) until a BEGIN comes. A DDL statement inside any other (CREATE TEMPORARY
+    /// TABLE logged by a session in MIXED or STATEMENT format, the CREATE of CREATE TABLE …
+    /// SELECT) does not end it.
     standalone: bool,
-    /// It ends with a COMMIT (or ROLLBACK, XID) of its own: a MariaDB event group that is not
-    /// standalone, or one a BEGIN opened. A DDL statement inside it (CREATE TEMPORARY TABLE,
-    /// logged by a session in MIXED or STATEMENT format; the CREATE of CREATE TABLE … SELECT)
-    /// does not end it.
-    explicit: bool,
     /// An XA transaction being prepared: its rows are applied at its XA COMMIT (`xa.rs`).
     xa: Option<xa::Preparing>,
     /// Where the transaction's first event starts.
@@ -143,9 +142,6 @@ impl Reading {
         let gtid = MariaGtid::parse(event.data(), event.header().server_id())
             .ok_or_else(|| decode_error("short MariaDB GTID event".into()))?;
         self.begin(cursor, Some(gtid.to_string()), gtid.standalone());
-        if let Some(txn) = self.txn.as_mut() {
-            txn.explicit = !gtid.standalone();
-        }
         if gtid.prepared_xa() {
             self.start_xa();
         }
@@ -161,7 +157,6 @@ impl Reading {
             rows: 0,
             gtid,
             standalone,
-            explicit: false,
             touched: Vec::new(),
             resync: false,
         });
@@ -415,9 +410,9 @@ impl Source {
             EventData::FormatDescriptionEvent(_) => reading.seen_format = true,
             EventData::GtidEvent(gtid) => {
                 let text = format!("{}:{}", format_uuid(&gtid.sid()), gtid.gno());
-                reading.begin(cursor, Some(text), false);
+                reading.begin(cursor, Some(text), true);
             }
-            EventData::AnonymousGtidEvent(_) => reading.begin(cursor, None, false),
+            EventData::AnonymousGtidEvent(_) => reading.begin(cursor, None, true),
             EventData::QueryEvent(query) => {
                 self.handle_query(&query, event, reading, cursor).await?
             }
@@ -451,7 +446,7 @@ impl Source {
                 reading.begin(cursor, None, false);
             }
             if let Some(txn) = reading.txn.as_mut() {
-                txn.explicit = true;
+                txn.standalone = false;
             }
         } else if statement.starts_with("ROLLBACK TO") {
             // Not undone (see `undo.rs`): the transaction's tables are read again at its end.
@@ -500,8 +495,8 @@ impl Source {
                 None => {}
             }
             // A DDL statement ends its transaction, unless it is one inside a transaction that
-            // ends with a COMMIT of its own (a temporary table's; see `Txn::explicit`).
-            if reading.txn.as_ref().is_none_or(|t| !t.explicit) {
+            // ends with a COMMIT of its own (a temporary table's; see `Txn::standalone`).
+            if reading.txn.as_ref().is_none_or(|t| t.standalone) {
                 self.commit(reading, cursor, event).await?;
             }
         }
@@ -538,7 +533,7 @@ impl Source {
             }))
             .await?;
         }
-        // A MariaDB standalone event group has no COMMIT of its own.
+        // A standalone transaction has no COMMIT of its own.
         if reading.txn.as_ref().is_some_and(|t| t.standalone) {
             self.commit(reading, cursor, event).await?;
         }
@@ -627,7 +622,8 @@ impl Source {
         // which is how write-back marks its statements.
         let write_back = flags_raw & 0x8000 != 0;
         let schema = self.schema_of(table_id, tme).await?;
-        let transactional = self.schemas.transactional(&table);
+        // Looked up for an undo only, not on the stream's path.
+        let transactional = keep.is_some() && self.schemas.transactional(&table);
         let mut index = first_index;
         for row in rows.rows(tme) {
             let (before, after) = row.map_err(|e| {
@@ -801,14 +797,13 @@ impl Source {
                 return Ok(());
             }
         };
-        // At the ROLLBACK, for dead letters; replayed (guarded) like the rows it undoes, also
-        // when the ROLLBACK ends where the replay ends (the binlog's end at start).
+        // At the ROLLBACK, for dead letters; replayed (guarded) like the rows it undoes.
         let origin = Arc::new(Position {
             pos: end,
             gtid: open.gtid.clone(),
             ..reading.current.clone()
         });
-        let guard = (cursor.replay_end.as_ref()).is_some_and(|end| !position_before(end, &origin));
+        let guard = guarded(cursor, &origin);
         for change in undone {
             metrics()
                 .rolled_back_changes
@@ -988,13 +983,16 @@ impl Source {
     }
 }
 
-/// Whether row changes at `origin` are replayed (an earlier run may have written later ones):
-/// their writes are conditional on the version.
+/// Whether row changes at `origin` are replayed (an earlier run may have written them, or later
+/// ones): their writes are conditional on the version. At the replay's end too: that is the
+/// binlog's end at start, where a change sent at a transaction's end (the rows of an XA COMMIT
+/// read again, a ROLLBACK's inverse changes) has its origin when that transaction was the last
+/// one; a rows event's own end is never a transaction boundary.
 fn guarded(cursor: &Cursor, origin: &Position) -> bool {
     cursor
         .replay_end
         .as_ref()
-        .is_some_and(|end| position_before(origin, end))
+        .is_some_and(|end| !position_before(end, origin))
 }
 
 /// Whether a rows event lacks a column in its before or after image.

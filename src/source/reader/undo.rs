@@ -12,12 +12,12 @@
 //! and sends their inverses, latest first: a delete for an insert, the update back for an update
 //! (a moved key moves back), the insert back for a delete. They are row changes of the same
 //! transaction, later in it, so their versions are above those of the changes they undo. The
-//! state undone to is the state before the transaction: the server writes the group to the
-//! binlog before InnoDB rolls back (the binlog is the last engine the transaction registered,
-//! and engines roll back latest first), so the transaction still held the locks of those rows
-//! and no other transaction's change of them is in the binlog before the group. That order is
-//! reversed when the transaction's first logged change was of a non-transactional table before
-//! it touched any InnoDB table (README, Known limitations).
+//! state undone to is the state before the transaction if the server writes the group to the
+//! binlog before InnoDB rolls back and frees those rows, so that no other transaction's change
+//! of them is in the binlog before the group: engines roll back latest-registered first (read in
+//! the server's handler code), and the binlog registers after InnoDB when the transaction touched
+//! an InnoDB table before its first logged change (reasoned, not read in MariaDB's source). The
+//! other order is a known limitation (README).
 //!
 //! A `ROLLBACK TO` a savepoint (logged when a non-transactional table changed in the
 //! transaction) is not undone so: InnoDB frees the rows inserted after the savepoint at once,
@@ -115,12 +115,11 @@ impl UndoLog {
 
     /// The changes to send to undo a logged ROLLBACK, latest first and inverted, or why they
     /// cannot be.
-    pub fn roll_back(&mut self) -> Result<Vec<Kept>, &'static str> {
-        if let Some(why) = self.lost {
-            return Err(why);
+    pub fn roll_back(self) -> Result<Vec<Kept>, &'static str> {
+        match self.lost {
+            Some(why) => Err(why),
+            None => Ok(self.changes.into_iter().rev().map(Kept::inverse).collect()),
         }
-        self.bytes = 0;
-        Ok(self.changes.drain(..).rev().map(Kept::inverse).collect())
     }
 }
 
@@ -191,17 +190,12 @@ mod tests {
         }
     }
 
-    /// Keeps `change` in `log` as the reader does.
-    fn keep(log: &mut UndoLog, change: Kept, transactional: bool) {
-        log.keep(change, transactional);
-    }
-
     #[test]
     fn a_rollback_undoes_every_change_latest_first() {
         let mut log = UndoLog::default();
-        keep(&mut log, change(None, row(1, "a")), true);
-        keep(&mut log, change(row(2, "b"), row(2, "c")), true);
-        keep(&mut log, change(row(3, "d"), None), true);
+        log.keep(change(None, row(1, "a")), true);
+        log.keep(change(row(2, "b"), row(2, "c")), true);
+        log.keep(change(row(3, "d"), None), true);
         let undone = log.roll_back().unwrap();
         assert_eq!(
             undone,
@@ -211,7 +205,6 @@ mod tests {
                 change(row(1, "a"), None),
             ]
         );
-        assert_eq!(log.roll_back().unwrap(), vec![]);
     }
 
     #[test]
@@ -219,23 +212,23 @@ mod tests {
         assert_eq!(UndoLog::lost("why").len(), None);
         assert_eq!(UndoLog::lost("why").roll_back(), Err("why"));
         let mut log = UndoLog::default();
-        keep(&mut log, change(None, row(1, "a")), false);
-        keep(&mut log, change(None, row(2, "b")), true);
+        log.keep(change(None, row(1, "a")), false);
+        log.keep(change(None, row(2, "b")), true);
         assert!(log.roll_back().is_err());
         let mut log = UndoLog::default();
         for id in 0..MAX_CHANGES as u64 {
-            keep(&mut log, change(None, row(id, "a")), true);
+            log.keep(change(None, row(id, "a")), true);
         }
         assert_eq!(log.roll_back().map(|u| u.len()), Ok(MAX_CHANGES));
         let mut log = UndoLog::default();
         for id in 0..=MAX_CHANGES as u64 {
-            keep(&mut log, change(None, row(id, "a")), true);
+            log.keep(change(None, row(id, "a")), true);
         }
         assert_eq!(log.roll_back(), Err("too many changes to keep"));
         let mut log = UndoLog::default();
         let big = "x".repeat(MAX_BYTES / 2);
-        keep(&mut log, change(None, row(1, &big)), true);
-        keep(&mut log, change(None, row(2, &big)), true);
+        log.keep(change(None, row(1, &big)), true);
+        log.keep(change(None, row(2, &big)), true);
         assert_eq!(log.roll_back(), Err("too many changes to keep"));
     }
 

@@ -29,7 +29,7 @@ use tracing::warn;
 
 use super::{table_of, Cursor, Reading, RowsContext, Source};
 use crate::metrics::metrics;
-use crate::pipeline::{position_before, Position, Restart, SourceEvent};
+use crate::pipeline::{Position, Restart, SourceEvent};
 use crate::source::SourceError;
 use crate::view::TableRef;
 
@@ -57,7 +57,7 @@ impl Reading {
         if let Some(txn) = self.txn.as_mut() {
             txn.xa.get_or_insert_with(Preparing::default);
             // Ends with its XA PREPARE (or XA COMMIT … ONE PHASE), not at a DDL inside it.
-            txn.explicit = true;
+            txn.standalone = false;
         }
     }
 }
@@ -237,12 +237,8 @@ impl Source {
             gtid: txn.gtid.clone(),
             ..reading.at(u64::from(commit.header().log_pos()))
         });
-        // Their origin is the XA COMMIT's end, which is the binlog's end at start when the
-        // commit was the last event then: at or before the replay's end, they are replayed.
-        let guard = cursor
-            .replay_end
-            .as_ref()
-            .is_some_and(|end| !position_before(end, &origin));
+        // Their origin is the XA COMMIT's end (see `guarded`).
+        let guard = super::guarded(cursor, &origin);
         let mut group = (self.reread(&prepared.start, prepared.end.pos, "xa.reread")).await?;
         while let Some(event) = group.next().await? {
             let header = event.header();
