@@ -667,3 +667,140 @@ async fn concurrent_sql_and_dynamodb_changes_end_with_the_view_following_sql() {
     .await;
     assert!(daemon.terminate().success());
 }
+
+/// MariaDB's UUID, INET4 and INET6 columns written back: an application's update of an address
+/// in another spelling reaches the row and comes back in MariaDB's text; a PutItem keyed by a
+/// UUID inserts the row; a text that is no address is rejected into the dead letters and never
+/// reaches SQL (MariaDB would refuse it, or store NULL outside strict mode).
+#[tokio::test(flavor = "multi_thread")]
+async fn uuid_and_inet_columns_are_written_back_as_mariadb_reads_them() {
+    let env = Env::new("wbaddr").await;
+    let table = env.table("views");
+    let first = "0123abcd-0000-4000-8000-000000000001";
+    env.sql(&format!(
+        "CREATE TABLE hosts (id UUID PRIMARY KEY, v4 INET4 NOT NULL, v6 INET6 NULL, name VARCHAR(20) NOT NULL);
+         INSERT INTO hosts VALUES ('{first}', '10.0.0.1', 'fe80::1', 'one');"
+    ))
+    .await;
+    env.write_view(
+        "hosts.toml",
+        &format!(
+            r#"
+name = "hosts"
+table = "{table}"
+source = "{{DB}}.hosts"
+[key]
+pk = "HOST#{{id}}"
+[attributes]
+v4 = "v4"
+v6 = "v6"
+name = "name"
+[writeback]
+enabled = true
+attributes = ["v4", "v6", "name"]
+"#
+        ),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    let hosts = || async {
+        env.query::<(String, String, Option<String>, String)>(
+            "SELECT CAST(id AS CHAR), CAST(v4 AS CHAR), CAST(v6 AS CHAR), name FROM hosts ORDER BY id",
+        )
+        .await
+    };
+    let expected = |rows: Vec<(String, String, Option<String>, String)>| -> Vec<Value> {
+        rows.into_iter()
+            .map(|(id, v4, v6, name)| {
+                let mut item = json!({"pk": format!("HOST#{id}"), "v4": v4, "name": name});
+                if let Some(v6) = v6 {
+                    item["v6"] = json!(v6);
+                }
+                item
+            })
+            .collect()
+    };
+    env.converge(&table, expected(hosts().await), Duration::from_secs(30))
+        .await;
+
+    let key = |id: &str| common::app::key(&[("pk", &format!("HOST#{id}"))]);
+    common::app::update(
+        &env,
+        &table,
+        key(first),
+        "SET v6 = :a, v4 = :b",
+        &[
+            (":a", common::app::s("0:0:0:0:0:FFFF:0A0B:0C0D")),
+            (":b", common::app::s("192.168.0.1")),
+        ],
+    )
+    .await;
+    let second = "0123abcd-0000-7000-9000-000000000002";
+    put(
+        &env,
+        &table,
+        &[
+            ("pk", common::app::s(&format!("HOST#{second}"))),
+            ("v4", common::app::s("0.0.0.0")),
+            ("v6", common::app::s("1:0:0:0:0:0:0:0")),
+            ("name", common::app::s("two")),
+        ],
+    )
+    .await;
+    eventually("both to reach MariaDB", Duration::from_secs(30), || async {
+        hosts().await
+            == vec![
+                (
+                    first.to_string(),
+                    "192.168.0.1".to_string(),
+                    Some("::ffff:10.11.12.13".to_string()),
+                    "one".to_string(),
+                ),
+                (
+                    second.to_string(),
+                    "0.0.0.0".to_string(),
+                    Some("1::".to_string()),
+                    "two".to_string(),
+                ),
+            ]
+    })
+    .await;
+    // The items follow SQL: their addresses in MariaDB's spelling.
+    env.converge(&table, expected(hosts().await), Duration::from_secs(30))
+        .await;
+
+    let before = hosts().await;
+    common::app::update(
+        &env,
+        &table,
+        key(first),
+        "SET v6 = :a",
+        &[(":a", common::app::s("fe80::1::2"))],
+    )
+    .await;
+    common::app::update(
+        &env,
+        &table,
+        key(second),
+        "SET v4 = :a",
+        &[(":a", common::app::s("256.0.0.1"))],
+    )
+    .await;
+    let dead = env.dir.join("dead.jsonl");
+    eventually("two dead letters", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&dead)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+            >= 2
+    })
+    .await;
+    let letters = std::fs::read_to_string(&dead).unwrap();
+    for needle in ["is not an INET6 address", "is not an INET4 address"] {
+        assert!(letters.contains(needle), "{needle:?} not in {letters}");
+    }
+    assert_eq!(hosts().await, before, "a rejected write reached SQL");
+    env.converge(&table, expected(hosts().await), Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}

@@ -90,6 +90,10 @@ pub fn schema_from_table_map(
                 let labels = set_labels.get(set_i - 1);
                 ColumnKind::Set(label_texts(labels, label_charsets.next()).map_err(fail)?)
             }
+            // Stored as BINARY(16) or BINARY(4), which the table map shows.
+            ColumnType::MYSQL_TYPE_STRING if extras.native_columns.contains_key(&name) => {
+                ColumnKind::Native(extras.native_columns[&name])
+            }
             _ => column_kind(
                 ty,
                 meta,
@@ -444,6 +448,7 @@ pub fn decode_value(
                 fsp: *fsp,
             }
         }
+        (ColumnKind::Native(native), Value::Bytes(b)) => Cell::Text(native.text(b)?),
         (ColumnKind::Json, Value::Bytes(b)) => match serde_json::from_slice(b) {
             Ok(json) => Cell::Json(json),
             Err(_) => Cell::Text(text_of(b, charset)),

@@ -78,7 +78,9 @@ pub fn query_cell(kind: &ColumnKind, value: Value) -> Result<Cell, String> {
         (ColumnKind::Float, Value::Float(f)) => Cell::Float(f),
         (ColumnKind::Float, Value::Double(d)) => Cell::Float(d as f32),
         (ColumnKind::Double, Value::Double(d)) => Cell::Double(d),
-        (ColumnKind::Text, Value::Bytes(b)) => Cell::Text(String::from_utf8_lossy(&b).into_owned()),
+        (ColumnKind::Text | ColumnKind::Native(_), Value::Bytes(b)) => {
+            Cell::Text(String::from_utf8_lossy(&b).into_owned())
+        }
         (ColumnKind::Binary { .. } | ColumnKind::Other(_), Value::Bytes(b)) => Cell::Bytes(b),
         (ColumnKind::Enum(_), Value::Bytes(b)) => {
             Cell::Enum(String::from_utf8_lossy(&b).into_owned())

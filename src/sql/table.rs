@@ -1,13 +1,14 @@
 //! A table as SQL reads it: its columns (typed as the binlog would type them) and primary key,
 //! from `information_schema`, and the column facts the binlog lacks.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool};
 
 use super::SqlError;
+use crate::view::native::NativeType;
 use crate::view::row::{ColumnKind, ColumnSchema, TableSchema};
 use crate::view::spec::TableRef;
 
@@ -16,6 +17,8 @@ use crate::view::spec::TableRef;
 pub struct TableExtras {
     pub json_columns: HashSet<String>,
     pub virtual_columns: HashSet<String>,
+    /// MariaDB's UUID, INET4 and INET6 columns, which the binlog shows as BINARY.
+    pub native_columns: HashMap<String, NativeType>,
     /// The table's engine rolls its changes back (InnoDB): the rows of a rolled-back
     /// transaction that the binlog carries never happened (`source/reader/undo.rs`).
     pub transactional: bool,
@@ -129,7 +132,10 @@ pub async fn load_table(
             "datetime" => ColumnKind::DateTime { fsp },
             "timestamp" => ColumnKind::Timestamp { fsp },
             "time" => ColumnKind::Time { fsp },
-            other => ColumnKind::Other(other.to_string()),
+            other => match NativeType::of_data_type(other) {
+                Some(native) => ColumnKind::Native(native),
+                None => ColumnKind::Other(other.to_string()),
+            },
         };
         let _ = charset;
         columns.push(ColumnSchema {
@@ -203,6 +209,9 @@ pub async fn fetch_extras(pool: &Pool, table: &TableRef) -> Result<TableExtras, 
     for (name, data_type, extra) in columns {
         if data_type.eq_ignore_ascii_case("json") {
             extras.json_columns.insert(name.clone());
+        }
+        if let Some(native) = NativeType::of_data_type(&data_type.to_ascii_lowercase()) {
+            extras.native_columns.insert(name.clone(), native);
         }
         let extra = extra.to_ascii_uppercase();
         if extra.contains("VIRTUAL") {

@@ -39,6 +39,9 @@ pub enum ColumnKind {
         fsp: u8,
     },
     Json,
+    /// MariaDB's UUID, INET4 or INET6: stored bytes in the binlog, text in SQL; a view sees
+    /// the text (`view/native.rs`).
+    Native(super::native::NativeType),
     Other(String),
 }
 

@@ -111,6 +111,9 @@ pub fn typed_key(table: &TableSchema, columns: &[(String, String)]) -> bool {
             | ColumnKind::SignedMedium
             | ColumnKind::Bit
             | ColumnKind::Year => text.parse::<i128>().is_ok_and(|n| n.to_string() == *text),
+            // A UUID or address as MariaDB prints it: `…ABCD` would insert the row whose item
+            // is `…abcd`, a second item of one row.
+            ColumnKind::Native(native) => native.normalise(text).is_ok_and(|t| t == *text),
             other => to_sql(&Attr::S(text.clone()), other, Conversion::String).is_ok(),
         }
     })
@@ -261,6 +264,7 @@ fn decide_values(view: &View, table: &TableSchema, change: &StreamChange, whole:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::native::NativeType;
     use crate::view::row::ColumnSchema;
     use crate::view::spec::TableRef;
 
@@ -296,6 +300,7 @@ attributes = ["status"]
                 column("id", ColumnKind::Int { unsigned: false }),
                 column("status", ColumnKind::Text),
                 column("score", ColumnKind::Int { unsigned: false }),
+                column("uid", ColumnKind::Native(NativeType::Uuid)),
             ],
         )
     }
@@ -329,6 +334,20 @@ attributes = ["status"]
         assert!(!typed_key(&table, &key("042")));
         assert!(!typed_key(&table, &key("+42")));
         assert!(!typed_key(&table, &[("nope".to_string(), "1".to_string())]));
+        let uuid = |text: &str| vec![("uid".to_string(), text.to_string())];
+        assert!(typed_key(
+            &table,
+            &uuid("01234567-89ab-1def-8123-456789abcdef")
+        ));
+        assert!(!typed_key(
+            &table,
+            &uuid("01234567-89AB-1DEF-8123-456789ABCDEF")
+        ));
+        assert!(!typed_key(
+            &table,
+            &uuid("0123456789ab1def8123456789abcdef")
+        ));
+        assert!(!typed_key(&table, &uuid("01234567")));
     }
 
     #[test]

@@ -91,6 +91,7 @@ fn from_text(text: &str, kind: &ColumnKind) -> Result<Value, String> {
         | ColumnKind::Timestamp { .. }
         | ColumnKind::Time { .. } => native(&Attr::S(text.to_string()), kind),
         ColumnKind::Binary { .. } | ColumnKind::Json => Ok(Value::Bytes(text.as_bytes().to_vec())),
+        ColumnKind::Native(_) => native(&Attr::S(text.to_string()), kind),
         ColumnKind::Other(name) => Err(format!("write-back does not handle {name} columns")),
         _ => native(&Attr::N(text.to_string()), kind),
     }
@@ -139,6 +140,11 @@ fn native(attr: &Attr, kind: &ColumnKind) -> Result<Value, String> {
         }
         ColumnKind::Time { .. } => time(expect_s(attr, "a TIME column")?),
         ColumnKind::Json => Ok(Value::Bytes(attr.to_json().to_string().into_bytes())),
+        ColumnKind::Native(native) => Ok(Value::Bytes(
+            native
+                .normalise(expect_s(attr, "a UUID, INET4 or INET6 column")?)?
+                .into_bytes(),
+        )),
         ColumnKind::Other(name) => Err(format!("write-back does not handle {name} columns")),
     }
 }
@@ -308,6 +314,7 @@ mod tests {
 
     use super::strategies::any_attr;
     use super::*;
+    use crate::view::native::NativeType;
 
     #[test]
     fn values_convert_back_or_are_refused() {
@@ -448,6 +455,9 @@ mod tests {
             (0u8..7).prop_map(|fsp| ColumnKind::Timestamp { fsp }),
             (0u8..7).prop_map(|fsp| ColumnKind::Time { fsp }),
             Just(ColumnKind::Json),
+            Just(ColumnKind::Native(NativeType::Uuid)),
+            Just(ColumnKind::Native(NativeType::Inet4)),
+            Just(ColumnKind::Native(NativeType::Inet6)),
             Just(ColumnKind::Other("GEOMETRY".into())),
         ]
     }
