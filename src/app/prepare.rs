@@ -518,17 +518,21 @@ async fn start_position(
             pos: 4,
             gtid: None,
         }
-    } else if flavor == source::Flavor::MariaDb {
-        // The GTID state at exactly that position (commits since would be skipped on a resume
-        // by GTID if the state were read on its own).
-        let gtid = crate::sql::gtid_state_at(conn, &end)
-            .await
-            .map_err(SourceError::Query)?;
-        Position { gtid, ..end }
     } else {
         end
     };
-    Ok(position)
+    if flavor != source::Flavor::MariaDb {
+        return Ok(position);
+    }
+    // The GTID state at exactly that position (commits since would be skipped on a resume by
+    // GTID if the state were read on its own). At the oldest binlog's start it is that file's
+    // GTID list: domains whose transactions are all in purged files are named only there, and
+    // a state without them sends a resume by GTID looking for their first transaction in the
+    // purged files (error 1236, `tests/gtid_domains.rs`).
+    let gtid = crate::sql::gtid_state_at(conn, &position)
+        .await
+        .map_err(SourceError::Query)?;
+    Ok(Position { gtid, ..position })
 }
 
 /// Everything `check --connect` verifies, as a list of problems.
