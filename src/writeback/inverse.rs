@@ -24,6 +24,7 @@ use mysql_async::Value;
 
 use super::values::to_sql;
 use crate::dynamo::{REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE};
+use crate::view::project::MAX_KEY_READINGS;
 use crate::view::row::{ColumnKind, TableSchema};
 use crate::view::spec::View;
 use crate::view::value::{Attr, Conversion};
@@ -95,6 +96,41 @@ pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
         _ => return None,
     }
     Some(columns)
+}
+
+/// The key columns of an item's key as values their columns can hold: `shortest` (what
+/// [`key_columns`] read) when it is, else the first reading of every way the templates parse the
+/// key that is. A UUID or an address holds the separators a template may put after it
+/// (`{uid}-{n}`, `{ip}:{port}`), where the shortest reading ends it too early. `None`: no
+/// reading is typed (another item's key).
+pub fn typed_key_columns(
+    view: &View,
+    table: &TableSchema,
+    keys: &Image,
+    shortest: Vec<(String, String)>,
+) -> Option<Vec<(String, String)>> {
+    if typed_key(table, &shortest) {
+        return Some(shortest);
+    }
+    let Some(Attr::S(pk)) = keys.get(&*view.key.pk_attribute) else {
+        return None;
+    };
+    let firsts = view.key.pk.readings(pk, MAX_KEY_READINGS)?;
+    let seconds = match (&view.key.sk, &view.key.sk_attribute) {
+        (Some(template), Some(name)) => match keys.get(&**name) {
+            Some(Attr::S(sk)) => template.readings(sk, MAX_KEY_READINGS)?,
+            _ => return None,
+        },
+        _ => vec![Vec::new()],
+    };
+    firsts
+        .iter()
+        .flat_map(|first| {
+            seconds
+                .iter()
+                .map(move |second| first.iter().chain(second).cloned().collect::<Vec<_>>())
+        })
+        .find(|columns| typed_key(table, columns))
 }
 
 /// Whether the key columns parsed from an item's key are values their columns can hold, in the
@@ -322,6 +358,45 @@ attributes = ["status"]
             sequence: "1".into(),
             created_s: None,
         }
+    }
+
+    /// `{uid}-{n}`: the shortest reading ends the UUID at its first hyphen, which is no UUID;
+    /// the reading that is typed is taken (before, the record was taken for another item's).
+    #[test]
+    fn a_uuid_before_a_separator_it_holds_is_read_whole() {
+        let view = crate::config::compile_view(
+            std::path::Path::new("hosts.toml"),
+            "name = \"hosts\"\ntable = \"hosts_views\"\nsource = \"db.hosts\"\n[key]\npk = \"H#{uid}-{n}\"\n",
+        )
+        .unwrap();
+        let column = |name: &str, kind: ColumnKind| ColumnSchema {
+            name: name.into(),
+            kind,
+            is_virtual: false,
+        };
+        let table = TableSchema::new(
+            TableRef::parse("db.hosts").unwrap(),
+            vec![
+                column("uid", ColumnKind::Native(NativeType::Uuid)),
+                column("n", ColumnKind::Int { unsigned: false }),
+            ],
+        );
+        let uid = "01234567-89ab-1def-8123-456789abcdef";
+        let keys = image(&[("pk", Attr::S(format!("H#{uid}-7")))]);
+        let shortest = key_columns(&view, &keys).unwrap();
+        assert_eq!(shortest[0].1, "01234567");
+        let mut read = typed_key_columns(&view, &table, &keys, shortest).unwrap();
+        read.sort();
+        assert_eq!(
+            read,
+            vec![
+                ("n".to_string(), "7".to_string()),
+                ("uid".to_string(), uid.to_string())
+            ]
+        );
+        let other = image(&[("pk", Attr::S(format!("H#{uid}-x")))]);
+        let shortest = key_columns(&view, &other).unwrap();
+        assert_eq!(typed_key_columns(&view, &table, &other, shortest), None);
     }
 
     #[test]

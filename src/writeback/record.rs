@@ -32,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::apply::{Applied, SqlError, SqlWriter, Target};
-use super::inverse::{decide, key_columns, typed_key, ChangeKind, Decision, Image, StreamChange};
+use super::inverse::{
+    decide, key_columns, typed_key_columns, ChangeKind, Decision, Image, StreamChange,
+};
 use super::stream::image_json;
 use super::Consumer;
 use crate::dynamo::{remove_marked, RemovalGuard};
@@ -170,9 +172,11 @@ impl Handler {
                 Err(Ok(reason)) => break Err(reason),
                 Err(Err(failure)) => return Tried::Failed(failure),
             };
-            if !typed_key(&table.schema, &columns) {
+            let Some(columns) =
+                typed_key_columns(&view, &table.schema, &change.keys, columns.clone())
+            else {
                 return Tried::Outcome(name, "other-view");
-            }
+            };
             let result = self.decide_and_apply(&view, &table, &columns, change).await;
             match result {
                 Ok(outcome) => break Ok(outcome),
