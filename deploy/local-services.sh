@@ -100,10 +100,11 @@ start_mariadb() {
     for _ in $(seq 1 120); do mariadb_ping && break; sleep 0.5; done
     mariadb_ping || { log "mariadb did not start; see $MDB/log/error.log"; tail -20 "$MDB/log/error.log" >&2; exit 1; }
   fi
-  # rowcast: the least a CDC reader needs (+ DML for write-back); rowcast_admin: demo and tests.
+  # rowcast: the least a CDC reader needs (+ DML for write-back; + REPLICATION MASTER ADMIN, which
+  # lets it see a replica using its server_id); rowcast_admin: demo and tests.
   mariadb --defaults-file="$CNF" -uroot <<'SQL'
 CREATE USER IF NOT EXISTS 'rowcast'@'127.0.0.1' IDENTIFIED BY 'rowcast';
-GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT, INSERT, UPDATE, DELETE ON *.* TO 'rowcast'@'127.0.0.1';
+GRANT REPLICATION SLAVE, BINLOG MONITOR, REPLICATION MASTER ADMIN, SELECT, INSERT, UPDATE, DELETE ON *.* TO 'rowcast'@'127.0.0.1';
 CREATE USER IF NOT EXISTS 'rowcast_admin'@'127.0.0.1' IDENTIFIED BY 'rowcast';
 GRANT ALL PRIVILEGES ON *.* TO 'rowcast_admin'@'127.0.0.1' WITH GRANT OPTION;
 FLUSH PRIVILEGES;

@@ -1594,3 +1594,118 @@ async fn an_xa_commit_whose_reread_fails_is_read_again() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// A replica of the test server registered under `server_id` as a MariaDB replica registers
+/// (its host and port), reading from the binlog's end with heartbeats.
+async fn replica(env: &Env, server_id: u32) -> mysql_async::BinlogStream {
+    use mysql_async::prelude::Queryable;
+    let mut conn = env.admin.get_conn().await.unwrap();
+    let row: mysql_async::Row = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .unwrap();
+    let (file, pos): (String, u64) = (row.get(0).unwrap(), row.get(1).unwrap());
+    conn.query_drop("SET @master_heartbeat_period = 200000000")
+        .await
+        .unwrap();
+    conn.get_binlog_stream(
+        mysql_async::BinlogStreamRequest::new(server_id)
+            .with_filename(file.as_bytes())
+            .with_pos(pos)
+            .with_hostname(b"replica-7")
+            .with_port(3307),
+    )
+    .await
+    .unwrap()
+}
+
+/// Whether the replica still gets the binlog: a commit made now reaches it.
+async fn still_replicating(env: &Env, stream: &mut mysql_async::BinlogStream, id: i64) -> bool {
+    use futures_util::StreamExt;
+    env.sql(&format!("INSERT INTO notes VALUES ({id}, 'r', '1')"))
+        .await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+            Ok(Some(Ok(event))) => {
+                if matches!(
+                    event.read_data(),
+                    Ok(Some(mysql_async::binlog::events::EventData::XidEvent(_)))
+                ) {
+                    return true;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Another replica with rowcast's `server_id`: the server keeps one binlog connection per id,
+/// so rowcast connecting cut the replica off (and the replica, reconnecting, cut rowcast off,
+/// in turn: a real replica of the user's database lagging behind for rowcast's misconfigured
+/// id). rowcast now does not connect under a replica's id: `check --connect` names it, a start
+/// stops (exit 3) before registering, and a rowcast cut off by such a replica waits until it is
+/// gone instead of cutting it off in turn. On the code before: rowcast started, and the
+/// replica's stream was cut.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_using_rowcasts_server_id_is_never_cut_off() {
+    let (env, table) = notes("replicaid", "").await;
+    let config = env.config_path();
+    let mut stream = replica(&env, env.server_id).await;
+    let out = env.rowcast(&["check", "--connect", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("source.server_id") && err.contains("replica-7:3307"),
+        "{err}"
+    );
+    let mut daemon = env.spawn();
+    let status = daemon.exited(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(3));
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("is the id of a replica of this server"),
+        "{log}"
+    );
+    assert!(
+        still_replicating(&env, &mut stream, 101).await,
+        "the replica was cut off"
+    );
+    drop(stream);
+
+    // rowcast first; then the replica connects, which cuts rowcast's connection. rowcast
+    // waits (reconnecting, checking) instead of cutting the replica off in turn, and follows
+    // the binlog again, where it left it, once the replica is gone.
+    let replica_gone = || async {
+        let hosts: Vec<mysql_async::Row> = env.query("SHOW SLAVE HOSTS").await;
+        !hosts
+            .iter()
+            .any(|row| row.get::<u32, _>(0) == Some(env.server_id))
+    };
+    eventually("the replica gone", Duration::from_secs(30), replica_gone).await;
+    let daemon = env.spawn();
+    daemon.wait_ready().await;
+    let mut stream = replica(&env, env.server_id).await;
+    let log = || std::fs::read_to_string(&daemon.log).unwrap_or_default();
+    eventually(
+        "rowcast to see the replica",
+        Duration::from_secs(30),
+        || async {
+            log()
+                .matches("is the id of a replica of this server")
+                .count()
+                >= 2
+        },
+    )
+    .await;
+    assert!(
+        still_replicating(&env, &mut stream, 102).await,
+        "the replica was cut off"
+    );
+    drop(stream);
+    env.sql("INSERT INTO notes VALUES (103, 'after', '2')")
+        .await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+}

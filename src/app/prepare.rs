@@ -284,7 +284,7 @@ async fn run_preflight(
     config: &Config,
     client: &Client,
 ) -> Result<Vec<Problem>, AppError> {
-    let mut problems = preflight::check_server(conn, config).await?;
+    let mut problems = preflight::check_server(conn, config, flavor).await?;
     if config.source.resume_by_gtid && flavor == source::Flavor::MySql {
         problems.push(Problem {
             file: config.file.clone(),
@@ -537,8 +537,8 @@ async fn start_position(
 
 /// Everything `check --connect` verifies, as a list of problems.
 pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
-    let (mut conn, _flavor) = source::connect(&config.source.connection).await?;
-    let mut problems = preflight::check_server(&mut conn, config).await?;
+    let (mut conn, flavor) = source::connect(&config.source.connection).await?;
+    let mut problems = preflight::check_server(&mut conn, config, flavor).await?;
     problems.extend(preflight::check_privileges(&mut conn, config).await?);
     problems.extend(preflight::check_views(&mut conn, &config.views).await?);
     let client = dynamo::client(&config.dynamodb).await;

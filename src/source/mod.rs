@@ -57,6 +57,8 @@ pub enum SourceError {
     DownstreamClosed,
     #[error("a view does not fit its tables: {0}")]
     Schema(String),
+    #[error("{0}")]
+    ServerIdTaken(String),
     #[error(transparent)]
     Sql(#[from] crate::sql::SqlError),
 }
@@ -70,6 +72,8 @@ impl Classify for SourceError {
             | SourceError::Tls(_)
             | SourceError::ServerChanged(_)
             | SourceError::Schema(_) => ErrorClass::Definite,
+            // Waited out: rowcast does not connect until the replica is gone or renumbered.
+            SourceError::ServerIdTaken(_) => ErrorClass::Transient,
             SourceError::Connect(e) | SourceError::Query(e) | SourceError::Stream(e) => {
                 match e {
                     // Access denied, unknown table or column: fixing them needs an operator.
@@ -140,6 +144,37 @@ pub async fn server_identity(
         server_uuid,
         gtid_domain_id,
     })
+}
+
+/// The host rowcast's binlog connections register as (`SHOW SLAVE HOSTS` lists it, port 0).
+pub const REPLICA_HOST: &str = "rowcast";
+
+/// Another replica of a MariaDB server that uses `server_id`, as `host:port`, from `SHOW SLAVE
+/// HOSTS`. MariaDB keeps one binlog connection per replica id and drops the older one when
+/// another connects with it, so rowcast connecting would cut a real replica off, again at every
+/// reconnect. (MySQL tells replicas apart by their UUID, which rowcast does not send: there
+/// rowcast never cuts a replica off, and the check is not made.) A replica is a registration
+/// with a port (a server reports its own); rowcast's, its earlier runs' too, have port 0.
+/// `None` as well when the user may not list replicas (REPLICATION MASTER ADMIN): the check is
+/// skipped. Columns are read by name: `show_slave_auth_info` adds some after `Host`.
+pub async fn replica_using(conn: &mut Conn, server_id: u32) -> Option<String> {
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await.ok()?;
+    rows.into_iter().find_map(|row| {
+        let id = row.get_opt::<u32, _>("Server_id")?.ok()?;
+        let host = row
+            .get_opt::<Vec<u8>, _>("Host")
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let port = row.get_opt::<u32, _>("Port")?.ok()?;
+        (id == server_id && port != 0).then(|| format!("{}:{port}", String::from_utf8_lossy(&host)))
+    })
+}
+
+/// The message of [`SourceError::ServerIdTaken`] and of its preflight problem.
+pub fn server_id_taken(server_id: u32, replica: &str) -> String {
+    format!(
+        "server_id {server_id} is the id of a replica of this server ({replica}, in SHOW SLAVE HOSTS): connecting would cut its binlog connection (MariaDB keeps one per id), so rowcast does not connect while it is there. Give [source] server_id a value no replica uses"
+    )
 }
 
 /// The server's current binlog end (file and offset).

@@ -221,6 +221,7 @@ impl Source {
                         SourceError::Idle(_) => "idle",
                         SourceError::Ended => "ended",
                         SourceError::Connect(_) | SourceError::ConnectTimeout(_) => "connect",
+                        SourceError::ServerIdTaken(_) => "server_id_taken",
                         _ => "error",
                     };
                     metrics()
@@ -278,6 +279,16 @@ impl Source {
                 .await
                 .map_err(SourceError::Query)?;
         }
+        // Checked before registering, which would already cut the replica off. Not for the
+        // second connection's id, which the user did not choose (an id of 2^30 or more makes
+        // it a small one a replica may have): as before, such a replica is cut off briefly.
+        if flavor == Flavor::MariaDb && server_id == self.config.server_id {
+            if let Some(replica) = super::replica_using(&mut conn, server_id).await {
+                return Err(SourceError::ServerIdTaken(super::server_id_taken(
+                    server_id, &replica,
+                )));
+            }
+        }
         let by_gtid = self.config.resume_by_gtid && flavor == Flavor::MariaDb;
         let request = match resume.gtid.as_deref() {
             Some(state) if by_gtid => {
@@ -292,6 +303,7 @@ impl Source {
                 .with_filename(resume.file.as_bytes())
                 .with_pos(resume.pos),
         };
+        let request = request.with_hostname(super::REPLICA_HOST.as_bytes());
         let stream = conn
             .get_binlog_stream(request)
             .await

@@ -29,7 +29,11 @@ use crate::pipeline::Checkpoint;
 use crate::view::spec::{TableRef, View};
 
 /// Server variables rowcast needs.
-pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Problem>, SourceError> {
+pub async fn check_server(
+    conn: &mut Conn,
+    config: &Config,
+    flavor: super::Flavor,
+) -> Result<Vec<Problem>, SourceError> {
     let mut problems = Vec::new();
     let mut add = |field: &str, message: String| {
         problems.push(Problem {
@@ -85,6 +89,9 @@ pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Proble
             "server has log_bin_compress=ON; rowcast cannot read compressed binlog events (a change in one halts its views): SET GLOBAL log_bin_compress = OFF".into(),
         );
     }
+    if let Some(message) = server_id_problem(conn, config, flavor).await {
+        add("source.server_id", message);
+    }
     let marking =
         config.streams_skip_replication && config.views.iter().any(|v| v.writeback_enabled);
     if marking {
@@ -101,6 +108,19 @@ pub async fn check_server(conn: &mut Conn, config: &Config) -> Result<Vec<Proble
         }
     }
     Ok(problems)
+}
+
+/// A replica that uses rowcast's `server_id` (MariaDB only: see `source::replica_using`).
+async fn server_id_problem(
+    conn: &mut Conn,
+    config: &Config,
+    flavor: super::Flavor,
+) -> Option<String> {
+    if flavor != super::Flavor::MariaDb {
+        return None;
+    }
+    let replica = super::replica_using(conn, config.source.server_id).await?;
+    Some(super::server_id_taken(config.source.server_id, &replica))
 }
 
 /// The privileges rowcast needs, resolved from `SHOW GRANTS` (global, database, wildcard and
