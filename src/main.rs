@@ -894,6 +894,9 @@ fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -
     if summary.not_repaired > 0 {
         eprintln!("note: {view}: {} difference(s) not repaired (a write-back view, a key that parses back in too many ways, or a repair that failed: see the log)", summary.not_repaired);
     }
+    if summary.unwritable > 0 {
+        eprintln!("note: {view}: {} key(s) whose row makes an item DynamoDB cannot take (over 400 KB, a value it cannot hold): not compared, not repaired; their dead letters say why", summary.unwritable);
+    }
     if summary.unsettled > 0 {
         eprintln!("note: {view}: {} key(s) not compared: they kept changing through every check, or the daemon's checkpoint did not pass the comparison point; run verify again", summary.unsettled);
     }

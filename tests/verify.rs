@@ -555,3 +555,67 @@ async fn keys_that_do_not_read_back_as_text_are_verified_and_repaired_by_their_r
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(daemon.terminate().success());
 }
+
+/// Rows whose items DynamoDB cannot take (over 400 KB here): the daemon dead-letters them and
+/// the item keeps its state before (or there is none). Verify neither reports them nor repairs
+/// them, and says how many there are. On the code before, every `--repair` reported them
+/// (missing, different) and made another dead letter of each, at every run and every pass of
+/// continuous verification.
+#[tokio::test(flavor = "multi_thread")]
+async fn items_dynamodb_cannot_take_are_not_differences_and_not_repaired_again() {
+    let env = Env::new("verifydead").await;
+    let table = env.table("docs");
+    env.sql("CREATE TABLE docs (id INT PRIMARY KEY, body LONGTEXT NOT NULL)")
+        .await;
+    env.write_view(
+        "docs.toml",
+        &format!(
+            "name = \"docs\"\ntable = \"{table}\"\nsource = \"{{DB}}.docs\"\n[key]\npk = \"DOC#{{id}}\"\n[attributes]\nbody = \"body\"\n"
+        ),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    env.sql("INSERT INTO docs VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await;
+    let daemon = env.start().await;
+    // Row 2 grows past 400 KB (its item keeps 'two'); row 4 is too large from the start.
+    env.sql(
+        "UPDATE docs SET body = REPEAT('x', 500000) WHERE id = 2; \
+         INSERT INTO docs VALUES (4, REPEAT('y', 500000)), (5, 'five')",
+    )
+    .await;
+    let letters = || {
+        std::fs::read_to_string(env.dir.join("dead.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    eventually("two dead letters", Duration::from_secs(30), || async {
+        letters() >= 2
+    })
+    .await;
+    let items = |rows: &[(i64, &str)]| -> Vec<serde_json::Value> {
+        rows.iter()
+            .map(|(id, body)| serde_json::json!({"pk": format!("DOC#{id}"), "body": body}))
+            .collect()
+    };
+    env.converge(
+        &table,
+        items(&[(1, "one"), (2, "two"), (3, "three"), (5, "five")]),
+        Duration::from_secs(30),
+    )
+    .await;
+    for _ in 0..2 {
+        let (code, stdout, stderr) = verify(&env, &["--repair"]);
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("docs: 3 checked, 0 missing, 0 extra, 0 different, 0 repaired"),
+            "{stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("2 key(s) whose row makes an item DynamoDB cannot take"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(letters(), 2, "a repair made another dead letter");
+    assert!(daemon.terminate().success());
+}

@@ -26,7 +26,7 @@ pub async fn digests(run: &mut Run<'_, '_>) -> Result<(), VerifyError> {
     let mut source = Digests::new(BUCKETS);
     let mut add = |key: ItemKey, item: Item| source.add(&key, item_hash(&item));
     let pacer = Pacer::new(options.rate);
-    let (_, position) = source::each_item(
+    let (_, unwritable, position) = source::each_item(
         &mut conn,
         &mut tables,
         (view, &table),
@@ -36,6 +36,7 @@ pub async fn digests(run: &mut Run<'_, '_>) -> Result<(), VerifyError> {
     )
     .await?;
     run.summary.checked = source.items();
+    run.summary.unwritable = unwritable;
     // Fewer candidates when the items are read once the daemon has written up to the source's.
     if let Some(position) = &position {
         checkpoint_passes(services.checkpoint, position, options.checkpoint_wait).await?;

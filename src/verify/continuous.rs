@@ -124,6 +124,7 @@ impl Continuous {
             different = summary.different,
             repaired = summary.repaired,
             unsettled = summary.unsettled,
+            unwritable = summary.unwritable,
             "verification pass done"
         );
         Ok(())

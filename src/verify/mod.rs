@@ -165,6 +165,9 @@ pub struct Summary {
     pub daemon_behind: bool,
     /// The view is being backfilled: not verified.
     pub not_filled: bool,
+    /// Keys whose row makes an item DynamoDB cannot take (a dead letter of the daemon's): not
+    /// compared, not repaired; the item keeps the state before it, as the daemon left it.
+    pub unwritable: u64,
     /// Differences not repaired: write-back views (an application's change may be on its way
     /// to SQL), keys that do not parse back unambiguously, repairs that failed.
     pub not_repaired: u64,
@@ -235,8 +238,13 @@ impl Run<'_, '_> {
     /// Settles `keys` (a batch at a time), reports and counts the differences, repairs them.
     async fn check(&mut self, keys: Vec<ItemKey>) -> Result<(), VerifyError> {
         for batch in keys.chunks(SETTLE_BATCH) {
-            let found = settle::settle(self, batch.to_vec()).await?;
-            let found: Vec<Difference> = found
+            let settled = settle::settle(self, batch.to_vec()).await?;
+            // An eager view's count comes from the digests' pass, which saw every row.
+            if self.view.fill == FillMode::Lazy {
+                self.summary.unwritable += settled.unwritable;
+            }
+            let found: Vec<Difference> = settled
+                .differences
                 .into_iter()
                 .filter(|d| self.view.fill != FillMode::Lazy || d.kind != Kind::Missing)
                 .collect();

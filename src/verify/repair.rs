@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::digest::item_hash;
-use super::{settle, table, Difference, Kind, Run, VerifyError};
+use super::{settle, table, Difference, Kind, Pacer, Run, VerifyError};
 use crate::dynamo::{remove_marked, RemovalGuard};
 use crate::pipeline::FillRequest;
 use crate::view::project::MAX_KEY_READINGS;
@@ -115,7 +115,10 @@ pub async fn repair(run: &mut Run<'_, '_>, found: &[Difference]) -> Result<(), V
         return Ok(());
     }
     let mut sent = Vec::new();
+    // A repair reads the source and writes the item: within the pace.
+    let pacer = Pacer::new(run.options.rate);
     for difference in found {
+        pacer.take(1).await;
         let key = &difference.key;
         // Read again through the daemon from every row that could make it (each reading of
         // its key: `view::key_readings`), so also removed there when none does.
@@ -152,8 +155,12 @@ pub async fn repair(run: &mut Run<'_, '_>, found: &[Difference]) -> Result<(), V
         }
     }
     let unsettled = run.summary.unsettled;
-    let left = settle::settle(run, sent.clone()).await?.len() as u64;
+    let settled = settle::settle(run, sent.clone()).await?;
+    let left = settled.differences.len() as u64;
     let still_changing = run.summary.unsettled - unsettled;
-    run.summary.repaired += (sent.len() as u64).saturating_sub(left + still_changing);
+    // Grown past what DynamoDB takes meanwhile: the repair made a dead letter, not the item.
+    run.summary.not_repaired += settled.unwritable;
+    run.summary.repaired +=
+        (sent.len() as u64).saturating_sub(left + still_changing + settled.unwritable);
     Ok(())
 }

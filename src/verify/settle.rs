@@ -2,7 +2,11 @@
 //! (see the module doc of `verify`, step 3).
 
 use super::digest::{differing_attributes, item_hash};
-use super::{checkpoint_passes, dynamo_error, source, table, Difference, Kind, Run, VerifyError};
+use std::collections::HashMap;
+
+use super::{
+    checkpoint_passes, dynamo_error, source, table, Difference, Kind, Pacer, Run, VerifyError,
+};
 use crate::sql::{begin_snapshot, end_snapshot, SqlError, TableCache};
 use crate::view::project::Item;
 use crate::view::ItemKey;
@@ -23,29 +27,39 @@ struct Pending {
     absent_reads: u8,
 }
 
-/// The differences among `keys`; keys still changing after the last round, or not provable
-/// because the checkpoint did not pass a round's snapshot in time, are counted unsettled.
-pub async fn settle(
-    run: &mut Run<'_, '_>,
-    keys: Vec<ItemKey>,
-) -> Result<Vec<Difference>, VerifyError> {
-    let (view, services, options) = (run.view, run.services, run.options);
-    let mut tables = TableCache::new(services.pool.clone());
-    let table = tables.get(&view.source).await?;
-    let mut pending: Vec<Pending> = keys
-        .into_iter()
-        .map(|key| Pending {
+impl Pending {
+    fn new(key: ItemKey) -> Pending {
+        Pending {
             key,
             previous: None,
             absent_reads: 0,
-        })
-        .collect();
-    let mut found = Vec::new();
+        }
+    }
+}
+
+/// What settling found: the differences, and the keys dropped because their row makes an item
+/// DynamoDB cannot take.
+pub struct Settled {
+    pub differences: Vec<Difference>,
+    pub unwritable: u64,
+}
+
+/// The differences among `keys`; keys still changing after the last round, or not provable
+/// because the checkpoint did not pass a round's snapshot in time, are counted unsettled.
+pub async fn settle(run: &mut Run<'_, '_>, keys: Vec<ItemKey>) -> Result<Settled, VerifyError> {
+    let (view, services, options) = (run.view, run.services, run.options);
+    let mut tables = TableCache::new(services.pool.clone());
+    let table = tables.get(&view.source).await?;
+    let mut pending: Vec<Pending> = keys.into_iter().map(Pending::new).collect();
+    let (mut found, mut unwritable) = (Vec::new(), 0u64);
+    // Each round reads its keys on both sides: within the pace of each.
+    let pacer = Pacer::new(options.rate);
     for _ in 0..ROUNDS {
         if pending.is_empty() {
             break;
         }
         let keys: Vec<ItemKey> = pending.iter().map(|p| p.key.clone()).collect();
+        pacer.take(keys.len() as u64).await;
         let mut conn = services.pool.get_conn().await.map_err(SqlError::Connect)?;
         let position = begin_snapshot(&mut conn).await?;
         let expected = source::items_at(&mut conn, &mut tables, view, &table, &keys).await;
@@ -61,7 +75,9 @@ pub async fn settle(
             .map_err(dynamo_error(view))?;
         let mut next = Vec::new();
         for mut entry in pending {
-            let expected = expected.remove(&entry.key);
+            let Some(expected) = source_item(&mut expected, &entry.key, &mut unwritable) else {
+                continue;
+            };
             let actual = stored.remove(&entry.key);
             let equal = match (&expected, &actual) {
                 (None, None) => true,
@@ -101,7 +117,27 @@ pub async fn settle(
         pending = next;
     }
     run.summary.unsettled += pending.len() as u64;
-    Ok(found)
+    Ok(Settled {
+        differences: found,
+        unwritable,
+    })
+}
+
+/// The source's item of `key` in a round's read (`Some(None)`: it makes none). `None` for an
+/// item DynamoDB cannot take, counted: the daemon dead-lettered it, so it is neither reported
+/// nor repaired (a repair would only make another dead letter of it).
+fn source_item(
+    expected: &mut HashMap<ItemKey, Option<Item>>,
+    key: &ItemKey,
+    unwritable: &mut u64,
+) -> Option<Option<Item>> {
+    match expected.remove(key) {
+        Some(None) => {
+            *unwritable += 1;
+            None
+        }
+        found => Some(found.flatten()),
+    }
 }
 
 fn difference(

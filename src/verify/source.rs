@@ -16,16 +16,20 @@ use crate::sql::{
 
 /// Rows read per page when looking a key up.
 const PAGE: usize = 500;
+use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::view::project::Item;
 use crate::view::{item_key, key_readings, project_snapshot, ItemKey, ItemOp, Row, View};
 
-/// The items `rows` make (with their related rows read on `conn`, inside its snapshot).
+/// The items `rows` make (with their related rows read on `conn`, inside its snapshot); `None`
+/// for an item DynamoDB cannot take, which the daemon sets aside as a dead letter (a value it
+/// cannot hold, over 400 KB): not a difference, and a repair would only make another dead
+/// letter of it.
 async fn project_rows(
     conn: &mut Conn,
     tables: &mut TableCache,
     view: &View,
     rows: &[Row],
-    visit: &mut (dyn FnMut(ItemKey, Item) + Send),
+    visit: &mut (dyn FnMut(ItemKey, Option<Item>) + Send),
 ) -> Result<(), SqlError> {
     let joined = if view.has_joins() {
         Some(read_joined(conn, tables, view, rows).await?)
@@ -38,7 +42,13 @@ async fn project_rows(
             .map_err(|e| SqlError::Schema(format!("view {}: {e}", view.name)))?;
         for op in projection.ops {
             if let ItemOp::Put { key, item } = op {
-                visit(key, item);
+                let writable = item_size(&item, &view.name) <= MAX_ITEM_BYTES;
+                visit(key, writable.then_some(item));
+            }
+        }
+        for dead in projection.dead {
+            if let Some(key) = dead.key {
+                visit(key, None);
             }
         }
     }
@@ -46,8 +56,8 @@ async fn project_rows(
 }
 
 /// Every item the view's rows make, in chunks of `chunk` rows in primary key order, each chunk
-/// read on `conn` in a consistent snapshot of its own. Returns the number of rows read and the
-/// last chunk's snapshot position.
+/// read on `conn` in a consistent snapshot of its own. Returns the number of rows read, of items
+/// DynamoDB cannot take (left out), and the last chunk's snapshot position.
 pub async fn each_item(
     conn: &mut Conn,
     tables: &mut TableCache,
@@ -55,7 +65,13 @@ pub async fn each_item(
     chunk: usize,
     pacer: &Pacer,
     visit: &mut (dyn FnMut(ItemKey, Item) + Send),
-) -> Result<(u64, Option<Position>), SqlError> {
+) -> Result<(u64, u64, Option<Position>), SqlError> {
+    // Items DynamoDB cannot take are left out: settling tells them (`items_at`).
+    let mut unwritable = 0u64;
+    let mut visit = |key: ItemKey, item: Option<Item>| match item {
+        Some(item) => visit(key, item),
+        None => unwritable += 1,
+    };
     let mut after = None;
     let mut total = 0u64;
     loop {
@@ -63,7 +79,7 @@ pub async fn each_item(
         let read = async {
             let (tail, params) = keyset_tail(table, None, after.as_deref(), chunk);
             let (rows, last_key) = select_rows(conn, table, &tail, params).await?;
-            project_rows(conn, tables, view, &rows, visit).await?;
+            project_rows(conn, tables, view, &rows, &mut visit).await?;
             Ok::<_, SqlError>((rows.len(), last_key))
         }
         .await;
@@ -72,7 +88,7 @@ pub async fn each_item(
         total += rows as u64;
         pacer.take(rows as u64).await;
         if rows < chunk {
-            return Ok((total, Some(position)));
+            return Ok((total, unwritable, Some(position)));
         }
         after = last_key;
     }
@@ -81,14 +97,14 @@ pub async fn each_item(
 /// The items the source makes under `keys` (those it makes), read on `conn` inside its
 /// snapshot: each key is parsed back into its columns through the view's templates, as a fill
 /// on miss does, and every row with those column values is read (a page at a time), not only
-/// the first ones.
+/// the first ones. `None`: an item DynamoDB cannot take (see `project_rows`).
 pub async fn items_at(
     conn: &mut Conn,
     tables: &mut TableCache,
     view: &View,
     table: &SqlTable,
     keys: &[ItemKey],
-) -> Result<HashMap<ItemKey, Item>, SqlError> {
+) -> Result<HashMap<ItemKey, Option<Item>>, SqlError> {
     let mut out = HashMap::new();
     for key in keys {
         // Every reading of the key (a value holding a literal of its template may have been
@@ -103,9 +119,14 @@ pub async fn items_at(
             let (mut rows, last_key) = select_rows(conn, table, &tail, params).await?;
             let full = rows.len() == PAGE;
             rows.retain(|row| item_key(view, row).as_ref() == Some(key));
-            let mut visit = |found: ItemKey, item: Item| {
+            // Two rows may render one key (a value holding a literal of the template): the
+            // daemon writes the one it can, so a writable item is kept over an unwritable one.
+            let mut visit = |found: ItemKey, item: Option<Item>| {
                 if &found == key {
-                    out.insert(found, item);
+                    let slot = out.entry(found).or_insert(None);
+                    if slot.is_none() {
+                        *slot = item;
+                    }
                 }
             };
             project_rows(conn, tables, view, &rows, &mut visit).await?;
