@@ -71,4 +71,29 @@ async fn a_resume_by_gtid_keeps_domains_only_the_first_binlogs_gtid_list_names()
     env.converge(&table, expected(&env).await, Duration::from_secs(30))
         .await;
     assert!(daemon.terminate().success());
+
+    // A checkpoint whose GTID state the purged binlogs held, with on_purged = "rebackfill":
+    // the view is filled again. Before, the reader stopped on the server's error 1236
+    // whatever on_purged said (only a checkpoint's file name was checked).
+    let path = env.dir.join("checkpoint.json");
+    let mut checkpoint: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    checkpoint["position"]["gtid"] = "0-1-1,4242-1-1".into();
+    std::fs::write(&path, checkpoint.to_string()).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "max_backoff_ms = 1000\n",
+        "max_backoff_ms = 1000\non_purged = \"rebackfill\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    workload(&env, 93, 60).await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    assert!(
+        log.contains("binlog purged: starting at the binlog end"),
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
 }
