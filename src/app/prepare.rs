@@ -351,7 +351,7 @@ impl Start<'_> {
         // Resuming by GTID, the server finds the position itself (and says if it cannot).
         let by_gtid = self.config.source.resume_by_gtid && checkpoint.position.gtid.is_some();
         let gone = if by_gtid {
-            gtid_purged(self.conn, self.config, &checkpoint).await?
+            gtid_purged(self.config, &checkpoint).await
         } else {
             preflight::check_checkpoint(self.conn, self.config, &checkpoint).await?
         };
@@ -503,66 +503,25 @@ fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> B
         .collect()
 }
 
-/// A checkpoint's GTID state that the server can no longer serve, as the server would judge it
-/// (error 1236 when the reader connects): a domain of the oldest binlog's GTID list that the
-/// state lacks, or has at a lower sequence number, needs transactions of purged binlogs. Told
-/// here so that `on_purged` applies to a resume by GTID too (before, the reader stopped on the
-/// server's error whatever `on_purged` said).
-async fn gtid_purged(
-    conn: &mut mysql_async::Conn,
-    config: &Config,
-    checkpoint: &Checkpoint,
-) -> Result<Vec<Problem>, AppError> {
-    let files = source::binlog_files(conn).await?;
-    let Some(oldest) = files.first() else {
-        return Ok(Vec::new());
+/// A checkpoint's GTID state that the server refuses to send the binlog from (error 1236, asked
+/// of the server: `source::gtid_refused`), so that `on_purged` applies to a resume by GTID too
+/// (before, the reader stopped on the server's error whatever `on_purged` said).
+async fn gtid_purged(config: &Config, checkpoint: &Checkpoint) -> Vec<Problem> {
+    let Some(state) = checkpoint.position.gtid.as_deref() else {
+        return Vec::new();
     };
-    let at = Position {
-        file: oldest.clone(),
-        pos: 4,
-        gtid: None,
+    let Some(message) =
+        source::gtid_refused(&config.source.connection, config.source.server_id, state).await
+    else {
+        return Vec::new();
     };
-    let listed = crate::sql::gtid_state_at(conn, &at)
-        .await
-        .map_err(SourceError::Query)?;
-    let ours = domain_sequences(checkpoint.position.gtid.as_deref().unwrap_or_default());
-    let needed = domain_sequences(listed.as_deref().unwrap_or_default());
-    let missing: Vec<String> = needed
-        .iter()
-        .filter(|(domain, seq)| ours.get(*domain).is_none_or(|have| have < *seq))
-        .map(|(domain, seq)| format!("domain {domain} up to {seq}"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(vec![Problem {
+    vec![Problem {
         file: config.file.clone(),
         field: "checkpoint".into(),
         message: format!(
-            "checkpoint GTID state {} is no longer on the server: the oldest binlog ({oldest}) begins after {} (GTID list {}); the binlog was purged",
-            checkpoint.position.gtid.as_deref().unwrap_or_default(),
-            missing.join(", "),
-            listed.as_deref().unwrap_or_default()
+            "checkpoint GTID state {state} is no longer on the server: {message}; the binlog was purged"
         ),
-    }])
-}
-
-/// `0-1-13,0-2-9,1-1-7` → domain → its highest sequence number.
-fn domain_sequences(state: &str) -> std::collections::BTreeMap<u32, u64> {
-    let mut out = std::collections::BTreeMap::new();
-    for gtid in state.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-        let mut parts = gtid.split('-');
-        let (Some(domain), Some(_server), Some(seq), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if let (Ok(domain), Ok(seq)) = (domain.parse::<u32>(), seq.parse::<u64>()) {
-            let entry = out.entry(domain).or_insert(seq);
-            *entry = (*entry).max(seq);
-        }
-    }
-    out
+    }]
 }
 
 /// Where a start without a usable checkpoint begins: the binlog end (with MariaDB's GTID state),
@@ -662,13 +621,6 @@ mod tests {
     /// After a purged binlog every view has a cleanup pending: an eager one after its pass, a
     /// lazy one at once of everything below the first new transaction; views no longer
     /// configured stay marked removed.
-    #[test]
-    fn gtid_states_give_each_domain_its_highest_sequence() {
-        let state = domain_sequences("0-1-13, 0-2-9,1-1-7,3e11fa47-71ca:23,,2-5");
-        assert_eq!(state.into_iter().collect::<Vec<_>>(), vec![(0, 13), (1, 7)]);
-        assert!(domain_sequences("").is_empty());
-    }
-
     #[test]
     fn a_purged_start_cleans_up_every_view() {
         let views = [view("eager", "eager"), view("lazy", "lazy")];

@@ -170,6 +170,48 @@ pub async fn replica_using(conn: &mut Conn, server_id: u32) -> Option<String> {
     })
 }
 
+/// Whether a MariaDB server refuses to send its binlog from GTID state `state` as purged, by its
+/// own judgement: a dump from that state is asked for on a connection of its own (replica id
+/// `server_id ^ 2^30`, the re-read connection's) and the server's first answer read. Predicting
+/// it from the oldest binlog's GTID list was tried and dropped: a review found it wrong with
+/// several server ids in a domain (gtid_strict_mode off) and after `DELETE_DOMAIN_ID`.
+/// `Some(message)`: refused (error 1236). `None` otherwise, and on any other failure (the
+/// reader finds those out and reconnects).
+pub async fn gtid_refused(
+    connection: &crate::config::SourceConnection,
+    server_id: u32,
+    state: &str,
+) -> Option<String> {
+    use futures_util::StreamExt;
+    let refused = |error: &mysql_async::Error| match error {
+        mysql_async::Error::Server(server) if server.code == 1236 => Some(server.message.clone()),
+        _ => None,
+    };
+    let probe = async {
+        let (mut conn, _) = connect(connection).await.ok()?;
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .ok()?;
+        conn.exec_drop("SET @slave_connect_state = ?", (state,))
+            .await
+            .ok()?;
+        let request = mysql_async::BinlogStreamRequest::new(server_id ^ reader::REREAD_ID_BIT)
+            .with_hostname(REPLICA_HOST.as_bytes());
+        let mut stream = match conn.get_binlog_stream(request).await {
+            Ok(stream) => stream,
+            Err(error) => return refused(&error),
+        };
+        match stream.next().await {
+            Some(Err(error)) => refused(&error),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), probe)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The message of [`SourceError::ServerIdTaken`] and of its preflight problem.
 pub fn server_id_taken(server_id: u32, replica: &str) -> String {
     format!(

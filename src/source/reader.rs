@@ -28,6 +28,7 @@ use crate::pipeline::{
 use crate::view::spec::TableRef;
 
 mod reread;
+pub(super) use reread::REREAD_ID_BIT;
 mod undo;
 mod xa;
 
