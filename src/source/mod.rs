@@ -175,8 +175,10 @@ pub async fn replica_using(conn: &mut Conn, server_id: u32) -> Option<String> {
 /// `server_id ^ 2^30`, the re-read connection's) and the server's first answer read. Predicting
 /// it from the oldest binlog's GTID list was tried and dropped: a review found it wrong with
 /// several server ids in a domain (gtid_strict_mode off) and after `DELETE_DOMAIN_ID`.
-/// `Some(message)`: refused (error 1236). `None` otherwise, and on any other failure (the
-/// reader finds those out and reconnects).
+/// `Some(message)`: refused as purged (error 1236 saying it found the state in no binlog file;
+/// MariaDB sends its other refusals as 1236 too — a state ahead of the server's binlog after a
+/// failover, a binlog it cannot open — which are not purges). `None` otherwise, and on any
+/// other failure (logged; the reader finds those out and stops or reconnects, as before).
 pub async fn gtid_refused(
     connection: &crate::config::SourceConnection,
     server_id: u32,
@@ -184,11 +186,21 @@ pub async fn gtid_refused(
 ) -> Option<String> {
     use futures_util::StreamExt;
     let refused = |error: &mysql_async::Error| match error {
-        mysql_async::Error::Server(server) if server.code == 1236 => Some(server.message.clone()),
-        _ => None,
+        mysql_async::Error::Server(server)
+            if server.code == 1236 && server.message.contains(PURGED_GTID_STATE) =>
+        {
+            Some(server.message.clone())
+        }
+        _ => {
+            tracing::warn!(error = %error, "the server refused the checkpoint's GTID state for another reason than a purge; the reader will see");
+            None
+        }
     };
     let probe = async {
-        let (mut conn, _) = connect(connection).await.ok()?;
+        let (mut conn, _) = connect(connection)
+            .await
+            .map_err(|error| tracing::warn!(error = %crate::error::chain(&error), "no connection to ask the server about the checkpoint's GTID state"))
+            .ok()?;
         conn.query_drop("SET @mariadb_slave_capability = 4")
             .await
             .ok()?;
@@ -211,6 +223,9 @@ pub async fn gtid_refused(
         .ok()
         .flatten()
 }
+
+/// How MariaDB says a GTID state is in none of its binlog files (ER_GTID_POSITION_NOT_FOUND_IN_BINLOG).
+const PURGED_GTID_STATE: &str = "Could not find GTID state requested by slave in any binlog files";
 
 /// The message of [`SourceError::ServerIdTaken`] and of its preflight problem.
 pub fn server_id_taken(server_id: u32, replica: &str) -> String {
