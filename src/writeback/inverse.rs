@@ -24,10 +24,10 @@ use mysql_async::Value;
 
 use super::values::to_sql;
 use crate::dynamo::{REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE};
-use crate::view::project::MAX_KEY_READINGS;
 use crate::view::row::{ColumnKind, TableSchema};
 use crate::view::spec::View;
 use crate::view::value::{Attr, Conversion};
+use crate::view::{key_readings, ItemKey};
 
 pub type Image = BTreeMap<String, Attr>;
 
@@ -112,24 +112,19 @@ pub fn typed_key_columns(
     if typed_key(table, &shortest) {
         return Some(shortest);
     }
-    let Some(Attr::S(pk)) = keys.get(&*view.key.pk_attribute) else {
-        return None;
+    let text = |name: &str| match keys.get(name) {
+        Some(Attr::S(text)) => Some(text.clone()),
+        _ => None,
     };
-    let firsts = view.key.pk.readings(pk, MAX_KEY_READINGS)?;
-    let seconds = match (&view.key.sk, &view.key.sk_attribute) {
-        (Some(template), Some(name)) => match keys.get(&**name) {
-            Some(Attr::S(sk)) => template.readings(sk, MAX_KEY_READINGS)?,
-            _ => return None,
-        },
-        _ => vec![Vec::new()],
+    let key = ItemKey {
+        table: view.table.clone(),
+        pk_attribute: view.key.pk_attribute.clone(),
+        pk: text(&view.key.pk_attribute)?,
+        sk_attribute: view.key.sk_attribute.clone(),
+        sk: view.key.sk_attribute.as_deref().and_then(text),
     };
-    firsts
-        .iter()
-        .flat_map(|first| {
-            seconds
-                .iter()
-                .map(move |second| first.iter().chain(second).cloned().collect::<Vec<_>>())
-        })
+    key_readings(view, &key)?
+        .into_iter()
         .find(|columns| typed_key(table, columns))
 }
 
