@@ -92,7 +92,7 @@ async fn a_resume_by_gtid_keeps_domains_only_the_first_binlogs_gtid_list_names()
     assert!(daemon.terminate().success());
     let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
     assert!(
-        log.contains("binlog purged: starting at the binlog end"),
+        log.contains("binlog purged: starting at the oldest binlog"),
         "{}",
         common::tail(&env.dir.join("rowcast.log"))
     );

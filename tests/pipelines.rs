@@ -287,3 +287,90 @@ async fn naming_a_running_deployment_is_refused_rather_than_starting_afresh() {
         "{text}"
     );
 }
+
+/// `check --connect` judges the checkpoint as `run` does (it said the opposite in two cases):
+/// a checkpoint taken on another server is a problem for both, and with `resume = "gtid"` a
+/// checkpoint whose binlog file this server never had (a failover's) resumes by its GTID state,
+/// so it is not "purged" for either.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_connect_judges_the_checkpoint_as_run_does() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let env = Env::new("pipecheck").await;
+    let table = env.notes_view().await;
+    let config = named(&env, "delta", "");
+    env.create_tables();
+    env.sql("INSERT INTO notes VALUES (1, 'one')").await;
+    let daemon = env.start().await;
+    env.converge(&table, Env::notes(&[(1, "one")]), Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+    let control = env.table("control");
+    let check = || code_and_output(&env.rowcast(&["check", "--connect", "--config", &config]));
+    let (code, text) = check();
+    assert_eq!(code, Some(0), "{text}");
+
+    // Taken on another server: run refuses it, and check says so.
+    let set = |sk: &str, name: &str, value: &str| {
+        env.ddb
+            .update_item()
+            .table_name(&control)
+            .key("pk", AttributeValue::S("checkpoint#delta".into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .update_expression("SET #a = :v")
+            .expression_attribute_names("#a", name)
+            .expression_attribute_values(":v", AttributeValue::S(value.into()))
+            .send()
+    };
+    let server = env.scan(&control).await;
+    let identity = server
+        .iter()
+        .find(|item| item["sk"] == "server")
+        .and_then(|item| item["identity"].as_str())
+        .unwrap()
+        .to_string();
+    set(
+        "server",
+        "identity",
+        "{\"server_id\":999,\"gtid_domain_id\":0}",
+    )
+    .await
+    .unwrap();
+    let (code, text) = code_and_output(&env.rowcast(&["run", "--config", &config]));
+    assert_eq!(code, Some(3), "{text}");
+    let (code, text) = check();
+    assert_eq!(code, Some(3), "check passed what run refuses: {text}");
+    assert!(
+        text.contains("was taken on another server (server_id 999"),
+        "{text}"
+    );
+
+    // A failover's checkpoint: another server's binlog file name, a GTID state this server
+    // has. Resuming by GTID, run resumes it and check passes it.
+    named(&env, "delta", "resume = \"gtid\"");
+    set("server", "identity", &identity).await.unwrap();
+    set("stream", "file", "failed-primary-bin.000042")
+        .await
+        .unwrap();
+    let (code, text) = check();
+    assert_eq!(code, Some(0), "check refused what run resumes: {text}");
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (2, 'two')").await;
+    env.converge(
+        &table,
+        Env::notes(&[(1, "one"), (2, "two")]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+    // Without resume = "gtid" the file name is all there is: gone, for both.
+    named(&env, "delta", "");
+    set("stream", "file", "failed-primary-bin.000042")
+        .await
+        .unwrap();
+    let (code, text) = code_and_output(&env.rowcast(&["run", "--config", &config]));
+    assert_ne!(code, Some(0), "{text}");
+    assert!(text.contains("the binlog was purged"), "{text}");
+    let (code, text) = check();
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("the binlog was purged"), "{text}");
+}

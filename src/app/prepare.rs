@@ -348,13 +348,7 @@ impl Start<'_> {
         self,
         mut checkpoint: Checkpoint,
     ) -> Result<(StartPoint, Checkpoint), AppError> {
-        // Resuming by GTID, the server finds the position itself (and says if it cannot).
-        let by_gtid = self.config.source.resume_by_gtid && checkpoint.position.gtid.is_some();
-        let gone = if by_gtid {
-            gtid_purged(self.config, &checkpoint).await
-        } else {
-            preflight::check_checkpoint(self.conn, self.config, &checkpoint).await?
-        };
+        let gone = checkpoint_gone(self.conn, self.config, &checkpoint).await?;
         let Some(problem) = gone.into_iter().next() else {
             // A view whose definition changed is backfilled again. The earlier run may have
             // merged snapshot rows after the checkpoint's transaction under the old definition
@@ -393,11 +387,16 @@ impl Start<'_> {
                 message: problem.message,
             }));
         }
-        // source.on_purged = "rebackfill": start over at the binlog end, counting on, and fill
-        // every eager view again.
+        // source.on_purged = "rebackfill": start over at the binlog end (or its beginning),
+        // counting on, and fill every eager view again.
         // The counter moves past every version already written: an earlier run may have read
         // (and written) transactions after its last checkpoint, never 2^32 of them.
-        warn!(problem = %problem.message, "binlog purged: starting at the binlog end and backfilling every eager view again; then the items no row makes are removed");
+        let at = if self.config.source.start_at_beginning {
+            "the oldest binlog (source.start = \"beginning\")"
+        } else {
+            "the binlog end"
+        };
+        warn!(problem = %problem.message, "binlog purged: starting at {at} and backfilling every eager view again; then the items no row makes are removed");
         let seq = checkpoint
             .seq
             .saturating_add(1 << 32)
@@ -503,6 +502,20 @@ fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> B
         .collect()
 }
 
+/// The checkpoint's position is no longer on the server (as `run` and `check --connect` both
+/// judge it). Resuming by GTID, the server finds the position itself (and says if it cannot):
+/// the file name may be another server's, after a failover.
+async fn checkpoint_gone(
+    conn: &mut mysql_async::Conn,
+    config: &Config,
+    checkpoint: &Checkpoint,
+) -> Result<Vec<Problem>, AppError> {
+    if config.source.resume_by_gtid && checkpoint.position.gtid.is_some() {
+        return Ok(gtid_purged(config, checkpoint).await);
+    }
+    Ok(preflight::check_checkpoint(conn, config, checkpoint).await?)
+}
+
 /// A checkpoint's GTID state that the server refuses to send the binlog from (error 1236, asked
 /// of the server: `source::gtid_refused`), so that `on_purged` applies to a resume by GTID too
 /// (before, the reader stopped on the server's error whatever `on_purged` said).
@@ -592,7 +605,15 @@ pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
     let store = checkpoint_store(config, &client);
     match store.load().await {
         Ok(Some(checkpoint)) => {
-            problems.extend(preflight::check_checkpoint(&mut conn, config, &checkpoint).await?)
+            // As `run` judges it: taken on this server (or, resuming by GTID, one of its
+            // domain), and still on it.
+            let identity = source::server_identity(&mut conn, flavor).await?;
+            match check_server_identity(config, &store, &identity).await {
+                Ok(_) => {}
+                Err(AppError::Preflight(found)) => problems.extend(found),
+                Err(error) => return Err(error),
+            }
+            problems.extend(checkpoint_gone(&mut conn, config, &checkpoint).await?)
         }
         Ok(None) => {}
         Err(error) => problems.push(Problem {

@@ -197,18 +197,24 @@ pub async fn gtid_refused(
         }
     };
     let probe = async {
-        let (mut conn, _) = connect(connection)
+        let (mut conn, flavor) = connect(connection)
             .await
             .map_err(|error| tracing::warn!(error = %crate::error::chain(&error), "no connection to ask the server about the checkpoint's GTID state"))
             .ok()?;
-        conn.query_drop("SET @mariadb_slave_capability = 4")
-            .await
-            .ok()?;
-        conn.exec_drop("SET @slave_connect_state = ?", (state,))
-            .await
-            .ok()?;
-        let request = mysql_async::BinlogStreamRequest::new(server_id ^ reader::REREAD_ID_BIT)
-            .with_hostname(REPLICA_HOST.as_bytes());
+        let from = Position {
+            file: String::new(),
+            pos: 4,
+            gtid: Some(state.to_string()),
+        };
+        let request = dump_request(
+            &mut conn,
+            flavor,
+            server_id ^ reader::REREAD_ID_BIT,
+            &from,
+            true,
+        )
+        .await
+        .ok()?;
         let mut stream = match conn.get_binlog_stream(request).await {
             Ok(stream) => stream,
             Err(error) => return refused(&error),
@@ -222,6 +228,36 @@ pub async fn gtid_refused(
         .await
         .ok()
         .flatten()
+}
+
+/// The binlog dump request of replica `server_id` from `from`, the connection's session set
+/// for it: MariaDB's capability, and with `by_gtid` its GTID state (the server finds the
+/// position of that state itself; it may be another server than the one `from` was read on).
+pub(crate) async fn dump_request<'a>(
+    conn: &mut Conn,
+    flavor: Flavor,
+    server_id: u32,
+    from: &'a Position,
+    by_gtid: bool,
+) -> Result<mysql_async::BinlogStreamRequest<'a>, SourceError> {
+    let mut request =
+        mysql_async::BinlogStreamRequest::new(server_id).with_hostname(REPLICA_HOST.as_bytes());
+    if flavor == Flavor::MariaDb {
+        // Without it MariaDB rewrites GTID events into BEGIN and dummy events.
+        conn.query_drop("SET @mariadb_slave_capability = 4")
+            .await
+            .map_err(SourceError::Query)?;
+        if let (Some(state), true) = (from.gtid.as_deref(), by_gtid) {
+            conn.exec_drop("SET @slave_connect_state = ?", (state,))
+                .await
+                .map_err(SourceError::Query)?;
+            return Ok(request);
+        }
+    }
+    request = request
+        .with_filename(from.file.as_bytes())
+        .with_pos(from.pos);
+    Ok(request)
 }
 
 /// How MariaDB says a GTID state is in none of its binlog files (ER_GTID_POSITION_NOT_FOUND_IN_BINLOG).

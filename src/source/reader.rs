@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use mysql_async::binlog::EventType;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStream, BinlogStreamRequest, Pool};
+use mysql_async::{BinlogStream, Pool};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -274,12 +274,6 @@ impl Source {
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
             .map_err(SourceError::Query)?;
-        if flavor == Flavor::MariaDb {
-            // Without it MariaDB rewrites GTID events into BEGIN and dummy events.
-            conn.query_drop("SET @mariadb_slave_capability = 4")
-                .await
-                .map_err(SourceError::Query)?;
-        }
         // Checked before registering, which would already cut the replica off. Not for the
         // second connection's id, which the user did not choose (an id of 2^30 or more makes
         // it a small one a replica may have): as before, such a replica is cut off briefly.
@@ -291,20 +285,7 @@ impl Source {
             }
         }
         let by_gtid = self.config.resume_by_gtid && flavor == Flavor::MariaDb;
-        let request = match resume.gtid.as_deref() {
-            Some(state) if by_gtid => {
-                // The server finds the position of this GTID state itself (it may be another
-                // server than the one the checkpoint was taken on).
-                conn.exec_drop("SET @slave_connect_state = ?", (state,))
-                    .await
-                    .map_err(SourceError::Query)?;
-                BinlogStreamRequest::new(server_id)
-            }
-            _ => BinlogStreamRequest::new(server_id)
-                .with_filename(resume.file.as_bytes())
-                .with_pos(resume.pos),
-        };
-        let request = request.with_hostname(super::REPLICA_HOST.as_bytes());
+        let request = super::dump_request(&mut conn, flavor, server_id, resume, by_gtid).await?;
         let stream = conn
             .get_binlog_stream(request)
             .await

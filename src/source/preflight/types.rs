@@ -13,15 +13,11 @@ use crate::view::spec::{TableRef, View};
 /// `(field, message)` of one view's problems.
 type Found = Vec<(String, String)>;
 
-/// The problems of the columns a view's root reads from its table: none but a table in MariaDB
-/// 5.3's temporal format. (MariaDB's `UUID`, `INET4` and `INET6`, whose binlog values are their
-/// stored bytes and SQL's their text, were refused here until the binlog's were made the same
-/// text: `view/native.rs`.)
-pub(super) fn unsupported_types(view: &View, columns: &Columns) -> Found {
-    old_temporal_columns(&view.source, columns)
-        .map(|message| ("source".to_string(), message))
-        .into_iter()
-        .collect()
+/// A view's root table in MariaDB 5.3's temporal format, as its problem `source`. (MariaDB's
+/// `UUID`, `INET4` and `INET6`, whose binlog values are their stored bytes and SQL's their
+/// text, were refused here too until the binlog's were made the same text: `view/native.rs`.)
+pub(super) fn old_temporal_root(view: &View, columns: &Columns) -> Option<(String, String)> {
+    old_temporal_columns(&view.source, columns).map(|message| ("source".to_string(), message))
 }
 
 /// The columns of a table a view reads (its root, or a join's) stored in MariaDB 5.3's
@@ -61,7 +57,9 @@ pub async fn check_column_types(
     let mut problems = Vec::new();
     for view in views {
         load_columns(conn, &mut cache, &view.source).await?;
-        let mut found = unsupported_types(view, &cache[&view.source]);
+        let mut found: Found = old_temporal_root(view, &cache[&view.source])
+            .into_iter()
+            .collect();
         for join in &view.joins {
             load_columns(conn, &mut cache, &join.from).await?;
             if let Some(message) = old_temporal_columns(&join.from, &cache[&join.from]) {

@@ -66,7 +66,7 @@ fn check_view(view: &View, columns: &Columns) -> Found {
     check_templates(view, columns, &mut found);
     check_filter(view, columns, &mut found);
     check_attributes(view, columns, &mut found);
-    found.extend(super::types::unsupported_types(view, columns));
+    found.extend(super::types::old_temporal_root(view, columns));
     if view.writeback_enabled {
         for (i, name) in view.writeback_attributes.iter().enumerate() {
             if let Some((column, _)) = view.writable(name) {
