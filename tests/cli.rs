@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::Env;
 
 fn stderr(out: &std::process::Output) -> String {
@@ -407,4 +409,48 @@ async fn views_reading_uuid_and_inet_columns_pass_the_connected_check() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("uuid") && !err.contains("inet6"), "{err}");
+}
+
+/// A checkpoint file rowcast cannot write (here: its directory would be inside a file; a
+/// read-only volume or a directory of another user, which root here cannot be kept out of, are
+/// the same error class): `run` stops at once naming it, and `check --connect` reports it. On
+/// the code before, check said ok and `run` retried for ever, logging "servers not reachable
+/// yet". A directory that does not exist yet is made (as before).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_file_that_cannot_be_written_is_a_clear_error() {
+    let env = Env::new("cpunwritable").await;
+    env.notes_view().await;
+    let config = env.write_config(&format!(
+        "[checkpoint]\npath = \"{}\"\n",
+        env.dir
+            .join("no-such-dir")
+            .join("checkpoint.json")
+            .display()
+    ));
+    env.create_tables();
+    let check = || env.rowcast(&["check", "--connect", "--config", config.to_str().unwrap()]);
+    let out = check();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !env.dir.join("no-such-dir").exists(),
+        "check made the directory"
+    );
+    let inside_a_file = env.config_path().join("checkpoint.json");
+    env.write_config(&format!(
+        "[checkpoint]\npath = \"{}\"\n",
+        inside_a_file.display()
+    ));
+    let out = check();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("checkpoint") && err.contains("rowcast.toml"),
+        "{err}"
+    );
+    let mut daemon = env.spawn();
+    let status = daemon.exited(Duration::from_secs(60)).await;
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(log.contains("Not a directory"), "{log}");
+    assert!(!log.contains("servers not reachable yet"), "{log}");
 }

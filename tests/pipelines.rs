@@ -286,6 +286,10 @@ async fn naming_a_running_deployment_is_refused_rather_than_starting_afresh() {
         text.contains("holds this server id's checkpoint without a pipeline name"),
         "{text}"
     );
+    // check --connect says so too (it said ok before 2026-12-05).
+    let (code, text) = code_and_output(&env.rowcast(&["check", "--connect", "--config", &config]));
+    assert_eq!(code, Some(3), "check passed what run refuses: {text}");
+    assert!(text.contains("pipeline.name"), "{text}");
 }
 
 /// `check --connect` judges the checkpoint as `run` does (it said the opposite in two cases):
@@ -321,6 +325,24 @@ async fn check_connect_judges_the_checkpoint_as_run_does() {
             .expression_attribute_values(":v", AttributeValue::S(value.into()))
             .send()
     };
+    // The identity kept beside it says another server: run refuses, and so does check.
+    let another_servers = || async {
+        set(
+            "server",
+            "identity",
+            "{\"server_id\":999,\"gtid_domain_id\":0}",
+        )
+        .await
+        .unwrap();
+        let (code, text) = code_and_output(&env.rowcast(&["run", "--config", &config]));
+        assert_eq!(code, Some(3), "{text}");
+        let (code, text) = check();
+        assert_eq!(code, Some(3), "check passed what run refuses: {text}");
+        assert!(
+            text.contains("was taken on another server (server_id 999"),
+            "{text}"
+        );
+    };
     let server = env.scan(&control).await;
     let identity = server
         .iter()
@@ -328,21 +350,7 @@ async fn check_connect_judges_the_checkpoint_as_run_does() {
         .and_then(|item| item["identity"].as_str())
         .unwrap()
         .to_string();
-    set(
-        "server",
-        "identity",
-        "{\"server_id\":999,\"gtid_domain_id\":0}",
-    )
-    .await
-    .unwrap();
-    let (code, text) = code_and_output(&env.rowcast(&["run", "--config", &config]));
-    assert_eq!(code, Some(3), "{text}");
-    let (code, text) = check();
-    assert_eq!(code, Some(3), "check passed what run refuses: {text}");
-    assert!(
-        text.contains("was taken on another server (server_id 999"),
-        "{text}"
-    );
+    another_servers().await;
 
     // A failover's checkpoint: another server's binlog file name, a GTID state this server
     // has. Resuming by GTID, run resumes it and check passes it.
@@ -373,4 +381,21 @@ async fn check_connect_judges_the_checkpoint_as_run_does() {
     let (code, text) = check();
     assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("the binlog was purged"), "{text}");
+    // With on_purged = "rebackfill" run starts over: check notes it and passes.
+    named(&env, "delta", "on_purged = \"rebackfill\"");
+    let (code, text) = check();
+    assert_eq!(code, Some(0), "check refused what run starts: {text}");
+    assert!(text.contains("on_purged"), "{text}");
+
+    // The identity of another server kept without a checkpoint (the checkpoint removed by
+    // hand to start again): run refuses it, and so does check.
+    env.ddb
+        .delete_item()
+        .table_name(&control)
+        .key("pk", AttributeValue::S("checkpoint#delta".into()))
+        .key("sk", AttributeValue::S("stream".into()))
+        .send()
+        .await
+        .unwrap();
+    another_servers().await;
 }

@@ -166,6 +166,15 @@ async fn a_reload_changes_the_views_without_stopping_the_daemon() {
     let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("source.server_id"), "{body}");
+    let by_gtid = config.replace(
+        "max_backoff_ms = 1000\n",
+        "max_backoff_ms = 1000\nresume = \"gtid\"\n",
+    );
+    assert_ne!(by_gtid, config);
+    std::fs::write(env.config_path(), by_gtid).unwrap();
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("source.resume"), "{body}");
     std::fs::write(env.config_path(), config).unwrap();
     env.sql("INSERT INTO items VALUES (5000, 1, 'after')").await;
     env.sql("UPDATE items SET v = 3 WHERE id = 7").await;

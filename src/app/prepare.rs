@@ -229,7 +229,7 @@ async fn check_server_identity(
     identity: &crate::control::server::ServerIdentity,
 ) -> Result<bool, AppError> {
     let Some(stored) = crate::control::server::load(store).await? else {
-        info!(server = %identity, "no server identity kept beside the checkpoint yet: this server's is recorded");
+        info!(server = %identity, "no server identity kept beside the checkpoint yet: `run` records this server's");
         return Ok(false);
     };
     if stored.resumable_on(identity, config.source.resume_by_gtid) {
@@ -285,13 +285,6 @@ async fn run_preflight(
     client: &Client,
 ) -> Result<Vec<Problem>, AppError> {
     let mut problems = preflight::check_server(conn, config, flavor).await?;
-    if config.source.resume_by_gtid && flavor == source::Flavor::MySql {
-        problems.push(Problem {
-            file: config.file.clone(),
-            field: "source.resume".into(),
-            message: "resume = \"gtid\" is supported on MariaDB only".into(),
-        });
-    }
     problems.extend(preflight::check_writeback_keys(conn, &config.views).await?);
     problems.extend(preflight::check_column_types(conn, &config.views).await?);
     for cascade in preflight::check_cascades(conn, &config.views).await? {
@@ -348,8 +341,18 @@ impl Start<'_> {
         self,
         mut checkpoint: Checkpoint,
     ) -> Result<(StartPoint, Checkpoint), AppError> {
-        let gone = checkpoint_gone(self.conn, self.config, &checkpoint).await?;
-        let Some(problem) = gone.into_iter().next() else {
+        let problem = match checkpoint_gone(self.conn, self.config, &checkpoint).await? {
+            Gone::No => None,
+            Gone::Purged(problem) => Some(problem),
+            // Not a purge: on_purged does not apply (the reader would stop on it too).
+            Gone::Refused(problem) => {
+                return Err(AppError::Source(SourceError::PositionGone {
+                    position: checkpoint.position.to_string(),
+                    message: problem.message,
+                }))
+            }
+        };
+        let Some(problem) = problem else {
             // A view whose definition changed is backfilled again. The earlier run may have
             // merged snapshot rows after the checkpoint's transaction under the old definition
             // at versions the new pass would use again: the counter moves past all of them (an
@@ -502,39 +505,52 @@ fn purged_backfill(views: &[Arc<View>], previous: &BackfillState, seq: u64) -> B
         .collect()
 }
 
-/// The checkpoint's position is no longer on the server (as `run` and `check --connect` both
-/// judge it). Resuming by GTID, the server finds the position itself (and says if it cannot):
-/// the file name may be another server's, after a failover.
+/// Whether the checkpoint's position is still on the server, as `run` and `check --connect`
+/// both judge it.
+enum Gone {
+    No,
+    /// Purged: `on_purged` applies.
+    Purged(Problem),
+    /// Refused for another reason (a GTID state ahead of the server's binlog after a failover,
+    /// a binlog the server cannot open): the reader would stop on it.
+    Refused(Problem),
+}
+
+/// Resuming by GTID, the server finds the position itself (and says if it cannot): the file
+/// name may be another server's, after a failover. Otherwise the file must still be there.
 async fn checkpoint_gone(
     conn: &mut mysql_async::Conn,
     config: &Config,
     checkpoint: &Checkpoint,
-) -> Result<Vec<Problem>, AppError> {
-    if config.source.resume_by_gtid && checkpoint.position.gtid.is_some() {
-        return Ok(gtid_purged(config, checkpoint).await);
-    }
-    Ok(preflight::check_checkpoint(conn, config, checkpoint).await?)
-}
-
-/// A checkpoint's GTID state that the server refuses to send the binlog from (error 1236, asked
-/// of the server: `source::gtid_refused`), so that `on_purged` applies to a resume by GTID too
-/// (before, the reader stopped on the server's error whatever `on_purged` said).
-async fn gtid_purged(config: &Config, checkpoint: &Checkpoint) -> Vec<Problem> {
-    let Some(state) = checkpoint.position.gtid.as_deref() else {
-        return Vec::new();
-    };
-    let Some(message) =
-        source::gtid_refused(&config.source.connection, config.source.server_id, state).await
-    else {
-        return Vec::new();
-    };
-    vec![Problem {
+) -> Result<Gone, AppError> {
+    let problem = |message: String| Problem {
         file: config.file.clone(),
         field: "checkpoint".into(),
-        message: format!(
+        message,
+    };
+    let Some(state) = checkpoint
+        .position
+        .gtid
+        .as_deref()
+        .filter(|_| config.source.resume_by_gtid)
+    else {
+        let found = preflight::check_checkpoint(conn, config, checkpoint).await?;
+        return Ok(found.into_iter().next().map_or(Gone::No, Gone::Purged));
+    };
+    // Asked of the server (error 1236 on a dump from that state), so that `on_purged` applies
+    // to a resume by GTID too (before, the reader stopped on the server's error whatever
+    // `on_purged` said).
+    let refusal =
+        source::gtid_refused(&config.source.connection, config.source.server_id, state).await;
+    Ok(match refusal {
+        None => Gone::No,
+        Some(source::GtidRefusal::Purged(message)) => Gone::Purged(problem(format!(
             "checkpoint GTID state {state} is no longer on the server: {message}; the binlog was purged"
-        ),
-    }]
+        ))),
+        Some(source::GtidRefusal::Other(message)) => Gone::Refused(problem(format!(
+            "the server refuses to send its binlog from the checkpoint's GTID state {state}: {message}"
+        ))),
+    })
 }
 
 /// Where a start without a usable checkpoint begins: the binlog end (with MariaDB's GTID state),
@@ -602,27 +618,92 @@ pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
             }),
         }
     }
-    let store = checkpoint_store(config, &client);
-    match store.load().await {
-        Ok(Some(checkpoint)) => {
-            // As `run` judges it: taken on this server (or, resuming by GTID, one of its
-            // domain), and still on it.
-            let identity = source::server_identity(&mut conn, flavor).await?;
-            match check_server_identity(config, &store, &identity).await {
-                Ok(_) => {}
-                Err(AppError::Preflight(found)) => problems.extend(found),
-                Err(error) => return Err(error),
-            }
-            problems.extend(checkpoint_gone(&mut conn, config, &checkpoint).await?)
+    problems.extend(checkpoint_problems(&mut conn, flavor, config, &client).await?);
+    let _ = conn.disconnect().await;
+    Ok(problems)
+}
+
+/// A file checkpoint's directory (the nearest one that exists: `run` makes the rest) cannot
+/// be written: a file is made in it and removed again.
+fn unwritable_checkpoint_file(store: &CheckpointStoreConfig) -> Option<String> {
+    let CheckpointStoreConfig::File(path) = store else {
+        return None;
+    };
+    let mut dir = path.parent().unwrap_or(std::path::Path::new("."));
+    while !dir.as_os_str().is_empty() && !dir.exists() {
+        dir = dir.parent().unwrap_or(std::path::Path::new("."));
+    }
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    let probe = dir.join(format!(".rowcast-check-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
         }
-        Ok(None) => {}
+        Err(error) => Some(format!(
+            "the checkpoint file {} cannot be written: {} cannot hold files ({error})",
+            path.display(),
+            dir.display()
+        )),
+    }
+}
+
+/// The checkpoint, as `run` judges it before it starts: taken on this server (or, resuming by
+/// GTID, one of its domain; also when only the identity is left), not left under no name while
+/// the configuration names the pipeline, and still on the server (with `on_purged =
+/// "rebackfill"` a purge is a warning: `run` starts over).
+async fn checkpoint_problems(
+    conn: &mut mysql_async::Conn,
+    flavor: source::Flavor,
+    config: &Config,
+    client: &Client,
+) -> Result<Vec<Problem>, AppError> {
+    let store = checkpoint_store(config, client);
+    let mut problems = Vec::new();
+    if let Some(message) = unwritable_checkpoint_file(&config.checkpoint) {
+        problems.push(Problem {
+            file: config.file.clone(),
+            field: "checkpoint.path".into(),
+            message,
+        });
+    }
+    let identity = source::server_identity(conn, flavor).await?;
+    let judged = async {
+        check_server_identity(config, &store, &identity).await?;
+        check_unnamed_checkpoint(config, client, &store).await
+    };
+    match judged.await {
+        Ok(_) => {}
+        Err(AppError::Preflight(found)) => problems.extend(found),
         Err(error) => problems.push(Problem {
             file: config.file.clone(),
             field: "checkpoint".into(),
             message: chain(&error),
         }),
     }
-    let _ = conn.disconnect().await;
+    let checkpoint = match store.load().await {
+        Ok(Some(checkpoint)) => checkpoint,
+        Ok(None) => return Ok(problems),
+        Err(error) => {
+            problems.push(Problem {
+                file: config.file.clone(),
+                field: "checkpoint".into(),
+                message: chain(&error),
+            });
+            return Ok(problems);
+        }
+    };
+    match checkpoint_gone(conn, config, &checkpoint).await? {
+        Gone::No => {}
+        Gone::Purged(problem) if config.source.rebackfill_on_purged => {
+            warn!(problem = %problem.message, "with source.on_purged = \"rebackfill\" run starts over and backfills every eager view again");
+        }
+        Gone::Purged(problem) | Gone::Refused(problem) => problems.push(problem),
+    }
     Ok(problems)
 }
 

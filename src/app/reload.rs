@@ -95,6 +95,11 @@ fn restart_only(running: &Config, read: &Config) -> Vec<&'static str> {
     if running.source.server_id != read.source.server_id {
         fields.push("source.server_id");
     }
+    // Resuming by GTID accepts another server of the domain (a failover) that a resume by file
+    // refuses: the change would stop the daemon at the restart after the drain.
+    if running.source.resume_by_gtid != read.source.resume_by_gtid {
+        fields.push("source.resume");
+    }
     if running.checkpoint != read.checkpoint {
         fields.push("checkpoint");
     }

@@ -62,7 +62,16 @@ pub enum CheckpointError {
 impl Classify for CheckpointError {
     fn class(&self) -> ErrorClass {
         match self {
-            CheckpointError::File { .. } => ErrorClass::Transient,
+            // A file the process may never write (a read-only volume, another user's
+            // directory, a path through a file) stops it with the path, rather than retrying
+            // for ever as if a server were away; other I/O errors may pass.
+            CheckpointError::File { source, .. } => match source.kind() {
+                std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::ReadOnlyFilesystem
+                | std::io::ErrorKind::NotADirectory
+                | std::io::ErrorKind::IsADirectory => ErrorClass::Definite,
+                _ => ErrorClass::Transient,
+            },
             CheckpointError::Dynamo { info, .. } => info.class,
             CheckpointError::Corrupt { .. }
             | CheckpointError::Malformed { .. }

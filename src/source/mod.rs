@@ -175,24 +175,28 @@ pub async fn replica_using(conn: &mut Conn, server_id: u32) -> Option<String> {
 /// `server_id ^ 2^30`, the re-read connection's) and the server's first answer read. Predicting
 /// it from the oldest binlog's GTID list was tried and dropped: a review found it wrong with
 /// several server ids in a domain (gtid_strict_mode off) and after `DELETE_DOMAIN_ID`.
-/// `Some(message)`: refused as purged (error 1236 saying it found the state in no binlog file;
-/// MariaDB sends its other refusals as 1236 too — a state ahead of the server's binlog after a
-/// failover, a binlog it cannot open — which are not purges). `None` otherwise, and on any
-/// other failure (logged; the reader finds those out and stops or reconnects, as before).
+/// `Some(Purged)`: refused as purged (error 1236 saying it found the state in no binlog file).
+/// `Some(Other)`: MariaDB's other refusals, also error 1236 — a state ahead of the server's
+/// binlog after a failover, a binlog it cannot open — which are not purges, and on which the
+/// reader would stop. `None` otherwise, and on any other failure (logged; the reader finds
+/// those out and stops or reconnects, as before).
 pub async fn gtid_refused(
     connection: &crate::config::SourceConnection,
     server_id: u32,
     state: &str,
-) -> Option<String> {
+) -> Option<GtidRefusal> {
     use futures_util::StreamExt;
     let refused = |error: &mysql_async::Error| match error {
-        mysql_async::Error::Server(server)
-            if server.code == 1236 && server.message.contains(PURGED_GTID_STATE) =>
-        {
-            Some(server.message.clone())
+        mysql_async::Error::Server(server) if server.code == 1236 => {
+            let message = server.message.clone();
+            Some(if message.contains(PURGED_GTID_STATE) {
+                GtidRefusal::Purged(message)
+            } else {
+                GtidRefusal::Other(message)
+            })
         }
         _ => {
-            tracing::warn!(error = %error, "the server refused the checkpoint's GTID state for another reason than a purge; the reader will see");
+            tracing::warn!(error = %error, "the checkpoint's GTID state could not be tried on the server; the reader will see");
             None
         }
     };
@@ -258,6 +262,12 @@ pub(crate) async fn dump_request<'a>(
         .with_filename(from.file.as_bytes())
         .with_pos(from.pos);
     Ok(request)
+}
+
+/// How a server refuses to send its binlog from a GTID state (`gtid_refused`), with its message.
+pub enum GtidRefusal {
+    Purged(String),
+    Other(String),
 }
 
 /// How MariaDB says a GTID state is in none of its binlog files (ER_GTID_POSITION_NOT_FOUND_IN_BINLOG).

@@ -42,6 +42,12 @@ pub async fn check_server(
             message,
         });
     };
+    if config.source.resume_by_gtid && flavor == super::Flavor::MySql {
+        add(
+            "source.resume",
+            "resume = \"gtid\" is supported on MariaDB only".into(),
+        );
+    }
     let rows: Vec<(String, String)> = conn
         .query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
@@ -92,22 +98,30 @@ pub async fn check_server(
     if let Some(message) = server_id_problem(conn, config, flavor).await {
         add("source.server_id", message);
     }
-    let marking =
-        config.streams_skip_replication && config.views.iter().any(|v| v.writeback_enabled);
-    if marking {
-        // Set and cleared on this connection: MySQL has no such variable.
-        if let Err(error) = conn.query_drop("SET SESSION skip_replication = 1").await {
-            add(
-                "streams.skip_replication",
-                format!("the server does not take skip_replication ({error}): set streams.skip_replication = false; loop prevention does not need it"),
-            );
-        } else {
-            conn.query_drop("SET SESSION skip_replication = 0")
-                .await
-                .map_err(SourceError::Query)?;
-        }
+    if let Some(message) = skip_replication_problem(conn, config).await? {
+        add("streams.skip_replication", message);
     }
     Ok(problems)
+}
+
+/// Write-back marks its statements with `skip_replication` (`streams.skip_replication`): the
+/// server must take it (MySQL has no such variable). Set and cleared on this connection.
+async fn skip_replication_problem(
+    conn: &mut Conn,
+    config: &Config,
+) -> Result<Option<String>, SourceError> {
+    let marking =
+        config.streams_skip_replication && config.views.iter().any(|v| v.writeback_enabled);
+    if !marking {
+        return Ok(None);
+    }
+    if let Err(error) = conn.query_drop("SET SESSION skip_replication = 1").await {
+        return Ok(Some(format!("the server does not take skip_replication ({error}): set streams.skip_replication = false; loop prevention does not need it")));
+    }
+    conn.query_drop("SET SESSION skip_replication = 0")
+        .await
+        .map_err(SourceError::Query)?;
+    Ok(None)
 }
 
 /// A replica that uses rowcast's `server_id` (MariaDB only: see `source::replica_using`).
