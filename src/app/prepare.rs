@@ -51,6 +51,9 @@ pub(super) async fn prepare_with_retry(
     loop {
         match prepare(config, client, store).await {
             Ok(ready) => return Ok(Some(ready)),
+            Err(AppError::Checkpoint(error)) if error.unwritable() => {
+                return Err(AppError::Checkpoint(error))
+            }
             Err(error) if error.is_transient() => {
                 let delay = backoff.next().unwrap_or(retry.max);
                 warn!(error = %chain(&error), delay_ms = delay.as_millis() as u64, "servers not reachable yet; retrying");

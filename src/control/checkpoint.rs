@@ -62,21 +62,32 @@ pub enum CheckpointError {
 impl Classify for CheckpointError {
     fn class(&self) -> ErrorClass {
         match self {
-            // A file the process may never write (a read-only volume, another user's
-            // directory, a path through a file) stops it with the path, rather than retrying
-            // for ever as if a server were away; other I/O errors may pass.
-            CheckpointError::File { source, .. } => match source.kind() {
-                std::io::ErrorKind::PermissionDenied
-                | std::io::ErrorKind::ReadOnlyFilesystem
-                | std::io::ErrorKind::NotADirectory
-                | std::io::ErrorKind::IsADirectory => ErrorClass::Definite,
-                _ => ErrorClass::Transient,
-            },
+            // Mid-run a checkpoint that cannot be saved only lags (and may heal: a remount, a
+            // ticket renewed); at start see `unwritable`.
+            CheckpointError::File { .. } => ErrorClass::Transient,
             CheckpointError::Dynamo { info, .. } => info.class,
             CheckpointError::Corrupt { .. }
             | CheckpointError::Malformed { .. }
             | CheckpointError::Fenced { .. } => ErrorClass::Definite,
         }
+    }
+}
+
+impl CheckpointError {
+    /// A file the process is not let write (a read-only volume, another user's directory, a
+    /// path through a file): at start that stops rowcast with the path, rather than retrying for
+    /// ever as if a server were away.
+    pub fn unwritable(&self) -> bool {
+        let CheckpointError::File { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.kind(),
+            std::io::ErrorKind::PermissionDenied
+                | std::io::ErrorKind::ReadOnlyFilesystem
+                | std::io::ErrorKind::NotADirectory
+                | std::io::ErrorKind::IsADirectory
+        )
     }
 }
 

@@ -126,11 +126,6 @@ struct Reading {
     /// The last position the merge stage was told of (a commit, or the reader standing between
     /// transactions).
     reported: Position,
-    /// The GTID state this connection asked the server to start after (MariaDB, by GTID): the
-    /// server then sends the binlog file holding it from its start, leaving out the
-    /// transactions the state holds, but not an INCIDENT, which belongs to no transaction.
-    /// With the position it was read at.
-    resumed_from: Option<(BTreeMap<u32, String>, Position)>,
 }
 
 impl Reading {
@@ -289,7 +284,9 @@ impl Source {
                 )));
             }
         }
-        let by_gtid = self.config.resume_by_gtid && flavor == Flavor::MariaDb;
+        let by_gtid = self.config.resume_by_gtid
+            && flavor == Flavor::MariaDb
+            && !position_here(&mut conn, resume).await;
         let request = super::dump_request(&mut conn, flavor, server_id, resume, by_gtid).await?;
         let stream = conn
             .get_binlog_stream(request)
@@ -314,10 +311,6 @@ impl Source {
             current: cursor.resume.clone(),
             event_start: cursor.resume.clone(),
             reported: cursor.resume.clone(),
-            resumed_from: (self.config.resume_by_gtid && flavor == Flavor::MariaDb)
-                .then(|| parse_gtid_state(cursor.resume.gtid.as_deref()))
-                .filter(|state| !state.is_empty())
-                .map(|state| (state, cursor.resume.clone())),
         };
         loop {
             self.report_position(&mut reading, cursor).await?;
@@ -712,10 +705,6 @@ impl Source {
         let header = event.header();
         let type_raw = header.event_type_raw();
         let at = format!("{}:{}", reading.file, header.log_pos());
-        if type_raw == INCIDENT_EVENT && self.before_resumed_state(reading).await {
-            info!(at = %at, "an INCIDENT event from before the GTID state the binlog was resumed from: passed over (the checkpoint is past it: it halted the views when it was read, until they were rebuilt, or is older than rowcast's start)");
-            return Ok(());
-        }
         let (cause, reason) = if type_raw == INCIDENT_EVENT {
             ("incident", format!("the binlog has an INCIDENT event at {at} (the server lost events, e.g. a statement cache overflow with a non-transactional table): changes may be missing from the binlog. Remedy: rebuild the view (README: Failure model)"))
         } else {
@@ -748,42 +737,6 @@ impl Source {
             .await?;
         }
         Ok(())
-    }
-
-    /// The event just read (it ends at `reading.current`) lies before the GTID state this
-    /// connection was resumed from: some domain's transaction in that state comes after it (the
-    /// server's GTID state at the event, `BINLOG_GTID_POS`, is behind). With no transaction
-    /// between the two, by position: the event ends at or before the position the state was
-    /// read at, provided that position is this server's (its GTID state there is the same; after
-    /// a failover it is another server's). `false` when not resumed by GTID, and when the server
-    /// cannot say (an error, no state): the event is then taken as new.
-    async fn before_resumed_state(&self, reading: &Reading) -> bool {
-        let Some((from, resumed_at)) = &reading.resumed_from else {
-            return false;
-        };
-        let same = |a: &BTreeMap<u32, String>, b: &BTreeMap<u32, String>| {
-            !gtid_state_behind(a, b) && !gtid_state_behind(b, a)
-        };
-        let judged = async {
-            let mut conn = self.schemas.pool().get_conn().await?;
-            // No state (NULL: the server could not read there) says nothing.
-            let Some(at) = crate::sql::gtid_state_at(&mut conn, &reading.current).await? else {
-                return Ok(false);
-            };
-            let at = parse_gtid_state(Some(&at));
-            if gtid_state_behind(&at, from) {
-                return Ok(true);
-            }
-            if !same(&at, from) || !position_at_or_before(&reading.current, resumed_at) {
-                return Ok(false);
-            }
-            let there = crate::sql::gtid_state_at(&mut conn, resumed_at).await?;
-            Ok::<_, mysql_async::Error>(same(&parse_gtid_state(there.as_deref()), from))
-        };
-        judged.await.unwrap_or_else(|error| {
-            warn!(error = %error, "the GTID state at an INCIDENT event could not be read: it is taken as new");
-            false
-        })
     }
 
     /// The transaction ends (`rollback`: with a logged ROLLBACK): its rows rolled back are
@@ -1115,21 +1068,27 @@ fn parse_gtid_state(state: Option<&str>) -> BTreeMap<u32, String> {
         .collect()
 }
 
-/// Position `a` is at or before `b` in the binlog of one server (its files numbered in order).
-fn position_at_or_before(a: &Position, b: &Position) -> bool {
-    let file = |p: &Position| (p.file.len(), p.file.clone());
-    (file(a), a.pos) <= (file(b), b.pos)
-}
-
-/// GTID state `at` is behind `state`: in some domain of `state` it has no transaction or an
-/// earlier one (by sequence number, which grows within a domain whatever the server).
-fn gtid_state_behind(at: &BTreeMap<u32, String>, state: &BTreeMap<u32, String>) -> bool {
-    let seq = |gtid: &str| gtid.rsplit('-').next().and_then(|s| s.parse::<u64>().ok());
-    state.iter().any(|(domain, gtid)| {
-        at.get(domain)
-            .and_then(|reached| seq(reached))
-            .is_none_or(|reached| seq(gtid).is_some_and(|wanted| reached < wanted))
-    })
+/// The resume position is this server's point of its GTID state (the server's state there,
+/// `BINLOG_GTID_POS`, is the same): resuming by GTID, the binlog is then read from that
+/// position, as a resume by file reads it, and by the GTID state only after a failover (or
+/// when the server cannot say). By GTID state the server sends the file that holds the state
+/// from its start, leaving out the transactions the state holds but not an INCIDENT, which
+/// belongs to none: an INCIDENT from before the checkpoint halted every view again at every
+/// restart; and after an INCIDENT followed by a rotation it starts at the next file, whose GTID
+/// list is the state, and the INCIDENT that halted a view was never read again (the view went
+/// on as if nothing was lost). `tests/server_settings.rs`.
+async fn position_here(conn: &mut mysql_async::Conn, resume: &Position) -> bool {
+    let Some(state) = resume.gtid.as_deref() else {
+        return false;
+    };
+    match crate::sql::gtid_state_at(conn, resume).await {
+        Ok(Some(here)) => parse_gtid_state(Some(&here)) == parse_gtid_state(Some(state)),
+        Ok(None) => false,
+        Err(error) => {
+            warn!(error = %error, position = %resume, "the server's GTID state at the resume position could not be read: resuming by GTID state");
+            false
+        }
+    }
 }
 
 /// The domain of a MariaDB GTID (`domain-server-seq`); `None` for MySQL's `uuid:n`.
@@ -1144,50 +1103,6 @@ fn maria_domain(gtid: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_gtid_state_is_behind_another_when_a_domain_has_not_reached_it() {
-        let state = |s: &str| parse_gtid_state(Some(s));
-        let resumed = state("0-1-100,4242-1-17");
-        assert!(gtid_state_behind(&state("0-1-99,4242-1-17"), &resumed));
-        assert!(gtid_state_behind(&state("0-1-100"), &resumed));
-        assert!(gtid_state_behind(&state(""), &resumed));
-        assert!(!gtid_state_behind(&state("0-1-100,4242-1-17"), &resumed));
-        assert!(!gtid_state_behind(
-            &state("0-2-101,4242-1-18,7-1-1"),
-            &resumed
-        ));
-        // A domain the state lacks: `at` is ahead there, the state not behind.
-        assert!(gtid_state_behind(
-            &resumed,
-            &state("0-1-100,4242-1-17,7-1-1")
-        ));
-    }
-
-    #[test]
-    fn positions_order_by_file_number_then_offset() {
-        let at = |file: &str, pos| Position {
-            file: file.into(),
-            pos,
-            gtid: None,
-        };
-        assert!(position_at_or_before(
-            &at("b.000118", 40),
-            &at("b.000118", 40)
-        ));
-        assert!(position_at_or_before(
-            &at("b.000118", 900),
-            &at("b.000119", 4)
-        ));
-        assert!(!position_at_or_before(
-            &at("b.000118", 41),
-            &at("b.000118", 40)
-        ));
-        assert!(position_at_or_before(
-            &at("b.999999", 4),
-            &at("b.1000000", 4)
-        ));
-    }
 
     #[test]
     fn gtid_state() {

@@ -21,11 +21,6 @@ pub struct SchemaCache {
 }
 
 impl SchemaCache {
-    /// The pool the cache reads `information_schema` through (the reader's other queries too).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
     pub fn new(pool: Pool) -> Self {
         SchemaCache {
             pool,
