@@ -134,6 +134,14 @@ async fn large_lost_and_compressed_binlog_events_are_read_or_halt_their_views() 
     .await;
 
     assert!(daemon.terminate().success());
+    leave_incidents_behind(&env).await;
+}
+
+/// A binlog file of its own for the tests after these: a resume by GTID state (after a
+/// failover, which tests simulate) reads the file that holds the state from its start, and an
+/// INCIDENT there halts the views.
+async fn leave_incidents_behind(env: &Env) {
+    env.sql("FLUSH BINARY LOGS").await;
 }
 
 /// A table made while `mysql56_temporal_format` was OFF keeps MariaDB 5.3's TIME, DATETIME and
@@ -296,9 +304,11 @@ async fn an_incident_before_the_checkpoint_halts_nothing_when_resumed_by_gtid() 
     lose_events(&env).await;
     env.sql("FLUSH BINARY LOGS").await;
     kept_halts(&daemon).await;
-    env.sql("INSERT INTO kept VALUES (9, 9)").await;
+    // Stopped before any transaction: the last barrier is the rotation's.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(daemon.terminate().success());
     let daemon = env.start().await;
     kept_halts(&daemon).await;
     assert!(daemon.terminate().success());
+    leave_incidents_behind(&env).await;
 }

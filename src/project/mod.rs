@@ -181,8 +181,17 @@ impl Projector {
             return barrier;
         }
         for held in self.halted.values() {
-            let earliest = barrier.restart.as_ref().map_or(barrier.seq, |r| r.seq);
-            if held.restart.seq < earliest {
+            let (seq, position) = barrier
+                .restart
+                .as_ref()
+                .map_or((barrier.seq, &barrier.position), |r| (r.seq, &r.position));
+            // By position too: a barrier with no transaction since the halt (a rotation's)
+            // moved the checkpoint past the halting event, into the next file, and a restart
+            // never read it again (the view went on as if nothing was lost).
+            let earlier = held.restart.seq < seq
+                || (held.restart.seq == seq
+                    && crate::pipeline::position_before(&held.restart.position, position));
+            if earlier {
                 barrier.restart = Some(held.restart.clone());
             }
         }
