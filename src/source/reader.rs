@@ -1082,13 +1082,26 @@ async fn position_here(conn: &mut mysql_async::Conn, resume: &Position) -> bool 
         return false;
     };
     match crate::sql::gtid_state_at(conn, resume).await {
-        Ok(Some(here)) => parse_gtid_state(Some(&here)) == parse_gtid_state(Some(state)),
+        Ok(Some(here)) => same_point(
+            &parse_gtid_state(Some(&here)),
+            &parse_gtid_state(Some(state)),
+        ),
         Ok(None) => false,
         Err(error) => {
             warn!(error = %error, position = %resume, "the server's GTID state at the resume position could not be read: resuming by GTID state");
             false
         }
     }
+}
+
+/// The server's GTID state at a position is the reader's there: each of the server's domains
+/// at the same GTID (and one at least). A domain only the reader has is left out: the server
+/// forgets one deleted with `FLUSH BINARY LOGS DELETE_DOMAIN_ID`, the reader's state keeps it.
+fn same_point(server: &BTreeMap<u32, String>, reader: &BTreeMap<u32, String>) -> bool {
+    !server.is_empty()
+        && server
+            .iter()
+            .all(|(domain, gtid)| reader.get(domain) == Some(gtid))
 }
 
 /// The domain of a MariaDB GTID (`domain-server-seq`); `None` for MySQL's `uuid:n`.
@@ -1103,6 +1116,20 @@ fn maria_domain(gtid: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_is_the_readers_point_when_every_domain_the_server_knows_agrees() {
+        let state = |s: &str| parse_gtid_state(Some(s));
+        let reader = state("0-1-100,7-2-5");
+        assert!(same_point(&state("0-1-100,7-2-5"), &reader));
+        assert!(same_point(&state("7-2-5,0-1-100"), &reader));
+        // Domain 7 deleted on the server (DELETE_DOMAIN_ID).
+        assert!(same_point(&state("0-1-100"), &reader));
+        assert!(!same_point(&state("0-1-101,7-2-5"), &reader));
+        assert!(!same_point(&state("0-3-100,7-2-5"), &reader));
+        assert!(!same_point(&state("0-1-100,8-1-1"), &reader));
+        assert!(!same_point(&state(""), &reader));
+    }
 
     #[test]
     fn gtid_state() {
