@@ -79,6 +79,11 @@ pub struct Progress {
     /// the view is backfilled again (`merge`). Decided and read, it is forgotten.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xa_pending: Vec<String>,
+    /// The view is halted, for this reason: this is its progress as of the halt, and it starts
+    /// halted after a restart until a backfill pass rebuilds it. Kept here because the change
+    /// that halted it may not be read again (its binlog file purged, a failover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
 }
 
 impl Progress {

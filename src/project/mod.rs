@@ -63,7 +63,7 @@ impl crate::error::Classify for ProjectError {
     }
 }
 
-/// A halted view's progress as of its halt.
+/// A halted view's progress as of its halt, marked halted (`Progress::halted`).
 struct Held {
     restart: Restart,
     backfill: Option<Progress>,
@@ -122,7 +122,7 @@ impl Projector {
                         .map(|op| metrics().rows.with_label_values(&[&view.name, op])),
                 });
         }
-        Projector {
+        let mut projector = Projector {
             views: by_table,
             rx,
             lanes,
@@ -130,7 +130,21 @@ impl Projector {
             newest_pass: newest_pass(&start),
             last: start,
             last_read_seq,
+        };
+        // Halted before the restart: halted again at once, wherever the change that halted
+        // them is (the checkpoint they held is at or before it).
+        let kept: Vec<(String, String)> = views
+            .iter()
+            .filter_map(|view| {
+                let progress = projector.last.backfill.get(&view.name)?;
+                Some((view.name.clone(), progress.halted.clone()?))
+            })
+            .collect();
+        let restart = projector.last.restart.clone();
+        for (view, reason) in kept {
+            projector.halt(view, &restart, &reason);
         }
+        projector
     }
 
     /// Runs until its input closes (then the lanes' inputs close too); fails when a lane has
@@ -167,6 +181,7 @@ impl Projector {
     /// A barrier as the halted views allow it: restarting no later than the earliest halt, with
     /// each halted view's backfill progress as of its halt.
     fn hold(&mut self, mut barrier: Barrier) -> Barrier {
+        self.unmark_rebuilt(&mut barrier);
         self.last = ProjectStart {
             // The barrier's own restart when it has one (join marks, an XA commit under way):
             // a halt here must be read again from there.
@@ -205,6 +220,22 @@ impl Projector {
         barrier
     }
 
+    /// A barrier's progress marks exactly the views halted here (a mark the merge stage kept
+    /// from the checkpoint of a view rebuilt since goes).
+    fn unmark_rebuilt(&self, barrier: &mut Barrier) {
+        let stale = |(view, progress): (&String, &Progress)| {
+            progress.halted.is_some() && !self.halted.contains_key(view)
+        };
+        if !barrier.backfill.iter().any(stale) {
+            return;
+        }
+        for (view, progress) in Arc::make_mut(&mut barrier.backfill).iter_mut() {
+            if !self.halted.contains_key(view) {
+                progress.halted = None;
+            }
+        }
+    }
+
     /// Halts the views `halt` names (once each: the first halt holds the earliest progress).
     fn on_halt(&mut self, halt: Halt) {
         let names: Vec<String> = match &halt.target {
@@ -239,7 +270,10 @@ impl Projector {
         metrics().view_halted.with_label_values(&[&view]).set(1);
         let held = Held {
             restart: restart.clone(),
-            backfill: self.last.backfill.get(&view).cloned(),
+            backfill: self.last.backfill.get(&view).map(|progress| Progress {
+                halted: Some(reason.to_string()),
+                ..progress.clone()
+            }),
         };
         self.halted.insert(view, held);
     }
