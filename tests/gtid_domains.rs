@@ -37,20 +37,7 @@ async fn a_resume_by_gtid_keeps_domains_only_the_first_binlogs_gtid_list_names()
          SET SESSION gtid_domain_id = DEFAULT; FLUSH BINARY LOGS",
     )
     .await;
-    let current: Vec<(String, u64, String, String)> = env.query("SHOW MASTER STATUS").await;
-    // MariaDB keeps a file until its binlog checkpoint moves on (asynchronously after the
-    // flush): purge until it is gone.
-    common::eventually(
-        "the older binlogs purged",
-        Duration::from_secs(30),
-        || async {
-            env.sql(&format!("PURGE BINARY LOGS TO '{}'", current[0].0))
-                .await;
-            let files: Vec<(String, u64)> = env.query("SHOW BINARY LOGS").await;
-            files.len() == 1
-        },
-    )
-    .await;
+    env.purge_older_binlogs().await;
 
     let daemon = env.start().await;
     workload(&env, 91, 60).await;

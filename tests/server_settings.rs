@@ -315,18 +315,7 @@ async fn an_incident_before_the_checkpoint_halts_nothing_when_resumed_by_gtid() 
     // state is found in the next file, so the start goes on, and the halt is kept in the
     // checkpoint (before, it was found again only by reading the INCIDENT again: lost here).
     env.sql("FLUSH BINARY LOGS").await;
-    let current: Vec<(String, u64, String, String)> = env.query("SHOW MASTER STATUS").await;
-    eventually(
-        "the INCIDENT's binlog purged",
-        Duration::from_secs(30),
-        || async {
-            env.sql(&format!("PURGE BINARY LOGS TO '{}'", current[0].0))
-                .await;
-            let files: Vec<(String, u64)> = env.query("SHOW BINARY LOGS").await;
-            files.len() == 1
-        },
-    )
-    .await;
+    env.purge_older_binlogs().await;
     let daemon = env.start().await;
     kept_halts(&daemon).await;
     env.sql("INSERT INTO kept VALUES (10, 10)").await;

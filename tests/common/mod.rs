@@ -185,6 +185,23 @@ impl Env {
             .unwrap_or_else(|e| panic!("{statements}: {e}"));
     }
 
+    /// Purges every binlog file but the current one. MariaDB keeps a file until its binlog
+    /// checkpoint moves on (asynchronously after a flush): purged until it is gone.
+    pub async fn purge_older_binlogs(&self) {
+        let current: Vec<(String, u64, String, String)> = self.query("SHOW MASTER STATUS").await;
+        eventually(
+            "the older binlogs purged",
+            Duration::from_secs(30),
+            || async {
+                self.sql(&format!("PURGE BINARY LOGS TO '{}'", current[0].0))
+                    .await;
+                let files: Vec<(String, u64)> = self.query("SHOW BINARY LOGS").await;
+                files.len() == 1
+            },
+        )
+        .await;
+    }
+
     pub async fn query<T: mysql_async::prelude::FromRow + Send + 'static>(
         &self,
         query: &str,
