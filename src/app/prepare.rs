@@ -455,6 +455,15 @@ fn lazy_cleanups_due(views: &[Arc<View>], backfill: &mut BackfillState) {
         let Some(progress) = backfill.get_mut(&view.name) else {
             continue;
         };
+        // A lazy view is not backfilled again when its definition changes: a halt kept for the
+        // old definition goes with it (the change read again judges the new one).
+        if progress
+            .definition
+            .as_deref()
+            .is_some_and(|made| made != view.fingerprint())
+        {
+            progress.halted = None;
+        }
         if !progress.cleanup {
             continue;
         }

@@ -327,6 +327,7 @@ impl Merge {
             target: HaltTarget::View(view),
             reason: "its joins cannot be read (see the error logged before); fix the view or the tables and restart".into(),
             restart: Some(restart),
+            kept: false,
         })
     }
 
@@ -435,6 +436,7 @@ impl Merge {
                     target: HaltTarget::View(view.name.clone()),
                     reason,
                     restart: Some(cursor.restart()),
+                    kept: false,
                 };
                 self.emit(StreamEvent::Halt(halt)).await?;
                 continue;

@@ -78,6 +78,10 @@ pub struct Halt {
     pub reason: String,
     /// Where a restart must begin to read the change again; set by the merge stage.
     pub restart: Option<Restart>,
+    /// Kept in the checkpoint (`Progress::halted`): the cause is a binlog event, which a
+    /// restart may not read again (its file purged, a failover). A halt whose cause a restart
+    /// looks at again (a join read that failed) is not kept: fixed, a restart lifts it.
+    pub kept: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -142,7 +142,7 @@ impl Projector {
             .collect();
         let restart = projector.last.restart.clone();
         for (view, reason) in kept {
-            projector.halt(view, &restart, &reason);
+            projector.halt(view, &restart, &reason, true);
         }
         projector
     }
@@ -258,11 +258,12 @@ impl Projector {
                 info!(view = %view, "a halting change older than the view's backfill pass: superseded, not halted");
                 continue;
             }
-            self.halt(view, &restart, &halt.reason);
+            self.halt(view, &restart, &halt.reason, halt.kept);
         }
     }
 
-    fn halt(&mut self, view: String, restart: &Restart, reason: &str) {
+    /// `kept`: the halt goes into the checkpoint with the view's progress (`Halt::kept`).
+    fn halt(&mut self, view: String, restart: &Restart, reason: &str, kept: bool) {
         if self.halted.contains_key(&view) {
             return;
         }
@@ -271,7 +272,7 @@ impl Projector {
         let held = Held {
             restart: restart.clone(),
             backfill: self.last.backfill.get(&view).map(|progress| Progress {
-                halted: Some(reason.to_string()),
+                halted: kept.then(|| kept_reason(reason)),
                 ..progress.clone()
             }),
         };
@@ -419,7 +420,7 @@ impl Projector {
                 self.route(view, name, removal, &origin, &mut outgoing);
             }
         }
-        self.halt_incompatible(newly_halted);
+        self.halt_incompatible(newly_halted, false);
         for (lane, message) in outgoing {
             self.send(lane, message).await?;
         }
@@ -451,13 +452,13 @@ impl Projector {
     }
 
     /// Views that do not fit their table any more (a column they need is gone).
-    fn halt_incompatible(&mut self, views: Vec<(String, String)>) {
+    fn halt_incompatible(&mut self, views: Vec<(String, String)>, kept: bool) {
         let restart = self.last.restart.clone();
         for (view, error) in views {
             let reason = format!(
                 "incompatible schema change ({error}); fix the view or the table and restart"
             );
-            self.halt(view, &restart, &reason);
+            self.halt(view, &restart, &reason, kept);
         }
     }
 
@@ -510,7 +511,7 @@ impl Projector {
             };
             self.route(view, name, projection, &origin, &mut outgoing);
         }
-        self.halt_incompatible(newly_halted);
+        self.halt_incompatible(newly_halted, true);
         for (lane, message) in outgoing {
             self.send(lane, message).await?;
         }
@@ -521,6 +522,15 @@ impl Projector {
 /// Snapshot rows projected between two yields to the runtime: about a quarter of a millisecond
 /// of narrow rows, a few milliseconds of wide ones.
 const YIELD_EVERY: usize = 256;
+
+/// A halt's reason as the checkpoint keeps it: its first 200 characters (the whole is logged),
+/// so that many halted views keep the checkpoint item far below DynamoDB's 400 KB.
+fn kept_reason(reason: &str) -> String {
+    match reason.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &reason[..end]),
+        None => reason.to_string(),
+    }
+}
 
 /// A halted view backfilled again (`rowcast snapshot --view`) is rebuilt from the first
 /// chunk of the pass on: the chunks are read after the change that halted it, so they
@@ -538,6 +548,15 @@ fn rebuild(halted: &mut HashMap<String, Held>, view: &str, chunk: &SnapshotRows)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_reason_is_cut_at_200_characters() {
+        assert_eq!(kept_reason("short"), "short");
+        let long = "é".repeat(300);
+        let kept = kept_reason(&long);
+        assert_eq!(kept.chars().count(), 201);
+        assert!(kept.ends_with('…'));
+    }
     use crate::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
     use crate::view::value::Cell;
 

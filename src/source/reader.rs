@@ -526,6 +526,7 @@ impl Source {
                 target: HaltTarget::Table(table),
                 reason,
                 restart: None,
+                kept: true,
             }))
             .await?;
         }
@@ -733,6 +734,7 @@ impl Source {
                 target: HaltTarget::Table(table),
                 reason: reason.clone(),
                 restart: None,
+                kept: true,
             }))
             .await?;
         }
@@ -890,6 +892,7 @@ impl Source {
                 target: HaltTarget::Table(table),
                 reason,
                 restart: None,
+                kept: true,
             }))
             .await?;
         }
@@ -915,6 +918,7 @@ impl Source {
             target: HaltTarget::Table(table.clone()),
             reason,
             restart: None,
+            kept: true,
         }))
         .await
     }
