@@ -547,7 +547,7 @@ async fn checkpoint_gone(
         .filter(|_| config.source.resume_by_gtid)
     else {
         let found = preflight::check_checkpoint(conn, config, checkpoint).await?;
-        return Ok(found.into_iter().next().map_or(Gone::No, Gone::Purged));
+        return Ok(found.map_or(Gone::No, Gone::Purged));
     };
     // Asked of the server (error 1236 on a dump from that state), so that `on_purged` applies
     // to a resume by GTID too (before, the reader stopped on the server's error whatever

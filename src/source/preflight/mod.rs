@@ -250,12 +250,12 @@ pub async fn check_checkpoint(
     conn: &mut Conn,
     config: &Config,
     checkpoint: &Checkpoint,
-) -> Result<Vec<Problem>, SourceError> {
+) -> Result<Option<Problem>, SourceError> {
     let files = binlog_files(conn).await?;
     if files.contains(&checkpoint.position.file) {
-        return Ok(Vec::new());
+        return Ok(None);
     }
-    Ok(vec![Problem {
+    Ok(Some(Problem {
         file: config.file.clone(),
         field: "checkpoint".into(),
         message: format!(
@@ -263,7 +263,7 @@ pub async fn check_checkpoint(
             checkpoint.position,
             files.first().map_or("none", String::as_str)
         ),
-    }])
+    }))
 }
 
 /// Every write-back view's key templates name a unique key of its root table, so that an
