@@ -14,11 +14,12 @@ use crate::sql::{
     TableCache,
 };
 
-/// Rows read per page when looking a key up.
-const PAGE: usize = 500;
 use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::view::project::Item;
 use crate::view::{item_key, key_readings, project_snapshot, ItemKey, ItemOp, Row, View};
+
+/// Rows read per page when looking a key up.
+const PAGE: usize = 500;
 
 /// The items `rows` make (with their related rows read on `conn`, inside its snapshot); `None`
 /// for an item DynamoDB cannot take, which the daemon sets aside as a dead letter (a value it
