@@ -285,3 +285,245 @@ async fn a_source_address_that_moves_to_another_server_stops_the_reader() {
         common::tail(&env.dir.join("rowcast.log"))
     );
 }
+
+/// An HTTP/1.1 proxy to DynamoDB Local that loses the first request whose body holds `marker`:
+/// it closes the client's connection without an answer, so the client cannot tell whether the
+/// write happened, and keeps the request to deliver it when told ([`LateProxy::release`]): a
+/// write that lands after its sender gave up on it (a request delayed in the network, or one
+/// DynamoDB finishes after the client's timeout). Every other request goes straight through.
+struct LateProxy {
+    port: u16,
+    target: u16,
+    held: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+}
+
+impl LateProxy {
+    async fn start(target: u16, marker: &'static str) -> LateProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let slot = held.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (slot, armed) = (slot.clone(), armed.clone());
+                tokio::spawn(async move {
+                    let _ = late_relay(client, target, marker, slot, armed).await;
+                });
+            }
+        });
+        LateProxy { port, target, held }
+    }
+
+    fn holds(&self) -> bool {
+        self.held.lock().unwrap().is_some()
+    }
+
+    /// Delivers the lost request on a connection of its own; the answer's status line.
+    async fn release(&self) -> String {
+        use tokio::io::AsyncWriteExt;
+        let request = self.held.lock().unwrap().take().expect("a request lost");
+        let server = tokio::net::TcpStream::connect(("127.0.0.1", self.target))
+            .await
+            .unwrap();
+        let (read, mut write) = server.into_split();
+        write.write_all(&request).await.unwrap();
+        let answer = read_message(&mut tokio::io::BufReader::new(read))
+            .await
+            .expect("an answer");
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+async fn late_relay(
+    client: tokio::net::TcpStream,
+    target: u16,
+    marker: &str,
+    slot: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let server = tokio::net::TcpStream::connect(("127.0.0.1", target)).await?;
+    let (client_read, mut client_write) = client.into_split();
+    let (server_read, mut server_write) = server.into_split();
+    let mut client_read = tokio::io::BufReader::new(client_read);
+    let mut server_read = tokio::io::BufReader::new(server_read);
+    while let Some(request) = read_message(&mut client_read).await {
+        let marked = request
+            .windows(marker.len())
+            .any(|w| w == marker.as_bytes());
+        if marked && armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            *slot.lock().unwrap() = Some(request);
+            return Ok(()); // the client's connection closes unanswered
+        }
+        server_write.write_all(&request).await?;
+        let Some(answer) = read_message(&mut server_read).await else {
+            return Ok(());
+        };
+        client_write.write_all(&answer).await?;
+    }
+    Ok(())
+}
+
+/// One HTTP/1.1 message (head and body, by `Content-Length` or chunked), as read.
+async fn read_message<R: tokio::io::AsyncBufRead + Unpin>(read: &mut R) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut message = Vec::new();
+    let (mut length, mut chunked) = (0usize, false);
+    loop {
+        let mut line = Vec::new();
+        if read.read_until(b'\n', &mut line).await.ok()? == 0 {
+            return None;
+        }
+        message.extend_from_slice(&line);
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(value) = text.strip_prefix("content-length:") {
+            length = value.trim().parse().ok()?;
+        }
+        if text.starts_with("transfer-encoding:") && text.contains("chunked") {
+            chunked = true;
+        }
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    if !chunked {
+        let start = message.len();
+        message.resize(start + length, 0);
+        read.read_exact(&mut message[start..]).await.ok()?;
+        return Some(message);
+    }
+    loop {
+        let mut size_line = Vec::new();
+        read.read_until(b'\n', &mut size_line).await.ok()?;
+        message.extend_from_slice(&size_line);
+        let size_text = String::from_utf8_lossy(&size_line);
+        let size = usize::from_str_radix(size_text.trim().split(';').next()?, 16).ok()?;
+        let mut chunk = vec![0; size + 2]; // the chunk and its CRLF
+        read.read_exact(&mut chunk).await.ok()?;
+        message.extend_from_slice(&chunk);
+        if size == 0 {
+            return Some(message);
+        }
+    }
+}
+
+/// A write whose answer was lost lands after the newer write of its item (the proxy keeps the
+/// request and delivers it late). Before, a plain write that DynamoDB applies after rowcast gave
+/// up on it moved the item back to the older state for good (until the row changed again).
+/// Now rowcast writes the item's latest state again, guarded by its version,
+/// `writer.recheck_after_ms` after it lost the answer: the item is back to the newer state.
+/// Here a BatchWriteItem (two rows of one transaction, one lane) is lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_that_lands_after_rowcast_gave_up_on_it_does_not_leave_the_item_older() {
+    late_landing("latebatch", true).await;
+}
+
+/// As above, a lone change's PutItem lost (an idle pipeline writes each change so).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_put_that_lands_after_rowcast_gave_up_on_it_does_not_leave_the_item_older() {
+    late_landing("lateput", false).await;
+}
+
+async fn late_landing(name: &str, batch: bool) {
+    let _serial = SERIAL.lock().await;
+    let ddb_port: u16 = common::dynamodb_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("a DynamoDB port");
+    let proxy = LateProxy::start(ddb_port, "LATE-1").await;
+    let env = Env::with_dynamodb(name, &format!("http://127.0.0.1:{}", proxy.port)).await;
+    let table = env.notes_view().await;
+    env.write_config("[writer]\nflush_interval_ms = 5\nlanes = 1\nrecheck_after_ms = 15000\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    // Two rows of one transaction: one window, one BatchWriteItem.
+    let (rows, first, after) = if batch {
+        (
+            "(1, 'LATE-1'), (2, 'other')",
+            &[(1, "LATE-1"), (2, "other")][..],
+            &[(1, "NEW"), (2, "other")][..],
+        )
+    } else {
+        ("(1, 'LATE-1')", &[(1, "LATE-1")][..], &[(1, "NEW")][..])
+    };
+    env.sql(&format!("INSERT INTO notes VALUES {rows}")).await;
+    // The proxy loses the request; the lane tries again and the items are written.
+    env.converge(&table, Env::notes(first), Duration::from_secs(30))
+        .await;
+    let lost_at = Instant::now();
+    assert!(proxy.holds(), "the proxy lost no request");
+    env.sql("UPDATE notes SET body = 'NEW' WHERE id = 1").await;
+    env.converge(&table, Env::notes(after), Duration::from_secs(30))
+        .await;
+    // The lost request arrives now, and DynamoDB Local applies it: the item is older again.
+    assert!(proxy.release().await.contains(" 200 "));
+    env.converge(&table, Env::notes(first), Duration::from_secs(5))
+        .await;
+    assert!(
+        lost_at.elapsed() < Duration::from_secs(12),
+        "too slow to land the request before the recheck: the test proves nothing"
+    );
+    // rowcast writes the item's latest state again, guarded.
+    env.converge(&table, Env::notes(after), Duration::from_secs(40))
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metric(
+            &metrics,
+            "rowcast_rechecked_writes_total{outcome=\"restored\"}"
+        ) >= 1.0,
+        "{metrics}"
+    );
+    let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();
+    let kind = if batch {
+        "batch write failed"
+    } else {
+        "write failed"
+    };
+    assert!(
+        log.contains(kind),
+        "{}",
+        common::tail(&env.dir.join("rowcast.log"))
+    );
+    assert!(daemon.terminate().success());
+}
+
+/// A request that never left (nothing listens at the address) has a known outcome: nothing to
+/// write again. One whose connection closed after it was sent, unanswered, may have been
+/// applied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_is_a_known_outcome_and_a_dropped_one_is_not() {
+    let outcome = |port: u16| async move {
+        let config = rowcast::config::DynamoConfig {
+            endpoint_url: Some(format!("http://127.0.0.1:{port}")),
+            region: Some("us-east-1".into()),
+        };
+        let client = rowcast::dynamo::sending_once(&rowcast::dynamo::client(&config).await);
+        let error = client
+            .put_item()
+            .table_name("t")
+            .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("a".into()))
+            .send()
+            .await
+            .expect_err("no DynamoDB there");
+        rowcast::dynamo::classify_sdk_error(&error)
+    };
+    let refused = outcome(common::free_port()).await;
+    assert!(!refused.unsure, "{refused}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let mut read = tokio::io::BufReader::new(client);
+            let _ = read_message(&mut read).await; // the request, then the connection closes
+        }
+    });
+    let dropped = outcome(port).await;
+    assert!(dropped.unsure, "{dropped}");
+}

@@ -463,6 +463,14 @@ fn compile_writer(path: &Path, raw: &RawConfig, problems: &mut Problems) -> Writ
     if w.linger_ms.is_some_and(|ms| ms > 10_000) {
         problems.add(path, "writer.linger_ms", "must be at most 10000");
     }
+    let recheck_after_ms = w.recheck_after_ms.unwrap_or(60_000);
+    if !(1_000..=3_600_000).contains(&recheck_after_ms) {
+        problems.add(
+            path,
+            "writer.recheck_after_ms",
+            "must be between 1000 and 3600000",
+        );
+    }
     let queue_capacity = w.queue_capacity.unwrap_or(1024);
     if queue_capacity == 0 {
         problems.add(path, "writer.queue_capacity", "must be positive");
@@ -486,6 +494,7 @@ fn compile_writer(path: &Path, raw: &RawConfig, problems: &mut Problems) -> Writ
         max_window_items: max_window_items.max(1),
         queue_capacity: queue_capacity.max(1),
         mode,
+        recheck_after: Duration::from_millis(recheck_after_ms.clamp(1_000, 3_600_000)),
     }
 }
 

@@ -97,6 +97,9 @@ pub struct WriterConfig {
     pub max_window_items: usize,
     pub queue_capacity: usize,
     pub mode: WriteMode,
+    /// How long after a plain write of unknown outcome its items are written again, guarded
+    /// (`sink::unsure`).
+    pub recheck_after: Duration,
 }
 
 #[derive(Debug, Clone)]

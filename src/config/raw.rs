@@ -166,6 +166,9 @@ pub struct RawWriter {
     /// "auto" (default: conditional writes while replaying what may already be written, then
     /// BatchWriteItem), or "conditional" (always conditional single writes).
     pub mode: Option<String>,
+    /// How long after a plain write of unknown outcome (a timeout, a lost connection, a server
+    /// error) its items are written again with the version guard (default 60000).
+    pub recheck_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

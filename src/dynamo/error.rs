@@ -13,6 +13,11 @@ pub struct SdkErrorInfo {
     pub code: Option<String>,
     pub message: String,
     pub throttled: bool,
+    /// The request may have been applied, or may still be (a timeout, a connection lost after
+    /// the request went out, a server error): a plain write's items are written again later,
+    /// guarded (`sink::unsure`). `false` where DynamoDB answered that it did not apply it
+    /// (throttling, a refusal) or the request never left (a refused connection).
+    pub unsure: bool,
 }
 
 /// Refusals that concern a whole table, not one item: no access, no such table (deleted, being
@@ -82,6 +87,17 @@ const TRANSIENT_CODES: [&str; 8] = [
     "ReplicatedWriteConflictException",
 ];
 
+/// Answers after which a request may have been applied, or may still be: DynamoDB's internal
+/// errors and timeouts (also any answer with a 5xx status).
+const UNSURE_CODES: [&str; 6] = [
+    "InternalServerError",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "TimeoutError",
+];
+
 /// Transient (retry), throttled, or definite (the request itself is refused). The writers retry
 /// by themselves (their client sends each request once: `dynamo::sending_once`), so this is
 /// where throttling and transient answers are told apart from refusals.
@@ -102,6 +118,9 @@ where
                     .is_some_and(|c| TRANSIENT_CODES.contains(&c))
                 || matches!(status, 500 | 502 | 503 | 504)
                 || code.is_none();
+            let unsure = !throttled
+                && ((500..600).contains(&status)
+                    || code.as_deref().is_some_and(|c| UNSURE_CODES.contains(&c)));
             SdkErrorInfo {
                 class: if transient {
                     ErrorClass::Transient
@@ -111,6 +130,7 @@ where
                 code,
                 message,
                 throttled,
+                unsure,
             }
         }
         SdkError::ConstructionFailure(_) => SdkErrorInfo {
@@ -118,14 +138,39 @@ where
             code: None,
             message: crate::error::chain(error),
             throttled: false,
+            unsure: false,
         },
+        // A timeout, a connection lost, an answer that could not be read: the request may have
+        // reached DynamoDB, unless the connection was never made.
         _ => SdkErrorInfo {
             class: ErrorClass::Transient,
             code: None,
             message: crate::error::chain(error),
             throttled: false,
+            unsure: !never_sent(error),
         },
     }
+}
+
+/// A failure to connect: the request never left. Told by a refused connection in the error's
+/// causes, or the SDK's connect timeout; anything else may have sent it.
+fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+            ) {
+                return true;
+            }
+        }
+        if error.to_string().contains("HTTP connect timeout") {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// A conditional write whose condition did not hold.
@@ -194,5 +239,31 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    /// Which failures leave a write's outcome unknown: DynamoDB's internal errors and timeouts
+    /// (any 5xx), the client's timeout; not throttling, a refusal, or another writer's
+    /// transaction (DynamoDB answered that it did not apply the request).
+    #[test]
+    fn a_write_may_have_been_applied_after_a_server_error_or_a_timeout() {
+        for code in UNSURE_CODES {
+            assert!(answer(Some(code), 400).unsure, "{code}");
+        }
+        for status in [500, 502, 503, 504] {
+            assert!(answer(Some("SomethingNew"), status).unsure, "{status}");
+        }
+        for code in THROTTLE_CODES.iter().chain(&[
+            "TransactionConflictException",
+            "ValidationException",
+            "ConditionalCheckFailedException",
+            "ResourceNotFoundException",
+        ]) {
+            assert!(!answer(Some(code), 400).unsure, "{code}");
+        }
+        // Throttling answered with a 5xx status is still throttling: nothing was applied.
+        assert!(!answer(Some("ThrottlingException"), 503).unsure);
+        let timeout: SdkError<PutItemError, HttpResponse> =
+            SdkError::timeout_error("attempt timeout occurred after 10s");
+        assert!(classify_sdk_error(&timeout).unsure);
     }
 }

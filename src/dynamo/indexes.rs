@@ -138,6 +138,7 @@ async fn wait_active(
                     code: None,
                     message: format!("index {index} of {table} was created but does not appear"),
                     throttled: false,
+                    unsure: false,
                 })
             }
             _ => {}

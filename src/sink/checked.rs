@@ -301,6 +301,7 @@ fn check_request(ops: &[WriteOp]) -> Result<HashMap<String, KeysAndAttributes>, 
             code: None,
             message: e.to_string(),
             throttled: false,
+            unsure: false,
         })?;
         request.insert(table.to_string(), built);
     }

@@ -51,6 +51,17 @@ pub trait Deliver: Send + Sync + 'static {
         delivery: Delivery,
         mode: WriteMode,
     ) -> impl std::future::Future<Output = bool> + Send;
+
+    /// When writes of unknown outcome are next due to be written again (`sink::unsure`).
+    fn recheck_due(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Writes again, guarded, the items of writes of unknown outcome that are due (all of them
+    /// when `everything`); `false` once writes were given up, as for [`Deliver::deliver`].
+    fn recheck(&self, _everything: bool) -> impl std::future::Future<Output = bool> + Send {
+        std::future::ready(true)
+    }
 }
 
 /// One window's writes and dead letters.
@@ -106,7 +117,13 @@ impl<D: Deliver> Lane<D> {
             .queue_depth
             .with_label_values(&[&format!("lane_{}", self.id)]);
         loop {
-            if in_flight.is_none() && !window.is_empty() {
+            let recheck_at = match in_flight {
+                None => self.writer.recheck_due(),
+                Some(_) => None,
+            };
+            if recheck_at.is_some_and(|at| at <= std::time::Instant::now()) {
+                in_flight = Some(self.recheck());
+            } else if in_flight.is_none() && !window.is_empty() {
                 let lingered = window
                     .opened_at
                     .is_none_or(|at| at.elapsed() >= self.config.linger);
@@ -118,6 +135,10 @@ impl<D: Deliver> Lane<D> {
                 }
             }
             if closed && in_flight.is_none() && window.is_empty() {
+                // Writes of unknown outcome still waiting: written again now, not never.
+                if !self.writer.recheck(true).await {
+                    return Err(LaneError::Abandoned);
+                }
                 return Ok(());
             }
             let linger = match (&in_flight, window.opened_at) {
@@ -150,6 +171,7 @@ impl<D: Deliver> Lane<D> {
                     }
                 }
                 _ = sleep_until(linger), if linger.is_some() => {}
+                _ = sleep_until(recheck_at.map(TokioInstant::from_std)), if recheck_at.is_some() => {}
             }
         }
     }
@@ -268,6 +290,25 @@ impl<D: Deliver> Lane<D> {
     }
 }
 
+impl<D: Deliver> Lane<D> {
+    /// The due writes of unknown outcome go out as the lane's write in flight (a barrier that
+    /// comes meanwhile waits for them, as for a window).
+    fn recheck(&self) -> InFlight {
+        let writer = self.writer.clone();
+        let write = async move {
+            if writer.recheck(false).await {
+                Ok(false)
+            } else {
+                Err(LaneError::Abandoned)
+            }
+        };
+        InFlight {
+            write: Box::pin(write),
+            barrier: None,
+        }
+    }
+}
+
 /// When the window in flight is acknowledged: whether it held writes.
 async fn written(in_flight: &mut Option<InFlight>) -> Result<bool, LaneError> {
     match in_flight {
@@ -370,6 +411,7 @@ mod tests {
             max_window_items,
             queue_capacity: 16,
             mode: WriteMode::Auto,
+            recheck_after: Duration::from_secs(60),
         };
         let lane = Lane {
             id: 0,
@@ -427,6 +469,7 @@ mod tests {
                 max_window_items: 100,
                 queue_capacity: 1,
                 mode: WriteMode::Auto,
+                recheck_after: Duration::from_secs(60),
             },
         };
         let mut window = Window {

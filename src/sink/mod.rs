@@ -6,4 +6,5 @@ pub mod checked;
 pub mod lane;
 #[cfg(test)]
 mod test_ops;
+pub mod unsure;
 pub mod writer;

@@ -46,6 +46,8 @@ pub struct Writer {
     /// Set when a write was given up because the lease ended (or ran out while draining):
     /// nothing more of this instance may be acknowledged.
     pub abandoned: std::sync::atomic::AtomicBool,
+    /// Plain writes of unknown outcome, to be written again guarded (`unsure.rs`).
+    pub unsure: super::unsure::Unsure,
 }
 
 /// Outcome of one write that DynamoDB answered.
@@ -68,6 +70,7 @@ impl super::lane::Deliver for Writer {
                 self.dead_letter(&letter).await;
                 continue;
             }
+            self.unsure.follow(&op);
             if op.mark_removal || op.restore {
                 guarded.push(op);
             } else if op.guard || mode == WriteMode::Conditional {
@@ -97,6 +100,26 @@ impl super::lane::Deliver for Writer {
         let checked = self.write_checked(&checked);
         let singles = self.write_conditional(guarded.iter());
         tokio::join!(batches, checked, singles);
+        !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn recheck_due(&self) -> Option<Instant> {
+        self.unsure.next_due()
+    }
+
+    async fn recheck(&self, everything: bool) -> bool {
+        let due = self.unsure.take_due(everything);
+        let mut waiting = due.iter();
+        let mut running = futures_util::stream::FuturesUnordered::new();
+        loop {
+            while running.len() < CONDITIONAL_CONCURRENCY {
+                let Some(op) = waiting.next() else { break };
+                running.push(self.recheck_one(op));
+            }
+            if running.next().await.is_none() {
+                break;
+            }
+        }
         !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
@@ -287,16 +310,19 @@ impl Writer {
                     debug!(left, "unprocessed items; retrying them");
                     unprocessed_left = Some(unprocessed);
                 }
-                Err(error) if guarded => {
-                    // As for unprocessed items: a checked batch is never resent as a batch.
-                    let info = classify_sdk_error(&error);
-                    count_retry(&info);
-                    debug!(error = %info, "checked batch failed; writing its items conditionally");
-                    self.write_conditional(ops).await;
-                    return;
-                }
                 Err(error) => {
                     let info = classify_sdk_error(&error);
+                    if info.unsure {
+                        // The request carries no condition (a checked batch's neither).
+                        self.unsure.lost(ops);
+                    }
+                    if guarded {
+                        // As for unprocessed items: a checked batch is never resent as a batch.
+                        count_retry(&info);
+                        debug!(error = %info, "checked batch failed; writing its items conditionally");
+                        self.write_conditional(ops).await;
+                        return;
+                    }
                     if info.is_table_wide() {
                         for table in sent_tables(&unprocessed_left, &tables) {
                             self.hold(table, &info);
@@ -377,12 +403,55 @@ impl Writer {
                     return;
                 }
                 Err(info) => {
+                    if info.unsure && !conditional && !op.restore && !op.mark_removal {
+                        self.unsure.lost([op]);
+                    }
                     if count_retry(&info) {
                         warn!(error = %info, key = %op.op.key(), "write failed; retrying");
                     }
                     tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
                 }
             }
+        }
+    }
+
+    /// Writes again, guarded, the latest state of an item whose plain write had an unknown
+    /// outcome (see `unsure.rs`): restored where that write landed over a newer one, nothing
+    /// written where it did not (the condition fails). Retried until answered.
+    async fn recheck_one(&self, op: &WriteOp) {
+        let mut backoff = self.backoff();
+        loop {
+            if !self.leased().await {
+                return;
+            }
+            let outcome = match self.send_single(op, true).await {
+                Ok(Outcome::Written) => "restored",
+                Ok(Outcome::Stale) => "unchanged",
+                Ok(Outcome::Refused(info)) if info.is_table_wide() => {
+                    self.hold(&op.op.key().table, &info);
+                    tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
+                    continue;
+                }
+                Ok(Outcome::Refused(info)) => {
+                    warn!(error = %info, key = %op.op.key(), "writing again an item whose write had an unknown outcome: refused");
+                    "refused"
+                }
+                Err(info) => {
+                    if count_retry(&info) {
+                        warn!(error = %info, key = %op.op.key(), "writing again an item whose write had an unknown outcome failed; retrying");
+                    }
+                    tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
+                    continue;
+                }
+            };
+            if outcome == "restored" {
+                warn!(key = %op.op.key(), version = %op.version, "a write of unknown outcome had landed late, over a newer one: the item is written again with its latest state");
+            }
+            metrics()
+                .rechecked_writes
+                .with_label_values(&[outcome])
+                .inc();
+            return;
         }
     }
 

@@ -184,6 +184,7 @@ pub async fn get_items(
             code: None,
             message: e.to_string(),
             throttled: false,
+            unsure: false,
         })?);
         let mut pause = Duration::from_millis(20);
         while let Some(request) = pending.take() {
