@@ -57,6 +57,12 @@ pub trait Deliver: Send + Sync + 'static {
         None
     }
 
+    /// Whether writes of unknown outcome are kept or being written again: the lane holds its
+    /// acknowledgements meanwhile.
+    fn holding(&self) -> bool {
+        false
+    }
+
     /// Writes again, guarded, the items of writes of unknown outcome that are due (all of them
     /// when `everything`); `false` once writes were given up, as for [`Deliver::deliver`].
     fn recheck(&self, _everything: bool) -> impl std::future::Future<Output = bool> + Send {
@@ -112,11 +118,16 @@ impl<D: Deliver> Lane<D> {
         let mut window = Window::default();
         let mut in_flight: Option<InFlight> = None;
         let mut closed = false;
+        // A barrier not acknowledged yet while writes of unknown outcome wait (`sink::unsure`).
+        let mut held: Option<Barrier> = None;
         // The gauge's handle, looked up once: this loop turns for every message.
         let depth = metrics()
             .queue_depth
             .with_label_values(&[&format!("lane_{}", self.id)]);
         loop {
+            if held.is_some() && !self.writer.holding() {
+                self.acknowledge(held.take(), &mut held).await?;
+            }
             let recheck_at = match in_flight {
                 None => self.writer.recheck_due(),
                 Some(_) => None,
@@ -156,22 +167,21 @@ impl<D: Deliver> Lane<D> {
                         crate::metrics::note_delivery();
                     }
                     crate::util::failpoint::hit("lane.after_write");
-                    if let Some(barrier) = done.and_then(|d| d.barrier) {
-                        self.ack(barrier).await?;
-                    }
+                    self.acknowledge(done.and_then(|d| d.barrier), &mut held).await?;
                 }
                 message = self.rx.recv(), if receive => {
                     match message {
                         Some(message) => {
-                            if let Some(barrier) = self.take(message, &mut window, &mut in_flight) {
-                                self.ack(barrier).await?;
-                            }
+                            let barrier = self.take(message, &mut window, &mut in_flight);
+                            self.acknowledge(barrier, &mut held).await?;
                         }
                         None => closed = true,
                     }
                 }
                 _ = sleep_until(linger), if linger.is_some() => {}
                 _ = sleep_until(recheck_at.map(TokioInstant::from_std)), if recheck_at.is_some() => {}
+                // Looks again whether the hold has ended; DynamoDB's failure is why it waits.
+                _ = tokio::time::sleep(HOLD_POLL), if held.is_some() => crate::metrics::note_pushback(),
             }
         }
     }
@@ -254,6 +264,25 @@ impl<D: Deliver> Lane<D> {
         }
     }
 
+    /// Acknowledges `barrier`, or holds it while writes of unknown outcome wait to be written
+    /// again (`Deliver::holding`): the newest held stands for the ones before it (the tracker
+    /// keeps each lane's latest), so at most one is held.
+    async fn acknowledge(
+        &self,
+        barrier: Option<Barrier>,
+        held: &mut Option<Barrier>,
+    ) -> Result<(), LaneError> {
+        let Some(barrier) = barrier else {
+            return Ok(());
+        };
+        if self.writer.holding() {
+            *held = Some(barrier);
+            return Ok(());
+        }
+        *held = None;
+        self.ack(barrier).await
+    }
+
     async fn ack(&self, barrier: Barrier) -> Result<(), LaneError> {
         self.acks
             .send(Ack {
@@ -309,6 +338,9 @@ impl<D: Deliver> Lane<D> {
     }
 }
 
+/// How often a lane holding a barrier looks whether the hold has ended.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// When the window in flight is acknowledged: whether it held writes.
 async fn written(in_flight: &mut Option<InFlight>) -> Result<bool, LaneError> {
     match in_flight {
@@ -339,6 +371,8 @@ mod tests {
         takes: Duration,
         /// Deliveries give up (the writer's lease ended).
         gives_up: bool,
+        /// Writes of unknown outcome wait (`Deliver::holding`).
+        holding: std::sync::atomic::AtomicBool,
     }
 
     impl Deliver for Recorder {
@@ -355,6 +389,10 @@ mod tests {
                 .push((TokioInstant::now(), keys));
             tokio::time::sleep(self.takes).await;
             !self.gives_up
+        }
+
+        fn holding(&self) -> bool {
+            self.holding.load(std::sync::atomic::Ordering::SeqCst)
         }
     }
 
@@ -550,6 +588,34 @@ mod tests {
         assert_eq!(written.len(), 1);
         assert_eq!(written[0].0 - opened, Duration::from_millis(20));
         assert_eq!(written[0].1, ["a", "b"]);
+    }
+
+    /// While writes of unknown outcome wait to be written again, barriers are held (the newest
+    /// stands for the others) and acknowledged once the hold ends; writes go on meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn barriers_wait_while_writes_of_unknown_outcome_do() {
+        let mut lane = start(Duration::ZERO, 100, Duration::ZERO);
+        lane.recorder
+            .holding
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        lane.input.send(write("a", 1)).await.unwrap();
+        lane.input.send(barrier(1)).await.unwrap();
+        lane.input.send(write("b", 2)).await.unwrap();
+        lane.input.send(barrier(2)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let written: usize = deliveries(&lane.recorder)
+            .iter()
+            .map(|(_, keys)| keys.len())
+            .sum();
+        assert_eq!(written, 2, "writes go on");
+        assert!(lane.acks.try_recv().is_err(), "acknowledged while holding");
+        lane.recorder
+            .holding
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 2);
+        lane.input.send(barrier(3)).await.unwrap();
+        assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 3);
+        drop(lane.input);
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,13 +13,17 @@
 //! unknown outcome, as conditional writes (`attribute_not_exists(#v) OR #v < :v`): where the lost
 //! request landed late, its older version is replaced with the latest state; elsewhere the
 //! condition fails and nothing is written. A request that lands later than that window can
-//! still move an item back (see the README's Known limitations), as can one lost just before a
-//! crash (this list is in memory). Memory is bounded: past [`MAX_KEYS`] items or [`MAX_BYTES`]
+//! still move an item back (see the README's Known limitations), as could one lost just before
+//! a crash (this list is in memory) — but the restart's replay writes the item again: while
+//! anything is kept or being written again the lanes hold their acknowledgements
+//! ([`Unsure::holding`]), so the checkpoint stays before the lost write and a restart after a
+//! crash, a drain or a reload replays it, guarded (`writer.mode = "auto"` guards what it
+//! replays). Memory is bounded: past [`MAX_KEYS`] items or [`MAX_BYTES`]
 //! of them, further ones are counted (`rowcast_rechecked_writes_total{outcome="untracked"}`)
 //! and not kept.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -38,6 +42,8 @@ pub struct Unsure {
     after: Duration,
     /// Whether anything is kept: the lanes' common path reads only this.
     tracking: AtomicBool,
+    /// Writes taken to be written again whose write has not finished yet.
+    rechecking: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -70,6 +76,7 @@ impl Unsure {
         Unsure {
             after,
             tracking: AtomicBool::new(false),
+            rechecking: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
         }
     }
@@ -128,12 +135,12 @@ impl Unsure {
             );
         }
         self.tracking
-            .store(!state.entries.is_empty(), Ordering::Release);
+            .store(!state.entries.is_empty(), Ordering::SeqCst);
     }
 
     /// A later write of an item kept here: the state it is written again with.
     pub fn follow(&self, op: &WriteOp) {
-        if !self.tracking.load(Ordering::Acquire) {
+        if !self.tracking.load(Ordering::SeqCst) {
             return;
         }
         let mut state = self.state();
@@ -151,15 +158,32 @@ impl Unsure {
 
     /// When the first kept write is due.
     pub fn next_due(&self) -> Option<Instant> {
-        if !self.tracking.load(Ordering::Acquire) {
+        if !self.tracking.load(Ordering::SeqCst) {
             return None;
         }
         self.state().due.keys().next().map(|(at, _)| *at)
     }
 
-    /// The kept writes that are due (every one when `everything`), no longer kept.
+    /// Whether a write of unknown outcome is kept or being written again: the lanes hold their
+    /// acknowledgements meanwhile, so that the checkpoint stays before the lost write and a
+    /// restart (after a crash, a drain, a reload) replays it with the version guard.
+    pub fn holding(&self) -> bool {
+        self.tracking.load(Ordering::SeqCst) || self.rechecking.load(Ordering::SeqCst) > 0
+    }
+
+    /// The writes [`Unsure::take_due`] gave are written (or given up): `count` of them.
+    pub fn finished(&self, count: usize) {
+        let _ = self
+            .rechecking
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(count))
+            });
+    }
+
+    /// The kept writes that are due (every one when `everything`), no longer kept; the caller
+    /// writes them and then calls [`Unsure::finished`].
     pub fn take_due(&self, everything: bool) -> Vec<WriteOp> {
-        if !self.tracking.load(Ordering::Acquire) {
+        if !self.tracking.load(Ordering::SeqCst) {
             return Vec::new();
         }
         let now = Instant::now();
@@ -175,9 +199,11 @@ impl Unsure {
                 due.push(entry.op);
             }
         }
+        // Counted before `tracking` clears, so that `holding` never reads false in between.
+        self.rechecking.fetch_add(due.len(), Ordering::SeqCst);
         if state.entries.is_empty() {
             state.full = false;
-            self.tracking.store(false, Ordering::Release);
+            self.tracking.store(false, Ordering::SeqCst);
         }
         due
     }
@@ -199,6 +225,7 @@ mod tests {
     fn a_lost_write_is_due_after_the_window_with_its_items_latest_state() {
         let unsure = Unsure::new(Duration::from_millis(40));
         assert_eq!(unsure.next_due(), None);
+        assert!(!unsure.holding());
         unsure.follow(&delete("v", "a", 9)); // nothing kept: nothing to follow
         unsure.lost([&delete("v", "a", 5), &delete("v", "b", 5)]);
         unsure.follow(&delete("v", "a", 7));
@@ -217,6 +244,11 @@ mod tests {
         assert_eq!(versions, [("a".to_string(), 7), ("b".to_string(), 5)]);
         assert_eq!(unsure.next_due(), None);
         assert_eq!(unsure.kept(), 0);
+        assert!(unsure.holding(), "held until they are written");
+        unsure.finished(1);
+        assert!(unsure.holding());
+        unsure.finished(1);
+        assert!(!unsure.holding());
     }
 
     /// A write lost again starts its window again; `everything` takes what is not due yet.

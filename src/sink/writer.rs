@@ -10,6 +10,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemError, BatchWriteItemOutput};
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures_util::future::join_all;
@@ -107,6 +110,10 @@ impl super::lane::Deliver for Writer {
         self.unsure.next_due()
     }
 
+    fn holding(&self) -> bool {
+        self.unsure.holding()
+    }
+
     async fn recheck(&self, everything: bool) -> bool {
         let due = self.unsure.take_due(everything);
         let mut waiting = due.iter();
@@ -120,6 +127,7 @@ impl super::lane::Deliver for Writer {
                 break;
             }
         }
+        self.unsure.finished(due.len());
         !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
@@ -270,22 +278,11 @@ impl Writer {
             if !self.leased().await {
                 return;
             }
-            let started = Instant::now();
             let request = match &unprocessed_left {
                 Some(left) => left.clone(),
                 None => batch_requests(ops),
             };
-            let result = self
-                .client
-                .batch_write_item()
-                .set_request_items(Some(request))
-                .send()
-                .await;
-            metrics()
-                .batch_duration
-                .with_label_values(&["batch"])
-                .observe(started.elapsed().as_secs_f64());
-            match result {
+            match self.send_batch(request).await {
                 Ok(out) => {
                     let unprocessed: HashMap<String, Vec<WriteRequest>> = out
                         .unprocessed_items
@@ -340,6 +337,25 @@ impl Writer {
             }
             tokio::time::sleep(backoff.next().unwrap_or(self.max_backoff)).await;
         }
+    }
+
+    /// One BatchWriteItem, timed.
+    async fn send_batch(
+        &self,
+        request: HashMap<String, Vec<WriteRequest>>,
+    ) -> Result<BatchWriteItemOutput, SdkError<BatchWriteItemError, HttpResponse>> {
+        let started = Instant::now();
+        let result = self
+            .client
+            .batch_write_item()
+            .set_request_items(Some(request))
+            .send()
+            .await;
+        metrics()
+            .batch_duration
+            .with_label_values(&["batch"])
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     /// A checked batch's items that DynamoDB left unprocessed: not retried as a batch (their
