@@ -77,7 +77,7 @@ async fn main() {
         check_versions: false,
         lease: rowcast::control::Lease::unowned(),
         abandoned: Default::default(),
-        unsure: rowcast::sink::unsure::Unsure::new(std::time::Duration::from_secs(60)),
+        unsure: rowcast::sink::unsure::Unsure::new(std::time::Duration::from_secs(60), 1),
     });
     let table: Arc<str> = Arc::from(table.as_str());
     let view: Arc<str> = Arc::from("accounts");

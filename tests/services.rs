@@ -528,10 +528,20 @@ async fn a_refused_connection_is_a_known_outcome_and_a_dropped_one_is_not() {
             .send()
             .await
             .expect_err("no DynamoDB there");
-        rowcast::dynamo::classify_sdk_error(&error)
+        // The HTTP client's own error is among the causes, telling a failed connect.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        let mut connect = None;
+        while let Some(error) = cause {
+            if let Some(http) = error.downcast_ref::<hyper_util::client::legacy::Error>() {
+                connect = Some(http.is_connect());
+            }
+            cause = error.source();
+        }
+        (rowcast::dynamo::classify_sdk_error(&error), connect)
     };
-    let refused = outcome(common::free_port()).await;
+    let (refused, connect) = outcome(common::free_port()).await;
     assert!(!refused.unsure, "{refused}");
+    assert_eq!(connect, Some(true), "{refused}");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -540,6 +550,62 @@ async fn a_refused_connection_is_a_known_outcome_and_a_dropped_one_is_not() {
             let _ = read_message(&mut read).await; // the request, then the connection closes
         }
     });
-    let dropped = outcome(port).await;
+    let (dropped, connect) = outcome(port).await;
     assert!(dropped.unsure, "{dropped}");
+    assert_eq!(connect, Some(false), "{dropped}");
+}
+
+/// On a view with write-back, a late landing was worse: the item's version went down in its
+/// stream record, which write-back takes for an application's change, and applied to SQL: the
+/// row's committed change was undone (seen failing: the row went back to `LATE-1`). Every write
+/// of such a view is now conditional: the late request finds a newer version and changes
+/// nothing, and write-back has nothing to apply.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_landing_on_a_write_back_view_does_not_reach_sql() {
+    let _serial = SERIAL.lock().await;
+    let ddb_port: u16 = common::dynamodb_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("a DynamoDB port");
+    let proxy = LateProxy::start(ddb_port, "LATE-1").await;
+    let env = Env::with_dynamodb("latewb", &format!("http://127.0.0.1:{}", proxy.port)).await;
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
+        .await;
+    let table = env.table("notes");
+    env.write_view(
+        "notes.toml",
+        &format!(
+            "name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n[attributes]\nbody = \"body\"\n[writeback]\nenabled = true\nattributes = [\"body\"]\n"
+        ),
+    );
+    env.write_config("[writer]\nflush_interval_ms = 5\nlanes = 1\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    let item = |body: &str| vec![serde_json::json!({"pk": "N#1", "sk": "NOTE", "body": body})];
+    env.sql("INSERT INTO notes VALUES (1, 'LATE-1')").await;
+    env.converge(&table, item("LATE-1"), Duration::from_secs(30))
+        .await;
+    assert!(proxy.holds(), "the proxy lost no request");
+    env.sql("UPDATE notes SET body = 'NEW' WHERE id = 1").await;
+    env.converge(&table, item("NEW"), Duration::from_secs(30))
+        .await;
+    proxy.release().await;
+    // The late request's stream record (if it wrote one) is in the stream at once; let it be.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    common::eventually(
+        "write-back read the stream",
+        Duration::from_secs(30),
+        || common::app::caught_up(&env, &table),
+    )
+    .await;
+    let rows: Vec<(i64, String)> = env.query("SELECT id, body FROM notes").await;
+    assert_eq!(
+        rows,
+        [(1, "NEW".to_string())],
+        "SQL's committed change undone"
+    );
+    env.converge(&table, item("NEW"), Duration::from_secs(10))
+        .await;
+    assert!(daemon.terminate().success());
 }

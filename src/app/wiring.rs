@@ -325,7 +325,7 @@ fn spawn_lanes(
         check_versions: store.has_owner(),
         lease: store.lease(),
         abandoned: Default::default(),
-        unsure: crate::sink::unsure::Unsure::new(config.writer.recheck_after),
+        unsure: crate::sink::unsure::Unsure::new(config.writer.recheck_after, config.writer.lanes),
     });
     let capacity = config.writer.queue_capacity;
     let (ack_tx, ack_rx) = mpsc::channel(capacity);

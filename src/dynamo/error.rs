@@ -152,11 +152,18 @@ where
     }
 }
 
-/// A failure to connect: the request never left. Told by a refused connection in the error's
-/// causes, or the SDK's connect timeout; anything else may have sent it.
+/// A failure to connect: the request never left. Told by the HTTP client's connect error (DNS,
+/// TCP, TLS) or a refused connection among the error's causes, or the SDK's connect timeout;
+/// anything else may have sent it.
 fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
+        if error
+            .downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return true;
+        }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
             if matches!(
                 io.kind(),

@@ -177,6 +177,11 @@ pub struct WriteOp {
     /// and SQL has not changed since), with a fresh `_restored` mark so that write-back knows
     /// the write for rowcast's.
     pub restore: bool,
+    /// The item's DynamoDB table has a write-back view: every write of it is a conditional
+    /// single write. A plain write that DynamoDB applied late, over a newer one, would look to
+    /// write-back like an application's change (its version going down) and be applied to SQL
+    /// (`sink::unsure`).
+    pub write_back: bool,
     pub origin: Arc<Position>,
 }
 

@@ -344,6 +344,7 @@ impl Projector {
                 view: name.clone(),
                 mark_removal,
                 restore: origin.restore && matches!(op, ItemOp::Put { .. }),
+                write_back: view.mark_removals,
                 op,
                 version: origin.version,
                 seq: origin.seq,

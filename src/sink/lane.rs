@@ -52,8 +52,9 @@ pub trait Deliver: Send + Sync + 'static {
         mode: WriteMode,
     ) -> impl std::future::Future<Output = bool> + Send;
 
-    /// When writes of unknown outcome are next due to be written again (`sink::unsure`).
-    fn recheck_due(&self) -> Option<std::time::Instant> {
+    /// When `lane`'s writes of unknown outcome are next due to be written again
+    /// (`sink::unsure`).
+    fn recheck_due(&self, _lane: usize) -> Option<std::time::Instant> {
         None
     }
 
@@ -63,10 +64,10 @@ pub trait Deliver: Send + Sync + 'static {
         false
     }
 
-    /// Writes again, guarded, the items of writes of unknown outcome that are due (all of them
-    /// when `everything`); `false` once writes were given up, as for [`Deliver::deliver`].
-    fn recheck(&self, _everything: bool) -> impl std::future::Future<Output = bool> + Send {
-        std::future::ready(true)
+    /// Writes again, guarded, some of `lane`'s due writes of unknown outcome: `Some(true)` when
+    /// it wrote any, `None` once writes were given up (as `false` of [`Deliver::deliver`]).
+    fn recheck(&self, _lane: usize) -> impl std::future::Future<Output = Option<bool>> + Send {
+        std::future::ready(Some(false))
     }
 }
 
@@ -120,6 +121,7 @@ impl<D: Deliver> Lane<D> {
         let mut closed = false;
         // A barrier not acknowledged yet while writes of unknown outcome wait (`sink::unsure`).
         let mut held: Option<Barrier> = None;
+        let mut rechecked_last = false;
         // The gauge's handle, looked up once: this loop turns for every message.
         let depth = metrics()
             .queue_depth
@@ -128,12 +130,14 @@ impl<D: Deliver> Lane<D> {
             if held.is_some() && !self.writer.holding() {
                 self.acknowledge(held.take(), &mut held).await?;
             }
+            // Rechecks and windows take turns, so that neither waits for all of the other.
             let recheck_at = match in_flight {
-                None => self.writer.recheck_due(),
-                Some(_) => None,
+                None if !rechecked_last || window.is_empty() => self.writer.recheck_due(self.id),
+                _ => None,
             };
             if recheck_at.is_some_and(|at| at <= std::time::Instant::now()) {
                 in_flight = Some(self.recheck());
+                rechecked_last = true;
             } else if in_flight.is_none() && !window.is_empty() {
                 let lingered = window
                     .opened_at
@@ -143,13 +147,12 @@ impl<D: Deliver> Lane<D> {
                         self.gather(&mut window, &mut closed);
                     }
                     in_flight = Some(self.send(&mut window));
+                    rechecked_last = false;
                 }
             }
             if closed && in_flight.is_none() && window.is_empty() {
-                // Writes of unknown outcome still waiting: written again now, not never.
-                if !self.writer.recheck(true).await {
-                    return Err(LaneError::Abandoned);
-                }
+                // A barrier still held stays unacknowledged: the next start replays from
+                // before the writes of unknown outcome, guarded.
                 return Ok(());
             }
             let linger = match (&in_flight, window.opened_at) {
@@ -323,14 +326,8 @@ impl<D: Deliver> Lane<D> {
     /// The due writes of unknown outcome go out as the lane's write in flight (a barrier that
     /// comes meanwhile waits for them, as for a window).
     fn recheck(&self) -> InFlight {
-        let writer = self.writer.clone();
-        let write = async move {
-            if writer.recheck(false).await {
-                Ok(false)
-            } else {
-                Err(LaneError::Abandoned)
-            }
-        };
+        let (writer, lane) = (self.writer.clone(), self.id);
+        let write = async move { writer.recheck(lane).await.ok_or(LaneError::Abandoned) };
         InFlight {
             write: Box::pin(write),
             barrier: None,

@@ -15,6 +15,7 @@ pub fn write(view: &str, op: ItemOp, version: u128) -> WriteOp {
         guard: false,
         mark_removal: false,
         restore: false,
+        write_back: false,
         origin: Arc::new(Position {
             file: "b.1".into(),
             pos: 4,

@@ -9,18 +9,25 @@
 //! until its row changes). Its version cannot stop it: the lost request carries no condition.
 //!
 //! So the items of such a request are kept here, each with the latest write of its item that
-//! the lanes deliver after it, and written again `writer.recheck_after_ms` after the last
-//! unknown outcome, as conditional writes (`attribute_not_exists(#v) OR #v < :v`): where the lost
-//! request landed late, its older version is replaced with the latest state; elsewhere the
-//! condition fails and nothing is written. A request that lands later than that window can
-//! still move an item back (see the README's Known limitations), as could one lost just before
-//! a crash (this list is in memory) — but the restart's replay writes the item again: while
-//! anything is kept or being written again the lanes hold their acknowledgements
-//! ([`Unsure::holding`]), so the checkpoint stays before the lost write and a restart after a
+//! its lane delivers after it, and written again by the lane that owns the item (in the item's
+//! order, as its only write in flight) `writer.recheck_after_ms` after the last unknown outcome,
+//! as a conditional write: a put only over an older version of the item
+//! (`attribute_exists(#v) AND #v < :v`), or also where the item is absent if a lost write of it
+//! was a delete (which, landing late, removed it); a delete only of an older version. Where the
+//! lost request landed late its older state is replaced; elsewhere the condition fails and
+//! nothing is written (an item removed meanwhile by a cleanup or TTL stays removed).
+//!
+//! While anything is kept or being written again the lanes hold their acknowledgements
+//! ([`Unsure::holding`]), so the checkpoint stays before the lost write: a restart after a
 //! crash, a drain or a reload replays it, guarded (`writer.mode = "auto"` guards what it
-//! replays). Memory is bounded: past [`MAX_KEYS`] items or [`MAX_BYTES`]
-//! of them, further ones are counted (`rowcast_rechecked_writes_total{outcome="untracked"}`)
-//! and not kept.
+//! replays). A request that lands later than the window can still move an item back (see the
+//! README's Known limitations). Views of a table with a write-back view never write plainly
+//! (`WriteOp::write_back`): a late landing there would look like an application's change to
+//! write-back and be applied to SQL before any recheck.
+//!
+//! Memory is bounded: past [`MAX_KEYS`] items or [`MAX_BYTES`] of them, further ones (and an
+//! entry that would grow past the bound) are counted
+//! (`rowcast_rechecked_writes_total{outcome="untracked"}`) and not kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,16 +37,22 @@ use std::time::{Duration, Instant};
 use tracing::warn;
 
 use crate::metrics::metrics;
+use crate::pipeline::lane_of;
 use crate::pipeline::WriteOp;
 use crate::view::{ItemKey, ItemOp};
 
 /// Items kept at most.
 pub const MAX_KEYS: usize = 100_000;
-/// Bytes of kept items at most (DynamoDB's count of names and values).
+/// Bytes of kept items at most (DynamoDB's count of names and values, plus [`OVERHEAD`] each).
 pub const MAX_BYTES: usize = 64 << 20;
+/// What an entry costs besides its item: its key (kept three times) and bookkeeping.
+const OVERHEAD: usize = 256;
+/// Writes one lane writes again at a time: then its windows go, then the next ones.
+pub const RECHECK_BATCH: usize = 100;
 
 pub struct Unsure {
     after: Duration,
+    lanes: usize,
     /// Whether anything is kept: the lanes' common path reads only this.
     tracking: AtomicBool,
     /// Writes taken to be written again whose write has not finished yet.
@@ -47,11 +60,19 @@ pub struct Unsure {
     state: Mutex<State>,
 }
 
+/// A kept write to write again; `absent_ok`: the item may be written where it is absent (a lost
+/// write of it was a delete).
+#[derive(Debug, Clone)]
+pub struct Recheck {
+    pub op: WriteOp,
+    pub absent_ok: bool,
+}
+
 #[derive(Default)]
 struct State {
     entries: HashMap<ItemKey, Entry>,
-    /// The entries by when they are due (and a number that tells entries of one instant apart).
-    due: BTreeMap<(Instant, u64), ItemKey>,
+    /// Each lane's entries by when they are due (and a number that tells one instant's apart).
+    due: Vec<BTreeMap<(Instant, u64), ItemKey>>,
     next: u64,
     bytes: usize,
     /// Whether the bound was met and said so (one warning per episode).
@@ -59,25 +80,75 @@ struct State {
 }
 
 struct Entry {
+    lane: usize,
     at: (Instant, u64),
-    op: WriteOp,
+    recheck: Recheck,
     bytes: usize,
 }
 
 fn size(op: &WriteOp) -> usize {
-    match &op.op {
-        ItemOp::Put { item, .. } => crate::dynamo::item_size(item, &op.view),
-        ItemOp::Delete { key } => key.pk.len() + key.sk.as_ref().map_or(0, String::len),
+    OVERHEAD
+        + match &op.op {
+            ItemOp::Put { item, .. } => crate::dynamo::item_size(item, &op.view),
+            ItemOp::Delete { key } => key.pk.len() + key.sk.as_ref().map_or(0, String::len),
+        }
+}
+
+/// Writes that are conditional whatever the mode: never kept (a late landing of one cannot move
+/// a version back).
+fn always_guarded(op: &WriteOp) -> bool {
+    op.restore || op.mark_removal || op.write_back
+}
+
+impl State {
+    /// Not kept: counted, and said once per episode.
+    fn untracked(&mut self) {
+        metrics()
+            .rechecked_writes
+            .with_label_values(&["untracked"])
+            .inc();
+        if !self.full {
+            self.full = true;
+            warn!(
+                keys = self.entries.len(),
+                bytes = self.bytes,
+                "too many writes of unknown outcome to keep: further ones will not be written again (a late landing of one can leave its item older until its row changes, or `rowcast verify --repair`)"
+            );
+        }
+    }
+
+    fn remove(&mut self, key: &ItemKey) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.due[entry.lane].remove(&entry.at);
+        self.bytes -= entry.bytes;
+        Some(entry)
+    }
+
+    /// Puts `entry` back (or in) unless the bound is met; `false` when it was not kept.
+    fn insert(&mut self, key: &ItemKey, entry: Entry) -> bool {
+        if self.entries.len() >= MAX_KEYS || self.bytes + entry.bytes > MAX_BYTES {
+            self.untracked();
+            return false;
+        }
+        self.bytes += entry.bytes;
+        self.due[entry.lane].insert(entry.at, key.clone());
+        self.entries.insert(key.clone(), entry);
+        true
     }
 }
 
 impl Unsure {
-    pub fn new(after: Duration) -> Unsure {
+    pub fn new(after: Duration, lanes: usize) -> Unsure {
+        let lanes = lanes.max(1);
         Unsure {
             after,
+            lanes,
             tracking: AtomicBool::new(false),
             rechecking: AtomicUsize::new(0),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                due: vec![BTreeMap::new(); lanes],
+                ..State::default()
+            }),
         }
     }
 
@@ -85,57 +156,61 @@ impl Unsure {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The writes of a request whose outcome is unknown: written again after the window (an
-    /// item already kept starts its window again).
-    pub fn lost<'a>(&self, ops: impl IntoIterator<Item = &'a WriteOp>) {
-        let due = Instant::now() + self.after;
-        let mut state = self.state();
-        for op in ops {
-            metrics().unsure_writes.inc();
-            let key = op.op.key();
-            let id = state.next;
-            state.next += 1;
-            let bytes = size(op);
-            if let Some(mut entry) = state.entries.remove(key) {
-                state.due.remove(&entry.at);
-                entry.at = (due, id);
-                if op.version >= entry.op.version {
-                    state.bytes = state.bytes - entry.bytes + bytes;
-                    entry.op = op.clone();
-                    entry.bytes = bytes;
-                }
-                state.due.insert(entry.at, key.clone());
-                state.entries.insert(key.clone(), entry);
-                continue;
-            }
-            if state.entries.len() >= MAX_KEYS || state.bytes + bytes > MAX_BYTES {
-                metrics()
-                    .rechecked_writes
-                    .with_label_values(&["untracked"])
-                    .inc();
-                if !state.full {
-                    state.full = true;
-                    warn!(
-                        keys = state.entries.len(),
-                        bytes = state.bytes,
-                        "too many writes of unknown outcome to keep: further ones will not be written again (a late landing of one can leave its item older until its row changes, or `rowcast verify --repair`)"
-                    );
-                }
-                continue;
-            }
-            state.bytes += bytes;
-            state.due.insert((due, id), key.clone());
-            state.entries.insert(
-                key.clone(),
-                Entry {
-                    at: (due, id),
-                    op: op.clone(),
-                    bytes,
-                },
-            );
-        }
+    fn track(&self, state: &State) {
         self.tracking
             .store(!state.entries.is_empty(), Ordering::SeqCst);
+    }
+
+    /// The writes of a plain request whose outcome is unknown: written again after the window
+    /// (an item already kept starts its window again).
+    pub fn lost<'a>(&self, ops: impl IntoIterator<Item = &'a WriteOp>) {
+        let mut state = self.state();
+        for op in ops {
+            if always_guarded(op) {
+                continue;
+            }
+            let deleted = matches!(op.op, ItemOp::Delete { .. });
+            self.keep(&mut state, op, deleted);
+        }
+        self.track(&state);
+    }
+
+    /// A kept write whose write again had an unknown outcome itself: kept again, as it was.
+    pub fn lost_again(&self, recheck: &Recheck) {
+        let mut state = self.state();
+        self.keep(&mut state, &recheck.op, recheck.absent_ok);
+        self.track(&state);
+    }
+
+    fn keep(&self, state: &mut State, op: &WriteOp, deleted: bool) {
+        let key = op.op.key();
+        let id = state.next;
+        state.next += 1;
+        let at = (Instant::now() + self.after, id);
+        let entry = match state.remove(key) {
+            Some(mut entry) => {
+                entry.at = at;
+                entry.recheck.absent_ok |= deleted;
+                if op.version >= entry.recheck.op.version {
+                    entry.recheck.op = op.clone();
+                    entry.bytes = size(op);
+                }
+                entry
+            }
+            None => {
+                metrics().unsure_writes.inc();
+                Entry {
+                    lane: lane_of(key, self.lanes),
+                    at,
+                    recheck: Recheck {
+                        op: op.clone(),
+                        absent_ok: deleted,
+                    },
+                    bytes: size(op),
+                }
+            }
+        };
+        state.insert(key, entry);
     }
 
     /// A later write of an item kept here: the state it is written again with.
@@ -144,29 +219,34 @@ impl Unsure {
             return;
         }
         let mut state = self.state();
-        let bytes = size(op);
-        let Some(entry) = state.entries.get_mut(op.op.key()) else {
+        let key = op.op.key();
+        let Some(mut entry) = state.remove(key) else {
             return;
         };
-        if op.version < entry.op.version {
-            return;
+        if always_guarded(op) {
+            // Not a state to write plainly again (not seen: such views never write plainly).
+            state.untracked();
+        } else {
+            if op.version >= entry.recheck.op.version {
+                entry.recheck.op = op.clone();
+                entry.bytes = size(op);
+            }
+            state.insert(key, entry);
         }
-        let before = std::mem::replace(&mut entry.bytes, bytes);
-        entry.op = op.clone();
-        state.bytes = state.bytes - before + bytes;
+        self.track(&state);
     }
 
-    /// When the first kept write is due.
-    pub fn next_due(&self) -> Option<Instant> {
+    /// When `lane`'s first kept write is due.
+    pub fn next_due(&self, lane: usize) -> Option<Instant> {
         if !self.tracking.load(Ordering::SeqCst) {
             return None;
         }
-        self.state().due.keys().next().map(|(at, _)| *at)
+        let state = self.state();
+        state.due.get(lane)?.keys().next().map(|(at, _)| *at)
     }
 
     /// Whether a write of unknown outcome is kept or being written again: the lanes hold their
-    /// acknowledgements meanwhile, so that the checkpoint stays before the lost write and a
-    /// restart (after a crash, a drain, a reload) replays it with the version guard.
+    /// acknowledgements meanwhile, so that the checkpoint stays before the lost write.
     pub fn holding(&self) -> bool {
         self.tracking.load(Ordering::SeqCst) || self.rechecking.load(Ordering::SeqCst) > 0
     }
@@ -180,31 +260,33 @@ impl Unsure {
             });
     }
 
-    /// The kept writes that are due (every one when `everything`), no longer kept; the caller
+    /// Up to [`RECHECK_BATCH`] of `lane`'s kept writes that are due, no longer kept; the lane
     /// writes them and then calls [`Unsure::finished`].
-    pub fn take_due(&self, everything: bool) -> Vec<WriteOp> {
+    pub fn take_due(&self, lane: usize) -> Vec<Recheck> {
         if !self.tracking.load(Ordering::SeqCst) {
             return Vec::new();
         }
         let now = Instant::now();
         let mut state = self.state();
         let mut due = Vec::new();
-        while let Some(entry) = state.due.first_entry() {
-            if !everything && entry.key().0 > now {
+        while due.len() < RECHECK_BATCH {
+            let Some(first) = state.due.get_mut(lane).and_then(|d| d.first_entry()) else {
+                break;
+            };
+            if first.key().0 > now {
                 break;
             }
-            let key = entry.remove();
-            if let Some(entry) = state.entries.remove(&key) {
-                state.bytes -= entry.bytes;
-                due.push(entry.op);
+            let key = first.get().clone();
+            if let Some(entry) = state.remove(&key) {
+                due.push(entry.recheck);
             }
         }
         // Counted before `tracking` clears, so that `holding` never reads false in between.
         self.rechecking.fetch_add(due.len(), Ordering::SeqCst);
         if state.entries.is_empty() {
             state.full = false;
-            self.tracking.store(false, Ordering::SeqCst);
         }
+        self.track(&state);
         due
     }
 
@@ -217,32 +299,41 @@ impl Unsure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::test_ops::delete;
+    use crate::sink::test_ops::{delete, put};
+
+    fn lane(pk: &str, lanes: usize) -> usize {
+        lane_of(delete("v", pk, 0).op.key(), lanes)
+    }
 
     /// A lost write is due after the window, with the latest write of its item delivered since;
-    /// an older one does not take its place; a write of another item is not kept.
+    /// an older one does not take its place; a write of another item is not kept. A lost delete
+    /// lets the write again create the item.
     #[test]
     fn a_lost_write_is_due_after_the_window_with_its_items_latest_state() {
-        let unsure = Unsure::new(Duration::from_millis(40));
-        assert_eq!(unsure.next_due(), None);
+        let unsure = Unsure::new(Duration::from_millis(40), 1);
+        assert_eq!(unsure.next_due(0), None);
         assert!(!unsure.holding());
         unsure.follow(&delete("v", "a", 9)); // nothing kept: nothing to follow
-        unsure.lost([&delete("v", "a", 5), &delete("v", "b", 5)]);
-        unsure.follow(&delete("v", "a", 7));
-        unsure.follow(&delete("v", "a", 6)); // older than the one followed
+        unsure.lost([&put("v", "a", 5), &delete("v", "b", 5)]);
+        unsure.follow(&put("v", "a", 7));
+        unsure.follow(&put("v", "a", 6)); // older than the one followed
         unsure.follow(&delete("v", "c", 8)); // not kept
+        unsure.follow(&put("v", "b", 6));
         assert_eq!(unsure.kept(), 2);
-        assert!(unsure.take_due(false).is_empty(), "due before the window");
-        let due = unsure.next_due().expect("a due time");
+        assert!(unsure.take_due(0).is_empty(), "due before the window");
+        let due = unsure.next_due(0).expect("a due time");
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let mut versions: Vec<(String, u128)> = unsure
-            .take_due(false)
+        let mut rechecks: Vec<(String, u128, bool)> = unsure
+            .take_due(0)
             .iter()
-            .map(|op| (op.op.key().pk.clone(), op.version))
+            .map(|r| (r.op.op.key().pk.clone(), r.op.version, r.absent_ok))
             .collect();
-        versions.sort();
-        assert_eq!(versions, [("a".to_string(), 7), ("b".to_string(), 5)]);
-        assert_eq!(unsure.next_due(), None);
+        rechecks.sort();
+        assert_eq!(
+            rechecks,
+            [("a".to_string(), 7, false), ("b".to_string(), 6, true)]
+        );
+        assert_eq!(unsure.next_due(0), None);
         assert_eq!(unsure.kept(), 0);
         assert!(unsure.holding(), "held until they are written");
         unsure.finished(1);
@@ -251,19 +342,54 @@ mod tests {
         assert!(!unsure.holding());
     }
 
-    /// A write lost again starts its window again; `everything` takes what is not due yet.
+    /// A write lost again starts its window again; each lane takes only the items it owns.
     #[test]
-    fn a_write_lost_again_waits_a_new_window() {
-        let unsure = Unsure::new(Duration::from_secs(3600));
-        unsure.lost([&delete("v", "a", 5)]);
-        let first = unsure.next_due().expect("due");
-        unsure.lost([&delete("v", "a", 6)]);
-        assert!(unsure.next_due().expect("due") >= first);
-        assert_eq!(unsure.kept(), 1);
-        assert!(unsure.take_due(false).is_empty());
-        let all = unsure.take_due(true);
-        assert_eq!(all.len(), 1);
-        assert_eq!(all[0].version, 6);
-        assert_eq!(unsure.next_due(), None);
+    fn a_write_lost_again_waits_a_new_window_and_each_lane_takes_its_own() {
+        let unsure = Unsure::new(Duration::from_millis(20), 4);
+        let (a, b) = (
+            "a",
+            (0..100)
+                .map(|i| format!("k{i}"))
+                .find(|k| lane(k, 4) != lane("a", 4))
+                .expect("another lane"),
+        );
+        unsure.lost([&delete("v", a, 5), &delete("v", &b, 5)]);
+        let first = unsure.next_due(lane(a, 4)).expect("due");
+        unsure.lost([&delete("v", a, 6)]);
+        assert!(unsure.next_due(lane(a, 4)).expect("due") > first);
+        std::thread::sleep(Duration::from_millis(30));
+        let taken = unsure.take_due(lane(&b, 4));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].op.op.key().pk, b);
+        let taken = unsure.take_due(lane(a, 4));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].op.version, 6);
+        assert_eq!(unsure.kept(), 0);
+    }
+
+    /// Writes that are conditional anyway are never kept; a kept item whose next write is one
+    /// is dropped. An entry that would grow past the bound is dropped, not kept over it.
+    #[test]
+    fn guarded_writes_are_not_kept_and_the_bound_holds_when_an_entry_grows() {
+        let unsure = Unsure::new(Duration::from_secs(60), 1);
+        let mut guarded = put("v", "a", 5);
+        guarded.write_back = true;
+        unsure.lost([&guarded]);
+        assert_eq!(unsure.kept(), 0);
+        unsure.lost([&put("v", "a", 5)]);
+        unsure.follow(&guarded);
+        assert_eq!(unsure.kept(), 0);
+        assert!(!unsure.holding());
+        unsure.lost([&delete("v", "b", 5)]);
+        unsure.state().bytes = MAX_BYTES - 10; // nearly full
+        let mut big = put("v", "b", 6);
+        if let ItemOp::Put { item, .. } = &mut big.op {
+            *item = crate::view::item::Item::from_entries(vec![(
+                "x".into(),
+                crate::view::value::Attr::S("y".repeat(100)),
+            )]);
+        }
+        unsure.follow(&big);
+        assert_eq!(unsure.kept(), 0, "grew past the bound: dropped");
     }
 }

@@ -74,7 +74,7 @@ impl super::lane::Deliver for Writer {
                 continue;
             }
             self.unsure.follow(&op);
-            if op.mark_removal || op.restore {
+            if op.mark_removal || op.restore || op.write_back {
                 guarded.push(op);
             } else if op.guard || mode == WriteMode::Conditional {
                 checked.push(op);
@@ -106,34 +106,38 @@ impl super::lane::Deliver for Writer {
         !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn recheck_due(&self) -> Option<Instant> {
-        self.unsure.next_due()
+    fn recheck_due(&self, lane: usize) -> Option<Instant> {
+        self.unsure.next_due(lane)
     }
 
     fn holding(&self) -> bool {
         self.unsure.holding()
     }
 
-    async fn recheck(&self, everything: bool) -> bool {
-        let due = self.unsure.take_due(everything);
+    async fn recheck(&self, lane: usize) -> Option<bool> {
+        let due = self.unsure.take_due(lane);
         let mut waiting = due.iter();
         let mut running = futures_util::stream::FuturesUnordered::new();
         loop {
             while running.len() < CONDITIONAL_CONCURRENCY {
-                let Some(op) = waiting.next() else { break };
-                running.push(self.recheck_one(op));
+                let Some(recheck) = waiting.next() else { break };
+                running.push(self.recheck_one(recheck));
             }
             if running.next().await.is_none() {
                 break;
             }
         }
         self.unsure.finished(due.len());
-        !self.abandoned.load(std::sync::atomic::Ordering::Relaxed)
+        let given_up = self.abandoned.load(std::sync::atomic::Ordering::Relaxed);
+        (!given_up).then_some(!due.is_empty())
     }
 }
 
 /// The version guard of a conditional write: the stored item is absent or older.
 const GUARD: &str = "attribute_not_exists(#v) OR #v < :v";
+/// The guard of a write again after an unknown outcome (`unsure.rs`): the stored item is older;
+/// an absent one is left absent (a cleanup or TTL may have removed it since).
+const OLDER: &str = "attribute_exists(#v) AND #v < :v";
 
 /// Items per BatchWriteItem.
 pub(super) const BATCH_LIMIT: usize = 25;
@@ -392,7 +396,7 @@ impl Writer {
                 return;
             }
             let started = Instant::now();
-            let outcome = self.send_single(op, conditional).await;
+            let outcome = self.send_single(op, conditional.then_some(GUARD)).await;
             let kind = if conditional { "conditional" } else { "single" };
             metrics()
                 .batch_duration
@@ -433,14 +437,20 @@ impl Writer {
 
     /// Writes again, guarded, the latest state of an item whose plain write had an unknown
     /// outcome (see `unsure.rs`): restored where that write landed over a newer one, nothing
-    /// written where it did not (the condition fails). Retried until answered.
-    async fn recheck_one(&self, op: &WriteOp) {
+    /// written where it did not (the condition fails). Retried until answered; an unknown
+    /// outcome again keeps it for another window.
+    async fn recheck_one(&self, recheck: &super::unsure::Recheck) {
+        let op = &recheck.op;
+        let condition = match op.op {
+            ItemOp::Put { .. } if recheck.absent_ok => GUARD,
+            _ => OLDER,
+        };
         let mut backoff = self.backoff();
         loop {
             if !self.leased().await {
                 return;
             }
-            let outcome = match self.send_single(op, true).await {
+            let outcome = match self.send_single(op, Some(condition)).await {
                 Ok(Outcome::Written) => "restored",
                 Ok(Outcome::Stale) => "unchanged",
                 Ok(Outcome::Refused(info)) if info.is_table_wide() => {
@@ -451,6 +461,10 @@ impl Writer {
                 Ok(Outcome::Refused(info)) => {
                     warn!(error = %info, key = %op.op.key(), "writing again an item whose write had an unknown outcome: refused");
                     "refused"
+                }
+                Err(info) if info.unsure => {
+                    self.unsure.lost_again(recheck);
+                    return;
                 }
                 Err(info) => {
                     if count_retry(&info) {
@@ -471,8 +485,14 @@ impl Writer {
         }
     }
 
-    /// `Err` is a transient failure.
-    async fn send_single(&self, op: &WriteOp, conditional: bool) -> Result<Outcome, SdkErrorInfo> {
+    /// `Err` is a transient failure. `condition`: the version guard of a conditional write
+    /// (`#v` the version, `:v` the op's), `None` for a plain one; removals and restores have
+    /// guards of their own.
+    async fn send_single(
+        &self,
+        op: &WriteOp,
+        condition: Option<&'static str>,
+    ) -> Result<Outcome, SdkErrorInfo> {
         let result = match &op.op {
             ItemOp::Delete { key } if op.mark_removal => {
                 match remove_marked(&self.client, key, RemovalGuard::UpTo(op.version)).await {
@@ -508,9 +528,9 @@ impl Writer {
                     .put_item()
                     .table_name(&*key.table)
                     .set_item(Some(encode_item(item, op.version, &op.view)));
-                if conditional {
+                if let Some(condition) = condition {
                     request = request
-                        .condition_expression(GUARD)
+                        .condition_expression(condition)
                         .expression_attribute_names("#v", VERSION_ATTRIBUTE)
                         .expression_attribute_values(":v", types_value(op.version));
                 }
@@ -526,9 +546,9 @@ impl Writer {
                     .delete_item()
                     .table_name(&*key.table)
                     .set_key(Some(encode_key(key)));
-                if conditional {
+                if let Some(condition) = condition {
                     request = request
-                        .condition_expression(GUARD)
+                        .condition_expression(condition)
                         .expression_attribute_names("#v", VERSION_ATTRIBUTE)
                         .expression_attribute_values(":v", types_value(op.version));
                 }
