@@ -52,6 +52,7 @@ fn op(table: &Arc<str>, view: &Arc<str>, id: usize, origin: &Arc<Position>) -> W
         guard: false,
         mark_removal: false,
         restore: false,
+        write_back: false,
         origin: origin.clone(),
     }
 }
