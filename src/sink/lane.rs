@@ -13,7 +13,7 @@
 //! window every key appears once, so its batches can go out concurrently.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,10 +58,15 @@ pub trait Deliver: Send + Sync + 'static {
         None
     }
 
-    /// Whether writes of unknown outcome are kept or being written again: the lane holds its
-    /// acknowledgements meanwhile.
-    fn holding(&self) -> bool {
-        false
+    /// The number `lane`'s next write of unknown outcome will have (`sink::unsure`): a barrier
+    /// acknowledged now waits for those numbered below it.
+    fn loss_epoch(&self, _lane: usize) -> u64 {
+        0
+    }
+
+    /// The number of `lane`'s oldest write of unknown outcome not written again yet.
+    fn oldest_loss(&self, _lane: usize) -> Option<u64> {
+        None
     }
 
     /// Writes again, guarded, some of `lane`'s due writes of unknown outcome: `Some(true)` when
@@ -119,16 +124,17 @@ impl<D: Deliver> Lane<D> {
         let mut window = Window::default();
         let mut in_flight: Option<InFlight> = None;
         let mut closed = false;
-        // A barrier not acknowledged yet while writes of unknown outcome wait (`sink::unsure`).
-        let mut held: Option<Barrier> = None;
+        // Barriers not acknowledged yet while writes of unknown outcome before them wait
+        // (`sink::unsure`), by the number of the lane's next loss when each was due.
+        let mut held: VecDeque<(u64, Barrier)> = VecDeque::new();
         let mut rechecked_last = false;
         // The gauge's handle, looked up once: this loop turns for every message.
         let depth = metrics()
             .queue_depth
             .with_label_values(&[&format!("lane_{}", self.id)]);
         loop {
-            if held.is_some() && !self.writer.holding() {
-                self.acknowledge(held.take(), &mut held).await?;
+            if !held.is_empty() {
+                self.release(&mut held).await?;
             }
             // Rechecks and windows take turns, so that neither waits for all of the other.
             let recheck_at = match in_flight {
@@ -183,8 +189,14 @@ impl<D: Deliver> Lane<D> {
                 }
                 _ = sleep_until(linger), if linger.is_some() => {}
                 _ = sleep_until(recheck_at.map(TokioInstant::from_std)), if recheck_at.is_some() => {}
-                // Looks again whether the hold has ended; DynamoDB's failure is why it waits.
-                _ = tokio::time::sleep(HOLD_POLL), if held.is_some() => crate::metrics::note_pushback(),
+                // Looks again whether the hold has ended. Waiting for a recheck's time is
+                // DynamoDB's failure, not a stall; a recheck that is due and hangs is one.
+                _ = tokio::time::sleep(HOLD_POLL), if !held.is_empty() => {
+                    let now = std::time::Instant::now();
+                    if self.writer.recheck_due(self.id).is_some_and(|at| at > now) {
+                        crate::metrics::note_pushback();
+                    }
+                }
             }
         }
     }
@@ -267,23 +279,47 @@ impl<D: Deliver> Lane<D> {
         }
     }
 
-    /// Acknowledges `barrier`, or holds it while writes of unknown outcome wait to be written
-    /// again (`Deliver::holding`): the newest held stands for the ones before it (the tracker
-    /// keeps each lane's latest), so at most one is held.
+    /// Acknowledges `barrier`, or holds it while a write of unknown outcome before it waits to
+    /// be written again (`Deliver::oldest_loss`). Held barriers of one loss number are one: the
+    /// newest stands for the ones before it (the tracker keeps each lane's latest).
     async fn acknowledge(
         &self,
         barrier: Option<Barrier>,
-        held: &mut Option<Barrier>,
+        held: &mut VecDeque<(u64, Barrier)>,
     ) -> Result<(), LaneError> {
         let Some(barrier) = barrier else {
             return Ok(());
         };
-        if self.writer.holding() {
-            *held = Some(barrier);
+        let epoch = self.writer.loss_epoch(self.id);
+        if self
+            .writer
+            .oldest_loss(self.id)
+            .is_some_and(|oldest| oldest < epoch)
+        {
+            match held.back_mut() {
+                Some((last, newest)) if *last == epoch => *newest = barrier,
+                _ => held.push_back((epoch, barrier)),
+            }
             return Ok(());
         }
-        *held = None;
+        held.clear();
         self.ack(barrier).await
+    }
+
+    /// Acknowledges the newest held barrier whose losses before it are all written again.
+    async fn release(&self, held: &mut VecDeque<(u64, Barrier)>) -> Result<(), LaneError> {
+        let oldest = self.writer.oldest_loss(self.id);
+        let mut due = None;
+        while let Some((epoch, _)) = held.front() {
+            if oldest.is_some_and(|oldest| oldest < *epoch) {
+                break;
+            }
+            due = held.pop_front().map(|(_, barrier)| barrier);
+        }
+        match due {
+            Some(barrier) => self.ack(barrier).await,
+            None => Ok(()),
+        }
     }
 
     async fn ack(&self, barrier: Barrier) -> Result<(), LaneError> {
@@ -368,8 +404,8 @@ mod tests {
         takes: Duration,
         /// Deliveries give up (the writer's lease ended).
         gives_up: bool,
-        /// Writes of unknown outcome wait (`Deliver::holding`).
-        holding: std::sync::atomic::AtomicBool,
+        /// Writes of unknown outcome: the lane's next loss number and its oldest one waiting.
+        losses: Mutex<(u64, Option<u64>)>,
     }
 
     impl Deliver for Recorder {
@@ -388,8 +424,12 @@ mod tests {
             !self.gives_up
         }
 
-        fn holding(&self) -> bool {
-            self.holding.load(std::sync::atomic::Ordering::SeqCst)
+        fn loss_epoch(&self, _lane: usize) -> u64 {
+            self.losses.lock().unwrap().0
+        }
+
+        fn oldest_loss(&self, _lane: usize) -> Option<u64> {
+            self.losses.lock().unwrap().1
         }
     }
 
@@ -587,14 +627,16 @@ mod tests {
         assert_eq!(written[0].1, ["a", "b"]);
     }
 
-    /// While writes of unknown outcome wait to be written again, barriers are held (the newest
-    /// stands for the others) and acknowledged once the hold ends; writes go on meanwhile.
+    /// A barrier after a write of unknown outcome waits until that write is written again
+    /// (the newest of those stands for the others); writes go on meanwhile; a barrier before a
+    /// later loss goes once the losses before it are written again, whatever came after.
     #[tokio::test(start_paused = true)]
-    async fn barriers_wait_while_writes_of_unknown_outcome_do() {
+    async fn barriers_wait_for_the_writes_of_unknown_outcome_before_them() {
         let mut lane = start(Duration::ZERO, 100, Duration::ZERO);
-        lane.recorder
-            .holding
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let losses = |next: u64, oldest: Option<u64>| {
+            *lane.recorder.losses.lock().unwrap() = (next, oldest);
+        };
+        losses(1, Some(0)); // loss 0 outstanding
         lane.input.send(write("a", 1)).await.unwrap();
         lane.input.send(barrier(1)).await.unwrap();
         lane.input.send(write("b", 2)).await.unwrap();
@@ -606,12 +648,17 @@ mod tests {
             .sum();
         assert_eq!(written, 2, "writes go on");
         assert!(lane.acks.try_recv().is_err(), "acknowledged while holding");
-        lane.recorder
-            .holding
-            .store(false, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 2);
+        losses(2, Some(0)); // loss 1 too
         lane.input.send(barrier(3)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        losses(2, Some(1)); // loss 0 written again: barrier 2 goes, 3 waits for loss 1
+        assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 2);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(lane.acks.try_recv().is_err(), "barrier 3 waits for loss 1");
+        losses(2, None);
         assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 3);
+        lane.input.send(barrier(4)).await.unwrap();
+        assert_eq!(lane.acks.recv().await.unwrap().barrier.seq, 4);
         drop(lane.input);
     }
 

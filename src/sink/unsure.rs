@@ -17,9 +17,11 @@
 //! lost request landed late its older state is replaced; elsewhere the condition fails and
 //! nothing is written (an item removed meanwhile by a cleanup or TTL stays removed).
 //!
-//! While anything is kept or being written again the lanes hold their acknowledgements
-//! ([`Unsure::holding`]), so the checkpoint stays before the lost write: a restart after a
-//! crash, a drain or a reload replays it, guarded (`writer.mode = "auto"` guards what it
+//! Until a lost write is written again, the lane that owns it holds the acknowledgements of the
+//! barriers that came after it ([`Unsure::loss_epoch`], [`Unsure::oldest_loss`]: each loss has
+//! a number on its lane, each barrier waits only for the losses numbered before it), so the
+//! checkpoint stays before the lost write, and only that long: a restart after a crash, a drain
+//! or a reload replays it, guarded (`writer.mode = "auto"` guards what it
 //! replays). A request that lands later than the window can still move an item back (see the
 //! README's Known limitations). Views of a table with a write-back view never write plainly
 //! (`WriteOp::write_back`): a late landing there would look like an application's change to
@@ -30,7 +32,7 @@
 //! (`rowcast_rechecked_writes_total{outcome="untracked"}`) and not kept.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -53,10 +55,9 @@ pub const RECHECK_BATCH: usize = 100;
 pub struct Unsure {
     after: Duration,
     lanes: usize,
-    /// Whether anything is kept: the lanes' common path reads only this.
+    /// Whether anything is kept or being written again: the lanes' common path reads only
+    /// this.
     tracking: AtomicBool,
-    /// Writes taken to be written again whose write has not finished yet.
-    rechecking: AtomicUsize,
     state: Mutex<State>,
 }
 
@@ -66,6 +67,8 @@ pub struct Unsure {
 pub struct Recheck {
     pub op: WriteOp,
     pub absent_ok: bool,
+    /// The number of its first loss on its lane.
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -74,6 +77,10 @@ struct State {
     /// Each lane's entries by when they are due (and a number that tells one instant's apart).
     due: Vec<BTreeMap<(Instant, u64), ItemKey>>,
     next: u64,
+    /// Per lane: losses numbered so far, and the numbers of those not written again yet (kept
+    /// or being written again), with how many entries carry each.
+    losses: Vec<u64>,
+    outstanding: Vec<BTreeMap<u64, usize>>,
     bytes: usize,
     /// Whether the bound was met and said so (one warning per episode).
     full: bool,
@@ -124,16 +131,27 @@ impl State {
         Some(entry)
     }
 
-    /// Puts `entry` back (or in) unless the bound is met; `false` when it was not kept.
-    fn insert(&mut self, key: &ItemKey, entry: Entry) -> bool {
+    /// A loss numbered `epoch` on `lane` is written again, or no longer kept.
+    fn resolved(&mut self, lane: usize, epoch: u64) {
+        let Some(count) = self.outstanding[lane].get_mut(&epoch) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.outstanding[lane].remove(&epoch);
+        }
+    }
+
+    /// Puts `entry` back (or in) unless the bound is met: then its loss is resolved (not kept).
+    fn insert(&mut self, key: &ItemKey, entry: Entry) {
         if self.entries.len() >= MAX_KEYS || self.bytes + entry.bytes > MAX_BYTES {
             self.untracked();
-            return false;
+            self.resolved(entry.lane, entry.recheck.epoch);
+            return;
         }
         self.bytes += entry.bytes;
         self.due[entry.lane].insert(entry.at, key.clone());
         self.entries.insert(key.clone(), entry);
-        true
     }
 }
 
@@ -144,9 +162,10 @@ impl Unsure {
             after,
             lanes,
             tracking: AtomicBool::new(false),
-            rechecking: AtomicUsize::new(0),
             state: Mutex::new(State {
                 due: vec![BTreeMap::new(); lanes],
+                losses: vec![0; lanes],
+                outstanding: vec![BTreeMap::new(); lanes],
                 ..State::default()
             }),
         }
@@ -157,8 +176,8 @@ impl Unsure {
     }
 
     fn track(&self, state: &State) {
-        self.tracking
-            .store(!state.entries.is_empty(), Ordering::SeqCst);
+        let any = state.outstanding.iter().any(|o| !o.is_empty());
+        self.tracking.store(any, Ordering::SeqCst);
     }
 
     /// The writes of a plain request whose outcome is unknown: written again after the window
@@ -170,19 +189,27 @@ impl Unsure {
                 continue;
             }
             let deleted = matches!(op.op, ItemOp::Delete { .. });
-            self.keep(&mut state, op, deleted);
+            self.keep(&mut state, op, deleted, None);
         }
         self.track(&state);
     }
 
-    /// A kept write whose write again had an unknown outcome itself: kept again, as it was.
+    /// A kept write whose write again had an unknown outcome itself: kept again, as it was
+    /// (its loss still unresolved; the caller then calls [`Unsure::finished`] as for the rest).
     pub fn lost_again(&self, recheck: &Recheck) {
         let mut state = self.state();
-        self.keep(&mut state, &recheck.op, recheck.absent_ok);
+        self.keep(
+            &mut state,
+            &recheck.op,
+            recheck.absent_ok,
+            Some(recheck.epoch),
+        );
         self.track(&state);
     }
 
-    fn keep(&self, state: &mut State, op: &WriteOp, deleted: bool) {
+    /// Keeps `op`'s item: a new entry numbered as its lane's next loss (or `epoch`, a loss
+    /// taken up again), or the entry already kept, which keeps its number.
+    fn keep(&self, state: &mut State, op: &WriteOp, deleted: bool, epoch: Option<u64>) {
         let key = op.op.key();
         let id = state.next;
         state.next += 1;
@@ -195,16 +222,32 @@ impl Unsure {
                     entry.recheck.op = op.clone();
                     entry.bytes = size(op);
                 }
+                // A loss taken up again merges into the entry with the older number (its own
+                // count is resolved by `finished`).
+                if let Some(epoch) = epoch.filter(|e| *e < entry.recheck.epoch) {
+                    *state.outstanding[entry.lane].entry(epoch).or_insert(0) += 1;
+                    state.resolved(entry.lane, entry.recheck.epoch);
+                    entry.recheck.epoch = epoch;
+                }
                 entry
             }
             None => {
-                metrics().unsure_writes.inc();
+                let lane = lane_of(key, self.lanes);
+                let epoch = epoch.unwrap_or_else(|| {
+                    metrics().unsure_writes.inc();
+                    state.losses[lane] += 1;
+                    state.losses[lane] - 1
+                });
+                // Counted outstanding for the entry (a loss taken up again: once more, as
+                // `finished` resolves it once).
+                *state.outstanding[lane].entry(epoch).or_insert(0) += 1;
                 Entry {
-                    lane: lane_of(key, self.lanes),
+                    lane,
                     at,
                     recheck: Recheck {
                         op: op.clone(),
                         absent_ok: deleted,
+                        epoch,
                     },
                     bytes: size(op),
                 }
@@ -226,6 +269,7 @@ impl Unsure {
         if always_guarded(op) {
             // Not a state to write plainly again (not seen: such views never write plainly).
             state.untracked();
+            state.resolved(entry.lane, entry.recheck.epoch);
         } else {
             if op.version >= entry.recheck.op.version {
                 entry.recheck.op = op.clone();
@@ -245,19 +289,33 @@ impl Unsure {
         state.due.get(lane)?.keys().next().map(|(at, _)| *at)
     }
 
-    /// Whether a write of unknown outcome is kept or being written again: the lanes hold their
-    /// acknowledgements meanwhile, so that the checkpoint stays before the lost write.
-    pub fn holding(&self) -> bool {
-        self.tracking.load(Ordering::SeqCst) || self.rechecking.load(Ordering::SeqCst) > 0
+    /// The number `lane`'s next loss will have: a barrier acknowledged now waits for the
+    /// losses numbered below it.
+    pub fn loss_epoch(&self, lane: usize) -> u64 {
+        if !self.tracking.load(Ordering::SeqCst) {
+            // Nothing outstanding: any number lets a barrier through.
+            return 0;
+        }
+        self.state().losses.get(lane).copied().unwrap_or(0)
     }
 
-    /// The writes [`Unsure::take_due`] gave are written (or given up): `count` of them.
-    pub fn finished(&self, count: usize) {
-        let _ = self
-            .rechecking
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(count))
-            });
+    /// The number of `lane`'s oldest loss not written again yet: barriers numbered above it
+    /// wait.
+    pub fn oldest_loss(&self, lane: usize) -> Option<u64> {
+        if !self.tracking.load(Ordering::SeqCst) {
+            return None;
+        }
+        let state = self.state();
+        state.outstanding.get(lane)?.keys().next().copied()
+    }
+
+    /// The writes [`Unsure::take_due`] gave to `lane` are written (or given up, or kept again).
+    pub fn finished(&self, lane: usize, rechecks: &[Recheck]) {
+        let mut state = self.state();
+        for recheck in rechecks {
+            state.resolved(lane, recheck.epoch);
+        }
+        self.track(&state);
     }
 
     /// Up to [`RECHECK_BATCH`] of `lane`'s kept writes that are due, no longer kept; the lane
@@ -281,8 +339,7 @@ impl Unsure {
                 due.push(entry.recheck);
             }
         }
-        // Counted before `tracking` clears, so that `holding` never reads false in between.
-        self.rechecking.fetch_add(due.len(), Ordering::SeqCst);
+        // Their losses stay outstanding until `finished`.
         if state.entries.is_empty() {
             state.full = false;
         }
@@ -312,7 +369,7 @@ mod tests {
     fn a_lost_write_is_due_after_the_window_with_its_items_latest_state() {
         let unsure = Unsure::new(Duration::from_millis(40), 1);
         assert_eq!(unsure.next_due(0), None);
-        assert!(!unsure.holding());
+        assert_eq!(unsure.oldest_loss(0), None);
         unsure.follow(&delete("v", "a", 9)); // nothing kept: nothing to follow
         unsure.lost([&put("v", "a", 5), &delete("v", "b", 5)]);
         unsure.follow(&put("v", "a", 7));
@@ -323,8 +380,8 @@ mod tests {
         assert!(unsure.take_due(0).is_empty(), "due before the window");
         let due = unsure.next_due(0).expect("a due time");
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let mut rechecks: Vec<(String, u128, bool)> = unsure
-            .take_due(0)
+        let taken = unsure.take_due(0);
+        let mut rechecks: Vec<(String, u128, bool)> = taken
             .iter()
             .map(|r| (r.op.op.key().pk.clone(), r.op.version, r.absent_ok))
             .collect();
@@ -335,11 +392,16 @@ mod tests {
         );
         assert_eq!(unsure.next_due(0), None);
         assert_eq!(unsure.kept(), 0);
-        assert!(unsure.holding(), "held until they are written");
-        unsure.finished(1);
-        assert!(unsure.holding());
-        unsure.finished(1);
-        assert!(!unsure.holding());
+        assert_eq!(
+            unsure.oldest_loss(0),
+            Some(0),
+            "held until they are written"
+        );
+        assert_eq!(unsure.loss_epoch(0), 2);
+        unsure.finished(0, &taken[..1]);
+        assert!(unsure.oldest_loss(0).is_some());
+        unsure.finished(0, &taken[1..]);
+        assert_eq!(unsure.oldest_loss(0), None);
     }
 
     /// A write lost again starts its window again; each lane takes only the items it owns.
@@ -379,7 +441,7 @@ mod tests {
         unsure.lost([&put("v", "a", 5)]);
         unsure.follow(&guarded);
         assert_eq!(unsure.kept(), 0);
-        assert!(!unsure.holding());
+        assert_eq!(unsure.oldest_loss(0), None, "nothing kept: nothing waits");
         unsure.lost([&delete("v", "b", 5)]);
         unsure.state().bytes = MAX_BYTES - 10; // nearly full
         let mut big = put("v", "b", 6);
@@ -391,5 +453,38 @@ mod tests {
         }
         unsure.follow(&big);
         assert_eq!(unsure.kept(), 0, "grew past the bound: dropped");
+        assert_eq!(unsure.oldest_loss(0), None);
+    }
+
+    /// Each barrier waits only for the losses before it: a later loss of another item, or the
+    /// same item lost again while being written again, does not hold it longer.
+    #[test]
+    fn a_barrier_waits_only_for_the_losses_numbered_before_it() {
+        let unsure = Unsure::new(Duration::from_millis(10), 1);
+        unsure.lost([&delete("v", "a", 5)]);
+        let barrier = unsure.loss_epoch(0); // a barrier after a's loss
+        assert_eq!(barrier, 1);
+        std::thread::sleep(Duration::from_millis(20));
+        let taken = unsure.take_due(0);
+        unsure.lost([&delete("v", "b", 6)]); // a later loss
+        assert_eq!(unsure.oldest_loss(0), Some(0));
+        unsure.lost_again(&taken[0]); // a's write again was lost too: still loss 0
+        unsure.finished(0, &taken);
+        assert_eq!(unsure.oldest_loss(0), Some(0));
+        std::thread::sleep(Duration::from_millis(20));
+        let again = unsure.take_due(0);
+        assert_eq!(again.len(), 2);
+        let (first, rest) = again.split_at(1);
+        let (a, b) = if first[0].op.op.key().pk == "a" {
+            (first, rest)
+        } else {
+            (rest, first)
+        };
+        unsure.finished(0, a);
+        // Loss 1 (b) is outstanding, 0 is not: the barrier numbered 1 goes.
+        assert_eq!(unsure.oldest_loss(0), Some(1));
+        assert!(unsure.oldest_loss(0).is_none_or(|oldest| oldest >= barrier));
+        unsure.finished(0, b);
+        assert_eq!(unsure.oldest_loss(0), None);
     }
 }

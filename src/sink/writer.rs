@@ -110,8 +110,12 @@ impl super::lane::Deliver for Writer {
         self.unsure.next_due(lane)
     }
 
-    fn holding(&self) -> bool {
-        self.unsure.holding()
+    fn loss_epoch(&self, lane: usize) -> u64 {
+        self.unsure.loss_epoch(lane)
+    }
+
+    fn oldest_loss(&self, lane: usize) -> Option<u64> {
+        self.unsure.oldest_loss(lane)
     }
 
     async fn recheck(&self, lane: usize) -> Option<bool> {
@@ -127,7 +131,7 @@ impl super::lane::Deliver for Writer {
                 break;
             }
         }
-        self.unsure.finished(due.len());
+        self.unsure.finished(lane, &due);
         let given_up = self.abandoned.load(std::sync::atomic::Ordering::Relaxed);
         (!given_up).then_some(!due.is_empty())
     }
@@ -474,7 +478,11 @@ impl Writer {
                     continue;
                 }
             };
+            if outcome != "refused" {
+                self.resumed(&op.op.key().table);
+            }
             if outcome == "restored" {
+                Self::count_written(op);
                 warn!(key = %op.op.key(), version = %op.version, "a write of unknown outcome had landed late, over a newer one: the item is written again with its latest state");
             }
             metrics()
