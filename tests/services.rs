@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::accounts::{expected, setup_in, workload};
-use common::{metric, Env};
+use common::{eventually, metric, Env};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -420,13 +420,13 @@ async fn read_message<R: tokio::io::AsyncBufRead + Unpin>(read: &mut R) -> Optio
 /// Here a BatchWriteItem (two rows of one transaction, one lane) is lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_that_lands_after_rowcast_gave_up_on_it_does_not_leave_the_item_older() {
-    late_landing("latebatch", true, false).await;
+    late_landing("latebatch", true, Then::Nothing).await;
 }
 
 /// As above, a lone change's PutItem lost (an idle pipeline writes each change so).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_put_that_lands_after_rowcast_gave_up_on_it_does_not_leave_the_item_older() {
-    late_landing("lateput", false, false).await;
+    late_landing("lateput", false, Then::Nothing).await;
 }
 
 /// As above, and rowcast is killed (`kill -9`) after the late landing, before its recheck: the
@@ -434,10 +434,30 @@ async fn a_put_that_lands_after_rowcast_gave_up_on_it_does_not_leave_the_item_ol
 /// lost write, so the restart replays it with the version guard and the item is right again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_landing_is_undone_after_a_crash_too() {
-    late_landing("latecrash", false, true).await;
+    late_landing("latecrash", false, Then::Crash).await;
 }
 
-async fn late_landing(name: &str, batch: bool, crash: bool) {
+/// As above, with a reload (which drains the pipeline and starts it again from the checkpoint,
+/// with two lanes instead of one) between the newer write and the late landing: the next
+/// pipeline's replay writes nothing (the lost request has not landed yet), and the writes to
+/// check again go from the drained pipeline to the next, due when they were. Before, they were
+/// dropped with the drained pipeline and the item stayed older (seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_landing_after_a_reload_is_undone_too() {
+    late_landing("latereload", false, Then::Reload).await;
+}
+
+/// What happens between the newer write and the late landing.
+#[derive(PartialEq)]
+enum Then {
+    Nothing,
+    /// `kill -9` after the late landing, and a start.
+    Crash,
+    /// A reload before the late landing.
+    Reload,
+}
+
+async fn late_landing(name: &str, batch: bool, then: Then) {
     let _serial = SERIAL.lock().await;
     let ddb_port: u16 = common::dynamodb_url()
         .rsplit(':')
@@ -469,6 +489,18 @@ async fn late_landing(name: &str, batch: bool, crash: bool) {
     env.sql("UPDATE notes SET body = 'NEW' WHERE id = 1").await;
     env.converge(&table, Env::notes(after), Duration::from_secs(30))
         .await;
+    if then == Then::Reload {
+        let config = std::fs::read_to_string(env.config_path()).unwrap();
+        std::fs::write(env.config_path(), config.replace("lanes = 1", "lanes = 2")).unwrap();
+        let (status, body) = common::http_post(env.api_port, "/v1/reload").await;
+        assert_eq!(status, 202, "{body}");
+        let log = env.dir.join("rowcast.log");
+        eventually("the next pipeline ready", Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            async move { text.matches("start position fixed; ready").count() >= 2 }
+        })
+        .await;
+    }
     // The lost request arrives now, and DynamoDB Local applies it: the item is older again.
     assert!(proxy.release().await.contains(" 200 "));
     env.converge(&table, Env::notes(first), Duration::from_secs(5))
@@ -477,7 +509,7 @@ async fn late_landing(name: &str, batch: bool, crash: bool) {
         lost_at.elapsed() < Duration::from_secs(12),
         "too slow to land the request before the recheck: the test proves nothing"
     );
-    if crash {
+    if then == Then::Crash {
         daemon.kill9();
         let daemon = env.start().await;
         env.converge(&table, Env::notes(after), Duration::from_secs(40))

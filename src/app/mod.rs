@@ -124,12 +124,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
         });
     }
     let mut config = config;
+    let carried = Arc::new(crate::sink::unsure::Carried::default());
     let outcome = loop {
         let generation = Generation {
             config: &config,
             client: &client,
             health: &health,
             shutdown: &shutdown,
+            carried: &carried,
         };
         let ended = generation
             .run(&mut supervisor, channels, &mut reloads, &control)
@@ -168,6 +170,8 @@ struct Generation<'a> {
     client: &'a aws_sdk_dynamodb::Client,
     health: &'a Arc<Health>,
     shutdown: &'a CancellationToken,
+    /// Writes of unknown outcome a drained pipeline left, for the next (`sink::unsure`).
+    carried: &'a Arc<crate::sink::unsure::Carried>,
 }
 
 impl Generation<'_> {
@@ -189,6 +193,7 @@ impl Generation<'_> {
             client,
             health,
             shutdown,
+            carried,
         } = self;
         let store = Arc::new(checkpoint_store(config, client));
         let Some(prepared) = prepare::prepare_with_retry(config, client, &store, shutdown).await?
@@ -202,6 +207,7 @@ impl Generation<'_> {
             pool: &pool,
             store,
             health,
+            carried,
         };
         wiring::spawn(
             supervisor,

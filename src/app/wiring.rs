@@ -62,6 +62,7 @@ pub struct Parts<'a> {
     pub pool: &'a Pool,
     pub store: Arc<CheckpointStore>,
     pub health: &'a Arc<Health>,
+    pub carried: &'a Arc<crate::sink::unsure::Carried>,
 }
 
 fn failed<E: crate::error::Classify + std::error::Error>(error: E) -> StageError {
@@ -82,6 +83,7 @@ pub async fn spawn(
         pool,
         store,
         health,
+        carried,
     } = parts;
     let driver = Driver::new(&config.views, &initial.backfill, config.backfill_chunk_rows);
     health.set_filling(driver.filling());
@@ -98,7 +100,13 @@ pub async fn spawn(
     // While draining, a write that finds the lease run out gives up rather than wait for a
     // confirmation that may never come (a control table down): unacknowledged, replayed.
     lease.give_up_when(supervisor.drain_token());
-    let lanes = spawn_lanes(supervisor, config, (client, health), store, &initial);
+    let lanes = spawn_lanes(
+        supervisor,
+        config,
+        (client, health, carried),
+        store,
+        &initial,
+    );
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
     let last_read_seq = lanes.last_read_seq;
     let project_start = ProjectStart {
@@ -313,7 +321,7 @@ struct LaneInputs {
 fn spawn_lanes(
     supervisor: &mut Supervisor,
     config: &Config,
-    (client, health): (&Client, &Arc<Health>),
+    (client, health, carried): (&Client, &Arc<Health>, &Arc<crate::sink::unsure::Carried>),
     store: Arc<CheckpointStore>,
     initial: &Checkpoint,
 ) -> LaneInputs {
@@ -325,7 +333,11 @@ fn spawn_lanes(
         check_versions: store.has_owner(),
         lease: store.lease(),
         abandoned: Default::default(),
-        unsure: crate::sink::unsure::Unsure::new(config.writer.recheck_after, config.writer.lanes),
+        unsure: crate::sink::unsure::Unsure::carrying(
+            config.writer.recheck_after,
+            config.writer.lanes,
+            carried.clone(),
+        ),
     });
     let capacity = config.writer.queue_capacity;
     let (ack_tx, ack_rx) = mpsc::channel(capacity);

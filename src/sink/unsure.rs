@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::warn;
@@ -55,6 +55,9 @@ pub const RECHECK_BATCH: usize = 100;
 pub struct Unsure {
     after: Duration,
     lanes: usize,
+    /// Where what is still kept goes when the pipeline is done with it (a reload's drain), for
+    /// the next pipeline of the process.
+    carried: Option<Arc<Carried>>,
     /// Whether anything is kept or being written again: the lanes' common path reads only
     /// this.
     tracking: AtomicBool,
@@ -155,12 +158,60 @@ impl State {
     }
 }
 
+/// Writes of unknown outcome a drained pipeline still kept, each with when it was due: a reload
+/// starts the next pipeline with them, so that a lost request landing after the reload is still
+/// written over (the next start's replay comes before it).
+#[derive(Default)]
+pub struct Carried(Mutex<Vec<(Instant, Recheck)>>);
+
+impl Drop for Unsure {
+    fn drop(&mut self) {
+        let Some(carried) = &self.carried else {
+            return;
+        };
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let left: Vec<(Instant, Recheck)> = state
+            .entries
+            .drain()
+            .map(|(_, entry)| (entry.at.0, entry.recheck))
+            .collect();
+        if let Ok(mut slot) = carried.0.lock() {
+            slot.extend(left);
+        }
+    }
+}
+
 impl Unsure {
     pub fn new(after: Duration, lanes: usize) -> Unsure {
+        Self::with_carried(after, lanes, None)
+    }
+
+    /// [`Unsure::new`] that takes up what the pipeline before left in `carried` (each write
+    /// kept until its time, on the lane that owns it now) and leaves there what it keeps when
+    /// it is dropped.
+    pub fn carrying(after: Duration, lanes: usize, carried: Arc<Carried>) -> Unsure {
+        let taken = carried
+            .0
+            .lock()
+            .map(|mut left| std::mem::take(&mut *left))
+            .unwrap_or_default();
+        let unsure = Self::with_carried(after, lanes, Some(carried));
+        {
+            let mut state = unsure.state();
+            for (due, recheck) in taken {
+                unsure.keep_until(&mut state, &recheck.op, recheck.absent_ok, due);
+            }
+            unsure.track(&state);
+        }
+        unsure
+    }
+
+    fn with_carried(after: Duration, lanes: usize, carried: Option<Arc<Carried>>) -> Unsure {
         let lanes = lanes.max(1);
         Unsure {
             after,
             lanes,
+            carried,
             tracking: AtomicBool::new(false),
             state: Mutex::new(State {
                 due: vec![BTreeMap::new(); lanes],
@@ -210,10 +261,30 @@ impl Unsure {
     /// Keeps `op`'s item: a new entry numbered as its lane's next loss (or `epoch`, a loss
     /// taken up again), or the entry already kept, which keeps its number.
     fn keep(&self, state: &mut State, op: &WriteOp, deleted: bool, epoch: Option<u64>) {
+        self.keep_at(state, op, deleted, epoch, Instant::now() + self.after);
+    }
+
+    /// A write carried over from the pipeline before, due when it was there (a new loss on its
+    /// lane now).
+    fn keep_until(&self, state: &mut State, op: &WriteOp, deleted: bool, due: Instant) {
+        let lane = lane_of(op.op.key(), self.lanes);
+        let epoch = state.losses[lane];
+        state.losses[lane] += 1;
+        self.keep_at(state, op, deleted, Some(epoch), due);
+    }
+
+    fn keep_at(
+        &self,
+        state: &mut State,
+        op: &WriteOp,
+        deleted: bool,
+        epoch: Option<u64>,
+        due: Instant,
+    ) {
         let key = op.op.key();
         let id = state.next;
         state.next += 1;
-        let at = (Instant::now() + self.after, id);
+        let at = (due, id);
         let entry = match state.remove(key) {
             Some(mut entry) => {
                 entry.at = at;
@@ -454,6 +525,30 @@ mod tests {
         unsure.follow(&big);
         assert_eq!(unsure.kept(), 0, "grew past the bound: dropped");
         assert_eq!(unsure.oldest_loss(0), None);
+    }
+
+    /// What a dropped pipeline kept goes to the next one, due when it was, on the lane that
+    /// owns each item with the new lane count.
+    #[test]
+    fn what_a_drained_pipeline_kept_goes_to_the_next() {
+        let carried = Arc::new(Carried::default());
+        let first = Unsure::carrying(Duration::from_millis(30), 1, carried.clone());
+        first.lost([&delete("v", "a", 5), &put("v", "b", 6)]);
+        let due = first.next_due(0).expect("due");
+        drop(first);
+        let next = Unsure::carrying(Duration::from_secs(3600), 4, carried.clone());
+        assert_eq!(next.kept(), 2);
+        let (a, b) = (lane("a", 4), lane("b", 4));
+        assert!(next.oldest_loss(a).is_some() && next.oldest_loss(b).is_some());
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let mut taken = next.take_due(a);
+        if a != b {
+            taken.extend(next.take_due(b));
+        }
+        assert_eq!(taken.len(), 2, "due as it was, not a new window");
+        let absent_ok: Vec<bool> = taken.iter().map(|r| r.absent_ok).collect();
+        assert!(absent_ok.contains(&true) && absent_ok.contains(&false));
+        assert!(carried.0.lock().unwrap().is_empty());
     }
 
     /// Each barrier waits only for the losses before it: a later loss of another item, or the
