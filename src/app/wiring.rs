@@ -325,6 +325,11 @@ fn spawn_lanes(
     store: Arc<CheckpointStore>,
     initial: &Checkpoint,
 ) -> LaneInputs {
+    let views: Vec<(&str, &str)> = config
+        .views
+        .iter()
+        .map(|v| (v.name.as_str(), &*v.table))
+        .collect();
     let writer = Arc::new(Writer {
         client: crate::dynamo::sending_once(client),
         dead_letters: DeadLetterStore::from_config(config, client),
@@ -337,6 +342,7 @@ fn spawn_lanes(
             config.writer.recheck_after,
             config.writer.lanes,
             carried.clone(),
+            &views,
         ),
     });
     let capacity = config.writer.queue_capacity;

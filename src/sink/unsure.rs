@@ -94,6 +94,22 @@ struct Entry {
     at: (Instant, u64),
     recheck: Recheck,
     bytes: usize,
+    /// The item lost again while kept: that loss's number (counted outstanding) and when its
+    /// own window ends. The entry stays due when it was; taken then, it is kept again for this
+    /// window, so an item that keeps losing writes does not hold its first loss for ever.
+    again: Option<(u64, Instant)>,
+}
+
+impl Entry {
+    /// The loss numbers this entry holds outstanding.
+    fn epochs(&self) -> impl Iterator<Item = u64> {
+        std::iter::once(self.recheck.epoch).chain(self.again.map(|(epoch, _)| epoch))
+    }
+
+    /// When its last window ends.
+    fn last_due(&self) -> Instant {
+        self.again.map_or(self.at.0, |(_, due)| due.max(self.at.0))
+    }
 }
 
 fn size(op: &WriteOp) -> usize {
@@ -134,6 +150,13 @@ impl State {
         Some(entry)
     }
 
+    /// An entry no longer kept: its losses are resolved.
+    fn drop_entry(&mut self, entry: &Entry) {
+        for epoch in entry.epochs() {
+            self.resolved(entry.lane, epoch);
+        }
+    }
+
     /// A loss numbered `epoch` on `lane` is written again, or no longer kept.
     fn resolved(&mut self, lane: usize, epoch: u64) {
         let Some(count) = self.outstanding[lane].get_mut(&epoch) else {
@@ -149,7 +172,7 @@ impl State {
     fn insert(&mut self, key: &ItemKey, entry: Entry) {
         if self.entries.len() >= MAX_KEYS || self.bytes + entry.bytes > MAX_BYTES {
             self.untracked();
-            self.resolved(entry.lane, entry.recheck.epoch);
+            self.drop_entry(&entry);
             return;
         }
         self.bytes += entry.bytes;
@@ -170,14 +193,17 @@ impl Drop for Unsure {
             return;
         };
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        // An item lost again is carried once, due at its last window's end.
         let left: Vec<(Instant, Recheck)> = state
             .entries
             .drain()
-            .map(|(_, entry)| (entry.at.0, entry.recheck))
+            .map(|(_, entry)| (entry.last_due(), entry.recheck))
             .collect();
-        if let Ok(mut slot) = carried.0.lock() {
-            slot.extend(left);
-        }
+        carried
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(left);
     }
 }
 
@@ -189,17 +215,39 @@ impl Unsure {
     /// [`Unsure::new`] that takes up what the pipeline before left in `carried` (each write
     /// kept until its time, on the lane that owns it now) and leaves there what it keeps when
     /// it is dropped.
-    pub fn carrying(after: Duration, lanes: usize, carried: Arc<Carried>) -> Unsure {
-        let taken = carried
-            .0
-            .lock()
-            .map(|mut left| std::mem::take(&mut *left))
-            .unwrap_or_default();
+    /// `views`: the next pipeline's views and their tables. Writes of a view the reload removed,
+    /// or whose table changed, are not taken up (counted `untracked`): nothing writes there now.
+    pub fn carrying(
+        after: Duration,
+        lanes: usize,
+        carried: Arc<Carried>,
+        views: &[(&str, &str)],
+    ) -> Unsure {
+        let taken = std::mem::take(&mut *carried.0.lock().unwrap_or_else(|e| e.into_inner()));
         let unsure = Self::with_carried(after, lanes, Some(carried));
         {
             let mut state = unsure.state();
+            let mut gone = 0usize;
             for (due, recheck) in taken {
-                unsure.keep_until(&mut state, &recheck.op, recheck.absent_ok, due);
+                let op = &recheck.op;
+                let written = views
+                    .iter()
+                    .any(|(name, table)| **name == *op.view && **table == *op.op.key().table);
+                if !written {
+                    gone += 1;
+                    continue;
+                }
+                unsure.keep_until(&mut state, op, recheck.absent_ok, due);
+            }
+            if gone > 0 {
+                metrics()
+                    .rechecked_writes
+                    .with_label_values(&["untracked"])
+                    .inc_by(gone as u64);
+                warn!(
+                    gone,
+                    "writes of unknown outcome of views the reload removed or moved are not written again"
+                );
             }
             unsure.track(&state);
         }
@@ -286,6 +334,28 @@ impl Unsure {
         state.next += 1;
         let at = (due, id);
         let entry = match state.remove(key) {
+            Some(mut entry) if epoch.is_none() => {
+                // Lost again while kept: due when it was, and kept again for this loss's
+                // window when taken (see `Entry::again`).
+                entry.at.1 = id;
+                let lane = entry.lane;
+                let number = match entry.again {
+                    Some((number, _)) => number,
+                    None => {
+                        state.losses[lane] += 1;
+                        let number = state.losses[lane] - 1;
+                        *state.outstanding[lane].entry(number).or_insert(0) += 1;
+                        number
+                    }
+                };
+                entry.again = Some((number, due));
+                entry.recheck.absent_ok |= deleted;
+                if op.version >= entry.recheck.op.version {
+                    entry.recheck.op = op.clone();
+                    entry.bytes = size(op);
+                }
+                entry
+            }
             Some(mut entry) => {
                 entry.at = at;
                 entry.recheck.absent_ok |= deleted;
@@ -321,6 +391,7 @@ impl Unsure {
                         epoch,
                     },
                     bytes: size(op),
+                    again: None,
                 }
             }
         };
@@ -339,8 +410,7 @@ impl Unsure {
         };
         if always_guarded(op) {
             // Not a state to write plainly again (not seen: such views never write plainly).
-            state.untracked();
-            state.resolved(entry.lane, entry.recheck.epoch);
+            state.drop_entry(&entry);
         } else {
             if op.version >= entry.recheck.op.version {
                 entry.recheck.op = op.clone();
@@ -406,9 +476,26 @@ impl Unsure {
                 break;
             }
             let key = first.get().clone();
-            if let Some(entry) = state.remove(&key) {
-                due.push(entry.recheck);
+            let Some(entry) = state.remove(&key) else {
+                continue;
+            };
+            if let Some((number, until)) = entry.again {
+                // Lost again since: kept again under that loss's number, for its window.
+                let id = state.next;
+                state.next += 1;
+                let kept = Entry {
+                    lane: entry.lane,
+                    at: (until, id),
+                    recheck: Recheck {
+                        epoch: number,
+                        ..entry.recheck.clone()
+                    },
+                    bytes: entry.bytes,
+                    again: None,
+                };
+                state.insert(&key, kept);
             }
+            due.push(entry.recheck);
         }
         // Their losses stay outstanding until `finished`.
         if state.entries.is_empty() {
@@ -475,9 +562,10 @@ mod tests {
         assert_eq!(unsure.oldest_loss(0), None);
     }
 
-    /// A write lost again starts its window again; each lane takes only the items it owns.
+    /// A write lost again is written again when first due and for its later window; each lane
+    /// takes only the items it owns.
     #[test]
-    fn a_write_lost_again_waits_a_new_window_and_each_lane_takes_its_own() {
+    fn a_write_lost_again_is_written_again_for_each_window_and_each_lane_takes_its_own() {
         let unsure = Unsure::new(Duration::from_millis(20), 4);
         let (a, b) = (
             "a",
@@ -488,15 +576,21 @@ mod tests {
         );
         unsure.lost([&delete("v", a, 5), &delete("v", &b, 5)]);
         let first = unsure.next_due(lane(a, 4)).expect("due");
+        std::thread::sleep(Duration::from_millis(5));
         unsure.lost([&delete("v", a, 6)]);
-        assert!(unsure.next_due(lane(a, 4)).expect("due") > first);
+        assert_eq!(
+            unsure.next_due(lane(a, 4)),
+            Some(first),
+            "due when first lost"
+        );
         std::thread::sleep(Duration::from_millis(30));
         let taken = unsure.take_due(lane(&b, 4));
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].op.op.key().pk, b);
+        // a: its write again now, and kept again for its second window (already over here).
         let taken = unsure.take_due(lane(a, 4));
-        assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0].op.version, 6);
+        assert_eq!(taken.len(), 2);
+        assert!(taken.iter().all(|r| r.op.version == 6));
         assert_eq!(unsure.kept(), 0);
     }
 
@@ -532,11 +626,13 @@ mod tests {
     #[test]
     fn what_a_drained_pipeline_kept_goes_to_the_next() {
         let carried = Arc::new(Carried::default());
-        let first = Unsure::carrying(Duration::from_millis(30), 1, carried.clone());
-        first.lost([&delete("v", "a", 5), &put("v", "b", 6)]);
+        let views = [("v", "t"), ("w", "t")];
+        let first = Unsure::carrying(Duration::from_millis(30), 1, carried.clone(), &views);
+        first.lost([&delete("v", "a", 5), &put("v", "b", 6), &put("w", "c", 7)]);
         let due = first.next_due(0).expect("due");
         drop(first);
-        let next = Unsure::carrying(Duration::from_secs(3600), 4, carried.clone());
+        // View `w` is gone after the reload: its write is not taken up.
+        let next = Unsure::carrying(Duration::from_secs(3600), 4, carried.clone(), &views[..1]);
         assert_eq!(next.kept(), 2);
         let (a, b) = (lane("a", 4), lane("b", 4));
         assert!(next.oldest_loss(a).is_some() && next.oldest_loss(b).is_some());
@@ -549,6 +645,37 @@ mod tests {
         let absent_ok: Vec<bool> = taken.iter().map(|r| r.absent_ok).collect();
         assert!(absent_ok.contains(&true) && absent_ok.contains(&false));
         assert!(carried.0.lock().unwrap().is_empty());
+    }
+
+    /// An item lost again while kept stays due when it was first lost (its barriers go after
+    /// that recheck) and is kept again for the window of its later loss, under that loss's
+    /// number: an item that keeps losing writes does not hold its first loss for ever.
+    #[test]
+    fn an_item_lost_again_is_due_when_first_lost_and_kept_for_its_later_loss() {
+        let unsure = Unsure::new(Duration::from_millis(40), 1);
+        unsure.lost([&put("v", "a", 5)]);
+        let first = unsure.next_due(0).expect("due");
+        let before_again = unsure.loss_epoch(0); // a barrier between the two losses
+        std::thread::sleep(Duration::from_millis(20));
+        unsure.lost([&put("v", "a", 6)]);
+        let after_again = unsure.loss_epoch(0); // a barrier after the second loss
+        assert_eq!((before_again, after_again), (1, 2));
+        assert_eq!(unsure.next_due(0), Some(first), "still due when first lost");
+        std::thread::sleep(first.saturating_duration_since(Instant::now()));
+        let taken = unsure.take_due(0);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].op.version, 6);
+        unsure.finished(0, &taken);
+        // The barrier between the losses goes; the one after the second waits for it.
+        let oldest = unsure.oldest_loss(0).expect("the second loss");
+        assert!(oldest >= before_again && oldest < after_again);
+        let again = unsure.next_due(0).expect("kept for the second window");
+        assert!(again > first);
+        std::thread::sleep(again.saturating_duration_since(Instant::now()));
+        let taken = unsure.take_due(0);
+        assert_eq!(taken.len(), 1);
+        unsure.finished(0, &taken);
+        assert_eq!(unsure.oldest_loss(0), None);
     }
 
     /// Each barrier waits only for the losses before it: a later loss of another item, or the
