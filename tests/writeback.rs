@@ -486,6 +486,15 @@ async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resume
         "writeback.before_position_save=sleep3000@*",
     )]);
     first.wait_ready().await;
+    // `/readyz` ends "backfilling" once the pass is read, not written: the items are waited
+    // for, or the application's update below can make a new item (a write-back view writes
+    // only conditional single writes since 2026-12-05, which takes longer).
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
     let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
     update(&env, &table, 1, "SET note = :n", &note("two")).await;
     note_becomes(
