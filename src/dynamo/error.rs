@@ -72,23 +72,8 @@ const THROTTLE_CODES: [&str; 14] = [
     "TransactionInProgressException",
 ];
 
-/// Failures a retry may fix (also any answer with status 500, 502, 503 or 504, whatever its
-/// code): the SDKs' transient codes and DynamoDB's own, among them a write that met another
-/// writer's transaction on the item (an application's TransactWriteItems, a multi-Region
-/// global table's replicated write: answered 400, and a dead letter would lose the change).
-const TRANSIENT_CODES: [&str; 8] = [
-    "InternalServerError",
-    "ServiceUnavailable",
-    "InternalFailure",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "TimeoutError",
-    "TransactionConflictException",
-    "ReplicatedWriteConflictException",
-];
-
 /// Answers after which a request may have been applied, or may still be: DynamoDB's internal
-/// errors and timeouts (also any answer with a 5xx status).
+/// errors and timeouts (also any answer with a 5xx status). A retry may fix them.
 const UNSURE_CODES: [&str; 6] = [
     "InternalServerError",
     "ServiceUnavailable",
@@ -96,6 +81,14 @@ const UNSURE_CODES: [&str; 6] = [
     "RequestTimeout",
     "RequestTimeoutException",
     "TimeoutError",
+];
+
+/// Failures a retry may fix besides [`UNSURE_CODES`] and any 5xx: a write that met another
+/// writer's transaction on the item (an application's TransactWriteItems, a multi-Region
+/// global table's replicated write: answered 400, and a dead letter would lose the change).
+const CONFLICT_CODES: [&str; 2] = [
+    "TransactionConflictException",
+    "ReplicatedWriteConflictException",
 ];
 
 /// Transient (retry), throttled, or definite (the request itself is refused). The writers retry
@@ -112,15 +105,13 @@ where
             let message = err.message().unwrap_or_default().to_string();
             let throttled = code.as_deref().is_some_and(|c| THROTTLE_CODES.contains(&c));
             let status = service.raw().status().as_u16();
-            let transient = throttled
-                || code
-                    .as_deref()
-                    .is_some_and(|c| TRANSIENT_CODES.contains(&c))
-                || matches!(status, 500 | 502 | 503 | 504)
-                || code.is_none();
             let unsure = !throttled
                 && ((500..600).contains(&status)
                     || code.as_deref().is_some_and(|c| UNSURE_CODES.contains(&c)));
+            let transient = throttled
+                || unsure
+                || code.as_deref().is_some_and(|c| CONFLICT_CODES.contains(&c))
+                || code.is_none();
             SdkErrorInfo {
                 class: if transient {
                     ErrorClass::Transient
@@ -215,7 +206,7 @@ mod tests {
                 "{code}"
             );
         }
-        for code in TRANSIENT_CODES {
+        for code in UNSURE_CODES.iter().chain(&CONFLICT_CODES) {
             let info = answer(Some(code), 400);
             assert!(
                 !info.throttled && info.class == ErrorClass::Transient,

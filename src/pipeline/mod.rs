@@ -185,6 +185,15 @@ pub struct WriteOp {
     pub origin: Arc<Position>,
 }
 
+impl WriteOp {
+    /// Written only conditionally, whatever the write mode: a removal marked first, a restore,
+    /// a write of a table with write-back. (Never kept as a write of unknown outcome: a late
+    /// landing of one cannot move a version back.)
+    pub fn always_guarded(&self) -> bool {
+        self.mark_removal || self.restore || self.write_back
+    }
+}
+
 /// A record of an item DynamoDB can never accept; the rest keeps flowing.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {

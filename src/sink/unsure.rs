@@ -120,12 +120,6 @@ fn size(op: &WriteOp) -> usize {
         }
 }
 
-/// Writes that are conditional whatever the mode: never kept (a late landing of one cannot move
-/// a version back).
-fn always_guarded(op: &WriteOp) -> bool {
-    op.restore || op.mark_removal || op.write_back
-}
-
 impl State {
     /// Not kept: counted, and said once per episode.
     fn untracked(&mut self) {
@@ -284,7 +278,7 @@ impl Unsure {
     pub fn lost<'a>(&self, ops: impl IntoIterator<Item = &'a WriteOp>) {
         let mut state = self.state();
         for op in ops {
-            if always_guarded(op) {
+            if op.always_guarded() {
                 continue;
             }
             let deleted = matches!(op.op, ItemOp::Delete { .. });
@@ -408,7 +402,7 @@ impl Unsure {
         let Some(mut entry) = state.remove(key) else {
             return;
         };
-        if always_guarded(op) {
+        if op.always_guarded() {
             // Not a state to write plainly again (not seen: such views never write plainly).
             state.drop_entry(&entry);
         } else {

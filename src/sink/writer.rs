@@ -74,7 +74,7 @@ impl super::lane::Deliver for Writer {
                 continue;
             }
             self.unsure.follow(&op);
-            if op.mark_removal || op.restore || op.write_back {
+            if op.always_guarded() {
                 guarded.push(op);
             } else if op.guard || mode == WriteMode::Conditional {
                 checked.push(op);
@@ -120,17 +120,7 @@ impl super::lane::Deliver for Writer {
 
     async fn recheck(&self, lane: usize) -> Option<bool> {
         let due = self.unsure.take_due(lane);
-        let mut waiting = due.iter();
-        let mut running = futures_util::stream::FuturesUnordered::new();
-        loop {
-            while running.len() < CONDITIONAL_CONCURRENCY {
-                let Some(recheck) = waiting.next() else { break };
-                running.push(self.recheck_one(recheck));
-            }
-            if running.next().await.is_none() {
-                break;
-            }
-        }
+        steadily(&due, |recheck| self.recheck_one(recheck)).await;
         self.unsure.finished(lane, &due);
         let given_up = self.abandoned.load(std::sync::atomic::Ordering::Relaxed);
         (!given_up).then_some(!due.is_empty())
@@ -143,6 +133,24 @@ const GUARD: &str = "attribute_not_exists(#v) OR #v < :v";
 /// an absent one is left absent (a cleanup or TTL may have removed it since).
 const OLDER: &str = "attribute_exists(#v) AND #v < :v";
 
+/// `write` of every item, CONDITIONAL_CONCURRENCY in flight, a finished one replaced at once.
+async fn steadily<T, F: std::future::Future<Output = ()>>(
+    items: impl IntoIterator<Item = T>,
+    write: impl Fn(T) -> F,
+) {
+    let mut waiting = items.into_iter();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    loop {
+        while running.len() < CONDITIONAL_CONCURRENCY {
+            let Some(item) = waiting.next() else { break };
+            running.push(write(item));
+        }
+        if running.next().await.is_none() {
+            break;
+        }
+    }
+}
+
 /// Items per BatchWriteItem.
 pub(super) const BATCH_LIMIT: usize = 25;
 /// Conditional single writes in flight at once.
@@ -153,17 +161,7 @@ impl Writer {
     /// CONDITIONAL_CONCURRENCY in flight, a finished one replaced at once (not groups that wait
     /// for their slowest member).
     pub(super) async fn write_conditional<'a>(&self, ops: impl IntoIterator<Item = &'a WriteOp>) {
-        let mut waiting = ops.into_iter();
-        let mut running = futures_util::stream::FuturesUnordered::new();
-        loop {
-            while running.len() < CONDITIONAL_CONCURRENCY {
-                let Some(op) = waiting.next() else { break };
-                running.push(self.write_single(op, true));
-            }
-            if running.next().await.is_none() {
-                break;
-            }
-        }
+        steadily(ops, |op| self.write_single(op, true)).await;
     }
 
     /// Waits for the write lease (see `control::Lease`); `false`: the write is given up, this
@@ -427,7 +425,7 @@ impl Writer {
                     return;
                 }
                 Err(info) => {
-                    if info.unsure && !conditional && !op.restore && !op.mark_removal {
+                    if info.unsure && !conditional {
                         self.unsure.lost([op]);
                     }
                     if count_retry(&info) {
