@@ -326,3 +326,98 @@ async fn an_incident_before_the_checkpoint_halts_nothing_when_resumed_by_gtid() 
     assert!(daemon.terminate().success());
     leave_incidents_behind(&env).await;
 }
+
+/// A change written while `binlog_row_metadata` was not FULL (set back to the default by a
+/// server restart whose configuration file lacks it, or read after a failover to a server
+/// without it): its table map names no columns, so rowcast cannot tell them apart. That
+/// table's views halt (kept, so a restart halts them again until they are rebuilt) and every
+/// other view goes on. On the code before, the decoding error stopped the whole daemon (exit
+/// 1), and again at every restart, since the checkpoint stays before that change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_logged_without_column_names_halts_its_views_not_the_daemon() {
+    let _alone = INCIDENTS.lock().await;
+    let env = Env::new("nonames").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE unnamed (id INT PRIMARY KEY, n INT NOT NULL); CREATE TABLE named (id INT PRIMARY KEY, n INT NOT NULL)")
+        .await;
+    view(&env, "unnamed", &table, "U");
+    view(&env, "named", &table, "N");
+    env.write_config("");
+    env.create_tables();
+    env.sql("INSERT INTO unnamed VALUES (1, 1); INSERT INTO named VALUES (1, 1)")
+        .await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        vec![json!({"pk": "N#1", "n": 1}), json!({"pk": "U#1", "n": 1})],
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut admin = env.admin.get_conn().await.unwrap();
+    admin.query_drop(format!("USE {}", env.db)).await.unwrap();
+    admin
+        .query_drop("SET GLOBAL binlog_row_metadata = 'MINIMAL'")
+        .await
+        .unwrap();
+    let written = admin.query_drop("INSERT INTO unnamed VALUES (2, 2)").await;
+    admin
+        .query_drop("SET GLOBAL binlog_row_metadata = 'FULL'")
+        .await
+        .unwrap();
+    written.unwrap();
+    env.sql("INSERT INTO named VALUES (2, 2)").await;
+    let both = vec![
+        json!({"pk": "N#1", "n": 1}),
+        json!({"pk": "N#2", "n": 2}),
+        json!({"pk": "U#1", "n": 1}),
+    ];
+    env.converge(&table, both.clone(), Duration::from_secs(30))
+        .await;
+    eventually(
+        "only the view of that table to halt",
+        Duration::from_secs(30),
+        || unnamed_halted(&daemon),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "rowcast_unreadable_changes_total{{cause=\"no_column_names\",table=\"{}.unnamed\"}}",
+                env.db
+            )
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success(), "the daemon stopped");
+
+    // The halt is kept: a restart halts the view again, and the other one goes on.
+    let daemon = env.start().await;
+    env.sql("INSERT INTO named VALUES (3, 3)").await;
+    let mut three = both.clone();
+    three.push(json!({"pk": "N#3", "n": 3}));
+    three.sort_by_key(|v| v.to_string());
+    env.converge(&table, three.clone(), Duration::from_secs(30))
+        .await;
+    eventually("the view to halt again", Duration::from_secs(30), || {
+        unnamed_halted(&daemon)
+    })
+    .await;
+
+    // A rebuild reads the table as it is.
+    env.snapshot("unnamed");
+    three.push(json!({"pk": "U#2", "n": 2}));
+    three.sort_by_key(|v| v.to_string());
+    env.converge(&table, three, Duration::from_secs(30)).await;
+    assert!(daemon.terminate().success());
+    leave_incidents_behind(&env).await;
+}
+
+/// Whether the view `unnamed` is halted and `named` is not.
+async fn unnamed_halted(daemon: &common::Daemon) -> bool {
+    let (_, metrics) = daemon.get("/metrics").await;
+    metric(&metrics, "rowcast_view_halted{view=\"unnamed\"}") == 1.0
+        && metric(&metrics, "rowcast_view_halted{view=\"named\"}") == 0.0
+}

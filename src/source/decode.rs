@@ -26,8 +26,21 @@ const BINARY_CHARSET: u16 = 63;
 pub enum DecodeError {
     #[error("table map of {table}: {reason}")]
     TableMap { table: String, reason: String },
+    #[error("table map of {table}: the binlog carries no column names (binlog_row_metadata must be FULL): {names} names for {columns} columns")]
+    NoColumnNames {
+        table: String,
+        names: usize,
+        columns: usize,
+    },
     #[error("row of {table}: {reason}")]
     Row { table: String, reason: String },
+}
+
+impl DecodeError {
+    /// Whether the table map lacks its column names (`binlog_row_metadata` not FULL).
+    pub fn lacks_column_names(&self) -> bool {
+        matches!(self, DecodeError::NoColumnNames { .. })
+    }
 }
 
 /// Builds the schema of a TABLE_MAP event.
@@ -57,10 +70,11 @@ pub fn schema_from_table_map(
     let (enum_labels, set_labels) = labels(tme).map_err(fail)?;
     let count = tme.columns_count() as usize;
     if names.len() != count {
-        return Err(fail(format!(
-            "the binlog carries no column names (binlog_row_metadata must be FULL): {} names for {count} columns",
-            names.len()
-        )));
+        return Err(DecodeError::NoColumnNames {
+            table: table.to_string(),
+            names: names.len(),
+            columns: count,
+        });
     }
     let mut columns = Vec::with_capacity(count);
     let (mut enum_i, mut set_i) = (0usize, 0usize);

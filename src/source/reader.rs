@@ -618,7 +618,20 @@ impl Source {
         // MariaDB's LOG_EVENT_SKIP_REPLICATION_F: written by a session with skip_replication,
         // which is how write-back marks its statements.
         let write_back = flags_raw & 0x8000 != 0;
-        let schema = self.schema_of(table_id, tme).await?;
+        let schema = match self.schema_of(table_id, tme).await {
+            Ok(schema) => schema,
+            // A table map rowcast cannot read (no column names: binlog_row_metadata was not FULL
+            // when it was written) halts that table's views, not the daemon: the checkpoint
+            // stays before it, so stopping would stop again at every start.
+            Err(SourceError::Decode(error)) => {
+                match keep {
+                    Some(log) => log.lose("a table map without column names"),
+                    None => self.halt_unreadable_map(&table, &error).await?,
+                }
+                return Ok(0);
+            }
+            Err(other) => return Err(other),
+        };
         // Looked up for an undo only, not on the stream's path.
         let transactional = keep.is_some() && self.schemas.transactional(&table);
         let mut index = first_index;
@@ -914,6 +927,35 @@ impl Source {
         let reason = format!(
             "a change of {name} was logged with partial row images (binlog_row_image MINIMAL or NOBLOB in the writing session): the binlog lacks columns of the row. Remedy: SET GLOBAL binlog_row_image = 'FULL' (sessions keep their own setting until they reconnect), then rebuild the view (README: Failure model)"
         );
+        self.send(SourceEvent::Halt(Halt {
+            target: HaltTarget::Table(table.clone()),
+            reason,
+            restart: None,
+            kept: true,
+        }))
+        .await
+    }
+
+    /// The views of `table` halt (kept) at a change whose table map cannot be read.
+    async fn halt_unreadable_map(
+        &self,
+        table: &TableRef,
+        error: &super::decode::DecodeError,
+    ) -> Result<(), SourceError> {
+        let name = table.to_string();
+        let (cause, remedy) = if error.lacks_column_names() {
+            ("no_column_names", "SET GLOBAL binlog_row_metadata = 'FULL' (and in the server's configuration file, so that a restart keeps it), then rebuild the view (README: Failure model)")
+        } else {
+            (
+                "unreadable_table_map",
+                "rebuild the view once the table's changes are readable (README: Failure model)",
+            )
+        };
+        metrics()
+            .unreadable_changes
+            .with_label_values(&[&name, cause])
+            .inc();
+        let reason = format!("a change of {name} cannot be read: {error}. Remedy: {remedy}");
         self.send(SourceEvent::Halt(Halt {
             target: HaltTarget::Table(table.clone()),
             reason,
