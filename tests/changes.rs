@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Env};
+use common::{eventually, metric, Env};
 use serde_json::{json, Value};
 
 const ORDERS_VIEW: &str = r#"
@@ -303,5 +303,49 @@ async fn a_large_transaction_streams_with_bounded_memory() {
         "peak RSS grew from {baseline} KiB to {peak} KiB"
     );
     assert_eq!(env.items(&table).await.len(), rows);
+    assert!(daemon.terminate().success());
+}
+
+/// A dead-letter file that cannot be written (its directory is a regular file here; a full or
+/// read-only volume in production): the letter is logged and counted as unstored, and the
+/// lane goes on. On the code before, the lane retried the file for ever, so its items and
+/// every view's checkpoint stopped (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_letter_file_that_cannot_be_written_does_not_wedge_the_lanes() {
+    let env = Env::new("deadunwritable").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE docs (id INT PRIMARY KEY, k VARCHAR(20) NOT NULL)")
+        .await;
+    env.write_view(
+        "docs.toml",
+        &"name = \"docs\"\ntable = \"TABLE\"\nsource = \"{DB}.docs\"\n[key]\npk = \"{k}\"\nsk = \"DOC#{id}\"\n"
+            .replace("TABLE", &table),
+    );
+    std::fs::write(env.dir.join("blocker"), "a file, not a directory").unwrap();
+    env.write_config("[dead_letter]\npath = \"blocker/dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    // An empty key: a dead letter, in whichever lane; then rows in every lane.
+    env.sql("INSERT INTO docs VALUES (1, '')").await;
+    let values: Vec<String> = (2..=60).map(|id| format!("({id}, 'k{id}')")).collect();
+    env.sql(&format!("INSERT INTO docs VALUES {}", values.join(", ")))
+        .await;
+    let expected: Vec<Value> = (2..=60)
+        .map(|id| json!({"pk": format!("k{id}"), "sk": format!("DOC#{id}"), "id": id, "k": format!("k{id}")}))
+        .collect();
+    env.converge(&table, expected, Duration::from_secs(30))
+        .await;
+    eventually(
+        "the letter counted as unstored",
+        Duration::from_secs(30),
+        || async {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metric(
+                &metrics,
+                "rowcast_dead_letters_unstored_total{view=\"docs\"}",
+            ) == 1.0
+        },
+    )
+    .await;
     assert!(daemon.terminate().success());
 }

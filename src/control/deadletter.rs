@@ -18,6 +18,10 @@ use crate::error::Classify;
 use crate::metrics::metrics;
 use crate::pipeline::DeadLetter;
 
+/// How long a dead letter is tried again while its store fails transiently (a full volume,
+/// DynamoDB throttling or out of reach) before it goes to the log only.
+pub const KEEP_TRYING: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub enum DeadLetterStore {
     Table {
         client: Client,
@@ -47,7 +51,25 @@ pub enum DeadLetterError {
 
 impl crate::error::Classify for DeadLetterError {
     fn class(&self) -> crate::error::ErrorClass {
+        use std::io::ErrorKind;
         match self {
+            // A file that cannot be made where it is asked for (a path through a regular file
+            // says AlreadyExists when its directory is made), or not by this process, stays so
+            // until an operator acts: the letter goes to the log at once.
+            DeadLetterError::File { source, .. }
+                if matches!(
+                    source.kind(),
+                    ErrorKind::NotADirectory
+                        | ErrorKind::IsADirectory
+                        | ErrorKind::NotFound
+                        | ErrorKind::AlreadyExists
+                        | ErrorKind::PermissionDenied
+                        | ErrorKind::ReadOnlyFilesystem
+                        | ErrorKind::InvalidInput
+                ) =>
+            {
+                crate::error::ErrorClass::Definite
+            }
             DeadLetterError::File { .. } => crate::error::ErrorClass::Transient,
             DeadLetterError::Dynamo { info, .. } => info.class,
         }
@@ -83,17 +105,20 @@ impl DeadLetterStore {
         }
     }
 
-    /// Records a dead letter: transient failures are retried with `retry`; a record the store
-    /// refuses for good (too large, no access) is written to the log instead, counted in
-    /// `rowcast_dead_letters_unstored_total`, and the caller goes on. It never wedges the caller.
+    /// Records a dead letter: transient failures are retried with `retry` for up to
+    /// [`KEEP_TRYING`]; a record the store refuses for good (too large, no access, a file that
+    /// cannot be made) or still fails after that is written to the log instead, counted in
+    /// `rowcast_dead_letters_unstored_total`, and the caller goes on. It never wedges the caller
+    /// (a lane waits for its letters before it acknowledges anything).
     pub async fn keep(&self, letter: &DeadLetter, retry: &crate::error::RetryPolicy) {
         let mut backoff = retry.backoff();
+        let until = std::time::Instant::now() + KEEP_TRYING;
         loop {
             let error = match self.record(letter).await {
                 Ok(()) => return,
                 Err(error) => error,
             };
-            if !error.is_transient() {
+            if !error.is_transient() || std::time::Instant::now() >= until {
                 let json = serde_json::to_string(&letter.bounded()).unwrap_or_default();
                 error!(error = %crate::error::chain(&error), letter = %json, "the dead-letter store refused a record; it is kept in this log line only");
                 metrics()
