@@ -58,7 +58,10 @@ type LedgerDay = (
 );
 
 async fn setup(name: &str, config: &str) -> (Env, String) {
-    let env = Env::new(name).await;
+    setup_in(Env::new(name).await, config).await
+}
+
+async fn setup_in(env: Env, config: &str) -> (Env, String) {
     let table = env.table("views");
     env.sql(
         "CREATE TABLE ledger (id INT PRIMARY KEY, region VARCHAR(8) NULL, status ENUM('open','closed','frozen') NOT NULL, email VARCHAR(40) NULL UNIQUE, note VARCHAR(40) NULL, day DATE NULL)",
@@ -1242,4 +1245,70 @@ async fn a_value_sql_stores_as_it_was_leaves_the_item_following_sql() {
     env.converge(&table, expected("1.23", "7.01"), Duration::from_secs(30))
         .await;
     assert!(daemon.terminate().success());
+}
+
+/// A server whose `sql_mode` is not strict (MySQL 5.6's default, some managed-database
+/// parameter groups) stores a value that does not fit with a warning: cut, clamped, or the
+/// column's implicit default for a NULL. Write-back's session is strict whatever the server's
+/// mode, so such a value is refused (a dead letter, the item written again from SQL) instead of
+/// changing the row to a value no application wrote. On the code before, the note was cut to
+/// 40 characters, committed as `applied`, and echoed to the view (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_that_does_not_fit_is_refused_also_where_the_server_is_not_strict() {
+    let (env, table) = setup_in(
+        Env::alone("wbnotstrict").await,
+        "[dead_letter]\npath = \"dead.jsonl\"\n",
+    )
+    .await;
+    let mut admin = env.admin.get_conn().await.unwrap();
+    let mode: String =
+        mysql_async::prelude::Queryable::query_first(&mut admin, "SELECT @@GLOBAL.sql_mode")
+            .await
+            .unwrap()
+            .unwrap();
+    mysql_async::prelude::Queryable::query_drop(&mut admin, "SET GLOBAL sql_mode = ''")
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(120), async {
+        let daemon = env.start().await;
+        converge(&env, &table).await;
+        let long = "x".repeat(60);
+        update(
+            &env,
+            &table,
+            item("eu", 1),
+            "SET note = :n",
+            &[(":n", s(&long))],
+        )
+        .await;
+        update(
+            &env,
+            &table,
+            item("eu", 2),
+            "SET note = :n",
+            &[(":n", s("after"))],
+        )
+        .await;
+        eventually(
+            "the next record to reach SQL",
+            Duration::from_secs(30),
+            || async { row(&env, 2).await.unwrap().4.as_deref() == Some("after") },
+        )
+        .await;
+        let note = row(&env, 1).await.unwrap().4;
+        let letters = letters_for(&env, "ACC#1]");
+        converge(&env, &table).await;
+        assert!(daemon.terminate().success());
+        (note, letters)
+    })
+    .await;
+    mysql_async::prelude::Queryable::query_drop(
+        &mut admin,
+        format!("SET GLOBAL sql_mode = '{mode}'"),
+    )
+    .await
+    .unwrap();
+    let (note, letters) = outcome.expect("the test's steps in time");
+    assert_eq!(note.as_deref(), Some("n1"), "the row was changed");
+    assert_eq!(letters.len(), 1, "{letters:?}");
 }

@@ -177,8 +177,12 @@ pub struct SqlWriter {
 impl SqlWriter {
     pub fn new(pool: Pool, skip_replication: bool) -> SqlWriter {
         // A row (or a table, behind a DDL) the application holds locked makes the record wait
-        // 5 s (10 s) per try, not 50 s (a year).
-        let timeouts = "time_zone = '+00:00', innodb_lock_wait_timeout = 5, lock_wait_timeout = 10";
+        // 5 s (10 s) per try, not 50 s (a year). Strict whatever the server's mode: a value that
+        // does not fit (too long, out of range, NULL in a NOT NULL column) is refused, never
+        // stored cut, clamped or as the column's implicit default.
+        let timeouts =
+            "time_zone = '+00:00', innodb_lock_wait_timeout = 5, lock_wait_timeout = 10, \
+            sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')";
         let session = if skip_replication {
             format!("SET SESSION skip_replication = 1, {timeouts}")
         } else {
