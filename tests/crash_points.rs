@@ -255,3 +255,53 @@ async fn a_hung_lane_fails_healthz() {
     .await;
     daemon.kill9();
 }
+
+/// A view's definition change moves the transaction counter 2^32 on, above every version an
+/// earlier run may have written. The move is saved before anything is written: a run killed
+/// after its first write, then started with the old definition again (a configuration rolled
+/// back, a standby still on it), counts on from above that write. On the code before, the move
+/// lived in memory only: the rolled-back start counted from the checkpoint again, 2^32 below
+/// the dead run's write, and every guarded write of that item was dropped as stale for good
+/// (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_definition_change_keeps_its_counter_move_through_a_crash_and_a_rollback() {
+    let env = Env::new("cpredefine").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL)")
+        .await;
+    let view = |name: &str, prefix: &str, filter: &str| {
+        format!("name = \"{name}\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n{filter}\n[key]\npk = \"{prefix}#{{id}}\"\n[attributes]\nbody = \"body\"\n")
+    };
+    env.write_view("kept.toml", &view("kept", "K", ""));
+    env.write_view("shaped.toml", &view("shaped", "S", ""));
+    env.write_config("[writer]\nmode = \"conditional\"\nflush_interval_ms = 5\n");
+    env.create_tables();
+    env.sql("INSERT INTO notes VALUES (1, 'one')").await;
+    let items = |body: &str| {
+        vec![
+            json!({"pk": "K#1", "body": body}),
+            json!({"pk": "S#1", "body": body}),
+        ]
+    };
+    let daemon = env.start().await;
+    env.converge(&table, items("one"), Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+
+    // A new definition of `shaped` (same items), and a run that dies after its first write.
+    env.write_view("shaped.toml", &view("shaped", "S", "filter = \"id > 0\""));
+    env.sql("UPDATE notes SET body = 'two' WHERE id = 1").await;
+    let mut dying = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.after_write=abort@1")]);
+    let status = dying.exited(Duration::from_secs(60)).await;
+    assert!(!status.success(), "{status:?}");
+
+    // The old definition again.
+    env.write_view("shaped.toml", &view("shaped", "S", ""));
+    let daemon = env.start().await;
+    env.sql("UPDATE notes SET body = 'three' WHERE id = 1")
+        .await;
+    env.converge(&table, items("three"), Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}

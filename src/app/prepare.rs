@@ -122,9 +122,12 @@ async fn prepare(
         Some(checkpoint) => start.resume(checkpoint).await?,
         None => start.fresh().await?,
     };
-    if failed_over && checkpoint.seq < start.next_seq - 1 {
-        // The counter's move is saved before the new server's identity: once the identity is
-        // saved a start no longer sees a failover, and would count on from the old counter.
+    if checkpoint.seq < start.next_seq - 1 {
+        // The counter's move (a failover, a view's definition changed) is saved before anything
+        // is written, and before the new server's identity: once the identity is saved a start
+        // no longer sees a failover, and a start after a crash with a definition rolled back
+        // would see no change; either would count on from the old counter, below what this run
+        // may write (found by a review: guarded writes were then dropped as stale for good).
         checkpoint.seq = start.next_seq - 1;
         store.save(&checkpoint).await?;
     }
@@ -377,6 +380,19 @@ impl Start<'_> {
             } else {
                 checkpoint.seq + 1
             };
+            // The passes the change begins, as the snapshot driver would begin them: saved with
+            // the counter's move (see `prepare`), so that a start after a crash, even with the
+            // old definition again, sees a change to undo and moves the counter on once more.
+            for view in self
+                .config
+                .views
+                .iter()
+                .filter(|v| v.fill == FillMode::Eager)
+            {
+                if let Some(progress) = checkpoint.backfill.get_mut(&view.name) {
+                    crate::snapshot::driver::redefine(view, progress);
+                }
+            }
             lazy_cleanups_due(&self.config.views, &mut checkpoint.backfill);
             let start = StartPoint {
                 position: checkpoint.position.clone(),

@@ -87,6 +87,16 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// An eager view whose definition changed: backfilled again from its first row under
+    /// `definition`, then the items only the old definition made are removed.
+    pub fn redefined(definition: String) -> Progress {
+        Progress {
+            definition: Some(definition),
+            cleanup: true,
+            ..Progress::default()
+        }
+    }
+
     /// A lazy view's cleanup due at once (after a TRUNCATE or a purged binlog): its items below
     /// transaction `seq`'s first version are removed; `definition` is the view's fingerprint.
     pub fn lazy_cleanup(seq: u64, definition: String) -> Progress {

@@ -86,18 +86,9 @@ impl Driver {
                 continue;
             }
             let progress = state.entry(view.name.clone()).or_default();
-            let definition = view.fingerprint();
-            match &progress.definition {
-                Some(made) if *made != definition => {
-                    info!(view = %view.name, "the view's definition changed: it is backfilled again, then the items only the old definition made are removed");
-                    *progress = Progress {
-                        definition: Some(definition),
-                        cleanup: true,
-                        ..Progress::default()
-                    };
-                }
+            if !redefine(view, progress) {
                 // A new view, or progress from before fingerprints: made with this definition.
-                _ => progress.definition = Some(definition),
+                progress.definition = Some(view.fingerprint());
             }
             let progress = progress.clone();
             if progress.done {
@@ -423,4 +414,22 @@ pub enum NextRead {
 pub struct ChunkEnd {
     rows: usize,
     last_key: Option<Vec<Value>>,
+}
+
+/// An eager view's progress made with another definition than `view`'s: reset for a new pass
+/// under `view`'s (backfilled again, then the items only the old definition made are removed),
+/// logged; whether it was. At start (`app::prepare`, which saves it with the counter's move) and
+/// when a pipeline's views are read.
+pub fn redefine(view: &View, progress: &mut Progress) -> bool {
+    let definition = view.fingerprint();
+    if progress
+        .definition
+        .as_deref()
+        .is_none_or(|made| made == definition)
+    {
+        return false;
+    }
+    info!(view = %view.name, "the view's definition changed: it is backfilled again, then the items only the old definition made are removed");
+    *progress = Progress::redefined(definition);
+    true
 }
