@@ -37,7 +37,7 @@ use super::inverse::{
 };
 use super::stream::image_json;
 use super::Consumer;
-use crate::dynamo::{remove_marked, RemovalGuard};
+use crate::dynamo::{remove_marked, RemovalGuard, VERSION_ATTRIBUTE};
 use crate::error::pause;
 use crate::metrics::metrics;
 use crate::pipeline::Position;
@@ -215,7 +215,12 @@ impl Handler {
         match &decision {
             Decision::Own => Ok("skipped-own"),
             Decision::Ttl => Ok("skipped-ttl"),
-            Decision::Unchanged => Ok("unchanged"),
+            Decision::Unchanged => {
+                if dropped_version(change) {
+                    self.restore(view, change, None).await;
+                }
+                Ok("unchanged")
+            }
             Decision::Reject(reason) => Err(Ok(reason.clone())),
             Decision::Insert { .. } | Decision::Update { .. } | Decision::Delete => {
                 let key = item_key(view, &change.keys);
@@ -229,7 +234,12 @@ impl Handler {
                 crate::util::failpoint::delay("writeback.before_apply").await;
                 match self.sql.apply(&target, &decision).await {
                     Ok(Applied::Done) => Ok("applied"),
-                    Ok(Applied::AlreadyDone) => Ok("unchanged"),
+                    Ok(Applied::AlreadyDone) => {
+                        if dropped_version(change) {
+                            self.restore(view, change, None).await;
+                        }
+                        Ok("unchanged")
+                    }
                     Ok(Applied::NoChange) => {
                         // No binlog event follows: make the item show what SQL holds.
                         self.restore(view, change, None).await;
@@ -396,4 +406,18 @@ fn item_key(view: &View, keys: &Image) -> ItemKey {
         sk_attribute: view.key.sk_attribute.clone(),
         sk: view.key.sk_attribute.as_deref().map(text),
     }
+}
+
+/// An application's put left out the version rowcast had written (a mapper that drops the
+/// attributes it does not know). With no SQL change to echo, nothing would write the version
+/// back until the row changes, and meanwhile the application's next change would be taken for
+/// a write over an item rowcast never wrote (every attribute counted as set; an update of a row
+/// SQL deleted meanwhile made an insert): the item is read again from SQL instead.
+fn dropped_version(change: &StreamChange) -> bool {
+    let had = |image: &Option<Image>| {
+        image
+            .as_ref()
+            .is_some_and(|i| i.contains_key(VERSION_ATTRIBUTE))
+    };
+    change.kind == ChangeKind::Modify && had(&change.old) && !had(&change.new)
 }
