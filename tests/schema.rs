@@ -254,3 +254,45 @@ async fn a_column_retyped_reaches_every_item_of_a_view_that_names_it() {
     .await;
     assert!(daemon.terminate().success());
 }
+
+/// `ALTER TABLE archive EXCHANGE PARTITION p0 WITH TABLE orders` swaps a watched table's rows for
+/// a partition's of another table, with no row events: the views of `orders` are backfilled
+/// again and the items of the rows that left are removed. The statement names the watched
+/// table second; on the code before only the first name was looked at, and the items stayed
+/// those of the old rows for good, with no metric (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_exchanged_with_a_watched_table_replaces_its_items() {
+    let env = Env::new("ddlexchange").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE orders (id INT PRIMARY KEY, v INT NOT NULL); CREATE TABLE archive (id INT PRIMARY KEY, v INT NOT NULL) PARTITION BY RANGE (id) (PARTITION p0 VALUES LESS THAN (1000), PARTITION p1 VALUES LESS THAN MAXVALUE); INSERT INTO orders VALUES (1, 1), (2, 2); INSERT INTO archive VALUES (5, 5), (2000, 2000)")
+        .await;
+    env.write_view(
+        "orders.toml",
+        &"name = \"orders\"\ntable = \"TABLE\"\nsource = \"{DB}.orders\"\n[key]\npk = \"O#{id}\"\n[attributes]\nv = \"v\"\n".replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        vec![json!({"pk": "O#1", "v": 1}), json!({"pk": "O#2", "v": 2})],
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("ALTER TABLE archive EXCHANGE PARTITION p0 WITH TABLE orders")
+        .await;
+    env.converge(
+        &table,
+        vec![json!({"pk": "O#5", "v": 5})],
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("INSERT INTO orders VALUES (6, 6)").await;
+    env.converge(
+        &table,
+        vec![json!({"pk": "O#5", "v": 5}), json!({"pk": "O#6", "v": 6})],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

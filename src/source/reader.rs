@@ -893,14 +893,17 @@ impl Source {
     /// created or renamed back is read from scratch (as after a TRUNCATE), which lifts the halt.
     async fn moved(&self, text: &str, schema: &str) -> Result<(), SourceError> {
         let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
-        let moves = statement::table_moves(text, schema, &watched);
+        let mut moves = statement::table_moves(text, schema, &watched);
+        let partitions = statement::partition_moves(text, schema, &watched);
+        moves.gone.extend(partitions.gone);
+        moves.back.extend(partitions.back);
         for table in moves.gone {
             let name = table.to_string();
             metrics()
                 .unreadable_changes
                 .with_label_values(&[&name, "drop_or_rename"])
                 .inc();
-            let reason = format!("{name} was dropped or renamed: its views halt. When a table of that name is back (CREATE TABLE, RENAME TABLE), they are backfilled again from it and their items without a row removed");
+            let reason = format!("{name} was dropped or renamed (or made a partition of another table): its views halt. When a table of that name is back (CREATE TABLE, RENAME TABLE), they are backfilled again from it and their items without a row removed");
             self.send(SourceEvent::Halt(Halt {
                 target: HaltTarget::Table(table),
                 reason,

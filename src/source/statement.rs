@@ -206,6 +206,50 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
     moves
 }
 
+/// The watched tables an `ALTER TABLE` of *another* table moves through its partitions: one
+/// whose rows an `EXCHANGE PARTITION p WITH TABLE t` swaps for the partition's, or that
+/// `CONVERT PARTITION p TO TABLE t` makes, is `back` (read again, as after a CREATE); one that
+/// `CONVERT TABLE t TO PARTITION p` turns into a partition is `gone`. None of them has row
+/// events. (The altered table itself: [`altered_table`].)
+pub fn partition_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves {
+    let tokens = lex(text);
+    let mut moves = TableMoves::default();
+    let words = unquoted_words(&tokens);
+    if words.first().map(String::as_str) != Some("ALTER") || !words.iter().any(|w| w == "PARTITION")
+    {
+        return moves;
+    }
+    let is = |i: usize, word: &str| matches!(tokens.get(i), Some(Token::Word { text, quoted: false }) if text.eq_ignore_ascii_case(word));
+    for i in 0..tokens.len() {
+        // EXCHANGE PARTITION p WITH TABLE t; CONVERT PARTITION p TO TABLE t.
+        if (is(i, "WITH") || is(i, "TO")) && is(i + 1, "TABLE") {
+            moves
+                .back
+                .extend(name_at(&tokens, i + 2).and_then(|n| watched_table(watched, schema, &n)));
+        }
+        // CONVERT TABLE t TO PARTITION p.
+        if is(i, "CONVERT") && is(i + 1, "TABLE") {
+            moves
+                .gone
+                .extend(name_at(&tokens, i + 2).and_then(|n| watched_table(watched, schema, &n)));
+        }
+    }
+    moves
+}
+
+/// The `db.table` or `table` name at token `i`.
+fn name_at(tokens: &[Token], i: usize) -> Option<(Option<String>, String)> {
+    let Some(Token::Word { text, .. }) = tokens.get(i) else {
+        return None;
+    };
+    match (tokens.get(i + 1), tokens.get(i + 2)) {
+        (Some(Token::Dot), Some(Token::Word { text: table, .. })) => {
+            Some((Some(text.clone()), table.clone()))
+        }
+        _ => Some((None, text.clone())),
+    }
+}
+
 /// What an `ALTER TABLE` does to a table's rows as rowcast sees them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Alter {
@@ -245,6 +289,7 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
         "DROP",
         "TRUNCATE",
         "EXCHANGE",
+        "CONVERT",
         "REORGANIZE",
         "COALESCE",
         "REMOVE",
@@ -454,6 +499,63 @@ fn quoted_name(text: &str, start: usize) -> (String, usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn partitions_exchanged_or_converted_move_the_other_table() {
+        let watched = vec![TableRef::parse("shop.orders").unwrap()];
+        let orders = TableRef::parse("shop.orders").unwrap();
+        let moves = |text: &str| partition_moves(text, "shop", &watched);
+        let back = TableMoves {
+            gone: vec![],
+            back: vec![orders.clone()],
+        };
+        let gone = TableMoves {
+            gone: vec![orders.clone()],
+            back: vec![],
+        };
+        assert_eq!(
+            moves("ALTER TABLE archive EXCHANGE PARTITION p0 WITH TABLE orders"),
+            back
+        );
+        assert_eq!(
+            moves("alter table archive exchange partition p0 with table `shop`.`orders` without validation"),
+            back
+        );
+        assert_eq!(
+            moves("ALTER TABLE archive CONVERT PARTITION p0 TO TABLE orders"),
+            back
+        );
+        assert_eq!(
+            moves(
+                "ALTER TABLE archive CONVERT TABLE orders TO PARTITION p1 VALUES LESS THAN (2000)"
+            ),
+            gone
+        );
+        assert_eq!(
+            moves("ALTER TABLE archive EXCHANGE PARTITION p0 WITH TABLE other.orders"),
+            TableMoves::default()
+        );
+        assert_eq!(
+            moves("ALTER TABLE orders RENAME TO t2"),
+            TableMoves::default()
+        );
+        assert_eq!(
+            moves("ALTER TABLE orders DROP PARTITION p0"),
+            TableMoves::default()
+        );
+        // The altered table's own rows change too.
+        let altered = |text: &str| altered_table(text, "shop", &watched);
+        assert_eq!(
+            altered(
+                "ALTER TABLE orders CONVERT TABLE archive TO PARTITION p1 VALUES LESS THAN (9)"
+            ),
+            Some((orders.clone(), Alter::Rows))
+        );
+        assert_eq!(
+            altered("ALTER TABLE orders EXCHANGE PARTITION p0 WITH TABLE archive"),
+            Some((orders, Alter::Rows))
+        );
+    }
+
     #[test]
     fn alter_table_names_the_table_it_changes() {
         let watched = vec![TableRef::parse("shop.orders").unwrap()];
