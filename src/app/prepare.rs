@@ -380,19 +380,7 @@ impl Start<'_> {
             } else {
                 checkpoint.seq + 1
             };
-            // The passes the change begins, as the snapshot driver would begin them: saved with
-            // the counter's move (see `prepare`), so that a start after a crash, even with the
-            // old definition again, sees a change to undo and moves the counter on once more.
-            for view in self
-                .config
-                .views
-                .iter()
-                .filter(|v| v.fill == FillMode::Eager)
-            {
-                if let Some(progress) = checkpoint.backfill.get_mut(&view.name) {
-                    crate::snapshot::driver::redefine(view, progress);
-                }
-            }
+            redefine_changed(&self.config.views, &mut checkpoint.backfill);
             lazy_cleanups_due(&self.config.views, &mut checkpoint.backfill);
             let start = StartPoint {
                 position: checkpoint.position.clone(),
@@ -458,6 +446,17 @@ impl Start<'_> {
             server: None,
         };
         Ok((start, checkpoint))
+    }
+}
+
+/// The passes a definition change begins, as the snapshot driver would begin them: saved with
+/// the counter's move (see [`prepare`]), so that a start after a crash, even with the old
+/// definition again, sees a change to undo and moves the counter on once more.
+fn redefine_changed(views: &[Arc<View>], backfill: &mut BackfillState) {
+    for view in views.iter().filter(|v| v.fill == FillMode::Eager) {
+        if let Some(progress) = backfill.get_mut(&view.name) {
+            crate::snapshot::driver::redefine(view, progress);
+        }
     }
 }
 

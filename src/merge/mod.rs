@@ -404,7 +404,10 @@ impl Merge {
                 Ok(())
             }
             SourceEvent::Truncated(table) => self.resync(&table, cursor).await,
-            SourceEvent::Altered(table) => self.refill_every_column(&table, cursor).await,
+            SourceEvent::Altered(table, moved) => {
+                self.refill_every_column(&table, cursor).await?;
+                self.columns_moved(&table, &moved, cursor).await
+            }
             SourceEvent::Retyped(table) => self.resync(&table, cursor).await,
         }
     }
@@ -423,8 +426,21 @@ impl Merge {
             .cloned()
             .collect();
         for view in views {
+            self.resync_view(&view, table, cursor).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::resync`] for one view.
+    async fn resync_view(
+        &mut self,
+        view: &View,
+        table: &TableRef,
+        cursor: &mut Cursor,
+    ) -> Result<(), MergeError> {
+        {
             if Self::pass_after(cursor, &view.name) {
-                continue;
+                return Ok(());
             }
             let keyed = match self.tables.get(&view.source).await {
                 Ok(root) => !root.primary_key.is_empty(),
@@ -439,10 +455,10 @@ impl Merge {
                     kept: false,
                 };
                 self.emit(StreamEvent::Halt(halt)).await?;
-                continue;
+                return Ok(());
             }
             if view.fill == FillMode::Lazy {
-                lazy_pass(&view, cursor);
+                lazy_pass(view, cursor);
             } else {
                 self.restart_pass(&view.name, true, cursor).await?;
             }
@@ -549,6 +565,38 @@ impl Merge {
         for view in views {
             info!(view = %view, table = %table, "the table's columns changed: the view takes every column, so it is backfilled again");
             self.restart_pass(&view, false, cursor).await?;
+        }
+        Ok(())
+    }
+
+    /// Columns of `table` dropped or renamed away (`moved`): every view whose items are made
+    /// from one of them (and that does not take every column: those are refilled anyway) is
+    /// resynced like after a retype — backfilled again, then its items not written again
+    /// removed (a lazy view: its cleanup). Its pass reads the table as it is then: where the
+    /// column is gone for good the view halts at the pass's first row, at once rather than at
+    /// the row's next change; where a column of that name is back (added again, two names
+    /// swapped) its items get the new values instead of keeping the old ones for good.
+    async fn columns_moved(
+        &mut self,
+        table: &TableRef,
+        moved: &[String],
+        cursor: &mut Cursor,
+    ) -> Result<(), MergeError> {
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let views: Vec<Arc<View>> = self
+            .views
+            .iter()
+            .filter(|v| {
+                v.columns_read(table)
+                    .is_some_and(|read| read.iter().any(|c| moved.contains(c)))
+            })
+            .cloned()
+            .collect();
+        for view in views {
+            info!(view = %view.name, table = %table, columns = ?moved, "a column the view reads was dropped or renamed: it is backfilled again");
+            self.resync_view(&view, table, cursor).await?;
         }
         Ok(())
     }

@@ -49,8 +49,9 @@ pub enum SourceEvent {
     /// backfilled again from here, and the items no row makes any more removed after that.
     Truncated(crate::view::TableRef),
     /// A watched table's columns changed (`ALTER TABLE`): the views that take every column of it
-    /// are backfilled again, so that every item gets the new columns.
-    Altered(crate::view::TableRef),
+    /// are backfilled again, so that every item gets the new columns, and so are those that read
+    /// a column dropped or renamed away (the second field, lower case).
+    Altered(crate::view::TableRef, Vec<String>),
     /// A watched table's columns changed type or charset (`ALTER TABLE … MODIFY`): the server
     /// rewrote its rows without row events, so every view that reads it is made again as after
     /// a TRUNCATE (values, and keys, may render differently now).

@@ -43,6 +43,15 @@ impl DecodeError {
     }
 }
 
+fn no_column_names(table: &TableRef, names: usize, columns: usize) -> DecodeError {
+    let table = table.to_string();
+    DecodeError::NoColumnNames {
+        table,
+        names,
+        columns,
+    }
+}
+
 /// Builds the schema of a TABLE_MAP event.
 pub fn schema_from_table_map(
     tme: &TableMapEvent<'_>,
@@ -70,11 +79,7 @@ pub fn schema_from_table_map(
     let (enum_labels, set_labels) = labels(tme).map_err(fail)?;
     let count = tme.columns_count() as usize;
     if names.len() != count {
-        return Err(DecodeError::NoColumnNames {
-            table: table.to_string(),
-            names: names.len(),
-            columns: count,
-        });
+        return Err(no_column_names(&table, names.len(), count));
     }
     let mut columns = Vec::with_capacity(count);
     let (mut enum_i, mut set_i) = (0usize, 0usize);

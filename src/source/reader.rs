@@ -478,7 +478,8 @@ impl Source {
             let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
             match statement::altered_table(&text, &query.schema(), &watched) {
                 Some((table, statement::Alter::Columns)) => {
-                    self.send(SourceEvent::Altered(table)).await?
+                    let moved = statement::columns_moved(&text);
+                    self.send(SourceEvent::Altered(table, moved)).await?
                 }
                 Some((table, statement::Alter::Retyped)) => {
                     warn!(table = %table, "columns of a watched table changed type: the views that read it are backfilled again, then their items not written again are removed");
@@ -607,31 +608,12 @@ impl Source {
         if !self.tables.contains(&table) {
             return Ok(0);
         }
-        if partial_image(&rows) {
-            match keep {
-                // Halted when it was first read.
-                Some(log) => log.lose("partial row images"),
-                None => self.halt_partial(&table).await?,
-            }
+        let Some(schema) = self.readable(&rows, tme, &table, &mut keep).await? else {
             return Ok(0);
-        }
+        };
         // MariaDB's LOG_EVENT_SKIP_REPLICATION_F: written by a session with skip_replication,
         // which is how write-back marks its statements.
         let write_back = flags_raw & 0x8000 != 0;
-        let schema = match self.schema_of(table_id, tme).await {
-            Ok(schema) => schema,
-            // A table map rowcast cannot read (no column names: binlog_row_metadata was not FULL
-            // when it was written) halts that table's views, not the daemon: the checkpoint
-            // stays before it, so stopping would stop again at every start.
-            Err(SourceError::Decode(error)) => {
-                match keep {
-                    Some(log) => log.lose("a table map without column names"),
-                    None => self.halt_unreadable_map(&table, &error).await?,
-                }
-                return Ok(0);
-            }
-            Err(other) => return Err(other),
-        };
         // Looked up for an undo only, not on the stream's path.
         let transactional = keep.is_some() && self.schemas.transactional(&table);
         let mut index = first_index;
@@ -672,6 +654,38 @@ impl Source {
             index = index.saturating_add(1);
         }
         Ok(index - first_index)
+    }
+
+    /// The schema of a rows event's table, or `None` once the table's views are halted (when
+    /// first read; an undo log being kept is lost instead): row images without every column,
+    /// and a table map rowcast cannot read (no column names: binlog_row_metadata was not FULL
+    /// when it was written) halt that table's views, not the daemon — the checkpoint stays
+    /// before them, so stopping would stop again at every start.
+    async fn readable(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+        table: &TableRef,
+        keep: &mut Option<&mut undo::UndoLog>,
+    ) -> Result<Option<Arc<crate::view::row::TableSchema>>, SourceError> {
+        if partial_image(rows) {
+            match keep {
+                Some(log) => log.lose("partial row images"),
+                None => self.halt_partial(table).await?,
+            }
+            return Ok(None);
+        }
+        match self.schema_of(rows.table_id(), tme).await {
+            Ok(schema) => Ok(Some(schema)),
+            Err(SourceError::Decode(error)) => {
+                match keep {
+                    Some(log) => log.lose("a table map without column names"),
+                    None => self.halt_unreadable_map(table, &error).await?,
+                }
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// The schema of the table a table map names, from the cache or loaded.

@@ -299,21 +299,7 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
     }
     // A clause changes columns unless what follows ADD/DROP names an index, a key, a
     // constraint or a partition.
-    let not_columns = [
-        "INDEX",
-        "KEY",
-        "UNIQUE",
-        "PRIMARY",
-        "FOREIGN",
-        "CONSTRAINT",
-        "CHECK",
-        "FULLTEXT",
-        "SPATIAL",
-        "PARTITION",
-        "SYSTEM",
-        "PERIOD",
-        "DEFAULT",
-    ];
+    let not_columns = NOT_COLUMNS;
     if ["MODIFY", "CHANGE", "CONVERT"].iter().any(|w| has(w)) {
         return Some((table, Alter::Retyped));
     }
@@ -323,6 +309,59 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
         _ => false,
     });
     changes_columns.then_some((table, Alter::Columns))
+}
+
+/// The clauses of `ADD`/`DROP` that name something other than a column.
+const NOT_COLUMNS: [&str; 13] = [
+    "INDEX",
+    "KEY",
+    "UNIQUE",
+    "PRIMARY",
+    "FOREIGN",
+    "CONSTRAINT",
+    "CHECK",
+    "FULLTEXT",
+    "SPATIAL",
+    "PARTITION",
+    "SYSTEM",
+    "PERIOD",
+    "DEFAULT",
+];
+
+/// The columns an `ALTER TABLE` drops (`DROP [COLUMN] [IF EXISTS] c`) or renames away
+/// (`RENAME COLUMN c TO d`), lower-cased: a view that reads one of them must not keep items made
+/// from it, even when a column of that name is back before any row changes (added again, or
+/// two names swapped).
+pub fn columns_moved(text: &str) -> Vec<String> {
+    let tokens = lex(text);
+    let words = unquoted_words(&tokens);
+    if words.first().map(String::as_str) != Some("ALTER") {
+        return Vec::new();
+    }
+    let keyword = |i: usize, word: &str| matches!(tokens.get(i), Some(Token::Word { text, quoted: false }) if text.eq_ignore_ascii_case(word));
+    let mut moved = Vec::new();
+    for i in 0..tokens.len() {
+        let mut at = if keyword(i, "DROP") {
+            i + 1
+        } else if keyword(i, "RENAME") && keyword(i + 1, "COLUMN") {
+            i + 2
+        } else {
+            continue;
+        };
+        if keyword(at, "COLUMN") {
+            at += 1;
+        }
+        if keyword(at, "IF") && keyword(at + 1, "EXISTS") {
+            at += 2;
+        }
+        if let Some(Token::Word { text, quoted }) = tokens.get(at) {
+            let other = !quoted && NOT_COLUMNS.iter().any(|w| text.eq_ignore_ascii_case(w));
+            if !other && text != "(" {
+                moved.push(text.to_ascii_lowercase());
+            }
+        }
+    }
+    moved
 }
 
 /// The unquoted words of a statement, in upper case (keywords and unquoted names).
@@ -499,6 +538,31 @@ fn quoted_name(text: &str, start: usize) -> (String, usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn columns_dropped_or_renamed_away_are_named() {
+        assert_eq!(
+            columns_moved("ALTER TABLE people DROP COLUMN First"),
+            vec!["first"]
+        );
+        assert_eq!(
+            columns_moved("alter table people drop if exists `a`, drop column b, add c int"),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            columns_moved("ALTER TABLE people RENAME COLUMN first TO tmp"),
+            vec!["first"]
+        );
+        assert_eq!(
+            columns_moved("ALTER TABLE people DROP INDEX i, DROP PRIMARY KEY, DROP FOREIGN KEY f, DROP CONSTRAINT c, DROP CHECK k, DROP PARTITION p0, ALTER COLUMN d DROP DEFAULT, DROP SYSTEM VERSIONING"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            columns_moved("ALTER TABLE people ADD x INT"),
+            Vec::<String>::new()
+        );
+        assert_eq!(columns_moved("DROP TABLE people"), Vec::<String>::new());
+    }
+
     #[test]
     fn partitions_exchanged_or_converted_move_the_other_table() {
         let watched = vec![TableRef::parse("shop.orders").unwrap()];

@@ -249,6 +249,50 @@ impl Join {
 }
 
 impl View {
+    /// The columns of `table` this view's items are made from (its root's key, index
+    /// templates, filter and attributes when `table` is its root; a join's columns when it joins
+    /// `table`), lower-cased, as MariaDB compares column names; `None` when it takes every column
+    /// of `table` (attributes left implicit, an embed of whole rows).
+    pub fn columns_read(&self, table: &TableRef) -> Option<Vec<String>> {
+        let mut columns: Vec<String> = Vec::new();
+        if self.source == *table {
+            let Attributes::Explicit(specs) = &self.attributes else {
+                return None;
+            };
+            let templates = std::iter::once(&self.key.pk)
+                .chain(self.key.sk.as_ref())
+                .chain(
+                    self.indexes
+                        .iter()
+                        .flat_map(|i| i.templates().map(|(_, template)| template)),
+                );
+            for template in templates {
+                columns.extend(template.columns().map(str::to_owned));
+            }
+            if let Some(filter) = &self.filter {
+                let mut comparisons = Vec::new();
+                filter.comparisons(&mut comparisons);
+                columns.extend(comparisons.into_iter().map(|(column, _)| column));
+            }
+            columns.extend(specs.iter().map(|spec| spec.column.as_str().to_owned()));
+            columns.extend(
+                self.joins
+                    .iter()
+                    .flat_map(|j| j.on.iter().map(|(_, root)| root.clone())),
+            );
+        }
+        for join in self.joins.iter().filter(|j| j.from == *table) {
+            if join.reads_every_column() {
+                return None;
+            }
+            columns.extend(join.from_columns().into_iter().map(str::to_owned));
+        }
+        let mut columns: Vec<String> = columns.iter().map(|c| c.to_ascii_lowercase()).collect();
+        columns.sort();
+        columns.dedup();
+        Some(columns)
+    }
+
     /// A fingerprint of what makes the view's items (table, root, filter, key, attributes,
     /// joins, fill mode): when it changes, the view is backfilled again and the items only the old
     /// definition made are removed. Its name and file are not part of it.
