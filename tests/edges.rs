@@ -1709,3 +1709,58 @@ async fn a_replica_using_rowcasts_server_id_is_never_cut_off() {
         .await;
     assert!(daemon.terminate().success());
 }
+
+/// A lazy view's table cut over as online schema tools do it (a copy renamed in its place, the
+/// old one dropped): the lazy view is not halted — it has no pass that a rebuild would need —
+/// but its items from before the cut-over are removed, and later changes write its items as
+/// before. On the code before, the gone table's halt lifted only at a backfill pass, which a
+/// lazy view never has: it stayed halted for good, wrote no change any more and held the
+/// checkpoint (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lazy_views_table_cut_over_keeps_the_view_going() {
+    let (env, table, lazy) = rollback_notes("edgelazycut").await;
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2')")
+        .await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    env.converge(
+        &lazy,
+        vec![
+            json!({"pk": "L#1", "body": "one"}),
+            json!({"pk": "L#2", "body": "two"}),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("CREATE TABLE notes_new LIKE notes; INSERT INTO notes_new SELECT * FROM notes; RENAME TABLE notes TO notes_old, notes_new TO notes; DROP TABLE notes_old")
+        .await;
+    env.sql("UPDATE notes SET body = 'changed' WHERE id = 1")
+        .await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(60))
+        .await;
+    // Item 2 is from before the cut-over: removed (filled again on a miss).
+    env.converge(
+        &lazy,
+        vec![json!({"pk": "L#1", "body": "changed"})],
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_view_halted{view=\"lazy\"}"),
+        0.0,
+        "{metrics}"
+    );
+    env.sql("INSERT INTO notes VALUES (3, 'three', '3')").await;
+    env.converge(
+        &lazy,
+        vec![
+            json!({"pk": "L#1", "body": "changed"}),
+            json!({"pk": "L#3", "body": "three"}),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

@@ -367,14 +367,8 @@ impl Merge {
                 };
                 self.progress_barrier(cursor).await
             }
-            SourceEvent::Halt(mut halt) => {
-                let earliest = cursor
-                    .floor(&self.marks)
-                    .filter(|floor| floor.seq < cursor.seq)
-                    .unwrap_or_else(|| cursor.restart());
-                halt.restart.get_or_insert(earliest);
-                self.emit(StreamEvent::Halt(halt)).await
-            }
+            SourceEvent::Halt(halt) => self.halt(halt, cursor).await,
+            SourceEvent::TableGone(halt) => self.table_gone(halt, cursor).await,
             SourceEvent::Hold { key, restart } => {
                 // The merge's own resume point: it may have moved past the reader's (an idle
                 // rotation), and a checkpoint must never go back to a file already left.
@@ -410,6 +404,49 @@ impl Merge {
             }
             SourceEvent::Retyped(table) => self.resync(&table, cursor).await,
         }
+    }
+
+    /// Views halt, their progress held no later than the oldest change still to come.
+    async fn halt(&mut self, mut halt: Halt, cursor: &mut Cursor) -> Result<(), MergeError> {
+        let earliest = cursor
+            .floor(&self.marks)
+            .filter(|floor| floor.seq < cursor.seq)
+            .unwrap_or_else(|| cursor.restart());
+        halt.restart.get_or_insert(earliest);
+        self.emit(StreamEvent::Halt(halt)).await
+    }
+
+    /// A watched table dropped or renamed away: its eager views halt (kept) until a table of
+    /// that name is back and their pass rebuilds them. A lazy view has no pass to rebuild it,
+    /// so a halt would never lift: it is not halted, and its items are removed by a cleanup as
+    /// after a TRUNCATE (a table back later cleans up again; later fills stay).
+    async fn table_gone(&mut self, halt: Halt, cursor: &mut Cursor) -> Result<(), MergeError> {
+        let HaltTarget::Table(table) = &halt.target else {
+            return self.halt(halt, cursor).await;
+        };
+        let views: Vec<Arc<View>> = self
+            .views
+            .iter()
+            .filter(|v| v.source == *table || v.joins.iter().any(|j| j.from == *table))
+            .cloned()
+            .collect();
+        for view in views {
+            if view.fill != FillMode::Lazy {
+                let target = HaltTarget::View(view.name.clone());
+                self.halt(
+                    Halt {
+                        target,
+                        ..halt.clone()
+                    },
+                    cursor,
+                )
+                .await?;
+            } else if !Self::pass_after(cursor, &view.name) {
+                info!(view = %view.name, table = %table, "the lazy view's table is gone: its items are removed (made again as rows change or on a miss)");
+                lazy_pass(&view, cursor);
+            }
+        }
+        Ok(())
     }
 
     /// A table emptied without row events (or back after a DROP or RENAME, or its columns

@@ -30,6 +30,9 @@ pub enum SourceEvent {
     /// A change rowcast cannot read correctly (a statement-format DML, a partial row image) in
     /// the transaction being read: the views it affects halt.
     Halt(Halt),
+    /// A watched table dropped or renamed away (the halt's target): its eager views halt as for
+    /// `Halt`; a lazy one, which no pass rebuilds, has its items cleaned up instead.
+    TableGone(Halt),
     /// Changes read but not applied yet (a prepared XA transaction, applied at its XA COMMIT):
     /// no checkpoint may pass `restart` until the hold of the same key is released.
     Hold {

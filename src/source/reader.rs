@@ -918,7 +918,7 @@ impl Source {
                 .with_label_values(&[&name, "drop_or_rename"])
                 .inc();
             let reason = format!("{name} was dropped or renamed (or made a partition of another table): its views halt. When a table of that name is back (CREATE TABLE, RENAME TABLE), they are backfilled again from it and their items without a row removed");
-            self.send(SourceEvent::Halt(Halt {
+            self.send(SourceEvent::TableGone(Halt {
                 target: HaltTarget::Table(table),
                 reason,
                 restart: None,
