@@ -142,11 +142,14 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
         "TABLE", "TABLES", "IF", "EXISTS", "NOT", "TO", "AS", "OR", "REPLACE", "WAIT", "NOWAIT",
         "RESTRICT", "CASCADE",
     ];
+    // An unquoted name is never all digits: such a word is WAIT's number of seconds.
     let names = |stop: &[&str]| -> Vec<(Option<String>, String)> {
         qualified_names(&tokens, stop)
             .into_iter()
             .filter(|(db, name)| {
-                db.is_some() || !keywords.iter().any(|k| name.eq_ignore_ascii_case(k))
+                db.is_some()
+                    || !(keywords.iter().any(|k| name.eq_ignore_ascii_case(k))
+                        || name.bytes().all(|b| b.is_ascii_digit()))
             })
             .collect()
     };
@@ -175,20 +178,23 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
             }
         }
         ("ALTER", "TABLE") | ("ALTER", "ONLINE") | ("ALTER", "IGNORE") => {
-            let Some(rename) = tokens.iter().position(|t| matches!(t, Token::Word { text, quoted: false } if text.eq_ignore_ascii_case("RENAME"))) else {
+            let keyword = |i: usize, words: &[&str]| matches!(tokens.get(i), Some(Token::Word { text, quoted: false }) if words.iter().any(|k| text.eq_ignore_ascii_case(k)));
+            // The RENAME [TO|AS] clause among the others (a RENAME COLUMN, INDEX, KEY or
+            // CONSTRAINT names no table).
+            let Some(rename) = (0..tokens.len()).find(|&i| {
+                keyword(i, &["RENAME"])
+                    && !keyword(i + 1, &["COLUMN", "INDEX", "KEY", "CONSTRAINT"])
+            }) else {
                 return moves;
             };
-            let after: Vec<&Token> = tokens[rename + 1..].iter().collect();
-            let column = after.first().is_some_and(|t| matches!(t, Token::Word { text, quoted: false } if ["COLUMN", "INDEX", "KEY", "CONSTRAINT"].iter().any(|k| text.eq_ignore_ascii_case(k))));
-            if column {
-                return moves;
-            }
-            let all = names(&[]);
-            if let (Some(from), Some(to)) = (all.first(), all.last()) {
-                if all.len() >= 2 {
-                    moves.gone.extend(find(from));
-                    moves.back.extend(find(to));
-                }
+            let at = if keyword(rename + 1, &["TO", "AS"]) {
+                rename + 2
+            } else {
+                rename + 1
+            };
+            if let (Some(from), Some(to)) = (names(&[]).first(), name_at(&tokens, at)) {
+                moves.gone.extend(find(from));
+                moves.back.extend(find(&to));
             }
         }
         ("CREATE", "TABLE") | ("CREATE", "OR") => {
@@ -689,6 +695,18 @@ mod tests {
             moves("ALTER TABLE lines RENAME COLUMN a TO b"),
             TableMoves::default()
         );
+        // A table rename after another clause, and WAIT's seconds (found by a review: both
+        // were missed, the pairs shifted by the number).
+        let both = moves("ALTER TABLE lines RENAME COLUMN a TO b, RENAME TO lines2");
+        assert_eq!(both.gone, vec![t("shop.lines")]);
+        assert!(both.back.is_empty());
+        assert_eq!(
+            moves("alter table other rename as shop.orders").back,
+            vec![t("shop.orders")]
+        );
+        let waited = moves("RENAME TABLE orders WAIT 5 TO orders_old, orders_new TO orders");
+        assert_eq!(waited.gone, vec![t("shop.orders")]);
+        assert_eq!(waited.back, vec![t("shop.orders")]);
         assert_eq!(
             moves("ALTER TABLE lines ADD COLUMN x INT"),
             TableMoves::default()
