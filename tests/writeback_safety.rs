@@ -1312,3 +1312,69 @@ async fn a_value_that_does_not_fit_is_refused_also_where_the_server_is_not_stric
     assert_eq!(note.as_deref(), Some("n1"), "the row was changed");
     assert_eq!(letters.len(), 1, "{letters:?}");
 }
+
+/// A key template of two text columns, one value holding the template's separator (tenant
+/// `acme#eu` in `T#{tenant}#{user}`): an application's update and delete of the item reach the
+/// row, found under whichever reading of the key has it. On the code before, write-back looked
+/// only under the shortest reading (tenant `acme`, user `eu#bob`), found no row and rejected
+/// the change into the dead letters (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_value_holding_the_separator_is_written_back() {
+    let env = Env::new("wbseparator").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE members (tenant VARCHAR(20) NOT NULL, user VARCHAR(20) NOT NULL, status VARCHAR(10) NOT NULL, PRIMARY KEY (tenant, user)); INSERT INTO members VALUES ('acme#eu', 'bob', 'open'), ('acme', 'ann', 'open')")
+        .await;
+    env.write_view(
+        "members.toml",
+        &"name = \"members\"\ntable = \"TABLE\"\nsource = \"{DB}.members\"\n[key]\npk = \"T#{tenant}#{user}\"\n[attributes]\nstatus = \"status\"\n[writeback]\nenabled = true\nattributes = [\"status\"]\n".replace("TABLE", &table),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    let members = || {
+        env.query::<(String, String, String)>(
+            "SELECT tenant, user, status FROM members ORDER BY tenant, user",
+        )
+    };
+    env.converge(
+        &table,
+        vec![
+            json!({"pk": "T#acme#eu#bob", "status": "open"}),
+            json!({"pk": "T#acme#ann", "status": "open"}),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    update(
+        &env,
+        &table,
+        key(&[("pk", "T#acme#eu#bob")]),
+        "SET #s = :s",
+        &[(":s", s("closed"))],
+    )
+    .await;
+    eventually(
+        "the update to reach the row",
+        Duration::from_secs(30),
+        || async {
+            members()
+                .await
+                .iter()
+                .any(|m| m.0 == "acme#eu" && m.2 == "closed")
+        },
+    )
+    .await;
+    delete(&env, &table, key(&[("pk", "T#acme#eu#bob")])).await;
+    eventually(
+        "the delete to reach the row",
+        Duration::from_secs(30),
+        || async { members().await.len() == 1 },
+    )
+    .await;
+    assert_eq!(
+        members().await,
+        vec![("acme".to_string(), "ann".to_string(), "open".to_string())]
+    );
+    assert!(dead_letters(&env).is_empty(), "{:?}", dead_letters(&env));
+    assert!(daemon.terminate().success());
+}

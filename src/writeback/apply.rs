@@ -505,9 +505,11 @@ async fn locked_behind(conn: &mut Conn, target: &Target<'_>) -> Result<Option<Ro
     Ok(target.behind(rows))
 }
 
+/// Why an update or delete is refused when no row is behind the item (under the key columns it
+/// was given: another reading of the key may find the row).
+pub const NO_ROW: &str =
+    "no row makes this item any more (deleted, moved to another key, or out of the view's filter)";
+
 fn no_row() -> Failure {
-    Failure::Refused(
-        "no row makes this item any more (deleted, moved to another key, or out of the view's filter)"
-            .into(),
-    )
+    Failure::Refused(NO_ROW.into())
 }

@@ -109,23 +109,44 @@ pub fn typed_key_columns(
     keys: &Image,
     shortest: Vec<(String, String)>,
 ) -> Option<Vec<(String, String)>> {
+    typed_readings(view, table, keys, shortest)
+        .into_iter()
+        .next()
+}
+
+/// Every reading of an item's key whose values their columns can hold, [`typed_key_columns`]'s
+/// first: a text value may hold the template's separator (`T#{tenant}#{user}` of tenant
+/// `acme#eu`), so the row behind the item may be under any of them.
+pub fn typed_readings(
+    view: &View,
+    table: &TableSchema,
+    keys: &Image,
+    shortest: Vec<(String, String)>,
+) -> Vec<Vec<(String, String)>> {
+    let mut typed = Vec::new();
     if typed_key(table, &shortest) {
-        return Some(shortest);
+        typed.push(shortest);
     }
     let text = |name: &str| match keys.get(name) {
         Some(Attr::S(text)) => Some(text.clone()),
         _ => None,
     };
+    let Some(pk) = text(&view.key.pk_attribute) else {
+        return typed;
+    };
     let key = ItemKey {
         table: view.table.clone(),
         pk_attribute: view.key.pk_attribute.clone(),
-        pk: text(&view.key.pk_attribute)?,
+        pk,
         sk_attribute: view.key.sk_attribute.clone(),
         sk: view.key.sk_attribute.as_deref().and_then(text),
     };
-    key_readings(view, &key)?
-        .into_iter()
-        .find(|columns| typed_key(table, columns))
+    for columns in key_readings(view, &key).unwrap_or_default() {
+        if typed_key(table, &columns) && !typed.contains(&columns) {
+            typed.push(columns);
+        }
+    }
+    typed
 }
 
 /// Whether the key columns parsed from an item's key are values their columns can hold, in the

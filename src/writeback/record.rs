@@ -31,9 +31,9 @@ use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::apply::{Applied, SqlError, SqlWriter, Target};
+use super::apply::{Applied, SqlError, SqlWriter, Target, NO_ROW};
 use super::inverse::{
-    decide, key_columns, typed_key_columns, ChangeKind, Decision, Image, StreamChange,
+    decide, key_columns, typed_readings, ChangeKind, Decision, Image, StreamChange,
 };
 use super::stream::image_json;
 use super::Consumer;
@@ -172,12 +172,19 @@ impl Handler {
                 Err(Ok(reason)) => break Err(reason),
                 Err(Err(failure)) => return Tried::Failed(failure),
             };
-            let Some(columns) =
-                typed_key_columns(&view, &table.schema, &change.keys, columns.clone())
-            else {
+            let readings = typed_readings(&view, &table.schema, &change.keys, columns.clone());
+            if readings.is_empty() {
                 return Tried::Outcome(name, "other-view");
-            };
-            let result = self.decide_and_apply(&view, &table, &columns, change).await;
+            }
+            // The row behind an updated or deleted item under whichever reading of its key
+            // finds it (a text key value may hold the template's separator).
+            let mut result = Err(Ok(String::new()));
+            for columns in &readings {
+                result = self.decide_and_apply(&view, &table, columns, change).await;
+                if !matches!(&result, Err(Ok(reason)) if reason == NO_ROW) {
+                    break;
+                }
+            }
             match result {
                 Ok(outcome) => break Ok(outcome),
                 Err(Err(failure)) => return Tried::Failed(failure),
