@@ -150,13 +150,19 @@ async fn drop_delete_add_then_rebuild_leaves_no_deleted_item() {
     )
     .await;
     let daemon = if priced_halted(&daemon).await {
+        // Halted at the update's row (kept: halted again after a restart), or by the DROP's
+        // pass read before the ADD (not kept: the restart's pass reads the table again).
         assert!(daemon.terminate().success());
         let daemon = env.start().await;
-        eventually("priced halted again", Duration::from_secs(20), || {
-            priced_halted(&daemon)
-        })
+        eventually(
+            "priced halted again or rebuilt",
+            Duration::from_secs(20),
+            || async { priced_halted(&daemon).await || env.items(&table).await == want },
+        )
         .await;
-        env.snapshot("priced");
+        if priced_halted(&daemon).await {
+            env.snapshot("priced");
+        }
         daemon
     } else {
         daemon
@@ -366,4 +372,74 @@ async fn columns_swapped_or_dropped_and_added_again_reach_every_item() {
 async fn priced_halted(daemon: &common::Daemon) -> bool {
     let (_, metrics) = daemon.get("/metrics").await;
     metrics.contains("rowcast_view_halted{view=\"priced\"} 1")
+}
+
+/// Two columns swapped by renames under views that take every column: an eager one keyed on
+/// one of them is backfilled again and its items under the old keys removed; a lazy one keeps
+/// no item with the old values (its items from before are removed). On the code before, the
+/// eager view was refilled without a cleanup (its old keys stayed beside the new ones) and the
+/// lazy view was left as it was (found by a review of the fix for named attributes).
+#[tokio::test(flavor = "multi_thread")]
+async fn columns_swapped_under_views_of_every_column_leave_no_old_item() {
+    let env = Env::new("ddlswapall").await;
+    let eager = env.table("eager");
+    let lazy = env.table("lazy");
+    env.sql("CREATE TABLE people (id INT PRIMARY KEY, first VARCHAR(20) NOT NULL, last VARCHAR(20) NOT NULL); INSERT INTO people VALUES (1, 'ada', 'lovelace')")
+        .await;
+    env.write_view(
+        "eager.toml",
+        &format!("name = \"eager\"\ntable = \"{eager}\"\nsource = \"{{DB}}.people\"\n[key]\npk = \"F#{{first}}\"\n"),
+    );
+    env.write_view(
+        "lazy.toml",
+        &format!("name = \"lazy\"\ntable = \"{lazy}\"\nsource = \"{{DB}}.people\"\n[key]\npk = \"L#{{id}}\"\n[fill]\nmode = \"lazy\"\n"),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("UPDATE people SET last = 'byron' WHERE id = 1")
+        .await;
+    env.converge(
+        &lazy,
+        vec![json!({"pk": "L#1", "id": 1, "first": "ada", "last": "byron"})],
+        Duration::from_secs(30),
+    )
+    .await;
+    env.converge(
+        &eager,
+        vec![json!({"pk": "F#ada", "id": 1, "first": "ada", "last": "byron"})],
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("ALTER TABLE people RENAME COLUMN first TO tmp; ALTER TABLE people RENAME COLUMN last TO first; ALTER TABLE people RENAME COLUMN tmp TO last")
+        .await;
+    let eager_items = || async {
+        let halted = {
+            let (_, metrics) = daemon.get("/metrics").await;
+            metrics.contains("rowcast_view_halted{view=\"eager\"} 1")
+        };
+        halted
+            || env.items(&eager).await
+                == vec![json!({"pk": "F#byron", "id": 1, "first": "byron", "last": "ada"})]
+    };
+    eventually(
+        "the eager view rebuilt or halted",
+        Duration::from_secs(30),
+        eager_items,
+    )
+    .await;
+    {
+        let (_, metrics) = daemon.get("/metrics").await;
+        if metrics.contains("rowcast_view_halted{view=\"eager\"} 1") {
+            env.snapshot("eager");
+        }
+    }
+    env.converge(
+        &eager,
+        vec![json!({"pk": "F#byron", "id": 1, "first": "byron", "last": "ada"})],
+        Duration::from_secs(30),
+    )
+    .await;
+    env.converge(&lazy, vec![], Duration::from_secs(30)).await;
+    assert!(daemon.terminate().success());
 }

@@ -30,11 +30,31 @@ pub enum DeadLetterStore {
         /// follows.
         prefix: String,
         counter: AtomicU64,
+        failing: Failing,
     },
     File {
         path: PathBuf,
         lock: Mutex<()>,
+        failing: Failing,
     },
+}
+
+/// Since when the store has failed, until a record goes in: shared by every letter, so that
+/// once it has failed for [`KEEP_TRYING`] a burst of letters goes to the log one try each
+/// instead of [`KEEP_TRYING`] each (a lane waits for them all).
+#[derive(Default)]
+pub struct Failing(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl Failing {
+    /// When the store began failing (now, if it was not).
+    fn since(&self) -> std::time::Instant {
+        let mut since = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *since.get_or_insert_with(std::time::Instant::now)
+    }
+
+    fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +103,7 @@ impl DeadLetterStore {
             table,
             prefix,
             counter: AtomicU64::new(0),
+            failing: Failing::default(),
         }
     }
 
@@ -102,23 +123,31 @@ impl DeadLetterStore {
         DeadLetterStore::File {
             path,
             lock: Mutex::new(()),
+            failing: Failing::default(),
         }
     }
 
-    /// Records a dead letter: transient failures are retried with `retry` for up to
-    /// [`KEEP_TRYING`]; a record the store refuses for good (too large, no access, a file that
-    /// cannot be made) or still fails after that is written to the log instead, counted in
-    /// `rowcast_dead_letters_unstored_total`, and the caller goes on. It never wedges the caller
-    /// (a lane waits for its letters before it acknowledges anything).
+    /// Records a dead letter: transient failures are retried with `retry` while the store has
+    /// failed for less than [`KEEP_TRYING`]; a record the store refuses for good (too large, no
+    /// access, a file that cannot be made), or one that fails after that, is written to the log
+    /// instead, counted in `rowcast_dead_letters_unstored_total`, and the caller goes on. It
+    /// never wedges the caller (a lane waits for its letters before it acknowledges anything).
     pub async fn keep(&self, letter: &DeadLetter, retry: &crate::error::RetryPolicy) {
         let mut backoff = retry.backoff();
-        let until = std::time::Instant::now() + KEEP_TRYING;
+        let failing = match self {
+            DeadLetterStore::Table { failing, .. } | DeadLetterStore::File { failing, .. } => {
+                failing
+            }
+        };
         loop {
             let error = match self.record(letter).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    failing.clear();
+                    return;
+                }
                 Err(error) => error,
             };
-            if !error.is_transient() || std::time::Instant::now() >= until {
+            if !error.is_transient() || failing.since().elapsed() >= KEEP_TRYING {
                 let json = serde_json::to_string(&letter.bounded()).unwrap_or_default();
                 error!(error = %crate::error::chain(&error), letter = %json, "the dead-letter store refused a record; it is kept in this log line only");
                 metrics()
@@ -137,7 +166,7 @@ impl DeadLetterStore {
         let json =
             serde_json::to_string(&letter.bounded()).expect("a dead letter always serialises");
         match self {
-            DeadLetterStore::File { path, lock } => {
+            DeadLetterStore::File { path, lock, .. } => {
                 let _guard = lock.lock().await;
                 let target = path.clone();
                 let line = format!("{json}\n");
@@ -162,6 +191,7 @@ impl DeadLetterStore {
                 table,
                 prefix,
                 counter,
+                ..
             } => {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 client

@@ -119,7 +119,7 @@ impl DeadLetterStore {
                 }
                 Ok(())
             }
-            DeadLetterStore::File { path, lock } => {
+            DeadLetterStore::File { path, lock, .. } => {
                 let _guard = lock.lock().await;
                 let (target, at) = (path.clone(), at.to_vec());
                 // Under the file lock the daemon takes to append: no letter appended meanwhile

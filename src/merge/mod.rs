@@ -399,8 +399,8 @@ impl Merge {
             }
             SourceEvent::Truncated(table) => self.resync(&table, cursor).await,
             SourceEvent::Altered(table, moved) => {
-                self.refill_every_column(&table, cursor).await?;
-                self.columns_moved(&table, &moved, cursor).await
+                let resynced = self.columns_moved(&table, &moved, cursor).await?;
+                self.refill_every_column(&table, &resynced, cursor).await
             }
             SourceEvent::Retyped(table) => self.resync(&table, cursor).await,
         }
@@ -584,6 +584,7 @@ impl Merge {
     async fn refill_every_column(
         &mut self,
         table: &TableRef,
+        resynced: &[String],
         cursor: &mut Cursor,
     ) -> Result<(), MergeError> {
         let views: Vec<String> = self
@@ -597,7 +598,7 @@ impl Merge {
                         .any(|j| j.from == *table && j.reads_every_column())
             })
             .map(|v| v.name.clone())
-            .filter(|name| !Self::pass_after(cursor, name))
+            .filter(|name| !Self::pass_after(cursor, name) && !resynced.contains(name))
             .collect();
         for view in views {
             info!(view = %view, table = %table, "the table's columns changed: the view takes every column, so it is backfilled again");
@@ -607,35 +608,37 @@ impl Merge {
     }
 
     /// Columns of `table` dropped or renamed away (`moved`): every view whose items are made
-    /// from one of them (and that does not take every column: those are refilled anyway) is
-    /// resynced like after a retype — backfilled again, then its items not written again
+    /// from one of them, or from every column of `table` (lazy ones too), is resynced like
+    /// after a retype — backfilled again, then its items not written again
     /// removed (a lazy view: its cleanup). Its pass reads the table as it is then: where the
     /// column is gone for good the view halts at the pass's first row, at once rather than at
     /// the row's next change; where a column of that name is back (added again, two names
     /// swapped) its items get the new values instead of keeping the old ones for good.
+    /// The names of the views resynced.
     async fn columns_moved(
         &mut self,
         table: &TableRef,
         moved: &[String],
         cursor: &mut Cursor,
-    ) -> Result<(), MergeError> {
+    ) -> Result<Vec<String>, MergeError> {
         if moved.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let views: Vec<Arc<View>> = self
             .views
             .iter()
+            .filter(|v| v.source == *table || v.joins.iter().any(|j| j.from == *table))
             .filter(|v| {
                 v.columns_read(table)
-                    .is_some_and(|read| read.iter().any(|c| moved.contains(c)))
+                    .is_none_or(|read| read.iter().any(|c| moved.contains(c)))
             })
             .cloned()
             .collect();
-        for view in views {
+        for view in &views {
             info!(view = %view.name, table = %table, columns = ?moved, "a column the view reads was dropped or renamed: it is backfilled again");
-            self.resync_view(&view, table, cursor).await?;
+            self.resync_view(view, table, cursor).await?;
         }
-        Ok(())
+        Ok(views.iter().map(|v| v.name.clone()).collect())
     }
 
     /// The stale items of `view` were removed after the pass whose first row was at version

@@ -618,25 +618,20 @@ impl Source {
         let transactional = keep.is_some() && self.schemas.transactional(&table);
         let mut index = first_index;
         for row in rows.rows(tme) {
-            let (before, after) = row.map_err(|e| {
-                SourceError::Decode(super::decode::DecodeError::Row {
-                    table: table.to_string(),
-                    reason: e.to_string(),
-                })
-            })?;
-            let decode =
-                |image: Option<mysql_async::binlog::row::BinlogRow>| -> Result<_, SourceError> {
-                    image
-                        .map(|image| decode_row(&schema, &image, &row_charsets(&image)))
-                        .transpose()
-                        .map_err(SourceError::Decode)
-                };
+            let (before, after) = match row_images(&schema, &table, row) {
+                Ok(images) => images,
+                // Like an unreadable table map: the rows before it in this event went on.
+                Err(error) => {
+                    self.unreadable(&table, &error, &mut keep).await?;
+                    break;
+                }
+            };
             let change = RowChange {
                 seq,
                 index,
                 table: table.clone(),
-                before: decode(before)?,
-                after: decode(after)?,
+                before,
+                after,
                 origin: origin.clone(),
                 guard,
             };
@@ -678,14 +673,26 @@ impl Source {
         match self.schema_of(rows.table_id(), tme).await {
             Ok(schema) => Ok(Some(schema)),
             Err(SourceError::Decode(error)) => {
-                match keep {
-                    Some(log) => log.lose("a table map without column names"),
-                    None => self.halt_unreadable_map(table, &error).await?,
-                }
+                self.unreadable(table, &error, keep).await?;
                 Ok(None)
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// A change of `table` that cannot be decoded: its views halt (kept), or the undo log being
+    /// kept is lost (the halt was made when the change was first read).
+    async fn unreadable(
+        &mut self,
+        table: &TableRef,
+        error: &super::decode::DecodeError,
+        keep: &mut Option<&mut undo::UndoLog>,
+    ) -> Result<(), SourceError> {
+        match keep {
+            Some(log) => log.lose("a change that cannot be decoded"),
+            None => self.halt_unreadable(table, error).await?,
+        }
+        Ok(())
     }
 
     /// The schema of the table a table map names, from the cache or loaded.
@@ -953,20 +960,20 @@ impl Source {
         .await
     }
 
-    /// The views of `table` halt (kept) at a change whose table map cannot be read.
-    async fn halt_unreadable_map(
+    /// The views of `table` halt (kept) at a change that cannot be read (its table map, or a
+    /// row of it).
+    async fn halt_unreadable(
         &self,
         table: &TableRef,
         error: &super::decode::DecodeError,
     ) -> Result<(), SourceError> {
         let name = table.to_string();
-        let (cause, remedy) = if error.lacks_column_names() {
-            ("no_column_names", "SET GLOBAL binlog_row_metadata = 'FULL' (and in the server's configuration file, so that a restart keeps it), then rebuild the view (README: Failure model)")
-        } else {
-            (
-                "unreadable_table_map",
-                "rebuild the view once the table's changes are readable (README: Failure model)",
-            )
+        let later =
+            "rebuild the view once the table's changes are readable (README: Failure model)";
+        let (cause, remedy) = match error {
+            super::decode::DecodeError::NoColumnNames { .. } => ("no_column_names", "SET GLOBAL binlog_row_metadata = 'FULL' (and in the server's configuration file, so that a restart keeps it), then rebuild the view (README: Failure model)"),
+            super::decode::DecodeError::TableMap { .. } => ("unreadable_table_map", later),
+            super::decode::DecodeError::Row { .. } => ("unreadable_row", later),
         };
         metrics()
             .unreadable_changes
@@ -1058,6 +1065,34 @@ fn guarded(cursor: &Cursor, origin: &Position) -> bool {
 fn partial_image(rows: &RowsEventData<'_>) -> bool {
     rows.columns_before_image().is_some_and(|b| b.not_all())
         || rows.columns_after_image().is_some_and(|b| b.not_all())
+}
+
+/// Both images of a rows event's row, decoded.
+fn row_images(
+    schema: &Arc<crate::view::row::TableSchema>,
+    table: &TableRef,
+    row: std::io::Result<(
+        Option<mysql_async::binlog::row::BinlogRow>,
+        Option<mysql_async::binlog::row::BinlogRow>,
+    )>,
+) -> Result<
+    (Option<crate::view::row::Row>, Option<crate::view::row::Row>),
+    super::decode::DecodeError,
+> {
+    let failed = |reason: String| super::decode::DecodeError::Row {
+        table: table.to_string(),
+        reason,
+    };
+    if crate::util::failpoint::fails("reader.decode_row") {
+        return Err(failed("failpoint reader.decode_row".into()));
+    }
+    let (before, after) = row.map_err(|e| failed(e.to_string()))?;
+    let decode = |image: Option<mysql_async::binlog::row::BinlogRow>| {
+        image
+            .map(|image| decode_row(schema, &image, &row_charsets(&image)))
+            .transpose()
+    };
+    Ok((decode(before)?, decode(after)?))
 }
 
 fn table_of(tme: &mysql_async::binlog::events::TableMapEvent<'_>) -> TableRef {

@@ -124,7 +124,7 @@ pub fn truncated_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<T
 /// What a DDL statement does to the watched tables' names: the tables it drops or renames away
 /// (`gone`) and the watched names it creates or renames a table to (`back`). Temporary tables
 /// are not the watched ones and are left out.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TableMoves {
     pub gone: Vec<TableRef>,
     pub back: Vec<TableRef>,
@@ -221,8 +221,7 @@ pub fn partition_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableM
     let tokens = lex(text);
     let mut moves = TableMoves::default();
     let words = unquoted_words(&tokens);
-    if words.first().map(String::as_str) != Some("ALTER") || !words.iter().any(|w| w == "PARTITION")
-    {
+    if !alters_a_table(&words) || !words.iter().any(|w| w == "PARTITION") {
         return moves;
     }
     let is = |i: usize, word: &str| matches!(tokens.get(i), Some(Token::Word { text, quoted: false }) if text.eq_ignore_ascii_case(word));
@@ -241,6 +240,15 @@ pub fn partition_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableM
         }
     }
     moves
+}
+
+/// `ALTER [ONLINE|IGNORE] TABLE …`, not `ALTER EVENT … DO ALTER TABLE …` (which runs nothing
+/// when it is defined).
+fn alters_a_table(words: &[String]) -> bool {
+    let word = |i: usize| words.get(i).map(String::as_str);
+    word(0) == Some("ALTER")
+        && (word(1) == Some("TABLE")
+            || matches!(word(1), Some("ONLINE") | Some("IGNORE")) && word(2) == Some("TABLE"))
 }
 
 /// The `db.table` or `table` name at token `i`.
@@ -341,7 +349,7 @@ const NOT_COLUMNS: [&str; 13] = [
 pub fn columns_moved(text: &str) -> Vec<String> {
     let tokens = lex(text);
     let words = unquoted_words(&tokens);
-    if words.first().map(String::as_str) != Some("ALTER") {
+    if !alters_a_table(&words) {
         return Vec::new();
     }
     let keyword = |i: usize, word: &str| matches!(tokens.get(i), Some(Token::Word { text, quoted: false }) if text.eq_ignore_ascii_case(word));
@@ -354,14 +362,17 @@ pub fn columns_moved(text: &str) -> Vec<String> {
         } else {
             continue;
         };
-        if keyword(at, "COLUMN") {
+        // After COLUMN any word is the column's name (`system`, `period` are not reserved).
+        let column = keyword(at, "COLUMN");
+        if column {
             at += 1;
         }
         if keyword(at, "IF") && keyword(at + 1, "EXISTS") {
             at += 2;
         }
         if let Some(Token::Word { text, quoted }) = tokens.get(at) {
-            let other = !quoted && NOT_COLUMNS.iter().any(|w| text.eq_ignore_ascii_case(w));
+            let other =
+                !column && !quoted && NOT_COLUMNS.iter().any(|w| text.eq_ignore_ascii_case(w));
             if !other && text != "(" {
                 moved.push(text.to_ascii_lowercase());
             }
@@ -566,6 +577,16 @@ mod tests {
             columns_moved("ALTER TABLE people ADD x INT"),
             Vec::<String>::new()
         );
+        assert_eq!(
+            columns_moved("ALTER TABLE people DROP COLUMN system, DROP COLUMN `period`"),
+            vec!["system", "period"]
+        );
+        assert_eq!(
+            columns_moved(
+                "ALTER EVENT e ON SCHEDULE EVERY 1 DAY DO ALTER TABLE people DROP COLUMN a"
+            ),
+            Vec::<String>::new()
+        );
         assert_eq!(columns_moved("DROP TABLE people"), Vec::<String>::new());
     }
 
@@ -607,6 +628,19 @@ mod tests {
         assert_eq!(
             moves("ALTER TABLE orders RENAME TO t2"),
             TableMoves::default()
+        );
+        // An event's definition runs nothing (found by a review).
+        assert_eq!(
+            moves("ALTER EVENT rotate ON SCHEDULE EVERY 1 MONTH DO ALTER TABLE sales EXCHANGE PARTITION p0 WITH TABLE orders"),
+            TableMoves::default()
+        );
+        assert_eq!(
+            moves("ALTER DEFINER = CURRENT_USER EVENT e DO ALTER TABLE sales CONVERT TABLE orders TO PARTITION p1 VALUES LESS THAN (9)"),
+            TableMoves::default()
+        );
+        assert_eq!(
+            moves("ALTER ONLINE TABLE archive EXCHANGE PARTITION p0 WITH TABLE orders"),
+            back.clone()
         );
         assert_eq!(
             moves("ALTER TABLE orders DROP PARTITION p0"),

@@ -27,7 +27,8 @@
 //! `export.after_snapshot` (a delay: `rowcast export` has its snapshot, no row read yet),
 //! `writer.check` (an error: the version check of guarded writes is refused),
 //! `writer.check_unprocessed` (an error: the version check's answer leaves every other key
-//! unprocessed), `cleanup.before_sweep` (a delay: a view's cleanup is due, its Scan not begun).
+//! unprocessed), `cleanup.before_sweep` (a delay: a view's cleanup is due, its Scan not begun),
+//! `reader.decode_row` (an error: a row of a watched table's rows event cannot be decoded).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
