@@ -336,16 +336,7 @@ async fn an_incident_before_the_checkpoint_halts_nothing_when_resumed_by_gtid() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_logged_without_column_names_halts_its_views_not_the_daemon() {
     let _alone = INCIDENTS.lock().await;
-    let env = Env::new("nonames").await;
-    let table = env.table("views");
-    env.sql("CREATE TABLE unnamed (id INT PRIMARY KEY, n INT NOT NULL); CREATE TABLE named (id INT PRIMARY KEY, n INT NOT NULL)")
-        .await;
-    view(&env, "unnamed", &table, "U");
-    view(&env, "named", &table, "N");
-    env.write_config("");
-    env.create_tables();
-    env.sql("INSERT INTO unnamed VALUES (1, 1); INSERT INTO named VALUES (1, 1)")
-        .await;
+    let (env, table) = unnamed_and_named("nonames").await;
     let daemon = env.start().await;
     env.converge(
         &table,
@@ -365,61 +356,8 @@ async fn a_change_logged_without_column_names_halts_its_views_not_the_daemon() {
         .await
         .unwrap();
     written.unwrap();
-    env.sql("INSERT INTO named VALUES (2, 2)").await;
-    let both = vec![
-        json!({"pk": "N#1", "n": 1}),
-        json!({"pk": "N#2", "n": 2}),
-        json!({"pk": "U#1", "n": 1}),
-    ];
-    env.converge(&table, both.clone(), Duration::from_secs(30))
-        .await;
-    eventually(
-        "only the view of that table to halt",
-        Duration::from_secs(30),
-        || unnamed_halted(&daemon),
-    )
-    .await;
-    let (_, metrics) = daemon.get("/metrics").await;
-    assert_eq!(
-        metric(
-            &metrics,
-            &format!(
-                "rowcast_unreadable_changes_total{{cause=\"no_column_names\",table=\"{}.unnamed\"}}",
-                env.db
-            )
-        ),
-        1.0,
-        "{metrics}"
-    );
-    assert!(daemon.terminate().success(), "the daemon stopped");
-
-    // The halt is kept: a restart halts the view again, and the other one goes on.
-    let daemon = env.start().await;
-    env.sql("INSERT INTO named VALUES (3, 3)").await;
-    let mut three = both.clone();
-    three.push(json!({"pk": "N#3", "n": 3}));
-    three.sort_by_key(|v| v.to_string());
-    env.converge(&table, three.clone(), Duration::from_secs(30))
-        .await;
-    eventually("the view to halt again", Duration::from_secs(30), || {
-        unnamed_halted(&daemon)
-    })
-    .await;
-
-    // A rebuild reads the table as it is.
-    env.snapshot("unnamed");
-    three.push(json!({"pk": "U#2", "n": 2}));
-    three.sort_by_key(|v| v.to_string());
-    env.converge(&table, three, Duration::from_secs(30)).await;
-    assert!(daemon.terminate().success());
+    only_unnamed_halts(&env, &table, daemon, "no_column_names").await;
     leave_incidents_behind(&env).await;
-}
-
-/// Whether the view `unnamed` is halted and `named` is not.
-async fn unnamed_halted(daemon: &common::Daemon) -> bool {
-    let (_, metrics) = daemon.get("/metrics").await;
-    metric(&metrics, "rowcast_view_halted{view=\"unnamed\"}") == 1.0
-        && metric(&metrics, "rowcast_view_halted{view=\"named\"}") == 0.0
 }
 
 /// A row of a watched table that cannot be decoded (failpoint `reader.decode_row`: a value of a
@@ -430,7 +368,17 @@ async fn unnamed_halted(daemon: &common::Daemon) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 async fn a_row_that_cannot_be_decoded_halts_its_views_not_the_daemon() {
-    let env = Env::new("badrow").await;
+    let (env, table) = unnamed_and_named("badrow").await;
+    // The backfill reads SQL; the first row the reader decodes is the next insert's.
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "reader.decode_row=error@1")]);
+    daemon.wait_ready().await;
+    env.sql("INSERT INTO unnamed VALUES (2, 2)").await;
+    only_unnamed_halts(&env, &table, daemon, "unreadable_row").await;
+}
+
+/// Tables `unnamed` and `named` with a view each and a row each.
+async fn unnamed_and_named(name: &str) -> (Env, String) {
+    let env = Env::new(name).await;
     let table = env.table("views");
     env.sql("CREATE TABLE unnamed (id INT PRIMARY KEY, n INT NOT NULL); CREATE TABLE named (id INT PRIMARY KEY, n INT NOT NULL)")
         .await;
@@ -440,17 +388,20 @@ async fn a_row_that_cannot_be_decoded_halts_its_views_not_the_daemon() {
     env.create_tables();
     env.sql("INSERT INTO unnamed VALUES (1, 1); INSERT INTO named VALUES (1, 1)")
         .await;
-    // The backfill reads SQL; the first row the reader decodes is the next insert's.
-    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "reader.decode_row=error@1")]);
-    daemon.wait_ready().await;
-    env.sql("INSERT INTO unnamed VALUES (2, 2)").await;
+    (env, table)
+}
+
+/// After an unreadable `INSERT INTO unnamed VALUES (2, 2)`: `named` goes on, `unnamed` halts
+/// (counted with `cause`), the daemon stays up, the halt is kept across a restart, and a
+/// rebuild reads the table.
+async fn only_unnamed_halts(env: &Env, table: &str, daemon: common::Daemon, cause: &str) {
     env.sql("INSERT INTO named VALUES (2, 2)").await;
-    let both = vec![
+    let mut items = vec![
         json!({"pk": "N#1", "n": 1}),
         json!({"pk": "N#2", "n": 2}),
         json!({"pk": "U#1", "n": 1}),
     ];
-    env.converge(&table, both.clone(), Duration::from_secs(30))
+    env.converge(table, items.clone(), Duration::from_secs(30))
         .await;
     eventually(
         "only the view of that table to halt",
@@ -459,28 +410,31 @@ async fn a_row_that_cannot_be_decoded_halts_its_views_not_the_daemon() {
     )
     .await;
     let (_, metrics) = daemon.get("/metrics").await;
-    assert_eq!(
-        metric(
-            &metrics,
-            &format!(
-                "rowcast_unreadable_changes_total{{cause=\"unreadable_row\",table=\"{}.unnamed\"}}",
-                env.db
-            )
-        ),
-        1.0,
-        "{metrics}"
+    let counted = format!(
+        "rowcast_unreadable_changes_total{{cause=\"{cause}\",table=\"{}.unnamed\"}}",
+        env.db
     );
+    assert_eq!(metric(&metrics, &counted), 1.0, "{metrics}");
     assert!(daemon.terminate().success(), "the daemon stopped");
 
-    // Kept: halted again after a restart (without the failpoint); a rebuild reads the table.
     let daemon = env.start().await;
+    env.sql("INSERT INTO named VALUES (3, 3)").await;
+    items.push(json!({"pk": "N#3", "n": 3}));
+    env.converge(table, items.clone(), Duration::from_secs(30))
+        .await;
     eventually("the view to halt again", Duration::from_secs(30), || {
         unnamed_halted(&daemon)
     })
     .await;
     env.snapshot("unnamed");
-    let mut all = both;
-    all.push(json!({"pk": "U#2", "n": 2}));
-    env.converge(&table, all, Duration::from_secs(30)).await;
+    items.push(json!({"pk": "U#2", "n": 2}));
+    env.converge(table, items, Duration::from_secs(30)).await;
     assert!(daemon.terminate().success());
+}
+
+/// Whether the view `unnamed` is halted and `named` is not.
+async fn unnamed_halted(daemon: &common::Daemon) -> bool {
+    let (_, metrics) = daemon.get("/metrics").await;
+    metric(&metrics, "rowcast_view_halted{view=\"unnamed\"}") == 1.0
+        && metric(&metrics, "rowcast_view_halted{view=\"named\"}") == 0.0
 }
