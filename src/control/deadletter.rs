@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -39,17 +40,23 @@ pub enum DeadLetterStore {
     },
 }
 
-/// Since when the store has failed, until a record goes in: shared by every letter, so that
-/// once it has failed for [`KEEP_TRYING`] a burst of letters goes to the log one try each
-/// instead of [`KEEP_TRYING`] each (a lane waits for them all).
+/// The store's spell of failures: when it began and when it last failed, shared by every
+/// letter, so that once the store has failed for [`KEEP_TRYING`] a burst of letters goes to the
+/// log one try each instead of [`KEEP_TRYING`] each (a lane waits for them all). A spell ends
+/// when a record goes in, or after [`KEEP_TRYING`] without a failure.
 #[derive(Default)]
-pub struct Failing(std::sync::Mutex<Option<std::time::Instant>>);
+pub struct Failing(std::sync::Mutex<Option<(Instant, Instant)>>);
 
 impl Failing {
-    /// When the store began failing (now, if it was not).
-    fn since(&self) -> std::time::Instant {
-        let mut since = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *since.get_or_insert_with(std::time::Instant::now)
+    /// A failure at `now`: when its spell began.
+    fn failed_at(&self, now: Instant) -> Instant {
+        let mut spell = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let since = match *spell {
+            Some((since, last)) if now.saturating_duration_since(last) < KEEP_TRYING => since,
+            _ => now,
+        };
+        *spell = Some((since, now));
+        since
     }
 
     fn clear(&self) {
@@ -134,6 +141,7 @@ impl DeadLetterStore {
     /// never wedges the caller (a lane waits for its letters before it acknowledges anything).
     pub async fn keep(&self, letter: &DeadLetter, retry: &crate::error::RetryPolicy) {
         let mut backoff = retry.backoff();
+        let started = Instant::now();
         let failing = match self {
             DeadLetterStore::Table { failing, .. } | DeadLetterStore::File { failing, .. } => {
                 failing
@@ -147,7 +155,11 @@ impl DeadLetterStore {
                 }
                 Err(error) => error,
             };
-            if !error.is_transient() || failing.since().elapsed() >= KEEP_TRYING {
+            // At most KEEP_TRYING for this letter, less once the store's spell is that old
+            // (another lane's success may end the spell; this letter's own bound stays).
+            if !error.is_transient()
+                || failing.failed_at(Instant::now()).min(started).elapsed() >= KEEP_TRYING
+            {
                 let json = serde_json::to_string(&letter.bounded()).unwrap_or_default();
                 error!(error = %crate::error::chain(&error), letter = %json, "the dead-letter store refused a record; it is kept in this log line only");
                 metrics()
@@ -220,5 +232,25 @@ impl DeadLetterStore {
             .inc();
         warn!(view = %letter.view, key = ?letter.key, reason = %letter.reason, position = %letter.position, "item sent to the dead-letter store");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spell_of_failures_lasts_until_a_success_or_a_quiet_while() {
+        let failing = Failing::default();
+        let start = Instant::now();
+        let at = |secs: u64| start + std::time::Duration::from_secs(secs);
+        assert_eq!(failing.failed_at(at(0)), at(0));
+        assert_eq!(failing.failed_at(at(50)), at(0));
+        // Failures less than KEEP_TRYING apart keep the spell going.
+        assert_eq!(failing.failed_at(at(100)), at(0));
+        // A quiet while longer than KEEP_TRYING begins a new one.
+        assert_eq!(failing.failed_at(at(200)), at(200));
+        failing.clear();
+        assert_eq!(failing.failed_at(at(201)), at(201));
     }
 }

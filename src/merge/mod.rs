@@ -49,13 +49,15 @@ pub enum MergeError {
     WorkerGone,
     #[error("marking the roots of views with joins")]
     Marks(#[source] crate::sql::SqlError),
+    #[error("reading the primary key of a view's table")]
+    Table(#[source] crate::sql::SqlError),
 }
 
 impl Classify for MergeError {
     fn class(&self) -> ErrorClass {
         match self {
             MergeError::ProjectorGone | MergeError::WorkerGone => ErrorClass::Definite,
-            MergeError::Marks(error) => error.class(),
+            MergeError::Marks(error) | MergeError::Table(error) => error.class(),
         }
     }
 }
@@ -481,6 +483,9 @@ impl Merge {
             }
             let keyed = match self.tables.get(&view.source).await {
                 Ok(root) => !root.primary_key.is_empty(),
+                // The server away: the stage starts again from the checkpoint and reads this
+                // change again, rather than halt the view for what may pass.
+                Err(error) if error.is_transient() => return Err(MergeError::Table(error)),
                 Err(_) => false,
             };
             if !keyed && view.fill != FillMode::Lazy {
