@@ -831,17 +831,7 @@ async fn a_put_without_rowcasts_attributes_leaves_the_item_versioned_again() {
         Duration::from_secs(30),
     )
     .await;
-    let stored = env
-        .ddb
-        .get_item()
-        .table_name(&table)
-        .set_key(Some(key(1)))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let stored = stored_item(&env, &table, 1).await;
     assert!(stored.contains_key("_version"));
     let values: Vec<(&str, AttributeValue)> = stored
         .iter()
@@ -852,20 +842,7 @@ async fn a_put_without_rowcasts_attributes_leaves_the_item_versioned_again() {
     eventually(
         "the item to carry a version again",
         Duration::from_secs(30),
-        || async {
-            let item = env
-                .ddb
-                .get_item()
-                .table_name(&table)
-                .set_key(Some(key(1)))
-                .consistent_read(true)
-                .send()
-                .await
-                .unwrap()
-                .item
-                .unwrap();
-            item.contains_key("_version")
-        },
+        || async { stored_item(&env, &table, 1).await.contains_key("_version") },
     )
     .await;
     update(
@@ -890,4 +867,22 @@ async fn a_put_without_rowcasts_attributes_leaves_the_item_versioned_again() {
     )
     .await;
     assert!(daemon.terminate().success());
+}
+
+/// Account `id`'s item as stored (a consistent read).
+async fn stored_item(
+    env: &Env,
+    table: &str,
+    id: i64,
+) -> std::collections::HashMap<String, AttributeValue> {
+    env.ddb
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key(id)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
 }

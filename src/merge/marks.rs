@@ -147,7 +147,7 @@ impl Marks {
     ) -> Result<(), SqlError> {
         for v in 0..self.views.len() {
             let view = self.views[v].clone();
-            if view.source != *table && !view.joins.iter().any(|j| j.from == *table) {
+            if !view.reads_table(table) {
                 continue;
             }
             let root = tables.get(&view.source).await?;

@@ -408,6 +408,15 @@ impl Merge {
         }
     }
 
+    /// The views that read `table`, as their root or in a join.
+    fn views_of(&self, table: &TableRef) -> Vec<Arc<View>> {
+        self.views
+            .iter()
+            .filter(|v| v.reads_table(table))
+            .cloned()
+            .collect()
+    }
+
     /// Views halt, their progress held no later than the oldest change still to come.
     async fn halt(&mut self, mut halt: Halt, cursor: &mut Cursor) -> Result<(), MergeError> {
         let earliest = cursor
@@ -426,12 +435,7 @@ impl Merge {
         let HaltTarget::Table(table) = &halt.target else {
             return self.halt(halt, cursor).await;
         };
-        let views: Vec<Arc<View>> = self
-            .views
-            .iter()
-            .filter(|v| v.source == *table || v.joins.iter().any(|j| j.from == *table))
-            .cloned()
-            .collect();
+        let views = self.views_of(table);
         for view in views {
             if view.fill != FillMode::Lazy {
                 let target = HaltTarget::View(view.name.clone());
@@ -458,12 +462,7 @@ impl Merge {
     /// than this transaction are removed, fills made later stay); a view whose root has no
     /// primary key cannot be backfilled and halts.
     async fn resync(&mut self, table: &TableRef, cursor: &mut Cursor) -> Result<(), MergeError> {
-        let views: Vec<Arc<View>> = self
-            .views
-            .iter()
-            .filter(|v| v.source == *table || v.joins.iter().any(|j| j.from == *table))
-            .cloned()
-            .collect();
+        let views = self.views_of(table);
         for view in views {
             self.resync_view(&view, table, cursor).await?;
         }
@@ -629,16 +628,11 @@ impl Merge {
         if moved.is_empty() {
             return Ok(Vec::new());
         }
-        let views: Vec<Arc<View>> = self
-            .views
-            .iter()
-            .filter(|v| v.source == *table || v.joins.iter().any(|j| j.from == *table))
-            .filter(|v| {
-                v.columns_read(table)
-                    .is_none_or(|read| read.iter().any(|c| moved.contains(c)))
-            })
-            .cloned()
-            .collect();
+        let mut views = self.views_of(table);
+        views.retain(|v| {
+            v.columns_read(table)
+                .is_none_or(|read| read.iter().any(|c| moved.contains(c)))
+        });
         for view in &views {
             info!(view = %view.name, table = %table, columns = ?moved, "a column the view reads was dropped or renamed: it is backfilled again");
             self.resync_view(view, table, cursor).await?;

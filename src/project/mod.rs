@@ -245,7 +245,7 @@ impl Projector {
                 .values()
                 .flatten()
                 .map(|entry| &entry.view)
-                .filter(|view| view.source == *table || view.joins.iter().any(|j| j.from == *table))
+                .filter(|view| view.reads_table(table))
                 .map(|view| view.name.clone())
                 .collect(),
         };

@@ -515,21 +515,11 @@ impl Source {
         let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
         for table in statement::changed_tables(text, schema, &watched) {
             let name = table.to_string();
-            metrics()
-                .unreadable_changes
-                .with_label_values(&[&name, "statement_format"])
-                .inc();
             warn!(table = %name, statement = kind, file = %reading.file, pos = event.header().log_pos(), "a change of a watched table was logged in statement format");
             let reason = format!(
                 "{kind} of {name} was logged in statement format (binlog_format STATEMENT or MIXED in the writing session): the binlog does not say which rows it changed. Remedy: SET GLOBAL binlog_format = 'ROW' (sessions keep their own setting until they reconnect), then rebuild the view (README: Failure model)"
             );
-            self.send(SourceEvent::Halt(Halt {
-                target: HaltTarget::Table(table),
-                reason,
-                restart: None,
-                kept: true,
-            }))
-            .await?;
+            self.halt_table(&table, "statement_format", reason).await?;
         }
         // A standalone transaction has no COMMIT of its own.
         if reading.txn.as_ref().is_some_and(|t| t.standalone) {
@@ -759,18 +749,7 @@ impl Source {
             None => self.tables.iter().cloned().collect(),
         };
         for table in tables.into_iter().filter(|t| self.tables.contains(t)) {
-            let name = table.to_string();
-            metrics()
-                .unreadable_changes
-                .with_label_values(&[&name, cause])
-                .inc();
-            self.send(SourceEvent::Halt(Halt {
-                target: HaltTarget::Table(table),
-                reason: reason.clone(),
-                restart: None,
-                kept: true,
-            }))
-            .await?;
+            self.halt_table(&table, cause, reason.clone()).await?;
         }
         Ok(())
     }
@@ -943,21 +922,10 @@ impl Source {
     /// Row images without every column (`binlog_row_image = MINIMAL` or `NOBLOB`): what the
     /// views need of the row may be missing, so the table's views halt.
     async fn halt_partial(&self, table: &TableRef) -> Result<(), SourceError> {
-        let name = table.to_string();
-        metrics()
-            .unreadable_changes
-            .with_label_values(&[&name, "partial_row_image"])
-            .inc();
         let reason = format!(
-            "a change of {name} was logged with partial row images (binlog_row_image MINIMAL or NOBLOB in the writing session): the binlog lacks columns of the row. Remedy: SET GLOBAL binlog_row_image = 'FULL' (sessions keep their own setting until they reconnect), then rebuild the view (README: Failure model)"
+            "a change of {table} was logged with partial row images (binlog_row_image MINIMAL or NOBLOB in the writing session): the binlog lacks columns of the row. Remedy: SET GLOBAL binlog_row_image = 'FULL' (sessions keep their own setting until they reconnect), then rebuild the view (README: Failure model)"
         );
-        self.send(SourceEvent::Halt(Halt {
-            target: HaltTarget::Table(table.clone()),
-            reason,
-            restart: None,
-            kept: true,
-        }))
-        .await
+        self.halt_table(table, "partial_row_image", reason).await
     }
 
     /// The views of `table` halt (kept) at a change that cannot be read (its table map, or a
@@ -975,11 +943,21 @@ impl Source {
             super::decode::DecodeError::TableMap { .. } => ("unreadable_table_map", later),
             super::decode::DecodeError::Row { .. } => ("unreadable_row", later),
         };
+        let reason = format!("a change of {name} cannot be read: {error}. Remedy: {remedy}");
+        self.halt_table(table, cause, reason).await
+    }
+
+    /// The views of `table` halt, kept in the checkpoint, counted under `cause`.
+    async fn halt_table(
+        &self,
+        table: &TableRef,
+        cause: &str,
+        reason: String,
+    ) -> Result<(), SourceError> {
         metrics()
             .unreadable_changes
-            .with_label_values(&[&name, cause])
+            .with_label_values(&[&table.to_string(), cause])
             .inc();
-        let reason = format!("a change of {name} cannot be read: {error}. Remedy: {remedy}");
         self.send(SourceEvent::Halt(Halt {
             target: HaltTarget::Table(table.clone()),
             reason,

@@ -313,13 +313,12 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
     }
     // A clause changes columns unless what follows ADD/DROP names an index, a key, a
     // constraint or a partition.
-    let not_columns = NOT_COLUMNS;
     if ["MODIFY", "CHANGE", "CONVERT"].iter().any(|w| has(w)) {
         return Some((table, Alter::Retyped));
     }
     let changes_columns = words.windows(2).any(|pair| match pair[0].as_str() {
         "RENAME" => pair[1] == "COLUMN",
-        "ADD" | "DROP" => !not_columns.contains(&pair[1].as_str()),
+        "ADD" | "DROP" => !NOT_COLUMNS.contains(&pair[1].as_str()),
         _ => false,
     });
     changes_columns.then_some((table, Alter::Columns))

@@ -249,6 +249,11 @@ impl Join {
 }
 
 impl View {
+    /// Whether the view reads `table`, as its root or in a join.
+    pub fn reads_table(&self, table: &TableRef) -> bool {
+        self.source == *table || self.joins.iter().any(|j| j.from == *table)
+    }
+
     /// The columns of `table` this view's items are made from (its root's key, index
     /// templates, filter and attributes when `table` is its root; a join's columns when it joins
     /// `table`), lower-cased, as MariaDB compares column names; `None` when it takes every column

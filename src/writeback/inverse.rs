@@ -98,25 +98,11 @@ pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
     Some(columns)
 }
 
-/// The key columns of an item's key as values their columns can hold: `shortest` (what
-/// [`key_columns`] read) when it is, else the first reading of every way the templates parse the
-/// key that is. A UUID or an address holds the separators a template may put after it
-/// (`{uid}-{n}`, `{ip}:{port}`), where the shortest reading ends it too early. `None`: no
-/// reading is typed (another item's key).
-pub fn typed_key_columns(
-    view: &View,
-    table: &TableSchema,
-    keys: &Image,
-    shortest: Vec<(String, String)>,
-) -> Option<Vec<(String, String)>> {
-    typed_readings(view, table, keys, shortest)
-        .into_iter()
-        .next()
-}
-
-/// Every reading of an item's key whose values their columns can hold, [`typed_key_columns`]'s
-/// first: a text value may hold the template's separator (`T#{tenant}#{user}` of tenant
-/// `acme#eu`), so the row behind the item may be under any of them.
+/// Every reading of an item's key whose values their columns can hold, `shortest` (what
+/// [`key_columns`] read) first when it is. A UUID or an address holds the separators a template
+/// may put after it (`{uid}-{n}`, `{ip}:{port}`), where the shortest reading ends it too early;
+/// a text value may hold one too (`T#{tenant}#{user}` of tenant `acme#eu`): the row behind the
+/// item may be under any of them. None: no reading is typed (another item's key).
 pub fn typed_readings(
     view: &View,
     table: &TableSchema,
@@ -401,7 +387,7 @@ attributes = ["status"]
         let keys = image(&[("pk", Attr::S(format!("H#{uid}-7")))]);
         let shortest = key_columns(&view, &keys).unwrap();
         assert_eq!(shortest[0].1, "01234567");
-        let mut read = typed_key_columns(&view, &table, &keys, shortest).unwrap();
+        let mut read = typed_readings(&view, &table, &keys, shortest).remove(0);
         read.sort();
         assert_eq!(
             read,
@@ -412,7 +398,7 @@ attributes = ["status"]
         );
         let other = image(&[("pk", Attr::S(format!("H#{uid}-x")))]);
         let shortest = key_columns(&view, &other).unwrap();
-        assert_eq!(typed_key_columns(&view, &table, &other, shortest), None);
+        assert!(typed_readings(&view, &table, &other, shortest).is_empty());
     }
 
     #[test]

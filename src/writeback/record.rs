@@ -222,12 +222,7 @@ impl Handler {
         match &decision {
             Decision::Own => Ok("skipped-own"),
             Decision::Ttl => Ok("skipped-ttl"),
-            Decision::Unchanged => {
-                if dropped_version(change) {
-                    self.restore(view, change, None).await;
-                }
-                Ok("unchanged")
-            }
+            Decision::Unchanged => Ok(self.unchanged(view, change).await),
             Decision::Reject(reason) => Err(Ok(reason.clone())),
             Decision::Insert { .. } | Decision::Update { .. } | Decision::Delete => {
                 let key = item_key(view, &change.keys);
@@ -241,12 +236,7 @@ impl Handler {
                 crate::util::failpoint::delay("writeback.before_apply").await;
                 match self.sql.apply(&target, &decision).await {
                     Ok(Applied::Done) => Ok("applied"),
-                    Ok(Applied::AlreadyDone) => {
-                        if dropped_version(change) {
-                            self.restore(view, change, None).await;
-                        }
-                        Ok("unchanged")
-                    }
+                    Ok(Applied::AlreadyDone) => Ok(self.unchanged(view, change).await),
                     Ok(Applied::NoChange) => {
                         // No binlog event follows: make the item show what SQL holds.
                         self.restore(view, change, None).await;
@@ -257,6 +247,15 @@ impl Handler {
                 }
             }
         }
+    }
+
+    /// A record SQL has nothing to echo for: the item is read again from SQL when the
+    /// application's put dropped its version ([`dropped_version`]).
+    async fn unchanged(&self, view: &View, change: &StreamChange) -> &'static str {
+        if dropped_version(change) {
+            self.restore(view, change, None).await;
+        }
+        "unchanged"
     }
 
     /// The write-back view whose templates parse the item's key, with the key columns.
