@@ -1764,3 +1764,49 @@ async fn a_lazy_views_table_cut_over_keeps_the_view_going() {
     .await;
     assert!(daemon.terminate().success());
 }
+
+/// A TRUNCATE prefixed by `SET STATEMENT … FOR` (per-statement variables) or written inside
+/// MariaDB's executable comment `/*M!… */` is logged as written: it is still a TRUNCATE, and the
+/// table's old items go. On the code before, both were read as statements of no table, and the
+/// items of the rows they removed stayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncate_behind_set_statement_or_in_an_executable_comment_is_seen() {
+    let (env, notes_table, _others_table) = two_views("edgetruncwrapped").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2')")
+        .await;
+    let daemon = env.start().await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql(
+        "SET STATEMENT max_statement_time = 100 FOR TRUNCATE TABLE notes; INSERT INTO notes VALUES (3, 'three', '3')",
+    )
+    .await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    env.sql("/*M!100100 TRUNCATE TABLE notes */; INSERT INTO notes VALUES (4, 'four', '4')")
+        .await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "rowcast_unreadable_changes_total{cause=\"truncate\""
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}

@@ -433,9 +433,24 @@ fn qualified_names(tokens: &[Token], stop: &[&str]) -> Vec<(Option<String>, Stri
     names
 }
 
-/// Words, dots and the rest; comments skipped (the code inside `/*! … */` kept), strings
-/// reduced to `Other`.
+/// The tokens of the statement a text runs: [`lex_all`] without a `SET STATEMENT var = value,
+/// … FOR` prefix (MariaDB's per-statement variables, logged as written: `SET STATEMENT
+/// max_statement_time = 5 FOR TRUNCATE TABLE t` is a TRUNCATE).
 fn lex(text: &str) -> Vec<Token> {
+    let mut tokens = lex_all(text);
+    let is = |token: Option<&Token>, word: &str| matches!(token, Some(Token::Word { text, quoted: false }) if text.eq_ignore_ascii_case(word));
+    if is(tokens.first(), "SET") && is(tokens.get(1), "STATEMENT") {
+        // A value is a literal or an unquoted word, never `FOR` (a string is `Other`).
+        if let Some(at) = (2..tokens.len()).find(|&i| is(tokens.get(i), "FOR")) {
+            tokens.drain(..=at);
+        }
+    }
+    tokens
+}
+
+/// Words, dots and the rest; comments skipped (the code inside `/*! … */` and MariaDB's
+/// `/*M! … */` kept), strings reduced to `Other`.
+fn lex_all(text: &str) -> Vec<Token> {
     let bytes = text.as_bytes();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -445,9 +460,14 @@ fn lex(text: &str) -> Vec<Token> {
         if c.is_ascii_whitespace() {
             i += 1;
         } else if c == b'/' && next == Some(b'*') {
-            if bytes.get(i + 2) == Some(&b'!') {
+            let executable = match bytes.get(i + 2) {
+                Some(b'!') => Some(3),
+                Some(b'M') if bytes.get(i + 3) == Some(&b'!') => Some(4),
+                _ => None,
+            };
+            if let Some(marker) = executable {
                 // Executable comment: the version digits go, the code stays.
-                i += 3;
+                i += marker;
                 while i < bytes.len() && bytes[i].is_ascii_digit() {
                     i += 1;
                 }
@@ -587,6 +607,61 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(columns_moved("DROP TABLE people"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn set_statement_prefixes_and_mariadb_executable_comments_are_read_through() {
+        let watched = vec![TableRef::parse("shop.orders").unwrap()];
+        let orders = TableRef::parse("shop.orders").unwrap();
+        let truncated = |text: &str| truncated_tables(text, "shop", &watched);
+        assert_eq!(
+            truncated(
+                "SET STATEMENT max_statement_time = 5, sql_mode = 'a,b' FOR TRUNCATE TABLE orders"
+            ),
+            vec![orders.clone()]
+        );
+        assert_eq!(
+            truncated("/*M!100100 TRUNCATE TABLE orders */"),
+            vec![orders.clone()]
+        );
+        assert_eq!(
+            truncated("/*!40000 TRUNCATE shop.orders */"),
+            vec![orders.clone()]
+        );
+        assert_eq!(
+            truncated("SET STATEMENT x = 1 FOR SELECT 1 FROM orders"),
+            Vec::<TableRef>::new()
+        );
+        assert_eq!(
+            table_moves(
+                "set statement lock_wait_timeout=3 for rename table orders to old_orders",
+                "shop",
+                &watched
+            ),
+            TableMoves {
+                gone: vec![orders.clone()],
+                back: vec![]
+            }
+        );
+        assert_eq!(
+            altered_table(
+                "SET STATEMENT max_statement_time=60 FOR ALTER TABLE orders DROP COLUMN note",
+                "shop",
+                &watched
+            ),
+            Some((orders.clone(), Alter::Columns))
+        );
+        assert_eq!(
+            columns_moved("SET STATEMENT a=1 FOR ALTER TABLE orders DROP COLUMN note"),
+            vec!["note"]
+        );
+        assert_eq!(
+            dml_kind("SET STATEMENT max_statement_time=1 FOR DELETE FROM orders"),
+            Some("DELETE")
+        );
+        // A plain SET is no statement of a table.
+        assert_eq!(dml_kind("SET @a = 1"), None);
+        assert_eq!(kind("SET STATEMENT a=1 FOR ALTER USER u"), "ALTER USER");
     }
 
     #[test]
