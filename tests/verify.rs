@@ -556,6 +556,86 @@ async fn keys_that_do_not_read_back_as_text_are_verified_and_repaired_by_their_r
     assert!(daemon.terminate().success());
 }
 
+/// Keys the templates render but could not read back before: an empty string in a key part
+/// (`SKU#` of `code = ''`) and two placeholders side by side (`{a}{b}#{id}`). Their items are
+/// verified and repaired like any other. On the code before, such a key had no reading, its
+/// lookup found no row, and the missing item was taken as equal: `0 missing`, exit 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_with_an_empty_part_or_side_by_side_placeholders_are_verified_and_repaired() {
+    let env = Env::new("verifyempty").await;
+    let skus = env.table("skus");
+    let pairs = env.table("pairs");
+    env.sql("CREATE TABLE codes (id INT PRIMARY KEY, code VARCHAR(10) NOT NULL, a VARCHAR(10) NOT NULL, b VARCHAR(10) NOT NULL, name VARCHAR(20) NOT NULL)")
+        .await;
+    env.sql("INSERT INTO codes VALUES (1, '', 'p', 'q', 'one'), (2, 'k', '', 'x', 'two'), (3, 'k2', 'pq', '', 'three')")
+        .await;
+    env.write_view(
+        "skus.toml",
+        &format!("name = \"skus\"\ntable = \"{skus}\"\nsource = \"{{DB}}.codes\"\n[key]\npk = \"SKU#{{code}}\"\nsk = \"ID#{{id}}\"\n[attributes]\nnick = \"name\"\n"),
+    );
+    env.write_view(
+        "pairs.toml",
+        &format!("name = \"pairs\"\ntable = \"{pairs}\"\nsource = \"{{DB}}.codes\"\n[key]\npk = \"{{a}}{{b}}#{{id}}\"\n[attributes]\nnick = \"name\"\n"),
+    );
+    env.write_config("");
+    env.create_tables();
+    let sorted = |mut items: Vec<serde_json::Value>| {
+        items.sort_by_key(|v| v.to_string());
+        items
+    };
+    let sku_items = || {
+        sorted(vec![
+            serde_json::json!({"pk": "SKU#", "sk": "ID#1", "nick": "one"}),
+            serde_json::json!({"pk": "SKU#k", "sk": "ID#2", "nick": "two"}),
+            serde_json::json!({"pk": "SKU#k2", "sk": "ID#3", "nick": "three"}),
+        ])
+    };
+    let pair_items = || {
+        sorted(vec![
+            serde_json::json!({"pk": "pq#1", "nick": "one"}),
+            serde_json::json!({"pk": "x#2", "nick": "two"}),
+            serde_json::json!({"pk": "pq#3", "nick": "three"}),
+        ])
+    };
+    let daemon = env.start().await;
+    env.converge(&skus, sku_items(), Duration::from_secs(60))
+        .await;
+    env.converge(&pairs, pair_items(), Duration::from_secs(60))
+        .await;
+    delete(&env, &skus, key(&[("pk", "SKU#"), ("sk", "ID#1")])).await;
+    delete(&env, &pairs, key(&[("pk", "pq#1")])).await;
+    delete(&env, &pairs, key(&[("pk", "x#2")])).await;
+    update(
+        &env,
+        &pairs,
+        key(&[("pk", "pq#3")]),
+        "SET nick = :n",
+        &[(":n", s("zz"))],
+    )
+    .await;
+
+    let (code, stdout, stderr) = verify(&env, &[]);
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    let mut want = vec![
+        "DIFF skus missing pk=SKU# sk=ID#1".to_string(),
+        "DIFF pairs missing pk=pq#1".to_string(),
+        "DIFF pairs missing pk=x#2".to_string(),
+        "DIFF pairs different pk=pq#3 attributes=nick".to_string(),
+    ];
+    want.sort();
+    assert_eq!(diff_lines(&stdout), want, "{stdout}\n{stderr}");
+
+    let (code, stdout, stderr) = verify(&env, &["--repair"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    env.converge(&skus, sku_items(), Duration::from_secs(30))
+        .await;
+    env.converge(&pairs, pair_items(), Duration::from_secs(30))
+        .await;
+    let (code, stdout, stderr) = verify(&env, &[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(daemon.terminate().success());
+}
+
 /// Rows whose items DynamoDB cannot take (over 400 KB here): the daemon dead-letters them and
 /// the item keeps its state before (or there is none). Verify neither reports them nor repairs
 /// them, and says how many there are. On the code before, every `--repair` reported them

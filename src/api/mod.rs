@@ -159,7 +159,6 @@ fn requested_key(
         return Err((StatusCode::BAD_REQUEST, reason));
     };
     crate::view::parse_item_key(spec, pk, params.get("sk").map(String::as_str))
-        .map(|(key, _)| key)
         .map_err(|reason| (StatusCode::BAD_REQUEST, reason))
 }
 

@@ -158,7 +158,8 @@ pub struct Summary {
     pub extra: u64,
     pub different: u64,
     pub repaired: u64,
-    /// Keys that kept changing through every settling round (not reported).
+    /// Keys not compared (not reported): they kept changing through every settling round, or
+    /// their key parses back in too many ways to be looked up in the source.
     pub unsettled: u64,
     /// The daemon's checkpoint did not pass a comparison point in time: keys were left
     /// unsettled.

@@ -49,7 +49,7 @@ async fn repair_one(via: &RepairVia, view: &View, key: &ItemKey) -> Result<(), S
             }
         }
         RepairVia::Fills(fills) => {
-            let (key, _) = parse_item_key(view, &key.pk, key.sk.as_deref())?;
+            let key = parse_item_key(view, &key.pk, key.sk.as_deref())?;
             let (reply, answer) = tokio::sync::oneshot::channel();
             let request = FillRequest {
                 view: view.name.clone(),

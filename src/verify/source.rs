@@ -98,19 +98,22 @@ pub async fn each_item(
 /// The items the source makes under `keys` (those it makes), read on `conn` inside its
 /// snapshot: each key is parsed back into its columns through the view's templates, as a fill
 /// on miss does, and every row with those column values is read (a page at a time), not only
-/// the first ones. `None`: an item DynamoDB cannot take (see `project_rows`).
+/// the first ones. `None`: an item DynamoDB cannot take (see `project_rows`). A key that parses
+/// back in more ways than a lookup reads is put in `unread`: what the source makes under it is
+/// not known (it is not "nothing").
 pub async fn items_at(
     conn: &mut Conn,
     tables: &mut TableCache,
-    view: &View,
-    table: &SqlTable,
+    (view, table): (&View, &SqlTable),
     keys: &[ItemKey],
+    unread: &mut Vec<ItemKey>,
 ) -> Result<HashMap<ItemKey, Option<Item>>, SqlError> {
     let mut out = HashMap::new();
     for key in keys {
         // Every reading of the key (a value holding a literal of its template may have been
         // split elsewhere): the row behind the item is among them.
         let Some(readings) = key_readings(view, key) else {
+            unread.push(key.clone());
             continue;
         };
         let mut after = None;

@@ -46,7 +46,7 @@ pub fn view_item(
     let named = raw.get(VIEW_ATTRIBUTE).and_then(|v| v.as_s().ok());
     let key = match (named, parse_item_key(view, pk, sk)) {
         (Some(name), _) if *name != view.name => return None,
-        (_, Ok((key, _))) => key,
+        (_, Ok(key)) => key,
         (Some(_), Err(_)) => ItemKey {
             table: view.table.clone(),
             pk_attribute: view.key.pk_attribute.clone(),

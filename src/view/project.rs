@@ -370,26 +370,14 @@ pub fn removals(view: &View, before: Option<&Row>, after: Option<&Row>) -> Vec<I
     }
 }
 
-/// The item key of `pk` and `sk` in `view`'s table, and the key columns they parse into
-/// through the view's templates; `Err` says why they do not (not an item of this view).
-pub fn parse_item_key(
-    view: &View,
-    pk: &str,
-    sk: Option<&str>,
-) -> Result<(ItemKey, Vec<(String, String)>), String> {
-    let mut columns = view.key.pk.parse_key(pk).map_err(|e| e.to_string())?;
+/// The item key of `pk` and `sk` in `view`'s table, checked to be one the view's templates
+/// could render: some reading of it (see [`key_readings`]; more readings than are looked up
+/// still make it this view's key); `Err` says why not (not an item of this view).
+pub fn parse_item_key(view: &View, pk: &str, sk: Option<&str>) -> Result<ItemKey, String> {
     match (&view.key.sk, sk) {
-        (Some(template), Some(sk)) => {
-            columns.extend(template.parse_key(sk).map_err(|e| e.to_string())?)
-        }
         (Some(_), None) => return Err("query parameter sk is required by this view".into()),
         (None, Some(_)) => return Err("this view has no sort key".into()),
-        (None, None) => {}
-    }
-    columns.sort();
-    columns.dedup();
-    if columns.windows(2).any(|w| w[0].0 == w[1].0) {
-        return Err("the key gives two values for one column".into());
+        _ => {}
     }
     let key = ItemKey {
         table: view.table.clone(),
@@ -398,7 +386,17 @@ pub fn parse_item_key(
         sk_attribute: view.key.sk_attribute.clone(),
         sk: sk.map(str::to_string),
     };
-    Ok((key, columns))
+    match key_readings(view, &key) {
+        Some(readings) if readings.is_empty() => {
+            // Why not, as the shortest reading tells it.
+            view.key.pk.parse_key(pk).map_err(|e| e.to_string())?;
+            if let (Some(template), Some(sk)) = (&view.key.sk, sk) {
+                template.parse_key(sk).map_err(|e| e.to_string())?;
+            }
+            Err("the key gives two values for one column".into())
+        }
+        _ => Ok(key),
+    }
 }
 
 /// Readings of an item key kept at most (a key with more is not looked up by its columns).

@@ -185,12 +185,10 @@ fn parse_placeholder(inner: &str) -> Result<Segment, TemplateError> {
     })
 }
 
-/// A placeholder's value read from a key: not empty, and for `{name:0N}` only the exact
-/// rendering (`{id:04}` reads `0042`, not `42` or `+042`); `Err` says why not.
+/// A placeholder's value read from a key: for `{name:0N}` only the exact rendering (`{id:04}`
+/// reads `0042`, not `42` or `+042`); `Err` says why not. An empty value is one: an empty
+/// string renders as nothing (`SKU#{sku}` makes `SKU#` of `''`).
 fn column_value(name: &str, pad: Option<usize>, value: &str) -> Result<String, String> {
-    if value.is_empty() {
-        return Err(format!("empty value for {{{name}}}"));
-    }
     match pad {
         Some(width) => {
             let number = value
@@ -219,7 +217,37 @@ mod tests {
             !template.parses_unambiguously("a#b#7"),
             "tenant 'a#b' or 'a'"
         );
-        assert!(!template.parses_unambiguously("#7"), "an empty value");
+        assert!(
+            template.parses_unambiguously("#7"),
+            "tenant '': an empty value"
+        );
+        assert_eq!(
+            Template::parse("SKU#{sku}").unwrap().readings("SKU#", 4),
+            Some(vec![vec![("sku".to_string(), String::new())]]),
+            "an empty string renders as nothing"
+        );
+        assert_eq!(
+            Template::parse("{a:02}{b}#{id}")
+                .unwrap()
+                .readings("07x#1", 8),
+            Some(vec![vec![
+                ("a".to_string(), "7".to_string()),
+                ("b".into(), "x".into()),
+                ("id".into(), "1".into())
+            ]]),
+            "side by side: only the padded split reads"
+        );
+        let side_by_side = Template::parse("{a}{b}").unwrap();
+        assert_eq!(
+            side_by_side.readings("pq", 8).unwrap().len(),
+            3,
+            "'' + pq, p + q, pq + ''"
+        );
+        assert_eq!(
+            side_by_side.readings("a-long-key", 4),
+            None,
+            "over the limit"
+        );
         let overlapping = Template::parse("{tenant}::{id}").unwrap();
         assert!(overlapping.parses_unambiguously("acme::7"));
         assert!(
@@ -392,8 +420,12 @@ impl Template {
                             .map_or(1, char::len_utf8);
                 }
             }
-            // Two placeholders side by side (or an empty literal) cannot be told apart.
-            Some(_) => return true,
+            // Two placeholders side by side: the first may end anywhere (within `limit`).
+            Some(_) => ends.extend(
+                rest.char_indices()
+                    .map(|(at, _)| at)
+                    .chain(std::iter::once(rest.len())),
+            ),
         }
         for end in ends {
             let Ok(value) = column_value(name.as_str(), pad, &rest[..end]) else {
