@@ -82,44 +82,15 @@ pub async fn settle(run: &mut Run<'_, '_>, keys: Vec<ItemKey>) -> Result<Settled
             .await
             .map_err(dynamo_error(view))?;
         let mut next = Vec::new();
-        for mut entry in pending {
+        for entry in pending {
             let Some(expected) = source_item(&mut expected, &entry.key, &mut unwritable) else {
                 continue;
             };
             let actual = stored.remove(&entry.key);
-            let equal = match (&expected, &actual) {
-                (None, None) => true,
-                (Some(e), Some(a)) => item_hash(e) == item_hash(&a.item),
-                _ => false,
-            };
-            if equal {
-                continue;
-            }
-            let seen = match &actual {
-                Some(stored) => Seen::At(stored.version),
-                None => Seen::Absent,
-            };
-            let unchanged = entry.previous.as_ref() == Some(&seen);
-            entry.absent_reads = if seen == Seen::Absent {
-                entry.absent_reads + 1
-            } else {
-                0
-            };
-            let confirmed = match seen {
-                Seen::At(_) => unchanged,
-                Seen::Absent => entry.absent_reads >= 3,
-            };
-            if confirmed {
-                let version = actual.as_ref().and_then(|s| s.version);
-                found.push(difference(
-                    entry.key,
-                    expected,
-                    actual.map(|s| s.item),
-                    version,
-                ));
-            } else {
-                entry.previous = Some(seen);
-                next.push(entry);
+            match judge(entry, expected, actual) {
+                Some(Ok(confirmed)) => found.push(confirmed),
+                Some(Err(again)) => next.push(again),
+                None => {}
             }
         }
         pending = next;
@@ -129,6 +100,49 @@ pub async fn settle(run: &mut Run<'_, '_>, keys: Vec<ItemKey>) -> Result<Settled
         differences: found,
         unwritable,
     })
+}
+
+/// One round's verdict on a key: `None` equal, `Ok` a confirmed difference, `Err` the key
+/// again for the next round.
+fn judge(
+    mut entry: Pending,
+    expected: Option<Item>,
+    actual: Option<table::Stored>,
+) -> Option<Result<Difference, Pending>> {
+    let equal = match (&expected, &actual) {
+        (None, None) => true,
+        (Some(e), Some(a)) => item_hash(e) == item_hash(&a.item),
+        _ => false,
+    };
+    if equal {
+        return None;
+    }
+    let seen = match &actual {
+        Some(stored) => Seen::At(stored.version),
+        None => Seen::Absent,
+    };
+    let unchanged = entry.previous.as_ref() == Some(&seen);
+    entry.absent_reads = if seen == Seen::Absent {
+        entry.absent_reads + 1
+    } else {
+        0
+    };
+    let confirmed = match seen {
+        Seen::At(_) => unchanged,
+        Seen::Absent => entry.absent_reads >= 3,
+    };
+    if confirmed {
+        let version = actual.as_ref().and_then(|s| s.version);
+        Some(Ok(difference(
+            entry.key,
+            expected,
+            actual.map(|s| s.item),
+            version,
+        )))
+    } else {
+        entry.previous = Some(seen);
+        Some(Err(entry))
+    }
 }
 
 /// The source's item of `key` in a round's read (`Some(None)`: it makes none). `None` for an
