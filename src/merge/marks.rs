@@ -25,7 +25,7 @@
 //! a view with more than `max_dirty` keys waiting is backfilled again instead (its rows are all
 //! read again, chunk by chunk), and its marks are dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,10 +48,35 @@ struct Mark {
     seq: u64,
 }
 
-/// Marked keys of one view over one list of root columns.
+/// Marked keys of one view over one list of root columns, read oldest first: a mark waits for
+/// at most the marks made before it, whatever its key, so a steady flow of new marks never
+/// keeps an old one (which holds the checkpoint) from its refresh.
 #[derive(Debug, Default)]
 struct DirtySet {
     marks: BTreeMap<Vec<JoinValue>, Mark>,
+    /// The same keys by the counter of the transaction that marked them.
+    by_age: BTreeSet<(u64, Vec<JoinValue>)>,
+}
+
+impl DirtySet {
+    /// Adds `key` unless it is marked already (its older mark stands).
+    fn insert(&mut self, key: Vec<JoinValue>, mark: Mark) -> bool {
+        if self.marks.contains_key(&key) {
+            return false;
+        }
+        self.by_age.insert((mark.seq, key.clone()));
+        self.marks.insert(key, mark);
+        true
+    }
+
+    fn pop_oldest(&mut self) -> Option<Mark> {
+        let (_, key) = self.by_age.pop_first()?;
+        self.marks.remove(&key)
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        self.by_age.first().map(|(seq, _)| *seq)
+    }
 }
 
 /// The batch the snapshot worker is reading.
@@ -226,16 +251,13 @@ impl Marks {
         let set = self.dirty[view]
             .entry(root_columns.iter().map(|c| c.to_string()).collect())
             .or_default();
-        if set.marks.contains_key(&key) {
+        let mark = Mark {
+            params,
+            seq: by.seq,
+        };
+        if !set.insert(key, mark) {
             return;
         }
-        set.marks.insert(
-            key,
-            Mark {
-                params,
-                seq: by.seq,
-            },
-        );
         self.first_mark_at.get_or_insert_with(Instant::now);
         let entry = self
             .floor
@@ -304,8 +326,8 @@ impl Marks {
         Some(first + self.window)
     }
 
-    /// The next batch of marked roots to read (round robin over the views), kept in flight
-    /// until [`Marks::finish_batch`].
+    /// The next batch of marked roots to read (round robin over the views; in a view, the
+    /// oldest marks first), kept in flight until [`Marks::finish_batch`].
     pub fn next_batch(&mut self) -> Option<RefreshBatch> {
         if self.in_flight.is_some() {
             return None;
@@ -313,14 +335,19 @@ impl Marks {
         let count = self.views.len();
         for step in 0..count {
             let v = (self.turn + step) % count;
-            let Some((columns, set)) = self.dirty[v].iter_mut().find(|(_, s)| !s.marks.is_empty())
+            // The list of root columns with the oldest mark, its oldest marks first.
+            let Some((columns, set)) = self.dirty[v]
+                .iter_mut()
+                .filter_map(|(columns, set)| Some((set.oldest()?, columns, set)))
+                .min_by_key(|(oldest, _, _)| *oldest)
+                .map(|(_, columns, set)| (columns, set))
             else {
                 continue;
             };
             let columns = columns.clone();
             let mut marks = Vec::new();
             while marks.len() < KEYS_PER_QUERY {
-                let Some((_, mark)) = set.marks.pop_first() else {
+                let Some(mark) = set.pop_oldest() else {
                     break;
                 };
                 marks.push(mark);
@@ -362,5 +389,84 @@ impl Marks {
         if self.in_flight.as_ref().is_some_and(|b| b.view == v) {
             self.finish_batch();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::row::{ColumnKind, ColumnSchema, TableSchema};
+    use crate::view::value::Cell;
+
+    fn view() -> Arc<View> {
+        let text = "name = \"lines\"\ntable = \"shop_views\"\nsource = \"shop.lines\"\n[key]\npk = \"LINE#{id}\"\n[attributes]\nzone = \"zone_id\"\n[[lookup]]\nfrom = \"shop.zones\"\non = { id = \"zone_id\" }\n[lookup.attributes]\nzone_name = \"name\"\n";
+        Arc::new(crate::config::compile_view(std::path::Path::new("lines.toml"), text).unwrap())
+    }
+
+    fn row(table: &str, columns: &[&str], cells: Vec<Cell>) -> Row {
+        let columns = columns
+            .iter()
+            .map(|name| ColumnSchema {
+                name: (*name).into(),
+                kind: ColumnKind::Int { unsigned: false },
+                is_virtual: false,
+            })
+            .collect();
+        Row {
+            schema: Arc::new(TableSchema::new(TableRef::parse(table).unwrap(), columns)),
+            cells,
+        }
+    }
+
+    /// A zone's change marks its lines (root column `zone_id`); then a steady flow of new lines
+    /// (root column `id`, which sorts first) keeps coming while each batch is read. The zone's
+    /// mark is read in the second batch; before, the set that sorted first was always taken,
+    /// and the zone's mark (holding the checkpoint) waited as long as the flow lasted.
+    #[test]
+    fn an_old_mark_is_read_before_a_steady_flow_of_newer_ones() {
+        let mut marks = Marks::new(&[view()], 100_000, Duration::from_millis(1));
+        let restart = Position {
+            file: "binlog.000001".into(),
+            pos: 4,
+            gtid: None,
+        };
+        let by = |seq| MarkedBy {
+            seq,
+            restart: &restart,
+        };
+        let line = |id: i64| {
+            row(
+                "shop.lines",
+                &["id", "zone_id"],
+                vec![Cell::Int(id), Cell::Int(7)],
+            )
+        };
+        let zone = row(
+            "shop.zones",
+            &["id", "name"],
+            vec![Cell::Int(7), Cell::Int(0)],
+        );
+        marks.add(0, (&["id"], &["id"]), &line(1), by(1), "root");
+        marks.add(0, (&["zone_id"], &["id"]), &zone, by(2), "related");
+        let mut next_id = 2;
+        let mut batches = Vec::new();
+        for seq in 3..40 {
+            for _ in 0..(KEYS_PER_QUERY + 10) {
+                marks.add(0, (&["id"], &["id"]), &line(next_id), by(seq), "root");
+                next_id += 1;
+            }
+            let batch = marks.next_batch().expect("a batch");
+            batches.push(batch.columns.clone());
+            marks.finish_batch();
+        }
+        let zone_at = batches
+            .iter()
+            .position(|c| c == &vec!["zone_id".to_string()]);
+        assert_eq!(zone_at, Some(1), "{batches:?}");
+        // Within a list, by age: the first line (seq 1) came first, before the newer ones.
+        assert!(
+            marks.floor().is_some_and(|r| r.seq >= 2),
+            "the oldest marks are read"
+        );
     }
 }
