@@ -285,3 +285,76 @@ async fn too_many_marks_fall_back_to_a_backfill_and_converge() {
     assert!(keys.iter().all(|id| *id <= 150), "{keys:?}");
     assert!(daemon.terminate().success());
 }
+
+/// Column names are case-insensitive in MariaDB: a view that spells them in another case than
+/// the table (`{ID}`, `on = { ID = "Customer_ID" }`, `order_by = "LINE_NO"`, a filter) reads
+/// the same columns, in its key, attributes, filter and joins. On the code before, the key
+/// did not render (no column `ID`) and the lookup found no row.
+#[tokio::test(flavor = "multi_thread")]
+async fn column_names_in_another_case_than_the_tables_read_the_same_columns() {
+    let env = Env::new("joincase").await;
+    setup(&env, "").await;
+    let cards = env.table("cards");
+    env.write_view(
+        "order_card.toml",
+        &r#"
+name = "order_card"
+table = "CARDS"
+source = "{DB}.orders"
+filter = "Status <> 'void'"
+[key]
+pk = "CARD#{ID}"
+[attributes]
+status = "STATUS"
+[[lookup]]
+from = "{DB}.customers"
+on = { ID = "Customer_ID" }
+attributes = { customer_name = "Name" }
+[[embed]]
+attribute = "skus"
+from = "{DB}.order_items"
+on = { Order_ID = "Id" }
+order_by = "LINE_NO DESC"
+attributes = { sku = "SKU" }
+"#
+        .replace("CARDS", &cards),
+    );
+    env.create_tables();
+    env.sql(
+        "INSERT INTO customers VALUES (5, 'Grace', NULL, 'std');
+         INSERT INTO orders VALUES (50, 5, 'open', NULL), (51, 5, 'void', NULL);
+         INSERT INTO order_items VALUES (1, 50, 1, 'apple', 1, 1.00), (2, 50, 2, 'fig', 2, NULL);",
+    )
+    .await;
+    let daemon = env.start().await;
+    let card = |name: &str, skus: serde_json::Value| {
+        vec![
+            serde_json::json!({"pk": "CARD#50", "status": "open", "customer_name": name, "skus": skus}),
+        ]
+    };
+    env.converge(
+        &cards,
+        card(
+            "Grace",
+            serde_json::json!([{"sku": "fig"}, {"sku": "apple"}]),
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    // Changes on every side, through the binlog.
+    env.sql(
+        "UPDATE customers SET name = 'Grace H.' WHERE id = 5;
+         INSERT INTO order_items VALUES (3, 50, 3, 'kiwi', 1, NULL);",
+    )
+    .await;
+    env.converge(
+        &cards,
+        card(
+            "Grace H.",
+            serde_json::json!([{"sku": "kiwi"}, {"sku": "fig"}, {"sku": "apple"}]),
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

@@ -163,11 +163,11 @@ impl SqlTable {
     pub fn subset(&self, names: &[&str]) -> SqlTable {
         let mut columns: Vec<ColumnSchema> = Vec::new();
         for name in names {
-            if columns.iter().any(|c| c.name == *name) {
-                continue;
-            }
+            // By the table's spelling: `ID` and `id` are one column.
             if let Some(column) = self.schema.column(name) {
-                columns.push(column.clone());
+                if !columns.iter().any(|c| c.name == column.name) {
+                    columns.push(column.clone());
+                }
             }
         }
         SqlTable {

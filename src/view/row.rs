@@ -102,7 +102,10 @@ impl TableSchema {
         let hint = column.hint.load(Ordering::Relaxed);
         if hint >> POSITION_BITS == self.id {
             let position = (hint & ((1 << POSITION_BITS) - 1)) as usize;
-            debug_assert_eq!(self.columns[position].name, column.name, "a stale hint");
+            debug_assert!(
+                same_column_name(&self.columns[position].name, &column.name),
+                "a stale hint"
+            );
             return Some(position);
         }
         let position = self.position(&column.name)?;
@@ -115,18 +118,34 @@ impl TableSchema {
         Some(position)
     }
 
+    /// The position of column `name`. Column names are case-insensitive in MySQL and MariaDB:
+    /// a view may spell one in another case than the table (`ID` for `id`), and still means it.
     pub fn position(&self, name: &str) -> Option<usize> {
         // Asked for every column a view reads, for every row image: for a table of a few
         // columns, comparing names is cheaper than hashing one (measured in `benches/cpu.rs`).
-        if self.columns.len() <= 16 {
-            return self.columns.iter().position(|c| c.name == name);
-        }
-        self.index.get(name).copied()
+        let exact = if self.columns.len() <= 16 {
+            self.columns.iter().position(|c| c.name == name)
+        } else {
+            self.index.get(name).copied()
+        };
+        // Only a name the view spells otherwise gets here (and then its hint, `locate`, keeps
+        // the answer for the next row).
+        exact.or_else(|| {
+            self.columns
+                .iter()
+                .position(|c| same_column_name(&c.name, name))
+        })
     }
 
     pub fn column(&self, name: &str) -> Option<&ColumnSchema> {
         self.position(name).map(|i| &self.columns[i])
     }
+}
+
+/// Whether two column names name one column (MySQL compares them without case, accents
+/// aside).
+pub fn same_column_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || (!a.is_ascii() && a.to_lowercase() == b.to_lowercase())
 }
 
 /// One row image, with the schema it was decoded with.
