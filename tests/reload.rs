@@ -362,3 +362,38 @@ async fn an_xa_transaction_prepared_before_a_reload_reaches_the_view_it_adds() {
     drop(xa);
     assert!(daemon.terminate().success());
 }
+
+/// A reload that turns write-back on for a running view, or changes its writable attributes,
+/// is checked against the table's columns as an added view is: an attribute naming no column
+/// is refused, with the file and the column. On the code before, the view's definition
+/// (whose fingerprint leaves write-back out) counted as unchanged, the reload was accepted,
+/// and every application change to that attribute became a dead letter at run time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_changes_only_write_back_is_checked_against_the_columns() {
+    let env = Env::new("reloadwb").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE items (id INT PRIMARY KEY, v INT NOT NULL, status VARCHAR(20) NOT NULL)")
+        .await;
+    env.sql("INSERT INTO items VALUES (1, 1, 'open')").await;
+    let implicit = format!(
+        "name = \"w\"\ntable = \"{table}\"\nsource = \"{{DB}}.items\"\n[key]\npk = \"W#{{id}}\"\n"
+    );
+    env.write_view("w.toml", &implicit);
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        vec![json!({"pk": "W#1", "id": 1, "v": 1, "status": "open"})],
+        Duration::from_secs(60),
+    )
+    .await;
+    env.write_view(
+        "w.toml",
+        &format!("{implicit}[writeback]\nenabled = true\nattributes = [\"colour\"]\n"),
+    );
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("w.toml") && body.contains("colour"), "{body}");
+    assert!(daemon.terminate().success());
+}

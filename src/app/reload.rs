@@ -125,29 +125,46 @@ pub async fn consider(running: &Config) -> (ReloadAnswer, Option<Config>) {
     let Some(what) = changes(running, &read) else {
         return (ReloadAnswer::Unchanged, None);
     };
-    let fixed = restart_only(running, &read);
-    if !fixed.is_empty() {
-        let problems: Vec<String> = fixed
-            .iter()
-            .map(|field| format!("{}: {field}: changes only at a restart (the checkpoint and the positions belong to the server and store it names)", running.file.display()))
-            .collect();
-        return (ReloadAnswer::Rejected(problems.join("\n")), None);
-    }
+    // Every problem is listed: the settings only a restart changes, then the servers' checks.
+    let mut problems: Vec<String> = restart_only(running, &read)
+        .iter()
+        .map(|field| format!("{}: {field}: changes only at a restart (the checkpoint and the positions belong to the server and store it names)", running.file.display()))
+        .collect();
     let client = crate::dynamo::client(&read.dynamodb).await;
-    // The views it adds or changes are checked against the tables as `check --connect` checks
-    // them (columns, joins): one naming a column or table that is not there would otherwise
-    // be accepted, then halt (or stop every view's backfill) once it runs.
-    let [added, _, changed] = view_changes(running, &read);
-    let checked: Vec<&str> = added.into_iter().chain(changed).collect();
+    // The views it adds or changes — in anything, write-back and fill settings included — are
+    // checked against the tables as `check --connect` checks them (columns, joins, writable
+    // attributes): one naming a column or table that is not there would otherwise be accepted,
+    // then halt, stop every view's backfill, or dead-letter every change written back.
+    let checked = views_to_check(running, &read);
     match prepare::check_servers(&read, &client, &checked).await {
-        Ok(problems) if problems.is_empty() => (ReloadAnswer::Applying(what), Some(read)),
-        Ok(problems) => {
-            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-            (ReloadAnswer::Rejected(problems.join("\n")), None)
+        Ok(found) => problems.extend(found.iter().map(ToString::to_string)),
+        // Retry later, unless it is refused anyway.
+        Err(error) if error.is_transient() && problems.is_empty() => {
+            return (ReloadAnswer::Unavailable(chain(&error)), None)
         }
-        Err(error) if error.is_transient() => (ReloadAnswer::Unavailable(chain(&error)), None),
-        Err(error) => (ReloadAnswer::Rejected(chain(&error)), None),
+        Err(error) => problems.push(chain(&error)),
     }
+    if problems.is_empty() {
+        (ReloadAnswer::Applying(what), Some(read))
+    } else {
+        (ReloadAnswer::Rejected(problems.join("\n")), None)
+    }
+}
+
+/// The views of `read` that are new or differ from the running ones in anything (a
+/// definition's fingerprint leaves write-back and fill settings out: they do not change items).
+fn views_to_check<'a>(running: &Config, read: &'a Config) -> Vec<&'a str> {
+    read.views
+        .iter()
+        .filter(|view| {
+            running
+                .views
+                .iter()
+                .find(|v| v.name == view.name)
+                .is_none_or(|was| format!("{was:?}") != format!("{view:?}"))
+        })
+        .map(|view| view.name.as_str())
+        .collect()
 }
 
 /// A reload being checked, beside the running pipeline.
