@@ -466,4 +466,10 @@ async fn a_failed_export_leaves_no_manifest_and_no_partial_file() {
         }
     }
     assert!(left.is_empty(), "left behind: {left:?}");
+    // The README promises that a retry into the same destination is not refused: the failed
+    // run's directories (empty) do not make it "not empty". On the code before, it was.
+    std::fs::remove_file(env.dir.join("views").join("zz_nokey.toml")).unwrap();
+    let (code, text) = env.export(&out, &["--view", "notes", "--file-mb", "1"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(out.join("manifest.json").exists(), "{text}");
 }

@@ -38,17 +38,15 @@ impl Destination {
             ));
         }
         let dir = PathBuf::from(to);
-        match std::fs::read_dir(&dir) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
-                    return Err(ExportError::Destination(format!(
-                        "{}: not empty (an export writes into an empty or new directory)",
-                        dir.display()
-                    )));
-                }
+        match holds_a_file(&dir) {
+            Ok(true) => {
+                return Err(ExportError::Destination(format!(
+                    "{}: not empty (an export writes into an empty or new directory)",
+                    dir.display()
+                )))
             }
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => return Err(ExportError::Io(dir, error)),
+            Ok(false) => {}
+            Err((path, error)) => return Err(ExportError::Io(path, error)),
         }
         Ok(Destination::Dir(dir))
     }
@@ -155,4 +153,28 @@ impl Destination {
         self.write(&mut upload, bytes).await?;
         self.finish(upload).await
     }
+}
+
+/// Whether `dir` holds anything but directories (a failed export removes its files and leaves
+/// its empty directories: a retry into it is not refused). A directory that does not exist
+/// holds nothing.
+fn holds_a_file(dir: &std::path::Path) -> Result<bool, (PathBuf, std::io::Error)> {
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => return Err((dir, error)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| (dir.clone(), e))?;
+            let kind = entry.file_type().map_err(|e| (entry.path(), e))?;
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }

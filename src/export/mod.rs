@@ -131,7 +131,11 @@ pub async fn run(
     };
     let manifest = Manifest::new(export, run.position.clone(), entries, &run.files);
     let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-    export.dest.put(manifest::MANIFEST_FILE, text).await?;
+    if let Err(error) = export.dest.put(manifest::MANIFEST_FILE, text).await {
+        // Without a manifest the data files are no export: gone too, as after any failure.
+        run.abort().await;
+        return Err(error);
+    }
     Ok((manifest, run.letters))
 }
 
