@@ -358,3 +358,47 @@ attributes = { sku = "SKU" }
     .await;
     assert!(daemon.terminate().success());
 }
+
+/// A floating-point sum depends on the order its values are added in, and an aggregate adds
+/// them in the related table's primary-key order: a change of only a related row's primary key
+/// changes the sum (here 1e16 + 1 − 1e16 = 0 in that order, 1 in another). On the code before,
+/// such a change marked nothing and the item kept the sum of the old order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_float_sum_follows_a_change_of_only_a_related_rows_primary_key() {
+    let env = Env::new("joinfsum").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE boxes (id INT PRIMARY KEY, label VARCHAR(10) NOT NULL);
+         CREATE TABLE parts (id INT PRIMARY KEY, box_id INT NOT NULL, weight DOUBLE NOT NULL, KEY by_box (box_id));
+         INSERT INTO boxes VALUES (1, 'b');
+         INSERT INTO parts VALUES (1, 1, 1e16), (2, 1, 1.0), (3, 1, -1e16);",
+    )
+    .await;
+    env.write_view(
+        "boxes.toml",
+        &r#"
+name = "boxes"
+table = "TABLE"
+source = "{DB}.boxes"
+[key]
+pk = "BOX#{id}"
+[attributes]
+label = "label"
+[[aggregate]]
+attribute = "weight"
+from = "{DB}.parts"
+on = { box_id = "id" }
+function = "sum:weight"
+"#
+        .replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    let item =
+        |weight: i64| vec![serde_json::json!({"pk": "BOX#1", "label": "b", "weight": weight})];
+    env.converge(&table, item(0), Duration::from_secs(60)).await;
+    env.sql("UPDATE parts SET id = 9 WHERE id = 2").await;
+    env.converge(&table, item(1), Duration::from_secs(30)).await;
+    assert!(daemon.terminate().success());
+}

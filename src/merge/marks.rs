@@ -201,9 +201,13 @@ impl Marks {
                         old.cells == new.cells
                     } else {
                         // An embedded list is ordered by the related table's primary key
-                        // last: a change of only that key may reorder it.
+                        // last, and an aggregate folds its rows in that order (a sum of
+                        // floating-point values depends on it): a change of only that key may
+                        // reorder either.
                         let related = match join.kind {
-                            JoinKind::Embed { .. } => Some(tables.get(table).await?),
+                            JoinKind::Embed { .. } | JoinKind::Aggregate { .. } => {
+                                Some(tables.get(table).await?)
+                            }
                             _ => None,
                         };
                         let ordering_key = related.iter().flat_map(|t| &t.primary_key);
