@@ -305,3 +305,65 @@ async fn a_definition_change_keeps_its_counter_move_through_a_crash_and_a_rollba
         .await;
     assert!(daemon.terminate().success());
 }
+
+/// Two passes with a cleanup, one after the other, on a source with no commit meanwhile (a
+/// definition change of both views): the second pass's first version is above the first
+/// pass's rows. rowcast dies in the second pass and starts again with no commit in between.
+/// The resumed chunks must still be written above that first version, or the cleanup at the
+/// pass's end takes their items for stale and removes them. On the code before, a restart
+/// merged snapshot rows from the first index of the transaction again, below it: the items
+/// of hundreds of live rows were removed.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
+async fn a_pass_resumed_with_no_commit_between_keeps_its_items_through_the_cleanup() {
+    let env = Env::new("cpquietpass").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE alphas (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL);
+         CREATE TABLE betas (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL);
+         INSERT INTO alphas SELECT seq, CONCAT('a', seq) FROM seq_1_to_2400;
+         INSERT INTO betas SELECT seq, CONCAT('b', seq) FROM seq_1_to_2400;",
+    )
+    .await;
+    let view = |name: &str, prefix: &str, filter: &str| {
+        format!("name = \"{name}\"\ntable = \"{table}\"\nsource = \"{{DB}}.{name}\"\n{filter}\n[key]\npk = \"{prefix}#{{id}}\"\n[attributes]\nbody = \"body\"\n")
+    };
+    env.write_view("alphas.toml", &view("alphas", "A", ""));
+    env.write_view("betas.toml", &view("betas", "B", ""));
+    // Two chunks a second: each chunk's progress is saved before the next is merged.
+    env.write_config("[backfill]\nchunk_rows = 300\nmax_items_per_second = 600\n");
+    env.create_tables();
+    let items = || {
+        let mut items = Vec::new();
+        for id in 1..=2400 {
+            items.push(json!({"pk": format!("A#{id}"), "body": format!("a{id}")}));
+            items.push(json!({"pk": format!("B#{id}"), "body": format!("b{id}")}));
+        }
+        items
+    };
+    let daemon = env.start().await;
+    env.converge(&table, items(), Duration::from_secs(60)).await;
+    assert!(daemon.terminate().success());
+
+    // Both definitions change (same items): two passes with a cleanup. Dies before merging the
+    // third chunk of the second pass.
+    env.write_view("alphas.toml", &view("alphas", "A", "filter = \"id > 0\""));
+    env.write_view("betas.toml", &view("betas", "B", "filter = \"id > 0\""));
+    let mut dying = env.spawn_with(&[("ROWCAST_FAILPOINTS", "merge.before_merge=abort@11")]);
+    let status = dying.exited(Duration::from_secs(60)).await;
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&dying.log).unwrap();
+    assert!(log.contains("failpoint merge.before_merge: abort"), "{log}");
+
+    let daemon = env.start().await;
+    eventually("both cleanups done", Duration::from_secs(60), || async {
+        std::fs::read_to_string(&daemon.log)
+            .unwrap_or_default()
+            .matches("cleanup done")
+            .count()
+            >= 2
+    })
+    .await;
+    env.converge(&table, items(), Duration::from_secs(30)).await;
+    assert!(daemon.terminate().success());
+}

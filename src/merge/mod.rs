@@ -124,6 +124,9 @@ struct Cursor {
     resetting: HashSet<String>,
     /// Snapshot rows merged since the last transaction: the next ones' version indexes count on.
     merged_rows: u32,
+    /// Per transaction counter, where snapshot rows merged after it must start (see
+    /// [`snapshot_floors`]).
+    floors: BTreeMap<u64, u32>,
     replay_end: Option<Position>,
     /// Prepared XA transactions not decided yet, by XID: where a restart must read them again.
     holds: BTreeMap<String, Restart>,
@@ -176,6 +179,7 @@ impl Cursor {
 
 impl Merge {
     pub async fn run(mut self, start: MergeStart) -> Result<(), MergeError> {
+        let floors = snapshot_floors(&start.backfill);
         let mut cursor = Cursor {
             resume: start.position.clone(),
             boundary: start.position,
@@ -185,6 +189,7 @@ impl Merge {
             backfill: start.backfill,
             resetting: HashSet::new(),
             merged_rows: 0,
+            floors,
             replay_end: start.replay_end,
             holds: BTreeMap::new(),
             known_xa: BTreeSet::new(),
@@ -192,6 +197,7 @@ impl Merge {
             recently_unread: std::collections::VecDeque::new(),
             unread_in_read: false,
         };
+        cursor.merged_rows = cursor.floors.get(&cursor.seq).copied().unwrap_or(0);
         let mut hold: Option<Hold> = None;
         // The gauge's handle, looked up once: this loop turns for every event.
         let depth = metrics().queue_depth.with_label_values(&["merge"]);
@@ -342,7 +348,7 @@ impl Merge {
             SourceEvent::Row(change) => self.on_row(change, cursor).await,
             SourceEvent::Commit(mut barrier) => {
                 cursor.transaction = None;
-                cursor.merged_rows = 0;
+                cursor.merged_rows = cursor.floors.get(&barrier.seq).copied().unwrap_or(0);
                 cursor.seq = barrier.seq;
                 cursor.resume = barrier.position.clone();
                 cursor.boundary = barrier.position.clone();
@@ -940,4 +946,25 @@ fn lazy_pass(view: &View, cursor: &mut Cursor) {
         None => Progress::lazy_cleanup(cursor.seq + 1, view.fingerprint()),
     };
     Arc::make_mut(&mut cursor.backfill).insert(view.name.clone(), progress);
+}
+
+/// Where snapshot rows merged after each transaction must start, from the passes an earlier run
+/// began (their first versions, in the checkpoint's progress). Snapshot rows take the versions
+/// after their transaction's, counted from [`SNAPSHOT_INDEX_BASE`] within the run; a run that
+/// starts again with no transaction since (a quiet source) would count from there again, and
+/// a resumed pass would write its rows below its own first version: its cleanup would remove
+/// them as stale (found by a review; `tests/crash_points.rs`). They start above every first
+/// version of that transaction instead. The earlier run's rows above it and not in the
+/// checkpoint are of the same source state (no transaction came in between).
+fn snapshot_floors(backfill: &BackfillState) -> BTreeMap<u64, u32> {
+    let mut floors = BTreeMap::new();
+    for version in backfill.values().filter_map(|p| p.from_version) {
+        let seq = u64::try_from(version >> 32).unwrap_or(u64::MAX);
+        let index = version as u32;
+        if let Some(rows) = index.checked_sub(SNAPSHOT_INDEX_BASE) {
+            let floor = floors.entry(seq).or_insert(0u32);
+            *floor = (*floor).max(rows.saturating_add(1));
+        }
+    }
+    floors
 }
