@@ -886,3 +886,58 @@ async fn stored_item(
         .item
         .unwrap()
 }
+
+/// An application's change still in the stream when a reload changes the view's key templates
+/// reaches SQL: the stopping consumer applies the records already in the stream (with the
+/// views they were made under) before the next one starts with the new templates, which do
+/// not parse the old keys. The consumer here waits 4 s after an empty read, so the change is
+/// still unread when the reload drains. On the code before, the consumer stopped at once, the
+/// next one skipped the record as another view's, and the change was in neither SQL nor the
+/// rebuilt view.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_in_the_stream_when_a_reload_changes_the_key_reaches_sql() {
+    let (env, table) = setup_with("wbreloadkey", "[streams]\npoll_interval_ms = 4000\n").await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    // Past the consumer's reads of rowcast's own writes: it is in its 4 s pause.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    update(
+        &env,
+        &table,
+        1,
+        "SET note = :n",
+        &[(":n", AttributeValue::S("before the reload".into()))],
+    )
+    .await;
+    env.write_view(
+        "accounts.toml",
+        &VIEW
+            .replace("TABLE", &table)
+            .replace("pk = \"ACC#{id}\"", "pk = \"ACCOUNT#{id}\""),
+    );
+    let (status, body) = common::http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 202, "{body}");
+    eventually(
+        "the change to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 1).await.unwrap().3.as_deref() == Some("before the reload") },
+    )
+    .await;
+    eventually(
+        "the rebuilt view to hold it",
+        Duration::from_secs(60),
+        || async {
+            env.items(&table)
+                .await
+                .iter()
+                .any(|i| i["pk"] == "ACCOUNT#1" && i["note"] == "before the reload")
+        },
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

@@ -201,6 +201,7 @@ impl Generation<'_> {
             return Ok(None);
         };
         let pool = prepared.pool;
+        let (catch_up, catch_up_asked) = tokio::sync::watch::channel(None);
         let parts = wiring::Parts {
             config,
             client,
@@ -208,15 +209,10 @@ impl Generation<'_> {
             store,
             health,
             carried,
+            catch_up: catch_up_asked,
         };
-        wiring::spawn(
-            supervisor,
-            parts,
-            channels,
-            prepared.start,
-            prepared.checkpoint,
-        )
-        .await;
+        let (start, initial) = (prepared.start, prepared.checkpoint);
+        wiring::spawn(supervisor, parts, channels, start, initial).await;
         let drain = supervisor.drain_token();
         let mut next: Option<(Config, wiring::Requests)> = None;
         let mut next_channels: Option<wiring::Requests> = None;
@@ -241,13 +237,13 @@ impl Generation<'_> {
                         checking = None;
                         if let Some(read) = checked {
                             next = next_channels.take().map(|channels| (read, channels));
-                            drain.cancel();
+                            drain_after_catch_up(config, &catch_up, &drain);
                         }
                     }
                     // While a reload drains, a request asked meanwhile waits in the channel for
                     // the next configuration's pipeline (which reads the files again); at a
                     // stop it is answered as the process ends.
-                    Some(request) = reloads.recv(), if checking.is_none() && !drain.is_cancelled() => {
+                    Some(request) = reloads.recv(), if checking.is_none() && next.is_none() && !drain.is_cancelled() => {
                         checking = Some(reload::check(config.clone(), request));
                     }
                 }
@@ -260,4 +256,24 @@ impl Generation<'_> {
         outcome.map_err(AppError::Stage)?;
         Ok(next)
     }
+}
+
+/// Drains the pipeline for a reload once the write-back consumers have applied what their
+/// streams hold (`reload::catch_up`; one consumer per DynamoDB table with write-back views).
+fn drain_after_catch_up(
+    config: &Config,
+    catch_up: &tokio::sync::watch::Sender<crate::writeback::CatchUpAsk>,
+    drain: &tokio_util::sync::CancellationToken,
+) {
+    let tables: std::collections::BTreeSet<String> = config
+        .views
+        .iter()
+        .filter(|v| v.writeback_enabled)
+        .map(|v| v.table.to_string())
+        .collect();
+    let (catch_up, drain) = (catch_up.clone(), drain.clone());
+    tokio::spawn(async move {
+        reload::catch_up(&catch_up, tables.len()).await;
+        drain.cancel();
+    });
 }

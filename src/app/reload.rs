@@ -279,6 +279,35 @@ pub async fn on_sighup(reloads: mpsc::Sender<ReloadRequest>) {
     }
 }
 
+/// Asks the `consumers` write-back consumers to apply what their streams hold now and waits for
+/// their answers, a few seconds at most (a consumer waiting to start again after a failure
+/// does not answer): see [`crate::writeback::CatchUpAsk`].
+pub async fn catch_up(
+    ask: &tokio::sync::watch::Sender<crate::writeback::CatchUpAsk>,
+    consumers: usize,
+) {
+    if consumers == 0 {
+        return;
+    }
+    let (done, mut answers) = mpsc::channel(consumers);
+    ask.send_replace(Some(done));
+    let all = async {
+        for _ in 0..consumers {
+            if answers.recv().await.is_none() {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(CATCH_UP_WAIT, all).await.is_err() {
+        warn!("reload: not every write-back consumer caught up with its stream in time; the next ones read on from the saved positions");
+    }
+    ask.send_replace(None);
+}
+
+/// How long a reload waits for the write-back consumers to catch up (their own limit, 5 s,
+/// and a read in flight).
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(7);
+
 #[cfg(test)]
 mod tests {
     use super::*;

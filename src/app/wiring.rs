@@ -63,6 +63,8 @@ pub struct Parts<'a> {
     pub store: Arc<CheckpointStore>,
     pub health: &'a Arc<Health>,
     pub carried: &'a Arc<crate::sink::unsure::Carried>,
+    /// Requests to the write-back consumers to catch up (before a reload drains).
+    pub catch_up: tokio::sync::watch::Receiver<crate::writeback::CatchUpAsk>,
 }
 
 fn failed<E: crate::error::Classify + std::error::Error>(error: E) -> StageError {
@@ -84,13 +86,13 @@ pub async fn spawn(
         store,
         health,
         carried,
+        catch_up,
     } = parts;
     let driver = Driver::new(&config.views, &initial.backfill, config.backfill_chunk_rows);
     health.set_filling(driver.filling());
     // Not ready until write-back follows its streams too (see `writeback::shards`).
-    for view in config.views.iter().filter(|v| v.writeback_enabled) {
-        health.writeback_starting(&view.table);
-    }
+    (config.views.iter().filter(|v| v.writeback_enabled))
+        .for_each(|view| health.writeback_starting(&view.table));
     health.set_ready();
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
@@ -147,8 +149,8 @@ pub async fn spawn(
     };
     spawn_merge(supervisor, config, pool, health, inputs);
     spawn_source(supervisor, config, pool, health, source_tx, start);
-    let restore = requests.fills.0;
-    spawn_writebacks(supervisor, config, client, pool, (restore, lease), health).await;
+    let links = (requests.fills.0, lease, catch_up);
+    spawn_writebacks(supervisor, config, client, pool, links, health).await;
 }
 
 /// The binlog reader, watching every table a view reads.
@@ -427,7 +429,11 @@ async fn spawn_writebacks(
     config: &Config,
     client: &Client,
     pool: &Pool,
-    (restore, lease): (mpsc::Sender<FillRequest>, Lease),
+    (restore, lease, catch_up): (
+        mpsc::Sender<FillRequest>,
+        Lease,
+        tokio::sync::watch::Receiver<crate::writeback::CatchUpAsk>,
+    ),
     health: &Arc<Health>,
 ) {
     let mut by_table: BTreeMap<String, Vec<Arc<View>>> = BTreeMap::new();
@@ -459,6 +465,7 @@ async fn spawn_writebacks(
             retry,
             health: health.clone(),
             lease: lease.clone(),
+            catch_up: catch_up.clone(),
         });
         let restarts = metrics().writeback_restarts.with_label_values(&[&table]);
         let drain = supervisor.drain_token();

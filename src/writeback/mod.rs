@@ -69,6 +69,14 @@ impl Classify for WritebackError {
     }
 }
 
+/// A request to every write-back consumer to apply the records already in its stream, then
+/// answer on the sender (`None`: nothing asked). A reload asks before it drains the pipeline:
+/// the next consumers read with the new views, under whose templates a record of an old key
+/// would be skipped as another view's (a changed key, a view removed or no longer writable),
+/// losing the application's change. Asked while the pipeline still runs, so that the write
+/// lease is confirmed and restores are served.
+pub type CatchUpAsk = Option<tokio::sync::mpsc::Sender<()>>;
+
 /// The write-back consumer of one DynamoDB table.
 pub struct Consumer {
     pub streams: aws_sdk_dynamodbstreams::Client,
@@ -91,6 +99,8 @@ pub struct Consumer {
     /// Every SQL COMMIT of a record waits for it (see `control::Lease`): an instance taken
     /// over while it held a record never applies it after its successor's newer ones.
     pub lease: crate::control::Lease,
+    /// Requests to catch up before a reload (see [`CatchUpAsk`]).
+    pub catch_up: tokio::sync::watch::Receiver<CatchUpAsk>,
 }
 
 impl Consumer {

@@ -68,6 +68,9 @@ struct ShardState {
 /// interval.
 const READS_PER_SECOND: usize = 5;
 
+/// How long a consumer asked to catch up (before a reload drains) reads its stream at most.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
 impl ShardState {
     /// A read that began at `began` found records (or not): when the next may begin.
     fn read_began(&mut self, began: Instant, records: bool, poll: Duration) {
@@ -91,6 +94,8 @@ impl ShardState {
 struct ShardRead {
     records: usize,
     ended: bool,
+    /// Records were asked for and answered (not: an iterator fetched again, a trim handled).
+    fetched: bool,
 }
 
 pub struct Follower {
@@ -104,6 +109,8 @@ pub struct Follower {
     /// or the table re-created): this one is read to its end first, then that one from its
     /// oldest record (see [`Follower::end_drain`]).
     successor: Option<String>,
+    /// Requests to catch up (see [`super::CatchUpAsk`]).
+    catch_up: tokio::sync::watch::Receiver<super::CatchUpAsk>,
 }
 
 /// Runs `attempt` until it succeeds; transient failures are logged and retried with backoff.
@@ -288,6 +295,7 @@ impl Follower {
         };
         let mut follower = Follower {
             handler: Handler::new(consumer.clone()),
+            catch_up: consumer.catch_up.clone(),
             consumer,
             arn,
             shards: BTreeMap::new(),
@@ -379,10 +387,13 @@ impl Follower {
     pub async fn run(mut self, cancel: &CancellationToken) -> Result<Ended, WritebackError> {
         let table = self.consumer.table.clone();
         let mut described = Some(Instant::now());
+        let mut asked_in_pause = false;
         while !cancel.is_cancelled() {
             if self.successor.is_some() && self.shards.values().all(|s| s.position.done) {
                 return self.end_drain().await;
             }
+            self.serve_catch_up(std::mem::take(&mut asked_in_pause), cancel)
+                .await;
             if described.is_none_or(|at| at.elapsed() >= DESCRIBE_EVERY) {
                 match self.describe_again().await {
                     Ok(listed) => self.update_shards(listed),
@@ -438,12 +449,79 @@ impl Follower {
                     .with_label_values(&[&table])
                     .set(0.0);
             }
-            let next = self.until_next_due();
-            if !next.is_zero() && !pause(cancel, next).await {
-                return Ok(Ended::Cancelled);
+            match self.pause_unless_asked(cancel).await {
+                None => return Ok(Ended::Cancelled),
+                Some(asked) => asked_in_pause = asked,
             }
         }
         Ok(Ended::Cancelled)
+    }
+
+    /// Catches up when asked to (see [`super::CatchUpAsk`]); `asked_in_pause`: a request
+    /// ended the last pause (`changed`, which ended it, marks the request seen).
+    async fn serve_catch_up(&mut self, asked_in_pause: bool, cancel: &CancellationToken) {
+        if asked_in_pause || self.catch_up.has_changed().unwrap_or(false) {
+            let asked = self.catch_up.borrow_and_update().clone();
+            if let Some(done) = asked {
+                self.sweep(cancel).await;
+                let _ = done.send(()).await;
+            }
+        }
+    }
+
+    /// Waits until the next shard is due; a request to catch up (a reload about to drain)
+    /// ends the wait: `Some(true)`. `None`: cancelled.
+    async fn pause_unless_asked(&mut self, cancel: &CancellationToken) -> Option<bool> {
+        let next = self.until_next_due();
+        if next.is_zero() {
+            return Some(false);
+        }
+        let catch_up = &mut self.catch_up;
+        let asked = async {
+            if catch_up.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            kept = pause(cancel, next) => kept.then_some(false),
+            () = asked => Some(true),
+        }
+    }
+
+    /// Applies the records already in the stream, for at most [`CATCH_UP`]: each shard is read
+    /// until a read finds nothing. Asked for before a reload drains the pipeline (see
+    /// [`super::CatchUpAsk`]). Best effort: what is left when the time is up is read by the
+    /// next consumer, as before.
+    async fn sweep(&mut self, cancel: &CancellationToken) {
+        let sweep = cancel.child_token();
+        let timer = {
+            let sweep = sweep.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(CATCH_UP).await;
+                sweep.cancel();
+            })
+        };
+        let ids: Vec<String> = self.shards.keys().cloned().collect();
+        for id in ids {
+            while !sweep.is_cancelled() && self.shards.contains_key(&id) && self.ready(&id) {
+                match self.read_shard(&id, &sweep).await {
+                    // Records came, or none were asked for yet (an iterator fetched again, a
+                    // trim handled): read again.
+                    Ok(read) if (read.records > 0 || !read.fetched) && !read.ended => {
+                        // Within the stream's 5 reads per second per shard.
+                        if !pause(&sweep, Duration::from_millis(200)).await {
+                            break;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(error) => {
+                        warn!(table = %self.consumer.table, shard = %id, error = %chain(&error), "write-back: catching up before a reload failed; the next consumer reads on from the saved position");
+                        break;
+                    }
+                }
+            }
+        }
+        timer.abort();
     }
 
     /// Until the next shard is due (the poll interval at most).
@@ -602,12 +680,14 @@ impl Follower {
                 Ok(ShardRead {
                     records: count,
                     ended: false,
+                    fetched: true,
                 })
             }
             Some(_) => Ok(ShardRead::default()),
             None if read_all => {
                 let mut read = self.finish(shard).await?;
                 read.records = count;
+                read.fetched = true;
                 Ok(read)
             }
             // A closed shard's last records, not all handled: read again after the last one
@@ -739,6 +819,7 @@ impl Follower {
         Ok(ShardRead {
             records: 0,
             ended: true,
+            fetched: false,
         })
     }
 
