@@ -4,8 +4,17 @@
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a mix:
 /// a temporary file, fsynced, renamed over, and the folder fsynced.
 pub async fn write_durably(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !tokio::fs::try_exists(dir).await.unwrap_or(false) {
+            tokio::fs::create_dir_all(dir).await?;
+            // The new folder's entry too, or a power loss could lose the folder and the file.
+            if let Some(parent) = dir.parent() {
+                let parent = parent.to_path_buf();
+                tokio::task::spawn_blocking(move || sync_dir(&parent))
+                    .await
+                    .map_err(std::io::Error::other)??;
+            }
+        }
     }
     let target = path.to_path_buf();
     tokio::task::spawn_blocking(move || write_durably_blocking(&target, &bytes))
@@ -16,17 +25,42 @@ pub async fn write_durably(path: &std::path::Path, bytes: Vec<u8>) -> std::io::R
 /// [`write_durably`], on the calling thread.
 pub fn write_durably_blocking(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let file_path = target.with_extension("tmp");
+    let file_path = temporary_path(target);
     let mut file = std::fs::File::create(&file_path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&file_path, target)?;
-    if let Some(dir) = target.parent() {
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
+    match target.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The temporary file `target` is written as before it is renamed: named after the whole file
+/// name and the process, so that two files of one stem (`rowcast.json`, `rowcast.jsonl`) or two
+/// processes (the daemon saving its checkpoint, a `deadletters` command rewriting the letters)
+/// never write one temporary file (one's create would cut the other's, which could then be
+/// renamed over its target).
+fn temporary_path(target: &std::path::Path) -> std::path::PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Makes the entries of `dir` durable (a rename, a new file). A file system that cannot sync a
+/// folder (it answers `EINVAL`) keeps its entries its own way.
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::File::open(dir)?.sync_all() {
+        Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        other => other,
+    }
 }
 
 /// Runs `work` holding an exclusive lock on `<path>.lock` (an advisory lock of the operating
@@ -53,4 +87,39 @@ pub async fn with_file_lock<T: Send + 'static>(
     })
     .await
     .map_err(std::io::Error::other)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rowcast.json` (a checkpoint) and `rowcast.jsonl` (dead letters) in one folder: before,
+    /// both were written through `rowcast.tmp`.
+    #[test]
+    fn files_of_one_stem_have_temporary_files_of_their_own() {
+        let json = temporary_path(std::path::Path::new("state/rowcast.json"));
+        let jsonl = temporary_path(std::path::Path::new("state/rowcast.jsonl"));
+        assert_ne!(json, jsonl);
+        assert_eq!(json.parent(), Some(std::path::Path::new("state")));
+    }
+
+    #[test]
+    fn a_file_written_durably_replaces_the_old_one_and_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("rowcast-durable-{}", std::process::id()));
+        let target = dir.join("new").join("state.json");
+        write_durably_blocking_in_new_dir(&target, b"one");
+        write_durably_blocking(&target, b"two").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn write_durably_blocking_in_new_dir(target: &std::path::Path, bytes: &[u8]) {
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        write_durably_blocking(target, bytes).unwrap();
+    }
 }
