@@ -1245,6 +1245,18 @@ async fn the_checkpoint_item_names_its_owner_its_lease_and_a_release() {
         .unwrap()
         .expect("a predecessor to wait out");
     assert_eq!(unknown.lease_term, None, "{unknown:?}");
+    // An instance with a long lease, taken over by one with a short lease that dies while it
+    // waits the long one out (no release): the next claimer must still wait out the long
+    // lease, within which the first may still write. Before, each claim recorded only its own
+    // term, and the third waited 3.2 s.
+    let long = store(60_000);
+    long.claim().await.unwrap();
+    let short = store(3_200);
+    let previous = short.claim().await.unwrap().expect("not released");
+    assert_eq!(previous.lease_term, Some(Duration::from_secs(60)));
+    let last = store(3_200);
+    let previous = last.claim().await.unwrap().expect("not released");
+    assert_eq!(previous.lease_term, Some(Duration::from_secs(60)));
 }
 
 /// TRUNCATE logs no rows: the table's views are backfilled again and their items without a row

@@ -256,7 +256,7 @@ impl CheckpointStore {
             }));
         };
         let old = out.attributes.unwrap_or_default();
-        Ok(match old.get("owner") {
+        let predecessor = match old.get("owner") {
             Some(AttributeValue::S(previous)) if !previous.starts_with(RELEASED) => {
                 Some(Predecessor {
                     owner: previous.clone(),
@@ -267,7 +267,56 @@ impl CheckpointStore {
                 })
             }
             _ => None,
-        })
+        };
+        // Taken from an instance that did not release it: its lease (or a longer one it was
+        // itself still waiting out) stays in the item, so that a claimer after this one, should
+        // this one die while it waits, waits that out too.
+        if let Some(theirs) = predecessor.as_ref().and_then(|p| p.lease_term) {
+            if theirs > *lease_term {
+                self.keep_lease(theirs).await?;
+            }
+        }
+        Ok(predecessor)
+    }
+
+    /// Records `term` as the item's lease (while the item is this store's).
+    async fn keep_lease(&self, term: Duration) -> Result<(), CheckpointError> {
+        let CheckpointStore::Table {
+            client,
+            table,
+            id,
+            owner,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let kept = client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(item_key(id)))
+            .update_expression("SET #lease = :lease")
+            .condition_expression("#owner = :me")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#lease", LEASE_ATTRIBUTE)
+            .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
+            .expression_attribute_values(":lease", AttributeValue::N(term.as_millis().to_string()))
+            .send()
+            .await;
+        match kept {
+            Err(error) => {
+                let info = classify_sdk_error(&error);
+                if is_condition_failure(&info) {
+                    // Taken over meanwhile: the next check fences this instance.
+                    return Ok(());
+                }
+                Err(CheckpointError::Dynamo {
+                    table: table.clone(),
+                    info,
+                })
+            }
+            Ok(_) => Ok(()),
+        }
     }
 
     /// Gives the checkpoint up after a clean stop, so that the next instance need not wait for
