@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::app::dead_letters;
-use common::{eventually, metric, Env};
+use common::{eventually, http_post, metric, Env};
 use serde_json::{json, Value};
 
 const NOTES: &str = r#"
@@ -1820,5 +1820,49 @@ async fn a_truncate_behind_set_statement_or_in_an_executable_comment_is_seen() {
         2.0,
         "{metrics}"
     );
+    assert!(daemon.terminate().success());
+}
+
+/// The remedy for a halted view, `rowcast snapshot --view`, while the view is in the middle of
+/// a pass: the request begins a new pass (whose first chunk rebuilds the view), not coalesced
+/// into the running one, whose later chunks rebuild nothing. On the code before, the request
+/// answered "coalesced" and the view stayed halted after the pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_snapshot_of_a_view_halted_during_its_pass_lifts_the_halt() {
+    let (env, notes_table) = notes(
+        "edgehaltpass",
+        "[backfill]\nchunk_rows = 200\nmax_items_per_second = 1000\n",
+    )
+    .await;
+    env.sql("INSERT INTO notes SELECT seq, CONCAT('n', seq), NULL FROM seq_1_to_8000")
+        .await;
+    let daemon = env.start_filling().await;
+    env.sql(
+        "SET SESSION binlog_format = 'STATEMENT'; UPDATE notes SET body = 'changed' WHERE id = 1",
+    )
+    .await;
+    let halted = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_view_halted{view=\"notes\"}") == 1.0
+    };
+    eventually("the view to halt", Duration::from_secs(30), halted).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_backfill_state{view=\"notes\"}"),
+        1.0,
+        "halted in the middle of its pass"
+    );
+    let (status, body) = http_post(daemon.api_port, "/v1/views/notes/snapshot").await;
+    assert_eq!(status, 202, "{body}");
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually("the halt lifted", Duration::from_secs(30), || async {
+        !halted().await
+    })
+    .await;
     assert!(daemon.terminate().success());
 }

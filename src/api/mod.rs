@@ -227,15 +227,22 @@ async fn repair(
 }
 
 /// `POST /v1/views/{view}/snapshot`: 202 when the backfill is queued; 200 when the view is
-/// backfilling already (coalesced: that backfill reads every row anyway); 503 when the queue is
-/// full.
+/// backfilling already and not halted (coalesced: that backfill reads every row anyway); 503
+/// when the queue is full.
 async fn snapshot(State(control): State<Control>, Path(view): Path<String>) -> impl IntoResponse {
     let filling = control.health.filling();
     let control = control.running();
     if !control.views.iter().any(|v| v.name == view) {
         return (StatusCode::NOT_FOUND, format!("no view named {view:?}\n"));
     }
-    if filling.contains(&view) {
+    // A halted view's running pass does not lift its halt (only a pass's first chunk rebuilds
+    // a view): asked for again — the remedy for a halt — it begins a new pass.
+    let halted = crate::metrics::metrics()
+        .view_halted
+        .with_label_values(&[&view])
+        .get()
+        == 1;
+    if filling.contains(&view) && !halted {
         return (
             StatusCode::OK,
             format!("{view} is backfilling already; request coalesced\n"),
