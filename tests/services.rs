@@ -447,6 +447,19 @@ async fn a_late_landing_after_a_reload_is_undone_too() {
     late_landing("latereload", false, Then::Reload).await;
 }
 
+/// An environment whose DynamoDB is reached through a [`LateProxy`] that loses the first
+/// request holding `LATE-1`.
+async fn behind_a_late_proxy(name: &str) -> (LateProxy, Env) {
+    let ddb_port: u16 = common::dynamodb_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("a DynamoDB port");
+    let proxy = LateProxy::start(ddb_port, "LATE-1").await;
+    let env = Env::with_dynamodb(name, &format!("http://127.0.0.1:{}", proxy.port)).await;
+    (proxy, env)
+}
+
 /// What happens between the newer write and the late landing.
 #[derive(PartialEq)]
 enum Then {
@@ -459,13 +472,7 @@ enum Then {
 
 async fn late_landing(name: &str, batch: bool, then: Then) {
     let _serial = SERIAL.lock().await;
-    let ddb_port: u16 = common::dynamodb_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("a DynamoDB port");
-    let proxy = LateProxy::start(ddb_port, "LATE-1").await;
-    let env = Env::with_dynamodb(name, &format!("http://127.0.0.1:{}", proxy.port)).await;
+    let (proxy, env) = behind_a_late_proxy(name).await;
     let table = env.notes_view().await;
     env.write_config("[writer]\nflush_interval_ms = 5\nlanes = 1\nrecheck_after_ms = 15000\n");
     env.create_tables();
@@ -595,13 +602,7 @@ async fn a_refused_connection_is_a_known_outcome_and_a_dropped_one_is_not() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_late_landing_on_a_write_back_view_does_not_reach_sql() {
     let _serial = SERIAL.lock().await;
-    let ddb_port: u16 = common::dynamodb_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("a DynamoDB port");
-    let proxy = LateProxy::start(ddb_port, "LATE-1").await;
-    let env = Env::with_dynamodb("latewb", &format!("http://127.0.0.1:{}", proxy.port)).await;
+    let (proxy, env) = behind_a_late_proxy("latewb").await;
     env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
         .await;
     let table = env.table("notes");
@@ -638,6 +639,47 @@ async fn a_late_landing_on_a_write_back_view_does_not_reach_sql() {
         "SQL's committed change undone"
     );
     env.converge(&table, item("NEW"), Duration::from_secs(10))
+        .await;
+    assert!(daemon.terminate().success());
+}
+
+/// A conditional put (`writer.mode = "conditional"`, as every write of a table with write-back
+/// views) whose outcome is unknown, and a delete of its row written after the lane's retry:
+/// the lost put lands then, on the absent item, which its guard allows (no `_version` to be
+/// newer than). It is written over again like a lost plain write: the item's latest state,
+/// the delete, removes it. On the code before, a conditional write with an unknown outcome was
+/// not kept, and the deleted row's item was back for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conditional_put_that_lands_after_its_rows_delete_is_undone() {
+    let _serial = SERIAL.lock().await;
+    let (proxy, env) = behind_a_late_proxy("latecond").await;
+    let table = env.notes_view().await;
+    env.write_config(
+        "[writer]\nflush_interval_ms = 5\nlanes = 1\nrecheck_after_ms = 15000\nmode = \"conditional\"\n",
+    );
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'LATE-1')").await;
+    env.converge(
+        &table,
+        Env::notes(&[(1, "LATE-1")]),
+        Duration::from_secs(30),
+    )
+    .await;
+    let lost_at = Instant::now();
+    assert!(proxy.holds(), "the proxy lost no request");
+    env.sql("DELETE FROM notes WHERE id = 1").await;
+    env.converge(&table, Vec::new(), Duration::from_secs(30))
+        .await;
+    // The lost put arrives now, and DynamoDB Local applies it: the deleted row's item is back.
+    assert!(proxy.release().await.contains(" 200 "));
+    env.converge(&table, Env::notes(&[(1, "LATE-1")]), Duration::from_secs(5))
+        .await;
+    assert!(
+        lost_at.elapsed() < Duration::from_secs(12),
+        "too slow to land the request before the recheck: the test proves nothing"
+    );
+    env.converge(&table, Vec::new(), Duration::from_secs(40))
         .await;
     assert!(daemon.terminate().success());
 }

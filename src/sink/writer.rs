@@ -425,7 +425,11 @@ impl Writer {
                     return;
                 }
                 Err(info) => {
-                    if info.unsure && !conditional {
+                    // A conditional put is kept too: landing late on an item its row's later
+                    // delete removed, its guard lets it in (the item has no version to be
+                    // newer). A conditional delete landing late removes nothing newer.
+                    let put = matches!(op.op, ItemOp::Put { .. });
+                    if info.unsure && (!conditional || put) {
                         self.unsure.lost([op]);
                     }
                     if count_retry(&info) {
