@@ -354,3 +354,33 @@ async fn a_backfill_keeps_to_its_write_budget_and_the_stream_does_not_wait() {
         .await;
     assert!(daemon.terminate().success());
 }
+
+/// A lazy view keyed by a column more than 100 rows share, of which only a later one makes
+/// the item (the others filtered out): a fill reads 100 rows of the key's columns at most, and
+/// must not answer "no row" when none of those makes it — 503 with the reason, not 404. On
+/// the code before, the answer was 404 although a row makes the item.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fill_past_its_row_limit_does_not_answer_no_row() {
+    let env = Env::new("fillmany").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE users (id INT PRIMARY KEY, email VARCHAR(40) NOT NULL, deleted INT NOT NULL)",
+    )
+    .await;
+    env.sql("INSERT INTO users SELECT seq, 'a@example.com', 1 FROM seq_1_to_150; INSERT INTO users VALUES (200, 'a@example.com', 0)")
+        .await;
+    env.write_view(
+        "users.toml",
+        &"name = \"users\"\ntable = \"TABLE\"\nsource = \"{DB}.users\"\nfilter = \"deleted = 0\"\n[key]\npk = \"USER#{email}\"\n[attributes]\nid = \"id\"\n[fill]\nmode = \"lazy\"\n"
+            .replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    let (status, body) = daemon
+        .get("/v1/views/users/item?pk=USER%23a%40example.com")
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("more than 100 rows"), "{body}");
+    assert!(daemon.terminate().success());
+}

@@ -385,15 +385,16 @@ impl Worker {
             &makes_item,
         )
         .await?;
-        if read.rows.is_empty() && !fill.repair {
-            return Ok(None);
-        }
         if read.rows.is_empty() && read.fetched == FILL_ROWS {
-            // Rows past the limit may make the item: not removed on a partial read.
+            // Rows past the limit may make the item: neither "no row" nor removed on a partial
+            // read (before 2026-12-05 a fill answered "no row" here).
             return Err(SqlError::Schema(format!(
-                "more than {FILL_ROWS} rows share the columns of key {}: not removed",
+                "more than {FILL_ROWS} rows share the columns of key {} and none of them makes the item: not looked up further",
                 fill.key
             )));
+        }
+        if read.rows.is_empty() && !fill.repair {
+            return Ok(None);
         }
         let remove = (fill.repair && read.rows.is_empty()).then(|| Box::new(fill.key.clone()));
         Ok(Some(Read {
