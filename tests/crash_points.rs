@@ -47,7 +47,8 @@ async fn crash_under_load(name: &str, point: &str, extra_config: &str, transacti
 #[tokio::test(flavor = "multi_thread")]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 async fn crash_after_a_window_is_written_before_its_acknowledgement() {
-    crash_under_load("cpafterwrite", "lane.after_write=abort@40", "", 600).await;
+    // The 20th window: a busy shared DynamoDB Local makes windows larger and fewer.
+    crash_under_load("cpafterwrite", "lane.after_write=abort@20", "", 600).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -321,8 +322,8 @@ async fn a_pass_resumed_with_no_commit_between_keeps_its_items_through_the_clean
     env.sql(
         "CREATE TABLE alphas (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL);
          CREATE TABLE betas (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL);
-         INSERT INTO alphas SELECT seq, CONCAT('a', seq) FROM seq_1_to_2400;
-         INSERT INTO betas SELECT seq, CONCAT('b', seq) FROM seq_1_to_2400;",
+         INSERT INTO alphas SELECT seq, CONCAT('a', seq) FROM seq_1_to_1200;
+         INSERT INTO betas SELECT seq, CONCAT('b', seq) FROM seq_1_to_1200;",
     )
     .await;
     let view = |name: &str, prefix: &str, filter: &str| {
@@ -331,11 +332,11 @@ async fn a_pass_resumed_with_no_commit_between_keeps_its_items_through_the_clean
     env.write_view("alphas.toml", &view("alphas", "A", ""));
     env.write_view("betas.toml", &view("betas", "B", ""));
     // Two chunks a second: each chunk's progress is saved before the next is merged.
-    env.write_config("[backfill]\nchunk_rows = 300\nmax_items_per_second = 600\n");
+    env.write_config("[backfill]\nchunk_rows = 150\nmax_items_per_second = 300\n");
     env.create_tables();
     let items = || {
         let mut items = Vec::new();
-        for id in 1..=2400 {
+        for id in 1..=1200 {
             items.push(json!({"pk": format!("A#{id}"), "body": format!("a{id}")}));
             items.push(json!({"pk": format!("B#{id}"), "body": format!("b{id}")}));
         }

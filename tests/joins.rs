@@ -320,6 +320,16 @@ attributes = { sku = "SKU" }
         .replace("CARDS", &cards),
     );
     env.create_tables();
+    // `check --connect` reads the names as `run` does (before, it refused `ID`: "column ID is
+    // not in …", and a reload changing such a view was refused the same way).
+    let config = env.config_path();
+    let out = env.rowcast(&["check", "--connect", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     env.sql(
         "INSERT INTO customers VALUES (5, 'Grace', NULL, 'std');
          INSERT INTO orders VALUES (50, 5, 'open', NULL), (51, 5, 'void', NULL);

@@ -292,9 +292,13 @@ pub async fn catch_up(
     let (done, mut answers) = mpsc::channel(consumers);
     ask.send_replace(Some(done));
     let all = async {
-        for _ in 0..consumers {
-            if answers.recv().await.is_none() {
-                break;
+        let mut tables = std::collections::BTreeSet::new();
+        while tables.len() < consumers {
+            match answers.recv().await {
+                Some(table) => {
+                    tables.insert(table);
+                }
+                None => break,
             }
         }
     };

@@ -208,7 +208,23 @@ fn write_back_views_must_be_unambiguous_and_never_assign_keys() {
             "[writeback]\nenabled = true\nattributes = [\"ref\"]\n",
         ),
     );
+    // The same, the column spelled in another case than the key's (`CODE` is `code`).
+    write(
+        &dir,
+        "views/e.toml",
+        &view(
+            "cased",
+            "CASED#{code}",
+            "META",
+            "[writeback]\nenabled = true\nattributes = [\"ref\"]\n",
+        )
+        .replace("ref = \"code\"", "ref = \"CODE\""),
+    );
     let errors = load_errors(&dir);
+    assert!(
+        errors.contains("e.toml: writeback.attributes[0]") && errors.contains("key column CODE"),
+        "{errors}"
+    );
     assert!(
         errors.contains("a.toml: key") && errors.contains("view \"archived\""),
         "{errors}"

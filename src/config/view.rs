@@ -283,7 +283,9 @@ fn key_column_of(attributes: &Attributes, name: &str, key_columns: &[String]) ->
         Attributes::Implicit => name.to_string(),
         Attributes::Explicit(specs) => specs.iter().find(|s| &*s.name == name)?.column.to_string(),
     };
-    key_columns.contains(&column).then_some(column)
+    // Without case: `ID` is key column `id` (MariaDB names columns so).
+    let same = |key: &String| crate::view::row::same_column_name(key, &column);
+    key_columns.iter().any(same).then_some(column)
 }
 
 /// Write-back finds an item's view by parsing its key: the keys of a write-back view must not

@@ -271,16 +271,24 @@ impl CheckpointStore {
         // Taken from an instance that did not release it: its lease (or a longer one it was
         // itself still waiting out) stays in the item, so that a claimer after this one, should
         // this one die while it waits, waits that out too.
-        if let Some(theirs) = predecessor.as_ref().and_then(|p| p.lease_term) {
-            if theirs > *lease_term {
-                self.keep_lease(theirs).await?;
-            }
+        match predecessor.as_ref().and_then(|p| p.lease_term) {
+            Some(theirs) if theirs > *lease_term => self.keep_lease(theirs).await,
+            _ => {}
         }
         Ok(predecessor)
     }
 
-    /// Records `term` as the item's lease (while the item is this store's).
-    async fn keep_lease(&self, term: Duration) -> Result<(), CheckpointError> {
+    /// Records `term` as the item's lease (while the item is this store's). A failure is not
+    /// the claim's: the claim stands (a claim tried again would find the item its own and wait
+    /// for no predecessor), and this instance waits the longer term out anyway; only a claimer
+    /// after it could wait less.
+    async fn keep_lease(&self, term: Duration) {
+        if let Err(error) = self.write_lease(term).await {
+            tracing::warn!(error = %crate::error::chain(&error), "cannot keep the predecessor's longer lease in the checkpoint item; waiting it out all the same");
+        }
+    }
+
+    async fn write_lease(&self, term: Duration) -> Result<(), CheckpointError> {
         let CheckpointStore::Table {
             client,
             table,

@@ -50,15 +50,29 @@ fn temporary_path(target: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Makes the entries of `dir` durable (a rename, a new file). A file system that cannot sync a
-/// folder (it answers `EINVAL`) keeps its entries its own way.
+/// folder (it answers `EINVAL` or `ENOTSUP`), or a folder this process cannot open for reading,
+/// keeps its entries its own way; any other failure of the sync fails the write.
 fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let dir = if dir.as_os_str().is_empty() {
         std::path::Path::new(".")
     } else {
         dir
     };
-    match std::fs::File::open(dir)?.sync_all() {
-        Err(error) if error.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+    use std::io::ErrorKind;
+    let opened = match std::fs::File::open(dir) {
+        // A folder this process may write but not read: its entries are the file system's.
+        Err(error) if error.kind() == ErrorKind::PermissionDenied => return Ok(()),
+        opened => opened?,
+    };
+    match opened.sync_all() {
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::InvalidInput | ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }

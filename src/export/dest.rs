@@ -150,7 +150,11 @@ impl Destination {
             return s3.put(path, bytes).await;
         }
         let mut upload = self.begin(path).await?;
-        self.write(&mut upload, bytes).await?;
+        if let Err(error) = self.write(&mut upload, bytes).await {
+            // No half-written file left behind (a disk full): a retry is not refused.
+            self.abort(upload).await;
+            return Err(error);
+        }
         self.finish(upload).await
     }
 }

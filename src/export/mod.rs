@@ -132,8 +132,12 @@ pub async fn run(
     let manifest = Manifest::new(export, run.position.clone(), entries, &run.files);
     let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
     if let Err(error) = export.dest.put(manifest::MANIFEST_FILE, text).await {
-        // Without a manifest the data files are no export: gone too, as after any failure.
+        // Without a manifest the data files are no export: gone too, as after any failure,
+        // and the dead letters finished with them.
         run.abort().await;
+        export.dest.remove(DEAD_LETTERS_FILE).await;
+        // A manifest whose write failed may still have landed (an S3 PUT answered late).
+        export.dest.remove(manifest::MANIFEST_FILE).await;
         return Err(error);
     }
     Ok((manifest, run.letters))

@@ -443,7 +443,8 @@ impl Template {
 
     /// The column values a key was rendered from: the inverse of [`Template::render`], as text.
     /// A placeholder takes everything up to the next literal (the shortest match); two
-    /// placeholders side by side cannot be told apart.
+    /// placeholders side by side cannot be told apart, and an empty value is refused (see
+    /// [`Template::readings`] for every reading, empty values included).
     pub fn parse_key(&self, key: &str) -> Result<Vec<(String, String)>, KeyParseError> {
         let fail = |reason: &str| KeyParseError {
             key: key.to_string(),
@@ -476,6 +477,11 @@ impl Template {
                         }
                     };
                     let value = column_value(name.as_str(), *pad, value).map_err(|r| fail(&r))?;
+                    // The one reading write-back takes: never an empty value (an application's
+                    // own item `ORDER#` is not taken for a row whose column is '').
+                    if value.is_empty() {
+                        return Err(fail(&format!("empty value for {{{name}}}")));
+                    }
                     values.push((name.to_string(), value));
                 }
             }

@@ -186,7 +186,11 @@ fn is_value_attribute(view: &View, name: &str) -> bool {
 
 fn is_key_column(view: &View, column: &str) -> bool {
     let mut templates = std::iter::once(&view.key.pk).chain(view.key.sk.as_ref());
-    templates.any(|t| t.columns().any(|c| c == column))
+    // Without case: `ID` is key column `id` (MariaDB names columns so).
+    templates.any(|t| {
+        t.columns()
+            .any(|c| crate::view::row::same_column_name(c, column))
+    })
 }
 
 pub fn decide(view: &View, table: &TableSchema, change: &StreamChange) -> Decision {

@@ -75,7 +75,9 @@ impl Classify for WritebackError {
 /// would be skipped as another view's (a changed key, a view removed or no longer writable),
 /// losing the application's change. Asked while the pipeline still runs, so that the write
 /// lease is confirmed and restores are served.
-pub type CatchUpAsk = Option<tokio::sync::mpsc::Sender<()>>;
+/// The answer names the consumer's table (a consumer started again after a failure may answer
+/// twice).
+pub type CatchUpAsk = Option<tokio::sync::mpsc::Sender<String>>;
 
 /// The write-back consumer of one DynamoDB table.
 pub struct Consumer {

@@ -79,6 +79,9 @@ pub struct Handler {
     consumer: Arc<Consumer>,
     tables: TableCache,
     sql: SqlWriter,
+    /// A restore of the record being handled got no answer (the pipeline it was sent to
+    /// drained and dropped it): see [`Handler::process`].
+    restore_unanswered: std::sync::atomic::AtomicBool,
 }
 
 impl Handler {
@@ -87,6 +90,7 @@ impl Handler {
             tables: TableCache::new(consumer.pool.clone()),
             sql: SqlWriter::new(consumer.pool.clone(), consumer.skip_replication),
             consumer,
+            restore_unanswered: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -103,10 +107,18 @@ impl Handler {
         let since = Instant::now();
         let mut tries = 0;
         loop {
+            (self.restore_unanswered).store(false, std::sync::atomic::Ordering::Relaxed);
             let tried = AssertUnwindSafe(self.try_once(change, shard))
                 .catch_unwind()
                 .await;
             let failure = match tried {
+                // A restore the draining pipeline dropped: the record is not done (its position
+                // is not saved past it), and the next start handles it again — nothing was
+                // applied to SQL on the paths that restore.
+                Ok(Tried::Outcome(..)) if self.restore_dropped(cancel) => {
+                    retrying.set(0.0);
+                    return Handled::Cancelled;
+                }
                 Ok(Tried::Outcome(view, outcome)) => {
                     retrying.set(0.0);
                     count(&view, outcome);
@@ -149,6 +161,14 @@ impl Handler {
                 return Handled::Cancelled;
             }
         }
+    }
+
+    /// Whether a restore of the record just handled went unanswered while the consumer stops.
+    fn restore_dropped(&self, cancel: &CancellationToken) -> bool {
+        let unanswered = self
+            .restore_unanswered
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        unanswered && cancel.is_cancelled()
     }
 
     /// Counts a record that was written before write-back first started on its stream.
@@ -354,7 +374,11 @@ impl Handler {
                 warn!(view = %view.name, %reason, "write-back: the item could not be read again from SQL");
                 return;
             }
-            Ok(None) => return,
+            Ok(None) => {
+                self.restore_unanswered
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
             Err(_) => {
                 warn!(view = %view.name, key = %key, "write-back: the item was not read again from SQL within 30 s; it may differ from SQL until its row changes (or `rowcast snapshot`)");
                 return;

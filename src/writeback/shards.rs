@@ -464,7 +464,7 @@ impl Follower {
             let asked = self.catch_up.borrow_and_update().clone();
             if let Some(done) = asked {
                 self.sweep(cancel).await;
-                let _ = done.send(()).await;
+                let _ = done.send(self.consumer.table.clone()).await;
             }
         }
     }
@@ -501,27 +501,61 @@ impl Follower {
                 sweep.cancel();
             })
         };
-        let ids: Vec<String> = self.shards.keys().cloned().collect();
-        for id in ids {
-            while !sweep.is_cancelled() && self.shards.contains_key(&id) && self.ready(&id) {
-                match self.read_shard(&id, &sweep).await {
-                    // Records came, or none were asked for yet (an iterator fetched again, a
-                    // trim handled): read again.
-                    Ok(read) if (read.records > 0 || !read.fetched) && !read.ended => {
-                        // Within the stream's 5 reads per second per shard.
-                        if !pause(&sweep, Duration::from_millis(200)).await {
-                            break;
-                        }
-                    }
-                    Ok(_) => break,
-                    Err(error) => {
-                        warn!(table = %self.consumer.table, shard = %id, error = %chain(&error), "write-back: catching up before a reload failed; the next consumer reads on from the saved position");
-                        break;
-                    }
-                }
+        let mut swept: Vec<String> = Vec::new();
+        while !sweep.is_cancelled() {
+            // The shards ready and not swept yet: at first every open one, then the children
+            // of those that ended meanwhile (listed again).
+            let ids: Vec<String> = (self.shards.keys())
+                .filter(|id| !swept.contains(id) && self.ready(id))
+                .cloned()
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            let mut ended = false;
+            for id in ids {
+                ended |= self.sweep_shard(&id, &sweep).await;
+                swept.push(id);
+            }
+            if !ended {
+                break;
+            }
+            match self.describe_again().await {
+                Ok(listed) => self.update_shards(listed),
+                Err(_) => break,
             }
         }
         timer.abort();
+    }
+
+    /// Reads one shard until two reads in a row find nothing (a page of a shard may be empty
+    /// with records after it); whether the shard ended.
+    async fn sweep_shard(&mut self, id: &str, sweep: &CancellationToken) -> bool {
+        let mut empty = 0;
+        while !sweep.is_cancelled() && self.shards.contains_key(id) && self.ready(id) {
+            match self.read_shard(id, sweep).await {
+                Ok(read) if read.ended => return true,
+                Ok(read) => {
+                    // None asked for yet (an iterator fetched again, a trim handled) counts
+                    // as no answer.
+                    if read.fetched {
+                        empty = if read.records == 0 { empty + 1 } else { 0 };
+                    }
+                    if empty >= 2 {
+                        return false;
+                    }
+                    // Within the stream's 5 reads per second per shard.
+                    if !pause(sweep, Duration::from_millis(200)).await {
+                        return false;
+                    }
+                }
+                Err(error) => {
+                    warn!(table = %self.consumer.table, shard = %id, error = %chain(&error), "write-back: catching up before a reload failed; the next consumer reads on from the saved position");
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     /// Until the next shard is due (the poll interval at most).

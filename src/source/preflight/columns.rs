@@ -10,7 +10,34 @@ use crate::view::spec::TableRef;
 use crate::view::value::Conversion;
 
 /// A table's columns by name (empty when the table does not exist or cannot be read).
-pub(super) type Columns = HashMap<String, ColumnInfo>;
+/// Looked up without case, as MariaDB names columns (`ID` is column `id`); the table's own
+/// spelling is kept for messages and implicit attributes.
+#[derive(Debug, Default)]
+pub(super) struct Columns(HashMap<String, (String, ColumnInfo)>);
+
+impl Columns {
+    pub(super) fn get(&self, name: &str) -> Option<&ColumnInfo> {
+        self.0.get(&name.to_lowercase()).map(|(_, info)| info)
+    }
+
+    pub(super) fn contains_key(&self, name: &str) -> bool {
+        self.0.contains_key(&name.to_lowercase())
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The names as the table spells them.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.values().map(|(name, _)| name)
+    }
+
+    /// The columns by the table's names.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &ColumnInfo)> {
+        self.0.values().map(|(name, info)| (name, info))
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct ColumnInfo {
@@ -23,7 +50,7 @@ pub(super) struct ColumnInfo {
 
 pub(super) async fn load_columns(
     conn: &mut Conn,
-    cache: &mut HashMap<TableRef, HashMap<String, ColumnInfo>>,
+    cache: &mut HashMap<TableRef, Columns>,
     table: &TableRef,
 ) -> Result<(), SourceError> {
     if cache.contains_key(table) {
@@ -41,18 +68,21 @@ pub(super) async fn load_columns(
         .into_iter()
         .map(|(name, data_type, column_type)| {
             (
-                name,
-                ColumnInfo {
-                    data_type: data_type.to_ascii_lowercase(),
-                    old_temporal: matches!(
-                        data_type.to_ascii_lowercase().as_str(),
-                        "time" | "datetime" | "timestamp"
-                    ) && column_type.ends_with(b"/* mariadb-5.3 */"),
-                },
+                name.to_lowercase(),
+                (
+                    name,
+                    ColumnInfo {
+                        data_type: data_type.to_ascii_lowercase(),
+                        old_temporal: matches!(
+                            data_type.to_ascii_lowercase().as_str(),
+                            "time" | "datetime" | "timestamp"
+                        ) && column_type.ends_with(b"/* mariadb-5.3 */"),
+                    },
+                ),
             )
         })
         .collect();
-    cache.insert(table.clone(), columns);
+    cache.insert(table.clone(), Columns(columns));
     Ok(())
 }
 
@@ -70,7 +100,9 @@ pub(super) async fn unique_keys(
         .await
         .map_err(SourceError::Query)?;
     let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+    // Lower-cased: compared with the names views spell, without case.
     for (index, column) in rows {
+        let column = column.to_lowercase();
         match keys.iter_mut().find(|(name, _)| *name == index) {
             Some((_, columns)) => columns.push(column),
             None => keys.push((index, vec![column])),

@@ -42,7 +42,7 @@ pub(super) async fn check_joins(
         check_on(view, join, root, from, found);
         check_columns(join, from, found);
         if matches!(join.kind, JoinKind::Lookup { .. }) {
-            let mut on: Vec<String> = join.on.iter().map(|(f, _)| f.clone()).collect();
+            let mut on: Vec<String> = join.on.iter().map(|(f, _)| f.to_lowercase()).collect();
             on.sort();
             if !unique_keys(conn, &join.from).await?.contains(&on) {
                 found.push((format!("{}.on", join.field), format!(
@@ -64,7 +64,7 @@ fn check_collisions(view: &View, join: &Join, root: &Columns, found: &mut Vec<(S
             vec![attribute.as_str()]
         }
     };
-    for name in added.into_iter().filter(|n| root.contains_key(*n)) {
+    for name in added.into_iter().filter(|n| root.contains_key(n)) {
         found.push((
             join.field.clone(),
             format!(

@@ -274,14 +274,15 @@ pub async fn check_writeback_keys(
 ) -> Result<Vec<Problem>, SourceError> {
     let mut problems = Vec::new();
     for view in views.iter().filter(|v| v.writeback_enabled) {
-        let mut key_columns: Vec<&str> = view.key.pk.columns().collect();
+        // Without case, as `unique_keys` names them.
+        let mut key_columns: Vec<String> = view.key.pk.columns().map(str::to_lowercase).collect();
         if let Some(sk) = &view.key.sk {
-            key_columns.extend(sk.columns());
+            key_columns.extend(sk.columns().map(str::to_lowercase));
         }
         let unique = unique_keys(conn, &view.source).await?;
         if !unique
             .iter()
-            .any(|key| key.iter().all(|c| key_columns.contains(&c.as_str())))
+            .any(|key| key.iter().all(|c| key_columns.contains(c)))
         {
             problems.push(Problem {
                 file: view.file.clone(),
