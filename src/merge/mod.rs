@@ -159,6 +159,12 @@ const MAX_XA_PENDING: usize = 8;
 const ANY_XA: &str = "*";
 
 impl Cursor {
+    /// Where the snapshot rows merged after transaction `seq` count their version indexes from
+    /// (see [`snapshot_floors`]).
+    fn snapshot_start(&self, seq: u64) -> u32 {
+        self.floors.get(&seq).copied().unwrap_or(0)
+    }
+
     /// The earliest of the restart points barriers must carry (join marks, XA holds).
     fn floor(&self, marks: &Marks) -> Option<Restart> {
         marks
@@ -197,7 +203,7 @@ impl Merge {
             recently_unread: std::collections::VecDeque::new(),
             unread_in_read: false,
         };
-        cursor.merged_rows = cursor.floors.get(&cursor.seq).copied().unwrap_or(0);
+        cursor.merged_rows = cursor.snapshot_start(cursor.seq);
         let mut hold: Option<Hold> = None;
         // The gauge's handle, looked up once: this loop turns for every event.
         let depth = metrics().queue_depth.with_label_values(&["merge"]);
@@ -348,7 +354,7 @@ impl Merge {
             SourceEvent::Row(change) => self.on_row(change, cursor).await,
             SourceEvent::Commit(mut barrier) => {
                 cursor.transaction = None;
-                cursor.merged_rows = cursor.floors.get(&barrier.seq).copied().unwrap_or(0);
+                cursor.merged_rows = cursor.snapshot_start(barrier.seq);
                 cursor.seq = barrier.seq;
                 cursor.resume = barrier.position.clone();
                 cursor.boundary = barrier.position.clone();
@@ -482,33 +488,31 @@ impl Merge {
         table: &TableRef,
         cursor: &mut Cursor,
     ) -> Result<(), MergeError> {
-        {
-            if Self::pass_after(cursor, &view.name) {
-                return Ok(());
-            }
-            let keyed = match self.tables.get(&view.source).await {
-                Ok(root) => !root.primary_key.is_empty(),
-                // The server away: the stage starts again from the checkpoint and reads this
-                // change again, rather than halt the view for what may pass.
-                Err(error) if error.is_transient() => return Err(MergeError::Table(error)),
-                Err(_) => false,
+        if Self::pass_after(cursor, &view.name) {
+            return Ok(());
+        }
+        let keyed = match self.tables.get(&view.source).await {
+            Ok(root) => !root.primary_key.is_empty(),
+            // The server away: the stage starts again from the checkpoint and reads this
+            // change again, rather than halt the view for what may pass.
+            Err(error) if error.is_transient() => return Err(MergeError::Table(error)),
+            Err(_) => false,
+        };
+        if !keyed && view.fill != FillMode::Lazy {
+            let reason = format!("{table} was emptied, replaced or retyped, and the root of this view has no primary key (or cannot be read): it cannot be backfilled again. Remedy: remove the view's items, then restart");
+            let halt = Halt {
+                target: HaltTarget::View(view.name.clone()),
+                reason,
+                restart: Some(cursor.restart()),
+                kept: false,
             };
-            if !keyed && view.fill != FillMode::Lazy {
-                let reason = format!("{table} was emptied, replaced or retyped, and the root of this view has no primary key (or cannot be read): it cannot be backfilled again. Remedy: remove the view's items, then restart");
-                let halt = Halt {
-                    target: HaltTarget::View(view.name.clone()),
-                    reason,
-                    restart: Some(cursor.restart()),
-                    kept: false,
-                };
-                self.emit(StreamEvent::Halt(halt)).await?;
-                return Ok(());
-            }
-            if view.fill == FillMode::Lazy {
-                lazy_pass(view, cursor);
-            } else {
-                self.restart_pass(&view.name, true, cursor).await?;
-            }
+            self.emit(StreamEvent::Halt(halt)).await?;
+            return Ok(());
+        }
+        if view.fill == FillMode::Lazy {
+            lazy_pass(view, cursor);
+        } else {
+            self.restart_pass(&view.name, true, cursor).await?;
         }
         Ok(())
     }
@@ -959,8 +963,7 @@ fn lazy_pass(view: &View, cursor: &mut Cursor) {
 fn snapshot_floors(backfill: &BackfillState) -> BTreeMap<u64, u32> {
     let mut floors = BTreeMap::new();
     for version in backfill.values().filter_map(|p| p.from_version) {
-        let seq = u64::try_from(version >> 32).unwrap_or(u64::MAX);
-        let index = version as u32;
+        let (seq, index) = crate::pipeline::version_parts(version);
         if let Some(rows) = index.checked_sub(SNAPSHOT_INDEX_BASE) {
             let floor = floors.entry(seq).or_insert(0u32);
             *floor = (*floor).max(rows.saturating_add(1));

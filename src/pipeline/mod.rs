@@ -13,7 +13,7 @@ use crate::view::spec::TableRef;
 use crate::view::{ItemOp, Row};
 pub use backfill::{BackfillState, KeyValue, Progress, SNAPSHOT_INDEX_BASE};
 pub use position::{position_before, Checkpoint, Position, Restart};
-pub use route::{lane_of, version_of};
+pub use route::{lane_of, version_of, version_parts};
 
 /// Source → merge.
 #[derive(Debug)]

@@ -15,3 +15,9 @@ pub fn lane_of(key: &ItemKey, lanes: usize) -> usize {
 pub fn version_of(seq: u64, index: u32) -> u128 {
     (u128::from(seq) << 32) | u128::from(index)
 }
+
+/// The transaction counter and index of a version: the inverse of [`version_of`].
+pub fn version_parts(version: u128) -> (u64, u32) {
+    let seq = u64::try_from(version >> 32).unwrap_or(u64::MAX);
+    (seq, version as u32)
+}

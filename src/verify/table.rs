@@ -20,7 +20,7 @@ use crate::dynamo::{
 };
 use crate::view::project::Item;
 use crate::view::value::Attr;
-use crate::view::{parse_item_key, ItemKey, View};
+use crate::view::{key_values, parse_item_key, ItemKey, View};
 
 /// One item as read: its attributes (metadata left out) and its version, if it has one.
 pub struct Stored {
@@ -47,16 +47,9 @@ pub fn view_item(
     // An item that does not name its view (written before `_view`, or not rowcast's) is taken
     // for the view's only when its key parses the one way write-back parses keys (no empty
     // value, no two placeholders side by side): an application's own item is not a view's.
-    let strict = || {
-        view.key.pk.parse_key(pk).is_ok()
-            && match (&view.key.sk, sk) {
-                (Some(template), Some(sk)) => template.parse_key(sk).is_ok(),
-                _ => true,
-            }
-    };
     let key = match (named, parse_item_key(view, pk, sk)) {
         (Some(name), _) if *name != view.name => return None,
-        (None, Ok(_)) if !strict() => return None,
+        (None, Ok(_)) if key_values(view, pk, sk).is_none() => return None,
         (_, Ok(key)) => key,
         (Some(_), Err(_)) => ItemKey {
             table: view.table.clone(),

@@ -12,7 +12,7 @@ pub mod template;
 pub mod value;
 
 pub use project::{
-    item_key, key_readings, parse_item_key, project, project_snapshot, removals, ItemKey, ItemOp,
-    Projection, Row, TableSchema,
+    item_key, key_readings, key_values, parse_item_key, project, project_snapshot, removals,
+    ItemKey, ItemOp, Projection, Row, TableSchema,
 };
 pub use spec::{Attributes, TableRef, View};

@@ -370,6 +370,19 @@ pub fn removals(view: &View, before: Option<&Row>, after: Option<&Row>) -> Vec<I
     }
 }
 
+/// The key columns `pk` and `sk` parse into the one way write-back reads a key (each
+/// placeholder the shortest match, no empty value, no two placeholders side by side); `None`
+/// when they do not (not an item of this view, or not one to take for a row).
+pub fn key_values(view: &View, pk: &str, sk: Option<&str>) -> Option<Vec<(String, String)>> {
+    let mut columns = view.key.pk.parse_key(pk).ok()?;
+    match (&view.key.sk, sk) {
+        (Some(template), Some(sk)) => columns.extend(template.parse_key(sk).ok()?),
+        (None, None) => {}
+        _ => return None,
+    }
+    Some(columns)
+}
+
 /// The item key of `pk` and `sk` in `view`'s table, checked to be one the view's templates
 /// could render: some reading of it (see [`key_readings`]; more readings than are looked up
 /// still make it this view's key); `Err` says why not (not an item of this view).

@@ -79,23 +79,18 @@ pub enum Decision {
 }
 
 /// The key columns parsed back from an item's key attributes; `None` when the key is not one
-/// of this view's.
+/// of this view's (see [`crate::view::key_values`]).
 pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
-    let Some(Attr::S(pk)) = keys.get(&*view.key.pk_attribute) else {
-        return None;
+    let text = |name: &str| match keys.get(name) {
+        Some(Attr::S(value)) => Some(value.as_str()),
+        _ => None,
     };
-    let mut columns = view.key.pk.parse_key(pk).ok()?;
-    match (&view.key.sk, &view.key.sk_attribute) {
-        (Some(template), Some(name)) => {
-            let Some(Attr::S(sk)) = keys.get(&**name) else {
-                return None;
-            };
-            columns.extend(template.parse_key(sk).ok()?);
-        }
-        (None, None) => {}
-        _ => return None,
-    }
-    Some(columns)
+    let pk = text(&view.key.pk_attribute)?;
+    let sk = match &view.key.sk_attribute {
+        Some(name) => Some(text(name)?),
+        None => None,
+    };
+    crate::view::key_values(view, pk, sk)
 }
 
 /// Every reading of an item's key whose values their columns can hold, `shortest` (what
