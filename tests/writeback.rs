@@ -623,6 +623,65 @@ async fn a_paused_instance_taken_over_meanwhile_applies_nothing_when_it_resumes(
     assert!(second.terminate().success());
 }
 
+/// A rejected change is undone by rewriting the item from its row (a restore). The record's
+/// position used to be saved once the restore was merged into the stream, before it was written:
+/// a `kill -9` in between lost it, and the item kept the rejected value for good. Now the
+/// position waits for the restore's write, so the next start reads the record again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_not_yet_written_when_killed_is_made_after_the_restart() {
+    let (env, table) = setup("wbrestorekill").await;
+    // The restore's rows wait 20 s between their merge and their projection.
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "project.before_restore=sleep20000")]);
+    daemon.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    // `score` is not writable: rejected, and the item is to be rewritten from its row.
+    update(
+        &env,
+        &table,
+        1,
+        "SET score = :v",
+        &[(":v", AttributeValue::N("5".into()))],
+    )
+    .await;
+    eventually(
+        "the restore to be merged and held",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&daemon.log)
+                .unwrap()
+                .contains("failpoint project.before_restore")
+        },
+    )
+    .await;
+    // Time for the record's position to be saved, as it was once the restore was merged.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.kill9();
+    let stored = stored_item(&env, &table, 1).await;
+    assert_eq!(
+        stored.get("score"),
+        Some(&AttributeValue::N("5".into())),
+        "precondition: the item holds the rejected value when rowcast is killed"
+    );
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        row(&env, 1).await.unwrap().6,
+        0,
+        "a rejected write reached SQL"
+    );
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_sql_and_dynamodb_changes_end_with_the_view_following_sql() {
     let (env, table) = setup("wbconflict").await;

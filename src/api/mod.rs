@@ -171,7 +171,7 @@ async fn fill(control: &Running, view: &str, key: ItemKey, repair: bool) -> Resu
         view: view.to_string(),
         key,
         reply,
-        restore: false,
+        restore: None,
     };
     // Bounded: when the queue of fills is full the caller hears so at once (and may retry),
     // rather than every request waiting on the source.

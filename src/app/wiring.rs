@@ -110,7 +110,6 @@ pub async fn spawn(
         &initial,
     );
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
-    let last_read_seq = lanes.last_read_seq;
     let project_start = ProjectStart {
         restart: Restart {
             seq: start.next_seq.saturating_sub(1),
@@ -118,17 +117,8 @@ pub async fn spawn(
         },
         backfill: driver.state(),
     };
-    let projector = Projector::new(
-        &config.views,
-        merged_rx,
-        lanes.senders,
-        last_read_seq,
-        project_start,
-    );
-    supervisor.spawn(
-        "project",
-        async move { projector.run().await.map_err(failed) }.instrument(info_span!("project")),
-    );
+    let into_lanes = (lanes.senders, lanes.last_read_seq);
+    spawn_project(supervisor, config, merged_rx, into_lanes, project_start);
 
     let (source_tx, source_rx) = mpsc::channel(capacity);
     let merge_start = MergeStart {
@@ -139,6 +129,7 @@ pub async fn spawn(
     };
     let cleaned = spawn_observers(supervisor, config, &observers, &requests.fills.0);
     let inputs = MergeInputs {
+        acked: lanes.acked,
         cleaned,
         source: source_rx,
         out: merged_tx,
@@ -151,6 +142,21 @@ pub async fn spawn(
     spawn_source(supervisor, config, pool, health, source_tx, start);
     let links = (requests.fills.0, lease, catch_up);
     spawn_writebacks(supervisor, config, client, pool, links, health).await;
+}
+
+/// The projector, between the merge stage and the lanes.
+fn spawn_project(
+    supervisor: &mut Supervisor,
+    config: &Config,
+    merged: mpsc::Receiver<crate::pipeline::StreamEvent>,
+    (lanes, last_read_seq): (Vec<mpsc::Sender<crate::pipeline::LaneMsg>>, Arc<AtomicU64>),
+    start: ProjectStart,
+) {
+    let projector = Projector::new(&config.views, merged, lanes, last_read_seq, start);
+    supervisor.spawn(
+        "project",
+        async move { projector.run().await.map_err(failed) }.instrument(info_span!("project")),
+    );
 }
 
 /// The binlog reader, watching every table a view reads.
@@ -251,6 +257,7 @@ struct MergeInputs {
     snapshots: mpsc::Receiver<String>,
     driver: Driver,
     cleaned: mpsc::Receiver<(String, u128)>,
+    acked: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The merge stage and the snapshot worker, which only talk to each other.
@@ -281,6 +288,7 @@ fn spawn_merge(
         ddl: ddl.clone(),
         drain: supervisor.drain_token(),
         cleaned: inputs.cleaned,
+        acked: inputs.acked,
     };
     let start = inputs.start;
     supervisor.spawn(
@@ -318,6 +326,8 @@ fn spawn_merge(
 struct LaneInputs {
     senders: Vec<mpsc::Sender<crate::pipeline::LaneMsg>>,
     last_read_seq: Arc<AtomicU64>,
+    /// The generation of the last barrier every lane acknowledged.
+    acked: tokio::sync::watch::Receiver<u64>,
 }
 
 fn spawn_lanes(
@@ -366,7 +376,9 @@ fn spawn_lanes(
         );
     }
     let last_read_seq = Arc::new(AtomicU64::new(initial.seq));
+    let (acked_tx, acked) = tokio::sync::watch::channel(0);
     let tracker = Tracker {
+        acked: acked_tx,
         lanes: config.writer.lanes,
         rx: ack_rx,
         store,
@@ -375,6 +387,15 @@ fn spawn_lanes(
         initial: initial.clone(),
         health: health.clone(),
     };
+    spawn_tracker(supervisor, tracker);
+    LaneInputs {
+        senders,
+        last_read_seq,
+        acked,
+    }
+}
+
+fn spawn_tracker(supervisor: &mut Supervisor, tracker: Tracker) {
     // Whatever ends the tracker (its return, a panic, an abort) ends the lease it renews:
     // writes still waiting give up, unacknowledged.
     let ends = EndsLease(tracker.store.lease());
@@ -394,10 +415,6 @@ fn spawn_lanes(
         }
         .instrument(info_span!("checkpoint")),
     );
-    LaneInputs {
-        senders,
-        last_read_seq,
-    }
 }
 
 /// Ends a lease when dropped (see `spawn_lanes`).

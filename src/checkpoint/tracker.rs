@@ -29,6 +29,9 @@ pub struct Tracker {
     pub initial: Checkpoint,
     /// Told what every lane acknowledged (`/healthz` tells a stalled pipeline by it).
     pub health: Arc<crate::metrics::Health>,
+    /// The generation of the last barrier every lane acknowledged (write-back's restores wait
+    /// for theirs: `pipeline::WrittenAt`).
+    pub acked: tokio::sync::watch::Sender<u64>,
 }
 
 /// How often ownership of the checkpoint is confirmed (see [`keep_lease`]), busy or idle.
@@ -123,6 +126,7 @@ impl Tracker {
                     if committed.as_ref().is_none_or(|c| c.generation < lowest.generation) {
                         metrics().commit_to_ack.observe(lowest.read_at.elapsed().as_secs_f64());
                         self.health.acknowledged(lowest.seq);
+                        self.acked.send_replace(lowest.generation);
                         committed = Some(lowest.clone());
                     }
                 }

@@ -103,6 +103,8 @@ pub struct Merge {
     pub drain: CancellationToken,
     /// Views whose stale items were removed after a pass (its `since`) with a cleanup pending.
     pub cleaned: mpsc::Receiver<(String, u128)>,
+    /// The checkpoint tracker's acknowledged barrier generations (see `pipeline::WrittenAt`).
+    pub acked: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Where the stream stands.
@@ -739,7 +741,8 @@ impl Merge {
         Ok(None)
     }
 
-    async fn merge(&mut self, read: Read, cursor: &mut Cursor) -> Result<(), MergeError> {
+    /// Whether the writes of `read` are guarded by the version.
+    fn guarded(&self, read: &Read, cursor: &Cursor) -> bool {
         let writeback = self
             .views
             .iter()
@@ -755,6 +758,11 @@ impl Merge {
         // would look like an application's change (the version rule) and flow back to SQL.
         // A fill is always guarded: the item may have been written meanwhile by a read of its own.
         let fill = matches!(read.kind, ReadKind::Fill { .. });
+        fill || writeback || replayed
+    }
+
+    async fn merge(&mut self, read: Read, cursor: &mut Cursor) -> Result<(), MergeError> {
+        let guard = self.guarded(&read, cursor);
         let first_index = SNAPSHOT_INDEX_BASE.saturating_add(cursor.merged_rows);
         let remove = match &read.kind {
             ReadKind::Fill { remove, .. } => remove.as_deref().cloned(),
@@ -784,17 +792,29 @@ impl Merge {
             rows: read.rows,
             joined: read.joined,
             refresh: matches!(read.kind, ReadKind::Refresh { .. }),
-            restore: matches!(read.kind, ReadKind::Fill { restore: true, .. }),
+            restore: matches!(
+                read.kind,
+                ReadKind::Fill {
+                    restore: Some(_),
+                    ..
+                }
+            ),
             remove,
             seq: cursor.seq,
             first_index,
             origin: Arc::new(read.position),
-            guard: fill || writeback || replayed,
+            guard,
             hold: read.hold,
         };
         self.emit(StreamEvent::Snapshot(rows)).await?;
         match read.kind {
-            ReadKind::Fill { .. } => return Ok(()),
+            // A restore: a barrier behind its writes, which write-back waits for before it
+            // saves the position of the record that asked (see `pipeline::WrittenAt`).
+            ReadKind::Fill { restore: None, .. } => return Ok(()),
+            ReadKind::Fill {
+                restore: Some(written),
+                ..
+            } => written.merged(cursor.generation + 1, self.acked.clone()),
             ReadKind::Backfill { state } => {
                 let first_version = version_of(cursor.seq, first_index);
                 Self::apply_progress(cursor, &views, &state, (chunk_rows, first_version))

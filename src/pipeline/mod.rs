@@ -286,11 +286,38 @@ pub struct FillRequest {
     /// The item; the rows read are those of every reading of it (`view::key_readings`).
     pub key: crate::view::ItemKey,
     pub reply: tokio::sync::oneshot::Sender<Result<bool, String>>,
-    /// Asked by write-back after a rejection (see `SnapshotRows::restore`).
-    pub restore: bool,
+    /// Asked by write-back after a rejection (see `SnapshotRows::restore`): told where the
+    /// restore's writes are acknowledged once it is merged.
+    pub restore: Option<WrittenAt>,
     /// A repair (`rowcast verify --repair`): when no row makes the item, the item is removed at
     /// the read's position instead of the answer being "no row".
     pub repair: bool,
+}
+
+/// Where the writes of a merged restore are acknowledged: the merge stage follows them with a
+/// barrier and tells its generation, with the checkpoint tracker's acknowledged generations.
+/// Write-back saves the position of the record that asked for the restore only once that
+/// barrier is acknowledged: a `kill -9` before then reads the record again at the next start,
+/// where it used to be lost with the unwritten restore (merged, the fill was answered).
+#[derive(Debug, Clone, Default)]
+pub struct WrittenAt(Arc<std::sync::OnceLock<(u64, tokio::sync::watch::Receiver<u64>)>>);
+
+impl WrittenAt {
+    /// The merge stage: the restore's writes come before the barrier of `generation`.
+    pub fn merged(&self, generation: u64, acked: tokio::sync::watch::Receiver<u64>) {
+        let _ = self.0.set((generation, acked));
+    }
+
+    /// Whether the restore's writes are acknowledged, waited for: `false` when it was never
+    /// merged or the pipeline ended first (the tracker gone, its barrier not acknowledged).
+    pub async fn written(&self) -> bool {
+        let Some((generation, acked)) = self.0.get() else {
+            return false;
+        };
+        let mut acked = acked.clone();
+        let written = acked.wait_for(|done| *done >= *generation).await.is_ok();
+        written
+    }
 }
 
 /// `SIGHUP` or `POST /v1/reload` → the daemon: read the configuration again and apply it.

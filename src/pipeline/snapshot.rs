@@ -37,11 +37,11 @@ pub struct Read {
 pub enum ReadKind {
     /// A backfill chunk; `state`: the backfill progress once it is merged.
     Backfill { state: Arc<BackfillState> },
-    /// A fill on miss; `restore`: asked by write-back after it rejected an application's change;
-    /// `remove`: a repair (`rowcast verify --repair`) of an item no row read makes, removed at
+    /// A fill on miss; `restore`: asked by write-back after it rejected an application's change
+    /// (told where its writes are acknowledged); `remove`: a repair (`rowcast verify --repair`) of an item no row read makes, removed at
     /// the read's position.
     Fill {
-        restore: bool,
+        restore: Option<super::WrittenAt>,
         remove: Option<Box<crate::view::ItemKey>>,
     },
     /// A chunk of a join refresh batch; `last`: the batch is read to its end with it.

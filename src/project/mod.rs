@@ -358,6 +358,9 @@ impl Projector {
     /// Snapshot rows (backfill, fill on miss, join refresh): each is the row's state at the
     /// snapshot position, with its related rows for a view with joins, written as a put.
     async fn handle_snapshot(&mut self, chunk: SnapshotRows) -> Result<(), ProjectError> {
+        if chunk.restore {
+            crate::util::failpoint::delay("project.before_restore").await;
+        }
         let Some(views) = self.views.get(&chunk.table) else {
             return Ok(());
         };

@@ -404,7 +404,7 @@ impl Worker {
             joined: read.joined,
             position: read.position,
             kind: ReadKind::Fill {
-                restore: fill.restore,
+                restore: fill.restore.clone(),
                 remove,
             },
             hold: None,

@@ -28,7 +28,9 @@
 //! `writer.check` (an error: the version check of guarded writes is refused),
 //! `writer.check_unprocessed` (an error: the version check's answer leaves every other key
 //! unprocessed), `cleanup.before_sweep` (a delay: a view's cleanup is due, its Scan not begun),
-//! `reader.decode_row` (an error: a row of a watched table's rows event cannot be decoded).
+//! `reader.decode_row` (an error: a row of a watched table's rows event cannot be decoded),
+//! `project.before_restore` (a delay: the rows of a write-back restore are merged, not yet
+//! projected nor written).
 
 #[cfg(feature = "failpoints")]
 mod enabled {

@@ -55,7 +55,7 @@ async fn repair_one(via: &RepairVia, view: &View, key: &ItemKey) -> Result<(), S
                 view: view.name.clone(),
                 key,
                 reply,
-                restore: false,
+                restore: None,
                 repair: true,
             };
             fills

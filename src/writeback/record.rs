@@ -51,8 +51,10 @@ use crate::view::ItemKey;
 
 /// Tries of one record whose statement failed in a way a retry may fix.
 pub const MAX_TRIES: u32 = 5;
-/// How long a rejected item waits for its restoring read to be taken and answered.
+/// How long a rejected item waits for its restoring read to be taken, answered and written.
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a consumer whose restore went unanswered waits to be told to stop.
+const STOP_NOTICE: Duration = Duration::from_secs(5);
 /// Tries of the removal of a rejected new item.
 const REMOVAL_TRIES: u32 = 5;
 
@@ -115,7 +117,7 @@ impl Handler {
                 // A restore the draining pipeline dropped: the record is not done (its position
                 // is not saved past it), and the next start handles it again — nothing was
                 // applied to SQL on the paths that restore.
-                Ok(Tried::Outcome(..)) if self.restore_dropped(cancel) => {
+                Ok(Tried::Outcome(..)) if self.restore_dropped(cancel).await => {
                     retrying.set(0.0);
                     return Handled::Cancelled;
                 }
@@ -163,12 +165,17 @@ impl Handler {
         }
     }
 
-    /// Whether a restore of the record just handled went unanswered while the consumer stops.
-    fn restore_dropped(&self, cancel: &CancellationToken) -> bool {
+    /// Whether a restore of the record just handled went unanswered or unwritten while the
+    /// consumer stops. The pipeline it went to ended (a drain, a failure): the consumers of its
+    /// generation are stopped with it, told a moment later at most.
+    async fn restore_dropped(&self, cancel: &CancellationToken) -> bool {
         let unanswered = self
             .restore_unanswered
             .swap(false, std::sync::atomic::Ordering::Relaxed);
-        unanswered && cancel.is_cancelled()
+        unanswered
+            && tokio::time::timeout(STOP_NOTICE, cancel.cancelled())
+                .await
+                .is_ok()
     }
 
     /// Counts a record that was written before write-back first started on its stream.
@@ -356,16 +363,23 @@ impl Handler {
         }
         let key = item_key(view, &change.keys);
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let written = crate::pipeline::WrittenAt::default();
         let request = FillRequest {
             repair: false,
             view: view.name.clone(),
             key: key.clone(),
             reply,
-            restore: true,
+            restore: Some(written.clone()),
         };
+        // Answered once merged; done once written too. The record's position is saved after
+        // this returns, so a restore merged but not written when rowcast is killed would be
+        // lost with it: the record is kept unhandled instead (read again at the next start).
         let asked = tokio::time::timeout(RESTORE_TIMEOUT, async {
             self.consumer.restore.send(request).await.ok()?;
-            answer.await.ok()
+            match answer.await.ok()? {
+                Ok(true) if !written.written().await => None,
+                answer => Some(answer),
+            }
         })
         .await;
         let made = match asked {
@@ -380,7 +394,7 @@ impl Handler {
                 return;
             }
             Err(_) => {
-                warn!(view = %view.name, key = %key, "write-back: the item was not read again from SQL within 30 s; it may differ from SQL until its row changes (or `rowcast snapshot`)");
+                warn!(view = %view.name, key = %key, "write-back: the item was not read again from SQL and written within 30 s (it may still be, unless rowcast stops first); it may differ from SQL until its row changes (or `rowcast snapshot`)");
                 return;
             }
         };
