@@ -553,6 +553,87 @@ async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resume
     assert!(second.terminate().success());
 }
 
+/// A clean stop (SIGTERM: a rolling deploy) whose write-back consumer still has a position to
+/// save, and a successor started at once: the checkpoint must stay held until that save is
+/// done. On the code before, the tracker released it once the lanes had drained, the successor
+/// took it without waiting and saved later positions, and the old instance's save then landed
+/// over them: the next start would apply the successor's records again, over whatever SQL held
+/// by then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_instance_saves_no_position_after_its_successor_began() {
+    let (env, table) = setup("wbstoppos").await;
+    let control = env.table("control");
+    // Every position waits 15 s before it is saved.
+    let mut first = env.spawn_with(&[(
+        "ROWCAST_FAILPOINTS",
+        "writeback.before_position_save=sleep15000@*",
+    )]);
+    first.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
+    update(&env, &table, 1, "SET note = :n", &note("two")).await;
+    note_becomes(
+        &env,
+        "two",
+        "the first instance to apply the change",
+        Duration::from_secs(30),
+    )
+    .await;
+    let holding = || async {
+        std::fs::read_to_string(&first.log)
+            .unwrap()
+            .matches("failpoint writeback.before_position_save")
+            .count()
+    };
+    let before = holding().await;
+    eventually(
+        "the first instance to hold the position after it",
+        Duration::from_secs(30),
+        || async { holding().await > before },
+    )
+    .await;
+    first.signal("-TERM");
+    let second = env.spawn_second();
+    second.wait_ready().await;
+    update(&env, &table, 1, "SET note = :n", &note("three")).await;
+    note_becomes(
+        &env,
+        "three",
+        "the successor to apply the newer change",
+        Duration::from_secs(60),
+    )
+    .await;
+    // The successor's positions, once saved (they are saved after each read of a shard).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let positions = || async {
+        let mut all: Vec<String> = env
+            .scan(&control)
+            .await
+            .into_iter()
+            .filter(|item| item.get("sequence").is_some())
+            .map(|item| item.to_string())
+            .collect();
+        all.sort();
+        all
+    };
+    let saved = positions().await;
+    assert!(!saved.is_empty(), "no position saved");
+    // Whatever it ends with (a successor that took over fences it).
+    first.exited(Duration::from_secs(60)).await;
+    assert_eq!(
+        positions().await,
+        saved,
+        "the stopped instance saved an older position; its log: {}",
+        common::tail(&first.log)
+    );
+    assert!(second.terminate().success());
+}
+
 /// An instance paused (SIGSTOP: a frozen VM or container, a long stall) with an application's
 /// change in hand, and taken over meanwhile, must not apply that change to SQL when it resumes:
 /// its successor applied it and a newer change since, and the old statement would put the older

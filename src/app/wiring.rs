@@ -102,11 +102,14 @@ pub async fn spawn(
     // While draining, a write that finds the lease run out gives up rather than wait for a
     // confirmation that may never come (a control table down): unacknowledged, replayed.
     lease.give_up_when(supervisor.drain_token());
+    // Each write-back consumer holds a sender: the tracker keeps the checkpoint until all are
+    // dropped (see `checkpoint::Tracker::consumers`).
+    let (consumers, consumers_ended) = mpsc::channel(1);
     let lanes = spawn_lanes(
         supervisor,
         config,
         (client, health, carried),
-        store,
+        (store, consumers_ended),
         &initial,
     );
     let (merged_tx, merged_rx) = mpsc::channel(capacity);
@@ -140,7 +143,7 @@ pub async fn spawn(
     };
     spawn_merge(supervisor, config, pool, health, inputs);
     spawn_source(supervisor, config, pool, health, source_tx, start);
-    let links = (requests.fills.0, lease, catch_up);
+    let links = (requests.fills.0, lease, catch_up, consumers);
     spawn_writebacks(supervisor, config, client, pool, links, health).await;
 }
 
@@ -334,7 +337,7 @@ fn spawn_lanes(
     supervisor: &mut Supervisor,
     config: &Config,
     (client, health, carried): (&Client, &Arc<Health>, &Arc<crate::sink::unsure::Carried>),
-    store: Arc<CheckpointStore>,
+    (store, consumers): (Arc<CheckpointStore>, mpsc::Receiver<()>),
     initial: &Checkpoint,
 ) -> LaneInputs {
     let views: Vec<(&str, &str)> = config
@@ -379,6 +382,7 @@ fn spawn_lanes(
     let (acked_tx, acked) = tokio::sync::watch::channel(0);
     let tracker = Tracker {
         acked: acked_tx,
+        consumers,
         lanes: config.writer.lanes,
         rx: ack_rx,
         store,
@@ -446,10 +450,11 @@ async fn spawn_writebacks(
     config: &Config,
     client: &Client,
     pool: &Pool,
-    (restore, lease, catch_up): (
+    (restore, lease, catch_up, holds_checkpoint): (
         mpsc::Sender<FillRequest>,
         Lease,
         tokio::sync::watch::Receiver<crate::writeback::CatchUpAsk>,
+        mpsc::Sender<()>,
     ),
     health: &Arc<Health>,
 ) {
@@ -483,6 +488,7 @@ async fn spawn_writebacks(
             health: health.clone(),
             lease: lease.clone(),
             catch_up: catch_up.clone(),
+            holds_checkpoint: holds_checkpoint.clone(),
         });
         let restarts = metrics().writeback_restarts.with_label_values(&[&table]);
         let drain = supervisor.drain_token();

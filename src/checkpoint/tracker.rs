@@ -32,6 +32,10 @@ pub struct Tracker {
     /// The generation of the last barrier every lane acknowledged (write-back's restores wait
     /// for theirs: `pipeline::WrittenAt`).
     pub acked: tokio::sync::watch::Sender<u64>,
+    /// Closed once every write-back consumer of the pipeline has ended (each holds a sender
+    /// and never sends): until then the checkpoint stays held, its lease confirmed, for the
+    /// stream positions they save.
+    pub consumers: mpsc::Receiver<()>,
 }
 
 /// How often ownership of the checkpoint is confirmed (see [`keep_lease`]), busy or idle.
@@ -88,17 +92,27 @@ async fn keep_lease(
 }
 
 impl Tracker {
-    /// Runs until every lane has finished; returns the last checkpoint persisted. Ownership is
-    /// confirmed meanwhile (see [`keep_lease`]); a takeover ends it with `Fenced`.
-    pub async fn run(self) -> Result<Checkpoint, CheckpointError> {
+    /// Runs until every lane and every write-back consumer has finished; returns the last
+    /// checkpoint persisted. Ownership is confirmed meanwhile (see [`keep_lease`]); a takeover
+    /// ends it with `Fenced`.
+    pub async fn run(mut self) -> Result<Checkpoint, CheckpointError> {
         let store = self.store.clone();
         let interval = self.interval;
+        let (_, closed) = mpsc::channel(1);
+        let mut consumers = std::mem::replace(&mut self.consumers, closed);
         let track = self.track();
         tokio::pin!(track);
         let saved = tokio::select! {
             tracked = &mut track => tracked?,
             Err(error) = keep_lease(&store, lease_term(interval)) => return Err(error),
         };
+        // A consumer still saving a stream position after the release could land it over a
+        // successor's later one (before 2026-12-05 the release came once the lanes were done):
+        // the checkpoint is kept, and confirmed, until they have all ended.
+        tokio::select! {
+            _ = async { while consumers.recv().await.is_some() {} } => {}
+            Err(error) = keep_lease(&store, lease_term(interval)) => return Err(error),
+        }
         // Released once no check is in flight any more: one answered after the release would
         // read the item as another's and fence this instance on its way out.
         if let Err(error) = store.release().await {

@@ -57,10 +57,9 @@ struct Term {
 enum Until {
     /// Writes may be sent until then (`None`: not before the first confirmation).
     Time(Option<Instant>),
-    /// Nothing confirms ownership any more (the checkpoint tracker has ended, or this instance
-    /// was fenced): no write may be sent again. `released`: by a clean stop, after which
-    /// progress may still be recorded (see [`Lease::held_for_progress`]).
-    Ended { released: bool },
+    /// Nothing confirms ownership any more (the checkpoint tracker has ended or released the
+    /// checkpoint, or this instance was fenced): nothing may be sent or recorded again.
+    Ended,
 }
 
 /// How often a send that waits says it is held back (not stalled: see `metrics::waits`) and
@@ -91,7 +90,7 @@ impl Lease {
         term.until.send_if_modified(|current| {
             let later = match current {
                 Until::Time(current) => current.is_none_or(|current| current < until),
-                Until::Ended { .. } => false,
+                Until::Ended => false,
             };
             if later {
                 *current = Until::Time(Some(until));
@@ -103,34 +102,21 @@ impl Lease {
         }
     }
 
-    /// A clean stop gives the checkpoint up: the lease ends, but what this instance has done
-    /// may still be recorded (see [`Lease::held_for_progress`]).
+    /// A clean stop gives the checkpoint up: the lease ends. The tracker releases only once
+    /// every write-back consumer has ended (`checkpoint::Tracker::run`), so no stream position
+    /// is left to save: one saved after the release could land over a successor's later one.
     pub fn release(&self) {
-        if let Some(term) = &self.0 {
-            term.until.send_replace(Until::Ended { released: true });
-        }
-    }
-
-    /// [`Lease::held`] for recording progress already made (write-back's stream positions):
-    /// also `true` after a clean stop released the checkpoint, whose last positions must not
-    /// be lost (the next start would apply those records again); a stalled instance that was
-    /// taken over records nothing, as it writes nothing.
-    pub async fn held_for_progress(&self) -> bool {
-        match &self.0 {
-            Some(term) if *term.until.borrow() == (Until::Ended { released: true }) => true,
-            _ => self.held().await,
-        }
+        self.end();
     }
 
     /// Nothing will confirm ownership again: sends waiting for the lease, and every later one,
     /// give up (see [`Lease::held`]).
     pub fn end(&self) {
         if let Some(term) = &self.0 {
-            // A release stays a release.
             term.until.send_if_modified(|until| {
                 let live = matches!(until, Until::Time(_));
                 if live {
-                    *until = Until::Ended { released: false };
+                    *until = Until::Ended;
                 }
                 live
             });
@@ -152,7 +138,7 @@ impl Lease {
     fn gone_quiet(until: Until, length: Duration) -> bool {
         match until {
             Until::Time(Some(until)) => Instant::now() >= until + length,
-            Until::Time(None) | Until::Ended { .. } => true,
+            Until::Time(None) | Until::Ended => true,
         }
     }
 
@@ -179,7 +165,7 @@ impl Lease {
         metrics().lease_waits.inc();
         loop {
             let now = *until.borrow_and_update();
-            if matches!(now, Until::Ended { .. }) {
+            if matches!(now, Until::Ended) {
                 return false;
             }
             if Self::valid(now) {
@@ -320,19 +306,17 @@ mod tests {
             .expect("gives up after a term without an answer"));
     }
 
-    /// A released lease lets no write through but still lets progress be recorded; an ended
-    /// one (a failure, a fence) neither.
+    /// A released lease lets nothing through any more, as an ended one (a failure, a fence).
     #[tokio::test(start_paused = true)]
-    async fn a_released_lease_still_records_progress_an_ended_one_does_not() {
+    async fn a_released_lease_lets_nothing_through() {
         let released = Lease::new(TERM);
         released.confirmed(Instant::now());
         released.release();
         assert!(!released.held().await && !released.is_held());
-        assert!(released.held_for_progress().await);
         let ended = Lease::new(TERM);
         ended.confirmed(Instant::now());
         ended.end();
-        assert!(!ended.held_for_progress().await);
+        assert!(!ended.held().await && !ended.is_held());
     }
 
     /// A confirmation answered late, whose request left before the one already counted, does

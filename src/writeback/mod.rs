@@ -103,6 +103,9 @@ pub struct Consumer {
     pub lease: crate::control::Lease,
     /// Requests to catch up before a reload (see [`CatchUpAsk`]).
     pub catch_up: tokio::sync::watch::Receiver<CatchUpAsk>,
+    /// Never sent on: dropped with the consumer, it tells the checkpoint tracker that no
+    /// position is left to save (the checkpoint is released only then).
+    pub holds_checkpoint: tokio::sync::mpsc::Sender<()>,
 }
 
 impl Consumer {

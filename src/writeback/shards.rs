@@ -881,15 +881,15 @@ impl Follower {
     }
 
     /// Saves a shard's position, retrying a few times; a position not saved only means that a
-    /// restart reads those records again. Only within the write lease, or after a clean stop
-    /// released it (see `control::Lease::held_for_progress`): an instance taken over while it
-    /// held a position must not save it over its successor's later one, or the next start
-    /// would apply older records again.
+    /// restart reads those records again. Only within the write lease (kept until every
+    /// consumer has ended, at a clean stop too: `checkpoint::Tracker::run`): an instance taken
+    /// over while it held a position must not save it over its successor's later one, or the
+    /// next start would apply older records again.
     async fn save(&self, shard: &str, position: &ShardPosition) {
         crate::util::failpoint::delay("writeback.before_position_save").await;
         let mut backoff = self.consumer.retry.backoff();
         for _ in 0..8 {
-            if !self.consumer.lease.held_for_progress().await {
+            if !self.consumer.lease.held().await {
                 return;
             }
             match self
