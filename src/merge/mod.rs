@@ -414,8 +414,16 @@ impl Merge {
                 Ok(())
             }
             SourceEvent::Truncated(table) => self.resync(&table, cursor).await,
-            SourceEvent::Altered(table, moved) => {
-                let resynced = self.columns_moved(&table, &moved, cursor).await?;
+            SourceEvent::Altered {
+                table,
+                moved,
+                added,
+            } => {
+                let mut resynced = self.columns_moved(&table, &moved, cursor).await?;
+                let missed = self
+                    .columns_added(&table, &added, &resynced, cursor)
+                    .await?;
+                resynced.extend(missed);
                 self.refill_every_column(&table, &resynced, cursor).await
             }
             SourceEvent::Retyped(table) => self.resync(&table, cursor).await,
@@ -647,6 +655,32 @@ impl Merge {
         });
         for view in &views {
             info!(view = %view.name, table = %table, columns = ?moved, "a column the view reads was dropped or renamed: it is backfilled again");
+            self.resync_view(view, table, cursor).await?;
+        }
+        Ok(views.iter().map(|v| v.name.clone()).collect())
+    }
+
+    /// Columns of `table` added or renamed to (`added`): every view (lazy ones too) that names
+    /// one of them, other than those in `resynced` already, is resynced like after a drop. It
+    /// was missing the column: halted by a `DROP` of it just before (by the pass the `DROP`
+    /// began, which read the table between the two statements, or by a row changed between
+    /// them), and no pass would otherwise rebuild it before `rowcast snapshot --view` or a
+    /// restart. The names of the views resynced.
+    async fn columns_added(
+        &mut self,
+        table: &TableRef,
+        added: &[String],
+        resynced: &[String],
+        cursor: &mut Cursor,
+    ) -> Result<Vec<String>, MergeError> {
+        let mut views = self.views_of(table);
+        views.retain(|v| {
+            !resynced.contains(&v.name)
+                && v.columns_read(table)
+                    .is_some_and(|read| read.iter().any(|c| added.contains(c)))
+        });
+        for view in &views {
+            info!(view = %view.name, table = %table, columns = ?added, "a column the view reads was added: it is backfilled again (it may have halted without it)");
             self.resync_view(view, table, cursor).await?;
         }
         Ok(views.iter().map(|v| v.name.clone()).collect())

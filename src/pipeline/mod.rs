@@ -53,8 +53,13 @@ pub enum SourceEvent {
     Truncated(crate::view::TableRef),
     /// A watched table's columns changed (`ALTER TABLE`): the views that take every column of it
     /// are backfilled again, so that every item gets the new columns, and so are those that read
-    /// a column dropped or renamed away (the second field, lower case).
-    Altered(crate::view::TableRef, Vec<String>),
+    /// a column dropped or renamed away (`moved`, lower case) or one added or renamed to
+    /// (`added`: such a view was missing it, and halted without it).
+    Altered {
+        table: crate::view::TableRef,
+        moved: Vec<String>,
+        added: Vec<String>,
+    },
     /// A watched table's columns changed type or charset (`ALTER TABLE … MODIFY`): the server
     /// rewrote its rows without row events, so every view that reads it is made again as after
     /// a TRUNCATE (values, and keys, may render differently now).

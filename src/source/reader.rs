@@ -479,7 +479,13 @@ impl Source {
             match statement::altered_table(&text, &query.schema(), &watched) {
                 Some((table, statement::Alter::Columns)) => {
                     let moved = statement::columns_moved(&text);
-                    self.send(SourceEvent::Altered(table, moved)).await?
+                    let added = statement::columns_added(&text);
+                    self.send(SourceEvent::Altered {
+                        table,
+                        moved,
+                        added,
+                    })
+                    .await?
                 }
                 Some((table, statement::Alter::Retyped)) => {
                     warn!(table = %table, "columns of a watched table changed type: the views that read it are backfilled again, then their items not written again are removed");

@@ -380,6 +380,58 @@ pub fn columns_moved(text: &str) -> Vec<String> {
     moved
 }
 
+/// The columns an `ALTER TABLE` adds (`ADD [COLUMN] [IF NOT EXISTS] c …`) or renames to
+/// (`RENAME COLUMN c TO d`: `d`), lower-cased: a view that reads one of them was missing it
+/// (halted by a `DROP` of it just before, most often) and is read again. Of a parenthesised
+/// `ADD (a …, b …)` every word after it counts (this lexer does not tell the list's commas and
+/// its end from other signs): at worst a view reading a column named like one of them is read
+/// again for nothing.
+pub fn columns_added(text: &str) -> Vec<String> {
+    let tokens = lex(text);
+    let words = unquoted_words(&tokens);
+    if !alters_a_table(&words) {
+        return Vec::new();
+    }
+    let keyword = |i: usize, word: &str| matches!(tokens.get(i), Some(Token::Word { text, quoted: false }) if text.eq_ignore_ascii_case(word));
+    let name = |i: usize| match tokens.get(i) {
+        Some(Token::Word { text, quoted }) if text != "(" => Some((text, *quoted)),
+        _ => None,
+    };
+    let mut added = Vec::new();
+    for i in 0..tokens.len() {
+        if keyword(i, "RENAME") && keyword(i + 1, "COLUMN") && keyword(i + 3, "TO") {
+            added.extend(name(i + 4).map(|(text, _)| text.to_ascii_lowercase()));
+            continue;
+        }
+        if !keyword(i, "ADD") {
+            continue;
+        }
+        let mut at = i + 1;
+        let column = keyword(at, "COLUMN");
+        if column {
+            at += 1;
+        }
+        if keyword(at, "IF") && keyword(at + 1, "NOT") && keyword(at + 2, "EXISTS") {
+            at += 3;
+        }
+        if matches!(tokens.get(at), Some(Token::Word { text, .. }) if text == "(") {
+            added.extend(
+                (at + 1..tokens.len())
+                    .filter_map(|j| name(j).map(|(text, _)| text.to_ascii_lowercase())),
+            );
+            break;
+        }
+        if let Some((text, quoted)) = name(at) {
+            let other =
+                !column && !quoted && NOT_COLUMNS.iter().any(|w| text.eq_ignore_ascii_case(w));
+            if !other {
+                added.push(text.to_ascii_lowercase());
+            }
+        }
+    }
+    added
+}
+
 /// The unquoted words of a statement, in upper case (keywords and unquoted names).
 fn unquoted_words(tokens: &[Token]) -> Vec<String> {
     tokens
@@ -607,6 +659,42 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(columns_moved("DROP TABLE people"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn columns_added_or_renamed_to_are_named() {
+        assert_eq!(
+            columns_added("ALTER TABLE people ADD COLUMN Price INT NOT NULL DEFAULT 5"),
+            vec!["price"]
+        );
+        assert_eq!(
+            columns_added("alter table people add if not exists `a` int, add column b int, drop c"),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            columns_added("ALTER TABLE people RENAME COLUMN tmp TO First"),
+            vec!["first"]
+        );
+        assert_eq!(
+            columns_added("ALTER TABLE people ADD INDEX i (a), ADD PRIMARY KEY (id), ADD CONSTRAINT c CHECK (a > 0), ADD UNIQUE KEY u (b), ADD FOREIGN KEY (x) REFERENCES t (y)"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            columns_added("ALTER TABLE people ADD (a INT, b VARCHAR(3))"),
+            vec!["a", "int", "b", "varchar", "3"]
+        );
+        assert_eq!(
+            columns_added("ALTER TABLE people ADD COLUMN system INT, ADD `period` INT"),
+            vec!["system", "period"]
+        );
+        assert_eq!(
+            columns_added("SET STATEMENT a=1 FOR ALTER TABLE orders ADD note TEXT"),
+            vec!["note"]
+        );
+        assert_eq!(
+            columns_added("CREATE TABLE people (a INT)"),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
