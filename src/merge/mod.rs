@@ -418,14 +418,7 @@ impl Merge {
                 table,
                 moved,
                 added,
-            } => {
-                let mut resynced = self.columns_moved(&table, &moved, cursor).await?;
-                let missed = self
-                    .columns_added(&table, &added, &resynced, cursor)
-                    .await?;
-                resynced.extend(missed);
-                self.refill_every_column(&table, &resynced, cursor).await
-            }
+            } => self.altered(&table, (&moved, &added), cursor).await,
             SourceEvent::Retyped(table) => self.resync(&table, cursor).await,
         }
     }
@@ -658,6 +651,20 @@ impl Merge {
             self.resync_view(view, table, cursor).await?;
         }
         Ok(views.iter().map(|v| v.name.clone()).collect())
+    }
+
+    /// `table`'s columns changed: columns `moved` (dropped, renamed away) and `added` (or
+    /// renamed to).
+    async fn altered(
+        &mut self,
+        table: &TableRef,
+        (moved, added): (&[String], &[String]),
+        cursor: &mut Cursor,
+    ) -> Result<(), MergeError> {
+        let mut resynced = self.columns_moved(table, moved, cursor).await?;
+        let missed = self.columns_added(table, added, &resynced, cursor).await?;
+        resynced.extend(missed);
+        self.refill_every_column(table, &resynced, cursor).await
     }
 
     /// Columns of `table` added or renamed to (`added`): every view (lazy ones too) that names
