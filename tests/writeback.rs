@@ -634,6 +634,57 @@ async fn a_stopping_instance_saves_no_position_after_its_successor_began() {
     assert!(second.terminate().success());
 }
 
+/// A clean stop (SIGTERM) while a position waits to be saved, with no successor: the position
+/// is saved before the checkpoint is released and the process ends, so the next start does not
+/// apply the record again over a newer SQL change. (A change of 2026-12-05 made the release wait
+/// for the write-back consumers and refuses saves after it; this guards the save before it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_stop_saves_its_last_position_before_it_releases_the_checkpoint() {
+    let (env, table) = setup("wbstopsave").await;
+    let first = env.spawn_with(&[(
+        "ROWCAST_FAILPOINTS",
+        "writeback.before_position_save=sleep3000@*",
+    )]);
+    first.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
+    update(&env, &table, 1, "SET note = :n", &note("two")).await;
+    note_becomes(
+        &env,
+        "two",
+        "the change to reach SQL",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(first.terminate().success());
+    env.sql("UPDATE accounts SET note = 'sql-newer' WHERE id = 1")
+        .await;
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    eventually(
+        "write-back to read every stream record",
+        Duration::from_secs(60),
+        || common::app::caught_up(&env, &table),
+    )
+    .await;
+    assert_eq!(
+        row(&env, 1).await.unwrap().3.as_deref(),
+        Some("sql-newer"),
+        "the application's change was applied again over a newer SQL change"
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// An instance paused (SIGSTOP: a frozen VM or container, a long stall) with an application's
 /// change in hand, and taken over meanwhile, must not apply that change to SQL when it resumes:
 /// its successor applied it and a newer change since, and the old statement would put the older
@@ -760,6 +811,10 @@ async fn a_restore_not_yet_written_when_killed_is_made_after_the_restart() {
         0,
         "a rejected write reached SQL"
     );
+    // The record was read again after the restart, and rejected again.
+    let dead = env.dir.join("dead.jsonl");
+    let letters = std::fs::read_to_string(&dead).unwrap_or_default();
+    assert_eq!(letters.lines().count(), 2, "{letters}");
     assert!(daemon.terminate().success());
 }
 

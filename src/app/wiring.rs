@@ -435,6 +435,7 @@ pub(super) fn position_store(config: &Config, client: &Client) -> PositionStore 
     match &config.checkpoint {
         CheckpointStoreConfig::Table(table) => PositionStore::Table {
             client: client.clone(),
+            saves: crate::dynamo::sending_once(client),
             table: table.clone(),
             prefix: config.control_prefix("writeback"),
         },

@@ -108,9 +108,17 @@ impl Tracker {
         };
         // A consumer still saving a stream position after the release could land it over a
         // successor's later one (before 2026-12-05 the release came once the lanes were done):
-        // the checkpoint is kept, and confirmed, until they have all ended.
+        // the checkpoint is kept, and confirmed, until they have all ended, or for two lease
+        // terms at most (a consumer hung on its database): the lease then ends first, so that
+        // nothing it saves or commits later is let through.
+        let ended = async { while consumers.recv().await.is_some() {} };
         tokio::select! {
-            _ = async { while consumers.recv().await.is_some() {} } => {}
+            waited = tokio::time::timeout(2 * lease_term(interval), ended) => {
+                if waited.is_err() {
+                    warn!("write-back consumers still running two lease terms after the lanes drained; the checkpoint is released, and what they still save is refused");
+                    store.lease().end();
+                }
+            }
             Err(error) = keep_lease(&store, lease_term(interval)) => return Err(error),
         }
         // Released once no check is in flight any more: one answered after the release would

@@ -99,6 +99,9 @@ const OFF_PREFIX: &str = "#off#";
 pub enum PositionStore {
     Table {
         client: Client,
+        /// The client of [`PositionStore::save`]: one attempt per call (no retry inside the
+        /// SDK), so that the caller checks the write lease before every attempt.
+        saves: Client,
         table: String,
         /// `writeback#`, or `writeback#<pipeline name>#` with `[pipeline] name`.
         prefix: String,
@@ -133,6 +136,7 @@ impl PositionStore {
                 client,
                 table: control,
                 prefix,
+                ..
             } => query_partition(client, control, &Self::partition(prefix, stream)).await,
             PositionStore::File { path, lock } => {
                 let _held = lock.lock().await;
@@ -148,6 +152,7 @@ impl PositionStore {
                 client,
                 table: control,
                 prefix,
+                ..
             } => client
                 .put_item()
                 .table_name(control)
@@ -176,9 +181,10 @@ impl PositionStore {
     ) -> Result<(), PositionError> {
         match self {
             PositionStore::Table {
-                client,
+                saves: client,
                 table: control,
                 prefix,
+                ..
             } => {
                 let mut request = client
                     .put_item()
@@ -241,6 +247,7 @@ impl PositionStore {
                 client,
                 table: control,
                 prefix,
+                ..
             } => {
                 let partition = Self::partition(prefix, stream);
                 let pages = crate::dynamo::tables::query_partition(

@@ -304,6 +304,8 @@ pub struct FillRequest {
 /// Write-back saves the position of the record that asked for the restore only once that
 /// barrier is acknowledged: a `kill -9` before then reads the record again at the next start,
 /// where it used to be lost with the unwritten restore (merged, the fill was answered).
+/// Acknowledged means done with, not always written: the rows of a halted view are skipped, and
+/// an item refused by DynamoDB is a dead letter.
 #[derive(Debug, Clone, Default)]
 pub struct WrittenAt(Arc<std::sync::OnceLock<(u64, tokio::sync::watch::Receiver<u64>)>>);
 

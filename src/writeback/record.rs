@@ -394,7 +394,7 @@ impl Handler {
                 return;
             }
             Err(_) => {
-                warn!(view = %view.name, key = %key, "write-back: the item was not read again from SQL and written within 30 s (it may still be, unless rowcast stops first); it may differ from SQL until its row changes (or `rowcast snapshot`)");
+                warn!(view = %view.name, key = %key, "write-back: the item was not read again from SQL and written within 30 s (given up); it may differ from SQL until its row changes (or `rowcast snapshot`)");
                 return;
             }
         };

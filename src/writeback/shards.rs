@@ -803,6 +803,12 @@ impl Follower {
     ) -> ShardPosition {
         let mut position = self.shards[shard].position.clone();
         for record in records {
+            // A stop (a drain) takes no record further: the rest is read again at the next
+            // start, rather than each one applied and its position saved while the checkpoint
+            // waits for this consumer to end (`checkpoint::Tracker::run`).
+            if cancel.is_cancelled() {
+                break;
+            }
             let Some(change) = stream_change(record) else {
                 if let Some(sequence) = record.dynamodb().and_then(|d| d.sequence_number()) {
                     position.sequence = Some(sequence.to_string());
