@@ -25,8 +25,10 @@
 //! check and the request leaving (the SDK's own work before it sends included: credentials,
 //! connecting); a request held in the network longer than the margin; a paused VM whose
 //! monotonic clock stands still while it is paused. Conditional single writes (the version
-//! guard) are safe from all three: an older version never replaces a newer one. Checked
-//! batches (`sink/checked.rs`) are not: their write is a plain BatchWriteItem.
+//! guard) are safe from all three as far as versions go: an older version never replaces a
+//! newer one (a put can still bring back an item a later delete removed: its own instance
+//! writes it again when it knows the outcome unknown, `sink/unsure.rs`; a fenced one does not).
+//! Checked batches (`sink/checked.rs`) are not: their write is a plain BatchWriteItem.
 //!
 //! A file checkpoint has no owner and no lease: it belongs to one sidecar's volume.
 

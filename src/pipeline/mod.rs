@@ -196,8 +196,9 @@ pub struct WriteOp {
 
 impl WriteOp {
     /// Written only conditionally, whatever the write mode: a removal marked first, a restore,
-    /// a write of a table with write-back. (Never kept as a write of unknown outcome: a late
-    /// landing of one cannot move a version back.)
+    /// a write of a table with write-back. A late landing of one cannot move a version back,
+    /// but a put's can bring back an item a later delete removed: such puts with an unknown
+    /// outcome are kept and written again like plain ones (`sink::unsure`).
     pub fn always_guarded(&self) -> bool {
         self.mark_removal || self.restore || self.write_back
     }

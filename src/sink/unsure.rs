@@ -277,12 +277,17 @@ impl Unsure {
     /// (an item already kept starts its window again).
     pub fn lost<'a>(&self, ops: impl IntoIterator<Item = &'a WriteOp>) {
         let mut state = self.state();
+        // One request's writes, due together.
+        let due = Instant::now() + self.after;
         for op in ops {
-            if op.always_guarded() {
+            // A marked removal removes no newer version when it lands late. Every other write
+            // is kept, conditional ones too (a write-back table's, a restore): a put landing
+            // late on an item that a later delete removed is let in by its guard.
+            if op.mark_removal {
                 continue;
             }
             let deleted = matches!(op.op, ItemOp::Delete { .. });
-            self.keep(&mut state, op, deleted, None);
+            self.keep_at(&mut state, op, deleted, None, due);
         }
         self.track(&state);
     }
@@ -402,16 +407,12 @@ impl Unsure {
         let Some(mut entry) = state.remove(key) else {
             return;
         };
-        if op.always_guarded() {
-            // Not a state to write plainly again (not seen: such views never write plainly).
-            state.drop_entry(&entry);
-        } else {
-            if op.version >= entry.recheck.op.version {
-                entry.recheck.op = op.clone();
-                entry.bytes = size(op);
-            }
-            state.insert(key, entry);
+        // A marked removal or a restore is written again as itself (`Writer::send_single`).
+        if op.version >= entry.recheck.op.version {
+            entry.recheck.op = op.clone();
+            entry.bytes = size(op);
         }
+        state.insert(key, entry);
         self.track(&state);
     }
 
@@ -588,19 +589,30 @@ mod tests {
         assert_eq!(unsure.kept(), 0);
     }
 
-    /// Writes that are conditional anyway are never kept; a kept item whose next write is one
-    /// is dropped. An entry that would grow past the bound is dropped, not kept over it.
+    /// Marked removals are never kept (landing late they remove no newer version); other
+    /// conditional writes are (a write-back table's put landing late on an item a later delete
+    /// removed), and a kept item follows its later writes, marked removals too. An entry that
+    /// would grow past the bound is dropped, not kept over it.
     #[test]
-    fn guarded_writes_are_not_kept_and_the_bound_holds_when_an_entry_grows() {
-        let unsure = Unsure::new(Duration::from_secs(60), 1);
+    fn marked_removals_are_not_kept_guarded_puts_are_and_the_bound_holds() {
+        let unsure = Unsure::new(Duration::ZERO, 1);
+        let mut removal = delete("v", "a", 5);
+        removal.mark_removal = true;
+        unsure.lost([&removal]);
+        assert_eq!(unsure.kept(), 0);
+        assert_eq!(unsure.oldest_loss(0), None, "nothing kept: nothing waits");
         let mut guarded = put("v", "a", 5);
         guarded.write_back = true;
         unsure.lost([&guarded]);
-        assert_eq!(unsure.kept(), 0);
-        unsure.lost([&put("v", "a", 5)]);
-        unsure.follow(&guarded);
-        assert_eq!(unsure.kept(), 0);
-        assert_eq!(unsure.oldest_loss(0), None, "nothing kept: nothing waits");
+        assert_eq!(unsure.kept(), 1);
+        let mut later = delete("v", "a", 7);
+        later.mark_removal = true;
+        later.write_back = true;
+        unsure.follow(&later);
+        let taken = unsure.take_due(0);
+        assert_eq!(taken.len(), 1);
+        assert!(taken[0].op.mark_removal && taken[0].op.version == 7);
+        let unsure = Unsure::new(Duration::from_secs(60), 1);
         unsure.lost([&delete("v", "b", 5)]);
         unsure.state().bytes = MAX_BYTES - 10; // nearly full
         let mut big = put("v", "b", 6);
