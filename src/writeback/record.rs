@@ -51,8 +51,9 @@ use crate::view::ItemKey;
 
 /// Tries of one record whose statement failed in a way a retry may fix.
 pub const MAX_TRIES: u32 = 5;
-/// How long a rejected item waits for its restoring read to be taken, answered and written.
-const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a restore (the rejected item read again from SQL and written) goes before it is
+/// told slow in the log; it is waited for until done or the consumer stops.
+const RESTORE_SLOW: Duration = Duration::from_secs(30);
 /// How long a consumer whose restore went unanswered waits to be told to stop.
 const STOP_NOTICE: Duration = Duration::from_secs(5);
 /// Tries of the removal of a rejected new item.
@@ -84,11 +85,14 @@ pub struct Handler {
     /// A restore of the record being handled got no answer (the pipeline it was sent to
     /// drained and dropped it): see [`Handler::process`].
     restore_unanswered: std::sync::atomic::AtomicBool,
+    /// The consumer's stop: a restore waited for gives up then.
+    cancel: CancellationToken,
 }
 
 impl Handler {
-    pub fn new(consumer: Arc<Consumer>) -> Self {
+    pub fn new(consumer: Arc<Consumer>, cancel: CancellationToken) -> Self {
         Handler {
+            cancel,
             tables: TableCache::new(consumer.pool.clone()),
             sql: SqlWriter::new(consumer.pool.clone(), consumer.skip_replication),
             consumer,
@@ -374,27 +378,36 @@ impl Handler {
         // Answered once merged; done once written too. The record's position is saved after
         // this returns, so a restore merged but not written when rowcast is killed would be
         // lost with it: the record is kept unhandled instead (read again at the next start).
-        let asked = tokio::time::timeout(RESTORE_TIMEOUT, async {
+        // Waited for as long as it takes (a pipeline far behind the binlog merges it late),
+        // or until the consumer stops: given up at a time, it was lost (the fill dropped with
+        // its answer, the record's position saved).
+        let asked = async {
             self.consumer.restore.send(request).await.ok()?;
             match answer.await.ok()? {
                 Ok(true) if !written.written().await => None,
                 answer => Some(answer),
             }
-        })
-        .await;
+        };
+        tokio::pin!(asked);
+        let asked = tokio::select! {
+            asked = &mut asked => asked,
+            _ = tokio::time::sleep(RESTORE_SLOW) => {
+                warn!(view = %view.name, key = %key, "write-back: the item is not read again from SQL and written yet after 30 s; the table's records wait for it");
+                tokio::select! {
+                    asked = &mut asked => asked,
+                    _ = self.cancel.cancelled() => None,
+                }
+            }
+        };
         let made = match asked {
-            Ok(Some(Ok(made))) => made,
-            Ok(Some(Err(reason))) => {
+            Some(Ok(made)) => made,
+            Some(Err(reason)) => {
                 warn!(view = %view.name, %reason, "write-back: the item could not be read again from SQL");
                 return;
             }
-            Ok(None) => {
+            None => {
                 self.restore_unanswered
                     .store(true, std::sync::atomic::Ordering::Relaxed);
-                return;
-            }
-            Err(_) => {
-                warn!(view = %view.name, key = %key, "write-back: the item was not read again from SQL and written within 30 s (given up); it may differ from SQL until its row changes (or `rowcast snapshot`)");
                 return;
             }
         };

@@ -294,7 +294,7 @@ impl Follower {
             saved.started_ms
         };
         let mut follower = Follower {
-            handler: Handler::new(consumer.clone()),
+            handler: Handler::new(consumer.clone(), cancel.clone()),
             catch_up: consumer.catch_up.clone(),
             consumer,
             arn,
