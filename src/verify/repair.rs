@@ -77,6 +77,8 @@ async fn written(run: &Run<'_, '_>, difference: &Difference) -> Result<(), Verif
     let (view, services) = (run.view, run.services);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let keys = [difference.key.clone()];
+    // 20 ms, doubling up to half a second: about 25 reads in the 10 s, not 500.
+    let mut pause = Duration::from_millis(20);
     while tokio::time::Instant::now() < deadline {
         let stored = table::get_items(services.client, (view, services.views), &keys)
             .await
@@ -97,7 +99,8 @@ async fn written(run: &Run<'_, '_>, difference: &Difference) -> Result<(), Verif
         if landed {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
     Ok(())
 }
