@@ -939,8 +939,9 @@ async fn verify(
     let pool = match rowcast::source::pool(&config.source.connection).await {
         Ok(pool) => pool,
         Err(error) => {
+            // "1 any other error" (VIEWS.md): 3 is `check --connect`'s and `run`'s preflight.
             eprintln!("error: {}: source: {}", path.display(), chain(&error));
-            return ExitCode::from(3);
+            return ExitCode::FAILURE;
         }
     };
     let client = rowcast::dynamo::client(&config.dynamodb).await;

@@ -123,3 +123,54 @@ async fn a_full_queue_of_fills_answers_503_at_once() {
     );
     daemon.kill9();
 }
+
+/// Two views of one table whose keys one's templates parse as the other's (`O#{id}` reads
+/// `O#5#LINE#1` with `id = 5#LINE#1`, and MariaDB compares `'5#LINE#1'` with the integer 5):
+/// a repair or a read through one view of the other's key neither removes nor returns the
+/// other view's item. On the code before, the repair removed the line's item (no row of
+/// `orders` renders that key) and the read returned it as an order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_of_another_view_is_neither_repaired_nor_read_through_this_one() {
+    let env = Env::new("apiowner").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE orders (id INT PRIMARY KEY, c INT NOT NULL);
+         CREATE TABLE order_lines (order_id INT, n INT, c INT NOT NULL, PRIMARY KEY (order_id, n));
+         INSERT INTO orders VALUES (5, 1);
+         INSERT INTO order_lines VALUES (5, 1, 1);",
+    )
+    .await;
+    env.write_view(
+        "orders.toml",
+        &format!("name = \"orders\"\ntable = \"{table}\"\nsource = \"{{DB}}.orders\"\n[key]\npk = \"C#{{c}}\"\nsk = \"O#{{id}}\"\n"),
+    );
+    env.write_view(
+        "lines.toml",
+        &format!("name = \"lines\"\ntable = \"{table}\"\nsource = \"{{DB}}.order_lines\"\n[key]\npk = \"C#{{c}}\"\nsk = \"O#{{order_id}}#LINE#{{n}}\"\n"),
+    );
+    env.write_config(&format!("[api]\nlisten = \"127.0.0.1:{}\"\n", env.api_port));
+    env.create_tables();
+    let daemon = env.start().await;
+    let items = vec![
+        serde_json::json!({"pk": "C#1", "sk": "O#5", "id": 5, "c": 1}),
+        serde_json::json!({"pk": "C#1", "sk": "O#5#LINE#1", "order_id": 5, "n": 1, "c": 1}),
+    ];
+    env.converge(&table, items.clone(), Duration::from_secs(30))
+        .await;
+    let (status, body) = common::http_post(
+        env.api_port,
+        "/v1/views/orders/repair?pk=C%231&sk=O%235%23LINE%231",
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = common::http_get(
+        env.api_port,
+        "/v1/views/orders/item?pk=C%231&sk=O%235%23LINE%231",
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    // Nothing removed meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.converge(&table, items, Duration::from_secs(5)).await;
+    assert!(daemon.terminate().success());
+}

@@ -55,10 +55,12 @@ fn view_changes<'a>(running: &'a Config, read: &'a Config) -> [Vec<&'a str>; 3] 
 pub fn changes(running: &Config, read: &Config) -> Option<String> {
     let [added, removed, changed] = view_changes(running, read);
     // Everything else (settings, a view's write-back or fill mode): the whole configuration as
-    // compiled, compared; the password apart, as its Debug text hides it (a rotated password
-    // is applied by a reload).
+    // compiled, compared; the password and the API token apart, as their Debug text hides
+    // them (a rotated password is applied by a reload; a rotated token is told to need a
+    // restart, not answered "unchanged").
     let other = format!("{running:?}") != format!("{read:?}")
-        || running.source.connection != read.source.connection;
+        || running.source.connection != read.source.connection
+        || running.api != read.api;
     if added.is_empty() && removed.is_empty() && changed.is_empty() && !other {
         return None;
     }
@@ -345,5 +347,25 @@ mod tests {
         assert!(what.contains("added: c, d;"), "{what}");
         assert!(what.contains("removed: b;"), "{what}");
         assert!(what.contains("changed: a"), "{what}");
+    }
+
+    /// A rotated API token is not "unchanged" (its `Debug` text is hidden): the answer says it
+    /// takes effect at the next restart.
+    #[test]
+    fn a_rotated_api_token_is_a_change() {
+        let running = config(&[("a", "id > 1")]);
+        let mut read = running.clone();
+        let api = |token: &str| crate::config::ApiConfig {
+            listen: "127.0.0.1:9001".parse().unwrap(),
+            token: Some(crate::config::Secret::new(token.into())),
+        };
+        let mut with_token = running.clone();
+        with_token.api = api("old");
+        read.api = api("new");
+        let what = changes(&with_token, &read).expect("a change");
+        assert!(
+            what.contains("[api] takes effect at the next restart"),
+            "{what}"
+        );
     }
 }
