@@ -473,3 +473,43 @@ async fn a_column_added_back_after_its_drop_halted_the_view_rebuilds_it() {
     .await;
     assert!(daemon.terminate().success());
 }
+
+/// `ALTER IGNORE TABLE … ADD UNIQUE` deletes the duplicate rows without row events: the view is
+/// backfilled again and the deleted rows' items removed, as after a TRUNCATE. On the code
+/// before, the ALTER was taken for an index change and the items stayed for good (found by a
+/// review).
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_deleted_by_alter_ignore_leave_no_item() {
+    let env = Env::new("ddlignore").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(20) NOT NULL);
+         INSERT INTO people VALUES (1, 'a'), (2, 'a'), (3, 'b')",
+    )
+    .await;
+    env.write_view(
+        "people.toml",
+        &"name = \"people\"\ntable = \"TABLE\"\nsource = \"{DB}.people\"\n[key]\npk = \"P#{id}\"\n[attributes]\nemail = \"email\"\n".replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let expected = |rows: Vec<(i64, String)>| -> Vec<serde_json::Value> {
+        rows.into_iter()
+            .map(|(id, email)| json!({"pk": format!("P#{id}"), "email": email}))
+            .collect()
+    };
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        expected(env.query("SELECT id, email FROM people").await),
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("ALTER IGNORE TABLE people ADD UNIQUE (email)")
+        .await;
+    let now: Vec<(i64, String)> = env.query("SELECT id, email FROM people").await;
+    assert_eq!(now.len(), 2, "{now:?}");
+    env.converge(&table, expected(now), Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}

@@ -492,7 +492,7 @@ impl Source {
                     self.send(SourceEvent::Retyped(table)).await?
                 }
                 Some((table, statement::Alter::Rows)) => {
-                    warn!(table = %table, "partitions of a watched table dropped or exchanged: the views that read it are backfilled again, then their items without a row are removed");
+                    warn!(table = %table, "rows of a watched table deleted or replaced without row events (partitions dropped or exchanged, ALTER IGNORE … ADD UNIQUE, IMPORT TABLESPACE): the views that read it are backfilled again, then their items without a row are removed");
                     self.send(SourceEvent::Truncated(table)).await?
                 }
                 None => {}

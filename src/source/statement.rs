@@ -272,7 +272,8 @@ pub enum Alter {
     /// Columns changed in type or charset (`MODIFY`, `CHANGE`, `CONVERT TO`): the server
     /// rewrote every row without row events, and their values (and keys) may read differently.
     Retyped,
-    /// Partitions dropped, truncated, exchanged or reorganised: rows may be gone without row
+    /// Partitions dropped, truncated, exchanged or converted, duplicates deleted by `ALTER
+    /// IGNORE … ADD UNIQUE`, a tablespace imported: rows may be gone or replaced without row
     /// events, as with TRUNCATE.
     Rows,
 }
@@ -299,16 +300,20 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
         })?;
     let table = watched_table(watched, schema, &name)?;
     let has = |word: &str| words.iter().any(|w| w == word);
-    let partition_rows = [
-        "DROP",
-        "TRUNCATE",
-        "EXCHANGE",
-        "CONVERT",
-        "REORGANIZE",
-        "COALESCE",
-        "REMOVE",
-    ];
-    if has("PARTITION") && partition_rows.iter().any(|w| has(w)) {
+    // Rows gone or replaced without row events: partitions dropped, truncated, exchanged or
+    // converted (reorganised, coalesced or unpartitioned ones keep every row); duplicates
+    // deleted by `ALTER IGNORE … ADD UNIQUE | PRIMARY KEY`; a tablespace imported (a restore).
+    let partition_rows = ["DROP", "TRUNCATE", "EXCHANGE", "CONVERT"];
+    let ignored_duplicates = has("IGNORE")
+        && words
+            .windows(2)
+            .any(|pair| pair[0] == "ADD" && (pair[1] == "UNIQUE" || pair[1] == "PRIMARY"));
+    if (has("PARTITION") && partition_rows.iter().any(|w| has(w)))
+        || ignored_duplicates
+        || words
+            .windows(2)
+            .any(|pair| pair == ["IMPORT", "TABLESPACE"])
+    {
         return Some((table, Alter::Rows));
     }
     // A clause changes columns unless what follows ADD/DROP names an index, a key, a
@@ -861,6 +866,27 @@ mod tests {
             Some((t.clone(), Alter::Rows))
         );
         assert_eq!(altered("ALTER TABLE orders RENAME TO orders2"), None);
+        // Rows deleted or replaced without row events (found by a review).
+        let rows = Some((t.clone(), Alter::Rows));
+        assert_eq!(
+            altered("ALTER IGNORE TABLE orders ADD UNIQUE (email)"),
+            rows
+        );
+        assert_eq!(
+            altered("ALTER ONLINE IGNORE TABLE orders ADD PRIMARY KEY (id)"),
+            rows
+        );
+        assert_eq!(altered("ALTER TABLE orders IMPORT TABLESPACE"), rows);
+        assert_eq!(altered("ALTER TABLE orders ADD UNIQUE (email)"), None);
+        assert_eq!(altered("ALTER TABLE orders DISCARD TABLESPACE"), None);
+        // Partitions reorganised keep every row: no backfill.
+        for kept in [
+            "ALTER TABLE orders REORGANIZE PARTITION pmax INTO (PARTITION p1 VALUES LESS THAN (10), PARTITION pmax VALUES LESS THAN MAXVALUE)",
+            "ALTER TABLE orders COALESCE PARTITION 2",
+            "ALTER TABLE orders REMOVE PARTITIONING",
+        ] {
+            assert_eq!(altered(kept), None, "{kept}");
+        }
         assert_eq!(altered("ALTER TABLE other ADD COLUMN x INT"), None);
         assert_eq!(altered("CREATE TABLE orders (id INT)"), None);
     }
