@@ -357,3 +357,56 @@ async fn events_from_before_a_column_became_a_uuid_are_read_as_their_old_type() 
         .await;
     assert!(daemon.terminate().success());
 }
+
+/// A spatial column before text and binary columns: MariaDB counts it in the table map's
+/// charset list (it has the binary charset), so the columns after it must take the charsets
+/// after its own. Rows streamed from the binlog must make the items rows read by SQL make.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_after_a_spatial_column_keeps_its_charset() {
+    let env = Env::new("spatial").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE shops (id INT PRIMARY KEY, loc POINT NOT NULL, name VARCHAR(40) CHARACTER SET utf8mb4 NOT NULL, code VARBINARY(4) NOT NULL, city VARCHAR(20) CHARACTER SET latin1 NOT NULL);
+         INSERT INTO shops VALUES (1, POINT(1, 2), 'Café', x'00ff', 'Köln')",
+    )
+    .await;
+    env.write_view(
+        "shops.toml",
+        &format!("name = \"shops\"\ntable = \"{table}\"\nsource = \"{{DB}}.shops\"\n[key]\npk = \"S#{{id}}\"\nsk = \"{{name}}\"\n[attributes]\nname = \"name\"\ncode = \"code\"\ncity = \"city\"\n"),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("INSERT INTO shops VALUES (2, POINT(3, 4), 'Bäckerei', x'0102', 'Zürich')")
+        .await;
+    let item = |id: i64, name: &str, code: &str, city: &str| json!({"pk": {"S": format!("S#{id}")}, "sk": {"S": name}, "name": {"S": name}, "code": {"B": code}, "city": {"S": city}});
+    let expected = vec![
+        item(1, "Café", "00ff", "Köln"),
+        item(2, "Bäckerei", "0102", "Zürich"),
+    ];
+    let stored = || async {
+        let scan = env.ddb.scan().table_name(&table).send().await.unwrap();
+        let mut items: Vec<Value> = scan
+            .items()
+            .iter()
+            .map(|item| {
+                Value::Object(
+                    item.iter()
+                        .filter(|(name, _)| !name.starts_with('_'))
+                        .map(|(name, value)| (name.clone(), typed(value)))
+                        .collect(),
+                )
+            })
+            .collect();
+        items.sort_by_key(|v| v.to_string());
+        items
+    };
+    let mut want = expected.clone();
+    want.sort_by_key(|v| v.to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while stored().await != want && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(stored().await, want);
+    assert!(daemon.terminate().success());
+}

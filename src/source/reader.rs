@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::decode::{decode_row, row_charsets};
+use super::decode::{column_charsets, decode_row};
 use super::mariadb::{self, MariaGtid};
 use super::schema::SchemaCache;
 use super::statement;
@@ -613,8 +613,21 @@ impl Source {
         // Looked up for an undo only, not on the stream's path.
         let transactional = keep.is_some() && self.schemas.transactional(&table);
         let mut index = first_index;
+        let charsets = match column_charsets(tme) {
+            Ok(charsets) => charsets,
+            // Read already to make the schema: not seen.
+            Err(reason) => {
+                let table_name = table.to_string();
+                let error = super::decode::DecodeError::Row {
+                    table: table_name,
+                    reason,
+                };
+                self.unreadable(&table, &error, &mut keep).await?;
+                return Ok(0);
+            }
+        };
         for row in rows.rows(tme) {
-            let (before, after) = match row_images(&schema, &table, row) {
+            let (before, after) = match row_images((&schema, &charsets), &table, row) {
                 Ok(images) => images,
                 // Like an unreadable table map: the rows before it in this event went on.
                 Err(error) => {
@@ -1053,7 +1066,7 @@ fn partial_image(rows: &RowsEventData<'_>) -> bool {
 
 /// Both images of a rows event's row, decoded.
 fn row_images(
-    schema: &Arc<crate::view::row::TableSchema>,
+    (schema, charsets): (&Arc<crate::view::row::TableSchema>, &[u16]),
     table: &TableRef,
     row: std::io::Result<(
         Option<mysql_async::binlog::row::BinlogRow>,
@@ -1073,7 +1086,7 @@ fn row_images(
     let (before, after) = row.map_err(|e| failed(e.to_string()))?;
     let decode = |image: Option<mysql_async::binlog::row::BinlogRow>| {
         image
-            .map(|image| decode_row(schema, &image, &row_charsets(&image)))
+            .map(|image| decode_row(schema, &image, charsets))
             .transpose()
     };
     Ok((decode(before)?, decode(after)?))
