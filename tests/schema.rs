@@ -513,3 +513,45 @@ async fn duplicates_deleted_by_alter_ignore_leave_no_item() {
         .await;
     assert!(daemon.terminate().success());
 }
+
+/// MariaDB's system-versioned tables log deletes and updates with history rows: system
+/// versioning added to a watched table halts its views, and `check --connect` (and `run`)
+/// refuse a view of such a table. On the code before, the ALTER was taken for a constraint
+/// change and the history rows were read as the rows' state (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn system_versioning_halts_the_views_and_is_refused_at_start() {
+    let env = Env::new("versioned").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(20) NOT NULL);
+         INSERT INTO people VALUES (1, 'a'), (2, 'b')",
+    )
+    .await;
+    env.write_view(
+        "people.toml",
+        &"name = \"people\"\ntable = \"TABLE\"\nsource = \"{DB}.people\"\n[key]\npk = \"P#{id}\"\n[attributes]\nemail = \"email\"\n".replace("TABLE", &table),
+    );
+    let config = env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.converge(
+        &table,
+        vec![
+            json!({"pk": "P#1", "email": "a"}),
+            json!({"pk": "P#2", "email": "b"}),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("ALTER TABLE people ADD SYSTEM VERSIONING").await;
+    eventually("the view to halt", Duration::from_secs(30), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metrics.contains("rowcast_view_halted{view=\"people\"} 1")
+    })
+    .await;
+    assert!(daemon.terminate().success());
+    let out = env.rowcast(&["check", "--connect", "--config", config.to_str().unwrap()]);
+    let (code, text) = common::code_and_output(&out);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("system-versioned"), "{text}");
+}

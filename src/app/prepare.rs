@@ -293,6 +293,7 @@ async fn run_preflight(
     let mut problems = preflight::check_server(conn, config, flavor).await?;
     problems.extend(preflight::check_writeback_keys(conn, &config.views).await?);
     problems.extend(preflight::check_column_types(conn, &config.views).await?);
+    problems.extend(preflight::check_system_versioned(conn, &config.views).await?);
     for cascade in preflight::check_cascades(conn, &config.views).await? {
         warn!(view = %cascade.file.display(), field = %cascade.field, problem = %cascade.message, "cascading foreign key: its changes are not in the binlog");
     }
@@ -618,6 +619,7 @@ pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
     let mut problems = preflight::check_server(&mut conn, config, flavor).await?;
     problems.extend(preflight::check_privileges(&mut conn, config).await?);
     problems.extend(preflight::check_views(&mut conn, &config.views).await?);
+    problems.extend(preflight::check_system_versioned(&mut conn, &config.views).await?);
     let client = dynamo::client(&config.dynamodb).await;
     for (table, need) in needed_tables(config) {
         match check_table(&client, &table, &need).await {

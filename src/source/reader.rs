@@ -491,6 +491,10 @@ impl Source {
                     warn!(table = %table, "columns of a watched table changed type: the views that read it are backfilled again, then their items not written again are removed");
                     self.send(SourceEvent::Retyped(table)).await?
                 }
+                Some((table, statement::Alter::Versioned)) => {
+                    let reason = format!("system versioning was added to {table}: MariaDB then logs a delete as an update of the row's history and an update with a history row of the old values, which rowcast does not read. Remedy: DROP SYSTEM VERSIONING, then rebuild the view (`rowcast snapshot --view`)");
+                    self.halt_table(&table, "system_versioned", reason).await?
+                }
                 Some((table, statement::Alter::Rows)) => {
                     warn!(table = %table, "rows of a watched table deleted or replaced without row events (partitions dropped or exchanged, ALTER IGNORE … ADD UNIQUE, IMPORT TABLESPACE): the views that read it are backfilled again, then their items without a row are removed");
                     self.send(SourceEvent::Truncated(table)).await?

@@ -272,6 +272,9 @@ pub enum Alter {
     /// Columns changed in type or charset (`MODIFY`, `CHANGE`, `CONVERT TO`): the server
     /// rewrote every row without row events, and their values (and keys) may read differently.
     Retyped,
+    /// System versioning added (MariaDB): deletes and updates are logged as row changes of
+    /// history rows from then on, which rowcast does not read (its views halt).
+    Versioned,
     /// Partitions dropped, truncated, exchanged or converted, duplicates deleted by `ALTER
     /// IGNORE … ADD UNIQUE`, a tablespace imported: rows may be gone or replaced without row
     /// events, as with TRUNCATE.
@@ -303,6 +306,12 @@ pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(
     // Rows gone or replaced without row events: partitions dropped, truncated, exchanged or
     // converted (reorganised, coalesced or unpartitioned ones keep every row); duplicates
     // deleted by `ALTER IGNORE … ADD UNIQUE | PRIMARY KEY`; a tablespace imported (a restore).
+    if words
+        .windows(3)
+        .any(|w| w == ["ADD", "SYSTEM", "VERSIONING"])
+    {
+        return Some((table, Alter::Versioned));
+    }
     let partition_rows = ["DROP", "TRUNCATE", "EXCHANGE", "CONVERT"];
     let ignored_duplicates = has("IGNORE")
         && words
@@ -879,6 +888,11 @@ mod tests {
         assert_eq!(altered("ALTER TABLE orders IMPORT TABLESPACE"), rows);
         assert_eq!(altered("ALTER TABLE orders ADD UNIQUE (email)"), None);
         assert_eq!(altered("ALTER TABLE orders DISCARD TABLESPACE"), None);
+        assert_eq!(
+            altered("ALTER TABLE orders ADD SYSTEM VERSIONING"),
+            Some((t.clone(), Alter::Versioned))
+        );
+        assert_eq!(altered("ALTER TABLE orders DROP SYSTEM VERSIONING"), None);
         // Partitions reorganised keep every row: no backfill.
         for kept in [
             "ALTER TABLE orders REORGANIZE PARTITION pmax INTO (PARTITION p1 VALUES LESS THAN (10), PARTITION pmax VALUES LESS THAN MAXVALUE)",

@@ -21,7 +21,7 @@ use mysql_async::Conn;
 
 pub use self::cascades::check_cascades;
 use self::columns::unique_keys;
-pub use self::types::check_column_types;
+pub use self::types::{check_column_types, check_system_versioned};
 pub use self::views::{check_view_columns, check_views};
 use super::{binlog_files, SourceError};
 use crate::config::{Config, Problem};
