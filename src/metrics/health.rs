@@ -31,14 +31,19 @@ pub struct Health {
     /// How long without a sign of life (or acknowledgement) before `/healthz` fails; set from
     /// each generation's configuration.
     stall_limit_ms: AtomicU64,
+    /// Whether a generation was ever ready (the lag is shown from then on, reloads included).
+    was_ready: AtomicBool,
 }
 
 impl Health {
     /// A reload starts the pipeline again from its checkpoint: the counters of the stages that
     /// drained, and the write-back consumers they waited for, are forgotten.
     pub fn new_generation(&self) {
-        // Ready again once the next generation's start position is fixed.
+        // Ready again once the next generation's start position is fixed; the reader is away
+        // until then (a start that keeps failing shows as the source disconnected and a lag that
+        // rises, not as the last generation's figures frozen).
         self.ready.store(false, Ordering::SeqCst);
+        self.source_connection(false);
         self.read_seq.store(0, Ordering::Relaxed);
         self.acked_seq.store(0, Ordering::Relaxed);
         self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);
@@ -65,6 +70,7 @@ impl Health {
 
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+        self.was_ready.store(true, Ordering::SeqCst);
         self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);
         self.progress();
     }
@@ -169,13 +175,19 @@ impl Health {
     }
 
     /// Sets the gauges that change with time alone, before a scrape: the age of the last binlog
-    /// event, and a replication lag that keeps rising while the source cannot be read (the
-    /// checkpoint's lag alone would read 0: nothing read is unacknowledged).
+    /// event, and a replication lag that keeps rising while the source is not read (the
+    /// checkpoint's lag alone would read 0: nothing read is unacknowledged) — disconnected, a
+    /// reload's next start failing, or the reader held longer than the stall limit (a snapshot
+    /// read waiting on the server: an idle source still sends heartbeats). Before 2026-12-05
+    /// the last two left the lag at its last figure (found by a review).
     pub fn refresh_gauges(&self) {
         let metrics = super::metrics();
-        let since = self.millis_since_progress() as f64 / 1000.0;
+        let since_ms = self.millis_since_progress();
+        let since = since_ms as f64 / 1000.0;
         metrics.process.source_last_event_age.set(since);
-        if self.is_ready() && !self.source_connected() {
+        let unread = !self.source_connected()
+            || since_ms > self.stall_limit_ms.load(Ordering::Relaxed).max(1000);
+        if self.was_ready.load(Ordering::SeqCst) && unread {
             let lag = metrics.replication_lag.get().max(since);
             metrics.replication_lag.set(lag);
         }

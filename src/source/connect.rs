@@ -57,6 +57,11 @@ fn plain(connection: &SourceConnection) -> OptsBuilder {
         // `max_allowed_packet` (16 MB by default), which mysql_async reads otherwise, would
         // refuse a larger one on every reconnect and stall the stream for good.
         .max_allowed_packet(Some(1 << 30))
+        // A server gone dark (a failover, a dropped connection-tracking entry) without closing
+        // the connection: without keepalive a query waiting for its answer (a snapshot read the
+        // stream is held for) would wait for ever; with it, the kernel gives up after 30 s and
+        // its probes (about 11 minutes with Linux's defaults) and the read fails and is retried.
+        .tcp_keepalive(Some(std::time::Duration::from_secs(30)))
 }
 
 /// The names (DNS or IP) a certificate presents, from rustls' "not valid for name" error: the

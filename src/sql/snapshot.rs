@@ -13,8 +13,11 @@ use crate::pipeline::Position;
 /// snapshot's.
 pub async fn begin_snapshot(conn: &mut Conn) -> Result<Position, SqlError> {
     let q = SqlError::Query;
+    // A read waits 5 minutes at most for a metadata lock (behind an ALTER waiting for a long
+    // transaction): the stream is held while it waits; then it fails and is retried, and the
+    // failure is logged (the server's default, `lock_wait_timeout`, is a day).
     conn.query_drop(
-        "SET time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        "SET time_zone = '+00:00'; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET SESSION lock_wait_timeout = 300",
     )
     .await
     .map_err(q)?;
