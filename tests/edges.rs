@@ -223,6 +223,16 @@ async fn others_expected(env: &Env) -> Vec<Value> {
 /// up, and after a restart it halts again at the same place rather than skipping the change;
 /// `rowcast snapshot --view notes` rebuilds it, and it stays rebuilt across a restart.
 async fn unreadable_update_halts_its_views(name: &str, setting: &str, cause: &str) {
+    unreadable_change_halts_its_views(
+        name,
+        setting,
+        "UPDATE notes SET body = 'changed' WHERE id = 1",
+        cause,
+    )
+    .await;
+}
+
+async fn unreadable_change_halts_its_views(name: &str, setting: &str, change: &str, cause: &str) {
     let (env, notes_table, others_table) = two_views(name).await;
     env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2'); INSERT INTO others VALUES (1, 1)")
         .await;
@@ -233,10 +243,10 @@ async fn unreadable_update_halts_its_views(name: &str, setting: &str, cause: &st
         Duration::from_secs(30),
     )
     .await;
-    env.sql(&format!(
-        "SET SESSION {setting}; UPDATE notes SET body = 'changed' WHERE id = 1"
-    ))
-    .await;
+    // For a `LOAD DATA INFILE`: a file the server can read.
+    std::fs::write(env.dir.join("load.csv"), "9,nine,9\n").unwrap();
+    let change = change.replace("{DIR}", &env.dir.display().to_string());
+    env.sql(&format!("SET SESSION {setting}; {change}")).await;
     env.sql("INSERT INTO others VALUES (2, 2); UPDATE others SET v = 10 WHERE id = 1")
         .await;
     env.converge(
@@ -320,6 +330,21 @@ async fn a_statement_format_update_halts_its_views() {
     unreadable_update_halts_its_views(
         "edgestatement",
         "binlog_format = 'STATEMENT'",
+        "statement format",
+    )
+    .await;
+}
+
+/// `LOAD DATA` in statement format is logged as an `Execute_load_query` event, not a query:
+/// before 2026-12-05 it was skipped and its rows never reached the views, with no halt (found
+/// by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_statement_format_load_data_halts_its_views() {
+    let name = "edgeload";
+    unreadable_change_halts_its_views(
+        name,
+        "binlog_format = 'STATEMENT'",
+        "LOAD DATA INFILE '{DIR}/load.csv' INTO TABLE notes FIELDS TERMINATED BY ','",
         "statement format",
     )
     .await;
@@ -1782,7 +1807,7 @@ async fn a_lazy_views_table_cut_over_keeps_the_view_going() {
 /// table's old items go. On the code before, both were read as statements of no table, and the
 /// items of the rows they removed stayed.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_truncate_behind_set_statement_or_in_an_executable_comment_is_seen() {
+async fn a_truncate_behind_set_statement_in_an_executable_comment_or_with_ansi_quotes_is_seen() {
     let (env, notes_table, _others_table) = two_views("edgetruncwrapped").await;
     env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2')")
         .await;
@@ -1811,13 +1836,25 @@ async fn a_truncate_behind_set_statement_or_in_an_executable_comment_is_seen() {
         Duration::from_secs(60),
     )
     .await;
+    // Under sql_mode ANSI_QUOTES a double-quoted name is a name (before 2026-12-05 it was read
+    // as a string and the TRUNCATE not seen: found by a review).
+    env.sql(
+        "SET SESSION sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES'); TRUNCATE TABLE \"notes\"; SET SESSION sql_mode = DEFAULT; INSERT INTO notes VALUES (5, 'five', '5')",
+    )
+    .await;
+    env.converge(
+        &notes_table,
+        expected_notes(&env).await,
+        Duration::from_secs(60),
+    )
+    .await;
     let (_, metrics) = daemon.get("/metrics").await;
     assert_eq!(
         metric(
             &metrics,
             "rowcast_unreadable_changes_total{cause=\"truncate\""
         ),
-        2.0,
+        3.0,
         "{metrics}"
     );
     assert!(daemon.terminate().success());

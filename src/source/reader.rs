@@ -57,6 +57,12 @@ pub struct Source {
     tx: mpsc::Sender<SourceEvent>,
     health: Arc<Health>,
     schemas: SchemaCache,
+    /// Idle timeouts in a row at one resume position, and that position: each doubles the
+    /// wait for the next event (up to 64 times `idle_timeout`). No heartbeat comes while an
+    /// event is on its way, so an event that takes longer than the timeout to arrive (a row of
+    /// 50 MB over a slow link) was asked for again, and timed out again, for ever (before
+    /// 2026-12-05; found by a review).
+    idle_streak: (Option<Position>, u32),
 }
 
 /// Where a rows event sits: its transaction, the index of its first row change, its binlog
@@ -189,6 +195,7 @@ impl Source {
             tx,
             health,
             schemas: SchemaCache::new(pool),
+            idle_streak: (None, 0),
         }
     }
 
@@ -214,6 +221,15 @@ impl Source {
                 Ok(()) => return Ok(()),
                 Err(error) if error.is_transient() => {
                     self.health.source_connection(false);
+                    if matches!(error, SourceError::Idle(_)) {
+                        let (at, count) = &mut self.idle_streak;
+                        if at.as_ref() == Some(&cursor.resume) {
+                            *count = (*count + 1).min(6);
+                        } else {
+                            *at = Some(cursor.resume.clone());
+                            *count = 1;
+                        }
+                    }
                     if started.elapsed() > Duration::from_secs(30) {
                         backoff = self.backoff();
                     }
@@ -295,6 +311,26 @@ impl Source {
         Ok((stream, flavor))
     }
 
+    /// The next event, waited for `limit` at most. Past the configured idle timeout (a longer
+    /// wait after timeouts in a row) the reader still counts as alive: an event on its way.
+    async fn next_event(
+        &self,
+        stream: &mut BinlogStream,
+        limit: Duration,
+    ) -> Result<Option<Result<Event, mysql_async::Error>>, tokio::time::error::Elapsed> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let next = stream.next();
+        tokio::pin!(next);
+        loop {
+            let step = (tokio::time::Instant::now() + self.config.idle_timeout).min(deadline);
+            match tokio::time::timeout_at(step, &mut next).await {
+                Ok(event) => return Ok(event),
+                Err(elapsed) if step >= deadline => return Err(elapsed),
+                Err(_) => self.health.progress(),
+            }
+        }
+    }
+
     async fn stream_once(
         &mut self,
         cursor: &mut Cursor,
@@ -312,14 +348,20 @@ impl Source {
             event_start: cursor.resume.clone(),
             reported: cursor.resume.clone(),
         };
+        // Longer after idle timeouts in a row at this position (see `Source::idle_streak`).
+        let streak = match &self.idle_streak {
+            (Some(at), count) if *at == cursor.resume => *count,
+            _ => 0,
+        };
+        let idle_timeout = self.config.idle_timeout * (1u32 << streak);
         loop {
             self.report_position(&mut reading, cursor).await?;
             let next = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                next = tokio::time::timeout(self.config.idle_timeout, stream.next()) => next,
+                next = self.next_event(&mut stream, idle_timeout) => next,
             };
             let event = match next {
-                Err(_) => return Err(SourceError::Idle(self.config.idle_timeout)),
+                Err(_) => return Err(SourceError::Idle(idle_timeout)),
                 Ok(None) => return Err(SourceError::Ended),
                 Ok(Some(Err(error))) => return Err(stream_error(error, &cursor.resume)),
                 Ok(Some(Ok(event))) => event,
@@ -412,6 +454,14 @@ impl Source {
             EventData::QueryEvent(query) => {
                 self.handle_query(&query, event, reading, cursor).await?
             }
+            // `LOAD DATA` logged as its statement (a session in STATEMENT or MIXED format): the
+            // rows it loaded are not in the binlog. Before 2026-12-05 the event was skipped and
+            // the rows never reached the views, with no halt (found by a review).
+            EventData::ExecuteLoadQueryEvent(load) => {
+                let text = load.query();
+                self.statement_dml("LOAD", &text, &load.schema(), event, reading, cursor)
+                    .await?
+            }
             EventData::XidEvent(_) => self.end(reading, cursor, event, false).await?,
             EventData::IncidentEvent(_) => self.unreadable_event(stream, event, reading).await?,
             EventData::XaPrepareLogEvent(_) => self.xa_prepared(event, reading, cursor).await?,
@@ -432,7 +482,12 @@ impl Source {
         reading: &mut Reading,
         cursor: &mut Cursor,
     ) -> Result<(), SourceError> {
-        let text = query.query();
+        // Under sql_mode ANSI_QUOTES (or ORACLE) `"orders"` names a table: read as backquoted.
+        let text = if ansi_quotes(query) {
+            std::borrow::Cow::Owned(statement::backquoted(&query.query()))
+        } else {
+            query.query()
+        };
         let statement = text.trim_start().to_ascii_uppercase();
         if statement.starts_with("XA ") {
             self.xa_statement(&statement, event, reading, cursor)
@@ -1062,6 +1117,24 @@ fn guarded(cursor: &Cursor, origin: &Position) -> bool {
         .is_some_and(|end| !position_before(end, origin))
 }
 
+/// Whether the session that wrote `query` quoted names with `"` (sql_mode ANSI_QUOTES, part of
+/// ANSI and ORACLE), as the event's status variables say. Before 2026-12-05 such names were
+/// read as strings: a `TRUNCATE TABLE "orders"` or `DROP TABLE "orders"` was not seen (found by
+/// a review).
+fn ansi_quotes(query: &mysql_async::binlog::events::QueryEvent<'_>) -> bool {
+    use mysql_async::binlog::StatusVarKey;
+    use mysql_async::binlog::events::StatusVarVal;
+    query
+        .status_vars()
+        .get_status_var(StatusVarKey::SqlMode)
+        .is_some_and(|var| match var.get_value() {
+            Ok(StatusVarVal::SqlMode(mode)) => mode
+                .get()
+                .contains(mysql_async::consts::SqlMode::MODE_ANSI_QUOTES),
+            _ => false,
+        })
+}
+
 /// Whether a rows event lacks a column in its before or after image.
 fn partial_image(rows: &RowsEventData<'_>) -> bool {
     rows.columns_before_image().is_some_and(|b| b.not_all())
@@ -1116,6 +1189,18 @@ fn stream_error(error: mysql_async::Error, resume: &Position) -> SourceError {
         error!(code = server.code, message = %server.message, "server error on the binlog stream");
     }
     SourceError::Stream(error)
+}
+
+/// The GTID of a group's first event, as `Reading::begin` records it (MariaDB's, or MySQL's
+/// `uuid:number`); `None` for any other event.
+fn group_gtid(event: &Event) -> Option<String> {
+    if event.header().event_type_raw() == mariadb::GTID_EVENT {
+        return MariaGtid::parse(event.data(), event.header().server_id()).map(|g| g.to_string());
+    }
+    match event.read_data().ok().flatten()? {
+        EventData::GtidEvent(gtid) => Some(format!("{}:{}", format_uuid(&gtid.sid()), gtid.gno())),
+        _ => None,
+    }
 }
 
 fn format_uuid(bytes: &[u8; 16]) -> String {

@@ -69,6 +69,10 @@ impl SchemaCache {
             }
         };
         let schema = Arc::new(schema_from_table_map(tme, &extras).map_err(SourceError::Decode)?);
+        // One id per table: MariaDB gives a table a new id whenever its definition is opened
+        // again (evicted from the table definition cache), and the old ids never come back.
+        // Kept, they would grow without bound between two DDL statements (found by a review).
+        self.by_table_id.retain(|_, known| known.table != table);
         self.by_table_id.insert(table_id, schema.clone());
         Ok(schema)
     }

@@ -614,6 +614,61 @@ fn skip_string(bytes: &[u8], start: usize) -> usize {
     bytes.len()
 }
 
+/// `text` with its double-quoted names written backquoted (sql_mode ANSI_QUOTES: `"orders"`
+/// names a table, strings are single-quoted only), as the rest of this module reads names.
+/// Strings, backquoted names and comments are left as they are (the code inside executable
+/// comments is read).
+pub fn backquoted(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 8);
+    let (mut i, mut copied) = (0, 0);
+    while i < bytes.len() {
+        let next = bytes.get(i + 1).copied();
+        match bytes[i] {
+            b'\'' => i = skip_string(bytes, i),
+            b'`' => i = quoted_name(text, i).1,
+            b'/' if next == Some(b'*') => {
+                let executable = matches!(bytes.get(i + 2), Some(b'!' | b'M'));
+                i = if executable {
+                    i + 2
+                } else {
+                    find(bytes, i + 2, b"*/").map_or(bytes.len(), |end| end + 2)
+                };
+            }
+            b'#' => i = find(bytes, i, b"\n").map_or(bytes.len(), |end| end + 1),
+            b'-' if next == Some(b'-') => {
+                i = find(bytes, i, b"\n").map_or(bytes.len(), |end| end + 1)
+            }
+            b'"' => {
+                // `"` is ASCII: never inside a multi-byte character, so the slices are whole.
+                let mut end = i + 1;
+                while end < bytes.len() {
+                    if bytes[end] == b'"' {
+                        if bytes.get(end + 1) == Some(&b'"') {
+                            end += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    end += 1;
+                }
+                let name = text[i + 1..end.min(bytes.len())]
+                    .replace("\"\"", "\"")
+                    .replace('`', "``");
+                out.push_str(&text[copied..i]);
+                out.push('`');
+                out.push_str(&name);
+                out.push('`');
+                i = (end + 1).min(bytes.len());
+                copied = i;
+            }
+            _ => i += 1,
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// A backquoted name (doubled backquotes inside) and the index after it.
 fn quoted_name(text: &str, start: usize) -> (String, usize) {
     let bytes = text.as_bytes();
@@ -673,6 +728,35 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(columns_moved("DROP TABLE people"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn double_quoted_names_are_backquoted() {
+        assert_eq!(
+            backquoted(r#"TRUNCATE TABLE "shop"."orders""#),
+            "TRUNCATE TABLE `shop`.`orders`"
+        );
+        assert_eq!(
+            backquoted(r#"ALTER TABLE "a""b" COMMENT 'say "hi"' /* "c" */ -- "d""#),
+            r#"ALTER TABLE `a"b` COMMENT 'say "hi"' /* "c" */ -- "d""#
+        );
+        assert_eq!(
+            backquoted("DROP TABLE \"x`y\", `z\"`"),
+            "DROP TABLE `x``y`, `z\"`"
+        );
+        assert_eq!(
+            backquoted(r#"/*!40101 DROP TABLE "t" */"#),
+            "/*!40101 DROP TABLE `t` */"
+        );
+        assert_eq!(
+            backquoted(r#"RENAME TABLE "é" TO "ü""#),
+            "RENAME TABLE `é` TO `ü`"
+        );
+        let watched = vec![TableRef::parse("shop.orders").unwrap()];
+        assert_eq!(
+            truncated_tables(&backquoted(r#"TRUNCATE TABLE "orders""#), "shop", &watched),
+            watched
+        );
     }
 
     #[test]

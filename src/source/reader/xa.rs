@@ -49,6 +49,9 @@ pub(super) struct Prepared {
     start: Position,
     end: Position,
     watched: bool,
+    /// The group's GTID: a re-read checks that it reads this group (after a failover the
+    /// position may name another group on the new server, or nothing).
+    gtid: Option<String>,
 }
 
 impl Reading {
@@ -146,10 +149,12 @@ impl Source {
         } else {
             self.send(SourceEvent::XaPrepared(xid.clone())).await?;
         }
+        let gtid = txn.gtid.clone();
         let prepared = Prepared {
             start: txn.start.clone(),
             end: reading.at(u64::from(event.header().log_pos())),
             watched: preparing.watched,
+            gtid,
         };
         cursor.prepared.insert(xid, prepared);
         count_held(cursor);
@@ -206,10 +211,12 @@ impl Source {
             return self.commit(reading, cursor, event).await;
         };
         if txn.xa.take().is_some_and(|p| p.watched) {
+            let (start, gtid) = (txn.start.clone(), txn.gtid.clone());
             let group = Prepared {
-                start: txn.start.clone(),
+                start,
                 end: reading.at(u64::from(event.header().log_pos())),
                 watched: true,
+                gtid,
             };
             self.read_prepared(&group, event, reading, cursor).await?;
         }
@@ -239,9 +246,30 @@ impl Source {
         });
         // Their origin is the XA COMMIT's end (see `guarded`).
         let guard = super::guarded(cursor, &origin);
-        let mut group = (self.reread(&prepared.start, prepared.end.pos, "xa.reread")).await?;
+        let mut group = match self
+            .reread(&prepared.start, prepared.end.pos, "xa.reread")
+            .await
+        {
+            Ok(group) => group,
+            // Not on this server (its file purged, or another server after a failover).
+            Err(SourceError::Stream(mysql_async::Error::Server(e))) if e.code == 1236 => {
+                return self.prepared_elsewhere(prepared, reading, &e.message);
+            }
+            Err(error) => return Err(error),
+        };
+        let mut checked = prepared.gtid.is_none();
         while let Some(event) = group.next().await? {
             let header = event.header();
+            if !checked {
+                if let Some(gtid) = super::group_gtid(&event) {
+                    checked = true;
+                    if prepared.gtid.as_ref() != Some(&gtid) {
+                        group.close("a prepared XA transaction").await;
+                        let found = format!("another group ({gtid}) is there");
+                        return self.prepared_elsewhere(prepared, reading, &found);
+                    }
+                }
+            }
             let data = event.read_data().ok().flatten();
             if let Some(EventData::RowsEvent(rows)) = data {
                 let context = RowsContext {
@@ -267,6 +295,30 @@ impl Source {
             }
         }
         group.close("a prepared XA transaction").await;
+        read.into_transaction(reading);
+        Ok(())
+    }
+}
+
+impl Source {
+    /// The prepare group of an XA transaction committing now is not where it was read (after a
+    /// failover to another server of the domain, or its binlog file purged while it stayed
+    /// prepared): its rows cannot be read. Every watched table's views are read again from SQL
+    /// after this transaction, as after a TRUNCATE. Before 2026-12-05 the re-read took the rows
+    /// of whatever group stood there on the new server, or failed and reconnected for ever
+    /// (found by a review; not tested: no second server here).
+    fn prepared_elsewhere(
+        &self,
+        prepared: &Prepared,
+        reading: &mut Reading,
+        found: &str,
+    ) -> Result<(), SourceError> {
+        warn!(group = ?prepared.gtid, at = %prepared.start, %found, "the prepare group of a committing XA transaction cannot be read again: every watched table's views are backfilled again after it");
+        let read = Reread {
+            touched: self.tables.iter().cloned().collect(),
+            rolled_back: true,
+            index: reading.txn.as_ref().map_or(0, |t| t.rows),
+        };
         read.into_transaction(reading);
         Ok(())
     }
