@@ -143,6 +143,22 @@ impl Reading {
         }
     }
 
+    /// The stream moves to another binlog file.
+    fn rotated(&mut self, rotate: &mysql_async::binlog::events::RotateEvent<'_>) {
+        let raw = rotate.name_raw();
+        // The first (artificial) rotate comes before the format description, so its 4
+        // checksum bytes are still glued to the name. The server writes them whatever its
+        // binlog_checksum (NONE too): the replica said it reads checksums
+        // (@master_binlog_checksum), see tests/checksum.rs.
+        let raw = if !self.seen_format && raw.len() > 4 {
+            &raw[..raw.len() - 4]
+        } else {
+            raw
+        };
+        self.file = String::from_utf8_lossy(raw).into_owned();
+        self.current = self.at(rotate.position());
+    }
+
     /// A MariaDB event group starts (its GTID event): a transaction, standalone (DDL) or an
     /// XA transaction being prepared.
     fn begin_group(&mut self, cursor: &Cursor, event: &Event) -> Result<(), SourceError> {
@@ -431,20 +447,7 @@ impl Source {
             }
         };
         match data {
-            EventData::RotateEvent(rotate) => {
-                let raw = rotate.name_raw();
-                // The first (artificial) rotate comes before the format description, so its 4
-                // checksum bytes are still glued to the name. The server writes them whatever
-                // its binlog_checksum (NONE too): the replica said it reads checksums
-                // (@master_binlog_checksum), see tests/checksum.rs.
-                let raw = if !reading.seen_format && raw.len() > 4 {
-                    &raw[..raw.len() - 4]
-                } else {
-                    raw
-                };
-                reading.file = String::from_utf8_lossy(raw).into_owned();
-                reading.current = reading.at(rotate.position());
-            }
+            EventData::RotateEvent(rotate) => reading.rotated(&rotate),
             EventData::FormatDescriptionEvent(_) => reading.seen_format = true,
             EventData::GtidEvent(gtid) => {
                 let text = format!("{}:{}", format_uuid(&gtid.sid()), gtid.gno());
@@ -515,52 +518,57 @@ impl Source {
             self.statement_dml(kind, &text, &query.schema(), event, reading, cursor)
                 .await?;
         } else {
-            metrics().ddl_events.inc();
-            // The kind and the watched tables it names; never the text (passwords, user data).
-            let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
-            let tables: Vec<String> = statement::named_tables(&text, &query.schema(), &watched)
-                .iter()
-                .map(|t| t.to_string())
-                .collect();
-            info!(schema = %query.schema(), statement = %statement::kind(&text), tables = ?tables, "DDL seen; table schemas reloaded");
-            self.schemas.invalidate();
-            crate::util::failpoint::delay("source.before_ddl").await;
-            // The schemas are forgotten everywhere first: a backfill the DDL asks for below reads
-            // the table as it is now.
-            self.send(SourceEvent::Ddl).await?;
-            self.truncated(&text, &query.schema()).await?;
-            self.moved(&text, &query.schema()).await?;
-            let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
-            match statement::altered_table(&text, &query.schema(), &watched) {
-                Some((table, statement::Alter::Columns)) => {
-                    let moved = statement::columns_moved(&text);
-                    let added = statement::columns_added(&text);
-                    self.send(SourceEvent::Altered {
-                        table,
-                        moved,
-                        added,
-                    })
-                    .await?
-                }
-                Some((table, statement::Alter::Retyped)) => {
-                    warn!(table = %table, "columns of a watched table changed type: the views that read it are backfilled again, then their items not written again are removed");
-                    self.send(SourceEvent::Retyped(table)).await?
-                }
-                Some((table, statement::Alter::Versioned)) => {
-                    let reason = format!("system versioning was added to {table}: MariaDB then logs a delete as an update of the row's history and an update with a history row of the old values, which rowcast does not read. Remedy: DROP SYSTEM VERSIONING, then rebuild the view (`rowcast snapshot --view`)");
-                    self.halt_table(&table, "system_versioned", reason).await?
-                }
-                Some((table, statement::Alter::Rows)) => {
-                    warn!(table = %table, "rows of a watched table deleted or replaced without row events (partitions dropped or exchanged, ALTER IGNORE … ADD UNIQUE, IMPORT TABLESPACE): the views that read it are backfilled again, then their items without a row are removed");
-                    self.send(SourceEvent::Truncated(table)).await?
-                }
-                None => {}
-            }
+            self.ddl(&text, &query.schema()).await?;
             // A DDL statement ends its transaction, unless it is one inside a transaction that
             // ends with a COMMIT of its own (a temporary table's; see `Txn::standalone`).
             if reading.txn.as_ref().is_none_or(|t| t.standalone) {
                 self.commit(reading, cursor, event).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Any other statement: DDL. What it does to the watched tables reaches the merge stage.
+    async fn ddl(&mut self, text: &str, schema: &str) -> Result<(), SourceError> {
+        metrics().ddl_events.inc();
+        // The kind and the watched tables it names; never the text (passwords, user data).
+        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        let tables: Vec<String> = statement::named_tables(text, schema, &watched)
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        info!(%schema, statement = %statement::kind(text), tables = ?tables, "DDL seen; table schemas reloaded");
+        self.schemas.invalidate();
+        crate::util::failpoint::delay("source.before_ddl").await;
+        // The schemas are forgotten everywhere first: a backfill the DDL asks for below reads
+        // the table as it is now.
+        self.send(SourceEvent::Ddl).await?;
+        self.truncated(text, schema).await?;
+        self.moved(text, schema).await?;
+        match statement::altered_table(text, schema, &watched) {
+            Some((table, statement::Alter::Columns)) => {
+                let moved = statement::columns_moved(text);
+                let added = statement::columns_added(text);
+                self.send(SourceEvent::Altered {
+                    table,
+                    moved,
+                    added,
+                })
+                .await?
+            }
+            Some((table, statement::Alter::Retyped)) => {
+                warn!(table = %table, "columns of a watched table changed type: the views that read it are backfilled again, then their items not written again are removed");
+                self.send(SourceEvent::Retyped(table)).await?
+            }
+            Some((table, statement::Alter::Versioned)) => {
+                let reason = format!("system versioning was added to {table}: MariaDB then logs a delete as an update of the row's history and an update with a history row of the old values, which rowcast does not read. Remedy: DROP SYSTEM VERSIONING, then rebuild the view (`rowcast snapshot --view`)");
+                self.halt_table(&table, "system_versioned", reason).await?
+            }
+            Some((table, statement::Alter::Rows)) => {
+                warn!(table = %table, "rows of a watched table deleted or replaced without row events (partitions dropped or exchanged, ALTER IGNORE … ADD UNIQUE, IMPORT TABLESPACE): the views that read it are backfilled again, then their items without a row are removed");
+                self.send(SourceEvent::Truncated(table)).await?
+            }
+            None => {}
         }
         Ok(())
     }
@@ -1122,8 +1130,8 @@ fn guarded(cursor: &Cursor, origin: &Position) -> bool {
 /// read as strings: a `TRUNCATE TABLE "orders"` or `DROP TABLE "orders"` was not seen (found by
 /// a review).
 fn ansi_quotes(query: &mysql_async::binlog::events::QueryEvent<'_>) -> bool {
-    use mysql_async::binlog::StatusVarKey;
     use mysql_async::binlog::events::StatusVarVal;
+    use mysql_async::binlog::StatusVarKey;
     query
         .status_vars()
         .get_status_var(StatusVarKey::SqlMode)
