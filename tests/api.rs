@@ -57,6 +57,9 @@ async fn the_api_has_its_own_listener_and_wants_the_token() {
     let prefix = "Authorization: Bearer t0ken\r\n";
     assert_eq!(request(env.api_port, "GET", item, prefix).await, 401);
     assert_eq!(request(env.api_port, "GET", item, &bearer).await, 200);
+    // The scheme's name in any case (RFC 7235).
+    let lower = format!("Authorization: bearer {TOKEN}\r\n");
+    assert_eq!(request(env.api_port, "GET", item, &lower).await, 200);
     let snapshot = "/v1/views/notes/snapshot";
     assert_eq!(request(env.api_port, "POST", snapshot, "").await, 401);
 

@@ -49,7 +49,14 @@ pub(super) async fn prepare_with_retry(
     let retry = RetryPolicy::new(Duration::from_millis(200), config.source.max_backoff);
     let mut backoff = retry.backoff();
     loop {
-        match prepare(config, client, store).await {
+        // A stop while the start waits (for a predecessor's lease, a server that does not
+        // answer) ends it at once, not after the attempt (found by a review: SIGTERM in that
+        // window ran past the drain's limit and exited 1).
+        let attempt = tokio::select! {
+            attempt = prepare(config, client, store) => attempt,
+            () = shutdown.cancelled() => return Ok(None),
+        };
+        match attempt {
             Ok(ready) => return Ok(Some(ready)),
             Err(AppError::Checkpoint(error)) if error.unwritable() => {
                 return Err(AppError::Checkpoint(error))
