@@ -358,9 +358,7 @@ async fn authorize(State(token): State<Arc<Secret>>, request: Request, next: Nex
         // The scheme's name is case-insensitive (RFC 7235).
         .and_then(|value| {
             let scheme = value.get(..7)?;
-            scheme
-                .eq_ignore_ascii_case("Bearer ")
-                .then(|| &value[7..])
+            scheme.eq_ignore_ascii_case("Bearer ").then(|| &value[7..])
         })
         .unwrap_or_default();
     if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) {

@@ -56,6 +56,7 @@ fn no_column_names(table: &TableRef, names: usize, columns: usize) -> DecodeErro
 pub fn schema_from_table_map(
     tme: &TableMapEvent<'_>,
     extras: &TableExtras,
+    mariadb: bool,
 ) -> Result<TableSchema, DecodeError> {
     let table = TableRef {
         database: tme.database_name().into_owned(),
@@ -90,7 +91,7 @@ pub fn schema_from_table_map(
             .ok_or_else(|| fail(format!("no type for column {i}")))?;
         let meta = tme.get_column_metadata(i).unwrap_or(&[]);
         let unsigned = ty.is_numeric_type() && signedness.next().unwrap_or(false);
-        let charset = if has_listed_charset(ty) {
+        let charset = if has_listed_charset(ty, mariadb) {
             charsets
                 .next()
                 .transpose()
@@ -497,25 +498,27 @@ pub fn decode_value(
 }
 
 /// Whether the table map's list of column charsets has an entry for a column of this type:
-/// every column with a charset but ENUM and SET (listed apart), spatial ones too (their charset
-/// is binary). The server counts them ("base class is blob for geom type" in its binlog code);
-/// mysql_common 0.37 does not, and the columns after a spatial one took the charsets of the
-/// ones before them: a VARCHAR after a POINT was written as binary, a VARBINARY as text, a
+/// every column with a charset but ENUM and SET (listed apart); on MariaDB spatial ones too
+/// (their charset is binary: "base class is blob for geom type" in its binlog code; MySQL 8
+/// lists strings and blobs only, as go-mysql and python-mysql-replication read it). mysql_common
+/// 0.37 never counts spatial columns, and on MariaDB the columns after one took the charsets of
+/// the ones before them: a VARCHAR after a POINT was written as binary, a VARBINARY as text, a
 /// latin1 column decoded in another charset (before 2026-12-05; found by a review,
 /// `tests/values.rs` `text_after_a_spatial_column_keeps_its_charset`, seen failing).
-fn has_listed_charset(ty: ColumnType) -> bool {
-    ty.is_character_type() || ty == ColumnType::MYSQL_TYPE_GEOMETRY
+fn has_listed_charset(ty: ColumnType, mariadb: bool) -> bool {
+    ty.is_character_type() || (mariadb && ty == ColumnType::MYSQL_TYPE_GEOMETRY)
 }
 
 /// Per-column charsets of the rows of a table map's table, as the server lists them (0 for
 /// columns without one).
-pub fn column_charsets(tme: &TableMapEvent<'_>) -> Result<Vec<u16>, String> {
+pub fn column_charsets(tme: &TableMapEvent<'_>, mariadb: bool) -> Result<Vec<u16>, String> {
     let extractor =
         OptionalMetaExtractor::new(tme.iter_optional_meta()).map_err(|e| e.to_string())?;
     let mut charsets = extractor.iter_charset();
     let mut out = Vec::with_capacity(tme.columns_count() as usize);
     for i in 0..tme.columns_count() as usize {
-        let listed = matches!(tme.get_column_type(i), Ok(Some(ty)) if has_listed_charset(ty));
+        let listed =
+            matches!(tme.get_column_type(i), Ok(Some(ty)) if has_listed_charset(ty, mariadb));
         let charset = if listed {
             charsets.next().transpose().map_err(|e| e.to_string())?
         } else {

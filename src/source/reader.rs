@@ -57,11 +57,12 @@ pub struct Source {
     tx: mpsc::Sender<SourceEvent>,
     health: Arc<Health>,
     schemas: SchemaCache,
-    /// Idle timeouts in a row at one resume position, and that position: each doubles the
-    /// wait for the next event (up to 64 times `idle_timeout`). No heartbeat comes while an
-    /// event is on its way, so an event that takes longer than the timeout to arrive (a row of
-    /// 50 MB over a slow link) was asked for again, and timed out again, for ever (before
-    /// 2026-12-05; found by a review).
+    /// Idle timeouts in a row at one resume position with no heartbeat between them, and that
+    /// position: each doubles the wait for the next event, up to 4 times `idle_timeout` (below
+    /// the stall limit of `/healthz`, 6 times). No heartbeat comes while an event is on its way,
+    /// so an event that takes longer than the timeout to arrive (a row of 50 MB over a slow
+    /// link) was asked for again, and timed out again, for ever (before 2026-12-05; found by a
+    /// review). A heartbeat (the stream caught up) ends the streak.
     idle_streak: (Option<Position>, u32),
 }
 
@@ -240,7 +241,7 @@ impl Source {
                     if matches!(error, SourceError::Idle(_)) {
                         let (at, count) = &mut self.idle_streak;
                         if at.as_ref() == Some(&cursor.resume) {
-                            *count = (*count + 1).min(6);
+                            *count = (*count + 1).min(2);
                         } else {
                             *at = Some(cursor.resume.clone());
                             *count = 1;
@@ -327,26 +328,6 @@ impl Source {
         Ok((stream, flavor))
     }
 
-    /// The next event, waited for `limit` at most. Past the configured idle timeout (a longer
-    /// wait after timeouts in a row) the reader still counts as alive: an event on its way.
-    async fn next_event(
-        &self,
-        stream: &mut BinlogStream,
-        limit: Duration,
-    ) -> Result<Option<Result<Event, mysql_async::Error>>, tokio::time::error::Elapsed> {
-        let deadline = tokio::time::Instant::now() + limit;
-        let next = stream.next();
-        tokio::pin!(next);
-        loop {
-            let step = (tokio::time::Instant::now() + self.config.idle_timeout).min(deadline);
-            match tokio::time::timeout_at(step, &mut next).await {
-                Ok(event) => return Ok(event),
-                Err(elapsed) if step >= deadline => return Err(elapsed),
-                Err(_) => self.health.progress(),
-            }
-        }
-    }
-
     async fn stream_once(
         &mut self,
         cursor: &mut Cursor,
@@ -354,6 +335,10 @@ impl Source {
     ) -> Result<(), SourceError> {
         self.health.source_connection(false);
         let (mut stream, flavor) = self.open_stream(&cursor.resume).await?;
+        if self.schemas.mariadb != (flavor == Flavor::MariaDb) {
+            self.schemas.mariadb = flavor == Flavor::MariaDb;
+            self.schemas.invalidate();
+        }
         self.health.source_connection(true);
         info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
         let mut reading = Reading {
@@ -374,7 +359,7 @@ impl Source {
             self.report_position(&mut reading, cursor).await?;
             let next = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                next = self.next_event(&mut stream, idle_timeout) => next,
+                next = tokio::time::timeout(idle_timeout, stream.next()) => next,
             };
             let event = match next {
                 Err(_) => return Err(SourceError::Idle(idle_timeout)),
@@ -416,6 +401,9 @@ impl Source {
         self.health.progress();
         let header = event.header();
         let type_raw = header.event_type_raw();
+        if type_raw == EventType::HEARTBEAT_EVENT as u8 {
+            self.idle_streak = (None, 0);
+        }
         if header.log_pos() != 0 {
             let end = u64::from(header.log_pos());
             reading.event_start = reading.at(end.saturating_sub(u64::from(header.event_size())));
@@ -461,7 +449,11 @@ impl Source {
             // rows it loaded are not in the binlog. Before 2026-12-05 the event was skipped and
             // the rows never reached the views, with no halt (found by a review).
             EventData::ExecuteLoadQueryEvent(load) => {
-                let text = load.query();
+                let text = if ansi_quotes(load.status_vars()) {
+                    std::borrow::Cow::Owned(statement::backquoted(&load.query()))
+                } else {
+                    load.query()
+                };
                 self.statement_dml("LOAD", &text, &load.schema(), event, reading, cursor)
                     .await?
             }
@@ -486,7 +478,7 @@ impl Source {
         cursor: &mut Cursor,
     ) -> Result<(), SourceError> {
         // Under sql_mode ANSI_QUOTES (or ORACLE) `"orders"` names a table: read as backquoted.
-        let text = if ansi_quotes(query) {
+        let text = if ansi_quotes(query.status_vars()) {
             std::borrow::Cow::Owned(statement::backquoted(&query.query()))
         } else {
             query.query()
@@ -680,7 +672,7 @@ impl Source {
         // Looked up for an undo only, not on the stream's path.
         let transactional = keep.is_some() && self.schemas.transactional(&table);
         let mut index = first_index;
-        let charsets = match column_charsets(tme) {
+        let charsets = match column_charsets(tme, self.schemas.mariadb) {
             Ok(charsets) => charsets,
             // Read already to make the schema: not seen.
             Err(reason) => {
@@ -1129,12 +1121,10 @@ fn guarded(cursor: &Cursor, origin: &Position) -> bool {
 /// ANSI and ORACLE), as the event's status variables say. Before 2026-12-05 such names were
 /// read as strings: a `TRUNCATE TABLE "orders"` or `DROP TABLE "orders"` was not seen (found by
 /// a review).
-fn ansi_quotes(query: &mysql_async::binlog::events::QueryEvent<'_>) -> bool {
+fn ansi_quotes(vars: &mysql_async::binlog::events::StatusVars<'_>) -> bool {
     use mysql_async::binlog::events::StatusVarVal;
     use mysql_async::binlog::StatusVarKey;
-    query
-        .status_vars()
-        .get_status_var(StatusVarKey::SqlMode)
+    vars.get_status_var(StatusVarKey::SqlMode)
         .is_some_and(|var| match var.get_value() {
             Ok(StatusVarVal::SqlMode(mode)) => mode
                 .get()

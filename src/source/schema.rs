@@ -16,6 +16,9 @@ use crate::view::spec::TableRef;
 
 pub struct SchemaCache {
     pool: Pool,
+    /// The server is MariaDB (its table maps list a charset for spatial columns too); set by
+    /// the reader for each stream it opens.
+    pub mariadb: bool,
     by_table_id: HashMap<u64, Arc<TableSchema>>,
     extras: HashMap<TableRef, TableExtras>,
 }
@@ -24,6 +27,7 @@ impl SchemaCache {
     pub fn new(pool: Pool) -> Self {
         SchemaCache {
             pool,
+            mariadb: true,
             by_table_id: HashMap::new(),
             extras: HashMap::new(),
         }
@@ -68,7 +72,9 @@ impl SchemaCache {
                 extras
             }
         };
-        let schema = Arc::new(schema_from_table_map(tme, &extras).map_err(SourceError::Decode)?);
+        let schema = Arc::new(
+            schema_from_table_map(tme, &extras, self.mariadb).map_err(SourceError::Decode)?,
+        );
         // One id per table: MariaDB gives a table a new id whenever its definition is opened
         // again (evicted from the table definition cache), and the old ids never come back.
         // Kept, they would grow without bound between two DDL statements (found by a review).

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::apply::{Applied, SqlError, SqlWriter, Target, NO_ROW};
 use super::inverse::{
@@ -52,8 +52,10 @@ use crate::view::ItemKey;
 /// Tries of one record whose statement failed in a way a retry may fix.
 pub const MAX_TRIES: u32 = 5;
 /// How long a restore (the rejected item read again from SQL and written) goes before it is
-/// told slow in the log; it is waited for until done or the consumer stops.
+/// told slow in the log.
 const RESTORE_SLOW: Duration = Duration::from_secs(30);
+/// How long a restore is waited for at most (the shard's later records wait behind it).
+const RESTORE_LIMIT: Duration = Duration::from_secs(300);
 /// How long a consumer whose restore went unanswered waits to be told to stop.
 const STOP_NOTICE: Duration = Duration::from_secs(5);
 /// Tries of the removal of a rejected new item.
@@ -358,6 +360,69 @@ impl Handler {
         self.restore(view, change, change.new.as_ref()).await;
     }
 
+    /// The item of `key` written again from its row (see [`Handler::restore`]): whether a row
+    /// makes it; `None` when given up, or unanswered (`restore_unanswered` says which).
+    async fn rewrite(&self, view: &View, key: &ItemKey) -> Option<bool> {
+        // Answered once merged; done once written too. The record's position is saved after
+        // this returns, so a restore merged but not written when rowcast is killed would be
+        // lost with it: the record is kept unhandled instead (read again at the next start).
+        // A read that fails is asked again; the whole is waited for 5 minutes at most (a
+        // pipeline far behind, or held on another table, would hold this shard's records
+        // for as long), and given up then with an error: the item may keep the rejected value.
+        let deadline = tokio::time::Instant::now() + RESTORE_LIMIT;
+        let mut slow = Box::pin(tokio::time::sleep(RESTORE_SLOW));
+        loop {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let written = crate::pipeline::WrittenAt::default();
+            let request = FillRequest {
+                repair: false,
+                view: view.name.clone(),
+                key: key.clone(),
+                reply,
+                restore: Some(written.clone()),
+            };
+            let asked = async {
+                self.consumer.restore.send(request).await.ok()?;
+                match answer.await.ok()? {
+                    Ok(true) if !written.written().await => None,
+                    answer => Some(answer),
+                }
+            };
+            tokio::pin!(asked);
+            let asked = loop {
+                tokio::select! {
+                    asked = &mut asked => break Some(asked),
+                    _ = self.cancel.cancelled() => break Some(None),
+                    () = &mut slow => {
+                        warn!(view = %view.name, key = %key, "write-back: the item is not read again from SQL and written yet after 30 s; the table's records wait for it (5 minutes at most)");
+                        slow.as_mut().reset(deadline + RESTORE_LIMIT);
+                    }
+                    () = tokio::time::sleep_until(deadline) => break None,
+                }
+            };
+            match asked {
+                Some(Some(Ok(made))) => return Some(made),
+                Some(Some(Err(reason))) => {
+                    warn!(view = %view.name, %reason, "write-back: the item could not be read again from SQL; asking again");
+                    if !pause(&self.cancel, Duration::from_secs(1)).await {
+                        self.restore_unanswered
+                            .store(true, std::sync::atomic::Ordering::Relaxed);
+                        return None;
+                    }
+                }
+                Some(None) => {
+                    self.restore_unanswered
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return None;
+                }
+                None => {
+                    error!(view = %view.name, key = %key, "write-back: the item was not read again from SQL and written within 5 minutes (given up): it may keep the application's rejected value until its row changes or `rowcast snapshot --view`");
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Makes the item follow SQL again: written again from its row (merged into the binlog
     /// stream like a fill on miss), or, when no row makes it, removed if it is still
     /// `rejected` (the application's item as the record has it, never written by rowcast).
@@ -366,50 +431,8 @@ impl Handler {
             return;
         }
         let key = item_key(view, &change.keys);
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let written = crate::pipeline::WrittenAt::default();
-        let request = FillRequest {
-            repair: false,
-            view: view.name.clone(),
-            key: key.clone(),
-            reply,
-            restore: Some(written.clone()),
-        };
-        // Answered once merged; done once written too. The record's position is saved after
-        // this returns, so a restore merged but not written when rowcast is killed would be
-        // lost with it: the record is kept unhandled instead (read again at the next start).
-        // Waited for as long as it takes (a pipeline far behind the binlog merges it late),
-        // or until the consumer stops: given up at a time, it was lost (the fill dropped with
-        // its answer, the record's position saved).
-        let asked = async {
-            self.consumer.restore.send(request).await.ok()?;
-            match answer.await.ok()? {
-                Ok(true) if !written.written().await => None,
-                answer => Some(answer),
-            }
-        };
-        tokio::pin!(asked);
-        let asked = tokio::select! {
-            asked = &mut asked => asked,
-            _ = tokio::time::sleep(RESTORE_SLOW) => {
-                warn!(view = %view.name, key = %key, "write-back: the item is not read again from SQL and written yet after 30 s; the table's records wait for it");
-                tokio::select! {
-                    asked = &mut asked => asked,
-                    _ = self.cancel.cancelled() => None,
-                }
-            }
-        };
-        let made = match asked {
-            Some(Ok(made)) => made,
-            Some(Err(reason)) => {
-                warn!(view = %view.name, %reason, "write-back: the item could not be read again from SQL");
-                return;
-            }
-            None => {
-                self.restore_unanswered
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                return;
-            }
+        let Some(made) = self.rewrite(view, &key).await else {
+            return;
         };
         let Some(rejected) = rejected else {
             return;

@@ -251,25 +251,30 @@ impl Source {
             .await
         {
             Ok(group) => group,
-            // Not on this server (its file purged, or another server after a failover).
-            Err(SourceError::Stream(mysql_async::Error::Server(e))) if e.code == 1236 => {
-                return self.prepared_elsewhere(prepared, reading, &e.message);
-            }
-            Err(error) => return Err(error),
+            Err(error) => match not_there(&error) {
+                Some(message) => return self.prepared_elsewhere(prepared, reading, &message),
+                None => return Err(error),
+            },
         };
         let mut checked = prepared.gtid.is_none();
-        while let Some(event) = group.next().await? {
-            let header = event.header();
-            if !checked {
-                if let Some(gtid) = super::group_gtid(&event) {
-                    checked = true;
-                    if prepared.gtid.as_ref() != Some(&gtid) {
+        loop {
+            let event = match group.next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                // The dump's own error comes with its first event.
+                Err(error) => match not_there(&error) {
+                    Some(message) => {
                         group.close("a prepared XA transaction").await;
-                        let found = format!("another group ({gtid}) is there");
-                        return self.prepared_elsewhere(prepared, reading, &found);
+                        return self.prepared_elsewhere(prepared, reading, &message);
                     }
-                }
+                    None => return Err(error),
+                },
+            };
+            if let Some(found) = other_group(prepared, &event, &mut checked) {
+                group.close("a prepared XA transaction").await;
+                return self.prepared_elsewhere(prepared, reading, &found);
             }
+            let header = event.header();
             let data = event.read_data().ok().flatten();
             if let Some(EventData::RowsEvent(rows)) = data {
                 let context = RowsContext {
@@ -322,6 +327,28 @@ impl Source {
         read.into_transaction(reading);
         Ok(())
     }
+}
+
+/// The server's answer that a re-read's position is not there (error 1236: its file purged, or
+/// another server after a failover): its message.
+fn not_there(error: &SourceError) -> Option<String> {
+    match error {
+        SourceError::Stream(mysql_async::Error::Server(e)) if e.code == 1236 => {
+            Some(e.message.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Whether the first GTID event of a re-read (`checked` once seen) is another group's than the
+/// prepare's: what stands there, if so.
+fn other_group(prepared: &Prepared, event: &Event, checked: &mut bool) -> Option<String> {
+    if *checked {
+        return None;
+    }
+    let gtid = super::group_gtid(event)?;
+    *checked = true;
+    (prepared.gtid.as_ref() != Some(&gtid)).then(|| format!("another group ({gtid}) is there"))
 }
 
 /// What a re-read of a prepare group found.
