@@ -1884,6 +1884,13 @@ async fn a_snapshot_of_a_view_halted_during_its_pass_lifts_the_halt() {
     env.sql("INSERT INTO notes SELECT seq, CONCAT('n', seq), NULL FROM seq_1_to_8000")
         .await;
     let daemon = env.start_filling().await;
+    // In the middle of the pass: after its first chunk (a change read before it is rebuilt at
+    // once by that chunk, as a CI run of 2026-12-05 saw).
+    eventually("the pass under way", Duration::from_secs(30), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_backfill_rows_total{view=\"notes\"}") >= 200.0
+    })
+    .await;
     env.sql(
         "SET SESSION binlog_format = 'STATEMENT'; UPDATE notes SET body = 'changed' WHERE id = 1",
     )
