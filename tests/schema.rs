@@ -474,25 +474,32 @@ async fn a_column_added_back_after_its_drop_halted_the_view_rebuilds_it() {
     assert!(daemon.terminate().success());
 }
 
+/// A table `people` (`id`, `email`) holding `rows`, and a view of it with `email`: the
+/// environment, the view's DynamoDB table, the configuration file.
+async fn people(name: &str, rows: &str) -> (Env, String, std::path::PathBuf) {
+    let env = Env::new(name).await;
+    let table = env.table("views");
+    env.sql(&format!(
+        "CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(20) NOT NULL);
+         INSERT INTO people VALUES {rows}"
+    ))
+    .await;
+    env.write_view(
+        "people.toml",
+        &"name = \"people\"\ntable = \"TABLE\"\nsource = \"{DB}.people\"\n[key]\npk = \"P#{id}\"\n[attributes]\nemail = \"email\"\n".replace("TABLE", &table),
+    );
+    let config = env.write_config("");
+    env.create_tables();
+    (env, table, config)
+}
+
 /// `ALTER IGNORE TABLE … ADD UNIQUE` deletes the duplicate rows without row events: the view is
 /// backfilled again and the deleted rows' items removed, as after a TRUNCATE. On the code
 /// before, the ALTER was taken for an index change and the items stayed for good (found by a
 /// review).
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_deleted_by_alter_ignore_leave_no_item() {
-    let env = Env::new("ddlignore").await;
-    let table = env.table("views");
-    env.sql(
-        "CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(20) NOT NULL);
-         INSERT INTO people VALUES (1, 'a'), (2, 'a'), (3, 'b')",
-    )
-    .await;
-    env.write_view(
-        "people.toml",
-        &"name = \"people\"\ntable = \"TABLE\"\nsource = \"{DB}.people\"\n[key]\npk = \"P#{id}\"\n[attributes]\nemail = \"email\"\n".replace("TABLE", &table),
-    );
-    env.write_config("");
-    env.create_tables();
+    let (env, table, _) = people("ddlignore", "(1, 'a'), (2, 'a'), (3, 'b')").await;
     let expected = |rows: Vec<(i64, String)>| -> Vec<serde_json::Value> {
         rows.into_iter()
             .map(|(id, email)| json!({"pk": format!("P#{id}"), "email": email}))
@@ -520,19 +527,7 @@ async fn duplicates_deleted_by_alter_ignore_leave_no_item() {
 /// change and the history rows were read as the rows' state (found by a review).
 #[tokio::test(flavor = "multi_thread")]
 async fn system_versioning_halts_the_views_and_is_refused_at_start() {
-    let env = Env::new("versioned").await;
-    let table = env.table("views");
-    env.sql(
-        "CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(20) NOT NULL);
-         INSERT INTO people VALUES (1, 'a'), (2, 'b')",
-    )
-    .await;
-    env.write_view(
-        "people.toml",
-        &"name = \"people\"\ntable = \"TABLE\"\nsource = \"{DB}.people\"\n[key]\npk = \"P#{id}\"\n[attributes]\nemail = \"email\"\n".replace("TABLE", &table),
-    );
-    let config = env.write_config("");
-    env.create_tables();
+    let (env, table, config) = people("versioned", "(1, 'a'), (2, 'b')").await;
     let daemon = env.start().await;
     env.converge(
         &table,

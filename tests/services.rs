@@ -603,19 +603,11 @@ async fn a_refused_connection_is_a_known_outcome_and_a_dropped_one_is_not() {
 async fn a_late_landing_on_a_write_back_view_does_not_reach_sql() {
     let _serial = SERIAL.lock().await;
     let (proxy, env) = behind_a_late_proxy("latewb").await;
-    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
-        .await;
-    let table = env.table("notes");
-    env.write_view(
-        "notes.toml",
-        &format!(
-            "name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n[attributes]\nbody = \"body\"\n[writeback]\nenabled = true\nattributes = [\"body\"]\n"
-        ),
-    );
+    let table = write_back_notes_view(&env).await;
     env.write_config("[writer]\nflush_interval_ms = 5\nlanes = 1\n");
     env.create_tables();
     let daemon = env.start().await;
-    let item = |body: &str| vec![serde_json::json!({"pk": "N#1", "sk": "NOTE", "body": body})];
+    let item = |body: &str| Env::notes(&[(1, body)]);
     env.sql("INSERT INTO notes VALUES (1, 'LATE-1')").await;
     env.converge(&table, item("LATE-1"), Duration::from_secs(30))
         .await;
@@ -663,20 +655,25 @@ async fn a_conditional_put_that_lands_after_its_rows_delete_is_undone_with_write
     conditional_put_landing_after_delete("latecondwb", true).await;
 }
 
+/// `Env::notes_view` with write-back of `body`: its items are those `Env::notes` makes.
+async fn write_back_notes_view(env: &Env) -> String {
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
+        .await;
+    let table = env.table("notes");
+    env.write_view(
+        "notes.toml",
+        &format!(
+            "name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n[attributes]\nid = \"id\"\nbody = \"body\"\n[writeback]\nenabled = true\nattributes = [\"body\"]\n"
+        ),
+    );
+    table
+}
+
 async fn conditional_put_landing_after_delete(name: &str, write_back: bool) {
     let _serial = SERIAL.lock().await;
     let (proxy, env) = behind_a_late_proxy(name).await;
     let table = if write_back {
-        env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
-            .await;
-        let table = env.table("notes");
-        env.write_view(
-            "notes.toml",
-            &format!(
-                "name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n[attributes]\nid = \"id\"\nbody = \"body\"\n[writeback]\nenabled = true\nattributes = [\"body\"]\n"
-            ),
-        );
-        table
+        write_back_notes_view(&env).await
     } else {
         env.notes_view().await
     };

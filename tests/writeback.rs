@@ -478,13 +478,42 @@ async fn kill9_and_changes_while_down_lose_nothing() {
 /// then. On the code before, the resumed instance saved it at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resumes() {
-    let (env, table) = setup("wbpausepos").await;
+    old_instance_saves_no_position_over_its_successor("wbpausepos", Stop::Pause).await;
+}
+
+/// A clean stop (SIGTERM: a rolling deploy) whose write-back consumer still has a position to
+/// save, and a successor started at once. On the code before, the tracker released the
+/// checkpoint once the lanes had drained, the successor took it without waiting and saved later
+/// positions, and the old instance's save then landed over them: the next start would apply
+/// the successor's records again, over whatever SQL held by then. Now the checkpoint is still
+/// held, the successor takes it over from an owner that did not release it (and fences it), and
+/// the old save is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_instance_saves_no_position_after_its_successor_began() {
+    old_instance_saves_no_position_over_its_successor("wbstoppos", Stop::Terminate).await;
+}
+
+/// How the first instance leaves while it holds a position to save.
+#[derive(PartialEq)]
+enum Stop {
+    /// SIGSTOP, resumed once its successor has saved (it is fenced then).
+    Pause,
+    /// SIGTERM, a successor started at once.
+    Terminate,
+}
+
+/// The first instance holds a shard position to save (every save waits: failpoint) when it is
+/// paused or stopped; a successor applies a newer change and saves its positions; whatever the
+/// first one does afterwards, those positions stay.
+async fn old_instance_saves_no_position_over_its_successor(name: &str, stop: Stop) {
+    let (env, table) = setup(name).await;
     let control = env.table("control");
-    // Every position waits 3 s before it is saved: time to pause the instance holding one.
-    let mut first = env.spawn_with(&[(
-        "ROWCAST_FAILPOINTS",
-        "writeback.before_position_save=sleep3000@*",
-    )]);
+    // Long enough for the successor to save first (3 s: the paused instance waits anyway).
+    let failpoint = match stop {
+        Stop::Pause => "writeback.before_position_save=sleep3000@*",
+        Stop::Terminate => "writeback.before_position_save=sleep15000@*",
+    };
+    let mut first = env.spawn_with(&[("ROWCAST_FAILPOINTS", failpoint)]);
     first.wait_ready().await;
     // `/readyz` ends "backfilling" once the pass is read, not written: the items are waited
     // for, or the application's update below can make a new item (a write-back view writes
@@ -517,7 +546,11 @@ async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resume
         || async { holding().await > before },
     )
     .await;
-    first.signal("-STOP");
+    first.signal(if stop == Stop::Pause {
+        "-STOP"
+    } else {
+        "-TERM"
+    });
     let second = env.spawn_second();
     second.wait_ready().await;
     update(&env, &table, 1, "SET note = :n", &note("three")).await;
@@ -543,92 +576,16 @@ async fn a_paused_instance_taken_over_meanwhile_saves_no_position_when_it_resume
     };
     let saved = positions().await;
     assert!(!saved.is_empty(), "no position saved");
-    first.resume_until_fenced().await;
+    if stop == Stop::Pause {
+        first.resume_until_fenced().await;
+    } else {
+        // Whatever it ends with (a successor that took over fences it).
+        first.exited(Duration::from_secs(60)).await;
+    }
     assert_eq!(
         positions().await,
         saved,
-        "the resumed instance saved an older position; its log: {}",
-        common::tail(&first.log)
-    );
-    assert!(second.terminate().success());
-}
-
-/// A clean stop (SIGTERM: a rolling deploy) whose write-back consumer still has a position to
-/// save, and a successor started at once: the checkpoint must stay held until that save is
-/// done. On the code before, the tracker released it once the lanes had drained, the successor
-/// took it without waiting and saved later positions, and the old instance's save then landed
-/// over them: the next start would apply the successor's records again, over whatever SQL held
-/// by then.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stopping_instance_saves_no_position_after_its_successor_began() {
-    let (env, table) = setup("wbstoppos").await;
-    let control = env.table("control");
-    // Every position waits 15 s before it is saved.
-    let mut first = env.spawn_with(&[(
-        "ROWCAST_FAILPOINTS",
-        "writeback.before_position_save=sleep15000@*",
-    )]);
-    first.wait_ready().await;
-    env.converge(
-        &table,
-        expected(&env, &table).await,
-        Duration::from_secs(30),
-    )
-    .await;
-    let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
-    update(&env, &table, 1, "SET note = :n", &note("two")).await;
-    note_becomes(
-        &env,
-        "two",
-        "the first instance to apply the change",
-        Duration::from_secs(30),
-    )
-    .await;
-    let holding = || async {
-        std::fs::read_to_string(&first.log)
-            .unwrap()
-            .matches("failpoint writeback.before_position_save")
-            .count()
-    };
-    let before = holding().await;
-    eventually(
-        "the first instance to hold the position after it",
-        Duration::from_secs(30),
-        || async { holding().await > before },
-    )
-    .await;
-    first.signal("-TERM");
-    let second = env.spawn_second();
-    second.wait_ready().await;
-    update(&env, &table, 1, "SET note = :n", &note("three")).await;
-    note_becomes(
-        &env,
-        "three",
-        "the successor to apply the newer change",
-        Duration::from_secs(60),
-    )
-    .await;
-    // The successor's positions, once saved (they are saved after each read of a shard).
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let positions = || async {
-        let mut all: Vec<String> = env
-            .scan(&control)
-            .await
-            .into_iter()
-            .filter(|item| item.get("sequence").is_some())
-            .map(|item| item.to_string())
-            .collect();
-        all.sort();
-        all
-    };
-    let saved = positions().await;
-    assert!(!saved.is_empty(), "no position saved");
-    // Whatever it ends with (a successor that took over fences it).
-    first.exited(Duration::from_secs(60)).await;
-    assert_eq!(
-        positions().await,
-        saved,
-        "the stopped instance saved an older position; its log: {}",
+        "the first instance saved an older position; its log: {}",
         common::tail(&first.log)
     );
     assert!(second.terminate().success());
