@@ -341,7 +341,10 @@ impl CheckpointStore {
         else {
             return Ok(());
         };
-        lease.release();
+        // The lease ends with the release: the tracker releases only once every write-back
+        // consumer has ended (`checkpoint::Tracker::run`), so no stream position is left to
+        // save, and one saved after it could land over a successor's later one.
+        lease.end();
         let result = client
             .update_item()
             .table_name(table)

@@ -104,13 +104,6 @@ impl Lease {
         }
     }
 
-    /// A clean stop gives the checkpoint up: the lease ends. The tracker releases only once
-    /// every write-back consumer has ended (`checkpoint::Tracker::run`), so no stream position
-    /// is left to save: one saved after the release could land over a successor's later one.
-    pub fn release(&self) {
-        self.end();
-    }
-
     /// Nothing will confirm ownership again: sends waiting for the lease, and every later one,
     /// give up (see [`Lease::held`]).
     pub fn end(&self) {
@@ -308,13 +301,9 @@ mod tests {
             .expect("gives up after a term without an answer"));
     }
 
-    /// A released lease lets nothing through any more, as an ended one (a failure, a fence).
+    /// An ended lease (a release, a failure, a fence) lets nothing through, progress included.
     #[tokio::test(start_paused = true)]
-    async fn a_released_lease_lets_nothing_through() {
-        let released = Lease::new(TERM);
-        released.confirmed(Instant::now());
-        released.release();
-        assert!(!released.held().await && !released.is_held());
+    async fn an_ended_lease_lets_nothing_through() {
         let ended = Lease::new(TERM);
         ended.confirmed(Instant::now());
         ended.end();
