@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::decode::{column_charsets, decode_row};
+use super::decode::decode_row;
 use super::mariadb::{self, MariaGtid};
 use super::schema::SchemaCache;
 use super::statement;
@@ -663,7 +663,7 @@ impl Source {
         if !self.tables.contains(&table) {
             return Ok(0);
         }
-        let Some(schema) = self.readable(&rows, tme, &table, &mut keep).await? else {
+        let Some(mapped) = self.readable(&rows, tme, &table, &mut keep).await? else {
             return Ok(0);
         };
         // MariaDB's LOG_EVENT_SKIP_REPLICATION_F: written by a session with skip_replication,
@@ -672,21 +672,9 @@ impl Source {
         // Looked up for an undo only, not on the stream's path.
         let transactional = keep.is_some() && self.schemas.transactional(&table);
         let mut index = first_index;
-        let charsets = match column_charsets(tme, self.schemas.mariadb) {
-            Ok(charsets) => charsets,
-            // Read already to make the schema: not seen.
-            Err(reason) => {
-                let table_name = table.to_string();
-                let error = super::decode::DecodeError::Row {
-                    table: table_name,
-                    reason,
-                };
-                self.unreadable(&table, &error, &mut keep).await?;
-                return Ok(0);
-            }
-        };
         for row in rows.rows(tme) {
-            let (before, after) = match row_images((&schema, &charsets), &table, row) {
+            let (before, after) = match row_images((&mapped.schema, &mapped.charsets), &table, row)
+            {
                 Ok(images) => images,
                 // Like an unreadable table map: the rows before it in this event went on.
                 Err(error) => {
@@ -730,7 +718,7 @@ impl Source {
         tme: &mysql_async::binlog::events::TableMapEvent<'_>,
         table: &TableRef,
         keep: &mut Option<&mut undo::UndoLog>,
-    ) -> Result<Option<Arc<crate::view::row::TableSchema>>, SourceError> {
+    ) -> Result<Option<super::schema::Mapped>, SourceError> {
         if partial_image(rows) {
             match keep {
                 Some(log) => log.lose("partial row images"),
@@ -768,9 +756,9 @@ impl Source {
         &mut self,
         table_id: u64,
         tme: &mysql_async::binlog::events::TableMapEvent<'_>,
-    ) -> Result<Arc<crate::view::row::TableSchema>, SourceError> {
+    ) -> Result<super::schema::Mapped, SourceError> {
         match self.schemas.cached(table_id, tme) {
-            Some(schema) => Ok(schema),
+            Some(mapped) => Ok(mapped),
             None => {
                 let owned = tme.clone().into_owned();
                 self.schemas.load(table_id, &owned).await

@@ -8,18 +8,25 @@ use std::sync::Arc;
 use mysql_async::binlog::events::TableMapEvent;
 use mysql_async::Pool;
 
-use super::decode::schema_from_table_map;
+use super::decode::{column_charsets, schema_from_table_map, DecodeError};
 use super::SourceError;
 use crate::sql::{fetch_extras, TableExtras};
 use crate::view::row::TableSchema;
 use crate::view::spec::TableRef;
+
+/// A table map's schema and each column's charset as the server lists them.
+#[derive(Clone)]
+pub struct Mapped {
+    pub schema: Arc<TableSchema>,
+    pub charsets: Arc<[u16]>,
+}
 
 pub struct SchemaCache {
     pool: Pool,
     /// The server is MariaDB (its table maps list a charset for spatial columns too); set by
     /// the reader for each stream it opens.
     pub mariadb: bool,
-    by_table_id: HashMap<u64, Arc<TableSchema>>,
+    by_table_id: HashMap<u64, Mapped>,
     extras: HashMap<TableRef, TableExtras>,
 }
 
@@ -39,13 +46,13 @@ impl SchemaCache {
         self.extras.clear();
     }
 
-    pub fn cached(&self, table_id: u64, tme: &TableMapEvent<'_>) -> Option<Arc<TableSchema>> {
+    pub fn cached(&self, table_id: u64, tme: &TableMapEvent<'_>) -> Option<Mapped> {
         self.by_table_id
             .get(&table_id)
-            .filter(|s| {
-                s.columns.len() == tme.columns_count() as usize
-                    && s.table.table == tme.table_name()
-                    && s.table.database == tme.database_name()
+            .filter(|m| {
+                m.schema.columns.len() == tme.columns_count() as usize
+                    && m.schema.table.table == tme.table_name()
+                    && m.schema.table.database == tme.database_name()
             })
             .cloned()
     }
@@ -59,7 +66,7 @@ impl SchemaCache {
         &mut self,
         table_id: u64,
         tme: &TableMapEvent<'static>,
-    ) -> Result<Arc<TableSchema>, SourceError> {
+    ) -> Result<Mapped, SourceError> {
         let table = TableRef {
             database: tme.database_name().into_owned(),
             table: tme.table_name().into_owned(),
@@ -75,11 +82,22 @@ impl SchemaCache {
         let schema = Arc::new(
             schema_from_table_map(tme, &extras, self.mariadb).map_err(SourceError::Decode)?,
         );
+        let charsets = column_charsets(tme, self.mariadb).map_err(|reason| {
+            SourceError::Decode(DecodeError::TableMap {
+                table: table.to_string(),
+                reason,
+            })
+        })?;
+        let mapped = Mapped {
+            schema,
+            charsets: charsets.into(),
+        };
         // One id per table: MariaDB gives a table a new id whenever its definition is opened
         // again (evicted from the table definition cache), and the old ids never come back.
         // Kept, they would grow without bound between two DDL statements (found by a review).
-        self.by_table_id.retain(|_, known| known.table != table);
-        self.by_table_id.insert(table_id, schema.clone());
-        Ok(schema)
+        self.by_table_id
+            .retain(|_, known| known.schema.table != table);
+        self.by_table_id.insert(table_id, mapped.clone());
+        Ok(mapped)
     }
 }
