@@ -368,6 +368,8 @@ async fn a_change_logged_without_column_names_halts_its_views_not_the_daemon() {
 #[tokio::test(flavor = "multi_thread")]
 #[cfg_attr(not(feature = "failpoints"), ignore = "needs --features failpoints")]
 async fn a_row_that_cannot_be_decoded_halts_its_views_not_the_daemon() {
+    // Alone as the others (a CI run of 2026-12-05 saw another test's INCIDENT halt `named`).
+    let _alone = INCIDENTS.lock().await;
     let (env, table) = unnamed_and_named("badrow").await;
     // The backfill reads SQL; the first row the reader decodes is the next insert's.
     let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "reader.decode_row=error@1")]);
