@@ -10,6 +10,7 @@ use criterion::{criterion_group, Criterion, Throughput};
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::Value;
 use rowcast::config::compile_view;
+use rowcast::dynamo::BatchBody;
 use rowcast::source::decode::decode_value;
 use rowcast::view::project::{project, ItemOp};
 use rowcast::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
@@ -127,9 +128,17 @@ fn benches(c: &mut Criterion) {
             ))
         })
     });
+    group.bench_function("batch_body_put", |b| {
+        b.iter(|| {
+            let mut body = BatchBody::with_capacity(256);
+            body.table("shop_views");
+            body.put(black_box(item), 1 << 40, "orders");
+            black_box(body.finish())
+        })
+    });
     // The whole CPU path of one row change, as issue 13 goal 3 measures it: both images of the
     // update decoded from binlog values, projected (the key moves: a delete and a put), and the
-    // put's item and the delete's key encoded into SDK attribute values.
+    // put and the delete written into a BatchWriteItem's body, as the writer sends them.
     let path = WholePath::new();
     group.bench_function("decode_project_encode_update_with_key_move", |b| {
         b.iter(|| path.run())
@@ -171,16 +180,17 @@ impl WholePath {
         let before = decode(black_box(&self.before));
         let after = decode(black_box(&self.after));
         let projection = project(&self.view, Some(&before), Some(&after)).expect("projects");
+        // As a lane's batch goes (`sink/writer.rs`): its requests written into the body of a
+        // BatchWriteItem, here a body of this change's two.
+        let mut body = BatchBody::with_capacity(projection.ops.len() * 256);
+        body.table(&self.view.table);
         for op in &projection.ops {
             match op {
-                ItemOp::Put { item, .. } => {
-                    black_box(rowcast::dynamo::encode_item(item, 1 << 40, "orders"));
-                }
-                ItemOp::Delete { key } => {
-                    black_box(rowcast::dynamo::encode_key(key));
-                }
+                ItemOp::Put { item, .. } => body.put(item, 1 << 40, "orders"),
+                ItemOp::Delete { key } => body.delete(key),
             }
         }
+        black_box(body.finish());
     }
 }
 

@@ -1,6 +1,7 @@
 //! DynamoDB plumbing every stage uses: the clients, error classification, item encoding, the
 //! metadata attributes rowcast adds to items, marked removals, and the table tools.
 
+pub mod body;
 mod error;
 pub mod import;
 pub mod index_check;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::config::{Credentials, Region};
 use aws_sdk_dynamodb::Client;
 
+pub use body::BatchBody;
 pub use error::{classify_sdk_error, is_condition_failure, SdkErrorInfo};
 pub use item::{
     encode_item, encode_key, from_attribute_value, item_size, to_attribute_value, types_value,

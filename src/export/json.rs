@@ -1,101 +1,22 @@
 //! Items as DynamoDB JSON, the S3 import format `DYNAMODB_JSON`: one `{"Item": {…}}` per line,
 //! every value typed (`{"S": "…"}`, `{"N": "…"}`, `{"B": "<base64>"}`, …).
 
-use base64::Engine;
-
-use crate::dynamo::{VERSION_ATTRIBUTE, VIEW_ATTRIBUTE};
 use crate::view::project::Item;
-use crate::view::value::Attr;
 
 /// Appends one import line (with a trailing line break) for `item` of `view` at `version`: the
 /// attributes rowcast writes for it, metadata included, so that the daemon that resumes after
-/// an import finds the items as if it had written them.
+/// an import finds the items as if it had written them (written as the writer's batches are,
+/// `dynamo/body.rs`).
 pub fn item_line(out: &mut Vec<u8>, item: &Item, version: u128, view: &str) {
     out.extend_from_slice(b"{\"Item\":{");
-    for (name, value) in item {
-        string(out, name);
-        out.push(b':');
-        attr(out, value);
-        out.push(b',');
-    }
-    string(out, VERSION_ATTRIBUTE);
-    out.extend_from_slice(b":{\"N\":\"");
-    out.extend_from_slice(version.to_string().as_bytes());
-    out.extend_from_slice(b"\"},");
-    string(out, VIEW_ATTRIBUTE);
-    out.extend_from_slice(b":{\"S\":");
-    string(out, view);
-    out.extend_from_slice(b"}}}\n");
-}
-
-fn string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(&mut *out, text).expect("a string serializes into a vector");
-}
-
-fn attr(out: &mut Vec<u8>, value: &Attr) {
-    match value {
-        Attr::S(text) => {
-            out.extend_from_slice(b"{\"S\":");
-            string(out, text);
-        }
-        Attr::N(number) => {
-            out.extend_from_slice(b"{\"N\":");
-            string(out, number);
-        }
-        Attr::B(bytes) => {
-            out.extend_from_slice(b"{\"B\":\"");
-            out.extend_from_slice(
-                base64::engine::general_purpose::STANDARD
-                    .encode(bytes)
-                    .as_bytes(),
-            );
-            out.push(b'"');
-        }
-        Attr::Ss(items) => {
-            out.extend_from_slice(b"{\"SS\":[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(out, item);
-            }
-            out.push(b']');
-        }
-        Attr::M(map) => {
-            out.extend_from_slice(b"{\"M\":{");
-            for (i, (name, value)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(out, name);
-                out.push(b':');
-                attr(out, value);
-            }
-            out.push(b'}');
-        }
-        Attr::L(items) => {
-            out.extend_from_slice(b"{\"L\":[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                attr(out, item);
-            }
-            out.push(b']');
-        }
-        Attr::Bool(b) => out.extend_from_slice(if *b {
-            b"{\"BOOL\":true"
-        } else {
-            b"{\"BOOL\":false"
-        }),
-        Attr::Null => out.extend_from_slice(b"{\"NULL\":true"),
-    }
-    out.push(b'}');
+    crate::dynamo::body::attributes(out, item, version, view);
+    out.extend_from_slice(b"}}\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::view::value::Attr;
 
     #[test]
     fn every_type_is_written_as_dynamodb_json() {

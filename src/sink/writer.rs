@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemError, BatchWriteItemOutput};
-use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::WriteRequest;
 use aws_sdk_dynamodb::Client;
 use futures_util::future::join_all;
 use futures_util::StreamExt as _;
@@ -23,7 +23,7 @@ use crate::config::WriteMode;
 use crate::control::{DeadLetterStore, Lease};
 use crate::dynamo::{
     classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
-    RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
+    BatchBody, RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
 use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::error::{ErrorClass, RetryPolicy};
@@ -275,9 +275,10 @@ impl Writer {
     pub async fn write_batch(&self, ops: &[WriteOp], guarded: bool) {
         let tables: std::collections::BTreeSet<&str> =
             ops.iter().map(|op| &*op.op.key().table).collect();
-        // The first attempt (and a retry of all of it) is encoded from `ops` and handed over
-        // whole; only the items DynamoDB leaves unprocessed are kept, to send again. (Cloning
-        // every request for every attempt cost as much as encoding it.)
+        // The first attempt (and a retry of all of it) is written from `ops` as the request's
+        // body (`dynamo::BatchBody`); only the items DynamoDB leaves unprocessed are kept, typed
+        // as it returns them, to send again. (Cloning every request for every attempt cost as
+        // much as encoding it.)
         let mut unprocessed_left: Option<HashMap<String, Vec<WriteRequest>>> = None;
         let mut backoff = self.backoff();
         loop {
@@ -285,8 +286,11 @@ impl Writer {
                 return;
             }
             let request = match &unprocessed_left {
-                Some(left) => left.clone(),
-                None => batch_requests(ops),
+                Some(left) => BatchRequest::Typed(left.clone()),
+                None => BatchRequest::Body {
+                    tables: tables.iter().map(|table| table.to_string()).collect(),
+                    body: batch_body(ops, &tables),
+                },
             };
             match self.send_batch(request).await {
                 Ok(out) => {
@@ -348,15 +352,35 @@ impl Writer {
     /// One BatchWriteItem, timed.
     async fn send_batch(
         &self,
-        request: HashMap<String, Vec<WriteRequest>>,
+        request: BatchRequest,
     ) -> Result<BatchWriteItemOutput, SdkError<BatchWriteItemError, HttpResponse>> {
         let started = Instant::now();
-        let result = self
-            .client
-            .batch_write_item()
-            .set_request_items(Some(request))
-            .send()
-            .await;
+        let builder = self.client.batch_write_item();
+        let result = match request {
+            BatchRequest::Typed(items) => builder.set_request_items(Some(items)).send().await,
+            BatchRequest::Body { tables, body } => {
+                // The tables stay in the input, their requests out: the SDK's endpoint
+                // parameters name a batch's tables. The body the SDK serialised of it is
+                // replaced before it is signed.
+                let input = tables
+                    .into_iter()
+                    .map(|table| (table, Vec::new()))
+                    .collect();
+                // Set again for each attempt, shared rather than copied.
+                let body = bytes::Bytes::from(body);
+                builder
+                    .set_request_items(Some(input))
+                    .customize()
+                    .mutate_request(move |request| {
+                        request
+                            .headers_mut()
+                            .insert("content-length", body.len().to_string());
+                        *request.body_mut() = body.clone().into();
+                    })
+                    .send()
+                    .await
+            }
+        };
         metrics()
             .batch_duration
             .with_label_values(&["batch"])
@@ -637,41 +661,28 @@ fn count_retry(info: &SdkErrorInfo) -> bool {
     !info.throttled
 }
 
-/// The requests of a BatchWriteItem of `ops`, by table.
-fn batch_requests(ops: &[WriteOp]) -> HashMap<String, Vec<WriteRequest>> {
-    let mut requests: HashMap<String, Vec<WriteRequest>> = HashMap::new();
-    for op in ops {
-        let table = &*op.op.key().table;
-        // Looked up by `&str` first: `entry` would take a new `String` for every item.
-        match requests.get_mut(table) {
-            Some(requests) => requests.push(write_request(op)),
-            None => {
-                requests.insert(String::from(table), vec![write_request(op)]);
+/// A BatchWriteItem's requests.
+enum BatchRequest {
+    /// The first attempt's: the body written from the ops, and their tables.
+    Body { tables: Vec<String>, body: Vec<u8> },
+    /// A retry's: the requests DynamoDB left unprocessed, as it returned them.
+    Typed(HashMap<String, Vec<WriteRequest>>),
+}
+
+/// The body of a BatchWriteItem of `ops`, whose tables are `tables`: each table's requests
+/// together, in the order of `ops`.
+fn batch_body(ops: &[WriteOp], tables: &std::collections::BTreeSet<&str>) -> Vec<u8> {
+    let mut body = BatchBody::with_capacity(ops.len() * 256);
+    for table in tables {
+        body.table(table);
+        for op in ops.iter().filter(|op| &*op.op.key().table == *table) {
+            match &op.op {
+                ItemOp::Put { item, .. } => body.put(item, op.version, &op.view),
+                ItemOp::Delete { key } => body.delete(key),
             }
         }
     }
-    requests
-}
-
-fn write_request(op: &WriteOp) -> WriteRequest {
-    match &op.op {
-        ItemOp::Put { item, .. } => WriteRequest::builder()
-            .put_request(
-                PutRequest::builder()
-                    .set_item(Some(encode_item(item, op.version, &op.view)))
-                    .build()
-                    .expect("item is set"),
-            )
-            .build(),
-        ItemOp::Delete { key } => WriteRequest::builder()
-            .delete_request(
-                DeleteRequest::builder()
-                    .set_key(Some(encode_key(key)))
-                    .build()
-                    .expect("key is set"),
-            )
-            .build(),
-    }
+    body.finish()
 }
 
 #[cfg(test)]
