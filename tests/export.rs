@@ -473,3 +473,77 @@ async fn a_failed_export_leaves_no_manifest_and_no_partial_file() {
     assert_eq!(code, Some(0), "{text}");
     assert!(out.join("manifest.json").exists(), "{text}");
 }
+
+/// Items DynamoDB would refuse for a key too long (a sort key over 1,024 bytes, a partition key
+/// over 2,048, an index key over those) are dead letters of the export, not lines of its files:
+/// an import with one of them fails whole, and without `--import` the item would be missing with
+/// nothing to say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_leaves_items_with_keys_dynamodb_refuses_to_its_dead_letters() {
+    let env = Env::new("export_keys").await;
+    env.sql(
+        "CREATE TABLE notes (id INT PRIMARY KEY, title VARCHAR(3000), tag VARCHAR(3000));
+         INSERT INTO notes VALUES (1, 'short', 'a'), (2, REPEAT('t', 1100), 'b'),
+                                  (3, 'fine', REPEAT('g', 2100))",
+    )
+    .await;
+    let (by_title, by_tag) = (env.table("by_title"), env.table("by_tag"));
+    env.write_view(
+        "by_title.toml",
+        &format!(
+            "name = \"by_title\"\ntable = \"{by_title}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"T#{{title}}\"\n[[index]]\nname = \"tags\"\npk = \"TAG#{{tag}}\"\n"
+        ),
+    );
+    env.write_view(
+        "by_tag.toml",
+        &format!(
+            "name = \"by_tag\"\ntable = \"{by_tag}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"G#{{tag}}\"\nsk = \"N#{{id}}\"\n"
+        ),
+    );
+    env.write_config("");
+    env.create_tables();
+    let out_dir = env.dir.join("export");
+    let (code, text) = env.export(&out_dir, &["--view", "by_title", "--view", "by_tag"]);
+    assert_eq!(code, Some(0), "{text}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let ids = |table: &str| -> Vec<String> {
+        let mut ids: Vec<String> = exported_items(&out_dir, &manifest, table)
+            .iter()
+            .map(|item| item["id"].as_n().unwrap().clone())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&by_title), ["1"], "{manifest}");
+    assert_eq!(ids(&by_tag), ["1", "2"], "{manifest}");
+    let letters = std::fs::read_to_string(out_dir.join("dead-letters.jsonl")).unwrap();
+    let letters: Vec<Value> = letters
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut found: Vec<(String, String)> = letters
+        .iter()
+        .map(|l| {
+            let pk = l["pk"].as_str().unwrap();
+            (
+                l["view"].as_str().unwrap().to_string(),
+                pk[..pk.len().min(4)].to_string(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("by_tag".to_string(), "G#gg".to_string()),
+            ("by_title".to_string(), "N#2".to_string()),
+            ("by_title".to_string(), "N#3".to_string()),
+        ],
+        "{letters:?}"
+    );
+    for letter in &letters {
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(reason.contains("bytes"), "{reason}");
+    }
+}

@@ -212,6 +212,45 @@ attributes = { label = "label" }
     assert!(daemon.terminate().success());
 }
 
+/// A unique key of NOT NULL columns is not a primary key to the marks that make a joined
+/// view's items: `check --connect` says so, as for a table with no key (it passed before, and
+/// the view then halted at its first change).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joined_views_table_with_only_a_unique_key_is_refused_by_check() {
+    let env = Env::new("joinunique").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE events (ref INT NOT NULL, kind VARCHAR(10) NOT NULL, UNIQUE KEY (ref));
+         CREATE TABLE kinds (code VARCHAR(10) PRIMARY KEY, label VARCHAR(20) NOT NULL);",
+    )
+    .await;
+    env.write_view(
+        "events.toml",
+        &r#"
+name = "events"
+table = "TABLE"
+source = "{DB}.events"
+[key]
+pk = "EVENT#{ref}"
+[[lookup]]
+from = "{DB}.kinds"
+on = { code = "kind" }
+attributes = { label = "label" }
+"#
+        .replace("TABLE", &table),
+    );
+    let config = env.write_config("");
+    env.create_tables();
+    let (code, text) = common::code_and_output(&env.rowcast(&[
+        "check",
+        "--connect",
+        "--config",
+        config.to_str().unwrap(),
+    ]));
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("has no primary key"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn self_joins_composite_joins_and_every_column_embeds_follow_a_random_workload() {
     use common::staff;

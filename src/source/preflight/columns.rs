@@ -117,6 +117,22 @@ pub(super) async fn unique_keys(
         .collect())
 }
 
+/// Whether `table` has a PRIMARY KEY (not only unique keys).
+pub(super) async fn has_primary_key(
+    conn: &mut Conn,
+    table: &TableRef,
+) -> Result<bool, SourceError> {
+    let found: Option<u8> = conn
+        .exec_first(
+            "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             AND INDEX_NAME = 'PRIMARY' LIMIT 1",
+            (&table.database, &table.table),
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    Ok(found.is_some())
+}
+
 pub(super) fn is_integer(data_type: &str) -> bool {
     matches!(
         data_type,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use mysql_async::Conn;
 
-use super::columns::{conversion_problem, is_numeric, unique_keys, Columns};
+use super::columns::{conversion_problem, has_primary_key, is_numeric, unique_keys, Columns};
 use crate::source::SourceError;
 use crate::view::spec::{Aggregate, Attributes, Join, JoinKind, TableRef, View};
 use crate::view::value::Conversion;
@@ -19,9 +19,12 @@ pub(super) async fn check_joins(
     found: &mut Vec<(String, String)>,
 ) -> Result<(), SourceError> {
     let root = &cache[&view.source];
-    if unique_keys(conn, &view.source).await?.is_empty() {
+    // A PRIMARY KEY proper: a UNIQUE key of NOT NULL columns is not one to the marks that
+    // make a joined view's items (`sql/table.rs` reads the constraint named PRIMARY), which
+    // would halt the view at its first change.
+    if !has_primary_key(conn, &view.source).await? {
         let message = format!(
-            "{} has no primary key; views with joins need one",
+            "{} has no primary key (a unique key is not enough); views with joins need one",
             view.source
         );
         found.push(("source".into(), message));
