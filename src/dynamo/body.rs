@@ -18,12 +18,10 @@ use crate::view::value::Attr;
 use crate::view::ItemKey;
 
 /// The body of one BatchWriteItem: requests are added table by table (each table's once, all
-/// of its requests together), then [`finish`](BatchBody::finish)ed.
+/// of its requests together), then [`finish`](BatchBody::finish)ed. Where a comma goes is told
+/// by the last byte written: `{` before the first table, `[` before a table's first request.
 pub struct BatchBody {
     out: Vec<u8>,
-    /// The state of the request list: no table yet, a table with no request yet, or more.
-    tables: usize,
-    requests_in_table: usize,
 }
 
 impl BatchBody {
@@ -31,30 +29,24 @@ impl BatchBody {
     pub fn with_capacity(capacity: usize) -> BatchBody {
         let mut out = Vec::with_capacity(capacity + 64);
         out.extend_from_slice(b"{\"RequestItems\":{");
-        BatchBody {
-            out,
-            tables: 0,
-            requests_in_table: 0,
-        }
+        BatchBody { out }
     }
 
     /// Starts the requests of `table`; every request until the next call is of it.
     pub fn table(&mut self, table: &str) {
-        if self.tables > 0 {
+        if self.out.last() != Some(&b'{') {
             self.out.extend_from_slice(b"],");
         }
-        self.tables += 1;
-        self.requests_in_table = 0;
         string(&mut self.out, table);
         self.out.extend_from_slice(b":[");
     }
 
     fn request(&mut self) {
-        assert!(self.tables > 0, "a request before its table");
-        if self.requests_in_table > 0 {
-            self.out.push(b',');
+        match self.out.last() {
+            Some(b'{') => panic!("a request before its table"),
+            Some(b'[') => {}
+            _ => self.out.push(b','),
         }
-        self.requests_in_table += 1;
     }
 
     /// A put of the item as [`encode_item`](super::encode_item) makes it (see [`attributes`]).
@@ -69,23 +61,25 @@ impl BatchBody {
     pub fn delete(&mut self, key: &ItemKey) {
         self.request();
         self.out.extend_from_slice(b"{\"DeleteRequest\":{\"Key\":{");
-        string(&mut self.out, &key.pk_attribute);
-        self.out.extend_from_slice(b":{\"S\":");
-        string(&mut self.out, &key.pk);
-        self.out.push(b'}');
-        if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
-            self.out.push(b',');
+        let sk = key.sk_attribute.as_ref().zip(key.sk.as_ref());
+        for (at, (name, value)) in [(&key.pk_attribute, &key.pk)]
+            .into_iter()
+            .chain(sk)
+            .enumerate()
+        {
+            if at > 0 {
+                self.out.push(b',');
+            }
             string(&mut self.out, name);
-            self.out.extend_from_slice(b":{\"S\":");
-            string(&mut self.out, sk);
-            self.out.push(b'}');
+            self.out.push(b':');
+            value_text(&mut self.out, "S", value);
         }
         self.out.extend_from_slice(b"}}}");
     }
 
     /// The body's bytes.
     pub fn finish(mut self) -> Vec<u8> {
-        if self.tables > 0 {
+        if self.out.last() != Some(&b'{') {
             self.out.push(b']');
         }
         self.out.extend_from_slice(b"}}");
@@ -107,12 +101,20 @@ pub fn attributes(out: &mut Vec<u8>, item: &Item, version: u128, view: &str) {
         out.push(b',');
     }
     string(out, VERSION_ATTRIBUTE);
-    out.extend_from_slice(b":{\"N\":\"");
-    out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
-    out.extend_from_slice(b"\"},");
+    out.push(b':');
+    value_text(out, "N", itoa::Buffer::new().format(version));
+    out.push(b',');
     string(out, VIEW_ATTRIBUTE);
-    out.extend_from_slice(b":{\"S\":");
-    string(out, view);
+    out.push(b':');
+    value_text(out, "S", view);
+}
+
+/// A value of a text type (`{"S":"…"}`, `{"N":"…"}`).
+fn value_text(out: &mut Vec<u8>, kind: &str, text: &str) {
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\":");
+    string(out, text);
     out.push(b'}');
 }
 
@@ -184,14 +186,8 @@ fn has_escaped(bytes: &[u8]) -> bool {
 /// An attribute value in DynamoDB's JSON (`{"S":"…"}`, `{"N":"…"}`, base64 for binary).
 fn value(out: &mut Vec<u8>, attr: &Attr) {
     match attr {
-        Attr::S(text) => {
-            out.extend_from_slice(b"{\"S\":");
-            string(out, text);
-        }
-        Attr::N(number) => {
-            out.extend_from_slice(b"{\"N\":");
-            string(out, number);
-        }
+        Attr::S(text) => return value_text(out, "S", text),
+        Attr::N(number) => return value_text(out, "N", number),
         Attr::B(bytes) => {
             out.extend_from_slice(b"{\"B\":\"");
             let start = out.len();
