@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::view::project::Item;
 use crate::view::value::Attr;
-use crate::view::{ItemKey, View};
+use crate::view::ItemKey;
 
 /// Metadata attribute holding the item version (the source transaction counter).
 pub const VERSION_ATTRIBUTE: &str = "_version";
@@ -111,49 +111,6 @@ pub fn item_size(item: &Item, view: &str) -> usize {
         + view.len()
 }
 
-/// DynamoDB's longest partition key value, of a table or of an index, in bytes of UTF-8.
-pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
-/// DynamoDB's longest sort key value, of a table or of an index.
-pub const MAX_SORT_KEY_BYTES: usize = 1024;
-
-/// Why DynamoDB would refuse the put of `item`, made by `view` under `key`, told without
-/// sending it: over 400 KB, or a key value of the table or of one of the view's indexes longer
-/// than DynamoDB takes. `None` when nothing here says it would.
-pub fn refusal(item: &Item, view: &View, key: &ItemKey) -> Option<String> {
-    let size = item_size(item, &view.name);
-    if size > MAX_ITEM_BYTES {
-        return Some(format!(
-            "item {key} is {size} bytes, over DynamoDB's 400 KB limit"
-        ));
-    }
-    let long = |what: String, value: &str, limit: usize| {
-        (value.len() > limit)
-            .then(|| format!("{what} is {} bytes, over DynamoDB's {limit}", value.len()))
-    };
-    let attribute = |name: &str| match item.get(name) {
-        Some(Attr::S(value)) => Some(value.as_str()),
-        _ => None,
-    };
-    long("partition key".into(), &key.pk, MAX_PARTITION_KEY_BYTES)
-        .or_else(|| {
-            let sk = key.sk.as_deref()?;
-            long("sort key".into(), sk, MAX_SORT_KEY_BYTES)
-        })
-        .or_else(|| {
-            view.indexes.iter().find_map(|index| {
-                let pk = attribute(&index.pk_attribute).and_then(|value| {
-                    let what = format!("index {} partition key", index.name);
-                    long(what, value, MAX_PARTITION_KEY_BYTES)
-                });
-                pk.or_else(|| {
-                    let value = attribute(index.sk_attribute.as_deref()?)?;
-                    let what = format!("index {} sort key", index.name);
-                    long(what, value, MAX_SORT_KEY_BYTES)
-                })
-            })
-        })
-}
-
 /// A version as a number attribute.
 pub fn types_value(version: u128) -> AttributeValue {
     // `itoa`: a u128 through `fmt` divides digit by digit (one per written item).
@@ -163,48 +120,6 @@ pub fn types_value(version: u128) -> AttributeValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Keys of exactly DynamoDB's lengths pass; a byte more, of the table's keys or an
-    /// index's, is refused.
-    #[test]
-    fn keys_longer_than_dynamodb_takes_are_refused() {
-        let view = crate::config::compile_view(
-            std::path::Path::new("v.toml"),
-            "name = \"v\"\ntable = \"tab\"\nsource = \"d.s\"\n[key]\npk = \"{a}\"\nsk = \"{b}\"\n\
-             [[index]]\nname = \"idx\"\npk = \"{c}\"\nsk = \"{d}\"\n",
-        )
-        .expect("a valid view");
-        let index = &view.indexes[0];
-        let refusal_of = |pk: usize, sk: usize, ipk: usize, isk: usize| {
-            let key = ItemKey {
-                table: "tab".into(),
-                pk_attribute: "pk".into(),
-                pk: "p".repeat(pk),
-                sk_attribute: Some("sk".into()),
-                sk: Some("s".repeat(sk)),
-            };
-            let item: Item = [
-                (index.pk_attribute.to_string(), Attr::S("x".repeat(ipk))),
-                (
-                    index.sk_attribute.as_deref().unwrap().to_string(),
-                    Attr::S("y".repeat(isk)),
-                ),
-            ]
-            .into_iter()
-            .collect();
-            refusal(&item, &view, &key)
-        };
-        assert_eq!(refusal_of(2048, 1024, 2048, 1024), None);
-        for (sizes, what) in [
-            ((2049, 1, 1, 1), "partition key is 2049 bytes"),
-            ((1, 1025, 1, 1), "sort key is 1025 bytes"),
-            ((1, 1, 2049, 1), "index idx partition key is 2049 bytes"),
-            ((1, 1, 1, 1025), "index idx sort key is 1025 bytes"),
-        ] {
-            let reason = refusal_of(sizes.0, sizes.1, sizes.2, sizes.3).expect("refused");
-            assert!(reason.starts_with(what), "{reason}");
-        }
-    }
 
     /// A version's text is its decimal digits, from 0 to the largest u128.
     #[test]

@@ -31,7 +31,7 @@ pub use files::DataFile;
 use files::TableFiles;
 pub use manifest::{Manifest, TableEntry, ViewEntry};
 
-use crate::dynamo::refusal;
+use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::pipeline::{DeadLetter, Position, SNAPSHOT_INDEX_BASE};
 use crate::sql::join::read_in_snapshot;
 use crate::sql::{begin_snapshot, end_snapshot, gtid_state_at, keyset_tail, SqlError, TableCache};
@@ -210,9 +210,9 @@ impl Run<'_> {
                     let ItemOp::Put { key, item } = op else {
                         continue;
                     };
-                    // What DynamoDB's import would refuse fails the import whole, and a file
-                    // loaded otherwise would leave it out unsaid: a dead letter of its own.
-                    if let Some(reason) = refusal(&item, view, &key) {
+                    // Keys DynamoDB refuses are the projection's dead letters (below).
+                    if item_size(&item, &view.name) > MAX_ITEM_BYTES {
+                        let reason = format!("item {key} is larger than DynamoDB's 400 KB");
                         self.dead(view, Some(&key), reason).await?;
                         entry.dead_letters += 1;
                         continue;

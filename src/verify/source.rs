@@ -14,7 +14,7 @@ use crate::sql::{
     TableCache,
 };
 
-use crate::dynamo::refusal;
+use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::view::project::Item;
 use crate::view::{item_key, key_readings, project_snapshot, ItemKey, ItemOp, Row, View};
 
@@ -43,7 +43,7 @@ async fn project_rows(
             .map_err(|e| SqlError::Schema(format!("view {}: {e}", view.name)))?;
         for op in projection.ops {
             if let ItemOp::Put { key, item } = op {
-                let writable = refusal(&item, view, &key).is_none();
+                let writable = item_size(&item, &view.name) <= MAX_ITEM_BYTES;
                 visit(key, writable.then_some(item));
             }
         }

@@ -91,6 +91,18 @@ pub struct IncompatibleSchema {
     pub column: String,
 }
 
+/// DynamoDB's longest partition key value, of a table or of an index, in bytes of UTF-8.
+pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
+/// DynamoDB's longest sort key value, of a table or of an index.
+pub const MAX_SORT_KEY_BYTES: usize = 1024;
+
+/// Why DynamoDB would refuse a key value of `limit` bytes at most that `value` is, if it is
+/// longer.
+fn too_long(what: &str, value: &str, limit: usize) -> Option<String> {
+    (value.len() > limit)
+        .then(|| format!("{what} is {} bytes, over DynamoDB's {limit}", value.len()))
+}
+
 enum KeyOutcome {
     Key(ItemKey),
     NoItem,
@@ -188,11 +200,17 @@ fn index_key(
         }
     }
     let mut out = Vec::with_capacity(2);
-    for (name, text) in index.attributes().zip(rendered) {
+    let limits = [MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES];
+    for ((name, text), limit) in index.attributes().zip(rendered).zip(limits) {
         let reason = match text {
             Ok(text) if !text.is_empty() => {
-                out.push((name.clone(), Attr::S(text)));
-                continue;
+                match too_long(&format!("key attribute {name}"), &text, limit) {
+                    None => {
+                        out.push((name.clone(), Attr::S(text)));
+                        continue;
+                    }
+                    Some(reason) => reason,
+                }
             }
             Ok(_) => format!("empty key attribute {name}"),
             Err(reason) => reason.unwrap_or_default(),
@@ -255,6 +273,13 @@ fn build_item(
     // items need no sort (`benches/cpu.rs`). Of two entries of one name the attribute wins, as
     // inserting the key attributes first would (names that collide are refused in the config;
     // a column of an implicit view that does is a dead letter).
+    // A key DynamoDB would refuse is a dead letter under that key (one made of an earlier row
+    // state is removed, as when the key moves).
+    let long = too_long("partition key", &key.pk, MAX_PARTITION_KEY_BYTES)
+        .or_else(|| too_long("sort key", key.sk.as_deref()?, MAX_SORT_KEY_BYTES));
+    if let Some(reason) = long {
+        return Ok(Err(reason));
+    }
     let mut keys = match key_attributes(view, row, key)? {
         Ok(keys) => keys.peekable(),
         Err(reason) => return Ok(Err(reason)),
@@ -767,6 +792,53 @@ mod tests {
         let p = project(&v, None, Some(&row(3, Some(1), "", 100))).unwrap();
         assert!(p.ops.is_empty());
         assert!(p.dead[0].reason.contains("index by_status"), "{:?}", p.dead);
+
+        // A key longer than DynamoDB takes, of the table or of an index: a dead letter under
+        // its key, and the item of the row's earlier key is removed. Up to the limits, a put.
+        v.indexes[0].pk = Template::parse("{status}").unwrap();
+        v.key.pk = Template::parse("{status}").unwrap();
+        for (status, dead) in [
+            ("x".repeat(2048), None),
+            ("x".repeat(2049), Some("partition key is 2049 bytes")),
+        ] {
+            let p = project(
+                &v,
+                Some(&row(6, Some(1), "open", 1)),
+                Some(&row(6, Some(1), &status, 1)),
+            )
+            .unwrap();
+            match dead {
+                None => assert!(
+                    p.dead.is_empty() && matches!(p.ops[1], ItemOp::Put { .. }),
+                    "{:?}",
+                    p.dead
+                ),
+                Some(reason) => {
+                    assert!(p.dead[0].reason.starts_with(reason), "{:?}", p.dead);
+                    assert_eq!(p.dead[0].key.as_ref().map(|k| k.pk.len()), Some(2049));
+                    assert!(matches!(&p.ops[..], [ItemOp::Delete { .. }]), "{:?}", p.ops);
+                }
+            }
+        }
+        v.key.pk = Template::parse("ORDER#{id}").unwrap();
+        v.key.sk = Some(Template::parse("{status}").unwrap());
+        let p = project(&v, None, Some(&row(7, Some(1), &"s".repeat(1025), 1))).unwrap();
+        assert!(
+            p.dead[0].reason.starts_with("sort key is 1025 bytes"),
+            "{:?}",
+            p.dead
+        );
+        v.key.sk = Some(Template::parse("ORDER#{id:04}").unwrap());
+        let p = project(&v, None, Some(&row(8, Some(1), &"i".repeat(2049), 1))).unwrap();
+        assert!(
+            p.dead[0]
+                .reason
+                .contains("key attribute by_status_pk is 2049 bytes"),
+            "{:?}",
+            p.dead
+        );
+        let p = project(&v, None, Some(&row(8, Some(1), &"i".repeat(2048), 1))).unwrap();
+        assert!(p.dead.is_empty(), "{:?}", p.dead);
 
         // An implicit column named like an index attribute collides, as with a key attribute.
         let mut implicit = view(false);
