@@ -61,18 +61,14 @@ impl BatchBody {
     pub fn delete(&mut self, key: &ItemKey) {
         self.request();
         self.out.extend_from_slice(b"{\"DeleteRequest\":{\"Key\":{");
-        let sk = key.sk_attribute.as_ref().zip(key.sk.as_ref());
-        for (at, (name, value)) in [(&key.pk_attribute, &key.pk)]
-            .into_iter()
-            .chain(sk)
-            .enumerate()
-        {
-            if at > 0 {
-                self.out.push(b',');
-            }
+        string(&mut self.out, &key.pk_attribute);
+        self.out.push(b':');
+        value_text(&mut self.out, S, &key.pk);
+        if let (Some(name), Some(sk)) = (&key.sk_attribute, &key.sk) {
+            self.out.push(b',');
             string(&mut self.out, name);
             self.out.push(b':');
-            value_text(&mut self.out, "S", value);
+            value_text(&mut self.out, S, sk);
         }
         self.out.extend_from_slice(b"}}}");
     }
@@ -102,21 +98,25 @@ pub fn attributes(out: &mut Vec<u8>, item: &Item, version: u128, view: &str) {
     }
     string(out, VERSION_ATTRIBUTE);
     out.push(b':');
-    value_text(out, "N", itoa::Buffer::new().format(version));
+    value_text(out, N, itoa::Buffer::new().format(version));
     out.push(b',');
     string(out, VIEW_ATTRIBUTE);
     out.push(b':');
-    value_text(out, "S", view);
+    value_text(out, S, view);
 }
 
-/// A value of a text type (`{"S":"…"}`, `{"N":"…"}`).
-fn value_text(out: &mut Vec<u8>, kind: &str, text: &str) {
-    out.extend_from_slice(b"{\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\":");
+/// A value of a text type: `tag` is its opening, `{"S":` or `{"N":` (one slice, as this is most
+/// of a body).
+#[inline]
+fn value_text(out: &mut Vec<u8>, tag: &[u8], text: &str) {
+    out.extend_from_slice(tag);
     string(out, text);
     out.push(b'}');
 }
+
+/// The openings of string and number values.
+const S: &[u8] = b"{\"S\":";
+const N: &[u8] = b"{\"N\":";
 
 /// A JSON string: quoted, with `"`, `\\` and control characters escaped.
 fn string(out: &mut Vec<u8>, text: &str) {
@@ -186,8 +186,8 @@ fn has_escaped(bytes: &[u8]) -> bool {
 /// An attribute value in DynamoDB's JSON (`{"S":"…"}`, `{"N":"…"}`, base64 for binary).
 fn value(out: &mut Vec<u8>, attr: &Attr) {
     match attr {
-        Attr::S(text) => return value_text(out, "S", text),
-        Attr::N(number) => return value_text(out, "N", number),
+        Attr::S(text) => return value_text(out, S, text),
+        Attr::N(number) => return value_text(out, N, number),
         Attr::B(bytes) => {
             out.extend_from_slice(b"{\"B\":\"");
             let start = out.len();
