@@ -156,32 +156,48 @@ fn string(out: &mut Vec<u8>, text: &str) {
 
 /// Whether a JSON string escapes some byte of `bytes` (`"`, `\\`, or one below 0x20), looked
 /// at eight bytes at a time: the text of items is most of a body, and looking at it byte by
-/// byte cost more than the SDK's maps saved (callgrind, `benches/cpu.rs`).
+/// byte cost more than the SDK's maps saved (callgrind, `benches/cpu.rs`). A text of eight bytes
+/// or more ends with its last eight (read again where they overlap the words before); a shorter
+/// one, most attribute names, is looked up byte by byte, which costs less than making a word of
+/// it.
 fn has_escaped(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
     // Some byte of `word` is below `n` (n ≤ 0x80) exactly when this is not zero (a borrow can
     // mark a byte above one that is below, never a word with none).
     let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH;
-    let escaped = |word: u64| {
+    let escaped = |word: &[u8]| {
+        let word = u64::from_ne_bytes(word.try_into().unwrap_or([0; 8]));
         below(word, 0x20)
             | below(word ^ (ONES * u64::from(b'"')), 1)
             | below(word ^ (ONES * u64::from(b'\\')), 1)
     };
+    if bytes.len() < 8 {
+        return bytes.iter().any(|&byte| ESCAPED[usize::from(byte)]);
+    }
     let mut chunks = bytes.chunks_exact(8);
     let mut hits = 0;
     for chunk in &mut chunks {
-        hits |= escaped(u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8])));
+        hits |= escaped(chunk);
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        // The last bytes, filled out with a byte no string escapes.
-        let mut word = [b' '; 8];
-        word[..rest.len()].copy_from_slice(rest);
-        hits |= escaped(u64::from_ne_bytes(word));
+    if !chunks.remainder().is_empty() {
+        hits |= escaped(&bytes[bytes.len() - 8..]);
     }
     hits != 0
 }
+
+/// The bytes a JSON string escapes.
+static ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// An attribute value in DynamoDB's JSON (`{"S":"…"}`, `{"N":"…"}`, base64 for binary).
 fn value(out: &mut Vec<u8>, attr: &Attr) {
@@ -297,7 +313,9 @@ mod tests {
             text.prop_map(Attr::S),
             "-?[0-9]{1,5}(\\.[0-9]{1,3})?".prop_map(Attr::N),
             proptest::collection::vec(any::<u8>(), 0..10).prop_map(Attr::B),
-            proptest::collection::vec(text, 1..4).prop_map(Attr::Ss),
+            proptest::collection::vec(text, 1..4).prop_map(|items: Vec<String>| Attr::Ss(
+                items.into_iter().map(Into::into).collect()
+            )),
             any::<bool>().prop_map(Attr::Bool),
             Just(Attr::Null),
         ];

@@ -31,7 +31,7 @@ pub fn to_attribute_value(attr: &Attr) -> AttributeValue {
         Attr::S(s) => AttributeValue::S(s.clone()),
         Attr::N(n) => AttributeValue::N(n.clone()),
         Attr::B(b) => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(b.clone())),
-        Attr::Ss(items) => AttributeValue::Ss(items.clone()),
+        Attr::Ss(items) => AttributeValue::Ss(items.iter().map(|s| s.to_string()).collect()),
         Attr::M(map) => AttributeValue::M(
             map.iter()
                 .map(|(k, v)| (k.clone(), to_attribute_value(v)))
@@ -48,7 +48,7 @@ pub fn from_attribute_value(value: &AttributeValue) -> Option<Attr> {
         AttributeValue::S(s) => Attr::S(s.clone()),
         AttributeValue::N(n) => Attr::N(n.clone()),
         AttributeValue::B(b) => Attr::B(b.as_ref().to_vec()),
-        AttributeValue::Ss(items) => Attr::Ss(items.clone()),
+        AttributeValue::Ss(items) => Attr::Ss(items.iter().map(|s| s.as_str().into()).collect()),
         AttributeValue::M(map) => Attr::M(
             map.iter()
                 .filter_map(|(k, v)| Some((k.clone(), from_attribute_value(v)?)))

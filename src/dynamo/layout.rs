@@ -203,7 +203,9 @@ mod tests {
             (0u32..1000).prop_map(|n| Attr::N(n.to_string())),
             any::<bool>().prop_map(Attr::Bool),
             Just(Attr::Null),
-            prop::collection::vec("[a-z]{1,3}", 1..3).prop_map(Attr::Ss),
+            prop::collection::vec("[a-z]{1,3}", 1..3).prop_map(|items: Vec<String>| Attr::Ss(
+                items.into_iter().map(Into::into).collect()
+            )),
         ]
     }
 

@@ -16,7 +16,7 @@ use mysql_async::Value;
 
 use crate::sql::TableExtras;
 use crate::view::native::NativeType;
-use crate::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
+use crate::view::row::{ColumnKind, ColumnSchema, Label, Row, TableSchema};
 use crate::view::spec::TableRef;
 use crate::view::value::{with_scale, Cell, DateTime};
 
@@ -137,7 +137,7 @@ pub fn schema_from_table_map(
 fn label_texts(
     labels: Option<&Vec<Vec<u8>>>,
     charset: Option<std::io::Result<u16>>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Label>, String> {
     let collation = charset
         .transpose()
         .map_err(|e| e.to_string())?
@@ -145,7 +145,7 @@ fn label_texts(
     Ok(labels
         .into_iter()
         .flatten()
-        .map(|label| super::charset::decode(label, collation))
+        .map(|label| super::charset::decode(label, collation).into())
         .collect())
 }
 
@@ -382,7 +382,7 @@ pub fn decode_value(
             Cell::Bytes(bytes)
         }
         (ColumnKind::Enum(labels), Value::Int(index)) => match *index {
-            0 => Cell::Enum(String::new()),
+            0 => Cell::Enum("".into()),
             i => Cell::Enum(
                 labels
                     .get((i - 1) as usize)

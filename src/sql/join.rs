@@ -144,9 +144,10 @@ fn root_keys(roots: &[Row], root_columns: &[&str]) -> Vec<(Vec<JoinValue>, Vec<V
 
 fn cell_bytes(cell: &Cell) -> usize {
     match cell {
-        Cell::Text(s) | Cell::Enum(s) | Cell::Decimal(s) => s.len(),
+        Cell::Text(s) | Cell::Decimal(s) => s.len(),
+        Cell::Enum(label) => label.len(),
         Cell::Bytes(b) => b.len(),
-        Cell::Set(labels) => labels.iter().map(String::len).sum(),
+        Cell::Set(labels) => labels.iter().map(|l| l.len()).sum(),
         Cell::Json(json) => json.to_string().len(),
         _ => 8,
     }

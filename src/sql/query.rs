@@ -93,7 +93,8 @@ pub fn cell_param(cell: &Cell) -> Option<Value> {
         Cell::Float(v) => Value::Double(f64::from(*v)),
         Cell::Double(v) => Value::Double(*v),
         Cell::Bytes(b) => Value::Bytes(b.clone()),
-        Cell::Text(s) | Cell::Enum(s) | Cell::Decimal(s) => Value::Bytes(s.clone().into_bytes()),
+        Cell::Text(s) | Cell::Decimal(s) => Value::Bytes(s.clone().into_bytes()),
+        Cell::Enum(label) => Value::Bytes(label.as_bytes().to_vec()),
         other => {
             let text = other.to_text().ok().flatten()?;
             Value::Bytes(text.trim_end_matches('Z').replace('T', " ").into_bytes())

@@ -82,15 +82,20 @@ pub fn query_cell(kind: &ColumnKind, value: Value) -> Result<Cell, String> {
             Cell::Text(String::from_utf8_lossy(&b).into_owned())
         }
         (ColumnKind::Binary { .. } | ColumnKind::Other(_), Value::Bytes(b)) => Cell::Bytes(b),
-        (ColumnKind::Enum(_), Value::Bytes(b)) => {
-            Cell::Enum(String::from_utf8_lossy(&b).into_owned())
+        (ColumnKind::Enum(labels), Value::Bytes(b)) => {
+            // The schema's label where the text is one (a row read back holds no other).
+            let text = String::from_utf8_lossy(&b);
+            Cell::Enum(match labels.iter().find(|label| ***label == *text) {
+                Some(label) => label.clone(),
+                None => text.as_ref().into(),
+            })
         }
         (ColumnKind::Set(labels), Value::Bytes(b)) => {
             let chosen: Vec<&str> = text(&b)?.split(',').filter(|s| !s.is_empty()).collect();
             Cell::Set(
                 labels
                     .iter()
-                    .filter(|l| chosen.contains(&l.as_str()))
+                    .filter(|l| chosen.contains(&&***l))
                     .cloned()
                     .collect(),
             )

@@ -124,8 +124,8 @@ pub async fn load_table(
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
                 ColumnKind::Text
             }
-            "enum" => ColumnKind::Enum(labels(&column_type)),
-            "set" => ColumnKind::Set(labels(&column_type)),
+            "enum" => ColumnKind::Enum(labels(&column_type).into_iter().map(Into::into).collect()),
+            "set" => ColumnKind::Set(labels(&column_type).into_iter().map(Into::into).collect()),
             "bit" => ColumnKind::Bit,
             "year" => ColumnKind::Year,
             "date" => ColumnKind::Date,

@@ -61,7 +61,7 @@ fn encode_attr(attr: &Attr, out: &mut Vec<u8>) {
         Attr::N(n) => bytes(b'N', canonical_number(n).as_bytes(), out),
         Attr::B(b) => bytes(b'B', b, out),
         Attr::Ss(items) => {
-            let mut sorted: Vec<&String> = items.iter().collect();
+            let mut sorted: Vec<&str> = items.iter().map(|s| &**s).collect();
             sorted.sort();
             sorted.dedup();
             out.push(b'T');

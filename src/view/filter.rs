@@ -586,7 +586,8 @@ pub fn compare(cell: &Cell, literal: &Literal) -> Option<Ordering> {
             Some(text.as_bytes().cmp(literal.as_bytes()))
         }
         // Text as it is held, without the copy `to_text` makes.
-        Cell::Text(text) | Cell::Enum(text) => compare_text(text, literal),
+        Cell::Text(text) => compare_text(text, literal),
+        Cell::Enum(label) => compare_text(label, literal),
         _ => compare_text(&cell.to_text().ok()??, literal),
     }
 }

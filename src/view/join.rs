@@ -37,7 +37,8 @@ pub fn join_value(cell: &Cell) -> Option<JoinValue> {
         Cell::Decimal(text) => JoinValue::Number(normal_number(text)),
         Cell::Float(v) => JoinValue::Number(normal_number(&format_f64(f64::from(*v)))),
         Cell::Double(v) => JoinValue::Number(normal_number(&format_f64(*v))),
-        Cell::Text(s) | Cell::Enum(s) => JoinValue::Text(s.clone()),
+        Cell::Text(s) => JoinValue::Text(s.clone()),
+        Cell::Enum(label) => JoinValue::Text(label.to_string()),
         Cell::Bytes(b) => JoinValue::Bytes(b.clone()),
         other => JoinValue::Other(other.to_text().ok().flatten().unwrap_or_default()),
     })
@@ -83,9 +84,11 @@ pub fn compare_cells(a: &Cell, b: &Cell) -> Ordering {
         (Cell::Null | Cell::ZeroDate, _) | (_, Cell::Null | Cell::ZeroDate) => {
             rank(a).cmp(&rank(b))
         }
-        (Cell::Text(x) | Cell::Enum(x), Cell::Text(y) | Cell::Enum(y)) => {
-            x.as_bytes().cmp(y.as_bytes())
-        }
+        (Cell::Text(_) | Cell::Enum(_), Cell::Text(_) | Cell::Enum(_)) => a
+            .text()
+            .unwrap_or_default()
+            .as_bytes()
+            .cmp(b.text().unwrap_or_default().as_bytes()),
         (Cell::Bytes(x), Cell::Bytes(y)) => x.cmp(y),
         (Cell::Float(_) | Cell::Double(_), _) | (_, Cell::Float(_) | Cell::Double(_)) => {
             match (as_f64(a), as_f64(b)) {

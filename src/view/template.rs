@@ -140,7 +140,8 @@ fn render_cell(
         None => match cell {
             Cell::Int(v) => push_integer(out, *v, 0),
             Cell::UInt(v) => push_integer(out, *v, 0),
-            Cell::Text(v) | Cell::Enum(v) => out.push_str(v),
+            Cell::Text(v) => out.push_str(v),
+            Cell::Enum(label) => out.push_str(label),
             other => {
                 let text = other
                     .to_text()

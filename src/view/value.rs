@@ -5,6 +5,7 @@
 //! than 38 significant digits, text that `as = "number"` cannot parse) is a [`ValueError`]; the
 //! caller sends the row's item to the dead-letter store with it.
 
+use super::row::Label;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,9 +23,9 @@ pub enum Cell {
     /// CHAR, VARCHAR, TEXT (and ENUM labels, see [`Cell::Enum`]).
     Text(String),
     Bytes(Vec<u8>),
-    Enum(String),
+    Enum(Label),
     /// SET labels in definition order.
-    Set(Vec<String>),
+    Set(Vec<Label>),
     Bit(u64),
     Year(u16),
     Date {
@@ -70,7 +71,7 @@ pub enum Attr {
     S(String),
     N(String),
     B(Vec<u8>),
-    Ss(Vec<String>),
+    Ss(Vec<Label>),
     M(BTreeMap<String, Attr>),
     L(Vec<Attr>),
     Bool(bool),
@@ -146,6 +147,15 @@ impl Cell {
     }
 
     /// The value as `as = "string"` renders it; `None` for NULL and zero dates.
+    /// The text of a CHAR, VARCHAR, TEXT or ENUM value, as it is held.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Cell::Text(text) => Some(text),
+            Cell::Enum(label) => Some(label),
+            _ => None,
+        }
+    }
+
     pub fn to_text(&self) -> Result<Option<String>, ValueError> {
         Ok(Some(match self {
             Cell::Null | Cell::ZeroDate => return Ok(None),
@@ -154,7 +164,8 @@ impl Cell {
             Cell::Decimal(v) => v.clone(),
             Cell::Float(v) => format_f32(*v),
             Cell::Double(v) => format_f64(*v),
-            Cell::Text(v) | Cell::Enum(v) => v.clone(),
+            Cell::Text(v) => v.clone(),
+            Cell::Enum(label) => label.to_string(),
             Cell::Bytes(v) => String::from_utf8(v.clone()).map_err(|_| ValueError::NotUtf8)?,
             Cell::Set(labels) => labels.join(","),
             Cell::Bit(v) => v.to_string(),
@@ -230,7 +241,8 @@ impl Cell {
                 check_number(&text)?;
                 Attr::N(text)
             }
-            Cell::Text(v) | Cell::Enum(v) => Attr::S(v.clone()),
+            Cell::Text(v) => Attr::S(v.clone()),
+            Cell::Enum(label) => Attr::S(label.to_string()),
             Cell::Bytes(v) => Attr::B(v.clone()),
             Cell::Set(labels) if labels.is_empty() => return Ok(None),
             Cell::Set(labels) => Attr::Ss(labels.clone()),
@@ -250,7 +262,8 @@ impl Cell {
             | Cell::Double(_)
             | Cell::Bit(_)
             | Cell::Year(_) => self.native_attr(),
-            Cell::Text(text) | Cell::Enum(text) => {
+            Cell::Text(_) | Cell::Enum(_) => {
+                let text = self.text().unwrap_or_default();
                 let trimmed = text.trim();
                 if !is_number_text(trimmed) {
                     return Err(ValueError::NotANumber(preview(text)));
@@ -1128,7 +1141,7 @@ impl Attr {
             Attr::S(s) => s.len(),
             Attr::N(n) => number_size(n),
             Attr::B(b) => b.len(),
-            Attr::Ss(items) => items.iter().map(String::len).sum(),
+            Attr::Ss(items) => items.iter().map(|item| item.len()).sum(),
             Attr::M(map) => {
                 3 + map
                     .iter()
@@ -1152,7 +1165,9 @@ impl Attr {
                 let _ = write!(acc, "{byte:02x}");
                 acc
             })),
-            Attr::Ss(items) => Value::Array(items.iter().cloned().map(Value::String).collect()),
+            Attr::Ss(items) => {
+                Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
+            }
             Attr::M(map) => {
                 Value::Object(map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
             }

@@ -13,7 +13,7 @@ fn attr(value: &AttributeValue) -> Attr {
         AttributeValue::S(s) => Attr::S(s.clone()),
         AttributeValue::N(n) => Attr::N(n.clone()),
         AttributeValue::B(b) => Attr::B(b.as_ref().to_vec()),
-        AttributeValue::Ss(items) => Attr::Ss(items.clone()),
+        AttributeValue::Ss(items) => Attr::Ss(items.iter().map(|s| s.as_str().into()).collect()),
         AttributeValue::Ns(items) => Attr::L(items.iter().cloned().map(Attr::N).collect()),
         AttributeValue::Bs(items) => {
             Attr::L(items.iter().map(|b| Attr::B(b.as_ref().to_vec())).collect())

@@ -79,7 +79,7 @@ fn from_text(text: &str, kind: &ColumnKind) -> Result<Value, String> {
             &Attr::Ss(
                 text.split(',')
                     .filter(|s| !s.is_empty())
-                    .map(str::to_string)
+                    .map(Into::into)
                     .collect(),
             ),
             kind,
@@ -109,7 +109,7 @@ fn native(attr: &Attr, kind: &ColumnKind) -> Result<Value, String> {
         )),
         ColumnKind::Enum(labels) => {
             let s = expect_s(attr, "an ENUM column")?;
-            if labels.iter().any(|l| l == s) {
+            if labels.iter().any(|l| **l == *s) {
                 Ok(Value::Bytes(s.as_bytes().to_vec()))
             } else {
                 Err(format!("{s:?} is not one of {labels:?}"))
@@ -446,8 +446,12 @@ mod tests {
             Just(ColumnKind::Double),
             Just(ColumnKind::Text),
             proptest::option::of(0usize..20).prop_map(|fixed_len| ColumnKind::Binary { fixed_len }),
-            labels.clone().prop_map(ColumnKind::Enum),
-            labels.prop_map(ColumnKind::Set),
+            labels.clone().prop_map(|l: Vec<String>| ColumnKind::Enum(
+                l.into_iter().map(Into::into).collect()
+            )),
+            labels.prop_map(|l: Vec<String>| ColumnKind::Set(
+                l.into_iter().map(Into::into).collect()
+            )),
             Just(ColumnKind::Bit),
             Just(ColumnKind::Year),
             Just(ColumnKind::Date),
@@ -516,7 +520,9 @@ pub mod strategies {
             text.clone().prop_map(Attr::S),
             text.clone().prop_map(Attr::N),
             proptest::collection::vec(any::<u8>(), 0..8).prop_map(Attr::B),
-            proptest::collection::vec(text, 0..4).prop_map(Attr::Ss),
+            proptest::collection::vec(text, 0..4).prop_map(|items: Vec<String>| Attr::Ss(
+                items.into_iter().map(Into::into).collect()
+            )),
             any::<bool>().prop_map(Attr::Bool),
             Just(Attr::Null),
         ];

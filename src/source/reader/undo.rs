@@ -132,7 +132,8 @@ fn row_bytes(row: &Option<Row>) -> usize {
         .iter()
         .map(|cell| {
             24 + match cell {
-                Cell::Decimal(s) | Cell::Text(s) | Cell::Enum(s) => s.len(),
+                Cell::Decimal(s) | Cell::Text(s) => s.len(),
+                Cell::Enum(label) => label.len(),
                 Cell::Bytes(b) => b.len(),
                 Cell::Set(labels) => labels.iter().map(|l| l.len() + 24).sum(),
                 Cell::Json(value) => json_bytes(value),
