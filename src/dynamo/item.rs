@@ -31,7 +31,7 @@ pub fn to_attribute_value(attr: &Attr) -> AttributeValue {
         Attr::S(s) => AttributeValue::S(s.clone()),
         Attr::N(n) => AttributeValue::N(n.clone()),
         Attr::B(b) => AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(b.clone())),
-        Attr::Ss(items) => AttributeValue::Ss(items.iter().map(|s| s.to_string()).collect()),
+        Attr::Ss(items) => AttributeValue::Ss(items.iter().map(|s| String::from(&**s)).collect()),
         Attr::M(map) => AttributeValue::M(
             map.iter()
                 .map(|(k, v)| (k.clone(), to_attribute_value(v)))

@@ -38,7 +38,7 @@ pub fn join_value(cell: &Cell) -> Option<JoinValue> {
         Cell::Float(v) => JoinValue::Number(normal_number(&format_f64(f64::from(*v)))),
         Cell::Double(v) => JoinValue::Number(normal_number(&format_f64(*v))),
         Cell::Text(s) => JoinValue::Text(s.clone()),
-        Cell::Enum(label) => JoinValue::Text(label.to_string()),
+        Cell::Enum(label) => JoinValue::Text(String::from(&**label)),
         Cell::Bytes(b) => JoinValue::Bytes(b.clone()),
         other => JoinValue::Other(other.to_text().ok().flatten().unwrap_or_default()),
     })

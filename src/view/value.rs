@@ -165,7 +165,7 @@ impl Cell {
             Cell::Float(v) => format_f32(*v),
             Cell::Double(v) => format_f64(*v),
             Cell::Text(v) => v.clone(),
-            Cell::Enum(label) => label.to_string(),
+            Cell::Enum(label) => String::from(&**label),
             Cell::Bytes(v) => String::from_utf8(v.clone()).map_err(|_| ValueError::NotUtf8)?,
             Cell::Set(labels) => labels.join(","),
             Cell::Bit(v) => v.to_string(),
@@ -242,7 +242,7 @@ impl Cell {
                 Attr::N(text)
             }
             Cell::Text(v) => Attr::S(v.clone()),
-            Cell::Enum(label) => Attr::S(label.to_string()),
+            Cell::Enum(label) => Attr::S(String::from(&**label)),
             Cell::Bytes(v) => Attr::B(v.clone()),
             Cell::Set(labels) if labels.is_empty() => return Ok(None),
             Cell::Set(labels) => Attr::Ss(labels.clone()),
@@ -502,7 +502,12 @@ pub fn preview(text: &str) -> String {
 /// not ASCII is cut between characters, never inside one).
 pub fn with_scale(text: &str, scale: u8) -> String {
     let scale = usize::from(scale);
-    let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
+    // The point found byte by byte: cheaper for a short text than `split_once`'s searcher, and
+    // an ASCII byte is always at a character boundary.
+    let (int_part, frac) = match text.bytes().position(|byte| byte == b'.') {
+        Some(at) => (&text[..at], &text[at + 1..]),
+        None => (text, ""),
+    };
     if scale == 0 {
         return int_part.to_string();
     }
