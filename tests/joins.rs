@@ -451,3 +451,74 @@ function = "sum:weight"
     env.converge(&table, item(1), Duration::from_secs(30)).await;
     assert!(daemon.terminate().success());
 }
+
+/// Join values of temporal columns compare as MariaDB compares them, by instant: a DATETIME
+/// against a DATETIME(6) of the same second, and a DATE against a DATETIME at midnight, match.
+/// On the code before, they compared as text (`…10:00:00` against `…10:00:00.000000`) and
+/// never matched: the lookup's attributes stayed absent and the embed empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn temporal_join_keys_of_different_precision_match() {
+    let env = Env::new("jointemporal").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE talks (id INT PRIMARY KEY, slot DATETIME NOT NULL, day DATE NOT NULL);
+         CREATE TABLE slots (starts_at DATETIME(6) PRIMARY KEY, room VARCHAR(10) NOT NULL);
+         CREATE TABLE notes (id INT PRIMARY KEY, at DATETIME(3) NOT NULL, text VARCHAR(10) NOT NULL);
+         INSERT INTO talks VALUES (1, '2024-05-01 10:00:00', '2024-05-01');
+         INSERT INTO slots VALUES ('2024-05-01 10:00:00.000000', 'A');
+         INSERT INTO notes VALUES (1, '2024-05-01 00:00:00.000', 'first');",
+    )
+    .await;
+    env.write_view(
+        "talks.toml",
+        &r#"
+name = "talks"
+table = "TABLE"
+source = "{DB}.talks"
+[key]
+pk = "TALK#{id}"
+[[lookup]]
+from = "{DB}.slots"
+on = { starts_at = "slot" }
+attributes = { room = "room" }
+[[embed]]
+attribute = "notes"
+from = "{DB}.notes"
+on = { at = "day" }
+order_by = "id"
+attributes = { text = "text" }
+"#
+        .replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    let item = |room: &str, notes: serde_json::Value| {
+        vec![serde_json::json!({
+            "pk": "TALK#1", "id": 1, "slot": "2024-05-01T10:00:00", "day": "2024-05-01",
+            "room": room, "notes": notes,
+        })]
+    };
+    env.converge(
+        &table,
+        item("A", serde_json::json!([{"text": "first"}])),
+        Duration::from_secs(60),
+    )
+    .await;
+    // Changes of the related rows, through the binlog.
+    env.sql(
+        "UPDATE slots SET room = 'B';
+         INSERT INTO notes VALUES (2, '2024-05-01 00:00:00.000', 'second');",
+    )
+    .await;
+    env.converge(
+        &table,
+        item(
+            "B",
+            serde_json::json!([{"text": "first"}, {"text": "second"}]),
+        ),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}

@@ -22,7 +22,11 @@ pub enum JoinValue {
     Number(String),
     Text(String),
     Bytes(Vec<u8>),
-    /// Temporal and other values, by their rendering.
+    /// DATE, DATETIME and TIMESTAMP by instant, in microseconds since the epoch (a DATETIME
+    /// read as UTC, as the snapshot's session reads a TIMESTAMP): MariaDB compares a DATETIME
+    /// with a DATETIME(6), and a DATE with a DATETIME at midnight, as equal.
+    Instant(i128),
+    /// TIME (its fraction without trailing zeros) and other values, by their rendering.
     Other(String),
 }
 
@@ -40,6 +44,23 @@ pub fn join_value(cell: &Cell) -> Option<JoinValue> {
         Cell::Text(s) => JoinValue::Text(s.clone()),
         Cell::Enum(label) => JoinValue::Text(String::from(&**label)),
         Cell::Bytes(b) => JoinValue::Bytes(b.clone()),
+        Cell::Date { .. } | Cell::DateTime(_) | Cell::Timestamp { .. } => {
+            match cell.epoch_micros() {
+                Ok(Some(micros)) => JoinValue::Instant(micros),
+                _ => JoinValue::Other(cell.to_text().ok().flatten().unwrap_or_default()),
+            }
+        }
+        Cell::Time { .. } => {
+            let text = cell.to_text().ok().flatten().unwrap_or_default();
+            let text = match text.split_once('.') {
+                Some((whole, fraction)) => match fraction.trim_end_matches('0') {
+                    "" => whole.to_string(),
+                    fraction => format!("{whole}.{fraction}"),
+                },
+                None => text,
+            };
+            JoinValue::Other(text)
+        }
         other => JoinValue::Other(other.to_text().ok().flatten().unwrap_or_default()),
     })
 }
@@ -471,6 +492,49 @@ mod tests {
     use super::*;
     use crate::view::row::{ColumnKind, ColumnSchema, TableSchema};
     use crate::view::spec::TableRef;
+
+    /// Temporal join values as MariaDB compares them: by instant, whatever the precision.
+    #[test]
+    fn temporal_join_values_compare_by_instant() {
+        let datetime = |micros: u32, fsp: u8| {
+            Cell::DateTime(crate::view::value::DateTime {
+                year: 2024,
+                month: 5,
+                day: 1,
+                hour: 0,
+                minute: 0,
+                second: 0,
+                micros,
+                fsp,
+            })
+        };
+        let date = Cell::Date {
+            year: 2024,
+            month: 5,
+            day: 1,
+        };
+        let time = |micros: u32, fsp: u8| Cell::Time {
+            negative: false,
+            hours: 10,
+            minutes: 0,
+            seconds: 0,
+            micros,
+            fsp,
+        };
+        let timestamp = |micros: u32| Cell::Timestamp {
+            secs: 1_714_521_600,
+            micros,
+            fsp: 6,
+        };
+        assert_eq!(join_value(&datetime(0, 0)), join_value(&datetime(0, 6)));
+        assert_eq!(join_value(&date), join_value(&datetime(0, 3)));
+        assert_eq!(join_value(&timestamp(0)), join_value(&datetime(0, 0)));
+        assert_ne!(join_value(&datetime(1, 6)), join_value(&datetime(0, 0)));
+        assert_ne!(join_value(&timestamp(1)), join_value(&date));
+        assert_eq!(join_value(&time(0, 0)), join_value(&time(0, 6)));
+        assert_eq!(join_value(&time(500_000, 1)), join_value(&time(500_000, 6)));
+        assert_ne!(join_value(&time(500_000, 6)), join_value(&time(0, 6)));
+    }
 
     fn row(cells: Vec<(&str, ColumnKind, Cell)>) -> Row {
         let columns = cells

@@ -293,7 +293,7 @@ impl Cell {
     /// Microseconds since the epoch for DATE, DATETIME (read as UTC) and TIMESTAMP; `Ok(None)`
     /// for other kinds. A field outside its calendar range is an error (see
     /// [`Cell::out_of_range`]), not the number of some other instant.
-    fn epoch_micros(&self) -> Result<Option<i128>, ValueError> {
+    pub fn epoch_micros(&self) -> Result<Option<i128>, ValueError> {
         let (secs, micros) = match self {
             Cell::Date { year, month, day } => {
                 let days = checked_days_from_civil(*year, *month, *day);
