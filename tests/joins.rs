@@ -212,6 +212,60 @@ attributes = { label = "label" }
     assert!(daemon.terminate().success());
 }
 
+/// A primary key dropped while rowcast runs from a joined view's root halts the view, its
+/// progress held at the change it could not refresh: with the key back and a restart, that
+/// change is read again and the item follows it. On the code before, the halt held nothing:
+/// the checkpoint moved past the change and the item kept the old label for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_key_dropped_from_a_joined_views_root_holds_the_view_until_it_is_back() {
+    let env = Env::new("joindropkey").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE events (ref INT NOT NULL PRIMARY KEY, kind VARCHAR(10) NOT NULL);
+         CREATE TABLE kinds (code VARCHAR(10) PRIMARY KEY, label VARCHAR(20) NOT NULL);
+         INSERT INTO kinds VALUES ('a', 'Alpha'); INSERT INTO events VALUES (1, 'a');",
+    )
+    .await;
+    env.write_view(
+        "events.toml",
+        &r#"
+name = "events"
+table = "TABLE"
+source = "{DB}.events"
+[key]
+pk = "EVENT#{ref}"
+[attributes]
+kind = "kind"
+[[lookup]]
+from = "{DB}.kinds"
+on = { code = "kind" }
+attributes = { label = "label" }
+"#
+        .replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let item =
+        |label: &str| vec![serde_json::json!({"pk": "EVENT#1", "kind": "a", "label": label})];
+    let daemon = env.start().await;
+    env.converge(&table, item("Alpha"), Duration::from_secs(60))
+        .await;
+    env.sql("ALTER TABLE events DROP PRIMARY KEY; UPDATE kinds SET label = 'A' WHERE code = 'a';")
+        .await;
+    let halted = "rowcast_view_halted{view=\"events\"} 1";
+    eventually("the view halted", Duration::from_secs(30), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metrics.contains(halted)
+    })
+    .await;
+    assert!(daemon.terminate().success());
+    env.sql("ALTER TABLE events ADD PRIMARY KEY (ref)").await;
+    let daemon = env.start().await;
+    env.converge(&table, item("A"), Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+}
+
 /// A unique key of NOT NULL columns is not a primary key to the marks that make a joined
 /// view's items: `check --connect` says so, as for a table with no key (it passed before, and
 /// the view then halted at its first change).

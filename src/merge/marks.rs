@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::Value;
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::RefreshBatch;
@@ -108,7 +108,7 @@ pub struct Marks {
     first_mark_at: Option<Instant>,
     /// Views to backfill again (too many marks).
     overflowed: Vec<String>,
-    /// Views whose root table turned out to have no primary key (reported once).
+    /// Views whose root table turned out to have no primary key (halted once).
     warned_no_key: Vec<usize>,
 }
 
@@ -162,14 +162,17 @@ impl Marks {
         std::mem::take(&mut self.overflowed)
     }
 
-    /// Marks what the change of a row of `table` may change.
+    /// Marks what the change of a row of `table` may change. Returns the views this change
+    /// found without a primary key on their root (a key dropped while rowcast runs), once
+    /// each: their items cannot be refreshed, and the caller halts them at this change.
     pub async fn mark(
         &mut self,
         tables: &mut TableCache,
         table: &TableRef,
         (before, after): (Option<&Row>, Option<&Row>),
         by: MarkedBy<'_>,
-    ) -> Result<(), SqlError> {
+    ) -> Result<Vec<String>, SqlError> {
+        let mut unkeyed = Vec::new();
         for v in 0..self.views.len() {
             let view = self.views[v].clone();
             if !view.reads_table(table) {
@@ -180,12 +183,8 @@ impl Marks {
             if primary_key.is_empty() {
                 // `check --connect` reports it; the other views carry on.
                 if !self.warned_no_key.contains(&v) {
-                    error!(view = %view.name, table = %view.source, "the root table has no primary key: this view's joins cannot be refreshed");
-                    metrics()
-                        .view_halted
-                        .with_label_values(&[&view.name])
-                        .set(1);
                     self.warned_no_key.push(v);
+                    unkeyed.push(view.name.clone());
                 }
                 continue;
             }
@@ -227,7 +226,7 @@ impl Marks {
                 }
             }
         }
-        Ok(())
+        Ok(unkeyed)
     }
 
     /// Marks the root whose `root_columns` equal the `image_columns` of `image`.

@@ -725,7 +725,19 @@ impl Merge {
                     restart: &cursor.resume,
                 },
             };
-            self.mark(&change, by).await?;
+            for view in self.mark(&change, by).await? {
+                // Halted before this change reaches the projector, its progress held at it: a
+                // restart with the key back reads it again (`kept: false`, as for a join read
+                // that failed).
+                let reason = format!("the root table {} of this view has no primary key (dropped while rowcast ran?): its joins cannot be refreshed. Remedy: give the table its primary key back, then restart", change.table);
+                let halt = Halt {
+                    target: HaltTarget::View(view),
+                    reason,
+                    restart: None,
+                    kept: false,
+                };
+                self.halt(halt, cursor).await?;
+            }
             self.backfill_overflowed(cursor).await?;
         }
         self.emit(StreamEvent::Row(change)).await
@@ -733,7 +745,11 @@ impl Merge {
 
     /// Marks what a row change may change in views with joins; what SQL must say of the root
     /// tables (their primary keys) is read again after a transient failure.
-    async fn mark(&mut self, change: &RowChange, by: MarkedBy<'_>) -> Result<(), MergeError> {
+    async fn mark(
+        &mut self,
+        change: &RowChange,
+        by: MarkedBy<'_>,
+    ) -> Result<Vec<String>, MergeError> {
         let images = (change.before.as_ref(), change.after.as_ref());
         let mut backoff = self.retry.backoff();
         loop {
@@ -742,7 +758,7 @@ impl Merge {
                 .mark(&mut self.tables, &change.table, images, by)
                 .await;
             match marked {
-                Ok(()) => return Ok(()),
+                Ok(unkeyed) => return Ok(unkeyed),
                 Err(error) if error.is_transient() => {
                     warn!(error = %chain(&error), "reading a root table for the join marks failed; retrying");
                     tokio::time::sleep(backoff.next().unwrap_or(self.retry.max)).await;
