@@ -168,23 +168,7 @@ async fn a_view_with_joins_on_a_table_without_primary_key_halts_alone() {
          CREATE TABLE plain (id INT PRIMARY KEY, v INT NOT NULL);",
     )
     .await;
-    env.write_view(
-        "events.toml",
-        &r#"
-name = "events"
-table = "TABLE"
-source = "{DB}.events"
-[key]
-pk = "EVENT#{ref}"
-[attributes]
-kind = "kind"
-[[lookup]]
-from = "{DB}.kinds"
-on = { code = "kind" }
-attributes = { label = "label" }
-"#
-        .replace("TABLE", &table),
-    );
+    write_events_view(&env, &table);
     env.write_view(
         "plain.toml",
         &"name = \"plain\"\ntable = \"TABLE\"\nsource = \"{DB}.plain\"\n[key]\npk = \"PLAIN#{id}\"\n"
@@ -226,23 +210,7 @@ async fn a_primary_key_dropped_from_a_joined_views_root_holds_the_view_until_it_
          INSERT INTO kinds VALUES ('a', 'Alpha'); INSERT INTO events VALUES (1, 'a');",
     )
     .await;
-    env.write_view(
-        "events.toml",
-        &r#"
-name = "events"
-table = "TABLE"
-source = "{DB}.events"
-[key]
-pk = "EVENT#{ref}"
-[attributes]
-kind = "kind"
-[[lookup]]
-from = "{DB}.kinds"
-on = { code = "kind" }
-attributes = { label = "label" }
-"#
-        .replace("TABLE", &table),
-    );
+    write_events_view(&env, &table);
     env.write_config("");
     env.create_tables();
     let item =
@@ -278,21 +246,7 @@ async fn a_joined_views_table_with_only_a_unique_key_is_refused_by_check() {
          CREATE TABLE kinds (code VARCHAR(10) PRIMARY KEY, label VARCHAR(20) NOT NULL);",
     )
     .await;
-    env.write_view(
-        "events.toml",
-        &r#"
-name = "events"
-table = "TABLE"
-source = "{DB}.events"
-[key]
-pk = "EVENT#{ref}"
-[[lookup]]
-from = "{DB}.kinds"
-on = { code = "kind" }
-attributes = { label = "label" }
-"#
-        .replace("TABLE", &table),
-    );
+    write_events_view(&env, &table);
     let config = env.write_config("");
     env.create_tables();
     let (code, text) = common::code_and_output(&env.rowcast(&[
@@ -575,4 +529,25 @@ attributes = { text = "text" }
     )
     .await;
     assert!(daemon.terminate().success());
+}
+
+/// The view of the key tests: `events` (its root, keyed by `ref`) with a lookup of `kinds`.
+fn write_events_view(env: &Env, table: &str) {
+    env.write_view(
+        "events.toml",
+        &r#"
+name = "events"
+table = "TABLE"
+source = "{DB}.events"
+[key]
+pk = "EVENT#{ref}"
+[attributes]
+kind = "kind"
+[[lookup]]
+from = "{DB}.kinds"
+on = { code = "kind" }
+attributes = { label = "label" }
+"#
+        .replace("TABLE", table),
+    );
 }
