@@ -547,3 +547,48 @@ async fn an_export_leaves_items_with_keys_dynamodb_refuses_to_its_dead_letters()
         assert!(reason.contains("bytes"), "{reason}");
     }
 }
+
+/// An item whose maps and lists nest deeper than DynamoDB's 32 levels (here a JSON column of
+/// 30 levels in an embedded list of maps: 32) is a dead letter of the export, not a line an
+/// import then fails on. A JSON column alone cannot be that deep (MariaDB takes 31 levels).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_leaves_items_nested_deeper_than_dynamodb_takes_to_its_dead_letters() {
+    let env = Env::new("export_nesting").await;
+    env.sql(
+        "CREATE TABLE boxes (id INT PRIMARY KEY);
+         CREATE TABLE parts (id INT PRIMARY KEY, box_id INT NOT NULL, doc JSON, KEY (box_id));
+         INSERT INTO boxes VALUES (1), (2);
+         INSERT INTO parts VALUES
+           (1, 1, CONCAT(REPEAT('[', 29), '1', REPEAT(']', 29))),
+           (2, 2, CONCAT(REPEAT('[', 30), '1', REPEAT(']', 30)));",
+    )
+    .await;
+    let boxes = env.table("boxes");
+    env.write_view(
+        "boxes.toml",
+        &format!(
+            "name = \"boxes\"\ntable = \"{boxes}\"\nsource = \"{{DB}}.boxes\"\n[key]\npk = \"BOX#{{id}}\"\n[[embed]]\nattribute = \"parts\"\nfrom = \"{{DB}}.parts\"\non = {{ box_id = \"id\" }}\norder_by = \"id\"\nattributes = {{ doc = \"doc\" }}\n"
+        ),
+    );
+    env.write_config("");
+    env.create_tables();
+    let out_dir = env.dir.join("export");
+    let (code, text) = env.export(&out_dir, &["--view", "boxes"]);
+    assert_eq!(code, Some(0), "{text}");
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let ids: Vec<String> = exported_items(&out_dir, &manifest, &boxes)
+        .iter()
+        .map(|item| item["id"].as_n().unwrap().clone())
+        .collect();
+    assert_eq!(ids, ["1"], "{manifest}");
+    let letters = std::fs::read_to_string(out_dir.join("dead-letters.jsonl")).unwrap();
+    let letters: Vec<Value> = letters
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["pk"], "BOX#2", "{letters:?}");
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("attribute parts nests"), "{reason}");
+}

@@ -96,6 +96,23 @@ pub const MAX_PARTITION_KEY_BYTES: usize = 2048;
 /// DynamoDB's longest sort key value, of a table or of an index.
 pub const MAX_SORT_KEY_BYTES: usize = 1024;
 
+/// DynamoDB's deepest nesting of maps and lists in an attribute: 31 (of its "32 levels", the
+/// item is the first; DynamoDB Local takes 31 and refuses 32 with "Nesting Levels have exceeded
+/// supported limit"). A JSON column alone stays within it (MariaDB's `JSON_VALID` takes 31
+/// levels at most), but one in an embedded list (a list of maps) need not.
+pub const MAX_NESTING: usize = 31;
+
+/// Why DynamoDB would refuse `item` for its nesting, if it would.
+fn too_deep(item: &Item) -> Option<String> {
+    item.iter()
+        .find(|(_, attr)| attr.nests_deeper_than(MAX_NESTING))
+        .map(|(name, _)| {
+            format!(
+                "attribute {name} nests maps and lists deeper than DynamoDB's {MAX_NESTING} levels"
+            )
+        })
+}
+
 /// Why DynamoDB would refuse a key value of `limit` bytes at most that `value` is, if it is
 /// longer.
 fn too_long(what: &str, value: &str, limit: usize) -> Option<String> {
@@ -508,6 +525,7 @@ fn project_images(
                                 }
                                 None => Ok(item),
                             }
+                            .and_then(|item| too_deep(&item).map_or(Ok(item), Err))
                         });
                     match built {
                         Ok(item) => new_put = Some((key, item)),
@@ -846,6 +864,39 @@ mod tests {
         implicit.indexes[0].pk_attribute = "status".into();
         let p = project(&implicit, None, Some(&row(4, Some(1), "open", 1))).unwrap();
         assert!(p.dead[0].reason.contains("collides"), "{:?}", p.dead);
+    }
+
+    /// Maps and lists 31 deep go; 32 deep are refused, as DynamoDB Local refuses them, and the
+    /// item names the attribute.
+    #[test]
+    fn items_nested_deeper_than_dynamodb_takes_are_told() {
+        let nested = |levels: usize, map: bool| {
+            (0..levels).fold(Attr::S("x".into()), |inner, _| {
+                if map {
+                    Attr::M([("a".to_string(), inner)].into())
+                } else {
+                    Attr::L(vec![inner])
+                }
+            })
+        };
+        for map in [true, false] {
+            let mut item = Item::new();
+            item.insert("flat", Attr::N("1".into()));
+            item.insert("doc", nested(MAX_NESTING, map));
+            assert_eq!(too_deep(&item), None);
+            item.insert("doc", nested(MAX_NESTING + 1, map));
+            let reason = too_deep(&item).expect("too deep");
+            assert!(reason.contains("attribute doc"), "{reason}");
+        }
+        // An empty map or list is a level too.
+        let empty_at = |levels: usize| {
+            (1..levels).fold(Attr::M(Default::default()), |inner, _| Attr::L(vec![inner]))
+        };
+        let mut item = Item::new();
+        item.insert("doc", empty_at(MAX_NESTING));
+        assert_eq!(too_deep(&item), None);
+        item.insert("doc", empty_at(MAX_NESTING + 1));
+        assert!(too_deep(&item).is_some());
     }
 
     proptest! {

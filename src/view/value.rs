@@ -1140,6 +1140,16 @@ pub fn json_to_attr(value: &serde_json::Value) -> Result<Attr, ValueError> {
 }
 
 impl Attr {
+    /// Whether maps and lists nest in this value more than `levels` deep (a map or list is one
+    /// level, a scalar none); stops looking at the first path that does.
+    pub fn nests_deeper_than(&self, levels: usize) -> bool {
+        match self {
+            Attr::M(map) => levels == 0 || map.values().any(|v| v.nests_deeper_than(levels - 1)),
+            Attr::L(items) => levels == 0 || items.iter().any(|v| v.nests_deeper_than(levels - 1)),
+            _ => false,
+        }
+    }
+
     /// Approximate stored size in bytes, by DynamoDB's accounting (names + values).
     pub fn size(&self) -> usize {
         match self {
