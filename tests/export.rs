@@ -432,6 +432,38 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
     let saved: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
     assert_eq!(saved["position"], manifest["position"]);
     assert_eq!(saved["backfill"]["blobs"]["done"], true);
+
+    // The export gave its claim of the prefix up; a prefix another export claims is refused.
+    let claim = |prefix: &str| {
+        s3.head_object()
+            .bucket("rowcast-export")
+            .key(format!("{prefix}/export.claim"))
+            .send()
+    };
+    assert!(claim("run1").await.is_err(), "the claim is left");
+    s3.put_object()
+        .bucket("rowcast-export")
+        .key("run2/export.claim")
+        .body(Vec::from(&b"{}"[..]).into())
+        .send()
+        .await
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rowcast"))
+        .args(["export", "--config", config.to_str().unwrap()])
+        .args([
+            "--to",
+            "s3://rowcast-export/run2",
+            "--s3-endpoint-url",
+            &moto.url,
+        ])
+        .args(["--view", "blobs"])
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .output()
+        .unwrap();
+    let (code, text) = code_and_output(&out);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("another export is writing here"), "{text}");
 }
 
 /// An export that fails part way leaves nothing an import could take for complete: no
@@ -591,4 +623,55 @@ async fn an_export_leaves_items_nested_deeper_than_dynamodb_takes_to_its_dead_le
     assert_eq!(letters[0]["pk"], "BOX#2", "{letters:?}");
     let reason = letters[0]["reason"].as_str().unwrap();
     assert!(reason.contains("attribute parts nests"), "{reason}");
+}
+
+/// Two exports started into one directory at once (a retried Job whose first pod still runs)
+/// both found it empty: one claims it and writes its export, the other is refused, saying
+/// why. On the code before, both wrote the same file names over each other and both exited 0.
+/// Both wait after their snapshot (a failpoint), so both have opened the directory before
+/// either writes a file.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_exports_into_one_directory_at_once_one_is_refused() {
+    let env = Env::new("export_claim").await;
+    env.sql(
+        "CREATE TABLE notes (id INT PRIMARY KEY, title VARCHAR(20));
+         INSERT INTO notes VALUES (1, 'one'), (2, 'two');",
+    )
+    .await;
+    let notes = env.table("notes");
+    env.write_view(
+        "notes.toml",
+        &format!("name = \"notes\"\ntable = \"{notes}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\n"),
+    );
+    let config = env.write_config("");
+    let out_dir = env.dir.join("export");
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_rowcast"))
+            .args(["export", "--config", config.to_str().unwrap()])
+            .args(["--to", out_dir.to_str().unwrap(), "--view", "notes"])
+            .env("ROWCAST_FAILPOINTS", "export.after_snapshot=sleep3000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outcomes: Vec<(Option<i32>, String)> = [first, second]
+        .into_iter()
+        .map(|child| code_and_output(&child.wait_with_output().unwrap()))
+        .collect();
+    let refused: Vec<&(Option<i32>, String)> = outcomes
+        .iter()
+        .filter(|(code, _)| *code != Some(0))
+        .collect();
+    assert_eq!(refused.len(), 1, "{outcomes:?}");
+    assert!(
+        refused[0].1.contains("another export is writing here"),
+        "{outcomes:?}"
+    );
+    // The one that went on wrote a whole export, and gave its claim up.
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(exported_items(&out_dir, &manifest, &notes).len(), 2);
+    assert!(!out_dir.join("export.claim").exists());
 }

@@ -61,7 +61,6 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
             "--import reads the files from S3: --to must be s3://BUCKET/PREFIX".into(),
         ));
     }
-    let dest = Destination::open(&request.to, request.s3_endpoint_url.as_deref(), region).await?;
     let client = dynamo::client(&config.dynamodb).await;
     let store = checkpoint_store(config, &client);
     if request.checkpoint {
@@ -81,6 +80,9 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
         ));
     }
     let identity = source::server_identity(&mut conn, flavor).await?;
+    // Claimed last, right before `export::run` (which gives the claim up however it ends): a
+    // refusal above leaves no claim behind.
+    let dest = Destination::open(&request.to, request.s3_endpoint_url.as_deref(), region).await?;
     let mut tables = TableCache::new(mysql_async::Pool::new(opts));
     let export = Export {
         views: views.clone(),

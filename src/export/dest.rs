@@ -1,10 +1,12 @@
 //! Where an export goes: a local directory (files written as `.partial` and renamed once
 //! complete and synced) or S3 (`s3.rs`: multipart uploads). The manifest is written last, so a
 //! destination without one holds an export that did not finish.
+//! An export claims its destination as it opens it (`claim.rs`).
 
 use std::io::Write;
 use std::path::PathBuf;
 
+use super::claim::{claim_dir, claim_text, CLAIMED, CLAIM_FILE};
 use super::s3::{S3Dest, S3Upload};
 use super::ExportError;
 
@@ -33,11 +35,17 @@ impl Destination {
         region: Option<&str>,
     ) -> Result<Destination, ExportError> {
         if to.starts_with("s3://") {
-            return Ok(Destination::S3(
-                S3Dest::open(to, endpoint_url, region).await?,
-            ));
+            let s3 = S3Dest::open(to, endpoint_url, region).await?;
+            s3.claim(claim_text()).await?;
+            return Ok(Destination::S3(s3));
         }
         let dir = PathBuf::from(to);
+        if dir.join(CLAIM_FILE).exists() {
+            return Err(ExportError::Destination(format!(
+                "{}: {CLAIMED}",
+                dir.display()
+            )));
+        }
         match holds_a_file(&dir) {
             Ok(true) => {
                 return Err(ExportError::Destination(format!(
@@ -48,7 +56,14 @@ impl Destination {
             Ok(false) => {}
             Err((path, error)) => return Err(ExportError::Io(path, error)),
         }
+        claim_dir(&dir)?;
         Ok(Destination::Dir(dir))
+    }
+
+    /// Gives the claim up (best effort: a claim left behind refuses the next export, saying
+    /// why).
+    pub async fn release(&self) {
+        self.remove(CLAIM_FILE).await;
     }
 
     /// `(bucket, key prefix ending in '/' or empty)` of an S3 destination.

@@ -14,6 +14,7 @@
 //! views are marked filled: the daemon resumes at the export's position and every change after
 //! it has a higher version.
 
+mod claim;
 mod dest;
 mod files;
 mod json;
@@ -86,6 +87,19 @@ struct Run<'a> {
 /// returns the manifest (also written, last) and the dead letters (at most
 /// [`MAX_LETTERS_KEPT`] of them kept for the checkpoint's store; all are in the file).
 pub async fn run(
+    conn: &mut Conn,
+    tables: &mut TableCache,
+    export: &Export,
+) -> Result<(Manifest, Vec<DeadLetter>), ExportError> {
+    let result = write(conn, tables, export).await;
+    // Done (the manifest is there, so the destination is not empty to another export) or
+    // failed (what it wrote is removed, so a retry is not refused): the claim goes.
+    export.dest.release().await;
+    result
+}
+
+/// [`run`] with the destination claimed.
+async fn write(
     conn: &mut Conn,
     tables: &mut TableCache,
     export: &Export,

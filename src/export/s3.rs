@@ -73,6 +73,21 @@ impl S3Dest {
             .await
             .map_err(|e| failed("listing", to, e))?;
         if !listed.contents().is_empty() {
+            let claim = format!("{}{}", dest.prefix, super::claim::CLAIM_FILE);
+            let claimed = dest
+                .client
+                .head_object()
+                .bucket(&dest.bucket)
+                .key(&claim)
+                .send()
+                .await
+                .is_ok();
+            if claimed {
+                return Err(ExportError::Destination(format!(
+                    "{to}: {}",
+                    super::claim::CLAIMED
+                )));
+            }
             return Err(ExportError::Destination(format!(
                 "{to}: not empty (an export writes under an empty prefix: an import takes every object under it)"
             )));
@@ -185,6 +200,39 @@ impl S3Dest {
             .key(&key)
             .send()
             .await;
+    }
+
+    /// Creates the claim object only if it does not exist (`If-None-Match: *`, which S3 honours
+    /// since 2024): `Err` when another export holds the prefix.
+    pub async fn claim(&self, bytes: Vec<u8>) -> Result<(), ExportError> {
+        let key = format!("{}{}", self.prefix, super::claim::CLAIM_FILE);
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // 412: the object exists; 409: another conditional write of it is under way.
+            Err(error)
+                if matches!(
+                    error.raw_response().map(|r| r.status().as_u16()),
+                    Some(409 | 412)
+                ) =>
+            {
+                Err(ExportError::Destination(format!(
+                    "s3://{}/{}: {}",
+                    self.bucket,
+                    self.prefix,
+                    super::claim::CLAIMED
+                )))
+            }
+            Err(error) => Err(failed("claiming", &key, error)),
+        }
     }
 
     /// A small object written whole (the manifest).

@@ -1,0 +1,69 @@
+//! An export claims its destination as it opens it ([`CLAIM_FILE`], created only if it does
+//! not exist: `O_EXCL` in a directory, `If-None-Match: *` in S3, `s3.rs`) and gives the claim
+//! up when it ends, done or failed (`Destination::release`). Without it two exports started
+//! into one destination at once (a retried Job whose first pod still runs) both found it empty,
+//! then wrote the same file names over each other, and the clean-up of a failed one removed the
+//! other's files by path.
+
+use std::io::Write;
+
+use super::ExportError;
+
+/// The claim of a destination by the export writing into it (its process, host and start).
+pub const CLAIM_FILE: &str = "export.claim";
+
+/// Why an export is refused a destination another export has claimed.
+pub const CLAIMED: &str = "another export is writing here (export.claim exists; if no export runs, one was killed: remove what it left, the claim with it, and export again)";
+
+/// What a claim says of its export, for whoever finds it.
+pub fn claim_text() -> Vec<u8> {
+    let claim = serde_json::json!({
+        "pid": std::process::id(),
+        "host": std::env::var("HOSTNAME").unwrap_or_default(),
+        "started_ms": crate::util::now_millis(),
+    });
+    format!("{claim}\n").into_bytes()
+}
+
+/// Claims `dir` (made if it does not exist) with a file created only if none is there.
+pub fn claim_dir(dir: &std::path::Path) -> Result<(), ExportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::Io(dir.to_path_buf(), e))?;
+    let path = dir.join(CLAIM_FILE);
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(ExportError::Destination(format!(
+                "{}: {CLAIMED}",
+                dir.display()
+            )))
+        }
+        Err(error) => return Err(ExportError::Io(path, error)),
+    };
+    file.write_all(&claim_text())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ExportError::Io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Of two claims of one directory the second is refused, saying why, until the first is
+    /// given up.
+    #[tokio::test]
+    async fn a_claimed_directory_is_refused_until_released() {
+        let dir = std::env::temp_dir().join(format!("rowcast-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        claim_dir(&dir).unwrap();
+        let again = claim_dir(&dir).unwrap_err().to_string();
+        assert!(again.contains("another export is writing here"), "{again}");
+        let dest = crate::export::dest::Destination::Dir(dir.clone());
+        dest.release().await;
+        claim_dir(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
