@@ -157,6 +157,12 @@ impl Marks {
             })
     }
 
+    /// Forgets which views were found without a primary key on their root (after DDL, which may
+    /// have given it back: one found without it again is halted again).
+    pub fn forget_unkeyed(&mut self) {
+        self.warned_no_key.clear();
+    }
+
     /// Views that overflowed since the last call.
     pub fn take_overflowed(&mut self) -> Vec<String> {
         std::mem::take(&mut self.overflowed)
@@ -181,7 +187,8 @@ impl Marks {
             let root = tables.get(&view.source).await?;
             let primary_key = &root.primary_key;
             if primary_key.is_empty() {
-                // `check --connect` reports it; the other views carry on.
+                // `check --connect` reports it; the other views carry on. Once until the next
+                // DDL (`forget_unkeyed`): a key dropped again after a rebuild halts again.
                 if !self.warned_no_key.contains(&v) {
                     self.warned_no_key.push(v);
                     unkeyed.push(view.name.clone());

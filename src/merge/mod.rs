@@ -344,6 +344,7 @@ impl Merge {
             reason: "its joins cannot be read (see the error logged before); fix the view or the tables and restart".into(),
             restart: Some(restart),
             kept: false,
+            before: None,
         })
     }
 
@@ -410,6 +411,8 @@ impl Merge {
             SourceEvent::XaUnread(xid) => self.xa_unread(&xid, cursor).await,
             SourceEvent::Ddl => {
                 self.tables.clear();
+                // A key dropped again after the view was rebuilt halts it again.
+                self.marks.forget_unkeyed();
                 self.ddl.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -508,6 +511,7 @@ impl Merge {
                 reason,
                 restart: Some(cursor.restart()),
                 kept: false,
+                before: None,
             };
             self.emit(StreamEvent::Halt(halt)).await?;
             return Ok(());
@@ -735,6 +739,9 @@ impl Merge {
                     reason,
                     restart: None,
                     kept: false,
+                    // `restart` may be older than a pass begun since (a mark or a prepared XA
+                    // transaction holds it back); this change is not, so no pass covers it.
+                    before: Some(cursor.seq),
                 };
                 self.halt(halt, cursor).await?;
             }

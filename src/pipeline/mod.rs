@@ -91,6 +91,10 @@ pub struct Halt {
     /// restart may not read again (its file purged, a failover). A halt whose cause a restart
     /// looks at again (a join read that failed) is not kept: fixed, a restart lifts it.
     pub kept: bool,
+    /// The transaction before the halting change, where `restart` is older (held back by join
+    /// marks or a prepared XA transaction): a backfill pass is compared with it, not with
+    /// `restart`, to tell a change the pass already covers. `None`: `restart.seq`.
+    pub before: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

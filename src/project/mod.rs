@@ -250,10 +250,11 @@ impl Projector {
                 .collect(),
         };
         let restart = halt.restart.unwrap_or_else(|| self.last.restart.clone());
+        // The transaction before the halting change: older than the pass when before the
+        // transaction it began after.
+        let before = halt.before.unwrap_or(restart.seq);
         for view in names {
-            // `restart.seq` is the transaction before the halting change: older than the pass
-            // when before the transaction it began after.
-            if self.superseded(&view, restart.seq, None) {
+            if self.superseded(&view, before, None) {
                 // Read again after a restart, but the view was backfilled after it (a rebuild).
                 info!(view = %view, "a halting change older than the view's backfill pass: superseded, not halted");
                 continue;

@@ -975,6 +975,7 @@ impl Source {
                 reason,
                 restart: None,
                 kept: true,
+                before: None,
             }))
             .await?;
         }
@@ -1029,6 +1030,7 @@ impl Source {
             reason,
             restart: None,
             kept: true,
+            before: None,
         }))
         .await
     }

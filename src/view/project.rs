@@ -105,7 +105,9 @@ pub const MAX_NESTING: usize = 31;
 /// Why DynamoDB would refuse `item` for its nesting, if it would.
 fn too_deep(item: &Item) -> Option<String> {
     item.iter()
-        .find(|(_, attr)| attr.nests_deeper_than(MAX_NESTING))
+        .find(|(_, attr)| {
+            matches!(attr, Attr::M(_) | Attr::L(_)) && attr.nests_deeper_than(MAX_NESTING)
+        })
         .map(|(name, _)| {
             format!(
                 "attribute {name} nests maps and lists deeper than DynamoDB's {MAX_NESTING} levels"
