@@ -179,19 +179,8 @@ async fn snapshot_command_backfills_a_drifted_view_again() {
         env.items(&table).await.len(),
         expected(&env).await.len() - 3
     );
+    env.snapshot("accounts");
     let config = env.config_path();
-    let out = env.rowcast(&[
-        "snapshot",
-        "--config",
-        config.to_str().unwrap(),
-        "--view",
-        "accounts",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     env.converge(&table, expected(&env).await, Duration::from_secs(60))
         .await;
     let out = env.rowcast(&[

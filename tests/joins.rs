@@ -235,7 +235,6 @@ async fn a_primary_key_dropped_from_a_joined_views_root_holds_the_view_until_it_
     // In one run: the key dropped, back, the view rebuilt (which lifts the halt), and dropped
     // again halts it again (before a review, the view was halted once per run at most, and the
     // second loss went by unhalted).
-    let config = env.config_path();
     let halted = |yes: bool| {
         let daemon = &daemon;
         async move {
@@ -247,18 +246,7 @@ async fn a_primary_key_dropped_from_a_joined_views_root_holds_the_view_until_it_
         .await;
     eventually("halted once", Duration::from_secs(30), || halted(true)).await;
     env.sql("ALTER TABLE events ADD PRIMARY KEY (ref)").await;
-    let out = env.rowcast(&[
-        "snapshot",
-        "--config",
-        config.to_str().unwrap(),
-        "--view",
-        "events",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.snapshot("events");
     env.converge(&table, item("B"), Duration::from_secs(60))
         .await;
     eventually("rebuilt", Duration::from_secs(30), || halted(false)).await;
@@ -283,7 +271,7 @@ async fn a_dropped_primary_key_halts_a_joined_view_whose_pass_is_newer_than_a_he
     )
     .await;
     write_events_view(&env, &table);
-    let config = env.write_config("");
+    env.write_config("");
     env.create_tables();
     let item =
         |label: &str| vec![serde_json::json!({"pk": "EVENT#1", "kind": "a", "label": label})];
@@ -296,18 +284,7 @@ async fn a_dropped_primary_key_halts_a_joined_view_whose_pass_is_newer_than_a_he
     xa.query_drop("XA START 'held'; UPDATE kinds SET label = 'Bee' WHERE code = 'b'; XA END 'held'; XA PREPARE 'held'")
         .await
         .unwrap();
-    let out = env.rowcast(&[
-        "snapshot",
-        "--config",
-        config.to_str().unwrap(),
-        "--view",
-        "events",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.snapshot("events");
     eventually("the new pass done", Duration::from_secs(60), || async {
         let (_, metrics) = daemon.get("/metrics").await;
         metric(&metrics, "rowcast_backfill_chunks_total{view=\"events\"}") >= 2.0
