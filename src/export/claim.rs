@@ -15,14 +15,19 @@ pub const CLAIM_FILE: &str = "export.claim";
 /// Why an export is refused a destination another export has claimed.
 pub const CLAIMED: &str = "another export is writing here (export.claim exists; if no export runs, one was killed: remove what it left, the claim with it, and export again)";
 
-/// What a claim says of its export, for whoever finds it.
+/// What a claim says of its export, for whoever finds it; the same bytes all through a
+/// process, so that an export removes only its own claim.
 pub fn claim_text() -> Vec<u8> {
-    let claim = serde_json::json!({
-        "pid": std::process::id(),
-        "host": std::env::var("HOSTNAME").unwrap_or_default(),
-        "started_ms": crate::util::now_millis(),
-    });
-    format!("{claim}\n").into_bytes()
+    static TEXT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let claim = serde_json::json!({
+            "pid": std::process::id(),
+            "host": std::env::var("HOSTNAME").unwrap_or_default(),
+            "started_us": crate::util::now_micros(),
+        });
+        format!("{claim}\n").into_bytes()
+    })
+    .clone()
 }
 
 /// Claims `dir` (made if it does not exist) with a file created only if none is there.
@@ -64,6 +69,10 @@ mod tests {
         let dest = crate::export::dest::Destination::Dir(dir.clone());
         dest.release().await;
         claim_dir(&dir).unwrap();
+        // Another export's claim (this one's removed by hand, another made since) stays.
+        std::fs::write(dir.join(CLAIM_FILE), b"{\"pid\":1}\n").unwrap();
+        dest.release().await;
+        assert!(dir.join(CLAIM_FILE).exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

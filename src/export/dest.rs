@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::claim::{claim_dir, claim_text, CLAIMED, CLAIM_FILE};
+use super::claim::{claim_dir, claim_text, CLAIM_FILE};
 use super::s3::{S3Dest, S3Upload};
 use super::ExportError;
 
@@ -35,35 +35,44 @@ impl Destination {
         region: Option<&str>,
     ) -> Result<Destination, ExportError> {
         if to.starts_with("s3://") {
-            let s3 = S3Dest::open(to, endpoint_url, region).await?;
-            s3.claim(claim_text()).await?;
-            return Ok(Destination::S3(s3));
+            return Ok(Destination::S3(
+                S3Dest::open(to, endpoint_url, region).await?,
+            ));
         }
+        // Claimed first, then found empty but for the claim (see `S3Dest::open`).
         let dir = PathBuf::from(to);
-        if dir.join(CLAIM_FILE).exists() {
-            return Err(ExportError::Destination(format!(
-                "{}: {CLAIMED}",
-                dir.display()
-            )));
-        }
+        claim_dir(&dir)?;
+        let dest = Destination::Dir(dir.clone());
         match holds_a_file(&dir) {
+            Ok(false) => Ok(dest),
             Ok(true) => {
-                return Err(ExportError::Destination(format!(
+                dest.release().await;
+                Err(ExportError::Destination(format!(
                     "{}: not empty (an export writes into an empty or new directory)",
                     dir.display()
                 )))
             }
-            Ok(false) => {}
-            Err((path, error)) => return Err(ExportError::Io(path, error)),
+            Err((path, error)) => {
+                dest.release().await;
+                Err(ExportError::Io(path, error))
+            }
         }
-        claim_dir(&dir)?;
-        Ok(Destination::Dir(dir))
     }
 
-    /// Gives the claim up (best effort: a claim left behind refuses the next export, saying
-    /// why).
+    /// Gives the claim up if it is this export's (best effort: a claim left behind refuses the
+    /// next export, saying why).
     pub async fn release(&self) {
-        self.remove(CLAIM_FILE).await;
+        match self {
+            Destination::Dir(dir) => {
+                let path = dir.join(CLAIM_FILE);
+                if std::fs::read(&path).is_ok_and(|text| text == claim_text()) {
+                    let _ = std::fs::remove_file(&path);
+                } else {
+                    tracing::warn!(path = %path.display(), "the destination's claim is not this export's any more: left as it is");
+                }
+            }
+            Destination::S3(s3) => s3.release().await,
+        }
     }
 
     /// `(bucket, key prefix ending in '/' or empty)` of an S3 destination.
@@ -174,10 +183,11 @@ impl Destination {
     }
 }
 
-/// Whether `dir` holds anything but directories (a failed export removes its files and leaves
-/// its empty directories: a retry into it is not refused). A directory that does not exist
-/// holds nothing.
+/// Whether `dir` holds anything but directories and this export's claim (a failed export
+/// removes its files and leaves its empty directories: a retry into it is not refused). A
+/// directory that does not exist holds nothing.
 fn holds_a_file(dir: &std::path::Path) -> Result<bool, (PathBuf, std::io::Error)> {
+    let claim = dir.join(CLAIM_FILE);
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(dir) = dirs.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -190,7 +200,7 @@ fn holds_a_file(dir: &std::path::Path) -> Result<bool, (PathBuf, std::io::Error)
             let kind = entry.file_type().map_err(|e| (entry.path(), e))?;
             if kind.is_dir() {
                 dirs.push(entry.path());
-            } else {
+            } else if entry.path() != claim {
                 return Ok(true);
             }
         }

@@ -63,36 +63,64 @@ impl S3Dest {
             bucket: bucket.to_string(),
             prefix,
         };
+        // Claimed first, then found empty but for the claim: an export that finished between
+        // a look and a claim would otherwise be written over.
+        dest.claim().await?;
         let listed = dest
             .client
             .list_objects_v2()
             .bucket(&dest.bucket)
             .prefix(&dest.prefix)
-            .max_keys(1)
+            .max_keys(2)
             .send()
             .await
-            .map_err(|e| failed("listing", to, e))?;
-        if !listed.contents().is_empty() {
-            let claim = format!("{}{}", dest.prefix, super::claim::CLAIM_FILE);
-            let claimed = dest
-                .client
-                .head_object()
-                .bucket(&dest.bucket)
-                .key(&claim)
-                .send()
-                .await
-                .is_ok();
-            if claimed {
-                return Err(ExportError::Destination(format!(
-                    "{to}: {}",
-                    super::claim::CLAIMED
-                )));
+            .map_err(|e| failed("listing", to, e));
+        let claim = dest.claim_key();
+        let empty = listed.map(|listed| {
+            (listed.contents().iter()).all(|object| object.key() == Some(claim.as_str()))
+        });
+        match empty {
+            Ok(true) => Ok(dest),
+            Ok(false) => {
+                dest.release().await;
+                Err(ExportError::Destination(format!(
+                    "{to}: not empty (an export writes under an empty prefix: an import takes every object under it)"
+                )))
             }
-            return Err(ExportError::Destination(format!(
-                "{to}: not empty (an export writes under an empty prefix: an import takes every object under it)"
-            )));
+            Err(error) => {
+                dest.release().await;
+                Err(error)
+            }
         }
-        Ok(dest)
+    }
+
+    fn claim_key(&self) -> String {
+        format!("{}{}", self.prefix, super::claim::CLAIM_FILE)
+    }
+
+    /// Removes the claim if it is this export's (one an operator removed and another export
+    /// made since is left alone).
+    pub async fn release(&self) {
+        let key = self.claim_key();
+        let read = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
+        let ours = match read {
+            Ok(object) => match object.body.collect().await {
+                Ok(bytes) => bytes.into_bytes().as_ref() == super::claim::claim_text(),
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        if ours {
+            self.remove(super::claim::CLAIM_FILE).await;
+        } else {
+            tracing::warn!(key = %key, "the destination's claim is not this export's any more: left as it is");
+        }
     }
 
     pub async fn begin(&self, path: &str) -> Result<S3Upload, ExportError> {
@@ -204,8 +232,9 @@ impl S3Dest {
 
     /// Creates the claim object only if it does not exist (`If-None-Match: *`, which S3 honours
     /// since 2024): `Err` when another export holds the prefix.
-    pub async fn claim(&self, bytes: Vec<u8>) -> Result<(), ExportError> {
-        let key = format!("{}{}", self.prefix, super::claim::CLAIM_FILE);
+    async fn claim(&self) -> Result<(), ExportError> {
+        let key = self.claim_key();
+        let bytes = super::claim::claim_text();
         let result = self
             .client
             .put_object()
