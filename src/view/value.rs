@@ -146,7 +146,6 @@ impl Cell {
         matches!(self, Cell::Null)
     }
 
-    /// The value as `as = "string"` renders it; `None` for NULL and zero dates.
     /// The text of a CHAR, VARCHAR, TEXT or ENUM value, as it is held.
     pub fn text(&self) -> Option<&str> {
         match self {
@@ -156,6 +155,7 @@ impl Cell {
         }
     }
 
+    /// The value as `as = "string"` renders it; `None` for NULL and zero dates.
     pub fn to_text(&self) -> Result<Option<String>, ValueError> {
         Ok(Some(match self {
             Cell::Null | Cell::ZeroDate => return Ok(None),
