@@ -13,7 +13,7 @@ use super::ExportError;
 pub const CLAIM_FILE: &str = "export.claim";
 
 /// Why an export is refused a destination another export has claimed.
-pub const CLAIMED: &str = "another export is writing here (export.claim exists; if no export runs, one was killed: remove what it left, the claim with it, and export again)";
+pub const CLAIMED: &str = "another export is writing here (export.claim exists; if no export runs there, one was killed or could not remove its claim: with a manifest.json beside it, that export finished and only the claim is left; without one, remove what it left, the claim with it, and export again)";
 
 /// What a claim says of its export, for whoever finds it; the same bytes all through a
 /// process, so that an export removes only its own claim.
@@ -48,9 +48,13 @@ pub fn claim_dir(dir: &std::path::Path) -> Result<(), ExportError> {
         }
         Err(error) => return Err(ExportError::Io(path, error)),
     };
-    file.write_all(&claim_text())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| ExportError::Io(path, e))
+    let written = file.write_all(&claim_text()).and_then(|()| file.sync_all());
+    if let Err(error) = written {
+        // Made by this export (`create_new`): not left behind half written.
+        let _ = std::fs::remove_file(&path);
+        return Err(ExportError::Io(path, error));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

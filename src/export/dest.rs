@@ -65,10 +65,19 @@ impl Destination {
         match self {
             Destination::Dir(dir) => {
                 let path = dir.join(CLAIM_FILE);
-                if std::fs::read(&path).is_ok_and(|text| text == claim_text()) {
-                    let _ = std::fs::remove_file(&path);
-                } else {
-                    tracing::warn!(path = %path.display(), "the destination's claim is not this export's any more: left as it is");
+                match std::fs::read(&path) {
+                    Ok(text) if text == claim_text() => {
+                        if let Err(error) = std::fs::remove_file(&path) {
+                            tracing::warn!(path = %path.display(), error = %error, "the destination's claim could not be removed; remove it once no export runs there");
+                        }
+                    }
+                    Ok(_) => {
+                        tracing::warn!(path = %path.display(), "the destination's claim is not this export's any more: left as it is")
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), error = %error, "the destination's claim could not be read: left; remove it once no export runs there")
+                    }
                 }
             }
             Destination::S3(s3) => s3.release().await,

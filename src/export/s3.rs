@@ -102,24 +102,39 @@ impl S3Dest {
     /// made since is left alone).
     pub async fn release(&self) {
         let key = self.claim_key();
+        match self.claim_is_ours().await {
+            Ok(true) => self.remove(super::claim::CLAIM_FILE).await,
+            Ok(false) => {
+                tracing::warn!(key = %key, "the destination's claim is not this export's any more: left as it is")
+            }
+            Err(error) => {
+                tracing::warn!(key = %key, error = %error, "the destination's claim could not be read: left; remove it once no export runs there")
+            }
+        }
+    }
+
+    /// Whether the claim holds this export's bytes (`Ok(false)`: another's, or none).
+    async fn claim_is_ours(&self) -> Result<bool, String> {
         let read = self
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(&key)
+            .key(self.claim_key())
             .send()
             .await;
-        let ours = match read {
+        match read {
             Ok(object) => match object.body.collect().await {
-                Ok(bytes) => bytes.into_bytes().as_ref() == super::claim::claim_text(),
-                Err(_) => false,
+                Ok(bytes) => Ok(bytes.into_bytes().as_ref() == super::claim::claim_text()),
+                Err(error) => Err(error.to_string()),
             },
-            Err(_) => false,
-        };
-        if ours {
-            self.remove(super::claim::CLAIM_FILE).await;
-        } else {
-            tracing::warn!(key = %key, "the destination's claim is not this export's any more: left as it is");
+            Err(error)
+                if error
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(crate::error::chain(&error)),
         }
     }
 
@@ -246,13 +261,18 @@ impl S3Dest {
             .await;
         match result {
             Ok(_) => Ok(()),
-            // 412: the object exists; 409: another conditional write of it is under way.
+            // 412: the object exists (perhaps this very PUT, landed and retried after its
+            // answer was lost: then it is ours); 409: another conditional write of it is under
+            // way.
             Err(error)
                 if matches!(
                     error.raw_response().map(|r| r.status().as_u16()),
                     Some(409 | 412)
                 ) =>
             {
+                if self.claim_is_ours().await == Ok(true) {
+                    return Ok(());
+                }
                 Err(ExportError::Destination(format!(
                     "s3://{}/{}: {}",
                     self.bucket,
@@ -260,7 +280,11 @@ impl S3Dest {
                     super::claim::CLAIMED
                 )))
             }
-            Err(error) => Err(failed("claiming", &key, error)),
+            Err(error) => {
+                // It may have landed all the same (an answer lost): not left behind.
+                self.release().await;
+                Err(failed("claiming", &key, error))
+            }
         }
     }
 
