@@ -256,7 +256,8 @@ impl Projector {
         for view in names {
             if self.superseded(&view, before, None) {
                 // Read again after a restart, but the view was backfilled after it (a rebuild).
-                info!(view = %view, "a halting change older than the view's backfill pass: superseded, not halted");
+                let since = self.last.backfill.get(&view).and_then(|p| p.since);
+                info!(view = %view, before, ?since, "a halting change older than the view's backfill pass: superseded, not halted");
                 continue;
             }
             self.halt(view, &restart, &halt.reason, halt.kept);
