@@ -507,6 +507,18 @@ async fn late_landing(name: &str, batch: bool, then: Then) {
             async move { text.matches("start position fixed; ready").count() >= 2 }
         })
         .await;
+        // Its replay guarded and found the item newer or equal (nothing written): released
+        // before that, the late request could land first and the replay write `NEW` over it,
+        // and the landing would never be seen (a slow host did so once).
+        eventually(
+            "the replay's guarded writes judged",
+            Duration::from_secs(30),
+            || async {
+                let (_, metrics) = daemon.get("/metrics").await;
+                metric(&metrics, "rowcast_stale_writes_total{") >= 1.0
+            },
+        )
+        .await;
     }
     // The lost request arrives now, and DynamoDB Local applies it: the item is older again.
     assert!(proxy.release().await.contains(" 200 "));
