@@ -743,9 +743,7 @@ impl Merge {
                     reason,
                     restart: None,
                     kept: false,
-                    // `restart` may be older than a pass begun since (a mark or a prepared XA
-                    // transaction holds it back); this change is not, so no pass covers it.
-                    before: Some(cursor.seq),
+                    before: None,
                 };
                 self.halt(halt, cursor).await?;
             }

@@ -26,7 +26,9 @@ pub enum JoinValue {
     /// read as UTC, as the snapshot's session reads a TIMESTAMP): MariaDB compares a DATETIME
     /// with a DATETIME(6), and a DATE with a DATETIME at midnight, as equal.
     Instant(i128),
-    /// TIME (its fraction without trailing zeros) and other values, by their rendering.
+    /// TIME in signed microseconds (`TIME` and `TIME(6)` of one value are equal).
+    Duration(i64),
+    /// Other values, by their rendering.
     Other(String),
 }
 
@@ -50,16 +52,17 @@ pub fn join_value(cell: &Cell) -> Option<JoinValue> {
                 _ => JoinValue::Other(cell.to_text().ok().flatten().unwrap_or_default()),
             }
         }
-        Cell::Time { .. } => {
-            let text = cell.to_text().ok().flatten().unwrap_or_default();
-            let text = match text.split_once('.') {
-                Some((whole, fraction)) => match fraction.trim_end_matches('0') {
-                    "" => whole.to_string(),
-                    fraction => format!("{whole}.{fraction}"),
-                },
-                None => text,
-            };
-            JoinValue::Other(text)
+        Cell::Time {
+            negative,
+            hours,
+            minutes,
+            seconds,
+            micros,
+            ..
+        } => {
+            let whole = i64::from(*hours) * 3600 + i64::from(*minutes) * 60 + i64::from(*seconds);
+            let micros = whole * 1_000_000 + i64::from(*micros);
+            JoinValue::Duration(if *negative { -micros } else { micros })
         }
         other => JoinValue::Other(other.to_text().ok().flatten().unwrap_or_default()),
     })
