@@ -344,22 +344,10 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
         .send()
         .await
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rowcast"))
-        .args(["export", "--config", config.to_str().unwrap()])
-        .args([
-            "--to",
-            "s3://rowcast-export/run1",
-            "--s3-endpoint-url",
-            &moto.url,
-        ])
-        .args(["--import", "--checkpoint"])
-        .args(SHOP_VIEWS)
-        .args(["--view", "blobs"])
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .output()
-        .unwrap();
-    let (code, text) = code_and_output(&out);
+    let mut args = vec!["--import", "--checkpoint"];
+    args.extend(SHOP_VIEWS);
+    args.extend(["--view", "blobs"]);
+    let (code, text) = export_to_s3(&config, &moto.url, "run1", &args);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains(&format!("imported 12000 items into {blobs}")),
@@ -448,20 +436,7 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
         .send()
         .await
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rowcast"))
-        .args(["export", "--config", config.to_str().unwrap()])
-        .args([
-            "--to",
-            "s3://rowcast-export/run2",
-            "--s3-endpoint-url",
-            &moto.url,
-        ])
-        .args(["--view", "blobs"])
-        .env("AWS_ACCESS_KEY_ID", "x")
-        .env("AWS_SECRET_ACCESS_KEY", "x")
-        .output()
-        .unwrap();
-    let (code, text) = code_and_output(&out);
+    let (code, text) = export_to_s3(&config, &moto.url, "run2", &["--view", "blobs"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("another export is writing here"), "{text}");
 }
@@ -674,4 +649,23 @@ async fn two_exports_into_one_directory_at_once_one_is_refused() {
         serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(exported_items(&out_dir, &manifest, &notes).len(), 2);
     assert!(!out_dir.join("export.claim").exists());
+}
+
+/// `rowcast export` of `config` to `s3://rowcast-export/PREFIX` on the moto server at `url`,
+/// with `args`: the exit code and output.
+fn export_to_s3(config: &Path, url: &str, prefix: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rowcast"))
+        .args(["export", "--config", config.to_str().unwrap()])
+        .args([
+            "--to",
+            &format!("s3://rowcast-export/{prefix}"),
+            "--s3-endpoint-url",
+            url,
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .output()
+        .unwrap();
+    code_and_output(&out)
 }
