@@ -1040,7 +1040,10 @@ async fn a_takeover_never_moves_an_item_back() {
             );
         }
     }
-    assert!(modified > 100, "{modified} changes in the stream");
+    // Changes to the one item coalesce while a write is in flight, so how many reach the stream
+    // follows the host's write latency (87 of 600 on a slow CI host, a few hundred here): the
+    // bound only says the item was written over and over across the takeover.
+    assert!(modified > 20, "{modified} changes in the stream");
     assert!(second.terminate().success());
 }
 
