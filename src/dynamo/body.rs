@@ -88,7 +88,7 @@ impl BatchBody {
 /// place of any of the item's own of those names.
 pub fn attributes(out: &mut Vec<u8>, item: &Item, version: u128, view: &str) {
     for (name, attr) in item {
-        if name == VERSION_ATTRIBUTE || name == VIEW_ATTRIBUTE {
+        if name.starts_with('_') && (name == VERSION_ATTRIBUTE || name == VIEW_ATTRIBUTE) {
             continue;
         }
         string(out, name);
@@ -96,14 +96,19 @@ pub fn attributes(out: &mut Vec<u8>, item: &Item, version: u128, view: &str) {
         value(out, attr);
         out.push(b',');
     }
-    string(out, VERSION_ATTRIBUTE);
-    out.push(b':');
-    value_text(out, N, itoa::Buffer::new().format(version));
-    out.push(b',');
-    string(out, VIEW_ATTRIBUTE);
-    out.push(b':');
-    value_text(out, S, view);
+    // A number's digits need no escaping, nor do the metadata attributes' names.
+    out.extend_from_slice(VERSION_OPENING);
+    out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
+    out.extend_from_slice(VIEW_OPENING);
+    string(out, view);
+    out.push(b'}');
 }
+
+/// The version attribute's name and its value's opening, up to its digits, as [`string`] and
+/// [`value_text`] write them (`tests::metadata_openings_are_written_as_strings`).
+const VERSION_OPENING: &[u8] = b"\"_version\":{\"N\":\"";
+/// The end of the version's value, then the view attribute's name and its value's opening.
+const VIEW_OPENING: &[u8] = b"\"},\"_view\":{\"S\":";
 
 /// A value of a text type: `tag` is its opening, `{"S":` or `{"N":` (one slice, as this is most
 /// of a body).
@@ -429,5 +434,22 @@ mod tests {
                 "a": {"S": "x"}, "_version": {"N": "9"}, "_view": {"S": "v"}
             }}}]}})
         );
+    }
+
+    /// The metadata's openings are what [`string`] and [`value_text`] write for them.
+    #[test]
+    fn metadata_openings_are_written_as_strings() {
+        let mut version = Vec::new();
+        string(&mut version, VERSION_ATTRIBUTE);
+        version.push(b':');
+        version.extend_from_slice(N);
+        version.push(b'"');
+        assert_eq!(VERSION_OPENING, version);
+        let mut view = b"\"}".to_vec();
+        view.push(b',');
+        string(&mut view, VIEW_ATTRIBUTE);
+        view.push(b':');
+        view.extend_from_slice(S);
+        assert_eq!(VIEW_OPENING, view);
     }
 }
