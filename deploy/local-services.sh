@@ -14,6 +14,8 @@
 # ROWCAST_STATE starts a second MariaDB (ROWCAST_MYSQL_SERVER_ID: its server_id, default 1);
 # ROWCAST_MYSQL_TLS_DIR (ca.pem, server-cert.pem,
 # server-key.pem) serves TLS with require_secure_transport=ON (the TLS test uses it).
+# ROWCAST_MYSQL_LOWER_CASE_TABLE_NAMES sets lower_case_table_names for a new data directory
+# (the server refuses another value than the one its data directory was made with).
 #
 # State (data, sockets, logs, pids) lives in $ROWCAST_STATE (default /var/tmp/rowcast): outside
 # the checkout, because the mysql user must be able to reach it.
@@ -74,6 +76,7 @@ sync_binlog = 0
 max_allowed_packet = 64M
 character-set-server = utf8mb4
 collation-server = utf8mb4_bin
+lower_case_table_names = ${ROWCAST_MYSQL_LOWER_CASE_TABLE_NAMES:-0}
 $(tls_cnf)
 
 [client]

@@ -1546,6 +1546,38 @@ async fn a_dropped_or_renamed_table_halts_its_views_until_it_is_back() {
     assert!(daemon.terminate().success());
 }
 
+/// A server that tells table names apart by their case (`lower_case_table_names = 0`, the
+/// default on Linux) holds `Notes` and `notes` as two tables: a TRUNCATE, an ALTER and a DROP of
+/// `Notes` leave the view of `notes` alone. On the code before, DDL named tables whatever their
+/// case: each of the three was taken for one of `notes`.
+#[tokio::test(flavor = "multi_thread")]
+async fn ddl_of_a_table_named_in_another_case_leaves_the_watched_one_alone() {
+    let (env, table) = notes("edgenamecase", "").await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'); CREATE TABLE Notes (id INT PRIMARY KEY, body VARCHAR(40) NOT NULL, amount LONGTEXT NULL); INSERT INTO Notes VALUES (2, 'two', '2')")
+        .await;
+    let daemon = env.start().await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    env.sql("TRUNCATE TABLE Notes; ALTER TABLE Notes DROP COLUMN amount; DROP TABLE Notes")
+        .await;
+    env.sql("INSERT INTO notes VALUES (3, 'three', '3')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(metric(&metrics, "rowcast_view_halted{view=\"notes\"}"), 0.0);
+    // Neither halted nor backfilled again (on the code before: the TRUNCATE and the ALTER each
+    // backfilled the view again, and the DROP halted it until the ALTER's pass lifted the halt).
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        !log.contains("was dropped or renamed")
+            && !log.contains("table truncated")
+            && log.matches("backfill starts").count() == 1,
+        "{}",
+        common::tail(&daemon.log)
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// One change halts two views of a table; only one is rebuilt. The other still holds the
 /// checkpoint at the change, so a restart reads it again: the rebuilt view, backfilled after
 /// it, stays rebuilt (its pass supersedes the change) while the other halts again.

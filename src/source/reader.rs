@@ -54,6 +54,10 @@ pub struct Source {
     /// See `StartPoint::server`.
     server: Option<crate::control::server::ServerIdentity>,
     tables: HashSet<TableRef>,
+    /// The server compares table names lowercased (`lower_case_table_names` 1 or 2), read at
+    /// each connection: a binlog event or a DDL statement naming a watched table in another
+    /// case is then of that table (see [`statement::Watched`]).
+    folded: bool,
     tx: mpsc::Sender<SourceEvent>,
     health: Arc<Health>,
     schemas: SchemaCache,
@@ -209,6 +213,7 @@ impl Source {
             config,
             server: None,
             tables,
+            folded: false,
             tx,
             health,
             schemas: SchemaCache::new(pool),
@@ -277,17 +282,21 @@ impl Source {
         RetryPolicy::new(Duration::from_millis(100), self.config.max_backoff).backoff()
     }
 
-    async fn open_stream(&self, resume: &Position) -> Result<(BinlogStream, Flavor), SourceError> {
+    async fn open_stream(
+        &self,
+        resume: &Position,
+    ) -> Result<(BinlogStream, Flavor, bool), SourceError> {
         self.open_stream_as(resume, self.config.server_id).await
     }
 
     /// A binlog connection as replica `server_id` (the server drops an older connection of the
-    /// same id, so a second connection needs an id of its own).
+    /// same id, so a second connection needs an id of its own), and whether the server compares
+    /// table names lowercased (`Source::folded`).
     async fn open_stream_as(
         &self,
         resume: &Position,
         server_id: u32,
-    ) -> Result<(BinlogStream, Flavor), SourceError> {
+    ) -> Result<(BinlogStream, Flavor, bool), SourceError> {
         // Bounded: a source behind a firewall that drops packets would hold a connection
         // attempt for minutes (no connect timeout in the driver), and the reader would show no
         // sign of life to /healthz meanwhile.
@@ -303,6 +312,11 @@ impl Source {
                 )));
             }
         }
+        let folded = conn
+            .query_first::<u8, _>("SELECT @@lower_case_table_names")
+            .await
+            .map_err(SourceError::Query)?
+            .is_some_and(|setting| setting != 0);
         let heartbeat_ns = self.config.heartbeat_interval.as_nanos().to_string();
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await
@@ -325,7 +339,7 @@ impl Source {
             .get_binlog_stream(request)
             .await
             .map_err(SourceError::Stream)?;
-        Ok((stream, flavor))
+        Ok((stream, flavor, folded))
     }
 
     async fn stream_once(
@@ -334,7 +348,8 @@ impl Source {
         cancel: &CancellationToken,
     ) -> Result<(), SourceError> {
         self.health.source_connection(false);
-        let (mut stream, flavor) = self.open_stream(&cursor.resume).await?;
+        let (mut stream, flavor, folded) = self.open_stream(&cursor.resume).await?;
+        self.folded = folded;
         if self.schemas.mariadb != (flavor == Flavor::MariaDb) {
             self.schemas.mariadb = flavor == Flavor::MariaDb;
             self.schemas.invalidate();
@@ -524,7 +539,7 @@ impl Source {
     async fn ddl(&mut self, text: &str, schema: &str) -> Result<(), SourceError> {
         metrics().ddl_events.inc();
         // The kind and the watched tables it names; never the text (passwords, user data).
-        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        let watched = self.watched();
         let tables: Vec<String> = statement::named_tables(text, schema, &watched)
             .iter()
             .map(|t| t.to_string())
@@ -577,7 +592,7 @@ impl Source {
         reading: &mut Reading,
         cursor: &mut Cursor,
     ) -> Result<(), SourceError> {
-        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        let watched = self.watched();
         for table in statement::changed_tables(text, schema, &watched) {
             let name = table.to_string();
             warn!(table = %name, statement = kind, file = %reading.file, pos = event.header().log_pos(), "a change of a watched table was logged in statement format");
@@ -610,7 +625,7 @@ impl Source {
             // Applied at the XA COMMIT, read again from here.
             let watched = stream
                 .get_tme(rows.table_id())
-                .is_some_and(|tme| self.tables.contains(&table_of(tme)));
+                .is_some_and(|tme| self.watched_of(tme).is_some());
             preparing.watched |= watched;
             return Ok(());
         }
@@ -627,7 +642,7 @@ impl Source {
             guard,
             flags_raw: header.flags_raw(),
         };
-        let table = stream.get_tme(rows.table_id()).map(table_of);
+        let table = (stream.get_tme(rows.table_id())).and_then(|tme| self.watched_of(tme));
         let count = self.handle_rows(stream, rows, context, None).await?;
         open.rows = open.rows.saturating_add(count);
         if let Some(table) = table.filter(|_| count > 0) {
@@ -659,10 +674,9 @@ impl Source {
                 reason: "rows event without a table map".into(),
             }));
         };
-        let table = table_of(tme);
-        if !self.tables.contains(&table) {
+        let Some(table) = self.watched_of(tme) else {
             return Ok(0);
-        }
+        };
         let Some(mapped) = self.readable(&rows, tme, &table, &mut keep).await? else {
             return Ok(0);
         };
@@ -769,7 +783,7 @@ impl Source {
     /// TRUNCATE of a watched table: its rows are gone without row events; the merge stage
     /// backfills the views that read it again and has their stale items removed after.
     async fn truncated(&self, text: &str, schema: &str) -> Result<(), SourceError> {
-        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        let watched = self.watched();
         for table in statement::truncated_tables(text, schema, &watched) {
             let name = table.to_string();
             metrics()
@@ -808,13 +822,15 @@ impl Source {
             .and_then(|id| {
                 let mut bytes = [0u8; 8];
                 bytes[..6].copy_from_slice(id);
-                stream.get_tme(u64::from_le_bytes(bytes)).map(table_of)
-            });
+                stream.get_tme(u64::from_le_bytes(bytes))
+            })
+            .map(|tme| self.watched_of(tme));
+        // A rows event's table if watched (none if not), else every watched table.
         let tables: Vec<TableRef> = match rows_table {
-            Some(table) => vec![table],
+            Some(table) => table.into_iter().collect(),
             None => self.tables.iter().cloned().collect(),
         };
-        for table in tables.into_iter().filter(|t| self.tables.contains(t)) {
+        for table in tables {
             self.halt_table(&table, cause, reason.clone()).await?;
         }
         Ok(())
@@ -958,7 +974,7 @@ impl Source {
     /// DROP or RENAME of a watched table halts the views that read it; a table of that name
     /// created or renamed back is read from scratch (as after a TRUNCATE), which lifts the halt.
     async fn moved(&self, text: &str, schema: &str) -> Result<(), SourceError> {
-        let watched: Vec<TableRef> = self.tables.iter().cloned().collect();
+        let watched = self.watched();
         let mut moves = statement::table_moves(text, schema, &watched);
         let partitions = statement::partition_moves(text, schema, &watched);
         moves.gone.extend(partitions.gone);
@@ -1155,6 +1171,30 @@ fn row_images(
             .transpose()
     };
     Ok((decode(before)?, decode(after)?))
+}
+
+impl Source {
+    /// The watched tables as DDL statements are matched against them.
+    fn watched(&self) -> statement::Watched {
+        statement::Watched {
+            tables: self.tables.iter().cloned().collect(),
+            folded: self.folded,
+        }
+    }
+
+    /// The watched table a table map names, spelled as watched; `None` for another table. On a
+    /// server that compares names lowercased, the binlog names a table as the server stores it
+    /// (lowercased, with `lower_case_table_names = 1`), which a view may spell otherwise.
+    fn watched_of(&self, tme: &mysql_async::binlog::events::TableMapEvent<'_>) -> Option<TableRef> {
+        let table = table_of(tme);
+        if self.tables.contains(&table) {
+            return Some(table);
+        }
+        if !self.folded {
+            return None;
+        }
+        statement::find_table(&self.tables, true, &table.database, &table.table).cloned()
+    }
 }
 
 fn table_of(tme: &mysql_async::binlog::events::TableMapEvent<'_>) -> TableRef {

@@ -10,6 +10,48 @@
 
 use crate::view::spec::TableRef;
 
+/// The watched tables, and how the server compares table names: with
+/// `lower_case_table_names = 0` (the default on Linux) `Orders` and `orders` are two tables,
+/// with 1 or 2 one (names compared lowercased, ASCII letters only here). Before 2026-12-06 names
+/// were always compared case-insensitively, so a DDL on `Orders` was taken for one on `orders`.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    pub tables: Vec<TableRef>,
+    /// `lower_case_table_names` is 1 or 2.
+    pub folded: bool,
+}
+
+impl Watched {
+    /// Whether the server takes names `a` and `b` (of databases or tables) for the same.
+    pub fn same(&self, a: &str, b: &str) -> bool {
+        same_name(self.folded, a, b)
+    }
+
+    /// The watched table `database.table` names, spelled as watched.
+    pub fn find(&self, database: &str, table: &str) -> Option<&TableRef> {
+        find_table(&self.tables, self.folded, database, table)
+    }
+}
+
+/// The table of `tables` that `database.table` names, compared as [`Watched::same`] does.
+pub fn find_table<'a>(
+    tables: impl IntoIterator<Item = &'a TableRef>,
+    folded: bool,
+    database: &str,
+    table: &str,
+) -> Option<&'a TableRef> {
+    (tables.into_iter())
+        .find(|w| same_name(folded, &w.database, database) && same_name(folded, &w.table, table))
+}
+
+fn same_name(folded: bool, a: &str, b: &str) -> bool {
+    if folded {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     /// A name or keyword; `quoted` for a backquoted name.
@@ -60,7 +102,7 @@ pub fn kind(text: &str) -> String {
 }
 
 /// The tables of `watched` a statement names anywhere (for logs).
-pub fn named_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<TableRef> {
+pub fn named_tables(text: &str, schema: &str, watched: &Watched) -> Vec<TableRef> {
     watched_among(qualified_names(&lex(text), &[]), schema, watched)
 }
 
@@ -68,15 +110,13 @@ pub fn named_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<Table
 fn watched_among(
     names: Vec<(Option<String>, String)>,
     schema: &str,
-    watched: &[TableRef],
+    watched: &Watched,
 ) -> Vec<TableRef> {
     let mut found = Vec::new();
     for (database, table) in names {
         let database = database.as_deref().unwrap_or(schema);
-        for candidate in watched {
-            let same = candidate.database.eq_ignore_ascii_case(database)
-                && candidate.table.eq_ignore_ascii_case(&table);
-            if same && !found.contains(candidate) {
+        if let Some(candidate) = watched.find(database, &table) {
+            if !found.contains(candidate) {
                 found.push(candidate.clone());
             }
         }
@@ -87,7 +127,7 @@ fn watched_among(
 /// The tables of `watched` a DML statement may change: for INSERT, REPLACE and LOAD the table
 /// it writes; for UPDATE the tables before SET; for DELETE the tables before WHERE (a
 /// multi-table statement may change any of them). `schema` is the session's default database.
-pub fn changed_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<TableRef> {
+pub fn changed_tables(text: &str, schema: &str, watched: &Watched) -> Vec<TableRef> {
     let tokens = lex(text);
     let Some(kind) = dml_kind(text) else {
         return Vec::new();
@@ -106,7 +146,7 @@ pub fn changed_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<Tab
 
 /// The tables of `watched` a `TRUNCATE [TABLE] name` statement empties (logged as a statement
 /// whatever the binlog format, with no row events).
-pub fn truncated_tables(text: &str, schema: &str, watched: &[TableRef]) -> Vec<TableRef> {
+pub fn truncated_tables(text: &str, schema: &str, watched: &Watched) -> Vec<TableRef> {
     let tokens = lex(text);
     let is_truncate = matches!(
         tokens.first(),
@@ -133,7 +173,7 @@ pub struct TableMoves {
 /// The table moves of `text` (`DROP TABLE`, `DROP DATABASE` — every watched table in it —,
 /// `RENAME TABLE a TO b, …`, `ALTER TABLE a RENAME [TO|AS] b`, `CREATE [OR REPLACE] TABLE`),
 /// for the tables in `watched`.
-pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves {
+pub fn table_moves(text: &str, schema: &str, watched: &Watched) -> TableMoves {
     let tokens = lex(text);
     let words = unquoted_words(&tokens);
     let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
@@ -163,9 +203,8 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
                 }
                 _ => None,
             });
-            moves.gone = watched
-                .iter()
-                .filter(|t| database.is_some_and(|d| t.database.eq_ignore_ascii_case(d)))
+            moves.gone = (watched.tables.iter())
+                .filter(|t| database.is_some_and(|d| watched.same(&t.database, d)))
                 .cloned()
                 .collect();
         }
@@ -217,7 +256,7 @@ pub fn table_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves
 /// `CONVERT PARTITION p TO TABLE t` makes, is `back` (read again, as after a CREATE); one that
 /// `CONVERT TABLE t TO PARTITION p` turns into a partition is `gone`. None of them has row
 /// events. (The altered table itself: [`altered_table`].)
-pub fn partition_moves(text: &str, schema: &str, watched: &[TableRef]) -> TableMoves {
+pub fn partition_moves(text: &str, schema: &str, watched: &Watched) -> TableMoves {
     let tokens = lex(text);
     let mut moves = TableMoves::default();
     let words = unquoted_words(&tokens);
@@ -284,7 +323,7 @@ pub enum Alter {
 /// The watched table an `ALTER TABLE` changes in place and how (not a rename: see
 /// [`table_moves`]); `None` for an ALTER that changes neither columns nor rows (an index, a
 /// constraint, a comment, a default, the engine).
-pub fn altered_table(text: &str, schema: &str, watched: &[TableRef]) -> Option<(TableRef, Alter)> {
+pub fn altered_table(text: &str, schema: &str, watched: &Watched) -> Option<(TableRef, Alter)> {
     let tokens = lex(text);
     let words = unquoted_words(&tokens);
     if words.first().map(String::as_str) != Some("ALTER")
@@ -459,14 +498,12 @@ fn unquoted_words(tokens: &[Token]) -> Vec<String> {
 
 /// The table of `watched` a `db.table` or `table` name (in `schema` by default) names.
 fn watched_table(
-    watched: &[TableRef],
+    watched: &Watched,
     schema: &str,
     (database, table): &(Option<String>, String),
 ) -> Option<TableRef> {
-    let database = database.as_deref().unwrap_or(schema);
     watched
-        .iter()
-        .find(|w| w.database.eq_ignore_ascii_case(database) && w.table.eq_ignore_ascii_case(table))
+        .find(database.as_deref().unwrap_or(schema), table)
         .cloned()
 }
 
@@ -751,7 +788,11 @@ mod tests {
         );
         let watched = vec![TableRef::parse("shop.orders").unwrap()];
         assert_eq!(
-            truncated_tables(&backquoted(r#"TRUNCATE TABLE "orders""#), "shop", &watched),
+            truncated_tables(
+                &backquoted(r#"TRUNCATE TABLE "orders""#),
+                "shop",
+                &any_case(&watched)
+            ),
             watched
         );
     }
@@ -796,7 +837,7 @@ mod tests {
     fn set_statement_prefixes_and_mariadb_executable_comments_are_read_through() {
         let watched = vec![TableRef::parse("shop.orders").unwrap()];
         let orders = TableRef::parse("shop.orders").unwrap();
-        let truncated = |text: &str| truncated_tables(text, "shop", &watched);
+        let truncated = |text: &str| truncated_tables(text, "shop", &any_case(&watched));
         assert_eq!(
             truncated(
                 "SET STATEMENT max_statement_time = 5, sql_mode = 'a,b' FOR TRUNCATE TABLE orders"
@@ -819,7 +860,7 @@ mod tests {
             table_moves(
                 "set statement lock_wait_timeout=3 for rename table orders to old_orders",
                 "shop",
-                &watched
+                &any_case(&watched)
             ),
             TableMoves {
                 gone: vec![orders.clone()],
@@ -830,7 +871,7 @@ mod tests {
             altered_table(
                 "SET STATEMENT max_statement_time=60 FOR ALTER TABLE orders DROP COLUMN note",
                 "shop",
-                &watched
+                &any_case(&watched)
             ),
             Some((orders.clone(), Alter::Columns))
         );
@@ -851,7 +892,7 @@ mod tests {
     fn partitions_exchanged_or_converted_move_the_other_table() {
         let watched = vec![TableRef::parse("shop.orders").unwrap()];
         let orders = TableRef::parse("shop.orders").unwrap();
-        let moves = |text: &str| partition_moves(text, "shop", &watched);
+        let moves = |text: &str| partition_moves(text, "shop", &any_case(&watched));
         let back = TableMoves {
             gone: vec![],
             back: vec![orders.clone()],
@@ -904,7 +945,7 @@ mod tests {
             TableMoves::default()
         );
         // The altered table's own rows change too.
-        let altered = |text: &str| altered_table(text, "shop", &watched);
+        let altered = |text: &str| altered_table(text, "shop", &any_case(&watched));
         assert_eq!(
             altered(
                 "ALTER TABLE orders CONVERT TABLE archive TO PARTITION p1 VALUES LESS THAN (9)"
@@ -921,7 +962,7 @@ mod tests {
     fn alter_table_names_the_table_it_changes() {
         let watched = vec![TableRef::parse("shop.orders").unwrap()];
         let t = TableRef::parse("shop.orders").unwrap();
-        let altered = |text: &str| altered_table(text, "shop", &watched);
+        let altered = |text: &str| altered_table(text, "shop", &any_case(&watched));
         let columns = Some((t.clone(), Alter::Columns));
         assert_eq!(altered("ALTER TABLE orders ADD COLUMN x INT"), columns);
         assert_eq!(
@@ -992,7 +1033,7 @@ mod tests {
             TableRef::parse("shop.orders").unwrap(),
             TableRef::parse("shop.lines").unwrap(),
         ];
-        let moves = |text: &str| table_moves(text, "shop", &watched);
+        let moves = |text: &str| table_moves(text, "shop", &any_case(&watched));
         let t = |name: &str| TableRef::parse(name).unwrap();
         assert_eq!(
             moves("DROP TABLE IF EXISTS `orders`, other").gone,
@@ -1059,6 +1100,39 @@ mod tests {
         );
     }
 
+    /// On a server that tells names apart by case (`lower_case_table_names = 0`), a statement
+    /// on `Orders` or in `SHOP` is not one on the watched `shop.orders`.
+    #[test]
+    fn exact_names_tell_another_case_apart() {
+        let t = |name: &str| TableRef::parse(name).unwrap();
+        let watched = Watched {
+            tables: vec![t("shop.orders")],
+            folded: false,
+        };
+        let none = TableMoves::default();
+        assert_eq!(table_moves("DROP TABLE Orders", "shop", &watched), none);
+        assert_eq!(table_moves("DROP DATABASE SHOP", "shop", &watched), none);
+        assert_eq!(
+            table_moves("RENAME TABLE x TO ORDERS", "shop", &watched),
+            none
+        );
+        assert!(truncated_tables("TRUNCATE Orders", "shop", &watched).is_empty());
+        assert_eq!(
+            altered_table("ALTER TABLE Orders DROP COLUMN a", "shop", &watched),
+            None
+        );
+        assert!(changed_tables("UPDATE Orders SET a = 1", "shop", &watched).is_empty());
+        assert!(changed_tables("UPDATE orders SET a = 1", "Shop", &watched).is_empty());
+        assert_eq!(
+            table_moves("DROP TABLE orders", "shop", &watched).gone,
+            vec![t("shop.orders")]
+        );
+        assert_eq!(
+            changed_tables("UPDATE `shop`.`orders` SET a = 1", "x", &watched),
+            vec![t("shop.orders")]
+        );
+    }
+
     #[test]
     fn logs_see_the_kind_of_a_statement_never_its_text() {
         let watched = [table("shop", "orders")];
@@ -1073,10 +1147,19 @@ mod tests {
         assert_eq!(kind("GRANT ALL ON *.* TO x"), "GRANT ALL");
         assert_eq!(kind("'secret'"), "(statement)");
         assert_eq!(
-            named_tables("ALTER TABLE `orders` ADD c INT", "shop", &watched),
+            named_tables(
+                "ALTER TABLE `orders` ADD c INT",
+                "shop",
+                &any_case(&watched)
+            ),
             watched.to_vec()
         );
-        assert!(named_tables("ALTER USER u IDENTIFIED BY 'orders'", "shop", &watched).is_empty());
+        assert!(named_tables(
+            "ALTER USER u IDENTIFIED BY 'orders'",
+            "shop",
+            &any_case(&watched)
+        )
+        .is_empty());
     }
 
     #[test]
@@ -1086,17 +1169,25 @@ mod tests {
             TableRef::parse("shop.lines").unwrap(),
         ];
         assert_eq!(
-            truncated_tables("TRUNCATE TABLE orders", "shop", &watched),
+            truncated_tables("TRUNCATE TABLE orders", "shop", &any_case(&watched)),
             vec![watched[0].clone()]
         );
         assert_eq!(
-            truncated_tables("truncate `shop`.`lines`", "other", &watched),
+            truncated_tables("truncate `shop`.`lines`", "other", &any_case(&watched)),
             vec![watched[1].clone()]
         );
-        assert!(truncated_tables("TRUNCATE TABLE other", "shop", &watched).is_empty());
-        assert!(truncated_tables("DROP TABLE orders", "shop", &watched).is_empty());
+        assert!(truncated_tables("TRUNCATE TABLE other", "shop", &any_case(&watched)).is_empty());
+        assert!(truncated_tables("DROP TABLE orders", "shop", &any_case(&watched)).is_empty());
     }
     use super::*;
+
+    /// `tables` watched on a server that compares names lowercased.
+    fn any_case(tables: &[TableRef]) -> Watched {
+        Watched {
+            tables: tables.to_vec(),
+            folded: true,
+        }
+    }
 
     fn table(database: &str, table: &str) -> TableRef {
         TableRef {
@@ -1127,7 +1218,7 @@ mod tests {
             table("app", "others"),
             table("x", "y"),
         ];
-        let changed = |sql: &str| changed_tables(sql, "app", &watched);
+        let changed = |sql: &str| changed_tables(sql, "app", &any_case(&watched));
         assert_eq!(
             changed("UPDATE notes SET body = 'others' WHERE id = 1"),
             [table("app", "notes")]

@@ -68,7 +68,7 @@ impl Source {
             gtid: None,
             ..start.clone()
         };
-        let (stream, _) = self
+        let (stream, ..) = self
             .open_stream_as(&start, self.config.server_id ^ REREAD_ID_BIT)
             .await?;
         Ok(Group {

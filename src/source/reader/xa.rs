@@ -27,7 +27,7 @@ use std::sync::Arc;
 use mysql_async::binlog::events::{Event, EventData};
 use tracing::warn;
 
-use super::{table_of, Cursor, Reading, RowsContext, Source};
+use super::{Cursor, Reading, RowsContext, Source};
 use crate::metrics::metrics;
 use crate::pipeline::{Position, Restart, SourceEvent};
 use crate::source::SourceError;
@@ -284,7 +284,8 @@ impl Source {
                     guard,
                     flags_raw: header.flags_raw(),
                 };
-                let table = group.stream.get_tme(rows.table_id()).map(table_of);
+                let table =
+                    (group.stream.get_tme(rows.table_id())).and_then(|tme| self.watched_of(tme));
                 let count = self.handle_rows(&group.stream, rows, context, None).await?;
                 read.index = read.index.saturating_add(count);
                 if let Some(table) = table.filter(|t| count > 0 && !read.touched.contains(t)) {
