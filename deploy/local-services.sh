@@ -14,8 +14,8 @@
 # ROWCAST_STATE starts a second MariaDB (ROWCAST_MYSQL_SERVER_ID: its server_id, default 1);
 # ROWCAST_MYSQL_TLS_DIR (ca.pem, server-cert.pem,
 # server-key.pem) serves TLS with require_secure_transport=ON (the TLS test uses it).
-# ROWCAST_MYSQL_LOWER_CASE_TABLE_NAMES sets lower_case_table_names for a new data directory
-# (the server refuses another value than the one its data directory was made with).
+# ROWCAST_MYSQL_LOWER_CASE_TABLE_NAMES sets lower_case_table_names (0 by default) when the data
+# directory is made: the tables' names are stored by it, so set it for a new state directory.
 #
 # State (data, sockets, logs, pids) lives in $ROWCAST_STATE (default /var/tmp/rowcast): outside
 # the checkout, because the mysql user must be able to reach it.

@@ -350,6 +350,11 @@ impl Source {
         self.health.source_connection(false);
         let (mut stream, flavor, folded) = self.open_stream(&cursor.resume).await?;
         self.folded = folded;
+        // Checked at start (`check --connect` too); here as well for a server whose setting
+        // differs from the one checked (another server behind the address).
+        if let Some((a, b)) = statement::spelled_twice(&self.tables, folded) {
+            return Err(SourceError::Schema(statement::spelling_problem(&a, &b)));
+        }
         if self.schemas.mariadb != (flavor == Flavor::MariaDb) {
             self.schemas.mariadb = flavor == Flavor::MariaDb;
             self.schemas.invalidate();
@@ -684,7 +689,8 @@ impl Source {
         // which is how write-back marks its statements.
         let write_back = flags_raw & 0x8000 != 0;
         // Looked up for an undo only, not on the stream's path.
-        let transactional = keep.is_some() && self.schemas.transactional(&table);
+        // The schema cache knows the table by the binlog's spelling of its name.
+        let transactional = keep.is_some() && self.schemas.transactional(&table_of(tme));
         let mut index = first_index;
         for row in rows.rows(tme) {
             let (before, after) = match row_images((&mapped.schema, &mapped.charsets), &table, row)

@@ -12,7 +12,7 @@ use crate::view::spec::TableRef;
 
 /// The watched tables, and how the server compares table names: with
 /// `lower_case_table_names = 0` (the default on Linux) `Orders` and `orders` are two tables,
-/// with 1 or 2 one (names compared lowercased, ASCII letters only here). Before 2026-12-06 names
+/// with 1 or 2 one (names compared lowercased). Before 2026-12-06 names
 /// were always compared case-insensitively, so a DDL on `Orders` was taken for one on `orders`.
 #[derive(Debug, Clone, Default)]
 pub struct Watched {
@@ -46,10 +46,37 @@ pub fn find_table<'a>(
 
 fn same_name(folded: bool, a: &str, b: &str) -> bool {
     if folded {
-        a.eq_ignore_ascii_case(b)
+        // As the server lowercases names (its character set's rules; Unicode's here).
+        (a.chars().flat_map(char::to_lowercase)).eq(b.chars().flat_map(char::to_lowercase))
     } else {
         a == b
     }
+}
+
+/// The problem of views that spell one table in two ways on a server that folds names.
+pub fn spelling_problem(a: &TableRef, b: &TableRef) -> String {
+    format!("{a} and {b} name one table on this server (lower_case_table_names is not 0: it compares table names lowercased), and rowcast would give its changes to one spelling only: spell it the same way in every view")
+}
+
+/// Two of `tables` that the server takes for one table (`folded`: it compares names
+/// lowercased) though they are spelled differently, if any, in name order: the reader could
+/// give a change of that table to one spelling only, so views must spell it one way.
+pub fn spelled_twice<'a>(
+    tables: impl IntoIterator<Item = &'a TableRef>,
+    folded: bool,
+) -> Option<(TableRef, TableRef)> {
+    let mut tables: Vec<&TableRef> = tables.into_iter().collect();
+    tables.sort_by(|a, b| (&a.database, &a.table).cmp(&(&b.database, &b.table)));
+    tables.dedup();
+    tables.iter().enumerate().find_map(|(i, a)| {
+        let b = find_table(
+            tables[i + 1..].iter().copied(),
+            folded,
+            &a.database,
+            &a.table,
+        )?;
+        Some(((*a).clone(), b.clone()))
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1098,6 +1125,26 @@ mod tests {
             vec![t("shop.orders"), t("shop.lines")],
             "as DROP TABLE names match (lower_case_table_names)"
         );
+    }
+
+    /// Names the server folds are compared lowercased, letters beyond ASCII too; two spellings
+    /// of one table among the watched are found.
+    #[test]
+    fn folded_names_compare_lowercased() {
+        let t = |name: &str| TableRef::parse(name).unwrap();
+        let watched = any_case(&[t("shop.Äpfel"), t("Shop.orders")]);
+        assert_eq!(
+            truncated_tables("TRUNCATE äPFEL", "SHOP", &watched),
+            vec![t("shop.Äpfel")]
+        );
+        assert!(truncated_tables("TRUNCATE apfel", "shop", &watched).is_empty());
+        let tables = [t("shop.orders"), t("shop.lines"), t("SHOP.Orders")];
+        assert_eq!(
+            spelled_twice(&tables, true),
+            Some((t("SHOP.Orders"), t("shop.orders")))
+        );
+        assert_eq!(spelled_twice(&tables, false), None);
+        assert_eq!(spelled_twice(&[t("a.b"), t("a.b")], true), None);
     }
 
     /// On a server that tells names apart by case (`lower_case_table_names = 0`), a statement

@@ -101,6 +101,8 @@ pub async fn check_server(
     if let Some(message) = skip_replication_problem(conn, config).await? {
         add("streams.skip_replication", message);
     }
+    // Every view's tables against each other: at start, at a reload, and by `check --connect`.
+    problems.extend(views::check_spellings(conn, &config.views).await?);
     Ok(problems)
 }
 
@@ -176,9 +178,20 @@ pub async fn check_privileges(
             }
         }
     }
+    // A server that compares table names lowercased keeps them lowercased in its grants.
+    let folded = conn
+        .query_first::<u8, _>("SELECT @@lower_case_table_names")
+        .await
+        .map_err(SourceError::Query)?
+        .is_some_and(|setting| setting != 0);
     let mut said = std::collections::HashSet::new();
     for (table, privilege, why) in needed {
-        let on = Some((table.database.as_str(), table.table.as_str()));
+        let (database, name) = if folded {
+            (table.database.to_lowercase(), table.table.to_lowercase())
+        } else {
+            (table.database.clone(), table.table.clone())
+        };
+        let on = Some((database.as_str(), name.as_str()));
         if !grants::has(&resolved, privilege, on) && said.insert((table.clone(), privilege)) {
             add(format!(
                 "the user lacks {privilege} on {table} (needed for {why})"
