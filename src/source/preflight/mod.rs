@@ -11,6 +11,7 @@ mod cascades;
 mod columns;
 mod grants;
 mod joins;
+mod names;
 mod types;
 mod views;
 
@@ -102,7 +103,7 @@ pub async fn check_server(
         add("streams.skip_replication", message);
     }
     // Every view's tables against each other: at start, at a reload, and by `check --connect`.
-    problems.extend(views::check_spellings(conn, &config.views).await?);
+    problems.extend(names::check_spellings(conn, &config.views).await?);
     Ok(problems)
 }
 
