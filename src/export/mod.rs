@@ -20,11 +20,11 @@ mod files;
 mod json;
 pub mod manifest;
 mod s3;
+mod window;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 pub use dest::Destination;
@@ -35,7 +35,7 @@ pub use manifest::{Manifest, TableEntry, ViewEntry};
 use crate::dynamo::{item_size, MAX_ITEM_BYTES};
 use crate::pipeline::{DeadLetter, Position, SNAPSHOT_INDEX_BASE};
 use crate::sql::join::read_in_snapshot;
-use crate::sql::{begin_snapshot, end_snapshot, gtid_state_at, keyset_tail, SqlError, TableCache};
+use crate::sql::{end_snapshot, gtid_state_at, keyset_tail, SqlError, TableCache};
 use crate::view::project::{project_snapshot, ItemOp};
 use crate::view::View;
 
@@ -53,6 +53,8 @@ pub enum ExportError {
     View { view: String, message: String },
     #[error("{0} XA transaction(s) prepared and not yet decided: the snapshot cannot see them, and a daemon resuming at its position would never apply them (their PREPARE is before it). Export again once they are committed or rolled back (XA RECOVER lists them)")]
     PreparedXa(usize),
+    #[error("{0} XA transaction(s) prepared before the export's snapshot were committed around it, at each of its attempts: the snapshot may lack their rows, and a daemon resuming at its position would never apply them. Export again when fewer XA transactions are decided")]
+    StraddlingXa(usize),
 }
 
 /// What to export, and how.
@@ -104,19 +106,14 @@ async fn write(
     tables: &mut TableCache,
     export: &Export,
 ) -> Result<(Manifest, Vec<DeadLetter>), ExportError> {
-    // Before and after the snapshot: a transaction prepared before it and committed between
-    // the two checks is the one case left (the commit would have to land within the
-    // milliseconds between the snapshot and the second check).
-    prepared_xa(conn).await?;
     let mut run = Run {
         export,
-        position: begin_snapshot(conn).await?,
+        position: window::snapshot(conn).await?,
         files: BTreeMap::new(),
         dead: None,
         letters: Vec::new(),
     };
     let read = async {
-        prepared_xa(conn).await?;
         // With the GTID state there, a checkpoint set from the export resumes by GTID too.
         run.position.gtid = gtid_state_at(conn, &run.position).await.ok().flatten();
         tracing::info!(position = %run.position, "export: snapshot taken; every commit before it is exported, none after");
@@ -281,19 +278,5 @@ impl Run<'_> {
             self.letters.push(letter);
         }
         Ok(())
-    }
-}
-
-/// Refuses a snapshot taken while XA transactions are prepared: their rows are not in it, and
-/// their PREPARE lies before its position, where a resuming daemon never reads them. A server
-/// that will not list them (a missing privilege) is warned about, not refused.
-async fn prepared_xa(conn: &mut Conn) -> Result<(), ExportError> {
-    match conn.query::<mysql_async::Row, _>("XA RECOVER").await {
-        Ok(rows) if rows.is_empty() => Ok(()),
-        Ok(rows) => Err(ExportError::PreparedXa(rows.len())),
-        Err(error) => {
-            tracing::warn!(error = %error, "export: cannot list prepared XA transactions (XA RECOVER); a transaction prepared before the snapshot and committed after it would be missing");
-            Ok(())
-        }
     }
 }

@@ -25,6 +25,8 @@
 //! overflow), `lane.before_write` (a delay: a lane about to write a window),
 //! `snapshot.before_fill` (a delay: the snapshot worker about to read a fill-on-miss),
 //! `export.after_snapshot` (a delay: `rowcast export` has its snapshot, no row read yet),
+//! `export.before_snapshot` (a delay: its first `XA RECOVER` made, no snapshot yet),
+//! `export.in_snapshot` (a delay: its snapshot begun, its second `XA RECOVER` not made),
 //! `writer.check` (an error: the version check of guarded writes is refused),
 //! `writer.check_unprocessed` (an error: the version check's answer leaves every other key
 //! unprocessed), `cleanup.before_sweep` (a delay: a view's cleanup is due, its Scan not begun),
