@@ -55,6 +55,8 @@ pub enum ExportError {
     PreparedXa(usize),
     #[error("{0} XA transaction(s) prepared before the export's snapshot were committed around it, at each of its attempts: the snapshot may lack their rows, and a daemon resuming at its position would never apply them. Export again when fewer XA transactions are decided")]
     StraddlingXa(usize),
+    #[error("cannot read the binlog around the export's snapshot, at each of its attempts (a transaction prepared before it and committed during it would be missing): {0}")]
+    BinlogUnread(String),
 }
 
 /// What to export, and how.

@@ -18,27 +18,65 @@ use mysql_async::Conn;
 
 use super::ExportError;
 use crate::pipeline::Position;
-use crate::sql::{begin_snapshot, end_snapshot, SqlError};
+use crate::sql::{begin_snapshot, end_snapshot};
 
-/// Snapshots taken at most, each dropped for a transaction that straddled it, before the export
-/// gives up: such transactions last milliseconds, and a server that commits one across every
+/// Snapshots taken at most, each dropped for a transaction that straddled it (or a binlog that
+/// could not be read), before the export gives up; each after a pause twice the last (0.1 s
+/// first): such transactions last milliseconds, and a server that commits one across every
 /// snapshot is busy with them.
-const ATTEMPTS: usize = 5;
+const ATTEMPTS: u32 = 5;
 
 /// Events read per `SHOW BINLOG EVENTS` (the stretch read is usually a few events).
 const PAGE: usize = 500;
 
+/// Why the binlog since the first list was not read.
+enum Unread {
+    /// The server will not show it (a missing privilege): the two lists alone are made.
+    Refused(String),
+    /// Anything else (a file purged meanwhile, a lost connection): the snapshot is taken again.
+    Failed(String),
+}
+
+impl From<mysql_async::Error> for Unread {
+    fn from(error: mysql_async::Error) -> Unread {
+        match &error {
+            // Access denied (to the database, the user, a table, a privilege).
+            mysql_async::Error::Server(server)
+                if [1044, 1045, 1142, 1227].contains(&server.code) =>
+            {
+                Unread::Refused(error.to_string())
+            }
+            _ => Unread::Failed(error.to_string()),
+        }
+    }
+}
+
+/// What the binlog since the first list says of the snapshot.
+enum Check {
+    Clear,
+    Straddled(BTreeSet<String>),
+    Unread(String),
+}
+
 /// Begins a consistent snapshot on `conn` that no XA transaction straddles; its position.
 pub async fn snapshot(conn: &mut Conn) -> Result<Position, ExportError> {
+    // The server refused to show its binlog: from then on only the lists are made.
+    let mut blind = false;
     for attempt in 1..=ATTEMPTS {
-        // Where the binlog stood before the first list: a server that will not tell (a missing
-        // privilege) is warned about, and only the two lists are made.
-        let from = match binlog_end(conn).await {
-            Ok(from) => Some(from),
-            Err(error) => {
-                tracing::warn!(error = %error, "export: cannot read the binlog's end (SHOW MASTER STATUS); a transaction prepared just before the snapshot and committed during it would be missing");
-                None
-            }
+        if attempt > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(100 << (attempt - 2))).await;
+        }
+        let from = match (!blind).then_some(()) {
+            None => None,
+            Some(()) => match binlog_end(conn).await {
+                Ok(from) => Some(from),
+                Err(Unread::Refused(error)) => {
+                    tracing::warn!(%error, "export: the server does not show its binlog's end (SHOW MASTER STATUS needs BINLOG MONITOR): a transaction prepared just before the snapshot and committed during it would be missing");
+                    blind = true;
+                    None
+                }
+                Err(Unread::Failed(error)) => return Err(ExportError::BinlogUnread(error)),
+            },
         };
         prepared_xa(conn).await?;
         tracing::info!("export: no XA transaction prepared; taking the snapshot");
@@ -46,32 +84,43 @@ pub async fn snapshot(conn: &mut Conn) -> Result<Position, ExportError> {
         let position = begin_snapshot(conn).await?;
         tracing::info!(position = %position, "export: snapshot begun");
         crate::util::failpoint::delay("export.in_snapshot").await;
-        let straddling = async {
+        let check = async {
             prepared_xa(conn).await?;
             let Some(from) = from else {
-                return Ok(BTreeSet::new());
+                return Ok(Check::Clear);
             };
-            match straddling(conn, &from, &position).await {
-                Ok(xids) => Ok(xids),
-                Err(error) => {
-                    tracing::warn!(error = %error, "export: cannot read the binlog since the first XA RECOVER (SHOW BINLOG EVENTS); a transaction prepared just before the snapshot and committed during it would be missing");
-                    Ok(BTreeSet::new())
+            Ok(match straddling(conn, &from, &position).await {
+                Ok(xids) if xids.is_empty() => Check::Clear,
+                Ok(xids) => Check::Straddled(xids),
+                Err(Unread::Refused(error)) => {
+                    tracing::warn!(%error, "export: the server does not show its binlog (SHOW BINLOG EVENTS needs BINLOG MONITOR): a transaction prepared just before the snapshot and committed during it would be missing");
+                    blind = true;
+                    Check::Clear
                 }
-            }
+                Err(Unread::Failed(error)) => Check::Unread(error),
+            })
         }
         .await;
-        match straddling {
-            Ok(xids) if xids.is_empty() => return Ok(position),
-            Ok(xids) => {
+        let last = attempt == ATTEMPTS;
+        match check {
+            Ok(Check::Clear) => return Ok(position),
+            Err(error) => {
                 end_snapshot(conn).await;
-                if attempt == ATTEMPTS {
+                return Err(error);
+            }
+            Ok(Check::Straddled(xids)) => {
+                end_snapshot(conn).await;
+                if last {
                     return Err(ExportError::StraddlingXa(xids.len()));
                 }
                 tracing::warn!(xids = ?xids, attempt, "export: an XA transaction prepared before the snapshot was committed around it; taking the snapshot again");
             }
-            Err(error) => {
+            Ok(Check::Unread(error)) => {
                 end_snapshot(conn).await;
-                return Err(error);
+                if last {
+                    return Err(ExportError::BinlogUnread(error));
+                }
+                tracing::warn!(%error, attempt, "export: cannot read the binlog around the snapshot; taking the snapshot again");
             }
         }
     }
@@ -93,16 +142,13 @@ async fn prepared_xa(conn: &mut Conn) -> Result<(), ExportError> {
 }
 
 /// The server's binlog end.
-async fn binlog_end(conn: &mut Conn) -> Result<Position, SqlError> {
-    let row: Option<mysql_async::Row> = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .map_err(SqlError::Query)?;
+async fn binlog_end(conn: &mut Conn) -> Result<Position, Unread> {
+    let row: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await?;
     let (Some(file), Some(pos)) = (
         row.as_ref().and_then(|r| r.get::<String, _>(0)),
         row.as_ref().and_then(|r| r.get::<u64, _>(1)),
     ) else {
-        return Err(SqlError::NoSnapshotPosition);
+        return Err(Unread::Failed("the server has binary logging off".into()));
     };
     Ok(Position {
         file,
@@ -111,48 +157,59 @@ async fn binlog_end(conn: &mut Conn) -> Result<Position, SqlError> {
     })
 }
 
-/// One event of `SHOW BINLOG EVENTS`: where it starts and ends, its type, its text.
+/// One event of `SHOW BINLOG EVENTS`: where it starts, its type, its text.
 struct Event {
     start: u64,
-    end: u64,
     kind: String,
     info: String,
 }
 
-/// Up to [`PAGE`] events of binlog `file` from offset `pos`.
-async fn events(conn: &mut Conn, file: &str, pos: u64) -> Result<Vec<Event>, SqlError> {
+/// Up to [`PAGE`] events of binlog `file` from the event at offset `pos`, that event left out
+/// when `skip_first` (the last of the page before: its end offset is a 32-bit field, which a
+/// file past 4 GiB wraps, while its start is not).
+async fn events(
+    conn: &mut Conn,
+    file: &str,
+    pos: u64,
+    skip_first: bool,
+) -> Result<Vec<Event>, Unread> {
     let file = file.replace('\\', "\\\\").replace('\'', "\\'");
+    let skip = usize::from(skip_first);
     let rows: Vec<mysql_async::Row> = conn
         .query(format!(
-            "SHOW BINLOG EVENTS IN '{file}' FROM {pos} LIMIT {PAGE}"
+            "SHOW BINLOG EVENTS IN '{file}' FROM {pos} LIMIT {skip}, {PAGE}"
         ))
-        .await
-        .map_err(SqlError::Query)?;
+        .await?;
+    // The text as bytes: a statement's may be in any character set, or hold binary values.
+    let text = |row: &mysql_async::Row, i: usize| -> String {
+        let bytes = row
+            .get_opt::<Option<Vec<u8>>, _>(i)
+            .and_then(Result::ok)
+            .flatten();
+        String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
+    };
     Ok(rows
-        .into_iter()
+        .iter()
         .map(|row| Event {
-            start: row.get::<u64, _>(1).unwrap_or(0),
-            end: row.get::<u64, _>(4).unwrap_or(0),
-            kind: row.get::<String, _>(2).unwrap_or_default(),
-            info: (row.get::<Option<String>, _>(5).flatten())
-                .unwrap_or_default()
-                .to_ascii_uppercase(),
+            start: row.get_opt::<u64, _>(1).and_then(Result::ok).unwrap_or(0),
+            kind: text(row, 2),
+            info: text(row, 5).to_ascii_uppercase(),
         })
         .collect())
 }
 
-/// The XA transactions committed in the binlog from `from` to its end now whose PREPARE is not
-/// at or after `snapshot` in it (see the module's comment), named as the binlog names them.
+/// The XA transactions committed in the binlog from `from` to its end now with no PREPARE of
+/// theirs between `snapshot` and the commit (see the module's comment), named as the binlog
+/// names them.
 async fn straddling(
     conn: &mut Conn,
     from: &Position,
     snapshot: &Position,
-) -> Result<BTreeSet<String>, SqlError> {
+) -> Result<BTreeSet<String>, Unread> {
     let to = binlog_end(conn).await?;
     let files: Vec<String> = conn
         .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
-        .await
-        .map_err(SqlError::Query)?
+        .await?
         .into_iter()
         .filter_map(|row| row.get::<String, _>(0))
         .collect();
@@ -160,28 +217,38 @@ async fn straddling(
     let (Some(first), Some(last), Some(at)) =
         (index(&from.file), index(&to.file), index(&snapshot.file))
     else {
-        // A file purged since the first list: what it held cannot be read.
-        return Err(SqlError::NoSnapshotPosition);
+        return Err(Unread::Failed(format!(
+            "binlog {} was purged while the export read it",
+            from.file
+        )));
     };
+    // XIDs prepared after the snapshot and not committed yet in what was read: a commit of one
+    // is covered (a reader starting at the snapshot reads its PREPARE first). An XID used again
+    // is covered only by a PREPARE between the snapshot and that commit.
     let mut prepared_after = BTreeSet::new();
-    let mut committed = BTreeSet::new();
+    let mut straddling = BTreeSet::new();
     for (number, file) in files.iter().enumerate().take(last + 1).skip(first) {
-        let mut pos = if number == first { from.pos } else { 4 };
+        let (mut pos, mut skip_first) = if number == first {
+            (from.pos, false)
+        } else {
+            (4, false)
+        };
         'file: loop {
-            let page = events(conn, file, pos).await?;
+            let page = events(conn, file, pos, skip_first).await?;
             let full = page.len() == PAGE;
             for event in page {
                 if number == last && event.start >= to.pos {
                     break 'file;
                 }
-                pos = event.end;
+                (pos, skip_first) = (event.start, true);
                 if let Some(xid) = event.info.strip_prefix("XA PREPARE ") {
                     if event.kind == "XA_prepare" && (number, event.start) >= (at, snapshot.pos) {
                         prepared_after.insert(xid.trim().to_string());
                     }
                 } else if let Some(xid) = event.info.strip_prefix("XA COMMIT ") {
-                    if event.kind == "Query" {
-                        committed.insert(xid.trim().to_string());
+                    let xid = xid.trim().to_string();
+                    if event.kind == "Query" && !prepared_after.remove(&xid) {
+                        straddling.insert(xid);
                     }
                 }
             }
@@ -190,5 +257,5 @@ async fn straddling(
             }
         }
     }
-    Ok(committed.difference(&prepared_after).cloned().collect())
+    Ok(straddling)
 }
