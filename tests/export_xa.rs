@@ -51,7 +51,8 @@ async fn an_xa_transaction_prepared_before_the_snapshot_and_committed_during_it_
     use mysql_async::prelude::Queryable;
     let env = Env::alone("exportxawindow").await;
     env.notes_view().await;
-    env.sql("INSERT INTO notes VALUES (1, 'before')").await;
+    env.sql("INSERT INTO notes VALUES (1, 'before'); CREATE TABLE pad (n INT PRIMARY KEY)")
+        .await;
     let config = env.write_config("");
     let mut xa = env.admin.get_conn().await.unwrap();
     let _ = xa.query_drop("XA ROLLBACK 'rowcast_export_xa'").await;
@@ -63,7 +64,7 @@ async fn an_xa_transaction_prepared_before_the_snapshot_and_committed_during_it_
         .args(["--to", out.to_str().unwrap(), "--view", "notes"])
         .env(
             "ROWCAST_FAILPOINTS",
-            "export.before_snapshot=sleep3000,export.in_snapshot=sleep3000",
+            "export.before_snapshot=sleep3000,export.in_snapshot=sleep6000",
         )
         .stdout(std::fs::File::create(env.dir.join("export-gap.out")).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -96,6 +97,15 @@ async fn an_xa_transaction_prepared_before_the_snapshot_and_committed_during_it_
         "the export's snapshot",
         std::time::Duration::from_secs(30),
         logged("snapshot begun"),
+    )
+    .await;
+    // Committed in the next binlog file, past the first page (500 events) of its events: the
+    // binlog is read across a rotation and page by page (300 transactions of another table).
+    env.sql("FLUSH BINARY LOGS").await;
+    env.sql(
+        &(0..300)
+            .map(|n| format!("INSERT INTO pad VALUES ({n});"))
+            .collect::<String>(),
     )
     .await;
     // Committed, and its XID used again at once by a transaction prepared and committed after
