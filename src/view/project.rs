@@ -311,8 +311,10 @@ fn build_item(
         }
         match cell.to_attr(conversion) {
             Ok(Some(attr)) => {
-                while let Some(entry) = keys.next_if(|(key, _)| **key <= *name) {
-                    item.push(entry);
+                // A peek and a next rather than `next_if`, which the compiler stopped inlining
+                // here once other code changed (+550 instructions per row change, callgrind).
+                while keys.peek().is_some_and(|(key, _)| **key <= *name) {
+                    item.extend(keys.next());
                 }
                 item.push((name, attr));
                 Ok(())
