@@ -29,6 +29,13 @@ const ATTEMPTS: u32 = 5;
 /// Events read per `SHOW BINLOG EVENTS` (the stretch read is usually a few events).
 const PAGE: usize = 500;
 
+/// Pages read at most for one snapshot: a stretch longer than that (a bulk load committed
+/// around the snapshot) is not read to its end, which would hold the snapshot open for long
+/// (and the server may read its active binlog under the lock its commits take, not checked in
+/// its source here); the snapshot is taken
+/// again after a pause instead.
+const MAX_PAGES: usize = 200;
+
 /// Why the binlog since the first list was not read.
 enum Unread {
     /// The server will not show it (a missing privilege): the two lists alone are made.
@@ -227,6 +234,7 @@ async fn straddling(
     // is covered only by a PREPARE between the snapshot and that commit.
     let mut prepared_after = BTreeSet::new();
     let mut straddling = BTreeSet::new();
+    let mut pages = 0;
     for (number, file) in files.iter().enumerate().take(last + 1).skip(first) {
         let (mut pos, mut skip_first) = if number == first {
             (from.pos, false)
@@ -234,6 +242,13 @@ async fn straddling(
             (4, false)
         };
         'file: loop {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(Unread::Failed(format!(
+                    "more than {} binlog events were written around the snapshot (a bulk load?)",
+                    MAX_PAGES * PAGE
+                )));
+            }
             let page = events(conn, file, pos, skip_first).await?;
             let full = page.len() == PAGE;
             for event in page {
