@@ -32,8 +32,7 @@ const PAGE: usize = 500;
 /// Pages read at most for one snapshot: a stretch longer than that (a bulk load committed
 /// around the snapshot) is not read to its end, which would hold the snapshot open for long
 /// (and the server may read its active binlog under the lock its commits take, not checked in
-/// its source here); the snapshot is taken
-/// again after a pause instead.
+/// its source here); the snapshot is taken again after a pause instead.
 const MAX_PAGES: usize = 200;
 
 /// Why the binlog since the first list was not read.
