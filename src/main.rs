@@ -104,6 +104,20 @@ enum Command {
     /// Write views' items, read at one consistent point, as DynamoDB S3 import data (gzip
     /// DynamoDB JSON lines and a manifest.json) under --to.
     Export(ExportArgs),
+    /// Set the checkpoint from an export's manifest.json, as `export --checkpoint` would have
+    /// (for an export made without it, or whose checkpoint could not be saved), so that
+    /// `rowcast run` after the import resumes at the export's position.
+    Checkpoint {
+        /// Daemon config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+        /// The export's directory, or s3://BUCKET/PREFIX.
+        #[arg(long)]
+        from_manifest: String,
+        /// The S3 endpoint of an S3-compatible store (path-style addressing); default: AWS.
+        #[arg(long)]
+        s3_endpoint_url: Option<String>,
+    },
     /// Print every item of a DynamoDB table as JSON lines (plain values), for inspection.
     Scan {
         /// Daemon config file (TOML).
@@ -325,6 +339,11 @@ fn main() -> ExitCode {
             Command::Scan { config, table } => scan(&config, &table).await,
             Command::Suggest(args) => suggest(&args.into()).await,
             Command::Export(args) => export(&args.config, (&args).into()).await,
+            Command::Checkpoint {
+                config,
+                from_manifest,
+                s3_endpoint_url,
+            } => seed_checkpoint(&config, &from_manifest, s3_endpoint_url.as_deref()).await,
             Command::Deadletters { action } => deadletters(action).await,
             Command::Query {
                 config,
@@ -605,6 +624,29 @@ async fn export(path: &Path, request: rowcast::app::ExportRequest) -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: export: {}", chain(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn seed_checkpoint(path: &Path, from: &str, s3_endpoint_url: Option<&str>) -> ExitCode {
+    let config = match load(path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match rowcast::app::seed_checkpoint(&config, from, s3_endpoint_url).await {
+        Ok(manifest) => {
+            let views: Vec<&str> = manifest.views.iter().map(|v| v.name.as_str()).collect();
+            println!(
+                "checkpoint set at {} (seq {}), views {} filled",
+                manifest.position,
+                manifest.seq,
+                views.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: checkpoint: {}", chain(&error));
             ExitCode::FAILURE
         }
     }

@@ -420,6 +420,23 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
     let saved: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
     assert_eq!(saved["position"], manifest["position"]);
     assert_eq!(saved["backfill"]["blobs"]["done"], true);
+    // The manifest in S3 seeds the same checkpoint (`rowcast checkpoint --from-manifest`),
+    // once the one the export saved is gone.
+    std::fs::remove_file(&checkpoint).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rowcast"))
+        .args(["checkpoint", "--config", config.to_str().unwrap()])
+        .args(["--from-manifest", "s3://rowcast-export/run1"])
+        .args(["--s3-endpoint-url", &moto.url])
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .output()
+        .unwrap();
+    let (code, text) = code_and_output(&out);
+    assert_eq!(code, Some(0), "{text}");
+    let seeded: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert_eq!(seeded["position"], saved["position"]);
+    assert_eq!(seeded["seq"], saved["seq"]);
+    assert_eq!(seeded["backfill"]["blobs"], saved["backfill"]["blobs"]);
 
     // The export gave its claim of the prefix up; a prefix another export claims is refused.
     let claim = |prefix: &str| {
@@ -439,6 +456,79 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
     let (code, text) = export_to_s3(&config, &moto.url, "run2", &["--view", "blobs"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("another export is writing here"), "{text}");
+}
+
+/// An export made without `--checkpoint` (or whose checkpoint could not be saved) seeds the
+/// checkpoint later from its manifest (`rowcast checkpoint --from-manifest`): the daemon then
+/// resumes at the export's position, so a row deleted after the export loses its imported item.
+/// Without the command (before 2026-12-06 nothing read a manifest), `rowcast run` started with
+/// no checkpoint: it backfilled the view again and kept the deleted row's item. The seed is
+/// refused for a view whose definition changed since the export, and where a checkpoint exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_seeds_the_checkpoint_of_an_export_made_without_one() {
+    let env = Env::new("export_seed").await;
+    env.sql(
+        "CREATE TABLE notes (id INT PRIMARY KEY, title VARCHAR(20));
+         INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three');",
+    )
+    .await;
+    let notes = env.table("notes");
+    let view = format!("name = \"notes\"\ntable = \"{notes}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\n");
+    env.write_view("notes.toml", &view);
+    let config = env.write_config("");
+    env.create_tables();
+    let out_dir = env.dir.join("export");
+    let (code, text) = env.export(&out_dir, &["--view", "notes"]);
+    assert_eq!(code, Some(0), "{text}");
+    env.sql("DELETE FROM notes WHERE id = 2; UPDATE notes SET title = 'changed' WHERE id = 1; INSERT INTO notes VALUES (4, 'four')")
+        .await;
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();
+    load(&env, &notes, exported_items(&out_dir, &manifest, &notes)).await;
+    let expected = || async {
+        let rows: Vec<(i64, String)> = env.query("SELECT id, title FROM notes").await;
+        rows.into_iter()
+            .map(|(id, title)| serde_json::json!({"pk": format!("N#{id}"), "id": id, "title": title}))
+            .collect::<Vec<_>>()
+    };
+    let seed = || {
+        code_and_output(&env.rowcast(&[
+            "checkpoint",
+            "--config",
+            config.to_str().unwrap(),
+            "--from-manifest",
+            out_dir.to_str().unwrap(),
+        ]))
+    };
+
+    // A view changed since the export: its items were made by the definition before.
+    env.write_view(
+        "notes.toml",
+        &view.replace("[key]", "filter = \"id > 0\"\n[key]"),
+    );
+    let (code, text) = seed();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("its definition changed since the export"),
+        "{text}"
+    );
+    env.write_view("notes.toml", &view);
+
+    let (code, text) = seed();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("checkpoint set at"), "{text}");
+    let (code, text) = seed();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("already holds a checkpoint"), "{text}");
+    let daemon = env.start().await;
+    env.converge(&notes, expected().await, Duration::from_secs(60))
+        .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        !metrics.contains("rowcast_backfill_rows_total{"),
+        "the seeded view was marked filled, nothing is copied again"
+    );
+    assert!(daemon.terminate().success());
 }
 
 /// An export that fails part way leaves nothing an import could take for complete: no

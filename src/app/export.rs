@@ -64,13 +64,7 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
     let client = dynamo::client(&config.dynamodb).await;
     let store = checkpoint_store(config, &client);
     if request.checkpoint {
-        if let Some(existing) = store.load().await? {
-            return Err(ExportFailure::Refused(format!(
-                "--checkpoint: {} already holds a checkpoint (at {}): the export would move a running pipeline's position. Export without --checkpoint, or for a new pipeline (another [pipeline] name or checkpoint)",
-                store.describe(),
-                existing.position
-            )));
-        }
+        no_checkpoint_yet(&store, "--checkpoint: the export would move a running pipeline's position. Export without --checkpoint, or for a new pipeline (another [pipeline] name or checkpoint)").await?;
     }
     let (opts, conn) = source::resolve(&config.source.connection).await?;
     let (mut conn, flavor) = source::with_flavor(conn).await?;
@@ -108,6 +102,18 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
     set_checkpoint(config, &client, &store, &done, &letters, &identity).await?;
     info!(store = %store.describe(), position = %manifest.position, "export: checkpoint set; `rowcast run` resumes there once the items are imported");
     Ok(manifest)
+}
+
+/// Refuses when `store` already holds a checkpoint (`why` it must not be replaced).
+async fn no_checkpoint_yet(store: &CheckpointStore, why: &str) -> Result<(), ExportFailure> {
+    match store.load().await? {
+        Some(existing) => Err(ExportFailure::Refused(format!(
+            "{} already holds a checkpoint (at {}): {why}",
+            store.describe(),
+            existing.position
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// What an export wrote.
@@ -217,4 +223,87 @@ async fn import(
         }
     }
     Ok(())
+}
+
+/// `rowcast checkpoint --from-manifest`: the checkpoint `export --checkpoint` would have set,
+/// from the manifest of an export made without it, or whose save failed (the control table
+/// unreachable, the process killed after the manifest): before, no command read a manifest,
+/// and `rowcast run` then started from scratch, backfilling every view again and leaving the
+/// items of rows deleted since the export. `from` is the export's directory or
+/// `s3://BUCKET/PREFIX`. Refused unless every view in the manifest has the same definition in
+/// `config`, the store holds no checkpoint, and the server still has the export's position in
+/// its binlog, as it was (its GTID state there is the manifest's). The export's dead letters
+/// stay in its `dead-letters.jsonl` (not copied to the store).
+pub async fn seed_checkpoint(
+    config: &Config,
+    from: &str,
+    s3_endpoint_url: Option<&str>,
+) -> Result<Manifest, ExportFailure> {
+    let bytes = if from.starts_with("s3://") {
+        let key = format!(
+            "{}/{}",
+            from.trim_end_matches('/'),
+            export::manifest::MANIFEST_FILE
+        );
+        export::read_s3(&key, s3_endpoint_url, config.dynamodb.region.as_deref()).await?
+    } else {
+        let path = std::path::Path::new(from).join(export::manifest::MANIFEST_FILE);
+        std::fs::read(&path).map_err(|error| ExportError::Io(path, error))?
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|error| ExportFailure::Refused(format!("{from}: not a manifest: {error}")))?;
+    let mut views = Vec::new();
+    for entry in &manifest.views {
+        let Some(view) = config.views.iter().find(|v| v.name == entry.name) else {
+            return Err(ExportFailure::Refused(format!(
+                "view {} of the export is not in the configuration",
+                entry.name
+            )));
+        };
+        if view.fingerprint() != entry.fingerprint {
+            return Err(ExportFailure::Refused(format!(
+                "view {}: its definition changed since the export (the items were made by the one before): export again",
+                entry.name
+            )));
+        }
+        views.push(view.clone());
+    }
+    let client = dynamo::client(&config.dynamodb).await;
+    let store = checkpoint_store(config, &client);
+    no_checkpoint_yet(&store, "seeding would move a running pipeline's position").await?;
+    let (_, conn) = source::resolve(&config.source.connection).await?;
+    let (mut conn, flavor) = source::with_flavor(conn).await?;
+    let at = &manifest.position;
+    let state = crate::sql::gtid_state_at(&mut conn, at).await;
+    let files = source::binlog_files(&mut conn).await?;
+    if !files.contains(&at.file) {
+        return Err(ExportFailure::Refused(format!(
+            "the server no longer has binlog {} of the export's position {at} (purged): the changes since the export cannot be read; export again",
+            at.file
+        )));
+    }
+    match state {
+        Ok(state) if state == at.gtid => {}
+        Ok(state) => {
+            return Err(ExportFailure::Refused(format!(
+                "the server's GTID state at {at} is {} where the export read {}: another server, or its binlog was reset; export again",
+                state.as_deref().unwrap_or("empty"),
+                at.gtid.as_deref().unwrap_or("empty")
+            )))
+        }
+        Err(error) => return Err(SourceError::Query(error).into()),
+    }
+    let identity = source::server_identity(&mut conn, flavor).await?;
+    let _ = conn.disconnect().await;
+    let done = Exported {
+        views: &views,
+        manifest: &manifest,
+        seq: manifest.seq,
+    };
+    set_checkpoint(config, &client, &store, &done, &[], &identity).await?;
+    info!(store = %store.describe(), position = %manifest.position, "checkpoint set from the export's manifest; `rowcast run` resumes there once the items are imported");
+    if manifest.dead_letters.is_some() {
+        warn!("the export's dead letters are in its dead-letters.jsonl only (not copied to the dead-letter store)");
+    }
+    Ok(manifest)
 }

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use self::export::{export, ExportFailure, ExportRequest};
+pub use self::export::{export, seed_checkpoint, ExportFailure, ExportRequest};
 pub use self::prepare::{checkpoint_store, preflight};
 pub use self::supervise::{StageError, StageFailure, StageResult, Supervisor};
 use crate::config::{Config, Problem};

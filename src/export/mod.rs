@@ -20,6 +20,7 @@ mod files;
 mod json;
 pub mod manifest;
 mod s3;
+pub use s3::read as read_s3;
 mod window;
 
 use std::collections::BTreeMap;

@@ -31,6 +31,40 @@ fn failed(what: &str, key: &str, error: impl std::error::Error) -> ExportError {
     ExportError::Destination(format!("s3: {what} {key}: {}", crate::error::chain(&error)))
 }
 
+/// An S3 client with the default credential chain and region (`region` if set), at
+/// `endpoint_url` when given (path-style addressing, as S3-compatible stores expect).
+async fn client(endpoint_url: Option<&str>, region: Option<&str>) -> Client {
+    let shared = crate::dynamo::shared_config(&DynamoConfig {
+        endpoint_url: endpoint_url.map(str::to_string),
+        region: region.map(str::to_string),
+    })
+    .await;
+    let conf = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(endpoint_url.is_some())
+        .build();
+    Client::from_conf(conf)
+}
+
+/// The bytes of `s3://bucket/key` (`location`), read with [`client`]'s settings.
+pub async fn read(
+    location: &str,
+    endpoint_url: Option<&str>,
+    region: Option<&str>,
+) -> Result<Vec<u8>, ExportError> {
+    let rest = location.strip_prefix("s3://").unwrap_or(location);
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let object = client(endpoint_url, region)
+        .await
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|error| failed("read", key, error))?;
+    let bytes = (object.body.collect().await).map_err(|error| failed("read", key, error))?;
+    Ok(bytes.into_bytes().to_vec())
+}
+
 impl S3Dest {
     /// `s3://bucket/prefix` with the default credential chain and region (`[dynamodb] region`
     /// if set), at `endpoint_url` when given (path-style addressing, as S3-compatible stores
@@ -50,16 +84,8 @@ impl S3Dest {
             true => String::new(),
             false => format!("{prefix}/"),
         };
-        let shared = crate::dynamo::shared_config(&DynamoConfig {
-            endpoint_url: endpoint_url.map(str::to_string),
-            region: region.map(str::to_string),
-        })
-        .await;
-        let conf = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(endpoint_url.is_some())
-            .build();
         let dest = S3Dest {
-            client: Client::from_conf(conf),
+            client: client(endpoint_url, region).await,
             bucket: bucket.to_string(),
             prefix,
         };
