@@ -643,6 +643,9 @@ async fn seed_checkpoint(path: &Path, from: &str, s3_endpoint_url: Option<&str>)
                 manifest.seq,
                 views.join(", ")
             );
+            if let Some(file) = &manifest.dead_letters {
+                println!("the export's dead letters are in its {file} only (not in the dead-letter store)");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -513,6 +513,24 @@ async fn a_manifest_seeds_the_checkpoint_of_an_export_made_without_one() {
         "{text}"
     );
     env.write_view("notes.toml", &view);
+    // A position whose GTID state is not the server's there (another server, a reset binlog).
+    let forged = env.dir.join("forged");
+    std::fs::create_dir_all(&forged).unwrap();
+    let mut other = manifest.clone();
+    other["position"]["gtid"] = Value::String("0-1-1".into());
+    std::fs::write(forged.join("manifest.json"), other.to_string()).unwrap();
+    let (code, text) = code_and_output(&env.rowcast(&[
+        "checkpoint",
+        "--config",
+        config.to_str().unwrap(),
+        "--from-manifest",
+        forged.to_str().unwrap(),
+    ]));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("is not in this server's binlog as the export read it"),
+        "{text}"
+    );
 
     let (code, text) = seed();
     assert_eq!(code, Some(0), "{text}");

@@ -158,7 +158,7 @@ async fn set_checkpoint(
     // conditional on no other owner, so such a daemon's claim makes it fail instead.
     if store.load().await?.is_some() {
         return Err(ExportFailure::Refused(format!(
-            "--checkpoint: a checkpoint appeared in {} during the export (a daemon started?): not replaced",
+            "a checkpoint appeared in {} meanwhile (a daemon started?): not replaced",
             store.describe()
         )));
     }
@@ -239,12 +239,14 @@ pub async fn seed_checkpoint(
     from: &str,
     s3_endpoint_url: Option<&str>,
 ) -> Result<Manifest, ExportFailure> {
-    let bytes = if from.starts_with("s3://") {
-        let key = format!(
-            "{}/{}",
-            from.trim_end_matches('/'),
-            export::manifest::MANIFEST_FILE
-        );
+    let bytes = if let Some(rest) = from.strip_prefix("s3://") {
+        // The prefix as the export takes it: slashes around it do not count.
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        let key = match prefix.is_empty() {
+            true => format!("s3://{bucket}/{}", export::manifest::MANIFEST_FILE),
+            false => format!("s3://{bucket}/{prefix}/{}", export::manifest::MANIFEST_FILE),
+        };
         export::read_s3(&key, s3_endpoint_url, config.dynamodb.region.as_deref()).await?
     } else {
         let path = std::path::Path::new(from).join(export::manifest::MANIFEST_FILE);
@@ -252,6 +254,13 @@ pub async fn seed_checkpoint(
     };
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|error| ExportFailure::Refused(format!("{from}: not a manifest: {error}")))?;
+    if manifest.format != export::manifest::FORMAT {
+        return Err(ExportFailure::Refused(format!(
+            "{from}: a manifest of format {}, not {}",
+            manifest.format,
+            export::manifest::FORMAT
+        )));
+    }
     let mut views = Vec::new();
     for entry in &manifest.views {
         let Some(view) = config.views.iter().find(|v| v.name == entry.name) else {
@@ -273,25 +282,27 @@ pub async fn seed_checkpoint(
     no_checkpoint_yet(&store, "seeding would move a running pipeline's position").await?;
     let (_, conn) = source::resolve(&config.source.connection).await?;
     let (mut conn, flavor) = source::with_flavor(conn).await?;
-    let at = &manifest.position;
-    let state = crate::sql::gtid_state_at(&mut conn, at).await;
-    let files = source::binlog_files(&mut conn).await?;
-    if !files.contains(&at.file) {
-        return Err(ExportFailure::Refused(format!(
-            "the server no longer has binlog {} of the export's position {at} (purged): the changes since the export cannot be read; export again",
-            at.file
-        )));
+    if flavor != Flavor::MariaDb {
+        return Err(ExportFailure::Refused(
+            "exports are made on MariaDB, and their position is checked there".into(),
+        ));
     }
-    match state {
-        Ok(state) if state == at.gtid => {}
-        Ok(state) => {
-            return Err(ExportFailure::Refused(format!(
-                "the server's GTID state at {at} is {} where the export read {}: another server, or its binlog was reset; export again",
-                state.as_deref().unwrap_or("empty"),
-                at.gtid.as_deref().unwrap_or("empty")
-            )))
-        }
-        Err(error) => return Err(SourceError::Query(error).into()),
+    // The position must be this server's, still in its binlog: the file is there, and the GTID
+    // state at that offset (NULL where the offset is not in the file) is the one the export
+    // read. A manifest without one cannot be checked.
+    let at = &manifest.position;
+    let files = source::binlog_files(&mut conn).await?;
+    let state = match files.contains(&at.file) {
+        true => crate::sql::gtid_state_at(&mut conn, at)
+            .await
+            .map_err(SourceError::Query)?,
+        false => None,
+    };
+    if state.is_none() || state != at.gtid {
+        return Err(ExportFailure::Refused(format!(
+            "the export's position {at} is not in this server's binlog as the export read it (GTID state there: {}): purged, another server (after a failover), or a binlog reset; the changes since the export cannot be read from it: export again",
+            state.as_deref().unwrap_or("none")
+        )));
     }
     let identity = source::server_identity(&mut conn, flavor).await?;
     let _ = conn.disconnect().await;
