@@ -239,28 +239,7 @@ pub async fn seed_checkpoint(
     from: &str,
     s3_endpoint_url: Option<&str>,
 ) -> Result<Manifest, ExportFailure> {
-    let bytes = if let Some(rest) = from.strip_prefix("s3://") {
-        // The prefix as the export takes it: slashes around it do not count.
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        let prefix = prefix.trim_matches('/');
-        let key = match prefix.is_empty() {
-            true => format!("s3://{bucket}/{}", export::manifest::MANIFEST_FILE),
-            false => format!("s3://{bucket}/{prefix}/{}", export::manifest::MANIFEST_FILE),
-        };
-        export::read_s3(&key, s3_endpoint_url, config.dynamodb.region.as_deref()).await?
-    } else {
-        let path = std::path::Path::new(from).join(export::manifest::MANIFEST_FILE);
-        std::fs::read(&path).map_err(|error| ExportError::Io(path, error))?
-    };
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|error| ExportFailure::Refused(format!("{from}: not a manifest: {error}")))?;
-    if manifest.format != export::manifest::FORMAT {
-        return Err(ExportFailure::Refused(format!(
-            "{from}: a manifest of format {}, not {}",
-            manifest.format,
-            export::manifest::FORMAT
-        )));
-    }
+    let manifest = read_manifest(config, from, s3_endpoint_url).await?;
     let mut views = Vec::new();
     for entry in &manifest.views {
         let Some(view) = config.views.iter().find(|v| v.name == entry.name) else {
@@ -287,23 +266,7 @@ pub async fn seed_checkpoint(
             "exports are made on MariaDB, and their position is checked there".into(),
         ));
     }
-    // The position must be this server's, still in its binlog: the file is there, and the GTID
-    // state at that offset (NULL where the offset is not in the file) is the one the export
-    // read. A manifest without one cannot be checked.
-    let at = &manifest.position;
-    let files = source::binlog_files(&mut conn).await?;
-    let state = match files.contains(&at.file) {
-        true => crate::sql::gtid_state_at(&mut conn, at)
-            .await
-            .map_err(SourceError::Query)?,
-        false => None,
-    };
-    if state.is_none() || state != at.gtid {
-        return Err(ExportFailure::Refused(format!(
-            "the export's position {at} is not in this server's binlog as the export read it (GTID state there: {}): purged, another server (after a failover), or a binlog reset; the changes since the export cannot be read from it: export again",
-            state.as_deref().unwrap_or("none")
-        )));
-    }
+    check_position(&mut conn, &manifest.position).await?;
     let identity = source::server_identity(&mut conn, flavor).await?;
     let _ = conn.disconnect().await;
     let done = Exported {
@@ -317,4 +280,59 @@ pub async fn seed_checkpoint(
         warn!("the export's dead letters are in its dead-letters.jsonl only (not copied to the dead-letter store)");
     }
     Ok(manifest)
+}
+
+/// The manifest of the export at `from` (a directory or `s3://BUCKET/PREFIX`).
+async fn read_manifest(
+    config: &Config,
+    from: &str,
+    s3_endpoint_url: Option<&str>,
+) -> Result<Manifest, ExportFailure> {
+    let bytes = if let Some(rest) = from.strip_prefix("s3://") {
+        // The prefix as the export takes it: slashes around it do not count.
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_matches('/');
+        let key = match prefix.is_empty() {
+            true => format!("s3://{bucket}/{}", export::manifest::MANIFEST_FILE),
+            false => format!("s3://{bucket}/{prefix}/{}", export::manifest::MANIFEST_FILE),
+        };
+        export::read_s3(&key, s3_endpoint_url, config.dynamodb.region.as_deref()).await?
+    } else {
+        let path = std::path::Path::new(from).join(export::manifest::MANIFEST_FILE);
+        std::fs::read(&path).map_err(|error| ExportError::Io(path, error))?
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|error| ExportFailure::Refused(format!("{from}: not a manifest: {error}")))?;
+    if manifest.format != export::manifest::FORMAT {
+        return Err(ExportFailure::Refused(format!(
+            "{from}: a manifest of format {}, not {}",
+            manifest.format,
+            export::manifest::FORMAT
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Refuses a position `at` this server does not hold as the export read it.
+async fn check_position(
+    conn: &mut mysql_async::Conn,
+    at: &crate::pipeline::Position,
+) -> Result<(), ExportFailure> {
+    // The position must be this server's, still in its binlog: the file is there, and the GTID
+    // state at that offset (NULL where the offset is not in the file) is the one the export
+    // read. A manifest without one cannot be checked.
+    let files = source::binlog_files(conn).await?;
+    let state = match files.contains(&at.file) {
+        true => crate::sql::gtid_state_at(conn, at)
+            .await
+            .map_err(SourceError::Query)?,
+        false => None,
+    };
+    if state.is_none() || state != at.gtid {
+        return Err(ExportFailure::Refused(format!(
+            "the export's position {at} is not in this server's binlog as the export read it (GTID state there: {}): purged, another server (after a failover), or a binlog reset; the changes since the export cannot be read from it: export again",
+            state.as_deref().unwrap_or("none")
+        )));
+    }
+    Ok(())
 }
