@@ -27,7 +27,7 @@ pub enum JoinValue {
     /// with a DATETIME(6), and a DATE with a DATETIME at midnight, as equal.
     Instant(i128),
     /// TIME in signed microseconds (`TIME` and `TIME(6)` of one value are equal).
-    Duration(i64),
+    Duration(i128),
     /// Other values, by their rendering.
     Other(String),
 }
@@ -52,18 +52,7 @@ pub fn join_value(cell: &Cell) -> Option<JoinValue> {
                 _ => JoinValue::Other(cell.to_text().ok().flatten().unwrap_or_default()),
             }
         }
-        Cell::Time {
-            negative,
-            hours,
-            minutes,
-            seconds,
-            micros,
-            ..
-        } => {
-            let whole = i64::from(*hours) * 3600 + i64::from(*minutes) * 60 + i64::from(*seconds);
-            let micros = whole * 1_000_000 + i64::from(*micros);
-            JoinValue::Duration(if *negative { -micros } else { micros })
-        }
+        Cell::Time { .. } => JoinValue::Duration(time_micros(cell)),
         other => JoinValue::Other(other.to_text().ok().flatten().unwrap_or_default()),
     })
 }
@@ -164,6 +153,7 @@ fn number(cell: &Cell) -> Option<DecimalNumber> {
     }
 }
 
+/// A TIME's signed microseconds (0 for other kinds).
 fn time_micros(cell: &Cell) -> i128 {
     match cell {
         Cell::Time {
