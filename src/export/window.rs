@@ -72,13 +72,12 @@ pub async fn snapshot(conn: &mut Conn) -> Result<Position, ExportError> {
         if attempt > 1 {
             tokio::time::sleep(std::time::Duration::from_millis(100 << (attempt - 2))).await;
         }
-        let from = match (!blind).then_some(()) {
-            None => None,
-            Some(()) => match binlog_end(conn).await {
+        let from = match blind {
+            true => None,
+            false => match binlog_end(conn).await {
                 Ok(from) => Some(from),
                 Err(Unread::Refused(error)) => {
-                    tracing::warn!(%error, "export: the server does not show its binlog's end (SHOW MASTER STATUS needs BINLOG MONITOR): a transaction prepared just before the snapshot and committed during it would be missing");
-                    blind = true;
+                    blind = refused(&error);
                     None
                 }
                 Err(Unread::Failed(error)) => return Err(ExportError::BinlogUnread(error)),
@@ -99,8 +98,7 @@ pub async fn snapshot(conn: &mut Conn) -> Result<Position, ExportError> {
                 Ok(xids) if xids.is_empty() => Check::Clear,
                 Ok(xids) => Check::Straddled(xids),
                 Err(Unread::Refused(error)) => {
-                    tracing::warn!(%error, "export: the server does not show its binlog (SHOW BINLOG EVENTS needs BINLOG MONITOR): a transaction prepared just before the snapshot and committed during it would be missing");
-                    blind = true;
+                    blind = refused(&error);
                     Check::Clear
                 }
                 Err(Unread::Failed(error)) => Check::Unread(error),
@@ -133,6 +131,13 @@ pub async fn snapshot(conn: &mut Conn) -> Result<Position, ExportError> {
     unreachable!("the last attempt returns")
 }
 
+/// Warns that the server refuses to show its binlog (`SHOW MASTER STATUS` and `SHOW BINLOG
+/// EVENTS` need `BINLOG MONITOR`), so only the two lists are made; `true`.
+fn refused(error: &str) -> bool {
+    tracing::warn!(%error, "export: the server does not show its binlog (BINLOG MONITOR needed): a transaction prepared just before the snapshot and committed during it would be missing");
+    true
+}
+
 /// Refuses a snapshot taken while XA transactions are prepared: their rows are not in it, and
 /// their PREPARE lies before its position, where a resuming daemon never reads them. A server
 /// that will not list them (a missing privilege) is warned about, not refused.
@@ -149,18 +154,9 @@ async fn prepared_xa(conn: &mut Conn) -> Result<(), ExportError> {
 
 /// The server's binlog end.
 async fn binlog_end(conn: &mut Conn) -> Result<Position, Unread> {
-    let row: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await?;
-    let (Some(file), Some(pos)) = (
-        row.as_ref().and_then(|r| r.get::<String, _>(0)),
-        row.as_ref().and_then(|r| r.get::<u64, _>(1)),
-    ) else {
-        return Err(Unread::Failed("the server has binary logging off".into()));
-    };
-    Ok(Position {
-        file,
-        pos,
-        gtid: None,
-    })
+    crate::sql::binlog_end(conn)
+        .await?
+        .ok_or_else(|| Unread::Failed("the server has binary logging off".into()))
 }
 
 /// One event of `SHOW BINLOG EVENTS`: where it starts, its type, its text.
@@ -213,12 +209,7 @@ async fn straddling(
     snapshot: &Position,
 ) -> Result<BTreeSet<String>, Unread> {
     let to = binlog_end(conn).await?;
-    let files: Vec<String> = conn
-        .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
-        .await?
-        .into_iter()
-        .filter_map(|row| row.get::<String, _>(0))
-        .collect();
+    let files = crate::sql::binlog_files(conn).await?;
     let index = |file: &str| files.iter().position(|f| f == file);
     let (Some(first), Some(last), Some(at)) =
         (index(&from.file), index(&to.file), index(&snapshot.file))

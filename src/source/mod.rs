@@ -282,39 +282,30 @@ pub fn server_id_taken(server_id: u32, replica: &str) -> String {
 
 /// The server's current binlog end (file and offset).
 pub async fn binlog_end(conn: &mut Conn) -> Result<Position, SourceError> {
-    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
-        Ok(row) => row,
-        // MySQL 8.4 renamed it.
-        Err(_) => conn
-            .query_first("SHOW BINARY LOG STATUS")
-            .await
-            .map_err(SourceError::Query)?,
-    };
-    let Some(row) = row else {
-        return Err(SourceError::PositionGone {
+    crate::sql::binlog_end(conn)
+        .await
+        .map_err(SourceError::Query)?
+        .ok_or_else(|| SourceError::PositionGone {
             position: "end".into(),
             message: "the server has binary logging off (log_bin)".into(),
-        });
-    };
-    let file: String = row.get(0).unwrap_or_default();
-    let pos: u64 = row.get(1).unwrap_or(4);
-    Ok(Position {
-        file,
-        pos,
-        gtid: None,
-    })
+        })
+}
+
+/// Whether the server compares table names lowercased (`lower_case_table_names` 1 or 2; 0 tells
+/// `Orders` from `orders`).
+pub async fn folds_table_names(conn: &mut Conn) -> Result<bool, SourceError> {
+    let setting: Option<u8> = conn
+        .query_first("SELECT @@lower_case_table_names")
+        .await
+        .map_err(SourceError::Query)?;
+    Ok(setting.is_some_and(|setting| setting != 0))
 }
 
 /// The binlog files the server still has, oldest first.
 pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, SourceError> {
-    let rows: Vec<mysql_async::Row> = conn
-        .query("SHOW BINARY LOGS")
+    crate::sql::binlog_files(conn)
         .await
-        .map_err(SourceError::Query)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.get::<String, _>(0))
-        .collect())
+        .map_err(SourceError::Query)
 }
 
 /// The root tables of the views, the only ones whose rows are decoded.

@@ -312,11 +312,11 @@ impl Source {
                 )));
             }
         }
-        let folded = conn
-            .query_first::<u8, _>("SELECT @@lower_case_table_names")
-            .await
-            .map_err(SourceError::Query)?
-            .is_some_and(|setting| setting != 0);
+        // Asked on the main connection; a second one (a re-read) reaches the same server.
+        let folded = match server_id == self.config.server_id {
+            true => super::folds_table_names(&mut conn).await?,
+            false => self.folded,
+        };
         let heartbeat_ns = self.config.heartbeat_interval.as_nanos().to_string();
         conn.query_drop(format!("SET @master_heartbeat_period = {heartbeat_ns}"))
             .await

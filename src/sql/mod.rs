@@ -14,7 +14,9 @@ pub use query::{
     cell_param, in_condition, key_param, keyset_tail, matching_condition, KEYS_PER_QUERY,
 };
 pub use rows::{decode_values, query_cell, select_rows};
-pub use snapshot::{begin_snapshot, end_snapshot, gtid_state_at, prepared_xids};
+pub use snapshot::{
+    begin_snapshot, binlog_end, binlog_files, end_snapshot, gtid_state_at, prepared_xids,
+};
 pub use table::{fetch_extras, load_table, quote_name, SqlTable, TableExtras};
 
 use crate::error::{Classify, ErrorClass};

@@ -71,6 +71,29 @@ pub async fn gtid_state_at(
     Ok(state.flatten().filter(|s| !s.is_empty()))
 }
 
+/// The server's binlog end (file and offset); `None` with binary logging off.
+pub async fn binlog_end(conn: &mut Conn) -> Result<Option<Position>, mysql_async::Error> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(row) => row,
+        // MySQL 8.4 renamed it.
+        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await?,
+    };
+    Ok(row.map(|row| Position {
+        file: row.get(0).unwrap_or_default(),
+        pos: row.get(1).unwrap_or(4),
+        gtid: None,
+    }))
+}
+
+/// The binlog files the server still has, oldest first.
+pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, mysql_async::Error> {
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.get::<String, _>(0))
+        .collect())
+}
+
 /// The XA transactions prepared on the server and not decided yet (`XA RECOVER`), each named as
 /// the binlog's XA statements name it once upper-cased (`X'6C617465',X'',1`), which is how the
 /// reader knows them (`source/reader/xa.rs`). A backfill pass lists them before its first

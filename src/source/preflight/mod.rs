@@ -180,11 +180,7 @@ pub async fn check_privileges(
         }
     }
     // A server that compares table names lowercased keeps them lowercased in its grants.
-    let folded = conn
-        .query_first::<u8, _>("SELECT @@lower_case_table_names")
-        .await
-        .map_err(SourceError::Query)?
-        .is_some_and(|setting| setting != 0);
+    let folded = super::folds_table_names(conn).await?;
     let mut said = std::collections::HashSet::new();
     for (table, privilege, why) in needed {
         let (database, name) = if folded {

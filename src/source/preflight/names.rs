@@ -1,6 +1,5 @@
 //! Table names as the server compares them: views that spell one table two ways.
 
-use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use crate::config::Problem;
@@ -14,11 +13,7 @@ pub(super) async fn check_spellings(
     conn: &mut Conn,
     views: &[std::sync::Arc<View>],
 ) -> Result<Vec<Problem>, SourceError> {
-    let folded = conn
-        .query_first::<u8, _>("SELECT @@lower_case_table_names")
-        .await
-        .map_err(SourceError::Query)?
-        .is_some_and(|setting| setting != 0);
+    let folded = crate::source::folds_table_names(conn).await?;
     let tables = views
         .iter()
         .flat_map(|view| std::iter::once(&view.source).chain(view.joins.iter().map(|j| &j.from)));
