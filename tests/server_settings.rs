@@ -442,37 +442,6 @@ async fn unnamed_halted(daemon: &common::Daemon) -> bool {
         && metric(&metrics, "rowcast_view_halted{view=\"named\"}") == 0.0
 }
 
-/// A MariaDB of this test's own, started with `lower_case_table_names = 1` (a setting fixed when
-/// its data directory is made); stopped and removed when dropped.
-struct FoldingServer {
-    state: String,
-    port: u16,
-}
-
-impl FoldingServer {
-    fn services(&self, command: &str) -> std::process::Output {
-        std::process::Command::new("bash")
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/deploy/local-services.sh"
-            ))
-            .arg(command)
-            .env("ROWCAST_STATE", &self.state)
-            .env("ROWCAST_MYSQL_PORT", self.port.to_string())
-            .env("ROWCAST_MYSQL_SERVER_ID", "5")
-            .env("ROWCAST_MYSQL_LOWER_CASE_TABLE_NAMES", "1")
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for FoldingServer {
-    fn drop(&mut self) {
-        self.services("stop-mariadb");
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 /// On a server that compares table names lowercased (`lower_case_table_names = 1`, which RDS
 /// parameter groups often set), a view whose `source` spells its table `Notes` reads the rows
 /// the binlog names `notes` (the server stores names lowercased). On the code before, row
@@ -484,26 +453,18 @@ async fn a_view_spelling_its_table_in_another_case_reads_its_changes_where_the_s
     // Alone too: its database is made on the shared server first (`Env::new`), a transaction
     // there that the purge of another test here would take from under a held checkpoint.
     let _alone = INCIDENTS.lock().await;
-    let server = FoldingServer {
-        state: format!("/var/tmp/rowcast-folding-{}", std::process::id()),
-        port: common::free_port(),
-    };
-    let _ = std::fs::remove_dir_all(&server.state);
-    let out = server.services("start-mariadb");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // A MariaDB of its own: the setting is fixed when its data directory is made.
+    let server = common::mariadb::OwnMariaDb::start(
+        "folding",
+        &[
+            ("ROWCAST_MYSQL_SERVER_ID", "5"),
+            ("ROWCAST_MYSQL_LOWER_CASE_TABLE_NAMES", "1"),
+        ],
     );
-    let url = format!("mysql://127.0.0.1:{}", server.port);
     let mut env = Env::new("foldednames").await;
     // Made on the shared server by `Env::new`; this test's is on its own.
     env.sql(&format!("DROP DATABASE {}", env.db)).await;
-    env.admin = mysql_async::Pool::new(
-        mysql_async::OptsBuilder::from_opts(mysql_async::Opts::from_url(&url).unwrap())
-            .user(Some("rowcast_admin"))
-            .pass(Some("rowcast")),
-    );
+    env.admin = server.admin();
     let mut conn = env.admin.get_conn().await.unwrap();
     let folds: u8 = conn
         .query_first("SELECT @@lower_case_table_names")

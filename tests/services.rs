@@ -233,34 +233,7 @@ impl Proxy {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_address_that_moves_to_another_server_stops_the_reader() {
     let _serial = SERIAL.lock().await;
-    let state = format!("/var/tmp/rowcast-moved-{}", std::process::id());
-    let other_port = common::free_port().to_string();
-    let other = [
-        ("ROWCAST_STATE", state.as_str()),
-        ("ROWCAST_MYSQL_PORT", other_port.as_str()),
-        ("ROWCAST_MYSQL_SERVER_ID", "2"),
-    ];
-    let _ = std::fs::remove_dir_all(&state);
-    services("start-mariadb", &other);
-    // Stopped and removed however the test ends.
-    struct Second(Vec<(String, String)>);
-    impl Drop for Second {
-        fn drop(&mut self) {
-            let envs: Vec<(&str, &str)> = self
-                .0
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            services("stop-mariadb", &envs);
-            let _ = std::fs::remove_dir_all(&self.0[0].1);
-        }
-    }
-    let _second = Second(
-        other
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    );
+    let second = common::mariadb::OwnMariaDb::start("moved", &[("ROWCAST_MYSQL_SERVER_ID", "2")]);
     let proxy = Proxy::start(3306).await;
     let env = Env::new("srcmoved").await;
     let table = env.notes_view().await;
@@ -275,7 +248,7 @@ async fn a_source_address_that_moves_to_another_server_stops_the_reader() {
     env.sql("INSERT INTO notes VALUES (1, 'one')").await;
     env.converge(&table, Env::notes(&[(1, "one")]), Duration::from_secs(30))
         .await;
-    proxy.switch(other_port.parse().unwrap());
+    proxy.switch(second.port);
     let status = daemon.exited(Duration::from_secs(60)).await;
     assert!(!status.success());
     let log = std::fs::read_to_string(env.dir.join("rowcast.log")).unwrap();

@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, free_ports, Env};
+use common::{free_ports, Env};
 use mysql_async::prelude::Queryable;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -83,42 +83,6 @@ fn make_server_cert(dir: &Path, ca: &str, san: &str) {
     );
 }
 
-/// The TLS-only MariaDB of this test; stopped when dropped.
-struct TlsServer {
-    state: PathBuf,
-    port: u16,
-}
-
-impl TlsServer {
-    fn services(&self, command: &str, tls_dir: &Path) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-services.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(command)
-            .env("ROWCAST_STATE", &self.state)
-            .env("ROWCAST_MYSQL_PORT", self.port.to_string())
-            .env("ROWCAST_MYSQL_TLS_DIR", tls_dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "local-services {command}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local-services.sh"))
-            .arg("stop-mariadb")
-            .env("ROWCAST_STATE", &self.state)
-            .output();
-        let _ = std::fs::remove_dir_all(&self.state);
-    }
-}
-
 fn connection(port: u16, tls: rowcast::config::TlsMode) -> rowcast::config::SourceConnection {
     rowcast::config::SourceConnection {
         address: format!("mysql://127.0.0.1:{port}"),
@@ -157,12 +121,11 @@ async fn tls_to_the_source_verifies_the_ca_and_the_host_name_and_carries_the_who
     make_ca(&certs, "other-ca");
     // First a certificate for another host name than the one rowcast connects to.
     make_server_cert(&certs, "ca", "DNS:mariadb.test");
-    let server = TlsServer {
-        state: PathBuf::from(format!("/var/tmp/rowcast-tls-{}", std::process::id())),
-        port: free_port(),
-    };
-    let _ = std::fs::remove_dir_all(&server.state);
-    server.services("start-mariadb", &certs);
+    // The TLS-only MariaDB of this test.
+    let server = common::mariadb::OwnMariaDb::start(
+        "tls",
+        &[("ROWCAST_MYSQL_TLS_DIR", certs.to_str().unwrap())],
+    );
     let port = server.port;
 
     let mut env = Env::new("tls").await;

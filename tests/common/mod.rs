@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod mariadb;
 mod ports;
 pub mod shop;
 pub mod staff;
