@@ -787,19 +787,9 @@ fn float_text(negative: bool, mut digits: u64, mut exp: i64, sci: bool) -> Strin
         digits /= 10;
         exp = exp.saturating_add(1);
     }
-    // The digits, last first, into a stack buffer (a u64 has at most 20).
-    let mut text = [b'0'; 20];
-    let mut start = text.len();
-    let mut rest = digits;
-    loop {
-        start -= 1;
-        text[start] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let digits = std::str::from_utf8(&text[start..]).unwrap_or("0");
+    // The digits into a stack buffer, two at a time, as text (no UTF-8 check to read them).
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(digits);
     let mut out = String::with_capacity(digits.len() + 24);
     if negative {
         out.push('-');
