@@ -5,6 +5,7 @@ pub mod filter;
 pub mod item;
 pub mod join;
 pub mod native;
+pub mod number;
 pub mod project;
 pub mod row;
 pub mod spec;

@@ -232,10 +232,8 @@ impl Cell {
             Cell::Int(_) | Cell::UInt(_) | Cell::Bit(_) | Cell::Year(_) => {
                 Attr::N(self.to_text()?.unwrap_or_default())
             }
-            Cell::Decimal(v) => {
-                check_number(v)?;
-                Attr::N(plain_decimal(v))
-            }
+            Cell::Decimal(v) => Attr::N(super::number::decimal_number(v)?),
+            Cell::Double(v) if super::number::double_in_range(*v) => Attr::N(format_f64(*v)),
             Cell::Float(_) | Cell::Double(_) => {
                 let text = self.to_text()?.unwrap_or_default();
                 check_number(&text)?;
