@@ -30,12 +30,16 @@ pub async fn select_rows(
         .iter()
         .filter_map(|k| table.schema.position(k))
         .collect();
+    // The last row's key only (copied for every row before: a text key is an allocation).
+    let last_key = rows.last().map(|row| {
+        key_positions
+            .iter()
+            .map(|&i| row.as_ref(i).cloned().unwrap_or(Value::NULL))
+            .collect()
+    });
     let mut out = Vec::with_capacity(rows.len());
-    let mut last_key = None;
     for row in rows {
-        let values = row.unwrap();
-        last_key = Some(key_positions.iter().map(|&i| values[i].clone()).collect());
-        out.push(decode_values(table, values)?);
+        out.push(decode_values(table, row.unwrap())?);
     }
     Ok((out, last_key))
 }
