@@ -111,6 +111,20 @@ pub fn item_size(item: &Item, view: &str) -> usize {
         + view.len()
 }
 
+/// Whether [`item_size`] is at most `limit`, decided by [`Attr::size_bound`] where that is
+/// enough.
+pub fn item_fits(item: &Item, view: &str, limit: usize) -> bool {
+    let bound = item
+        .iter()
+        .map(|(k, v)| k.len() + v.size_bound())
+        .sum::<usize>()
+        + VERSION_ATTRIBUTE.len()
+        + 21
+        + VIEW_ATTRIBUTE.len()
+        + view.len();
+    bound <= limit || item_size(item, view) <= limit
+}
+
 /// A version as a number attribute.
 pub fn types_value(version: u128) -> AttributeValue {
     // `itoa`: a u128 through `fmt` divides digit by digit (one per written item).
