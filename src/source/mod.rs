@@ -11,6 +11,7 @@
 mod charset;
 mod connect;
 pub mod decode;
+pub mod image;
 pub mod mariadb;
 pub mod preflight;
 mod reader;

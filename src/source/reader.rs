@@ -692,9 +692,8 @@ impl Source {
         // The schema cache knows the table by the binlog's spelling of its name.
         let transactional = keep.is_some() && self.schemas.transactional(&table_of(tme));
         let mut index = first_index;
-        for row in rows.rows(tme) {
-            let (before, after) = match row_images((&mapped.schema, &mapped.charsets), &table, row)
-            {
+        for images in decoded_rows(&rows, tme, &mapped, &table) {
+            let (before, after) = match images {
                 Ok(images) => images,
                 // Like an unreadable table map: the rows before it in this event went on.
                 Err(error) => {
@@ -1150,6 +1149,36 @@ fn partial_image(rows: &RowsEventData<'_>) -> bool {
     rows.columns_before_image().is_some_and(|b| b.not_all())
         || rows.columns_after_image().is_some_and(|b| b.not_all())
 }
+
+/// Both images of each row of a rows event, decoded: straight from the event's bytes when it
+/// is plain (`source/image.rs`), else through mysql_common's rows.
+fn decoded_rows<'a>(
+    rows: &'a RowsEventData<'a>,
+    tme: &'a mysql_async::binlog::events::TableMapEvent<'a>,
+    mapped: &'a super::schema::Mapped,
+    table: &'a TableRef,
+) -> Box<dyn Iterator<Item = Result<Images, super::decode::DecodeError>> + Send + 'a> {
+    let failed = |reason: String| super::decode::DecodeError::Row {
+        table: table.to_string(),
+        reason,
+    };
+    if !super::image::plain(rows, &mapped.layout) {
+        let decode = (&mapped.schema, &*mapped.charsets);
+        return Box::new(
+            rows.rows(tme)
+                .map(move |row| row_images(decode, table, row)),
+        );
+    }
+    let images = super::image::rows(rows, &mapped.layout, &mapped.schema, &mapped.charsets);
+    Box::new(images.map(move |images| {
+        if crate::util::failpoint::fails("reader.decode_row") {
+            return Err(failed("failpoint reader.decode_row".into()));
+        }
+        images.map_err(failed)
+    }))
+}
+
+type Images = (Option<crate::view::row::Row>, Option<crate::view::row::Row>);
 
 /// Both images of a rows event's row, decoded.
 fn row_images(

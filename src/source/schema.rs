@@ -9,6 +9,7 @@ use mysql_async::binlog::events::TableMapEvent;
 use mysql_async::Pool;
 
 use super::decode::{column_charsets, schema_from_table_map, DecodeError};
+use super::image::Layout;
 use super::SourceError;
 use crate::sql::{fetch_extras, TableExtras};
 use crate::view::row::TableSchema;
@@ -19,6 +20,8 @@ use crate::view::spec::TableRef;
 pub struct Mapped {
     pub schema: Arc<TableSchema>,
     pub charsets: Arc<[u16]>,
+    /// How its row images are read (`source/image.rs`).
+    pub layout: Arc<Layout>,
 }
 
 pub struct SchemaCache {
@@ -82,15 +85,18 @@ impl SchemaCache {
         let schema = Arc::new(
             schema_from_table_map(tme, &extras, self.mariadb).map_err(SourceError::Decode)?,
         );
-        let charsets = column_charsets(tme, self.mariadb).map_err(|reason| {
+        let unreadable = |reason| {
             SourceError::Decode(DecodeError::TableMap {
                 table: table.to_string(),
                 reason,
             })
-        })?;
+        };
+        let charsets = column_charsets(tme, self.mariadb).map_err(unreadable)?;
+        let layout = Layout::of(tme).map_err(unreadable)?;
         let mapped = Mapped {
             schema,
             charsets: charsets.into(),
+            layout: Arc::new(layout),
         };
         // One id per table: MariaDB gives a table a new id whenever its definition is opened
         // again (evicted from the table definition cache), and the old ids never come back.
