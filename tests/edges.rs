@@ -1681,13 +1681,8 @@ async fn an_xa_commit_whose_reread_fails_is_read_again() {
 /// (its host and port), reading from the binlog's end with heartbeats.
 async fn replica(env: &Env, server_id: u32) -> mysql_async::BinlogStream {
     use mysql_async::prelude::Queryable;
+    let (file, pos) = env.binlog_end().await;
     let mut conn = env.admin.get_conn().await.unwrap();
-    let row: mysql_async::Row = conn
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .unwrap()
-        .unwrap();
-    let (file, pos): (String, u64) = (row.get(0).unwrap(), row.get(1).unwrap());
     conn.query_drop("SET @master_heartbeat_period = 200000000")
         .await
         .unwrap();

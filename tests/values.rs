@@ -410,3 +410,99 @@ async fn text_after_a_spatial_column_keeps_its_charset() {
     assert_eq!(stored().await, want);
     assert!(daemon.terminate().success());
 }
+
+/// rowcast reads a rows event's images itself (`source/image.rs`): on the real binlog events of
+/// every value type above — inserts, updates (both images) and deletes, NULLs and extremes —
+/// it gives exactly the rows mysql_common's own iterator gives. A layout is kept by table id and
+/// checked against each table map's column types: one of another table whose columns differ in
+/// type only does not match it.
+#[tokio::test(flavor = "multi_thread")]
+async fn row_images_read_in_place_are_the_rows_mysql_commons_iterator_gives() {
+    use futures_util::StreamExt;
+    use mysql_async::binlog::events::EventData;
+    use rowcast::source::{decode, image};
+
+    let env = Env::new("images").await;
+    env.sql(SCHEMA).await;
+    env.sql("CREATE TABLE narrow (id INT PRIMARY KEY, v INT); CREATE TABLE wide (id INT PRIMARY KEY, v BIGINT)")
+        .await;
+    let (file, pos) = env.binlog_end().await;
+    env.sql(ROWS).await;
+    env.sql(
+        "UPDATE types SET t_int = IFNULL(t_int, 0) DIV 2, t_varchar = 'changed' WHERE id < 5;
+         DELETE FROM types WHERE id = 3;
+         INSERT INTO narrow VALUES (1, 2); INSERT INTO wide VALUES (1, 2);",
+    )
+    .await;
+    let mut stream = env
+        .admin
+        .get_conn()
+        .await
+        .unwrap()
+        .get_binlog_stream(
+            mysql_async::BinlogStreamRequest::new(env.server_id ^ 0x1000_0000)
+                .with_filename(file.as_bytes())
+                .with_pos(pos),
+        )
+        .await
+        .unwrap();
+    let types = rowcast::view::spec::TableRef::parse(&format!("{}.types", env.db)).unwrap();
+    let extras = rowcast::sql::fetch_extras(&env.admin, &types)
+        .await
+        .unwrap();
+    let (mut compared, mut images) = (0, 0);
+    let mut layouts = std::collections::HashMap::new();
+    while layouts.len() < 3 || compared < 4 {
+        let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("binlog events")
+            .unwrap()
+            .unwrap();
+        let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() else {
+            continue;
+        };
+        let tme = stream.get_tme(rows.table_id()).unwrap();
+        let layout = image::Layout::of(tme).unwrap();
+        assert!(layout.types_match(tme));
+        if tme.table_name() != "types" {
+            layouts.insert(
+                tme.table_name().into_owned(),
+                (layout, tme.clone().into_owned()),
+            );
+            continue;
+        }
+        let schema =
+            std::sync::Arc::new(decode::schema_from_table_map(tme, &extras, true).unwrap());
+        let charsets = decode::column_charsets(tme, true).unwrap();
+        assert!(image::plain(&rows, &layout), "a full image, no shared one");
+        let ours: Vec<_> = image::rows(&rows, &layout, &schema, &charsets)
+            .map(|r| r.unwrap())
+            .collect();
+        let theirs: Vec<_> = rows
+            .rows(tme)
+            .map(|r| {
+                let (before, after) = r.unwrap();
+                let decode = |i: Option<mysql_async::binlog::row::BinlogRow>| {
+                    i.map(|i| decode::decode_row(&schema, &i, &charsets).unwrap())
+                };
+                (decode(before), decode(after))
+            })
+            .collect();
+        assert!(!ours.is_empty());
+        assert_eq!(ours, theirs);
+        images += ours
+            .iter()
+            .map(|(b, a)| usize::from(b.is_some()) + usize::from(a.is_some()))
+            .sum::<usize>();
+        compared += 1;
+        layouts.insert("types".into(), (layout, tme.clone().into_owned()));
+    }
+    // The inserts (two events: 4 rows and 1), the update (4 rows, two images each) and the
+    // delete: 5 + 8 + 1 images.
+    assert_eq!(images, 14);
+    let (narrow, narrow_map) = &layouts["narrow"];
+    let (wide, wide_map) = &layouts["wide"];
+    assert!(narrow.types_match(narrow_map) && wide.types_match(wide_map));
+    assert!(!narrow.types_match(wide_map) && !wide.types_match(narrow_map));
+    assert!(!layouts["types"].0.types_match(narrow_map));
+}

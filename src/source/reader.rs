@@ -359,6 +359,7 @@ impl Source {
             self.schemas.mariadb = flavor == Flavor::MariaDb;
             self.schemas.invalidate();
         }
+        self.schemas.forget_table_ids();
         self.health.source_connection(true);
         info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
         let mut reading = Reading {

@@ -49,6 +49,14 @@ impl SchemaCache {
         self.extras.clear();
     }
 
+    /// The binlog connection changed: table ids are the server's, and another server (or the
+    /// same one restarted) can give an id to another table, or to another definition of the
+    /// same table. Row images are read with the cached column layout (`source/image.rs`), so a
+    /// stale entry would misread every value after a column whose width changed.
+    pub fn forget_table_ids(&mut self) {
+        self.by_table_id.clear();
+    }
+
     pub fn cached(&self, table_id: u64, tme: &TableMapEvent<'_>) -> Option<Mapped> {
         self.by_table_id
             .get(&table_id)
@@ -56,6 +64,7 @@ impl SchemaCache {
                 m.schema.columns.len() == tme.columns_count() as usize
                     && m.schema.table.table == tme.table_name()
                     && m.schema.table.database == tme.database_name()
+                    && m.layout.types_match(tme)
             })
             .cloned()
     }

@@ -186,16 +186,21 @@ impl Env {
             .unwrap_or_else(|e| panic!("{statements}: {e}"));
     }
 
+    /// The binlog's end: its current file and offset.
+    pub async fn binlog_end(&self) -> (String, u64) {
+        let current: Vec<(String, u64, String, String)> = self.query("SHOW MASTER STATUS").await;
+        (current[0].0.clone(), current[0].1)
+    }
+
     /// Purges every binlog file but the current one. MariaDB keeps a file until its binlog
     /// checkpoint moves on (asynchronously after a flush): purged until it is gone.
     pub async fn purge_older_binlogs(&self) {
-        let current: Vec<(String, u64, String, String)> = self.query("SHOW MASTER STATUS").await;
+        let (current, _) = self.binlog_end().await;
         eventually(
             "the older binlogs purged",
             Duration::from_secs(30),
             || async {
-                self.sql(&format!("PURGE BINARY LOGS TO '{}'", current[0].0))
-                    .await;
+                self.sql(&format!("PURGE BINARY LOGS TO '{current}'")).await;
                 let files: Vec<(String, u64)> = self.query("SHOW BINARY LOGS").await;
                 files.len() == 1
             },
