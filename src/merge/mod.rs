@@ -872,7 +872,7 @@ impl Merge {
             guard,
             hold: read.hold,
         };
-        self.emit(StreamEvent::Snapshot(rows)).await?;
+        self.emit(StreamEvent::Snapshot(Box::new(rows))).await?;
         match read.kind {
             // A restore: a barrier behind its writes, which write-back waits for before it
             // saves the position of the record that asked (see `pipeline::WrittenAt`).

@@ -71,8 +71,9 @@ pub enum SourceEvent {
 pub enum StreamEvent {
     Row(RowChange),
     Commit(Barrier),
-    /// Rows read at a snapshot whose position the stream has just reached.
-    Snapshot(SnapshotRows),
+    /// Rows read at a snapshot whose position the stream has just reached (boxed: one per
+    /// chunk, while every row change is moved through the channels at this enum's size).
+    Snapshot(Box<SnapshotRows>),
     /// Views halt here, their progress held at `Halt::restart`.
     Halt(Halt),
 }
@@ -169,7 +170,8 @@ pub struct Barrier {
 #[derive(Debug)]
 pub enum LaneMsg {
     Write(WriteOp),
-    Dead(DeadLetter),
+    /// Boxed: rare, and the largest (every write is moved at this enum's size).
+    Dead(Box<DeadLetter>),
     Barrier(Barrier),
 }
 

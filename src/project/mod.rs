@@ -161,7 +161,7 @@ impl Projector {
         while let Some(event) = self.rx.recv().await {
             match event {
                 StreamEvent::Row(change) => self.handle_row(change).await?,
-                StreamEvent::Snapshot(rows) => self.handle_snapshot(rows).await?,
+                StreamEvent::Snapshot(rows) => self.handle_snapshot(*rows).await?,
                 StreamEvent::Halt(halt) => self.on_halt(halt),
                 StreamEvent::Commit(barrier) => {
                     self.last_read_seq.store(barrier.seq, Ordering::Relaxed);
@@ -341,7 +341,7 @@ impl Projector {
                 at_ms: now_millis(),
                 record: None,
             };
-            outgoing.push((lane, LaneMsg::Dead(letter)));
+            outgoing.push((lane, LaneMsg::Dead(Box::new(letter))));
         }
         for op in projection.ops {
             let lane = lane_of(op.key(), self.lanes.len());

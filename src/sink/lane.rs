@@ -261,7 +261,7 @@ impl<D: Deliver> Lane<D> {
             }
             LaneMsg::Dead(letter) => {
                 window.touch();
-                window.dead.push(letter);
+                window.dead.push(*letter);
                 None
             }
             LaneMsg::Barrier(barrier) => {
@@ -744,7 +744,10 @@ mod tests {
                 at_ms: 0,
                 record: None,
             };
-            lane.input.send(LaneMsg::Dead(letter)).await.unwrap();
+            lane.input
+                .send(LaneMsg::Dead(Box::new(letter)))
+                .await
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
         // The window holds three; the other seven wait in the channel.
