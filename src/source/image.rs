@@ -28,8 +28,6 @@ pub struct Layout {
 
 #[derive(Debug)]
 struct ColumnLayout {
-    /// The table map's type code (a CHAR or ENUM is `MYSQL_TYPE_STRING` there).
-    raw: ColumnType,
     /// The type its values are read as.
     ty: ColumnType,
     meta: Box<[u8]>,
@@ -48,32 +46,14 @@ impl Layout {
                 .get_column_type(i)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("no type for column {i}"))?;
-            let raw = tme
-                .get_raw_column_type(i)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no type for column {i}"))?;
             let unsigned = ty.is_numeric_type() && signedness.next().unwrap_or(false);
             columns.push(ColumnLayout {
-                raw,
                 ty,
                 meta: tme.get_column_metadata(i).unwrap_or(&[]).into(),
                 unsigned,
             });
         }
         Ok(Layout { columns })
-    }
-}
-
-impl Layout {
-    /// Whether a table map's columns have the types this layout was made of (its raw type
-    /// codes, one look each: a layout kept by table id is checked against every table map).
-    pub fn types_match(&self, tme: &TableMapEvent<'_>) -> bool {
-        self.columns.len() == tme.columns_count() as usize
-            && self
-                .columns
-                .iter()
-                .enumerate()
-                .all(|(i, column)| tme.get_raw_column_type(i).ok().flatten() == Some(column.raw))
     }
 }
 

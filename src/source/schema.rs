@@ -22,6 +22,8 @@ pub struct Mapped {
     pub charsets: Arc<[u16]>,
     /// How its row images are read (`source/image.rs`).
     pub layout: Arc<Layout>,
+    /// The table map all of it was made of: an entry serves only a table map equal to it.
+    table_map: Arc<TableMapEvent<'static>>,
 }
 
 pub struct SchemaCache {
@@ -57,15 +59,15 @@ impl SchemaCache {
         self.by_table_id.clear();
     }
 
+    /// The entry made of a table map equal to `tme` (a few bytes compared per rows event). A
+    /// table id is the server process's: after a restart, which a connection reading older
+    /// files passes through, the same id can name the table again with columns of other widths
+    /// (an ALTER with `sql_log_bin=0`), and row images read with the old layout would be read
+    /// misaligned (found by a review).
     pub fn cached(&self, table_id: u64, tme: &TableMapEvent<'_>) -> Option<Mapped> {
         self.by_table_id
             .get(&table_id)
-            .filter(|m| {
-                m.schema.columns.len() == tme.columns_count() as usize
-                    && m.schema.table.table == tme.table_name()
-                    && m.schema.table.database == tme.database_name()
-                    && m.layout.types_match(tme)
-            })
+            .filter(|m| *m.table_map == *tme)
             .cloned()
     }
 
@@ -106,6 +108,7 @@ impl SchemaCache {
             schema,
             charsets: charsets.into(),
             layout: Arc::new(layout),
+            table_map: Arc::new(tme.clone()),
         };
         // One id per table: MariaDB gives a table a new id whenever its definition is opened
         // again (evicted from the table definition cache), and the old ids never come back.
