@@ -104,25 +104,25 @@ pub fn encode_key(key: &ItemKey) -> HashMap<String, AttributeValue> {
 /// Size of the item as DynamoDB counts it (attribute names plus values), version and view name
 /// included.
 pub fn item_size(item: &Item, view: &str) -> usize {
-    item.iter().map(|(k, v)| k.len() + v.size()).sum::<usize>()
+    sized(item, view, Attr::size)
+}
+
+/// [`item_size`] when it is over `limit`, else `None`: decided by [`Attr::size_bound`] where
+/// that is enough (most items), counted exactly only past it.
+pub fn size_over(item: &Item, view: &str, limit: usize) -> Option<usize> {
+    if sized(item, view, Attr::size_bound) <= limit {
+        return None;
+    }
+    Some(item_size(item, view)).filter(|&size| size > limit)
+}
+
+/// An item's size with each value's as `size` gives it, version and view name included.
+fn sized(item: &Item, view: &str, size: fn(&Attr) -> usize) -> usize {
+    item.iter().map(|(k, v)| k.len() + size(v)).sum::<usize>()
         + VERSION_ATTRIBUTE.len()
         + 21
         + VIEW_ATTRIBUTE.len()
         + view.len()
-}
-
-/// Whether [`item_size`] is at most `limit`, decided by [`Attr::size_bound`] where that is
-/// enough.
-pub fn item_fits(item: &Item, view: &str, limit: usize) -> bool {
-    let bound = item
-        .iter()
-        .map(|(k, v)| k.len() + v.size_bound())
-        .sum::<usize>()
-        + VERSION_ATTRIBUTE.len()
-        + 21
-        + VIEW_ATTRIBUTE.len()
-        + view.len();
-    bound <= limit || item_size(item, view) <= limit
 }
 
 /// A version as a number attribute.

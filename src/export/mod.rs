@@ -33,7 +33,7 @@ pub use files::DataFile;
 use files::TableFiles;
 pub use manifest::{Manifest, TableEntry, ViewEntry};
 
-use crate::dynamo::{item_size, MAX_ITEM_BYTES};
+use crate::dynamo::{size_over, MAX_ITEM_BYTES};
 use crate::pipeline::{DeadLetter, Position, SNAPSHOT_INDEX_BASE};
 use crate::sql::join::read_in_snapshot;
 use crate::sql::{end_snapshot, gtid_state_at, keyset_tail, SqlError, TableCache};
@@ -225,7 +225,7 @@ impl Run<'_> {
                         continue;
                     };
                     // Keys DynamoDB refuses are the projection's dead letters (below).
-                    if item_size(&item, &view.name) > MAX_ITEM_BYTES {
+                    if size_over(&item, &view.name, MAX_ITEM_BYTES).is_some() {
                         let reason = format!("item {key} is larger than DynamoDB's 400 KB");
                         self.dead(view, Some(&key), reason).await?;
                         entry.dead_letters += 1;

@@ -25,7 +25,7 @@ use crate::dynamo::{
     classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
     BatchBody, RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
-use crate::dynamo::{item_fits, item_size, MAX_ITEM_BYTES};
+use crate::dynamo::{size_over, MAX_ITEM_BYTES};
 use crate::error::{ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::{DeadLetter, WriteOp};
@@ -222,14 +222,9 @@ impl Writer {
         let ItemOp::Put { item, .. } = &op.op else {
             return None;
         };
-        if item_fits(item, &op.view, MAX_ITEM_BYTES) {
-            return None;
-        }
-        let size = item_size(item, &op.view);
-        (size > MAX_ITEM_BYTES).then(|| {
-            let reason = format!("item is {size} bytes, over DynamoDB's 400 KB limit");
-            Writer::letter(op, reason, "too_large")
-        })
+        let size = size_over(item, &op.view, MAX_ITEM_BYTES)?;
+        let reason = format!("item is {size} bytes, over DynamoDB's 400 KB limit");
+        Some(Writer::letter(op, reason, "too_large"))
     }
 
     pub fn letter(op: &WriteOp, reason: String, reason_kind: &'static str) -> DeadLetter {

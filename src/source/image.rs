@@ -59,16 +59,12 @@ impl Layout {
 
 /// Whether [`rows`] reads this event: no shared image, every column in each image it has.
 pub fn plain(rows: &RowsEventData<'_>, layout: &Layout) -> bool {
-    let full = |image: Option<usize>| image.is_none_or(|present| present == layout.columns.len());
+    let count = layout.columns.len();
+    // An image's bitmap of present columns: one bit per column, every one set.
+    let full = |(len, present): (usize, usize)| len == count && present == count;
     !matches!(rows, RowsEventData::PartialUpdateRowsEvent(_))
-        && full(rows.columns_before_image().map(|b| b.count_ones()))
-        && full(rows.columns_after_image().map(|b| b.count_ones()))
-        && rows
-            .columns_before_image()
-            .is_none_or(|b| b.len() == layout.columns.len())
-        && rows
-            .columns_after_image()
-            .is_none_or(|b| b.len() == layout.columns.len())
+        && (rows.columns_before_image()).is_none_or(|b| full((b.len(), b.count_ones())))
+        && (rows.columns_after_image()).is_none_or(|b| full((b.len(), b.count_ones())))
 }
 
 /// The rows of a [`plain`] event, each its before and after image as the event has them.

@@ -1163,7 +1163,7 @@ impl Attr {
     pub fn size_bound(&self) -> usize {
         match self {
             Attr::N(n) => n.len() / 2 + 2,
-            Attr::M(_) | Attr::L(_) => self.size(),
+            // Maps and lists exactly: rare, and their numbers are counted as DynamoDB does.
             other => other.size(),
         }
     }
