@@ -29,9 +29,15 @@ mod support;
 use support::{cpu_seconds, env_usize, metric_sum, peak_rss_mb, percentile, start_daemon};
 
 const LANES: usize = 8;
-/// How often the bench reads rowcast's `/metrics` while it waits for a phase to end: each read
-/// costs the daemon CPU that its CPU per row would count (every 20 ms it was 5 % of a profile).
-const METRICS_POLL: Duration = Duration::from_millis(50);
+/// How often the bench reads rowcast's `/metrics` while it waits for a phase to end, at most
+/// and at least: each read costs the daemon CPU that its CPU per row counts (a connection, the
+/// gathering of every metric, `/proc` read for the process collector: every 20 ms it was 5 % of
+/// a profile, every 50 ms 3 % of the user time and more of the kernel's), and the time between
+/// the phase's end and the read that sees it is counted in the phase. [`wait_metric`] reads
+/// again after half the time the rate seen so far says is left: a few reads per phase, the last
+/// few milliseconds apart.
+const METRICS_POLL_MAX: Duration = Duration::from_millis(100);
+const METRICS_POLL_MIN: Duration = Duration::from_millis(5);
 
 /// ROWCAST_BENCH_WRITER: more lines for `[writer]` (e.g. "linger_ms = 5").
 fn extra_writer() -> String {
@@ -86,15 +92,12 @@ async fn main() {
         &format!("lanes = {LANES}\nmode = \"{mode}\"\n{}", extra_writer()),
     )
     .await;
-    while metric_sum(
+    wait_metric(
         port,
         "rowcast_items_written_total{op=\"put\",view=\"preloaded\"}",
+        rows as f64,
     )
-    .await
-        < rows as f64
-    {
-        tokio::time::sleep(METRICS_POLL).await;
-    }
+    .await;
     let backfill_secs = backfill_started.elapsed().as_secs_f64();
     let pid = _daemon.0.id();
     let backfill_cpu = cpu_seconds(pid);
@@ -113,15 +116,12 @@ async fn main() {
     let started = Instant::now();
     support::insert_accounts(&mut conn, "accounts", 0..rows).await;
     let committed = started.elapsed().as_secs_f64();
-    while metric_sum(
+    wait_metric(
         port,
         "rowcast_items_written_total{op=\"put\",view=\"accounts\"}",
+        rows as f64,
     )
-    .await
-        < rows as f64
-    {
-        tokio::time::sleep(METRICS_POLL).await;
-    }
+    .await;
     let total = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid) - cpu_before;
     let sent = metric_sum(port, requests).await - requests_before;
@@ -378,9 +378,29 @@ async fn writeback(
     );
 }
 
+/// Waits until the metrics of `prefix` sum to `at_least`, reading them as [`METRICS_POLL_MAX`]
+/// says.
 async fn wait_metric(port: u16, prefix: &str, at_least: f64) {
-    while metric_sum(port, prefix).await < at_least {
-        tokio::time::sleep(METRICS_POLL).await;
+    let mut seen = (Instant::now(), metric_sum(port, prefix).await);
+    let mut pause = METRICS_POLL_MAX;
+    while seen.1 < at_least {
+        tokio::time::sleep(pause).await;
+        let now = (Instant::now(), metric_sum(port, prefix).await);
+        let rate = (now.1 - seen.1) / now.0.duration_since(seen.0).as_secs_f64();
+        // Half the time left at that rate, within the bounds; no progress (or a failed read,
+        // which sums to 0) reads again after the longest pause. Clamped before it is made a
+        // `Duration`, which a negative or NaN number of seconds would panic.
+        let left = (at_least - now.1) / rate / 2.0;
+        pause = if rate > 0.0 && !left.is_nan() {
+            let (min, max) = (
+                METRICS_POLL_MIN.as_secs_f64(),
+                METRICS_POLL_MAX.as_secs_f64(),
+            );
+            Duration::from_secs_f64(left.clamp(min, max))
+        } else {
+            METRICS_POLL_MAX
+        };
+        seen = now;
     }
 }
 
