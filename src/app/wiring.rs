@@ -142,7 +142,8 @@ pub async fn spawn(
         driver,
     };
     spawn_merge(supervisor, config, pool, health, inputs);
-    spawn_source(supervisor, config, pool, health, source_tx, start);
+    let rows = crate::pipeline::RowPermits::new(capacity);
+    spawn_source(supervisor, config, pool, health, (source_tx, rows), start);
     let links = (requests.fills.0, lease, catch_up, consumers);
     spawn_writebacks(supervisor, config, client, pool, links, health).await;
 }
@@ -168,7 +169,10 @@ fn spawn_source(
     config: &Config,
     pool: &Pool,
     health: &Arc<Health>,
-    out: mpsc::Sender<crate::pipeline::SourceEvent>,
+    out: (
+        mpsc::Sender<crate::pipeline::SourceEvent>,
+        crate::pipeline::RowPermits,
+    ),
     start: StartPoint,
 ) {
     let related = Marks::tables(&config.views);

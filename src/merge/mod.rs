@@ -35,7 +35,7 @@ use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, Work
 use crate::pipeline::version_of;
 use crate::pipeline::{
     position_before, BackfillState, Barrier, Halt, HaltTarget, Position, Progress, Restart,
-    RowChange, SnapshotRows, SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
+    RowBatch, RowChange, SnapshotRows, SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
 };
 use crate::sql::TableCache;
 use crate::view::spec::{Attributes, FillMode, View};
@@ -354,7 +354,7 @@ impl Merge {
         cursor: &mut Cursor,
     ) -> Result<(), MergeError> {
         match event {
-            SourceEvent::Row(change) => self.on_row(change, cursor).await,
+            SourceEvent::Rows(batch) => self.on_rows(batch, cursor).await,
             SourceEvent::Commit(mut barrier) => {
                 cursor.transaction = None;
                 cursor.merged_rows = cursor.snapshot_start(barrier.seq);
@@ -714,6 +714,26 @@ impl Merge {
         }
     }
 
+    /// Row changes of one transaction: passed on as they came when no view has joins (nothing
+    /// to mark, nothing to halt between them), else row by row.
+    async fn on_rows(
+        &mut self,
+        mut batch: RowBatch,
+        cursor: &mut Cursor,
+    ) -> Result<(), MergeError> {
+        if self.marks.is_empty() {
+            if let (None, Some(first)) = (&cursor.transaction, batch.rows.first()) {
+                cursor.transaction = Some((first.seq, first.origin.clone()));
+            }
+            return self.emit(StreamEvent::Rows(batch)).await;
+        }
+        // The batch keeps its permits until its last row is passed on.
+        for change in std::mem::take(&mut batch.rows) {
+            self.on_row(change, cursor).await?;
+        }
+        Ok(())
+    }
+
     /// A row change: join marks (restarting at an XA prepare for the rows of its commit), then
     /// on to the projector.
     async fn on_row(&mut self, change: RowChange, cursor: &mut Cursor) -> Result<(), MergeError> {
@@ -749,7 +769,7 @@ impl Merge {
             }
             self.backfill_overflowed(cursor).await?;
         }
-        self.emit(StreamEvent::Row(change)).await
+        self.emit(StreamEvent::Rows(RowBatch::one(change))).await
     }
 
     /// Marks what a row change may change in views with joins; what SQL must say of the root

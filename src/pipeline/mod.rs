@@ -18,8 +18,8 @@ pub use route::{lane_of, version_of, version_parts};
 /// Source → merge.
 #[derive(Debug)]
 pub enum SourceEvent {
-    /// One row change of transaction `seq`.
-    Row(RowChange),
+    /// Row changes of one transaction, in order (of one rows event, or one of a ROLLBACK's).
+    Rows(RowBatch),
     /// Transaction `seq` ends at `position`; everything before it has been sent. The merge
     /// stage completes the barrier (generation, backfill progress, restart point).
     Commit(Barrier),
@@ -69,7 +69,7 @@ pub enum SourceEvent {
 /// Merge → projector: the change stream with snapshot rows merged in at their positions.
 #[derive(Debug)]
 pub enum StreamEvent {
-    Row(RowChange),
+    Rows(RowBatch),
     Commit(Barrier),
     /// Rows read at a snapshot whose position the stream has just reached (boxed: one per
     /// chunk, while every row change is moved through the channels at this enum's size).
@@ -148,6 +148,64 @@ pub struct RowChange {
     /// An earlier run may already have written this transaction or a later one: the writes must
     /// be conditional on the version.
     pub guard: bool,
+}
+
+/// The most row changes one message carries.
+pub const ROWS_PER_MESSAGE: usize = 64;
+
+/// Row changes moved between the reader, the merge stage and the projector as one message: one
+/// message per row cost those three stages about 0.6 µs of CPU per row in channel hand-offs
+/// against 0.04 µs in messages of 64 (README, Performance). In order, all of one transaction.
+#[derive(Debug)]
+pub struct RowBatch {
+    pub rows: Vec<RowChange>,
+    /// The batch's share of [`RowPermits`], given back when the batch is dropped (by the
+    /// projector, once it has made the rows' writes). `None` for a batch the merge stage passes
+    /// on row by row, whose permits the batch it came in holds meanwhile.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl RowBatch {
+    /// One row change, holding no permit.
+    pub fn one(change: RowChange) -> RowBatch {
+        RowBatch {
+            rows: vec![change],
+            permit: None,
+        }
+    }
+}
+
+/// The bound of row changes between the reader and the projector (`writer.queue_capacity`):
+/// the channels between the stages count messages, and a message may carry up to
+/// [`ROWS_PER_MESSAGE`] rows, so each batch takes a permit per row from here as it is sent.
+#[derive(Debug, Clone)]
+pub struct RowPermits {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    per_batch: usize,
+}
+
+impl RowPermits {
+    pub fn new(capacity: usize) -> RowPermits {
+        let capacity = capacity.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        RowPermits {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            // A batch never needs more permits than there are.
+            per_batch: ROWS_PER_MESSAGE.min(capacity),
+        }
+    }
+
+    /// The most rows one batch may carry.
+    pub fn per_batch(&self) -> usize {
+        self.per_batch
+    }
+
+    /// `rows` as a batch, once as many permits as rows are free.
+    pub async fn batch(&self, rows: Vec<RowChange>) -> RowBatch {
+        let count = u32::try_from(rows.len().min(self.per_batch)).unwrap_or(1);
+        // The semaphore is never closed.
+        let permit = self.semaphore.clone().acquire_many_owned(count).await.ok();
+        RowBatch { rows, permit }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -385,5 +443,59 @@ mod tests {
         let json = serde_json::to_string(&bounded).unwrap();
         assert!(json.len() < 16 * 1024, "{} bytes", json.len());
         assert!(bounded.pk.unwrap().ends_with("(307200 bytes in all)"));
+    }
+
+    use futures_util::FutureExt as _;
+
+    fn change(index: u32) -> RowChange {
+        RowChange {
+            seq: 1,
+            index,
+            table: TableRef::parse("db.t").expect("a table"),
+            before: None,
+            after: None,
+            origin: Arc::new(Position {
+                file: "binlog.000001".into(),
+                pos: 4,
+                gtid: None,
+            }),
+            guard: false,
+        }
+    }
+
+    /// Rows in batches are bounded as rows, not as messages: a batch waits until enough of the
+    /// rows sent before it are dropped (by the projector), however few messages those were.
+    #[tokio::test]
+    async fn batches_wait_for_the_rows_before_them_to_be_dropped() {
+        let permits = RowPermits::new(100);
+        assert_eq!(permits.per_batch(), ROWS_PER_MESSAGE);
+        let rows = |n: u32| (0..n).map(change).collect::<Vec<_>>();
+        let first = permits.batch(rows(64)).await;
+        let second = permits.batch(rows(36)).await;
+        let third = permits.batch(rows(1));
+        tokio::pin!(third);
+        assert!(
+            (&mut third).now_or_never().is_none(),
+            "100 rows are in flight: a 101st waits"
+        );
+        drop(second);
+        let third = third.await;
+        assert_eq!(third.rows.len(), 1);
+        drop((first, third));
+        // All given back: a full batch goes at once again.
+        let again = permits.batch(rows(64));
+        tokio::pin!(again);
+        assert!((&mut again).now_or_never().is_some());
+    }
+
+    /// A bound smaller than a batch makes batches that small, so that one batch can always
+    /// have its permits.
+    #[tokio::test]
+    async fn a_small_bound_makes_small_batches() {
+        let permits = RowPermits::new(3);
+        assert_eq!(permits.per_batch(), 3);
+        let batch = permits.batch((0..3).map(change).collect()).await;
+        assert_eq!(batch.rows.len(), 3);
+        assert_eq!(RowPermits::new(0).per_batch(), 1);
     }
 }

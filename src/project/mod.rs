@@ -160,7 +160,12 @@ impl Projector {
         let depth = metrics().queue_depth.with_label_values(&["project"]);
         while let Some(event) = self.rx.recv().await {
             match event {
-                StreamEvent::Row(change) => self.handle_row(change).await?,
+                StreamEvent::Rows(batch) => {
+                    // Its permits go back when it is dropped, after the rows' writes are sent.
+                    for change in batch.rows {
+                        self.handle_row(change).await?;
+                    }
+                }
                 StreamEvent::Snapshot(rows) => self.handle_snapshot(*rows).await?,
                 StreamEvent::Halt(halt) => self.on_halt(halt),
                 StreamEvent::Commit(barrier) => {

@@ -23,7 +23,8 @@ use crate::config::SourceConfig;
 use crate::error::{chain, Classify, RetryPolicy};
 use crate::metrics::{metrics, Health};
 use crate::pipeline::{
-    position_before, BackfillState, Barrier, Halt, HaltTarget, Position, RowChange, SourceEvent,
+    position_before, BackfillState, Barrier, Halt, HaltTarget, Position, RowChange, RowPermits,
+    SourceEvent,
 };
 use crate::view::spec::TableRef;
 
@@ -59,6 +60,8 @@ pub struct Source {
     /// case is then of that table (see [`statement::Watched`]).
     folded: bool,
     tx: mpsc::Sender<SourceEvent>,
+    /// Row changes go out in batches, each holding a permit per row (`pipeline::RowPermits`).
+    rows: RowPermits,
     health: Arc<Health>,
     schemas: SchemaCache,
     /// Idle timeouts in a row at one resume position with no heartbeat between them, and that
@@ -205,7 +208,7 @@ impl Source {
     pub fn new(
         config: SourceConfig,
         tables: HashSet<TableRef>,
-        tx: mpsc::Sender<SourceEvent>,
+        (tx, rows): (mpsc::Sender<SourceEvent>, RowPermits),
         health: Arc<Health>,
         pool: Pool,
     ) -> Self {
@@ -215,6 +218,7 @@ impl Source {
             tables,
             folded: false,
             tx,
+            rows,
             health,
             schemas: SchemaCache::new(pool),
             idle_streak: (None, 0),
@@ -693,11 +697,13 @@ impl Source {
         // The schema cache knows the table by the binlog's spelling of its name.
         let transactional = keep.is_some() && self.schemas.transactional(&table_of(tme));
         let mut index = first_index;
+        let mut batch = Vec::new();
         for images in decoded_rows(&rows, tme, &mapped, &table) {
             let (before, after) = match images {
                 Ok(images) => images,
                 // Like an unreadable table map: the rows before it in this event went on.
                 Err(error) => {
+                    self.send_rows(&mut batch).await?;
                     self.unreadable(&table, &error, &mut keep).await?;
                     break;
                 }
@@ -720,10 +726,14 @@ impl Source {
                         .with_label_values(&[&table.to_string()])
                         .inc();
                 }
-                self.send(SourceEvent::Row(change)).await?;
+                batch.push(change);
+                if batch.len() >= self.rows.per_batch() {
+                    self.send_rows(&mut batch).await?;
+                }
             }
             index = index.saturating_add(1);
         }
+        self.send_rows(&mut batch).await?;
         Ok(index - first_index)
     }
 
@@ -903,12 +913,13 @@ impl Source {
             ..reading.current.clone()
         });
         let guard = guarded(cursor, &origin);
+        let mut batch = Vec::new();
         for change in undone {
             metrics()
                 .rolled_back_changes
                 .with_label_values(&[&change.table.to_string()])
                 .inc();
-            let change = RowChange {
+            batch.push(RowChange {
                 seq: open.seq,
                 index: open.rows,
                 table: change.table,
@@ -916,11 +927,13 @@ impl Source {
                 after: change.after,
                 origin: origin.clone(),
                 guard,
-            };
-            self.send(SourceEvent::Row(change)).await?;
+            });
+            if batch.len() >= self.rows.per_batch() {
+                self.send_rows(&mut batch).await?;
+            }
             open.rows = open.rows.saturating_add(1);
         }
-        Ok(())
+        self.send_rows(&mut batch).await
     }
 
     /// The row changes of watched tables in the group from `start` to the event ending at `end`,
@@ -1107,6 +1120,16 @@ impl Source {
         };
         debug!(seq, position = %barrier.position, "transaction read");
         self.send(SourceEvent::Commit(barrier)).await
+    }
+
+    /// Sends the row changes gathered in `rows` (at most `RowPermits::per_batch`) as one
+    /// message, once the permits allow it, and empties `rows`.
+    async fn send_rows(&self, rows: &mut Vec<RowChange>) -> Result<(), SourceError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = self.rows.batch(std::mem::take(rows)).await;
+        self.send(SourceEvent::Rows(batch)).await
     }
 
     async fn send(&self, event: SourceEvent) -> Result<(), SourceError> {
