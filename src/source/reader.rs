@@ -363,7 +363,6 @@ impl Source {
             self.schemas.mariadb = flavor == Flavor::MariaDb;
             self.schemas.invalidate();
         }
-        self.schemas.forget_table_ids();
         self.health.source_connection(true);
         info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
         let mut reading = Reading {
@@ -726,10 +725,7 @@ impl Source {
                         .with_label_values(&[&table.to_string()])
                         .inc();
                 }
-                batch.push(change);
-                if batch.len() >= self.rows.per_batch() {
-                    self.send_rows(&mut batch).await?;
-                }
+                self.gather(&mut batch, change).await?;
             }
             index = index.saturating_add(1);
         }
@@ -919,7 +915,7 @@ impl Source {
                 .rolled_back_changes
                 .with_label_values(&[&change.table.to_string()])
                 .inc();
-            batch.push(RowChange {
+            let change = RowChange {
                 seq: open.seq,
                 index: open.rows,
                 table: change.table,
@@ -927,10 +923,8 @@ impl Source {
                 after: change.after,
                 origin: origin.clone(),
                 guard,
-            });
-            if batch.len() >= self.rows.per_batch() {
-                self.send_rows(&mut batch).await?;
-            }
+            };
+            self.gather(&mut batch, change).await?;
             open.rows = open.rows.saturating_add(1);
         }
         self.send_rows(&mut batch).await
@@ -1120,6 +1114,20 @@ impl Source {
         };
         debug!(seq, position = %barrier.position, "transaction read");
         self.send(SourceEvent::Commit(barrier)).await
+    }
+
+    /// Adds `change` to `batch`, which is sent once it is full (the caller sends what is left
+    /// with [`send_rows`](Self::send_rows)).
+    async fn gather(
+        &self,
+        batch: &mut Vec<RowChange>,
+        change: RowChange,
+    ) -> Result<(), SourceError> {
+        batch.push(change);
+        if batch.len() < self.rows.per_batch() {
+            return Ok(());
+        }
+        self.send_rows(batch).await
     }
 
     /// Sends the row changes gathered in `rows` (at most `RowPermits::per_batch`) as one

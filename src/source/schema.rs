@@ -51,19 +51,14 @@ impl SchemaCache {
         self.extras.clear();
     }
 
-    /// The binlog connection changed: table ids are the server's, and another server (or the
-    /// same one restarted) can give an id to another table, or to another definition of the
-    /// same table. Row images are read with the cached column layout (`source/image.rs`), so a
-    /// stale entry would misread every value after a column whose width changed.
-    pub fn forget_table_ids(&mut self) {
-        self.by_table_id.clear();
-    }
-
     /// The entry made of a table map equal to `tme` (a few bytes compared per rows event). A
     /// table id is the server process's: after a restart, which a connection reading older
-    /// files passes through, the same id can name the table again with columns of other widths
-    /// (an ALTER with `sql_log_bin=0`), and row images read with the old layout would be read
-    /// misaligned (found by a review).
+    /// files passes through, or on another server after a failover, the same id can name
+    /// another table, or the table again with columns of other widths (an ALTER with
+    /// `sql_log_bin=0`), and row images read with the old layout would be read misaligned
+    /// (found by a review). The table map (with `binlog_row_metadata=FULL`) holds the names,
+    /// types, metadata and signedness everything in an entry is made of, with the table's
+    /// `information_schema` extras, which are kept by name until a DDL statement.
     pub fn cached(&self, table_id: u64, tme: &TableMapEvent<'_>) -> Option<Mapped> {
         self.by_table_id
             .get(&table_id)
