@@ -13,13 +13,18 @@ use rowcast::config::compile_view;
 use rowcast::dynamo::BatchBody;
 use rowcast::source::decode::decode_value;
 use rowcast::view::project::{project, ItemOp};
-use rowcast::view::row::{ColumnKind, ColumnSchema, Row, TableSchema};
+use rowcast::view::row::{ColumnKind, ColumnSchema, Label, Row, TableSchema};
 use rowcast::view::spec::TableRef;
 use rowcast::view::value::Cell;
 
 /// The binary's allocator (see `src/main.rs`), so these figures are the daemon's.
 #[global_allocator]
 static ALLOCATOR: rowcast::util::alloc::Mimalloc = rowcast::util::alloc::Mimalloc;
+
+/// ENUM or SET labels as the daemon reads them from a table map: interned.
+fn labels(texts: &[&str]) -> Vec<Label> {
+    texts.iter().map(|text| Label::interned(text)).collect()
+}
 
 fn schema() -> Arc<TableSchema> {
     let col = |name: &str, kind: ColumnKind| ColumnSchema {
@@ -34,15 +39,12 @@ fn schema() -> Arc<TableSchema> {
             col("customer_id", ColumnKind::Int { unsigned: true }),
             col(
                 "status",
-                ColumnKind::Enum(vec!["placed".into(), "paid".into(), "cancelled".into()]),
+                ColumnKind::Enum(labels(&["placed", "paid", "cancelled"])),
             ),
             col("total", ColumnKind::Decimal { scale: 2 }),
             col("note", ColumnKind::Text),
             col("placed_at", ColumnKind::DateTime { fsp: 3 }),
-            col(
-                "tags",
-                ColumnKind::Set(vec!["gift".into(), "express".into()]),
-            ),
+            col("tags", ColumnKind::Set(labels(&["gift", "express"]))),
             col("weight", ColumnKind::Double),
         ],
     ))

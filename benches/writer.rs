@@ -17,7 +17,7 @@ use rowcast::control::deadletter::DeadLetterStore;
 use rowcast::pipeline::{Position, WriteOp};
 use rowcast::sink::lane::{Deliver, Delivery};
 use rowcast::sink::writer::Writer;
-use rowcast::view::project::{Item, ItemKey, ItemOp};
+use rowcast::view::project::{Item, ItemKey, ItemOp, Name};
 use rowcast::view::value::Attr;
 
 mod support;
@@ -32,10 +32,10 @@ static ALLOCATOR: rowcast::util::alloc::Mimalloc = rowcast::util::alloc::Mimallo
 
 fn op(table: &Arc<str>, view: &Arc<str>, id: usize, origin: &Arc<Position>) -> WriteOp {
     let key = ItemKey {
-        table: table.clone(),
-        pk_attribute: Arc::from("pk"),
+        table: table.clone().into(),
+        pk_attribute: Name::interned("pk"),
         pk: format!("OWNER#{}", id % 1000),
-        sk_attribute: Some(Arc::from("sk")),
+        sk_attribute: Some(Name::interned("sk")),
         sk: Some(format!("ACC#{id:08}")),
     };
     let mut item = Item::new();

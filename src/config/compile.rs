@@ -14,6 +14,7 @@ use super::{
     CheckpointStoreConfig, Config, ConfigErrors, DeadLetterConfig, DynamoConfig, Problem,
     SourceConfig, VerifyConfig, WriteMode, WriterConfig,
 };
+use crate::view::name::Name;
 use crate::view::spec::View;
 
 pub(super) struct Problems {
@@ -386,8 +387,8 @@ fn load_views(files: &[PathBuf], problems: &mut Problems) -> Vec<Arc<View>> {
     let mut views: Vec<Arc<View>> = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     // A shared table's first view file and key attribute names.
-    type Keys = (PathBuf, Arc<str>, Option<Arc<str>>);
-    let mut table_keys: HashMap<Arc<str>, Keys> = HashMap::new();
+    type Keys = (PathBuf, Name, Option<Name>);
+    let mut table_keys: HashMap<Name, Keys> = HashMap::new();
     for file in files {
         let Some(raw_view) = read_toml::<RawView>(file, problems) else {
             continue;
@@ -432,7 +433,7 @@ fn load_views(files: &[PathBuf], problems: &mut Problems) -> Vec<Arc<View>> {
 
 /// Every view of a DynamoDB table that has a write-back view marks its removals.
 fn mark_removals(views: Vec<Arc<View>>) -> Vec<Arc<View>> {
-    let tables: HashSet<Arc<str>> = views
+    let tables: HashSet<Name> = views
         .iter()
         .filter(|v| v.writeback_enabled)
         .map(|v| v.table.clone())

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::compile::{check_attribute_name, Problems};
 use super::raw::{RawIndex, RawView};
+use crate::view::name::Name;
 use crate::view::spec::{Attributes, IndexProjection, IndexSpec, Join};
 use crate::view::template::Template;
 
@@ -152,8 +153,8 @@ fn compile_index(
             None => None,
             Some(t) => Some(t?),
         },
-        pk_attribute: pk_attribute.into(),
-        sk_attribute: sk_attribute.map(Into::into),
+        pk_attribute: Name::interned(&pk_attribute),
+        sk_attribute: sk_attribute.as_deref().map(Name::interned),
         projection,
     })
 }

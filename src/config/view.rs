@@ -11,6 +11,7 @@ use super::joins::compile_joins;
 use super::raw::{RawAttribute, RawView};
 use super::ConfigErrors;
 use crate::view::filter::Expr;
+use crate::view::name::Name;
 use crate::view::spec::{
     AttributeSpec, Attributes, FillMode, IndexSpec, Join, KeySpec, TableRef, View,
 };
@@ -43,7 +44,7 @@ pub(super) fn compile_attribute(
         problems.add(file, field, "column name is empty");
     }
     AttributeSpec {
-        name: name.into(),
+        name: Name::interned(name),
         column: column.into(),
         conversion,
     }
@@ -125,7 +126,7 @@ pub(super) fn compile_view_into(
     Some(View {
         name: raw.name,
         file: file.to_path_buf(),
-        table: raw.table.into(),
+        table: Name::interned(&raw.table),
         source: source?,
         filter,
         key: KeySpec {
@@ -134,8 +135,8 @@ pub(super) fn compile_view_into(
                 None => None,
                 Some(t) => Some(t?),
             },
-            pk_attribute: key.pk_attribute.into(),
-            sk_attribute: key.sk_attribute.map(Into::into),
+            pk_attribute: Name::interned(&key.pk_attribute),
+            sk_attribute: key.sk_attribute.as_deref().map(Name::interned),
         },
         attributes,
         fill,

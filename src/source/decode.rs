@@ -145,7 +145,7 @@ fn label_texts(
     Ok(labels
         .into_iter()
         .flatten()
-        .map(|label| super::charset::decode(label, collation).into())
+        .map(|label| Label::interned(&super::charset::decode(label, collation)))
         .collect())
 }
 

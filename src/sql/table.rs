@@ -9,7 +9,7 @@ use mysql_async::{Conn, Pool};
 
 use super::SqlError;
 use crate::view::native::NativeType;
-use crate::view::row::{ColumnKind, ColumnSchema, TableSchema};
+use crate::view::row::{ColumnKind, ColumnSchema, Label, TableSchema};
 use crate::view::spec::TableRef;
 
 /// Column facts the binlog does not carry.
@@ -33,6 +33,14 @@ pub struct SqlTable {
 
 fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
+}
+
+/// [`labels`] as a schema holds them: interned (see [`Label`]).
+fn interned_labels(column_type: &str) -> Vec<Label> {
+    labels(column_type)
+        .iter()
+        .map(|l| Label::interned(l))
+        .collect()
 }
 
 /// Labels of `enum('a','b')` / `set('a','b')`.
@@ -124,8 +132,8 @@ pub async fn load_table(
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
                 ColumnKind::Text
             }
-            "enum" => ColumnKind::Enum(labels(&column_type).into_iter().map(Into::into).collect()),
-            "set" => ColumnKind::Set(labels(&column_type).into_iter().map(Into::into).collect()),
+            "enum" => ColumnKind::Enum(interned_labels(&column_type)),
+            "set" => ColumnKind::Set(interned_labels(&column_type)),
             "bit" => ColumnKind::Bit,
             "year" => ColumnKind::Year,
             "date" => ColumnKind::Date,

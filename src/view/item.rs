@@ -5,12 +5,10 @@
 //! reference count. A map's nodes and a copy of every name cost about a fifth of the CPU path of
 //! `benches/cpu.rs` (callgrind, issue 13).
 
-use std::sync::Arc;
-
 use super::value::Attr;
 
 /// An attribute name, shared with the view's spec.
-pub type Name = Arc<str>;
+pub use super::name::Name;
 
 #[derive(Clone, Default, PartialEq)]
 pub struct Item {

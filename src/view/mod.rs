@@ -4,6 +4,7 @@
 pub mod filter;
 pub mod item;
 pub mod join;
+pub mod name;
 pub mod native;
 pub mod number;
 pub mod project;

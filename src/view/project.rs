@@ -6,8 +6,6 @@
 //! (counted); an empty key or a value DynamoDB cannot hold is a dead letter. A column the view
 //! needs that the row's schema lacks is an incompatible schema change: the view halts.
 
-use std::sync::Arc;
-
 use super::join::{apply_joins, Joined};
 pub use super::row::{ColumnKind, ColumnSchema, Row, TableSchema};
 use super::spec::{Attributes, IndexSpec, View};
@@ -19,10 +17,10 @@ pub use super::item::{Item, Name};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ItemKey {
     /// The view's own names, shared (see [`KeySpec`](super::spec::KeySpec)).
-    pub table: Arc<str>,
-    pub pk_attribute: Arc<str>,
+    pub table: Name,
+    pub pk_attribute: Name,
     pub pk: String,
-    pub sk_attribute: Option<Arc<str>>,
+    pub sk_attribute: Option<Name>,
     pub sk: Option<String>,
 }
 

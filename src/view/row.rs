@@ -8,8 +8,9 @@ use super::spec::TableRef;
 use super::value::Cell;
 
 /// An ENUM or SET label: its text is the schema's, shared by every cell that holds it (a row
-/// change of an ENUM or SET column copies no label, `benches/cpu.rs`).
-pub type Label = Arc<str>;
+/// change of an ENUM or SET column copies no label, `benches/cpu.rs`), and interned where a
+/// schema is made (see [`Name`](super::name::Name)).
+pub type Label = super::name::Name;
 
 /// The type of a column as far as value mapping cares.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! A validated view: what the config module compiles a view spec file into.
 
+use super::name::Name;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::filter::Expr;
 use super::row::ColumnName;
@@ -40,8 +40,8 @@ pub struct KeySpec {
     pub sk: Option<Template>,
     /// Shared with every [`ItemKey`](super::project::ItemKey) of the view (a reference count,
     /// not a copy per item).
-    pub pk_attribute: Arc<str>,
-    pub sk_attribute: Option<Arc<str>>,
+    pub pk_attribute: Name,
+    pub sk_attribute: Option<Name>,
 }
 
 /// One `[[index]]`: a global secondary index of the view's table whose key attributes the
@@ -52,8 +52,8 @@ pub struct IndexSpec {
     pub pk: Template,
     pub sk: Option<Template>,
     /// Shared with the items, as the view's key attribute names are.
-    pub pk_attribute: Arc<str>,
-    pub sk_attribute: Option<Arc<str>>,
+    pub pk_attribute: Name,
+    pub sk_attribute: Option<Name>,
     pub projection: IndexProjection,
 }
 
@@ -82,7 +82,7 @@ impl IndexSpec {
         std::iter::once(("pk", &self.pk)).chain(self.sk.as_ref().map(|t| ("sk", t)))
     }
 
-    pub fn attributes(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub fn attributes(&self) -> impl Iterator<Item = &Name> {
         std::iter::once(&self.pk_attribute).chain(self.sk_attribute.as_ref())
     }
 }
@@ -90,7 +90,7 @@ impl IndexSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttributeSpec {
     /// Shared with the items.
-    pub name: Arc<str>,
+    pub name: Name,
     pub column: ColumnName,
     pub conversion: Conversion,
 }
@@ -114,7 +114,7 @@ pub struct View {
     /// The spec file, for error messages.
     pub file: PathBuf,
     /// Shared with every item key of the view, as the key attribute names are.
-    pub table: Arc<str>,
+    pub table: Name,
     pub source: TableRef,
     pub filter: Option<Expr>,
     pub key: KeySpec,
