@@ -14,7 +14,7 @@ use super::value::{Attr, Cell, Conversion};
 
 pub use super::item::{Item, Name};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ItemKey {
     /// The view's own names, shared (see [`KeySpec`](super::spec::KeySpec)).
     pub table: Name,
@@ -22,6 +22,17 @@ pub struct ItemKey {
     pub pk: String,
     pub sk_attribute: Option<Name>,
     pub sk: Option<String>,
+}
+
+/// Hashed by its table and its values: the attribute names are the table's (the views of one
+/// table agree on them, `config`), so hashing them too only took time, for every row change.
+/// Keys that differ in nothing else still differ as keys (`Eq` compares every field).
+impl std::hash::Hash for ItemKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.table.hash(state);
+        self.pk.hash(state);
+        self.sk.hash(state);
+    }
 }
 
 impl ItemKey {
