@@ -30,9 +30,9 @@ const WINDOW: usize = 100;
 #[global_allocator]
 static ALLOCATOR: rowcast::util::alloc::Mimalloc = rowcast::util::alloc::Mimalloc;
 
-fn op(table: &Arc<str>, view: &Arc<str>, id: usize, origin: &Arc<Position>) -> WriteOp {
+fn op(table: &Name, view: &Name, id: usize, origin: &Arc<Position>) -> WriteOp {
     let key = ItemKey {
-        table: table.clone().into(),
+        table: table.clone(),
         pk_attribute: Name::interned("pk"),
         pk: format!("OWNER#{}", id % 1000),
         sk_attribute: Some(Name::interned("sk")),
@@ -80,8 +80,9 @@ async fn main() {
         abandoned: Default::default(),
         unsure: rowcast::sink::unsure::Unsure::new(std::time::Duration::from_secs(60), 1),
     });
-    let table: Arc<str> = Arc::from(table.as_str());
-    let view: Arc<str> = Arc::from("accounts");
+    // Interned, as the daemon's view names and tables are.
+    let table = Name::interned(&table);
+    let view = Name::interned("accounts");
     let origin = Arc::new(Position {
         file: "bench-bin.000001".into(),
         pos: 4,

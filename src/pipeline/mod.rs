@@ -9,6 +9,7 @@ mod route;
 pub mod snapshot;
 
 use crate::view::join::Joined;
+use crate::view::name::Name;
 use crate::view::spec::TableRef;
 use crate::view::{ItemOp, Row};
 pub use backfill::{BackfillState, KeyValue, Progress, SNAPSHOT_INDEX_BASE};
@@ -235,7 +236,7 @@ pub enum LaneMsg {
 
 #[derive(Debug, Clone)]
 pub struct WriteOp {
-    pub view: Arc<str>,
+    pub view: Name,
     pub op: ItemOp,
     /// `seq << 32 | index`: grows with every row change in commit order, so two changes of one
     /// item in one transaction are ordered too, and a replay assigns the same numbers.

@@ -27,6 +27,7 @@ use crate::pipeline::{
     SnapshotRows, StreamEvent, WriteOp,
 };
 use crate::util::now_millis;
+use crate::view::name::Name;
 use crate::view::project::{project, project_snapshot, removals, Projection};
 use crate::view::spec::{TableRef, View};
 use crate::view::ItemOp;
@@ -43,8 +44,8 @@ struct Origin<'a> {
 /// A view of a source table, as the projector holds it.
 struct ViewEntry {
     view: Arc<View>,
-    /// The view's name as the lanes carry it.
-    name: Arc<str>,
+    /// The view's name as the lanes carry it: interned, copied into each write without a count.
+    name: Name,
     /// Its `rows` counters (insert, update, delete), looked up once rather than for every row.
     rows: [IntCounter; 3],
 }
@@ -120,7 +121,7 @@ impl Projector {
                 .or_default()
                 .push(ViewEntry {
                     view: view.clone(),
-                    name: Arc::from(view.name.as_str()),
+                    name: Name::interned(&view.name),
                     rows: ["insert", "update", "delete"]
                         .map(|op| metrics().rows.with_label_values(&[&view.name, op])),
                 });
@@ -308,7 +309,7 @@ impl Projector {
     fn route(
         &self,
         view: &View,
-        name: &Arc<str>,
+        name: &Name,
         projection: Projection,
         origin: &Origin<'_>,
         outgoing: &mut Vec<(usize, LaneMsg)>,

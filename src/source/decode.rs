@@ -407,7 +407,7 @@ fn decode_other(kind: &ColumnKind, value: &BinlogValue<'_>, charset: u16) -> Res
             Cell::Bytes(bytes)
         }
         (ColumnKind::Enum(labels), Value::Int(index)) => match *index {
-            0 => Cell::Enum("".into()),
+            0 => Cell::Enum(Label::Interned("")),
             i => Cell::Enum(
                 labels
                     .get((i - 1) as usize)

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// of the process, which a clone copies as a pointer. A reference count would cost an atomic
 /// instruction for each clone and each drop, about 5 ns each on these machines and twenty-odd
 /// of each for one row change of the bench's view (`benches/cpu.rs`), a fifth of its CPU path.
-/// The interned copies are bounded by the distinct names configured and the distinct labels and
-/// names of the tables read, which do not grow with the rows.
+/// The interned copies are never freed: they are bounded by the distinct names ever configured
+/// (a reload's too, even one refused) and the distinct labels and column names ever seen in the
+/// schemas of the tables read, which grow with DDL and reloads, never with rows or data.
 ///
 /// Names read from data (the attribute names of items DynamoDB returns, which an application
 /// chooses) are counted instead, so memory never grows with the data.

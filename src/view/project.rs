@@ -334,7 +334,8 @@ fn build_item(
     };
     match &view.attributes {
         Attributes::Implicit => {
-            for (column, cell) in row.schema.columns.iter().zip(&row.cells) {
+            let names = row.schema.attribute_names.iter();
+            for ((column, name), cell) in row.schema.columns.iter().zip(names).zip(&row.cells) {
                 if column.is_virtual {
                     continue;
                 }
@@ -344,7 +345,7 @@ fn build_item(
                         column.name
                     )));
                 }
-                if let Err(reason) = put(column.name.as_str().into(), cell, Conversion::Native) {
+                if let Err(reason) = put(name.clone(), cell, Conversion::Native) {
                     return Ok(Err(reason));
                 }
             }
@@ -743,12 +744,18 @@ mod tests {
         let p = project(&v, None, Some(&row(1, None, "open", 1))).unwrap();
         assert!(p.ops.is_empty());
         assert_eq!(p.null_keys, 1);
-        let p = project(&v, None, Some(&row(2, Some(1), "open", 1))).unwrap();
+        let source = row(2, Some(1), "open", 1);
+        let p = project(&v, None, Some(&source)).unwrap();
         let ItemOp::Put { item, .. } = &p.ops[0] else {
             panic!()
         };
         assert_eq!(item.len(), 6);
         assert_eq!(item.get("customer_id"), Some(&Attr::N("1".into())));
+        // The columns' names are the schema's, interned when it was made, not made per row.
+        let columns = item.names().filter(|n| source.schema.column(n).is_some());
+        for name in columns {
+            assert!(matches!(name, Name::Interned(_)), "{name}");
+        }
     }
 
     /// A filter column the row's schema lacks halts the view (the error names it); a NULL in it

@@ -65,6 +65,9 @@ pub struct ColumnSchema {
 pub struct TableSchema {
     pub table: TableRef,
     pub columns: Vec<ColumnSchema>,
+    /// Each column's name as an implicit view's item holds it: interned once here, not made
+    /// for every row (see [`Name`](super::name::Name); a schema's names are bounded by its DDL).
+    pub attribute_names: Vec<super::name::Name>,
     index: HashMap<String, usize>,
     /// Unique in the process (a clone keeps it: same columns); never 0.
     id: u64,
@@ -92,9 +95,14 @@ impl TableSchema {
             .enumerate()
             .map(|(i, c)| (c.name.clone(), i))
             .collect();
+        let attribute_names = columns
+            .iter()
+            .map(|c| super::name::Name::interned(&c.name))
+            .collect();
         TableSchema {
             table,
             columns,
+            attribute_names,
             index,
             id: SCHEMA_IDS.fetch_add(1, Ordering::Relaxed),
         }
