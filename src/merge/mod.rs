@@ -161,6 +161,13 @@ const MAX_XA_PENDING: usize = 8;
 const ANY_XA: &str = "*";
 
 impl Cursor {
+    /// `change` has passed: the transaction it is of is open, if none was.
+    fn passed(&mut self, change: &RowChange) {
+        if self.transaction.is_none() {
+            self.transaction = Some((change.seq, change.origin.clone()));
+        }
+    }
+
     /// Where the snapshot rows merged after transaction `seq` count their version indexes from
     /// (see [`snapshot_floors`]).
     fn snapshot_start(&self, seq: u64) -> u32 {
@@ -722,8 +729,8 @@ impl Merge {
         cursor: &mut Cursor,
     ) -> Result<(), MergeError> {
         if self.marks.is_empty() {
-            if let (None, Some(first)) = (&cursor.transaction, batch.rows.first()) {
-                cursor.transaction = Some((first.seq, first.origin.clone()));
+            if let Some(first) = batch.rows.first() {
+                cursor.passed(first);
             }
             return self.emit(StreamEvent::Rows(batch)).await;
         }
@@ -737,9 +744,7 @@ impl Merge {
     /// A row change: join marks (restarting at an XA prepare for the rows of its commit), then
     /// on to the projector.
     async fn on_row(&mut self, change: RowChange, cursor: &mut Cursor) -> Result<(), MergeError> {
-        if cursor.transaction.is_none() {
-            cursor.transaction = Some((change.seq, change.origin.clone()));
-        }
+        cursor.passed(&change);
         if !self.marks.is_empty() {
             // Rows of an XA transaction being committed restart at its prepare.
             let held = cursor.holds.values().min_by_key(|r| r.seq).cloned();

@@ -80,24 +80,6 @@ impl From<String> for Name {
     }
 }
 
-impl From<&String> for Name {
-    fn from(text: &String) -> Name {
-        Name::Counted(text.as_str().into())
-    }
-}
-
-impl From<Arc<str>> for Name {
-    fn from(text: Arc<str>) -> Name {
-        Name::Counted(text)
-    }
-}
-
-impl From<&Name> for Name {
-    fn from(name: &Name) -> Name {
-        name.clone()
-    }
-}
-
 /// Compared, ordered and hashed as its text, however it is held.
 impl PartialEq for Name {
     fn eq(&self, other: &Name) -> bool {
@@ -106,18 +88,6 @@ impl PartialEq for Name {
 }
 
 impl Eq for Name {}
-
-impl PartialEq<str> for Name {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for Name {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
 
 impl PartialOrd for Name {
     fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {

@@ -334,7 +334,7 @@ fn build_item(
     };
     match &view.attributes {
         Attributes::Implicit => {
-            let names = row.schema.attribute_names.iter();
+            let names = row.schema.attribute_names().iter();
             for ((column, name), cell) in row.schema.columns.iter().zip(names).zip(&row.cells) {
                 if column.is_virtual {
                     continue;

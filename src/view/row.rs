@@ -65,9 +65,8 @@ pub struct ColumnSchema {
 pub struct TableSchema {
     pub table: TableRef,
     pub columns: Vec<ColumnSchema>,
-    /// Each column's name as an implicit view's item holds it: interned once here, not made
-    /// for every row (see [`Name`](super::name::Name); a schema's names are bounded by its DDL).
-    pub attribute_names: Vec<super::name::Name>,
+    /// See [`attribute_names`](TableSchema::attribute_names): made at its first call.
+    attribute_names: std::sync::OnceLock<Vec<super::name::Name>>,
     index: HashMap<String, usize>,
     /// Unique in the process (a clone keeps it: same columns); never 0.
     id: u64,
@@ -95,17 +94,26 @@ impl TableSchema {
             .enumerate()
             .map(|(i, c)| (c.name.clone(), i))
             .collect();
-        let attribute_names = columns
-            .iter()
-            .map(|c| super::name::Name::interned(&c.name))
-            .collect();
         TableSchema {
             table,
             columns,
-            attribute_names,
+            attribute_names: std::sync::OnceLock::new(),
             index,
             id: SCHEMA_IDS.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// Each column's name as an implicit view's item holds it: interned at the first row an
+    /// implicit view projects with this schema, not made for every row (see
+    /// [`Name`](super::name::Name); a schema's names are bounded by its DDL). Schemas no
+    /// implicit view reads (a join's column subset, made for each join read) intern nothing.
+    pub fn attribute_names(&self) -> &[super::name::Name] {
+        self.attribute_names.get_or_init(|| {
+            self.columns
+                .iter()
+                .map(|c| super::name::Name::interned(&c.name))
+                .collect()
+        })
     }
 
     /// The position of `column`, from where it was in this schema the last time it was looked
