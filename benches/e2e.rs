@@ -16,7 +16,7 @@
 //! backfilled rows, rowcast's CPU time per row in the backfill and in part 2, and the throughput of part 2
 //! again with DynamoDB 10 ms away (a delay proxy) and in conditional mode.
 //!
-//! `cargo bench --bench e2e` (ROWCAST_BENCH_ROWS, ROWCAST_BENCH_LATENCY_ROWS to resize). Under
+//! `cargo bench --bench e2e` (ROWCAST_BENCH_ROWS, ROWCAST_BENCH_LATENCY_ROWS, ROWCAST_BENCH_WARMUP to resize). Under
 //! `cargo test` it does nothing.
 
 use std::time::{Duration, Instant};
@@ -39,13 +39,6 @@ const LANES: usize = 8;
 const METRICS_POLL_MAX: Duration = Duration::from_millis(100);
 const METRICS_POLL_MIN: Duration = Duration::from_millis(5);
 
-/// ROWCAST_BENCH_WRITER: more lines for `[writer]` (e.g. "linger_ms = 5").
-fn extra_writer() -> String {
-    std::env::var("ROWCAST_BENCH_WRITER")
-        .unwrap_or_default()
-        .replace("\\n", "\n")
-}
-
 #[tokio::main]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -61,10 +54,15 @@ async fn main() {
     // 1. Raw ceiling.
     let raw_table = format!("bench_raw_{tag}");
     support::create_pk_sk_table(&client, &raw_table, "create raw table").await;
-    // DynamoDB Local's JVM needs a warm-up before its numbers mean anything.
-    support::raw_writes(&client, &raw_table, 0..5_000, LANES).await;
+    // DynamoDB Local's JVM needs a warm-up before its numbers mean anything: a fresh one
+    // writes about 3,900 items/s, and only after some 100,000 items does its pace stop rising
+    // (backfills of 20,000, 20,000, 40,000 and 40,000 rows one after the other: 3,851, 7,274,
+    // 8,605, 9,676 rows/s). Every phase below is measured after that warm-up, so that none
+    // gains from coming later.
+    let warmup = env_usize("ROWCAST_BENCH_WARMUP", 100_000);
+    support::raw_writes(&client, &raw_table, 0..warmup, LANES).await;
     let started = Instant::now();
-    support::raw_writes(&client, &raw_table, 5_000..5_000 + rows, LANES).await;
+    support::raw_writes(&client, &raw_table, warmup..warmup + rows, LANES).await;
     let raw_secs = started.elapsed().as_secs_f64();
     println!("raw BatchWriteItem ceiling: {rows} items in {raw_secs:.2}s = {:.0} items/s ({LANES} concurrent requests)", rows as f64 / raw_secs);
 
@@ -89,7 +87,10 @@ async fn main() {
     let (_daemon, port, backfill_started) = start_daemon(
         &dir,
         20_000 + tag % 10_000,
-        &format!("lanes = {LANES}\nmode = \"{mode}\"\n{}", extra_writer()),
+        &format!(
+            "lanes = {LANES}\nmode = \"{mode}\"\n{}",
+            support::extra_writer()
+        ),
     )
     .await;
     wait_metric(
@@ -260,7 +261,10 @@ async fn delayed(conn: &mut mysql_async::Conn, db: &str, rows: usize, tag: u32, 
         let (daemon, port, _) = support::start_daemon_at(
             &dir,
             30_000 + tag % 10_000 + n as u32,
-            &format!("lanes = {LANES}\nmode = \"{mode}\"\n{}", extra_writer()),
+            &format!(
+                "lanes = {LANES}\nmode = \"{mode}\"\n{}",
+                support::extra_writer()
+            ),
             &endpoint,
             &support::control_table_checkpoint(&format!("bench_checkpoints_{tag}_run{n}")),
         )
@@ -454,7 +458,7 @@ async fn joins(
     let (daemon, port, _) = start_daemon(
         &jdir,
         30_000 + tag % 10_000,
-        &format!("lanes = {LANES}\n{}", extra_writer()),
+        &format!("lanes = {LANES}\n{}", support::extra_writer()),
     )
     .await;
     let pid = daemon.0.id();

@@ -43,8 +43,12 @@ async fn main() {
         let view_table = format!("bench_memory_{tag}_{n}");
         let source = format!("{db}.accounts");
         support::write_accounts_view(&dir, "accounts", &view_table, &source, "OWNER", None);
-        let (daemon, port, started) =
-            support::start_daemon(&dir, 45_000 + tag % 10_000 + n as u32, "").await;
+        let (daemon, port, started) = support::start_daemon(
+            &dir,
+            45_000 + tag % 10_000 + n as u32,
+            &support::extra_writer(),
+        )
+        .await;
         let written = "rowcast_items_written_total{op=\"put\",view=\"accounts\"}";
         while metric_sum(port, written).await < loaded as f64 {
             tokio::time::sleep(Duration::from_millis(500)).await;

@@ -212,6 +212,13 @@ pub async fn start_daemon_at(
     (daemon, port, spawned)
 }
 
+/// ROWCAST_BENCH_WRITER: more lines for `[writer]` (e.g. "linger_ms = 5"; a literal `\n` between lines).
+pub fn extra_writer() -> String {
+    std::env::var("ROWCAST_BENCH_WRITER")
+        .unwrap_or_default()
+        .replace("\\n", "\n")
+}
+
 /// What the reference programs of `benches/reference` need from PyPI (pinned).
 pub const SCRIPT_PACKAGES: [&str; 2] = ["mysql-replication==1.0.17", "boto3==1.44.5"];
 
