@@ -57,48 +57,15 @@ async fn an_xa_transaction_prepared_before_the_snapshot_and_committed_during_it_
     let mut xa = env.admin.get_conn().await.unwrap();
     let _ = xa.query_drop("XA ROLLBACK 'rowcast_export_xa'").await;
     let _ = xa.query_drop("XA ROLLBACK 'rowcast_export_gap'").await;
-    let out = env.dir.join("out-gap");
-    let log = env.dir.join("export-gap.log");
-    let mut export = std::process::Command::new(env!("CARGO_BIN_EXE_rowcast"))
-        .args(["export", "--config", config.to_str().unwrap()])
-        .args(["--to", out.to_str().unwrap(), "--view", "notes"])
-        .env(
-            "ROWCAST_FAILPOINTS",
-            "export.before_snapshot=sleep3000,export.in_snapshot=sleep6000",
-        )
-        .stdout(std::fs::File::create(env.dir.join("export-gap.out")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let logged = |line: &'static str| {
-        let log = log.clone();
-        move || {
-            let log = log.clone();
-            async move {
-                std::fs::read_to_string(&log)
-                    .unwrap_or_default()
-                    .contains(line)
-            }
-        }
-    };
-    common::eventually(
-        "the export's first check",
-        std::time::Duration::from_secs(30),
-        logged("taking the snapshot"),
-    )
-    .await;
+    let export = HeldExport::spawn(&env, &config, "gap", 6000);
+    export.logged("taking the snapshot").await;
     xa.query_drop(format!(
         "USE {}; XA START 'rowcast_export_gap'; INSERT INTO notes VALUES (2, 'prepared'); XA END 'rowcast_export_gap'; XA PREPARE 'rowcast_export_gap'",
         env.db
     ))
     .await
     .unwrap();
-    common::eventually(
-        "the export's snapshot",
-        std::time::Duration::from_secs(30),
-        logged("snapshot begun"),
-    )
-    .await;
+    export.logged("snapshot begun").await;
     // Committed in the next binlog file, past the first page (500 events) of its events: the
     // binlog is read across a rotation and page by page (300 transactions of another table).
     env.sql("FLUSH BINARY LOGS").await;
@@ -124,13 +91,135 @@ async fn an_xa_transaction_prepared_before_the_snapshot_and_committed_during_it_
     let mut insert = format!("INSERT INTO {}.notes VALUES (4, '", env.db).into_bytes();
     insert.extend_from_slice(b"\xE9t\xE9')");
     latin.query_drop(insert.as_slice()).await.unwrap();
-    let status = export.wait().unwrap();
-    let text = std::fs::read_to_string(&log).unwrap()
-        + &std::fs::read_to_string(env.dir.join("export-gap.out")).unwrap();
+    let (status, text) = export.finished();
     assert!(status.success(), "{text}");
     assert!(
         text.contains("exported view notes: 4 rows read, 4 items")
             && text.contains("committed around it; taking the snapshot again"),
         "{text}"
     );
+}
+
+/// A source account without `BINLOG MONITOR` cannot see the binlog (`SHOW MASTER STATUS`, `SHOW
+/// BINLOG EVENTS`): the export warns that it checks only the lists of prepared transactions,
+/// and exports. Before, MariaDB's refusal of `SHOW MASTER STATUS` was replaced by the error of
+/// MySQL 8.4's `SHOW BINARY LOG STATUS` tried after it (a syntax error on MariaDB), which was
+/// taken for an unreadable binlog: every such export stopped with an error (seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_by_an_account_that_cannot_see_the_binlog_warns_and_exports() {
+    let env = Env::alone("exportblind").await;
+    env.notes_view().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
+        .await;
+    let user = "rc_exportblind";
+    env.sql(&format!(
+        "DROP USER IF EXISTS '{user}'@'127.0.0.1'; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON {}.* TO '{user}'@'127.0.0.1'",
+        env.db
+    ))
+    .await;
+    let config = env.write_config("");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        common::SOURCE_URL,
+        &format!("mysql://{user}:pw@127.0.0.1:3306"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, text) = env.export(&env.dir.join("out-blind"), &["--view", "notes"]);
+    env.sql(&format!("DROP USER '{user}'@'127.0.0.1'")).await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("exported view notes: 2 rows read, 2 items")
+            && text.contains("the server does not show its binlog"),
+        "{text}"
+    );
+}
+
+/// The binlog between the first list and the snapshot purged before the export reads it: the
+/// snapshot cannot be checked, so it is taken again, and the transaction prepared before the
+/// first snapshot and committed during it is in the export.
+#[tokio::test(flavor = "multi_thread")]
+#[cfg_attr(not(feature = "failpoints"), ignore)]
+async fn an_export_whose_binlog_is_purged_around_its_snapshot_takes_it_again() {
+    use mysql_async::prelude::Queryable;
+    let env = Env::alone("exportpurged").await;
+    env.notes_view().await;
+    env.sql("INSERT INTO notes VALUES (1, 'before')").await;
+    let config = env.write_config("");
+    let mut xa = env.admin.get_conn().await.unwrap();
+    let _ = xa.query_drop("XA ROLLBACK 'rowcast_export_purged'").await;
+    let export = HeldExport::spawn(&env, &config, "purged", 10_000);
+    export.logged("taking the snapshot").await;
+    xa.query_drop(format!(
+        "USE {}; XA START 'rowcast_export_purged'; INSERT INTO notes VALUES (2, 'prepared'); XA END 'rowcast_export_purged'; XA PREPARE 'rowcast_export_purged'",
+        env.db
+    ))
+    .await
+    .unwrap();
+    export.logged("snapshot begun").await;
+    env.sql("FLUSH BINARY LOGS").await;
+    xa.query_drop("XA COMMIT 'rowcast_export_purged'")
+        .await
+        .unwrap();
+    // The file the export's read starts in, with the PREPARE, is gone before the export reads.
+    env.purge_older_binlogs().await;
+    let purged_at = std::time::Instant::now();
+    let (status, text) = export.finished();
+    assert!(status.success(), "{text}");
+    assert!(
+        purged_at.elapsed() > std::time::Duration::from_secs(3),
+        "purged after the export's first check: the test proves nothing\n{text}"
+    );
+    assert!(
+        text.contains("exported view notes: 2 rows read, 2 items")
+            && text
+                .contains("cannot read the binlog around the snapshot; taking the snapshot again"),
+        "{text}"
+    );
+}
+
+/// `rowcast export --view notes` in the background, held 3 s before its snapshot and
+/// `in_snapshot_ms` in it (failpoints), its log and output in the test's folder.
+struct HeldExport {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl HeldExport {
+    fn spawn(env: &Env, config: &std::path::Path, name: &str, in_snapshot_ms: u64) -> HeldExport {
+        let log = env.dir.join(format!("export-{name}.log"));
+        let out = env.dir.join(format!("export-{name}.out"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rowcast"))
+            .args(["export", "--config", config.to_str().unwrap()])
+            .args(["--view", "notes", "--to"])
+            .arg(env.dir.join(format!("out-{name}")))
+            .env(
+                "ROWCAST_FAILPOINTS",
+                format!(
+                    "export.before_snapshot=sleep3000,export.in_snapshot=sleep{in_snapshot_ms}"
+                ),
+            )
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        HeldExport { child, log, out }
+    }
+
+    /// Waits until the export's log has `line`.
+    async fn logged(&self, line: &str) {
+        common::eventually(line, std::time::Duration::from_secs(30), || async {
+            std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .contains(line)
+        })
+        .await;
+    }
+
+    /// Its exit status, and its log and output.
+    fn finished(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        let text = std::fs::read_to_string(&self.log).unwrap()
+            + &std::fs::read_to_string(&self.out).unwrap();
+        (status, text)
+    }
 }

@@ -71,12 +71,22 @@ pub async fn gtid_state_at(
     Ok(state.flatten().filter(|s| !s.is_empty()))
 }
 
+/// A statement the server cannot parse.
+const ER_PARSE_ERROR: u16 = 1064;
+
 /// The server's binlog end (file and offset); `None` with binary logging off.
+/// MySQL 8.4 renamed `SHOW MASTER STATUS` to `SHOW BINARY LOG STATUS`: the new name is tried
+/// only when the server does not know the old one (a syntax error). Any other refusal (a
+/// missing privilege) is the one returned: MariaDB answers the new name with a syntax error,
+/// which hid why (found by a test: an account without `BINLOG MONITOR` made every export fail
+/// as if the binlog could not be read, where it is meant to warn and go on).
 pub async fn binlog_end(conn: &mut Conn) -> Result<Option<Position>, mysql_async::Error> {
     let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
         Ok(row) => row,
-        // MySQL 8.4 renamed it.
-        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await?,
+        Err(mysql_async::Error::Server(error)) if error.code == ER_PARSE_ERROR => {
+            conn.query_first("SHOW BINARY LOG STATUS").await?
+        }
+        Err(error) => return Err(error),
     };
     Ok(row.map(|row| Position {
         file: row.get(0).unwrap_or_default(),
