@@ -55,10 +55,10 @@ async fn main() {
     let raw_table = format!("bench_raw_{tag}");
     support::create_pk_sk_table(&client, &raw_table, "create raw table").await;
     // DynamoDB Local's JVM needs a warm-up before its numbers mean anything: a fresh one
-    // writes about 3,900 items/s, and only after some 100,000 items does its pace stop rising
-    // (backfills of 20,000, 20,000, 40,000 and 40,000 rows one after the other: 3,851, 7,274,
-    // 8,605, 9,676 rows/s). Every phase below is measured after that warm-up, so that none
-    // gains from coming later.
+    // writes about 3,900 items/s, and its pace was still rising after 80,000 items (backfills
+    // of 20,000, 20,000, 40,000 and 40,000 rows one after the other: 3,851, 7,274, 8,605, 9,676
+    // rows/s). Every phase below is measured after a warm-up of that size, so that the phases
+    // that come later (rowcast's, after the loader's) gain less from coming later.
     let warmup = env_usize("ROWCAST_BENCH_WARMUP", 100_000);
     support::raw_writes(&client, &raw_table, 0..warmup, LANES).await;
     let started = Instant::now();
