@@ -98,9 +98,8 @@ pub fn attributes(out: &mut Vec<u8>, item: &Item, version: u128, view: &str) {
     }
     // A number's digits need no escaping, nor do the metadata attributes' names.
     out.extend_from_slice(VERSION_OPENING);
-    out.extend_from_slice(
-        crate::view::value::u128_text(&mut itoa::Buffer::new(), version).as_bytes(),
-    );
+    // A version is above 2^64 (`seq << 32`, `seq` from the clock): `itoa`'s `u128` path.
+    out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
     out.extend_from_slice(VIEW_OPENING);
     string(out, view);
     out.push(b'}');

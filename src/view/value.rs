@@ -351,7 +351,8 @@ fn decimal_from_parts(units: i128, frac_digits: u32) -> String {
 }
 
 /// The digits of `value`, through `itoa`'s `u64` path when it fits one (a third of the cost of
-/// its `u128` path, callgrind, `benches/cpu.rs`): epoch times and item versions below 2^64.
+/// its `u128` path, callgrind, `benches/cpu.rs`): the whole and fraction parts of epoch times
+/// and of decimals made from units. Item versions are above 2^64 and do not come here.
 #[inline]
 pub fn u128_text(buffer: &mut itoa::Buffer, value: u128) -> &str {
     match u64::try_from(value) {
