@@ -197,6 +197,99 @@ async fn a_view_with_joins_on_a_table_without_primary_key_halts_alone() {
     assert!(daemon.terminate().success());
 }
 
+/// A joined table that rowcast's account may no longer read (`REVOKE SELECT` on it while rowcast
+/// runs: error 1142 at the join's refresh) halts the views that join it, as the failure model
+/// says; the other views go on; with the grant back and a restart, the refresh the halt held is
+/// read again and the item follows the change. Before, 1142 was taken for an error that may
+/// pass: the refresh was retried for ever, nothing halted, and its held marks kept every view's
+/// checkpoint where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_joined_table_the_account_may_no_longer_read_halts_its_views_alone() {
+    let env = Env::new("joinrevoke").await;
+    let table = env.table("views");
+    let user = "'rc_joinrevoke'@'127.0.0.1'";
+    env.sql(&format!(
+        "CREATE TABLE events (ref INT NOT NULL PRIMARY KEY, kind VARCHAR(10) NOT NULL);
+         CREATE TABLE kinds (code VARCHAR(10) PRIMARY KEY, label VARCHAR(20) NOT NULL);
+         CREATE TABLE plain (id INT PRIMARY KEY, v INT NOT NULL);
+         INSERT INTO kinds VALUES ('a', 'Alpha'); INSERT INTO events VALUES (1, 'a');
+         DROP USER IF EXISTS {user};
+         CREATE USER {user} IDENTIFIED BY 'pw';
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO {user};
+         GRANT SELECT ON rc_joinrevoke.events TO {user};
+         GRANT SELECT ON rc_joinrevoke.kinds TO {user};
+         GRANT SELECT ON rc_joinrevoke.plain TO {user};"
+    ))
+    .await;
+    write_events_view(&env, &table);
+    env.write_view(
+        "plain.toml",
+        &"name = \"plain\"\ntable = \"TABLE\"\nsource = \"{DB}.plain\"\n[key]\npk = \"PLAIN#{id}\"\n"
+            .replace("TABLE", &table),
+    );
+    env.write_config("");
+    let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
+        &format!("url = \"{}\"", common::SOURCE_URL),
+        "url = \"mysql://rc_joinrevoke:pw@127.0.0.1:3306\"",
+    );
+    std::fs::write(env.config_path(), text).unwrap();
+    env.create_tables();
+    let event = |label: &str| serde_json::json!({"pk": "EVENT#1", "kind": "a", "label": label});
+    let plain = |v: i64| serde_json::json!({"pk": "PLAIN#1", "id": 1, "v": v});
+    let daemon = env.start().await;
+    env.converge(&table, vec![event("Alpha")], Duration::from_secs(60))
+        .await;
+    env.sql(&format!(
+        "SET SESSION sql_log_bin = 0;
+         REVOKE SELECT ON rc_joinrevoke.kinds FROM {user};
+         SET SESSION sql_log_bin = 1;
+         UPDATE kinds SET label = 'A' WHERE code = 'a';"
+    ))
+    .await;
+    eventually("the view halted", Duration::from_secs(30), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_view_halted{view=\"events\"}") == 1.0
+    })
+    .await;
+    env.sql("INSERT INTO plain VALUES (1, 1)").await;
+    env.converge(
+        &table,
+        vec![event("Alpha"), plain(1)],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+    env.sql(&format!(
+        "GRANT SELECT ON rc_joinrevoke.kinds TO {user}; UPDATE plain SET v = 2 WHERE id = 1;"
+    ))
+    .await;
+    let daemon = env.start().await;
+    env.converge(&table, vec![event("A"), plain(2)], Duration::from_secs(60))
+        .await;
+    // A REVOKE the binlog carries: the schema is loaded again, and the account sees none of
+    // the table's columns. That halted the view before too, its error blaming the view.
+    env.sql(&format!(
+        "REVOKE SELECT ON rc_joinrevoke.kinds FROM {user};
+         UPDATE kinds SET label = 'B' WHERE code = 'a'; UPDATE plain SET v = 3 WHERE id = 1;"
+    ))
+    .await;
+    eventually("the view halted again", Duration::from_secs(30), || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_view_halted{view=\"events\"}") == 1.0
+    })
+    .await;
+    env.converge(&table, vec![event("A"), plain(3)], Duration::from_secs(30))
+        .await;
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("the account may no longer SELECT it"),
+        "{}",
+        common::tail(&daemon.log)
+    );
+    assert!(daemon.terminate().success());
+    env.sql(&format!("DROP USER {user}")).await;
+}
+
 /// A primary key dropped while rowcast runs from a joined view's root halts the view, its
 /// progress held at the change it could not refresh: with the key back and a restart, that
 /// change is read again and the item follows it. On the code before, the halt held nothing:

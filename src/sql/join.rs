@@ -231,8 +231,16 @@ async fn read_one_join(
     };
     for column in join.from_columns() {
         if table.schema.position(column).is_none() {
+            // `information_schema` shows an account only the columns it may read: none at all
+            // is a table gone or a grant taken away (a REVOKE logged in the binlog makes the
+            // schema load again), not a column the view lacks.
+            let why = if from.schema.columns.is_empty() {
+                " (rowcast's account sees no column of it: the table is gone, or the account may no longer SELECT it)"
+            } else {
+                ""
+            };
             return Err(SqlError::Schema(format!(
-                "{}: column {column} is not in {}",
+                "{}: column {column} is not in {}{why}",
                 join.field, join.from
             )));
         }

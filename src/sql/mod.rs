@@ -62,8 +62,12 @@ impl SqlError {
     }
 }
 
-/// Server errors that need an operator: access denied, unknown table or column, syntax.
-const DEFINITE_SERVER_CODES: [u16; 6] = [1044, 1045, 1054, 1064, 1146, 1227];
+/// Server errors that need an operator: access denied (to a database, the account, a table, a
+/// column, a privilege), unknown table or column, syntax. A table or column refused (1142, 1143:
+/// a grant taken away while rowcast runs) was once taken for an error that may pass, and a join
+/// refresh of such a table was retried for ever instead of halting its view, its held marks
+/// keeping every view's checkpoint where it was.
+const DEFINITE_SERVER_CODES: [u16; 8] = [1044, 1045, 1054, 1064, 1142, 1143, 1146, 1227];
 
 /// Whether a server or connection error is worth retrying.
 pub fn classify(error: &mysql_async::Error) -> ErrorClass {
