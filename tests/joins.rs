@@ -170,11 +170,7 @@ async fn a_view_with_joins_on_a_table_without_primary_key_halts_alone() {
     )
     .await;
     write_events_view(&env, &table);
-    env.write_view(
-        "plain.toml",
-        &"name = \"plain\"\ntable = \"TABLE\"\nsource = \"{DB}.plain\"\n[key]\npk = \"PLAIN#{id}\"\n"
-            .replace("TABLE", &table),
-    );
+    write_plain_view(&env, &table);
     env.write_config("");
     env.create_tables();
     let daemon = env.start().await;
@@ -222,11 +218,7 @@ async fn a_joined_table_the_account_may_no_longer_read_halts_its_views_alone() {
     ))
     .await;
     write_events_view(&env, &table);
-    env.write_view(
-        "plain.toml",
-        &"name = \"plain\"\ntable = \"TABLE\"\nsource = \"{DB}.plain\"\n[key]\npk = \"PLAIN#{id}\"\n"
-            .replace("TABLE", &table),
-    );
+    write_plain_view(&env, &table);
     env.write_config("");
     let text = std::fs::read_to_string(env.config_path()).unwrap().replace(
         &format!("url = \"{}\"", common::SOURCE_URL),
@@ -724,6 +716,15 @@ attributes = { text = "text" }
     )
     .await;
     assert!(daemon.terminate().success());
+}
+
+/// A view of `plain` with no join, beside `events`.
+fn write_plain_view(env: &Env, table: &str) {
+    env.write_view(
+        "plain.toml",
+        &"name = \"plain\"\ntable = \"TABLE\"\nsource = \"{DB}.plain\"\n[key]\npk = \"PLAIN#{id}\"\n"
+            .replace("TABLE", table),
+    );
 }
 
 /// The view of the key tests: `events` (its root, keyed by `ref`) with a lookup of `kinds`.

@@ -212,6 +212,27 @@ pub async fn read_joined(
     Ok(out)
 }
 
+/// Checks that `table` (the columns of `from` a read of `join` takes) has every column the join
+/// asks for. `information_schema` shows an account only the columns it may read: none at all is
+/// a table gone or a grant taken away (a REVOKE the binlog carries makes the schema load again),
+/// not a column the view lacks.
+fn columns_read(join: &Join, from: &SqlTable, table: &SqlTable) -> Result<(), SqlError> {
+    for column in join.from_columns() {
+        if table.schema.position(column).is_none() {
+            let why = if from.schema.columns.is_empty() {
+                " (rowcast's account sees no column of it: the table is gone, or the account may no longer SELECT it)"
+            } else {
+                ""
+            };
+            return Err(SqlError::Schema(format!(
+                "{}: column {column} is not in {}{why}",
+                join.field, join.from
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn read_one_join(
     conn: &mut Conn,
     tables: &mut TableCache,
@@ -229,22 +250,7 @@ async fn read_one_join(
         needed.extend(from.primary_key.iter().map(String::as_str));
         std::sync::Arc::new(from.subset(&needed))
     };
-    for column in join.from_columns() {
-        if table.schema.position(column).is_none() {
-            // `information_schema` shows an account only the columns it may read: none at all
-            // is a table gone or a grant taken away (a REVOKE logged in the binlog makes the
-            // schema load again), not a column the view lacks.
-            let why = if from.schema.columns.is_empty() {
-                " (rowcast's account sees no column of it: the table is gone, or the account may no longer SELECT it)"
-            } else {
-                ""
-            };
-            return Err(SqlError::Schema(format!(
-                "{}: column {column} is not in {}{why}",
-                join.field, join.from
-            )));
-        }
-    }
+    columns_read(join, &from, &table)?;
     let mut collected: HashMap<Vec<JoinValue>, Collected> = HashMap::new();
     let keys = root_keys(roots, &root_columns);
     for batch in keys.chunks(KEYS_PER_QUERY) {
