@@ -1842,6 +1842,50 @@ async fn a_lazy_views_table_cut_over_keeps_the_view_going() {
     assert!(daemon.terminate().success());
 }
 
+/// A TRUNCATE of a lazy view's table: the view is not halted (it has no pass a rebuild would
+/// need), its items from before the TRUNCATE are removed, and changes after it write items as
+/// before; the eager view beside it is backfilled again. (The failure model said such a lazy view
+/// halts until a repair; the code, and now this test, say otherwise.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncate_of_a_lazy_views_table_removes_its_old_items_and_keeps_the_view_going() {
+    let (env, table, lazy) = rollback_notes("edgelazytrunc").await;
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1'), (2, 'two', '2')")
+        .await;
+    let lazy_items = |rows: &[(i64, &str)]| -> Vec<Value> {
+        rows.iter()
+            .map(|(id, body)| json!({"pk": format!("L#{id}"), "body": body}))
+            .collect()
+    };
+    env.converge(
+        &lazy,
+        lazy_items(&[(1, "one"), (2, "two")]),
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("TRUNCATE TABLE notes; INSERT INTO notes VALUES (3, 'three', '3')")
+        .await;
+    env.converge(&lazy, lazy_items(&[(3, "three")]), Duration::from_secs(60))
+        .await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(60))
+        .await;
+    env.sql("INSERT INTO notes VALUES (1, 'one again', '1')")
+        .await;
+    env.converge(
+        &lazy,
+        lazy_items(&[(1, "one again"), (3, "three")]),
+        Duration::from_secs(30),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_view_halted{view=\"lazy\"}"),
+        0.0,
+        "{metrics}"
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// A TRUNCATE prefixed by `SET STATEMENT … FOR` (per-statement variables) or written inside
 /// MariaDB's executable comment `/*M!… */` is logged as written: it is still a TRUNCATE, and the
 /// table's old items go. On the code before, both were read as statements of no table, and the
