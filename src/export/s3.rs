@@ -32,17 +32,40 @@ fn failed(what: &str, key: &str, error: impl std::error::Error) -> ExportError {
 }
 
 /// An S3 client with the default credential chain and region (`region` if set), at
-/// `endpoint_url` when given (path-style addressing, as S3-compatible stores expect).
+/// [`endpoint`] when there is one (path-style addressing, as S3-compatible stores expect).
 async fn client(endpoint_url: Option<&str>, region: Option<&str>) -> Client {
+    let endpoint_url = endpoint(endpoint_url, |name| std::env::var(name).ok());
     let shared = crate::dynamo::shared_config(&DynamoConfig {
-        endpoint_url: endpoint_url.map(str::to_string),
+        endpoint_url: endpoint_url.clone(),
         region: region.map(str::to_string),
     })
     .await;
-    let conf = aws_sdk_s3::config::Builder::from(&shared)
-        .force_path_style(endpoint_url.is_some())
-        .build();
-    Client::from_conf(conf)
+    Client::from_conf(config(&shared, endpoint_url.is_some()))
+}
+
+/// The S3 endpoint: `--s3-endpoint-url` (`flag`), else the one the SDK would take from the
+/// environment (`AWS_ENDPOINT_URL_S3`, then `AWS_ENDPOINT_URL`, unless
+/// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), read here so that either way gets path-style
+/// addressing. Before, only the flag did: with the variable, the SDK put the bucket in the
+/// endpoint's host name (`bucket.minio:9000`), which no resolver knows (found by a review; an
+/// address like 127.0.0.1 never had the problem, the SDK addresses one by path).
+fn endpoint(flag: Option<&str>, var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    if let Some(url) = flag {
+        return Some(url.to_string());
+    }
+    if var("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|name| var(name).filter(|url| !url.is_empty()))
+}
+
+/// The S3 client's settings: `shared`'s, path-style when an endpoint is set.
+fn config(shared: &aws_config::SdkConfig, custom_endpoint: bool) -> aws_sdk_s3::Config {
+    aws_sdk_s3::config::Builder::from(shared)
+        .force_path_style(custom_endpoint)
+        .build()
 }
 
 /// The bytes of `s3://bucket/key` (`location`), read with [`client`]'s settings.
@@ -326,5 +349,117 @@ impl S3Dest {
             .await
             .map_err(|e| failed("writing", &key, e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef;
+    use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+    use aws_sdk_s3::error::BoxError;
+    use std::sync::{Arc, Mutex};
+
+    /// An environment of `set`'s variables.
+    fn vars<'a>(set: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            set.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_flag_then_the_sdks_variables_name_the_endpoint() {
+        let s3 = [("AWS_ENDPOINT_URL_S3", "http://minio:9000")];
+        assert_eq!(
+            endpoint(Some("http://a:1"), vars(&s3)).as_deref(),
+            Some("http://a:1")
+        );
+        assert_eq!(
+            endpoint(None, vars(&s3)).as_deref(),
+            Some("http://minio:9000")
+        );
+        let both = [
+            ("AWS_ENDPOINT_URL", "http://all:1"),
+            ("AWS_ENDPOINT_URL_S3", "http://s3:1"),
+        ];
+        assert_eq!(endpoint(None, vars(&both)).as_deref(), Some("http://s3:1"));
+        let general = [
+            ("AWS_ENDPOINT_URL", "http://all:1"),
+            ("AWS_ENDPOINT_URL_S3", ""),
+        ];
+        assert_eq!(
+            endpoint(None, vars(&general)).as_deref(),
+            Some("http://all:1")
+        );
+        let ignored = [
+            ("AWS_ENDPOINT_URL_S3", "http://minio:9000"),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "TRUE"),
+        ];
+        assert_eq!(endpoint(None, vars(&ignored)), None);
+        assert_eq!(endpoint(None, vars(&[])), None);
+    }
+
+    /// Catches the request's address once the endpoint is applied, then fails the request
+    /// before credentials are resolved or anything is sent.
+    #[derive(Debug)]
+    struct Catch(Arc<Mutex<String>>);
+
+    impl Intercept for Catch {
+        fn name(&self) -> &'static str {
+            "Catch"
+        }
+
+        fn read_before_signing(
+            &self,
+            context: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            *self.0.lock().expect("not poisoned") = context.request().uri().to_string();
+            Err("caught".into())
+        }
+    }
+
+    /// The address of a PutObject to `bucket/key` with [`config`]'s settings at a host name.
+    fn address(custom_endpoint: bool) -> String {
+        let shared = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://s3-compatible.invalid:9000")
+            .build();
+        let caught = Arc::new(Mutex::new(String::new()));
+        let client = Client::from_conf(config(&shared, custom_endpoint));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let sent = runtime.block_on(
+            client
+                .put_object()
+                .bucket("bucket")
+                .key("key")
+                .customize()
+                .interceptor(Catch(caught.clone()))
+                .send(),
+        );
+        assert!(sent.is_err(), "caught before it was sent");
+        let uri = caught.lock().expect("not poisoned").clone();
+        uri
+    }
+
+    #[test]
+    fn an_endpoint_at_a_host_name_is_addressed_by_path() {
+        assert_eq!(
+            address(true),
+            "http://s3-compatible.invalid:9000/bucket/key?x-id=PutObject"
+        );
+        // What the SDK does otherwise, and did with `AWS_ENDPOINT_URL_S3` before: the bucket in
+        // the host name.
+        assert_eq!(
+            address(false),
+            "http://bucket.s3-compatible.invalid:9000/key?x-id=PutObject"
+        );
     }
 }
