@@ -56,7 +56,7 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
-    /// Ask the running daemon (on the config's metrics listener) to backfill a view again from
+    /// Ask the running daemon (on the config's `[api] listen`) to backfill a view again from
     /// its first row, while it keeps streaming: to repair a view that drifted.
     Snapshot {
         /// Daemon config file (TOML).
@@ -191,7 +191,8 @@ enum DeadlettersAction {
 
 #[derive(Subcommand)]
 enum TablesAction {
-    /// Create every table the views (and the checkpoint) need; existing tables are left as they are.
+    /// Create every table the views (and the checkpoint) need; an existing table gets the GSIs
+    /// it lacks and, for a write-back view, its stream turned on; its keys are left as they are.
     Create,
 }
 

@@ -476,6 +476,21 @@ async fn an_export_to_s3_is_imported_by_import_table_and_matches_the_source() {
         .send()
         .await
         .unwrap();
+
+    // An import into tables that exist (the first one made them) is refused before anything is
+    // exported: ImportTable refuses them. Before, the whole export ran first (here 12 MB of
+    // blobs) and only then the import failed.
+    let (code, text) = export_to_s3(&config, &moto.url, "run4", &["--import", "--view", "blobs"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(&format!("and {blobs} exists")), "{text}");
+    let written = s3
+        .list_objects_v2()
+        .bucket("rowcast-export")
+        .prefix("run4/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(written.key_count(), Some(0), "{written:?}");
 }
 
 /// An export made without `--checkpoint` (or whose checkpoint could not be saved) seeds the

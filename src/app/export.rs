@@ -62,6 +62,9 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
         ));
     }
     let client = dynamo::client(&config.dynamodb).await;
+    if request.import {
+        no_table_yet(&client, &views).await?;
+    }
     let store = checkpoint_store(config, &client);
     if request.checkpoint {
         no_checkpoint_yet(&store, "--checkpoint: the export would move a running pipeline's position. Export without --checkpoint, or for a new pipeline (another [pipeline] name or checkpoint)").await?;
@@ -114,6 +117,36 @@ async fn no_checkpoint_yet(store: &CheckpointStore, why: &str) -> Result<(), Exp
         ))),
         None => Ok(()),
     }
+}
+
+/// Refuses an `--import` into tables that exist: ImportTable makes its table and refuses one
+/// that exists, which it would only say after the whole export (hours for the tables one
+/// exports rather than backfills; before 2026-12-06's seventh stop it did, found by a review).
+async fn no_table_yet(
+    client: &aws_sdk_dynamodb::Client,
+    views: &[Arc<View>],
+) -> Result<(), ExportFailure> {
+    let mut existing = Vec::new();
+    for table in dynamo::tables::view_tables(views).into_keys() {
+        match dynamo::indexes::describe(client, &table).await {
+            Ok(_) => existing.push(table),
+            Err(info) if info.code.as_deref() == Some("ResourceNotFoundException") => {}
+            Err(info) => {
+                return Err(ExportFailure::Import(format!(
+                    "DescribeTable {table}: {info}"
+                )));
+            }
+        }
+    }
+    if existing.is_empty() {
+        return Ok(());
+    }
+    Err(ExportFailure::Refused(format!(
+        "--import: ImportTable makes each table and refuses one that exists, and {} exist{}: delete {} first (`rowcast tables create` comes after the import), or export without --import and load the files another way",
+        existing.join(", "),
+        if existing.len() == 1 { "s" } else { "" },
+        if existing.len() == 1 { "it" } else { "them" },
+    )))
 }
 
 /// What an export wrote.
