@@ -1066,6 +1066,61 @@ async fn a_locked_row_is_retried_and_shown_in_metrics() {
     assert!(daemon.terminate().success());
 }
 
+/// An application's change made while the server takes no writes (`read_only`, as a
+/// switchover sets it on the old primary) waits until writes are taken again, then reaches SQL.
+/// Before, the server's 1290 refused the record at once: a dead letter, and the item put back to
+/// SQL's older state, so the application's change was lost. Runs alone: `read_only` is global.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_made_while_the_server_is_read_only_waits_and_reaches_sql() {
+    let (env, table) = setup_in(
+        Env::alone("wbreadonly").await,
+        "[dead_letter]\npath = \"dead.jsonl\"\n",
+    )
+    .await;
+    let env = std::sync::Arc::new(env);
+    let run = {
+        let env = env.clone();
+        tokio::spawn(async move {
+            let daemon = env.start().await;
+            converge(&env, &table).await;
+            env.sql("SET GLOBAL read_only = ON").await;
+            update(
+                &env,
+                &table,
+                item("eu", 1),
+                "SET note = :n",
+                &[(":n", s("switched"))],
+            )
+            .await;
+            eventually("the record to wait", Duration::from_secs(30), || async {
+                let (_, metrics) = daemon.get("/metrics").await;
+                metric(
+                    &metrics,
+                    "rowcast_writeback_retries_total{reason=\"read_only\"",
+                ) >= 3.0
+            })
+            .await;
+            assert_eq!(row(&env, 1).await.unwrap().4.as_deref(), Some("n1"));
+            assert!(letters_for(&env, "ACC#1]").is_empty());
+            env.sql("SET GLOBAL read_only = OFF").await;
+            eventually(
+                "the change to reach SQL",
+                Duration::from_secs(30),
+                || async { row(&env, 1).await.unwrap().4.as_deref() == Some("switched") },
+            )
+            .await;
+            converge(&env, &table).await;
+            assert!(letters_for(&env, "ACC#1]").is_empty());
+            assert!(daemon.terminate().success());
+        })
+    };
+    let outcome = run.await;
+    env.sql("SET GLOBAL read_only = OFF").await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unreadable_positions_stop_the_daemon_with_the_cause() {
     let env = Env::new("wbunreadable").await;

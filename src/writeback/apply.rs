@@ -16,7 +16,8 @@
 //!
 //! Errors: server errors a retry can fix (lock wait timeout, deadlock, too many connections,
 //! server shutdown, lost connection) are [`SqlError::Retry`]; a connection that cannot be had
-//! is [`SqlError::Unreachable`]; every other server error refuses the record.
+//! is [`SqlError::Unreachable`], a server that takes no writes for now [`SqlError::ReadOnly`];
+//! every other server error refuses the record.
 
 use std::collections::HashMap;
 
@@ -50,6 +51,11 @@ pub enum SqlError {
     Unreachable(#[source] mysql_async::Error),
     #[error("the statement failed in a way a retry may fix")]
     Retry(#[source] mysql_async::Error),
+    /// The server takes no writes for now (`read_only` during a switchover, a read-only
+    /// transaction): like an unreachable server, the record waits without end, since no other
+    /// record could be applied either.
+    #[error("the SQL server takes no writes now (read-only)")]
+    ReadOnly(#[source] mysql_async::Error),
     /// This instance's ownership of the checkpoint is not confirmed (see `control::Lease`):
     /// nothing was committed; the record waits, without counting as a failed try.
     #[error("this instance's ownership of the checkpoint is not confirmed (write lease); nothing committed")]
@@ -63,15 +69,30 @@ impl Classify for SqlError {
 }
 
 /// Server errors a retry may fix: lock wait timeout, deadlock, too many connections, server
-/// shutdown, connection killed, server gone away, lost connection, query interrupted, and a
-/// record changed since the transaction's snapshot (`innodb_snapshot_isolation`).
-const RETRY_CODES: [u16; 9] = [1205, 1213, 1040, 1053, 1927, 2006, 2013, 1317, 1020];
+/// shutdown, connection killed, server gone away, lost connection, query interrupted, a record
+/// changed since the transaction's snapshot (`innodb_snapshot_isolation`), the statement's
+/// time limit reached (MariaDB's `max_statement_time`, 1969; MySQL's `max_execution_time`,
+/// 3024), disk or table full, an error during commit, too many active
+/// transactions, a connection closed for being idle (MySQL's 4031).
+const RETRY_CODES: [u16; 16] = [
+    1205, 1213, 1040, 1053, 1927, 2006, 2013, 1317, 1020, 1969, 1021, 1114, 1180, 1637, 4031, 3024,
+];
+
+/// Server errors of a server that takes no writes for now: `--read-only` (1290, what a
+/// switchover sets on the old primary), a read-only transaction (1792), MySQL's read-only
+/// mode (1836). Before 2026-12-06's seventh stop they refused the record at once: an
+/// application's change made during a switchover was dead-lettered and its item put back to
+/// SQL's older state (found by a review; `tests/writeback_safety.rs`, seen failing).
+const READ_ONLY_CODES: [u16; 3] = [1290, 1792, 1836];
 
 /// A failed statement: `Err` when a retry may fix it, `Ok(reason)` when the record is refused.
 pub fn sort(error: mysql_async::Error) -> Result<String, SqlError> {
     match &error {
         mysql_async::Error::Server(server) if RETRY_CODES.contains(&server.code) => {
             Err(SqlError::Retry(error))
+        }
+        mysql_async::Error::Server(server) if READ_ONLY_CODES.contains(&server.code) => {
+            Err(SqlError::ReadOnly(error))
         }
         mysql_async::Error::Server(server) => Ok(format!(
             "SQL refused it: {} ({})",

@@ -2,8 +2,9 @@
 //! it is (`inverse.rs`), the SQL statement (`apply.rs`), and what happens when SQL refuses.
 //!
 //! A record ends applied, skipped or rejected — it never blocks the table:
-//! - SQL unreachable: the record waits for the server (retried with backoff, without end: the
-//!   change must not be lost, and no other record could be applied either);
+//! - SQL unreachable, or taking no writes (`read_only` during a switchover): the record waits
+//!   for the server (retried with backoff, without end: the change must not be lost, and no
+//!   other record could be applied either);
 //! - a failure a retry may fix (lock wait timeout, deadlock, lost connection, …): retried at
 //!   most [`MAX_TRIES`] times, then rejected;
 //! - anything else SQL refuses, a value that does not convert, or a panic while handling it:
@@ -145,6 +146,7 @@ impl Handler {
             };
             let reason = match &failure {
                 SqlError::Unreachable(_) => "unreachable",
+                SqlError::ReadOnly(_) => "read_only",
                 SqlError::Retry(_) => {
                     tries += 1;
                     "retry"
