@@ -265,6 +265,40 @@ async fn repair_removes_items_of_gone_rows_and_of_an_old_key_template() {
     assert!(daemon.terminate().success());
 }
 
+/// An application's own item in a view's table, whose key the view's template parses but not
+/// into a value of the key column's type (`NOTE#1#SETTINGS` reads as the integer id
+/// "1#SETTINGS"), is not the view's: verify neither reports nor removes it, as write-back tells
+/// them apart. Before, it was an extra, and `--repair` deleted it: the application's only copy
+/// (found by a review). An item in the view's own key space (`NOTE#99`, the id of no row) is
+/// still the view's, an extra, and removed, as documented.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_applications_own_item_in_a_views_table_is_neither_reported_nor_removed() {
+    let (env, table) = notes("verifyapp", 5, "").await;
+    let daemon = env.start().await;
+    let mut expected = notes_expected(&env, "NOTE#").await;
+    env.converge(&table, expected.clone(), Duration::from_secs(60))
+        .await;
+    for pk in ["NOTE#1#SETTINGS", "NOTE#99"] {
+        put(&env, &table, &[("pk", s(pk)), ("theme", s("dark"))]).await;
+    }
+    expected.push(serde_json::json!({"pk": "NOTE#1#SETTINGS", "theme": "dark"}));
+    expected.sort_by_key(|v| v.to_string());
+    let (code, stdout, stderr) = verify(&env, &["--repair"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        diff_lines(&stdout),
+        vec!["DIFF notes extra pk=NOTE#99"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("notes: 6 checked, 0 missing, 1 extra, 0 different, 1 repaired"),
+        "{stdout}"
+    );
+    env.converge(&table, expected, Duration::from_secs(30))
+        .await;
+    assert!(daemon.terminate().success());
+}
+
 /// A changed definition (a new key template and a tighter filter) is seen at start: the view is
 /// backfilled again and every item only the old definition made is removed, with no command.
 /// A restart without a change backfills nothing. Rows deleted in STATEMENT format halt the

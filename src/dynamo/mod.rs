@@ -63,17 +63,29 @@ pub fn sending_once(client: &Client) -> Client {
 
 /// Region, endpoint and credentials for the AWS clients (DynamoDB and DynamoDB Streams).
 pub async fn shared_config(config: &DynamoConfig) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    shared_config_from(
+        aws_config::defaults(aws_config::BehaviorVersion::latest()),
+        config,
+    )
+    .await
+}
+
+/// [`shared_config`] from `loader` (the tests' names their profile files).
+async fn shared_config_from(
+    mut loader: aws_config::ConfigLoader,
+    config: &DynamoConfig,
+) -> aws_config::SdkConfig {
     if let Some(region) = &config.region {
         loader = loader.region(Region::new(region.clone()));
     }
     if let Some(endpoint) = &config.endpoint_url {
         loader = loader.endpoint_url(endpoint);
+        let local = is_loopback(endpoint);
         // DynamoDB Local accepts any credentials; don't make the operator invent some. Only for
         // a loopback endpoint with no credentials configured: any other endpoint (a VPC
         // endpoint, a proxy) gets the default chain, and so does a local one when the operator
         // configured credentials.
-        if is_loopback(endpoint) && !credentials_configured() {
+        if local && !credentials_configured() {
             loader = loader.credentials_provider(Credentials::new(
                 "local",
                 "local",
@@ -82,11 +94,25 @@ pub async fn shared_config(config: &DynamoConfig) -> aws_config::SdkConfig {
                 "rowcast-local",
             ));
         }
-        if config.region.is_none() && std::env::var_os("AWS_REGION").is_none() {
+        // DynamoDB Local takes any region, and asking the chain would make every start wait for
+        // the instance metadata service's timeout.
+        if local && config.region.is_none() && std::env::var_os("AWS_REGION").is_none() {
             loader = loader.region(Region::new("us-east-1"));
         }
     }
-    loader.load().await
+    let shared = loader.load().await;
+    // Any other endpoint (a VPC endpoint, a proxy) signs for the default chain's region
+    // (`AWS_REGION`, `AWS_DEFAULT_REGION`, the profile, the instance's), and only without one
+    // for us-east-1. Before 2026-12-06's seventh stop it was us-east-1 whenever `region` and
+    // `AWS_REGION` were unset: with the region in the profile only, every request to a VPC
+    // endpoint in another region was refused, and the writes held for ever (found by a review).
+    if config.endpoint_url.is_some() && shared.region().is_none() {
+        return shared
+            .into_builder()
+            .region(Region::new("us-east-1"))
+            .build();
+    }
+    shared
 }
 
 /// Whether `endpoint` (`http://127.0.0.1:8000`) names this machine.
@@ -138,6 +164,61 @@ pub async fn streams_client(config: &DynamoConfig) -> aws_sdk_dynamodbstreams::C
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// The region [`shared_config_from`] gives an endpoint when the profile (in `profile`)
+    /// names one and the configuration does not. (`ProfileFiles` is aws-config's deprecated
+    /// alias of aws-runtime's `EnvConfigFiles`, which rowcast does not depend on; the loader
+    /// takes either.)
+    #[allow(deprecated)]
+    fn region_with_profile(endpoint: &str, profile: &str) -> Option<String> {
+        let dir = std::env::temp_dir().join(format!(
+            "rowcast-region-{}-{}",
+            std::process::id(),
+            endpoint.len()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let file = dir.join("config");
+        std::fs::write(&file, profile).expect("the profile written");
+        let files = aws_config::profile::profile_file::ProfileFiles::builder()
+            .with_file(
+                aws_config::profile::profile_file::ProfileFileKind::Config,
+                &file,
+            )
+            .build();
+        let loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).profile_files(files);
+        let config = DynamoConfig {
+            endpoint_url: Some(endpoint.to_string()),
+            region: None,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let shared = runtime.block_on(shared_config_from(loader, &config));
+        let _ = std::fs::remove_dir_all(&dir);
+        shared.region().map(ToString::to_string)
+    }
+
+    /// A VPC endpoint signs for the profile's region (before: us-east-1, refused); DynamoDB
+    /// Local gets us-east-1 without asking the chain. `AWS_REGION`, where the machine sets it,
+    /// comes first in both.
+    #[test]
+    fn an_endpoint_elsewhere_takes_the_profiles_region_and_a_local_one_us_east_1() {
+        let env = std::env::var("AWS_REGION").ok();
+        let profile = "[default]\nregion = eu-west-1\n";
+        let vpc = "https://vpce-1.dynamodb.eu-west-1.vpce.amazonaws.com";
+        assert_eq!(
+            region_with_profile(vpc, profile),
+            Some(env.clone().unwrap_or_else(|| "eu-west-1".into()))
+        );
+        assert_eq!(
+            region_with_profile("http://127.0.0.1:8000", profile),
+            Some(env.unwrap_or_else(|| "us-east-1".into()))
+        );
+    }
+
     #[test]
     fn loopback_endpoints_are_told_apart() {
         for local in [

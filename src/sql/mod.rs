@@ -8,6 +8,7 @@ mod query;
 mod rows;
 mod snapshot;
 mod table;
+pub mod values;
 
 pub use cache::TableCache;
 pub use query::{

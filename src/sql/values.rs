@@ -9,7 +9,7 @@
 
 use mysql_async::Value;
 
-use crate::view::row::ColumnKind;
+use crate::view::row::{ColumnKind, TableSchema};
 use crate::view::value::{datetime_from_epoch, is_number_text, Attr, Cell, Conversion};
 
 /// An attribute value as the column's SQL value, per the VIEWS.md table and `as` conversion.
@@ -306,6 +306,28 @@ fn from_epoch(text: &str, millis: bool) -> Result<Value, String> {
         .flatten()
         .ok_or_else(bad)?;
     Ok(Value::Bytes(text.replacen('T', " ", 1).into_bytes()))
+}
+
+/// Whether the key columns parsed from an item's key are values their columns can hold, in the
+/// form rowcast renders them (integers without sign or leading zeros, dates as dates, ENUM
+/// labels, …). A key that parses with the templates but not with the types is another item's
+/// (e.g. the application's own `ACC#1#SETTINGS` next to a view's `ACC#{id}`).
+pub fn typed_key(table: &TableSchema, columns: &[(String, String)]) -> bool {
+    columns.iter().all(|(column, text)| {
+        let Some(kind) = table.column(column).map(|c| &c.kind) else {
+            return false;
+        };
+        match kind {
+            ColumnKind::Int { .. }
+            | ColumnKind::SignedMedium
+            | ColumnKind::Bit
+            | ColumnKind::Year => text.parse::<i128>().is_ok_and(|n| n.to_string() == *text),
+            // A UUID or address as MariaDB prints it: `…ABCD` would insert the row whose item
+            // is `…abcd`, a second item of one row.
+            ColumnKind::Native(native) => native.normalise(text).is_ok_and(|t| t == *text),
+            other => to_sql(&Attr::S(text.clone()), other, Conversion::String).is_ok(),
+        }
+    })
 }
 
 #[cfg(test)]

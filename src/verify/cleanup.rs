@@ -113,7 +113,12 @@ impl Cleanup {
         let pacer = Pacer::new(self.rate);
         // Items are the view's by `_view` here: the sweep never takes another view's item.
         let alone = [Arc::new(view.clone())];
-        let mut pages = Pages::new(&self.client, view, &alone, (0, 1));
+        let owner = super::table::Owner {
+            view,
+            views: &alone,
+            schema: None,
+        };
+        let mut pages = Pages::new(&self.client, owner, (0, 1));
         let mut removed = 0;
         while let Some(page) = pages.next(&pacer).await? {
             for (key, stored) in page {

@@ -118,14 +118,7 @@ async fn scan<A: Default + Send>(
                 }
             };
             let segment = (i as i32, segments);
-            table::scan_segment(
-                services.client,
-                (view, services.views),
-                segment,
-                pacer,
-                &mut visit,
-            )
-            .await
+            table::scan_segment(services.client, run.owner(), segment, pacer, &mut visit).await
         }
     }))
     .await
@@ -157,7 +150,13 @@ fn groups(differing: &[(usize, u64)]) -> Vec<HashSet<usize>> {
 pub async fn stored(run: &mut Run<'_, '_>) -> Result<(), VerifyError> {
     let (view, services) = (run.view, run.services);
     let pacer = Pacer::new(run.options.rate);
-    let mut pages = Pages::new(services.client, view, services.views, (0, 1));
+    let schema = run.schema.clone();
+    let owner = table::Owner {
+        view,
+        views: services.views,
+        schema: Some(&schema),
+    };
+    let mut pages = Pages::new(services.client, owner, (0, 1));
     let mut batch = Vec::new();
     while let Some(page) = pages.next(&pacer).await.map_err(dynamo_error(view))? {
         batch.extend(page.into_iter().map(|(key, _)| key));

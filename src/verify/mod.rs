@@ -231,11 +231,22 @@ struct Run<'a, 'r> {
     options: &'a Options,
     /// Version from which items were written by the view's current backfill pass or later.
     pass_start: Option<u128>,
+    /// The view's source table (see [`table::Owner`]).
+    schema: Arc<crate::view::row::TableSchema>,
     report: &'r mut (dyn FnMut(&Difference) + Send + Sync),
     summary: Summary,
 }
 
 impl Run<'_, '_> {
+    /// Which of the table's items are this view's.
+    fn owner(&self) -> table::Owner<'_> {
+        table::Owner {
+            view: self.view,
+            views: self.services.views,
+            schema: Some(&self.schema),
+        }
+    }
+
     /// Settles `keys` (a batch at a time), reports and counts the differences, repairs them.
     async fn check(&mut self, keys: Vec<ItemKey>) -> Result<(), VerifyError> {
         for batch in keys.chunks(SETTLE_BATCH) {
@@ -288,11 +299,17 @@ pub async fn verify_view(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let schema = (crate::sql::TableCache::new(services.pool.clone()))
+        .get(&view.source)
+        .await?
+        .schema
+        .clone();
     let mut run = Run {
         services,
         view,
         options,
         pass_start: progress.as_ref().and_then(|p| p.from_version),
+        schema,
         report,
         summary: Summary::default(),
     };

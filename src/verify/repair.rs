@@ -80,7 +80,7 @@ async fn written(run: &Run<'_, '_>, difference: &Difference) -> Result<(), Verif
     // 20 ms, doubling up to half a second: about 25 reads in the 10 s, not 500.
     let mut pause = Duration::from_millis(20);
     while tokio::time::Instant::now() < deadline {
-        let stored = table::get_items(services.client, (view, services.views), &keys)
+        let stored = table::get_items(services.client, run.owner(), &keys)
             .await
             .map_err(super::dynamo_error(view))?;
         let now = stored.get(&difference.key);

@@ -78,7 +78,7 @@ pub async fn settle(run: &mut Run<'_, '_>, keys: Vec<ItemKey>) -> Result<Settled
             run.summary.daemon_behind = true;
             break;
         }
-        let mut stored = table::get_items(services.client, (view, services.views), &keys)
+        let mut stored = table::get_items(services.client, run.owner(), &keys)
             .await
             .map_err(dynamo_error(view))?;
         let mut next = Vec::new();

@@ -22,11 +22,11 @@ use std::collections::BTreeMap;
 
 use mysql_async::Value;
 
-use super::values::to_sql;
 use crate::dynamo::{REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE};
+use crate::sql::values::{to_sql, typed_key};
 use crate::view::row::{ColumnKind, TableSchema};
 use crate::view::spec::View;
-use crate::view::value::{Attr, Conversion};
+use crate::view::value::Attr;
 use crate::view::{key_readings, ItemKey};
 
 pub type Image = BTreeMap<String, Attr>;
@@ -128,28 +128,6 @@ pub fn typed_readings(
         }
     }
     typed
-}
-
-/// Whether the key columns parsed from an item's key are values their columns can hold, in the
-/// form rowcast renders them (integers without sign or leading zeros, dates as dates, ENUM
-/// labels, …). A key that parses with the templates but not with the types is another item's
-/// (e.g. the application's own `ACC#1#SETTINGS` next to a view's `ACC#{id}`).
-pub fn typed_key(table: &TableSchema, columns: &[(String, String)]) -> bool {
-    columns.iter().all(|(column, text)| {
-        let Some(kind) = table.column(column).map(|c| &c.kind) else {
-            return false;
-        };
-        match kind {
-            ColumnKind::Int { .. }
-            | ColumnKind::SignedMedium
-            | ColumnKind::Bit
-            | ColumnKind::Year => text.parse::<i128>().is_ok_and(|n| n.to_string() == *text),
-            // A UUID or address as MariaDB prints it: `…ABCD` would insert the row whose item
-            // is `…abcd`, a second item of one row.
-            ColumnKind::Native(native) => native.normalise(text).is_ok_and(|t| t == *text),
-            other => to_sql(&Attr::S(text.clone()), other, Conversion::String).is_ok(),
-        }
-    })
 }
 
 fn metadata<'a>(image: Option<&'a Image>, name: &str) -> Option<&'a Attr> {

@@ -27,7 +27,7 @@ pub mod inverse;
 pub mod record;
 pub mod shards;
 pub mod stream;
-pub mod values;
+pub use crate::sql::values;
 
 use std::sync::Arc;
 use std::time::Duration;
