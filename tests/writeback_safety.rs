@@ -125,6 +125,18 @@ async fn caught_up(env: &Env, table: &str) {
     .await;
 }
 
+/// An application's UpdateItem of item `id`'s note.
+async fn update_note(env: &Env, table: &str, id: i64, note: &str) {
+    update(
+        env,
+        table,
+        item("eu", id),
+        "SET note = :n",
+        &[(":n", s(note))],
+    )
+    .await;
+}
+
 async fn converge(env: &Env, table: &str) {
     env.converge(table, expected(env).await, Duration::from_secs(30))
         .await;
@@ -221,22 +233,8 @@ async fn a_write_back_touches_exactly_the_row_behind_the_item() {
     )
     .await;
     // Updates whose rows moved away (7) or left the filter (8) before write-back read them.
-    update(
-        &env,
-        &table,
-        item("eu", 7),
-        "SET note = :n",
-        &[(":n", s("from-app-7"))],
-    )
-    .await;
-    update(
-        &env,
-        &table,
-        item("eu", 8),
-        "SET note = :n",
-        &[(":n", s("from-app-8"))],
-    )
-    .await;
+    update_note(&env, &table, 7, "from-app-7").await;
+    update_note(&env, &table, 8, "from-app-8").await;
     env.sql(
         "UPDATE ledger SET region = 'us' WHERE id = 7; UPDATE ledger SET status = 'closed' WHERE id = 8",
     )
@@ -292,14 +290,7 @@ async fn history_is_never_replayed() {
     let (mut env, table) = setup("wbhistory", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
     let daemon = env.start().await;
     converge(&env, &table).await;
-    update(
-        &env,
-        &table,
-        item("eu", 1),
-        "SET note = :n",
-        &[(":n", s("app-old"))],
-    )
-    .await;
+    update_note(&env, &table, 1, "app-old").await;
     eventually(
         "the update to reach SQL",
         Duration::from_secs(30),
@@ -316,14 +307,7 @@ async fn history_is_never_replayed() {
     // connection. A change made while rowcast was down is applied, the old one is not replayed.
     env.server_id += 1;
     env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
-    update(
-        &env,
-        &table,
-        item("eu", 2),
-        "SET note = :n",
-        &[(":n", s("while-down"))],
-    )
-    .await;
+    update_note(&env, &table, 2, "while-down").await;
     let daemon = env.start().await;
     eventually(
         "the change made while down to reach SQL",
@@ -360,14 +344,7 @@ async fn history_is_never_replayed() {
     }
     let daemon = env.start().await;
     started_at_latest(&daemon).await;
-    update(
-        &env,
-        &table,
-        item("eu", 3),
-        "SET note = :n",
-        &[(":n", s("after-restart"))],
-    )
-    .await;
+    update_note(&env, &table, 3, "after-restart").await;
     eventually(
         "a change after the start to reach SQL",
         Duration::from_secs(30),
@@ -504,14 +481,7 @@ async fn started_at_latest(daemon: &common::Daemon) {
 
 /// An application's UpdateItem of the note of ledger item `id`, waited for in SQL.
 async fn note_reaches_sql(env: &Env, table: &str, id: i64, note: &str) {
-    update(
-        env,
-        table,
-        item("eu", id),
-        "SET note = :n",
-        &[(":n", s(note))],
-    )
-    .await;
+    update_note(env, table, id, note).await;
     eventually(
         "an application's update to reach SQL",
         Duration::from_secs(60),
@@ -662,14 +632,7 @@ async fn an_earlier_stream_left_unread_after_the_new_one_was_read_is_not_applied
     assert!(daemon.terminate().success());
     // Unread in the earlier stream: its positions as they are now are kept aside.
     let earlier = common::app::stream_arn(&env, &table).await;
-    update(
-        &env,
-        &table,
-        item("eu", 1),
-        "SET note = :n",
-        &[(":n", s("stale"))],
-    )
-    .await;
+    update_note(&env, &table, 1, "stale").await;
     let control = env.table("control");
     let partition = format!("writeback#{earlier}");
     let kept = env
@@ -727,14 +690,7 @@ const THREE_NOTES: [(i64, &str); 3] = [(1, "one"), (2, "two"), (3, "three")];
 /// An application's updates of [`THREE_NOTES`].
 async fn update_three_notes(env: &Env, table: &str) {
     for (id, note) in THREE_NOTES {
-        update(
-            env,
-            table,
-            item("eu", id),
-            "SET note = :n",
-            &[(":n", s(note))],
-        )
-        .await;
+        update_note(env, table, id, note).await;
     }
 }
 
@@ -776,22 +732,8 @@ async fn a_signaling_trigger_is_a_dead_letter_and_the_next_record_flows() {
     .await;
     let daemon = env.start().await;
     converge(&env, &table).await;
-    update(
-        &env,
-        &table,
-        item("eu", 1),
-        "SET note = :n",
-        &[(":n", s("forbidden"))],
-    )
-    .await;
-    update(
-        &env,
-        &table,
-        item("eu", 2),
-        "SET note = :n",
-        &[(":n", s("fine"))],
-    )
-    .await;
+    update_note(&env, &table, 1, "forbidden").await;
+    update_note(&env, &table, 2, "fine").await;
     eventually(
         "the good record after the bad one to reach SQL",
         Duration::from_secs(30),
@@ -826,14 +768,7 @@ async fn a_multibyte_date_is_a_dead_letter_not_a_panic() {
         &[(":d", s("2024年1月1日"))],
     )
     .await;
-    update(
-        &env,
-        &table,
-        item("eu", 2),
-        "SET note = :n",
-        &[(":n", s("after"))],
-    )
-    .await;
+    update_note(&env, &table, 2, "after").await;
     eventually(
         "the next record to reach SQL",
         Duration::from_secs(30),
@@ -857,28 +792,14 @@ async fn write_back_follows_ddl() {
     env.sql("ALTER TABLE ledger ADD COLUMN spare INT NULL")
         .await;
     // A first write-back makes the consumer read the table's schema.
-    update(
-        &env,
-        &table,
-        item("eu", 1),
-        "SET note = :n",
-        &[(":n", s("first"))],
-    )
-    .await;
+    update_note(&env, &table, 1, "first").await;
     eventually("the first update", Duration::from_secs(30), || async {
         row(&env, 1).await.unwrap().4.as_deref() == Some("first")
     })
     .await;
     // A column the view does not use is dropped: the next write-back still applies.
     env.sql("ALTER TABLE ledger DROP COLUMN spare").await;
-    update(
-        &env,
-        &table,
-        item("eu", 5),
-        "SET note = :n",
-        &[(":n", s("after-unrelated-drop"))],
-    )
-    .await;
+    update_note(&env, &table, 5, "after-unrelated-drop").await;
     eventually(
         "the update after an unrelated DDL",
         Duration::from_secs(30),
@@ -913,14 +834,7 @@ async fn write_back_follows_ddl() {
         &[(":d", s("2024-01-01"))],
     )
     .await;
-    update(
-        &env,
-        &table,
-        item("eu", 4),
-        "SET note = :n",
-        &[(":n", s("after-drop"))],
-    )
-    .await;
+    update_note(&env, &table, 4, "after-drop").await;
     eventually(
         "the next record to reach SQL",
         Duration::from_secs(30),
@@ -1035,14 +949,7 @@ async fn a_locked_row_is_retried_and_shown_in_metrics() {
         ))
         .await
         .unwrap();
-    update(
-        &env,
-        &table,
-        item("eu", 1),
-        "SET note = :n",
-        &[(":n", s("waited"))],
-    )
-    .await;
+    update_note(&env, &table, 1, "waited").await;
     eventually(
         "the record to be retried",
         Duration::from_secs(30),
@@ -1084,14 +991,7 @@ async fn a_change_made_while_the_server_is_read_only_waits_and_reaches_sql() {
             let daemon = env.start().await;
             converge(&env, &table).await;
             env.sql("SET GLOBAL read_only = ON").await;
-            update(
-                &env,
-                &table,
-                item("eu", 1),
-                "SET note = :n",
-                &[(":n", s("switched"))],
-            )
-            .await;
+            update_note(&env, &table, 1, "switched").await;
             eventually("the record to wait", Duration::from_secs(30), || async {
                 let (_, metrics) = daemon.get("/metrics").await;
                 metric(
@@ -1119,6 +1019,33 @@ async fn a_change_made_while_the_server_is_read_only_waits_and_reaches_sql() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic.into_panic());
     }
+}
+
+/// A rejected change larger than 64 KB (a 70 KB text into a VARCHAR(40)) is kept whole in the
+/// dead-letter file: it is the only place the application's change survives, since the item is
+/// put back to SQL's state. Before, a record over 64 KB was cut to its length and sequence.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_rejected_change_is_kept_whole_in_its_dead_letter() {
+    let (env, table) = setup("wblargeletter", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    let long = "x".repeat(70_000);
+    update_note(&env, &table, 1, &long).await;
+    eventually("the dead letter", Duration::from_secs(30), || async {
+        !letters_for(&env, "ACC#1]").is_empty()
+    })
+    .await;
+    converge(&env, &table).await;
+    let letters = letters_for(&env, "ACC#1]");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let record = &letters[0]["record"];
+    assert_eq!(
+        record["new"]["note"].as_str(),
+        Some(long.as_str()),
+        "{record}"
+    );
+    assert_eq!(row(&env, 1).await.unwrap().4.as_deref(), Some("n1"));
+    assert!(daemon.terminate().success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1328,22 +1255,8 @@ async fn a_value_that_does_not_fit_is_refused_also_where_the_server_is_not_stric
         let daemon = env.start().await;
         converge(&env, &table).await;
         let long = "x".repeat(60);
-        update(
-            &env,
-            &table,
-            item("eu", 1),
-            "SET note = :n",
-            &[(":n", s(&long))],
-        )
-        .await;
-        update(
-            &env,
-            &table,
-            item("eu", 2),
-            "SET note = :n",
-            &[(":n", s("after"))],
-        )
-        .await;
+        update_note(&env, &table, 1, &long).await;
+        update_note(&env, &table, 2, "after").await;
         eventually(
             "the next record to reach SQL",
             Duration::from_secs(30),

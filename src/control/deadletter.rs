@@ -173,10 +173,15 @@ impl DeadLetterStore {
         }
     }
 
-    /// Records one dead letter, bounded in size (see [`bounded`]).
+    /// Records one dead letter, bounded in size to what the store takes (see
+    /// [`DeadLetter::bounded_to`]).
     pub async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let json =
-            serde_json::to_string(&letter.bounded()).expect("a dead letter always serialises");
+        let most = match self {
+            DeadLetterStore::File { .. } => crate::pipeline::FILE_RECORD_BYTES,
+            DeadLetterStore::Table { .. } => crate::pipeline::TABLE_RECORD_BYTES,
+        };
+        let json = serde_json::to_string(&letter.bounded_to(most))
+            .expect("a dead letter always serialises");
         match self {
             DeadLetterStore::File { path, lock, .. } => {
                 let _guard = lock.lock().await;

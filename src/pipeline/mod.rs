@@ -295,13 +295,29 @@ pub struct DeadLetter {
 const MAX_REASON_BYTES: usize = 1024;
 /// Longest item key (or key value) kept in a dead letter.
 const MAX_KEY_BYTES: usize = 4096;
-/// Largest stream record kept in a dead letter (a record is two item images of up to 400 KB).
+/// Largest stream record kept in a dead letter written to a log line or an export's file (a
+/// record is two item images of up to 400 KB).
 const MAX_RECORD_BYTES: usize = 64 * 1024;
+/// Largest stream record kept in a letter of the control table (a DynamoDB item holds 400 KB;
+/// the rest of a bounded letter takes at most 14 KB).
+pub const TABLE_RECORD_BYTES: usize = 360 * 1024;
+/// Largest stream record kept in a dead-letter file: any (two images of 400 KB, as JSON).
+pub const FILE_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 impl DeadLetter {
     /// The letter with its reason and record cut to a size every store takes (a DynamoDB item
     /// holds 400 KB): what is cut says how long it was.
     pub fn bounded(&self) -> DeadLetter {
+        self.bounded_to(MAX_RECORD_BYTES)
+    }
+
+    /// [`DeadLetter::bounded`] with a stream record of up to `max_record` bytes. A larger one
+    /// first leaves out its old image, so that the application's change (its new image) is kept
+    /// whenever it fits: a write-back letter is the only place where it survives. Before
+    /// 2026-12-06's seventh stop any record over 64 KB was cut to its length and sequence, also
+    /// in a file: a rejected change of a 70 KB text was lost (found by a review;
+    /// `tests/writeback_safety.rs`, seen failing).
+    pub fn bounded_to(&self, max_record: usize) -> DeadLetter {
         let mut letter = self.clone();
         cut(&mut letter.reason, MAX_REASON_BYTES);
         // A key DynamoDB takes is at most 2,048 bytes (partition) or 1,024 (sort): one cut here
@@ -313,7 +329,19 @@ impl DeadLetter {
             cut(key, MAX_KEY_BYTES);
         }
         let record_bytes = letter.record.as_ref().map_or(0, |r| r.to_string().len());
-        if record_bytes > MAX_RECORD_BYTES {
+        if record_bytes > max_record {
+            if let Some(record) = letter.record.as_mut().and_then(|r| r.as_object_mut()) {
+                if let Some(old) = record.get("old").filter(|old| !old.is_null()) {
+                    let old_bytes = old.to_string().len();
+                    record.insert(
+                        "old".into(),
+                        serde_json::json!({"left_out": true, "bytes": old_bytes}),
+                    );
+                }
+            }
+        }
+        let kept_bytes = letter.record.as_ref().map_or(0, |r| r.to_string().len());
+        if kept_bytes > max_record {
             let sequence = letter
                 .record
                 .as_ref()
@@ -444,6 +472,45 @@ mod tests {
         let json = serde_json::to_string(&bounded).unwrap();
         assert!(json.len() < 16 * 1024, "{} bytes", json.len());
         assert!(bounded.pk.unwrap().ends_with("(307200 bytes in all)"));
+    }
+
+    /// A write-back letter keeps the application's change (the new image) wherever it fits:
+    /// whole in a file, without the old image in the control table (an item of 400 KB), cut to
+    /// its length in a log line.
+    #[test]
+    fn a_large_write_back_record_keeps_its_new_image_where_it_fits() {
+        let image = |c: &str| serde_json::json!({"pk": "K#1", "body": c.repeat(300 * 1024)});
+        let letter = DeadLetter {
+            view: "v".into(),
+            key: Some("t[K#1]".into()),
+            pk: None,
+            sk: None,
+            reason: "SQL refused it".into(),
+            reason_kind: "writeback_rejected",
+            position: Position {
+                file: "stream:t:shard:1".into(),
+                pos: 0,
+                gtid: None,
+            },
+            seq: 0,
+            at_ms: 0,
+            record: Some(serde_json::json!({
+                "sequence": "1", "event": "Modify", "keys": {"pk": "K#1"},
+                "old": image("o"), "new": image("n"),
+            })),
+        };
+        let whole = letter.bounded_to(FILE_RECORD_BYTES).record.unwrap();
+        assert_eq!(whole, letter.record.clone().unwrap());
+        let table = letter.bounded_to(TABLE_RECORD_BYTES);
+        let json = serde_json::to_string(&table).unwrap();
+        assert!(json.len() < 390 * 1024, "{} bytes", json.len());
+        let record = table.record.unwrap();
+        assert_eq!(record["new"], image("n"));
+        assert_eq!(record["old"]["left_out"], true);
+        assert_eq!(record["sequence"], "1");
+        let logged = letter.bounded().record.unwrap();
+        assert_eq!(logged["truncated"], true);
+        assert_eq!(logged["sequence"], "1");
     }
 
     use futures_util::FutureExt as _;
