@@ -1286,6 +1286,57 @@ async fn a_value_that_does_not_fit_is_refused_also_where_the_server_is_not_stric
 /// row, found under whichever reading of the key has it. On the code before, write-back looked
 /// only under the shortest reading (tenant `acme`, user `eu#bob`), found no row and rejected
 /// the change into the dead letters (found by a review).
+/// An item whose key the shortest reading cannot parse, because a value holds the separator
+/// and a zero-padded placeholder follows it (`ORD#{region}#{id:08}` of region `eu#west`), is
+/// still the view's: the change reaches the row. Before, the shortest reading (`eu`, then
+/// `west#00000001` for the padded id) failed, the record was counted `other-view` and skipped,
+/// its position saved: the application's change was dropped without a trace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_whose_key_only_a_longer_reading_parses_reaches_sql() {
+    let env = Env::new("wbpadded").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE orders (region VARCHAR(20) NOT NULL, id INT NOT NULL, status VARCHAR(10) NOT NULL, PRIMARY KEY (region, id)); INSERT INTO orders VALUES ('eu#west', 1, 'open'), ('eu', 2, 'open')")
+        .await;
+    env.write_view(
+        "orders.toml",
+        &"name = \"orders\"\ntable = \"TABLE\"\nsource = \"{DB}.orders\"\n[key]\npk = \"ORD#{region}#{id:08}\"\n[attributes]\nstatus = \"status\"\n[writeback]\nenabled = true\nattributes = [\"status\"]\n".replace("TABLE", &table),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    let item = |pk: &str, status: &str| json!({"pk": pk, "status": status});
+    env.converge(
+        &table,
+        vec![
+            item("ORD#eu#west#00000001", "open"),
+            item("ORD#eu#00000002", "open"),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    for pk in ["ORD#eu#west#00000001", "ORD#eu#00000002"] {
+        update(
+            &env,
+            &table,
+            key(&[("pk", pk)]),
+            "SET #s = :s",
+            &[(":s", s("closed"))],
+        )
+        .await;
+    }
+    eventually(
+        "both updates to reach SQL",
+        Duration::from_secs(30),
+        || async {
+            let statuses: Vec<String> = env.query("SELECT status FROM orders").await;
+            statuses.iter().all(|s| s == "closed")
+        },
+    )
+    .await;
+    assert!(dead_letters(&env).is_empty(), "{:?}", dead_letters(&env));
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_value_holding_the_separator_is_written_back() {
     let env = Env::new("wbseparator").await;

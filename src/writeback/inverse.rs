@@ -93,6 +93,29 @@ pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
     crate::view::key_values(view, pk, sk)
 }
 
+/// A reading of the item's key other than the shortest, when only such one parses: a value
+/// holding the template's separator with a formatted placeholder after it
+/// (`ORD#{region}#{id:08}` of region `eu#west`: the shortest reading leaves `west#00000001` to
+/// the padded id). The first without an empty value; `None` when none parses. Before 2026-12-06's
+/// seventh stop such an item was taken for another view's, and the application's change to it
+/// was skipped as `other-view` (found by a review; `tests/writeback_safety.rs`, seen failing).
+pub fn longer_reading(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
+    let text = |name: &str| match keys.get(name) {
+        Some(Attr::S(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let key = ItemKey {
+        table: view.table.clone(),
+        pk_attribute: view.key.pk_attribute.clone(),
+        pk: text(&view.key.pk_attribute)?,
+        sk_attribute: view.key.sk_attribute.clone(),
+        sk: view.key.sk_attribute.as_deref().and_then(text),
+    };
+    key_readings(view, &key)?
+        .into_iter()
+        .find(|columns| columns.iter().all(|(_, value)| !value.is_empty()))
+}
+
 /// Every reading of an item's key whose values their columns can hold, `shortest` (what
 /// [`key_columns`] read) first when it is. A UUID or an address holds the separators a template
 /// may put after it (`{uid}-{n}`, `{ip}:{port}`), where the shortest reading ends it too early;

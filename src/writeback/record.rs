@@ -34,7 +34,7 @@ use tracing::{debug, error, warn};
 
 use super::apply::{Applied, SqlError, SqlWriter, Target, NO_ROW};
 use super::inverse::{
-    decide, key_columns, typed_readings, ChangeKind, Decision, Image, StreamChange,
+    decide, key_columns, longer_reading, typed_readings, ChangeKind, Decision, Image, StreamChange,
 };
 use super::stream::image_json;
 use super::Consumer;
@@ -295,10 +295,12 @@ impl Handler {
 
     /// The write-back view whose templates parse the item's key, with the key columns.
     fn view_of(&self, keys: &Image) -> Option<ViewKey> {
-        self.consumer
-            .views
-            .iter()
+        let views = &self.consumer.views;
+        (views.iter())
             .find_map(|v| key_columns(v, keys).map(|c| (v.clone(), c)))
+            .or_else(|| {
+                (views.iter()).find_map(|v| longer_reading(v, keys).map(|c| (v.clone(), c)))
+            })
     }
 
     /// The view's source table as SQL reads it. `Err(Ok(reason))`: it cannot be read (gone,
@@ -429,7 +431,10 @@ impl Handler {
     /// stream like a fill on miss), or, when no row makes it, removed if it is still
     /// `rejected` (the application's item as the record has it, never written by rowcast).
     async fn restore(&self, view: &View, change: &StreamChange, rejected: Option<&Image>) {
-        if key_columns(view, &change.keys).is_none() {
+        if key_columns(view, &change.keys)
+            .or_else(|| longer_reading(view, &change.keys))
+            .is_none()
+        {
             return;
         }
         let key = item_key(view, &change.keys);
