@@ -1337,6 +1337,55 @@ async fn a_change_whose_key_only_a_longer_reading_parses_reaches_sql() {
     assert!(daemon.terminate().success());
 }
 
+/// A new item (a lazy view's, not filled yet) whose key reads two ways, `T#acme#eu#bob` of the
+/// row (`acme#eu`, `bob`), is taken under the reading that has the row: an insert over an
+/// existing row, refused as for any key (a dead letter, the item put back to SQL's state).
+/// Before, the insert went under the shortest reading and SQL got a second row (`acme`,
+/// `eu#bob`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_item_whose_key_reads_two_ways_never_makes_a_second_row() {
+    let env = Env::new("wbseparatornew").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE members (tenant VARCHAR(20) NOT NULL, user VARCHAR(20) NOT NULL, status VARCHAR(10) NOT NULL, PRIMARY KEY (tenant, user)); INSERT INTO members VALUES ('acme#eu', 'bob', 'open')")
+        .await;
+    env.write_view(
+        "members.toml",
+        &"name = \"members\"\ntable = \"TABLE\"\nsource = \"{DB}.members\"\n[key]\npk = \"T#{tenant}#{user}\"\n[attributes]\nstatus = \"status\"\n[fill]\nmode = \"lazy\"\n[writeback]\nenabled = true\nattributes = [\"status\"]\n".replace("TABLE", &table),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    started_at_latest(&daemon).await;
+    common::app::put(
+        &env,
+        &table,
+        &[("pk", s("T#acme#eu#bob")), ("status", s("closed"))],
+    )
+    .await;
+    let members = || {
+        env.query::<(String, String, String)>(
+            "SELECT tenant, user, status FROM members ORDER BY tenant, user",
+        )
+    };
+    eventually(
+        "the record to be refused",
+        Duration::from_secs(30),
+        || async { !dead_letters(&env).is_empty() },
+    )
+    .await;
+    env.converge(
+        &table,
+        vec![json!({"pk": "T#acme#eu#bob", "status": "open"})],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        members().await,
+        vec![("acme#eu".to_string(), "bob".to_string(), "open".to_string())]
+    );
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_key_value_holding_the_separator_is_written_back() {
     let env = Env::new("wbseparator").await;

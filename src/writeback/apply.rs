@@ -233,6 +233,25 @@ impl SqlWriter {
         Ok(conn)
     }
 
+    /// Whether a row under `target`'s key columns makes its item, read without a lock: which
+    /// of a key's readings has the row behind the item.
+    pub async fn makes_item(&mut self, target: &Target<'_>) -> Result<bool, SqlError> {
+        let mut conn = self.connect().await?;
+        let (condition, params) = target.condition();
+        let where_ = format!("WHERE {condition}");
+        match select_rows(&mut conn, target.table, &where_, params).await {
+            Ok((rows, _)) => {
+                self.conn = Some(conn);
+                Ok(target.behind(rows).is_some())
+            }
+            Err(ReadError::Query(error)) | Err(ReadError::Connect(error)) => {
+                Err(SqlError::Retry(error))
+            }
+            // Not a read that says anything of the row: none taken to be there.
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Runs `decision` for `target`. `Err` is transient (retry); a statement SQL refuses is
     /// `Applied::Refused`, with nothing changed.
     pub async fn apply(

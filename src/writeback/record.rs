@@ -211,6 +211,10 @@ impl Handler {
             if readings.is_empty() {
                 return Tried::Outcome(name, "other-view");
             }
+            let readings = match self.row_first(&view, &table, change, readings).await {
+                Ok(readings) => readings,
+                Err(failure) => return Tried::Failed(failure),
+            };
             // The row behind an updated or deleted item under whichever reading of its key
             // finds it (a text key value may hold the template's separator).
             let mut result = Err(Ok(String::new()));
@@ -245,6 +249,40 @@ impl Handler {
 
     /// The record's decision carried out. `Err(Ok(reason))`: rejected; `Err(Err(_))`: try
     /// again.
+    /// `readings` with the first one that has the row behind the item in front, when there is
+    /// more than one: a new item's insert goes under its first reading (and is refused over an
+    /// existing row), and an update of an item rowcast never wrote is an insert or an update of
+    /// the row under it, so `T#acme#eu#bob` of the row (`acme#eu`, `bob`) inserted a second row
+    /// (`acme`, `eu#bob`) when the item was missing (a lazy view) or unversioned. Found by a
+    /// review, 2026-12-06's seventh stop (`tests/writeback_safety.rs`, seen failing).
+    async fn row_first(
+        &mut self,
+        view: &View,
+        table: &SqlTable,
+        change: &StreamChange,
+        mut readings: Vec<Vec<(String, String)>>,
+    ) -> Result<Vec<Vec<(String, String)>>, SqlError> {
+        if readings.len() < 2 {
+            return Ok(readings);
+        }
+        let key = item_key(view, &change.keys);
+        for at in 0..readings.len() {
+            let target = Target {
+                view,
+                table,
+                key: &key,
+                key_columns: &readings[at],
+                lease: &self.consumer.lease,
+            };
+            if self.sql.makes_item(&target).await? {
+                let found = readings.remove(at);
+                readings.insert(0, found);
+                break;
+            }
+        }
+        Ok(readings)
+    }
+
     async fn decide_and_apply(
         &mut self,
         view: &View,
