@@ -321,6 +321,7 @@ fn spawn_merge(
         refresh_chunks: Arc::new(tokio::sync::Semaphore::new(
             crate::snapshot::worker::CHUNKS_AHEAD,
         )),
+        denied_since: None,
     };
     let task = async move {
         worker.run().await;

@@ -66,7 +66,15 @@ pub struct Worker {
     pub chunks: Arc<tokio::sync::Semaphore>,
     /// The same for join refresh chunks, apart so that a refresh never waits behind a backfill.
     pub refresh_chunks: Arc<tokio::sync::Semaphore>,
+    /// Since when reads have been refused a table or column (see [`crate::sql::access_denied`]),
+    /// while none has succeeded since.
+    pub denied_since: Option<std::time::Instant>,
 }
+
+/// How long reads refused a table or column are retried before the read is given up (the
+/// refresh's view halts, the backfill stops): a grant taken away and given again within it
+/// costs a pause, not a halt until a restart.
+const DENIED_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Backfill chunks between the worker and the lanes at most (one being merged or projected,
 /// one read ahead).
@@ -153,6 +161,16 @@ struct MergeGone;
 enum Merged {
     Yes,
     ReadAgain,
+}
+
+/// Whether `error` refuses a table or column and such refusals began (`since`) less than
+/// [`DENIED_PATIENCE`] ago: retried as if transient.
+fn denied_a_while(since: &mut Option<std::time::Instant>, error: &SqlError) -> bool {
+    if !crate::sql::access_denied(error) {
+        return false;
+    }
+    let since = *since.get_or_insert_with(std::time::Instant::now);
+    since.elapsed() < DENIED_PATIENCE
 }
 
 impl Worker {
@@ -418,12 +436,15 @@ impl Worker {
         let hold = self.refresh_chunks.clone().try_acquire_owned().ok();
         match reading.read_next(&mut self.tables, self.chunk_rows).await {
             Ok((mut read, last_key)) => {
+                self.denied_since = None;
                 read.hold = hold;
                 let last = matches!(read.kind, ReadKind::Refresh { last: true });
                 let pending = Pending::Refresh(last_key, last);
                 (SnapshotEvent::Read(read), pending, false)
             }
-            Err(error) if error.is_transient() => {
+            Err(error)
+                if error.is_transient() || denied_a_while(&mut self.denied_since, &error) =>
+            {
                 // The marks stay; the read is tried again after a pause.
                 warn!(error = %chain(&error), "join refresh read failed; retrying");
                 (failed(ReadFailure::default()), Pending::Nothing, true)
@@ -453,6 +474,7 @@ impl Worker {
             Ok(NextRead::Chunk(chunk)) => {
                 let (mut read, end) = *chunk;
                 read.hold = hold;
+                self.denied_since = None;
                 self.budget.charge(read.rows.len() * read.views.len());
                 (SnapshotEvent::Read(read), Pending::Backfill(end), false)
             }
@@ -464,7 +486,9 @@ impl Worker {
                 };
                 (failed(failure), Pending::Nothing, false)
             }
-            Err(error) if error.is_transient() => {
+            Err(error)
+                if error.is_transient() || denied_a_while(&mut self.denied_since, &error) =>
+            {
                 warn!(error = %chain(&error), "backfill read failed; retrying");
                 (failed(ReadFailure::default()), Pending::Nothing, true)
             }

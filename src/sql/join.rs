@@ -219,15 +219,11 @@ pub async fn read_joined(
 fn columns_read(join: &Join, from: &SqlTable, table: &SqlTable) -> Result<(), SqlError> {
     for column in join.from_columns() {
         if table.schema.position(column).is_none() {
-            let why = if from.schema.columns.is_empty() {
-                " (rowcast's account sees no column of it: the table is gone, or the account may no longer SELECT it)"
-            } else {
-                ""
-            };
-            return Err(SqlError::Schema(format!(
-                "{}: column {column} is not in {}{why}",
-                join.field, join.from
-            )));
+            let missing = format!("{}: column {column} is not in {}", join.field, join.from);
+            if from.schema.columns.is_empty() {
+                return Err(SqlError::Invisible(missing, join.from.to_string()));
+            }
+            return Err(SqlError::Schema(missing));
         }
     }
     Ok(())
@@ -250,7 +246,11 @@ async fn read_one_join(
         needed.extend(from.primary_key.iter().map(String::as_str));
         std::sync::Arc::new(from.subset(&needed))
     };
-    columns_read(join, &from, &table)?;
+    if let Err(error) = columns_read(join, &from, &table) {
+        // Read again next time: a grant given back shows the columns again.
+        tables.forget(&join.from);
+        return Err(error);
+    }
     let mut collected: HashMap<Vec<JoinValue>, Collected> = HashMap::new();
     let keys = root_keys(roots, &root_columns);
     for batch in keys.chunks(KEYS_PER_QUERY) {

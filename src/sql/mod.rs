@@ -34,6 +34,10 @@ pub enum SqlError {
     NoSnapshotPosition,
     #[error("a view does not fit its tables: {0}")]
     Schema(String),
+    /// `information_schema` shows rowcast's account no column of a table a view reads: the
+    /// table is gone, or a grant on it was taken away (as 1142, see [`access_denied`]).
+    #[error("a view does not fit its tables: {0} (rowcast's account sees no column of {1}: the table is gone, or the account may no longer SELECT it)")]
+    Invisible(String, String),
     /// A column named from the cached schema is gone (a DDL the reader has not reached yet):
     /// the schemas are read again and the read retried.
     #[error("the schema of {table} changed under a snapshot read")]
@@ -70,6 +74,18 @@ impl SqlError {
 /// keeping every view's checkpoint where it was.
 const DEFINITE_SERVER_CODES: [u16; 8] = [1044, 1045, 1054, 1064, 1142, 1143, 1146, 1227];
 
+/// A table or column refused to rowcast's account (1142, 1143, or no column of it visible):
+/// definite, but also what a
+/// grant briefly taken away and given again looks like (a configuration tool's REVOKE ALL, then
+/// GRANT), so the snapshot worker retries it for a while before it gives a read up.
+pub fn access_denied(error: &SqlError) -> bool {
+    match error {
+        SqlError::Query(mysql_async::Error::Server(server)) => [1142, 1143].contains(&server.code),
+        SqlError::Invisible(..) => true,
+        _ => false,
+    }
+}
+
 /// Whether a server or connection error is worth retrying.
 pub fn classify(error: &mysql_async::Error) -> ErrorClass {
     match error {
@@ -86,9 +102,10 @@ impl Classify for SqlError {
         match self {
             SqlError::Connect(e) | SqlError::Query(e) => classify(e),
             SqlError::StaleSchema { .. } => ErrorClass::Transient,
-            SqlError::Decode { .. } | SqlError::NoSnapshotPosition | SqlError::Schema(_) => {
-                ErrorClass::Definite
-            }
+            SqlError::Decode { .. }
+            | SqlError::NoSnapshotPosition
+            | SqlError::Schema(_)
+            | SqlError::Invisible(..) => ErrorClass::Definite,
         }
     }
 }

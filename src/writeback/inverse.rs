@@ -96,7 +96,8 @@ pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
 /// A reading of the item's key other than the shortest, when only such one parses: a value
 /// holding the template's separator with a formatted placeholder after it
 /// (`ORD#{region}#{id:08}` of region `eu#west`: the shortest reading leaves `west#00000001` to
-/// the padded id). The first without an empty value; `None` when none parses. Before 2026-12-06's
+/// the padded id). The first without an empty value; `None` when none parses. Taken only for
+/// an item that names its view (`record.rs`): it parses application keys too. Before 2026-12-06's
 /// seventh stop such an item was taken for another view's, and the application's change to it
 /// was skipped as `other-view` (found by a review; `tests/writeback_safety.rs`, seen failing).
 pub fn longer_reading(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {

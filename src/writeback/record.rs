@@ -52,6 +52,12 @@ use crate::view::ItemKey;
 
 /// Tries of one record whose statement failed in a way a retry may fix.
 pub const MAX_TRIES: u32 = 5;
+/// How long records wait for a server that takes no writes (`read_only`) before they are
+/// rejected into the dead letters: a switchover takes minutes; a server that stays read-only
+/// (write-back pointed at a replica) would otherwise hold every record until DynamoDB Streams
+/// trims them after 24 hours, and the changes would be lost. Counted from the start of the
+/// spell, which any record's outcome ends: after it, each record is rejected at once.
+const READ_ONLY_PATIENCE: Duration = Duration::from_secs(3600);
 /// How long a restore (the rejected item read again from SQL and written) goes before it is
 /// told slow in the log.
 const RESTORE_SLOW: Duration = Duration::from_secs(30);
@@ -90,6 +96,8 @@ pub struct Handler {
     restore_unanswered: std::sync::atomic::AtomicBool,
     /// The consumer's stop: a restore waited for gives up then.
     cancel: CancellationToken,
+    /// Since when the server has taken no writes (`read_only`), while it has not since.
+    read_only_since: Option<Instant>,
 }
 
 impl Handler {
@@ -100,6 +108,7 @@ impl Handler {
             sql: SqlWriter::new(consumer.pool.clone(), consumer.skip_replication),
             consumer,
             restore_unanswered: std::sync::atomic::AtomicBool::new(false),
+            read_only_since: None,
         }
     }
 
@@ -130,6 +139,7 @@ impl Handler {
                 }
                 Ok(Tried::Outcome(view, outcome)) => {
                     retrying.set(0.0);
+                    self.read_only_since = None;
                     count(&view, outcome);
                     return Handled::Done {
                         changed_sql: outcome == "applied",
@@ -154,9 +164,8 @@ impl Handler {
                 SqlError::LeaseLapsed => "lease",
             };
             let error = crate::error::chain(&failure);
-            if tries >= MAX_TRIES {
+            if let Some(reason) = self.given_up(&failure, tries, &error) {
                 retrying.set(0.0);
-                let reason = format!("still failing after {tries} tries: {error}");
                 let view = self.reject_by_key(change, shard, &reason).await;
                 count(&view, "rejected");
                 return Handled::Done { changed_sql: false };
@@ -171,6 +180,24 @@ impl Handler {
                 return Handled::Cancelled;
             }
         }
+    }
+
+    /// Why a record that failed so (`tries` failures a retry may fix so far) is rejected now, if
+    /// it is: too many such failures, or a server that has taken no writes for
+    /// [`READ_ONLY_PATIENCE`].
+    fn given_up(&mut self, failure: &SqlError, tries: u32, error: &str) -> Option<String> {
+        if let SqlError::ReadOnly(_) = failure {
+            let spell = (self.read_only_since)
+                .get_or_insert_with(Instant::now)
+                .elapsed();
+            if spell >= READ_ONLY_PATIENCE {
+                let secs = spell.as_secs();
+                return Some(format!(
+                    "the server has taken no writes for {secs} s: {error}"
+                ));
+            }
+        }
+        (tries >= MAX_TRIES).then(|| format!("still failing after {tries} tries: {error}"))
     }
 
     /// Whether a restore of the record just handled went unanswered or unwritten while the
@@ -188,7 +215,7 @@ impl Handler {
 
     /// Counts a record that was written before write-back first started on its stream.
     pub fn skip_before_start(&self, change: &StreamChange) {
-        let view = self.view_of(&change.keys);
+        let view = self.view_of(change);
         count(
             view.as_ref().map_or("(none)", |(v, _)| v.name.as_str()),
             "skipped-before-start",
@@ -196,7 +223,7 @@ impl Handler {
     }
 
     async fn try_once(&mut self, change: &StreamChange, shard: &str) -> Tried {
-        let Some((view, columns)) = self.view_of(&change.keys) else {
+        let Some((view, columns)) = self.view_of(change) else {
             return Tried::Outcome("(none)".into(), "other-view");
         };
         let name = view.name.clone();
@@ -332,12 +359,18 @@ impl Handler {
     }
 
     /// The write-back view whose templates parse the item's key, with the key columns.
-    fn view_of(&self, keys: &Image) -> Option<ViewKey> {
+    fn view_of(&self, change: &StreamChange) -> Option<ViewKey> {
         let views = &self.consumer.views;
         (views.iter())
-            .find_map(|v| key_columns(v, keys).map(|c| (v.clone(), c)))
+            .find_map(|v| key_columns(v, &change.keys).map(|c| (v.clone(), c)))
             .or_else(|| {
-                (views.iter()).find_map(|v| longer_reading(v, keys).map(|c| (v.clone(), c)))
+                // Only for an item that names the view (rowcast wrote it): a longer reading
+                // also parses keys of the application's own items (`ORD#eu#AUDIT#00000001`
+                // under `ORD#{region}#{id:08}`), whose changes must never reach SQL (a review
+                // of the change that added it).
+                (views.iter())
+                    .filter(|v| names_view(change, v))
+                    .find_map(|v| longer_reading(v, &change.keys).map(|c| (v.clone(), c)))
             })
     }
 
@@ -358,7 +391,7 @@ impl Handler {
 
     /// Rejects a record that kept failing, through the view its key parses with.
     async fn reject_by_key(&self, change: &StreamChange, shard: &str, reason: &str) -> String {
-        let Some((view, _)) = self.view_of(&change.keys) else {
+        let Some((view, _)) = self.view_of(change) else {
             return "(none)".into();
         };
         self.reject(&view, change, shard, reason).await;
@@ -502,6 +535,15 @@ impl Handler {
         }
         warn!(view = %view.name, key = %key, "write-back: the rejected item could not be removed");
     }
+}
+
+/// Whether the item before or after the change names `view` in its `_view` attribute, as
+/// every item rowcast writes does.
+fn names_view(change: &StreamChange, view: &View) -> bool {
+    [change.old.as_ref(), change.new.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|image| matches!(image.get("_view"), Some(Attr::S(name)) if *name == *view.name))
 }
 
 pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {

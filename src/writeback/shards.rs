@@ -708,7 +708,10 @@ impl Follower {
             self.save(shard, &position).await;
         }
         let state = self.shards.get_mut(shard).expect("listed");
-        if !read_all {
+        // With no sequence saved, none of the batch was handled: the iterator (perhaps one at
+        // the stream's latest record, on a first start) reads it again as it should, where a
+        // new one would start at the shard's oldest record.
+        if !read_all && state.position.sequence.is_some() {
             // Cut short (a drain, or a reload's catch-up out of time while this consumer goes
             // on): the iterator still points before this batch, and reading with it again would
             // apply the records already handled a second time (a replayed update over a newer
