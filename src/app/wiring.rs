@@ -321,7 +321,8 @@ fn spawn_merge(
         refresh_chunks: Arc::new(tokio::sync::Semaphore::new(
             crate::snapshot::worker::CHUNKS_AHEAD,
         )),
-        denied_since: None,
+        refresh_denied_since: None,
+        backfill_denied_since: None,
     };
     let task = async move {
         worker.run().await;

@@ -66,9 +66,12 @@ pub struct Worker {
     pub chunks: Arc<tokio::sync::Semaphore>,
     /// The same for join refresh chunks, apart so that a refresh never waits behind a backfill.
     pub refresh_chunks: Arc<tokio::sync::Semaphore>,
-    /// Since when reads have been refused a table or column (see [`crate::sql::access_denied`]),
-    /// while none has succeeded since.
-    pub denied_since: Option<std::time::Instant>,
+    /// Since when join refreshes have been refused a table or column (see
+    /// [`crate::sql::access_denied`]), while none has succeeded since.
+    pub refresh_denied_since: Option<std::time::Instant>,
+    /// The same for backfill reads: apart, so that backfill chunks of another table read
+    /// meanwhile do not keep a refused refresh waiting past the minute.
+    pub backfill_denied_since: Option<std::time::Instant>,
 }
 
 /// How long reads refused a table or column are retried before the read is given up (the
@@ -436,14 +439,15 @@ impl Worker {
         let hold = self.refresh_chunks.clone().try_acquire_owned().ok();
         match reading.read_next(&mut self.tables, self.chunk_rows).await {
             Ok((mut read, last_key)) => {
-                self.denied_since = None;
+                self.refresh_denied_since = None;
                 read.hold = hold;
                 let last = matches!(read.kind, ReadKind::Refresh { last: true });
                 let pending = Pending::Refresh(last_key, last);
                 (SnapshotEvent::Read(read), pending, false)
             }
             Err(error)
-                if error.is_transient() || denied_a_while(&mut self.denied_since, &error) =>
+                if error.is_transient()
+                    || denied_a_while(&mut self.refresh_denied_since, &error) =>
             {
                 // The marks stay; the read is tried again after a pause.
                 warn!(error = %chain(&error), "join refresh read failed; retrying");
@@ -474,7 +478,7 @@ impl Worker {
             Ok(NextRead::Chunk(chunk)) => {
                 let (mut read, end) = *chunk;
                 read.hold = hold;
-                self.denied_since = None;
+                self.backfill_denied_since = None;
                 self.budget.charge(read.rows.len() * read.views.len());
                 (SnapshotEvent::Read(read), Pending::Backfill(end), false)
             }
@@ -487,7 +491,8 @@ impl Worker {
                 (failed(failure), Pending::Nothing, false)
             }
             Err(error)
-                if error.is_transient() || denied_a_while(&mut self.denied_since, &error) =>
+                if error.is_transient()
+                    || denied_a_while(&mut self.backfill_denied_since, &error) =>
             {
                 warn!(error = %chain(&error), "backfill read failed; retrying");
                 (failed(ReadFailure::default()), Pending::Nothing, true)
