@@ -1185,6 +1185,66 @@ async fn application_writes_are_told_from_rowcasts_by_what_rowcast_wrote() {
     assert!(daemon.terminate().success());
 }
 
+/// A restore marks its write with a `_restored` newer than the item held. An application that
+/// read the restored item and puts its copy back after rowcast wrote the item again carries
+/// that mark while rowcast's later write has none: before 2026-12-06's eighth stop the
+/// copy was taken for a restore, its change never reached SQL and the item kept it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_of_a_restored_item_put_after_rowcasts_next_write_is_the_applications() {
+    let (env, table) = setup("wbrestoredcopy", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    // Rejected (not an ENUM label): rowcast restores the item from SQL, with a `_restored` mark.
+    update(
+        &env,
+        &table,
+        item("eu", 3),
+        "SET #s = :s",
+        &[(":s", s("bogus"))],
+    )
+    .await;
+    let get = || async {
+        env.ddb
+            .get_item()
+            .table_name(&table)
+            .set_key(Some(item("eu", 3)))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    };
+    eventually("the restore", Duration::from_secs(30), || async {
+        let read = get().await;
+        read.contains_key("_restored") && read.get("status") == Some(&s("open"))
+    })
+    .await;
+    let read = get().await;
+    env.sql("UPDATE ledger SET email = 'e3-new@x' WHERE id = 3")
+        .await;
+    converge(&env, &table).await;
+    assert!(!get().await.contains_key("_restored"));
+    let mut copy = read;
+    copy.insert("email".into(), s("e3-new@x"));
+    copy.insert("note".into(), s("from-a-restored-copy"));
+    env.ddb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(copy))
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the copy's change to reach SQL",
+        Duration::from_secs(30),
+        || async { row(&env, 3).await.unwrap().4.as_deref() == Some("from-a-restored-copy") },
+    )
+    .await;
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_sql_stores_as_it_was_leaves_the_item_following_sql() {
     let env = Env::new("wbnochange").await;
