@@ -213,30 +213,47 @@ async fn dead_letters_are_listed_replayed_once_fixed_and_purged() {
     let (_, text) = deadletters(&env, "list", &config);
     assert!(text.contains("0 dead letter(s)"), "{text}");
 
+    // A letter whose cause is not fixed is not replayed, also where an older item is at its
+    // key: an update of row 1 over 400 KB. Before 2026-12-06's eighth stop the item's presence
+    // counted it replayed and its letter was removed.
+    env.sql("ALTER TABLE notes MODIFY body LONGTEXT").await;
+    env.sql("UPDATE notes SET body = REPEAT('x', 500000) WHERE id = 1")
+        .await;
+    common::eventually(
+        "a too-large dead letter of an item in DynamoDB",
+        Duration::from_secs(30),
+        || async {
+            deadletters(&env, "list", &config)
+                .1
+                .contains("\"pk\":\"N#1\"")
+        },
+    )
+    .await;
+    let (code, text) = deadletters(&env, "replay", &config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("replayed 0 dead letter(s)"), "{text}");
+    assert!(text.contains("N#1"), "{text}");
+    let (_, listed) = deadletters(&env, "list", &config);
+    assert!(listed.contains("\"pk\":\"N#1\""), "{listed}");
+
     // Purge: a letter that cannot be written (an item over 400 KB) is listed, then purged. The
     // ALTER backfills the view again; a row inserted while that pass's chunk is in flight is
     // written twice, so it may be dead-lettered twice (README: Known limitations).
-    env.sql("ALTER TABLE notes MODIFY body LONGTEXT").await;
     env.sql("INSERT INTO notes VALUES (3, REPEAT('x', 500000))")
         .await;
     common::eventually(
         "a too-large dead letter",
         Duration::from_secs(30),
         || async {
-            let (_, text) = deadletters(&env, "list", &config);
-            text.contains("1 dead letter(s)") || text.contains("2 dead letter(s)")
+            deadletters(&env, "list", &config)
+                .1
+                .contains("\"pk\":\"N#3\"")
         },
     )
     .await;
-    let (_, listed) = deadletters(&env, "list", &config);
-    assert!(listed.contains("\"pk\":\"N#3\""), "{listed}");
-    assert!(!listed.contains("\"pk\":\"N#1\""), "{listed}");
     let (code, text) = deadletters(&env, "purge", &config);
     assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.contains("purged 1 dead letter(s)") || text.contains("purged 2 dead letter(s)"),
-        "{text}"
-    );
+    assert!(!text.contains("purged 0 dead letter(s)"), "{text}");
     assert!(deadletters(&env, "list", &config)
         .1
         .contains("0 dead letter(s)"));

@@ -161,25 +161,51 @@ pub struct ItemPlace {
     pub sk_attribute: Option<String>,
 }
 
-/// Whether the item is in DynamoDB, waiting up to 10 s for the write of a merged repair.
+/// What is at an item's key: `None` when the read failed, `Some(None)` when no item is there,
+/// else the item's `_version` (0 for an item without one).
+async fn stored_version(
+    client: &aws_sdk_dynamodb::Client,
+    place: &ItemPlace,
+    pk: &str,
+    sk: Option<&str>,
+) -> Option<Option<u128>> {
+    let mut request = client
+        .get_item()
+        .table_name(&place.table)
+        .key(&place.pk_attribute, AttributeValue::S(pk.to_string()))
+        .projection_expression("#v")
+        .expression_attribute_names("#v", crate::dynamo::VERSION_ATTRIBUTE)
+        .consistent_read(true);
+    if let (Some(name), Some(sk)) = (&place.sk_attribute, sk) {
+        request = request.key(name, AttributeValue::S(sk.to_string()));
+    }
+    let out = request.send().await.ok()?;
+    // A projection of an item without `_version` is an empty map, not no item.
+    Some(
+        out.item
+            .map(|item| match item.get(crate::dynamo::VERSION_ATTRIBUTE) {
+                Some(AttributeValue::N(text)) => text.parse().unwrap_or(0),
+                _ => 0,
+            }),
+    )
+}
+
+/// Whether the repair's write reached DynamoDB, waiting up to 10 s for it: the item is there
+/// with a newer version than `before` (what was at the key before the repair was asked for).
+/// An item there all along is not enough: an update dead-lettered leaves the item's older
+/// state, which a repair failing again leaves too (before 2026-12-06's eighth stop such a
+/// letter was counted replayed and removed; `tests/pipelines.rs`, seen failing).
 async fn written(
     client: &aws_sdk_dynamodb::Client,
     place: &ItemPlace,
     pk: &str,
     sk: Option<&str>,
+    before: Option<u128>,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let mut request = client
-            .get_item()
-            .table_name(&place.table)
-            .key(&place.pk_attribute, AttributeValue::S(pk.to_string()))
-            .consistent_read(true);
-        if let (Some(name), Some(sk)) = (&place.sk_attribute, sk) {
-            request = request.key(name, AttributeValue::S(sk.to_string()));
-        }
-        if let Ok(out) = request.send().await {
-            if out.item.is_some() {
+        if let Some(Some(version)) = stored_version(client, place, pk, sk).await {
+            if before.is_none_or(|before| version > before) {
                 return true;
             }
         }
@@ -192,9 +218,9 @@ async fn written(
 
 /// Sends each letter's item through the running daemon (`POST /v1/views/{view}/repair`: the
 /// rows are read again from the source and merged into the stream at the read's position, as
-/// `verify --repair` does) and removes a letter once its item is in DynamoDB. A letter whose
-/// cause is not fixed comes back as a new one when its write fails again (and the old one is
-/// kept: the item was not written).
+/// `verify --repair` does) and removes a letter once its item is in DynamoDB, newer than
+/// before the repair. A letter whose cause is not fixed comes back as a new one when its write
+/// fails again (and the old one is kept: the item was not written).
 pub async fn replay(
     store: &DeadLetterStore,
     letters: Vec<Stored>,
@@ -220,18 +246,22 @@ pub async fn replay(
             query_value(stored.view()),
             query_value(pk)
         );
-        if let Some(sk) = stored.letter["sk"].as_str() {
+        let sk = stored.letter["sk"].as_str();
+        if let Some(sk) = sk {
             path.push_str(&format!("&sk={}", query_value(sk)));
         }
+        let place = places.get(stored.view());
+        let before = match place {
+            Some(place) => stored_version(client, place, pk, sk).await,
+            None => None,
+        };
         match request(api, "POST", &path, std::time::Duration::from_secs(30)).await {
             Ok((200, _)) => {
-                let sk = stored.letter["sk"].as_str();
-                let place = places.get(stored.view());
-                if !match place {
-                    Some(place) => written(client, place, pk, sk).await,
-                    None => false,
+                if !match (place, before) {
+                    (Some(place), Some(before)) => written(client, place, pk, sk, before).await,
+                    _ => false,
                 } {
-                    let why = "merged, but its item is not in DynamoDB after 10 s (the write failed again, or no row makes it): see the new letters, purge this one once settled";
+                    let why = "merged, but no newer item is in DynamoDB after 10 s (the write failed again, or no row makes it): see the new letters, purge this one once settled";
                     outcome.kept.push((stored, why.to_string()));
                     continue;
                 }
