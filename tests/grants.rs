@@ -75,3 +75,47 @@ async fn database_wildcard_and_role_grants_are_enough_and_what_lacks_is_named() 
     env.sql(&format!("DROP USER {users}; DROP ROLE rc_lp_reader"))
         .await;
 }
+
+/// A write-back view against a server that takes no writes from rowcast's user (`read_only`:
+/// a replica's, or a switchover's) is named by `check --connect` up front; a user that may
+/// write through it (READ_ONLY ADMIN) passes. Before 2026-12-06's eighth stop nothing said so
+/// until the first application change waited an hour and was dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_server_is_named_for_a_write_back_view() {
+    let env = Env::alone("lpreadonly").await;
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
+        .await;
+    let table = env.table("notes");
+    env.write_view(
+        "notes.toml",
+        &format!(
+            "name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n[attributes]\nbody = \"body\"\n[writeback]\nenabled = true\nattributes = [\"body\"]\n"
+        ),
+    );
+    env.write_config("");
+    env.create_tables();
+    env.sql(
+        "DROP USER IF EXISTS 'rc_ro_plain'@'127.0.0.1', 'rc_ro_admin'@'127.0.0.1';
+         CREATE USER 'rc_ro_plain'@'127.0.0.1' IDENTIFIED BY 'pw';
+         CREATE USER 'rc_ro_admin'@'127.0.0.1' IDENTIFIED BY 'pw';
+         GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT, INSERT, UPDATE, DELETE ON *.* TO 'rc_ro_plain'@'127.0.0.1';
+         GRANT REPLICATION SLAVE, BINLOG MONITOR, SELECT, INSERT, UPDATE, DELETE, READ_ONLY ADMIN ON *.* TO 'rc_ro_admin'@'127.0.0.1'",
+    )
+    .await;
+    let (code, text) = check_as(&env, "rc_ro_plain");
+    let writable = (code, text.clone());
+    env.sql("SET GLOBAL read_only = ON").await;
+    let plain = check_as(&env, "rc_ro_plain");
+    let admin = check_as(&env, "rc_ro_admin");
+    env.sql("SET GLOBAL read_only = OFF").await;
+    env.sql("DROP USER 'rc_ro_plain'@'127.0.0.1', 'rc_ro_admin'@'127.0.0.1'")
+        .await;
+    assert_eq!(writable.0, Some(0), "{}", writable.1);
+    assert_eq!(plain.0, Some(3), "{}", plain.1);
+    assert!(
+        plain.1.contains("the server is read-only (read_only=ON)"),
+        "{}",
+        plain.1
+    );
+    assert_eq!(admin.0, Some(0), "{}", admin.1);
+}

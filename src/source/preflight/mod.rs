@@ -195,7 +195,60 @@ pub async fn check_privileges(
             ));
         }
     }
+    if config.views.iter().any(|v| v.writeback_enabled) {
+        if let Some(message) = read_only_problem(conn, &resolved).await? {
+            add(message);
+        }
+    }
     Ok(problems)
+}
+
+/// Write-back's statements would be refused: the server takes no writes from this user
+/// (`read_only`, a replica's or a switchover's setting). `run` waits for such a server (an
+/// hour at most, then dead-letters) and only warns at start; `check --connect` reports it.
+/// Users who may write anyway: MariaDB's READ_ONLY ADMIN (in SUPER before 10.11; none under
+/// `read_only = NO_LOCK_NO_ADMIN`), MySQL's SUPER or CONNECTION_ADMIN (none under
+/// `super_read_only`).
+async fn read_only_problem(
+    conn: &mut Conn,
+    resolved: &[grants::Grant],
+) -> Result<Option<String>, SourceError> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'super_read_only', 'version')",
+        )
+        .await
+        .map_err(SourceError::Query)?;
+    let vars: HashMap<String, String> = rows
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_uppercase()))
+        .collect();
+    let read_only = vars.get("read_only").map_or("OFF", String::as_str);
+    if matches!(read_only, "OFF" | "0") {
+        return Ok(None);
+    }
+    let global = |privilege: &str| grants::has(resolved, privilege, None);
+    let version = vars.get("version").map_or("", String::as_str);
+    let exempt = if version.contains("MARIADB") {
+        let before_10_11 = version
+            .split(['.', '-'])
+            .take(2)
+            .map(|part| part.parse::<u32>().unwrap_or(0))
+            .collect::<Vec<_>>()
+            < vec![10, 11];
+        read_only != "NO_LOCK_NO_ADMIN"
+            && (global("READ_ONLY ADMIN") || (before_10_11 && global("SUPER")))
+    } else {
+        vars.get("super_read_only")
+            .is_none_or(|v| matches!(v.as_str(), "OFF" | "0"))
+            && (global("SUPER") || global("CONNECTION_ADMIN"))
+    };
+    if exempt {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "the server is read-only (read_only={read_only}) and the user may not write through it (READ_ONLY ADMIN on MariaDB, SUPER or CONNECTION_ADMIN on MySQL): write-back's statements would be refused (`run` holds them an hour at most, then dead-letters them); is source.url a replica?"
+    )))
 }
 
 /// The grants of the current user and, transitively, of its active roles (the default role
