@@ -1048,6 +1048,46 @@ async fn a_large_rejected_change_is_kept_whole_in_its_dead_letter() {
     assert!(daemon.terminate().success());
 }
 
+/// The same in the control table, whose items hold 400 KB: a rejected change of 380 KB is kept
+/// whole (compressed), where before 2026-12-06's eighth stop a record over 360 KB was cut to
+/// its length and sequence there, and the application's change survived nowhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_change_near_400_kb_is_kept_whole_in_the_control_table() {
+    let (env, table) = setup("wbhugeletter", "").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    let long = "x".repeat(380_000);
+    update_note(&env, &table, 1, &long).await;
+    let config = env.config_path();
+    let listed = || {
+        let out = env.rowcast(&["deadletters", "list", "--config", config.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|line| line.starts_with('{'))
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|l| l["key"].as_str().is_some_and(|k| k.contains("ACC#1]")))
+            .collect::<Vec<Value>>()
+    };
+    eventually("the dead letter", Duration::from_secs(30), || async {
+        !listed().is_empty()
+    })
+    .await;
+    converge(&env, &table).await;
+    let letters = listed();
+    assert_eq!(letters.len(), 1);
+    let record = &letters[0]["record"];
+    assert_eq!(
+        record["new"]["note"].as_str().map(str::len),
+        Some(long.len()),
+        "{}",
+        &record.to_string()[..200.min(record.to_string().len())]
+    );
+    assert_eq!(row(&env, 1).await.unwrap().4.as_deref(), Some("n1"));
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unreadable_positions_stop_the_daemon_with_the_cause() {
     let env = Env::new("wbunreadable").await;

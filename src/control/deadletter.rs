@@ -176,14 +176,11 @@ impl DeadLetterStore {
     /// Records one dead letter, bounded in size to what the store takes (see
     /// [`DeadLetter::bounded_to`]).
     pub async fn record(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        let most = match self {
-            DeadLetterStore::File { .. } => crate::pipeline::FILE_RECORD_BYTES,
-            DeadLetterStore::Table { .. } => crate::pipeline::TABLE_RECORD_BYTES,
-        };
-        let json = serde_json::to_string(&letter.bounded_to(most))
-            .expect("a dead letter always serialises");
         match self {
             DeadLetterStore::File { path, lock, .. } => {
+                let json =
+                    serde_json::to_string(&letter.bounded_to(crate::pipeline::FILE_RECORD_BYTES))
+                        .expect("a dead letter always serialises");
                 let _guard = lock.lock().await;
                 let target = path.clone();
                 let line = format!("{json}\n");
@@ -211,6 +208,7 @@ impl DeadLetterStore {
                 ..
             } => {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
+                let (record_name, record) = table_record(letter);
                 client
                     .put_item()
                     .table_name(table)
@@ -222,7 +220,7 @@ impl DeadLetterStore {
                         CONTROL_SK,
                         AttributeValue::S(format!("{:020}#{}#{n}", letter.seq, letter.at_ms)),
                     )
-                    .item("record", AttributeValue::S(json))
+                    .item(record_name, record)
                     .send()
                     .await
                     .map_err(|e| DeadLetterError::Dynamo {
@@ -240,9 +238,120 @@ impl DeadLetterStore {
     }
 }
 
+/// The attribute of a control-table letter that holds its JSON gzipped (binary), where the
+/// JSON itself would be over the item's bound; `record` holds it as text otherwise.
+pub const GZIP_RECORD: &str = "record_gzip";
+
+/// A letter as a control-table item holds it (under 400 KB): its JSON whole; gzipped whole where
+/// that is over [`crate::pipeline::TABLE_RECORD_BYTES`]; else without the record's old image,
+/// as text or gzipped; else cut ([`DeadLetter::bounded_to`]). A write-back rejection's record is
+/// the only place an application's change survives: before 2026-12-06's eighth stop one over
+/// 360 KB was cut to its length and sequence here (`tests/writeback_safety.rs`, seen failing).
+fn table_record(letter: &DeadLetter) -> (&'static str, AttributeValue) {
+    use std::io::Write;
+    let most = crate::pipeline::TABLE_RECORD_BYTES;
+    for bound in [crate::pipeline::FILE_RECORD_BYTES, most] {
+        let json = serde_json::to_string(&letter.bounded_to(bound))
+            .expect("a dead letter always serialises");
+        if json.len() <= most {
+            return ("record", AttributeValue::S(json));
+        }
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let zipped = gzip
+            .write_all(json.as_bytes())
+            .and_then(|()| gzip.finish())
+            .expect("writing into memory does not fail");
+        if zipped.len() <= most {
+            return (GZIP_RECORD, AttributeValue::B(zipped.into()));
+        }
+    }
+    let json =
+        serde_json::to_string(&letter.bounded_to(most)).expect("a dead letter always serialises");
+    ("record", AttributeValue::S(json))
+}
+
+/// The JSON text of a control-table letter (see [`table_record`]); empty when it holds none.
+pub fn table_record_text(item: &std::collections::HashMap<String, AttributeValue>) -> String {
+    use std::io::Read;
+    match (item.get("record"), item.get(GZIP_RECORD)) {
+        (Some(AttributeValue::S(text)), _) => text.clone(),
+        (_, Some(AttributeValue::B(zipped))) => {
+            let mut text = String::new();
+            match flate2::read::GzDecoder::new(zipped.as_ref()).read_to_string(&mut text) {
+                Ok(_) => text,
+                Err(_) => String::new(),
+            }
+        }
+        _ => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_control_table_letter_is_kept_whole_when_it_compresses_under_the_bound() {
+        let record = |text: String| serde_json::json!({"new": {"note": text}, "old": {"note": "n1"}, "sequence": "7"});
+        let letter = |record| DeadLetter {
+            view: "v".into(),
+            key: Some("t[K#1]".into()),
+            pk: Some("K#1".into()),
+            sk: None,
+            reason: "rejected".into(),
+            reason_kind: "writeback_rejected",
+            position: crate::pipeline::Position {
+                file: "binlog.000001".into(),
+                pos: 4,
+                gtid: None,
+            },
+            seq: 1,
+            at_ms: 0,
+            record: Some(record),
+        };
+        let read = |(name, value): (&str, AttributeValue)| {
+            let item = std::collections::HashMap::from([(name.to_string(), value)]);
+            serde_json::from_str::<serde_json::Value>(&table_record_text(&item)).unwrap()
+        };
+        // Small: text.
+        let small = letter(record("short".into()));
+        let (name, _) = table_record(&small);
+        assert_eq!(name, "record");
+        assert_eq!(
+            read(table_record(&small))["record"],
+            small.record.clone().unwrap()
+        );
+        // 380 KB that compresses: whole, gzipped.
+        let large = letter(record("x".repeat(380_000)));
+        let (name, value) = table_record(&large);
+        assert_eq!(name, GZIP_RECORD);
+        assert!(matches!(&value, AttributeValue::B(b) if b.as_ref().len() < 10_000));
+        assert_eq!(read((name, value))["record"], large.record.clone().unwrap());
+        // What does not compress under the bound (the base64 of 400 KB of random bytes, as a
+        // binary attribute's JSON holds it): bounded as before, under the item's limit.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let noise: String = (0..540_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                char::from(alphabet[(state % 64) as usize])
+            })
+            .collect();
+        let noisy = letter(record(noise));
+        let (name, value) = table_record(&noisy);
+        let bytes = match &value {
+            AttributeValue::S(text) => text.len(),
+            AttributeValue::B(b) => b.as_ref().len(),
+            _ => unreachable!(),
+        };
+        assert!(
+            bytes <= crate::pipeline::TABLE_RECORD_BYTES + 16 * 1024,
+            "{name} {bytes}"
+        );
+        assert_eq!(read((name, value))["record"]["truncated"], true);
+    }
 
     #[test]
     fn a_spell_of_failures_lasts_until_a_success_or_a_quiet_while() {

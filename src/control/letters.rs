@@ -66,7 +66,8 @@ impl DeadLetterStore {
                             Some(AttributeValue::S(s)) => s.clone(),
                             _ => String::new(),
                         };
-                        let letter = serde_json::from_str(&text("record")).unwrap_or(Value::Null);
+                        let record = super::deadletter::table_record_text(item);
+                        let letter = serde_json::from_str(&record).unwrap_or(Value::Null);
                         let at = StoredAt::Table {
                             pk: text(CONTROL_PK),
                             sk: text(CONTROL_SK),
