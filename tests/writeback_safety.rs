@@ -282,6 +282,14 @@ async fn a_write_back_touches_exactly_the_row_behind_the_item() {
     assert!(collision["record"].is_object(), "{collision}");
     // The view follows SQL again: rejected new items are gone, the others rewritten.
     converge(&env, &table).await;
+    // One letter each: rowcast's mark before it removes a rejected new item is its own, not
+    // the application's insert again (a second letter, or a row inserted where the cause has
+    // passed; found by a review of 2026-12-06's eighth stop).
+    caught_up(&env, &table).await;
+    for sk in ["ACC#50", "ACC#9]"] {
+        let letters = letters_for(&env, sk);
+        assert_eq!(letters.len(), 1, "{sk}: {letters:?}");
+    }
     assert!(daemon.terminate().success());
 }
 

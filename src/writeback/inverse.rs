@@ -196,11 +196,15 @@ fn is_key_column(view: &View, column: &str) -> bool {
 /// wrote the item again (the item then has no mark), the mark looks new but the version goes
 /// back. Before 2026-12-06's eighth stop such a copy was taken for rowcast's and its change
 /// never reached SQL (`tests/writeback_safety.rs`, seen failing).
+/// rowcast's mark before it removes an item it never wrote (a rejected new item) sets no version
+/// on an item without one: kept too.
 fn version_kept(change: &StreamChange) -> bool {
-    let Some(new) = number(metadata(change.new.as_ref(), VERSION_ATTRIBUTE)) else {
-        return false;
-    };
-    number(metadata(change.old.as_ref(), VERSION_ATTRIBUTE)).is_none_or(|old| new >= old)
+    let version = |image: Option<&Image>| number(metadata(image, VERSION_ATTRIBUTE));
+    match (version(change.new.as_ref()), version(change.old.as_ref())) {
+        (Some(new), old) => old.is_none_or(|old| new >= old),
+        (None, None) => true,
+        (None, Some(_)) => false,
+    }
 }
 
 pub fn decide(view: &View, table: &TableSchema, change: &StreamChange) -> Decision {
@@ -614,6 +618,19 @@ attributes = ["status"]
                 set: vec![("status".into(), Value::Bytes(b"frozen".to_vec()))],
             }
         );
+        // rowcast's mark before it removes an item it never wrote (a rejected new item): no
+        // version on either side, the mark alone says it (a review found this taken for an
+        // application's insert once marks needed a kept version).
+        let unversioned_mark = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), s("bogus")])),
+            Some(image(&[
+                pk.clone(),
+                s("bogus"),
+                (REMOVAL_ATTRIBUTE, Attr::N("1".into())),
+            ])),
+        );
+        assert_eq!(decide(&view, &table, &unversioned_mark), Decision::Own);
         // An application's PutItem of a new item is an insert of what it wrote.
         let app_insert = change(
             ChangeKind::Insert,
