@@ -760,8 +760,9 @@ async fn deadletters(action: DeadlettersAction) -> ExitCode {
                     eprintln!("kept: {}: {why}", stored.letter);
                 }
                 println!(
-                    "replayed {} dead letter(s) through the daemon; kept {}",
+                    "replayed {} dead letter(s) through the daemon ({} for rows that no longer exist: their items removed); kept {}",
                     outcome.replayed,
+                    outcome.gone,
                     outcome.kept.len()
                 );
                 ExitCode::SUCCESS

@@ -235,6 +235,16 @@ async fn dead_letters_are_listed_replayed_once_fixed_and_purged() {
     assert!(text.contains("N#1"), "{text}");
     let (_, listed) = deadletters(&env, "list", &config);
     assert!(listed.contains("\"pk\":\"N#1\""), "{listed}");
+    // The row is deleted since: no row makes the item, which the repair removes, and the letter
+    // is settled. Before 2026-12-06's eighth stop it was kept for ever ("the write failed
+    // again"): only an item present counted.
+    env.sql("DELETE FROM notes WHERE id = 1").await;
+    let (code, text) = deadletters(&env, "replay", &config);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("replayed 0 dead letter(s)"), "{text}");
+    assert!(text.contains("for rows that no longer exist"), "{text}");
+    let (_, listed) = deadletters(&env, "list", &config);
+    assert!(!listed.contains("\"pk\":\"N#1\""), "{listed}");
 
     // Purge: a letter that cannot be written (an item over 400 KB) is listed, then purged. The
     // ALTER backfills the view again; a row inserted while that pass's chunk is in flight is

@@ -201,9 +201,10 @@ fn requested_key(
         .map_err(|reason| (StatusCode::BAD_REQUEST, reason))
 }
 
-/// Asks the snapshot worker to read the rows behind `key` and merge them; `Err` is the answer
-/// when no row makes the item (unless `repair`: the item is then removed) or the read failed.
-async fn fill(control: &Running, view: &str, key: ItemKey, repair: bool) -> Result<(), Response> {
+/// Asks the snapshot worker to read the rows behind `key` and merge them; whether a row makes
+/// the item. `Err` is the answer when no row makes the item (unless `repair`: the item is then
+/// removed, `Ok(false)`) or the read failed.
+async fn fill(control: &Running, view: &str, key: ItemKey, repair: bool) -> Result<bool, Response> {
     let (reply, answer) = oneshot::channel();
     let request = FillRequest {
         repair,
@@ -226,7 +227,8 @@ async fn fill(control: &Running, view: &str, key: ItemKey, repair: bool) -> Resu
         }
     }
     match tokio::time::timeout(Duration::from_secs(10), answer).await {
-        Ok(Ok(Ok(true))) => Ok(()),
+        Ok(Ok(Ok(true))) => Ok(true),
+        Ok(Ok(Ok(false))) if repair => Ok(false),
         Ok(Ok(Ok(false))) => Err(plain(StatusCode::NOT_FOUND, "no row has this key".into())),
         Ok(Ok(Err(error))) => Err(plain(StatusCode::SERVICE_UNAVAILABLE, error)),
         _ => {
@@ -236,9 +238,13 @@ async fn fill(control: &Running, view: &str, key: ItemKey, repair: bool) -> Resu
     }
 }
 
+/// The repair's answer when no row makes the item: its removal is merged.
+pub const REMOVED: &str = "removed: no row makes the item";
+
 /// `POST /v1/views/{view}/repair?pk=…&sk=…` (`rowcast verify --repair`): the item is read
 /// again from the source and merged into the stream at the read's position, as a fill is; when
-/// no row makes it, it is removed there. 200 once merged (the write follows in the stream).
+/// no row makes it, it is removed there. 200 once merged (the write follows in the stream):
+/// `merged`, or [`REMOVED`].
 async fn repair(
     State(control): State<Control>,
     Path(view): Path<String>,
@@ -272,7 +278,8 @@ async fn repair(
         Err(error) => return plain(StatusCode::SERVICE_UNAVAILABLE, error),
     }
     match fill(&control, &view, key, true).await {
-        Ok(()) => plain(StatusCode::OK, "merged".into()),
+        Ok(true) => plain(StatusCode::OK, "merged".into()),
+        Ok(false) => plain(StatusCode::OK, REMOVED.into()),
         Err(response) => response,
     }
 }

@@ -151,6 +151,8 @@ impl DeadLetterStore {
 pub struct Replayed {
     /// Sent through the daemon and removed from the store.
     pub replayed: usize,
+    /// Of those, letters whose row no longer exists: the repair removed their item.
+    pub gone: usize,
     /// Left in the store: no item key to replay (write-back rejections, keyless rows), with why.
     pub kept: Vec<(Stored, String)>,
 }
@@ -189,6 +191,25 @@ async fn stored_version(
                 _ => 0,
             }),
     )
+}
+
+/// Whether the repair's removal reached DynamoDB (no row makes the item), waiting up to 10 s.
+async fn removed(
+    client: &aws_sdk_dynamodb::Client,
+    place: &ItemPlace,
+    pk: &str,
+    sk: Option<&str>,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(None) = stored_version(client, place, pk, sk).await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 /// Whether the repair's write reached DynamoDB, waiting up to 10 s for it: the item is there
@@ -257,8 +278,13 @@ pub async fn replay(
             None => None,
         };
         match request(api, "POST", &path, std::time::Duration::from_secs(30)).await {
-            Ok((200, _)) => {
+            Ok((200, body)) => {
+                // No row makes the item any more (deleted, moved, filtered out since): the
+                // repair removes it, and the letter is settled. Before 2026-12-06's eighth stop
+                // such a letter was kept for ever: only an item present counted.
+                let gone = body.trim() == crate::api::REMOVED;
                 if !match (place, before) {
+                    (Some(place), _) if gone => removed(client, place, pk, sk).await,
                     (Some(place), Some(before)) => written(client, place, pk, sk, before).await,
                     _ => false,
                 } {
@@ -271,6 +297,7 @@ pub async fn replay(
                     .await
                     .map_err(|e| crate::error::chain(&e))?;
                 outcome.replayed += 1;
+                outcome.gone += usize::from(gone);
             }
             Ok((409, body)) => outcome.kept.push((stored, body)),
             Ok((status, body)) => return Err(format!("the daemon answered {status}: {body}")),

@@ -136,7 +136,8 @@ enum Work {
 
 /// What a read brings, kept until it is merged.
 enum Pending {
-    Fill(FillRequest),
+    /// A fill and whether a row makes its item (`false`: a repair's removal).
+    Fill(FillRequest, bool),
     Refresh(Option<Vec<Value>>, bool),
     Backfill(ChunkEnd),
     Nothing,
@@ -316,7 +317,7 @@ impl Worker {
                     return Ok(transient);
                 }
                 Merged::ReadAgain => {
-                    if let Pending::Fill(request) = pending {
+                    if let Pending::Fill(request, _) = pending {
                         fill = Some(request);
                     }
                     // The commit it missed is in the binlog, not yet visible (semi-synchronous
@@ -331,8 +332,8 @@ impl Worker {
     /// A merged read: what it brought takes effect.
     fn done(&mut self, pending: Pending, queue: &mut Queue) {
         match pending {
-            Pending::Fill(request) => {
-                let _ = request.reply.send(Ok(true));
+            Pending::Fill(request, made) => {
+                let _ = request.reply.send(Ok(made));
             }
             Pending::Refresh(last_key, last) => {
                 if let Some(reading) = queue.refresh.as_mut() {
@@ -355,7 +356,17 @@ impl Worker {
     async fn fill(&mut self, request: FillRequest) -> (SnapshotEvent, Pending, bool) {
         crate::util::failpoint::delay("snapshot.before_fill").await;
         match self.read_fill(&request).await {
-            Ok(Some(read)) => (SnapshotEvent::Read(read), Pending::Fill(request), false),
+            Ok(Some(read)) => {
+                let made = !matches!(
+                    &read.kind,
+                    ReadKind::Fill {
+                        remove: Some(_),
+                        ..
+                    }
+                );
+                let pending = Pending::Fill(request, made);
+                (SnapshotEvent::Read(read), pending, false)
+            }
             Ok(None) => {
                 let _ = request.reply.send(Ok(false));
                 (failed(ReadFailure::default()), Pending::Nothing, false)
