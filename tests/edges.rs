@@ -974,6 +974,58 @@ async fn a_second_instance_fences_the_first() {
     assert!(!log.contains("did not release it"), "{log}");
 }
 
+/// A checkpoint file has no owner in a table to fence with: a second instance on the same file
+/// (a rolling update with the volume on one node, a second deployment by mistake) waits for the
+/// first to stop, holding nothing, and goes on from its checkpoint once it has. Before
+/// 2026-12-06's eighth stop both ran: two writers of one checkpoint file, the one behind
+/// writing older states over newer items and its checkpoint over the other's (found by a
+/// review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_instance_on_a_checkpoint_file_waits_for_the_first_to_stop() {
+    let (env, table) = notes(
+        "edgefileowner",
+        "[checkpoint]\npath = \"state/checkpoint.json\"\ninterval_ms = 200\n",
+    )
+    .await;
+    let first = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one', '1')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    let mut second = env.spawn_second();
+    let log = env.dir.join("rowcast-2.log");
+    common::eventually("the second to wait", Duration::from_secs(30), || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("another instance uses the checkpoint file")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        second.child.try_wait().unwrap().is_none(),
+        "{}",
+        common::tail(&log)
+    );
+    let (status, _) = second.get("/readyz").await;
+    assert_ne!(status, 200, "the waiting instance is not ready");
+    let (status, body) = second.get("/healthz").await;
+    assert_eq!(status, 200, "the waiting instance is alive: {body}");
+    assert!(
+        !std::fs::read_to_string(&log).unwrap().contains("binlog"),
+        "the waiting instance read the binlog: {}",
+        common::tail(&log)
+    );
+    // The first goes on alone.
+    env.sql("INSERT INTO notes VALUES (2, 'two', '2')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(first.terminate().success());
+    second.wait_ready().await;
+    env.sql("INSERT INTO notes VALUES (3, 'three', '3')").await;
+    env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
+        .await;
+    assert!(second.terminate().success());
+}
+
 /// A second instance takes over while the first one writes: everything the first wrote until
 /// it was fenced is before the end of the second's replay window (the binlog's end read after
 /// its wait), so the second replays it guarded, and no item ever moves back (checked on the

@@ -195,6 +195,10 @@ impl Generation<'_> {
             shutdown,
             carried,
         } = self;
+        // Held until this generation has drained: a reload's next one takes it again.
+        let Some(_owner) = prepare::own_checkpoint_file(config, shutdown).await? else {
+            return Ok(None);
+        };
         let store = Arc::new(checkpoint_store(config, client));
         let Some(prepared) = prepare::prepare_with_retry(config, client, &store, shutdown).await?
         else {

@@ -40,6 +40,48 @@ pub fn checkpoint_store(config: &Config, client: &Client) -> CheckpointStore {
     }
 }
 
+/// A checkpoint file's owner (see [`crate::control::FileOwner`]): taken before anything is read
+/// or written, waited for while another instance holds it (a rolling update's old instance
+/// still stopping, or a second deployment by mistake: it waits, holding nothing, reading
+/// nothing). `Some(None)` for a checkpoint in the control table (its `owner` fences instead);
+/// `None` when a stop came first. Before 2026-12-06's eighth stop two instances on one file
+/// both ran (found by a review; `tests/edges.rs`, seen failing).
+pub(super) async fn own_checkpoint_file(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<Option<crate::control::FileOwner>>, AppError> {
+    let CheckpointStoreConfig::File(path) = &config.checkpoint else {
+        return Ok(Some(None));
+    };
+    let mut said = None::<tokio::time::Instant>;
+    loop {
+        let target = path.clone();
+        let owned = tokio::task::spawn_blocking(move || crate::control::try_own(&target))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|owned| owned)
+            .map_err(|source| {
+                AppError::Checkpoint(crate::control::CheckpointError::File {
+                    path: crate::control::owner_path(path),
+                    source,
+                })
+            })?;
+        if let Some(owner) = owned {
+            if said.is_some() {
+                info!(checkpoint = %path.display(), "the other instance stopped: this one goes on from the checkpoint file");
+            }
+            return Ok(Some(Some(owner)));
+        }
+        if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            warn!(checkpoint = %path.display(), lock = %crate::control::owner_path(path).display(), "another instance uses the checkpoint file; waiting for it to stop (a checkpoint file has one writer: see Ownership in the README)");
+            said = Some(tokio::time::Instant::now());
+        }
+        if !pause(shutdown, Duration::from_millis(500)).await {
+            return Ok(None);
+        }
+    }
+}
+
 pub(super) async fn prepare_with_retry(
     config: &Config,
     client: &Client,

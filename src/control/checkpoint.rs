@@ -15,8 +15,8 @@
 //! (see `lease.rs`): one that stalled, was taken over meanwhile and resumes sends nothing
 //! before it is fenced. An instance that takes the item from an owner that did
 //! not release it (a clean stop releases it) waits one term and a margin for requests in
-//! flight before it writes anything. A file checkpoint has no owner: it belongs to one
-//! sidecar's volume.
+//! flight before it writes anything. A file checkpoint's owner is a lock on `<path>.owner`
+//! instead (`files::FileOwner`): a second instance waits for the first to stop.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -103,6 +103,37 @@ pub async fn with_file_lock<T: Send + 'static>(
     .map_err(std::io::Error::other)?
 }
 
+/// An exclusive advisory lock on `<checkpoint file>.owner`, held while an instance runs on a
+/// checkpoint file: the file's owner, as the control table's `owner` is the table's. Dropped
+/// (or the process gone, `kill -9` included), the lock is released by the operating system.
+#[derive(Debug)]
+pub struct FileOwner {
+    _lock: std::fs::File,
+}
+
+/// The lock file of a checkpoint file.
+pub fn owner_path(checkpoint: &std::path::Path) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("{}.owner", checkpoint.display()))
+}
+
+/// Takes [`FileOwner`] of `checkpoint` if no other process holds it: `Ok(None)` when one does.
+pub fn try_own(checkpoint: &std::path::Path) -> std::io::Result<Option<FileOwner>> {
+    let path = owner_path(checkpoint);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(FileOwner { _lock: lock })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +160,20 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// One owner at a time (two opens, as two processes have: the lock is per open file),
+    /// the next one once the first is dropped.
+    #[test]
+    fn a_checkpoint_file_has_one_owner_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("rowcast-owner-{}", std::process::id()));
+        let checkpoint = dir.join("state").join("checkpoint.json");
+        let first = try_own(&checkpoint).unwrap();
+        assert!(first.is_some());
+        assert!(try_own(&checkpoint).unwrap().is_none());
+        drop(first);
+        assert!(try_own(&checkpoint).unwrap().is_some());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

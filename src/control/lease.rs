@@ -30,7 +30,8 @@
 //! writes it again when it knows the outcome unknown, `sink/unsure.rs`; a fenced one does not).
 //! Checked batches (`sink/checked.rs`) are not: their write is a plain BatchWriteItem.
 //!
-//! A file checkpoint has no owner and no lease: it belongs to one sidecar's volume.
+//! A file checkpoint has no lease: its owner holds a lock on the file (`files::FileOwner`) for
+//! as long as it runs, so no other instance writes meanwhile.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -19,4 +19,6 @@ pub use lease::Lease;
 pub use positions::{PositionError, PositionStore, ShardPosition, StreamPositions};
 
 pub use crate::dynamo::{CONTROL_PK, CONTROL_SK};
-pub use files::{with_file_lock, write_durably, write_durably_blocking};
+pub use files::{
+    owner_path, try_own, with_file_lock, write_durably, write_durably_blocking, FileOwner,
+};
