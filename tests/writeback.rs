@@ -712,6 +712,62 @@ async fn a_paused_instance_taken_over_meanwhile_applies_nothing_when_it_resumes(
     assert!(second.terminate().success());
 }
 
+/// An instance frozen inside a record's transaction (its row locked) and taken over meanwhile:
+/// the server ends the frozen transaction once it has been idle 2 s
+/// (`idle_write_transaction_timeout`), so the successor's statement gets the row. Before
+/// 2026-12-06's eighth stop the lock stayed for the whole freeze: the successor's tries timed
+/// out on it and it rejected the application's change into the dead letters, restoring the
+/// item to SQL's older state (found by a review of two-instance safety).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_frozen_holding_a_row_lock_keeps_no_change_from_its_successor() {
+    let (env, table) = setup("wbfrozenlock").await;
+    let mut first =
+        env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.before_commit=sleep3000@*")]);
+    first.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
+    update(&env, &table, 1, "SET note = :n", &note("two")).await;
+    eventually(
+        "the first instance to hold the row locked",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&first.log)
+                .unwrap()
+                .contains("failpoint writeback.before_commit")
+        },
+    )
+    .await;
+    first.signal("-STOP");
+    let second = env.spawn_second();
+    second.wait_ready().await;
+    note_becomes(
+        &env,
+        "two",
+        "the successor to apply the change",
+        Duration::from_secs(60),
+    )
+    .await;
+    first.resume_until_fenced().await;
+    assert_eq!(row(&env, 1).await.unwrap().3.as_deref(), Some("two"));
+    assert!(
+        common::app::dead_letters(&env).is_empty(),
+        "{:?}",
+        common::app::dead_letters(&env)
+    );
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(second.terminate().success());
+}
+
 /// A rejected change is undone by rewriting the item from its row (a restore). The record's
 /// position used to be saved once the restore was merged into the stream, before it was written:
 /// a `kill -9` in between lost it, and the item kept the rejected value for good. Now the

@@ -200,10 +200,16 @@ impl SqlWriter {
         // A row (or a table, behind a DDL) the application holds locked makes the record wait
         // 5 s (10 s) per try, not 50 s (a year). Strict whatever the server's mode: a value that
         // does not fit (too long, out of range, NULL in a NOT NULL column) is refused, never
-        // stored cut, clamped or as the column's implicit default.
+        // stored cut, clamped or as the column's implicit default. On MariaDB (10.3 and later:
+        // an executable comment the others skip) a transaction idle for 2 s is ended by the
+        // server: a record's transaction never waits between its statements, so only a frozen
+        // instance's is (SIGSTOP, a stalled VM), whose row lock would otherwise keep its
+        // successor's statements waiting until they were rejected (found by a review;
+        // `tests/writeback.rs`, seen failing), and whose late COMMIT then fails.
         let timeouts =
             "time_zone = '+00:00', innodb_lock_wait_timeout = 5, lock_wait_timeout = 10, \
-            sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')";
+            sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES') \
+            /*M!100300 , idle_write_transaction_timeout = 2 */";
         let session = if skip_replication {
             format!("SET SESSION skip_replication = 1, {timeouts}")
         } else {
@@ -518,6 +524,7 @@ async fn delete(conn: &mut Conn, target: &Target<'_>) -> Result<Applied, Failure
 /// for here, with the row locked: an instance taken over while it held the record (a pause
 /// between the lease check in `apply` and this point) commits nothing.
 async fn commit(conn: &mut Conn, target: &Target<'_>) -> Result<(), Failure> {
+    crate::util::failpoint::delay("writeback.before_commit").await;
     if !target.lease.is_held() {
         return Err(Failure::Lapsed);
     }
