@@ -5,8 +5,8 @@
 //! - SQL unreachable, or taking no writes (`read_only` during a switchover): the record waits
 //!   for the server (retried with backoff, without end: the change must not be lost, and no
 //!   other record could be applied either);
-//! - a failure a retry may fix (lock wait timeout, deadlock, lost connection, …): retried at
-//!   most [`MAX_TRIES`] times, then rejected;
+//! - a failure a retry may fix (lock wait timeout, deadlock, lost connection, …): retried for
+//!   at most [`RETRY_PATIENCE`] from the record's first such failure, then rejected;
 //! - anything else SQL refuses, a value that does not convert, or a panic while handling it:
 //!   rejected at once.
 //!
@@ -50,8 +50,16 @@ use crate::view::spec::View;
 use crate::view::value::Attr;
 use crate::view::ItemKey;
 
-/// Tries of one record whose statement failed in a way a retry may fix.
-pub const MAX_TRIES: u32 = 5;
+/// How long one record whose statement fails in a way a retry may fix is retried before it is
+/// rejected into the dead letters (and its item put back to SQL's state). A row or table the
+/// application holds locked (a batch job, a copying ALTER), a full disk, too many connections:
+/// causes that pass, for which a rejection would undo the application's change in DynamoDB.
+/// The shard's later records wait behind it meanwhile, so it is bounded: a failure that does
+/// not pass (a statement always over its time limit) holds them this long at most. The
+/// `RowcastWritebackStalled` alert fires after 5 minutes of it (`retrying_seconds` over 300).
+/// Before 2026-12-06's eighth stop the bound was 5 tries, about 30 s of a held row lock
+/// (`tests/writeback_safety.rs`, seen failing).
+pub const RETRY_PATIENCE: Duration = Duration::from_secs(15 * 60);
 /// How long records wait for a server that takes no writes (`read_only`) before they are
 /// rejected into the dead letters: a switchover takes minutes; a server that stays read-only
 /// (write-back pointed at a replica) would otherwise hold every record until DynamoDB Streams
@@ -124,6 +132,7 @@ impl Handler {
         let mut backoff = self.consumer.retry.backoff();
         let since = Instant::now();
         let mut tries = 0;
+        let mut retrying_since = None::<Instant>;
         loop {
             (self.restore_unanswered).store(false, std::sync::atomic::Ordering::Relaxed);
             let tried = AssertUnwindSafe(self.try_once(change, shard))
@@ -159,12 +168,14 @@ impl Handler {
                 SqlError::ReadOnly(_) => "read_only",
                 SqlError::Retry(_) => {
                     tries += 1;
+                    retrying_since.get_or_insert_with(Instant::now);
                     "retry"
                 }
                 SqlError::LeaseLapsed => "lease",
             };
             let error = crate::error::chain(&failure);
-            if let Some(reason) = self.given_up(&failure, tries, &error) {
+            let retrying_for = retrying_since.map(|at| at.elapsed());
+            if let Some(reason) = self.given_up(&failure, tries, retrying_for, &error) {
                 retrying.set(0.0);
                 let view = self.reject_by_key(change, shard, &reason).await;
                 count(&view, "rejected");
@@ -182,10 +193,16 @@ impl Handler {
         }
     }
 
-    /// Why a record that failed so (`tries` failures a retry may fix so far) is rejected now, if
-    /// it is: too many such failures, or a server that has taken no writes for
-    /// [`READ_ONLY_PATIENCE`].
-    fn given_up(&mut self, failure: &SqlError, tries: u32, error: &str) -> Option<String> {
+    /// Why a record that failed so (`tries` failures a retry may fix so far, the first of them
+    /// `retrying_for` ago) is rejected now, if it is: such failures for [`RETRY_PATIENCE`], or a
+    /// server that has taken no writes for [`READ_ONLY_PATIENCE`].
+    fn given_up(
+        &mut self,
+        failure: &SqlError,
+        tries: u32,
+        retrying_for: Option<Duration>,
+        error: &str,
+    ) -> Option<String> {
         if let SqlError::ReadOnly(_) = failure {
             let spell = (self.read_only_since)
                 .get_or_insert_with(Instant::now)
@@ -197,7 +214,11 @@ impl Handler {
                 ));
             }
         }
-        (tries >= MAX_TRIES).then(|| format!("still failing after {tries} tries: {error}"))
+        let failing = retrying_for.filter(|failing| *failing >= RETRY_PATIENCE)?;
+        let secs = failing.as_secs();
+        Some(format!(
+            "still failing after {tries} tries in {secs} s: {error}"
+        ))
     }
 
     /// Whether a restore of the record just handled went unanswered or unwritten while the
