@@ -238,13 +238,10 @@ async fn fill(control: &Running, view: &str, key: ItemKey, repair: bool) -> Resu
     }
 }
 
-/// The repair's answer when no row makes the item: its removal is merged.
-pub const REMOVED: &str = "removed: no row makes the item";
-
 /// `POST /v1/views/{view}/repair?pk=…&sk=…` (`rowcast verify --repair`): the item is read
 /// again from the source and merged into the stream at the read's position, as a fill is; when
 /// no row makes it, it is removed there. 200 once merged (the write follows in the stream):
-/// `merged`, or [`REMOVED`].
+/// `merged`, or [`crate::pipeline::REPAIR_REMOVED`].
 async fn repair(
     State(control): State<Control>,
     Path(view): Path<String>,
@@ -279,7 +276,7 @@ async fn repair(
     }
     match fill(&control, &view, key, true).await {
         Ok(true) => plain(StatusCode::OK, "merged".into()),
-        Ok(false) => plain(StatusCode::OK, REMOVED.into()),
+        Ok(false) => plain(StatusCode::OK, crate::pipeline::REPAIR_REMOVED.into()),
         Err(response) => response,
     }
 }

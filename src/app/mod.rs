@@ -83,7 +83,7 @@ impl Classify for AppError {
 /// returns the failure). A reload (`SIGHUP`, `POST /v1/reload`) with a valid, different
 /// configuration drains the pipeline and starts it again with that configuration
 /// (`reload.rs`).
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     // First: a SIGHUP from now on asks for a reload rather than ending the process.
     let (reload_tx, mut reloads) = mpsc::channel(1);
     let sighup = tokio::spawn(reload::on_sighup(reload_tx.clone()));
@@ -123,8 +123,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
                 })
         });
     }
-    let mut config = config;
-    let carried = Arc::new(crate::sink::unsure::Carried::default());
+    let (carried, mut owner) = (Arc::new(crate::sink::unsure::Carried::default()), None);
     let outcome = loop {
         let generation = Generation {
             config: &config,
@@ -132,6 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
             health: &health,
             shutdown: &shutdown,
             carried: &carried,
+            owner: &mut owner,
         };
         let ended = generation
             .run(&mut supervisor, channels, &mut reloads, &control)
@@ -172,6 +172,9 @@ struct Generation<'a> {
     shutdown: &'a CancellationToken,
     /// Writes of unknown outcome a drained pipeline left, for the next (`sink::unsure`).
     carried: &'a Arc<crate::sink::unsure::Carried>,
+    /// The checkpoint file this process owns, kept from one generation to the next while the
+    /// path stays (see `prepare::own_checkpoint_file`).
+    owner: &'a mut Option<prepare::OwnedFile>,
 }
 
 impl Generation<'_> {
@@ -194,11 +197,11 @@ impl Generation<'_> {
             health,
             shutdown,
             carried,
+            owner,
         } = self;
-        // Held until this generation has drained: a reload's next one takes it again.
-        let Some(_owner) = prepare::own_checkpoint_file(config, shutdown).await? else {
+        if !prepare::own_checkpoint_file(config, shutdown, owner).await? {
             return Ok(None);
-        };
+        }
         let store = Arc::new(checkpoint_store(config, client));
         let Some(prepared) = prepare::prepare_with_retry(config, client, &store, shutdown).await?
         else {

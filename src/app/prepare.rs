@@ -40,19 +40,30 @@ pub fn checkpoint_store(config: &Config, client: &Client) -> CheckpointStore {
     }
 }
 
-/// A checkpoint file's owner (see [`crate::control::FileOwner`]): taken before anything is read
-/// or written, waited for while another instance holds it (a rolling update's old instance
-/// still stopping, or a second deployment by mistake: it waits, holding nothing, reading
-/// nothing). `Some(None)` for a checkpoint in the control table (its `owner` fences instead);
-/// `None` when a stop came first. Before 2026-12-06's eighth stop two instances on one file
-/// both ran (found by a review; `tests/edges.rs`, seen failing).
+/// The checkpoint file this process owns, and its path.
+pub(super) type OwnedFile = (std::path::PathBuf, crate::control::FileOwner);
+
+/// Makes this process the owner of its configuration's checkpoint file (see
+/// [`crate::control::FileOwner`]) before anything is read or written, waiting while another
+/// instance holds it (a rolling update's old instance still stopping, or a second deployment
+/// by mistake: it waits, holding nothing, reading nothing). Kept in `held` across a reload's
+/// generations while the path stays (dropped between them, a waiting instance could take the
+/// file); a new path is taken before the old one is let go; a checkpoint in the control table
+/// (its `owner` fences instead) lets it go. `false` when a stop came first. Before
+/// 2026-12-06's eighth stop two instances on one file both ran (found by a review;
+/// `tests/edges.rs`, seen failing).
 pub(super) async fn own_checkpoint_file(
     config: &Config,
     shutdown: &CancellationToken,
-) -> Result<Option<Option<crate::control::FileOwner>>, AppError> {
+    held: &mut Option<OwnedFile>,
+) -> Result<bool, AppError> {
     let CheckpointStoreConfig::File(path) = &config.checkpoint else {
-        return Ok(Some(None));
+        *held = None;
+        return Ok(true);
     };
+    if held.as_ref().is_some_and(|(owned, _)| owned == path) {
+        return Ok(true);
+    }
     let mut said = None::<tokio::time::Instant>;
     loop {
         let target = path.clone();
@@ -70,14 +81,15 @@ pub(super) async fn own_checkpoint_file(
             if said.is_some() {
                 info!(checkpoint = %path.display(), "the other instance stopped: this one goes on from the checkpoint file");
             }
-            return Ok(Some(Some(owner)));
+            *held = Some((path.clone(), owner));
+            return Ok(true);
         }
         if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
             warn!(checkpoint = %path.display(), lock = %crate::control::owner_path(path).display(), "another instance uses the checkpoint file; waiting for it to stop (a checkpoint file has one writer: see Ownership in the README)");
             said = Some(tokio::time::Instant::now());
         }
         if !pause(shutdown, Duration::from_millis(500)).await {
-            return Ok(None);
+            return Ok(false);
         }
     }
 }

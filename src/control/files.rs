@@ -119,14 +119,21 @@ pub fn owner_path(checkpoint: &std::path::Path) -> std::path::PathBuf {
 /// Takes [`FileOwner`] of `checkpoint` if no other process holds it: `Ok(None)` when one does.
 pub fn try_own(checkpoint: &std::path::Path) -> std::io::Result<Option<FileOwner>> {
     let path = owner_path(checkpoint);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
+    // An existing lock file is opened for reading (a lock needs no more): one another user made
+    // (a command run as root) still serves. Missing folders are made, as for the checkpoint.
+    let lock = match std::fs::File::open(&path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?
+        }
+        opened => opened?,
+    };
     match lock.try_lock() {
         Ok(()) => Ok(Some(FileOwner { _lock: lock })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),

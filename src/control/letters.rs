@@ -282,7 +282,7 @@ pub async fn replay(
                 // No row makes the item any more (deleted, moved, filtered out since): the
                 // repair removes it, and the letter is settled. Before 2026-12-06's eighth stop
                 // such a letter was kept for ever: only an item present counted.
-                let gone = body.trim() == crate::api::REMOVED;
+                let gone = body.trim() == crate::pipeline::REPAIR_REMOVED;
                 if !match (place, before) {
                     (Some(place), _) if gone => removed(client, place, pk, sk).await,
                     (Some(place), Some(before)) => written(client, place, pk, sk, before).await,

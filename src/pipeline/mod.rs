@@ -269,6 +269,10 @@ impl WriteOp {
     }
 }
 
+/// The repair endpoint's answer (`POST /v1/views/{view}/repair`) when no row makes the item:
+/// its removal is merged (`rowcast deadletters replay` settles the letter then).
+pub const REPAIR_REMOVED: &str = "removed: no row makes the item";
+
 /// A record of an item DynamoDB can never accept; the rest keeps flowing.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeadLetter {

@@ -73,9 +73,12 @@ impl Classify for SqlError {
 /// changed since the transaction's snapshot (`innodb_snapshot_isolation`), the statement's
 /// time limit reached (MariaDB's `max_statement_time`, 1969; MySQL's `max_execution_time`,
 /// 3024), disk or table full, an error during commit, too many active
-/// transactions, a connection closed for being idle (MySQL's 4031).
-const RETRY_CODES: [u16; 16] = [
+/// transactions, a connection closed for being idle (MySQL's 4031), a read of the client's
+/// packet interrupted or timed out (1158, 1159: how a server may end a session idle past
+/// `idle_write_transaction_timeout`, set below).
+const RETRY_CODES: [u16; 18] = [
     1205, 1213, 1040, 1053, 1927, 2006, 2013, 1317, 1020, 1969, 1021, 1114, 1180, 1637, 4031, 3024,
+    1158, 1159,
 ];
 
 /// Server errors of a server that takes no writes for now: `--read-only` (1290, what a
@@ -100,7 +103,9 @@ pub fn sort(error: mysql_async::Error) -> Result<String, SqlError> {
         )),
         mysql_async::Error::Io(_)
         | mysql_async::Error::Driver(
-            DriverError::ConnectionClosed | DriverError::PoolDisconnected,
+            DriverError::ConnectionClosed
+            | DriverError::PoolDisconnected
+            | DriverError::PacketOutOfOrder,
         ) => Err(SqlError::Retry(error)),
         other => Ok(format!("SQL refused it: {other}")),
     }

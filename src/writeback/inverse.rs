@@ -197,14 +197,31 @@ fn is_key_column(view: &View, column: &str) -> bool {
 /// back. Before 2026-12-06's eighth stop such a copy was taken for rowcast's and its change
 /// never reached SQL (`tests/writeback_safety.rs`, seen failing).
 /// rowcast's mark before it removes an item it never wrote (a rejected new item) sets no version
-/// on an item without one: kept too.
+/// on an item without one, and nothing but the mark: kept too, for that update alone (an
+/// application's copy of such a marked item, put back after its removal, is an insert: the
+/// application's).
 fn version_kept(change: &StreamChange) -> bool {
     let version = |image: Option<&Image>| number(metadata(image, VERSION_ATTRIBUTE));
     match (version(change.new.as_ref()), version(change.old.as_ref())) {
         (Some(new), old) => old.is_none_or(|old| new >= old),
-        (None, None) => true,
+        (None, None) => change.kind == ChangeKind::Modify && only_marked(change),
         (None, Some(_)) => false,
     }
+}
+
+/// The new image is the old one with a `_removing` mark set, nothing else changed.
+fn only_marked(change: &StreamChange) -> bool {
+    let (Some(old), Some(new)) = (&change.old, &change.new) else {
+        return false;
+    };
+    let unmarked = |image: &Image| {
+        image
+            .iter()
+            .filter(|(name, _)| name.as_str() != REMOVAL_ATTRIBUTE)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect::<Image>()
+    };
+    new.contains_key(REMOVAL_ATTRIBUTE) && unmarked(old) == unmarked(new)
 }
 
 pub fn decide(view: &View, table: &TableSchema, change: &StreamChange) -> Decision {
@@ -631,6 +648,32 @@ attributes = ["status"]
             ])),
         );
         assert_eq!(decide(&view, &table, &unversioned_mark), Decision::Own);
+        // An application's copy of that marked item, put back after its removal: an insert.
+        let marked_copy = change(
+            ChangeKind::Insert,
+            None,
+            Some(image(&[
+                pk.clone(),
+                s("open"),
+                (REMOVAL_ATTRIBUTE, Attr::N("1".into())),
+            ])),
+        );
+        assert!(
+            matches!(decide(&view, &table, &marked_copy), Decision::Insert { .. }),
+            "{:?}",
+            decide(&view, &table, &marked_copy)
+        );
+        // Nor is a change of a value beside the mark rowcast's.
+        let marked_and_changed = change(
+            ChangeKind::Modify,
+            Some(image(&[pk.clone(), s("bogus")])),
+            Some(image(&[
+                pk.clone(),
+                s("open"),
+                (REMOVAL_ATTRIBUTE, Attr::N("1".into())),
+            ])),
+        );
+        assert_ne!(decide(&view, &table, &marked_and_changed), Decision::Own);
         // An application's PutItem of a new item is an insert of what it wrote.
         let app_insert = change(
             ChangeKind::Insert,

@@ -54,12 +54,20 @@ use crate::view::ItemKey;
 /// rejected into the dead letters (and its item put back to SQL's state). A row or table the
 /// application holds locked (a batch job, a copying ALTER), a full disk, too many connections:
 /// causes that pass, for which a rejection would undo the application's change in DynamoDB.
-/// The shard's later records wait behind it meanwhile, so it is bounded: a failure that does
-/// not pass (a statement always over its time limit) holds them this long at most. The
-/// `RowcastWritebackStalled` alert fires after 5 minutes of it (`retrying_seconds` over 300).
+/// The table's later records wait behind it meanwhile (one handler serves every shard of its
+/// stream), so it is bounded: a failure that does not pass (a statement always over its time
+/// limit) holds them this long, measured over the spell of such failures, not per record. The
+/// `RowcastWritebackStuck` alert fires after 5 minutes of it (`retrying_seconds` over 300).
 /// Before 2026-12-06's eighth stop the bound was 5 tries, about 30 s of a held row lock
 /// (`tests/writeback_safety.rs`, seen failing).
 pub const RETRY_PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// Tries of one record once a spell of such failures has lasted [`RETRY_PATIENCE`]: a cause
+/// that does not pass then lets records through to the dead letters at the pace it did before
+/// 2026-12-06's eighth stop (5 tries each), not one per [`RETRY_PATIENCE`], before the stream's
+/// 24 h trim could lose them.
+const TRIES_AFTER_PATIENCE: u32 = 5;
+/// A failure a retry may fix this long after the last one begins a new spell.
+const SPELL_GAP: Duration = Duration::from_secs(60);
 /// How long records wait for a server that takes no writes (`read_only`) before they are
 /// rejected into the dead letters: a switchover takes minutes; a server that stays read-only
 /// (write-back pointed at a replica) would otherwise hold every record until DynamoDB Streams
@@ -75,6 +83,28 @@ const RESTORE_LIMIT: Duration = Duration::from_secs(300);
 const STOP_NOTICE: Duration = Duration::from_secs(5);
 /// Tries of the removal of a rejected new item.
 const REMOVAL_TRIES: u32 = 5;
+
+/// A spell of failures a retry may fix (its start, its last failure) with one more at `now`: a
+/// new spell when the last was [`SPELL_GAP`] ago or more.
+fn extended_spell(spell: Option<(Instant, Instant)>, now: Instant) -> (Instant, Instant) {
+    match spell {
+        Some((start, last)) if now.saturating_duration_since(last) < SPELL_GAP => (start, now),
+        _ => (now, now),
+    }
+}
+
+/// How long the spell has lasted, when a record with `tries` such failures is to be rejected at
+/// `now`: the spell is [`RETRY_PATIENCE`] old and the record has had its
+/// [`TRIES_AFTER_PATIENCE`].
+fn retry_exhausted(
+    spell: Option<(Instant, Instant)>,
+    tries: u32,
+    now: Instant,
+) -> Option<Duration> {
+    let (start, _) = spell?;
+    let lasted = now.saturating_duration_since(start);
+    (lasted >= RETRY_PATIENCE && tries >= TRIES_AFTER_PATIENCE).then_some(lasted)
+}
 
 /// A view and the key columns parsed from an item's key through its templates.
 type ViewKey = (Arc<View>, Vec<(String, String)>);
@@ -106,6 +136,9 @@ pub struct Handler {
     cancel: CancellationToken,
     /// Since when the server has taken no writes (`read_only`), while it has not since.
     read_only_since: Option<Instant>,
+    /// Since when statements have failed in ways a retry may fix, and when one last did;
+    /// ended by a statement applied (a rejection or a skip proves nothing of SQL).
+    retry_spell: Option<(Instant, Instant)>,
 }
 
 impl Handler {
@@ -117,6 +150,7 @@ impl Handler {
             consumer,
             restore_unanswered: std::sync::atomic::AtomicBool::new(false),
             read_only_since: None,
+            retry_spell: None,
         }
     }
 
@@ -132,7 +166,6 @@ impl Handler {
         let mut backoff = self.consumer.retry.backoff();
         let since = Instant::now();
         let mut tries = 0;
-        let mut retrying_since = None::<Instant>;
         loop {
             (self.restore_unanswered).store(false, std::sync::atomic::Ordering::Relaxed);
             let tried = AssertUnwindSafe(self.try_once(change, shard))
@@ -149,6 +182,9 @@ impl Handler {
                 Ok(Tried::Outcome(view, outcome)) => {
                     retrying.set(0.0);
                     self.read_only_since = None;
+                    if outcome == "applied" {
+                        self.retry_spell = None;
+                    }
                     count(&view, outcome);
                     return Handled::Done {
                         changed_sql: outcome == "applied",
@@ -168,14 +204,13 @@ impl Handler {
                 SqlError::ReadOnly(_) => "read_only",
                 SqlError::Retry(_) => {
                     tries += 1;
-                    retrying_since.get_or_insert_with(Instant::now);
+                    self.retry_spell = Some(extended_spell(self.retry_spell, Instant::now()));
                     "retry"
                 }
                 SqlError::LeaseLapsed => "lease",
             };
             let error = crate::error::chain(&failure);
-            let retrying_for = retrying_since.map(|at| at.elapsed());
-            if let Some(reason) = self.given_up(&failure, tries, retrying_for, &error) {
+            if let Some(reason) = self.given_up(&failure, tries, &error) {
                 retrying.set(0.0);
                 let view = self.reject_by_key(change, shard, &reason).await;
                 count(&view, "rejected");
@@ -193,16 +228,13 @@ impl Handler {
         }
     }
 
-    /// Why a record that failed so (`tries` failures a retry may fix so far, the first of them
-    /// `retrying_for` ago) is rejected now, if it is: such failures for [`RETRY_PATIENCE`], or a
-    /// server that has taken no writes for [`READ_ONLY_PATIENCE`].
-    fn given_up(
-        &mut self,
-        failure: &SqlError,
-        tries: u32,
-        retrying_for: Option<Duration>,
-        error: &str,
-    ) -> Option<String> {
+    /// Why a record that failed so (`tries` failures a retry may fix so far) is rejected now, if
+    /// it is: such failures in a spell of [`RETRY_PATIENCE`] (and [`TRIES_AFTER_PATIENCE`] of
+    /// this record's), or a server that has taken no writes for [`READ_ONLY_PATIENCE`]. A
+    /// server away, or this instance's lease lapsed, never rejects a record (the review of
+    /// this change found its first version rejecting a record that had met a lost connection
+    /// once and then waited 15 minutes for a server away).
+    fn given_up(&mut self, failure: &SqlError, tries: u32, error: &str) -> Option<String> {
         if let SqlError::ReadOnly(_) = failure {
             let spell = (self.read_only_since)
                 .get_or_insert_with(Instant::now)
@@ -214,10 +246,13 @@ impl Handler {
                 ));
             }
         }
-        let failing = retrying_for.filter(|failing| *failing >= RETRY_PATIENCE)?;
-        let secs = failing.as_secs();
+        if !matches!(failure, SqlError::Retry(_)) {
+            return None;
+        }
+        let spell = retry_exhausted(self.retry_spell, tries, Instant::now())?;
+        let secs = spell.as_secs();
         Some(format!(
-            "still failing after {tries} tries in {secs} s: {error}"
+            "still failing after {tries} tries, in a spell of {secs} s of such failures: {error}"
         ))
     }
 
@@ -608,4 +643,37 @@ fn dropped_version(change: &StreamChange) -> bool {
             .is_some_and(|i| i.contains_key(VERSION_ATTRIBUTE))
     };
     change.kind == ChangeKind::Modify && had(&change.old) && !had(&change.new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spell of failures a retry may fix lasts across records while they come less than a
+    /// minute apart; records wait while it is under 15 minutes old, then have 5 tries each.
+    #[test]
+    fn a_spell_of_retryable_failures_rejects_only_after_its_patience() {
+        let start = Instant::now();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        let mut spell = Some(extended_spell(None, at(0)));
+        // Failures 30 s apart for 20 minutes: one spell.
+        for secs in (30..=1200).step_by(30) {
+            spell = Some(extended_spell(spell, at(secs)));
+        }
+        assert_eq!(spell, Some((at(0), at(1200))));
+        // Under the patience: no rejection, whatever the tries.
+        assert_eq!(retry_exhausted(spell, 100, at(899)), None);
+        // Past it: a record with fewer than 5 tries still tries; with 5 it is rejected.
+        assert_eq!(retry_exhausted(spell, 4, at(1200)), None);
+        assert_eq!(
+            retry_exhausted(spell, 5, at(1200)),
+            Some(Duration::from_secs(1200))
+        );
+        // A minute without such a failure: the next begins a new spell.
+        let renewed = extended_spell(spell, at(1260));
+        assert_eq!(renewed, (at(1260), at(1260)));
+        assert_eq!(retry_exhausted(Some(renewed), 5, at(1300)), None);
+        // No spell (a statement applied since): nothing to reject.
+        assert_eq!(retry_exhausted(None, 50, at(5000)), None);
+    }
 }
