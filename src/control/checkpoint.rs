@@ -127,15 +127,11 @@ pub struct Predecessor {
 /// A name no other instance uses: the process id, the start time and a random part (containers
 /// often all run as pid 1).
 fn owner_name() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
     format!(
         "{}-{}-{:08x}",
         std::process::id(),
         crate::util::now_millis(),
-        random as u32
+        crate::util::random_u64() as u32
     )
 }
 

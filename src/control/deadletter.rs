@@ -109,7 +109,9 @@ impl DeadLetterStore {
             client,
             table,
             prefix,
-            counter: AtomicU64::new(0),
+            // From a random start, so that two instances' letters of one source change in one
+            // millisecond (a takeover's replay) never share a sort key and overwrite each other.
+            counter: AtomicU64::new(crate::util::random_u64() >> 16),
             failing: Failing::default(),
         }
     }

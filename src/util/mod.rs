@@ -15,6 +15,15 @@ pub fn now_micros() -> u64 {
         .unwrap_or_default()
 }
 
+/// A random number, different in each call and each process (the standard library's hash keys,
+/// seeded from the operating system): to tell processes apart, not for secrets.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 /// Milliseconds since the epoch (0 if the clock is before it).
 pub fn now_millis() -> u64 {
     SystemTime::now()
