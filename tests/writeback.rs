@@ -720,9 +720,21 @@ async fn a_paused_instance_taken_over_meanwhile_applies_nothing_when_it_resumes(
 /// item to SQL's older state (found by a review of two-instance safety).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_instance_frozen_holding_a_row_lock_keeps_no_change_from_its_successor() {
-    let (env, table) = setup("wbfrozenlock").await;
-    let mut first =
-        env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.before_commit=sleep3000@*")]);
+    frozen_holding_a_row_lock("wbfrozenlock", "writeback.before_commit").await;
+}
+
+/// The same, frozen after the row was locked by its read (`FOR UPDATE`), before anything was
+/// written: `idle_write_transaction_timeout`, the first version of the mend, left that lock
+/// held; `idle_transaction_timeout` ends it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_frozen_holding_a_row_it_only_read_keeps_no_change_from_its_successor() {
+    frozen_holding_a_row_lock("wbfrozenread", "writeback.after_lock").await;
+}
+
+async fn frozen_holding_a_row_lock(name: &str, failpoint: &str) {
+    let (env, table) = setup(name).await;
+    let failpoints = format!("{failpoint}=sleep3000@*");
+    let mut first = env.spawn_with(&[("ROWCAST_FAILPOINTS", &failpoints)]);
     first.wait_ready().await;
     env.converge(
         &table,
@@ -738,7 +750,7 @@ async fn an_instance_frozen_holding_a_row_lock_keeps_no_change_from_its_successo
         || async {
             std::fs::read_to_string(&first.log)
                 .unwrap()
-                .contains("failpoint writeback.before_commit")
+                .contains(&format!("failpoint {failpoint}"))
         },
     )
     .await;

@@ -16,6 +16,7 @@
 //! `writeback.follow` (a write-back consumer starting to follow its stream),
 //! `writeback.before_apply` (a delay: a record's statement about to be run in SQL),
 //! `writeback.before_commit` (a delay: a record's statement run, its row locked, not committed),
+//! `writeback.after_lock` (a delay: a record's row locked by a read, nothing written yet),
 //! `writeback.before_position_save` (a delay: a shard position about to be saved),
 //! `checkpoint.before_confirm` (a delay: a checkpoint save or ownership check, sent as far as
 //! the write lease counts, not yet answered: a slow control table),

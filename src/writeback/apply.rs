@@ -75,7 +75,7 @@ impl Classify for SqlError {
 /// 3024), disk or table full, an error during commit, too many active
 /// transactions, a connection closed for being idle (MySQL's 4031), a read of the client's
 /// packet interrupted or timed out (1158, 1159: how a server may end a session idle past
-/// `idle_write_transaction_timeout`, set below).
+/// `idle_transaction_timeout`, set below).
 const RETRY_CODES: [u16; 18] = [
     1205, 1213, 1040, 1053, 1927, 2006, 2013, 1317, 1020, 1969, 1021, 1114, 1180, 1637, 4031, 3024,
     1158, 1159,
@@ -210,11 +210,15 @@ impl SqlWriter {
         // server: a record's transaction never waits between its statements, so only a frozen
         // instance's is (SIGSTOP, a stalled VM), whose row lock would otherwise keep its
         // successor's statements waiting until they were rejected (found by a review;
-        // `tests/writeback.rs`, seen failing), and whose late COMMIT then fails.
+        // `tests/writeback.rs`, seen failing), and whose late COMMIT then fails. Any
+        // transaction, not only one that wrote (`idle_write_transaction_timeout`): the row is
+        // locked by a read (`FOR UPDATE`) before anything is written, and a write-only limit
+        // leaves that lock held (tried on MariaDB 10.11: the other session waited out its
+        // 10 s lock wait).
         let timeouts =
             "time_zone = '+00:00', innodb_lock_wait_timeout = 5, lock_wait_timeout = 10, \
             sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES') \
-            /*M!100300 , idle_write_transaction_timeout = 2 */";
+            /*M!100300 , idle_transaction_timeout = 2 */";
         let session = if skip_replication {
             format!("SET SESSION skip_replication = 1, {timeouts}")
         } else {
@@ -540,7 +544,9 @@ async fn commit(conn: &mut Conn, target: &Target<'_>) -> Result<(), Failure> {
 /// Starts a transaction and locks the row behind the item, if a row still makes it.
 async fn lock_row(conn: &mut Conn, target: &Target<'_>) -> Result<Option<Row>, Failure> {
     conn.query_drop("START TRANSACTION").await?;
-    locked_behind(conn, target).await
+    let locked = locked_behind(conn, target).await;
+    crate::util::failpoint::delay("writeback.after_lock").await;
+    locked
 }
 
 /// Inside a transaction: locks the rows the key columns name, and returns the one that makes
