@@ -142,6 +142,33 @@ async fn converge(env: &Env, table: &str) {
         .await;
 }
 
+/// An application's PutItem of a copy of row `id`'s item it read earlier, with SQL's newer
+/// `email` and a new `note`; waits until the note reaches SQL.
+async fn put_copy_with_note(
+    env: &Env,
+    table: &str,
+    mut copy: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    id: i64,
+    email: &str,
+    note: &str,
+) {
+    copy.insert("email".into(), s(email));
+    copy.insert("note".into(), s(note));
+    env.ddb
+        .put_item()
+        .table_name(table)
+        .set_item(Some(copy))
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the copy's change to reach SQL",
+        Duration::from_secs(30),
+        || async { row(env, id).await.unwrap().4.as_deref() == Some(note) },
+    )
+    .await;
+}
+
 fn letters_for(env: &Env, sk: &str) -> Vec<Value> {
     dead_letters(env)
         .into_iter()
@@ -1153,22 +1180,7 @@ async fn application_writes_are_told_from_rowcasts_by_what_rowcast_wrote() {
     env.sql("UPDATE ledger SET email = 'e2-new@x' WHERE id = 2")
         .await;
     converge(&env, &table).await;
-    let mut copy = read.clone();
-    copy.insert("note".into(), s("from-an-old-copy"));
-    copy.insert("email".into(), s("e2-new@x"));
-    env.ddb
-        .put_item()
-        .table_name(&table)
-        .set_item(Some(copy))
-        .send()
-        .await
-        .unwrap();
-    eventually(
-        "the copy's change to reach SQL",
-        Duration::from_secs(30),
-        || async { row(&env, 2).await.unwrap().4.as_deref() == Some("from-an-old-copy") },
-    )
-    .await;
+    put_copy_with_note(&env, &table, read, 2, "e2-new@x", "from-an-old-copy").await;
     // The application's own item next to the view's: its key parses with the templates but
     // not with the key column's type. Not write-back's: no dead letter, and it stays.
     put(
@@ -1276,22 +1288,7 @@ async fn a_copy_of_a_restored_item_put_after_rowcasts_next_write_is_the_applicat
         .await;
     converge(&env, &table).await;
     assert!(!get().await.contains_key("_restored"));
-    let mut copy = read;
-    copy.insert("email".into(), s("e3-new@x"));
-    copy.insert("note".into(), s("from-a-restored-copy"));
-    env.ddb
-        .put_item()
-        .table_name(&table)
-        .set_item(Some(copy))
-        .send()
-        .await
-        .unwrap();
-    eventually(
-        "the copy's change to reach SQL",
-        Duration::from_secs(30),
-        || async { row(&env, 3).await.unwrap().4.as_deref() == Some("from-a-restored-copy") },
-    )
-    .await;
+    put_copy_with_note(&env, &table, read, 3, "e3-new@x", "from-a-restored-copy").await;
     converge(&env, &table).await;
     assert!(daemon.terminate().success());
 }

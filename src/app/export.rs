@@ -66,7 +66,12 @@ pub async fn export(config: &Config, request: ExportRequest) -> Result<Manifest,
         no_table_yet(&client, &views).await?;
     }
     let store = checkpoint_store(config, &client);
-    let _owner = own_file(config, request.checkpoint)?;
+    // Only an export that writes the checkpoint needs it.
+    let _owner = if request.checkpoint {
+        own_file(config)?
+    } else {
+        None
+    };
     if request.checkpoint {
         no_checkpoint_yet(&store, "--checkpoint: the export would move a running pipeline's position. Export without --checkpoint, or for a new pipeline (another [pipeline] name or checkpoint)").await?;
     }
@@ -292,7 +297,7 @@ pub async fn seed_checkpoint(
     }
     let client = dynamo::client(&config.dynamodb).await;
     let store = checkpoint_store(config, &client);
-    let _owner = own_file(config, true)?;
+    let _owner = own_file(config)?;
     no_checkpoint_yet(&store, "seeding would move a running pipeline's position").await?;
     let (_, conn) = source::resolve(&config.source.connection).await?;
     let (mut conn, flavor) = source::with_flavor(conn).await?;
@@ -375,16 +380,10 @@ async fn check_position(
 /// A checkpoint file is written by one process at a time (see `prepare::own_checkpoint_file`):
 /// a command that seeds it holds its owner lock while it does, and is refused while an instance
 /// runs on it.
-fn own_file(
-    config: &Config,
-    writes: bool,
-) -> Result<Option<crate::control::FileOwner>, ExportFailure> {
+fn own_file(config: &Config) -> Result<Option<crate::control::FileOwner>, ExportFailure> {
     let crate::config::CheckpointStoreConfig::File(path) = &config.checkpoint else {
         return Ok(None);
     };
-    if !writes {
-        return Ok(None);
-    }
     match crate::control::try_own(path) {
         Ok(Some(owner)) => Ok(Some(owner)),
         Ok(None) => Err(ExportFailure::Refused(format!(

@@ -358,7 +358,7 @@ async fn run_preflight(
     for cascade in preflight::check_cascades(conn, &config.views).await? {
         warn!(view = %cascade.file.display(), field = %cascade.field, problem = %cascade.message, "cascading foreign key: its changes are not in the binlog");
     }
-    for warning in preflight::check_privileges(conn, config).await? {
+    for warning in preflight::check_privileges(conn, config, flavor).await? {
         warn!(problem = %warning, "privilege check (a missing privilege fails clearly when it is used)");
     }
     for (table, need) in needed_tables(config) {
@@ -678,7 +678,7 @@ async fn start_position(
 pub async fn preflight(config: &Config) -> Result<Vec<Problem>, AppError> {
     let (mut conn, flavor) = source::connect(&config.source.connection).await?;
     let mut problems = preflight::check_server(&mut conn, config, flavor).await?;
-    problems.extend(preflight::check_privileges(&mut conn, config).await?);
+    problems.extend(preflight::check_privileges(&mut conn, config, flavor).await?);
     problems.extend(preflight::check_views(&mut conn, &config.views).await?);
     problems.extend(preflight::check_system_versioned(&mut conn, &config.views).await?);
     let client = dynamo::client(&config.dynamodb).await;

@@ -240,8 +240,10 @@ impl DeadLetterStore {
     }
 }
 
-/// The attribute of a control-table letter that holds its JSON gzipped (binary), where the
-/// JSON itself would be over the item's bound; `record` holds it as text otherwise.
+/// The attribute of a control-table letter that holds its JSON as text.
+pub const TEXT_RECORD: &str = "record";
+/// The attribute that holds it gzipped (binary) instead, where the JSON itself would be over
+/// the item's bound.
 pub const GZIP_RECORD: &str = "record_gzip";
 
 /// A letter as a control-table item holds it (under 400 KB): its JSON whole; gzipped whole where
@@ -256,7 +258,7 @@ fn table_record(letter: &DeadLetter) -> (&'static str, AttributeValue) {
         let json = serde_json::to_string(&letter.bounded_to(bound))
             .expect("a dead letter always serialises");
         if json.len() <= most {
-            return ("record", AttributeValue::S(json));
+            return (TEXT_RECORD, AttributeValue::S(json));
         }
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         let zipped = gzip
@@ -269,13 +271,13 @@ fn table_record(letter: &DeadLetter) -> (&'static str, AttributeValue) {
     }
     let json =
         serde_json::to_string(&letter.bounded_to(most)).expect("a dead letter always serialises");
-    ("record", AttributeValue::S(json))
+    (TEXT_RECORD, AttributeValue::S(json))
 }
 
 /// The JSON text of a control-table letter (see [`table_record`]); empty when it holds none.
 pub fn table_record_text(item: &std::collections::HashMap<String, AttributeValue>) -> String {
     use std::io::Read;
-    match (item.get("record"), item.get(GZIP_RECORD)) {
+    match (item.get(TEXT_RECORD), item.get(GZIP_RECORD)) {
         (Some(AttributeValue::S(text)), _) => text.clone(),
         (_, Some(AttributeValue::B(zipped))) => {
             let mut text = String::new();
@@ -318,7 +320,7 @@ mod tests {
         // Small: text.
         let small = letter(record("short".into()));
         let (name, _) = table_record(&small);
-        assert_eq!(name, "record");
+        assert_eq!(name, TEXT_RECORD);
         assert_eq!(
             read(table_record(&small))["record"],
             small.record.clone().unwrap()

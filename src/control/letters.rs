@@ -193,43 +193,26 @@ async fn stored_version(
     )
 }
 
-/// Whether the repair's removal reached DynamoDB (no row makes the item), waiting up to 10 s.
-async fn removed(
+/// Whether what is at the item's key comes to satisfy `settled` within 10 s (the repair's write
+/// follows its merge in the stream): for a removal, no item; for a write, an item newer than
+/// `before`, what was at the key before the repair was asked for. An item there all along is
+/// not enough: an update dead-lettered leaves the item's older state, which a repair failing
+/// again leaves too (before 2026-12-06's eighth stop such a letter was counted replayed and
+/// removed; `tests/pipelines.rs`, seen failing).
+async fn settled(
     client: &aws_sdk_dynamodb::Client,
     place: &ItemPlace,
     pk: &str,
     sk: Option<&str>,
+    settled: impl Fn(Option<u128>) -> bool,
 ) -> bool {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        if let Some(None) = stored_version(client, place, pk, sk).await {
+        if stored_version(client, place, pk, sk)
+            .await
+            .is_some_and(&settled)
+        {
             return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-/// Whether the repair's write reached DynamoDB, waiting up to 10 s for it: the item is there
-/// with a newer version than `before` (what was at the key before the repair was asked for).
-/// An item there all along is not enough: an update dead-lettered leaves the item's older
-/// state, which a repair failing again leaves too (before 2026-12-06's eighth stop such a
-/// letter was counted replayed and removed; `tests/pipelines.rs`, seen failing).
-async fn written(
-    client: &aws_sdk_dynamodb::Client,
-    place: &ItemPlace,
-    pk: &str,
-    sk: Option<&str>,
-    before: Option<u128>,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(Some(version)) = stored_version(client, place, pk, sk).await {
-            if before.is_none_or(|before| version > before) {
-                return true;
-            }
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
@@ -284,8 +267,15 @@ pub async fn replay(
                 // such a letter was kept for ever: only an item present counted.
                 let gone = body.trim() == crate::pipeline::REPAIR_REMOVED;
                 if !match (place, before) {
-                    (Some(place), _) if gone => removed(client, place, pk, sk).await,
-                    (Some(place), Some(before)) => written(client, place, pk, sk, before).await,
+                    (Some(place), _) if gone => {
+                        settled(client, place, pk, sk, |now| now.is_none()).await
+                    }
+                    (Some(place), Some(before)) => {
+                        let newer = |now: Option<u128>| {
+                            now.is_some_and(|v| before.is_none_or(|before| v > before))
+                        };
+                        settled(client, place, pk, sk, newer).await
+                    }
                     _ => false,
                 } {
                     let why = "merged, but no newer item is in DynamoDB after 10 s (the write failed again, or no row makes it): see the new letters, purge this one once settled";

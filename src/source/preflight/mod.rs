@@ -49,18 +49,12 @@ pub async fn check_server(
             "resume = \"gtid\" is supported on MariaDB only".into(),
         );
     }
-    let rows: Vec<(String, String)> = conn
-        .query(
-            "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
-             ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', 'binlog_row_value_options', \
-             'log_bin_compress')",
-        )
-        .await
-        .map_err(SourceError::Query)?;
-    let vars: HashMap<String, String> = rows
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_uppercase()))
-        .collect();
+    let vars = global_variables(
+        conn,
+        "'log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', \
+         'binlog_row_value_options', 'log_bin_compress'",
+    )
+    .await?;
     let want = [
         ("log_bin", "ON"),
         ("binlog_format", "ROW"),
@@ -107,6 +101,24 @@ pub async fn check_server(
     Ok(problems)
 }
 
+/// The server's global variables of `names` (a quoted list), by lower-case name, upper-case
+/// values.
+async fn global_variables(
+    conn: &mut Conn,
+    names: &str,
+) -> Result<HashMap<String, String>, SourceError> {
+    let rows: Vec<(String, String)> = conn
+        .query(format!(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})"
+        ))
+        .await
+        .map_err(SourceError::Query)?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_uppercase()))
+        .collect())
+}
+
 /// Write-back marks its statements with `skip_replication` (`streams.skip_replication`): the
 /// server must take it (MySQL has no such variable). Set and cleared on this connection.
 async fn skip_replication_problem(
@@ -147,6 +159,7 @@ async fn server_id_problem(
 pub async fn check_privileges(
     conn: &mut Conn,
     config: &Config,
+    flavor: super::Flavor,
 ) -> Result<Vec<Problem>, SourceError> {
     let resolved = resolved_grants(conn).await?;
     let mut problems = Vec::new();
@@ -196,7 +209,7 @@ pub async fn check_privileges(
         }
     }
     if config.views.iter().any(|v| v.writeback_enabled) {
-        if let Some(message) = read_only_problem(conn, &resolved).await? {
+        if let Some(message) = read_only_problem(conn, &resolved, flavor).await? {
             add(message);
         }
     }
@@ -212,30 +225,16 @@ pub async fn check_privileges(
 async fn read_only_problem(
     conn: &mut Conn,
     resolved: &[grants::Grant],
+    flavor: super::Flavor,
 ) -> Result<Option<String>, SourceError> {
-    let rows: Vec<(String, String)> = conn
-        .query(
-            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'super_read_only', 'version')",
-        )
-        .await
-        .map_err(SourceError::Query)?;
-    let vars: HashMap<String, String> = rows
-        .into_iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_ascii_uppercase()))
-        .collect();
+    let vars = global_variables(conn, "'read_only', 'super_read_only'").await?;
     let read_only = vars.get("read_only").map_or("OFF", String::as_str);
     if matches!(read_only, "OFF" | "0") {
         return Ok(None);
     }
     let global = |privilege: &str| grants::has(resolved, privilege, None);
-    let version = vars.get("version").map_or("", String::as_str);
-    let exempt = if version.contains("MARIADB") {
-        let before_10_11 = version
-            .split(['.', '-'])
-            .take(2)
-            .map(|part| part.parse::<u32>().unwrap_or(0))
-            .collect::<Vec<_>>()
-            < vec![10, 11];
+    let exempt = if flavor == super::Flavor::MariaDb {
+        let before_10_11 = conn.server_version() < (10, 11, 0);
         read_only != "NO_LOCK_NO_ADMIN"
             && (global("READ_ONLY ADMIN") || (before_10_11 && global("SUPER")))
     } else {
