@@ -423,12 +423,18 @@ async fn a_late_landing_after_a_reload_is_undone_too() {
 /// An environment whose DynamoDB is reached through a [`LateProxy`] that loses the first
 /// request holding `LATE-1`.
 async fn behind_a_late_proxy(name: &str) -> (LateProxy, Env) {
+    behind_a_proxy_losing(name, "LATE-1").await
+}
+
+/// An environment whose DynamoDB is reached through a [`LateProxy`] that loses the first
+/// request holding `marker`.
+async fn behind_a_proxy_losing(name: &str, marker: &'static str) -> (LateProxy, Env) {
     let ddb_port: u16 = common::dynamodb_url()
         .rsplit(':')
         .next()
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .expect("a DynamoDB port");
-    let proxy = LateProxy::start(ddb_port, "LATE-1").await;
+    let proxy = LateProxy::start(ddb_port, marker).await;
     let env = Env::with_dynamodb(name, &format!("http://127.0.0.1:{}", proxy.port)).await;
     (proxy, env)
 }
@@ -617,6 +623,67 @@ async fn a_late_landing_on_a_write_back_view_does_not_reach_sql() {
     );
     env.converge(&table, item("NEW"), Duration::from_secs(10))
         .await;
+    assert!(daemon.terminate().success());
+}
+
+/// A write-back position save that lands after a later one (a request held in the network, as
+/// a stalled instance's save can land after its successor's): the proxy loses the consumer's
+/// first save (after it read rowcast's own write of the row), rowcast saves it again, applies
+/// two application changes and saves their positions; then the lost save arrives. Before, it
+/// moved the shard's position back before both changes, and the next start would apply them
+/// again (an application's older change over newer SQL changes); now a save never moves a
+/// position back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_save_that_lands_late_does_not_move_the_position_back() {
+    let _serial = SERIAL.lock().await;
+    // A shard position not yet finished: the body of every save after an applied change.
+    let (proxy, env) = behind_a_proxy_losing("latepos", r#""done":{"BOOL":false}"#).await;
+    let table = write_back_notes_view(&env).await;
+    env.write_config("[writer]\nflush_interval_ms = 5\nlanes = 1\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'sql')").await;
+    env.converge(&table, Env::notes(&[(1, "sql")]), Duration::from_secs(30))
+        .await;
+    let arn = common::app::stream_arn(&env, &table).await;
+    for body in ["APP-1", "APP-2"] {
+        common::app::update(
+            &env,
+            &table,
+            common::app::key(&[("pk", "N#1"), ("sk", "NOTE")]),
+            "SET body = :b",
+            &[(":b", common::app::s(body))],
+        )
+        .await;
+        eventually(
+            &format!("{body} to reach SQL"),
+            Duration::from_secs(30),
+            || async {
+                let rows: Vec<(i64, String)> = env.query("SELECT id, body FROM notes").await;
+                rows == [(1, body.to_string())]
+            },
+        )
+        .await;
+        eventually(
+            "write-back read the stream",
+            Duration::from_secs(30),
+            || common::app::caught_up(&env, &table),
+        )
+        .await;
+        assert!(proxy.holds(), "the proxy lost no position save");
+    }
+    let saved = common::app::saved_positions(&env, &arn).await;
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    let status = proxy.release().await;
+    let after = common::app::saved_positions(&env, &arn).await;
+    // Sequence numbers are digits, 21 to 40 of them: compared as numbers.
+    let number = |sequence: &String| format!("{sequence:0>40}");
+    for (shard, sequence) in &saved {
+        assert!(
+            after.get(shard).map(number) >= Some(number(sequence)),
+            "the late save (answered {status}) moved the position back: {saved:?} then {after:?}"
+        );
+    }
     assert!(daemon.terminate().success());
 }
 

@@ -29,9 +29,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+use tracing::debug;
 
 use super::{write_durably, CONTROL_PK, CONTROL_SK};
-use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
+use crate::dynamo::{classify_sdk_error, is_condition_failure, SdkErrorInfo};
 use crate::error::{Classify, ErrorClass};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +91,9 @@ impl Classify for PositionError {
 }
 
 const START_SK: &str = "#start";
+/// A shard position's sequence number, left-padded with zeros to 40 digits (the longest a
+/// sequence number can be), so that the control table compares two of them as numbers.
+const ORDER: &str = "order";
 /// Written first and deleted last by [`PositionStore::forget`].
 const FORGETTING_SK: &str = "#forgetting";
 /// The partition (control table) or key (file) of [`PositionStore::mark_off`]'s mark of a
@@ -198,11 +202,31 @@ impl PositionStore {
                 if let Some(sequence) = &position.sequence {
                     request = request.item("sequence", AttributeValue::S(sequence.clone()));
                 }
-                request
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| PositionError::Dynamo(classify_sdk_error(&e)))
+                let order = position.sequence.as_deref().and_then(sequence_order);
+                if let Some(order) = &order {
+                    request = request.item(ORDER, AttributeValue::S(order.clone()));
+                }
+                if let Some(condition) = forward_only(position, order) {
+                    request = request
+                        .condition_expression(condition.expression)
+                        .expression_attribute_names("#order", ORDER)
+                        .expression_attribute_names("#done", "done")
+                        .set_expression_attribute_values(Some(condition.values));
+                }
+                match request.send().await {
+                    Ok(_) => Ok(()),
+                    Err(error) => {
+                        let info = classify_sdk_error(&error);
+                        if is_condition_failure(&info) {
+                            // A save that went further is there already (this one was late,
+                            // or its answer was lost and it is sent again): nothing to do.
+                            debug!(%stream, %shard, sequence = ?position.sequence, "write-back: a later position is saved already; this one is not");
+                            Ok(())
+                        } else {
+                            Err(PositionError::Dynamo(info))
+                        }
+                    }
+                }
             }
             PositionStore::File { .. } => {
                 self.update_file(stream, |entry| {
@@ -317,6 +341,48 @@ impl PositionStore {
     }
 }
 
+/// `sequence` as [`ORDER`] holds it; `None` for anything but 1 to 40 digits (not a sequence
+/// number as DynamoDB Streams documents them: such a position is saved unguarded).
+fn sequence_order(sequence: &str) -> Option<String> {
+    let digits = !sequence.is_empty() && sequence.bytes().all(|b| b.is_ascii_digit());
+    (digits && sequence.len() <= 40).then(|| format!("{sequence:0>40}"))
+}
+
+/// The condition of a position save, and its values.
+struct Condition {
+    expression: &'static str,
+    values: std::collections::HashMap<String, AttributeValue>,
+}
+
+/// The condition under which a save of `position` (whose sequence number orders as `order`)
+/// may replace what is saved: only if it moves the shard's position forward, or keeps it.
+/// Sequence numbers grow within a shard, so a save that would find a later one saved was made
+/// before it and landed after it: a request held in the network, or the save of an instance
+/// stalled while its successor went on (see `lease.rs` for what the lease's clock cannot
+/// cover). Without the condition it would move the position back, and the next start would
+/// apply the records in between again, over newer changes of their rows in SQL. A finished
+/// shard's save (`done`) is never refused: a shard is read to its end once every record was
+/// handled, so nothing is after it. `None`: no condition (a sequence number that cannot be
+/// ordered, which DynamoDB Streams does not make).
+fn forward_only(position: &ShardPosition, order: Option<String>) -> Option<Condition> {
+    if position.done {
+        return None;
+    }
+    let not_done = (":not_done".to_string(), AttributeValue::Bool(false));
+    match (order, &position.sequence) {
+        (Some(order), _) => Some(Condition {
+            expression: "attribute_not_exists(#order) OR (#done = :not_done AND #order <= :order)",
+            values: [not_done, (":order".to_string(), AttributeValue::S(order))].into(),
+        }),
+        // Before any record of the shard was handled.
+        (None, None) => Some(Condition {
+            expression: "attribute_not_exists(#order) AND (attribute_not_exists(#done) OR #done = :not_done)",
+            values: [not_done].into(),
+        }),
+        (None, Some(_)) => None,
+    }
+}
+
 async fn write_file(path: &std::path::Path, all: &FileContents) -> Result<(), PositionError> {
     let bytes = serde_json::to_vec_pretty(all).expect("positions serialise");
     write_durably(path, bytes)
@@ -381,6 +447,40 @@ fn read_file(path: &PathBuf) -> Result<FileContents, PositionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sequence_numbers_order_as_numbers() {
+        let short = sequence_order("000000000000000000033").unwrap();
+        let long = sequence_order("1000000000000000000000").unwrap();
+        assert!(short < long, "{short} {long}");
+        assert_eq!(long.len(), 40);
+        assert_eq!(sequence_order(&"9".repeat(40)), Some("9".repeat(40)));
+        for not_a_number in ["", "12a", &"1".repeat(41)] {
+            assert_eq!(sequence_order(not_a_number), None, "{not_a_number}");
+        }
+    }
+
+    #[test]
+    fn only_a_finished_shard_or_an_unordered_sequence_is_saved_unguarded() {
+        let at = |sequence: Option<&str>, done| ShardPosition {
+            sequence: sequence.map(str::to_string),
+            done,
+        };
+        let guarded = |position: ShardPosition| {
+            let order = position.sequence.as_deref().and_then(sequence_order);
+            forward_only(&position, order).map(|c| c.expression)
+        };
+        assert_eq!(guarded(at(Some("000000000000000000026"), true)), None);
+        assert_eq!(guarded(at(None, true)), None);
+        assert_eq!(guarded(at(Some("not digits"), false)), None);
+        let forward = guarded(at(Some("000000000000000000026"), false)).unwrap();
+        assert!(forward.contains("#order <= :order"), "{forward}");
+        let first = guarded(at(None, false)).unwrap();
+        assert!(
+            first.starts_with("attribute_not_exists(#order) AND"),
+            "{first}"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_tables_keep_their_positions_in_one_file() {

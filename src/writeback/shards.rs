@@ -902,7 +902,10 @@ impl Follower {
     /// restart reads those records again. Only within the write lease (kept until every
     /// consumer has ended, at a clean stop too: `checkpoint::Tracker::run`): an instance taken
     /// over while it held a position must not save it over its successor's later one, or the
-    /// next start would apply older records again.
+    /// next start would apply older records again. The lease's clock cannot cover a save
+    /// that leaves in time and lands late (held in the network, or a pause right after the
+    /// check): the control table refuses a save that would move a position back
+    /// (`positions::forward_only`).
     async fn save(&self, shard: &str, position: &ShardPosition) {
         crate::util::failpoint::delay("writeback.before_position_save").await;
         let mut backoff = self.consumer.retry.backoff();

@@ -175,7 +175,8 @@ pub async fn caught_up(env: &Env, table: &str) -> bool {
         .all(|(shard, sequence)| saved.get(shard) == Some(sequence))
 }
 
-async fn saved_positions(env: &Env, arn: &str) -> HashMap<String, String> {
+/// The sequence number saved for each shard of the stream `arn`.
+pub async fn saved_positions(env: &Env, arn: &str) -> HashMap<String, String> {
     let file = env.dir.join("state/checkpoint.writeback.json");
     if file.exists() {
         let all: serde_json::Value =
