@@ -78,8 +78,10 @@ async fn database_wildcard_and_role_grants_are_enough_and_what_lacks_is_named() 
 
 /// A write-back view against a server that takes no writes from rowcast's user (`read_only`:
 /// a replica's, or a switchover's) is named by `check --connect` up front; a user that may
-/// write through it (READ_ONLY ADMIN) passes. Before 2026-12-06's eighth stop nothing said so
-/// until the first application change waited an hour and was dead-lettered.
+/// write through it (READ_ONLY ADMIN) passes, unless sessions begin read-only (a global
+/// `tx_read_only`, `transaction_read_only` since MariaDB 11.1 and on MySQL, named since
+/// 2026-12-07). Before 2026-12-06's eighth stop nothing
+/// said so until the first application change waited an hour and was dead-lettered.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_only_server_is_named_for_a_write_back_view() {
     let env = Env::alone("lpreadonly").await;
@@ -108,6 +110,10 @@ async fn a_read_only_server_is_named_for_a_write_back_view() {
     let plain = check_as(&env, "rc_ro_plain");
     let admin = check_as(&env, "rc_ro_admin");
     env.sql("SET GLOBAL read_only = OFF").await;
+    // Sessions that begin read-only refuse every user's writes (1792), READ_ONLY ADMIN or not.
+    env.sql("SET GLOBAL tx_read_only = ON").await;
+    let sessions = check_as(&env, "rc_ro_admin");
+    env.sql("SET GLOBAL tx_read_only = OFF").await;
     env.sql("DROP USER 'rc_ro_plain'@'127.0.0.1', 'rc_ro_admin'@'127.0.0.1'")
         .await;
     assert_eq!(writable.0, Some(0), "{}", writable.1);
@@ -118,4 +124,6 @@ async fn a_read_only_server_is_named_for_a_write_back_view() {
         plain.1
     );
     assert_eq!(admin.0, Some(0), "{}", admin.1);
+    assert_eq!(sessions.0, Some(3), "{}", sessions.1);
+    assert!(sessions.1.contains("tx_read_only=ON"), "{}", sessions.1);
 }

@@ -209,7 +209,7 @@ pub async fn check_privileges(
         }
     }
     if config.views.iter().any(|v| v.writeback_enabled) {
-        if let Some(message) = read_only_problem(conn, &resolved, flavor).await? {
+        for message in read_only_problems(conn, &resolved, flavor).await? {
             add(message);
         }
     }
@@ -217,20 +217,46 @@ pub async fn check_privileges(
 }
 
 /// Write-back's statements would be refused: the server takes no writes from this user
-/// (`read_only`, a replica's or a switchover's setting). `run` waits for such a server (an
-/// hour at most, then dead-letters) and only warns at start; `check --connect` reports it.
-/// Users who may write anyway: MariaDB's READ_ONLY ADMIN (in SUPER before 10.11; none under
+/// (`read_only`, a replica's or a switchover's setting), from anyone (`innodb_read_only`, set
+/// at the server's start), or sessions begin read-only (a global `transaction_read_only`,
+/// `tx_read_only` on MariaDB before 11.1: error 1792 for every user; rowcast does not override
+/// it, since it is the server's administrator's choice). `run` waits for such a server (an hour
+/// at most, then dead-letters) and only warns at start; `check --connect` reports it. Users who
+/// may write under `read_only`: MariaDB's READ_ONLY ADMIN (in SUPER before 10.11; none under
 /// `read_only = NO_LOCK_NO_ADMIN`), MySQL's SUPER or CONNECTION_ADMIN (none under
 /// `super_read_only`).
-async fn read_only_problem(
+async fn read_only_problems(
     conn: &mut Conn,
     resolved: &[grants::Grant],
     flavor: super::Flavor,
-) -> Result<Option<String>, SourceError> {
-    let vars = global_variables(conn, "'read_only', 'super_read_only'").await?;
+) -> Result<Vec<String>, SourceError> {
+    let vars = global_variables(
+        conn,
+        "'read_only', 'super_read_only', 'innodb_read_only', 'transaction_read_only', 'tx_read_only'",
+    )
+    .await?;
+    let on = |name: &str| {
+        vars.get(name)
+            .is_some_and(|v| !matches!(v.as_str(), "OFF" | "0"))
+    };
+    let refused = "write-back's statements would be refused (`run` holds them an hour at most, then dead-letters them)";
+    let mut problems = Vec::new();
+    if on("innodb_read_only") {
+        problems.push(format!(
+            "the server's InnoDB is read-only (innodb_read_only=ON, set at its start): {refused}"
+        ));
+    }
+    for name in ["transaction_read_only", "tx_read_only"] {
+        if on(name) {
+            problems.push(format!(
+                "sessions begin read-only on the server (global {name}=ON): {refused}; is source.url a replica?"
+            ));
+            break;
+        }
+    }
     let read_only = vars.get("read_only").map_or("OFF", String::as_str);
-    if matches!(read_only, "OFF" | "0") {
-        return Ok(None);
+    if !on("read_only") {
+        return Ok(problems);
     }
     let global = |privilege: &str| grants::has(resolved, privilege, None);
     let exempt = if flavor == super::Flavor::MariaDb {
@@ -238,16 +264,14 @@ async fn read_only_problem(
         read_only != "NO_LOCK_NO_ADMIN"
             && (global("READ_ONLY ADMIN") || (before_10_11 && global("SUPER")))
     } else {
-        vars.get("super_read_only")
-            .is_none_or(|v| matches!(v.as_str(), "OFF" | "0"))
-            && (global("SUPER") || global("CONNECTION_ADMIN"))
+        !on("super_read_only") && (global("SUPER") || global("CONNECTION_ADMIN"))
     };
-    if exempt {
-        return Ok(None);
+    if !exempt {
+        problems.push(format!(
+            "the server is read-only (read_only={read_only}) and the user may not write through it (READ_ONLY ADMIN on MariaDB, SUPER or CONNECTION_ADMIN on MySQL): {refused}; is source.url a replica?"
+        ));
     }
-    Ok(Some(format!(
-        "the server is read-only (read_only={read_only}) and the user may not write through it (READ_ONLY ADMIN on MariaDB, SUPER or CONNECTION_ADMIN on MySQL): write-back's statements would be refused (`run` holds them an hour at most, then dead-letters them); is source.url a replica?"
-    )))
+    Ok(problems)
 }
 
 /// The grants of the current user and, transitively, of its active roles (the default role
