@@ -947,6 +947,9 @@ fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -
     if summary.unsettled > 0 {
         eprintln!("note: {view}: {} key(s) not compared: they kept changing through every check, the daemon's checkpoint did not pass the comparison point, or the key parses back into column values in too many ways to be looked up; run verify again", summary.unsettled);
     }
+    if summary.writeback_behind {
+        eprintln!("note: {view}: the daemon's write-back consumer had not read its stream up to a comparison point within --checkpoint-wait-s, so items that differ may hold application changes on their way to SQL and were not compared (is `rowcast run` running, its API reachable on [api] listen?)");
+    }
     if summary.daemon_behind {
         eprintln!("note: {view}: the daemon's checkpoint did not reach a comparison point within --checkpoint-wait-s (is `rowcast run` running? a prepared XA transaction or a halted view holds it)");
     }
@@ -996,11 +999,13 @@ async fn verify(
     if repair {
         options.repair_via = Some(rowcast::verify::RepairVia::Http(api(&config)));
     }
+    let progress = rowcast::verify::writeback::WritebackProgress::Api(api(&config));
     let services = rowcast::verify::Services {
         pool: &pool,
         client: &client,
         checkpoint: &checkpoint,
         views: &config.views,
+        writeback: &progress,
     };
     let mut remaining = 0u64;
     let mut complete = true;

@@ -472,6 +472,113 @@ async fn kill9_and_changes_while_down_lose_nothing() {
     assert!(daemon.terminate().success());
 }
 
+/// `rowcast verify` of a write-back view while an application's change is on its way to SQL
+/// (its statement held 8 s by failpoint): the item differs from its row at an unchanged
+/// `_version`, which settling took for a difference (seen failing: exit 4, `DIFF … different
+/// … attributes=note`). Now each settling round of such a view first waits until the daemon's
+/// consumer has read its stream up to the round's start (`GET /v1/writeback`), and the item
+/// is compared once the change reached SQL and came back: nothing is reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_does_not_report_an_application_change_on_its_way_to_sql() {
+    let (env, table) = setup("wbverify").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.before_apply=sleep8000")]);
+    daemon.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let note = [(":n", AttributeValue::S("two".into()))];
+    update(&env, &table, 1, "SET note = :n", &note).await;
+    eventually(
+        "the consumer to hold the record",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&daemon.log)
+                .unwrap()
+                .contains("failpoint writeback.before_apply")
+        },
+    )
+    .await;
+    let config = env.config_path();
+    let out = env.rowcast(&["verify", "--config", config.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("DIFF "), "{stdout}");
+    note_becomes(
+        &env,
+        "two",
+        "the change to reach SQL",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
+
+/// A statement applied whose shard position cannot be saved (the control table refuses every
+/// try, here by failpoint) holds the shard: no later record is applied until the position is
+/// saved, so the saved position is never behind two applied records. Before 2026-12-07 the
+/// consumer gave up after eight tries and went on (seen failing: the later change was applied
+/// with the position still before the first), and an instance taken over in that state could
+/// have its later save land ahead of its successor's replay (found by a review). A start
+/// without the failure applies both, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_that_cannot_be_saved_holds_its_shard_until_it_is() {
+    let (env, table) = setup("wbunsaved").await;
+    let note = |text: &str| [(":n", AttributeValue::S(text.into()))];
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.position_save=error@*")]);
+    daemon.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    update(&env, &table, 1, "SET note = :n", &note("two")).await;
+    note_becomes(
+        &env,
+        "two",
+        "the first change to reach SQL",
+        Duration::from_secs(30),
+    )
+    .await;
+    update(&env, &table, 1, "SET note = :n", &note("three")).await;
+    // Eight tries at 0.1 s to 1 s apart (`max_backoff_ms = 1000`) are over well before this.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        row(&env, 1).await.unwrap().3.as_deref(),
+        Some("two"),
+        "a later change was applied while the first one's position was not saved"
+    );
+    assert!(std::fs::read_to_string(&daemon.log)
+        .unwrap()
+        .contains("the shard is read no further until it is saved"));
+    // Shown as a record retried, for `RowcastWritebackStuck`.
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metric(&metrics, "rowcast_writeback_retrying_seconds") > 1.0,
+        "{metrics}"
+    );
+    daemon.kill9();
+    let daemon = env.start().await;
+    note_becomes(
+        &env,
+        "three",
+        "the later change to reach SQL",
+        Duration::from_secs(60),
+    )
+    .await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
+
 /// An instance paused while it holds a shard position to save, and taken over meanwhile, must
 /// not save it when it resumes: its successor has saved later positions since, and the older
 /// one would make the next start apply those records to SQL again, over whatever SQL holds by

@@ -2,7 +2,8 @@
 //! on miss: the item from DynamoDB, or read from the source through the key templates, merged
 //! into the stream at its snapshot position, and returned) and `POST /v1/views/{view}/snapshot`
 //! (backfill a view again) and `POST /v1/views/{view}/repair` (one item read again from the
-//! source, or removed when no row makes it: `rowcast verify --repair`), and `POST /v1/reload`
+//! source, or removed when no row makes it: `rowcast verify --repair`), `GET /v1/writeback`
+//! (how far the write-back consumers have read: `rowcast verify`), and `POST /v1/reload`
 //! (read the configuration again and apply it, as `SIGHUP` does).
 //!
 //! It has a listener of its own (`[api] listen`, loopback by default), apart from the scraped
@@ -379,6 +380,19 @@ async fn authorize(State(token): State<Arc<Secret>>, request: Request, next: Nex
     }
 }
 
+/// How far the write-back consumers have read: `{"now_ms": …, "reached_ms": {"<table>": …}}`,
+/// both in milliseconds of the daemon's monotonic clock (since it started: comparable with
+/// each other only). A table's `reached_ms` is a time before which every
+/// application change in its stream was handled (see `metrics::Health::writeback_reached`);
+/// a table not listed has a shard not read to its end yet. `verify` waits for it.
+async fn writeback(State(control): State<Control>) -> Response {
+    let body = serde_json::json!({
+        "now_ms": crate::util::monotonic_millis(),
+        "reached_ms": control.health.writeback_reached(),
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
 /// The API's routes; with `token`, only for requests that carry it.
 pub fn routes(control: Control, token: Option<Secret>) -> Router {
     let router = Router::new()
@@ -386,6 +400,7 @@ pub fn routes(control: Control, token: Option<Secret>) -> Router {
         .route("/v1/views/{view}/snapshot", post(snapshot))
         .route("/v1/views/{view}/item", get(item))
         .route("/v1/views/{view}/repair", post(repair))
+        .route("/v1/writeback", get(writeback))
         .with_state(control);
     match token {
         Some(token) => router.layer(axum::middleware::from_fn_with_state(

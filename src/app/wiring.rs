@@ -97,7 +97,7 @@ pub async fn spawn(
     info!(position = %start.position, next_seq = start.next_seq, replay_until = ?start.replay_end.as_ref().map(ToString::to_string), views = config.views.len(), "start position fixed; ready");
 
     let capacity = config.writer.queue_capacity;
-    let observers = (client.clone(), pool.clone(), store.clone());
+    let observers = (client.clone(), pool.clone(), store.clone(), health.clone());
     let lease = store.lease();
     // While draining, a write that finds the lease run out gives up rather than wait for a
     // confirmation that may never come (a control table down): unacknowledged, replayed.
@@ -198,10 +198,16 @@ fn spawn_source(
 fn spawn_observers(
     supervisor: &mut Supervisor,
     config: &Config,
-    (client, pool, store): &(Client, Pool, Arc<CheckpointStore>),
+    (client, pool, store, health): &(Client, Pool, Arc<CheckpointStore>, Arc<Health>),
     fills: &mpsc::Sender<FillRequest>,
 ) -> mpsc::Receiver<(String, u128)> {
-    spawn_verify(supervisor, config, client, pool, store.clone(), fills);
+    spawn_verify(
+        supervisor,
+        config,
+        (client, pool, health),
+        store.clone(),
+        fills,
+    );
     let (cleaned, reports) = mpsc::channel(16);
     let cleanup = crate::verify::cleanup::Cleanup {
         views: config.views.clone(),
@@ -227,8 +233,7 @@ fn spawn_observers(
 fn spawn_verify(
     supervisor: &mut Supervisor,
     config: &Config,
-    client: &Client,
-    pool: &Pool,
+    (client, pool, health): (&Client, &Pool, &Arc<Health>),
     store: Arc<CheckpointStore>,
     fills: &mpsc::Sender<FillRequest>,
 ) {
@@ -243,6 +248,7 @@ fn spawn_verify(
         store,
         fills: fills.clone(),
         all_views: config.views.clone(),
+        health: health.clone(),
     };
     let drain = supervisor.drain_token();
     supervisor.spawn(

@@ -78,6 +78,9 @@ pub enum PositionError {
     },
     #[error("write-back positions in {path} are not readable: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// Failpoint `writeback.position_save` (tests only).
+    #[error("failpoint writeback.position_save")]
+    Failpoint,
 }
 
 impl Classify for PositionError {
@@ -86,6 +89,7 @@ impl Classify for PositionError {
             PositionError::Dynamo(info) => info.class,
             PositionError::File { .. } => ErrorClass::Transient,
             PositionError::Corrupt { .. } => ErrorClass::Definite,
+            PositionError::Failpoint => ErrorClass::Transient,
         }
     }
 }
@@ -218,8 +222,10 @@ impl PositionStore {
                     Err(error) => {
                         let info = classify_sdk_error(&error);
                         if is_condition_failure(&info) {
-                            // A save that went further is there already (this one was late,
-                            // or its answer was lost and it is sent again): nothing to do.
+                            // A further position is saved (this save landed after it), or
+                            // the shard is finished: nothing to do. (A save sent again after
+                            // a lost answer carries the same order, which the condition lets
+                            // through.)
                             debug!(%stream, %shard, sequence = ?position.sequence, "write-back: a later position is saved already; this one is not");
                             Ok(())
                         } else {
@@ -362,8 +368,13 @@ struct Condition {
 /// cover). Without the condition it would move the position back, and the next start would
 /// apply the records in between again, over newer changes of their rows in SQL. A finished
 /// shard's save (`done`) is never refused: a shard is read to its end once every record was
-/// handled, so nothing is after it. `None`: no condition (a sequence number that cannot be
-/// ordered, which DynamoDB Streams does not make).
+/// handled, so nothing is after it; and no save reopens a finished shard (also one whose item
+/// has no `order`: saved by an earlier release, or finished with no record read). `None`: no
+/// condition (a sequence number that cannot be ordered, which DynamoDB Streams does not make).
+/// A refusal is not an error: a further position is saved, or the shard is finished. (It can
+/// also be the newer save that is refused, where an instance taken over saved a further
+/// position late: the records up to that position were applied by it, since a shard is read
+/// no further while a position is not saved, `writeback/shards.rs`.)
 fn forward_only(position: &ShardPosition, order: Option<String>) -> Option<Condition> {
     if position.done {
         return None;
@@ -371,12 +382,12 @@ fn forward_only(position: &ShardPosition, order: Option<String>) -> Option<Condi
     let not_done = (":not_done".to_string(), AttributeValue::Bool(false));
     match (order, &position.sequence) {
         (Some(order), _) => Some(Condition {
-            expression: "attribute_not_exists(#order) OR (#done = :not_done AND #order <= :order)",
+            expression: "attribute_not_exists(#done) OR (#done = :not_done AND (attribute_not_exists(#order) OR #order <= :order))",
             values: [not_done, (":order".to_string(), AttributeValue::S(order))].into(),
         }),
         // Before any record of the shard was handled.
         (None, None) => Some(Condition {
-            expression: "attribute_not_exists(#order) AND (attribute_not_exists(#done) OR #done = :not_done)",
+            expression: "attribute_not_exists(#done) OR (#done = :not_done AND attribute_not_exists(#order))",
             values: [not_done].into(),
         }),
         (None, Some(_)) => None,
@@ -476,10 +487,9 @@ mod tests {
         let forward = guarded(at(Some("000000000000000000026"), false)).unwrap();
         assert!(forward.contains("#order <= :order"), "{forward}");
         let first = guarded(at(None, false)).unwrap();
-        assert!(
-            first.starts_with("attribute_not_exists(#order) AND"),
-            "{first}"
-        );
+        assert!(first.ends_with("attribute_not_exists(#order))"), "{first}");
+        // A finished shard's item, also one saved without `order`, is never reopened.
+        assert!(forward.starts_with("attribute_not_exists(#done) OR (#done = :not_done"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,6 +12,9 @@ pub struct Health {
     ready: AtomicBool,
     /// Tables whose write-back consumer does not follow its stream yet.
     writeback_starting: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Per table with write-back: a time (`util::monotonic_millis`) before which every application change in the table's stream was handled (see
+    /// [`Health::writeback_reached`]).
+    writeback_reached: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     last_progress_ms: AtomicU64,
     filling: std::sync::Mutex<Vec<String>>,
     /// The first stage that failed, and why: `/healthz` fails from then on.
@@ -49,6 +52,9 @@ impl Health {
         self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);
         if let Ok(mut starting) = self.writeback_starting.lock() {
             starting.clear();
+        }
+        if let Ok(mut reached) = self.writeback_reached.lock() {
+            reached.clear();
         }
     }
 
@@ -127,6 +133,28 @@ impl Health {
         if let Ok(mut starting) = self.writeback_starting.lock() {
             starting.remove(table);
         }
+    }
+
+    /// The write-back consumer of `table` has handled every record its stream held at `ms`
+    /// (`None`: not known, a shard not read to its end yet).
+    pub fn note_writeback_reached(&self, table: &str, ms: Option<u64>) {
+        if let Ok(mut reached) = self.writeback_reached.lock() {
+            match ms {
+                Some(ms) => reached.insert(table.to_string(), ms),
+                None => reached.remove(table),
+            };
+        }
+    }
+
+    /// How far each table's write-back consumer has read (see
+    /// [`Health::note_writeback_reached`]): `verify` waits for it before it takes a
+    /// write-back item that differs from its row for a difference, since an application's
+    /// change read later would still reach SQL.
+    pub fn writeback_reached(&self) -> std::collections::BTreeMap<String, u64> {
+        self.writeback_reached
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Tables whose write-back consumer does not follow its stream yet.

@@ -18,6 +18,7 @@
 //! `writeback.before_commit` (a delay: a record's statement run, its row locked, not committed),
 //! `writeback.after_lock` (a delay: a record's row locked by a read, nothing written yet),
 //! `writeback.before_position_save` (a delay: a shard position about to be saved),
+//! `writeback.position_save` (an error: a try to save a shard position fails),
 //! `checkpoint.before_confirm` (a delay: a checkpoint save or ownership check, sent as far as
 //! the write lease counts, not yet answered: a slow control table),
 //! `source.before_ddl` (a delay: the reader has read a DDL statement, the merge stage and the

@@ -24,6 +24,16 @@ pub fn random_u64() -> u64 {
         .finish()
 }
 
+/// Milliseconds since this process first asked (a monotonic clock: never stepped back by a
+/// change of the wall clock).
+pub fn monotonic_millis() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
 /// Milliseconds since the epoch (0 if the clock is before it).
 pub fn now_millis() -> u64 {
     SystemTime::now()

@@ -28,6 +28,8 @@ pub struct Continuous {
     pub fills: mpsc::Sender<FillRequest>,
     /// Every view of the config (for telling items of views sharing a table apart).
     pub all_views: Vec<Arc<View>>,
+    /// How far the write-back consumers have read.
+    pub health: Arc<crate::metrics::Health>,
 }
 
 impl Continuous {
@@ -45,11 +47,13 @@ impl Continuous {
                 .repair
                 .then(|| RepairVia::Fills(self.fills.clone())),
         };
+        let progress = super::writeback::WritebackProgress::Local(self.health.clone());
         let services = Services {
             pool: &self.pool,
             client: &self.client,
             checkpoint: &self.store,
             views: &self.all_views,
+            writeback: &progress,
         };
         loop {
             let started = Instant::now();
@@ -125,6 +129,8 @@ impl Continuous {
             repaired = summary.repaired,
             unsettled = summary.unsettled,
             unwritable = summary.unwritable,
+            daemon_behind = summary.daemon_behind,
+            writeback_behind = summary.writeback_behind,
             "verification pass done"
         );
         Ok(())

@@ -38,6 +38,7 @@ mod repair;
 mod settle;
 pub mod source;
 pub mod table;
+pub mod writeback;
 
 pub use repair::RepairVia;
 
@@ -164,6 +165,10 @@ pub struct Summary {
     /// The daemon's checkpoint did not pass a comparison point in time: keys were left
     /// unsettled.
     pub daemon_behind: bool,
+    /// The daemon's write-back consumer did not read its stream up to a comparison point in
+    /// time (or the daemon's API did not answer): keys of a write-back view were left
+    /// unsettled.
+    pub writeback_behind: bool,
     /// The view is being backfilled: not verified.
     pub not_filled: bool,
     /// Keys whose row makes an item DynamoDB cannot take (a dead letter of the daemon's): not
@@ -182,7 +187,7 @@ impl Summary {
 
     /// Every item was compared and proven (equal, or a reported difference).
     pub fn complete(&self) -> bool {
-        self.unsettled == 0 && !self.daemon_behind && !self.not_filled
+        self.unsettled == 0 && !self.daemon_behind && !self.writeback_behind && !self.not_filled
     }
 }
 
@@ -194,6 +199,8 @@ pub struct Services<'a> {
     /// Every view of the config (an item without `_view` belongs to a view only when no other
     /// view of its table parses its key).
     pub views: &'a [Arc<View>],
+    /// How far the write-back consumers have read (see [`writeback`]).
+    pub writeback: &'a writeback::WritebackProgress,
 }
 
 fn dynamo_error(view: &View) -> impl Fn(SdkErrorInfo) -> VerifyError + '_ {

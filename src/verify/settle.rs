@@ -14,11 +14,13 @@ use crate::view::ItemKey;
 /// Settling rounds before a key still changing is given up on (unsettled).
 const ROUNDS: usize = 8;
 
-/// What a settling round saw of one key in DynamoDB: absent, or present at a version.
+/// What a settling round saw of one key in DynamoDB: absent, or present at a version (and,
+/// for a view with write-back, with these contents: an application's update keeps the
+/// version).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
     Absent,
-    At(Option<u128>),
+    At(Option<u128>, Option<u128>),
 }
 
 struct Pending {
@@ -55,8 +57,24 @@ pub async fn settle(run: &mut Run<'_, '_>, keys: Vec<ItemKey>) -> Result<Settled
     let (mut found, mut unwritable) = (Vec::new(), 0u64);
     // Each round reads its keys on both sides: within the pace of each.
     let pacer = Pacer::new(options.rate);
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         if pending.is_empty() {
+            break;
+        }
+        // What the last round saw of a write-back view's item may be an application's change
+        // on its way to SQL: compared again only once it would have reached SQL (see
+        // `writeback.rs`).
+        // Once the consumer was not caught up in time, the view's later batches of candidates
+        // do not wait for it again (each would wait the whole time): they are unsettled.
+        if view.writeback_enabled
+            && round > 0
+            && (run.summary.writeback_behind
+                || !services
+                    .writeback
+                    .caught_up(&view.table, options.checkpoint_wait)
+                    .await)
+        {
+            run.summary.writeback_behind = true;
             break;
         }
         let keys: Vec<ItemKey> = pending.iter().map(|p| p.key.clone()).collect();
@@ -87,7 +105,7 @@ pub async fn settle(run: &mut Run<'_, '_>, keys: Vec<ItemKey>) -> Result<Settled
                 continue;
             };
             let actual = stored.remove(&entry.key);
-            match judge(entry, expected, actual) {
+            match judge(entry, expected, actual, view.writeback_enabled) {
                 Some(Ok(confirmed)) => found.push(confirmed),
                 Some(Err(again)) => next.push(again),
                 None => {}
@@ -103,11 +121,13 @@ pub async fn settle(run: &mut Run<'_, '_>, keys: Vec<ItemKey>) -> Result<Settled
 }
 
 /// One round's verdict on a key: `None` equal, `Ok` a confirmed difference, `Err` the key
-/// again for the next round.
+/// again for the next round. `writeback`: the view writes back, so applications change its
+/// items without moving their version.
 fn judge(
     mut entry: Pending,
     expected: Option<Item>,
     actual: Option<table::Stored>,
+    writeback: bool,
 ) -> Option<Result<Difference, Pending>> {
     let equal = match (&expected, &actual) {
         (None, None) => true,
@@ -118,7 +138,7 @@ fn judge(
         return None;
     }
     let seen = match &actual {
-        Some(stored) => Seen::At(stored.version),
+        Some(stored) => Seen::At(stored.version, writeback.then(|| item_hash(&stored.item))),
         None => Seen::Absent,
     };
     let unchanged = entry.previous.as_ref() == Some(&seen);
@@ -128,7 +148,7 @@ fn judge(
         0
     };
     let confirmed = match seen {
-        Seen::At(_) => unchanged,
+        Seen::At(..) => unchanged,
         Seen::Absent => entry.absent_reads >= 3,
     };
     if confirmed {

@@ -39,6 +39,7 @@ use tracing::{debug, error, info, warn};
 use super::record::{Handled, Handler};
 use super::stream::stream_change;
 use super::{Consumer, WritebackError};
+use crate::control::PositionError;
 use crate::control::{ShardPosition, StreamPositions};
 use crate::dynamo::{classify_sdk_error, SdkErrorInfo};
 use crate::error::{chain, pause, Classify};
@@ -56,6 +57,17 @@ struct ShardState {
     parent: Option<String>,
     iterator: Option<String>,
     position: ShardPosition,
+    /// `position` is not saved although a statement up to it was applied: nothing further is
+    /// read from the shard until it is (see [`Follower::save`]).
+    unsaved: bool,
+    /// When the last read was sent (`util::monotonic_millis`) if it reached the shard's end
+    /// as far as one page tells ([`short_page`]); and when the one before it was, if both did:
+    /// every record the shard held then is handled (one page alone can end before records
+    /// after it). See [`Follower::reached`].
+    last_short_ms: Option<u64>,
+    reached_ms: Option<u64>,
+    /// Since when the shard is held for a position it cannot save (`unsaved`).
+    held_since: Option<Instant>,
     /// When the shard may be read next; `None`: at once.
     next_read: Option<Instant>,
     /// When its last reads began (at most [`READS_PER_SECOND`]).
@@ -72,6 +84,26 @@ const READS_PER_SECOND: usize = 5;
 const CATCH_UP: Duration = Duration::from_secs(5);
 
 impl ShardState {
+    /// Its position could not be saved: held until it is (see [`Follower::save`]).
+    fn hold(&mut self) {
+        self.unsaved = true;
+        self.held_since.get_or_insert_with(Instant::now);
+    }
+
+    /// A read sent at `sent_ms`, whose records were all handled, was `short` (see
+    /// [`short_page`]): two short reads in a row mean every record the shard held when the
+    /// first was sent is handled (a page alone may end before records after it). Not two
+    /// empty reads: on a busy table (its own writes come back through the stream) two reads in
+    /// a row may never both find nothing.
+    fn read_found(&mut self, short: bool, sent_ms: u64) {
+        if short {
+            self.reached_ms = self.last_short_ms.or(self.reached_ms);
+            self.last_short_ms = Some(sent_ms);
+        } else {
+            self.last_short_ms = None;
+        }
+    }
+
     /// A read that began at `began` found records (or not): when the next may begin.
     fn read_began(&mut self, began: Instant, records: bool, poll: Duration) {
         if self.recent.len() == READS_PER_SECOND {
@@ -332,6 +364,10 @@ impl Follower {
                     parent,
                     iterator: None,
                     position,
+                    unsaved: false,
+                    last_short_ms: None,
+                    held_since: None,
+                    reached_ms: None,
                 },
             );
         }
@@ -438,6 +474,9 @@ impl Follower {
                     }
                 }
             }
+            self.consumer
+                .health
+                .note_writeback_reached(&table, self.reached());
             if ended {
                 // A shard ended: its children are listed at once.
                 described = None;
@@ -467,6 +506,19 @@ impl Follower {
                 let _ = done.send(self.consumer.table.clone()).await;
             }
         }
+    }
+
+    /// A time before which every record of the stream was handled (applied to SQL where it
+    /// changes a row): the earliest of the open shards' (`None` while one of them has not been
+    /// read to its end yet, or none is open). `verify` waits for it (see
+    /// `metrics::Health::writeback_reached`). Records reach a stream within moments of their
+    /// change; `verify` allows a margin for that.
+    fn reached(&self) -> Option<u64> {
+        // Draining an earlier stream: the newer one's records are not read yet.
+        if self.successor.is_some() {
+            return None;
+        }
+        earliest_reached(self.shards.values())
     }
 
     /// Waits until the next shard is due; a request to catch up (a reload about to drain)
@@ -638,6 +690,10 @@ impl Follower {
                 parent,
                 iterator: None,
                 position: ShardPosition::default(),
+                unsaved: false,
+                last_short_ms: None,
+                held_since: None,
+                reached_ms: None,
             });
         }
         metrics()
@@ -692,20 +748,35 @@ impl Follower {
         shard: &str,
         cancel: &CancellationToken,
     ) -> Result<ShardRead, WritebackError> {
+        if self.shards[shard].unsaved && !self.save_held(shard).await {
+            return Ok(ShardRead::default());
+        }
         if let Some(early) = self.ensure_iterator(shard).await? {
             return Ok(early);
         }
+        let sent_ms = crate::util::monotonic_millis();
         let Some(out) = self.get_records(shard).await? else {
             return Ok(ShardRead::default());
         };
         let records = out.records();
         let count = records.len();
-        let position = self.handle_records(shard, records, cancel).await;
-        let read_all = !cancel.is_cancelled();
+        let (position, unsaved) = self.handle_records(shard, records, cancel).await;
         let state = self.shards.get_mut(shard).expect("listed");
+        state.read_found(short_page(records), sent_ms);
+        if unsaved {
+            // Applied, not saved: the rest of the batch waits until the position is (asked
+            // for after it then, with a new iterator).
+            state.position = position;
+            state.hold();
+            state.iterator = None;
+            return Ok(ShardRead::default());
+        }
+        let read_all = !cancel.is_cancelled();
         if position != state.position {
             state.position = position.clone();
-            self.save(shard, &position).await;
+            if !self.save(shard, &position).await {
+                self.shards.get_mut(shard).expect("listed").hold();
+            }
         }
         let state = self.shards.get_mut(shard).expect("listed");
         // With no sequence saved, none of the batch was handled: the iterator (perhaps one at
@@ -740,6 +811,29 @@ impl Follower {
             // handled at the next start, never marked finished.
             None => Ok(ShardRead::default()),
         }
+    }
+
+    /// Tries again to save the position of a shard held for it (`unsaved`); whether it is
+    /// saved now. Shown as a record retried (`RowcastWritebackStuck`): no change of the shard
+    /// reaches SQL meanwhile.
+    async fn save_held(&mut self, shard: &str) -> bool {
+        let position = self.shards[shard].position.clone();
+        let saved = self.save(shard, &position).await;
+        let state = self.shards.get_mut(shard).expect("listed");
+        let held = state
+            .held_since
+            .map(|since| since.elapsed())
+            .unwrap_or_default();
+        let retrying = if saved { 0.0 } else { held.as_secs_f64() };
+        metrics()
+            .writeback_retrying
+            .with_label_values(&[&self.consumer.table])
+            .set(retrying);
+        if saved {
+            state.unsaved = false;
+            state.held_since = None;
+        }
+        saved
     }
 
     /// Gets the shard an iterator if it has none; `Some` when the read ends there.
@@ -781,7 +875,7 @@ impl Follower {
             .streams
             .get_records()
             .shard_iterator(current)
-            .limit(1000)
+            .limit(PAGE_RECORDS as i32)
             .send()
             .await;
         let error = match result {
@@ -806,13 +900,15 @@ impl Follower {
         }
     }
 
-    /// Handles the records in order; the position after the last one handled.
+    /// Handles the records in order; the position after the last one handled, and whether
+    /// the statement of that last one was applied and its position could not be saved (the
+    /// records after it are then left for later).
     async fn handle_records(
         &mut self,
         shard: &str,
         records: &[Record],
         cancel: &CancellationToken,
-    ) -> ShardPosition {
+    ) -> (ShardPosition, bool) {
         let mut position = self.shards[shard].position.clone();
         for record in records {
             // A stop (a drain) takes no record further: the rest is read again at the next
@@ -848,7 +944,9 @@ impl Follower {
                 // A replay after a crash must not apply a statement again (it could delete a
                 // row re-created since): saved at once, not at the end of the batch.
                 crate::util::failpoint::hit("writeback.after_apply");
-                self.save(shard, &position).await;
+                if !self.save(shard, &position).await {
+                    return (position, true);
+                }
             }
             if let Some(created) = change.created_s {
                 let lag = now_millis() as f64 / 1000.0 - created as f64;
@@ -858,15 +956,23 @@ impl Follower {
                     .set(lag.max(0.0));
             }
         }
-        position
+        (position, false)
     }
 
     async fn finish(&mut self, shard: &str) -> Result<ShardRead, WritebackError> {
         let state = self.shards.get_mut(shard).expect("listed");
-        state.position.done = true;
         state.iterator = None;
-        let position = state.position.clone();
-        self.save(shard, &position).await;
+        let mut position = state.position.clone();
+        position.done = true;
+        if !self.save(shard, &position).await {
+            // Finished only once saved: until then the shard is held (and read again to its
+            // end after), so its children wait for it. A parent taken for finished while its
+            // position said otherwise would be read again at the next start, after its
+            // children's newer changes.
+            self.shards.get_mut(shard).expect("listed").hold();
+            return Ok(ShardRead::default());
+        }
+        self.shards.get_mut(shard).expect("listed").position = position;
         info!(table = %self.consumer.table, %shard, "write-back: shard closed and read to its end");
         Ok(ShardRead {
             records: 0,
@@ -906,27 +1012,68 @@ impl Follower {
     /// that leaves in time and lands late (held in the network, or a pause right after the
     /// check): the control table refuses a save that would move a position back
     /// (`positions::forward_only`).
-    async fn save(&self, shard: &str, position: &ShardPosition) {
+    ///
+    /// `false` when it was not saved (a few tries failed, or the lease is not held): the
+    /// shard's reader then goes no further until it is. Before 2026-12-07 it went on, so
+    /// records after an unsaved one were applied while the saved position stayed behind them:
+    /// an instance taken over meanwhile whose later save still landed (the store keeps the
+    /// furthest position) could leave its successor's replay of those records, older changes
+    /// over newer ones in SQL, unapplied again (found by a review).
+    async fn save(&self, shard: &str, position: &ShardPosition) -> bool {
         crate::util::failpoint::delay("writeback.before_position_save").await;
         let mut backoff = self.consumer.retry.backoff();
         for _ in 0..8 {
             if !self.consumer.lease.held().await {
-                return;
+                return false;
             }
-            match self
-                .consumer
-                .positions
-                .save(&self.arn, shard, position)
-                .await
-            {
-                Ok(()) => return,
+            let saved = if crate::util::failpoint::fails("writeback.position_save") {
+                Err(PositionError::Failpoint)
+            } else {
+                self.consumer
+                    .positions
+                    .save(&self.arn, shard, position)
+                    .await
+            };
+            match saved {
+                Ok(()) => return true,
                 Err(error) => {
-                    warn!(table = %self.consumer.table, %shard, error = %chain(&error), "write-back: saving the shard position failed; retrying")
+                    warn!(table = %self.consumer.table, %shard, error = %chain(&error), "write-back: saving the shard position failed; retrying (the shard is read no further until it is saved)")
                 }
             }
             tokio::time::sleep(backoff.next().unwrap_or(self.consumer.retry.max)).await;
         }
+        false
     }
+}
+
+/// Records asked for per GetRecords (the most DynamoDB Streams returns).
+const PAGE_RECORDS: usize = 1000;
+
+/// Whether a page of records ended where the shard did when it was read: fewer records than
+/// asked for, and well under the 1 MB a page holds at most (a page cut by size is not the
+/// shard's end). Record sizes are DynamoDB's (`SizeBytes`).
+fn short_page(records: &[Record]) -> bool {
+    let bytes: i64 = records
+        .iter()
+        .filter_map(|r| r.dynamodb().and_then(|d| d.size_bytes()))
+        .sum();
+    records.len() < PAGE_RECORDS && bytes < 512 * 1024
+}
+
+/// The earliest time an open shard was read to its end at (`None` if one was not, or if none
+/// is open): see [`Follower::reached`].
+fn earliest_reached<'a>(shards: impl Iterator<Item = &'a ShardState>) -> Option<u64> {
+    let open: Vec<Option<u64>> = shards
+        .filter(|state| !state.position.done)
+        .map(|state| state.reached_ms)
+        .collect();
+    let earliest = open
+        .iter()
+        .copied()
+        .try_fold(u64::MAX, |earliest, reached| {
+            reached.map(|reached| earliest.min(reached))
+        });
+    earliest.filter(|_| !open.is_empty())
 }
 
 /// Every stream of `table` DynamoDB Streams still lists (a disabled one for 24 hours), oldest
@@ -1048,9 +1195,58 @@ mod tests {
             parent: None,
             iterator: None,
             position: ShardPosition::default(),
+            unsaved: false,
+            last_short_ms: None,
+            held_since: None,
+            reached_ms: None,
             next_read: None,
             recent: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_stream_is_reached_when_every_open_shard_read_to_its_end_twice_in_a_row() {
+        let (mut first, mut second) = (shard(), shard());
+        first.read_found(true, 100);
+        assert_eq!(
+            first.reached_ms, None,
+            "one page may end before records after it"
+        );
+        first.read_found(true, 200);
+        assert_eq!(first.reached_ms, Some(100));
+        first.read_found(false, 300);
+        first.read_found(true, 400);
+        assert_eq!(
+            first.reached_ms,
+            Some(100),
+            "a full page came after the last pair"
+        );
+        first.read_found(true, 500);
+        assert_eq!(first.reached_ms, Some(400));
+        assert_eq!(earliest_reached([&first, &second].into_iter()), None);
+        second.read_found(true, 150);
+        second.read_found(true, 250);
+        assert_eq!(earliest_reached([&first, &second].into_iter()), Some(150));
+        first.position.done = true;
+        second.position.done = true;
+        assert_eq!(earliest_reached([&first, &second].into_iter()), None);
+    }
+
+    #[test]
+    fn a_page_ends_the_shard_only_when_neither_count_nor_size_cut_it() {
+        let record = |size: i64| {
+            Record::builder()
+                .dynamodb(
+                    aws_sdk_dynamodbstreams::types::StreamRecord::builder()
+                        .size_bytes(size)
+                        .build(),
+                )
+                .build()
+        };
+        assert!(short_page(&[]));
+        assert!(short_page(&[record(1000), record(2000)]));
+        assert!(!short_page(&[record(400_000), record(200_000)]));
+        assert!(!short_page(&vec![record(10); PAGE_RECORDS]));
     }
 
     #[test]
