@@ -1293,6 +1293,74 @@ async fn a_copy_of_a_restored_item_put_after_rowcasts_next_write_is_the_applicat
     assert!(daemon.terminate().success());
 }
 
+/// A second restore of an item whose row did not change since the first is written at the
+/// version the item holds: only its `_restored` mark, moving forward, tells write-back it is
+/// rowcast's. The mark was the clock's alone, so after a failover to a host whose clock is
+/// behind the last one's (failpoint `restore.clock_behind`: an hour back, second restore) the
+/// restore's record was taken for an application's update of the item to SQL's state (seen
+/// failing: its outcome `unchanged` rather than `skipped-own`; with a newer SQL change still
+/// in the binlog it would have been written over it). Now the mark is above the item's
+/// whatever the clock says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_made_on_a_clock_behind_the_last_ones_is_still_rowcasts() {
+    let (env, table) = setup("wbrestoreclock", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "restore.clock_behind=error@2")]);
+    daemon.wait_ready().await;
+    converge(&env, &table).await;
+    let get = || async {
+        env.ddb
+            .get_item()
+            .table_name(&table)
+            .set_key(Some(item("eu", 3)))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap()
+    };
+    let mut marks = Vec::new();
+    // Rejected twice (not an ENUM label): each time rowcast restores the item from SQL.
+    for bogus in ["bogus", "bogus-again"] {
+        update(
+            &env,
+            &table,
+            item("eu", 3),
+            "SET #s = :s",
+            &[(":s", s(bogus))],
+        )
+        .await;
+        eventually("the restore", Duration::from_secs(30), || async {
+            let read = get().await;
+            read.get("status") == Some(&s("open"))
+                && read.get("_restored").is_some_and(|m| !marks.contains(m))
+        })
+        .await;
+        marks.push(get().await["_restored"].clone());
+    }
+    eventually(
+        "write-back read the stream",
+        Duration::from_secs(30),
+        || common::app::caught_up(&env, &table),
+    )
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    let outcome = |name: &str| {
+        metric(
+            &metrics,
+            &format!("rowcast_writeback_stream_records_total{{outcome=\"{name}\""),
+        )
+    };
+    assert_eq!(outcome("rejected"), 2.0, "{metrics}");
+    assert_eq!(
+        outcome("applied") + outcome("unchanged"),
+        0.0,
+        "a restore's record was taken for an application's change: {metrics}"
+    );
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_sql_stores_as_it_was_leaves_the_item_following_sql() {
     let env = Env::new("wbnochange").await;

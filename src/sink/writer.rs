@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemError, BatchWriteItemOutput};
-use aws_sdk_dynamodb::types::WriteRequest;
+use aws_sdk_dynamodb::types::{AttributeValue, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures_util::future::join_all;
 use futures_util::StreamExt as _;
@@ -533,27 +533,7 @@ impl Writer {
                     Err(info) => Err(info),
                 }
             }
-            ItemOp::Put { key, item } if op.restore => {
-                // Any version of the same source transaction: the item was written from the
-                // same source state (the application's change kept its version).
-                let version = op.version | u128::from(u32::MAX);
-                let mut encoded = encode_item(item, version, &op.view);
-                encoded.insert(
-                    RESTORED_ATTRIBUTE.to_string(),
-                    types_value(u128::from(crate::util::now_micros())),
-                );
-                self.client
-                    .put_item()
-                    .table_name(&*key.table)
-                    .set_item(Some(encoded))
-                    .condition_expression("attribute_not_exists(#v) OR #v <= :v")
-                    .expression_attribute_names("#v", VERSION_ATTRIBUTE)
-                    .expression_attribute_values(":v", types_value(version))
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| classify_sdk_error(&e))
-            }
+            ItemOp::Put { key, item } if op.restore => restore(&self.client, key, item, op).await,
             ItemOp::Put { key, item } => {
                 let mut request = self
                     .client
@@ -598,6 +578,80 @@ impl Writer {
             Err(info) => Err(info),
         }
     }
+}
+
+/// A restore: the item written again from its row, at any version of the source transaction
+/// it was read in (the application's rejected change kept the item's version), and never over
+/// a newer one. Write-back tells the restore's record from an application's update at the same
+/// version by its `_restored` mark moving forward (`writeback/inverse.rs`), so the mark is put
+/// above the item's: the clock's microseconds, or one more than the item's mark where the clock
+/// is not ahead of it (a clock behind the last restore's host after a failover). Before
+/// 2026-12-07 it was the clock's alone, and such a restore's record was taken for an
+/// application's update of the item to SQL's state (found by a review;
+/// `tests/writeback_safety.rs`, seen failing). `Err` with a condition failure: a newer version
+/// is there (stale), or the mark lost three races.
+async fn restore(
+    client: &Client,
+    key: &crate::view::ItemKey,
+    item: &crate::view::project::Item,
+    op: &WriteOp,
+) -> Result<(), SdkErrorInfo> {
+    let version = op.version | u128::from(u32::MAX);
+    let mut mark = u128::from(crate::util::now_micros());
+    if crate::util::failpoint::fails("restore.clock_behind") {
+        mark -= 3_600_000_000;
+    }
+    let mut refused = None;
+    for _ in 0..3 {
+        let mut encoded = encode_item(item, version, &op.view);
+        encoded.insert(RESTORED_ATTRIBUTE.to_string(), types_value(mark));
+        let sent = client
+            .put_item()
+            .table_name(&*key.table)
+            .set_item(Some(encoded))
+            .condition_expression(
+                "(attribute_not_exists(#v) OR #v <= :v) AND (attribute_not_exists(#r) OR #r < :r)",
+            )
+            .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+            .expression_attribute_names("#r", RESTORED_ATTRIBUTE)
+            .expression_attribute_values(":v", types_value(version))
+            .expression_attribute_values(":r", types_value(mark))
+            .send()
+            .await;
+        let info = match sent {
+            Ok(_) => return Ok(()),
+            Err(error) => classify_sdk_error(&error),
+        };
+        if !is_condition_failure(&info) {
+            return Err(info);
+        }
+        // Which part did not hold: a newer version (stale), or a mark at or above this one.
+        let stored = client
+            .get_item()
+            .table_name(&*key.table)
+            .set_key(Some(encode_key(key)))
+            .consistent_read(true)
+            .projection_expression("#v, #r")
+            .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+            .expression_attribute_names("#r", RESTORED_ATTRIBUTE)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(&e))?
+            .item
+            .unwrap_or_default();
+        let number = |name: &str| match stored.get(name) {
+            Some(AttributeValue::N(n)) => n.parse::<u128>().ok(),
+            _ => None,
+        };
+        if number(VERSION_ATTRIBUTE).is_some_and(|stored| stored > version) {
+            return Err(info);
+        }
+        if let Some(stored) = number(RESTORED_ATTRIBUTE) {
+            mark = mark.max(stored + 1);
+        }
+        refused = Some(info);
+    }
+    Err(refused.expect("tried"))
 }
 
 /// The tables of the last BatchWriteItem sent: those with unprocessed items left when there

@@ -35,7 +35,8 @@
 //! unprocessed), `cleanup.before_sweep` (a delay: a view's cleanup is due, its Scan not begun),
 //! `reader.decode_row` (an error: a row of a watched table's rows event cannot be decoded),
 //! `project.before_restore` (a delay: the rows of a write-back restore are merged, not yet
-//! projected nor written).
+//! projected nor written), `restore.clock_behind` (an error: a restore's clock is an hour
+//! behind).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
