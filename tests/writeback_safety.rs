@@ -1361,6 +1361,27 @@ async fn a_restore_made_on_a_clock_behind_the_last_ones_is_still_rowcasts() {
     assert!(daemon.terminate().success());
 }
 
+/// An application's rejected change that also sets `_restored` to something rowcast never
+/// writes (here a string) is still undone: a mark that cannot be ordered is written over on
+/// the version's condition alone. The first version of the mark above the item's never
+/// wrote it (its condition cannot hold against a string: found by a review, seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_change_with_a_mark_rowcast_never_writes_is_still_undone() {
+    let (env, table) = setup("wbrestorebadmark", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    update(
+        &env,
+        &table,
+        item("eu", 3),
+        "SET #s = :s, #r = :r",
+        &[(":s", s("bogus")), (":r", s("not a mark"))],
+    )
+    .await;
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_value_sql_stores_as_it_was_leaves_the_item_following_sql() {
     let env = Env::new("wbnochange").await;

@@ -588,8 +588,10 @@ impl Writer {
 /// is not ahead of it (a clock behind the last restore's host after a failover). Before
 /// 2026-12-07 it was the clock's alone, and such a restore's record was taken for an
 /// application's update of the item to SQL's state (found by a review;
-/// `tests/writeback_safety.rs`, seen failing). `Err` with a condition failure: a newer version
-/// is there (stale), or the mark lost three races.
+/// `tests/writeback_safety.rs`, seen failing). A mark that cannot be ordered (not a number,
+/// or one past what a mark can be: an application's) is written over as before, on the
+/// version's condition alone. `Err` with a condition failure: a newer version is there, or no
+/// item (stale: nothing to undo), or the mark lost three races (logged).
 async fn restore(
     client: &Client,
     key: &crate::view::ItemKey,
@@ -601,24 +603,28 @@ async fn restore(
     if crate::util::failpoint::fails("restore.clock_behind") {
         mark -= 3_600_000_000;
     }
+    let mut ordered = true;
     let mut refused = None;
     for _ in 0..3 {
         let mut encoded = encode_item(item, version, &op.view);
         encoded.insert(RESTORED_ATTRIBUTE.to_string(), types_value(mark));
-        let sent = client
+        let mut request = client
             .put_item()
             .table_name(&*key.table)
             .set_item(Some(encoded))
-            .condition_expression(
-                "(attribute_not_exists(#v) OR #v <= :v) AND (attribute_not_exists(#r) OR #r < :r)",
-            )
             .expression_attribute_names("#v", VERSION_ATTRIBUTE)
-            .expression_attribute_names("#r", RESTORED_ATTRIBUTE)
-            .expression_attribute_values(":v", types_value(version))
-            .expression_attribute_values(":r", types_value(mark))
-            .send()
-            .await;
-        let info = match sent {
+            .expression_attribute_values(":v", types_value(version));
+        request = if ordered {
+            request
+                .condition_expression(
+                    "(attribute_not_exists(#v) OR #v <= :v) AND (attribute_not_exists(#r) OR #r < :r)",
+                )
+                .expression_attribute_names("#r", RESTORED_ATTRIBUTE)
+                .expression_attribute_values(":r", types_value(mark))
+        } else {
+            request.condition_expression("attribute_not_exists(#v) OR #v <= :v")
+        };
+        let info = match request.send().await {
             Ok(_) => return Ok(()),
             Err(error) => classify_sdk_error(&error),
         };
@@ -639,19 +645,34 @@ async fn restore(
             .map_err(|e| classify_sdk_error(&e))?
             .item
             .unwrap_or_default();
-        let number = |name: &str| match stored.get(name) {
+        let stored_version = match stored.get(VERSION_ATTRIBUTE) {
             Some(AttributeValue::N(n)) => n.parse::<u128>().ok(),
             _ => None,
         };
-        if number(VERSION_ATTRIBUTE).is_some_and(|stored| stored > version) {
+        // Gone meanwhile (its removal's record follows), or newer: nothing to undo.
+        if stored.is_empty() || stored_version.is_some_and(|stored| stored > version) {
             return Err(info);
         }
-        if let Some(stored) = number(RESTORED_ATTRIBUTE) {
-            mark = mark.max(stored + 1);
+        match stored.get(RESTORED_ATTRIBUTE).map(next_mark) {
+            Some(Some(next)) => mark = mark.max(next),
+            Some(None) => ordered = false,
+            None => {}
         }
         refused = Some(info);
     }
+    warn!(key = %key, "a restore's _restored mark lost three races with other writes of the item: not written (the item may keep the rejected change until its row changes)");
     Err(refused.expect("tried"))
+}
+
+/// One above a stored `_restored` mark; `None` for one that cannot be ordered: not a number
+/// rowcast writes (digits, under 37 of them), an application's.
+fn next_mark(stored: &AttributeValue) -> Option<u128> {
+    match stored {
+        AttributeValue::N(n) if n.len() < 37 && n.bytes().all(|b| b.is_ascii_digit()) => {
+            n.parse::<u128>().ok().map(|m| m + 1)
+        }
+        _ => None,
+    }
 }
 
 /// The tables of the last BatchWriteItem sent: those with unprocessed items left when there
@@ -740,6 +761,20 @@ fn batch_body(ops: &[WriteOp], tables: &std::collections::BTreeSet<&str>) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restore_mark_goes_one_above_a_mark_rowcast_could_have_written() {
+        let n = |text: &str| AttributeValue::N(text.into());
+        assert_eq!(next_mark(&n("1796606802897000")), Some(1796606802897001));
+        for unordered in [
+            n("1E+50"),
+            n("1.5"),
+            n(&"9".repeat(38)),
+            AttributeValue::S("x".into()),
+        ] {
+            assert_eq!(next_mark(&unordered), None, "{unordered:?}");
+        }
+    }
     use crate::sink::test_ops::{delete, put};
 
     /// Written items are counted per view and kind, one lookup per run of them.

@@ -25,8 +25,8 @@ pub fn n(text: &str) -> AttributeValue {
     AttributeValue::N(text.to_string())
 }
 
-/// An application's UpdateItem. `#s` and `#d` in the expression stand for `status` and `day`
-/// (reserved words).
+/// An application's UpdateItem. `#s`, `#d` and `#r` in the expression stand for `status` and
+/// `day` (reserved words) and `_restored`.
 pub async fn update(
     env: &Env,
     table: &str,
@@ -43,7 +43,7 @@ pub async fn update(
     for (name, value) in values {
         request = request.expression_attribute_values(*name, value.clone());
     }
-    for (alias, name) in [("#s", "status"), ("#d", "day")] {
+    for (alias, name) in [("#s", "status"), ("#d", "day"), ("#r", "_restored")] {
         if expression.contains(alias) {
             request = request.expression_attribute_names(alias, name);
         }
