@@ -774,9 +774,10 @@ impl Follower {
         let read_all = !cancel.is_cancelled();
         if position != state.position {
             state.position = position.clone();
-            if !self.save(shard, &position).await {
-                self.shards.get_mut(shard).expect("listed").hold();
-            }
+            // Records that changed no row (those that did were saved one by one): not saved,
+            // they are only read again at the next start. No hold: a table whose own writes
+            // keep coming would hold its shard for their saves too.
+            self.save(shard, &position).await;
         }
         let state = self.shards.get_mut(shard).expect("listed");
         // With no sequence saved, none of the batch was handled: the iterator (perhaps one at
@@ -1013,8 +1014,9 @@ impl Follower {
     /// check): the control table refuses a save that would move a position back
     /// (`positions::forward_only`).
     ///
-    /// `false` when it was not saved (a few tries failed, or the lease is not held): the
-    /// shard's reader then goes no further until it is. Before 2026-12-07 it went on, so
+    /// `false` when it was not saved (a few tries failed, or the lease is not held): after a
+    /// record that changed a row, or at a closed shard's end, the shard's reader then goes no
+    /// further until it is. Before 2026-12-07 it went on, so
     /// records after an unsaved one were applied while the saved position stayed behind them:
     /// an instance taken over meanwhile whose later save still landed (the store keeps the
     /// furthest position) could leave its successor's replay of those records, older changes
