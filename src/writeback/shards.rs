@@ -90,8 +90,8 @@ impl ShardState {
         self.held_since.get_or_insert_with(Instant::now);
     }
 
-    /// A read sent at `sent_ms`, whose records were all handled, was `short` (see
-    /// [`short_page`]): two short reads in a row mean every record the shard held when the
+    /// A read sent at `sent_ms` was `short`: it ended where the shard did ([`short_page`]) and
+    /// every record of it was handled (not cut short, none held unsaved). Two short reads in a row mean every record the shard held when the
     /// first was sent is handled (a page alone may end before records after it). Not two
     /// empty reads: on a busy table (its own writes come back through the stream) two reads in
     /// a row may never both find nothing.
@@ -760,9 +760,12 @@ impl Follower {
         };
         let records = out.records();
         let count = records.len();
+        let short = short_page(records);
         let (position, unsaved) = self.handle_records(shard, records, cancel).await;
         let state = self.shards.get_mut(shard).expect("listed");
-        state.read_found(short_page(records), sent_ms);
+        let read_all = !cancel.is_cancelled();
+        // Only a page whose every record was handled tells how far the shard was read.
+        state.read_found(short && read_all && !unsaved, sent_ms);
         if unsaved {
             // Applied, not saved: the rest of the batch waits until the position is (asked
             // for after it then, with a new iterator).
@@ -771,7 +774,6 @@ impl Follower {
             state.iterator = None;
             return Ok(ShardRead::default());
         }
-        let read_all = !cancel.is_cancelled();
         if position != state.position {
             state.position = position.clone();
             // Records that changed no row (those that did were saved one by one): not saved,
