@@ -1202,16 +1202,7 @@ async fn stored_item(
     table: &str,
     id: i64,
 ) -> std::collections::HashMap<String, AttributeValue> {
-    env.ddb
-        .get_item()
-        .table_name(table)
-        .set_key(Some(key(id)))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap()
+    common::app::stored(env, table, key(id)).await.unwrap()
 }
 
 /// An application's change still in the stream when a reload changes the view's key templates

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::app::{dead_letters, delete, key, n, put, s, update, Key};
+use common::app::{dead_letters, delete, key, n, put, s, stored, update, Key};
 use common::{eventually, metric, Env};
 use serde_json::{json, Value};
 
@@ -526,16 +526,7 @@ async fn note_reaches_sql(env: &Env, table: &str, id: i64, note: &str) {
 }
 
 async fn exists(env: &Env, table: &str, key: Key) -> bool {
-    let out = env
-        .ddb
-        .get_item()
-        .table_name(table)
-        .set_key(Some(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap();
-    out.item.is_some()
+    stored(env, table, key).await.is_some()
 }
 
 /// Forgetting positions in the control table takes several requests, marked by an item written
@@ -1166,17 +1157,7 @@ async fn application_writes_are_told_from_rowcasts_by_what_rowcast_wrote() {
     converge(&env, &table).await;
     // The application read item 2, rowcast has written it since; the application's PutItem of
     // what it read (old version included) with a new note is still the application's.
-    let read = env
-        .ddb
-        .get_item()
-        .table_name(&table)
-        .set_key(Some(item("eu", 2)))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let read = stored(&env, &table, item("eu", 2)).await.unwrap();
     env.sql("UPDATE ledger SET email = 'e2-new@x' WHERE id = 2")
         .await;
     converge(&env, &table).await;
@@ -1266,18 +1247,7 @@ async fn a_copy_of_a_restored_item_put_after_rowcasts_next_write_is_the_applicat
         &[(":s", s("bogus"))],
     )
     .await;
-    let get = || async {
-        env.ddb
-            .get_item()
-            .table_name(&table)
-            .set_key(Some(item("eu", 3)))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap()
-    };
+    let get = || async { stored(&env, &table, item("eu", 3)).await.unwrap() };
     eventually("the restore", Duration::from_secs(30), || async {
         let read = get().await;
         read.contains_key("_restored") && read.get("status") == Some(&s("open"))
@@ -1307,18 +1277,7 @@ async fn a_restore_made_on_a_clock_behind_the_last_ones_is_still_rowcasts() {
     let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "restore.clock_behind=error@2")]);
     daemon.wait_ready().await;
     converge(&env, &table).await;
-    let get = || async {
-        env.ddb
-            .get_item()
-            .table_name(&table)
-            .set_key(Some(item("eu", 3)))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .unwrap()
-    };
+    let get = || async { stored(&env, &table, item("eu", 3)).await.unwrap() };
     let mut marks = Vec::new();
     // Rejected twice (not an ENUM label): each time rowcast restores the item from SQL.
     for bogus in ["bogus", "bogus-again"] {

@@ -186,10 +186,7 @@ async fn stored_version(
     // A projection of an item without `_version` is an empty map, not no item.
     Some(
         out.item
-            .map(|item| match item.get(crate::dynamo::VERSION_ATTRIBUTE) {
-                Some(AttributeValue::N(text)) => text.parse().unwrap_or(0),
-                _ => 0,
-            }),
+            .map(|item| crate::dynamo::item_version(&item).unwrap_or(0)),
     )
 }
 

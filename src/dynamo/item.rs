@@ -126,6 +126,14 @@ fn sized(item: &Item, view: &str, size: fn(&Attr) -> usize) -> usize {
 }
 
 /// A version as a number attribute.
+/// The `_version` a stored item carries (`None`: none, or not a number rowcast writes).
+pub fn item_version(item: &HashMap<String, AttributeValue>) -> Option<u128> {
+    match item.get(VERSION_ATTRIBUTE) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
 pub fn types_value(version: u128) -> AttributeValue {
     // `itoa`: a u128 through `fmt` divides digit by digit (one per written item).
     AttributeValue::N(itoa::Buffer::new().format(version).to_owned())

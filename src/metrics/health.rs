@@ -12,7 +12,8 @@ pub struct Health {
     ready: AtomicBool,
     /// Tables whose write-back consumer does not follow its stream yet.
     writeback_starting: std::sync::Mutex<std::collections::BTreeSet<String>>,
-    /// Per table with write-back: a time (`util::monotonic_millis`) before which every application change in the table's stream was handled (see
+    /// Per table with write-back: a time (`util::monotonic_millis`) before which every
+    /// application change in the table's stream was handled (see
     /// [`Health::writeback_reached`]).
     writeback_reached: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     last_progress_ms: AtomicU64,

@@ -25,7 +25,7 @@ use crate::dynamo::{
     classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
     BatchBody, RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
-use crate::dynamo::{size_over, MAX_ITEM_BYTES};
+use crate::dynamo::{item_version, size_over, MAX_ITEM_BYTES};
 use crate::error::{ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::{DeadLetter, WriteOp};
@@ -651,12 +651,8 @@ async fn restore(
                 return Err(info);
             }
         };
-        let stored_version = match stored.get(VERSION_ATTRIBUTE) {
-            Some(AttributeValue::N(n)) => n.parse::<u128>().ok(),
-            _ => None,
-        };
         // Gone meanwhile (its removal's record follows), or newer: nothing to undo.
-        if stored.is_empty() || stored_version.is_some_and(|stored| stored > version) {
+        if stored.is_empty() || item_version(&stored).is_some_and(|stored| stored > version) {
             return Err(info);
         }
         match stored.get(RESTORED_ATTRIBUTE).map(next_mark) {

@@ -16,8 +16,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::Pacer;
 use crate::dynamo::{
-    classify_sdk_error, encode_key, from_attribute_value, SdkErrorInfo, VERSION_ATTRIBUTE,
-    VIEW_ATTRIBUTE,
+    classify_sdk_error, encode_key, from_attribute_value, SdkErrorInfo, VIEW_ATTRIBUTE,
 };
 use crate::sql::values::typed_key;
 use crate::view::project::Item;
@@ -99,10 +98,7 @@ pub fn view_item(
             (name.clone(), attr)
         })
         .collect();
-    let version = raw
-        .get(VERSION_ATTRIBUTE)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok());
+    let version = crate::dynamo::item_version(raw);
     Some((
         key,
         Stored {

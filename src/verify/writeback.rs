@@ -26,8 +26,9 @@ pub enum WritebackProgress {
 
 impl WritebackProgress {
     /// The daemon's clock now (`util::monotonic_millis`: a wall clock stepped back would let
-    /// an old reading pass a new target) and how far `table`'s consumer has read on it (`None`: not read
-    /// to the end of every shard yet, or no consumer). `None` when the daemon does not answer.
+    /// an old reading pass a new target) and how far `table`'s consumer has read on it
+    /// (`None`: not read to the end of every shard yet, or no consumer). `None` when the
+    /// daemon does not answer.
     async fn read(&self, table: &str) -> Option<(u64, Option<u64>)> {
         match self {
             WritebackProgress::Local(health) => Some((

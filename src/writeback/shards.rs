@@ -53,20 +53,20 @@ const DESCRIBE_EVERY: Duration = Duration::from_secs(10);
 /// created this much before it.
 const CREATION_TIME_SLACK_S: i64 = 60;
 
+#[derive(Default)]
 struct ShardState {
     parent: Option<String>,
     iterator: Option<String>,
     position: ShardPosition,
-    /// `position` is not saved although a statement up to it was applied: nothing further is
-    /// read from the shard until it is (see [`Follower::save`]).
-    unsaved: bool,
     /// When the last read was sent (`util::monotonic_millis`) if it reached the shard's end
     /// as far as one page tells ([`short_page`]); and when the one before it was, if both did:
     /// every record the shard held then is handled (one page alone can end before records
     /// after it). See [`Follower::reached`].
     last_short_ms: Option<u64>,
     reached_ms: Option<u64>,
-    /// Since when the shard is held for a position it cannot save (`unsaved`).
+    /// Since when `position` is not saved although a statement up to it was applied (or the
+    /// shard's end reached): nothing further is read from the shard until it is (see
+    /// [`Follower::save`]).
     held_since: Option<Instant>,
     /// When the shard may be read next; `None`: at once.
     next_read: Option<Instant>,
@@ -86,15 +86,14 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 impl ShardState {
     /// Its position could not be saved: held until it is (see [`Follower::save`]).
     fn hold(&mut self) {
-        self.unsaved = true;
         self.held_since.get_or_insert_with(Instant::now);
     }
 
     /// A read sent at `sent_ms` was `short`: it ended where the shard did ([`short_page`]) and
-    /// every record of it was handled (not cut short, none held unsaved). Two short reads in a row mean every record the shard held when the
-    /// first was sent is handled (a page alone may end before records after it). Not two
-    /// empty reads: on a busy table (its own writes come back through the stream) two reads in
-    /// a row may never both find nothing.
+    /// every record of it was handled (not cut short, none held unsaved). Two short reads in a
+    /// row mean every record the shard held when the first was sent is handled (a page alone
+    /// may end before records after it). Not two empty reads: on a busy table (its own writes
+    /// come back through the stream) two reads in a row may never both find nothing.
     fn read_found(&mut self, short: bool, sent_ms: u64) {
         if short {
             self.reached_ms = self.last_short_ms.or(self.reached_ms);
@@ -359,15 +358,9 @@ impl Follower {
             follower.shards.insert(
                 id,
                 ShardState {
-                    next_read: None,
-                    recent: Default::default(),
                     parent,
-                    iterator: None,
                     position,
-                    unsaved: false,
-                    last_short_ms: None,
-                    held_since: None,
-                    reached_ms: None,
+                    ..Default::default()
                 },
             );
         }
@@ -685,15 +678,8 @@ impl Follower {
         });
         for (id, parent) in listed {
             self.shards.entry(id).or_insert_with(|| ShardState {
-                next_read: None,
-                recent: Default::default(),
                 parent,
-                iterator: None,
-                position: ShardPosition::default(),
-                unsaved: false,
-                last_short_ms: None,
-                held_since: None,
-                reached_ms: None,
+                ..Default::default()
             });
         }
         metrics()
@@ -748,7 +734,7 @@ impl Follower {
         shard: &str,
         cancel: &CancellationToken,
     ) -> Result<ShardRead, WritebackError> {
-        if self.shards[shard].unsaved && !self.save_held(shard).await {
+        if self.shards[shard].held_since.is_some() && !self.save_held(shard).await {
             return Ok(ShardRead::default());
         }
         if let Some(early) = self.ensure_iterator(shard).await? {
@@ -816,7 +802,7 @@ impl Follower {
         }
     }
 
-    /// Tries again to save the position of a shard held for it (`unsaved`); whether it is
+    /// Tries again to save the position of a shard held for it (`held_since`); whether it is
     /// saved now. Shown as a record retried (`RowcastWritebackStuck`): no change of the shard
     /// reaches SQL meanwhile.
     async fn save_held(&mut self, shard: &str) -> bool {
@@ -833,7 +819,6 @@ impl Follower {
             .with_label_values(&[&self.consumer.table])
             .set(retrying);
         if saved {
-            state.unsaved = false;
             state.held_since = None;
         }
         saved
@@ -1018,11 +1003,11 @@ impl Follower {
     ///
     /// `false` when it was not saved (a few tries failed, or the lease is not held): after a
     /// record that changed a row, or at a closed shard's end, the shard's reader then goes no
-    /// further until it is. Before 2026-12-07 it went on, so
-    /// records after an unsaved one were applied while the saved position stayed behind them:
-    /// an instance taken over meanwhile whose later save still landed (the store keeps the
-    /// furthest position) could leave its successor's replay of those records, older changes
-    /// over newer ones in SQL, unapplied again (found by a review).
+    /// further until it is. Before 2026-12-07 it went on, so records after an unsaved one were
+    /// applied while the saved position stayed behind them: an instance taken over meanwhile
+    /// whose later save still landed (the store keeps the furthest position) could leave its
+    /// successor's replay of those records, older changes over newer ones in SQL, unapplied
+    /// again (found by a review).
     async fn save(&self, shard: &str, position: &ShardPosition) -> bool {
         crate::util::failpoint::delay("writeback.before_position_save").await;
         let mut backoff = self.consumer.retry.backoff();
@@ -1067,17 +1052,11 @@ fn short_page(records: &[Record]) -> bool {
 /// The earliest time an open shard was read to its end at (`None` if one was not, or if none
 /// is open): see [`Follower::reached`].
 fn earliest_reached<'a>(shards: impl Iterator<Item = &'a ShardState>) -> Option<u64> {
-    let open: Vec<Option<u64>> = shards
+    shards
         .filter(|state| !state.position.done)
         .map(|state| state.reached_ms)
-        .collect();
-    let earliest = open
-        .iter()
-        .copied()
-        .try_fold(u64::MAX, |earliest, reached| {
-            reached.map(|reached| earliest.min(reached))
-        });
-    earliest.filter(|_| !open.is_empty())
+        .reduce(|earliest, reached| Some(earliest?.min(reached?)))
+        .flatten()
 }
 
 /// Every stream of `table` DynamoDB Streams still lists (a disabled one for 24 hours), oldest
@@ -1195,17 +1174,7 @@ mod tests {
     use super::*;
 
     fn shard() -> ShardState {
-        ShardState {
-            parent: None,
-            iterator: None,
-            position: ShardPosition::default(),
-            unsaved: false,
-            last_short_ms: None,
-            held_since: None,
-            reached_ms: None,
-            next_read: None,
-            recent: Default::default(),
-        }
+        ShardState::default()
     }
 
     #[test]

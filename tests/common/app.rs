@@ -17,6 +17,19 @@ pub fn key(parts: &[(&str, &str)]) -> Key {
         .collect()
 }
 
+/// The item at `key`, read strongly consistent; `None` when there is none.
+pub async fn stored(env: &Env, table: &str, key: Key) -> Option<HashMap<String, AttributeValue>> {
+    env.ddb
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+}
+
 pub fn s(text: &str) -> AttributeValue {
     AttributeValue::S(text.to_string())
 }
