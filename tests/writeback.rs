@@ -517,6 +517,82 @@ async fn verify_does_not_report_an_application_change_on_its_way_to_sql() {
     assert!(daemon.terminate().success());
 }
 
+/// The same inside the daemon: continuous verification with `repair = true` of a write-back view
+/// while an application's change is held on its way to SQL (8 s, by failpoint) neither reports
+/// it nor repairs it. A repair there would write SQL's older state over the application's item.
+#[tokio::test(flavor = "multi_thread")]
+async fn continuous_verification_leaves_an_application_change_on_its_way_to_sql() {
+    let (env, table) = setup_with(
+        "wbverifyloop",
+        "[verify]\ninterval_s = 1\nrepair = true\nmax_items_per_second = 0\n",
+    )
+    .await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.before_apply=sleep8000")]);
+    daemon.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let passes = || {
+        std::fs::read_to_string(&daemon.log)
+            .unwrap()
+            .matches("verification pass done")
+            .count()
+    };
+    eventually("a first pass", Duration::from_secs(60), || async {
+        passes() >= 1
+    })
+    .await;
+    let note = [(":n", AttributeValue::S("two".into()))];
+    update(&env, &table, 1, "SET note = :n", &note).await;
+    eventually(
+        "the consumer to hold the record",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&daemon.log)
+                .unwrap()
+                .contains("failpoint writeback.before_apply")
+        },
+    )
+    .await;
+    // Passes that began while the record was held, the last after it was applied.
+    let before = passes();
+    note_becomes(
+        &env,
+        "two",
+        "the change to reach SQL",
+        Duration::from_secs(30),
+    )
+    .await;
+    eventually("two more passes", Duration::from_secs(90), || async {
+        passes() >= before + 2
+    })
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    for kind in ["different", "missing", "extra"] {
+        assert_eq!(
+            metric(
+                &metrics,
+                &format!("rowcast_verify_differences_total{{kind=\"{kind}\",view=\"accounts\"}}")
+            ),
+            0.0,
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        metric(&metrics, "rowcast_verify_repaired_total{view=\"accounts\"}"),
+        0.0
+    );
+    let stored = common::app::stored(&env, &table, key(1)).await;
+    assert_eq!(
+        stored.and_then(|item| item.get("note").cloned()),
+        Some(AttributeValue::S("two".into()))
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// A statement applied whose shard position cannot be saved (the control table refuses every
 /// try, here by failpoint) holds the shard: no later record is applied until the position is
 /// saved, so the saved position is never behind two applied records. Before 2026-12-07 the
