@@ -925,9 +925,16 @@ fn print_difference(view: &str, d: &rowcast::verify::Difference, output: &Verify
 fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -> (u64, bool) {
     if summary.not_filled {
         eprintln!(
-            "note: {view}: being backfilled; not verified (run verify once the backfill is done)"
+            "note: {view}: being backfilled (or a backfill pass began while it was verified); not verified (run verify once the backfill is done)"
         );
         println!("{view}: not verified (backfill in progress)");
+        return (0, false);
+    }
+    if summary.other_definition {
+        eprintln!(
+            "note: {view}: the daemon's checkpoint holds another definition of this view than this config's (a changed config not reloaded yet, or another pipeline's checkpoint); not verified"
+        );
+        println!("{view}: not verified (another definition)");
         return (0, false);
     }
     let mut line = format!(

@@ -131,7 +131,9 @@ pub async fn spawn(
         backfill: driver.state(),
     };
     let cleaned = spawn_observers(supervisor, config, &observers, &requests.fills.0);
+    let ddl = Arc::new(AtomicU64::new(0));
     let inputs = MergeInputs {
+        ddl: ddl.clone(),
         acked: lanes.acked,
         cleaned,
         source: source_rx,
@@ -144,7 +146,7 @@ pub async fn spawn(
     spawn_merge(supervisor, config, pool, health, inputs);
     let rows = crate::pipeline::RowPermits::new(capacity);
     spawn_source(supervisor, config, pool, health, (source_tx, rows), start);
-    let links = (requests.fills.0, lease, catch_up, consumers);
+    let links = (requests.fills.0, lease, catch_up, consumers, ddl);
     spawn_writebacks(supervisor, config, client, pool, links, health).await;
 }
 
@@ -271,6 +273,9 @@ struct MergeInputs {
     driver: Driver,
     cleaned: mpsc::Receiver<(String, u128)>,
     acked: tokio::sync::watch::Receiver<u64>,
+    /// DDL statements the merge stage has seen (the snapshot worker and the write-back
+    /// consumers read their tables again when it moves).
+    ddl: Arc<AtomicU64>,
 }
 
 /// The merge stage and the snapshot worker, which only talk to each other.
@@ -283,7 +288,7 @@ fn spawn_merge(
 ) {
     // Two messages per snapshot read at most (announced, read), one read at a time.
     let (snapshot_tx, snapshot_rx) = mpsc::channel(4);
-    let ddl = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ddl = inputs.ddl;
     let (worker_tx, worker_rx) = mpsc::channel(config.views.len() + 8);
     let merge = Merge {
         source: inputs.source,
@@ -463,11 +468,12 @@ async fn spawn_writebacks(
     config: &Config,
     client: &Client,
     pool: &Pool,
-    (restore, lease, catch_up, holds_checkpoint): (
+    (restore, lease, catch_up, holds_checkpoint, ddl): (
         mpsc::Sender<FillRequest>,
         Lease,
         tokio::sync::watch::Receiver<crate::writeback::CatchUpAsk>,
         mpsc::Sender<()>,
+        Arc<AtomicU64>,
     ),
     health: &Arc<Health>,
 ) {
@@ -502,6 +508,7 @@ async fn spawn_writebacks(
             lease: lease.clone(),
             catch_up: catch_up.clone(),
             holds_checkpoint: holds_checkpoint.clone(),
+            ddl: ddl.clone(),
         });
         let restarts = metrics().writeback_restarts.with_label_values(&[&table]);
         let drain = supervisor.drain_token();

@@ -16,8 +16,9 @@
 //!
 //! Errors: server errors a retry can fix (lock wait timeout, deadlock, too many connections,
 //! server shutdown, lost connection) are [`SqlError::Retry`]; a connection that cannot be had
-//! is [`SqlError::Unreachable`], a server that takes no writes for now [`SqlError::ReadOnly`];
-//! every other server error refuses the record.
+//! is [`SqlError::Unreachable`], a server that takes no writes for now [`SqlError::ReadOnly`],
+//! a foreign key that refuses the statement for now [`SqlError::ForeignKey`]; every other
+//! server error refuses the record.
 
 use std::collections::HashMap;
 
@@ -56,6 +57,13 @@ pub enum SqlError {
     /// record could be applied either.
     #[error("the SQL server takes no writes now (read-only)")]
     ReadOnly(#[source] mysql_async::Error),
+    /// A foreign key refuses the statement: the row it references is not there yet, or rows
+    /// still reference the one it deletes. The record that makes it right may be on its way
+    /// in another shard or another table's stream (the order of records across items is not
+    /// kept), so the record waits for it (see `record::FOREIGN_KEY_PATIENCE`) while the
+    /// stream's other shards go on.
+    #[error("a foreign key refuses the statement for now")]
+    ForeignKey(#[source] mysql_async::Error),
     /// This instance's ownership of the checkpoint is not confirmed (see `control::Lease`):
     /// nothing was committed; the record waits, without counting as a failed try.
     #[error("this instance's ownership of the checkpoint is not confirmed (write lease); nothing committed")]
@@ -88,6 +96,13 @@ const RETRY_CODES: [u16; 18] = [
 /// SQL's older state (found by a review; `tests/writeback_safety.rs`, seen failing).
 const READ_ONLY_CODES: [u16; 3] = [1290, 1792, 1836];
 
+/// Server errors of a foreign key: a child row whose parent is missing (1452, and 1216 of
+/// older servers), a parent row still referenced (1451, 1217). Before 2026-12-07 they refused
+/// the record at once: an application's new order read before its new customer (another
+/// table, or another shard) was dead-lettered and its item removed (found by a review;
+/// `tests/writeback_safety.rs`, seen failing).
+const FOREIGN_KEY_CODES: [u16; 4] = [1451, 1452, 1216, 1217];
+
 /// A failed statement: `Err` when a retry may fix it, `Ok(reason)` when the record is refused.
 pub fn sort(error: mysql_async::Error) -> Result<String, SqlError> {
     match &error {
@@ -96,6 +111,9 @@ pub fn sort(error: mysql_async::Error) -> Result<String, SqlError> {
         }
         mysql_async::Error::Server(server) if READ_ONLY_CODES.contains(&server.code) => {
             Err(SqlError::ReadOnly(error))
+        }
+        mysql_async::Error::Server(server) if FOREIGN_KEY_CODES.contains(&server.code) => {
+            Err(SqlError::ForeignKey(error))
         }
         mysql_async::Error::Server(server) => Ok(format!(
             "SQL refused it: {} ({})",
@@ -235,6 +253,11 @@ impl SqlWriter {
     /// Forgets what was read of `table` (after a refusal that a schema change may explain).
     pub fn forget(&mut self, table: &SqlTable) {
         self.required.remove(&table.qualified_name());
+    }
+
+    /// Forgets what was read of every table (after a DDL statement).
+    pub fn forget_all(&mut self) {
+        self.required.clear();
     }
 
     async fn connect(&mut self) -> Result<Conn, SqlError> {

@@ -106,6 +106,11 @@ pub struct Consumer {
     /// Never sent on: dropped with the consumer, it tells the checkpoint tracker that no
     /// position is left to save (the checkpoint is released only then).
     pub holds_checkpoint: tokio::sync::mpsc::Sender<()>,
+    /// DDL statements the binlog reader has read (counted by the merge stage): the table
+    /// schemas read before are forgotten when it moves. A row changed after an `ALTER` reaches
+    /// its item only after the merge stage counted the `ALTER`, so an application's change of
+    /// that item is read with the new schema.
+    pub ddl: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Consumer {

@@ -81,6 +81,11 @@ const RESTORE_SLOW: Duration = Duration::from_secs(30);
 const RESTORE_LIMIT: Duration = Duration::from_secs(300);
 /// How long a consumer whose restore went unanswered waits to be told to stop.
 const STOP_NOTICE: Duration = Duration::from_secs(5);
+/// How long a record whose statement a foreign key refuses waits for the record that makes it
+/// right (its parent's insert, its children's deletes: in another shard of the stream or in
+/// another table's) before it is rejected. Its shard is read no further meanwhile (the item's
+/// later records wait behind it); the stream's other shards and the other tables go on.
+pub const FOREIGN_KEY_PATIENCE: Duration = Duration::from_secs(300);
 /// Tries of the removal of a rejected new item.
 const REMOVAL_TRIES: u32 = 5;
 
@@ -117,6 +122,9 @@ pub enum Handled {
         changed_sql: bool,
     },
     Cancelled,
+    /// A foreign key refused its statement ([`SqlError::ForeignKey`]): the shard waits and
+    /// hands the record in again, with the time it began to wait, after its other shards.
+    Waiting,
 }
 
 /// How one try ended.
@@ -139,6 +147,8 @@ pub struct Handler {
     /// Since when statements have failed in ways a retry may fix, and when one last did;
     /// ended by a statement applied (a rejection or a skip proves nothing of SQL).
     retry_spell: Option<(Instant, Instant)>,
+    /// The count of DDL statements (`Consumer::ddl`) when the schemas were last forgotten.
+    ddl_seen: u64,
 }
 
 impl Handler {
@@ -151,16 +161,28 @@ impl Handler {
             restore_unanswered: std::sync::atomic::AtomicBool::new(false),
             read_only_since: None,
             retry_spell: None,
+            ddl_seen: 0,
         }
     }
 
-    /// Handles `change` until it is applied, skipped or rejected.
+    /// Handles `change` until it is applied, skipped or rejected, or until a foreign key
+    /// refuses it ([`Handled::Waiting`]; `waiting_since`: when it first did, if it did).
     pub async fn process(
         &mut self,
         change: &StreamChange,
         shard: &str,
         cancel: &CancellationToken,
+        waiting_since: Option<Instant>,
     ) -> Handled {
+        let ddl = self.consumer.ddl.load(std::sync::atomic::Ordering::Relaxed);
+        if ddl != self.ddl_seen {
+            // Read again: a key column's new type (a widened ENUM, a longer VARCHAR) may be
+            // what tells this item's key for the view's (before 2026-12-07 the schema was
+            // read again only after a refusal, and such a change was skipped as no view's).
+            self.ddl_seen = ddl;
+            self.tables.clear();
+            self.sql.forget_all();
+        }
         let table = self.consumer.table.clone();
         let retrying = metrics().writeback_retrying.with_label_values(&[&table]);
         let mut backoff = self.consumer.retry.backoff();
@@ -200,6 +222,11 @@ impl Handler {
                 }
             };
             let reason = match &failure {
+                SqlError::ForeignKey(_) => {
+                    return self
+                        .foreign_key(change, shard, &failure, waiting_since)
+                        .await;
+                }
                 SqlError::Unreachable(_) => "unreachable",
                 SqlError::ReadOnly(_) => "read_only",
                 SqlError::Retry(_) => {
@@ -226,6 +253,38 @@ impl Handler {
                 return Handled::Cancelled;
             }
         }
+    }
+
+    /// A record a foreign key refused: [`Handled::Waiting`] until it has waited
+    /// [`FOREIGN_KEY_PATIENCE`] (shown as a record retried), then rejected.
+    async fn foreign_key(
+        &mut self,
+        change: &StreamChange,
+        shard: &str,
+        failure: &SqlError,
+        waiting_since: Option<Instant>,
+    ) -> Handled {
+        let table = &self.consumer.table;
+        let retrying = metrics().writeback_retrying.with_label_values(&[table]);
+        let waited = waiting_since.map(|since| since.elapsed());
+        let error = crate::error::chain(failure);
+        if waited.is_none_or(|waited| waited < FOREIGN_KEY_PATIENCE) {
+            metrics()
+                .writeback_retries
+                .with_label_values(&[table, "foreign_key"])
+                .inc();
+            retrying.set(waited.unwrap_or_default().as_secs_f64());
+            if waited.is_none() {
+                warn!(%table, sequence = %change.sequence, %error, "write-back: a foreign key refuses the record; its shard waits for the record that makes it right (the other shards go on)");
+            }
+            return Handled::Waiting;
+        }
+        retrying.set(0.0);
+        let secs = waited.unwrap_or_default().as_secs();
+        let reason = format!("a foreign key still refused it after {secs} s: {error}");
+        let view = self.reject_by_key(change, shard, &reason).await;
+        count(&view, "rejected");
+        Handled::Done { changed_sql: false }
     }
 
     /// Why a record that failed so (`tries` failures a retry may fix so far) is rejected now, if

@@ -68,6 +68,10 @@ struct ShardState {
     /// shard's end reached): nothing further is read from the shard until it is (see
     /// [`Follower::save`]).
     held_since: Option<Instant>,
+    /// A record a foreign key refused (see `record::FOREIGN_KEY_PATIENCE`): since when it
+    /// waits, and its sequence number, at which the shard is read again (`AT_SEQUENCE_NUMBER`)
+    /// after the poll interval, while the other shards go on.
+    waiting: Option<(Instant, String)>,
     /// When the shard may be read next; `None`: at once.
     next_read: Option<Instant>,
     /// When its last reads began (at most [`READS_PER_SECOND`]).
@@ -118,6 +122,17 @@ impl ShardState {
         let wanted = if records { began } else { began + poll };
         self.next_read = Some(wanted.max(allowed));
     }
+}
+
+/// Where the handling of a batch of records stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Every record handled (or a stop asked for).
+    No,
+    /// A statement applied whose position could not be saved (see [`ShardState::hold`]).
+    Unsaved,
+    /// A record a foreign key refused ([`ShardState::waiting`]).
+    Waiting,
 }
 
 /// What one read of a shard did.
@@ -388,7 +403,7 @@ impl Follower {
                 cancel,
                 "starting at the latest record",
                 || async {
-                    iterator(&consumer, &arn, &id, &ShardPosition::default(), true)
+                    iterator(&consumer, &arn, &id, &ShardPosition::default(), LATEST)
                         .await
                         .map_err(WritebackError::from)
                 },
@@ -747,12 +762,26 @@ impl Follower {
         let records = out.records();
         let count = records.len();
         let short = short_page(records);
-        let (position, unsaved) = self.handle_records(shard, records, cancel).await;
+        let (position, cut) = self.handle_records(shard, records, cancel).await;
         let state = self.shards.get_mut(shard).expect("listed");
         let read_all = !cancel.is_cancelled();
         // Only a page whose every record was handled tells how far the shard was read.
-        state.read_found(short && read_all && !unsaved, sent_ms);
-        if unsaved {
+        state.read_found(short && read_all && cut == Cut::No, sent_ms);
+        if cut == Cut::Waiting {
+            // Read again from the waiting record after the poll interval; the records before
+            // it changed no row unsaved (each such one was saved at once), so their position
+            // is saved as at the end of a batch.
+            state.iterator = None;
+            if position != state.position {
+                state.position = position.clone();
+                self.save(shard, &position).await;
+            }
+            return Ok(ShardRead {
+                fetched: true,
+                ..ShardRead::default()
+            });
+        }
+        if cut == Cut::Unsaved {
             // Applied, not saved: the rest of the batch waits until the position is (asked
             // for after it then, with a new iterator).
             state.position = position;
@@ -830,7 +859,11 @@ impl Follower {
         if state.iterator.is_some() {
             return Ok(None);
         }
-        match iterator(&self.consumer, &self.arn, shard, &state.position, false).await {
+        let at = state
+            .waiting
+            .as_ref()
+            .map(|(_, sequence)| sequence.as_str());
+        match iterator(&self.consumer, &self.arn, shard, &state.position, at).await {
             Ok(Some(iterator)) => {
                 state.iterator = Some(iterator);
                 Ok(None)
@@ -889,14 +922,14 @@ impl Follower {
     }
 
     /// Handles the records in order; the position after the last one handled, and whether
-    /// the statement of that last one was applied and its position could not be saved (the
-    /// records after it are then left for later).
+    /// (and why) the records after it are left for later: the statement of that last one was
+    /// applied and its position could not be saved, or a foreign key refused the next one.
     async fn handle_records(
         &mut self,
         shard: &str,
         records: &[Record],
         cancel: &CancellationToken,
-    ) -> (ShardPosition, bool) {
+    ) -> (ShardPosition, Cut) {
         let mut position = self.shards[shard].position.clone();
         for record in records {
             // A stop (a drain) takes no record further: the rest is read again at the next
@@ -919,12 +952,25 @@ impl Follower {
             if before_start {
                 self.handler.skip_before_start(&change);
             } else {
-                match self.handler.process(&change, shard, cancel).await {
+                let state = self.shards.get_mut(shard).expect("listed");
+                let waiting_since = (state.waiting.take())
+                    .filter(|(_, sequence)| *sequence == change.sequence)
+                    .map(|(since, _)| since);
+                match (self.handler)
+                    .process(&change, shard, cancel, waiting_since)
+                    .await
+                {
                     Handled::Done {
                         changed_sql: changed,
                     } => changed_sql = changed,
                     // What was handled is saved, the rest is read again next time.
                     Handled::Cancelled => break,
+                    Handled::Waiting => {
+                        let since = waiting_since.unwrap_or_else(Instant::now);
+                        let state = self.shards.get_mut(shard).expect("listed");
+                        state.waiting = Some((since, change.sequence.clone()));
+                        return (position, Cut::Waiting);
+                    }
                 }
             }
             position.sequence = Some(change.sequence.clone());
@@ -933,7 +979,7 @@ impl Follower {
                 // row re-created since): saved at once, not at the end of the batch.
                 crate::util::failpoint::hit("writeback.after_apply");
                 if !self.save(shard, &position).await {
-                    return (position, true);
+                    return (position, Cut::Unsaved);
                 }
             }
             if let Some(created) = change.created_s {
@@ -944,7 +990,7 @@ impl Follower {
                     .set(lag.max(0.0));
             }
         }
-        (position, false)
+        (position, Cut::No)
     }
 
     async fn finish(&mut self, shard: &str) -> Result<ShardRead, WritebackError> {
@@ -1118,26 +1164,32 @@ enum IteratorError {
     Other(WritebackError),
 }
 
-/// A shard iterator: after the saved sequence number, else at the latest record (`latest`) or
-/// the oldest.
+/// [`iterator`]'s `at` for a first start: at the latest record.
+const LATEST: Option<&str> = Some("");
+
+/// A shard iterator: at the record `at` names (a waiting record's sequence number; `""`: the
+/// latest record), else after the saved sequence number, else at the oldest record.
 async fn iterator(
     consumer: &Consumer,
     arn: &str,
     shard: &str,
     position: &ShardPosition,
-    latest: bool,
+    at: Option<&str>,
 ) -> Result<Option<String>, IteratorError> {
     let request = consumer
         .streams
         .get_shard_iterator()
         .stream_arn(arn)
         .shard_id(shard);
-    let request = match (&position.sequence, latest) {
-        (Some(sequence), _) => request
+    let request = match (at, &position.sequence) {
+        (Some(""), _) => request.shard_iterator_type(ShardIteratorType::Latest),
+        (Some(at), _) => request
+            .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+            .sequence_number(at),
+        (None, Some(sequence)) => request
             .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
             .sequence_number(sequence),
-        (None, true) => request.shard_iterator_type(ShardIteratorType::Latest),
-        (None, false) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        (None, None) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
     };
     match request.send().await {
         Ok(out) => Ok(out.shard_iterator),
