@@ -174,15 +174,7 @@ impl Handler {
         cancel: &CancellationToken,
         waiting_since: Option<Instant>,
     ) -> Handled {
-        let ddl = self.consumer.ddl.load(std::sync::atomic::Ordering::Relaxed);
-        if ddl != self.ddl_seen {
-            // Read again: a key column's new type (a widened ENUM, a longer VARCHAR) may be
-            // what tells this item's key for the view's (before 2026-12-07 the schema was
-            // read again only after a refusal, and such a change was skipped as no view's).
-            self.ddl_seen = ddl;
-            self.tables.clear();
-            self.sql.forget_all();
-        }
+        self.forget_schemas_after_ddl();
         let table = self.consumer.table.clone();
         let retrying = metrics().writeback_retrying.with_label_values(&[&table]);
         let mut backoff = self.consumer.retry.backoff();
@@ -252,6 +244,19 @@ impl Handler {
             if !pause(cancel, backoff.next().unwrap_or(self.consumer.retry.max)).await {
                 return Handled::Cancelled;
             }
+        }
+    }
+
+    /// Forgets the schemas read when the binlog reader has read a DDL statement since: a key
+    /// column's new type (a widened ENUM, a longer VARCHAR) may be what tells an item's key
+    /// for the view's (before 2026-12-07 the schema was read again only after a refusal, and
+    /// such a change was skipped as no view's).
+    fn forget_schemas_after_ddl(&mut self) {
+        let ddl = self.consumer.ddl.load(std::sync::atomic::Ordering::Relaxed);
+        if ddl != self.ddl_seen {
+            self.ddl_seen = ddl;
+            self.tables.clear();
+            self.sql.forget_all();
         }
     }
 

@@ -768,18 +768,7 @@ impl Follower {
         // Only a page whose every record was handled tells how far the shard was read.
         state.read_found(short && read_all && cut == Cut::No, sent_ms);
         if cut == Cut::Waiting {
-            // Read again from the waiting record after the poll interval; the records before
-            // it changed no row unsaved (each such one was saved at once), so their position
-            // is saved as at the end of a batch.
-            state.iterator = None;
-            if position != state.position {
-                state.position = position.clone();
-                self.save(shard, &position).await;
-            }
-            return Ok(ShardRead {
-                fetched: true,
-                ..ShardRead::default()
-            });
+            return Ok(self.wait(shard, position).await);
         }
         if cut == Cut::Unsaved {
             // Applied, not saved: the rest of the batch waits until the position is (asked
@@ -828,6 +817,22 @@ impl Follower {
             // A closed shard's last records, not all handled: read again after the last one
             // handled at the next start, never marked finished.
             None => Ok(ShardRead::default()),
+        }
+    }
+
+    /// A batch cut at a record a foreign key refused: the shard is read again from that record
+    /// after the poll interval. The records before it changed no row unsaved (each such one
+    /// was saved at once), so their position is saved as at the end of a batch.
+    async fn wait(&mut self, shard: &str, position: ShardPosition) -> ShardRead {
+        let state = self.shards.get_mut(shard).expect("listed");
+        state.iterator = None;
+        if position != state.position {
+            state.position = position.clone();
+            self.save(shard, &position).await;
+        }
+        ShardRead {
+            fetched: true,
+            ..ShardRead::default()
         }
     }
 
