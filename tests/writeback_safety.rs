@@ -1084,6 +1084,58 @@ async fn a_change_a_foreign_key_refuses_waits_for_the_record_it_needs() {
     assert!(daemon.terminate().success());
 }
 
+/// A new item the application puts with an attribute write-back does not take is rejected and
+/// removed, whatever the attribute's type: a number set or a binary set as well as a string set.
+/// Before 2026-12-07 the removal's guard compared the item's sets with lists (the stream's sets
+/// are read as lists) and never held: the item stayed, with no row behind it (found by a
+/// review; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_new_item_with_a_number_or_binary_set_is_removed() {
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let (env, table) = setup("wbsets", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    let sets = [
+        (50, AttributeValue::Ss(vec!["a".into(), "b".into()])),
+        (51, AttributeValue::Ns(vec!["1".into(), "2".into()])),
+        (
+            52,
+            AttributeValue::Bs(vec![Blob::new(vec![1u8]), Blob::new(vec![2u8])]),
+        ),
+    ];
+    for (id, tags) in &sets {
+        put(
+            &env,
+            &table,
+            &[
+                ("pk", s("REGION#eu")),
+                ("sk", s(&format!("ACC#{id}"))),
+                ("status", s("open")),
+                ("tags", tags.clone()),
+            ],
+        )
+        .await;
+    }
+    eventually(
+        "every rejected item removed",
+        Duration::from_secs(30),
+        || async {
+            let mut left = 0;
+            for (id, _) in &sets {
+                if stored(&env, &table, item("eu", *id)).await.is_some() {
+                    left += 1;
+                }
+            }
+            left == 0
+        },
+    )
+    .await;
+    assert_eq!(dead_letters(&env).len(), 3, "{:?}", dead_letters(&env));
+    assert!(row(&env, 51).await.is_none());
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_locked_row_is_retried_and_shown_in_metrics() {
     use mysql_async::prelude::Queryable;

@@ -9,6 +9,36 @@ use super::{
 use crate::view::value::Attr;
 use crate::view::ItemKey;
 
+/// The number or binary set a list of numbers or of binaries may have been read from (the
+/// stream's sets are read as lists: `Attr` has no such sets). Before 2026-12-07 the guard
+/// compared such a set with the list only, and a rejected new item holding one was never
+/// removed (found by a review; `tests/writeback_safety.rs`, seen failing).
+fn as_set(value: &Attr) -> Option<aws_sdk_dynamodb::types::AttributeValue> {
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let Attr::L(items) = value else {
+        return None;
+    };
+    let numbers: Option<Vec<String>> = (items.iter())
+        .map(|item| match item {
+            Attr::N(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    let binaries: Option<Vec<Blob>> = (items.iter())
+        .map(|item| match item {
+            Attr::B(b) => Some(Blob::new(b.clone())),
+            _ => None,
+        })
+        .collect();
+    match (numbers, binaries) {
+        _ if items.is_empty() => None,
+        (Some(numbers), _) => Some(AttributeValue::Ns(numbers)),
+        (_, Some(binaries)) => Some(AttributeValue::Bs(binaries)),
+        _ => None,
+    }
+}
+
 /// Which items [`remove_marked`] may remove.
 #[derive(Debug, Clone, Copy)]
 pub enum RemovalGuard<'a> {
@@ -54,10 +84,17 @@ pub async fn remove_marked(
                     && Some(name.as_str()) != key.sk_attribute.as_deref()
             });
             for (i, (name, value)) in values.enumerate() {
-                condition.push_str(&format!(" AND #a{i} = :a{i}"));
                 request = request
                     .expression_attribute_names(format!("#a{i}"), name)
                     .expression_attribute_values(format!(":a{i}"), to_attribute_value(value));
+                match as_set(value) {
+                    // A stream's number or binary set is read as a list: the item holds either.
+                    Some(set) => {
+                        condition.push_str(&format!(" AND (#a{i} = :a{i} OR #a{i} = :s{i})"));
+                        request = request.expression_attribute_values(format!(":s{i}"), set);
+                    }
+                    None => condition.push_str(&format!(" AND #a{i} = :a{i}")),
+                }
             }
             request = request
                 .update_expression("SET #r = :m")
