@@ -687,6 +687,67 @@ async fn a_position_save_that_lands_late_does_not_move_the_position_back() {
     assert!(daemon.terminate().success());
 }
 
+/// A checkpoint save that lands late (its answer lost, the proxy delivering it later) after a
+/// newer save of the same transaction number (an idle server's binlog rotated: the checkpoint
+/// moves to the new file without a transaction) must not move the checkpoint back to the old
+/// file: a `PURGE` of it would strand the checkpoint. Before 2026-12-07 the save was
+/// conditional on the number alone, and equal numbers passed (found by a review; seen
+/// failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_save_that_lands_late_does_not_move_the_checkpoint_back() {
+    let _serial = SERIAL.lock().await;
+    let file = {
+        let env = Env::new("latecpfile").await;
+        let status: Vec<(String, u64, String, String)> = env.query("SHOW MASTER STATUS").await;
+        status[0].0.clone()
+    };
+    let marker: &'static str = Box::leak(format!(r#""file":{{"S":"{file}"}}"#).into_boxed_str());
+    let (proxy, env) = behind_a_proxy_losing("latecp", marker).await;
+    env.notes_view().await;
+    env.write_config(&format!(
+        "[checkpoint]\ntable = \"{}\"\ninterval_ms = 100\n",
+        env.table("control")
+    ));
+    env.create_tables();
+    let daemon = env.start().await;
+    eventually(
+        "a checkpoint save lost",
+        Duration::from_secs(30),
+        || async { proxy.holds() },
+    )
+    .await;
+    env.sql("FLUSH BINARY LOGS").await;
+    let saved_file = || async {
+        let key = common::app::key(&[
+            ("pk", &format!("checkpoint#{}", env.server_id)),
+            ("sk", "stream"),
+        ]);
+        let got = (env.ddb.get_item())
+            .table_name(env.table("control"))
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        let item = got.item.expect("a checkpoint");
+        item["file"].as_s().unwrap().clone()
+    };
+    eventually(
+        "the checkpoint in the next file",
+        Duration::from_secs(30),
+        || async { saved_file().await != file },
+    )
+    .await;
+    let newer = saved_file().await;
+    let status = proxy.release().await;
+    assert_eq!(
+        saved_file().await,
+        newer,
+        "the late save (answered {status}) moved the checkpoint back"
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// A conditional put (`writer.mode = "conditional"`, as every write of a table with write-back
 /// views) whose outcome is unknown, and a delete of its row written after the lane's retry:
 /// the lost put lands then, on the absent item, which its guard allows (no `_version` to be

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -105,6 +105,14 @@ pub enum CheckpointStore {
         lease_term: Duration,
         /// Whether this store has claimed the item (a daemon; `rowcast export` never claims).
         claimed: AtomicBool,
+        /// Saves sent since the claim. Each carries its number (`saves`) and is conditional on
+        /// the stored one being no higher, so a save that lands late (its answer lost, the
+        /// request delivered after a later save) never moves the checkpoint back, also where
+        /// both hold the same transaction number (an idle binlog's rotation, a backfill's
+        /// progress). A retry of one save carries the same number. The claim removes it.
+        /// Before 2026-12-07 the condition was the transaction number alone (found by a review;
+        /// `tests/services.rs`, seen failing: the checkpoint went back to the rotated file).
+        saves: AtomicU64,
     },
 }
 
@@ -114,6 +122,8 @@ pub enum CheckpointStore {
 const RELEASED: &str = "released by ";
 /// Attribute of the checkpoint item: the owner's write lease term, in milliseconds.
 const LEASE_ATTRIBUTE: &str = "lease_ms";
+/// The number of the owner's save the item holds (see `CheckpointStore::Table::saves`).
+const SAVES_ATTRIBUTE: &str = "saves";
 
 /// The instance a claim took the checkpoint from, which did not release it: it may still be
 /// running, and send writes within its lease.
@@ -161,6 +171,7 @@ impl CheckpointStore {
             lease: Lease::new(lease_term),
             lease_term,
             claimed: AtomicBool::new(false),
+            saves: AtomicU64::new(0),
         }
     }
 
@@ -205,6 +216,7 @@ impl CheckpointStore {
             lease,
             lease_term,
             claimed,
+            saves: _,
         } = self
         else {
             return Ok(None);
@@ -214,9 +226,10 @@ impl CheckpointStore {
             .update_item()
             .table_name(table)
             .set_key(Some(item_key(id)))
-            .update_expression("SET #owner = :me, #lease = :lease")
+            .update_expression("SET #owner = :me, #lease = :lease REMOVE #saves")
             .condition_expression("attribute_not_exists(#owner) OR #owner <> :me")
             .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#saves", SAVES_ATTRIBUTE)
             .expression_attribute_names("#lease", LEASE_ATTRIBUTE)
             .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
             .expression_attribute_values(
@@ -458,6 +471,7 @@ impl CheckpointStore {
                 lease,
                 lease_term,
                 claimed,
+                saves,
             } => {
                 let mut item = encode_item(checkpoint);
                 item.extend(item_key(id));
@@ -468,11 +482,23 @@ impl CheckpointStore {
                     LEASE_ATTRIBUTE.into(),
                     AttributeValue::N(lease_term.as_millis().to_string()),
                 );
-                // A daemon has claimed the item: it saves only while the item names it. An
-                // export never claims: it saves only where no instance owns the item.
+                // A daemon has claimed the item: it saves only while the item names it, and no
+                // later save of its own is stored. An export never claims: it saves only where
+                // no instance owns the item.
                 let mut request = client.put_item();
                 let owned = if claimed.load(Ordering::Relaxed) {
-                    "#owner = :me"
+                    let number = saves.fetch_add(1, Ordering::Relaxed) + 1;
+                    item.insert(
+                        SAVES_ATTRIBUTE.into(),
+                        AttributeValue::N(number.to_string()),
+                    );
+                    request = request
+                        .expression_attribute_names("#saves", SAVES_ATTRIBUTE)
+                        .expression_attribute_values(
+                            ":saves",
+                            AttributeValue::N(number.to_string()),
+                        );
+                    "#owner = :me AND (attribute_not_exists(#saves) OR #saves <= :saves)"
                 } else {
                     request = request.expression_attribute_values(
                         ":released",
