@@ -930,6 +930,13 @@ fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -
         println!("{view}: not verified (backfill in progress)");
         return (0, false);
     }
+    if summary.json_key {
+        eprintln!(
+            "note: {view}: its key renders a JSON column, which SQL cannot look a row up by; not verified"
+        );
+        println!("{view}: not verified (a JSON column in the key)");
+        return (0, false);
+    }
     if summary.other_definition {
         eprintln!(
             "note: {view}: the daemon's checkpoint holds another definition of this view than this config's (a changed config not reloaded yet, or another pipeline's checkpoint); not verified"

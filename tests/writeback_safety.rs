@@ -987,7 +987,7 @@ async fn two_write_back_tables_keep_their_positions_in_one_file() {
 /// Two write-back tables whose rows are tied by a foreign key: the application's new order
 /// read before its new customer (the customers' consumer held 4 s by failpoint), then its
 /// customer's delete read before the order's. A statement a foreign key refuses waits for the
-/// record that may come from another table or shard, up to 5 minutes, while the other shards
+/// record that may come from another table or shard, up to a minute, while the other shards
 /// and tables go on. Before 2026-12-07 the order was rejected at once (error 1452), and the
 /// application's new item removed from DynamoDB: the order existed only in a dead letter
 /// (found by a review; seen failing).

@@ -460,6 +460,25 @@ impl CheckpointStore {
         }
     }
 
+    /// Why a save of `seq` was refused: who owns the item now, read without confirming the
+    /// lease (this instance stops either way).
+    async fn refused(
+        &self,
+        (client, table, id): (&Client, &str, &str),
+        seq: u64,
+    ) -> CheckpointError {
+        let owner = self.owner().unwrap_or_default();
+        let item = read_item(client, table, id).await;
+        match item.map(|item| self.owned(item.as_ref())) {
+            Ok(Err(fenced)) => fenced,
+            _ => CheckpointError::Fenced {
+                table: table.to_string(),
+                ours: owner.to_string(),
+                owner: format!("{owner}, with a later seq than {seq}"),
+            },
+        }
+    }
+
     pub async fn save(&self, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
         match self {
             CheckpointStore::File(path) => save_file(path, checkpoint).await,
@@ -482,9 +501,8 @@ impl CheckpointStore {
                     LEASE_ATTRIBUTE.into(),
                     AttributeValue::N(lease_term.as_millis().to_string()),
                 );
-                // A daemon has claimed the item: it saves only while the item names it, and no
-                // later save of its own is stored. An export never claims: it saves only where
-                // no instance owns the item.
+                // A daemon (claimed) saves only while the item names it and holds no later save
+                // of its; an export only where no instance owns the item.
                 let mut request = client.put_item();
                 let owned = if claimed.load(Ordering::Relaxed) {
                     let number = saves.fetch_add(1, Ordering::Relaxed) + 1;
@@ -529,20 +547,8 @@ impl CheckpointStore {
                     Err(error) => {
                         let info = classify_sdk_error(&error);
                         if is_condition_failure(&info) {
-                            // Who owns it now, read without confirming the lease: this
-                            // instance stops either way.
-                            let item = read_item(client, table, id).await;
-                            return Err(match item.map(|item| self.owned(item.as_ref())) {
-                                Ok(Err(fenced)) => fenced,
-                                _ => CheckpointError::Fenced {
-                                    table: table.clone(),
-                                    ours: owner.clone(),
-                                    owner: format!(
-                                        "{owner}, with a later seq than {}",
-                                        checkpoint.seq
-                                    ),
-                                },
-                            });
+                            let at = (client, table.as_str(), id.as_str());
+                            return Err(self.refused(at, checkpoint.seq).await);
                         }
                         Err(CheckpointError::Dynamo {
                             table: table.clone(),

@@ -85,7 +85,11 @@ const STOP_NOTICE: Duration = Duration::from_secs(5);
 /// right (its parent's insert, its children's deletes: in another shard of the stream or in
 /// another table's) before it is rejected. Its shard is read no further meanwhile (the item's
 /// later records wait behind it); the stream's other shards and the other tables go on.
-pub const FOREIGN_KEY_PATIENCE: Duration = Duration::from_secs(300);
+/// A minute: the record it waits for is usually read within a poll interval or two; where no
+/// such record comes (the row it needs comes later in the same shard, a self-reference, an
+/// application writing orphans), each such record holds its shard this long before it is
+/// rejected as it was before the wait.
+pub const FOREIGN_KEY_PATIENCE: Duration = Duration::from_secs(60);
 /// Tries of the removal of a rejected new item.
 const REMOVAL_TRIES: u32 = 5;
 
@@ -216,7 +220,7 @@ impl Handler {
             let reason = match &failure {
                 SqlError::ForeignKey(_) => {
                     return self
-                        .foreign_key(change, shard, &failure, waiting_since)
+                        .foreign_key(change, shard, &failure, (waiting_since, cancel))
                         .await;
                 }
                 SqlError::Unreachable(_) => "unreachable",
@@ -267,7 +271,7 @@ impl Handler {
         change: &StreamChange,
         shard: &str,
         failure: &SqlError,
-        waiting_since: Option<Instant>,
+        (waiting_since, cancel): (Option<Instant>, &CancellationToken),
     ) -> Handled {
         let table = &self.consumer.table;
         let retrying = metrics().writeback_retrying.with_label_values(&[table]);
@@ -288,6 +292,11 @@ impl Handler {
         let secs = waited.unwrap_or_default().as_secs();
         let reason = format!("a foreign key still refused it after {secs} s: {error}");
         let view = self.reject_by_key(change, shard, &reason).await;
+        // As for any outcome: a restore the draining pipeline dropped leaves the record to
+        // the next start.
+        if self.restore_dropped(cancel).await {
+            return Handled::Cancelled;
+        }
         count(&view, "rejected");
         Handled::Done { changed_sql: false }
     }

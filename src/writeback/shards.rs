@@ -36,6 +36,7 @@ use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::inverse::StreamChange;
 use super::record::{Handled, Handler};
 use super::stream::stream_change;
 use super::{Consumer, WritebackError};
@@ -142,6 +143,8 @@ struct ShardRead {
     ended: bool,
     /// Records were asked for and answered (not: an iterator fetched again, a trim handled).
     fetched: bool,
+    /// A record waits ([`ShardState::waiting`]): the stream is not idle.
+    waiting: bool,
 }
 
 pub struct Follower {
@@ -474,7 +477,7 @@ impl Follower {
                 }
                 match read {
                     Ok(read) => {
-                        busy |= read.records > 0;
+                        busy |= read.records > 0 || read.waiting;
                         ended |= read.ended;
                     }
                     Err(error) => {
@@ -803,8 +806,8 @@ impl Follower {
                 state.iterator = Some(next);
                 Ok(ShardRead {
                     records: count,
-                    ended: false,
                     fetched: true,
+                    ..ShardRead::default()
                 })
             }
             Some(_) => Ok(ShardRead::default()),
@@ -832,6 +835,7 @@ impl Follower {
         }
         ShardRead {
             fetched: true,
+            waiting: true,
             ..ShardRead::default()
         }
     }
@@ -880,6 +884,7 @@ impl Follower {
             }
             Err(IteratorError::Gone) => {
                 // Expired from the stream before it was read to its end.
+                state.waiting = None;
                 let sequence = state.position.sequence.clone();
                 self.report_trimmed(shard, sequence.as_deref());
                 self.finish(shard).await.map(Some)
@@ -957,23 +962,28 @@ impl Follower {
             if before_start {
                 self.handler.skip_before_start(&change);
             } else {
-                let state = self.shards.get_mut(shard).expect("listed");
-                let waiting_since = (state.waiting.take())
+                // Kept until the record is done: a stop (a drain, a catch-up's end) while it is
+                // handled does not begin its wait again.
+                let waiting_since = (self.shards[shard].waiting.as_ref())
                     .filter(|(_, sequence)| *sequence == change.sequence)
-                    .map(|(since, _)| since);
+                    .map(|(since, _)| *since);
                 match (self.handler)
                     .process(&change, shard, cancel, waiting_since)
                     .await
                 {
                     Handled::Done {
                         changed_sql: changed,
-                    } => changed_sql = changed,
+                    } => {
+                        changed_sql = changed;
+                        self.shards.get_mut(shard).expect("listed").waiting = None;
+                    }
                     // What was handled is saved, the rest is read again next time.
                     Handled::Cancelled => break,
                     Handled::Waiting => {
                         let since = waiting_since.unwrap_or_else(Instant::now);
                         let state = self.shards.get_mut(shard).expect("listed");
                         state.waiting = Some((since, change.sequence.clone()));
+                        self.note_lag(&change);
                         return (position, Cut::Waiting);
                     }
                 }
@@ -987,15 +997,20 @@ impl Follower {
                     return (position, Cut::Unsaved);
                 }
             }
-            if let Some(created) = change.created_s {
-                let lag = now_millis() as f64 / 1000.0 - created as f64;
-                metrics()
-                    .writeback_lag
-                    .with_label_values(&[&self.consumer.table])
-                    .set(lag.max(0.0));
-            }
+            self.note_lag(&change);
         }
         (position, Cut::No)
+    }
+
+    /// `rowcast_writeback_lag_seconds` from a record handled (or waiting).
+    fn note_lag(&self, change: &StreamChange) {
+        if let Some(created) = change.created_s {
+            let lag = now_millis() as f64 / 1000.0 - created as f64;
+            metrics()
+                .writeback_lag
+                .with_label_values(&[&self.consumer.table])
+                .set(lag.max(0.0));
+        }
     }
 
     async fn finish(&mut self, shard: &str) -> Result<ShardRead, WritebackError> {
@@ -1014,16 +1029,18 @@ impl Follower {
         self.shards.get_mut(shard).expect("listed").position = position;
         info!(table = %self.consumer.table, %shard, "write-back: shard closed and read to its end");
         Ok(ShardRead {
-            records: 0,
             ended: true,
-            fetched: false,
+            ..ShardRead::default()
         })
     }
 
     fn trimmed(&mut self, shard: &str) {
         let state = self.shards.get_mut(shard).expect("listed");
         state.iterator = None;
-        if state.position.sequence.is_none() {
+        // A waiting record trimmed away is lost with the rest (read on from the oldest record
+        // left, not asked for again for ever: found by the review of the wait).
+        let waiting = state.waiting.take();
+        if state.position.sequence.is_none() && waiting.is_none() {
             // Reading from the oldest record already: nothing can have been skipped. (DynamoDB
             // Local answers so when a new shard receives its first record.)
             debug!(table = %self.consumer.table, %shard, "write-back: trimmed while reading from the oldest record; reading again");
