@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::control::{CheckpointError, CheckpointStore};
-use crate::error::{chain, Classify, RetryPolicy};
+use crate::error::{chain, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::Checkpoint;
 use crate::pipeline::{Ack, Barrier};
@@ -79,7 +79,7 @@ async fn keep_lease(
             }
             Some(checked) = checks.next() => match checked {
                 Ok(()) => {}
-                Err(error) if !error.is_transient() => return Err(error),
+                Err(error) if !error.waited_for() => return Err(error),
                 Err(error) => {
                     if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
                         warned = Some(std::time::Instant::now());
@@ -156,7 +156,7 @@ impl Tracker {
                     self.update_lag(committed.as_ref());
                     self.update_age(&saved);
                     if let Err(error) = self.save(committed.as_ref(), &mut saved, &mut saved_generation).await {
-                        if !error.is_transient() {
+                        if !error.waited_for() {
                             return Err(error);
                         }
                         warn!(error = %chain(&error), "cannot persist the checkpoint; will retry");
@@ -173,7 +173,7 @@ impl Tracker {
                 .await
             {
                 Ok(()) => break,
-                Err(error) if error.is_transient() && attempt < 9 => {
+                Err(error) if error.waited_for() && attempt < 9 => {
                     warn!(error = %chain(&error), "cannot persist the final checkpoint; retrying");
                     tokio::time::sleep(backoff.next().unwrap_or(retry.max)).await;
                 }

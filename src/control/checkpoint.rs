@@ -74,6 +74,21 @@ impl Classify for CheckpointError {
 }
 
 impl CheckpointError {
+    /// Whether a running daemon waits for it rather than stop: a transient error, or a refusal
+    /// of the whole control table (credentials it does not know or that expired, no access, the
+    /// table away) — what a credential refresh or an operator mends, and what the view tables'
+    /// writes wait for too (`SdkErrorInfo::is_table_wide`). Writes wait meanwhile for the lease,
+    /// which no check confirms. At start such a refusal stops rowcast with the cause. Before
+    /// 2026-12-07 the first refused ownership check stopped a running daemon, which then
+    /// restarted into the lease it had not released (found by a review; `tests/services.rs`,
+    /// seen failing).
+    pub fn waited_for(&self) -> bool {
+        match self {
+            CheckpointError::Dynamo { info, .. } if info.is_table_wide() => true,
+            other => other.is_transient(),
+        }
+    }
+
     /// A file the process is not let write (a read-only volume, another user's directory, a
     /// path through a file): at start that stops rowcast with the path, rather than retrying for
     /// ever as if a server were away.
