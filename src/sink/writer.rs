@@ -645,9 +645,20 @@ async fn restore(
         let stored = match stored {
             Ok(read) => read.item.unwrap_or_default(),
             Err(error) => {
+                let read = classify_sdk_error(&error);
+                if read.class == crate::error::ErrorClass::Transient && !read.is_table_wide() {
+                    // Throttled, a server error, a timeout: the restore is tried again whole
+                    // (its put was refused, not applied). Before 2026-12-07 it was taken as
+                    // stale, and the rejected change stayed in the item (found by a review;
+                    // not tested: it takes a GetItem failing between the two requests).
+                    return Err(SdkErrorInfo {
+                        unsure: false,
+                        ..read
+                    });
+                }
                 // Taken as stale, as before this read existed: a restore never stops the
                 // table's writes (a policy without GetItem on the view table, say).
-                warn!(key = %key, error = %classify_sdk_error(&error), "a restore's condition failed and the item could not be read to tell why (is dynamodb:GetItem allowed on the view table? see docs/iam.md): taken as stale");
+                warn!(key = %key, error = %read, "a restore's condition failed and the item could not be read to tell why (is dynamodb:GetItem allowed on the view table? see docs/iam.md): taken as stale");
                 return Err(info);
             }
         };
