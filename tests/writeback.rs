@@ -593,6 +593,34 @@ async fn continuous_verification_leaves_an_application_change_on_its_way_to_sql(
     assert!(daemon.terminate().success());
 }
 
+/// rowcast's host clock five minutes ahead of DynamoDB's when write-back first starts on a
+/// stream (by failpoint): an application's change right after the start is applied. Records
+/// read at the latest record or after a saved one are never compared with the start's time;
+/// before 2026-12-07 every record was, and this one was skipped as `skipped-before-start`
+/// (found by a review; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clock_ahead_of_dynamodbs_skips_no_change_after_the_first_start() {
+    let (env, table) = setup("wbclockahead").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.clock_ahead=error")]);
+    daemon.wait_ready().await;
+    env.converge(
+        &table,
+        expected(&env, &table).await,
+        Duration::from_secs(30),
+    )
+    .await;
+    let note = [(":n", AttributeValue::S("two".into()))];
+    update(&env, &table, 1, "SET note = :n", &note).await;
+    note_becomes(
+        &env,
+        "two",
+        "the change to reach SQL",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(daemon.terminate().success());
+}
+
 /// A statement applied whose shard position cannot be saved (the control table refuses every
 /// try, here by failpoint) holds the shard: no later record is applied until the position is
 /// saved, so the saved position is never behind two applied records. Before 2026-12-07 the

@@ -36,7 +36,8 @@
 //! `reader.decode_row` (an error: a row of a watched table's rows event cannot be decoded),
 //! `project.before_restore` (a delay: the rows of a write-back restore are merged, not yet
 //! projected nor written), `restore.clock_behind` (an error: a restore's clock is an hour
-//! behind).
+//! behind), `writeback.clock_ahead` (an error: the clock a stream's first start is recorded by
+//! is five minutes ahead).
 
 #[cfg(feature = "failpoints")]
 mod enabled {

@@ -73,6 +73,14 @@ struct ShardState {
     /// waits, and its sequence number, at which the shard is read again (`AT_SEQUENCE_NUMBER`)
     /// after the poll interval, while the other shards go on.
     waiting: Option<(Instant, String)>,
+    /// Its iterator chain began at the shard's oldest record (no position saved): there, and
+    /// only there, records created before the stream's first start are skipped (see
+    /// `Follower::not_before_s`). An iterator at the latest record, after a saved one or at a
+    /// waiting one reads only records rowcast is to apply, which are never compared with
+    /// rowcast's clock: before 2026-12-07 every record was, and a host clock minutes ahead of
+    /// DynamoDB's skipped the application's changes of those first minutes (found by a review;
+    /// `tests/writeback.rs`, seen failing with the clock put ahead by failpoint).
+    from_oldest: bool,
     /// When the shard may be read next; `None`: at once.
     next_read: Option<Instant>,
     /// When its last reads began (at most [`READS_PER_SECOND`]).
@@ -330,7 +338,10 @@ impl Follower {
         let positions = &consumer.positions;
         let first_start = saved.is_empty();
         let started_ms = if first_start {
-            let now = now_millis();
+            let mut now = now_millis();
+            if crate::util::failpoint::fails("writeback.clock_ahead") {
+                now += 300_000;
+            }
             let saved_start = retrying(&consumer, cancel, "saving the start", || {
                 positions.save_start(&arn, now)
             })
@@ -875,6 +886,7 @@ impl Follower {
         match iterator(&self.consumer, &self.arn, shard, &state.position, at).await {
             Ok(Some(iterator)) => {
                 state.iterator = Some(iterator);
+                state.from_oldest = at.is_none() && state.position.sequence.is_none();
                 Ok(None)
             }
             Ok(None) => self.finish(shard).await.map(Some),
@@ -954,8 +966,9 @@ impl Follower {
                 }
                 continue;
             };
-            let before_start = self
-                .not_before_s
+            let before_start = (self.shards[shard].from_oldest)
+                .then_some(self.not_before_s)
+                .flatten()
                 .zip(change.created_s)
                 .is_some_and(|(start, created)| created + CREATION_TIME_SLACK_S < start);
             let mut changed_sql = false;
