@@ -632,36 +632,7 @@ async fn restore(
             return Err(info);
         }
         // Which part did not hold: a newer version (stale), or a mark at or above this one.
-        let stored = client
-            .get_item()
-            .table_name(&*key.table)
-            .set_key(Some(encode_key(key)))
-            .consistent_read(true)
-            .projection_expression("#v, #r")
-            .expression_attribute_names("#v", VERSION_ATTRIBUTE)
-            .expression_attribute_names("#r", RESTORED_ATTRIBUTE)
-            .send()
-            .await;
-        let stored = match stored {
-            Ok(read) => read.item.unwrap_or_default(),
-            Err(error) => {
-                let read = classify_sdk_error(&error);
-                if read.class == crate::error::ErrorClass::Transient && !read.is_table_wide() {
-                    // Throttled, a server error, a timeout: the restore is tried again whole
-                    // (its put was refused, not applied). Before 2026-12-07 it was taken as
-                    // stale, and the rejected change stayed in the item (found by a review;
-                    // not tested: it takes a GetItem failing between the two requests).
-                    return Err(SdkErrorInfo {
-                        unsure: false,
-                        ..read
-                    });
-                }
-                // Taken as stale, as before this read existed: a restore never stops the
-                // table's writes (a policy without GetItem on the view table, say).
-                warn!(key = %key, error = %read, "a restore's condition failed and the item could not be read to tell why (is dynamodb:GetItem allowed on the view table? see docs/iam.md): taken as stale");
-                return Err(info);
-            }
-        };
+        let stored = stored_marks(client, key, info.clone()).await?;
         // Gone meanwhile (its removal's record follows), or newer: nothing to undo.
         if stored.is_empty() || item_version(&stored).is_some_and(|stored| stored > version) {
             return Err(info);
@@ -675,6 +646,43 @@ async fn restore(
     }
     warn!(key = %key, "a restore's _restored mark lost three races with other writes of the item: not written (the item may keep the rejected change until its row changes)");
     Err(refused.expect("tried"))
+}
+
+/// The version and `_restored` mark of a restore's item whose condition failed (`refused`).
+/// `Err`: what the restore answers — `refused` (taken as stale) where the item cannot be read
+/// (no `dynamodb:GetItem` allowed, say: a restore never stops the table's writes), the read's
+/// error where a retry may fix it (throttled, a server error, a timeout: the restore is tried
+/// again whole, its put refused, not applied; before 2026-12-07 taken as stale, and the
+/// rejected change stayed in the item: found by a review, not tested).
+async fn stored_marks(
+    client: &Client,
+    key: &crate::view::ItemKey,
+    refused: SdkErrorInfo,
+) -> Result<HashMap<String, AttributeValue>, SdkErrorInfo> {
+    let stored = client
+        .get_item()
+        .table_name(&*key.table)
+        .set_key(Some(encode_key(key)))
+        .consistent_read(true)
+        .projection_expression("#v, #r")
+        .expression_attribute_names("#v", VERSION_ATTRIBUTE)
+        .expression_attribute_names("#r", RESTORED_ATTRIBUTE)
+        .send()
+        .await;
+    match stored {
+        Ok(read) => Ok(read.item.unwrap_or_default()),
+        Err(error) => {
+            let read = classify_sdk_error(&error);
+            if read.class == ErrorClass::Transient && !read.is_table_wide() {
+                return Err(SdkErrorInfo {
+                    unsure: false,
+                    ..read
+                });
+            }
+            warn!(key = %key, error = %read, "a restore's condition failed and the item could not be read to tell why (is dynamodb:GetItem allowed on the view table? see docs/iam.md): taken as stale");
+            Err(refused)
+        }
+    }
 }
 
 /// One above a stored `_restored` mark; `None` for one that cannot be ordered: not a number
