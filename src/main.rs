@@ -930,6 +930,13 @@ fn print_summary(view: &str, summary: &rowcast::verify::Summary, repair: bool) -
         println!("{view}: not verified (backfill in progress)");
         return (0, false);
     }
+    if summary.no_progress {
+        eprintln!(
+            "note: {view}: the daemon's checkpoint holds no progress of this view (no checkpoint where [checkpoint] says, another [pipeline] name, or a daemon that has not taken the view up yet); not verified"
+        );
+        println!("{view}: not verified (no checkpoint of it)");
+        return (0, false);
+    }
     if summary.json_key {
         eprintln!(
             "note: {view}: its key renders a JSON column, which SQL cannot look a row up by; not verified"

@@ -841,3 +841,18 @@ async fn a_view_keyed_by_a_json_column_is_not_verified_and_not_repaired() {
     assert_eq!(env.items(&table).await.len(), 2, "an item was removed");
     assert!(daemon.terminate().success());
 }
+
+/// `verify` against a checkpoint that holds nothing of the view (no daemon ever ran with this
+/// config: a wrong `[checkpoint]` or `[pipeline] name` looks the same) says so, exit 1. Before
+/// 2026-12-07 it said the view was being backfilled, which an operator would wait for in vain
+/// (found by a review; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_without_a_checkpoint_of_the_view_says_so() {
+    let (env, _table) = notes("verifynockpt", 5, "").await;
+    let (code, stdout, stderr) = verify(&env, &["--checkpoint-wait-s", "1"]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("notes: not verified (no checkpoint of it)"),
+        "{stdout}\n{stderr}"
+    );
+}

@@ -176,6 +176,10 @@ pub struct Summary {
     /// The daemon's checkpoint holds another definition of the view than this config's (a
     /// config changed and not reloaded yet, or another pipeline's): not verified.
     pub other_definition: bool,
+    /// The daemon's checkpoint holds no progress of the (eager) view: no checkpoint where this
+    /// config says, another pipeline name, or a daemon that has not taken the view up yet.
+    /// Not verified; not "being backfilled", which an operator would wait for in vain.
+    pub no_progress: bool,
     /// The view's key renders a JSON column: SQL does not compare a JSON document with the
     /// compact text of the key, so no item's row could be looked up (each would be taken for
     /// an extra item, and removed by a repair): not verified.
@@ -202,6 +206,7 @@ impl Summary {
             && !self.not_filled
             && !self.other_definition
             && !self.json_key
+            && !self.no_progress
     }
 }
 
@@ -385,9 +390,11 @@ pub async fn verify_view(
     if view.fill == FillMode::Lazy {
         // Items exist only where asked for: every stored one is checked, none is missing.
         compare::stored(&mut run).await?;
-    } else if progress.is_some_and(|p| p.done) {
+    } else if progress.as_ref().is_some_and(|p| p.done) {
         compare::digests(&mut run).await?;
         run.summary.checked += run.summary.extra;
+    } else if progress.is_none() {
+        run.summary.no_progress = true;
     } else {
         run.summary.not_filled = true;
     }
