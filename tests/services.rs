@@ -748,26 +748,45 @@ async fn a_checkpoint_save_that_lands_late_does_not_move_the_checkpoint_back() {
     assert!(daemon.terminate().success());
 }
 
-/// An HTTP/1.1 proxy to DynamoDB Local that, while told to ([`RefusingProxy::refuse`]), answers
-/// every request whose body holds `marker` as DynamoDB answers a request signed with credentials
-/// it does not know (400, `UnrecognizedClientException`): an expired or rotated session token,
-/// a policy still propagating. Every other request goes straight through.
+/// An HTTP/1.1 proxy to DynamoDB Local that, while told to ([`RefusingProxy::refuse`]) or for
+/// the next few ([`RefusingProxy::refuse_next`]), answers requests whose body holds `marker`
+/// with DynamoDB's 400 error `error` (`UnrecognizedClientException`: credentials it does not
+/// know, an expired or rotated session token, a policy still propagating;
+/// `ProvisionedThroughputExceededException`: throttled). Every other request goes straight
+/// through.
 struct RefusingProxy {
     port: u16,
-    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    refusing: std::sync::Arc<Refusal>,
+}
+
+#[derive(Default)]
+struct Refusal {
+    always: std::sync::atomic::AtomicBool,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Refusal {
+    fn now(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.always.load(SeqCst)
+            || self
+                .next
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+    }
 }
 
 impl RefusingProxy {
-    async fn start(target: u16, marker: String) -> RefusingProxy {
+    async fn start(target: u16, marker: String, error: &'static str) -> RefusingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let refusing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = std::sync::Arc::new(Refusal::default());
         let flag = refusing.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let (flag, marker) = (flag.clone(), marker.clone());
                 tokio::spawn(async move {
-                    let _ = refusing_relay(client, target, &marker, flag).await;
+                    let _ = refusing_relay(client, target, (&marker, error), flag).await;
                 });
             }
         });
@@ -775,15 +794,24 @@ impl RefusingProxy {
     }
 
     fn refuse(&self, refusing: bool) {
-        (self.refusing).store(refusing, std::sync::atomic::Ordering::SeqCst);
+        (self.refusing.always).store(refusing, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn refuse_next(&self, requests: usize) {
+        (self.refusing.next).store(requests, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many of the requests [`RefusingProxy::refuse_next`] asked for are still to refuse.
+    fn left_to_refuse(&self) -> usize {
+        self.refusing.next.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
 async fn refusing_relay(
     client: tokio::net::TcpStream,
     target: u16,
-    marker: &str,
-    refusing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    (marker, error): (&str, &str),
+    refusing: std::sync::Arc<Refusal>,
 ) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let server = tokio::net::TcpStream::connect(("127.0.0.1", target)).await?;
@@ -795,8 +823,10 @@ async fn refusing_relay(
         let marked = request
             .windows(marker.len())
             .any(|w| w == marker.as_bytes());
-        if marked && refusing.load(std::sync::atomic::Ordering::SeqCst) {
-            let body = r#"{"__type":"com.amazon.coral.service#UnrecognizedClientException","message":"The security token included in the request is invalid."}"#;
+        if marked && refusing.now() {
+            let body = format!(
+                r#"{{"__type":"com.amazon.coral.service#{error}","message":"refused by the test's proxy"}}"#
+            );
             let answer = format!(
                 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\nx-amzn-RequestId: refused\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
@@ -828,7 +858,7 @@ async fn credentials_the_control_table_refuses_for_a_while_are_waited_for() {
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .expect("a DynamoDB port");
     let control = Env::new("refusedctl").await.table("control");
-    let proxy = RefusingProxy::start(ddb_port, control).await;
+    let proxy = RefusingProxy::start(ddb_port, control, "UnrecognizedClientException").await;
     let env = Env::with_dynamodb("refusedctl", &format!("http://127.0.0.1:{}", proxy.port)).await;
     let table = env.notes_view().await;
     env.write_config("");
@@ -850,6 +880,80 @@ async fn credentials_the_control_table_refuses_for_a_while_are_waited_for() {
     .await;
     let log = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(log.contains("UnrecognizedClientException"), "{log}");
+    assert!(daemon.terminate().success());
+}
+
+/// A restore (an application's rejected change undone from SQL) whose condition fails (its
+/// mark behind the item's: a clock an hour behind, by failpoint) reads the item to tell why;
+/// that read throttled (the proxy refuses the next two; the SDK does not retry it itself here)
+/// has the restore tried again whole. Before 2026-12-07 it was taken as stale, and the rejected change
+/// stayed in the item (found by a review; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_whose_item_read_is_throttled_is_tried_again() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let _serial = SERIAL.lock().await;
+    let ddb_port: u16 = common::dynamodb_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("a DynamoDB port");
+    // The restore's read: its projection names the version and the mark.
+    let proxy = RefusingProxy::start(
+        ddb_port,
+        "#v, #r".to_string(),
+        "ProvisionedThroughputExceededException",
+    )
+    .await;
+    let env = Env::with_dynamodb(
+        "restorethrottled",
+        &format!("http://127.0.0.1:{}", proxy.port),
+    )
+    .await;
+    let table = write_back_notes_view(&env).await;
+    env.write_config("");
+    env.create_tables();
+    env.sql("INSERT INTO notes VALUES (1, 'sql')").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "restore.clock_behind=error@2")]);
+    daemon.wait_ready().await;
+    let key = || common::app::key(&[("pk", "N#1"), ("sk", "NOTE")]);
+    let restored = |marks: Vec<AttributeValue>| {
+        let env = &env;
+        let table = &table;
+        async move {
+            let item = common::app::stored(env, table, key()).await;
+            item.is_some_and(|item| {
+                !item.contains_key("extra")
+                    && item
+                        .get("_restored")
+                        .is_some_and(|mark| !marks.contains(mark))
+            })
+        }
+    };
+    let mut marks = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            proxy.refuse_next(2);
+        }
+        // `extra` is not a write-back attribute: the change is rejected and the item restored.
+        common::app::update(
+            &env,
+            &table,
+            key(),
+            "SET extra = :x",
+            &[(":x", common::app::s("rejected"))],
+        )
+        .await;
+        eventually("the restore", Duration::from_secs(30), || {
+            restored(marks.clone())
+        })
+        .await;
+        let item = common::app::stored(&env, &table, key()).await.unwrap();
+        marks.push(item["_restored"].clone());
+    }
+    assert!(
+        proxy.left_to_refuse() < 2,
+        "the restore's read was never refused"
+    );
     assert!(daemon.terminate().success());
 }
 

@@ -653,7 +653,7 @@ async fn restore(
 /// (no `dynamodb:GetItem` allowed, say: a restore never stops the table's writes), the read's
 /// error where a retry may fix it (throttled, a server error, a timeout: the restore is tried
 /// again whole, its put refused, not applied; before 2026-12-07 taken as stale, and the
-/// rejected change stayed in the item: found by a review, not tested).
+/// rejected change stayed in the item: found by a review, `tests/services.rs`, seen failing).
 async fn stored_marks(
     client: &Client,
     key: &crate::view::ItemKey,
