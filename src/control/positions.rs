@@ -43,6 +43,12 @@ pub struct ShardPosition {
     /// Closed and read to its end.
     #[serde(default)]
     pub done: bool,
+    /// Every record after this position was made after the stream's first start: the shard's
+    /// reading began at its latest record then, or a record read since was made after it (or
+    /// its parent's were). Records are compared with the first start's time only until then
+    /// (see `writeback::shards`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub after_start: bool,
 }
 
 /// Everything saved for one stream.
@@ -98,6 +104,8 @@ const START_SK: &str = "#start";
 /// A shard position's sequence number, left-padded with zeros to 40 digits (the longest a
 /// sequence number can be), so that the control table compares two of them as numbers.
 const ORDER: &str = "order";
+/// A shard position's `after_start` (see [`ShardPosition::after_start`]).
+const AFTER_START: &str = "after_start";
 /// Written first and deleted last by [`PositionStore::forget`].
 const FORGETTING_SK: &str = "#forgetting";
 /// The partition (control table) or key (file) of [`PositionStore::mark_off`]'s mark of a
@@ -202,7 +210,8 @@ impl PositionStore {
                         AttributeValue::S(Self::partition(prefix, stream)),
                     )
                     .item(CONTROL_SK, AttributeValue::S(shard.to_string()))
-                    .item("done", AttributeValue::Bool(position.done));
+                    .item("done", AttributeValue::Bool(position.done))
+                    .item(AFTER_START, AttributeValue::Bool(position.after_start));
                 if let Some(sequence) = &position.sequence {
                     request = request.item("sequence", AttributeValue::S(sequence.clone()));
                 }
@@ -434,9 +443,15 @@ async fn query_partition(
             _ => None,
         };
         let done = matches!(item.get("done"), Some(AttributeValue::Bool(true)));
-        positions
-            .shards
-            .insert(sk.clone(), ShardPosition { sequence, done });
+        let after_start = matches!(item.get(AFTER_START), Some(AttributeValue::Bool(true)));
+        positions.shards.insert(
+            sk.clone(),
+            ShardPosition {
+                sequence,
+                done,
+                after_start,
+            },
+        );
     }
     Ok(positions)
 }
@@ -476,6 +491,7 @@ mod tests {
         let at = |sequence: Option<&str>, done| ShardPosition {
             sequence: sequence.map(str::to_string),
             done,
+            ..ShardPosition::default()
         };
         let guarded = |position: ShardPosition| {
             let order = position.sequence.as_deref().and_then(sequence_order);
@@ -505,7 +521,8 @@ mod tests {
                 for i in 0..60u32 {
                     let position = ShardPosition {
                         sequence: Some(format!("{i:05}")),
-                        done: false,
+                        after_start: i == 59,
+                        ..ShardPosition::default()
                     };
                     store.save(stream, "shard-1", &position).await.unwrap();
                 }
@@ -525,6 +542,7 @@ mod tests {
                 Some("00059".to_string()),
                 "{stream}"
             );
+            assert!(loaded.shards["shard-1"].after_start, "{stream}");
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

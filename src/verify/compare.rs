@@ -52,6 +52,10 @@ pub async fn digests(run: &mut Run<'_, '_>) -> Result<(), VerifyError> {
         all.merge(part);
     }
     for group in groups(&source.differing(&all)) {
+        // A backfill pass began meanwhile (see `Run::pass_moved`): nothing more is proven.
+        if run.summary.not_filled {
+            break;
+        }
         let source_hashes = {
             let mut hashes = HashMap::new();
             let mut keep = |key: ItemKey, item: Item| {
@@ -80,22 +84,23 @@ pub async fn digests(run: &mut Run<'_, '_>) -> Result<(), VerifyError> {
             },
         )
         .await?;
-        let stored: HashMap<ItemKey, u128> = stored.into_iter().flatten().collect();
-        let mut candidates: Vec<ItemKey> = source_hashes
-            .iter()
-            .filter(|(key, hash)| stored.get(*key) != Some(*hash))
-            .map(|(key, _)| key.clone())
-            .collect();
-        candidates.extend(
-            stored
-                .into_keys()
-                .filter(|key| !source_hashes.contains_key(key)),
-        );
-        drop(source_hashes);
+        let candidates = differing_keys(source_hashes, stored.into_iter().flatten().collect());
         tracing::info!(view = %view.name, candidates = candidates.len(), "keys to check again");
         run.check(candidates).await?;
     }
     Ok(())
+}
+
+/// The keys whose hashes differ between the source's and the stored items, either side
+/// missing included.
+fn differing_keys(source: HashMap<ItemKey, u128>, stored: HashMap<ItemKey, u128>) -> Vec<ItemKey> {
+    let mut candidates: Vec<ItemKey> = source
+        .iter()
+        .filter(|(key, hash)| stored.get(*key) != Some(*hash))
+        .map(|(key, _)| key.clone())
+        .collect();
+    candidates.extend(stored.into_keys().filter(|key| !source.contains_key(key)));
+    candidates
 }
 
 /// The view's items read with parallel Scan segments, those `keep` takes folded into one

@@ -131,8 +131,14 @@ impl Continuous {
             unwritable = summary.unwritable,
             daemon_behind = summary.daemon_behind,
             writeback_behind = summary.writeback_behind,
+            not_filled = summary.not_filled,
+            other_definition = summary.other_definition,
+            no_progress = summary.no_progress,
             "verification pass done"
         );
+        if summary.json_key {
+            warn!(view = name, "the view's key renders a JSON column, which SQL cannot look a row up by: it is not verified");
+        }
         Ok(())
     }
 }

@@ -73,14 +73,6 @@ struct ShardState {
     /// waits, and its sequence number, at which the shard is read again (`AT_SEQUENCE_NUMBER`)
     /// after the poll interval, while the other shards go on.
     waiting: Option<(Instant, String)>,
-    /// Its iterator chain began at the shard's oldest record (no position saved): there, and
-    /// only there, records created before the stream's first start are skipped (see
-    /// `Follower::not_before_s`). An iterator at the latest record, after a saved one or at a
-    /// waiting one reads only records rowcast is to apply, which are never compared with
-    /// rowcast's clock: before 2026-12-07 every record was, and a host clock minutes ahead of
-    /// DynamoDB's skipped the application's changes of those first minutes (found by a review;
-    /// `tests/writeback.rs`, seen failing with the clock put ahead by failpoint).
-    from_oldest: bool,
     /// When the shard may be read next; `None`: at once.
     next_read: Option<Instant>,
     /// When its last reads began (at most [`READS_PER_SECOND`]).
@@ -428,6 +420,8 @@ impl Follower {
             };
             if let Some(state) = self.shards.get_mut(&id) {
                 state.iterator = fetched;
+                // Every record this iterator reads is made after the start.
+                state.position.after_start = true;
             }
         }
         let table = &self.consumer.table;
@@ -706,8 +700,16 @@ impl Follower {
             !state.position.done || listed.iter().any(|(listed, _)| listed == id)
         });
         for (id, parent) in listed {
+            // A child's records all come after its parent's last: after the start if those are.
+            let after_start = (parent.as_ref())
+                .and_then(|parent| self.shards.get(parent))
+                .is_some_and(|parent| parent.position.after_start);
             self.shards.entry(id).or_insert_with(|| ShardState {
                 parent,
+                position: ShardPosition {
+                    after_start,
+                    ..ShardPosition::default()
+                },
                 ..Default::default()
             });
         }
@@ -886,7 +888,6 @@ impl Follower {
         match iterator(&self.consumer, &self.arn, shard, &state.position, at).await {
             Ok(Some(iterator)) => {
                 state.iterator = Some(iterator);
-                state.from_oldest = at.is_none() && state.position.sequence.is_none();
                 Ok(None)
             }
             Ok(None) => self.finish(shard).await.map(Some),
@@ -966,11 +967,20 @@ impl Follower {
                 }
                 continue;
             };
-            let before_start = (self.shards[shard].from_oldest)
-                .then_some(self.not_before_s)
-                .flatten()
-                .zip(change.created_s)
-                .is_some_and(|(start, created)| created + CREATION_TIME_SLACK_S < start);
+            // Compared with the stream's first start (rowcast's clock) only until a record is
+            // known to come after it (`ShardPosition::after_start`): before 2026-12-07 every
+            // record was, and a host clock minutes ahead of DynamoDB's skipped the
+            // application's changes of those first minutes (found by a review;
+            // `tests/writeback.rs`, seen failing with the clock put ahead by failpoint).
+            let before_start = !position.after_start
+                && (self.not_before_s)
+                    .zip(change.created_s)
+                    .is_some_and(|(start, created)| created + CREATION_TIME_SLACK_S < start);
+            if !before_start {
+                // Records of a shard come in the order they were made: every later one is
+                // after the start too.
+                position.after_start = true;
+            }
             let mut changed_sql = false;
             if before_start {
                 self.handler.skip_before_start(&change);
