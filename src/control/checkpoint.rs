@@ -124,7 +124,9 @@ pub enum CheckpointStore {
         /// the stored one being no higher, so a save that lands late (its answer lost, the
         /// request delivered after a later save) never moves the checkpoint back, also where
         /// both hold the same transaction number (an idle binlog's rotation, a backfill's
-        /// progress). A retry of one save carries the same number. The claim removes it.
+        /// progress). A retry of one save carries the same number. The claim removes it. It never
+        /// refuses a save of a healthy instance: saves are sent one at a time (prepare's, then
+        /// the tracker's), and every generation claims the item under a new owner name.
         /// Before 2026-12-07 the condition was the transaction number alone (found by a review;
         /// `tests/services.rs`, seen failing: the checkpoint went back to the rotated file).
         saves: AtomicU64,
@@ -489,7 +491,7 @@ impl CheckpointStore {
             _ => CheckpointError::Fenced {
                 table: table.to_string(),
                 ours: owner.to_string(),
-                owner: format!("{owner}, with a later seq than {seq}"),
+                owner: format!("{owner}, with a later save than this one (seq {seq})"),
             },
         }
     }
