@@ -73,6 +73,10 @@ struct ShardState {
     /// waits, and its sequence number, at which the shard is read again (`AT_SEQUENCE_NUMBER`)
     /// after the poll interval, while the other shards go on.
     waiting: Option<(Instant, String)>,
+    /// Its iterator chain began at the latest record at the stream's first start: every record
+    /// it reads was made after the start ([`ShardPosition::after_start`] is set at the first).
+    /// Ended by a read from the shard's oldest record (the iterator lost before any record).
+    from_latest: bool,
     /// When the shard may be read next; `None`: at once.
     next_read: Option<Instant>,
     /// When its last reads began (at most [`READS_PER_SECOND`]).
@@ -420,8 +424,10 @@ impl Follower {
             };
             if let Some(state) = self.shards.get_mut(&id) {
                 state.iterator = fetched;
-                // Every record this iterator reads is made after the start.
-                state.position.after_start = true;
+                // Every record this iterator's chain reads is made after the start; not saved
+                // with the position until one is read (an iterator lost before that is
+                // followed by a read from the shard's oldest record, which must compare).
+                state.from_latest = true;
             }
         }
         let table = &self.consumer.table;
@@ -885,6 +891,10 @@ impl Follower {
             .waiting
             .as_ref()
             .map(|(_, sequence)| sequence.as_str());
+        if at.is_none() && state.position.sequence.is_none() {
+            // From the oldest record: what the latest one promised does not hold.
+            state.from_latest = false;
+        }
         match iterator(&self.consumer, &self.arn, shard, &state.position, at).await {
             Ok(Some(iterator)) => {
                 state.iterator = Some(iterator);
@@ -973,6 +983,7 @@ impl Follower {
             // application's changes of those first minutes (found by a review;
             // `tests/writeback.rs`, seen failing with the clock put ahead by failpoint).
             let before_start = !position.after_start
+                && !self.shards[shard].from_latest
                 && (self.not_before_s)
                     .zip(change.created_s)
                     .is_some_and(|(start, created)| created + CREATION_TIME_SLACK_S < start);
