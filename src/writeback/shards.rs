@@ -379,7 +379,9 @@ impl Follower {
             }
         }
         for (id, parent) in listed {
-            let position = saved.shards.get(&id).cloned().unwrap_or_default();
+            let mut position = saved.shards.get(&id).cloned().unwrap_or_default();
+            // A position at the shard's start promises nothing of its records.
+            position.after_start &= position.sequence.is_some();
             follower.shards.insert(
                 id,
                 ShardState {
@@ -987,11 +989,6 @@ impl Follower {
                 && (self.not_before_s)
                     .zip(change.created_s)
                     .is_some_and(|(start, created)| created + CREATION_TIME_SLACK_S < start);
-            if !before_start {
-                // Records of a shard come in the order they were made: every later one is
-                // after the start too.
-                position.after_start = true;
-            }
             let mut changed_sql = false;
             if before_start {
                 self.handler.skip_before_start(&change);
@@ -1023,6 +1020,13 @@ impl Follower {
                 }
             }
             position.sequence = Some(change.sequence.clone());
+            if !before_start {
+                // Records of a shard come in the order they were made: every later one is
+                // after the start too. Only on a position with a sequence (one handled): with
+                // none, the position is the shard's start, and a read from there must compare
+                // (the review of the mend found a record cut short or waiting saving it so).
+                position.after_start = true;
+            }
             if changed_sql {
                 // A replay after a crash must not apply a statement again (it could delete a
                 // row re-created since): saved at once, not at the end of the batch.
