@@ -75,16 +75,20 @@ impl Classify for CheckpointError {
 
 impl CheckpointError {
     /// Whether a running daemon waits for it rather than stop: a transient error, or a refusal
-    /// of the whole control table (credentials it does not know or that expired, no access, the
-    /// table away) — what a credential refresh or an operator mends, and what the view tables'
-    /// writes wait for too (`SdkErrorInfo::is_table_wide`). Writes wait meanwhile for the lease,
-    /// which no check confirms. At start such a refusal stops rowcast with the cause. Before
-    /// 2026-12-07 the first refused ownership check stopped a running daemon, which then
-    /// restarted into the lease it had not released (found by a review; `tests/services.rs`,
-    /// seen failing).
+    /// of this instance's credentials or access (unknown or expired credentials, a policy that
+    /// does not allow it yet) — what a credential refresh or an operator mends, and what the
+    /// view tables' writes wait for too. Writes wait meanwhile for the lease, which no check
+    /// confirms. At start such a refusal stops rowcast with the cause, and a control table
+    /// gone (deleted, being created again: its item and the ownership in it are gone) stops a
+    /// running daemon as before (`tests/edges.rs`). Before 2026-12-07 the first refused
+    /// ownership check stopped a running daemon, which then restarted into the lease it had
+    /// not released (found by a review; `tests/services.rs`, seen failing).
     pub fn waited_for(&self) -> bool {
+        const GONE: [&str; 2] = ["ResourceNotFoundException", "ResourceInUseException"];
         match self {
-            CheckpointError::Dynamo { info, .. } if info.is_table_wide() => true,
+            CheckpointError::Dynamo { info, .. } if info.is_table_wide() => {
+                !(info.code.as_deref()).is_some_and(|code| GONE.contains(&code))
+            }
             other => other.is_transient(),
         }
     }
