@@ -893,10 +893,6 @@ impl Follower {
             .waiting
             .as_ref()
             .map(|(_, sequence)| sequence.as_str());
-        if at.is_none() && state.position.sequence.is_none() {
-            // From the oldest record: what the latest one promised does not hold.
-            state.from_latest = false;
-        }
         match iterator(&self.consumer, &self.arn, shard, &state.position, at).await {
             Ok(Some(iterator)) => {
                 state.iterator = Some(iterator);
@@ -939,6 +935,16 @@ impl Follower {
             Err(error) => error,
         };
         state.iterator = None;
+        if !matches!(
+            error.as_service_error(),
+            Some(GetRecordsError::TrimmedDataAccessException(_))
+        ) {
+            // Read again from the oldest record if no record was handled: what the latest one
+            // promised does not hold there. A trim keeps it: records made before the first
+            // start are older than the latest record then, and trimmed before it (DynamoDB
+            // Local answers so when an empty shard gets its first record).
+            state.from_latest = false;
+        }
         match error.as_service_error() {
             Some(GetRecordsError::ExpiredIteratorException(_)) => {
                 metrics()
