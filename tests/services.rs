@@ -420,6 +420,15 @@ async fn a_late_landing_after_a_reload_is_undone_too() {
     late_landing("latereload", false, Then::Reload).await;
 }
 
+/// The port of the tests' DynamoDB Local, for a proxy in front of it.
+fn dynamodb_port() -> u16 {
+    common::dynamodb_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .expect("a DynamoDB port")
+}
+
 /// An environment whose DynamoDB is reached through a [`LateProxy`] that loses the first
 /// request holding `LATE-1`.
 async fn behind_a_late_proxy(name: &str) -> (LateProxy, Env) {
@@ -429,11 +438,7 @@ async fn behind_a_late_proxy(name: &str) -> (LateProxy, Env) {
 /// An environment whose DynamoDB is reached through a [`LateProxy`] that loses the first
 /// request holding `marker`.
 async fn behind_a_proxy_losing(name: &str, marker: &'static str) -> (LateProxy, Env) {
-    let ddb_port: u16 = common::dynamodb_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("a DynamoDB port");
+    let ddb_port = dynamodb_port();
     let proxy = LateProxy::start(ddb_port, marker).await;
     let env = Env::with_dynamodb(name, &format!("http://127.0.0.1:{}", proxy.port)).await;
     (proxy, env)
@@ -852,11 +857,7 @@ async fn refusing_relay(
 #[tokio::test(flavor = "multi_thread")]
 async fn credentials_the_control_table_refuses_for_a_while_are_waited_for() {
     let _serial = SERIAL.lock().await;
-    let ddb_port: u16 = common::dynamodb_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("a DynamoDB port");
+    let ddb_port = dynamodb_port();
     let control = Env::new("refusedctl").await.table("control");
     let proxy = RefusingProxy::start(ddb_port, control, "UnrecognizedClientException").await;
     let env = Env::with_dynamodb("refusedctl", &format!("http://127.0.0.1:{}", proxy.port)).await;
@@ -892,11 +893,7 @@ async fn credentials_the_control_table_refuses_for_a_while_are_waited_for() {
 async fn a_restore_whose_item_read_is_throttled_is_tried_again() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let _serial = SERIAL.lock().await;
-    let ddb_port: u16 = common::dynamodb_url()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .expect("a DynamoDB port");
+    let ddb_port = dynamodb_port();
     // The restore's read: its projection names the version and the mark.
     let proxy = RefusingProxy::start(
         ddb_port,

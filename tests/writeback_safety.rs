@@ -1053,13 +1053,8 @@ async fn a_change_a_foreign_key_refuses_waits_for_the_record_it_needs() {
     let daemon = held(&env);
     daemon.wait_ready().await;
     // The log goes on from one daemon to the next: the n-th hold in it.
-    let hit = |daemon: &common::Daemon, n: usize| {
-        std::fs::read_to_string(&daemon.log)
-            .unwrap()
-            .matches("failpoint writeback.before_apply")
-            .count()
-            >= n
-    };
+    let hit =
+        |daemon: &common::Daemon, n: usize| daemon.logged("failpoint writeback.before_apply") >= n;
     put(
         &env,
         &customers,

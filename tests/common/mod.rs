@@ -529,6 +529,15 @@ impl Daemon {
         }
     }
 
+    /// How many times the log (which goes on from one daemon of a test to the next) holds
+    /// `text`.
+    pub fn logged(&self, text: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches(text)
+            .count()
+    }
+
     /// Waits until the process exits by itself.
     pub async fn exited(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
