@@ -754,15 +754,18 @@ async fn a_checkpoint_save_that_lands_late_does_not_move_the_checkpoint_back() {
 }
 
 /// An HTTP/1.1 proxy to DynamoDB Local that, while told to ([`RefusingProxy::refuse`]) or for
-/// the next few ([`RefusingProxy::refuse_next`]), answers requests whose body holds `marker`
-/// with DynamoDB's 400 error `error` (`UnrecognizedClientException`: credentials it does not
-/// know, an expired or rotated session token, a policy still propagating;
-/// `ProvisionedThroughputExceededException`: throttled). Every other request goes straight
-/// through.
+/// the next few ([`RefusingProxy::refuse_next`]), answers requests that hold `marker` (in their
+/// head or body) with DynamoDB's 400 error `error` (`UnrecognizedClientException`: credentials
+/// it does not know, an expired or rotated session token, a policy still propagating;
+/// `ProvisionedThroughputExceededException`: throttled), or, `error` being [`HANG`], never
+/// answers them. Every other request goes straight through.
 struct RefusingProxy {
     port: u16,
     refusing: std::sync::Arc<Refusal>,
 }
+
+/// [`RefusingProxy`]'s `error` that leaves the request unanswered.
+const HANG: &str = "hang";
 
 #[derive(Default)]
 struct Refusal {
@@ -829,6 +832,11 @@ async fn refusing_relay(
             .windows(marker.len())
             .any(|w| w == marker.as_bytes());
         if marked && refusing.now() {
+            if error == HANG {
+                // Never answered: the connection stays open, as one whose answer the network
+                // lost without a reset.
+                std::future::pending::<()>().await;
+            }
             let body = format!(
                 r#"{{"__type":"com.amazon.coral.service#{error}","message":"refused by the test's proxy"}}"#
             );
@@ -972,6 +980,112 @@ async fn a_conditional_put_that_lands_after_its_rows_delete_is_undone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_conditional_put_that_lands_after_its_rows_delete_is_undone_with_write_back() {
     conditional_put_landing_after_delete("latecondwb", true).await;
+}
+
+/// A stream read (GetRecords) that DynamoDB never answers (a connection whose answer the
+/// network lost, a proxy that hangs) is given up after the attempt timeout and read again, and
+/// the application's change reaches SQL; meanwhile the time of the table's last stream read
+/// (`rowcast_writeback_read_timestamp_seconds`) stays behind, for an alert. Before 2026-12-07
+/// the streams client had no timeout: the read waited for ever, and write-back of the table
+/// stopped with every health check and alert quiet (found by a review; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_read_never_answered_is_given_up_and_read_again() {
+    let _serial = SERIAL.lock().await;
+    let proxy = RefusingProxy::start(
+        dynamodb_port(),
+        "DynamoDBStreams_20120810.GetRecords".to_string(),
+        HANG,
+    )
+    .await;
+    let env = Env::with_dynamodb("streamhang", &format!("http://127.0.0.1:{}", proxy.port)).await;
+    let table = write_back_notes_view(&env).await;
+    env.write_config("");
+    env.create_tables();
+    env.sql("INSERT INTO notes VALUES (1, 'sql')").await;
+    let daemon = env.start().await;
+    let key = || common::app::key(&[("pk", "N#1"), ("sk", "NOTE")]);
+    eventually("the item", Duration::from_secs(30), || async {
+        common::app::stored(&env, &table, key()).await.is_some()
+    })
+    .await;
+    proxy.refuse_next(1);
+    eventually(
+        "a stream read left hanging",
+        Duration::from_secs(30),
+        || async { proxy.left_to_refuse() == 0 },
+    )
+    .await;
+    let hung_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    common::app::update(
+        &env,
+        &table,
+        key(),
+        "SET body = :b",
+        &[(":b", common::app::s("app"))],
+    )
+    .await;
+    // The last read's time is from before the hang while it lasts (the attempt timeout is 10 s).
+    let (_, metrics) = daemon.get("/metrics").await;
+    let read_at = common::metric(&metrics, "rowcast_writeback_read_timestamp_seconds{");
+    assert!(read_at > 0.0 && read_at <= hung_at, "{read_at} {hung_at}");
+    eventually("the change in SQL", Duration::from_secs(60), || async {
+        let bodies: Vec<String> = env.query("SELECT body FROM notes WHERE id = 1").await;
+        bodies == ["app"]
+    })
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    let read_at = common::metric(&metrics, "rowcast_writeback_read_timestamp_seconds{");
+    assert!(read_at > hung_at, "{read_at} {hung_at}");
+    assert!(daemon.terminate().success());
+}
+
+/// A view's cleanup (the items its new definition no longer makes, removed after its pass)
+/// waits for the write lease before each removal: with the control table not answering (its
+/// requests left hanging from the moment the sweep is about to begin), the lease lapses and
+/// nothing is removed until ownership is confirmed again. Before 2026-12-07 the sweep sent its
+/// removals whatever the lease, so an instance paused mid-sweep and taken over meanwhile went
+/// on removing after its successor began to write (found by a review; seen failing: the
+/// item was removed while the lease was not held).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cleanup_sends_no_removal_while_the_lease_is_not_held() {
+    let _serial = SERIAL.lock().await;
+    let control = Env::new("cleanlease").await.table("control");
+    let proxy = RefusingProxy::start(dynamodb_port(), control, HANG).await;
+    let env = Env::with_dynamodb("cleanlease", &format!("http://127.0.0.1:{}", proxy.port)).await;
+    let (table, daemon) = env.three_notes().await;
+    assert!(daemon.terminate().success());
+    // A new definition: its pass leaves N#2, which the cleanup then removes.
+    let path = env.dir.join("views/notes.toml");
+    let view = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, view.replace("[key]", "filter = \"id <> 2\"\n[key]")).unwrap();
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "cleanup.before_sweep=sleep6000@*")]);
+    daemon.wait_ready().await;
+    eventually(
+        "the sweep about to begin",
+        Duration::from_secs(60),
+        || async { daemon.logged("failpoint cleanup.before_sweep") >= 1 },
+    )
+    .await;
+    proxy.refuse(true);
+    // The lease (3.2 s here) has lapsed when the sweep begins, 6 s after the failpoint.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let key = common::app::key(&[("pk", "N#2"), ("sk", "NOTE")]);
+    let kept = common::app::stored(&env, &table, key).await.is_some();
+    proxy.refuse(false);
+    assert!(
+        kept,
+        "the sweep removed an item while its lease was not held"
+    );
+    env.converge(
+        &table,
+        Env::notes(&[(1, "one"), (3, "three")]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(daemon.terminate().success());
 }
 
 /// `Env::notes_view` with write-back of `body`: its items are those `Env::notes` makes.

@@ -1034,20 +1034,7 @@ async fn two_write_back_tables_keep_their_positions_in_one_file() {
 /// (found by a review; seen failing).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_change_a_foreign_key_refuses_waits_for_the_record_it_needs() {
-    let env = Env::new("wbforeign").await;
-    let (customers, orders) = (env.table("customers"), env.table("orders"));
-    env.sql("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL); CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT NOT NULL, note VARCHAR(20) NULL, FOREIGN KEY (customer_id) REFERENCES customers (id) ON DELETE RESTRICT); INSERT INTO customers VALUES (1, 'one'); INSERT INTO orders VALUES (1, 1, 'first')")
-        .await;
-    env.write_view(
-        "customers.toml",
-        &format!("name = \"customers\"\ntable = \"{customers}\"\nsource = \"{{DB}}.customers\"\n[key]\npk = \"CUST#{{id}}\"\n[attributes]\nname = \"name\"\n[writeback]\nenabled = true\nattributes = [\"name\"]\n"),
-    );
-    env.write_view(
-        "orders.toml",
-        &format!("name = \"orders\"\ntable = \"{orders}\"\nsource = \"{{DB}}.orders\"\n[key]\npk = \"ORD#{{id}}\"\n[attributes]\ncustomer_id = \"customer_id\"\nnote = \"note\"\n[writeback]\nenabled = true\nattributes = [\"customer_id\", \"note\"]\n"),
-    );
-    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
-    env.create_tables();
+    let (env, customers, orders) = customers_and_orders("wbforeign").await;
     let held =
         |env: &Env| env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.before_apply=sleep4000")]);
     let daemon = held(&env);
@@ -1117,6 +1104,94 @@ async fn a_change_a_foreign_key_refuses_waits_for_the_record_it_needs() {
         ) >= 1.0,
         "{metrics}"
     );
+    assert!(daemon.terminate().success());
+}
+
+/// Customers and their orders, a foreign key between them, each a write-back view of its own
+/// table; the dead letters in `dead.jsonl`. Customer 1 has order 1 (note `first`).
+async fn customers_and_orders(name: &str) -> (Env, String, String) {
+    let env = Env::new(name).await;
+    let (customers, orders) = (env.table("customers"), env.table("orders"));
+    env.sql("CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL); CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT NOT NULL, note VARCHAR(20) NULL, FOREIGN KEY (customer_id) REFERENCES customers (id) ON DELETE RESTRICT); INSERT INTO customers VALUES (1, 'one'); INSERT INTO orders VALUES (1, 1, 'first')")
+        .await;
+    env.write_view(
+        "customers.toml",
+        &format!("name = \"customers\"\ntable = \"{customers}\"\nsource = \"{{DB}}.customers\"\n[key]\npk = \"CUST#{{id}}\"\n[attributes]\nname = \"name\"\n[writeback]\nenabled = true\nattributes = [\"name\"]\n"),
+    );
+    env.write_view(
+        "orders.toml",
+        &format!("name = \"orders\"\ntable = \"{orders}\"\nsource = \"{{DB}}.orders\"\n[key]\npk = \"ORD#{{id}}\"\n[attributes]\ncustomer_id = \"customer_id\"\nnote = \"note\"\n[writeback]\nenabled = true\nattributes = [\"customer_id\", \"note\"]\n"),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    (env, customers, orders)
+}
+
+/// A record a foreign key refuses for longer than the patience (an order of a customer that
+/// never comes) is rejected: a dead letter saying so, the application's new item removed, and
+/// its shard goes on to the records behind it. The patience is a minute; failpoint
+/// `writeback.foreign_key_patience` makes it 2 s here.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_orphan_a_foreign_key_refuses_past_the_patience_is_rejected_and_its_shard_goes_on() {
+    let (env, _, orders) = customers_and_orders("wborphan").await;
+    let daemon = env.spawn_with(&[(
+        "ROWCAST_FAILPOINTS",
+        "writeback.foreign_key_patience=error@*",
+    )]);
+    daemon.wait_ready().await;
+    eventually("order 1's item", Duration::from_secs(30), || async {
+        stored(&env, &orders, key(&[("pk", "ORD#1")]))
+            .await
+            .is_some()
+    })
+    .await;
+    put(
+        &env,
+        &orders,
+        &[
+            ("pk", s("ORD#901")),
+            ("customer_id", n("999")),
+            ("note", s("orphan")),
+        ],
+    )
+    .await;
+    // Behind it in the stream (DynamoDB Local gives a table one shard).
+    update(
+        &env,
+        &orders,
+        key(&[("pk", "ORD#1")]),
+        "SET note = :n",
+        &[(":n", s("later"))],
+    )
+    .await;
+    eventually(
+        "the later change in SQL",
+        Duration::from_secs(60),
+        || async {
+            let notes: Vec<String> = env.query("SELECT note FROM orders WHERE id = 1").await;
+            notes == ["later"]
+        },
+    )
+    .await;
+    let letters = dead_letters(&env);
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let reason = letters[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("a foreign key still refused it after"),
+        "{letters:?}"
+    );
+    eventually(
+        "the orphan's item removed",
+        Duration::from_secs(30),
+        || async {
+            stored(&env, &orders, key(&[("pk", "ORD#901")]))
+                .await
+                .is_none()
+        },
+    )
+    .await;
+    let rows: Vec<i64> = env.query("SELECT id FROM orders WHERE id = 901").await;
+    assert!(rows.is_empty(), "{rows:?}");
     assert!(daemon.terminate().success());
 }
 

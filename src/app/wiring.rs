@@ -217,6 +217,7 @@ fn spawn_observers(
         store: store.clone(),
         cleaned,
         rate: config.verify.as_ref().and_then(|v| v.max_items_per_second),
+        lease: store.lease(),
     };
     let drain = supervisor.drain_token();
     supervisor.spawn(

@@ -30,15 +30,19 @@ use crate::config::DynamoConfig;
 
 pub async fn client(config: &DynamoConfig) -> Client {
     let shared = shared_config(config).await;
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .build();
     let conf = aws_sdk_dynamodb::config::Builder::from(&shared)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
-        .timeout_config(timeouts)
+        .timeout_config(timeouts())
         .build();
     Client::from_conf(conf)
+}
+
+/// The clients' timeouts: 3 s to connect, 10 s per attempt.
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build()
 }
 
 /// `client` whose requests the SDK sends once, for a caller that retries them itself: the
@@ -157,9 +161,18 @@ fn credentials_configured() -> bool {
     file("AWS_SHARED_CREDENTIALS_FILE", "credentials") || file("AWS_CONFIG_FILE", "config")
 }
 
+/// The DynamoDB Streams client, with the timeouts of [`client`]. Before 2026-12-07 it had only
+/// aws-config's connect timeout: a GetRecords whose answer never came (a connection the
+/// network dropped without a reset, a proxy that hangs) was waited for without end, and
+/// write-back of its table stopped with nothing in the log or the metrics (found by a review;
+/// `tests/services.rs` `a_stream_read_never_answered_is_given_up_and_read_again`, seen
+/// failing). A GetRecords answer is 1 MB at most.
 pub async fn streams_client(config: &DynamoConfig) -> aws_sdk_dynamodbstreams::Client {
     let shared = shared_config(config).await;
-    aws_sdk_dynamodbstreams::Client::new(&shared)
+    let conf = aws_sdk_dynamodbstreams::config::Builder::from(&shared)
+        .timeout_config(timeouts())
+        .build();
+    aws_sdk_dynamodbstreams::Client::from_conf(conf)
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ pub struct Marks {
     overflowed: Vec<String>,
     /// Views whose root table turned out to have no primary key (halted once).
     warned_no_key: Vec<usize>,
+    /// Views a change without a column their joins need was logged for (once until the next
+    /// DDL: a replay reads many).
+    warned_unmarkable: Vec<usize>,
 }
 
 impl Marks {
@@ -130,6 +133,7 @@ impl Marks {
             first_mark_at: None,
             overflowed: Vec::new(),
             warned_no_key: Vec::new(),
+            warned_unmarkable: Vec::new(),
         }
     }
 
@@ -161,6 +165,7 @@ impl Marks {
     /// have given it back: one found without it again is halted again).
     pub fn forget_unkeyed(&mut self) {
         self.warned_no_key.clear();
+        self.warned_unmarkable.clear();
     }
 
     /// Views that overflowed since the last call.
@@ -246,13 +251,17 @@ impl Marks {
         cause: &str,
     ) {
         let Some(key) = row_join_key(image, image_columns.iter().copied()) else {
+            self.unmarkable(view, image_columns, image);
             return;
         };
         let params: Option<Vec<Value>> = image_columns
             .iter()
             .map(|c| image.get(c).and_then(cell_param))
             .collect();
-        let Some(params) = params else { return };
+        let Some(params) = params else {
+            self.unmarkable(view, image_columns, image);
+            return;
+        };
         let name = self.views[view].name.clone();
         metrics()
             .join_marks
@@ -285,6 +294,30 @@ impl Marks {
             self.drop_marks(view);
             self.overflowed.push(name);
         }
+    }
+
+    /// A row image that has no column of that name among `image_columns` (a NULL in one marks
+    /// nothing: no root row joins it): the root's key or a join column as SQL has them now is
+    /// not in the table the change was made to (an `ALTER` after it, read again by a replay
+    /// from an older checkpoint or by a reader far behind). Which items the change makes
+    /// cannot be told, so the view is backfilled again, as after an overflow. Before
+    /// 2026-12-07 the change marked nothing, without a word, and its items stayed as they were
+    /// (found by a review; `tests/joins.rs`
+    /// `changes_read_after_their_root_tables_key_changed_reach_the_views`, seen failing).
+    fn unmarkable(&mut self, view: usize, image_columns: &[&str], image: &Row) {
+        let Some(column) = image_columns.iter().find(|c| image.get(c).is_none()) else {
+            return;
+        };
+        let name = self.views[view].name.clone();
+        if self.overflowed.contains(&name) {
+            return;
+        }
+        if !self.warned_unmarkable.contains(&view) {
+            self.warned_unmarkable.push(view);
+            warn!(view = %name, %column, "a row change has no column the view's joins need (its table changed after the change was made): the view is backfilled again, after each such change");
+        }
+        self.drop_marks(view);
+        self.overflowed.push(name);
     }
 
     fn waiting(&self, view: usize) -> usize {

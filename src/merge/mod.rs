@@ -404,11 +404,7 @@ impl Merge {
                 cursor.holds.insert(key, restart);
                 Ok(())
             }
-            SourceEvent::Release(key) => {
-                cursor.holds.remove(&key);
-                Self::forget_xa(&key, cursor);
-                Ok(())
-            }
+            SourceEvent::Release(key) => self.release(&key, cursor).await,
             SourceEvent::XaPrepared(xid) => {
                 // An XID used again: this one's commit is read.
                 cursor.recently_unread.retain(|x| *x != xid);
@@ -538,6 +534,8 @@ impl Merge {
     /// `view` goes back to "not filled" in the very next barrier (so no checkpoint says it
     /// filled while its items are not made good), keeping its definition and any cleanup
     /// pending (`cleanup`: one is pending from now), and the snapshot worker backfills it again.
+    /// A view the checkpoint says halted gets a cleanup too: only a pass with one rebuilds it
+    /// (see [`Merge::merge`]).
     async fn restart_pass(
         &mut self,
         view: &str,
@@ -547,13 +545,28 @@ impl Merge {
         let state = Arc::make_mut(&mut cursor.backfill);
         let previous = state.get(view).cloned().unwrap_or_default();
         let progress = Progress {
-            cleanup: previous.cleanup || cleanup,
+            cleanup: previous.cleanup || cleanup || previous.halted.is_some(),
             ..previous.restarted()
         };
         state.insert(view.to_string(), progress);
         cursor.resetting.insert(view.to_string());
         self.tell_worker(WorkerMsg::Backfill(view.to_string()))
             .await
+    }
+
+    /// The hold of an XA transaction's PREPARE ends: its COMMIT or ROLLBACK was read. The
+    /// commit's barrier still carried the hold (the release comes after it): a barrier without
+    /// it follows, so that an idle source's checkpoint passes the commit. Before 2026-12-07 it
+    /// stayed at the PREPARE until the next transaction, and the checkpoint's age grew
+    /// (`tests/edges.rs` `an_xa_commit_on_an_idle_source_moves_the_checkpoint_past_it`, seen
+    /// failing; found by a review).
+    async fn release(&mut self, key: &str, cursor: &mut Cursor) -> Result<(), MergeError> {
+        let held = cursor.holds.remove(key).is_some();
+        Self::forget_xa(key, cursor);
+        if held && cursor.transaction.is_none() {
+            return self.progress_barrier(cursor).await;
+        }
+        Ok(())
     }
 
     /// An XA transaction whose PREPARE the reader never read commits: each view whose backfill
@@ -867,11 +880,23 @@ impl Merge {
         let views = read.views.clone();
         let chunk_rows = read.rows.len() as u64;
         // The first chunk of a backfill pass: every row it copies is read after anything the
-        // stream held before, so it can rebuild a view that halted earlier.
+        // stream held before, so it can rebuild a view that halted earlier, if the pass also
+        // removes the items it does not write (its cleanup): the change that halted the view
+        // may have deleted rows, or moved them away, and their items are no row's now. A pass
+        // without one (after an `ADD COLUMN`, a marks overflow) leaves the view halted: before
+        // 2026-12-07 it rebuilt it, and such items stayed for good (found by a review;
+        // `tests/edges.rs` `a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write`,
+        // seen failing).
         let pass_starts = match &read.kind {
             ReadKind::Backfill { state } => views
                 .iter()
-                .filter(|view| state.get(*view).is_some_and(|p| p.rows == chunk_rows))
+                .filter(|view| {
+                    state.get(*view).is_some_and(|p| {
+                        let cleans =
+                            p.cleanup || cursor.backfill.get(*view).is_some_and(|p| p.cleanup);
+                        p.rows == chunk_rows && cleans
+                    })
+                })
                 .cloned()
                 .collect(),
             _ => Vec::new(),

@@ -37,7 +37,8 @@
 //! `project.before_restore` (a delay: the rows of a write-back restore are merged, not yet
 //! projected nor written), `restore.clock_behind` (an error: a restore's clock is an hour
 //! behind), `writeback.clock_ahead` (an error: the clock a stream's first start is recorded by
-//! is five minutes ahead).
+//! is five minutes ahead), `writeback.foreign_key_patience` (an error: a record a foreign key
+//! refuses waits 2 s instead of a minute).
 
 #[cfg(feature = "failpoints")]
 mod enabled {

@@ -298,7 +298,12 @@ impl Handler {
         let retrying = metrics().writeback_retrying.with_label_values(&[table]);
         let waited = waiting_since.map(|since| since.elapsed());
         let error = crate::error::chain(failure);
-        if waited.is_none_or(|waited| waited < FOREIGN_KEY_PATIENCE) {
+        let patience = if crate::util::failpoint::fails("writeback.foreign_key_patience") {
+            Duration::from_secs(2)
+        } else {
+            FOREIGN_KEY_PATIENCE
+        };
+        if waited.is_none_or(|waited| waited < patience) {
             metrics()
                 .writeback_retries
                 .with_label_values(&[table, "foreign_key"])

@@ -470,6 +470,7 @@ impl Follower {
             }
             let mut busy = false;
             let mut ended = false;
+            let mut failed = false;
             let ids: Vec<String> = self.shards.keys().cloned().collect();
             for id in ids {
                 if cancel.is_cancelled() {
@@ -494,23 +495,16 @@ impl Follower {
                         ended |= read.ended;
                     }
                     Err(error) => {
+                        failed = true;
                         warn!(%table, shard = %id, error = %chain(&error), "write-back: reading the shard failed; retrying");
                     }
                 }
             }
-            self.consumer
-                .health
-                .note_writeback_reached(&table, self.reached());
+            self.round_done(failed, busy || ended);
             if ended {
                 // A shard ended: its children are listed at once.
                 described = None;
                 continue;
-            }
-            if !busy {
-                metrics()
-                    .writeback_lag
-                    .with_label_values(&[&table])
-                    .set(0.0);
             }
             match self.pause_unless_asked(cancel).await {
                 None => return Ok(Ended::Cancelled),
@@ -518,6 +512,27 @@ impl Follower {
             }
         }
         Ok(Ended::Cancelled)
+    }
+
+    /// What a round of reads of the stream's shards tells: when the last one without a failed
+    /// read was (for `RowcastWritebackStuck`: reads that fail or hang leave it behind), how far
+    /// every shard has been handled, and a lag of 0 where the round found nothing to handle
+    /// (`busy`: records, a wait, or a shard ended) and no read failed (a shard whose read failed is not caught
+    /// up, whatever the others are).
+    fn round_done(&self, failed: bool, busy: bool) {
+        let table = &self.consumer.table;
+        if !failed {
+            metrics()
+                .writeback_read_at
+                .with_label_values(&[table])
+                .set(crate::util::now_millis() as f64 / 1000.0);
+        }
+        self.consumer
+            .health
+            .note_writeback_reached(table, self.reached());
+        if !busy && !failed {
+            metrics().writeback_lag.with_label_values(&[table]).set(0.0);
+        }
     }
 
     /// Catches up when asked to (see [`super::CatchUpAsk`]); `asked_in_pause`: a request

@@ -276,6 +276,24 @@ impl Env {
         table
     }
 
+    /// `notes_view` with rows 1, 2 and 3 (`one`, `two`, `three`), the default config, a
+    /// daemon started and its items converged: the view's table and the daemon.
+    pub async fn three_notes(&self) -> (String, Daemon) {
+        let table = self.notes_view().await;
+        self.write_config("");
+        self.create_tables();
+        self.sql("INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+            .await;
+        let daemon = self.start().await;
+        self.converge(
+            &table,
+            Self::notes(&[(1, "one"), (2, "two"), (3, "three")]),
+            Duration::from_secs(30),
+        )
+        .await;
+        (table, daemon)
+    }
+
     /// The items `notes_view` makes of these rows.
     pub fn notes(rows: &[(i64, &str)]) -> Vec<Value> {
         rows.iter()
