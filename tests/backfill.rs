@@ -373,3 +373,49 @@ async fn a_fill_past_its_row_limit_does_not_answer_no_row() {
     assert!(body.contains("more than 100 rows"), "{body}");
     assert!(daemon.terminate().success());
 }
+
+/// A lazy view that takes every column of its table, after an `ADD COLUMN`: its items made
+/// before are removed (its cleanup) and made again with the new column, on a miss or as their
+/// rows change. Before 2026-12-07 nothing followed such an `ALTER` in a lazy view, and an item
+/// kept the table's old columns until its row changed (found by a review; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lazy_view_of_every_column_follows_a_column_added() {
+    let env = Env::new("lazyadded").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL)")
+        .await;
+    env.sql("INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
+        .await;
+    env.write_view(
+        "notes.toml",
+        &"name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\n[key]\npk = \"N#{id}\"\n[fill]\nmode = \"lazy\"\n".replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("UPDATE notes SET body = 'uno' WHERE id = 1").await;
+    env.converge(
+        &table,
+        vec![serde_json::json!({"pk": "N#1", "id": 1, "body": "uno"})],
+        Duration::from_secs(20),
+    )
+    .await;
+    env.sql("ALTER TABLE notes ADD COLUMN extra INT NOT NULL DEFAULT 7")
+        .await;
+    env.sql("UPDATE notes SET body = 'deux' WHERE id = 2").await;
+    // N#1, made before the ALTER, is removed; N#2 is made with the column.
+    env.converge(
+        &table,
+        vec![serde_json::json!({"pk": "N#2", "id": 2, "body": "deux", "extra": 7})],
+        Duration::from_secs(30),
+    )
+    .await;
+    let (status, body) = daemon.get("/v1/views/notes/item?pk=N%231").await;
+    assert_eq!(status, 200, "{body}");
+    let item: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        item,
+        serde_json::json!({"pk": "N#1", "id": 1, "body": "uno", "extra": 7})
+    );
+    assert!(daemon.terminate().success());
+}

@@ -758,7 +758,8 @@ async fn a_checkpoint_save_that_lands_late_does_not_move_the_checkpoint_back() {
 /// head or body) with DynamoDB's 400 error `error` (`UnrecognizedClientException`: credentials
 /// it does not know, an expired or rotated session token, a policy still propagating;
 /// `ProvisionedThroughputExceededException`: throttled), or, `error` being [`HANG`], never
-/// answers them. Every other request goes straight through.
+/// answers them, or, `error` being [`LOSE_ANSWER`], sends them on and closes the client's
+/// connection without the answer. Every other request goes straight through.
 struct RefusingProxy {
     port: u16,
     refusing: std::sync::Arc<Refusal>,
@@ -766,6 +767,8 @@ struct RefusingProxy {
 
 /// [`RefusingProxy`]'s `error` that leaves the request unanswered.
 const HANG: &str = "hang";
+/// [`RefusingProxy`]'s `error` that sends the request on and loses its answer.
+const LOSE_ANSWER: &str = "lose-answer";
 
 #[derive(Default)]
 struct Refusal {
@@ -836,6 +839,12 @@ async fn refusing_relay(
                 // Never answered: the connection stays open, as one whose answer the network
                 // lost without a reset.
                 std::future::pending::<()>().await;
+            }
+            if error == LOSE_ANSWER {
+                // Applied, and its answer lost: the client's connection closes without it.
+                server_write.write_all(&request).await?;
+                let _ = read_message(&mut server_read).await;
+                return Ok(());
             }
             let body = format!(
                 r#"{{"__type":"com.amazon.coral.service#{error}","message":"refused by the test's proxy"}}"#
@@ -1085,6 +1094,41 @@ async fn a_cleanup_sends_no_removal_while_the_lease_is_not_held() {
         Duration::from_secs(60),
     )
     .await;
+    assert!(daemon.terminate().success());
+}
+
+/// A claim of the checkpoint whose answer was lost (DynamoDB applied it; the client sent it
+/// again and was refused: the item is its own already) still waits out the lease of the
+/// instance it took the checkpoint from, which the claim keeps in the item: here 8 s (its
+/// `interval_ms = 5000`) against the claimer's own 3.2 s, plus the 2 s margin. Before
+/// 2026-12-07 the predecessor was unknown after such a claim and only the claimer's own lease
+/// was waited out, so a predecessor with a longer lease could still write after it began
+/// (found by a review; seen failing: `wait_ms=5200`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_claim_whose_answer_was_lost_waits_out_the_predecessors_lease() {
+    let _serial = SERIAL.lock().await;
+    let proxy =
+        RefusingProxy::start(dynamodb_port(), "#owner <> :me".to_string(), LOSE_ANSWER).await;
+    let env = Env::with_dynamodb("lostclaim", &format!("http://127.0.0.1:{}", proxy.port)).await;
+    env.notes_view().await;
+    env.write_config("");
+    env.create_tables();
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    assert!(config.contains("interval_ms = 200\n"));
+    let slow = config.replace("interval_ms = 200\n", "interval_ms = 5000\n");
+    std::fs::write(env.config_path(), slow).unwrap();
+    let daemon = env.start().await;
+    daemon.kill9();
+    std::fs::write(env.config_path(), config).unwrap();
+    proxy.refuse_next(1);
+    let daemon = env.start().await;
+    assert_eq!(proxy.left_to_refuse(), 0, "no claim's answer was lost");
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    let waited = log
+        .lines()
+        .find(|l| l.contains("checkpoint taken over from an instance that did not release it"))
+        .unwrap_or_else(|| panic!("no takeover: {log}"));
+    assert!(waited.contains("wait_ms=10000"), "{waited}");
     assert!(daemon.terminate().success());
 }
 

@@ -145,6 +145,11 @@ const RELEASED: &str = "released by ";
 const LEASE_ATTRIBUTE: &str = "lease_ms";
 /// The number of the owner's save the item holds (see `CheckpointStore::Table::saves`).
 const SAVES_ATTRIBUTE: &str = "saves";
+/// Attributes of the checkpoint item: the owner and the lease term the last claim took it
+/// from, kept by the claim itself so that a claimer whose answer was lost still knows what to
+/// wait out (see [`CheckpointStore::claim`]).
+const PREVIOUS_OWNER_ATTRIBUTE: &str = "previous_owner";
+const PREVIOUS_LEASE_ATTRIBUTE: &str = "previous_lease_ms";
 
 /// The instance a claim took the checkpoint from, which did not release it: it may still be
 /// running, and send writes within its lease.
@@ -247,12 +252,15 @@ impl CheckpointStore {
             .update_item()
             .table_name(table)
             .set_key(Some(item_key(id)))
-            .update_expression("SET #owner = :me, #lease = :lease REMOVE #saves")
+            .update_expression("SET #owner = :me, #lease = :lease, #powner = if_not_exists(#owner, :nobody), #please = if_not_exists(#lease, :lease) REMOVE #saves")
             .condition_expression("attribute_not_exists(#owner) OR #owner <> :me")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#saves", SAVES_ATTRIBUTE)
             .expression_attribute_names("#lease", LEASE_ATTRIBUTE)
+            .expression_attribute_names("#powner", PREVIOUS_OWNER_ATTRIBUTE)
+            .expression_attribute_names("#please", PREVIOUS_LEASE_ATTRIBUTE)
             .expression_attribute_values(":me", AttributeValue::S(owner.clone()))
+            .expression_attribute_values(":nobody", AttributeValue::S(format!("{RELEASED}nobody")))
             .expression_attribute_values(
                 ":lease",
                 AttributeValue::N(lease_term.as_millis().to_string()),
@@ -275,28 +283,34 @@ impl CheckpointStore {
         };
         lease.confirmed(sent);
         let claimed_before = claimed.swap(true, Ordering::Relaxed);
-        let Some(out) = out else {
-            // Claimed by an earlier start-up attempt of this instance that went on to wait out
-            // its predecessor, or by a try of this claim whose answer was lost (the SDK sent it
-            // again): then whoever held the item before is unknown, and waited out as if it
-            // had not released it.
-            return Ok((!claimed_before).then(|| Predecessor {
-                owner: "unknown (the claim was sent twice and its first answer lost)".into(),
-                lease_term: None,
-            }));
-        };
-        let old = out.attributes.unwrap_or_default();
-        let predecessor = match old.get("owner") {
-            Some(AttributeValue::S(previous)) if !previous.starts_with(RELEASED) => {
-                Some(Predecessor {
-                    owner: previous.clone(),
-                    lease_term: match old.get(LEASE_ATTRIBUTE) {
-                        Some(AttributeValue::N(ms)) => ms.parse().ok().map(Duration::from_millis),
-                        _ => None,
-                    },
-                })
+        let predecessor = match out {
+            Some(out) => {
+                let old = out.attributes.unwrap_or_default();
+                predecessor_in(&old, "owner", LEASE_ATTRIBUTE)
             }
-            _ => None,
+            // Claimed by an earlier start-up attempt of this instance, which went on to wait
+            // out its predecessor.
+            None if claimed_before => return Ok(None),
+            // Claimed by a try of this claim whose answer was lost (the SDK sent it again): the
+            // claim kept whom it took the item from. Before 2026-12-07 that was unknown, and
+            // only this instance's own lease was waited out, however longer the predecessor's
+            // (found by a review; `tests/services.rs`
+            // `a_claim_whose_answer_was_lost_waits_out_the_predecessors_lease`, seen failing).
+            None => {
+                let item = read_item(client, table, id).await.ok().flatten();
+                let kept = item.filter(|item| item.contains_key(PREVIOUS_OWNER_ATTRIBUTE));
+                match kept {
+                    Some(item) => {
+                        predecessor_in(&item, PREVIOUS_OWNER_ATTRIBUTE, PREVIOUS_LEASE_ATTRIBUTE)
+                    }
+                    // Not readable: waited out as if it had not released it.
+                    None => Some(Predecessor {
+                        owner: "unknown (the claim was sent twice and its first answer lost)"
+                            .into(),
+                        lease_term: None,
+                    }),
+                }
+            }
         };
         // Taken from an instance that did not release it: its lease (or a longer one it was
         // itself still waiting out) stays in the item, so that a claimer after this one, should
@@ -579,6 +593,25 @@ impl CheckpointStore {
                 }
             }
         }
+    }
+}
+
+/// The instance that held the checkpoint item without releasing it, and its lease term, as
+/// `item` names them in `owner` and `lease` (`None`: released, or never owned).
+fn predecessor_in(
+    item: &HashMap<String, AttributeValue>,
+    owner: &str,
+    lease: &str,
+) -> Option<Predecessor> {
+    match item.get(owner) {
+        Some(AttributeValue::S(previous)) if !previous.starts_with(RELEASED) => Some(Predecessor {
+            owner: previous.clone(),
+            lease_term: match item.get(lease) {
+                Some(AttributeValue::N(ms)) => ms.parse().ok().map(Duration::from_millis),
+                _ => None,
+            },
+        }),
+        _ => None,
     }
 }
 

@@ -622,32 +622,38 @@ impl Merge {
             .is_some_and(|since| since > cursor.seq)
     }
 
-    /// A table's columns changed: each eager view that takes every column of it (its root with
+    /// A table's columns changed: each view that takes every column of it (its root with
     /// implicit attributes, or an embed of every column) is backfilled again from the next
     /// barrier on, so that every item has the columns the table has now, not only the items of
-    /// rows that change afterwards.
+    /// rows that change afterwards; a lazy view's items made before are removed (its cleanup),
+    /// to be filled again on a miss. Before 2026-12-07 a lazy view was left out, and its items
+    /// kept the table's old columns until their rows changed (found by a review;
+    /// `tests/backfill.rs` `a_lazy_view_of_every_column_follows_a_column_added`, seen failing).
     async fn refill_every_column(
         &mut self,
         table: &TableRef,
         resynced: &[String],
         cursor: &mut Cursor,
     ) -> Result<(), MergeError> {
-        let views: Vec<String> = self
+        let views: Vec<Arc<View>> = self
             .views
             .iter()
-            .filter(|v| v.fill != FillMode::Lazy)
             .filter(|v| {
                 v.source == *table && v.attributes == Attributes::Implicit
                     || v.joins
                         .iter()
                         .any(|j| j.from == *table && j.reads_every_column())
             })
-            .map(|v| v.name.clone())
-            .filter(|name| !Self::pass_after(cursor, name) && !resynced.contains(name))
+            .filter(|v| !Self::pass_after(cursor, &v.name) && !resynced.contains(&v.name))
+            .cloned()
             .collect();
         for view in views {
-            info!(view = %view, table = %table, "the table's columns changed: the view takes every column, so it is backfilled again");
-            self.restart_pass(&view, false, cursor).await?;
+            info!(view = %view.name, table = %table, "the table's columns changed: the view takes every column, so it is backfilled again (a lazy view: its items are removed, to be filled again)");
+            if view.fill == FillMode::Lazy {
+                lazy_pass(&view, cursor);
+            } else {
+                self.restart_pass(&view.name, false, cursor).await?;
+            }
         }
         Ok(())
     }
