@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{http_post, Env};
+use common::{eventually, http_post, Env};
 use serde_json::{json, Value};
 
 /// A view of `items`: key prefix `prefix`, an optional filter, the columns `v` and `status`.
@@ -395,5 +395,41 @@ async fn a_reload_that_changes_only_write_back_is_checked_against_the_columns() 
     let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("w.toml") && body.contains("colour"), "{body}");
+    assert!(daemon.terminate().success());
+}
+
+/// A reload that takes a table's write-back away removes its write-back gauges: the time of the
+/// table's last stream read would otherwise stay as it was, and `RowcastWritebackStuck` (which
+/// fires on the time since it) fire for ever (found by the review of that gauge; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_takes_write_back_away_removes_its_gauges() {
+    let env = Env::new("reloadwbgone").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE items (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await;
+    env.sql("INSERT INTO items VALUES (1, 1)").await;
+    let plain = format!(
+        "name = \"w\"\ntable = \"{table}\"\nsource = \"{{DB}}.items\"\n[key]\npk = \"W#{{id}}\"\n"
+    );
+    env.write_view(
+        "w.toml",
+        &format!("{plain}[writeback]\nenabled = true\nattributes = [\"v\"]\n"),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    let gauge = format!("rowcast_writeback_read_timestamp_seconds{{table=\"{table}\"}}");
+    let shown = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metrics.lines().any(|l| l.starts_with(&gauge))
+    };
+    eventually("the stream read", Duration::from_secs(30), shown).await;
+    env.write_view("w.toml", &plain);
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 202, "{body}");
+    eventually("the gauge gone", Duration::from_secs(30), || async {
+        !shown().await
+    })
+    .await;
     assert!(daemon.terminate().success());
 }

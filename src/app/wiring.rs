@@ -485,6 +485,7 @@ async fn spawn_writebacks(
             .or_default()
             .push(view.clone());
     }
+    crate::metrics::forget_writeback_tables(|table| by_table.contains_key(table));
     if by_table.is_empty() {
         return;
     }

@@ -296,21 +296,7 @@ impl CheckpointStore {
             // only this instance's own lease was waited out, however longer the predecessor's
             // (found by a review; `tests/services.rs`
             // `a_claim_whose_answer_was_lost_waits_out_the_predecessors_lease`, seen failing).
-            None => {
-                let item = read_item(client, table, id).await.ok().flatten();
-                let kept = item.filter(|item| item.contains_key(PREVIOUS_OWNER_ATTRIBUTE));
-                match kept {
-                    Some(item) => {
-                        predecessor_in(&item, PREVIOUS_OWNER_ATTRIBUTE, PREVIOUS_LEASE_ATTRIBUTE)
-                    }
-                    // Not readable: waited out as if it had not released it.
-                    None => Some(Predecessor {
-                        owner: "unknown (the claim was sent twice and its first answer lost)"
-                            .into(),
-                        lease_term: None,
-                    }),
-                }
-            }
+            None => kept_predecessor(client, table, id).await,
         };
         // Taken from an instance that did not release it: its lease (or a longer one it was
         // itself still waiting out) stays in the item, so that a claimer after this one, should
@@ -593,6 +579,19 @@ impl CheckpointStore {
                 }
             }
         }
+    }
+}
+
+/// The predecessor a claim of this instance kept in item `id` (see [`CheckpointStore::claim`]);
+/// one not readable is waited out as if it had not released the item.
+async fn kept_predecessor(client: &Client, table: &str, id: &str) -> Option<Predecessor> {
+    let item = read_item(client, table, id).await.ok().flatten();
+    match item.filter(|item| item.contains_key(PREVIOUS_OWNER_ATTRIBUTE)) {
+        Some(item) => predecessor_in(&item, PREVIOUS_OWNER_ATTRIBUTE, PREVIOUS_LEASE_ATTRIBUTE),
+        None => Some(Predecessor {
+            owner: "unknown (the claim was sent twice and its first answer lost)".into(),
+            lease_term: None,
+        }),
     }
 }
 

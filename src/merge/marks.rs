@@ -113,6 +113,8 @@ pub struct Marks {
     /// Views a change without a column their joins need was logged for (once until the next
     /// DDL: a replay reads many).
     warned_unmarkable: Vec<usize>,
+    /// Views such a change was read for since the last call of [`Marks::take_unmarkable`].
+    unmarkable: Vec<String>,
 }
 
 impl Marks {
@@ -134,6 +136,7 @@ impl Marks {
             overflowed: Vec::new(),
             warned_no_key: Vec::new(),
             warned_unmarkable: Vec::new(),
+            unmarkable: Vec::new(),
         }
     }
 
@@ -173,6 +176,11 @@ impl Marks {
         std::mem::take(&mut self.overflowed)
     }
 
+    /// Views a change could not be marked for since the last call (see `unmarkable`).
+    pub fn take_unmarkable(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.unmarkable)
+    }
+
     /// Marks what the change of a row of `table` may change. Returns the views this change
     /// found without a primary key on their root (a key dropped while rowcast runs), once
     /// each: their items cannot be refreshed, and the caller halts them at this change.
@@ -203,7 +211,7 @@ impl Marks {
             if view.source == *table {
                 if let Some(row) = after {
                     let columns: Vec<&str> = primary_key.iter().map(String::as_str).collect();
-                    self.add(v, (&columns, &columns), row, by, "root");
+                    self.add(v, (&columns, &columns), row, by, ("root", true));
                 }
             }
             for join in view.joins.iter().filter(|j| j.from == *table) {
@@ -233,8 +241,18 @@ impl Marks {
                 }
                 let from_columns: Vec<&str> = join.on.iter().map(|(f, _)| f.as_str()).collect();
                 let root_columns: Vec<&str> = join.on.iter().map(|(_, r)| r.as_str()).collect();
+                // A join column the table no longer has (dropped: the view is resynced and
+                // halts for it elsewhere) is no reason to backfill the view at each change.
+                let related = tables.get(table).await?;
+                let current = (from_columns.iter()).all(|c| related.schema.position(c).is_some());
                 for image in [before, after].into_iter().flatten() {
-                    self.add(v, (&root_columns, &from_columns), image, by, "related");
+                    self.add(
+                        v,
+                        (&root_columns, &from_columns),
+                        image,
+                        by,
+                        ("related", current),
+                    );
                 }
             }
         }
@@ -248,10 +266,13 @@ impl Marks {
         (root_columns, image_columns): (&[&str], &[&str]),
         image: &Row,
         by: MarkedBy<'_>,
-        cause: &str,
+        // What the mark is for; whether SQL's table has every one of `image_columns` now.
+        (cause, current): (&str, bool),
     ) {
         let Some(key) = row_join_key(image, image_columns.iter().copied()) else {
-            self.unmarkable(view, image_columns, image);
+            if current {
+                self.unmarkable(view, image_columns, image);
+            }
             return;
         };
         let params: Option<Vec<Value>> = image_columns
@@ -259,7 +280,9 @@ impl Marks {
             .map(|c| image.get(c).and_then(cell_param))
             .collect();
         let Some(params) = params else {
-            self.unmarkable(view, image_columns, image);
+            if current {
+                self.unmarkable(view, image_columns, image);
+            }
             return;
         };
         let name = self.views[view].name.clone();
@@ -300,7 +323,8 @@ impl Marks {
     /// nothing: no root row joins it): the root's key or a join column as SQL has them now is
     /// not in the table the change was made to (an `ALTER` after it, read again by a replay
     /// from an older checkpoint or by a reader far behind). Which items the change makes
-    /// cannot be told, so the view is backfilled again, as after an overflow. Before
+    /// cannot be told, so the merge stage backfills the view again (`take_unmarkable`), unless
+    /// a pass that covers the change is pending or began after it. Before
     /// 2026-12-07 the change marked nothing, without a word, and its items stayed as they were
     /// (found by a review; `tests/joins.rs`
     /// `changes_read_after_their_root_tables_key_changed_reach_the_views`, seen failing).
@@ -309,15 +333,20 @@ impl Marks {
             return;
         };
         let name = self.views[view].name.clone();
-        if self.overflowed.contains(&name) {
-            return;
-        }
         if !self.warned_unmarkable.contains(&view) {
             self.warned_unmarkable.push(view);
-            warn!(view = %name, %column, "a row change has no column the view's joins need (its table changed after the change was made): the view is backfilled again, after each such change");
+            warn!(view = %name, %column, "a row change has no column the view's joins need (its table changed after the change was made): the view is backfilled again");
         }
-        self.drop_marks(view);
-        self.overflowed.push(name);
+        if !self.unmarkable.contains(&name) {
+            self.unmarkable.push(name);
+        }
+    }
+
+    /// Drops the waiting marks of view `name`: a pass that begins now covers them.
+    pub fn drop_marks_of(&mut self, name: &str) {
+        if let Some(v) = self.views.iter().position(|view| view.name == name) {
+            self.drop_marks(v);
+        }
     }
 
     fn waiting(&self, view: usize) -> usize {
@@ -489,13 +518,19 @@ mod tests {
             &["id", "name"],
             vec![Cell::Int(7), Cell::Int(0)],
         );
-        marks.add(0, (&["id"], &["id"]), &line(1), by(1), "root");
-        marks.add(0, (&["zone_id"], &["id"]), &zone, by(2), "related");
+        marks.add(0, (&["id"], &["id"]), &line(1), by(1), ("root", true));
+        marks.add(0, (&["zone_id"], &["id"]), &zone, by(2), ("related", true));
         let mut next_id = 2;
         let mut batches = Vec::new();
         for seq in 3..40 {
             for _ in 0..(KEYS_PER_QUERY + 10) {
-                marks.add(0, (&["id"], &["id"]), &line(next_id), by(seq), "root");
+                marks.add(
+                    0,
+                    (&["id"], &["id"]),
+                    &line(next_id),
+                    by(seq),
+                    ("root", true),
+                );
                 next_id += 1;
             }
             let batch = marks.next_batch().expect("a batch");

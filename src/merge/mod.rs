@@ -126,6 +126,11 @@ struct Cursor {
     resetting: HashSet<String>,
     /// Snapshot rows merged since the last transaction: the next ones' version indexes count on.
     merged_rows: u32,
+    /// The commit time of the last transaction read (`None` before the first): a barrier
+    /// without a transaction carries it, so that the replication lag counts from the last
+    /// commit, not from when rows were merged or an XA hold released (the review of the
+    /// release barrier found `rowcast_replication_lag_seconds` read 0 behind a backlog).
+    commit_ts: Option<u32>,
     /// Per transaction counter, where snapshot rows merged after it must start (see
     /// [`snapshot_floors`]).
     floors: BTreeMap<u64, u32>,
@@ -204,6 +209,7 @@ impl Merge {
             backfill: start.backfill,
             resetting: HashSet::new(),
             merged_rows: 0,
+            commit_ts: None,
             floors,
             replay_end: start.replay_end,
             holds: BTreeMap::new(),
@@ -364,6 +370,7 @@ impl Merge {
             SourceEvent::Rows(batch) => self.on_rows(batch, cursor).await,
             SourceEvent::Commit(mut barrier) => {
                 cursor.transaction = None;
+                cursor.commit_ts = Some(barrier.commit_ts);
                 cursor.merged_rows = cursor.snapshot_start(barrier.seq);
                 cursor.seq = barrier.seq;
                 cursor.resume = barrier.position.clone();
@@ -792,6 +799,7 @@ impl Merge {
                 self.halt(halt, cursor).await?;
             }
             self.backfill_overflowed(cursor).await?;
+            self.pass_unmarkable(cursor).await?;
         }
         self.emit(StreamEvent::Rows(RowBatch::one(change))).await
     }
@@ -885,28 +893,7 @@ impl Merge {
             .saturating_add(u32::try_from(versions).unwrap_or(u32::MAX));
         let views = read.views.clone();
         let chunk_rows = read.rows.len() as u64;
-        // The first chunk of a backfill pass: every row it copies is read after anything the
-        // stream held before, so it can rebuild a view that halted earlier, if the pass also
-        // removes the items it does not write (its cleanup): the change that halted the view
-        // may have deleted rows, or moved them away, and their items are no row's now. A pass
-        // without one (after an `ADD COLUMN`, a marks overflow) leaves the view halted: before
-        // 2026-12-07 it rebuilt it, and such items stayed for good (found by a review;
-        // `tests/edges.rs` `a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write`,
-        // seen failing).
-        let pass_starts = match &read.kind {
-            ReadKind::Backfill { state } => views
-                .iter()
-                .filter(|view| {
-                    state.get(*view).is_some_and(|p| {
-                        let cleans =
-                            p.cleanup || cursor.backfill.get(*view).is_some_and(|p| p.cleanup);
-                        p.rows == chunk_rows && cleans
-                    })
-                })
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
+        let pass_starts = Self::pass_starts(&read, &views, cursor);
         let rows = SnapshotRows {
             pass_starts,
             table: read.table,
@@ -951,6 +938,46 @@ impl Merge {
         self.progress_barrier(cursor).await
     }
 
+    /// The views whose backfill pass begins with this chunk (`read`, of `views`) and may rebuild
+    /// them if halted.
+    fn pass_starts(read: &Read, views: &[String], cursor: &Cursor) -> Vec<String> {
+        let chunk_rows = read.rows.len() as u64;
+        // The first chunk of a backfill pass: every row it copies is read after anything the
+        // stream held before, so it can rebuild a view that halted earlier, if the pass also
+        // removes the items it does not write (its cleanup): the change that halted the view
+        // may have deleted rows, or moved them away, and their items are no row's now. A pass
+        // without one (after an `ADD COLUMN`, a marks overflow) leaves the view halted: before
+        // 2026-12-07 it rebuilt it, and such items stayed for good (found by a review;
+        // `tests/edges.rs` `a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write`,
+        // seen failing). A view's very first pass (a new view) lifts it too: no item of it can
+        // be stale (the review of this mend found such a view halted by a change read before
+        // its first chunk, and never filled: `a_view_added_while_another_of_its_table_is_halted_is_filled`).
+        match &read.kind {
+            ReadKind::Backfill { state } => views
+                .iter()
+                .filter(|view| {
+                    state.get(*view).is_some_and(|p| {
+                        let cleans = p.cleanup
+                            || cursor.backfill.get(*view).is_none_or(|p| p.cleanup)
+                            || Self::first_pass(cursor, view);
+                        p.rows == chunk_rows && cleans
+                    })
+                })
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether `view`'s pass is its very first: it never had one begin (no first version, no row
+    /// copied, not restarted by this run, not halted at the start), so it has no item.
+    fn first_pass(cursor: &Cursor, view: &str) -> bool {
+        !cursor.resetting.contains(view)
+            && cursor.backfill.get(view).is_none_or(|p| {
+                p.from_version.is_none() && p.rows == 0 && !p.done && p.halted.is_none()
+            })
+    }
+
     /// A barrier without a transaction (merged snapshot rows, a binlog rotation).
     async fn progress_barrier(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
         cursor.generation += 1;
@@ -960,7 +987,7 @@ impl Merge {
             backfill: cursor.backfill.clone(),
             position: cursor.resume.clone(),
             restart: cursor.floor(&self.marks),
-            commit_ts: (crate::util::now_millis() / 1000) as u32,
+            commit_ts: (cursor.commit_ts).unwrap_or((crate::util::now_millis() / 1000) as u32),
             read_at: Instant::now(),
         };
         self.emit(StreamEvent::Commit(barrier)).await
@@ -1043,6 +1070,26 @@ impl Merge {
             match self.views.iter().find(|v| v.name == name) {
                 // Never backfilled: its items (some may have missed a refresh) are removed,
                 // and filled again on a miss.
+                Some(view) if view.fill == FillMode::Lazy => lazy_pass(view, cursor),
+                _ => self.restart_pass(&name, false, cursor).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Views a change could not be marked for (see `merge::marks`, `unmarkable`): backfilled
+    /// again (a lazy view: its items removed), unless a pass that covers the change is pending
+    /// (restarted, its first chunk not merged yet: every chunk of it is read after this change)
+    /// or began after the change's transaction (a replay from a checkpoint held before it).
+    /// The review of the first version found a pass restarted at every such change of a replay,
+    /// and at every restart that read them again.
+    async fn pass_unmarkable(&mut self, cursor: &mut Cursor) -> Result<(), MergeError> {
+        for name in self.marks.take_unmarkable() {
+            if cursor.resetting.contains(&name) || Self::pass_after(cursor, &name) {
+                continue;
+            }
+            self.marks.drop_marks_of(&name);
+            match self.views.iter().find(|v| v.name == name) {
                 Some(view) if view.fill == FillMode::Lazy => lazy_pass(view, cursor),
                 _ => self.restart_pass(&name, false, cursor).await?,
             }

@@ -289,3 +289,37 @@ pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
 }
+
+/// Removes the per-table write-back gauges of the tables `kept` says no: tables whose views
+/// no longer write back (a reload took it away, or moved the views to another table). They
+/// would go on saying what they last said, and the time of the last stream read
+/// (`rowcast_writeback_read_timestamp_seconds`) would set `RowcastWritebackStuck` off for ever
+/// (found by the review of that gauge; `tests/reload.rs`
+/// `a_reload_that_takes_write_back_away_removes_its_gauges`, seen failing).
+pub fn forget_writeback_tables(kept: impl Fn(&str) -> bool) {
+    use prometheus::core::Collector;
+    let m = metrics();
+    let families = [
+        m.writeback_read_at.collect(),
+        m.writeback_lag.collect(),
+        m.writeback_retrying.collect(),
+        m.writeback_shards.collect(),
+    ];
+    let mut gone = std::collections::BTreeSet::new();
+    for family in families.iter().flatten() {
+        for metric in family.get_metric() {
+            let table = metric.get_label().iter().find(|l| l.name() == "table");
+            if let Some(table) = table.map(|l| l.value()) {
+                if !kept(table) {
+                    gone.insert(table.to_string());
+                }
+            }
+        }
+    }
+    for table in &gone {
+        let _ = m.writeback_read_at.remove_label_values(&[table]);
+        let _ = m.writeback_lag.remove_label_values(&[table]);
+        let _ = m.writeback_retrying.remove_label_values(&[table]);
+        let _ = m.writeback_shards.remove_label_values(&[table]);
+    }
+}
