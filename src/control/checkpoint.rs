@@ -284,10 +284,7 @@ impl CheckpointStore {
         lease.confirmed(sent);
         let claimed_before = claimed.swap(true, Ordering::Relaxed);
         let predecessor = match out {
-            Some(out) => {
-                let old = out.attributes.unwrap_or_default();
-                predecessor_in(&old, "owner", LEASE_ATTRIBUTE)
-            }
+            Some(out) => taken_from(&out.attributes.unwrap_or_default()),
             // Claimed by an earlier start-up attempt of this instance, which went on to wait
             // out its predecessor.
             None if claimed_before => return Ok(None),
@@ -296,7 +293,14 @@ impl CheckpointStore {
             // only this instance's own lease was waited out, however longer the predecessor's
             // (found by a review; `tests/services.rs`
             // `a_claim_whose_answer_was_lost_waits_out_the_predecessors_lease`, seen failing).
-            None => kept_predecessor(client, table, id).await,
+            None => match kept_predecessor(client, table, id, owner).await {
+                Ok(predecessor) => predecessor,
+                Err(error) => {
+                    // Not known yet: the next try of the claim reads it again.
+                    claimed.store(false, Ordering::Relaxed);
+                    return Err(error);
+                }
+            },
         };
         // Taken from an instance that did not release it: its lease (or a longer one it was
         // itself still waiting out) stays in the item, so that a claimer after this one, should
@@ -582,17 +586,63 @@ impl CheckpointStore {
     }
 }
 
-/// The predecessor a claim of this instance kept in item `id` (see [`CheckpointStore::claim`]);
-/// one not readable is waited out as if it had not released the item.
-async fn kept_predecessor(client: &Client, table: &str, id: &str) -> Option<Predecessor> {
-    let item = read_item(client, table, id).await.ok().flatten();
-    match item.filter(|item| item.contains_key(PREVIOUS_OWNER_ATTRIBUTE)) {
-        Some(item) => predecessor_in(&item, PREVIOUS_OWNER_ATTRIBUTE, PREVIOUS_LEASE_ATTRIBUTE),
-        None => Some(Predecessor {
+/// The instance a claim took the item from (its old attributes `old`), if it did not release
+/// it, with the term to wait out.
+fn taken_from(old: &HashMap<String, AttributeValue>) -> Option<Predecessor> {
+    let mut predecessor = predecessor_in(old, "owner", LEASE_ATTRIBUTE);
+    // The instance taken from had itself claimed the item and not saved since (a
+    // save puts the item whole, without these): it may still have been waiting
+    // out its own predecessor, which may still write until that one's term ends,
+    // and which it may not have recorded as the item's lease yet (`keep_lease`).
+    // The review of the kept predecessor found a third claimer waiting out only the
+    // second's term.
+    let waited = predecessor_in(old, PREVIOUS_OWNER_ATTRIBUTE, PREVIOUS_LEASE_ATTRIBUTE);
+    if let (Some(p), Some(theirs)) = (predecessor.as_mut(), waited) {
+        p.lease_term = match (p.lease_term, theirs.lease_term) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    predecessor
+}
+
+/// The predecessor a claim of this instance (`me`) kept in item `id` (see
+/// [`CheckpointStore::claim`]); an item without it (written by an older version) is waited out
+/// as if its predecessor had not released it. `Fenced` if another instance claimed the item
+/// since; a read that fails is an error (the claim is tried again, and reads it again): the
+/// review of the first version found a failed read waiting out only this instance's term.
+async fn kept_predecessor(
+    client: &Client,
+    table: &str,
+    id: &str,
+    me: &str,
+) -> Result<Option<Predecessor>, CheckpointError> {
+    let item = read_item(client, table, id).await?.unwrap_or_default();
+    match item.get("owner") {
+        Some(AttributeValue::S(owner)) if owner == me => {}
+        other => {
+            let owner = match other {
+                Some(AttributeValue::S(owner)) => owner.clone(),
+                _ => "none".into(),
+            };
+            return Err(CheckpointError::Fenced {
+                table: table.to_string(),
+                ours: me.to_string(),
+                owner,
+            });
+        }
+    }
+    if !item.contains_key(PREVIOUS_OWNER_ATTRIBUTE) {
+        return Ok(Some(Predecessor {
             owner: "unknown (the claim was sent twice and its first answer lost)".into(),
             lease_term: None,
-        }),
+        }));
     }
+    Ok(predecessor_in(
+        &item,
+        PREVIOUS_OWNER_ATTRIBUTE,
+        PREVIOUS_LEASE_ATTRIBUTE,
+    ))
 }
 
 /// The instance that held the checkpoint item without releasing it, and its lease term, as
