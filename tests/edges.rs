@@ -42,6 +42,13 @@ async fn notes_in(env: Env, extra: &str) -> (Env, String) {
     (env, table)
 }
 
+/// The checkpoint of a `[checkpoint] path = "checkpoint.json"` config, as saved last (`None`
+/// before the first save, or while it is being written).
+fn saved_checkpoint(env: &Env) -> Option<Value> {
+    let text = std::fs::read_to_string(env.dir.join("checkpoint.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 async fn expected_notes(env: &Env) -> Vec<Value> {
     let rows: Vec<(i64, String, Option<String>)> =
         env.query("SELECT id, body, amount FROM notes").await;
@@ -1780,15 +1787,11 @@ async fn an_xa_commit_on_an_idle_source_moves_the_checkpoint_past_it() {
     env.converge(&table, expected_notes(&env).await, Duration::from_secs(30))
         .await;
     let (file, end) = env.binlog_end().await;
-    let path = env.dir.join("checkpoint.json");
     eventually(
         "the checkpoint past the XA COMMIT",
         Duration::from_secs(20),
         || async {
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                return false;
-            };
-            let Ok(checkpoint) = serde_json::from_str::<Value>(&text) else {
+            let Some(checkpoint) = saved_checkpoint(&env) else {
                 return false;
             };
             checkpoint["position"]["file"].as_str() == Some(file.as_str())
@@ -2237,18 +2240,12 @@ async fn a_pass_restarted_and_saved_before_a_stop_does_not_lift_a_halt_after_it(
     .await;
     env.sql("ALTER TABLE notes ADD COLUMN extra INT NOT NULL DEFAULT 7")
         .await;
-    let path = env.dir.join("checkpoint.json");
     eventually(
         "the restarted pass in the checkpoint",
         Duration::from_secs(20),
         || async {
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                return false;
-            };
-            let Ok(checkpoint) = serde_json::from_str::<Value>(&text) else {
-                return false;
-            };
-            checkpoint["backfill"]["notes"]["done"] != json!(true)
+            saved_checkpoint(&env)
+                .is_some_and(|checkpoint| checkpoint["backfill"]["notes"]["done"] != json!(true))
         },
     )
     .await;
