@@ -49,6 +49,20 @@ fn saved_checkpoint(env: &Env) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// Waits for the cleanup of a new view's first pass (see `snapshot::driver`) and for a
+/// checkpoint that says so (a barrier after it: a binlog rotation, then a few saves): until
+/// then, a pass restarted without a cleanup of its own carries that one.
+async fn first_cleanup_done(env: &Env, daemon: &common::Daemon) {
+    eventually(
+        "the first pass's cleanup",
+        Duration::from_secs(30),
+        || async { daemon.logged("cleanup done") >= 1 },
+    )
+    .await;
+    env.sql("FLUSH BINARY LOGS").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
 async fn expected_notes(env: &Env) -> Vec<Value> {
     let rows: Vec<(i64, String, Option<String>)> =
         env.query("SELECT id, body, amount FROM notes").await;
@@ -2133,6 +2147,11 @@ async fn a_snapshot_of_a_view_halted_during_its_pass_lifts_the_halt() {
 async fn a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write() {
     let env = Env::new("edgehaltclean").await;
     let (table, daemon) = env.three_notes().await;
+    // Started again once the new view's first pass and its cleanup are done: a pass of this
+    // run has no cleanup unless it asks for one.
+    first_cleanup_done(&env, &daemon).await;
+    assert!(daemon.terminate().success());
+    let daemon = env.start().await;
     env.sql("SET SESSION binlog_format = 'STATEMENT'; DELETE FROM notes WHERE id = 2")
         .await;
     let halted = || async {
@@ -2238,6 +2257,7 @@ async fn a_pass_restarted_and_saved_before_a_stop_does_not_lift_a_halt_after_it(
         Duration::from_secs(30),
     )
     .await;
+    first_cleanup_done(&env, &daemon).await;
     env.sql("ALTER TABLE notes ADD COLUMN extra INT NOT NULL DEFAULT 7")
         .await;
     eventually(
@@ -2266,5 +2286,57 @@ async fn a_pass_restarted_and_saved_before_a_stop_does_not_lift_a_halt_after_it(
         1.0,
         "a pass that removes nothing lifted the halt"
     );
+    assert!(daemon.terminate().success());
+}
+
+/// A lazy view halted by a statement-format DELETE, made eager by a reload: its first pass
+/// rebuilds it and removes what it did not write, the item of the deleted row with the rest. A
+/// lazy view has no progress to tell, so its first eager pass is a new view's, which has a
+/// cleanup. The review of the third round found it lifted without one (the deleted row's item
+/// kept; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_halted_lazy_view_made_eager_loses_the_items_of_rows_deleted_meanwhile() {
+    let env = Env::new("edgehaltlazy").await;
+    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
+        .await;
+    let table = env.table("notes");
+    let view = format!(
+        "name = \"notes\"\ntable = \"{table}\"\nsource = \"{{DB}}.notes\"\n[key]\npk = \"N#{{id}}\"\nsk = \"NOTE\"\n"
+    );
+    env.write_view("notes.toml", &format!("{view}[fill]\nmode = \"lazy\"\n"));
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three')")
+        .await;
+    env.converge(
+        &table,
+        Env::notes(&[(1, "one"), (2, "two"), (3, "three")]),
+        Duration::from_secs(30),
+    )
+    .await;
+    env.sql("SET SESSION binlog_format = 'STATEMENT'; DELETE FROM notes WHERE id = 2")
+        .await;
+    let halted = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_view_halted{view=\"notes\"}")
+    };
+    eventually("the view to halt", Duration::from_secs(30), || async {
+        halted().await == 1.0
+    })
+    .await;
+    env.write_view("notes.toml", &view);
+    let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
+    assert_eq!(status, 202, "{body}");
+    env.converge(
+        &table,
+        Env::notes(&[(1, "one"), (3, "three")]),
+        Duration::from_secs(60),
+    )
+    .await;
+    eventually("the halt lifted", Duration::from_secs(30), || async {
+        halted().await == 0.0
+    })
+    .await;
     assert!(daemon.terminate().success());
 }

@@ -129,7 +129,6 @@ pub async fn spawn(
         seq: start.next_seq.saturating_sub(1),
         replay_end: start.replay_end.clone(),
         backfill: driver.state(),
-        new_views: new_views(config, &initial.backfill),
     };
     let cleaned = spawn_observers(supervisor, config, &observers, &requests.fills.0);
     let ddl = Arc::new(AtomicU64::new(0));
@@ -193,18 +192,6 @@ fn spawn_source(
         "source",
         async move { source.run(start, drain).await.map_err(failed) }.instrument(span),
     );
-}
-
-/// The views the checkpoint's backfill progress `loaded` has no entry of (see
-/// `merge::MergeStart::new_views`).
-fn new_views(
-    config: &Config,
-    loaded: &crate::pipeline::BackfillState,
-) -> std::collections::HashSet<String> {
-    (config.views.iter())
-        .filter(|v| !loaded.contains_key(&v.name))
-        .map(|v| v.name.clone())
-        .collect()
 }
 
 /// The stages that read the views rather than write them: the remover of items no row makes

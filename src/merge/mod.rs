@@ -72,9 +72,6 @@ pub struct MergeStart {
     pub replay_end: Option<Position>,
     /// Backfill progress as of the start.
     pub backfill: Arc<BackfillState>,
-    /// The eager views the checkpoint had no progress of: their first pass is their very
-    /// first, and they have no item (see [`Merge::first_pass`]).
-    pub new_views: HashSet<String>,
 }
 
 /// A snapshot read under way; `after`: the end of the last transaction the stream had passed
@@ -129,8 +126,6 @@ struct Cursor {
     resetting: HashSet<String>,
     /// Snapshot rows merged since the last transaction: the next ones' version indexes count on.
     merged_rows: u32,
-    /// Views whose very first pass has not begun (see [`MergeStart::new_views`]).
-    new_views: HashSet<String>,
     /// The commit time of the last transaction read (`None` before the first): a barrier
     /// without a transaction carries it, so that the replication lag counts from the last
     /// commit, not from when rows were merged or an XA hold released (the review of the
@@ -214,7 +209,6 @@ impl Merge {
             backfill: start.backfill,
             resetting: HashSet::new(),
             merged_rows: 0,
-            new_views: start.new_views,
             commit_ts: None,
             floors,
             replay_end: start.replay_end,
@@ -900,10 +894,6 @@ impl Merge {
         let views = read.views.clone();
         let chunk_rows = read.rows.len() as u64;
         let pass_starts = Self::pass_starts(&read, &views, cursor);
-        if let ReadKind::Backfill { state } = &read.kind {
-            let first = |view: &String| state.get(view).is_some_and(|p| p.rows == chunk_rows);
-            cursor.new_views.retain(|view| !first(view));
-        }
         let rows = SnapshotRows {
             pass_starts,
             table: read.table,
@@ -959,17 +949,16 @@ impl Merge {
         // without one (after an `ADD COLUMN`, a marks overflow) leaves the view halted: before
         // 2026-12-07 it rebuilt it, and such items stayed for good (found by a review;
         // `tests/edges.rs` `a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write`,
-        // seen failing). A view's very first pass (a new view) lifts it too: no item of it can
-        // be stale (the review of this mend found such a view halted by a change read before
-        // its first chunk, and never filled: `a_view_added_while_another_of_its_table_is_halted_is_filled`).
+        // seen failing). A new view's first pass has a cleanup (`snapshot::driver`), so that a
+        // halt read before its first chunk is lifted too (`tests/edges.rs`
+        // `a_view_added_while_another_of_its_table_is_halted_is_filled`).
         match &read.kind {
             ReadKind::Backfill { state } => views
                 .iter()
                 .filter(|view| {
                     state.get(*view).is_some_and(|p| {
-                        let cleans = p.cleanup
-                            || cursor.backfill.get(*view).is_some_and(|p| p.cleanup)
-                            || Self::first_pass(cursor, view);
+                        let cleans =
+                            p.cleanup || cursor.backfill.get(*view).is_some_and(|p| p.cleanup);
                         p.rows == chunk_rows && cleans
                     })
                 })
@@ -977,15 +966,6 @@ impl Merge {
                 .collect(),
             _ => Vec::new(),
         }
-    }
-
-    /// Whether `view`'s pass is its very first: the checkpoint had no progress of the view, and
-    /// no pass of it began in this run (nor was one restarted), so it has no item. Judged from
-    /// the checkpoint as loaded, not from the progress: a pass restarted without a cleanup and
-    /// saved looks like a first one (the review of the first version of this found such a halt
-    /// lifted after a restart, and the deleted row's item kept).
-    fn first_pass(cursor: &Cursor, view: &str) -> bool {
-        !cursor.resetting.contains(view) && cursor.new_views.contains(view)
     }
 
     /// A barrier without a transaction (merged snapshot rows, a binlog rotation).

@@ -85,10 +85,22 @@ impl Driver {
                 }
                 continue;
             }
+            let new = !state.contains_key(&view.name);
             let progress = state.entry(view.name.clone()).or_default();
             if !redefine(view, progress) {
                 // A new view, or progress from before fingerprints: made with this definition.
                 progress.definition = Some(view.fingerprint());
+            }
+            // A new view's first pass removes what it did not write, as any pass that rebuilds
+            // a halted view must (see `merge::Merge::pass_starts`): a change read before its
+            // first chunk may halt it (a view added while another of its table is halted, the
+            // checkpoint held at the halting change; a lazy view made eager). It removes
+            // nothing else: every item of it is the pass's or later. Its cost is one Scan of
+            // the view's table once the pass is done. The reviews of 2026-12-07 found each
+            // narrower rule (a pass judged the view's first from its progress, or from the
+            // checkpoint as loaded) lifting a halt without a cleanup, or never lifting it.
+            if new {
+                progress.cleanup = true;
             }
             let progress = progress.clone();
             if progress.done {
