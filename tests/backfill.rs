@@ -115,20 +115,26 @@ async fn kill9_mid_backfill_resumes_after_the_last_chunk() {
     assert!(daemon.terminate().success());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn lazy_views_are_not_backfilled() {
-    let env = Env::new("lazy").await;
+/// A lazy view of every column of `notes` (`N#{id}`) holding `rows` (`(1, 'one'), …`), its
+/// config written and its table created; the view's table.
+async fn lazy_notes(env: &Env, rows: &str) -> String {
     let table = env.table("views");
     env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL)")
         .await;
-    env.sql("INSERT INTO notes VALUES (1, 'one'), (2, 'two'), (3, 'three')")
-        .await;
+    env.sql(&format!("INSERT INTO notes VALUES {rows}")).await;
     env.write_view(
         "notes.toml",
         &"name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\n[key]\npk = \"N#{id}\"\n[fill]\nmode = \"lazy\"\n".replace("TABLE", &table),
     );
     env.write_config("");
     env.create_tables();
+    table
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lazy_views_are_not_backfilled() {
+    let env = Env::new("lazy").await;
+    let table = lazy_notes(&env, "(1, 'one'), (2, 'two'), (3, 'three')").await;
     let daemon = env.start().await;
     env.sql("UPDATE notes SET body = 'deux' WHERE id = 2").await;
     env.converge(
@@ -381,17 +387,7 @@ async fn a_fill_past_its_row_limit_does_not_answer_no_row() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lazy_view_of_every_column_follows_a_column_added() {
     let env = Env::new("lazyadded").await;
-    let table = env.table("views");
-    env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL)")
-        .await;
-    env.sql("INSERT INTO notes VALUES (1, 'one'), (2, 'two')")
-        .await;
-    env.write_view(
-        "notes.toml",
-        &"name = \"notes\"\ntable = \"TABLE\"\nsource = \"{DB}.notes\"\n[key]\npk = \"N#{id}\"\n[fill]\nmode = \"lazy\"\n".replace("TABLE", &table),
-    );
-    env.write_config("");
-    env.create_tables();
+    let table = lazy_notes(&env, "(1, 'one'), (2, 'two')").await;
     let daemon = env.start().await;
     env.sql("UPDATE notes SET body = 'uno' WHERE id = 1").await;
     env.converge(

@@ -243,9 +243,16 @@ impl Marks {
                 let root_columns: Vec<&str> = join.on.iter().map(|(_, r)| r.as_str()).collect();
                 // A join column the table no longer has (dropped: the view is resynced and
                 // halts for it elsewhere) is no reason to backfill the view at each change.
-                let related = tables.get(table).await?;
-                let current = (from_columns.iter()).all(|c| related.schema.position(c).is_some());
-                for image in [before, after].into_iter().flatten() {
+                // SQL's table is asked only when an image lacks one (not for every change).
+                let images = [before, after].into_iter().flatten();
+                let lacking = images
+                    .clone()
+                    .any(|image| from_columns.iter().any(|c| image.get(c).is_none()));
+                let current = !lacking || {
+                    let related = tables.get(table).await?;
+                    (from_columns.iter()).all(|c| related.schema.position(c).is_some())
+                };
+                for image in images {
                     self.add(
                         v,
                         (&root_columns, &from_columns),
