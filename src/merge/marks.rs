@@ -245,13 +245,7 @@ impl Marks {
                 // halts for it elsewhere) is no reason to backfill the view at each change.
                 // SQL's table is asked only when an image lacks one (not for every change).
                 let images = [before, after].into_iter().flatten();
-                let lacking = images
-                    .clone()
-                    .any(|image| from_columns.iter().any(|c| image.get(c).is_none()));
-                let current = !lacking || {
-                    let related = tables.get(table).await?;
-                    (from_columns.iter()).all(|c| related.schema.position(c).is_some())
-                };
+                let current = columns_current(tables, table, images.clone(), &from_columns).await?;
                 for image in images {
                     self.add(
                         v,
@@ -469,6 +463,21 @@ impl Marks {
             self.finish_batch();
         }
     }
+}
+
+/// Whether SQL's `table` has every one of `columns` now, asked only when one of `images` lacks
+/// one (otherwise the answer does not matter: only an image lacking one goes unmarked).
+async fn columns_current<'a>(
+    tables: &mut TableCache,
+    table: &TableRef,
+    mut images: impl Iterator<Item = &'a Row>,
+    columns: &[&str],
+) -> Result<bool, SqlError> {
+    if !images.any(|image| columns.iter().any(|c| image.get(c).is_none())) {
+        return Ok(true);
+    }
+    let related = tables.get(table).await?;
+    Ok(columns.iter().all(|c| related.schema.position(c).is_some()))
 }
 
 #[cfg(test)]
