@@ -53,12 +53,7 @@ fn saved_checkpoint(env: &Env) -> Option<Value> {
 /// checkpoint that says so (a barrier after it: a binlog rotation, then a few saves): until
 /// then, a pass restarted without a cleanup of its own carries that one.
 async fn first_cleanup_done(env: &Env, daemon: &common::Daemon) {
-    eventually(
-        "the first pass's cleanup",
-        Duration::from_secs(30),
-        || async { daemon.logged("cleanup done") >= 1 },
-    )
-    .await;
+    daemon.cleanups_done(1).await;
     env.sql("FLUSH BINARY LOGS").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }

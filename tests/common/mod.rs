@@ -556,6 +556,16 @@ impl Daemon {
             .count()
     }
 
+    /// Waits until `n` cleanups are logged (counted over the test's log). A new view's first
+    /// pass ends with one, which removes the view's items below the pass's first version: a
+    /// test that plants such items waits for it first.
+    pub async fn cleanups_done(&self, n: usize) {
+        eventually("the cleanup", Duration::from_secs(30), || async {
+            self.logged("cleanup done") >= n
+        })
+        .await;
+    }
+
     /// Waits until the process exits by itself.
     pub async fn exited(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
