@@ -802,13 +802,29 @@ async fn changes_read_after_their_root_tables_key_changed_reach_the_views() {
     let daemon = env.start().await;
     env.converge(&table, expected(&env).await, Duration::from_secs(60))
         .await;
+    let log = daemon.log.clone();
     assert!(daemon.terminate().success());
     env.sql("INSERT INTO orders VALUES (9001, 3, 'open', NULL); UPDATE orders SET customer_id = 4 WHERE id = 17; UPDATE orders SET status = 'shipped' WHERE id = 18")
         .await;
     env.sql("ALTER TABLE orders ADD COLUMN tenant_id INT NOT NULL DEFAULT 1, DROP PRIMARY KEY, ADD PRIMARY KEY (tenant_id, id)")
         .await;
+    let before = std::fs::read_to_string(&log).unwrap().len();
     let daemon = env.start().await;
     env.converge(&table, expected(&env).await, Duration::from_secs(60))
         .await;
     assert!(daemon.terminate().success());
+    // Once per view, not once per such change (three here, each its own transaction).
+    let log = std::fs::read_to_string(&log).unwrap();
+    let requested = |view: &str| {
+        log[before..]
+            .lines()
+            .filter(|l| l.contains("backfill requested") && l.contains(&format!("view={view}")))
+            .count()
+    };
+    let passes: Vec<usize> = ["order_summary", "order_lines", "customer_orders"]
+        .into_iter()
+        .map(requested)
+        .collect();
+    assert_eq!(passes[0], 1, "passes of the three views: {passes:?}");
+    assert!(passes.iter().all(|n| *n <= 1), "passes: {passes:?}");
 }

@@ -1133,6 +1133,45 @@ async fn a_claim_whose_answer_was_lost_waits_out_the_predecessors_lease() {
 }
 
 /// `Env::notes_view` with write-back of `body`: its items are those `Env::notes` makes.
+/// An idle server's binlog rotates, the file the reader last read from is purged, then the
+/// binlog connection is lost (its dump thread killed here; a network blip, a proxy's idle
+/// cut). The reader reconnects in the new file, where the checkpoint already was. Before
+/// 2026-12-07 its reconnection point moved only with transactions: it asked for the purged
+/// file and the daemon exited 1 (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_lost_after_an_idle_rotation_and_a_purge_resumes_in_the_new_file() {
+    let _serial = SERIAL.lock().await;
+    // Alone: the purge must not take a file another test's daemon still reads.
+    let env = Env::alone("idlepurge").await;
+    let (table, daemon) = env.three_notes().await;
+    env.sql("FLUSH BINARY LOGS").await;
+    // The reader past the rotation (a heartbeat or two) before its old file goes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.purge_older_binlogs().await;
+    let dumps: Vec<u64> = env
+        .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+        .await;
+    assert!(!dumps.is_empty(), "no binlog dump thread to cut");
+    for id in dumps {
+        env.sql(&format!("KILL {id}")).await;
+    }
+    eventually(
+        "the lost connection noticed",
+        Duration::from_secs(30),
+        || async { daemon.logged("binlog connection lost") >= 1 },
+    )
+    .await;
+    env.sql("INSERT INTO notes VALUES (4, 'four')").await;
+    env.converge(
+        &table,
+        Env::notes(&[(1, "one"), (2, "two"), (3, "three"), (4, "four")]),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(daemon.get("/healthz").await.0, 200);
+    assert!(daemon.terminate().success());
+}
+
 async fn write_back_notes_view(env: &Env) -> String {
     env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(40))")
         .await;

@@ -399,10 +399,20 @@ impl Source {
     /// Between transactions, past the last commit (a heartbeat, a rotation, …): tells the merge
     /// stage where the stream stands (snapshot rows go in before the first event at or after
     /// their position).
+    ///
+    /// In another file than the last commit's (a rotation with no transaction after it yet),
+    /// a reconnection resumes there too, as the checkpoint does (`merge`, `SourceEvent::At`):
+    /// the old file may be purged meanwhile. Before 2026-12-07 the reconnection point moved
+    /// only with transactions, and a connection lost on an idle server after a rotation and a
+    /// `PURGE` asked for the purged file and stopped the daemon (`tests/services.rs`). The
+    /// GTID state is the last transaction's, which is the new file's start too (no transaction
+    /// between); after a resume by GTID state, whose first rotation names the file that holds
+    /// the state, `position_here` tells that file's start from the state and the
+    /// reconnection asks by GTID state again.
     async fn report_position(
         &self,
         reading: &mut Reading,
-        cursor: &Cursor,
+        cursor: &mut Cursor,
     ) -> Result<(), SourceError> {
         let at = |p: &Position| (p.file.clone(), p.pos);
         if reading.txn.is_some() || at(&reading.current) == at(&reading.reported) {
@@ -411,6 +421,12 @@ impl Source {
         reading.reported = reading.current.clone();
         if at(&cursor.resume) == at(&reading.current) {
             return Ok(());
+        }
+        if reading.current.file != cursor.resume.file {
+            cursor.resume = Position {
+                gtid: cursor.resume.gtid.clone(),
+                ..reading.current.clone()
+            };
         }
         self.send(SourceEvent::At(reading.current.clone())).await
     }
