@@ -252,6 +252,22 @@ sk = "DOC#{id}"
     assert!(daemon.terminate().success());
 }
 
+/// The daemon's peak resident memory so far (`VmHWM`), in KiB.
+fn peak_kib(daemon: &common::Daemon) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Waits until `rows` puts of `view` are written.
+async fn all_written(daemon: &common::Daemon, view: &str, rows: usize) {
+    let written = format!("rowcast_items_written_total{{op=\"put\",view=\"{view}\"}} {rows}");
+    common::eventually("all rows in DynamoDB", Duration::from_secs(300), || async {
+        daemon.get("/metrics").await.1.contains(&written)
+    })
+    .await;
+}
+
 /// A transaction of many rows streams through: peak memory stays far below what buffering the
 /// transaction would take, and every row arrives.
 #[tokio::test(flavor = "multi_thread")]
@@ -267,35 +283,15 @@ async fn a_large_transaction_streams_with_bounded_memory() {
     env.write_config("");
     env.create_tables();
     let daemon = env.start().await;
-    let pid = daemon.child.id();
-    let peak_kib = || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let line = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))
-            .unwrap()
-            .to_string();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let baseline = peak_kib();
+    let baseline = peak_kib(&daemon);
     // 20,000 rows of ~2 KB in one transaction: ~40 MB of row images in the binlog.
     let rows = 20_000;
     env.sql(&format!(
         "INSERT INTO big SELECT seq, REPEAT('x', 2000) FROM seq_1_to_{rows}"
     ))
     .await;
-    common::eventually("all rows in DynamoDB", Duration::from_secs(120), || async {
-        let (_, metrics) = daemon.get("/metrics").await;
-        metrics.contains(&format!(
-            "rowcast_items_written_total{{op=\"put\",view=\"big\"}} {rows}"
-        ))
-    })
-    .await;
-    let peak = peak_kib();
+    all_written(&daemon, "big", rows).await;
+    let peak = peak_kib(&daemon);
     println!("peak RSS {baseline} KiB at start, {peak} KiB after a {rows}-row transaction");
     // Buffering the transaction's row images alone would take ~40 MB more than the start.
     assert!(
@@ -303,6 +299,45 @@ async fn a_large_transaction_streams_with_bounded_memory() {
         "peak RSS grew from {baseline} KiB to {peak} KiB"
     );
     assert_eq!(env.items(&table).await.len(), rows);
+    assert!(daemon.terminate().success());
+}
+
+/// The same with wide items and a slow DynamoDB (each window held 50 ms): the queues between
+/// the stages fill, and what they hold is bounded in bytes, not only in items. Before
+/// 2026-12-07 only items were counted (1,024 per lane channel, 8 lanes, and 1,024 rows from
+/// the reader): 8,000 rows of 20 KB piled up whole in the lanes, about 200 MB (found by a
+/// review: a container limit of 256 MiB killed the daemon mid-transaction, again at every
+/// restart).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_transaction_of_wide_rows_streams_with_bounded_memory() {
+    let env = Env::new("bigwide").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE wide (id INT PRIMARY KEY, payload MEDIUMTEXT NOT NULL)")
+        .await;
+    env.write_view(
+        "wide.toml",
+        &"name = \"wide\"\ntable = \"TABLE\"\nsource = \"{DB}.wide\"\n[key]\npk = \"W#{id}\"\n[attributes]\nbody = \"payload\"\n".replace("TABLE", &table),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep50@*")]);
+    daemon.wait_ready().await;
+    let baseline = peak_kib(&daemon);
+    // 8,000 rows of 20 KB in one transaction: 160 MB of items.
+    let rows = 8_000;
+    env.sql(&format!(
+        "INSERT INTO wide SELECT seq, REPEAT('x', 20000) FROM seq_1_to_{rows}"
+    ))
+    .await;
+    all_written(&daemon, "wide", rows).await;
+    let peak = peak_kib(&daemon);
+    println!(
+        "peak RSS {baseline} KiB at start, {peak} KiB after a {rows}-row transaction of 20 KB rows"
+    );
+    assert!(
+        peak < baseline + 100 * 1024,
+        "peak RSS grew from {baseline} KiB to {peak} KiB"
+    );
     assert!(daemon.terminate().success());
 }
 

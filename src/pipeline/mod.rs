@@ -151,6 +151,16 @@ pub struct RowChange {
     pub guard: bool,
 }
 
+impl RowChange {
+    /// About what the change holds in memory, in bytes (see [`Row::weight`]).
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = 128;
+        self.before.as_ref().map_or(0, Row::weight)
+            + self.after.as_ref().map_or(0, Row::weight)
+            + OVERHEAD
+    }
+}
+
 /// The most row changes one message carries.
 pub const ROWS_PER_MESSAGE: usize = 64;
 
@@ -164,6 +174,8 @@ pub struct RowBatch {
     /// projector, once it has made the rows' writes). `None` for a batch the merge stage passes
     /// on row by row, whose permits the batch it came in holds meanwhile.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The batch's room in [`RowPermits`]' byte budget, given back with `permit`.
+    pub room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl RowBatch {
@@ -172,26 +184,38 @@ impl RowBatch {
         RowBatch {
             rows: vec![change],
             permit: None,
+            room: None,
         }
     }
 }
 
 /// The bound of row changes between the reader and the projector (`writer.queue_capacity`):
 /// the channels between the stages count messages, and a message may carry up to
-/// [`ROWS_PER_MESSAGE`] rows, so each batch takes a permit per row from here as it is sent.
+/// [`ROWS_PER_MESSAGE`] rows, so each batch takes a permit per row from here as it is sent,
+/// and room for its rows' images in a byte budget ([`ROW_BYTES`]): 1,024 rows of 20 KB are
+/// 20 MB, of an UPDATE twice that.
 #[derive(Debug, Clone)]
 pub struct RowPermits {
     semaphore: Arc<tokio::sync::Semaphore>,
     per_batch: usize,
+    bytes: ByteBudget,
 }
+
+/// What the row images between the reader and the projector may take, in bytes.
+pub const ROW_BYTES: usize = 8 << 20;
 
 impl RowPermits {
     pub fn new(capacity: usize) -> RowPermits {
+        Self::with_bytes(capacity, ROW_BYTES)
+    }
+
+    pub fn with_bytes(capacity: usize, bytes: usize) -> RowPermits {
         let capacity = capacity.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         RowPermits {
             semaphore: Arc::new(tokio::sync::Semaphore::new(capacity)),
             // A batch never needs more permits than there are.
             per_batch: ROWS_PER_MESSAGE.min(capacity),
+            bytes: ByteBudget::new(bytes),
         }
     }
 
@@ -205,7 +229,9 @@ impl RowPermits {
         let count = u32::try_from(rows.len().min(self.per_batch)).unwrap_or(1);
         // The semaphore is never closed.
         let permit = self.semaphore.clone().acquire_many_owned(count).await.ok();
-        RowBatch { rows, permit }
+        let weight: usize = rows.iter().map(RowChange::weight).sum();
+        let room = Some(self.bytes.hold(self.bytes.units(weight)).await);
+        RowBatch { rows, permit, room }
     }
 }
 
@@ -228,10 +254,82 @@ pub struct Barrier {
 /// Projector → writer lane.
 #[derive(Debug)]
 pub enum LaneMsg {
-    Write(WriteOp),
+    /// A write, with its room in the lanes' byte budget ([`ByteBudget`]), which the lane keeps
+    /// with its window until that window is written.
+    Write(WriteOp, Room),
     /// Boxed: rare, and the largest (every write is moved at this enum's size).
     Dead(Box<DeadLetter>),
     Barrier(Barrier),
+}
+
+/// Room in a [`ByteBudget`] (`None`: none was taken).
+pub type Room = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// What the writes between the projector and DynamoDB may take, in bytes, over every lane: the
+/// lanes' channels count messages (`writer.queue_capacity` each), and a write holds a whole
+/// item, up to 400 KB. Before 2026-12-07 only messages were counted: 8 lanes of 1,024 writes
+/// of 20 KB items held about 200 MB (README, Memory).
+pub const LANE_BYTES: usize = 16 << 20;
+
+/// The byte budget's unit: a write holds its size in these, rounded up.
+const BYTE_UNIT: usize = 256;
+
+/// A budget of bytes between stages. The lanes' ([`LANE_BYTES`]): the projector takes room for
+/// a row change's writes before it sends them, each write carries its share (`LaneMsg::Write`),
+/// and the lane gives it back when the window the write went out in is written. The row
+/// images' ([`ROW_BYTES`]): see [`RowPermits`].
+#[derive(Debug, Clone)]
+pub struct ByteBudget {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    units: usize,
+}
+
+impl ByteBudget {
+    pub fn new(bytes: usize) -> ByteBudget {
+        let units = bytes
+            .div_ceil(BYTE_UNIT)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        ByteBudget {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(units)),
+            units,
+        }
+    }
+
+    /// The units `bytes` take (never more than the whole budget, so that one write larger than
+    /// it waits for an empty pipeline instead of for ever).
+    pub fn units(&self, bytes: usize) -> usize {
+        bytes.div_ceil(BYTE_UNIT).clamp(1, self.units)
+    }
+
+    /// Room for `units` (at most the whole budget), once it is free.
+    pub async fn hold(&self, units: usize) -> tokio::sync::OwnedSemaphorePermit {
+        let units = u32::try_from(units.min(self.units)).unwrap_or(u32::MAX);
+        self.semaphore
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .expect("the budget's semaphore is never closed")
+    }
+}
+
+impl WriteOp {
+    /// About what the write holds in memory: its item's size as DynamoDB counts it (numbers
+    /// bounded from their text), plus a fixed part for its key and bookkeeping.
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = 192;
+        let key = self.op.key();
+        let key_bytes = key.pk.len() + key.sk.as_ref().map_or(0, String::len);
+        match &self.op {
+            ItemOp::Put { item, .. } => {
+                item.iter()
+                    .map(|(name, value)| name.len() + value.size_bound())
+                    .sum::<usize>()
+                    + key_bytes
+                    + OVERHEAD
+            }
+            ItemOp::Delete { .. } => key_bytes + OVERHEAD,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -558,6 +656,41 @@ mod tests {
         let again = permits.batch(rows(64));
         tokio::pin!(again);
         assert!((&mut again).now_or_never().is_some());
+    }
+
+    /// Rows are bounded in bytes too: a batch of wide rows waits for room until the rows
+    /// before it are dropped, and a change larger than the whole budget only for an empty
+    /// pipeline.
+    #[tokio::test]
+    async fn wide_rows_wait_for_room_in_bytes() {
+        let permits = RowPermits::with_bytes(1000, 1 << 20);
+        let schema = Arc::new(crate::view::row::TableSchema::new(
+            TableRef::parse("db.t").expect("a table"),
+            Vec::new(),
+        ));
+        let wide = |index: u32, bytes: usize| RowChange {
+            after: Some(Row {
+                schema: schema.clone(),
+                cells: vec![crate::view::value::Cell::Text("x".repeat(bytes))],
+            }),
+            ..change(index)
+        };
+        let first = permits
+            .batch((0..8).map(|i| wide(i, 100_000)).collect())
+            .await;
+        let second = permits.batch((8..11).map(|i| wide(i, 100_000)).collect());
+        tokio::pin!(second);
+        assert!(
+            (&mut second).now_or_never().is_none(),
+            "1.1 MB of rows passed a budget of 1 MiB"
+        );
+        drop(first);
+        let second = second.await;
+        let huge = permits.batch(vec![wide(11, 3 << 20)]);
+        tokio::pin!(huge);
+        assert!((&mut huge).now_or_never().is_none());
+        drop(second);
+        assert!((&mut huge).now_or_never().is_some(), "waits for ever");
     }
 
     /// A bound smaller than a batch makes batches that small, so that one batch can always

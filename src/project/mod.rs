@@ -26,6 +26,7 @@ use crate::pipeline::{
     BackfillState, Barrier, DeadLetter, Halt, HaltTarget, LaneMsg, Progress, Restart, RowChange,
     SnapshotRows, StreamEvent, WriteOp,
 };
+use crate::pipeline::{ByteBudget, LANE_BYTES};
 use crate::util::now_millis;
 use crate::view::name::Name;
 use crate::view::project::{project, project_snapshot, removals, Projection};
@@ -90,6 +91,15 @@ pub struct Projector {
     /// The writes of one row change, kept between changes so that its room is not allocated
     /// for every change.
     spare: Vec<(usize, LaneMsg)>,
+    /// The lanes' byte budget (see [`ByteBudget`]).
+    bytes: ByteBudget,
+    /// Each write's share of a batch's room, kept between batches (see `send_all`).
+    /// (A mutex only for `send_all`'s `&self`; never contended.)
+    shares: std::sync::Mutex<Vec<usize>>,
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The latest transaction a view's current pass began after.
@@ -135,6 +145,8 @@ impl Projector {
             last: start,
             last_read_seq,
             spare: Vec::new(),
+            bytes: ByteBudget::new(LANE_BYTES),
+            shares: std::sync::Mutex::new(Vec::new()),
         };
         // Halted before the restart: halted again at once, wherever the change that halted
         // them is (the checkpoint they held is at or before it).
@@ -363,7 +375,7 @@ impl Projector {
                 guard: origin.guard,
                 origin: origin.position.clone(),
             };
-            outgoing.push((lane, LaneMsg::Write(write)));
+            outgoing.push((lane, LaneMsg::Write(write, None)));
         }
     }
 
@@ -444,11 +456,34 @@ impl Projector {
         self.send_all(&mut outgoing).await
     }
 
-    /// Sends `outgoing`'s writes in order, leaving it empty (its room kept).
+    /// Sends `outgoing`'s writes in order, leaving it empty (its room kept), once the lanes'
+    /// byte budget has room for them: each write carries its share.
     async fn send_all(&self, outgoing: &mut Vec<(usize, LaneMsg)>) -> Result<(), ProjectError> {
-        for (lane, message) in outgoing.drain(..) {
+        let mut shares = std::mem::take(&mut *lock(&self.shares));
+        shares.clear();
+        shares.extend(outgoing.iter().map(|(_, message)| match message {
+            LaneMsg::Write(write, _) => self.bytes.units(write.weight()),
+            _ => 0,
+        }));
+        let mut left = shares.iter().filter(|units| **units > 0).count();
+        let mut room = match shares.iter().sum() {
+            0 => None,
+            units => Some(self.bytes.hold(units).await),
+        };
+        for ((lane, mut message), units) in outgoing.drain(..).zip(shares.iter()) {
+            if let LaneMsg::Write(_, share) = &mut message {
+                left = left.saturating_sub(1);
+                // The last write takes what is left (the whole budget is the most a batch
+                // holds), the others their own share.
+                *share = match (left, room.as_mut()) {
+                    (0, _) => room.take(),
+                    (_, Some(all)) => all.split((*units).min(all.num_permits())),
+                    (_, None) => None,
+                };
+            }
             self.send(lane, message).await?;
         }
+        *lock(&self.shares) = shares;
         Ok(())
     }
 
@@ -692,8 +727,8 @@ id = "id"
             let sent = sent_when_other_ran.load(Ordering::SeqCst);
             other.await.expect("ran");
             let mut written = 0;
-            while let Ok(LaneMsg::Write(_)) = lane_rx.try_recv() {
-                written += 1;
+            while let Ok(message) = lane_rx.try_recv() {
+                written += usize::from(matches!(message, LaneMsg::Write(..)));
             }
             (
                 usize::try_from(sent).ok().filter(|_| sent != u64::MAX),

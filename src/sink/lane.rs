@@ -98,11 +98,23 @@ struct Window {
     dead: Vec<DeadLetter>,
     barrier: Option<Barrier>,
     opened_at: Option<TokioInstant>,
+    /// Room of the lanes' byte budget for the writes here (`LaneMsg::Write`): given back when
+    /// the window is written.
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Window {
     fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.dead.is_empty()
+    }
+
+    /// Keeps a write's room until the window is written.
+    fn hold(&mut self, room: crate::pipeline::Room) {
+        match (self.held.as_mut(), room) {
+            (Some(held), Some(room)) => held.merge(room),
+            (None, room) => self.held = room,
+            (Some(_), None) => {}
+        }
     }
 
     fn touch(&mut self) {
@@ -240,7 +252,8 @@ impl<D: Deliver> Lane<D> {
         in_flight: &mut Option<InFlight>,
     ) -> Option<Barrier> {
         match message {
-            LaneMsg::Write(op) => {
+            LaneMsg::Write(op, room) => {
+                window.hold(room);
                 window.touch();
                 match window.ops.entry(op.op.key().clone()) {
                     Entry::Vacant(slot) => {
@@ -343,7 +356,10 @@ impl<D: Deliver> Lane<D> {
         window.opened_at = None;
         let writer = self.writer.clone();
         let mode = self.config.mode;
+        let held = window.held.take();
         let write = async move {
+            // The window's room in the byte budget, given back when it is written.
+            let _held = held;
             // A lane that hangs (a stalled pipeline, for `/healthz`).
             crate::util::failpoint::delay("lane.before_write").await;
             let wrote = !delivery.ops.is_empty();
@@ -436,7 +452,7 @@ mod tests {
     }
 
     fn write(pk: &str, version: u128) -> LaneMsg {
-        LaneMsg::Write(crate::sink::test_ops::delete("v", pk, version))
+        LaneMsg::Write(crate::sink::test_ops::delete("v", pk, version), None)
     }
 
     fn barrier(seq: u64) -> LaneMsg {
@@ -528,6 +544,29 @@ mod tests {
         );
     }
 
+    /// A lane keeps the byte budget's room sent before a window's writes until that window is
+    /// written, then gives it back (the projector waits for it meanwhile).
+    #[tokio::test(start_paused = true)]
+    async fn the_room_of_a_window_comes_back_when_it_is_written() {
+        use futures_util::FutureExt as _;
+        let budget = crate::pipeline::ByteBudget::new(1024);
+        let mut lane = start(Duration::ZERO, 100, Duration::from_secs(1));
+        let room = budget.hold(budget.units(1024)).await;
+        let write = crate::sink::test_ops::delete("v", "a", 1);
+        lane.input
+            .send(LaneMsg::Write(write, Some(room)))
+            .await
+            .unwrap();
+        lane.input.send(barrier(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            budget.hold(1).now_or_never().is_none(),
+            "room given back while its window is being written"
+        );
+        lane.acks.recv().await.expect("acknowledged");
+        assert!(budget.hold(budget.units(1024)).now_or_never().is_some());
+    }
+
     /// A put too large to write never takes the place of the change before it in a window
     /// (that one is still written); it is a dead letter. A later change of the item does.
     #[tokio::test]
@@ -554,6 +593,7 @@ mod tests {
             dead: Vec::new(),
             barrier: None,
             opened_at: None,
+            held: None,
         };
         let mut in_flight = None;
         let mut item = crate::view::project::Item::new();
@@ -581,7 +621,7 @@ mod tests {
         };
         lane.take(write("a", 1), &mut window, &mut in_flight);
         lane.take(
-            LaneMsg::Write(oversized.clone()),
+            LaneMsg::Write(oversized.clone(), None),
             &mut window,
             &mut in_flight,
         );
@@ -592,7 +632,7 @@ mod tests {
         // later change of the item takes its place as ever.
         window.ops.clear();
         window.dead.clear();
-        lane.take(LaneMsg::Write(oversized), &mut window, &mut in_flight);
+        lane.take(LaneMsg::Write(oversized, None), &mut window, &mut in_flight);
         assert_eq!(kinds(&window), vec![(true, 2)]);
         lane.take(write("a", 4), &mut window, &mut in_flight);
         assert_eq!(kinds(&window), vec![(false, 4)]);

@@ -177,6 +177,12 @@ pub struct Row {
 }
 
 impl Row {
+    /// About what the row's values hold in memory, in bytes (their text and bytes, and a fixed
+    /// part per value): what the queues between stages count them by.
+    pub fn weight(&self) -> usize {
+        self.cells.iter().map(Cell::weight).sum()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Cell> {
         self.schema.position(name).and_then(|i| self.cells.get(i))
     }

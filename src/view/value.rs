@@ -53,6 +53,32 @@ pub enum Cell {
     ZeroDate,
 }
 
+impl Cell {
+    /// About what the value holds in memory, in bytes: its size, and its text, bytes or
+    /// document (walked: JSON columns are the rare large ones).
+    pub fn weight(&self) -> usize {
+        std::mem::size_of::<Cell>()
+            + match self {
+                Cell::Text(text) | Cell::Decimal(text) => text.len(),
+                Cell::Bytes(bytes) => bytes.len(),
+                Cell::Set(labels) => labels.len() * std::mem::size_of::<Label>(),
+                Cell::Json(document) => json_weight(document),
+                _ => 0,
+            }
+    }
+}
+
+fn json_weight(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::String(text) => text.len(),
+            Value::Array(values) => values.iter().map(json_weight).sum(),
+            Value::Object(map) => map.iter().map(|(k, v)| k.len() + json_weight(v)).sum(),
+            _ => 0,
+        }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DateTime {
     pub year: u16,
