@@ -117,6 +117,47 @@ async fn kill9_mid_backfill_resumes_after_the_last_chunk() {
 
 /// A lazy view of every column of `notes` (`N#{id}`) holding `rows` (`(1, 'one'), …`), its
 /// config written and its table created; the view's table.
+/// A backfill of wide rows (3,000 of 50 KB, 150 MB) keeps its memory bounded: chunks ask for as
+/// many rows as about 4 MB holds. Before 2026-12-07 each chunk asked for `chunk_rows` (1,000)
+/// whatever their width: 50 MB per chunk, two in flight, each read whole before it was decoded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_of_wide_rows_keeps_its_memory_bounded() {
+    let env = Env::new("bfwide").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE wide (id INT PRIMARY KEY, payload MEDIUMTEXT NOT NULL)")
+        .await;
+    let rows = 3_000;
+    env.sql(&format!(
+        "INSERT INTO wide SELECT seq, REPEAT('x', 50000) FROM seq_1_to_{rows}"
+    ))
+    .await;
+    // The wide view is added by a reload, once the memory at start is read.
+    lazy_notes(&env, "(1, 'one')").await;
+    let daemon = env.start().await;
+    let baseline = daemon.peak_rss_kib();
+    env.write_view(
+        "wide.toml",
+        &"name = \"wide\"\ntable = \"TABLE\"\nsource = \"{DB}.wide\"\n[key]\npk = \"W#{id}\"\n[attributes]\nbody = \"payload\"\n".replace("TABLE", &table),
+    );
+    daemon.signal("-HUP");
+    eventually("the backfill done", Duration::from_secs(300), || async {
+        metric(&daemon, "rowcast_backfill_rows_total{view=\"wide\"}").await >= f64::from(rows)
+            && metric(
+                &daemon,
+                "rowcast_items_written_total{op=\"put\",view=\"wide\"}",
+            )
+            .await
+                >= f64::from(rows)
+    })
+    .await;
+    daemon.assert_grew_less_than(
+        baseline,
+        100,
+        &format!("a backfill of {rows} rows of 50 KB"),
+    );
+    assert!(daemon.terminate().success());
+}
+
 async fn lazy_notes(env: &Env, rows: &str) -> String {
     let table = env.table("views");
     env.sql("CREATE TABLE notes (id INT PRIMARY KEY, body VARCHAR(20) NOT NULL)")

@@ -252,13 +252,6 @@ sk = "DOC#{id}"
     assert!(daemon.terminate().success());
 }
 
-/// The daemon's peak resident memory so far (`VmHWM`), in KiB.
-fn peak_kib(daemon: &common::Daemon) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Waits until `rows` puts of `view` are written.
 async fn all_written(daemon: &common::Daemon, view: &str, rows: usize) {
     let written = format!("rowcast_items_written_total{{op=\"put\",view=\"{view}\"}} {rows}");
@@ -283,7 +276,7 @@ async fn a_large_transaction_streams_with_bounded_memory() {
     env.write_config("");
     env.create_tables();
     let daemon = env.start().await;
-    let baseline = peak_kib(&daemon);
+    let baseline = daemon.peak_rss_kib();
     // 20,000 rows of ~2 KB in one transaction: ~40 MB of row images in the binlog.
     let rows = 20_000;
     env.sql(&format!(
@@ -291,13 +284,8 @@ async fn a_large_transaction_streams_with_bounded_memory() {
     ))
     .await;
     all_written(&daemon, "big", rows).await;
-    let peak = peak_kib(&daemon);
-    println!("peak RSS {baseline} KiB at start, {peak} KiB after a {rows}-row transaction");
     // Buffering the transaction's row images alone would take ~40 MB more than the start.
-    assert!(
-        peak < baseline + 30 * 1024,
-        "peak RSS grew from {baseline} KiB to {peak} KiB"
-    );
+    daemon.assert_grew_less_than(baseline, 30, &format!("a {rows}-row transaction"));
     assert_eq!(env.items(&table).await.len(), rows);
     assert!(daemon.terminate().success());
 }
@@ -322,7 +310,7 @@ async fn a_large_transaction_of_wide_rows_streams_with_bounded_memory() {
     env.create_tables();
     let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "lane.before_write=sleep50@*")]);
     daemon.wait_ready().await;
-    let baseline = peak_kib(&daemon);
+    let baseline = daemon.peak_rss_kib();
     // 8,000 rows of 20 KB in one transaction: 160 MB of items.
     let rows = 8_000;
     env.sql(&format!(
@@ -330,13 +318,10 @@ async fn a_large_transaction_of_wide_rows_streams_with_bounded_memory() {
     ))
     .await;
     all_written(&daemon, "wide", rows).await;
-    let peak = peak_kib(&daemon);
-    println!(
-        "peak RSS {baseline} KiB at start, {peak} KiB after a {rows}-row transaction of 20 KB rows"
-    );
-    assert!(
-        peak < baseline + 100 * 1024,
-        "peak RSS grew from {baseline} KiB to {peak} KiB"
+    daemon.assert_grew_less_than(
+        baseline,
+        100,
+        &format!("a {rows}-row transaction of 20 KB rows"),
     );
     assert!(daemon.terminate().success());
 }

@@ -14,7 +14,9 @@ use crate::pipeline::{BackfillState, KeyValue, Progress};
 use crate::sql::join::{read_roots, SnapshotRead};
 use crate::sql::keyset_tail;
 use crate::sql::{SqlError, TableCache};
+use crate::view::join::Joined;
 use crate::view::spec::{FillMode, TableRef, View};
+use crate::view::Row;
 
 /// Views of one table at the same resume point.
 struct Group {
@@ -30,6 +32,25 @@ struct Group {
     /// XA transactions prepared when the pass began (`XA RECOVER` before its first chunk; see
     /// [`Progress::xa_pending`]). The merge stage takes them from the pass's first chunk only.
     xa_pending: Vec<String>,
+    /// Rows the next chunk asks for (see [`chunk_limit`]).
+    limit: usize,
+}
+
+/// What a backfill chunk's rows may take, about, in bytes: two chunks are in flight at most.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// Rows a group's first chunk asks for, before it knows how wide its rows are.
+const FIRST_CHUNK_ROWS: usize = 64;
+
+/// Rows the next chunk asks for: as many as [`CHUNK_BYTES`] holds of rows as wide as the last
+/// chunk's (their related rows included), between 1 and `chunk_rows`. Before 2026-12-07 every
+/// chunk asked for `chunk_rows` (1,000 by default): rows of 400 KB made chunks of 400 MB.
+fn chunk_limit(chunk_rows: usize, rows: usize, weight: usize) -> usize {
+    if rows == 0 {
+        return chunk_rows;
+    }
+    let per_row = (weight / rows).max(1);
+    (CHUNK_BYTES / per_row).clamp(1, chunk_rows)
 }
 
 pub struct Driver {
@@ -128,6 +149,7 @@ impl Driver {
                     estimated: 0,
                     done_rows: progress.rows,
                     xa_pending: Vec::new(),
+                    limit: chunk_rows.clamp(1, FIRST_CHUNK_ROWS),
                 }),
             }
         }
@@ -176,6 +198,7 @@ impl Driver {
                 estimated: 0,
                 done_rows: 0,
                 xa_pending: Vec::new(),
+                limit: self.chunk_rows.clamp(1, FIRST_CHUNK_ROWS),
             }),
         }
         info!(view = %view.name, "backfill requested");
@@ -283,7 +306,7 @@ impl Driver {
             tables,
             &sql,
             group.joined_view.as_deref(),
-            keyset_tail(&sql, None, group.after.as_deref(), self.chunk_rows),
+            keyset_tail(&sql, None, group.after.as_deref(), group.limit),
             &|_| true,
         )
         .await?;
@@ -293,11 +316,20 @@ impl Driver {
     /// The chunk as a read to merge, with the progress its views will have once it is merged.
     fn chunk(&self, read: SnapshotRead) -> (Read, ChunkEnd) {
         let group = self.groups.front().expect("a chunk was read from it");
+        let weight = read.rows.iter().map(Row::weight).sum::<usize>()
+            + read
+                .joined
+                .iter()
+                .flatten()
+                .map(Joined::weight)
+                .sum::<usize>();
         let end = ChunkEnd {
             rows: read.rows.len(),
             last_key: read.last_key,
+            limit: group.limit,
+            weight,
         };
-        let finished = end.rows < self.chunk_rows;
+        let finished = end.rows < end.limit;
         let done_rows = group.done_rows + end.rows as u64;
         let after = end.last_key.clone().or_else(|| group.after.clone());
         let mut state = (*self.state).clone();
@@ -334,7 +366,8 @@ impl Driver {
             return;
         };
         let count = end.rows as u64;
-        let finished = end.rows < self.chunk_rows;
+        let finished = end.rows < end.limit;
+        group.limit = chunk_limit(self.chunk_rows, end.rows, end.weight);
         group.done_rows += count;
         self.copied_since_start += count;
         if let Some(key) = end.last_key {
@@ -426,6 +459,10 @@ pub enum NextRead {
 pub struct ChunkEnd {
     rows: usize,
     last_key: Option<Vec<Value>>,
+    /// The rows the chunk asked for: fewer read, the pass is done.
+    limit: usize,
+    /// About what its rows held (see [`chunk_limit`]).
+    weight: usize,
 }
 
 /// An eager view's progress made with another definition than `view`'s: reset for a new pass
@@ -444,4 +481,23 @@ pub fn redefine(view: &View, progress: &mut Progress) -> bool {
     info!(view = %view.name, "the view's definition changed: it is backfilled again, then the items only the old definition made are removed");
     *progress = Progress::redefined(definition);
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chunks ask for as many rows as `CHUNK_BYTES` holds of rows as wide as the last chunk's,
+    /// never more than `chunk_rows` nor fewer than one.
+    #[test]
+    fn chunks_follow_the_width_of_the_rows() {
+        // Narrow rows: the configured size.
+        assert_eq!(chunk_limit(1000, 64, 64 * 200), 1000);
+        // 20 KB rows: about 200 of them.
+        assert_eq!(chunk_limit(1000, 64, 64 * 20_000), CHUNK_BYTES / 20_000);
+        // Rows wider than the whole chunk's bytes: one at a time.
+        assert_eq!(chunk_limit(1000, 3, 3 * (CHUNK_BYTES + 1)), 1);
+        // An empty chunk (the table's end) tells nothing.
+        assert_eq!(chunk_limit(1000, 0, 0), 1000);
+    }
 }

@@ -366,6 +366,20 @@ pub struct Joined {
     pub parts: Vec<JoinPart>,
 }
 
+impl Joined {
+    /// About what the related rows hold in memory, in bytes (see [`Row::weight`]).
+    pub fn weight(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                JoinPart::Lookup(row) => row.as_ref().map_or(0, Row::weight),
+                JoinPart::Embed(rows) => rows.iter().map(Row::weight).sum(),
+                JoinPart::EmbedTooLarge | JoinPart::Aggregate(_) => 0,
+            })
+            .sum()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum JoinPart {
     Lookup(Option<Row>),

@@ -566,6 +566,24 @@ impl Daemon {
         .await;
     }
 
+    /// The process's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Asserts that the peak resident memory grew by less than `mib` MiB from `baseline`
+    /// (KiB, [`Daemon::peak_rss_kib`] before), and prints both with `what`.
+    pub fn assert_grew_less_than(&self, baseline: u64, mib: u64, what: &str) {
+        let peak = self.peak_rss_kib();
+        println!("peak RSS {baseline} KiB at start, {peak} KiB after {what}");
+        assert!(
+            peak < baseline + mib * 1024,
+            "peak RSS grew from {baseline} KiB to {peak} KiB after {what}"
+        );
+    }
+
     /// Waits until the process exits by itself.
     pub async fn exited(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
