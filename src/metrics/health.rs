@@ -28,6 +28,11 @@ pub struct Health {
     acked_moved_ms: AtomicU64,
     /// When transactions began to wait (the read went past the acknowledged, from idle).
     pending_since_ms: AtomicU64,
+    /// When the binlog reader began the transaction it is reading (0: between transactions).
+    /// A transaction of millions of rows is read, written and acknowledged for minutes before
+    /// its commit is read: the lag counts from here meanwhile (see
+    /// [`Health::reading_since_ms`]).
+    reading_since_ms: AtomicU64,
     /// Whether the binlog reader holds a connection, and when it last tried to get one: a
     /// reader that keeps trying is alive, however long the source is away.
     connected: AtomicBool,
@@ -89,6 +94,17 @@ impl Health {
             // Nothing was waiting: the wait starts now, not at the last acknowledgement.
             self.pending_since_ms.store(now_millis(), Ordering::Relaxed);
         }
+    }
+
+    /// The binlog reader began a transaction (`true`) or is between transactions again.
+    pub fn reading_transaction(&self, reading: bool) {
+        let at = if reading { now_millis().max(1) } else { 0 };
+        self.reading_since_ms.store(at, Ordering::Relaxed);
+    }
+
+    /// When the binlog reader began the transaction it is still reading, if it is reading one.
+    pub fn reading_since_ms(&self) -> Option<u64> {
+        Some(self.reading_since_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
     }
 
     /// Every lane acknowledged the writes up to transaction `seq`.

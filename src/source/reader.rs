@@ -364,6 +364,7 @@ impl Source {
             self.schemas.invalidate();
         }
         self.health.source_connection(true);
+        self.health.reading_transaction(false);
         info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
         let mut reading = Reading {
             file: cursor.resume.file.clone(),
@@ -431,7 +432,24 @@ impl Source {
         self.send(SourceEvent::At(reading.current.clone())).await
     }
 
+    /// One event; the health learns when a transaction begins and ends (see
+    /// `Health::reading_since_ms`).
     async fn handle_event(
+        &mut self,
+        stream: &BinlogStream,
+        event: &Event,
+        reading: &mut Reading,
+        cursor: &mut Cursor,
+    ) -> Result<(), SourceError> {
+        let inside = reading.txn.is_some();
+        let handled = self.handle_event_in(stream, event, reading, cursor).await;
+        if inside != reading.txn.is_some() {
+            self.health.reading_transaction(!inside);
+        }
+        handled
+    }
+
+    async fn handle_event_in(
         &mut self,
         stream: &BinlogStream,
         event: &Event,
