@@ -268,7 +268,7 @@ pub type Room = Option<tokio::sync::OwnedSemaphorePermit>;
 /// What the writes between the projector and DynamoDB may take, in bytes, over every lane: the
 /// lanes' channels count messages (`writer.queue_capacity` each), and a write holds a whole
 /// item, up to 400 KB. Before 2026-12-07 only messages were counted: 8 lanes of 1,024 writes
-/// of 20 KB items held about 200 MB (README, Memory).
+/// of 20 KB items held about 200 MB (README, How it works).
 pub const LANE_BYTES: usize = 16 << 20;
 
 /// The byte budget's unit: a write holds its size in these, rounded up.
