@@ -56,6 +56,7 @@ impl Health {
         self.read_seq.store(0, Ordering::Relaxed);
         self.acked_seq.store(0, Ordering::Relaxed);
         self.acked_moved_ms.store(now_millis(), Ordering::Relaxed);
+        self.reading_since_ms.store(0, Ordering::Relaxed);
         if let Ok(mut starting) = self.writeback_starting.lock() {
             starting.clear();
         }
@@ -96,10 +97,21 @@ impl Health {
         }
     }
 
-    /// The binlog reader began a transaction (`true`) or is between transactions again.
+    /// The binlog reader began a transaction (`true`) or ended one (its commit or rollback
+    /// read). A transaction begun again after a reconnection keeps its first beginning, so
+    /// that a transaction whose connection keeps being lost shows its whole wait.
     pub fn reading_transaction(&self, reading: bool) {
-        let at = if reading { now_millis().max(1) } else { 0 };
-        self.reading_since_ms.store(at, Ordering::Relaxed);
+        if reading {
+            let now = now_millis().max(1);
+            let _ = self.reading_since_ms.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.reading_since_ms.store(0, Ordering::Relaxed);
+        }
     }
 
     /// When the binlog reader began the transaction it is still reading, if it is reading one.

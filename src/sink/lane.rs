@@ -24,7 +24,7 @@ use tokio::time::Instant as TokioInstant;
 use super::writer::Writer;
 use crate::config::{WriteMode, WriterConfig};
 use crate::metrics::metrics;
-use crate::pipeline::{Ack, Barrier, DeadLetter, LaneMsg, WriteOp};
+use crate::pipeline::{Ack, Barrier, DeadLetter, LaneMsg, Room, WriteOp};
 use crate::view::ItemKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,10 @@ pub struct Lane<D: Deliver = Writer> {
 struct Window {
     /// Keyed through foldhash, seeded at random for each lane (SipHash of a key took about
     /// 800 instructions, for every write, callgrind).
-    ops: HashMap<ItemKey, WriteOp, foldhash::quality::RandomState>,
+    /// Each with its room in the lanes' byte budget: a write that takes the place of another
+    /// gives the other's room back at once (a hot item rewritten while a window is in flight
+    /// would otherwise hold room for every rewrite).
+    ops: HashMap<ItemKey, (WriteOp, Room), foldhash::quality::RandomState>,
     dead: Vec<DeadLetter>,
     barrier: Option<Barrier>,
     opened_at: Option<TokioInstant>,
@@ -103,18 +106,23 @@ struct Window {
     held: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+/// `room` joined to `held`.
+fn merge_room(held: &mut Room, room: Room) {
+    match (held.as_mut(), room) {
+        (Some(held), Some(room)) => held.merge(room),
+        (None, room) => *held = room,
+        (Some(_), None) => {}
+    }
+}
+
 impl Window {
     fn is_empty(&self) -> bool {
         self.ops.is_empty() && self.dead.is_empty()
     }
 
     /// Keeps a write's room until the window is written.
-    fn hold(&mut self, room: crate::pipeline::Room) {
-        match (self.held.as_mut(), room) {
-            (Some(held), Some(room)) => held.merge(room),
-            (None, room) => self.held = room,
-            (Some(_), None) => {}
-        }
+    fn hold(&mut self, room: Room) {
+        merge_room(&mut self.held, room);
     }
 
     fn touch(&mut self) {
@@ -253,20 +261,23 @@ impl<D: Deliver> Lane<D> {
     ) -> Option<Barrier> {
         match message {
             LaneMsg::Write(op, room) => {
-                window.hold(room);
                 window.touch();
                 match window.ops.entry(op.op.key().clone()) {
                     Entry::Vacant(slot) => {
-                        slot.insert(op);
+                        slot.insert((op, room));
                     }
                     Entry::Occupied(mut slot) => {
                         // A put too large to write does not take the place of the change before
                         // it: that one is still written (the item keeps the last state it can
                         // hold, a deleted row's item goes), and this one is a dead letter anyway.
                         match super::writer::Writer::oversized(&op) {
-                            Some(letter) => window.dead.push(letter),
+                            Some(letter) => {
+                                window.dead.push(letter);
+                                window.hold(room);
+                            }
                             None => {
-                                slot.insert(op);
+                                // The replaced write's room goes back here.
+                                slot.insert((op, room));
                                 metrics().coalesced.inc();
                             }
                         }
@@ -349,14 +360,19 @@ impl<D: Deliver> Lane<D> {
 
     /// The window goes out; the next one starts empty.
     fn send(&self, window: &mut Window) -> InFlight {
+        let mut ops = Vec::with_capacity(window.ops.len());
+        let mut held = window.held.take();
+        for (_, (op, room)) in window.ops.drain() {
+            merge_room(&mut held, room);
+            ops.push(op);
+        }
         let delivery = Delivery {
-            ops: window.ops.drain().map(|(_, op)| op).collect(),
+            ops,
             dead: std::mem::take(&mut window.dead),
         };
         window.opened_at = None;
         let writer = self.writer.clone();
         let mode = self.config.mode;
-        let held = window.held.take();
         let write = async move {
             // The window's room in the byte budget, given back when it is written.
             let _held = held;
@@ -567,6 +583,33 @@ mod tests {
         assert!(budget.hold(budget.units(1024)).now_or_never().is_some());
     }
 
+    /// A write that takes the place of another in a window gives the other's room back at
+    /// once: a hot item rewritten while the lane's write is in flight (throttled, say) would
+    /// otherwise hold room for every rewrite, and the other lanes would wait for it (found by
+    /// a review).
+    #[tokio::test(start_paused = true)]
+    async fn a_write_replaced_in_a_window_gives_its_room_back() {
+        use futures_util::FutureExt as _;
+        let budget = crate::pipeline::ByteBudget::new(4 * 256);
+        let mut lane = start(Duration::ZERO, 100, Duration::from_secs(1));
+        for (pk, version) in [("a", 1), ("b", 1), ("b", 2), ("b", 3)] {
+            let room = budget.hold(1).await;
+            let write = crate::sink::test_ops::delete("v", pk, version);
+            lane.input
+                .send(LaneMsg::Write(write, Some(room)))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // `a` in flight, `b` once in the next window: two units of four taken.
+        assert!(
+            budget.hold(2).now_or_never().is_some(),
+            "the replaced writes of b kept their room"
+        );
+        lane.input.send(barrier(1)).await.unwrap();
+        lane.acks.recv().await.expect("acknowledged");
+    }
+
     /// A put too large to write never takes the place of the change before it in a window
     /// (that one is still written); it is a dead letter. A later change of the item does.
     #[tokio::test]
@@ -611,7 +654,7 @@ mod tests {
         );
         let kinds = |window: &Window| -> Vec<(bool, u128)> {
             let mut ops: Vec<(bool, u128)> = (window.ops.values())
-                .map(|op| {
+                .map(|(op, _)| {
                     let put = matches!(op.op, crate::view::project::ItemOp::Put { .. });
                     (put, op.version)
                 })

@@ -364,7 +364,6 @@ impl Source {
             self.schemas.invalidate();
         }
         self.health.source_connection(true);
-        self.health.reading_transaction(false);
         info!(position = %cursor.resume, ?flavor, next_seq = cursor.next_seq, "following the binlog");
         let mut reading = Reading {
             file: cursor.resume.file.clone(),
@@ -407,9 +406,7 @@ impl Source {
     /// only with transactions, and a connection lost on an idle server after a rotation and a
     /// `PURGE` asked for the purged file and stopped the daemon (`tests/services.rs`). The
     /// GTID state is the last transaction's, which is the new file's start too (no transaction
-    /// between); after a resume by GTID state, whose first rotation names the file that holds
-    /// the state, `position_here` tells that file's start from the state and the
-    /// reconnection asks by GTID state again.
+    /// between).
     async fn report_position(
         &self,
         reading: &mut Reading,
@@ -423,7 +420,11 @@ impl Source {
         if at(&cursor.resume) == at(&reading.current) {
             return Ok(());
         }
-        if reading.current.file != cursor.resume.file {
+        // Not at a connection's first (artificial) rotation, before the format description:
+        // after a resume by GTID state it names the file that holds the state at its start,
+        // which `position_here` can take for the state itself when a GTID domain first appears
+        // inside that file (found by a review).
+        if reading.current.file != cursor.resume.file && reading.seen_format {
             cursor.resume = Position {
                 gtid: cursor.resume.gtid.clone(),
                 ..reading.current.clone()
