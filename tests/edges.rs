@@ -58,6 +58,22 @@ async fn first_cleanup_done(env: &Env, daemon: &common::Daemon) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
+/// `rowcast_view_halted` of `view`: 1 while it is halted.
+async fn halted(daemon: &common::Daemon, view: &str) -> f64 {
+    let (_, metrics) = daemon.get("/metrics").await;
+    metric(&metrics, &format!("rowcast_view_halted{{view=\"{view}\"}}"))
+}
+
+/// Waits until `view`'s halt gauge reads `value` (1: halted, 0: lifted).
+async fn halt_reads(daemon: &common::Daemon, view: &str, value: f64) {
+    eventually(
+        &format!("{view}'s halt gauge at {value}"),
+        Duration::from_secs(30),
+        || async { halted(daemon, view).await == value },
+    )
+    .await;
+}
+
 async fn expected_notes(env: &Env) -> Vec<Value> {
     let rows: Vec<(i64, String, Option<String>)> =
         env.query("SELECT id, body, amount FROM notes").await;
@@ -1473,11 +1489,7 @@ async fn a_replay_from_a_held_checkpoint_never_brings_back_what_a_later_pass_rem
         "SET SESSION binlog_format = 'STATEMENT'; UPDATE notes SET body = 'changed' WHERE id = 1",
     )
     .await;
-    let halted = || async {
-        let (_, metrics) = daemon.get("/metrics").await;
-        metric(&metrics, "rowcast_view_halted{view=\"notes\"}") == 1.0
-    };
-    eventually("the notes view to halt", Duration::from_secs(30), halted).await;
+    halt_reads(&daemon, "notes", 1.0).await;
     env.sql("INSERT INTO others VALUES (5, 5)").await;
     env.sql("TRUNCATE TABLE others; INSERT INTO others VALUES (6, 6)")
         .await;
@@ -2105,11 +2117,7 @@ async fn a_snapshot_of_a_view_halted_during_its_pass_lifts_the_halt() {
         "SET SESSION binlog_format = 'STATEMENT'; UPDATE notes SET body = 'changed' WHERE id = 1",
     )
     .await;
-    let halted = || async {
-        let (_, metrics) = daemon.get("/metrics").await;
-        metric(&metrics, "rowcast_view_halted{view=\"notes\"}") == 1.0
-    };
-    eventually("the view to halt", Duration::from_secs(30), halted).await;
+    halt_reads(&daemon, "notes", 1.0).await;
     let (_, metrics) = daemon.get("/metrics").await;
     assert_eq!(
         metric(&metrics, "rowcast_backfill_state{view=\"notes\"}"),
@@ -2124,10 +2132,7 @@ async fn a_snapshot_of_a_view_halted_during_its_pass_lifts_the_halt() {
         Duration::from_secs(60),
     )
     .await;
-    eventually("the halt lifted", Duration::from_secs(30), || async {
-        !halted().await
-    })
-    .await;
+    halt_reads(&daemon, "notes", 0.0).await;
     assert!(daemon.terminate().success());
 }
 
@@ -2149,14 +2154,7 @@ async fn a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write() {
     let daemon = env.start().await;
     env.sql("SET SESSION binlog_format = 'STATEMENT'; DELETE FROM notes WHERE id = 2")
         .await;
-    let halted = || async {
-        let (_, metrics) = daemon.get("/metrics").await;
-        metric(&metrics, "rowcast_view_halted{view=\"notes\"}")
-    };
-    eventually("the view to halt", Duration::from_secs(30), || async {
-        halted().await == 1.0
-    })
-    .await;
+    halt_reads(&daemon, "notes", 1.0).await;
     env.sql("ALTER TABLE notes ADD COLUMN extra INT NOT NULL DEFAULT 7")
         .await;
     eventually(
@@ -2170,7 +2168,7 @@ async fn a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write() {
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        halted().await,
+        halted(&daemon, "notes").await,
         1.0,
         "a pass that removes nothing lifted the halt"
     );
@@ -2184,7 +2182,7 @@ async fn a_halt_is_lifted_only_by_a_pass_that_removes_what_it_did_not_write() {
         .collect();
     env.converge(&table, expected, Duration::from_secs(60))
         .await;
-    assert_eq!(halted().await, 0.0);
+    assert_eq!(halted(&daemon, "notes").await, 0.0);
     assert!(daemon.terminate().success());
 }
 
@@ -2312,14 +2310,7 @@ async fn a_halted_lazy_view_made_eager_loses_the_items_of_rows_deleted_meanwhile
     .await;
     env.sql("SET SESSION binlog_format = 'STATEMENT'; DELETE FROM notes WHERE id = 2")
         .await;
-    let halted = || async {
-        let (_, metrics) = daemon.get("/metrics").await;
-        metric(&metrics, "rowcast_view_halted{view=\"notes\"}")
-    };
-    eventually("the view to halt", Duration::from_secs(30), || async {
-        halted().await == 1.0
-    })
-    .await;
+    halt_reads(&daemon, "notes", 1.0).await;
     env.write_view("notes.toml", &view);
     let (status, body) = http_post(daemon.api_port, "/v1/reload").await;
     assert_eq!(status, 202, "{body}");
@@ -2329,9 +2320,6 @@ async fn a_halted_lazy_view_made_eager_loses_the_items_of_rows_deleted_meanwhile
         Duration::from_secs(60),
     )
     .await;
-    eventually("the halt lifted", Duration::from_secs(30), || async {
-        halted().await == 0.0
-    })
-    .await;
+    halt_reads(&daemon, "notes", 0.0).await;
     assert!(daemon.terminate().success());
 }
