@@ -2031,6 +2031,16 @@ async fn a_truncate_of_a_lazy_views_table_removes_its_old_items_and_keeps_the_vi
         0.0,
         "{metrics}"
     );
+    // The cleanup removed the two items of the rows from before the TRUNCATE, and said so.
+    assert_eq!(
+        metric(
+            &metrics,
+            "rowcast_cleanup_removed_items_total{view=\"lazy\"}"
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert!(metric(&metrics, "rowcast_cleanups_total{view=\"lazy\"}") >= 1.0);
     assert!(daemon.terminate().success());
 }
 

@@ -1910,3 +1910,81 @@ async fn a_key_value_holding_the_separator_is_written_back() {
     assert!(dead_letters(&env).is_empty(), "{:?}", dead_letters(&env));
     assert!(daemon.terminate().success());
 }
+
+const WIDE_VIEW: &str = r#"
+name = "wide"
+table = "TABLE"
+source = "{DB}.wide"
+
+[key]
+pk = "W#{id}"
+
+[attributes]
+body = "body"
+
+[writeback]
+enabled = true
+attributes = ["body"]
+"#;
+
+/// An item within a few bytes of DynamoDB's 400 KB limit, on a write-back view: its row's
+/// delete is a marked removal, whose mark (`_removing`, a new `_version`) would take the item
+/// over the limit. Before 2026-12-07's fifth stop DynamoDB refused the mark, the removal became a
+/// `refused` dead letter, and the deleted row's item stayed for good (found by a review).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_item_at_the_size_limit_is_removed_when_its_row_is_deleted() {
+    let env = Env::new("wbsizelimit").await;
+    let table = env.table("views");
+    env.sql("CREATE TABLE wide (id INT PRIMARY KEY, body LONGTEXT NOT NULL)")
+        .await;
+    env.write_view("wide.toml", &WIDE_VIEW.replace("TABLE", &table));
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    // Bodies of consecutive lengths across the limit: the items of some are within a few bytes
+    // of it; the longest are too large to write at all (dead letters, no item).
+    const ROWS: usize = 80;
+    for id in 0..ROWS {
+        env.sql(&format!(
+            "INSERT INTO wide VALUES ({id}, REPEAT('x', {}))",
+            400 * 1024 - 100 + id
+        ))
+        .await;
+    }
+    let written = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(
+            &metrics,
+            "rowcast_items_written_total{op=\"put\",view=\"wide\"}",
+        )
+    };
+    eventually(
+        "every row to be written or a dead letter",
+        Duration::from_secs(60),
+        || async { written().await as usize + dead_letters(&env).len() >= ROWS },
+    )
+    .await;
+    let items = env.scan(&table).await.len();
+    assert!(items > 0 && items < ROWS, "{items} items of {ROWS} rows");
+    env.sql("DELETE FROM wide").await;
+    env.converge(&table, vec![], Duration::from_secs(60)).await;
+    let refused: Vec<Value> = dead_letters(&env)
+        .into_iter()
+        .filter(|l| l["reason_kind"] != "too_large")
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+    // Write-back took every record, the emptied marks included, for rowcast's own.
+    caught_up(&env, &table).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    for outcome in ["applied", "unchanged", "rejected"] {
+        let prefix = format!("rowcast_writeback_stream_records_total{{outcome=\"{outcome}\"");
+        assert_eq!(metric(&metrics, &prefix), 0.0, "{outcome}: {metrics}");
+    }
+    assert!(
+        metric(
+            &metrics,
+            "rowcast_writeback_stream_records_total{outcome=\"skipped-own\""
+        ) > 0.0
+    );
+    assert!(daemon.terminate().success());
+}

@@ -78,11 +78,7 @@ pub async fn remove_marked(
         }
         RemovalGuard::Unversioned(image) => {
             let mut condition = String::from("attribute_exists(#k) AND attribute_not_exists(#v)");
-            let values = image.iter().filter(|(name, _)| {
-                !name.starts_with('_')
-                    && ***name != *key.pk_attribute
-                    && Some(name.as_str()) != key.sk_attribute.as_deref()
-            });
+            let values = image.iter().filter(|(name, _)| is_value(key, name));
             for (i, (name, value)) in values.enumerate() {
                 request = request
                     .expression_attribute_names(format!("#a{i}"), name)
@@ -102,17 +98,82 @@ pub async fn remove_marked(
             u128::from(crate::util::now_micros())
         }
     };
-    let marked = request
-        .expression_attribute_values(":m", types_value(mark))
-        .send()
-        .await
-        .map_err(|e| classify_sdk_error(&e));
-    match marked {
-        Ok(_) => {}
-        Err(info) if is_condition_failure(&info) => return Ok(false),
-        Err(info) => return Err(info),
+    let request = request.expression_attribute_values(":m", types_value(mark));
+    let marked = match request.clone().send().await {
+        Ok(_) => Ok(true),
+        Err(error) => match classify_sdk_error(&error) {
+            info if is_condition_failure(&info) => Ok(false),
+            info if matches!(guard, RemovalGuard::UpTo(_)) && is_size_refusal(&info) => {
+                mark_emptied(client, key, request, info).await
+            }
+            info => Err(info),
+        },
+    };
+    if !marked? {
+        return Ok(false);
     }
     delete_if_equal(client, key, REMOVAL_ATTRIBUTE, mark).await
+}
+
+/// Whether attribute `name` of `key`'s item is a value: neither a key attribute nor metadata.
+fn is_value(key: &ItemKey, name: &str) -> bool {
+    !name.starts_with('_')
+        && *name != *key.pk_attribute
+        && Some(name) != key.sk_attribute.as_deref()
+}
+
+/// DynamoDB's refusal of an update that would take the item past 400 KB.
+fn is_size_refusal(info: &SdkErrorInfo) -> bool {
+    info.code.as_deref() == Some("ValidationException")
+        && info.message.contains("Item size to update has exceeded")
+}
+
+/// The mark of an item within a few bytes of DynamoDB's 400 KB limit, which the mark's
+/// attributes would take past it: the same update, which also removes the item's values (its
+/// key and metadata stay), so that it fits. Write-back takes it for rowcast's as it takes any
+/// mark (its version and mark moved forward: `writeback/inverse.rs`), whatever else changed;
+/// readers see the item without its values until the delete that follows, milliseconds later.
+/// Only for rowcast's own deletes ([`RemovalGuard::UpTo`]): an application's item is told by
+/// its values, which must stay. Before 2026-12-07's fifth stop the refused mark was a dead
+/// letter and the deleted row's item stayed (`tests/writeback_safety.rs`, seen failing).
+/// `refused`: the first answer, returned when there is nothing to remove.
+async fn mark_emptied(
+    client: &Client,
+    key: &ItemKey,
+    request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    refused: SdkErrorInfo,
+) -> Result<bool, SdkErrorInfo> {
+    let read = client
+        .get_item()
+        .table_name(&*key.table)
+        .set_key(Some(encode_key(key)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| classify_sdk_error(&e))?;
+    let Some(item) = read.item else {
+        return Ok(false);
+    };
+    let values: Vec<&String> = item.keys().filter(|name| is_value(key, name)).collect();
+    if values.is_empty() {
+        return Err(refused);
+    }
+    let mut update = String::from("SET #v = :m, #r = :m REMOVE ");
+    let mut request = request;
+    for (i, name) in values.into_iter().enumerate() {
+        if i > 0 {
+            update.push_str(", ");
+        }
+        update.push_str(&format!("#x{i}"));
+        request = request.expression_attribute_names(format!("#x{i}"), name);
+    }
+    match request.update_expression(update).send().await {
+        Ok(_) => Ok(true),
+        Err(error) => match classify_sdk_error(&error) {
+            info if is_condition_failure(&info) => Ok(false),
+            info => Err(info),
+        },
+    }
 }
 
 /// Removes an item only if it still holds version `version` (a plain conditional DeleteItem):

@@ -110,6 +110,8 @@ pub struct VerifyMetrics {
     pub remaining: IntGaugeVec,
     pub last_pass: IntGaugeVec,
     pub errors: IntCounterVec,
+    pub cleanups: IntCounterVec,
+    pub cleanup_removed: IntCounterVec,
 }
 
 impl VerifyMetrics {
@@ -121,6 +123,8 @@ impl VerifyMetrics {
                 remaining: gauge_vec(r, "rowcast_verify_differences", "Differences the last complete verification pass of a view left (found and not repaired)", &["view"]),
                 errors: counter_vec(r, "rowcast_verify_errors_total", "Continuous verification passes of a view that failed (a service did not answer); the next pass tries again", &["view"]),
                 last_pass: gauge_vec(r, "rowcast_verify_last_pass_timestamp_seconds", "Unix time at which the last complete verification pass of a view ended", &["view"]),
+                cleanups: counter_vec(r, "rowcast_cleanups_total", "Cleanups ended: the sweeps after a backfill pass (a new view's first, a TRUNCATE's, a definition change's) that remove the items the pass did not write, by view", &["view"]),
+                cleanup_removed: counter_vec(r, "rowcast_cleanup_removed_items_total", "Items removed by cleanups, by view", &["view"]),
         }
     }
 }

@@ -30,6 +30,7 @@ use super::table::Pages;
 use super::Pacer;
 use crate::control::{CheckpointStore, Lease};
 use crate::dynamo::{remove_at_version, remove_marked, RemovalGuard, SdkErrorInfo};
+use crate::metrics::metrics;
 use crate::view::View;
 
 pub struct Cleanup {
@@ -100,6 +101,11 @@ impl Cleanup {
                     // The lease ended: this instance writes nothing any more.
                     Ok(None) => return,
                     Ok(Some(removed)) => {
+                        metrics()
+                            .verify
+                            .cleanups
+                            .with_label_values(&[&*view.name])
+                            .inc();
                         info!(view = %view.name, removed, "cleanup done: the items the view's current pass did not write are removed");
                         retry_at.remove(&view.name);
                         if self.cleaned.send(pass.clone()).await.is_err() {
@@ -130,7 +136,7 @@ impl Cleanup {
             views: &alone,
             schema: None,
         };
-        let mut pages = Pages::new(&self.client, owner, (0, 1));
+        let mut pages = Pages::new(&self.client, owner, (0, 1)).stale_below(below);
         let mut removed = 0;
         while let Some(page) = pages.next(&pacer).await? {
             for (key, stored) in page {
@@ -150,6 +156,13 @@ impl Cleanup {
                     remove_at_version(&self.client, &key, version).await?
                 };
                 removed += u64::from(gone);
+                if gone {
+                    metrics()
+                        .verify
+                        .cleanup_removed
+                        .with_label_values(&[&*view.name])
+                        .inc();
+                }
             }
         }
         Ok(Some(removed))

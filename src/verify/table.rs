@@ -11,12 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 
 use super::Pacer;
 use crate::dynamo::{
-    classify_sdk_error, encode_key, from_attribute_value, SdkErrorInfo, VIEW_ATTRIBUTE,
+    classify_sdk_error, encode_key, from_attribute_value, SdkErrorInfo, VERSION_ATTRIBUTE,
+    VIEW_ATTRIBUTE,
 };
 use crate::sql::values::typed_key;
 use crate::view::project::Item;
@@ -124,6 +126,8 @@ pub struct Pages<'a> {
     segment: (i32, i32),
     start: Option<HashMap<String, AttributeValue>>,
     done: bool,
+    /// See [`Pages::stale_below`].
+    below: Option<u128>,
 }
 
 impl<'a> Pages<'a> {
@@ -134,7 +138,19 @@ impl<'a> Pages<'a> {
             segment,
             start: None,
             done: false,
+            below: None,
         }
+    }
+
+    /// Only the items that name the view at a version below `below`, and of them only their
+    /// key and metadata: DynamoDB filters and projects, so a cleanup that finds nothing stale
+    /// reads the table without sending its items to rowcast, which decoded every one (4.0 µs
+    /// of CPU an item in the e2e bench, 0.5 µs filtered; the pacer still counts every item
+    /// DynamoDB reads). What the filter lets through is all the caller would act on, and more:
+    /// the caller checks again.
+    pub fn stale_below(mut self, below: u128) -> Self {
+        self.below = Some(below);
+        self
     }
 
     /// The view's items of the next page (strongly consistent); `None` at the end.
@@ -145,19 +161,22 @@ impl<'a> Pages<'a> {
         if self.done {
             return Ok(None);
         }
-        let page = self
+        let scan = self
             .client
             .scan()
             .table_name(&*self.owner.view.table)
             .segment(self.segment.0)
             .total_segments(self.segment.1)
             .consistent_read(true)
-            .set_exclusive_start_key(self.start.take())
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(&e))?;
+            .set_exclusive_start_key(self.start.take());
+        let scan = match self.below {
+            Some(below) => stale_filter(scan, self.owner.view, below),
+            None => scan,
+        };
+        let page = scan.send().await.map_err(|e| classify_sdk_error(&e))?;
+        let read = usize::try_from(page.scanned_count).unwrap_or(0);
         let items = page.items.unwrap_or_default();
-        pacer.take(items.len() as u64).await;
+        pacer.take(read.max(items.len()) as u64).await;
         match page.last_evaluated_key {
             Some(key) if !key.is_empty() => self.start = Some(key),
             _ => self.done = true,
@@ -168,6 +187,29 @@ impl<'a> Pages<'a> {
                 .filter_map(|raw| view_item(self.owner, raw))
                 .collect(),
         ))
+    }
+}
+
+/// `scan` with the filter and projection of [`Pages::stale_below`]. The version is compared
+/// in DynamoDB only when it is a number DynamoDB holds exactly (38 digits; versions are far
+/// shorter); otherwise the filter names the view alone.
+fn stale_filter(scan: ScanFluentBuilder, view: &View, below: u128) -> ScanFluentBuilder {
+    let mut projection = String::from("#pk, #view, #version");
+    let mut scan = scan
+        .expression_attribute_names("#pk", &*view.key.pk_attribute)
+        .expression_attribute_names("#view", VIEW_ATTRIBUTE)
+        .expression_attribute_names("#version", VERSION_ATTRIBUTE)
+        .expression_attribute_values(":view", AttributeValue::S(view.name.to_string()));
+    if let Some(sk) = &view.key.sk_attribute {
+        projection.push_str(", #sk");
+        scan = scan.expression_attribute_names("#sk", &**sk);
+    }
+    let scan = scan.projection_expression(projection);
+    if below < 10u128.pow(38) {
+        scan.filter_expression("#view = :view AND #version < :below")
+            .expression_attribute_values(":below", AttributeValue::N(below.to_string()))
+    } else {
+        scan.filter_expression("#view = :view")
     }
 }
 
