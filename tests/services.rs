@@ -420,6 +420,14 @@ async fn a_late_landing_after_a_reload_is_undone_too() {
     late_landing("latereload", false, Then::Reload).await;
 }
 
+/// The same across a stop and start (SIGTERM, as a rolling deploy sends): the next process
+/// writes the item again after its replay and the late landing. Before 2026-12-07's fifth stop
+/// what was kept was dropped at the stop, and the late landing stayed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_landing_after_a_stop_and_start_is_undone_too() {
+    late_landing("latestop", false, Then::Stop).await;
+}
+
 /// The port of the tests' DynamoDB Local, for a proxy in front of it.
 fn dynamodb_port() -> u16 {
     common::dynamodb_url()
@@ -452,6 +460,8 @@ enum Then {
     Crash,
     /// A reload before the late landing.
     Reload,
+    /// A stop (SIGTERM) and a start before the late landing.
+    Stop,
 }
 
 async fn late_landing(name: &str, batch: bool, then: Then) {
@@ -460,7 +470,7 @@ async fn late_landing(name: &str, batch: bool, then: Then) {
     let table = env.notes_view().await;
     env.write_config("[writer]\nflush_interval_ms = 5\nlanes = 1\nrecheck_after_ms = 15000\n");
     env.create_tables();
-    let daemon = env.start().await;
+    let mut daemon = env.start().await;
     // Two rows of one transaction: one window, one BatchWriteItem.
     let (rows, first, after) = if batch {
         (
@@ -494,6 +504,20 @@ async fn late_landing(name: &str, batch: bool, then: Then) {
         // Its replay guarded and found the item newer or equal (nothing written): released
         // before that, the late request could land first and the replay write `NEW` over it,
         // and the landing would never be seen (a slow host did so once).
+        eventually(
+            "the replay's guarded writes judged",
+            Duration::from_secs(30),
+            || async {
+                let (_, metrics) = daemon.get("/metrics").await;
+                metric(&metrics, "rowcast_stale_writes_total{") >= 1.0
+            },
+        )
+        .await;
+    }
+    if then == Then::Stop {
+        assert!(daemon.terminate().success());
+        daemon = env.start().await;
+        // Its replay found the item newer or equal (as after a reload, above).
         eventually(
             "the replay's guarded writes judged",
             Duration::from_secs(30),

@@ -207,6 +207,7 @@ impl Generation<'_> {
         else {
             return Ok(None);
         };
+        take_up_kept(&store, carried).await;
         let pool = prepared.pool;
         let (catch_up, catch_up_asked) = tokio::sync::watch::channel(None);
         let parts = wiring::Parts {
@@ -262,6 +263,33 @@ impl Generation<'_> {
         let _ = pool.disconnect().await;
         outcome.map_err(AppError::Stage)?;
         Ok(next)
+    }
+}
+
+/// At the process's first start: the items of writes of unknown outcome the process before
+/// kept at its stop (`control::kept`), written again once the replay delivers them and their
+/// time has come. An unreadable list is said and left (its late landings, if any, are not
+/// written over).
+async fn take_up_kept(
+    store: &crate::control::CheckpointStore,
+    carried: &crate::sink::unsure::Carried,
+) {
+    if !carried.first_start() {
+        return;
+    }
+    match crate::control::kept::load(store).await {
+        Ok(kept) if kept.is_empty() => {}
+        Ok(kept) => {
+            info!(
+                items = kept.len(),
+                "writes of unknown outcome the last stop kept: written again after the replay"
+            );
+            carried.suspect(kept);
+        }
+        Err(error) => tracing::warn!(
+            error = %crate::error::chain(&error),
+            "cannot read the writes of unknown outcome the last stop kept"
+        ),
     }
 }
 

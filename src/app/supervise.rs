@@ -93,6 +93,11 @@ impl Supervisor {
         self.drain.clone()
     }
 
+    /// The daemon's shutdown (a stop, not a reload).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     /// The token background tasks watch: cancelled once the pipeline has ended.
     pub fn finish_token(&self) -> CancellationToken {
         self.finish.clone()

@@ -403,6 +403,12 @@ fn spawn_lanes(
         consumers,
         lanes: config.writer.lanes,
         rx: ack_rx,
+        before_release: Some(Box::pin(save_kept_at_stop(
+            supervisor.shutdown_token(),
+            carried.clone(),
+            store.clone(),
+            Arc::downgrade(&writer),
+        ))),
         store,
         interval: config.checkpoint_interval,
         last_read_seq: last_read_seq.clone(),
@@ -414,6 +420,37 @@ fn spawn_lanes(
         senders,
         last_read_seq,
         acked,
+    }
+}
+
+/// At a stop (not at a reload, whose next pipeline takes them up in memory), saves the items
+/// of writes of unknown outcome still kept for the next start to write again
+/// (`control::kept`), once the last lane has let the writer go: its `Unsure` hands what it
+/// keeps to `carried` when dropped.
+async fn save_kept_at_stop(
+    shutdown: tokio_util::sync::CancellationToken,
+    carried: Arc<crate::sink::unsure::Carried>,
+    store: Arc<CheckpointStore>,
+    writer: std::sync::Weak<Writer>,
+) {
+    if !shutdown.is_cancelled() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while writer.strong_count() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let kept = carried.kept();
+    match crate::control::kept::save(&store, &kept).await {
+        Ok(left_out) if !kept.is_empty() => info!(
+            saved = kept.len() - left_out,
+            left_out, "writes of unknown outcome saved for the next start to write again"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(
+            error = %crate::error::chain(&error),
+            "cannot save the writes of unknown outcome for the next start: one that lands after its replay stays"
+        ),
     }
 }
 

@@ -36,6 +36,11 @@ pub struct Tracker {
     /// and never sends): until then the checkpoint stays held, its lease confirmed, for the
     /// stream positions they save.
     pub consumers: mpsc::Receiver<()>,
+    /// Run once the lanes and the consumers are done, before the release, while ownership is
+    /// still confirmed: at a stop, it saves the writes of unknown outcome still kept
+    /// (`control::kept`), so that the next instance, which may claim the checkpoint the moment
+    /// it is released, finds them.
+    pub before_release: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 /// How often ownership of the checkpoint is confirmed (see [`keep_lease`]), busy or idle.
@@ -97,6 +102,7 @@ impl Tracker {
     /// ends it with `Fenced`.
     pub async fn run(mut self) -> Result<Checkpoint, CheckpointError> {
         let store = self.store.clone();
+        let before_release = self.before_release.take();
         let interval = self.interval;
         let (_, closed) = mpsc::channel(1);
         let mut consumers = std::mem::replace(&mut self.consumers, closed);
@@ -120,6 +126,12 @@ impl Tracker {
                 }
             }
             Err(error) = keep_lease(&store, lease_term(interval)) => return Err(error),
+        }
+        if let Some(before_release) = before_release {
+            tokio::select! {
+                () = before_release => {}
+                Err(error) = keep_lease(&store, lease_term(interval)) => return Err(error),
+            }
         }
         // Released once no check is in flight any more: one answered after the release would
         // read the item as another's and fence this instance on its way out.

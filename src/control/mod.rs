@@ -5,9 +5,11 @@
 //! whole (a temporary file, fsynced, renamed over) so that a crash leaves the old or the new
 //! content, never a mix.
 
+mod beside;
 pub mod checkpoint;
 pub mod deadletter;
 mod files;
+pub mod kept;
 pub mod lease;
 pub mod letters;
 pub mod positions;

@@ -4,13 +4,10 @@
 //! `sk = "server"` next to the checkpoint's `sk = "stream"`; with a file checkpoint,
 //! `<path>.server.json`) and compared at every start (`app::prepare`).
 
-use std::path::PathBuf;
-
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
-use super::{write_durably, CheckpointError, CheckpointStore, CONTROL_PK, CONTROL_SK};
-use crate::dynamo::classify_sdk_error;
+use super::beside::Beside;
+use super::{CheckpointError, CheckpointStore};
 
 /// What identifies a source server, as far as checkpoints go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,45 +48,16 @@ impl ServerIdentity {
     }
 }
 
-fn file_path(path: &std::path::Path) -> PathBuf {
-    path.with_extension("server.json")
-}
-
-fn dynamo_error(table: &str) -> impl Fn(crate::dynamo::SdkErrorInfo) -> CheckpointError + '_ {
-    move |info| CheckpointError::Dynamo {
-        table: table.to_string(),
-        info,
-    }
-}
+const RECORD: Beside = Beside {
+    sort_key: "server",
+    attribute: "identity",
+    extension: "server.json",
+};
 
 /// The identity stored beside the checkpoint, if any (checkpoints of older versions have none).
 pub async fn load(store: &CheckpointStore) -> Result<Option<ServerIdentity>, CheckpointError> {
-    let text = match store {
-        CheckpointStore::File(path) => match tokio::fs::read_to_string(file_path(path)).await {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                let path = file_path(path);
-                return Err(CheckpointError::File { path, source });
-            }
-        },
-        CheckpointStore::Table {
-            client, table, id, ..
-        } => {
-            let out = client
-                .get_item()
-                .table_name(table)
-                .key(CONTROL_PK, AttributeValue::S(id.clone()))
-                .key(CONTROL_SK, AttributeValue::S("server".into()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| dynamo_error(table)(classify_sdk_error(&e)))?;
-            match out.item.as_ref().and_then(|item| item.get("identity")) {
-                Some(AttributeValue::S(text)) => text.clone(),
-                _ => return Ok(None),
-            }
-        }
+    let Some(text) = RECORD.read(store).await? else {
+        return Ok(None);
     };
     serde_json::from_str(&text)
         .map(Some)
@@ -105,26 +73,7 @@ pub async fn save(
     identity: &ServerIdentity,
 ) -> Result<(), CheckpointError> {
     let text = serde_json::to_string(identity).expect("an identity always serialises");
-    match store {
-        CheckpointStore::File(path) => write_durably(&file_path(path), text.into_bytes())
-            .await
-            .map_err(|source| CheckpointError::File {
-                path: file_path(path),
-                source,
-            }),
-        CheckpointStore::Table {
-            client, table, id, ..
-        } => client
-            .put_item()
-            .table_name(table)
-            .item(CONTROL_PK, AttributeValue::S(id.clone()))
-            .item(CONTROL_SK, AttributeValue::S("server".into()))
-            .item("identity", AttributeValue::S(text))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| dynamo_error(table)(classify_sdk_error(&e))),
-    }
+    RECORD.write(store, Some(text)).await
 }
 
 #[cfg(test)]

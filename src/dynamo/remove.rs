@@ -131,10 +131,11 @@ fn is_size_refusal(info: &SdkErrorInfo) -> bool {
 /// The mark of an item within a few bytes of DynamoDB's 400 KB limit, which the mark's
 /// attributes would take past it: the same update, which also removes the item's values (its
 /// key and metadata stay), so that it fits. Write-back takes it for rowcast's as it takes any
-/// mark (its version and mark moved forward: `writeback/inverse.rs`), whatever else changed;
+/// mark (its mark moved forward, its version kept or moved forward: `writeback/inverse.rs`,
+/// unit tested there), whatever else changed;
 /// readers see the item without its values until the delete that follows, milliseconds later.
-/// Only for rowcast's own deletes ([`RemovalGuard::UpTo`]): an application's item is told by
-/// its values, which must stay. Before 2026-12-07's fifth stop the refused mark was a dead
+/// Only under [`RemovalGuard::UpTo`] (rowcast's deletes, cleanups, repairs): an
+/// [`RemovalGuard::Unversioned`] item is told by its values, which must stay. Before 2026-12-07's fifth stop the refused mark was a dead
 /// letter and the deleted row's item stayed (`tests/writeback_safety.rs`, seen failing).
 /// `refused`: the first answer, returned when there is nothing to remove.
 async fn mark_emptied(

@@ -22,7 +22,9 @@
 //! a number on its lane, each barrier waits only for the losses numbered before it), so the
 //! checkpoint stays before the lost write, and only that long: a restart after a crash, a drain
 //! or a reload replays it, guarded (`writer.mode = "auto"` guards what it
-//! replays). A request that lands later than the window can still move an item back (see the
+//! replays). A clean stop saves the items still kept (`control::kept`, [`Carried::kept`]); the
+//! next process keeps each again when its replay delivers the item's write ([`Suspect`]).
+//! A request that lands later than the window can still move an item back (see the
 //! README's Known limitations). Views of a table with a write-back view never write plainly
 //! (`WriteOp::write_back`): a late landing there would look like an application's change to
 //! write-back and be applied to SQL before any recheck.
@@ -87,6 +89,20 @@ struct State {
     bytes: usize,
     /// Whether the bound was met and said so (one warning per episode).
     full: bool,
+    /// Items kept by the process before this one, at its stop ([`Carried::suspect`]): the
+    /// first write of each that a lane delivers (the replay's) is kept as if it had been lost,
+    /// due when it was. Forgotten at `suspects_until`, if the replay has not reached them.
+    suspects: HashMap<ItemKey, Suspect>,
+    suspects_until: Option<Instant>,
+}
+
+/// An item the process before kept at its stop.
+#[derive(Debug, Clone)]
+pub struct Suspect {
+    view: String,
+    key: ItemKey,
+    absent_ok: bool,
+    due: Instant,
 }
 
 struct Entry {
@@ -177,9 +193,78 @@ impl State {
 
 /// Writes of unknown outcome a drained pipeline still kept, each with when it was due: a reload
 /// starts the next pipeline with them, so that a lost request landing after the reload is still
-/// written over (the next start's replay comes before it).
+/// written over (the next start's replay comes before it). A stop saves their items for the
+/// next process ([`Carried::kept`], `control::kept`), which takes them up as suspects.
 #[derive(Default)]
-pub struct Carried(Mutex<Vec<(Instant, Recheck)>>);
+pub struct Carried {
+    writes: Mutex<Vec<(Instant, Recheck)>>,
+    suspects: Mutex<Vec<Suspect>>,
+    /// Whether what the process before saved was read ([`Carried::first_start`]).
+    started: AtomicBool,
+}
+
+/// How long after its time an item the process before kept is still taken up when the replay
+/// delivers it (`writer.recheck_after_ms` more, at least this).
+const SUSPECT_PATIENCE: Duration = Duration::from_secs(600);
+
+impl Carried {
+    /// What is carried, to save at a stop: every item, due when it is.
+    pub fn kept(&self) -> Vec<crate::control::kept::KeptWrite> {
+        let (now, now_ms) = (Instant::now(), crate::util::now_millis());
+        let due_ms = |due: Instant| {
+            let ahead = due.saturating_duration_since(now).as_millis();
+            now_ms + u64::try_from(ahead).unwrap_or(u64::MAX / 2)
+        };
+        let kept = |view: &str, key: &ItemKey, absent_ok: bool, due: Instant| {
+            crate::control::kept::KeptWrite {
+                view: view.to_string(),
+                table: key.table.to_string(),
+                pk_attribute: key.pk_attribute.to_string(),
+                pk: key.pk.clone(),
+                sk_attribute: key.sk_attribute.as_ref().map(|s| s.to_string()),
+                sk: key.sk.clone(),
+                absent_ok,
+                due_ms: due_ms(due),
+            }
+        };
+        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let suspects = self.suspects.lock().unwrap_or_else(|e| e.into_inner());
+        let from_writes = writes
+            .iter()
+            .map(|(due, r)| kept(&r.op.view, r.op.op.key(), r.absent_ok, *due));
+        let from_suspects = suspects
+            .iter()
+            .map(|s| kept(&s.view, &s.key, s.absent_ok, s.due));
+        from_writes.chain(from_suspects).collect()
+    }
+
+    /// `true` the first time only: the process's first pipeline reads what the process before
+    /// saved.
+    pub fn first_start(&self) -> bool {
+        !self.started.swap(true, Ordering::SeqCst)
+    }
+
+    /// Takes up what the process before saved at its stop.
+    pub fn suspect(&self, kept: Vec<crate::control::kept::KeptWrite>) {
+        let (now, now_ms) = (Instant::now(), crate::util::now_millis());
+        let suspects = kept.into_iter().map(|k| Suspect {
+            key: ItemKey {
+                table: k.table.as_str().into(),
+                pk_attribute: k.pk_attribute.as_str().into(),
+                pk: k.pk,
+                sk_attribute: k.sk_attribute.as_deref().map(Into::into),
+                sk: k.sk,
+            },
+            view: k.view,
+            absent_ok: k.absent_ok,
+            due: now + Duration::from_millis(k.due_ms.saturating_sub(now_ms)),
+        });
+        self.suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(suspects);
+    }
+}
 
 impl Drop for Unsure {
     fn drop(&mut self) {
@@ -194,10 +279,15 @@ impl Drop for Unsure {
             .map(|(_, entry)| (entry.last_due(), entry.recheck))
             .collect();
         carried
-            .0
+            .writes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(left);
+        carried
+            .suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(state.suspects.drain().map(|(_, suspect)| suspect));
     }
 }
 
@@ -217,17 +307,30 @@ impl Unsure {
         carried: Arc<Carried>,
         views: &[(&str, &str)],
     ) -> Unsure {
-        let taken = std::mem::take(&mut *carried.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let taken = std::mem::take(&mut *carried.writes.lock().unwrap_or_else(|e| e.into_inner()));
+        let suspects =
+            std::mem::take(&mut *carried.suspects.lock().unwrap_or_else(|e| e.into_inner()));
         let unsure = Self::with_carried(after, lanes, Some(carried));
         {
             let mut state = unsure.state();
             let mut gone = 0usize;
+            let written = |view: &str, key: &ItemKey| {
+                views
+                    .iter()
+                    .any(|(name, table)| *name == view && **table == *key.table)
+            };
+            for suspect in suspects {
+                if !written(&suspect.view, &suspect.key) {
+                    gone += 1;
+                    continue;
+                }
+                let until = suspect.due.max(Instant::now()) + after.max(SUSPECT_PATIENCE);
+                state.suspects_until = state.suspects_until.max(Some(until));
+                state.suspects.insert(suspect.key.clone(), suspect);
+            }
             for (due, recheck) in taken {
                 let op = &recheck.op;
-                let written = views
-                    .iter()
-                    .any(|(name, table)| **name == *op.view && **table == *op.op.key().table);
-                if !written {
+                if !written(&op.view, op.op.key()) {
                     gone += 1;
                     continue;
                 }
@@ -269,7 +372,7 @@ impl Unsure {
     }
 
     fn track(&self, state: &State) {
-        let any = state.outstanding.iter().any(|o| !o.is_empty());
+        let any = state.outstanding.iter().any(|o| !o.is_empty()) || !state.suspects.is_empty();
         self.tracking.store(any, Ordering::SeqCst);
     }
 
@@ -405,6 +508,7 @@ impl Unsure {
         let mut state = self.state();
         let key = op.op.key();
         let Some(mut entry) = state.remove(key) else {
+            self.take_up(&mut state, op);
             return;
         };
         // A marked removal or a restore is written again as itself (`Writer::send_single`).
@@ -414,6 +518,26 @@ impl Unsure {
         }
         state.insert(key, entry);
         self.track(&state);
+    }
+
+    /// `op`'s item, if the process before kept it: kept now with `op`, due when it was there.
+    /// A marked removal is not (see [`Unsure::lost`]).
+    fn take_up(&self, state: &mut State, op: &WriteOp) {
+        if state.suspects.is_empty() {
+            return;
+        }
+        if state
+            .suspects_until
+            .is_some_and(|until| until < Instant::now())
+        {
+            state.suspects.clear();
+        } else if let Some(suspect) = state.suspects.remove(op.op.key()) {
+            if *suspect.view == *op.view && !op.mark_removal {
+                metrics().unsure_writes.inc();
+                self.keep_until(state, op, suspect.absent_ok, suspect.due);
+            }
+        }
+        self.track(state);
     }
 
     /// When `lane`'s first kept write is due.
@@ -650,7 +774,53 @@ mod tests {
         assert_eq!(taken.len(), 2, "due as it was, not a new window");
         let absent_ok: Vec<bool> = taken.iter().map(|r| r.absent_ok).collect();
         assert!(absent_ok.contains(&true) && absent_ok.contains(&false));
-        assert!(carried.0.lock().unwrap().is_empty());
+        assert!(carried.writes.lock().unwrap().is_empty());
+    }
+
+    /// What a stopped process kept comes back through the list it saved (`control::kept`):
+    /// the next process keeps the first write of each item a lane delivers (its replay's), due
+    /// when it was, and holds the barriers after it; other items and removed views are not
+    /// kept, and what is still a suspect at the next stop is saved again.
+    #[test]
+    fn what_a_stopped_process_kept_is_taken_up_when_the_replay_delivers_it() {
+        let before = Arc::new(Carried::default());
+        let first = Unsure::carrying(Duration::from_millis(40), 1, before.clone(), &[("v", "t")]);
+        first.lost([&delete("v", "a", 5), &put("v", "b", 6), &put("w", "c", 7)]);
+        let due = first.next_due(0).expect("due");
+        drop(first);
+        let saved = before.kept();
+        assert_eq!(saved.len(), 3);
+        let back = serde_json::to_string(&saved).unwrap();
+        let carried = Arc::new(Carried::default());
+        assert!(carried.first_start() && !carried.first_start());
+        carried.suspect(serde_json::from_str(&back).unwrap());
+        let next = Unsure::carrying(Duration::from_secs(3600), 2, carried.clone(), &[("v", "t")]);
+        assert_eq!(next.kept(), 0, "nothing kept before the replay delivers it");
+        next.follow(&put("v", "x", 9));
+        next.follow(&put("v", "a", 8));
+        assert_eq!(next.kept(), 1);
+        let lane_a = lane("a", 2);
+        assert!(
+            next.oldest_loss(lane_a).is_some(),
+            "the barriers after it wait"
+        );
+        // Due when it was in the process before (the saved time is in milliseconds).
+        let at = next.next_due(lane_a).expect("due");
+        assert!(at <= due + Duration::from_millis(2), "{at:?} {due:?}");
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let taken = next.take_due(lane_a);
+        assert_eq!(taken.len(), 1);
+        assert!(taken[0].absent_ok, "a lost write of it was a delete");
+        assert_eq!(
+            taken[0].op.version, 8,
+            "written again with the replay's write"
+        );
+        next.finished(lane_a, &taken);
+        // `b` was not delivered yet: saved again at the next stop. `w`'s view is gone.
+        drop(next);
+        let again = carried.kept();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].pk, ItemKey::for_test("b").pk);
     }
 
     /// An item lost again while kept stays due when it was first lost (its barriers go after

@@ -605,6 +605,24 @@ attributes = ["status"]
             None,
         );
         assert_eq!(decide(&view, &table, &marked), Decision::Own);
+        // The mark of an item near 400 KB also removes its values (`dynamo::remove`): still
+        // rowcast's, from an older version, from none, or at the same version (a cleanup's).
+        let emptied = |old_version: Option<&str>| {
+            let old: Vec<_> = [pk.clone(), s("open")]
+                .into_iter()
+                .chain(old_version.map(v))
+                .collect();
+            let new = [pk.clone(), v("7"), (REMOVAL_ATTRIBUTE, Attr::N("7".into()))];
+            change(ChangeKind::Modify, Some(image(&old)), Some(image(&new)))
+        };
+        for old_version in [Some("6"), None, Some("7")] {
+            let record = emptied(old_version);
+            assert_eq!(
+                decide(&view, &table, &record),
+                Decision::Own,
+                "{old_version:?}"
+            );
+        }
         // An item rewritten from SQL at the version it held, after a rejection: a new mark.
         let restored = change(
             ChangeKind::Modify,
