@@ -285,6 +285,11 @@ async fn take_up_kept(
                 "writes of unknown outcome the last stop kept: written again after the replay"
             );
             carried.suspect(kept);
+            // Taken: this process saves what it still keeps at its own stop, and a crash or a
+            // failure before that leaves no older list for a start after it.
+            if let Err(error) = crate::control::kept::save(store, &[]).await {
+                tracing::warn!(error = %crate::error::chain(&error), "cannot remove the list of writes of unknown outcome once read; the next start reads it again (harmless: guarded writes of the latest state)");
+            }
         }
         Err(error) => tracing::warn!(
             error = %crate::error::chain(&error),

@@ -407,7 +407,6 @@ fn spawn_lanes(
             supervisor.shutdown_token(),
             carried.clone(),
             store.clone(),
-            Arc::downgrade(&writer),
         ))),
         store,
         interval: config.checkpoint_interval,
@@ -425,19 +424,19 @@ fn spawn_lanes(
 
 /// At a stop (not at a reload, whose next pipeline takes them up in memory), saves the items
 /// of writes of unknown outcome still kept for the next start to write again
-/// (`control::kept`), once the last lane has let the writer go: its `Unsure` hands what it
-/// keeps to `carried` when dropped.
+/// (`control::kept`), once the last lane has let the writer go and its `Unsure` has handed
+/// what it keeps to `carried` (when dropped; a review found a count of the writer's holders
+/// could read zero before that hand-over was done).
 async fn save_kept_at_stop(
     shutdown: tokio_util::sync::CancellationToken,
     carried: Arc<crate::sink::unsure::Carried>,
     store: Arc<CheckpointStore>,
-    writer: std::sync::Weak<Writer>,
 ) {
     if !shutdown.is_cancelled() {
         return;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while writer.strong_count() > 0 && std::time::Instant::now() < deadline {
+    while !carried.handed_over() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let kept = carried.kept();

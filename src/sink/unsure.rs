@@ -201,6 +201,9 @@ pub struct Carried {
     suspects: Mutex<Vec<Suspect>>,
     /// Whether what the process before saved was read ([`Carried::first_start`]).
     started: AtomicBool,
+    /// Whether the pipeline that took up what is carried has handed it back (its [`Unsure`]
+    /// was dropped): what a stop saves is complete only then.
+    handed: AtomicBool,
 }
 
 /// How long after its time an item the process before kept is still taken up when the replay
@@ -238,6 +241,11 @@ impl Carried {
         from_writes.chain(from_suspects).collect()
     }
 
+    /// Whether the pipeline that took up what is carried has handed it back.
+    pub fn handed_over(&self) -> bool {
+        self.handed.load(Ordering::SeqCst)
+    }
+
     /// `true` the first time only: the process's first pipeline reads what the process before
     /// saved.
     pub fn first_start(&self) -> bool {
@@ -257,7 +265,8 @@ impl Carried {
             },
             view: k.view,
             absent_ok: k.absent_ok,
-            due: now + Duration::from_millis(k.due_ms.saturating_sub(now_ms)),
+            // At most a day ahead (`carrying` then bounds it by the window).
+            due: now + Duration::from_millis(k.due_ms.saturating_sub(now_ms).min(86_400_000)),
         });
         self.suspects
             .lock()
@@ -288,6 +297,7 @@ impl Drop for Unsure {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(state.suspects.drain().map(|(_, suspect)| suspect));
+        carried.handed.store(true, Ordering::SeqCst);
     }
 }
 
@@ -310,6 +320,7 @@ impl Unsure {
         let taken = std::mem::take(&mut *carried.writes.lock().unwrap_or_else(|e| e.into_inner()));
         let suspects =
             std::mem::take(&mut *carried.suspects.lock().unwrap_or_else(|e| e.into_inner()));
+        carried.handed.store(false, Ordering::SeqCst);
         let unsure = Self::with_carried(after, lanes, Some(carried));
         {
             let mut state = unsure.state();
@@ -324,7 +335,15 @@ impl Unsure {
                     gone += 1;
                     continue;
                 }
-                let until = suspect.due.max(Instant::now()) + after.max(SUSPECT_PATIENCE);
+                // Due no later than a window from now: the time was read on the clock of the
+                // host before, which may run ahead of this one's (a far time would hold the
+                // checkpoint that long).
+                let now = Instant::now();
+                let suspect = Suspect {
+                    due: suspect.due.min(now + after),
+                    ..suspect
+                };
+                let until = suspect.due.max(now) + after.max(SUSPECT_PATIENCE);
                 state.suspects_until = state.suspects_until.max(Some(until));
                 state.suspects.insert(suspect.key.clone(), suspect);
             }
@@ -521,7 +540,9 @@ impl Unsure {
     }
 
     /// `op`'s item, if the process before kept it: kept now with `op`, due when it was there.
-    /// A marked removal is not (see [`Unsure::lost`]).
+    /// Whatever `op` is: the write lost before the stop is another, and `op` (a marked removal
+    /// included) is the state to write again over its late landing (a review found marked
+    /// removals dropped here: a lost put landing after its row's delete made the item again).
     fn take_up(&self, state: &mut State, op: &WriteOp) {
         if state.suspects.is_empty() {
             return;
@@ -532,7 +553,7 @@ impl Unsure {
         {
             state.suspects.clear();
         } else if let Some(suspect) = state.suspects.remove(op.op.key()) {
-            if *suspect.view == *op.view && !op.mark_removal {
+            if *suspect.view == *op.view {
                 metrics().unsure_writes.inc();
                 self.keep_until(state, op, suspect.absent_ok, suspect.due);
             }
@@ -785,11 +806,19 @@ mod tests {
     fn what_a_stopped_process_kept_is_taken_up_when_the_replay_delivers_it() {
         let before = Arc::new(Carried::default());
         let first = Unsure::carrying(Duration::from_millis(40), 1, before.clone(), &[("v", "t")]);
-        first.lost([&delete("v", "a", 5), &put("v", "b", 6), &put("w", "c", 7)]);
+        let lost = [
+            delete("v", "a", 5),
+            put("v", "b", 6),
+            put("v", "d", 6),
+            put("w", "c", 7),
+        ];
+        first.lost(&lost);
         let due = first.next_due(0).expect("due");
+        assert!(!before.handed_over());
         drop(first);
+        assert!(before.handed_over());
         let saved = before.kept();
-        assert_eq!(saved.len(), 3);
+        assert_eq!(saved.len(), 4);
         let back = serde_json::to_string(&saved).unwrap();
         let carried = Arc::new(Carried::default());
         assert!(carried.first_start() && !carried.first_start());
@@ -816,11 +845,36 @@ mod tests {
             "written again with the replay's write"
         );
         next.finished(lane_a, &taken);
-        // `b` was not delivered yet: saved again at the next stop. `w`'s view is gone.
+        // A marked removal is kept too: it is the state to write again over a late landing.
+        let mut removal = delete("v", "b", 10);
+        removal.mark_removal = true;
+        next.follow(&removal);
+        assert_eq!(next.kept(), 1);
+        // `d` was not delivered yet: saved again at the next stop, with `b`. `w`'s view is gone.
         drop(next);
-        let again = carried.kept();
-        assert_eq!(again.len(), 1);
-        assert_eq!(again[0].pk, ItemKey::for_test("b").pk);
+        let mut again: Vec<String> = carried.kept().into_iter().map(|k| k.pk).collect();
+        again.sort();
+        let pk = |name| ItemKey::for_test(name).pk;
+        assert_eq!(again, [pk("b"), pk("d")]);
+    }
+
+    /// A time saved on a clock ahead of this host's is due no later than a window from the
+    /// start: it would hold the checkpoint that long (found by a review).
+    #[test]
+    fn a_saved_time_far_ahead_is_due_within_a_window() {
+        let carried = Arc::new(Carried::default());
+        let hour_ahead = crate::util::now_millis() + 3_600_000;
+        let saved = Arc::new(Carried::default());
+        let first = Unsure::carrying(Duration::from_secs(1), 1, saved.clone(), &[("v", "t")]);
+        first.lost([&put("v", "a", 5)]);
+        drop(first);
+        let mut kept = saved.kept();
+        kept[0].due_ms = hour_ahead;
+        carried.suspect(kept);
+        let next = Unsure::carrying(Duration::from_millis(50), 1, carried, &[("v", "t")]);
+        next.follow(&put("v", "a", 6));
+        let due = next.next_due(0).expect("due");
+        assert!(due <= Instant::now() + Duration::from_millis(50), "{due:?}");
     }
 
     /// An item lost again while kept stays due when it was first lost (its barriers go after
