@@ -245,7 +245,7 @@ impl Generation<'_> {
                         checking = None;
                         if let Some(read) = checked {
                             next = next_channels.take().map(|channels| (read, channels));
-                            drain_after_catch_up(config, &catch_up, &drain);
+                            drain_after_catch_up(config, &catch_up, (&drain, carried));
                         }
                     }
                     // While a reload drains, a request asked meanwhile waits in the channel for
@@ -300,11 +300,16 @@ async fn take_up_kept(
 
 /// Drains the pipeline for a reload once the write-back consumers have applied what their
 /// streams hold (`reload::catch_up`; one consumer per DynamoDB table with write-back views).
+/// Marks `carried` as drained for a reload at once (see `sink::unsure::Carried::reloading`).
 fn drain_after_catch_up(
     config: &Config,
     catch_up: &tokio::sync::watch::Sender<crate::writeback::CatchUpAsk>,
-    drain: &tokio_util::sync::CancellationToken,
+    (drain, carried): (
+        &tokio_util::sync::CancellationToken,
+        &crate::sink::unsure::Carried,
+    ),
 ) {
+    carried.reloading();
     let tables: std::collections::BTreeSet<String> = config
         .views
         .iter()

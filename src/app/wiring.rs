@@ -422,7 +422,8 @@ fn spawn_lanes(
     }
 }
 
-/// At a stop (not at a reload, whose next pipeline takes them up in memory), saves the items
+/// At a stop, or an exit after a stage's failure (not at a reload, whose next pipeline takes
+/// them up in memory; but at a stop that comes while a reload drains), saves the items
 /// of writes of unknown outcome still kept for the next start to write again
 /// (`control::kept`), once the last lane has let the writer go and its `Unsure` has handed
 /// what it keeps to `carried` (when dropped; a review found a count of the writer's holders
@@ -432,7 +433,7 @@ async fn save_kept_at_stop(
     carried: Arc<crate::sink::unsure::Carried>,
     store: Arc<CheckpointStore>,
 ) {
-    if !shutdown.is_cancelled() {
+    if carried.for_reload() && !shutdown.is_cancelled() {
         return;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

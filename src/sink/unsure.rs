@@ -204,6 +204,8 @@ pub struct Carried {
     /// Whether the pipeline that took up what is carried has handed it back (its [`Unsure`]
     /// was dropped): what a stop saves is complete only then.
     handed: AtomicBool,
+    /// The pipeline drains for a reload: the next one takes up what is carried in memory.
+    reload: AtomicBool,
 }
 
 /// How long after its time an item the process before kept is still taken up when the replay
@@ -239,6 +241,16 @@ impl Carried {
             .iter()
             .map(|s| kept(&s.view, &s.key, s.absent_ok, s.due));
         from_writes.chain(from_suspects).collect()
+    }
+
+    /// The pipeline drains for a reload (until the next one takes up what is carried).
+    pub fn reloading(&self) {
+        self.reload.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the pipeline drains for a reload.
+    pub fn for_reload(&self) -> bool {
+        self.reload.load(Ordering::SeqCst)
     }
 
     /// Whether the pipeline that took up what is carried has handed it back.
@@ -321,6 +333,7 @@ impl Unsure {
         let suspects =
             std::mem::take(&mut *carried.suspects.lock().unwrap_or_else(|e| e.into_inner()));
         carried.handed.store(false, Ordering::SeqCst);
+        carried.reload.store(false, Ordering::SeqCst);
         let unsure = Self::with_carried(after, lanes, Some(carried));
         {
             let mut state = unsure.state();
