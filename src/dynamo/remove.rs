@@ -129,15 +129,17 @@ fn is_size_refusal(info: &SdkErrorInfo) -> bool {
 }
 
 /// The mark of an item within a few bytes of DynamoDB's 400 KB limit, which the mark's
-/// attributes would take past it: the same update, which also removes the item's values (its
-/// key and metadata stay), so that it fits. Write-back takes it for rowcast's as it takes any
-/// mark (its mark moved forward, its version kept or moved forward: `writeback/inverse.rs`,
-/// unit tested there), whatever else changed;
-/// readers see the item without its values until the delete that follows, milliseconds later.
-/// Only under [`RemovalGuard::UpTo`] (rowcast's deletes, cleanups, repairs): an
-/// [`RemovalGuard::Unversioned`] item is told by its values, which must stay. Before 2026-12-07's fifth stop the refused mark was a dead
-/// letter and the deleted row's item stayed (`tests/writeback_safety.rs`, seen failing).
-/// `refused`: the first answer, returned when there is nothing to remove.
+/// attributes would take past it: the same update, which also removes the item's largest
+/// values, [`MARK_ROOM`] bytes of them at least (its key, metadata and other values stay), so
+/// that it fits; a few names, so the expression stays far below DynamoDB's 4 KB. Write-back
+/// takes it for rowcast's as it takes any mark (its mark moved forward, its version kept or
+/// moved forward: `writeback/inverse.rs`, unit tested there), whatever else changed; readers
+/// see the item without those values until the delete that follows. Only under
+/// [`RemovalGuard::UpTo`] (rowcast's deletes, cleanups, repairs): an
+/// [`RemovalGuard::Unversioned`] item is told by its values, which must stay. Before
+/// 2026-12-07's fifth stop the refused mark was a dead letter and the deleted row's item
+/// stayed (`tests/writeback_safety.rs`, seen failing). `refused`: the first answer, returned
+/// when there is nothing to remove.
 async fn mark_emptied(
     client: &Client,
     key: &ItemKey,
@@ -155,7 +157,7 @@ async fn mark_emptied(
     let Some(item) = read.item else {
         return Ok(false);
     };
-    let values: Vec<&String> = item.keys().filter(|name| is_value(key, name)).collect();
+    let values = largest_values(&item, key);
     if values.is_empty() {
         return Err(refused);
     }
@@ -175,6 +177,37 @@ async fn mark_emptied(
             info => Err(info),
         },
     }
+}
+
+/// What [`mark_emptied`] frees at least: far more than the mark takes (about 30 bytes).
+const MARK_ROOM: usize = 1024;
+
+/// The names of `item`'s largest values (not key, not metadata) that hold [`MARK_ROOM`] bytes
+/// together, or all of them if they hold less; a value of a type rowcast does not read counts
+/// as large.
+fn largest_values<'a>(
+    item: &'a std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    key: &ItemKey,
+) -> Vec<&'a String> {
+    let mut values: Vec<(&String, usize)> = item
+        .iter()
+        .filter(|(name, _)| is_value(key, name))
+        .map(|(name, value)| {
+            let size = super::from_attribute_value(value).map_or(usize::MAX, |v| v.size());
+            (name, size.saturating_add(name.len()))
+        })
+        .collect();
+    values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut freed = 0usize;
+    values
+        .into_iter()
+        .take_while(|(_, size)| {
+            let more = freed < MARK_ROOM;
+            freed = freed.saturating_add(*size);
+            more
+        })
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Removes an item only if it still holds version `version` (a plain conditional DeleteItem):
@@ -209,5 +242,38 @@ async fn delete_if_equal(
         Ok(_) => Ok(true),
         Err(info) if is_condition_failure(&info) => Ok(false),
         Err(info) => Err(info),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    use super::*;
+
+    /// The largest values holding [`MARK_ROOM`] bytes, never a key or metadata attribute.
+    #[test]
+    fn an_emptied_mark_removes_the_largest_values_that_free_enough_room() {
+        let key = ItemKey::for_test("a");
+        let text = |n: usize| AttributeValue::S("x".repeat(n));
+        let mut item: HashMap<String, AttributeValue> = HashMap::new();
+        item.insert(key.pk_attribute.to_string(), text(5000));
+        item.insert(VERSION_ATTRIBUTE.into(), AttributeValue::N("7".into()));
+        item.insert("_other".into(), text(5000));
+        item.insert("small".into(), text(10));
+        item.insert("body".into(), text(2000));
+        item.insert("note".into(), text(600));
+        item.insert("more".into(), text(600));
+        assert_eq!(largest_values(&item, &key), ["body"]);
+        item.remove("body");
+        let two = largest_values(&item, &key);
+        assert_eq!(two, ["more", "note"], "600 + 4 bytes each: both needed");
+        item.remove("more");
+        item.remove("note");
+        assert_eq!(largest_values(&item, &key), ["small"], "all there is");
+        item.remove("small");
+        assert!(largest_values(&item, &key).is_empty());
     }
 }
