@@ -13,6 +13,8 @@ pub struct Beside {
     pub sort_key: &'static str,
     pub attribute: &'static str,
     pub extension: &'static str,
+    /// What the record holds, for the error when it does not parse.
+    pub what: &'static str,
 }
 
 impl Beside {
@@ -28,7 +30,7 @@ impl Beside {
     }
 
     /// The record's text, if there is one.
-    pub async fn read(&self, store: &CheckpointStore) -> Result<Option<String>, CheckpointError> {
+    async fn read(&self, store: &CheckpointStore) -> Result<Option<String>, CheckpointError> {
         match store {
             CheckpointStore::File(path) => match tokio::fs::read_to_string(self.file(path)).await {
                 Ok(text) => Ok(Some(text)),
@@ -58,6 +60,22 @@ impl Beside {
                 )
             }
         }
+    }
+
+    /// The record read as JSON, if there is one.
+    pub async fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        store: &CheckpointStore,
+    ) -> Result<Option<T>, CheckpointError> {
+        let Some(text) = self.read(store).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| CheckpointError::Malformed {
+                table: store.describe(),
+                reason: format!("{}: {e}", self.what),
+            })
     }
 
     /// Replaces the record with `text`; `None` removes it.

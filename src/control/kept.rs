@@ -33,17 +33,12 @@ const RECORD: Beside = Beside {
     sort_key: "unsure",
     attribute: "writes",
     extension: "unsure.json",
+    what: "writes of unknown outcome",
 };
 
 /// What the last clean stop kept (empty when none).
 pub async fn load(store: &CheckpointStore) -> Result<Vec<KeptWrite>, CheckpointError> {
-    let Some(text) = RECORD.read(store).await? else {
-        return Ok(Vec::new());
-    };
-    serde_json::from_str(&text).map_err(|e| CheckpointError::Malformed {
-        table: store.describe(),
-        reason: format!("writes of unknown outcome: {e}"),
-    })
+    Ok(RECORD.load(store).await?.unwrap_or_default())
 }
 
 /// Replaces what is saved with `kept` (removes it when `kept` is empty); the first ones that

@@ -52,19 +52,12 @@ const RECORD: Beside = Beside {
     sort_key: "server",
     attribute: "identity",
     extension: "server.json",
+    what: "server identity",
 };
 
 /// The identity stored beside the checkpoint, if any (checkpoints of older versions have none).
 pub async fn load(store: &CheckpointStore) -> Result<Option<ServerIdentity>, CheckpointError> {
-    let Some(text) = RECORD.read(store).await? else {
-        return Ok(None);
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| CheckpointError::Malformed {
-            table: store.describe(),
-            reason: format!("server identity: {e}"),
-        })
+    RECORD.load(store).await
 }
 
 /// Stores `identity` beside the checkpoint.
