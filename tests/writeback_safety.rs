@@ -1988,3 +1988,106 @@ async fn an_item_at_the_size_limit_is_removed_when_its_row_is_deleted() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// An application's DeleteItem removes the row only while the row still holds what the deleted
+/// item showed (or what write-back itself last left in it). Read after SQL deleted the row and
+/// inserted another under the same key (3), or changed the row (4), the delete is rejected: a
+/// dead letter, and the item follows SQL again. A row SQL left alone (5) is deleted. Before
+/// 2026-12-07's sixth stop rows 3 and 4 were deleted: the new row 3 and SQL's change of 4 were
+/// lost (found by a review of 2026-12-07; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_applications_delete_never_removes_a_row_sql_changed_since_the_item() {
+    let (env, table) = setup("wbdelrace", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "writeback.before_apply=sleep3000@*")]);
+    daemon.wait_ready().await;
+    converge(&env, &table).await;
+    for id in [3, 4, 5] {
+        delete(&env, &table, item("eu", id)).await;
+    }
+    eventually(
+        "the first delete held before SQL",
+        Duration::from_secs(30),
+        || async { daemon.logged("failpoint writeback.before_apply") >= 1 },
+    )
+    .await;
+    env.sql(
+        "DELETE FROM ledger WHERE id = 3; INSERT INTO ledger VALUES (3, 'eu', 'open', 'e3b@x', 'second', NULL); UPDATE ledger SET note = 'sql-4' WHERE id = 4",
+    )
+    .await;
+    eventually("row 5 deleted", Duration::from_secs(60), || async {
+        row(&env, 5).await.is_none()
+    })
+    .await;
+    caught_up(&env, &table).await;
+    assert_eq!(
+        row(&env, 3).await,
+        Some((
+            3,
+            Some("eu".into()),
+            "open".into(),
+            Some("e3b@x".into()),
+            Some("second".into())
+        )),
+        "the row inserted after the item was deleted is gone"
+    );
+    assert_eq!(row(&env, 4).await.unwrap().4.as_deref(), Some("sql-4"));
+    assert_eq!(letters_for(&env, "ACC#4").len(), 1);
+    let letter = &letters_for(&env, "ACC#3")[0];
+    assert!(
+        letter["reason"].as_str().unwrap().contains("changed"),
+        "{letter}"
+    );
+    converge(&env, &table).await;
+    assert!(letters_for(&env, "ACC#5").is_empty());
+    assert!(daemon.terminate().success());
+}
+
+/// An application's change and then its delete of the same item, both read before rowcast
+/// wrote the change back into the item: the row holds what the change made of it (here a
+/// timestamp the server sets on update, which the deleted item never showed), and the delete
+/// still removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_applications_change_then_delete_removes_the_row() {
+    let env = Env::new("wbupdel").await;
+    let table = env.table("views");
+    env.sql(
+        "CREATE TABLE memo (id INT PRIMARY KEY, note VARCHAR(40) NULL, price DECIMAL(8,2) NULL, touched TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6))",
+    )
+    .await;
+    env.sql("INSERT INTO memo (id, note, price) VALUES (1, 'a', 1.00), (2, 'b', 2.00)")
+        .await;
+    env.write_view(
+        "memo.toml",
+        &format!(
+            "name = \"memo\"\ntable = \"{table}\"\nsource = \"{{DB}}.memo\"\n\n[key]\npk = \"MEMO#{{id}}\"\n\n[writeback]\nenabled = true\nattributes = [\"note\", \"price\"]\n"
+        ),
+    );
+    env.write_config("[dead_letter]\npath = \"dead.jsonl\"\n");
+    env.create_tables();
+    let daemon = env.start().await;
+    let memo = |id: i64| key(&[("pk", &format!("MEMO#{id}"))]);
+    eventually("both items", Duration::from_secs(30), || async {
+        stored(&env, &table, memo(1)).await.is_some()
+            && stored(&env, &table, memo(2)).await.is_some()
+    })
+    .await;
+    // 1: a new note (the server moves `touched`); 2: a price SQL rounds (1.234 → 1.23).
+    update(&env, &table, memo(1), "SET note = :n", &[(":n", s("z"))]).await;
+    delete(&env, &table, memo(1)).await;
+    update(
+        &env,
+        &table,
+        memo(2),
+        "SET price = :p",
+        &[(":p", n("1.234"))],
+    )
+    .await;
+    delete(&env, &table, memo(2)).await;
+    eventually("both rows deleted", Duration::from_secs(60), || async {
+        let left: Vec<i64> = env.query("SELECT id FROM memo").await;
+        left.is_empty()
+    })
+    .await;
+    assert!(dead_letters(&env).is_empty(), "{:?}", dead_letters(&env));
+    assert!(daemon.terminate().success());
+}

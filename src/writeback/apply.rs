@@ -26,6 +26,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Pool, Value};
 
 use super::inverse::{Decision, Image};
+use super::seen::{differing, made_by, Left};
 use crate::control::Lease;
 use crate::error::{Classify, ErrorClass};
 use crate::sql::SqlError as ReadError;
@@ -216,6 +217,8 @@ pub struct SqlWriter {
     session: String,
     /// Per table: columns an INSERT must name (NOT NULL, no default, not generated).
     required: HashMap<String, Vec<String>>,
+    /// What this writer's last statements left in their rows (see `seen.rs`).
+    left: Left,
 }
 
 impl SqlWriter {
@@ -247,6 +250,7 @@ impl SqlWriter {
             conn: None,
             session,
             required: HashMap::new(),
+            left: Left::default(),
         }
     }
 
@@ -309,16 +313,18 @@ impl SqlWriter {
                 or_update,
             } => {
                 let required = self.required_columns(&mut conn, target.table).await;
+                let left = &mut self.left;
                 match required {
                     Ok(required) if *or_update => {
-                        insert_or_update(&mut conn, target, set, written, &required).await
+                        let new = (set.as_slice(), written, required.as_slice());
+                        insert_or_update(&mut conn, target, new, left).await
                     }
-                    Ok(required) => insert(&mut conn, target, set, written, &required).await,
+                    Ok(required) => insert(&mut conn, target, set, written, &required, left).await,
                     Err(failure) => Err(failure),
                 }
             }
-            Decision::Update { set } => update(&mut conn, target, set).await,
-            Decision::Delete => delete(&mut conn, target).await,
+            Decision::Update { set } => update(&mut conn, target, set, &mut self.left).await,
+            Decision::Delete { seen } => delete(&mut conn, target, seen, &self.left).await,
             _ => Ok(Applied::Done),
         };
         let failure = match result {
@@ -378,6 +384,7 @@ async fn insert(
     set: &[(String, Value)],
     written: &Image,
     required: &[String],
+    left: &mut Left,
 ) -> Result<Applied, Failure> {
     let mut columns: Vec<(String, Value)> = target
         .key_columns
@@ -409,23 +416,23 @@ async fn insert(
     );
     let params: Vec<Value> = columns.into_iter().map(|(_, v)| v).collect();
     conn.query_drop("START TRANSACTION").await?;
-    insert_row(conn, target, written, statement, params).await
+    insert_row(conn, target, written, (statement, params), left).await
 }
 
 /// After an application's put over an item rowcast never wrote: the row that makes the item
-/// is updated, or, when there is none, a new row inserted.
+/// is updated, or, when there is none, a new row inserted. `new`: the columns to set, the
+/// item's writable attributes, the columns an INSERT must name.
 async fn insert_or_update(
     conn: &mut Conn,
     target: &Target<'_>,
-    set: &[(String, Value)],
-    written: &Image,
-    required: &[String],
+    (set, written, required): (&[(String, Value)], &Image, &[String]),
+    left: &mut Left,
 ) -> Result<Applied, Failure> {
     match lock_row(conn, target).await? {
-        Some(row) => update_row(conn, target, &row, set).await,
+        Some(row) => update_row(conn, target, &row, set, left).await,
         None => {
             conn.query_drop("ROLLBACK").await?;
-            insert(conn, target, set, written, required).await
+            insert(conn, target, set, written, required, left).await
         }
     }
 }
@@ -435,8 +442,8 @@ async fn insert_row(
     conn: &mut Conn,
     target: &Target<'_>,
     written: &Image,
-    statement: String,
-    params: Vec<Value>,
+    (statement, params): (String, Vec<Value>),
+    left: &mut Left,
 ) -> Result<Applied, Failure> {
     if let Err(error) = conn.exec_drop(statement, params).await {
         let duplicate = matches!(&error, mysql_async::Error::Server(server) if server.code == 1062);
@@ -446,13 +453,21 @@ async fn insert_row(
         conn.query_drop("ROLLBACK").await?;
         return replayed(conn, target, written, error).await;
     }
-    if locked_behind(conn, target).await?.is_none() {
+    let Some(row) = locked_behind(conn, target).await? else {
         return Err(Failure::Refused(
             "the new row would not make this item (the view's filter leaves it out, or its key renders differently)".into(),
         ));
-    }
+    };
     commit(conn, target).await?;
+    note_left(left, target, &row);
     Ok(Applied::Done)
+}
+
+/// Notes what `row` makes now, just after write-back's own statement on it (see `seen.rs`).
+fn note_left(left: &mut Left, target: &Target<'_>, row: &Row) {
+    if let Some(made) = made_by(target.view, row) {
+        left.note(target.key.to_string(), &made);
+    }
 }
 
 /// After a duplicate key: the insert was applied before (a replay) when the row behind the
@@ -486,22 +501,26 @@ async fn update(
     conn: &mut Conn,
     target: &Target<'_>,
     set: &[(String, Value)],
+    left: &mut Left,
 ) -> Result<Applied, Failure> {
     let Some(row) = lock_row(conn, target).await? else {
         return Err(no_row());
     };
-    update_row(conn, target, &row, set).await
+    update_row(conn, target, &row, set, left).await
 }
 
-/// Inside the transaction that locked `row`: the UPDATE by its identity, then COMMIT.
+/// Inside the transaction that locked `row`: the UPDATE by its identity, the row read back
+/// (what the server made of it: `left`), then COMMIT.
 async fn update_row(
     conn: &mut Conn,
     target: &Target<'_>,
     row: &Row,
     set: &[(String, Value)],
+    left: &mut Left,
 ) -> Result<Applied, Failure> {
     if set.is_empty() {
         commit(conn, target).await?;
+        note_left(left, target, row);
         return Ok(Applied::NoChange);
     }
     let assignments: Vec<String> = set
@@ -523,7 +542,14 @@ async fn update_row(
             "the update would change {changed} rows; the key columns must name one row"
         )));
     }
+    let after = match changed {
+        0 => Some(row.clone()),
+        _ => locked_behind(conn, target).await?,
+    };
     commit(conn, target).await?;
+    if let Some(after) = &after {
+        note_left(left, target, after);
+    }
     Ok(if changed == 0 {
         Applied::NoChange
     } else {
@@ -531,10 +557,26 @@ async fn update_row(
     })
 }
 
-async fn delete(conn: &mut Conn, target: &Target<'_>) -> Result<Applied, Failure> {
+/// The DELETE of the row behind the item, while it makes what the application deleted
+/// (`seen`) or what write-back's own last statement left in it (see `seen.rs`).
+async fn delete(
+    conn: &mut Conn,
+    target: &Target<'_>,
+    seen: &Image,
+    left: &Left,
+) -> Result<Applied, Failure> {
     let Some(row) = lock_row(conn, target).await? else {
         return Err(no_row());
     };
+    if let Some(made) = made_by(target.view, &row) {
+        if let Some(name) = differing(target.view, &made, seen) {
+            if !left.is_left(&target.key.to_string(), &made) {
+                return Err(Failure::Refused(format!(
+                    "the row changed since the application read the item ({name} differs, or the row was deleted and another inserted under its key): not deleted"
+                )));
+            }
+        }
+    }
     let (condition, params) = target.identity(&row);
     let statement = format!(
         "DELETE FROM {} WHERE {condition}",

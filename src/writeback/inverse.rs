@@ -74,8 +74,11 @@ pub enum Decision {
     Update {
         set: Vec<(String, Value)>,
     },
-    /// DELETE of the row behind the item, if a row still makes that very item.
-    Delete,
+    /// DELETE of the row behind the item, if a row still makes that very item and makes what
+    /// the deleted item showed (`seen`, its old image; see `seen.rs`).
+    Delete {
+        seen: Image,
+    },
 }
 
 /// The key columns parsed back from an item's key attributes; `None` when the key is not one
@@ -248,7 +251,7 @@ pub fn decide(view: &View, table: &TableSchema, change: &StreamChange) -> Decisi
         } else if old.contains_key(REMOVAL_ATTRIBUTE) {
             Decision::Own
         } else {
-            Decision::Delete
+            Decision::Delete { seen: old.clone() }
         };
     }
     if own {
@@ -593,7 +596,10 @@ attributes = ["status"]
         ttl.ttl = true;
         assert_eq!(decide(&view, &table, &ttl), Decision::Ttl);
         ttl.ttl = false;
-        assert_eq!(decide(&view, &table, &ttl), Decision::Delete);
+        assert!(matches!(
+            decide(&view, &table, &ttl),
+            Decision::Delete { .. }
+        ));
         // rowcast marks an item before it removes it: the removal carries the mark.
         let marked = change(
             ChangeKind::Remove,
@@ -750,7 +756,7 @@ mod properties {
             let keys: Image = [("pk".to_string(), Attr::S("ACC#1".into()))].into_iter().collect();
             let change = StreamChange { kind, keys, old: old.clone(), new, ttl, sequence: "1".into(), created_s: None };
             let decision = decide(&view, &table, &change);
-            if decision == Decision::Delete {
+            if matches!(decision, Decision::Delete { .. }) {
                 prop_assert!(old.is_some_and(|o| !o.contains_key(REMOVAL_ATTRIBUTE)));
             }
         }

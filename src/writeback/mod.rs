@@ -25,6 +25,7 @@
 pub mod apply;
 pub mod inverse;
 pub mod record;
+pub mod seen;
 pub mod shards;
 pub mod stream;
 pub use crate::sql::values;

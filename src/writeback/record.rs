@@ -485,7 +485,7 @@ impl Handler {
             Decision::Ttl => Ok("skipped-ttl"),
             Decision::Unchanged => Ok(self.unchanged(view, change).await),
             Decision::Reject(reason) => Err(Ok(reason.clone())),
-            Decision::Insert { .. } | Decision::Update { .. } | Decision::Delete => {
+            Decision::Insert { .. } | Decision::Update { .. } | Decision::Delete { .. } => {
                 let key = item_key(view, &change.keys);
                 let target = Target {
                     view,
