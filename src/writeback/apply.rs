@@ -466,7 +466,7 @@ async fn insert_row(
 /// Notes what `row` makes now, just after write-back's own statement on it (see `seen.rs`).
 fn note_left(left: &mut Left, target: &Target<'_>, row: &Row) {
     if let Some(made) = made_by(target.view, row) {
-        left.note(target.key.to_string(), &made);
+        left.note(&target.key.to_string(), &made);
     }
 }
 
@@ -568,13 +568,18 @@ async fn delete(
     let Some(row) = lock_row(conn, target).await? else {
         return Err(no_row());
     };
-    if let Some(made) = made_by(target.view, &row) {
-        if let Some(name) = differing(target.view, &made, seen) {
-            if !left.is_left(&target.key.to_string(), &made) {
-                return Err(Failure::Refused(format!(
-                    "the row changed since the application read the item ({name} differs, or the row was deleted and another inserted under its key): not deleted"
-                )));
-            }
+    // A row that makes no item now (a dead letter, a view halted by its schema): the item
+    // the application deleted was not the row's.
+    let Some(made) = made_by(target.view, &row) else {
+        return Err(Failure::Refused(
+            "the row makes no item now (its change is a dead letter, or the view is halted): not deleted".into(),
+        ));
+    };
+    if let Some(name) = differing(target.view, &made, seen) {
+        if !left.is_left(&target.key.to_string(), &made) {
+            return Err(Failure::Refused(format!(
+                "the row changed since the item the application deleted was written ({name} differs, or the row was deleted and another inserted under its key): not deleted"
+            )));
         }
     }
     let (condition, params) = target.identity(&row);

@@ -17,12 +17,14 @@
 //! item deleted before its insert came back) is compared on the attributes it has.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 
 use super::inverse::Image;
 use crate::dynamo::VERSION_ATTRIBUTE;
 use crate::verify::digest::{encode_value, item_hash};
 use crate::view::project::Item;
 use crate::view::spec::{JoinKind, View};
+use crate::view::value::Attr;
 use crate::view::{project_snapshot, ItemOp, Row};
 
 /// The item `row` makes through `view`, joins aside; `None` when it makes none.
@@ -40,7 +42,9 @@ pub fn differing(view: &View, made: &Item, seen: &Image) -> Option<String> {
     let joined = joined_names(view);
     let compared = |name: &str| !name.starts_with('_') && !joined.contains(&name);
     let written = seen.contains_key(VERSION_ATTRIBUTE);
-    let same = |name: &str| match (made.get(name), seen.get(name)) {
+    // A NULL attribute (what some mappers write for a null) is a NULL column: no attribute.
+    let seen_value = |name: &str| seen.get(name).filter(|a| !matches!(a, Attr::Null));
+    let same = |name: &str| match (made.get(name), seen_value(name)) {
         (Some(a), Some(b)) => encode_value(a) == encode_value(b),
         (None, None) => true,
         // An item rowcast never wrote holds what the application put: the row may add more.
@@ -69,27 +73,41 @@ fn joined_names(view: &View) -> Vec<&str> {
     names
 }
 
-/// How many items' last states [`Left`] keeps: a key (at most about 2 KB) and a hash each.
-pub const LEFT_CAPACITY: usize = 4096;
+/// How many items' last states [`Left`] keeps (about 80 bytes each, at most about 5 MB).
+pub const LEFT_CAPACITY: usize = 65_536;
 
-/// What write-back's own last statement left in the rows it changed, by item: the hash of the
-/// item the row made just after it (see the module's notes). Bounded: the oldest entries go
-/// first. In memory: after a restart a delete read right after its change may be rejected.
+/// What write-back's own last statements left in the rows they changed, by item: the hash of
+/// the item the row made just after (see the module's notes). Bounded: the item noted least
+/// recently goes first. Items are known by a hash of their key: two keys of one hash can only
+/// make a delete refused (the item's hash holds its key attributes too). In memory, per
+/// stream consumer: after a restart of rowcast or of the consumer, a delete read right after
+/// its change may be refused.
 #[derive(Debug, Default)]
 pub struct Left {
-    by_item: HashMap<String, u128>,
-    order: VecDeque<String>,
+    /// Per item: the hash of what it made, and the note's number.
+    by_item: HashMap<u64, (u128, u64)>,
+    /// Notes, the oldest first; one whose number is not its item's any more is a stale entry.
+    order: VecDeque<(u64, u64)>,
+    notes: u64,
 }
 
 impl Left {
     /// Notes that `item` made `made` after write-back's statement.
-    pub fn note(&mut self, item: String, made: &Item) {
-        let hash = item_hash(made);
-        if self.by_item.insert(item.clone(), hash).is_none() {
-            self.order.push_back(item);
+    pub fn note(&mut self, item: &str, made: &Item) {
+        let key = key_hash(item);
+        self.notes += 1;
+        self.by_item.insert(key, (item_hash(made), self.notes));
+        self.order.push_back((key, self.notes));
+        if self.order.len() > 2 * LEFT_CAPACITY {
+            // Stale entries out (once per `LEFT_CAPACITY` notes at most).
+            let by_item = &self.by_item;
+            (self.order).retain(|(key, number)| by_item.get(key).is_some_and(|(_, n)| n == number));
         }
-        while self.order.len() > LEFT_CAPACITY {
-            if let Some(oldest) = self.order.pop_front() {
+        while self.by_item.len() > LEFT_CAPACITY {
+            let Some((oldest, number)) = self.order.pop_front() else {
+                break;
+            };
+            if self.by_item.get(&oldest).is_some_and(|(_, n)| *n == number) {
                 self.by_item.remove(&oldest);
             }
         }
@@ -97,14 +115,19 @@ impl Left {
 
     /// Whether `made` is what write-back's last statement left behind `item`.
     pub fn is_left(&self, item: &str, made: &Item) -> bool {
-        self.by_item.get(item) == Some(&item_hash(made))
+        (self.by_item.get(&key_hash(item))).is_some_and(|(hash, _)| *hash == item_hash(made))
     }
+}
+
+fn key_hash(item: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    item.hash(&mut hasher);
+    hasher.finish()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::view::value::Attr;
 
     fn s(text: &str) -> Attr {
         Attr::S(text.into())
@@ -166,6 +189,10 @@ mod tests {
         assert_eq!(differing(&view, &row, &put), None);
         let other = image(&[("pk", s("ACC#1")), ("status", s("frozen"))]);
         assert_eq!(differing(&view, &row, &other).as_deref(), Some("status"));
+        // A NULL attribute is a NULL column.
+        let mut null = seen.clone();
+        null.insert("note".into(), Attr::Null);
+        assert_eq!(differing(&view, &row, &null), None);
     }
 
     #[test]
@@ -173,21 +200,29 @@ mod tests {
         let mut left = Left::default();
         let first = made(&[("pk", s("ACC#1")), ("note", s("a"))]);
         let later = made(&[("pk", s("ACC#1")), ("note", s("b"))]);
-        left.note("t[ACC#1]".into(), &first);
+        left.note("t[ACC#1]", &first);
         assert!(left.is_left("t[ACC#1]", &first));
         assert!(!left.is_left("t[ACC#1]", &later));
         assert!(!left.is_left("t[ACC#2]", &first));
-        left.note("t[ACC#1]".into(), &later);
+        left.note("t[ACC#2]", &first);
+        left.note("t[ACC#1]", &later);
         assert!(left.is_left("t[ACC#1]", &later));
-        for n in 0..LEFT_CAPACITY {
-            left.note(format!("t[X#{n}]"), &first);
+        // Noted again, ACC#1 is the latest: ACC#2 goes first.
+        for n in 0..LEFT_CAPACITY - 1 {
+            left.note(&format!("t[X#{n}]"), &first);
         }
         assert!(
-            !left.is_left("t[ACC#1]", &later),
-            "the oldest entry goes first"
+            !left.is_left("t[ACC#2]", &first),
+            "the least recent goes first"
         );
-        assert!(left.is_left(&format!("t[X#{}]", LEFT_CAPACITY - 1), &first));
+        assert!(left.is_left("t[ACC#1]", &later));
         assert_eq!(left.by_item.len(), LEFT_CAPACITY);
-        assert_eq!(left.order.len(), LEFT_CAPACITY);
+        // One item noted again and again: the notes stay bounded.
+        for _ in 0..3 * LEFT_CAPACITY {
+            left.note("t[ACC#1]", &first);
+        }
+        assert!(left.order.len() <= 2 * LEFT_CAPACITY);
+        assert!(left.is_left("t[ACC#1]", &first));
+        assert!(left.is_left(&format!("t[X#{}]", LEFT_CAPACITY - 2), &first));
     }
 }
