@@ -793,6 +793,10 @@ struct RefusingProxy {
 const HANG: &str = "hang";
 /// [`RefusingProxy`]'s `error` that sends the request on and loses its answer.
 const LOSE_ANSWER: &str = "lose-answer";
+/// [`RefusingProxy`]'s `error` that sends the request on and never answers when the answer is
+/// over [`LARGE_ANSWER`] bytes (a link too slow for it within the attempt timeout).
+const HANG_LARGE: &str = "hang-large";
+const LARGE_ANSWER: usize = 150_000;
 
 #[derive(Default)]
 struct Refusal {
@@ -869,6 +873,17 @@ async fn refusing_relay(
                 server_write.write_all(&request).await?;
                 let _ = read_message(&mut server_read).await;
                 return Ok(());
+            }
+            if error == HANG_LARGE {
+                server_write.write_all(&request).await?;
+                let Some(answer) = read_message(&mut server_read).await else {
+                    return Ok(());
+                };
+                if answer.len() > LARGE_ANSWER {
+                    std::future::pending::<()>().await;
+                }
+                client_write.write_all(&answer).await?;
+                continue;
             }
             let body = format!(
                 r#"{{"__type":"com.amazon.coral.service#{error}","message":"refused by the test's proxy"}}"#
@@ -1072,6 +1087,51 @@ async fn a_stream_read_never_answered_is_given_up_and_read_again() {
     let (_, metrics) = daemon.get("/metrics").await;
     let read_at = common::metric(&metrics, "rowcast_writeback_read_timestamp_seconds{");
     assert!(read_at > hung_at, "{read_at} {hung_at}");
+    assert!(daemon.terminate().success());
+}
+
+/// A page of stream records too large to come within the attempt timeout (here: every answer
+/// over 150 KB is never answered, as over a link too slow for it) is asked for again in
+/// smaller pages, down to one record, and every change reaches SQL. Before 2026-12-07's sixth
+/// stop the same page of up to 1,000 records was asked for again and again, and write-back of
+/// the table stopped for good (seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_page_too_large_to_come_in_time_is_read_in_smaller_pages() {
+    let _serial = SERIAL.lock().await;
+    let proxy = RefusingProxy::start(
+        dynamodb_port(),
+        "DynamoDBStreams_20120810.GetRecords".to_string(),
+        HANG_LARGE,
+    )
+    .await;
+    let env = Env::with_dynamodb("streamlarge", &format!("http://127.0.0.1:{}", proxy.port)).await;
+    let table = write_back_notes_view(&env).await;
+    env.sql("ALTER TABLE notes MODIFY body MEDIUMTEXT").await;
+    env.write_config("");
+    env.create_tables();
+    env.sql("INSERT INTO notes VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e'), (6, 'f')")
+        .await;
+    let daemon = env.start().await;
+    let key = |id: i64| common::app::key(&[("pk", &format!("N#{id}")), ("sk", "NOTE")]);
+    eventually("the items", Duration::from_secs(30), || async {
+        common::app::stored(&env, &table, key(6)).await.is_some()
+    })
+    .await;
+    proxy.refuse(true);
+    // Six changes of 60 KB each: a page of them is over 350 KB, one alone about 60 KB.
+    for id in 1..=6 {
+        let body = format!("{id}").repeat(60_000);
+        let value = common::app::s(&body);
+        common::app::update(&env, &table, key(id), "SET body = :b", &[(":b", value)]).await;
+    }
+    eventually("every change in SQL", Duration::from_secs(150), || async {
+        let lengths: Vec<i64> = env
+            .query("SELECT LENGTH(body) FROM notes ORDER BY id")
+            .await;
+        lengths == [60_000; 6]
+    })
+    .await;
+    assert!(daemon.logged("smaller pages") > 0);
     assert!(daemon.terminate().success());
 }
 

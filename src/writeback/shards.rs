@@ -81,6 +81,9 @@ struct ShardState {
     next_read: Option<Instant>,
     /// When its last reads began (at most [`READS_PER_SECOND`]).
     recent: std::collections::VecDeque<Instant>,
+    /// Records asked for per read when fewer than [`PAGE_RECORDS`], and when a read last
+    /// failed without an answer (see [`page_after_failure`]).
+    smaller: Option<(usize, Instant)>,
 }
 
 /// DynamoDB Streams allows 5 GetRecords per second per shard: after a read that returned
@@ -93,6 +96,11 @@ const READS_PER_SECOND: usize = 5;
 const CATCH_UP: Duration = Duration::from_secs(5);
 
 impl ShardState {
+    /// Records a read asks for.
+    fn page(&self) -> usize {
+        self.smaller.map_or(PAGE_RECORDS, |(records, _)| records)
+    }
+
     /// Its position could not be saved: held until it is (see [`Follower::save`]).
     fn hold(&mut self) {
         self.held_since.get_or_insert_with(Instant::now);
@@ -800,7 +808,7 @@ impl Follower {
         };
         let records = out.records();
         let count = records.len();
-        let short = short_page(records);
+        let short = short_page(records, self.shards[shard].page());
         let (position, cut) = self.handle_records(shard, records, cancel).await;
         let state = self.shards.get_mut(shard).expect("listed");
         let read_all = !cancel.is_cancelled();
@@ -942,14 +950,24 @@ impl Follower {
             .streams
             .get_records()
             .shard_iterator(current)
-            .limit(PAGE_RECORDS as i32)
+            .limit(state.page() as i32)
             .send()
             .await;
         let error = match result {
-            Ok(out) => return Ok(Some(out)),
+            Ok(out) => {
+                state.smaller = page_after_answer(state.smaller, Instant::now());
+                return Ok(Some(out));
+            }
             Err(error) => error,
         };
         state.iterator = None;
+        if error.as_service_error().is_none() {
+            let records = page_after_failure(state.page());
+            if records < state.page() {
+                warn!(%table, %shard, records, "write-back: a stream read got no answer (timed out, or the connection failed); the shard is read in smaller pages for a minute");
+            }
+            state.smaller = Some((records, Instant::now()));
+        }
         if !matches!(
             error.as_service_error(),
             Some(GetRecordsError::TrimmedDataAccessException(_))
@@ -1166,14 +1184,37 @@ impl Follower {
 const PAGE_RECORDS: usize = 1000;
 
 /// Whether a page of records ended where the shard did when it was read: fewer records than
-/// asked for, and well under the 1 MB a page holds at most (a page cut by size is not the
-/// shard's end). Record sizes are DynamoDB's (`SizeBytes`).
-fn short_page(records: &[Record]) -> bool {
+/// asked for (`page`), and well under the 1 MB a page holds at most (a page cut by size is not
+/// the shard's end). Record sizes are DynamoDB's (`SizeBytes`).
+fn short_page(records: &[Record], page: usize) -> bool {
     let bytes: i64 = records
         .iter()
         .filter_map(|r| r.dynamodb().and_then(|d| d.size_bytes()))
         .sum();
-    records.len() < PAGE_RECORDS && bytes < 512 * 1024
+    records.len() < page && bytes < 512 * 1024
+}
+
+/// How long a shard is read in smaller pages after a read that got no answer.
+const SMALLER_FOR: Duration = Duration::from_secs(60);
+
+/// Records the next read asks for after one of `page` records got no answer (the attempt
+/// timeout, a failed connection): a tenth, one at least. A page too large to come within the
+/// timeout over a slow link (1 MB at most) is asked for in smaller ones rather than whole
+/// again and again. Before 2026-12-07's sixth stop it was asked for whole, for ever
+/// (`tests/services.rs`, seen failing).
+fn page_after_failure(page: usize) -> usize {
+    (page / 10).max(1)
+}
+
+/// After a read answered: the smaller page is kept for [`SMALLER_FOR`] after the last read
+/// that got no answer, then doubled at each read until it is [`PAGE_RECORDS`] again.
+fn page_after_answer(smaller: Option<(usize, Instant)>, now: Instant) -> Option<(usize, Instant)> {
+    let (records, since) = smaller?;
+    if now.duration_since(since) < SMALLER_FOR {
+        return smaller;
+    }
+    let doubled = records.saturating_mul(2);
+    (doubled < PAGE_RECORDS).then_some((doubled, since))
 }
 
 /// The earliest time an open shard was read to its end at (`None` if one was not, or if none
@@ -1349,10 +1390,36 @@ mod tests {
                 )
                 .build()
         };
-        assert!(short_page(&[]));
-        assert!(short_page(&[record(1000), record(2000)]));
-        assert!(!short_page(&[record(400_000), record(200_000)]));
-        assert!(!short_page(&vec![record(10); PAGE_RECORDS]));
+        assert!(short_page(&[], PAGE_RECORDS));
+        assert!(short_page(&[record(1000), record(2000)], PAGE_RECORDS));
+        assert!(!short_page(
+            &[record(400_000), record(200_000)],
+            PAGE_RECORDS
+        ));
+        assert!(!short_page(&vec![record(10); PAGE_RECORDS], PAGE_RECORDS));
+        // A smaller page asked for, and filled: not the shard's end.
+        assert!(!short_page(&[record(1000)], 1));
+    }
+
+    /// A read that got no answer makes the next ones ask for a tenth of its records (one at
+    /// least); a minute after the last such read the page doubles at each read until whole.
+    #[test]
+    fn pages_shrink_after_reads_without_answer_and_grow_back_after_a_minute() {
+        assert_eq!(page_after_failure(PAGE_RECORDS), 100);
+        assert_eq!(page_after_failure(100), 10);
+        assert_eq!(page_after_failure(10), 1);
+        assert_eq!(page_after_failure(1), 1);
+        let failed = Instant::now();
+        let at = |secs: u64| failed + Duration::from_secs(secs);
+        assert_eq!(page_after_answer(None, at(0)), None);
+        let smaller = Some((1, failed));
+        assert_eq!(page_after_answer(smaller, at(59)), smaller);
+        assert_eq!(page_after_answer(smaller, at(60)), Some((2, failed)));
+        assert_eq!(
+            page_after_answer(Some((400, failed)), at(61)),
+            Some((800, failed))
+        );
+        assert_eq!(page_after_answer(Some((800, failed)), at(62)), None);
     }
 
     #[test]
