@@ -2044,6 +2044,43 @@ async fn a_truncate_of_a_lazy_views_table_removes_its_old_items_and_keeps_the_vi
     assert!(daemon.terminate().success());
 }
 
+/// A TRUNCATE from a client whose character set is latin1 (`SET NAMES latin1`, the default of
+/// many older clients) of a table whose name is not ASCII: the binlog holds the statement in
+/// the client's character set, and rowcast reads it so (the view is backfilled again and the
+/// items of the rows from before it removed). Before 2026-12-07's sixth stop it was read as
+/// UTF-8 (`caf\u{FFFD}`), taken for no watched table's, and the old items stayed (found by a
+/// review of 2026-12-07's third stop; seen failing).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncate_written_in_latin1_of_a_table_named_in_non_ascii_is_seen() {
+    let env = Env::new("edgelatin1").await;
+    let table = env.table("cafe");
+    env.sql("CREATE TABLE `café` (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO `café` VALUES (1, 1), (2, 2)")
+        .await;
+    env.write_view(
+        "cafe.toml",
+        &format!("name = \"cafe\"\ntable = \"{table}\"\nsource = \"{{DB}}.café\"\n[key]\npk = \"C#{{id}}\"\n"),
+    );
+    env.write_config("");
+    env.create_tables();
+    let daemon = env.start().await;
+    let expected = |ids: &[i64]| -> Vec<Value> {
+        (ids.iter())
+            .map(|id| json!({"pk": format!("C#{id}"), "id": id, "v": id}))
+            .collect()
+    };
+    env.converge(&table, expected(&[1, 2]), Duration::from_secs(30))
+        .await;
+    env.sql_bytes(&[
+        b"SET NAMES latin1",
+        b"TRUNCATE TABLE caf\xe9",
+        b"INSERT INTO caf\xe9 VALUES (3, 3)",
+    ])
+    .await;
+    env.converge(&table, expected(&[3]), Duration::from_secs(60))
+        .await;
+    assert!(daemon.terminate().success());
+}
+
 /// A TRUNCATE prefixed by `SET STATEMENT … FOR` (per-statement variables) or written inside
 /// MariaDB's executable comment `/*M!… */` is logged as written: it is still a TRUNCATE, and the
 /// table's old items go. On the code before, both were read as statements of no table, and the

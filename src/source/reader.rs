@@ -508,11 +508,7 @@ impl Source {
             // rows it loaded are not in the binlog. Before 2026-12-05 the event was skipped and
             // the rows never reached the views, with no halt (found by a review).
             EventData::ExecuteLoadQueryEvent(load) => {
-                let text = if ansi_quotes(load.status_vars()) {
-                    std::borrow::Cow::Owned(statement::backquoted(&load.query()))
-                } else {
-                    load.query()
-                };
+                let text = statement_text(load.query_raw(), load.status_vars());
                 self.statement_dml("LOAD", &text, &load.schema(), event, reading, cursor)
                     .await?
             }
@@ -536,12 +532,7 @@ impl Source {
         reading: &mut Reading,
         cursor: &mut Cursor,
     ) -> Result<(), SourceError> {
-        // Under sql_mode ANSI_QUOTES (or ORACLE) `"orders"` names a table: read as backquoted.
-        let text = if ansi_quotes(query.status_vars()) {
-            std::borrow::Cow::Owned(statement::backquoted(&query.query()))
-        } else {
-            query.query()
-        };
+        let text = statement_text(query.query_raw(), query.status_vars());
         let statement = text.trim_start().to_ascii_uppercase();
         if statement.starts_with("XA ") {
             self.xa_statement(&statement, event, reading, cursor)
@@ -1199,6 +1190,39 @@ fn guarded(cursor: &Cursor, origin: &Position) -> bool {
 /// ANSI and ORACLE), as the event's status variables say. Before 2026-12-05 such names were
 /// read as strings: a `TRUNCATE TABLE "orders"` or `DROP TABLE "orders"` was not seen (found by
 /// a review).
+/// A logged statement's text. The binlog holds it in the client's character set (the event's
+/// `character_set_client`): a client in latin1 (`SET NAMES latin1`, the default of many older
+/// clients) writes `TRUNCATE TABLE café` with the byte E9. Before 2026-12-07's sixth stop it
+/// was read as UTF-8 (`caf\u{FFFD}`) and the statement taken for no watched table's (its
+/// TRUNCATE, its statement-format DML missed: `tests/edges.rs`, seen failing). ASCII text
+/// reads the same in every client character set (ucs2, utf16 and utf32 cannot be one).
+/// Under sql_mode ANSI_QUOTES (or ORACLE) `"orders"` names a table: read as backquoted.
+fn statement_text<'a>(
+    raw: &'a [u8],
+    vars: &mysql_async::binlog::events::StatusVars<'_>,
+) -> std::borrow::Cow<'a, str> {
+    let text = match (std::str::from_utf8(raw), client_charset(vars)) {
+        (Ok(text), _) if raw.is_ascii() => std::borrow::Cow::Borrowed(text),
+        (_, Some(collation)) => std::borrow::Cow::Owned(super::charset::decode(raw, collation)),
+        (Ok(text), None) => std::borrow::Cow::Borrowed(text),
+        (Err(_), None) => String::from_utf8_lossy(raw),
+    };
+    if ansi_quotes(vars) {
+        return std::borrow::Cow::Owned(statement::backquoted(&text));
+    }
+    text
+}
+
+/// The collation id of the statement's `character_set_client` (`Q_CHARSET_CODE`), if logged.
+fn client_charset(vars: &mysql_async::binlog::events::StatusVars<'_>) -> Option<u16> {
+    use mysql_async::binlog::events::StatusVarVal;
+    use mysql_async::binlog::StatusVarKey;
+    match vars.get_status_var(StatusVarKey::Charset)?.get_value() {
+        Ok(StatusVarVal::Charset { charset_client, .. }) => Some(charset_client),
+        _ => None,
+    }
+}
+
 fn ansi_quotes(vars: &mysql_async::binlog::events::StatusVars<'_>) -> bool {
     use mysql_async::binlog::events::StatusVarVal;
     use mysql_async::binlog::StatusVarKey;

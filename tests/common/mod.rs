@@ -186,6 +186,18 @@ impl Env {
             .unwrap_or_else(|e| panic!("{statements}: {e}"));
     }
 
+    /// Statements sent as these bytes, one after the other on one connection (text in a
+    /// character set other than UTF-8, after a `SET NAMES`).
+    pub async fn sql_bytes(&self, statements: &[&[u8]]) {
+        let mut conn = self.admin.get_conn().await.unwrap();
+        conn.query_drop(format!("USE {}", self.db)).await.unwrap();
+        for statement in statements {
+            conn.query_drop(*statement)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(statement)));
+        }
+    }
+
     /// The binlog's end: its current file and offset.
     pub async fn binlog_end(&self) -> (String, u64) {
         let current: Vec<(String, u64, String, String)> = self.query("SHOW MASTER STATUS").await;
