@@ -90,6 +90,43 @@ async fn kill9_in_the_middle_of_a_fan_out_loses_nothing() {
     assert!(daemon.terminate().success());
 }
 
+/// A join refresh of wide roots (orders embedding ten lines of 10 KB each: about 100 KB per
+/// root) reads them in chunks that follow their width, as a backfill does: about 4 MiB of rows
+/// a chunk, not `chunk_rows` (1,000) roots whatever their size. Before 2026-12-07's sixth stop
+/// the 200 orders a customer's rename marked were read in one chunk of 20 MB (and would have
+/// been 100 MB at 1,000 roots; seen failing: one read).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_of_wide_roots_is_read_in_chunks_that_follow_their_width() {
+    let env = Env::new("widerefresh").await;
+    let table = setup(&env, "").await;
+    env.sql("ALTER TABLE order_items MODIFY sku TEXT NOT NULL; INSERT INTO customers VALUES (1, 'before', NULL, 'std')")
+        .await;
+    env.sql(
+        "INSERT INTO orders (id, customer_id, status) SELECT seq, 1, 'open' FROM seq_1_to_200;
+         INSERT INTO order_items SELECT seq, (seq - 1) DIV 10 + 1, seq, REPEAT('x', 10000), 1, NULL FROM seq_1_to_2000",
+    )
+    .await;
+    let daemon = env.start().await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(120))
+        .await;
+    let reads = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(
+            &metrics,
+            "rowcast_join_refresh_reads_total{view=\"order_summary\"}",
+        )
+    };
+    let before = reads().await;
+    env.sql("UPDATE customers SET name = 'after' WHERE id = 1")
+        .await;
+    env.converge(&table, expected(&env).await, Duration::from_secs(120))
+        .await;
+    // 64 roots first, then about 40 (4 MiB of rows of 100 KB) a chunk: five reads.
+    let made = reads().await - before;
+    assert!(made >= 4.0, "{made} reads for 200 roots of 100 KB");
+    assert!(daemon.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fill_on_miss_of_a_lazy_view_reads_its_joins() {
     let env = Env::new("joinfill").await;

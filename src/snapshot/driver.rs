@@ -39,18 +39,29 @@ struct Group {
 /// What a backfill chunk's rows may take, about, in bytes: two chunks are in flight at most.
 pub const CHUNK_BYTES: usize = 4 << 20;
 
-/// Rows a group's first chunk asks for, before it knows how wide its rows are.
-const FIRST_CHUNK_ROWS: usize = 64;
+/// Rows a group's first chunk asks for, before it knows how wide its rows are (a join
+/// refresh's too, `refresh.rs`).
+pub(super) const FIRST_CHUNK_ROWS: usize = 64;
 
 /// Rows the next chunk asks for: as many as [`CHUNK_BYTES`] holds of rows as wide as the last
 /// chunk's (their related rows included), between 1 and `chunk_rows`. Before 2026-12-07 every
 /// chunk asked for `chunk_rows` (1,000 by default): rows of 400 KB made chunks of 400 MB.
-fn chunk_limit(chunk_rows: usize, rows: usize, weight: usize) -> usize {
+pub(super) fn chunk_limit(chunk_rows: usize, rows: usize, weight: usize) -> usize {
     if rows == 0 {
         return chunk_rows;
     }
     let per_row = (weight / rows).max(1);
     (CHUNK_BYTES / per_row).clamp(1, chunk_rows)
+}
+
+/// About what a read's rows take in memory, their related rows included (see [`Row::weight`]).
+pub(super) fn read_weight(rows: &[Row], joined: Option<&[Joined]>) -> usize {
+    rows.iter().map(Row::weight).sum::<usize>()
+        + joined
+            .into_iter()
+            .flatten()
+            .map(Joined::weight)
+            .sum::<usize>()
 }
 
 pub struct Driver {
@@ -316,13 +327,7 @@ impl Driver {
     /// The chunk as a read to merge, with the progress its views will have once it is merged.
     fn chunk(&self, read: SnapshotRead) -> (Read, ChunkEnd) {
         let group = self.groups.front().expect("a chunk was read from it");
-        let weight = read.rows.iter().map(Row::weight).sum::<usize>()
-            + read
-                .joined
-                .iter()
-                .flatten()
-                .map(Joined::weight)
-                .sum::<usize>();
+        let weight = read_weight(&read.rows, read.joined.as_deref());
         let end = ChunkEnd {
             rows: read.rows.len(),
             last_key: read.last_key,

@@ -18,7 +18,6 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use mysql_async::Value;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -138,7 +137,7 @@ enum Work {
 enum Pending {
     /// A fill and whether a row makes its item (`false`: a repair's removal).
     Fill(FillRequest, bool),
-    Refresh(Option<Vec<Value>>, bool),
+    Refresh(super::refresh::RefreshEnd, bool),
     Backfill(ChunkEnd),
     Nothing,
 }
@@ -335,9 +334,9 @@ impl Worker {
             Pending::Fill(request, made) => {
                 let _ = request.reply.send(Ok(made));
             }
-            Pending::Refresh(last_key, last) => {
+            Pending::Refresh(end, last) => {
                 if let Some(reading) = queue.refresh.as_mut() {
-                    reading.merged(last_key);
+                    reading.merged(end, self.chunk_rows);
                 }
                 if last {
                     queue.refresh = None;
@@ -449,11 +448,11 @@ impl Worker {
         };
         let hold = self.refresh_chunks.clone().try_acquire_owned().ok();
         match reading.read_next(&mut self.tables, self.chunk_rows).await {
-            Ok((mut read, last_key)) => {
+            Ok((mut read, end)) => {
                 self.refresh_denied_since = None;
                 read.hold = hold;
                 let last = matches!(read.kind, ReadKind::Refresh { last: true });
-                let pending = Pending::Refresh(last_key, last);
+                let pending = Pending::Refresh(end, last);
                 (SnapshotEvent::Read(read), pending, false)
             }
             Err(error)

@@ -1186,25 +1186,26 @@ fn guarded(cursor: &Cursor, origin: &Position) -> bool {
         .is_some_and(|end| !position_before(end, origin))
 }
 
-/// Whether the session that wrote `query` quoted names with `"` (sql_mode ANSI_QUOTES, part of
-/// ANSI and ORACLE), as the event's status variables say. Before 2026-12-05 such names were
-/// read as strings: a `TRUNCATE TABLE "orders"` or `DROP TABLE "orders"` was not seen (found by
-/// a review).
-/// A logged statement's text. The binlog holds it in the client's character set (the event's
-/// `character_set_client`): a client in latin1 (`SET NAMES latin1`, the default of many older
-/// clients) writes `TRUNCATE TABLE café` with the byte E9. Before 2026-12-07's sixth stop it
-/// was read as UTF-8 (`caf\u{FFFD}`) and the statement taken for no watched table's (its
-/// TRUNCATE, its statement-format DML missed: `tests/edges.rs`, seen failing). ASCII text
-/// reads the same in every client character set (ucs2, utf16 and utf32 cannot be one).
+/// A logged statement's text. The binlog holds a client's statement in the client's character
+/// set (the event's `character_set_client`): a client in latin1 (`SET NAMES latin1`, the
+/// default of many older clients) writes `TRUNCATE TABLE café` with the byte E9. Before
+/// 2026-12-07's sixth stop it was read as UTF-8 (`caf\u{FFFD}`) and the statement taken for
+/// no watched table's (its TRUNCATE, its statement-format DML missed: `tests/edges.rs`, seen
+/// failing). Text that is valid UTF-8 is read as UTF-8 whatever the client's character set:
+/// the statements the server writes itself are (a `LOAD DATA`'s, a `DROP TABLE … /* generated
+/// by server */`: system_charset_info, while the event still names the session's client
+/// character set), and latin1 text that reads as UTF-8 is mojibake no table is named in; a
+/// multibyte client's text (gbk, sjis) that happens to be valid UTF-8 would be misread.
 /// Under sql_mode ANSI_QUOTES (or ORACLE) `"orders"` names a table: read as backquoted.
 fn statement_text<'a>(
     raw: &'a [u8],
     vars: &mysql_async::binlog::events::StatusVars<'_>,
 ) -> std::borrow::Cow<'a, str> {
     let text = match (std::str::from_utf8(raw), client_charset(vars)) {
-        (Ok(text), _) if raw.is_ascii() => std::borrow::Cow::Borrowed(text),
-        (_, Some(collation)) => std::borrow::Cow::Owned(super::charset::decode(raw, collation)),
-        (Ok(text), None) => std::borrow::Cow::Borrowed(text),
+        (Ok(text), _) => std::borrow::Cow::Borrowed(text),
+        (Err(_), Some(collation)) => {
+            std::borrow::Cow::Owned(super::charset::decode(raw, collation))
+        }
         (Err(_), None) => String::from_utf8_lossy(raw),
     };
     if ansi_quotes(vars) {
@@ -1223,6 +1224,10 @@ fn client_charset(vars: &mysql_async::binlog::events::StatusVars<'_>) -> Option<
     }
 }
 
+/// Whether the session that wrote `query` quoted names with `"` (sql_mode ANSI_QUOTES, part of
+/// ANSI and ORACLE), as the event's status variables say. Before 2026-12-05 such names were
+/// read as strings: a `TRUNCATE TABLE "orders"` or `DROP TABLE "orders"` was not seen (found by
+/// a review).
 fn ansi_quotes(vars: &mysql_async::binlog::events::StatusVars<'_>) -> bool {
     use mysql_async::binlog::events::StatusVarVal;
     use mysql_async::binlog::StatusVarKey;

@@ -803,12 +803,14 @@ impl Follower {
             return Ok(early);
         }
         let sent_ms = crate::util::monotonic_millis();
+        // The page asked for: the answer may make the next one larger.
+        let page = self.shards[shard].page();
         let Some(out) = self.get_records(shard).await? else {
             return Ok(ShardRead::default());
         };
         let records = out.records();
         let count = records.len();
-        let short = short_page(records, self.shards[shard].page());
+        let short = short_page(records, page);
         let (position, cut) = self.handle_records(shard, records, cancel).await;
         let state = self.shards.get_mut(shard).expect("listed");
         let read_all = !cancel.is_cancelled();
@@ -961,7 +963,9 @@ impl Follower {
             Err(error) => error,
         };
         state.iterator = None;
-        if error.as_service_error().is_none() {
+        // No answer, or one from a gateway that had none (a 5xx: 502, 504).
+        let server_side = (error.raw_response()).is_some_and(|r| r.status().as_u16() >= 500);
+        if error.as_service_error().is_none() || server_side {
             let records = page_after_failure(state.page());
             if records < state.page() {
                 warn!(%table, %shard, records, "write-back: a stream read got no answer (timed out, or the connection failed); the shard is read in smaller pages for a minute");
