@@ -1039,16 +1039,7 @@ async fn a_conditional_put_that_lands_after_its_rows_delete_is_undone_with_write
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_read_never_answered_is_given_up_and_read_again() {
     let _serial = SERIAL.lock().await;
-    let proxy = RefusingProxy::start(
-        dynamodb_port(),
-        "DynamoDBStreams_20120810.GetRecords".to_string(),
-        HANG,
-    )
-    .await;
-    let env = Env::with_dynamodb("streamhang", &format!("http://127.0.0.1:{}", proxy.port)).await;
-    let table = write_back_notes_view(&env).await;
-    env.write_config("");
-    env.create_tables();
+    let (proxy, env, table) = stream_reads_behind("streamhang", HANG).await;
     env.sql("INSERT INTO notes VALUES (1, 'sql')").await;
     let daemon = env.start().await;
     let key = || common::app::key(&[("pk", "N#1"), ("sk", "NOTE")]);
@@ -1098,17 +1089,8 @@ async fn a_stream_read_never_answered_is_given_up_and_read_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_page_too_large_to_come_in_time_is_read_in_smaller_pages() {
     let _serial = SERIAL.lock().await;
-    let proxy = RefusingProxy::start(
-        dynamodb_port(),
-        "DynamoDBStreams_20120810.GetRecords".to_string(),
-        HANG_LARGE,
-    )
-    .await;
-    let env = Env::with_dynamodb("streamlarge", &format!("http://127.0.0.1:{}", proxy.port)).await;
-    let table = write_back_notes_view(&env).await;
+    let (proxy, env, table) = stream_reads_behind("streamlarge", HANG_LARGE).await;
     env.sql("ALTER TABLE notes MODIFY body MEDIUMTEXT").await;
-    env.write_config("");
-    env.create_tables();
     env.sql("INSERT INTO notes VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e'), (6, 'f')")
         .await;
     let daemon = env.start().await;
@@ -1254,6 +1236,18 @@ async fn a_connection_lost_after_an_idle_rotation_and_a_purge_resumes_in_the_new
     .await;
     assert_eq!(daemon.get("/healthz").await.0, 200);
     assert!(daemon.terminate().success());
+}
+
+/// The notes write-back view, its stream reads (GetRecords) through a [`RefusingProxy`] that
+/// treats them as `error` says when told to.
+async fn stream_reads_behind(name: &str, error: &'static str) -> (RefusingProxy, Env, String) {
+    let marker = "DynamoDBStreams_20120810.GetRecords".to_string();
+    let proxy = RefusingProxy::start(dynamodb_port(), marker, error).await;
+    let env = Env::with_dynamodb(name, &format!("http://127.0.0.1:{}", proxy.port)).await;
+    let table = write_back_notes_view(&env).await;
+    env.write_config("");
+    env.create_tables();
+    (proxy, env, table)
 }
 
 async fn write_back_notes_view(env: &Env) -> String {

@@ -40,8 +40,12 @@ struct Group {
 pub const CHUNK_BYTES: usize = 4 << 20;
 
 /// Rows a group's first chunk asks for, before it knows how wide its rows are (a join
-/// refresh's too, `refresh.rs`).
-pub(super) const FIRST_CHUNK_ROWS: usize = 64;
+/// refresh's too, `refresh.rs`): [`FIRST_CHUNK_ROWS`], `chunk_rows` at most.
+pub(super) fn first_chunk(chunk_rows: usize) -> usize {
+    chunk_rows.clamp(1, FIRST_CHUNK_ROWS)
+}
+
+const FIRST_CHUNK_ROWS: usize = 64;
 
 /// Rows the next chunk asks for: as many as [`CHUNK_BYTES`] holds of rows as wide as the last
 /// chunk's (their related rows included), between 1 and `chunk_rows`. Before 2026-12-07 every
@@ -160,7 +164,7 @@ impl Driver {
                     estimated: 0,
                     done_rows: progress.rows,
                     xa_pending: Vec::new(),
-                    limit: chunk_rows.clamp(1, FIRST_CHUNK_ROWS),
+                    limit: first_chunk(chunk_rows),
                 }),
             }
         }
@@ -209,7 +213,7 @@ impl Driver {
                 estimated: 0,
                 done_rows: 0,
                 xa_pending: Vec::new(),
-                limit: self.chunk_rows.clamp(1, FIRST_CHUNK_ROWS),
+                limit: first_chunk(self.chunk_rows),
             }),
         }
         info!(view = %view.name, "backfill requested");

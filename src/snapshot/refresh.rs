@@ -53,9 +53,7 @@ impl RefreshRead {
         tables: &mut TableCache,
         chunk_rows: usize,
     ) -> Result<(Read, RefreshEnd), SqlError> {
-        let limit = (self.limit)
-            .unwrap_or(super::driver::FIRST_CHUNK_ROWS)
-            .clamp(1, chunk_rows.max(1));
+        let limit = (self.limit).unwrap_or_else(|| super::driver::first_chunk(chunk_rows));
         let view = self.view.clone();
         let root = tables.get(&view.source).await?;
         let columns: Vec<&str> = self.batch.columns.iter().map(String::as_str).collect();

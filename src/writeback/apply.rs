@@ -32,7 +32,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::sql::SqlError as ReadError;
 use crate::sql::{cell_param, key_param, quote_name, select_rows, SqlTable};
 use crate::view::spec::View;
-use crate::view::{item_key, project_snapshot, ItemKey, ItemOp, Row};
+use crate::view::{item_key, ItemKey, Row};
 
 /// What happened to a decision in SQL.
 #[derive(Debug, PartialEq, Eq)]
@@ -471,7 +471,10 @@ fn note_left(left: &mut Left, target: &Target<'_>, row: &Row) {
 }
 
 /// After a duplicate key: the insert was applied before (a replay) when the row behind the
-/// item holds exactly the written attributes; otherwise the record is refused.
+/// item holds exactly the written attributes, compared as a delete compares them
+/// (`seen::differing`: numbers by value, a NULL as no attribute; before 2026-12-07's sixth
+/// stop by their spelling, so `1.50` written into a DECIMAL read back as `1.5` was no replay);
+/// otherwise the record is refused.
 async fn replayed(
     conn: &mut Conn,
     target: &Target<'_>,
@@ -480,17 +483,10 @@ async fn replayed(
 ) -> Result<Applied, Failure> {
     let (condition, params) = target.condition();
     let (rows, _) = select_rows(conn, target.table, &format!("WHERE {condition}"), params).await?;
-    let same = target.behind(rows).is_some_and(|row| {
-        let Ok(projection) = project_snapshot(target.view, &row, None) else {
-            return false;
-        };
-        projection.ops.iter().any(|op| match op {
-            ItemOp::Put { item, .. } => written
-                .iter()
-                .all(|(name, attr)| item.get(name) == Some(attr)),
-            ItemOp::Delete { .. } => false,
-        })
-    });
+    let same = (target
+        .behind(rows)
+        .and_then(|row| made_by(target.view, &row)))
+    .is_some_and(|made| differing(target.view, &made, written).is_none());
     if same {
         return Ok(Applied::AlreadyDone);
     }
