@@ -473,8 +473,8 @@ fn note_left(left: &mut Left, target: &Target<'_>, row: &Row) {
 /// After a duplicate key: the insert was applied before (a replay) when the row behind the
 /// item holds exactly the written attributes, compared as a delete compares them
 /// (`seen::differing`: numbers by value, a NULL as no attribute; before 2026-12-07's sixth
-/// stop by their spelling, so `1.50` written into a DECIMAL read back as `1.5` was no replay);
-/// otherwise the record is refused.
+/// stop by their spelling, its own projection walk: reasoned, not reproduced); otherwise the
+/// record is refused.
 async fn replayed(
     conn: &mut Conn,
     target: &Target<'_>,
