@@ -2115,3 +2115,80 @@ async fn an_applications_delete_of_a_row_that_makes_no_item_now_is_refused() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// An application that copies an item rowcast wrote to another key (a `GetItem` and a
+/// `PutItem` of what it read under a new key: cloning an account) copies its `_version`.
+/// A new item, or an item whose version is older than the copied one, then looked like
+/// rowcast's own write, and the application's change never reached SQL, silently (before
+/// 2026-12-07's seventh stop). rowcast's `_origin` binds each version it writes to the item's
+/// key, and a copy under another key does not match.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_of_an_item_put_under_another_key_is_the_applications() {
+    let (env, table) = setup("wbkeycopy", "[dead_letter]\npath = \"dead.jsonl\"\n").await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    // Item 2's version is the newest of the view's: copied over item 4, it is above item 4's.
+    env.sql("UPDATE ledger SET note = 'n2-new' WHERE id = 2")
+        .await;
+    converge(&env, &table).await;
+    let read = stored(&env, &table, item("eu", 2)).await.unwrap();
+    let copy_to = |id: i64, email: &str, note: &str| {
+        let mut copy = read.clone();
+        copy.insert("sk".into(), s(&format!("ACC#{id}")));
+        copy.insert("email".into(), s(email));
+        copy.insert("note".into(), s(note));
+        copy
+    };
+    for (id, email, note) in [(70, "e70@x", "cloned"), (4, "e4@x", "copied-over")] {
+        env.ddb
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(copy_to(id, email, note)))
+            .send()
+            .await
+            .unwrap();
+    }
+    eventually(
+        "both copies to reach SQL",
+        Duration::from_secs(30),
+        || async {
+            let note = |id| {
+                let env = &env;
+                async move { row(env, id).await.and_then(|r| r.4) }
+            };
+            note(70).await.as_deref() == Some("cloned")
+                && note(4).await.as_deref() == Some("copied-over")
+        },
+    )
+    .await;
+    converge(&env, &table).await;
+    assert!(
+        letters_for(&env, "ACC#70").is_empty(),
+        "{:?}",
+        dead_letters(&env)
+    );
+    // A copy SQL refuses (no such status) is rejected, and the item, which no row makes, is
+    // removed. Its guard took only an item without a version for a rejected one, and the
+    // copy, which has one, stayed (found by the review of this mend, seen failing).
+    let mut bad = copy_to(71, "e71@x", "refused");
+    bad.insert("status".into(), s("bogus"));
+    env.ddb
+        .put_item()
+        .table_name(&table)
+        .set_item(Some(bad))
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the rejected copy's letter, and its item removed",
+        Duration::from_secs(30),
+        || async {
+            !letters_for(&env, "ACC#71").is_empty()
+                && stored(&env, &table, item("eu", 71)).await.is_none()
+        },
+    )
+    .await;
+    assert!(row(&env, 71).await.is_none());
+    converge(&env, &table).await;
+    assert!(daemon.terminate().success());
+}

@@ -23,6 +23,14 @@ pub const REMOVAL_ATTRIBUTE: &str = "_removing";
 /// change of it: a fresh value on every such write, which is how write-back tells that write
 /// (made at the version the item already holds) from an application's.
 pub const RESTORED_ATTRIBUTE: &str = "_restored";
+/// Metadata attribute of the items of a table with a write-back view: [`origin`] of the item's
+/// key and `_version`. It binds the version rowcast wrote to the key it wrote it under, which is
+/// how write-back tells rowcast's write from an application's copy of another item (a `GetItem`,
+/// then a `PutItem` under a new key) that carries that item's `_version`
+/// (`writeback/inverse.rs`).
+pub const ORIGIN_ATTRIBUTE: &str = "_origin";
+/// What `_origin` adds to an item's size at most, as [`item_size`] counts it (20 digits).
+pub const ORIGIN_BYTES: usize = ORIGIN_ATTRIBUTE.len() + 12;
 /// DynamoDB's limit on one item, names and values included.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 
@@ -132,6 +140,31 @@ pub fn item_version(item: &HashMap<String, AttributeValue>) -> Option<u128> {
         Some(AttributeValue::N(n)) => n.parse().ok(),
         _ => None,
     }
+}
+
+/// The `_origin` of the item of key `pk`/`sk` at `version`: the first 8 bytes of a SHA-256 of
+/// them, as a decimal number. Stable across releases and hosts (write-back computes it again
+/// from a stream record's keys and version); a check against copies, not a secret: an
+/// application that writes a matching one on purpose is taken for rowcast.
+pub fn origin(pk: &str, sk: Option<&str>, version: u128) -> Attr {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"rowcast-origin-1\0");
+    hash.update(version.to_be_bytes());
+    hash.update((pk.len() as u64).to_be_bytes()); // the same on every host
+    hash.update(pk.as_bytes());
+    if let Some(sk) = sk {
+        hash.update(b"\x01");
+        hash.update(sk.as_bytes());
+    }
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    Attr::N(
+        itoa::Buffer::new()
+            .format(u64::from_be_bytes(first))
+            .to_owned(),
+    )
 }
 
 pub fn types_value(version: u128) -> AttributeValue {

@@ -19,9 +19,9 @@ use aws_sdk_dynamodb::Client;
 pub use body::BatchBody;
 pub use error::{classify_sdk_error, is_condition_failure, SdkErrorInfo};
 pub use item::{
-    encode_item, encode_key, from_attribute_value, item_size, item_version, size_over,
-    to_attribute_value, types_value, MAX_ITEM_BYTES, REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE,
-    VERSION_ATTRIBUTE, VIEW_ATTRIBUTE,
+    encode_item, encode_key, from_attribute_value, item_size, item_version, origin, size_over,
+    to_attribute_value, types_value, MAX_ITEM_BYTES, ORIGIN_ATTRIBUTE, ORIGIN_BYTES,
+    REMOVAL_ATTRIBUTE, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE, VIEW_ATTRIBUTE,
 };
 pub use remove::{remove_at_version, remove_marked, RemovalGuard};
 pub use tables::{CONTROL_PK, CONTROL_SK};

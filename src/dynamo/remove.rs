@@ -4,7 +4,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::{
     classify_sdk_error, encode_key, is_condition_failure, to_attribute_value, types_value,
-    SdkErrorInfo, REMOVAL_ATTRIBUTE, VERSION_ATTRIBUTE,
+    SdkErrorInfo, ORIGIN_ATTRIBUTE, REMOVAL_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
 use crate::view::value::Attr;
 use crate::view::ItemKey;
@@ -39,16 +39,23 @@ fn as_set(value: &Attr) -> Option<aws_sdk_dynamodb::types::AttributeValue> {
     }
 }
 
+/// The mark of rowcast's removal at a version: the version, the mark, and the `_origin` of
+/// the key at that version (a removal's mark is a write of rowcast's: `writeback/inverse.rs`).
+const MARK: &str = "SET #v = :m, #r = :m, #o = :o";
+
 /// Which items [`remove_marked`] may remove.
 #[derive(Debug, Clone, Copy)]
 pub enum RemovalGuard<'a> {
     /// rowcast's delete at version `v`: items with no version or a version up to `v` (the same
     /// delete replayed after a restart marks the item again). The mark sets the version too.
     UpTo(u128),
-    /// An application's item that rowcast never wrote (no version) and that still holds these
-    /// attributes (keys and metadata aside), e.g. a new item whose write-back was rejected: a
-    /// put the application made since is left alone.
-    Unversioned(&'a std::collections::BTreeMap<String, Attr>),
+    /// An application's item that rowcast never wrote, e.g. a new item whose write-back was
+    /// rejected, that still holds these attributes (keys and metadata aside) and the image's
+    /// `_version`: none, or the one an application's copy of another item brought (before
+    /// 2026-12-07's seventh stop only an item without one was removed, and such a rejected
+    /// copy stayed: found by a review, `tests/writeback_safety.rs`, seen failing). A put the
+    /// application made since, or a write of rowcast's, is left alone.
+    Rejected(&'a std::collections::BTreeMap<String, Attr>),
 }
 
 /// Removes an item so that its stream record says the removal is rowcast's: an UpdateItem first
@@ -69,15 +76,26 @@ pub async fn remove_marked(
         .expression_attribute_names("#r", REMOVAL_ATTRIBUTE);
     let mark = match guard {
         RemovalGuard::UpTo(version) => {
+            let origin = super::origin(&key.pk, key.sk.as_deref(), version);
             request = request
-                .update_expression("SET #v = :m, #r = :m")
+                .update_expression(MARK)
+                .expression_attribute_names("#o", ORIGIN_ATTRIBUTE)
+                .expression_attribute_values(":o", to_attribute_value(&origin))
                 .condition_expression(
                     "attribute_exists(#k) AND (attribute_not_exists(#v) OR #v <= :m)",
                 );
             version
         }
-        RemovalGuard::Unversioned(image) => {
-            let mut condition = String::from("attribute_exists(#k) AND attribute_not_exists(#v)");
+        RemovalGuard::Rejected(image) => {
+            let mut condition = String::from("attribute_exists(#k) AND ");
+            match image.get(VERSION_ATTRIBUTE) {
+                Some(version) => {
+                    condition.push_str("#v = :cv");
+                    request =
+                        request.expression_attribute_values(":cv", to_attribute_value(version));
+                }
+                None => condition.push_str("attribute_not_exists(#v)"),
+            }
             let values = image.iter().filter(|(name, _)| is_value(key, name));
             for (i, (name, value)) in values.enumerate() {
                 request = request
@@ -136,7 +154,7 @@ fn is_size_refusal(info: &SdkErrorInfo) -> bool {
 /// moved forward: `writeback/inverse.rs`, unit tested there), whatever else changed; readers
 /// see the item without those values until the delete that follows. Only under
 /// [`RemovalGuard::UpTo`] (rowcast's deletes, cleanups, repairs): an
-/// [`RemovalGuard::Unversioned`] item is told by its values, which must stay. Before
+/// [`RemovalGuard::Rejected`] item is told by its values, which must stay. Before
 /// 2026-12-07's fifth stop the refused mark was a dead letter and the deleted row's item
 /// stayed (`tests/writeback_safety.rs`, seen failing). `refused`: the first answer, returned
 /// when there is nothing to remove.
@@ -161,7 +179,7 @@ async fn mark_emptied(
     if values.is_empty() {
         return Err(refused);
     }
-    let mut update = String::from("SET #v = :m, #r = :m REMOVE ");
+    let mut update = format!("{MARK} REMOVE ");
     let mut request = request;
     for (i, name) in values.into_iter().enumerate() {
         if i > 0 {

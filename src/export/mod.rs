@@ -37,7 +37,7 @@ use crate::dynamo::{size_over, MAX_ITEM_BYTES};
 use crate::pipeline::{DeadLetter, Position, SNAPSHOT_INDEX_BASE};
 use crate::sql::join::read_in_snapshot;
 use crate::sql::{end_snapshot, gtid_state_at, keyset_tail, SqlError, TableCache};
-use crate::view::project::{project_snapshot, ItemOp};
+use crate::view::project::{project_snapshot, ItemOp, Name};
 use crate::view::View;
 
 #[derive(Debug, thiserror::Error)]
@@ -221,9 +221,15 @@ impl Run<'_> {
                         }
                     })?;
                 for op in projection.ops {
-                    let ItemOp::Put { key, item } = op else {
+                    let ItemOp::Put { key, mut item } = op else {
                         continue;
                     };
+                    if view.mark_removals {
+                        // As the daemon writes it (`project::with_origin`), so that write-back
+                        // on the imported table tells an application's copy of it.
+                        let origin = crate::dynamo::origin(&key.pk, key.sk.as_deref(), version);
+                        item.insert(Name::Interned(crate::dynamo::ORIGIN_ATTRIBUTE), origin);
+                    }
                     // Keys DynamoDB refuses are the projection's dead letters (below).
                     if size_over(&item, &view.name, MAX_ITEM_BYTES).is_some() {
                         let reason = format!("item {key} is larger than DynamoDB's 400 KB");

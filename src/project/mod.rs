@@ -361,7 +361,10 @@ impl Projector {
             };
             outgoing.push((lane, LaneMsg::Dead(Box::new(letter))));
         }
-        for op in projection.ops {
+        for mut op in projection.ops {
+            if view.mark_removals {
+                with_origin(&mut op, origin.version);
+            }
             let lane = lane_of(op.key(), self.lanes.len());
             let mark_removal = view.mark_removals && matches!(op, ItemOp::Delete { .. });
             let write = WriteOp {
@@ -581,6 +584,19 @@ impl Projector {
 /// Snapshot rows projected between two yields to the runtime: about a quarter of a millisecond
 /// of narrow rows, a few milliseconds of wide ones.
 const YIELD_EVERY: usize = 256;
+
+/// An item of a table with a write-back view carries the `_origin` of its key and version
+/// (`dynamo::origin`): write-back takes a put for rowcast's only where it does (before
+/// 2026-12-07's seventh stop an application's copy of another item, its `_version` with it, was
+/// taken for rowcast's write and never reached SQL). Here, where a put gets its version, so
+/// that every write of it (batched, conditional, written again after an unknown outcome) sends
+/// the same; a restore, written at another version, and a marked removal set their own.
+fn with_origin(op: &mut ItemOp, version: u128) {
+    if let ItemOp::Put { key, item } = op {
+        let origin = crate::dynamo::origin(&key.pk, key.sk.as_deref(), version);
+        item.insert(Name::Interned(crate::dynamo::ORIGIN_ATTRIBUTE), origin);
+    }
+}
 
 /// A halt's reason as the checkpoint keeps it: its first 200 characters (the whole is logged),
 /// so that many halted views keep the checkpoint item far below DynamoDB's 400 KB.

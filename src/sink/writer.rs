@@ -22,8 +22,9 @@ use tracing::{debug, warn};
 use crate::config::WriteMode;
 use crate::control::{DeadLetterStore, Lease};
 use crate::dynamo::{
-    classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked, types_value,
-    BatchBody, RemovalGuard, SdkErrorInfo, RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
+    classify_sdk_error, encode_item, encode_key, is_condition_failure, remove_marked,
+    to_attribute_value, types_value, BatchBody, RemovalGuard, SdkErrorInfo, ORIGIN_ATTRIBUTE,
+    RESTORED_ATTRIBUTE, VERSION_ATTRIBUTE,
 };
 use crate::dynamo::{item_version, size_over, MAX_ITEM_BYTES};
 use crate::error::{ErrorClass, RetryPolicy};
@@ -608,6 +609,9 @@ async fn restore(
     for _ in 0..3 {
         let mut encoded = encode_item(item, version, &op.view);
         encoded.insert(RESTORED_ATTRIBUTE.to_string(), types_value(mark));
+        // At the version written here, not the op's (`with_origin` in the project stage).
+        let origin = crate::dynamo::origin(&key.pk, key.sk.as_deref(), version);
+        encoded.insert(ORIGIN_ATTRIBUTE.to_string(), to_attribute_value(&origin));
         let mut request = client
             .put_item()
             .table_name(&*key.table)

@@ -14,7 +14,7 @@ use crate::sql::{
     TableCache,
 };
 
-use crate::dynamo::{item_size, MAX_ITEM_BYTES};
+use crate::dynamo::{item_size, MAX_ITEM_BYTES, ORIGIN_BYTES};
 use crate::view::project::Item;
 use crate::view::{item_key, key_readings, project_snapshot, ItemKey, ItemOp, Row, View};
 
@@ -43,7 +43,10 @@ async fn project_rows(
             .map_err(|e| SqlError::Schema(format!("view {}: {e}", view.name)))?;
         for op in projection.ops {
             if let ItemOp::Put { key, item } = op {
-                let writable = item_size(&item, &view.name) <= MAX_ITEM_BYTES;
+                // The writer adds `_origin` to the items of a table with write-back (and
+                // counts it against the limit).
+                let origin = if view.mark_removals { ORIGIN_BYTES } else { 0 };
+                let writable = item_size(&item, &view.name) + origin <= MAX_ITEM_BYTES;
                 visit(key, writable.then_some(item));
             }
         }

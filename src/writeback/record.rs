@@ -681,7 +681,7 @@ impl Handler {
         }
         let mut backoff = self.consumer.retry.backoff();
         for _ in 0..REMOVAL_TRIES {
-            let guard = RemovalGuard::Unversioned(rejected);
+            let guard = RemovalGuard::Rejected(rejected);
             match remove_marked(&self.consumer.dynamo, &key, guard).await {
                 Ok(_) => return,
                 Err(info) if info.class == crate::error::ErrorClass::Definite => {
