@@ -386,6 +386,9 @@ async fn run(path: &Path) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    for warning in config::shared_writeback_columns(&config.views) {
+        tracing::warn!("{warning}");
+    }
     let shutdown = CancellationToken::new();
     let mut daemon = Box::pin(rowcast::app::run(config, shutdown.clone()));
     let result = tokio::select! {
@@ -436,6 +439,9 @@ async fn check(path: &Path, connect: bool) -> ExitCode {
         Ok(config) => config,
         Err(code) => return code,
     };
+    for warning in config::shared_writeback_columns(&config.views) {
+        eprintln!("warning: {warning}");
+    }
     if !connect {
         println!("{}: ok ({} view(s))", path.display(), config.views.len());
         return ExitCode::SUCCESS;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use source::{Secret, SourceConnection, TlsMode};
-pub use view::compile_view;
+pub use view::{compile_view, shared_writeback_columns};
 
 use crate::view::View;
 

@@ -422,3 +422,50 @@ attributes = { customer_name = "name" }
 }
 
 const PINNED_FINGERPRINT: &str = "6fb9f450e070f9ce62ac5495";
+
+/// Two write-back views of one source table that write the same column back are warned of
+/// (their items' changes are not ordered between them); distinct columns, or views of other
+/// tables, are not.
+#[test]
+fn a_column_two_write_back_views_write_is_warned_of() {
+    let dir = temp_dir("sharedwb");
+    write(&dir, "rowcast.toml", CONFIG);
+    let view = |name: &str, table: &str, source: &str, writable: &str| {
+        format!(
+            "name = \"{name}\"\ntable = \"{table}\"\nsource = \"{source}\"\n[key]\npk = \"{}#{{id}}\"\n[attributes]\nnote = \"note\"\nmemo = \"Memo\"\nday = \"day\"\n[writeback]\nenabled = true\nattributes = [{writable}]\n",
+            name.to_uppercase()
+        )
+    };
+    write(
+        &dir,
+        "views/a.toml",
+        &view("acc", "tab1", "shop.accounts", "\"note\", \"day\""),
+    );
+    write(
+        &dir,
+        "views/b.toml",
+        &view("profile", "tab2", "shop.accounts", "\"memo\", \"note\""),
+    );
+    write(
+        &dir,
+        "views/c.toml",
+        &view("other", "tab3", "shop.others", "\"note\""),
+    );
+    let config = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap();
+    let warnings = super::shared_writeback_columns(&config.views);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("a.toml"), "{}", warnings[0]);
+    assert!(warnings[0].contains("\"profile\""), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("column(s) note of shop.accounts"),
+        "{}",
+        warnings[0]
+    );
+    write(
+        &dir,
+        "views/b.toml",
+        &view("profile", "tab2", "shop.accounts", "\"memo\""),
+    );
+    let config = load_with_env(&dir.join("rowcast.toml"), &|_| Some("pw".into())).unwrap();
+    assert!(super::shared_writeback_columns(&config.views).is_empty());
+}

@@ -12,6 +12,7 @@ use super::raw::{RawAttribute, RawView};
 use super::ConfigErrors;
 use crate::view::filter::Expr;
 use crate::view::name::Name;
+use crate::view::row::same_column_name;
 use crate::view::spec::{
     AttributeSpec, Attributes, FillMode, IndexSpec, Join, KeySpec, TableRef, View,
 };
@@ -316,6 +317,49 @@ pub(super) fn check_unambiguous_writeback(views: &[Arc<View>], problems: &mut Pr
             }
         }
     }
+}
+
+/// Warnings, not problems: columns of one source table that two write-back views write back.
+/// DynamoDB Streams orders one item's changes only, so an application's changes of the two
+/// views' items can reach SQL in the other order than it made them, and the later one is lost
+/// (Known limitations). Shown by `rowcast check` and logged at start, so that the operator
+/// chooses one view to write each column back.
+pub fn shared_writeback_columns(views: &[Arc<View>]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let writers: Vec<&Arc<View>> = views.iter().filter(|v| v.writeback_enabled).collect();
+    for (i, view) in writers.iter().enumerate() {
+        for other in &writers[i + 1..] {
+            if view.source != other.source {
+                continue;
+            }
+            let columns = |v: &View| -> Vec<String> {
+                let attributes = v.writeback_attributes.iter();
+                attributes
+                    .filter_map(|a| v.writable(a))
+                    .map(|(c, _)| c)
+                    .collect()
+            };
+            let theirs = columns(other);
+            let mut shared: Vec<String> = columns(view)
+                .into_iter()
+                .filter(|c| theirs.iter().any(|t| same_column_name(c, t)))
+                .collect();
+            shared.sort();
+            shared.dedup();
+            if !shared.is_empty() {
+                warnings.push(format!(
+                    "{}: write-back views {:?} and {:?} ({}) both write column(s) {} of {} back: DynamoDB Streams orders each item's changes only, so an application's changes of the two items can reach SQL in the other order, the later one lost; write each column back through one view",
+                    view.file.display(),
+                    view.name,
+                    other.name,
+                    other.file.display(),
+                    shared.join(", "),
+                    view.source,
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 fn compile_attributes(
