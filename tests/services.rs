@@ -614,6 +614,85 @@ async fn a_refused_connection_is_a_known_outcome_and_a_dropped_one_is_not() {
     assert_eq!(connect, Some(false), "{dropped}");
 }
 
+/// Credentials that cannot be had for a while (a credential process that fails, an expired
+/// session, a metadata service out of reach) fail each write before it is signed: nothing was
+/// sent, so the write is retried as after a refused connection. Before 2026-12-07's seventh
+/// stop it was taken for a write of unknown outcome: its items kept, written again guarded
+/// after `recheck_after_ms`, and the lane's checkpoint held meanwhile (seen failing:
+/// `rowcast_unsure_writes_total` counted the items written while credentials failed).
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_that_fail_for_want_of_credentials_are_a_known_outcome() {
+    let _serial = SERIAL.lock().await;
+    let env = Env::new("nocreds").await;
+    let table = env.notes_view().await;
+    // A checkpoint file: with a control table, writes wait while the lease cannot be
+    // confirmed (its reads fail for want of credentials too), and only writes sent within
+    // the lease's term meet the failure.
+    env.write_config("[writer]\nlanes = 1\n\n[checkpoint]\npath = \"checkpoint.json\"\n");
+    env.create_tables();
+    // A credential process that fails while `deny` exists; its credentials expire within the
+    // SDK's refresh margin, so that each request asks for them again.
+    let deny = env.dir.join("deny");
+    let script = env.dir.join("credentials.sh");
+    let credentials = r#"{"Version":1,"AccessKeyId":"local","SecretAccessKey":"local","SessionToken":"t","Expiration":"%s"}"#;
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ -e '{}' ] && exit 1\nprintf '{credentials}' \"$(date -u -d '+3 seconds' +%Y-%m-%dT%H:%M:%SZ)\"\n",
+            deny.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", script.to_str().unwrap()])
+        .status()
+        .unwrap();
+    let profiles = env.dir.join("aws-config");
+    std::fs::write(
+        &profiles,
+        format!(
+            "[profile flaky]\ncredential_process = {}\nregion = us-east-1\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let none = env.dir.join("no-credentials-file");
+    let daemon = env.spawn_with(&[
+        ("AWS_CONFIG_FILE", profiles.to_str().unwrap()),
+        ("AWS_SHARED_CREDENTIALS_FILE", none.to_str().unwrap()),
+        ("AWS_PROFILE", "flaky"),
+    ]);
+    daemon.wait_ready().await;
+    env.sql("INSERT INTO notes VALUES (1, 'one')").await;
+    env.converge(&table, Env::notes(&[(1, "one")]), Duration::from_secs(30))
+        .await;
+    std::fs::write(&deny, "").unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    env.sql("INSERT INTO notes VALUES (2, 'two'), (3, 'three')")
+        .await;
+    let retries = || async {
+        let (_, metrics) = daemon.get("/metrics").await;
+        metric(&metrics, "rowcast_write_retries_total")
+    };
+    eventually(
+        "writes failing for want of credentials",
+        Duration::from_secs(30),
+        || async { retries().await >= 1.0 },
+    )
+    .await;
+    std::fs::remove_file(&deny).unwrap();
+    let all = Env::notes(&[(1, "one"), (2, "two"), (3, "three")]);
+    env.converge(&table, all, Duration::from_secs(60)).await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "rowcast_unsure_writes_total"),
+        0.0,
+        "{}",
+        common::tail(&daemon.log)
+    );
+    assert!(daemon.terminate().success());
+}
+
 /// On a view with write-back, a late landing was worse: the item's version went down in its
 /// stream record, which write-back takes for an application's change, and applied to SQL: the
 /// row's committed change was undone (seen failing: the row went back to `LATE-1`). Every write
@@ -1068,7 +1147,7 @@ async fn a_stream_read_never_answered_is_given_up_and_read_again() {
     .await;
     // The last read's time is from before the hang while it lasts (the attempt timeout is 10 s).
     let (_, metrics) = daemon.get("/metrics").await;
-    let read_at = common::metric(&metrics, "rowcast_writeback_read_timestamp_seconds{");
+    let read_at = metric(&metrics, "rowcast_writeback_read_timestamp_seconds{");
     assert!(read_at > 0.0 && read_at <= hung_at, "{read_at} {hung_at}");
     eventually("the change in SQL", Duration::from_secs(60), || async {
         let bodies: Vec<String> = env.query("SELECT body FROM notes WHERE id = 1").await;
@@ -1076,7 +1155,7 @@ async fn a_stream_read_never_answered_is_given_up_and_read_again() {
     })
     .await;
     let (_, metrics) = daemon.get("/metrics").await;
-    let read_at = common::metric(&metrics, "rowcast_writeback_read_timestamp_seconds{");
+    let read_at = metric(&metrics, "rowcast_writeback_read_timestamp_seconds{");
     assert!(read_at > hung_at, "{read_at} {hung_at}");
     assert!(daemon.terminate().success());
 }

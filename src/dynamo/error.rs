@@ -143,12 +143,20 @@ where
     }
 }
 
-/// A failure to connect: the request never left. Told by the HTTP client's connect error (DNS,
-/// TCP, TLS) or a refused connection among the error's causes, or the SDK's connect timeout;
-/// anything else may have sent it.
+/// A failure to connect, or to get credentials: the request never left. Told by the HTTP
+/// client's connect error (DNS, TCP, TLS) or a refused connection among the error's causes, the
+/// SDK's connect timeout, or a credentials provider's error (the SDK resolves credentials
+/// before it signs and sends, and reports their failure as a dispatch failure); anything else
+/// may have sent it. Of one attempt: a client that retries reports its last attempt's error,
+/// and an earlier one may have landed; the writer, whose writes alone are kept by this, sends
+/// each request once (`dynamo::sending_once`).
 fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
+    use aws_credential_types::provider::error::CredentialsError;
     let mut cause = Some(error);
     while let Some(error) = cause {
+        if error.downcast_ref::<CredentialsError>().is_some() {
+            return true;
+        }
         if error
             .downcast_ref::<hyper_util::client::legacy::Error>()
             .is_some_and(hyper_util::client::legacy::Error::is_connect)
@@ -263,5 +271,48 @@ mod tests {
         let timeout: SdkError<PutItemError, HttpResponse> =
             SdkError::timeout_error("attempt timeout occurred after 10s");
         assert!(classify_sdk_error(&timeout).unsure);
+    }
+
+    /// Credentials that cannot be had (an expired session, a credential process that fails, a
+    /// metadata service out of reach) fail the request before it is signed: nothing was sent,
+    /// a known outcome. Before 2026-12-07's seventh stop it was taken for an unknown one (the
+    /// SDK reports it as a dispatch failure), and every write of the spell was kept, written
+    /// again guarded and held its lane's checkpoint for `recheck_after_ms`.
+    #[tokio::test]
+    async fn credentials_that_fail_are_a_known_outcome() {
+        #[derive(Debug)]
+        struct Failing;
+        impl aws_sdk_dynamodb::config::ProvideCredentials for Failing {
+            fn provide_credentials<'a>(
+                &'a self,
+            ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+                    aws_credential_types::provider::error::CredentialsError::provider_error(
+                        "the session expired",
+                    ),
+                ))
+            }
+        }
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            // Nothing listens there; the request fails before it would connect.
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(Failing)
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(config);
+        let error = client
+            .put_item()
+            .table_name("t")
+            .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("a".into()))
+            .send()
+            .await
+            .expect_err("no credentials");
+        let info = classify_sdk_error(&error);
+        assert!(!info.unsure, "{}", info.message);
+        assert_eq!(info.class, ErrorClass::Transient, "{}", info.message);
     }
 }
