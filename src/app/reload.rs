@@ -147,6 +147,9 @@ pub async fn consider(running: &Config) -> (ReloadAnswer, Option<Config>) {
         Err(error) => problems.push(chain(&error)),
     }
     if problems.is_empty() {
+        for warning in config::shared_writeback_columns(&read.views) {
+            tracing::warn!("{warning}");
+        }
         (ReloadAnswer::Applying(what), Some(read))
     } else {
         (ReloadAnswer::Rejected(problems.join("\n")), None)

@@ -322,8 +322,8 @@ pub(super) fn check_unambiguous_writeback(views: &[Arc<View>], problems: &mut Pr
 /// Warnings, not problems: columns of one source table that two write-back views write back.
 /// DynamoDB Streams orders one item's changes only, so an application's changes of the two
 /// views' items can reach SQL in the other order than it made them, and the later one is lost
-/// (Known limitations). Shown by `rowcast check` and logged at start, so that the operator
-/// chooses one view to write each column back.
+/// (Known limitations). Shown by `rowcast check` and logged at start and at a reload, so that
+/// the operator chooses one view to write each column back.
 pub fn shared_writeback_columns(views: &[Arc<View>]) -> Vec<String> {
     let mut warnings = Vec::new();
     let writers: Vec<&Arc<View>> = views.iter().filter(|v| v.writeback_enabled).collect();
@@ -344,8 +344,8 @@ pub fn shared_writeback_columns(views: &[Arc<View>]) -> Vec<String> {
                 .into_iter()
                 .filter(|c| theirs.iter().any(|t| same_column_name(c, t)))
                 .collect();
-            shared.sort();
-            shared.dedup();
+            shared.sort_by_key(|c| c.to_lowercase());
+            shared.dedup_by(|a, b| same_column_name(a, b));
             if !shared.is_empty() {
                 warnings.push(format!(
                     "{}: write-back views {:?} and {:?} ({}) both write column(s) {} of {} back: DynamoDB Streams orders each item's changes only, so an application's changes of the two items can reach SQL in the other order, the later one lost; write each column back through one view",
