@@ -2192,3 +2192,34 @@ async fn a_copy_of_an_item_put_under_another_key_is_the_applications() {
     converge(&env, &table).await;
     assert!(daemon.terminate().success());
 }
+
+/// An application's change that write-back rejects (no such status), then its DeleteItem of the
+/// same item, both made before write-back read either: the delete's old image holds the
+/// rejected change, which the row never had. The row still makes what the item showed before
+/// that change, so the delete removes it. Before 2026-12-07's seventh stop the delete was
+/// refused as a change of SQL's the application never saw (a second dead letter, and the
+/// item came back).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_applications_delete_right_after_its_rejected_change_removes_the_row() {
+    let (env, table) = setup("wbrejectdel", RACY).await;
+    let daemon = env.start().await;
+    converge(&env, &table).await;
+    started_at_latest(&daemon).await;
+    update(
+        &env,
+        &table,
+        item("eu", 5),
+        "SET #s = :s",
+        &[(":s", s("bogus"))],
+    )
+    .await;
+    delete(&env, &table, item("eu", 5)).await;
+    eventually("row 5 deleted", Duration::from_secs(60), || async {
+        row(&env, 5).await.is_none()
+    })
+    .await;
+    converge(&env, &table).await;
+    let letters = letters_for(&env, "ACC#5");
+    assert_eq!(letters.len(), 1, "only the rejected change: {letters:?}");
+    assert!(daemon.terminate().success());
+}

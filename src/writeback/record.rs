@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -37,6 +37,7 @@ use super::apply::{Applied, SqlError, SqlWriter, Target, NO_ROW};
 use super::inverse::{
     decide, key_columns, longer_reading, typed_readings, ChangeKind, Decision, Image, StreamChange,
 };
+use super::seen::Rejected;
 use super::stream::image_json;
 use super::Consumer;
 use crate::dynamo::{remove_marked, RemovalGuard, VERSION_ATTRIBUTE};
@@ -157,6 +158,9 @@ pub struct Handler {
     /// When each table's schema was last read again because a key fitted none of its types
     /// (see [`Handler::read_again_for_key`]).
     key_rereads: HashMap<crate::view::spec::TableRef, Instant>,
+    /// The application's changes rejected lately (see `seen::Rejected`); behind a lock as
+    /// rejections are made through `&self`.
+    rejected: std::sync::Mutex<Rejected>,
 }
 
 impl Handler {
@@ -171,6 +175,7 @@ impl Handler {
             retry_spell: None,
             ddl_seen: 0,
             key_rereads: HashMap::new(),
+            rejected: std::sync::Mutex::new(Rejected::default()),
         }
     }
 
@@ -461,6 +466,7 @@ impl Handler {
                 key: &key,
                 key_columns: &readings[at],
                 lease: &self.consumer.lease,
+                excuse: None,
             };
             if self.sql.makes_item(&target).await? {
                 let found = readings.remove(at);
@@ -487,12 +493,20 @@ impl Handler {
             Decision::Reject(reason) => Err(Ok(reason.clone())),
             Decision::Insert { .. } | Decision::Update { .. } | Decision::Delete { .. } => {
                 let key = item_key(view, &change.keys);
+                let excuse = match &decision {
+                    Decision::Delete { seen } => {
+                        let rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
+                        rejected.excuse(view, &key.to_string(), seen)
+                    }
+                    _ => None,
+                };
                 let target = Target {
                     view,
                     table,
                     key: &key,
                     key_columns: columns,
                     lease: &self.consumer.lease,
+                    excuse,
                 };
                 crate::util::failpoint::delay("writeback.before_apply").await;
                 match self.sql.apply(&target, &decision).await {
@@ -561,6 +575,12 @@ impl Handler {
 
     async fn reject(&self, view: &View, change: &StreamChange, shard: &str, reason: &str) {
         warn!(view = %view.name, sequence = %change.sequence, %reason, "write-back: record rejected (dead letter)");
+        if let (ChangeKind::Modify, Some(old), Some(new)) = (change.kind, &change.old, &change.new)
+        {
+            let key = item_key(view, &change.keys).to_string();
+            let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
+            rejected.note(view, &key, old, new);
+        }
         let letter = DeadLetter {
             view: view.name.clone(),
             key: Some(item_key(view, &change.keys).to_string()),

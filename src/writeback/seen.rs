@@ -73,30 +73,38 @@ fn joined_names(view: &View) -> Vec<&str> {
     names
 }
 
-/// How many items' last states [`Left`] keeps (about 80 bytes each, at most about 5 MB).
+/// How many items' last states [`Left`] keeps (about 80 bytes each, at most about 5 MB), and
+/// how many rejected changes [`Rejected`] keeps (about 100 bytes each).
 pub const LEFT_CAPACITY: usize = 65_536;
 
-/// What write-back's own last statements left in the rows they changed, by item: the hash of
-/// the item the row made just after (see the module's notes). Bounded: the item noted least
-/// recently goes first. Items are known by a hash of their key: two keys of one hash can only
-/// make a delete refused (the item's hash holds its key attributes too). In memory, per
-/// stream consumer: after a restart of rowcast or of the consumer, a delete read right after
-/// its change may be refused.
-#[derive(Debug, Default)]
-pub struct Left {
-    /// Per item: the hash of what it made, and the note's number.
-    by_item: HashMap<u64, (u128, u64)>,
+/// A value per item for the items noted most recently, [`LEFT_CAPACITY`] at most: the item
+/// noted least recently goes first. Items are known by a hash of their key: two keys of one
+/// hash can only make a delete refused (what is kept holds the key attributes too). In
+/// memory, per stream consumer.
+#[derive(Debug)]
+struct Recent<V> {
+    /// Per item: its value, and the note's number.
+    by_item: HashMap<u64, (V, u64)>,
     /// Notes, the oldest first; one whose number is not its item's any more is a stale entry.
     order: VecDeque<(u64, u64)>,
     notes: u64,
 }
 
-impl Left {
-    /// Notes that `item` made `made` after write-back's statement.
-    pub fn note(&mut self, item: &str, made: &Item) {
+impl<V> Default for Recent<V> {
+    fn default() -> Self {
+        Recent {
+            by_item: HashMap::new(),
+            order: VecDeque::new(),
+            notes: 0,
+        }
+    }
+}
+
+impl<V> Recent<V> {
+    fn note(&mut self, item: &str, value: V) {
         let key = key_hash(item);
         self.notes += 1;
-        self.by_item.insert(key, (item_hash(made), self.notes));
+        self.by_item.insert(key, (value, self.notes));
         self.order.push_back((key, self.notes));
         if self.order.len() > 2 * LEFT_CAPACITY {
             // Stale entries out (once per `LEFT_CAPACITY` notes at most).
@@ -113,10 +121,77 @@ impl Left {
         }
     }
 
+    fn get(&self, item: &str) -> Option<&V> {
+        self.by_item.get(&key_hash(item)).map(|(value, _)| value)
+    }
+}
+
+/// What write-back's own last statements left in the rows they changed, by item: the hash of
+/// the item the row made just after (see the module's notes). After a restart of rowcast or
+/// of the consumer, a delete read right after its change may be refused.
+#[derive(Debug, Default)]
+pub struct Left(Recent<u128>);
+
+impl Left {
+    /// Notes that `item` made `made` after write-back's statement.
+    pub fn note(&mut self, item: &str, made: &Item) {
+        self.0.note(item, item_hash(made));
+    }
+
     /// Whether `made` is what write-back's last statement left behind `item`.
     pub fn is_left(&self, item: &str, made: &Item) -> bool {
-        (self.by_item.get(&key_hash(item))).is_some_and(|(hash, _)| *hash == item_hash(made))
+        self.0.get(item) == Some(&item_hash(made))
     }
+}
+
+/// An application's changes of items rowcast wrote that write-back rejected, by item: what the
+/// item showed after the change and before it ([`shown`] of each). The application's DeleteItem
+/// of such an item, read before the item was restored, carries the rejected change, which the
+/// row never had: the delete may remove the row while it makes what the item showed before
+/// that change (the application's own rejected change is not a change of SQL's it never saw).
+/// Before 2026-12-07's seventh stop such a delete was refused (`tests/writeback_safety.rs`,
+/// seen failing). In memory, as [`Left`]: after a restart such a delete is refused again.
+#[derive(Debug, Default)]
+pub struct Rejected(Recent<(u128, u128)>);
+
+impl Rejected {
+    /// Notes a rejected change of `item` from `old` to `new`; only of an item rowcast wrote.
+    pub fn note(&mut self, view: &View, item: &str, old: &Image, new: &Image) {
+        if old.contains_key(VERSION_ATTRIBUTE) {
+            self.0
+                .note(item, (shown_image(view, new), shown_image(view, old)));
+        }
+    }
+
+    /// What the row may make for the application's delete of `item` that showed `seen`: what
+    /// the item showed before a rejected change, when `seen` is what that change left.
+    pub fn excuse(&self, view: &View, item: &str, seen: &Image) -> Option<u128> {
+        let (new, old) = self.0.get(item)?;
+        (shown_image(view, seen) == *new).then_some(*old)
+    }
+}
+
+fn shown_image(view: &View, image: &Image) -> u128 {
+    shown(view, image.iter().map(|(name, attr)| (name.as_str(), attr)))
+}
+
+/// A hash of what an item shows as [`differing`] compares it: its attributes in name order,
+/// values canonical, metadata, joined attributes and NULLs left out.
+pub fn shown<'a>(view: &View, pairs: impl IntoIterator<Item = (&'a str, &'a Attr)>) -> u128 {
+    use sha2::{Digest, Sha256};
+    let joined = joined_names(view);
+    let mut hash = Sha256::new();
+    for (name, value) in pairs {
+        if name.starts_with('_') || joined.contains(&name) || matches!(value, Attr::Null) {
+            continue;
+        }
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+        hash.update(encode_value(value));
+    }
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash.finalize()[..16]);
+    u128::from_le_bytes(first)
 }
 
 fn key_hash(item: &str) -> u64 {
@@ -195,6 +270,32 @@ mod tests {
         assert_eq!(differing(&view, &row, &null), None);
     }
 
+    /// A delete that shows an application's rejected change may remove a row that makes what
+    /// the item showed before that change; nothing else is excused.
+    #[test]
+    fn a_rejected_change_excuses_a_delete_of_what_it_left_only() {
+        let spec = "name = \"v\"\ntable = \"views\"\nsource = \"db.t\"\n[key]\npk = \"ACC#{id}\"\n";
+        let view = crate::config::compile_view(std::path::Path::new("v.toml"), spec).unwrap();
+        let version = ("_version", Attr::N("7".into()));
+        let before = image(&[("pk", s("ACC#1")), ("status", s("open")), version.clone()]);
+        let after = image(&[("pk", s("ACC#1")), ("status", s("bogus")), version.clone()]);
+        let mut rejected = Rejected::default();
+        rejected.note(&view, "t[ACC#1]", &before, &after);
+        let row = made(&[("pk", s("ACC#1")), ("status", s("open"))]);
+        let excuse = rejected.excuse(&view, "t[ACC#1]", &after);
+        assert_eq!(excuse, Some(shown(&view, row.iter())));
+        // The row changed since (SQL's change the application never saw): not excused.
+        let moved = made(&[("pk", s("ACC#1")), ("status", s("frozen"))]);
+        assert_ne!(excuse, Some(shown(&view, moved.iter())));
+        // A delete of another state of the item, or of another item: no excuse.
+        assert_eq!(rejected.excuse(&view, "t[ACC#1]", &before), None);
+        assert_eq!(rejected.excuse(&view, "t[ACC#2]", &after), None);
+        // Of an item rowcast never wrote nothing is noted.
+        let unwritten = image(&[("pk", s("ACC#3")), ("status", s("open"))]);
+        rejected.note(&view, "t[ACC#3]", &unwritten, &after);
+        assert_eq!(rejected.excuse(&view, "t[ACC#3]", &after), None);
+    }
+
     #[test]
     fn what_write_back_left_is_kept_for_a_bounded_number_of_items() {
         let mut left = Left::default();
@@ -216,12 +317,12 @@ mod tests {
             "the least recent goes first"
         );
         assert!(left.is_left("t[ACC#1]", &later));
-        assert_eq!(left.by_item.len(), LEFT_CAPACITY);
+        assert_eq!(left.0.by_item.len(), LEFT_CAPACITY);
         // One item noted again and again: the notes stay bounded.
         for _ in 0..3 * LEFT_CAPACITY {
             left.note("t[ACC#1]", &first);
         }
-        assert!(left.order.len() <= 2 * LEFT_CAPACITY);
+        assert!(left.0.order.len() <= 2 * LEFT_CAPACITY);
         assert!(left.is_left("t[ACC#1]", &first));
         assert!(left.is_left(&format!("t[X#{}]", LEFT_CAPACITY - 2), &first));
     }
