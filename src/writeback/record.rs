@@ -432,6 +432,7 @@ impl Handler {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(reason) => {
+                self.note_rejected(&view, change, &reason);
                 self.reject(&view, change, shard, &reason).await;
                 "rejected"
             }
@@ -496,7 +497,7 @@ impl Handler {
                 let excuse = match &decision {
                     Decision::Delete { seen } => {
                         let rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
-                        rejected.excuse(view, &key.to_string(), seen)
+                        rejected.excuse(&key.to_string(), seen)
                     }
                     _ => None,
                 };
@@ -573,14 +574,22 @@ impl Handler {
         view.name.clone()
     }
 
-    async fn reject(&self, view: &View, change: &StreamChange, shard: &str, reason: &str) {
-        warn!(view = %view.name, sequence = %change.sequence, %reason, "write-back: record rejected (dead letter)");
-        if let (ChangeKind::Modify, Some(old), Some(new)) = (change.kind, &change.old, &change.new)
+    /// Notes an application's change rejected by the inverse mapping or refused by SQL (see
+    /// `seen::Rejected`). Not one whose row was gone: SQL deleted the row the application saw,
+    /// and a row inserted since under its key is not it. Nor one rejected after its retries
+    /// ran out (`reject_by_key`): its statement may have been committed.
+    fn note_rejected(&self, view: &View, change: &StreamChange, reason: &str) {
+        if let (ChangeKind::Modify, Some(old), Some(new), false) =
+            (change.kind, &change.old, &change.new, reason == NO_ROW)
         {
             let key = item_key(view, &change.keys).to_string();
             let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
             rejected.note(view, &key, old, new);
         }
+    }
+
+    async fn reject(&self, view: &View, change: &StreamChange, shard: &str, reason: &str) {
+        warn!(view = %view.name, sequence = %change.sequence, %reason, "write-back: record rejected (dead letter)");
         let letter = DeadLetter {
             view: view.name.clone(),
             key: Some(item_key(view, &change.keys).to_string()),
