@@ -100,8 +100,14 @@ pub fn encode_value(attr: &Attr) -> Vec<u8> {
 /// The item's hash: SHA-256 (first 128 bits) over its attributes in name order, metadata
 /// attributes (`_…`) left out. Key attributes are attributes of the item like any other.
 pub fn item_hash(item: &Item) -> u128 {
+    pairs_hash(item.iter().filter(|(name, _)| !name.starts_with('_')))
+}
+
+/// [`item_hash`] of attributes given in name order, as they are (write-back's delete guard
+/// hashes stream images and items through it, filtered as it compares them).
+pub fn pairs_hash<'a>(pairs: impl Iterator<Item = (&'a str, &'a Attr)>) -> u128 {
     let mut out = Vec::with_capacity(256);
-    for (name, value) in item.iter().filter(|(name, _)| !name.starts_with('_')) {
+    for (name, value) in pairs {
         out.extend_from_slice(&(name.len() as u64).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
         encode_attr(value, &mut out);

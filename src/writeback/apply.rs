@@ -26,7 +26,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Pool, Value};
 
 use super::inverse::{Decision, Image};
-use super::seen::{differing, made_by, shown, Left};
+use super::seen::{differing, made_by, Left, Rejected};
 use crate::control::Lease;
 use crate::error::{Classify, ErrorClass};
 use crate::sql::SqlError as ReadError;
@@ -162,9 +162,6 @@ pub struct Target<'a> {
     pub key_columns: &'a [(String, String)],
     /// Held before every COMMIT (see [`commit`]).
     pub lease: &'a Lease,
-    /// For an application's delete read right after write-back rejected its change of the
-    /// item: what the row may make instead of what the deleted item showed (`seen::Rejected`).
-    pub excuse: Option<u128>,
 }
 
 impl Target<'_> {
@@ -222,6 +219,8 @@ pub struct SqlWriter {
     required: HashMap<String, Vec<String>>,
     /// What this writer's last statements left in their rows (see `seen.rs`).
     left: Left,
+    /// The application's changes rejected lately (see `seen.rs`).
+    rejected: Rejected,
 }
 
 impl SqlWriter {
@@ -254,12 +253,19 @@ impl SqlWriter {
             session,
             required: HashMap::new(),
             left: Left::default(),
+            rejected: Rejected::default(),
         }
     }
 
     /// Forgets what was read of `table` (after a refusal that a schema change may explain).
     pub fn forget(&mut self, table: &SqlTable) {
         self.required.remove(&table.qualified_name());
+    }
+
+    /// Notes an application's change of the item of `key` from `old` to `new` that write-back
+    /// rejected: a delete of the item it left is compared with `old` (see `seen::Rejected`).
+    pub fn note_rejected(&mut self, view: &View, key: &ItemKey, old: &Image, new: &Image) {
+        self.rejected.note(view, &key.to_string(), old, new);
     }
 
     /// Forgets what was read of every table (after a DDL statement).
@@ -327,7 +333,10 @@ impl SqlWriter {
                 }
             }
             Decision::Update { set } => update(&mut conn, target, set, &mut self.left).await,
-            Decision::Delete { seen } => delete(&mut conn, target, seen, &self.left).await,
+            Decision::Delete { seen } => {
+                let memory = (&self.left, &self.rejected);
+                delete(&mut conn, target, seen, memory).await
+            }
             _ => Ok(Applied::Done),
         };
         let failure = match result {
@@ -557,12 +566,13 @@ async fn update_row(
 }
 
 /// The DELETE of the row behind the item, while it makes what the application deleted
-/// (`seen`) or what write-back's own last statement left in it (see `seen.rs`).
+/// (`seen`), what write-back's own last statement left in it, or what the item showed before
+/// the application's rejected change that `seen` carries (see `seen.rs`).
 async fn delete(
     conn: &mut Conn,
     target: &Target<'_>,
     seen: &Image,
-    left: &Left,
+    (left, rejected): (&Left, &Rejected),
 ) -> Result<Applied, Failure> {
     let Some(row) = lock_row(conn, target).await? else {
         return Err(no_row());
@@ -575,8 +585,8 @@ async fn delete(
         ));
     };
     if let Some(name) = differing(target.view, &made, seen) {
-        let excused = || target.excuse == Some(shown(target.view, made.iter()));
-        if !left.is_left(&target.key.to_string(), &made) && !excused() {
+        let item = target.key.to_string();
+        if !left.is_left(&item, &made) && !rejected.excuses(target.view, &item, seen, &made) {
             return Err(Failure::Refused(format!(
                 "the row changed since the item the application deleted was written ({name} differs, or the row was deleted and another inserted under its key): not deleted"
             )));

@@ -86,6 +86,13 @@ pub enum Decision {
 /// The key columns parsed back from an item's key attributes; `None` when the key is not one
 /// of this view's (see [`crate::view::key_values`]).
 pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
+    let (pk, sk) = key_texts(view, keys)?;
+    crate::view::key_values(view, pk, sk)
+}
+
+/// The item's partition and sort key texts under the view's key attribute names; `None` when
+/// one is missing or not a string.
+fn key_texts<'a>(view: &View, keys: &'a Image) -> Option<(&'a str, Option<&'a str>)> {
     let text = |name: &str| match keys.get(name) {
         Some(Attr::S(value)) => Some(value.as_str()),
         _ => None,
@@ -95,7 +102,7 @@ pub fn key_columns(view: &View, keys: &Image) -> Option<Vec<(String, String)>> {
         Some(name) => Some(text(name)?),
         None => None,
     };
-    crate::view::key_values(view, pk, sk)
+    Some((pk, sk))
 }
 
 /// A reading of the item's key other than the shortest, when only such one parses: a value
@@ -246,19 +253,8 @@ fn origin_holds(view: &View, change: &StreamChange) -> bool {
     ) else {
         return !new.contains_key(ORIGIN_ATTRIBUTE) || !new.contains_key(VERSION_ATTRIBUTE);
     };
-    let text = |name: &str| match change.keys.get(name) {
-        Some(Attr::S(value)) => Some(value.as_str()),
-        _ => None,
-    };
-    let Some(pk) = text(&view.key.pk_attribute) else {
+    let Some((pk, sk)) = key_texts(view, &change.keys) else {
         return false;
-    };
-    let sk = match &view.key.sk_attribute {
-        Some(name) => match text(name) {
-            Some(sk) => Some(sk),
-            None => return false,
-        },
-        None => None,
     };
     let expected = number(Some(&crate::dynamo::origin(pk, sk, version)));
     number(Some(origin)).is_some_and(|origin| Some(origin) == expected)

@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -37,7 +37,6 @@ use super::apply::{Applied, SqlError, SqlWriter, Target, NO_ROW};
 use super::inverse::{
     decide, key_columns, longer_reading, typed_readings, ChangeKind, Decision, Image, StreamChange,
 };
-use super::seen::Rejected;
 use super::stream::image_json;
 use super::Consumer;
 use crate::dynamo::{remove_marked, RemovalGuard, VERSION_ATTRIBUTE};
@@ -158,9 +157,6 @@ pub struct Handler {
     /// When each table's schema was last read again because a key fitted none of its types
     /// (see [`Handler::read_again_for_key`]).
     key_rereads: HashMap<crate::view::spec::TableRef, Instant>,
-    /// The application's changes rejected lately (see `seen::Rejected`); behind a lock as
-    /// rejections are made through `&self`.
-    rejected: std::sync::Mutex<Rejected>,
 }
 
 impl Handler {
@@ -175,7 +171,6 @@ impl Handler {
             retry_spell: None,
             ddl_seen: 0,
             key_rereads: HashMap::new(),
-            rejected: std::sync::Mutex::new(Rejected::default()),
         }
     }
 
@@ -467,7 +462,6 @@ impl Handler {
                 key: &key,
                 key_columns: &readings[at],
                 lease: &self.consumer.lease,
-                excuse: None,
             };
             if self.sql.makes_item(&target).await? {
                 let found = readings.remove(at);
@@ -494,20 +488,12 @@ impl Handler {
             Decision::Reject(reason) => Err(Ok(reason.clone())),
             Decision::Insert { .. } | Decision::Update { .. } | Decision::Delete { .. } => {
                 let key = item_key(view, &change.keys);
-                let excuse = match &decision {
-                    Decision::Delete { seen } => {
-                        let rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
-                        rejected.excuse(&key.to_string(), seen)
-                    }
-                    _ => None,
-                };
                 let target = Target {
                     view,
                     table,
                     key: &key,
                     key_columns: columns,
                     lease: &self.consumer.lease,
-                    excuse,
                 };
                 crate::util::failpoint::delay("writeback.before_apply").await;
                 match self.sql.apply(&target, &decision).await {
@@ -578,13 +564,12 @@ impl Handler {
     /// `seen::Rejected`). Not one whose row was gone: SQL deleted the row the application saw,
     /// and a row inserted since under its key is not it. Nor one rejected after its retries
     /// ran out (`reject_by_key`): its statement may have been committed.
-    fn note_rejected(&self, view: &View, change: &StreamChange, reason: &str) {
+    fn note_rejected(&mut self, view: &View, change: &StreamChange, reason: &str) {
         if let (ChangeKind::Modify, Some(old), Some(new), false) =
             (change.kind, &change.old, &change.new, reason == NO_ROW)
         {
-            let key = item_key(view, &change.keys).to_string();
-            let mut rejected = self.rejected.lock().unwrap_or_else(PoisonError::into_inner);
-            rejected.note(view, &key, old, new);
+            let key = item_key(view, &change.keys);
+            self.sql.note_rejected(view, &key, old, new);
         }
     }
 
