@@ -18,6 +18,7 @@
 //! when the projector or the snapshot worker has gone away.
 
 pub mod marks;
+pub mod recent;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::marks::{MarkedBy, Marks};
+use self::recent::{key_hash, Recent};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
@@ -154,6 +156,11 @@ struct Cursor {
     /// An XA COMMIT the reader could not read came while the backfill read under way listed
     /// its transaction: the read is read again rather than merged.
     unread_in_read: bool,
+    /// The keys of the latest changes of tables being backfilled (see `recent`).
+    recent: Recent,
+    /// The tables whose changes go to `recent`, worked out for the backfill progress it holds:
+    /// roots of eager views without joins whose pass is not done.
+    tracked: (Arc<BackfillState>, HashSet<TableRef>),
 }
 
 /// How many of the latest unread XA COMMITs are remembered (see `Cursor::recently_unread`).
@@ -217,6 +224,8 @@ impl Merge {
             undecided_in_read: None,
             recently_unread: std::collections::VecDeque::new(),
             unread_in_read: false,
+            recent: Recent::default(),
+            tracked: (Arc::default(), HashSet::new()),
         };
         cursor.merged_rows = cursor.snapshot_start(cursor.seq);
         let mut hold: Option<Hold> = None;
@@ -421,6 +430,8 @@ impl Merge {
             SourceEvent::XaUnread(xid) => self.xa_unread(&xid, cursor).await,
             SourceEvent::Ddl => {
                 self.tables.clear();
+                // A primary key may have changed: keys noted before are not comparable.
+                cursor.recent.clear();
                 // A key dropped again after the view was rebuilt halts it again.
                 self.marks.forget_unkeyed();
                 self.ddl.fetch_add(1, Ordering::Relaxed);
@@ -754,6 +765,7 @@ impl Merge {
         mut batch: RowBatch,
         cursor: &mut Cursor,
     ) -> Result<(), MergeError> {
+        self.note_recent(&batch.rows, cursor).await;
         if self.marks.is_empty() {
             if let Some(first) = batch.rows.first() {
                 cursor.passed(first);
@@ -829,6 +841,85 @@ impl Merge {
         }
     }
 
+    /// Notes the keys of `changes` of tables being backfilled (see `recent`). A table whose
+    /// primary key cannot be read now is left out: its chunks' rows are then all written.
+    async fn note_recent(&mut self, changes: &[RowChange], cursor: &mut Cursor) {
+        if !Arc::ptr_eq(&cursor.tracked.0, &cursor.backfill) {
+            let tables = (self.views.iter())
+                .filter(|v| v.joins.is_empty())
+                .filter(|v| cursor.backfill.get(&v.name).is_some_and(|p| !p.done))
+                .map(|v| v.source.clone())
+                .collect();
+            cursor.tracked = (cursor.backfill.clone(), tables);
+        }
+        if cursor.tracked.1.is_empty() {
+            return;
+        }
+        for change in changes {
+            if !cursor.tracked.1.contains(&change.table) {
+                continue;
+            }
+            let Ok(table) = self.tables.get(&change.table).await else {
+                continue;
+            };
+            let key_columns = || table.primary_key.iter().map(String::as_str);
+            for row in [&change.before, &change.after].into_iter().flatten() {
+                if let Some(key) = crate::view::join::row_join_key(row, key_columns()) {
+                    cursor
+                        .recent
+                        .push(key_hash(&change.table, &key), change.seq);
+                }
+            }
+        }
+    }
+
+    /// The rows of a backfill chunk that a change the stream delivered since its views' passes
+    /// began supersedes (see `recent`), taken out of `read`: how many. Only where every view of
+    /// the chunk is without joins (a root's change of a view with joins is written by the
+    /// refresh it marks) and past its pass's first chunk (the pass begins after the changes
+    /// before it).
+    async fn drop_superseded(&mut self, read: &mut Read, chunk_rows: u64, cursor: &Cursor) -> u64 {
+        let ReadKind::Backfill { state } = &read.kind else {
+            return 0;
+        };
+        if read.joined.is_some() || cursor.recent.is_empty() {
+            return 0;
+        }
+        let mut since = 0;
+        for name in &read.views {
+            let plain = (self.views.iter()).any(|v| v.name == *name && v.joins.is_empty());
+            let first = state.get(name).is_none_or(|p| p.rows == chunk_rows);
+            let began = cursor.backfill.get(name).and_then(|p| p.since);
+            match began {
+                Some(began) if plain && !first && !cursor.resetting.contains(name) => {
+                    since = since.max(began);
+                }
+                _ => return 0,
+            }
+        }
+        let Ok(table) = self.tables.get(&read.table).await else {
+            return 0;
+        };
+        let key_columns = || table.primary_key.iter().map(String::as_str);
+        let before = read.rows.len();
+        read.rows.retain(|row| {
+            let key = crate::view::join::row_join_key(row, key_columns());
+            let latest = key.and_then(|key| cursor.recent.latest(key_hash(&read.table, &key)));
+            latest.is_none_or(|seq| seq <= since)
+        });
+        let dropped = (before - read.rows.len()) as u64;
+        if dropped > 0 {
+            debug!(table = %read.table, dropped, "backfill rows superseded by changes the stream delivered");
+            for view in &read.views {
+                metrics()
+                    .backfill_superseded
+                    .with_label_values(&[view])
+                    .inc_by(dropped);
+            }
+        }
+        dropped
+    }
+
     /// Merges the held read once the stream has reached its position.
     async fn merge_if_reached(
         &mut self,
@@ -879,8 +970,13 @@ impl Merge {
         fill || writeback || replayed
     }
 
-    async fn merge(&mut self, read: Read, cursor: &mut Cursor) -> Result<(), MergeError> {
+    async fn merge(&mut self, mut read: Read, cursor: &mut Cursor) -> Result<(), MergeError> {
         let guard = self.guarded(&read, cursor);
+        let views = read.views.clone();
+        // Counted and judged before any row is dropped: the pass's progress counts rows read.
+        let chunk_rows = read.rows.len() as u64;
+        let pass_starts = Self::pass_starts(&read, &views, cursor);
+        self.drop_superseded(&mut read, chunk_rows, cursor).await;
         let first_index = SNAPSHOT_INDEX_BASE.saturating_add(cursor.merged_rows);
         let remove = match &read.kind {
             ReadKind::Fill { remove, .. } => remove.as_deref().cloned(),
@@ -891,9 +987,6 @@ impl Merge {
         cursor.merged_rows = cursor
             .merged_rows
             .saturating_add(u32::try_from(versions).unwrap_or(u32::MAX));
-        let views = read.views.clone();
-        let chunk_rows = read.rows.len() as u64;
-        let pass_starts = Self::pass_starts(&read, &views, cursor);
         let rows = SnapshotRows {
             pass_starts,
             table: read.table,

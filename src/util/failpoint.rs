@@ -38,7 +38,9 @@
 //! projected nor written), `restore.clock_behind` (an error: a restore's clock is an hour
 //! behind), `writeback.clock_ahead` (an error: the clock a stream's first start is recorded by
 //! is five minutes ahead), `writeback.foreign_key_patience` (an error: a record a foreign key
-//! refuses waits 2 s instead of a minute).
+//! refuses waits 2 s instead of a minute), `snapshot.position_late` (an error: a consistent
+//! snapshot reports as its position the binlog's end half a second after it began, past the
+//! commits of that half second, which it does not see: what MariaDB does now and then).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
