@@ -492,3 +492,36 @@ async fn a_chunk_that_misses_a_commit_before_its_position_does_not_undo_it() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// A fill on miss read in a snapshot whose reported position is past a commit it does not see
+/// (failpoint `snapshot.position_late`, as for the backfill chunk above): the row's update,
+/// committed while the fill is read, wrote the lazy view's item, and the fill, merged after it
+/// at a later version, wrote the row as it was before the update over it, for good (before
+/// 2026-12-08; seen failing: the item kept `two`). Now a fill whose row changed just before
+/// its read is read again once the change is visible.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fill_that_misses_a_commit_before_its_position_does_not_undo_it() {
+    let env = Env::new("filllate").await;
+    let table = lazy_notes(&env, "(1, 'one'), (2, 'two')").await;
+    let daemon =
+        Arc::new(env.spawn_with(&[("ROWCAST_FAILPOINTS", "snapshot.position_late=error@*")]));
+    daemon.wait_ready().await;
+    let miss = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move { daemon.get("/v1/views/notes/item?pk=N%232").await })
+    };
+    // Committed while the fill's snapshot is read (half a second): the snapshot misses it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    env.sql("UPDATE notes SET body = 'deux' WHERE id = 2").await;
+    let (status, body) = miss.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    env.converge(
+        &table,
+        vec![serde_json::json!({"pk": "N#2", "id": 2, "body": "deux"})],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(metric(&daemon, "rowcast_fills_read_again_total").await >= 1.0);
+    let daemon = Arc::into_inner(daemon).unwrap();
+    assert!(daemon.terminate().success());
+}

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::marks::{MarkedBy, Marks};
-use self::recent::{key_hash, Recent};
+use self::recent::{key_hash, Recent, MAX_FILL_READS_AGAIN, SETTLE};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
@@ -84,6 +84,7 @@ enum Hold {
     Begun {
         after: Position,
         inside: Option<Arc<Position>>,
+        begun: Instant,
     },
     /// Read at `read.position`, waiting for the stream to get there.
     Read { read: Read },
@@ -159,8 +160,13 @@ struct Cursor {
     /// The keys of the latest changes of tables being backfilled (see `recent`).
     recent: Recent,
     /// The tables whose changes go to `recent`, worked out for the backfill progress it holds:
-    /// roots of eager views without joins whose pass is not done.
+    /// roots of eager views without joins whose pass is not done, and roots of views that
+    /// take fills (lazy ones, and any with write-back, which restores).
     tracked: (Arc<BackfillState>, HashSet<TableRef>),
+    /// When the read under way was announced.
+    read_begun: Option<Instant>,
+    /// How many times the fill under way was read again for a change of its row.
+    fill_reads_again: u32,
 }
 
 /// How many of the latest unread XA COMMITs are remembered (see `Cursor::recently_unread`).
@@ -226,6 +232,8 @@ impl Merge {
             unread_in_read: false,
             recent: Recent::default(),
             tracked: (Arc::default(), HashSet::new()),
+            read_begun: None,
+            fill_reads_again: 0,
         };
         cursor.merged_rows = cursor.snapshot_start(cursor.seq);
         let mut hold: Option<Hold> = None;
@@ -278,10 +286,19 @@ impl Merge {
         }
         match (event, hold) {
             (SnapshotEvent::Begin, _) => Ok(Some(Hold::Begun {
+                begun: Instant::now(),
                 after: cursor.resume.clone(),
                 inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
             })),
-            (SnapshotEvent::Read(read), Some(Hold::Begun { after, inside })) => {
+            (
+                SnapshotEvent::Read(read),
+                Some(Hold::Begun {
+                    after,
+                    inside,
+                    begun,
+                }),
+            ) => {
+                cursor.read_begun = Some(begun);
                 // The snapshot missed a commit the stream already passed (written to the
                 // binlog before it was visible): its rows would undo it. So it does when the
                 // stream stands inside a transaction and the snapshot is from before it (not
@@ -845,9 +862,12 @@ impl Merge {
     /// primary key cannot be read now is left out: its chunks' rows are then all written.
     async fn note_recent(&mut self, changes: &[RowChange], cursor: &mut Cursor) {
         if !Arc::ptr_eq(&cursor.tracked.0, &cursor.backfill) {
+            let backfilling = |v: &View| {
+                v.joins.is_empty() && cursor.backfill.get(&v.name).is_some_and(|p| !p.done)
+            };
+            let filled = |v: &View| v.fill == FillMode::Lazy || v.writeback_enabled;
             let tables = (self.views.iter())
-                .filter(|v| v.joins.is_empty())
-                .filter(|v| cursor.backfill.get(&v.name).is_some_and(|p| !p.done))
+                .filter(|v| backfilling(v) || filled(v))
                 .map(|v| v.source.clone())
                 .collect();
             cursor.tracked = (cursor.backfill.clone(), tables);
@@ -855,6 +875,7 @@ impl Merge {
         if cursor.tracked.1.is_empty() {
             return;
         }
+        let now = Instant::now();
         for change in changes {
             if !cursor.tracked.1.contains(&change.table) {
                 continue;
@@ -865,9 +886,7 @@ impl Merge {
             let key_columns = || table.primary_key.iter().map(String::as_str);
             for row in [&change.before, &change.after].into_iter().flatten() {
                 if let Some(key) = crate::view::join::row_join_key(row, key_columns()) {
-                    cursor
-                        .recent
-                        .push(key_hash(&change.table, &key), change.seq);
+                    (cursor.recent).push(key_hash(&change.table, &key), change.seq, now);
                 }
             }
         }
@@ -905,7 +924,7 @@ impl Merge {
         read.rows.retain(|row| {
             let key = crate::view::join::row_join_key(row, key_columns());
             let latest = key.and_then(|key| cursor.recent.latest(key_hash(&read.table, &key)));
-            latest.is_none_or(|seq| seq <= since)
+            latest.is_none_or(|latest| latest.seq <= since)
         });
         let dropped = (before - read.rows.len()) as u64;
         if dropped > 0 {
@@ -918,6 +937,29 @@ impl Merge {
             }
         }
         dropped
+    }
+
+    /// For a fill (also a restore or a repair) whose row changed less than [`SETTLE`] before
+    /// its read was announced, or since: how long to wait before reading it again (see
+    /// `recent`). A fill read again [`MAX_FILL_READS_AGAIN`] times is merged as it is.
+    async fn fill_again(&mut self, read: &Read, cursor: &Cursor) -> Option<std::time::Duration> {
+        if !matches!(read.kind, ReadKind::Fill { .. })
+            || cursor.fill_reads_again >= MAX_FILL_READS_AGAIN
+            || cursor.recent.is_empty()
+        {
+            return None;
+        }
+        let begun = cursor.read_begun?;
+        let table = self.tables.get(&read.table).await.ok()?;
+        let key_columns = || table.primary_key.iter().map(String::as_str);
+        let settled = (read.rows.iter())
+            .filter_map(|row| crate::view::join::row_join_key(row, key_columns()))
+            .filter_map(|key| cursor.recent.latest(key_hash(&read.table, &key)))
+            .map(|latest| latest.at + SETTLE)
+            .filter(|settled| *settled > begun)
+            .max()?;
+        metrics().fills_read_again.inc();
+        Some(settled.saturating_duration_since(Instant::now()))
     }
 
     /// Merges the held read once the stream has reached its position.
@@ -944,6 +986,14 @@ impl Merge {
             self.tell_worker(WorkerMsg::Again).await?;
             return Ok(None);
         }
+        if let Some(pause) = self.fill_again(&read, cursor).await {
+            debug!(table = %read.table, ?pause, "a fill's row changed just before its read: reading it again once the change is visible");
+            cursor.fill_reads_again += 1;
+            drop(read);
+            self.tell_worker(WorkerMsg::AgainAfter(pause)).await?;
+            return Ok(None);
+        }
+        cursor.fill_reads_again = 0;
         crate::util::failpoint::hit("merge.before_merge");
         self.merge(read, cursor).await?;
         self.tell_worker(WorkerMsg::Merged).await?;

@@ -11,6 +11,11 @@
 //! item of the row as it is at P. So a chunk's row whose key is among the recent changes'
 //! (after its views' passes began) is dropped, whether or not the snapshot saw the change.
 //!
+//! A fill on miss (or a write-back restore, a repair) is another matter: its view may be lazy,
+//! whose item a change writes, but which an application or a TTL may remove again, so its row
+//! is not dropped; a fill whose row changed less than [`SETTLE`] before its read began is read
+//! again once that time has passed, when the change is visible.
+//!
 //! Bounded: the keys of the latest [`CAPACITY`] changes, hashed. A change pushed out of them
 //! (more than that many changes since, on a busy server many seconds ago) is long visible to a
 //! snapshot; a key not found only leaves the chunk's row as before.
@@ -18,13 +23,22 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::time::Instant;
 
 use crate::view::join::JoinValue;
 use crate::view::TableRef;
 
-/// Changes remembered: 16 bytes each in the queue, about 40 in the map (1.5–4 MiB). At 30,000
-/// changes a second, two seconds of them.
+/// Changes remembered: 8 bytes each in the queue, about 60 in the map (at most about 5 MiB).
+/// At 30,000 changes a second, two seconds of them.
 pub const CAPACITY: usize = 65_536;
+
+/// How long after a change passed the merge stage a snapshot is taken to see it. The lag seen
+/// (a commit in the binlog, not yet visible) spans a commit or two, milliseconds.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A fill is read again at most this many times for changes of its row (a row that changes
+/// all the time gets a change after the fill soon anyway).
+pub const MAX_FILL_READS_AGAIN: u32 = 2;
 
 /// A row's identity for [`Recent`]: its table and primary key values, hashed. Two different
 /// keys share a hash with odds of one in 2^64 per pair; such a collision would drop a chunk's row
@@ -36,12 +50,22 @@ pub fn key_hash(table: &TableRef, key: &[JoinValue]) -> u64 {
     hasher.finish()
 }
 
-/// The keys of the latest changes, oldest first, and the latest transaction of each.
+/// The keys of the latest changes, oldest first, and the latest of each.
 pub struct Recent {
     capacity: usize,
-    order: VecDeque<(u64, u64)>,
-    /// Key hash → (counter of its latest change's transaction, its changes in `order`).
-    latest: HashMap<u64, (u64, u32)>,
+    order: VecDeque<u64>,
+    latest: HashMap<u64, Latest>,
+}
+
+/// The latest remembered change of a key.
+#[derive(Debug, Clone, Copy)]
+pub struct Latest {
+    /// Counter of its transaction.
+    pub seq: u64,
+    /// When it passed the merge stage.
+    pub at: Instant,
+    /// The key's changes in `order`.
+    count: u32,
 }
 
 impl Default for Recent {
@@ -59,27 +83,32 @@ impl Recent {
         }
     }
 
-    /// A change of the row `key` in transaction `seq` passed (transactions pass in order).
-    pub fn push(&mut self, key: u64, seq: u64) {
+    /// A change of the row `key` in transaction `seq` passed at `at` (transactions pass in
+    /// order).
+    pub fn push(&mut self, key: u64, seq: u64, at: Instant) {
         if self.order.len() == self.capacity {
-            if let Some((old, _)) = self.order.pop_front() {
+            if let Some(old) = self.order.pop_front() {
                 if let Some(entry) = self.latest.get_mut(&old) {
-                    entry.1 -= 1;
-                    if entry.1 == 0 {
+                    entry.count -= 1;
+                    if entry.count == 0 {
                         self.latest.remove(&old);
                     }
                 }
             }
         }
-        self.order.push_back((key, seq));
-        let entry = self.latest.entry(key).or_insert((seq, 0));
-        entry.0 = entry.0.max(seq);
-        entry.1 += 1;
+        self.order.push_back(key);
+        let entry = self
+            .latest
+            .entry(key)
+            .or_insert(Latest { seq, at, count: 0 });
+        entry.seq = entry.seq.max(seq);
+        entry.at = entry.at.max(at);
+        entry.count += 1;
     }
 
-    /// The transaction of the latest remembered change of `key`.
-    pub fn latest(&self, key: u64) -> Option<u64> {
-        self.latest.get(&key).map(|(seq, _)| *seq)
+    /// The latest remembered change of `key`.
+    pub fn latest(&self, key: u64) -> Option<Latest> {
+        self.latest.get(&key).copied()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,20 +138,24 @@ mod tests {
 
     #[test]
     fn the_latest_change_of_a_key_is_found_until_it_is_pushed_out() {
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(5);
         let mut recent = Recent::with_capacity(3);
-        recent.push(key("a", 1), 10);
-        recent.push(key("a", 1), 11);
-        recent.push(key("a", 2), 12);
-        assert_eq!(recent.latest(key("a", 1)), Some(11));
-        assert_eq!(recent.latest(key("b", 1)), None, "another table's row");
+        let seq = |recent: &Recent, table, id| recent.latest(key(table, id)).map(|l| l.seq);
+        recent.push(key("a", 1), 10, t0);
+        recent.push(key("a", 1), 11, t1);
+        recent.push(key("a", 2), 12, t1);
+        assert_eq!(seq(&recent, "a", 1), Some(11));
+        assert_eq!(recent.latest(key("a", 1)).map(|l| l.at), Some(t1));
+        assert_eq!(seq(&recent, "b", 1), None, "another table's row");
         // The first change of key 1 goes; its later one stays.
-        recent.push(key("a", 3), 13);
-        assert_eq!(recent.latest(key("a", 1)), Some(11));
-        recent.push(key("a", 4), 14);
-        assert_eq!(recent.latest(key("a", 1)), None);
-        assert_eq!(recent.latest(key("a", 2)), Some(12));
+        recent.push(key("a", 3), 13, t1);
+        assert_eq!(seq(&recent, "a", 1), Some(11));
+        recent.push(key("a", 4), 14, t1);
+        assert_eq!(seq(&recent, "a", 1), None);
+        assert_eq!(seq(&recent, "a", 2), Some(12));
         recent.clear();
         assert!(recent.is_empty());
-        assert_eq!(recent.latest(key("a", 4)), None);
+        assert_eq!(seq(&recent, "a", 4), None);
     }
 }

@@ -76,6 +76,9 @@ pub enum WorkerMsg {
     /// The last read saw the database before changes the stream had already passed (a commit
     /// written to the binlog before it was visible to snapshots): read it again.
     Again,
+    /// As `Again`, after this pause (a change of the read's row just before it, see
+    /// `merge::recent`).
+    AgainAfter(std::time::Duration),
     /// Read these marked roots of a view with joins again.
     Refresh(RefreshBatch),
     /// Backfill this view again (more keys waited for a refresh than it may hold).

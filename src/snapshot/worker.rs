@@ -163,7 +163,8 @@ struct MergeGone;
 /// How the merge stage answered a read.
 enum Merged {
     Yes,
-    ReadAgain,
+    /// Read again, after this pause.
+    ReadAgain(std::time::Duration),
 }
 
 /// Whether `error` refuses a table or column and such refusals began (`since`) less than
@@ -267,7 +268,7 @@ impl Worker {
 
     fn on_message(&mut self, message: WorkerMsg, queue: &mut Queue) {
         match message {
-            WorkerMsg::Merged | WorkerMsg::Again => {}
+            WorkerMsg::Merged | WorkerMsg::Again | WorkerMsg::AgainAfter(_) => {}
             WorkerMsg::Refresh(batch) => match self.views.iter().find(|v| v.name == batch.view) {
                 Some(view) => queue.refresh = Some(RefreshRead::new(batch, view.clone())),
                 None => warn!(view = %batch.view, "refresh batch of an unknown view"),
@@ -315,14 +316,14 @@ impl Worker {
                     self.done(pending, queue);
                     return Ok(transient);
                 }
-                Merged::ReadAgain => {
+                Merged::ReadAgain(pause) => {
                     if let Pending::Fill(request, _) = pending {
                         fill = Some(request);
                     }
                     // The commit it missed is in the binlog, not yet visible (semi-synchronous
                     // replication waiting for a replica, a slow engine commit): a moment for
                     // it and for the stream, rather than reading again at once.
-                    tokio::time::sleep(READ_AGAIN_PAUSE).await;
+                    tokio::time::sleep(pause).await;
                 }
             }
         }
@@ -525,7 +526,8 @@ impl Worker {
             tokio::select! {
                 message = self.inbox.recv() => match message {
                     Some(WorkerMsg::Merged) => return Ok(Merged::Yes),
-                    Some(WorkerMsg::Again) => return Ok(Merged::ReadAgain),
+                    Some(WorkerMsg::Again) => return Ok(Merged::ReadAgain(READ_AGAIN_PAUSE)),
+                    Some(WorkerMsg::AgainAfter(pause)) => return Ok(Merged::ReadAgain(pause)),
                     Some(message) => self.on_message(message, queue),
                     None => return Err(MergeGone),
                 },
