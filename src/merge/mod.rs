@@ -20,17 +20,17 @@
 pub mod marks;
 pub mod recent;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::marks::{MarkedBy, Marks};
-use self::recent::{key_hash, Recent, MAX_FILL_READS_AGAIN, SETTLE};
+use self::recent::{key_hash, Recent, MAX_READS_AGAIN, SETTLE, UNKEYED_PAUSE};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
@@ -39,8 +39,11 @@ use crate::pipeline::{
     position_before, BackfillState, Barrier, Halt, HaltTarget, Position, Progress, Restart,
     RowBatch, RowChange, SnapshotRows, SourceEvent, StreamEvent, SNAPSHOT_INDEX_BASE,
 };
+use crate::sql::SqlTable;
 use crate::sql::TableCache;
+use crate::view::join::row_join_key;
 use crate::view::spec::{Attributes, FillMode, View};
+use crate::view::Row;
 use crate::view::TableRef;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +87,6 @@ enum Hold {
     Begun {
         after: Position,
         inside: Option<Arc<Position>>,
-        begun: Instant,
     },
     /// Read at `read.position`, waiting for the stream to get there.
     Read { read: Read },
@@ -165,8 +167,10 @@ struct Cursor {
     tracked: (Arc<BackfillState>, HashSet<TableRef>),
     /// When the read under way was announced.
     read_begun: Option<Instant>,
-    /// How many times the fill under way was read again for a change of its row.
-    fill_reads_again: u32,
+    /// How many times the read under way was read again for a change of its rows.
+    reads_again: u32,
+    /// Tables `recent` cannot key (no primary key, or their schema unreadable), and since when.
+    unkeyed: HashMap<TableRef, Instant>,
 }
 
 /// How many of the latest unread XA COMMITs are remembered (see `Cursor::recently_unread`).
@@ -233,7 +237,8 @@ impl Merge {
             recent: Recent::default(),
             tracked: (Arc::default(), HashSet::new()),
             read_begun: None,
-            fill_reads_again: 0,
+            reads_again: 0,
+            unkeyed: HashMap::new(),
         };
         cursor.merged_rows = cursor.snapshot_start(cursor.seq);
         let mut hold: Option<Hold> = None;
@@ -285,20 +290,14 @@ impl Merge {
             return Ok(None);
         }
         match (event, hold) {
-            (SnapshotEvent::Begin, _) => Ok(Some(Hold::Begun {
-                begun: Instant::now(),
-                after: cursor.resume.clone(),
-                inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
-            })),
-            (
-                SnapshotEvent::Read(read),
-                Some(Hold::Begun {
-                    after,
-                    inside,
-                    begun,
-                }),
-            ) => {
-                cursor.read_begun = Some(begun);
+            (SnapshotEvent::Begin, _) => {
+                cursor.read_begun = Some(Instant::now());
+                Ok(Some(Hold::Begun {
+                    after: cursor.resume.clone(),
+                    inside: cursor.transaction.as_ref().map(|(_, first)| first.clone()),
+                }))
+            }
+            (SnapshotEvent::Read(read), Some(Hold::Begun { after, inside })) => {
                 // The snapshot missed a commit the stream already passed (written to the
                 // binlog before it was visible): its rows would undo it. So it does when the
                 // stream stands inside a transaction and the snapshot is from before it (not
@@ -858,8 +857,8 @@ impl Merge {
         }
     }
 
-    /// Notes the keys of `changes` of tables being backfilled (see `recent`). A table whose
-    /// primary key cannot be read now is left out: its chunks' rows are then all written.
+    /// Notes the keys of `changes` of tables being backfilled or filled (see `recent`). A
+    /// change of a key-moving update notes both keys.
     async fn note_recent(&mut self, changes: &[RowChange], cursor: &mut Cursor) {
         if !Arc::ptr_eq(&cursor.tracked.0, &cursor.backfill) {
             let backfilling = |v: &View| {
@@ -880,14 +879,36 @@ impl Merge {
             if !cursor.tracked.1.contains(&change.table) {
                 continue;
             }
-            let Ok(table) = self.tables.get(&change.table).await else {
+            let Some(table) = self.keyed_table(&change.table, cursor).await else {
                 continue;
             };
-            let key_columns = || table.primary_key.iter().map(String::as_str);
-            for row in [&change.before, &change.after].into_iter().flatten() {
-                if let Some(key) = crate::view::join::row_join_key(row, key_columns()) {
-                    (cursor.recent).push(key_hash(&change.table, &key), change.seq, now);
-                }
+            let key_of =
+                |row: &Row| row_join_key(row, table.primary_key.iter().map(String::as_str));
+            let after = change.after.as_ref().and_then(key_of);
+            let before =
+                (change.before.as_ref().and_then(key_of)).filter(|b| after.as_ref() != Some(b));
+            for key in [before, after].into_iter().flatten() {
+                (cursor.recent).push(key_hash(&change.table, &key), change.seq, now);
+            }
+        }
+    }
+
+    /// `table` as SQL has it, if it has a primary key: what `recent` identifies its rows by. A
+    /// table without one, or whose schema cannot be read, is not asked for again for
+    /// [`UNKEYED_PAUSE`] (every change of it would ask).
+    async fn keyed_table(
+        &mut self,
+        table: &TableRef,
+        cursor: &mut Cursor,
+    ) -> Option<Arc<SqlTable>> {
+        if (cursor.unkeyed.get(table)).is_some_and(|at| at.elapsed() < UNKEYED_PAUSE) {
+            return None;
+        }
+        match self.tables.get(table).await {
+            Ok(sql) if !sql.primary_key.is_empty() => Some(sql),
+            _ => {
+                cursor.unkeyed.insert(table.clone(), Instant::now());
+                None
             }
         }
     }
@@ -896,8 +917,14 @@ impl Merge {
     /// began supersedes (see `recent`), taken out of `read`: how many. Only where every view of
     /// the chunk is without joins (a root's change of a view with joins is written by the
     /// refresh it marks) and past its pass's first chunk (the pass begins after the changes
-    /// before it).
-    async fn drop_superseded(&mut self, read: &mut Read, chunk_rows: u64, cursor: &Cursor) -> u64 {
+    /// before it), and where the chunk was read by the primary key `recent`'s keys are of (SQL's
+    /// schema is read as it is now, which may be ahead of the stream).
+    async fn drop_superseded(
+        &mut self,
+        read: &mut Read,
+        chunk_rows: u64,
+        cursor: &mut Cursor,
+    ) -> u64 {
         let ReadKind::Backfill { state } = &read.kind else {
             return 0;
         };
@@ -916,13 +943,16 @@ impl Merge {
                 _ => return 0,
             }
         }
-        let Ok(table) = self.tables.get(&read.table).await else {
+        let Some(table) = self.keyed_table(&read.table, cursor).await else {
             return 0;
         };
+        if table.primary_key != read.key {
+            return 0;
+        }
         let key_columns = || table.primary_key.iter().map(String::as_str);
         let before = read.rows.len();
         read.rows.retain(|row| {
-            let key = crate::view::join::row_join_key(row, key_columns());
+            let key = row_join_key(row, key_columns());
             let latest = key.and_then(|key| cursor.recent.latest(key_hash(&read.table, &key)));
             latest.is_none_or(|latest| latest.seq <= since)
         });
@@ -939,26 +969,37 @@ impl Merge {
         dropped
     }
 
-    /// For a fill (also a restore or a repair) whose row changed less than [`SETTLE`] before
-    /// its read was announced, or since: how long to wait before reading it again (see
-    /// `recent`). A fill read again [`MAX_FILL_READS_AGAIN`] times is merged as it is.
-    async fn fill_again(&mut self, read: &Read, cursor: &Cursor) -> Option<std::time::Duration> {
-        if !matches!(read.kind, ReadKind::Fill { .. })
-            || cursor.fill_reads_again >= MAX_FILL_READS_AGAIN
-            || cursor.recent.is_empty()
-        {
+    /// For a fill (also a restore or a repair), or a pass's first backfill chunk of views
+    /// without joins, a row of which changed less than [`SETTLE`] before the read was announced
+    /// or since: how long to wait before reading it again (see `recent`; a first chunk cannot
+    /// leave rows out, its pass begins after the changes before it). Read again at most
+    /// [`MAX_READS_AGAIN`] times, then merged as it is.
+    async fn read_again(&mut self, read: &Read, cursor: &mut Cursor) -> Option<Duration> {
+        let rows = read.rows.len() as u64;
+        let kind = match &read.kind {
+            ReadKind::Fill { .. } => "fill",
+            ReadKind::Backfill { state }
+                if read.joined.is_none()
+                    && (read.views.iter())
+                        .any(|v| state.get(v).is_some_and(|p| p.rows == rows)) =>
+            {
+                "backfill"
+            }
+            _ => return None,
+        };
+        if cursor.reads_again >= MAX_READS_AGAIN || cursor.recent.is_empty() {
             return None;
         }
         let begun = cursor.read_begun?;
-        let table = self.tables.get(&read.table).await.ok()?;
+        let table = self.keyed_table(&read.table, cursor).await?;
         let key_columns = || table.primary_key.iter().map(String::as_str);
         let settled = (read.rows.iter())
-            .filter_map(|row| crate::view::join::row_join_key(row, key_columns()))
+            .filter_map(|row| row_join_key(row, key_columns()))
             .filter_map(|key| cursor.recent.latest(key_hash(&read.table, &key)))
             .map(|latest| latest.at + SETTLE)
             .filter(|settled| *settled > begun)
             .max()?;
-        metrics().fills_read_again.inc();
+        metrics().reads_again.with_label_values(&[kind]).inc();
         Some(settled.saturating_duration_since(Instant::now()))
     }
 
@@ -986,14 +1027,14 @@ impl Merge {
             self.tell_worker(WorkerMsg::Again).await?;
             return Ok(None);
         }
-        if let Some(pause) = self.fill_again(&read, cursor).await {
-            debug!(table = %read.table, ?pause, "a fill's row changed just before its read: reading it again once the change is visible");
-            cursor.fill_reads_again += 1;
+        if let Some(pause) = self.read_again(&read, cursor).await {
+            debug!(table = %read.table, ?pause, "a row of a fill or a first chunk changed just before its read: reading it again once the change is visible");
+            cursor.reads_again += 1;
             drop(read);
             self.tell_worker(WorkerMsg::AgainAfter(pause)).await?;
             return Ok(None);
         }
-        cursor.fill_reads_again = 0;
+        cursor.reads_again = 0;
         crate::util::failpoint::hit("merge.before_merge");
         self.merge(read, cursor).await?;
         self.tell_worker(WorkerMsg::Merged).await?;

@@ -36,9 +36,13 @@ pub const CAPACITY: usize = 65_536;
 /// (a commit in the binlog, not yet visible) spans a commit or two, milliseconds.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// A fill is read again at most this many times for changes of its row (a row that changes
-/// all the time gets a change after the fill soon anyway).
-pub const MAX_FILL_READS_AGAIN: u32 = 2;
+/// A read is read again at most this many times for changes of its rows (a row that changes
+/// all the time gets a change after the read soon anyway).
+pub const MAX_READS_AGAIN: u32 = 2;
+
+/// How long a table `recent` cannot key (no primary key, its schema unreadable) is left out
+/// before its schema is asked for again.
+pub const UNKEYED_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A row's identity for [`Recent`]: its table and primary key values, hashed. Two different
 /// keys share a hash with odds of one in 2^64 per pair; such a collision would drop a chunk's row

@@ -27,6 +27,9 @@ pub struct Read {
     /// The related rows of each row, for a view with joins (`views` is then that view alone).
     pub joined: Option<Vec<Joined>>,
     pub position: Position,
+    /// The root table's primary key columns as the read found them (it read by them), for a
+    /// backfill chunk and a fill; empty for a refresh.
+    pub key: Vec<String>,
     pub kind: ReadKind,
     /// A backfill chunk holds one of the worker's chunk permits until the projector has handed
     /// its writes to the lanes: the backfill reads no further ahead of the writers than that.

@@ -325,11 +325,13 @@ impl Driver {
             &|_| true,
         )
         .await?;
-        Ok(NextRead::Chunk(Box::new(self.chunk(read))))
+        Ok(NextRead::Chunk(Box::new(
+            self.chunk(read, &sql.primary_key),
+        )))
     }
 
     /// The chunk as a read to merge, with the progress its views will have once it is merged.
-    fn chunk(&self, read: SnapshotRead) -> (Read, ChunkEnd) {
+    fn chunk(&self, read: SnapshotRead, key: &[String]) -> (Read, ChunkEnd) {
         let group = self.groups.front().expect("a chunk was read from it");
         let weight = read_weight(&read.rows, read.joined.as_deref());
         let end = ChunkEnd {
@@ -361,6 +363,7 @@ impl Driver {
             rows: read.rows,
             joined: read.joined,
             position: read.position,
+            key: key.to_vec(),
             kind: ReadKind::Backfill {
                 state: Arc::new(state),
             },

@@ -83,6 +83,7 @@ impl RefreshRead {
             rows: read.rows,
             joined: read.joined,
             position: read.position,
+            key: Vec::new(),
             kind: ReadKind::Refresh { last },
             hold: None,
         };

@@ -435,6 +435,7 @@ impl Worker {
             rows: read.rows,
             joined: read.joined,
             position: read.position,
+            key: table.primary_key.clone(),
             kind: ReadKind::Fill {
                 restore: fill.restore.clone(),
                 remove,
