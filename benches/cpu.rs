@@ -138,6 +138,27 @@ fn benches(c: &mut Criterion) {
             black_box(body.finish())
         })
     });
+    // What the merge stage adds to a row change of a table being backfilled or filled (a lazy
+    // or written-back view's): its primary key read, hashed and noted among the latest changes
+    // (`merge::recent`), here an update in place (one key) into a full ring of 65,536.
+    let table = TableRef {
+        database: "shop".into(),
+        table: "orders".into(),
+    };
+    let mut recent = rowcast::merge::recent::Recent::default();
+    for seq in 0..rowcast::merge::recent::CAPACITY as u64 {
+        recent.push(seq, seq);
+    }
+    let mut seq = 1u64 << 40;
+    let key_columns = ["id".to_string()];
+    group.bench_function("note_recent_change", |b| {
+        b.iter(|| {
+            seq += 1;
+            let key = rowcast::view::join::row_join_key(black_box(&after), ["id"]).expect("a key");
+            let hash = rowcast::merge::recent::key_hash(&table, &key_columns, &key);
+            recent.push(hash, seq);
+        })
+    });
     // The whole CPU path of one row change, as issue 13 goal 3 measures it: both images of the
     // update decoded from binlog values, projected (the key moves: a delete and a put), and the
     // put and the delete written into a BatchWriteItem's body, as the writer sends them.

@@ -460,39 +460,48 @@ async fn a_lazy_view_of_every_column_follows_a_column_added() {
 /// Backfill chunks read in snapshots whose reported binlog position is past a commit that the
 /// snapshot does not see. MariaDB 10.11 does that now and then (a few snapshots in a thousand
 /// taken while commits go on, measured: see `sql/snapshot.rs`); failpoint
-/// `snapshot.position_late` makes every snapshot do it for half a second, so that an update of
+/// `snapshot.position_late` makes every snapshot do it for 1.5 s, so that an update of
 /// every row committed while a chunk is read is one that chunk misses. Before 2026-12-08 that
 /// chunk's rows were written as they were before the update, at a version above the update's,
-/// and stayed so (seen failing: ten items without the update). The first update lands while
-/// the pass's first chunk is read (that chunk is read again: its pass begins after it), the
-/// second while a later one is (its rows the update changed are left out: the stream wrote
-/// them).
+/// and stayed so (seen failing: ten items without the update). The pass is a rebuild
+/// (`rowcast snapshot --view`), which ends with a cleanup. First a row is inserted within the
+/// first chunk's keys while that chunk is read: the stream writes its item, at a version below
+/// the pass's first, and the pass's cleanup removed it for good (seen failing); the first
+/// chunk is read again instead (its pass begins after it, so it cannot leave rows out). Then
+/// every row is updated while a later chunk is read: its rows the update changed are left out
+/// (the stream wrote them).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunk_that_misses_a_commit_before_its_position_does_not_undo_it() {
     let (env, table) = setup("backfilllate", "[backfill]\nchunk_rows = 10\n").await;
     preload(&env, 100).await;
+    // Filled first, then rebuilt by a daemon whose snapshots all report late positions.
+    assert!(env.start().await.terminate().success());
     let daemon = env.spawn_with(&[("ROWCAST_FAILPOINTS", "snapshot.position_late=error@*")]);
-    // The first snapshot is the first chunk's (no other read comes before it).
+    daemon.wait_ready().await;
+    env.snapshot("accounts");
+    // The rebuild's first chunk is this daemon's first snapshot.
     eventually(
         "the first chunk's read",
         Duration::from_secs(30),
         || async { daemon.logged("failpoint snapshot.position_late") >= 1 },
     )
     .await;
-    env.sql("UPDATE accounts SET balance = balance + 1000000")
+    env.sql("INSERT INTO accounts VALUES (0, 3, 7, 'open')")
         .await;
     eventually("two chunks merged", Duration::from_secs(30), || async {
         metric(&daemon, "rowcast_backfill_chunks_total").await >= 2.0
     })
     .await;
-    // Committed while a later chunk is read (each read takes half a second): it misses it.
-    // Not of the first chunk's rows, which it would mend.
-    env.sql("UPDATE accounts SET balance = balance + 1000000 WHERE id > 20")
+    // Committed while a later chunk is read (each read takes 1.5 s): it misses it. Not of the
+    // inserted row, whose item it would make again.
+    env.sql("UPDATE accounts SET balance = balance + 1000000 WHERE id > 0")
         .await;
-    eventually("the backfill to end", Duration::from_secs(60), || async {
-        metric(&daemon, "rowcast_backfill_state{view=\"accounts\"}").await == 2.0
+    eventually("the rebuild to end", Duration::from_secs(60), || async {
+        daemon.logged("backfill done") >= 2
     })
     .await;
+    // The first pass's cleanup (a new view's first pass has one) and the rebuild's.
+    daemon.cleanups_done(2).await;
     env.converge(&table, expected(&env).await, Duration::from_secs(30))
         .await;
     let again = metric(
@@ -501,10 +510,10 @@ async fn a_chunk_that_misses_a_commit_before_its_position_does_not_undo_it() {
     )
     .await;
     assert!(again >= 1.0, "the first chunk read again: {again}");
-    // Rows the second update changed in the chunk that missed it and in every later chunk.
+    // Rows the update changed in the chunk that missed it and in every later chunk.
     let superseded = metric(&daemon, "rowcast_backfill_rows_superseded_total").await;
     assert!(
-        (10.0..=80.0).contains(&superseded),
+        (10.0..=90.0).contains(&superseded),
         "rows the stream's changes superseded: {superseded}"
     );
     assert!(daemon.terminate().success());
@@ -527,8 +536,12 @@ async fn a_fill_that_misses_a_commit_before_its_position_does_not_undo_it() {
         let daemon = daemon.clone();
         tokio::spawn(async move { daemon.get("/v1/views/notes/item?pk=N%232").await })
     };
-    // Committed while the fill's snapshot is read (half a second): the snapshot misses it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Committed while the fill's snapshot is read (1.5 s; the only snapshot of a lazy view's
+    // daemon): the snapshot misses it.
+    eventually("the fill's read", Duration::from_secs(20), || async {
+        daemon.logged("failpoint snapshot.position_late") >= 1
+    })
+    .await;
     env.sql("UPDATE notes SET body = 'deux' WHERE id = 2").await;
     let (status, body) = miss.await.unwrap();
     assert_eq!(status, 200, "{body}");

@@ -342,10 +342,12 @@ impl Merge {
             }
             (SnapshotEvent::Read(_), _) => {
                 warn!("snapshot rows without an announced read; ignored");
+                cursor.reads_again = 0;
                 self.tell_worker(WorkerMsg::Merged).await?;
                 Ok(None)
             }
             (SnapshotEvent::Failed(failure), _) => {
+                cursor.reads_again = 0;
                 if let Some(halt) = self.on_failure(failure, cursor) {
                     self.emit(StreamEvent::Halt(halt)).await?;
                 }
@@ -394,6 +396,12 @@ impl Merge {
         match event {
             SourceEvent::Rows(batch) => self.on_rows(batch, cursor).await,
             SourceEvent::Commit(mut barrier) => {
+                // When it was committed, about: a stream behind the server passes changes
+                // long visible to any snapshot (see `recent`).
+                let now_s = crate::util::now_millis() / 1000;
+                let lag_s = now_s.saturating_sub(u64::from(barrier.commit_ts));
+                let at = Recent::committed_at(Instant::now(), lag_s);
+                cursor.recent.commit(barrier.seq, at);
                 cursor.transaction = None;
                 cursor.commit_ts = Some(barrier.commit_ts);
                 cursor.merged_rows = cursor.snapshot_start(barrier.seq);
@@ -446,8 +454,8 @@ impl Merge {
             SourceEvent::XaUnread(xid) => self.xa_unread(&xid, cursor).await,
             SourceEvent::Ddl => {
                 self.tables.clear();
-                // A primary key may have changed: keys noted before are not comparable.
-                cursor.recent.clear();
+                // A table may have its primary key now (keys noted before name their columns).
+                cursor.unkeyed.clear();
                 // A key dropped again after the view was rebuilt halts it again.
                 self.marks.forget_unkeyed();
                 self.ddl.fetch_add(1, Ordering::Relaxed);
@@ -871,10 +879,16 @@ impl Merge {
                 .collect();
             cursor.tracked = (cursor.backfill.clone(), tables);
         }
+        let mut last: Option<&TableRef> = None;
+        for change in changes {
+            if last != Some(&change.table) {
+                cursor.recent.touch(&change.table, change.seq);
+                last = Some(&change.table);
+            }
+        }
         if cursor.tracked.1.is_empty() {
             return;
         }
-        let now = Instant::now();
         for change in changes {
             if !cursor.tracked.1.contains(&change.table) {
                 continue;
@@ -888,7 +902,8 @@ impl Merge {
             let before =
                 (change.before.as_ref().and_then(key_of)).filter(|b| after.as_ref() != Some(b));
             for key in [before, after].into_iter().flatten() {
-                (cursor.recent).push(key_hash(&change.table, &key), change.seq, now);
+                let hash = key_hash(&change.table, &table.primary_key, &key);
+                cursor.recent.push(hash, change.seq);
             }
         }
     }
@@ -953,8 +968,9 @@ impl Merge {
         let before = read.rows.len();
         read.rows.retain(|row| {
             let key = row_join_key(row, key_columns());
-            let latest = key.and_then(|key| cursor.recent.latest(key_hash(&read.table, &key)));
-            latest.is_none_or(|latest| latest.seq <= since)
+            let hash = key.map(|key| key_hash(&read.table, &table.primary_key, &key));
+            let latest = hash.and_then(|hash| cursor.recent.latest(hash));
+            latest.is_none_or(|seq| seq <= since)
         });
         let dropped = (before - read.rows.len()) as u64;
         if dropped > 0 {
@@ -970,35 +986,47 @@ impl Merge {
     }
 
     /// For a fill (also a restore or a repair), or a pass's first backfill chunk of views
-    /// without joins, a row of which changed less than [`SETTLE`] before the read was announced
-    /// or since: how long to wait before reading it again (see `recent`; a first chunk cannot
-    /// leave rows out, its pass begins after the changes before it). Read again at most
-    /// [`MAX_READS_AGAIN`] times, then merged as it is.
+    /// without joins, that may have missed a change committed less than [`SETTLE`] before the
+    /// read was announced, or since: how long to wait before reading it again (see `recent`).
+    /// A fill, by a change of a row it read; a first chunk, or a repair that found no row, by
+    /// any change of the table (the row a missed insert makes is not among the rows read: its
+    /// item, written at a version below the pass's first, would go at the pass's cleanup; a
+    /// first chunk cannot leave rows out either, its pass begins after the changes before it).
+    /// Read again at most [`MAX_READS_AGAIN`] times, then merged as it is.
     async fn read_again(&mut self, read: &Read, cursor: &mut Cursor) -> Option<Duration> {
         let rows = read.rows.len() as u64;
-        let kind = match &read.kind {
-            ReadKind::Fill { .. } => "fill",
+        let (kind, whole_table) = match &read.kind {
+            ReadKind::Fill { remove, .. } => ("fill", remove.is_some()),
             ReadKind::Backfill { state }
                 if read.joined.is_none()
                     && (read.views.iter())
                         .any(|v| state.get(v).is_some_and(|p| p.rows == rows)) =>
             {
-                "backfill"
+                ("backfill", true)
             }
             _ => return None,
         };
-        if cursor.reads_again >= MAX_READS_AGAIN || cursor.recent.is_empty() {
+        if cursor.reads_again >= MAX_READS_AGAIN {
             return None;
         }
         let begun = cursor.read_begun?;
-        let table = self.keyed_table(&read.table, cursor).await?;
-        let key_columns = || table.primary_key.iter().map(String::as_str);
-        let settled = (read.rows.iter())
-            .filter_map(|row| row_join_key(row, key_columns()))
-            .filter_map(|key| cursor.recent.latest(key_hash(&read.table, &key)))
-            .map(|latest| latest.at + SETTLE)
-            .filter(|settled| *settled > begun)
-            .max()?;
+        let changed = if whole_table {
+            cursor.recent.table_changed(&read.table)?
+        } else {
+            let table = self.keyed_table(&read.table, cursor).await?;
+            let key_columns = || table.primary_key.iter().map(String::as_str);
+            (read.rows.iter())
+                .filter_map(|row| row_join_key(row, key_columns()))
+                .filter_map(|key| {
+                    let hash = key_hash(&read.table, &table.primary_key, &key);
+                    cursor.recent.latest(hash)
+                })
+                .max()?
+        };
+        let settled = cursor.recent.committed(changed)? + SETTLE;
+        if settled <= begun {
+            return None;
+        }
         metrics().reads_again.with_label_values(&[kind]).inc();
         Some(settled.saturating_duration_since(Instant::now()))
     }

@@ -64,7 +64,7 @@ pub async fn begin_snapshot(conn: &mut Conn) -> Result<Position, SqlError> {
         // What MariaDB 10.11 does now and then (see the module's doc), made certain: the
         // position reported is the binlog's end a while after the snapshot began, past commits
         // the snapshot does not see.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         if let Ok(Some(end)) = binlog_end(conn).await {
             return Ok(end);
         }

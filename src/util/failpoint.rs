@@ -39,8 +39,8 @@
 //! behind), `writeback.clock_ahead` (an error: the clock a stream's first start is recorded by
 //! is five minutes ahead), `writeback.foreign_key_patience` (an error: a record a foreign key
 //! refuses waits 2 s instead of a minute), `snapshot.position_late` (an error: a consistent
-//! snapshot reports as its position the binlog's end half a second after it began, past the
-//! commits of that half second, which it does not see: what MariaDB does now and then).
+//! snapshot reports as its position the binlog's end 1.5 s after it began, past the commits
+//! of that time, which it does not see: what MariaDB does now and then).
 
 #[cfg(feature = "failpoints")]
 mod enabled {
