@@ -396,12 +396,9 @@ impl Merge {
         match event {
             SourceEvent::Rows(batch) => self.on_rows(batch, cursor).await,
             SourceEvent::Commit(mut barrier) => {
-                // When it was committed, about: a stream behind the server passes changes
-                // long visible to any snapshot (see `recent`).
-                let now_s = crate::util::now_millis() / 1000;
-                let lag_s = now_s.saturating_sub(u64::from(barrier.commit_ts));
-                let at = Recent::committed_at(Instant::now(), lag_s);
-                cursor.recent.commit(barrier.seq, at);
+                cursor
+                    .recent
+                    .commit_at_server(barrier.seq, barrier.commit_ts);
                 cursor.transaction = None;
                 cursor.commit_ts = Some(barrier.commit_ts);
                 cursor.merged_rows = cursor.snapshot_start(barrier.seq);

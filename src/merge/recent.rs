@@ -99,6 +99,14 @@ impl Recent {
         now.checked_sub(behind).unwrap_or(now)
     }
 
+    /// Transaction `seq`, whose changes passed before, passes now, committed at `commit_ts`
+    /// (seconds since the epoch, by the server's clock): see [`Recent::committed_at`].
+    pub fn commit_at_server(&mut self, seq: u64, commit_ts: u32) {
+        let now_s = crate::util::now_millis() / 1000;
+        let lag_s = now_s.saturating_sub(u64::from(commit_ts));
+        self.commit(seq, Recent::committed_at(Instant::now(), lag_s));
+    }
+
     /// Transaction `seq`, whose changes passed before, was committed at `at`, about.
     pub fn commit(&mut self, seq: u64, at: Instant) {
         if self.commits.len() == self.capacity {
