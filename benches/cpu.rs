@@ -146,8 +146,9 @@ fn benches(c: &mut Criterion) {
         table: "orders".into(),
     };
     let mut recent = rowcast::merge::recent::Recent::default();
+    let now = std::time::Instant::now();
     for seq in 0..rowcast::merge::recent::CAPACITY as u64 {
-        recent.push(seq, seq);
+        recent.push(seq, seq, now);
     }
     let mut seq = 1u64 << 40;
     let key_columns = ["id".to_string()];
@@ -156,7 +157,7 @@ fn benches(c: &mut Criterion) {
             seq += 1;
             let key = rowcast::view::join::row_join_key(black_box(&after), ["id"]).expect("a key");
             let hash = rowcast::merge::recent::key_hash(&table, &key_columns, &key);
-            recent.push(hash, seq);
+            recent.push(hash, seq, now);
         })
     });
     // The whole CPU path of one row change, as issue 13 goal 3 measures it: both images of the

@@ -500,8 +500,14 @@ async fn a_chunk_that_misses_a_commit_before_its_position_does_not_undo_it() {
         daemon.logged("backfill done") >= 2
     })
     .await;
-    // The first pass's cleanup (a new view's first pass has one) and the rebuild's.
-    daemon.cleanups_done(2).await;
+    // The rebuild's cleanup: logged after its end (the first pass's may be logged again by
+    // this daemon, before).
+    eventually("the rebuild's cleanup", Duration::from_secs(30), || async {
+        let log = std::fs::read_to_string(&daemon.log).unwrap_or_default();
+        let rebuilt = log.rfind("backfill done").unwrap_or(log.len());
+        log[rebuilt..].contains("cleanup done")
+    })
+    .await;
     env.converge(&table, expected(&env).await, Duration::from_secs(30))
         .await;
     let again = metric(

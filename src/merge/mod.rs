@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::marks::{MarkedBy, Marks};
-use self::recent::{key_hash, Recent, MAX_READS_AGAIN, SETTLE, UNKEYED_PAUSE};
+use self::recent::{key_hash, Recent, MAX_READS_AGAIN, UNKEYED_PAUSE};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
 use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
@@ -396,9 +396,6 @@ impl Merge {
         match event {
             SourceEvent::Rows(batch) => self.on_rows(batch, cursor).await,
             SourceEvent::Commit(mut barrier) => {
-                cursor
-                    .recent
-                    .commit_at_server(barrier.seq, barrier.commit_ts);
                 cursor.transaction = None;
                 cursor.commit_ts = Some(barrier.commit_ts);
                 cursor.merged_rows = cursor.snapshot_start(barrier.seq);
@@ -876,10 +873,11 @@ impl Merge {
                 .collect();
             cursor.tracked = (cursor.backfill.clone(), tables);
         }
+        let now = Instant::now();
         let mut last: Option<&TableRef> = None;
         for change in changes {
             if last != Some(&change.table) {
-                cursor.recent.touch(&change.table, change.seq);
+                cursor.recent.touch(&change.table, change.seq, now);
                 last = Some(&change.table);
             }
         }
@@ -900,7 +898,7 @@ impl Merge {
                 (change.before.as_ref().and_then(key_of)).filter(|b| after.as_ref() != Some(b));
             for key in [before, after].into_iter().flatten() {
                 let hash = key_hash(&change.table, &table.primary_key, &key);
-                cursor.recent.push(hash, change.seq);
+                cursor.recent.push(hash, change.seq, now);
             }
         }
     }
@@ -967,7 +965,7 @@ impl Merge {
             let key = row_join_key(row, key_columns());
             let hash = key.map(|key| key_hash(&read.table, &table.primary_key, &key));
             let latest = hash.and_then(|hash| cursor.recent.latest(hash));
-            latest.is_none_or(|seq| seq <= since)
+            latest.is_none_or(|latest| latest.seq <= since)
         });
         let dropped = (before - read.rows.len()) as u64;
         if dropped > 0 {
@@ -983,8 +981,9 @@ impl Merge {
     }
 
     /// For a fill (also a restore or a repair), or a pass's first backfill chunk of views
-    /// without joins, that may have missed a change committed less than [`SETTLE`] before the
-    /// read was announced, or since: how long to wait before reading it again (see `recent`).
+    /// without joins, that may have missed a change (`recent::Latest::at_risk`: of the last
+    /// transactions before its position, passed just before it was announced or since): how
+    /// long to wait before reading it again (see `recent`).
     /// A fill, by a change of a row it read; a first chunk, or a repair that found no row, by
     /// any change of the table (the row a missed insert makes is not among the rows read: its
     /// item, written at a version below the pass's first, would go at the pass's cleanup; a
@@ -1007,8 +1006,12 @@ impl Merge {
             return None;
         }
         let begun = cursor.read_begun?;
-        let changed = if whole_table {
-            cursor.recent.table_changed(&read.table)?
+        let last = cursor.seq;
+        let settled = if whole_table {
+            cursor
+                .recent
+                .table_changed(&read.table)?
+                .at_risk(last, begun)?
         } else {
             let table = self.keyed_table(&read.table, cursor).await?;
             let key_columns = || table.primary_key.iter().map(String::as_str);
@@ -1016,14 +1019,10 @@ impl Merge {
                 .filter_map(|row| row_join_key(row, key_columns()))
                 .filter_map(|key| {
                     let hash = key_hash(&read.table, &table.primary_key, &key);
-                    cursor.recent.latest(hash)
+                    cursor.recent.latest(hash)?.at_risk(last, begun)
                 })
                 .max()?
         };
-        let settled = cursor.recent.committed(changed)? + SETTLE;
-        if settled <= begun {
-            return None;
-        }
         metrics().reads_again.with_label_values(&[kind]).inc();
         Some(settled.saturating_duration_since(Instant::now()))
     }

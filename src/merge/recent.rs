@@ -13,9 +13,11 @@
 //!
 //! A fill on miss (or a write-back restore, a repair) is another matter: its view may be lazy,
 //! whose item a change writes, but which an application or a TTL may remove again, so its row
-//! is not dropped; a fill whose row changed less than [`SETTLE`] before its read began (by
-//! when the change was committed, about: a stream behind the server passes old changes) is
-//! read again once that time has passed, when the change is visible. So is a pass's first
+//! is not dropped; a fill whose row changed in one of the last [`AT_RISK_TRANSACTIONS`] before
+//! its position, and less than [`SETTLE`] before its read began (or while it was held), is
+//! read again once that time has passed, when the change is visible. Neither test reads a
+//! clock of the server's: a transaction's time in the binlog is when its statement began,
+//! and a replica keeps its primary's. So is a pass's first
 //! chunk (its pass begins after the changes before it, so it cannot leave rows out) and a
 //! repair that found no row, for a change of any row of their table (a missed insert leaves
 //! no row to tell it by).
@@ -32,14 +34,21 @@ use std::time::{Duration, Instant};
 use crate::view::join::JoinValue;
 use crate::view::TableRef;
 
-/// Changes (keys) and transactions remembered: 8 bytes per key in the queue, about 40 in the
-/// map, 24 per transaction (at most about 6 MiB). At 30,000 changes a second, two seconds of
-/// them.
+/// Changes (keys) remembered: 8 bytes each in the queue, about 50 in the map (at most about
+/// 4 MiB). At 30,000 changes a second, two seconds of them.
 pub const CAPACITY: usize = 65_536;
 
-/// How long after its commit a snapshot is taken to see a change. The lag seen (a commit in
-/// the binlog, not yet visible) spans a commit or two, milliseconds.
+/// How long after it passed the merge stage a change is taken to be visible to a snapshot.
+/// The lag seen (a commit in the binlog, not yet visible) spans a commit or two, milliseconds.
 pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// Only a change of the last this many transactions before a snapshot's position can be one
+/// the snapshot does not see: a commit is visible in InnoDB once its group's engine commit is
+/// done, in binlog order, and only so many can be written to the binlog meanwhile (a group or
+/// two, of at most one transaction per session committing). A change passed by a stream
+/// behind the server is older than that, and its read need not be made again (reasoned, not
+/// measured under lag).
+pub const AT_RISK_TRANSACTIONS: u64 = 1_000;
 
 /// A read is read again at most this many times for changes of its rows (a row that changes
 /// all the time gets a change after the read soon anyway).
@@ -61,16 +70,45 @@ pub fn key_hash(table: &TableRef, columns: &[String], key: &[JoinValue]) -> u64 
     hasher.finish()
 }
 
-/// The keys of the latest changes, oldest first, and the latest transaction of each; the
-/// latest transaction of each table; and when the latest transactions were committed.
+/// The keys of the latest changes, oldest first, and the latest change of each; and the latest
+/// change of each table.
 pub struct Recent {
     capacity: usize,
     order: VecDeque<u64>,
-    /// Key hash → (counter of its latest change's transaction, its changes in `order`).
-    latest: HashMap<u64, (u64, u32)>,
-    tables: HashMap<TableRef, u64>,
-    /// (counter, when committed, about) of the latest transactions, oldest first.
-    commits: VecDeque<(u64, Instant)>,
+    latest: HashMap<u64, Latest>,
+    tables: HashMap<TableRef, Latest>,
+}
+
+/// The latest remembered change of a key or a table.
+#[derive(Debug, Clone, Copy)]
+pub struct Latest {
+    /// Counter of its transaction.
+    pub seq: u64,
+    /// When it passed the merge stage (later than it was committed).
+    pub at: Instant,
+    /// The key's changes in `order`.
+    count: u32,
+}
+
+impl Latest {
+    fn new(seq: u64, at: Instant) -> Latest {
+        Latest { seq, at, count: 0 }
+    }
+
+    fn note(&mut self, seq: u64, at: Instant) {
+        self.seq = self.seq.max(seq);
+        self.at = self.at.max(at);
+    }
+
+    /// Whether the read it concerns, announced at `begun` and at a position after transaction
+    /// `last` (the last before it), may have missed it: it is of one of the last
+    /// [`AT_RISK_TRANSACTIONS`] before that position, and it passed less than [`SETTLE`]
+    /// before the read was announced, or since. `Some` (the time from which it is surely
+    /// visible) when it may.
+    pub fn at_risk(&self, last: u64, begun: Instant) -> Option<Instant> {
+        let settled = self.at + SETTLE;
+        (self.seq.saturating_add(AT_RISK_TRANSACTIONS) > last && settled > begun).then_some(settled)
+    }
 }
 
 impl Default for Recent {
@@ -86,82 +124,46 @@ impl Recent {
             order: VecDeque::new(),
             latest: HashMap::new(),
             tables: HashMap::new(),
-            commits: VecDeque::new(),
         }
     }
 
-    /// When a transaction that passes now was committed, about, its commit `lag_s` whole
-    /// seconds before now by the server's clock: less one second for the rounding. A stream
-    /// far behind the server passes changes long visible to any snapshot; they must not look
-    /// recent.
-    pub fn committed_at(now: Instant, lag_s: u64) -> Instant {
-        let behind = Duration::from_secs(lag_s.saturating_sub(1));
-        now.checked_sub(behind).unwrap_or(now)
-    }
-
-    /// Transaction `seq`, whose changes passed before, passes now, committed at `commit_ts`
-    /// (seconds since the epoch, by the server's clock): see [`Recent::committed_at`].
-    pub fn commit_at_server(&mut self, seq: u64, commit_ts: u32) {
-        let now_s = crate::util::now_millis() / 1000;
-        let lag_s = now_s.saturating_sub(u64::from(commit_ts));
-        self.commit(seq, Recent::committed_at(Instant::now(), lag_s));
-    }
-
-    /// Transaction `seq`, whose changes passed before, was committed at `at`, about.
-    pub fn commit(&mut self, seq: u64, at: Instant) {
-        if self.commits.len() == self.capacity {
-            self.commits.pop_front();
-        }
-        self.commits.push_back((seq, at));
-    }
-
-    /// When transaction `seq` was committed, about: `None` when it is older than those
-    /// remembered (long visible); now when its commit has not passed yet.
-    pub fn committed(&self, seq: u64) -> Option<Instant> {
-        match self.commits.back() {
-            Some((last, _)) if seq <= *last => {}
-            _ => return Some(Instant::now()),
-        }
-        let found = self.commits.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
-        Some(self.commits[found].1)
-    }
-
-    /// A change of `table` in transaction `seq` passed (any table, keyed or not).
-    pub fn touch(&mut self, table: &TableRef, seq: u64) {
+    /// A change of `table` in transaction `seq` passed at `at` (any table, keyed or not).
+    pub fn touch(&mut self, table: &TableRef, seq: u64, at: Instant) {
         match self.tables.get_mut(table) {
-            Some(latest) => *latest = (*latest).max(seq),
+            Some(latest) => latest.note(seq, at),
             None => {
-                self.tables.insert(table.clone(), seq);
+                self.tables.insert(table.clone(), Latest::new(seq, at));
             }
         }
     }
 
-    /// The transaction of `table`'s latest change that passed.
-    pub fn table_changed(&self, table: &TableRef) -> Option<u64> {
+    /// The latest change of `table` that passed.
+    pub fn table_changed(&self, table: &TableRef) -> Option<Latest> {
         self.tables.get(table).copied()
     }
 
-    /// A change of the row `key` in transaction `seq` passed (transactions pass in order).
-    pub fn push(&mut self, key: u64, seq: u64) {
+    /// A change of the row `key` in transaction `seq` passed at `at` (transactions pass in
+    /// order).
+    pub fn push(&mut self, key: u64, seq: u64, at: Instant) {
         if self.order.len() == self.capacity {
             if let Some(old) = self.order.pop_front() {
                 if let Some(entry) = self.latest.get_mut(&old) {
-                    entry.1 -= 1;
-                    if entry.1 == 0 {
+                    entry.count -= 1;
+                    if entry.count == 0 {
                         self.latest.remove(&old);
                     }
                 }
             }
         }
         self.order.push_back(key);
-        let entry = self.latest.entry(key).or_insert((seq, 0));
-        entry.0 = entry.0.max(seq);
-        entry.1 += 1;
+        let entry = self.latest.entry(key).or_insert(Latest::new(seq, at));
+        entry.note(seq, at);
+        entry.count += 1;
     }
 
-    /// The transaction of the latest remembered change of `key`.
-    pub fn latest(&self, key: u64) -> Option<u64> {
-        self.latest.get(&key).map(|(seq, _)| *seq)
+    /// The latest remembered change of `key`.
+    pub fn latest(&self, key: u64) -> Option<Latest> {
+        self.latest.get(&key).copied()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,19 +189,21 @@ mod tests {
 
     #[test]
     fn the_latest_change_of_a_key_is_found_until_it_is_pushed_out() {
+        let t = Instant::now();
         let mut recent = Recent::with_capacity(3);
+        let seq = |recent: &Recent, name, id| recent.latest(key(name, id)).map(|l| l.seq);
         assert!(recent.is_empty());
-        recent.push(key("a", 1), 10);
-        recent.push(key("a", 1), 11);
-        recent.push(key("a", 2), 12);
-        assert_eq!(recent.latest(key("a", 1)), Some(11));
-        assert_eq!(recent.latest(key("b", 1)), None, "another table's row");
+        recent.push(key("a", 1), 10, t);
+        recent.push(key("a", 1), 11, t);
+        recent.push(key("a", 2), 12, t);
+        assert_eq!(seq(&recent, "a", 1), Some(11));
+        assert_eq!(seq(&recent, "b", 1), None, "another table's row");
         // The first change of key 1 goes; its later one stays.
-        recent.push(key("a", 3), 13);
-        assert_eq!(recent.latest(key("a", 1)), Some(11));
-        recent.push(key("a", 4), 14);
-        assert_eq!(recent.latest(key("a", 1)), None);
-        assert_eq!(recent.latest(key("a", 2)), Some(12));
+        recent.push(key("a", 3), 13, t);
+        assert_eq!(seq(&recent, "a", 1), Some(11));
+        recent.push(key("a", 4), 14, t);
+        assert_eq!(seq(&recent, "a", 1), None);
+        assert_eq!(seq(&recent, "a", 2), Some(12));
     }
 
     #[test]
@@ -212,27 +216,34 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_is_known_by_its_commit_until_pushed_out() {
-        let t0 = Instant::now();
-        let mut recent = Recent::with_capacity(2);
-        recent.commit(10, t0);
-        recent.commit(12, t0 + Duration::from_millis(5));
-        assert_eq!(recent.committed(10), Some(t0));
-        assert_eq!(recent.committed(11), None, "no change of it was noted");
-        assert!(recent.committed(13).is_some(), "not committed yet: now");
-        recent.commit(13, t0);
-        assert_eq!(recent.committed(10), None, "older than those remembered");
-        recent.touch(&table("a"), 12);
-        recent.touch(&table("a"), 11);
-        assert_eq!(recent.table_changed(&table("a")), Some(12));
-        assert_eq!(recent.table_changed(&table("b")), None);
-    }
-
-    #[test]
-    fn a_stream_behind_the_server_passes_changes_committed_long_before() {
-        let now = Instant::now() + Duration::from_secs(100);
-        assert_eq!(Recent::committed_at(now, 0), now);
-        assert_eq!(Recent::committed_at(now, 1), now, "a second's rounding");
-        assert_eq!(Recent::committed_at(now, 30), now - Duration::from_secs(29));
+    fn a_change_is_at_risk_only_just_before_the_read_and_its_position() {
+        let begun = Instant::now() + Duration::from_secs(10);
+        let mut recent = Recent::default();
+        recent.touch(&table("a"), 5_000, begun - Duration::from_millis(30));
+        recent.touch(&table("a"), 4_000, begun - Duration::from_secs(5));
+        let latest = recent.table_changed(&table("a")).expect("changed");
+        assert_eq!(latest.seq, 5_000);
+        assert_eq!(
+            latest.at_risk(5_100, begun),
+            Some(begun + Duration::from_millis(70)),
+            "30 ms before the read, 100 transactions before its position"
+        );
+        assert_eq!(
+            latest.at_risk(5_000 + AT_RISK_TRANSACTIONS, begun),
+            None,
+            "too many transactions before the position: long visible (a stream behind)"
+        );
+        let old = Latest::new(5_000, begun - SETTLE);
+        assert_eq!(
+            old.at_risk(5_001, begun),
+            None,
+            "passed long before the read"
+        );
+        let during = Latest::new(5_000, begun + Duration::from_secs(3));
+        assert!(
+            during.at_risk(5_001, begun).is_some(),
+            "passed while the read was held"
+        );
+        assert_eq!(recent.table_changed(&table("b")).map(|l| l.seq), None);
     }
 }
