@@ -155,9 +155,8 @@ fn benches(c: &mut Criterion) {
     group.bench_function("note_recent_change", |b| {
         b.iter(|| {
             seq += 1;
-            let key = rowcast::view::join::row_join_key(black_box(&after), ["id"]).expect("a key");
-            let hash = rowcast::merge::recent::key_hash(&table, &key_columns, &key);
-            recent.push(hash, seq, now);
+            let key = rowcast::merge::recent::row_key(&table, &key_columns, black_box(&after));
+            recent.push(key.expect("a key"), seq, now);
         })
     });
     // The whole CPU path of one row change, as issue 13 goal 3 measures it: both images of the

@@ -30,10 +30,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::marks::{MarkedBy, Marks};
-use self::recent::{key_hash, Recent, MAX_READS_AGAIN, UNKEYED_PAUSE};
+use self::recent::{row_key, Recent, MAX_READS_AGAIN, UNKEYED_PAUSE};
 use crate::error::{chain, Classify, ErrorClass, RetryPolicy};
 use crate::metrics::metrics;
-use crate::pipeline::snapshot::{Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg};
+use crate::pipeline::snapshot::{
+    Read, ReadFailure, ReadKind, SnapshotEvent, WorkerMsg, READ_AGAIN_PAUSE,
+};
 use crate::pipeline::version_of;
 use crate::pipeline::{
     position_before, BackfillState, Barrier, Halt, HaltTarget, Position, Progress, Restart,
@@ -41,7 +43,6 @@ use crate::pipeline::{
 };
 use crate::sql::SqlTable;
 use crate::sql::TableCache;
-use crate::view::join::row_join_key;
 use crate::view::spec::{Attributes, FillMode, View};
 use crate::view::Row;
 use crate::view::TableRef;
@@ -312,7 +313,7 @@ impl Merge {
                     warn!(snapshot = %read.position, passed = %after, inside = inside.is_some(), "snapshot older than the stream; reading it again");
                     // Its chunk permit is free before the worker reads again.
                     drop(read);
-                    self.tell_worker(WorkerMsg::Again).await?;
+                    self.tell_worker(WorkerMsg::Again(READ_AGAIN_PAUSE)).await?;
                     return Ok(None);
                 }
                 // The stream is held from the read's announcement, which the worker sent before
@@ -331,7 +332,7 @@ impl Merge {
                     {
                         debug!("a backfill read lists an XA transaction already committed (not yet in InnoDB when listed): reading it again");
                         drop(read);
-                        self.tell_worker(WorkerMsg::Again).await?;
+                        self.tell_worker(WorkerMsg::Again(READ_AGAIN_PAUSE)).await?;
                         return Ok(None);
                     }
                     cursor.unread_in_read = false;
@@ -891,14 +892,11 @@ impl Merge {
             let Some(table) = self.keyed_table(&change.table, cursor).await else {
                 continue;
             };
-            let key_of =
-                |row: &Row| row_join_key(row, table.primary_key.iter().map(String::as_str));
+            let key_of = |row: &Row| row_key(&change.table, &table.primary_key, row);
             let after = change.after.as_ref().and_then(key_of);
-            let before =
-                (change.before.as_ref().and_then(key_of)).filter(|b| after.as_ref() != Some(b));
+            let before = (change.before.as_ref().and_then(key_of)).filter(|b| after != Some(*b));
             for key in [before, after].into_iter().flatten() {
-                let hash = key_hash(&change.table, &table.primary_key, &key);
-                cursor.recent.push(hash, change.seq, now);
+                cursor.recent.push(key, change.seq, now);
             }
         }
     }
@@ -959,12 +957,10 @@ impl Merge {
         if table.primary_key != read.key {
             return 0;
         }
-        let key_columns = || table.primary_key.iter().map(String::as_str);
         let before = read.rows.len();
         read.rows.retain(|row| {
-            let key = row_join_key(row, key_columns());
-            let hash = key.map(|key| key_hash(&read.table, &table.primary_key, &key));
-            let latest = hash.and_then(|hash| cursor.recent.latest(hash));
+            let key = row_key(&read.table, &table.primary_key, row);
+            let latest = key.and_then(|key| cursor.recent.latest(key));
             latest.is_none_or(|latest| latest.seq <= since)
         });
         let dropped = (before - read.rows.len()) as u64;
@@ -1014,13 +1010,9 @@ impl Merge {
                 .at_risk(last, begun)?
         } else {
             let table = self.keyed_table(&read.table, cursor).await?;
-            let key_columns = || table.primary_key.iter().map(String::as_str);
             (read.rows.iter())
-                .filter_map(|row| row_join_key(row, key_columns()))
-                .filter_map(|key| {
-                    let hash = key_hash(&read.table, &table.primary_key, &key);
-                    cursor.recent.latest(hash)?.at_risk(last, begun)
-                })
+                .filter_map(|row| row_key(&read.table, &table.primary_key, row))
+                .filter_map(|key| cursor.recent.latest(key)?.at_risk(last, begun))
                 .max()?
         };
         metrics().reads_again.with_label_values(&[kind]).inc();
@@ -1048,14 +1040,14 @@ impl Merge {
             debug!("an XA transaction a backfill read listed committed before its position: reading it again");
             cursor.unread_in_read = false;
             drop(read);
-            self.tell_worker(WorkerMsg::Again).await?;
+            self.tell_worker(WorkerMsg::Again(READ_AGAIN_PAUSE)).await?;
             return Ok(None);
         }
         if let Some(pause) = self.read_again(&read, cursor).await {
             debug!(table = %read.table, ?pause, "a row of a fill or a first chunk changed just before its read: reading it again once the change is visible");
             cursor.reads_again += 1;
             drop(read);
-            self.tell_worker(WorkerMsg::AgainAfter(pause)).await?;
+            self.tell_worker(WorkerMsg::Again(pause)).await?;
             return Ok(None);
         }
         cursor.reads_again = 0;

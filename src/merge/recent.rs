@@ -31,7 +31,8 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
-use crate::view::join::JoinValue;
+use crate::view::join::{row_join_key, JoinValue};
+use crate::view::Row;
 use crate::view::TableRef;
 
 /// Changes (keys) remembered: 8 bytes each in the queue, about 50 in the map (at most about
@@ -62,12 +63,19 @@ pub const UNKEYED_PAUSE: Duration = Duration::from_secs(5);
 /// before a DDL changed the key never match rows read by the new one) and their values, hashed.
 /// Two different keys share a hash with odds of one in 2^64 per pair; such a collision would
 /// drop a chunk's row the stream never delivered.
-pub fn key_hash(table: &TableRef, columns: &[String], key: &[JoinValue]) -> u64 {
+fn key_hash(table: &TableRef, columns: &[String], key: &[JoinValue]) -> u64 {
     let mut hasher = DefaultHasher::new();
     table.hash(&mut hasher);
     columns.hash(&mut hasher);
     key.hash(&mut hasher);
     hasher.finish()
+}
+
+/// The identity of `row` of `table` for [`Recent`] by its primary key `columns` (`None` when
+/// the row lacks one of them).
+pub fn row_key(table: &TableRef, columns: &[String], row: &Row) -> Option<u64> {
+    let key = row_join_key(row, columns.iter().map(String::as_str))?;
+    Some(key_hash(table, columns, &key))
 }
 
 /// The keys of the latest changes, oldest first, and the latest change of each; and the latest

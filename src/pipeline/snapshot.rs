@@ -71,17 +71,18 @@ pub struct ReadFailure {
     pub backfill_done: Vec<String>,
 }
 
+/// The pause before a read the merge stage found older than the stream is read again: a moment
+/// for the commit it missed and for the stream.
+pub const READ_AGAIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Merge → snapshot worker.
 #[derive(Debug)]
 pub enum WorkerMsg {
     /// The last read is merged (or given up): the next one may begin.
     Merged,
-    /// The last read saw the database before changes the stream had already passed (a commit
-    /// written to the binlog before it was visible to snapshots): read it again.
-    Again,
-    /// As `Again`, after this pause (a change of the read's row just before it, see
-    /// `merge::recent`).
-    AgainAfter(std::time::Duration),
+    /// The last read may not have seen changes the stream had already passed (a commit written
+    /// to the binlog before it was visible to snapshots): read it again after this pause.
+    Again(std::time::Duration),
     /// Read these marked roots of a view with joins again.
     Refresh(RefreshBatch),
     /// Backfill this view again (more keys waited for a refresh than it may hold).

@@ -31,9 +31,6 @@ use crate::sql::join::read_roots;
 use crate::sql::{keyset_tail, matching_condition, SqlError, TableCache};
 use crate::view::spec::View;
 
-/// Wait before a read the merge stage asked to be read again (see `merge::on_snapshot`).
-const READ_AGAIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
-
 /// Rows a fill (or a repair) reads for one key: a key's columns are usually the primary key.
 const FILL_ROWS: usize = 100;
 
@@ -268,7 +265,7 @@ impl Worker {
 
     fn on_message(&mut self, message: WorkerMsg, queue: &mut Queue) {
         match message {
-            WorkerMsg::Merged | WorkerMsg::Again | WorkerMsg::AgainAfter(_) => {}
+            WorkerMsg::Merged | WorkerMsg::Again(_) => {}
             WorkerMsg::Refresh(batch) => match self.views.iter().find(|v| v.name == batch.view) {
                 Some(view) => queue.refresh = Some(RefreshRead::new(batch, view.clone())),
                 None => warn!(view = %batch.view, "refresh batch of an unknown view"),
@@ -322,7 +319,8 @@ impl Worker {
                     }
                     // The commit it missed is in the binlog, not yet visible (semi-synchronous
                     // replication waiting for a replica, a slow engine commit): a moment for
-                    // it and for the stream, rather than reading again at once.
+                    // it and for the stream, rather than reading again at once (how long: the
+                    // merge stage's call).
                     tokio::time::sleep(pause).await;
                 }
             }
@@ -527,8 +525,7 @@ impl Worker {
             tokio::select! {
                 message = self.inbox.recv() => match message {
                     Some(WorkerMsg::Merged) => return Ok(Merged::Yes),
-                    Some(WorkerMsg::Again) => return Ok(Merged::ReadAgain(READ_AGAIN_PAUSE)),
-                    Some(WorkerMsg::AgainAfter(pause)) => return Ok(Merged::ReadAgain(pause)),
+                    Some(WorkerMsg::Again(pause)) => return Ok(Merged::ReadAgain(pause)),
                     Some(message) => self.on_message(message, queue),
                     None => return Err(MergeGone),
                 },
